@@ -1,0 +1,42 @@
+/* zp_codec: encode and decode zpipe.v1.Message frames.
+ *
+ * Decoding goes through an arena so a whole batch (envelope, tasks and
+ * payload copies) costs a few bump allocations and one reset, not one
+ * malloc/free per field. */
+#ifndef ZP_CODEC_H
+#define ZP_CODEC_H
+
+#include "zp_util.h"
+#include "zpipe.pb-c.h"
+
+#include <stddef.h>
+
+typedef Zpipe__V1__Message zp_message_t;
+
+/* Largest frame any zpipe socket accepts unless configured otherwise. */
+#define ZP_MAX_FRAME_DEFAULT (64u * 1024u * 1024u)
+
+typedef struct zp_arena zp_arena_t;
+
+/* Caller owns the result; NULL on allocation failure. */
+zp_arena_t *zp_arena_new(void);
+/* Frees everything; nulls the caller's pointer. */
+void zp_arena_destroy(zp_arena_t **self_p);
+/* Releases every decoded message at once; keeps one block for reuse. */
+void zp_arena_reset(zp_arena_t *self);
+/* Bytes currently held (for tests and memory accounting). */
+size_t zp_arena_held(const zp_arena_t *self);
+
+/* Decodes one frame. Returns NULL when the frame is longer than max_len,
+ * malformed, or has no kind set. The result is borrowed from arena, valid
+ * until the next zp_arena_reset. */
+zp_message_t *zp_decode(zp_arena_t *arena, const void *data, size_t len,
+                        size_t max_len);
+
+/* Encodes msg into out (out->len is reset first). Returns 0 or -1. */
+int zp_encode(const zp_message_t *msg, zp_buf_t *out);
+
+/* Name of the message's kind, for logs ("task_batch", ...). */
+const char *zp_kind_name(const zp_message_t *msg);
+
+#endif

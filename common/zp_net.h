@@ -1,0 +1,36 @@
+/* zp_net: ZeroMQ socket set-up and framed send/receive of zpipe messages.
+ *
+ * Every socket gets a bounded linger (closing never hangs) and every
+ * receiving socket a ZMQ_MAXMSGSIZE cap, so an oversized peer is cut off
+ * before its frame is buffered. */
+#ifndef ZP_NET_H
+#define ZP_NET_H
+
+#include "zp_codec.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Linger applied to every socket (ms). */
+#define ZP_LINGER_MS 1000
+
+/* Creates a socket of type; binds (bind = true) or connects to endpoint.
+ * Logs and returns NULL on failure, naming the endpoint. */
+void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
+                size_t max_frame);
+
+/* Encodes msg and sends it as one frame, preceded by routing_id when not
+ * NULL (ROUTER sockets). Returns 0, or -1 with errno (EAGAIN when flags has
+ * ZMQ_DONTWAIT and the pipe is full, EHOSTUNREACH for a vanished peer). */
+int zp_send(void *sock, const char *routing_id, size_t routing_len,
+            const zp_message_t *msg, zp_buf_t *scratch, int flags);
+
+
+/* Receives one message into frame (which must be zmq_msg_init'ed by the
+ * caller). With routed = true, first reads the routing id frame. Extra
+ * frames are consumed and make the call return 1 (malformed); 0 is ok;
+ * -1 with errno on error (EAGAIN with ZMQ_DONTWAIT, EINTR on a signal). */
+int zp_recv(void *sock, bool routed, char *routing_id, size_t *routing_len,
+            void *frame, int flags);
+
+#endif

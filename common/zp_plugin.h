@@ -1,0 +1,49 @@
+/* zp_plugin: finding, loading, validating and unloading task plugins.
+ *
+ * A set holds every plugin a process loaded; each is opened with
+ * RTLD_NOW | RTLD_LOCAL and checked against the ABI rules in
+ * <zpipe/plugin.h> before its init runs. A refusal is one line naming the
+ * file and the reason. */
+#ifndef ZP_PLUGIN_H
+#define ZP_PLUGIN_H
+
+#include <zpipe/plugin.h>
+
+#include <stddef.h>
+
+/* One loaded plugin. desc is a zero-padded copy of the plugin's descriptor,
+ * so fields appended after the plugin's minor read as NULL/0. */
+typedef struct {
+    char *path;
+    void *handle;
+    zpipe_plugin_t desc;
+    void *state; /* from init */
+} zp_plugin_t;
+
+typedef struct zp_plugins zp_plugins_t;
+
+/* host is borrowed and must outlive the set. Caller owns the result. */
+zp_plugins_t *zp_plugins_new(const zpipe_host_t *host);
+/* Runs fini on every plugin, closes them; nulls the caller's pointer. */
+void zp_plugins_destroy(zp_plugins_t **self_p);
+
+/* Resolves spec (a path containing '/', or a name looked up as NAME.so on
+ * ZPIPE_PLUGIN_PATH, then beside the binaries, then the install dir).
+ * Caller owns the result; NULL with err set when nothing is found. */
+char *zp_plugin_resolve(const char *spec, char *err, size_t errlen);
+
+/* Resolves, opens, validates and initialises spec. On success returns the
+ * plugin (borrowed from the set). On refusal returns NULL with err holding
+ * "FILE: reason". */
+const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
+                                   char *err, size_t errlen);
+
+/* The plugin named name, or NULL. Borrowed. */
+const zp_plugin_t *zp_plugins_find(const zp_plugins_t *self, const char *name);
+size_t zp_plugins_count(const zp_plugins_t *self);
+const zp_plugin_t *zp_plugins_at(const zp_plugins_t *self, size_t index);
+
+/* Size of zpipe_plugin_t in ABI 1.0, the smallest struct_size accepted. */
+#define ZP_PLUGIN_SIZE_1_0 (offsetof(zpipe_plugin_t, fini) + sizeof(void (*)(void *)))
+
+#endif

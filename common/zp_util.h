@@ -1,0 +1,59 @@
+/* zp_util: small helpers shared by the daemons: clocks, growable buffers,
+ * strict number parsing, JSON text and paths. */
+#ifndef ZP_UTIL_H
+#define ZP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock (Unix µs) and monotonic clock (µs). */
+uint64_t zp_now_us(void);
+uint64_t zp_mono_us(void);
+
+/* Growable byte buffer; zero-initialise, reuse with len = 0. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} zp_buf_t;
+
+/* Makes room for extra more bytes; returns 0 or -1 on allocation failure. */
+int zp_buf_reserve(zp_buf_t *buf, size_t extra);
+int zp_buf_append(zp_buf_t *buf, const void *data, size_t len);
+int zp_buf_append_str(zp_buf_t *buf, const char *s);
+int zp_buf_printf(zp_buf_t *buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Appends data as the inside of a JSON string (no quotes). */
+int zp_buf_append_json(zp_buf_t *buf, const void *data, size_t len);
+int zp_buf_append_base64(zp_buf_t *buf, const void *data, size_t len);
+void zp_buf_free(zp_buf_t *buf);
+
+/* Escapes into a fixed buffer, truncating; always NUL-terminates. */
+void zp_json_escape(char *dst, size_t cap, const char *src, size_t len);
+
+/* True if data is well-formed UTF-8 (no overlongs, no surrogates). */
+bool zp_utf8_valid(const void *data, size_t len);
+
+/* Parses a whole decimal string into [min, max]; returns 0 or -1. */
+int zp_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Directory holding the running executable; caller owns the result. */
+char *zp_exe_dir(void);
+
+/* Joins a and b with one '/'; caller owns the result. */
+char *zp_path_join(const char *a, const char *b);
+
+/* Random lowercase hex id of n bytes of entropy with a prefix; caller owns. */
+char *zp_random_id(const char *prefix, size_t n);
+
+
+
+/* Installs SIGTERM/SIGINT handlers that set a flag (zp_stopping) and
+ * ignores SIGPIPE. parent_pid > 0 also makes zp_stopping true once that
+ * process is gone, so children of a killed supervisor do not linger. */
+void zp_signals_install(long parent_pid);
+bool zp_stopping(void);
+/* The signal that asked us to stop, or 0. */
+int zp_stop_signal(void);
+#endif

@@ -1,0 +1,78 @@
+/* zpipe-sink: options to zp_sink_run. */
+#include "sink.h"
+#include "zp_log.h"
+#include "zp_opts.h"
+#include "zp_util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char s_synopsis[] =
+    "Usage: zpipe-sink [OPTIONS]\n"
+    "Collects results from zpipe workers, writes one record per task and\n"
+    "reports when each job is complete.";
+
+int main(int argc, char **argv)
+{
+    zp_log_init("zpipe-sink");
+    zp_sink_config_t cfg = {
+        .results = "tcp://*:5558",
+        .control = "tcp://*:5559",
+        .publish = "tcp://*:5560",
+        .output = "-",
+        .format = "jsonl",
+        .max_frame = 256u << 20,
+    };
+    uint64_t parent = 0;
+    const zp_opt_t opts[] = {
+        {"results", 'r', ZP_OPT_STR, "ZPIPE_SINK_RESULTS", "ENDPOINT",
+         "bind for worker results, PULL (default tcp://*:5558)", &cfg.results,
+         0, 0, NULL},
+        {"control", 'c', ZP_OPT_STR, "ZPIPE_SINK_CONTROL", "ENDPOINT",
+         "bind for job control and status, ROUTER (default tcp://*:5559)",
+         &cfg.control, 0, 0, NULL},
+        {"publish", 0, ZP_OPT_STR, "ZPIPE_SINK_PUBLISH", "ENDPOINT",
+         "bind PUB for live results, topic = job id; 'none' to disable "
+         "(default tcp://*:5560)",
+         &cfg.publish, 0, 0, NULL},
+        {"output", 'o', ZP_OPT_STR, "ZPIPE_OUTPUT", "FILE",
+         "write records here, - for stdout (default -)", &cfg.output, 0, 0,
+         NULL},
+        {"format", 'f', ZP_OPT_CHOICE, "ZPIPE_FORMAT", "FORMAT",
+         "record format (default jsonl)", &cfg.format, 0, 0, "jsonl|lines"},
+        {"ordered", 0, ZP_OPT_FLAG, "ZPIPE_ORDERED", NULL,
+         "write each job's records in task order", &cfg.ordered, 0, 0, NULL},
+        {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
+         "largest message accepted (default 256 MiB)", &cfg.max_frame, 1024,
+         1u << 30, NULL},
+        {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
+         "exit when this process is gone (set by zpipe run)", &parent, 0,
+         1u << 30, NULL},
+        {0},
+    };
+    char err[512];
+    int first = 0;
+    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
+    case ZP_OPTS_HELP:
+        zp_opts_usage(stdout, s_synopsis, opts);
+        return 0;
+    case ZP_OPTS_VERSION:
+        printf("zpipe-sink %s\n", ZPIPE_VERSION);
+        return 0;
+    case ZP_OPTS_BAD:
+        fprintf(stderr, "zpipe-sink: %s\n", err);
+        zp_opts_usage(stderr, s_synopsis, opts);
+        return 2;
+    case ZP_OPTS_OK:
+        break;
+    }
+    if (first < argc) {
+        fprintf(stderr, "zpipe-sink: unexpected argument '%s'\n", argv[first]);
+        zp_opts_usage(stderr, s_synopsis, opts);
+        return 2;
+    }
+    if (cfg.publish && (!*cfg.publish || !strcmp(cfg.publish, "none")))
+        cfg.publish = NULL;
+    zp_signals_install((long)parent);
+    return zp_sink_run(&cfg);
+}

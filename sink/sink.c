@@ -1,0 +1,598 @@
+/* sink: deduplicates results, writes one record per task, tracks jobs. */
+#define _GNU_SOURCE
+#include "sink.h"
+#include "zp_codec.h"
+#include "zp_log.h"
+#include "zp_net.h"
+#include "zp_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+/* Highest task id accepted before a job is closed; guards the bitmap
+ * against a hostile id. */
+#define S_MAX_OPEN_TASK_ID (1ull << 34)
+#define S_MAX_WAITERS 64
+
+typedef struct {
+    char *id;
+    uint64_t tasks;
+    uint32_t window, max_held;
+} s_wstat_t;
+
+typedef struct {
+    char rid[256];
+    size_t rid_len;
+} s_peer_t;
+
+typedef struct s_job {
+    char *id;
+    int state; /* Zpipe__V1__JobState */
+    uint64_t total, done, succeeded, failed, duplicates, bad;
+    uint64_t first_us, last_us;
+    uint64_t *bits; /* done bitmap, freed once the job is done */
+    size_t n_words;
+    /* Ordered output: records not yet writable, in a ring indexed by
+     * task id relative to next. */
+    uint64_t next;
+    zp_buf_t **ring;
+    size_t ring_cap;
+    s_wstat_t *workers;
+    size_t n_workers;
+    s_peer_t waiters[S_MAX_WAITERS];
+    size_t n_waiters;
+    struct s_job *link;
+} s_job_t;
+
+typedef struct {
+    const zp_sink_config_t *cfg;
+    void *ctx, *results, *control, *pub;
+    FILE *out;
+    bool lines;
+    s_job_t *jobs;
+    zp_arena_t *arena;
+    zp_buf_t rec, scratch;
+    uint64_t bad_messages;
+    bool write_failed;
+} s_sink_t;
+
+static s_job_t *s_job_find(s_sink_t *s, const char *id)
+{
+    for (s_job_t *j = s->jobs; j; j = j->link)
+        if (strcmp(j->id, id) == 0)
+            return j;
+    return NULL;
+}
+
+static s_job_t *s_job_get(s_sink_t *s, const char *id)
+{
+    s_job_t *j = s_job_find(s, id);
+    if (j)
+        return j;
+    j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->id = strdup(id);
+    if (!j->id) {
+        free(j);
+        return NULL;
+    }
+    j->state = ZPIPE__V1__JOB_STATE__JOB_OPEN;
+    j->link = s->jobs;
+    s->jobs = j;
+    return j;
+}
+
+static void s_job_free(s_job_t *j)
+{
+    for (size_t i = 0; i < j->ring_cap; i++)
+        if (j->ring[i]) {
+            zp_buf_free(j->ring[i]);
+            free(j->ring[i]);
+        }
+    free(j->ring);
+    for (size_t i = 0; i < j->n_workers; i++)
+        free(j->workers[i].id);
+    free(j->workers);
+    free(j->bits);
+    free(j->id);
+    free(j);
+}
+
+/* Marks id done; returns 1 if it was new, 0 if a duplicate, -1 on OOM. */
+static int s_job_mark(s_job_t *j, uint64_t id)
+{
+    if (j->state == ZPIPE__V1__JOB_STATE__JOB_DONE)
+        return 0;
+    size_t word = (size_t)(id / 64);
+    if (word >= j->n_words) {
+        size_t n = j->n_words ? j->n_words : 1024;
+        while (n <= word)
+            n *= 2;
+        uint64_t *bits = realloc(j->bits, n * sizeof *bits);
+        if (!bits)
+            return -1;
+        memset(bits + j->n_words, 0, (n - j->n_words) * sizeof *bits);
+        j->bits = bits;
+        j->n_words = n;
+    }
+    uint64_t mask = 1ull << (id % 64);
+    if (j->bits[word] & mask)
+        return 0;
+    j->bits[word] |= mask;
+    return 1;
+}
+
+static void s_write(s_sink_t *s, const void *data, size_t len)
+{
+    if (len && fwrite(data, 1, len, s->out) != len && !s->write_failed) {
+        s->write_failed = true;
+        zp_error("writing %s: %s", s->cfg->output, strerror(errno));
+    }
+}
+
+/* Formats one record into s->rec. */
+static void s_format(s_sink_t *s, const s_job_t *j, const char *worker,
+                     const Zpipe__V1__Result *r)
+{
+    zp_buf_t *b = &s->rec;
+    b->len = 0;
+    bool ok = r->status == ZPIPE__V1__STATUS__STATUS_OK;
+    if (s->lines) {
+        size_t n = r->output.len;
+        if (n && r->output.data[n - 1] == '\n')
+            n--;
+        zp_buf_append(b, r->output.data, n);
+        zp_buf_append(b, "\n", 1);
+        return;
+    }
+    zp_buf_append_str(b, "{\"job\":\"");
+    zp_buf_append_json(b, j->id, strlen(j->id));
+    zp_buf_printf(b, "\",\"task\":%llu,\"status\":\"%s\",",
+                  (unsigned long long)r->task_id, ok ? "ok" : "failed");
+    if (zp_utf8_valid(r->output.data, r->output.len)) {
+        zp_buf_append_str(b, "\"output\":\"");
+        zp_buf_append_json(b, r->output.data, r->output.len);
+    } else {
+        zp_buf_append_str(b, "\"output_b64\":\"");
+        zp_buf_append_base64(b, r->output.data, r->output.len);
+    }
+    zp_buf_append_str(b, "\",");
+    if (!ok) {
+        const char *cause = r->cause && *r->cause ? r->cause : "plugin_error";
+        const char *err = r->error ? r->error : "";
+        zp_buf_append_str(b, "\"cause\":\"");
+        zp_buf_append_json(b, cause, strlen(cause));
+        zp_buf_append_str(b, "\",\"error\":\"");
+        zp_buf_append_json(b, err, strlen(err));
+        zp_buf_printf(b, "\",\"retryable\":%s,", r->retryable ? "true" : "false");
+    }
+    zp_buf_printf(b, "\"attempts\":%u,\"worker\":\"", r->attempt ? r->attempt : 1);
+    zp_buf_append_json(b, worker, strlen(worker));
+    zp_buf_printf(b, "\",\"elapsed_us\":%llu}\n", (unsigned long long)r->elapsed_us);
+}
+
+/* Ordered mode: park the record until every lower id is written. */
+static int s_park(s_job_t *j, uint64_t id, const zp_buf_t *rec)
+{
+    uint64_t off = id - j->next;
+    if (off >= j->ring_cap) {
+        size_t cap = j->ring_cap ? j->ring_cap : 1024;
+        while (cap <= off)
+            cap *= 2;
+        zp_buf_t **ring = calloc(cap, sizeof *ring);
+        if (!ring)
+            return -1;
+        for (size_t i = 0; i < j->ring_cap; i++) {
+            uint64_t tid = j->next + i;
+            zp_buf_t *p = j->ring[tid % j->ring_cap];
+            ring[tid % cap] = p;
+        }
+        free(j->ring);
+        j->ring = ring;
+        j->ring_cap = cap;
+    }
+    zp_buf_t *copy = calloc(1, sizeof *copy);
+    if (!copy || zp_buf_append(copy, rec->data, rec->len) < 0) {
+        free(copy);
+        return -1;
+    }
+    j->ring[id % j->ring_cap] = copy;
+    return 0;
+}
+
+static void s_drain_ordered(s_sink_t *s, s_job_t *j)
+{
+    while (j->ring_cap) {
+        zp_buf_t **slot = &j->ring[j->next % j->ring_cap];
+        if (!*slot)
+            break;
+        s_write(s, (*slot)->data, (*slot)->len);
+        zp_buf_free(*slot);
+        free(*slot);
+        *slot = NULL;
+        j->next++;
+    }
+}
+
+static void s_wstat(s_job_t *j, const Zpipe__V1__ResultBatch *b, size_t fresh)
+{
+    const char *wid = b->worker_id ? b->worker_id : "";
+    s_wstat_t *w = NULL;
+    for (size_t i = 0; i < j->n_workers; i++)
+        if (strcmp(j->workers[i].id, wid) == 0)
+            w = &j->workers[i];
+    if (!w) {
+        s_wstat_t *ws = realloc(j->workers, (j->n_workers + 1) * sizeof *ws);
+        if (!ws)
+            return;
+        j->workers = ws;
+        w = &ws[j->n_workers];
+        memset(w, 0, sizeof *w);
+        w->id = strdup(wid);
+        if (!w->id)
+            return;
+        j->n_workers++;
+    }
+    w->tasks += fresh;
+    w->window = b->window;
+    if (b->max_held > w->max_held)
+        w->max_held = b->max_held;
+}
+
+static void s_send_status(s_sink_t *s, const s_job_t *j, const char *job_id,
+                          const char *rid, size_t rid_len)
+{
+    Zpipe__V1__JobStatus st = ZPIPE__V1__JOB_STATUS__INIT;
+    Zpipe__V1__WorkerStats ws[64], *wp[64];
+    st.job_id = (char *)job_id;
+    if (j) {
+        st.state = j->state;
+        st.total = j->total;
+        st.done = j->done;
+        st.succeeded = j->succeeded;
+        st.failed = j->failed;
+        st.duplicates = j->duplicates;
+        st.bad_messages = s->bad_messages;
+        st.first_result_us = j->first_us;
+        st.last_result_us = j->last_us;
+        size_t n = j->n_workers < 64 ? j->n_workers : 64;
+        for (size_t i = 0; i < n; i++) {
+            zpipe__v1__worker_stats__init(&ws[i]);
+            ws[i].worker_id = j->workers[i].id;
+            ws[i].tasks_done = j->workers[i].tasks;
+            ws[i].window = j->workers[i].window;
+            ws[i].max_held = j->workers[i].max_held;
+            wp[i] = &ws[i];
+        }
+        st.workers = wp;
+        st.n_workers = n;
+    }
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_STATUS;
+    m.job_status = &st;
+    if (zp_send(s->control, rid, rid_len, &m, &s->scratch, ZMQ_DONTWAIT) < 0)
+        zp_debug("status for job %s: peer gone (%s)", job_id, zmq_strerror(errno));
+}
+
+static void s_check_done(s_sink_t *s, s_job_t *j)
+{
+    if (j->state != ZPIPE__V1__JOB_STATE__JOB_CLOSED || j->done < j->total)
+        return;
+    if (s->cfg->ordered)
+        s_drain_ordered(s, j);
+    if (fflush(s->out) != 0 && !s->write_failed) {
+        s->write_failed = true;
+        zp_error("writing %s: %s", s->cfg->output, strerror(errno));
+    }
+    j->state = ZPIPE__V1__JOB_STATE__JOB_DONE;
+    free(j->bits);
+    j->bits = NULL;
+    j->n_words = 0;
+    zp_info("job %s done: %llu tasks, %llu succeeded, %llu failed, "
+            "%llu duplicates dropped, %llu bad messages",
+            j->id, (unsigned long long)j->total,
+            (unsigned long long)j->succeeded, (unsigned long long)j->failed,
+            (unsigned long long)j->duplicates,
+            (unsigned long long)s->bad_messages);
+    for (size_t i = 0; i < j->n_waiters; i++)
+        s_send_status(s, j, j->id, j->waiters[i].rid, j->waiters[i].rid_len);
+    j->n_waiters = 0;
+}
+
+static void s_add_waiter(s_job_t *j, const char *rid, size_t rid_len)
+{
+    for (size_t i = 0; i < j->n_waiters; i++)
+        if (j->waiters[i].rid_len == rid_len &&
+            memcmp(j->waiters[i].rid, rid, rid_len) == 0)
+            return;
+    if (j->n_waiters == S_MAX_WAITERS) {
+        zp_warn("job %s: more than %d waiters; dropping the oldest", j->id,
+                S_MAX_WAITERS);
+        memmove(j->waiters, j->waiters + 1,
+                (S_MAX_WAITERS - 1) * sizeof j->waiters[0]);
+        j->n_waiters--;
+    }
+    memcpy(j->waiters[j->n_waiters].rid, rid, rid_len);
+    j->waiters[j->n_waiters].rid_len = rid_len;
+    j->n_waiters++;
+}
+
+static void s_bad(s_sink_t *s, const char *socket, const char *why, size_t len)
+{
+    s->bad_messages++;
+    /* Rate-limit: the first ten, then every 1000th. */
+    if (s->bad_messages <= 10 || s->bad_messages % 1000 == 0)
+        zp_warn("dropped %s on %s (%zu bytes); %llu bad messages so far", why,
+                socket, len, (unsigned long long)s->bad_messages);
+}
+
+static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
+{
+    size_t len = zmq_msg_size(frame);
+    zp_arena_reset(s->arena);
+    zp_message_t *m =
+        zp_decode(s->arena, zmq_msg_data(frame), len, s->cfg->max_frame);
+    if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH) {
+        s_bad(s, s->cfg->results, m ? "a non-result message" : "a malformed frame", len);
+        return;
+    }
+    Zpipe__V1__ResultBatch *b = m->result_batch;
+    if (!b->job_id || !*b->job_id) {
+        s_bad(s, s->cfg->results, "a result batch without job id", len);
+        return;
+    }
+    s_job_t *j = s_job_get(s, b->job_id);
+    if (!j) {
+        zp_error("out of memory tracking job %s", b->job_id);
+        return;
+    }
+    uint64_t now = zp_now_us();
+    if (!j->first_us)
+        j->first_us = now;
+    j->last_us = now;
+    size_t fresh = 0;
+    const char *worker = b->worker_id ? b->worker_id : "";
+    for (size_t i = 0; i < b->n_results; i++) {
+        Zpipe__V1__Result *r = b->results[i];
+        bool closed = j->state != ZPIPE__V1__JOB_STATE__JOB_OPEN;
+        if ((closed && r->task_id >= j->total && j->state != ZPIPE__V1__JOB_STATE__JOB_DONE) ||
+            (!closed && r->task_id >= S_MAX_OPEN_TASK_ID)) {
+            j->bad++;
+            s_bad(s, s->cfg->results, "a result with a task id out of range", len);
+            continue;
+        }
+        int mark = s_job_mark(j, r->task_id);
+        if (mark < 0) {
+            zp_error("out of memory marking job %s task %llu", j->id,
+                     (unsigned long long)r->task_id);
+            continue;
+        }
+        if (mark == 0) {
+            j->duplicates++;
+            continue;
+        }
+        fresh++;
+        j->done++;
+        if (r->status == ZPIPE__V1__STATUS__STATUS_OK)
+            j->succeeded++;
+        else
+            j->failed++;
+        s_format(s, j, worker, r);
+        if (!s->cfg->ordered)
+            s_write(s, s->rec.data, s->rec.len);
+        else if (r->task_id == j->next) {
+            s_write(s, s->rec.data, s->rec.len);
+            j->next++;
+            s_drain_ordered(s, j);
+        } else if (s_park(j, r->task_id, &s->rec) < 0)
+            zp_error("out of memory holding job %s task %llu for ordering",
+                     j->id, (unsigned long long)r->task_id);
+    }
+    s_wstat(j, b, fresh);
+    if (s->pub) {
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, frame);
+        if (zmq_send(s->pub, b->job_id, strlen(b->job_id),
+                     ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+            zmq_msg_send(&copy, s->pub, ZMQ_DONTWAIT);
+        zmq_msg_close(&copy);
+    }
+    s_check_done(s, j);
+}
+
+static void s_ack(s_sink_t *s, const char *rid, size_t rid_len,
+                  const char *job, bool ok, const char *error)
+{
+    Zpipe__V1__Ack a = ZPIPE__V1__ACK__INIT;
+    a.job_id = (char *)job;
+    a.ok = ok;
+    a.error = (char *)(error ? error : "");
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_ACK;
+    m.ack = &a;
+    if (zp_send(s->control, rid, rid_len, &m, &s->scratch, ZMQ_DONTWAIT) < 0)
+        zp_debug("ack for job %s: peer gone (%s)", job, zmq_strerror(errno));
+}
+
+static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
+                         zmq_msg_t *frame)
+{
+    size_t len = zmq_msg_size(frame);
+    zp_arena_reset(s->arena);
+    zp_message_t *m =
+        zp_decode(s->arena, zmq_msg_data(frame), len, s->cfg->max_frame);
+    if (!m) {
+        s_bad(s, s->cfg->control, "a malformed frame", len);
+        return;
+    }
+    switch (m->kind_case) {
+    case ZPIPE__V1__MESSAGE__KIND_JOB_OPEN: {
+        const char *id = m->job_open->job_id;
+        if (!id || !*id) {
+            s_ack(s, rid, rid_len, "", false, "job_open without job_id");
+            s_bad(s, s->cfg->control, "a job_open without job id", len);
+            return;
+        }
+        bool is_new = s_job_find(s, id) == NULL;
+        s_job_t *j = s_job_get(s, id);
+        if (!j) {
+            s_ack(s, rid, rid_len, id, false, "out of memory");
+            return;
+        }
+        s_add_waiter(j, rid, rid_len);
+        if (is_new)
+            zp_info("job %s opened (plugin %s)", id,
+                    m->job_open->plugin ? m->job_open->plugin : "?");
+        s_ack(s, rid, rid_len, id, true, NULL);
+        return;
+    }
+    case ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE: {
+        const char *id = m->job_close->job_id;
+        s_job_t *j = id && *id ? s_job_get(s, id) : NULL;
+        if (!j) {
+            s_ack(s, rid, rid_len, id ? id : "", false, "job_close without job_id");
+            s_bad(s, s->cfg->control, "a job_close without job id", len);
+            return;
+        }
+        uint64_t total = m->job_close->total;
+        if (j->state != ZPIPE__V1__JOB_STATE__JOB_OPEN) {
+            bool same = j->total == total;
+            s_ack(s, rid, rid_len, id, same, same ? NULL : "job already closed with another total");
+            return;
+        }
+        if (j->done > total) {
+            s_ack(s, rid, rid_len, id, false, "more results than the total");
+            return;
+        }
+        j->total = total;
+        j->state = ZPIPE__V1__JOB_STATE__JOB_CLOSED;
+        zp_info("job %s closed with %llu tasks", id, (unsigned long long)total);
+        s_add_waiter(j, rid, rid_len);
+        s_ack(s, rid, rid_len, id, true, NULL);
+        s_check_done(s, j);
+        return;
+    }
+    case ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST: {
+        const char *id = m->status_request->job_id ? m->status_request->job_id : "";
+        s_job_t *j = s_job_find(s, id);
+        s_send_status(s, j, id, rid, rid_len);
+        if (j && m->status_request->wait &&
+            j->state != ZPIPE__V1__JOB_STATE__JOB_DONE)
+            s_add_waiter(j, rid, rid_len);
+        return;
+    }
+    default:
+        s_bad(s, s->cfg->control, "an unexpected message kind", len);
+    }
+}
+
+static void *s_bind(s_sink_t *s, int type, const char *endpoint)
+{
+    return zp_socket(s->ctx, type, endpoint, true,
+                     type == ZMQ_PUB ? 0 : s->cfg->max_frame);
+}
+
+int zp_sink_run(const zp_sink_config_t *cfg)
+{
+    s_sink_t s = {.cfg = cfg};
+    int rc = 3;
+    s.lines = strcmp(cfg->format, "lines") == 0;
+    s.arena = zp_arena_new();
+    if (!s.arena)
+        return 3;
+    if (strcmp(cfg->output, "-") == 0)
+        s.out = stdout;
+    else {
+        s.out = fopen(cfg->output, "w");
+        if (!s.out) {
+            zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
+            goto fail_arena;
+        }
+    }
+    setvbuf(s.out, NULL, _IOFBF, 1 << 20);
+
+    s.ctx = zmq_ctx_new();
+    if (!s.ctx)
+        goto fail_out;
+    s.results = s_bind(&s, ZMQ_PULL, cfg->results);
+    s.control = s.results ? s_bind(&s, ZMQ_ROUTER, cfg->control) : NULL;
+    if (!s.results || !s.control)
+        goto fail_ctx;
+    if (cfg->publish && *cfg->publish) {
+        s.pub = s_bind(&s, ZMQ_PUB, cfg->publish);
+        if (!s.pub)
+            goto fail_ctx;
+    }
+    zp_info("sink ready: results %s, control %s, publish %s, output %s (%s%s)",
+            cfg->results, cfg->control,
+            cfg->publish && *cfg->publish ? cfg->publish : "off", cfg->output,
+            cfg->format, cfg->ordered ? ", ordered" : "");
+
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    char rid[256];
+    size_t rid_len = 0;
+    while (!zp_stopping() && !s.write_failed) {
+        zmq_pollitem_t items[] = {{s.results, 0, ZMQ_POLLIN, 0},
+                                  {s.control, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 2, 200);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            zp_error("poll: %s", zmq_strerror(errno));
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            for (int k = 0; k < 256; k++) {
+                int r = zp_recv(s.results, false, NULL, NULL, &frame, ZMQ_DONTWAIT);
+                if (r < 0)
+                    break;
+                if (r > 0)
+                    s_bad(&s, cfg->results, "a multi-frame message", zmq_msg_size(&frame));
+                else
+                    s_on_results(&s, &frame);
+            }
+        if (items[1].revents & ZMQ_POLLIN)
+            for (int k = 0; k < 64; k++) {
+                int r = zp_recv(s.control, true, rid, &rid_len, &frame, ZMQ_DONTWAIT);
+                if (r < 0)
+                    break;
+                if (r > 0)
+                    s_bad(&s, cfg->control, "a message of the wrong shape", 0);
+                else
+                    s_on_control(&s, rid, rid_len, &frame);
+            }
+    }
+    zmq_msg_close(&frame);
+    if (fflush(s.out) != 0)
+        s.write_failed = true;
+    rc = s.write_failed ? 3 : 0;
+    zp_info("sink stopping: %llu bad messages", (unsigned long long)s.bad_messages);
+
+fail_ctx:
+    if (s.results)
+        zmq_close(s.results);
+    if (s.control)
+        zmq_close(s.control);
+    if (s.pub)
+        zmq_close(s.pub);
+    zmq_ctx_term(s.ctx);
+fail_out:
+    if (s.out != stdout)
+        fclose(s.out);
+fail_arena:
+    while (s.jobs) {
+        s_job_t *next = s.jobs->link;
+        s_job_free(s.jobs);
+        s.jobs = next;
+    }
+    zp_arena_destroy(&s.arena);
+    zp_buf_free(&s.rec);
+    zp_buf_free(&s.scratch);
+    return rc;
+}

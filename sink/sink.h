@@ -1,0 +1,31 @@
+/* sink: the zpipe sink daemon's logic (main.c only parses options).
+ *
+ * The sink binds three sockets: a PULL for result batches from workers, a
+ * ROUTER for job control and status (JobOpen, JobClose, StatusRequest), and
+ * an optional PUB that republishes every result batch with its job id as
+ * topic. It writes exactly one record per task (duplicates are counted and
+ * dropped), knows a job is complete when it has a record for every task id
+ * below the total given by JobClose, and then tells whoever opened or waits
+ * on the job. */
+#ifndef ZP_SINK_H
+#define ZP_SINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *results;  /* bind, PULL */
+    const char *control;  /* bind, ROUTER */
+    const char *publish;  /* bind, PUB; NULL or "" = none */
+    const char *output;   /* path, "-" = stdout */
+    const char *format;   /* "jsonl" or "lines" */
+    bool ordered;         /* restore task id order per job */
+    uint64_t max_frame;
+    long parent_pid;
+} zp_sink_config_t;
+
+/* Runs until SIGTERM/SIGINT. Returns 0 on a clean stop, 3 when set-up
+ * failed or output could not be written. */
+int zp_sink_run(const zp_sink_config_t *cfg);
+
+#endif

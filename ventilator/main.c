@@ -1,0 +1,94 @@
+/* zpipe-ventilator: options to zp_ventilator_run. */
+#include "ventilator.h"
+#include "zp_log.h"
+#include "zp_opts.h"
+#include "zp_util.h"
+
+#include <stdio.h>
+
+static const char s_synopsis[] =
+    "Usage: zpipe-ventilator [OPTIONS] --plugin NAME [--input FILE]\n"
+    "Reads tasks (one per input line), opens a job at the sink and dispatches\n"
+    "the tasks to connected workers. Exits when the sink reports the job done:\n"
+    "0 if every task succeeded, 1 if some failed, 3 on error, 4 if stopped.";
+
+int main(int argc, char **argv)
+{
+    zp_log_init("zpipe-ventilator");
+    zp_ventilator_config_t cfg = {
+        .dispatch_endpoint = "tcp://*:5557",
+        .sink_control = "tcp://localhost:5559",
+        .dispatch = "credit",
+        .input = "-",
+        .batch = 256,
+        .batch_bytes = 1u << 20,
+        .max_task_bytes = 64u << 20,
+        .worker_timeout_ms = 30000,
+    };
+    uint64_t parent = 0;
+    const zp_opt_t opts[] = {
+        {"bind", 'b', ZP_OPT_STR, "ZPIPE_VENTILATOR_BIND", "ENDPOINT",
+         "bind for workers (default tcp://*:5557)", &cfg.dispatch_endpoint, 0,
+         0, NULL},
+        {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK_CONTROL", "ENDPOINT",
+         "the sink's control endpoint to connect (default tcp://localhost:5559)",
+         &cfg.sink_control, 0, 0, NULL},
+        {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
+         "one task per line; - for stdin (default -)", &cfg.input, 0, 0, NULL},
+        {"plugin", 'p', ZP_OPT_STR, "ZPIPE_PLUGIN", "NAME",
+         "plugin name every task of the job needs (required)", &cfg.plugin, 0,
+         0, NULL},
+        {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID",
+         "job id (default job-RANDOM)", &cfg.job_id, 0, 0, NULL},
+        {"dispatch", 0, ZP_OPT_CHOICE, "ZPIPE_DISPATCH", "MODE",
+         "credit (default): send against worker credit; push: plain "
+         "round-robin PUSH",
+         &cfg.dispatch, 0, 0, "credit|push"},
+        {"batch", 0, ZP_OPT_UINT, "ZPIPE_BATCH", "N",
+         "most tasks per message (default 256)", &cfg.batch, 1, 65536, NULL},
+        {"batch-bytes", 0, ZP_OPT_UINT, "ZPIPE_BATCH_BYTES", "BYTES",
+         "most payload bytes per message, at least one task (default 1 MiB)",
+         &cfg.batch_bytes, 1, 1u << 30, NULL},
+        {"deadline-ms", 0, ZP_OPT_UINT, "ZPIPE_DEADLINE_MS", "MS",
+         "per-task deadline handed to workers, 0 = none (default 0)",
+         &cfg.deadline_ms, 0, 86400000, NULL},
+        {"max-task-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_TASK_BYTES", "BYTES",
+         "longest input line accepted (default 64 MiB)", &cfg.max_task_bytes,
+         1, 1u << 30, NULL},
+        {"worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_WORKER_TIMEOUT_MS", "MS",
+         "a worker silent this long is dropped (default 30000)",
+         &cfg.worker_timeout_ms, 100, 86400000, NULL},
+        {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
+         "exit when this process is gone (set by zpipe run)", &parent, 0,
+         1u << 30, NULL},
+        {0},
+    };
+    char err[512];
+    int first = 0;
+    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
+    case ZP_OPTS_HELP:
+        zp_opts_usage(stdout, s_synopsis, opts);
+        return 0;
+    case ZP_OPTS_VERSION:
+        printf("zpipe-ventilator %s\n", ZPIPE_VERSION);
+        return 0;
+    case ZP_OPTS_BAD:
+        fprintf(stderr, "zpipe-ventilator: %s\n", err);
+        zp_opts_usage(stderr, s_synopsis, opts);
+        return 2;
+    case ZP_OPTS_OK:
+        break;
+    }
+    if (first < argc) {
+        fprintf(stderr, "zpipe-ventilator: unexpected argument '%s'\n", argv[first]);
+        zp_opts_usage(stderr, s_synopsis, opts);
+        return 2;
+    }
+    if (!cfg.plugin) {
+        fprintf(stderr, "zpipe-ventilator: --plugin is required\n");
+        zp_opts_usage(stderr, s_synopsis, opts);
+        return 2;
+    }
+    zp_signals_install((long)parent);
+    return zp_ventilator_run(&cfg);
+}

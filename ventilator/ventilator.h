@@ -1,0 +1,34 @@
+/* ventilator: the zpipe ventilator daemon's logic (main.c parses options).
+ *
+ * The ventilator reads an input (one task per line), opens a job at the
+ * sink, dispatches tasks in batches to workers, and closes the job with its
+ * task count once the input ends. Under credit dispatch (default) it binds a
+ * ROUTER and sends a worker only as many tasks as that worker has granted;
+ * under push dispatch it binds a PUSH and fans batches out round-robin. */
+#ifndef ZP_VENTILATOR_H
+#define ZP_VENTILATOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *dispatch_endpoint; /* bind: ROUTER (credit) or PUSH (push) */
+    const char *sink_control;      /* connect: the sink's control ROUTER */
+    const char *dispatch;          /* "credit" or "push" */
+    const char *input;             /* path, "-" = stdin */
+    const char *plugin;            /* plugin name every task needs */
+    const char *job_id;            /* NULL = generated */
+    uint64_t batch;                /* most tasks per message */
+    uint64_t batch_bytes;          /* most payload bytes per message */
+    uint64_t deadline_ms;          /* per-task deadline, 0 = none */
+    uint64_t max_task_bytes;       /* longest input line accepted */
+    uint64_t worker_timeout_ms;    /* silent this long = gone */
+    long parent_pid;
+} zp_ventilator_config_t;
+
+/* Runs the job to completion. Returns 0 when every task succeeded, 1 when
+ * the job completed with failed tasks, 3 on a set-up or runtime error
+ * (logged), 4 when stopped by a signal before the job completed. */
+int zp_ventilator_run(const zp_ventilator_config_t *cfg);
+
+#endif

@@ -1,0 +1,101 @@
+/* zpipe-worker: options to zp_worker_run. */
+#include "worker.h"
+#include "zp_log.h"
+#include "zp_opts.h"
+#include "zp_util.h"
+
+#include <zpipe/plugin.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char s_synopsis[] =
+    "Usage: zpipe-worker [OPTIONS] --plugin NAME|PATH [--plugin ...]\n"
+    "Runs tasks from a zpipe ventilator through plugins and sends the\n"
+    "results to a zpipe sink.";
+
+int main(int argc, char **argv)
+{
+    zp_log_init("zpipe-worker");
+    zp_worker_config_t cfg = {
+        .ventilator = "tcp://localhost:5557",
+        .sink = "tcp://localhost:5558",
+        .dispatch = "credit",
+        .window = 1024,
+        .target_ms = 20,
+        .max_output = 64u << 20,
+        .max_frame = 256u << 20,
+        .heartbeat_ms = 1000,
+    };
+    uint64_t parent = 0;
+    bool describe = false;
+    const zp_opt_t opts[] = {
+        {"ventilator", 'v', ZP_OPT_STR, "ZPIPE_VENTILATOR", "ENDPOINT",
+         "ventilator dispatch endpoint to connect (default tcp://localhost:5557)",
+         &cfg.ventilator, 0, 0, NULL},
+        {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",
+         "sink results endpoint to connect (default tcp://localhost:5558)",
+         &cfg.sink, 0, 0, NULL},
+        {"plugin", 'p', ZP_OPT_LIST, "ZPIPE_PLUGINS", "NAME",
+         "plugin to load, by name (on ZPIPE_PLUGIN_PATH) or path; repeatable",
+         &cfg.plugins, 0, 0, NULL},
+        {"dispatch", 0, ZP_OPT_CHOICE, "ZPIPE_DISPATCH", "MODE",
+         "credit (default) or push, as the ventilator uses", &cfg.dispatch,
+         0, 0, "credit|push"},
+        {"window", 'w', ZP_OPT_UINT, "ZPIPE_WINDOW", "N",
+         "most tasks held at once under credit dispatch (default 1024)",
+         &cfg.window, 1, 1000000, NULL},
+        {"target-ms", 0, ZP_OPT_UINT, "ZPIPE_TARGET_MS", "MS",
+         "work to keep queued when sizing credit (default 20)",
+         &cfg.target_ms, 1, 600000, NULL},
+        {"id", 0, ZP_OPT_STR, "ZPIPE_WORKER_ID", "ID",
+         "worker id (default HOST-PID-RANDOM)", &cfg.id, 0, 0, NULL},
+        {"max-output", 0, ZP_OPT_UINT, "ZPIPE_MAX_OUTPUT", "BYTES",
+         "largest output a task may produce (default 64 MiB)",
+         &cfg.max_output, 0, 1u << 30, NULL},
+        {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
+         "largest task message accepted (default 256 MiB)", &cfg.max_frame,
+         1024, 1u << 30, NULL},
+        {"heartbeat-ms", 0, ZP_OPT_UINT, "ZPIPE_HEARTBEAT_MS", "MS",
+         "heartbeat interval (default 1000)", &cfg.heartbeat_ms, 10, 60000,
+         NULL},
+        {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
+         "exit when this process is gone (set by zpipe run)", &parent, 0,
+         1u << 30, NULL},
+        {"describe", 0, ZP_OPT_FLAG, NULL, NULL,
+         "load the plugins, print their descriptors and exit", &describe, 0,
+         0, NULL},
+        {0},
+    };
+    char err[512];
+    int first = 0;
+    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
+    case ZP_OPTS_HELP:
+        zp_opts_usage(stdout, s_synopsis, opts);
+        return 0;
+    case ZP_OPTS_VERSION:
+        printf("zpipe-worker %s (plugin ABI %d.%d)\n", ZPIPE_VERSION,
+               ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR);
+        return 0;
+    case ZP_OPTS_BAD:
+        fprintf(stderr, "zpipe-worker: %s\n", err);
+        zp_opts_usage(stderr, s_synopsis, opts);
+        return 2;
+    case ZP_OPTS_OK:
+        break;
+    }
+    if (first < argc) {
+        fprintf(stderr, "zpipe-worker: unexpected argument '%s'\n", argv[first]);
+        zp_opts_usage(stderr, s_synopsis, opts);
+        return 2;
+    }
+    if (cfg.plugins.count == 0) {
+        fprintf(stderr, "zpipe-worker: --plugin is required\n");
+        zp_opts_usage(stderr, s_synopsis, opts);
+        return 2;
+    }
+    int rc = describe ? zp_worker_describe(&cfg)
+                      : (zp_signals_install((long)parent), zp_worker_run(&cfg));
+    zp_strlist_free(&cfg.plugins);
+    return rc;
+}
