@@ -39,6 +39,16 @@ int zp_log_set_format(const char *name)
     return 0;
 }
 
+const char *zp_log_level_name(void)
+{
+    return s_names[s_level];
+}
+
+const char *zp_log_format_name(void)
+{
+    return s_json ? "json" : "text";
+}
+
 bool zp_log_enabled(zp_log_level_t level)
 {
     return level <= s_level;

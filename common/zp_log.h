@@ -18,6 +18,9 @@ int zp_log_set_level(const char *name);
 /* Sets "text" or "json"; returns 0 or -1 if unknown. */
 int zp_log_set_format(const char *name);
 bool zp_log_enabled(zp_log_level_t level);
+/* Current level and format names, for handing on to child processes. */
+const char *zp_log_level_name(void);
+const char *zp_log_format_name(void);
 void zp_log(zp_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -575,12 +575,15 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     zp_info("sink stopping: %llu bad messages", (unsigned long long)s.bad_messages);
 
 fail_ctx:
-    if (s.results)
-        zmq_close(s.results);
-    if (s.control)
-        zmq_close(s.control);
-    if (s.pub)
-        zmq_close(s.pub);
+    /* Replies and live results still queued are not worth waiting for. */
+    void *socks[] = {s.results, s.control, s.pub};
+    for (int i = 0; i < 3; i++) {
+        if (!socks[i])
+            continue;
+        int zero = 0;
+        zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(socks[i]);
+    }
     zmq_ctx_term(s.ctx);
 fail_out:
     if (s.out != stdout)

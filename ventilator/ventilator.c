@@ -589,10 +589,16 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                 (unsigned long long)v.workers[i].sent);
 
 fail_ctx:
-    if (v.dispatch)
-        zmq_close(v.dispatch);
-    if (v.control)
-        zmq_close(v.control);
+    /* Nothing still queued matters once the job is done or abandoned:
+     * tasks in flight are the workers' and control messages are resent. */
+    for (int i = 0; i < 2; i++) {
+        void *sock = i ? v.control : v.dispatch;
+        if (!sock)
+            continue;
+        int zero = 0;
+        zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(sock);
+    }
     zmq_ctx_term(v.ctx);
 fail_input:
     if (v.in.fd != STDIN_FILENO)

@@ -558,8 +558,12 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     rc = 0;
 
 fail_ctx:
-    if (w.tasks)
+    if (w.tasks) {
+        /* The bye is best effort: never wait on a ventilator that is gone. */
+        int zero = 0;
+        zmq_setsockopt(w.tasks, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(w.tasks);
+    }
     if (w.results)
         zmq_close(w.results);
     zmq_ctx_term(w.ctx);

@@ -1,1 +1,44 @@
-int main(void){return 0;}
+/* zpipe: the front command; dispatches to subcommands. */
+#include "zpipe.h"
+#include "zp_log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <zpipe/plugin.h>
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: zpipe COMMAND [OPTIONS]\n"
+            "A parallel task pipeline on ZeroMQ.\n\n"
+            "Commands:\n"
+            "  run       run one job on local processes: ventilator, workers, sink\n"
+            "  version   print the version\n"
+            "  help      show this help\n\n"
+            "The daemons run on their own too: zpipe-ventilator, zpipe-worker,\n"
+            "zpipe-sink (each has --help). 'zpipe COMMAND --help' for a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    zp_log_init("zpipe");
+    if (argc < 2) {
+        s_usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run"))
+        return zp_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("zpipe %s (plugin ABI %d.%d, wire zpipe.v1)\n", ZPIPE_VERSION,
+               ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        s_usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "zpipe: unknown command '%s'\n", cmd);
+    s_usage(stderr);
+    return 2;
+}
