@@ -204,7 +204,11 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
     }
     s_worker_t *w = s_worker_find(v, rid, rid_len);
     if (!w) {
-        zp_debug("%s from an unknown peer ignored", zp_kind_name(m));
+        /* A worker must say hello first; anything else is a stranger. */
+        v->bad_messages++;
+        if (v->bad_messages <= 10 || v->bad_messages % 1000 == 0)
+            zp_warn("dropped %s from a peer that never said hello; %llu bad so far",
+                    zp_kind_name(m), (unsigned long long)v->bad_messages);
         return;
     }
     w->last_seen_us = zp_mono_us();
@@ -587,6 +591,7 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
     for (size_t i = 0; i < v.n_workers; i++)
         zp_info("worker %s was sent %llu tasks", v.workers[i].id,
                 (unsigned long long)v.workers[i].sent);
+    zp_info("ventilator stopping: %llu bad messages", (unsigned long long)v.bad_messages);
 
 fail_ctx:
     /* Nothing still queued matters once the job is done or abandoned:

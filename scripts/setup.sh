@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what zpipe needs on Debian 12 (apt) and builds it into build/.
+# Sourced by demo.sh and test.sh; safe to run again (skips what is there).
+set -euo pipefail
+
+ZPIPE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ZPIPE_BUILD=${ZPIPE_BUILD:-$ZPIPE_ROOT/build}
+
+# Build and test dependencies, all from Debian's archive.
+ZPIPE_PACKAGES=(build-essential cmake pkg-config libzmq3-dev libczmq-dev
+    libprotobuf-c-dev protobuf-c-compiler libsodium-dev protobuf-compiler
+    python3 python3-zmq python3-protobuf)
+
+zpipe_install_packages() {
+    local missing=()
+    for p in "${ZPIPE_PACKAGES[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "setup: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+zpipe_build() {
+    cmake -S "$ZPIPE_ROOT" -B "$ZPIPE_BUILD" -DZPIPE_WERROR=ON \
+        -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-RelWithDebInfo} >/dev/null
+    cmake --build "$ZPIPE_BUILD" -j"$(nproc)"
+}

@@ -1,0 +1,132 @@
+"""The daemons run separately: credit dispatch is fair to a slow worker,
+feeds a worker that joins late, never exceeds a worker's window, and a
+task for a plugin a worker lacks becomes a clear failure record."""
+import collections
+import os
+import time
+
+import zptest
+from zptest import Cluster, check, read_jsonl
+
+
+def _input(d, lines):
+    path = os.path.join(d, "in.txt")
+    with open(path, "w") as f:
+        f.write("".join("%s\n" % l for l in lines))
+    return path
+
+
+def _wait(p, timeout, cluster):
+    try:
+        return p.wait(timeout)
+    except Exception:
+        cluster.dump_logs()
+        raise
+
+
+def test_slow_worker_gets_a_fair_small_share():
+    c = Cluster()
+    c.worker(["spin"], name="fast")
+    c.worker(["spin"], name="slow", env={"ZPIPE_SPIN_SCALE": "20"})
+    v = c.ventilator("spin", _input(c.dir, ["1000"] * 2000))
+    rc = _wait(v, 120, c)
+    check(rc == 0, "ventilator exit %d" % rc)
+    recs = read_jsonl(c.output)
+    check(len(recs) == 2000, "%d records" % len(recs))
+    by = collections.Counter(r["worker"] for r in recs)
+    share = by["fast"] / 2000.0
+    print("    fast worker share %.1f%% (%r)" % (100 * share, dict(by)))
+    check(share >= 0.85, "fast worker did only %.1f%%: %r" % (100 * share, dict(by)))
+    check(by["slow"] > 0, "slow worker got nothing: %r" % dict(by))
+
+
+def test_worker_started_after_the_job_began_receives_tasks():
+    c = Cluster()
+    c.worker(["spin"], name="early")
+    v = c.ventilator("spin", _input(c.dir, ["2000"] * 1500))
+    time.sleep(0.5)
+    check(v.poll() is None, "job ended before the late worker could join")
+    c.worker(["spin"], name="late")
+    rc = _wait(v, 120, c)
+    check(rc == 0, "ventilator exit %d" % rc)
+    by = collections.Counter(r["worker"] for r in read_jsonl(c.output))
+    print("    %r" % dict(by))
+    check(by["late"] > 100, "late worker got %d tasks" % by["late"])
+
+
+def test_job_waits_for_workers_then_runs():
+    c = Cluster()
+    v = c.ventilator("echo", _input(c.dir, range(100)))
+    time.sleep(1.0)
+    check(v.poll() is None, "ventilator finished without workers")
+    check(os.path.getsize(c.output) == 0, "output before any worker existed")
+    c.worker(["echo"], name="w")
+    check(_wait(v, 60, c) == 0, "ventilator failed")
+    check(len(read_jsonl(c.output)) == 100, "records missing")
+
+
+def test_no_worker_exceeds_its_credit_window():
+    c = Cluster(sink_args=["--format", "jsonl"])
+    for i, window in enumerate((3, 50, 1000)):
+        c.worker(["echo", "spin"], name="w%d" % window, args=["--window", str(window)])
+    lines = ["x" * (i % 50) for i in range(50000)]
+    v = c.ventilator("echo", _input(c.dir, lines), args=["--batch", "64"])
+    check(_wait(v, 120, c) == 0, "ventilator failed")
+    check(len(read_jsonl(c.output)) == 50000, "records missing")
+    # The workers report their counters on exit and to the sink.
+    time.sleep(0.2)
+    for p in list(zptest._procs):
+        if p is not c.sink and p is not v:
+            zptest.stop(p)
+    seen = 0
+    for path in c.logs:
+        if "worker-w" not in path:
+            continue
+        text = open(path).read()
+        line = [l for l in text.splitlines() if "stopping:" in l][-1]
+        window = int(line.split("window ")[1].split(",")[0])
+        held = int(line.split("max held ")[1].split(",")[0])
+        violations = int(line.split("window violations ")[1].split(",")[0])
+        print("    %s" % line.split("info: ")[1])
+        check(held <= window, "held %d over window %d" % (held, window))
+        check(violations == 0, "window violations in %s" % line)
+        check(held >= 1, "worker held nothing: %s" % line)
+        seen += 1
+    check(seen == 3, "found %d worker reports" % seen)
+
+
+def test_task_for_missing_plugin_fails_clearly():
+    c = Cluster()
+    # One worker has only echo; the job needs sha256; a second worker has both
+    # and is the only one the ventilator may use.
+    c.worker(["echo"], name="echo-only")
+    c.worker(["echo", "sha256"], name="both")
+    v = c.ventilator("sha256", _input(c.dir, ["a", "b", "c"]))
+    check(_wait(v, 60, c) == 0, "ventilator failed")
+    recs = read_jsonl(c.output)
+    check(len(recs) == 3, "%d records" % len(recs))
+    check(all(r["worker"] == "both" and r["status"] == "ok" for r in recs), repr(recs))
+
+
+def test_push_mode_worker_reports_missing_plugin():
+    c = Cluster()
+    c.worker(["echo"], name="pusher", args=["--dispatch", "push"])
+    v = c.ventilator("sha256", _input(c.dir, ["a", "b"]), args=["--dispatch", "push"])
+    rc = _wait(v, 60, c)
+    check(rc == 1, "ventilator exit %d, want 1 (failed tasks)" % rc)
+    recs = read_jsonl(c.output)
+    check(len(recs) == 2, repr(recs))
+    for r in recs:
+        check(r["status"] == "failed" and r["cause"] == "no_such_plugin"
+              and "sha256" in r["error"], repr(r))
+
+
+if __name__ == "__main__":
+    zptest.main([
+        test_slow_worker_gets_a_fair_small_share,
+        test_worker_started_after_the_job_began_receives_tasks,
+        test_job_waits_for_workers_then_runs,
+        test_no_worker_exceeds_its_credit_window,
+        test_task_for_missing_plugin_fails_clearly,
+        test_push_mode_worker_reports_missing_plugin,
+    ])

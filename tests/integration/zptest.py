@@ -1,0 +1,144 @@
+"""Helpers for zpipe integration tests: start the real binaries as
+processes on ipc:// endpoints in a private directory, with timeouts, and
+always clean them up. Stdlib only, so every test runs under /usr/bin/python3
+with nothing else installed; tests that speak ZeroMQ import zmq themselves.
+"""
+import atexit
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("ZPIPE_BUILD_DIR") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build")
+BIN = os.environ.get("ZPIPE_BIN_DIR") or os.path.join(BUILD, "bin")
+FIXTURES = os.environ.get("ZP_FIXTURE_DIR") or os.path.join(BUILD, "tests", "fixtures")
+SOURCE = os.environ.get("ZPIPE_SOURCE_DIR") or os.path.join(
+    os.path.dirname(__file__), "..", "..")
+
+_procs = []
+_dirs = []
+
+
+def binary(name):
+    return os.path.join(BIN, name)
+
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="zpipe-test-")
+    _dirs.append(d)
+    return d
+
+
+def start(args, env=None, stdin=None, stdout=None, stderr=None):
+    """Start a process; it is killed at exit if still running."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    p = subprocess.Popen(args, env=full_env, stdin=stdin, stdout=stdout,
+                         stderr=stderr)
+    _procs.append(p)
+    return p
+
+
+def stop(p, timeout=5.0):
+    """SIGTERM, then SIGKILL after timeout. Returns the exit code."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
+@atexit.register
+def _cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for d in _dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run(args, timeout=120, **kw):
+    """Run to completion with a timeout; a stall fails the test fast."""
+    return subprocess.run(args, timeout=timeout, **kw)
+
+
+def read_jsonl(path):
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Cluster:
+    """A sink and ventilator-side endpoints in one private directory;
+    workers and the ventilator are started by the test."""
+
+    def __init__(self, output_name="out.jsonl", sink_args=()):
+        self.dir = tmpdir()
+        self.dispatch = "ipc://%s/dispatch" % self.dir
+        self.results = "ipc://%s/results" % self.dir
+        self.control = "ipc://%s/control" % self.dir
+        self.publish = "ipc://%s/publish" % self.dir
+        self.output = os.path.join(self.dir, output_name)
+        self.logs = []
+        self.sink = start([binary("zpipe-sink"), "--results", self.results,
+                           "--control", self.control, "--publish", self.publish,
+                           "--output", self.output] + list(sink_args),
+                          stderr=self._log("sink"))
+
+    def _log(self, name):
+        path = os.path.join(self.dir, name + ".log")
+        self.logs.append(path)
+        return open(path, "wb")
+
+    def worker(self, plugins=("echo",), args=(), env=None, name=None):
+        cmd = [binary("zpipe-worker"), "--ventilator", self.dispatch,
+               "--sink", self.results]
+        for p in plugins:
+            cmd += ["--plugin", p]
+        if name:
+            cmd += ["--id", name]
+        return start(cmd + list(args), env=env,
+                     stderr=self._log("worker-%s" % (name or len(self.logs))))
+
+    def ventilator(self, plugin, input_path, args=()):
+        cmd = [binary("zpipe-ventilator"), "--bind", self.dispatch, "--sink",
+               self.control, "--plugin", plugin, "--input", input_path]
+        return start(cmd + list(args), stderr=self._log("ventilator"))
+
+    def dump_logs(self):
+        for path in self.logs:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()[-4000:]
+                sys.stderr.write("---- %s\n%s\n" % (path, data.decode(errors="replace")))
+            except OSError:
+                pass
+
+
+def check(cond, message):
+    if not cond:
+        raise AssertionError(message)
+
+
+def main(tests):
+    """Run test functions in order; print the closing line ctest shows."""
+    failed = 0
+    for t in tests:
+        t0 = time.monotonic()
+        try:
+            t()
+            print("ok   %s (%.2f s)" % (t.__name__, time.monotonic() - t0), flush=True)
+        except Exception as e:  # report and go on to the next test
+            failed += 1
+            print("FAIL %s: %r" % (t.__name__, e), flush=True)
+    print("%d passed, %d failed" % (len(tests) - failed, failed))
+    sys.exit(1 if failed else 0)
