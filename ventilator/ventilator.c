@@ -204,11 +204,22 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
     }
     s_worker_t *w = s_worker_find(v, rid, rid_len);
     if (!w) {
-        /* A worker must say hello first; anything else is a stranger. */
+        /* A worker must say hello first; anything else is a stranger. A
+         * worker we forgot (silent too long, or we restarted) is told to
+         * say hello again. */
         v->bad_messages++;
         if (v->bad_messages <= 10 || v->bad_messages % 1000 == 0)
             zp_warn("dropped %s from a peer that never said hello; %llu bad so far",
                     zp_kind_name(m), (unsigned long long)v->bad_messages);
+        if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_CREDIT ||
+            m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT) {
+            Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
+            bye.reason = "unknown worker; say hello";
+            zp_message_t r = ZPIPE__V1__MESSAGE__INIT;
+            r.kind_case = ZPIPE__V1__MESSAGE__KIND_BYE;
+            r.bye = &bye;
+            zp_send(v->dispatch, rid, rid_len, &r, &v->scratch, ZMQ_DONTWAIT);
+        }
         return;
     }
     w->last_seen_us = zp_mono_us();

@@ -174,7 +174,8 @@ static int s_send_hello(s_worker_t *w)
     h.plugins = names;
     h.n_plugins = n;
     h.window = (uint32_t)w->cfg->window;
-    h.credit = (uint32_t)w->target;
+    uint64_t held = w->received - w->completed;
+    h.credit = (uint32_t)(w->target > held ? w->target - held : 0);
     h.host = host;
     h.pid = (uint32_t)getpid();
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
@@ -184,7 +185,8 @@ static int s_send_hello(s_worker_t *w)
         zp_error("hello to %s: %s", w->cfg->ventilator, zmq_strerror(errno));
         return -1;
     }
-    w->granted = w->target;
+    /* Outstanding = what we hold plus this grant, never above target. */
+    w->granted = w->received + h.credit;
     w->last_sent_us = zp_mono_us();
     return 0;
 }
@@ -422,6 +424,9 @@ static void s_handle_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b)
             s_flush_results(w);
             s_maybe_grant(w);
         }
+        if (w->credit_mode &&
+            zp_mono_us() - w->last_sent_us >= w->cfg->heartbeat_ms * 1000)
+            s_send_heartbeat(w);
     }
     s_flush_results(w);
     s_maybe_grant(w);
@@ -443,6 +448,13 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
         s_handle_batch(w, m->task_batch);
     else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT)
         ; /* ventilator is alive */
+    else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_BYE && w->credit_mode) {
+        /* The ventilator forgot us (we were silent too long, or it
+         * restarted): introduce ourselves again with fresh credit. */
+        zp_warn("ventilator %s does not know this worker (%s); saying hello again",
+                w->cfg->ventilator, m->bye->reason ? m->bye->reason : "");
+        s_send_hello(w);
+    }
     else {
         w->bad_messages++;
         zp_warn("dropped an unexpected %s message from %s", zp_kind_name(m),

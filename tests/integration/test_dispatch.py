@@ -121,6 +121,20 @@ def test_push_mode_worker_reports_missing_plugin():
               and "sha256" in r["error"], repr(r))
 
 
+def test_forgotten_worker_says_hello_again():
+    # Tasks longer than the ventilator's worker timeout: the worker is
+    # forgotten mid-task, is told so when it next grants credit, and
+    # introduces itself again; the job still completes.
+    c = Cluster()
+    c.worker(["spin"], name="long", args=["--window", "1"])
+    v = c.ventilator("spin", _input(c.dir, ["400000"] * 4),
+                     args=["--worker-timeout-ms", "150"])
+    check(_wait(v, 60, c) == 0, "ventilator failed")
+    check(len(read_jsonl(c.output)) == 4, "records missing")
+    log = open([p for p in c.logs if "worker-long" in p][0]).read()
+    check("saying hello again" in log, "worker never re-introduced itself")
+
+
 if __name__ == "__main__":
     zptest.main([
         test_slow_worker_gets_a_fair_small_share,
@@ -129,4 +143,5 @@ if __name__ == "__main__":
         test_no_worker_exceeds_its_credit_window,
         test_task_for_missing_plugin_fails_clearly,
         test_push_mode_worker_reports_missing_plugin,
+        test_forgotten_worker_says_hello_again,
     ])
