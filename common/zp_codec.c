@@ -122,17 +122,29 @@ int zp_encode(const zp_message_t *msg, zp_buf_t *out)
 const char *zp_kind_name(const zp_message_t *msg)
 {
     switch (msg->kind_case) {
-    case ZPIPE__V1__MESSAGE__KIND_TASK_BATCH: return "task_batch";
-    case ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH: return "result_batch";
-    case ZPIPE__V1__MESSAGE__KIND_HELLO: return "hello";
-    case ZPIPE__V1__MESSAGE__KIND_CREDIT: return "credit";
-    case ZPIPE__V1__MESSAGE__KIND_HEARTBEAT: return "heartbeat";
-    case ZPIPE__V1__MESSAGE__KIND_BYE: return "bye";
-    case ZPIPE__V1__MESSAGE__KIND_JOB_OPEN: return "job_open";
-    case ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE: return "job_close";
-    case ZPIPE__V1__MESSAGE__KIND_ACK: return "ack";
-    case ZPIPE__V1__MESSAGE__KIND_JOB_STATUS: return "job_status";
-    case ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST: return "status_request";
-    default: return "unknown";
+    case ZPIPE__V1__MESSAGE__KIND_TASK_BATCH:
+        return "task_batch";
+    case ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH:
+        return "result_batch";
+    case ZPIPE__V1__MESSAGE__KIND_HELLO:
+        return "hello";
+    case ZPIPE__V1__MESSAGE__KIND_CREDIT:
+        return "credit";
+    case ZPIPE__V1__MESSAGE__KIND_HEARTBEAT:
+        return "heartbeat";
+    case ZPIPE__V1__MESSAGE__KIND_BYE:
+        return "bye";
+    case ZPIPE__V1__MESSAGE__KIND_JOB_OPEN:
+        return "job_open";
+    case ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE:
+        return "job_close";
+    case ZPIPE__V1__MESSAGE__KIND_ACK:
+        return "ack";
+    case ZPIPE__V1__MESSAGE__KIND_JOB_STATUS:
+        return "job_status";
+    case ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST:
+        return "status_request";
+    default:
+        return "unknown";
     }
 }

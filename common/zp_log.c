@@ -77,11 +77,12 @@ void zp_log(zp_log_level_t level, const char *fmt, ...)
     if (s_json) {
         char esc[1200];
         zp_json_escape(esc, sizeof esc, msg, strlen(msg));
-        n = snprintf(line, sizeof line,
-                     "{\"ts\":\"%s.%06ldZ\",\"level\":\"%s\",\"program\":\"%s\","
-                     "\"pid\":%d,\"msg\":\"%s\"}\n",
-                     when, ts.tv_nsec / 1000, s_names[level], s_program,
-                     (int)getpid(), esc);
+        n = snprintf(
+            line, sizeof line,
+            "{\"ts\":\"%s.%06ldZ\",\"level\":\"%s\",\"program\":\"%s\","
+            "\"pid\":%d,\"msg\":\"%s\"}\n",
+            when, ts.tv_nsec / 1000, s_names[level], s_program, (int)getpid(),
+            esc);
     } else {
         n = snprintf(line, sizeof line, "%s.%03ldZ %s[%d] %s: %s\n", when,
                      ts.tv_nsec / 1000000, s_program, (int)getpid(),

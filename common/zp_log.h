@@ -25,12 +25,12 @@ void zp_log(zp_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #define zp_error(...) zp_log(ZP_LOG_ERROR, __VA_ARGS__)
-#define zp_warn(...) zp_log(ZP_LOG_WARN, __VA_ARGS__)
-#define zp_info(...) zp_log(ZP_LOG_INFO, __VA_ARGS__)
-#define zp_debug(...)                                                        \
-    do {                                                                     \
-        if (zp_log_enabled(ZP_LOG_DEBUG))                                    \
-            zp_log(ZP_LOG_DEBUG, __VA_ARGS__);                               \
+#define zp_warn(...)  zp_log(ZP_LOG_WARN, __VA_ARGS__)
+#define zp_info(...)  zp_log(ZP_LOG_INFO, __VA_ARGS__)
+#define zp_debug(...)                                                          \
+    do {                                                                       \
+        if (zp_log_enabled(ZP_LOG_DEBUG))                                      \
+            zp_log(ZP_LOG_DEBUG, __VA_ARGS__);                                 \
     } while (0)
 
 #endif

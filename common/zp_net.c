@@ -64,7 +64,7 @@ int zp_recv(void *sock, bool routed, char *routing_id, size_t *routing_len,
         size_t ml = sizeof more;
         zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &ml);
         if (!more)
-            return 1; /* a routing id with no body */
+            return 1;           /* a routing id with no body */
         flags &= ~ZMQ_DONTWAIT; /* the rest of a message arrives at once */
     }
     if (zmq_msg_recv(msg, sock, flags) < 0)

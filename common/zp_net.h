@@ -25,7 +25,6 @@ void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
 int zp_send(void *sock, const char *routing_id, size_t routing_len,
             const zp_message_t *msg, zp_buf_t *scratch, int flags);
 
-
 /* Receives one message into frame (which must be zmq_msg_init'ed by the
  * caller). With routed = true, first reads the routing id frame. Extra
  * frames are consumed and make the call return 1 (malformed); 0 is ok;

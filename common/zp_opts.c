@@ -135,12 +135,15 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
     /* Environment first, so the command line wins. */
     const char *lvl = getenv("ZPIPE_LOG_LEVEL");
     if (lvl && *lvl && zp_log_set_level(lvl) < 0) {
-        snprintf(err, errlen, "ZPIPE_LOG_LEVEL: '%s' is not one of error|warn|info|debug", lvl);
+        snprintf(err, errlen,
+                 "ZPIPE_LOG_LEVEL: '%s' is not one of error|warn|info|debug",
+                 lvl);
         return ZP_OPTS_BAD;
     }
     const char *fmt = getenv("ZPIPE_LOG_FORMAT");
     if (fmt && *fmt && zp_log_set_format(fmt) < 0) {
-        snprintf(err, errlen, "ZPIPE_LOG_FORMAT: '%s' is not one of text|json", fmt);
+        snprintf(err, errlen, "ZPIPE_LOG_FORMAT: '%s' is not one of text|json",
+                 fmt);
         return ZP_OPTS_BAD;
     }
     for (size_t i = 0; i < n; i++) {
@@ -167,19 +170,22 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
     shorts[sp++] = 'h';
     for (size_t i = 0; i < n; i++) {
         lo[i].name = opts[i].name;
-        lo[i].has_arg = opts[i].type == ZP_OPT_FLAG ? no_argument : required_argument;
+        lo[i].has_arg =
+            opts[i].type == ZP_OPT_FLAG ? no_argument : required_argument;
         lo[i].val = S_FIRST + (int)i;
         if (opts[i].short_name) {
             shorts[sp++] = opts[i].short_name;
             if (opts[i].type != ZP_OPT_FLAG)
                 shorts[sp++] = ':';
-    shorts[sp++] = 'h';
+            shorts[sp++] = 'h';
         }
     }
     lo[n] = (struct option){"help", no_argument, NULL, S_HELP};
     lo[n + 1] = (struct option){"version", no_argument, NULL, S_VERSION};
-    lo[n + 2] = (struct option){"log-level", required_argument, NULL, S_LOG_LEVEL};
-    lo[n + 3] = (struct option){"log-format", required_argument, NULL, S_LOG_FORMAT};
+    lo[n + 2] =
+        (struct option){"log-level", required_argument, NULL, S_LOG_LEVEL};
+    lo[n + 3] =
+        (struct option){"log-format", required_argument, NULL, S_LOG_FORMAT};
 
     zp_opts_result_t rc = ZP_OPTS_OK;
     optind = 1;
@@ -198,7 +204,10 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
         }
         if (c == S_LOG_LEVEL) {
             if (zp_log_set_level(optarg) < 0) {
-                snprintf(err, errlen, "--log-level: '%s' is not one of error|warn|info|debug", optarg);
+                snprintf(
+                    err, errlen,
+                    "--log-level: '%s' is not one of error|warn|info|debug",
+                    optarg);
                 rc = ZP_OPTS_BAD;
                 break;
             }
@@ -206,7 +215,8 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
         }
         if (c == S_LOG_FORMAT) {
             if (zp_log_set_format(optarg) < 0) {
-                snprintf(err, errlen, "--log-format: '%s' is not one of text|json", optarg);
+                snprintf(err, errlen,
+                         "--log-format: '%s' is not one of text|json", optarg);
                 rc = ZP_OPTS_BAD;
                 break;
             }
@@ -252,8 +262,8 @@ void zp_opts_usage(FILE *out, const char *synopsis, const zp_opt_t *opts)
     for (const zp_opt_t *o = opts; o->name; o++) {
         char head[96];
         if (o->short_name)
-            snprintf(head, sizeof head, "-%c, --%s%s%s", o->short_name,
-                     o->name, o->type == ZP_OPT_FLAG ? "" : " ",
+            snprintf(head, sizeof head, "-%c, --%s%s%s", o->short_name, o->name,
+                     o->type == ZP_OPT_FLAG ? "" : " ",
                      o->type == ZP_OPT_FLAG ? "" : (o->arg ? o->arg : "VALUE"));
         else
             snprintf(head, sizeof head, "    --%s%s%s", o->name,

@@ -29,8 +29,8 @@ typedef struct {
     const char *name; /* long name without dashes */
     char short_name;  /* 0 for none */
     zp_opt_type_t type;
-    const char *env;  /* environment variable or NULL */
-    const char *arg;  /* metavariable in --help, e.g. "N" */
+    const char *env; /* environment variable or NULL */
+    const char *arg; /* metavariable in --help, e.g. "N" */
     const char *help;
     void *target;
     uint64_t min, max;   /* ZP_OPT_UINT */

@@ -105,10 +105,11 @@ char *zp_plugin_resolve(const char *spec, char *err, size_t errlen)
                           strlen(ZPIPE_PLUGIN_INSTALL_DIR), spec);
     if (hit)
         return hit;
-    snprintf(err, errlen,
-             "%s: no plugin of that name (looked for %s.so on ZPIPE_PLUGIN_PATH, "
-             "beside the binaries and in %s)",
-             spec, spec, ZPIPE_PLUGIN_INSTALL_DIR);
+    snprintf(
+        err, errlen,
+        "%s: no plugin of that name (looked for %s.so on ZPIPE_PLUGIN_PATH, "
+        "beside the binaries and in %s)",
+        spec, spec, ZPIPE_PLUGIN_INSTALL_DIR);
     return NULL;
 }
 
@@ -134,7 +135,8 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         const char *why = dlerror();
-        snprintf(err, errlen, "%s: cannot load: %s", path, why ? why : "unknown error");
+        snprintf(err, errlen, "%s: cannot load: %s", path,
+                 why ? why : "unknown error");
         goto fail_path;
     }
     typedef const zpipe_plugin_t *(*entry_fn)(void);
@@ -159,11 +161,11 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
         goto fail_handle;
     }
     if (d->abi_minor > ZPIPE_ABI_MINOR) {
-        snprintf(err, errlen,
-                 "%s: built for plugin ABI %u.%u, newer than this host's %u.%u; "
-                 "upgrade zpipe or rebuild the plugin",
-                 path, d->abi_major, d->abi_minor, ZPIPE_ABI_MAJOR,
-                 ZPIPE_ABI_MINOR);
+        snprintf(
+            err, errlen,
+            "%s: built for plugin ABI %u.%u, newer than this host's %u.%u; "
+            "upgrade zpipe or rebuild the plugin",
+            path, d->abi_major, d->abi_minor, ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR);
         goto fail_handle;
     }
     if (d->struct_size < ZP_PLUGIN_SIZE_1_0 || d->struct_size > sizeof *d) {
@@ -184,8 +186,8 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
         goto fail_handle;
     }
     if (!desc.process) {
-        snprintf(err, errlen, "%s: plugin '%s' has no process callback",
-                 path, desc.name);
+        snprintf(err, errlen, "%s: plugin '%s' has no process callback", path,
+                 desc.name);
         goto fail_handle;
     }
     const zp_plugin_t *dup = zp_plugins_find(self, desc.name);

@@ -44,6 +44,7 @@ size_t zp_plugins_count(const zp_plugins_t *self);
 const zp_plugin_t *zp_plugins_at(const zp_plugins_t *self, size_t index);
 
 /* Size of zpipe_plugin_t in ABI 1.0, the smallest struct_size accepted. */
-#define ZP_PLUGIN_SIZE_1_0 (offsetof(zpipe_plugin_t, fini) + sizeof(void (*)(void *)))
+#define ZP_PLUGIN_SIZE_1_0                                                     \
+    (offsetof(zpipe_plugin_t, fini) + sizeof(void (*)(void *)))
 
 #endif

@@ -47,8 +47,6 @@ char *zp_path_join(const char *a, const char *b);
 /* Random lowercase hex id of n bytes of entropy with a prefix; caller owns. */
 char *zp_random_id(const char *prefix, size_t n);
 
-
-
 /* Installs SIGTERM/SIGINT handlers that set a flag (zp_stopping) and
  * ignores SIGPIPE. parent_pid > 0 also makes zp_stopping true once that
  * process is gone, so children of a killed supervisor do not linger. */

@@ -11,10 +11,8 @@ static int echo_process(void *state, zpipe_call_t *call)
 }
 
 static const zpipe_plugin_t echo_plugin = {
-    ZPIPE_PLUGIN_HEADER,
-    .name = "echo",
-    .version = "1.0",
-    .description = "returns the payload unchanged",
+    ZPIPE_PLUGIN_HEADER,     .name = "echo",
+    .version = "1.0",        .description = "returns the payload unchanged",
     .process = echo_process,
 };
 

@@ -23,12 +23,9 @@ static int sha256_process(void *state, zpipe_call_t *call)
 }
 
 static const zpipe_plugin_t sha256_plugin = {
-    ZPIPE_PLUGIN_HEADER,
-    .name = "sha256",
-    .version = "1.0",
-    .description = "hex SHA-256 digest of the payload",
-    .init = sha256_init,
-    .process = sha256_process,
+    ZPIPE_PLUGIN_HEADER, .name = "sha256",
+    .version = "1.0",    .description = "hex SHA-256 digest of the payload",
+    .init = sha256_init, .process = sha256_process,
 };
 
 ZPIPE_PLUGIN_EXPORT(sha256_plugin)

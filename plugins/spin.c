@@ -33,8 +33,9 @@ static int spin_init(const zpipe_host_t *host, void **state)
         char *end;
         unsigned long long v = strtoull(env, &end, 10);
         if (*end || v == 0 || v > 1000000) {
-            host->log(ZPIPE_LOG_ERROR, "spin",
-                      "ZPIPE_SPIN_SCALE must be a whole number from 1 to 1000000");
+            host->log(
+                ZPIPE_LOG_ERROR, "spin",
+                "ZPIPE_SPIN_SCALE must be a whole number from 1 to 1000000");
             free(s);
             return ZPIPE_ERROR;
         }
@@ -51,8 +52,9 @@ static int spin_process(void *state, zpipe_call_t *call)
     for (size_t i = 0; i < call->input_len; i++) {
         uint8_t c = call->input[i];
         if (c < '0' || c > '9' || us > 100000000u)
-            return zpipe_fail(call, ZPIPE_INVALID,
-                              "payload must be microseconds as a whole number up to 1e8");
+            return zpipe_fail(
+                call, ZPIPE_INVALID,
+                "payload must be microseconds as a whole number up to 1e8");
         us = us * 10 + (c - '0');
     }
     uint64_t until = s_cpu_ns() + us * s->scale * 1000u;

@@ -15,7 +15,7 @@
 /* Highest task id accepted before a job is closed; guards the bitmap
  * against a hostile id. */
 #define S_MAX_OPEN_TASK_ID (1ull << 34)
-#define S_MAX_WAITERS 64
+#define S_MAX_WAITERS      64
 
 typedef struct {
     char *id;
@@ -168,11 +168,14 @@ static void s_format(s_sink_t *s, const s_job_t *j, const char *worker,
         zp_buf_append_json(b, cause, strlen(cause));
         zp_buf_append_str(b, "\",\"error\":\"");
         zp_buf_append_json(b, err, strlen(err));
-        zp_buf_printf(b, "\",\"retryable\":%s,", r->retryable ? "true" : "false");
+        zp_buf_printf(b, "\",\"retryable\":%s,",
+                      r->retryable ? "true" : "false");
     }
-    zp_buf_printf(b, "\"attempts\":%u,\"worker\":\"", r->attempt ? r->attempt : 1);
+    zp_buf_printf(b, "\"attempts\":%u,\"worker\":\"",
+                  r->attempt ? r->attempt : 1);
     zp_buf_append_json(b, worker, strlen(worker));
-    zp_buf_printf(b, "\",\"elapsed_us\":%llu}\n", (unsigned long long)r->elapsed_us);
+    zp_buf_printf(b, "\",\"elapsed_us\":%llu}\n",
+                  (unsigned long long)r->elapsed_us);
 }
 
 /* Ordered mode: park the record until every lower id is written. */
@@ -275,7 +278,8 @@ static void s_send_status(s_sink_t *s, const s_job_t *j, const char *job_id,
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_STATUS;
     m.job_status = &st;
     if (zp_send(s->control, rid, rid_len, &m, &s->scratch, ZMQ_DONTWAIT) < 0)
-        zp_debug("status for job %s: peer gone (%s)", job_id, zmq_strerror(errno));
+        zp_debug("status for job %s: peer gone (%s)", job_id,
+                 zmq_strerror(errno));
 }
 
 static void s_check_done(s_sink_t *s, s_job_t *j)
@@ -337,7 +341,8 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
     zp_message_t *m =
         zp_decode(s->arena, zmq_msg_data(frame), len, s->cfg->max_frame);
     if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH) {
-        s_bad(s, s->cfg->results, m ? "a non-result message" : "a malformed frame", len);
+        s_bad(s, s->cfg->results,
+              m ? "a non-result message" : "a malformed frame", len);
         return;
     }
     Zpipe__V1__ResultBatch *b = m->result_batch;
@@ -359,10 +364,12 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
     for (size_t i = 0; i < b->n_results; i++) {
         Zpipe__V1__Result *r = b->results[i];
         bool closed = j->state != ZPIPE__V1__JOB_STATE__JOB_OPEN;
-        if ((closed && r->task_id >= j->total && j->state != ZPIPE__V1__JOB_STATE__JOB_DONE) ||
+        if ((closed && r->task_id >= j->total &&
+             j->state != ZPIPE__V1__JOB_STATE__JOB_DONE) ||
             (!closed && r->task_id >= S_MAX_OPEN_TASK_ID)) {
             j->bad++;
-            s_bad(s, s->cfg->results, "a result with a task id out of range", len);
+            s_bad(s, s->cfg->results, "a result with a task id out of range",
+                  len);
             continue;
         }
         int mark = s_job_mark(j, r->task_id);
@@ -405,8 +412,8 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
     s_check_done(s, j);
 }
 
-static void s_ack(s_sink_t *s, const char *rid, size_t rid_len,
-                  const char *job, bool ok, const char *error)
+static void s_ack(s_sink_t *s, const char *rid, size_t rid_len, const char *job,
+                  bool ok, const char *error)
 {
     Zpipe__V1__Ack a = ZPIPE__V1__ACK__INIT;
     a.job_id = (char *)job;
@@ -455,14 +462,16 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
         const char *id = m->job_close->job_id;
         s_job_t *j = id && *id ? s_job_get(s, id) : NULL;
         if (!j) {
-            s_ack(s, rid, rid_len, id ? id : "", false, "job_close without job_id");
+            s_ack(s, rid, rid_len, id ? id : "", false,
+                  "job_close without job_id");
             s_bad(s, s->cfg->control, "a job_close without job id", len);
             return;
         }
         uint64_t total = m->job_close->total;
         if (j->state != ZPIPE__V1__JOB_STATE__JOB_OPEN) {
             bool same = j->total == total;
-            s_ack(s, rid, rid_len, id, same, same ? NULL : "job already closed with another total");
+            s_ack(s, rid, rid_len, id, same,
+                  same ? NULL : "job already closed with another total");
             return;
         }
         if (j->done > total) {
@@ -478,7 +487,8 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
         return;
     }
     case ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST: {
-        const char *id = m->status_request->job_id ? m->status_request->job_id : "";
+        const char *id =
+            m->status_request->job_id ? m->status_request->job_id : "";
         s_job_t *j = s_job_find(s, id);
         s_send_status(s, j, id, rid, rid_len);
         if (j && m->status_request->wait &&
@@ -549,17 +559,20 @@ int zp_sink_run(const zp_sink_config_t *cfg)
         }
         if (items[0].revents & ZMQ_POLLIN)
             for (int k = 0; k < 256; k++) {
-                int r = zp_recv(s.results, false, NULL, NULL, &frame, ZMQ_DONTWAIT);
+                int r =
+                    zp_recv(s.results, false, NULL, NULL, &frame, ZMQ_DONTWAIT);
                 if (r < 0)
                     break;
                 if (r > 0)
-                    s_bad(&s, cfg->results, "a multi-frame message", zmq_msg_size(&frame));
+                    s_bad(&s, cfg->results, "a multi-frame message",
+                          zmq_msg_size(&frame));
                 else
                     s_on_results(&s, &frame);
             }
         if (items[1].revents & ZMQ_POLLIN)
             for (int k = 0; k < 64; k++) {
-                int r = zp_recv(s.control, true, rid, &rid_len, &frame, ZMQ_DONTWAIT);
+                int r = zp_recv(s.control, true, rid, &rid_len, &frame,
+                                ZMQ_DONTWAIT);
                 if (r < 0)
                     break;
                 if (r > 0)
@@ -572,7 +585,8 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     if (fflush(s.out) != 0)
         s.write_failed = true;
     rc = s.write_failed ? 3 : 0;
-    zp_info("sink stopping: %llu bad messages", (unsigned long long)s.bad_messages);
+    zp_info("sink stopping: %llu bad messages",
+            (unsigned long long)s.bad_messages);
 
 fail_ctx:
     /* Replies and live results still queued are not worth waiting for. */

@@ -14,12 +14,12 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *results;  /* bind, PULL */
-    const char *control;  /* bind, ROUTER */
-    const char *publish;  /* bind, PUB; NULL or "" = none */
-    const char *output;   /* path, "-" = stdout */
-    const char *format;   /* "jsonl" or "lines" */
-    bool ordered;         /* restore task id order per job */
+    const char *results; /* bind, PULL */
+    const char *control; /* bind, ROUTER */
+    const char *publish; /* bind, PUB; NULL or "" = none */
+    const char *output;  /* path, "-" = stdout */
+    const char *format;  /* "jsonl" or "lines" */
+    bool ordered;        /* restore task id order per job */
     uint64_t max_frame;
     long parent_pid;
 } zp_sink_config_t;

@@ -9,7 +9,8 @@
 static const char s_synopsis[] =
     "Usage: zpipe-ventilator [OPTIONS] --plugin NAME [--input FILE]\n"
     "Reads tasks (one per input line), opens a job at the sink and dispatches\n"
-    "the tasks to connected workers. Exits when the sink reports the job done:\n"
+    "the tasks to connected workers. Exits when the sink reports the job "
+    "done:\n"
     "0 if every task succeeded, 1 if some failed, 3 on error, 4 if stopped.";
 
 int main(int argc, char **argv)
@@ -31,7 +32,8 @@ int main(int argc, char **argv)
          "bind for workers (default tcp://*:5557)", &cfg.dispatch_endpoint, 0,
          0, NULL},
         {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK_CONTROL", "ENDPOINT",
-         "the sink's control endpoint to connect (default tcp://localhost:5559)",
+         "the sink's control endpoint to connect (default "
+         "tcp://localhost:5559)",
          &cfg.sink_control, 0, 0, NULL},
         {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
          "one task per line; - for stdin (default -)", &cfg.input, 0, 0, NULL},
@@ -53,8 +55,8 @@ int main(int argc, char **argv)
          "per-task deadline handed to workers, 0 = none (default 0)",
          &cfg.deadline_ms, 0, 86400000, NULL},
         {"max-task-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_TASK_BYTES", "BYTES",
-         "longest input line accepted (default 64 MiB)", &cfg.max_task_bytes,
-         1, 1u << 30, NULL},
+         "longest input line accepted (default 64 MiB)", &cfg.max_task_bytes, 1,
+         1u << 30, NULL},
         {"worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_WORKER_TIMEOUT_MS", "MS",
          "a worker silent this long is dropped (default 30000)",
          &cfg.worker_timeout_ms, 100, 86400000, NULL},
@@ -80,7 +82,8 @@ int main(int argc, char **argv)
         break;
     }
     if (first < argc) {
-        fprintf(stderr, "zpipe-ventilator: unexpected argument '%s'\n", argv[first]);
+        fprintf(stderr, "zpipe-ventilator: unexpected argument '%s'\n",
+                argv[first]);
         zp_opts_usage(stderr, s_synopsis, opts);
         return 2;
     }

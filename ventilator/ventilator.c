@@ -15,8 +15,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_READ_CHUNK (1u << 20)
-#define S_RESEND_US 1000000u
+#define S_READ_CHUNK  (1u << 20)
+#define S_RESEND_US   1000000u
 #define S_MAX_PLUGINS 64
 
 typedef struct {
@@ -129,7 +129,8 @@ static bool s_input_done(const s_reader_t *r)
 static s_worker_t *s_worker_find(s_vent_t *v, const char *rid, size_t len)
 {
     for (size_t i = 0; i < v->n_workers; i++)
-        if (v->workers[i].rid_len == len && !memcmp(v->workers[i].rid, rid, len))
+        if (v->workers[i].rid_len == len &&
+            !memcmp(v->workers[i].rid, rid, len))
             return &v->workers[i];
     return NULL;
 }
@@ -209,8 +210,9 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
          * say hello again. */
         v->bad_messages++;
         if (v->bad_messages <= 10 || v->bad_messages % 1000 == 0)
-            zp_warn("dropped %s from a peer that never said hello; %llu bad so far",
-                    zp_kind_name(m), (unsigned long long)v->bad_messages);
+            zp_warn(
+                "dropped %s from a peer that never said hello; %llu bad so far",
+                zp_kind_name(m), (unsigned long long)v->bad_messages);
         if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_CREDIT ||
             m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT) {
             Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
@@ -227,20 +229,23 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
     case ZPIPE__V1__MESSAGE__KIND_CREDIT:
         w->credit += m->credit->credit;
         if (w->credit > w->window) {
-            zp_warn("worker %s granted %llu credit over its window %llu; clamped",
-                    w->id, (unsigned long long)(w->credit - w->window),
-                    (unsigned long long)w->window);
+            zp_warn(
+                "worker %s granted %llu credit over its window %llu; clamped",
+                w->id, (unsigned long long)(w->credit - w->window),
+                (unsigned long long)w->window);
             w->credit = w->window;
         }
         break;
     case ZPIPE__V1__MESSAGE__KIND_HEARTBEAT:
         break;
     case ZPIPE__V1__MESSAGE__KIND_BYE:
-        s_worker_drop(v, w, m->bye->reason && *m->bye->reason ? m->bye->reason : "bye");
+        s_worker_drop(
+            v, w, m->bye->reason && *m->bye->reason ? m->bye->reason : "bye");
         break;
     default:
         v->bad_messages++;
-        zp_warn("dropped an unexpected %s from worker %s", zp_kind_name(m), w->id);
+        zp_warn("dropped an unexpected %s from worker %s", zp_kind_name(m),
+                w->id);
     }
 }
 
@@ -352,8 +357,9 @@ static int s_dispatch_credit(s_vent_t *v)
                 for (size_t k = 0; k < v->n_workers; k++)
                     any |= v->workers[k].has_plugin;
                 if (!any) {
-                    zp_warn("%zu workers connected, none has plugin '%s'; waiting",
-                            v->n_workers, v->cfg->plugin);
+                    zp_warn(
+                        "%zu workers connected, none has plugin '%s'; waiting",
+                        v->n_workers, v->cfg->plugin);
                     v->warned_no_plugin = true;
                 }
             }
@@ -423,7 +429,8 @@ static void s_send_control(s_vent_t *v)
     } else
         return;
     if (zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT) < 0)
-        zp_debug("control to %s: %s", v->cfg->sink_control, zmq_strerror(errno));
+        zp_debug("control to %s: %s", v->cfg->sink_control,
+                 zmq_strerror(errno));
     v->last_send_us = zp_mono_us();
 }
 
@@ -434,7 +441,8 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
         zp_decode(v->arena, zmq_msg_data(frame), zmq_msg_size(frame), 1u << 24);
     if (!m) {
         v->bad_messages++;
-        zp_warn("dropped a malformed frame from the sink %s", v->cfg->sink_control);
+        zp_warn("dropped a malformed frame from the sink %s",
+                v->cfg->sink_control);
         return;
     }
     if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_ACK) {
@@ -442,7 +450,8 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
         if (!a->job_id || strcmp(a->job_id, v->job_id) != 0)
             return;
         if (!a->ok) {
-            zp_error("sink refused job %s: %s", v->job_id, a->error ? a->error : "?");
+            zp_error("sink refused job %s: %s", v->job_id,
+                     a->error ? a->error : "?");
             v->phase = S_DONE;
             v->failed = UINT64_MAX;
             return;
@@ -459,7 +468,8 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
         Zpipe__V1__JobStatus *s = m->job_status;
         if (!s->job_id || strcmp(s->job_id, v->job_id) != 0)
             return;
-        if (s->state == ZPIPE__V1__JOB_STATE__JOB_DONE && v->phase >= S_CLOSING) {
+        if (s->state == ZPIPE__V1__JOB_STATE__JOB_DONE &&
+            v->phase >= S_CLOSING) {
             zp_info("job %s done: %llu tasks, %llu succeeded, %llu failed",
                     v->job_id, (unsigned long long)s->total,
                     (unsigned long long)s->succeeded,
@@ -508,12 +518,14 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                            cfg->dispatch_endpoint, true, 1u << 20);
     if (!v.dispatch)
         goto fail_ctx;
-    v.control = zp_socket(v.ctx, ZMQ_DEALER, cfg->sink_control, false, 1u << 24);
+    v.control =
+        zp_socket(v.ctx, ZMQ_DEALER, cfg->sink_control, false, 1u << 24);
     if (!v.control)
         goto fail_ctx;
-    zp_info("ventilator: job %s, plugin %s, input %s, dispatch %s on %s, sink %s",
-            v.job_id, cfg->plugin, cfg->input, cfg->dispatch,
-            cfg->dispatch_endpoint, cfg->sink_control);
+    zp_info(
+        "ventilator: job %s, plugin %s, input %s, dispatch %s on %s, sink %s",
+        v.job_id, cfg->plugin, cfg->input, cfg->dispatch,
+        cfg->dispatch_endpoint, cfg->sink_control);
     s_send_control(&v);
 
     zmq_msg_t frame;
@@ -536,10 +548,12 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                     if (v.workers[i].credit && v.workers[i].has_plugin)
                         want_input = true;
         }
-        if (v.push && v.phase == S_RUNNING && !s_input_done(&v.in) && !want_input)
+        if (v.push && v.phase == S_RUNNING && !s_input_done(&v.in) &&
+            !want_input)
             want_out = true;
         zmq_pollitem_t items[3] = {
-            {v.dispatch, 0, (short)(v.push ? (want_out ? ZMQ_POLLOUT : 0) : ZMQ_POLLIN), 0},
+            {v.dispatch, 0,
+             (short)(v.push ? (want_out ? ZMQ_POLLOUT : 0) : ZMQ_POLLIN), 0},
             {v.control, 0, ZMQ_POLLIN, 0},
             {NULL, v.in.fd, ZMQ_POLLIN, 0},
         };
@@ -558,7 +572,8 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         }
         if (!v.push && (items[0].revents & ZMQ_POLLIN))
             for (int k = 0; k < 256; k++) {
-                int r = zp_recv(v.dispatch, true, rid, &rid_len, &frame, ZMQ_DONTWAIT);
+                int r = zp_recv(v.dispatch, true, rid, &rid_len, &frame,
+                                ZMQ_DONTWAIT);
                 if (r < 0)
                     break;
                 if (r > 0) {
@@ -569,7 +584,8 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
             }
         if (items[1].revents & ZMQ_POLLIN)
             for (int k = 0; k < 64; k++) {
-                int r = zp_recv(v.control, false, NULL, NULL, &frame, ZMQ_DONTWAIT);
+                int r =
+                    zp_recv(v.control, false, NULL, NULL, &frame, ZMQ_DONTWAIT);
                 if (r < 0)
                     break;
                 if (r == 0)
@@ -580,8 +596,8 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
             if (d < 0)
                 break;
             if (s_input_done(&v.in)) {
-                zp_info("job %s: input ended after %llu tasks; closing", v.job_id,
-                        (unsigned long long)v.next_task_id);
+                zp_info("job %s: input ended after %llu tasks; closing",
+                        v.job_id, (unsigned long long)v.next_task_id);
                 v.phase = S_CLOSING;
                 s_send_control(&v);
             }
@@ -602,7 +618,8 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
     for (size_t i = 0; i < v.n_workers; i++)
         zp_info("worker %s was sent %llu tasks", v.workers[i].id,
                 (unsigned long long)v.workers[i].sent);
-    zp_info("ventilator stopping: %llu bad messages", (unsigned long long)v.bad_messages);
+    zp_info("ventilator stopping: %llu bad messages",
+            (unsigned long long)v.bad_messages);
 
 fail_ctx:
     /* Nothing still queued matters once the job is done or abandoned:

@@ -31,7 +31,8 @@ int main(int argc, char **argv)
     bool describe = false;
     const zp_opt_t opts[] = {
         {"ventilator", 'v', ZP_OPT_STR, "ZPIPE_VENTILATOR", "ENDPOINT",
-         "ventilator dispatch endpoint to connect (default tcp://localhost:5557)",
+         "ventilator dispatch endpoint to connect (default "
+         "tcp://localhost:5557)",
          &cfg.ventilator, 0, 0, NULL},
         {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",
          "sink results endpoint to connect (default tcp://localhost:5558)",
@@ -40,19 +41,19 @@ int main(int argc, char **argv)
          "plugin to load, by name (on ZPIPE_PLUGIN_PATH) or path; repeatable",
          &cfg.plugins, 0, 0, NULL},
         {"dispatch", 0, ZP_OPT_CHOICE, "ZPIPE_DISPATCH", "MODE",
-         "credit (default) or push, as the ventilator uses", &cfg.dispatch,
-         0, 0, "credit|push"},
+         "credit (default) or push, as the ventilator uses", &cfg.dispatch, 0,
+         0, "credit|push"},
         {"window", 'w', ZP_OPT_UINT, "ZPIPE_WINDOW", "N",
          "most tasks held at once under credit dispatch (default 1024)",
          &cfg.window, 1, 1000000, NULL},
         {"target-ms", 0, ZP_OPT_UINT, "ZPIPE_TARGET_MS", "MS",
-         "work to keep queued when sizing credit (default 20)",
-         &cfg.target_ms, 1, 600000, NULL},
+         "work to keep queued when sizing credit (default 20)", &cfg.target_ms,
+         1, 600000, NULL},
         {"id", 0, ZP_OPT_STR, "ZPIPE_WORKER_ID", "ID",
          "worker id (default HOST-PID-RANDOM)", &cfg.id, 0, 0, NULL},
         {"max-output", 0, ZP_OPT_UINT, "ZPIPE_MAX_OUTPUT", "BYTES",
-         "largest output a task may produce (default 64 MiB)",
-         &cfg.max_output, 0, 1u << 30, NULL},
+         "largest output a task may produce (default 64 MiB)", &cfg.max_output,
+         0, 1u << 30, NULL},
         {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
          "largest task message accepted (default 256 MiB)", &cfg.max_frame,
          1024, 1u << 30, NULL},
@@ -63,8 +64,8 @@ int main(int argc, char **argv)
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},
         {"describe", 0, ZP_OPT_FLAG, NULL, NULL,
-         "load the plugins, print their descriptors and exit", &describe, 0,
-         0, NULL},
+         "load the plugins, print their descriptors and exit", &describe, 0, 0,
+         NULL},
         {0},
     };
     char err[512];
@@ -85,7 +86,8 @@ int main(int argc, char **argv)
         break;
     }
     if (first < argc) {
-        fprintf(stderr, "zpipe-worker: unexpected argument '%s'\n", argv[first]);
+        fprintf(stderr, "zpipe-worker: unexpected argument '%s'\n",
+                argv[first]);
         zp_opts_usage(stderr, s_synopsis, opts);
         return 2;
     }

@@ -14,10 +14,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_MAX_ERROR 4096
+#define S_MAX_ERROR   4096
 #define S_FLUSH_BYTES (1u << 20)
-#define S_FLUSH_US 20000u
-#define S_MIN_CREDIT 2u
+#define S_FLUSH_US    20000u
+#define S_MIN_CREDIT  2u
 
 /* One finished task waiting to be sent; output and error live in the
  * worker's shared buffers at these offsets. */
@@ -133,8 +133,8 @@ int zp_worker_describe(const zp_worker_config_t *cfg)
         for (size_t i = 0; i < zp_plugins_count(w.plugins); i++) {
             const zp_plugin_t *p = zp_plugins_at(w.plugins, i);
             printf("%s\t%s\t%u.%u\t%s\t%s\n", p->desc.name,
-                   p->desc.version ? p->desc.version : "",
-                   p->desc.abi_major, p->desc.abi_minor, p->path,
+                   p->desc.version ? p->desc.version : "", p->desc.abi_major,
+                   p->desc.abi_minor, p->path,
                    p->desc.description ? p->desc.description : "");
         }
         rc = 0;
@@ -289,7 +289,8 @@ static void s_adapt(s_worker_t *w, uint64_t elapsed_us, size_t bytes)
         w->ewma_task_us = (double)elapsed_us + 0.5;
         w->ewma_bytes = (double)bytes + 1;
     } else {
-        w->ewma_task_us = (1 - a) * w->ewma_task_us + a * ((double)elapsed_us + 0.5);
+        w->ewma_task_us =
+            (1 - a) * w->ewma_task_us + a * ((double)elapsed_us + 0.5);
         w->ewma_bytes = (1 - a) * w->ewma_bytes + a * ((double)bytes + 1);
     }
     double t = (double)w->cfg->target_ms * 1000.0 / w->ewma_task_us;
@@ -451,11 +452,11 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
     else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_BYE && w->credit_mode) {
         /* The ventilator forgot us (we were silent too long, or it
          * restarted): introduce ourselves again with fresh credit. */
-        zp_warn("ventilator %s does not know this worker (%s); saying hello again",
-                w->cfg->ventilator, m->bye->reason ? m->bye->reason : "");
+        zp_warn(
+            "ventilator %s does not know this worker (%s); saying hello again",
+            w->cfg->ventilator, m->bye->reason ? m->bye->reason : "");
         s_send_hello(w);
-    }
-    else {
+    } else {
         w->bad_messages++;
         zp_warn("dropped an unexpected %s message from %s", zp_kind_name(m),
                 w->cfg->ventilator);
@@ -513,9 +514,9 @@ int zp_worker_run(const zp_worker_config_t *cfg)
             goto fail_ctx;
         }
     }
-    zp_info("worker %s connected to %s (%s dispatch, window %llu) and %s",
-            w.id, cfg->ventilator, cfg->dispatch,
-            (unsigned long long)cfg->window, cfg->sink);
+    zp_info("worker %s connected to %s (%s dispatch, window %llu) and %s", w.id,
+            cfg->ventilator, cfg->dispatch, (unsigned long long)cfg->window,
+            cfg->sink);
     if (w.credit_mode && s_send_hello(&w) < 0)
         goto fail_ctx;
 
@@ -533,7 +534,8 @@ int zp_worker_run(const zp_worker_config_t *cfg)
         if (items[0].revents & ZMQ_POLLIN) {
             /* Drain what is queued, then grant once. */
             for (int k = 0; k < 64; k++) {
-                int r = zp_recv(w.tasks, false, NULL, NULL, &frame, ZMQ_DONTWAIT);
+                int r =
+                    zp_recv(w.tasks, false, NULL, NULL, &frame, ZMQ_DONTWAIT);
                 if (r < 0)
                     break;
                 if (r > 0) {

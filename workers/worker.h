@@ -14,17 +14,17 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *ventilator;  /* endpoint to connect for tasks */
-    const char *sink;        /* endpoint to connect for results */
-    const char *dispatch;    /* "credit" or "push" */
-    const char *id;          /* worker id, NULL = generated */
-    zp_strlist_t plugins;    /* plugin names or paths */
-    uint64_t window;         /* most tasks held at once (credit) */
-    uint64_t target_ms;      /* work to keep queued when adapting credit */
-    uint64_t max_output;     /* bytes a task may output */
-    uint64_t max_frame;      /* largest frame accepted */
+    const char *ventilator; /* endpoint to connect for tasks */
+    const char *sink;       /* endpoint to connect for results */
+    const char *dispatch;   /* "credit" or "push" */
+    const char *id;         /* worker id, NULL = generated */
+    zp_strlist_t plugins;   /* plugin names or paths */
+    uint64_t window;        /* most tasks held at once (credit) */
+    uint64_t target_ms;     /* work to keep queued when adapting credit */
+    uint64_t max_output;    /* bytes a task may output */
+    uint64_t max_frame;     /* largest frame accepted */
     uint64_t heartbeat_ms;
-    long parent_pid;         /* exit when this process is gone, 0 = never */
+    long parent_pid; /* exit when this process is gone, 0 = never */
 } zp_worker_config_t;
 
 /* Runs until SIGTERM/SIGINT. Returns 0 on a clean stop, 3 when set-up

@@ -8,15 +8,18 @@
 
 static void s_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: zpipe COMMAND [OPTIONS]\n"
-            "A parallel task pipeline on ZeroMQ.\n\n"
-            "Commands:\n"
-            "  run       run one job on local processes: ventilator, workers, sink\n"
-            "  version   print the version\n"
-            "  help      show this help\n\n"
-            "The daemons run on their own too: zpipe-ventilator, zpipe-worker,\n"
-            "zpipe-sink (each has --help). 'zpipe COMMAND --help' for a command.\n");
+    fprintf(
+        out,
+        "Usage: zpipe COMMAND [OPTIONS]\n"
+        "A parallel task pipeline on ZeroMQ.\n\n"
+        "Commands:\n"
+        "  run       run one job on local processes: ventilator, workers, "
+        "sink\n"
+        "  version   print the version\n"
+        "  help      show this help\n\n"
+        "The daemons run on their own too: zpipe-ventilator, zpipe-worker,\n"
+        "zpipe-sink (each has --help). 'zpipe COMMAND --help' for a "
+        "command.\n");
 }
 
 int main(int argc, char **argv)

@@ -52,7 +52,7 @@ static char *s_plugin_name(const char *worker, const char *spec)
     if (pipe(fds) < 0)
         return NULL;
     char *argv[] = {(char *)worker, "--plugin", (char *)spec, "--describe",
-                    "--log-level", "error", NULL};
+                    "--log-level",  "error",    NULL};
     pid_t pid = zp_spawn(argv, -1, fds[1]);
     close(fds[1]);
     if (pid < 0) {
@@ -141,11 +141,11 @@ static void s_progress(const Zpipe__V1__JobStatus *st, uint64_t t0)
         for (int i = 0; i < 20; i++)
             bars[i] = i < bar ? '#' : '.';
         bars[20] = '\0';
-        snprintf(line, sizeof line,
-                 "\r[%s] %llu/%llu %5.1f%%  %.0f tasks/s  ETA %.0fs  failed %llu ",
-                 bars, (unsigned long long)st->done,
-                 (unsigned long long)st->total, pct, rate, eta,
-                 (unsigned long long)st->failed);
+        snprintf(
+            line, sizeof line,
+            "\r[%s] %llu/%llu %5.1f%%  %.0f tasks/s  ETA %.0fs  failed %llu ",
+            bars, (unsigned long long)st->done, (unsigned long long)st->total,
+            pct, rate, eta, (unsigned long long)st->failed);
     } else {
         snprintf(line, sizeof line, "\r%llu done  %.0f tasks/s  failed %llu ",
                  (unsigned long long)st->done, rate,
@@ -192,13 +192,13 @@ int zp_cmd_run(int argc, char **argv)
          "most tasks a worker holds at once (default 1024)", &o.window, 1,
          1000000, NULL},
         {"deadline-ms", 0, ZP_OPT_UINT, "ZPIPE_DEADLINE_MS", "MS",
-         "per-task deadline, 0 = none (default 0)", &o.deadline_ms, 0,
-         86400000, NULL},
+         "per-task deadline, 0 = none (default 0)", &o.deadline_ms, 0, 86400000,
+         NULL},
         {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID", "job id (default random)",
          &o.job, 0, 0, NULL},
         {"progress", 0, ZP_OPT_FLAG, NULL, NULL,
-         "show progress on stderr even when it is not a terminal",
-         &o.progress, 0, 0, NULL},
+         "show progress on stderr even when it is not a terminal", &o.progress,
+         0, 0, NULL},
         {"no-progress", 0, ZP_OPT_FLAG, NULL, NULL, "never show progress",
          &o.no_progress, 0, 0, NULL},
         {0},
@@ -253,7 +253,8 @@ int zp_cmd_run(int argc, char **argv)
 
     name = s_plugin_name(bin_worker, o.plugin);
     if (!name) {
-        fprintf(stderr, "zpipe run: plugin %s refused (see the message above)\n",
+        fprintf(stderr,
+                "zpipe run: plugin %s refused (see the message above)\n",
                 o.plugin);
         goto done;
     }
@@ -271,7 +272,8 @@ int zp_cmd_run(int argc, char **argv)
     snprintf(parent, sizeof parent, "%d", (int)getpid());
     snprintf(sbatch, sizeof sbatch, "%llu", (unsigned long long)o.batch);
     snprintf(swindow, sizeof swindow, "%llu", (unsigned long long)o.window);
-    snprintf(sdeadline, sizeof sdeadline, "%llu", (unsigned long long)o.deadline_ms);
+    snprintf(sdeadline, sizeof sdeadline, "%llu",
+             (unsigned long long)o.deadline_ms);
     const char *lvl = zp_log_level_name(), *lfmt = zp_log_format_name();
 
     /* The sink first, so the ventilator's JobOpen finds it. */
@@ -390,12 +392,14 @@ int zp_cmd_run(int argc, char **argv)
         }
         zmq_pollitem_t it = {control, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 100) > 0) {
-            while (zp_recv(control, false, NULL, NULL, &frame, ZMQ_DONTWAIT) == 0) {
+            while (zp_recv(control, false, NULL, NULL, &frame, ZMQ_DONTWAIT) ==
+                   0) {
                 zp_arena_reset(arena);
                 zp_message_t *m = zp_decode(arena, zmq_msg_data(&frame),
                                             zmq_msg_size(&frame), 1u << 24);
                 if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_JOB_STATUS ||
-                    !m->job_status->job_id || strcmp(m->job_status->job_id, job))
+                    !m->job_status->job_id ||
+                    strcmp(m->job_status->job_id, job))
                     continue;
                 Zpipe__V1__JobStatus *st = m->job_status;
                 last.state = st->state;
@@ -408,10 +412,12 @@ int zp_cmd_run(int argc, char **argv)
                 if (st->state == ZPIPE__V1__JOB_STATE__JOB_DONE) {
                     done = true;
                     n_final = st->n_workers;
-                    final_workers = calloc(n_final ? n_final : 1, sizeof *final_workers);
+                    final_workers =
+                        calloc(n_final ? n_final : 1, sizeof *final_workers);
                     for (size_t i = 0; final_workers && i < n_final; i++) {
                         final_workers[i] = *st->workers[i];
-                        final_workers[i].worker_id = strdup(st->workers[i]->worker_id);
+                        final_workers[i].worker_id =
+                            strdup(st->workers[i]->worker_id);
                     }
                     break;
                 }
@@ -440,7 +446,8 @@ int zp_cmd_run(int argc, char **argv)
             if (strcmp(kids[i].role, "worker") != 0) {
                 if (show)
                     fputc('\n', stderr);
-                fprintf(stderr, "zpipe run: the %s %s; job %s cannot complete\n",
+                fprintf(stderr,
+                        "zpipe run: the %s %s; job %s cannot complete\n",
                         kids[i].role, why, job);
                 goto stop_loop;
             }
@@ -448,8 +455,10 @@ int zp_cmd_run(int argc, char **argv)
         if (workers_alive == 0) {
             if (show)
                 fputc('\n', stderr);
-            fprintf(stderr, "zpipe run: every worker has exited; job %s cannot complete\n",
-                    job);
+            fprintf(
+                stderr,
+                "zpipe run: every worker has exited; job %s cannot complete\n",
+                job);
             goto stop_loop;
         }
     }
@@ -457,27 +466,29 @@ int zp_cmd_run(int argc, char **argv)
         fputs("\r\033[K", stderr);
     if (done) {
         double secs = (double)(zp_mono_us() - t0) / 1e6;
-        fprintf(stderr,
-                "zpipe run: job %s: %llu tasks, %llu succeeded, %llu failed, "
-                "%llu duplicates dropped, %llu bad messages; %.3f s, %.0f tasks/s, "
-                "%llu workers\n",
-                job, (unsigned long long)last.total,
-                (unsigned long long)last.succeeded,
-                (unsigned long long)last.failed,
-                (unsigned long long)last.duplicates,
-                (unsigned long long)last.bad_messages, secs,
-                secs > 0 ? (double)last.total / secs : 0.0,
-                (unsigned long long)o.workers);
+        fprintf(
+            stderr,
+            "zpipe run: job %s: %llu tasks, %llu succeeded, %llu failed, "
+            "%llu duplicates dropped, %llu bad messages; %.3f s, %.0f tasks/s, "
+            "%llu workers\n",
+            job, (unsigned long long)last.total,
+            (unsigned long long)last.succeeded, (unsigned long long)last.failed,
+            (unsigned long long)last.duplicates,
+            (unsigned long long)last.bad_messages, secs,
+            secs > 0 ? (double)last.total / secs : 0.0,
+            (unsigned long long)o.workers);
         for (size_t i = 0; final_workers && i < n_final; i++)
-            fprintf(stderr,
-                    "zpipe run:   worker %s: %llu tasks, window %u, max held %u\n",
-                    final_workers[i].worker_id ? final_workers[i].worker_id : "?",
-                    (unsigned long long)final_workers[i].tasks_done,
-                    final_workers[i].window, final_workers[i].max_held);
+            fprintf(
+                stderr,
+                "zpipe run:   worker %s: %llu tasks, window %u, max held %u\n",
+                final_workers[i].worker_id ? final_workers[i].worker_id : "?",
+                (unsigned long long)final_workers[i].tasks_done,
+                final_workers[i].window, final_workers[i].max_held);
         rc = last.failed ? 1 : 0;
     } else if (zp_stopping()) {
-        fprintf(stderr, "zpipe run: interrupted; job %s incomplete (%llu done)\n",
-                job, (unsigned long long)last.done);
+        fprintf(stderr,
+                "zpipe run: interrupted; job %s incomplete (%llu done)\n", job,
+                (unsigned long long)last.done);
         rc = 128 + zp_stop_signal();
     }
 stop_loop:

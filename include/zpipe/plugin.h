@@ -96,7 +96,7 @@ struct zpipe_call {
     uint32_t attempt;     /* 1 on first delivery */
     uint64_t deadline_ms; /* budget for this attempt, 0 = none */
     const char *job_id;
-    void *host_private;   /* the host's; plugins must not touch it */
+    void *host_private; /* the host's; plugins must not touch it */
 };
 
 /* The descriptor a plugin returns from its entry symbol. Static storage;
@@ -120,14 +120,17 @@ typedef struct zpipe_plugin {
 
 /* Fills the version fields; use as the start of a descriptor:
  *   static const zpipe_plugin_t desc = { ZPIPE_PLUGIN_HEADER, .name = ... }; */
-#define ZPIPE_PLUGIN_HEADER                                                  \
-    .struct_size = sizeof(zpipe_plugin_t), .abi_major = ZPIPE_ABI_MAJOR,     \
+#define ZPIPE_PLUGIN_HEADER                                                    \
+    .struct_size = sizeof(zpipe_plugin_t), .abi_major = ZPIPE_ABI_MAJOR,       \
     .abi_minor = ZPIPE_ABI_MINOR
 
 /* Defines the entry symbol returning desc. */
-#define ZPIPE_PLUGIN_EXPORT(desc)                                            \
-    ZPIPE_EXPORT const zpipe_plugin_t *zpipe_plugin_entry(void);             \
-    const zpipe_plugin_t *zpipe_plugin_entry(void) { return &(desc); }
+#define ZPIPE_PLUGIN_EXPORT(desc)                                              \
+    ZPIPE_EXPORT const zpipe_plugin_t *zpipe_plugin_entry(void);               \
+    const zpipe_plugin_t *zpipe_plugin_entry(void)                             \
+    {                                                                          \
+        return &(desc);                                                        \
+    }
 
 /* Convenience wrappers around the host table. */
 static inline int zpipe_append(zpipe_call_t *call, const void *data, size_t len)
@@ -135,7 +138,8 @@ static inline int zpipe_append(zpipe_call_t *call, const void *data, size_t len)
     return call->host->append(call, data, len);
 }
 
-static inline int zpipe_fail(zpipe_call_t *call, int status, const char *message)
+static inline int zpipe_fail(zpipe_call_t *call, int status,
+                             const char *message)
 {
     call->host->set_error(call, message);
     return status;

@@ -20,11 +20,16 @@ static void s_setup(void)
     cfg.mode = "credit";
     cfg.count = 7;
     zp_opt_t o[] = {
-        {"name", 'n', ZP_OPT_STR, "ZPT_NAME", "S", "a name", &cfg.name, 0, 0, NULL},
-        {"count", 'c', ZP_OPT_UINT, "ZPT_COUNT", "N", "a count", &cfg.count, 1, 100, NULL},
-        {"flag", 0, ZP_OPT_FLAG, "ZPT_FLAG", NULL, "a flag", &cfg.flag, 0, 0, NULL},
-        {"item", 'p', ZP_OPT_LIST, "ZPT_ITEMS", "X", "items", &cfg.list, 0, 0, NULL},
-        {"mode", 0, ZP_OPT_CHOICE, "ZPT_MODE", "M", "mode", &cfg.mode, 0, 0, "credit|push"},
+        {"name", 'n', ZP_OPT_STR, "ZPT_NAME", "S", "a name", &cfg.name, 0, 0,
+         NULL},
+        {"count", 'c', ZP_OPT_UINT, "ZPT_COUNT", "N", "a count", &cfg.count, 1,
+         100, NULL},
+        {"flag", 0, ZP_OPT_FLAG, "ZPT_FLAG", NULL, "a flag", &cfg.flag, 0, 0,
+         NULL},
+        {"item", 'p', ZP_OPT_LIST, "ZPT_ITEMS", "X", "items", &cfg.list, 0, 0,
+         NULL},
+        {"mode", 0, ZP_OPT_CHOICE, "ZPT_MODE", "M", "mode", &cfg.mode, 0, 0,
+         "credit|push"},
         {0},
     };
     memcpy(opts, o, sizeof o);
@@ -55,8 +60,9 @@ static void test_long_short_and_repeated_options(void)
 {
     s_setup();
     char err[256];
-    const char *argv[] = {"prog", "--name", "x", "-c", "9", "--flag", "-p",
-                          "a", "--item=b", "--mode", "push", NULL};
+    const char *argv[] = {"prog",     "--name", "x",    "-c",
+                          "9",        "--flag", "-p",   "a",
+                          "--item=b", "--mode", "push", NULL};
     TEST_EQ_INT(s_parse(11, argv, err), ZP_OPTS_OK);
     TEST_EQ_STR(cfg.name, "x");
     TEST_EQ_INT(cfg.count, 9);
@@ -142,12 +148,18 @@ static void test_help_and_version(void)
 }
 
 static const test_case_t tests[] = {
-    {"test_defaults_survive_empty_command_line", test_defaults_survive_empty_command_line},
-    {"test_long_short_and_repeated_options", test_long_short_and_repeated_options},
-    {"test_environment_applies_and_command_line_wins", test_environment_applies_and_command_line_wins},
-    {"test_out_of_range_number_is_refused", test_out_of_range_number_is_refused},
-    {"test_bad_environment_value_names_the_variable", test_bad_environment_value_names_the_variable},
-    {"test_unknown_option_and_missing_value", test_unknown_option_and_missing_value},
+    {"test_defaults_survive_empty_command_line",
+     test_defaults_survive_empty_command_line},
+    {"test_long_short_and_repeated_options",
+     test_long_short_and_repeated_options},
+    {"test_environment_applies_and_command_line_wins",
+     test_environment_applies_and_command_line_wins},
+    {"test_out_of_range_number_is_refused",
+     test_out_of_range_number_is_refused},
+    {"test_bad_environment_value_names_the_variable",
+     test_bad_environment_value_names_the_variable},
+    {"test_unknown_option_and_missing_value",
+     test_unknown_option_and_missing_value},
     {"test_bad_choice_lists_the_choices", test_bad_choice_lists_the_choices},
     {"test_help_and_version", test_help_and_version},
     {NULL, NULL},

@@ -26,10 +26,12 @@ static void s_log(int level, const char *plugin, const char *m)
     (void)m;
 }
 static const zpipe_host_t s_host = {
-    sizeof(zpipe_host_t), ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR, s_append, s_set_error, s_log,
+    sizeof(zpipe_host_t), ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR, s_append,
+    s_set_error,          s_log,
 };
 
-static const zp_plugin_t *s_load(zp_plugins_t *set, const char *fixture, char *err)
+static const zp_plugin_t *s_load(zp_plugins_t *set, const char *fixture,
+                                 char *err)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.so", ZP_FIXTURE_DIR, fixture);
@@ -45,8 +47,8 @@ static int s_refused(const char *fixture, const char *reason)
     int ok = p == NULL && strstr(err, fixture) && strstr(err, reason) &&
              zp_plugins_count(set) == 0;
     if (!ok)
-        fprintf(stderr, "  %s: got \"%s\", wanted refusal with \"%s\"\n", fixture,
-                err, reason);
+        fprintf(stderr, "  %s: got \"%s\", wanted refusal with \"%s\"\n",
+                fixture, err, reason);
     zp_plugins_destroy(&set);
     return ok;
 }
@@ -62,8 +64,10 @@ static void test_echo_loads_and_runs(void)
     TEST_CHECK(zp_plugins_find(set, "echo") == p);
     TEST_CHECK(zp_plugins_find(set, "nope") == NULL);
     s_out.len = 0;
-    zpipe_call_t call = {.struct_size = sizeof call, .host = &s_host,
-                         .input = (const uint8_t *)"hi", .input_len = 2};
+    zpipe_call_t call = {.struct_size = sizeof call,
+                         .host = &s_host,
+                         .input = (const uint8_t *)"hi",
+                         .input_len = 2};
     TEST_EQ_INT(p->desc.process(p->state, &call), ZPIPE_OK);
     TEST_EQ_INT(s_out.len, 2);
     TEST_CHECK(memcmp(s_out.data, "hi", 2) == 0);
@@ -85,7 +89,8 @@ static void test_name_is_found_on_plugin_path(void)
 static void test_unknown_name_says_where_it_looked(void)
 {
     char err[1024];
-    TEST_CHECK(zp_plugin_resolve("no_such_plugin_xyz", err, sizeof err) == NULL);
+    TEST_CHECK(zp_plugin_resolve("no_such_plugin_xyz", err, sizeof err) ==
+               NULL);
     TEST_CONTAINS(err, "no_such_plugin_xyz");
     TEST_CONTAINS(err, "ZPIPE_PLUGIN_PATH");
 }
@@ -94,27 +99,59 @@ static void test_missing_file_is_refused(void)
 {
     zp_plugins_t *set = zp_plugins_new(&s_host);
     char err[1024];
-    TEST_CHECK(zp_plugins_load(set, "/nonexistent/x.so", err, sizeof err) == NULL);
+    TEST_CHECK(zp_plugins_load(set, "/nonexistent/x.so", err, sizeof err) ==
+               NULL);
     TEST_CONTAINS(err, "/nonexistent/x.so");
     zp_plugins_destroy(&set);
 }
 
-static void test_refuses_other_major(void) { TEST_CHECK(s_refused("fx_bad_major", "this host speaks major")); }
-static void test_refuses_newer_minor(void) { TEST_CHECK(s_refused("fx_newer_minor", "newer than this host")); }
-static void test_refuses_bad_struct_size(void) { TEST_CHECK(s_refused("fx_bad_size", "struct_size 8")); }
-static void test_refuses_missing_process(void) { TEST_CHECK(s_refused("fx_no_process", "no process callback")); }
-static void test_refuses_missing_name(void) { TEST_CHECK(s_refused("fx_no_name", "name is missing")); }
-static void test_refuses_bad_name(void) { TEST_CHECK(s_refused("fx_bad_name", "name is missing or not")); }
-static void test_refuses_missing_entry(void) { TEST_CHECK(s_refused("fx_no_entry", "not a zpipe plugin")); }
-static void test_refuses_null_descriptor(void) { TEST_CHECK(s_refused("fx_null_desc", "returned no descriptor")); }
-static void test_refuses_unresolved_symbol(void) { TEST_CHECK(s_refused("fx_undefined", "undefined symbol")); }
-static void test_refuses_failing_init(void) { TEST_CHECK(s_refused("fx_init_fails", "init failed")); }
+static void test_refuses_other_major(void)
+{
+    TEST_CHECK(s_refused("fx_bad_major", "this host speaks major"));
+}
+static void test_refuses_newer_minor(void)
+{
+    TEST_CHECK(s_refused("fx_newer_minor", "newer than this host"));
+}
+static void test_refuses_bad_struct_size(void)
+{
+    TEST_CHECK(s_refused("fx_bad_size", "struct_size 8"));
+}
+static void test_refuses_missing_process(void)
+{
+    TEST_CHECK(s_refused("fx_no_process", "no process callback"));
+}
+static void test_refuses_missing_name(void)
+{
+    TEST_CHECK(s_refused("fx_no_name", "name is missing"));
+}
+static void test_refuses_bad_name(void)
+{
+    TEST_CHECK(s_refused("fx_bad_name", "name is missing or not"));
+}
+static void test_refuses_missing_entry(void)
+{
+    TEST_CHECK(s_refused("fx_no_entry", "not a zpipe plugin"));
+}
+static void test_refuses_null_descriptor(void)
+{
+    TEST_CHECK(s_refused("fx_null_desc", "returned no descriptor"));
+}
+static void test_refuses_unresolved_symbol(void)
+{
+    TEST_CHECK(s_refused("fx_undefined", "undefined symbol"));
+}
+static void test_refuses_failing_init(void)
+{
+    TEST_CHECK(s_refused("fx_init_fails", "init failed"));
+}
 
 static void test_refuses_duplicate_name(void)
 {
     zp_plugins_t *set = zp_plugins_new(&s_host);
     char err[1024];
-    TEST_CHECK(zp_plugins_load(set, ZP_PLUGIN_DIR "/echo.so", err, sizeof err) != NULL);
+    TEST_CHECK(zp_plugins_load(set, ZP_PLUGIN_DIR "/echo.so", err,
+                               sizeof err) != NULL);
     TEST_CHECK(s_load(set, "fx_dup_echo", err) == NULL);
     TEST_CONTAINS(err, "fx_dup_echo");
     TEST_CONTAINS(err, "already loaded from");
@@ -131,8 +168,10 @@ static void test_frozen_v1_0_plugin_still_loads(void)
     TEST_EQ_INT(p->desc.abi_major, 1);
     TEST_EQ_INT(p->desc.abi_minor, 0);
     s_out.len = 0;
-    zpipe_call_t call = {.struct_size = sizeof call, .host = &s_host,
-                         .input = (const uint8_t *)"x", .input_len = 1};
+    zpipe_call_t call = {.struct_size = sizeof call,
+                         .host = &s_host,
+                         .input = (const uint8_t *)"x",
+                         .input_len = 1};
     TEST_EQ_INT(p->desc.process(p->state, &call), ZPIPE_OK);
     TEST_EQ_INT(s_out.len, 6);
     zp_plugins_destroy(&set);
@@ -143,7 +182,8 @@ static void test_several_plugins_in_one_set(void)
     zp_plugins_t *set = zp_plugins_new(&s_host);
     char err[1024];
     TEST_CHECK(zp_plugins_load(set, ZP_PLUGIN_DIR "/echo.so", err, sizeof err));
-    TEST_CHECK(zp_plugins_load(set, ZP_PLUGIN_DIR "/sha256.so", err, sizeof err));
+    TEST_CHECK(
+        zp_plugins_load(set, ZP_PLUGIN_DIR "/sha256.so", err, sizeof err));
     TEST_CHECK(zp_plugins_load(set, ZP_PLUGIN_DIR "/spin.so", err, sizeof err));
     TEST_EQ_INT(zp_plugins_count(set), 3);
     TEST_EQ_STR(zp_plugins_at(set, 1)->desc.name, "sha256");
@@ -154,7 +194,8 @@ static void test_several_plugins_in_one_set(void)
 static const test_case_t tests[] = {
     {"test_echo_loads_and_runs", test_echo_loads_and_runs},
     {"test_name_is_found_on_plugin_path", test_name_is_found_on_plugin_path},
-    {"test_unknown_name_says_where_it_looked", test_unknown_name_says_where_it_looked},
+    {"test_unknown_name_says_where_it_looked",
+     test_unknown_name_says_where_it_looked},
     {"test_missing_file_is_refused", test_missing_file_is_refused},
     {"test_refuses_other_major", test_refuses_other_major},
     {"test_refuses_newer_minor", test_refuses_newer_minor},
@@ -167,7 +208,8 @@ static const test_case_t tests[] = {
     {"test_refuses_unresolved_symbol", test_refuses_unresolved_symbol},
     {"test_refuses_failing_init", test_refuses_failing_init},
     {"test_refuses_duplicate_name", test_refuses_duplicate_name},
-    {"test_frozen_v1_0_plugin_still_loads", test_frozen_v1_0_plugin_still_loads},
+    {"test_frozen_v1_0_plugin_still_loads",
+     test_frozen_v1_0_plugin_still_loads},
     {"test_several_plugins_in_one_set", test_several_plugins_in_one_set},
     {NULL, NULL},
 };

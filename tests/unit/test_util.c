@@ -28,7 +28,8 @@ static void test_json_escapes_quotes_controls_and_backslash(void)
 static void test_base64_matches_rfc4648_vectors(void)
 {
     const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-    const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    const char *out[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                         "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     for (int i = 0; i < 7; i++) {
         zp_buf_t b = {0};
         zp_buf_append_base64(&b, in[i], strlen(in[i]));
@@ -43,9 +44,9 @@ static void test_utf8_accepts_valid_rejects_invalid(void)
     TEST_CHECK(zp_utf8_valid("hello", 5));
     TEST_CHECK(zp_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
     TEST_CHECK(!zp_utf8_valid("\xff", 1));
-    TEST_CHECK(!zp_utf8_valid("\xc3", 1));          /* truncated */
-    TEST_CHECK(!zp_utf8_valid("\xc0\xaf", 2));      /* overlong */
-    TEST_CHECK(!zp_utf8_valid("\xed\xa0\x80", 3));  /* surrogate */
+    TEST_CHECK(!zp_utf8_valid("\xc3", 1));             /* truncated */
+    TEST_CHECK(!zp_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    TEST_CHECK(!zp_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
     TEST_CHECK(!zp_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
 }
 
@@ -75,9 +76,12 @@ static void test_random_ids_differ(void)
 
 static const test_case_t tests[] = {
     {"test_buf_grows_and_appends", test_buf_grows_and_appends},
-    {"test_json_escapes_quotes_controls_and_backslash", test_json_escapes_quotes_controls_and_backslash},
-    {"test_base64_matches_rfc4648_vectors", test_base64_matches_rfc4648_vectors},
-    {"test_utf8_accepts_valid_rejects_invalid", test_utf8_accepts_valid_rejects_invalid},
+    {"test_json_escapes_quotes_controls_and_backslash",
+     test_json_escapes_quotes_controls_and_backslash},
+    {"test_base64_matches_rfc4648_vectors",
+     test_base64_matches_rfc4648_vectors},
+    {"test_utf8_accepts_valid_rejects_invalid",
+     test_utf8_accepts_valid_rejects_invalid},
     {"test_parse_u64_is_strict", test_parse_u64_is_strict},
     {"test_random_ids_differ", test_random_ids_differ},
     {NULL, NULL},
