@@ -144,6 +144,25 @@ def test_run_on_a_big_payload():
     check(got == want, "digests differ")
 
 
+def test_progress_is_shown_when_asked():
+    r = run([binary("zpipe"), "run", "--plugin", "spin", "--workers", "2",
+             "--progress", "--output", "/dev/null"], input=b"1000\n" * 1500,
+            capture_output=True, timeout=60)
+    check(r.returncode == 0, r.stderr.decode())
+    err = r.stderr.decode()
+    check("tasks/s" in err and "ETA" in err and "/1500" in err, err)
+
+
+def test_failing_component_ends_run_with_clear_error():
+    # A directory as input: the ventilator cannot read it and exits; zpipe
+    # run must notice, say so and exit 3 rather than wait forever.
+    d = zptest.tmpdir()
+    r = run([binary("zpipe"), "run", "--plugin", "echo", "--workers", "1",
+             "--input", d], capture_output=True, timeout=30)
+    check(r.returncode == 3, "exit %d: %s" % (r.returncode, r.stderr.decode()))
+    check(b"ventilator" in r.stderr and b"cannot complete" in r.stderr, r.stderr.decode())
+
+
 if __name__ == "__main__":
     zptest.main([
         test_sha256_200000_lines_match_hashlib,
@@ -157,4 +176,6 @@ if __name__ == "__main__":
         test_env_equivalents_configure_run,
         test_push_dispatch_completes,
         test_run_on_a_big_payload,
+        test_progress_is_shown_when_asked,
+        test_failing_component_ends_run_with_clear_error,
     ])
