@@ -44,6 +44,13 @@ typedef struct s_job {
     size_t n_workers;
     s_peer_t waiters[S_MAX_WAITERS];
     size_t n_waiters;
+    /* Whoever opened the job is told what is committed and what to retry. */
+    s_peer_t opener;
+    uint32_t max_attempts;
+    uint64_t retries;
+    uint64_t *commit_ids, *retry_ids;
+    uint32_t *retry_attempts;
+    size_t n_commit, cap_commit, n_retry, cap_retry;
     struct s_job *link;
 } s_job_t;
 
@@ -81,6 +88,7 @@ static s_job_t *s_job_get(s_sink_t *s, const char *id)
         return NULL;
     }
     j->state = ZPIPE__V1__JOB_STATE__JOB_OPEN;
+    j->max_attempts = 3;
     j->link = s->jobs;
     s->jobs = j;
     return j;
@@ -98,8 +106,25 @@ static void s_job_free(s_job_t *j)
         free(j->workers[i].id);
     free(j->workers);
     free(j->bits);
+    free(j->commit_ids);
+    free(j->retry_ids);
+    free(j->retry_attempts);
     free(j->id);
     free(j);
+}
+
+static int s_push_u64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 1024;
+        uint64_t *a = realloc(*arr, c * sizeof *a);
+        if (!a)
+            return -1;
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = v;
+    return 0;
 }
 
 /* Marks id done; returns 1 if it was new, 0 if a duplicate, -1 on OOM. */
@@ -124,6 +149,14 @@ static int s_job_mark(s_job_t *j, uint64_t id)
         return 0;
     j->bits[word] |= mask;
     return 1;
+}
+
+static bool s_job_has(const s_job_t *j, uint64_t id)
+{
+    if (j->state == ZPIPE__V1__JOB_STATE__JOB_DONE)
+        return true;
+    size_t word = (size_t)(id / 64);
+    return word < j->n_words && (j->bits[word] >> (id % 64)) & 1;
 }
 
 static void s_write(s_sink_t *s, const void *data, size_t len)
@@ -259,6 +292,7 @@ static void s_send_status(s_sink_t *s, const s_job_t *j, const char *job_id,
         st.succeeded = j->succeeded;
         st.failed = j->failed;
         st.duplicates = j->duplicates;
+        st.retries = j->retries;
         st.bad_messages = s->bad_messages;
         st.first_result_us = j->first_us;
         st.last_result_us = j->last_us;
@@ -282,6 +316,34 @@ static void s_send_status(s_sink_t *s, const s_job_t *j, const char *job_id,
                  zmq_strerror(errno));
 }
 
+/* Tells the opener what was committed and what to retry. */
+static void s_flush_commits(s_sink_t *s, s_job_t *j)
+{
+    if (!j->n_commit && !j->n_retry)
+        return;
+    if (j->opener.rid_len) {
+        Zpipe__V1__Committed c = ZPIPE__V1__COMMITTED__INIT;
+        c.job_id = j->id;
+        c.task_ids = j->commit_ids;
+        c.n_task_ids = j->n_commit;
+        c.retry_task_ids = j->retry_ids;
+        c.n_retry_task_ids = j->n_retry;
+        c.retry_attempts = j->retry_attempts;
+        c.n_retry_attempts = j->n_retry;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_COMMITTED;
+        m.committed = &c;
+        if (zp_send(s->control, j->opener.rid, j->opener.rid_len, &m,
+                    &s->scratch, ZMQ_DONTWAIT) < 0)
+            zp_debug("committed for job %s: opener gone (%s)", j->id,
+                     zmq_strerror(errno));
+    }
+    /* Lost acknowledgements only cost a redelivery and a dropped duplicate;
+     * lost retry requests are covered by the ventilator's lease. */
+    j->n_commit = 0;
+    j->n_retry = 0;
+}
+
 static void s_check_done(s_sink_t *s, s_job_t *j)
 {
     if (j->state != ZPIPE__V1__JOB_STATE__JOB_CLOSED || j->done < j->total)
@@ -292,6 +354,7 @@ static void s_check_done(s_sink_t *s, s_job_t *j)
         s->write_failed = true;
         zp_error("writing %s: %s", s->cfg->output, strerror(errno));
     }
+    s_flush_commits(s, j);
     j->state = ZPIPE__V1__JOB_STATE__JOB_DONE;
     free(j->bits);
     j->bits = NULL;
@@ -372,6 +435,23 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
                   len);
             continue;
         }
+        bool ok = r->status == ZPIPE__V1__STATUS__STATUS_OK;
+        if (!ok && r->retryable && j->state != ZPIPE__V1__JOB_STATE__JOB_DONE &&
+            r->attempt < j->max_attempts && !s_job_has(j, r->task_id)) {
+            /* Not final yet: ask the opener for another attempt. */
+            if (s_push_u64(&j->retry_ids, &j->n_retry, &j->cap_retry,
+                           r->task_id) == 0) {
+                uint32_t *a =
+                    realloc(j->retry_attempts, j->cap_retry * sizeof *a);
+                if (a) {
+                    j->retry_attempts = a;
+                    a[j->n_retry - 1] = r->attempt ? r->attempt : 1;
+                    j->retries++;
+                    continue;
+                }
+                j->n_retry--;
+            }
+        }
         int mark = s_job_mark(j, r->task_id);
         if (mark < 0) {
             zp_error("out of memory marking job %s task %llu", j->id,
@@ -384,6 +464,7 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
         }
         fresh++;
         j->done++;
+        s_push_u64(&j->commit_ids, &j->n_commit, &j->cap_commit, r->task_id);
         if (r->status == ZPIPE__V1__STATUS__STATUS_OK)
             j->succeeded++;
         else
@@ -400,6 +481,8 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
                      j->id, (unsigned long long)r->task_id);
     }
     s_wstat(j, b, fresh);
+    if (j->n_commit >= 4096 || j->n_retry >= 4096)
+        s_flush_commits(s, j);
     if (s->pub) {
         zmq_msg_t copy;
         zmq_msg_init(&copy);
@@ -452,6 +535,10 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
             return;
         }
         s_add_waiter(j, rid, rid_len);
+        memcpy(j->opener.rid, rid, rid_len);
+        j->opener.rid_len = rid_len;
+        if (m->job_open->max_attempts)
+            j->max_attempts = m->job_open->max_attempts;
         if (is_new)
             zp_info("job %s opened (plugin %s)", id,
                     m->job_open->plugin ? m->job_open->plugin : "?");
@@ -496,6 +583,10 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
             s_add_waiter(j, rid, rid_len);
         return;
     }
+    case ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH:
+        /* Failure records the ventilator writes for tasks it gave up on. */
+        s_on_results(s, frame);
+        return;
     default:
         s_bad(s, s->cfg->control, "an unexpected message kind", len);
     }
@@ -547,10 +638,22 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     zmq_msg_init(&frame);
     char rid[256];
     size_t rid_len = 0;
+    uint64_t last_flush = zp_mono_us();
     while (!zp_stopping() && !s.write_failed) {
+        uint64_t now = zp_mono_us();
+        if (now - last_flush >= 20000) {
+            /* Records reach the file before their tasks are acknowledged. */
+            if (fflush(s.out) != 0 && !s.write_failed) {
+                s.write_failed = true;
+                zp_error("writing %s: %s", cfg->output, strerror(errno));
+            }
+            for (s_job_t *j = s.jobs; j; j = j->link)
+                s_flush_commits(&s, j);
+            last_flush = now;
+        }
         zmq_pollitem_t items[] = {{s.results, 0, ZMQ_POLLIN, 0},
                                   {s.control, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 2, 200);
+        int n = zmq_poll(items, 2, 20);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -24,7 +24,11 @@ int main(int argc, char **argv)
         .batch = 256,
         .batch_bytes = 1u << 20,
         .max_task_bytes = 64u << 20,
-        .worker_timeout_ms = 30000,
+        .heartbeat_timeout_ms = 3000,
+        .lease_ms = 600000,
+        .max_attempts = 3,
+        .max_inflight = 200000,
+        .no_worker_timeout_ms = 60000,
     };
     uint64_t parent = 0;
     const zp_opt_t opts[] = {
@@ -57,9 +61,26 @@ int main(int argc, char **argv)
         {"max-task-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_TASK_BYTES", "BYTES",
          "longest input line accepted (default 64 MiB)", &cfg.max_task_bytes, 1,
          1u << 30, NULL},
-        {"worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_WORKER_TIMEOUT_MS", "MS",
-         "a worker silent this long is dropped (default 30000)",
-         &cfg.worker_timeout_ms, 100, 86400000, NULL},
+        {"heartbeat-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_HEARTBEAT_TIMEOUT_MS",
+         "MS",
+         "a worker silent this long is dead and its tasks are sent again "
+         "(default 3000)",
+         &cfg.heartbeat_timeout_ms, 100, 86400000, NULL},
+        {"lease-ms", 0, ZP_OPT_UINT, "ZPIPE_LEASE_MS", "MS",
+         "send a task again if not committed this long after dispatch, 0 = "
+         "never (default 600000; with --deadline-ms, deadline + 5 s)",
+         &cfg.lease_ms, 0, 86400000, NULL},
+        {"max-attempts", 0, ZP_OPT_UINT, "ZPIPE_MAX_ATTEMPTS", "N",
+         "attempts before a retryable failure is final (default 3)",
+         &cfg.max_attempts, 1, 100, NULL},
+        {"max-inflight", 0, ZP_OPT_UINT, "ZPIPE_MAX_INFLIGHT", "N",
+         "tasks read but not yet committed, bounding memory (default 200000)",
+         &cfg.max_inflight, 1, 100000000, NULL},
+        {"no-worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_NO_WORKER_TIMEOUT_MS",
+         "MS",
+         "exit with an error after this long without any worker, 0 = wait "
+         "forever (default 60000)",
+         &cfg.no_worker_timeout_ms, 0, 86400000, NULL},
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},

@@ -1,7 +1,9 @@
-/* ventilator: input lines to task batches, sent against worker credit. */
+/* ventilator: input lines to task batches, sent against worker credit, kept
+ * until the sink commits them. */
 #define _GNU_SOURCE
 #include "ventilator.h"
 #include "zp_codec.h"
+#include "zp_idmap.h"
 #include "zp_log.h"
 #include "zp_net.h"
 #include "zp_util.h"
@@ -15,13 +17,32 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_READ_CHUNK  (1u << 20)
-#define S_RESEND_US   1000000u
-#define S_MAX_PLUGINS 64
+#define S_READ_CHUNK   (1u << 20)
+#define S_RESEND_US    1000000u
+#define S_KEEPALIVE_US 2000000u
+#define S_MAX_PLUGINS  64
+
+typedef enum {
+    S_QUEUED,   /* waiting in the ready queue */
+    S_INFLIGHT, /* sent to a worker */
+    S_FAILING,  /* out of attempts; failure record sent to the sink */
+} s_tstate_t;
+
+/* One task from read until committed. */
+typedef struct {
+    uint64_t id;
+    uint32_t attempt; /* of the current or last delivery */
+    uint8_t state;
+    uint64_t worker; /* serial of the worker holding it */
+    uint64_t sent_us;
+    size_t len;
+    uint8_t data[];
+} s_task_t;
 
 typedef struct {
     char rid[256];
     size_t rid_len;
+    uint64_t serial;
     char *id;
     char *plugins[S_MAX_PLUGINS];
     size_t n_plugins;
@@ -30,18 +51,12 @@ typedef struct {
     uint64_t last_seen_us;
 } s_worker_t;
 
-/* Lines of the input, read in chunks; a line is consumed only once the
- * batch carrying it has been sent. */
 typedef struct {
     int fd;
     zp_buf_t buf;
-    size_t start; /* first unconsumed byte */
-    size_t scan;  /* where the next line of the batch being built begins */
+    size_t start; /* first unread byte */
     bool eof;
-    uint64_t lineno;
 } s_reader_t;
-
-typedef enum { S_OPENING, S_RUNNING, S_CLOSING, S_WAITING, S_DONE } s_phase_t;
 
 typedef struct {
     const zp_ventilator_config_t *cfg;
@@ -49,20 +64,37 @@ typedef struct {
     bool push;
     void *ctx, *dispatch, *control;
     s_reader_t in;
+
+    zp_idmap_t *tasks; /* id -> s_task_t*, everything not yet committed */
+    zp_iddeque_t ready;
+    uint64_t next_task_id;
+
     s_worker_t *workers;
     size_t n_workers, rr;
-    s_phase_t phase;
-    uint64_t next_task_id;
-    uint64_t last_send_us; /* of the last control message */
-    uint64_t bad_messages;
+    uint64_t next_serial;
+    uint64_t no_worker_since_us;
+
+    bool opened, close_acked, done;
+    uint64_t last_open_us, last_close_us, last_status_us;
     uint64_t failed;
+    bool refused;
+
+    /* Counters for the accounting line. */
+    uint64_t dispatched, redelivered, lost_to_workers, expired, retried;
+    uint64_t gave_up, bad_messages;
     bool warned_no_plugin;
+
+    /* Failure records the ventilator itself owes the sink. */
+    Zpipe__V1__Result *fail_results;
+    Zpipe__V1__Result **fail_ptrs;
+    size_t n_fail, cap_fail;
+
     zp_arena_t *arena;
     zp_buf_t scratch;
     /* Batch under construction. */
-    Zpipe__V1__Task *tasks;
-    Zpipe__V1__Task **task_ptrs;
-    size_t *offs, *lens;
+    Zpipe__V1__Task *pb_tasks;
+    Zpipe__V1__Task **pb_ptrs;
+    s_task_t **batch;
     size_t cap_batch;
 } s_vent_t;
 
@@ -76,12 +108,9 @@ static int s_fill(s_reader_t *r, bool block)
         if (poll(&p, 1, 0) <= 0)
             return 0;
     }
-    if (r->start > 0 && r->start == r->scan &&
-        (r->start >= r->buf.len / 2 || r->buf.len - r->start < 4096)) {
-        /* Nothing of the building batch points into the buffer: compact. */
+    if (r->start > 0) {
         memmove(r->buf.data, r->buf.data + r->start, r->buf.len - r->start);
         r->buf.len -= r->start;
-        r->scan -= r->start;
         r->start = 0;
     }
     if (zp_buf_reserve(&r->buf, S_READ_CHUNK) < 0)
@@ -98,32 +127,154 @@ static int s_fill(s_reader_t *r, bool block)
     return 0;
 }
 
-/* Next complete line from r->scan: 1 with offset/length, 0 if none yet. */
-static int s_next_line(s_reader_t *r, size_t *off, size_t *len)
+/* Next complete line: 1 with a pointer valid until the next s_fill, 0 if
+ * none is buffered yet. */
+static int s_next_line(s_reader_t *r, const char **line, size_t *len)
 {
-    size_t avail = r->buf.len - r->scan;
+    size_t avail = r->buf.len - r->start;
     if (avail == 0)
         return 0;
-    char *p = r->buf.data + r->scan;
+    char *p = r->buf.data + r->start;
     char *nl = memchr(p, '\n', avail);
     if (nl) {
-        *off = r->scan;
+        *line = p;
         *len = (size_t)(nl - p);
-        r->scan += *len + 1;
+        r->start += *len + 1;
         return 1;
     }
     if (r->eof) { /* last line without newline */
-        *off = r->scan;
+        *line = p;
         *len = avail;
-        r->scan += avail;
+        r->start += avail;
         return 1;
     }
     return 0;
 }
 
+static bool s_line_buffered(const s_reader_t *r)
+{
+    size_t avail = r->buf.len - r->start;
+    return avail && (r->eof || memchr(r->buf.data + r->start, '\n', avail));
+}
+
 static bool s_input_done(const s_reader_t *r)
 {
     return r->eof && r->start == r->buf.len;
+}
+
+/* Turns up to want more input lines into queued tasks. Returns -1 for a
+ * fatal input error (logged). */
+static int s_refill(s_vent_t *v, size_t want)
+{
+    while (v->ready.len < want &&
+           zp_idmap_size(v->tasks) < v->cfg->max_inflight) {
+        const char *line;
+        size_t len;
+        if (!s_next_line(&v->in, &line, &len)) {
+            if (v->in.eof)
+                return 0;
+            if (s_fill(&v->in, false) < 0) {
+                zp_error("reading %s: %s", v->cfg->input, strerror(errno));
+                return -1;
+            }
+            if (!s_next_line(&v->in, &line, &len))
+                return 0;
+        }
+        if (len > v->cfg->max_task_bytes) {
+            zp_error("input line %llu is %zu bytes, over the limit of %llu "
+                     "(--max-task-bytes)",
+                     (unsigned long long)v->next_task_id + 1, len,
+                     (unsigned long long)v->cfg->max_task_bytes);
+            return -1;
+        }
+        s_task_t *t = malloc(sizeof *t + len);
+        if (!t || zp_idmap_put(v->tasks, v->next_task_id, t) < 0 ||
+            zp_iddeque_push_back(&v->ready, v->next_task_id) < 0) {
+            zp_error("out of memory holding task %llu",
+                     (unsigned long long)v->next_task_id);
+            return -1;
+        }
+        t->id = v->next_task_id++;
+        t->attempt = 1;
+        t->state = S_QUEUED;
+        t->worker = 0;
+        t->sent_us = 0;
+        t->len = len;
+        memcpy(t->data, line, len);
+    }
+    return 0;
+}
+
+/* Queues a failure record for t, which is out of attempts. */
+static void s_give_up(s_vent_t *v, s_task_t *t, const char *cause,
+                      const char *why)
+{
+    if (v->n_fail == v->cap_fail) {
+        size_t cap = v->cap_fail ? 2 * v->cap_fail : 64;
+        Zpipe__V1__Result *r = realloc(v->fail_results, cap * sizeof *r);
+        if (!r)
+            return; /* retried at the next lease scan */
+        v->fail_results = r;
+        v->cap_fail = cap;
+    }
+    Zpipe__V1__Result *r = &v->fail_results[v->n_fail++];
+    zpipe__v1__result__init(r);
+    r->task_id = t->id;
+    r->status = ZPIPE__V1__STATUS__STATUS_FAILED;
+    r->cause = (char *)cause;
+    r->attempt = t->attempt;
+    char *msg = NULL;
+    if (asprintf(&msg, "%s on attempt %u of %llu; giving up", why, t->attempt,
+                 (unsigned long long)v->cfg->max_attempts) < 0)
+        msg = NULL;
+    r->error = msg;
+    t->state = S_FAILING;
+    v->gave_up++;
+}
+
+static void s_flush_failures(s_vent_t *v)
+{
+    if (!v->n_fail)
+        return;
+    Zpipe__V1__Result **ptrs = realloc(v->fail_ptrs, v->n_fail * sizeof *ptrs);
+    if (!ptrs)
+        return;
+    v->fail_ptrs = ptrs;
+    for (size_t i = 0; i < v->n_fail; i++)
+        ptrs[i] = &v->fail_results[i];
+    Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
+    rb.job_id = v->job_id;
+    rb.worker_id = "ventilator";
+    rb.results = ptrs;
+    rb.n_results = v->n_fail;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
+    m.result_batch = &rb;
+    if (zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT) < 0) {
+        zp_warn("failure records to the sink: %s; will retry",
+                zmq_strerror(errno));
+        return;
+    }
+    for (size_t i = 0; i < v->n_fail; i++)
+        free(v->fail_results[i].error);
+    v->n_fail = 0;
+}
+
+/* Sends t again later with its attempt raised, or gives up on it. */
+static void s_requeue(s_vent_t *v, s_task_t *t, const char *cause,
+                      const char *why)
+{
+    if (t->attempt >= v->cfg->max_attempts) {
+        s_give_up(v, t, cause, why);
+        return;
+    }
+    t->attempt++;
+    t->state = S_QUEUED;
+    t->worker = 0;
+    if (zp_iddeque_push_front(&v->ready, t->id) < 0)
+        zp_error("out of memory requeueing task %llu",
+                 (unsigned long long)t->id);
+    v->redelivered++;
 }
 
 static s_worker_t *s_worker_find(s_vent_t *v, const char *rid, size_t len)
@@ -135,10 +286,32 @@ static s_worker_t *s_worker_find(s_vent_t *v, const char *rid, size_t len)
     return NULL;
 }
 
-static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why)
+/* Forgets a worker; with lost = true its tasks are sent again. */
+static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why,
+                          bool lost)
 {
-    zp_info("worker %s left (%s): sent %llu tasks", w->id, why,
-            (unsigned long long)w->sent);
+    size_t held = 0;
+    if (lost) {
+        size_t cursor = 0;
+        uint64_t id;
+        void *p;
+        while (zp_idmap_next(v->tasks, &cursor, &id, &p)) {
+            s_task_t *t = p;
+            if (t->state == S_INFLIGHT && t->worker == w->serial) {
+                char msg[320];
+                snprintf(msg, sizeof msg, "worker %s lost (%s) holding it",
+                         w->id, why);
+                s_requeue(v, t, "worker_lost", msg);
+                held++;
+            }
+        }
+        v->lost_to_workers += held;
+    }
+    zp_info("worker %s left (%s): sent %llu tasks%s", w->id, why,
+            (unsigned long long)w->sent, lost ? "" : "");
+    if (held)
+        zp_warn("worker %s was holding %zu tasks; sending them again", w->id,
+                held);
     free(w->id);
     for (size_t i = 0; i < w->n_plugins; i++)
         free(w->plugins[i]);
@@ -147,14 +320,16 @@ static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why)
     v->n_workers--;
     if (v->rr >= v->n_workers)
         v->rr = 0;
+    if (v->n_workers == 0)
+        v->no_worker_since_us = zp_mono_us();
 }
 
 static void s_on_hello(s_vent_t *v, const char *rid, size_t rid_len,
                        const Zpipe__V1__Hello *h)
 {
     s_worker_t *w = s_worker_find(v, rid, rid_len);
-    if (w)
-        s_worker_drop(v, w, "reconnected");
+    if (w) /* a restarted worker with the same id holds nothing of ours */
+        s_worker_drop(v, w, "said hello again", true);
     s_worker_t *ws = realloc(v->workers, (v->n_workers + 1) * sizeof *ws);
     if (!ws) {
         zp_error("out of memory adding a worker");
@@ -165,6 +340,7 @@ static void s_on_hello(s_vent_t *v, const char *rid, size_t rid_len,
     memset(w, 0, sizeof *w);
     memcpy(w->rid, rid, rid_len);
     w->rid_len = rid_len;
+    w->serial = ++v->next_serial;
     w->id = strdup(h->worker_id && *h->worker_id ? h->worker_id : "?");
     if (!w->id)
         return;
@@ -185,6 +361,15 @@ static void s_on_hello(s_vent_t *v, const char *rid, size_t rid_len,
             w->has_plugin ? "" : ", lacks the job's plugin");
 }
 
+static void s_bad(s_vent_t *v, const char *what, size_t len)
+{
+    v->bad_messages++;
+    if (v->bad_messages <= 10 || v->bad_messages % 1000 == 0)
+        zp_warn("dropped %s (%zu bytes) on %s; %llu bad messages so far", what,
+                len, v->cfg->dispatch_endpoint,
+                (unsigned long long)v->bad_messages);
+}
+
 static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
                           zmq_msg_t *frame)
 {
@@ -192,11 +377,7 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
     zp_arena_reset(v->arena);
     zp_message_t *m = zp_decode(v->arena, zmq_msg_data(frame), len, 1u << 20);
     if (!m) {
-        v->bad_messages++;
-        if (v->bad_messages <= 10 || v->bad_messages % 1000 == 0)
-            zp_warn("dropped a malformed %zu-byte frame on %s; %llu bad so far",
-                    len, v->cfg->dispatch_endpoint,
-                    (unsigned long long)v->bad_messages);
+        s_bad(v, "a malformed frame", len);
         return;
     }
     if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HELLO) {
@@ -206,13 +387,9 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
     s_worker_t *w = s_worker_find(v, rid, rid_len);
     if (!w) {
         /* A worker must say hello first; anything else is a stranger. A
-         * worker we forgot (silent too long, or we restarted) is told to
+         * worker we forgot (declared dead, or we restarted) is told to
          * say hello again. */
-        v->bad_messages++;
-        if (v->bad_messages <= 10 || v->bad_messages % 1000 == 0)
-            zp_warn(
-                "dropped %s from a peer that never said hello; %llu bad so far",
-                zp_kind_name(m), (unsigned long long)v->bad_messages);
+        s_bad(v, "a message from a peer that never said hello", len);
         if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_CREDIT ||
             m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT) {
             Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
@@ -229,23 +406,24 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
     case ZPIPE__V1__MESSAGE__KIND_CREDIT:
         w->credit += m->credit->credit;
         if (w->credit > w->window) {
-            zp_warn(
-                "worker %s granted %llu credit over its window %llu; clamped",
-                w->id, (unsigned long long)(w->credit - w->window),
-                (unsigned long long)w->window);
+            zp_warn("worker %s granted %llu credit over its window %llu; "
+                    "clamped",
+                    w->id, (unsigned long long)(w->credit - w->window),
+                    (unsigned long long)w->window);
             w->credit = w->window;
         }
         break;
     case ZPIPE__V1__MESSAGE__KIND_HEARTBEAT:
         break;
     case ZPIPE__V1__MESSAGE__KIND_BYE:
+        /* A leaving worker finished or handed back what it held; anything
+         * still in flight with it is sent again. */
         s_worker_drop(
-            v, w, m->bye->reason && *m->bye->reason ? m->bye->reason : "bye");
+            v, w, m->bye->reason && *m->bye->reason ? m->bye->reason : "bye",
+            true);
         break;
     default:
-        v->bad_messages++;
-        zp_warn("dropped an unexpected %s from worker %s", zp_kind_name(m),
-                w->id);
+        s_bad(v, "an unexpected message kind", len);
     }
 }
 
@@ -253,15 +431,13 @@ static int s_batch_reserve(s_vent_t *v, size_t n)
 {
     if (n <= v->cap_batch)
         return 0;
-    free(v->tasks);
-    free(v->task_ptrs);
-    free(v->offs);
-    free(v->lens);
-    v->tasks = malloc(n * sizeof *v->tasks);
-    v->task_ptrs = malloc(n * sizeof *v->task_ptrs);
-    v->offs = malloc(n * sizeof *v->offs);
-    v->lens = malloc(n * sizeof *v->lens);
-    if (!v->tasks || !v->task_ptrs || !v->offs || !v->lens) {
+    free(v->pb_tasks);
+    free(v->pb_ptrs);
+    free(v->batch);
+    v->pb_tasks = malloc(n * sizeof *v->pb_tasks);
+    v->pb_ptrs = malloc(n * sizeof *v->pb_ptrs);
+    v->batch = malloc(n * sizeof *v->batch);
+    if (!v->pb_tasks || !v->pb_ptrs || !v->batch) {
         v->cap_batch = 0;
         return -1;
     }
@@ -269,79 +445,77 @@ static int s_batch_reserve(s_vent_t *v, size_t n)
     return 0;
 }
 
-/* Collects up to max lines into the batch arrays; returns the count, or
- * -1 for a line over the size limit (logged). */
-static long s_collect(s_vent_t *v, size_t max)
+/* Pops up to max queued tasks into v->batch; returns the count. */
+static size_t s_collect(s_vent_t *v, size_t max)
 {
-    s_reader_t *r = &v->in;
-    r->scan = r->start;
     size_t n = 0, bytes = 0;
-    while (n < max && bytes < v->cfg->batch_bytes) {
-        size_t off, len;
-        if (!s_next_line(r, &off, &len)) {
-            if (n == 0 && !r->eof) {
-                /* Make progress on a line longer than what is buffered. */
-                if (s_fill(r, false) < 0)
-                    return -1;
-                if (s_next_line(r, &off, &len))
-                    goto got;
-            }
-            break;
-        }
-    got:
-        if (len > v->cfg->max_task_bytes) {
-            zp_error("input line %llu is %zu bytes, over the limit of %llu "
-                     "(--max-task-bytes)",
-                     (unsigned long long)(r->lineno + n + 1), len,
-                     (unsigned long long)v->cfg->max_task_bytes);
-            return -1;
-        }
-        v->offs[n] = off;
-        v->lens[n] = len;
-        bytes += len;
-        n++;
+    uint64_t id;
+    while (n < max && bytes < v->cfg->batch_bytes &&
+           zp_iddeque_pop_front(&v->ready, &id)) {
+        s_task_t *t = zp_idmap_get(v->tasks, id);
+        if (!t || t->state != S_QUEUED)
+            continue; /* committed or given up meanwhile */
+        v->batch[n++] = t;
+        bytes += t->len;
     }
-    return (long)n;
+    return n;
 }
 
-/* Sends the n collected lines as one batch. Returns 0, or -1 with errno
- * from the socket (nothing consumed). */
-static int s_send_batch(s_vent_t *v, size_t n, const s_worker_t *w, int flags)
+/* Sends the n collected tasks as one batch; on failure puts them back at
+ * the front of the queue and returns -1 with errno. */
+static int s_send_batch(s_vent_t *v, size_t n, s_worker_t *w, int flags)
 {
     for (size_t i = 0; i < n; i++) {
-        Zpipe__V1__Task *t = &v->tasks[i];
-        zpipe__v1__task__init(t);
-        t->task_id = v->next_task_id + i;
-        t->payload.data = (uint8_t *)v->in.buf.data + v->offs[i];
-        t->payload.len = v->lens[i];
-        t->attempt = 1;
-        t->deadline_ms = v->cfg->deadline_ms;
-        v->task_ptrs[i] = t;
+        s_task_t *t = v->batch[i];
+        Zpipe__V1__Task *p = &v->pb_tasks[i];
+        zpipe__v1__task__init(p);
+        p->task_id = t->id;
+        p->payload.data = t->data;
+        p->payload.len = t->len;
+        p->attempt = t->attempt;
+        p->deadline_ms = v->cfg->deadline_ms;
+        v->pb_ptrs[i] = p;
     }
     Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
     b.job_id = v->job_id;
     b.plugin = (char *)v->cfg->plugin;
-    b.tasks = v->task_ptrs;
+    b.tasks = v->pb_ptrs;
     b.n_tasks = n;
     b.dispatch_us = zp_now_us();
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
     m.task_batch = &b;
     if (zp_send(v->dispatch, w ? w->rid : NULL, w ? w->rid_len : 0, &m,
-                &v->scratch, flags) < 0)
+                &v->scratch, flags) < 0) {
+        int e = errno;
+        for (size_t i = n; i-- > 0;)
+            zp_iddeque_push_front(&v->ready, v->batch[i]->id);
+        errno = e;
         return -1;
-    v->next_task_id += n;
-    v->in.lineno += n;
-    v->in.start = v->in.scan;
+    }
+    uint64_t now = zp_mono_us();
+    for (size_t i = 0; i < n; i++) {
+        v->batch[i]->state = S_INFLIGHT;
+        v->batch[i]->worker = w ? w->serial : 0;
+        v->batch[i]->sent_us = now;
+    }
+    v->dispatched += n;
     return 0;
+}
+
+static uint64_t s_free_credit(const s_vent_t *v)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < v->n_workers; i++)
+        if (v->workers[i].has_plugin)
+            c += v->workers[i].credit;
+    return c;
 }
 
 /* Credit dispatch: hand out batches round-robin to workers with credit. */
 static int s_dispatch_credit(s_vent_t *v)
 {
     for (;;) {
-        if (s_input_done(&v->in))
-            return 0;
         s_worker_t *w = NULL;
         for (size_t k = 0; k < v->n_workers; k++) {
             s_worker_t *c = &v->workers[(v->rr + k) % v->n_workers];
@@ -352,30 +526,28 @@ static int s_dispatch_credit(s_vent_t *v)
             }
         }
         if (!w) {
-            if (v->n_workers && !v->warned_no_plugin) {
+            if (v->n_workers && !v->warned_no_plugin && s_free_credit(v) == 0) {
                 bool any = false;
                 for (size_t k = 0; k < v->n_workers; k++)
                     any |= v->workers[k].has_plugin;
                 if (!any) {
-                    zp_warn(
-                        "%zu workers connected, none has plugin '%s'; waiting",
-                        v->n_workers, v->cfg->plugin);
+                    zp_warn("%zu workers connected, none has plugin '%s'; "
+                            "waiting",
+                            v->n_workers, v->cfg->plugin);
                     v->warned_no_plugin = true;
                 }
             }
             return 0;
         }
         size_t max = w->credit < v->cfg->batch ? w->credit : v->cfg->batch;
-        if (s_batch_reserve(v, max) < 0)
+        if (s_batch_reserve(v, max) < 0 || s_refill(v, max) < 0)
             return -1;
-        long n = s_collect(v, max);
-        if (n < 0)
-            return -1;
+        size_t n = s_collect(v, max);
         if (n == 0)
-            return 0; /* input not ready yet */
-        if (s_send_batch(v, (size_t)n, w, ZMQ_DONTWAIT) < 0) {
+            return 0; /* nothing ready */
+        if (s_send_batch(v, n, w, ZMQ_DONTWAIT) < 0) {
             if (errno == EHOSTUNREACH) {
-                s_worker_drop(v, w, "unreachable");
+                s_worker_drop(v, w, "unreachable", true);
                 continue;
             }
             if (errno == EAGAIN)
@@ -383,8 +555,8 @@ static int s_dispatch_credit(s_vent_t *v)
             zp_error("send to worker %s: %s", w->id, zmq_strerror(errno));
             return -1;
         }
-        w->credit -= (uint64_t)n;
-        w->sent += (uint64_t)n;
+        w->credit -= n;
+        w->sent += n;
     }
 }
 
@@ -394,113 +566,172 @@ static int s_dispatch_push(s_vent_t *v)
     if (s_batch_reserve(v, v->cfg->batch) < 0)
         return -1;
     for (int k = 0; k < 64; k++) {
-        if (s_input_done(&v->in))
+        if (s_refill(v, v->cfg->batch) < 0)
+            return -1;
+        size_t n = s_collect(v, v->cfg->batch);
+        if (n == 0)
             return 0;
-        long n = s_collect(v, v->cfg->batch);
-        if (n <= 0)
-            return (int)n;
-        if (s_send_batch(v, (size_t)n, NULL, ZMQ_DONTWAIT) < 0)
+        if (s_send_batch(v, n, NULL, ZMQ_DONTWAIT) < 0)
             return errno == EAGAIN ? 0 : -1;
     }
     return 0;
 }
 
-static void s_send_control(s_vent_t *v)
+static void s_send_open(s_vent_t *v)
 {
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     Zpipe__V1__JobOpen o = ZPIPE__V1__JOB_OPEN__INIT;
+    o.job_id = v->job_id;
+    o.plugin = (char *)v->cfg->plugin;
+    o.max_attempts = (uint32_t)v->cfg->max_attempts;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
+    m.job_open = &o;
+    zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT);
+    v->last_open_us = zp_mono_us();
+}
+
+static void s_send_close(s_vent_t *v)
+{
     Zpipe__V1__JobClose c = ZPIPE__V1__JOB_CLOSE__INIT;
+    c.job_id = v->job_id;
+    c.total = v->next_task_id;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE;
+    m.job_close = &c;
+    zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT);
+    v->last_close_us = zp_mono_us();
+}
+
+static void s_send_status_request(s_vent_t *v)
+{
     Zpipe__V1__StatusRequest s = ZPIPE__V1__STATUS_REQUEST__INIT;
-    if (v->phase == S_OPENING) {
-        o.job_id = v->job_id;
-        o.plugin = (char *)v->cfg->plugin;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
-        m.job_open = &o;
-    } else if (v->phase == S_CLOSING) {
-        c.job_id = v->job_id;
-        c.total = v->next_task_id;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE;
-        m.job_close = &c;
-    } else if (v->phase == S_WAITING) {
-        s.job_id = v->job_id;
-        s.wait = true;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
-        m.status_request = &s;
-    } else
-        return;
-    if (zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT) < 0)
-        zp_debug("control to %s: %s", v->cfg->sink_control,
-                 zmq_strerror(errno));
-    v->last_send_us = zp_mono_us();
+    s.job_id = v->job_id;
+    s.wait = true;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
+    m.status_request = &s;
+    zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT);
+    v->last_status_us = zp_mono_us();
+}
+
+static void s_on_committed(s_vent_t *v, const Zpipe__V1__Committed *c)
+{
+    for (size_t i = 0; i < c->n_task_ids; i++)
+        free(zp_idmap_remove(v->tasks, c->task_ids[i]));
+    for (size_t i = 0; i < c->n_retry_task_ids; i++) {
+        s_task_t *t = zp_idmap_get(v->tasks, c->retry_task_ids[i]);
+        uint32_t failed = i < c->n_retry_attempts ? c->retry_attempts[i] : 0;
+        /* Only the attempt that failed is retried; a newer one is already
+         * on its way. */
+        if (!t || t->attempt != failed || t->state == S_QUEUED)
+            continue;
+        t->attempt++;
+        t->state = S_QUEUED;
+        t->worker = 0;
+        zp_iddeque_push_front(&v->ready, t->id);
+        v->retried++;
+    }
 }
 
 static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
 {
     zp_arena_reset(v->arena);
     zp_message_t *m =
-        zp_decode(v->arena, zmq_msg_data(frame), zmq_msg_size(frame), 1u << 24);
+        zp_decode(v->arena, zmq_msg_data(frame), zmq_msg_size(frame), 1u << 26);
     if (!m) {
         v->bad_messages++;
         zp_warn("dropped a malformed frame from the sink %s",
                 v->cfg->sink_control);
         return;
     }
-    if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_ACK) {
+    switch (m->kind_case) {
+    case ZPIPE__V1__MESSAGE__KIND_ACK: {
         Zpipe__V1__Ack *a = m->ack;
         if (!a->job_id || strcmp(a->job_id, v->job_id) != 0)
             return;
         if (!a->ok) {
             zp_error("sink refused job %s: %s", v->job_id,
                      a->error ? a->error : "?");
-            v->phase = S_DONE;
-            v->failed = UINT64_MAX;
+            v->refused = true;
+            v->done = true;
             return;
         }
-        if (v->phase == S_OPENING) {
+        if (!v->opened) {
             zp_info("job %s opened at the sink; dispatching (%s)", v->job_id,
                     v->cfg->dispatch);
-            v->phase = S_RUNNING;
-        } else if (v->phase == S_CLOSING) {
-            v->phase = S_WAITING;
-            v->last_send_us = zp_mono_us();
+            v->opened = true;
+        } else if (v->last_close_us && !v->close_acked) {
+            v->close_acked = true;
+            v->last_status_us = zp_mono_us();
         }
-    } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_JOB_STATUS) {
+        return;
+    }
+    case ZPIPE__V1__MESSAGE__KIND_COMMITTED:
+        if (m->committed->job_id && !strcmp(m->committed->job_id, v->job_id))
+            s_on_committed(v, m->committed);
+        return;
+    case ZPIPE__V1__MESSAGE__KIND_JOB_STATUS: {
         Zpipe__V1__JobStatus *s = m->job_status;
         if (!s->job_id || strcmp(s->job_id, v->job_id) != 0)
             return;
-        if (s->state == ZPIPE__V1__JOB_STATE__JOB_DONE &&
-            v->phase >= S_CLOSING) {
+        if (s->state == ZPIPE__V1__JOB_STATE__JOB_DONE && v->close_acked) {
             zp_info("job %s done: %llu tasks, %llu succeeded, %llu failed",
                     v->job_id, (unsigned long long)s->total,
                     (unsigned long long)s->succeeded,
                     (unsigned long long)s->failed);
             v->failed = s->failed;
-            v->phase = S_DONE;
+            v->done = true;
         }
+        return;
+    }
+    default:
+        v->bad_messages++;
+        zp_warn("dropped an unexpected %s from the sink", zp_kind_name(m));
     }
 }
 
-static void s_expire_workers(s_vent_t *v)
+/* Declares silent workers dead and sends expired leases again. */
+static void s_check_liveness(s_vent_t *v)
 {
     uint64_t now = zp_mono_us();
     for (size_t i = 0; i < v->n_workers;) {
         s_worker_t *w = &v->workers[i];
-        if (now - w->last_seen_us > v->cfg->worker_timeout_ms * 1000) {
-            s_worker_drop(v, w, "silent past --worker-timeout");
+        if (now - w->last_seen_us > v->cfg->heartbeat_timeout_ms * 1000) {
+            char why[96];
+            snprintf(why, sizeof why, "no heartbeat for %.1f s",
+                     (double)(now - w->last_seen_us) / 1e6);
+            s_worker_drop(v, w, why, true);
             continue;
         }
         i++;
+    }
+    uint64_t lease = v->cfg->lease_ms * 1000;
+    if (v->cfg->deadline_ms &&
+        (!lease || v->cfg->deadline_ms * 1000 + 5000000 < lease))
+        lease = v->cfg->deadline_ms * 1000 + 5000000;
+    if (!lease)
+        return;
+    size_t cursor = 0;
+    uint64_t id;
+    void *p;
+    while (zp_idmap_next(v->tasks, &cursor, &id, &p)) {
+        s_task_t *t = p;
+        if (t->state == S_INFLIGHT && now - t->sent_us > lease) {
+            v->expired++;
+            s_requeue(v, t, "lease_expired", "not completed within its lease");
+        }
     }
 }
 
 int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 {
-    s_vent_t v = {.cfg = cfg, .phase = S_OPENING};
+    s_vent_t v = {.cfg = cfg};
     int rc = 3;
     v.push = strcmp(cfg->dispatch, "push") == 0;
     v.job_id = cfg->job_id ? strdup(cfg->job_id) : zp_random_id("job-", 6);
     v.arena = zp_arena_new();
-    if (!v.job_id || !v.arena)
+    v.tasks = zp_idmap_new();
+    if (!v.job_id || !v.arena || !v.tasks)
         goto fail_alloc;
     if (strcmp(cfg->input, "-") == 0)
         v.in.fd = STDIN_FILENO;
@@ -518,39 +749,40 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                            cfg->dispatch_endpoint, true, 1u << 20);
     if (!v.dispatch)
         goto fail_ctx;
-    v.control =
-        zp_socket(v.ctx, ZMQ_DEALER, cfg->sink_control, false, 1u << 24);
+    /* A stable identity, so a restarted sink knows us by the same name. */
+    v.control = zmq_socket(v.ctx, ZMQ_DEALER);
     if (!v.control)
         goto fail_ctx;
-    zp_info(
-        "ventilator: job %s, plugin %s, input %s, dispatch %s on %s, sink %s",
-        v.job_id, cfg->plugin, cfg->input, cfg->dispatch,
-        cfg->dispatch_endpoint, cfg->sink_control);
-    s_send_control(&v);
+    {
+        char rid[200];
+        snprintf(rid, sizeof rid, "vent-%.180s", v.job_id);
+        zmq_setsockopt(v.control, ZMQ_ROUTING_ID, rid, strlen(rid));
+        int linger = ZP_LINGER_MS;
+        zmq_setsockopt(v.control, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_connect(v.control, cfg->sink_control) != 0) {
+            zp_error("connect %s: %s", cfg->sink_control, zmq_strerror(errno));
+            goto fail_ctx;
+        }
+    }
+    zp_info("ventilator: job %s, plugin %s, input %s, dispatch %s on %s, "
+            "sink %s",
+            v.job_id, cfg->plugin, cfg->input, cfg->dispatch,
+            cfg->dispatch_endpoint, cfg->sink_control);
+    s_send_open(&v);
 
     zmq_msg_t frame;
     zmq_msg_init(&frame);
     char rid[256];
     size_t rid_len = 0;
-    uint64_t last_expire = zp_mono_us();
-    while (v.phase != S_DONE && !zp_stopping()) {
-        /* Input wanted: running, nothing complete buffered, credit around. */
-        bool want_input = false, want_out = false;
-        if (v.phase == S_RUNNING && !v.in.eof) {
-            v.in.scan = v.in.start;
-            size_t off, len;
-            bool have_line = s_next_line(&v.in, &off, &len) == 1;
-            v.in.scan = v.in.start;
-            if (v.push)
-                want_input = !have_line;
-            else
-                for (size_t i = 0; i < v.n_workers && !have_line; i++)
-                    if (v.workers[i].credit && v.workers[i].has_plugin)
-                        want_input = true;
-        }
-        if (v.push && v.phase == S_RUNNING && !s_input_done(&v.in) &&
-            !want_input)
-            want_out = true;
+    uint64_t last_check = zp_mono_us();
+    v.no_worker_since_us = zp_mono_us();
+    while (!v.done && !zp_stopping()) {
+        /* Poll the input only when it is what holds dispatch back. */
+        bool want_input = v.opened && !v.in.eof && !s_line_buffered(&v.in) &&
+                          v.ready.len == 0 &&
+                          zp_idmap_size(v.tasks) < cfg->max_inflight &&
+                          (v.push || s_free_credit(&v) > 0);
+        bool want_out = v.push && v.opened && v.ready.len + !v.in.eof > 0;
         zmq_pollitem_t items[3] = {
             {v.dispatch, 0,
              (short)(v.push ? (want_out ? ZMQ_POLLOUT : 0) : ZMQ_POLLIN), 0},
@@ -577,13 +809,13 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                 if (r < 0)
                     break;
                 if (r > 0) {
-                    v.bad_messages++;
+                    s_bad(&v, "a message of the wrong shape", 0);
                     continue;
                 }
                 s_on_dispatch(&v, rid, rid_len, &frame);
             }
         if (items[1].revents & ZMQ_POLLIN)
-            for (int k = 0; k < 64; k++) {
+            for (int k = 0; k < 256; k++) {
                 int r =
                     zp_recv(v.control, false, NULL, NULL, &frame, ZMQ_DONTWAIT);
                 if (r < 0)
@@ -591,35 +823,54 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                 if (r == 0)
                     s_on_control(&v, &frame);
             }
-        if (v.phase == S_RUNNING) {
+        if (v.opened && !v.done) {
             int d = v.push ? s_dispatch_push(&v) : s_dispatch_credit(&v);
             if (d < 0)
                 break;
-            if (s_input_done(&v.in)) {
+        }
+        s_flush_failures(&v);
+
+        uint64_t now = zp_mono_us();
+        if (!v.opened && now - v.last_open_us >= S_RESEND_US)
+            s_send_open(&v);
+        else if (v.opened && now - v.last_open_us >= S_KEEPALIVE_US)
+            s_send_open(&v); /* idempotent; teaches a restarted sink */
+        if (v.opened && s_input_done(&v.in) && !v.close_acked &&
+            now - v.last_close_us >= S_RESEND_US) {
+            if (!v.last_close_us)
                 zp_info("job %s: input ended after %llu tasks; closing",
                         v.job_id, (unsigned long long)v.next_task_id);
-                v.phase = S_CLOSING;
-                s_send_control(&v);
-            }
+            s_send_close(&v);
         }
-        uint64_t now = zp_mono_us();
-        if (v.phase != S_RUNNING && now - v.last_send_us >= S_RESEND_US)
-            s_send_control(&v);
-        if (!v.push && now - last_expire >= 500000) {
-            s_expire_workers(&v);
-            last_expire = now;
+        if (v.close_acked && now - v.last_status_us >= S_KEEPALIVE_US)
+            s_send_status_request(&v);
+        if (now - last_check >= 100000) {
+            if (!v.push)
+                s_check_liveness(&v);
+            last_check = now;
+        }
+        if (!v.push && v.n_workers == 0 && cfg->no_worker_timeout_ms &&
+            now - v.no_worker_since_us > cfg->no_worker_timeout_ms * 1000) {
+            zp_error("job %s: no worker for %.1f s (--no-worker-timeout-ms); "
+                     "giving up with %zu tasks not done",
+                     v.job_id, (double)(now - v.no_worker_since_us) / 1e6,
+                     zp_idmap_size(v.tasks) + (s_input_done(&v.in) ? 0 : 1));
+            break;
         }
     }
     zmq_msg_close(&frame);
-    if (v.phase == S_DONE)
-        rc = v.failed == UINT64_MAX ? 3 : v.failed ? 1 : 0;
+    if (v.done)
+        rc = v.refused ? 3 : v.failed ? 1 : 0;
     else if (zp_stopping())
         rc = 4;
-    for (size_t i = 0; i < v.n_workers; i++)
-        zp_info("worker %s was sent %llu tasks", v.workers[i].id,
-                (unsigned long long)v.workers[i].sent);
-    zp_info("ventilator stopping: %llu bad messages",
-            (unsigned long long)v.bad_messages);
+    zp_info("ventilator stopping: job %s, %llu tasks read, %llu dispatches, "
+            "%llu redelivered (%llu from lost workers, %llu leases expired), "
+            "%llu retried on request, %llu given up, %llu bad messages",
+            v.job_id, (unsigned long long)v.next_task_id,
+            (unsigned long long)v.dispatched, (unsigned long long)v.redelivered,
+            (unsigned long long)v.lost_to_workers,
+            (unsigned long long)v.expired, (unsigned long long)v.retried,
+            (unsigned long long)v.gave_up, (unsigned long long)v.bad_messages);
 
 fail_ctx:
     /* Nothing still queued matters once the job is done or abandoned:
@@ -638,12 +889,24 @@ fail_input:
         close(v.in.fd);
 fail_alloc:
     while (v.n_workers)
-        s_worker_drop(&v, &v.workers[0], "ventilator stopping");
+        s_worker_drop(&v, &v.workers[0], "ventilator stopping", false);
     free(v.workers);
-    free(v.tasks);
-    free(v.task_ptrs);
-    free(v.offs);
-    free(v.lens);
+    if (v.tasks) {
+        size_t cursor = 0;
+        uint64_t id;
+        void *p;
+        while (zp_idmap_next(v.tasks, &cursor, &id, &p))
+            free(p);
+        zp_idmap_destroy(&v.tasks);
+    }
+    zp_iddeque_free(&v.ready);
+    for (size_t i = 0; i < v.n_fail; i++)
+        free(v.fail_results[i].error);
+    free(v.fail_results);
+    free(v.fail_ptrs);
+    free(v.pb_tasks);
+    free(v.pb_ptrs);
+    free(v.batch);
     zp_buf_free(&v.in.buf);
     zp_buf_free(&v.scratch);
     zp_arena_destroy(&v.arena);

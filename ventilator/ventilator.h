@@ -4,7 +4,14 @@
  * sink, dispatches tasks in batches to workers, and closes the job with its
  * task count once the input ends. Under credit dispatch (default) it binds a
  * ROUTER and sends a worker only as many tasks as that worker has granted;
- * under push dispatch it binds a PUSH and fans batches out round-robin. */
+ * under push dispatch it binds a PUSH and fans batches out round-robin.
+ *
+ * Delivery is at least once: every task read stays in an in-flight table
+ * until the sink reports it committed. A task whose worker is declared dead
+ * (no heartbeat for heartbeat_timeout_ms), whose lease runs out, or that the
+ * sink sends back as a retryable failure is dispatched again with its
+ * attempt raised; at max_attempts the ventilator reports the failure to the
+ * sink as the task's record. The sink drops duplicates. */
 #ifndef ZP_VENTILATOR_H
 #define ZP_VENTILATOR_H
 
@@ -22,7 +29,12 @@ typedef struct {
     uint64_t batch_bytes;          /* most payload bytes per message */
     uint64_t deadline_ms;          /* per-task deadline, 0 = none */
     uint64_t max_task_bytes;       /* longest input line accepted */
-    uint64_t worker_timeout_ms;    /* silent this long = gone */
+    uint64_t heartbeat_timeout_ms; /* a worker silent this long is dead */
+    uint64_t lease_ms;     /* redeliver a task held this long, 0 = off */
+    uint64_t max_attempts; /* attempts before a task's failure is final */
+    uint64_t max_inflight; /* tasks read and not yet committed */
+    uint64_t no_worker_timeout_ms; /* exit with an error after this long with
+                                      no worker, 0 = wait forever */
     long parent_pid;
 } zp_ventilator_config_t;
 

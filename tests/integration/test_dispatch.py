@@ -3,6 +3,7 @@ feeds a worker that joins late, never exceeds a worker's window, and a
 task for a plugin a worker lacks becomes a clear failure record."""
 import collections
 import os
+import signal
 import time
 
 import zptest
@@ -121,17 +122,27 @@ def test_push_mode_worker_reports_missing_plugin():
               and "sha256" in r["error"], repr(r))
 
 
-def test_forgotten_worker_says_hello_again():
-    # Tasks longer than the ventilator's worker timeout: the worker is
-    # forgotten mid-task, is told so when it next grants credit, and
-    # introduces itself again; the job still completes.
+def test_frozen_worker_is_declared_dead_and_says_hello_again():
+    # A worker frozen (SIGSTOP) past the heartbeat timeout is declared dead,
+    # its tasks go to the other worker, and once thawed it is told it was
+    # forgotten and introduces itself again. Every task has one record.
     c = Cluster()
-    c.worker(["spin"], name="long", args=["--window", "1"])
-    v = c.ventilator("spin", _input(c.dir, ["400000"] * 4),
-                     args=["--worker-timeout-ms", "150"])
+    c.worker(["spin"], name="steady")
+    frozen = c.worker(["spin"], name="frozen")
+    v = c.ventilator("spin", _input(c.dir, ["20000"] * 150),
+                     args=["--heartbeat-timeout-ms", "600"])
+    time.sleep(0.8)
+    frozen.send_signal(signal.SIGSTOP)
+    time.sleep(1.5)
+    frozen.send_signal(signal.SIGCONT)
     check(_wait(v, 60, c) == 0, "ventilator failed")
-    check(len(read_jsonl(c.output)) == 4, "records missing")
-    log = open([p for p in c.logs if "worker-long" in p][0]).read()
+    recs = read_jsonl(c.output)
+    ids = sorted(r["task"] for r in recs)
+    check(ids == list(range(150)), "lost or duplicated: %d records" % len(recs))
+    check(any(r["attempts"] > 1 for r in recs), "nothing was redelivered")
+    vlog = open(os.path.join(c.dir, "ventilator.log")).read()
+    check("worker frozen left (no heartbeat" in vlog, "frozen worker not declared dead")
+    log = open([p for p in c.logs if "worker-frozen" in p][0]).read()
     check("saying hello again" in log, "worker never re-introduced itself")
 
 
@@ -143,5 +154,5 @@ if __name__ == "__main__":
         test_no_worker_exceeds_its_credit_window,
         test_task_for_missing_plugin_fails_clearly,
         test_push_mode_worker_reports_missing_plugin,
-        test_forgotten_worker_says_hello_again,
+        test_frozen_worker_is_declared_dead_and_says_hello_again,
     ])

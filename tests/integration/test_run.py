@@ -67,7 +67,9 @@ def test_failures_are_records_and_exit_nonzero():
     check(recs[0]["status"] == "ok" and recs[0]["output"] == "ok0", repr(recs[0]))
     check(recs[1]["status"] == "failed" and recs[1]["cause"] == "plugin_error"
           and recs[1]["error"] == "asked to fail" and recs[1]["retryable"] is False, repr(recs[1]))
-    check(recs[2]["cause"] == "plugin_retry" and recs[2]["retryable"] is True, repr(recs[2]))
+    check(recs[2]["cause"] == "plugin_retry" and recs[2]["retryable"] is True
+          and recs[2]["attempts"] == 3, repr(recs[2]))
+    check(recs[1]["attempts"] == 1, "a permanent failure was retried: %r" % recs[1])
     check(base64.b64decode(recs[3]["output_b64"]) == b"\xff\x00\xfez", repr(recs[3]))
     check(recs[4]["status"] == "failed" and recs[4]["cause"] == "output_too_large", repr(recs[4]))
     check(b"3 failed" in r.stderr, r.stderr.decode())

@@ -1,0 +1,82 @@
+/* Tests for zp_idmap: the in-flight table and the retry queue. */
+#include "test.h"
+#include "zp_idmap.h"
+
+static void test_put_get_remove_many(void)
+{
+    zp_idmap_t *m = zp_idmap_new();
+    static int vals[100000];
+    for (uint64_t i = 0; i < 100000; i++)
+        TEST_CHECK(zp_idmap_put(m, i * 7919, &vals[i]) == 0);
+    TEST_EQ_INT(zp_idmap_size(m), 100000);
+    for (uint64_t i = 0; i < 100000; i += 2)
+        TEST_CHECK(zp_idmap_remove(m, i * 7919) == &vals[i]);
+    TEST_EQ_INT(zp_idmap_size(m), 50000);
+    for (uint64_t i = 0; i < 100000; i++)
+        TEST_CHECK(zp_idmap_get(m, i * 7919) == (i % 2 ? &vals[i] : NULL));
+    TEST_CHECK(zp_idmap_remove(m, 3) == NULL);
+    zp_idmap_destroy(&m);
+    TEST_CHECK(m == NULL);
+}
+
+static void test_put_replaces(void)
+{
+    zp_idmap_t *m = zp_idmap_new();
+    int a, b;
+    zp_idmap_put(m, 5, &a);
+    zp_idmap_put(m, 5, &b);
+    TEST_EQ_INT(zp_idmap_size(m), 1);
+    TEST_CHECK(zp_idmap_get(m, 5) == &b);
+    zp_idmap_destroy(&m);
+}
+
+static void test_iteration_sees_each_entry_once_even_when_removing(void)
+{
+    zp_idmap_t *m = zp_idmap_new();
+    static int vals[1000];
+    for (uint64_t i = 0; i < 1000; i++)
+        zp_idmap_put(m, i, &vals[i]);
+    size_t cursor = 0, seen = 0;
+    uint64_t id;
+    void *v;
+    while (zp_idmap_next(m, &cursor, &id, &v)) {
+        TEST_CHECK(v == &vals[id]);
+        seen++;
+    }
+    TEST_EQ_INT(seen, 1000);
+    /* Removing everything while iterating leaves it empty. */
+    for (int round = 0; round < 10 && zp_idmap_size(m); round++) {
+        cursor = 0;
+        while (zp_idmap_next(m, &cursor, &id, &v))
+            zp_idmap_remove(m, id);
+    }
+    TEST_EQ_INT(zp_idmap_size(m), 0);
+    zp_idmap_destroy(&m);
+}
+
+static void test_deque_front_and_back(void)
+{
+    zp_iddeque_t q = {0};
+    for (uint64_t i = 0; i < 1000; i++)
+        TEST_CHECK(zp_iddeque_push_back(&q, i) == 0);
+    TEST_CHECK(zp_iddeque_push_front(&q, 4242) == 0);
+    uint64_t id;
+    TEST_CHECK(zp_iddeque_pop_front(&q, &id));
+    TEST_EQ_INT(id, 4242);
+    for (uint64_t i = 0; i < 1000; i++) {
+        TEST_CHECK(zp_iddeque_pop_front(&q, &id));
+        TEST_EQ_INT(id, i);
+    }
+    TEST_CHECK(!zp_iddeque_pop_front(&q, &id));
+    zp_iddeque_free(&q);
+}
+
+static const test_case_t tests[] = {
+    {"test_put_get_remove_many", test_put_get_remove_many},
+    {"test_put_replaces", test_put_replaces},
+    {"test_iteration_sees_each_entry_once_even_when_removing",
+     test_iteration_sees_each_entry_once_even_when_removing},
+    {"test_deque_front_and_back", test_deque_front_and_back},
+    {NULL, NULL},
+};
+TEST_MAIN(tests)
