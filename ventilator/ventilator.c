@@ -850,6 +850,7 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
             last_check = now;
         }
         if (!v.push && v.n_workers == 0 && cfg->no_worker_timeout_ms &&
+            now > v.no_worker_since_us &&
             now - v.no_worker_since_us > cfg->no_worker_timeout_ms * 1000) {
             zp_error("job %s: no worker for %.1f s (--no-worker-timeout-ms); "
                      "giving up with %zu tasks not done",

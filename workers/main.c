@@ -26,7 +26,9 @@ int main(int argc, char **argv)
         .max_output = 64u << 20,
         .max_frame = 256u << 20,
         .heartbeat_ms = 1000,
+        .isolation = "process",
     };
+    bool executor = false;
     uint64_t parent = 0;
     bool describe = false;
     const zp_opt_t opts[] = {
@@ -63,6 +65,21 @@ int main(int argc, char **argv)
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},
+        {"isolation", 0, ZP_OPT_CHOICE, "ZPIPE_ISOLATION", "MODE",
+         "process (default): plugins run in a supervised executor process, "
+         "so a crash fails only its task; none: in this process, for "
+         "trusted plugins",
+         &cfg.isolation, 0, 0, "process|none"},
+        {"deadline-ms", 0, ZP_OPT_UINT, "ZPIPE_DEADLINE_MS", "MS",
+         "default per-task deadline when the job sets none; the task is "
+         "killed past it (isolation process), 0 = none (default 0)",
+         &cfg.deadline_ms, 0, 86400000, NULL},
+        {"memory-limit", 0, ZP_OPT_UINT, "ZPIPE_MEMORY_LIMIT", "BYTES",
+         "address-space limit of the executor process, 0 = none (default 0)",
+         &cfg.memory_limit, 0, UINT64_MAX, NULL},
+        {"executor", 0, ZP_OPT_FLAG, NULL, NULL,
+         "internal: run as the executor of a worker (fds 3 and 4)", &executor,
+         0, 0, NULL},
         {"describe", 0, ZP_OPT_FLAG, NULL, NULL,
          "load the plugins, print their descriptors and exit", &describe, 0, 0,
          NULL},
@@ -95,6 +112,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "zpipe-worker: --plugin is required\n");
         zp_opts_usage(stderr, s_synopsis, opts);
         return 2;
+    }
+    if (executor) {
+        int erc = zp_worker_executor_main(&cfg);
+        zp_strlist_free(&cfg.plugins);
+        return erc;
     }
     int rc = describe ? zp_worker_describe(&cfg)
                       : (zp_signals_install((long)parent), zp_worker_run(&cfg));

@@ -1,23 +1,47 @@
-/* worker: runs plugin calls on task batches and returns result batches. */
+/* worker: runs plugin calls on task batches and returns result batches,
+ * in process or through a supervised executor process. */
 #define _GNU_SOURCE
 #include "worker.h"
 #include "zp_codec.h"
 #include "zp_log.h"
 #include "zp_net.h"
 #include "zp_plugin.h"
+#include "zp_spawn.h"
 #include "zp_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_MAX_ERROR   4096
-#define S_FLUSH_BYTES (1u << 20)
-#define S_FLUSH_US    20000u
-#define S_MIN_CREDIT  2u
+#define S_MAX_ERROR       4096
+#define S_FLUSH_BYTES     (1u << 20)
+#define S_FLUSH_US        20000u
+#define S_MIN_CREDIT      2u
+#define S_POISON_LIMIT    3u /* executor kills before a task is quarantined */
+#define S_EXEC_FD         3  /* executor side of the socket pair */
+#define S_SHM_FD          4  /* executor progress page */
+#define S_MAX_START_FAILS 3  /* executors dying before ready, in a row */
+#define S_DRAIN_US        3000000u /* time a stopping worker gives its batch */
+
+/* Progress the executor publishes before and after each plugin call. */
+typedef struct {
+    _Atomic uint64_t busy;     /* 1 while a plugin call runs */
+    _Atomic uint64_t index;    /* position of that task in the batch */
+    _Atomic uint64_t start_us; /* monotonic clock when it began */
+    _Atomic uint64_t vm_bytes; /* address space in use when it crashed */
+} s_progress_t;
 
 /* One finished task waiting to be sent; output and error live in the
  * worker's shared buffers at these offsets. */
@@ -25,17 +49,38 @@ typedef struct {
     uint64_t task_id;
     uint32_t attempt;
     int status;
+    bool retryable;
     const char *cause;
     size_t out_off, out_len;
     size_t err_off, err_len;
     uint64_t start_us, elapsed_us;
 } s_done_t;
 
+/* The executor process as its worker sees it. */
+typedef struct {
+    pid_t pid;
+    int fd;
+    s_progress_t *progress;
+    bool ready, busy, killed_for_timeout;
+    bool resend;      /* a new executor owes the rest of the batch */
+    size_t sent_base; /* cur index of the first task it was sent */
+    uint64_t spawned_us;
+    unsigned start_fails;
+    zp_buf_t rbuf; /* bytes read, not yet a whole frame */
+    /* The batch it is running: tasks live in cur_arena. */
+    zp_arena_t *cur_arena;
+    char *cur_job, *cur_plugin;
+    Zpipe__V1__Task **cur;
+    size_t cur_n, cur_done;
+    uint64_t restarts;
+} s_exec_t;
+
 typedef struct {
     const zp_worker_config_t *cfg;
     char *id;
     void *ctx, *tasks, *results;
-    bool credit_mode;
+    bool credit_mode, isolated;
+    int out_fd; /* executor child: results go here instead of the sink */
     zp_plugins_t *plugins;
     zpipe_host_t host;
     zp_arena_t *arena;
@@ -55,6 +100,11 @@ typedef struct {
     Zpipe__V1__Result **pb_ptrs;
     size_t cap_pb;
 
+    /* Batches received and not yet given to the executor. */
+    zmq_msg_t *queue;
+    size_t q_head, q_len, q_cap;
+    s_exec_t ex;
+
     /* Credit accounting (tasks). granted - completed is what the
      * ventilator may have sent us and we have not finished. */
     uint64_t granted, received, completed;
@@ -64,6 +114,8 @@ typedef struct {
     uint64_t target;
     uint64_t last_sent_us;
     uint64_t bad_messages;
+    bool fatal;
+    bool hit_limit; /* executor: a task ended in resource_limit */
 } s_worker_t;
 
 /* The host table's callbacks reach the worker through host_private. */
@@ -143,6 +195,54 @@ int zp_worker_describe(const zp_worker_config_t *cfg)
     return rc;
 }
 
+/* Causes are a closed vocabulary; map a decoded one to our static copy. */
+static const char *s_intern_cause(const char *c)
+{
+    static const char *known[] = {
+        "plugin_error",   "plugin_retry", "no_such_plugin", "output_too_large",
+        "resource_limit", "timeout",      "executor_exit",  "SIGSEGV",
+        "SIGABRT",        "SIGBUS",       "SIGFPE",         "SIGILL",
+        "SIGKILL",        "SIGTERM",      "SIGSYS",         "SIGTRAP",
+        "SIGXCPU",        "SIGXFSZ",
+    };
+    for (size_t i = 0; c && i < sizeof known / sizeof *known; i++)
+        if (strcmp(c, known[i]) == 0)
+            return known[i];
+    return c && *c ? "plugin_error" : NULL;
+}
+
+static const char *s_signal_cause(int sig)
+{
+    switch (sig) {
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGABRT:
+        return "SIGABRT";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGFPE:
+        return "SIGFPE";
+    case SIGILL:
+        return "SIGILL";
+    case SIGKILL:
+        return "SIGKILL";
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGSYS:
+        return "SIGSYS";
+    case SIGTRAP:
+        return "SIGTRAP";
+    case SIGXCPU:
+        return "SIGXCPU";
+    case SIGXFSZ:
+        return "SIGXFSZ";
+    default:
+        return "executor_exit";
+    }
+}
+
+/* ---- credit ------------------------------------------------------------ */
+
 static int s_send_credit(s_worker_t *w, uint64_t n)
 {
     Zpipe__V1__Credit c = ZPIPE__V1__CREDIT__INIT;
@@ -202,72 +302,10 @@ static void s_send_heartbeat(s_worker_t *w)
         w->last_sent_us = zp_mono_us();
 }
 
-/* Sends the pending results as one ResultBatch. */
-static int s_flush_results(s_worker_t *w)
-{
-    if (w->n_done == 0)
-        return 0;
-    if (w->cap_pb < w->n_done) {
-        free(w->pb_results);
-        free(w->pb_ptrs);
-        w->pb_results = malloc(w->n_done * sizeof *w->pb_results);
-        w->pb_ptrs = malloc(w->n_done * sizeof *w->pb_ptrs);
-        if (!w->pb_results || !w->pb_ptrs) {
-            zp_error("out of memory sending %zu results", w->n_done);
-            w->cap_pb = 0;
-            return -1;
-        }
-        w->cap_pb = w->n_done;
-    }
-    for (size_t i = 0; i < w->n_done; i++) {
-        s_done_t *d = &w->done[i];
-        Zpipe__V1__Result *r = &w->pb_results[i];
-        zpipe__v1__result__init(r);
-        r->task_id = d->task_id;
-        r->attempt = d->attempt;
-        r->status = d->status == ZPIPE_OK ? ZPIPE__V1__STATUS__STATUS_OK
-                                          : ZPIPE__V1__STATUS__STATUS_FAILED;
-        r->output.data = (uint8_t *)w->out.data + d->out_off;
-        r->output.len = d->out_len;
-        if (d->status != ZPIPE_OK) {
-            r->error = w->err.data + d->err_off;
-            r->cause = (char *)d->cause;
-            r->retryable = ZPIPE_STATUS_IS_RETRYABLE(d->status);
-        }
-        r->start_us = d->start_us;
-        r->elapsed_us = d->elapsed_us;
-        w->pb_ptrs[i] = r;
-    }
-    Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
-    rb.job_id = w->done_job;
-    rb.worker_id = w->id;
-    rb.results = w->pb_ptrs;
-    rb.n_results = w->n_done;
-    rb.window = w->credit_mode ? (uint32_t)w->cfg->window : 0;
-    rb.max_held = (uint32_t)w->max_held;
-    rb.tasks_done = w->completed;
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
-    m.result_batch = &rb;
-    int rc = 0;
-    while (zp_send(w->results, NULL, 0, &m, &w->scratch, 0) < 0) {
-        if (errno == EINTR && !zp_stopping())
-            continue;
-        zp_error("results to %s: %s (%zu results not sent)", w->cfg->sink,
-                 zmq_strerror(errno), w->n_done);
-        rc = -1;
-        break;
-    }
-    w->n_done = 0;
-    w->out.len = 0;
-    w->err.len = 0;
-    return rc;
-}
-
 /* Grants credit so that granted - completed tracks the adaptive target. */
 static void s_maybe_grant(s_worker_t *w)
 {
-    if (!w->credit_mode)
+    if (!w->credit_mode || zp_stopping())
         return;
     uint64_t outstanding = w->granted - w->completed;
     if (outstanding >= w->target)
@@ -303,43 +341,151 @@ static void s_adapt(s_worker_t *w, uint64_t elapsed_us, size_t bytes)
     w->target = target;
 }
 
-static int s_done_push(s_worker_t *w)
+/* ---- results ----------------------------------------------------------- */
+
+static s_done_t *s_done_push(s_worker_t *w, const char *job)
 {
+    if (w->n_done && strcmp(w->done_job, job) != 0)
+        return NULL; /* caller flushes first */
+    if (!w->done_job || strcmp(w->done_job, job) != 0) {
+        free(w->done_job);
+        w->done_job = strdup(job);
+        if (!w->done_job)
+            return NULL;
+    }
     if (w->n_done == w->cap_done) {
         size_t cap = w->cap_done ? 2 * w->cap_done : 256;
         s_done_t *d = realloc(w->done, cap * sizeof *d);
         if (!d)
-            return -1;
+            return NULL;
         w->done = d;
         w->cap_done = cap;
     }
-    w->n_done++;
-    return 0;
+    if (w->n_done == 0)
+        w->first_done_us = zp_mono_us();
+    s_done_t *d = &w->done[w->n_done++];
+    memset(d, 0, sizeof *d);
+    d->out_off = w->out.len;
+    d->err_off = w->err.len;
+    return d;
 }
+
+/* Closes d: lengths, the NUL after its error text, the counters. */
+static void s_done_finish(s_worker_t *w, s_done_t *d, size_t payload_len)
+{
+    d->out_len = w->out.len - d->out_off;
+    d->err_len = w->err.len - d->err_off;
+    zp_buf_append(&w->err, "", 1); /* NUL between error texts */
+    w->completed++;
+    s_adapt(w, d->elapsed_us, payload_len);
+}
+
+static bool s_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Writes one length-prefixed frame to an executor socket. */
+static bool s_write_frame(int fd, const void *data, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+    unsigned char hdr[4] = {(unsigned char)n, (unsigned char)(n >> 8),
+                            (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
+    return s_write_all(fd, hdr, 4) && s_write_all(fd, data, len);
+}
+
+/* Sends the pending results as one ResultBatch (to the sink, or from an
+ * executor to its worker). */
+static int s_flush_results(s_worker_t *w)
+{
+    if (w->n_done == 0)
+        return 0;
+    if (w->cap_pb < w->n_done) {
+        free(w->pb_results);
+        free(w->pb_ptrs);
+        w->pb_results = malloc(w->n_done * sizeof *w->pb_results);
+        w->pb_ptrs = malloc(w->n_done * sizeof *w->pb_ptrs);
+        if (!w->pb_results || !w->pb_ptrs) {
+            zp_error("out of memory sending %zu results", w->n_done);
+            w->cap_pb = 0;
+            return -1;
+        }
+        w->cap_pb = w->n_done;
+    }
+    for (size_t i = 0; i < w->n_done; i++) {
+        s_done_t *d = &w->done[i];
+        Zpipe__V1__Result *r = &w->pb_results[i];
+        zpipe__v1__result__init(r);
+        r->task_id = d->task_id;
+        r->attempt = d->attempt;
+        r->status = d->status == ZPIPE_OK ? ZPIPE__V1__STATUS__STATUS_OK
+                                          : ZPIPE__V1__STATUS__STATUS_FAILED;
+        r->output.data = (uint8_t *)w->out.data + d->out_off;
+        r->output.len = d->out_len;
+        if (d->status != ZPIPE_OK) {
+            r->error = w->err.data + d->err_off;
+            r->cause = (char *)d->cause;
+            r->retryable = d->retryable;
+        }
+        r->start_us = d->start_us;
+        r->elapsed_us = d->elapsed_us;
+        w->pb_ptrs[i] = r;
+    }
+    Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
+    rb.job_id = w->done_job;
+    rb.worker_id = w->id;
+    rb.results = w->pb_ptrs;
+    rb.n_results = w->n_done;
+    rb.window = w->credit_mode ? (uint32_t)w->cfg->window : 0;
+    rb.max_held = (uint32_t)w->max_held;
+    rb.tasks_done = w->completed;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
+    m.result_batch = &rb;
+    int rc = 0;
+    if (w->out_fd >= 0) {
+        if (zp_encode(&m, &w->scratch) < 0 ||
+            !s_write_frame(w->out_fd, w->scratch.data, w->scratch.len))
+            rc = -1;
+    } else
+        while (zp_send(w->results, NULL, 0, &m, &w->scratch, 0) < 0) {
+            if (errno == EINTR && !zp_stopping())
+                continue;
+            zp_error("results to %s: %s (%zu results not sent)", w->cfg->sink,
+                     zmq_strerror(errno), w->n_done);
+            rc = -1;
+            break;
+        }
+    w->n_done = 0;
+    w->out.len = 0;
+    w->err.len = 0;
+    return rc;
+}
+
+/* ---- running a task in this process ------------------------------------- */
 
 static void s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
                        const char *plugin_name, const char *job_id,
-                       const Zpipe__V1__Task *t)
+                       const Zpipe__V1__Task *t, s_done_t *d)
 {
-    if (s_done_push(w) < 0) {
-        zp_error("out of memory holding results; task %s/%llu dropped", job_id,
-                 (unsigned long long)t->task_id);
-        return;
-    }
-    s_done_t *d = &w->done[w->n_done - 1];
     d->task_id = t->task_id;
     d->attempt = t->attempt ? t->attempt : 1;
-    d->out_off = w->out.len;
-    d->err_off = w->err.len;
     d->start_us = zp_now_us();
-    d->cause = NULL;
     uint64_t t0 = zp_mono_us();
 
     if (!plugin) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "worker %s has no plugin '%s'", w->id,
-                 plugin_name);
-        zp_buf_append(&w->err, msg, strlen(msg));
+        zp_buf_printf(&w->err, "worker %s has no plugin '%s'", w->id,
+                      plugin_name);
         d->status = ZPIPE_ERROR;
         d->cause = "no_such_plugin";
     } else {
@@ -356,7 +502,8 @@ static void s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
             .input_len = t->payload.len,
             .task_id = t->task_id,
             .attempt = d->attempt,
-            .deadline_ms = t->deadline_ms,
+            .deadline_ms =
+                t->deadline_ms ? t->deadline_ms : w->cfg->deadline_ms,
             .job_id = job_id,
             .host_private = w,
         };
@@ -372,9 +519,14 @@ static void s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
         }
         d->status = st;
         if (st != ZPIPE_OK) {
+            d->retryable = ZPIPE_STATUS_IS_RETRYABLE(st);
+            if (!d->cause && st == ZPIPE_NOMEM && w->cfg->memory_limit) {
+                d->cause = "resource_limit";
+                d->retryable = false;
+                w->hit_limit = true;
+            }
             if (!d->cause)
-                d->cause = ZPIPE_STATUS_IS_RETRYABLE(st) ? "plugin_retry"
-                                                         : "plugin_error";
+                d->cause = d->retryable ? "plugin_retry" : "plugin_error";
             if (call_err.len == 0)
                 zp_buf_printf(&call_err, "plugin %s returned status %d",
                               plugin->desc.name, st);
@@ -385,41 +537,36 @@ static void s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
         zp_buf_free(&call_err);
     }
     d->elapsed_us = zp_mono_us() - t0;
-    d->out_len = w->out.len - d->out_off;
-    d->err_len = w->err.len - d->err_off;
-    zp_buf_append(&w->err, "", 1); /* NUL between error texts */
-    w->completed++;
-    s_adapt(w, d->elapsed_us, t->payload.len);
 }
 
-static void s_handle_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b)
+/* Runs a batch here (in process, or in the executor child). */
+static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
+                        s_progress_t *progress)
 {
     const char *job = b->job_id ? b->job_id : "";
     const char *name = b->plugin ? b->plugin : "";
     if (w->n_done && strcmp(w->done_job, job) != 0)
         s_flush_results(w);
-    if (!w->done_job || strcmp(w->done_job, job) != 0) {
-        free(w->done_job);
-        w->done_job = strdup(job);
-    }
-    w->received += b->n_tasks;
-    uint64_t held = w->received - w->completed;
-    if (held > w->max_held)
-        w->max_held = held;
-    if (w->credit_mode && held > w->cfg->window) {
-        w->violations++;
-        zp_error("ventilator sent %llu tasks beyond the window of %llu",
-                 (unsigned long long)(held - w->cfg->window),
-                 (unsigned long long)w->cfg->window);
-    }
     const zp_plugin_t *plugin = zp_plugins_find(w->plugins, name);
     if (!plugin)
         zp_warn("job %s: %zu tasks for plugin '%s', which this worker lacks",
                 job, b->n_tasks, name);
     for (size_t i = 0; i < b->n_tasks; i++) {
-        if (w->n_done == 0)
-            w->first_done_us = zp_mono_us();
-        s_run_task(w, plugin, name, job, b->tasks[i]);
+        s_done_t *d = s_done_push(w, job);
+        if (!d) {
+            zp_error("out of memory holding results; task %s/%llu dropped", job,
+                     (unsigned long long)b->tasks[i]->task_id);
+            continue;
+        }
+        if (progress) {
+            atomic_store(&progress->index, i);
+            atomic_store(&progress->start_us, zp_mono_us());
+            atomic_store(&progress->busy, 1);
+        }
+        s_run_task(w, plugin, name, job, b->tasks[i], d);
+        if (progress)
+            atomic_store(&progress->busy, 0);
+        s_done_finish(w, d, b->tasks[i]->payload.len);
         if (w->out.len >= S_FLUSH_BYTES ||
             zp_mono_us() - w->first_done_us >= S_FLUSH_US) {
             s_flush_results(w);
@@ -431,6 +578,578 @@ static void s_handle_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b)
     }
     s_flush_results(w);
     s_maybe_grant(w);
+}
+
+/* ---- the executor child ------------------------------------------------- */
+
+/* Reads exactly len bytes; false on EOF or error. */
+static bool s_read_all(int fd, void *data, size_t len)
+{
+    char *p = data;
+    while (len) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static s_progress_t *s_crash_progress;
+
+/* On a fatal signal, note how much address space was in use (so the worker
+ * can tell a memory-limit crash from a bug), then die of the same signal.
+ * Only async-signal-safe calls. */
+static void s_on_fatal_signal(int sig)
+{
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd >= 0) {
+        char buf[64];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        uint64_t pages = 0;
+        for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+            pages = pages * 10 + (uint64_t)(buf[i] - '0');
+        if (s_crash_progress)
+            atomic_store(&s_crash_progress->vm_bytes,
+                         pages * (uint64_t)sysconf(_SC_PAGESIZE));
+    }
+    signal(sig, SIG_DFL);
+    raise(sig); /* pending until we return, then fatal */
+}
+
+static void s_install_crash_handlers(s_progress_t *progress)
+{
+    static char altstack[64 * 1024];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+    sigaltstack(&ss, NULL);
+    s_crash_progress = progress;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_fatal_signal;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+int zp_worker_executor_main(const zp_worker_config_t *cfg)
+{
+    s_worker_t w = {.cfg = cfg, .out_fd = S_EXEC_FD};
+    char name[64];
+    snprintf(name, sizeof name, "%s", cfg->id ? cfg->id : "executor");
+    w.id = name;
+    s_host_init(&w.host);
+    signal(SIGPIPE, SIG_IGN);
+    s_progress_t *progress =
+        mmap(NULL, sizeof *progress, PROT_READ | PROT_WRITE, MAP_SHARED,
+             S_SHM_FD, 0);
+    if (progress == MAP_FAILED) {
+        zp_error("executor: cannot map the progress page: %s", strerror(errno));
+        return 3;
+    }
+    w.plugins = zp_plugins_new(&w.host);
+    w.arena = zp_arena_new();
+    if (!w.plugins || !w.arena || s_load_plugins(&w) < 0)
+        return 3;
+    s_install_crash_handlers(progress);
+    if (cfg->memory_limit) {
+        struct rlimit rl = {cfg->memory_limit, cfg->memory_limit};
+        if (setrlimit(RLIMIT_AS, &rl) != 0) {
+            zp_error("executor: memory limit %llu: %s",
+                     (unsigned long long)cfg->memory_limit, strerror(errno));
+            return 3;
+        }
+    }
+    /* Ready: a hello naming the plugins. */
+    Zpipe__V1__Hello h = ZPIPE__V1__HELLO__INIT;
+    h.worker_id = w.id;
+    h.pid = (uint32_t)getpid();
+    zp_message_t hm = ZPIPE__V1__MESSAGE__INIT;
+    hm.kind_case = ZPIPE__V1__MESSAGE__KIND_HELLO;
+    hm.hello = &h;
+    if (zp_encode(&hm, &w.scratch) < 0 ||
+        !s_write_frame(S_EXEC_FD, w.scratch.data, w.scratch.len))
+        return 3;
+    zp_buf_t in = {0};
+    for (;;) {
+        unsigned char hdr[4];
+        if (!s_read_all(S_EXEC_FD, hdr, 4))
+            break; /* the worker closed us: done */
+        size_t len = (size_t)hdr[0] | (size_t)hdr[1] << 8 |
+                     (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
+        in.len = 0;
+        if (len > cfg->max_frame || zp_buf_reserve(&in, len) < 0 ||
+            !s_read_all(S_EXEC_FD, in.data, len)) {
+            zp_error("executor: bad frame of %zu bytes from the worker", len);
+            return 3;
+        }
+        zp_arena_reset(w.arena);
+        zp_message_t *m = zp_decode(w.arena, in.data, len, cfg->max_frame);
+        if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH) {
+            zp_error("executor: the worker sent something not a task batch");
+            return 3;
+        }
+        s_run_batch(&w, m->task_batch, progress);
+        if (w.hit_limit) {
+            /* A plugin ran out of memory under the limit: its heap may be
+             * spent. Leave; the worker starts a fresh executor. */
+            zp_info("executor: leaving after a task hit the memory limit");
+            break;
+        }
+    }
+    zp_buf_free(&in);
+    zp_plugins_destroy(&w.plugins);
+    zp_arena_destroy(&w.arena);
+    zp_buf_free(&w.scratch);
+    zp_buf_free(&w.out);
+    zp_buf_free(&w.err);
+    free(w.done);
+    free(w.done_job);
+    free(w.pb_results);
+    free(w.pb_ptrs);
+    return 0;
+}
+
+/* ---- supervising the executor -------------------------------------------- */
+
+static int s_exec_spawn(s_worker_t *w)
+{
+    s_exec_t *ex = &w->ex;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        zp_error("socketpair: %s", strerror(errno));
+        return -1;
+    }
+    int shm = memfd_create("zpipe-progress", MFD_CLOEXEC);
+    if (shm < 0 || ftruncate(shm, sizeof(s_progress_t)) < 0) {
+        zp_error("memfd: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        if (shm >= 0)
+            close(shm);
+        return -1;
+    }
+    if (!ex->progress) {
+        ex->progress = mmap(NULL, sizeof(s_progress_t), PROT_READ | PROT_WRITE,
+                            MAP_SHARED, shm, 0);
+    } else {
+        munmap(ex->progress, sizeof(s_progress_t));
+        ex->progress = mmap(NULL, sizeof(s_progress_t), PROT_READ | PROT_WRITE,
+                            MAP_SHARED, shm, 0);
+    }
+    if (ex->progress == MAP_FAILED) {
+        ex->progress = NULL;
+        close(sv[0]);
+        close(sv[1]);
+        close(shm);
+        return -1;
+    }
+    char *self = zp_sibling("zpipe-worker");
+    char smax_out[32], smax_frame[32], smem[32];
+    snprintf(smax_out, sizeof smax_out, "%llu",
+             (unsigned long long)w->cfg->max_output);
+    snprintf(smax_frame, sizeof smax_frame, "%llu",
+             (unsigned long long)w->cfg->max_frame);
+    snprintf(smem, sizeof smem, "%llu",
+             (unsigned long long)w->cfg->memory_limit);
+    const char *argv[64];
+    size_t n = 0;
+    argv[n++] = self;
+    argv[n++] = "--executor";
+    argv[n++] = "--id";
+    argv[n++] = w->id;
+    argv[n++] = "--max-output";
+    argv[n++] = smax_out;
+    argv[n++] = "--max-frame";
+    argv[n++] = smax_frame;
+    argv[n++] = "--memory-limit";
+    argv[n++] = smem;
+    argv[n++] = "--log-level";
+    argv[n++] = zp_log_level_name();
+    argv[n++] = "--log-format";
+    argv[n++] = zp_log_format_name();
+    for (size_t i = 0; i < w->cfg->plugins.count && n < 60; i++) {
+        argv[n++] = "--plugin";
+        argv[n++] = w->cfg->plugins.items[i];
+    }
+    argv[n] = NULL;
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], S_EXEC_FD);
+    posix_spawn_file_actions_adddup2(&fa, shm, S_SHM_FD);
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    /* Its own process group: a terminal's Ctrl-C reaches the worker, which
+     * decides when the executor stops. */
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETPGROUP);
+    extern char **environ;
+    int rc = self
+                 ? posix_spawn(&ex->pid, self, &fa, &at, (char **)argv, environ)
+                 : ENOMEM;
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    free(self);
+    close(sv[1]);
+    close(shm);
+    if (rc != 0) {
+        zp_error("cannot start an executor: %s", strerror(rc));
+        close(sv[0]);
+        return -1;
+    }
+    ex->fd = sv[0];
+    fcntl(ex->fd, F_SETFL, fcntl(ex->fd, F_GETFL) | O_NONBLOCK);
+    ex->ready = false;
+    ex->busy = false;
+    ex->killed_for_timeout = false;
+    ex->rbuf.len = 0;
+    ex->spawned_us = zp_mono_us();
+    atomic_store(&ex->progress->busy, 0);
+    atomic_store(&ex->progress->vm_bytes, 0);
+    return 0;
+}
+
+/* Sends the current batch (cur[cur_done..]) to the executor. */
+static int s_exec_send_current(s_worker_t *w)
+{
+    s_exec_t *ex = &w->ex;
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    b.job_id = ex->cur_job;
+    b.plugin = ex->cur_plugin;
+    b.tasks = ex->cur + ex->cur_done;
+    b.n_tasks = ex->cur_n - ex->cur_done;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+    m.task_batch = &b;
+    if (zp_encode(&m, &w->scratch) < 0)
+        return -1;
+    /* Blocking write: the executor reads a whole batch before running it. */
+    int fl = fcntl(ex->fd, F_GETFL);
+    fcntl(ex->fd, F_SETFL, fl & ~O_NONBLOCK);
+    bool ok = s_write_frame(ex->fd, w->scratch.data, w->scratch.len);
+    fcntl(ex->fd, F_SETFL, fl);
+    if (!ok)
+        return -1;
+    ex->busy = true;
+    ex->sent_base = ex->cur_done;
+    return 0;
+}
+
+/* Takes the next queued batch as current and hands it to the executor. */
+static void s_exec_next(s_worker_t *w)
+{
+    s_exec_t *ex = &w->ex;
+    while (ex->ready && !ex->busy && w->q_len) {
+        zmq_msg_t *frame = &w->queue[w->q_head];
+        zp_arena_reset(ex->cur_arena);
+        zp_message_t *m = zp_decode(ex->cur_arena, zmq_msg_data(frame),
+                                    zmq_msg_size(frame), w->cfg->max_frame);
+        zmq_msg_close(frame);
+        w->q_head = (w->q_head + 1) % w->q_cap;
+        w->q_len--;
+        if (!m) /* validated on arrival; cannot happen */
+            continue;
+        Zpipe__V1__TaskBatch *b = m->task_batch;
+        free(ex->cur_job);
+        free(ex->cur_plugin);
+        ex->cur_job = strdup(b->job_id ? b->job_id : "");
+        ex->cur_plugin = strdup(b->plugin ? b->plugin : "");
+        ex->cur = b->tasks;
+        ex->cur_n = b->n_tasks;
+        ex->cur_done = 0;
+        if (ex->cur_n == 0)
+            continue;
+        if (!zp_plugins_find(w->plugins, ex->cur_plugin))
+            zp_warn("job %s: %zu tasks for plugin '%s', which this worker "
+                    "lacks",
+                    ex->cur_job, ex->cur_n, ex->cur_plugin);
+        if (s_exec_send_current(w) < 0)
+            zp_warn("executor pid %d did not take a batch; restarting it",
+                    (int)ex->pid);
+        /* a failed write shows up as the executor's death */
+        return;
+    }
+}
+
+/* Takes results from one executor frame into the outgoing batch. */
+static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
+{
+    s_exec_t *ex = &w->ex;
+    zp_arena_reset(w->arena);
+    zp_message_t *m = zp_decode(w->arena, data, len, w->cfg->max_frame + 65536);
+    if (!m) {
+        zp_error("executor pid %d sent a malformed frame; restarting it",
+                 (int)ex->pid);
+        kill(ex->pid, SIGKILL);
+        return;
+    }
+    if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HELLO) {
+        ex->ready = true;
+        ex->start_fails = 0;
+        zp_debug("executor pid %d ready", (int)ex->pid);
+        if (ex->resend) {
+            ex->resend = false;
+            s_exec_send_current(w);
+        }
+        return;
+    }
+    if (m->kind_case != ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
+        return;
+    Zpipe__V1__ResultBatch *rb = m->result_batch;
+    const char *job = rb->job_id ? rb->job_id : "";
+    for (size_t i = 0; i < rb->n_results; i++) {
+        Zpipe__V1__Result *r = rb->results[i];
+        s_done_t *d = s_done_push(w, job);
+        if (!d) {
+            s_flush_results(w);
+            d = s_done_push(w, job);
+            if (!d)
+                continue;
+        }
+        d->task_id = r->task_id;
+        d->attempt = r->attempt;
+        d->status =
+            r->status == ZPIPE__V1__STATUS__STATUS_OK ? ZPIPE_OK : ZPIPE_ERROR;
+        d->retryable = r->retryable;
+        d->cause = s_intern_cause(r->cause);
+        d->start_us = r->start_us;
+        d->elapsed_us = r->elapsed_us;
+        zp_buf_append(&w->out, r->output.data, r->output.len);
+        if (r->error)
+            zp_buf_append(&w->err, r->error, strlen(r->error));
+        size_t plen =
+            ex->cur_done < ex->cur_n ? ex->cur[ex->cur_done]->payload.len : 0;
+        s_done_finish(w, d, plen);
+        if (ex->cur_done < ex->cur_n)
+            ex->cur_done++;
+    }
+    s_flush_results(w);
+    if (ex->cur_done >= ex->cur_n)
+        ex->busy = false;
+    s_maybe_grant(w);
+}
+
+/* Reads what the executor wrote; false when it has closed (died). */
+static bool s_exec_read(s_worker_t *w)
+{
+    s_exec_t *ex = &w->ex;
+    for (;;) {
+        if (zp_buf_reserve(&ex->rbuf, 1 << 16) < 0)
+            return false;
+        ssize_t n = read(ex->fd, ex->rbuf.data + ex->rbuf.len,
+                         ex->rbuf.cap - ex->rbuf.len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0)
+            return false;
+        ex->rbuf.len += (size_t)n;
+    }
+    size_t off = 0;
+    while (ex->rbuf.len - off >= 4) {
+        const unsigned char *h = (const unsigned char *)ex->rbuf.data + off;
+        size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 |
+                     (size_t)h[3] << 24;
+        if (ex->rbuf.len - off - 4 < len)
+            break;
+        s_exec_on_frame(w, ex->rbuf.data + off + 4, len);
+        off += 4 + len;
+    }
+    memmove(ex->rbuf.data, ex->rbuf.data + off, ex->rbuf.len - off);
+    ex->rbuf.len -= off;
+    return true;
+}
+
+/* The executor died: fail the task it was running, start a new one, and
+ * give it what the old one left undone. */
+static void s_exec_died(s_worker_t *w)
+{
+    s_exec_t *ex = &w->ex;
+    int status = 0;
+    close(ex->fd);
+    ex->fd = -1;
+    while (waitpid(ex->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    bool was_ready = ex->ready;
+    bool running = atomic_load(&ex->progress->busy) != 0;
+    uint64_t index = atomic_load(&ex->progress->index);
+    ex->restarts++;
+
+    char how[96];
+    const char *cause;
+    if (ex->killed_for_timeout) {
+        cause = "timeout";
+        snprintf(how, sizeof how, "ran past its deadline and was killed");
+    } else if (WIFSIGNALED(status)) {
+        cause = s_signal_cause(WTERMSIG(status));
+        /* Near the limit when it died: the limit, not the plugin, is why. */
+        uint64_t vm = atomic_load(&ex->progress->vm_bytes);
+        if (w->cfg->memory_limit && vm >= w->cfg->memory_limit / 10 * 9)
+            cause = "resource_limit";
+        snprintf(how, sizeof how, "killed its executor with %s",
+                 strsignal(WTERMSIG(status)));
+    } else {
+        cause = "executor_exit";
+        snprintf(how, sizeof how, "made its executor exit with status %d",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+
+    size_t culprit = ex->sent_base + (size_t)index;
+    if (ex->busy && running && culprit >= ex->cur_done && culprit < ex->cur_n) {
+        /* Tasks before the culprit ran but their results died with the
+         * executor: they run again. The culprit gets its record. */
+        Zpipe__V1__Task *t = ex->cur[culprit];
+        uint32_t attempt = t->attempt ? t->attempt : 1;
+        bool poison = attempt >= S_POISON_LIMIT;
+        zp_warn("task %s/%llu %s (attempt %u)%s", ex->cur_job,
+                (unsigned long long)t->task_id, how, attempt,
+                poison ? "; quarantined as poison" : "");
+        s_done_t *d = s_done_push(w, ex->cur_job);
+        if (!d) {
+            s_flush_results(w);
+            d = s_done_push(w, ex->cur_job);
+        }
+        if (d) {
+            d->task_id = t->task_id;
+            d->attempt = attempt;
+            d->status = ZPIPE_ERROR;
+            d->cause = cause;
+            d->retryable = !poison && strcmp(cause, "resource_limit") != 0;
+            d->start_us = zp_now_us();
+            zp_buf_printf(&w->err, "task %s on attempt %u%s", how, attempt,
+                          poison ? "; quarantined as a poison task after "
+                                   "3 attempts"
+                                 : "");
+            s_done_finish(w, d, t->payload.len);
+            s_flush_results(w);
+        }
+        /* Rotate the culprit to the front of the undone part and count it
+         * done; the others keep their order. */
+        for (size_t k = culprit; k > ex->cur_done; k--) {
+            Zpipe__V1__Task *x = ex->cur[k];
+            ex->cur[k] = ex->cur[k - 1];
+            ex->cur[k - 1] = x;
+        }
+        ex->cur_done++;
+    } else {
+        zp_warn("executor pid %d %s between tasks (%s)", (int)ex->pid, how,
+                was_ready ? "after it was ready" : "before it was ready");
+        if (!was_ready)
+            ex->start_fails++;
+    }
+    if (ex->start_fails >= S_MAX_START_FAILS) {
+        zp_error("executors keep dying before they are ready (%u in a row); "
+                 "this worker cannot serve",
+                 ex->start_fails);
+        w->fatal = true;
+        return;
+    }
+    if (s_exec_spawn(w) < 0) {
+        w->fatal = true;
+        return;
+    }
+    /* The rest of the batch is sent once the new executor is ready. */
+    ex->busy = ex->cur_done < ex->cur_n;
+    ex->resend = ex->busy;
+    ex->ready = false;
+}
+
+/* Kills an executor whose current task is past its deadline. */
+static void s_exec_check_deadline(s_worker_t *w)
+{
+    s_exec_t *ex = &w->ex;
+    if (!ex->busy || ex->killed_for_timeout ||
+        !atomic_load(&ex->progress->busy))
+        return;
+    size_t at = ex->sent_base + (size_t)atomic_load(&ex->progress->index);
+    if (at >= ex->cur_n)
+        return;
+    const Zpipe__V1__Task *t = ex->cur[at];
+    uint64_t deadline = t->deadline_ms ? t->deadline_ms : w->cfg->deadline_ms;
+    if (!deadline)
+        return;
+    uint64_t started = atomic_load(&ex->progress->start_us);
+    if (zp_mono_us() - started > deadline * 1000) {
+        ex->killed_for_timeout = true;
+        kill(ex->pid, SIGKILL);
+    }
+}
+
+static void s_exec_stop(s_worker_t *w)
+{
+    s_exec_t *ex = &w->ex;
+    if (ex->fd >= 0) {
+        close(ex->fd);
+        ex->fd = -1;
+    }
+    if (ex->pid > 0) {
+        /* Closing its socket ends an idle executor; a busy one is killed. */
+        uint64_t until = zp_mono_us() + 200000;
+        int status;
+        while (waitpid(ex->pid, &status, WNOHANG) == 0) {
+            if (zp_mono_us() > until) {
+                kill(ex->pid, SIGKILL);
+                waitpid(ex->pid, &status, 0);
+                break;
+            }
+            usleep(2000);
+        }
+        ex->pid = 0;
+    }
+    if (ex->progress)
+        munmap(ex->progress, sizeof(s_progress_t));
+    ex->progress = NULL;
+}
+
+/* ---- the worker loop ---------------------------------------------------- */
+
+static int s_queue_push(s_worker_t *w, zmq_msg_t *frame)
+{
+    if (w->q_len == w->q_cap) {
+        size_t cap = w->q_cap ? 2 * w->q_cap : 16;
+        zmq_msg_t *q = malloc(cap * sizeof *q);
+        if (!q)
+            return -1;
+        for (size_t i = 0; i < w->q_len; i++)
+            memcpy(&q[i], &w->queue[(w->q_head + i) % w->q_cap], sizeof *q);
+        free(w->queue);
+        w->queue = q;
+        w->q_cap = cap;
+        w->q_head = 0;
+    }
+    zmq_msg_t *slot = &w->queue[(w->q_head + w->q_len) % w->q_cap];
+    zmq_msg_init(slot);
+    zmq_msg_move(slot, frame);
+    w->q_len++;
+    return 0;
+}
+
+static void s_note_received(s_worker_t *w, size_t n)
+{
+    w->received += n;
+    uint64_t held = w->received - w->completed;
+    if (held > w->max_held)
+        w->max_held = held;
+    if (w->credit_mode && held > w->cfg->window) {
+        w->violations++;
+        zp_error("ventilator sent %llu tasks beyond the window of %llu",
+                 (unsigned long long)(held - w->cfg->window),
+                 (unsigned long long)w->cfg->window);
+    }
 }
 
 static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
@@ -445,9 +1164,14 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
                 (unsigned long long)w->bad_messages);
         return;
     }
-    if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_TASK_BATCH)
-        s_handle_batch(w, m->task_batch);
-    else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT)
+    if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_TASK_BATCH) {
+        s_note_received(w, m->task_batch->n_tasks);
+        if (!w->isolated)
+            s_run_batch(w, m->task_batch, NULL);
+        else if (s_queue_push(w, frame) < 0)
+            zp_error("out of memory queueing a batch of %zu tasks",
+                     m->task_batch->n_tasks);
+    } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT)
         ; /* ventilator is alive */
     else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_BYE && w->credit_mode) {
         /* The ventilator forgot us (we were silent too long, or it
@@ -465,9 +1189,11 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
 
 int zp_worker_run(const zp_worker_config_t *cfg)
 {
-    s_worker_t w = {.cfg = cfg};
+    s_worker_t w = {.cfg = cfg, .out_fd = -1};
     int rc = 3;
     w.credit_mode = strcmp(cfg->dispatch, "push") != 0;
+    w.isolated = strcmp(cfg->isolation, "none") != 0;
+    w.ex.fd = -1;
     s_host_init(&w.host);
     w.target = cfg->window < 8 ? cfg->window : 8;
     if (w.target < 1)
@@ -483,14 +1209,19 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     }
     w.plugins = zp_plugins_new(&w.host);
     w.arena = zp_arena_new();
-    if (!w.id || !w.plugins || !w.arena)
+    w.ex.cur_arena = zp_arena_new();
+    if (!w.id || !w.plugins || !w.arena || !w.ex.cur_arena)
         goto fail_alloc;
+    /* Loaded here too, to check them and to announce their names; with
+     * isolation they run only in executors. */
     if (s_load_plugins(&w) < 0)
+        goto fail_alloc;
+    if (w.isolated && s_exec_spawn(&w) < 0)
         goto fail_alloc;
 
     w.ctx = zmq_ctx_new();
     if (!w.ctx)
-        goto fail_alloc;
+        goto fail_exec;
     w.results = zp_socket(w.ctx, ZMQ_PUSH, cfg->sink, false, 0);
     if (!w.results)
         goto fail_ctx;
@@ -514,17 +1245,33 @@ int zp_worker_run(const zp_worker_config_t *cfg)
             goto fail_ctx;
         }
     }
-    zp_info("worker %s connected to %s (%s dispatch, window %llu) and %s", w.id,
-            cfg->ventilator, cfg->dispatch, (unsigned long long)cfg->window,
-            cfg->sink);
+    zp_info(
+        "worker %s connected to %s (%s dispatch, window %llu, %s) and %s", w.id,
+        cfg->ventilator, cfg->dispatch, (unsigned long long)cfg->window,
+        w.isolated ? "plugins in an executor process" : "plugins in process",
+        cfg->sink);
     if (w.credit_mode && s_send_hello(&w) < 0)
         goto fail_ctx;
 
     zmq_msg_t frame;
     zmq_msg_init(&frame);
-    while (!zp_stopping()) {
-        zmq_pollitem_t items[] = {{w.tasks, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 1, (long)(cfg->heartbeat_ms / 2 + 1));
+    uint64_t drain_until = 0;
+    while (!w.fatal) {
+        if (zp_stopping()) {
+            /* Drain: finish the running batch (briefly), take nothing new. */
+            if (!drain_until)
+                drain_until = zp_mono_us() + S_DRAIN_US;
+            if (!w.isolated || !w.ex.busy || zp_mono_us() > drain_until)
+                break;
+        }
+        bool exec_io = w.isolated && w.ex.fd >= 0;
+        zmq_pollitem_t items[] = {{w.tasks, 0, ZMQ_POLLIN, 0},
+                                  {NULL, w.ex.fd, ZMQ_POLLIN, 0}};
+        long timeout =
+            w.isolated && w.ex.busy ? 20 : (long)(cfg->heartbeat_ms / 2 + 1);
+        if (drain_until)
+            items[0].events = 0;
+        int n = zmq_poll(items, exec_io ? 2 : 1, timeout);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -547,6 +1294,18 @@ int zp_worker_run(const zp_worker_config_t *cfg)
                 s_handle_frame(&w, &frame);
             }
         }
+        if (exec_io && (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+            if (!s_exec_read(&w)) {
+                s_exec_died(&w);
+                if (w.fatal)
+                    break;
+            }
+        }
+        if (w.isolated && w.ex.fd >= 0) {
+            s_exec_check_deadline(&w);
+            if (!drain_until)
+                s_exec_next(&w);
+        }
         if (w.credit_mode) {
             s_maybe_grant(&w);
             if (zp_mono_us() - w.last_sent_us >= cfg->heartbeat_ms * 1000)
@@ -557,19 +1316,20 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     s_flush_results(&w);
     if (w.credit_mode) {
         Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
-        bye.reason = "stopping";
+        bye.reason = w.fatal ? "cannot run plugins" : "stopping";
         zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
         m.kind_case = ZPIPE__V1__MESSAGE__KIND_BYE;
         m.bye = &bye;
         zp_send(w.tasks, NULL, 0, &m, &w.scratch, ZMQ_DONTWAIT);
     }
-    zp_info("worker %s stopping: %llu tasks done, window %llu, max held %llu, "
-            "window violations %llu, bad messages %llu",
-            w.id, (unsigned long long)w.completed,
-            (unsigned long long)cfg->window, (unsigned long long)w.max_held,
-            (unsigned long long)w.violations,
-            (unsigned long long)w.bad_messages);
-    rc = 0;
+    zp_info(
+        "worker %s stopping: %llu tasks done, window %llu, max held %llu, "
+        "window violations %llu, bad messages %llu, executor restarts "
+        "%llu",
+        w.id, (unsigned long long)w.completed, (unsigned long long)cfg->window,
+        (unsigned long long)w.max_held, (unsigned long long)w.violations,
+        (unsigned long long)w.bad_messages, (unsigned long long)w.ex.restarts);
+    rc = w.fatal ? 3 : 0;
 
 fail_ctx:
     if (w.tasks) {
@@ -581,9 +1341,22 @@ fail_ctx:
     if (w.results)
         zmq_close(w.results);
     zmq_ctx_term(w.ctx);
+fail_exec:
+    if (w.isolated)
+        s_exec_stop(&w);
 fail_alloc:
+    while (w.q_len) {
+        zmq_msg_close(&w.queue[w.q_head]);
+        w.q_head = (w.q_head + 1) % w.q_cap;
+        w.q_len--;
+    }
+    free(w.queue);
     zp_plugins_destroy(&w.plugins);
     zp_arena_destroy(&w.arena);
+    zp_arena_destroy(&w.ex.cur_arena);
+    zp_buf_free(&w.ex.rbuf);
+    free(w.ex.cur_job);
+    free(w.ex.cur_plugin);
     zp_buf_free(&w.scratch);
     zp_buf_free(&w.out);
     zp_buf_free(&w.err);

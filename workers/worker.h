@@ -4,7 +4,16 @@
  * DEALER; push dispatch: PULL) and to the sink (PUSH), runs each task's
  * plugin and sends the results in batches. Under credit dispatch it never
  * holds more tasks than its window: it grants credit as it completes work,
- * sized to keep about target_ms of work queued. */
+ * sized to keep about target_ms of work queued.
+ *
+ * With isolation "process" (the default) plugin calls run in an executor
+ * process (this binary re-executed with --executor, so it never inherits a
+ * ZeroMQ context), fed a batch at a time over a socket pair. A plugin that
+ * crashes, overruns its deadline or its memory limit kills only the
+ * executor: that task gets a failure record naming the signal, "timeout" or
+ * "resource_limit", the rest of the batch runs in a fresh executor, and the
+ * worker keeps serving and heartbeating throughout. A task that has killed
+ * executors three times is not retried again (a poison task). */
 #ifndef ZP_WORKER_H
 #define ZP_WORKER_H
 
@@ -24,12 +33,19 @@ typedef struct {
     uint64_t max_output;    /* bytes a task may output */
     uint64_t max_frame;     /* largest frame accepted */
     uint64_t heartbeat_ms;
-    long parent_pid; /* exit when this process is gone, 0 = never */
+    const char *isolation; /* "process" (default) or "none" */
+    uint64_t deadline_ms;  /* default per-task deadline, 0 = none */
+    uint64_t memory_limit; /* executor address-space limit, 0 = none */
+    long parent_pid;       /* exit when this process is gone, 0 = never */
 } zp_worker_config_t;
 
 /* Runs until SIGTERM/SIGINT. Returns 0 on a clean stop, 3 when set-up
  * failed (a plugin refused, an endpoint unusable), logging the reason. */
 int zp_worker_run(const zp_worker_config_t *cfg);
+
+/* The executor side: reads batches on fd 3, reports progress in the shared
+ * page on fd 4, writes results on fd 3. Returns the exit code. */
+int zp_worker_executor_main(const zp_worker_config_t *cfg);
 
 /* Loads cfg->plugins and prints each descriptor (name, version, ABI,
  * description) on stdout, one per line. Returns 0, or 3 if any is refused. */

@@ -26,8 +26,8 @@
 #define S_MAX_WORKERS 1024
 
 typedef struct {
-    const char *plugin, *input, *output, *format, *dispatch, *job;
-    uint64_t workers, batch, window, deadline_ms;
+    const char *plugin, *input, *output, *format, *dispatch, *job, *isolation;
+    uint64_t workers, batch, window, deadline_ms, memory_limit, max_attempts;
     bool ordered, progress, no_progress;
 } s_run_opts_t;
 
@@ -166,6 +166,8 @@ int zp_cmd_run(int argc, char **argv)
         .workers = ncpu > 0 ? (uint64_t)ncpu : 2,
         .batch = 256,
         .window = 1024,
+        .isolation = "process",
+        .max_attempts = 3,
     };
     zp_log_set_level("warn");
     const zp_opt_t opts[] = {
@@ -194,6 +196,16 @@ int zp_cmd_run(int argc, char **argv)
         {"deadline-ms", 0, ZP_OPT_UINT, "ZPIPE_DEADLINE_MS", "MS",
          "per-task deadline, 0 = none (default 0)", &o.deadline_ms, 0, 86400000,
          NULL},
+        {"isolation", 0, ZP_OPT_CHOICE, "ZPIPE_ISOLATION", "MODE",
+         "process (default): a crashing plugin fails only its task; none: "
+         "plugins run inside the workers (trusted plugins, less overhead)",
+         &o.isolation, 0, 0, "process|none"},
+        {"memory-limit", 0, ZP_OPT_UINT, "ZPIPE_MEMORY_LIMIT", "BYTES",
+         "address-space limit per executor process, 0 = none (default 0)",
+         &o.memory_limit, 0, UINT64_MAX, NULL},
+        {"max-attempts", 0, ZP_OPT_UINT, "ZPIPE_MAX_ATTEMPTS", "N",
+         "attempts before a retryable failure is final (default 3)",
+         &o.max_attempts, 1, 100, NULL},
         {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID", "job id (default random)",
          &o.job, 0, 0, NULL},
         {"progress", 0, ZP_OPT_FLAG, NULL, NULL,
@@ -265,7 +277,10 @@ int zp_cmd_run(int argc, char **argv)
     }
     have_dir = true;
     char ep_disp[128], ep_res[128], ep_ctl[128], parent[32], sbatch[32],
-        swindow[32], sdeadline[32];
+        swindow[32], sdeadline[32], smem[32], sattempts[32];
+    snprintf(smem, sizeof smem, "%llu", (unsigned long long)o.memory_limit);
+    snprintf(sattempts, sizeof sattempts, "%llu",
+             (unsigned long long)o.max_attempts);
     snprintf(ep_disp, sizeof ep_disp, "ipc://%s/dispatch", dir);
     snprintf(ep_res, sizeof ep_res, "ipc://%s/results", dir);
     snprintf(ep_ctl, sizeof ep_ctl, "ipc://%s/control", dir);
@@ -326,6 +341,8 @@ int zp_cmd_run(int argc, char **argv)
         s_argv_push(a, &n, sbatch);
         s_argv_push(a, &n, "--deadline-ms");
         s_argv_push(a, &n, sdeadline);
+        s_argv_push(a, &n, "--max-attempts");
+        s_argv_push(a, &n, sattempts);
         s_argv_push(a, &n, "--parent-pid");
         s_argv_push(a, &n, parent);
         s_argv_push(a, &n, "--log-level");
@@ -352,6 +369,10 @@ int zp_cmd_run(int argc, char **argv)
         s_argv_push(a, &n, o.dispatch);
         s_argv_push(a, &n, "--window");
         s_argv_push(a, &n, swindow);
+        s_argv_push(a, &n, "--isolation");
+        s_argv_push(a, &n, o.isolation);
+        s_argv_push(a, &n, "--memory-limit");
+        s_argv_push(a, &n, smem);
         s_argv_push(a, &n, "--parent-pid");
         s_argv_push(a, &n, parent);
         s_argv_push(a, &n, "--log-level");
