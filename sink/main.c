@@ -42,6 +42,11 @@ int main(int argc, char **argv)
          "record format (default jsonl)", &cfg.format, 0, 0, "jsonl|lines"},
         {"ordered", 0, ZP_OPT_FLAG, "ZPIPE_ORDERED", NULL,
          "write each job's records in task order", &cfg.ordered, 0, 0, NULL},
+        {"journal", 0, ZP_OPT_STR, "ZPIPE_JOURNAL", "FILE",
+         "append-only commit log, synced in batches: a restarted sink "
+         "resumes from it without losing or repeating a record (needs "
+         "--output FILE)",
+         &cfg.journal, 0, 0, NULL},
         {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
          "largest message accepted (default 256 MiB)", &cfg.max_frame, 1024,
          1u << 30, NULL},

@@ -2,11 +2,14 @@
 #define _GNU_SOURCE
 #include "sink.h"
 #include "zp_codec.h"
+#include "zp_journal.h"
 #include "zp_log.h"
 #include "zp_net.h"
 #include "zp_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +67,9 @@ typedef struct {
     zp_buf_t rec, scratch;
     uint64_t bad_messages;
     bool write_failed;
+    zp_journal_t *journal;
+    uint64_t out_offset; /* bytes in the output file */
+    char *instance;      /* changes on every start */
 } s_sink_t;
 
 static s_job_t *s_job_find(s_sink_t *s, const char *id)
@@ -167,6 +173,18 @@ static void s_write(s_sink_t *s, const void *data, size_t len)
     }
 }
 
+/* Writes one record: output, journal, and the opener's commit list. */
+static void s_emit(s_sink_t *s, s_job_t *j, uint64_t task, bool ok,
+                   const char *data, size_t len)
+{
+    s_write(s, data, len);
+    s->out_offset += len;
+    if (s->journal &&
+        zp_journal_record(s->journal, j->id, task, ok, s->out_offset) < 0)
+        zp_error("journal: out of memory");
+    s_push_u64(&j->commit_ids, &j->n_commit, &j->cap_commit, task);
+}
+
 /* Formats one record into s->rec. */
 static void s_format(s_sink_t *s, const s_job_t *j, const char *worker,
                      const Zpipe__V1__Result *r)
@@ -212,7 +230,7 @@ static void s_format(s_sink_t *s, const s_job_t *j, const char *worker,
 }
 
 /* Ordered mode: park the record until every lower id is written. */
-static int s_park(s_job_t *j, uint64_t id, const zp_buf_t *rec)
+static int s_park(s_job_t *j, uint64_t id, bool ok, const zp_buf_t *rec)
 {
     uint64_t off = id - j->next;
     if (off >= j->ring_cap) {
@@ -232,7 +250,9 @@ static int s_park(s_job_t *j, uint64_t id, const zp_buf_t *rec)
         j->ring_cap = cap;
     }
     zp_buf_t *copy = calloc(1, sizeof *copy);
-    if (!copy || zp_buf_append(copy, rec->data, rec->len) < 0) {
+    /* First byte: the status, for the journal when it is written. */
+    if (!copy || zp_buf_append(copy, ok ? "o" : "f", 1) < 0 ||
+        zp_buf_append(copy, rec->data, rec->len) < 0) {
         free(copy);
         return -1;
     }
@@ -246,7 +266,8 @@ static void s_drain_ordered(s_sink_t *s, s_job_t *j)
         zp_buf_t **slot = &j->ring[j->next % j->ring_cap];
         if (!*slot)
             break;
-        s_write(s, (*slot)->data, (*slot)->len);
+        s_emit(s, j, j->next, (*slot)->data[0] == 'o', (*slot)->data + 1,
+               (*slot)->len - 1);
         zp_buf_free(*slot);
         free(*slot);
         *slot = NULL;
@@ -344,16 +365,38 @@ static void s_flush_commits(s_sink_t *s, s_job_t *j)
     j->n_retry = 0;
 }
 
+/* Makes what was written durable: output flushed and, with a journal,
+ * output and journal synced. Only then may commits be acknowledged. */
+static bool s_durable(s_sink_t *s)
+{
+    if (fflush(s->out) != 0 ||
+        (s->journal && (fdatasync(fileno(s->out)) != 0 ||
+                        zp_journal_sync(s->journal) != 0))) {
+        if (!s->write_failed)
+            zp_error("writing %s%s: %s", s->cfg->output,
+                     s->journal ? " or its journal" : "", strerror(errno));
+        s->write_failed = true;
+        return false;
+    }
+    return true;
+}
+
+static void s_commit_all(s_sink_t *s)
+{
+    if (!s_durable(s))
+        return;
+    for (s_job_t *j = s->jobs; j; j = j->link)
+        s_flush_commits(s, j);
+}
+
 static void s_check_done(s_sink_t *s, s_job_t *j)
 {
     if (j->state != ZPIPE__V1__JOB_STATE__JOB_CLOSED || j->done < j->total)
         return;
     if (s->cfg->ordered)
         s_drain_ordered(s, j);
-    if (fflush(s->out) != 0 && !s->write_failed) {
-        s->write_failed = true;
-        zp_error("writing %s: %s", s->cfg->output, strerror(errno));
-    }
+    if (!s_durable(s))
+        return;
     s_flush_commits(s, j);
     j->state = ZPIPE__V1__JOB_STATE__JOB_DONE;
     free(j->bits);
@@ -409,8 +452,8 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
         return;
     }
     Zpipe__V1__ResultBatch *b = m->result_batch;
-    if (!b->job_id || !*b->job_id) {
-        s_bad(s, s->cfg->results, "a result batch without job id", len);
+    if (!zp_job_id_valid(b->job_id)) {
+        s_bad(s, s->cfg->results, "a result batch without a valid job id", len);
         return;
     }
     s_job_t *j = s_job_get(s, b->job_id);
@@ -464,25 +507,24 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
         }
         fresh++;
         j->done++;
-        s_push_u64(&j->commit_ids, &j->n_commit, &j->cap_commit, r->task_id);
-        if (r->status == ZPIPE__V1__STATUS__STATUS_OK)
+        if (ok)
             j->succeeded++;
         else
             j->failed++;
         s_format(s, j, worker, r);
         if (!s->cfg->ordered)
-            s_write(s, s->rec.data, s->rec.len);
+            s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len);
         else if (r->task_id == j->next) {
-            s_write(s, s->rec.data, s->rec.len);
+            s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len);
             j->next++;
             s_drain_ordered(s, j);
-        } else if (s_park(j, r->task_id, &s->rec) < 0)
+        } else if (s_park(j, r->task_id, ok, &s->rec) < 0)
             zp_error("out of memory holding job %s task %llu for ordering",
                      j->id, (unsigned long long)r->task_id);
     }
     s_wstat(j, b, fresh);
     if (j->n_commit >= 4096 || j->n_retry >= 4096)
-        s_flush_commits(s, j);
+        s_commit_all(s);
     if (s->pub) {
         zmq_msg_t copy;
         zmq_msg_init(&copy);
@@ -502,6 +544,7 @@ static void s_ack(s_sink_t *s, const char *rid, size_t rid_len, const char *job,
     a.job_id = (char *)job;
     a.ok = ok;
     a.error = (char *)(error ? error : "");
+    a.sink_instance = s->instance;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_ACK;
     m.ack = &a;
@@ -523,9 +566,10 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
     switch (m->kind_case) {
     case ZPIPE__V1__MESSAGE__KIND_JOB_OPEN: {
         const char *id = m->job_open->job_id;
-        if (!id || !*id) {
-            s_ack(s, rid, rid_len, "", false, "job_open without job_id");
-            s_bad(s, s->cfg->control, "a job_open without job id", len);
+        if (!zp_job_id_valid(id)) {
+            s_ack(s, rid, rid_len, id ? id : "", false,
+                  "job id must be 1 to 128 of [A-Za-z0-9_.:-]");
+            s_bad(s, s->cfg->control, "a job_open without a valid job id", len);
             return;
         }
         bool is_new = s_job_find(s, id) == NULL;
@@ -539,6 +583,8 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
         j->opener.rid_len = rid_len;
         if (m->job_open->max_attempts)
             j->max_attempts = m->job_open->max_attempts;
+        if (is_new && s->journal)
+            zp_journal_open_job(s->journal, id, j->max_attempts);
         if (is_new)
             zp_info("job %s opened (plugin %s)", id,
                     m->job_open->plugin ? m->job_open->plugin : "?");
@@ -547,7 +593,7 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
     }
     case ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE: {
         const char *id = m->job_close->job_id;
-        s_job_t *j = id && *id ? s_job_get(s, id) : NULL;
+        s_job_t *j = zp_job_id_valid(id) ? s_job_get(s, id) : NULL;
         if (!j) {
             s_ack(s, rid, rid_len, id ? id : "", false,
                   "job_close without job_id");
@@ -567,6 +613,8 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
         }
         j->total = total;
         j->state = ZPIPE__V1__JOB_STATE__JOB_CLOSED;
+        if (s->journal)
+            zp_journal_close_job(s->journal, id, total);
         zp_info("job %s closed with %llu tasks", id, (unsigned long long)total);
         s_add_waiter(j, rid, rid_len);
         s_ack(s, rid, rid_len, id, true, NULL);
@@ -592,6 +640,105 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
     }
 }
 
+/* ---- journal replay ---- */
+
+typedef struct {
+    s_sink_t *s;
+    uint64_t offset;
+    uint64_t records;
+} s_replay_t;
+
+static void s_replay_open(void *ctx, const char *job, uint32_t max_attempts)
+{
+    s_replay_t *r = ctx;
+    s_job_t *j = s_job_get(r->s, job);
+    if (j && max_attempts)
+        j->max_attempts = max_attempts;
+}
+
+static void s_replay_close(void *ctx, const char *job, uint64_t total)
+{
+    s_replay_t *r = ctx;
+    s_job_t *j = s_job_get(r->s, job);
+    if (j) {
+        j->total = total;
+        j->state = ZPIPE__V1__JOB_STATE__JOB_CLOSED;
+    }
+}
+
+static void s_replay_record(void *ctx, const char *job, uint64_t task, bool ok,
+                            uint64_t offset)
+{
+    s_replay_t *r = ctx;
+    s_job_t *j = s_job_get(r->s, job);
+    if (!j || task >= S_MAX_OPEN_TASK_ID || s_job_mark(j, task) != 1)
+        return;
+    j->done++;
+    j->next = j->done; /* ordered output is always a prefix */
+    if (ok)
+        j->succeeded++;
+    else
+        j->failed++;
+    if (offset > r->offset)
+        r->offset = offset;
+    r->records++;
+}
+
+/* Opens the output: truncated, or with a journal, cut back to what the
+ * journal says was committed and appended to. */
+static int s_open_output(s_sink_t *s)
+{
+    const zp_sink_config_t *cfg = s->cfg;
+    if (!s->cfg->journal) {
+        s->out =
+            strcmp(cfg->output, "-") == 0 ? stdout : fopen(cfg->output, "w");
+        if (!s->out) {
+            zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(cfg->output, "-") == 0) {
+        zp_error("--journal needs --output FILE: stdout cannot be rewound "
+                 "after a crash");
+        return -1;
+    }
+    s_replay_t r = {.s = s};
+    zp_journal_visitor_t v = {s_replay_open, s_replay_close, s_replay_record};
+    char err[512];
+    s->journal = zp_journal_open(cfg->journal, &v, &r, err, sizeof err);
+    if (!s->journal) {
+        zp_error("journal: %s", err);
+        return -1;
+    }
+    int fd = open(cfg->output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 || ftruncate(fd, (off_t)r.offset) != 0) {
+        zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    s->out = fdopen(fd, "a");
+    if (!s->out) {
+        close(fd);
+        return -1;
+    }
+    s->out_offset = r.offset;
+    for (s_job_t *j = s->jobs; j; j = j->link)
+        if (j->state == ZPIPE__V1__JOB_STATE__JOB_CLOSED &&
+            j->done >= j->total) {
+            j->state = ZPIPE__V1__JOB_STATE__JOB_DONE;
+            free(j->bits);
+            j->bits = NULL;
+            j->n_words = 0;
+        }
+    zp_info("journal %s: resumed %llu committed records; output %s cut to "
+            "%llu bytes",
+            cfg->journal, (unsigned long long)r.records, cfg->output,
+            (unsigned long long)r.offset);
+    return 0;
+}
+
 static void *s_bind(s_sink_t *s, int type, const char *endpoint)
 {
     return zp_socket(s->ctx, type, endpoint, true,
@@ -606,15 +753,9 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     s.arena = zp_arena_new();
     if (!s.arena)
         return 3;
-    if (strcmp(cfg->output, "-") == 0)
-        s.out = stdout;
-    else {
-        s.out = fopen(cfg->output, "w");
-        if (!s.out) {
-            zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
-            goto fail_arena;
-        }
-    }
+    s.instance = zp_random_id("sink-", 6);
+    if (!s.instance || s_open_output(&s) < 0)
+        goto fail_arena;
     setvbuf(s.out, NULL, _IOFBF, 1 << 20);
 
     s.ctx = zmq_ctx_new();
@@ -642,13 +783,8 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     while (!zp_stopping() && !s.write_failed) {
         uint64_t now = zp_mono_us();
         if (now - last_flush >= 20000) {
-            /* Records reach the file before their tasks are acknowledged. */
-            if (fflush(s.out) != 0 && !s.write_failed) {
-                s.write_failed = true;
-                zp_error("writing %s: %s", cfg->output, strerror(errno));
-            }
-            for (s_job_t *j = s.jobs; j; j = j->link)
-                s_flush_commits(&s, j);
+            /* Records are durable before their tasks are acknowledged. */
+            s_commit_all(&s);
             last_flush = now;
         }
         zmq_pollitem_t items[] = {{s.results, 0, ZMQ_POLLIN, 0},
@@ -703,8 +839,9 @@ fail_ctx:
     }
     zmq_ctx_term(s.ctx);
 fail_out:
-    if (s.out != stdout)
+    if (s.out && s.out != stdout)
         fclose(s.out);
+    zp_journal_destroy(&s.journal);
 fail_arena:
     while (s.jobs) {
         s_job_t *next = s.jobs->link;
@@ -712,6 +849,7 @@ fail_arena:
         s.jobs = next;
     }
     zp_arena_destroy(&s.arena);
+    free(s.instance);
     zp_buf_free(&s.rec);
     zp_buf_free(&s.scratch);
     return rc;

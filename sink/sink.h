@@ -20,6 +20,7 @@ typedef struct {
     const char *output;  /* path, "-" = stdout */
     const char *format;  /* "jsonl" or "lines" */
     bool ordered;        /* restore task id order per job */
+    const char *journal; /* commit log; NULL = none */
     uint64_t max_frame;
     long parent_pid;
 } zp_sink_config_t;

@@ -81,6 +81,10 @@ int main(int argc, char **argv)
          "exit with an error after this long without any worker, 0 = wait "
          "forever (default 60000)",
          &cfg.no_worker_timeout_ms, 0, 86400000, NULL},
+        {"resume-journal", 0, ZP_OPT_STR, "ZPIPE_RESUME_JOURNAL", "FILE",
+         "skip the tasks of this job (--job) that the sink's journal FILE "
+         "has already committed",
+         &cfg.resume_journal, 0, 0, NULL},
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},

@@ -4,6 +4,7 @@
 #include "ventilator.h"
 #include "zp_codec.h"
 #include "zp_idmap.h"
+#include "zp_journal.h"
 #include "zp_log.h"
 #include "zp_net.h"
 #include "zp_util.h"
@@ -62,7 +63,8 @@ typedef struct {
     const zp_ventilator_config_t *cfg;
     char *job_id;
     bool push;
-    void *ctx, *dispatch, *control;
+    void *ctx, *dispatch, *control, *monitor;
+    uint64_t probe_until_us, last_probe_us;
     s_reader_t in;
 
     zp_idmap_t *tasks; /* id -> s_task_t*, everything not yet committed */
@@ -75,6 +77,10 @@ typedef struct {
     uint64_t no_worker_since_us;
 
     bool opened, close_acked, done;
+    char *sink_instance; /* from the sink's acks; a change = it restarted */
+    uint64_t *skip;      /* --resume-journal: tasks already committed */
+    size_t skip_words;
+    uint64_t skipped;
     uint64_t last_open_us, last_close_us, last_status_us;
     uint64_t failed;
     bool refused;
@@ -186,6 +192,12 @@ static int s_refill(s_vent_t *v, size_t want)
                      (unsigned long long)v->next_task_id + 1, len,
                      (unsigned long long)v->cfg->max_task_bytes);
             return -1;
+        }
+        uint64_t tid = v->next_task_id;
+        if (tid / 64 < v->skip_words && (v->skip[tid / 64] >> (tid % 64)) & 1) {
+            v->next_task_id++; /* committed by an earlier run */
+            v->skipped++;
+            continue;
         }
         s_task_t *t = malloc(sizeof *t + len);
         if (!t || zp_idmap_put(v->tasks, v->next_task_id, t) < 0 ||
@@ -633,6 +645,34 @@ static void s_on_committed(s_vent_t *v, const Zpipe__V1__Committed *c)
     }
 }
 
+/* A new sink instance lost whatever it had not committed (made durable
+ * and acknowledged): send every task in flight again, and close again. */
+static void s_on_sink_restart(s_vent_t *v)
+{
+    size_t n = 0, cursor = 0;
+    uint64_t id;
+    void *p;
+    while (zp_idmap_next(v->tasks, &cursor, &id, &p)) {
+        s_task_t *t = p;
+        if (t->state == S_INFLIGHT) {
+            t->state = S_QUEUED;
+            t->worker = 0;
+            zp_iddeque_push_front(&v->ready, t->id);
+            n++;
+        } else if (t->state == S_FAILING) {
+            /* its failure record may be lost: write it again */
+            t->state = S_QUEUED;
+            t->attempt--;
+            s_requeue(v, t, "worker_lost", "sink restarted");
+        }
+    }
+    v->redelivered += n;
+    v->close_acked = false;
+    v->last_close_us = 0;
+    zp_warn("job %s: the sink restarted; sending %zu uncommitted tasks again",
+            v->job_id, n);
+}
+
 static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
 {
     zp_arena_reset(v->arena);
@@ -655,6 +695,15 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
             v->refused = true;
             v->done = true;
             return;
+        }
+        if (a->sink_instance && *a->sink_instance) {
+            if (v->sink_instance && strcmp(v->sink_instance, a->sink_instance))
+                s_on_sink_restart(v);
+            if (!v->sink_instance ||
+                strcmp(v->sink_instance, a->sink_instance)) {
+                free(v->sink_instance);
+                v->sink_instance = strdup(a->sink_instance);
+            }
         }
         if (!v->opened) {
             zp_info("job %s opened at the sink; dispatching (%s)", v->job_id,
@@ -687,6 +736,53 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
     default:
         v->bad_messages++;
         zp_warn("dropped an unexpected %s from the sink", zp_kind_name(m));
+    }
+}
+
+/* A connection dropped: a worker may have died. Sending to a vanished
+ * peer fails at once on a ROUTER_MANDATORY socket, so a probe of every
+ * worker finds the dead one in milliseconds instead of a heartbeat
+ * timeout. Frozen or cut-off workers still need the timeout. */
+static void s_probe_workers(s_vent_t *v)
+{
+    Zpipe__V1__Heartbeat hb = ZPIPE__V1__HEARTBEAT__INIT;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_HEARTBEAT;
+    m.heartbeat = &hb;
+    for (size_t i = 0; i < v->n_workers;) {
+        s_worker_t *w = &v->workers[i];
+        if (zp_send(v->dispatch, w->rid, w->rid_len, &m, &v->scratch,
+                    ZMQ_DONTWAIT) < 0 &&
+            errno == EHOSTUNREACH) {
+            s_worker_drop(v, w, "disconnected", true);
+            continue;
+        }
+        i++;
+    }
+    v->last_probe_us = zp_mono_us();
+}
+
+static void s_on_monitor(s_vent_t *v)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, v->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&ev);
+            if (zmq_msg_recv(&ev, v->monitor, 0) < 0)
+                more = false;
+            else
+                more = zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        v->probe_until_us = zp_mono_us() + 500000;
+        s_probe_workers(v);
     }
 }
 
@@ -723,6 +819,72 @@ static void s_check_liveness(s_vent_t *v)
     }
 }
 
+typedef struct {
+    s_vent_t *v;
+} s_skip_ctx_t;
+
+static void s_skip_record(void *ctx, const char *job, uint64_t task, bool ok,
+                          uint64_t offset)
+{
+    s_vent_t *v = ((s_skip_ctx_t *)ctx)->v;
+    (void)ok;
+    (void)offset;
+    if (strcmp(job, v->job_id) != 0 || task >= (1ull << 34))
+        return;
+    size_t word = (size_t)(task / 64);
+    if (word >= v->skip_words) {
+        size_t n = v->skip_words ? v->skip_words : 1024;
+        while (n <= word)
+            n *= 2;
+        uint64_t *bits = realloc(v->skip, n * sizeof *bits);
+        if (!bits)
+            return;
+        memset(bits + v->skip_words, 0, (n - v->skip_words) * sizeof *bits);
+        v->skip = bits;
+        v->skip_words = n;
+    }
+    v->skip[word] |= 1ull << (task % 64);
+}
+
+/* --resume-journal: learn which tasks of this job an earlier run committed.
+ * Read only; the sink owns the journal. */
+static int s_load_skip(s_vent_t *v)
+{
+    int fd = open(v->cfg->resume_journal, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0; /* nothing to resume: run everything */
+        zp_error("cannot read journal %s: %s", v->cfg->resume_journal,
+                 strerror(errno));
+        return -1;
+    }
+    zp_buf_t data = {0};
+    for (;;) {
+        if (zp_buf_reserve(&data, 1 << 20) < 0) {
+            close(fd);
+            zp_buf_free(&data);
+            return -1;
+        }
+        ssize_t n = read(fd, data.data + data.len, 1 << 20);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        data.len += (size_t)n;
+    }
+    close(fd);
+    s_skip_ctx_t ctx = {v};
+    zp_journal_visitor_t vis = {NULL, NULL, s_skip_record};
+    size_t valid;
+    long events = zp_journal_replay(data.data, data.len, &vis, &ctx, &valid);
+    zp_buf_free(&data);
+    if (events < 0) {
+        zp_error("%s is not a zpipe journal", v->cfg->resume_journal);
+        return -1;
+    }
+    return 0;
+}
+
 int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 {
     s_vent_t v = {.cfg = cfg};
@@ -733,6 +895,10 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
     v.tasks = zp_idmap_new();
     if (!v.job_id || !v.arena || !v.tasks)
         goto fail_alloc;
+    if (!zp_job_id_valid(v.job_id)) {
+        zp_error("job id '%s' must be 1 to 128 of [A-Za-z0-9_.:-]", v.job_id);
+        goto fail_alloc;
+    }
     if (strcmp(cfg->input, "-") == 0)
         v.in.fd = STDIN_FILENO;
     else {
@@ -742,6 +908,8 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
             goto fail_alloc;
         }
     }
+    if (cfg->resume_journal && s_load_skip(&v) < 0)
+        goto fail_input;
     v.ctx = zmq_ctx_new();
     if (!v.ctx)
         goto fail_input;
@@ -749,6 +917,21 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                            cfg->dispatch_endpoint, true, 1u << 20);
     if (!v.dispatch)
         goto fail_ctx;
+    if (!v.push) {
+        char mon[64];
+        snprintf(mon, sizeof mon, "inproc://zpipe-monitor-%p", (void *)&v);
+        if (zmq_socket_monitor(v.dispatch, mon, ZMQ_EVENT_DISCONNECTED) == 0) {
+            v.monitor = zmq_socket(v.ctx, ZMQ_PAIR);
+            if (v.monitor && zmq_connect(v.monitor, mon) != 0) {
+                zmq_close(v.monitor);
+                v.monitor = NULL;
+            }
+        }
+        if (!v.monitor)
+            zp_warn("no socket monitor (%s): dead workers are found by "
+                    "heartbeat timeout only",
+                    zmq_strerror(errno));
+    }
     /* A stable identity, so a restarted sink knows us by the same name. */
     v.control = zmq_socket(v.ctx, ZMQ_DEALER);
     if (!v.control)
@@ -783,20 +966,24 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                           zp_idmap_size(v.tasks) < cfg->max_inflight &&
                           (v.push || s_free_credit(&v) > 0);
         bool want_out = v.push && v.opened && v.ready.len + !v.in.eof > 0;
-        zmq_pollitem_t items[3] = {
+        zmq_pollitem_t items[4] = {
             {v.dispatch, 0,
              (short)(v.push ? (want_out ? ZMQ_POLLOUT : 0) : ZMQ_POLLIN), 0},
             {v.control, 0, ZMQ_POLLIN, 0},
+            {v.monitor, 0, (short)(v.monitor ? ZMQ_POLLIN : 0), 0},
             {NULL, v.in.fd, ZMQ_POLLIN, 0},
         };
-        int n = zmq_poll(items, want_input ? 3 : 2, 100);
+        int n =
+            zmq_poll(items, want_input ? 4 : 3, v.probe_until_us ? 20 : 100);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             zp_error("poll: %s", zmq_strerror(errno));
             break;
         }
-        if (want_input && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+        if (items[2].revents & ZMQ_POLLIN)
+            s_on_monitor(&v);
+        if (want_input && (items[3].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
             if (s_fill(&v.in, true) < 0) {
                 zp_error("reading %s: %s", cfg->input, strerror(errno));
                 break;
@@ -844,6 +1031,14 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         }
         if (v.close_acked && now - v.last_status_us >= S_KEEPALIVE_US)
             s_send_status_request(&v);
+        if (v.probe_until_us) {
+            /* The pipe of a dead peer may outlive its disconnect event by
+             * a little: probe again for half a second. */
+            if (now > v.probe_until_us)
+                v.probe_until_us = 0;
+            else if (now - v.last_probe_us >= 50000)
+                s_probe_workers(&v);
+        }
         if (now - last_check >= 100000) {
             if (!v.push)
                 s_check_liveness(&v);
@@ -864,6 +1059,9 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         rc = v.refused ? 3 : v.failed ? 1 : 0;
     else if (zp_stopping())
         rc = 4;
+    if (v.skipped)
+        zp_info("job %s: skipped %llu tasks an earlier run committed", v.job_id,
+                (unsigned long long)v.skipped);
     zp_info("ventilator stopping: job %s, %llu tasks read, %llu dispatches, "
             "%llu redelivered (%llu from lost workers, %llu leases expired), "
             "%llu retried on request, %llu given up, %llu bad messages",
@@ -876,6 +1074,12 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 fail_ctx:
     /* Nothing still queued matters once the job is done or abandoned:
      * tasks in flight are the workers' and control messages are resent. */
+    if (v.monitor) {
+        zmq_socket_monitor(v.dispatch, NULL, 0);
+        int zero = 0;
+        zmq_setsockopt(v.monitor, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(v.monitor);
+    }
     for (int i = 0; i < 2; i++) {
         void *sock = i ? v.control : v.dispatch;
         if (!sock)
@@ -911,6 +1115,8 @@ fail_alloc:
     zp_buf_free(&v.in.buf);
     zp_buf_free(&v.scratch);
     zp_arena_destroy(&v.arena);
+    free(v.sink_instance);
+    free(v.skip);
     free(v.job_id);
     return rc;
 }

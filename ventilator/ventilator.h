@@ -35,6 +35,7 @@ typedef struct {
     uint64_t max_inflight; /* tasks read and not yet committed */
     uint64_t no_worker_timeout_ms; /* exit with an error after this long with
                                       no worker, 0 = wait forever */
+    const char *resume_journal;    /* skip tasks this journal has committed */
     long parent_pid;
 } zp_ventilator_config_t;
 

@@ -1,0 +1,171 @@
+/* Tests for zp_journal: replay, torn tails, corrupt lines, reopen. */
+#include "test.h"
+#include "zp_journal.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+typedef struct {
+    int opens, closes, records, oks;
+    uint64_t last_total, last_task, last_offset;
+    char last_job[160];
+} s_seen_t;
+
+static void s_open(void *ctx, const char *job, uint32_t max_attempts)
+{
+    s_seen_t *s = ctx;
+    (void)max_attempts;
+    s->opens++;
+    snprintf(s->last_job, sizeof s->last_job, "%s", job);
+}
+static void s_close(void *ctx, const char *job, uint64_t total)
+{
+    s_seen_t *s = ctx;
+    (void)job;
+    s->closes++;
+    s->last_total = total;
+}
+static void s_record(void *ctx, const char *job, uint64_t task, bool ok,
+                     uint64_t offset)
+{
+    s_seen_t *s = ctx;
+    (void)job;
+    s->records++;
+    s->oks += ok;
+    s->last_task = task;
+    s->last_offset = offset;
+}
+static const zp_journal_visitor_t s_visitor = {s_open, s_close, s_record};
+
+static void test_replay_reads_every_event(void)
+{
+    const char j[] = "zpipe-journal 1\nO job-1 3\nR job-1 0 ok 10\n"
+                     "R job-1 1 failed 20\nC job-1 2\n";
+    s_seen_t s = {0};
+    size_t valid;
+    TEST_EQ_INT(zp_journal_replay(j, sizeof j - 1, &s_visitor, &s, &valid), 4);
+    TEST_EQ_INT(valid, sizeof j - 1);
+    TEST_EQ_INT(s.opens, 1);
+    TEST_EQ_INT(s.records, 2);
+    TEST_EQ_INT(s.oks, 1);
+    TEST_EQ_INT(s.last_total, 2);
+    TEST_EQ_INT(s.last_offset, 20);
+    TEST_EQ_STR(s.last_job, "job-1");
+}
+
+static void test_torn_tail_is_cut_at_the_last_whole_line(void)
+{
+    const char j[] = "zpipe-journal 1\nO a 3\nR a 0 ok 5\nR a 1 o";
+    s_seen_t s = {0};
+    size_t valid;
+    TEST_EQ_INT(zp_journal_replay(j, sizeof j - 1, &s_visitor, &s, &valid), 2);
+    TEST_EQ_INT(valid, strlen("zpipe-journal 1\nO a 3\nR a 0 ok 5\n"));
+}
+
+static void test_corrupt_lines_stop_the_replay(void)
+{
+    const char *bad[] = {
+        "zpipe-journal 1\nR a 1 maybe 5\n",
+        "zpipe-journal 1\nO a\n",
+        "zpipe-journal 1\nR a -1 ok 5\n",
+        "zpipe-journal 1\nO bad/job 3\n",
+        "zpipe-journal 1\nX a 1\n",
+        "zpipe-journal 1\nR a 1 ok 5 extra\n",
+        "zpipe-journal 1\n\n",
+        "zpipe-journal 1\nO a 3 \n",
+        "zpipe-journal 1\nC a 99999999999999999999999\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_seen_t s = {0};
+        size_t valid;
+        TEST_EQ_INT(
+            zp_journal_replay(bad[i], strlen(bad[i]), &s_visitor, &s, &valid),
+            0);
+        TEST_EQ_INT(valid, strlen("zpipe-journal 1\n"));
+    }
+}
+
+static void test_missing_header_is_not_a_journal(void)
+{
+    size_t valid;
+    TEST_EQ_INT(zp_journal_replay("O a 3\n", 6, &s_visitor, NULL, &valid), -1);
+    TEST_EQ_INT(zp_journal_replay("", 0, &s_visitor, NULL, &valid), -1);
+}
+
+static void test_job_ids(void)
+{
+    TEST_CHECK(zp_job_id_valid("job-1a2b.c:d_e"));
+    TEST_CHECK(!zp_job_id_valid(""));
+    TEST_CHECK(!zp_job_id_valid("a b"));
+    TEST_CHECK(!zp_job_id_valid("a/b"));
+    char longid[200];
+    memset(longid, 'a', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    TEST_CHECK(!zp_job_id_valid(longid));
+}
+
+static void test_append_sync_reopen_round_trip(void)
+{
+    char path[] = "/tmp/zpipe-journal-test-XXXXXX";
+    int fd = mkstemp(path);
+    TEST_CHECK(fd >= 0);
+    close(fd);
+    unlink(path);
+    char err[256];
+    zp_journal_t *j = zp_journal_open(path, &s_visitor, NULL, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    zp_journal_open_job(j, "job-x", 3);
+    for (uint64_t i = 0; i < 1000; i++)
+        zp_journal_record(j, "job-x", i, i % 10 != 0, i * 7);
+    zp_journal_close_job(j, "job-x", 1000);
+    TEST_CHECK(zp_journal_pending(j) > 0);
+    TEST_CHECK(zp_journal_sync(j) == 0);
+    TEST_EQ_INT(zp_journal_pending(j), 0);
+    zp_journal_destroy(&j);
+    TEST_CHECK(j == NULL);
+    /* Tear the tail, as a crash mid-write would. */
+    FILE *f = fopen(path, "a");
+    fputs("R job-x 1000 o", f);
+    fclose(f);
+    s_seen_t s = {0};
+    j = zp_journal_open(path, &s_visitor, &s, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(s.records, 1000);
+    TEST_EQ_INT(s.oks, 900);
+    TEST_EQ_INT(s.closes, 1);
+    zp_journal_record(j, "job-x", 5, true, 1);
+    zp_journal_destroy(&j);
+    s_seen_t s2 = {0};
+    j = zp_journal_open(path, &s_visitor, &s2, err, sizeof err);
+    TEST_EQ_INT(s2.records, 1001);
+    zp_journal_destroy(&j);
+    unlink(path);
+}
+
+static void test_open_refuses_a_file_that_is_not_a_journal(void)
+{
+    char path[] = "/tmp/zpipe-journal-test-XXXXXX";
+    int fd = mkstemp(path);
+    TEST_CHECK(write(fd, "hello\n", 6) == 6);
+    close(fd);
+    char err[256];
+    TEST_CHECK(zp_journal_open(path, &s_visitor, NULL, err, sizeof err) ==
+               NULL);
+    TEST_CONTAINS(err, "not a zpipe journal");
+    unlink(path);
+}
+
+static const test_case_t tests[] = {
+    {"test_replay_reads_every_event", test_replay_reads_every_event},
+    {"test_torn_tail_is_cut_at_the_last_whole_line",
+     test_torn_tail_is_cut_at_the_last_whole_line},
+    {"test_corrupt_lines_stop_the_replay", test_corrupt_lines_stop_the_replay},
+    {"test_missing_header_is_not_a_journal",
+     test_missing_header_is_not_a_journal},
+    {"test_job_ids", test_job_ids},
+    {"test_append_sync_reopen_round_trip", test_append_sync_reopen_round_trip},
+    {"test_open_refuses_a_file_that_is_not_a_journal",
+     test_open_refuses_a_file_that_is_not_a_journal},
+    {NULL, NULL},
+};
+TEST_MAIN(tests)
