@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -645,6 +646,10 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     w.id = name;
     s_host_init(&w.host);
     signal(SIGPIPE, SIG_IGN);
+    /* Die with the worker: a killed worker must not leave us running. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 3;
     s_progress_t *progress =
         mmap(NULL, sizeof *progress, PROT_READ | PROT_WRITE, MAP_SHARED,
              S_SHM_FD, 0);

@@ -2,11 +2,15 @@
  * a private directory, feed the input as one job, wait for the sink to
  * report it done, stop everything, and exit 0 only if every task succeeded.
  *
- * The children are started with posix_spawn before this process creates its
- * ZeroMQ context, and end themselves if this process dies (--parent-pid). */
+ * It supervises what it started: a worker that dies is replaced (with
+ * backoff); a sink that dies is restarted when it has a journal to resume
+ * from; otherwise a dead sink or ventilator ends the run with an error.
+ * Children are started with posix_spawn (never a bare fork) and end
+ * themselves if this process dies (--parent-pid). */
 #define _GNU_SOURCE
 #include "zpipe.h"
 #include "zp_codec.h"
+#include "zp_journal.h"
 #include "zp_log.h"
 #include "zp_net.h"
 #include "zp_opts.h"
@@ -14,6 +18,7 @@
 #include "zp_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,26 +28,49 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_MAX_WORKERS 1024
+#define S_MAX_WORKERS         1024
+#define S_MAX_ARGS            48
+#define S_BACKOFF_MIN_US      100000u
+#define S_BACKOFF_MAX_US      5000000u
+#define S_STABLE_US           10000000u /* a child that lived this long was fine */
+#define S_MAX_FUTILE_RESTARTS 20 /* worker deaths with no progress between */
 
 typedef struct {
     const char *plugin, *input, *output, *format, *dispatch, *job, *isolation;
+    const char *journal;
     uint64_t workers, batch, window, deadline_ms, memory_limit, max_attempts;
-    bool ordered, progress, no_progress;
+    uint64_t no_worker_timeout_ms;
+    bool ordered, progress, no_progress, resume;
 } s_run_opts_t;
 
+typedef enum { S_SINK, S_VENT, S_WORKER } s_role_t;
+
 typedef struct {
+    s_role_t role;
     pid_t pid;
-    const char *role;
     bool alive;
     int status;
+    uint64_t started_us, restart_at_us, backoff_us;
+    unsigned restarts;
 } s_child_t;
+
+typedef struct {
+    char *argv[3][S_MAX_ARGS]; /* per role */
+    size_t argc[3];
+    s_child_t *kids;
+    size_t n_kids;
+    uint64_t worker_restarts, sink_restarts, futile_restarts;
+    bool sink_restartable;
+} s_super_t;
+
+static const char *s_role_name[] = {"sink", "ventilator", "worker"};
 
 static const char s_synopsis[] =
     "Usage: zpipe run --plugin NAME|PATH [OPTIONS]\n"
     "Runs one job on this machine: each input line is a task for the plugin;\n"
     "records go to the output. Exit status: 0 every task succeeded, 1 some\n"
-    "tasks failed, 2 bad usage, 3 a component failed, 130/143 interrupted.";
+    "tasks failed, 2 bad usage, 3 a component failed or the job could not\n"
+    "progress, 130/143 interrupted.";
 
 /* Runs "zpipe-worker --describe" to validate the plugin before starting
  * anything and to learn its descriptor name. Caller owns the result. */
@@ -79,25 +107,72 @@ static char *s_plugin_name(const char *worker, const char *spec)
     return strdup(line);
 }
 
-static void s_argv_push(char **argv, size_t *n, const char *a)
+/* --resume: the job the journal was written for (its last opened job). */
+static void s_last_job(void *ctx, const char *job, uint32_t max_attempts)
 {
-    argv[(*n)++] = (char *)a;
-    argv[*n] = NULL;
+    (void)max_attempts;
+    char **out = ctx;
+    free(*out);
+    *out = strdup(job);
 }
 
-static void s_stop_children(s_child_t *kids, size_t n)
+static char *s_journal_job(const char *path)
 {
-    for (size_t i = 0; i < n; i++)
-        if (kids[i].alive)
-            kill(kids[i].pid, SIGTERM);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    zp_buf_t data = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        zp_buf_append(&data, chunk, n);
+    fclose(f);
+    char *job = NULL;
+    zp_journal_visitor_t v = {s_last_job, NULL, NULL};
+    size_t valid;
+    if (data.len)
+        zp_journal_replay(data.data, data.len, &v, &job, &valid);
+    zp_buf_free(&data);
+    return job;
+}
+
+static void s_push(s_super_t *s, s_role_t role, const char *a)
+{
+    if (s->argc[role] < S_MAX_ARGS - 1) {
+        s->argv[role][s->argc[role]++] = (char *)a;
+        s->argv[role][s->argc[role]] = NULL;
+    }
+}
+
+static int s_start(s_super_t *s, s_child_t *c)
+{
+    c->pid = zp_spawn(s->argv[c->role], -1, -1);
+    if (c->pid < 0) {
+        zp_error("cannot start the %s: %s", s_role_name[c->role],
+                 strerror(errno));
+        c->alive = false;
+        return -1;
+    }
+    c->alive = true;
+    c->started_us = zp_mono_us();
+    c->restart_at_us = 0;
+    return 0;
+}
+
+static void s_stop_children(s_super_t *s)
+{
+    for (size_t i = 0; i < s->n_kids; i++)
+        if (s->kids[i].alive)
+            kill(s->kids[i].pid, SIGTERM);
     uint64_t until = zp_mono_us() + 5000000;
     for (;;) {
         bool any = false;
-        for (size_t i = 0; i < n; i++) {
-            if (!kids[i].alive)
+        for (size_t i = 0; i < s->n_kids; i++) {
+            s_child_t *c = &s->kids[i];
+            if (!c->alive)
                 continue;
-            if (waitpid(kids[i].pid, &kids[i].status, WNOHANG) == kids[i].pid)
-                kids[i].alive = false;
+            if (waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+                c->alive = false;
             else
                 any = true;
         }
@@ -108,14 +183,16 @@ static void s_stop_children(s_child_t *kids, size_t n)
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);
     }
-    for (size_t i = 0; i < n; i++)
-        if (kids[i].alive) {
+    for (size_t i = 0; i < s->n_kids; i++) {
+        s_child_t *c = &s->kids[i];
+        if (c->alive) {
             zp_warn("%s pid %d did not stop within 5 s; killing it",
-                    kids[i].role, (int)kids[i].pid);
-            kill(kids[i].pid, SIGKILL);
-            waitpid(kids[i].pid, &kids[i].status, 0);
-            kids[i].alive = false;
+                    s_role_name[c->role], (int)c->pid);
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &c->status, 0);
+            c->alive = false;
         }
+    }
 }
 
 static void s_describe_exit(char *buf, size_t len, int status)
@@ -141,11 +218,12 @@ static void s_progress(const Zpipe__V1__JobStatus *st, uint64_t t0)
         for (int i = 0; i < 20; i++)
             bars[i] = i < bar ? '#' : '.';
         bars[20] = '\0';
-        snprintf(
-            line, sizeof line,
-            "\r[%s] %llu/%llu %5.1f%%  %.0f tasks/s  ETA %.0fs  failed %llu ",
-            bars, (unsigned long long)st->done, (unsigned long long)st->total,
-            pct, rate, eta, (unsigned long long)st->failed);
+        snprintf(line, sizeof line,
+                 "\r[%s] %llu/%llu %5.1f%%  %.0f tasks/s  ETA %.0fs  failed "
+                 "%llu ",
+                 bars, (unsigned long long)st->done,
+                 (unsigned long long)st->total, pct, rate, eta,
+                 (unsigned long long)st->failed);
     } else {
         snprintf(line, sizeof line, "\r%llu done  %.0f tasks/s  failed %llu ",
                  (unsigned long long)st->done, rate,
@@ -153,6 +231,75 @@ static void s_progress(const Zpipe__V1__JobStatus *st, uint64_t t0)
     }
     ssize_t w = write(STDERR_FILENO, line, strlen(line));
     (void)w;
+}
+
+/* Reaps children and restarts what may be restarted. Returns false when
+ * the job can no longer complete (reason printed). */
+static bool s_supervise(s_super_t *s, const char *job, uint64_t done,
+                        uint64_t *last_done)
+{
+    uint64_t now = zp_mono_us();
+    if (done != *last_done) {
+        *last_done = done;
+        s->futile_restarts = 0;
+    }
+    for (size_t i = 0; i < s->n_kids; i++) {
+        s_child_t *c = &s->kids[i];
+        if (!c->alive && c->restart_at_us && now >= c->restart_at_us) {
+            if (s_start(s, c) < 0)
+                return false;
+            zp_info("restarted the %s as pid %d", s_role_name[c->role],
+                    (int)c->pid);
+        }
+        if (c->alive && waitpid(c->pid, &c->status, WNOHANG) == c->pid) {
+            c->alive = false;
+            char why[96];
+            s_describe_exit(why, sizeof why, c->status);
+            if (c->role == S_VENT && WIFEXITED(c->status) &&
+                WEXITSTATUS(c->status) <= 1)
+                continue; /* it saw the job done; our reply is on its way */
+            bool restart = c->role == S_WORKER ||
+                           (c->role == S_SINK && s->sink_restartable);
+            if (!restart) {
+                fprintf(stderr,
+                        "\nzpipe run: the %s (pid %d) %s; job %s cannot "
+                        "complete%s\n",
+                        s_role_name[c->role], (int)c->pid, why, job,
+                        c->role == S_SINK ? " (run with --journal to make "
+                                            "the sink restartable)"
+                                          : "");
+                return false;
+            }
+            /* Back off when it keeps dying young. */
+            if (now - c->started_us >= S_STABLE_US)
+                c->backoff_us = S_BACKOFF_MIN_US;
+            else if (c->backoff_us < S_BACKOFF_MIN_US)
+                c->backoff_us = S_BACKOFF_MIN_US;
+            else if (c->backoff_us < S_BACKOFF_MAX_US)
+                c->backoff_us *= 2;
+            if (c->backoff_us > S_BACKOFF_MAX_US)
+                c->backoff_us = S_BACKOFF_MAX_US;
+            c->restart_at_us = now + c->backoff_us;
+            c->restarts++;
+            if (c->role == S_WORKER) {
+                s->worker_restarts++;
+                s->futile_restarts++;
+            } else
+                s->sink_restarts++;
+            zp_warn("the %s (pid %d) %s; restarting it in %.1f s",
+                    s_role_name[c->role], (int)c->pid, why,
+                    (double)c->backoff_us / 1e6);
+            if (s->futile_restarts > S_MAX_FUTILE_RESTARTS) {
+                fprintf(stderr,
+                        "\nzpipe run: workers died %llu times in a row "
+                        "without the job progressing; job %s cannot "
+                        "complete (see the messages above)\n",
+                        (unsigned long long)s->futile_restarts, job);
+                return false;
+            }
+        }
+    }
+    return true;
 }
 
 int zp_cmd_run(int argc, char **argv)
@@ -168,6 +315,7 @@ int zp_cmd_run(int argc, char **argv)
         .window = 1024,
         .isolation = "process",
         .max_attempts = 3,
+        .no_worker_timeout_ms = 30000,
     };
     zp_log_set_level("warn");
     const zp_opt_t opts[] = {
@@ -194,8 +342,8 @@ int zp_cmd_run(int argc, char **argv)
          "most tasks a worker holds at once (default 1024)", &o.window, 1,
          1000000, NULL},
         {"deadline-ms", 0, ZP_OPT_UINT, "ZPIPE_DEADLINE_MS", "MS",
-         "per-task deadline, 0 = none (default 0)", &o.deadline_ms, 0, 86400000,
-         NULL},
+         "per-task deadline; a task past it is killed, 0 = none (default 0)",
+         &o.deadline_ms, 0, 86400000, NULL},
         {"isolation", 0, ZP_OPT_CHOICE, "ZPIPE_ISOLATION", "MODE",
          "process (default): a crashing plugin fails only its task; none: "
          "plugins run inside the workers (trusted plugins, less overhead)",
@@ -206,6 +354,17 @@ int zp_cmd_run(int argc, char **argv)
         {"max-attempts", 0, ZP_OPT_UINT, "ZPIPE_MAX_ATTEMPTS", "N",
          "attempts before a retryable failure is final (default 3)",
          &o.max_attempts, 1, 100, NULL},
+        {"journal", 0, ZP_OPT_STR, "ZPIPE_JOURNAL", "FILE",
+         "the sink keeps a commit log: it is restarted without loss if it "
+         "dies, and --resume can finish the job later (needs --output FILE)",
+         &o.journal, 0, 0, NULL},
+        {"resume", 0, ZP_OPT_FLAG, "ZPIPE_RESUME", NULL,
+         "rerun the journal's job, skipping tasks it already committed and "
+         "appending to the output",
+         &o.resume, 0, 0, NULL},
+        {"no-worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_NO_WORKER_TIMEOUT_MS",
+         "MS", "fail when no worker is connected this long (default 30000)",
+         &o.no_worker_timeout_ms, 0, 86400000, NULL},
         {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID", "job id (default random)",
          &o.job, 0, 0, NULL},
         {"progress", 0, ZP_OPT_FLAG, NULL, NULL,
@@ -231,13 +390,20 @@ int zp_cmd_run(int argc, char **argv)
     case ZP_OPTS_OK:
         break;
     }
-    if (first < argc) {
-        fprintf(stderr, "zpipe run: unexpected argument '%s'\n", argv[first]);
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    }
-    if (!o.plugin) {
-        fprintf(stderr, "zpipe run: --plugin is required\n");
+    const char *usage_error = NULL;
+    if (first < argc)
+        usage_error = "unexpected argument";
+    else if (!o.plugin)
+        usage_error = "--plugin is required";
+    else if (o.journal && strcmp(o.output, "-") == 0)
+        usage_error = "--journal needs --output FILE";
+    else if (o.resume && !o.journal)
+        usage_error = "--resume needs --journal FILE";
+    else if (o.job && !zp_job_id_valid(o.job))
+        usage_error = "--job must be 1 to 128 of [A-Za-z0-9_.:-]";
+    if (usage_error) {
+        fprintf(stderr, "zpipe run: %s%s%s\n", usage_error,
+                first < argc ? ": " : "", first < argc ? argv[first] : "");
         zp_opts_usage(stderr, s_synopsis, opts);
         return 2;
     }
@@ -246,21 +412,28 @@ int zp_cmd_run(int argc, char **argv)
                 strerror(errno));
         return 2;
     }
+    if (o.journal && !o.resume && access(o.journal, F_OK) == 0) {
+        fprintf(stderr,
+                "zpipe run: journal %s exists; add --resume to finish its "
+                "job, or remove it to start afresh\n",
+                o.journal);
+        return 2;
+    }
     bool show = !o.no_progress && (o.progress || isatty(STDERR_FILENO));
 
     int rc = 3;
+    s_super_t sup = {0};
     char *bin_worker = zp_sibling("zpipe-worker");
     char *bin_vent = zp_sibling("zpipe-ventilator");
     char *bin_sink = zp_sibling("zpipe-sink");
     char *name = NULL, *job = NULL;
     char dir[] = "/tmp/zpipe-run-XXXXXX";
     bool have_dir = false;
-    s_child_t *kids = calloc(o.workers + 2, sizeof *kids);
-    size_t n_kids = 0;
+    sup.kids = calloc(o.workers + 2, sizeof *sup.kids);
     void *ctx = NULL, *control = NULL;
     zp_arena_t *arena = zp_arena_new();
     zp_buf_t scratch = {0};
-    if (!bin_worker || !bin_vent || !bin_sink || !kids || !arena)
+    if (!bin_worker || !bin_vent || !bin_sink || !sup.kids || !arena)
         goto done;
 
     name = s_plugin_name(bin_worker, o.plugin);
@@ -270,17 +443,19 @@ int zp_cmd_run(int argc, char **argv)
                 o.plugin);
         goto done;
     }
-    job = o.job ? strdup(o.job) : zp_random_id("job-", 6);
+    if (o.job)
+        job = strdup(o.job);
+    else if (o.resume && (job = s_journal_job(o.journal)) != NULL)
+        fprintf(stderr, "zpipe run: resuming job %s from %s\n", job, o.journal);
+    else
+        job = zp_random_id("job-", 6);
     if (!job || !mkdtemp(dir)) {
         zp_error("cannot make a private directory: %s", strerror(errno));
         goto done;
     }
     have_dir = true;
     char ep_disp[128], ep_res[128], ep_ctl[128], parent[32], sbatch[32],
-        swindow[32], sdeadline[32], smem[32], sattempts[32];
-    snprintf(smem, sizeof smem, "%llu", (unsigned long long)o.memory_limit);
-    snprintf(sattempts, sizeof sattempts, "%llu",
-             (unsigned long long)o.max_attempts);
+        swindow[32], sdeadline[32], smem[32], sattempts[32], snowork[32];
     snprintf(ep_disp, sizeof ep_disp, "ipc://%s/dispatch", dir);
     snprintf(ep_res, sizeof ep_res, "ipc://%s/results", dir);
     snprintf(ep_ctl, sizeof ep_ctl, "ipc://%s/control", dir);
@@ -289,102 +464,103 @@ int zp_cmd_run(int argc, char **argv)
     snprintf(swindow, sizeof swindow, "%llu", (unsigned long long)o.window);
     snprintf(sdeadline, sizeof sdeadline, "%llu",
              (unsigned long long)o.deadline_ms);
+    snprintf(smem, sizeof smem, "%llu", (unsigned long long)o.memory_limit);
+    snprintf(sattempts, sizeof sattempts, "%llu",
+             (unsigned long long)o.max_attempts);
+    snprintf(snowork, sizeof snowork, "%llu",
+             (unsigned long long)o.no_worker_timeout_ms);
     const char *lvl = zp_log_level_name(), *lfmt = zp_log_format_name();
+    const char *common[] = {"--parent-pid", parent, "--log-level", lvl,
+                            "--log-format", lfmt};
 
-    /* The sink first, so the ventilator's JobOpen finds it. */
-    {
-        char *a[24];
-        size_t n = 0;
-        a[0] = NULL;
-        s_argv_push(a, &n, bin_sink);
-        s_argv_push(a, &n, "--results");
-        s_argv_push(a, &n, ep_res);
-        s_argv_push(a, &n, "--control");
-        s_argv_push(a, &n, ep_ctl);
-        s_argv_push(a, &n, "--publish");
-        s_argv_push(a, &n, "none");
-        s_argv_push(a, &n, "--output");
-        s_argv_push(a, &n, o.output);
-        s_argv_push(a, &n, "--format");
-        s_argv_push(a, &n, o.format);
-        if (o.ordered)
-            s_argv_push(a, &n, "--ordered");
-        s_argv_push(a, &n, "--parent-pid");
-        s_argv_push(a, &n, parent);
-        s_argv_push(a, &n, "--log-level");
-        s_argv_push(a, &n, lvl);
-        s_argv_push(a, &n, "--log-format");
-        s_argv_push(a, &n, lfmt);
-        kids[n_kids] = (s_child_t){zp_spawn(a, -1, -1), "sink", true, 0};
-        if (kids[n_kids].pid < 0)
-            goto spawn_failed;
-        n_kids++;
+    s_push(&sup, S_SINK, bin_sink);
+    s_push(&sup, S_SINK, "--results");
+    s_push(&sup, S_SINK, ep_res);
+    s_push(&sup, S_SINK, "--control");
+    s_push(&sup, S_SINK, ep_ctl);
+    s_push(&sup, S_SINK, "--publish");
+    s_push(&sup, S_SINK, "none");
+    s_push(&sup, S_SINK, "--output");
+    s_push(&sup, S_SINK, o.output);
+    s_push(&sup, S_SINK, "--format");
+    s_push(&sup, S_SINK, o.format);
+    if (o.ordered)
+        s_push(&sup, S_SINK, "--ordered");
+    if (o.journal) {
+        s_push(&sup, S_SINK, "--journal");
+        s_push(&sup, S_SINK, o.journal);
+        sup.sink_restartable = true;
     }
-    {
-        char *a[32];
-        size_t n = 0;
-        a[0] = NULL;
-        s_argv_push(a, &n, bin_vent);
-        s_argv_push(a, &n, "--bind");
-        s_argv_push(a, &n, ep_disp);
-        s_argv_push(a, &n, "--sink");
-        s_argv_push(a, &n, ep_ctl);
-        s_argv_push(a, &n, "--input");
-        s_argv_push(a, &n, o.input);
-        s_argv_push(a, &n, "--plugin");
-        s_argv_push(a, &n, name);
-        s_argv_push(a, &n, "--job");
-        s_argv_push(a, &n, job);
-        s_argv_push(a, &n, "--dispatch");
-        s_argv_push(a, &n, o.dispatch);
-        s_argv_push(a, &n, "--batch");
-        s_argv_push(a, &n, sbatch);
-        s_argv_push(a, &n, "--deadline-ms");
-        s_argv_push(a, &n, sdeadline);
-        s_argv_push(a, &n, "--max-attempts");
-        s_argv_push(a, &n, sattempts);
-        s_argv_push(a, &n, "--parent-pid");
-        s_argv_push(a, &n, parent);
-        s_argv_push(a, &n, "--log-level");
-        s_argv_push(a, &n, lvl);
-        s_argv_push(a, &n, "--log-format");
-        s_argv_push(a, &n, lfmt);
-        kids[n_kids] = (s_child_t){zp_spawn(a, -1, -1), "ventilator", true, 0};
-        if (kids[n_kids].pid < 0)
-            goto spawn_failed;
-        n_kids++;
+
+    s_push(&sup, S_VENT, bin_vent);
+    s_push(&sup, S_VENT, "--bind");
+    s_push(&sup, S_VENT, ep_disp);
+    s_push(&sup, S_VENT, "--sink");
+    s_push(&sup, S_VENT, ep_ctl);
+    s_push(&sup, S_VENT, "--input");
+    s_push(&sup, S_VENT, o.input);
+    s_push(&sup, S_VENT, "--plugin");
+    s_push(&sup, S_VENT, name);
+    s_push(&sup, S_VENT, "--job");
+    s_push(&sup, S_VENT, job);
+    s_push(&sup, S_VENT, "--dispatch");
+    s_push(&sup, S_VENT, o.dispatch);
+    s_push(&sup, S_VENT, "--batch");
+    s_push(&sup, S_VENT, sbatch);
+    s_push(&sup, S_VENT, "--deadline-ms");
+    s_push(&sup, S_VENT, sdeadline);
+    s_push(&sup, S_VENT, "--max-attempts");
+    s_push(&sup, S_VENT, sattempts);
+    s_push(&sup, S_VENT, "--no-worker-timeout-ms");
+    s_push(&sup, S_VENT, snowork);
+    if (o.resume) {
+        s_push(&sup, S_VENT, "--resume-journal");
+        s_push(&sup, S_VENT, o.journal);
     }
-    for (uint64_t i = 0; i < o.workers; i++) {
-        char *a[32];
-        size_t n = 0;
-        a[0] = NULL;
-        s_argv_push(a, &n, bin_worker);
-        s_argv_push(a, &n, "--ventilator");
-        s_argv_push(a, &n, ep_disp);
-        s_argv_push(a, &n, "--sink");
-        s_argv_push(a, &n, ep_res);
-        s_argv_push(a, &n, "--plugin");
-        s_argv_push(a, &n, o.plugin);
-        s_argv_push(a, &n, "--dispatch");
-        s_argv_push(a, &n, o.dispatch);
-        s_argv_push(a, &n, "--window");
-        s_argv_push(a, &n, swindow);
-        s_argv_push(a, &n, "--isolation");
-        s_argv_push(a, &n, o.isolation);
-        s_argv_push(a, &n, "--memory-limit");
-        s_argv_push(a, &n, smem);
-        s_argv_push(a, &n, "--parent-pid");
-        s_argv_push(a, &n, parent);
-        s_argv_push(a, &n, "--log-level");
-        s_argv_push(a, &n, lvl);
-        s_argv_push(a, &n, "--log-format");
-        s_argv_push(a, &n, lfmt);
-        /* Workers must not read the job's stdin. */
-        kids[n_kids] = (s_child_t){zp_spawn(a, -1, -1), "worker", true, 0};
-        if (kids[n_kids].pid < 0)
+
+    s_push(&sup, S_WORKER, bin_worker);
+    s_push(&sup, S_WORKER, "--ventilator");
+    s_push(&sup, S_WORKER, ep_disp);
+    s_push(&sup, S_WORKER, "--sink");
+    s_push(&sup, S_WORKER, ep_res);
+    s_push(&sup, S_WORKER, "--plugin");
+    s_push(&sup, S_WORKER, o.plugin);
+    s_push(&sup, S_WORKER, "--dispatch");
+    s_push(&sup, S_WORKER, o.dispatch);
+    s_push(&sup, S_WORKER, "--window");
+    s_push(&sup, S_WORKER, swindow);
+    s_push(&sup, S_WORKER, "--isolation");
+    s_push(&sup, S_WORKER, o.isolation);
+    s_push(&sup, S_WORKER, "--memory-limit");
+    s_push(&sup, S_WORKER, smem);
+    for (s_role_t r = S_SINK; r <= S_WORKER; r++)
+        for (size_t i = 0; i < sizeof common / sizeof *common; i++)
+            s_push(&sup, r, common[i]);
+
+    /* The sink first, so the ventilator's JobOpen finds it. Workers get
+     * no stdin: only the ventilator reads the job's input. */
+    sup.kids[sup.n_kids++] = (s_child_t){.role = S_SINK};
+    sup.kids[sup.n_kids++] = (s_child_t){.role = S_VENT};
+    for (uint64_t i = 0; i < o.workers; i++)
+        sup.kids[sup.n_kids++] = (s_child_t){.role = S_WORKER};
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (size_t i = 0; i < sup.n_kids; i++) {
+        if (sup.kids[i].role == S_WORKER && devnull >= 0) {
+            sup.kids[i].pid = zp_spawn(sup.argv[S_WORKER], devnull, -1);
+            sup.kids[i].alive = sup.kids[i].pid > 0;
+            sup.kids[i].started_us = zp_mono_us();
+            if (!sup.kids[i].alive) {
+                close(devnull);
+                goto spawn_failed;
+            }
+        } else if (s_start(&sup, &sup.kids[i]) < 0) {
+            if (devnull >= 0)
+                close(devnull);
             goto spawn_failed;
-        n_kids++;
+        }
     }
+    if (devnull >= 0)
+        close(devnull);
 
     zp_signals_install(0);
     ctx = zmq_ctx_new();
@@ -392,7 +568,7 @@ int zp_cmd_run(int argc, char **argv)
     if (!control)
         goto stop;
 
-    uint64_t t0 = zp_mono_us(), last_req = 0;
+    uint64_t t0 = zp_mono_us(), last_req = 0, last_done = 0;
     Zpipe__V1__JobStatus last = ZPIPE__V1__JOB_STATUS__INIT;
     Zpipe__V1__WorkerStats *final_workers = NULL;
     size_t n_final = 0;
@@ -430,6 +606,7 @@ int zp_cmd_run(int argc, char **argv)
                 last.failed = st->failed;
                 last.duplicates = st->duplicates;
                 last.bad_messages = st->bad_messages;
+                last.retries = st->retries;
                 if (st->state == ZPIPE__V1__JOB_STATE__JOB_DONE) {
                     done = true;
                     n_final = st->n_workers;
@@ -446,58 +623,21 @@ int zp_cmd_run(int argc, char **argv)
         }
         if (show)
             s_progress(&last, t0);
-        /* Reap children; the job cannot finish without sink and ventilator. */
-        size_t workers_alive = 0;
-        for (size_t i = 0; i < n_kids; i++) {
-            if (!kids[i].alive)
-                continue;
-            if (waitpid(kids[i].pid, &kids[i].status, WNOHANG) != kids[i].pid) {
-                workers_alive += !strcmp(kids[i].role, "worker");
-                continue;
-            }
-            kids[i].alive = false;
-            char why[96];
-            s_describe_exit(why, sizeof why, kids[i].status);
-            bool vent_ok = !strcmp(kids[i].role, "ventilator") &&
-                           WIFEXITED(kids[i].status) &&
-                           WEXITSTATUS(kids[i].status) <= 1;
-            if (vent_ok)
-                continue; /* it saw the job done; our reply is on its way */
-            zp_error("%s pid %d %s", kids[i].role, (int)kids[i].pid, why);
-            if (strcmp(kids[i].role, "worker") != 0) {
-                if (show)
-                    fputc('\n', stderr);
-                fprintf(stderr,
-                        "zpipe run: the %s %s; job %s cannot complete\n",
-                        kids[i].role, why, job);
-                goto stop_loop;
-            }
-        }
-        if (workers_alive == 0) {
-            if (show)
-                fputc('\n', stderr);
-            fprintf(
-                stderr,
-                "zpipe run: every worker has exited; job %s cannot complete\n",
-                job);
+        if (!done && !s_supervise(&sup, job, last.done, &last_done))
             goto stop_loop;
-        }
     }
     if (show)
         fputs("\r\033[K", stderr);
     if (done) {
         double secs = (double)(zp_mono_us() - t0) / 1e6;
-        fprintf(
-            stderr,
-            "zpipe run: job %s: %llu tasks, %llu succeeded, %llu failed, "
-            "%llu duplicates dropped, %llu bad messages; %.3f s, %.0f tasks/s, "
-            "%llu workers\n",
-            job, (unsigned long long)last.total,
-            (unsigned long long)last.succeeded, (unsigned long long)last.failed,
-            (unsigned long long)last.duplicates,
-            (unsigned long long)last.bad_messages, secs,
-            secs > 0 ? (double)last.total / secs : 0.0,
-            (unsigned long long)o.workers);
+        fprintf(stderr,
+                "zpipe run: job %s: %llu tasks, %llu succeeded, %llu failed "
+                "in %.3f s (%.0f tasks/s) on %llu workers\n",
+                job, (unsigned long long)last.total,
+                (unsigned long long)last.succeeded,
+                (unsigned long long)last.failed, secs,
+                secs > 0 ? (double)last.total / secs : 0.0,
+                (unsigned long long)o.workers);
         for (size_t i = 0; final_workers && i < n_final; i++)
             fprintf(
                 stderr,
@@ -505,14 +645,34 @@ int zp_cmd_run(int argc, char **argv)
                 final_workers[i].worker_id ? final_workers[i].worker_id : "?",
                 (unsigned long long)final_workers[i].tasks_done,
                 final_workers[i].window, final_workers[i].max_held);
-        rc = last.failed ? 1 : 0;
+        bool balanced = last.total == last.succeeded + last.failed;
+        fprintf(stderr,
+                "zpipe run: accounting: submitted %llu %s succeeded %llu + "
+                "failed %llu; retries %llu, duplicates dropped %llu, bad "
+                "messages %llu, worker restarts %llu, sink restarts %llu\n",
+                (unsigned long long)last.total,
+                balanced ? "=" : "!=", (unsigned long long)last.succeeded,
+                (unsigned long long)last.failed,
+                (unsigned long long)last.retries,
+                (unsigned long long)last.duplicates,
+                (unsigned long long)last.bad_messages,
+                (unsigned long long)sup.worker_restarts,
+                (unsigned long long)sup.sink_restarts);
+        rc = !balanced ? 3 : last.failed ? 1 : 0;
     } else if (zp_stopping()) {
         fprintf(stderr,
-                "zpipe run: interrupted; job %s incomplete (%llu done)\n", job,
-                (unsigned long long)last.done);
+                "zpipe run: interrupted; job %s incomplete (%llu done)%s\n",
+                job, (unsigned long long)last.done,
+                o.journal ? "; finish it with --resume" : "");
         rc = 128 + zp_stop_signal();
     }
 stop_loop:
+    if (!done && !zp_stopping())
+        fprintf(stderr,
+                "zpipe run: accounting: %llu tasks had their record when the "
+                "run stopped%s\n",
+                (unsigned long long)last.done,
+                o.journal ? "; finish the job with --resume" : "");
     zmq_msg_close(&frame);
     for (size_t i = 0; final_workers && i < n_final; i++)
         free(final_workers[i].worker_id);
@@ -525,12 +685,12 @@ stop:
     }
     if (ctx)
         zmq_ctx_term(ctx);
-    s_stop_children(kids, n_kids);
+    s_stop_children(&sup);
     goto done;
 
 spawn_failed:
     zp_error("cannot start a process: %s", strerror(errno));
-    s_stop_children(kids, n_kids);
+    s_stop_children(&sup);
 done:
     if (have_dir) {
         char path[256];
@@ -543,7 +703,7 @@ done:
     }
     zp_arena_destroy(&arena);
     zp_buf_free(&scratch);
-    free(kids);
+    free(sup.kids);
     free(name);
     free(job);
     free(bin_worker);
