@@ -23,7 +23,9 @@ static int s_strlist_push(zp_strlist_t *list, const char *item)
 void zp_strlist_free(zp_strlist_t *list)
 {
     free(list->items);
+    free(list->env_copy);
     list->items = NULL;
+    list->env_copy = NULL;
     list->count = 0;
 }
 
@@ -102,16 +104,18 @@ static int s_apply(const zp_opt_t *o, const char *value, const char *from,
     return -1;
 }
 
-/* A comma-separated environment list: split into a private copy that lives
- * as long as the process (options are parsed once). */
+/* A comma-separated environment list: split into a copy the list owns. */
 static int s_apply_env_list(const zp_opt_t *o, const char *value, char *err,
                             size_t errlen)
 {
+    zp_strlist_t *list = o->target;
     char *copy = strdup(value);
     if (!copy) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    free(list->env_copy);
+    list->env_copy = copy;
     char *tok = copy;
     for (;;) {
         char *comma = strchr(tok, ',');
@@ -188,7 +192,9 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
         (struct option){"log-format", required_argument, NULL, S_LOG_FORMAT};
 
     zp_opts_result_t rc = ZP_OPTS_OK;
-    optind = 1;
+    /* 0, not 1: glibc then also forgets where it was inside a cluster of
+     * short options from an earlier parse (found by fuzz_opts). */
+    optind = 0;
     opterr = 0;
     for (;;) {
         int c = getopt_long(argc, argv, shorts, lo, NULL);

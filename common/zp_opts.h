@@ -23,6 +23,7 @@ typedef enum {
 typedef struct {
     const char **items; /* borrowed strings; the array is owned */
     size_t count;
+    char *env_copy; /* owned: the split copy of an environment list */
 } zp_strlist_t;
 
 typedef struct {

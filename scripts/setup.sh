@@ -9,7 +9,8 @@ ZPIPE_BUILD=${ZPIPE_BUILD:-$ZPIPE_ROOT/build}
 # Build and test dependencies, all from Debian's archive.
 ZPIPE_PACKAGES=(build-essential cmake pkg-config libzmq3-dev libczmq-dev
     libprotobuf-c-dev protobuf-c-compiler libsodium-dev protobuf-compiler
-    python3 python3-zmq python3-protobuf clang-format)
+    python3 python3-zmq python3-protobuf clang-format valgrind
+    clang libclang-rt-14-dev dpkg-dev)
 
 zpipe_install_packages() {
     local missing=()
@@ -26,8 +27,11 @@ zpipe_install_packages() {
         --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# zpipe_build [BUILD_DIR [CMAKE_ARGS...]]
 zpipe_build() {
-    cmake -S "$ZPIPE_ROOT" -B "$ZPIPE_BUILD" -DZPIPE_WERROR=ON \
-        -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-RelWithDebInfo} >/dev/null
-    cmake --build "$ZPIPE_BUILD" -j"$(nproc)"
+    local dir=${1:-$ZPIPE_BUILD}
+    [ $# -gt 0 ] && shift
+    cmake -S "$ZPIPE_ROOT" -B "$dir" -DZPIPE_WERROR=ON \
+        -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-RelWithDebInfo} "$@" >/dev/null
+    cmake --build "$dir" -j"$(nproc)" >/dev/null
 }

@@ -32,8 +32,9 @@ typedef enum {
 /* One task from read until committed. */
 typedef struct {
     uint64_t id;
-    uint32_t attempt; /* of the current or last delivery */
+    uint32_t attempt; /* charged attempts: failures and expired leases */
     uint8_t state;
+    uint16_t losses; /* deliveries lost with a worker, not charged */
     uint64_t worker; /* serial of the worker holding it */
     uint64_t sent_us;
     size_t len;
@@ -209,6 +210,7 @@ static int s_refill(s_vent_t *v, size_t want)
         t->id = v->next_task_id++;
         t->attempt = 1;
         t->state = S_QUEUED;
+        t->losses = 0;
         t->worker = 0;
         t->sent_us = 0;
         t->len = len;
@@ -289,6 +291,27 @@ static void s_requeue(s_vent_t *v, s_task_t *t, const char *cause,
     v->redelivered++;
 }
 
+/* A worker died holding t. That is not the task's fault (its plugin runs
+ * in an executor the worker survives), so the attempt is not charged; a
+ * task that keeps taking workers down with it is given up after
+ * S_MAX_LOSSES. */
+#define S_MAX_LOSSES 10
+static void s_requeue_lost(s_vent_t *v, s_task_t *t, const char *why)
+{
+    if (++t->losses >= S_MAX_LOSSES) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s, for the %u. time", why, t->losses);
+        s_give_up(v, t, "worker_lost", msg);
+        return;
+    }
+    t->state = S_QUEUED;
+    t->worker = 0;
+    if (zp_iddeque_push_front(&v->ready, t->id) < 0)
+        zp_error("out of memory requeueing task %llu",
+                 (unsigned long long)t->id);
+    v->redelivered++;
+}
+
 static s_worker_t *s_worker_find(s_vent_t *v, const char *rid, size_t len)
 {
     for (size_t i = 0; i < v->n_workers; i++)
@@ -313,7 +336,7 @@ static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why,
                 char msg[320];
                 snprintf(msg, sizeof msg, "worker %s lost (%s) holding it",
                          w->id, why);
-                s_requeue(v, t, "worker_lost", msg);
+                s_requeue_lost(v, t, msg);
                 held++;
             }
         }

@@ -998,18 +998,18 @@ static void s_exec_died(s_worker_t *w)
     const char *cause;
     if (ex->killed_for_timeout) {
         cause = "timeout";
-        snprintf(how, sizeof how, "ran past its deadline and was killed");
+        snprintf(how, sizeof how, "ran past its deadline; executor killed");
     } else if (WIFSIGNALED(status)) {
         cause = s_signal_cause(WTERMSIG(status));
         /* Near the limit when it died: the limit, not the plugin, is why. */
         uint64_t vm = atomic_load(&ex->progress->vm_bytes);
         if (w->cfg->memory_limit && vm >= w->cfg->memory_limit / 10 * 9)
             cause = "resource_limit";
-        snprintf(how, sizeof how, "killed its executor with %s",
+        snprintf(how, sizeof how, "executor killed by %s",
                  strsignal(WTERMSIG(status)));
     } else {
         cause = "executor_exit";
-        snprintf(how, sizeof how, "made its executor exit with status %d",
+        snprintf(how, sizeof how, "executor exited with status %d",
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
 
@@ -1020,7 +1020,7 @@ static void s_exec_died(s_worker_t *w)
         Zpipe__V1__Task *t = ex->cur[culprit];
         uint32_t attempt = t->attempt ? t->attempt : 1;
         bool poison = attempt >= S_POISON_LIMIT;
-        zp_warn("task %s/%llu %s (attempt %u)%s", ex->cur_job,
+        zp_warn("task %s/%llu: %s (attempt %u)%s", ex->cur_job,
                 (unsigned long long)t->task_id, how, attempt,
                 poison ? "; quarantined as poison" : "");
         s_done_t *d = s_done_push(w, ex->cur_job);
@@ -1035,7 +1035,7 @@ static void s_exec_died(s_worker_t *w)
             d->cause = cause;
             d->retryable = !poison && strcmp(cause, "resource_limit") != 0;
             d->start_us = zp_now_us();
-            zp_buf_printf(&w->err, "task %s on attempt %u%s", how, attempt,
+            zp_buf_printf(&w->err, "%s on attempt %u%s", how, attempt,
                           poison ? "; quarantined as a poison task after "
                                    "3 attempts"
                                  : "");
@@ -1051,7 +1051,7 @@ static void s_exec_died(s_worker_t *w)
         }
         ex->cur_done++;
     } else {
-        zp_warn("executor pid %d %s between tasks (%s)", (int)ex->pid, how,
+        zp_warn("executor pid %d: %s between tasks (%s)", (int)ex->pid, how,
                 was_ready ? "after it was ready" : "before it was ready");
         if (!was_ready)
             ex->start_fails++;

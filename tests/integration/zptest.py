@@ -22,6 +22,7 @@ SOURCE = os.environ.get("ZPIPE_SOURCE_DIR") or os.path.join(
 
 _procs = []
 _dirs = []
+_clusters = []
 
 
 def binary(name):
@@ -64,7 +65,10 @@ def _cleanup():
             p.kill()
             p.wait()
     for d in _dirs:
-        shutil.rmtree(d, ignore_errors=True)
+        if os.environ.get("ZPIPE_KEEP"):
+            sys.stderr.write("kept %s\n" % d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def run(args, timeout=120, **kw):
@@ -89,6 +93,7 @@ class Cluster:
         self.publish = "ipc://%s/publish" % self.dir
         self.output = os.path.join(self.dir, output_name)
         self.logs = []
+        _clusters.append(self)
         self.sink = start([binary("zpipe-sink"), "--results", self.results,
                            "--control", self.control, "--publish", self.publish,
                            "--output", self.output] + list(sink_args),
@@ -129,16 +134,31 @@ def check(cond, message):
         raise AssertionError(message)
 
 
+SANITIZED = os.environ.get("ZPIPE_SANITIZE") == "1"
+
+
+class Skip(Exception):
+    """A test that cannot run in this build says so; it is never counted
+    as passed."""
+
+
 def main(tests):
     """Run test functions in order; print the closing line ctest shows."""
-    failed = 0
+    failed = skipped = 0
     for t in tests:
         t0 = time.monotonic()
         try:
             t()
             print("ok   %s (%.2f s)" % (t.__name__, time.monotonic() - t0), flush=True)
+        except Skip as e:
+            skipped += 1
+            print("SKIP %s: NOT RUN: %s" % (t.__name__, e), flush=True)
         except Exception as e:  # report and go on to the next test
             failed += 1
             print("FAIL %s: %r" % (t.__name__, e), flush=True)
-    print("%d passed, %d failed" % (len(tests) - failed, failed))
+            for c in _clusters:
+                c.dump_logs()
+        del _clusters[:]
+    print("%d passed, %d failed%s" % (len(tests) - failed - skipped, failed,
+                                      ", %d skipped" % skipped if skipped else ""))
     sys.exit(1 if failed else 0)

@@ -147,7 +147,24 @@ static void test_help_and_version(void)
     TEST_CONTAINS(err, "--log-level");
 }
 
+static void test_parse_twice_after_a_stop_inside_a_short_cluster(void)
+{
+    /* getopt kept a pointer into the first argv when it stopped inside
+     * "-hc" (found by fuzz_opts); the second parse must not touch it. */
+    s_setup();
+    char err[256];
+    char *first = strdup("-hc");
+    const char *a1[] = {"prog", first, NULL};
+    TEST_EQ_INT(s_parse(2, a1, err), ZP_OPTS_HELP);
+    free(first);
+    const char *a2[] = {"prog", "-c", "5", NULL};
+    TEST_EQ_INT(s_parse(3, a2, err), ZP_OPTS_OK);
+    TEST_EQ_INT(cfg.count, 5);
+}
+
 static const test_case_t tests[] = {
+    {"test_parse_twice_after_a_stop_inside_a_short_cluster",
+     test_parse_twice_after_a_stop_inside_a_short_cluster},
     {"test_defaults_survive_empty_command_line",
      test_defaults_survive_empty_command_line},
     {"test_long_short_and_repeated_options",
