@@ -28,12 +28,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_MAX_WORKERS         1024
-#define S_MAX_ARGS            48
-#define S_BACKOFF_MIN_US      100000u
-#define S_BACKOFF_MAX_US      5000000u
-#define S_STABLE_US           10000000u /* a child that lived this long was fine */
-#define S_MAX_FUTILE_RESTARTS 20 /* worker deaths with no progress between */
+#define S_MAX_WORKERS       1024
+#define S_MAX_ARGS          48
+#define S_BACKOFF_MIN_US    100000u
+#define S_BACKOFF_MAX_US    5000000u
+#define S_STABLE_US         10000000u /* a child that lived this long was fine */
+#define S_FUTILE_PER_WORKER 3 /* deaths per worker with no progress between */
 
 typedef struct {
     const char *plugin, *input, *output, *format, *dispatch, *job, *isolation;
@@ -60,6 +60,7 @@ typedef struct {
     s_child_t *kids;
     size_t n_kids;
     uint64_t worker_restarts, sink_restarts, futile_restarts;
+    size_t n_workers;
     bool sink_restartable;
 } s_super_t;
 
@@ -289,7 +290,7 @@ static bool s_supervise(s_super_t *s, const char *job, uint64_t done,
             zp_warn("the %s (pid %d) %s; restarting it in %.1f s",
                     s_role_name[c->role], (int)c->pid, why,
                     (double)c->backoff_us / 1e6);
-            if (s->futile_restarts > S_MAX_FUTILE_RESTARTS) {
+            if (s->futile_restarts > S_FUTILE_PER_WORKER * s->n_workers) {
                 fprintf(stderr,
                         "\nzpipe run: workers died %llu times in a row "
                         "without the job progressing; job %s cannot "
@@ -543,6 +544,7 @@ int zp_cmd_run(int argc, char **argv)
     sup.kids[sup.n_kids++] = (s_child_t){.role = S_VENT};
     for (uint64_t i = 0; i < o.workers; i++)
         sup.kids[sup.n_kids++] = (s_child_t){.role = S_WORKER};
+    sup.n_workers = o.workers;
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (size_t i = 0; i < sup.n_kids; i++) {
         if (sup.kids[i].role == S_WORKER && devnull >= 0) {

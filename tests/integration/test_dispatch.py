@@ -146,6 +146,16 @@ def test_frozen_worker_is_declared_dead_and_says_hello_again():
     check("saying hello again" in log, "worker never re-introduced itself")
 
 
+def test_ventilator_without_workers_gives_up_with_a_clear_error():
+    c = Cluster()
+    v = c.ventilator("echo", _input(c.dir, ["a"]),
+                     args=["--no-worker-timeout-ms", "700"])
+    rc = _wait(v, 30, c)
+    check(rc == 3, "exit %d, want 3" % rc)
+    log = open(os.path.join(c.dir, "ventilator.log")).read()
+    check("no worker for" in log and "--no-worker-timeout-ms" in log, log[-500:])
+
+
 if __name__ == "__main__":
     zptest.main([
         test_slow_worker_gets_a_fair_small_share,
@@ -155,4 +165,5 @@ if __name__ == "__main__":
         test_task_for_missing_plugin_fails_clearly,
         test_push_mode_worker_reports_missing_plugin,
         test_frozen_worker_is_declared_dead_and_says_hello_again,
+        test_ventilator_without_workers_gives_up_with_a_clear_error,
     ])

@@ -227,6 +227,26 @@ def test_sigterm_to_each_component_mid_job():
                 " exited %.2f s after SIGTERM" % exit_s)
 
 
+def test_run_whose_workers_keep_dying_ends_with_an_error():
+    # zpipe run replaces dead workers with backoff, but workers that die
+    # again and again while the job makes no progress end the run.
+    import subprocess
+    d = zptest.tmpdir()
+    inp = _input(d, ["300000"] * 50)
+    p = zptest.start([binary("zpipe"), "run", "--plugin", "spin", "--workers", "2",
+                      "--input", inp, "--output", os.path.join(d, "out")],
+                     stderr=subprocess.PIPE)
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < 60:
+        subprocess.run(["pkill", "-KILL", "-P", str(p.pid), "-f", "zpipe-worker"])
+        time.sleep(0.05)
+    _, err = p.communicate(timeout=30)
+    err = err.decode()
+    check(p.returncode == 3, "exit %s: %s" % (p.returncode, err[-800:]))
+    check("without the job progressing" in err, err[-800:])
+    print("    gave up after %.1f s" % (time.time() - t0))
+
+
 if __name__ == "__main__":
     print("seeds: %s" % SEEDS)
     only = os.environ.get("ZPIPE_FAULT_ONLY")
@@ -236,5 +256,6 @@ if __name__ == "__main__":
         test_sink_killed_three_times_and_restarted_with_journal,
         test_sigterm_to_each_component_mid_job,
         test_frozen_worker_three_times_late_results_do_not_duplicate,
+        test_run_whose_workers_keep_dying_ends_with_an_error,
     ]
     zptest.main([t for t in tests if not only or only in t.__name__])
