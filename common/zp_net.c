@@ -3,6 +3,7 @@
 #include "zp_log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -83,4 +84,54 @@ int zp_recv(void *sock, bool routed, char *routing_id, size_t *routing_len,
             break;
     }
     return malformed;
+}
+
+void *zp_monitor_open(void *ctx, void *sock, int events, const char *name)
+{
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://zpipe-monitor-%s-%p", name, sock);
+    if (zmq_socket_monitor(sock, ep, events) != 0) {
+        zp_warn("cannot monitor %s: %s", name, zmq_strerror(errno));
+        return NULL;
+    }
+    void *mon = zmq_socket(ctx, ZMQ_PAIR);
+    if (mon && zmq_connect(mon, ep) != 0) {
+        zmq_close(mon);
+        mon = NULL;
+    }
+    if (!mon)
+        zp_warn("cannot monitor %s: %s", name, zmq_strerror(errno));
+    return mon;
+}
+
+int zp_monitor_drain(void *monitor)
+{
+    int n = 0;
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return n;
+        }
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&ev);
+            more = zmq_msg_recv(&ev, monitor, 0) >= 0 && zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        n++;
+    }
+}
+
+void zp_monitor_close(void *sock, void **monitor_p)
+{
+    if (!*monitor_p)
+        return;
+    zmq_socket_monitor(sock, NULL, 0);
+    int zero = 0;
+    zmq_setsockopt(*monitor_p, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_close(*monitor_p);
+    *monitor_p = NULL;
 }

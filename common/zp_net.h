@@ -32,4 +32,12 @@ int zp_send(void *sock, const char *routing_id, size_t routing_len,
 int zp_recv(void *sock, bool routed, char *routing_id, size_t *routing_len,
             void *frame, int flags);
 
+/* Starts a monitor of events on sock; returns the PAIR socket to poll, or
+ * NULL (logged). */
+void *zp_monitor_open(void *ctx, void *sock, int events, const char *name);
+/* Reads every queued event; returns how many. */
+int zp_monitor_drain(void *monitor);
+/* Stops the monitor and closes its socket; nulls the caller's pointer. */
+void zp_monitor_close(void *sock, void **monitor_p);
+
 #endif

@@ -60,6 +60,8 @@ typedef struct s_job {
 typedef struct {
     const zp_sink_config_t *cfg;
     void *ctx, *results, *control, *pub;
+    void *mon_results, *mon_control; /* dropped connections */
+    uint64_t dropped;
     FILE *out;
     bool lines;
     s_job_t *jobs;
@@ -775,6 +777,12 @@ int zp_sink_run(const zp_sink_config_t *cfg)
             cfg->publish && *cfg->publish ? cfg->publish : "off", cfg->output,
             cfg->format, cfg->ordered ? ", ordered" : "");
 
+    /* A peer that sends past ZMQ_MAXMSGSIZE is cut off before its frame is
+     * whole: count those drops (with peers that just went away). */
+    s.mon_results =
+        zp_monitor_open(s.ctx, s.results, ZMQ_EVENT_DISCONNECTED, "results");
+    s.mon_control =
+        zp_monitor_open(s.ctx, s.control, ZMQ_EVENT_DISCONNECTED, "control");
     zmq_msg_t frame;
     zmq_msg_init(&frame);
     char rid[256];
@@ -787,9 +795,12 @@ int zp_sink_run(const zp_sink_config_t *cfg)
             s_commit_all(&s);
             last_flush = now;
         }
-        zmq_pollitem_t items[] = {{s.results, 0, ZMQ_POLLIN, 0},
-                                  {s.control, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 2, 20);
+        zmq_pollitem_t items[] = {
+            {s.results, 0, ZMQ_POLLIN, 0},
+            {s.control, 0, ZMQ_POLLIN, 0},
+            {s.mon_results, 0, (short)(s.mon_results ? ZMQ_POLLIN : 0), 0},
+            {s.mon_control, 0, (short)(s.mon_control ? ZMQ_POLLIN : 0), 0}};
+        int n = zmq_poll(items, 4, 20);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -808,6 +819,19 @@ int zp_sink_run(const zp_sink_config_t *cfg)
                 else
                     s_on_results(&s, &frame);
             }
+        for (int m = 2; m < 4; m++) {
+            if (!(items[m].revents & ZMQ_POLLIN))
+                continue;
+            int d = zp_monitor_drain(m == 2 ? s.mon_results : s.mon_control);
+            for (int i = 0; i < d; i++) {
+                s.dropped++;
+                if (s.dropped <= 10 || s.dropped % 1000 == 0)
+                    zp_warn("a connection on %s was dropped (an oversized "
+                            "message, or the peer left); %llu so far",
+                            m == 2 ? cfg->results : cfg->control,
+                            (unsigned long long)s.dropped);
+            }
+        }
         if (items[1].revents & ZMQ_POLLIN)
             for (int k = 0; k < 64; k++) {
                 int r = zp_recv(s.control, true, rid, &rid_len, &frame,
@@ -824,10 +848,12 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     if (fflush(s.out) != 0)
         s.write_failed = true;
     rc = s.write_failed ? 3 : 0;
-    zp_info("sink stopping: %llu bad messages",
-            (unsigned long long)s.bad_messages);
+    zp_info("sink stopping: %llu bad messages, %llu connections dropped",
+            (unsigned long long)s.bad_messages, (unsigned long long)s.dropped);
 
 fail_ctx:
+    zp_monitor_close(s.results, &s.mon_results);
+    zp_monitor_close(s.control, &s.mon_control);
     /* Replies and live results still queued are not worth waiting for. */
     void *socks[] = {s.results, s.control, s.pub};
     for (int i = 0; i < 3; i++) {

@@ -787,23 +787,7 @@ static void s_probe_workers(s_vent_t *v)
 
 static void s_on_monitor(s_vent_t *v)
 {
-    for (;;) {
-        zmq_msg_t ev;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, v->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        bool more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) { /* the endpoint frame */
-            zmq_msg_init(&ev);
-            if (zmq_msg_recv(&ev, v->monitor, 0) < 0)
-                more = false;
-            else
-                more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
-        }
+    if (zp_monitor_drain(v->monitor) > 0) {
         v->probe_until_us = zp_mono_us() + 500000;
         s_probe_workers(v);
     }
@@ -940,21 +924,9 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                            cfg->dispatch_endpoint, true, 1u << 20);
     if (!v.dispatch)
         goto fail_ctx;
-    if (!v.push) {
-        char mon[64];
-        snprintf(mon, sizeof mon, "inproc://zpipe-monitor-%p", (void *)&v);
-        if (zmq_socket_monitor(v.dispatch, mon, ZMQ_EVENT_DISCONNECTED) == 0) {
-            v.monitor = zmq_socket(v.ctx, ZMQ_PAIR);
-            if (v.monitor && zmq_connect(v.monitor, mon) != 0) {
-                zmq_close(v.monitor);
-                v.monitor = NULL;
-            }
-        }
-        if (!v.monitor)
-            zp_warn("no socket monitor (%s): dead workers are found by "
-                    "heartbeat timeout only",
-                    zmq_strerror(errno));
-    }
+    if (!v.push)
+        v.monitor = zp_monitor_open(v.ctx, v.dispatch, ZMQ_EVENT_DISCONNECTED,
+                                    "dispatch");
     /* A stable identity, so a restarted sink knows us by the same name. */
     v.control = zmq_socket(v.ctx, ZMQ_DEALER);
     if (!v.control)
@@ -1097,12 +1069,7 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 fail_ctx:
     /* Nothing still queued matters once the job is done or abandoned:
      * tasks in flight are the workers' and control messages are resent. */
-    if (v.monitor) {
-        zmq_socket_monitor(v.dispatch, NULL, 0);
-        int zero = 0;
-        zmq_setsockopt(v.monitor, ZMQ_LINGER, &zero, sizeof zero);
-        zmq_close(v.monitor);
-    }
+    zp_monitor_close(v.dispatch, &v.monitor);
     for (int i = 0; i < 2; i++) {
         void *sock = i ? v.control : v.dispatch;
         if (!sock)

@@ -88,25 +88,34 @@ def test_garbage_on_every_socket_is_counted_and_dropped():
         vent.send(f)
     pushes.send_multipart([b"a", b"b"])
     # Oversized: past the sink's --max-frame and the ventilator's 1 MiB cap.
-    # ZeroMQ drops the sender's connection; the sender reconnects.
+    # ZeroMQ drops the sender's connection (and whatever its pipe held, so
+    # these go on sockets of their own); the sender reconnects.
     big = b"\0" * ((1 << 20) + 8192)
+    bigs = []
+    for kind, ep in ((zmq.PUSH, c.results), (zmq.DEALER, c.control),
+                     (zmq.DEALER, c.dispatch)):
+        b = ctx.socket(kind)
+        b.setsockopt(zmq.SNDHWM, 0)
+        b.connect(ep)
+        bigs.append(b)
     for i in range(1000):
-        pushes.send(big)
-        dealer.send(big)
-        vent.send(big)
+        for b in bigs:
+            b.send(big)
     check(v.wait(180) == 0, "ventilator failed")
     recs = read_jsonl(c.output)
     ids = sorted(r["task"] for r in recs)
     check(ids == list(range(5000)), "lost or duplicated: %d records" % len(recs))
-    for s in (pushes, dealer, vent):
+    for s in [pushes, dealer, vent] + bigs:
         s.close(0)
     zptest.stop(c.sink)
     log = open(os.path.join(c.dir, "sink.log")).read()
     line = [l for l in log.splitlines() if "sink stopping" in l][-1]
     bad = int(line.split("stopping: ")[1].split(" ")[0])
-    print("    sink counted %d bad messages of %d garbage frames thrown at it "
-          "(oversized ones are cut off by ZMQ_MAXMSGSIZE before they are frames)"
-          % (bad, 2 * n + 1))
+    dropped = int(re.search(r"(\d+) connections dropped", line).group(1))
+    print("    sink counted %d bad messages of %d garbage frames, and %d "
+          "connections dropped for the 2,000 oversized messages (ZMQ_MAXMSGSIZE "
+          "cuts the sender off before a frame exists)" % (bad, 2 * n + 1, dropped))
+    check(dropped >= 2, "no oversized sender was cut off")
     # Every garbage frame at results and control is bad; the hostile batch
     # may count as a duplicate instead if it lands after the job is done.
     check(bad >= 2 * n - n // 6 - 10, "sink counted only %d" % bad)
