@@ -826,7 +826,7 @@ int zp_sink_run(const zp_sink_config_t *cfg)
             for (int i = 0; i < d; i++) {
                 s.dropped++;
                 if (s.dropped <= 10 || s.dropped % 1000 == 0)
-                    zp_warn("a connection on %s was dropped (an oversized "
+                    zp_info("a connection on %s was dropped (an oversized "
                             "message, or the peer left); %llu so far",
                             m == 2 ? cfg->results : cfg->control,
                             (unsigned long long)s.dropped);

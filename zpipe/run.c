@@ -23,6 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,7 +41,7 @@
 
 typedef struct {
     const char *plugin, *input, *output, *format, *dispatch, *job, *isolation;
-    const char *journal;
+    const char *journal, *transport;
     uint64_t workers, batch, window, deadline_ms, memory_limit, max_attempts;
     uint64_t no_worker_timeout_ms;
     bool ordered, progress, no_progress, resume;
@@ -52,6 +56,7 @@ typedef struct {
     int status;
     uint64_t started_us, restart_at_us, backoff_us;
     unsigned restarts;
+    long maxrss_kb; /* peak resident set of any of its incarnations */
 } s_child_t;
 
 typedef struct {
@@ -106,6 +111,27 @@ static char *s_plugin_name(const char *worker, const char *spec)
         return NULL;
     *tab = '\0';
     return strdup(line);
+}
+
+/* n distinct free loopback ports (held open together, then released). */
+static int s_free_ports(int *ports, int n)
+{
+    int fds[8];
+    int rc = 0;
+    for (int i = 0; i < n && i < 8; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        socklen_t len = sizeof a;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) < 0 ||
+            getsockname(fds[i], (struct sockaddr *)&a, &len) < 0)
+            rc = -1;
+        ports[i] = ntohs(a.sin_port);
+    }
+    for (int i = 0; i < n && i < 8; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return rc;
 }
 
 /* --resume: the job the journal was written for (its last opened job). */
@@ -172,9 +198,12 @@ static void s_stop_children(s_super_t *s)
             s_child_t *c = &s->kids[i];
             if (!c->alive)
                 continue;
-            if (waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+            struct rusage ru;
+            if (wait4(c->pid, &c->status, WNOHANG, &ru) == c->pid) {
                 c->alive = false;
-            else
+                if (ru.ru_maxrss > c->maxrss_kb)
+                    c->maxrss_kb = ru.ru_maxrss;
+            } else
                 any = true;
         }
         if (!any)
@@ -190,8 +219,11 @@ static void s_stop_children(s_super_t *s)
             zp_warn("%s pid %d did not stop within 5 s; killing it",
                     s_role_name[c->role], (int)c->pid);
             kill(c->pid, SIGKILL);
-            waitpid(c->pid, &c->status, 0);
+            struct rusage ru;
+            wait4(c->pid, &c->status, 0, &ru);
             c->alive = false;
+            if (ru.ru_maxrss > c->maxrss_kb)
+                c->maxrss_kb = ru.ru_maxrss;
         }
     }
 }
@@ -317,6 +349,7 @@ int zp_cmd_run(int argc, char **argv)
         .isolation = "process",
         .max_attempts = 3,
         .no_worker_timeout_ms = 30000,
+        .transport = "ipc",
     };
     zp_log_set_level("warn");
     const zp_opt_t opts[] = {
@@ -366,6 +399,9 @@ int zp_cmd_run(int argc, char **argv)
         {"no-worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_NO_WORKER_TIMEOUT_MS",
          "MS", "fail when no worker is connected this long (default 30000)",
          &o.no_worker_timeout_ms, 0, 86400000, NULL},
+        {"transport", 0, ZP_OPT_CHOICE, "ZPIPE_TRANSPORT", "KIND",
+         "how the local processes talk: ipc (default) or tcp on loopback",
+         &o.transport, 0, 0, "ipc|tcp"},
         {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID", "job id (default random)",
          &o.job, 0, 0, NULL},
         {"progress", 0, ZP_OPT_FLAG, NULL, NULL,
@@ -423,6 +459,7 @@ int zp_cmd_run(int argc, char **argv)
     bool show = !o.no_progress && (o.progress || isatty(STDERR_FILENO));
 
     int rc = 3;
+    bool done_ok = false;
     s_super_t sup = {0};
     char *bin_worker = zp_sibling("zpipe-worker");
     char *bin_vent = zp_sibling("zpipe-ventilator");
@@ -457,9 +494,20 @@ int zp_cmd_run(int argc, char **argv)
     have_dir = true;
     char ep_disp[128], ep_res[128], ep_ctl[128], parent[32], sbatch[32],
         swindow[32], sdeadline[32], smem[32], sattempts[32], snowork[32];
-    snprintf(ep_disp, sizeof ep_disp, "ipc://%s/dispatch", dir);
-    snprintf(ep_res, sizeof ep_res, "ipc://%s/results", dir);
-    snprintf(ep_ctl, sizeof ep_ctl, "ipc://%s/control", dir);
+    if (strcmp(o.transport, "tcp") == 0) {
+        int ports[3];
+        if (s_free_ports(ports, 3) < 0) {
+            zp_error("cannot find free loopback ports: %s", strerror(errno));
+            goto done;
+        }
+        snprintf(ep_disp, sizeof ep_disp, "tcp://127.0.0.1:%d", ports[0]);
+        snprintf(ep_res, sizeof ep_res, "tcp://127.0.0.1:%d", ports[1]);
+        snprintf(ep_ctl, sizeof ep_ctl, "tcp://127.0.0.1:%d", ports[2]);
+    } else {
+        snprintf(ep_disp, sizeof ep_disp, "ipc://%s/dispatch", dir);
+        snprintf(ep_res, sizeof ep_res, "ipc://%s/results", dir);
+        snprintf(ep_ctl, sizeof ep_ctl, "ipc://%s/control", dir);
+    }
     snprintf(parent, sizeof parent, "%d", (int)getpid());
     snprintf(sbatch, sizeof sbatch, "%llu", (unsigned long long)o.batch);
     snprintf(swindow, sizeof swindow, "%llu", (unsigned long long)o.window);
@@ -661,6 +709,7 @@ int zp_cmd_run(int argc, char **argv)
                 (unsigned long long)sup.worker_restarts,
                 (unsigned long long)sup.sink_restarts);
         rc = !balanced ? 3 : last.failed ? 1 : 0;
+        done_ok = true;
     } else if (zp_stopping()) {
         fprintf(stderr,
                 "zpipe run: interrupted; job %s incomplete (%llu done)%s\n",
@@ -688,6 +737,17 @@ stop:
     if (ctx)
         zmq_ctx_term(ctx);
     s_stop_children(&sup);
+    if (done_ok) {
+        long rss[3] = {0, 0, 0};
+        for (size_t i = 0; i < sup.n_kids; i++)
+            if (sup.kids[i].maxrss_kb > rss[sup.kids[i].role])
+                rss[sup.kids[i].role] = sup.kids[i].maxrss_kb;
+        fprintf(
+            stderr,
+            "zpipe run: peak RSS KiB: sink %ld, ventilator %ld, workers %ld "
+            "(largest, with its executors)\n",
+            rss[S_SINK], rss[S_VENT], rss[S_WORKER]);
+    }
     goto done;
 
 spawn_failed:
