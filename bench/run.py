@@ -171,6 +171,8 @@ class Bench:
 
     def measure(self, workload, n, systems, work_s=None):
         """Runs every system repeat times, alternating; records medians."""
+        if self.args.only and self.args.only not in workload:
+            return
         results = {name: [] for name, _ in systems}
         rss = {name: {} for name, _ in systems}
         extra = {name: {} for name, _ in systems}
@@ -374,11 +376,32 @@ class Bench:
         png = os.path.join(HERE, "results.png")
         plots = ", ".join("'%s' using %d:xtic(1) title '%s'" % (dat, i + 2, s)
                           for i, s in enumerate(systems))
-        script = ("set terminal png size 900,500; set output '%s';"
-                  "set title 'Parallel efficiency by task size (2 workers, 2 cores)';"
+        # Throughput by task size: empty tasks and payloads, raw vs zpipe.
+        tdat = os.path.join(self.tmp, "size.dat")
+        tsys = [("raw libzmq (ipc)", "raw libzmq (ipc)"),
+                ("zpipe echo ipc", "zpipe echo ipc batch 256")]
+        with open(tdat, "w") as f:
+            for label, wl in (("empty", "empty"), ("64 B", "payload 64 B"),
+                              ("4 KiB", "payload 4096 B"),
+                              ("64 KiB", "payload 65536 B"),
+                              ("1 MiB", "payload 1048576 B")):
+                vals = []
+                for a, b in tsys:
+                    r = [x for x in self.rows if x["workload"] == wl
+                         and x["system"] in (a, b) and not x.get("failed")]
+                    vals.append("%.0f" % r[0]["rate"] if r else "1")
+                f.write("\"%s\" %s\n" % (label, " ".join(vals)))
+        tplots = ", ".join("'%s' using %d:xtic(1) title '%s'" % (tdat, i + 2, a)
+                           for i, (a, _) in enumerate(tsys))
+        script = ("set terminal png size 900,900; set output '%s';"
+                  "set multiplot layout 2,1;"
                   "set style data histograms; set style fill solid 0.8;"
-                  "set ylabel 'efficiency %%'; set yrange [0:110]; set key top right;"
-                  "plot %s" % (png, plots))
+                  "set title 'Parallel efficiency by task CPU time (2 workers, 2 cores)';"
+                  "set ylabel 'efficiency %%'; set yrange [0:130]; set key top right;"
+                  "plot %s;"
+                  "set title 'Throughput by payload size (tasks/s, log scale)';"
+                  "set ylabel 'tasks/s'; set logscale y; set yrange [100:*];"
+                  "plot %s; unset multiplot" % (png, plots, tplots))
         subprocess.run([gp, "-e", script], check=False)
         print("wrote %s" % png)
 
@@ -389,6 +412,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small inputs (a smoke run)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", help="run only workloads whose name contains this")
     args = ap.parse_args()
     b = Bench(args)
     try:

@@ -284,8 +284,11 @@ static bool s_supervise(s_super_t *s, const char *job, uint64_t done,
             zp_info("restarted the %s as pid %d", s_role_name[c->role],
                     (int)c->pid);
         }
-        if (c->alive && waitpid(c->pid, &c->status, WNOHANG) == c->pid) {
+        struct rusage ru;
+        if (c->alive && wait4(c->pid, &c->status, WNOHANG, &ru) == c->pid) {
             c->alive = false;
+            if (ru.ru_maxrss > c->maxrss_kb)
+                c->maxrss_kb = ru.ru_maxrss;
             char why[96];
             s_describe_exit(why, sizeof why, c->status);
             if (c->role == S_VENT && WIFEXITED(c->status) &&
