@@ -185,6 +185,7 @@ static int s_sink(const char *dir, const char *output, int latency)
         printf("p50_us=%llu p99_us=%llu\n", (unsigned long long)lat[count / 2],
                (unsigned long long)lat[count * 99 / 100]);
     }
+    free(lat);
     return 0;
 }
 

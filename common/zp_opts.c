@@ -289,3 +289,35 @@ void zp_opts_usage(FILE *out, const char *synopsis, const zp_opt_t *opts)
     fprintf(out, "  %-30s %s\n", "-h, --help", "show this help and exit");
     fprintf(out, "  %-30s %s\n", "    --version", "show the version and exit");
 }
+
+int zp_opts_fail(const zp_opt_t *opts, const char *prog, const char *synopsis,
+                 const char *message)
+{
+    fprintf(stderr, "%s: %s\n", prog, message);
+    zp_opts_usage(stderr, synopsis, opts);
+    return 2;
+}
+
+int zp_opts_main(const zp_opt_t *opts, int argc, char **argv, const char *prog,
+                 const char *synopsis, const char *version)
+{
+    char err[512];
+    int first = 0;
+    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
+    case ZP_OPTS_HELP:
+        zp_opts_usage(stdout, synopsis, opts);
+        return 0;
+    case ZP_OPTS_VERSION:
+        printf("%s\n", version);
+        return 0;
+    case ZP_OPTS_BAD:
+        return zp_opts_fail(opts, prog, synopsis, err);
+    case ZP_OPTS_OK:
+        break;
+    }
+    if (first < argc) {
+        snprintf(err, sizeof err, "unexpected argument '%s'", argv[first]);
+        return zp_opts_fail(opts, prog, synopsis, err);
+    }
+    return -1;
+}

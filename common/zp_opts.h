@@ -55,6 +55,16 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
 /* Prints usage: synopsis line, then one line per option with its env. */
 void zp_opts_usage(FILE *out, const char *synopsis, const zp_opt_t *opts);
 
+/* The front of a main(): parses, answers --help and --version on stdout,
+ * and for a bad option or any operand prints "prog: reason" and usage on
+ * stderr. Returns -1 to go on, or the exit code to return (0 or 2). */
+int zp_opts_main(const zp_opt_t *opts, int argc, char **argv, const char *prog,
+                 const char *synopsis, const char *version);
+
+/* Prints "prog: message" and usage on stderr; returns 2 (bad usage). */
+int zp_opts_fail(const zp_opt_t *opts, const char *prog, const char *synopsis,
+                 const char *message);
+
 void zp_strlist_free(zp_strlist_t *list);
 
 #endif

@@ -55,27 +55,10 @@ int main(int argc, char **argv)
          1u << 30, NULL},
         {0},
     };
-    char err[512];
-    int first = 0;
-    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
-    case ZP_OPTS_HELP:
-        zp_opts_usage(stdout, s_synopsis, opts);
-        return 0;
-    case ZP_OPTS_VERSION:
-        printf("zpipe-sink %s\n", ZPIPE_VERSION);
-        return 0;
-    case ZP_OPTS_BAD:
-        fprintf(stderr, "zpipe-sink: %s\n", err);
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    case ZP_OPTS_OK:
-        break;
-    }
-    if (first < argc) {
-        fprintf(stderr, "zpipe-sink: unexpected argument '%s'\n", argv[first]);
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    }
+    int rc = zp_opts_main(opts, argc, argv, "zpipe-sink", s_synopsis,
+                          "zpipe-sink " ZPIPE_VERSION);
+    if (rc >= 0)
+        return rc;
     if (cfg.publish && (!*cfg.publish || !strcmp(cfg.publish, "none")))
         cfg.publish = NULL;
     zp_signals_install((long)parent);

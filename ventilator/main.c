@@ -90,33 +90,13 @@ int main(int argc, char **argv)
          1u << 30, NULL},
         {0},
     };
-    char err[512];
-    int first = 0;
-    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
-    case ZP_OPTS_HELP:
-        zp_opts_usage(stdout, s_synopsis, opts);
-        return 0;
-    case ZP_OPTS_VERSION:
-        printf("zpipe-ventilator %s\n", ZPIPE_VERSION);
-        return 0;
-    case ZP_OPTS_BAD:
-        fprintf(stderr, "zpipe-ventilator: %s\n", err);
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    case ZP_OPTS_OK:
-        break;
-    }
-    if (first < argc) {
-        fprintf(stderr, "zpipe-ventilator: unexpected argument '%s'\n",
-                argv[first]);
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    }
-    if (!cfg.plugin) {
-        fprintf(stderr, "zpipe-ventilator: --plugin is required\n");
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    }
+    int rc = zp_opts_main(opts, argc, argv, "zpipe-ventilator", s_synopsis,
+                          "zpipe-ventilator " ZPIPE_VERSION);
+    if (rc >= 0)
+        return rc;
+    if (!cfg.plugin)
+        return zp_opts_fail(opts, "zpipe-ventilator", s_synopsis,
+                            "--plugin is required");
     zp_signals_install((long)parent);
     return zp_ventilator_run(&cfg);
 }

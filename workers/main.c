@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define ZP_STR_(x) #x
+#define ZP_STR(x)  ZP_STR_(x)
+
 static const char s_synopsis[] =
     "Usage: zpipe-worker [OPTIONS] --plugin NAME|PATH [--plugin ...]\n"
     "Runs tasks from a zpipe ventilator through plugins and sends the\n"
@@ -85,41 +88,21 @@ int main(int argc, char **argv)
          NULL},
         {0},
     };
-    char err[512];
-    int first = 0;
-    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
-    case ZP_OPTS_HELP:
-        zp_opts_usage(stdout, s_synopsis, opts);
-        return 0;
-    case ZP_OPTS_VERSION:
-        printf("zpipe-worker %s (plugin ABI %d.%d)\n", ZPIPE_VERSION,
-               ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR);
-        return 0;
-    case ZP_OPTS_BAD:
-        fprintf(stderr, "zpipe-worker: %s\n", err);
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    case ZP_OPTS_OK:
-        break;
-    }
-    if (first < argc) {
-        fprintf(stderr, "zpipe-worker: unexpected argument '%s'\n",
-                argv[first]);
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    }
-    if (cfg.plugins.count == 0) {
-        fprintf(stderr, "zpipe-worker: --plugin is required\n");
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    }
+    int rc = zp_opts_main(opts, argc, argv, "zpipe-worker", s_synopsis,
+                          "zpipe-worker " ZPIPE_VERSION " (plugin ABI " ZP_STR(
+                              ZPIPE_ABI_MAJOR) "." ZP_STR(ZPIPE_ABI_MINOR) ")");
+    if (rc >= 0)
+        return rc;
+    if (cfg.plugins.count == 0)
+        return zp_opts_fail(opts, "zpipe-worker", s_synopsis,
+                            "--plugin is required");
     if (executor) {
         int erc = zp_worker_executor_main(&cfg);
         zp_strlist_free(&cfg.plugins);
         return erc;
     }
-    int rc = describe ? zp_worker_describe(&cfg)
-                      : (zp_signals_install((long)parent), zp_worker_run(&cfg));
+    rc = describe ? zp_worker_describe(&cfg)
+                  : (zp_signals_install((long)parent), zp_worker_run(&cfg));
     zp_strlist_free(&cfg.plugins);
     return rc;
 }

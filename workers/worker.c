@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -739,14 +738,10 @@ static int s_exec_spawn(s_worker_t *w)
             close(shm);
         return -1;
     }
-    if (!ex->progress) {
-        ex->progress = mmap(NULL, sizeof(s_progress_t), PROT_READ | PROT_WRITE,
-                            MAP_SHARED, shm, 0);
-    } else {
+    if (ex->progress)
         munmap(ex->progress, sizeof(s_progress_t));
-        ex->progress = mmap(NULL, sizeof(s_progress_t), PROT_READ | PROT_WRITE,
-                            MAP_SHARED, shm, 0);
-    }
+    ex->progress = mmap(NULL, sizeof(s_progress_t), PROT_READ | PROT_WRITE,
+                        MAP_SHARED, shm, 0);
     if (ex->progress == MAP_FAILED) {
         ex->progress = NULL;
         close(sv[0]);
@@ -784,29 +779,11 @@ static int s_exec_spawn(s_worker_t *w)
     }
     argv[n] = NULL;
 
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, sv[1], S_EXEC_FD);
-    posix_spawn_file_actions_adddup2(&fa, shm, S_SHM_FD);
-    posix_spawnattr_t at;
-    posix_spawnattr_init(&at);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &all);
     /* Its own process group: a terminal's Ctrl-C reaches the worker, which
      * decides when the executor stops. */
-    posix_spawnattr_setpgroup(&at, 0);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETPGROUP);
-    extern char **environ;
-    int rc = self
-                 ? posix_spawn(&ex->pid, self, &fa, &at, (char **)argv, environ)
-                 : ENOMEM;
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    int from[2] = {sv[1], shm}, to[2] = {S_EXEC_FD, S_SHM_FD};
+    ex->pid = self ? zp_spawn_fds((char **)argv, from, to, 2, true) : -1;
+    int rc = ex->pid < 0 ? (self ? errno : ENOMEM) : 0;
     free(self);
     close(sv[1]);
     close(shm);

@@ -414,26 +414,12 @@ int zp_cmd_run(int argc, char **argv)
          &o.no_progress, 0, 0, NULL},
         {0},
     };
-    char err[512];
-    int first = 0;
-    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
-    case ZP_OPTS_HELP:
-        zp_opts_usage(stdout, s_synopsis, opts);
-        return 0;
-    case ZP_OPTS_VERSION:
-        printf("zpipe %s\n", ZPIPE_VERSION);
-        return 0;
-    case ZP_OPTS_BAD:
-        fprintf(stderr, "zpipe run: %s\n", err);
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    case ZP_OPTS_OK:
-        break;
-    }
+    int prc = zp_opts_main(opts, argc, argv, "zpipe run", s_synopsis,
+                           "zpipe " ZPIPE_VERSION);
+    if (prc >= 0)
+        return prc;
     const char *usage_error = NULL;
-    if (first < argc)
-        usage_error = "unexpected argument";
-    else if (!o.plugin)
+    if (!o.plugin)
         usage_error = "--plugin is required";
     else if (o.journal && strcmp(o.output, "-") == 0)
         usage_error = "--journal needs --output FILE";
@@ -441,12 +427,8 @@ int zp_cmd_run(int argc, char **argv)
         usage_error = "--resume needs --journal FILE";
     else if (o.job && !zp_job_id_valid(o.job))
         usage_error = "--job must be 1 to 128 of [A-Za-z0-9_.:-]";
-    if (usage_error) {
-        fprintf(stderr, "zpipe run: %s%s%s\n", usage_error,
-                first < argc ? ": " : "", first < argc ? argv[first] : "");
-        zp_opts_usage(stderr, s_synopsis, opts);
-        return 2;
-    }
+    if (usage_error)
+        return zp_opts_fail(opts, "zpipe run", s_synopsis, usage_error);
     if (strcmp(o.input, "-") != 0 && access(o.input, R_OK) != 0) {
         fprintf(stderr, "zpipe run: cannot read input %s: %s\n", o.input,
                 strerror(errno));

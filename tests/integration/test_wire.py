@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+import time
 
 import zptest
 from zptest import Cluster, check, read_jsonl
@@ -58,10 +59,11 @@ def test_garbage_on_every_socket_is_counted_and_dropped():
     # nothing is lost, every bad frame is counted.
     c = Cluster(sink_args=["--max-frame", str(1 << 20)])
     ctx = zmq.Context.instance()
-    c.worker(["spin"], name="w1")
-    c.worker(["spin"], name="w2")
     with open(os.path.join(c.dir, "in.txt"), "w") as f:
         f.write("100\n" * 5000)
+    # The ventilator waits for workers while the garbage arrives; workers
+    # join once both daemons have counted it (slow builds such as ASan
+    # would otherwise finish the job first and exit with frames unread).
     v = c.ventilator("spin", os.path.join(c.dir, "in.txt"), args=["--job", "job-g"])
     pushes = ctx.socket(zmq.PUSH)
     pushes.connect(c.results)
@@ -101,6 +103,17 @@ def test_garbage_on_every_socket_is_counted_and_dropped():
     for i in range(1000):
         for b in bigs:
             b.send(big)
+
+    def counted(name):
+        text = open(os.path.join(c.dir, name)).read()
+        return max([int(x) for x in re.findall(r"(\d+) bad messages so far", text)] or [0])
+
+    deadline = time.time() + 120
+    while time.time() < deadline and (counted("ventilator.log") < n
+                                      or counted("sink.log") < 2 * n - n // 6 - 1000):
+        time.sleep(0.2)
+    c.worker(["spin"], name="w1")
+    c.worker(["spin"], name="w2")
     check(v.wait(180) == 0, "ventilator failed")
     recs = read_jsonl(c.output)
     ids = sorted(r["task"] for r in recs)
