@@ -129,7 +129,8 @@ def test_frozen_worker_is_declared_dead_and_says_hello_again():
     c = Cluster()
     c.worker(["spin"], name="steady")
     frozen = c.worker(["spin"], name="frozen")
-    v = c.ventilator("spin", _input(c.dir, ["20000"] * 150),
+    # Long enough that the job outlasts the freeze (300 x 20 ms of CPU).
+    v = c.ventilator("spin", _input(c.dir, ["20000"] * 300),
                      args=["--heartbeat-timeout-ms", "600"])
     time.sleep(0.8)
     frozen.send_signal(signal.SIGSTOP)
@@ -138,7 +139,7 @@ def test_frozen_worker_is_declared_dead_and_says_hello_again():
     check(_wait(v, 60, c) == 0, "ventilator failed")
     recs = read_jsonl(c.output)
     ids = sorted(r["task"] for r in recs)
-    check(ids == list(range(150)), "lost or duplicated: %d records" % len(recs))
+    check(ids == list(range(300)), "lost or duplicated: %d records" % len(recs))
     vlog = open(os.path.join(c.dir, "ventilator.log")).read()
     check("sending them again" in vlog, "nothing was redelivered")
     check("worker frozen left (no heartbeat" in vlog, "frozen worker not declared dead")
