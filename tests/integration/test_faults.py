@@ -131,14 +131,16 @@ def test_all_workers_killed_at_30_percent_and_restarted_after_5s():
 def test_frozen_worker_three_times_late_results_do_not_duplicate():
     seed = SEEDS[0]
     c = Cluster()
-    n = 4000
+    n = 8000
     frozen = c.worker(["spin"], name="frozen")
     others = [c.worker(["spin"], name="o%d" % i) for i in range(2)]
-    # Long enough that three 10 s freezes fall inside the job.
+    # Long enough that three 10 s freezes fall inside the job (64 s of CPU
+    # on two cores, about as long as the three freezes and the gaps).
     v = c.ventilator("spin", _input(c.dir, _spin_tasks(n, 8000)),
                      args=["--job", "freeze-%d" % seed])
-    for _ in range(3):
+    for k in range(3):
         time.sleep(0.7)
+        check(v.poll() is None, "the job ended before freeze %d" % (k + 1))
         frozen.send_signal(signal.SIGSTOP)
         time.sleep(10)
         frozen.send_signal(signal.SIGCONT)
