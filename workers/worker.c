@@ -804,24 +804,30 @@ static int s_exec_spawn(s_worker_t *w)
     return 0;
 }
 
-/* Sends the current batch (cur[cur_done..]) to the executor. */
-static int s_exec_send_current(s_worker_t *w)
+/* Sends the current batch (cur[cur_done..]) to the executor: the frame as
+ * the ventilator sent it when given (no re-encoding on the common path),
+ * else encoded afresh (what a dead executor left undone). */
+static int s_exec_send_current(s_worker_t *w, const void *raw, size_t raw_len)
 {
     s_exec_t *ex = &w->ex;
-    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
-    b.job_id = ex->cur_job;
-    b.plugin = ex->cur_plugin;
-    b.tasks = ex->cur + ex->cur_done;
-    b.n_tasks = ex->cur_n - ex->cur_done;
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
-    m.task_batch = &b;
-    if (zp_encode(&m, &w->scratch) < 0)
-        return -1;
+    if (!raw) {
+        Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+        b.job_id = ex->cur_job;
+        b.plugin = ex->cur_plugin;
+        b.tasks = ex->cur + ex->cur_done;
+        b.n_tasks = ex->cur_n - ex->cur_done;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+        m.task_batch = &b;
+        if (zp_encode(&m, &w->scratch) < 0)
+            return -1;
+        raw = w->scratch.data;
+        raw_len = w->scratch.len;
+    }
     /* Blocking write: the executor reads a whole batch before running it. */
     int fl = fcntl(ex->fd, F_GETFL);
     fcntl(ex->fd, F_SETFL, fl & ~O_NONBLOCK);
-    bool ok = s_write_frame(ex->fd, w->scratch.data, w->scratch.len);
+    bool ok = s_write_frame(ex->fd, raw, raw_len);
     fcntl(ex->fd, F_SETFL, fl);
     if (!ok)
         return -1;
@@ -839,11 +845,12 @@ static void s_exec_next(s_worker_t *w)
         zp_arena_reset(ex->cur_arena);
         zp_message_t *m = zp_decode(ex->cur_arena, zmq_msg_data(frame),
                                     zmq_msg_size(frame), w->cfg->max_frame);
-        zmq_msg_close(frame);
         w->q_head = (w->q_head + 1) % w->q_cap;
         w->q_len--;
-        if (!m) /* validated on arrival; cannot happen */
+        if (!m) { /* validated on arrival; cannot happen */
+            zmq_msg_close(frame);
             continue;
+        }
         Zpipe__V1__TaskBatch *b = m->task_batch;
         free(ex->cur_job);
         free(ex->cur_plugin);
@@ -852,13 +859,18 @@ static void s_exec_next(s_worker_t *w)
         ex->cur = b->tasks;
         ex->cur_n = b->n_tasks;
         ex->cur_done = 0;
-        if (ex->cur_n == 0)
+        if (ex->cur_n == 0) {
+            zmq_msg_close(frame);
             continue;
+        }
         if (!zp_plugins_find(w->plugins, ex->cur_plugin))
             zp_warn("job %s: %zu tasks for plugin '%s', which this worker "
                     "lacks",
                     ex->cur_job, ex->cur_n, ex->cur_plugin);
-        if (s_exec_send_current(w) < 0)
+        int rc =
+            s_exec_send_current(w, zmq_msg_data(frame), zmq_msg_size(frame));
+        zmq_msg_close(frame);
+        if (rc < 0)
             zp_warn("executor pid %d did not take a batch; restarting it",
                     (int)ex->pid);
         /* a failed write shows up as the executor's death */
@@ -884,7 +896,7 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
         zp_debug("executor pid %d ready", (int)ex->pid);
         if (ex->resend) {
             ex->resend = false;
-            s_exec_send_current(w);
+            s_exec_send_current(w, NULL, 0);
         }
         return;
     }
