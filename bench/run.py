@@ -144,30 +144,24 @@ class Bench:
                    "worker": int(m.group(3))}
         return secs, rss, {}
 
-    def pool_run(self, inp, spin, chunksize):
-        # In a fresh interpreter, as a user would run it.
-        code = ("import sys; sys.path.insert(0, %r); import run; "
-                "print(run.run_pool(%r, %r, 2, %r, %r))"
-                % (HERE, inp, self.path("out"), chunksize, spin))
+    def python_run(self, call, what):
+        """Times run.CALL in a fresh interpreter, as a user would run it."""
+        code = "import sys; sys.path.insert(0, %r); import run; print(run.%s)" % (HERE, call)
         t0 = time.perf_counter()
         r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True,
                            text=True, timeout=3600)
         secs = time.perf_counter() - t0
         if r.returncode != 0:
-            raise RuntimeError("Pool.map failed: %s" % r.stderr[-500:])
+            raise RuntimeError("%s failed: %s" % (what, r.stderr[-500:]))
         return secs, {}, {}
 
+    def pool_run(self, inp, spin, chunksize):
+        return self.python_run("run_pool(%r, %r, 2, %r, %r)"
+                               % (inp, self.path("out"), chunksize, spin), "Pool.map")
+
     def dask_run(self, inp, spin):
-        code = ("import sys; sys.path.insert(0, %r); import run; "
-                "print(run.run_dask(%r, %r, 2, %r))"
-                % (HERE, inp, self.path("out"), spin))
-        t0 = time.perf_counter()
-        r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True,
-                           text=True, timeout=3600)
-        secs = time.perf_counter() - t0
-        if r.returncode != 0:
-            raise RuntimeError("dask failed: %s" % r.stderr[-500:])
-        return secs, {}, {}
+        return self.python_run("run_dask(%r, %r, 2, %r)"
+                               % (inp, self.path("out"), spin), "Dask")
 
     def measure(self, workload, n, systems, work_s=None):
         """Runs every system repeat times, alternating; records medians."""
@@ -276,6 +270,9 @@ class Bench:
                 ("raw libzmq (ipc)", lambda: self.raw_run(inp, False)),
                 ("zpipe echo ipc", lambda: self.zpipe_run(inp, "echo")),
             ])
+        if self.args.only:
+            print("--only: a partial run; bench/results.md is left as it was")
+            return
         self.report()
 
     def zpipe_latency(self, inp, n):

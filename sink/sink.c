@@ -34,7 +34,7 @@ typedef struct {
 typedef struct s_job {
     char *id;
     int state; /* Zpipe__V1__JobState */
-    uint64_t total, done, succeeded, failed, duplicates, bad;
+    uint64_t total, done, succeeded, failed, duplicates;
     uint64_t first_us, last_us;
     uint64_t *bits; /* done bitmap, freed once the job is done */
     size_t n_words;
@@ -475,7 +475,6 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
         if ((closed && r->task_id >= j->total &&
              j->state != ZPIPE__V1__JOB_STATE__JOB_DONE) ||
             (!closed && r->task_id >= S_MAX_OPEN_TASK_ID)) {
-            j->bad++;
             s_bad(s, s->cfg->results, "a result with a task id out of range",
                   len);
             continue;

@@ -826,14 +826,10 @@ static void s_check_liveness(s_vent_t *v)
     }
 }
 
-typedef struct {
-    s_vent_t *v;
-} s_skip_ctx_t;
-
 static void s_skip_record(void *ctx, const char *job, uint64_t task, bool ok,
                           uint64_t offset)
 {
-    s_vent_t *v = ((s_skip_ctx_t *)ctx)->v;
+    s_vent_t *v = ctx;
     (void)ok;
     (void)offset;
     if (strcmp(job, v->job_id) != 0 || task >= (1ull << 34))
@@ -880,10 +876,9 @@ static int s_load_skip(s_vent_t *v)
         data.len += (size_t)n;
     }
     close(fd);
-    s_skip_ctx_t ctx = {v};
     zp_journal_visitor_t vis = {NULL, NULL, s_skip_record};
     size_t valid;
-    long events = zp_journal_replay(data.data, data.len, &vis, &ctx, &valid);
+    long events = zp_journal_replay(data.data, data.len, &vis, v, &valid);
     zp_buf_free(&data);
     if (events < 0) {
         zp_error("%s is not a zpipe journal", v->cfg->resume_journal);

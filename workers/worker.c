@@ -64,7 +64,6 @@ typedef struct {
     bool ready, busy, killed_for_timeout;
     bool resend;      /* a new executor owes the rest of the batch */
     size_t sent_base; /* cur index of the first task it was sent */
-    uint64_t spawned_us;
     unsigned start_fails;
     zp_buf_t rbuf; /* bytes read, not yet a whole frame */
     /* The batch it is running: tasks live in cur_arena. */
@@ -798,7 +797,6 @@ static int s_exec_spawn(s_worker_t *w)
     ex->busy = false;
     ex->killed_for_timeout = false;
     ex->rbuf.len = 0;
-    ex->spawned_us = zp_mono_us();
     atomic_store(&ex->progress->busy, 0);
     atomic_store(&ex->progress->vm_bytes, 0);
     return 0;

@@ -55,7 +55,6 @@ typedef struct {
     bool alive;
     int status;
     uint64_t started_us, restart_at_us, backoff_us;
-    unsigned restarts;
     long maxrss_kb; /* peak resident set of any of its incarnations */
 } s_child_t;
 
@@ -169,6 +168,14 @@ static void s_push(s_super_t *s, s_role_t role, const char *a)
         s->argv[role][s->argc[role]++] = (char *)a;
         s->argv[role][s->argc[role]] = NULL;
     }
+}
+
+/* Pushes an option and its value. */
+static void s_push2(s_super_t *s, s_role_t role, const char *flag,
+                    const char *value)
+{
+    s_push(s, role, flag);
+    s_push(s, role, value);
 }
 
 static int s_start(s_super_t *s, s_child_t *c)
@@ -316,7 +323,6 @@ static bool s_supervise(s_super_t *s, const char *job, uint64_t done,
             if (c->backoff_us > S_BACKOFF_MAX_US)
                 c->backoff_us = S_BACKOFF_MAX_US;
             c->restart_at_us = now + c->backoff_us;
-            c->restarts++;
             if (c->role == S_WORKER) {
                 s->worker_restarts++;
                 s->futile_restarts++;
@@ -508,16 +514,11 @@ int zp_cmd_run(int argc, char **argv)
                             "--log-format", lfmt};
 
     s_push(&sup, S_SINK, bin_sink);
-    s_push(&sup, S_SINK, "--results");
-    s_push(&sup, S_SINK, ep_res);
-    s_push(&sup, S_SINK, "--control");
-    s_push(&sup, S_SINK, ep_ctl);
-    s_push(&sup, S_SINK, "--publish");
-    s_push(&sup, S_SINK, "none");
-    s_push(&sup, S_SINK, "--output");
-    s_push(&sup, S_SINK, o.output);
-    s_push(&sup, S_SINK, "--format");
-    s_push(&sup, S_SINK, o.format);
+    s_push2(&sup, S_SINK, "--results", ep_res);
+    s_push2(&sup, S_SINK, "--control", ep_ctl);
+    s_push2(&sup, S_SINK, "--publish", "none");
+    s_push2(&sup, S_SINK, "--output", o.output);
+    s_push2(&sup, S_SINK, "--format", o.format);
     if (o.ordered)
         s_push(&sup, S_SINK, "--ordered");
     if (o.journal) {
@@ -527,46 +528,29 @@ int zp_cmd_run(int argc, char **argv)
     }
 
     s_push(&sup, S_VENT, bin_vent);
-    s_push(&sup, S_VENT, "--bind");
-    s_push(&sup, S_VENT, ep_disp);
-    s_push(&sup, S_VENT, "--sink");
-    s_push(&sup, S_VENT, ep_ctl);
-    s_push(&sup, S_VENT, "--input");
-    s_push(&sup, S_VENT, o.input);
-    s_push(&sup, S_VENT, "--plugin");
-    s_push(&sup, S_VENT, name);
-    s_push(&sup, S_VENT, "--job");
-    s_push(&sup, S_VENT, job);
-    s_push(&sup, S_VENT, "--dispatch");
-    s_push(&sup, S_VENT, o.dispatch);
-    s_push(&sup, S_VENT, "--batch");
-    s_push(&sup, S_VENT, sbatch);
-    s_push(&sup, S_VENT, "--deadline-ms");
-    s_push(&sup, S_VENT, sdeadline);
-    s_push(&sup, S_VENT, "--max-attempts");
-    s_push(&sup, S_VENT, sattempts);
-    s_push(&sup, S_VENT, "--no-worker-timeout-ms");
-    s_push(&sup, S_VENT, snowork);
+    s_push2(&sup, S_VENT, "--bind", ep_disp);
+    s_push2(&sup, S_VENT, "--sink", ep_ctl);
+    s_push2(&sup, S_VENT, "--input", o.input);
+    s_push2(&sup, S_VENT, "--plugin", name);
+    s_push2(&sup, S_VENT, "--job", job);
+    s_push2(&sup, S_VENT, "--dispatch", o.dispatch);
+    s_push2(&sup, S_VENT, "--batch", sbatch);
+    s_push2(&sup, S_VENT, "--deadline-ms", sdeadline);
+    s_push2(&sup, S_VENT, "--max-attempts", sattempts);
+    s_push2(&sup, S_VENT, "--no-worker-timeout-ms", snowork);
     if (o.resume) {
         s_push(&sup, S_VENT, "--resume-journal");
         s_push(&sup, S_VENT, o.journal);
     }
 
     s_push(&sup, S_WORKER, bin_worker);
-    s_push(&sup, S_WORKER, "--ventilator");
-    s_push(&sup, S_WORKER, ep_disp);
-    s_push(&sup, S_WORKER, "--sink");
-    s_push(&sup, S_WORKER, ep_res);
-    s_push(&sup, S_WORKER, "--plugin");
-    s_push(&sup, S_WORKER, o.plugin);
-    s_push(&sup, S_WORKER, "--dispatch");
-    s_push(&sup, S_WORKER, o.dispatch);
-    s_push(&sup, S_WORKER, "--window");
-    s_push(&sup, S_WORKER, swindow);
-    s_push(&sup, S_WORKER, "--isolation");
-    s_push(&sup, S_WORKER, o.isolation);
-    s_push(&sup, S_WORKER, "--memory-limit");
-    s_push(&sup, S_WORKER, smem);
+    s_push2(&sup, S_WORKER, "--ventilator", ep_disp);
+    s_push2(&sup, S_WORKER, "--sink", ep_res);
+    s_push2(&sup, S_WORKER, "--plugin", o.plugin);
+    s_push2(&sup, S_WORKER, "--dispatch", o.dispatch);
+    s_push2(&sup, S_WORKER, "--window", swindow);
+    s_push2(&sup, S_WORKER, "--isolation", o.isolation);
+    s_push2(&sup, S_WORKER, "--memory-limit", smem);
     for (s_role_t r = S_SINK; r <= S_WORKER; r++)
         for (size_t i = 0; i < sizeof common / sizeof *common; i++)
             s_push(&sup, r, common[i]);
