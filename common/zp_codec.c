@@ -148,3 +148,171 @@ const char *zp_kind_name(const zp_message_t *msg)
         return "unknown";
     }
 }
+
+/* ---- wire scans ------------------------------------------------------------
+ * Mirrors what protobuf-c 1.4 accepts, erring towards -1: one-byte tags
+ * only (every zpipe field number is below 16), a known field must have its
+ * wire type, unknown fields must be skippable (no groups). */
+
+typedef struct {
+    const uint8_t *p, *end;
+} s_rd_t;
+
+enum { S_VARINT = 0, S_I64 = 1, S_LEN = 2, S_I32 = 5, S_ANY = -1 };
+
+static bool s_varint(s_rd_t *r, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned i = 0; i < 10 && r->p < r->end; i++) {
+        uint8_t b = *r->p++;
+        x |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A length prefix (at most 5 bytes, at most INT_MAX) and its data. */
+static bool s_len(s_rd_t *r, s_rd_t *sub)
+{
+    size_t val = 0;
+    unsigned i = 0;
+    for (;; i++) {
+        if (i == 5 || r->p + i >= r->end)
+            return false;
+        val |= (size_t)(r->p[i] & 0x7f) << (7 * i);
+        if (!(r->p[i] & 0x80))
+            break;
+    }
+    r->p += i + 1;
+    if (val > INT32_MAX || (size_t)(r->end - r->p) < val)
+        return false;
+    sub->p = r->p;
+    sub->end = r->p + val;
+    r->p += val;
+    return true;
+}
+
+/* The next field's number and wire type: 1, or 0 at the end, -1 for a tag
+ * this scan does not take. */
+static int s_field(s_rd_t *r, unsigned *num, int *wt)
+{
+    if (r->p == r->end)
+        return 0;
+    uint8_t b = *r->p;
+    if ((b & 0x80) || (b >> 3) == 0)
+        return -1;
+    r->p++;
+    *num = b >> 3;
+    *wt = b & 7;
+    return 1;
+}
+
+static bool s_skip(s_rd_t *r, int wt)
+{
+    uint64_t v;
+    s_rd_t sub;
+    size_t n = wt == S_I64 ? 8 : 4;
+    switch (wt) {
+    case S_VARINT:
+        return s_varint(r, &v);
+    case S_LEN:
+        return s_len(r, &sub);
+    case S_I64:
+    case S_I32:
+        if ((size_t)(r->end - r->p) < n)
+            return false;
+        r->p += n;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Checks one field against the wire types of known fields (S_ANY for a
+ * field number the message does not have); sets *value for varints. */
+static bool s_take(s_rd_t *r, const int8_t wt_of[16], unsigned num, int wt,
+                   uint64_t *value)
+{
+    int want = wt_of[num];
+    if (want != S_ANY && want != wt)
+        return false;
+    if (wt == S_VARINT)
+        return s_varint(r, value);
+    return s_skip(r, wt);
+}
+
+/* Message{kind: batch}, where field sub of batch repeats a message of flat
+ * fields: counts those, and sums varint field pick of each (0 = none). */
+static int s_scan_batch(const void *data, size_t len, size_t max_len,
+                        unsigned kind, const int8_t batch_wt[16], unsigned sub,
+                        const int8_t sub_wt[16], unsigned pick, size_t *count,
+                        uint64_t *sum)
+{
+    if (len > max_len)
+        return -1;
+    s_rd_t r = {data, (const uint8_t *)data + len}, b, item;
+    unsigned num;
+    int wt, f;
+    if (s_field(&r, &num, &wt) != 1 || num != kind || wt != S_LEN ||
+        !s_len(&r, &b) || r.p != r.end)
+        return -1; /* exactly one field: the batch */
+    size_t n = 0;
+    uint64_t total = 0, v = 0;
+    while ((f = s_field(&b, &num, &wt)) == 1) {
+        if (num != sub) {
+            if (!s_take(&b, batch_wt, num, wt, &v))
+                return -1;
+            continue;
+        }
+        if (wt != S_LEN || !s_len(&b, &item))
+            return -1;
+        uint64_t picked = 0;
+        while ((f = s_field(&item, &num, &wt)) == 1) {
+            if (!s_take(&item, sub_wt, num, wt, &v))
+                return -1;
+            if (pick && num == pick)
+                picked = v; /* the last one wins, as in protobuf-c */
+        }
+        if (f < 0)
+            return -1;
+        n++;
+        total += picked;
+    }
+    if (f < 0)
+        return -1;
+    *count = n;
+    if (sum)
+        *sum = total;
+    return 0;
+}
+
+#define A S_ANY
+static const int8_t s_task_wt[16] = {
+    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, A, A, A, A, A, A, A, A, A, A, A};
+static const int8_t s_task_batch_wt[16] = {
+    A, S_LEN, S_LEN, S_LEN, S_VARINT, A, A, A, A, A, A, A, A, A, A, A};
+static const int8_t s_result_wt[16] = {
+    A,        S_VARINT, S_VARINT, S_LEN, S_LEN, S_LEN, S_VARINT, S_VARINT,
+    S_VARINT, S_VARINT, A,        A,     A,     A,     A,        A};
+static const int8_t s_result_batch_wt[16] = {
+    A, S_LEN, S_LEN, S_LEN, S_VARINT, S_VARINT, S_VARINT, A,
+    A, A,     A,     A,     A,        A,        A,        A};
+#undef A
+
+int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
+                       size_t *n_tasks)
+{
+    return s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH,
+                        s_task_batch_wt, 3, s_task_wt, 0, n_tasks, NULL);
+}
+
+int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
+                         size_t *n_results, uint64_t *elapsed_us)
+{
+    return s_scan_batch(
+        data, len, max_len, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
+        s_result_batch_wt, 3, s_result_wt, 8, n_results, elapsed_us);
+}

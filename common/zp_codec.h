@@ -10,6 +10,7 @@
 #include "zpipe.pb-c.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef Zpipe__V1__Message zp_message_t;
 
@@ -35,6 +36,17 @@ zp_message_t *zp_decode(zp_arena_t *arena, const void *data, size_t len,
 
 /* Encodes msg into out (out->len is reset first). Returns 0 or -1. */
 int zp_encode(const zp_message_t *msg, zp_buf_t *out);
+
+/* Fast checks for the worker's hot path, which forwards batches without
+ * decoding them. Each reads the wire format without allocating and returns
+ * 0, filling its counts, only for a frame zp_decode would accept as a
+ * Message holding just that kind; -1 means "not that, or not sure": decode
+ * the frame properly. zp_scan_result_batch also sums the results'
+ * elapsed_us. */
+int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
+                       size_t *n_tasks);
+int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
+                         size_t *n_results, uint64_t *elapsed_us);
 
 /* Name of the message's kind, for logs ("task_batch", ...). */
 const char *zp_kind_name(const zp_message_t *msg);

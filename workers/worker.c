@@ -37,10 +37,14 @@
 
 /* Progress the executor publishes before and after each plugin call. */
 typedef struct {
-    _Atomic uint64_t busy;     /* 1 while a plugin call runs */
-    _Atomic uint64_t index;    /* position of that task in the batch */
-    _Atomic uint64_t start_us; /* monotonic clock when it began */
-    _Atomic uint64_t vm_bytes; /* address space in use when it crashed */
+    _Atomic uint64_t busy;        /* 1 while a plugin call runs */
+    _Atomic uint64_t index;       /* position of that task in the batch */
+    _Atomic uint64_t start_us;    /* monotonic clock when it began */
+    _Atomic uint64_t vm_bytes;    /* address space in use when it crashed */
+    _Atomic uint64_t deadline_ms; /* the running task's own deadline, or 0 */
+    /* Written by the worker for the executor's result batches, which go
+     * to the sink as they are: */
+    _Atomic uint64_t window, max_held, completed;
 } s_progress_t;
 
 /* One finished task waiting to be sent; output and error live in the
@@ -56,6 +60,12 @@ typedef struct {
     uint64_t start_us, elapsed_us;
 } s_done_t;
 
+/* A task batch waiting for the executor, with its task count. */
+typedef struct {
+    zmq_msg_t frame;
+    size_t n;
+} s_queued_t;
+
 /* The executor process as its worker sees it. */
 typedef struct {
     pid_t pid;
@@ -66,11 +76,13 @@ typedef struct {
     size_t sent_base; /* cur index of the first task it was sent */
     unsigned start_fails;
     zp_buf_t rbuf; /* bytes read, not yet a whole frame */
-    /* The batch it is running: tasks live in cur_arena. */
+    /* The batch it is running: the ventilator's frame, decoded into
+     * cur_arena only when an executor dies in it (cur is NULL until). */
+    zmq_msg_t cur_frame;
     zp_arena_t *cur_arena;
     char *cur_job, *cur_plugin;
     Zpipe__V1__Task **cur;
-    size_t cur_n, cur_done;
+    size_t cur_n, cur_done, cur_bytes; /* cur_bytes: payload per task */
     uint64_t restarts;
 } s_exec_t;
 
@@ -100,7 +112,7 @@ typedef struct {
     size_t cap_pb;
 
     /* Batches received and not yet given to the executor. */
-    zmq_msg_t *queue;
+    s_queued_t *queue;
     size_t q_head, q_len, q_cap;
     s_exec_t ex;
 
@@ -448,6 +460,13 @@ static int s_flush_results(s_worker_t *w)
     rb.window = w->credit_mode ? (uint32_t)w->cfg->window : 0;
     rb.max_held = (uint32_t)w->max_held;
     rb.tasks_done = w->completed;
+    if (w->out_fd >= 0 && w->ex.progress) {
+        /* An executor speaks for its worker: the sink gets this frame as
+         * it is. */
+        rb.window = (uint32_t)atomic_load(&w->ex.progress->window);
+        rb.max_held = (uint32_t)atomic_load(&w->ex.progress->max_held);
+        rb.tasks_done = atomic_load(&w->ex.progress->completed) + w->n_done;
+    }
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
     m.result_batch = &rb;
@@ -473,14 +492,16 @@ static int s_flush_results(s_worker_t *w)
 
 /* ---- running a task in this process ------------------------------------- */
 
-static void s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
-                       const char *plugin_name, const char *job_id,
-                       const Zpipe__V1__Task *t, s_done_t *d)
+/* Runs t, which starts at monotonic time t0 (wall time start_us); returns
+ * the monotonic time it ended. */
+static uint64_t s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
+                           const char *plugin_name, const char *job_id,
+                           const Zpipe__V1__Task *t, s_done_t *d, uint64_t t0,
+                           uint64_t start_us)
 {
     d->task_id = t->task_id;
     d->attempt = t->attempt ? t->attempt : 1;
-    d->start_us = zp_now_us();
-    uint64_t t0 = zp_mono_us();
+    d->start_us = start_us;
 
     if (!plugin) {
         zp_buf_printf(&w->err, "worker %s has no plugin '%s'", w->id,
@@ -535,7 +556,9 @@ static void s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
         }
         zp_buf_free(&call_err);
     }
-    d->elapsed_us = zp_mono_us() - t0;
+    uint64_t end = zp_mono_us();
+    d->elapsed_us = end - t0;
+    return end;
 }
 
 /* Runs a batch here (in process, or in the executor child). */
@@ -550,6 +573,9 @@ static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
     if (!plugin)
         zp_warn("job %s: %zu tasks for plugin '%s', which this worker lacks",
                 job, b->n_tasks, name);
+    /* One clock read per task: a task starts when the one before ended;
+     * wall times are derived from one reading per batch. */
+    uint64_t mono0 = zp_mono_us(), wall0 = zp_now_us(), t = mono0;
     for (size_t i = 0; i < b->n_tasks; i++) {
         s_done_t *d = s_done_push(w, job);
         if (!d) {
@@ -559,21 +585,28 @@ static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
         }
         if (progress) {
             atomic_store(&progress->index, i);
-            atomic_store(&progress->start_us, zp_mono_us());
+            atomic_store(&progress->start_us, t);
+            atomic_store(&progress->deadline_ms, b->tasks[i]->deadline_ms);
             atomic_store(&progress->busy, 1);
         }
-        s_run_task(w, plugin, name, job, b->tasks[i], d);
+        uint64_t end = s_run_task(w, plugin, name, job, b->tasks[i], d, t,
+                                  wall0 + (t - mono0));
         if (progress)
             atomic_store(&progress->busy, 0);
         s_done_finish(w, d, b->tasks[i]->payload.len);
+        bool slow = false;
         if (w->out.len >= S_FLUSH_BYTES ||
-            zp_mono_us() - w->first_done_us >= S_FLUSH_US) {
+            end - w->first_done_us >= S_FLUSH_US) {
             s_flush_results(w);
             s_maybe_grant(w);
+            slow = true;
         }
         if (w->credit_mode &&
-            zp_mono_us() - w->last_sent_us >= w->cfg->heartbeat_ms * 1000)
+            end - w->last_sent_us >= w->cfg->heartbeat_ms * 1000) {
             s_send_heartbeat(w);
+            slow = true;
+        }
+        t = slow ? zp_mono_us() : end;
     }
     s_flush_results(w);
     s_maybe_grant(w);
@@ -659,6 +692,7 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     w.arena = zp_arena_new();
     if (!w.plugins || !w.arena || s_load_plugins(&w) < 0)
         return 3;
+    w.ex.progress = progress;
     s_install_crash_handlers(progress);
     if (cfg->memory_limit) {
         struct rlimit rl = {cfg->memory_limit, cfg->memory_limit};
@@ -799,6 +833,9 @@ static int s_exec_spawn(s_worker_t *w)
     ex->rbuf.len = 0;
     atomic_store(&ex->progress->busy, 0);
     atomic_store(&ex->progress->vm_bytes, 0);
+    atomic_store(&ex->progress->window, w->credit_mode ? w->cfg->window : 0);
+    atomic_store(&ex->progress->max_held, w->max_held);
+    atomic_store(&ex->progress->completed, w->completed);
     return 0;
 }
 
@@ -834,40 +871,64 @@ static int s_exec_send_current(s_worker_t *w, const void *raw, size_t raw_len)
     return 0;
 }
 
+/* Decodes the current batch's frame, which only a dead executor needs:
+ * which task it was running, what is left to send again. */
+static int s_exec_decode_current(s_worker_t *w)
+{
+    s_exec_t *ex = &w->ex;
+    if (ex->cur)
+        return 0;
+    zp_arena_reset(ex->cur_arena);
+    zp_message_t *m =
+        zp_decode(ex->cur_arena, zmq_msg_data(&ex->cur_frame),
+                  zmq_msg_size(&ex->cur_frame), w->cfg->max_frame);
+    if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH ||
+        m->task_batch->n_tasks != ex->cur_n)
+        return -1; /* scanned on arrival: cannot happen */
+    Zpipe__V1__TaskBatch *b = m->task_batch;
+    free(ex->cur_job);
+    free(ex->cur_plugin);
+    ex->cur_job = strdup(b->job_id ? b->job_id : "");
+    ex->cur_plugin = strdup(b->plugin ? b->plugin : "");
+    if (!ex->cur_job || !ex->cur_plugin)
+        return -1;
+    ex->cur = b->tasks;
+    return 0;
+}
+
+/* Sends the executor's result frame to the sink as it is. */
+static int s_send_raw(s_worker_t *w, const void *data, size_t len, size_t n)
+{
+    while (zmq_send(w->results, data, len, 0) < 0) {
+        if (errno == EINTR && !zp_stopping())
+            continue;
+        zp_error("results to %s: %s (%zu results not sent)", w->cfg->sink,
+                 zmq_strerror(errno), n);
+        return -1;
+    }
+    return 0;
+}
+
 /* Takes the next queued batch as current and hands it to the executor. */
 static void s_exec_next(s_worker_t *w)
 {
     s_exec_t *ex = &w->ex;
     while (ex->ready && !ex->busy && w->q_len) {
-        zmq_msg_t *frame = &w->queue[w->q_head];
-        zp_arena_reset(ex->cur_arena);
-        zp_message_t *m = zp_decode(ex->cur_arena, zmq_msg_data(frame),
-                                    zmq_msg_size(frame), w->cfg->max_frame);
+        s_queued_t *q = &w->queue[w->q_head];
         w->q_head = (w->q_head + 1) % w->q_cap;
         w->q_len--;
-        if (!m) { /* validated on arrival; cannot happen */
-            zmq_msg_close(frame);
-            continue;
-        }
-        Zpipe__V1__TaskBatch *b = m->task_batch;
-        free(ex->cur_job);
-        free(ex->cur_plugin);
-        ex->cur_job = strdup(b->job_id ? b->job_id : "");
-        ex->cur_plugin = strdup(b->plugin ? b->plugin : "");
-        ex->cur = b->tasks;
-        ex->cur_n = b->n_tasks;
+        zmq_msg_close(&ex->cur_frame);
+        zmq_msg_init(&ex->cur_frame);
+        zmq_msg_move(&ex->cur_frame, &q->frame);
+        zmq_msg_close(&q->frame);
+        ex->cur = NULL;
+        ex->cur_n = q->n;
         ex->cur_done = 0;
-        if (ex->cur_n == 0) {
-            zmq_msg_close(frame);
+        if (ex->cur_n == 0)
             continue;
-        }
-        if (!zp_plugins_find(w->plugins, ex->cur_plugin))
-            zp_warn("job %s: %zu tasks for plugin '%s', which this worker "
-                    "lacks",
-                    ex->cur_job, ex->cur_n, ex->cur_plugin);
-        int rc =
-            s_exec_send_current(w, zmq_msg_data(frame), zmq_msg_size(frame));
-        zmq_msg_close(frame);
+        ex->cur_bytes = zmq_msg_size(&ex->cur_frame) / ex->cur_n;
+        int rc = s_exec_send_current(w, zmq_msg_data(&ex->cur_frame),
+                                     zmq_msg_size(&ex->cur_frame));
         if (rc < 0)
             zp_warn("executor pid %d did not take a batch; restarting it",
                     (int)ex->pid);
@@ -880,6 +941,25 @@ static void s_exec_next(s_worker_t *w)
 static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
 {
     s_exec_t *ex = &w->ex;
+    size_t n;
+    uint64_t elapsed;
+    if (zp_scan_result_batch(data, len, w->cfg->max_frame + 65536, &n,
+                             &elapsed) == 0) {
+        /* The common case: forward it untouched, keep the books. */
+        s_flush_results(w);
+        s_send_raw(w, data, len, n);
+        for (size_t i = 0; i < n; i++) {
+            w->completed++;
+            s_adapt(w, n ? elapsed / n : 0, ex->cur_bytes);
+        }
+        atomic_store(&ex->progress->completed, w->completed);
+        ex->cur_done =
+            ex->cur_done + n < ex->cur_n ? ex->cur_done + n : ex->cur_n;
+        if (ex->cur_done >= ex->cur_n)
+            ex->busy = false;
+        s_maybe_grant(w);
+        return;
+    }
     zp_arena_reset(w->arena);
     zp_message_t *m = zp_decode(w->arena, data, len, w->cfg->max_frame + 65536);
     if (!m) {
@@ -922,13 +1002,12 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
         zp_buf_append(&w->out, r->output.data, r->output.len);
         if (r->error)
             zp_buf_append(&w->err, r->error, strlen(r->error));
-        size_t plen =
-            ex->cur_done < ex->cur_n ? ex->cur[ex->cur_done]->payload.len : 0;
-        s_done_finish(w, d, plen);
+        s_done_finish(w, d, ex->cur_bytes);
         if (ex->cur_done < ex->cur_n)
             ex->cur_done++;
     }
     s_flush_results(w);
+    atomic_store(&ex->progress->completed, w->completed);
     if (ex->cur_done >= ex->cur_n)
         ex->busy = false;
     s_maybe_grant(w);
@@ -1000,6 +1079,13 @@ static void s_exec_died(s_worker_t *w)
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
 
+    if (ex->busy && s_exec_decode_current(w) < 0) {
+        zp_error("cannot decode the batch executor pid %d was running; its "
+                 "%zu tasks are left to the ventilator's lease",
+                 (int)ex->pid, ex->cur_n - ex->cur_done);
+        ex->cur_done = ex->cur_n;
+        ex->busy = false;
+    }
     size_t culprit = ex->sent_base + (size_t)index;
     if (ex->busy && running && culprit >= ex->cur_done && culprit < ex->cur_n) {
         /* Tasks before the culprit ran but their results died with the
@@ -1028,6 +1114,7 @@ static void s_exec_died(s_worker_t *w)
                                  : "");
             s_done_finish(w, d, t->payload.len);
             s_flush_results(w);
+            atomic_store(&ex->progress->completed, w->completed);
         }
         /* Rotate the culprit to the front of the undone part and count it
          * done; the others keep their order. */
@@ -1067,11 +1154,9 @@ static void s_exec_check_deadline(s_worker_t *w)
     if (!ex->busy || ex->killed_for_timeout ||
         !atomic_load(&ex->progress->busy))
         return;
-    size_t at = ex->sent_base + (size_t)atomic_load(&ex->progress->index);
-    if (at >= ex->cur_n)
-        return;
-    const Zpipe__V1__Task *t = ex->cur[at];
-    uint64_t deadline = t->deadline_ms ? t->deadline_ms : w->cfg->deadline_ms;
+    uint64_t deadline = atomic_load(&ex->progress->deadline_ms);
+    if (!deadline)
+        deadline = w->cfg->deadline_ms;
     if (!deadline)
         return;
     uint64_t started = atomic_load(&ex->progress->start_us);
@@ -1109,11 +1194,11 @@ static void s_exec_stop(s_worker_t *w)
 
 /* ---- the worker loop ---------------------------------------------------- */
 
-static int s_queue_push(s_worker_t *w, zmq_msg_t *frame)
+static int s_queue_push(s_worker_t *w, zmq_msg_t *frame, size_t n)
 {
     if (w->q_len == w->q_cap) {
         size_t cap = w->q_cap ? 2 * w->q_cap : 16;
-        zmq_msg_t *q = malloc(cap * sizeof *q);
+        s_queued_t *q = malloc(cap * sizeof *q);
         if (!q)
             return -1;
         for (size_t i = 0; i < w->q_len; i++)
@@ -1123,9 +1208,10 @@ static int s_queue_push(s_worker_t *w, zmq_msg_t *frame)
         w->q_cap = cap;
         w->q_head = 0;
     }
-    zmq_msg_t *slot = &w->queue[(w->q_head + w->q_len) % w->q_cap];
-    zmq_msg_init(slot);
-    zmq_msg_move(slot, frame);
+    s_queued_t *slot = &w->queue[(w->q_head + w->q_len) % w->q_cap];
+    zmq_msg_init(&slot->frame);
+    zmq_msg_move(&slot->frame, frame);
+    slot->n = n;
     w->q_len++;
     return 0;
 }
@@ -1134,8 +1220,11 @@ static void s_note_received(s_worker_t *w, size_t n)
 {
     w->received += n;
     uint64_t held = w->received - w->completed;
-    if (held > w->max_held)
+    if (held > w->max_held) {
         w->max_held = held;
+        if (w->ex.progress)
+            atomic_store(&w->ex.progress->max_held, held);
+    }
     if (w->credit_mode && held > w->cfg->window) {
         w->violations++;
         zp_error("ventilator sent %llu tasks beyond the window of %llu",
@@ -1146,6 +1235,16 @@ static void s_note_received(s_worker_t *w, size_t n)
 
 static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
 {
+    size_t n;
+    if (w->isolated &&
+        zp_scan_task_batch(zmq_msg_data(frame), zmq_msg_size(frame),
+                           w->cfg->max_frame, &n) == 0) {
+        /* The executor decodes it; this process only counts it. */
+        s_note_received(w, n);
+        if (s_queue_push(w, frame, n) < 0)
+            zp_error("out of memory queueing a batch of %zu tasks", n);
+        return;
+    }
     zp_arena_reset(w->arena);
     zp_message_t *m = zp_decode(w->arena, zmq_msg_data(frame),
                                 zmq_msg_size(frame), w->cfg->max_frame);
@@ -1160,7 +1259,7 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
         s_note_received(w, m->task_batch->n_tasks);
         if (!w->isolated)
             s_run_batch(w, m->task_batch, NULL);
-        else if (s_queue_push(w, frame) < 0)
+        else if (s_queue_push(w, frame, m->task_batch->n_tasks) < 0)
             zp_error("out of memory queueing a batch of %zu tasks",
                      m->task_batch->n_tasks);
     } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT)
@@ -1186,6 +1285,7 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     w.credit_mode = strcmp(cfg->dispatch, "push") != 0;
     w.isolated = strcmp(cfg->isolation, "none") != 0;
     w.ex.fd = -1;
+    zmq_msg_init(&w.ex.cur_frame);
     s_host_init(&w.host);
     w.target = cfg->window < 8 ? cfg->window : 8;
     if (w.target < 1)
@@ -1338,7 +1438,7 @@ fail_exec:
         s_exec_stop(&w);
 fail_alloc:
     while (w.q_len) {
-        zmq_msg_close(&w.queue[w.q_head]);
+        zmq_msg_close(&w.queue[w.q_head].frame);
         w.q_head = (w.q_head + 1) % w.q_cap;
         w.q_len--;
     }
@@ -1346,6 +1446,7 @@ fail_alloc:
     zp_plugins_destroy(&w.plugins);
     zp_arena_destroy(&w.arena);
     zp_arena_destroy(&w.ex.cur_arena);
+    zmq_msg_close(&w.ex.cur_frame);
     zp_buf_free(&w.ex.rbuf);
     free(w.ex.cur_job);
     free(w.ex.cur_plugin);

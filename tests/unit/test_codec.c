@@ -100,7 +100,99 @@ static void test_arena_reset_keeps_one_block(void)
     zp_buf_free(&buf);
 }
 
+/* Encodes a result batch of n results with elapsed_us 1..n. */
+static void s_result_frame(zp_buf_t *buf, size_t n)
+{
+    Zpipe__V1__Result r[8], *rp[8];
+    for (size_t i = 0; i < n; i++) {
+        zpipe__v1__result__init(&r[i]);
+        r[i].task_id = i;
+        r[i].output.data = (uint8_t *)"xyz";
+        r[i].output.len = 3;
+        r[i].elapsed_us = i + 1;
+        r[i].cause = i % 2 ? "plugin_error" : NULL;
+        rp[i] = &r[i];
+    }
+    Zpipe__V1__ResultBatch b = ZPIPE__V1__RESULT_BATCH__INIT;
+    b.job_id = "job-1";
+    b.worker_id = "w";
+    b.results = rp;
+    b.n_results = n;
+    b.window = 64;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
+    m.result_batch = &b;
+    TEST_CHECK(zp_encode(&m, buf) == 0);
+}
+
+static void test_scans_count_what_decode_sees(void)
+{
+    Zpipe__V1__Task t[5], *tp[5];
+    for (int i = 0; i < 5; i++) {
+        zpipe__v1__task__init(&t[i]);
+        t[i].task_id = 1000000 + (uint64_t)i;
+        t[i].payload.data = (uint8_t *)"payload";
+        t[i].payload.len = 7;
+        t[i].attempt = 2;
+        t[i].deadline_ms = 300;
+        tp[i] = &t[i];
+    }
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    b.job_id = "job-1";
+    b.plugin = "echo";
+    b.tasks = tp;
+    b.n_tasks = 5;
+    b.dispatch_us = 1234567;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+    m.task_batch = &b;
+    zp_buf_t buf = {0};
+    TEST_CHECK(zp_encode(&m, &buf) == 0);
+    size_t n = 0;
+    uint64_t sum = 0;
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), 0);
+    TEST_EQ_INT(n, 5);
+    /* Not a result batch; over the size cap; truncated anywhere. */
+    TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum), -1);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, buf.len - 1, &n), -1);
+    for (size_t cut = 1; cut < buf.len; cut++)
+        TEST_EQ_INT(zp_scan_task_batch(buf.data, cut, 1 << 20, &n), -1);
+    /* Two batches in one frame: protobuf-c keeps the last, so no count. */
+    size_t one = buf.len;
+    TEST_CHECK(zp_buf_append(&buf, buf.data, one) == 0);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), -1);
+    /* An empty batch counts zero. */
+    b.n_tasks = 0;
+    TEST_CHECK(zp_encode(&m, &buf) == 0);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), 0);
+    TEST_EQ_INT(n, 0);
+
+    s_result_frame(&buf, 8);
+    TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum), 0);
+    TEST_EQ_INT(n, 8);
+    TEST_EQ_INT(sum, 36);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), -1);
+    /* A known field with the wrong wire type: the first result's task_id
+     * (tag 0x08) made a fixed64 (0x09). decode refuses; so must the scan. */
+    unsigned char *p = memchr(buf.data, 0x08, buf.len);
+    TEST_CHECK(p != NULL);
+    *p = 0x09;
+    zp_arena_t *a = zp_arena_new();
+    TEST_CHECK(zp_decode(a, buf.data, buf.len, 1 << 20) == NULL);
+    TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum), -1);
+    /* Other kinds are not batches. */
+    Zpipe__V1__Heartbeat hb = ZPIPE__V1__HEARTBEAT__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_HEARTBEAT;
+    m.heartbeat = &hb;
+    TEST_CHECK(zp_encode(&m, &buf) == 0);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), -1);
+    TEST_EQ_INT(zp_scan_task_batch("", 0, 1 << 20, &n), -1);
+    zp_arena_destroy(&a);
+    zp_buf_free(&buf);
+}
+
 static const test_case_t tests[] = {
+    {"test_scans_count_what_decode_sees", test_scans_count_what_decode_sees},
     {"test_task_batch_round_trips", test_task_batch_round_trips},
     {"test_decode_rejects_garbage", test_decode_rejects_garbage},
     {"test_decode_rejects_empty_kind", test_decode_rejects_empty_kind},

@@ -2,6 +2,8 @@
 #include "test.h"
 #include "zp_idmap.h"
 
+#include <string.h>
+
 static void test_put_get_remove_many(void)
 {
     zp_idmap_t *m = zp_idmap_new();
@@ -17,6 +19,47 @@ static void test_put_get_remove_many(void)
     TEST_CHECK(zp_idmap_remove(m, 3) == NULL);
     zp_idmap_destroy(&m);
     TEST_CHECK(m == NULL);
+}
+
+/* Random puts, gets and removes against a plain array, on ids that are
+ * dense, or collide in the low bits, or differ only in the high bits. */
+static void test_random_churn_matches_a_reference(void)
+{
+    enum { N = 4096 };
+    static const uint64_t scale[3] = {1, 1024, 1ull << 40};
+    for (int k = 0; k < 3; k++) {
+        zp_idmap_t *m = zp_idmap_new();
+        static int vals[N];
+        static bool in[N];
+        memset(in, 0, sizeof in);
+        size_t size = 0;
+        uint64_t seed = 12345 + (uint64_t)k;
+        for (int op = 0; op < 200000; op++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            size_t x = (size_t)(seed >> 33) % N;
+            uint64_t id = (uint64_t)x * scale[k] + (k == 2 ? 7 : 0);
+            switch ((seed >> 20) % 3) {
+            case 0:
+                TEST_CHECK(zp_idmap_put(m, id, &vals[x]) == 0);
+                size += !in[x];
+                in[x] = true;
+                break;
+            case 1:
+                TEST_CHECK(zp_idmap_remove(m, id) == (in[x] ? &vals[x] : NULL));
+                size -= in[x];
+                in[x] = false;
+                break;
+            default:
+                TEST_CHECK(zp_idmap_get(m, id) == (in[x] ? &vals[x] : NULL));
+            }
+        }
+        TEST_EQ_INT(zp_idmap_size(m), size);
+        for (size_t x = 0; x < N; x++)
+            TEST_CHECK(
+                zp_idmap_get(m, (uint64_t)x * scale[k] + (k == 2 ? 7 : 0)) ==
+                (in[x] ? &vals[x] : NULL));
+        zp_idmap_destroy(&m);
+    }
 }
 
 static void test_put_replaces(void)
@@ -74,6 +117,8 @@ static void test_deque_front_and_back(void)
 static const test_case_t tests[] = {
     {"test_put_get_remove_many", test_put_get_remove_many},
     {"test_put_replaces", test_put_replaces},
+    {"test_random_churn_matches_a_reference",
+     test_random_churn_matches_a_reference},
     {"test_iteration_sees_each_entry_once_even_when_removing",
      test_iteration_sees_each_entry_once_even_when_removing},
     {"test_deque_front_and_back", test_deque_front_and_back},
