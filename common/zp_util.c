@@ -290,11 +290,26 @@ void zp_signals_install(long parent_pid)
     s_parent_pid = parent_pid;
 }
 
+/* Hot loops ask zp_stopping often; a system call to see whether the
+ * parent is gone is made at most every 50 ms (coarse clock, no call). */
+static bool s_parent_check_due(void)
+{
+    static uint64_t next_ms;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (now < next_ms)
+        return false;
+    next_ms = now + 50;
+    return true;
+}
+
 bool zp_stopping(void)
 {
     if (s_stop_sig)
         return true;
-    if (s_parent_pid > 0 && getppid() != (pid_t)s_parent_pid) {
+    if (s_parent_pid > 0 && s_parent_check_due() &&
+        getppid() != (pid_t)s_parent_pid) {
         s_stop_sig = SIGHUP;
         return true;
     }

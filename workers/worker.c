@@ -21,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -42,6 +43,7 @@ typedef struct {
     _Atomic uint64_t start_us;    /* monotonic clock when it began */
     _Atomic uint64_t vm_bytes;    /* address space in use when it crashed */
     _Atomic uint64_t deadline_ms; /* the running task's own deadline, or 0 */
+    _Atomic uint64_t seq;         /* frames taken; the last is running */
     /* Written by the worker for the executor's result batches, which go
      * to the sink as they are: */
     _Atomic uint64_t window, max_held, completed;
@@ -83,6 +85,12 @@ typedef struct {
     char *cur_job, *cur_plugin;
     Zpipe__V1__Task **cur;
     size_t cur_n, cur_done, cur_bytes; /* cur_bytes: payload per task */
+    /* One more batch written behind it, so the executor goes from batch
+     * to batch without waiting for this process to be scheduled. */
+    zmq_msg_t next_frame;
+    size_t next_n;
+    bool has_next;
+    uint64_t sent_seq, cur_seq, next_seq; /* frames written to it */
     uint64_t restarts;
 } s_exec_t;
 
@@ -406,13 +414,23 @@ static bool s_write_all(int fd, const void *data, size_t len)
     return true;
 }
 
-/* Writes one length-prefixed frame to an executor socket. */
+/* Writes one length-prefixed frame to an executor socket (blocking), in
+ * one system call when the socket takes it all. */
 static bool s_write_frame(int fd, const void *data, size_t len)
 {
     uint32_t n = (uint32_t)len;
     unsigned char hdr[4] = {(unsigned char)n, (unsigned char)(n >> 8),
                             (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
-    return s_write_all(fd, hdr, 4) && s_write_all(fd, data, len);
+    struct iovec iov[2] = {{hdr, 4}, {(void *)data, len}};
+    ssize_t w;
+    while ((w = writev(fd, iov, 2)) < 0 && errno == EINTR)
+        ;
+    if (w < 0)
+        return false;
+    if ((size_t)w < 4)
+        return s_write_all(fd, hdr + w, 4 - (size_t)w) &&
+               s_write_all(fd, data, len);
+    return s_write_all(fd, (const char *)data + (w - 4), len - (size_t)(w - 4));
 }
 
 /* Sends the pending results as one ResultBatch (to the sink, or from an
@@ -614,22 +632,6 @@ static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
 
 /* ---- the executor child ------------------------------------------------- */
 
-/* Reads exactly len bytes; false on EOF or error. */
-static bool s_read_all(int fd, void *data, size_t len)
-{
-    char *p = data;
-    while (len) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
 static s_progress_t *s_crash_progress;
 
 /* On a fatal signal, note how much address space was in use (so the worker
@@ -713,20 +715,51 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
         !s_write_frame(S_EXEC_FD, w.scratch.data, w.scratch.len))
         return 3;
     zp_buf_t in = {0};
+    size_t used = 0; /* bytes of in already taken */
     for (;;) {
-        unsigned char hdr[4];
-        if (!s_read_all(S_EXEC_FD, hdr, 4))
-            break; /* the worker closed us: done */
-        size_t len = (size_t)hdr[0] | (size_t)hdr[1] << 8 |
-                     (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
-        in.len = 0;
-        if (len > cfg->max_frame || zp_buf_reserve(&in, len) < 0 ||
-            !s_read_all(S_EXEC_FD, in.data, len)) {
+        /* One read takes a whole frame (and more) when the worker has
+         * written it. */
+        size_t len = 0;
+        bool whole = false;
+        for (;;) {
+            size_t have = in.len - used;
+            if (have >= 4) {
+                const unsigned char *p = (const unsigned char *)in.data + used;
+                len = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 |
+                      (size_t)p[3] << 24;
+                if (len > cfg->max_frame)
+                    break;
+                if (have - 4 >= len) {
+                    whole = true;
+                    break;
+                }
+            }
+            if (used) { /* keep the partial frame at the front */
+                memmove(in.data, in.data + used, have);
+                in.len = have;
+                used = 0;
+            }
+            if (zp_buf_reserve(&in, (have >= 4 ? len + 4 - have : 4) + 65536) <
+                0)
+                break;
+            ssize_t n = read(S_EXEC_FD, in.data + in.len, in.cap - in.len);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            in.len += (size_t)n;
+        }
+        if (!whole) {
+            if (in.len == used)
+                break; /* the worker closed us between frames: done */
             zp_error("executor: bad frame of %zu bytes from the worker", len);
             return 3;
         }
+        const char *frame = in.data + used + 4;
+        used += 4 + len;
+        atomic_store(&progress->seq, atomic_load(&progress->seq) + 1);
         zp_arena_reset(w.arena);
-        zp_message_t *m = zp_decode(w.arena, in.data, len, cfg->max_frame);
+        zp_message_t *m = zp_decode(w.arena, frame, len, cfg->max_frame);
         if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH) {
             zp_error("executor: the worker sent something not a task batch");
             return 3;
@@ -825,14 +858,15 @@ static int s_exec_spawn(s_worker_t *w)
         close(sv[0]);
         return -1;
     }
-    ex->fd = sv[0];
-    fcntl(ex->fd, F_SETFL, fcntl(ex->fd, F_GETFL) | O_NONBLOCK);
+    ex->fd = sv[0]; /* blocking: reads say MSG_DONTWAIT */
     ex->ready = false;
     ex->busy = false;
     ex->killed_for_timeout = false;
     ex->rbuf.len = 0;
     atomic_store(&ex->progress->busy, 0);
     atomic_store(&ex->progress->vm_bytes, 0);
+    atomic_store(&ex->progress->seq, 0);
+    ex->sent_seq = 0;
     atomic_store(&ex->progress->window, w->credit_mode ? w->cfg->window : 0);
     atomic_store(&ex->progress->max_held, w->max_held);
     atomic_store(&ex->progress->completed, w->completed);
@@ -860,15 +894,10 @@ static int s_exec_send_current(s_worker_t *w, const void *raw, size_t raw_len)
         raw_len = w->scratch.len;
     }
     /* Blocking write: the executor reads a whole batch before running it. */
-    int fl = fcntl(ex->fd, F_GETFL);
-    fcntl(ex->fd, F_SETFL, fl & ~O_NONBLOCK);
-    bool ok = s_write_frame(ex->fd, raw, raw_len);
-    fcntl(ex->fd, F_SETFL, fl);
-    if (!ok)
-        return -1;
     ex->busy = true;
     ex->sent_base = ex->cur_done;
-    return 0;
+    ex->cur_seq = ++ex->sent_seq;
+    return s_write_frame(ex->fd, raw, raw_len) ? 0 : -1;
 }
 
 /* Decodes the current batch's frame, which only a dead executor needs:
@@ -909,31 +938,71 @@ static int s_send_raw(s_worker_t *w, const void *data, size_t len, size_t n)
     return 0;
 }
 
-/* Takes the next queued batch as current and hands it to the executor. */
+/* Makes frame (n tasks) the current batch; it has not run yet. */
+static void s_exec_take(s_exec_t *ex, zmq_msg_t *frame, size_t n)
+{
+    zmq_msg_close(&ex->cur_frame);
+    zmq_msg_init(&ex->cur_frame);
+    zmq_msg_move(&ex->cur_frame, frame);
+    ex->cur = NULL;
+    ex->cur_n = n;
+    ex->cur_done = 0;
+    ex->sent_base = 0;
+    ex->cur_bytes = n ? zmq_msg_size(&ex->cur_frame) / n : 0;
+}
+
+/* The current batch has all its results: the one written behind it (if
+ * any) is now running. */
+static void s_exec_advance(s_exec_t *ex)
+{
+    if (ex->cur_done < ex->cur_n)
+        return;
+    if (!ex->has_next) {
+        ex->busy = false;
+        return;
+    }
+    s_exec_take(ex, &ex->next_frame, ex->next_n);
+    ex->cur_seq = ex->next_seq;
+    ex->has_next = false;
+}
+
+/* Hands queued batches to the executor: a current one, and one behind it. */
 static void s_exec_next(s_worker_t *w)
 {
     s_exec_t *ex = &w->ex;
-    while (ex->ready && !ex->busy && w->q_len) {
+    while (ex->ready && !ex->resend && !ex->has_next && w->q_len) {
         s_queued_t *q = &w->queue[w->q_head];
         w->q_head = (w->q_head + 1) % w->q_cap;
         w->q_len--;
-        zmq_msg_close(&ex->cur_frame);
-        zmq_msg_init(&ex->cur_frame);
-        zmq_msg_move(&ex->cur_frame, &q->frame);
-        zmq_msg_close(&q->frame);
-        ex->cur = NULL;
-        ex->cur_n = q->n;
-        ex->cur_done = 0;
-        if (ex->cur_n == 0)
+        size_t n = q->n;
+        zmq_msg_t *frame;
+        if (n == 0) {
+            zmq_msg_close(&q->frame);
             continue;
-        ex->cur_bytes = zmq_msg_size(&ex->cur_frame) / ex->cur_n;
-        int rc = s_exec_send_current(w, zmq_msg_data(&ex->cur_frame),
-                                     zmq_msg_size(&ex->cur_frame));
-        if (rc < 0)
+        }
+        if (!ex->busy) {
+            s_exec_take(ex, &q->frame, n);
+            frame = &ex->cur_frame;
+        } else {
+            zmq_msg_init(&ex->next_frame);
+            zmq_msg_move(&ex->next_frame, &q->frame);
+            ex->next_n = n;
+            ex->has_next = true;
+            ex->next_seq = ex->sent_seq + 1;
+            frame = &ex->next_frame;
+        }
+        zmq_msg_close(&q->frame);
+        bool ok =
+            frame == &ex->cur_frame
+                ? s_exec_send_current(w, zmq_msg_data(frame),
+                                      zmq_msg_size(frame)) == 0
+                : (++ex->sent_seq, s_write_frame(ex->fd, zmq_msg_data(frame),
+                                                 zmq_msg_size(frame)));
+        if (!ok) { /* shows up as the executor's death */
             zp_warn("executor pid %d did not take a batch; restarting it",
                     (int)ex->pid);
-        /* a failed write shows up as the executor's death */
-        return;
+            return;
+        }
     }
 }
 
@@ -955,8 +1024,7 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
         atomic_store(&ex->progress->completed, w->completed);
         ex->cur_done =
             ex->cur_done + n < ex->cur_n ? ex->cur_done + n : ex->cur_n;
-        if (ex->cur_done >= ex->cur_n)
-            ex->busy = false;
+        s_exec_advance(ex);
         s_maybe_grant(w);
         return;
     }
@@ -1008,8 +1076,7 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
     }
     s_flush_results(w);
     atomic_store(&ex->progress->completed, w->completed);
-    if (ex->cur_done >= ex->cur_n)
-        ex->busy = false;
+    s_exec_advance(ex);
     s_maybe_grant(w);
 }
 
@@ -1017,17 +1084,22 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
 static bool s_exec_read(s_worker_t *w)
 {
     s_exec_t *ex = &w->ex;
+    bool open = true;
     for (;;) {
         if (zp_buf_reserve(&ex->rbuf, 1 << 16) < 0)
             return false;
-        ssize_t n = read(ex->fd, ex->rbuf.data + ex->rbuf.len,
-                         ex->rbuf.cap - ex->rbuf.len);
+        ssize_t n = recv(ex->fd, ex->rbuf.data + ex->rbuf.len,
+                         ex->rbuf.cap - ex->rbuf.len, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        if (n <= 0)
-            return false;
+        if (n <= 0) {
+            /* Closed: still take the results it wrote before dying, so
+             * its last batch's culprit is known. */
+            open = false;
+            break;
+        }
         ex->rbuf.len += (size_t)n;
     }
     size_t off = 0;
@@ -1042,8 +1114,10 @@ static bool s_exec_read(s_worker_t *w)
     }
     memmove(ex->rbuf.data, ex->rbuf.data + off, ex->rbuf.len - off);
     ex->rbuf.len -= off;
-    return true;
+    return open;
 }
+
+static int s_queue_push_front(s_worker_t *w, zmq_msg_t *frame, size_t n);
 
 /* The executor died: fail the task it was running, start a new one, and
  * give it what the old one left undone. */
@@ -1079,6 +1153,12 @@ static void s_exec_died(s_worker_t *w)
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
 
+    if (ex->has_next) { /* never started: it goes back to the queue */
+        s_queue_push_front(w, &ex->next_frame, ex->next_n);
+        ex->has_next = false;
+    }
+    if (atomic_load(&ex->progress->seq) != ex->cur_seq)
+        running = false; /* it died before taking the current batch */
     if (ex->busy && s_exec_decode_current(w) < 0) {
         zp_error("cannot decode the batch executor pid %d was running; its "
                  "%zu tasks are left to the ventilator's lease",
@@ -1216,6 +1296,24 @@ static int s_queue_push(s_worker_t *w, zmq_msg_t *frame, size_t n)
     return 0;
 }
 
+/* Puts a batch back at the head of the queue (an executor died before
+ * taking it). */
+static int s_queue_push_front(s_worker_t *w, zmq_msg_t *frame, size_t n)
+{
+    if (s_queue_push(w, frame, n) < 0)
+        return -1;
+    /* Rotate the new tail to the head. */
+    size_t tail = (w->q_head + w->q_len - 1) % w->q_cap;
+    s_queued_t t = w->queue[tail];
+    for (size_t k = w->q_len - 1; k > 0; k--) {
+        size_t to = (w->q_head + k) % w->q_cap;
+        size_t from = (w->q_head + k - 1) % w->q_cap;
+        w->queue[to] = w->queue[from];
+    }
+    w->queue[w->q_head] = t;
+    return 0;
+}
+
 static void s_note_received(s_worker_t *w, size_t n)
 {
     w->received += n;
@@ -1286,6 +1384,7 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     w.isolated = strcmp(cfg->isolation, "none") != 0;
     w.ex.fd = -1;
     zmq_msg_init(&w.ex.cur_frame);
+    zmq_msg_init(&w.ex.next_frame);
     s_host_init(&w.host);
     w.target = cfg->window < 8 ? cfg->window : 8;
     if (w.target < 1)
@@ -1447,6 +1546,7 @@ fail_alloc:
     zp_arena_destroy(&w.arena);
     zp_arena_destroy(&w.ex.cur_arena);
     zmq_msg_close(&w.ex.cur_frame);
+    zmq_msg_close(&w.ex.next_frame);
     zp_buf_free(&w.ex.rbuf);
     free(w.ex.cur_job);
     free(w.ex.cur_plugin);

@@ -25,8 +25,18 @@ def _run(plugin, lines, *args, timeout=120):
 
 
 def test_poison_plugin_one_failure_after_three_attempts():
-    n = 1500
-    r, recs = _run(POISON, range(1, n + 1), "--workers", "2", "--deadline-ms", "200")
+    _check_poison(1500)
+
+
+def test_poison_in_small_pipelined_batches():
+    # Batches of 8: the worker keeps a second batch written behind the
+    # running one, so executors die with a batch queued behind theirs.
+    _check_poison(3000, "--batch", "8")
+
+
+def _check_poison(n, *extra):
+    r, recs = _run(POISON, range(1, n + 1), "--workers", "2",
+                   "--deadline-ms", "200", *extra)
     check(r.returncode == 1, "exit %d: %s" % (r.returncode, r.stderr.decode()))
     by_task = collections.Counter(rec["task"] for rec in recs)
     check(sorted(by_task) == list(range(n)) and max(by_task.values()) == 1,
@@ -104,6 +114,7 @@ def test_long_task_keeps_heartbeating():
 if __name__ == "__main__":
     zptest.main([
         test_poison_plugin_one_failure_after_three_attempts,
+        test_poison_in_small_pipelined_batches,
         test_each_way_of_dying_names_its_cause,
         test_memory_limit_fails_the_task_as_resource_limit,
         test_in_process_isolation_still_runs,
