@@ -126,7 +126,7 @@ class Bench:
             extra = {"p50": int(m.group(1)), "p99": int(m.group(2))}
         return secs, rss, extra
 
-    def zpipe_run(self, inp, plugin, batch=256, transport="ipc", isolation="process"):
+    def zpipe_run(self, inp, plugin, batch=1024, transport="ipc", isolation="process"):
         cmd = [self.zpipe, "run", "--plugin", plugin, "--workers", "2",
                "--input", inp, "--output", self.path("out"), "--format", "lines",
                "--batch", str(batch), "--isolation", isolation,
@@ -212,11 +212,11 @@ class Bench:
         inp = self.write_input("empty", (str(i) for i in range(n_empty)))
         systems = [
             ("raw libzmq (ipc)", lambda: self.raw_run(inp, False)),
-            ("zpipe echo ipc batch 256", lambda: self.zpipe_run(inp, "echo")),
+            ("zpipe echo ipc batched", lambda: self.zpipe_run(inp, "echo")),
             ("zpipe echo ipc in-process", lambda: self.zpipe_run(inp, "echo", isolation="none")),
             ("zpipe echo ipc batch 1", lambda: self.zpipe_run(inp, "echo", batch=1)),
             ("raw libzmq (tcp)", lambda: self.raw_run(inp, False, "tcp")),
-            ("zpipe echo tcp batch 256", lambda: self.zpipe_run(inp, "echo", transport="tcp")),
+            ("zpipe echo tcp batched", lambda: self.zpipe_run(inp, "echo", transport="tcp")),
             ("Pool.map chunksize 1", lambda: self.pool_run(inp, False, 1)),
             ("Pool.map default chunksize", lambda: self.pool_run(inp, False, 0)),
         ]
@@ -225,7 +225,7 @@ class Bench:
         dinp = self.write_input("dask", (str(i) for i in range(n_dask)))
         self.measure("empty (%d for Dask)" % n_dask, n_dask, [
             ("raw libzmq (ipc)", lambda: self.raw_run(dinp, False)),
-            ("zpipe echo ipc batch 256", lambda: self.zpipe_run(dinp, "echo")),
+            ("zpipe echo ipc batched", lambda: self.zpipe_run(dinp, "echo")),
             ("Dask distributed", lambda: self.dask_run(dinp, False)),
         ])
 
@@ -376,7 +376,7 @@ class Bench:
         # Throughput by task size: empty tasks and payloads, raw vs zpipe.
         tdat = os.path.join(self.tmp, "size.dat")
         tsys = [("raw libzmq (ipc)", "raw libzmq (ipc)"),
-                ("zpipe echo ipc", "zpipe echo ipc batch 256")]
+                ("zpipe echo ipc", "zpipe echo ipc batched")]
         with open(tdat, "w") as f:
             for label, wl in (("empty", "empty"), ("64 B", "payload 64 B"),
                               ("4 KiB", "payload 4096 B"),

@@ -21,13 +21,13 @@ int main(int argc, char **argv)
         .sink_control = "tcp://localhost:5559",
         .dispatch = "credit",
         .input = "-",
-        .batch = 256,
+        .batch = 1024,
         .batch_bytes = 1u << 20,
         .max_task_bytes = 64u << 20,
         .heartbeat_timeout_ms = 3000,
         .lease_ms = 600000,
         .max_attempts = 3,
-        .max_inflight = 200000,
+        .max_inflight = 0,
         .no_worker_timeout_ms = 60000,
     };
     uint64_t parent = 0;
@@ -51,7 +51,7 @@ int main(int argc, char **argv)
          "round-robin PUSH",
          &cfg.dispatch, 0, 0, "credit|push"},
         {"batch", 0, ZP_OPT_UINT, "ZPIPE_BATCH", "N",
-         "most tasks per message (default 256)", &cfg.batch, 1, 65536, NULL},
+         "most tasks per message (default 1024)", &cfg.batch, 1, 65536, NULL},
         {"batch-bytes", 0, ZP_OPT_UINT, "ZPIPE_BATCH_BYTES", "BYTES",
          "most payload bytes per message, at least one task (default 1 MiB)",
          &cfg.batch_bytes, 1, 1u << 30, NULL},
@@ -68,14 +68,16 @@ int main(int argc, char **argv)
          &cfg.heartbeat_timeout_ms, 100, 86400000, NULL},
         {"lease-ms", 0, ZP_OPT_UINT, "ZPIPE_LEASE_MS", "MS",
          "send a task again if not committed this long after dispatch, 0 = "
-         "never (default 600000; with --deadline-ms, deadline + 5 s)",
+         "never (default 600000; with --deadline-ms, also deadline + 5 s "
+         "for a task whose worker finished nothing in that time)",
          &cfg.lease_ms, 0, 86400000, NULL},
         {"max-attempts", 0, ZP_OPT_UINT, "ZPIPE_MAX_ATTEMPTS", "N",
          "attempts before a retryable failure is final (default 3)",
          &cfg.max_attempts, 1, 100, NULL},
         {"max-inflight", 0, ZP_OPT_UINT, "ZPIPE_MAX_INFLIGHT", "N",
-         "tasks read but not yet committed, bounding memory (default 200000)",
-         &cfg.max_inflight, 1, 100000000, NULL},
+         "tasks read but not yet committed, bounding memory (default 0 = "
+         "the workers' windows plus 8192)",
+         &cfg.max_inflight, 0, 100000000, NULL},
         {"no-worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_NO_WORKER_TIMEOUT_MS",
          "MS",
          "exit with an error after this long without any worker, 0 = wait "

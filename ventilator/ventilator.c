@@ -51,6 +51,8 @@ typedef struct {
     bool has_plugin; /* has the job's plugin */
     uint64_t window, credit, sent;
     uint64_t last_seen_us;
+    uint64_t last_progress_us; /* it last finished something (credit) */
+    uint64_t tasks_done;       /* from its heartbeats */
 } s_worker_t;
 
 typedef struct {
@@ -89,6 +91,7 @@ typedef struct {
     /* Counters for the accounting line. */
     uint64_t dispatched, redelivered, lost_to_workers, expired, retried;
     uint64_t gave_up, bad_messages;
+    size_t max_held; /* most tasks held at once (read, not committed) */
     bool warned_no_plugin;
 
     /* Failure records the ventilator itself owes the sink. */
@@ -169,12 +172,28 @@ static bool s_input_done(const s_reader_t *r)
     return r->eof && r->start == r->buf.len;
 }
 
+/* How many tasks may be held (read, not yet committed). Automatic: every
+ * worker's window plus room for the sink's commit batches. Results wait
+ * in the sink's queue when it is the slowest stage; this bound is what
+ * makes dispatch wait for it, so memory does not grow with the job. */
+static size_t s_inflight_limit(const s_vent_t *v)
+{
+    if (v->cfg->max_inflight)
+        return v->cfg->max_inflight;
+    if (v->push)
+        return 65536;
+    size_t n = 8192;
+    for (size_t i = 0; i < v->n_workers; i++)
+        n += v->workers[i].window;
+    return n;
+}
+
 /* Turns up to want more input lines into queued tasks. Returns -1 for a
  * fatal input error (logged). */
 static int s_refill(s_vent_t *v, size_t want)
 {
     while (v->ready.len < want &&
-           zp_idmap_size(v->tasks) < v->cfg->max_inflight) {
+           zp_idmap_size(v->tasks) < s_inflight_limit(v)) {
         const char *line;
         size_t len;
         if (!s_next_line(&v->in, &line, &len)) {
@@ -215,6 +234,8 @@ static int s_refill(s_vent_t *v, size_t want)
         t->sent_us = 0;
         t->len = len;
         memcpy(t->data, line, len);
+        if (zp_idmap_size(v->tasks) > v->max_held)
+            v->max_held = zp_idmap_size(v->tasks);
     }
     return 0;
 }
@@ -389,6 +410,7 @@ static void s_on_hello(s_vent_t *v, const char *rid, size_t rid_len,
     w->window = h->window ? h->window : 1;
     w->credit = h->credit < w->window ? h->credit : w->window;
     w->last_seen_us = zp_mono_us();
+    w->last_progress_us = w->last_seen_us;
     v->n_workers++;
     zp_info("worker %s joined from %s pid %u: window %llu, credit %llu%s",
             w->id, h->host ? h->host : "?", h->pid,
@@ -439,6 +461,7 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
     w->last_seen_us = zp_mono_us();
     switch (m->kind_case) {
     case ZPIPE__V1__MESSAGE__KIND_CREDIT:
+        w->last_progress_us = w->last_seen_us; /* granted as tasks finish */
         w->credit += m->credit->credit;
         if (w->credit > w->window) {
             zp_warn("worker %s granted %llu credit over its window %llu; "
@@ -449,6 +472,9 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
         }
         break;
     case ZPIPE__V1__MESSAGE__KIND_HEARTBEAT:
+        if (m->heartbeat->tasks_done != w->tasks_done)
+            w->last_progress_us = w->last_seen_us;
+        w->tasks_done = m->heartbeat->tasks_done;
         break;
     case ZPIPE__V1__MESSAGE__KIND_BYE:
         /* A leaving worker finished or handed back what it held; anything
@@ -808,18 +834,36 @@ static void s_check_liveness(s_vent_t *v)
         }
         i++;
     }
+    /* Two leases. The long one (--lease-ms) always holds. With a
+     * deadline, a task out for deadline + 5 s expires too, unless its
+     * worker finished something within that time: it is then working
+     * through the tasks queued ahead of this one (a worker holds up to
+     * its window; each may take the whole deadline). */
     uint64_t lease = v->cfg->lease_ms * 1000;
-    if (v->cfg->deadline_ms &&
-        (!lease || v->cfg->deadline_ms * 1000 + 5000000 < lease))
-        lease = v->cfg->deadline_ms * 1000 + 5000000;
-    if (!lease)
+    uint64_t short_lease =
+        v->cfg->deadline_ms ? v->cfg->deadline_ms * 1000 + 5000000 : 0;
+    if (!lease && !short_lease)
         return;
     size_t cursor = 0;
     uint64_t id;
     void *p;
+    s_worker_t *w = NULL;
     while (zp_idmap_next(v->tasks, &cursor, &id, &p)) {
         s_task_t *t = p;
-        if (t->state == S_INFLIGHT && now - t->sent_us > lease) {
+        if (t->state != S_INFLIGHT)
+            continue;
+        uint64_t out = now - t->sent_us;
+        bool expired = lease && out > lease;
+        if (!expired && short_lease && out > short_lease) {
+            if (!w || w->serial != t->worker) {
+                w = NULL;
+                for (size_t i = 0; i < v->n_workers; i++)
+                    if (v->workers[i].serial == t->worker)
+                        w = &v->workers[i];
+            }
+            expired = !w || now - w->last_progress_us > short_lease;
+        }
+        if (expired) {
             v->expired++;
             s_requeue(v, t, "lease_expired", "not completed within its lease");
         }
@@ -953,7 +997,7 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         /* Poll the input only when it is what holds dispatch back. */
         bool want_input = v.opened && !v.in.eof && !s_line_buffered(&v.in) &&
                           v.ready.len == 0 &&
-                          zp_idmap_size(v.tasks) < cfg->max_inflight &&
+                          zp_idmap_size(v.tasks) < s_inflight_limit(&v) &&
                           (v.push || s_free_credit(&v) > 0);
         bool want_out = v.push && v.opened && v.ready.len + !v.in.eof > 0;
         zmq_pollitem_t items[4] = {
@@ -1054,12 +1098,14 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                 (unsigned long long)v.skipped);
     zp_info("ventilator stopping: job %s, %llu tasks read, %llu dispatches, "
             "%llu redelivered (%llu from lost workers, %llu leases expired), "
-            "%llu retried on request, %llu given up, %llu bad messages",
+            "%llu retried on request, %llu given up, %llu bad messages; "
+            "at most %zu tasks held",
             v.job_id, (unsigned long long)v.next_task_id,
             (unsigned long long)v.dispatched, (unsigned long long)v.redelivered,
             (unsigned long long)v.lost_to_workers,
             (unsigned long long)v.expired, (unsigned long long)v.retried,
-            (unsigned long long)v.gave_up, (unsigned long long)v.bad_messages);
+            (unsigned long long)v.gave_up, (unsigned long long)v.bad_messages,
+            v.max_held);
 
 fail_ctx:
     /* Nothing still queued matters once the job is done or abandoned:
