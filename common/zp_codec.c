@@ -111,6 +111,11 @@ zp_message_t *zp_decode(zp_arena_t *arena, const void *data, size_t len,
 
 int zp_encode(const zp_message_t *msg, zp_buf_t *out)
 {
+    /* The hot kinds have encoders of their own (same bytes). */
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_TASK_BATCH)
+        return zp_encode_task_batch(msg->task_batch, out);
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
+        return zp_encode_result_batch(msg->result_batch, out);
     out->len = 0;
     size_t n = zpipe__v1__message__get_packed_size(msg);
     if (zp_buf_reserve(out, n) < 0)
@@ -165,6 +170,8 @@ static bool s_varint(s_rd_t *r, uint64_t *v)
     uint64_t x = 0;
     for (unsigned i = 0; i < 10 && r->p < r->end; i++) {
         uint8_t b = *r->p++;
+        if (i == 9 && b > 1)
+            return false; /* bits past 64: not worth mirroring */
         x |= (uint64_t)(b & 0x7f) << (7 * i);
         if (!(b & 0x80)) {
             *v = x;
@@ -234,14 +241,18 @@ static bool s_skip(s_rd_t *r, int wt)
 /* Checks one field against the wire types of known fields (S_ANY for a
  * field number the message does not have); sets *value for varints. */
 static bool s_take(s_rd_t *r, const int8_t wt_of[16], unsigned num, int wt,
-                   uint64_t *value)
+                   uint64_t *value, size_t *bytes)
 {
     int want = wt_of[num];
     if (want != S_ANY && want != wt)
         return false;
     if (wt == S_VARINT)
         return s_varint(r, value);
-    return s_skip(r, wt);
+    const uint8_t *p = r->p;
+    if (!s_skip(r, wt))
+        return false;
+    *bytes += (size_t)(r->p - p) + 1;
+    return true;
 }
 
 /* Message{kind: batch}, where field sub of batch repeats a message of flat
@@ -249,8 +260,9 @@ static bool s_take(s_rd_t *r, const int8_t wt_of[16], unsigned num, int wt,
 static int s_scan_batch(const void *data, size_t len, size_t max_len,
                         unsigned kind, const int8_t batch_wt[16], unsigned sub,
                         const int8_t sub_wt[16], unsigned pick, size_t *count,
-                        uint64_t *sum)
+                        uint64_t *sum, size_t *bytes)
 {
+    size_t nbytes = 0;
     if (len > max_len)
         return -1;
     s_rd_t r = {data, (const uint8_t *)data + len}, b, item;
@@ -263,7 +275,7 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
     uint64_t total = 0, v = 0;
     while ((f = s_field(&b, &num, &wt)) == 1) {
         if (num != sub) {
-            if (!s_take(&b, batch_wt, num, wt, &v))
+            if (!s_take(&b, batch_wt, num, wt, &v, &nbytes))
                 return -1;
             continue;
         }
@@ -271,7 +283,7 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
             return -1;
         uint64_t picked = 0;
         while ((f = s_field(&item, &num, &wt)) == 1) {
-            if (!s_take(&item, sub_wt, num, wt, &v))
+            if (!s_take(&item, sub_wt, num, wt, &v, &nbytes))
                 return -1;
             if (pick && num == pick)
                 picked = v; /* the last one wins, as in protobuf-c */
@@ -286,6 +298,8 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
     *count = n;
     if (sum)
         *sum = total;
+    if (bytes)
+        *bytes = nbytes;
     return 0;
 }
 
@@ -306,7 +320,7 @@ int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
                        size_t *n_tasks)
 {
     return s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH,
-                        s_task_batch_wt, 3, s_task_wt, 0, n_tasks, NULL);
+                        s_task_batch_wt, 3, s_task_wt, 0, n_tasks, NULL, NULL);
 }
 
 int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
@@ -314,5 +328,366 @@ int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
 {
     return s_scan_batch(
         data, len, max_len, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
-        s_result_batch_wt, 3, s_result_wt, 8, n_results, elapsed_us);
+        s_result_batch_wt, 3, s_result_wt, 8, n_results, elapsed_us, NULL);
+}
+
+/* ---- zero-copy views ------------------------------------------------------
+ * A second walk over a frame the scan accepted: no checks left to make. */
+
+typedef struct {
+    unsigned num;
+    int wt;
+    uint64_t v;
+    const uint8_t *p; /* S_LEN data */
+    size_t len;
+} s_val_t;
+
+static bool s_next_val(s_rd_t *r, s_val_t *x)
+{
+    if (s_field(r, &x->num, &x->wt) != 1)
+        return false;
+    s_rd_t sub = {NULL, NULL};
+    x->v = 0;
+    x->p = NULL;
+    x->len = 0;
+    if (x->wt == S_VARINT)
+        s_varint(r, &x->v);
+    else if (x->wt == S_LEN) {
+        s_len(r, &sub);
+        x->p = sub.p;
+        x->len = (size_t)(sub.end - sub.p);
+    } else
+        s_skip(r, x->wt);
+    return true;
+}
+
+/* A NUL-terminated copy in the view's string space (reserved whole). */
+static char *s_str(zp_buf_t *strings, const s_val_t *x)
+{
+    char *p = strings->data + strings->len;
+    memcpy(p, x->p, x->len);
+    p[x->len] = '\0';
+    strings->len += x->len + 1;
+    return p;
+}
+
+/* Sizes the view's arrays and string space; positions r on the batch. */
+static int s_view_prepare(void **items, void **ptrs, size_t *cap,
+                          size_t item_size, zp_buf_t *strings, size_t n,
+                          size_t bytes)
+{
+    if (n > *cap) {
+        void *a = realloc(*items, n * item_size);
+        if (!a)
+            return -1;
+        *items = a;
+        void *b = realloc(*ptrs, n * sizeof(void *));
+        if (!b)
+            return -1;
+        *ptrs = b;
+        *cap = n;
+    }
+    strings->len = 0;
+    return zp_buf_reserve(strings, bytes + 1);
+}
+
+static s_rd_t s_view_batch(const void *data, size_t len)
+{
+    s_rd_t r = {data, (const uint8_t *)data + len}, b = {NULL, NULL};
+    unsigned num;
+    int wt;
+    s_field(&r, &num, &wt);
+    s_len(&r, &b);
+    return b;
+}
+
+int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
+                       size_t max_len)
+{
+    size_t n, bytes;
+    if (s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH,
+                     s_task_batch_wt, 3, s_task_wt, 0, &n, NULL, &bytes) < 0 ||
+        s_view_prepare((void **)&v->tasks, (void **)&v->ptrs, &v->cap,
+                       sizeof *v->tasks, &v->strings, n, bytes) < 0)
+        return -1;
+    Zpipe__V1__TaskBatch *b = &v->batch;
+    zpipe__v1__task_batch__init(b);
+    b->tasks = v->ptrs;
+    b->n_tasks = n;
+    s_rd_t r = s_view_batch(data, len), item;
+    s_val_t x, y;
+    size_t i = 0;
+    while (s_next_val(&r, &x)) {
+        if (x.num == 1 && x.wt == S_LEN)
+            b->job_id = s_str(&v->strings, &x);
+        else if (x.num == 2 && x.wt == S_LEN)
+            b->plugin = s_str(&v->strings, &x);
+        else if (x.num == 4 && x.wt == S_VARINT)
+            b->dispatch_us = x.v;
+        else if (x.num == 3 && x.wt == S_LEN) {
+            Zpipe__V1__Task *t = &v->tasks[i];
+            v->ptrs[i++] = t;
+            zpipe__v1__task__init(t);
+            item = (s_rd_t){x.p, x.p + x.len};
+            while (s_next_val(&item, &y)) {
+                if (y.num == 1 && y.wt == S_VARINT)
+                    t->task_id = y.v;
+                else if (y.num == 2 && y.wt == S_LEN) {
+                    t->payload.data = (uint8_t *)y.p;
+                    t->payload.len = y.len;
+                } else if (y.num == 3 && y.wt == S_VARINT)
+                    t->attempt = (uint32_t)y.v;
+                else if (y.num == 4 && y.wt == S_VARINT)
+                    t->deadline_ms = y.v;
+            }
+        }
+    }
+    return 0;
+}
+
+int zp_view_result_batch(zp_result_view_t *v, const void *data, size_t len,
+                         size_t max_len)
+{
+    size_t n, bytes;
+    if (s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
+                     s_result_batch_wt, 3, s_result_wt, 0, &n, NULL,
+                     &bytes) < 0 ||
+        s_view_prepare((void **)&v->results, (void **)&v->ptrs, &v->cap,
+                       sizeof *v->results, &v->strings, n, bytes) < 0)
+        return -1;
+    Zpipe__V1__ResultBatch *b = &v->batch;
+    zpipe__v1__result_batch__init(b);
+    b->results = v->ptrs;
+    b->n_results = n;
+    s_rd_t r = s_view_batch(data, len), item;
+    s_val_t x, y;
+    size_t i = 0;
+    while (s_next_val(&r, &x)) {
+        if (x.num == 1 && x.wt == S_LEN)
+            b->job_id = s_str(&v->strings, &x);
+        else if (x.num == 2 && x.wt == S_LEN)
+            b->worker_id = s_str(&v->strings, &x);
+        else if (x.num == 4 && x.wt == S_VARINT)
+            b->window = (uint32_t)x.v;
+        else if (x.num == 5 && x.wt == S_VARINT)
+            b->max_held = (uint32_t)x.v;
+        else if (x.num == 6 && x.wt == S_VARINT)
+            b->tasks_done = x.v;
+        else if (x.num == 3 && x.wt == S_LEN) {
+            Zpipe__V1__Result *t = &v->results[i];
+            v->ptrs[i++] = t;
+            zpipe__v1__result__init(t);
+            item = (s_rd_t){x.p, x.p + x.len};
+            while (s_next_val(&item, &y)) {
+                if (y.wt == S_VARINT) {
+                    if (y.num == 1)
+                        t->task_id = y.v;
+                    else if (y.num == 2)
+                        t->status = (Zpipe__V1__Status)(int32_t)(uint32_t)y.v;
+                    else if (y.num == 6)
+                        t->attempt = (uint32_t)y.v;
+                    else if (y.num == 7)
+                        t->start_us = y.v;
+                    else if (y.num == 8)
+                        t->elapsed_us = y.v;
+                    else if (y.num == 9)
+                        t->retryable = y.v != 0;
+                } else if (y.wt == S_LEN) {
+                    if (y.num == 3) {
+                        t->output.data = (uint8_t *)y.p;
+                        t->output.len = y.len;
+                    } else if (y.num == 4)
+                        t->error = s_str(&v->strings, &y);
+                    else if (y.num == 5)
+                        t->cause = s_str(&v->strings, &y);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+void zp_task_view_free(zp_task_view_t *v)
+{
+    free(v->tasks);
+    free(v->ptrs);
+    zp_buf_free(&v->strings);
+    memset(v, 0, sizeof *v);
+}
+
+void zp_result_view_free(zp_result_view_t *v)
+{
+    free(v->results);
+    free(v->ptrs);
+    zp_buf_free(&v->strings);
+    memset(v, 0, sizeof *v);
+}
+
+/* ---- batch encoders ---------------------------------------------------------
+ * The same bytes protobuf-c writes (fields in number order, proto3 defaults
+ * left out), without its descriptor walk and its second pass for sizes.
+ * The unit tests compare the two byte for byte. */
+
+static size_t s_vsize(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *s_put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* A proto3 string field: left out when NULL or empty. */
+static size_t s_str_len(const char *str)
+{
+    return str ? strlen(str) : 0;
+}
+
+static size_t s_len_field_size(size_t len)
+{
+    return 1 + s_vsize(len) + len;
+}
+
+static uint8_t *s_put_len_field(uint8_t *p, unsigned num, const void *data,
+                                size_t len)
+{
+    *p++ = (uint8_t)(num << 3 | S_LEN);
+    p = s_put_varint(p, len);
+    memcpy(p, data, len);
+    return p + len;
+}
+
+#define S_OPT_VARINT_SIZE(v) ((v) ? 1 + s_vsize(v) : 0)
+#define S_PUT_OPT_VARINT(p, num, v)                                            \
+    do {                                                                       \
+        if (v) {                                                               \
+            *(p)++ = (uint8_t)((num) << 3 | S_VARINT);                         \
+            (p) = s_put_varint((p), (v));                                      \
+        }                                                                      \
+    } while (0)
+
+static size_t s_task_size(const Zpipe__V1__Task *t)
+{
+    return S_OPT_VARINT_SIZE(t->task_id) +
+           (t->payload.len ? s_len_field_size(t->payload.len) : 0) +
+           S_OPT_VARINT_SIZE((uint64_t)t->attempt) +
+           S_OPT_VARINT_SIZE(t->deadline_ms);
+}
+
+/* int32 (the Status enum): negative values take ten bytes, as in
+ * protobuf-c. */
+static uint64_t s_int32_wire(int32_t v)
+{
+    return (uint64_t)(int64_t)v;
+}
+
+static size_t s_result_size(const Zpipe__V1__Result *r)
+{
+    size_t el = s_str_len(r->error), cl = s_str_len(r->cause);
+    return S_OPT_VARINT_SIZE(r->task_id) +
+           S_OPT_VARINT_SIZE(s_int32_wire((int32_t)r->status)) +
+           (r->output.len ? s_len_field_size(r->output.len) : 0) +
+           (el ? s_len_field_size(el) : 0) + (cl ? s_len_field_size(cl) : 0) +
+           S_OPT_VARINT_SIZE((uint64_t)r->attempt) +
+           S_OPT_VARINT_SIZE(r->start_us) + S_OPT_VARINT_SIZE(r->elapsed_us) +
+           (r->retryable ? 2 : 0);
+}
+
+/* Message{kind: body of body_len} header; returns where the body goes. */
+static uint8_t *s_open_message(zp_buf_t *out, unsigned kind, size_t body_len)
+{
+    size_t total = s_len_field_size(body_len);
+    out->len = 0;
+    if (zp_buf_reserve(out, total) < 0)
+        return NULL;
+    uint8_t *p = (uint8_t *)out->data;
+    *p++ = (uint8_t)(kind << 3 | S_LEN);
+    p = s_put_varint(p, body_len);
+    out->len = total;
+    return p;
+}
+
+int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
+{
+    size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
+    size_t body = (jl ? s_len_field_size(jl) : 0) +
+                  (pl ? s_len_field_size(pl) : 0) +
+                  S_OPT_VARINT_SIZE(b->dispatch_us);
+    for (size_t i = 0; i < b->n_tasks; i++)
+        body += s_len_field_size(s_task_size(b->tasks[i]));
+    uint8_t *p = s_open_message(out, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH, body);
+    if (!p)
+        return -1;
+    if (jl)
+        p = s_put_len_field(p, 1, b->job_id, jl);
+    if (pl)
+        p = s_put_len_field(p, 2, b->plugin, pl);
+    for (size_t i = 0; i < b->n_tasks; i++) {
+        const Zpipe__V1__Task *t = b->tasks[i];
+        *p++ = (uint8_t)(3 << 3 | S_LEN);
+        p = s_put_varint(p, s_task_size(t));
+        S_PUT_OPT_VARINT(p, 1, t->task_id);
+        if (t->payload.len)
+            p = s_put_len_field(p, 2, t->payload.data, t->payload.len);
+        S_PUT_OPT_VARINT(p, 3, (uint64_t)t->attempt);
+        S_PUT_OPT_VARINT(p, 4, t->deadline_ms);
+    }
+    S_PUT_OPT_VARINT(p, 4, b->dispatch_us);
+    return p == (uint8_t *)out->data + out->len ? 0 : -1;
+}
+
+int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
+{
+    size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
+    size_t body = (jl ? s_len_field_size(jl) : 0) +
+                  (wl ? s_len_field_size(wl) : 0) +
+                  S_OPT_VARINT_SIZE((uint64_t)b->window) +
+                  S_OPT_VARINT_SIZE((uint64_t)b->max_held) +
+                  S_OPT_VARINT_SIZE(b->tasks_done);
+    for (size_t i = 0; i < b->n_results; i++)
+        body += s_len_field_size(s_result_size(b->results[i]));
+    uint8_t *p =
+        s_open_message(out, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH, body);
+    if (!p)
+        return -1;
+    if (jl)
+        p = s_put_len_field(p, 1, b->job_id, jl);
+    if (wl)
+        p = s_put_len_field(p, 2, b->worker_id, wl);
+    for (size_t i = 0; i < b->n_results; i++) {
+        const Zpipe__V1__Result *r = b->results[i];
+        size_t el = s_str_len(r->error), cl = s_str_len(r->cause);
+        *p++ = (uint8_t)(3 << 3 | S_LEN);
+        p = s_put_varint(p, s_result_size(r));
+        S_PUT_OPT_VARINT(p, 1, r->task_id);
+        S_PUT_OPT_VARINT(p, 2, s_int32_wire((int32_t)r->status));
+        if (r->output.len)
+            p = s_put_len_field(p, 3, r->output.data, r->output.len);
+        if (el)
+            p = s_put_len_field(p, 4, r->error, el);
+        if (cl)
+            p = s_put_len_field(p, 5, r->cause, cl);
+        S_PUT_OPT_VARINT(p, 6, (uint64_t)r->attempt);
+        S_PUT_OPT_VARINT(p, 7, r->start_us);
+        S_PUT_OPT_VARINT(p, 8, r->elapsed_us);
+        if (r->retryable) {
+            *p++ = (uint8_t)(9 << 3 | S_VARINT);
+            *p++ = 1;
+        }
+    }
+    S_PUT_OPT_VARINT(p, 4, (uint64_t)b->window);
+    S_PUT_OPT_VARINT(p, 5, (uint64_t)b->max_held);
+    S_PUT_OPT_VARINT(p, 6, b->tasks_done);
+    return p == (uint8_t *)out->data + out->len ? 0 : -1;
 }

@@ -34,7 +34,9 @@ size_t zp_arena_held(const zp_arena_t *self);
 zp_message_t *zp_decode(zp_arena_t *arena, const void *data, size_t len,
                         size_t max_len);
 
-/* Encodes msg into out (out->len is reset first). Returns 0 or -1. */
+/* Encodes msg into out (out->len is reset first). Returns 0 or -1. Task
+ * and result batches go through zp_encode_task_batch and
+ * zp_encode_result_batch (below). */
 int zp_encode(const zp_message_t *msg, zp_buf_t *out);
 
 /* Fast checks for the worker's hot path, which forwards batches without
@@ -47,6 +49,39 @@ int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
                        size_t *n_tasks);
 int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
                          size_t *n_results, uint64_t *elapsed_us);
+
+/* Zero-copy decoding of the two batch kinds, for hot paths. On 0, batch
+ * holds what zp_decode would give for a Message holding just that kind,
+ * except that payloads and outputs point into data (valid while it is)
+ * and strings into the view's own space; arrays are reused from call to
+ * call. -1 as for the scans: decode the frame properly. */
+typedef struct {
+    Zpipe__V1__TaskBatch batch;
+    Zpipe__V1__Task *tasks;
+    Zpipe__V1__Task **ptrs;
+    size_t cap;
+    zp_buf_t strings;
+} zp_task_view_t;
+
+typedef struct {
+    Zpipe__V1__ResultBatch batch;
+    Zpipe__V1__Result *results;
+    Zpipe__V1__Result **ptrs;
+    size_t cap;
+    zp_buf_t strings;
+} zp_result_view_t;
+
+int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
+                       size_t max_len);
+int zp_view_result_batch(zp_result_view_t *v, const void *data, size_t len,
+                         size_t max_len);
+void zp_task_view_free(zp_task_view_t *v);
+void zp_result_view_free(zp_result_view_t *v);
+
+/* Encode a Message holding the batch into out (out->len reset first), the
+ * same bytes as zp_encode, at a fraction of the cost. 0 or -1. */
+int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out);
+int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out);
 
 /* Name of the message's kind, for logs ("task_batch", ...). */
 const char *zp_kind_name(const zp_message_t *msg);

@@ -66,6 +66,7 @@ typedef struct {
     bool lines;
     s_job_t *jobs;
     zp_arena_t *arena;
+    zp_result_view_t view; /* results decoded without copies */
     zp_buf_t rec, scratch;
     uint64_t bad_messages;
     bool write_failed;
@@ -445,15 +446,20 @@ static void s_bad(s_sink_t *s, const char *socket, const char *why, size_t len)
 static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
 {
     size_t len = zmq_msg_size(frame);
-    zp_arena_reset(s->arena);
-    zp_message_t *m =
-        zp_decode(s->arena, zmq_msg_data(frame), len, s->cfg->max_frame);
-    if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH) {
-        s_bad(s, s->cfg->results,
-              m ? "a non-result message" : "a malformed frame", len);
-        return;
+    Zpipe__V1__ResultBatch *b = &s->view.batch;
+    /* Zero-copy for what workers send; anything else is decoded. */
+    if (zp_view_result_batch(&s->view, zmq_msg_data(frame), len,
+                             s->cfg->max_frame) < 0) {
+        zp_arena_reset(s->arena);
+        zp_message_t *m =
+            zp_decode(s->arena, zmq_msg_data(frame), len, s->cfg->max_frame);
+        if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH) {
+            s_bad(s, s->cfg->results,
+                  m ? "a non-result message" : "a malformed frame", len);
+            return;
+        }
+        b = m->result_batch;
     }
-    Zpipe__V1__ResultBatch *b = m->result_batch;
     if (!zp_job_id_valid(b->job_id)) {
         s_bad(s, s->cfg->results, "a result batch without a valid job id", len);
         return;
@@ -874,6 +880,7 @@ fail_arena:
         s.jobs = next;
     }
     zp_arena_destroy(&s.arena);
+    zp_result_view_free(&s.view);
     free(s.instance);
     zp_buf_free(&s.rec);
     zp_buf_free(&s.scratch);

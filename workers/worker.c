@@ -103,6 +103,7 @@ typedef struct {
     zp_plugins_t *plugins;
     zpipe_host_t host;
     zp_arena_t *arena;
+    zp_task_view_t view; /* in process: batches decoded without copies */
     zp_buf_t scratch;
 
     /* Current call's output. */
@@ -715,6 +716,7 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
         !s_write_frame(S_EXEC_FD, w.scratch.data, w.scratch.len))
         return 3;
     zp_buf_t in = {0};
+    zp_task_view_t view = {0};
     size_t used = 0; /* bytes of in already taken */
     for (;;) {
         /* One read takes a whole frame (and more) when the worker has
@@ -758,13 +760,19 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
         const char *frame = in.data + used + 4;
         used += 4 + len;
         atomic_store(&progress->seq, atomic_load(&progress->seq) + 1);
-        zp_arena_reset(w.arena);
-        zp_message_t *m = zp_decode(w.arena, frame, len, cfg->max_frame);
-        if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH) {
-            zp_error("executor: the worker sent something not a task batch");
-            return 3;
+        /* Zero-copy: payloads are handed to the plugin from the frame. */
+        const Zpipe__V1__TaskBatch *b = &view.batch;
+        if (zp_view_task_batch(&view, frame, len, cfg->max_frame) < 0) {
+            zp_arena_reset(w.arena);
+            zp_message_t *m = zp_decode(w.arena, frame, len, cfg->max_frame);
+            if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH) {
+                zp_error("executor: the worker sent something not a task "
+                         "batch");
+                return 3;
+            }
+            b = m->task_batch;
         }
-        s_run_batch(&w, m->task_batch, progress);
+        s_run_batch(&w, b, progress);
         if (w.hit_limit) {
             /* A plugin ran out of memory under the limit: its heap may be
              * spent. Leave; the worker starts a fresh executor. */
@@ -773,6 +781,7 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
         }
     }
     zp_buf_free(&in);
+    zp_task_view_free(&view);
     zp_plugins_destroy(&w.plugins);
     zp_arena_destroy(&w.arena);
     zp_buf_free(&w.scratch);
@@ -1343,6 +1352,13 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
             zp_error("out of memory queueing a batch of %zu tasks", n);
         return;
     }
+    if (!w->isolated &&
+        zp_view_task_batch(&w->view, zmq_msg_data(frame), zmq_msg_size(frame),
+                           w->cfg->max_frame) == 0) {
+        s_note_received(w, w->view.batch.n_tasks);
+        s_run_batch(w, &w->view.batch, NULL);
+        return;
+    }
     zp_arena_reset(w->arena);
     zp_message_t *m = zp_decode(w->arena, zmq_msg_data(frame),
                                 zmq_msg_size(frame), w->cfg->max_frame);
@@ -1547,6 +1563,7 @@ fail_alloc:
     zp_arena_destroy(&w.ex.cur_arena);
     zmq_msg_close(&w.ex.cur_frame);
     zmq_msg_close(&w.ex.next_frame);
+    zp_task_view_free(&w.view);
     zp_buf_free(&w.ex.rbuf);
     free(w.ex.cur_job);
     free(w.ex.cur_plugin);

@@ -191,7 +191,152 @@ static void test_scans_count_what_decode_sees(void)
     zp_buf_free(&buf);
 }
 
+static void test_views_see_what_decode_sees(void)
+{
+    Zpipe__V1__Task t[3], *tp[3];
+    for (int i = 0; i < 3; i++) {
+        zpipe__v1__task__init(&t[i]);
+        t[i].task_id = 7 + (uint64_t)i;
+        t[i].payload.data = (uint8_t *)"a\0b";
+        t[i].payload.len = (size_t)i + 1;
+        t[i].attempt = (uint32_t)i;
+        tp[i] = &t[i];
+    }
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    b.job_id = "job-9";
+    b.plugin = "echo";
+    b.tasks = tp;
+    b.n_tasks = 3;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+    m.task_batch = &b;
+    zp_buf_t buf = {0};
+    TEST_CHECK(zp_encode(&m, &buf) == 0);
+    zp_task_view_t tv = {0};
+    for (int round = 0; round < 2; round++) { /* arrays are reused */
+        TEST_EQ_INT(zp_view_task_batch(&tv, buf.data, buf.len, 1 << 20), 0);
+        TEST_EQ_STR(tv.batch.job_id, "job-9");
+        TEST_EQ_STR(tv.batch.plugin, "echo");
+        TEST_EQ_INT(tv.batch.n_tasks, 3);
+        TEST_EQ_INT(tv.batch.tasks[2]->task_id, 9);
+        TEST_EQ_INT(tv.batch.tasks[2]->attempt, 2);
+        TEST_EQ_INT(tv.batch.tasks[2]->payload.len, 3);
+        TEST_CHECK(memcmp(tv.batch.tasks[2]->payload.data, "a\0b", 3) == 0);
+        /* zero copy: the payload is in the frame */
+        TEST_CHECK((char *)tv.batch.tasks[2]->payload.data >= buf.data &&
+                   (char *)tv.batch.tasks[2]->payload.data <
+                       buf.data + buf.len);
+    }
+    zp_result_view_t rv = {0};
+    TEST_EQ_INT(zp_view_result_batch(&rv, buf.data, buf.len, 1 << 20), -1);
+    s_result_frame(&buf, 8);
+    TEST_EQ_INT(zp_view_result_batch(&rv, buf.data, buf.len, 1 << 20), 0);
+    TEST_EQ_STR(rv.batch.job_id, "job-1");
+    TEST_EQ_STR(rv.batch.worker_id, "w");
+    TEST_EQ_INT(rv.batch.window, 64);
+    TEST_EQ_INT(rv.batch.n_results, 8);
+    TEST_EQ_INT(rv.batch.results[3]->elapsed_us, 4);
+    TEST_EQ_STR(rv.batch.results[3]->cause, "plugin_error");
+    TEST_EQ_STR(rv.batch.results[2]->cause, ""); /* unset: empty, as decoded */
+    TEST_EQ_INT(rv.batch.results[3]->output.len, 3);
+    TEST_EQ_INT(zp_view_task_batch(&tv, buf.data, buf.len, 1 << 20), -1);
+    zp_task_view_free(&tv);
+    zp_result_view_free(&rv);
+    zp_buf_free(&buf);
+}
+
+static uint64_t s_rand(uint64_t *seed)
+{
+    *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t x = *seed >> 11;
+    /* Mostly small values, some at every width, some zero (left out). */
+    switch (x % 4) {
+    case 0:
+        return 0;
+    case 1:
+        return x % 200;
+    case 2:
+        return x >> (x % 64);
+    default:
+        return *seed;
+    }
+}
+
+static void s_pack(const zp_message_t *m, zp_buf_t *out)
+{
+    out->len = 0;
+    TEST_CHECK(zp_buf_reserve(out, zpipe__v1__message__get_packed_size(m)) ==
+               0);
+    out->len = zpipe__v1__message__pack(m, (uint8_t *)out->data);
+}
+
+static void test_batch_encoders_write_what_protobuf_c_writes(void)
+{
+    static uint8_t bytes[4096];
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (uint8_t)(i * 7);
+    const char *strs[] = {NULL, "", "job-1", "a much longer string than most"};
+    uint64_t seed = 99;
+    zp_buf_t a = {0}, b = {0};
+    for (int round = 0; round < 2000; round++) {
+        Zpipe__V1__Task t[9], *tp[9];
+        Zpipe__V1__Result r[9], *rp[9];
+        size_t n = (size_t)(s_rand(&seed) % 10);
+        for (size_t i = 0; i < n; i++) {
+            zpipe__v1__task__init(&t[i]);
+            t[i].task_id = s_rand(&seed);
+            t[i].payload.len = (size_t)(s_rand(&seed) % sizeof bytes);
+            t[i].payload.data = t[i].payload.len ? bytes : NULL;
+            t[i].attempt = (uint32_t)s_rand(&seed);
+            t[i].deadline_ms = s_rand(&seed);
+            tp[i] = &t[i];
+            zpipe__v1__result__init(&r[i]);
+            r[i].task_id = s_rand(&seed);
+            r[i].status = (Zpipe__V1__Status)(int32_t)(s_rand(&seed) % 3 - 1);
+            r[i].output = t[i].payload;
+            r[i].error = (char *)strs[s_rand(&seed) % 4];
+            r[i].cause = (char *)strs[s_rand(&seed) % 4];
+            r[i].attempt = (uint32_t)s_rand(&seed);
+            r[i].start_us = s_rand(&seed);
+            r[i].elapsed_us = s_rand(&seed);
+            r[i].retryable = s_rand(&seed) % 2;
+            rp[i] = &r[i];
+        }
+        Zpipe__V1__TaskBatch tb = ZPIPE__V1__TASK_BATCH__INIT;
+        tb.job_id = (char *)strs[s_rand(&seed) % 4];
+        tb.plugin = (char *)strs[s_rand(&seed) % 4];
+        tb.tasks = tp;
+        tb.n_tasks = n;
+        tb.dispatch_us = s_rand(&seed);
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+        m.task_batch = &tb;
+        s_pack(&m, &a); /* protobuf-c itself */
+        TEST_CHECK(zp_encode_task_batch(&tb, &b) == 0);
+        TEST_CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+
+        Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
+        rb.job_id = (char *)strs[s_rand(&seed) % 4];
+        rb.worker_id = (char *)strs[s_rand(&seed) % 4];
+        rb.results = rp;
+        rb.n_results = n;
+        rb.window = (uint32_t)s_rand(&seed);
+        rb.max_held = (uint32_t)s_rand(&seed);
+        rb.tasks_done = s_rand(&seed);
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
+        m.result_batch = &rb;
+        s_pack(&m, &a);
+        TEST_CHECK(zp_encode_result_batch(&rb, &b) == 0);
+        TEST_CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+    }
+    zp_buf_free(&a);
+    zp_buf_free(&b);
+}
+
 static const test_case_t tests[] = {
+    {"test_batch_encoders_write_what_protobuf_c_writes",
+     test_batch_encoders_write_what_protobuf_c_writes},
+    {"test_views_see_what_decode_sees", test_views_see_what_decode_sees},
     {"test_scans_count_what_decode_sees", test_scans_count_what_decode_sees},
     {"test_task_batch_round_trips", test_task_batch_round_trips},
     {"test_decode_rejects_garbage", test_decode_rejects_garbage},
