@@ -7,6 +7,13 @@
 #include <string.h>
 #include <zmq.h>
 
+void zp_fast_reconnect(void *sock)
+{
+    int ivl = 10, ivl_max = 1000;
+    zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+}
+
 void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
                 size_t max_frame)
 {
@@ -22,6 +29,8 @@ void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
         int64_t cap = (int64_t)max_frame + 4096;
         zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
     }
+    if (!bind)
+        zp_fast_reconnect(sock);
     if (type == ZMQ_ROUTER) {
         int on = 1;
         /* Fail loudly instead of dropping when a peer has vanished. */

@@ -14,6 +14,11 @@
 /* Linger applied to every socket (ms). */
 #define ZP_LINGER_MS 1000
 
+/* For a connecting socket: a peer that is not up yet (every process
+ * starts at once) is tried again after 10 ms, not libzmq's 100, backing
+ * off to 1 s while it stays away. zp_socket does this itself. */
+void zp_fast_reconnect(void *sock);
+
 /* Creates a socket of type; binds (bind = true) or connects to endpoint.
  * Logs and returns NULL on failure, naming the endpoint. */
 void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,

@@ -28,6 +28,7 @@ int main(int argc, char **argv)
         .lease_ms = 600000,
         .max_attempts = 3,
         .max_inflight = 0,
+        .max_inflight_bytes = 256u << 20,
         .no_worker_timeout_ms = 60000,
     };
     uint64_t parent = 0;
@@ -78,6 +79,10 @@ int main(int argc, char **argv)
          "tasks read but not yet committed, bounding memory (default 0 = "
          "the workers' windows plus 8192)",
          &cfg.max_inflight, 0, 100000000, NULL},
+        {"max-inflight-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_INFLIGHT_BYTES",
+         "BYTES",
+         "payload bytes of those tasks, at least one task (default 256 MiB)",
+         &cfg.max_inflight_bytes, 1, 1ull << 40, NULL},
         {"no-worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_NO_WORKER_TIMEOUT_MS",
          "MS",
          "exit with an error after this long without any worker, 0 = wait "

@@ -91,7 +91,8 @@ typedef struct {
     /* Counters for the accounting line. */
     uint64_t dispatched, redelivered, lost_to_workers, expired, retried;
     uint64_t gave_up, bad_messages;
-    size_t max_held; /* most tasks held at once (read, not committed) */
+    size_t max_held;     /* most tasks held at once (read, not committed) */
+    uint64_t held_bytes; /* their payload bytes */
     bool warned_no_plugin;
 
     /* Failure records the ventilator itself owes the sink. */
@@ -188,12 +189,19 @@ static size_t s_inflight_limit(const s_vent_t *v)
     return n;
 }
 
+/* Whether another task may be read: under both bounds (one task always). */
+static bool s_can_hold(const s_vent_t *v)
+{
+    size_t n = zp_idmap_size(v->tasks);
+    return n < s_inflight_limit(v) &&
+           (n == 0 || v->held_bytes < v->cfg->max_inflight_bytes);
+}
+
 /* Turns up to want more input lines into queued tasks. Returns -1 for a
  * fatal input error (logged). */
 static int s_refill(s_vent_t *v, size_t want)
 {
-    while (v->ready.len < want &&
-           zp_idmap_size(v->tasks) < s_inflight_limit(v)) {
+    while (v->ready.len < want && s_can_hold(v)) {
         const char *line;
         size_t len;
         if (!s_next_line(&v->in, &line, &len)) {
@@ -234,6 +242,7 @@ static int s_refill(s_vent_t *v, size_t want)
         t->sent_us = 0;
         t->len = len;
         memcpy(t->data, line, len);
+        v->held_bytes += len;
         if (zp_idmap_size(v->tasks) > v->max_held)
             v->max_held = zp_idmap_size(v->tasks);
     }
@@ -677,8 +686,12 @@ static void s_send_status_request(s_vent_t *v)
 
 static void s_on_committed(s_vent_t *v, const Zpipe__V1__Committed *c)
 {
-    for (size_t i = 0; i < c->n_task_ids; i++)
-        free(zp_idmap_remove(v->tasks, c->task_ids[i]));
+    for (size_t i = 0; i < c->n_task_ids; i++) {
+        s_task_t *t = zp_idmap_remove(v->tasks, c->task_ids[i]);
+        if (t)
+            v->held_bytes -= t->len;
+        free(t);
+    }
     for (size_t i = 0; i < c->n_retry_task_ids; i++) {
         s_task_t *t = zp_idmap_get(v->tasks, c->retry_task_ids[i]);
         uint32_t failed = i < c->n_retry_attempts ? c->retry_attempts[i] : 0;
@@ -974,6 +987,7 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         char rid[200];
         snprintf(rid, sizeof rid, "vent-%.180s", v.job_id);
         zmq_setsockopt(v.control, ZMQ_ROUTING_ID, rid, strlen(rid));
+        zp_fast_reconnect(v.control);
         int linger = ZP_LINGER_MS;
         zmq_setsockopt(v.control, ZMQ_LINGER, &linger, sizeof linger);
         if (zmq_connect(v.control, cfg->sink_control) != 0) {
@@ -996,8 +1010,7 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
     while (!v.done && !zp_stopping()) {
         /* Poll the input only when it is what holds dispatch back. */
         bool want_input = v.opened && !v.in.eof && !s_line_buffered(&v.in) &&
-                          v.ready.len == 0 &&
-                          zp_idmap_size(v.tasks) < s_inflight_limit(&v) &&
+                          v.ready.len == 0 && s_can_hold(&v) &&
                           (v.push || s_free_credit(&v) > 0);
         bool want_out = v.push && v.opened && v.ready.len + !v.in.eof > 0;
         zmq_pollitem_t items[4] = {

@@ -33,6 +33,7 @@ typedef struct {
     uint64_t lease_ms;     /* redeliver a task held this long, 0 = off */
     uint64_t max_attempts; /* attempts before a task's failure is final */
     uint64_t max_inflight; /* tasks read and not yet committed, 0 = auto */
+    uint64_t max_inflight_bytes;   /* their payload bytes (one task always) */
     uint64_t no_worker_timeout_ms; /* exit with an error after this long with
                                       no worker, 0 = wait forever */
     const char *resume_journal;    /* skip tasks this journal has committed */

@@ -78,6 +78,10 @@ typedef struct {
     size_t sent_base; /* cur index of the first task it was sent */
     unsigned start_fails;
     zp_buf_t rbuf; /* bytes read, not yet a whole frame */
+    /* Frames for it, written as its socket takes them: a blocking write
+     * could wait on an executor itself blocked writing results to us. */
+    zp_buf_t wbuf;
+    size_t woff;
     /* The batch it is running: the ventilator's frame, decoded into
      * cur_arena only when an executor dies in it (cur is NULL until). */
     zmq_msg_t cur_frame;
@@ -872,6 +876,7 @@ static int s_exec_spawn(s_worker_t *w)
     ex->busy = false;
     ex->killed_for_timeout = false;
     ex->rbuf.len = 0;
+    ex->wbuf.len = ex->woff = 0;
     atomic_store(&ex->progress->busy, 0);
     atomic_store(&ex->progress->vm_bytes, 0);
     atomic_store(&ex->progress->seq, 0);
@@ -880,6 +885,37 @@ static int s_exec_spawn(s_worker_t *w)
     atomic_store(&ex->progress->max_held, w->max_held);
     atomic_store(&ex->progress->completed, w->completed);
     return 0;
+}
+
+/* Writes what the executor's socket takes now; false on an error (its
+ * death then shows as the end of its output). */
+static bool s_exec_flush(s_exec_t *ex)
+{
+    while (ex->woff < ex->wbuf.len) {
+        ssize_t n = send(ex->fd, ex->wbuf.data + ex->woff,
+                         ex->wbuf.len - ex->woff, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n <= 0)
+            return false;
+        ex->woff += (size_t)n;
+    }
+    ex->wbuf.len = ex->woff = 0;
+    return true;
+}
+
+/* Queues one length-prefixed frame for the executor and writes what it can. */
+static bool s_exec_write(s_exec_t *ex, const void *data, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+    unsigned char hdr[4] = {(unsigned char)n, (unsigned char)(n >> 8),
+                            (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
+    if (zp_buf_append(&ex->wbuf, hdr, 4) < 0 ||
+        zp_buf_append(&ex->wbuf, data, len) < 0)
+        return false;
+    return s_exec_flush(ex);
 }
 
 /* Sends the current batch (cur[cur_done..]) to the executor: the frame as
@@ -906,7 +942,7 @@ static int s_exec_send_current(s_worker_t *w, const void *raw, size_t raw_len)
     ex->busy = true;
     ex->sent_base = ex->cur_done;
     ex->cur_seq = ++ex->sent_seq;
-    return s_write_frame(ex->fd, raw, raw_len) ? 0 : -1;
+    return s_exec_write(ex, raw, raw_len) ? 0 : -1;
 }
 
 /* Decodes the current batch's frame, which only a dead executor needs:
@@ -1001,12 +1037,11 @@ static void s_exec_next(s_worker_t *w)
             frame = &ex->next_frame;
         }
         zmq_msg_close(&q->frame);
-        bool ok =
-            frame == &ex->cur_frame
-                ? s_exec_send_current(w, zmq_msg_data(frame),
-                                      zmq_msg_size(frame)) == 0
-                : (++ex->sent_seq, s_write_frame(ex->fd, zmq_msg_data(frame),
-                                                 zmq_msg_size(frame)));
+        bool ok = frame == &ex->cur_frame
+                      ? s_exec_send_current(w, zmq_msg_data(frame),
+                                            zmq_msg_size(frame)) == 0
+                      : (++ex->sent_seq, s_exec_write(ex, zmq_msg_data(frame),
+                                                      zmq_msg_size(frame)));
         if (!ok) { /* shows up as the executor's death */
             zp_warn("executor pid %d did not take a batch; restarting it",
                     (int)ex->pid);
@@ -1435,6 +1470,7 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     w.tasks = zmq_socket(w.ctx, w.credit_mode ? ZMQ_DEALER : ZMQ_PULL);
     if (!w.tasks)
         goto fail_ctx;
+    zp_fast_reconnect(w.tasks);
     {
         int linger = ZP_LINGER_MS;
         zmq_setsockopt(w.tasks, ZMQ_LINGER, &linger, sizeof linger);
@@ -1472,8 +1508,12 @@ int zp_worker_run(const zp_worker_config_t *cfg)
                 break;
         }
         bool exec_io = w.isolated && w.ex.fd >= 0;
-        zmq_pollitem_t items[] = {{w.tasks, 0, ZMQ_POLLIN, 0},
-                                  {NULL, w.ex.fd, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[] = {
+            {w.tasks, 0, ZMQ_POLLIN, 0},
+            {NULL, w.ex.fd,
+             (short)(ZMQ_POLLIN |
+                     (w.ex.woff < w.ex.wbuf.len ? ZMQ_POLLOUT : 0)),
+             0}};
         long timeout =
             w.isolated && w.ex.busy ? 20 : (long)(cfg->heartbeat_ms / 2 + 1);
         if (drain_until)
@@ -1501,6 +1541,8 @@ int zp_worker_run(const zp_worker_config_t *cfg)
                 s_handle_frame(&w, &frame);
             }
         }
+        if (exec_io && (items[1].revents & ZMQ_POLLOUT))
+            s_exec_flush(&w.ex);
         if (exec_io && (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
             if (!s_exec_read(&w)) {
                 s_exec_died(&w);
@@ -1565,6 +1607,7 @@ fail_alloc:
     zmq_msg_close(&w.ex.next_frame);
     zp_task_view_free(&w.view);
     zp_buf_free(&w.ex.rbuf);
+    zp_buf_free(&w.ex.wbuf);
     free(w.ex.cur_job);
     free(w.ex.cur_plugin);
     zp_buf_free(&w.scratch);

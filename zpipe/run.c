@@ -596,7 +596,12 @@ int zp_cmd_run(int argc, char **argv)
     zmq_msg_init(&frame);
     while (!done && !zp_stopping()) {
         uint64_t now = zp_mono_us();
-        if (now - last_req >= 250000) {
+        /* Until the sink knows the job (it registers us as a waiter
+         * then), ask again soon: a request that arrives before the job
+         * is opened is answered JOB_UNKNOWN and not remembered. */
+        uint64_t every =
+            last.state == ZPIPE__V1__JOB_STATE__JOB_UNKNOWN ? 10000 : 250000;
+        if (now - last_req >= every) {
             Zpipe__V1__StatusRequest sr = ZPIPE__V1__STATUS_REQUEST__INIT;
             sr.job_id = job;
             sr.wait = true;
@@ -607,7 +612,7 @@ int zp_cmd_run(int argc, char **argv)
             last_req = now;
         }
         zmq_pollitem_t it = {control, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 100) > 0) {
+        if (zmq_poll(&it, 1, (long)(every / 1000)) > 0) {
             while (zp_recv(control, false, NULL, NULL, &frame, ZMQ_DONTWAIT) ==
                    0) {
                 zp_arena_reset(arena);

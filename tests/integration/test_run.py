@@ -146,6 +146,30 @@ def test_run_on_a_big_payload():
     check(got == want, "digests differ")
 
 
+def test_payload_sizes_round_trip_through_executors():
+    # Batches of ~1 MiB each way: the worker writes the next batch to its
+    # executor while the executor writes results back (a blocking write
+    # on both sides once deadlocked here).
+    for size, n in ((4096, 20000), (65536, 1500), (1 << 20, 40)):
+        d = zptest.tmpdir()
+        inp = os.path.join(d, "in.txt")
+        with open(inp, "w") as f:
+            for i in range(n):
+                f.write("%08d" % i + "x" * (size - 8) + "\n")
+        out = os.path.join(d, "out.txt")
+        r = run([binary("zpipe"), "run", "--plugin", "echo", "--workers", "2",
+                 "--input", inp, "--output", out, "--format", "lines"],
+                capture_output=True, timeout=120)
+        check(r.returncode == 0, "%d B: exit %d: %s"
+              % (size, r.returncode, r.stderr.decode()[-2000:]))
+        with open(out) as f:
+            got = sorted(f.read().split())
+        check(len(got) == n and all(len(l) == size and l[:8] == "%08d" % i
+                                    for i, l in enumerate(got)),
+              "%d B: %d records, or some differ" % (size, len(got)))
+        print("    %d x %d B: every payload back" % (n, size))
+
+
 def test_progress_is_shown_when_asked():
     r = run([binary("zpipe"), "run", "--plugin", "spin", "--workers", "2",
              "--progress", "--output", "/dev/null"], input=b"1000\n" * 1500,
@@ -178,6 +202,7 @@ if __name__ == "__main__":
         test_env_equivalents_configure_run,
         test_push_dispatch_completes,
         test_run_on_a_big_payload,
+        test_payload_sizes_round_trip_through_executors,
         test_progress_is_shown_when_asked,
         test_failing_component_ends_run_with_clear_error,
     ])
