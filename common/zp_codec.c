@@ -149,6 +149,12 @@ const char *zp_kind_name(const zp_message_t *msg)
         return "job_status";
     case ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST:
         return "status_request";
+    case ZPIPE__V1__MESSAGE__KIND_COMMITTED:
+        return "committed";
+    case ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST:
+        return "results_request";
+    case ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK:
+        return "results_chunk";
     default:
         return "unknown";
     }

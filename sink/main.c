@@ -47,6 +47,10 @@ int main(int argc, char **argv)
          "resumes from it without losing or repeating a record (needs "
          "--output FILE)",
          &cfg.journal, 0, 0, NULL},
+        {"spool", 0, ZP_OPT_STR, "ZPIPE_SPOOL", "DIR",
+         "also keep each job's records (JSON Lines) in DIR/JOB.jsonl, for "
+         "consumers to fetch by cursor (zpipe results)",
+         &cfg.spool, 0, 0, NULL},
         {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
          "largest message accepted (default 256 MiB)", &cfg.max_frame, 1024,
          1u << 30, NULL},

@@ -31,6 +31,13 @@ typedef struct {
     size_t rid_len;
 } s_peer_t;
 
+/* A consumer's ResultsRequest waiting for records past its cursor. */
+typedef struct {
+    s_peer_t peer;
+    uint64_t cursor;
+    uint32_t max_bytes;
+} s_fetch_t;
+
 typedef struct s_job {
     char *id;
     int state; /* Zpipe__V1__JobState */
@@ -54,6 +61,12 @@ typedef struct s_job {
     uint64_t *commit_ids, *retry_ids;
     uint32_t *retry_attempts;
     size_t n_commit, cap_commit, n_retry, cap_retry;
+    /* --spool: the job's records as JSON Lines; consumers see what has
+     * been flushed (whole records, and never ahead of the commits). */
+    FILE *spool;
+    uint64_t spool_len, spool_flushed;
+    s_fetch_t fetchers[S_MAX_WAITERS];
+    size_t n_fetchers;
     struct s_job *link;
 } s_job_t;
 
@@ -68,6 +81,7 @@ typedef struct {
     zp_arena_t *arena;
     zp_result_view_t view; /* results decoded without copies */
     zp_buf_t rec, scratch;
+    zp_buf_t spool_rec, chunk; /* a JSON record for the spool; a reply */
     uint64_t bad_messages;
     bool write_failed;
     zp_journal_t *journal;
@@ -118,6 +132,8 @@ static void s_job_free(s_job_t *j)
     free(j->commit_ids);
     free(j->retry_ids);
     free(j->retry_attempts);
+    if (j->spool)
+        fclose(j->spool);
     free(j->id);
     free(j);
 }
@@ -188,21 +204,12 @@ static void s_emit(s_sink_t *s, s_job_t *j, uint64_t task, bool ok,
     s_push_u64(&j->commit_ids, &j->n_commit, &j->cap_commit, task);
 }
 
-/* Formats one record into s->rec. */
-static void s_format(s_sink_t *s, const s_job_t *j, const char *worker,
-                     const Zpipe__V1__Result *r)
+/* Formats one record as a JSON line into b. */
+static void s_format_json(zp_buf_t *b, const s_job_t *j, const char *worker,
+                          const Zpipe__V1__Result *r)
 {
-    zp_buf_t *b = &s->rec;
     b->len = 0;
     bool ok = r->status == ZPIPE__V1__STATUS__STATUS_OK;
-    if (s->lines) {
-        size_t n = r->output.len;
-        if (n && r->output.data[n - 1] == '\n')
-            n--;
-        zp_buf_append(b, r->output.data, n);
-        zp_buf_append(b, "\n", 1);
-        return;
-    }
     zp_buf_append_str(b, "{\"job\":\"");
     zp_buf_append_json(b, j->id, strlen(j->id));
     zp_buf_printf(b, "\",\"task\":%llu,\"status\":\"%s\",",
@@ -230,6 +237,54 @@ static void s_format(s_sink_t *s, const s_job_t *j, const char *worker,
     zp_buf_append_json(b, worker, strlen(worker));
     zp_buf_printf(b, "\",\"elapsed_us\":%llu}\n",
                   (unsigned long long)r->elapsed_us);
+}
+
+/* Formats one record into s->rec, in the output's format. */
+static void s_format(s_sink_t *s, const s_job_t *j, const char *worker,
+                     const Zpipe__V1__Result *r)
+{
+    zp_buf_t *b = &s->rec;
+    if (!s->lines) {
+        s_format_json(b, j, worker, r);
+        return;
+    }
+    b->len = 0;
+    size_t n = r->output.len;
+    if (n && r->output.data[n - 1] == '\n')
+        n--;
+    zp_buf_append(b, r->output.data, n);
+    zp_buf_append(b, "\n", 1);
+}
+
+/* Appends the record just formatted to the job's spool (JSON Lines). */
+static void s_spool(s_sink_t *s, s_job_t *j, const char *worker,
+                    const Zpipe__V1__Result *r)
+{
+    if (!s->cfg->spool)
+        return;
+    if (!j->spool) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s.jsonl", s->cfg->spool, j->id);
+        j->spool = fopen(path, "w+");
+        if (!j->spool) {
+            if (!s->write_failed)
+                zp_error("spool %s: %s", path, strerror(errno));
+            s->write_failed = true;
+            return;
+        }
+    }
+    const zp_buf_t *b = &s->rec;
+    if (s->lines) {
+        s_format_json(&s->spool_rec, j, worker, r);
+        b = &s->spool_rec;
+    }
+    if (fwrite(b->data, 1, b->len, j->spool) != b->len) {
+        if (!s->write_failed)
+            zp_error("spool for job %s: %s", j->id, strerror(errno));
+        s->write_failed = true;
+        return;
+    }
+    j->spool_len += b->len;
 }
 
 /* Ordered mode: park the record until every lower id is written. */
@@ -370,8 +425,23 @@ static void s_flush_commits(s_sink_t *s, s_job_t *j)
 
 /* Makes what was written durable: output flushed and, with a journal,
  * output and journal synced. Only then may commits be acknowledged. */
+static void s_serve_fetchers(s_sink_t *s, s_job_t *j);
+
 static bool s_durable(s_sink_t *s)
 {
+    for (s_job_t *j = s->jobs; j; j = j->link) {
+        if (!j->spool || j->spool_flushed == j->spool_len)
+            continue;
+        if (fflush(j->spool) != 0 ||
+            (s->journal && fdatasync(fileno(j->spool)) != 0)) {
+            if (!s->write_failed)
+                zp_error("spool for job %s: %s", j->id, strerror(errno));
+            s->write_failed = true;
+            return false;
+        }
+        j->spool_flushed = j->spool_len;
+        s_serve_fetchers(s, j);
+    }
     if (fflush(s->out) != 0 ||
         (s->journal && (fdatasync(fileno(s->out)) != 0 ||
                         zp_journal_sync(s->journal) != 0))) {
@@ -414,6 +484,122 @@ static void s_check_done(s_sink_t *s, s_job_t *j)
     for (size_t i = 0; i < j->n_waiters; i++)
         s_send_status(s, j, j->id, j->waiters[i].rid, j->waiters[i].rid_len);
     j->n_waiters = 0;
+    s_serve_fetchers(s, j);
+}
+
+/* ---- results by cursor (--spool) ---- */
+
+static void s_send_chunk_msg(s_sink_t *s, const char *rid, size_t rid_len,
+                             const Zpipe__V1__ResultsChunk *c)
+{
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK;
+    m.results_chunk = (Zpipe__V1__ResultsChunk *)c;
+    if (zp_send(s->control, rid, rid_len, &m, &s->scratch, ZMQ_DONTWAIT) < 0)
+        zp_debug("results for job %s: peer gone (%s)", c->job_id,
+                 zmq_strerror(errno));
+}
+
+static void s_fetch_error(s_sink_t *s, const char *rid, size_t rid_len,
+                          const char *job, uint64_t cursor, const char *why)
+{
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    c.job_id = (char *)job;
+    c.cursor = cursor;
+    c.next_cursor = cursor;
+    c.error = (char *)why;
+    s_send_chunk_msg(s, rid, rid_len, &c);
+}
+
+/* Reads whole records from cursor (at most about max bytes, but at least
+ * one record) out of the flushed part of the job's spool and sends them. */
+static void s_send_chunk(s_sink_t *s, s_job_t *j, const char *rid,
+                         size_t rid_len, uint64_t cursor, uint32_t max)
+{
+    uint64_t end = j->spool_flushed;
+    size_t want = max ? max : 1u << 20;
+    zp_buf_t *b = &s->chunk;
+    b->len = 0;
+    int fd = j->spool ? fileno(j->spool) : -1;
+    size_t keep = 0; /* bytes of b up to the last whole record */
+    while (fd >= 0 && cursor + b->len < end) {
+        size_t n = (size_t)(end - cursor - b->len);
+        size_t room = want > b->len ? want - b->len : 65536;
+        if (n > room)
+            n = room;
+        if (zp_buf_reserve(b, n) < 0)
+            break;
+        ssize_t got = pread(fd, b->data + b->len, n, (off_t)(cursor + b->len));
+        if (got <= 0)
+            break;
+        b->len += (size_t)got;
+        const char *nl = memrchr(b->data, '\n', b->len);
+        keep = nl ? (size_t)(nl - b->data) + 1 : 0;
+        if (keep && b->len >= want)
+            break; /* enough, and at least one whole record */
+    }
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    c.job_id = j->id;
+    c.cursor = cursor;
+    c.next_cursor = cursor + keep;
+    c.records.data = (uint8_t *)b->data;
+    c.records.len = keep;
+    c.done = j->state == ZPIPE__V1__JOB_STATE__JOB_DONE &&
+             c.next_cursor == j->spool_flushed;
+    s_send_chunk_msg(s, rid, rid_len, &c);
+}
+
+/* Answers the parked requests that now have records, or an end. */
+static void s_serve_fetchers(s_sink_t *s, s_job_t *j)
+{
+    bool done = j->state == ZPIPE__V1__JOB_STATE__JOB_DONE;
+    size_t k = 0;
+    for (size_t i = 0; i < j->n_fetchers; i++) {
+        s_fetch_t *f = &j->fetchers[i];
+        if (f->cursor < j->spool_flushed || done)
+            s_send_chunk(s, j, f->peer.rid, f->peer.rid_len, f->cursor,
+                         f->max_bytes);
+        else
+            j->fetchers[k++] = *f;
+    }
+    j->n_fetchers = k;
+}
+
+static void s_on_results_request(s_sink_t *s, const char *rid, size_t rid_len,
+                                 const Zpipe__V1__ResultsRequest *rq)
+{
+    const char *id = rq->job_id ? rq->job_id : "";
+    if (!s->cfg->spool) {
+        s_fetch_error(s, rid, rid_len, id, rq->cursor,
+                      "this sink keeps no records to fetch (start it with "
+                      "--spool DIR)");
+        return;
+    }
+    s_job_t *j = s_job_find(s, id);
+    if (!j) {
+        s_fetch_error(s, rid, rid_len, id, rq->cursor, "unknown job");
+        return;
+    }
+    char before = '\n';
+    if (rq->cursor > j->spool_flushed ||
+        (rq->cursor > 0 &&
+         (pread(fileno(j->spool), &before, 1, (off_t)rq->cursor - 1) != 1 ||
+          before != '\n'))) {
+        s_fetch_error(s, rid, rid_len, id, rq->cursor,
+                      "cursor is not at a record boundary");
+        return;
+    }
+    bool done = j->state == ZPIPE__V1__JOB_STATE__JOB_DONE;
+    if (rq->wait && !done && rq->cursor == j->spool_flushed &&
+        j->n_fetchers < S_MAX_WAITERS) {
+        s_fetch_t *f = &j->fetchers[j->n_fetchers++];
+        memcpy(f->peer.rid, rid, rid_len);
+        f->peer.rid_len = rid_len;
+        f->cursor = rq->cursor;
+        f->max_bytes = rq->max_bytes;
+        return;
+    }
+    s_send_chunk(s, j, rid, rid_len, rq->cursor, rq->max_bytes);
 }
 
 static void s_add_waiter(s_job_t *j, const char *rid, size_t rid_len)
@@ -519,6 +705,7 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
         else
             j->failed++;
         s_format(s, j, worker, r);
+        s_spool(s, j, worker, r);
         if (!s->cfg->ordered)
             s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len);
         else if (r->task_id == j->next) {
@@ -638,6 +825,9 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
             s_add_waiter(j, rid, rid_len);
         return;
     }
+    case ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST:
+        s_on_results_request(s, rid, rid_len, m->results_request);
+        return;
     case ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH:
         /* Failure records the ventilator writes for tasks it gave up on. */
         s_on_results(s, frame);
@@ -696,6 +886,10 @@ static void s_replay_record(void *ctx, const char *job, uint64_t task, bool ok,
 static int s_open_output(s_sink_t *s)
 {
     const zp_sink_config_t *cfg = s->cfg;
+    if (cfg->spool && access(cfg->spool, W_OK | X_OK) != 0) {
+        zp_error("spool directory %s: %s", cfg->spool, strerror(errno));
+        return -1;
+    }
     if (!s->cfg->journal) {
         s->out =
             strcmp(cfg->output, "-") == 0 ? stdout : fopen(cfg->output, "w");
@@ -881,6 +1075,8 @@ fail_arena:
     }
     zp_arena_destroy(&s.arena);
     zp_result_view_free(&s.view);
+    zp_buf_free(&s.spool_rec);
+    zp_buf_free(&s.chunk);
     free(s.instance);
     zp_buf_free(&s.rec);
     zp_buf_free(&s.scratch);

@@ -21,6 +21,8 @@ typedef struct {
     const char *format;  /* "jsonl" or "lines" */
     bool ordered;        /* restore task id order per job */
     const char *journal; /* commit log; NULL = none */
+    const char *spool;   /* directory: each job's records, served by
+                            cursor (ResultsRequest); NULL = none */
     uint64_t max_frame;
     long parent_pid;
 } zp_sink_config_t;

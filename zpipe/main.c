@@ -15,6 +15,8 @@ static void s_usage(FILE *out)
         "Commands:\n"
         "  run       run one job on local processes: ventilator, workers, "
         "sink\n"
+        "  wait      wait for a job at a running sink; print its counts\n"
+        "  results   stream a job's records from a running sink (--spool)\n"
         "  version   print the version\n"
         "  help      show this help\n\n"
         "The daemons run on their own too: zpipe-ventilator, zpipe-worker,\n"
@@ -32,6 +34,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run"))
         return zp_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "wait"))
+        return zp_cmd_wait(argc - 1, argv + 1);
+    if (!strcmp(cmd, "results"))
+        return zp_cmd_results(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("zpipe %s (plugin ABI %d.%d, wire zpipe.v1)\n", ZPIPE_VERSION,
                ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR);

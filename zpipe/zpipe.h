@@ -5,4 +5,10 @@
 /* zpipe run: a whole local pipeline for one job. Returns the exit code. */
 int zp_cmd_run(int argc, char **argv);
 
+/* zpipe wait JOB: blocks until a running sink has the whole job. */
+int zp_cmd_wait(int argc, char **argv);
+
+/* zpipe results JOB: streams a job's records from a sink's spool. */
+int zp_cmd_results(int argc, char **argv);
+
 #endif

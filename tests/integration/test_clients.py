@@ -1,0 +1,168 @@
+"""Clients of a running sink: zpipe wait, zpipe results, and a consumer in
+Python that fetches a job's records by cursor (Debian's python3-zmq and the
+zpipe_pb2 module protoc generates at build time)."""
+import json
+import os
+import time
+
+import zptest
+from zptest import binary, check, run, start
+
+
+def _job_input(d, n, fmt="v%d"):
+    inp = os.path.join(d, "in.txt")
+    with open(inp, "w") as f:
+        for i in range(n):
+            f.write(fmt % i + "\n")
+    return inp
+
+
+def _spool_cluster():
+    spool = zptest.tmpdir()
+    return zptest.Cluster(sink_args=("--spool", spool)), spool
+
+
+def test_results_streams_every_record_and_wait_reports_counts():
+    n = 20000
+    c, spool = _spool_cluster()
+    job = "job-clients-1"
+    # The consumer starts first: the sink does not know the job yet.
+    out = os.path.join(c.dir, "results.jsonl")
+    consumer = start([binary("zpipe"), "results", "--sink", c.control, job],
+                     stdout=open(out, "wb"), stderr=c._log("results"))
+    waiter = start([binary("zpipe"), "wait", "--sink", c.control, job],
+                   stdout=open(os.path.join(c.dir, "wait.txt"), "wb"),
+                   stderr=c._log("wait"))
+    time.sleep(0.3)
+    c.worker()
+    c.worker()
+    v = c.ventilator("echo", _job_input(c.dir, n), ["--job", job])
+    check(v.wait(timeout=120) == 0, "ventilator failed")
+    check(waiter.wait(timeout=60) == 0, "zpipe wait exit %s" % waiter.returncode)
+    check(consumer.wait(timeout=60) == 0, "zpipe results exit %s" % consumer.returncode)
+    with open(os.path.join(c.dir, "wait.txt")) as f:
+        line = f.read()
+    check("%d tasks, %d succeeded, 0 failed" % (n, n) in line, "wait printed %r" % line)
+    recs = [json.loads(l) for l in open(out)]
+    check(len(recs) == n, "%d records" % len(recs))
+    check(sorted(r["task"] for r in recs) == list(range(n)), "ids not 0..n-1")
+    check(all(r["output"] == "v%d" % r["task"] for r in recs), "an output differs")
+    # The spool file is the same stream.
+    with open(os.path.join(spool, job + ".jsonl")) as f:
+        check(f.read() == open(out).read(), "spool and stream differ")
+    print("    %d records through zpipe results; zpipe wait: %s" % (n, line.strip()))
+
+
+def test_python_consumer_by_cursor_misses_nothing():
+    import zmq
+    import zpipe_pb2 as pb
+    n = 5000
+    c, _ = _spool_cluster()
+    job = "job-clients-py"
+    c.worker()
+    c.worker()
+    v = c.ventilator("echo", _job_input(c.dir, n), ["--job", job])
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.connect(c.control)
+    cursor, got, asks, restarted = 0, [], 0, False
+    try:
+        while True:
+            m = pb.Message()
+            m.results_request.job_id = job
+            m.results_request.cursor = cursor
+            m.results_request.max_bytes = 4096  # small: many round trips
+            m.results_request.wait = True
+            s.send(m.SerializeToString())
+            asks += 1
+            check(s.poll(20000), "no answer from the sink")
+            r = pb.Message.FromString(s.recv())
+            ch = r.results_chunk
+            if ch.error == "unknown job":
+                time.sleep(0.05)
+                continue
+            check(not ch.error, "sink said %r" % ch.error)
+            check(ch.cursor == cursor, "answer for cursor %d, asked %d" % (ch.cursor, cursor))
+            got += [json.loads(l) for l in ch.records.decode().splitlines()]
+            cursor = ch.next_cursor
+            if not restarted and len(got) > n // 3:
+                # A consumer that stops and comes back later resumes from
+                # its cursor: simulated by a fresh socket.
+                s.close(linger=0)
+                time.sleep(0.2)
+                s = ctx.socket(zmq.DEALER)
+                s.connect(c.control)
+                restarted = True
+            if ch.done:
+                break
+        check(v.wait(timeout=60) == 0, "ventilator failed")
+        check(sorted(r["task"] for r in got) == list(range(n)),
+              "%d records, or some missing or repeated" % len(got))
+        # A cursor in the middle of a record is refused, not misread.
+        m = pb.Message()
+        m.results_request.job_id = job
+        m.results_request.cursor = 3
+        s.send(m.SerializeToString())
+        check(s.poll(5000), "no answer")
+        err = pb.Message.FromString(s.recv()).results_chunk.error
+        check("record boundary" in err, "mid-record cursor: %r" % err)
+    finally:
+        s.close(linger=0)
+        ctx.term()
+    print("    %d records in %d requests of 4 KiB, consumer restarted midway" % (n, asks))
+
+
+def test_results_resume_from_a_cursor():
+    n = 3000
+    c, spool = _spool_cluster()
+    job = "job-clients-resume"
+    c.worker()
+    v = c.ventilator("echo", _job_input(c.dir, n), ["--job", job])
+    check(v.wait(timeout=60) == 0, "ventilator failed")
+    with open(os.path.join(spool, job + ".jsonl"), "rb") as f:
+        data = f.read()
+    cut = data.index(b"\n", len(data) // 2) + 1
+    r = run([binary("zpipe"), "results", "--sink", c.control, "--cursor", str(cut), job],
+            capture_output=True, timeout=30)
+    check(r.returncode == 0, r.stderr.decode())
+    check(r.stdout == data[cut:], "resumed stream differs from the spool's tail")
+
+
+def test_wait_exit_codes():
+    c, _ = _spool_cluster()
+    job = "job-clients-fail"
+    c.worker(plugins=(os.path.join(zptest.FIXTURES, "fx_fail.so"),))
+    inp = os.path.join(c.dir, "in.txt")
+    with open(inp, "w") as f:
+        f.write("ok0\nfail1\nok2\n")
+    v = c.ventilator("fx_fail", inp, ["--job", job])
+    r = run([binary("zpipe"), "wait", "--sink", c.control, job],
+            capture_output=True, timeout=60)
+    v.wait(timeout=30)  # exits 1: a task failed
+    check(r.returncode == 1 and b"3 tasks, 2 succeeded, 1 failed" in r.stdout,
+          "exit %d: %r %r" % (r.returncode, r.stdout, r.stderr))
+    # A job the sink never hears of: exit 3 with a message, after the timeout.
+    r = run([binary("zpipe"), "wait", "--sink", c.control, "--timeout-ms", "500",
+             "no-such-job"], capture_output=True, timeout=30)
+    check(r.returncode == 3 and b"no-such-job" in r.stderr, "unknown job: %d %r"
+          % (r.returncode, r.stderr))
+    for cmd in (["wait"], ["results"], ["wait", "a", "b"], ["results", "bad/id"]):
+        r = run([binary("zpipe")] + cmd, capture_output=True, timeout=10)
+        check(r.returncode == 2 and b"Usage: zpipe" in r.stderr, "%r: %d" % (cmd, r.returncode))
+
+
+def test_results_from_a_sink_without_spool_is_refused():
+    c = zptest.Cluster()
+    r = run([binary("zpipe"), "results", "--sink", c.control, "--timeout-ms", "5000",
+             "any-job"], capture_output=True, timeout=30)
+    check(r.returncode == 3 and b"--spool" in r.stderr, "%d %r" % (r.returncode, r.stderr))
+
+
+if __name__ == "__main__":
+    zptest.main([
+        test_results_streams_every_record_and_wait_reports_counts,
+        test_python_consumer_by_cursor_misses_nothing,
+        test_results_resume_from_a_cursor,
+        test_wait_exit_codes,
+        test_results_from_a_sink_without_spool_is_refused,
+    ])

@@ -1,0 +1,296 @@
+/* zpipe wait / zpipe results: clients of a running sink's control socket. */
+#define _GNU_SOURCE
+#include "zp_codec.h"
+#include "zp_journal.h"
+#include "zp_log.h"
+#include "zp_net.h"
+#include "zp_opts.h"
+#include "zp_util.h"
+#include "zpipe.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_UNKNOWN_GRACE_US 10000000u /* a job the sink may not know yet */
+#define S_RESEND_US        2000000u  /* ask again (a restarted sink forgot) */
+
+typedef struct {
+    const char *sink;
+    uint64_t timeout_ms;
+    uint64_t cursor;
+    const char *job;
+} s_client_opts_t;
+
+typedef struct {
+    void *ctx, *sock;
+    zp_arena_t *arena;
+    zp_buf_t scratch;
+} s_client_t;
+
+static int s_client_open(s_client_t *c, const char *endpoint)
+{
+    c->ctx = zmq_ctx_new();
+    c->arena = zp_arena_new();
+    if (!c->ctx || !c->arena)
+        return -1;
+    c->sock = zp_socket(c->ctx, ZMQ_DEALER, endpoint, false, 1u << 30);
+    return c->sock ? 0 : -1;
+}
+
+static void s_client_close(s_client_t *c)
+{
+    if (c->sock) {
+        int zero = 0;
+        zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(c->sock);
+    }
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    zp_arena_destroy(&c->arena);
+    zp_buf_free(&c->scratch);
+}
+
+/* Waits up to ms for a message of kind about job; NULL on timeout or
+ * interruption. The result lives until the next call. */
+static zp_message_t *s_client_recv(s_client_t *c, int kind, const char *job,
+                                   long ms)
+{
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    zp_message_t *found = NULL;
+    uint64_t until = zp_mono_us() + (uint64_t)ms * 1000;
+    while (!found && !zp_stopping()) {
+        uint64_t now = zp_mono_us();
+        if (now >= until)
+            break;
+        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, (long)((until - now) / 1000) + 1) <= 0)
+            continue;
+        while (!found &&
+               zp_recv(c->sock, false, NULL, NULL, &frame, ZMQ_DONTWAIT) == 0) {
+            zp_arena_reset(c->arena);
+            zp_message_t *m = zp_decode(c->arena, zmq_msg_data(&frame),
+                                        zmq_msg_size(&frame), 1u << 30);
+            if (!m || (int)m->kind_case != kind)
+                continue;
+            const char *id = kind == ZPIPE__V1__MESSAGE__KIND_JOB_STATUS
+                                 ? m->job_status->job_id
+                                 : m->results_chunk->job_id;
+            if (id && strcmp(id, job) == 0)
+                found = m;
+        }
+    }
+    /* found points into the arena, not the frame */
+    zmq_msg_close(&frame);
+    return found;
+}
+
+/* Parses the options and the one operand, JOB. Returns -1 to go on. */
+static int s_client_args(const zp_opt_t *opts, int argc, char **argv,
+                         const char *prog, const char *synopsis,
+                         s_client_opts_t *o)
+{
+    char err[512];
+    int first = 0;
+    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
+    case ZP_OPTS_HELP:
+        zp_opts_usage(stdout, synopsis, opts);
+        return 0;
+    case ZP_OPTS_VERSION:
+        printf("zpipe %s\n", ZPIPE_VERSION);
+        return 0;
+    case ZP_OPTS_BAD:
+        return zp_opts_fail(opts, prog, synopsis, err);
+    case ZP_OPTS_OK:
+        break;
+    }
+    if (argc - first != 1)
+        return zp_opts_fail(opts, prog, synopsis,
+                            first < argc ? "one JOB, please"
+                                         : "JOB is missing");
+    o->job = argv[first];
+    if (!zp_job_id_valid(o->job))
+        return zp_opts_fail(opts, prog, synopsis,
+                            "JOB must be 1 to 128 of [A-Za-z0-9_.:-]");
+    return -1;
+}
+
+static bool s_timed_out(const s_client_opts_t *o, uint64_t t0)
+{
+    return o->timeout_ms && zp_mono_us() - t0 > o->timeout_ms * 1000;
+}
+
+static const char s_wait_synopsis[] =
+    "Usage: zpipe wait [OPTIONS] JOB\n"
+    "Blocks until the sink has a record for every task of JOB, then prints\n"
+    "its counts. Exit status: 0 every task succeeded, 1 some failed, 2 bad\n"
+    "usage, 3 the sink does not know the job (10 s) or did not answer in\n"
+    "--timeout-ms, 130/143 interrupted.";
+
+int zp_cmd_wait(int argc, char **argv)
+{
+    s_client_opts_t o = {.sink = "tcp://127.0.0.1:5559"};
+    const zp_opt_t opts[] = {
+        {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",
+         "the sink's control endpoint (default tcp://127.0.0.1:5559)", &o.sink,
+         0, 0, NULL},
+        {"timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",
+         "give up after this long, 0 = never (default 0)", &o.timeout_ms, 0,
+         86400000ull * 365, NULL},
+        {0},
+    };
+    int rc = s_client_args(opts, argc, argv, "zpipe wait", s_wait_synopsis, &o);
+    if (rc >= 0)
+        return rc;
+    zp_signals_install(0);
+    s_client_t c = {0};
+    rc = 3;
+    if (s_client_open(&c, o.sink) < 0)
+        goto done;
+    uint64_t t0 = zp_mono_us(), known_since = 0;
+    while (!zp_stopping() && !s_timed_out(&o, t0)) {
+        Zpipe__V1__StatusRequest sr = ZPIPE__V1__STATUS_REQUEST__INIT;
+        sr.job_id = (char *)o.job;
+        sr.wait = true;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
+        m.status_request = &sr;
+        zp_send(c.sock, NULL, 0, &m, &c.scratch, ZMQ_DONTWAIT);
+        /* The first answer is at once; the final one when the job ends. */
+        uint64_t asked = zp_mono_us();
+        while (!zp_stopping() && zp_mono_us() - asked < S_RESEND_US) {
+            zp_message_t *r = s_client_recv(
+                &c, ZPIPE__V1__MESSAGE__KIND_JOB_STATUS, o.job, 200);
+            if (!r)
+                continue;
+            const Zpipe__V1__JobStatus *st = r->job_status;
+            if (st->state == ZPIPE__V1__JOB_STATE__JOB_UNKNOWN) {
+                if (!known_since && zp_mono_us() - t0 > S_UNKNOWN_GRACE_US) {
+                    fprintf(stderr,
+                            "zpipe wait: the sink at %s does not know "
+                            "job %s\n",
+                            o.sink, o.job);
+                    goto done;
+                }
+                usleep(100000);
+                break; /* ask again */
+            }
+            known_since = known_since ? known_since : zp_mono_us();
+            if (st->state == ZPIPE__V1__JOB_STATE__JOB_DONE) {
+                printf("job %s: %llu tasks, %llu succeeded, %llu failed, "
+                       "%llu retries, %llu duplicates dropped\n",
+                       o.job, (unsigned long long)st->total,
+                       (unsigned long long)st->succeeded,
+                       (unsigned long long)st->failed,
+                       (unsigned long long)st->retries,
+                       (unsigned long long)st->duplicates);
+                rc = st->failed ? 1 : 0;
+                goto done;
+            }
+        }
+    }
+    if (zp_stopping())
+        rc = 128 + zp_stop_signal();
+    else
+        fprintf(stderr, "zpipe wait: job %s not done within %llu ms\n", o.job,
+                (unsigned long long)o.timeout_ms);
+done:
+    s_client_close(&c);
+    return rc;
+}
+
+static const char s_results_synopsis[] =
+    "Usage: zpipe results [OPTIONS] JOB\n"
+    "Writes every record of JOB (JSON Lines) to stdout as the sink commits\n"
+    "them, from the start or --cursor, and ends when the job is done. Needs a\n"
+    "sink started with --spool DIR. Nothing is skipped however slowly this\n"
+    "reads. Exit status: 0 all records written, 2 bad usage, 3 the sink\n"
+    "refused or did not answer in --timeout-ms, 130/143 interrupted (the\n"
+    "cursor to resume from is printed on stderr).";
+
+int zp_cmd_results(int argc, char **argv)
+{
+    s_client_opts_t o = {.sink = "tcp://127.0.0.1:5559"};
+    const zp_opt_t opts[] = {
+        {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",
+         "the sink's control endpoint (default tcp://127.0.0.1:5559)", &o.sink,
+         0, 0, NULL},
+        {"cursor", 0, ZP_OPT_UINT, NULL, "N",
+         "start here (a cursor printed by an interrupted run; default 0)",
+         &o.cursor, 0, UINT64_MAX, NULL},
+        {"timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",
+         "give up after this long, 0 = never (default 0)", &o.timeout_ms, 0,
+         86400000ull * 365, NULL},
+        {0},
+    };
+    int rc = s_client_args(opts, argc, argv, "zpipe results",
+                           s_results_synopsis, &o);
+    if (rc >= 0)
+        return rc;
+    zp_signals_install(0);
+    s_client_t c = {0};
+    rc = 3;
+    if (s_client_open(&c, o.sink) < 0)
+        goto done;
+    uint64_t t0 = zp_mono_us(), cursor = o.cursor;
+    bool known = false;
+    while (!zp_stopping() && !s_timed_out(&o, t0)) {
+        Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
+        rq.job_id = (char *)o.job;
+        rq.cursor = cursor;
+        rq.wait = true;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST;
+        m.results_request = &rq;
+        zp_send(c.sock, NULL, 0, &m, &c.scratch, ZMQ_DONTWAIT);
+        zp_message_t *r = NULL;
+        uint64_t asked = zp_mono_us();
+        /* Answers to an earlier request for the same cursor are as good;
+         * any other cursor is stale. */
+        while (!zp_stopping() && zp_mono_us() - asked < S_RESEND_US) {
+            r = s_client_recv(&c, ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK, o.job,
+                              200);
+            if (r && r->results_chunk->cursor == cursor)
+                break;
+            r = NULL;
+        }
+        if (!r)
+            continue;
+        const Zpipe__V1__ResultsChunk *ch = r->results_chunk;
+        if (ch->error && *ch->error) {
+            if (!known && strcmp(ch->error, "unknown job") == 0 &&
+                zp_mono_us() - t0 < S_UNKNOWN_GRACE_US) {
+                usleep(100000);
+                continue;
+            }
+            fprintf(stderr, "zpipe results: job %s: %s\n", o.job, ch->error);
+            goto done;
+        }
+        known = true;
+        if (ch->records.len && fwrite(ch->records.data, 1, ch->records.len,
+                                      stdout) != ch->records.len) {
+            fprintf(stderr, "zpipe results: writing stdout: %s\n",
+                    strerror(errno));
+            goto done;
+        }
+        cursor = ch->next_cursor;
+        if (ch->done) {
+            rc = 0;
+            goto done;
+        }
+    }
+    if (zp_stopping())
+        rc = 128 + zp_stop_signal();
+    else
+        fprintf(stderr, "zpipe results: job %s not done within %llu ms\n",
+                o.job, (unsigned long long)o.timeout_ms);
+    fprintf(stderr, "zpipe results: resume with --cursor %llu\n",
+            (unsigned long long)cursor);
+done:
+    fflush(stdout);
+    s_client_close(&c);
+    return rc;
+}
