@@ -112,6 +112,25 @@ def test_python_consumer_by_cursor_misses_nothing():
     print("    %d records in %d requests of 4 KiB, consumer restarted midway" % (n, asks))
 
 
+def test_python_example_consumer():
+    n = 10000
+    c, spool = _spool_cluster()
+    job = "job-clients-example"
+    script = os.path.join(zptest.SOURCE, "examples", "python", "consumer.py")
+    out = os.path.join(c.dir, "example.jsonl")
+    consumer = start(["/usr/bin/python3", script, "--sink", c.control, job],
+                     stdout=open(out, "wb"), stderr=c._log("example"))
+    c.worker()
+    c.worker()
+    v = c.ventilator("echo", _job_input(c.dir, n, "line %d"), ["--job", job])
+    check(v.wait(timeout=60) == 0, "ventilator failed")
+    check(consumer.wait(timeout=60) == 0, "example consumer exit %s" % consumer.returncode)
+    recs = [json.loads(l) for l in open(out)]
+    check(sorted(r["task"] for r in recs) == list(range(n)), "%d records" % len(recs))
+    check(all(r["output"] == "line %d" % r["task"] for r in recs), "an output differs")
+    print("    examples/python/consumer.py: %d records, each value checked" % n)
+
+
 def test_results_resume_from_a_cursor():
     n = 3000
     c, spool = _spool_cluster()
@@ -162,6 +181,7 @@ if __name__ == "__main__":
     zptest.main([
         test_results_streams_every_record_and_wait_reports_counts,
         test_python_consumer_by_cursor_misses_nothing,
+        test_python_example_consumer,
         test_results_resume_from_a_cursor,
         test_wait_exit_codes,
         test_results_from_a_sink_without_spool_is_refused,
