@@ -25,6 +25,10 @@ def test_install_layout_and_shipped_plugins_by_name():
     for b in ("zpipe", "zpipe-ventilator", "zpipe-worker", "zpipe-sink"):
         check(os.access(os.path.join(prefix, "bin", b), os.X_OK), "missing %s" % b)
     check(os.path.exists(os.path.join(prefix, "include", "zpipe", "plugin.h")), "no header")
+    # The wire contract and its guide, for clients in other languages.
+    check(os.path.exists(os.path.join(prefix, "share", "zpipe", "zpipe.proto")), "no .proto")
+    check(os.path.exists(os.path.join(prefix, "share", "doc", "zpipe", "protocol.md")),
+          "no protocol.md")
     env = dict(os.environ)
     env.pop("ZPIPE_PLUGIN_PATH", None)
     r = run([os.path.join(prefix, "bin", "zpipe"), "run", "--plugin", "sha256",
