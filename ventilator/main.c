@@ -8,10 +8,13 @@
 
 static const char s_synopsis[] =
     "Usage: zpipe-ventilator [OPTIONS] --plugin NAME [--input FILE]\n"
-    "Reads tasks (one per input line), opens a job at the sink and dispatches\n"
-    "the tasks to connected workers. Exits when the sink reports the job "
-    "done:\n"
-    "0 if every task succeeded, 1 if some failed, 3 on error, 4 if stopped.";
+    "       zpipe-ventilator [OPTIONS] --intake ENDPOINT\n"
+    "Reads tasks (one per input line) as one job, opens it at the sink and\n"
+    "dispatches the tasks to connected workers; exits when the sink reports\n"
+    "the job done: 0 if every task succeeded, 1 if some failed, 3 on error, 4\n"
+    "if stopped. With --intake and no --input it is a service: producers open\n"
+    "jobs, send tasks and close them there (docs/protocol.md); it runs until\n"
+    "stopped.";
 
 int main(int argc, char **argv)
 {
@@ -20,7 +23,7 @@ int main(int argc, char **argv)
         .dispatch_endpoint = "tcp://*:5557",
         .sink_control = "tcp://localhost:5559",
         .dispatch = "credit",
-        .input = "-",
+        .input = NULL,
         .batch = 1024,
         .batch_bytes = 1u << 20,
         .max_task_bytes = 64u << 20,
@@ -41,7 +44,11 @@ int main(int argc, char **argv)
          "tcp://localhost:5559)",
          &cfg.sink_control, 0, 0, NULL},
         {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
-         "one task per line; - for stdin (default -)", &cfg.input, 0, 0, NULL},
+         "one task per line; - for stdin (default -, unless --intake)",
+         &cfg.input, 0, 0, NULL},
+        {"intake", 0, ZP_OPT_STR, "ZPIPE_INTAKE", "ENDPOINT",
+         "bind for producers' jobs, ROUTER (e.g. tcp://*:5561)", &cfg.intake, 0,
+         0, NULL},
         {"plugin", 'p', ZP_OPT_STR, "ZPIPE_PLUGIN", "NAME",
          "plugin name every task of the job needs (required)", &cfg.plugin, 0,
          0, NULL},
@@ -101,9 +108,13 @@ int main(int argc, char **argv)
                           "zpipe-ventilator " ZPIPE_VERSION);
     if (rc >= 0)
         return rc;
-    if (!cfg.plugin)
+    if (cfg.intake && !*cfg.intake)
+        cfg.intake = NULL;
+    if (!cfg.input && !cfg.intake)
+        cfg.input = "-";
+    if (cfg.input && !cfg.plugin)
         return zp_opts_fail(opts, "zpipe-ventilator", s_synopsis,
-                            "--plugin is required");
+                            "--plugin is required with an input");
     zp_signals_install((long)parent);
     return zp_ventilator_run(&cfg);
 }

@@ -1,5 +1,6 @@
-/* ventilator: input lines to task batches, sent against worker credit, kept
- * until the sink commits them. */
+/* ventilator: tasks of one or many jobs to task batches, sent against worker
+ * credit, kept until the sink commits them. Jobs come from the input file
+ * (--input) or from producers on the intake socket (--intake). */
 #define _GNU_SOURCE
 #include "ventilator.h"
 #include "zp_codec.h"
@@ -22,16 +23,26 @@
 #define S_RESEND_US    1000000u
 #define S_KEEPALIVE_US 2000000u
 #define S_MAX_PLUGINS  64
+/* Task keys: the job's slot above the task id, so one table holds every
+ * job's tasks and ids stay dense within a job. */
+#define S_ID_BITS      40
+#define S_KEY(j, id)   ((uint64_t)(j)->slot << S_ID_BITS | (id))
+#define S_MAX_TASK_ID  (1ull << S_ID_BITS)
+#define S_INTAKE_FRAME (64u << 20)
+#define S_INTAKE_HWM   4
 
 typedef enum {
-    S_QUEUED,   /* waiting in the ready queue */
+    S_QUEUED,   /* waiting in its job's ready queue */
     S_INFLIGHT, /* sent to a worker */
     S_FAILING,  /* out of attempts; failure record sent to the sink */
 } s_tstate_t;
 
+typedef struct s_job s_job_t;
+
 /* One task from read until committed. */
 typedef struct {
     uint64_t id;
+    s_job_t *job;
     uint32_t attempt; /* charged attempts: failures and expired leases */
     uint8_t state;
     uint16_t losses; /* deliveries lost with a worker, not charged */
@@ -42,13 +53,47 @@ typedef struct {
 } s_task_t;
 
 typedef struct {
+    int fd;
+    zp_buf_t buf;
+    size_t start; /* first unread byte */
+    bool eof;
+} s_reader_t;
+
+struct s_job {
+    char *id, *plugin;
+    uint64_t slot;
+    uint64_t deadline_ms;
+    uint32_t max_attempts, priority;
+    /* Where its tasks come from: the input file, or a producer. */
+    bool has_input;
+    s_reader_t in;
+    char prid[256];
+    size_t prid_len;
+    bool producer_acked; /* the producer was told the job is open */
+    bool input_closed;   /* the producer sent JobClose */
+    zp_iddeque_t ready;  /* keys */
+    uint64_t next_task_id;
+    size_t held; /* its tasks in the table */
+    bool opened, close_acked, done, refused;
+    uint64_t last_open_us, last_close_us, last_status_us;
+    uint64_t failed;
+    uint64_t *skip; /* --resume-journal: tasks already committed */
+    size_t skip_words;
+    uint64_t skipped;
+    bool warned_no_plugin;
+    /* Failure records the ventilator itself owes the sink. */
+    Zpipe__V1__Result *fail_results;
+    size_t n_fail, cap_fail;
+    s_job_t *next;
+};
+
+typedef struct {
     char rid[256];
     size_t rid_len;
     uint64_t serial;
     char *id;
     char *plugins[S_MAX_PLUGINS];
     size_t n_plugins;
-    bool has_plugin; /* has the job's plugin */
     uint64_t window, credit, sent;
     uint64_t last_seen_us;
     uint64_t last_progress_us; /* it last finished something (credit) */
@@ -56,50 +101,30 @@ typedef struct {
 } s_worker_t;
 
 typedef struct {
-    int fd;
-    zp_buf_t buf;
-    size_t start; /* first unread byte */
-    bool eof;
-} s_reader_t;
-
-typedef struct {
     const zp_ventilator_config_t *cfg;
-    char *job_id;
     bool push;
-    void *ctx, *dispatch, *control, *monitor;
+    void *ctx, *dispatch, *control, *monitor, *intake;
     uint64_t probe_until_us, last_probe_us;
-    s_reader_t in;
 
-    zp_idmap_t *tasks; /* id -> s_task_t*, everything not yet committed */
-    zp_iddeque_t ready;
-    uint64_t next_task_id;
+    s_job_t *jobs;
+    s_job_t *file_job;             /* the --input job, NULL in service mode */
+    uint64_t next_slot, last_slot; /* last_slot: the job served last */
+    zp_idmap_t *tasks; /* key -> s_task_t*, everything not yet committed */
 
     s_worker_t *workers;
     size_t n_workers, rr;
     uint64_t next_serial;
     uint64_t no_worker_since_us;
 
-    bool opened, close_acked, done;
     char *sink_instance; /* from the sink's acks; a change = it restarted */
-    uint64_t *skip;      /* --resume-journal: tasks already committed */
-    size_t skip_words;
-    uint64_t skipped;
-    uint64_t last_open_us, last_close_us, last_status_us;
-    uint64_t failed;
-    bool refused;
 
     /* Counters for the accounting line. */
-    uint64_t dispatched, redelivered, lost_to_workers, expired, retried;
-    uint64_t gave_up, bad_messages;
+    uint64_t read, dispatched, redelivered, lost_to_workers, expired, retried;
+    uint64_t gave_up, bad_messages, intake_bad;
     size_t max_held;     /* most tasks held at once (read, not committed) */
     uint64_t held_bytes; /* their payload bytes */
-    bool warned_no_plugin;
 
-    /* Failure records the ventilator itself owes the sink. */
-    Zpipe__V1__Result *fail_results;
     Zpipe__V1__Result **fail_ptrs;
-    size_t n_fail, cap_fail;
-
     zp_arena_t *arena;
     zp_buf_t scratch;
     /* Batch under construction. */
@@ -197,54 +222,150 @@ static bool s_can_hold(const s_vent_t *v)
            (n == 0 || v->held_bytes < v->cfg->max_inflight_bytes);
 }
 
-/* Turns up to want more input lines into queued tasks. Returns -1 for a
- * fatal input error (logged). */
-static int s_refill(s_vent_t *v, size_t want)
+/* ---- jobs ---------------------------------------------------------------- */
+
+static s_job_t *s_job_find(s_vent_t *v, const char *id)
 {
-    while (v->ready.len < want && s_can_hold(v)) {
+    for (s_job_t *j = v->jobs; j; j = j->next)
+        if (strcmp(j->id, id) == 0)
+            return j;
+    return NULL;
+}
+
+/* A new job, last in the list; NULL when out of memory. */
+static s_job_t *s_job_new(s_vent_t *v, const char *id, const char *plugin)
+{
+    s_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->id = strdup(id);
+    j->plugin = strdup(plugin);
+    if (!j->id || !j->plugin) {
+        free(j->id);
+        free(j->plugin);
+        free(j);
+        return NULL;
+    }
+    j->slot = v->next_slot++;
+    j->deadline_ms = v->cfg->deadline_ms;
+    j->max_attempts = (uint32_t)v->cfg->max_attempts;
+    j->in.fd = -1;
+    s_job_t **p = &v->jobs;
+    while (*p)
+        p = &(*p)->next;
+    *p = j;
+    return j;
+}
+
+static void s_job_free(s_job_t *j)
+{
+    if (j->in.fd > STDIN_FILENO)
+        close(j->in.fd);
+    zp_buf_free(&j->in.buf);
+    zp_iddeque_free(&j->ready);
+    for (size_t i = 0; i < j->n_fail; i++)
+        free(j->fail_results[i].error);
+    free(j->fail_results);
+    free(j->skip);
+    free(j->id);
+    free(j->plugin);
+    free(j);
+}
+
+/* Takes a finished job out of the list and frees it (its tasks are all
+ * committed by then). */
+static void s_job_remove(s_vent_t *v, s_job_t *j)
+{
+    for (s_job_t **p = &v->jobs; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
+    if (v->file_job == j)
+        v->file_job = NULL;
+    s_job_free(j);
+}
+
+/* Whether every task the job will ever have has been read. */
+static bool s_job_input_done(const s_job_t *j)
+{
+    return j->has_input ? s_input_done(&j->in) : j->input_closed;
+}
+
+/* Holds a new task for j; NULL when out of memory (logged). */
+static s_task_t *s_task_add(s_vent_t *v, s_job_t *j, const void *data,
+                            size_t len)
+{
+    s_task_t *t = malloc(sizeof *t + len);
+    uint64_t key = S_KEY(j, j->next_task_id);
+    if (!t || zp_idmap_put(v->tasks, key, t) < 0 ||
+        zp_iddeque_push_back(&j->ready, key) < 0) {
+        free(t);
+        zp_idmap_remove(v->tasks, key);
+        zp_error("out of memory holding task %s/%llu", j->id,
+                 (unsigned long long)j->next_task_id);
+        return NULL;
+    }
+    t->id = j->next_task_id++;
+    t->job = j;
+    t->attempt = 1;
+    t->state = S_QUEUED;
+    t->losses = 0;
+    t->worker = 0;
+    t->sent_us = 0;
+    t->len = len;
+    memcpy(t->data, data, len);
+    j->held++;
+    v->held_bytes += len;
+    v->read++;
+    if (zp_idmap_size(v->tasks) > v->max_held)
+        v->max_held = zp_idmap_size(v->tasks);
+    return t;
+}
+
+/* Forgets a committed task. */
+static void s_task_done(s_vent_t *v, s_task_t *t)
+{
+    zp_idmap_remove(v->tasks, S_KEY(t->job, t->id));
+    t->job->held--;
+    v->held_bytes -= t->len;
+    free(t);
+}
+
+/* Turns up to want more input lines of the file job into queued tasks.
+ * Returns -1 for a fatal input error (logged). */
+static int s_refill(s_vent_t *v, s_job_t *j, size_t want)
+{
+    if (!j->has_input)
+        return 0;
+    while (j->ready.len < want && s_can_hold(v)) {
         const char *line;
         size_t len;
-        if (!s_next_line(&v->in, &line, &len)) {
-            if (v->in.eof)
+        if (!s_next_line(&j->in, &line, &len)) {
+            if (j->in.eof)
                 return 0;
-            if (s_fill(&v->in, false) < 0) {
+            if (s_fill(&j->in, false) < 0) {
                 zp_error("reading %s: %s", v->cfg->input, strerror(errno));
                 return -1;
             }
-            if (!s_next_line(&v->in, &line, &len))
+            if (!s_next_line(&j->in, &line, &len))
                 return 0;
         }
         if (len > v->cfg->max_task_bytes) {
             zp_error("input line %llu is %zu bytes, over the limit of %llu "
                      "(--max-task-bytes)",
-                     (unsigned long long)v->next_task_id + 1, len,
+                     (unsigned long long)j->next_task_id + 1, len,
                      (unsigned long long)v->cfg->max_task_bytes);
             return -1;
         }
-        uint64_t tid = v->next_task_id;
-        if (tid / 64 < v->skip_words && (v->skip[tid / 64] >> (tid % 64)) & 1) {
-            v->next_task_id++; /* committed by an earlier run */
-            v->skipped++;
+        uint64_t tid = j->next_task_id;
+        if (tid / 64 < j->skip_words && (j->skip[tid / 64] >> (tid % 64)) & 1) {
+            j->next_task_id++; /* committed by an earlier run */
+            j->skipped++;
             continue;
         }
-        s_task_t *t = malloc(sizeof *t + len);
-        if (!t || zp_idmap_put(v->tasks, v->next_task_id, t) < 0 ||
-            zp_iddeque_push_back(&v->ready, v->next_task_id) < 0) {
-            zp_error("out of memory holding task %llu",
-                     (unsigned long long)v->next_task_id);
+        if (!s_task_add(v, j, line, len))
             return -1;
-        }
-        t->id = v->next_task_id++;
-        t->attempt = 1;
-        t->state = S_QUEUED;
-        t->losses = 0;
-        t->worker = 0;
-        t->sent_us = 0;
-        t->len = len;
-        memcpy(t->data, line, len);
-        v->held_bytes += len;
-        if (zp_idmap_size(v->tasks) > v->max_held)
-            v->max_held = zp_idmap_size(v->tasks);
     }
     return 0;
 }
@@ -253,44 +374,45 @@ static int s_refill(s_vent_t *v, size_t want)
 static void s_give_up(s_vent_t *v, s_task_t *t, const char *cause,
                       const char *why)
 {
-    if (v->n_fail == v->cap_fail) {
-        size_t cap = v->cap_fail ? 2 * v->cap_fail : 64;
-        Zpipe__V1__Result *r = realloc(v->fail_results, cap * sizeof *r);
+    s_job_t *j = t->job;
+    if (j->n_fail == j->cap_fail) {
+        size_t cap = j->cap_fail ? 2 * j->cap_fail : 64;
+        Zpipe__V1__Result *r = realloc(j->fail_results, cap * sizeof *r);
         if (!r)
             return; /* retried at the next lease scan */
-        v->fail_results = r;
-        v->cap_fail = cap;
+        j->fail_results = r;
+        j->cap_fail = cap;
     }
-    Zpipe__V1__Result *r = &v->fail_results[v->n_fail++];
+    Zpipe__V1__Result *r = &j->fail_results[j->n_fail++];
     zpipe__v1__result__init(r);
     r->task_id = t->id;
     r->status = ZPIPE__V1__STATUS__STATUS_FAILED;
     r->cause = (char *)cause;
     r->attempt = t->attempt;
     char *msg = NULL;
-    if (asprintf(&msg, "%s on attempt %u of %llu; giving up", why, t->attempt,
-                 (unsigned long long)v->cfg->max_attempts) < 0)
+    if (asprintf(&msg, "%s on attempt %u of %u; giving up", why, t->attempt,
+                 j->max_attempts) < 0)
         msg = NULL;
     r->error = msg;
     t->state = S_FAILING;
     v->gave_up++;
 }
 
-static void s_flush_failures(s_vent_t *v)
+static void s_flush_failures(s_vent_t *v, s_job_t *j)
 {
-    if (!v->n_fail)
+    if (!j->n_fail)
         return;
-    Zpipe__V1__Result **ptrs = realloc(v->fail_ptrs, v->n_fail * sizeof *ptrs);
+    Zpipe__V1__Result **ptrs = realloc(v->fail_ptrs, j->n_fail * sizeof *ptrs);
     if (!ptrs)
         return;
     v->fail_ptrs = ptrs;
-    for (size_t i = 0; i < v->n_fail; i++)
-        ptrs[i] = &v->fail_results[i];
+    for (size_t i = 0; i < j->n_fail; i++)
+        ptrs[i] = &j->fail_results[i];
     Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
-    rb.job_id = v->job_id;
+    rb.job_id = j->id;
     rb.worker_id = "ventilator";
     rb.results = ptrs;
-    rb.n_results = v->n_fail;
+    rb.n_results = j->n_fail;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
     m.result_batch = &rb;
@@ -299,25 +421,31 @@ static void s_flush_failures(s_vent_t *v)
                 zmq_strerror(errno));
         return;
     }
-    for (size_t i = 0; i < v->n_fail; i++)
-        free(v->fail_results[i].error);
-    v->n_fail = 0;
+    for (size_t i = 0; i < j->n_fail; i++)
+        free(j->fail_results[i].error);
+    j->n_fail = 0;
+}
+
+/* Puts t back at the front of its job's queue. */
+static void s_queue_front(s_task_t *t)
+{
+    t->state = S_QUEUED;
+    t->worker = 0;
+    if (zp_iddeque_push_front(&t->job->ready, S_KEY(t->job, t->id)) < 0)
+        zp_error("out of memory requeueing task %s/%llu", t->job->id,
+                 (unsigned long long)t->id);
 }
 
 /* Sends t again later with its attempt raised, or gives up on it. */
 static void s_requeue(s_vent_t *v, s_task_t *t, const char *cause,
                       const char *why)
 {
-    if (t->attempt >= v->cfg->max_attempts) {
+    if (t->attempt >= t->job->max_attempts) {
         s_give_up(v, t, cause, why);
         return;
     }
     t->attempt++;
-    t->state = S_QUEUED;
-    t->worker = 0;
-    if (zp_iddeque_push_front(&v->ready, t->id) < 0)
-        zp_error("out of memory requeueing task %llu",
-                 (unsigned long long)t->id);
+    s_queue_front(t);
     v->redelivered++;
 }
 
@@ -334,13 +462,12 @@ static void s_requeue_lost(s_vent_t *v, s_task_t *t, const char *why)
         s_give_up(v, t, "worker_lost", msg);
         return;
     }
-    t->state = S_QUEUED;
-    t->worker = 0;
-    if (zp_iddeque_push_front(&v->ready, t->id) < 0)
-        zp_error("out of memory requeueing task %llu",
-                 (unsigned long long)t->id);
+    s_queue_front(t);
     v->redelivered++;
 }
+
+/* ---- workers ---------------------------------------------------------------
+ */
 
 static s_worker_t *s_worker_find(s_vent_t *v, const char *rid, size_t len)
 {
@@ -351,6 +478,14 @@ static s_worker_t *s_worker_find(s_vent_t *v, const char *rid, size_t len)
     return NULL;
 }
 
+static bool s_worker_has(const s_worker_t *w, const char *plugin)
+{
+    for (size_t i = 0; i < w->n_plugins; i++)
+        if (strcmp(w->plugins[i], plugin) == 0)
+            return true;
+    return false;
+}
+
 /* Forgets a worker; with lost = true its tasks are sent again. */
 static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why,
                           bool lost)
@@ -358,9 +493,9 @@ static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why,
     size_t held = 0;
     if (lost) {
         size_t cursor = 0;
-        uint64_t id;
+        uint64_t key;
         void *p;
-        while (zp_idmap_next(v->tasks, &cursor, &id, &p)) {
+        while (zp_idmap_next(v->tasks, &cursor, &key, &p)) {
             s_task_t *t = p;
             if (t->state == S_INFLIGHT && t->worker == w->serial) {
                 char msg[320];
@@ -372,8 +507,8 @@ static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why,
         }
         v->lost_to_workers += held;
     }
-    zp_info("worker %s left (%s): sent %llu tasks%s", w->id, why,
-            (unsigned long long)w->sent, lost ? "" : "");
+    zp_info("worker %s left (%s): sent %llu tasks", w->id, why,
+            (unsigned long long)w->sent);
     if (held)
         zp_warn("worker %s was holding %zu tasks; sending them again", w->id,
                 held);
@@ -413,18 +548,17 @@ static void s_on_hello(s_vent_t *v, const char *rid, size_t rid_len,
         w->plugins[w->n_plugins] = strdup(h->plugins[i]);
         if (w->plugins[w->n_plugins])
             w->n_plugins++;
-        if (strcmp(h->plugins[i], v->cfg->plugin) == 0)
-            w->has_plugin = true;
     }
     w->window = h->window ? h->window : 1;
     w->credit = h->credit < w->window ? h->credit : w->window;
     w->last_seen_us = zp_mono_us();
     w->last_progress_us = w->last_seen_us;
     v->n_workers++;
-    zp_info("worker %s joined from %s pid %u: window %llu, credit %llu%s",
+    zp_info("worker %s joined from %s pid %u: window %llu, credit %llu, "
+            "%zu plugins",
             w->id, h->host ? h->host : "?", h->pid,
             (unsigned long long)w->window, (unsigned long long)w->credit,
-            w->has_plugin ? "" : ", lacks the job's plugin");
+            w->n_plugins);
 }
 
 static void s_bad(s_vent_t *v, const char *what, size_t len)
@@ -515,14 +649,14 @@ static int s_batch_reserve(s_vent_t *v, size_t n)
     return 0;
 }
 
-/* Pops up to max queued tasks into v->batch; returns the count. */
-static size_t s_collect(s_vent_t *v, size_t max)
+/* Pops up to max of j's queued tasks into v->batch; returns the count. */
+static size_t s_collect(s_vent_t *v, s_job_t *j, size_t max)
 {
     size_t n = 0, bytes = 0;
-    uint64_t id;
+    uint64_t key;
     while (n < max && bytes < v->cfg->batch_bytes &&
-           zp_iddeque_pop_front(&v->ready, &id)) {
-        s_task_t *t = zp_idmap_get(v->tasks, id);
+           zp_iddeque_pop_front(&j->ready, &key)) {
+        s_task_t *t = zp_idmap_get(v->tasks, key);
         if (!t || t->state != S_QUEUED)
             continue; /* committed or given up meanwhile */
         v->batch[n++] = t;
@@ -531,9 +665,10 @@ static size_t s_collect(s_vent_t *v, size_t max)
     return n;
 }
 
-/* Sends the n collected tasks as one batch; on failure puts them back at
- * the front of the queue and returns -1 with errno. */
-static int s_send_batch(s_vent_t *v, size_t n, s_worker_t *w, int flags)
+/* Sends the n collected tasks of j as one batch; on failure puts them back
+ * at the front of the queue and returns -1 with errno. */
+static int s_send_batch(s_vent_t *v, s_job_t *j, size_t n, s_worker_t *w,
+                        int flags)
 {
     for (size_t i = 0; i < n; i++) {
         s_task_t *t = v->batch[i];
@@ -543,12 +678,12 @@ static int s_send_batch(s_vent_t *v, size_t n, s_worker_t *w, int flags)
         p->payload.data = t->data;
         p->payload.len = t->len;
         p->attempt = t->attempt;
-        p->deadline_ms = v->cfg->deadline_ms;
+        p->deadline_ms = j->deadline_ms;
         v->pb_ptrs[i] = p;
     }
     Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
-    b.job_id = v->job_id;
-    b.plugin = (char *)v->cfg->plugin;
+    b.job_id = j->id;
+    b.plugin = j->plugin;
     b.tasks = v->pb_ptrs;
     b.n_tasks = n;
     b.dispatch_us = zp_now_us();
@@ -559,7 +694,7 @@ static int s_send_batch(s_vent_t *v, size_t n, s_worker_t *w, int flags)
                 &v->scratch, flags) < 0) {
         int e = errno;
         for (size_t i = n; i-- > 0;)
-            zp_iddeque_push_front(&v->ready, v->batch[i]->id);
+            zp_iddeque_push_front(&j->ready, S_KEY(j, v->batch[i]->id));
         errno = e;
         return -1;
     }
@@ -573,61 +708,103 @@ static int s_send_batch(s_vent_t *v, size_t n, s_worker_t *w, int flags)
     return 0;
 }
 
-static uint64_t s_free_credit(const s_vent_t *v)
+/* Credit of the workers that can run j. */
+static uint64_t s_free_credit(const s_vent_t *v, const s_job_t *j)
 {
     uint64_t c = 0;
     for (size_t i = 0; i < v->n_workers; i++)
-        if (v->workers[i].has_plugin)
+        if (s_worker_has(&v->workers[i], j->plugin))
             c += v->workers[i].credit;
     return c;
+}
+
+/* Whether j has tasks to send, or input that may give some. */
+static bool s_job_wants(const s_vent_t *v, const s_job_t *j)
+{
+    if (!j->opened || j->done)
+        return false;
+    return j->ready.len > 0 ||
+           (j->has_input && !s_input_done(&j->in) && s_can_hold(v));
+}
+
+/* The job w (any worker when NULL) should serve next: the highest
+ * priority among those it has the plugin for; among equals, the first
+ * after the one served last, so they share the workers. */
+static s_job_t *s_pick_job(s_vent_t *v, const s_worker_t *w)
+{
+    s_job_t *best = NULL;
+    bool best_after = false;
+    for (s_job_t *j = v->jobs; j; j = j->next) {
+        if ((w && !s_worker_has(w, j->plugin)) || !s_job_wants(v, j))
+            continue;
+        bool after = j->slot > v->last_slot;
+        if (!best || j->priority > best->priority ||
+            (j->priority == best->priority && after && !best_after)) {
+            best = j;
+            best_after = after;
+        }
+    }
+    return best;
+}
+
+/* Warns once per job that no connected worker has its plugin. */
+static void s_warn_plugins(s_vent_t *v)
+{
+    for (s_job_t *j = v->jobs; j; j = j->next) {
+        if (!v->n_workers || j->warned_no_plugin || !s_job_wants(v, j))
+            continue;
+        bool any = false;
+        for (size_t k = 0; k < v->n_workers; k++)
+            any |= s_worker_has(&v->workers[k], j->plugin);
+        if (!any) {
+            zp_warn("%zu workers connected, none has plugin '%s' (job %s); "
+                    "waiting",
+                    v->n_workers, j->plugin, j->id);
+            j->warned_no_plugin = true;
+        }
+    }
 }
 
 /* Credit dispatch: hand out batches round-robin to workers with credit. */
 static int s_dispatch_credit(s_vent_t *v)
 {
-    for (;;) {
-        s_worker_t *w = NULL;
+    bool found = true;
+    while (found) {
+        found = false;
         for (size_t k = 0; k < v->n_workers; k++) {
-            s_worker_t *c = &v->workers[(v->rr + k) % v->n_workers];
-            if (c->credit > 0 && c->has_plugin) {
-                w = c;
-                v->rr = (v->rr + k + 1) % v->n_workers;
-                break;
-            }
-        }
-        if (!w) {
-            if (v->n_workers && !v->warned_no_plugin && s_free_credit(v) == 0) {
-                bool any = false;
-                for (size_t k = 0; k < v->n_workers; k++)
-                    any |= v->workers[k].has_plugin;
-                if (!any) {
-                    zp_warn("%zu workers connected, none has plugin '%s'; "
-                            "waiting",
-                            v->n_workers, v->cfg->plugin);
-                    v->warned_no_plugin = true;
-                }
-            }
-            return 0;
-        }
-        size_t max = w->credit < v->cfg->batch ? w->credit : v->cfg->batch;
-        if (s_batch_reserve(v, max) < 0 || s_refill(v, max) < 0)
-            return -1;
-        size_t n = s_collect(v, max);
-        if (n == 0)
-            return 0; /* nothing ready */
-        if (s_send_batch(v, n, w, ZMQ_DONTWAIT) < 0) {
-            if (errno == EHOSTUNREACH) {
-                s_worker_drop(v, w, "unreachable", true);
+            s_worker_t *w = &v->workers[(v->rr + k) % v->n_workers];
+            if (w->credit == 0)
                 continue;
+            s_job_t *j = s_pick_job(v, w);
+            if (!j)
+                continue;
+            size_t max = w->credit < v->cfg->batch ? w->credit : v->cfg->batch;
+            if (s_batch_reserve(v, max) < 0 || s_refill(v, j, max) < 0)
+                return -1;
+            size_t n = s_collect(v, j, max);
+            if (n == 0)
+                continue; /* nothing ready for it yet */
+            v->rr = (v->rr + k + 1) % v->n_workers;
+            v->last_slot = j->slot;
+            if (s_send_batch(v, j, n, w, ZMQ_DONTWAIT) < 0) {
+                if (errno == EHOSTUNREACH) {
+                    s_worker_drop(v, w, "unreachable", true);
+                    found = true;
+                    break;
+                }
+                if (errno == EAGAIN)
+                    continue;
+                zp_error("send to worker %s: %s", w->id, zmq_strerror(errno));
+                return -1;
             }
-            if (errno == EAGAIN)
-                return 0;
-            zp_error("send to worker %s: %s", w->id, zmq_strerror(errno));
-            return -1;
+            w->credit -= n;
+            w->sent += n;
+            found = true;
+            break;
         }
-        w->credit -= n;
-        w->sent += n;
     }
+    s_warn_plugins(v);
+    return 0;
 }
 
 /* Push dispatch: send while the PUSH socket takes them. */
@@ -636,73 +813,81 @@ static int s_dispatch_push(s_vent_t *v)
     if (s_batch_reserve(v, v->cfg->batch) < 0)
         return -1;
     for (int k = 0; k < 64; k++) {
-        if (s_refill(v, v->cfg->batch) < 0)
+        s_job_t *j = s_pick_job(v, NULL);
+        if (!j)
+            return 0;
+        if (s_refill(v, j, v->cfg->batch) < 0)
             return -1;
-        size_t n = s_collect(v, v->cfg->batch);
+        size_t n = s_collect(v, j, v->cfg->batch);
         if (n == 0)
             return 0;
-        if (s_send_batch(v, n, NULL, ZMQ_DONTWAIT) < 0)
+        v->last_slot = j->slot;
+        if (s_send_batch(v, j, n, NULL, ZMQ_DONTWAIT) < 0)
             return errno == EAGAIN ? 0 : -1;
     }
     return 0;
 }
 
-static void s_send_open(s_vent_t *v)
+/* ---- the sink ---------------------------------------------------------- */
+
+static void s_send_open(s_vent_t *v, s_job_t *j)
 {
     Zpipe__V1__JobOpen o = ZPIPE__V1__JOB_OPEN__INIT;
-    o.job_id = v->job_id;
-    o.plugin = (char *)v->cfg->plugin;
-    o.max_attempts = (uint32_t)v->cfg->max_attempts;
+    o.job_id = j->id;
+    o.plugin = j->plugin;
+    o.max_attempts = j->max_attempts;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
     m.job_open = &o;
     zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT);
-    v->last_open_us = zp_mono_us();
+    j->last_open_us = zp_mono_us();
 }
 
-static void s_send_close(s_vent_t *v)
+static void s_send_close(s_vent_t *v, s_job_t *j)
 {
     Zpipe__V1__JobClose c = ZPIPE__V1__JOB_CLOSE__INIT;
-    c.job_id = v->job_id;
-    c.total = v->next_task_id;
+    c.job_id = j->id;
+    c.total = j->next_task_id;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE;
     m.job_close = &c;
     zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT);
-    v->last_close_us = zp_mono_us();
+    j->last_close_us = zp_mono_us();
 }
 
-static void s_send_status_request(s_vent_t *v)
+static void s_send_status_request(s_vent_t *v, s_job_t *j)
 {
     Zpipe__V1__StatusRequest s = ZPIPE__V1__STATUS_REQUEST__INIT;
-    s.job_id = v->job_id;
+    s.job_id = j->id;
     s.wait = true;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
     m.status_request = &s;
     zp_send(v->control, NULL, 0, &m, &v->scratch, ZMQ_DONTWAIT);
-    v->last_status_us = zp_mono_us();
+    j->last_status_us = zp_mono_us();
 }
 
-static void s_on_committed(s_vent_t *v, const Zpipe__V1__Committed *c)
+static void s_on_committed(s_vent_t *v, s_job_t *j,
+                           const Zpipe__V1__Committed *c)
 {
     for (size_t i = 0; i < c->n_task_ids; i++) {
-        s_task_t *t = zp_idmap_remove(v->tasks, c->task_ids[i]);
+        if (c->task_ids[i] >= S_MAX_TASK_ID)
+            continue;
+        s_task_t *t = zp_idmap_get(v->tasks, S_KEY(j, c->task_ids[i]));
         if (t)
-            v->held_bytes -= t->len;
-        free(t);
+            s_task_done(v, t);
     }
     for (size_t i = 0; i < c->n_retry_task_ids; i++) {
-        s_task_t *t = zp_idmap_get(v->tasks, c->retry_task_ids[i]);
+        if (c->retry_task_ids[i] >= S_MAX_TASK_ID)
+            continue;
+        s_task_t *t = zp_idmap_get(v->tasks, S_KEY(j, c->retry_task_ids[i]));
         uint32_t failed = i < c->n_retry_attempts ? c->retry_attempts[i] : 0;
         /* Only the attempt that failed is retried; a newer one is already
          * on its way. */
         if (!t || t->attempt != failed || t->state == S_QUEUED)
             continue;
         t->attempt++;
-        t->state = S_QUEUED;
-        t->worker = 0;
-        zp_iddeque_push_front(&v->ready, t->id);
+        s_queue_front(t);
         v->retried++;
     }
 }
@@ -712,14 +897,12 @@ static void s_on_committed(s_vent_t *v, const Zpipe__V1__Committed *c)
 static void s_on_sink_restart(s_vent_t *v)
 {
     size_t n = 0, cursor = 0;
-    uint64_t id;
+    uint64_t key;
     void *p;
-    while (zp_idmap_next(v->tasks, &cursor, &id, &p)) {
+    while (zp_idmap_next(v->tasks, &cursor, &key, &p)) {
         s_task_t *t = p;
         if (t->state == S_INFLIGHT) {
-            t->state = S_QUEUED;
-            t->worker = 0;
-            zp_iddeque_push_front(&v->ready, t->id);
+            s_queue_front(t);
             n++;
         } else if (t->state == S_FAILING) {
             /* its failure record may be lost: write it again */
@@ -729,11 +912,15 @@ static void s_on_sink_restart(s_vent_t *v)
         }
     }
     v->redelivered += n;
-    v->close_acked = false;
-    v->last_close_us = 0;
-    zp_warn("job %s: the sink restarted; sending %zu uncommitted tasks again",
-            v->job_id, n);
+    for (s_job_t *j = v->jobs; j; j = j->next) {
+        j->close_acked = false;
+        j->last_close_us = 0;
+    }
+    zp_warn("the sink restarted; sending %zu uncommitted tasks again", n);
 }
+
+static void s_intake_ack(s_vent_t *v, s_job_t *j, bool ok, const char *error,
+                         uint64_t first, uint64_t accepted);
 
 static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
 {
@@ -749,13 +936,16 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
     switch (m->kind_case) {
     case ZPIPE__V1__MESSAGE__KIND_ACK: {
         Zpipe__V1__Ack *a = m->ack;
-        if (!a->job_id || strcmp(a->job_id, v->job_id) != 0)
+        s_job_t *j = a->job_id ? s_job_find(v, a->job_id) : NULL;
+        if (!j)
             return;
         if (!a->ok) {
-            zp_error("sink refused job %s: %s", v->job_id,
+            zp_error("sink refused job %s: %s", j->id,
                      a->error ? a->error : "?");
-            v->refused = true;
-            v->done = true;
+            if (j->prid_len && !j->producer_acked)
+                s_intake_ack(v, j, false, a->error, 0, 0);
+            j->refused = true;
+            j->done = true;
             return;
         }
         if (a->sink_instance && *a->sink_instance) {
@@ -767,31 +957,40 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
                 v->sink_instance = strdup(a->sink_instance);
             }
         }
-        if (!v->opened) {
-            zp_info("job %s opened at the sink; dispatching (%s)", v->job_id,
+        if (!j->opened) {
+            zp_info("job %s opened at the sink; dispatching (%s)", j->id,
                     v->cfg->dispatch);
-            v->opened = true;
-        } else if (v->last_close_us && !v->close_acked) {
-            v->close_acked = true;
-            v->last_status_us = zp_mono_us();
+            j->opened = true;
+            if (j->prid_len && !j->producer_acked) {
+                s_intake_ack(v, j, true, NULL, 0, 0);
+                j->producer_acked = true;
+            }
+        } else if (j->last_close_us && !j->close_acked) {
+            j->close_acked = true;
+            j->last_status_us = zp_mono_us();
         }
         return;
     }
-    case ZPIPE__V1__MESSAGE__KIND_COMMITTED:
-        if (m->committed->job_id && !strcmp(m->committed->job_id, v->job_id))
-            s_on_committed(v, m->committed);
+    case ZPIPE__V1__MESSAGE__KIND_COMMITTED: {
+        s_job_t *j =
+            m->committed->job_id ? s_job_find(v, m->committed->job_id) : NULL;
+        if (j)
+            s_on_committed(v, j, m->committed);
         return;
+    }
     case ZPIPE__V1__MESSAGE__KIND_JOB_STATUS: {
         Zpipe__V1__JobStatus *s = m->job_status;
-        if (!s->job_id || strcmp(s->job_id, v->job_id) != 0)
+        s_job_t *j = s->job_id ? s_job_find(v, s->job_id) : NULL;
+        if (!j)
             return;
-        if (s->state == ZPIPE__V1__JOB_STATE__JOB_DONE && v->close_acked) {
+        if (s->state == ZPIPE__V1__JOB_STATE__JOB_DONE && j->close_acked &&
+            !j->done) {
             zp_info("job %s done: %llu tasks, %llu succeeded, %llu failed",
-                    v->job_id, (unsigned long long)s->total,
+                    j->id, (unsigned long long)s->total,
                     (unsigned long long)s->succeeded,
                     (unsigned long long)s->failed);
-            v->failed = s->failed;
-            v->done = true;
+            j->failed = s->failed;
+            j->done = true;
         }
         return;
     }
@@ -800,7 +999,6 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
         zp_warn("dropped an unexpected %s from the sink", zp_kind_name(m));
     }
 }
-
 /* A connection dropped: a worker may have died. Sending to a vanished
  * peer fails at once on a ROUTER_MANDATORY socket, so a probe of every
  * worker finds the dead one in milliseconds instead of a heartbeat
@@ -853,18 +1051,16 @@ static void s_check_liveness(s_vent_t *v)
      * through the tasks queued ahead of this one (a worker holds up to
      * its window; each may take the whole deadline). */
     uint64_t lease = v->cfg->lease_ms * 1000;
-    uint64_t short_lease =
-        v->cfg->deadline_ms ? v->cfg->deadline_ms * 1000 + 5000000 : 0;
-    if (!lease && !short_lease)
-        return;
     size_t cursor = 0;
-    uint64_t id;
+    uint64_t key;
     void *p;
     s_worker_t *w = NULL;
-    while (zp_idmap_next(v->tasks, &cursor, &id, &p)) {
+    while (zp_idmap_next(v->tasks, &cursor, &key, &p)) {
         s_task_t *t = p;
         if (t->state != S_INFLIGHT)
             continue;
+        uint64_t dl = t->job->deadline_ms;
+        uint64_t short_lease = dl ? dl * 1000 + 5000000 : 0;
         uint64_t out = now - t->sent_us;
         bool expired = lease && out > lease;
         if (!expired && short_lease && out > short_lease) {
@@ -886,29 +1082,29 @@ static void s_check_liveness(s_vent_t *v)
 static void s_skip_record(void *ctx, const char *job, uint64_t task, bool ok,
                           uint64_t offset)
 {
-    s_vent_t *v = ctx;
+    s_job_t *j = ctx;
     (void)ok;
     (void)offset;
-    if (strcmp(job, v->job_id) != 0 || task >= (1ull << 34))
+    if (strcmp(job, j->id) != 0 || task >= (1ull << 34))
         return;
     size_t word = (size_t)(task / 64);
-    if (word >= v->skip_words) {
-        size_t n = v->skip_words ? v->skip_words : 1024;
+    if (word >= j->skip_words) {
+        size_t n = j->skip_words ? j->skip_words : 1024;
         while (n <= word)
             n *= 2;
-        uint64_t *bits = realloc(v->skip, n * sizeof *bits);
+        uint64_t *bits = realloc(j->skip, n * sizeof *bits);
         if (!bits)
             return;
-        memset(bits + v->skip_words, 0, (n - v->skip_words) * sizeof *bits);
-        v->skip = bits;
-        v->skip_words = n;
+        memset(bits + j->skip_words, 0, (n - j->skip_words) * sizeof *bits);
+        j->skip = bits;
+        j->skip_words = n;
     }
-    v->skip[word] |= 1ull << (task % 64);
+    j->skip[word] |= 1ull << (task % 64);
 }
 
 /* --resume-journal: learn which tasks of this job an earlier run committed.
  * Read only; the sink owns the journal. */
-static int s_load_skip(s_vent_t *v)
+static int s_load_skip(s_vent_t *v, s_job_t *j)
 {
     int fd = open(v->cfg->resume_journal, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -935,7 +1131,7 @@ static int s_load_skip(s_vent_t *v)
     close(fd);
     zp_journal_visitor_t vis = {NULL, NULL, s_skip_record};
     size_t valid;
-    long events = zp_journal_replay(data.data, data.len, &vis, v, &valid);
+    long events = zp_journal_replay(data.data, data.len, &vis, j, &valid);
     zp_buf_free(&data);
     if (events < 0) {
         zp_error("%s is not a zpipe journal", v->cfg->resume_journal);
@@ -944,34 +1140,275 @@ static int s_load_skip(s_vent_t *v)
     return 0;
 }
 
+/* ---- the intake: producers open jobs, send tasks, close ---------------- */
+
+static void s_intake_send(s_vent_t *v, const char *rid, size_t rid_len,
+                          const char *job, bool ok, const char *error,
+                          uint64_t first, uint64_t accepted)
+{
+    Zpipe__V1__Ack a = ZPIPE__V1__ACK__INIT;
+    a.job_id = (char *)(job ? job : "");
+    a.ok = ok;
+    a.error = (char *)(error ? error : "");
+    a.first_task_id = first;
+    a.accepted = accepted;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_ACK;
+    m.ack = &a;
+    if (zp_send(v->intake, rid, rid_len, &m, &v->scratch, ZMQ_DONTWAIT) < 0)
+        zp_debug("ack to a producer: %s", zmq_strerror(errno));
+}
+
+static void s_intake_ack(s_vent_t *v, s_job_t *j, bool ok, const char *error,
+                         uint64_t first, uint64_t accepted)
+{
+    s_intake_send(v, j->prid, j->prid_len, j->id, ok, error, first, accepted);
+}
+
+static void s_intake_refuse(s_vent_t *v, const char *rid, size_t rid_len,
+                            const char *job, const char *why)
+{
+    v->intake_bad++;
+    if (v->intake_bad <= 10 || v->intake_bad % 1000 == 0)
+        zp_warn("refused a producer's message%s%s: %s (%llu so far)",
+                job && *job ? " for job " : "", job ? job : "", why,
+                (unsigned long long)v->intake_bad);
+    s_intake_send(v, rid, rid_len, job, false, why, 0, 0);
+}
+
+static bool s_plugin_name_ok(const char *p)
+{
+    size_t n = p ? strlen(p) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
+              (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-' ||
+              p[i] == '.'))
+            return false;
+    return true;
+}
+
+static void s_on_intake_open(s_vent_t *v, const char *rid, size_t rid_len,
+                             const Zpipe__V1__JobOpen *o)
+{
+    const char *given = o->job_id && *o->job_id ? o->job_id : NULL;
+    if (!s_plugin_name_ok(o->plugin)) {
+        s_intake_refuse(v, rid, rid_len, given,
+                        "JobOpen needs a plugin name (1 to 64 of "
+                        "[A-Za-z0-9_.-])");
+        return;
+    }
+    if (given && !zp_job_id_valid(given)) {
+        s_intake_refuse(v, rid, rid_len, "",
+                        "job id must be 1 to 128 of [A-Za-z0-9_.:-]");
+        return;
+    }
+    s_job_t *j = given ? s_job_find(v, given) : NULL;
+    if (j) {
+        /* Opening again is fine for its producer (a resent JobOpen). */
+        if (j->prid_len != rid_len || memcmp(j->prid, rid, rid_len) != 0 ||
+            strcmp(j->plugin, o->plugin) != 0) {
+            s_intake_refuse(v, rid, rid_len, given, "job id already in use");
+            return;
+        }
+        if (j->producer_acked)
+            s_intake_ack(v, j, true, NULL, 0, 0);
+        return;
+    }
+    char *id = given ? strdup(given) : zp_random_id("job-", 6);
+    j = id ? s_job_new(v, id, o->plugin) : NULL;
+    free(id);
+    if (!j) {
+        s_intake_refuse(v, rid, rid_len, given, "out of memory");
+        return;
+    }
+    memcpy(j->prid, rid, rid_len);
+    j->prid_len = rid_len;
+    if (o->max_attempts)
+        j->max_attempts = o->max_attempts < 100 ? o->max_attempts : 100;
+    if (o->deadline_ms)
+        j->deadline_ms = o->deadline_ms;
+    j->priority = o->priority;
+    zp_info("job %s from a producer: plugin %s, priority %u, deadline %llu "
+            "ms, %u attempts",
+            j->id, j->plugin, j->priority, (unsigned long long)j->deadline_ms,
+            j->max_attempts);
+    s_send_open(v, j); /* the producer hears once the sink has it */
+}
+
+static void s_on_intake_tasks(s_vent_t *v, const char *rid, size_t rid_len,
+                              const Zpipe__V1__TaskBatch *b)
+{
+    s_job_t *j = b->job_id ? s_job_find(v, b->job_id) : NULL;
+    if (!j || j->has_input) {
+        s_intake_refuse(v, rid, rid_len, b->job_id, "unknown job");
+        return;
+    }
+    if (j->input_closed || j->done) {
+        s_intake_refuse(v, rid, rid_len, j->id, "job already closed");
+        return;
+    }
+    for (size_t i = 0; i < b->n_tasks; i++)
+        if (b->tasks[i]->payload.len > v->cfg->max_task_bytes) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "task %zu of the batch is %zu bytes, over the limit of "
+                     "%llu; nothing of the batch was taken",
+                     i, b->tasks[i]->payload.len,
+                     (unsigned long long)v->cfg->max_task_bytes);
+            s_intake_refuse(v, rid, rid_len, j->id, why);
+            return;
+        }
+    if (j->next_task_id + b->n_tasks >= S_MAX_TASK_ID) {
+        s_intake_refuse(v, rid, rid_len, j->id, "too many tasks in one job");
+        return;
+    }
+    uint64_t first = j->next_task_id;
+    for (size_t i = 0; i < b->n_tasks; i++)
+        if (!s_task_add(v, j, b->tasks[i]->payload.data,
+                        b->tasks[i]->payload.len)) {
+            /* out of memory: what was added stays, and is said */
+            s_intake_send(v, rid, rid_len, j->id, false, "out of memory", first,
+                          i);
+            return;
+        }
+    s_intake_send(v, rid, rid_len, j->id, true, NULL, first, b->n_tasks);
+}
+
+static void s_on_intake_close(s_vent_t *v, const char *rid, size_t rid_len,
+                              const Zpipe__V1__JobClose *c)
+{
+    s_job_t *j = c->job_id ? s_job_find(v, c->job_id) : NULL;
+    if (!j || j->has_input) {
+        s_intake_refuse(v, rid, rid_len, c->job_id, "unknown job");
+        return;
+    }
+    if (c->total && c->total != j->next_task_id) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "total %llu does not match the %llu tasks received",
+                 (unsigned long long)c->total,
+                 (unsigned long long)j->next_task_id);
+        s_intake_refuse(v, rid, rid_len, j->id, why);
+        return;
+    }
+    if (!j->input_closed)
+        zp_info("job %s: its producer closed it after %llu tasks", j->id,
+                (unsigned long long)j->next_task_id);
+    j->input_closed = true;
+    s_intake_send(v, rid, rid_len, j->id, true, NULL, 0, j->next_task_id);
+}
+
+static void s_on_intake(s_vent_t *v, const char *rid, size_t rid_len,
+                        zmq_msg_t *frame)
+{
+    zp_arena_reset(v->arena);
+    zp_message_t *m = zp_decode(v->arena, zmq_msg_data(frame),
+                                zmq_msg_size(frame), S_INTAKE_FRAME);
+    if (!m) {
+        s_intake_refuse(v, rid, rid_len, "", "malformed message");
+        return;
+    }
+    switch (m->kind_case) {
+    case ZPIPE__V1__MESSAGE__KIND_JOB_OPEN:
+        s_on_intake_open(v, rid, rid_len, m->job_open);
+        return;
+    case ZPIPE__V1__MESSAGE__KIND_TASK_BATCH:
+        s_on_intake_tasks(v, rid, rid_len, m->task_batch);
+        return;
+    case ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE:
+        s_on_intake_close(v, rid, rid_len, m->job_close);
+        return;
+    default:
+        s_intake_refuse(v, rid, rid_len, "",
+                        "unexpected message kind on the intake");
+    }
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+/* Opens the --input job. */
+static s_job_t *s_open_file_job(s_vent_t *v)
+{
+    const zp_ventilator_config_t *cfg = v->cfg;
+    char *id = cfg->job_id ? strdup(cfg->job_id) : zp_random_id("job-", 6);
+    if (!id)
+        return NULL;
+    if (!zp_job_id_valid(id)) {
+        zp_error("job id '%s' must be 1 to 128 of [A-Za-z0-9_.:-]", id);
+        free(id);
+        return NULL;
+    }
+    s_job_t *j = s_job_new(v, id, cfg->plugin);
+    free(id);
+    if (!j)
+        return NULL;
+    j->has_input = true;
+    if (strcmp(cfg->input, "-") == 0)
+        j->in.fd = STDIN_FILENO;
+    else {
+        j->in.fd = open(cfg->input, O_RDONLY | O_CLOEXEC);
+        if (j->in.fd < 0) {
+            zp_error("cannot open input %s: %s", cfg->input, strerror(errno));
+            s_job_remove(v, j);
+            return NULL;
+        }
+    }
+    if (cfg->resume_journal && s_load_skip(v, j) < 0) {
+        s_job_remove(v, j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Keeps each job's conversation with the sink going: open, close, ask. */
+static void s_tend_jobs(s_vent_t *v, uint64_t now)
+{
+    for (s_job_t *j = v->jobs, *next; j; j = next) {
+        next = j->next;
+        s_flush_failures(v, j);
+        if (j->done) {
+            if (j != v->file_job) {
+                zp_info("job %s finished; %llu tasks read", j->id,
+                        (unsigned long long)j->next_task_id);
+                s_job_remove(v, j);
+            }
+            continue;
+        }
+        if (!j->opened && now - j->last_open_us >= S_RESEND_US)
+            s_send_open(v, j);
+        else if (j->opened && now - j->last_open_us >= S_KEEPALIVE_US)
+            s_send_open(v, j); /* idempotent; teaches a restarted sink */
+        if (j->opened && s_job_input_done(j) && !j->close_acked &&
+            now - j->last_close_us >= S_RESEND_US) {
+            if (!j->last_close_us && j->has_input)
+                zp_info("job %s: input ended after %llu tasks; closing", j->id,
+                        (unsigned long long)j->next_task_id);
+            s_send_close(v, j);
+        }
+        if (j->close_acked && now - j->last_status_us >= S_KEEPALIVE_US)
+            s_send_status_request(v, j);
+    }
+}
+
 int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 {
     s_vent_t v = {.cfg = cfg};
     int rc = 3;
     v.push = strcmp(cfg->dispatch, "push") == 0;
-    v.job_id = cfg->job_id ? strdup(cfg->job_id) : zp_random_id("job-", 6);
     v.arena = zp_arena_new();
     v.tasks = zp_idmap_new();
-    if (!v.job_id || !v.arena || !v.tasks)
+    if (!v.arena || !v.tasks)
         goto fail_alloc;
-    if (!zp_job_id_valid(v.job_id)) {
-        zp_error("job id '%s' must be 1 to 128 of [A-Za-z0-9_.:-]", v.job_id);
-        goto fail_alloc;
-    }
-    if (strcmp(cfg->input, "-") == 0)
-        v.in.fd = STDIN_FILENO;
-    else {
-        v.in.fd = open(cfg->input, O_RDONLY | O_CLOEXEC);
-        if (v.in.fd < 0) {
-            zp_error("cannot open input %s: %s", cfg->input, strerror(errno));
+    if (cfg->input) {
+        v.file_job = s_open_file_job(&v);
+        if (!v.file_job)
             goto fail_alloc;
-        }
     }
-    if (cfg->resume_journal && s_load_skip(&v) < 0)
-        goto fail_input;
     v.ctx = zmq_ctx_new();
     if (!v.ctx)
-        goto fail_input;
+        goto fail_alloc;
     v.dispatch = zp_socket(v.ctx, v.push ? ZMQ_PUSH : ZMQ_ROUTER,
                            cfg->dispatch_endpoint, true, 1u << 20);
     if (!v.dispatch)
@@ -979,13 +1416,36 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
     if (!v.push)
         v.monitor = zp_monitor_open(v.ctx, v.dispatch, ZMQ_EVENT_DISCONNECTED,
                                     "dispatch");
+    if (cfg->intake) {
+        v.intake = zmq_socket(v.ctx, ZMQ_ROUTER);
+        if (!v.intake)
+            goto fail_ctx;
+        /* Bounded: a producer's messages queue here only this deep; past
+         * that its sends wait (the ventilator reads the intake only while
+         * it can hold more tasks). */
+        int hwm = S_INTAKE_HWM;
+        zmq_setsockopt(v.intake, ZMQ_RCVHWM, &hwm, sizeof hwm);
+        int64_t cap = S_INTAKE_FRAME;
+        zmq_setsockopt(v.intake, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
+        int linger = ZP_LINGER_MS;
+        zmq_setsockopt(v.intake, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_bind(v.intake, cfg->intake) != 0) {
+            zp_error("bind %s: %s", cfg->intake, zmq_strerror(errno));
+            goto fail_ctx;
+        }
+    }
     /* A stable identity, so a restarted sink knows us by the same name. */
     v.control = zmq_socket(v.ctx, ZMQ_DEALER);
     if (!v.control)
         goto fail_ctx;
     {
         char rid[200];
-        snprintf(rid, sizeof rid, "vent-%.180s", v.job_id);
+        char *rnd = v.file_job ? NULL : zp_random_id("", 6);
+        snprintf(rid, sizeof rid, "vent-%.180s",
+                 v.file_job ? v.file_job->id
+                 : rnd      ? rnd
+                            : "service");
+        free(rnd);
         zmq_setsockopt(v.control, ZMQ_ROUTING_ID, rid, strlen(rid));
         zp_fast_reconnect(v.control);
         int linger = ZP_LINGER_MS;
@@ -995,11 +1455,19 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
             goto fail_ctx;
         }
     }
-    zp_info("ventilator: job %s, plugin %s, input %s, dispatch %s on %s, "
-            "sink %s",
-            v.job_id, cfg->plugin, cfg->input, cfg->dispatch,
-            cfg->dispatch_endpoint, cfg->sink_control);
-    s_send_open(&v);
+    if (v.file_job)
+        zp_info("ventilator: job %s, plugin %s, input %s, dispatch %s on %s, "
+                "sink %s%s%s",
+                v.file_job->id, cfg->plugin, cfg->input, cfg->dispatch,
+                cfg->dispatch_endpoint, cfg->sink_control,
+                cfg->intake ? ", intake " : "", cfg->intake ? cfg->intake : "");
+    else
+        zp_info("ventilator: jobs from producers on %s, dispatch %s on %s, "
+                "sink %s",
+                cfg->intake, cfg->dispatch, cfg->dispatch_endpoint,
+                cfg->sink_control);
+    if (v.file_job)
+        s_send_open(&v, v.file_job);
 
     zmq_msg_t frame;
     zmq_msg_init(&frame);
@@ -1007,21 +1475,26 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
     size_t rid_len = 0;
     uint64_t last_check = zp_mono_us();
     v.no_worker_since_us = zp_mono_us();
-    while (!v.done && !zp_stopping()) {
+    bool done = false;
+    while (!done && !zp_stopping()) {
+        s_job_t *fj = v.file_job;
         /* Poll the input only when it is what holds dispatch back. */
-        bool want_input = v.opened && !v.in.eof && !s_line_buffered(&v.in) &&
-                          v.ready.len == 0 && s_can_hold(&v) &&
-                          (v.push || s_free_credit(&v) > 0);
-        bool want_out = v.push && v.opened && v.ready.len + !v.in.eof > 0;
-        zmq_pollitem_t items[4] = {
+        bool want_input = fj && fj->opened && !fj->in.eof &&
+                          !s_line_buffered(&fj->in) && fj->ready.len == 0 &&
+                          s_can_hold(&v) &&
+                          (v.push || s_free_credit(&v, fj) > 0);
+        bool want_out = v.push && s_pick_job(&v, NULL) != NULL;
+        bool want_intake = v.intake && s_can_hold(&v);
+        zmq_pollitem_t items[5] = {
             {v.dispatch, 0,
              (short)(v.push ? (want_out ? ZMQ_POLLOUT : 0) : ZMQ_POLLIN), 0},
             {v.control, 0, ZMQ_POLLIN, 0},
             {v.monitor, 0, (short)(v.monitor ? ZMQ_POLLIN : 0), 0},
-            {NULL, v.in.fd, ZMQ_POLLIN, 0},
+            {v.intake, 0, (short)(want_intake ? ZMQ_POLLIN : 0), 0},
+            {NULL, fj ? fj->in.fd : -1, ZMQ_POLLIN, 0},
         };
         int n =
-            zmq_poll(items, want_input ? 4 : 3, v.probe_until_us ? 20 : 100);
+            zmq_poll(items, want_input ? 5 : 4, v.probe_until_us ? 20 : 100);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1030,8 +1503,8 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         }
         if (items[2].revents & ZMQ_POLLIN)
             s_on_monitor(&v);
-        if (want_input && (items[3].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
-            if (s_fill(&v.in, true) < 0) {
+        if (want_input && (items[4].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+            if (s_fill(&fj->in, true) < 0) {
                 zp_error("reading %s: %s", cfg->input, strerror(errno));
                 break;
             }
@@ -1057,27 +1530,27 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                 if (r == 0)
                     s_on_control(&v, &frame);
             }
-        if (v.opened && !v.done) {
-            int d = v.push ? s_dispatch_push(&v) : s_dispatch_credit(&v);
-            if (d < 0)
-                break;
-        }
-        s_flush_failures(&v);
+        if (want_intake && (items[3].revents & ZMQ_POLLIN))
+            for (int k = 0; k < 64 && s_can_hold(&v); k++) {
+                int r = zp_recv(v.intake, true, rid, &rid_len, &frame,
+                                ZMQ_DONTWAIT);
+                if (r < 0)
+                    break;
+                if (r > 0) {
+                    s_intake_refuse(&v, rid, rid_len, "",
+                                    "a message of the wrong shape");
+                    continue;
+                }
+                s_on_intake(&v, rid, rid_len, &frame);
+            }
+        int d = v.push ? s_dispatch_push(&v) : s_dispatch_credit(&v);
+        if (d < 0)
+            break;
 
         uint64_t now = zp_mono_us();
-        if (!v.opened && now - v.last_open_us >= S_RESEND_US)
-            s_send_open(&v);
-        else if (v.opened && now - v.last_open_us >= S_KEEPALIVE_US)
-            s_send_open(&v); /* idempotent; teaches a restarted sink */
-        if (v.opened && s_input_done(&v.in) && !v.close_acked &&
-            now - v.last_close_us >= S_RESEND_US) {
-            if (!v.last_close_us)
-                zp_info("job %s: input ended after %llu tasks; closing",
-                        v.job_id, (unsigned long long)v.next_task_id);
-            s_send_close(&v);
-        }
-        if (v.close_acked && now - v.last_status_us >= S_KEEPALIVE_US)
-            s_send_status_request(&v);
+        s_tend_jobs(&v, now);
+        if (v.file_job && v.file_job->done)
+            done = true;
         if (v.probe_until_us) {
             /* The pipe of a dead peer may outlive its disconnect event by
              * a little: probe again for half a second. */
@@ -1091,76 +1564,73 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                 s_check_liveness(&v);
             last_check = now;
         }
+        bool waiting = v.file_job || zp_idmap_size(v.tasks) > 0;
         if (!v.push && v.n_workers == 0 && cfg->no_worker_timeout_ms &&
-            now > v.no_worker_since_us &&
+            waiting && now > v.no_worker_since_us &&
             now - v.no_worker_since_us > cfg->no_worker_timeout_ms * 1000) {
-            zp_error("job %s: no worker for %.1f s (--no-worker-timeout-ms); "
-                     "giving up with %zu tasks not done",
-                     v.job_id, (double)(now - v.no_worker_since_us) / 1e6,
-                     zp_idmap_size(v.tasks) + (s_input_done(&v.in) ? 0 : 1));
+            zp_error("no worker for %.1f s (--no-worker-timeout-ms); giving "
+                     "up with %zu tasks not done",
+                     (double)(now - v.no_worker_since_us) / 1e6,
+                     zp_idmap_size(v.tasks));
             break;
         }
     }
     zmq_msg_close(&frame);
-    if (v.done)
-        rc = v.refused ? 3 : v.failed ? 1 : 0;
+    if (v.file_job && v.file_job->done)
+        rc = v.file_job->refused ? 3 : v.file_job->failed ? 1 : 0;
     else if (zp_stopping())
-        rc = 4;
-    if (v.skipped)
-        zp_info("job %s: skipped %llu tasks an earlier run committed", v.job_id,
-                (unsigned long long)v.skipped);
-    zp_info("ventilator stopping: job %s, %llu tasks read, %llu dispatches, "
+        rc = v.file_job ? 4 : 0;
+    if (v.file_job && v.file_job->skipped)
+        zp_info("job %s: skipped %llu tasks an earlier run committed",
+                v.file_job->id, (unsigned long long)v.file_job->skipped);
+    zp_info("ventilator stopping: %llu tasks read, %llu dispatches, "
             "%llu redelivered (%llu from lost workers, %llu leases expired), "
-            "%llu retried on request, %llu given up, %llu bad messages; "
-            "at most %zu tasks held",
-            v.job_id, (unsigned long long)v.next_task_id,
-            (unsigned long long)v.dispatched, (unsigned long long)v.redelivered,
+            "%llu retried on request, %llu given up, %llu bad messages, "
+            "%llu refused from producers; at most %zu tasks held",
+            (unsigned long long)v.read, (unsigned long long)v.dispatched,
+            (unsigned long long)v.redelivered,
             (unsigned long long)v.lost_to_workers,
             (unsigned long long)v.expired, (unsigned long long)v.retried,
             (unsigned long long)v.gave_up, (unsigned long long)v.bad_messages,
-            v.max_held);
+            (unsigned long long)v.intake_bad, v.max_held);
 
 fail_ctx:
     /* Nothing still queued matters once the job is done or abandoned:
      * tasks in flight are the workers' and control messages are resent. */
     zp_monitor_close(v.dispatch, &v.monitor);
-    for (int i = 0; i < 2; i++) {
-        void *sock = i ? v.control : v.dispatch;
+    for (int i = 0; i < 3; i++) {
+        void *sock = i == 0 ? v.control : i == 1 ? v.dispatch : v.intake;
         if (!sock)
             continue;
         int zero = 0;
         zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(sock);
     }
-    zmq_ctx_term(v.ctx);
-fail_input:
-    if (v.in.fd != STDIN_FILENO)
-        close(v.in.fd);
+    if (v.ctx)
+        zmq_ctx_term(v.ctx);
 fail_alloc:
     while (v.n_workers)
         s_worker_drop(&v, &v.workers[0], "ventilator stopping", false);
     free(v.workers);
     if (v.tasks) {
         size_t cursor = 0;
-        uint64_t id;
+        uint64_t key;
         void *p;
-        while (zp_idmap_next(v.tasks, &cursor, &id, &p))
+        while (zp_idmap_next(v.tasks, &cursor, &key, &p))
             free(p);
         zp_idmap_destroy(&v.tasks);
     }
-    zp_iddeque_free(&v.ready);
-    for (size_t i = 0; i < v.n_fail; i++)
-        free(v.fail_results[i].error);
-    free(v.fail_results);
+    while (v.jobs) {
+        s_job_t *j = v.jobs;
+        v.jobs = j->next;
+        s_job_free(j);
+    }
     free(v.fail_ptrs);
     free(v.pb_tasks);
     free(v.pb_ptrs);
     free(v.batch);
-    zp_buf_free(&v.in.buf);
     zp_buf_free(&v.scratch);
     zp_arena_destroy(&v.arena);
     free(v.sink_instance);
-    free(v.skip);
-    free(v.job_id);
     return rc;
 }

@@ -1,10 +1,13 @@
 /* ventilator: the zpipe ventilator daemon's logic (main.c parses options).
  *
- * The ventilator reads an input (one task per line), opens a job at the
- * sink, dispatches tasks in batches to workers, and closes the job with its
- * task count once the input ends. Under credit dispatch (default) it binds a
- * ROUTER and sends a worker only as many tasks as that worker has granted;
- * under push dispatch it binds a PUSH and fans batches out round-robin.
+ * The ventilator reads an input (one task per line) as one job, and/or takes
+ * jobs from producers on its intake socket (JobOpen, TaskBatch, JobClose,
+ * each answered with an Ack); it opens each job at the sink, dispatches
+ * tasks in batches to workers (higher priority first, equal priorities
+ * sharing), and closes each job with its task count once its input ends. Under
+ * credit dispatch (default) it binds a ROUTER and sends a worker only as many
+ * tasks as that worker has granted; under push dispatch it binds a PUSH and
+ * fans batches out round-robin.
  *
  * Delivery is at least once: every task read stays in an in-flight table
  * until the sink reports it committed. A task whose worker is declared dead
@@ -22,13 +25,15 @@ typedef struct {
     const char *dispatch_endpoint; /* bind: ROUTER (credit) or PUSH (push) */
     const char *sink_control;      /* connect: the sink's control ROUTER */
     const char *dispatch;          /* "credit" or "push" */
-    const char *input;             /* path, "-" = stdin */
-    const char *plugin;            /* plugin name every task needs */
-    const char *job_id;            /* NULL = generated */
-    uint64_t batch;                /* most tasks per message */
-    uint64_t batch_bytes;          /* most payload bytes per message */
-    uint64_t deadline_ms;          /* per-task deadline, 0 = none */
-    uint64_t max_task_bytes;       /* longest input line accepted */
+    const char *input;       /* the one job's tasks: path, "-" = stdin; NULL =
+                                none (jobs come from producers on intake) */
+    const char *plugin;      /* plugin name every task of that job needs */
+    const char *intake;      /* bind, ROUTER, for producers; NULL = none */
+    const char *job_id;      /* NULL = generated */
+    uint64_t batch;          /* most tasks per message */
+    uint64_t batch_bytes;    /* most payload bytes per message */
+    uint64_t deadline_ms;    /* per-task deadline, 0 = none */
+    uint64_t max_task_bytes; /* longest input line accepted */
     uint64_t heartbeat_timeout_ms; /* a worker silent this long is dead */
     uint64_t lease_ms;     /* redeliver a task held this long, 0 = off */
     uint64_t max_attempts; /* attempts before a task's failure is final */
@@ -40,9 +45,11 @@ typedef struct {
     long parent_pid;
 } zp_ventilator_config_t;
 
-/* Runs the job to completion. Returns 0 when every task succeeded, 1 when
- * the job completed with failed tasks, 3 on a set-up or runtime error
- * (logged), 4 when stopped by a signal before the job completed. */
+/* With an input: runs that job to completion and returns 0 when every
+ * task succeeded, 1 when it completed with failed tasks, 3 on a set-up or
+ * runtime error (logged), 4 when stopped by a signal before it completed.
+ * Without (a service for producers on the intake): runs until stopped and
+ * returns 0, or 3 on an error. */
 int zp_ventilator_run(const zp_ventilator_config_t *cfg);
 
 #endif
