@@ -30,6 +30,7 @@
 #define S_MAX_TASK_ID  (1ull << S_ID_BITS)
 #define S_INTAKE_FRAME (64u << 20)
 #define S_INTAKE_HWM   4
+#define S_FINISHED_IDS 4096
 
 typedef enum {
     S_QUEUED,   /* waiting in its job's ready queue */
@@ -117,6 +118,10 @@ typedef struct {
     uint64_t no_worker_since_us;
 
     char *sink_instance; /* from the sink's acks; a change = it restarted */
+    /* Ids of the last jobs finished here: a producer may not reuse one
+     * (the sink would take its tasks for duplicates of the old job's). */
+    char *finished[S_FINISHED_IDS];
+    size_t n_finished;
 
     /* Counters for the accounting line. */
     uint64_t read, dispatched, redelivered, lost_to_workers, expired, retried;
@@ -276,6 +281,11 @@ static void s_job_free(s_job_t *j)
  * committed by then). */
 static void s_job_remove(s_vent_t *v, s_job_t *j)
 {
+    if (j->done) {
+        size_t k = v->n_finished++ % S_FINISHED_IDS;
+        free(v->finished[k]);
+        v->finished[k] = strdup(j->id);
+    }
     for (s_job_t **p = &v->jobs; *p; p = &(*p)->next)
         if (*p == j) {
             *p = j->next;
@@ -1204,6 +1214,12 @@ static void s_on_intake_open(s_vent_t *v, const char *rid, size_t rid_len,
                         "job id must be 1 to 128 of [A-Za-z0-9_.:-]");
         return;
     }
+    for (size_t k = 0; given && k < S_FINISHED_IDS; k++)
+        if (v->finished[k] && strcmp(v->finished[k], given) == 0) {
+            s_intake_refuse(v, rid, rid_len, given,
+                            "job id already used by a finished job");
+            return;
+        }
     s_job_t *j = given ? s_job_find(v, given) : NULL;
     if (j) {
         /* Opening again is fine for its producer (a resent JobOpen). */
@@ -1632,5 +1648,7 @@ fail_alloc:
     zp_buf_free(&v.scratch);
     zp_arena_destroy(&v.arena);
     free(v.sink_instance);
+    for (size_t k = 0; k < S_FINISHED_IDS; k++)
+        free(v.finished[k]);
     return rc;
 }

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -291,6 +292,221 @@ int zp_cmd_results(int argc, char **argv)
             (unsigned long long)cursor);
 done:
     fflush(stdout);
+    s_client_close(&c);
+    return rc;
+}
+
+static const char s_submit_synopsis[] =
+    "Usage: zpipe submit --ventilator ENDPOINT --plugin NAME [OPTIONS]\n"
+    "Submits a job to a running ventilator's intake: each input line is a\n"
+    "task. Prints the job id once the job is open, and exits when the\n"
+    "ventilator has taken every task and the close. Then 'zpipe wait JOB'\n"
+    "and 'zpipe results JOB' at the sink. Exit status: 0 submitted, 2 bad\n"
+    "usage, 3 refused or no answer within --timeout-ms, 130/143\n"
+    "interrupted.";
+
+typedef struct {
+    const char *ventilator, *plugin, *input, *job;
+    uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
+} s_submit_opts_t;
+
+/* Waits for the intake's Ack about job (any job while job is NULL). */
+static zp_message_t *s_submit_ack(s_client_t *c, const s_submit_opts_t *o,
+                                  const char *job, uint64_t t0)
+{
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    zp_message_t *found = NULL;
+    while (!found && !zp_stopping() &&
+           !(o->timeout_ms && zp_mono_us() - t0 > o->timeout_ms * 1000)) {
+        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 200) <= 0)
+            continue;
+        while (!found &&
+               zp_recv(c->sock, false, NULL, NULL, &frame, ZMQ_DONTWAIT) == 0) {
+            zp_arena_reset(c->arena);
+            zp_message_t *m = zp_decode(c->arena, zmq_msg_data(&frame),
+                                        zmq_msg_size(&frame), 1u << 20);
+            if (m && m->kind_case == ZPIPE__V1__MESSAGE__KIND_ACK &&
+                (!job || (m->ack->job_id && !strcmp(m->ack->job_id, job)) ||
+                 !m->ack->ok))
+                found = m;
+        }
+    }
+    zmq_msg_close(&frame);
+    return found;
+}
+
+int zp_cmd_submit(int argc, char **argv)
+{
+    s_submit_opts_t o = {
+        .ventilator = "tcp://127.0.0.1:5561", .input = "-", .batch = 1024};
+    const zp_opt_t opts[] = {
+        {"ventilator", 'v', ZP_OPT_STR, "ZPIPE_VENTILATOR", "ENDPOINT",
+         "the ventilator's intake (default tcp://127.0.0.1:5561)",
+         &o.ventilator, 0, 0, NULL},
+        {"plugin", 'p', ZP_OPT_STR, "ZPIPE_PLUGIN", "NAME",
+         "plugin every task needs (required)", &o.plugin, 0, 0, NULL},
+        {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
+         "one task per line; - for stdin (default -)", &o.input, 0, 0, NULL},
+        {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID",
+         "job id (default: the ventilator makes one)", &o.job, 0, 0, NULL},
+        {"priority", 0, ZP_OPT_UINT, "ZPIPE_PRIORITY", "N",
+         "higher runs first; equal priorities share workers (default 0)",
+         &o.priority, 0, 1000000, NULL},
+        {"deadline-ms", 0, ZP_OPT_UINT, "ZPIPE_DEADLINE_MS", "MS",
+         "per-task deadline (default: the ventilator's)", &o.deadline_ms, 0,
+         86400000, NULL},
+        {"max-attempts", 0, ZP_OPT_UINT, "ZPIPE_MAX_ATTEMPTS", "N",
+         "attempts before a retryable failure is final (default: the "
+         "ventilator's)",
+         &o.max_attempts, 0, 100, NULL},
+        {"batch", 0, ZP_OPT_UINT, "ZPIPE_BATCH", "N",
+         "tasks per message (default 1024)", &o.batch, 1, 65536, NULL},
+        {"timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",
+         "give up when the ventilator does not answer this long, 0 = never "
+         "(default 0; a busy ventilator holds producers back)",
+         &o.timeout_ms, 0, 86400000ull * 365, NULL},
+        {0},
+    };
+    int rc = zp_opts_main(opts, argc, argv, "zpipe submit", s_submit_synopsis,
+                          "zpipe " ZPIPE_VERSION);
+    if (rc >= 0)
+        return rc;
+    if (!o.plugin)
+        return zp_opts_fail(opts, "zpipe submit", s_submit_synopsis,
+                            "--plugin is required");
+    if (o.job && !zp_job_id_valid(o.job))
+        return zp_opts_fail(opts, "zpipe submit", s_submit_synopsis,
+                            "--job must be 1 to 128 of [A-Za-z0-9_.:-]");
+    FILE *in = strcmp(o.input, "-") == 0 ? stdin : fopen(o.input, "r");
+    if (!in) {
+        fprintf(stderr, "zpipe submit: cannot read %s: %s\n", o.input,
+                strerror(errno));
+        return 3;
+    }
+    zp_signals_install(0);
+    s_client_t c = {0};
+    char *job = NULL, *line = NULL;
+    size_t cap = 0;
+    Zpipe__V1__Task *tasks = calloc(o.batch, sizeof *tasks);
+    Zpipe__V1__Task **ptrs = calloc(o.batch, sizeof *ptrs);
+    char **lines = calloc(o.batch, sizeof *lines);
+    rc = 3;
+    if (!tasks || !ptrs || !lines || s_client_open(&c, o.ventilator) < 0)
+        goto done;
+    uint64_t t0 = zp_mono_us();
+    zp_message_t *a = NULL;
+    /* Open: resent until answered (the ventilator answers once the sink has
+     * the job; opening again is harmless). */
+    while (!a && !zp_stopping() &&
+           !(o.timeout_ms && zp_mono_us() - t0 > o.timeout_ms * 1000)) {
+        Zpipe__V1__JobOpen jo = ZPIPE__V1__JOB_OPEN__INIT;
+        jo.job_id = (char *)(o.job ? o.job : "");
+        jo.plugin = (char *)o.plugin;
+        jo.priority = (uint32_t)o.priority;
+        jo.deadline_ms = o.deadline_ms;
+        jo.max_attempts = (uint32_t)o.max_attempts;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
+        m.job_open = &jo;
+        zp_send(c.sock, NULL, 0, &m, &c.scratch, ZMQ_DONTWAIT);
+        s_submit_opts_t once = o;
+        once.timeout_ms = 2000;
+        a = s_submit_ack(&c, &once, o.job, zp_mono_us());
+    }
+    if (!a || !a->ack->ok) {
+        fprintf(stderr, "zpipe submit: %s\n",
+                a ? a->ack->error : "no answer from the ventilator");
+        goto done;
+    }
+    job = strdup(a->ack->job_id);
+    if (!job)
+        goto done;
+    printf("%s\n", job);
+    fflush(stdout);
+    uint64_t sent = 0;
+    bool eof = false;
+    while (!eof && !zp_stopping()) {
+        size_t n = 0;
+        while (n < o.batch) {
+            ssize_t len = getline(&line, &cap, in);
+            if (len < 0) {
+                eof = true;
+                break;
+            }
+            if (len && line[len - 1] == '\n')
+                len--;
+            lines[n] = line;
+            line = NULL;
+            cap = 0;
+            zpipe__v1__task__init(&tasks[n]);
+            tasks[n].payload.data = (uint8_t *)lines[n];
+            tasks[n].payload.len = (size_t)len;
+            ptrs[n] = &tasks[n];
+            n++;
+        }
+        if (n) {
+            Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+            b.job_id = job;
+            b.tasks = ptrs;
+            b.n_tasks = n;
+            zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+            m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+            m.task_batch = &b;
+            int sr = zp_send(c.sock, NULL, 0, &m, &c.scratch, 0);
+            for (size_t i = 0; i < n; i++)
+                free(lines[i]);
+            if (sr < 0)
+                break;
+            /* One batch at a time: the answer is the ventilator's leave to
+             * send more. */
+            a = s_submit_ack(&c, &o, job, zp_mono_us());
+            if (!a || !a->ack->ok || a->ack->accepted != n) {
+                fprintf(stderr, "zpipe submit: job %s: %s after %llu tasks\n",
+                        job,
+                        a ? (a->ack->error && *a->ack->error ? a->ack->error
+                                                             : "short answer")
+                          : "no answer from the ventilator",
+                        (unsigned long long)sent);
+                goto done;
+            }
+            sent += n;
+        }
+    }
+    if (zp_stopping()) {
+        rc = 128 + zp_stop_signal();
+        goto done;
+    }
+    if (ferror(in)) {
+        fprintf(stderr, "zpipe submit: reading %s: %s\n", o.input,
+                strerror(errno));
+        goto done;
+    }
+    Zpipe__V1__JobClose jc = ZPIPE__V1__JOB_CLOSE__INIT;
+    jc.job_id = job;
+    jc.total = sent;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE;
+    m.job_close = &jc;
+    zp_send(c.sock, NULL, 0, &m, &c.scratch, 0);
+    a = s_submit_ack(&c, &o, job, zp_mono_us());
+    if (!a || !a->ack->ok) {
+        fprintf(stderr, "zpipe submit: closing job %s: %s\n", job,
+                a ? a->ack->error : "no answer from the ventilator");
+        goto done;
+    }
+    fprintf(stderr, "zpipe submit: job %s: %llu tasks submitted\n", job,
+            (unsigned long long)sent);
+    rc = 0;
+done:
+    if (in != stdin)
+        fclose(in);
+    free(line);
+    free(tasks);
+    free(ptrs);
+    free(lines);
+    free(job);
     s_client_close(&c);
     return rc;
 }

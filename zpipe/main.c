@@ -15,6 +15,7 @@ static void s_usage(FILE *out)
         "Commands:\n"
         "  run       run one job on local processes: ventilator, workers, "
         "sink\n"
+        "  submit    send a job to a running ventilator (--intake)\n"
         "  wait      wait for a job at a running sink; print its counts\n"
         "  results   stream a job's records from a running sink (--spool)\n"
         "  version   print the version\n"
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run"))
         return zp_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "submit"))
+        return zp_cmd_submit(argc - 1, argv + 1);
     if (!strcmp(cmd, "wait"))
         return zp_cmd_wait(argc - 1, argv + 1);
     if (!strcmp(cmd, "results"))

@@ -5,6 +5,9 @@
 /* zpipe run: a whole local pipeline for one job. Returns the exit code. */
 int zp_cmd_run(int argc, char **argv);
 
+/* zpipe submit: a job's tasks to a running ventilator's intake. */
+int zp_cmd_submit(int argc, char **argv);
+
 /* zpipe wait JOB: blocks until a running sink has the whole job. */
 int zp_cmd_wait(int argc, char **argv);
 
