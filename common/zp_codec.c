@@ -155,6 +155,8 @@ const char *zp_kind_name(const zp_message_t *msg)
         return "results_request";
     case ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK:
         return "results_chunk";
+    case ZPIPE__V1__MESSAGE__KIND_CLUSTER_STATUS:
+        return "cluster_status";
     default:
         return "unknown";
     }

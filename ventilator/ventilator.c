@@ -99,6 +99,7 @@ typedef struct {
     uint64_t last_seen_us;
     uint64_t last_progress_us; /* it last finished something (credit) */
     uint64_t tasks_done;       /* from its heartbeats */
+    uint64_t committed;        /* its tasks the sink committed */
 } s_worker_t;
 
 typedef struct {
@@ -880,12 +881,22 @@ static void s_send_status_request(s_vent_t *v, s_job_t *j)
 static void s_on_committed(s_vent_t *v, s_job_t *j,
                            const Zpipe__V1__Committed *c)
 {
+    s_worker_t *w = NULL;
     for (size_t i = 0; i < c->n_task_ids; i++) {
         if (c->task_ids[i] >= S_MAX_TASK_ID)
             continue;
         s_task_t *t = zp_idmap_get(v->tasks, S_KEY(j, c->task_ids[i]));
-        if (t)
-            s_task_done(v, t);
+        if (!t)
+            continue;
+        if (!w || w->serial != t->worker) {
+            w = NULL;
+            for (size_t k = 0; k < v->n_workers; k++)
+                if (v->workers[k].serial == t->worker)
+                    w = &v->workers[k];
+        }
+        if (w)
+            w->committed++;
+        s_task_done(v, t);
     }
     for (size_t i = 0; i < c->n_retry_task_ids; i++) {
         if (c->retry_task_ids[i] >= S_MAX_TASK_ID)
@@ -1316,6 +1327,62 @@ static void s_on_intake_close(s_vent_t *v, const char *rid, size_t rid_len,
     s_intake_send(v, rid, rid_len, j->id, true, NULL, 0, j->next_task_id);
 }
 
+/* zpipe status: jobs and workers as this ventilator sees them. */
+static void s_on_intake_status(s_vent_t *v, const char *rid, size_t rid_len)
+{
+    size_t nj = 0, nw = v->n_workers;
+    for (s_job_t *j = v->jobs; j; j = j->next)
+        nj++;
+    Zpipe__V1__ClusterStatus st = ZPIPE__V1__CLUSTER_STATUS__INIT;
+    Zpipe__V1__ClusterStatus__JobInfo *ji = calloc(nj + 1, sizeof *ji);
+    Zpipe__V1__ClusterStatus__JobInfo **jp = calloc(nj + 1, sizeof *jp);
+    Zpipe__V1__ClusterStatus__WorkerInfo *wi = calloc(nw + 1, sizeof *wi);
+    Zpipe__V1__ClusterStatus__WorkerInfo **wp = calloc(nw + 1, sizeof *wp);
+    if (ji && jp && wi && wp) {
+        size_t i = 0;
+        for (s_job_t *j = v->jobs; j; j = j->next, i++) {
+            zpipe__v1__cluster_status__job_info__init(&ji[i]);
+            ji[i].job_id = j->id;
+            ji[i].plugin = j->plugin;
+            ji[i].priority = j->priority;
+            ji[i].tasks = j->next_task_id;
+            ji[i].queued = j->ready.len < j->held ? j->ready.len : j->held;
+            ji[i].in_flight = j->held - ji[i].queued;
+            ji[i].closed = s_job_input_done(j);
+            jp[i] = &ji[i];
+        }
+        uint64_t now = zp_mono_us();
+        for (i = 0; i < nw; i++) {
+            s_worker_t *w = &v->workers[i];
+            zpipe__v1__cluster_status__worker_info__init(&wi[i]);
+            wi[i].worker_id = w->id;
+            wi[i].plugins = w->plugins;
+            wi[i].n_plugins = w->n_plugins;
+            wi[i].window = w->window;
+            wi[i].credit = w->credit;
+            wi[i].sent = w->sent;
+            wi[i].committed = w->committed;
+            wi[i].last_seen_ms = (now - w->last_seen_us) / 1000;
+            wp[i] = &wi[i];
+        }
+        st.jobs = jp;
+        st.n_jobs = nj;
+        st.workers = wp;
+        st.n_workers = nw;
+    }
+    st.held = zp_idmap_size(v->tasks);
+    st.held_bytes = v->held_bytes;
+    st.held_limit = s_inflight_limit(v);
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_CLUSTER_STATUS;
+    m.cluster_status = &st;
+    zp_send(v->intake, rid, rid_len, &m, &v->scratch, ZMQ_DONTWAIT);
+    free(ji);
+    free(jp);
+    free(wi);
+    free(wp);
+}
+
 static void s_on_intake(s_vent_t *v, const char *rid, size_t rid_len,
                         zmq_msg_t *frame)
 {
@@ -1335,6 +1402,9 @@ static void s_on_intake(s_vent_t *v, const char *rid, size_t rid_len,
         return;
     case ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE:
         s_on_intake_close(v, rid, rid_len, m->job_close);
+        return;
+    case ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST:
+        s_on_intake_status(v, rid, rid_len);
         return;
     default:
         s_intake_refuse(v, rid, rid_len, "",

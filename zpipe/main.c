@@ -16,6 +16,7 @@ static void s_usage(FILE *out)
         "  run       run one job on local processes: ventilator, workers, "
         "sink\n"
         "  submit    send a job to a running ventilator (--intake)\n"
+        "  status    show a running ventilator's jobs and workers\n"
         "  wait      wait for a job at a running sink; print its counts\n"
         "  results   stream a job's records from a running sink (--spool)\n"
         "  version   print the version\n"
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
         return zp_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "submit"))
         return zp_cmd_submit(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status"))
+        return zp_cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "wait"))
         return zp_cmd_wait(argc - 1, argv + 1);
     if (!strcmp(cmd, "results"))

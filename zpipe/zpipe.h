@@ -8,6 +8,9 @@ int zp_cmd_run(int argc, char **argv);
 /* zpipe submit: a job's tasks to a running ventilator's intake. */
 int zp_cmd_submit(int argc, char **argv);
 
+/* zpipe status: a running ventilator's jobs and workers. */
+int zp_cmd_status(int argc, char **argv);
+
 /* zpipe wait JOB: blocks until a running sink has the whole job. */
 int zp_cmd_wait(int argc, char **argv);
 

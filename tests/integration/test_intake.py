@@ -105,6 +105,18 @@ def test_example_scripts_and_zpipe_submit():
     check(r.returncode == 3 and b"already used" in r.stderr, repr(r.stderr))
 
 
+def test_shell_example_runs_a_service_cluster():
+    import hashlib
+    script = os.path.join(zptest.SOURCE, "examples", "shell", "cluster.sh")
+    r = run(["bash", script, zptest.BIN], capture_output=True, timeout=120)
+    out = r.stdout.decode()
+    check(r.returncode == 0, "exit %d: %s" % (r.returncode, r.stderr.decode()[-2000:]))
+    check("5000 tasks, 5000 succeeded, 0 failed" in out, out)
+    check("3 tasks, 3 succeeded, 0 failed" in out, out)
+    check(all('"output":"%s"' % w in out for w in ("alpha", "beta", "gamma")), out)
+    check(hashlib.sha256(b"1").hexdigest() in out, "task 0's digest missing")
+
+
 def test_malformed_submissions_are_refused_with_a_reason():
     import zmq
     import zpipe_pb2 as pb
@@ -219,6 +231,38 @@ def test_per_job_priority_deadline_and_attempts():
           "2 attempts" % lead)
 
 
+def test_zpipe_status_shows_jobs_and_workers():
+    sys.path.insert(0, EXAMPLES)
+    import producer
+    s = Service(plugins=("spin",))
+    p = producer.Producer(s.intake, "spin", job_id="status-job", priority=3)
+    p.send([b"1000"] * 3000)                 # 3 s of work on 2 workers
+    p.close()
+    time.sleep(0.5)
+    r = run([binary("zpipe"), "status", "--ventilator", s.intake],
+            capture_output=True, timeout=30)
+    out = r.stdout.decode()
+    check(r.returncode == 0, r.stderr.decode())
+    row = [l for l in out.splitlines() if l.startswith("status-job")]
+    check(row and row[0].split()[1:4] == ["spin", "3", "3000"] and row[0].endswith("yes"),
+          "job row: %r" % out)
+    lines = out.splitlines()
+    head = [i for i, l in enumerate(lines) if l.startswith("WORKER")]
+    workers = [l for l in lines[head[0] + 1:] if l.strip()] if head else []
+    check(len(workers) == 2 and all(l.split()[1] == "spin" for l in workers),
+          "worker rows: %r" % out)
+    r = run([binary("zpipe"), "wait", "--sink", s.control, "status-job"],
+            capture_output=True, timeout=60)
+    check(r.returncode == 0, repr(r))
+    time.sleep(0.5)
+    out = run([binary("zpipe"), "status", "--ventilator", s.intake],
+              capture_output=True, timeout=30).stdout.decode()
+    check(out.startswith("0 jobs, 2 workers"), out)
+    committed = sum(int(l.split()[5]) for l in out.splitlines()[3:] if l.strip())
+    check(committed == 3000, "committed per worker add up to %d: %r" % (committed, out))
+    print("    zpipe status during and after a 3,000-task job:\n" + out)
+
+
 def _rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -298,7 +342,9 @@ if __name__ == "__main__":
     zptest.main([
         test_two_python_producers_get_exactly_their_own_results,
         test_example_scripts_and_zpipe_submit,
+        test_shell_example_runs_a_service_cluster,
         test_malformed_submissions_are_refused_with_a_reason,
         test_per_job_priority_deadline_and_attempts,
+        test_zpipe_status_shows_jobs_and_workers,
         test_a_flooding_producer_cannot_grow_the_ventilator,
     ])
