@@ -282,14 +282,30 @@ static void s_job_free(s_job_t *j)
  * committed by then). */
 static void s_job_remove(s_vent_t *v, s_job_t *j)
 {
+    /* Normally none is left (the sink commits every task before it says
+     * the job is done), but a lost Committed must not leave tasks that
+     * point at a freed job. */
+    uint64_t *keys = j->held ? malloc(j->held * sizeof *keys) : NULL;
+    size_t n = 0, cursor = 0;
+    uint64_t key;
+    void *p;
+    while (keys && n < j->held && zp_idmap_next(v->tasks, &cursor, &key, &p))
+        if (((s_task_t *)p)->job == j)
+            keys[n++] = key;
+    for (size_t i = 0; i < n; i++) {
+        s_task_t *t = zp_idmap_remove(v->tasks, keys[i]);
+        v->held_bytes -= t->len;
+        free(t);
+    }
+    free(keys);
     if (j->done) {
         size_t k = v->n_finished++ % S_FINISHED_IDS;
         free(v->finished[k]);
         v->finished[k] = strdup(j->id);
     }
-    for (s_job_t **p = &v->jobs; *p; p = &(*p)->next)
-        if (*p == j) {
-            *p = j->next;
+    for (s_job_t **link = &v->jobs; *link; link = &(*link)->next)
+        if (*link == j) {
+            *link = j->next;
             break;
         }
     if (v->file_job == j)
