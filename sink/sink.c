@@ -193,10 +193,17 @@ static void s_write(s_sink_t *s, const void *data, size_t len)
 }
 
 /* Writes one record: output, journal, and the opener's commit list. */
+static void s_spool_write(s_sink_t *s, s_job_t *j, const char *json,
+                          size_t len);
+
+/* json: the record as a JSON line for the spool (NULL: data is one). */
 static void s_emit(s_sink_t *s, s_job_t *j, uint64_t task, bool ok,
-                   const char *data, size_t len)
+                   const char *data, size_t len, const char *json,
+                   size_t json_len)
 {
     s_write(s, data, len);
+    if (s->cfg->spool)
+        s_spool_write(s, j, json ? json : data, json ? json_len : len);
     s->out_offset += len;
     if (s->journal &&
         zp_journal_record(s->journal, j->id, task, ok, s->out_offset) < 0)
@@ -256,39 +263,43 @@ static void s_format(s_sink_t *s, const s_job_t *j, const char *worker,
     zp_buf_append(b, "\n", 1);
 }
 
-/* Appends the record just formatted to the job's spool (JSON Lines). */
-static void s_spool(s_sink_t *s, s_job_t *j, const char *worker,
-                    const Zpipe__V1__Result *r)
+/* The job's spool file: DIR/JOB.jsonl, created (w+) or, after a restart,
+ * as restored by s_spool_restore. */
+static FILE *s_spool_file(s_sink_t *s, s_job_t *j)
 {
-    if (!s->cfg->spool)
-        return;
+    if (j->spool)
+        return j->spool;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.jsonl", s->cfg->spool, j->id);
+    j->spool = fopen(path, "w+");
     if (!j->spool) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s.jsonl", s->cfg->spool, j->id);
-        j->spool = fopen(path, "w+");
-        if (!j->spool) {
-            if (!s->write_failed)
-                zp_error("spool %s: %s", path, strerror(errno));
-            s->write_failed = true;
-            return;
-        }
+        if (!s->write_failed)
+            zp_error("spool %s: %s", path, strerror(errno));
+        s->write_failed = true;
     }
-    const zp_buf_t *b = &s->rec;
-    if (s->lines) {
-        s_format_json(&s->spool_rec, j, worker, r);
-        b = &s->spool_rec;
-    }
-    if (fwrite(b->data, 1, b->len, j->spool) != b->len) {
+    return j->spool;
+}
+
+/* Appends one record to the job's spool, in the journal's order (records
+ * are spooled when they are emitted). */
+static void s_spool_write(s_sink_t *s, s_job_t *j, const char *json, size_t len)
+{
+    FILE *f = s_spool_file(s, j);
+    if (!f)
+        return;
+    if (fwrite(json, 1, len, f) != len) {
         if (!s->write_failed)
             zp_error("spool for job %s: %s", j->id, strerror(errno));
         s->write_failed = true;
         return;
     }
-    j->spool_len += b->len;
+    j->spool_len += len;
 }
 
 /* Ordered mode: park the record until every lower id is written. */
-static int s_park(s_job_t *j, uint64_t id, bool ok, const zp_buf_t *rec)
+/* Parks the record (and its JSON for the spool, when it differs). */
+static int s_park(s_job_t *j, uint64_t id, bool ok, const zp_buf_t *rec,
+                  const zp_buf_t *json)
 {
     uint64_t off = id - j->next;
     if (off >= j->ring_cap) {
@@ -308,9 +319,15 @@ static int s_park(s_job_t *j, uint64_t id, bool ok, const zp_buf_t *rec)
         j->ring_cap = cap;
     }
     zp_buf_t *copy = calloc(1, sizeof *copy);
-    /* First byte: the status, for the journal when it is written. */
+    /* The status (for the journal when it is written), the record's
+     * length, the record, then its JSON when that differs. */
+    uint64_t n = rec->len;
     if (!copy || zp_buf_append(copy, ok ? "o" : "f", 1) < 0 ||
-        zp_buf_append(copy, rec->data, rec->len) < 0) {
+        zp_buf_append(copy, &n, sizeof n) < 0 ||
+        zp_buf_append(copy, rec->data, rec->len) < 0 ||
+        (json && zp_buf_append(copy, json->data, json->len) < 0)) {
+        if (copy)
+            zp_buf_free(copy);
         free(copy);
         return -1;
     }
@@ -324,8 +341,13 @@ static void s_drain_ordered(s_sink_t *s, s_job_t *j)
         zp_buf_t **slot = &j->ring[j->next % j->ring_cap];
         if (!*slot)
             break;
-        s_emit(s, j, j->next, (*slot)->data[0] == 'o', (*slot)->data + 1,
-               (*slot)->len - 1);
+        const char *d = (*slot)->data;
+        uint64_t n;
+        memcpy(&n, d + 1, sizeof n);
+        const char *rec = d + 1 + sizeof n, *json = rec + n;
+        size_t json_len = (*slot)->len - 1 - sizeof n - n;
+        s_emit(s, j, j->next, d[0] == 'o', rec, n, json_len ? json : NULL,
+               json_len);
         zp_buf_free(*slot);
         free(*slot);
         *slot = NULL;
@@ -439,8 +461,6 @@ static bool s_durable(s_sink_t *s)
             s->write_failed = true;
             return false;
         }
-        j->spool_flushed = j->spool_len;
-        s_serve_fetchers(s, j);
     }
     if (fflush(s->out) != 0 ||
         (s->journal && (fdatasync(fileno(s->out)) != 0 ||
@@ -451,7 +471,49 @@ static bool s_durable(s_sink_t *s)
         s->write_failed = true;
         return false;
     }
+    /* Consumers see a record once the journal has it too: a restarted
+     * sink keeps exactly the spool records its journal has. */
+    for (s_job_t *j = s->jobs; j; j = j->link)
+        if (j->spool && j->spool_flushed != j->spool_len) {
+            j->spool_flushed = j->spool_len;
+            s_serve_fetchers(s, j);
+        }
     return true;
+}
+
+/* After a journal replay: keeps the first `done` records of the job's
+ * spool (the ones the journal has, in the same order) and cuts the rest,
+ * written before a crash that came before the journal's sync. */
+static void s_spool_restore(s_sink_t *s, s_job_t *j)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.jsonl", s->cfg->spool, j->id);
+    FILE *f = fopen(path, "r+");
+    if (!f) {
+        if (j->done)
+            zp_warn("spool %s: %s; the job's %llu earlier records cannot be "
+                    "fetched",
+                    path, strerror(errno), (unsigned long long)j->done);
+        return;
+    }
+    uint64_t lines = 0, off = 0;
+    int c;
+    while (lines < j->done && (c = getc(f)) != EOF) {
+        off++;
+        if (c == '\n')
+            lines++;
+    }
+    if (lines < j->done)
+        zp_warn("spool %s has %llu of the job's %llu journaled records", path,
+                (unsigned long long)lines, (unsigned long long)j->done);
+    if (fflush(f) != 0 || ftruncate(fileno(f), (off_t)off) != 0 ||
+        fseeko(f, (off_t)off, SEEK_SET) != 0) {
+        zp_error("spool %s: %s", path, strerror(errno));
+        fclose(f);
+        return;
+    }
+    j->spool = f;
+    j->spool_len = j->spool_flushed = off;
 }
 
 static void s_commit_all(s_sink_t *s)
@@ -705,14 +767,21 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
         else
             j->failed++;
         s_format(s, j, worker, r);
-        s_spool(s, j, worker, r);
+        /* The spool is always JSON Lines: a second rendering for lines. */
+        const zp_buf_t *json = NULL;
+        if (s->cfg->spool && s->lines) {
+            s_format_json(&s->spool_rec, j, worker, r);
+            json = &s->spool_rec;
+        }
+        const char *jd = json ? json->data : NULL;
+        size_t jl = json ? json->len : 0;
         if (!s->cfg->ordered)
-            s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len);
+            s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len, jd, jl);
         else if (r->task_id == j->next) {
-            s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len);
+            s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len, jd, jl);
             j->next++;
             s_drain_ordered(s, j);
-        } else if (s_park(j, r->task_id, ok, &s->rec) < 0)
+        } else if (s_park(j, r->task_id, ok, &s->rec, json) < 0)
             zp_error("out of memory holding job %s task %llu for ordering",
                      j->id, (unsigned long long)r->task_id);
     }
@@ -925,6 +994,9 @@ static int s_open_output(s_sink_t *s)
         return -1;
     }
     s->out_offset = r.offset;
+    for (s_job_t *j = s->jobs; j; j = j->link)
+        if (cfg->spool)
+            s_spool_restore(s, j);
     for (s_job_t *j = s->jobs; j; j = j->link)
         if (j->state == ZPIPE__V1__JOB_STATE__JOB_CLOSED &&
             j->done >= j->total) {

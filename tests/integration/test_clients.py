@@ -131,6 +131,53 @@ def test_python_example_consumer():
     print("    examples/python/consumer.py: %d records, each value checked" % n)
 
 
+def test_fetching_survives_a_sink_restart():
+    # A journaled sink killed mid-job and started again keeps exactly the
+    # spool records its journal has; a consumer reading all along gets
+    # every record once.
+    import signal
+    n = 20000
+    spool = zptest.tmpdir()
+    c = zptest.Cluster(sink_args=("--spool", spool))
+    c.sink.kill()
+    c.sink.wait()
+    journal = os.path.join(c.dir, "journal")
+    sink_cmd = [binary("zpipe-sink"), "--results", c.results, "--control", c.control,
+                "--publish", "none", "--output", c.output, "--spool", spool,
+                "--journal", journal]
+    sink = start(sink_cmd, stderr=c._log("sink1"))
+    job = "job-clients-restart"
+    out = os.path.join(c.dir, "results.jsonl")
+    consumer = start([binary("zpipe"), "results", "--sink", c.control, job],
+                     stdout=open(out, "wb"), stderr=c._log("results"))
+    c.worker(plugins=("spin",))
+    c.worker(plugins=("spin",))
+    inp = os.path.join(c.dir, "spin.txt")
+    with open(inp, "w") as f:
+        f.write("100\n" * n)            # 100 us each: about 1 s on 2 workers
+    v = c.ventilator("spin", inp, ["--job", job])
+    time.sleep(0.6)                      # about a third of the job
+    sink.send_signal(signal.SIGKILL)
+    sink.wait()
+    time.sleep(0.3)
+    sink = start(sink_cmd, stderr=c._log("sink2"))
+    check(v.wait(timeout=120) == 0, "ventilator failed")
+    check(consumer.wait(timeout=60) == 0, "zpipe results exit %s" % consumer.returncode)
+    recs = [json.loads(l) for l in open(out)]
+    ids = sorted(r["task"] for r in recs)
+    check(ids == list(range(n)), "%d records, %d distinct" % (len(ids), len(set(ids))))
+    with open(os.path.join(spool, job + ".jsonl")) as f:
+        check(f.read() == open(out).read(), "spool and stream differ")
+    sink.terminate()
+    sink.wait()
+    import re
+    log = open(os.path.join(c.dir, "sink2.log")).read()
+    m = re.search(r"resumed (\d+) committed records", log)
+    check(m and 0 < int(m.group(1)) < n, "the kill did not fall mid-job: %r" % log[-400:])
+    print("    %d records read across a sink kill (after %s) and restart, each once"
+          % (n, m.group(1)))
+
+
 def test_results_resume_from_a_cursor():
     n = 3000
     c, spool = _spool_cluster()
@@ -182,6 +229,7 @@ if __name__ == "__main__":
         test_results_streams_every_record_and_wait_reports_counts,
         test_python_consumer_by_cursor_misses_nothing,
         test_python_example_consumer,
+        test_fetching_survives_a_sink_restart,
         test_results_resume_from_a_cursor,
         test_wait_exit_codes,
         test_results_from_a_sink_without_spool_is_refused,
