@@ -298,12 +298,13 @@ int zp_opts_fail(const zp_opt_t *opts, const char *prog, const char *synopsis,
     return 2;
 }
 
-int zp_opts_main(const zp_opt_t *opts, int argc, char **argv, const char *prog,
-                 const char *synopsis, const char *version)
+int zp_opts_main_operands(const zp_opt_t *opts, int argc, char **argv,
+                          const char *prog, const char *synopsis,
+                          const char *version, int *first)
 {
     char err[512];
-    int first = 0;
-    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
+    *first = 0;
+    switch (zp_opts_parse(opts, argc, argv, first, err, sizeof err)) {
     case ZP_OPTS_HELP:
         zp_opts_usage(stdout, synopsis, opts);
         return 0;
@@ -315,9 +316,18 @@ int zp_opts_main(const zp_opt_t *opts, int argc, char **argv, const char *prog,
     case ZP_OPTS_OK:
         break;
     }
-    if (first < argc) {
-        snprintf(err, sizeof err, "unexpected argument '%s'", argv[first]);
-        return zp_opts_fail(opts, prog, synopsis, err);
-    }
     return -1;
+}
+
+int zp_opts_main(const zp_opt_t *opts, int argc, char **argv, const char *prog,
+                 const char *synopsis, const char *version)
+{
+    int first;
+    int rc = zp_opts_main_operands(opts, argc, argv, prog, synopsis, version,
+                                   &first);
+    if (rc >= 0 || first >= argc)
+        return rc;
+    char err[512];
+    snprintf(err, sizeof err, "unexpected argument '%s'", argv[first]);
+    return zp_opts_fail(opts, prog, synopsis, err);
 }

@@ -60,6 +60,11 @@ void zp_opts_usage(FILE *out, const char *synopsis, const zp_opt_t *opts);
  * stderr. Returns -1 to go on, or the exit code to return (0 or 2). */
 int zp_opts_main(const zp_opt_t *opts, int argc, char **argv, const char *prog,
                  const char *synopsis, const char *version);
+/* The same for a command that takes operands: on -1, *first is the index
+ * of the first one (the caller checks how many it got). */
+int zp_opts_main_operands(const zp_opt_t *opts, int argc, char **argv,
+                          const char *prog, const char *synopsis,
+                          const char *version, int *first);
 
 /* Prints "prog: message" and usage on stderr; returns 2 (bad usage). */
 int zp_opts_fail(const zp_opt_t *opts, const char *prog, const char *synopsis,

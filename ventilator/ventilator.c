@@ -795,7 +795,7 @@ static void s_warn_plugins(s_vent_t *v)
 /* Credit dispatch: hand out batches round-robin to workers with credit. */
 static int s_dispatch_credit(s_vent_t *v)
 {
-    bool found = true;
+    bool found = true, sent = false;
     while (found) {
         found = false;
         for (size_t k = 0; k < v->n_workers; k++) {
@@ -826,11 +826,12 @@ static int s_dispatch_credit(s_vent_t *v)
             }
             w->credit -= n;
             w->sent += n;
-            found = true;
+            found = sent = true;
             break;
         }
     }
-    s_warn_plugins(v);
+    if (!sent) /* only an idle dispatch can be waiting for a plugin */
+        s_warn_plugins(v);
     return 0;
 }
 

@@ -341,20 +341,21 @@ static void s_maybe_grant(s_worker_t *w)
         s_send_credit(w, deficit);
 }
 
-/* Re-sizes the target from what tasks cost: enough for target_ms of work,
- * at least S_MIN_CREDIT (to overlap a round trip), at most the window, and
- * no more than about 64 MiB of payload. */
-static void s_adapt(s_worker_t *w, uint64_t elapsed_us, size_t bytes)
+/* Re-sizes the target from what tasks cost (n of them, alike): enough for
+ * target_ms of work, at least S_MIN_CREDIT (to overlap a round trip), at most
+ * the window, and no more than about 64 MiB of payload. */
+static void s_adapt(s_worker_t *w, uint64_t elapsed_us, size_t bytes, size_t n)
 {
     const double a = 0.05;
-    if (w->ewma_task_us == 0) {
-        w->ewma_task_us = (double)elapsed_us + 0.5;
-        w->ewma_bytes = (double)bytes + 1;
-    } else {
-        w->ewma_task_us =
-            (1 - a) * w->ewma_task_us + a * ((double)elapsed_us + 0.5);
-        w->ewma_bytes = (1 - a) * w->ewma_bytes + a * ((double)bytes + 1);
-    }
+    for (size_t i = 0; i < n; i++) /* n tasks that took elapsed_us each */
+        if (w->ewma_task_us == 0) {
+            w->ewma_task_us = (double)elapsed_us + 0.5;
+            w->ewma_bytes = (double)bytes + 1;
+        } else {
+            w->ewma_task_us =
+                (1 - a) * w->ewma_task_us + a * ((double)elapsed_us + 0.5);
+            w->ewma_bytes = (1 - a) * w->ewma_bytes + a * ((double)bytes + 1);
+        }
     double t = (double)w->cfg->target_ms * 1000.0 / w->ewma_task_us;
     double by_bytes = 64.0 * 1024 * 1024 / w->ewma_bytes;
     if (t > by_bytes)
@@ -401,7 +402,7 @@ static void s_done_finish(s_worker_t *w, s_done_t *d, size_t payload_len)
     d->err_len = w->err.len - d->err_off;
     zp_buf_append(&w->err, "", 1); /* NUL between error texts */
     w->completed++;
-    s_adapt(w, d->elapsed_us, payload_len);
+    s_adapt(w, d->elapsed_us, payload_len, 1);
 }
 
 static bool s_write_all(int fd, const void *data, size_t len)
@@ -1061,10 +1062,9 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
         /* The common case: forward it untouched, keep the books. */
         s_flush_results(w);
         s_send_raw(w, data, len, n);
-        for (size_t i = 0; i < n; i++) {
-            w->completed++;
-            s_adapt(w, n ? elapsed / n : 0, ex->cur_bytes);
-        }
+        w->completed += n;
+        if (n)
+            s_adapt(w, elapsed / n, ex->cur_bytes, n);
         atomic_store(&ex->progress->completed, w->completed);
         ex->cur_done =
             ex->cur_done + n < ex->cur_n ? ex->cur_done + n : ex->cur_n;

@@ -54,8 +54,8 @@ static void s_client_close(s_client_t *c)
     zp_buf_free(&c->scratch);
 }
 
-/* Waits up to ms for a message of kind about job; NULL on timeout or
- * interruption. The result lives until the next call. */
+/* Waits up to ms for a message of kind about job (any job when NULL); NULL
+ * on timeout or interruption. The result lives until the next call. */
 static zp_message_t *s_client_recv(s_client_t *c, int kind, const char *job,
                                    long ms)
 {
@@ -79,8 +79,10 @@ static zp_message_t *s_client_recv(s_client_t *c, int kind, const char *job,
                 continue;
             const char *id = kind == ZPIPE__V1__MESSAGE__KIND_JOB_STATUS
                                  ? m->job_status->job_id
+                             : kind == ZPIPE__V1__MESSAGE__KIND_ACK
+                                 ? m->ack->job_id
                                  : m->results_chunk->job_id;
-            if (id && strcmp(id, job) == 0)
+            if (!job || (id && strcmp(id, job) == 0))
                 found = m;
         }
     }
@@ -94,20 +96,11 @@ static int s_client_args(const zp_opt_t *opts, int argc, char **argv,
                          const char *prog, const char *synopsis,
                          s_client_opts_t *o)
 {
-    char err[512];
-    int first = 0;
-    switch (zp_opts_parse(opts, argc, argv, &first, err, sizeof err)) {
-    case ZP_OPTS_HELP:
-        zp_opts_usage(stdout, synopsis, opts);
-        return 0;
-    case ZP_OPTS_VERSION:
-        printf("zpipe %s\n", ZPIPE_VERSION);
-        return 0;
-    case ZP_OPTS_BAD:
-        return zp_opts_fail(opts, prog, synopsis, err);
-    case ZP_OPTS_OK:
-        break;
-    }
+    int first;
+    int rc = zp_opts_main_operands(opts, argc, argv, prog, synopsis,
+                                   "zpipe " ZPIPE_VERSION, &first);
+    if (rc >= 0)
+        return rc;
     if (argc - first != 1)
         return zp_opts_fail(opts, prog, synopsis,
                             first < argc ? "one JOB, please"
@@ -118,6 +111,20 @@ static int s_client_args(const zp_opt_t *opts, int argc, char **argv,
                             "JOB must be 1 to 128 of [A-Za-z0-9_.:-]");
     return -1;
 }
+
+/* The options zpipe wait and zpipe results share. */
+#define S_OPT_SINK(o)                                                          \
+    {                                                                          \
+        "sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",                     \
+            "the sink's control endpoint (default tcp://127.0.0.1:5559)",      \
+            &(o).sink, 0, 0, NULL                                              \
+    }
+#define S_OPT_TIMEOUT(o)                                                       \
+    {                                                                          \
+        "timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",                \
+            "give up after this long, 0 = never (default 0)", &(o).timeout_ms, \
+            0, 86400000ull * 365, NULL                                         \
+    }
 
 static bool s_timed_out(const s_client_opts_t *o, uint64_t t0)
 {
@@ -135,12 +142,8 @@ int zp_cmd_wait(int argc, char **argv)
 {
     s_client_opts_t o = {.sink = "tcp://127.0.0.1:5559"};
     const zp_opt_t opts[] = {
-        {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",
-         "the sink's control endpoint (default tcp://127.0.0.1:5559)", &o.sink,
-         0, 0, NULL},
-        {"timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",
-         "give up after this long, 0 = never (default 0)", &o.timeout_ms, 0,
-         86400000ull * 365, NULL},
+        S_OPT_SINK(o),
+        S_OPT_TIMEOUT(o),
         {0},
     };
     int rc = s_client_args(opts, argc, argv, "zpipe wait", s_wait_synopsis, &o);
@@ -216,15 +219,11 @@ int zp_cmd_results(int argc, char **argv)
 {
     s_client_opts_t o = {.sink = "tcp://127.0.0.1:5559"};
     const zp_opt_t opts[] = {
-        {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",
-         "the sink's control endpoint (default tcp://127.0.0.1:5559)", &o.sink,
-         0, 0, NULL},
+        S_OPT_SINK(o),
         {"cursor", 0, ZP_OPT_UINT, NULL, "N",
          "start here (a cursor printed by an interrupted run; default 0)",
          &o.cursor, 0, UINT64_MAX, NULL},
-        {"timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",
-         "give up after this long, 0 = never (default 0)", &o.timeout_ms, 0,
-         86400000ull * 365, NULL},
+        S_OPT_TIMEOUT(o),
         {0},
     };
     int rc = s_client_args(opts, argc, argv, "zpipe results",
@@ -310,31 +309,16 @@ typedef struct {
     uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
 } s_submit_opts_t;
 
-/* Waits for the intake's Ack about job (any job while job is NULL). */
+/* Waits for the intake's Ack about job (any job while job is NULL), up to
+ * --timeout-ms from t0. */
 static zp_message_t *s_submit_ack(s_client_t *c, const s_submit_opts_t *o,
                                   const char *job, uint64_t t0)
 {
-    zmq_msg_t frame;
-    zmq_msg_init(&frame);
-    zp_message_t *found = NULL;
-    while (!found && !zp_stopping() &&
-           !(o->timeout_ms && zp_mono_us() - t0 > o->timeout_ms * 1000)) {
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 200) <= 0)
-            continue;
-        while (!found &&
-               zp_recv(c->sock, false, NULL, NULL, &frame, ZMQ_DONTWAIT) == 0) {
-            zp_arena_reset(c->arena);
-            zp_message_t *m = zp_decode(c->arena, zmq_msg_data(&frame),
-                                        zmq_msg_size(&frame), 1u << 20);
-            if (m && m->kind_case == ZPIPE__V1__MESSAGE__KIND_ACK &&
-                (!job || (m->ack->job_id && !strcmp(m->ack->job_id, job)) ||
-                 !m->ack->ok))
-                found = m;
-        }
-    }
-    zmq_msg_close(&frame);
-    return found;
+    zp_message_t *m = NULL;
+    while (!m && !zp_stopping() &&
+           !(o->timeout_ms && zp_mono_us() - t0 > o->timeout_ms * 1000))
+        m = s_client_recv(c, ZPIPE__V1__MESSAGE__KIND_ACK, job, 200);
+    return m;
 }
 
 int zp_cmd_submit(int argc, char **argv)
