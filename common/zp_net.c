@@ -15,7 +15,7 @@ void zp_fast_reconnect(void *sock)
 }
 
 void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
-                size_t max_frame)
+                size_t max_frame, zp_curve_t *curve, const char *server_key)
 {
     void *sock = zmq_socket(ctx, type);
     if (!sock) {
@@ -35,6 +35,10 @@ void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
         int on = 1;
         /* Fail loudly instead of dropping when a peer has vanished. */
         zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
+    }
+    if (zp_curve_apply(curve, sock, endpoint, bind, server_key) < 0) {
+        zmq_close(sock);
+        return NULL;
     }
     int rc = bind ? zmq_bind(sock, endpoint) : zmq_connect(sock, endpoint);
     if (rc != 0) {

@@ -7,6 +7,7 @@
 #define ZP_NET_H
 
 #include "zp_codec.h"
+#include "zp_curve.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,9 +21,12 @@
 void zp_fast_reconnect(void *sock);
 
 /* Creates a socket of type; binds (bind = true) or connects to endpoint.
- * Logs and returns NULL on failure, naming the endpoint. */
+ * With curve enabled and a tcp:// endpoint the socket is a CURVE server
+ * (bind; its rejected handshakes counted) or a client of server_key
+ * (connect); curve may be NULL. Logs and returns NULL on failure, naming
+ * the endpoint. */
 void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
-                size_t max_frame);
+                size_t max_frame, zp_curve_t *curve, const char *server_key);
 
 /* Encodes msg and sends it as one frame, preceded by routing_id when not
  * NULL (ROUTER sockets). Returns 0, or -1 with errno (EAGAIN when flags has

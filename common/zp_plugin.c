@@ -4,7 +4,9 @@
 #include "zp_log.h"
 #include "zp_util.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,8 @@ struct zp_plugins {
     const zpipe_host_t *host;
     zp_plugin_t *items;
     size_t count;
+    char **dirs; /* resolved; when set, the only places plugins load from */
+    size_t ndirs;
 };
 
 zp_plugins_t *zp_plugins_new(const zpipe_host_t *host)
@@ -44,6 +48,9 @@ void zp_plugins_destroy(zp_plugins_t **self_p)
         dlclose(p->handle);
         free(p->path);
     }
+    for (size_t i = 0; i < self->ndirs; i++)
+        free(self->dirs[i]);
+    free(self->dirs);
     free(self->items);
     free(self);
     *self_p = NULL;
@@ -113,6 +120,114 @@ char *zp_plugin_resolve(const char *spec, char *err, size_t errlen)
     return NULL;
 }
 
+int zp_plugins_restrict(zp_plugins_t *self, const char *const *dirs, size_t n,
+                        char *err, size_t errlen)
+{
+    char **real = calloc(n ? n : 1, sizeof *real);
+    if (!real) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        real[i] = realpath(dirs[i], NULL);
+        if (!real[i] || stat(real[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "%s: plugin directory %s", dirs[i],
+                     real[i] ? "is not a directory" : strerror(errno));
+            for (size_t j = 0; j <= i; j++)
+                free(real[j]);
+            free(real);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < self->ndirs; i++)
+        free(self->dirs[i]);
+    free(self->dirs);
+    self->dirs = real;
+    self->ndirs = n;
+    return 0;
+}
+
+/* Resolves spec against the set's directories: a name is looked up in
+ * them, a path must lie directly in one of them. */
+static char *s_resolve(const zp_plugins_t *self, const char *spec, char *err,
+                       size_t errlen)
+{
+    if (!self->dirs)
+        return zp_plugin_resolve(spec, err, errlen);
+    if (!strchr(spec, '/')) {
+        for (size_t i = 0; i < self->ndirs; i++) {
+            char *hit = s_try_dir(self->dirs[i], strlen(self->dirs[i]), spec);
+            if (hit)
+                return hit;
+        }
+        snprintf(err, errlen,
+                 "%s: no plugin of that name in the plugin directories (%s%s)",
+                 spec, self->ndirs ? self->dirs[0] : "none",
+                 self->ndirs > 1 ? ", ..." : "");
+        return NULL;
+    }
+    char *real = realpath(spec, NULL);
+    if (!real || !s_is_file(real)) {
+        snprintf(err, errlen, "%s: no such plugin file", spec);
+        free(real);
+        return NULL;
+    }
+    const char *slash = strrchr(real, '/');
+    size_t dirlen = (size_t)(slash - real);
+    for (size_t i = 0; i < self->ndirs; i++)
+        if (strlen(self->dirs[i]) == (dirlen ? dirlen : 1) &&
+            strncmp(self->dirs[i], real, dirlen ? dirlen : 1) == 0)
+            return real;
+    snprintf(err, errlen,
+             "%s: not in a plugin directory (this worker loads plugins only "
+             "from --plugin-dir)",
+             spec);
+    free(real);
+    return NULL;
+}
+
+/* A plugin runs with the worker's rights: refuse a file that someone else
+ * could have written, or that sits in a directory where someone else can
+ * replace it. */
+static int s_check_mode(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen,
+                 "%s: refused: the file is %s-writable (mode %03o); "
+                 "chmod go-w it",
+                 path, st.st_mode & S_IWOTH ? "world" : "group",
+                 (unsigned)(st.st_mode & 0777));
+        return -1;
+    }
+    char *dir = strdup(path);
+    if (!dir) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    int rc = stat(slash ? dir : ".", &st);
+    if (rc == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) &&
+        !(st.st_mode & S_ISVTX)) {
+        snprintf(err, errlen,
+                 "%s: refused: its directory %s is %s-writable (mode %03o) "
+                 "so others could replace the file; chmod go-w it",
+                 path, slash ? dir : ".",
+                 st.st_mode & S_IWOTH ? "world" : "group",
+                 (unsigned)(st.st_mode & 0777));
+        rc = -1;
+    }
+    free(dir);
+    return rc == 0 ? 0 : -1;
+}
+
 static bool s_name_ok(const char *name)
 {
     if (!name || !*name || strlen(name) > 64)
@@ -127,9 +242,11 @@ static bool s_name_ok(const char *name)
 const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
                                    char *err, size_t errlen)
 {
-    char *path = zp_plugin_resolve(spec, err, errlen);
+    char *path = s_resolve(self, spec, err, errlen);
     if (!path)
         return NULL;
+    if (s_check_mode(path, err, errlen) < 0)
+        goto fail_path;
 
     dlerror();
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -248,4 +365,68 @@ size_t zp_plugins_count(const zp_plugins_t *self)
 const zp_plugin_t *zp_plugins_at(const zp_plugins_t *self, size_t index)
 {
     return index < self->count ? &self->items[index] : NULL;
+}
+
+static int s_by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool s_loaded_from(const zp_plugins_t *self, const char *path)
+{
+    char *real = realpath(path, NULL);
+    bool hit = false;
+    for (size_t i = 0; real && i < self->count && !hit; i++) {
+        char *other = realpath(self->items[i].path, NULL);
+        hit = other && strcmp(other, real) == 0;
+        free(other);
+    }
+    free(real);
+    return hit;
+}
+
+int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
+                        size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "%s: cannot read plugin directory: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || e->d_name[0] == '.' ||
+            strcmp(e->d_name + len - 3, ".so") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **grown = realloc(names, cap * sizeof *names);
+            if (!grown)
+                break;
+            names = grown;
+        }
+        if (asprintf(&names[n], "%s/%s", dir, e->d_name) < 0)
+            break;
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, s_by_name);
+    int loaded = 0;
+    for (size_t i = 0; i < n; i++) {
+        char why[1024];
+        if (s_loaded_from(self, names[i]))
+            ;
+        else if (zp_plugins_load(self, names[i], why, sizeof why))
+            loaded++;
+        else
+            zp_error("plugin refused: %s", why);
+        free(names[i]);
+    }
+    free(names);
+    return loaded;
 }

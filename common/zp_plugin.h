@@ -2,7 +2,9 @@
  *
  * A set holds every plugin a process loaded; each is opened with
  * RTLD_NOW | RTLD_LOCAL and checked against the ABI rules in
- * <zpipe/plugin.h> before its init runs. A refusal is one line naming the
+ * <zpipe/plugin.h> before its init runs. A file that is group- or
+ * world-writable, or in a directory others may write to (without the
+ * sticky bit), is refused before it is opened. A refusal is one line naming the
  * file and the reason. */
 #ifndef ZP_PLUGIN_H
 #define ZP_PLUGIN_H
@@ -31,6 +33,20 @@ void zp_plugins_destroy(zp_plugins_t **self_p);
  * ZPIPE_PLUGIN_PATH, then beside the binaries, then the install dir).
  * Caller owns the result; NULL with err set when nothing is found. */
 char *zp_plugin_resolve(const char *spec, char *err, size_t errlen);
+
+/* Restricts every later load to files directly inside dirs (compared
+ * after resolving symbolic links): names are looked up only there and a
+ * path elsewhere is refused. Returns 0, or -1 with err naming a directory
+ * that cannot be used. */
+int zp_plugins_restrict(zp_plugins_t *self, const char *const *dirs, size_t n,
+                        char *err, size_t errlen);
+
+/* Loads every NAME.so in dir, in name order, skipping files already
+ * loaded. A refused file is logged (file and reason) and skipped, so one
+ * bad file does not stop the others. Returns how many were loaded, or -1
+ * with err set when dir cannot be read. */
+int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
+                        size_t errlen);
 
 /* Resolves, opens, validates and initialises spec. On success returns the
  * plugin (borrowed from the set). On refusal returns NULL with err holding

@@ -73,6 +73,7 @@ typedef struct s_job {
 typedef struct {
     const zp_sink_config_t *cfg;
     void *ctx, *results, *control, *pub;
+    zp_curve_t *curve;
     void *mon_results, *mon_control; /* dropped connections */
     uint64_t dropped;
     FILE *out;
@@ -1015,7 +1016,7 @@ static int s_open_output(s_sink_t *s)
 static void *s_bind(s_sink_t *s, int type, const char *endpoint)
 {
     return zp_socket(s->ctx, type, endpoint, true,
-                     type == ZMQ_PUB ? 0 : s->cfg->max_frame);
+                     type == ZMQ_PUB ? 0 : s->cfg->max_frame, s->curve, NULL);
 }
 
 int zp_sink_run(const zp_sink_config_t *cfg)
@@ -1034,13 +1035,21 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     s.ctx = zmq_ctx_new();
     if (!s.ctx)
         goto fail_out;
+    {
+        char err[1024];
+        s.curve = zp_curve_new(s.ctx, &cfg->curve, err, sizeof err);
+        if (!s.curve) {
+            zp_error("sink: %s", err);
+            goto fail_ctx;
+        }
+    }
     s.results = s_bind(&s, ZMQ_PULL, cfg->results);
     s.control = s.results ? s_bind(&s, ZMQ_ROUTER, cfg->control) : NULL;
     if (!s.results || !s.control)
         goto fail_ctx;
     if (cfg->publish && *cfg->publish) {
         s.pub = s_bind(&s, ZMQ_PUB, cfg->publish);
-        if (!s.pub)
+        if (!s.pub || zp_curve_watch(s.curve, s.pub, "publish") < 0)
             goto fail_ctx;
     }
     zp_info("sink ready: results %s, control %s, publish %s, output %s (%s%s)",
@@ -1051,9 +1060,9 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     /* A peer that sends past ZMQ_MAXMSGSIZE is cut off before its frame is
      * whole: count those drops (with peers that just went away). */
     s.mon_results =
-        zp_monitor_open(s.ctx, s.results, ZMQ_EVENT_DISCONNECTED, "results");
+        zp_curve_monitor(s.curve, s.results, ZMQ_EVENT_DISCONNECTED, "results");
     s.mon_control =
-        zp_monitor_open(s.ctx, s.control, ZMQ_EVENT_DISCONNECTED, "control");
+        zp_curve_monitor(s.curve, s.control, ZMQ_EVENT_DISCONNECTED, "control");
     zmq_msg_t frame;
     zmq_msg_init(&frame);
     char rid[256];
@@ -1134,6 +1143,8 @@ fail_ctx:
         zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(socks[i]);
     }
+    zp_curve_log_counts(s.curve, "sink");
+    zp_curve_destroy(&s.curve);
     zmq_ctx_term(s.ctx);
 fail_out:
     if (s.out && s.out != stdout)

@@ -10,6 +10,8 @@
 #ifndef ZP_SINK_H
 #define ZP_SINK_H
 
+#include "zp_curve.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,6 +26,7 @@ typedef struct {
     const char *spool;   /* directory: each job's records, served by
                             cursor (ResultsRequest); NULL = none */
     uint64_t max_frame;
+    zp_curve_config_t curve; /* CURVE on tcp:// sockets */
     long parent_pid;
 } zp_sink_config_t;
 

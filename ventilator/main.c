@@ -99,6 +99,10 @@ int main(int argc, char **argv)
          "skip the tasks of this job (--job) that the sink's journal FILE "
          "has already committed",
          &cfg.resume_journal, 0, 0, NULL},
+        ZP_CURVE_OPTIONS(cfg.curve),
+        {"sink-key", 0, ZP_OPT_STR, "ZPIPE_SINK_KEY", "KEY|FILE",
+         "the sink's public key, Z85 or certificate file (with CURVE)",
+         &cfg.sink_key, 0, 0, NULL},
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},

@@ -106,6 +106,7 @@ typedef struct {
     const zp_ventilator_config_t *cfg;
     bool push;
     void *ctx, *dispatch, *control, *monitor, *intake;
+    zp_curve_t *curve;
     uint64_t probe_until_us, last_probe_us;
 
     s_job_t *jobs;
@@ -1512,13 +1513,26 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
     v.ctx = zmq_ctx_new();
     if (!v.ctx)
         goto fail_alloc;
-    v.dispatch = zp_socket(v.ctx, v.push ? ZMQ_PUSH : ZMQ_ROUTER,
-                           cfg->dispatch_endpoint, true, 1u << 20);
+    char sink_key[ZP_CURVE_KEY_LEN + 1];
+    {
+        char err[1024];
+        v.curve = zp_curve_new(v.ctx, &cfg->curve, err, sizeof err);
+        if (!v.curve || zp_curve_peer_key(v.curve, "sink-key", cfg->sink_key,
+                                          sink_key, err, sizeof err) < 0) {
+            zp_error("ventilator: %s", err);
+            goto fail_ctx;
+        }
+    }
+    v.dispatch =
+        zp_socket(v.ctx, v.push ? ZMQ_PUSH : ZMQ_ROUTER, cfg->dispatch_endpoint,
+                  true, 1u << 20, v.curve, NULL);
     if (!v.dispatch)
         goto fail_ctx;
     if (!v.push)
-        v.monitor = zp_monitor_open(v.ctx, v.dispatch, ZMQ_EVENT_DISCONNECTED,
-                                    "dispatch");
+        v.monitor = zp_curve_monitor(v.curve, v.dispatch,
+                                     ZMQ_EVENT_DISCONNECTED, "dispatch");
+    else if (zp_curve_watch(v.curve, v.dispatch, "dispatch") < 0)
+        goto fail_ctx;
     if (cfg->intake) {
         v.intake = zmq_socket(v.ctx, ZMQ_ROUTER);
         if (!v.intake)
@@ -1532,6 +1546,9 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         zmq_setsockopt(v.intake, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
         int linger = ZP_LINGER_MS;
         zmq_setsockopt(v.intake, ZMQ_LINGER, &linger, sizeof linger);
+        if (zp_curve_apply(v.curve, v.intake, cfg->intake, true, NULL) < 0 ||
+            zp_curve_watch(v.curve, v.intake, "intake") < 0)
+            goto fail_ctx;
         if (zmq_bind(v.intake, cfg->intake) != 0) {
             zp_error("bind %s: %s", cfg->intake, zmq_strerror(errno));
             goto fail_ctx;
@@ -1553,6 +1570,9 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         zp_fast_reconnect(v.control);
         int linger = ZP_LINGER_MS;
         zmq_setsockopt(v.control, ZMQ_LINGER, &linger, sizeof linger);
+        if (zp_curve_apply(v.curve, v.control, cfg->sink_control, false,
+                           sink_key) < 0)
+            goto fail_ctx;
         if (zmq_connect(v.control, cfg->sink_control) != 0) {
             zp_error("connect %s: %s", cfg->sink_control, zmq_strerror(errno));
             goto fail_ctx;
@@ -1709,6 +1729,8 @@ fail_ctx:
         zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(sock);
     }
+    zp_curve_log_counts(v.curve, "ventilator");
+    zp_curve_destroy(&v.curve);
     if (v.ctx)
         zmq_ctx_term(v.ctx);
 fail_alloc:

@@ -18,6 +18,8 @@
 #ifndef ZP_VENTILATOR_H
 #define ZP_VENTILATOR_H
 
+#include "zp_curve.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -42,6 +44,8 @@ typedef struct {
     uint64_t no_worker_timeout_ms; /* exit with an error after this long with
                                       no worker, 0 = wait forever */
     const char *resume_journal;    /* skip tasks this journal has committed */
+    zp_curve_config_t curve;       /* CURVE on tcp:// sockets */
+    const char *sink_key;          /* the sink's public key (CURVE) */
     long parent_pid;
 } zp_ventilator_config_t;
 

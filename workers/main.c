@@ -14,6 +14,7 @@
 
 static const char s_synopsis[] =
     "Usage: zpipe-worker [OPTIONS] --plugin NAME|PATH [--plugin ...]\n"
+    "       zpipe-worker [OPTIONS] --plugin-dir DIR [--plugin-dir ...]\n"
     "Runs tasks from a zpipe ventilator through plugins and sends the\n"
     "results to a zpipe sink.";
 
@@ -45,6 +46,10 @@ int main(int argc, char **argv)
         {"plugin", 'p', ZP_OPT_LIST, "ZPIPE_PLUGINS", "NAME",
          "plugin to load, by name (on ZPIPE_PLUGIN_PATH) or path; repeatable",
          &cfg.plugins, 0, 0, NULL},
+        {"plugin-dir", 0, ZP_OPT_LIST, "ZPIPE_PLUGIN_DIRS", "DIR",
+         "load every plugin in DIR, and plugins only from such directories; "
+         "repeatable",
+         &cfg.plugin_dirs, 0, 0, NULL},
         {"dispatch", 0, ZP_OPT_CHOICE, "ZPIPE_DISPATCH", "MODE",
          "credit (default) or push, as the ventilator uses", &cfg.dispatch, 0,
          0, "credit|push"},
@@ -65,6 +70,13 @@ int main(int argc, char **argv)
         {"heartbeat-ms", 0, ZP_OPT_UINT, "ZPIPE_HEARTBEAT_MS", "MS",
          "heartbeat interval (default 1000)", &cfg.heartbeat_ms, 10, 60000,
          NULL},
+        ZP_CURVE_OPTIONS(cfg.curve),
+        {"ventilator-key", 0, ZP_OPT_STR, "ZPIPE_VENTILATOR_KEY", "KEY|FILE",
+         "the ventilator's public key, Z85 or certificate file (with CURVE)",
+         &cfg.ventilator_key, 0, 0, NULL},
+        {"sink-key", 0, ZP_OPT_STR, "ZPIPE_SINK_KEY", "KEY|FILE",
+         "the sink's public key, Z85 or certificate file (with CURVE)",
+         &cfg.sink_key, 0, 0, NULL},
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},
@@ -93,16 +105,18 @@ int main(int argc, char **argv)
                               ZPIPE_ABI_MAJOR) "." ZP_STR(ZPIPE_ABI_MINOR) ")");
     if (rc >= 0)
         return rc;
-    if (cfg.plugins.count == 0)
+    if (cfg.plugins.count == 0 && cfg.plugin_dirs.count == 0)
         return zp_opts_fail(opts, "zpipe-worker", s_synopsis,
-                            "--plugin is required");
+                            "--plugin or --plugin-dir is required");
     if (executor) {
         int erc = zp_worker_executor_main(&cfg);
         zp_strlist_free(&cfg.plugins);
+        zp_strlist_free(&cfg.plugin_dirs);
         return erc;
     }
     rc = describe ? zp_worker_describe(&cfg)
                   : (zp_signals_install((long)parent), zp_worker_run(&cfg));
     zp_strlist_free(&cfg.plugins);
+    zp_strlist_free(&cfg.plugin_dirs);
     return rc;
 }

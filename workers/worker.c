@@ -30,10 +30,11 @@
 #define S_FLUSH_BYTES     (1u << 20)
 #define S_FLUSH_US        20000u
 #define S_MIN_CREDIT      2u
-#define S_POISON_LIMIT    3u /* executor kills before a task is quarantined */
-#define S_EXEC_FD         3  /* executor side of the socket pair */
-#define S_SHM_FD          4  /* executor progress page */
-#define S_MAX_START_FAILS 3  /* executors dying before ready, in a row */
+#define S_POISON_LIMIT    3u  /* executor kills before a task is quarantined */
+#define S_EXEC_FD         3   /* executor side of the socket pair */
+#define S_SHM_FD          4   /* executor progress page */
+#define S_MAX_START_FAILS 3   /* executors dying before ready, in a row */
+#define S_EXEC_ARGS       520 /* executor argv: 256 plugins and dirs */
 #define S_DRAIN_US        3000000u /* time a stopping worker gives its batch */
 
 /* Progress the executor publishes before and after each plugin call. */
@@ -102,6 +103,7 @@ typedef struct {
     const zp_worker_config_t *cfg;
     char *id;
     void *ctx, *tasks, *results;
+    zp_curve_t *curve;
     bool credit_mode, isolated;
     int out_fd; /* executor child: results go here instead of the sink */
     zp_plugins_t *plugins;
@@ -182,19 +184,38 @@ static void s_host_init(zpipe_host_t *host)
     host->log = s_host_log;
 }
 
-static int s_load_plugins(s_worker_t *w)
+/* scan_dirs: also load every plugin in the plugin directories (the worker
+ * does; an executor loads exactly the files its worker names). */
+static int s_load_plugins(s_worker_t *w, bool scan_dirs)
 {
-    if (w->cfg->plugins.count == 0) {
-        zp_error("no plugin given (--plugin NAME or path)");
+    const zp_strlist_t *dirs = &w->cfg->plugin_dirs;
+    char err[1024];
+    if (w->cfg->plugins.count == 0 && dirs->count == 0) {
+        zp_error("no plugin given (--plugin NAME or path, or --plugin-dir)");
+        return -1;
+    }
+    if (dirs->count && zp_plugins_restrict(w->plugins, dirs->items, dirs->count,
+                                           err, sizeof err) < 0) {
+        zp_error("%s", err);
         return -1;
     }
     for (size_t i = 0; i < w->cfg->plugins.count; i++) {
-        char err[1024];
         if (!zp_plugins_load(w->plugins, w->cfg->plugins.items[i], err,
                              sizeof err)) {
             zp_error("plugin refused: %s", err);
             return -1;
         }
+    }
+    for (size_t i = 0; scan_dirs && i < dirs->count; i++)
+        if (zp_plugins_load_dir(w->plugins, dirs->items[i], err, sizeof err) <
+            0) {
+            zp_error("%s", err);
+            return -1;
+        }
+    if (zp_plugins_count(w->plugins) == 0) {
+        zp_error("no usable plugin in %s%s", dirs->items[0],
+                 dirs->count > 1 ? " or the other plugin directories" : "");
+        return -1;
     }
     return 0;
 }
@@ -205,7 +226,7 @@ int zp_worker_describe(const zp_worker_config_t *cfg)
     s_host_init(&w.host);
     w.plugins = zp_plugins_new(&w.host);
     int rc = 3;
-    if (w.plugins && s_load_plugins(&w) == 0) {
+    if (w.plugins && s_load_plugins(&w, true) == 0) {
         for (size_t i = 0; i < zp_plugins_count(w.plugins); i++) {
             const zp_plugin_t *p = zp_plugins_at(w.plugins, i);
             printf("%s\t%s\t%u.%u\t%s\t%s\n", p->desc.name,
@@ -698,7 +719,7 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     }
     w.plugins = zp_plugins_new(&w.host);
     w.arena = zp_arena_new();
-    if (!w.plugins || !w.arena || s_load_plugins(&w) < 0)
+    if (!w.plugins || !w.arena || s_load_plugins(&w, false) < 0)
         return 3;
     w.ex.progress = progress;
     s_install_crash_handlers(progress);
@@ -837,7 +858,7 @@ static int s_exec_spawn(s_worker_t *w)
              (unsigned long long)w->cfg->max_frame);
     snprintf(smem, sizeof smem, "%llu",
              (unsigned long long)w->cfg->memory_limit);
-    const char *argv[64];
+    const char *argv[S_EXEC_ARGS];
     size_t n = 0;
     argv[n++] = self;
     argv[n++] = "--executor";
@@ -853,9 +874,17 @@ static int s_exec_spawn(s_worker_t *w)
     argv[n++] = zp_log_level_name();
     argv[n++] = "--log-format";
     argv[n++] = zp_log_format_name();
-    for (size_t i = 0; i < w->cfg->plugins.count && n < 60; i++) {
+    /* The very files this worker loaded and announced, under the same
+     * directory restriction. */
+    for (size_t i = 0; i < w->cfg->plugin_dirs.count && n < S_EXEC_ARGS - 3;
+         i++) {
+        argv[n++] = "--plugin-dir";
+        argv[n++] = w->cfg->plugin_dirs.items[i];
+    }
+    for (size_t i = 0; i < zp_plugins_count(w->plugins) && n < S_EXEC_ARGS - 3;
+         i++) {
         argv[n++] = "--plugin";
-        argv[n++] = w->cfg->plugins.items[i];
+        argv[n++] = zp_plugins_at(w->plugins, i)->path;
     }
     argv[n] = NULL;
 
@@ -1456,7 +1485,7 @@ int zp_worker_run(const zp_worker_config_t *cfg)
         goto fail_alloc;
     /* Loaded here too, to check them and to announce their names; with
      * isolation they run only in executors. */
-    if (s_load_plugins(&w) < 0)
+    if (s_load_plugins(&w, true) < 0)
         goto fail_alloc;
     if (w.isolated && s_exec_spawn(&w) < 0)
         goto fail_alloc;
@@ -1464,7 +1493,21 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     w.ctx = zmq_ctx_new();
     if (!w.ctx)
         goto fail_exec;
-    w.results = zp_socket(w.ctx, ZMQ_PUSH, cfg->sink, false, 0);
+    char vent_key[ZP_CURVE_KEY_LEN + 1], sink_key[ZP_CURVE_KEY_LEN + 1];
+    {
+        char err[1024];
+        w.curve = zp_curve_new(w.ctx, &cfg->curve, err, sizeof err);
+        if (!w.curve ||
+            zp_curve_peer_key(w.curve, "ventilator-key", cfg->ventilator_key,
+                              vent_key, err, sizeof err) < 0 ||
+            zp_curve_peer_key(w.curve, "sink-key", cfg->sink_key, sink_key, err,
+                              sizeof err) < 0) {
+            zp_error("worker: %s", err);
+            goto fail_ctx;
+        }
+    }
+    w.results =
+        zp_socket(w.ctx, ZMQ_PUSH, cfg->sink, false, 0, w.curve, sink_key);
     if (!w.results)
         goto fail_ctx;
     w.tasks = zmq_socket(w.ctx, w.credit_mode ? ZMQ_DEALER : ZMQ_PULL);
@@ -1483,6 +1526,9 @@ int zp_worker_run(const zp_worker_config_t *cfg)
             int hwm = 2;
             zmq_setsockopt(w.tasks, ZMQ_RCVHWM, &hwm, sizeof hwm);
         }
+        if (zp_curve_apply(w.curve, w.tasks, cfg->ventilator, false, vent_key) <
+            0)
+            goto fail_ctx;
         if (zmq_connect(w.tasks, cfg->ventilator) != 0) {
             zp_error("connect %s: %s", cfg->ventilator, zmq_strerror(errno));
             goto fail_ctx;
@@ -1589,6 +1635,7 @@ fail_ctx:
     }
     if (w.results)
         zmq_close(w.results);
+    zp_curve_destroy(&w.curve);
     zmq_ctx_term(w.ctx);
 fail_exec:
     if (w.isolated)

@@ -17,26 +17,32 @@
 #ifndef ZP_WORKER_H
 #define ZP_WORKER_H
 
+#include "zp_curve.h"
 #include "zp_opts.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 typedef struct {
-    const char *ventilator; /* endpoint to connect for tasks */
-    const char *sink;       /* endpoint to connect for results */
-    const char *dispatch;   /* "credit" or "push" */
-    const char *id;         /* worker id, NULL = generated */
-    zp_strlist_t plugins;   /* plugin names or paths */
-    uint64_t window;        /* most tasks held at once (credit) */
-    uint64_t target_ms;     /* work to keep queued when adapting credit */
-    uint64_t max_output;    /* bytes a task may output */
-    uint64_t max_frame;     /* largest frame accepted */
+    const char *ventilator;   /* endpoint to connect for tasks */
+    const char *sink;         /* endpoint to connect for results */
+    const char *dispatch;     /* "credit" or "push" */
+    const char *id;           /* worker id, NULL = generated */
+    zp_strlist_t plugins;     /* plugin names or paths */
+    zp_strlist_t plugin_dirs; /* when given: load every plugin in them,
+                                 and plugins only from them */
+    uint64_t window;          /* most tasks held at once (credit) */
+    uint64_t target_ms;       /* work to keep queued when adapting credit */
+    uint64_t max_output;      /* bytes a task may output */
+    uint64_t max_frame;       /* largest frame accepted */
     uint64_t heartbeat_ms;
-    const char *isolation; /* "process" (default) or "none" */
-    uint64_t deadline_ms;  /* default per-task deadline, 0 = none */
-    uint64_t memory_limit; /* executor address-space limit, 0 = none */
-    long parent_pid;       /* exit when this process is gone, 0 = never */
+    const char *isolation;      /* "process" (default) or "none" */
+    uint64_t deadline_ms;       /* default per-task deadline, 0 = none */
+    uint64_t memory_limit;      /* executor address-space limit, 0 = none */
+    zp_curve_config_t curve;    /* CURVE on tcp:// sockets */
+    const char *ventilator_key; /* the ventilator's public key (CURVE) */
+    const char *sink_key;       /* the sink's public key (CURVE) */
+    long parent_pid;            /* exit when this process is gone, 0 = never */
 } zp_worker_config_t;
 
 /* Runs until SIGTERM/SIGINT. Returns 0 on a clean stop, 3 when set-up

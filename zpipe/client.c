@@ -20,6 +20,7 @@
 
 typedef struct {
     const char *sink;
+    const char *secret, *sink_key; /* CURVE */
     uint64_t timeout_ms;
     uint64_t cursor;
     const char *job;
@@ -27,17 +28,31 @@ typedef struct {
 
 typedef struct {
     void *ctx, *sock;
+    zp_curve_t *curve;
     zp_arena_t *arena;
     zp_buf_t scratch;
 } s_client_t;
 
-static int s_client_open(s_client_t *c, const char *endpoint)
+/* Connects to endpoint; with secret (own certificate) over CURVE to the
+ * server whose key is key_spec (option names it in messages). */
+static int s_client_open(s_client_t *c, const char *endpoint,
+                         const char *secret, const char *option,
+                         const char *key_spec)
 {
     c->ctx = zmq_ctx_new();
     c->arena = zp_arena_new();
     if (!c->ctx || !c->arena)
         return -1;
-    c->sock = zp_socket(c->ctx, ZMQ_DEALER, endpoint, false, 1u << 30);
+    char err[1024], key[ZP_CURVE_KEY_LEN + 1];
+    zp_curve_config_t cc = {.secret = secret};
+    c->curve = zp_curve_new(c->ctx, &cc, err, sizeof err);
+    if (!c->curve || zp_curve_peer_key(c->curve, option, key_spec, key, err,
+                                       sizeof err) < 0) {
+        fprintf(stderr, "zpipe: %s\n", err);
+        return -1;
+    }
+    c->sock =
+        zp_socket(c->ctx, ZMQ_DEALER, endpoint, false, 1u << 30, c->curve, key);
     return c->sock ? 0 : -1;
 }
 
@@ -48,6 +63,7 @@ static void s_client_close(s_client_t *c)
         zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(c->sock);
     }
+    zp_curve_destroy(&c->curve);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     zp_arena_destroy(&c->arena);
@@ -119,6 +135,18 @@ static int s_client_args(const zp_opt_t *opts, int argc, char **argv,
             "the sink's control endpoint (default tcp://127.0.0.1:5559)",      \
             &(o).sink, 0, 0, NULL                                              \
     }
+/* A client's CURVE options: its certificate and the server's key. */
+#define S_OPT_SECRET(target)                                                   \
+    {                                                                          \
+        "curve-secret", 0, ZP_OPT_STR, "ZPIPE_CURVE_SECRET", "FILE",           \
+            "own certificate: talk CURVE on tcp://", &(target), 0, 0, NULL     \
+    }
+#define S_OPT_KEY(name, env, what, target)                                     \
+    {                                                                          \
+        name, 0, ZP_OPT_STR, env, "KEY|FILE",                                  \
+            what "'s public key, Z85 or certificate file (with CURVE)",        \
+            &(target), 0, 0, NULL                                              \
+    }
 #define S_OPT_TIMEOUT(o)                                                       \
     {                                                                          \
         "timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",                \
@@ -144,6 +172,8 @@ int zp_cmd_wait(int argc, char **argv)
     const zp_opt_t opts[] = {
         S_OPT_SINK(o),
         S_OPT_TIMEOUT(o),
+        S_OPT_SECRET(o.secret),
+        S_OPT_KEY("sink-key", "ZPIPE_SINK_KEY", "the sink", o.sink_key),
         {0},
     };
     int rc = s_client_args(opts, argc, argv, "zpipe wait", s_wait_synopsis, &o);
@@ -152,7 +182,7 @@ int zp_cmd_wait(int argc, char **argv)
     zp_signals_install(0);
     s_client_t c = {0};
     rc = 3;
-    if (s_client_open(&c, o.sink) < 0)
+    if (s_client_open(&c, o.sink, o.secret, "sink-key", o.sink_key) < 0)
         goto done;
     uint64_t t0 = zp_mono_us(), known_since = 0;
     while (!zp_stopping() && !s_timed_out(&o, t0)) {
@@ -224,6 +254,8 @@ int zp_cmd_results(int argc, char **argv)
          "start here (a cursor printed by an interrupted run; default 0)",
          &o.cursor, 0, UINT64_MAX, NULL},
         S_OPT_TIMEOUT(o),
+        S_OPT_SECRET(o.secret),
+        S_OPT_KEY("sink-key", "ZPIPE_SINK_KEY", "the sink", o.sink_key),
         {0},
     };
     int rc = s_client_args(opts, argc, argv, "zpipe results",
@@ -233,7 +265,7 @@ int zp_cmd_results(int argc, char **argv)
     zp_signals_install(0);
     s_client_t c = {0};
     rc = 3;
-    if (s_client_open(&c, o.sink) < 0)
+    if (s_client_open(&c, o.sink, o.secret, "sink-key", o.sink_key) < 0)
         goto done;
     uint64_t t0 = zp_mono_us(), cursor = o.cursor;
     bool known = false;
@@ -306,6 +338,7 @@ static const char s_submit_synopsis[] =
 
 typedef struct {
     const char *ventilator, *plugin, *input, *job;
+    const char *secret, *ventilator_key; /* CURVE */
     uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
 } s_submit_opts_t;
 
@@ -351,6 +384,9 @@ int zp_cmd_submit(int argc, char **argv)
          "give up when the ventilator does not answer this long, 0 = never "
          "(default 0; a busy ventilator holds producers back)",
          &o.timeout_ms, 0, 86400000ull * 365, NULL},
+        S_OPT_SECRET(o.secret),
+        S_OPT_KEY("ventilator-key", "ZPIPE_VENTILATOR_KEY", "the ventilator",
+                  o.ventilator_key),
         {0},
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe submit", s_submit_synopsis,
@@ -377,7 +413,9 @@ int zp_cmd_submit(int argc, char **argv)
     Zpipe__V1__Task **ptrs = calloc(o.batch, sizeof *ptrs);
     char **lines = calloc(o.batch, sizeof *lines);
     rc = 3;
-    if (!tasks || !ptrs || !lines || s_client_open(&c, o.ventilator) < 0)
+    if (!tasks || !ptrs || !lines ||
+        s_client_open(&c, o.ventilator, o.secret, "ventilator-key",
+                      o.ventilator_key) < 0)
         goto done;
     uint64_t t0 = zp_mono_us();
     zp_message_t *a = NULL;
@@ -505,6 +543,7 @@ static const char s_status_synopsis[] =
 int zp_cmd_status(int argc, char **argv)
 {
     const char *ventilator = "tcp://127.0.0.1:5561";
+    const char *secret = NULL, *ventilator_key = NULL;
     uint64_t timeout_ms = 5000;
     const zp_opt_t opts[] = {
         {"ventilator", 'v', ZP_OPT_STR, "ZPIPE_VENTILATOR", "ENDPOINT",
@@ -513,6 +552,9 @@ int zp_cmd_status(int argc, char **argv)
         {"timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",
          "give up after this long (default 5000)", &timeout_ms, 1, 86400000ull,
          NULL},
+        S_OPT_SECRET(secret),
+        S_OPT_KEY("ventilator-key", "ZPIPE_VENTILATOR_KEY", "the ventilator",
+                  ventilator_key),
         {0},
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe status", s_status_synopsis,
@@ -522,7 +564,8 @@ int zp_cmd_status(int argc, char **argv)
     zp_signals_install(0);
     s_client_t c = {0};
     rc = 3;
-    if (s_client_open(&c, ventilator) < 0)
+    if (s_client_open(&c, ventilator, secret, "ventilator-key",
+                      ventilator_key) < 0)
         goto done;
     Zpipe__V1__StatusRequest sr = ZPIPE__V1__STATUS_REQUEST__INIT;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;

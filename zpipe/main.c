@@ -19,6 +19,7 @@ static void s_usage(FILE *out)
         "  status    show a running ventilator's jobs and workers\n"
         "  wait      wait for a job at a running sink; print its counts\n"
         "  results   stream a job's records from a running sink (--spool)\n"
+        "  keygen    write CURVE keypairs for the components\n"
         "  version   print the version\n"
         "  help      show this help\n\n"
         "The daemons run on their own too: zpipe-ventilator, zpipe-worker,\n"
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
         return zp_cmd_wait(argc - 1, argv + 1);
     if (!strcmp(cmd, "results"))
         return zp_cmd_results(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keygen"))
+        return zp_cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("zpipe %s (plugin ABI %d.%d, wire zpipe.v1)\n", ZPIPE_VERSION,
                ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR);

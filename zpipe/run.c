@@ -583,7 +583,9 @@ int zp_cmd_run(int argc, char **argv)
 
     zp_signals_install(0);
     ctx = zmq_ctx_new();
-    control = ctx ? zp_socket(ctx, ZMQ_DEALER, ep_ctl, false, 1u << 24) : NULL;
+    control =
+        ctx ? zp_socket(ctx, ZMQ_DEALER, ep_ctl, false, 1u << 24, NULL, NULL)
+            : NULL;
     if (!control)
         goto stop;
 

@@ -17,4 +17,7 @@ int zp_cmd_wait(int argc, char **argv);
 /* zpipe results JOB: streams a job's records from a sink's spool. */
 int zp_cmd_results(int argc, char **argv);
 
+/* zpipe keygen NAME...: CURVE keypairs as czmq certificates. */
+int zp_cmd_keygen(int argc, char **argv);
+
 #endif
