@@ -61,8 +61,16 @@ static int s_load_cert(const char *path, char *public_txt, char *secret_txt,
         snprintf(err, errlen, "%s: not a certificate file", path);
         return -1;
     }
-    /* zcert_load prefers PATH_secret; read exactly the named file. */
-    zconfig_t *root = zconfig_load(path);
+    /* zcert_load prefers PATH_secret, and zconfig_load leaks when a file
+     * does not parse: read exactly the named file, then parse the text. */
+    char text[16384];
+    FILE *f = st.st_size < (off_t)sizeof text ? fopen(path, "r") : NULL;
+    size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[len] = '\0';
+    zconfig_t *root = len ? zconfig_str_load(text) : NULL;
+    explicit_bzero(text, sizeof text);
     const char *pub = root ? zconfig_get(root, "curve/public-key", NULL) : NULL;
     const char *sec = root ? zconfig_get(root, "curve/secret-key", NULL) : NULL;
     uint8_t bin[32];
@@ -258,11 +266,20 @@ static void s_event(zp_curve_t *self, s_watch_t *w)
                     (unsigned long long)k);
     } else {
         uint64_t k = atomic_fetch_add(&self->bad_handshake, 1) + 1;
-        if (s_should_log(k))
+        if (!s_should_log(k))
+            ;
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            zp_warn("%s: a peer from %.*s left during the handshake (%s) "
+                    "(%llu failed handshakes so far)",
+                    w->name, len, (char *)zmq_msg_data(&where),
+                    strerror((int)value), (unsigned long long)k);
+        else
             zp_warn("%s: refused a peer from %.*s: CURVE handshake failed "
-                    "(error 0x%x; a client with the wrong server key?) "
-                    "(%llu so far)",
+                    "(protocol error 0x%x%s) (%llu failed handshakes so far)",
                     w->name, len, (char *)zmq_msg_data(&where), value,
+                    value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
+                        ? ": it may have a wrong server key"
+                        : "",
                     (unsigned long long)k);
     }
 done:

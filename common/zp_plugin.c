@@ -132,8 +132,8 @@ int zp_plugins_restrict(zp_plugins_t *self, const char *const *dirs, size_t n,
         struct stat st;
         real[i] = realpath(dirs[i], NULL);
         if (!real[i] || stat(real[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
-            snprintf(err, errlen, "%s: plugin directory %s", dirs[i],
-                     real[i] ? "is not a directory" : strerror(errno));
+            snprintf(err, errlen, "%s: cannot use as a plugin directory: %s",
+                     dirs[i], real[i] ? "not a directory" : strerror(errno));
             for (size_t j = 0; j <= i; j++)
                 free(real[j]);
             free(real);

@@ -18,12 +18,15 @@ import time
 import zmq
 
 import zpipe_pb2
+from curve import secure
 
 
-def records(sink, job, cursor=0, max_bytes=1 << 20):
+def records(sink, job, cursor=0, max_bytes=1 << 20, curve_secret=None,
+            server_key=None):
     """Yields (record dict, cursor after it) until the job is done."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
+    secure(sock, curve_secret, server_key)
     sock.connect(sink)
     try:
         while True:
@@ -61,10 +64,14 @@ def main():
     ap.add_argument("--sink", default="tcp://127.0.0.1:5559",
                     help="the sink's control endpoint")
     ap.add_argument("--cursor", type=int, default=0, help="resume from here")
+    ap.add_argument("--curve-secret", help="own certificate (CURVE)")
+    ap.add_argument("--sink-key", help="the sink's public key file")
     ap.add_argument("job")
     args = ap.parse_args()
     n = failed = 0
-    for rec, _ in records(args.sink, args.job, args.cursor):
+    for rec, _ in records(args.sink, args.job, args.cursor,
+                          curve_secret=args.curve_secret,
+                          server_key=args.sink_key):
         n += 1
         failed += rec["status"] != "ok"
         sys.stdout.write(json.dumps(rec) + "\n")

@@ -18,14 +18,17 @@ import sys
 import zmq
 
 import zpipe_pb2
+from curve import secure
 
 
 class Producer:
     """One job: open, send tasks in batches, close."""
 
     def __init__(self, endpoint, plugin, job_id="", priority=0, deadline_ms=0,
-                 max_attempts=0, timeout_ms=60000):
+                 max_attempts=0, timeout_ms=60000, curve_secret=None,
+                 server_key=None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        secure(self.sock, curve_secret, server_key)
         self.sock.connect(endpoint)
         self.timeout_ms = timeout_ms
         m = zpipe_pb2.Message()
@@ -80,8 +83,12 @@ def main():
     ap.add_argument("--job", default="")
     ap.add_argument("--priority", type=int, default=0)
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--curve-secret", help="own certificate (CURVE)")
+    ap.add_argument("--ventilator-key", help="the ventilator's public key file")
     args = ap.parse_args()
-    p = Producer(args.ventilator, args.plugin, args.job, args.priority)
+    p = Producer(args.ventilator, args.plugin, args.job, args.priority,
+                 curve_secret=args.curve_secret,
+                 server_key=args.ventilator_key)
     print(p.job_id, flush=True)
     batch = []
     for line in sys.stdin.buffer:
