@@ -794,6 +794,23 @@ static void s_warn_plugins(s_vent_t *v)
 }
 
 /* Credit dispatch: hand out batches round-robin to workers with credit. */
+/* The most one worker takes of what a job has ready, when that is all the
+ * job is known to have: the workers with credit for it split it. Credit
+ * sized on a fast job would otherwise hand every task of a short slow job
+ * to the first worker while the others idle. */
+static size_t s_fair_share(const s_vent_t *v, const s_job_t *j)
+{
+    if (j->has_input && !j->in.eof)
+        return SIZE_MAX; /* more is coming: batches as big as credit */
+    size_t eligible = 0;
+    for (size_t i = 0; i < v->n_workers; i++)
+        if (v->workers[i].credit > 0 && s_worker_has(&v->workers[i], j->plugin))
+            eligible++;
+    if (eligible <= 1)
+        return SIZE_MAX;
+    return (j->ready.len + eligible - 1) / eligible;
+}
+
 static int s_dispatch_credit(s_vent_t *v)
 {
     bool found = true, sent = false;
@@ -809,7 +826,8 @@ static int s_dispatch_credit(s_vent_t *v)
             size_t max = w->credit < v->cfg->batch ? w->credit : v->cfg->batch;
             if (s_batch_reserve(v, max) < 0 || s_refill(v, j, max) < 0)
                 return -1;
-            size_t n = s_collect(v, j, max);
+            size_t share = s_fair_share(v, j);
+            size_t n = s_collect(v, j, share < max ? share : max);
             if (n == 0)
                 continue; /* nothing ready for it yet */
             v->rr = (v->rr + k + 1) % v->n_workers;

@@ -157,6 +157,36 @@ def test_ventilator_without_workers_gives_up_with_a_clear_error():
     check("no worker for" in log and "--no-worker-timeout-ms" in log, log[-500:])
 
 
+def test_short_slow_job_after_a_fast_one_is_split_across_workers():
+    """Credit sized on a fast job is large; a short slow job that follows
+    must still be shared, not all handed to the first worker with credit
+    (found by the multi-host test: 400 of 400 tasks went to one worker)."""
+    c = Cluster(sink_args=("--spool", zptest.tmpdir()))
+    spool = c.sink.args[c.sink.args.index("--spool") + 1]
+    intake = "ipc://%s/intake" % c.dir
+    zptest.start([zptest.binary("zpipe-ventilator"), "--intake", intake,
+                  "--bind", c.dispatch, "--sink", c.control],
+                 stderr=c._log("ventilator"))
+    for name in ("a", "b"):
+        c.worker(["sha256", "spin"], name=name)
+    submit = [zptest.binary("zpipe"), "submit", "--ventilator", intake]
+    wait = [zptest.binary("zpipe"), "wait", "--sink", c.control]
+    r = zptest.run(submit + ["--plugin", "sha256", "--job", "fast"],
+                   input=b"".join(b"%d\n" % i for i in range(20000)),
+                   capture_output=True, timeout=60)
+    check(r.returncode == 0 and zptest.run(wait + ["fast"], capture_output=True,
+                                           timeout=60).returncode == 0, "fast job")
+    r = zptest.run(submit + ["--plugin", "spin", "--job", "slow"],
+                   input=b"2000\n" * 400, capture_output=True, timeout=60)
+    check(r.returncode == 0 and zptest.run(wait + ["slow"], capture_output=True,
+                                           timeout=120).returncode == 0, "slow job")
+    by = collections.Counter(r["worker"] for r in read_jsonl(
+        os.path.join(spool, "slow.jsonl")))
+    check(sum(by.values()) == 400 and min(by.get("a", 0), by.get("b", 0)) >= 80,
+          "slow job split %r" % dict(by))
+    print("    400 slow tasks after 20,000 fast ones: %r" % dict(by))
+
+
 if __name__ == "__main__":
     zptest.main([
         test_slow_worker_gets_a_fair_small_share,
@@ -167,4 +197,5 @@ if __name__ == "__main__":
         test_push_mode_worker_reports_missing_plugin,
         test_frozen_worker_is_declared_dead_and_says_hello_again,
         test_ventilator_without_workers_gives_up_with_a_clear_error,
+        test_short_slow_job_after_a_fast_one_is_split_across_workers,
     ])
