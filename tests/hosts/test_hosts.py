@@ -10,6 +10,9 @@ tcp:// between those addresses.
    link is cut (both veth ends down). The ventilator declares that worker
    dead by heartbeat timeout, the other worker does what it held, and the
    job completes with every id exactly once.
+3. A second cluster on the same hosts with CURVE (zpipe keygen's keys):
+   only the worker with an allowed key gets tasks; a worker host with an
+   unknown key and one without CURVE get none and are counted.
 
 Needs root and working `ip netns`; otherwise prints SKIP and exits 77.
 Namespaces and processes are removed at the end (finally and atexit), and
@@ -174,6 +177,7 @@ class Net:
 
 NET = None
 JOB1_BY_WORKER = collections.Counter()
+CUT = []  # the worker host whose link test 2 cut
 
 
 def tcp(host, port):
@@ -304,10 +308,8 @@ def test_cutting_a_worker_hosts_link_mid_job_loses_nothing():
         return collections.Counter(r["worker"] for r in recs)
 
     # Cut the host of a worker that is visibly working, well before the
-    # end. Which one that is is the ventilator's choice: after the fast
-    # sha256 job each worker's credit target (one running average of task
-    # time over all its plugins, workers/worker.c s_adapt) is thousands of
-    # tasks, so the first worker served is sent the whole job at once.
+    # end. Which one that is is the ventilator's choice (the two share the
+    # job's tasks; each holds a few hundred at once).
     wait_for(lambda: max(by_worker().values() or [0]) >= 10, 60,
              "a worker to commit 10 tasks")
     before = by_worker()
@@ -355,10 +357,87 @@ def test_cutting_a_worker_hosts_link_mid_job_loses_nothing():
     # then forgotten, says hello again and what it held is sent again.
     # That costs time, never a record (checked above), so it is reported,
     # not failed.
+    CUT.append(victim)
     false_deaths = len(re.findall(r"worker %s left \(no heartbeat" % re.escape(other_id), log))
     if false_deaths:
         print("    NOTE: %s, alive, was declared dead %d times (machine load %s)"
               % (other, false_deaths, os.getloadavg()), flush=True)
+
+
+def test_curve_across_hosts_serves_only_allowed_keys():
+    """A second cluster on the same hosts with CURVE: the allowed worker
+    does the whole job; a worker host with an unknown key and one without
+    CURVE receive nothing, and the ventilator and sink count them."""
+    keys, allow = os.path.join(NET.dir, "keys"), os.path.join(NET.dir, "allow")
+    r = zptest.run([binary("zpipe"), "keygen", "--dir", keys, "sink", "ventilator",
+                    "worker", "client", "rogue"], capture_output=True, timeout=30)
+    check(r.returncode == 0, "keygen: %r" % r.stderr)
+    os.mkdir(allow)
+    for name in ("worker", "client", "ventilator"):
+        shutil.copy(os.path.join(keys, name + ".key"), allow)
+    k = lambda n: os.path.join(keys, n + ".key")  # noqa: E731
+    secret = lambda n: ["--curve-secret", k(n) + "_secret"]  # noqa: E731
+    p = {n: 6555 + i for i, n in enumerate(("dispatch", "intake", "results", "control"))}
+    out = os.path.join(NET.dir, "curve.jsonl")
+    sink = NET.start("sink", [
+        binary("zpipe-sink"), "--results", tcp("sink", p["results"]),
+        "--control", tcp("sink", p["control"]), "--publish", "none",
+        "--output", out, "--curve-allow", allow] + secret("sink"), "curve-sink")
+    vent = NET.start("vent", [
+        binary("zpipe-ventilator"), "--bind", tcp("vent", p["dispatch"]),
+        "--intake", tcp("vent", p["intake"]), "--sink", tcp("sink", p["control"]),
+        "--sink-key", k("sink"), "--curve-allow", allow] + secret("ventilator"),
+        "curve-ventilator")
+    good = "w2" if CUT and CUT[0] == "w1" else "w1"
+    base = [binary("zpipe-worker"), "--ventilator", tcp("vent", p["dispatch"]),
+            "--sink", tcp("sink", p["results"]), "--plugin", "sha256"]
+    keyed = ["--ventilator-key", k("ventilator"), "--sink-key", k("sink")]
+    workers = {
+        "allowed": NET.start(good, base + ["--id", "allowed"] + secret("worker") + keyed,
+                             "curve-worker-allowed"),
+        "rogue": NET.start("sink", base + ["--id", "rogue"] + secret("rogue") + keyed,
+                           "curve-worker-rogue"),
+        "plain": NET.start("vent", base + ["--id", "plain"], "curve-worker-plain"),
+    }
+    n = 2000
+    lines = ["curve-%d" % i for i in range(n)]
+    path = os.path.join(NET.dir, "curve.in")
+    with open(path, "w") as f:
+        f.write("".join(l + "\n" for l in lines))
+    job = "%s-curve" % TAG
+    r = NET.run("sink", [binary("zpipe"), "submit", "--ventilator",
+                         tcp("vent", p["intake"]), "--plugin", "sha256", "--job", job,
+                         "--input", path, "--timeout-ms", "30000",
+                         "--ventilator-key", k("ventilator")] + secret("client"),
+                timeout=120)
+    check(r.returncode == 0, "submit over CURVE: %r" % r.stderr[-1000:])
+    r = NET.run("vent", [binary("zpipe"), "wait", "--sink", tcp("sink", p["control"]),
+                         "--timeout-ms", "120000", "--sink-key", k("sink"), job]
+                + secret("client"), timeout=150)
+    check(r.returncode == 0, "wait over CURVE: %r" % r.stderr[-1000:])
+    for w in workers.values():
+        zptest.stop(w)
+    zptest.stop(vent)
+    zptest.stop(sink)
+    recs = [x for x in zptest.read_jsonl(out) if x["job"] == job]
+    exactly_once(recs, n, lambda i: hashlib.sha256(lines[i].encode()).hexdigest(),
+                 "CURVE job")
+    by = collections.Counter(x["worker"] for x in recs)
+    check(set(by) == {"allowed"}, "records by %r" % dict(by))
+    for name in ("rogue", "plain"):
+        check("stopping: 0 tasks done" in read_log("curve-worker-" + name),
+              "the %s worker did tasks" % name)
+    counts = {}
+    for who in ("ventilator", "sink"):
+        m = re.findall(r"CURVE refused (\d+) peers: (\d+) unknown key, (\d+) "
+                       r"plaintext, (\d+) failed handshake", read_log("curve-" + who))
+        check(m, "no CURVE count line from the %s" % who)
+        counts[who] = tuple(int(x) for x in m[-1])
+        check(counts[who][1] >= 1 and counts[who][2] + counts[who][3] >= 1,
+              "%s did not count the rogue and plaintext workers: %r" % (who, counts[who]))
+    print("    %d tasks over CURVE, all by the allowed worker on %s; refused "
+          "(total, unknown key, plaintext, failed handshake): ventilator %r, "
+          "sink %r" % (n, good, counts["ventilator"], counts["sink"]), flush=True)
 
 
 def main():
@@ -386,7 +465,8 @@ def main():
     NET = Net()
     atexit.register(NET.down)
     tests = [test_a_job_completes_across_four_hosts,
-             test_cutting_a_worker_hosts_link_mid_job_loses_nothing]
+             test_cutting_a_worker_hosts_link_mid_job_loses_nothing,
+             test_curve_across_hosts_serves_only_allowed_keys]
     passed = failed = 0
     try:
         t0 = time.monotonic()
