@@ -500,14 +500,7 @@ static void *s_watch(zp_curve_t *self, void *sock, int forward_events,
     if (!forward_events)
         return (void *)1;
     snprintf(ep, sizeof ep, "inproc://zp-curve-fwd-%u", id);
-    void *mon = zmq_socket(self->ctx, ZMQ_PAIR);
-    if (mon && zmq_connect(mon, ep) != 0) {
-        zmq_close(mon);
-        mon = NULL;
-    }
-    if (!mon)
-        zp_warn("cannot monitor %s: %s", name, zmq_strerror(errno));
-    return mon;
+    return zp_monitor_connect(self->ctx, ep, name);
 }
 
 int zp_curve_apply(zp_curve_t *self, void *sock, const char *endpoint,

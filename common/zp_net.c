@@ -107,8 +107,13 @@ void *zp_monitor_open(void *ctx, void *sock, int events, const char *name)
         zp_warn("cannot monitor %s: %s", name, zmq_strerror(errno));
         return NULL;
     }
+    return zp_monitor_connect(ctx, ep, name);
+}
+
+void *zp_monitor_connect(void *ctx, const char *endpoint, const char *name)
+{
     void *mon = zmq_socket(ctx, ZMQ_PAIR);
-    if (mon && zmq_connect(mon, ep) != 0) {
+    if (mon && zmq_connect(mon, endpoint) != 0) {
         zmq_close(mon);
         mon = NULL;
     }

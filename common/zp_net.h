@@ -44,6 +44,9 @@ int zp_recv(void *sock, bool routed, char *routing_id, size_t *routing_len,
 /* Starts a monitor of events on sock; returns the PAIR socket to poll, or
  * NULL (logged). */
 void *zp_monitor_open(void *ctx, void *sock, int events, const char *name);
+/* The PAIR end of a monitor publishing on endpoint (inproc), or NULL
+ * (logged, naming the socket). */
+void *zp_monitor_connect(void *ctx, const char *endpoint, const char *name);
 /* Reads every queued event; returns how many. */
 int zp_monitor_drain(void *monitor);
 /* Stops the monitor and closes its socket; nulls the caller's pointer. */

@@ -166,13 +166,7 @@ class Net:
         self.created = []
 
     def dump_logs(self):
-        for path in self.logs:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()[-4000:]
-                sys.stderr.write("---- %s\n%s\n" % (path, data.decode(errors="replace")))
-            except OSError:
-                pass
+        zptest.dump_logs(self.logs)
 
 
 NET = None

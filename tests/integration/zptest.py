@@ -120,13 +120,18 @@ class Cluster:
         return start(cmd + list(args), stderr=self._log("ventilator"))
 
     def dump_logs(self):
-        for path in self.logs:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()[-4000:]
-                sys.stderr.write("---- %s\n%s\n" % (path, data.decode(errors="replace")))
-            except OSError:
-                pass
+        dump_logs(self.logs)
+
+
+def dump_logs(paths):
+    """The tail of each log on stderr, for a failed test."""
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()[-4000:]
+            sys.stderr.write("---- %s\n%s\n" % (path, data.decode(errors="replace")))
+        except OSError:
+            pass
 
 
 def check(cond, message):
