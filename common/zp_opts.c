@@ -163,9 +163,11 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
 
     struct option *lo = calloc(n + 5, sizeof *lo);
     char *shorts = calloc(2 * n + 3, 1);
-    if (!lo || !shorts) {
+    bool *cli_list = calloc(n + 1, sizeof *cli_list);
+    if (!lo || !shorts || !cli_list) {
         free(lo);
         free(shorts);
+        free(cli_list);
         snprintf(err, errlen, "out of memory");
         return ZP_OPTS_BAD;
     }
@@ -249,6 +251,13 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
             rc = ZP_OPTS_BAD;
             break;
         }
+        /* A list given on the command line replaces the environment's,
+         * as every other option does (a child started with explicit
+         * options must not also take its parent's environment list). */
+        if (o->type == ZP_OPT_LIST && !cli_list[o - opts]) {
+            cli_list[o - opts] = true;
+            ((zp_strlist_t *)o->target)->count = 0;
+        }
         if (s_apply(o, o->type == ZP_OPT_FLAG ? NULL : optarg, "option", err,
                     errlen) < 0) {
             rc = ZP_OPTS_BAD;
@@ -259,6 +268,7 @@ zp_opts_result_t zp_opts_parse(const zp_opt_t *opts, int argc, char **argv,
         *first_arg = optind;
     free(lo);
     free(shorts);
+    free(cli_list);
     return rc;
 }
 

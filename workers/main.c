@@ -108,6 +108,7 @@ int main(int argc, char **argv)
     if (cfg.plugins.count == 0 && cfg.plugin_dirs.count == 0)
         return zp_opts_fail(opts, "zpipe-worker", s_synopsis,
                             "--plugin or --plugin-dir is required");
+    cfg.parent_pid = (long)parent;
     if (executor) {
         int erc = zp_worker_executor_main(&cfg);
         zp_strlist_free(&cfg.plugins);

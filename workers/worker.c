@@ -708,7 +708,9 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     signal(SIGPIPE, SIG_IGN);
     /* Die with the worker: a killed worker must not leave us running. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() == 1)
+    /* The worker may have died before the line above; it names itself, as
+     * it may be pid 1 (in a container) and getppid() == 1 proves nothing. */
+    if (cfg->parent_pid > 0 && getppid() != (pid_t)cfg->parent_pid)
         return 3;
     s_progress_t *progress =
         mmap(NULL, sizeof *progress, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -851,7 +853,7 @@ static int s_exec_spawn(s_worker_t *w)
         return -1;
     }
     char *self = zp_sibling("zpipe-worker");
-    char smax_out[32], smax_frame[32], smem[32];
+    char smax_out[32], smax_frame[32], smem[32], sparent[32];
     snprintf(smax_out, sizeof smax_out, "%llu",
              (unsigned long long)w->cfg->max_output);
     snprintf(smax_frame, sizeof smax_frame, "%llu",
@@ -870,6 +872,9 @@ static int s_exec_spawn(s_worker_t *w)
     argv[n++] = smax_frame;
     argv[n++] = "--memory-limit";
     argv[n++] = smem;
+    snprintf(sparent, sizeof sparent, "%ld", (long)getpid());
+    argv[n++] = "--parent-pid";
+    argv[n++] = sparent;
     argv[n++] = "--log-level";
     argv[n++] = zp_log_level_name();
     argv[n++] = "--log-format";

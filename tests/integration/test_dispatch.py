@@ -187,6 +187,38 @@ def test_short_slow_job_after_a_fast_one_is_split_across_workers():
     print("    400 slow tasks after 20,000 fast ones: %r" % dict(by))
 
 
+def test_worker_as_pid_1_configured_by_the_environment():
+    """As in a container: the worker is pid 1 and gets its plugins from
+    ZPIPE_PLUGINS. Its executors must still start (they once took a
+    parent of pid 1 for a dead worker) and load each plugin once (the
+    environment list once added to their --plugin arguments)."""
+    import shutil
+    import subprocess
+    unshare = shutil.which("unshare")
+    if not unshare:
+        raise zptest.Skip("no unshare (util-linux)")
+    pid1 = [unshare, "--pid", "--fork", "--kill-child"]
+    if os.geteuid() != 0:
+        pid1[1:1] = ["--user", "--map-root-user"]
+    if subprocess.run(pid1 + ["true"], capture_output=True).returncode != 0:
+        raise zptest.Skip("unshare --pid does not work here")
+    c = Cluster()
+    env = dict(os.environ, ZPIPE_PLUGINS="echo,sha256")
+    zptest.start(pid1 + [zptest.binary("zpipe-worker"), "--ventilator", c.dispatch,
+                         "--sink", c.results], env=env, stderr=c._log("worker"))
+    v = c.ventilator("echo", _input(c.dir, range(1000)),
+                     args=("--no-worker-timeout-ms", "15000"))
+    check(_wait(v, 60, c) == 0, "job failed")
+    zptest.stop(c.sink)
+    recs = read_jsonl(c.output)
+    check(len(recs) == 1000 and all(r["status"] == "ok" for r in recs),
+          "%d records" % len(recs))
+    with open(os.path.join(c.dir, "worker.log")) as f:
+        log = f.read()
+    check("already loaded" not in log and "cannot start an executor" not in log,
+          log[-800:])
+
+
 if __name__ == "__main__":
     zptest.main([
         test_slow_worker_gets_a_fair_small_share,
@@ -198,4 +230,5 @@ if __name__ == "__main__":
         test_frozen_worker_is_declared_dead_and_says_hello_again,
         test_ventilator_without_workers_gives_up_with_a_clear_error,
         test_short_slow_job_after_a_fast_one_is_split_across_workers,
+        test_worker_as_pid_1_configured_by_the_environment,
     ])

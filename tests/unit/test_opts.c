@@ -91,6 +91,19 @@ static void test_environment_applies_and_command_line_wins(void)
     zp_strlist_free(&cfg.list);
 }
 
+static void test_list_on_the_command_line_replaces_the_environments(void)
+{
+    s_setup();
+    setenv("ZPT_ITEMS", "a,b", 1);
+    char err[256];
+    const char *argv[] = {"prog", "--item", "x", "--item", "y", NULL};
+    TEST_EQ_INT(s_parse(5, argv, err), ZP_OPTS_OK);
+    TEST_EQ_INT(cfg.list.count, 2);
+    TEST_EQ_STR(cfg.list.items[0], "x");
+    TEST_EQ_STR(cfg.list.items[1], "y");
+    zp_strlist_free(&cfg.list);
+}
+
 static void test_out_of_range_number_is_refused(void)
 {
     s_setup();
@@ -173,6 +186,8 @@ static const test_case_t tests[] = {
      test_environment_applies_and_command_line_wins},
     {"test_out_of_range_number_is_refused",
      test_out_of_range_number_is_refused},
+    {"test_list_on_the_command_line_replaces_the_environments",
+     test_list_on_the_command_line_replaces_the_environments},
     {"test_bad_environment_value_names_the_variable",
      test_bad_environment_value_names_the_variable},
     {"test_unknown_option_and_missing_value",
