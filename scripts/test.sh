@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command on a fresh Debian 12 machine: install dependencies, build, and
-# run every test: the ctest suite (unit, integration, fault, style and
+# run every test: the ctest suite (unit, integration, fault, style, compose and
 # valgrind tests), the same suite built with AddressSanitizer and
-# UndefinedBehaviorSanitizer, and the fuzzers (60 s per target).
+# UndefinedBehaviorSanitizer (without the style, compose and hosts tests),
+# and the fuzzers (60 s per target).
 # ZPIPE_TEST_QUICK=1 runs only the first part.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"

@@ -1,0 +1,52 @@
+# zpipe images: one image holds the ventilator, the worker, the sink and the
+# zpipe command; docker-compose.yml picks the binary per service.
+#   docker build -t zpipe .
+# The build stage compiles and installs to /usr/local; the runtime stage
+# carries only the shared libraries the binaries and plugins link against.
+
+FROM debian:bookworm-slim AS build
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        build-essential cmake pkg-config libzmq3-dev libczmq-dev \
+        libprotobuf-c-dev protobuf-c-compiler libsodium-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Only what the build reads, so edits to tests or docs elsewhere keep the
+# compile layer cached (.dockerignore keeps build trees and .git out too).
+COPY CMakeLists.txt zpipe.pc.in ./
+COPY proto proto
+COPY include include
+COPY common common
+COPY ventilator ventilator
+COPY workers workers
+COPY sink sink
+COPY zpipe zpipe
+COPY plugins plugins
+COPY bench bench
+COPY docs/protocol.md docs/protocol.md
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
+        -DZPIPE_WERROR=ON \
+ && cmake --build /build -j"$(nproc)" \
+ && cmake --install /build --prefix /usr/local --strip
+
+FROM debian:bookworm-slim
+ARG DEBIAN_FRONTEND=noninteractive
+# libczmq4 is not linked yet; the CurveZMQ authenticator (zauth) will need it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        libzmq5 libczmq4 libprotobuf-c1 libsodium23 \
+ && rm -rf /var/lib/apt/lists/*
+# A fixed uid, so volumes and bind-mounted plugin folders can be prepared
+# for it on the host (chown 10001).
+RUN groupadd --system --gid 10001 zpipe \
+ && useradd --system --uid 10001 --gid zpipe --home-dir /var/lib/zpipe \
+        --shell /usr/sbin/nologin zpipe \
+ && mkdir -p /var/lib/zpipe/spool /plugins \
+ && chown -R zpipe:zpipe /var/lib/zpipe
+COPY --from=build /usr/local/ /usr/local/
+# /plugins first: a .so dropped there wins over a shipped one of that name.
+ENV ZPIPE_PLUGIN_PATH=/plugins:/usr/local/lib/zpipe/plugins
+USER zpipe
+WORKDIR /var/lib/zpipe
+CMD ["zpipe", "help"]

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# ctest `compose`: the Dockerfile and docker-compose.yml end to end. Installs
+# Docker from Debian if missing, starts dockerd if none runs, builds
+# debian:bookworm-slim offline with debootstrap if it is not there, builds
+# the image, starts ventilator + sink + 3 workers, runs a 10,000-task SHA-256
+# job checked against Python's hashlib, then a CPU-bound job during which
+# one worker container is killed: every task id must come back exactly once.
+# Exit 0 passed, 1 failed, 77 skipped (not root, or Docker cannot be made to
+# work here). Everything it starts is removed (docker-compose down -v), even
+# on failure; the images stay, as Docker's build cache.
+#
+#   bash tests/compose/test_compose.sh        (as root; ZPIPE_KEEP=1 keeps logs)
+set -uo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PY=/usr/bin/python3
+BASE=debian:bookworm-slim
+N_SHA=10000
+N_SPIN=2000 SPIN_US=5000 # 10 s of CPU time over 3 workers on 2 cores
+export ZPIPE_IMAGE=${ZPIPE_IMAGE:-zpipe:compose-test}
+PROJECT=zpipetest$$$RANDOM
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/zpipe-compose.XXXXXX")
+DOCKERD_LOG=$WORK/dockerd.log
+T_START=$EPOCHREALTIME
+T_PHASE=$T_START
+STARTED_DOCKERD=""
+UP="" READER=""
+
+log() { echo "compose: $*"; }
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+phase_done() { # NAME: prints how long the phase that just ended took
+    log "phase $1: $(elapsed "$T_PHASE") s"
+    T_PHASE=$EPOCHREALTIME
+}
+skip() {
+    echo "***************************************************************"
+    echo "SKIP compose: NOT RUN: $*"
+    echo "***************************************************************"
+    exit 77
+}
+fail() {
+    echo "FAIL compose: $*"
+    exit 1
+}
+
+dc() { docker-compose -f "$SRC/docker-compose.yml" --project-directory "$SRC" -p "$PROJECT" "$@"; }
+
+cleanup_dockerd() {
+    [ -n "$STARTED_DOCKERD" ] || return 0
+    kill "$STARTED_DOCKERD" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$STARTED_DOCKERD" 2>/dev/null || break; sleep 0.2; done
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [ -n "$READER" ] && kill "$READER" 2>/dev/null # not jobs -p: dockerd is one
+    if [ -n "$UP" ]; then
+        if [ "$rc" -ne 0 ]; then
+            log "logs of the failed run (last lines of each service):"
+            dc logs --no-color --tail 40 2>&1 | tail -200
+        fi
+        T_PHASE=$EPOCHREALTIME
+        dc down -v --remove-orphans --timeout 10 >"$WORK/down.log" 2>&1 ||
+            { cat "$WORK/down.log"; rc=1; }
+        phase_done down
+    fi
+    cleanup_dockerd
+    if [ -n "${ZPIPE_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    log "total wall time $(elapsed "$T_START") s"
+    case $rc in
+    0) echo "1 passed, 0 failed" ;;
+    77) ;;
+    *) echo "0 passed, 1 failed" ;;
+    esac
+    exit "$rc"
+}
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+[ "$(id -u)" -eq 0 ] || skip "needs root (apt-get install docker.io, dockerd)"
+
+# --- install: Debian's Docker and docker-compose, as scripts/setup.sh installs
+apt_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >"$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log"; return 1; }
+}
+apt_install docker.io docker-compose || skip "cannot install docker.io docker-compose"
+phase_done install
+
+# --- dockerd: the one running, or one of our own in the background
+if ! docker info >/dev/null 2>&1; then
+    command -v dockerd >/dev/null || skip "no dockerd"
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    # Its own session and no inherited descriptors, so ctest does not wait
+    # on its output; it is stopped again at the end.
+    setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+    STARTED_DOCKERD=$!
+    for _ in $(seq 120); do
+        docker info >/dev/null 2>&1 && break
+        kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
+        sleep 0.5
+    done
+    if ! docker info >/dev/null 2>&1; then
+        tail -20 "$DOCKERD_LOG"
+        skip "dockerd does not start here (log above)"
+    fi
+fi
+phase_done dockerd
+
+# --- base image: present, pulled, or built offline from the host's archive
+apt_mirror() { # the first `deb` source of bookworm in the host's apt configuration
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        awk 'BEGIN { RS = ""; FS = "\n" }
+        {
+            types = uris = suites = ""; enabled = 1
+            for (i = 1; i <= NF; i++) {
+                if ($i ~ /^Types:/) types = $i
+                else if ($i ~ /^URIs:/) uris = $i
+                else if ($i ~ /^Suites:/) suites = $i
+                else if ($i ~ /^Enabled:[ \t]*no/) enabled = 0
+            }
+            if (enabled && types ~ /[ \t]deb([ \t]|$)/ && suites ~ /[ \t]bookworm([ \t]|$)/) {
+                sub(/^URIs:[ \t]*/, "", uris); split(uris, u, /[ \t]+/); print u[1]; exit
+            }
+        }' "$f"
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        awk '$1 == "deb" {
+            i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+            if ($(i + 1) == "bookworm") { print $i; exit }
+        }' "$f"
+    done
+}
+
+if docker image inspect "$BASE" >/dev/null 2>&1; then
+    log "$BASE is present"
+elif timeout 60 docker pull -q "$BASE" >/dev/null 2>&1; then
+    log "$BASE pulled"
+else
+    mirror=$(apt_mirror | head -n 1)
+    [ -n "$mirror" ] || skip "no $BASE, no registry, and no bookworm source in /etc/apt to debootstrap from"
+    apt_install debootstrap || skip "cannot install debootstrap"
+    log "building $BASE with debootstrap --variant=minbase bookworm from the host's apt source"
+    root=$WORK/rootfs
+    t=$EPOCHREALTIME
+    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$WORK/debootstrap.log" 2>&1 ||
+        { tail -20 "$WORK/debootstrap.log"; fail "debootstrap failed"; }
+    log "debootstrap: $(elapsed "$t") s"
+    # Slim like the official image: no package lists, caches, documentation.
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
+        "$root"/var/cache/apt/archives/*.deb "$root"/usr/share/doc/* \
+        "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
+    printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+        'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' \
+        'path-exclude /usr/share/locale/*' >"$root/etc/dpkg/dpkg.cfg.d/docker-slim"
+    tar -C "$root" -c . | docker import -c 'CMD ["bash"]' \
+        -m "debootstrap --variant=minbase bookworm (zpipe tests/compose)" - "$BASE" >/dev/null ||
+        fail "docker import failed"
+    rm -rf "$root"
+fi
+phase_done "base image"
+
+# --- build
+log "docker-compose build (image $ZPIPE_IMAGE)"
+dc build >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "docker-compose build failed"; }
+phase_done build
+
+# --- up: host ports the test does not use, but must not collide on
+free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export ZPIPE_COMPOSE_ADDR=127.0.0.1
+ZPIPE_COMPOSE_INTAKE_PORT=$(free_port)
+ZPIPE_COMPOSE_CONTROL_PORT=$(free_port)
+ZPIPE_COMPOSE_PUBLISH_PORT=$(free_port)
+export ZPIPE_COMPOSE_INTAKE_PORT ZPIPE_COMPOSE_CONTROL_PORT ZPIPE_COMPOSE_PUBLISH_PORT
+export ZPIPE_DEMO_TASKS=500
+# The workers' plugin folder: a copy of the image's spin.so, which must then
+# be the one loaded (the folder comes first on ZPIPE_PLUGIN_PATH).
+export ZPIPE_COMPOSE_PLUGINS=$WORK/plugins
+mkdir -p "$ZPIPE_COMPOSE_PLUGINS"
+docker run --rm --entrypoint cat "$ZPIPE_IMAGE" /usr/local/lib/zpipe/plugins/spin.so \
+    >"$ZPIPE_COMPOSE_PLUGINS/spin.so" || fail "cannot copy spin.so out of the image"
+UP=1
+dc up -d --scale worker=3 >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; fail "docker-compose up failed"; }
+status() { dc exec -T ventilator zpipe status --timeout-ms 3000 --ventilator tcp://127.0.0.1:5556; }
+deadline=$((SECONDS + 90))
+until status 2>/dev/null | grep -q "^[0-9]* jobs, 3 workers"; do
+    [ $SECONDS -lt $deadline ] || { status; fail "3 workers did not register within 90 s"; }
+    sleep 0.5
+done
+dc exec -T --index 1 worker zpipe-worker --describe 2>/dev/null | grep -q "^spin.*/plugins/spin.so" ||
+    { dc exec -T --index 1 worker zpipe-worker --describe; fail "spin.so is not loaded from /plugins"; }
+phase_done up
+
+# --- job: 10,000 SHA-256 digests, submitted from inside the compose network
+producer() { dc run --rm --no-deps -T producer "$@"; }
+producer sh -c "seq 1 $N_SHA | zpipe submit --plugin sha256 --job sha-job >&2 &&
+    zpipe wait sha-job >&2 && zpipe results sha-job" >"$WORK/sha.jsonl" 2>"$WORK/sha.err" ||
+    { cat "$WORK/sha.err"; fail "sha-job: submit, wait or results failed"; }
+grep -q "$N_SHA tasks, $N_SHA succeeded, 0 failed" "$WORK/sha.err" ||
+    { cat "$WORK/sha.err"; fail "sha-job: zpipe wait counts"; }
+$PY - "$WORK/sha.jsonl" "$N_SHA" <<'EOF' || fail "sha-job: records are wrong"
+import collections, hashlib, json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+n = int(sys.argv[2])
+ids = collections.Counter(r["task"] for r in recs)
+assert sorted(ids) == list(range(n)), "ids are not 0..%d: %d distinct" % (n - 1, len(ids))
+dups = [t for t, c in ids.items() if c > 1]
+assert not dups, "%d ids more than once, e.g. %r" % (len(dups), dups[:5])
+bad = [r for r in recs if r["status"] != "ok" or r["job"] != "sha-job"
+       or r["output"] != hashlib.sha256(str(r["task"] + 1).encode()).hexdigest()]
+assert not bad, "%d wrong records, e.g. %r" % (len(bad), bad[:2])
+workers = collections.Counter(r["worker"] for r in recs)
+print("compose: sha-job: %d records, each id once, every digest right; per worker %s"
+      % (len(recs), sorted(workers.values())))
+EOF
+# The example producer's demo job, started by `up`, must have succeeded.
+pid=$(dc ps -q producer)
+code=$(timeout 60 docker wait "$pid") || fail "the producer service did not finish"
+[ "$code" = 0 ] || { dc logs producer; fail "the producer service exited $code"; }
+log "producer service: $(dc logs --no-color producer | grep -o 'job .*: .*' | tail -1)"
+phase_done job
+
+# --- kill job: CPU-bound tasks; a worker container holding tasks is killed
+vent=$(dc ps -q ventilator)
+vstatus() { docker exec "$vent" zpipe status --timeout-ms 3000 --ventilator tcp://127.0.0.1:5556; }
+producer sh -c "yes $SPIN_US | head -n $N_SPIN | zpipe submit --plugin spin --job kill-job" \
+    >/dev/null 2>"$WORK/kill-submit.err" || { cat "$WORK/kill-submit.err"; fail "kill-job: submit"; }
+producer sh -c "zpipe wait kill-job >&2 && zpipe results kill-job" \
+    >"$WORK/kill.jsonl" 2>"$WORK/kill.err" &
+READER=$!
+# The worker with the most tasks in flight (sent, not yet committed), once
+# it has committed some: killed at once, mid-job. Whether it still held
+# tasks when it died only the ventilator knows ("worker ... was holding");
+# if it held none (it finished them in the meantime), a second one is killed.
+victims=() caught=""
+for attempt in 1 2; do
+    victim="" deadline=$((SECONDS + 60))
+    while [ $SECONDS -lt $deadline ]; do
+        # WORKER PLUGINS WINDOW CREDIT SENT COMMITTED LAST SEEN
+        read -r victim held < <(vstatus 2>/dev/null | awk '$1 ~ /-[0-9]+-/ && $6 >= 20 &&
+            $5 - $6 > best { best = $5 - $6; id = $1 } END { if (id) print id, best }')
+        [ -n "$victim" ] && break
+        sleep 0.1
+    done
+    [ -n "$victim" ] || { vstatus; fail "kill-job: no worker with tasks in flight"; }
+    container=${victim%%-*} # a worker's id starts with its host name: the container id
+    docker kill "$container" >/dev/null || fail "docker kill $container"
+    victims+=("$victim")
+    log "killed worker container $container ($victim, $held tasks in flight just before)"
+    deadline=$((SECONDS + 15))
+    until docker logs "$vent" 2>&1 | grep -q "worker $victim left"; do
+        [ $SECONDS -lt $deadline ] || fail "kill-job: the ventilator did not notice $victim die"
+        sleep 0.2
+    done
+    line=$(docker logs "$vent" 2>&1 | grep "worker $victim was holding [0-9]* tasks") &&
+        { caught=$victim; log "ventilator: ${line#* warn: }"; break; }
+    log "$victim had finished its tasks when it died (attempt $attempt)"
+done
+[ -n "$caught" ] || fail "kill-job: neither killed worker held tasks; nothing was tested"
+wait "$READER" || { cat "$WORK/kill.err"; fail "kill-job: wait or results failed"; }
+READER=""
+grep -q "$N_SPIN tasks, $N_SPIN succeeded, 0 failed" "$WORK/kill.err" ||
+    { cat "$WORK/kill.err"; fail "kill-job: zpipe wait counts"; }
+$PY - "$WORK/kill.jsonl" "$N_SPIN" "$SPIN_US" "${victims[@]}" <<'EOF' || fail "kill-job: records are wrong"
+import collections, json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+n, payload, victims = int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+ids = collections.Counter(r["task"] for r in recs)
+lost = sorted(set(range(n)) - set(ids))
+dups = sorted(t for t, c in ids.items() if c > 1)
+assert not lost and not dups and len(recs) == n, \
+    "%d records: %d ids lost (%r...), %d twice (%r...)" % (len(recs), len(lost), lost[:5], len(dups), dups[:5])
+bad = [r for r in recs if r["status"] != "ok" or r["output"] != payload]
+assert not bad, "%d wrong records, e.g. %r" % (len(bad), bad[:2])
+workers = collections.Counter(r["worker"] for r in recs)
+print("compose: kill-job: %d records, none lost, none twice; %s by the killed worker(s); "
+      "per worker %s" % (len(recs), [workers[v] for v in victims], sorted(workers.values())))
+EOF
+phase_done "kill job"
+exit 0
