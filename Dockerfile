@@ -32,7 +32,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
 
 FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
-# libczmq4 is not linked yet; the CurveZMQ authenticator (zauth) will need it.
+# libczmq4: certificates (zpipe keygen, --curve-secret, --curve-allow).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         libzmq5 libczmq4 libprotobuf-c1 libsodium23 \
@@ -42,11 +42,13 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 zpipe \
  && useradd --system --uid 10001 --gid zpipe --home-dir /var/lib/zpipe \
         --shell /usr/sbin/nologin zpipe \
- && mkdir -p /var/lib/zpipe/spool /plugins \
- && chown -R zpipe:zpipe /var/lib/zpipe
+ && mkdir -p /var/lib/zpipe/spool /plugins /etc/zpipe/keys \
+ && chown -R zpipe:zpipe /var/lib/zpipe /etc/zpipe/keys
 COPY --from=build /usr/local/ /usr/local/
+COPY compose/entrypoint.sh /usr/local/bin/zpipe-entrypoint
 # /plugins first: a .so dropped there wins over a shipped one of that name.
 ENV ZPIPE_PLUGIN_PATH=/plugins:/usr/local/lib/zpipe/plugins
 USER zpipe
 WORKDIR /var/lib/zpipe
+ENTRYPOINT ["zpipe-entrypoint"]
 CMD ["zpipe", "help"]

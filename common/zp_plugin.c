@@ -419,8 +419,17 @@ int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
     int loaded = 0;
     for (size_t i = 0; i < n; i++) {
         char why[1024];
+        /* NAME.so whose NAME is loaded already (from an earlier directory)
+         * is shadowed, as on a search path; not an error. */
+        const char *base = strrchr(names[i], '/') + 1;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(base) - 3), base);
+        const zp_plugin_t *prev = zp_plugins_find(self, name);
         if (s_loaded_from(self, names[i]))
             ;
+        else if (prev)
+            zp_info("plugin %s: %s is shadowed by %s", name, names[i],
+                    prev->path);
         else if (zp_plugins_load(self, names[i], why, sizeof why))
             loaded++;
         else

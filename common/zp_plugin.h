@@ -42,9 +42,10 @@ int zp_plugins_restrict(zp_plugins_t *self, const char *const *dirs, size_t n,
                         char *err, size_t errlen);
 
 /* Loads every NAME.so in dir, in name order, skipping files already
- * loaded. A refused file is logged (file and reason) and skipped, so one
- * bad file does not stop the others. Returns how many were loaded, or -1
- * with err set when dir cannot be read. */
+ * loaded and names already loaded (shadowed, as on a search path). A refused
+ * file is logged (file and reason) and skipped, so one bad file does not stop
+ * the others. Returns how many were loaded, or -1 with err set when dir cannot
+ * be read. */
 int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
                         size_t errlen);
 

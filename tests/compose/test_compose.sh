@@ -186,22 +186,23 @@ ZPIPE_COMPOSE_CONTROL_PORT=$(free_port)
 ZPIPE_COMPOSE_PUBLISH_PORT=$(free_port)
 export ZPIPE_COMPOSE_INTAKE_PORT ZPIPE_COMPOSE_CONTROL_PORT ZPIPE_COMPOSE_PUBLISH_PORT
 export ZPIPE_DEMO_TASKS=500
-# The workers' plugin folder: a copy of the image's spin.so, which must then
-# be the one loaded (the folder comes first on ZPIPE_PLUGIN_PATH).
+# The workers' plugin folder, empty for now (a plugin is dropped in later).
 export ZPIPE_COMPOSE_PLUGINS=$WORK/plugins
 mkdir -p "$ZPIPE_COMPOSE_PLUGINS"
-docker run --rm --entrypoint cat "$ZPIPE_IMAGE" /usr/local/lib/zpipe/plugins/spin.so \
-    >"$ZPIPE_COMPOSE_PLUGINS/spin.so" || fail "cannot copy spin.so out of the image"
+chmod 755 "$ZPIPE_COMPOSE_PLUGINS"
 UP=1
 dc up -d --scale worker=3 >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; fail "docker-compose up failed"; }
-status() { dc exec -T ventilator zpipe status --timeout-ms 3000 --ventilator tcp://127.0.0.1:5556; }
-deadline=$((SECONDS + 90))
-until status 2>/dev/null | grep -q "^[0-9]* jobs, 3 workers"; do
-    [ $SECONDS -lt $deadline ] || { status; fail "3 workers did not register within 90 s"; }
-    sleep 0.5
-done
-dc exec -T --index 1 worker zpipe-worker --describe 2>/dev/null | grep -q "^spin.*/plugins/spin.so" ||
-    { dc exec -T --index 1 worker zpipe-worker --describe; fail "spin.so is not loaded from /plugins"; }
+# The ventilator's own key is allowed: zpipe status runs in its container.
+VKEY=/etc/zpipe/keys/ventilator.key
+status() { dc exec -T ventilator zpipe status --timeout-ms 3000 --ventilator tcp://127.0.0.1:5561 --ventilator-key $VKEY; }
+wait_workers() {
+    local deadline=$((SECONDS + 90))
+    until status 2>/dev/null | grep -q "^[0-9]* jobs, 3 workers"; do
+        [ $SECONDS -lt $deadline ] || { status; fail "3 workers did not register within 90 s"; }
+        sleep 0.5
+    done
+}
+wait_workers
 phase_done up
 
 # --- job: 10,000 SHA-256 digests, submitted from inside the compose network
@@ -233,9 +234,20 @@ code=$(timeout 60 docker wait "$pid") || fail "the producer service did not fini
 log "producer service: $(dc logs --no-color producer | grep -o 'job .*: .*' | tail -1)"
 phase_done job
 
+# --- plugin folder: drop a .so in, restart the workers, it is loaded from there
+docker run --rm --entrypoint cat "$ZPIPE_IMAGE" /usr/local/lib/zpipe/plugins/spin.so \
+    >"$ZPIPE_COMPOSE_PLUGINS/spin.so" || fail "cannot copy spin.so out of the image"
+chmod 644 "$ZPIPE_COMPOSE_PLUGINS/spin.so"
+dc restart -t 10 worker >"$WORK/restart.log" 2>&1 || { cat "$WORK/restart.log"; fail "restart workers"; }
+wait_workers
+dc exec -T --index 1 worker zpipe-worker --describe 2>/dev/null | grep -q "^spin.*	/plugins/spin.so" ||
+    { dc exec -T --index 1 worker zpipe-worker --describe; fail "spin.so is not loaded from /plugins"; }
+log "plugin folder: spin.so dropped in, workers restarted, loaded from /plugins"
+phase_done "plugin folder"
+
 # --- kill job: CPU-bound tasks; a worker container holding tasks is killed
 vent=$(dc ps -q ventilator)
-vstatus() { docker exec "$vent" zpipe status --timeout-ms 3000 --ventilator tcp://127.0.0.1:5556; }
+vstatus() { docker exec "$vent" zpipe status --timeout-ms 3000 --ventilator tcp://127.0.0.1:5561 --ventilator-key $VKEY; }
 producer sh -c "yes $SPIN_US | head -n $N_SPIN | zpipe submit --plugin spin --job kill-job" \
     >/dev/null 2>"$WORK/kill-submit.err" || { cat "$WORK/kill-submit.err"; fail "kill-job: submit"; }
 producer sh -c "zpipe wait kill-job >&2 && zpipe results kill-job" \
@@ -290,4 +302,33 @@ print("compose: kill-job: %d records, none lost, none twice; %s by the killed wo
       "per worker %s" % (len(recs), [workers[v] for v in victims], sorted(workers.values())))
 EOF
 phase_done "kill job"
+
+# --- security: every socket is CURVE; peers without an allowed key get nothing
+# A client with a key of its own making (the right server key, from the
+# producer's environment) and a plaintext client, inside the network:
+dc run --rm --no-deps -T producer sh -c 'zpipe keygen --dir /tmp/r rogue >/dev/null &&
+    zpipe status --curve-secret /tmp/r/rogue.key_secret --timeout-ms 2000' \
+    >"$WORK/rogue.out" 2>&1 && { cat "$WORK/rogue.out"; fail "an unknown key got a status"; }
+dc run --rm --no-deps -T -e ZPIPE_CURVE_SECRET= -e ZPIPE_VENTILATOR_KEY= producer \
+    zpipe status --timeout-ms 2000 >"$WORK/plain.out" 2>&1 &&
+    { cat "$WORK/plain.out"; fail "a plaintext client got a status"; }
+# ... and a plaintext peer on the port published on the host.
+$PY - "$ZPIPE_COMPOSE_INTAKE_PORT" <<'EOF' || fail "the published intake answered a plaintext client"
+import sys, zmq
+s = zmq.Context().socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect("tcp://127.0.0.1:%s" % sys.argv[1])
+s.send(b"\x62\x00")  # a StatusRequest (Message field 12), empty
+sys.exit(1 if s.poll(2000) else 0)
+EOF
+vlog=$(docker logs "$vent" 2>&1)
+unknown=$(grep -c "is not in /etc/zpipe/keys/allow" <<<"$vlog")
+plain=$(grep -c "does not speak CURVE\|left during the handshake" <<<"$vlog")
+[ "$unknown" -ge 1 ] && [ "$plain" -ge 2 ] ||
+    { grep -i curve <<<"$vlog" | tail; fail "refusals not logged (unknown key $unknown, plaintext $plain)"; }
+dc stop -t 10 ventilator >/dev/null 2>&1
+counts=$(docker logs "$vent" 2>&1 | grep -o "CURVE refused .*" | tail -1)
+[ -n "$counts" ] || fail "the ventilator did not count its refusals at exit"
+log "security: unknown-key and plaintext clients got nothing; ventilator: $counts"
+phase_done security
 exit 0
