@@ -20,8 +20,19 @@
 #define ZPIPE_PLUGIN_INSTALL_DIR "/usr/local/lib/zpipe/plugins"
 #endif
 
+/* The host table one plugin instance sees: the set's template plus the
+ * functions that need to know which plugin is asking. */
+typedef struct {
+    zpipe_host_t host; /* first: plugins get &this->host */
+    const zp_plugins_t *set;
+    char name[65];
+    char init_err[512];
+} s_host_t;
+
 struct zp_plugins {
     const zpipe_host_t *host;
+    const char *const *config; /* "NAME.KEY=VALUE", borrowed */
+    size_t n_config;
     zp_plugin_t *items;
     size_t count;
     char **dirs; /* resolved; when set, the only places plugins load from */
@@ -47,6 +58,7 @@ void zp_plugins_destroy(zp_plugins_t **self_p)
             p->desc.fini(p->state);
         dlclose(p->handle);
         free(p->path);
+        free(p->host);
     }
     for (size_t i = 0; i < self->ndirs; i++)
         free(self->dirs[i]);
@@ -228,6 +240,58 @@ static int s_check_mode(const char *path, char *err, size_t errlen)
     return rc == 0 ? 0 : -1;
 }
 
+int zp_plugins_configure(zp_plugins_t *self, const char *const *pairs, size_t n,
+                         char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *dot = strchr(pairs[i], '.');
+        const char *eq = strchr(pairs[i], '=');
+        if (!dot || !eq || dot == pairs[i] || eq < dot + 2) {
+            snprintf(err, errlen,
+                     "--plugin-config %s: expected PLUGIN.KEY=VALUE", pairs[i]);
+            return -1;
+        }
+    }
+    self->config = pairs;
+    self->n_config = n;
+    return 0;
+}
+
+/* ZPIPE_PLUGIN_<NAME>_<KEY>, upper case, '.' and '-' as '_'. */
+static const char *s_config_env(const char *name, const char *key)
+{
+    char var[256];
+    int n = snprintf(var, sizeof var, "ZPIPE_PLUGIN_%s_%s", name, key);
+    if (n < 0 || (size_t)n >= sizeof var)
+        return NULL;
+    for (char *c = var; *c; c++)
+        *c = *c == '.' || *c == '-'
+                 ? '_'
+                 : (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+    return getenv(var);
+}
+
+static const char *s_host_config(const zpipe_host_t *host, const char *key)
+{
+    const s_host_t *h = (const s_host_t *)host;
+    size_t nl = strlen(h->name), kl = strlen(key);
+    const char *hit = NULL;
+    /* The last one given wins, as with every repeated option. */
+    for (size_t i = 0; i < h->set->n_config; i++) {
+        const char *c = h->set->config[i];
+        if (strncmp(c, h->name, nl) == 0 && c[nl] == '.' &&
+            strncmp(c + nl + 1, key, kl) == 0 && c[nl + 1 + kl] == '=')
+            hit = c + nl + 2 + kl;
+    }
+    return hit ? hit : s_config_env(h->name, key);
+}
+
+static void s_host_init_error(const zpipe_host_t *host, const char *message)
+{
+    s_host_t *h = (s_host_t *)host;
+    snprintf(h->init_err, sizeof h->init_err, "%s", message ? message : "");
+}
+
 static bool s_name_ok(const char *name)
 {
     if (!name || !*name || strlen(name) > 64)
@@ -313,12 +377,31 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
                  path, desc.name, dup->path);
         goto fail_handle;
     }
+    s_host_t *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto fail_handle;
+    }
+    h->host = *self->host;
+    h->host.struct_size = sizeof h->host;
+    h->host.abi_major = ZPIPE_ABI_MAJOR;
+    h->host.abi_minor = ZPIPE_ABI_MINOR;
+    h->host.config = s_host_config;
+    h->host.init_error = s_host_init_error;
+    h->set = self;
+    snprintf(h->name, sizeof h->name, "%s", desc.name);
     void *state = NULL;
     if (desc.init) {
-        int rc = desc.init(self->host, &state);
+        int rc = desc.init(&h->host, &state);
         if (rc != ZPIPE_OK) {
-            snprintf(err, errlen, "%s: plugin '%s' init failed with status %d",
-                     path, desc.name, rc);
+            if (h->init_err[0])
+                snprintf(err, errlen, "%s: plugin '%s' init failed: %s", path,
+                         desc.name, h->init_err);
+            else
+                snprintf(err, errlen,
+                         "%s: plugin '%s' init failed with status %d", path,
+                         desc.name, rc);
+            free(h);
             goto fail_handle;
         }
     }
@@ -331,6 +414,7 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
     self->items = items;
     zp_plugin_t *p = &items[self->count++];
     p->path = path;
+    p->host = &h->host;
     p->handle = handle;
     p->desc = desc;
     p->state = state;
@@ -342,6 +426,7 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
 fail_init:
     if (desc.fini)
         desc.fini(state);
+    free(h);
 fail_handle:
     dlclose(handle);
 fail_path:

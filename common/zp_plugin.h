@@ -17,6 +17,7 @@
  * so fields appended after the plugin's minor read as NULL/0. */
 typedef struct {
     char *path;
+    zpipe_host_t *host; /* the table this instance's init was given */
     void *handle;
     zpipe_plugin_t desc;
     void *state; /* from init */
@@ -33,6 +34,12 @@ void zp_plugins_destroy(zp_plugins_t **self_p);
  * ZPIPE_PLUGIN_PATH, then beside the binaries, then the install dir).
  * Caller owns the result; NULL with err set when nothing is found. */
 char *zp_plugin_resolve(const char *spec, char *err, size_t errlen);
+
+/* Settings for plugins' host->config: pairs "PLUGIN.KEY=VALUE" (borrowed;
+ * must outlive the set), read by every later load. Returns 0, or -1 with
+ * err naming a pair that is not of that form. */
+int zp_plugins_configure(zp_plugins_t *self, const char *const *pairs, size_t n,
+                         char *err, size_t errlen);
 
 /* Restricts every later load to files directly inside dirs (compared
  * after resolving symbolic links): names are looked up only there and a

@@ -46,6 +46,9 @@ int main(int argc, char **argv)
         {"plugin", 'p', ZP_OPT_LIST, "ZPIPE_PLUGINS", "NAME",
          "plugin to load, by name (on ZPIPE_PLUGIN_PATH) or path; repeatable",
          &cfg.plugins, 0, 0, NULL},
+        {"plugin-config", 0, ZP_OPT_LIST, NULL, "PLUGIN.KEY=VALUE",
+         "a plugin setting (also ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
+         &cfg.plugin_config, 0, 0, NULL},
         {"plugin-dir", 0, ZP_OPT_LIST, "ZPIPE_PLUGIN_DIRS", "DIR",
          "load every plugin in DIR, and plugins only from such directories; "
          "repeatable",
@@ -113,11 +116,13 @@ int main(int argc, char **argv)
         int erc = zp_worker_executor_main(&cfg);
         zp_strlist_free(&cfg.plugins);
         zp_strlist_free(&cfg.plugin_dirs);
+        zp_strlist_free(&cfg.plugin_config);
         return erc;
     }
     rc = describe ? zp_worker_describe(&cfg)
                   : (zp_signals_install((long)parent), zp_worker_run(&cfg));
     zp_strlist_free(&cfg.plugins);
     zp_strlist_free(&cfg.plugin_dirs);
+    zp_strlist_free(&cfg.plugin_config);
     return rc;
 }

@@ -194,6 +194,12 @@ static int s_load_plugins(s_worker_t *w, bool scan_dirs)
         zp_error("no plugin given (--plugin NAME or path, or --plugin-dir)");
         return -1;
     }
+    if (zp_plugins_configure(w->plugins, w->cfg->plugin_config.items,
+                             w->cfg->plugin_config.count, err,
+                             sizeof err) < 0) {
+        zp_error("%s", err);
+        return -1;
+    }
     if (dirs->count && zp_plugins_restrict(w->plugins, dirs->items, dirs->count,
                                            err, sizeof err) < 0) {
         zp_error("%s", err);
@@ -879,6 +885,11 @@ static int s_exec_spawn(s_worker_t *w)
     argv[n++] = zp_log_level_name();
     argv[n++] = "--log-format";
     argv[n++] = zp_log_format_name();
+    for (size_t i = 0; i < w->cfg->plugin_config.count && n < S_EXEC_ARGS - 3;
+         i++) {
+        argv[n++] = "--plugin-config";
+        argv[n++] = w->cfg->plugin_config.items[i];
+    }
     /* The very files this worker loaded and announced, under the same
      * directory restriction. */
     for (size_t i = 0; i < w->cfg->plugin_dirs.count && n < S_EXEC_ARGS - 3;

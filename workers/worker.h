@@ -24,17 +24,18 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *ventilator;   /* endpoint to connect for tasks */
-    const char *sink;         /* endpoint to connect for results */
-    const char *dispatch;     /* "credit" or "push" */
-    const char *id;           /* worker id, NULL = generated */
-    zp_strlist_t plugins;     /* plugin names or paths */
-    zp_strlist_t plugin_dirs; /* when given: load every plugin in them,
-                                 and plugins only from them */
-    uint64_t window;          /* most tasks held at once (credit) */
-    uint64_t target_ms;       /* work to keep queued when adapting credit */
-    uint64_t max_output;      /* bytes a task may output */
-    uint64_t max_frame;       /* largest frame accepted */
+    const char *ventilator;     /* endpoint to connect for tasks */
+    const char *sink;           /* endpoint to connect for results */
+    const char *dispatch;       /* "credit" or "push" */
+    const char *id;             /* worker id, NULL = generated */
+    zp_strlist_t plugins;       /* plugin names or paths */
+    zp_strlist_t plugin_dirs;   /* when given: load every plugin in them,
+                                   and plugins only from them */
+    zp_strlist_t plugin_config; /* "PLUGIN.KEY=VALUE" settings */
+    uint64_t window;            /* most tasks held at once (credit) */
+    uint64_t target_ms;         /* work to keep queued when adapting credit */
+    uint64_t max_output;        /* bytes a task may output */
+    uint64_t max_frame;         /* largest frame accepted */
     uint64_t heartbeat_ms;
     const char *isolation;      /* "process" (default) or "none" */
     uint64_t deadline_ms;       /* default per-task deadline, 0 = none */

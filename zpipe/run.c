@@ -33,7 +33,7 @@
 #include <zmq.h>
 
 #define S_MAX_WORKERS       1024
-#define S_MAX_ARGS          48
+#define S_MAX_ARGS          112
 #define S_BACKOFF_MIN_US    100000u
 #define S_BACKOFF_MAX_US    5000000u
 #define S_STABLE_US         10000000u /* a child that lived this long was fine */
@@ -45,6 +45,7 @@ typedef struct {
     uint64_t workers, batch, window, deadline_ms, memory_limit, max_attempts;
     uint64_t no_worker_timeout_ms;
     bool ordered, progress, no_progress, resume;
+    zp_strlist_t config; /* KEY=VALUE settings for the plugin */
 } s_run_opts_t;
 
 typedef enum { S_SINK, S_VENT, S_WORKER } s_role_t;
@@ -79,13 +80,18 @@ static const char s_synopsis[] =
 
 /* Runs "zpipe-worker --describe" to validate the plugin before starting
  * anything and to learn its descriptor name. Caller owns the result. */
-static char *s_plugin_name(const char *worker, const char *spec)
+static char *s_plugin_name(const char *worker, const char *spec,
+                           char *const *config, size_t n_config)
 {
     int fds[2];
-    if (pipe(fds) < 0)
+    if (n_config > 32 || pipe(fds) < 0)
         return NULL;
-    char *argv[] = {(char *)worker, "--plugin", (char *)spec, "--describe",
-                    "--log-level",  "error",    NULL};
+    char *argv[8 + 2 * 32] = {(char *)worker, "--plugin",    (char *)spec,
+                              "--describe",   "--log-level", "error"};
+    for (size_t i = 0; i < n_config; i++) {
+        argv[6 + 2 * i] = "--plugin-config";
+        argv[7 + 2 * i] = config[i];
+    }
     pid_t pid = zp_spawn(argv, -1, fds[1]);
     close(fds[1]);
     if (pid < 0) {
@@ -366,6 +372,10 @@ int zp_cmd_run(int argc, char **argv)
          "plugin name (on ZPIPE_PLUGIN_PATH, beside the binaries, installed) "
          "or path to a .so (required)",
          &o.plugin, 0, 0, NULL},
+        {"config", 'c', ZP_OPT_LIST, NULL, "KEY=VALUE",
+         "a plugin setting, e.g. cmd='sha256sum' for exec (also "
+         "ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
+         &o.config, 0, 0, NULL},
         {"workers", 'n', ZP_OPT_UINT, "ZPIPE_WORKERS", "N",
          "worker processes (default: the number of CPUs)", &o.workers, 1,
          S_MAX_WORKERS, NULL},
@@ -422,8 +432,10 @@ int zp_cmd_run(int argc, char **argv)
     };
     int prc = zp_opts_main(opts, argc, argv, "zpipe run", s_synopsis,
                            "zpipe " ZPIPE_VERSION);
-    if (prc >= 0)
+    if (prc >= 0) {
+        zp_strlist_free(&o.config);
         return prc;
+    }
     const char *usage_error = NULL;
     if (!o.plugin)
         usage_error = "--plugin is required";
@@ -433,11 +445,19 @@ int zp_cmd_run(int argc, char **argv)
         usage_error = "--resume needs --journal FILE";
     else if (o.job && !zp_job_id_valid(o.job))
         usage_error = "--job must be 1 to 128 of [A-Za-z0-9_.:-]";
-    if (usage_error)
+    else if (o.config.count > 32)
+        usage_error = "at most 32 --config settings";
+    for (size_t i = 0; !usage_error && i < o.config.count; i++)
+        if (!strchr(o.config.items[i], '=') || o.config.items[i][0] == '=')
+            usage_error = "--config takes KEY=VALUE";
+    if (usage_error) {
+        zp_strlist_free(&o.config);
         return zp_opts_fail(opts, "zpipe run", s_synopsis, usage_error);
+    }
     if (strcmp(o.input, "-") != 0 && access(o.input, R_OK) != 0) {
         fprintf(stderr, "zpipe run: cannot read input %s: %s\n", o.input,
                 strerror(errno));
+        zp_strlist_free(&o.config);
         return 2;
     }
     if (o.journal && !o.resume && access(o.journal, F_OK) == 0) {
@@ -445,6 +465,7 @@ int zp_cmd_run(int argc, char **argv)
                 "zpipe run: journal %s exists; add --resume to finish its "
                 "job, or remove it to start afresh\n",
                 o.journal);
+        zp_strlist_free(&o.config);
         return 2;
     }
     bool show = !o.no_progress && (o.progress || isatty(STDERR_FILENO));
@@ -455,7 +476,7 @@ int zp_cmd_run(int argc, char **argv)
     char *bin_worker = zp_sibling("zpipe-worker");
     char *bin_vent = zp_sibling("zpipe-ventilator");
     char *bin_sink = zp_sibling("zpipe-sink");
-    char *name = NULL, *job = NULL;
+    char *name = NULL, *job = NULL, **pconf = NULL;
     char dir[] = "/tmp/zpipe-run-XXXXXX";
     bool have_dir = false;
     sup.kids = calloc(o.workers + 2, sizeof *sup.kids);
@@ -465,7 +486,26 @@ int zp_cmd_run(int argc, char **argv)
     if (!bin_worker || !bin_vent || !bin_sink || !sup.kids || !arena)
         goto done;
 
-    name = s_plugin_name(bin_worker, o.plugin);
+    /* Settings go to the plugin by name: NAME.so's NAME, as the worker
+     * looks them up under the descriptor's name (the same, by custom). */
+    {
+        const char *base = strrchr(o.plugin, '/');
+        base = base ? base + 1 : o.plugin;
+        size_t bl = strlen(base);
+        if (bl > 3 && strcmp(base + bl - 3, ".so") == 0)
+            bl -= 3;
+        pconf = calloc(o.config.count + 1, sizeof *pconf);
+        for (size_t i = 0; pconf && i < o.config.count; i++)
+            if (asprintf(&pconf[i], "%.*s.%s", (int)bl, base,
+                         o.config.items[i]) < 0)
+                pconf[i] = NULL;
+        for (size_t i = 0; pconf && i < o.config.count; i++)
+            if (!pconf[i])
+                goto done;
+        if (!pconf)
+            goto done;
+    }
+    name = s_plugin_name(bin_worker, o.plugin, pconf, o.config.count);
     if (!name) {
         fprintf(stderr,
                 "zpipe run: plugin %s refused (see the message above)\n",
@@ -547,6 +587,8 @@ int zp_cmd_run(int argc, char **argv)
     s_push2(&sup, S_WORKER, "--ventilator", ep_disp);
     s_push2(&sup, S_WORKER, "--sink", ep_res);
     s_push2(&sup, S_WORKER, "--plugin", o.plugin);
+    for (size_t i = 0; i < o.config.count; i++)
+        s_push2(&sup, S_WORKER, "--plugin-config", pconf[i]);
     s_push2(&sup, S_WORKER, "--dispatch", o.dispatch);
     s_push2(&sup, S_WORKER, "--window", swindow);
     s_push2(&sup, S_WORKER, "--isolation", o.isolation);
@@ -742,6 +784,10 @@ done:
     zp_arena_destroy(&arena);
     zp_buf_free(&scratch);
     free(sup.kids);
+    for (size_t i = 0; pconf && i < o.config.count; i++)
+        free(pconf[i]);
+    free(pconf);
+    zp_strlist_free(&o.config);
     free(name);
     free(job);
     free(bin_worker);

@@ -15,11 +15,12 @@
  *    the other was built with. Fields are only ever appended.
  *  - Status codes are frozen: never renumbered, never reused.
  *
- * Threading: the host calls init once per process that uses the plugin,
- * then process any number of times, then fini once. It never calls
- * process concurrently on one state. Several processes (workers, executors)
- * may each hold their own state at the same time, so a plugin must not
- * rely on being the only instance on a machine.
+ * Threading: the host calls init once per process that uses the plugin
+ * (and once more per distinct set of job settings, each with its own
+ * state), then process any number of times, then fini once per init. It never
+ * calls process concurrently on one state. Several processes (workers,
+ * executors) may each hold their own state at the same time, so a plugin must
+ * not rely on being the only instance on a machine.
  *
  * Ownership: input bytes are borrowed for the duration of one process call.
  * Output and error text are copied by the host when appended; the plugin
@@ -36,7 +37,7 @@ extern "C" {
 #endif
 
 #define ZPIPE_ABI_MAJOR 1
-#define ZPIPE_ABI_MINOR 0
+#define ZPIPE_ABI_MINOR 1
 
 /* The symbol the loader looks up with dlsym. */
 #define ZPIPE_PLUGIN_ENTRY_SYMBOL "zpipe_plugin_entry"
@@ -84,6 +85,19 @@ typedef struct zpipe_host {
     void (*set_error)(zpipe_call_t *call, const char *message);
     /* One log line on the host's log, at a ZPIPE_LOG_* level. */
     void (*log)(int level, const char *plugin, const char *message);
+
+    /* ---- ABI 1.1 (check host->abi_minor >= 1 before use) ---- */
+
+    /* The plugin's setting key, or NULL when it is not set. Settings come
+     * from the job's options, the worker's --plugin-config NAME.KEY=VALUE,
+     * or the environment as ZPIPE_PLUGIN_<NAME>_<KEY> (upper case, '.' and
+     * '-' as '_'), in that order. host is the table init was given; the
+     * string is borrowed until fini. */
+    const char *(*config)(const struct zpipe_host *host, const char *key);
+    /* Why init is about to fail (a bad setting, a missing resource): the
+     * host puts it in the message that refuses the plugin or fails the
+     * job's tasks. Copied; call before returning a failure from init. */
+    void (*init_error)(const struct zpipe_host *host, const char *message);
 } zpipe_host_t;
 
 /* One task as a plugin sees it. Borrowed for the duration of process. */
@@ -143,6 +157,28 @@ static inline int zpipe_fail(zpipe_call_t *call, int status,
 {
     call->host->set_error(call, message);
     return status;
+}
+
+/* A setting, or NULL: also on a host older than ABI 1.1. */
+static inline const char *zpipe_config(const zpipe_host_t *host,
+                                       const char *key)
+{
+    if (host->abi_minor < 1 ||
+        host->struct_size <
+            offsetof(zpipe_host_t, config) + sizeof host->config ||
+        !host->config)
+        return (const char *)0;
+    return host->config(host, key);
+}
+
+/* Fails init with a reason (returns ZPIPE_INVALID for convenience). */
+static inline int zpipe_init_fail(const zpipe_host_t *host, const char *message)
+{
+    if (host->abi_minor >= 1 && host->init_error)
+        host->init_error(host, message);
+    else
+        host->log(ZPIPE_LOG_ERROR, "", message);
+    return ZPIPE_INVALID;
 }
 
 #ifdef __cplusplus

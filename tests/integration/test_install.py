@@ -55,7 +55,10 @@ def test_readme_plugin_builds_with_pkg_config_and_runs():
     zpipe = os.path.join(prefix, "bin", "zpipe")
     r = run([os.path.join(prefix, "bin", "zpipe-worker"), "--plugin", "./upper.so",
              "--describe"], cwd=d, capture_output=True, timeout=30)
-    check(r.returncode == 0 and r.stdout.startswith(b"upper\t1.0\t1.0"), repr(r))
+    with open(os.path.join(zptest.SOURCE, "include", "zpipe", "plugin.h")) as f:
+        abi = dict(re.findall(r"#define ZPIPE_ABI_(MAJOR|MINOR) (\d+)", f.read()))
+    want = b"upper\t1.0\t%s.%s" % (abi["MAJOR"].encode(), abi["MINOR"].encode())
+    check(r.returncode == 0 and r.stdout.startswith(want), repr(r))
     r = run([zpipe, "run", "--plugin", "./upper.so", "--format", "lines", "--ordered",
              "--workers", "2"], cwd=d, input=b"hello\nworld\n", capture_output=True,
             timeout=60)

@@ -25,9 +25,14 @@ static void s_log(int level, const char *plugin, const char *m)
     (void)plugin;
     (void)m;
 }
+/* config and init_error are the set's own (zp_plugins_load fills them). */
 static const zpipe_host_t s_host = {
-    sizeof(zpipe_host_t), ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR, s_append,
-    s_set_error,          s_log,
+    .struct_size = sizeof(zpipe_host_t),
+    .abi_major = ZPIPE_ABI_MAJOR,
+    .abi_minor = ZPIPE_ABI_MINOR,
+    .append = s_append,
+    .set_error = s_set_error,
+    .log = s_log,
 };
 
 static const zp_plugin_t *s_load(zp_plugins_t *set, const char *fixture,
@@ -146,6 +151,34 @@ static void test_refuses_failing_init(void)
     TEST_CHECK(s_refused("fx_init_fails", "init failed"));
 }
 
+static void test_settings_reach_init_and_a_missing_one_is_the_reason(void)
+{
+    char err[1024];
+    zp_plugins_t *set = zp_plugins_new(&s_host);
+    /* Missing: init fails, and its reason is in the refusal. */
+    TEST_CHECK(s_load(set, "fx_config", err) == NULL);
+    TEST_CONTAINS(err, "plugin 'fx_config' init failed: setting greeting is "
+                       "required");
+    /* Malformed settings are refused before any load. */
+    const char *bad[] = {"greeting=hi"};
+    TEST_CHECK(zp_plugins_configure(set, bad, 1, err, sizeof err) < 0);
+    TEST_CONTAINS(err, "expected PLUGIN.KEY=VALUE");
+    /* The environment, then the command line over it (last one wins). */
+    setenv("ZPIPE_PLUGIN_FX_CONFIG_GREETING", "env:", 1);
+    const zp_plugin_t *p = s_load(set, "fx_config", err);
+    TEST_CHECK(p && strcmp(p->state, "env:") == 0);
+    zp_plugins_destroy(&set);
+    set = zp_plugins_new(&s_host);
+    const char *pairs[] = {"fx_config.greeting=first", "other.greeting=no",
+                           "fx_config.greeting=hi "};
+    TEST_EQ_INT(zp_plugins_configure(set, pairs, 3, err, sizeof err), 0);
+    p = s_load(set, "fx_config", err);
+    TEST_CHECK(p && strcmp(p->state, "hi ") == 0);
+    TEST_EQ_INT(p->host->abi_minor, ZPIPE_ABI_MINOR);
+    unsetenv("ZPIPE_PLUGIN_FX_CONFIG_GREETING");
+    zp_plugins_destroy(&set);
+}
+
 static void test_refuses_duplicate_name(void)
 {
     zp_plugins_t *set = zp_plugins_new(&s_host);
@@ -207,6 +240,8 @@ static const test_case_t tests[] = {
     {"test_refuses_null_descriptor", test_refuses_null_descriptor},
     {"test_refuses_unresolved_symbol", test_refuses_unresolved_symbol},
     {"test_refuses_failing_init", test_refuses_failing_init},
+    {"test_settings_reach_init_and_a_missing_one_is_the_reason",
+     test_settings_reach_init_and_a_missing_one_is_the_reason},
     {"test_refuses_duplicate_name", test_refuses_duplicate_name},
     {"test_frozen_v1_0_plugin_still_loads",
      test_frozen_v1_0_plugin_still_loads},
