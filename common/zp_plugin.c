@@ -366,6 +366,13 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
                  path);
         goto fail_handle;
     }
+    if (!desc.reduce != !desc.reduce_final) {
+        snprintf(err, errlen,
+                 "%s: plugin '%s' has only half a reducer (reduce and "
+                 "reduce_final go together)",
+                 path, desc.name);
+        goto fail_handle;
+    }
     if (!desc.process) {
         snprintf(err, errlen, "%s: plugin '%s' has no process callback", path,
                  desc.name);
@@ -523,4 +530,9 @@ int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
     }
     free(names);
     return loaded;
+}
+
+const char *zp_plugin_init_error(const zp_plugin_t *p)
+{
+    return ((const s_host_t *)p->host)->init_err;
 }

@@ -62,6 +62,10 @@ int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
 const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
                                    char *err, size_t errlen);
 
+/* The reason the plugin last gave through host->init_error ("" if none),
+ * e.g. after its reduce_init failed. Borrowed. */
+const char *zp_plugin_init_error(const zp_plugin_t *p);
+
 /* The plugin named name, or NULL. Borrowed. */
 const zp_plugin_t *zp_plugins_find(const zp_plugins_t *self, const char *name);
 size_t zp_plugins_count(const zp_plugins_t *self);

@@ -54,6 +54,13 @@ int main(int argc, char **argv)
         {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
          "largest message accepted (default 256 MiB)", &cfg.max_frame, 1024,
          1u << 30, NULL},
+        {"reduce", 0, ZP_OPT_LIST, "ZPIPE_REDUCE", "PLUGIN",
+         "fold the results of this plugin's jobs with its reducer and write "
+         "one final record per job (failures still one by one); repeatable",
+         &cfg.reduce, 0, 0, NULL},
+        {"plugin-config", 0, ZP_OPT_LIST, NULL, "PLUGIN.KEY=VALUE",
+         "a reducer's setting (also ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
+         &cfg.plugin_config, 0, 0, NULL},
         ZP_CURVE_OPTIONS(cfg.curve),
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
@@ -67,5 +74,15 @@ int main(int argc, char **argv)
     if (cfg.publish && (!*cfg.publish || !strcmp(cfg.publish, "none")))
         cfg.publish = NULL;
     zp_signals_install((long)parent);
-    return zp_sink_run(&cfg);
+    if (cfg.reduce.count && cfg.journal) {
+        zp_strlist_free(&cfg.reduce);
+        zp_strlist_free(&cfg.plugin_config);
+        return zp_opts_fail(opts, "zpipe-sink", s_synopsis,
+                            "--reduce cannot be used with --journal (a "
+                            "reducer's state is not journaled)");
+    }
+    rc = zp_sink_run(&cfg);
+    zp_strlist_free(&cfg.reduce);
+    zp_strlist_free(&cfg.plugin_config);
+    return rc;
 }

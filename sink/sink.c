@@ -5,6 +5,7 @@
 #include "zp_journal.h"
 #include "zp_log.h"
 #include "zp_net.h"
+#include "zp_plugin.h"
 #include "zp_util.h"
 
 #include <errno.h>
@@ -67,6 +68,10 @@ typedef struct s_job {
     uint64_t spool_len, spool_flushed;
     s_fetch_t fetchers[S_MAX_WAITERS];
     size_t n_fetchers;
+    /* --reduce: the plugin's reducer and this job's accumulator. */
+    const zp_plugin_t *reducer;
+    void *acc;
+    char *reduce_error; /* the first failure of reduce, if any */
     struct s_job *link;
 } s_job_t;
 
@@ -88,6 +93,10 @@ typedef struct {
     zp_journal_t *journal;
     uint64_t out_offset; /* bytes in the output file */
     char *instance;      /* changes on every start */
+    zp_plugins_t *reducers;
+    zpipe_host_t host; /* for reducers: append to reduced */
+    zp_buf_t reduced;
+    bool reduced_too_big;
 } s_sink_t;
 
 static s_job_t *s_job_find(s_sink_t *s, const char *id)
@@ -120,6 +129,9 @@ static s_job_t *s_job_get(s_sink_t *s, const char *id)
 
 static void s_job_free(s_job_t *j)
 {
+    if (j->acc && j->reducer->desc.reduce_fini)
+        j->reducer->desc.reduce_fini(j->acc);
+    free(j->reduce_error);
     for (size_t i = 0; i < j->ring_cap; i++)
         if (j->ring[i]) {
             zp_buf_free(j->ring[i]);
@@ -525,6 +537,166 @@ static void s_commit_all(s_sink_t *s)
         s_flush_commits(s, j);
 }
 
+/* ---- reducers (--reduce) ---- */
+
+static int s_reduce_append(zpipe_call_t *call, const void *data, size_t len)
+{
+    s_sink_t *s = call->host_private;
+    if (s->reduced.len + len > s->cfg->max_frame) {
+        s->reduced_too_big = true;
+        return -1;
+    }
+    return zp_buf_append(&s->reduced, data, len);
+}
+
+static void s_reduce_set_error(zpipe_call_t *call, const char *message)
+{
+    s_sink_t *s = call->host_private;
+    (void)s;
+    zp_warn("reducer: %s", message ? message : "");
+}
+
+static void s_reduce_log(int level, const char *plugin, const char *message)
+{
+    if (level <= ZPIPE_LOG_ERROR)
+        zp_error("reducer %s: %s", plugin, message);
+    else if (level == ZPIPE_LOG_WARN)
+        zp_warn("reducer %s: %s", plugin, message);
+    else
+        zp_info("reducer %s: %s", plugin, message);
+}
+
+/* Loads the --reduce plugins; each must have a reducer. */
+static int s_load_reducers(s_sink_t *s)
+{
+    if (!s->cfg->reduce.count)
+        return 0;
+    s->host.struct_size = sizeof s->host;
+    s->host.abi_major = ZPIPE_ABI_MAJOR;
+    s->host.abi_minor = ZPIPE_ABI_MINOR;
+    s->host.append = s_reduce_append;
+    s->host.set_error = s_reduce_set_error;
+    s->host.log = s_reduce_log;
+    char err[1024];
+    s->reducers = zp_plugins_new(&s->host);
+    if (!s->reducers || zp_plugins_configure(
+                            s->reducers, s->cfg->plugin_config.items,
+                            s->cfg->plugin_config.count, err, sizeof err) < 0) {
+        zp_error("%s", s->reducers ? err : "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < s->cfg->reduce.count; i++) {
+        const zp_plugin_t *p = zp_plugins_load(
+            s->reducers, s->cfg->reduce.items[i], err, sizeof err);
+        if (!p) {
+            zp_error("reducer refused: %s", err);
+            return -1;
+        }
+        if (!p->desc.reduce) {
+            zp_error("reducer refused: %s: plugin '%s' has no reducer", p->path,
+                     p->desc.name);
+            return -1;
+        }
+        zp_info("jobs of plugin %s are reduced here", p->desc.name);
+    }
+    return 0;
+}
+
+/* On JobOpen: a job of a plugin with a reducer gets its accumulator. */
+static void s_reduce_open(s_sink_t *s, s_job_t *j, const char *plugin)
+{
+    if (!s->reducers || j->reducer || !plugin)
+        return;
+    const zp_plugin_t *p = zp_plugins_find(s->reducers, plugin);
+    if (!p)
+        return;
+    void *acc = NULL;
+    int rc =
+        p->desc.reduce_init ? p->desc.reduce_init(p->host, &acc) : ZPIPE_OK;
+    if (rc != ZPIPE_OK) {
+        const char *why = zp_plugin_init_error(p);
+        if (asprintf(&j->reduce_error, "reduce_init failed: %s",
+                     *why ? why : "no reason given") < 0)
+            j->reduce_error = strdup("reduce_init failed");
+        zp_error("job %s: reducer %s: %s", j->id, plugin,
+                 j->reduce_error ? j->reduce_error : "reduce_init failed");
+    }
+    j->reducer = p;
+    j->acc = acc;
+}
+
+/* The job is complete: its one reduced record. */
+static void s_reduce_final(s_sink_t *s, s_job_t *j)
+{
+    s->reduced.len = 0;
+    s->reduced_too_big = false;
+    zpipe_call_t call = {
+        .struct_size = sizeof call,
+        .host = j->reducer->host,
+        .input = (const uint8_t *)"",
+        .task_id = j->total,
+        .attempt = 1,
+        .job_id = j->id,
+        .host_private = s,
+    };
+    /* The plugin's host table appends through the sink's template. */
+    int rc = j->reduce_error ? ZPIPE_ERROR
+                             : j->reducer->desc.reduce_final(j->acc, &call);
+    if (rc != ZPIPE_OK && !j->reduce_error &&
+        asprintf(&j->reduce_error, "%s",
+                 s->reduced_too_big ? "the reduced value is too large"
+                                    : "reduce_final failed") < 0)
+        j->reduce_error = NULL;
+    bool ok = rc == ZPIPE_OK;
+    zp_buf_t *b = &s->rec;
+    for (int pass = 0; pass < 1 + (s->cfg->spool && s->lines); pass++) {
+        bool json = !s->lines || pass == 1;
+        zp_buf_t *out = pass == 0 ? b : &s->spool_rec;
+        out->len = 0;
+        if (!json) {
+            size_t n = s->reduced.len;
+            if (n && s->reduced.data[n - 1] == '\n')
+                n--;
+            zp_buf_append(out, s->reduced.data, n);
+            zp_buf_append(out, "\n", 1);
+            continue;
+        }
+        zp_buf_append_str(out, "{\"job\":\"");
+        zp_buf_append_json(out, j->id, strlen(j->id));
+        zp_buf_printf(out,
+                      "\",\"reduced\":true,\"plugin\":\"%s\",\"status\":\"%s\","
+                      "\"tasks\":%llu,\"succeeded\":%llu,\"failed\":%llu,",
+                      j->reducer->desc.name, ok ? "ok" : "failed",
+                      (unsigned long long)j->total,
+                      (unsigned long long)j->succeeded,
+                      (unsigned long long)j->failed);
+        if (!ok) {
+            const char *e = j->reduce_error ? j->reduce_error : "failed";
+            zp_buf_append_str(out, "\"error\":\"");
+            zp_buf_append_json(out, e, strlen(e));
+            zp_buf_append_str(out, "\",");
+        }
+        if (zp_utf8_valid(s->reduced.data, s->reduced.len)) {
+            zp_buf_append_str(out, "\"output\":\"");
+            zp_buf_append_json(out, s->reduced.data, s->reduced.len);
+        } else {
+            zp_buf_append_str(out, "\"output_b64\":\"");
+            zp_buf_append_base64(out, s->reduced.data, s->reduced.len);
+        }
+        zp_buf_append_str(out, "\"}\n");
+    }
+    s_write(s, b->data, b->len);
+    if (s->cfg->spool) {
+        const zp_buf_t *sj = s->lines ? &s->spool_rec : b;
+        s_spool_write(s, j, sj->data, sj->len);
+    }
+    s->out_offset += b->len;
+    fflush(s->out);
+    zp_info("job %s reduced by %s: %zu bytes%s%s", j->id, j->reducer->desc.name,
+            s->reduced.len, ok ? "" : "; failed: ",
+            ok ? "" : (j->reduce_error ? j->reduce_error : "?"));
+}
+
 static void s_check_done(s_sink_t *s, s_job_t *j)
 {
     if (j->state != ZPIPE__V1__JOB_STATE__JOB_CLOSED || j->done < j->total)
@@ -534,6 +706,8 @@ static void s_check_done(s_sink_t *s, s_job_t *j)
     if (!s_durable(s))
         return;
     s_flush_commits(s, j);
+    if (j->reducer)
+        s_reduce_final(s, j);
     j->state = ZPIPE__V1__JOB_STATE__JOB_DONE;
     free(j->bits);
     j->bits = NULL;
@@ -767,6 +941,21 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
             j->succeeded++;
         else
             j->failed++;
+        if (ok && j->reducer) {
+            /* Folded, not written; committed like any record. */
+            int rs = j->reduce_error
+                         ? ZPIPE_OK
+                         : j->reducer->desc.reduce(j->acc, r->output.data,
+                                                   r->output.len);
+            if (rs != ZPIPE_OK && !j->reduce_error &&
+                asprintf(&j->reduce_error,
+                         "reduce returned status %d on task %llu", rs,
+                         (unsigned long long)r->task_id) < 0)
+                j->reduce_error = NULL;
+            s_push_u64(&j->commit_ids, &j->n_commit, &j->cap_commit,
+                       r->task_id);
+            continue;
+        }
         s_format(s, j, worker, r);
         /* The spool is always JSON Lines: a second rendering for lines. */
         const zp_buf_t *json = NULL;
@@ -852,6 +1041,7 @@ static void s_on_control(s_sink_t *s, const char *rid, size_t rid_len,
         if (is_new)
             zp_info("job %s opened (plugin %s)", id,
                     m->job_open->plugin ? m->job_open->plugin : "?");
+        s_reduce_open(s, j, m->job_open->plugin);
         s_ack(s, rid, rid_len, id, true, NULL);
         return;
     }
@@ -1028,7 +1218,7 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     if (!s.arena)
         return 3;
     s.instance = zp_random_id("sink-", 6);
-    if (!s.instance || s_open_output(&s) < 0)
+    if (!s.instance || s_load_reducers(&s) < 0 || s_open_output(&s) < 0)
         goto fail_arena;
     setvbuf(s.out, NULL, _IOFBF, 1 << 20);
 
@@ -1156,6 +1346,8 @@ fail_arena:
         s_job_free(s.jobs);
         s.jobs = next;
     }
+    zp_plugins_destroy(&s.reducers);
+    zp_buf_free(&s.reduced);
     zp_arena_destroy(&s.arena);
     zp_result_view_free(&s.view);
     zp_buf_free(&s.spool_rec);

@@ -11,6 +11,7 @@
 #define ZP_SINK_H
 
 #include "zp_curve.h"
+#include "zp_opts.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,7 +27,9 @@ typedef struct {
     const char *spool;   /* directory: each job's records, served by
                             cursor (ResultsRequest); NULL = none */
     uint64_t max_frame;
-    zp_curve_config_t curve; /* CURVE on tcp:// sockets */
+    zp_curve_config_t curve;    /* CURVE on tcp:// sockets */
+    zp_strlist_t reduce;        /* plugins whose jobs are reduced here */
+    zp_strlist_t plugin_config; /* their settings, PLUGIN.KEY=VALUE */
     long parent_pid;
 } zp_sink_config_t;
 

@@ -235,10 +235,11 @@ int zp_worker_describe(const zp_worker_config_t *cfg)
     if (w.plugins && s_load_plugins(&w, true) == 0) {
         for (size_t i = 0; i < zp_plugins_count(w.plugins); i++) {
             const zp_plugin_t *p = zp_plugins_at(w.plugins, i);
-            printf("%s\t%s\t%u.%u\t%s\t%s\n", p->desc.name,
+            printf("%s\t%s\t%u.%u\t%s\t%s\t%s\n", p->desc.name,
                    p->desc.version ? p->desc.version : "", p->desc.abi_major,
                    p->desc.abi_minor, p->path,
-                   p->desc.description ? p->desc.description : "");
+                   p->desc.description ? p->desc.description : "",
+                   p->desc.reduce ? "reducer" : "");
         }
         rc = 0;
     }

@@ -54,8 +54,9 @@ int zp_worker_run(const zp_worker_config_t *cfg);
  * page on fd 4, writes results on fd 3. Returns the exit code. */
 int zp_worker_executor_main(const zp_worker_config_t *cfg);
 
-/* Loads cfg->plugins and prints each descriptor (name, version, ABI,
- * description) on stdout, one per line. Returns 0, or 3 if any is refused. */
+/* Loads cfg->plugins and prints each descriptor (name, version, ABI, path,
+ * description, "reducer" or "") on stdout, one tab-separated line each. Returns
+ * 0, or 3 if any is refused. */
 int zp_worker_describe(const zp_worker_config_t *cfg);
 
 #endif

@@ -44,7 +44,7 @@ typedef struct {
     const char *journal, *transport;
     uint64_t workers, batch, window, deadline_ms, memory_limit, max_attempts;
     uint64_t no_worker_timeout_ms;
-    bool ordered, progress, no_progress, resume;
+    bool ordered, progress, no_progress, resume, reduce;
     zp_strlist_t config; /* KEY=VALUE settings for the plugin */
 } s_run_opts_t;
 
@@ -81,7 +81,8 @@ static const char s_synopsis[] =
 /* Runs "zpipe-worker --describe" to validate the plugin before starting
  * anything and to learn its descriptor name. Caller owns the result. */
 static char *s_plugin_name(const char *worker, const char *spec,
-                           char *const *config, size_t n_config)
+                           char *const *config, size_t n_config,
+                           bool *has_reducer)
 {
     int fds[2];
     if (n_config > 32 || pipe(fds) < 0)
@@ -115,6 +116,11 @@ static char *s_plugin_name(const char *worker, const char *spec,
     if (!tab)
         return NULL;
     *tab = '\0';
+    char *nl = strchr(tab + 1, '\n');
+    if (nl)
+        *nl = '\0';
+    const char *last = strrchr(tab + 1, '\t');
+    *has_reducer = last && strcmp(last + 1, "reducer") == 0;
     return strdup(line);
 }
 
@@ -376,6 +382,10 @@ int zp_cmd_run(int argc, char **argv)
          "a plugin setting, e.g. cmd='sha256sum' for exec (also "
          "ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
          &o.config, 0, 0, NULL},
+        {"reduce", 0, ZP_OPT_FLAG, "ZPIPE_REDUCE_JOB", NULL,
+         "fold the results with the plugin's reducer: one final record "
+         "(failures still one by one)",
+         &o.reduce, 0, 0, NULL},
         {"workers", 'n', ZP_OPT_UINT, "ZPIPE_WORKERS", "N",
          "worker processes (default: the number of CPUs)", &o.workers, 1,
          S_MAX_WORKERS, NULL},
@@ -445,6 +455,9 @@ int zp_cmd_run(int argc, char **argv)
         usage_error = "--resume needs --journal FILE";
     else if (o.job && !zp_job_id_valid(o.job))
         usage_error = "--job must be 1 to 128 of [A-Za-z0-9_.:-]";
+    else if (o.reduce && o.journal)
+        usage_error = "--reduce cannot be used with --journal (a reducer's "
+                      "state is not journaled)";
     else if (o.config.count > 32)
         usage_error = "at most 32 --config settings";
     for (size_t i = 0; !usage_error && i < o.config.count; i++)
@@ -505,7 +518,14 @@ int zp_cmd_run(int argc, char **argv)
         if (!pconf)
             goto done;
     }
-    name = s_plugin_name(bin_worker, o.plugin, pconf, o.config.count);
+    bool has_reducer = false;
+    name = s_plugin_name(bin_worker, o.plugin, pconf, o.config.count,
+                         &has_reducer);
+    if (name && o.reduce && !has_reducer) {
+        fprintf(stderr, "zpipe run: --reduce: plugin %s (%s) has no reducer\n",
+                name, o.plugin);
+        goto done;
+    }
     if (!name) {
         fprintf(stderr,
                 "zpipe run: plugin %s refused (see the message above)\n",
@@ -565,6 +585,11 @@ int zp_cmd_run(int argc, char **argv)
         s_push(&sup, S_SINK, "--journal");
         s_push(&sup, S_SINK, o.journal);
         sup.sink_restartable = true;
+    }
+    if (o.reduce) {
+        s_push2(&sup, S_SINK, "--reduce", o.plugin);
+        for (size_t i = 0; i < o.config.count; i++)
+            s_push2(&sup, S_SINK, "--plugin-config", pconf[i]);
     }
 
     s_push(&sup, S_VENT, bin_vent);

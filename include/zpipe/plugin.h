@@ -130,6 +130,25 @@ typedef struct zpipe_plugin {
     int (*process)(void *state, zpipe_call_t *call);
     /* Optional. Free what init made. */
     void (*fini)(void *state);
+
+    /* ---- ABI 1.1: an optional reducer, run by the sink ----
+     * With a reducer, `zpipe run --reduce` (a sink given --reduce PLUGIN)
+     * folds each successful result of the plugin's jobs into one
+     * accumulator per job and writes one final record when the job is
+     * complete, in place of the per-task records (failures are still
+     * written one by one). The sink calls these from one thread. Give
+     * reduce and reduce_final, or neither. */
+
+    /* Optional. Make a job's accumulator; host->config reads the same
+     * settings as init. */
+    int (*reduce_init)(const zpipe_host_t *host, void **acc);
+    /* Fold one task's output (borrowed for the call) into acc. */
+    int (*reduce)(void *acc, const uint8_t *output, size_t len);
+    /* Append the job's final value through zpipe_append(call, ...); call
+     * has the job id, an empty input and task_id = the number of tasks. */
+    int (*reduce_final)(void *acc, zpipe_call_t *call);
+    /* Optional. Free acc. */
+    void (*reduce_fini)(void *acc);
 } zpipe_plugin_t;
 
 /* Fills the version fields; use as the start of a descriptor:

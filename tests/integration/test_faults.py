@@ -240,7 +240,8 @@ def test_run_whose_workers_keep_dying_ends_with_an_error():
                      stderr=subprocess.PIPE)
     t0 = time.time()
     while p.poll() is None and time.time() - t0 < 60:
-        subprocess.run(["pkill", "-KILL", "-P", str(p.pid), "-f", "zpipe-worker"])
+        # Not the "zpipe-worker --describe" that checks the plugin first.
+        subprocess.run(["pkill", "-KILL", "-P", str(p.pid), "-f", "zpipe-worker --ventilator"])
         time.sleep(0.05)
     _, err = p.communicate(timeout=30)
     err = err.decode()
