@@ -7,8 +7,9 @@
 //    noexcept and catches everything, std::bad_alloc as ZPIPE_NOMEM and any
 //    other exception as ZPIPE_ERROR with its what();
 //  - the descriptor is initialised by position, since C++17 has no
-//    designated initialisers (the ABI only appends fields, so the order of
-//    the ones here never changes).
+//    designated initialisers (ZPIPE_PLUGIN_HEADER uses them; g++ and clang++
+//    take it only as an extension). The ABI only appends fields, so the
+//    order of the ones here never changes.
 //
 // A word is a run of ASCII letters, digits and apostrophes, lower-cased
 // (ASCII only; other bytes separate words). Ties in count are broken
