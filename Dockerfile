@@ -9,7 +9,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config libzmq3-dev libczmq-dev \
-        libprotobuf-c-dev protobuf-c-compiler libsodium-dev \
+        libprotobuf-c-dev protobuf-c-compiler libsodium-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads, so edits to tests or docs elsewhere keep the
@@ -33,6 +33,8 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
 FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
 # libczmq4: certificates (zpipe keygen, --curve-secret, --curve-allow).
+# zlib1g (the gzip plugin) and libstdc++6 (topwords, in C++) are in every
+# Debian image already.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         libzmq5 libczmq4 libprotobuf-c1 libsodium23 \

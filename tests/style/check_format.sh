@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fails when a C source file differs from what clang-format makes of it
+# Fails when a C (or C++) source file differs from what clang-format makes of it
 # (.clang-format at the top of the tree). Fix with:
-#   clang-format -i $(git ls-files '*.c' '*.h')
+#   clang-format -i $(git ls-files '*.c' '*.h' '*.cpp')
 set -euo pipefail
 cd "$1"
 if ! command -v clang-format >/dev/null; then
@@ -12,7 +12,7 @@ dirs=()
 for d in common include ventilator workers sink zpipe plugins tests bench examples; do
     [ -d "$d" ] && dirs+=("$d")
 done
-files=$(find "${dirs[@]}" -name '*.[ch]' | sort)
+files=$(find "${dirs[@]}" -name '*.[ch]' -o -name '*.cpp' | sort)
 bad=0
 for f in $files; do
     if ! clang-format --dry-run --Werror "$f" >/dev/null 2>&1; then
