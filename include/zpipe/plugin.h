@@ -157,10 +157,18 @@ typedef struct zpipe_plugin {
     .struct_size = sizeof(zpipe_plugin_t), .abi_major = ZPIPE_ABI_MAJOR,       \
     .abi_minor = ZPIPE_ABI_MINOR
 
+/* C linkage for the entry symbol, also when a plugin is C++. */
+#ifdef __cplusplus
+#define ZPIPE_EXTERN_C extern "C"
+#else
+#define ZPIPE_EXTERN_C
+#endif
+
 /* Defines the entry symbol returning desc. */
 #define ZPIPE_PLUGIN_EXPORT(desc)                                              \
-    ZPIPE_EXPORT const zpipe_plugin_t *zpipe_plugin_entry(void);               \
-    const zpipe_plugin_t *zpipe_plugin_entry(void)                             \
+    ZPIPE_EXTERN_C ZPIPE_EXPORT const zpipe_plugin_t *zpipe_plugin_entry(      \
+        void);                                                                 \
+    ZPIPE_EXTERN_C const zpipe_plugin_t *zpipe_plugin_entry(void)              \
     {                                                                          \
         return &(desc);                                                        \
     }

@@ -1,15 +1,14 @@
 // topwords: the distinct words of each task's text, most frequent first, as
 // "word count" pairs: "the 3, cat 2, a 1". A plugin written in C++17 behind
 // the C ABI, to show what that takes (see plugins/README.md):
-//  - the entry symbol needs C linkage: ZPIPE_PLUGIN_EXPORT is used inside
-//    extern "C" (the header's own extern "C" covers only its declarations);
+//  - the entry symbol has C linkage (ZPIPE_PLUGIN_EXPORT says extern "C"
+//    when compiled as C++);
 //  - no exception may unwind into the host, a C program: every callback is
 //    noexcept and catches everything, std::bad_alloc as ZPIPE_NOMEM and any
 //    other exception as ZPIPE_ERROR with its what();
-//  - the descriptor is initialised by position, since C++17 has no
-//    designated initialisers (ZPIPE_PLUGIN_HEADER uses them; g++ and clang++
-//    take it only as an extension). The ABI only appends fields, so the
-//    order of the ones here never changes.
+//  - the descriptor is value-initialised and then filled by name, since
+//    C++17 has no designated initialisers (ZPIPE_PLUGIN_HEADER uses them);
+//    fields a later ABI appends stay zero.
 //
 // A word is a run of ASCII letters, digits and apostrophes, lower-cased
 // (ASCII only; other bytes separate words). Ties in count are broken
@@ -143,21 +142,26 @@ void topwords_fini(void *state) noexcept
     delete static_cast<State *>(state);
 }
 
-const zpipe_plugin_t topwords_plugin = {
-    sizeof(zpipe_plugin_t),
-    ZPIPE_ABI_MAJOR,
-    ZPIPE_ABI_MINOR,
-    "topwords",
-    "1.0",
-    "distinct words by count, then alphabetically, as \"word count\" pairs "
-    "(C++; --config top=N)",
-    topwords_init,
-    topwords_process,
-    topwords_fini,
-};
+// Value-initialised ({} zeroes every field, including any a later ABI
+// appends), then named: C++17 has no designated initialisers.
+zpipe_plugin_t make_descriptor() noexcept
+{
+    zpipe_plugin_t d{};
+    d.struct_size = sizeof d;
+    d.abi_major = ZPIPE_ABI_MAJOR;
+    d.abi_minor = ZPIPE_ABI_MINOR;
+    d.name = "topwords";
+    d.version = "1.0";
+    d.description = "distinct words by count, then alphabetically, as "
+                    "\"word count\" pairs (C++; --config top=N)";
+    d.init = topwords_init;
+    d.process = topwords_process;
+    d.fini = topwords_fini;
+    return d;
+}
+
+const zpipe_plugin_t topwords_plugin = make_descriptor();
 
 } // namespace
 
-extern "C" {
 ZPIPE_PLUGIN_EXPORT(topwords_plugin)
-}
