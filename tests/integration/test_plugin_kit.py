@@ -22,6 +22,8 @@ def _prefix():
         r = run(["cmake", "--install", zptest.BUILD, "--prefix", prefix],
                 capture_output=True, timeout=120)
         check(r.returncode == 0, r.stderr.decode())
+        check(os.path.exists(os.path.join(prefix, "share", "doc", "zpipe", "plugins.md")),
+              "docs/plugins.md is not installed")
         _kit["prefix"] = prefix
     return _kit["prefix"]
 
