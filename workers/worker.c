@@ -613,6 +613,92 @@ static uint64_t s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
     return end;
 }
 
+/* ---- a probe: one plugin called outside a job ---------------------------- */
+
+struct zp_worker_probe {
+    s_worker_t w;
+    const zp_plugin_t *plugin;
+};
+
+zp_worker_probe_t *zp_worker_probe_new(const zp_worker_config_t *cfg, char *err,
+                                       size_t errlen)
+{
+    zp_worker_probe_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->w.cfg = cfg;
+    self->w.id = "probe";
+    s_host_init(&self->w.host);
+    self->w.plugins = zp_plugins_new(&self->w.host);
+    if (!self->w.plugins || cfg->plugins.count != 1) {
+        snprintf(err, errlen, "%s",
+                 self->w.plugins ? "give exactly one plugin" : "out of memory");
+        goto fail_probe;
+    }
+    if (zp_plugins_configure(self->w.plugins, cfg->plugin_config.items,
+                             cfg->plugin_config.count, err, errlen) < 0)
+        goto fail_probe;
+    self->plugin =
+        zp_plugins_load(self->w.plugins, cfg->plugins.items[0], err, errlen);
+    if (!self->plugin)
+        goto fail_probe;
+    return self;
+
+fail_probe:
+    zp_plugins_destroy(&self->w.plugins);
+    free(self);
+    return NULL;
+}
+
+const zp_plugin_t *zp_worker_probe_plugin(const zp_worker_probe_t *self)
+{
+    return self->plugin;
+}
+
+void zp_worker_probe_call(zp_worker_probe_t *self, const uint8_t *input,
+                          size_t len, uint64_t task_id,
+                          zp_worker_outcome_t *outcome)
+{
+    s_worker_t *w = &self->w;
+    Zpipe__V1__Task t = ZPIPE__V1__TASK__INIT;
+    t.task_id = task_id;
+    t.payload.data = (uint8_t *)input;
+    t.payload.len = len;
+    t.attempt = 1;
+    s_done_t d = {0};
+    w->out.len = 0;
+    w->err.len = 0;
+    uint64_t t0 = zp_mono_us();
+    s_run_task(w, self->plugin, self->plugin->desc.name, "check", &t, &d, t0,
+               zp_now_us());
+    /* NUL-terminate the error text without counting it. */
+    if (zp_buf_append(&w->err, "", 1) == 0)
+        w->err.len--;
+    *outcome = (zp_worker_outcome_t){
+        .status = d.status,
+        .cause = d.cause,
+        .output = (const uint8_t *)w->out.data,
+        .output_len = w->out.len,
+        .error = w->err.data ? w->err.data : "",
+        .error_len = w->err.len,
+        .elapsed_us = d.elapsed_us,
+    };
+}
+
+void zp_worker_probe_destroy(zp_worker_probe_t **self_p)
+{
+    zp_worker_probe_t *self = *self_p;
+    if (!self)
+        return;
+    zp_plugins_destroy(&self->w.plugins);
+    zp_buf_free(&self->w.out);
+    zp_buf_free(&self->w.err);
+    free(self);
+    *self_p = NULL;
+}
+
 /* Runs a batch here (in process, or in the executor child). */
 static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
                         s_progress_t *progress)

@@ -19,6 +19,7 @@
 
 #include "zp_curve.h"
 #include "zp_opts.h"
+#include "zp_plugin.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,5 +59,41 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg);
  * description, "reducer" or "") on stdout, one tab-separated line each. Returns
  * 0, or 3 if any is refused. */
 int zp_worker_describe(const zp_worker_config_t *cfg);
+
+/* ---- one plugin, called outside a job (zpipe plugin check) -------------
+ *
+ * A probe loads one plugin exactly as a worker does (the same loader, host
+ * table, settings and output limit) and runs its process callback on
+ * inputs given one at a time, with the worker's rules for status, cause
+ * and error text. */
+typedef struct zp_worker_probe zp_worker_probe_t;
+
+/* What one call returned, as a worker would record it. */
+typedef struct {
+    int status;            /* what process returned, or ZPIPE_ERROR for
+                              output_too_large */
+    const char *cause;     /* NULL on success; "plugin_error", "plugin_retry",
+                              "output_too_large", "resource_limit" */
+    const uint8_t *output; /* borrowed until the next call; empty on failure */
+    size_t output_len;
+    const char *error; /* NUL-terminated; borrowed until the next call; "" on
+                          success */
+    size_t error_len;
+    uint64_t elapsed_us;
+} zp_worker_outcome_t;
+
+/* Loads cfg->plugins.items[0] with cfg->plugin_config (and runs its init).
+ * Caller owns the result. On refusal returns NULL with err holding the
+ * loader's "FILE: reason". */
+zp_worker_probe_t *zp_worker_probe_new(const zp_worker_config_t *cfg, char *err,
+                                       size_t errlen);
+/* The loaded plugin; borrowed until the probe is destroyed. */
+const zp_plugin_t *zp_worker_probe_plugin(const zp_worker_probe_t *self);
+/* Runs process once on input (borrowed for the call) as task task_id. */
+void zp_worker_probe_call(zp_worker_probe_t *self, const uint8_t *input,
+                          size_t len, uint64_t task_id,
+                          zp_worker_outcome_t *outcome);
+/* Runs the plugin's fini and unloads it; nulls the caller's pointer. */
+void zp_worker_probe_destroy(zp_worker_probe_t **self_p);
 
 #endif

@@ -20,6 +20,8 @@ static void s_usage(FILE *out)
         "  wait      wait for a job at a running sink; print its counts\n"
         "  results   stream a job's records from a running sink (--spool)\n"
         "  keygen    write CURVE keypairs for the components\n"
+        "  plugin    write a new plugin folder (new), or load and try one "
+        "(check)\n"
         "  version   print the version\n"
         "  help      show this help\n\n"
         "The daemons run on their own too: zpipe-ventilator, zpipe-worker,\n"
@@ -45,6 +47,8 @@ int main(int argc, char **argv)
         return zp_cmd_wait(argc - 1, argv + 1);
     if (!strcmp(cmd, "results"))
         return zp_cmd_results(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plugin"))
+        return zp_cmd_plugin(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen"))
         return zp_cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

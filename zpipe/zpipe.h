@@ -20,4 +20,7 @@ int zp_cmd_results(int argc, char **argv);
 /* zpipe keygen NAME...: CURVE keypairs as czmq certificates. */
 int zp_cmd_keygen(int argc, char **argv);
 
+/* zpipe plugin new|check: the plugin kit. */
+int zp_cmd_plugin(int argc, char **argv);
+
 #endif
