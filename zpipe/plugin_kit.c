@@ -318,8 +318,10 @@ static void s_print_descriptor(const zp_plugin_t *p,
            d->abi_minor, ZPIPE_ABI_MAJOR, ZPIPE_ABI_MINOR);
     printf("struct_size  %u (ABI 1.0: %zu, this host's: %zu)\n", d->struct_size,
            (size_t)ZP_PLUGIN_SIZE_1_0, sizeof *d);
-    printf("callbacks    process; optional: init %s, fini %s\n",
-           d->init ? "yes" : "no", d->fini ? "yes" : "no");
+    printf("callbacks    process; optional: init %s, fini %s, reducer %s\n",
+           d->init ? "yes" : "no", d->fini ? "yes" : "no",
+           d->reduce ? "yes (reduce_init, reduce, reduce_final, reduce_fini)"
+                     : "no");
     for (size_t i = 0; i < settings->count; i++)
         printf("setting      %s\n", settings->items[i]);
     fflush(stdout);

@@ -157,7 +157,7 @@ def test_check_prints_the_descriptor_and_the_calls():
         abi = dict(re.findall(r"#define ZPIPE_ABI_(MAJOR|MINOR) (\d+)", f.read()))
     for want in (r"^plugin +hello$", r"^version +0\.1\.0$", r"^description +greets",
                  r"^abi +%s\.%s " % (abi["MAJOR"], abi["MINOR"]),
-                 r"^struct_size +\d+", r"^callbacks +process; optional: init yes, fini yes$",
+                 r"^struct_size +\d+", r"^callbacks +process; optional: init yes, fini yes, reducer no$",
                  r'output +"Hello, hello"', r'input #2 +"" \(0 bytes\)',
                  r"status +ZPIPE_INVALID", r'error +"empty input: nobody to greet"',
                  r"time +\d+ us", r"fini ran"):
