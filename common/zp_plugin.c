@@ -27,17 +27,49 @@ typedef struct {
     const zp_plugins_t *set;
     char name[65];
     char init_err[512];
+    /* A job's settings, "KEY=VALUE" strings end to end (each NUL-ended,
+     * then an empty one); NULL for the worker's own instance. */
+    char *job;
 } s_host_t;
+
+/* An instance made for a job's settings: the plugin's code, its own host
+ * table and state. Cached, least recently used out first. */
+#define S_MAX_INSTANCES 16
+typedef struct {
+    size_t base;  /* index of the loaded plugin */
+    char *config; /* the settings text it was made for */
+    zp_plugin_t inst;
+    char *error; /* init failed: why (then inst.state is unset) */
+    uint64_t used;
+} s_inst_t;
 
 struct zp_plugins {
     const zpipe_host_t *host;
     const char *const *config; /* "NAME.KEY=VALUE", borrowed */
     size_t n_config;
+    s_inst_t inst[S_MAX_INSTANCES];
+    size_t n_inst;
+    uint64_t tick;
     zp_plugin_t *items;
     size_t count;
     char **dirs; /* resolved; when set, the only places plugins load from */
     size_t ndirs;
 };
+
+/* Finis and forgets instance k (the last one moves into its place). */
+static void s_inst_drop(zp_plugins_t *self, size_t k)
+{
+    s_inst_t *x = &self->inst[k];
+    if (!x->error && x->inst.desc.fini)
+        x->inst.desc.fini(x->inst.state);
+    s_host_t *h = (s_host_t *)x->inst.host;
+    if (h)
+        free(h->job);
+    free(h);
+    free(x->config);
+    free(x->error);
+    self->inst[k] = self->inst[--self->n_inst];
+}
 
 zp_plugins_t *zp_plugins_new(const zpipe_host_t *host)
 {
@@ -52,6 +84,8 @@ void zp_plugins_destroy(zp_plugins_t **self_p)
     zp_plugins_t *self = *self_p;
     if (!self)
         return;
+    while (self->n_inst)
+        s_inst_drop(self, self->n_inst - 1);
     for (size_t i = self->count; i-- > 0;) {
         zp_plugin_t *p = &self->items[i];
         if (p->desc.fini)
@@ -276,6 +310,12 @@ static const char *s_host_config(const zpipe_host_t *host, const char *key)
     const s_host_t *h = (const s_host_t *)host;
     size_t nl = strlen(h->name), kl = strlen(key);
     const char *hit = NULL;
+    /* The job's own settings first. */
+    for (const char *c = h->job; c && *c; c += strlen(c) + 1)
+        if (strncmp(c, key, kl) == 0 && c[kl] == '=')
+            hit = c + kl + 1;
+    if (hit)
+        return hit;
     /* The last one given wins, as with every repeated option. */
     for (size_t i = 0; i < h->set->n_config; i++) {
         const char *c = h->set->config[i];
@@ -535,4 +575,71 @@ int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
 const char *zp_plugin_init_error(const zp_plugin_t *p)
 {
     return ((const s_host_t *)p->host)->init_err;
+}
+
+const zp_plugin_t *zp_plugins_instance(zp_plugins_t *self,
+                                       const zp_plugin_t *base,
+                                       const char *config, char *err,
+                                       size_t errlen)
+{
+    if (!config || !*config)
+        return base;
+    size_t b = (size_t)(base - self->items);
+    for (size_t k = 0; k < self->n_inst; k++) {
+        s_inst_t *x = &self->inst[k];
+        if (x->base == b && strcmp(x->config, config) == 0) {
+            x->used = ++self->tick;
+            if (x->error) {
+                snprintf(err, errlen, "%s", x->error);
+                return NULL;
+            }
+            return &x->inst;
+        }
+    }
+    if (self->n_inst == S_MAX_INSTANCES) {
+        size_t lru = 0;
+        for (size_t k = 1; k < self->n_inst; k++)
+            if (self->inst[k].used < self->inst[lru].used)
+                lru = k;
+        s_inst_drop(self, lru);
+    }
+    s_inst_t *x = &self->inst[self->n_inst];
+    memset(x, 0, sizeof *x);
+    s_host_t *h = calloc(1, sizeof *h);
+    size_t cl = strlen(config);
+    x->config = strdup(config);
+    char *job = h ? malloc(cl + 2) : NULL;
+    if (!h || !x->config || !job) {
+        free(h);
+        free(job);
+        free(x->config);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    /* "K=V\nK=V" -> "K=V\0K=V\0\0" */
+    memcpy(job, config, cl + 1);
+    job[cl + 1] = '\0';
+    for (char *c = job; *c; c++)
+        if (*c == '\n')
+            *c = '\0';
+    *h = *(const s_host_t *)base->host;
+    h->job = job;
+    h->init_err[0] = '\0';
+    x->base = b;
+    x->inst = *base;
+    x->inst.host = &h->host;
+    x->inst.state = NULL;
+    x->used = ++self->tick;
+    self->n_inst++;
+    if (x->inst.desc.init &&
+        x->inst.desc.init(&h->host, &x->inst.state) != ZPIPE_OK) {
+        if (asprintf(&x->error,
+                     "plugin '%s' init failed with the job's settings: %s",
+                     base->desc.name,
+                     h->init_err[0] ? h->init_err : "no reason given") < 0)
+            x->error = NULL;
+        snprintf(err, errlen, "%s", x->error ? x->error : "plugin init failed");
+        return NULL;
+    }
+    return &x->inst;
 }

@@ -66,6 +66,17 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
  * e.g. after its reduce_init failed. Borrowed. */
 const char *zp_plugin_init_error(const zp_plugin_t *p);
 
+/* The instance of base for a job's settings (config: "KEY=VALUE" lines,
+ * which host->config reads before the set's own settings): base itself
+ * when config is empty, else one made with its own init and state, kept
+ * (up to 16, least recently used out first, with its fini) for the next
+ * batch of the job. NULL with err set when that init failed; the failure
+ * is kept too. Borrowed from the set. */
+const zp_plugin_t *zp_plugins_instance(zp_plugins_t *self,
+                                       const zp_plugin_t *base,
+                                       const char *config, char *err,
+                                       size_t errlen);
+
 /* The plugin named name, or NULL. Borrowed. */
 const zp_plugin_t *zp_plugins_find(const zp_plugins_t *self, const char *name);
 size_t zp_plugins_count(const zp_plugins_t *self);

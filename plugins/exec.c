@@ -5,7 +5,8 @@
  *   cmd         the command line, split into words as a shell would split
  *               it ('single', "double" quotes, backslash) but never run by
  *               a shell; every {} in a word is replaced by the payload.
- *               Required.
+ *               Without it (a worker serving many jobs), each job must
+ *               bring its own (zpipe submit --config cmd=...).
  *   shell       1: run cmd with /bin/sh -c instead; the payload is "$1"
  *               (and stdin); {} is not replaced. Default 0.
  *   stdin       payload|none: what the command reads. Default: the payload
@@ -189,12 +190,17 @@ static int exec_init(const zpipe_host_t *host, void **state)
     if (!s)
         return ZPIPE_NOMEM;
     const char *why = NULL, *v;
-    const char *cmd = zpipe_config(host, "cmd");
-    if (!cmd || !*cmd)
-        return s_bad(host, s, "cmd", cmd,
-                     "required: the command to run per task (zpipe run "
-                     "--config cmd='sha256sum')");
     s->trim = true;
+    const char *cmd = zpipe_config(host, "cmd");
+    if (!cmd) {
+        /* A worker serving many jobs: each job brings its own cmd. */
+        *state = s;
+        return ZPIPE_OK;
+    }
+    if (!*cmd)
+        return s_bad(host, s, "cmd", cmd,
+                     "empty: the command to run per task (zpipe run "
+                     "--config cmd='sha256sum')");
     if ((v = zpipe_config(host, "shell")) && !s_parse_bool(v, &s->shell))
         return s_bad(host, s, "shell", v, "expected 0 or 1");
     if ((v = zpipe_config(host, "trim")) && !s_parse_bool(v, &s->trim))
@@ -330,6 +336,12 @@ fail:
 static int exec_process(void *state, zpipe_call_t *call)
 {
     exec_state_t *s = state;
+    if (!s->words)
+        return zpipe_fail(call, ZPIPE_INVALID,
+                          "exec has no command: give the job a cmd setting "
+                          "(zpipe run --config cmd=..., zpipe submit --config "
+                          "cmd=..., or the worker's --plugin-config "
+                          "exec.cmd=...)");
     if (memchr(call->input, '\0', call->input_len) && !s->payload_stdin)
         return zpipe_fail(call, ZPIPE_INVALID,
                           "the payload has a NUL byte and cannot be an "

@@ -49,6 +49,10 @@ int main(int argc, char **argv)
         {"intake", 0, ZP_OPT_STR, "ZPIPE_INTAKE", "ENDPOINT",
          "bind for producers' jobs, ROUTER (e.g. tcp://*:5561)", &cfg.intake, 0,
          0, NULL},
+        {"config", 'c', ZP_OPT_LIST, NULL, "KEY=VALUE",
+         "a setting for the job's plugin, sent with its tasks (workers give "
+         "the job an instance made with it); repeatable",
+         &cfg.config, 0, 0, NULL},
         {"plugin", 'p', ZP_OPT_STR, "ZPIPE_PLUGIN", "NAME",
          "plugin name every task of the job needs (required)", &cfg.plugin, 0,
          0, NULL},
@@ -110,15 +114,21 @@ int main(int argc, char **argv)
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe-ventilator", s_synopsis,
                           "zpipe-ventilator " ZPIPE_VERSION);
-    if (rc >= 0)
+    if (rc >= 0) {
+        zp_strlist_free(&cfg.config);
         return rc;
+    }
     if (cfg.intake && !*cfg.intake)
         cfg.intake = NULL;
     if (!cfg.input && !cfg.intake)
         cfg.input = "-";
-    if (cfg.input && !cfg.plugin)
+    if (cfg.input && !cfg.plugin) {
+        zp_strlist_free(&cfg.config);
         return zp_opts_fail(opts, "zpipe-ventilator", s_synopsis,
                             "--plugin is required with an input");
+    }
     zp_signals_install((long)parent);
-    return zp_ventilator_run(&cfg);
+    rc = zp_ventilator_run(&cfg);
+    zp_strlist_free(&cfg.config);
+    return rc;
 }

@@ -62,6 +62,7 @@ typedef struct {
 
 struct s_job {
     char *id, *plugin;
+    char *config; /* the plugin's settings, "KEY=VALUE" lines, or NULL */
     uint64_t slot;
     uint64_t deadline_ms;
     uint32_t max_attempts, priority;
@@ -276,6 +277,7 @@ static void s_job_free(s_job_t *j)
     free(j->skip);
     free(j->id);
     free(j->plugin);
+    free(j->config);
     free(j);
 }
 
@@ -712,6 +714,7 @@ static int s_send_batch(s_vent_t *v, s_job_t *j, size_t n, s_worker_t *w,
     Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
     b.job_id = j->id;
     b.plugin = j->plugin;
+    b.config = j->config;
     b.tasks = v->pb_ptrs;
     b.n_tasks = n;
     b.dispatch_us = zp_now_us();
@@ -1246,6 +1249,42 @@ static bool s_plugin_name_ok(const char *p)
     return true;
 }
 
+/* Settings as the "KEY=VALUE" lines a TaskBatch carries. NULL with why
+ * set when one is not acceptable; *out NULL when there are none. */
+static int s_settings_text(char *const *pairs, size_t n, bool split,
+                           const Zpipe__V1__Setting *const *kv, char **out,
+                           const char **why)
+{
+    zp_buf_t b = {0};
+    *out = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *key = split ? pairs[i] : kv[i]->key;
+        const char *eq = split ? strchr(pairs[i], '=') : NULL;
+        size_t kl =
+            split ? (eq ? (size_t)(eq - key) : 0) : strlen(key ? key : "");
+        const char *val =
+            split ? (eq ? eq + 1 : "") : (kv[i]->value ? kv[i]->value : "");
+        bool key_ok = kl > 0 && kl <= 64;
+        for (size_t k = 0; key_ok && k < kl; k++) {
+            char c = key[k];
+            key_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+        }
+        if (!key_ok || strchr(val, '\n') || strlen(val) > 65536) {
+            *why = "a setting needs a key of 1 to 64 of [A-Za-z0-9_.-] and a "
+                   "value of at most 64 KiB without a newline";
+            zp_buf_free(&b);
+            return -1;
+        }
+        zp_buf_printf(&b, "%s%.*s=%s", i ? "\n" : "", (int)kl, key, val);
+    }
+    if (b.len) {
+        zp_buf_append(&b, "", 1);
+        *out = b.data; /* the buffer's bytes, NUL-terminated */
+    }
+    return 0;
+}
+
 static void s_on_intake_open(s_vent_t *v, const char *rid, size_t rid_len,
                              const Zpipe__V1__JobOpen *o)
 {
@@ -1279,13 +1318,23 @@ static void s_on_intake_open(s_vent_t *v, const char *rid, size_t rid_len,
             s_intake_ack(v, j, true, NULL, 0, 0);
         return;
     }
+    char *settings = NULL;
+    const char *why = NULL;
+    if (s_settings_text(NULL, o->n_config, false,
+                        (const Zpipe__V1__Setting *const *)o->config, &settings,
+                        &why) < 0) {
+        s_intake_refuse(v, rid, rid_len, given, why);
+        return;
+    }
     char *id = given ? strdup(given) : zp_random_id("job-", 6);
     j = id ? s_job_new(v, id, o->plugin) : NULL;
     free(id);
     if (!j) {
+        free(settings);
         s_intake_refuse(v, rid, rid_len, given, "out of memory");
         return;
     }
+    j->config = settings;
     memcpy(j->prid, rid, rid_len);
     j->prid_len = rid_len;
     if (o->max_attempts)
@@ -1466,6 +1515,13 @@ static s_job_t *s_open_file_job(s_vent_t *v)
     free(id);
     if (!j)
         return NULL;
+    const char *why = NULL;
+    if (s_settings_text((char *const *)cfg->config.items, cfg->config.count,
+                        true, NULL, &j->config, &why) < 0) {
+        zp_error("--config: %s", why);
+        s_job_free(j);
+        return NULL;
+    }
     j->has_input = true;
     if (strcmp(cfg->input, "-") == 0)
         j->in.fd = STDIN_FILENO;

@@ -19,6 +19,7 @@
 #define ZP_VENTILATOR_H
 
 #include "zp_curve.h"
+#include "zp_opts.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -46,6 +47,7 @@ typedef struct {
     const char *resume_journal;    /* skip tasks this journal has committed */
     zp_curve_config_t curve;       /* CURVE on tcp:// sockets */
     const char *sink_key;          /* the sink's public key (CURVE) */
+    zp_strlist_t config;           /* the file job's plugin settings */
     long parent_pid;
 } zp_ventilator_config_t;
 

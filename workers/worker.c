@@ -251,11 +251,11 @@ int zp_worker_describe(const zp_worker_config_t *cfg)
 static const char *s_intern_cause(const char *c)
 {
     static const char *known[] = {
-        "plugin_error",   "plugin_retry", "no_such_plugin", "output_too_large",
-        "resource_limit", "timeout",      "executor_exit",  "SIGSEGV",
-        "SIGABRT",        "SIGBUS",       "SIGFPE",         "SIGILL",
-        "SIGKILL",        "SIGTERM",      "SIGSYS",         "SIGTRAP",
-        "SIGXCPU",        "SIGXFSZ",
+        "plugin_error", "plugin_retry",   "no_such_plugin", "output_too_large",
+        "plugin_init",  "resource_limit", "timeout",        "executor_exit",
+        "SIGSEGV",      "SIGABRT",        "SIGBUS",         "SIGFPE",
+        "SIGILL",       "SIGKILL",        "SIGTERM",        "SIGSYS",
+        "SIGTRAP",      "SIGXCPU",        "SIGXFSZ",
     };
     for (size_t i = 0; c && i < sizeof known / sizeof *known; i++)
         if (strcmp(c, known[i]) == 0)
@@ -549,13 +549,18 @@ static int s_flush_results(s_worker_t *w)
 static uint64_t s_run_task(s_worker_t *w, const zp_plugin_t *plugin,
                            const char *plugin_name, const char *job_id,
                            const Zpipe__V1__Task *t, s_done_t *d, uint64_t t0,
-                           uint64_t start_us)
+                           uint64_t start_us, const char *init_error)
 {
     d->task_id = t->task_id;
     d->attempt = t->attempt ? t->attempt : 1;
     d->start_us = start_us;
 
-    if (!plugin) {
+    if (init_error) {
+        /* The job's settings were refused: every task says why. */
+        zp_buf_printf(&w->err, "%s", init_error);
+        d->status = ZPIPE_ERROR;
+        d->cause = "plugin_init";
+    } else if (!plugin) {
         zp_buf_printf(&w->err, "worker %s has no plugin '%s'", w->id,
                       plugin_name);
         d->status = ZPIPE_ERROR;
@@ -672,7 +677,7 @@ void zp_worker_probe_call(zp_worker_probe_t *self, const uint8_t *input,
     w->err.len = 0;
     uint64_t t0 = zp_mono_us();
     s_run_task(w, self->plugin, self->plugin->desc.name, "check", &t, &d, t0,
-               zp_now_us());
+               zp_now_us(), NULL);
     /* NUL-terminate the error text without counting it. */
     if (zp_buf_append(&w->err, "", 1) == 0)
         w->err.len--;
@@ -711,6 +716,19 @@ static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
     if (!plugin)
         zp_warn("job %s: %zu tasks for plugin '%s', which this worker lacks",
                 job, b->n_tasks, name);
+    /* A job with settings of its own runs on an instance made for them. */
+    char init_error[1024];
+    bool refused = false;
+    if (plugin && b->config && *b->config) {
+        const zp_plugin_t *inst = zp_plugins_instance(
+            w->plugins, plugin, b->config, init_error, sizeof init_error);
+        if (inst)
+            plugin = inst;
+        else {
+            refused = true;
+            zp_warn("job %s: %s", job, init_error);
+        }
+    }
     /* One clock read per task: a task starts when the one before ended;
      * wall times are derived from one reading per batch. */
     uint64_t mono0 = zp_mono_us(), wall0 = zp_now_us(), t = mono0;
@@ -727,8 +745,9 @@ static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
             atomic_store(&progress->deadline_ms, b->tasks[i]->deadline_ms);
             atomic_store(&progress->busy, 1);
         }
-        uint64_t end = s_run_task(w, plugin, name, job, b->tasks[i], d, t,
-                                  wall0 + (t - mono0));
+        uint64_t end =
+            s_run_task(w, plugin, name, job, b->tasks[i], d, t,
+                       wall0 + (t - mono0), refused ? init_error : NULL);
         if (progress)
             atomic_store(&progress->busy, 0);
         s_done_finish(w, d, b->tasks[i]->payload.len);

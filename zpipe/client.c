@@ -340,6 +340,7 @@ typedef struct {
     const char *ventilator, *plugin, *input, *job;
     const char *secret, *ventilator_key; /* CURVE */
     uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
+    zp_strlist_t config; /* the job's plugin settings, KEY=VALUE */
 } s_submit_opts_t;
 
 /* Waits for the intake's Ack about job (any job while job is NULL), up to
@@ -384,6 +385,10 @@ int zp_cmd_submit(int argc, char **argv)
          "give up when the ventilator does not answer this long, 0 = never "
          "(default 0; a busy ventilator holds producers back)",
          &o.timeout_ms, 0, 86400000ull * 365, NULL},
+        {"config", 'c', ZP_OPT_LIST, NULL, "KEY=VALUE",
+         "a setting for the job's plugin (e.g. cmd=sha256sum for exec); "
+         "repeatable",
+         &o.config, 0, 0, NULL},
         S_OPT_SECRET(o.secret),
         S_OPT_KEY("ventilator-key", "ZPIPE_VENTILATOR_KEY", "the ventilator",
                   o.ventilator_key),
@@ -391,19 +396,38 @@ int zp_cmd_submit(int argc, char **argv)
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe submit", s_submit_synopsis,
                           "zpipe " ZPIPE_VERSION);
-    if (rc >= 0)
+    if (rc >= 0) {
+        zp_strlist_free(&o.config);
         return rc;
-    if (!o.plugin)
-        return zp_opts_fail(opts, "zpipe submit", s_submit_synopsis,
-                            "--plugin is required");
-    if (o.job && !zp_job_id_valid(o.job))
-        return zp_opts_fail(opts, "zpipe submit", s_submit_synopsis,
-                            "--job must be 1 to 128 of [A-Za-z0-9_.:-]");
+    }
+    const char *bad = !o.plugin ? "--plugin is required"
+                      : o.job && !zp_job_id_valid(o.job)
+                          ? "--job must be 1 to 128 of [A-Za-z0-9_.:-]"
+                          : NULL;
+    for (size_t i = 0; !bad && i < o.config.count; i++)
+        if (!strchr(o.config.items[i], '=') || o.config.items[i][0] == '=')
+            bad = "--config takes KEY=VALUE";
+    if (bad) {
+        zp_strlist_free(&o.config);
+        return zp_opts_fail(opts, "zpipe submit", s_submit_synopsis, bad);
+    }
     FILE *in = strcmp(o.input, "-") == 0 ? stdin : fopen(o.input, "r");
     if (!in) {
         fprintf(stderr, "zpipe submit: cannot read %s: %s\n", o.input,
                 strerror(errno));
+        zp_strlist_free(&o.config);
         return 3;
+    }
+    Zpipe__V1__Setting *settings = calloc(o.config.count + 1, sizeof *settings);
+    Zpipe__V1__Setting **setp = calloc(o.config.count + 1, sizeof *setp);
+    char **keys = calloc(o.config.count + 1, sizeof *keys);
+    for (size_t i = 0; settings && setp && keys && i < o.config.count; i++) {
+        const char *eq = strchr(o.config.items[i], '=');
+        zpipe__v1__setting__init(&settings[i]);
+        keys[i] = strndup(o.config.items[i], (size_t)(eq - o.config.items[i]));
+        settings[i].key = keys[i];
+        settings[i].value = (char *)eq + 1;
+        setp[i] = &settings[i];
     }
     zp_signals_install(0);
     s_client_t c = {0};
@@ -429,6 +453,8 @@ int zp_cmd_submit(int argc, char **argv)
         jo.priority = (uint32_t)o.priority;
         jo.deadline_ms = o.deadline_ms;
         jo.max_attempts = (uint32_t)o.max_attempts;
+        jo.config = setp;
+        jo.n_config = setp ? o.config.count : 0;
         zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
         m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
         m.job_open = &jo;
@@ -529,6 +555,12 @@ done:
     free(ptrs);
     free(lines);
     free(job);
+    for (size_t i = 0; keys && i < o.config.count; i++)
+        free(keys[i]);
+    free(keys);
+    free(settings);
+    free(setp);
+    zp_strlist_free(&o.config);
     s_client_close(&c);
     return rc;
 }

@@ -26,7 +26,7 @@ class Producer:
 
     def __init__(self, endpoint, plugin, job_id="", priority=0, deadline_ms=0,
                  max_attempts=0, timeout_ms=60000, curve_secret=None,
-                 server_key=None):
+                 server_key=None, config=None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         secure(self.sock, curve_secret, server_key)
         self.sock.connect(endpoint)
@@ -35,6 +35,9 @@ class Producer:
         o = m.job_open
         o.job_id, o.plugin, o.priority = job_id, plugin, priority
         o.deadline_ms, o.max_attempts = deadline_ms, max_attempts
+        # The plugin's settings for this job, e.g. {"cmd": "sha256sum"}.
+        for key, value in (config or {}).items():
+            o.config.add(key=key, value=value)
         # The answer comes once the sink has opened the job; opening again
         # is harmless, so a lost answer is simply asked for again.
         while True:
@@ -83,12 +86,15 @@ def main():
     ap.add_argument("--job", default="")
     ap.add_argument("--priority", type=int, default=0)
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for the job's plugin; repeatable")
     ap.add_argument("--curve-secret", help="own certificate (CURVE)")
     ap.add_argument("--ventilator-key", help="the ventilator's public key file")
     args = ap.parse_args()
     p = Producer(args.ventilator, args.plugin, args.job, args.priority,
                  curve_secret=args.curve_secret,
-                 server_key=args.ventilator_key)
+                 server_key=args.ventilator_key,
+                 config=dict(c.split("=", 1) for c in args.config))
     print(p.job_id, flush=True)
     batch = []
     for line in sys.stdin.buffer:

@@ -92,7 +92,7 @@ def test_exit_status_stderr_env_and_cwd():
 
 def test_bad_settings_are_refused_with_the_reason():
     d = zptest.tmpdir()
-    for config, why in [([], b"setting cmd=: required"),
+    for config, why in [(["cmd="], b"setting cmd=: empty"),
                         (["cmd=echo", "shell=maybe"], b"setting shell=maybe: expected 0 or 1"),
                         (["cmd=echo 'open"], b"unterminated quote"),
                         (["cmd=echo", "cwd=/no/such/dir"], b"setting cwd=/no/such/dir"),
@@ -103,6 +103,11 @@ def test_bad_settings_are_refused_with_the_reason():
     r = run([binary("zpipe"), "run", "--plugin", "exec", "--config", "novalue"],
             capture_output=True, input=b"", timeout=30)
     check(r.returncode == 2 and b"KEY=VALUE" in r.stderr, repr(r.stderr))
+    # No cmd at all: the plugin loads (a worker may serve jobs that bring
+    # their own), and each task fails saying what is missing.
+    r, recs = _run(d, [b"x"], [], timeout=60)
+    check(r.returncode == 1 and recs[0]["cause"] == "plugin_error" and
+          "exec has no command" in recs[0]["error"], repr(recs))
     print("    5 bad settings: the run refuses the plugin naming the setting "
           "and the reason")
 
@@ -138,6 +143,68 @@ def test_deadline_kills_the_command_and_its_children():
           "killed at exit" % elapsed)
 
 
+def test_each_job_brings_its_own_command_to_shared_workers():
+    """Workers load exec with no command; jobs submitted to the running
+    cluster each set theirs (zpipe submit --config, the Python producer,
+    the ventilator's --config for a file job). A job with a bad setting
+    fails every task with the reason, and the others are not disturbed."""
+    import sys
+    import hashlib
+    sys.path.insert(0, os.path.join(zptest.SOURCE, "examples", "python"))
+    import producer
+    spool = zptest.tmpdir()
+    c = zptest.Cluster(sink_args=("--spool", spool))
+    intake = "ipc://%s/intake" % c.dir
+    zptest.start([binary("zpipe-ventilator"), "--intake", intake, "--bind", c.dispatch,
+                  "--sink", c.control], stderr=c._log("ventilator"))
+    for _ in range(2):
+        c.worker(["exec", "echo"])
+    n = 500
+    lines = b"".join(b"item %d\n" % i for i in range(n))
+    jobs = {"sha": ["cmd=sha256sum"], "upper": ["cmd=tr a-z A-Z"],
+            "bad": ["cmd=echo", "shell=maybe"]}
+    for job, config in jobs.items():
+        args = [binary("zpipe"), "submit", "--ventilator", intake, "--plugin", "exec",
+                "--job", job]
+        for kv in config:
+            args += ["--config", kv]
+        r = run(args, input=lines, capture_output=True, timeout=60)
+        check(r.returncode == 0, "submit %s: %r" % (job, r.stderr))
+    p = producer.Producer(intake, "exec", job_id="py", config={"cmd": "wc -c"})
+    p.send([b"x" * i for i in range(1, 101)])
+    p.close()
+    for job in list(jobs) + ["py"]:
+        r = run([binary("zpipe"), "wait", "--sink", c.control, job], capture_output=True,
+                timeout=120)
+        check(r.returncode in (0, 1), "wait %s: %r" % (job, r.stderr))
+    rec = lambda job: {x["task"]: x for x in read_jsonl(os.path.join(spool, job + ".jsonl"))}  # noqa
+    sha, upper, bad, py = rec("sha"), rec("upper"), rec("bad"), rec("py")
+    check(len(sha) == n and all(sha[i]["output"] == "%s  -" % hashlib.sha256(
+        b"item %d" % i).hexdigest() for i in range(n)), "sha job")
+    check(len(upper) == n and all(upper[i]["output"] == "ITEM %d" % i for i in range(n)),
+          "upper job")
+    check(len(py) == 100 and all(py[i]["output"].strip() == str(i + 1) for i in range(100)),
+          "python job")
+    check(len(bad) == n and all(x["status"] == "failed" and x["cause"] == "plugin_init"
+                                and "setting shell=maybe: expected 0 or 1" in x["error"]
+                                and x["attempts"] == 1 for x in bad.values()),
+          "bad job: %r" % list(bad.values())[:1])
+    # A file job's settings from the ventilator's --config.
+    c2 = zptest.Cluster()
+    c2.worker(["exec"])
+    inp = os.path.join(c2.dir, "in.txt")
+    with open(inp, "w") as f:
+        f.write("a\nb\n")
+    v = c2.ventilator("exec", inp, args=("--config", "cmd=sed s/^/got-/"))
+    check(v.wait(60) == 0, "file job with --config failed")
+    zptest.stop(c2.sink)
+    got = sorted(x["output"] for x in read_jsonl(c2.output))
+    check(got == ["got-a", "got-b"], repr(got))
+    print("    one pair of workers, four jobs with their own commands "
+          "(sha256sum, tr, wc -c from Python, a bad setting -> %d plugin_init "
+          "failures with the reason), and a file job's --config" % len(bad))
+
+
 if __name__ == "__main__":
     zptest.main([
         test_sha256sum_of_10000_tasks_equals_the_direct_command,
@@ -145,4 +212,5 @@ if __name__ == "__main__":
         test_exit_status_stderr_env_and_cwd,
         test_bad_settings_are_refused_with_the_reason,
         test_deadline_kills_the_command_and_its_children,
+        test_each_job_brings_its_own_command_to_shared_workers,
     ])

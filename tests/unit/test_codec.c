@@ -308,6 +308,7 @@ static void test_batch_encoders_write_what_protobuf_c_writes(void)
         tb.tasks = tp;
         tb.n_tasks = n;
         tb.dispatch_us = s_rand(&seed);
+        tb.config = (char *)strs[s_rand(&seed) % 4];
         zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
         m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
         m.task_batch = &tb;
