@@ -224,6 +224,19 @@ static void s_emit(s_sink_t *s, s_job_t *j, uint64_t task, bool ok,
     s_push_u64(&j->commit_ids, &j->n_commit, &j->cap_commit, task);
 }
 
+/* "output":"TEXT" for UTF-8, else "output_b64":"BASE64". */
+static void s_json_output(zp_buf_t *b, const void *data, size_t len)
+{
+    if (zp_utf8_valid(data, len)) {
+        zp_buf_append_str(b, "\"output\":\"");
+        zp_buf_append_json(b, data, len);
+    } else {
+        zp_buf_append_str(b, "\"output_b64\":\"");
+        zp_buf_append_base64(b, data, len);
+    }
+    zp_buf_append_str(b, "\"");
+}
+
 /* Formats one record as a JSON line into b. */
 static void s_format_json(zp_buf_t *b, const s_job_t *j, const char *worker,
                           const Zpipe__V1__Result *r)
@@ -234,14 +247,8 @@ static void s_format_json(zp_buf_t *b, const s_job_t *j, const char *worker,
     zp_buf_append_json(b, j->id, strlen(j->id));
     zp_buf_printf(b, "\",\"task\":%llu,\"status\":\"%s\",",
                   (unsigned long long)r->task_id, ok ? "ok" : "failed");
-    if (zp_utf8_valid(r->output.data, r->output.len)) {
-        zp_buf_append_str(b, "\"output\":\"");
-        zp_buf_append_json(b, r->output.data, r->output.len);
-    } else {
-        zp_buf_append_str(b, "\"output_b64\":\"");
-        zp_buf_append_base64(b, r->output.data, r->output.len);
-    }
-    zp_buf_append_str(b, "\",");
+    s_json_output(b, r->output.data, r->output.len);
+    zp_buf_append_str(b, ",");
     if (!ok) {
         const char *cause = r->cause && *r->cause ? r->cause : "plugin_error";
         const char *err = r->error ? r->error : "";
@@ -676,14 +683,8 @@ static void s_reduce_final(s_sink_t *s, s_job_t *j)
             zp_buf_append_json(out, e, strlen(e));
             zp_buf_append_str(out, "\",");
         }
-        if (zp_utf8_valid(s->reduced.data, s->reduced.len)) {
-            zp_buf_append_str(out, "\"output\":\"");
-            zp_buf_append_json(out, s->reduced.data, s->reduced.len);
-        } else {
-            zp_buf_append_str(out, "\"output_b64\":\"");
-            zp_buf_append_base64(out, s->reduced.data, s->reduced.len);
-        }
-        zp_buf_append_str(out, "\"}\n");
+        s_json_output(out, s->reduced.data, s->reduced.len);
+        zp_buf_append_str(out, "}\n");
     }
     s_write(s, b->data, b->len);
     if (s->cfg->spool) {

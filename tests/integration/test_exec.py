@@ -12,17 +12,7 @@ from zptest import binary, check, read_jsonl, run
 
 
 def _run(d, lines, config, args=(), timeout=300):
-    inp = os.path.join(d, "in.txt")
-    with open(inp, "wb") as f:
-        f.write(b"".join(l + b"\n" for l in lines))
-    out = os.path.join(d, "out.jsonl")
-    cmd = [binary("zpipe"), "run", "--plugin", "exec", "--input", inp,
-           "--output", out, "--no-progress"]
-    for c in config:
-        cmd += ["--config", c]
-    r = run(cmd + list(args), capture_output=True, timeout=timeout)
-    recs = {rec["task"]: rec for rec in read_jsonl(out)} if os.path.exists(out) else {}
-    return r, recs
+    return zptest.run_plugin("exec", lines, config, args, timeout, d=d)
 
 
 def test_sha256sum_of_10000_tasks_equals_the_direct_command():

@@ -40,18 +40,7 @@ def _lines(n, seed=7):
 
 
 def _run(plugin, lines, config=(), args=(), timeout=300):
-    d = zptest.tmpdir()
-    inp = os.path.join(d, "in.txt")
-    with open(inp, "wb") as f:
-        f.write(b"".join(l + b"\n" for l in lines))
-    out = os.path.join(d, "out.jsonl")
-    cmd = [binary("zpipe"), "run", "--plugin", plugin, "--input", inp,
-           "--output", out, "--no-progress"]
-    for c in config:
-        cmd += ["--config", c]
-    r = run(cmd + list(args), capture_output=True, timeout=timeout)
-    recs = {rec["task"]: rec for rec in read_jsonl(out)} if os.path.exists(out) else {}
-    return r, recs
+    return zptest.run_plugin(plugin, lines, config, args, timeout)
 
 
 def _output(rec):

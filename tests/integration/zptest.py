@@ -81,6 +81,23 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def run_plugin(plugin, lines, config=(), args=(), timeout=300, d=None):
+    """zpipe run of plugin on lines (bytes, one task each) with --config
+    settings; returns (CompletedProcess, {task id: record})."""
+    d = d or tmpdir()
+    inp = os.path.join(d, "in.txt")
+    with open(inp, "wb") as f:
+        f.write(b"".join(l + b"\n" for l in lines))
+    out = os.path.join(d, "out.jsonl")
+    cmd = [binary("zpipe"), "run", "--plugin", plugin, "--input", inp,
+           "--output", out, "--no-progress"]
+    for c in config:
+        cmd += ["--config", c]
+    r = run(cmd + list(args), capture_output=True, timeout=timeout)
+    recs = {rec["task"]: rec for rec in read_jsonl(out)} if os.path.exists(out) else {}
+    return r, recs
+
+
 class Cluster:
     """A sink and ventilator-side endpoints in one private directory;
     workers and the ventilator are started by the test."""
