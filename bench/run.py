@@ -1,7 +1,8 @@
 """zpipe benchmark: every system side by side, in one invocation, on the same
 machine and inputs, alternating runs, reporting medians and ratios.
 
-    /usr/bin/python3 bench/run.py [--quick] [--build DIR] [--repeat N]
+    /usr/bin/python3 bench/run.py [--quick] [--build DIR] [--repeat N] [--only WORD]
+    /usr/bin/python3 bench/run.py --only parallel   # GNU parallel vs exec alone
 
 Writes bench/results.md (and bench/results.png when gnuplot is installed).
 Absolute times on a shared machine drift; the ratios, measured in the same
@@ -9,6 +10,7 @@ run with systems alternating, are what to read. See bench/README.md.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import multiprocessing
 import os
@@ -40,6 +42,10 @@ def py_task(line):
 
 
 SPIN = False
+
+# --only WORD with WORD in this name runs the GNU parallel section alone.
+EXEC_WORKLOAD = "GNU parallel vs exec"
+EXEC_HEADING = "## GNU parallel vs zpipe exec (one command per task)"
 
 
 def _pool_worker_init(spin):
@@ -206,6 +212,12 @@ class Bench:
                 "ratio %.2f" % row["ratio"] if row["ratio"] else ""), flush=True)
 
     def run(self):
+        if self.args.only and self.args.only in EXEC_WORKLOAD:
+            # --only parallel (or exec): this section alone, written as its
+            # own section of bench/results.md; the other sections are kept.
+            self.exec_section()
+            self.write_exec_section()
+            return
         q = self.args.quick
         n_empty = 20000 if q else 1000000
         print("empty tasks: %d" % n_empty, flush=True)
@@ -270,10 +282,13 @@ class Bench:
                 ("raw libzmq (ipc)", lambda: self.raw_run(inp, False)),
                 ("zpipe echo ipc", lambda: self.zpipe_run(inp, "echo")),
             ])
+        if not self.args.only:
+            self.exec_section()
         if self.args.only:
             print("--only: a partial run; bench/results.md is left as it was")
             return
         self.report()
+        self.write_exec_section()
 
     def zpipe_latency(self, inp, n):
         """One task in flight: the ventilator is fed line by line and the
@@ -319,6 +334,258 @@ class Bench:
         sub.close(0)
         lat.sort()
         return secs, {}, {"p50": int(lat[len(lat) // 2]), "p99": int(lat[len(lat) * 99 // 100])}
+
+    # ---- GNU parallel against zpipe's exec plugin (one command per task) ----
+
+    def ensure_parallel(self):
+        """GNU parallel from Debian's archive; installs it when missing."""
+        def version():
+            exe = shutil.which("parallel")
+            if not exe:
+                return None
+            r = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL)
+            first = (r.stdout.splitlines() or [""])[0]
+            return first if first.startswith("GNU parallel") else None
+        v = version()
+        if not v:
+            sudo = [] if os.geteuid() == 0 else ["sudo"]
+            print("installing Debian's parallel (apt-get install -y parallel)", flush=True)
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            subprocess.run(sudo + ["apt-get", "update", "-qq"], env=env, check=False)
+            subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "parallel"],
+                           env=env, check=True)
+            v = version()
+            if not v:
+                raise RuntimeError("/usr/bin/parallel is not GNU parallel "
+                                   "(moreutils' parallel?)")
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "parallel"],
+                           capture_output=True, text=True)
+        return v, r.stdout.strip() if r.returncode == 0 else "?"
+
+    @staticmethod
+    def exec_lines(n):
+        """n distinct short lines; some carry quotes, $, \\ and * so that
+        each system's quoting of the payload is checked too."""
+        words = ["alpha", "it's", '"quoted"', "$HOME", "a\\b", "*", "two  spaces",
+                 "omega"]
+        return ["task %05d %s" % (i, words[i % len(words)]) for i in range(n)]
+
+    def timed(self, cmd, out, stdin=None, env=None):
+        with open(out, "w") as fo:
+            fi = open(stdin) if stdin else subprocess.DEVNULL
+            try:
+                t0 = time.perf_counter()
+                r = subprocess.run(cmd, stdin=fi, stdout=fo, stderr=subprocess.PIPE,
+                                   text=True, env=env, timeout=3600)
+                secs = time.perf_counter() - t0
+            finally:
+                if stdin:
+                    fi.close()
+        if r.returncode != 0:
+            raise RuntimeError("%s failed (%d): %s" % (cmd[0], r.returncode,
+                                                       r.stderr[-500:]))
+        return secs
+
+    def exec_section(self):
+        """GNU parallel -j2 against zpipe run --plugin exec --workers 2, both
+        running sha256sum once per input line with the line on stdin; every
+        timed run's output is checked against hashlib before it counts."""
+        q = self.args.quick
+        n = 1000 if q else 5000
+        n_pipe = 100 if q else 200
+        n_loop = 500 if q else 1000
+        pver, pdeb = self.ensure_parallel()
+        print("GNU parallel vs exec: sha256sum x %d (%s, Debian %s)" % (n, pver, pdeb),
+              flush=True)
+        lines = self.exec_lines(n)
+        inp = self.write_input("exec", lines)
+        pinp = self.write_input("exec_pipe", lines[:n_pipe])
+        want = ["%s  -" % hashlib.sha256(l.encode()).hexdigest() for l in lines]
+        out = self.path("exec_out")
+        penv = dict(os.environ, PARALLEL_SHELL="/bin/sh", PARALLEL_HOME=self.path("parallel-home"))
+        os.makedirs(penv["PARALLEL_HOME"], exist_ok=True)
+        # Touching the citation notice once keeps parallel from printing it.
+        open(os.path.join(penv["PARALLEL_HOME"], "will-cite"), "w").close()
+        zp = [self.zpipe, "run", "--plugin", "exec", "--workers", "2", "--format",
+              "lines", "--no-progress", "--log-level", "error", "--output", out]
+        sh_pipe = 'printf %s "$1" | sha256sum'
+        # name, command shown in the table, argv builder (input, ordered), stdin?, env, tasks
+        systems = [
+            ("GNU parallel -j2", 'parallel -j2 "printf %s {} | sha256sum"',
+             lambda i, o: ["parallel", "-j2"] + (["-k"] if o else []) +
+             ["printf %s {} | sha256sum"], True, penv, n),
+            ("zpipe exec, 2 workers", "zpipe run --plugin exec --config cmd=sha256sum "
+             "--workers 2",
+             lambda i, o: zp + ["--config", "cmd=sha256sum", "--input", i] +
+             (["--ordered"] if o else []), False, None, n),
+            ("zpipe exec, 2 workers, same shell pipeline as parallel",
+             "zpipe run --plugin exec --config shell=1 --config stdin=none "
+             "--config cmd='%s' --workers 2" % sh_pipe,
+             lambda i, o: zp + ["--config", "shell=1", "--config", "stdin=none",
+                                "--config", "cmd=" + sh_pipe, "--input", i] +
+             (["--ordered"] if o else []), False, None, n),
+            ("xargs -P2, same shell pipeline (minimal dispatcher)",
+             "xargs -P2 -d '\\n' -n1 sh -c '%s' sh" % sh_pipe,
+             lambda i, o: ["xargs", "-P2", "-d", "\n", "-n1", "sh", "-c", sh_pipe, "sh"],
+             True, None, n),
+            ("GNU parallel -j2 --pipe -N1 --rrs", "parallel -j2 --pipe -N1 --rrs sha256sum",
+             lambda i, o: ["parallel", "-j2", "--pipe", "-N1", "--rrs"] +
+             (["-k"] if o else []) + ["sha256sum"], True, penv, n_pipe),
+        ]
+        # Before any timing: the first lines, in input order where the system
+        # can keep it (parallel -k, zpipe --ordered), digest for digest.
+        n_check = min(300, n)
+        cinp = self.write_input("exec_check", lines[:n_check])
+        ok = {}
+        for name, _, argv, use_stdin, env, _ in systems:
+            ordered = not name.startswith("xargs")
+            try:
+                self.timed(argv(cinp, ordered), out, cinp if use_stdin else None, env)
+                got = open(out).read().splitlines()
+                if not ordered:
+                    got.sort()
+                exp = want[:n_check] if ordered else sorted(want[:n_check])
+                ok[name] = got == exp
+            except Exception as exc:
+                print("  check %s: FAILED: %s" % (name, exc), flush=True)
+                ok[name] = False
+            print("  check %-55s %s" % (name, "equal digests per line" if ok[name]
+                                         else "MISMATCH: not timed"), flush=True)
+        loop = ('i=0; while [ $i -lt %d ]; do printf %%s x | sha256sum >/dev/null; '
+                'i=$((i+1)); done' % n_loop)
+        times = {name: [] for name, *_ in systems}
+        one, two = [], []
+        load0 = os.getloadavg()[0]
+        for rep in range(self.args.repeat):
+            t0 = time.perf_counter()
+            subprocess.run(["sh", "-c", loop], check=True)
+            one.append(time.perf_counter() - t0)
+            for name, _, argv, use_stdin, env, tasks in systems:
+                if not ok[name]:
+                    continue
+                src = inp if tasks == n else pinp
+                try:
+                    secs = self.timed(argv(src, False), out, src if use_stdin else None, env)
+                except Exception as exc:
+                    print("  %s: FAILED: %s" % (name, exc), flush=True)
+                    ok[name] = False
+                    continue
+                # Distinct inputs have distinct digests, so an equal sorted
+                # list means every line got its own digest exactly once.
+                got = sorted(open(out).read().splitlines())
+                if got != sorted(want[:tasks]):
+                    print("  %s: output differs: run not counted" % name, flush=True)
+                    continue
+                times[name].append(secs)
+                print("  rep %d %-55s %7.2f s %7.0f tasks/s" % (rep + 1, name, secs,
+                                                              tasks / secs), flush=True)
+            t0 = time.perf_counter()
+            subprocess.run(["sh", "-c", "(%s) & (%s) & wait" % (loop, loop)], check=True)
+            two.append(time.perf_counter() - t0)
+        rows = []
+        for name, shown, _, _, _, tasks in systems:
+            if not times[name]:
+                rows.append({"system": name, "cmd": shown, "failed": True})
+                continue
+            med = statistics.median(times[name])
+            rows.append({"system": name, "cmd": shown, "n": tasks, "seconds": med,
+                         "rate": tasks / med, "runs": len(times[name])})
+        base = rows[0].get("rate")
+        for r in rows:
+            r["ratio"] = r["rate"] / base if base and "rate" in r else None
+        self.exec_result = {
+            "rows": rows, "n": n, "parallel": pver, "parallel_deb": pdeb,
+            "loop_n": n_loop, "one": statistics.median(one),
+            "two": statistics.median(two),
+            "load": (load0, os.getloadavg()[0]),
+            # zpipe / parallel within each repetition (both runs counted)
+            "rep_ratios": [p / z for p, z in zip(times["GNU parallel -j2"],
+                                                 times["zpipe exec, 2 workers"])]
+            if len(times["GNU parallel -j2"]) == len(times["zpipe exec, 2 workers"])
+            == self.args.repeat else [],
+            "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        }
+        for r in rows:
+            print("  %-55s %s" % (r["system"], "failed" if r.get("failed") else
+                                  "%7.0f tasks/s  ratio to parallel %.2f" % (r["rate"], r["ratio"])),
+                  flush=True)
+        print("  fork/exec: 1 loop of %d (printf | sha256sum) %.2f s, 2 concurrent loops %.2f s"
+              % (n_loop, self.exec_result["one"], self.exec_result["two"]), flush=True)
+
+    def host(self):
+        host = "%s, %d CPUs, %s" % (platform.node(), self.ncpu, platform.platform())
+        try:
+            model = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                     if l.startswith("model name")][0]
+            host += ", " + model
+        except (OSError, IndexError):
+            pass
+        return host
+
+    def write_exec_section(self):
+        """Writes (or replaces) the section in bench/results.md, keeping the
+        rest of the file as it is."""
+        res = getattr(self, "exec_result", None)
+        if not res:
+            return
+        cmd = "/usr/bin/python3 bench/run.py --only parallel"
+        if self.args.quick:
+            cmd += " --quick"
+        if self.args.repeat != 3:
+            cmd += " --repeat %d" % self.args.repeat
+        if not self.args.only:
+            cmd = "/usr/bin/python3 bench/run.py%s (full run)" % (
+                " --quick" if self.args.quick else "")
+        z = [r for r in res["rows"] if r["system"] == "zpipe exec, 2 workers"]
+        lines = [EXEC_HEADING, "",
+                 "Measured %s on %s; `%s`; %s (Debian package %s); medians of %d "
+                 "alternating runs. Every system runs `sha256sum` once per input "
+                 "line with the line on stdin (%d distinct short lines, some with "
+                 "quotes, `$`, `\\` and `*`); each timed run's output is checked "
+                 "against Python's hashlib (one digest per line) before it counts, "
+                 "and 300 lines were first checked in input order (`parallel -k`, "
+                 "`zpipe --ordered`). Ratio = tasks/s / GNU parallel's. GNU parallel "
+                 "and the shell pipelines run under /bin/sh (dash, `PARALLEL_SHELL`). "
+                 "1-minute load average %.1f at the start, %.1f at the end."
+                 % (res["when"], self.host(), cmd, res["parallel"], res["parallel_deb"],
+                    self.args.repeat, res["n"], res["load"][0], res["load"][1]), "",
+                 "| system | command | tasks | seconds | tasks/s | ratio to GNU parallel |",
+                 "|---|---|---|---|---|---|"]
+        for r in res["rows"]:
+            if r.get("failed"):
+                lines.append("| %s | `%s` | | failed | | |" % (r["system"], r["cmd"]))
+                continue
+            lines.append("| %s | `%s` | %d | %.2f | %.0f | %.2f |" % (
+                r["system"], r["cmd"].replace("|", "\\|"), r["n"], r["seconds"],
+                r["rate"], r["ratio"]))
+        lines += ["",
+                  "Fork/exec on this machine: one shell loop of %d `printf %%s x | "
+                  "sha256sum` took %.2f s, two such loops at once %.2f s (x%.2f; "
+                  "1.00 would be perfect scaling over 2 CPUs, 2.00 none)%s"
+                  % (res["loop_n"], res["one"], res["two"], res["two"] / res["one"],
+                     ": process creation does not scale here, so the absolute figures "
+                     "are bound by it more than by the dispatchers."
+                     if res["two"] / res["one"] >= 1.5 else
+                     "; medians of loops alternated with the runs above.")]
+        if z and not z[0].get("failed") and res["rows"][0].get("rate"):
+            lines.append("")
+            rr = res.get("rep_ratios") or []
+            lines.append("zpipe / GNU parallel: **%.2f**%s." % (
+                z[0]["ratio"], " (per repetition: %s)" % ", ".join("%.1f" % x for x in rr)
+                if rr else ""))
+        section = "\n".join(lines) + "\n"
+        out = os.path.join(HERE, "results.md")
+        text = open(out).read() if os.path.exists(out) else "# zpipe benchmark results\n"
+        i = text.find(EXEC_HEADING)
+        if i >= 0:
+            j = text.find("\n## ", i + len(EXEC_HEADING))
+            text = text[:i] + section + (text[j + 1:] if j >= 0 else "")
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+        with open(out, "w") as f:
+            f.write(text)
+        print("wrote the '%s' section of %s" % (EXEC_HEADING[3:], out))
 
     def report(self):
         out = os.path.join(HERE, "results.md")
@@ -409,7 +676,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small inputs (a smoke run)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", help="run only workloads whose name contains this")
+    ap.add_argument("--only", help="run only workloads whose name contains this; "
+                    "--only parallel runs the GNU parallel vs exec section alone "
+                    "and writes just its section of bench/results.md")
     args = ap.parse_args()
     b = Bench(args)
     try:
