@@ -105,7 +105,11 @@ static char **s_split(const char *text, size_t *count, const char **why)
             }
             words = grown;
         }
-        words[n] = strndup(buf, b);
+        words[n] = malloc(b + 1);
+        if (words[n]) {
+            memcpy(words[n], buf, b);
+            words[n][b] = '\0';
+        }
         if (!words[n++]) {
             *why = "out of memory";
             goto fail;
@@ -323,7 +327,12 @@ static char **s_argv(const exec_state_t *s, const zpipe_call_t *call)
             goto fail;
     }
     if (s->shell) {
-        argv[i] = strndup((const char *)call->input, call->input_len);
+        /* Not strndup: the payload is not NUL-terminated. */
+        argv[i] = malloc(call->input_len + 1);
+        if (argv[i]) {
+            memcpy(argv[i], call->input, call->input_len);
+            argv[i][call->input_len] = '\0';
+        }
         if (!argv[i++])
             goto fail;
     }

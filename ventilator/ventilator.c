@@ -344,7 +344,8 @@ static s_task_t *s_task_add(s_vent_t *v, s_job_t *j, const void *data,
     t->worker = 0;
     t->sent_us = 0;
     t->len = len;
-    memcpy(t->data, data, len);
+    if (len) /* an empty payload may come as NULL */
+        memcpy(t->data, data, len);
     j->held++;
     v->held_bytes += len;
     v->read++;

@@ -457,6 +457,11 @@ static int s_check_run_child(const s_check_t *c, size_t start,
     }
     if (pid == 0) {
         close(fds[0]);
+        /* A crash is to be seen as the signal it is, also in a build whose
+         * sanitizer would catch it and exit instead. */
+        int fatal[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+        for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
+            signal(fatal[i], SIG_DFL);
         int rc = s_check_child(c, start, fds[1]);
         fflush(stdout);
         fflush(stderr);
