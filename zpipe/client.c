@@ -7,6 +7,7 @@
 #include "zp_opts.h"
 #include "zp_util.h"
 #include "zpipe.h"
+#include "client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,18 +27,10 @@ typedef struct {
     const char *job;
 } s_client_opts_t;
 
-typedef struct {
-    void *ctx, *sock;
-    zp_curve_t *curve;
-    zp_arena_t *arena;
-    zp_buf_t scratch;
-} s_client_t;
-
 /* Connects to endpoint; with secret (own certificate) over CURVE to the
  * server whose key is key_spec (option names it in messages). */
-static int s_client_open(s_client_t *c, const char *endpoint,
-                         const char *secret, const char *option,
-                         const char *key_spec)
+int zp_client_open(zp_client_t *c, const char *endpoint, const char *secret,
+                   const char *option, const char *key_spec)
 {
     c->ctx = zmq_ctx_new();
     c->arena = zp_arena_new();
@@ -56,7 +49,7 @@ static int s_client_open(s_client_t *c, const char *endpoint,
     return c->sock ? 0 : -1;
 }
 
-static void s_client_close(s_client_t *c)
+void zp_client_close(zp_client_t *c)
 {
     if (c->sock) {
         int zero = 0;
@@ -72,8 +65,7 @@ static void s_client_close(s_client_t *c)
 
 /* Waits up to ms for a message of kind about job (any job when NULL); NULL
  * on timeout or interruption. The result lives until the next call. */
-static zp_message_t *s_client_recv(s_client_t *c, int kind, const char *job,
-                                   long ms)
+zp_message_t *zp_client_recv(zp_client_t *c, int kind, const char *job, long ms)
 {
     zmq_msg_t frame;
     zmq_msg_init(&frame);
@@ -97,7 +89,9 @@ static zp_message_t *s_client_recv(s_client_t *c, int kind, const char *job,
                                  ? m->job_status->job_id
                              : kind == ZPIPE__V1__MESSAGE__KIND_ACK
                                  ? m->ack->job_id
-                                 : m->results_chunk->job_id;
+                             : kind == ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK
+                                 ? m->results_chunk->job_id
+                                 : NULL;
             if (!job || (id && strcmp(id, job) == 0))
                 found = m;
         }
@@ -180,9 +174,9 @@ int zp_cmd_wait(int argc, char **argv)
     if (rc >= 0)
         return rc;
     zp_signals_install(0);
-    s_client_t c = {0};
+    zp_client_t c = {0};
     rc = 3;
-    if (s_client_open(&c, o.sink, o.secret, "sink-key", o.sink_key) < 0)
+    if (zp_client_open(&c, o.sink, o.secret, "sink-key", o.sink_key) < 0)
         goto done;
     uint64_t t0 = zp_mono_us(), known_since = 0;
     while (!zp_stopping() && !s_timed_out(&o, t0)) {
@@ -196,7 +190,7 @@ int zp_cmd_wait(int argc, char **argv)
         /* The first answer is at once; the final one when the job ends. */
         uint64_t asked = zp_mono_us();
         while (!zp_stopping() && zp_mono_us() - asked < S_RESEND_US) {
-            zp_message_t *r = s_client_recv(
+            zp_message_t *r = zp_client_recv(
                 &c, ZPIPE__V1__MESSAGE__KIND_JOB_STATUS, o.job, 200);
             if (!r)
                 continue;
@@ -232,7 +226,7 @@ int zp_cmd_wait(int argc, char **argv)
         fprintf(stderr, "zpipe wait: job %s not done within %llu ms\n", o.job,
                 (unsigned long long)o.timeout_ms);
 done:
-    s_client_close(&c);
+    zp_client_close(&c);
     return rc;
 }
 
@@ -263,9 +257,9 @@ int zp_cmd_results(int argc, char **argv)
     if (rc >= 0)
         return rc;
     zp_signals_install(0);
-    s_client_t c = {0};
+    zp_client_t c = {0};
     rc = 3;
-    if (s_client_open(&c, o.sink, o.secret, "sink-key", o.sink_key) < 0)
+    if (zp_client_open(&c, o.sink, o.secret, "sink-key", o.sink_key) < 0)
         goto done;
     uint64_t t0 = zp_mono_us(), cursor = o.cursor;
     bool known = false;
@@ -283,8 +277,8 @@ int zp_cmd_results(int argc, char **argv)
         /* Answers to an earlier request for the same cursor are as good;
          * any other cursor is stale. */
         while (!zp_stopping() && zp_mono_us() - asked < S_RESEND_US) {
-            r = s_client_recv(&c, ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK, o.job,
-                              200);
+            r = zp_client_recv(&c, ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK,
+                               o.job, 200);
             if (r && r->results_chunk->cursor == cursor)
                 break;
             r = NULL;
@@ -323,7 +317,7 @@ int zp_cmd_results(int argc, char **argv)
             (unsigned long long)cursor);
 done:
     fflush(stdout);
-    s_client_close(&c);
+    zp_client_close(&c);
     return rc;
 }
 
@@ -345,13 +339,13 @@ typedef struct {
 
 /* Waits for the intake's Ack about job (any job while job is NULL), up to
  * --timeout-ms from t0. */
-static zp_message_t *s_submit_ack(s_client_t *c, const s_submit_opts_t *o,
+static zp_message_t *s_submit_ack(zp_client_t *c, const s_submit_opts_t *o,
                                   const char *job, uint64_t t0)
 {
     zp_message_t *m = NULL;
     while (!m && !zp_stopping() &&
            !(o->timeout_ms && zp_mono_us() - t0 > o->timeout_ms * 1000))
-        m = s_client_recv(c, ZPIPE__V1__MESSAGE__KIND_ACK, job, 200);
+        m = zp_client_recv(c, ZPIPE__V1__MESSAGE__KIND_ACK, job, 200);
     return m;
 }
 
@@ -430,7 +424,7 @@ int zp_cmd_submit(int argc, char **argv)
         setp[i] = &settings[i];
     }
     zp_signals_install(0);
-    s_client_t c = {0};
+    zp_client_t c = {0};
     char *job = NULL, *line = NULL;
     size_t cap = 0;
     Zpipe__V1__Task *tasks = calloc(o.batch, sizeof *tasks);
@@ -438,8 +432,8 @@ int zp_cmd_submit(int argc, char **argv)
     char **lines = calloc(o.batch, sizeof *lines);
     rc = 3;
     if (!tasks || !ptrs || !lines ||
-        s_client_open(&c, o.ventilator, o.secret, "ventilator-key",
-                      o.ventilator_key) < 0)
+        zp_client_open(&c, o.ventilator, o.secret, "ventilator-key",
+                       o.ventilator_key) < 0)
         goto done;
     uint64_t t0 = zp_mono_us();
     zp_message_t *a = NULL;
@@ -561,7 +555,7 @@ done:
     free(settings);
     free(setp);
     zp_strlist_free(&o.config);
-    s_client_close(&c);
+    zp_client_close(&c);
     return rc;
 }
 
@@ -594,10 +588,10 @@ int zp_cmd_status(int argc, char **argv)
     if (rc >= 0)
         return rc;
     zp_signals_install(0);
-    s_client_t c = {0};
+    zp_client_t c = {0};
     rc = 3;
-    if (s_client_open(&c, ventilator, secret, "ventilator-key",
-                      ventilator_key) < 0)
+    if (zp_client_open(&c, ventilator, secret, "ventilator-key",
+                       ventilator_key) < 0)
         goto done;
     Zpipe__V1__StatusRequest sr = ZPIPE__V1__STATUS_REQUEST__INIT;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
@@ -651,6 +645,6 @@ int zp_cmd_status(int argc, char **argv)
     }
     rc = 0;
 done:
-    s_client_close(&c);
+    zp_client_close(&c);
     return rc;
 }

@@ -17,6 +17,7 @@ static void s_usage(FILE *out)
         "sink\n"
         "  submit    send a job to a running ventilator (--intake)\n"
         "  status    show a running ventilator's jobs and workers\n"
+        "  top       the same, live: rates, progress, ETA (q quits)\n"
         "  wait      wait for a job at a running sink; print its counts\n"
         "  results   stream a job's records from a running sink (--spool)\n"
         "  keygen    write CURVE keypairs for the components\n"
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
         return zp_cmd_submit(argc - 1, argv + 1);
     if (!strcmp(cmd, "status"))
         return zp_cmd_status(argc - 1, argv + 1);
+    if (!strcmp(cmd, "top"))
+        return zp_cmd_top(argc - 1, argv + 1);
     if (!strcmp(cmd, "wait"))
         return zp_cmd_wait(argc - 1, argv + 1);
     if (!strcmp(cmd, "results"))

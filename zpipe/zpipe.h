@@ -23,4 +23,7 @@ int zp_cmd_keygen(int argc, char **argv);
 /* zpipe plugin new|check: the plugin kit. */
 int zp_cmd_plugin(int argc, char **argv);
 
+/* zpipe top: a live terminal view of a running cluster. */
+int zp_cmd_top(int argc, char **argv);
+
 #endif
