@@ -28,6 +28,7 @@ struct zp_metrics {
     unsigned port;
     pthread_mutex_t lock;
     zp_buf_t served;  /* under lock */
+    bool ready;       /* under lock: served holds a snapshot */
     zp_buf_t pending; /* the owning thread's render */
     bool render_failed;
     uint64_t published_us;
@@ -107,18 +108,26 @@ static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
                                                MHD_RESPMEM_PERSISTENT);
     } else {
         pthread_mutex_lock(&self->lock);
+        bool ready = self->ready;
         size_t len = self->served.len;
-        char *copy = malloc(len ? len : 1);
+        char *copy = ready ? malloc(len ? len : 1) : NULL;
         if (copy && len)
             memcpy(copy, self->served.data, len);
         pthread_mutex_unlock(&self->lock);
-        if (!copy)
+        if (!ready) { /* between the bind and the daemon's first render */
+            static const char msg[] = "metrics not rendered yet\n";
+            status = MHD_HTTP_SERVICE_UNAVAILABLE;
+            resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
+                                                   MHD_RESPMEM_PERSISTENT);
+        } else if (!copy) {
             return MHD_NO;
-        resp =
-            MHD_create_response_from_buffer(len, copy, MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-            free(copy);
-            return MHD_NO;
+        } else {
+            resp = MHD_create_response_from_buffer(len, copy,
+                                                   MHD_RESPMEM_MUST_FREE);
+            if (!resp) {
+                free(copy);
+                return MHD_NO;
+            }
         }
     }
     if (!resp)
@@ -347,6 +356,7 @@ int zp_metrics_publish(zp_metrics_t *self, uint64_t now_us)
     zp_buf_t t = self->served;
     self->served = self->pending;
     self->pending = t;
+    self->ready = true;
     pthread_mutex_unlock(&self->lock);
     return 0;
 }

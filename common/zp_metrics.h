@@ -54,7 +54,8 @@ void zp_histogram_observe(zp_histogram_t *h, double value, uint64_t n);
 int zp_metrics_parse_addr(const char *spec, uint32_t *addr_be, uint16_t *port,
                           char *err, size_t errlen);
 
-/* Binds spec and starts serving /metrics (other paths: 404); logs the URL
+/* Binds spec and starts serving /metrics (other paths: 404; 503 until the
+ * first zp_metrics_publish); logs the URL
  * with the port actually bound. Returns NULL with a one-line reason in err
  * for a bad address, a port in use or a start failure. Caller owns the
  * result. */

@@ -1217,8 +1217,8 @@ static void *s_bind(s_sink_t *s, int type, const char *endpoint)
 
 /* Renders the snapshot served at /metrics. Jobs are newest first; past
  * the ZP_METRICS_MAX_SERIES newest, the completion counters of older jobs
- * are summed under job="_older" (so sums never go down) and their gauges
- * are left out. */
+ * are summed under job_id="(older)", never a job id, (so sums never go down)
+ * and their gauges are left out. */
 static void s_metrics_render(s_sink_t *s, uint64_t now)
 {
     zp_metrics_t *m = s->metrics;
@@ -1239,22 +1239,23 @@ static void s_metrics_render(s_sink_t *s, uint64_t now)
     for (s_job_t *j = s->jobs; j && k < ZP_METRICS_MAX_SERIES;
          j = j->link, k++) {
         zp_metrics_u64(
-            m, name, (const char *const[]){"job", j->id, "status", "ok", NULL},
+            m, name,
+            (const char *const[]){"job_id", j->id, "status", "ok", NULL},
             j->succeeded);
         zp_metrics_u64(
             m, name,
-            (const char *const[]){"job", j->id, "status", "failed", NULL},
+            (const char *const[]){"job_id", j->id, "status", "failed", NULL},
             j->failed);
     }
     if (njobs > ZP_METRICS_MAX_SERIES) {
         zp_metrics_u64(
             m, name,
-            (const char *const[]){"job", "_older", "status", "ok", NULL},
+            (const char *const[]){"job_id", "(older)", "status", "ok", NULL},
             old_ok);
-        zp_metrics_u64(
-            m, name,
-            (const char *const[]){"job", "_older", "status", "failed", NULL},
-            old_failed);
+        zp_metrics_u64(m, name,
+                       (const char *const[]){"job_id", "(older)", "status",
+                                             "failed", NULL},
+                       old_failed);
     }
     zp_metrics_family(m, "zpipe_tasks_duplicates_total", ZP_METRIC_COUNTER,
                       "Results dropped as duplicates of a committed task.");
@@ -1276,7 +1277,8 @@ static void s_metrics_render(s_sink_t *s, uint64_t now)
             if (!pass && j->state != ZPIPE__V1__JOB_STATE__JOB_CLOSED &&
                 j->state != ZPIPE__V1__JOB_STATE__JOB_DONE)
                 continue;
-            zp_metrics_u64(m, name, (const char *const[]){"job", j->id, NULL},
+            zp_metrics_u64(m, name,
+                           (const char *const[]){"job_id", j->id, NULL},
                            pass ? j->done : j->total);
         }
     }

@@ -1678,7 +1678,8 @@ static void s_metrics_render(s_vent_t *v, uint64_t now)
             if (nj - k > ZP_METRICS_MAX_SERIES)
                 continue;
             size_t queued = j->ready.len < j->held ? j->ready.len : j->held;
-            zp_metrics_u64(m, name, (const char *const[]){"job", j->id, NULL},
+            zp_metrics_u64(m, name,
+                           (const char *const[]){"job_id", j->id, NULL},
                            pass ? j->held - queued : queued);
         }
     }
