@@ -10,6 +10,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config libzmq3-dev libczmq-dev \
         libprotobuf-c-dev protobuf-c-compiler libsodium-dev zlib1g-dev \
+        libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads, so edits to tests or docs elsewhere keep the
@@ -37,7 +38,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 # Debian image already.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        libzmq5 libczmq4 libprotobuf-c1 libsodium23 \
+        libzmq5 libczmq4 libprotobuf-c1 libsodium23 libmicrohttpd12 \
  && rm -rf /var/lib/apt/lists/*
 # A fixed uid, so volumes and bind-mounted plugin folders can be prepared
 # for it on the host (chown 10001).

@@ -61,6 +61,10 @@ int main(int argc, char **argv)
         {"plugin-config", 0, ZP_OPT_LIST, NULL, "PLUGIN.KEY=VALUE",
          "a reducer's setting (also ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
          &cfg.plugin_config, 0, 0, NULL},
+        {"metrics", 0, ZP_OPT_STR, "ZPIPE_METRICS", "HOST:PORT",
+         "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = "
+         "any free port, logged); default off",
+         &cfg.metrics, 0, 0, NULL},
         ZP_CURVE_OPTIONS(cfg.curve),
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,

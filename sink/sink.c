@@ -4,6 +4,7 @@
 #include "zp_codec.h"
 #include "zp_journal.h"
 #include "zp_log.h"
+#include "zp_metrics.h"
 #include "zp_net.h"
 #include "zp_plugin.h"
 #include "zp_util.h"
@@ -89,6 +90,8 @@ typedef struct {
     zp_buf_t rec, scratch;
     zp_buf_t spool_rec, chunk; /* a JSON record for the spool; a reply */
     uint64_t bad_messages;
+    uint64_t bad_results;  /* of bad_messages, those on the results socket */
+    zp_metrics_t *metrics; /* NULL unless --metrics */
     bool write_failed;
     zp_journal_t *journal;
     uint64_t out_offset; /* bytes in the output file */
@@ -861,6 +864,8 @@ static void s_add_waiter(s_job_t *j, const char *rid, size_t rid_len)
 static void s_bad(s_sink_t *s, const char *socket, const char *why, size_t len)
 {
     s->bad_messages++;
+    if (socket == s->cfg->results)
+        s->bad_results++;
     /* Rate-limit: the first ten, then every 1000th. */
     if (s->bad_messages <= 10 || s->bad_messages % 1000 == 0)
         zp_warn("dropped %s on %s (%zu bytes); %llu bad messages so far", why,
@@ -1210,6 +1215,88 @@ static void *s_bind(s_sink_t *s, int type, const char *endpoint)
                      type == ZMQ_PUB ? 0 : s->cfg->max_frame, s->curve, NULL);
 }
 
+/* Renders the snapshot served at /metrics. Jobs are newest first; past
+ * the ZP_METRICS_MAX_SERIES newest, the completion counters of older jobs
+ * are summed under job_id="(older)", never a job id, (so sums never go down)
+ * and their gauges are left out. */
+static void s_metrics_render(s_sink_t *s, uint64_t now)
+{
+    zp_metrics_t *m = s->metrics;
+    zp_metrics_begin(m);
+    uint64_t njobs = 0, dups = 0, retries = 0, old_ok = 0, old_failed = 0;
+    for (s_job_t *j = s->jobs; j; j = j->link, njobs++) {
+        dups += j->duplicates;
+        retries += j->retries;
+        if (njobs >= ZP_METRICS_MAX_SERIES) {
+            old_ok += j->succeeded;
+            old_failed += j->failed;
+        }
+    }
+    const char *name = "zpipe_tasks_completed_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "Task records written, by job and final status.");
+    size_t k = 0;
+    for (s_job_t *j = s->jobs; j && k < ZP_METRICS_MAX_SERIES;
+         j = j->link, k++) {
+        zp_metrics_u64(
+            m, name,
+            (const char *const[]){"job_id", j->id, "status", "ok", NULL},
+            j->succeeded);
+        zp_metrics_u64(
+            m, name,
+            (const char *const[]){"job_id", j->id, "status", "failed", NULL},
+            j->failed);
+    }
+    if (njobs > ZP_METRICS_MAX_SERIES) {
+        zp_metrics_u64(
+            m, name,
+            (const char *const[]){"job_id", "(older)", "status", "ok", NULL},
+            old_ok);
+        zp_metrics_u64(m, name,
+                       (const char *const[]){"job_id", "(older)", "status",
+                                             "failed", NULL},
+                       old_failed);
+    }
+    zp_metrics_family(m, "zpipe_tasks_duplicates_total", ZP_METRIC_COUNTER,
+                      "Results dropped as duplicates of a committed task.");
+    zp_metrics_u64(m, "zpipe_tasks_duplicates_total", NULL, dups);
+    zp_metrics_family(m, "zpipe_tasks_retry_requests_total", ZP_METRIC_COUNTER,
+                      "Retryable failures sent back to the ventilator.");
+    zp_metrics_u64(m, "zpipe_tasks_retry_requests_total", NULL, retries);
+    zp_metrics_family(m, "zpipe_jobs", ZP_METRIC_GAUGE,
+                      "Jobs known to the sink since it started.");
+    zp_metrics_u64(m, "zpipe_jobs", NULL, njobs);
+    for (int pass = 0; pass < 2; pass++) {
+        name = pass ? "zpipe_job_done_tasks" : "zpipe_job_tasks";
+        zp_metrics_family(m, name, ZP_METRIC_GAUGE,
+                          pass ? "A job's tasks with a record written."
+                               : "A job's task count, once it is closed.");
+        k = 0;
+        for (s_job_t *j = s->jobs; j && k < ZP_METRICS_MAX_SERIES;
+             j = j->link, k++) {
+            if (!pass && j->state != ZPIPE__V1__JOB_STATE__JOB_CLOSED &&
+                j->state != ZPIPE__V1__JOB_STATE__JOB_DONE)
+                continue;
+            zp_metrics_u64(m, name,
+                           (const char *const[]){"job_id", j->id, NULL},
+                           pass ? j->done : j->total);
+        }
+    }
+    zp_metrics_family(m, "zpipe_bad_messages_total", ZP_METRIC_COUNTER,
+                      "Malformed or unexpected messages dropped, by socket.");
+    zp_metrics_u64(m, "zpipe_bad_messages_total",
+                   (const char *const[]){"socket", "results", NULL},
+                   s->bad_results);
+    zp_metrics_u64(m, "zpipe_bad_messages_total",
+                   (const char *const[]){"socket", "control", NULL},
+                   s->bad_messages - s->bad_results);
+    zp_metrics_family(m, "zpipe_connections_dropped_total", ZP_METRIC_COUNTER,
+                      "Connections dropped: oversized messages, peers gone.");
+    zp_metrics_u64(m, "zpipe_connections_dropped_total", NULL, s->dropped);
+    if (zp_metrics_publish(m, now) < 0)
+        zp_warn("metrics: out of memory rendering; serving the last snapshot");
+}
+
 int zp_sink_run(const zp_sink_config_t *cfg)
 {
     s_sink_t s = {.cfg = cfg};
@@ -1223,6 +1310,14 @@ int zp_sink_run(const zp_sink_config_t *cfg)
         goto fail_arena;
     setvbuf(s.out, NULL, _IOFBF, 1 << 20);
 
+    if (cfg->metrics && *cfg->metrics) {
+        char err[512];
+        s.metrics = zp_metrics_new(cfg->metrics, err, sizeof err);
+        if (!s.metrics) {
+            zp_error("sink: %s", err);
+            goto fail_out;
+        }
+    }
     s.ctx = zmq_ctx_new();
     if (!s.ctx)
         goto fail_out;
@@ -1266,6 +1361,8 @@ int zp_sink_run(const zp_sink_config_t *cfg)
             s_commit_all(&s);
             last_flush = now;
         }
+        if (zp_metrics_due(s.metrics, now))
+            s_metrics_render(&s, now);
         zmq_pollitem_t items[] = {
             {s.results, 0, ZMQ_POLLIN, 0},
             {s.control, 0, ZMQ_POLLIN, 0},
@@ -1338,6 +1435,7 @@ fail_ctx:
     zp_curve_destroy(&s.curve);
     zmq_ctx_term(s.ctx);
 fail_out:
+    zp_metrics_destroy(&s.metrics);
     if (s.out && s.out != stdout)
         fclose(s.out);
     zp_journal_destroy(&s.journal);

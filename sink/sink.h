@@ -30,6 +30,7 @@ typedef struct {
     zp_curve_config_t curve;    /* CURVE on tcp:// sockets */
     zp_strlist_t reduce;        /* plugins whose jobs are reduced here */
     zp_strlist_t plugin_config; /* their settings, PLUGIN.KEY=VALUE */
+    const char *metrics;        /* HOST:PORT serving /metrics; NULL = off */
     long parent_pid;
 } zp_sink_config_t;
 

@@ -103,6 +103,10 @@ int main(int argc, char **argv)
          "skip the tasks of this job (--job) that the sink's journal FILE "
          "has already committed",
          &cfg.resume_journal, 0, 0, NULL},
+        {"metrics", 0, ZP_OPT_STR, "ZPIPE_METRICS", "HOST:PORT",
+         "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = "
+         "any free port, logged); default off",
+         &cfg.metrics, 0, 0, NULL},
         ZP_CURVE_OPTIONS(cfg.curve),
         {"sink-key", 0, ZP_OPT_STR, "ZPIPE_SINK_KEY", "KEY|FILE",
          "the sink's public key, Z85 or certificate file (with CURVE)",

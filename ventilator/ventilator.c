@@ -7,10 +7,12 @@
 #include "zp_idmap.h"
 #include "zp_journal.h"
 #include "zp_log.h"
+#include "zp_metrics.h"
 #include "zp_net.h"
 #include "zp_util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -129,8 +131,10 @@ typedef struct {
     /* Counters for the accounting line. */
     uint64_t read, dispatched, redelivered, lost_to_workers, expired, retried;
     uint64_t gave_up, bad_messages, intake_bad;
-    size_t max_held;     /* most tasks held at once (read, not committed) */
-    uint64_t held_bytes; /* their payload bytes */
+    uint64_t bad_control;  /* of bad_messages, those from the sink */
+    zp_metrics_t *metrics; /* NULL unless --metrics */
+    size_t max_held;       /* most tasks held at once (read, not committed) */
+    uint64_t held_bytes;   /* their payload bytes */
 
     Zpipe__V1__Result **fail_ptrs;
     zp_arena_t *arena;
@@ -990,6 +994,7 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
         zp_decode(v->arena, zmq_msg_data(frame), zmq_msg_size(frame), 1u << 26);
     if (!m) {
         v->bad_messages++;
+        v->bad_control++;
         zp_warn("dropped a malformed frame from the sink %s",
                 v->cfg->sink_control);
         return;
@@ -1057,6 +1062,7 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
     }
     default:
         v->bad_messages++;
+        v->bad_control++;
         zp_warn("dropped an unexpected %s from the sink", zp_kind_name(m));
     }
 }
@@ -1571,6 +1577,116 @@ static void s_tend_jobs(s_vent_t *v, uint64_t now)
     }
 }
 
+/* Renders the snapshot served at /metrics: the counters of the
+ * accounting line, the workers and jobs (the last ZP_METRICS_MAX_SERIES of
+ * each: series beyond are left out). */
+static void s_metrics_render(s_vent_t *v, uint64_t now)
+{
+    zp_metrics_t *m = v->metrics;
+    zp_metrics_begin(m);
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } counters[] = {
+        {"zpipe_tasks_read_total", "Tasks read from inputs and producers.",
+         offsetof(s_vent_t, read)},
+        {"zpipe_tasks_dispatched_total",
+         "Task dispatches to workers, redeliveries included.",
+         offsetof(s_vent_t, dispatched)},
+        {"zpipe_tasks_redelivered_total",
+         "Tasks sent again after a lost worker, an expired lease or a sink "
+         "restart.",
+         offsetof(s_vent_t, redelivered)},
+        {"zpipe_tasks_retried_total",
+         "Tasks sent again after a retryable failure.",
+         offsetof(s_vent_t, retried)},
+        {"zpipe_tasks_given_up_total",
+         "Tasks whose failure became final after max attempts.",
+         offsetof(s_vent_t, gave_up)},
+        {"zpipe_intake_refused_total",
+         "Producer requests refused on the intake.",
+         offsetof(s_vent_t, intake_bad)},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        zp_metrics_family(m, counters[i].name, ZP_METRIC_COUNTER,
+                          counters[i].help);
+        zp_metrics_u64(m, counters[i].name, NULL,
+                       *(const uint64_t *)((const char *)v + counters[i].off));
+    }
+    zp_metrics_family(m, "zpipe_bad_messages_total", ZP_METRIC_COUNTER,
+                      "Malformed or unexpected messages dropped, by socket.");
+    zp_metrics_u64(m, "zpipe_bad_messages_total",
+                   (const char *const[]){"socket", "dispatch", NULL},
+                   v->bad_messages - v->bad_control);
+    zp_metrics_u64(m, "zpipe_bad_messages_total",
+                   (const char *const[]){"socket", "control", NULL},
+                   v->bad_control);
+    zp_metrics_family(m, "zpipe_tasks_held", ZP_METRIC_GAUGE,
+                      "Tasks read and not yet committed by the sink.");
+    zp_metrics_u64(m, "zpipe_tasks_held", NULL, zp_idmap_size(v->tasks));
+    zp_metrics_family(m, "zpipe_tasks_held_bytes", ZP_METRIC_GAUGE,
+                      "Payload bytes of the tasks held.");
+    zp_metrics_u64(m, "zpipe_tasks_held_bytes", NULL, v->held_bytes);
+    zp_metrics_family(m, "zpipe_workers", ZP_METRIC_GAUGE,
+                      "Workers connected (credit dispatch).");
+    zp_metrics_u64(m, "zpipe_workers", NULL, v->n_workers);
+
+    size_t w0 = v->n_workers > ZP_METRICS_MAX_SERIES
+                    ? v->n_workers - ZP_METRICS_MAX_SERIES
+                    : 0;
+    zp_metrics_family(m, "zpipe_worker_inflight", ZP_METRIC_GAUGE,
+                      "Tasks a worker holds: its window less its credit.");
+    for (size_t i = w0; i < v->n_workers; i++)
+        zp_metrics_u64(m, "zpipe_worker_inflight",
+                       (const char *const[]){"worker", v->workers[i].id, NULL},
+                       v->workers[i].window - v->workers[i].credit);
+    zp_metrics_family(m, "zpipe_worker_credit", ZP_METRIC_GAUGE,
+                      "Tasks a worker has granted and not been sent.");
+    for (size_t i = w0; i < v->n_workers; i++)
+        zp_metrics_u64(m, "zpipe_worker_credit",
+                       (const char *const[]){"worker", v->workers[i].id, NULL},
+                       v->workers[i].credit);
+    zp_metrics_family(m, "zpipe_worker_sent_tasks_total", ZP_METRIC_COUNTER,
+                      "Tasks sent to a worker since it joined.");
+    for (size_t i = w0; i < v->n_workers; i++)
+        zp_metrics_u64(m, "zpipe_worker_sent_tasks_total",
+                       (const char *const[]){"worker", v->workers[i].id, NULL},
+                       v->workers[i].sent);
+    zp_metrics_family(m, "zpipe_worker_committed_tasks_total",
+                      ZP_METRIC_COUNTER,
+                      "A worker's tasks the sink committed since it joined.");
+    for (size_t i = w0; i < v->n_workers; i++)
+        zp_metrics_u64(m, "zpipe_worker_committed_tasks_total",
+                       (const char *const[]){"worker", v->workers[i].id, NULL},
+                       v->workers[i].committed);
+
+    size_t nj = 0;
+    for (s_job_t *j = v->jobs; j; j = j->next)
+        nj++;
+    zp_metrics_family(m, "zpipe_jobs", ZP_METRIC_GAUGE,
+                      "Jobs open at the ventilator.");
+    zp_metrics_u64(m, "zpipe_jobs", NULL, nj);
+    /* Jobs are in order of arrival: skip all but the most recent. */
+    for (int pass = 0; pass < 2; pass++) {
+        const char *name =
+            pass ? "zpipe_job_inflight_tasks" : "zpipe_job_queued_tasks";
+        zp_metrics_family(m, name, ZP_METRIC_GAUGE,
+                          pass ? "A job's tasks sent and not yet committed."
+                               : "A job's tasks waiting to be sent.");
+        size_t k = 0;
+        for (s_job_t *j = v->jobs; j; j = j->next, k++) {
+            if (nj - k > ZP_METRICS_MAX_SERIES)
+                continue;
+            size_t queued = j->ready.len < j->held ? j->ready.len : j->held;
+            zp_metrics_u64(m, name,
+                           (const char *const[]){"job_id", j->id, NULL},
+                           pass ? j->held - queued : queued);
+        }
+    }
+    if (zp_metrics_publish(m, now) < 0)
+        zp_warn("metrics: out of memory rendering; serving the last snapshot");
+}
+
 int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 {
     s_vent_t v = {.cfg = cfg};
@@ -1584,6 +1700,14 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         v.file_job = s_open_file_job(&v);
         if (!v.file_job)
             goto fail_alloc;
+    }
+    if (cfg->metrics && *cfg->metrics) {
+        char err[512];
+        v.metrics = zp_metrics_new(cfg->metrics, err, sizeof err);
+        if (!v.metrics) {
+            zp_error("ventilator: %s", err);
+            goto fail_alloc;
+        }
     }
     v.ctx = zmq_ctx_new();
     if (!v.ctx)
@@ -1747,6 +1871,8 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 
         uint64_t now = zp_mono_us();
         s_tend_jobs(&v, now);
+        if (zp_metrics_due(v.metrics, now))
+            s_metrics_render(&v, now);
         if (v.file_job && v.file_job->done)
             done = true;
         if (v.probe_until_us) {
@@ -1809,6 +1935,7 @@ fail_ctx:
     if (v.ctx)
         zmq_ctx_term(v.ctx);
 fail_alloc:
+    zp_metrics_destroy(&v.metrics);
     while (v.n_workers)
         s_worker_drop(&v, &v.workers[0], "ventilator stopping", false);
     free(v.workers);

@@ -48,6 +48,7 @@ typedef struct {
     zp_curve_config_t curve;       /* CURVE on tcp:// sockets */
     const char *sink_key;          /* the sink's public key (CURVE) */
     zp_strlist_t config;           /* the file job's plugin settings */
+    const char *metrics;           /* HOST:PORT serving /metrics; NULL = off */
     long parent_pid;
 } zp_ventilator_config_t;
 

@@ -73,6 +73,10 @@ int main(int argc, char **argv)
         {"heartbeat-ms", 0, ZP_OPT_UINT, "ZPIPE_HEARTBEAT_MS", "MS",
          "heartbeat interval (default 1000)", &cfg.heartbeat_ms, 10, 60000,
          NULL},
+        {"metrics", 0, ZP_OPT_STR, "ZPIPE_METRICS", "HOST:PORT",
+         "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = "
+         "any free port, logged); default off",
+         &cfg.metrics, 0, 0, NULL},
         ZP_CURVE_OPTIONS(cfg.curve),
         {"ventilator-key", 0, ZP_OPT_STR, "ZPIPE_VENTILATOR_KEY", "KEY|FILE",
          "the ventilator's public key, Z85 or certificate file (with CURVE)",

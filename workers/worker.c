@@ -4,6 +4,7 @@
 #include "worker.h"
 #include "zp_codec.h"
 #include "zp_log.h"
+#include "zp_metrics.h"
 #include "zp_net.h"
 #include "zp_plugin.h"
 #include "zp_spawn.h"
@@ -140,6 +141,8 @@ typedef struct {
     uint64_t target;
     uint64_t last_sent_us;
     uint64_t bad_messages;
+    zp_metrics_t *metrics;    /* NULL unless --metrics */
+    zp_histogram_t call_hist; /* plugin call times, seconds */
     bool fatal;
     bool hit_limit; /* executor: a task ended in resource_limit */
 } s_worker_t;
@@ -431,6 +434,7 @@ static void s_done_finish(s_worker_t *w, s_done_t *d, size_t payload_len)
     zp_buf_append(&w->err, "", 1); /* NUL between error texts */
     w->completed++;
     s_adapt(w, d->elapsed_us, payload_len, 1);
+    zp_histogram_observe(&w->call_hist, (double)d->elapsed_us / 1e6, 1);
 }
 
 static bool s_write_all(int fd, const void *data, size_t len)
@@ -1214,8 +1218,12 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
         s_flush_results(w);
         s_send_raw(w, data, len, n);
         w->completed += n;
-        if (n)
+        if (n) {
             s_adapt(w, elapsed / n, ex->cur_bytes, n);
+            /* A forwarded frame carries only its tasks' total time: each
+             * counts at the batch's mean. */
+            zp_histogram_observe(&w->call_hist, (double)elapsed / 1e6 / n, n);
+        }
         atomic_store(&ex->progress->completed, w->completed);
         ex->cur_done =
             ex->cur_done + n < ex->cur_n ? ex->cur_done + n : ex->cur_n;
@@ -1578,6 +1586,39 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
     }
 }
 
+/* Renders the snapshot served at /metrics. */
+static void s_metrics_render(s_worker_t *w, uint64_t now)
+{
+    zp_metrics_t *m = w->metrics;
+    zp_metrics_begin(m);
+    zp_metrics_family(m, "zpipe_worker_tasks_total", ZP_METRIC_COUNTER,
+                      "Tasks this worker finished (any status).");
+    zp_metrics_u64(m, "zpipe_worker_tasks_total", NULL, w->completed);
+    zp_metrics_family(m, "zpipe_executor_restarts_total", ZP_METRIC_COUNTER,
+                      "Executor processes started again after one died.");
+    zp_metrics_u64(m, "zpipe_executor_restarts_total", NULL, w->ex.restarts);
+    zp_metrics_family(m, "zpipe_worker_window_violations_total",
+                      ZP_METRIC_COUNTER,
+                      "Tasks received beyond the credit granted.");
+    zp_metrics_u64(m, "zpipe_worker_window_violations_total", NULL,
+                   w->violations);
+    zp_metrics_family(m, "zpipe_bad_messages_total", ZP_METRIC_COUNTER,
+                      "Malformed or unexpected messages dropped, by socket.");
+    zp_metrics_u64(m, "zpipe_bad_messages_total",
+                   (const char *const[]){"socket", "tasks", NULL},
+                   w->bad_messages);
+    zp_metrics_family(m, "zpipe_worker_held_tasks", ZP_METRIC_GAUGE,
+                      "Tasks received and not finished.");
+    zp_metrics_u64(m, "zpipe_worker_held_tasks", NULL,
+                   w->received - w->completed);
+    zp_metrics_family(m, "zpipe_plugin_call_seconds", ZP_METRIC_HISTOGRAM,
+                      "Time of each plugin call (with an executor: each "
+                      "batch's mean, once per task).");
+    zp_metrics_histogram(m, "zpipe_plugin_call_seconds", NULL, &w->call_hist);
+    if (zp_metrics_publish(m, now) < 0)
+        zp_warn("metrics: out of memory rendering; serving the last snapshot");
+}
+
 int zp_worker_run(const zp_worker_config_t *cfg)
 {
     s_worker_t w = {.cfg = cfg, .out_fd = -1};
@@ -1609,6 +1650,14 @@ int zp_worker_run(const zp_worker_config_t *cfg)
      * isolation they run only in executors. */
     if (s_load_plugins(&w, true) < 0)
         goto fail_alloc;
+    if (cfg->metrics && *cfg->metrics) {
+        char err[512];
+        w.metrics = zp_metrics_new(cfg->metrics, err, sizeof err);
+        if (!w.metrics) {
+            zp_error("worker %s: %s", w.id, err);
+            goto fail_alloc;
+        }
+    }
     if (w.isolated && s_exec_spawn(&w) < 0)
         goto fail_alloc;
 
@@ -1684,6 +1733,8 @@ int zp_worker_run(const zp_worker_config_t *cfg)
              0}};
         long timeout =
             w.isolated && w.ex.busy ? 20 : (long)(cfg->heartbeat_ms / 2 + 1);
+        if (w.metrics && timeout > 250)
+            timeout = 250;
         if (drain_until)
             items[0].events = 0;
         int n = zmq_poll(items, exec_io ? 2 : 1, timeout);
@@ -1728,6 +1779,11 @@ int zp_worker_run(const zp_worker_config_t *cfg)
             if (zp_mono_us() - w.last_sent_us >= cfg->heartbeat_ms * 1000)
                 s_send_heartbeat(&w);
         }
+        if (w.metrics) {
+            uint64_t now = zp_mono_us();
+            if (zp_metrics_due(w.metrics, now))
+                s_metrics_render(&w, now);
+        }
     }
     zmq_msg_close(&frame);
     s_flush_results(&w);
@@ -1763,6 +1819,7 @@ fail_exec:
     if (w.isolated)
         s_exec_stop(&w);
 fail_alloc:
+    zp_metrics_destroy(&w.metrics);
     while (w.q_len) {
         zmq_msg_close(&w.queue[w.q_head].frame);
         w.q_head = (w.q_head + 1) % w.q_cap;

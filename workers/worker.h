@@ -42,6 +42,7 @@ typedef struct {
     uint64_t deadline_ms;       /* default per-task deadline, 0 = none */
     uint64_t memory_limit;      /* executor address-space limit, 0 = none */
     zp_curve_config_t curve;    /* CURVE on tcp:// sockets */
+    const char *metrics;        /* HOST:PORT serving /metrics; NULL = off */
     const char *ventilator_key; /* the ventilator's public key (CURVE) */
     const char *sink_key;       /* the sink's public key (CURVE) */
     long parent_pid;            /* exit when this process is gone, 0 = never */

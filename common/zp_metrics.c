@@ -1,0 +1,376 @@
+/* zp_metrics: snapshots of a daemon's counters rendered in the Prometheus
+ * text exposition format (version 0.0.4), served by libmicrohttpd. */
+#include "zp_metrics.h"
+#include "zp_log.h"
+#include "zp_util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define S_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+const double zp_hist_bounds[ZP_HIST_BUCKETS] = {
+    1e-5,   2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2,
+    2.5e-2, 5e-2,   0.1,  0.25, 0.5,    1.0,  2.5,  5.0,    10.0};
+
+struct zp_metrics {
+    struct MHD_Daemon *httpd;
+    int fd; /* the listening socket, owned */
+    unsigned port;
+    pthread_mutex_t lock;
+    zp_buf_t served;  /* under lock */
+    bool ready;       /* under lock: served holds a snapshot */
+    zp_buf_t pending; /* the owning thread's render */
+    bool render_failed;
+    uint64_t published_us;
+};
+
+void zp_histogram_observe(zp_histogram_t *h, double value, uint64_t n)
+{
+    size_t i = 0;
+    while (i < ZP_HIST_BUCKETS && value > zp_hist_bounds[i])
+        i++;
+    h->counts[i] += n;
+    h->count += n;
+    h->sum += value * (double)n;
+}
+
+int zp_metrics_parse_addr(const char *spec, uint32_t *addr_be, uint16_t *port,
+                          char *err, size_t errlen)
+{
+    const char *colon = spec ? strrchr(spec, ':') : NULL;
+    if (!colon) {
+        snprintf(err, errlen,
+                 "--metrics %s: expected HOST:PORT, e.g. "
+                 "127.0.0.1:9101",
+                 spec ? spec : "(null)");
+        return -1;
+    }
+    uint64_t p;
+    if (zp_parse_u64(colon + 1, 0, 65535, &p) < 0) {
+        snprintf(err, errlen, "--metrics %s: port must be 0-65535", spec);
+        return -1;
+    }
+    char host[64];
+    size_t hlen = (size_t)(colon - spec);
+    if (hlen >= sizeof host) {
+        snprintf(err, errlen, "--metrics %s: host too long", spec);
+        return -1;
+    }
+    memcpy(host, spec, hlen);
+    host[hlen] = 0;
+    struct in_addr a;
+    if (hlen == 0 || strcmp(host, "*") == 0)
+        a.s_addr = htonl(INADDR_ANY);
+    else if (strcmp(host, "localhost") == 0)
+        a.s_addr = htonl(INADDR_LOOPBACK);
+    else if (inet_pton(AF_INET, host, &a) != 1) {
+        snprintf(err, errlen,
+                 "--metrics %s: host must be an IPv4 address, localhost or *",
+                 spec);
+        return -1;
+    }
+    *addr_be = a.s_addr;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
+                                const char *url, const char *method,
+                                const char *version, const char *upload,
+                                size_t *upload_len, void **state)
+{
+    (void)version;
+    (void)upload;
+    (void)upload_len;
+    (void)state;
+    zp_metrics_t *self = cls;
+    unsigned status = MHD_HTTP_OK;
+    struct MHD_Response *resp;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        static const char msg[] = "method not allowed\n";
+        resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
+                                               MHD_RESPMEM_PERSISTENT);
+    } else if (strcmp(url, "/metrics") != 0) {
+        status = MHD_HTTP_NOT_FOUND;
+        static const char msg[] = "not found: metrics are at /metrics\n";
+        resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
+                                               MHD_RESPMEM_PERSISTENT);
+    } else {
+        pthread_mutex_lock(&self->lock);
+        bool ready = self->ready;
+        size_t len = self->served.len;
+        char *copy = ready ? malloc(len ? len : 1) : NULL;
+        if (copy && len)
+            memcpy(copy, self->served.data, len);
+        pthread_mutex_unlock(&self->lock);
+        if (!ready) { /* between the bind and the daemon's first render */
+            static const char msg[] = "metrics not rendered yet\n";
+            status = MHD_HTTP_SERVICE_UNAVAILABLE;
+            resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
+                                                   MHD_RESPMEM_PERSISTENT);
+        } else if (!copy) {
+            return MHD_NO;
+        } else {
+            resp = MHD_create_response_from_buffer(len, copy,
+                                                   MHD_RESPMEM_MUST_FREE);
+            if (!resp) {
+                free(copy);
+                return MHD_NO;
+            }
+        }
+    }
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            status == MHD_HTTP_OK ? S_CONTENT_TYPE
+                                                  : "text/plain");
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
+{
+    uint32_t addr;
+    uint16_t port;
+    if (zp_metrics_parse_addr(spec, &addr, &port, err, errlen) < 0)
+        return NULL;
+    zp_metrics_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "metrics: out of memory");
+        return NULL;
+    }
+    /* Bound here rather than by libmicrohttpd, to report why it failed. */
+    self->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (self->fd < 0) {
+        snprintf(err, errlen, "metrics: socket: %s", strerror(errno));
+        goto fail_alloc;
+    }
+    int one = 1;
+    setsockopt(self->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(port),
+                             .sin_addr.s_addr = addr};
+    if (bind(self->fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(self->fd, 32) != 0) {
+        snprintf(err, errlen, "metrics: cannot listen on %s: %s", spec,
+                 strerror(errno));
+        goto fail_socket;
+    }
+    socklen_t salen = sizeof sa;
+    if (getsockname(self->fd, (struct sockaddr *)&sa, &salen) != 0) {
+        snprintf(err, errlen, "metrics: getsockname: %s", strerror(errno));
+        goto fail_socket;
+    }
+    self->port = ntohs(sa.sin_port);
+    if (pthread_mutex_init(&self->lock, NULL) != 0) {
+        snprintf(err, errlen, "metrics: mutex init failed");
+        goto fail_socket;
+    }
+    /* The HTTP thread inherits this mask: stop signals go to the daemon's
+     * thread, whose poll they are meant to interrupt. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    self->httpd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, s_answer, self,
+        MHD_OPTION_LISTEN_SOCKET, self->fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+        MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!self->httpd) {
+        snprintf(err, errlen, "metrics: libmicrohttpd failed to start on %s",
+                 spec);
+        goto fail_mutex;
+    }
+    char host[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
+    zp_info("metrics: serving http://%s:%u/metrics", host, self->port);
+    return self;
+
+fail_mutex:
+    pthread_mutex_destroy(&self->lock);
+fail_socket:
+    close(self->fd);
+fail_alloc:
+    free(self);
+    return NULL;
+}
+
+void zp_metrics_destroy(zp_metrics_t **self_p)
+{
+    zp_metrics_t *self = *self_p;
+    if (!self)
+        return;
+    MHD_stop_daemon(self->httpd);
+    close(self->fd);
+    pthread_mutex_destroy(&self->lock);
+    zp_buf_free(&self->served);
+    zp_buf_free(&self->pending);
+    free(self);
+    *self_p = NULL;
+}
+
+unsigned zp_metrics_port(const zp_metrics_t *self)
+{
+    return self->port;
+}
+
+bool zp_metrics_due(const zp_metrics_t *self, uint64_t now_us)
+{
+    return self && (self->published_us == 0 ||
+                    now_us - self->published_us >= ZP_METRICS_PERIOD_US);
+}
+
+void zp_metrics_begin(zp_metrics_t *self)
+{
+    self->pending.len = 0;
+    self->render_failed = false;
+}
+
+static void s_put(zp_metrics_t *self, const char *s, size_t len)
+{
+    if (zp_buf_append(&self->pending, s, len) < 0)
+        self->render_failed = true;
+}
+
+/* Escapes for HELP (backslash, newline) or label values (also '"'). */
+static void s_put_escaped(zp_metrics_t *self, const char *s, bool quote)
+{
+    const char *run = s;
+    for (; *s; s++) {
+        const char *esc = *s == '\\'           ? "\\\\"
+                          : *s == '\n'         ? "\\n"
+                          : quote && *s == '"' ? "\\\""
+                                               : NULL;
+        if (!esc)
+            continue;
+        s_put(self, run, (size_t)(s - run));
+        s_put(self, esc, strlen(esc));
+        run = s + 1;
+    }
+    s_put(self, run, (size_t)(s - run));
+}
+
+void zp_metrics_family(zp_metrics_t *self, const char *name,
+                       zp_metric_type_t type, const char *help)
+{
+    static const char *const types[] = {"counter", "gauge", "histogram"};
+    s_put(self, "# HELP ", 7);
+    s_put(self, name, strlen(name));
+    s_put(self, " ", 1);
+    s_put_escaped(self, help, false);
+    s_put(self, "\n# TYPE ", 8);
+    s_put(self, name, strlen(name));
+    s_put(self, " ", 1);
+    s_put(self, types[type], strlen(types[type]));
+    s_put(self, "\n", 1);
+}
+
+/* name{k="v",...,extra_k="extra_v"} and a space. */
+static void s_series(zp_metrics_t *self, const char *name,
+                     const char *const *labels, const char *extra_k,
+                     const char *extra_v)
+{
+    s_put(self, name, strlen(name));
+    bool any = false;
+    for (size_t i = 0; labels && labels[i] && labels[i + 1]; i += 2) {
+        s_put(self, any ? "," : "{", 1);
+        s_put(self, labels[i], strlen(labels[i]));
+        s_put(self, "=\"", 2);
+        s_put_escaped(self, labels[i + 1], true);
+        s_put(self, "\"", 1);
+        any = true;
+    }
+    if (extra_k) {
+        s_put(self, any ? "," : "{", 1);
+        s_put(self, extra_k, strlen(extra_k));
+        s_put(self, "=\"", 2);
+        s_put(self, extra_v, strlen(extra_v));
+        s_put(self, "\"", 1);
+        any = true;
+    }
+    s_put(self, any ? "} " : " ", any ? 2 : 1);
+}
+
+void zp_metrics_u64(zp_metrics_t *self, const char *name,
+                    const char *const *labels, uint64_t value)
+{
+    s_series(self, name, labels, NULL, NULL);
+    if (zp_buf_printf(&self->pending, "%llu\n", (unsigned long long)value) < 0)
+        self->render_failed = true;
+}
+
+void zp_metrics_f64(zp_metrics_t *self, const char *name,
+                    const char *const *labels, double value)
+{
+    s_series(self, name, labels, NULL, NULL);
+    if (zp_buf_printf(&self->pending, "%.17g\n", value) < 0)
+        self->render_failed = true;
+}
+
+void zp_metrics_histogram(zp_metrics_t *self, const char *name,
+                          const char *const *labels, const zp_histogram_t *h)
+{
+    char series[128], le[32];
+    snprintf(series, sizeof series, "%s_bucket", name);
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= ZP_HIST_BUCKETS; i++) {
+        cum += h->counts[i];
+        if (i < ZP_HIST_BUCKETS)
+            snprintf(le, sizeof le, "%g", zp_hist_bounds[i]);
+        else
+            snprintf(le, sizeof le, "+Inf");
+        s_series(self, series, labels, "le", le);
+        if (zp_buf_printf(&self->pending, "%llu\n", (unsigned long long)cum) <
+            0)
+            self->render_failed = true;
+    }
+    snprintf(series, sizeof series, "%s_sum", name);
+    zp_metrics_f64(self, series, labels, h->sum);
+    snprintf(series, sizeof series, "%s_count", name);
+    zp_metrics_u64(self, series, labels, h->count);
+}
+
+int zp_metrics_publish(zp_metrics_t *self, uint64_t now_us)
+{
+    self->published_us = now_us ? now_us : 1;
+    if (self->render_failed)
+        return -1;
+    /* Swap, so the next render reuses the old snapshot's memory. */
+    pthread_mutex_lock(&self->lock);
+    zp_buf_t t = self->served;
+    self->served = self->pending;
+    self->pending = t;
+    self->ready = true;
+    pthread_mutex_unlock(&self->lock);
+    return 0;
+}
+
+char *zp_metrics_snapshot(zp_metrics_t *self, size_t *len)
+{
+    pthread_mutex_lock(&self->lock);
+    char *copy = malloc(self->served.len + 1);
+    if (copy) {
+        if (self->served.len)
+            memcpy(copy, self->served.data, self->served.len);
+        copy[self->served.len] = 0;
+        *len = self->served.len;
+    }
+    pthread_mutex_unlock(&self->lock);
+    return copy;
+}
