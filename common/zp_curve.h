@@ -39,6 +39,21 @@
             &(cfg_curve).allow, 0, 0, NULL                                     \
     }
 
+/* A client's own certificate (a process that only connects). */
+#define ZP_CURVE_SECRET_OPTION(target)                                         \
+    {                                                                          \
+        "curve-secret", 0, ZP_OPT_STR, "ZPIPE_CURVE_SECRET", "FILE",           \
+            "own certificate: talk CURVE on tcp://", &(target), 0, 0, NULL     \
+    }
+/* A server's public key for a connecting socket, e.g.
+ * ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink", target). */
+#define ZP_CURVE_KEY_OPTION(name, env, whose, target)                          \
+    {                                                                          \
+        name, 0, ZP_OPT_STR, env, "KEY|FILE",                                  \
+            whose "'s public key, Z85 or certificate file (with CURVE)",       \
+            &(target), 0, 0, NULL                                              \
+    }
+
 /* Length of a Z85-encoded CURVE key, without the terminating NUL. */
 #define ZP_CURVE_KEY_LEN 40
 

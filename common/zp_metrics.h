@@ -92,4 +92,13 @@ int zp_metrics_publish(zp_metrics_t *self, uint64_t now_us);
 /* The text being served, copied; for tests. Caller owns the result. */
 char *zp_metrics_snapshot(zp_metrics_t *self, size_t *len);
 
+/* The --metrics option every daemon takes. */
+#define ZP_METRICS_OPTION(target)                                              \
+    {                                                                          \
+        "metrics", 0, ZP_OPT_STR, "ZPIPE_METRICS", "HOST:PORT",                \
+            "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = "  \
+            "any free port, logged); default off",                             \
+            &(target), 0, 0, NULL                                              \
+    }
+
 #endif

@@ -643,3 +643,22 @@ const zp_plugin_t *zp_plugins_instance(zp_plugins_t *self,
     }
     return &x->inst;
 }
+
+char **zp_plugin_settings_for(const char *spec, const char *const *pairs,
+                              size_t n)
+{
+    const char *base = strrchr(spec, '/');
+    base = base ? base + 1 : spec;
+    size_t bl = strlen(base);
+    if (bl > 3 && strcmp(base + bl - 3, ".so") == 0)
+        bl -= 3;
+    char **out = calloc(n + 1, sizeof *out);
+    for (size_t i = 0; out && i < n; i++)
+        if (asprintf(&out[i], "%.*s.%s", (int)bl, base, pairs[i]) < 0) {
+            while (i-- > 0)
+                free(out[i]);
+            free(out);
+            out = NULL;
+        }
+    return out;
+}

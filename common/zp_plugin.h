@@ -41,6 +41,13 @@ char *zp_plugin_resolve(const char *spec, char *err, size_t errlen);
 int zp_plugins_configure(zp_plugins_t *self, const char *const *pairs, size_t n,
                          char *err, size_t errlen);
 
+/* Settings "KEY=VALUE" meant for the plugin spec (a name or a path), as
+ * the "NAME.KEY=VALUE" pairs zp_plugins_configure takes; NAME is the file
+ * name without ".so", by custom the descriptor's name. Caller owns the
+ * array of n strings and each string; NULL when out of memory. */
+char **zp_plugin_settings_for(const char *spec, const char *const *pairs,
+                              size_t n);
+
 /* Restricts every later load to files directly inside dirs (compared
  * after resolving symbolic links): names are looked up only there and a
  * path elsewhere is refused. Returns 0, or -1 with err naming a directory

@@ -1,6 +1,7 @@
 /* zpipe-sink: options to zp_sink_run. */
 #include "sink.h"
 #include "zp_log.h"
+#include "zp_metrics.h"
 #include "zp_opts.h"
 #include "zp_util.h"
 
@@ -61,10 +62,7 @@ int main(int argc, char **argv)
         {"plugin-config", 0, ZP_OPT_LIST, NULL, "PLUGIN.KEY=VALUE",
          "a reducer's setting (also ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
          &cfg.plugin_config, 0, 0, NULL},
-        {"metrics", 0, ZP_OPT_STR, "ZPIPE_METRICS", "HOST:PORT",
-         "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = "
-         "any free port, logged); default off",
-         &cfg.metrics, 0, 0, NULL},
+        ZP_METRICS_OPTION(cfg.metrics),
         ZP_CURVE_OPTIONS(cfg.curve),
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,

@@ -1,6 +1,7 @@
 /* zpipe-ventilator: options to zp_ventilator_run. */
 #include "ventilator.h"
 #include "zp_log.h"
+#include "zp_metrics.h"
 #include "zp_opts.h"
 #include "zp_util.h"
 
@@ -103,14 +104,10 @@ int main(int argc, char **argv)
          "skip the tasks of this job (--job) that the sink's journal FILE "
          "has already committed",
          &cfg.resume_journal, 0, 0, NULL},
-        {"metrics", 0, ZP_OPT_STR, "ZPIPE_METRICS", "HOST:PORT",
-         "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = "
-         "any free port, logged); default off",
-         &cfg.metrics, 0, 0, NULL},
+        ZP_METRICS_OPTION(cfg.metrics),
         ZP_CURVE_OPTIONS(cfg.curve),
-        {"sink-key", 0, ZP_OPT_STR, "ZPIPE_SINK_KEY", "KEY|FILE",
-         "the sink's public key, Z85 or certificate file (with CURVE)",
-         &cfg.sink_key, 0, 0, NULL},
+        ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
+                            cfg.sink_key),
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},

@@ -1,6 +1,7 @@
 /* zpipe-worker: options to zp_worker_run. */
 #include "worker.h"
 #include "zp_log.h"
+#include "zp_metrics.h"
 #include "zp_opts.h"
 #include "zp_util.h"
 
@@ -73,17 +74,12 @@ int main(int argc, char **argv)
         {"heartbeat-ms", 0, ZP_OPT_UINT, "ZPIPE_HEARTBEAT_MS", "MS",
          "heartbeat interval (default 1000)", &cfg.heartbeat_ms, 10, 60000,
          NULL},
-        {"metrics", 0, ZP_OPT_STR, "ZPIPE_METRICS", "HOST:PORT",
-         "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = "
-         "any free port, logged); default off",
-         &cfg.metrics, 0, 0, NULL},
+        ZP_METRICS_OPTION(cfg.metrics),
         ZP_CURVE_OPTIONS(cfg.curve),
-        {"ventilator-key", 0, ZP_OPT_STR, "ZPIPE_VENTILATOR_KEY", "KEY|FILE",
-         "the ventilator's public key, Z85 or certificate file (with CURVE)",
-         &cfg.ventilator_key, 0, 0, NULL},
-        {"sink-key", 0, ZP_OPT_STR, "ZPIPE_SINK_KEY", "KEY|FILE",
-         "the sink's public key, Z85 or certificate file (with CURVE)",
-         &cfg.sink_key, 0, 0, NULL},
+        ZP_CURVE_KEY_OPTION("ventilator-key", "ZPIPE_VENTILATOR_KEY",
+                            "the ventilator", cfg.ventilator_key),
+        ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
+                            cfg.sink_key),
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},

@@ -129,18 +129,6 @@ static int s_client_args(const zp_opt_t *opts, int argc, char **argv,
             "the sink's control endpoint (default tcp://127.0.0.1:5559)",      \
             &(o).sink, 0, 0, NULL                                              \
     }
-/* A client's CURVE options: its certificate and the server's key. */
-#define S_OPT_SECRET(target)                                                   \
-    {                                                                          \
-        "curve-secret", 0, ZP_OPT_STR, "ZPIPE_CURVE_SECRET", "FILE",           \
-            "own certificate: talk CURVE on tcp://", &(target), 0, 0, NULL     \
-    }
-#define S_OPT_KEY(name, env, what, target)                                     \
-    {                                                                          \
-        name, 0, ZP_OPT_STR, env, "KEY|FILE",                                  \
-            what "'s public key, Z85 or certificate file (with CURVE)",        \
-            &(target), 0, 0, NULL                                              \
-    }
 #define S_OPT_TIMEOUT(o)                                                       \
     {                                                                          \
         "timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",                \
@@ -166,8 +154,9 @@ int zp_cmd_wait(int argc, char **argv)
     const zp_opt_t opts[] = {
         S_OPT_SINK(o),
         S_OPT_TIMEOUT(o),
-        S_OPT_SECRET(o.secret),
-        S_OPT_KEY("sink-key", "ZPIPE_SINK_KEY", "the sink", o.sink_key),
+        ZP_CURVE_SECRET_OPTION(o.secret),
+        ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
+                            o.sink_key),
         {0},
     };
     int rc = s_client_args(opts, argc, argv, "zpipe wait", s_wait_synopsis, &o);
@@ -248,8 +237,9 @@ int zp_cmd_results(int argc, char **argv)
          "start here (a cursor printed by an interrupted run; default 0)",
          &o.cursor, 0, UINT64_MAX, NULL},
         S_OPT_TIMEOUT(o),
-        S_OPT_SECRET(o.secret),
-        S_OPT_KEY("sink-key", "ZPIPE_SINK_KEY", "the sink", o.sink_key),
+        ZP_CURVE_SECRET_OPTION(o.secret),
+        ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
+                            o.sink_key),
         {0},
     };
     int rc = s_client_args(opts, argc, argv, "zpipe results",
@@ -383,9 +373,9 @@ int zp_cmd_submit(int argc, char **argv)
          "a setting for the job's plugin (e.g. cmd=sha256sum for exec); "
          "repeatable",
          &o.config, 0, 0, NULL},
-        S_OPT_SECRET(o.secret),
-        S_OPT_KEY("ventilator-key", "ZPIPE_VENTILATOR_KEY", "the ventilator",
-                  o.ventilator_key),
+        ZP_CURVE_SECRET_OPTION(o.secret),
+        ZP_CURVE_KEY_OPTION("ventilator-key", "ZPIPE_VENTILATOR_KEY",
+                            "the ventilator", o.ventilator_key),
         {0},
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe submit", s_submit_synopsis,
@@ -578,9 +568,9 @@ int zp_cmd_status(int argc, char **argv)
         {"timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",
          "give up after this long (default 5000)", &timeout_ms, 1, 86400000ull,
          NULL},
-        S_OPT_SECRET(secret),
-        S_OPT_KEY("ventilator-key", "ZPIPE_VENTILATOR_KEY", "the ventilator",
-                  ventilator_key),
+        ZP_CURVE_SECRET_OPTION(secret),
+        ZP_CURVE_KEY_OPTION("ventilator-key", "ZPIPE_VENTILATOR_KEY",
+                            "the ventilator", ventilator_key),
         {0},
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe status", s_status_synopsis,

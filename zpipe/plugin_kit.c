@@ -571,20 +571,9 @@ static int s_cmd_check(int argc, char **argv)
         goto done;
     }
     /* Settings go under the file's name, as zpipe run gives them. */
-    const char *base = strrchr(spec, '/');
-    base = base ? base + 1 : spec;
-    size_t bl = strlen(base);
-    if (bl > 3 && strcmp(base + bl - 3, ".so") == 0)
-        bl -= 3;
-    pconf = calloc(settings.count + 1, sizeof *pconf);
+    pconf = zp_plugin_settings_for(spec, settings.items, settings.count);
     if (!pconf)
         goto done;
-    for (size_t i = 0; i < settings.count; i++)
-        if (asprintf(&pconf[i], "%.*s.%s", (int)bl, base, settings.items[i]) <
-            0) {
-            pconf[i] = NULL;
-            goto done;
-        }
 
     size_t n_in =
         inputs.count ? inputs.count : sizeof s_samples / sizeof *s_samples;

@@ -14,6 +14,7 @@
 #include "zp_log.h"
 #include "zp_net.h"
 #include "zp_opts.h"
+#include "zp_plugin.h"
 #include "zp_spawn.h"
 #include "zp_util.h"
 
@@ -501,23 +502,9 @@ int zp_cmd_run(int argc, char **argv)
 
     /* Settings go to the plugin by name: NAME.so's NAME, as the worker
      * looks them up under the descriptor's name (the same, by custom). */
-    {
-        const char *base = strrchr(o.plugin, '/');
-        base = base ? base + 1 : o.plugin;
-        size_t bl = strlen(base);
-        if (bl > 3 && strcmp(base + bl - 3, ".so") == 0)
-            bl -= 3;
-        pconf = calloc(o.config.count + 1, sizeof *pconf);
-        for (size_t i = 0; pconf && i < o.config.count; i++)
-            if (asprintf(&pconf[i], "%.*s.%s", (int)bl, base,
-                         o.config.items[i]) < 0)
-                pconf[i] = NULL;
-        for (size_t i = 0; pconf && i < o.config.count; i++)
-            if (!pconf[i])
-                goto done;
-        if (!pconf)
-            goto done;
-    }
+    pconf = zp_plugin_settings_for(o.plugin, o.config.items, o.config.count);
+    if (!pconf)
+        goto done;
     bool has_reducer = false;
     name = s_plugin_name(bin_worker, o.plugin, pconf, o.config.count,
                          &has_reducer);
