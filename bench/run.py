@@ -589,13 +589,7 @@ class Bench:
 
     def report(self):
         out = os.path.join(HERE, "results.md")
-        host = "%s, %d CPUs, %s" % (platform.node(), self.ncpu, platform.platform())
-        try:
-            model = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-                     if l.startswith("model name")][0]
-            host += ", " + model
-        except (OSError, IndexError):
-            pass
+        host = self.host()
         with open(out, "w") as f:
             f.write("# zpipe benchmark results\n\n")
             f.write("Measured %s on %s%s; medians of %d alternating runs. "
