@@ -150,6 +150,48 @@ class Bench:
                    "worker": int(m.group(3))}
         return secs, rss, {}
 
+    def zpipe_metrics_run(self, inp, plugin, scrape_s=0.5):
+        """zpipe run with --metrics on in every process (ZPIPE_METRICS,
+        port 0) and a scraper fetching each daemon's /metrics every
+        scrape_s seconds while it runs, as Prometheus would (more often
+        than its default 15 s, to make the cost visible)."""
+        import threading
+        import urllib.request
+        cmd = [self.zpipe, "run", "--plugin", plugin, "--workers", "2",
+               "--input", inp, "--output", self.path("out"), "--format",
+               "lines", "--no-progress"]
+        env = dict(os.environ, ZPIPE_METRICS="127.0.0.1:0")
+        urls, scrapes, stop = [], [0], threading.Event()
+
+        def scraper():
+            while not stop.wait(scrape_s):
+                for u in list(urls):
+                    try:
+                        urllib.request.urlopen(u, timeout=2).read()
+                        scrapes[0] += 1
+                    except OSError:
+                        pass
+
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        th = threading.Thread(target=scraper, daemon=True)
+        th.start()
+        err = []
+        for line in p.stderr:
+            err.append(line)
+            m = re.search(r"serving (http://\S+/metrics)", line)
+            if m:
+                urls.append(m.group(1))
+        p.wait(3600)
+        secs = time.perf_counter() - t0
+        stop.set()
+        th.join()
+        if p.returncode != 0:
+            raise RuntimeError("zpipe run failed: %s" % "".join(err)[-800:])
+        if len(urls) < 4:
+            raise RuntimeError("metrics served by %d processes, want 4" % len(urls))
+        return secs, {}, {"scrapes": scrapes[0]}
+
     def python_run(self, call, what):
         """Times run.CALL in a fresh interpreter, as a user would run it."""
         code = "import sys; sys.path.insert(0, %r); import run; print(run.%s)" % (HERE, call)
@@ -266,6 +308,22 @@ class Bench:
                 ("zpipe echo ipc", lambda: self.zpipe_run(inp, "echo")),
             ])
 
+        # The cost of --metrics: the same runs with every daemon serving
+        # /metrics and scraped twice a second, against metrics off.
+        n_met = 20000 if q else 1000000
+        inp = self.write_input("metrics", (str(i) for i in range(n_met)))
+        print("metrics on vs off, empty tasks x %d" % n_met, flush=True)
+        self.measure("metrics cost, empty tasks", n_met, [
+            ("zpipe echo, metrics off", lambda: self.zpipe_run(inp, "echo")),
+            ("zpipe echo, metrics on + scraped", lambda: self.zpipe_metrics_run(inp, "echo")),
+        ])
+        n_ms = 2000 if q else 20000
+        inp = self.write_input("metrics_spin", ("100" for _ in range(n_ms)))
+        self.measure("metrics cost, spin 100 us", n_ms, [
+            ("zpipe spin, metrics off", lambda: self.zpipe_run(inp, "spin")),
+            ("zpipe spin, metrics on + scraped", lambda: self.zpipe_metrics_run(inp, "spin")),
+        ])
+
         n_lat = 1000 if q else 10000
         inp = self.write_input("lat", (str(i) for i in range(n_lat)))
         print("latency, one task at a time x %d" % n_lat, flush=True)
@@ -284,6 +342,8 @@ class Bench:
             ])
         if not self.args.only:
             self.exec_section()
+        for wl, ratio in self.metrics_costs():
+            print("  metrics on/off throughput, %s: %.3f" % (wl, ratio))
         if self.args.only:
             print("--only: a partial run; bench/results.md is left as it was")
             return
@@ -610,10 +670,29 @@ class Bench:
                     "%.2f" % r["ratio"] if r["ratio"] else "",
                     "%.0f %%" % (100 * r["efficiency"]) if r["efficiency"] else "",
                     "%d / %d" % (r["p50"], r["p99"]) if "p50" in r else "", rss))
+            costs = self.metrics_costs()
+            if costs:
+                f.write("\nMetrics cost (throughput with every daemon serving "
+                        "/metrics, scraped every 0.5 s, over metrics off; "
+                        "target >= 0.97): %s.\n" % "; ".join(
+                            "%s %.3f" % kv for kv in costs))
         with open(os.path.join(self.tmp, "rows.json"), "w") as f:
             json.dump(self.rows, f)
         print("wrote %s" % out)
         self.chart()
+
+    def metrics_costs(self):
+        """[(workload, on/off throughput)] of the metrics workloads."""
+        out = []
+        for wl in sorted({r["workload"] for r in self.rows
+                          if r["workload"].startswith("metrics cost")}):
+            rows = [r for r in self.rows if r["workload"] == wl
+                    and not r.get("failed")]
+            off = [r["rate"] for r in rows if "metrics off" in r["system"]]
+            on = [r["rate"] for r in rows if "metrics on" in r["system"]]
+            if off and on:
+                out.append((wl[len("metrics cost, "):], on[0] / off[0]))
+        return out
 
     def chart(self):
         gp = shutil.which("gnuplot")

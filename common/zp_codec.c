@@ -149,6 +149,8 @@ const char *zp_kind_name(const zp_message_t *msg)
         return "job_status";
     case ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST:
         return "status_request";
+    case ZPIPE__V1__MESSAGE__KIND_EVENT:
+        return "event";
     case ZPIPE__V1__MESSAGE__KIND_COMMITTED:
         return "committed";
     case ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST:
@@ -502,6 +504,8 @@ int zp_view_result_batch(zp_result_view_t *v, const void *data, size_t len,
                         t->elapsed_us = y.v;
                     else if (y.num == 9)
                         t->retryable = y.v != 0;
+                    else if (y.num == 12)
+                        t->quarantined = y.v != 0;
                 } else if (y.wt == S_LEN) {
                     if (y.num == 3) {
                         t->output.data = (uint8_t *)y.p;
@@ -611,7 +615,7 @@ static size_t s_result_size(const Zpipe__V1__Result *r)
            (el ? s_len_field_size(el) : 0) + (cl ? s_len_field_size(cl) : 0) +
            S_OPT_VARINT_SIZE((uint64_t)r->attempt) +
            S_OPT_VARINT_SIZE(r->start_us) + S_OPT_VARINT_SIZE(r->elapsed_us) +
-           (r->retryable ? 2 : 0);
+           (r->retryable ? 2 : 0) + (r->quarantined ? 2 : 0);
 }
 
 /* Message{kind: body of body_len} header; returns where the body goes. */
@@ -696,6 +700,10 @@ int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
         S_PUT_OPT_VARINT(p, 8, r->elapsed_us);
         if (r->retryable) {
             *p++ = (uint8_t)(9 << 3 | S_VARINT);
+            *p++ = 1;
+        }
+        if (r->quarantined) {
+            *p++ = (uint8_t)(12 << 3 | S_VARINT);
             *p++ = 1;
         }
     }

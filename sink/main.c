@@ -1,6 +1,7 @@
 /* zpipe-sink: options to zp_sink_run. */
 #include "sink.h"
 #include "zp_log.h"
+#include "zp_events.h"
 #include "zp_metrics.h"
 #include "zp_opts.h"
 #include "zp_util.h"
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
          "a reducer's setting (also ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
          &cfg.plugin_config, 0, 0, NULL},
         ZP_METRICS_OPTION(cfg.metrics),
+        ZP_EVENTS_OPTION(cfg.events),
         ZP_CURVE_OPTIONS(cfg.curve),
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,

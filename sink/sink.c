@@ -4,6 +4,7 @@
 #include "zp_codec.h"
 #include "zp_journal.h"
 #include "zp_log.h"
+#include "zp_events.h"
 #include "zp_metrics.h"
 #include "zp_net.h"
 #include "zp_plugin.h"
@@ -92,6 +93,7 @@ typedef struct {
     uint64_t bad_messages;
     uint64_t bad_results;  /* of bad_messages, those on the results socket */
     zp_metrics_t *metrics; /* NULL unless --metrics */
+    zp_events_t *events;   /* NULL unless --events */
     bool write_failed;
     zp_journal_t *journal;
     uint64_t out_offset; /* bytes in the output file */
@@ -722,6 +724,15 @@ static void s_check_done(s_sink_t *s, s_job_t *j)
             (unsigned long long)j->succeeded, (unsigned long long)j->failed,
             (unsigned long long)j->duplicates,
             (unsigned long long)s->bad_messages);
+    if (s->events) {
+        Zpipe__V1__Event ev = ZPIPE__V1__EVENT__INIT;
+        ev.kind = ZPIPE__V1__EVENT_KIND__EVENT_JOB_DONE;
+        ev.job_id = j->id;
+        ev.count = j->total;
+        ev.succeeded = j->succeeded;
+        ev.failed = j->failed;
+        zp_events_emit(s->events, &ev);
+    }
     for (size_t i = 0; i < j->n_waiters; i++)
         s_send_status(s, j, j->id, j->waiters[i].rid, j->waiters[i].rid_len);
     j->n_waiters = 0;
@@ -872,6 +883,23 @@ static void s_bad(s_sink_t *s, const char *socket, const char *why, size_t len)
                 socket, len, (unsigned long long)s->bad_messages);
 }
 
+/* Publishes what happened to r, a failed attempt of a task of j. */
+static void s_event_task(s_sink_t *s, const s_job_t *j, const char *worker,
+                         const Zpipe__V1__Result *r, Zpipe__V1__EventKind kind)
+{
+    if (!s->events)
+        return;
+    Zpipe__V1__Event ev = ZPIPE__V1__EVENT__INIT;
+    ev.kind = kind;
+    ev.job_id = j->id;
+    ev.worker_id = (char *)worker;
+    ev.task_id = r->task_id;
+    ev.attempt = r->attempt ? r->attempt : 1;
+    ev.cause = r->cause;
+    ev.detail = r->error;
+    zp_events_emit(s->events, &ev);
+}
+
 static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
 {
     size_t len = zmq_msg_size(frame);
@@ -926,6 +954,8 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
                     j->retry_attempts = a;
                     a[j->n_retry - 1] = r->attempt ? r->attempt : 1;
                     j->retries++;
+                    s_event_task(s, j, worker, r,
+                                 ZPIPE__V1__EVENT_KIND__EVENT_TASK_RETRIED);
                     continue;
                 }
                 j->n_retry--;
@@ -945,8 +975,13 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
         j->done++;
         if (ok)
             j->succeeded++;
-        else
+        else {
             j->failed++;
+            s_event_task(s, j, worker, r,
+                         r->quarantined
+                             ? ZPIPE__V1__EVENT_KIND__EVENT_TASK_QUARANTINED
+                             : ZPIPE__V1__EVENT_KIND__EVENT_TASK_FAILED);
+        }
         if (ok && j->reducer) {
             /* Folded, not written; committed like any record. */
             int rs = j->reduce_error
@@ -1293,6 +1328,10 @@ static void s_metrics_render(s_sink_t *s, uint64_t now)
     zp_metrics_family(m, "zpipe_connections_dropped_total", ZP_METRIC_COUNTER,
                       "Connections dropped: oversized messages, peers gone.");
     zp_metrics_u64(m, "zpipe_connections_dropped_total", NULL, s->dropped);
+    zp_metrics_family(m, "zpipe_events_published_total", ZP_METRIC_COUNTER,
+                      "Events published on --events.");
+    zp_metrics_u64(m, "zpipe_events_published_total", NULL,
+                   zp_events_sent(s->events));
     if (zp_metrics_publish(m, now) < 0)
         zp_warn("metrics: out of memory rendering; serving the last snapshot");
 }
@@ -1336,6 +1375,11 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     if (cfg->publish && *cfg->publish) {
         s.pub = s_bind(&s, ZMQ_PUB, cfg->publish);
         if (!s.pub || zp_curve_watch(s.curve, s.pub, "publish") < 0)
+            goto fail_ctx;
+    }
+    if (cfg->events && *cfg->events) {
+        s.events = zp_events_new(s.ctx, cfg->events, "sink", s.curve);
+        if (!s.events)
             goto fail_ctx;
     }
     zp_info("sink ready: results %s, control %s, publish %s, output %s (%s%s)",
@@ -1431,6 +1475,7 @@ fail_ctx:
         zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(socks[i]);
     }
+    zp_events_destroy(&s.events); /* its last events get the linger */
     zp_curve_log_counts(s.curve, "sink");
     zp_curve_destroy(&s.curve);
     zmq_ctx_term(s.ctx);

@@ -31,6 +31,7 @@ typedef struct {
     zp_strlist_t reduce;        /* plugins whose jobs are reduced here */
     zp_strlist_t plugin_config; /* their settings, PLUGIN.KEY=VALUE */
     const char *metrics;        /* HOST:PORT serving /metrics; NULL = off */
+    const char *events;         /* bind, PUB, cluster events; NULL = off */
     long parent_pid;
 } zp_sink_config_t;
 

@@ -1,6 +1,7 @@
 /* zpipe-ventilator: options to zp_ventilator_run. */
 #include "ventilator.h"
 #include "zp_log.h"
+#include "zp_events.h"
 #include "zp_metrics.h"
 #include "zp_opts.h"
 #include "zp_util.h"
@@ -105,6 +106,7 @@ int main(int argc, char **argv)
          "has already committed",
          &cfg.resume_journal, 0, 0, NULL},
         ZP_METRICS_OPTION(cfg.metrics),
+        ZP_EVENTS_OPTION(cfg.events),
         ZP_CURVE_OPTIONS(cfg.curve),
         ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
                             cfg.sink_key),

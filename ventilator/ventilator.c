@@ -7,6 +7,7 @@
 #include "zp_idmap.h"
 #include "zp_journal.h"
 #include "zp_log.h"
+#include "zp_events.h"
 #include "zp_metrics.h"
 #include "zp_net.h"
 #include "zp_util.h"
@@ -133,6 +134,7 @@ typedef struct {
     uint64_t gave_up, bad_messages, intake_bad;
     uint64_t bad_control;  /* of bad_messages, those from the sink */
     zp_metrics_t *metrics; /* NULL unless --metrics */
+    zp_events_t *events;   /* NULL unless --events */
     size_t max_held;       /* most tasks held at once (read, not committed) */
     uint64_t held_bytes;   /* their payload bytes */
 
@@ -405,9 +407,10 @@ static int s_refill(s_vent_t *v, s_job_t *j, size_t want)
     return 0;
 }
 
-/* Queues a failure record for t, which is out of attempts. */
+/* Queues a failure record for t, which is out of attempts; quarantined:
+ * it is a poison task. */
 static void s_give_up(s_vent_t *v, s_task_t *t, const char *cause,
-                      const char *why)
+                      const char *why, bool quarantined)
 {
     s_job_t *j = t->job;
     if (j->n_fail == j->cap_fail) {
@@ -424,6 +427,7 @@ static void s_give_up(s_vent_t *v, s_task_t *t, const char *cause,
     r->status = ZPIPE__V1__STATUS__STATUS_FAILED;
     r->cause = (char *)cause;
     r->attempt = t->attempt;
+    r->quarantined = quarantined;
     char *msg = NULL;
     if (asprintf(&msg, "%s on attempt %u of %u; giving up", why, t->attempt,
                  j->max_attempts) < 0)
@@ -471,14 +475,31 @@ static void s_queue_front(s_task_t *t)
                  (unsigned long long)t->id);
 }
 
+/* Publishes that t will run again (as attempt). */
+static void s_event_retried(s_vent_t *v, const s_task_t *t, uint32_t attempt,
+                            const char *cause, const char *why)
+{
+    if (!v->events)
+        return;
+    Zpipe__V1__Event ev = ZPIPE__V1__EVENT__INIT;
+    ev.kind = ZPIPE__V1__EVENT_KIND__EVENT_TASK_RETRIED;
+    ev.job_id = t->job->id;
+    ev.task_id = t->id;
+    ev.attempt = attempt;
+    ev.cause = (char *)cause;
+    ev.detail = (char *)why;
+    zp_events_emit(v->events, &ev);
+}
+
 /* Sends t again later with its attempt raised, or gives up on it. */
 static void s_requeue(s_vent_t *v, s_task_t *t, const char *cause,
                       const char *why)
 {
     if (t->attempt >= t->job->max_attempts) {
-        s_give_up(v, t, cause, why);
+        s_give_up(v, t, cause, why, false);
         return;
     }
+    s_event_retried(v, t, t->attempt, cause, why);
     t->attempt++;
     s_queue_front(t);
     v->redelivered++;
@@ -494,9 +515,10 @@ static void s_requeue_lost(s_vent_t *v, s_task_t *t, const char *why)
     if (++t->losses >= S_MAX_LOSSES) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s, for the %u. time", why, t->losses);
-        s_give_up(v, t, "worker_lost", msg);
+        s_give_up(v, t, "worker_lost", msg, true);
         return;
     }
+    s_event_retried(v, t, t->attempt, "worker_lost", why);
     s_queue_front(t);
     v->redelivered++;
 }
@@ -521,9 +543,10 @@ static bool s_worker_has(const s_worker_t *w, const char *plugin)
     return false;
 }
 
-/* Forgets a worker; with lost = true its tasks are sent again. */
+/* Forgets a worker; with lost = true its tasks are sent again. dead: it
+ * vanished rather than said bye. */
 static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why,
-                          bool lost)
+                          bool lost, bool dead)
 {
     size_t held = 0;
     if (lost) {
@@ -547,6 +570,15 @@ static void s_worker_drop(s_vent_t *v, s_worker_t *w, const char *why,
     if (held)
         zp_warn("worker %s was holding %zu tasks; sending them again", w->id,
                 held);
+    if (v->events) {
+        Zpipe__V1__Event ev = ZPIPE__V1__EVENT__INIT;
+        ev.kind = dead ? ZPIPE__V1__EVENT_KIND__EVENT_WORKER_DEAD
+                       : ZPIPE__V1__EVENT_KIND__EVENT_WORKER_LEFT;
+        ev.worker_id = w->id;
+        ev.detail = (char *)why;
+        ev.count = held;
+        zp_events_emit(v->events, &ev);
+    }
     free(w->id);
     for (size_t i = 0; i < w->n_plugins; i++)
         free(w->plugins[i]);
@@ -564,7 +596,7 @@ static void s_on_hello(s_vent_t *v, const char *rid, size_t rid_len,
 {
     s_worker_t *w = s_worker_find(v, rid, rid_len);
     if (w) /* a restarted worker with the same id holds nothing of ours */
-        s_worker_drop(v, w, "said hello again", true);
+        s_worker_drop(v, w, "said hello again", true, true);
     s_worker_t *ws = realloc(v->workers, (v->n_workers + 1) * sizeof *ws);
     if (!ws) {
         zp_error("out of memory adding a worker");
@@ -594,6 +626,20 @@ static void s_on_hello(s_vent_t *v, const char *rid, size_t rid_len,
             w->id, h->host ? h->host : "?", h->pid,
             (unsigned long long)w->window, (unsigned long long)w->credit,
             w->n_plugins);
+    if (v->events) {
+        zp_buf_t plugins = {0};
+        for (size_t i = 0; i < w->n_plugins; i++)
+            zp_buf_printf(&plugins, "%s%s", i ? "," : "", w->plugins[i]);
+        Zpipe__V1__Event ev = ZPIPE__V1__EVENT__INIT;
+        ev.kind = ZPIPE__V1__EVENT_KIND__EVENT_WORKER_JOINED;
+        ev.worker_id = w->id;
+        ev.host = h->host;
+        ev.pid = h->pid;
+        ev.plugin = plugins.data;
+        ev.count = w->window;
+        zp_events_emit(v->events, &ev);
+        zp_buf_free(&plugins);
+    }
 }
 
 static void s_bad(s_vent_t *v, const char *what, size_t len)
@@ -659,7 +705,7 @@ static void s_on_dispatch(s_vent_t *v, const char *rid, size_t rid_len,
          * still in flight with it is sent again. */
         s_worker_drop(
             v, w, m->bye->reason && *m->bye->reason ? m->bye->reason : "bye",
-            true);
+            true, false);
         break;
     default:
         s_bad(v, "an unexpected message kind", len);
@@ -842,7 +888,7 @@ static int s_dispatch_credit(s_vent_t *v)
             v->last_slot = j->slot;
             if (s_send_batch(v, j, n, w, ZMQ_DONTWAIT) < 0) {
                 if (errno == EHOSTUNREACH) {
-                    s_worker_drop(v, w, "unreachable", true);
+                    s_worker_drop(v, w, "unreachable", true, true);
                     found = true;
                     break;
                 }
@@ -987,6 +1033,21 @@ static void s_on_sink_restart(s_vent_t *v)
 static void s_intake_ack(s_vent_t *v, s_job_t *j, bool ok, const char *error,
                          uint64_t first, uint64_t accepted);
 
+/* Publishes that j opened (plugin) or closed (count = its tasks). */
+static void s_event_job(s_vent_t *v, const s_job_t *j,
+                        Zpipe__V1__EventKind kind)
+{
+    if (!v->events)
+        return;
+    Zpipe__V1__Event ev = ZPIPE__V1__EVENT__INIT;
+    ev.kind = kind;
+    ev.job_id = j->id;
+    ev.plugin = j->plugin;
+    if (kind == ZPIPE__V1__EVENT_KIND__EVENT_JOB_CLOSED)
+        ev.count = j->next_task_id;
+    zp_events_emit(v->events, &ev);
+}
+
 static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
 {
     zp_arena_reset(v->arena);
@@ -1027,12 +1088,14 @@ static void s_on_control(s_vent_t *v, zmq_msg_t *frame)
             zp_info("job %s opened at the sink; dispatching (%s)", j->id,
                     v->cfg->dispatch);
             j->opened = true;
+            s_event_job(v, j, ZPIPE__V1__EVENT_KIND__EVENT_JOB_OPENED);
             if (j->prid_len && !j->producer_acked) {
                 s_intake_ack(v, j, true, NULL, 0, 0);
                 j->producer_acked = true;
             }
         } else if (j->last_close_us && !j->close_acked) {
             j->close_acked = true;
+            s_event_job(v, j, ZPIPE__V1__EVENT_KIND__EVENT_JOB_CLOSED);
             j->last_status_us = zp_mono_us();
         }
         return;
@@ -1081,7 +1144,7 @@ static void s_probe_workers(s_vent_t *v)
         if (zp_send(v->dispatch, w->rid, w->rid_len, &m, &v->scratch,
                     ZMQ_DONTWAIT) < 0 &&
             errno == EHOSTUNREACH) {
-            s_worker_drop(v, w, "disconnected", true);
+            s_worker_drop(v, w, "disconnected", true, true);
             continue;
         }
         i++;
@@ -1107,7 +1170,7 @@ static void s_check_liveness(s_vent_t *v)
             char why[96];
             snprintf(why, sizeof why, "no heartbeat for %.1f s",
                      (double)(now - w->last_seen_us) / 1e6);
-            s_worker_drop(v, w, why, true);
+            s_worker_drop(v, w, why, true, true);
             continue;
         }
         i++;
@@ -1621,6 +1684,10 @@ static void s_metrics_render(s_vent_t *v, uint64_t now)
     zp_metrics_u64(m, "zpipe_bad_messages_total",
                    (const char *const[]){"socket", "control", NULL},
                    v->bad_control);
+    zp_metrics_family(m, "zpipe_events_published_total", ZP_METRIC_COUNTER,
+                      "Events published on --events.");
+    zp_metrics_u64(m, "zpipe_events_published_total", NULL,
+                   zp_events_sent(v->events));
     zp_metrics_family(m, "zpipe_tasks_held", ZP_METRIC_GAUGE,
                       "Tasks read and not yet committed by the sink.");
     zp_metrics_u64(m, "zpipe_tasks_held", NULL, zp_idmap_size(v->tasks));
@@ -1727,6 +1794,11 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                   true, 1u << 20, v.curve, NULL);
     if (!v.dispatch)
         goto fail_ctx;
+    if (cfg->events && *cfg->events) {
+        v.events = zp_events_new(v.ctx, cfg->events, "ventilator", v.curve);
+        if (!v.events)
+            goto fail_ctx;
+    }
     if (!v.push)
         v.monitor = zp_curve_monitor(v.curve, v.dispatch,
                                      ZMQ_EVENT_DISCONNECTED, "dispatch");
@@ -1823,15 +1895,17 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
             zp_error("poll: %s", zmq_strerror(errno));
             break;
         }
-        if (items[2].revents & ZMQ_POLLIN)
-            s_on_monitor(&v);
         if (want_input && (items[4].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
             if (s_fill(&fj->in, true) < 0) {
                 zp_error("reading %s: %s", cfg->input, strerror(errno));
                 break;
             }
         }
-        if (!v.push && (items[0].revents & ZMQ_POLLIN))
+        /* A peer's last messages (a worker's bye) stay readable after
+         * libzmq has forgotten its route, so they are read before the
+         * monitor's disconnect makes us probe who is gone. */
+        bool disconnect = items[2].revents & ZMQ_POLLIN;
+        if (!v.push && ((items[0].revents & ZMQ_POLLIN) || disconnect))
             for (int k = 0; k < 256; k++) {
                 int r = zp_recv(v.dispatch, true, rid, &rid_len, &frame,
                                 ZMQ_DONTWAIT);
@@ -1843,6 +1917,8 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
                 }
                 s_on_dispatch(&v, rid, rid_len, &frame);
             }
+        if (disconnect)
+            s_on_monitor(&v);
         if (items[1].revents & ZMQ_POLLIN)
             for (int k = 0; k < 256; k++) {
                 int r =
@@ -1930,6 +2006,7 @@ fail_ctx:
         zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(sock);
     }
+    zp_events_destroy(&v.events); /* its last events get the linger */
     zp_curve_log_counts(v.curve, "ventilator");
     zp_curve_destroy(&v.curve);
     if (v.ctx)
@@ -1937,7 +2014,7 @@ fail_ctx:
 fail_alloc:
     zp_metrics_destroy(&v.metrics);
     while (v.n_workers)
-        s_worker_drop(&v, &v.workers[0], "ventilator stopping", false);
+        s_worker_drop(&v, &v.workers[0], "ventilator stopping", false, false);
     free(v.workers);
     if (v.tasks) {
         size_t cursor = 0;

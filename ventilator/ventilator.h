@@ -49,6 +49,7 @@ typedef struct {
     const char *sink_key;          /* the sink's public key (CURVE) */
     zp_strlist_t config;           /* the file job's plugin settings */
     const char *metrics;           /* HOST:PORT serving /metrics; NULL = off */
+    const char *events;            /* bind, PUB, cluster events; NULL = off */
     long parent_pid;
 } zp_ventilator_config_t;
 

@@ -58,6 +58,7 @@ typedef struct {
     uint32_t attempt;
     int status;
     bool retryable;
+    bool quarantined; /* a poison task, given up for good */
     const char *cause;
     size_t out_off, out_len;
     size_t err_off, err_len;
@@ -503,6 +504,7 @@ static int s_flush_results(s_worker_t *w)
             r->error = w->err.data + d->err_off;
             r->cause = (char *)d->cause;
             r->retryable = d->retryable;
+            r->quarantined = d->quarantined;
         }
         r->start_us = d->start_us;
         r->elapsed_us = d->elapsed_us;
@@ -1390,6 +1392,7 @@ static void s_exec_died(s_worker_t *w)
             d->status = ZPIPE_ERROR;
             d->cause = cause;
             d->retryable = !poison && strcmp(cause, "resource_limit") != 0;
+            d->quarantined = poison;
             d->start_us = zp_now_us();
             zp_buf_printf(&w->err, "%s on attempt %u%s", how, attempt,
                           poison ? "; quarantined as a poison task after "
@@ -1806,9 +1809,12 @@ int zp_worker_run(const zp_worker_config_t *cfg)
 
 fail_ctx:
     if (w.tasks) {
-        /* The bye is best effort: never wait on a ventilator that is gone. */
-        int zero = 0;
-        zmq_setsockopt(w.tasks, ZMQ_LINGER, &zero, sizeof zero);
+        /* The bye is best effort: a short linger lets it reach the wire
+         * (with none it was mostly dropped, and the ventilator took a
+         * worker that said bye for dead) but never waits long on a
+         * ventilator that is gone. */
+        int linger = 200;
+        zmq_setsockopt(w.tasks, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(w.tasks);
     }
     if (w.results)
