@@ -319,8 +319,8 @@ static const int8_t s_task_wt[16] = {
 static const int8_t s_task_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, A, A, A, A, A, A, A, A, A, A};
 static const int8_t s_result_wt[16] = {
-    A,        S_VARINT, S_VARINT, S_LEN, S_LEN, S_LEN, S_VARINT, S_VARINT,
-    S_VARINT, S_VARINT, A,        A,     A,     A,     A,        A};
+    A,        S_VARINT, S_VARINT, S_LEN, S_LEN,    S_LEN, S_VARINT, S_VARINT,
+    S_VARINT, S_VARINT, A,        A,     S_VARINT, A,     A,        A};
 static const int8_t s_result_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_VARINT, S_VARINT, A,
     A, A,     A,     A,     A,        A,        A,        A};
@@ -339,6 +339,34 @@ int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
     return s_scan_batch(
         data, len, max_len, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
         s_result_batch_wt, 3, s_result_wt, 8, n_results, elapsed_us, NULL);
+}
+
+void zp_each_result_elapsed(const void *data, size_t len,
+                            void (*fn)(void *arg, uint64_t elapsed_us),
+                            void *arg)
+{
+    s_rd_t r = {data, (const uint8_t *)data + len}, b, item;
+    unsigned num;
+    int wt;
+    if (s_field(&r, &num, &wt) != 1 || !s_len(&r, &b))
+        return;
+    while (s_field(&b, &num, &wt) == 1) {
+        if (num != 3 || wt != S_LEN) {
+            s_skip(&b, wt);
+            continue;
+        }
+        s_len(&b, &item);
+        uint64_t elapsed = 0, v;
+        while (s_field(&item, &num, &wt) == 1) {
+            if (wt == S_VARINT) {
+                s_varint(&item, &v);
+                if (num == 8)
+                    elapsed = v;
+            } else
+                s_skip(&item, wt);
+        }
+        fn(arg, elapsed);
+    }
 }
 
 /* ---- zero-copy views ------------------------------------------------------

@@ -49,6 +49,11 @@ int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
                        size_t *n_tasks);
 int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
                          size_t *n_results, uint64_t *elapsed_us);
+/* Calls fn with each result's elapsed_us, in order, for a frame that
+ * zp_scan_result_batch accepted (anything else: undefined). */
+void zp_each_result_elapsed(const void *data, size_t len,
+                            void (*fn)(void *arg, uint64_t elapsed_us),
+                            void *arg);
 
 /* Zero-copy decoding of the two batch kinds, for hot paths. On 0, batch
  * holds what zp_decode would give for a Message holding just that kind,

@@ -1208,6 +1208,12 @@ static void s_exec_next(s_worker_t *w)
     }
 }
 
+static void s_observe_call(void *arg, uint64_t elapsed_us)
+{
+    s_worker_t *w = arg;
+    zp_histogram_observe(&w->call_hist, (double)elapsed_us / 1e6, 1);
+}
+
 /* Takes results from one executor frame into the outgoing batch. */
 static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
 {
@@ -1222,9 +1228,7 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
         w->completed += n;
         if (n) {
             s_adapt(w, elapsed / n, ex->cur_bytes, n);
-            /* A forwarded frame carries only its tasks' total time: each
-             * counts at the batch's mean. */
-            zp_histogram_observe(&w->call_hist, (double)elapsed / 1e6 / n, n);
+            zp_each_result_elapsed(data, len, s_observe_call, w);
         }
         atomic_store(&ex->progress->completed, w->completed);
         ex->cur_done =

@@ -125,6 +125,19 @@ static void s_result_frame(zp_buf_t *buf, size_t n)
     TEST_CHECK(zp_encode(&m, buf) == 0);
 }
 
+typedef struct {
+    size_t n;
+    uint64_t v[16];
+} s_elapsed_t;
+
+static void s_collect_elapsed(void *arg, uint64_t elapsed_us)
+{
+    s_elapsed_t *e = arg;
+    if (e->n < 16)
+        e->v[e->n] = elapsed_us;
+    e->n++;
+}
+
 static void test_scans_count_what_decode_sees(void)
 {
     Zpipe__V1__Task t[5], *tp[5];
@@ -171,6 +184,12 @@ static void test_scans_count_what_decode_sees(void)
     TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum), 0);
     TEST_EQ_INT(n, 8);
     TEST_EQ_INT(sum, 36);
+    /* Each result's own time, in order (the worker's histogram). */
+    s_elapsed_t seen = {0};
+    zp_each_result_elapsed(buf.data, buf.len, s_collect_elapsed, &seen);
+    TEST_EQ_INT(seen.n, 8);
+    for (size_t i = 0; i < 8; i++)
+        TEST_EQ_INT(seen.v[i], i + 1);
     TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), -1);
     /* A known field with the wrong wire type: the first result's task_id
      * (tag 0x08) made a fixed64 (0x09). decode refuses; so must the scan. */
