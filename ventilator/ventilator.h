@@ -49,6 +49,7 @@ typedef struct {
     const char *sink_key;          /* the sink's public key (CURVE) */
     zp_strlist_t config;           /* the file job's plugin settings */
     const char *metrics;           /* HOST:PORT serving /metrics; NULL = off */
+    bool trace; /* stamp Task.queued_us on every task (task timelines) */
     long parent_pid;
 } zp_ventilator_config_t;
 
