@@ -259,6 +259,15 @@ static void s_level(s_tl_t *t, int stage, uint64_t from, uint64_t to)
     t->level[stage][b]--;
 }
 
+/* A time for an event's args: µs from t0 like ts, or null when unknown. */
+static const char *s_ts(const s_tl_t *t, uint64_t v, char buf[24])
+{
+    if (!v)
+        return "null";
+    snprintf(buf, 24, "%llu", s_rel(t, v));
+    return buf;
+}
+
 static double s_ms(uint64_t us)
 {
     return (double)us / 1000.0;
@@ -283,19 +292,25 @@ static void s_pass2(s_tl_t *t, const zp_trace_entry_t *e)
     }
     if (pid) {
         uint64_t q = 0, tw = 0, ts = 0;
+        char tq[24], td[24], tr[24], tc[24];
+        uint64_t skew = t->skew; /* counted once, in pass 1 */
         s_stage(t, e->queued_us, e->dispatch_us, &q);
         s_stage(t, e->dispatch_us, e->start_us, &tw);
         s_stage(t, finish, e->commit_us, &ts);
+        t->skew = skew;
         s_event(t,
                 "{\"name\":\"task %llu\",\"cat\":\"task\",\"ph\":\"X\","
                 "\"ts\":%llu,\"dur\":%llu,\"pid\":%d,\"tid\":1,\"args\":{"
                 "\"job\":\"%s\",\"task\":%llu,\"attempt\":%u,\"status\":\"%s\","
                 "\"outcome\":\"%s\",\"bytes\":%llu,\"queued_ms\":%.3f,"
-                "\"to_worker_ms\":%.3f,\"to_sink_ms\":%.3f}}",
+                "\"to_worker_ms\":%.3f,\"to_sink_ms\":%.3f,\"queued_ts\":%s,"
+                "\"dispatched_ts\":%s,\"received_ts\":%s,\"committed_ts\":%s}}",
                 (unsigned long long)e->task, s_rel(t, e->start_us),
                 (unsigned long long)e->elapsed_us, pid, job.data,
                 (unsigned long long)e->task, e->attempt, status, outcome,
-                (unsigned long long)e->bytes, s_ms(q), s_ms(tw), s_ms(ts));
+                (unsigned long long)e->bytes, s_ms(q), s_ms(tw), s_ms(ts),
+                s_ts(t, e->queued_us, tq), s_ts(t, e->dispatch_us, td),
+                s_ts(t, e->received_us, tr), s_ts(t, e->commit_us, tc));
     } else if (e->received_us) {
         /* A record nobody ran: the ventilator gave up on the task. */
         s_event(t,
