@@ -479,8 +479,6 @@ int zp_timeline_write(const char *log_path, FILE *out, const char *out_name,
                 s_rel(&t, key), (unsigned long long)b->tasks,
                 esc.data ? esc.data : "");
         zp_buf_free(&esc);
-        zp_idmap_remove(t.batches, key);
-        free(b);
     }
     cur = 0;
     while (zp_idmap_next(t.commits, &cur, &key, &val))
@@ -517,14 +515,12 @@ int zp_timeline_write(const char *log_path, FILE *out, const char *out_name,
     s_summary(&t, bytes > 0 ? (uint64_t)bytes : 0);
     rc = 0;
 done:
-    if (t.batches) { /* on an early exit, batches may still be held */
+    if (t.batches) { /* the map is destroyed whole: no removals */
         size_t c = 0;
         uint64_t k;
         void *v;
-        while (zp_idmap_next(t.batches, &c, &k, &v)) {
-            zp_idmap_remove(t.batches, k);
+        while (zp_idmap_next(t.batches, &c, &k, &v))
             free(v);
-        }
     }
     zp_idmap_destroy(&t.batches);
     zp_idmap_destroy(&t.commits);
