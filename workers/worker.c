@@ -724,6 +724,24 @@ void zp_worker_probe_destroy(zp_worker_probe_t **self_p)
     *self_p = NULL;
 }
 
+/* A monotonic and a wall clock reading of the same moment. The wall
+ * clock is read between two monotonic readings, again (at most thrice)
+ * when this process was preempted in between: results' start times are
+ * derived from the pair, and task timelines compare them with other
+ * processes' clocks. */
+static void s_clock_pair(uint64_t *mono, uint64_t *wall)
+{
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 3 && best > 20; i++) {
+        uint64_t m0 = zp_mono_us(), w = zp_now_us(), m1 = zp_mono_us();
+        if (m1 - m0 < best) {
+            best = m1 - m0;
+            *mono = m0 + (m1 - m0) / 2;
+            *wall = w;
+        }
+    }
+}
+
 /* Runs a batch here (in process, or in the executor child). */
 static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
                         s_progress_t *progress)
@@ -751,7 +769,9 @@ static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
     }
     /* One clock read per task: a task starts when the one before ended;
      * wall times are derived from one reading per batch. */
-    uint64_t mono0 = zp_mono_us(), wall0 = zp_now_us(), t = mono0;
+    uint64_t mono0 = 0, wall0 = 0;
+    s_clock_pair(&mono0, &wall0);
+    uint64_t t = mono0;
     for (size_t i = 0; i < b->n_tasks; i++) {
         s_done_t *d = s_done_push(w, job);
         if (!d) {

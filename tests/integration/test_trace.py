@@ -108,14 +108,26 @@ def test_trace_of_10000_tasks_is_valid_and_matches_the_summary():
           "%d X events, %r attempts" % (len(tasks), workers))
 
     # Each task's life in order: queued <= dispatched <= started <=
-    # finished <= received <= committed (one machine, one clock).
+    # finished <= received <= committed. One machine, one wall clock: the
+    # times each process reads itself are strictly ordered. The worker
+    # derives a task's wall times from one (monotonic, wall) pair per batch
+    # read within ~20 µs, so where its times meet another process's
+    # (dispatched -> started, finished -> received) a small slack is
+    # allowed, and counted.
+    slack, stretched = 1000, 0
     for tid, e in committed.items():
         a = e["args"]
-        life = [a["queued_ts"], a["dispatched_ts"], e["ts"], e["ts"] + e["dur"],
-                a["received_ts"], a["committed_ts"]]
-        check(None not in life, "task %d lacks a time: %r" % (tid, a))
-        check(life == sorted(life), "task %d out of order: %r" % (tid, life))
+        q, d, st, fin = a["queued_ts"], a["dispatched_ts"], e["ts"], e["ts"] + e["dur"]
+        rcv, com = a["received_ts"], a["committed_ts"]
+        check(None not in (q, d, rcv, com), "task %d lacks a time: %r" % (tid, a))
+        check(q <= d and st <= fin and rcv <= com,
+              "task %d out of order: %r" % (tid, [q, d, st, fin, rcv, com]))
+        check(d <= st + slack and fin <= rcv + slack,
+              "task %d: worker times beyond %d µs of the others: %r"
+              % (tid, slack, [q, d, st, fin, rcv, com]))
+        stretched += (d > st) + (fin > rcv)
         check(a["status"] == "ok" and a["attempt"] == 1, repr(a))
+    check(stretched < n // 100, "%d tasks needed the slack" % stretched)
 
     # Utilisation recomputed from the events matches the summary.
     dispatches = [e["ts"] for e in events if e["ph"] == "i" and e["name"] == "dispatch"]
@@ -148,8 +160,8 @@ def test_trace_of_10000_tasks_is_valid_and_matches_the_summary():
           repr(counters[:1]))
     check(all(v == 0 for v in counters[-1]["args"].values()), "tasks left at the end: %r"
           % counters[-1])
-    print("  10000 tasks: %.2f s, trace %d bytes, %d events; %s" % (
-        secs, size, len(events),
+    print("  10000 tasks: %.2f s, trace %d bytes, %d events, %d within the "
+          "clock slack; %s" % (secs, size, len(events), stretched,
         ", ".join("%s %.2f%%" % (k, v["util"]) for k, v in sorted(workers.items()))))
 
 
