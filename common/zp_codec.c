@@ -315,12 +315,13 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
 
 #define A S_ANY
 static const int8_t s_task_wt[16] = {
-    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, A, A, A, A, A, A, A, A, A, A, A};
+    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, A, A,
+    A, A,        A,     A,        A,        A,        A, A};
 static const int8_t s_task_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, A, A, A, A, A, A, A, A, A, A};
 static const int8_t s_result_wt[16] = {
-    A,        S_VARINT, S_VARINT, S_LEN, S_LEN,    S_LEN, S_VARINT, S_VARINT,
-    S_VARINT, S_VARINT, A,        A,     S_VARINT, A,     A,        A};
+    A,        S_VARINT, S_VARINT, S_LEN,    S_LEN,    S_LEN, S_VARINT, S_VARINT,
+    S_VARINT, S_VARINT, S_VARINT, S_VARINT, S_VARINT, A,     A,        A};
 static const int8_t s_result_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_VARINT, S_VARINT, A,
     A, A,     A,     A,     A,        A,        A,        A};
@@ -479,6 +480,8 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
                     t->attempt = (uint32_t)y.v;
                 else if (y.num == 4 && y.wt == S_VARINT)
                     t->deadline_ms = y.v;
+                else if (y.num == 5 && y.wt == S_VARINT)
+                    t->queued_us = y.v;
             }
         }
     }
@@ -532,6 +535,10 @@ int zp_view_result_batch(zp_result_view_t *v, const void *data, size_t len,
                         t->elapsed_us = y.v;
                     else if (y.num == 9)
                         t->retryable = y.v != 0;
+                    else if (y.num == 10)
+                        t->queued_us = y.v;
+                    else if (y.num == 11)
+                        t->dispatch_us = y.v;
                     else if (y.num == 12)
                         t->quarantined = y.v != 0;
                 } else if (y.wt == S_LEN) {
@@ -624,7 +631,7 @@ static size_t s_task_size(const Zpipe__V1__Task *t)
     return S_OPT_VARINT_SIZE(t->task_id) +
            (t->payload.len ? s_len_field_size(t->payload.len) : 0) +
            S_OPT_VARINT_SIZE((uint64_t)t->attempt) +
-           S_OPT_VARINT_SIZE(t->deadline_ms);
+           S_OPT_VARINT_SIZE(t->deadline_ms) + S_OPT_VARINT_SIZE(t->queued_us);
 }
 
 /* int32 (the Status enum): negative values take ten bytes, as in
@@ -643,7 +650,8 @@ static size_t s_result_size(const Zpipe__V1__Result *r)
            (el ? s_len_field_size(el) : 0) + (cl ? s_len_field_size(cl) : 0) +
            S_OPT_VARINT_SIZE((uint64_t)r->attempt) +
            S_OPT_VARINT_SIZE(r->start_us) + S_OPT_VARINT_SIZE(r->elapsed_us) +
-           (r->retryable ? 2 : 0) + (r->quarantined ? 2 : 0);
+           (r->retryable ? 2 : 0) + S_OPT_VARINT_SIZE(r->queued_us) +
+           S_OPT_VARINT_SIZE(r->dispatch_us) + (r->quarantined ? 2 : 0);
 }
 
 /* Message{kind: body of body_len} header; returns where the body goes. */
@@ -685,6 +693,7 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
             p = s_put_len_field(p, 2, t->payload.data, t->payload.len);
         S_PUT_OPT_VARINT(p, 3, (uint64_t)t->attempt);
         S_PUT_OPT_VARINT(p, 4, t->deadline_ms);
+        S_PUT_OPT_VARINT(p, 5, t->queued_us);
     }
     S_PUT_OPT_VARINT(p, 4, b->dispatch_us);
     if (cl)
@@ -730,6 +739,8 @@ int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
             *p++ = (uint8_t)(9 << 3 | S_VARINT);
             *p++ = 1;
         }
+        S_PUT_OPT_VARINT(p, 10, r->queued_us);
+        S_PUT_OPT_VARINT(p, 11, r->dispatch_us);
         if (r->quarantined) {
             *p++ = (uint8_t)(12 << 3 | S_VARINT);
             *p++ = 1;

@@ -9,8 +9,8 @@ ZPIPE_BUILD=${ZPIPE_BUILD:-$ZPIPE_ROOT/build}
 # Build and test dependencies, all from Debian's archive.
 ZPIPE_PACKAGES=(build-essential cmake pkg-config libzmq3-dev libczmq-dev
     libprotobuf-c-dev protobuf-c-compiler libsodium-dev protobuf-compiler
-    python3 python3-zmq python3-protobuf clang-format valgrind
-    clang libclang-rt-14-dev dpkg-dev zlib1g-dev libmicrohttpd-dev)
+    python3 python3-zmq python3-protobuf python3-jsonschema clang-format
+    valgrind clang libclang-rt-14-dev dpkg-dev zlib1g-dev libmicrohttpd-dev)
 
 zpipe_install_packages() {
     local missing=()

@@ -63,6 +63,11 @@ int main(int argc, char **argv)
         {"plugin-config", 0, ZP_OPT_LIST, NULL, "PLUGIN.KEY=VALUE",
          "a reducer's setting (also ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
          &cfg.plugin_config, 0, 0, NULL},
+        {"trace", 0, ZP_OPT_STR, "ZPIPE_SINK_TRACE", "FILE",
+         "append a line per result received to FILE: the task's queue, "
+         "dispatch, run and commit times, for task timelines (zpipe run "
+         "--trace)",
+         &cfg.trace, 0, 0, NULL},
         ZP_METRICS_OPTION(cfg.metrics),
         ZP_EVENTS_OPTION(cfg.events),
         ZP_CURVE_OPTIONS(cfg.curve),

@@ -8,6 +8,7 @@
 #include "zp_metrics.h"
 #include "zp_net.h"
 #include "zp_plugin.h"
+#include "zp_trace.h"
 #include "zp_util.h"
 
 #include <errno.h>
@@ -102,6 +103,7 @@ typedef struct {
     zpipe_host_t host; /* for reducers: append to reduced */
     zp_buf_t reduced;
     bool reduced_too_big;
+    zp_trace_log_t *trace; /* --trace, else NULL */
 } s_sink_t;
 
 static s_job_t *s_job_find(s_sink_t *s, const char *id)
@@ -474,6 +476,39 @@ static void s_flush_commits(s_sink_t *s, s_job_t *j)
  * output and journal synced. Only then may commits be acknowledged. */
 static void s_serve_fetchers(s_sink_t *s, s_job_t *j);
 
+/* Task timelines: is the record of job's task in the output yet? Only an
+ * ordered sink holds records back, until every lower id has one. */
+static bool s_trace_written(void *ctx, const void *job, uint64_t task)
+{
+    const s_sink_t *s = ctx;
+    const s_job_t *j = job;
+    return !s->cfg->ordered || j->reducer || task < j->next;
+}
+
+/* Task timelines: one line for what became of result r. */
+static void s_trace(s_sink_t *s, s_job_t *j, const char *worker,
+                    const Zpipe__V1__Result *r, zp_trace_outcome_t outcome,
+                    uint64_t received_us)
+{
+    zp_trace_entry_t e = {
+        .job = j->id,
+        .worker = worker,
+        .task = r->task_id,
+        .attempt = r->attempt ? r->attempt : 1,
+        .ok = r->status == ZPIPE__V1__STATUS__STATUS_OK,
+        .outcome = outcome,
+        .bytes = r->output.len,
+        .queued_us = r->queued_us,
+        .dispatch_us = r->dispatch_us,
+        .start_us = r->start_us,
+        .elapsed_us = r->elapsed_us,
+        .received_us = received_us,
+    };
+    if (zp_trace_log_add(s->trace, &e, j) < 0 &&
+        zp_trace_log_lost(s->trace) == 1)
+        zp_warn("trace %s: out of memory; some lines are lost", s->cfg->trace);
+}
+
 static bool s_durable(s_sink_t *s)
 {
     for (s_job_t *j = s->jobs; j; j = j->link) {
@@ -496,6 +531,8 @@ static bool s_durable(s_sink_t *s)
         s->write_failed = true;
         return false;
     }
+    if (s->trace)
+        zp_trace_log_commit(s->trace, zp_now_us(), s_trace_written, s);
     /* Consumers see a record once the journal has it too: a restarted
      * sink keeps exactly the spool records its journal has. */
     for (s_job_t *j = s->jobs; j; j = j->link)
@@ -956,6 +993,8 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
                     j->retries++;
                     s_event_task(s, j, worker, r,
                                  ZPIPE__V1__EVENT_KIND__EVENT_TASK_RETRIED);
+                    if (s->trace)
+                        s_trace(s, j, worker, r, ZP_TRACE_RETRY, now);
                     continue;
                 }
                 j->n_retry--;
@@ -969,8 +1008,12 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
         }
         if (mark == 0) {
             j->duplicates++;
+            if (s->trace)
+                s_trace(s, j, worker, r, ZP_TRACE_DUPLICATE, now);
             continue;
         }
+        if (s->trace)
+            s_trace(s, j, worker, r, ZP_TRACE_COMMITTED, now);
         fresh++;
         j->done++;
         if (ok)
@@ -1348,6 +1391,14 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     if (!s.instance || s_load_reducers(&s) < 0 || s_open_output(&s) < 0)
         goto fail_arena;
     setvbuf(s.out, NULL, _IOFBF, 1 << 20);
+    if (cfg->trace && *cfg->trace) {
+        char err[512];
+        s.trace = zp_trace_log_new(cfg->trace, err, sizeof err);
+        if (!s.trace) {
+            zp_error("sink: %s", err);
+            goto fail_out;
+        }
+    }
 
     if (cfg->metrics && *cfg->metrics) {
         char err[512];
@@ -1480,6 +1531,8 @@ fail_ctx:
     zp_curve_destroy(&s.curve);
     zmq_ctx_term(s.ctx);
 fail_out:
+    if (zp_trace_log_destroy(&s.trace) < 0)
+        zp_warn("trace %s: some lines could not be written", cfg->trace);
     zp_metrics_destroy(&s.metrics);
     if (s.out && s.out != stdout)
         fclose(s.out);

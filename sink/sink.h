@@ -32,6 +32,8 @@ typedef struct {
     zp_strlist_t plugin_config; /* their settings, PLUGIN.KEY=VALUE */
     const char *metrics;        /* HOST:PORT serving /metrics; NULL = off */
     const char *events;         /* bind, PUB, cluster events; NULL = off */
+    const char *trace;          /* task timelines: append a line per result here
+                                   (zp_trace.h); NULL = off */
     long parent_pid;
 } zp_sink_config_t;
 

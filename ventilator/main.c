@@ -105,6 +105,10 @@ int main(int argc, char **argv)
          "skip the tasks of this job (--job) that the sink's journal FILE "
          "has already committed",
          &cfg.resume_journal, 0, 0, NULL},
+        {"trace", 0, ZP_OPT_FLAG, "ZPIPE_TRACE", NULL,
+         "stamp every task with the time it was queued, for task timelines "
+         "(zpipe run --trace; the sink's --trace writes them)",
+         &cfg.trace, 0, 0, NULL},
         ZP_METRICS_OPTION(cfg.metrics),
         ZP_EVENTS_OPTION(cfg.events),
         ZP_CURVE_OPTIONS(cfg.curve),

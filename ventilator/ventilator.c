@@ -52,6 +52,7 @@ typedef struct {
     uint16_t losses; /* deliveries lost with a worker, not charged */
     uint64_t worker; /* serial of the worker holding it */
     uint64_t sent_us;
+    uint64_t queued_us; /* --trace: wall clock when queued, else 0 */
     size_t len;
     uint8_t data[];
 } s_task_t;
@@ -349,6 +350,7 @@ static s_task_t *s_task_add(s_vent_t *v, s_job_t *j, const void *data,
     t->losses = 0;
     t->worker = 0;
     t->sent_us = 0;
+    t->queued_us = v->cfg->trace ? zp_now_us() : 0;
     t->len = len;
     if (len) /* an empty payload may come as NULL */
         memcpy(t->data, data, len);
@@ -427,6 +429,7 @@ static void s_give_up(s_vent_t *v, s_task_t *t, const char *cause,
     r->status = ZPIPE__V1__STATUS__STATUS_FAILED;
     r->cause = (char *)cause;
     r->attempt = t->attempt;
+    r->queued_us = t->queued_us; /* never dispatched for this attempt */
     r->quarantined = quarantined;
     char *msg = NULL;
     if (asprintf(&msg, "%s on attempt %u of %u; giving up", why, t->attempt,
@@ -470,6 +473,8 @@ static void s_queue_front(s_task_t *t)
 {
     t->state = S_QUEUED;
     t->worker = 0;
+    if (t->queued_us) /* traced: this attempt's wait starts now */
+        t->queued_us = zp_now_us();
     if (zp_iddeque_push_front(&t->job->ready, S_KEY(t->job, t->id)) < 0)
         zp_error("out of memory requeueing task %s/%llu", t->job->id,
                  (unsigned long long)t->id);
@@ -760,6 +765,7 @@ static int s_send_batch(s_vent_t *v, s_job_t *j, size_t n, s_worker_t *w,
         p->payload.len = t->len;
         p->attempt = t->attempt;
         p->deadline_ms = j->deadline_ms;
+        p->queued_us = t->queued_us;
         v->pb_ptrs[i] = p;
     }
     Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;

@@ -50,6 +50,7 @@ typedef struct {
     zp_strlist_t config;           /* the file job's plugin settings */
     const char *metrics;           /* HOST:PORT serving /metrics; NULL = off */
     const char *events;            /* bind, PUB, cluster events; NULL = off */
+    bool trace; /* stamp Task.queued_us on every task (task timelines) */
     long parent_pid;
 } zp_ventilator_config_t;
 

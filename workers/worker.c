@@ -63,6 +63,7 @@ typedef struct {
     size_t out_off, out_len;
     size_t err_off, err_len;
     uint64_t start_us, elapsed_us;
+    uint64_t queued_us, dispatch_us; /* echoed for traced tasks, else 0 */
 } s_done_t;
 
 /* A task batch waiting for the executor, with its task count. */
@@ -90,6 +91,7 @@ typedef struct {
     zmq_msg_t cur_frame;
     zp_arena_t *cur_arena;
     char *cur_job, *cur_plugin;
+    uint64_t cur_dispatch_us; /* the batch's, for traced tasks' results */
     Zpipe__V1__Task **cur;
     size_t cur_n, cur_done, cur_bytes; /* cur_bytes: payload per task */
     /* One more batch written behind it, so the executor goes from batch
@@ -427,6 +429,18 @@ static s_done_t *s_done_push(s_worker_t *w, const char *job)
     return d;
 }
 
+/* Task timelines: a task the ventilator stamped (queued_us != 0) has its
+ * queue and dispatch times carried into its result, so the sink sees the
+ * attempt's whole life; an untraced task's result stays as it was. */
+static void s_trace_echo(s_done_t *d, const Zpipe__V1__Task *t,
+                         uint64_t dispatch_us)
+{
+    if (t->queued_us) {
+        d->queued_us = t->queued_us;
+        d->dispatch_us = dispatch_us;
+    }
+}
+
 /* Closes d: lengths, the NUL after its error text, the counters. */
 static void s_done_finish(s_worker_t *w, s_done_t *d, size_t payload_len)
 {
@@ -508,6 +522,8 @@ static int s_flush_results(s_worker_t *w)
         }
         r->start_us = d->start_us;
         r->elapsed_us = d->elapsed_us;
+        r->queued_us = d->queued_us;
+        r->dispatch_us = d->dispatch_us;
         w->pb_ptrs[i] = r;
     }
     Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
@@ -710,6 +726,24 @@ void zp_worker_probe_destroy(zp_worker_probe_t **self_p)
     *self_p = NULL;
 }
 
+/* A monotonic and a wall clock reading of the same moment. The wall
+ * clock is read between two monotonic readings, again (at most thrice)
+ * when this process was preempted in between: results' start times are
+ * derived from the pair, and task timelines compare them with other
+ * processes' clocks. */
+static void s_clock_pair(uint64_t *mono, uint64_t *wall)
+{
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 3 && best > 20; i++) {
+        uint64_t m0 = zp_mono_us(), w = zp_now_us(), m1 = zp_mono_us();
+        if (m1 - m0 < best) {
+            best = m1 - m0;
+            *mono = m0 + (m1 - m0) / 2;
+            *wall = w;
+        }
+    }
+}
+
 /* Runs a batch here (in process, or in the executor child). */
 static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
                         s_progress_t *progress)
@@ -737,7 +771,9 @@ static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
     }
     /* One clock read per task: a task starts when the one before ended;
      * wall times are derived from one reading per batch. */
-    uint64_t mono0 = zp_mono_us(), wall0 = zp_now_us(), t = mono0;
+    uint64_t mono0 = 0, wall0 = 0;
+    s_clock_pair(&mono0, &wall0);
+    uint64_t t = mono0;
     for (size_t i = 0; i < b->n_tasks; i++) {
         s_done_t *d = s_done_push(w, job);
         if (!d) {
@@ -756,6 +792,7 @@ static void s_run_batch(s_worker_t *w, const Zpipe__V1__TaskBatch *b,
                        wall0 + (t - mono0), refused ? init_error : NULL);
         if (progress)
             atomic_store(&progress->busy, 0);
+        s_trace_echo(d, b->tasks[i], b->dispatch_us);
         s_done_finish(w, d, b->tasks[i]->payload.len);
         bool slow = false;
         if (w->out.len >= S_FLUSH_BYTES ||
@@ -1086,6 +1123,7 @@ static int s_exec_send_current(s_worker_t *w, const void *raw, size_t raw_len)
         Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
         b.job_id = ex->cur_job;
         b.plugin = ex->cur_plugin;
+        b.dispatch_us = ex->cur_dispatch_us;
         b.tasks = ex->cur + ex->cur_done;
         b.n_tasks = ex->cur_n - ex->cur_done;
         zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
@@ -1124,6 +1162,7 @@ static int s_exec_decode_current(s_worker_t *w)
     ex->cur_plugin = strdup(b->plugin ? b->plugin : "");
     if (!ex->cur_job || !ex->cur_plugin)
         return -1;
+    ex->cur_dispatch_us = b->dispatch_us;
     ex->cur = b->tasks;
     return 0;
 }
@@ -1276,6 +1315,8 @@ static void s_exec_on_frame(s_worker_t *w, const char *data, size_t len)
         d->cause = s_intern_cause(r->cause);
         d->start_us = r->start_us;
         d->elapsed_us = r->elapsed_us;
+        d->queued_us = r->queued_us;
+        d->dispatch_us = r->dispatch_us;
         zp_buf_append(&w->out, r->output.data, r->output.len);
         if (r->error)
             zp_buf_append(&w->err, r->error, strlen(r->error));
@@ -1398,6 +1439,7 @@ static void s_exec_died(s_worker_t *w)
             d->retryable = !poison && strcmp(cause, "resource_limit") != 0;
             d->quarantined = poison;
             d->start_us = zp_now_us();
+            s_trace_echo(d, t, ex->cur_dispatch_us);
             zp_buf_printf(&w->err, "%s on attempt %u%s", how, attempt,
                           poison ? "; quarantined as a poison task after "
                                    "3 attempts"

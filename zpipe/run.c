@@ -9,6 +9,7 @@
  * themselves if this process dies (--parent-pid). */
 #define _GNU_SOURCE
 #include "zpipe.h"
+#include "timeline.h"
 #include "zp_codec.h"
 #include "zp_journal.h"
 #include "zp_log.h"
@@ -43,6 +44,7 @@
 typedef struct {
     const char *plugin, *input, *output, *format, *dispatch, *job, *isolation;
     const char *journal, *transport;
+    const char *trace; /* Chrome trace-event JSON of every task's life */
     uint64_t workers, batch, window, deadline_ms, memory_limit, max_attempts;
     uint64_t no_worker_timeout_ms;
     bool ordered, progress, no_progress, resume, reduce;
@@ -434,6 +436,11 @@ int zp_cmd_run(int argc, char **argv)
          &o.transport, 0, 0, "ipc|tcp"},
         {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID", "job id (default random)",
          &o.job, 0, 0, NULL},
+        {"trace", 0, ZP_OPT_STR, "ZPIPE_TRACE_FILE", "FILE",
+         "write every task's life (queued, dispatched, run, committed) as "
+         "Chrome trace-event JSON for Perfetto or chrome://tracing, and "
+         "print per-worker utilisation and where the time went",
+         &o.trace, 0, 0, NULL},
         {"progress", 0, ZP_OPT_FLAG, NULL, NULL,
          "show progress on stderr even when it is not a terminal", &o.progress,
          0, 0, NULL},
@@ -479,6 +486,14 @@ int zp_cmd_run(int argc, char **argv)
                 "zpipe run: journal %s exists; add --resume to finish its "
                 "job, or remove it to start afresh\n",
                 o.journal);
+        zp_strlist_free(&o.config);
+        return 2;
+    }
+    /* Opened now, so a path that cannot be written fails before work. */
+    FILE *trace_out = NULL;
+    if (o.trace && !(trace_out = fopen(o.trace, "we"))) {
+        fprintf(stderr, "zpipe run: cannot write trace %s: %s\n", o.trace,
+                strerror(errno));
         zp_strlist_free(&o.config);
         return 2;
     }
@@ -531,7 +546,9 @@ int zp_cmd_run(int argc, char **argv)
     }
     have_dir = true;
     char ep_disp[128], ep_res[128], ep_ctl[128], parent[32], sbatch[32],
-        swindow[32], sdeadline[32], smem[32], sattempts[32], snowork[32];
+        swindow[32], sdeadline[32], smem[32], sattempts[32], snowork[32],
+        trace_log[64];
+    snprintf(trace_log, sizeof trace_log, "%s/trace.jsonl", dir);
     if (strcmp(o.transport, "tcp") == 0) {
         int ports[3];
         if (s_free_ports(ports, 3) < 0) {
@@ -573,6 +590,8 @@ int zp_cmd_run(int argc, char **argv)
         s_push(&sup, S_SINK, o.journal);
         sup.sink_restartable = true;
     }
+    if (trace_out)
+        s_push2(&sup, S_SINK, "--trace", trace_log);
     if (o.reduce) {
         s_push2(&sup, S_SINK, "--reduce", o.plugin);
         for (size_t i = 0; i < o.config.count; i++)
@@ -590,6 +609,8 @@ int zp_cmd_run(int argc, char **argv)
     s_push2(&sup, S_VENT, "--deadline-ms", sdeadline);
     s_push2(&sup, S_VENT, "--max-attempts", sattempts);
     s_push2(&sup, S_VENT, "--no-worker-timeout-ms", snowork);
+    if (trace_out)
+        s_push(&sup, S_VENT, "--trace");
     if (o.resume) {
         s_push(&sup, S_VENT, "--resume-journal");
         s_push(&sup, S_VENT, o.journal);
@@ -778,6 +799,11 @@ stop:
             "(largest, with its executors)\n",
             rss[S_SINK], rss[S_VENT], rss[S_WORKER]);
     }
+    /* The sink has stopped: its trace log is complete. A run that did
+     * not finish still gets the timeline of what happened. */
+    if (trace_out &&
+        zp_timeline_write(trace_log, trace_out, o.trace, stderr) < 0)
+        fprintf(stderr, "zpipe run: no timeline written to %s\n", o.trace);
     goto done;
 
 spawn_failed:
@@ -786,13 +812,15 @@ spawn_failed:
 done:
     if (have_dir) {
         char path[256];
-        const char *names[] = {"dispatch", "results", "control"};
-        for (size_t i = 0; i < 3; i++) {
+        const char *names[] = {"dispatch", "results", "control", "trace.jsonl"};
+        for (size_t i = 0; i < 4; i++) {
             snprintf(path, sizeof path, "%s/%s", dir, names[i]);
             unlink(path);
         }
         rmdir(dir);
     }
+    if (trace_out)
+        fclose(trace_out);
     zp_arena_destroy(&arena);
     zp_buf_free(&scratch);
     free(sup.kids);

@@ -60,6 +60,7 @@ static void s_check_views(const uint8_t *data, size_t size, zp_message_t *m)
             const Zpipe__V1__Task *x = a->tasks[i], *y = b->tasks[i];
             if (x->task_id != y->task_id || x->attempt != y->attempt ||
                 x->deadline_ms != y->deadline_ms ||
+                x->queued_us != y->queued_us ||
                 !s_bineq(x->payload, y->payload))
                 abort();
         }
@@ -80,6 +81,8 @@ static void s_check_views(const uint8_t *data, size_t size, zp_message_t *m)
                 !s_streq(x->error, y->error) || !s_streq(x->cause, y->cause) ||
                 x->attempt != y->attempt || x->start_us != y->start_us ||
                 x->elapsed_us != y->elapsed_us ||
+                x->queued_us != y->queued_us ||
+                x->dispatch_us != y->dispatch_us ||
                 !x->retryable != !y->retryable)
                 abort();
         }

@@ -111,6 +111,8 @@ static void s_result_frame(zp_buf_t *buf, size_t n)
         r[i].output.len = 3;
         r[i].elapsed_us = i + 1;
         r[i].cause = i % 2 ? "plugin_error" : NULL;
+        r[i].queued_us = i % 3 ? 0 : 1700000000000000ull + i; /* traced */
+        r[i].dispatch_us = r[i].queued_us ? r[i].queued_us + 5 : 0;
         rp[i] = &r[i];
     }
     Zpipe__V1__ResultBatch b = ZPIPE__V1__RESULT_BATCH__INIT;
@@ -219,6 +221,7 @@ static void test_views_see_what_decode_sees(void)
         t[i].payload.data = (uint8_t *)"a\0b";
         t[i].payload.len = (size_t)i + 1;
         t[i].attempt = (uint32_t)i;
+        t[i].queued_us = i == 1 ? 1700000000000001ull : 0;
         tp[i] = &t[i];
     }
     Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
@@ -240,6 +243,8 @@ static void test_views_see_what_decode_sees(void)
         TEST_EQ_INT(tv.batch.tasks[2]->task_id, 9);
         TEST_EQ_INT(tv.batch.tasks[2]->attempt, 2);
         TEST_EQ_INT(tv.batch.tasks[2]->payload.len, 3);
+        TEST_EQ_INT(tv.batch.tasks[1]->queued_us, 1700000000000001ull);
+        TEST_EQ_INT(tv.batch.tasks[2]->queued_us, 0);
         TEST_CHECK(memcmp(tv.batch.tasks[2]->payload.data, "a\0b", 3) == 0);
         /* zero copy: the payload is in the frame */
         TEST_CHECK((char *)tv.batch.tasks[2]->payload.data >= buf.data &&
@@ -258,6 +263,10 @@ static void test_views_see_what_decode_sees(void)
     TEST_EQ_STR(rv.batch.results[3]->cause, "plugin_error");
     TEST_EQ_STR(rv.batch.results[2]->cause, ""); /* unset: empty, as decoded */
     TEST_EQ_INT(rv.batch.results[3]->output.len, 3);
+    TEST_EQ_INT(rv.batch.results[3]->queued_us, 1700000000000003ull);
+    TEST_EQ_INT(rv.batch.results[3]->dispatch_us, 1700000000000008ull);
+    TEST_EQ_INT(rv.batch.results[4]->queued_us, 0);
+    TEST_EQ_INT(rv.batch.results[4]->dispatch_us, 0);
     TEST_EQ_INT(zp_view_task_batch(&tv, buf.data, buf.len, 1 << 20), -1);
     zp_task_view_free(&tv);
     zp_result_view_free(&rv);
@@ -308,6 +317,7 @@ static void test_batch_encoders_write_what_protobuf_c_writes(void)
             t[i].payload.data = t[i].payload.len ? bytes : NULL;
             t[i].attempt = (uint32_t)s_rand(&seed);
             t[i].deadline_ms = s_rand(&seed);
+            t[i].queued_us = s_rand(&seed);
             tp[i] = &t[i];
             zpipe__v1__result__init(&r[i]);
             r[i].task_id = s_rand(&seed);
@@ -319,6 +329,8 @@ static void test_batch_encoders_write_what_protobuf_c_writes(void)
             r[i].start_us = s_rand(&seed);
             r[i].elapsed_us = s_rand(&seed);
             r[i].retryable = s_rand(&seed) % 2;
+            r[i].queued_us = s_rand(&seed);
+            r[i].dispatch_us = s_rand(&seed);
             rp[i] = &r[i];
         }
         Zpipe__V1__TaskBatch tb = ZPIPE__V1__TASK_BATCH__INIT;
