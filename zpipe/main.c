@@ -20,6 +20,7 @@ static void s_usage(FILE *out)
         "  top       the same, live: rates, progress, ETA (q quits)\n"
         "  wait      wait for a job at a running sink; print its counts\n"
         "  results   stream a job's records from a running sink (--spool)\n"
+        "  events    follow the event streams of a ventilator and a sink\n"
         "  keygen    write CURVE keypairs for the components\n"
         "  plugin    write a new plugin folder (new), or load and try one "
         "(check)\n"
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
         return zp_cmd_wait(argc - 1, argv + 1);
     if (!strcmp(cmd, "results"))
         return zp_cmd_results(argc - 1, argv + 1);
+    if (!strcmp(cmd, "events"))
+        return zp_cmd_events(argc - 1, argv + 1);
     if (!strcmp(cmd, "plugin"))
         return zp_cmd_plugin(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen"))

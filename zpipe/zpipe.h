@@ -25,5 +25,6 @@ int zp_cmd_plugin(int argc, char **argv);
 
 /* zpipe top: a live terminal view of a running cluster. */
 int zp_cmd_top(int argc, char **argv);
+int zp_cmd_events(int argc, char **argv);
 
 #endif

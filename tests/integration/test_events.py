@@ -3,8 +3,10 @@
 leave and die, jobs open, close and finish, and every failed, retried and
 quarantined task, with nothing lost (seq has no gap) and each event once."""
 import collections
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -170,6 +172,47 @@ def test_topic_prefix_filters():
     only.close()
 
 
+def test_zpipe_events_prints_json_and_text():
+    c = EventCluster()
+    base = [binary("zpipe"), "events", "--ventilator", c.vent_events,
+            "--sink", c.sink_events, "--topic", "worker_", "--topic", "job_",
+            "--count", "5"]
+    js = start(base, stdout=subprocess.PIPE)
+    tx = start(base + ["--format", "text"], stdout=subprocess.PIPE)
+    time.sleep(1.5)  # their subscriptions reach both publishers
+    w = c.worker(plugins=(FAIL,), name="cli")
+    job = c.submit("fx_fail", [b"fail" if i % 4 == 0 else b"x"
+                               for i in range(200)])
+    c.until(lambda s: c.kinds("job_done", job_id=job), "job_done")
+    w.send_signal(signal.SIGTERM)
+    out, _ = js.communicate(timeout=30)
+    check(js.returncode == 0, "zpipe events exit %d" % js.returncode)
+    recs = [json.loads(l) for l in out.decode().splitlines()]
+    kinds = [r["kind"] for r in recs]
+    check(sorted(kinds) == sorted(["worker_joined", "job_opened",
+                                   "job_closed", "job_done", "worker_left"]),
+          "json kinds %r" % kinds)
+    done = [r for r in recs if r["kind"] == "job_done"][0]
+    check((done["job_id"], done["count"], done["succeeded"], done["failed"])
+          == (job, 200, 150, 50), "job_done %r" % done)
+    joined = [r for r in recs if r["kind"] == "worker_joined"][0]
+    check(joined["worker_id"] == "cli" and joined["pid"] > 0 and
+          joined["source"] == "ventilator", "worker_joined %r" % joined)
+    out, _ = tx.communicate(timeout=30)
+    lines = out.decode().splitlines()
+    check(tx.returncode == 0 and len(lines) == 5, "text %r" % lines)
+    check(any(" job_done " in l and "succeeded=150 failed=50" in l
+              for l in lines), "text job_done %r" % lines)
+    # Nothing more comes: --timeout-ms ends it with 1.
+    r = zptest.run([binary("zpipe"), "events", "--sink", c.sink_events,
+                    "--timeout-ms", "500"], capture_output=True, timeout=30)
+    check(r.returncode == 1 and not r.stdout, "timeout: %d %r" % (
+        r.returncode, r.stdout))
+    r = zptest.run([binary("zpipe"), "events"], capture_output=True,
+                   timeout=30)
+    check(r.returncode == 2 and b"--ventilator" in r.stderr, "no endpoint")
+
+
 def test_bad_events_endpoint_refuses_to_start():
     d = zptest.tmpdir()
     for cmd in ([binary("zpipe-sink"), "--results", "ipc://%s/r" % d,
@@ -185,4 +228,5 @@ def test_bad_events_endpoint_refuses_to_start():
 if __name__ == "__main__":
     zptest.main([test_a_job_with_failures_retries_and_poison,
                  test_topic_prefix_filters,
+                 test_zpipe_events_prints_json_and_text,
                  test_bad_events_endpoint_refuses_to_start])
