@@ -43,6 +43,7 @@ struct zp_metrics {
     struct MHD_Daemon *httpd;
     int fd; /* the listening socket, owned */
     unsigned port;
+    char host[16]; /* the bound address, dotted */
     pthread_mutex_t lock;
     s_doc_t docs[ZP_METRICS_MAX_DOCS]; /* [0] is /metrics */
     size_t n_docs;                     /* under lock */
@@ -258,9 +259,9 @@ zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
                  spec);
         goto fail_mutex;
     }
-    char host[INET_ADDRSTRLEN] = "?";
-    inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
-    zp_info("metrics: serving http://%s:%u/metrics", host, self->port);
+    if (!inet_ntop(AF_INET, &sa.sin_addr, self->host, sizeof self->host))
+        snprintf(self->host, sizeof self->host, "?");
+    zp_info("metrics: serving http://%s:%u/metrics", self->host, self->port);
     return self;
 
 fail_mutex:
@@ -291,6 +292,11 @@ void zp_metrics_destroy(zp_metrics_t **self_p)
 unsigned zp_metrics_port(const zp_metrics_t *self)
 {
     return self->port;
+}
+
+const char *zp_metrics_host(const zp_metrics_t *self)
+{
+    return self->host;
 }
 
 bool zp_metrics_due(const zp_metrics_t *self, uint64_t now_us)

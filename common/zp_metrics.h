@@ -67,6 +67,9 @@ zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen);
 void zp_metrics_destroy(zp_metrics_t **self_p);
 /* The TCP port being served. */
 unsigned zp_metrics_port(const zp_metrics_t *self);
+/* The IPv4 address bound, dotted ("0.0.0.0" for every interface);
+ * borrowed, valid until zp_metrics_destroy. */
+const char *zp_metrics_host(const zp_metrics_t *self);
 
 /* True when a new snapshot should be rendered: a period has passed since
  * the last publish. NULL-safe (false). */

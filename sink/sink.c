@@ -1,6 +1,7 @@
 /* sink: deduplicates results, writes one record per task, tracks jobs. */
 #define _GNU_SOURCE
 #include "sink.h"
+#include "sink_web.h"
 #include "zp_codec.h"
 #include "zp_journal.h"
 #include "zp_log.h"
@@ -92,6 +93,7 @@ typedef struct {
     uint64_t bad_messages;
     uint64_t bad_results;  /* of bad_messages, those on the results socket */
     zp_metrics_t *metrics; /* NULL unless --metrics */
+    zp_sink_web_t *web;    /* the web view, on the metrics server */
     bool write_failed;
     zp_journal_t *journal;
     uint64_t out_offset; /* bytes in the output file */
@@ -947,6 +949,11 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
             j->succeeded++;
         else
             j->failed++;
+        if (!ok && s->web)
+            zp_sink_web_failure(
+                s->web, j->id, r->task_id, worker, r->attempt ? r->attempt : 1,
+                r->cause && *r->cause ? r->cause : "plugin_error",
+                r->error ? r->error : "", now);
         if (ok && j->reducer) {
             /* Folded, not written; committed like any record. */
             int rs = j->reduce_error
@@ -982,6 +989,8 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
                      j->id, (unsigned long long)r->task_id);
     }
     s_wstat(j, b, fresh);
+    if (s->web)
+        zp_sink_web_batch(s->web, worker, fresh, now);
     if (j->n_commit >= 4096 || j->n_retry >= 4096)
         s_commit_all(s);
     if (s->pub) {
@@ -1297,6 +1306,41 @@ static void s_metrics_render(s_sink_t *s, uint64_t now)
         zp_warn("metrics: out of memory rendering; serving the last snapshot");
 }
 
+static const char *s_state_name(int state)
+{
+    switch (state) {
+    case ZPIPE__V1__JOB_STATE__JOB_CLOSED:
+        return "closed";
+    case ZPIPE__V1__JOB_STATE__JOB_DONE:
+        return "done";
+    default:
+        return "open";
+    }
+}
+
+/* Renders the web view's state (jobs newest first, as for /metrics). */
+static void s_web_render(s_sink_t *s, uint64_t now)
+{
+    zp_sink_web_begin(s->web, now, zp_now_us());
+    for (s_job_t *j = s->jobs; j; j = j->link) {
+        zp_sink_web_job_t v = {
+            .id = j->id,
+            .state = s_state_name(j->state),
+            .total = j->total,
+            .done = j->done,
+            .succeeded = j->succeeded,
+            .failed = j->failed,
+            .retries = j->retries,
+            .duplicates = j->duplicates,
+            .first_us = j->first_us,
+            .last_us = j->last_us,
+        };
+        zp_sink_web_job(s->web, &v);
+    }
+    if (zp_sink_web_publish(s->web, s->bad_messages) < 0)
+        zp_warn("web view: out of memory rendering; serving the last state");
+}
+
 int zp_sink_run(const zp_sink_config_t *cfg)
 {
     s_sink_t s = {.cfg = cfg};
@@ -1315,6 +1359,11 @@ int zp_sink_run(const zp_sink_config_t *cfg)
         s.metrics = zp_metrics_new(cfg->metrics, err, sizeof err);
         if (!s.metrics) {
             zp_error("sink: %s", err);
+            goto fail_out;
+        }
+        s.web = zp_sink_web_new(s.metrics, s.instance);
+        if (!s.web) {
+            zp_error("sink: cannot start the web view: out of memory");
             goto fail_out;
         }
     }
@@ -1361,8 +1410,10 @@ int zp_sink_run(const zp_sink_config_t *cfg)
             s_commit_all(&s);
             last_flush = now;
         }
-        if (zp_metrics_due(s.metrics, now))
+        if (zp_metrics_due(s.metrics, now)) {
+            s_web_render(&s, now);
             s_metrics_render(&s, now);
+        }
         zmq_pollitem_t items[] = {
             {s.results, 0, ZMQ_POLLIN, 0},
             {s.control, 0, ZMQ_POLLIN, 0},
@@ -1435,6 +1486,7 @@ fail_ctx:
     zp_curve_destroy(&s.curve);
     zmq_ctx_term(s.ctx);
 fail_out:
+    zp_sink_web_destroy(&s.web);
     zp_metrics_destroy(&s.metrics);
     if (s.out && s.out != stdout)
         fclose(s.out);
