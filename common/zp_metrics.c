@@ -439,7 +439,7 @@ int zp_metrics_publish(zp_metrics_t *self, uint64_t now_us)
 
 char *zp_metrics_snapshot(zp_metrics_t *self, size_t *len)
 {
-    return zp_metrics_doc_snapshot(self, 0, len);
+    return zp_metrics_doc_snapshot(self, "/metrics", len);
 }
 
 int zp_metrics_serve(zp_metrics_t *self, const char *path,
@@ -485,18 +485,24 @@ int zp_metrics_doc_publish(zp_metrics_t *self, int doc, bool complete)
     return 0;
 }
 
-char *zp_metrics_doc_snapshot(zp_metrics_t *self, int doc, size_t *len)
+char *zp_metrics_doc_snapshot(zp_metrics_t *self, const char *path, size_t *len)
 {
+    char *copy = NULL;
     pthread_mutex_lock(&self->lock);
-    const s_doc_t *d = &self->docs[doc];
-    const char *data = d->fixed ? d->fixed : d->served.data;
-    size_t n = d->fixed ? d->fixed_len : d->served.len;
-    char *copy = malloc(n + 1);
-    if (copy) {
-        if (n)
-            memcpy(copy, data, n);
-        copy[n] = 0;
-        *len = n;
+    for (size_t i = 0; i < self->n_docs; i++) {
+        const s_doc_t *d = &self->docs[i];
+        if (strcmp(d->path, path) != 0)
+            continue;
+        const char *data = d->fixed ? d->fixed : d->served.data;
+        size_t n = d->fixed ? d->fixed_len : d->served.len;
+        copy = malloc(n + 1);
+        if (copy) {
+            if (n)
+                memcpy(copy, data, n);
+            copy[n] = 0;
+            *len = n;
+        }
+        break;
     }
     pthread_mutex_unlock(&self->lock);
     return copy;

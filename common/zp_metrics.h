@@ -118,9 +118,11 @@ zp_buf_t *zp_metrics_doc_begin(zp_metrics_t *self, int doc);
 /* Serves what was appended since zp_metrics_doc_begin. complete = false
  * (say, an append failed) keeps the previous snapshot and returns -1. */
 int zp_metrics_doc_publish(zp_metrics_t *self, int doc, bool complete);
-/* The document being served (doc 0 = /metrics), copied and NUL-terminated;
- * for tests. Caller owns the result. */
-char *zp_metrics_doc_snapshot(zp_metrics_t *self, int doc, size_t *len);
+/* The document served at path (empty before its first publish), copied
+ * and NUL-terminated; NULL for a path not served or out of memory. For
+ * tests. Caller owns the result. */
+char *zp_metrics_doc_snapshot(zp_metrics_t *self, const char *path,
+                              size_t *len);
 
 /* The --metrics option every daemon takes. */
 #define ZP_METRICS_OPTION(target)                                              \

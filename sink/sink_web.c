@@ -99,16 +99,24 @@ void zp_sink_web_destroy(zp_sink_web_t **self_p)
     *self_p = NULL;
 }
 
+/* True when kept, an id cut to S_ID_MAX bytes, is id's entry (ids that
+ * share their first S_ID_MAX bytes share it). */
+static bool s_id_is(const char *kept, const char *id)
+{
+    size_t n = strnlen(id, S_ID_MAX);
+    return strncmp(kept, id, n) == 0 && kept[n] == 0;
+}
+
 /* The worker's entry, added when new; NULL past the cap or out of memory.
  * Batches come in runs from the same few workers: the last one found is
  * tried first. */
 static s_worker_t *s_worker(zp_sink_web_t *self, const char *id)
 {
     if (self->last_worker < self->n_workers &&
-        strcmp(self->workers[self->last_worker].id, id) == 0)
+        s_id_is(self->workers[self->last_worker].id, id))
         return &self->workers[self->last_worker];
     for (size_t i = 0; i < self->n_workers; i++)
-        if (strcmp(self->workers[i].id, id) == 0) {
+        if (s_id_is(self->workers[i].id, id)) {
             self->last_worker = i;
             return &self->workers[i];
         }

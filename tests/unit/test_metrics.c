@@ -150,7 +150,8 @@ static void test_serves_fixed_and_rendered_documents(void)
     TEST_CONTAINS(r, " 503 "); /* nothing published at /metrics yet */
     free(r);
     size_t len = 0;
-    char *text = zp_metrics_doc_snapshot(m, state, &len);
+    char *text = zp_metrics_doc_snapshot(m, "/api/state", &len);
+    TEST_CHECK(zp_metrics_doc_snapshot(m, "/nothing", &len) == NULL);
     TEST_EQ_STR(text, "{\"n\":1}");
     free(text);
     zp_metrics_destroy(&m);
