@@ -160,6 +160,15 @@ def _send_failure(results, job, task, worker, error, cause=b"plugin_error"):
     s.close()
 
 
+def _stop_sink(c):
+    """SIGTERM: a clean exit, so a sanitized build reports leaks too."""
+    rc = zptest.stop(c.sink, timeout=20)
+    check(rc == 0, "sink exit %r" % rc)
+    with open(c.logs[0], "rb") as f:
+        log = f.read()
+    check(b"Sanitizer" not in log, "sanitizer report in the sink's log")
+
+
 def test_state_is_valid_json_whatever_the_bytes():
     c = zptest.Cluster(sink_args=("--metrics", "127.0.0.1:0"))
     base = _web_url(c.logs[0])
@@ -201,6 +210,7 @@ def test_state_is_valid_json_whatever_the_bytes():
             check(False, "%s: no 404" % path)
         except urllib.error.HTTPError as e:
             check(e.code == 404, "%s: HTTP %d" % (path, e.code))
+    _stop_sink(c)
 
 
 def _run_job(c, intake, plugin, job, lines, timeout=180):
@@ -280,6 +290,7 @@ def test_browser_shows_the_finished_job_workers_and_failures():
           "workers %r, chart %r, %d requests, all same-origin"
           % (jobs_s, time.monotonic() - t1, seen["job"], seen["workers"],
              seen["chart"], seen["requests"]))
+    _stop_sink(c)
     print("    screenshot: %s" % shot)
 
 
