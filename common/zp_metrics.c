@@ -5,6 +5,7 @@
 #include "zp_util.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -17,19 +18,35 @@
 #include <unistd.h>
 
 #define S_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define S_CSP                                                                  \
+    "default-src 'none'; script-src 'unsafe-inline'; style-src "               \
+    "'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; "    \
+    "form-action 'none'; frame-ancestors 'none'"
 
 const double zp_hist_bounds[ZP_HIST_BUCKETS] = {
     1e-5,   2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2,
     2.5e-2, 5e-2,   0.1,  0.25, 0.5,    1.0,  2.5,  5.0,    10.0};
 
+/* One served path: rendered by the owning thread (served/pending swapped
+ * under the lock, like the metrics text) or fixed (borrowed bytes). */
+typedef struct {
+    char path[64];
+    char content_type[64];
+    const void *fixed; /* borrowed; NULL = rendered */
+    size_t fixed_len;
+    zp_buf_t served;  /* under lock */
+    bool ready;       /* under lock: served holds a snapshot */
+    zp_buf_t pending; /* the owning thread's render */
+} s_doc_t;
+
 struct zp_metrics {
     struct MHD_Daemon *httpd;
     int fd; /* the listening socket, owned */
     unsigned port;
+    char host[16]; /* the bound address, dotted */
     pthread_mutex_t lock;
-    zp_buf_t served;  /* under lock */
-    bool ready;       /* under lock: served holds a snapshot */
-    zp_buf_t pending; /* the owning thread's render */
+    s_doc_t docs[ZP_METRICS_MAX_DOCS]; /* [0] is /metrics */
+    size_t n_docs;                     /* under lock */
     bool render_failed;
     uint64_t published_us;
 };
@@ -84,6 +101,39 @@ int zp_metrics_parse_addr(const char *spec, uint32_t *addr_be, uint16_t *port,
     return 0;
 }
 
+/* The document at url, copied under the lock into *copy (NULL when it is
+ * fixed: then *fixed); -1 when there is none, 0 when it has not been
+ * rendered yet, 1 when it has (*copy NULL then means out of memory). */
+static int s_lookup(zp_metrics_t *self, const char *url, char **copy,
+                    const void **fixed, size_t *len, const char **ctype)
+{
+    int found = -1;
+    *copy = NULL;
+    *fixed = NULL;
+    pthread_mutex_lock(&self->lock);
+    for (size_t i = 0; i < self->n_docs && found < 0; i++) {
+        s_doc_t *d = &self->docs[i];
+        if (strcmp(url, d->path) != 0)
+            continue;
+        *ctype = d->content_type;
+        if (d->fixed) {
+            *fixed = d->fixed;
+            *len = d->fixed_len;
+            found = 1;
+        } else if (d->ready) {
+            *len = d->served.len;
+            *copy = malloc(*len ? *len : 1);
+            if (*copy && *len)
+                memcpy(*copy, d->served.data, *len);
+            found = 1;
+        } else {
+            found = 0;
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
+    return found;
+}
+
 static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
                                 const char *url, const char *method,
                                 const char *version, const char *upload,
@@ -96,32 +146,37 @@ static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
     zp_metrics_t *self = cls;
     unsigned status = MHD_HTTP_OK;
     struct MHD_Response *resp;
+    const char *ctype = "text/plain";
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
         static const char msg[] = "method not allowed\n";
         resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
                                                MHD_RESPMEM_PERSISTENT);
-    } else if (strcmp(url, "/metrics") != 0) {
-        status = MHD_HTTP_NOT_FOUND;
-        static const char msg[] = "not found: metrics are at /metrics\n";
-        resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
-                                               MHD_RESPMEM_PERSISTENT);
     } else {
-        pthread_mutex_lock(&self->lock);
-        bool ready = self->ready;
-        size_t len = self->served.len;
-        char *copy = ready ? malloc(len ? len : 1) : NULL;
-        if (copy && len)
-            memcpy(copy, self->served.data, len);
-        pthread_mutex_unlock(&self->lock);
-        if (!ready) { /* between the bind and the daemon's first render */
-            static const char msg[] = "metrics not rendered yet\n";
+        char *copy;
+        const void *fixed;
+        size_t len = 0;
+        const char *doc_type = NULL;
+        int found = s_lookup(self, url, &copy, &fixed, &len, &doc_type);
+        if (found < 0) {
+            status = MHD_HTTP_NOT_FOUND;
+            static const char msg[] = "not found: metrics are at /metrics\n";
+            resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
+                                                   MHD_RESPMEM_PERSISTENT);
+        } else if (found == 0) {
+            /* between the bind and the daemon's first render */
+            static const char msg[] = "not rendered yet\n";
             status = MHD_HTTP_SERVICE_UNAVAILABLE;
             resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
+                                                   MHD_RESPMEM_PERSISTENT);
+        } else if (fixed) {
+            ctype = doc_type;
+            resp = MHD_create_response_from_buffer(len, (void *)fixed,
                                                    MHD_RESPMEM_PERSISTENT);
         } else if (!copy) {
             return MHD_NO;
         } else {
+            ctype = doc_type;
             resp = MHD_create_response_from_buffer(len, copy,
                                                    MHD_RESPMEM_MUST_FREE);
             if (!resp) {
@@ -132,9 +187,12 @@ static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
     }
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            status == MHD_HTTP_OK ? S_CONTENT_TYPE
-                                                  : "text/plain");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    /* Snapshots change every period; a page served here may talk to this
+     * origin only (no other requests, no framing). */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Content-Security-Policy", S_CSP);
     enum MHD_Result r = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     return r;
@@ -174,6 +232,10 @@ zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
         goto fail_socket;
     }
     self->port = ntohs(sa.sin_port);
+    snprintf(self->docs[0].path, sizeof self->docs[0].path, "/metrics");
+    snprintf(self->docs[0].content_type, sizeof self->docs[0].content_type,
+             "%s", S_CONTENT_TYPE);
+    self->n_docs = 1;
     if (pthread_mutex_init(&self->lock, NULL) != 0) {
         snprintf(err, errlen, "metrics: mutex init failed");
         goto fail_socket;
@@ -197,9 +259,9 @@ zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
                  spec);
         goto fail_mutex;
     }
-    char host[INET_ADDRSTRLEN] = "?";
-    inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
-    zp_info("metrics: serving http://%s:%u/metrics", host, self->port);
+    if (!inet_ntop(AF_INET, &sa.sin_addr, self->host, sizeof self->host))
+        snprintf(self->host, sizeof self->host, "?");
+    zp_info("metrics: serving http://%s:%u/metrics", self->host, self->port);
     return self;
 
 fail_mutex:
@@ -219,8 +281,10 @@ void zp_metrics_destroy(zp_metrics_t **self_p)
     MHD_stop_daemon(self->httpd);
     close(self->fd);
     pthread_mutex_destroy(&self->lock);
-    zp_buf_free(&self->served);
-    zp_buf_free(&self->pending);
+    for (size_t i = 0; i < self->n_docs; i++) {
+        zp_buf_free(&self->docs[i].served);
+        zp_buf_free(&self->docs[i].pending);
+    }
     free(self);
     *self_p = NULL;
 }
@@ -228,6 +292,11 @@ void zp_metrics_destroy(zp_metrics_t **self_p)
 unsigned zp_metrics_port(const zp_metrics_t *self)
 {
     return self->port;
+}
+
+const char *zp_metrics_host(const zp_metrics_t *self)
+{
+    return self->host;
 }
 
 bool zp_metrics_due(const zp_metrics_t *self, uint64_t now_us)
@@ -238,13 +307,13 @@ bool zp_metrics_due(const zp_metrics_t *self, uint64_t now_us)
 
 void zp_metrics_begin(zp_metrics_t *self)
 {
-    self->pending.len = 0;
+    self->docs[0].pending.len = 0;
     self->render_failed = false;
 }
 
 static void s_put(zp_metrics_t *self, const char *s, size_t len)
 {
-    if (zp_buf_append(&self->pending, s, len) < 0)
+    if (zp_buf_append(&self->docs[0].pending, s, len) < 0)
         self->render_failed = true;
 }
 
@@ -311,7 +380,8 @@ void zp_metrics_u64(zp_metrics_t *self, const char *name,
                     const char *const *labels, uint64_t value)
 {
     s_series(self, name, labels, NULL, NULL);
-    if (zp_buf_printf(&self->pending, "%llu\n", (unsigned long long)value) < 0)
+    if (zp_buf_printf(&self->docs[0].pending, "%llu\n",
+                      (unsigned long long)value) < 0)
         self->render_failed = true;
 }
 
@@ -319,7 +389,7 @@ void zp_metrics_f64(zp_metrics_t *self, const char *name,
                     const char *const *labels, double value)
 {
     s_series(self, name, labels, NULL, NULL);
-    if (zp_buf_printf(&self->pending, "%.17g\n", value) < 0)
+    if (zp_buf_printf(&self->docs[0].pending, "%.17g\n", value) < 0)
         self->render_failed = true;
 }
 
@@ -336,8 +406,8 @@ void zp_metrics_histogram(zp_metrics_t *self, const char *name,
         else
             snprintf(le, sizeof le, "+Inf");
         s_series(self, series, labels, "le", le);
-        if (zp_buf_printf(&self->pending, "%llu\n", (unsigned long long)cum) <
-            0)
+        if (zp_buf_printf(&self->docs[0].pending, "%llu\n",
+                          (unsigned long long)cum) < 0)
             self->render_failed = true;
     }
     snprintf(series, sizeof series, "%s_sum", name);
@@ -346,30 +416,93 @@ void zp_metrics_histogram(zp_metrics_t *self, const char *name,
     zp_metrics_u64(self, series, labels, h->count);
 }
 
+/* Makes doc's render the served one: a swap, so the next render reuses
+ * the old snapshot's memory. */
+static void s_swap(zp_metrics_t *self, s_doc_t *d)
+{
+    pthread_mutex_lock(&self->lock);
+    zp_buf_t t = d->served;
+    d->served = d->pending;
+    d->pending = t;
+    d->ready = true;
+    pthread_mutex_unlock(&self->lock);
+}
+
 int zp_metrics_publish(zp_metrics_t *self, uint64_t now_us)
 {
     self->published_us = now_us ? now_us : 1;
     if (self->render_failed)
         return -1;
-    /* Swap, so the next render reuses the old snapshot's memory. */
-    pthread_mutex_lock(&self->lock);
-    zp_buf_t t = self->served;
-    self->served = self->pending;
-    self->pending = t;
-    self->ready = true;
-    pthread_mutex_unlock(&self->lock);
+    s_swap(self, &self->docs[0]);
     return 0;
 }
 
 char *zp_metrics_snapshot(zp_metrics_t *self, size_t *len)
 {
+    return zp_metrics_doc_snapshot(self, "/metrics", len);
+}
+
+int zp_metrics_serve(zp_metrics_t *self, const char *path,
+                     const char *content_type, const void *data, size_t len)
+{
+    if (!path || path[0] != '/' || strlen(path) >= sizeof self->docs[0].path ||
+        !content_type ||
+        strlen(content_type) >= sizeof self->docs[0].content_type)
+        return -1;
+    int doc = -1;
     pthread_mutex_lock(&self->lock);
-    char *copy = malloc(self->served.len + 1);
-    if (copy) {
-        if (self->served.len)
-            memcpy(copy, self->served.data, self->served.len);
-        copy[self->served.len] = 0;
-        *len = self->served.len;
+    bool taken = false;
+    for (size_t i = 0; i < self->n_docs; i++)
+        taken = taken || strcmp(self->docs[i].path, path) == 0;
+    if (!taken && self->n_docs < ZP_METRICS_MAX_DOCS) {
+        s_doc_t *d = &self->docs[self->n_docs];
+        memset(d, 0, sizeof *d);
+        snprintf(d->path, sizeof d->path, "%s", path);
+        snprintf(d->content_type, sizeof d->content_type, "%s", content_type);
+        d->fixed = data;
+        d->fixed_len = data ? len : 0;
+        doc = (int)self->n_docs++;
+    }
+    pthread_mutex_unlock(&self->lock);
+    return doc;
+}
+
+zp_buf_t *zp_metrics_doc_begin(zp_metrics_t *self, int doc)
+{
+    /* The table only grows, on this thread: no lock to read it here. */
+    assert(doc > 0 && (size_t)doc < self->n_docs && !self->docs[doc].fixed);
+    zp_buf_t *b = &self->docs[doc].pending;
+    b->len = 0;
+    return b;
+}
+
+int zp_metrics_doc_publish(zp_metrics_t *self, int doc, bool complete)
+{
+    assert(doc > 0 && (size_t)doc < self->n_docs && !self->docs[doc].fixed);
+    if (!complete)
+        return -1;
+    s_swap(self, &self->docs[doc]);
+    return 0;
+}
+
+char *zp_metrics_doc_snapshot(zp_metrics_t *self, const char *path, size_t *len)
+{
+    char *copy = NULL;
+    pthread_mutex_lock(&self->lock);
+    for (size_t i = 0; i < self->n_docs; i++) {
+        const s_doc_t *d = &self->docs[i];
+        if (strcmp(d->path, path) != 0)
+            continue;
+        const char *data = d->fixed ? d->fixed : d->served.data;
+        size_t n = d->fixed ? d->fixed_len : d->served.len;
+        copy = malloc(n + 1);
+        if (copy) {
+            if (n)
+                memcpy(copy, data, n);
+            copy[n] = 0;
+            *len = n;
+        }
+        break;
     }
     pthread_mutex_unlock(&self->lock);
     return copy;

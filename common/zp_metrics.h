@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zp_util.h"
+
 typedef struct zp_metrics zp_metrics_t;
 
 #define ZP_METRICS_PERIOD_US 250000u
@@ -54,8 +56,9 @@ void zp_histogram_observe(zp_histogram_t *h, double value, uint64_t n);
 int zp_metrics_parse_addr(const char *spec, uint32_t *addr_be, uint16_t *port,
                           char *err, size_t errlen);
 
-/* Binds spec and starts serving /metrics (other paths: 404; 503 until the
- * first zp_metrics_publish); logs the URL
+/* Binds spec and starts serving /metrics (and the documents added by
+ * zp_metrics_serve; other paths: 404; 503 until the first
+ * zp_metrics_publish); logs the URL
  * with the port actually bound. Returns NULL with a one-line reason in err
  * for a bad address, a port in use or a start failure. Caller owns the
  * result. */
@@ -64,6 +67,9 @@ zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen);
 void zp_metrics_destroy(zp_metrics_t **self_p);
 /* The TCP port being served. */
 unsigned zp_metrics_port(const zp_metrics_t *self);
+/* The IPv4 address bound, dotted ("0.0.0.0" for every interface);
+ * borrowed, valid until zp_metrics_destroy. */
+const char *zp_metrics_host(const zp_metrics_t *self);
 
 /* True when a new snapshot should be rendered: a period has passed since
  * the last publish. NULL-safe (false). */
@@ -92,12 +98,39 @@ int zp_metrics_publish(zp_metrics_t *self, uint64_t now_us);
 /* The text being served, copied; for tests. Caller owns the result. */
 char *zp_metrics_snapshot(zp_metrics_t *self, size_t *len);
 
+/* Extra documents on the same server, e.g. the sink's web view. Every
+ * response carries a Content-Security-Policy that lets a page load nothing
+ * and talk to nothing but its own origin. */
+#define ZP_METRICS_MAX_DOCS 8
+
+/* Serves another document at path (an exact match, e.g. "/" or
+ * "/api/state"; 63 bytes at most) with content_type. With data, the
+ * document is fixed: borrowed, valid until zp_metrics_destroy. With data
+ * NULL, the owning thread renders it like the metrics text, between
+ * zp_metrics_doc_begin and zp_metrics_doc_publish, and it is answered with
+ * 503 until the first publish. Returns the document's handle (> 0), or -1
+ * for a bad or taken path or a full table. Owning thread only. */
+int zp_metrics_serve(zp_metrics_t *self, const char *path,
+                     const char *content_type, const void *data, size_t len);
+/* The rendered document's private buffer, emptied: append the new
+ * snapshot to it. Borrowed, valid until zp_metrics_doc_publish. */
+zp_buf_t *zp_metrics_doc_begin(zp_metrics_t *self, int doc);
+/* Serves what was appended since zp_metrics_doc_begin. complete = false
+ * (say, an append failed) keeps the previous snapshot and returns -1. */
+int zp_metrics_doc_publish(zp_metrics_t *self, int doc, bool complete);
+/* The document served at path (empty before its first publish), copied
+ * and NUL-terminated; NULL for a path not served or out of memory. For
+ * tests. Caller owns the result. */
+char *zp_metrics_doc_snapshot(zp_metrics_t *self, const char *path,
+                              size_t *len);
+
 /* The --metrics option every daemon takes. */
 #define ZP_METRICS_OPTION(target)                                              \
     {                                                                          \
         "metrics", 0, ZP_OPT_STR, "ZPIPE_METRICS", "HOST:PORT",                \
-            "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = "  \
-            "any free port, logged); default off",                             \
+            "serve Prometheus metrics at http://HOST:PORT/metrics (the sink "  \
+            "also serves its web view at http://HOST:PORT/; port 0 = any "     \
+            "free port, logged); default off",                                 \
             &(target), 0, 0, NULL                                              \
     }
 

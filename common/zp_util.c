@@ -173,44 +173,71 @@ void zp_json_escape(char *dst, size_t cap, const char *src, size_t len)
     zp_buf_free(&b);
 }
 
+/* The length (1-4) of the well-formed UTF-8 sequence at s, of at most avail
+ * bytes (avail > 0), or 0 when there is none (no overlongs, surrogates or
+ * code points past U+10FFFF). */
+static size_t s_utf8_seq(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) {
+        n = 1;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 2;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 3;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (avail <= n)
+        return 0;
+    for (size_t k = 1; k <= n; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[k] & 0x3f);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+        (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n + 1;
+}
+
 bool zp_utf8_valid(const void *data, size_t len)
 {
     const unsigned char *s = data;
     size_t i = 0;
     while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
+        size_t n = s_utf8_seq(s + i, len - i);
+        if (!n)
             return false;
-        }
-        if (len - i <= n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
-            (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += n + 1;
+        i += n;
     }
     return true;
+}
+
+int zp_buf_append_json_text(zp_buf_t *buf, const void *data, size_t len)
+{
+    const unsigned char *s = data;
+    size_t i = 0, run = 0; /* run: start of the bytes not yet appended */
+    while (i < len) {
+        size_t n = s_utf8_seq(s + i, len - i);
+        if (n) {
+            i += n;
+            continue;
+        }
+        if (zp_buf_append_json(buf, s + run, i - run) < 0 ||
+            zp_buf_append(buf, "\\ufffd", 6) < 0)
+            return -1;
+        run = ++i;
+    }
+    return zp_buf_append_json(buf, s + run, len - run);
 }
 
 int zp_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)

@@ -7,7 +7,11 @@
 # ZPIPE_TEST_QUICK=1 runs only the first part.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-zpipe_install_packages
+# The web view's browser test also needs Chromium, Node.js and npm (not
+# Debian's npm when a NodeSource nodejs, which conflicts with it, brings one).
+web_packages=(chromium nodejs)
+command -v npm >/dev/null 2>&1 || web_packages+=(npm)
+zpipe_install_packages "${web_packages[@]}"
 status=0
 
 echo "== ctest (gcc, RelWithDebInfo)"

@@ -1,6 +1,7 @@
 /* sink: deduplicates results, writes one record per task, tracks jobs. */
 #define _GNU_SOURCE
 #include "sink.h"
+#include "sink_web.h"
 #include "zp_codec.h"
 #include "zp_journal.h"
 #include "zp_log.h"
@@ -95,6 +96,7 @@ typedef struct {
     uint64_t bad_results;  /* of bad_messages, those on the results socket */
     zp_metrics_t *metrics; /* NULL unless --metrics */
     zp_events_t *events;   /* NULL unless --events */
+    zp_sink_web_t *web;    /* the web view, on the metrics server */
     bool write_failed;
     zp_journal_t *journal;
     uint64_t out_offset; /* bytes in the output file */
@@ -260,15 +262,15 @@ static void s_format_json(zp_buf_t *b, const s_job_t *j, const char *worker,
         const char *cause = r->cause && *r->cause ? r->cause : "plugin_error";
         const char *err = r->error ? r->error : "";
         zp_buf_append_str(b, "\"cause\":\"");
-        zp_buf_append_json(b, cause, strlen(cause));
+        zp_buf_append_json_text(b, cause, strlen(cause));
         zp_buf_append_str(b, "\",\"error\":\"");
-        zp_buf_append_json(b, err, strlen(err));
+        zp_buf_append_json_text(b, err, strlen(err));
         zp_buf_printf(b, "\",\"retryable\":%s,",
                       r->retryable ? "true" : "false");
     }
     zp_buf_printf(b, "\"attempts\":%u,\"worker\":\"",
                   r->attempt ? r->attempt : 1);
-    zp_buf_append_json(b, worker, strlen(worker));
+    zp_buf_append_json_text(b, worker, strlen(worker));
     zp_buf_printf(b, "\",\"elapsed_us\":%llu}\n",
                   (unsigned long long)r->elapsed_us);
 }
@@ -1025,6 +1027,11 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
                              ? ZPIPE__V1__EVENT_KIND__EVENT_TASK_QUARANTINED
                              : ZPIPE__V1__EVENT_KIND__EVENT_TASK_FAILED);
         }
+        if (!ok && s->web)
+            zp_sink_web_failure(
+                s->web, j->id, r->task_id, worker, r->attempt ? r->attempt : 1,
+                r->cause && *r->cause ? r->cause : "plugin_error",
+                r->error ? r->error : "", now);
         if (ok && j->reducer) {
             /* Folded, not written; committed like any record. */
             int rs = j->reduce_error
@@ -1060,6 +1067,9 @@ static void s_on_results(s_sink_t *s, zmq_msg_t *frame)
                      j->id, (unsigned long long)r->task_id);
     }
     s_wstat(j, b, fresh);
+    /* The ventilator's own give-up records are not a worker's work. */
+    if (s->web && strcmp(worker, "ventilator") != 0)
+        zp_sink_web_batch(s->web, worker, fresh, now);
     if (j->n_commit >= 4096 || j->n_retry >= 4096)
         s_commit_all(s);
     if (s->pub) {
@@ -1379,6 +1389,41 @@ static void s_metrics_render(s_sink_t *s, uint64_t now)
         zp_warn("metrics: out of memory rendering; serving the last snapshot");
 }
 
+static const char *s_state_name(int state)
+{
+    switch (state) {
+    case ZPIPE__V1__JOB_STATE__JOB_CLOSED:
+        return "closed";
+    case ZPIPE__V1__JOB_STATE__JOB_DONE:
+        return "done";
+    default:
+        return "open";
+    }
+}
+
+/* Renders the web view's state (jobs newest first, as for /metrics). */
+static void s_web_render(s_sink_t *s, uint64_t now)
+{
+    zp_sink_web_begin(s->web, now, zp_now_us());
+    for (s_job_t *j = s->jobs; j; j = j->link) {
+        zp_sink_web_job_t v = {
+            .id = j->id,
+            .state = s_state_name(j->state),
+            .total = j->total,
+            .done = j->done,
+            .succeeded = j->succeeded,
+            .failed = j->failed,
+            .retries = j->retries,
+            .duplicates = j->duplicates,
+            .first_us = j->first_us,
+            .last_us = j->last_us,
+        };
+        zp_sink_web_job(s->web, &v);
+    }
+    if (zp_sink_web_publish(s->web, s->bad_messages) < 0)
+        zp_warn("web view: out of memory rendering; serving the last state");
+}
+
 int zp_sink_run(const zp_sink_config_t *cfg)
 {
     s_sink_t s = {.cfg = cfg};
@@ -1405,6 +1450,11 @@ int zp_sink_run(const zp_sink_config_t *cfg)
         s.metrics = zp_metrics_new(cfg->metrics, err, sizeof err);
         if (!s.metrics) {
             zp_error("sink: %s", err);
+            goto fail_out;
+        }
+        s.web = zp_sink_web_new(s.metrics, s.instance);
+        if (!s.web) {
+            zp_error("sink: cannot start the web view: out of memory");
             goto fail_out;
         }
     }
@@ -1456,8 +1506,10 @@ int zp_sink_run(const zp_sink_config_t *cfg)
             s_commit_all(&s);
             last_flush = now;
         }
-        if (zp_metrics_due(s.metrics, now))
+        if (zp_metrics_due(s.metrics, now)) {
+            s_web_render(&s, now);
             s_metrics_render(&s, now);
+        }
         zmq_pollitem_t items[] = {
             {s.results, 0, ZMQ_POLLIN, 0},
             {s.control, 0, ZMQ_POLLIN, 0},
@@ -1533,6 +1585,7 @@ fail_ctx:
 fail_out:
     if (zp_trace_log_destroy(&s.trace) < 0)
         zp_warn("trace %s: some lines could not be written", cfg->trace);
+    zp_sink_web_destroy(&s.web);
     zp_metrics_destroy(&s.metrics);
     if (s.out && s.out != stdout)
         fclose(s.out);

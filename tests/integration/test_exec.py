@@ -76,6 +76,12 @@ def test_exit_status_stderr_env_and_cwd():
                                "echo end >&2; exit 1'", "stderr_max=100"])
     err = recs[0]["error"]
     check(err.endswith("eeeeend\n") and len(err) < 200 and "..." in err, repr(err))
+    # stderr that is not UTF-8 still makes a record that is strict JSON
+    # (read_jsonl decodes the bytes as UTF-8 and would raise).
+    r, recs = _run(d, [b"x"], ["cmd=sh -c 'printf \"bad \\377\\376 end\" >&2; "
+                               "exit 3'"])
+    check(recs[0]["error"] == "sh exited with status 3: bad \ufffd\ufffd end",
+          repr(recs[0]))
     print("    exit 3 -> failed, not retried; exit 75 -> retried; stderr in the "
           "error (bounded); env and cwd applied")
 

@@ -82,6 +82,81 @@ static void test_renders_escaped_families_and_serves_them(void)
     TEST_CHECK(m == NULL);
 }
 
+/* The whole response to "GET path" from the server on port, or "" on a
+ * socket error; caller frees. */
+static char *s_http_get(unsigned port, const char *path)
+{
+    zp_buf_t b = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        char req[256];
+        int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n",
+                         path);
+        if (write(fd, req, (size_t)n) == n) {
+            char chunk[4096];
+            ssize_t got;
+            while ((got = read(fd, chunk, sizeof chunk)) > 0)
+                zp_buf_append(&b, chunk, (size_t)got);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    zp_buf_append(&b, "", 1);
+    return b.data;
+}
+
+static void test_serves_fixed_and_rendered_documents(void)
+{
+    char err[256];
+    zp_metrics_t *m = zp_metrics_new("127.0.0.1:0", err, sizeof err);
+    TEST_CHECK(m);
+    static const char page[] = "<!doctype html><p>hi</p>";
+    int fixed = zp_metrics_serve(m, "/", "text/html; charset=utf-8", page, 24);
+    int state = zp_metrics_serve(m, "/api/state", "application/json", NULL, 0);
+    TEST_CHECK(fixed > 0 && state > 0 && fixed != state);
+    TEST_EQ_INT(zp_metrics_serve(m, "/api/state", "text/plain", NULL, 0), -1);
+    TEST_EQ_INT(zp_metrics_serve(m, "/metrics", "text/plain", NULL, 0), -1);
+    TEST_EQ_INT(zp_metrics_serve(m, "relative", "text/plain", NULL, 0), -1);
+    unsigned port = zp_metrics_port(m);
+
+    char *r = s_http_get(port, "/api/state");
+    TEST_CONTAINS(r, " 503 ");
+    free(r);
+    zp_buf_t *b = zp_metrics_doc_begin(m, state);
+    zp_buf_append_str(b, "{\"n\":1}");
+    TEST_EQ_INT(zp_metrics_doc_publish(m, state, true), 0);
+    b = zp_metrics_doc_begin(m, state);
+    zp_buf_append_str(b, "{\"n\":");
+    TEST_EQ_INT(zp_metrics_doc_publish(m, state, false), -1);
+
+    r = s_http_get(port, "/api/state?x=1");
+    TEST_CONTAINS(r, " 200 ");
+    TEST_CONTAINS(r, "Content-Type: application/json");
+    TEST_CONTAINS(r, "Cache-Control: no-store");
+    TEST_CONTAINS(r, "connect-src 'self'");
+    TEST_CONTAINS(r, "\r\n\r\n{\"n\":1}"); /* the incomplete one was dropped */
+    free(r);
+    r = s_http_get(port, "/");
+    TEST_CONTAINS(r, "Content-Type: text/html; charset=utf-8");
+    TEST_CONTAINS(r, "\r\n\r\n<!doctype html><p>hi</p>");
+    free(r);
+    r = s_http_get(port, "/index.html");
+    TEST_CONTAINS(r, " 404 ");
+    free(r);
+    r = s_http_get(port, "/metrics");
+    TEST_CONTAINS(r, " 503 "); /* nothing published at /metrics yet */
+    free(r);
+    size_t len = 0;
+    char *text = zp_metrics_doc_snapshot(m, "/api/state", &len);
+    TEST_CHECK(zp_metrics_doc_snapshot(m, "/nothing", &len) == NULL);
+    TEST_EQ_STR(text, "{\"n\":1}");
+    free(text);
+    zp_metrics_destroy(&m);
+}
+
 static void test_refuses_a_port_in_use(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -106,6 +181,8 @@ static const test_case_t tests[] = {
      test_histogram_buckets_are_upper_bounds},
     {"test_renders_escaped_families_and_serves_them",
      test_renders_escaped_families_and_serves_them},
+    {"test_serves_fixed_and_rendered_documents",
+     test_serves_fixed_and_rendered_documents},
     {"test_refuses_a_port_in_use", test_refuses_a_port_in_use},
     {NULL, NULL},
 };

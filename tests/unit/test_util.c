@@ -50,6 +50,23 @@ static void test_utf8_accepts_valid_rejects_invalid(void)
     TEST_CHECK(!zp_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
 }
 
+static void test_json_text_replaces_what_is_not_utf8(void)
+{
+    zp_buf_t b = {0};
+    /* Valid é and €, a stray 0xff, a truncated sequence, an overlong '/'
+     * (two bytes, each replaced), a surrogate, and escapes as before. */
+    const char in[] =
+        "\xc3\xa9\xe2\x82\xac\xff\"\xc3\xc0\xaf\xed\xa0\x80\\\n\xe2\x82";
+    TEST_CHECK(zp_buf_append_json_text(&b, in, sizeof in - 1) == 0);
+    zp_buf_append(&b, "", 1);
+    TEST_EQ_STR(b.data, "\xc3\xa9\xe2\x82\xac\\ufffd\\\"\\ufffd\\ufffd\\ufffd"
+                        "\\ufffd\\ufffd\\ufffd\\\\\\n\\ufffd\\ufffd");
+    b.len = 0;
+    TEST_CHECK(zp_buf_append_json_text(&b, "plain", 5) == 0);
+    TEST_CHECK(b.len == 5 && memcmp(b.data, "plain", 5) == 0);
+    zp_buf_free(&b);
+}
+
 static void test_parse_u64_is_strict(void)
 {
     uint64_t v = 0;
@@ -82,6 +99,8 @@ static const test_case_t tests[] = {
      test_base64_matches_rfc4648_vectors},
     {"test_utf8_accepts_valid_rejects_invalid",
      test_utf8_accepts_valid_rejects_invalid},
+    {"test_json_text_replaces_what_is_not_utf8",
+     test_json_text_replaces_what_is_not_utf8},
     {"test_parse_u64_is_strict", test_parse_u64_is_strict},
     {"test_random_ids_differ", test_random_ids_differ},
     {NULL, NULL},
