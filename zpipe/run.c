@@ -13,6 +13,7 @@
 #include "zp_codec.h"
 #include "zp_journal.h"
 #include "zp_log.h"
+#include "zp_metrics.h"
 #include "zp_net.h"
 #include "zp_opts.h"
 #include "zp_plugin.h"
@@ -45,6 +46,7 @@ typedef struct {
     const char *plugin, *input, *output, *format, *dispatch, *job, *isolation;
     const char *journal, *transport;
     const char *trace; /* Chrome trace-event JSON of every task's life */
+    const char *web;   /* HOST:PORT for the sink's web view and metrics */
     uint64_t workers, batch, window, deadline_ms, memory_limit, max_attempts;
     uint64_t no_worker_timeout_ms;
     bool ordered, progress, no_progress, resume, reduce;
@@ -146,6 +148,34 @@ static int s_free_ports(int *ports, int n)
         if (fds[i] >= 0)
             close(fds[i]);
     return rc;
+}
+
+/* --web: spec checked as --metrics would, with port 0 made a free port
+ * (the sink would pick one we could not show); prints the page's URL. */
+static int s_web_addr(const char *spec, char *out, size_t len, char *err,
+                      size_t errlen)
+{
+    uint32_t addr;
+    uint16_t port;
+    char why[128];
+    if (zp_metrics_parse_addr(spec, &addr, &port, why, sizeof why) < 0) {
+        const char *m = strncmp(why, "--metrics ", 10) ? why : why + 10;
+        snprintf(err, errlen, "--web %s", m);
+        return -1;
+    }
+    int free_port = port;
+    if (!port && s_free_ports(&free_port, 1) < 0) {
+        snprintf(err, errlen, "--web: no free port: %s", strerror(errno));
+        return -1;
+    }
+    const char *colon = strrchr(spec, ':');
+    int host_len = (int)(colon - spec);
+    snprintf(out, len, "%.*s:%d", host_len, spec, free_port);
+    bool any = addr == 0;
+    fprintf(stderr,
+            "zpipe run: web view at http://%.*s:%d/ while the job runs\n",
+            any ? 9 : host_len, any ? "127.0.0.1" : spec, free_port);
+    return 0;
 }
 
 /* --resume: the job the journal was written for (its last opened job). */
@@ -441,6 +471,10 @@ int zp_cmd_run(int argc, char **argv)
          "Chrome trace-event JSON for Perfetto or chrome://tracing, and "
          "print per-worker utilisation and where the time went",
          &o.trace, 0, 0, NULL},
+        {"web", 0, ZP_OPT_STR, "ZPIPE_WEB", "HOST:PORT",
+         "serve the sink's web view (http://HOST:PORT/) and its metrics "
+         "while the job runs; port 0 picks a free one (printed)",
+         &o.web, 0, 0, NULL},
         {"progress", 0, ZP_OPT_FLAG, NULL, NULL,
          "show progress on stderr even when it is not a terminal", &o.progress,
          0, 0, NULL},
@@ -468,6 +502,11 @@ int zp_cmd_run(int argc, char **argv)
                       "state is not journaled)";
     else if (o.config.count > 32)
         usage_error = "at most 32 --config settings";
+    char web_addr[96] = "", web_err[160];
+    if (!usage_error && o.web &&
+        s_web_addr(o.web, web_addr, sizeof web_addr, web_err, sizeof web_err) <
+            0)
+        usage_error = web_err;
     for (size_t i = 0; !usage_error && i < o.config.count; i++)
         if (!strchr(o.config.items[i], '=') || o.config.items[i][0] == '=')
             usage_error = "--config takes KEY=VALUE";
@@ -592,6 +631,8 @@ int zp_cmd_run(int argc, char **argv)
     }
     if (trace_out)
         s_push2(&sup, S_SINK, "--trace", trace_log);
+    if (*web_addr)
+        s_push2(&sup, S_SINK, "--metrics", web_addr);
     if (o.reduce) {
         s_push2(&sup, S_SINK, "--reduce", o.plugin);
         for (size_t i = 0; i < o.config.count; i++)

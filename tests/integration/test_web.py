@@ -13,12 +13,13 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 import urllib.error
 import urllib.request
 
 import zptest
-from zptest import check, run
+from zptest import binary, check, run
 
 try:
     import zmq
@@ -294,6 +295,43 @@ def test_browser_shows_the_finished_job_workers_and_failures():
     print("    screenshot: %s" % shot)
 
 
+def test_zpipe_run_web_serves_the_running_job():
+    # zpipe run --web 127.0.0.1:0 prints the page's URL; while the job runs
+    # the page and /api/state answer there and show it.
+    d = zptest.tmpdir()
+    inp = os.path.join(d, "in.txt")
+    n = 3000
+    with open(inp, "w") as f:
+        f.write("2000\n" * n)  # 2 ms each: about 3 s on 2 workers
+    p = zptest.start([binary("zpipe"), "run", "--plugin", "spin", "--input",
+                      inp, "--output", os.path.join(d, "out"), "--workers",
+                      "2", "--job", "run-web", "--web", "127.0.0.1:0",
+                      "--no-progress"], stderr=subprocess.PIPE)
+    line = p.stderr.readline().decode()
+    m = re.search(r"web view at (http://127\.0\.0\.1:\d+/)", line)
+    check(m, "no URL: %r" % line)
+    base = m.group(1)
+    end = time.monotonic() + 20  # printed before the sink is up
+    while True:
+        try:
+            ctype, page = _get(base, timeout=10)
+            break
+        except urllib.error.URLError as e:
+            check(time.monotonic() < end and not isinstance(
+                e, urllib.error.HTTPError), "%s: %r" % (base, e))
+            time.sleep(0.05)
+    check(ctype.startswith("text/html") and b"zpipe" in page, ctype)
+    st = _wait_state(base, lambda st: any(
+        j["id"] == "run-web" and 0 < j["done"] < n for j in st["jobs"]),
+        "the running job, part done", timeout=30)
+    rest = p.communicate(timeout=120)[1].decode()
+    check(p.returncode == 0, "zpipe run: %d %s" % (p.returncode, rest))
+    job = [j for j in st["jobs"] if j["id"] == "run-web"][0]
+    print("    %s showed run-web at %d of %d while it ran"
+          % (base, job["done"], n))
+
+
 if __name__ == "__main__":
     zptest.main([test_state_is_valid_json_whatever_the_bytes,
-                 test_browser_shows_the_finished_job_workers_and_failures])
+                 test_browser_shows_the_finished_job_workers_and_failures,
+                 test_zpipe_run_web_serves_the_running_job])
