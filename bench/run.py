@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -132,14 +133,25 @@ class Bench:
             extra = {"p50": int(m.group(1)), "p99": int(m.group(2))}
         return secs, rss, extra
 
-    def zpipe_run(self, inp, plugin, batch=1024, transport="ipc", isolation="process"):
+    @staticmethod
+    def children_cpu():
+        """CPU seconds (user + system) of every waited-for descendant so
+        far: zpipe run waits for its daemons, so a run's delta is the CPU
+        the whole pipeline used."""
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def zpipe_run(self, inp, plugin, batch=1024, transport="ipc", isolation="process",
+                  extra=()):
         cmd = [self.zpipe, "run", "--plugin", plugin, "--workers", "2",
                "--input", inp, "--output", self.path("out"), "--format", "lines",
                "--batch", str(batch), "--isolation", isolation,
-               "--transport", transport, "--no-progress"]
+               "--transport", transport, "--no-progress"] + list(extra)
+        c0 = self.children_cpu()
         t0 = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         secs = time.perf_counter() - t0
+        cpu = self.children_cpu() - c0
         if r.returncode != 0:
             raise RuntimeError("zpipe run failed: %s" % r.stderr[-800:])
         rss = {}
@@ -148,7 +160,7 @@ class Bench:
         if m:
             rss = {"sink": int(m.group(1)), "ventilator": int(m.group(2)),
                    "worker": int(m.group(3))}
-        return secs, rss, {}
+        return secs, rss, {"cpu": cpu}
 
     def zpipe_metrics_run(self, inp, plugin, scrape_s=0.5):
         """zpipe run with --metrics on in every process (ZPIPE_METRICS,
@@ -157,9 +169,11 @@ class Bench:
         than its default 15 s, to make the cost visible)."""
         import threading
         import urllib.request
+        # Info logs name each daemon's metrics address; the runs with
+        # metrics off log at info too, so the two differ only in metrics.
         cmd = [self.zpipe, "run", "--plugin", plugin, "--workers", "2",
                "--input", inp, "--output", self.path("out"), "--format",
-               "lines", "--no-progress"]
+               "lines", "--no-progress", "--log-level", "info"]
         env = dict(os.environ, ZPIPE_METRICS="127.0.0.1:0")
         urls, scrapes, stop = [], [0], threading.Event()
 
@@ -172,6 +186,7 @@ class Bench:
                     except OSError:
                         pass
 
+        c0 = self.children_cpu()
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         th = threading.Thread(target=scraper, daemon=True)
@@ -184,13 +199,14 @@ class Bench:
                 urls.append(m.group(1))
         p.wait(3600)
         secs = time.perf_counter() - t0
+        cpu = self.children_cpu() - c0
         stop.set()
         th.join()
         if p.returncode != 0:
             raise RuntimeError("zpipe run failed: %s" % "".join(err)[-800:])
         if len(urls) < 4:
             raise RuntimeError("metrics served by %d processes, want 4" % len(urls))
-        return secs, {}, {"scrapes": scrapes[0]}
+        return secs, {}, {"scrapes": scrapes[0], "cpu": cpu}
 
     def python_run(self, call, what):
         """Times run.CALL in a fresh interpreter, as a user would run it."""
@@ -211,14 +227,16 @@ class Bench:
         return self.python_run("run_dask(%r, %r, 2, %r)"
                                % (inp, self.path("out"), spin), "Dask")
 
-    def measure(self, workload, n, systems, work_s=None):
-        """Runs every system repeat times, alternating; records medians."""
+    def measure(self, workload, n, systems, work_s=None, repeat=None):
+        """Runs every system repeat times (default --repeat), alternating;
+        records medians (of CPU seconds too, when a runner reports them)."""
         if self.args.only and self.args.only not in workload:
             return
         results = {name: [] for name, _ in systems}
         rss = {name: {} for name, _ in systems}
         extra = {name: {} for name, _ in systems}
-        for rep in range(self.args.repeat):
+        cpus = {name: [] for name, _ in systems}
+        for rep in range(repeat or self.args.repeat):
             for name, fn in systems:
                 try:
                     secs, r, e = fn()
@@ -232,6 +250,8 @@ class Bench:
                 for k, v in r.items():
                     rss[name][k] = max(rss[name].get(k, 0), v)
                 extra[name] = e
+                if "cpu" in e:
+                    cpus[name].append(e["cpu"])
         limit = None
         for name, _ in systems:
             if name.startswith("raw") and results[name]:
@@ -248,6 +268,9 @@ class Bench:
                    "efficiency": (work_s / 2) / med if work_s else None,
                    "rss": rss[name]}
             row.update(extra[name])
+            if cpus[name]:
+                row["cpu"] = statistics.median(cpus[name])
+                row["runs"] = len(times)
             self.rows.append(row)
             print("  %-28s %-34s %10.0f tasks/s  %s" % (
                 workload, name, row["rate"],
@@ -310,19 +333,23 @@ class Bench:
 
         # The cost of --metrics: the same runs with every daemon serving
         # /metrics and scraped twice a second, against metrics off.
-        n_met = 20000 if q else 1000000
+        # Runs of a few seconds and 9 alternating repeats: on 2 cores the
+        # 4 busy processes make single runs vary by 10 % or more.
+        n_met = 200000 if q else 5000000
         inp = self.write_input("metrics", (str(i) for i in range(n_met)))
         print("metrics on vs off, empty tasks x %d" % n_met, flush=True)
         self.measure("metrics cost, empty tasks", n_met, [
-            ("zpipe echo, metrics off", lambda: self.zpipe_run(inp, "echo")),
+            ("zpipe echo, metrics off", lambda: self.zpipe_run(
+                inp, "echo", extra=("--log-level", "info"))),
             ("zpipe echo, metrics on + scraped", lambda: self.zpipe_metrics_run(inp, "echo")),
-        ])
-        n_ms = 2000 if q else 20000
+        ], repeat=max(9, self.args.repeat))
+        n_ms = 2000 if q else 100000
         inp = self.write_input("metrics_spin", ("100" for _ in range(n_ms)))
         self.measure("metrics cost, spin 100 us", n_ms, [
-            ("zpipe spin, metrics off", lambda: self.zpipe_run(inp, "spin")),
+            ("zpipe spin, metrics off", lambda: self.zpipe_run(
+                inp, "spin", extra=("--log-level", "info"))),
             ("zpipe spin, metrics on + scraped", lambda: self.zpipe_metrics_run(inp, "spin")),
-        ])
+        ], repeat=max(9, self.args.repeat))
 
         n_lat = 1000 if q else 10000
         inp = self.write_input("lat", (str(i) for i in range(n_lat)))
@@ -342,8 +369,9 @@ class Bench:
             ])
         if not self.args.only:
             self.exec_section()
-        for wl, ratio in self.metrics_costs():
-            print("  metrics on/off throughput, %s: %.3f" % (wl, ratio))
+        for wl, ratio, cpu in self.metrics_costs():
+            print("  metrics on/off, %s: throughput %.3f, CPU %.3f"
+                  % (wl, ratio, cpu))
         if self.args.only:
             print("--only: a partial run; bench/results.md is left as it was")
             return
@@ -672,26 +700,31 @@ class Bench:
                     "%d / %d" % (r["p50"], r["p99"]) if "p50" in r else "", rss))
             costs = self.metrics_costs()
             if costs:
-                f.write("\nMetrics cost (throughput with every daemon serving "
-                        "/metrics, scraped every 0.5 s, over metrics off; "
-                        "target >= 0.97): %s.\n" % "; ".join(
-                            "%s %.3f" % kv for kv in costs))
+                f.write("\nMetrics cost (every daemon serving /metrics, "
+                        "scraped every 0.5 s, over metrics off; medians of "
+                        "alternating runs; target: throughput >= 0.97): %s.\n"
+                        % "; ".join("%s: throughput %.3f, CPU %.3f" % c
+                                    for c in costs))
         with open(os.path.join(self.tmp, "rows.json"), "w") as f:
             json.dump(self.rows, f)
         print("wrote %s" % out)
         self.chart()
 
     def metrics_costs(self):
-        """[(workload, on/off throughput)] of the metrics workloads."""
+        """[(workload, on/off throughput, on/off CPU seconds)] of the
+        metrics workloads (medians)."""
         out = []
         for wl in sorted({r["workload"] for r in self.rows
                           if r["workload"].startswith("metrics cost")}):
             rows = [r for r in self.rows if r["workload"] == wl
                     and not r.get("failed")]
-            off = [r["rate"] for r in rows if "metrics off" in r["system"]]
-            on = [r["rate"] for r in rows if "metrics on" in r["system"]]
+            off = [r for r in rows if "metrics off" in r["system"]]
+            on = [r for r in rows if "metrics on" in r["system"]]
             if off and on:
-                out.append((wl[len("metrics cost, "):], on[0] / off[0]))
+                out.append((wl[len("metrics cost, "):],
+                            on[0]["rate"] / off[0]["rate"],
+                            on[0].get("cpu", 0) / off[0]["cpu"]
+                            if off[0].get("cpu") else float("nan")))
         return out
 
     def chart(self):
