@@ -20,8 +20,10 @@ void *zp_idmap_get(const zp_idmap_t *self, uint64_t id);
 /* Removes id; returns its value or NULL. */
 void *zp_idmap_remove(zp_idmap_t *self, uint64_t id);
 size_t zp_idmap_size(const zp_idmap_t *self);
-/* Iteration: start with *cursor = 0; returns false when done. Removing the
- * current entry during iteration is allowed; inserting is not. */
+/* Iteration: start with *cursor = 0; returns false when done. Neither
+ * insert nor remove while iterating: a removal shifts the next entry back
+ * into a slot the cursor has passed, so it would be skipped. Collect the
+ * ids and remove them afterwards. */
 bool zp_idmap_next(const zp_idmap_t *self, size_t *cursor, uint64_t *id,
                    void **value);
 
