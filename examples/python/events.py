@@ -39,7 +39,9 @@ class Events:
         for t in topics:
             self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
         self._n = len(endpoints)
-        self._mon = self.sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+        # A handshake that succeeded (CURVE's included) is the point after
+        # which the subscription goes out.
+        self._mon = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         for endpoint, key in endpoints:
             # libzmq takes a connection's CURVE keys when it connects, so
             # each publisher may have its own server key.
@@ -47,9 +49,9 @@ class Events:
             self.sock.connect(endpoint)
 
     def wait_connected(self, timeout_s=20.0):
-        """Returns True once connected to every publisher (and a moment
-        later, when the subscription has reached them): from then on no
-        event is missed. False after timeout_s."""
+        """Returns True once the handshake with every publisher is done
+        (and a moment later, when the subscription has reached them): from
+        then on no event is missed. False after timeout_s."""
         up, end = 0, time.monotonic() + timeout_s
         while up < self._n and time.monotonic() < end:
             if self._mon.poll(100):

@@ -81,7 +81,9 @@ def test_a_job_with_failures_retries_and_poison():
     payloads = [b"fail-%d" % i if i in fails else b"retry-%d" % i
                 if i in retries else b"ok-%d" % i for i in range(n)]
     job = c.submit("fx_fail", payloads)
-    c.until(lambda s: c.kinds("job_done", job_id=job), "job_done")
+    # The ventilator's job_closed may come after the sink's job_done.
+    c.until(lambda s: c.kinds("job_done", job_id=job) and
+            c.kinds("job_closed", job_id=job), "job_done and job_closed")
     done, = c.kinds("job_done", job_id=job)
     check((done.source, done.count, done.succeeded, done.failed) ==
           ("sink", n, n - len(fails) - len(retries),
@@ -105,7 +107,9 @@ def test_a_job_with_failures_retries_and_poison():
         check((e.attempt, e.cause) == want and "asked to fail" in e.detail
               and e.worker_id in ("wa", "wb") and e.source == "sink",
               "task_failed %r" % e)
-    retried = c.kinds("task_retried", job_id=job)
+    # The sink's retries (a retryable failure); under load the ventilator
+    # may add its own when a lease runs out (cause lease_expired).
+    retried = c.kinds("task_retried", job_id=job, source="sink")
     check(sorted((e.task_id, e.attempt) for e in retried) ==
           sorted((t, a) for t in retries for a in (1, 2)),
           "task_retried %r" % sorted((e.task_id, e.attempt) for e in retried))
@@ -121,8 +125,11 @@ def test_a_job_with_failures_retries_and_poison():
           all(e.cause == "SIGSEGV" and e.attempt == 3 and
               "quarantined" in e.detail for e in q), "quarantined %r" % q)
     check(not c.kinds("task_failed", job_id=job2), "poison also task_failed")
-    check(len(c.kinds("task_retried", job_id=job2)) == 6, "poison retries %r"
-          % c.kinds("task_retried", job_id=job2))
+    check(len(c.kinds("task_retried", job_id=job2, source="sink")) == 6,
+          "poison retries %r" % c.kinds("task_retried", job_id=job2))
+    check(all(e.cause in ("lease_expired", "worker_lost") for e in
+              c.kinds("task_retried", source="ventilator")),
+          "ventilator retries %r" % c.kinds("task_retried", source="ventilator"))
 
     # Workers leave (SIGTERM: bye) and die (SIGKILL).
     wa = [p for p in zptest._procs if "wa" in p.args][0]
@@ -158,8 +165,9 @@ def test_topic_prefix_filters():
     # With the subscription surely live: a job with failures.
     job = c.submit("fx_fail", [b"fail" if i % 10 == 0 else b"x"
                                for i in range(100)])
+    # job_closed (ventilator) may arrive after job_done (sink).
     end = time.monotonic() + 30
-    while not any(t == "job_done" for t, _ in got) and time.monotonic() < end:
+    while len(got) < 4 and time.monotonic() < end:
         e = only.recv(1000)
         if e:
             got.append(e)
@@ -168,7 +176,7 @@ def test_topic_prefix_filters():
                      ["job_opened", "job_done", "job_closed"]),
           "job_ topics only: %r" % topics)
     check(all(e.job_id == job for _, e in got[1:]), "job ids")
-    check(got[-1][1].failed == 10 or got[-2][1].failed == 10, "failed count")
+    check([e.failed for t, e in got if t == "job_done"] == [10], "failed count")
     only.close()
 
 

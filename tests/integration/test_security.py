@@ -55,19 +55,22 @@ class Secure(zptest.Cluster):
         os.mkdir(self.allow)
         for name in allowed:
             shutil.copy(os.path.join(self.keys, name + ".key"), self.allow)
-        p = [_port() for _ in range(5)]
-        self.dispatch, self.results, self.control, self.publish, self.intake = (
-            "tcp://127.0.0.1:%d" % x for x in p)
+        p = [_port() for _ in range(7)]
+        (self.dispatch, self.results, self.control, self.publish, self.intake,
+         self.sink_events, self.vent_events) = ("tcp://127.0.0.1:%d" % x
+                                                for x in p)
         self.output = os.path.join(self.dir, "out.jsonl")
         os.mkdir(os.path.join(self.dir, "spool"))
         self.sink = start([binary("zpipe-sink"), "--results", self.results,
                            "--control", self.control, "--publish", self.publish,
                            "--output", self.output,
-                           "--spool", os.path.join(self.dir, "spool")]
+                           "--spool", os.path.join(self.dir, "spool"),
+                           "--events", self.sink_events]
                           + self.secret("sink", serve=True),
                           stderr=self._log("sink"))
         self.vent = start([binary("zpipe-ventilator"), "--intake", self.intake,
-                           "--bind", self.dispatch, "--sink", self.control]
+                           "--bind", self.dispatch, "--sink", self.control,
+                           "--events", self.vent_events]
                           + self.secret("ventilator", serve=True)
                           + ["--sink-key", self.key("sink")],
                           stderr=self._log("ventilator"))
@@ -170,6 +173,53 @@ def test_allowed_keys_run_a_job_over_curve():
     print("    %d tasks over CURVE (2 workers, zpipe submit/wait with a client "
           "key), 1,000 more from the Python producer read back by the Python "
           "consumer; 0 refusals" % n)
+
+
+def test_events_over_curve_only_to_allowed_keys():
+    import sys
+    sys.path.insert(0, os.path.join(zptest.SOURCE, "examples", "python"))
+    import events
+    c = Secure()
+    pubs = [(c.vent_events, c.key("ventilator")), (c.sink_events, c.key("sink"))]
+    ok = events.Events(pubs, curve_secret=c.key("client") + "_secret")
+    rogue = events.Events(pubs, curve_secret=c.key("rogue") + "_secret")
+    plain = events.Events([(e, None) for e, _ in pubs])
+    check(ok.wait_connected(), "allowed SUB not connected")
+    cli = start([binary("zpipe"), "events", "--ventilator", c.vent_events,
+                 "--sink", c.sink_events, "--topic", "job_done", "--count", "1",
+                 "--ventilator-key", c.key("ventilator"),
+                 "--sink-key", c.key("sink")] + c.secret("client"),
+                stdout=subprocess.PIPE)
+    time.sleep(1.5)
+    c.worker(name="w1")
+    r = c.submit("ev", 300)
+    check(r.returncode == 0, "submit: %r" % r.stderr)
+    # The two publishers' streams interleave in arrival order: the
+    # ventilator's job_closed may come after the sink's job_done.
+    want = ["job_closed", "job_done", "job_opened", "worker_joined"]
+    got, end = [], time.monotonic() + 30
+    while sorted(t for t, _ in got) != want and time.monotonic() < end:
+        e = ok.recv(1000)
+        if e:
+            got.append(e)
+    kinds = [t for t, _ in got]
+    check(sorted(kinds) == want, "allowed key saw %r" % kinds)
+    out, _ = cli.communicate(timeout=30)
+    check(cli.returncode == 0 and b'"job_done"' in out, "zpipe events: %r" % out)
+    check(rogue.recv(500) is None and plain.recv(500) is None,
+          "an unknown key or a plaintext SUB got an event")
+    for e in (ok, rogue, plain):
+        e.close()
+    c.stop_all()
+    # libzmq reports a plaintext peer as a mechanism mismatch or, when it
+    # closes early, as a failed handshake: both are refusals.
+    counts = {n: _refusals(_log_of(c, n)) for n in ("ventilator", "sink")}
+    for name, (unknown, plaintext, failed) in counts.items():
+        check(unknown >= 1 and plaintext + failed >= 1,
+              "%s refused %r on events" % (name, counts[name]))
+    print("    events over CURVE: the allowed key saw %d events, zpipe events "
+          "too; an unknown key and a plaintext SUB saw none; refused "
+          "(unknown, plaintext, failed handshake): %r" % (len(got), counts))
 
 
 def test_unknown_key_receives_no_task():
@@ -365,6 +415,7 @@ if __name__ == "__main__":
     zptest.main([
         test_keygen_writes_czmq_certificates,
         test_allowed_keys_run_a_job_over_curve,
+        test_events_over_curve_only_to_allowed_keys,
         test_unknown_key_receives_no_task,
         test_plaintext_peers_are_rejected_and_counted,
         test_misconfigured_authenticator_refuses_to_start,
