@@ -426,6 +426,7 @@ static void s_send_status(s_sink_t *s, const s_job_t *j, const char *job_id,
         st.bad_messages = s->bad_messages;
         st.first_result_us = j->first_us;
         st.last_result_us = j->last_us;
+        st.reduce_error = j->reduce_error;
         size_t n = j->n_workers < 64 ? j->n_workers : 64;
         for (size_t i = 0; i < n; i++) {
             zpipe__v1__worker_stats__init(&ws[i]);
@@ -699,6 +700,8 @@ static void s_reduce_final(s_sink_t *s, s_job_t *j)
                                     : "reduce_final failed") < 0)
         j->reduce_error = NULL;
     bool ok = rc == ZPIPE_OK;
+    if (!ok && !j->reduce_error)
+        j->reduce_error = strdup("reduce failed"); /* told to the opener */
     zp_buf_t *b = &s->rec;
     for (int pass = 0; pass < 1 + (s->cfg->spool && s->lines); pass++) {
         bool json = !s->lines || pass == 1;
@@ -770,6 +773,7 @@ static void s_check_done(s_sink_t *s, s_job_t *j)
         ev.count = j->total;
         ev.succeeded = j->succeeded;
         ev.failed = j->failed;
+        ev.detail = j->reduce_error; /* a reduced job whose reduction failed */
         zp_events_emit(s->events, &ev);
     }
     for (size_t i = 0; i < j->n_waiters; i++)

@@ -144,9 +144,9 @@ static bool s_timed_out(const s_client_opts_t *o, uint64_t t0)
 static const char s_wait_synopsis[] =
     "Usage: zpipe wait [OPTIONS] JOB\n"
     "Blocks until the sink has a record for every task of JOB, then prints\n"
-    "its counts. Exit status: 0 every task succeeded, 1 some failed, 2 bad\n"
-    "usage, 3 the sink does not know the job (10 s) or did not answer in\n"
-    "--timeout-ms, 130/143 interrupted.";
+    "its counts. Exit status: 0 every task succeeded, 1 some failed or the\n"
+    "job's reduction failed, 2 bad usage, 3 the sink does not know the job\n"
+    "(10 s) or did not answer in --timeout-ms, 130/143 interrupted.";
 
 int zp_cmd_wait(int argc, char **argv)
 {
@@ -204,7 +204,11 @@ int zp_cmd_wait(int argc, char **argv)
                        (unsigned long long)st->failed,
                        (unsigned long long)st->retries,
                        (unsigned long long)st->duplicates);
-                rc = st->failed ? 1 : 0;
+                bool reduce_failed = st->reduce_error && *st->reduce_error;
+                if (reduce_failed)
+                    printf("job %s: the reduction failed: %s\n", o.job,
+                           st->reduce_error);
+                rc = st->failed || reduce_failed ? 1 : 0;
                 goto done;
             }
         }

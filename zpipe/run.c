@@ -80,8 +80,9 @@ static const char s_synopsis[] =
     "Usage: zpipe run --plugin NAME|PATH [OPTIONS]\n"
     "Runs one job on this machine: each input line is a task for the plugin;\n"
     "records go to the output. Exit status: 0 every task succeeded, 1 some\n"
-    "tasks failed, 2 bad usage, 3 a component failed or the job could not\n"
-    "progress, 130/143 interrupted.";
+    "tasks failed (or, with --reduce, the reduction failed), 2 bad usage, 3\n"
+    "a component failed or the job could not progress, 130/143\n"
+    "interrupted.";
 
 /* Runs "zpipe-worker --describe" to validate the plugin before starting
  * anything and to learn its descriptor name. Caller owns the result. */
@@ -708,6 +709,7 @@ int zp_cmd_run(int argc, char **argv)
     uint64_t t0 = zp_mono_us(), last_req = 0, last_done = 0;
     Zpipe__V1__JobStatus last = ZPIPE__V1__JOB_STATUS__INIT;
     Zpipe__V1__WorkerStats *final_workers = NULL;
+    char *reduce_error = NULL; /* from the sink, for a reduced job */
     size_t n_final = 0;
     bool done = false;
     zmq_msg_t frame;
@@ -751,6 +753,8 @@ int zp_cmd_run(int argc, char **argv)
                 last.retries = st->retries;
                 if (st->state == ZPIPE__V1__JOB_STATE__JOB_DONE) {
                     done = true;
+                    if (st->reduce_error && *st->reduce_error && !reduce_error)
+                        reduce_error = strdup(st->reduce_error);
                     n_final = st->n_workers;
                     final_workers =
                         calloc(n_final ? n_final : 1, sizeof *final_workers);
@@ -800,7 +804,10 @@ int zp_cmd_run(int argc, char **argv)
                 (unsigned long long)last.bad_messages,
                 (unsigned long long)sup.worker_restarts,
                 (unsigned long long)sup.sink_restarts);
-        rc = !balanced ? 3 : last.failed ? 1 : 0;
+        if (reduce_error)
+            fprintf(stderr, "zpipe run: the reduction failed: %s\n",
+                    reduce_error);
+        rc = !balanced ? 3 : last.failed || reduce_error ? 1 : 0;
         done_ok = true;
     } else if (zp_stopping()) {
         fprintf(stderr,
@@ -820,6 +827,7 @@ stop_loop:
     for (size_t i = 0; final_workers && i < n_final; i++)
         free(final_workers[i].worker_id);
     free(final_workers);
+    free(reduce_error);
 stop:
     if (control) {
         int zero = 0;

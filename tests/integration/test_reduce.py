@@ -126,6 +126,23 @@ def test_a_running_sink_reduces_a_submitted_job():
           and recs[0]["tasks"] == 1000, repr(recs))
     plain = [x for x in read_jsonl(os.path.join(spool, "plain.jsonl"))]
     check(sorted(x["output"] for x in plain) == ["x", "y"], repr(plain))
+    # A sink whose reducer setting is bad: every wordcount job's reduction
+    # fails; zpipe wait says so and exits 1 though every task succeeded.
+    b = zptest.Cluster(sink_args=("--reduce", "wordcount", "--plugin-config",
+                                  "wordcount.top=many"))
+    bintake = "ipc://%s/intake" % b.dir
+    start([binary("zpipe-ventilator"), "--intake", bintake, "--bind",
+           b.dispatch, "--sink", b.control], stderr=b._log("ventilator"))
+    b.worker(["wordcount"])
+    r = run([binary("zpipe"), "submit", "--ventilator", bintake, "--plugin",
+             "wordcount", "--job", "badtop"], input=b"a b\n",
+            capture_output=True, timeout=60)
+    check(r.returncode == 0, r.stderr)
+    r = run([binary("zpipe"), "wait", "--sink", b.control, "badtop"],
+            capture_output=True, timeout=60)
+    check(r.returncode == 1 and b"the reduction failed: reduce_init failed: "
+          b"setting top" in r.stdout, "wait badtop: %d %r %r" % (
+              r.returncode, r.stdout, r.stderr))
     print("    a sink with --reduce wordcount: 1,000 submitted tasks -> one "
           "record (top 3), fetched by zpipe results; an echo job on the same "
           "sink kept its 2 records")
@@ -142,6 +159,10 @@ def test_a_plugin_without_reducer_or_a_bad_setting_is_refused():
     check(rec["status"] == "failed" and "reduce_init failed: setting top: expected"
           in rec["error"] and b"setting top" in r.stderr and b"restarting" not in r.stderr,
           repr((r.stdout, r.stderr[-600:])))
+    # Every task succeeded, but the job's one record failed: exit 1.
+    check(r.returncode == 1 and b"zpipe run: the reduction failed: "
+          b"reduce_init failed: setting top" in r.stderr,
+          "exit %d: %r" % (r.returncode, r.stderr[-600:]))
     r = run([binary("zpipe"), "run", "--plugin", "wordcount", "--reduce",
              "--journal", "/tmp/j", "--output", "/tmp/o"], input=b"", capture_output=True)
     check(r.returncode == 2 and b"--reduce cannot be used with --journal" in r.stderr,
