@@ -5,6 +5,7 @@
 #include "zp_net.h"
 #include "zp_util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -12,6 +13,7 @@
 struct zp_events {
     void *pub;
     const char *source; /* borrowed, a string literal */
+    char *instance;     /* source-RANDOM, this process's */
     uint64_t seq;
     zp_buf_t scratch;
 };
@@ -42,6 +44,11 @@ zp_events_t *zp_events_new(void *ctx, const char *endpoint, const char *source,
     if (!self)
         return NULL;
     self->source = source;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s-", source);
+    self->instance = zp_random_id(prefix, 6);
+    if (!self->instance)
+        goto fail_alloc;
     self->pub = zp_socket(ctx, ZMQ_PUB, endpoint, true, 0, curve, NULL);
     if (!self->pub)
         goto fail_alloc;
@@ -54,6 +61,7 @@ zp_events_t *zp_events_new(void *ctx, const char *endpoint, const char *source,
 fail_socket:
     zmq_close(self->pub);
 fail_alloc:
+    free(self->instance);
     free(self);
     return NULL;
 }
@@ -65,6 +73,7 @@ void zp_events_destroy(zp_events_t **self_p)
         return;
     zmq_close(self->pub);
     zp_buf_free(&self->scratch);
+    free(self->instance);
     free(self);
     *self_p = NULL;
 }
@@ -97,6 +106,7 @@ void zp_events_emit(zp_events_t *self, Zpipe__V1__Event *ev)
         s_clean(fields[i], &copies[i]);
     ev->time_us = zp_now_us();
     ev->source = (char *)self->source;
+    ev->instance = self->instance;
     ev->seq = ++self->seq;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_EVENT;

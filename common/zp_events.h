@@ -27,9 +27,9 @@ zp_events_t *zp_events_new(void *ctx, const char *endpoint, const char *source,
 /* Closes the socket and frees; nulls the caller's pointer. NULL-safe. */
 void zp_events_destroy(zp_events_t **self_p);
 
-/* Publishes ev (borrowed) after setting its time, source and seq. kind
- * must be set. NULL-safe: without a stream it does nothing, so callers
- * on a hot path test the pointer before building an event. */
+/* Publishes ev (borrowed) after setting its time, source, instance and
+ * seq. kind must be set. NULL-safe: without a stream it does nothing, so
+ * callers on a hot path test the pointer before building an event. */
 void zp_events_emit(zp_events_t *self, Zpipe__V1__Event *ev);
 
 /* Events published so far. */

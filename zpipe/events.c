@@ -32,8 +32,10 @@ typedef struct {
     uint64_t count, timeout_ms;
 } s_opts_t;
 
+#define S_MAX_INSTANCES 16 /* publisher processes tracked for seq gaps */
+
 typedef struct {
-    char source[16];
+    char instance[48];
     uint64_t seq;
 } s_last_t;
 
@@ -52,6 +54,7 @@ static void s_print_json(zp_buf_t *b, const char *topic,
     zp_buf_printf(b, "{\"kind\":\"%s\",\"time_us\":%" PRIu64, topic,
                   e->time_us);
     s_json_field(b, "source", e->source);
+    s_json_field(b, "instance", e->instance);
     zp_buf_printf(b, ",\"seq\":%" PRIu64, e->seq);
     s_json_field(b, "worker_id", e->worker_id);
     s_json_field(b, "job_id", e->job_id);
@@ -109,21 +112,21 @@ static void s_print_text(zp_buf_t *b, const char *topic,
     zp_buf_append_str(b, "\n");
 }
 
-/* Notes e's seq; returns how many of its source's events were lost. */
+/* Notes e's seq; returns how many events of its publisher (instance:
+ * a restarted daemon starts again at 1) were lost. */
 static uint64_t s_gap(s_last_t *last, size_t *n, const Zpipe__V1__Event *e)
 {
-    const char *src = e->source ? e->source : "";
+    const char *src = e->instance ? e->instance : "";
     for (size_t i = 0; i < *n; i++)
-        if (!strcmp(last[i].source, src)) {
+        if (!strcmp(last[i].instance, src)) {
             uint64_t lost =
                 e->seq > last[i].seq + 1 ? e->seq - last[i].seq - 1 : 0;
             last[i].seq = e->seq;
             return lost;
         }
-    if (*n < 4) {
-        snprintf(last[*n].source, sizeof last[*n].source, "%s", src);
-        last[(*n)++].seq = e->seq;
-    }
+    size_t i = *n < S_MAX_INSTANCES ? (*n)++ : S_MAX_INSTANCES - 1;
+    snprintf(last[i].instance, sizeof last[i].instance, "%s", src);
+    last[i].seq = e->seq;
     return 0;
 }
 
@@ -208,7 +211,7 @@ int zp_cmd_events(int argc, char **argv)
     bool json = strcmp(o.format, "json") == 0;
     uint64_t seen = 0, lost = 0, bad = 0;
     uint64_t last_us = zp_mono_us();
-    s_last_t last[4];
+    s_last_t last[S_MAX_INSTANCES];
     size_t n_last = 0;
     while (!zp_stopping() && (!o.count || seen < o.count)) {
         zmq_pollitem_t items[2] = {{subs[0], 0, ZMQ_POLLIN, 0},

@@ -67,10 +67,12 @@ class Events:
             return None
         topic, body = self.sock.recv_multipart()
         ev = zpipe_pb2.Message.FromString(body).event
-        last = self._last.get(ev.source)
+        # seq counts per publisher process: a restarted daemon has a new
+        # instance and starts again at 1.
+        last = self._last.get(ev.instance)
         if last is not None and ev.seq > last + 1:
             self.lost += ev.seq - last - 1
-        self._last[ev.source] = ev.seq
+        self._last[ev.instance] = ev.seq
         return topic.decode(), ev
 
     def close(self):
