@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 
+import zpmetrics
 import zptest
 from zptest import binary, check, run
 
@@ -84,15 +85,8 @@ def _playwright(npm):
     return NODE_DIR
 
 
-def _web_url(log_path, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with open(log_path, "rb") as f:
-            m = URL.search(f.read())
-        if m:
-            return m.group(1).decode()
-        time.sleep(0.05)
-    raise AssertionError("no web view URL in %s" % log_path)
+def _web_url(log_path):
+    return zpmetrics.metrics_url(log_path, pattern=URL, what="web view")
 
 
 def _get(url, timeout=5.0):

@@ -15,16 +15,17 @@ LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 URL = re.compile(rb"metrics: serving (http://[0-9.]+:[0-9]+/metrics)")
 
 
-def metrics_url(log_path, timeout=10.0):
-    """The URL a daemon logged when it started serving metrics."""
+def metrics_url(log_path, timeout=10.0, pattern=URL, what="metrics"):
+    """The URL a daemon logged when it started serving metrics (or, with
+    pattern, another URL it logs: group 1)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         with open(log_path, "rb") as f:
-            m = URL.search(f.read())
+            m = pattern.search(f.read())
         if m:
             return m.group(1).decode()
         time.sleep(0.05)
-    raise AssertionError("no metrics URL in %s" % log_path)
+    raise AssertionError("no %s URL in %s" % (what, log_path))
 
 
 def fetch(url, timeout=5.0):
