@@ -75,7 +75,7 @@ int zp_buf_printf(zp_buf_t *buf, const char *fmt, ...)
     return 0;
 }
 
-int zp_buf_append_json(zp_buf_t *buf, const void *data, size_t len)
+int zp_buf_append_json_utf8(zp_buf_t *buf, const void *data, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = data;
@@ -222,7 +222,7 @@ bool zp_utf8_valid(const void *data, size_t len)
     return true;
 }
 
-int zp_buf_append_json_text(zp_buf_t *buf, const void *data, size_t len)
+int zp_buf_append_json(zp_buf_t *buf, const void *data, size_t len)
 {
     const unsigned char *s = data;
     size_t i = 0, run = 0; /* run: start of the bytes not yet appended */
@@ -232,12 +232,12 @@ int zp_buf_append_json_text(zp_buf_t *buf, const void *data, size_t len)
             i += n;
             continue;
         }
-        if (zp_buf_append_json(buf, s + run, i - run) < 0 ||
+        if (zp_buf_append_json_utf8(buf, s + run, i - run) < 0 ||
             zp_buf_append(buf, "\\ufffd", 6) < 0)
             return -1;
         run = ++i;
     }
-    return zp_buf_append_json(buf, s + run, len - run);
+    return zp_buf_append_json_utf8(buf, s + run, len - run);
 }
 
 int zp_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)

@@ -24,12 +24,14 @@ int zp_buf_append(zp_buf_t *buf, const void *data, size_t len);
 int zp_buf_append_str(zp_buf_t *buf, const char *s);
 int zp_buf_printf(zp_buf_t *buf, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Appends data as the inside of a JSON string (no quotes). */
+/* Appends data as the inside of a JSON string (no quotes). Text that
+ * should be UTF-8 but may not be is fine: each byte that does not begin a
+ * well-formed sequence becomes \ufffd, so the result is always valid
+ * JSON. */
 int zp_buf_append_json(zp_buf_t *buf, const void *data, size_t len);
-/* The same for text that should be UTF-8 but may not be: each byte that
- * does not begin a well-formed sequence becomes \ufffd, so the result is
- * always valid JSON. */
-int zp_buf_append_json_text(zp_buf_t *buf, const void *data, size_t len);
+/* The same without the check, for data already known to be UTF-8
+ * (zp_utf8_valid): one pass on a hot path. */
+int zp_buf_append_json_utf8(zp_buf_t *buf, const void *data, size_t len);
 int zp_buf_append_base64(zp_buf_t *buf, const void *data, size_t len);
 void zp_buf_free(zp_buf_t *buf);
 

@@ -238,7 +238,7 @@ static void s_json_output(zp_buf_t *b, const void *data, size_t len)
 {
     if (zp_utf8_valid(data, len)) {
         zp_buf_append_str(b, "\"output\":\"");
-        zp_buf_append_json(b, data, len);
+        zp_buf_append_json_utf8(b, data, len);
     } else {
         zp_buf_append_str(b, "\"output_b64\":\"");
         zp_buf_append_base64(b, data, len);
@@ -262,15 +262,15 @@ static void s_format_json(zp_buf_t *b, const s_job_t *j, const char *worker,
         const char *cause = r->cause && *r->cause ? r->cause : "plugin_error";
         const char *err = r->error ? r->error : "";
         zp_buf_append_str(b, "\"cause\":\"");
-        zp_buf_append_json_text(b, cause, strlen(cause));
+        zp_buf_append_json(b, cause, strlen(cause));
         zp_buf_append_str(b, "\",\"error\":\"");
-        zp_buf_append_json_text(b, err, strlen(err));
+        zp_buf_append_json(b, err, strlen(err));
         zp_buf_printf(b, "\",\"retryable\":%s,",
                       r->retryable ? "true" : "false");
     }
     zp_buf_printf(b, "\"attempts\":%u,\"worker\":\"",
                   r->attempt ? r->attempt : 1);
-    zp_buf_append_json_text(b, worker, strlen(worker));
+    zp_buf_append_json(b, worker, strlen(worker));
     zp_buf_printf(b, "\",\"elapsed_us\":%llu}\n",
                   (unsigned long long)r->elapsed_us);
 }

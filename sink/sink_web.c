@@ -191,7 +191,7 @@ static void s_put_str(zp_sink_web_t *self, zp_buf_t *b, const char *key,
                       const char *value)
 {
     if (zp_buf_printf(b, "\"%s\":\"", key) < 0 ||
-        zp_buf_append_json_text(b, value, strlen(value)) < 0 ||
+        zp_buf_append_json(b, value, strlen(value)) < 0 ||
         zp_buf_append(b, "\"", 1) < 0)
         self->oom = true;
 }

@@ -57,12 +57,12 @@ static void test_json_text_replaces_what_is_not_utf8(void)
      * (two bytes, each replaced), a surrogate, and escapes as before. */
     const char in[] =
         "\xc3\xa9\xe2\x82\xac\xff\"\xc3\xc0\xaf\xed\xa0\x80\\\n\xe2\x82";
-    TEST_CHECK(zp_buf_append_json_text(&b, in, sizeof in - 1) == 0);
+    TEST_CHECK(zp_buf_append_json(&b, in, sizeof in - 1) == 0);
     zp_buf_append(&b, "", 1);
     TEST_EQ_STR(b.data, "\xc3\xa9\xe2\x82\xac\\ufffd\\\"\\ufffd\\ufffd\\ufffd"
                         "\\ufffd\\ufffd\\ufffd\\\\\\n\\ufffd\\ufffd");
     b.len = 0;
-    TEST_CHECK(zp_buf_append_json_text(&b, "plain", 5) == 0);
+    TEST_CHECK(zp_buf_append_json(&b, "plain", 5) == 0);
     TEST_CHECK(b.len == 5 && memcmp(b.data, "plain", 5) == 0);
     zp_buf_free(&b);
 }
