@@ -152,9 +152,10 @@ static int s_free_ports(int *ports, int n)
 }
 
 /* --web: spec checked as --metrics would, with port 0 made a free port
- * (the sink would pick one we could not show); prints the page's URL. */
-static int s_web_addr(const char *spec, char *out, size_t len, char *err,
-                      size_t errlen)
+ * (the sink would pick one we could not show): the sink's --metrics in out
+ * and the page's address in url. */
+static int s_web_addr(const char *spec, char *out, size_t len, char *url,
+                      size_t url_len, char *err, size_t errlen)
 {
     uint32_t addr;
     uint16_t port;
@@ -173,9 +174,8 @@ static int s_web_addr(const char *spec, char *out, size_t len, char *err,
     int host_len = (int)(colon - spec);
     snprintf(out, len, "%.*s:%d", host_len, spec, free_port);
     bool any = addr == 0;
-    fprintf(stderr,
-            "zpipe run: web view at http://%.*s:%d/ while the job runs\n",
-            any ? 9 : host_len, any ? "127.0.0.1" : spec, free_port);
+    snprintf(url, url_len, "http://%.*s:%d/", any ? 9 : host_len,
+             any ? "127.0.0.1" : spec, free_port);
     return 0;
 }
 
@@ -503,10 +503,10 @@ int zp_cmd_run(int argc, char **argv)
                       "state is not journaled)";
     else if (o.config.count > 32)
         usage_error = "at most 32 --config settings";
-    char web_addr[96] = "", web_err[160];
+    char web_addr[96] = "", web_url[128], web_err[160];
     if (!usage_error && o.web &&
-        s_web_addr(o.web, web_addr, sizeof web_addr, web_err, sizeof web_err) <
-            0)
+        s_web_addr(o.web, web_addr, sizeof web_addr, web_url, sizeof web_url,
+                   web_err, sizeof web_err) < 0)
         usage_error = web_err;
     for (size_t i = 0; !usage_error && i < o.config.count; i++)
         if (!strchr(o.config.items[i], '=') || o.config.items[i][0] == '=')
@@ -632,8 +632,11 @@ int zp_cmd_run(int argc, char **argv)
     }
     if (trace_out)
         s_push2(&sup, S_SINK, "--trace", trace_log);
-    if (*web_addr)
+    if (*web_addr) {
         s_push2(&sup, S_SINK, "--metrics", web_addr);
+        fprintf(stderr, "zpipe run: web view at %s while the job runs\n",
+                web_url);
+    }
     if (o.reduce) {
         s_push2(&sup, S_SINK, "--reduce", o.plugin);
         for (size_t i = 0; i < o.config.count; i++)
