@@ -3,6 +3,7 @@
 #define ZP_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef enum {
     ZP_LOG_ERROR = 0,
@@ -23,6 +24,10 @@ const char *zp_log_level_name(void);
 const char *zp_log_format_name(void);
 void zp_log(zp_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The one rate limit for a warning that may repeat without bound (bad
+ * frames from a peer): true for its 1st to 10th occurrence and every
+ * 1,000th after; count is the occurrence's number, from 1. */
+bool zp_log_sampled(uint64_t count);
 
 #define zp_error(...) zp_log(ZP_LOG_ERROR, __VA_ARGS__)
 #define zp_warn(...)  zp_log(ZP_LOG_WARN, __VA_ARGS__)
