@@ -10,16 +10,16 @@
 #include <stdint.h>
 
 typedef enum {
-    ZP_CAUSE_NONE = 0,        /* success: no cause */
-    ZP_CAUSE_PLUGIN_ERROR,    /* process returned an error */
-    ZP_CAUSE_PLUGIN_RETRY,    /* process asked to be retried */
-    ZP_CAUSE_NO_SUCH_PLUGIN,  /* the worker has no such plugin */
-    ZP_CAUSE_OUTPUT_TOO_LARGE,/* output over --max-output */
-    ZP_CAUSE_PLUGIN_INIT,     /* the plugin's init failed for the job */
-    ZP_CAUSE_RESOURCE_LIMIT,  /* --memory-limit */
-    ZP_CAUSE_TIMEOUT,         /* --deadline-ms */
-    ZP_CAUSE_EXECUTOR_EXIT,   /* the executor exited during the call */
-    ZP_CAUSE_SIGSEGV,         /* the executor died of a signal: */
+    ZP_CAUSE_NONE = 0,         /* success: no cause */
+    ZP_CAUSE_PLUGIN_ERROR,     /* process returned an error */
+    ZP_CAUSE_PLUGIN_RETRY,     /* process asked to be retried */
+    ZP_CAUSE_NO_SUCH_PLUGIN,   /* the worker has no such plugin */
+    ZP_CAUSE_OUTPUT_TOO_LARGE, /* output over --max-output */
+    ZP_CAUSE_PLUGIN_INIT,      /* the plugin's init failed for the job */
+    ZP_CAUSE_RESOURCE_LIMIT,   /* --memory-limit */
+    ZP_CAUSE_TIMEOUT,          /* --deadline-ms */
+    ZP_CAUSE_EXECUTOR_EXIT,    /* the executor exited during the call */
+    ZP_CAUSE_SIGSEGV,          /* the executor died of a signal: */
     ZP_CAUSE_SIGABRT,
     ZP_CAUSE_SIGBUS,
     ZP_CAUSE_SIGFPE,
@@ -30,8 +30,8 @@ typedef enum {
     ZP_CAUSE_SIGTRAP,
     ZP_CAUSE_SIGXCPU,
     ZP_CAUSE_SIGXFSZ,
-    ZP_CAUSE_WORKER_LOST,     /* workers died holding it (ventilator) */
-    ZP_CAUSE_LEASE_EXPIRED,   /* not committed within its lease (ventilator) */
+    ZP_CAUSE_WORKER_LOST,   /* workers died holding it (ventilator) */
+    ZP_CAUSE_LEASE_EXPIRED, /* not committed within its lease (ventilator) */
     ZP_CAUSE_COUNT
 } zp_cause_t;
 

@@ -1,6 +1,7 @@
 /* zp_journal: a line-based commit log with torn-tail recovery. */
 #define _GNU_SOURCE
 #include "zp_journal.h"
+#include "zp_name.h"
 #include "zp_log.h"
 #include "zp_util.h"
 
@@ -21,15 +22,7 @@ struct zp_journal {
 
 bool zp_job_id_valid(const char *s)
 {
-    size_t n = 0;
-    for (; s && s[n]; n++) {
-        char c = s[n];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
-              c == '-'))
-            return false;
-    }
-    return n >= 1 && n <= 128;
+    return s && zp_name_valid(s, strnlen(s, 129), 128, "_.:-");
 }
 
 /* Splits line (without newline) into up to max space-separated fields;

@@ -95,3 +95,8 @@ void zp_log(zp_log_level_t level, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
 }
+
+bool zp_log_sampled(uint64_t count)
+{
+    return count <= 10 || count % 1000 == 0;
+}

@@ -12,9 +12,9 @@
 bool zp_name_valid(const char *s, size_t len, size_t max, const char *extra);
 
 /* The names the protocol uses, by the rules in docs/protocol.md. */
-#define ZP_PLUGIN_NAME_MAX 64
+#define ZP_PLUGIN_NAME_MAX   64
 #define ZP_PLUGIN_NAME_EXTRA "_-."
-#define ZP_SETTING_KEY_MAX 64
+#define ZP_SETTING_KEY_MAX   64
 #define ZP_SETTING_KEY_EXTRA "_.-"
 /* A plugin name: 1 to 64 of [A-Za-z0-9_.-]. NUL-terminated; NULL false. */
 bool zp_plugin_name_valid(const char *s);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "zp_plugin.h"
 #include "zp_log.h"
+#include "zp_name.h"
 #include "zp_util.h"
 
 #include <dirent.h>
@@ -332,17 +333,6 @@ static void s_host_init_error(const zpipe_host_t *host, const char *message)
     snprintf(h->init_err, sizeof h->init_err, "%s", message ? message : "");
 }
 
-static bool s_name_ok(const char *name)
-{
-    if (!name || !*name || strlen(name) > 64)
-        return false;
-    for (const char *c = name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-              (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.'))
-            return false;
-    return true;
-}
-
 const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
                                    char *err, size_t errlen)
 {
@@ -400,7 +390,7 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
     zpipe_plugin_t desc;
     memset(&desc, 0, sizeof desc);
     memcpy(&desc, d, d->struct_size);
-    if (!s_name_ok(desc.name)) {
+    if (!zp_plugin_name_valid(desc.name)) {
         snprintf(err, errlen,
                  "%s: descriptor name is missing or not [A-Za-z0-9_.-]{1,64}",
                  path);

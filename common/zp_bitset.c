@@ -1,0 +1,48 @@
+/* zp_bitset: a growable set of task ids, one bit each. */
+#include "zp_bitset.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Words the set starts with: 64 Ki ids, so a job's set grows a few times
+ * at most before its ids are dense. */
+#define S_FIRST_WORDS 1024
+
+int zp_bitset_set(zp_bitset_t *self, uint64_t id)
+{
+    uint64_t word = id / 64;
+    if (word >= self->n_words) {
+        size_t n = self->n_words ? self->n_words : S_FIRST_WORDS;
+        while (n <= word) {
+            if (n > SIZE_MAX / 2 / sizeof *self->words)
+                return -1;
+            n *= 2;
+        }
+        uint64_t *words = realloc(self->words, n * sizeof *words);
+        if (!words)
+            return -1;
+        memset(words + self->n_words, 0, (n - self->n_words) * sizeof *words);
+        self->words = words;
+        self->n_words = n;
+    }
+    uint64_t mask = 1ull << (id % 64);
+    if (self->words[word] & mask)
+        return 0;
+    self->words[word] |= mask;
+    self->count++;
+    return 1;
+}
+
+bool zp_bitset_has(const zp_bitset_t *self, uint64_t id)
+{
+    uint64_t word = id / 64;
+    return word < self->n_words && (self->words[word] >> (id % 64)) & 1;
+}
+
+void zp_bitset_free(zp_bitset_t *self)
+{
+    free(self->words);
+    self->words = NULL;
+    self->n_words = 0;
+    self->count = 0;
+}
