@@ -142,8 +142,8 @@ class Bench:
         return r.ru_utime + r.ru_stime
 
     def zpipe_run(self, inp, plugin, batch=1024, transport="ipc", isolation="process",
-                  extra=()):
-        cmd = [self.zpipe, "run", "--plugin", plugin, "--workers", "2",
+                  extra=(), zpipe=None):
+        cmd = [zpipe or self.zpipe, "run", "--plugin", plugin, "--workers", "2",
                "--input", inp, "--output", self.path("out"), "--format", "lines",
                "--batch", str(batch), "--isolation", isolation,
                "--transport", transport, "--no-progress"] + list(extra)
@@ -276,7 +276,88 @@ class Bench:
                 workload, name, row["rate"],
                 "ratio %.2f" % row["ratio"] if row["ratio"] else ""), flush=True)
 
+    def before_after(self):
+        """--before DIR: the same zpipe runs from two builds, alternating,
+        to show what a change to the daemons costs. Writes its own section
+        of bench/results.md and nothing else."""
+        q = self.args.quick
+        before = os.path.join(os.path.abspath(self.args.before), "bin", "zpipe")
+        rep = max(5, self.args.repeat)
+        label_b = self.args.before_label or self.args.before
+        label_a = self.args.after_label or self.args.build
+        rows = []
+
+        def pair(workload, n, inp, plugin, work_s=None, repeat=rep, extra=()):
+            print("%s x %d" % (workload, n), flush=True)
+            self.rows = []
+            self.measure(workload, n, [
+                ("before", lambda: self.zpipe_run(inp, plugin, zpipe=before, extra=extra)),
+                ("after", lambda: self.zpipe_run(inp, plugin, extra=extra)),
+            ], work_s=work_s, repeat=repeat)
+            rows.extend(self.rows)
+
+        n_empty = 20000 if q else 1000000
+        pair("empty tasks", n_empty,
+             self.write_input("ba_empty", (str(i) for i in range(n_empty))), "echo")
+        n_spin = 2000 if q else 20000
+        for us in (100, 1000):
+            n = n_spin if us == 100 else n_spin // 5
+            pair("spin %d us" % us, n,
+                 self.write_input("ba_spin%d" % us, (str(us) for _ in range(n))),
+                 "spin", work_s=n * us / 1e6)
+        n_big = 200 if q else 2000
+        pair("payload 64 KiB", n_big,
+             self.write_input("ba_64k", ("x" * 65536 for _ in range(n_big))), "echo")
+        pair("one line (fixed cost)", 1, self.write_input("ba_one", ["1"]), "echo",
+             repeat=max(15, rep))
+        pair("empty tasks, JSON Lines", n_empty // 5,
+             self.write_input("ba_json", (str(i) for i in range(n_empty // 5))), "echo",
+             extra=("--format", "jsonl"))
+        lines = ["## Before/after: a change to the daemons", "",
+                 "Measured %s on %s; `/usr/bin/python3 bench/run.py --before %s%s`; "
+                 "medians of %d alternating runs (15 for one line), whole `zpipe run` "
+                 "processes with 2 workers, `--format lines` unless said. "
+                 "before = %s, after = %s. Ratio = after's tasks/s over before's "
+                 "(1.00: the same; above: faster)."
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
+                    self.args.before, " --quick" if q else "", rep, label_b, label_a),
+                 "", "| workload | tasks | before s | after s | after/before | "
+                 "efficiency before | efficiency after | CPU s before | CPU s after |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        by = {}
+        for r in rows:
+            by.setdefault(r["workload"], {})[r["system"]] = r
+        for wl, d in by.items():
+            b, a = d.get("before"), d.get("after")
+            if not b or not a or b.get("failed") or a.get("failed"):
+                lines.append("| %s | | failed | | | | | | |" % wl)
+                continue
+            eff = lambda r: "%.1f %%" % (100 * r["efficiency"]) if r.get("efficiency") else ""
+            lines.append("| %s | %d | %.3f | %.3f | %.3f | %s | %s | %.2f | %.2f |" % (
+                wl, a["n"], b["seconds"], a["seconds"], b["seconds"] / a["seconds"],
+                eff(b), eff(a), b.get("cpu", 0), a.get("cpu", 0)))
+            print("  %-28s after/before %.3f" % (wl, b["seconds"] / a["seconds"]))
+        self.replace_section(lines)
+
+    def replace_section(self, lines):
+        """Writes (or replaces) the section headed lines[0] in
+        bench/results.md, keeping the rest of the file."""
+        path = os.path.join(HERE, "results.md")
+        text = open(path).read() if os.path.exists(path) else ""
+        head = lines[0]
+        start = text.find(head)
+        if start >= 0:
+            end = text.find("\n## ", start + len(head))
+            text = text[:start] + text[end + 1 if end >= 0 else len(text):]
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+        with open(path, "w") as f:
+            f.write(text)
+        print("wrote the section %r of %s" % (head, path))
+
     def run(self):
+        if self.args.before:
+            self.before_after()
+            return
         if self.args.only and self.args.only in EXEC_WORKLOAD:
             # --only parallel (or exec): this section alone, written as its
             # own section of bench/results.md; the other sections are kept.
@@ -785,6 +866,11 @@ def main():
     ap.add_argument("--only", help="run only workloads whose name contains this; "
                     "--only parallel runs the GNU parallel vs exec section alone "
                     "and writes just its section of bench/results.md")
+    ap.add_argument("--before", metavar="DIR",
+                    help="compare zpipe from the build DIR (before a change) with "
+                    "--build's (after), alternating; writes only that section")
+    ap.add_argument("--before-label", help="what --before is (e.g. a commit)")
+    ap.add_argument("--after-label", help="what --build is (e.g. a commit)")
     args = ap.parse_args()
     b = Bench(args)
     try:
