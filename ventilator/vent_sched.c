@@ -62,24 +62,16 @@ uint64_t zp_vent_sched_free_credit(const zp_vent_workers_t *ws,
     return c;
 }
 
-size_t zp_vent_sched_refill_want(const zp_vent_sched_t *s, zp_vent_job_t *jobs,
-                                 const zp_vent_workers_t *ws,
-                                 const zp_vent_job_t *j, bool can_hold)
+size_t zp_vent_sched_refill_want(const zp_vent_job_t *j,
+                                 const zp_vent_workers_t *ws, bool can_hold)
 {
     if (!j->has_input || !zp_vent_sched_wants(j, can_hold))
         return 0;
-    /* Every worker that may give j a turn in this round: one with credit
-     * and the plugin that has no job of higher priority to serve. */
-    size_t want = 0, n = zp_vent_workers_count(ws);
-    for (size_t i = 0; i < n; i++) {
-        const zp_vent_worker_t *w = zp_vent_workers_at(ws, i);
-        if (!w->credit || !zp_vent_worker_has(w, j->plugin))
-            continue;
-        const zp_vent_job_t *first = zp_vent_sched_pick(s, jobs, w, can_hold);
-        if (first && first->priority <= j->priority)
-            want += (size_t)w->credit;
-    }
-    return want;
+    /* Every worker that may give j a turn in the round: a higher priority
+     * job may run dry in it, so those count too (reading ahead is bounded
+     * by the hold limit; reading short would leave credit idle until the
+     * next poll). */
+    return (size_t)zp_vent_sched_free_credit(ws, j);
 }
 
 void zp_vent_sched_served(zp_vent_sched_t *s, size_t k, size_t n_workers,

@@ -37,12 +37,11 @@ size_t zp_vent_sched_fair_share(const zp_vent_job_t *j,
 uint64_t zp_vent_sched_free_credit(const zp_vent_workers_t *ws,
                                    const zp_vent_job_t *j);
 /* How many tasks j should have ready before a dispatch round: the credit
- * of every worker that may serve j in that round (it has the plugin and
- * no job of higher priority to serve); 0 for a job without input or one
- * that wants nothing. Never less than the round can take from j. */
-size_t zp_vent_sched_refill_want(const zp_vent_sched_t *s, zp_vent_job_t *jobs,
-                                 const zp_vent_workers_t *ws,
-                                 const zp_vent_job_t *j, bool can_hold);
+ * of every worker that may serve j in that round (it has the plugin), so
+ * never less than the round can take from j; 0 for a job without input
+ * or one that wants nothing. */
+size_t zp_vent_sched_refill_want(const zp_vent_job_t *j,
+                                 const zp_vent_workers_t *ws, bool can_hold);
 /* A batch went to the worker at position k of the round that started at
  * s->rr, for job j: the next round starts after it (n_workers 0: push
  * dispatch, no worker). */

@@ -268,8 +268,7 @@ int zp_vent_shell_refill(zp_vent_shell_t *v)
                        ? S_PUSH_ROUNDS * v->cfg->batch
                        : 0;
         else
-            want = zp_vent_sched_refill_want(&v->sched, jobs, v->workers, j,
-                                             can_hold);
+            want = zp_vent_sched_refill_want(j, v->workers, can_hold);
         if (want && s_refill_job(v, j, want) < 0)
             return -1;
     }

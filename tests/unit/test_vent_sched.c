@@ -242,29 +242,28 @@ static void test_pick_needs_the_plugin(void)
     s_world_free(&w);
 }
 
-/* Input to read before a round: the credit of every worker that may serve
- * the file job in it. */
+/* Input to read before a round: the credit of every worker that may
+ * serve the file job in it. */
 static void test_refill_want(void)
 {
     s_world_t w;
     s_world(&w, 1024);
     s_worker(&w, "a", 10, 10, "echo");
     s_worker(&w, "b", 5, 5, "other");
+    s_worker(&w, "c", 7, 7, "echo");
     zp_vent_job_t *f = s_job(&w, "file", 0, 0, true);
-    zp_vent_job_t *first = zp_vent_jobs_first(w.jobs);
-    TEST_EQ_INT(zp_vent_sched_refill_want(&w.sched, first, w.workers, f, true),
-                10);
+    TEST_EQ_INT(zp_vent_sched_refill_want(f, w.workers, true), 17);
     /* No room to hold more: nothing to read. */
-    TEST_EQ_INT(zp_vent_sched_refill_want(&w.sched, first, w.workers, f, false),
-                0);
-    /* A higher priority job takes a's turns. */
+    TEST_EQ_INT(zp_vent_sched_refill_want(f, w.workers, false), 0);
+    /* A higher priority job may run dry within the round: still 17. */
     zp_vent_job_t *p = s_job(&w, "urgent", 3, 4, false);
-    (void)p;
-    TEST_EQ_INT(zp_vent_sched_refill_want(&w.sched, first, w.workers, f, true),
-                0);
+    TEST_EQ_INT(zp_vent_sched_refill_want(f, w.workers, true), 17);
     /* A producer's job has no input to read. */
-    TEST_EQ_INT(zp_vent_sched_refill_want(&w.sched, first, w.workers, p, true),
-                0);
+    TEST_EQ_INT(zp_vent_sched_refill_want(p, w.workers, true), 0);
+    /* Not open at the sink yet: nothing to read. */
+    zp_vent_job_t *g = zp_vent_jobs_add(w.jobs, "opening", "echo");
+    g->has_input = true;
+    TEST_EQ_INT(zp_vent_sched_refill_want(g, w.workers, true), 0);
     s_world_free(&w);
 }
 
