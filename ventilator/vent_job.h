@@ -106,6 +106,7 @@ int zp_vent_fails_push(zp_vent_fails_t *f, uint64_t task, const char *cause,
                        char **error);
 /* Drops every queued record (after they were sent). */
 void zp_vent_fails_clear(zp_vent_fails_t *f);
+/* Drops every record and frees the queue (empty and usable again). */
 void zp_vent_fails_free(zp_vent_fails_t *f);
 
 /* The ids of the last jobs finished here: a producer may not reuse one
@@ -123,6 +124,7 @@ zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts);
 void zp_vent_jobs_destroy(zp_vent_jobs_t **self_p);
 /* The first job (borrowed, until it is removed); iterate with ->next. */
 zp_vent_job_t *zp_vent_jobs_first(const zp_vent_jobs_t *self);
+/* Jobs in the list. */
 size_t zp_vent_jobs_count(const zp_vent_jobs_t *self);
 /* The job with this id, or NULL. */
 zp_vent_job_t *zp_vent_jobs_find(const zp_vent_jobs_t *self, const char *id);

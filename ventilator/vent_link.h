@@ -57,6 +57,7 @@ typedef struct {
  * from the one known before (the sink restarted). Out of memory: the new
  * one is not remembered (learnt again at the next ack). */
 bool zp_vent_link_instance(zp_vent_link_t *l, const char *instance);
+/* Forgets the instance (l is zero again). */
 void zp_vent_link_free(zp_vent_link_t *l);
 
 #endif

@@ -67,7 +67,7 @@ void zp_vent_shell_bad(zp_vent_shell_t *v, const char *what, size_t len);
 void zp_vent_shell_drop_worker(zp_vent_shell_t *v, zp_vent_worker_t *w,
                                const char *why, bool lost, bool dead);
 /* Probes every worker after a disconnect; drops those gone. */
-void zp_vent_shell_probe_workers(zp_vent_shell_t *v, uint64_t now);
+void zp_vent_shell_probe_workers(zp_vent_shell_t *v);
 /* Input refill: reads each file job's input up to what the next dispatch
  * round can send. Returns -1 on a fatal input error (logged). */
 int zp_vent_shell_refill(zp_vent_shell_t *v);
@@ -81,6 +81,7 @@ void zp_vent_shell_requeue(zp_vent_shell_t *v, zp_vent_task_t *t,
                            zp_cause_t cause, const char *why);
 
 /* ---- vent_shell_sink.c: the sink's control socket ---- */
+/* Sends j's JobOpen (now: when, for the resend timer). */
 void zp_vent_shell_send_open(zp_vent_shell_t *v, zp_vent_job_t *j,
                              uint64_t now);
 /* One message from the sink. */

@@ -197,9 +197,8 @@ void zp_vent_shell_on_dispatch(zp_vent_shell_t *v, const char *rid,
     }
 }
 
-void zp_vent_shell_probe_workers(zp_vent_shell_t *v, uint64_t now)
+void zp_vent_shell_probe_workers(zp_vent_shell_t *v)
 {
-    (void)now;
     Zpipe__V1__Heartbeat hb = ZPIPE__V1__HEARTBEAT__INIT;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_HEARTBEAT;

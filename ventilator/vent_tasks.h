@@ -81,6 +81,7 @@ size_t zp_vent_tasks_collect(zp_vent_tasks_t *self, zp_vent_job_t *j,
  * (logged; the task stays held and expires later). */
 int zp_vent_tasks_requeue_front(zp_vent_task_t *t);
 
+/* Tasks held now, and their payload bytes. */
 size_t zp_vent_tasks_size(const zp_vent_tasks_t *self);
 uint64_t zp_vent_tasks_bytes(const zp_vent_tasks_t *self);
 /* Most tasks held at once. */

@@ -34,6 +34,7 @@ zp_vent_workers_t *zp_vent_workers_new(uint64_t now);
 /* Frees every worker; nulls the caller's pointer. */
 void zp_vent_workers_destroy(zp_vent_workers_t **self_p);
 
+/* Workers connected now. */
 size_t zp_vent_workers_count(const zp_vent_workers_t *self);
 /* The i-th worker (borrowed, until a worker is added or removed). */
 zp_vent_worker_t *zp_vent_workers_at(const zp_vent_workers_t *self, size_t i);

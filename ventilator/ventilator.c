@@ -281,7 +281,7 @@ static void s_phase_read_dispatch(zp_vent_shell_t *v, s_turn_t *t)
         }
     if (disconnect && zp_monitor_drain(v->monitor) > 0) {
         v->probe_until_us = zp_mono_us() + 500000;
-        zp_vent_shell_probe_workers(v, zp_mono_us());
+        zp_vent_shell_probe_workers(v);
     }
 }
 
@@ -327,7 +327,7 @@ static void s_phase_probe(zp_vent_shell_t *v, uint64_t now)
     if (now > v->probe_until_us)
         v->probe_until_us = 0;
     else if (now - v->last_probe_us >= 50000)
-        zp_vent_shell_probe_workers(v, now);
+        zp_vent_shell_probe_workers(v);
 }
 
 /* Liveness, every 100 ms: silent workers, expired leases. */
