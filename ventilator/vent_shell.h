@@ -69,10 +69,12 @@ void zp_vent_shell_drop_worker(zp_vent_shell_t *v, zp_vent_worker_t *w,
 /* Probes every worker after a disconnect; drops those gone. */
 void zp_vent_shell_probe_workers(zp_vent_shell_t *v);
 /* Input refill: reads each file job's input up to what the next dispatch
- * round can send. Returns -1 on a fatal input error (logged). */
+ * can send (credit: a whole round; push: one batch). Returns -1 on a
+ * fatal input error (logged). */
 int zp_vent_shell_refill(zp_vent_shell_t *v);
-/* Dispatch: batches to workers with credit (or to the PUSH socket).
- * Returns -1 on a fatal error (logged). */
+/* Dispatch. Credit: a round of batches to the workers with credit,
+ * returns 0. Push: one batch to the PUSH socket, returns 1 when sent, 0
+ * when it cannot send. -1 on a fatal error (logged). */
 int zp_vent_shell_dispatch(zp_vent_shell_t *v);
 /* Liveness: drops silent workers and requeues expired leases. */
 void zp_vent_shell_liveness(zp_vent_shell_t *v, uint64_t now);

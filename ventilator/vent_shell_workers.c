@@ -11,9 +11,6 @@
 #include <string.h>
 #include <zmq.h>
 
-/* Push dispatch sends at most this many batches per loop. */
-#define S_PUSH_ROUNDS 64
-
 void zp_vent_shell_bad(zp_vent_shell_t *v, const char *what, size_t len)
 {
     v->n.bad_messages++;
@@ -264,7 +261,7 @@ int zp_vent_shell_refill(zp_vent_shell_t *v)
         size_t want;
         if (v->push)
             want = zp_vent_sched_pick(&v->sched, jobs, NULL, can_hold) == j
-                       ? S_PUSH_ROUNDS * v->cfg->batch
+                       ? v->cfg->batch
                        : 0;
         else
             want = zp_vent_sched_refill_want(j, v->workers, can_hold);
@@ -414,31 +411,32 @@ static int s_dispatch_credit(zp_vent_shell_t *v)
     return 0;
 }
 
-/* Push dispatch: send while the PUSH socket takes them. */
+/* Push dispatch: one batch to the PUSH socket. Returns 1 when sent, 0
+ * when there is nothing to send or the socket is full, -1 on an error. */
 static int s_dispatch_push(zp_vent_shell_t *v)
 {
     if (s_batch_reserve(v, v->cfg->batch) < 0)
         return -1;
-    for (int k = 0; k < S_PUSH_ROUNDS; k++) {
-        zp_vent_job_t *j =
-            zp_vent_sched_pick(&v->sched, zp_vent_jobs_first(v->jobs), NULL,
-                               zp_vent_shell_can_hold(v));
-        if (!j)
-            return 0;
-        size_t n = zp_vent_tasks_collect(v->tasks, j, v->cfg->batch,
-                                         v->cfg->batch_bytes, v->batch);
-        if (n == 0)
-            return 0;
-        zp_vent_sched_served(&v->sched, 0, 0, j);
-        if (s_send_batch(v, j, n, NULL, ZMQ_DONTWAIT) < 0)
-            return errno == EAGAIN ? 0 : -1;
-    }
-    return 0;
+    zp_vent_job_t *j =
+        zp_vent_sched_pick(&v->sched, zp_vent_jobs_first(v->jobs), NULL,
+                           zp_vent_shell_can_hold(v));
+    if (!j)
+        return 0;
+    size_t n = zp_vent_tasks_collect(v->tasks, j, v->cfg->batch,
+                                     v->cfg->batch_bytes, v->batch);
+    if (n == 0)
+        return 0;
+    zp_vent_sched_served(&v->sched, 0, 0, j);
+    if (s_send_batch(v, j, n, NULL, ZMQ_DONTWAIT) < 0)
+        return errno == EAGAIN ? 0 : -1;
+    return 1;
 }
 
 int zp_vent_shell_dispatch(zp_vent_shell_t *v)
 {
-    return v->push ? s_dispatch_push(v) : s_dispatch_credit(v);
+    if (v->push)
+        return s_dispatch_push(v);
+    return s_dispatch_credit(v) < 0 ? -1 : 0;
 }
 
 /* When the worker with this serial last made progress; 0 if gone. */

@@ -356,6 +356,27 @@ static int s_phase_no_worker(zp_vent_shell_t *v, uint64_t now)
     return -1;
 }
 
+/* Push dispatch sends at most this many batches per turn. */
+#define S_PUSH_ROUNDS 64
+
+/* Refill, then dispatch: credit dispatch sends a round (input for all of
+ * it read first); push dispatch alternates the two a batch at a time, as
+ * long as the PUSH socket takes them. Returns -1 on a fatal error. */
+static int s_phase_feed(zp_vent_shell_t *v)
+{
+    if (!v->push)
+        return zp_vent_shell_refill(v) < 0 || zp_vent_shell_dispatch(v) < 0 ? -1
+                                                                            : 0;
+    for (int k = 0; k < S_PUSH_ROUNDS; k++) {
+        if (zp_vent_shell_refill(v) < 0)
+            return -1;
+        int r = zp_vent_shell_dispatch(v);
+        if (r <= 0)
+            return r;
+    }
+    return 0;
+}
+
 static bool s_file_job_finished(const zp_vent_shell_t *v)
 {
     return v->file_job && zp_vent_job_finished(v->file_job);
@@ -377,7 +398,7 @@ static void s_run(zp_vent_shell_t *v)
         s_phase_read_dispatch(v, &t);
         s_phase_read_control(v, &t);
         s_phase_read_intake(v, &t);
-        if (zp_vent_shell_refill(v) < 0 || zp_vent_shell_dispatch(v) < 0)
+        if (s_phase_feed(v) < 0)
             break;
         uint64_t now = zp_mono_us();
         zp_vent_shell_tend_jobs(v, now);
