@@ -11,9 +11,6 @@
 #include <string.h>
 #include <zmq.h>
 
-/* Bytes of one intake message at most (also the socket's MAXMSGSIZE). */
-#define S_INTAKE_FRAME (64u << 20)
-
 static void s_intake_send(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                           const char *job, bool ok, const char *error,
                           uint64_t first, uint64_t accepted)
@@ -217,7 +214,7 @@ void zp_vent_shell_on_intake(zp_vent_shell_t *v, const char *rid,
 {
     zp_arena_reset(v->arena);
     zp_message_t *m = zp_decode(v->arena, zmq_msg_data(frame),
-                                zmq_msg_size(frame), S_INTAKE_FRAME);
+                                zmq_msg_size(frame), ZP_VENT_INTAKE_FRAME);
     if (!m) {
         zp_vent_shell_intake_refuse(v, rid, rid_len, "", "malformed message");
         return;

@@ -17,8 +17,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_INTAKE_FRAME (64u << 20)
-#define S_INTAKE_HWM   4
+#define S_INTAKE_HWM 4
 
 /* One turn of the loop: what is polled, what is received. */
 typedef struct {
@@ -116,7 +115,7 @@ static int s_init_intake(zp_vent_shell_t *v)
         return -1;
     int hwm = S_INTAKE_HWM;
     zmq_setsockopt(v->intake, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    int64_t cap = S_INTAKE_FRAME;
+    int64_t cap = ZP_VENT_INTAKE_FRAME;
     zmq_setsockopt(v->intake, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
     int linger = ZP_LINGER_MS;
     zmq_setsockopt(v->intake, ZMQ_LINGER, &linger, sizeof linger);
