@@ -163,6 +163,10 @@ int zp_vent_tasks_requeue_front(zp_vent_task_t *t)
     if (t->queued_us) /* traced: this attempt's wait starts now */
         t->queued_us = zp_now_us();
     if (zp_iddeque_push_front(&t->job->ready, ZP_VENT_KEY(t->job, t->id)) < 0) {
+        /* Not in the queue, so not QUEUED: left in flight, the lease scan
+         * finds it again (a QUEUED task outside the queue would never be
+         * sent and its job never complete). */
+        t->state = ZP_VENT_INFLIGHT;
         zp_error("out of memory requeueing task %s/%llu", t->job->id,
                  (unsigned long long)t->id);
         return -1;

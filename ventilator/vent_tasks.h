@@ -78,7 +78,8 @@ size_t zp_vent_tasks_collect(zp_vent_tasks_t *self, zp_vent_job_t *j,
                              zp_vent_task_t **out);
 /* Puts t at the front of its job's queue (state QUEUED, no worker; a
  * traced task's wait starts again). Returns 0, or -1 when out of memory
- * (logged; the task stays held and expires later). */
+ * (logged; the task is left in flight, with no worker, and is sent again
+ * when its lease expires). */
 int zp_vent_tasks_requeue_front(zp_vent_task_t *t);
 
 /* Tasks held now, and their payload bytes. */

@@ -118,6 +118,12 @@ uint64_t zp_vent_workers_windows(const zp_vent_workers_t *self)
     return self->windows;
 }
 
+void zp_vent_workers_start(zp_vent_workers_t *self, uint64_t now)
+{
+    if (self->n == 0)
+        self->none_since_us = now;
+}
+
 uint64_t zp_vent_workers_none_since(const zp_vent_workers_t *self)
 {
     return self->none_since_us;

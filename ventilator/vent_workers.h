@@ -55,6 +55,10 @@ void zp_vent_workers_remove(zp_vent_workers_t *self, zp_vent_worker_t *w,
                             uint64_t now);
 /* The sum of the workers' windows (for the hold limit). */
 uint64_t zp_vent_workers_windows(const zp_vent_workers_t *self);
+/* The loop starts at now: with no worker yet, "no worker since" counts
+ * from here, not from before set-up (a long --resume-journal replay must
+ * not eat into --no-worker-timeout-ms). */
+void zp_vent_workers_start(zp_vent_workers_t *self, uint64_t now);
 /* Since when no worker has been connected (meaningful when none is). */
 uint64_t zp_vent_workers_none_since(const zp_vent_workers_t *self);
 

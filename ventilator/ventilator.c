@@ -388,6 +388,7 @@ static void s_run(zp_vent_shell_t *v)
     s_turn_t t = {.rid_len = 0};
     zmq_msg_init(&t.frame);
     v->last_check_us = zp_mono_us();
+    zp_vent_workers_start(v->workers, v->last_check_us);
     while (!s_file_job_finished(v) && !zp_stopping()) {
         int r = s_phase_poll(v, &t);
         if (r > 0)

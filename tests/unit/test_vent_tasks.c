@@ -236,7 +236,35 @@ static void test_alloc_failures_in_the_table(void)
     TEST_CHECK(failalloc_sweep(s_tasks_scenario, NULL) >= 10);
 }
 
+/* A requeue that cannot grow the queue leaves the task in flight, where
+ * the lease scan finds it; QUEUED outside the queue it would never run. */
+static void test_requeue_out_of_memory_leaves_the_task_in_flight(void)
+{
+    zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
+    zp_vent_task_t *t = zp_vent_tasks_add(ts, j, "x", 1, 0);
+    TEST_CHECK(t);
+    while (j->ready.len < j->ready.cap) /* the next push must grow it */
+        TEST_CHECK(zp_vent_tasks_add(ts, j, "x", 1, 0));
+    t->state = ZP_VENT_INFLIGHT;
+    t->worker = 4;
+    failalloc_arm(1);
+    int r = zp_vent_tasks_requeue_front(t);
+    failalloc_disarm();
+    TEST_EQ_INT(r, -1);
+    TEST_EQ_INT(t->state, ZP_VENT_INFLIGHT);
+    zp_vent_task_t **out;
+    TEST_EQ_INT(
+        zp_vent_tasks_expired(ts, 100 * S_SEC, 1, s_progress, NULL, &out), 1);
+    TEST_CHECK(out[0] == t);
+    zp_vent_tasks_destroy(&ts);
+    zp_vent_jobs_destroy(&jobs);
+}
+
 static const test_case_t tests[] = {
+    {"test_requeue_out_of_memory_leaves_the_task_in_flight",
+     test_requeue_out_of_memory_leaves_the_task_in_flight},
     {"test_add_get_done_counts_bytes", test_add_get_done_counts_bytes},
     {"test_hold_limits", test_hold_limits},
     {"test_collect_takes_queued_tasks_within_bounds",

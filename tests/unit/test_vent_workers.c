@@ -117,7 +117,23 @@ static void test_alloc_failures_in_the_registry(void)
     TEST_CHECK(failalloc_sweep(s_workers_scenario, NULL) >= 5);
 }
 
+/* The no-worker clock starts with the loop, not before set-up; a worker
+ * already connected keeps it as it is. */
+static void test_no_worker_clock_starts_with_the_loop(void)
+{
+    zp_vent_workers_t *ws = zp_vent_workers_new(7);
+    zp_vent_workers_start(ws, 40 * S_SEC);
+    TEST_EQ_INT(zp_vent_workers_none_since(ws), 40 * S_SEC);
+    s_hello(ws, "a", 1, 41 * S_SEC);
+    zp_vent_workers_start(ws, 50 * S_SEC);
+    zp_vent_workers_remove(ws, zp_vent_workers_at(ws, 0), 60 * S_SEC);
+    TEST_EQ_INT(zp_vent_workers_none_since(ws), 60 * S_SEC);
+    zp_vent_workers_destroy(&ws);
+}
+
 static const test_case_t tests[] = {
+    {"test_no_worker_clock_starts_with_the_loop",
+     test_no_worker_clock_starts_with_the_loop},
     {"test_registry", test_registry},
     {"test_hello_defaults", test_hello_defaults},
     {"test_progress_from_credit_and_heartbeats",
