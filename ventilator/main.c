@@ -18,124 +18,124 @@ static const char s_synopsis[] =
     "jobs, send tasks and close them there (docs/protocol.md); it runs until\n"
     "stopped.";
 
+/* The options as given, over these defaults. */
+static zp_ventilator_config_t s_cfg = {
+    .dispatch_endpoint = "tcp://*:5557",
+    .sink_control = "tcp://localhost:5559",
+    .dispatch = "credit",
+    .input = NULL,
+    .batch = 1024,
+    .batch_bytes = 1u << 20,
+    .max_task_bytes = 64u << 20,
+    .heartbeat_timeout_ms = 3000,
+    .lease_ms = 600000,
+    .max_attempts = 3,
+    .max_inflight = 0,
+    .max_inflight_bytes = 256u << 20,
+    .no_worker_timeout_ms = 60000,
+};
+static uint64_t s_parent;
+
+static const zp_opt_t s_opts[] = {
+    {"bind", 'b', ZP_OPT_STR, "ZPIPE_VENTILATOR_BIND", "ENDPOINT",
+     "bind for workers (default tcp://*:5557)", &s_cfg.dispatch_endpoint, 0, 0,
+     NULL},
+    {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK_CONTROL", "ENDPOINT",
+     "the sink's control endpoint to connect (default "
+     "tcp://localhost:5559)",
+     &s_cfg.sink_control, 0, 0, NULL},
+    {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
+     "one task per line; - for stdin (default -, unless --intake)",
+     &s_cfg.input, 0, 0, NULL},
+    {"intake", 0, ZP_OPT_STR, "ZPIPE_INTAKE", "ENDPOINT",
+     "bind for producers' jobs, ROUTER (e.g. tcp://*:5561)", &s_cfg.intake, 0,
+     0, NULL},
+    {"config", 'c', ZP_OPT_LIST, NULL, "KEY=VALUE",
+     "a setting for the job's plugin, sent with its tasks (workers give "
+     "the job an instance made with it); repeatable",
+     &s_cfg.config, 0, 0, NULL},
+    {"plugin", 'p', ZP_OPT_STR, "ZPIPE_PLUGIN", "NAME",
+     "plugin name every task of the job needs (required)", &s_cfg.plugin, 0, 0,
+     NULL},
+    {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID", "job id (default job-RANDOM)",
+     &s_cfg.job_id, 0, 0, NULL},
+    {"dispatch", 0, ZP_OPT_CHOICE, "ZPIPE_DISPATCH", "MODE",
+     "credit (default): send against worker credit; push: plain "
+     "round-robin PUSH",
+     &s_cfg.dispatch, 0, 0, "credit|push"},
+    {"batch", 0, ZP_OPT_UINT, "ZPIPE_BATCH", "N",
+     "most tasks per message (default 1024)", &s_cfg.batch, 1, 65536, NULL},
+    {"batch-bytes", 0, ZP_OPT_UINT, "ZPIPE_BATCH_BYTES", "BYTES",
+     "most payload bytes per message, at least one task (default 1 MiB)",
+     &s_cfg.batch_bytes, 1, 1u << 30, NULL},
+    {"deadline-ms", 0, ZP_OPT_UINT, "ZPIPE_DEADLINE_MS", "MS",
+     "per-task deadline handed to workers, 0 = none (default 0)",
+     &s_cfg.deadline_ms, 0, 86400000, NULL},
+    {"max-task-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_TASK_BYTES", "BYTES",
+     "longest input line accepted (default 64 MiB)", &s_cfg.max_task_bytes, 1,
+     1u << 30, NULL},
+    {"heartbeat-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_HEARTBEAT_TIMEOUT_MS", "MS",
+     "a worker silent this long is dead and its tasks are sent again "
+     "(default 3000)",
+     &s_cfg.heartbeat_timeout_ms, 100, 86400000, NULL},
+    {"lease-ms", 0, ZP_OPT_UINT, "ZPIPE_LEASE_MS", "MS",
+     "send a task again if not committed this long after dispatch, 0 = "
+     "never (default 600000; with --deadline-ms, also deadline + 5 s "
+     "for a task whose worker finished nothing in that time)",
+     &s_cfg.lease_ms, 0, 86400000, NULL},
+    {"max-attempts", 0, ZP_OPT_UINT, "ZPIPE_MAX_ATTEMPTS", "N",
+     "attempts before a retryable failure is final (default 3)",
+     &s_cfg.max_attempts, 1, 100, NULL},
+    {"max-inflight", 0, ZP_OPT_UINT, "ZPIPE_MAX_INFLIGHT", "N",
+     "tasks read but not yet committed, bounding memory (default 0 = "
+     "the workers' windows plus 8192)",
+     &s_cfg.max_inflight, 0, 100000000, NULL},
+    {"max-inflight-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_INFLIGHT_BYTES", "BYTES",
+     "payload bytes of those tasks, at least one task (default 256 MiB)",
+     &s_cfg.max_inflight_bytes, 1, 1ull << 40, NULL},
+    {"no-worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_NO_WORKER_TIMEOUT_MS", "MS",
+     "exit with an error after this long without any worker, 0 = wait "
+     "forever (default 60000)",
+     &s_cfg.no_worker_timeout_ms, 0, 86400000, NULL},
+    {"resume-journal", 0, ZP_OPT_STR, "ZPIPE_RESUME_JOURNAL", "FILE",
+     "skip the tasks of this job (--job) that the sink's journal FILE "
+     "has already committed",
+     &s_cfg.resume_journal, 0, 0, NULL},
+    {"trace", 0, ZP_OPT_FLAG, "ZPIPE_TRACE", NULL,
+     "stamp every task with the time it was queued, for task timelines "
+     "(zpipe run --trace; the sink's --trace writes them)",
+     &s_cfg.trace, 0, 0, NULL},
+    ZP_METRICS_OPTION(s_cfg.metrics),
+    ZP_EVENTS_OPTION(s_cfg.events),
+    ZP_CURVE_OPTIONS(s_cfg.curve),
+    ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
+                        s_cfg.sink_key),
+    {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
+     "exit when this process is gone (set by zpipe run)", &s_parent, 0,
+     1u << 30, NULL},
+    {0},
+};
+
 int main(int argc, char **argv)
 {
     zp_log_init("zpipe-ventilator");
-    zp_ventilator_config_t cfg = {
-        .dispatch_endpoint = "tcp://*:5557",
-        .sink_control = "tcp://localhost:5559",
-        .dispatch = "credit",
-        .input = NULL,
-        .batch = 1024,
-        .batch_bytes = 1u << 20,
-        .max_task_bytes = 64u << 20,
-        .heartbeat_timeout_ms = 3000,
-        .lease_ms = 600000,
-        .max_attempts = 3,
-        .max_inflight = 0,
-        .max_inflight_bytes = 256u << 20,
-        .no_worker_timeout_ms = 60000,
-    };
-    uint64_t parent = 0;
-    const zp_opt_t opts[] = {
-        {"bind", 'b', ZP_OPT_STR, "ZPIPE_VENTILATOR_BIND", "ENDPOINT",
-         "bind for workers (default tcp://*:5557)", &cfg.dispatch_endpoint, 0,
-         0, NULL},
-        {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK_CONTROL", "ENDPOINT",
-         "the sink's control endpoint to connect (default "
-         "tcp://localhost:5559)",
-         &cfg.sink_control, 0, 0, NULL},
-        {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
-         "one task per line; - for stdin (default -, unless --intake)",
-         &cfg.input, 0, 0, NULL},
-        {"intake", 0, ZP_OPT_STR, "ZPIPE_INTAKE", "ENDPOINT",
-         "bind for producers' jobs, ROUTER (e.g. tcp://*:5561)", &cfg.intake, 0,
-         0, NULL},
-        {"config", 'c', ZP_OPT_LIST, NULL, "KEY=VALUE",
-         "a setting for the job's plugin, sent with its tasks (workers give "
-         "the job an instance made with it); repeatable",
-         &cfg.config, 0, 0, NULL},
-        {"plugin", 'p', ZP_OPT_STR, "ZPIPE_PLUGIN", "NAME",
-         "plugin name every task of the job needs (required)", &cfg.plugin, 0,
-         0, NULL},
-        {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID",
-         "job id (default job-RANDOM)", &cfg.job_id, 0, 0, NULL},
-        {"dispatch", 0, ZP_OPT_CHOICE, "ZPIPE_DISPATCH", "MODE",
-         "credit (default): send against worker credit; push: plain "
-         "round-robin PUSH",
-         &cfg.dispatch, 0, 0, "credit|push"},
-        {"batch", 0, ZP_OPT_UINT, "ZPIPE_BATCH", "N",
-         "most tasks per message (default 1024)", &cfg.batch, 1, 65536, NULL},
-        {"batch-bytes", 0, ZP_OPT_UINT, "ZPIPE_BATCH_BYTES", "BYTES",
-         "most payload bytes per message, at least one task (default 1 MiB)",
-         &cfg.batch_bytes, 1, 1u << 30, NULL},
-        {"deadline-ms", 0, ZP_OPT_UINT, "ZPIPE_DEADLINE_MS", "MS",
-         "per-task deadline handed to workers, 0 = none (default 0)",
-         &cfg.deadline_ms, 0, 86400000, NULL},
-        {"max-task-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_TASK_BYTES", "BYTES",
-         "longest input line accepted (default 64 MiB)", &cfg.max_task_bytes, 1,
-         1u << 30, NULL},
-        {"heartbeat-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_HEARTBEAT_TIMEOUT_MS",
-         "MS",
-         "a worker silent this long is dead and its tasks are sent again "
-         "(default 3000)",
-         &cfg.heartbeat_timeout_ms, 100, 86400000, NULL},
-        {"lease-ms", 0, ZP_OPT_UINT, "ZPIPE_LEASE_MS", "MS",
-         "send a task again if not committed this long after dispatch, 0 = "
-         "never (default 600000; with --deadline-ms, also deadline + 5 s "
-         "for a task whose worker finished nothing in that time)",
-         &cfg.lease_ms, 0, 86400000, NULL},
-        {"max-attempts", 0, ZP_OPT_UINT, "ZPIPE_MAX_ATTEMPTS", "N",
-         "attempts before a retryable failure is final (default 3)",
-         &cfg.max_attempts, 1, 100, NULL},
-        {"max-inflight", 0, ZP_OPT_UINT, "ZPIPE_MAX_INFLIGHT", "N",
-         "tasks read but not yet committed, bounding memory (default 0 = "
-         "the workers' windows plus 8192)",
-         &cfg.max_inflight, 0, 100000000, NULL},
-        {"max-inflight-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_INFLIGHT_BYTES",
-         "BYTES",
-         "payload bytes of those tasks, at least one task (default 256 MiB)",
-         &cfg.max_inflight_bytes, 1, 1ull << 40, NULL},
-        {"no-worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_NO_WORKER_TIMEOUT_MS",
-         "MS",
-         "exit with an error after this long without any worker, 0 = wait "
-         "forever (default 60000)",
-         &cfg.no_worker_timeout_ms, 0, 86400000, NULL},
-        {"resume-journal", 0, ZP_OPT_STR, "ZPIPE_RESUME_JOURNAL", "FILE",
-         "skip the tasks of this job (--job) that the sink's journal FILE "
-         "has already committed",
-         &cfg.resume_journal, 0, 0, NULL},
-        {"trace", 0, ZP_OPT_FLAG, "ZPIPE_TRACE", NULL,
-         "stamp every task with the time it was queued, for task timelines "
-         "(zpipe run --trace; the sink's --trace writes them)",
-         &cfg.trace, 0, 0, NULL},
-        ZP_METRICS_OPTION(cfg.metrics),
-        ZP_EVENTS_OPTION(cfg.events),
-        ZP_CURVE_OPTIONS(cfg.curve),
-        ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
-                            cfg.sink_key),
-        {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
-         "exit when this process is gone (set by zpipe run)", &parent, 0,
-         1u << 30, NULL},
-        {0},
-    };
-    int rc = zp_opts_main(opts, argc, argv, "zpipe-ventilator", s_synopsis,
+    int rc = zp_opts_main(s_opts, argc, argv, "zpipe-ventilator", s_synopsis,
                           "zpipe-ventilator " ZPIPE_VERSION);
     if (rc >= 0) {
-        zp_strlist_free(&cfg.config);
+        zp_strlist_free(&s_cfg.config);
         return rc;
     }
-    if (cfg.intake && !*cfg.intake)
-        cfg.intake = NULL;
-    if (!cfg.input && !cfg.intake)
-        cfg.input = "-";
-    if (cfg.input && !cfg.plugin) {
-        zp_strlist_free(&cfg.config);
-        return zp_opts_fail(opts, "zpipe-ventilator", s_synopsis,
+    if (s_cfg.intake && !*s_cfg.intake)
+        s_cfg.intake = NULL;
+    if (!s_cfg.input && !s_cfg.intake)
+        s_cfg.input = "-";
+    if (s_cfg.input && !s_cfg.plugin) {
+        zp_strlist_free(&s_cfg.config);
+        return zp_opts_fail(s_opts, "zpipe-ventilator", s_synopsis,
                             "--plugin is required with an input");
     }
-    zp_signals_install((long)parent);
-    rc = zp_ventilator_run(&cfg);
-    zp_strlist_free(&cfg.config);
+    zp_signals_install((long)s_parent);
+    rc = zp_ventilator_run(&s_cfg);
+    zp_strlist_free(&s_cfg.config);
     return rc;
 }

@@ -1,0 +1,194 @@
+/* Tests for vent_intake: settings text and key validation, plugin names,
+ * and what a producer's JobOpen, TaskBatch and JobClose must be. */
+#include "failalloc.h"
+#include "test.h"
+#include "vent_intake.h"
+
+#include <stdlib.h>
+
+static void test_settings_from_pairs_and_from_a_job_open(void)
+{
+    char *pairs[] = {"level=9", "name=a=b", "empty="};
+    char *out = NULL;
+    const char *why = NULL;
+    TEST_EQ_INT(zp_vent_settings_text(pairs, NULL, 3, &out, &why), 0);
+    TEST_EQ_STR(out, "level=9\nname=a=b\nempty=");
+    free(out);
+    Zpipe__V1__Setting a = ZPIPE__V1__SETTING__INIT, b = a;
+    a.key = "k.1";
+    a.value = "v";
+    b.key = "K_2-x";
+    b.value = NULL;
+    const Zpipe__V1__Setting *kv[] = {&a, &b};
+    TEST_EQ_INT(zp_vent_settings_text(NULL, kv, 2, &out, &why), 0);
+    TEST_EQ_STR(out, "k.1=v\nK_2-x=");
+    free(out);
+    TEST_EQ_INT(zp_vent_settings_text(NULL, kv, 0, &out, &why), 0);
+    TEST_CHECK(out == NULL); /* none */
+}
+
+static void test_settings_refused(void)
+{
+    char *out = NULL;
+    const char *why = NULL;
+    char *no_eq[] = {"level"};
+    TEST_EQ_INT(zp_vent_settings_text(no_eq, NULL, 1, &out, &why), -1);
+    TEST_CONTAINS(why, "a setting needs a key of 1 to 64");
+    char *empty_key[] = {"=1"};
+    TEST_EQ_INT(zp_vent_settings_text(empty_key, NULL, 1, &out, &why), -1);
+    char *bad_char[] = {"a b=1"};
+    TEST_EQ_INT(zp_vent_settings_text(bad_char, NULL, 1, &out, &why), -1);
+    char *newline[] = {"a=1\n2"};
+    TEST_EQ_INT(zp_vent_settings_text(newline, NULL, 1, &out, &why), -1);
+    char key65[80];
+    memset(key65, 'k', 65);
+    strcpy(key65 + 65, "=1");
+    char *long_key[] = {key65};
+    TEST_EQ_INT(zp_vent_settings_text(long_key, NULL, 1, &out, &why), -1);
+    key65[64] = '=';
+    TEST_EQ_INT(zp_vent_settings_text(long_key, NULL, 1, &out, &why), 0);
+    free(out);
+    char *big = malloc(65536 + 3);
+    memcpy(big, "a=", 2);
+    memset(big + 2, 'v', 65537);
+    big[65539 - 1] = '\0'; /* value of 65,536 bytes: allowed */
+    char *pairs[] = {big};
+    TEST_EQ_INT(zp_vent_settings_text(pairs, NULL, 1, &out, &why), 0);
+    free(out);
+    free(big);
+    Zpipe__V1__Setting s = ZPIPE__V1__SETTING__INIT;
+    s.key = NULL;
+    const Zpipe__V1__Setting *kv[] = {&s};
+    TEST_EQ_INT(zp_vent_settings_text(NULL, kv, 1, &out, &why), -1);
+    TEST_CHECK(out == NULL);
+}
+
+static void test_open_checks(void)
+{
+    Zpipe__V1__JobOpen o = ZPIPE__V1__JOB_OPEN__INIT;
+    bool resend;
+    const char *id;
+    o.plugin = "echo";
+    o.job_id = "";
+    TEST_CHECK(
+        !zp_vent_intake_check_open(&o, NULL, false, "p", 1, &resend, &id));
+    TEST_CHECK(id == NULL && !resend); /* the ventilator makes one */
+    o.plugin = "bad/name";
+    TEST_CONTAINS(
+        zp_vent_intake_check_open(&o, NULL, false, "p", 1, &resend, &id),
+        "JobOpen needs a plugin name");
+    o.plugin = NULL;
+    TEST_CHECK(zp_vent_intake_check_open(&o, NULL, false, "p", 1, &resend,
+                                         &id) != NULL);
+    o.plugin = "echo";
+    o.job_id = "no spaces";
+    TEST_CONTAINS(
+        zp_vent_intake_check_open(&o, NULL, false, "p", 1, &resend, &id),
+        "job id must be");
+    TEST_EQ_STR(id, ""); /* the answer does not repeat a bad id */
+    o.job_id = "job-1";
+    TEST_CONTAINS(
+        zp_vent_intake_check_open(&o, NULL, true, "p", 1, &resend, &id),
+        "already used by a finished job");
+    TEST_EQ_STR(id, "job-1");
+}
+
+static void test_open_again_by_its_producer_only(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
+    memcpy(j->prid, "prod", 4);
+    j->prid_len = 4;
+    Zpipe__V1__JobOpen o = ZPIPE__V1__JOB_OPEN__INIT;
+    o.plugin = "echo";
+    o.job_id = "job-1";
+    bool resend;
+    const char *id;
+    TEST_CHECK(
+        !zp_vent_intake_check_open(&o, j, false, "prod", 4, &resend, &id));
+    TEST_CHECK(resend);
+    TEST_CONTAINS(
+        zp_vent_intake_check_open(&o, j, false, "other", 5, &resend, &id),
+        "job id already in use");
+    o.plugin = "sha256";
+    TEST_CONTAINS(
+        zp_vent_intake_check_open(&o, j, false, "prod", 4, &resend, &id),
+        "job id already in use");
+    zp_vent_jobs_destroy(&jobs);
+}
+
+static void test_tasks_and_close_checks(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
+    Zpipe__V1__Task t0 = ZPIPE__V1__TASK__INIT, t1 = t0;
+    t0.payload.len = 10;
+    t1.payload.len = 11;
+    Zpipe__V1__Task *ts[] = {&t0, &t1};
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    b.tasks = ts;
+    b.n_tasks = 2;
+    char why[160];
+    TEST_EQ_STR(zp_vent_intake_check_tasks(&b, NULL, 10, why, sizeof why),
+                "unknown job");
+    TEST_CONTAINS(zp_vent_intake_check_tasks(&b, j, 10, why, sizeof why),
+                  "task 1 of the batch is 11 bytes, over the limit of 10");
+    TEST_CHECK(!zp_vent_intake_check_tasks(&b, j, 11, why, sizeof why));
+    j->next_task_id = ZP_VENT_MAX_TASK_ID - 2;
+    TEST_EQ_STR(zp_vent_intake_check_tasks(&b, j, 11, why, sizeof why),
+                "too many tasks in one job");
+    j->next_task_id = 5;
+    Zpipe__V1__JobClose c = ZPIPE__V1__JOB_CLOSE__INIT;
+    c.total = 4;
+    TEST_CONTAINS(zp_vent_intake_check_close(&c, j, why, sizeof why),
+                  "total 4 does not match the 5 tasks received");
+    c.total = 0; /* not given: fine */
+    TEST_CHECK(!zp_vent_intake_check_close(&c, j, why, sizeof why));
+    TEST_EQ_STR(zp_vent_intake_check_close(&c, NULL, why, sizeof why),
+                "unknown job");
+    j->input_closed = true;
+    TEST_EQ_STR(zp_vent_intake_check_tasks(&b, j, 11, why, sizeof why),
+                "job already closed");
+    j->has_input = true; /* the --input job takes no producer's tasks */
+    TEST_EQ_STR(zp_vent_intake_check_tasks(&b, j, 11, why, sizeof why),
+                "unknown job");
+    TEST_EQ_STR(zp_vent_intake_check_close(&c, j, why, sizeof why),
+                "unknown job");
+    zp_vent_jobs_destroy(&jobs);
+}
+
+static void test_attempts_capped(void)
+{
+    TEST_EQ_INT(zp_vent_intake_attempts(0, 3), 3);
+    TEST_EQ_INT(zp_vent_intake_attempts(7, 3), 7);
+    TEST_EQ_INT(zp_vent_intake_attempts(1000, 3), 100);
+}
+
+static void s_settings_scenario(void *arg)
+{
+    (void)arg;
+    char *pairs[] = {"a=1", "b=2", "c=3"};
+    char *out = NULL;
+    const char *why;
+    if (zp_vent_settings_text(pairs, NULL, 3, &out, &why) == 0)
+        free(out);
+}
+
+static void test_alloc_failures_in_settings(void)
+{
+    TEST_CHECK(failalloc_sweep(s_settings_scenario, NULL) >= 1);
+}
+
+static const test_case_t tests[] = {
+    {"test_settings_from_pairs_and_from_a_job_open",
+     test_settings_from_pairs_and_from_a_job_open},
+    {"test_settings_refused", test_settings_refused},
+    {"test_open_checks", test_open_checks},
+    {"test_open_again_by_its_producer_only",
+     test_open_again_by_its_producer_only},
+    {"test_tasks_and_close_checks", test_tasks_and_close_checks},
+    {"test_attempts_capped", test_attempts_capped},
+    {"test_alloc_failures_in_settings", test_alloc_failures_in_settings},
+    {NULL, NULL},
+};
+TEST_MAIN(tests)

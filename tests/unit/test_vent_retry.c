@@ -1,0 +1,139 @@
+/* Tests for vent_retry: requeue with the attempt raised, give-up at max
+ * attempts, lost workers not charged until ZP_MAX_LOSSES, and the failure
+ * records queued on the job. */
+#include "failalloc.h"
+#include "test.h"
+#include "vent_retry.h"
+
+typedef struct {
+    zp_vent_jobs_t *jobs;
+    zp_vent_tasks_t *tasks;
+    zp_vent_job_t *job;
+} s_fix_t;
+
+static zp_vent_task_t *s_fix(s_fix_t *f, uint32_t max_attempts)
+{
+    f->jobs = zp_vent_jobs_new(0, max_attempts);
+    f->tasks = zp_vent_tasks_new(0, 1 << 20, false);
+    f->job = f->jobs ? zp_vent_jobs_add(f->jobs, "job-1", "echo") : NULL;
+    zp_vent_task_t *t = f->tasks && f->job
+                            ? zp_vent_tasks_add(f->tasks, f->job, "x", 1, 0)
+                            : NULL;
+    zp_vent_task_t *out[1];
+    if (t && zp_vent_tasks_collect(f->tasks, f->job, 1, 1 << 20, out) == 1)
+        t->state = ZP_VENT_INFLIGHT; /* sent */
+    return t;
+}
+
+static void s_fix_free(s_fix_t *f)
+{
+    zp_vent_tasks_destroy(&f->tasks);
+    zp_vent_jobs_destroy(&f->jobs);
+}
+
+static void test_decisions(void)
+{
+    TEST_EQ_INT(zp_vent_retry_decide(1, 3), ZP_VENT_REQUEUE);
+    TEST_EQ_INT(zp_vent_retry_decide(2, 3), ZP_VENT_REQUEUE);
+    TEST_EQ_INT(zp_vent_retry_decide(3, 3), ZP_VENT_GIVE_UP);
+    TEST_EQ_INT(zp_vent_retry_decide(1, 1), ZP_VENT_GIVE_UP);
+    TEST_EQ_INT(zp_vent_lost_decide(1), ZP_VENT_REQUEUE);
+    TEST_EQ_INT(zp_vent_lost_decide(ZP_MAX_LOSSES - 1), ZP_VENT_REQUEUE);
+    TEST_EQ_INT(zp_vent_lost_decide(ZP_MAX_LOSSES), ZP_VENT_GIVE_UP);
+}
+
+static void test_requeue_raises_the_attempt_until_max(void)
+{
+    s_fix_t f;
+    zp_vent_task_t *t = s_fix(&f, 3);
+    zp_vent_retry_result_t r =
+        zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, "not completed");
+    TEST_EQ_INT(r.decision, ZP_VENT_REQUEUE);
+    TEST_EQ_INT(r.attempt, 1); /* the event names the attempt that failed */
+    TEST_EQ_INT(t->attempt, 2);
+    TEST_EQ_INT(t->state, ZP_VENT_QUEUED);
+    TEST_EQ_INT(f.job->ready.len, 1); /* at the front of its job */
+    r = zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, "not completed");
+    TEST_EQ_INT(t->attempt, 3);
+    /* Attempt 3 of 3 fails: given up, with a record for the sink. */
+    r = zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, "not completed");
+    TEST_EQ_INT(r.decision, ZP_VENT_GIVE_UP);
+    TEST_CHECK(r.recorded);
+    TEST_EQ_INT(t->state, ZP_VENT_FAILING);
+    TEST_EQ_INT(f.job->fails.n, 1);
+    Zpipe__V1__Result *rec = &f.job->fails.items[0];
+    TEST_EQ_STR(rec->cause, "lease_expired");
+    TEST_EQ_STR(rec->error, "not completed on attempt 3 of 3; giving up");
+    TEST_EQ_INT(rec->attempt, 3);
+    TEST_EQ_INT(rec->quarantined, 0);
+    s_fix_free(&f);
+}
+
+static void test_lost_worker_is_not_charged_until_max_losses(void)
+{
+    s_fix_t f;
+    zp_vent_task_t *t = s_fix(&f, 3);
+    for (int i = 1; i < ZP_MAX_LOSSES; i++) {
+        zp_vent_retry_result_t r = zp_vent_requeue_lost(t, "worker w lost");
+        TEST_EQ_INT(r.decision, ZP_VENT_REQUEUE);
+        TEST_EQ_INT(t->attempt, 1);
+        TEST_EQ_INT(t->losses, i);
+        t->state = ZP_VENT_INFLIGHT;
+    }
+    zp_vent_retry_result_t r = zp_vent_requeue_lost(t, "worker w lost");
+    TEST_EQ_INT(r.decision, ZP_VENT_GIVE_UP);
+    TEST_CHECK(r.recorded);
+    Zpipe__V1__Result *rec = &f.job->fails.items[0];
+    TEST_EQ_STR(rec->cause, "worker_lost");
+    TEST_EQ_INT(rec->quarantined, 1); /* a poison task */
+    TEST_EQ_STR(rec->error,
+                "worker w lost, for the 10. time on attempt 1 of 3; giving up");
+    s_fix_free(&f);
+}
+
+static void test_give_up_out_of_memory_leaves_the_task(void)
+{
+    s_fix_t f;
+    zp_vent_task_t *t = s_fix(&f, 1);
+    failalloc_arm(2); /* the queue (the record's text is made first) */
+    zp_vent_retry_result_t r = zp_vent_requeue(t, ZP_CAUSE_WORKER_LOST, "x");
+    failalloc_disarm();
+    TEST_EQ_INT(r.decision, ZP_VENT_GIVE_UP);
+    TEST_CHECK(!r.recorded);
+    TEST_EQ_INT(t->state, ZP_VENT_INFLIGHT); /* tried at the next scan */
+    TEST_EQ_INT(f.job->fails.n, 0);
+    s_fix_free(&f);
+}
+
+static void s_retry_scenario(void *arg)
+{
+    (void)arg;
+    s_fix_t f;
+    zp_vent_task_t *t = s_fix(&f, 2);
+    if (t) {
+        zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, "a");
+        t->state = ZP_VENT_INFLIGHT;
+        zp_vent_requeue_lost(t, "b");
+        t->state = ZP_VENT_INFLIGHT;
+        zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, "c");
+    }
+    s_fix_free(&f);
+}
+
+static void test_alloc_failures_in_retry(void)
+{
+    TEST_CHECK(failalloc_sweep(s_retry_scenario, NULL) >= 5);
+}
+
+static const test_case_t tests[] = {
+    {"test_decisions", test_decisions},
+    {"test_requeue_raises_the_attempt_until_max",
+     test_requeue_raises_the_attempt_until_max},
+    {"test_lost_worker_is_not_charged_until_max_losses",
+     test_lost_worker_is_not_charged_until_max_losses},
+    {"test_give_up_out_of_memory_leaves_the_task",
+     test_give_up_out_of_memory_leaves_the_task},
+    {"test_alloc_failures_in_retry", test_alloc_failures_in_retry},
+    {NULL, NULL},
+};
+TEST_MAIN(tests)

@@ -1,0 +1,235 @@
+/* vent_job: jobs, their lifecycle, the finished ids, failure records. */
+#define _GNU_SOURCE
+#include "vent_job.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct zp_vent_jobs {
+    zp_vent_job_t *head;
+    size_t count;
+    uint64_t next_slot;
+    uint64_t deadline_ms;
+    uint32_t max_attempts;
+    char *finished[ZP_VENT_FINISHED_IDS];
+    size_t n_finished;
+};
+
+/* The legal transitions: s_legal[from] has bit (1 << to). A refusal ends
+ * a job from any state (the sink may refuse a close, or a resent open). */
+#define S_BIT(s) (1u << (s))
+static const unsigned s_legal[ZP_VENT_JOB_STATES] = {
+    [ZP_VENT_JOB_OPENING] =
+        S_BIT(ZP_VENT_JOB_OPEN) | S_BIT(ZP_VENT_JOB_REFUSED),
+    [ZP_VENT_JOB_OPEN] =
+        S_BIT(ZP_VENT_JOB_CLOSING) | S_BIT(ZP_VENT_JOB_REFUSED),
+    [ZP_VENT_JOB_CLOSING] = S_BIT(ZP_VENT_JOB_CLOSED) |
+                            S_BIT(ZP_VENT_JOB_OPEN) |
+                            S_BIT(ZP_VENT_JOB_REFUSED),
+    [ZP_VENT_JOB_CLOSED] = S_BIT(ZP_VENT_JOB_DONE) | S_BIT(ZP_VENT_JOB_OPEN) |
+                           S_BIT(ZP_VENT_JOB_REFUSED),
+    [ZP_VENT_JOB_DONE] = S_BIT(ZP_VENT_JOB_REFUSED),
+    [ZP_VENT_JOB_REFUSED] = 0,
+};
+
+const char *zp_vent_job_state_name(zp_vent_job_state_t s)
+{
+    static const char *const names[ZP_VENT_JOB_STATES] = {
+        "opening", "open", "closing", "closed", "done", "refused"};
+    return (unsigned)s < ZP_VENT_JOB_STATES ? names[s] : "?";
+}
+
+bool zp_vent_job_can(zp_vent_job_state_t from, zp_vent_job_state_t to)
+{
+    if ((unsigned)from >= ZP_VENT_JOB_STATES ||
+        (unsigned)to >= ZP_VENT_JOB_STATES)
+        return false;
+    return s_legal[from] & S_BIT(to);
+}
+
+int zp_vent_job_to(zp_vent_job_t *j, zp_vent_job_state_t to)
+{
+    zp_vent_job_check(j);
+    if (!zp_vent_job_can(j->state, to))
+        return -1;
+    j->state = to;
+    zp_vent_job_check(j);
+    return 0;
+}
+
+bool zp_vent_job_live(const zp_vent_job_t *j)
+{
+    return j->state == ZP_VENT_JOB_OPEN || j->state == ZP_VENT_JOB_CLOSING ||
+           j->state == ZP_VENT_JOB_CLOSED;
+}
+
+bool zp_vent_job_finished(const zp_vent_job_t *j)
+{
+    return j->state == ZP_VENT_JOB_DONE || j->state == ZP_VENT_JOB_REFUSED;
+}
+
+bool zp_vent_job_input_done(const zp_vent_job_t *j)
+{
+    return j->has_input ? zp_vent_reader_done(&j->in) : j->input_closed;
+}
+
+void zp_vent_job_check(const zp_vent_job_t *j)
+{
+    (void)j;
+    assert((unsigned)j->state < ZP_VENT_JOB_STATES);
+    /* Closing is only ever started once every task was read. */
+    assert(j->state != ZP_VENT_JOB_CLOSING || zp_vent_job_input_done(j));
+    /* A producer hears "open" only once the sink acknowledged it. */
+    assert(!j->producer_acked || j->state != ZP_VENT_JOB_OPENING);
+    assert(j->next_task_id <= ZP_VENT_MAX_TASK_ID);
+    assert(j->fails.n <= j->fails.cap);
+}
+
+int zp_vent_fails_push(zp_vent_fails_t *f, uint64_t task, const char *cause,
+                       uint32_t attempt, uint64_t queued_us, bool quarantined,
+                       char **error)
+{
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 64;
+        Zpipe__V1__Result *r = realloc(f->items, cap * sizeof *r);
+        if (!r)
+            return -1;
+        f->items = r;
+        f->cap = cap;
+    }
+    Zpipe__V1__Result *r = &f->items[f->n++];
+    zpipe__v1__result__init(r);
+    r->task_id = task;
+    r->status = ZPIPE__V1__STATUS__STATUS_FAILED;
+    r->cause = (char *)cause;
+    r->attempt = attempt;
+    r->queued_us = queued_us; /* never dispatched for this attempt */
+    r->quarantined = quarantined;
+    r->error = *error;
+    *error = NULL;
+    return 0;
+}
+
+void zp_vent_fails_clear(zp_vent_fails_t *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        free(f->items[i].error);
+    f->n = 0;
+}
+
+void zp_vent_fails_free(zp_vent_fails_t *f)
+{
+    zp_vent_fails_clear(f);
+    free(f->items);
+    f->items = NULL;
+    f->cap = 0;
+}
+
+zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts)
+{
+    zp_vent_jobs_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->deadline_ms = deadline_ms;
+    self->max_attempts = max_attempts;
+    return self;
+}
+
+static void s_job_free(zp_vent_job_t *j)
+{
+    zp_vent_reader_close(&j->in);
+    zp_iddeque_free(&j->ready);
+    zp_vent_fails_free(&j->fails);
+    zp_bitset_free(&j->skip);
+    free(j->id);
+    free(j->plugin);
+    free(j->config);
+    free(j);
+}
+
+void zp_vent_jobs_destroy(zp_vent_jobs_t **self_p)
+{
+    zp_vent_jobs_t *self = *self_p;
+    if (!self)
+        return;
+    while (self->head) {
+        zp_vent_job_t *j = self->head;
+        self->head = j->next;
+        s_job_free(j);
+    }
+    for (size_t k = 0; k < ZP_VENT_FINISHED_IDS; k++)
+        free(self->finished[k]);
+    free(self);
+    *self_p = NULL;
+}
+
+zp_vent_job_t *zp_vent_jobs_first(const zp_vent_jobs_t *self)
+{
+    return self->head;
+}
+
+size_t zp_vent_jobs_count(const zp_vent_jobs_t *self)
+{
+    return self->count;
+}
+
+zp_vent_job_t *zp_vent_jobs_find(const zp_vent_jobs_t *self, const char *id)
+{
+    for (zp_vent_job_t *j = self->head; j; j = j->next)
+        if (strcmp(j->id, id) == 0)
+            return j;
+    return NULL;
+}
+
+zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
+                                const char *plugin)
+{
+    zp_vent_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->id = strdup(id);
+    j->plugin = strdup(plugin);
+    if (!j->id || !j->plugin) {
+        free(j->id);
+        free(j->plugin);
+        free(j);
+        return NULL;
+    }
+    j->slot = self->next_slot++;
+    j->deadline_ms = self->deadline_ms;
+    j->max_attempts = self->max_attempts;
+    j->state = ZP_VENT_JOB_OPENING;
+    zp_vent_reader_init(&j->in, -1);
+    zp_vent_job_t **p = &self->head;
+    while (*p)
+        p = &(*p)->next;
+    *p = j;
+    self->count++;
+    return j;
+}
+
+void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j)
+{
+    if (zp_vent_job_finished(j)) {
+        size_t k = self->n_finished++ % ZP_VENT_FINISHED_IDS;
+        free(self->finished[k]);
+        self->finished[k] = strdup(j->id);
+    }
+    for (zp_vent_job_t **link = &self->head; *link; link = &(*link)->next)
+        if (*link == j) {
+            *link = j->next;
+            self->count--;
+            break;
+        }
+    s_job_free(j);
+}
+
+bool zp_vent_jobs_finished_has(const zp_vent_jobs_t *self, const char *id)
+{
+    for (size_t k = 0; k < ZP_VENT_FINISHED_IDS; k++)
+        if (self->finished[k] && strcmp(self->finished[k], id) == 0)
+            return true;
+    return false;
+}

@@ -1,0 +1,64 @@
+/* vent_retry: requeue, lost-worker requeue and give-up. */
+#define _GNU_SOURCE
+#include "vent_retry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+zp_vent_retry_t zp_vent_retry_decide(uint32_t attempt, uint32_t max_attempts)
+{
+    return zp_retry_again(true, attempt, max_attempts) ? ZP_VENT_REQUEUE
+                                                       : ZP_VENT_GIVE_UP;
+}
+
+zp_vent_retry_t zp_vent_lost_decide(uint32_t losses)
+{
+    return losses >= ZP_MAX_LOSSES ? ZP_VENT_GIVE_UP : ZP_VENT_REQUEUE;
+}
+
+int zp_vent_give_up(zp_vent_task_t *t, zp_cause_t cause, const char *why,
+                    bool quarantined)
+{
+    zp_vent_job_t *j = t->job;
+    char *msg = NULL;
+    if (asprintf(&msg, "%s on attempt %u of %u; giving up", why, t->attempt,
+                 j->max_attempts) < 0)
+        msg = NULL; /* the record goes without its text */
+    if (zp_vent_fails_push(&j->fails, t->id, zp_cause_name(cause), t->attempt,
+                           t->queued_us, quarantined, &msg) < 0) {
+        free(msg);
+        return -1;
+    }
+    t->state = ZP_VENT_FAILING;
+    return 0;
+}
+
+zp_vent_retry_result_t zp_vent_requeue(zp_vent_task_t *t, zp_cause_t cause,
+                                       const char *why)
+{
+    zp_vent_retry_result_t r = {
+        zp_vent_retry_decide(t->attempt, t->job->max_attempts), false,
+        t->attempt};
+    if (r.decision == ZP_VENT_GIVE_UP) {
+        r.recorded = zp_vent_give_up(t, cause, why, false) == 0;
+        return r;
+    }
+    t->attempt++;
+    zp_vent_tasks_requeue_front(t);
+    return r;
+}
+
+zp_vent_retry_result_t zp_vent_requeue_lost(zp_vent_task_t *t, const char *why)
+{
+    t->losses++;
+    zp_vent_retry_result_t r = {zp_vent_lost_decide(t->losses), false,
+                                t->attempt};
+    if (r.decision == ZP_VENT_GIVE_UP) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s, for the %u. time", why, t->losses);
+        r.recorded = zp_vent_give_up(t, ZP_CAUSE_WORKER_LOST, msg, true) == 0;
+        return r;
+    }
+    zp_vent_tasks_requeue_front(t);
+    return r;
+}

@@ -1,0 +1,112 @@
+/* vent_shell: the ventilator's shell, shared by its files (private to
+ * ventilator/): the sockets, the state modules it wires together, and the
+ * handlers that carry out their decisions. ventilator.c holds set-up, the
+ * loop of phases and teardown; vent_shell_workers.c the dispatch socket,
+ * vent_shell_sink.c the sink's control socket, vent_shell_intake.c the
+ * producers' intake. */
+#ifndef ZP_VENT_SHELL_H
+#define ZP_VENT_SHELL_H
+
+#include "ventilator.h"
+#include "vent_job.h"
+#include "vent_link.h"
+#include "vent_metrics.h"
+#include "vent_retry.h"
+#include "vent_sched.h"
+#include "vent_tasks.h"
+#include "vent_workers.h"
+#include "zp_codec.h"
+#include "zp_curve.h"
+#include "zp_events.h"
+#include "zp_metrics.h"
+#include "zp_util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes of one intake message at most (the socket's MAXMSGSIZE too). */
+#define ZP_VENT_INTAKE_FRAME (64u << 20)
+
+typedef struct {
+    const zp_ventilator_config_t *cfg; /* borrowed, outlives the run */
+    bool push;                         /* --dispatch push */
+    void *ctx, *dispatch, *control, *monitor, *intake;
+    zp_curve_t *curve;
+    uint64_t probe_until_us, last_probe_us; /* probing after a disconnect */
+    uint64_t last_check_us;                 /* last liveness check */
+
+    zp_vent_jobs_t *jobs;
+    zp_vent_job_t *file_job; /* the --input job, NULL in service mode */
+    zp_vent_tasks_t *tasks;
+    zp_vent_workers_t *workers;
+    zp_vent_sched_t sched;
+    zp_vent_link_t link;
+    zp_vent_counters_t n;
+    zp_metrics_t *metrics; /* NULL unless --metrics */
+    zp_events_t *events;   /* NULL unless --events */
+
+    zp_arena_t *arena; /* decoded messages, reset per message */
+    zp_buf_t scratch;  /* encoded messages */
+    Zpipe__V1__Result **fail_ptrs;
+    /* Batch under construction. */
+    Zpipe__V1__Task *pb_tasks;
+    Zpipe__V1__Task **pb_ptrs;
+    zp_vent_task_t **batch;
+    size_t cap_batch;
+} zp_vent_shell_t;
+
+/* Whether another task may be held now. */
+bool zp_vent_shell_can_hold(const zp_vent_shell_t *v);
+
+/* ---- vent_shell_workers.c: the dispatch socket ---- */
+/* One message from a worker (rid) on the dispatch socket. */
+void zp_vent_shell_on_dispatch(zp_vent_shell_t *v, const char *rid,
+                               size_t rid_len, void *frame);
+/* Counts (and logs, sampled) a message dropped on the dispatch socket. */
+void zp_vent_shell_bad(zp_vent_shell_t *v, const char *what, size_t len);
+/* Forgets w (its slot is reused); with lost its tasks in flight are sent
+ * again; dead: it vanished rather than said bye. */
+void zp_vent_shell_drop_worker(zp_vent_shell_t *v, zp_vent_worker_t *w,
+                               const char *why, bool lost, bool dead);
+/* Probes every worker after a disconnect; drops those gone. */
+void zp_vent_shell_probe_workers(zp_vent_shell_t *v);
+/* Input refill: reads each file job's input up to what the next dispatch
+ * can send (credit: a whole round; push: one batch). Returns -1 on a
+ * fatal input error (logged). */
+int zp_vent_shell_refill(zp_vent_shell_t *v);
+/* Dispatch. Credit: a round of batches to the workers with credit,
+ * returns 0. Push: one batch to the PUSH socket, returns 1 when sent, 0
+ * when it cannot send. -1 on a fatal error (logged). */
+int zp_vent_shell_dispatch(zp_vent_shell_t *v);
+/* Liveness: drops silent workers and requeues expired leases. */
+void zp_vent_shell_liveness(zp_vent_shell_t *v, uint64_t now);
+/* Requeues t after cause (why), counting and publishing it. */
+void zp_vent_shell_requeue(zp_vent_shell_t *v, zp_vent_task_t *t,
+                           zp_cause_t cause, const char *why);
+
+/* ---- vent_shell_sink.c: the sink's control socket ---- */
+/* Sends j's JobOpen (now: when, for the resend timer). */
+void zp_vent_shell_send_open(zp_vent_shell_t *v, zp_vent_job_t *j,
+                             uint64_t now);
+/* One message from the sink. */
+void zp_vent_shell_on_control(zp_vent_shell_t *v, void *frame);
+/* Keeps each job's conversation with the sink going; removes finished
+ * service jobs. */
+void zp_vent_shell_tend_jobs(zp_vent_shell_t *v, uint64_t now);
+/* Removes j and its tasks (a finished job or a failed set-up). */
+void zp_vent_shell_remove_job(zp_vent_shell_t *v, zp_vent_job_t *j);
+
+/* ---- vent_shell_intake.c: the producers ---- */
+/* One message from a producer (rid) on the intake. */
+void zp_vent_shell_on_intake(zp_vent_shell_t *v, const char *rid,
+                             size_t rid_len, void *frame);
+/* Refuses a producer's message (counted, logged sampled). */
+void zp_vent_shell_intake_refuse(zp_vent_shell_t *v, const char *rid,
+                                 size_t rid_len, const char *job,
+                                 const char *why);
+/* Answers j's producer that j is open (ok) or was refused. */
+void zp_vent_shell_intake_ack(zp_vent_shell_t *v, zp_vent_job_t *j, bool ok,
+                              const char *error);
+
+#endif

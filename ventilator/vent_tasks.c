@@ -1,0 +1,248 @@
+/* vent_tasks: the held-task table, hold limits and leases. */
+#include "vent_tasks.h"
+#include "zp_log.h"
+#include "zp_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct zp_vent_tasks {
+    zp_idmap_t *map; /* key -> zp_vent_task_t *, everything not committed */
+    uint64_t max_inflight, max_bytes;
+    bool push;
+    uint64_t bytes;           /* payload bytes held */
+    size_t max_held;          /* most tasks held at once */
+    uint64_t read;            /* tasks ever added */
+    zp_vent_task_t **expired; /* the last lease scan's answer */
+    size_t cap_expired;
+};
+
+zp_vent_tasks_t *zp_vent_tasks_new(uint64_t max_inflight, uint64_t max_bytes,
+                                   bool push)
+{
+    zp_vent_tasks_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->map = zp_idmap_new();
+    if (!self->map) {
+        free(self);
+        return NULL;
+    }
+    self->max_inflight = max_inflight;
+    self->max_bytes = max_bytes;
+    self->push = push;
+    return self;
+}
+
+void zp_vent_tasks_destroy(zp_vent_tasks_t **self_p)
+{
+    zp_vent_tasks_t *self = *self_p;
+    if (!self)
+        return;
+    size_t cursor = 0;
+    uint64_t key;
+    void *p;
+    while (zp_idmap_next(self->map, &cursor, &key, &p))
+        free(p);
+    zp_idmap_destroy(&self->map);
+    free(self->expired);
+    free(self);
+    *self_p = NULL;
+}
+
+size_t zp_vent_tasks_limit(const zp_vent_tasks_t *self, uint64_t windows)
+{
+    if (self->max_inflight)
+        return self->max_inflight;
+    if (self->push)
+        return 65536;
+    return 8192 + windows;
+}
+
+bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows)
+{
+    size_t n = zp_idmap_size(self->map);
+    return n < zp_vent_tasks_limit(self, windows) &&
+           (n == 0 || self->bytes < self->max_bytes);
+}
+
+zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                                  const void *data, size_t len,
+                                  uint64_t queued_us)
+{
+    zp_vent_task_t *t = malloc(sizeof *t + len);
+    uint64_t key = ZP_VENT_KEY(j, j->next_task_id);
+    if (!t || zp_idmap_put(self->map, key, t) < 0 ||
+        zp_iddeque_push_back(&j->ready, key) < 0) {
+        if (t)
+            zp_idmap_remove(self->map, key);
+        free(t);
+        zp_error("out of memory holding task %s/%llu", j->id,
+                 (unsigned long long)j->next_task_id);
+        return NULL;
+    }
+    t->id = j->next_task_id++;
+    t->job = j;
+    t->attempt = 1;
+    t->state = ZP_VENT_QUEUED;
+    t->losses = 0;
+    t->worker = 0;
+    t->sent_us = 0;
+    t->queued_us = queued_us;
+    t->len = len;
+    if (len) /* an empty payload may come as NULL */
+        memcpy(t->data, data, len);
+    j->held++;
+    self->bytes += len;
+    self->read++;
+    if (zp_idmap_size(self->map) > self->max_held)
+        self->max_held = zp_idmap_size(self->map);
+    return t;
+}
+
+zp_vent_task_t *zp_vent_tasks_get(const zp_vent_tasks_t *self, uint64_t key)
+{
+    return zp_idmap_get(self->map, key);
+}
+
+void zp_vent_tasks_done(zp_vent_tasks_t *self, zp_vent_task_t *t)
+{
+    zp_idmap_remove(self->map, ZP_VENT_KEY(t->job, t->id));
+    t->job->held--;
+    self->bytes -= t->len;
+    free(t);
+}
+
+void zp_vent_tasks_drop_job(zp_vent_tasks_t *self, zp_vent_job_t *j)
+{
+    /* Keys first: removing while iterating would skip entries. */
+    uint64_t *keys = j->held ? malloc(j->held * sizeof *keys) : NULL;
+    size_t n = 0, cursor = 0;
+    uint64_t key;
+    void *p;
+    while (keys && n < j->held && zp_idmap_next(self->map, &cursor, &key, &p))
+        if (((zp_vent_task_t *)p)->job == j)
+            keys[n++] = key;
+    for (size_t i = 0; i < n; i++)
+        zp_vent_tasks_done(self, zp_idmap_get(self->map, keys[i]));
+    free(keys);
+}
+
+bool zp_vent_tasks_next(const zp_vent_tasks_t *self, size_t *cursor,
+                        zp_vent_task_t **t)
+{
+    uint64_t key;
+    void *p;
+    if (!zp_idmap_next(self->map, cursor, &key, &p))
+        return false;
+    *t = p;
+    return true;
+}
+
+size_t zp_vent_tasks_collect(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             size_t max, uint64_t max_bytes,
+                             zp_vent_task_t **out)
+{
+    size_t n = 0, bytes = 0;
+    uint64_t key;
+    while (n < max && bytes < max_bytes &&
+           zp_iddeque_pop_front(&j->ready, &key)) {
+        zp_vent_task_t *t = zp_idmap_get(self->map, key);
+        if (!t || t->state != ZP_VENT_QUEUED)
+            continue; /* committed or given up meanwhile */
+        out[n++] = t;
+        bytes += t->len;
+    }
+    return n;
+}
+
+int zp_vent_tasks_requeue_front(zp_vent_task_t *t)
+{
+    t->state = ZP_VENT_QUEUED;
+    t->worker = 0;
+    if (t->queued_us) /* traced: this attempt's wait starts now */
+        t->queued_us = zp_now_us();
+    if (zp_iddeque_push_front(&t->job->ready, ZP_VENT_KEY(t->job, t->id)) < 0) {
+        /* Not in the queue, so not QUEUED: left in flight, the lease scan
+         * finds it again (a QUEUED task outside the queue would never be
+         * sent and its job never complete). */
+        t->state = ZP_VENT_INFLIGHT;
+        zp_error("out of memory requeueing task %s/%llu", t->job->id,
+                 (unsigned long long)t->id);
+        return -1;
+    }
+    return 0;
+}
+
+size_t zp_vent_tasks_size(const zp_vent_tasks_t *self)
+{
+    return zp_idmap_size(self->map);
+}
+
+uint64_t zp_vent_tasks_bytes(const zp_vent_tasks_t *self)
+{
+    return self->bytes;
+}
+
+size_t zp_vent_tasks_max_held(const zp_vent_tasks_t *self)
+{
+    return self->max_held;
+}
+
+uint64_t zp_vent_tasks_read(const zp_vent_tasks_t *self)
+{
+    return self->read;
+}
+
+bool zp_vent_lease_expired(uint64_t now, uint64_t sent_us, uint64_t lease_us,
+                           uint64_t deadline_ms, uint64_t progress_us)
+{
+    uint64_t short_lease = deadline_ms ? deadline_ms * 1000 + 5000000 : 0;
+    uint64_t out = now - sent_us;
+    if (lease_us && out > lease_us)
+        return true;
+    if (!short_lease || out <= short_lease)
+        return false;
+    return !progress_us || now - progress_us > short_lease;
+}
+
+size_t zp_vent_tasks_expired(zp_vent_tasks_t *self, uint64_t now,
+                             uint64_t lease_us, zp_vent_progress_fn *progress,
+                             void *ctx, zp_vent_task_t ***out)
+{
+    size_t n = 0, cursor = 0;
+    uint64_t key, worker = 0, progress_us = 0;
+    bool known = false;
+    void *p;
+    while (zp_idmap_next(self->map, &cursor, &key, &p)) {
+        zp_vent_task_t *t = p;
+        if (t->state != ZP_VENT_INFLIGHT)
+            continue;
+        uint64_t dl = t->job->deadline_ms;
+        /* The long lease first; the worker is looked up only for a task
+         * past the short one (tasks of one batch lie together). */
+        if (!zp_vent_lease_expired(now, t->sent_us, lease_us, dl, now)) {
+            if (!dl || now - t->sent_us <= dl * 1000 + 5000000)
+                continue;
+            if (!known || worker != t->worker) {
+                worker = t->worker;
+                progress_us = progress(ctx, worker);
+                known = true;
+            }
+            if (!zp_vent_lease_expired(now, t->sent_us, lease_us, dl,
+                                       progress_us))
+                continue;
+        }
+        if (n == self->cap_expired) {
+            size_t cap = n ? 2 * n : 64;
+            zp_vent_task_t **a = realloc(self->expired, cap * sizeof *a);
+            if (!a)
+                break;
+            self->expired = a;
+            self->cap_expired = cap;
+        }
+        self->expired[n++] = t;
+    }
+    *out = self->expired;
+    return n;
+}

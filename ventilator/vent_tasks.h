@@ -1,0 +1,112 @@
+/* vent_tasks: the held-task table. Every task read and not yet committed
+ * by the sink, keyed by its job's slot and its id; the hold limits that
+ * bound it; the lease scan that finds tasks out too long. */
+#ifndef ZP_VENT_TASKS_H
+#define ZP_VENT_TASKS_H
+
+#include "vent_job.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    ZP_VENT_QUEUED,   /* waiting in its job's ready queue */
+    ZP_VENT_INFLIGHT, /* sent to a worker */
+    ZP_VENT_FAILING,  /* out of attempts; failure record sent to the sink */
+} zp_vent_tstate_t;
+
+/* One task from read until committed. */
+typedef struct {
+    uint64_t id;
+    zp_vent_job_t *job;
+    uint32_t attempt; /* charged attempts: failures and expired leases */
+    uint8_t state;    /* zp_vent_tstate_t */
+    uint16_t losses;  /* deliveries lost with a worker, not charged */
+    uint64_t worker;  /* serial of the worker holding it */
+    uint64_t sent_us;
+    uint64_t queued_us; /* --trace: wall clock when queued, else 0 */
+    size_t len;
+    uint8_t data[];
+} zp_vent_task_t;
+
+typedef struct zp_vent_tasks zp_vent_tasks_t;
+
+/* max_inflight: tasks held at most, 0 = automatic (the workers' windows
+ * plus 8,192, or 65,536 under push dispatch); max_bytes: their payload
+ * bytes (one task is always allowed). Caller owns the result; NULL when
+ * out of memory. */
+zp_vent_tasks_t *zp_vent_tasks_new(uint64_t max_inflight, uint64_t max_bytes,
+                                   bool push);
+/* Frees the table and every task in it; nulls the caller's pointer. */
+void zp_vent_tasks_destroy(zp_vent_tasks_t **self_p);
+
+/* How many tasks may be held (read, not yet committed), given the sum of
+ * the connected workers' windows. Automatic: every worker's window plus
+ * room for the sink's commit batches. Results wait in the sink's queue
+ * when it is the slowest stage; this bound is what makes dispatch wait for
+ * it, so memory does not grow with the job. */
+size_t zp_vent_tasks_limit(const zp_vent_tasks_t *self, uint64_t windows);
+/* Whether another task may be read: under both bounds (one task always). */
+bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows);
+
+/* Holds a new task for j with the next id and queues it at the back of
+ * j's ready queue; queued_us: its --trace stamp or 0. Returns the task
+ * (borrowed, until zp_vent_tasks_done), or NULL when out of memory (the
+ * table and j unchanged). */
+zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                                  const void *data, size_t len,
+                                  uint64_t queued_us);
+/* The task with this key (ZP_VENT_KEY), or NULL. */
+zp_vent_task_t *zp_vent_tasks_get(const zp_vent_tasks_t *self, uint64_t key);
+/* Forgets a committed task and frees it. */
+void zp_vent_tasks_done(zp_vent_tasks_t *self, zp_vent_task_t *t);
+/* Frees every task of j still held (normally none: the sink commits every
+ * task before it says the job is done, but a lost Committed must not
+ * leave tasks that point at a freed job). */
+void zp_vent_tasks_drop_job(zp_vent_tasks_t *self, zp_vent_job_t *j);
+/* Iteration over every held task: start with *cursor = 0; false when
+ * done. Neither add nor remove tasks while iterating. */
+bool zp_vent_tasks_next(const zp_vent_tasks_t *self, size_t *cursor,
+                        zp_vent_task_t **t);
+
+/* Pops up to max of j's queued tasks (and at most about max_bytes of
+ * payload, one task always) into out; keys of tasks committed or given up
+ * meanwhile are dropped. Returns the count. */
+size_t zp_vent_tasks_collect(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             size_t max, uint64_t max_bytes,
+                             zp_vent_task_t **out);
+/* Puts t at the front of its job's queue (state QUEUED, no worker; a
+ * traced task's wait starts again). Returns 0, or -1 when out of memory
+ * (logged; the task is left in flight, with no worker, and is sent again
+ * when its lease expires). */
+int zp_vent_tasks_requeue_front(zp_vent_task_t *t);
+
+/* Tasks held now, and their payload bytes. */
+size_t zp_vent_tasks_size(const zp_vent_tasks_t *self);
+uint64_t zp_vent_tasks_bytes(const zp_vent_tasks_t *self);
+/* Most tasks held at once. */
+size_t zp_vent_tasks_max_held(const zp_vent_tasks_t *self);
+/* Tasks ever added. */
+uint64_t zp_vent_tasks_read(const zp_vent_tasks_t *self);
+
+/* The lease rule for one task out since sent_us: the long lease (lease_us,
+ * 0 = off) always holds; with a deadline, a task out for deadline + 5 s
+ * expires too unless its worker finished something within that time
+ * (progress_us: when it last did; 0 when the worker is gone): it is then
+ * working through the tasks queued ahead of this one (a worker holds up to
+ * its window; each may take the whole deadline). */
+bool zp_vent_lease_expired(uint64_t now, uint64_t sent_us, uint64_t lease_us,
+                           uint64_t deadline_ms, uint64_t progress_us);
+
+/* When the worker with this serial last made progress, 0 if it is gone. */
+typedef uint64_t(zp_vent_progress_fn)(void *ctx, uint64_t worker);
+
+/* The lease scan: the tasks in flight whose lease ran out at now, in
+ * *out (borrowed, valid until the next scan); returns their count. Out of
+ * memory: returns those that fit (the rest expire at a later scan). */
+size_t zp_vent_tasks_expired(zp_vent_tasks_t *self, uint64_t now,
+                             uint64_t lease_us, zp_vent_progress_fn *progress,
+                             void *ctx, zp_vent_task_t ***out);
+
+#endif
