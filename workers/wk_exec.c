@@ -8,6 +8,7 @@
 #include "zp_log.h"
 #include "zp_util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -15,6 +16,37 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The executor's lifecycle:
+ *
+ *   DOWN --start--> STARTING --hello--> IDLE <--all results--+
+ *                      |                  |                  |
+ *                      |                  +--a batch--> RUNNING
+ *                      +--(died owing tasks)--> RECOVERING --hello--^
+ *
+ * and any state goes DOWN when the executor dies or is stopped; a dead
+ * one is started again at once, RECOVERING when it owes the rest of the
+ * batch it died in. */
+typedef enum {
+    S_DOWN,       /* no process */
+    S_STARTING,   /* started; no hello yet; nothing owed */
+    S_RECOVERING, /* started; no hello yet; owes the current batch's rest */
+    S_IDLE,       /* ready, no batch */
+    S_RUNNING,    /* ready, running the current batch */
+} s_state_t;
+
+static const char *const s_state_names[] = {"down", "starting", "recovering",
+                                            "idle", "running"};
+
+/* Legal transitions, a bit per target state. */
+#define S_TO(st) (1u << (st))
+static const unsigned s_legal[] = {
+    [S_DOWN] = S_TO(S_STARTING),
+    [S_STARTING] = S_TO(S_IDLE) | S_TO(S_RECOVERING) | S_TO(S_DOWN),
+    [S_RECOVERING] = S_TO(S_RUNNING) | S_TO(S_DOWN),
+    [S_IDLE] = S_TO(S_RUNNING) | S_TO(S_DOWN),
+    [S_RUNNING] = S_TO(S_IDLE) | S_TO(S_DOWN),
+};
 
 struct zp_wk_exec {
     const zp_worker_config_t *cfg;
@@ -24,8 +56,8 @@ struct zp_wk_exec {
     zp_wk_exec_env_t env;
     zp_wk_queue_t *queue; /* batches not yet given to it */
     zp_wk_child_t child;
-    bool ready, busy, killed_for_timeout;
-    bool resend;      /* a new executor owes the rest of the batch */
+    s_state_t state;
+    bool killed_for_timeout;
     bool discard;     /* its output is garbage: read it until it dies */
     size_t sent_base; /* cur index of the first task it was sent */
     unsigned start_fails;
@@ -52,6 +84,32 @@ struct zp_wk_exec {
     zp_arena_t *arena; /* its frames decoded off the common path */
     zp_buf_t scratch;  /* a batch encoded afresh */
 };
+
+/* Moves to state to; refuses (-1) a transition not on the diagram. */
+static int s_set_state(zp_wk_exec_t *self, s_state_t to)
+{
+    if (!(s_legal[self->state] & S_TO(to))) {
+        zp_error("executor pid %d: no transition from %s to %s",
+                 (int)self->child.pid, s_state_names[self->state],
+                 s_state_names[to]);
+        assert(!"illegal executor state transition");
+        return -1;
+    }
+    self->state = to;
+    return 0;
+}
+
+/* A batch is current (running, or owed by a new executor). */
+static bool s_busy(const zp_wk_exec_t *self)
+{
+    return self->state == S_RUNNING || self->state == S_RECOVERING;
+}
+
+/* It said hello: batches can be written to it. */
+static bool s_ready(const zp_wk_exec_t *self)
+{
+    return self->state == S_IDLE || self->state == S_RUNNING;
+}
 
 zp_wk_exec_t *zp_wk_exec_new(const zp_worker_config_t *cfg, const char *id,
                              const zp_plugins_t *plugins, bool credit_mode,
@@ -99,10 +157,9 @@ void zp_wk_exec_destroy(zp_wk_exec_t **self_p)
 
 int zp_wk_exec_start(zp_wk_exec_t *self)
 {
-    if (zp_wk_spawn(&self->child, self->cfg, self->id, self->plugins) < 0)
+    if (zp_wk_spawn(&self->child, self->cfg, self->id, self->plugins) < 0 ||
+        s_set_state(self, S_STARTING) < 0)
         return -1;
-    self->ready = false;
-    self->busy = false;
     self->killed_for_timeout = false;
     self->discard = false;
     zp_frame_reader_reset(self->reader);
@@ -139,7 +196,7 @@ bool zp_wk_exec_wants_write(const zp_wk_exec_t *self)
 
 bool zp_wk_exec_busy(const zp_wk_exec_t *self)
 {
-    return self->busy;
+    return s_busy(self);
 }
 
 uint64_t zp_wk_exec_restarts(const zp_wk_exec_t *self)
@@ -202,7 +259,6 @@ static int s_send_current(zp_wk_exec_t *self, const void *raw, size_t raw_len)
         raw = self->scratch.data;
         raw_len = self->scratch.len;
     }
-    self->busy = true;
     self->sent_base = self->cur_done;
     self->cur_seq = ++self->sent_seq;
     return s_write(self, raw, raw_len) ? 0 : -1;
@@ -248,10 +304,10 @@ static void s_take(zp_wk_exec_t *self, zmq_msg_t *frame, size_t n)
  * any) is now running. */
 static void s_advance(zp_wk_exec_t *self)
 {
-    if (self->cur_done < self->cur_n)
+    if (self->state != S_RUNNING || self->cur_done < self->cur_n)
         return;
     if (!self->has_next) {
-        self->busy = false;
+        s_set_state(self, S_IDLE);
         return;
     }
     s_take(self, &self->next_frame, self->next_n);
@@ -263,8 +319,7 @@ static void s_advance(zp_wk_exec_t *self)
  * it. */
 static void s_feed(zp_wk_exec_t *self)
 {
-    while (self->ready && !self->resend && !self->has_next &&
-           zp_wk_queue_len(self->queue)) {
+    while (s_ready(self) && !self->has_next && zp_wk_queue_len(self->queue)) {
         zmq_msg_t frame;
         zmq_msg_init(&frame);
         size_t n = 0;
@@ -274,8 +329,9 @@ static void s_feed(zp_wk_exec_t *self)
             continue;
         }
         bool ok;
-        if (!self->busy) {
+        if (self->state == S_IDLE) {
             s_take(self, &frame, n);
+            s_set_state(self, S_RUNNING);
             ok = s_send_current(self, zmq_msg_data(&self->cur_frame),
                                 zmq_msg_size(&self->cur_frame)) == 0;
         } else {
@@ -298,7 +354,7 @@ static void s_feed(zp_wk_exec_t *self)
 void zp_wk_exec_tick(zp_wk_exec_t *self, bool feed)
 {
     zp_wk_progress_t *p = self->child.progress;
-    if (self->busy && !self->killed_for_timeout && atomic_load(&p->busy) &&
+    if (s_busy(self) && !self->killed_for_timeout && atomic_load(&p->busy) &&
         zp_wk_death_overdue(atomic_load(&p->deadline_ms),
                             self->cfg->deadline_ms, atomic_load(&p->start_us),
                             zp_mono_us())) {
@@ -403,11 +459,12 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
         return;
     }
     if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HELLO) {
-        self->ready = true;
         self->start_fails = 0;
         zp_debug("executor pid %d ready", (int)self->child.pid);
-        if (self->resend) {
-            self->resend = false;
+        if (self->state == S_STARTING)
+            s_set_state(self, S_IDLE);
+        else if (self->state == S_RECOVERING) {
+            s_set_state(self, S_RUNNING);
             s_send_current(self, NULL, 0);
         }
     } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
@@ -521,7 +578,8 @@ static int s_died(zp_wk_exec_t *self)
     zp_wk_progress_t *p = self->child.progress;
     char how[96];
     zp_cause_t cause = s_reap(self, how, sizeof how);
-    bool was_ready = self->ready;
+    bool was_ready = s_ready(self), busy = s_busy(self);
+    s_set_state(self, S_DOWN);
     self->restarts++;
     if (self->has_next) { /* never started: it goes back to the queue */
         if (zp_wk_queue_push_front(self->queue, &self->next_frame,
@@ -530,15 +588,15 @@ static int s_died(zp_wk_exec_t *self)
                      self->next_n);
         self->has_next = false;
     }
-    if (self->busy && s_decode_current(self) < 0) {
+    if (busy && s_decode_current(self) < 0) {
         zp_error("cannot decode the batch executor pid %d was running; its "
                  "%zu tasks are left to the ventilator's lease",
                  (int)self->child.pid, self->cur_n - self->cur_done);
         self->cur_done = self->cur_n;
-        self->busy = false;
+        busy = false;
     }
     zp_wk_inflight_t f = {
-        .busy = self->busy,
+        .busy = busy,
         .running = atomic_load(&p->busy) != 0,
         .page_seq = atomic_load(&p->seq),
         .cur_seq = self->cur_seq,
@@ -565,9 +623,8 @@ static int s_died(zp_wk_exec_t *self)
     if (zp_wk_exec_start(self) < 0)
         return -1;
     /* The rest of the batch is sent once the new executor is ready. */
-    self->busy = self->cur_done < self->cur_n;
-    self->resend = self->busy;
-    self->ready = false;
+    if (self->cur_done < self->cur_n)
+        return s_set_state(self, S_RECOVERING);
     return 0;
 }
 
