@@ -118,7 +118,7 @@ int zp_wk_runner_load(zp_wk_runner_t *self, bool scan_dirs)
 {
     const zp_worker_config_t *cfg = self->cfg;
     const zp_strlist_t *dirs = &cfg->plugin_dirs;
-    char err[1024];
+    char err[1024] = ""; /* zp_plugins_load may fail without a reason */
     if (cfg->plugins.count == 0 && dirs->count == 0) {
         zp_error("no plugin given (--plugin NAME or path, or --plugin-dir)");
         return -1;
