@@ -5,6 +5,7 @@
 #include "worker.h"
 #include "wk_credit.h"
 #include "wk_exec.h"
+#include "wk_metrics.h"
 #include "wk_results.h"
 #include "wk_runner.h"
 #include "zp_codec.h"
@@ -43,8 +44,7 @@ typedef struct {
     bool fatal;
 } s_worker_t;
 
-/* ---- to the ventilator ----------------------------------------------------
- */
+/* ---- to the ventilator --------------------------------------------------- */
 
 static int s_send_credit(s_worker_t *w, uint64_t n)
 {
@@ -115,8 +115,7 @@ static void s_grant(void *arg)
         s_send_credit(w, n);
 }
 
-/* ---- to the sink ------------------------------------------------------------
- */
+/* ---- to the sink --------------------------------------------------------- */
 
 /* Sends the pending results as one ResultBatch. */
 static int s_flush_results(s_worker_t *w)
@@ -194,8 +193,7 @@ static bool s_task_done(void *arg, const zp_wk_done_t *d, size_t payload_len,
     return slow;
 }
 
-/* ---- from the ventilator ----------------------------------------------------
- */
+/* ---- from the ventilator ------------------------------------------------- */
 
 static void s_run_here(s_worker_t *w, const Zpipe__V1__TaskBatch *b)
 {
@@ -281,39 +279,18 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
 /* Renders the snapshot served at /metrics. */
 static void s_metrics_render(s_worker_t *w, uint64_t now)
 {
-    zp_metrics_t *m = w->metrics;
-    zp_metrics_begin(m);
-    zp_metrics_family(m, "zpipe_worker_tasks_total", ZP_METRIC_COUNTER,
-                      "Tasks this worker finished (any status).");
-    zp_metrics_u64(m, "zpipe_worker_tasks_total", NULL, w->credit.completed);
-    zp_metrics_family(m, "zpipe_executor_restarts_total", ZP_METRIC_COUNTER,
-                      "Executor processes started again after one died.");
-    zp_metrics_u64(m, "zpipe_executor_restarts_total", NULL,
-                   w->exec ? zp_wk_exec_restarts(w->exec) : 0);
-    zp_metrics_family(m, "zpipe_worker_window_violations_total",
-                      ZP_METRIC_COUNTER,
-                      "Tasks received beyond the credit granted.");
-    zp_metrics_u64(m, "zpipe_worker_window_violations_total", NULL,
-                   w->credit.violations);
-    zp_metrics_family(m, "zpipe_bad_messages_total", ZP_METRIC_COUNTER,
-                      "Malformed or unexpected messages dropped, by socket.");
-    zp_metrics_u64(m, "zpipe_bad_messages_total",
-                   (const char *const[]){"socket", "tasks", NULL},
-                   w->bad_messages);
-    zp_metrics_family(m, "zpipe_worker_held_tasks", ZP_METRIC_GAUGE,
-                      "Tasks received and not finished.");
-    zp_metrics_u64(m, "zpipe_worker_held_tasks", NULL,
-                   zp_wk_credit_held(&w->credit));
-    zp_metrics_family(m, "zpipe_plugin_call_seconds", ZP_METRIC_HISTOGRAM,
-                      "Time of each plugin call (with an executor: each "
-                      "batch's mean, once per task).");
-    zp_metrics_histogram(m, "zpipe_plugin_call_seconds", NULL, &w->call_hist);
-    if (zp_metrics_publish(m, now) < 0)
-        zp_warn("metrics: out of memory rendering; serving the last snapshot");
+    zp_wk_stats_t st = {
+        .completed = w->credit.completed,
+        .restarts = w->exec ? zp_wk_exec_restarts(w->exec) : 0,
+        .violations = w->credit.violations,
+        .bad_messages = w->bad_messages,
+        .held = zp_wk_credit_held(&w->credit),
+        .call_hist = &w->call_hist,
+    };
+    zp_wk_metrics_render(w->metrics, &st, now);
 }
 
-/* ---- set-up and teardown ----------------------------------------------------
- */
+/* ---- set-up and teardown ------------------------------------------------- */
 
 /* The id, the plugins, the metrics endpoint and the executor. 0 or -1. */
 static int s_init_state(s_worker_t *w)
@@ -479,8 +456,7 @@ static void s_free_state(s_worker_t *w)
     free(w->id);
 }
 
-/* ---- the loop's phases ------------------------------------------------------
- */
+/* ---- the loop's phases --------------------------------------------------- */
 
 /* Stopping: finish the running batch (briefly), take nothing new. True
  * when the loop should end. */
