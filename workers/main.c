@@ -19,6 +19,7 @@ static const char s_synopsis[] =
     "Runs tasks from a zpipe ventilator through plugins and sends the\n"
     "results to a zpipe sink.";
 
+/* Longer than 100 lines for its options table, which reads best whole. */
 int main(int argc, char **argv)
 {
     zp_log_init("zpipe-worker");

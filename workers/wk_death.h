@@ -1,0 +1,76 @@
+/* wk_death: what an executor's death means, as pure policy: its cause,
+ * which task of the batch it was running is charged, whether that task
+ * may run again or is quarantined as poison, and which tasks run again.
+ * The supervisor (wk_exec) gathers the facts and carries the decision
+ * out. */
+#ifndef ZP_WK_DEATH_H
+#define ZP_WK_DEATH_H
+
+#include "zp_cause.h"
+#include "zp_codec.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Executors dying before they are ready, in a row, before the worker
+ * gives up. */
+#define ZP_WK_MAX_START_FAILS 3u
+/* No task is charged. */
+#define ZP_WK_NO_CULPRIT SIZE_MAX
+
+/* How it died. */
+typedef struct {
+    bool killed_for_timeout; /* the worker killed it past a deadline */
+    int wait_status;         /* from waitpid */
+    uint64_t vm_bytes;       /* address space in use when it crashed */
+    uint64_t memory_limit;   /* the executor's limit, 0 = none */
+} zp_wk_exit_t;
+
+/* What it was doing, from the progress page and the supervisor's books.
+ * Batch positions count from the start of the current batch. */
+typedef struct {
+    bool busy;         /* a batch was current (and is known) */
+    bool running;      /* the page says a plugin call was running */
+    uint64_t page_seq; /* frames the executor took (page) */
+    uint64_t cur_seq;  /* the current batch's frame number */
+    size_t sent_base;  /* position of the first task sent to it */
+    size_t index;      /* running task's position in what was sent */
+    size_t cur_done;   /* tasks of the batch with results */
+    size_t cur_n;      /* tasks in the batch */
+} zp_wk_inflight_t;
+
+/* The verdict on the charged task. */
+typedef struct {
+    uint32_t attempt; /* the attempt that died (1-based) */
+    bool retryable;
+    bool quarantined; /* killed executors ZP_POISON_DEATHS times */
+} zp_wk_charge_t;
+
+/* The cause: "timeout" when killed for it, the signal's (or
+ * "resource_limit" when the address space was within 10% of the limit),
+ * else "executor_exit"; how (NUL-terminated, at most howlen) says it in
+ * words for the log and the error text. */
+zp_cause_t zp_wk_death_cause(const zp_wk_exit_t *exit, char *how,
+                             size_t howlen);
+/* The batch position of the task charged with the death, or
+ * ZP_WK_NO_CULPRIT when it died between tasks or before taking the
+ * current batch. */
+size_t zp_wk_death_culprit(const zp_wk_inflight_t *f);
+/* The charged task's record: its attempt (task_attempt, 0 meaning 1),
+ * quarantined on its ZP_POISON_DEATHS-th death, else retryable unless the
+ * memory limit killed it. */
+zp_wk_charge_t zp_wk_death_charge(zp_cause_t cause, uint32_t task_attempt);
+/* Moves tasks[culprit] to tasks[done], the others keeping their order,
+ * and returns done + 1: the culprit has its record, tasks[done + 1..] run
+ * again (their results died with the executor). */
+size_t zp_wk_death_rotate(Zpipe__V1__Task **tasks, size_t done, size_t culprit);
+/* Whether the running task is past its deadline at now (monotonic µs):
+ * its own deadline_ms, else default_ms; neither set means never. */
+bool zp_wk_death_overdue(uint64_t deadline_ms, uint64_t default_ms,
+                         uint64_t started_us, uint64_t now);
+/* Whether the worker gives up after start_fails executors in a row died
+ * before they were ready. */
+bool zp_wk_death_fatal(unsigned start_fails);
+
+#endif

@@ -1,0 +1,317 @@
+/* wk_exec: supervising the executor process (see wk_exec.h): its
+ * lifecycle, and batches fed to it. */
+#define _GNU_SOURCE
+#include "wk_exec.h"
+#include "wk_exec_int.h"
+#include "wk_death.h"
+#include "wk_queue.h"
+#include "zp_codec.h"
+#include "zp_frame.h"
+#include "zp_log.h"
+#include "zp_util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static const char *const s_state_names[] = {"down", "starting", "recovering",
+                                            "idle", "running"};
+
+/* Legal transitions, a bit per target state. */
+#define S_TO(st) (1u << (st))
+static const unsigned s_legal[] = {
+    [ZP_WK_EXEC_DOWN] = S_TO(ZP_WK_EXEC_STARTING),
+    [ZP_WK_EXEC_STARTING] = S_TO(ZP_WK_EXEC_IDLE) |
+                            S_TO(ZP_WK_EXEC_RECOVERING) | S_TO(ZP_WK_EXEC_DOWN),
+    [ZP_WK_EXEC_RECOVERING] = S_TO(ZP_WK_EXEC_RUNNING) | S_TO(ZP_WK_EXEC_DOWN),
+    [ZP_WK_EXEC_IDLE] = S_TO(ZP_WK_EXEC_RUNNING) | S_TO(ZP_WK_EXEC_DOWN),
+    [ZP_WK_EXEC_RUNNING] = S_TO(ZP_WK_EXEC_IDLE) | S_TO(ZP_WK_EXEC_DOWN),
+};
+
+/* Moves to state to; refuses (-1) a transition not on the diagram. */
+int zp_wk_exec__set_state(zp_wk_exec_t *self, zp_wk_exec_state_t to)
+{
+    if (!(s_legal[self->state] & S_TO(to))) {
+        zp_error("executor pid %d: no transition from %s to %s",
+                 (int)self->child.pid, s_state_names[self->state],
+                 s_state_names[to]);
+        assert(!"illegal executor state transition");
+        return -1;
+    }
+    self->state = to;
+    return 0;
+}
+
+/* A batch is current (running, or owed by a new executor). */
+bool zp_wk_exec__busy(const zp_wk_exec_t *self)
+{
+    return self->state == ZP_WK_EXEC_RUNNING ||
+           self->state == ZP_WK_EXEC_RECOVERING;
+}
+
+/* It said hello: batches can be written to it. */
+bool zp_wk_exec__ready(const zp_wk_exec_t *self)
+{
+    return self->state == ZP_WK_EXEC_IDLE || self->state == ZP_WK_EXEC_RUNNING;
+}
+
+zp_wk_exec_t *zp_wk_exec_new(const zp_worker_config_t *cfg, const char *id,
+                             const zp_plugins_t *plugins, bool credit_mode,
+                             const zp_wk_exec_env_t *env)
+{
+    zp_wk_exec_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
+    self->id = id;
+    self->plugins = plugins;
+    self->credit_mode = credit_mode;
+    self->env = *env;
+    self->child.fd = -1;
+    zmq_msg_init(&self->cur_frame);
+    zmq_msg_init(&self->next_frame);
+    self->queue = zp_wk_queue_new();
+    self->reader = zp_frame_reader_new(cfg->max_frame + 65536);
+    self->cur_arena = zp_arena_new();
+    self->arena = zp_arena_new();
+    if (!self->queue || !self->reader || !self->cur_arena || !self->arena)
+        zp_wk_exec_destroy(&self);
+    return self;
+}
+
+void zp_wk_exec_destroy(zp_wk_exec_t **self_p)
+{
+    zp_wk_exec_t *self = *self_p;
+    if (!self)
+        return;
+    zp_wk_spawn_stop(&self->child);
+    zp_wk_queue_destroy(&self->queue);
+    zp_frame_reader_destroy(&self->reader);
+    zp_arena_destroy(&self->cur_arena);
+    zp_arena_destroy(&self->arena);
+    zmq_msg_close(&self->cur_frame);
+    zmq_msg_close(&self->next_frame);
+    zp_buf_free(&self->wbuf);
+    zp_buf_free(&self->scratch);
+    free(self->cur_job);
+    free(self->cur_plugin);
+    free(self);
+    *self_p = NULL;
+}
+
+int zp_wk_exec_start(zp_wk_exec_t *self)
+{
+    if (zp_wk_spawn(&self->child, self->cfg, self->id, self->plugins) < 0 ||
+        zp_wk_exec__set_state(self, ZP_WK_EXEC_STARTING) < 0)
+        return -1;
+    self->killed_for_timeout = false;
+    self->discard = false;
+    zp_frame_reader_reset(self->reader);
+    self->wbuf.len = self->woff = 0;
+    self->sent_seq = 0;
+    zp_wk_progress_t *p = self->child.progress;
+    const zp_wk_credit_t *c = self->env.credit;
+    atomic_store(&p->window, self->credit_mode ? self->cfg->window : 0);
+    atomic_store(&p->max_held, c->max_held);
+    atomic_store(&p->completed, c->completed);
+    return 0;
+}
+
+int zp_wk_exec_enqueue(zp_wk_exec_t *self, zmq_msg_t *frame, size_t n)
+{
+    return zp_wk_queue_push(self->queue, frame, n);
+}
+
+void zp_wk_exec_note_max_held(zp_wk_exec_t *self, uint64_t held)
+{
+    if (self->child.progress)
+        atomic_store(&self->child.progress->max_held, held);
+}
+
+int zp_wk_exec_fd(const zp_wk_exec_t *self)
+{
+    return self->child.fd;
+}
+
+bool zp_wk_exec_wants_write(const zp_wk_exec_t *self)
+{
+    return self->woff < self->wbuf.len;
+}
+
+bool zp_wk_exec_busy(const zp_wk_exec_t *self)
+{
+    return zp_wk_exec__busy(self);
+}
+
+uint64_t zp_wk_exec_restarts(const zp_wk_exec_t *self)
+{
+    return self->restarts;
+}
+
+/* ---- feeding it ------------------------------------------------------ */
+
+/* Writes what the executor's socket takes now; false on an error (its
+ * death then shows as the end of its output). */
+static bool s_flush(zp_wk_exec_t *self)
+{
+    while (self->woff < self->wbuf.len) {
+        ssize_t n =
+            send(self->child.fd, self->wbuf.data + self->woff,
+                 self->wbuf.len - self->woff, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n <= 0)
+            return false;
+        self->woff += (size_t)n;
+    }
+    self->wbuf.len = self->woff = 0;
+    return true;
+}
+
+void zp_wk_exec_on_writable(zp_wk_exec_t *self)
+{
+    s_flush(self);
+}
+
+/* Queues one frame for the executor and writes what it can. */
+static bool s_write(zp_wk_exec_t *self, const void *data, size_t len)
+{
+    if (zp_frame_append(&self->wbuf, data, len) < 0)
+        return false;
+    return s_flush(self);
+}
+
+/* Sends the current batch (cur[cur_done..]) to the executor: the frame as
+ * the ventilator sent it when given (no re-encoding on the common path),
+ * else encoded afresh (what a dead executor left undone). */
+int zp_wk_exec__send_current(zp_wk_exec_t *self, const void *raw,
+                             size_t raw_len)
+{
+    if (!raw) {
+        Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+        b.job_id = self->cur_job;
+        b.plugin = self->cur_plugin;
+        b.dispatch_us = self->cur_dispatch_us;
+        b.tasks = self->cur + self->cur_done;
+        b.n_tasks = self->cur_n - self->cur_done;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+        m.task_batch = &b;
+        if (zp_encode(&m, &self->scratch) < 0)
+            return -1;
+        raw = self->scratch.data;
+        raw_len = self->scratch.len;
+    }
+    self->sent_base = self->cur_done;
+    self->cur_seq = ++self->sent_seq;
+    return s_write(self, raw, raw_len) ? 0 : -1;
+}
+
+/* Decodes the current batch's frame, which only a dead executor needs:
+ * which task it was running, what is left to send again. */
+int zp_wk_exec__decode_current(zp_wk_exec_t *self)
+{
+    if (self->cur)
+        return 0;
+    zp_arena_reset(self->cur_arena);
+    zp_message_t *m =
+        zp_decode(self->cur_arena, zmq_msg_data(&self->cur_frame),
+                  zmq_msg_size(&self->cur_frame), self->cfg->max_frame);
+    if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH ||
+        m->task_batch->n_tasks != self->cur_n)
+        return -1; /* scanned on arrival: cannot happen */
+    Zpipe__V1__TaskBatch *b = m->task_batch;
+    free(self->cur_job);
+    free(self->cur_plugin);
+    self->cur_job = strdup(b->job_id ? b->job_id : "");
+    self->cur_plugin = strdup(b->plugin ? b->plugin : "");
+    if (!self->cur_job || !self->cur_plugin)
+        return -1;
+    self->cur_dispatch_us = b->dispatch_us;
+    self->cur = b->tasks;
+    return 0;
+}
+
+/* Makes frame (n tasks) the current batch; it has not run yet. */
+static void s_take(zp_wk_exec_t *self, zmq_msg_t *frame, size_t n)
+{
+    zmq_msg_move(&self->cur_frame, frame);
+    self->cur = NULL;
+    self->cur_n = n;
+    self->cur_done = 0;
+    self->sent_base = 0;
+    self->cur_bytes = n ? zmq_msg_size(&self->cur_frame) / n : 0;
+}
+
+/* The current batch has all its results: the one written behind it (if
+ * any) is now running. */
+void zp_wk_exec__advance(zp_wk_exec_t *self)
+{
+    if (self->state != ZP_WK_EXEC_RUNNING || self->cur_done < self->cur_n)
+        return;
+    if (!self->has_next) {
+        zp_wk_exec__set_state(self, ZP_WK_EXEC_IDLE);
+        return;
+    }
+    s_take(self, &self->next_frame, self->next_n);
+    self->cur_seq = self->next_seq;
+    self->has_next = false;
+}
+
+/* Hands queued batches to the executor: a current one, and one behind
+ * it. */
+static void s_feed(zp_wk_exec_t *self)
+{
+    while (zp_wk_exec__ready(self) && !self->has_next &&
+           zp_wk_queue_len(self->queue)) {
+        zmq_msg_t frame;
+        zmq_msg_init(&frame);
+        size_t n = 0;
+        zp_wk_queue_pop(self->queue, &frame, &n);
+        if (n == 0) {
+            zmq_msg_close(&frame);
+            continue;
+        }
+        bool ok;
+        if (self->state == ZP_WK_EXEC_IDLE) {
+            s_take(self, &frame, n);
+            zp_wk_exec__set_state(self, ZP_WK_EXEC_RUNNING);
+            ok = zp_wk_exec__send_current(self, zmq_msg_data(&self->cur_frame),
+                                          zmq_msg_size(&self->cur_frame)) == 0;
+        } else {
+            zmq_msg_move(&self->next_frame, &frame);
+            self->next_n = n;
+            self->has_next = true;
+            self->next_seq = ++self->sent_seq;
+            ok = s_write(self, zmq_msg_data(&self->next_frame),
+                         zmq_msg_size(&self->next_frame));
+        }
+        zmq_msg_close(&frame);
+        if (!ok) { /* shows up as the executor's death */
+            zp_warn("executor pid %d did not take a batch; restarting it",
+                    (int)self->child.pid);
+            return;
+        }
+    }
+}
+
+void zp_wk_exec_tick(zp_wk_exec_t *self, bool feed)
+{
+    zp_wk_progress_t *p = self->child.progress;
+    if (zp_wk_exec__busy(self) && !self->killed_for_timeout &&
+        atomic_load(&p->busy) &&
+        zp_wk_death_overdue(atomic_load(&p->deadline_ms),
+                            self->cfg->deadline_ms, atomic_load(&p->start_us),
+                            zp_mono_us())) {
+        self->killed_for_timeout = true;
+        kill(self->child.pid, SIGKILL);
+    }
+    if (feed)
+        s_feed(self);
+}

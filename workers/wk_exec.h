@@ -1,0 +1,76 @@
+/* wk_exec: a worker's executor as its worker supervises it: batches fed
+ * to it (one running, one written behind it), its result frames taken
+ * back, its death charged to the task it was running and the rest of the
+ * batch given to a fresh one, tasks past their deadline killed. What to
+ * do with results is the worker's: it is reached through the env. */
+#ifndef ZP_WK_EXEC_H
+#define ZP_WK_EXEC_H
+
+#include "wk_credit.h"
+#include "wk_results.h"
+#include "wk_spawn.h"
+#include "worker.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+/* The worker as its executor's supervisor reaches it. */
+typedef struct {
+    zp_wk_results_t *results; /* borrowed: the worker's pending results */
+    zp_wk_credit_t *credit;   /* borrowed: the worker's books */
+    /* Sends an executor's result frame (n results) to the sink as it is. */
+    void (*forward)(void *arg, const void *data, size_t len, size_t n);
+    /* Sends the pending results. */
+    void (*flush)(void *arg);
+    /* One plugin call took elapsed_us (for the histogram). */
+    void (*observe)(void *arg, uint64_t elapsed_us);
+    /* Grants credit as due. */
+    void (*grant)(void *arg);
+    void *arg;
+} zp_wk_exec_env_t;
+
+typedef struct zp_wk_exec zp_wk_exec_t;
+
+/* A supervisor for executors of worker id running plugins' files (cfg, id
+ * and plugins borrowed until it is destroyed; env copied). No executor
+ * runs until zp_wk_exec_start. Caller owns the result; NULL on allocation
+ * failure. */
+zp_wk_exec_t *zp_wk_exec_new(const zp_worker_config_t *cfg, const char *id,
+                             const zp_plugins_t *plugins, bool credit_mode,
+                             const zp_wk_exec_env_t *env);
+/* Stops the executor (zp_wk_spawn_stop), drops queued batches, frees;
+ * nulls the caller's pointer. */
+void zp_wk_exec_destroy(zp_wk_exec_t **self_p);
+
+/* Starts an executor. Returns 0, or -1 having logged why. */
+int zp_wk_exec_start(zp_wk_exec_t *self);
+
+/* Queues a batch frame of n tasks (scanned: a TaskBatch); takes its
+ * content, leaving frame empty. Returns 0 or -1 on allocation failure. */
+int zp_wk_exec_enqueue(zp_wk_exec_t *self, zmq_msg_t *frame, size_t n);
+/* The most tasks held rose to held: the executor's result batches say
+ * so. */
+void zp_wk_exec_note_max_held(zp_wk_exec_t *self, uint64_t held);
+
+/* The socket to poll, -1 when no executor runs; whether there are bytes
+ * for it waiting to be written. */
+int zp_wk_exec_fd(const zp_wk_exec_t *self);
+bool zp_wk_exec_wants_write(const zp_wk_exec_t *self);
+/* Whether it has a batch to finish. */
+bool zp_wk_exec_busy(const zp_wk_exec_t *self);
+/* Executors started again after one died. */
+uint64_t zp_wk_exec_restarts(const zp_wk_exec_t *self);
+
+/* The socket is writable: writes what it takes. */
+void zp_wk_exec_on_writable(zp_wk_exec_t *self);
+/* The socket is readable: takes its results; on its death charges the
+ * task and starts another. Returns 0, or -1 when the worker cannot go on
+ * (executors keep dying before they are ready, or cannot be started). */
+int zp_wk_exec_on_readable(zp_wk_exec_t *self);
+/* Kills an executor whose task is past its deadline; with feed, hands it
+ * queued batches. */
+void zp_wk_exec_tick(zp_wk_exec_t *self, bool feed);
+
+#endif

@@ -1,0 +1,86 @@
+/* wk_exec_int: the executor supervisor's state, shared by its two files
+ * (wk_exec.c: lifecycle and feeding; wk_exec_take.c: results and death).
+ * Private to them: nothing else includes it. */
+#ifndef ZP_WK_EXEC_INT_H
+#define ZP_WK_EXEC_INT_H
+
+#include "wk_exec.h"
+#include "wk_queue.h"
+#include "zp_codec.h"
+#include "zp_frame.h"
+
+/* The executor's lifecycle:
+ *
+ *   DOWN --start--> STARTING --hello--> IDLE <--all results--+
+ *                      |                  |                  |
+ *                      |                  +--a batch--> RUNNING
+ *                      +--(died owing tasks)--> RECOVERING --hello--^
+ *
+ * and any state goes DOWN when the executor dies or is stopped; a dead
+ * one is started again at once, RECOVERING when it owes the rest of the
+ * batch it died in. */
+typedef enum {
+    ZP_WK_EXEC_DOWN,       /* no process */
+    ZP_WK_EXEC_STARTING,   /* started; no hello yet; nothing owed */
+    ZP_WK_EXEC_RECOVERING, /* started; no hello yet; owes the current batch's
+                              rest */
+    ZP_WK_EXEC_IDLE,       /* ready, no batch */
+    ZP_WK_EXEC_RUNNING,    /* ready, running the current batch */
+} zp_wk_exec_state_t;
+
+struct zp_wk_exec {
+    const zp_worker_config_t *cfg;
+    const char *id;
+    const zp_plugins_t *plugins;
+    bool credit_mode;
+    zp_wk_exec_env_t env;
+    zp_wk_queue_t *queue; /* batches not yet given to it */
+    zp_wk_child_t child;
+    zp_wk_exec_state_t state;
+    bool killed_for_timeout;
+    bool discard;     /* its output is garbage: read it until it dies */
+    size_t sent_base; /* cur index of the first task it was sent */
+    unsigned start_fails;
+    zp_frame_reader_t *reader; /* bytes read, not yet a whole frame */
+    /* Frames for it, written as its socket takes them: a blocking write
+     * could wait on an executor itself blocked writing results to us. */
+    zp_buf_t wbuf;
+    size_t woff;
+    /* The batch it is running: the ventilator's frame, decoded into
+     * cur_arena only when an executor dies in it (cur is NULL until). */
+    zmq_msg_t cur_frame;
+    zp_arena_t *cur_arena;
+    char *cur_job, *cur_plugin;
+    uint64_t cur_dispatch_us; /* the batch's, for traced tasks' results */
+    Zpipe__V1__Task **cur;
+    size_t cur_n, cur_done, cur_bytes; /* cur_bytes: payload per task */
+    /* One more batch written behind it, so the executor goes from batch
+     * to batch without waiting for this process to be scheduled. */
+    zmq_msg_t next_frame;
+    size_t next_n;
+    bool has_next;
+    uint64_t sent_seq, cur_seq, next_seq; /* frames written to it */
+    uint64_t restarts;
+    zp_arena_t *arena; /* its frames decoded off the common path */
+    zp_buf_t scratch;  /* a batch encoded afresh */
+};
+
+/* Moves to state to; refuses (-1, and asserts in debug builds) a
+ * transition not on the diagram. */
+int zp_wk_exec__set_state(zp_wk_exec_t *self, zp_wk_exec_state_t to);
+/* A batch is current (running, or owed by a new executor). */
+bool zp_wk_exec__busy(const zp_wk_exec_t *self);
+/* It said hello: batches can be written to it. */
+bool zp_wk_exec__ready(const zp_wk_exec_t *self);
+/* Sends the current batch (cur[cur_done..]): raw, the ventilator's frame,
+ * when given, else encoded afresh. 0, or -1 (shows as its death). */
+int zp_wk_exec__send_current(zp_wk_exec_t *self, const void *raw,
+                             size_t raw_len);
+/* Decodes the current batch's frame into cur (a dead executor's batch).
+ * 0 or -1. */
+int zp_wk_exec__decode_current(zp_wk_exec_t *self);
+/* The current batch has all its results: the next one (if any) is now
+ * current, else it is idle. */
+void zp_wk_exec__advance(zp_wk_exec_t *self);
+
+#endif

@@ -1,0 +1,285 @@
+/* wk_exec_take: what the executor sends back (result frames, its hello)
+ * and its death, charged to the task it was running. */
+#define _GNU_SOURCE
+#include "wk_exec.h"
+#include "wk_exec_int.h"
+#include "wk_death.h"
+#include "wk_queue.h"
+#include "zp_codec.h"
+#include "zp_frame.h"
+#include "zp_log.h"
+#include "zp_util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- taking its results ---------------------------------------------- */
+
+/* Closes d, a result of the current batch with payload_len bytes of
+ * input: the books as for a task run here. */
+static void s_finish(zp_wk_exec_t *self, zp_wk_done_t *d, size_t payload_len)
+{
+    zp_wk_results_finish(self->env.results, d);
+    zp_wk_credit_done(self->env.credit, 1);
+    zp_wk_credit_observe(self->env.credit, d->elapsed_us, payload_len, 1);
+    self->env.observe(self->env.arg, d->elapsed_us);
+}
+
+/* A pending record for job, sending what is pending first if need be. */
+static zp_wk_done_t *s_push(zp_wk_exec_t *self, const char *job)
+{
+    zp_wk_done_t *d = zp_wk_results_push(self->env.results, job, zp_mono_us());
+    if (!d) {
+        self->env.flush(self->env.arg);
+        d = zp_wk_results_push(self->env.results, job, zp_mono_us());
+    }
+    return d;
+}
+
+/* The books after n results of the current batch. */
+static void s_took(zp_wk_exec_t *self, size_t n)
+{
+    atomic_store(&self->child.progress->completed, self->env.credit->completed);
+    self->cur_done =
+        self->cur_done + n < self->cur_n ? self->cur_done + n : self->cur_n;
+    zp_wk_exec__advance(self);
+    self->env.grant(self->env.arg);
+}
+
+/* A result batch the scan refused: decoded, taken result by result. */
+static void s_on_results(zp_wk_exec_t *self, const Zpipe__V1__ResultBatch *rb)
+{
+    const char *job = rb->job_id ? rb->job_id : "";
+    zp_buf_t *out = zp_wk_results_out(self->env.results);
+    zp_buf_t *err = zp_wk_results_err(self->env.results);
+    size_t taken = 0;
+    for (size_t i = 0; i < rb->n_results; i++) {
+        const Zpipe__V1__Result *r = rb->results[i];
+        zp_wk_done_t *d = s_push(self, job);
+        if (!d)
+            continue;
+        d->task_id = r->task_id;
+        d->attempt = r->attempt;
+        d->status =
+            r->status == ZPIPE__V1__STATUS__STATUS_OK ? ZPIPE_OK : ZPIPE_ERROR;
+        d->retryable = r->retryable;
+        d->cause = zp_cause_parse(r->cause);
+        d->start_us = r->start_us;
+        d->elapsed_us = r->elapsed_us;
+        d->queued_us = r->queued_us;
+        d->dispatch_us = r->dispatch_us;
+        zp_buf_append(out, r->output.data, r->output.len);
+        if (r->error)
+            zp_buf_append(err, r->error, strlen(r->error));
+        s_finish(self, d, self->cur_bytes);
+        taken++;
+    }
+    self->env.flush(self->env.arg);
+    s_took(self, taken);
+}
+
+/* Takes one frame from the executor. */
+static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
+{
+    size_t n;
+    uint64_t elapsed;
+    size_t max = self->cfg->max_frame + 65536;
+    if (zp_scan_result_batch(data, len, max, &n, &elapsed) == 0) {
+        /* The common case: forward it untouched, keep the books. */
+        self->env.flush(self->env.arg);
+        self->env.forward(self->env.arg, data, len, n);
+        zp_wk_credit_done(self->env.credit, n);
+        if (n) {
+            zp_wk_credit_observe(self->env.credit, elapsed / n, self->cur_bytes,
+                                 n);
+            zp_each_result_elapsed(data, len, self->env.observe, self->env.arg);
+        }
+        s_took(self, n);
+        return;
+    }
+    zp_arena_reset(self->arena);
+    zp_message_t *m = zp_decode(self->arena, data, len, max);
+    if (!m) {
+        zp_error("executor pid %d sent a malformed frame; restarting it",
+                 (int)self->child.pid);
+        kill(self->child.pid, SIGKILL);
+        return;
+    }
+    if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HELLO) {
+        self->start_fails = 0;
+        zp_debug("executor pid %d ready", (int)self->child.pid);
+        if (self->state == ZP_WK_EXEC_STARTING)
+            zp_wk_exec__set_state(self, ZP_WK_EXEC_IDLE);
+        else if (self->state == ZP_WK_EXEC_RECOVERING) {
+            zp_wk_exec__set_state(self, ZP_WK_EXEC_RUNNING);
+            zp_wk_exec__send_current(self, NULL, 0);
+        }
+    } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
+        s_on_results(self, m->result_batch);
+}
+
+/* Reads what the executor wrote and takes its whole frames; false when
+ * it has closed (died). */
+static bool s_read(zp_wk_exec_t *self)
+{
+    bool open = true;
+    for (;;) {
+        char *dst;
+        size_t room;
+        if (zp_frame_reader_space(self->reader, 1 << 16, &dst, &room) < 0)
+            return false;
+        ssize_t n = recv(self->child.fd, dst, room, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            /* Closed: still take the results it wrote before dying, so
+             * its last batch's culprit is known. */
+            open = false;
+            break;
+        }
+        zp_frame_reader_commit(self->reader, (size_t)n);
+    }
+    const char *frame;
+    size_t len;
+    int rc;
+    while (!self->discard &&
+           (rc = zp_frame_reader_next(self->reader, &frame, &len)) != 0) {
+        if (rc < 0) {
+            zp_error("executor pid %d sent a malformed frame; restarting it",
+                     (int)self->child.pid);
+            kill(self->child.pid, SIGKILL);
+            self->discard = true;
+            break;
+        }
+        s_on_frame(self, frame, len);
+    }
+    if (self->discard)
+        zp_frame_reader_reset(self->reader);
+    return open;
+}
+
+/* ---- its death ------------------------------------------------------- */
+
+/* Gives the culprit (cur[culprit]) its failure record and counts it done;
+ * the tasks before it ran but their results died with the executor: they
+ * run again. */
+static void s_charge(zp_wk_exec_t *self, size_t culprit, zp_cause_t cause,
+                     const char *how)
+{
+    Zpipe__V1__Task *t = self->cur[culprit];
+    zp_wk_charge_t c = zp_wk_death_charge(cause, t->attempt);
+    zp_warn("task %s/%llu: %s (attempt %u)%s", self->cur_job,
+            (unsigned long long)t->task_id, how, c.attempt,
+            c.quarantined ? "; quarantined as poison" : "");
+    zp_wk_done_t *d = s_push(self, self->cur_job);
+    if (d) {
+        d->task_id = t->task_id;
+        d->attempt = c.attempt;
+        d->status = ZPIPE_ERROR;
+        d->cause = cause;
+        d->retryable = c.retryable;
+        d->quarantined = c.quarantined;
+        d->start_us = zp_now_us();
+        if (t->queued_us) { /* a traced task: its timeline goes on */
+            d->queued_us = t->queued_us;
+            d->dispatch_us = self->cur_dispatch_us;
+        }
+        zp_buf_printf(zp_wk_results_err(self->env.results),
+                      "%s on attempt %u%s", how, c.attempt,
+                      c.quarantined ? "; quarantined as a poison task after "
+                                      "3 attempts"
+                                    : "");
+        s_finish(self, d, t->payload.len);
+        self->env.flush(self->env.arg);
+        atomic_store(&self->child.progress->completed,
+                     self->env.credit->completed);
+    }
+    self->cur_done = zp_wk_death_rotate(self->cur, self->cur_done, culprit);
+}
+
+/* Reaps the dead executor and says how it died. */
+static zp_cause_t s_reap(zp_wk_exec_t *self, char *how, size_t howlen)
+{
+    int status = 0;
+    close(self->child.fd);
+    self->child.fd = -1;
+    while (waitpid(self->child.pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    zp_wk_exit_t exit = {
+        .killed_for_timeout = self->killed_for_timeout,
+        .wait_status = status,
+        .vm_bytes = atomic_load(&self->child.progress->vm_bytes),
+        .memory_limit = self->cfg->memory_limit,
+    };
+    return zp_wk_death_cause(&exit, how, howlen);
+}
+
+/* The executor died: fail the task it was running, start a new one, and
+ * give it what the old one left undone. Returns 0, or -1 when the worker
+ * cannot go on. */
+static int s_died(zp_wk_exec_t *self)
+{
+    zp_wk_progress_t *p = self->child.progress;
+    char how[96];
+    zp_cause_t cause = s_reap(self, how, sizeof how);
+    bool was_ready = zp_wk_exec__ready(self), busy = zp_wk_exec__busy(self);
+    zp_wk_exec__set_state(self, ZP_WK_EXEC_DOWN);
+    self->restarts++;
+    if (self->has_next) { /* never started: it goes back to the queue */
+        if (zp_wk_queue_push_front(self->queue, &self->next_frame,
+                                   self->next_n) < 0)
+            zp_error("out of memory requeueing a batch of %zu tasks",
+                     self->next_n);
+        self->has_next = false;
+    }
+    if (busy && zp_wk_exec__decode_current(self) < 0) {
+        zp_error("cannot decode the batch executor pid %d was running; its "
+                 "%zu tasks are left to the ventilator's lease",
+                 (int)self->child.pid, self->cur_n - self->cur_done);
+        self->cur_done = self->cur_n;
+        busy = false;
+    }
+    zp_wk_inflight_t f = {
+        .busy = busy,
+        .running = atomic_load(&p->busy) != 0,
+        .page_seq = atomic_load(&p->seq),
+        .cur_seq = self->cur_seq,
+        .sent_base = self->sent_base,
+        .index = (size_t)atomic_load(&p->index),
+        .cur_done = self->cur_done,
+        .cur_n = self->cur_n,
+    };
+    size_t culprit = zp_wk_death_culprit(&f);
+    if (culprit != ZP_WK_NO_CULPRIT)
+        s_charge(self, culprit, cause, how);
+    else {
+        zp_warn("executor pid %d: %s between tasks (%s)", (int)self->child.pid,
+                how, was_ready ? "after it was ready" : "before it was ready");
+        if (!was_ready)
+            self->start_fails++;
+    }
+    if (zp_wk_death_fatal(self->start_fails)) {
+        zp_error("executors keep dying before they are ready (%u in a row); "
+                 "this worker cannot serve",
+                 self->start_fails);
+        return -1;
+    }
+    if (zp_wk_exec_start(self) < 0)
+        return -1;
+    /* The rest of the batch is sent once the new executor is ready. */
+    if (self->cur_done < self->cur_n)
+        return zp_wk_exec__set_state(self, ZP_WK_EXEC_RECOVERING);
+    return 0;
+}
+
+int zp_wk_exec_on_readable(zp_wk_exec_t *self)
+{
+    return s_read(self) ? 0 : s_died(self);
+}

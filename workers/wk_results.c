@@ -1,0 +1,170 @@
+/* wk_results: pending results and their ResultBatch encoding (see
+ * wk_results.h). */
+#include "wk_results.h"
+#include "zp_codec.h"
+
+#include <zpipe/plugin.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+struct zp_wk_results {
+    zp_wk_done_t *done; /* pending records, n of cap */
+    size_t n, cap;
+    char *job;         /* of the pending records (kept when none are) */
+    uint64_t first_us; /* when the first pending one was pushed */
+    zp_buf_t out, err; /* their output and error text (NUL after each) */
+    /* Encoding space, reused: one Result per record. */
+    Zpipe__V1__Result *pb;
+    Zpipe__V1__Result **pb_ptrs;
+    size_t cap_pb;
+};
+
+zp_wk_results_t *zp_wk_results_new(void)
+{
+    return calloc(1, sizeof(zp_wk_results_t));
+}
+
+void zp_wk_results_destroy(zp_wk_results_t **self_p)
+{
+    zp_wk_results_t *self = *self_p;
+    if (!self)
+        return;
+    free(self->done);
+    free(self->job);
+    zp_buf_free(&self->out);
+    zp_buf_free(&self->err);
+    free(self->pb);
+    free(self->pb_ptrs);
+    free(self);
+    *self_p = NULL;
+}
+
+zp_wk_done_t *zp_wk_results_push(zp_wk_results_t *self, const char *job,
+                                 uint64_t now)
+{
+    if (self->n && strcmp(self->job, job) != 0)
+        return NULL; /* caller flushes first */
+    if (!self->job || strcmp(self->job, job) != 0) {
+        free(self->job);
+        self->job = strdup(job);
+        if (!self->job)
+            return NULL;
+    }
+    if (self->n == self->cap) {
+        size_t cap = self->cap ? 2 * self->cap : 256;
+        zp_wk_done_t *d = realloc(self->done, cap * sizeof *d);
+        if (!d)
+            return NULL;
+        self->done = d;
+        self->cap = cap;
+    }
+    if (self->n == 0)
+        self->first_us = now;
+    zp_wk_done_t *d = &self->done[self->n++];
+    memset(d, 0, sizeof *d);
+    d->out_off = self->out.len;
+    d->err_off = self->err.len;
+    return d;
+}
+
+void zp_wk_results_finish(zp_wk_results_t *self, zp_wk_done_t *d)
+{
+    d->out_len = self->out.len - d->out_off;
+    d->err_len = self->err.len - d->err_off;
+    zp_buf_append(&self->err, "", 1); /* NUL between error texts */
+}
+
+zp_buf_t *zp_wk_results_out(zp_wk_results_t *self)
+{
+    return &self->out;
+}
+
+zp_buf_t *zp_wk_results_err(zp_wk_results_t *self)
+{
+    return &self->err;
+}
+
+size_t zp_wk_results_count(const zp_wk_results_t *self)
+{
+    return self->n;
+}
+
+const char *zp_wk_results_job(const zp_wk_results_t *self)
+{
+    return self->n ? self->job : NULL;
+}
+
+bool zp_wk_results_due(const zp_wk_results_t *self, uint64_t now)
+{
+    return self->out.len >= ZP_WK_FLUSH_BYTES ||
+           now - self->first_us >= ZP_WK_FLUSH_US;
+}
+
+static int s_reserve_pb(zp_wk_results_t *self)
+{
+    if (self->cap_pb >= self->n)
+        return 0;
+    free(self->pb);
+    free(self->pb_ptrs);
+    self->pb = malloc(self->n * sizeof *self->pb);
+    self->pb_ptrs = malloc(self->n * sizeof *self->pb_ptrs);
+    if (!self->pb || !self->pb_ptrs) {
+        free(self->pb);
+        free(self->pb_ptrs);
+        self->pb = NULL;
+        self->pb_ptrs = NULL;
+        self->cap_pb = 0;
+        return -1;
+    }
+    self->cap_pb = self->n;
+    return 0;
+}
+
+int zp_wk_results_encode(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
+                         zp_buf_t *out)
+{
+    if (s_reserve_pb(self) < 0)
+        return -1;
+    for (size_t i = 0; i < self->n; i++) {
+        const zp_wk_done_t *d = &self->done[i];
+        Zpipe__V1__Result *r = &self->pb[i];
+        zpipe__v1__result__init(r);
+        r->task_id = d->task_id;
+        r->attempt = d->attempt;
+        r->status = d->status == ZPIPE_OK ? ZPIPE__V1__STATUS__STATUS_OK
+                                          : ZPIPE__V1__STATUS__STATUS_FAILED;
+        r->output.data = (uint8_t *)self->out.data + d->out_off;
+        r->output.len = d->out_len;
+        if (d->status != ZPIPE_OK) {
+            r->error = self->err.data + d->err_off;
+            r->cause = (char *)zp_cause_name(d->cause);
+            r->retryable = d->retryable;
+            r->quarantined = d->quarantined;
+        }
+        r->start_us = d->start_us;
+        r->elapsed_us = d->elapsed_us;
+        r->queued_us = d->queued_us;
+        r->dispatch_us = d->dispatch_us;
+        self->pb_ptrs[i] = r;
+    }
+    Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
+    rb.job_id = self->job;
+    rb.worker_id = (char *)info->worker_id;
+    rb.results = self->pb_ptrs;
+    rb.n_results = self->n;
+    rb.window = info->window;
+    rb.max_held = info->max_held;
+    rb.tasks_done = info->tasks_done;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
+    m.result_batch = &rb;
+    return zp_encode(&m, out) < 0 ? -1 : 0;
+}
+
+void zp_wk_results_clear(zp_wk_results_t *self)
+{
+    self->n = 0;
+    self->out.len = 0;
+    self->err.len = 0;
+}

@@ -1,0 +1,33 @@
+/* wk_spawn: starting and stopping an executor process: this binary again
+ * with --executor, its socket pair end on fd 3 and a fresh progress page
+ * on fd 4, in its own process group. */
+#ifndef ZP_WK_SPAWN_H
+#define ZP_WK_SPAWN_H
+
+#include "wk_progress.h"
+#include "worker.h"
+#include "zp_plugin.h"
+
+#include <sys/types.h>
+
+/* The executor's fds: its end of the socket pair, its progress page. */
+#define ZP_WK_EXEC_FD 3
+#define ZP_WK_SHM_FD  4
+
+/* A running executor as its worker holds it. */
+typedef struct {
+    pid_t pid;                  /* 0: none */
+    int fd;                     /* the worker's end (blocking), -1: none */
+    zp_wk_progress_t *progress; /* mapped, zeroed; NULL: none */
+} zp_wk_child_t;
+
+/* Starts an executor for worker id running exactly the files in plugins
+ * under cfg's settings, into child (a previous page is unmapped). Returns
+ * 0, or -1 having logged why. */
+int zp_wk_spawn(zp_wk_child_t *child, const zp_worker_config_t *cfg,
+                const char *id, const zp_plugins_t *plugins);
+/* Closes its socket (which ends an idle executor), kills it after 200 ms
+ * if still running, reaps it and unmaps the page. */
+void zp_wk_spawn_stop(zp_wk_child_t *child);
+
+#endif
