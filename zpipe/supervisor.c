@@ -6,6 +6,7 @@
 #include "zp_spawn.h"
 #include "zp_util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,11 +16,29 @@
 #include <sys/wait.h>
 #include <time.h>
 
+/* A child's life (s_legal has the moves; anything else is a bug):
+ *
+ *   NEW -------> RUNNING <--------------+
+ *    |            |    |                |  started again
+ *    |    reaped, |    | reaped, to be  |  after the backoff
+ *    |   not to be|    | restarted      |
+ *    |   restarted|    +---------> BACKOFF
+ *    |            v                     |
+ *    +-------> ENDED <------------------+
+ *   start failed                  start failed
+ */
+typedef enum {
+    S_NEW,     /* added, not started yet */
+    S_RUNNING, /* started and not reaped: pid is valid */
+    S_BACKOFF, /* reaped; started again at restart_at_us */
+    S_ENDED    /* reaped or never started; not to be started again */
+} s_state_t;
+
 typedef struct {
     zp_role_t role;
     char *const *argv; /* borrowed */
+    s_state_t state;
     pid_t pid;
-    bool alive;
     int status;
     uint64_t started_us, restart_at_us, backoff_us;
     long maxrss_kb; /* peak resident set of any of its incarnations */
@@ -171,6 +190,31 @@ void zp_super_destroy(zp_super_t **self_p)
     *self_p = NULL;
 }
 
+static bool s_legal(s_state_t from, s_state_t to)
+{
+    switch (from) {
+    case S_NEW:
+    case S_BACKOFF:
+        return to == S_RUNNING || to == S_ENDED;
+    case S_RUNNING:
+        return to == S_BACKOFF || to == S_ENDED;
+    default:
+        return false;
+    }
+}
+
+/* Moves c to state to; refuses an illegal move (a bug, so asserted). */
+static int s_move(s_child_t *c, s_state_t to)
+{
+    if (!s_legal(c->state, to)) {
+        assert(!"illegal supervisor child transition");
+        return -1;
+    }
+    assert(to != S_RUNNING || c->pid > 0);
+    c->state = to;
+    return 0;
+}
+
 /* Starts (or restarts) c with the stdin it inherits; logs a failure. */
 static int s_start(zp_super_t *self, s_child_t *c)
 {
@@ -178,10 +222,10 @@ static int s_start(zp_super_t *self, s_child_t *c)
     if (c->pid < 0) {
         zp_error("cannot start the %s: %s", zp_role_name(c->role),
                  strerror(errno));
-        c->alive = false;
+        s_move(c, S_ENDED);
         return -1;
     }
-    c->alive = true;
+    s_move(c, S_RUNNING);
     c->started_us = self->ops.now_us(self->ops.arg);
     c->restart_at_us = 0;
     return 0;
@@ -199,22 +243,24 @@ int zp_super_start(zp_super_t *self, int worker_stdin)
         /* A worker's first start is not logged when it fails: the caller
          * says a process could not be started. */
         c->pid = self->ops.spawn(self->ops.arg, c->argv, worker_stdin);
-        c->alive = c->pid > 0;
         c->started_us = self->ops.now_us(self->ops.arg);
-        if (!c->alive)
+        if (c->pid <= 0) {
+            s_move(c, S_ENDED);
             return -1;
+        }
+        s_move(c, S_RUNNING);
     }
     return 0;
 }
 
-/* Reaps c if it ended; returns whether it did. */
+/* Reaps c (RUNNING) if it ended; returns whether it did. The caller
+ * moves it on. */
 static bool s_reaped(zp_super_t *self, s_child_t *c, bool nohang)
 {
     long rss = 0;
     if (self->ops.wait(self->ops.arg, c->pid, &c->status, nohang, &rss) !=
         c->pid)
         return false;
-    c->alive = false;
     if (rss > c->maxrss_kb)
         c->maxrss_kb = rss;
     return true;
@@ -226,6 +272,8 @@ static int s_ended(zp_super_t *self, s_child_t *c, uint64_t now,
 {
     zp_super_verdict_t v =
         zp_super_verdict(c->role, c->status, self->sink_restartable);
+    if (v != ZP_SUPER_RESTART)
+        s_move(c, S_ENDED);
     if (v == ZP_SUPER_IGNORE)
         return 0;
     if (v == ZP_SUPER_GIVE_UP) {
@@ -236,6 +284,7 @@ static int s_ended(zp_super_t *self, s_child_t *c, uint64_t now,
     /* Back off when it keeps dying young. */
     c->backoff_us = zp_super_backoff(now - c->started_us, c->backoff_us);
     c->restart_at_us = now + c->backoff_us;
+    s_move(c, S_BACKOFF);
     if (c->role == ZP_ROLE_WORKER) {
         self->worker_restarts++;
         self->futile_restarts++;
@@ -264,7 +313,7 @@ int zp_super_tick(zp_super_t *self, uint64_t done, zp_super_event_t *ev)
     }
     for (size_t i = 0; i < self->n_kids; i++) {
         s_child_t *c = &self->kids[i];
-        if (!c->alive && c->restart_at_us && now >= c->restart_at_us) {
+        if (c->state == S_BACKOFF && now >= c->restart_at_us) {
             if (s_start(self, c) < 0) {
                 *ev = (zp_super_event_t){ZP_SUPER_START_FAILED, c->role, -1, 0,
                                          0};
@@ -273,7 +322,8 @@ int zp_super_tick(zp_super_t *self, uint64_t done, zp_super_event_t *ev)
             zp_info("restarted the %s as pid %d", zp_role_name(c->role),
                     (int)c->pid);
         }
-        if (c->alive && s_reaped(self, c, true) && s_ended(self, c, now, ev))
+        if (c->state == S_RUNNING && s_reaped(self, c, true) &&
+            s_ended(self, c, now, ev))
             return -1;
     }
     return 0;
@@ -305,14 +355,20 @@ void zp_super_stop(zp_super_t *self)
 {
     const zp_super_ops_t *o = &self->ops;
     for (size_t i = 0; i < self->n_kids; i++)
-        if (self->kids[i].alive)
+        if (self->kids[i].state == S_RUNNING)
             o->kill(o->arg, self->kids[i].pid, SIGTERM);
     uint64_t until = o->now_us(o->arg) + ZP_SUPER_GRACE_US;
     for (;;) {
         bool any = false;
-        for (size_t i = 0; i < self->n_kids; i++)
-            if (self->kids[i].alive && !s_reaped(self, &self->kids[i], true))
+        for (size_t i = 0; i < self->n_kids; i++) {
+            s_child_t *c = &self->kids[i];
+            if (c->state != S_RUNNING)
+                continue;
+            if (s_reaped(self, c, true))
+                s_move(c, S_ENDED);
+            else
                 any = true;
+        }
         if (!any)
             return;
         if (o->now_us(o->arg) > until)
@@ -321,13 +377,13 @@ void zp_super_stop(zp_super_t *self)
     }
     for (size_t i = 0; i < self->n_kids; i++) {
         s_child_t *c = &self->kids[i];
-        if (!c->alive)
+        if (c->state != S_RUNNING)
             continue;
         zp_warn("%s pid %d did not stop within 5 s; killing it",
                 zp_role_name(c->role), (int)c->pid);
         o->kill(o->arg, c->pid, SIGKILL);
         s_reaped(self, c, false);
-        c->alive = false;
+        s_move(c, S_ENDED);
     }
 }
 
