@@ -82,8 +82,7 @@ typedef struct {
 void zp_run_plan_argv(zp_run_plan_t *p, const zp_run_opts_t *o,
                       const zp_run_names_t *n);
 
-/* ---- the report -----------------------------------------------------------
- */
+/* ---- the report ---------------------------------------------------------- */
 
 /* How the watch over a job ended. */
 typedef enum {

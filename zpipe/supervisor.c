@@ -108,8 +108,7 @@ const zp_super_ops_t *zp_super_os_ops(void)
     return &s_os_ops;
 }
 
-/* ---- policy ---------------------------------------------------------------
- */
+/* ---- policy -------------------------------------------------------------- */
 
 zp_super_verdict_t zp_super_verdict(zp_role_t role, int status,
                                     bool sink_restartable)
@@ -150,8 +149,7 @@ void zp_super_describe_exit(char *buf, size_t len, int status)
         snprintf(buf, len, "stopped");
 }
 
-/* ---- the class ------------------------------------------------------------
- */
+/* ---- the class ----------------------------------------------------------- */
 
 zp_super_t *zp_super_new(const zp_super_ops_t *ops, const char *job,
                          bool sink_restartable)

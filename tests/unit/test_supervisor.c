@@ -11,8 +11,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-/* ---- a fake process table and clock ---------------------------------------
- */
+/* ---- a fake process table and clock -------------------------------------- */
 
 #define F_MAX 64
 
@@ -155,8 +154,7 @@ static fake_proc_t *s_latest(char **argv)
     return NULL;
 }
 
-/* ---- starting -------------------------------------------------------------
- */
+/* ---- starting ------------------------------------------------------------ */
 
 static void test_starts_in_order_and_workers_get_stdin(void)
 {
@@ -191,8 +189,7 @@ static void test_start_fails_when_a_spawn_fails(void)
     zp_super_destroy(&s);
 }
 
-/* ---- restarting -----------------------------------------------------------
- */
+/* ---- restarting ---------------------------------------------------------- */
 
 static void test_backoff_policy(void)
 {
@@ -378,8 +375,7 @@ static void test_a_restart_that_cannot_start_ends_the_job(void)
     zp_super_destroy(&s);
 }
 
-/* ---- stopping -------------------------------------------------------------
- */
+/* ---- stopping ------------------------------------------------------------ */
 
 static void test_stop_sends_sigterm_then_sigkill_after_the_grace(void)
 {
@@ -446,8 +442,7 @@ static void test_peak_rss_is_the_largest_of_a_role(void)
     zp_super_destroy(&s);
 }
 
-/* ---- exits ----------------------------------------------------------------
- */
+/* ---- exits --------------------------------------------------------------- */
 
 static void test_verdicts(void)
 {
@@ -505,8 +500,7 @@ static void test_run_exit_codes(void)
     TEST_EQ_INT(zp_run_exit_code(ZP_RUN_FAILED, &st, false, 0), 3);
 }
 
-/* ---- allocation failures --------------------------------------------------
- */
+/* ---- allocation failures ------------------------------------------------- */
 
 static void s_scenario_new_add_destroy(void *arg)
 {
