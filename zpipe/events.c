@@ -130,154 +130,189 @@ static uint64_t s_gap(s_last_t *last, size_t *n, const Zpipe__V1__Event *e)
     return 0;
 }
 
-int zp_cmd_events(int argc, char **argv)
+/* Parses the options. Returns -1 to go on, else the exit code. */
+static int s_events_args(s_opts_t *o, int argc, char **argv)
 {
-    s_opts_t o = {.format = "json"};
     const zp_opt_t opts[] = {
         {"ventilator", 'v', ZP_OPT_STR, NULL, "ENDPOINT",
-         "the ventilator's --events endpoint", &o.ventilator, 0, 0, NULL},
+         "the ventilator's --events endpoint", &o->ventilator, 0, 0, NULL},
         {"sink", 's', ZP_OPT_STR, NULL, "ENDPOINT",
-         "the sink's --events endpoint", &o.sink, 0, 0, NULL},
+         "the sink's --events endpoint", &o->sink, 0, 0, NULL},
         {"topic", 't', ZP_OPT_LIST, NULL, "PREFIX",
          "only events whose kind starts with PREFIX (task_, worker_dead, "
          "...); repeatable; default all",
-         &o.topics, 0, 0, NULL},
+         &o->topics, 0, 0, NULL},
         {"format", 'f', ZP_OPT_CHOICE, NULL, "FORMAT",
-         "json (default; one object per line) or text", &o.format, 0, 0,
+         "json (default; one object per line) or text", &o->format, 0, 0,
          "json|text"},
-        {"count", 'n', ZP_OPT_UINT, NULL, "N", "exit after N events", &o.count,
+        {"count", 'n', ZP_OPT_UINT, NULL, "N", "exit after N events", &o->count,
          1, UINT32_MAX, NULL},
         {"timeout-ms", 0, ZP_OPT_UINT, NULL, "MS",
          "exit 1 when no event came for MS (default: wait for ever)",
-         &o.timeout_ms, 1, UINT32_MAX, NULL},
-        ZP_CURVE_SECRET_OPTION(o.secret),
+         &o->timeout_ms, 1, UINT32_MAX, NULL},
+        ZP_CURVE_SECRET_OPTION(o->secret),
         ZP_CURVE_KEY_OPTION("ventilator-key", "ZPIPE_VENTILATOR_KEY",
-                            "the ventilator", o.vent_key),
+                            "the ventilator", o->vent_key),
         ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
-                            o.sink_key),
+                            o->sink_key),
         {0},
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe events", s_synopsis,
                           "zpipe " ZPIPE_VERSION);
     if (rc >= 0)
         return rc;
-    if (!o.ventilator && !o.sink) {
+    if (!o->ventilator && !o->sink) {
         fprintf(stderr, "zpipe events: give --ventilator and/or --sink\n%s\n",
                 s_synopsis);
         return 2;
     }
-    zp_signals_install(0);
-    rc = 3;
-    void *ctx = zmq_ctx_new(), *subs[2] = {NULL, NULL};
-    zp_curve_t *curve = NULL;
-    zp_arena_t *arena = zp_arena_new();
-    zp_buf_t line = {0};
-    if (!ctx || !arena)
-        goto done;
-    {
-        char err[1024];
-        zp_curve_config_t cc = {.secret = o.secret};
-        curve = zp_curve_new(ctx, &cc, err, sizeof err);
-        if (!curve) {
-            fprintf(stderr, "zpipe events: %s\n", err);
-            goto done;
-        }
-        const char *eps[2] = {o.ventilator, o.sink};
-        const char *keys[2] = {o.vent_key, o.sink_key};
-        const char *names[2] = {"ventilator-key", "sink-key"};
-        for (int i = 0; i < 2; i++) {
-            if (!eps[i])
-                continue;
-            char key[ZP_CURVE_KEY_LEN + 1];
-            if (zp_curve_peer_key(curve, names[i], keys[i], key, err,
-                                  sizeof err) < 0) {
-                fprintf(stderr, "zpipe events: %s\n", err);
-                goto done;
-            }
-            subs[i] =
-                zp_socket(ctx, ZMQ_SUB, eps[i], false, 1u << 24, curve, key);
-            if (!subs[i])
-                goto done;
-            int hwm = 0;
-            zmq_setsockopt(subs[i], ZMQ_RCVHWM, &hwm, sizeof hwm);
-            if (o.topics.count == 0)
-                zmq_setsockopt(subs[i], ZMQ_SUBSCRIBE, "", 0);
-            for (size_t t = 0; t < o.topics.count; t++)
-                zmq_setsockopt(subs[i], ZMQ_SUBSCRIBE, o.topics.items[t],
-                               strlen(o.topics.items[t]));
-        }
-    }
-    rc = 0;
-    bool json = strcmp(o.format, "json") == 0;
-    uint64_t seen = 0, lost = 0, bad = 0;
-    uint64_t last_us = zp_mono_us();
+    return -1;
+}
+
+/* One follower: its SUB sockets and what it counted. */
+typedef struct {
+    void *ctx, *subs[2]; /* the ventilator's, the sink's */
+    zp_curve_t *curve;
+    zp_arena_t *arena;
+    zp_buf_t line;
     s_last_t last[S_MAX_INSTANCES];
-    size_t n_last = 0;
-    while (!zp_stopping() && (!o.count || seen < o.count)) {
-        zmq_pollitem_t items[2] = {{subs[0], 0, ZMQ_POLLIN, 0},
-                                   {subs[1], 0, ZMQ_POLLIN, 0}};
-        zmq_pollitem_t *it = subs[0] ? items : items + 1;
-        int n_items = (subs[0] != NULL) + (subs[1] != NULL);
+    size_t n_last;
+    uint64_t seen, lost, bad;
+} s_follow_t;
+
+/* Subscribes to the streams asked for. Returns 0, or -1 (said on
+ * stderr). */
+static int s_subscribe(s_follow_t *f, const s_opts_t *o)
+{
+    char err[1024];
+    zp_curve_config_t cc = {.secret = o->secret};
+    f->curve = zp_curve_new(f->ctx, &cc, err, sizeof err);
+    if (!f->curve) {
+        fprintf(stderr, "zpipe events: %s\n", err);
+        return -1;
+    }
+    const char *eps[2] = {o->ventilator, o->sink};
+    const char *keys[2] = {o->vent_key, o->sink_key};
+    const char *names[2] = {"ventilator-key", "sink-key"};
+    for (int i = 0; i < 2; i++) {
+        if (!eps[i])
+            continue;
+        char key[ZP_CURVE_KEY_LEN + 1];
+        if (zp_curve_peer_key(f->curve, names[i], keys[i], key, err,
+                              sizeof err) < 0) {
+            fprintf(stderr, "zpipe events: %s\n", err);
+            return -1;
+        }
+        f->subs[i] =
+            zp_socket(f->ctx, ZMQ_SUB, eps[i], false, 1u << 24, f->curve, key);
+        if (!f->subs[i])
+            return -1;
+        int hwm = 0;
+        zmq_setsockopt(f->subs[i], ZMQ_RCVHWM, &hwm, sizeof hwm);
+        if (o->topics.count == 0)
+            zmq_setsockopt(f->subs[i], ZMQ_SUBSCRIBE, "", 0);
+        for (size_t t = 0; t < o->topics.count; t++)
+            zmq_setsockopt(f->subs[i], ZMQ_SUBSCRIBE, o->topics.items[t],
+                           strlen(o->topics.items[t]));
+    }
+    return 0;
+}
+
+/* Takes one event from sock and prints it; returns false when the message
+ * was not one (counted as bad). */
+static bool s_take_event(s_follow_t *f, void *sock, bool json)
+{
+    char topic[64];
+    int tl = zmq_recv(sock, topic, sizeof topic - 1, 0);
+    int more = 0;
+    size_t ml = sizeof more;
+    zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &ml);
+    if (tl < 0 || !more) {
+        f->bad++;
+        return false;
+    }
+    topic[tl < (int)sizeof topic ? tl : (int)sizeof topic - 1] = '\0';
+    zmq_msg_t body;
+    zmq_msg_init(&body);
+    zmq_msg_recv(&body, sock, 0);
+    zp_arena_reset(f->arena);
+    zp_message_t *m =
+        zp_decode(f->arena, zmq_msg_data(&body), zmq_msg_size(&body), 1u << 24);
+    zmq_msg_close(&body);
+    if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_EVENT) {
+        f->bad++;
+        return false;
+    }
+    f->lost += s_gap(f->last, &f->n_last, m->event);
+    f->line.len = 0;
+    if (json)
+        s_print_json(&f->line, zp_event_topic(m->event->kind), m->event);
+    else
+        s_print_text(&f->line, zp_event_topic(m->event->kind), m->event);
+    fwrite(f->line.data, 1, f->line.len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+/* Prints events until stopped, --count events or --timeout-ms of
+ * silence. Returns the exit code. */
+static int s_follow(s_follow_t *f, const s_opts_t *o)
+{
+    int rc = 0;
+    bool json = strcmp(o->format, "json") == 0;
+    uint64_t last_us = zp_mono_us();
+    while (!zp_stopping() && (!o->count || f->seen < o->count)) {
+        zmq_pollitem_t items[2] = {{f->subs[0], 0, ZMQ_POLLIN, 0},
+                                   {f->subs[1], 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t *it = f->subs[0] ? items : items + 1;
+        int n_items = (f->subs[0] != NULL) + (f->subs[1] != NULL);
         if (zmq_poll(it, n_items, 200) < 0)
             continue;
-        if (o.timeout_ms && zp_mono_us() - last_us > o.timeout_ms * 1000) {
+        if (o->timeout_ms && zp_mono_us() - last_us > o->timeout_ms * 1000) {
             rc = 1;
             break;
         }
         for (int i = 0; i < n_items; i++) {
-            if (!(it[i].revents & ZMQ_POLLIN))
+            if (!(it[i].revents & ZMQ_POLLIN) ||
+                !s_take_event(f, it[i].socket, json))
                 continue;
-            char topic[64];
-            int tl = zmq_recv(it[i].socket, topic, sizeof topic - 1, 0);
-            int more = 0;
-            size_t ml = sizeof more;
-            zmq_getsockopt(it[i].socket, ZMQ_RCVMORE, &more, &ml);
-            if (tl < 0 || !more) {
-                bad++;
-                continue;
-            }
-            topic[tl < (int)sizeof topic ? tl : (int)sizeof topic - 1] = '\0';
-            zmq_msg_t body;
-            zmq_msg_init(&body);
-            zmq_msg_recv(&body, it[i].socket, 0);
-            zp_arena_reset(arena);
-            zp_message_t *m = zp_decode(arena, zmq_msg_data(&body),
-                                        zmq_msg_size(&body), 1u << 24);
-            zmq_msg_close(&body);
-            if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_EVENT) {
-                bad++;
-                continue;
-            }
-            lost += s_gap(last, &n_last, m->event);
-            line.len = 0;
-            if (json)
-                s_print_json(&line, zp_event_topic(m->event->kind), m->event);
-            else
-                s_print_text(&line, zp_event_topic(m->event->kind), m->event);
-            fwrite(line.data, 1, line.len, stdout);
-            fflush(stdout);
             last_us = zp_mono_us();
-            if (o.count && ++seen >= o.count)
+            if (o->count && ++f->seen >= o->count)
                 break;
         }
     }
-    if (lost || bad)
+    if (f->lost || f->bad)
         fprintf(stderr,
                 "zpipe events: %" PRIu64 " events lost (publisher buffer "
                 "full), %" PRIu64 " malformed messages dropped\n",
-                lost, bad);
-done:
+                f->lost, f->bad);
+    return rc;
+}
+
+int zp_cmd_events(int argc, char **argv)
+{
+    s_opts_t o = {.format = "json"};
+    int rc = s_events_args(&o, argc, argv);
+    if (rc >= 0) {
+        zp_strlist_free(&o.topics);
+        return rc;
+    }
+    zp_signals_install(0);
+    rc = 3;
+    s_follow_t f = {.ctx = zmq_ctx_new(), .arena = zp_arena_new()};
+    if (f.ctx && f.arena && s_subscribe(&f, &o) == 0)
+        rc = s_follow(&f, &o);
     for (int i = 0; i < 2; i++)
-        if (subs[i]) {
+        if (f.subs[i]) {
             int zero = 0;
-            zmq_setsockopt(subs[i], ZMQ_LINGER, &zero, sizeof zero);
-            zmq_close(subs[i]);
+            zmq_setsockopt(f.subs[i], ZMQ_LINGER, &zero, sizeof zero);
+            zmq_close(f.subs[i]);
         }
-    zp_curve_destroy(&curve);
-    if (ctx)
-        zmq_ctx_term(ctx);
-    zp_arena_destroy(&arena);
-    zp_buf_free(&line);
+    zp_curve_destroy(&f.curve);
+    if (f.ctx)
+        zmq_ctx_term(f.ctx);
+    zp_arena_destroy(&f.arena);
+    zp_buf_free(&f.line);
     zp_strlist_free(&o.topics);
     return rc;
 }

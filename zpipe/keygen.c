@@ -1,5 +1,6 @@
 /* zpipe keygen: CURVE keypairs as czmq certificates, one per component. */
 #include "zp_curve.h"
+#include "zp_name.h"
 #include "zp_opts.h"
 #include "zpipe.h"
 
@@ -16,15 +17,10 @@ static const char s_synopsis[] =
     "(mode 0600: the component's own --curve-secret). Exit status: 0 done,\n"
     "2 bad usage, 3 a file could not be written or already exists.";
 
+/* A key's NAME: 1 to 64 of [A-Za-z0-9_.-], not a hidden file. */
 static bool s_name_ok(const char *name)
 {
-    if (!*name || strlen(name) > 64)
-        return false;
-    for (const char *c = name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-              (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.'))
-            return false;
-    return *name != '.';
+    return zp_name_valid(name, strlen(name), 64, "_.-") && *name != '.';
 }
 
 int zp_cmd_keygen(int argc, char **argv)

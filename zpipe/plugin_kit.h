@@ -1,5 +1,6 @@
-/* plugin_kit: `zpipe plugin new` and `zpipe plugin check`, and the plugin
- * templates compiled into the binary from zpipe/kit/. */
+/* plugin_kit: `zpipe plugin new` (plugin_kit.c) and `zpipe plugin check`
+ * (plugin_check.c), and the plugin templates compiled into the binary from
+ * zpipe/kit/. */
 #ifndef ZP_PLUGIN_KIT_H
 #define ZP_PLUGIN_KIT_H
 
@@ -13,5 +14,9 @@ typedef struct {
 /* Every template, ended by an entry whose name is NULL. Generated at build
  * time by zpipe/kit/embed.cmake. */
 extern const zp_kit_file_t zp_kit_files[];
+
+/* zpipe plugin check FILE.so [OPTIONS] (argv[0] is "check"). Returns the
+ * exit code. */
+int zp_plugin_check(int argc, char **argv);
 
 #endif

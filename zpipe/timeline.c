@@ -409,6 +409,105 @@ static void s_summary(s_tl_t *t, uint64_t bytes)
                 (unsigned long long)t->skew);
 }
 
+/* After the first pass: the workers' track numbers and the buckets of
+ * the stage counters. Returns 0, or -1 when out of memory. */
+static int s_layout(s_tl_t *t)
+{
+    qsort(t->workers, t->n_workers, sizeof *t->workers, s_cmp_worker);
+    for (size_t i = 0; i < t->n_workers; i++)
+        t->workers[i].pid = (int)i + 2;
+    uint64_t span = t->t_end > t->t0 ? t->t_end - t->t0 : 0;
+    t->bucket_us = span / S_MAX_BUCKET + 1;
+    if (t->bucket_us < 100)
+        t->bucket_us = 100;
+    t->n_buckets = (size_t)(span / t->bucket_us) + 2;
+    for (int s = 0; s < S_STAGES; s++)
+        if (!(t->level[s] = calloc(t->n_buckets, sizeof *t->level[s])))
+            return -1;
+    return 0;
+}
+
+/* The document's head and the tracks' names. */
+static void s_head(s_tl_t *t)
+{
+    FILE *out = t->out;
+    fprintf(out, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"generator\":"
+                 "\"zpipe run --trace\",\"version\":\"" ZPIPE_VERSION "\",");
+    fprintf(out,
+            "\"t0_unix_us\":%llu,\"first_dispatch_us\":%llu,"
+            "\"last_commit_us\":%llu,\"records\":%llu},\n\"traceEvents\":[",
+            (unsigned long long)t->t0, s_rel(t, t->first_dispatch),
+            s_rel(t, t->last_commit), (unsigned long long)t->records);
+    s_meta(t, 1, "process_name", "zpipe pipeline");
+    s_event(t, "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"ts\":0,"
+               "\"pid\":1,\"tid\":0,\"args\":{\"sort_index\":0}}");
+    s_meta(t, 1, "thread_name", "dispatch (ventilator)");
+    s_event(t, "{\"name\":\"thread_name\",\"ph\":\"M\",\"ts\":0,\"pid\":1,"
+               "\"tid\":2,\"args\":{\"name\":\"commit (sink)\"}}");
+    for (size_t i = 0; i < t->n_workers; i++) {
+        char name[S_ID_CAP + 16];
+        snprintf(name, sizeof name, "worker %s", t->workers[i].id);
+        s_meta(t, t->workers[i].pid, "process_name", name);
+        s_event(t,
+                "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"ts\":0,"
+                "\"pid\":%d,\"tid\":0,\"args\":{\"sort_index\":%d}}",
+                t->workers[i].pid, t->workers[i].pid);
+        s_meta(t, t->workers[i].pid, "thread_name", "plugin calls");
+    }
+}
+
+/* The pipeline track: one instant per dispatched batch and per commit. */
+static void s_pipeline_events(s_tl_t *t)
+{
+    size_t cur = 0;
+    uint64_t key;
+    void *val;
+    while (zp_idmap_next(t->batches, &cur, &key, &val)) {
+        s_batch_t *b = val;
+        const char *to = t->workers[b->pid - 2].id;
+        zp_buf_t esc = {0};
+        zp_buf_append_json(&esc, to, strlen(to));
+        zp_buf_append(&esc, "", 1);
+        s_event(t,
+                "{\"name\":\"dispatch\",\"cat\":\"pipeline\",\"ph\":\"i\","
+                "\"s\":\"t\",\"ts\":%llu,\"pid\":1,\"tid\":1,\"args\":{"
+                "\"tasks\":%llu,\"worker\":\"%s\"}}",
+                s_rel(t, key), (unsigned long long)b->tasks,
+                esc.data ? esc.data : "");
+        zp_buf_free(&esc);
+    }
+    cur = 0;
+    while (zp_idmap_next(t->commits, &cur, &key, &val))
+        s_event(t,
+                "{\"name\":\"commit\",\"cat\":\"pipeline\",\"ph\":\"i\","
+                "\"s\":\"t\",\"ts\":%llu,\"pid\":1,\"tid\":2,\"args\":{"
+                "\"tasks\":%llu}}",
+                s_rel(t, key), (unsigned long long)(uintptr_t)val);
+}
+
+/* The counter of tasks by stage, one sample per bucket that changed. */
+static void s_stage_counters(s_tl_t *t)
+{
+    int64_t lv[S_STAGES] = {0};
+    for (size_t b = 0; b < t->n_buckets; b++) {
+        bool changed = b == 0;
+        for (int s = 0; s < S_STAGES; s++) {
+            changed |= t->level[s][b] != 0;
+            lv[s] += t->level[s][b];
+        }
+        if (!changed)
+            continue;
+        s_event(t,
+                "{\"name\":\"tasks by stage\",\"ph\":\"C\",\"ts\":%llu,"
+                "\"pid\":1,\"tid\":0,\"args\":{\"%s\":%lld,\"%s\":%lld,"
+                "\"%s\":%lld,\"%s\":%lld}}",
+                (unsigned long long)(b * t->bucket_us), s_stage_key[0],
+                (long long)lv[0], s_stage_key[1], (long long)lv[1],
+                s_stage_key[2], (long long)lv[2], s_stage_key[3],
+                (long long)lv[3]);
+    }
+}
+
 int zp_timeline_write(const char *log_path, FILE *out, const char *out_name,
                       FILE *summary)
 {
@@ -424,87 +523,15 @@ int zp_timeline_write(const char *log_path, FILE *out, const char *out_name,
     }
     if (s_each(&t, log_path, s_pass1) < 0)
         goto done;
-    qsort(t.workers, t.n_workers, sizeof *t.workers, s_cmp_worker);
-    for (size_t i = 0; i < t.n_workers; i++)
-        t.workers[i].pid = (int)i + 2;
-    uint64_t span = t.t_end > t.t0 ? t.t_end - t.t0 : 0;
-    t.bucket_us = span / S_MAX_BUCKET + 1;
-    if (t.bucket_us < 100)
-        t.bucket_us = 100;
-    t.n_buckets = (size_t)(span / t.bucket_us) + 2;
-    for (int s = 0; s < S_STAGES; s++)
-        if (!(t.level[s] = calloc(t.n_buckets, sizeof *t.level[s]))) {
-            fprintf(summary, "zpipe run: trace: out of memory\n");
-            goto done;
-        }
-
-    fprintf(out, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"generator\":"
-                 "\"zpipe run --trace\",\"version\":\"" ZPIPE_VERSION "\",");
-    fprintf(out,
-            "\"t0_unix_us\":%llu,\"first_dispatch_us\":%llu,"
-            "\"last_commit_us\":%llu,\"records\":%llu},\n\"traceEvents\":[",
-            (unsigned long long)t.t0, s_rel(&t, t.first_dispatch),
-            s_rel(&t, t.last_commit), (unsigned long long)t.records);
-    s_meta(&t, 1, "process_name", "zpipe pipeline");
-    s_event(&t, "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"ts\":0,"
-                "\"pid\":1,\"tid\":0,\"args\":{\"sort_index\":0}}");
-    s_meta(&t, 1, "thread_name", "dispatch (ventilator)");
-    s_event(&t, "{\"name\":\"thread_name\",\"ph\":\"M\",\"ts\":0,\"pid\":1,"
-                "\"tid\":2,\"args\":{\"name\":\"commit (sink)\"}}");
-    for (size_t i = 0; i < t.n_workers; i++) {
-        char name[S_ID_CAP + 16];
-        snprintf(name, sizeof name, "worker %s", t.workers[i].id);
-        s_meta(&t, t.workers[i].pid, "process_name", name);
-        s_event(&t,
-                "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"ts\":0,"
-                "\"pid\":%d,\"tid\":0,\"args\":{\"sort_index\":%d}}",
-                t.workers[i].pid, t.workers[i].pid);
-        s_meta(&t, t.workers[i].pid, "thread_name", "plugin calls");
+    if (s_layout(&t) < 0) {
+        fprintf(summary, "zpipe run: trace: out of memory\n");
+        goto done;
     }
+    s_head(&t);
     if (s_each(&t, log_path, s_pass2) < 0)
         goto done;
-    size_t cur = 0;
-    uint64_t key;
-    void *val;
-    while (zp_idmap_next(t.batches, &cur, &key, &val)) {
-        s_batch_t *b = val;
-        const char *to = t.workers[b->pid - 2].id;
-        zp_buf_t esc = {0};
-        zp_buf_append_json(&esc, to, strlen(to));
-        zp_buf_append(&esc, "", 1);
-        s_event(&t,
-                "{\"name\":\"dispatch\",\"cat\":\"pipeline\",\"ph\":\"i\","
-                "\"s\":\"t\",\"ts\":%llu,\"pid\":1,\"tid\":1,\"args\":{"
-                "\"tasks\":%llu,\"worker\":\"%s\"}}",
-                s_rel(&t, key), (unsigned long long)b->tasks,
-                esc.data ? esc.data : "");
-        zp_buf_free(&esc);
-    }
-    cur = 0;
-    while (zp_idmap_next(t.commits, &cur, &key, &val))
-        s_event(&t,
-                "{\"name\":\"commit\",\"cat\":\"pipeline\",\"ph\":\"i\","
-                "\"s\":\"t\",\"ts\":%llu,\"pid\":1,\"tid\":2,\"args\":{"
-                "\"tasks\":%llu}}",
-                s_rel(&t, key), (unsigned long long)(uintptr_t)val);
-    int64_t lv[S_STAGES] = {0};
-    for (size_t b = 0; b < t.n_buckets; b++) {
-        bool changed = b == 0;
-        for (int s = 0; s < S_STAGES; s++) {
-            changed |= t.level[s][b] != 0;
-            lv[s] += t.level[s][b];
-        }
-        if (!changed)
-            continue;
-        s_event(&t,
-                "{\"name\":\"tasks by stage\",\"ph\":\"C\",\"ts\":%llu,"
-                "\"pid\":1,\"tid\":0,\"args\":{\"%s\":%lld,\"%s\":%lld,"
-                "\"%s\":%lld,\"%s\":%lld}}",
-                (unsigned long long)(b * t.bucket_us), s_stage_key[0],
-                (long long)lv[0], s_stage_key[1], (long long)lv[1],
-                s_stage_key[2], (long long)lv[2], s_stage_key[3],
-                (long long)lv[3]);
-    }
+    s_pipeline_events(&t);
+    s_stage_counters(&t);
     fputs("\n]}\n", out);
     if (fflush(out) != 0 || ferror(out)) {
         fprintf(summary, "zpipe run: trace: writing %s: %s\n", out_name,

@@ -100,11 +100,7 @@ static int s_frame(zp_client_t *vc, zp_client_t *sc, s_rates_t *wr,
     FILE *out = stdout;
     if (quiet && !(out = fopen("/dev/null", "w")))
         return -1;
-    Zpipe__V1__StatusRequest sr = ZPIPE__V1__STATUS_REQUEST__INIT;
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
-    m.status_request = &sr;
-    zp_send(vc->sock, NULL, 0, &m, &vc->scratch, ZMQ_DONTWAIT);
+    zp_client_ask_status(vc, NULL, false);
     zp_message_t *r =
         zp_client_recv(vc, ZPIPE__V1__MESSAGE__KIND_CLUSTER_STATUS, NULL,
                        (long)(o->interval_ms < 3000 ? 3000 : o->interval_ms));
@@ -159,12 +155,7 @@ static int s_frame(zp_client_t *vc, zp_client_t *sc, s_rates_t *wr,
                                         : j->tasks);
         char failed[24] = "-";
         if (sc) {
-            Zpipe__V1__StatusRequest q = ZPIPE__V1__STATUS_REQUEST__INIT;
-            q.job_id = j->job_id;
-            zp_message_t qm = ZPIPE__V1__MESSAGE__INIT;
-            qm.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
-            qm.status_request = &q;
-            zp_send(sc->sock, NULL, 0, &qm, &sc->scratch, ZMQ_DONTWAIT);
+            zp_client_ask_status(sc, j->job_id, false);
             zp_message_t *js = zp_client_recv(
                 sc, ZPIPE__V1__MESSAGE__KIND_JOB_STATUS, j->job_id, 500);
             if (js) {
@@ -221,13 +212,14 @@ int zp_cmd_top(int argc, char **argv)
     if (rc >= 0)
         return rc;
     zp_signals_install(0);
-    zp_client_t vc = {0}, sc = {0};
+    zp_client_t *vc = NULL, *sc = NULL;
     static s_rates_t wr, jr;
     rc = 3;
-    if (zp_client_open(&vc, o.ventilator, o.secret, "ventilator-key",
-                       o.vent_key) < 0 ||
-        (o.sink &&
-         zp_client_open(&sc, o.sink, o.secret, "sink-key", o.sink_key) < 0))
+    vc = zp_client_new(o.ventilator, ZP_CLIENT_MAX_MSG, o.secret,
+                       "ventilator-key", o.vent_key);
+    if (!vc ||
+        (o.sink && !(sc = zp_client_new(o.sink, ZP_CLIENT_MAX_MSG, o.secret,
+                                        "sink-key", o.sink_key))))
         goto done;
     bool tty = !o.once && isatty(STDOUT_FILENO);
     /* Keys without Enter, no echo; restored on every way out. */
@@ -244,11 +236,11 @@ int zp_cmd_top(int argc, char **argv)
     if (tty)
         fputs("\033[?25l", stdout); /* hide the cursor */
     if (o.once) { /* a first look for the rates, then the frame */
-        s_frame(&vc, o.sink ? &sc : NULL, &wr, &jr, &o, false, true);
+        s_frame(vc, sc, &wr, &jr, &o, false, true);
         usleep((useconds_t)(o.interval_ms * 1000));
     }
     for (;;) {
-        int f = s_frame(&vc, o.sink ? &sc : NULL, &wr, &jr, &o, tty, false);
+        int f = s_frame(vc, sc, &wr, &jr, &o, tty, false);
         if (o.once) {
             rc = f < 0 ? 3 : 0;
             break;
@@ -277,8 +269,7 @@ int zp_cmd_top(int argc, char **argv)
         tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     fflush(stdout);
 done:
-    zp_client_close(&vc);
-    if (o.sink)
-        zp_client_close(&sc);
+    zp_client_destroy(&vc);
+    zp_client_destroy(&sc);
     return rc;
 }
