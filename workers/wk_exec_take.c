@@ -234,9 +234,13 @@ static int s_died(zp_wk_exec_t *self)
     self->restarts++;
     if (self->has_next) { /* never started: it goes back to the queue */
         if (zp_wk_queue_push_front(self->queue, &self->next_frame,
-                                   self->next_n) < 0)
+                                   self->next_n) < 0) {
+            /* Its tasks are left to the ventilator's lease. */
             zp_error("out of memory requeueing a batch of %zu tasks",
                      self->next_n);
+            zmq_msg_close(&self->next_frame);
+            zmq_msg_init(&self->next_frame);
+        }
         self->has_next = false;
     }
     if (busy && zp_wk_exec__decode_current(self) < 0) {
