@@ -2,7 +2,6 @@
  * decides for each result (write, park for order, fold, list for retry,
  * drop), the durability barrier before commits are acknowledged, and the
  * completion of a job. */
-#define _GNU_SOURCE
 #include "sink_records.h"
 #include "sink_shell.h"
 #include "zp_journal.h"
@@ -284,7 +283,7 @@ static Zpipe__V1__ResultBatch *s_batch(zp_sink_t *s, zmq_msg_t *frame)
 {
     size_t len = zmq_msg_size(frame);
     if (zp_view_result_batch(&s->view, zmq_msg_data(frame), len,
-                             s->cfg->max_frame) == 0)
+                             s->cfg->max_frame) >= 0)
         return &s->view.batch;
     zp_arena_reset(s->arena);
     zp_message_t *m =
