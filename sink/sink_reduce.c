@@ -46,7 +46,7 @@ static void s_log(int level, const char *plugin, const char *message)
 static int s_load(zp_reduce_t *self, const zp_strlist_t *plugins,
                   const zp_strlist_t *config)
 {
-    char err[1024];
+    char err[1024] = "out of memory"; /* not all refusals fill it */
     self->plugins = zp_plugins_new(&self->host);
     if (!self->plugins ||
         zp_plugins_configure(self->plugins, config->items, config->count, err,

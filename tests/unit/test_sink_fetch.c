@@ -1,5 +1,6 @@
 /* Tests for sink_fetch: what a ResultsRequest gets, the whole records a
  * reply carries, parked requests and status waiters. */
+#include "failalloc.h"
 #include "sink_fetch.h"
 #include "test.h"
 
@@ -148,6 +149,26 @@ static void test_waiters_once_each_oldest_dropped(void)
     TEST_CHECK(memcmp(w.peer[w.n - 1].rid, "new", 3) == 0);
 }
 
+/* A reply's buffer cannot grow: an empty answer at the same cursor. */
+static void s_scenario(void *arg)
+{
+    int *fd = arg;
+    zp_buf_t b = {0};
+    zp_fetch_source_t src = {.fd = *fd, .flushed = 27, .done = true};
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 8, 0, &c);
+    if (c.next_cursor != 27 && (c.next_cursor != 8 || c.records.len || c.done))
+        abort();
+    zp_buf_free(&b);
+}
+
+static void test_alloc_failures(void)
+{
+    int fd = s_spool();
+    TEST_EQ_INT(failalloc_sweep(s_scenario, &fd), 1);
+    close(fd);
+}
+
 static const test_case_t tests[] = {
     {"test_cursor_must_be_at_a_visible_boundary",
      test_cursor_must_be_at_a_visible_boundary},
@@ -156,6 +177,7 @@ static const test_case_t tests[] = {
      test_waiting_requests_park_until_records},
     {"test_waiters_once_each_oldest_dropped",
      test_waiters_once_each_oldest_dropped},
+    {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };
 
