@@ -19,6 +19,9 @@
 /* Messages read per socket in one turn of the loop. */
 #define S_RESULTS_PER_TURN 256
 #define S_CONTROL_PER_TURN 64
+/* The longest wait for a message, in ms: commits go out at least this
+ * often. */
+#define S_POLL_MS 20
 
 /* ---- set-up ---- */
 
@@ -236,30 +239,42 @@ static void s_phase_control(zp_sink_t *s, zmq_msg_t *frame)
     }
 }
 
-/* Runs until a signal or a failed write; returns 0, or -1 when poll
- * failed. */
-static int s_loop(zp_sink_t *s)
+/* Waits up to S_POLL_MS for the sockets and monitors (items, 4 of them).
+ * Returns 1 when something is ready, 0 when nothing is or the wait was
+ * interrupted, -1 when poll failed (logged). */
+static int s_phase_poll(zp_sink_t *s, zmq_pollitem_t *items)
+{
+    zmq_pollitem_t want[] = {
+        {s->results, 0, ZMQ_POLLIN, 0},
+        {s->control, 0, ZMQ_POLLIN, 0},
+        {s->mon_results, 0, (short)(s->mon_results ? ZMQ_POLLIN : 0), 0},
+        {s->mon_control, 0, (short)(s->mon_control ? ZMQ_POLLIN : 0), 0}};
+    memcpy(items, want, sizeof want);
+    int n = zmq_poll(items, 4, S_POLL_MS);
+    if (n >= 0)
+        return n > 0;
+    if (errno == EINTR)
+        return 0;
+    zp_error("poll: %s", zmq_strerror(errno));
+    return -1;
+}
+
+/* Runs until a signal, a failed write or a failed poll. */
+static void s_loop(zp_sink_t *s)
 {
     zmq_msg_t frame;
     zmq_msg_init(&frame);
     uint64_t last_commit = zp_mono_us();
-    int rc = 0;
     while (!zp_stopping() && !zp_store_failed(s->store)) {
         uint64_t now = zp_mono_us();
         s_phase_commit(s, now, &last_commit);
         s_phase_metrics(s, now);
-        zmq_pollitem_t items[] = {
-            {s->results, 0, ZMQ_POLLIN, 0},
-            {s->control, 0, ZMQ_POLLIN, 0},
-            {s->mon_results, 0, (short)(s->mon_results ? ZMQ_POLLIN : 0), 0},
-            {s->mon_control, 0, (short)(s->mon_control ? ZMQ_POLLIN : 0), 0}};
-        if (zmq_poll(items, 4, 20) < 0) {
-            if (errno == EINTR)
-                continue;
-            zp_error("poll: %s", zmq_strerror(errno));
-            rc = -1;
+        zmq_pollitem_t items[4];
+        int ready = s_phase_poll(s, items);
+        if (ready < 0)
             break;
-        }
+        if (!ready)
+            continue;
         if (items[0].revents & ZMQ_POLLIN)
             s_phase_results(s, &frame);
         s_phase_monitors(s, items);
@@ -267,7 +282,6 @@ static int s_loop(zp_sink_t *s)
             s_phase_control(s, &frame);
     }
     zmq_msg_close(&frame);
-    return rc;
 }
 
 /* ---- teardown ---- */
