@@ -123,6 +123,8 @@ static char *s_try_dir(const char *dir, size_t dirlen, const char *name)
 
 char *zp_plugin_resolve(const char *spec, char *err, size_t errlen)
 {
+    /* The reason when nothing more specific is found: an allocation. */
+    snprintf(err, errlen, "%s: out of memory", spec);
     if (strchr(spec, '/')) {
         if (!s_is_file(spec)) {
             snprintf(err, errlen, "%s: no such plugin file", spec);
@@ -336,6 +338,7 @@ static void s_host_init_error(const zpipe_host_t *host, const char *message)
 const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
                                    char *err, size_t errlen)
 {
+    snprintf(err, errlen, "%s: out of memory", spec); /* unless said */
     char *path = s_resolve(self, spec, err, errlen);
     if (!path)
         return NULL;

@@ -1,4 +1,5 @@
 /* Tests for zp_codec: round trips, size caps, malformed frames, arena. */
+#include "failalloc.h"
 #include "test.h"
 #include "zp_codec.h"
 
@@ -365,7 +366,87 @@ static void test_batch_encoders_write_what_protobuf_c_writes(void)
     zp_buf_free(&b);
 }
 
+/* One pass over every allocating path of the codec: encode, decode into an
+ * arena, the zero-copy views, the batch encoders. Under allocation
+ * failure each call reports it; a call that succeeds gives what it
+ * should (*bad otherwise). No TEST_CHECK here: failures are expected. */
+static void s_codec_scenario(void *arg)
+{
+    int *bad = arg;
+    Zpipe__V1__Task t[4], *tp[4];
+    Zpipe__V1__Result r[4], *rp[4];
+    for (int i = 0; i < 4; i++) {
+        zpipe__v1__task__init(&t[i]);
+        t[i].task_id = (uint64_t)i;
+        t[i].payload.data = (uint8_t *)"payload";
+        t[i].payload.len = 7;
+        tp[i] = &t[i];
+        zpipe__v1__result__init(&r[i]);
+        r[i].task_id = (uint64_t)i;
+        r[i].output.data = (uint8_t *)"out";
+        r[i].output.len = 3;
+        r[i].cause = i % 2 ? "plugin_error" : NULL;
+        r[i].error = i % 2 ? "failed" : NULL;
+        rp[i] = &r[i];
+    }
+    Zpipe__V1__TaskBatch tb = ZPIPE__V1__TASK_BATCH__INIT;
+    tb.job_id = "job-1";
+    tb.plugin = "echo";
+    tb.config = "a=1";
+    tb.tasks = tp;
+    tb.n_tasks = 4;
+    Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
+    rb.job_id = "job-1";
+    rb.worker_id = "w1";
+    rb.results = rp;
+    rb.n_results = 4;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
+    m.result_batch = &rb;
+    zp_buf_t enc = {0}, tenc = {0}, renc = {0};
+    zp_task_view_t tv = {0};
+    zp_result_view_t rv = {0};
+    zp_arena_t *a = zp_arena_new();
+    if (!a)
+        goto done;
+    bool encoded = zp_encode(&m, &enc) == 0;
+    if (encoded) {
+        zp_message_t *d = zp_decode(a, enc.data, enc.len, 1 << 20);
+        if (d && (d->kind_case != ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH ||
+                  d->result_batch->n_results != 4))
+            *bad = 1;
+        if (zp_view_result_batch(&rv, enc.data, enc.len, 1 << 20) == 0 &&
+            (rv.batch.n_results != 4 || strcmp(rv.batch.worker_id, "w1")))
+            *bad = 1;
+    }
+    if (zp_encode_result_batch(&rb, &renc) == 0 && encoded &&
+        (renc.len != enc.len || memcmp(renc.data, enc.data, enc.len) != 0))
+        *bad = 1;
+    if (zp_encode_task_batch(&tb, &tenc) == 0 &&
+        zp_view_task_batch(&tv, tenc.data, tenc.len, 1 << 20) == 0 &&
+        (tv.batch.n_tasks != 4 || strcmp(tv.batch.plugin, "echo")))
+        *bad = 1;
+    zp_arena_reset(a);
+done:
+    zp_arena_destroy(&a);
+    zp_task_view_free(&tv);
+    zp_result_view_free(&rv);
+    zp_buf_free(&enc);
+    zp_buf_free(&tenc);
+    zp_buf_free(&renc);
+}
+
+static void test_alloc_failures_are_reported_not_fatal(void)
+{
+    int bad = 0;
+    long runs = failalloc_sweep(s_codec_scenario, &bad);
+    TEST_EQ_INT(bad, 0);
+    TEST_CHECK(runs >= 6);
+}
+
 static const test_case_t tests[] = {
+    {"test_alloc_failures_are_reported_not_fatal",
+     test_alloc_failures_are_reported_not_fatal},
     {"test_batch_encoders_write_what_protobuf_c_writes",
      test_batch_encoders_write_what_protobuf_c_writes},
     {"test_views_see_what_decode_sees", test_views_see_what_decode_sees},

@@ -1,4 +1,5 @@
 /* Tests for zp_idmap: the in-flight table and the retry queue. */
+#include "failalloc.h"
 #include "test.h"
 #include "zp_idmap.h"
 
@@ -114,7 +115,45 @@ static void test_deque_front_and_back(void)
     zp_iddeque_free(&q);
 }
 
+/* A put or push that cannot grow fails alone: what was there stays. */
+static void s_idmap_scenario(void *arg)
+{
+    int *bad = arg;
+    static int vals[5000];
+    zp_idmap_t *m = zp_idmap_new();
+    zp_iddeque_t q = {0};
+    uint64_t put = 0, pushed = 0;
+    if (m) {
+        for (; put < 5000; put++)
+            if (zp_idmap_put(m, put * 3, &vals[put]) < 0)
+                break;
+        for (uint64_t i = 0; i < put; i++)
+            if (zp_idmap_get(m, i * 3) != &vals[i])
+                *bad = 1;
+        if (zp_idmap_size(m) != put)
+            *bad = 1;
+    }
+    for (; pushed < 5000; pushed++)
+        if ((pushed % 2 ? zp_iddeque_push_front(&q, pushed)
+                        : zp_iddeque_push_back(&q, pushed)) < 0)
+            break;
+    if (q.len != pushed)
+        *bad = 1;
+    zp_iddeque_free(&q);
+    zp_idmap_destroy(&m);
+}
+
+static void test_alloc_failures_lose_nothing_already_held(void)
+{
+    int bad = 0;
+    long runs = failalloc_sweep(s_idmap_scenario, &bad);
+    TEST_EQ_INT(bad, 0);
+    TEST_CHECK(runs >= 3);
+}
+
 static const test_case_t tests[] = {
+    {"test_alloc_failures_lose_nothing_already_held",
+     test_alloc_failures_lose_nothing_already_held},
     {"test_put_get_remove_many", test_put_get_remove_many},
     {"test_put_replaces", test_put_replaces},
     {"test_random_churn_matches_a_reference",
