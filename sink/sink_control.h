@@ -1,0 +1,53 @@
+/* sink_control: what the sink does with a message on its control socket
+ * (JobOpen, JobClose, StatusRequest), as changes to the job table and an
+ * answer for the shell to send. Sends nothing. */
+#ifndef ZP_SINK_CONTROL_H
+#define ZP_SINK_CONTROL_H
+
+#include "sink_job.h"
+#include "zp_codec.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Workers listed in one JobStatus. */
+#define ZP_CONTROL_MAX_WORKERS 64
+
+/* The answer to JobOpen or JobClose. */
+typedef struct {
+    bool ok;            /* Ack.ok */
+    const char *error;  /* Ack.error (static text), NULL when ok */
+    const char *ack_id; /* Ack.job_id, borrowed from the message */
+    const char *bad;    /* non-NULL: also count a bad message, this one */
+    zp_sink_job_t *job; /* the job, when there is one */
+    bool is_new;        /* JobOpen: the job was not known (journal it) */
+    bool closed;        /* JobClose: closed now (journal it; maybe done) */
+} zp_control_answer_t;
+
+/* JobOpen from peer rid: the job is known (made when new), rid becomes
+ * its opener and a waiter, and its max_attempts is taken. */
+zp_control_answer_t zp_control_job_open(zp_jobs_t *jobs,
+                                        const Zpipe__V1__JobOpen *m,
+                                        const char *rid, size_t rid_len);
+/* JobClose from peer rid: the job is closed with its total (an unknown
+ * job is made and closed) and rid waits for it. */
+zp_control_answer_t zp_control_job_close(zp_jobs_t *jobs,
+                                         const Zpipe__V1__JobClose *m,
+                                         const char *rid, size_t rid_len);
+/* rid waits for the job to be done (a full list drops its oldest). */
+void zp_control_wait(zp_sink_job_t *job, const char *rid, size_t rid_len);
+
+/* Room for the workers of one JobStatus. */
+typedef struct {
+    Zpipe__V1__WorkerStats ws[ZP_CONTROL_MAX_WORKERS];
+    Zpipe__V1__WorkerStats *wp[ZP_CONTROL_MAX_WORKERS];
+} zp_control_workers_t;
+
+/* Fills st (initialised) with job's status (NULL: an unknown job, only
+ * its id). Strings and workers are borrowed from job and w. */
+void zp_control_status(Zpipe__V1__JobStatus *st, const zp_sink_job_t *job,
+                       const char *job_id, uint64_t bad_messages,
+                       zp_control_workers_t *w);
+
+#endif

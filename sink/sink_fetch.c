@@ -1,0 +1,102 @@
+/* sink_fetch: ResultsRequest decisions and spool reads (see sink_fetch.h). */
+#define _GNU_SOURCE
+#include "sink_fetch.h"
+
+#include <string.h>
+#include <unistd.h>
+
+static void s_peer_set(zp_peer_t *p, const char *rid, size_t rid_len)
+{
+    if (rid_len > sizeof p->rid)
+        rid_len = sizeof p->rid;
+    memcpy(p->rid, rid, rid_len);
+    p->rid_len = rid_len;
+}
+
+zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
+                                   const zp_fetch_source_t *src,
+                                   const Zpipe__V1__ResultsRequest *rq,
+                                   const char *rid, size_t rid_len,
+                                   const char **why)
+{
+    char before = '\n';
+    if (rq->cursor > src->flushed ||
+        (rq->cursor > 0 &&
+         (pread(src->fd, &before, 1, (off_t)rq->cursor - 1) != 1 ||
+          before != '\n'))) {
+        *why = "cursor is not at a record boundary";
+        return ZP_FETCH_REFUSED;
+    }
+    if (rq->wait && !src->done && rq->cursor == src->flushed &&
+        self->n < ZP_FETCH_MAX_WAITERS) {
+        zp_fetch_req_t *f = &self->req[self->n++];
+        s_peer_set(&f->peer, rid, rid_len);
+        f->cursor = rq->cursor;
+        f->max_bytes = rq->max_bytes;
+        return ZP_FETCH_PARKED;
+    }
+    return ZP_FETCH_ANSWER;
+}
+
+void zp_fetch_chunk(zp_buf_t *b, const zp_fetch_source_t *src, uint64_t cursor,
+                    uint32_t max, Zpipe__V1__ResultsChunk *c)
+{
+    uint64_t end = src->flushed;
+    size_t want = max ? max : ZP_FETCH_DEFAULT_BYTES;
+    b->len = 0;
+    size_t keep = 0; /* bytes of b up to the last whole record */
+    while (src->fd >= 0 && cursor + b->len < end) {
+        size_t n = (size_t)(end - cursor - b->len);
+        size_t room = want > b->len ? want - b->len : 65536;
+        if (n > room)
+            n = room;
+        if (zp_buf_reserve(b, n) < 0)
+            break;
+        ssize_t got =
+            pread(src->fd, b->data + b->len, n, (off_t)(cursor + b->len));
+        if (got <= 0)
+            break;
+        b->len += (size_t)got;
+        const char *nl = memrchr(b->data, '\n', b->len);
+        keep = nl ? (size_t)(nl - b->data) + 1 : 0;
+        if (keep && b->len >= want)
+            break; /* enough, and at least one whole record */
+    }
+    c->cursor = cursor;
+    c->next_cursor = cursor + keep;
+    c->records.data = (uint8_t *)b->data;
+    c->records.len = keep;
+    c->done = src->done && c->next_cursor == src->flushed;
+}
+
+size_t zp_fetch_take_ready(zp_fetch_t *self, const zp_fetch_source_t *src,
+                           zp_fetch_req_t *out)
+{
+    size_t k = 0, n = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        const zp_fetch_req_t *f = &self->req[i];
+        if (f->cursor < src->flushed || src->done)
+            out[n++] = *f;
+        else
+            self->req[k++] = *f;
+    }
+    self->n = k;
+    return n;
+}
+
+int zp_waiters_add(zp_waiters_t *self, const char *rid, size_t rid_len)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (self->peer[i].rid_len == rid_len &&
+            memcmp(self->peer[i].rid, rid, rid_len) == 0)
+            return 0;
+    int dropped = 0;
+    if (self->n == ZP_FETCH_MAX_WAITERS) {
+        memmove(self->peer, self->peer + 1,
+                (ZP_FETCH_MAX_WAITERS - 1) * sizeof self->peer[0]);
+        self->n--;
+        dropped = 1;
+    }
+    s_peer_set(&self->peer[self->n++], rid, rid_len);
+    return dropped;
+}

@@ -1,0 +1,61 @@
+/* sink_job: the sink's table of jobs. A job holds what each module keeps
+ * for it (accounting, ordered output, spool, parked fetches, waiters,
+ * reduction) and the per-worker counters shown in JobStatus. Jobs are
+ * kept newest first and never forgotten while the sink runs. */
+#ifndef ZP_SINK_JOB_H
+#define ZP_SINK_JOB_H
+
+#include "sink_fetch.h"
+#include "sink_ledger.h"
+#include "sink_order.h"
+#include "sink_reduce.h"
+#include "sink_store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A worker's share of a job. */
+typedef struct {
+    char *id;
+    uint64_t tasks;
+    uint32_t window, max_held;
+} zp_wstat_t;
+
+typedef struct zp_sink_job {
+    char *id;
+    zp_ledger_t ledger;
+    zp_order_t order; /* --ordered */
+    zp_spool_t spool; /* --spool */
+    zp_fetch_t fetch;
+    zp_waiters_t waiters; /* told when the job is done */
+    zp_peer_t opener;     /* told what is committed and what to retry */
+    zp_reduce_job_t reduce;
+    zp_wstat_t *workers;
+    size_t n_workers;
+    uint64_t first_us, last_us; /* Unix µs of the first and last results */
+    struct zp_sink_job *link;   /* the next older job */
+} zp_sink_job_t;
+
+/* Zero-initialise; zp_jobs_fini frees every job. */
+typedef struct {
+    zp_sink_job_t *head; /* newest first */
+} zp_jobs_t;
+
+/* The job with this id, or NULL. */
+zp_sink_job_t *zp_jobs_find(const zp_jobs_t *self, const char *id);
+/* The job with this id, added (OPEN) when new; *is_new (may be NULL)
+ * says which. NULL when out of memory. Borrowed, valid until
+ * zp_jobs_fini. */
+zp_sink_job_t *zp_jobs_get(zp_jobs_t *self, const char *id, bool *is_new);
+/* Frees every job (reducers' accumulators included). */
+void zp_jobs_fini(zp_jobs_t *self);
+
+/* A result batch from worker (NULL = "") committed fresh records; its
+ * window and the most it held. Out of memory: the worker is not counted. */
+void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
+                        uint32_t window, uint32_t max_held);
+/* The job's spool as consumers see it. */
+zp_fetch_source_t zp_sink_job_source(const zp_sink_job_t *job);
+
+#endif

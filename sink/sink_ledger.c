@@ -1,0 +1,230 @@
+/* sink_ledger: dedup, the retry decision, completion and counters for one
+ * job (see sink_ledger.h). */
+#include "sink_ledger.h"
+#include "zp_cause.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+void zp_ledger_init(zp_ledger_t *self)
+{
+    memset(self, 0, sizeof *self);
+    self->state = ZP_JOB_OPEN;
+    self->max_attempts = 3;
+}
+
+void zp_ledger_fini(zp_ledger_t *self)
+{
+    zp_bitset_free(&self->has);
+    free(self->commit_ids);
+    free(self->retry_ids);
+    free(self->retry_attempts);
+    self->commit_ids = self->retry_ids = NULL;
+    self->retry_attempts = NULL;
+    self->n_commit = self->cap_commit = self->n_retry = self->cap_retry = 0;
+}
+
+void zp_ledger_set_max_attempts(zp_ledger_t *self, uint32_t max_attempts)
+{
+    if (max_attempts)
+        self->max_attempts = max_attempts;
+}
+
+/* The legal moves: OPEN -> CLOSED -> DONE. Refuses any other. */
+static int s_transition(zp_ledger_t *self, zp_job_state_t to)
+{
+    bool legal = (self->state == ZP_JOB_OPEN && to == ZP_JOB_CLOSED) ||
+                 (self->state == ZP_JOB_CLOSED && to == ZP_JOB_DONE);
+    if (!legal)
+        return -1;
+    self->state = to;
+    return 0;
+}
+
+/* Debug builds: the counters agree with each other. */
+static void s_check(const zp_ledger_t *self)
+{
+    assert(self->done == self->succeeded + self->failed);
+    assert(self->n_retry <= self->cap_retry);
+    (void)self;
+}
+
+static int s_push_u64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 1024;
+        uint64_t *a = realloc(*arr, c * sizeof *a);
+        if (!a)
+            return -1;
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = v;
+    return 0;
+}
+
+/* Lists task for another attempt; -1 when out of memory (not listed). */
+static int s_list_retry(zp_ledger_t *self, uint64_t task, uint32_t attempt)
+{
+    if (s_push_u64(&self->retry_ids, &self->n_retry, &self->cap_retry, task) <
+        0)
+        return -1;
+    uint32_t *a = realloc(self->retry_attempts, self->cap_retry * sizeof *a);
+    if (!a) {
+        self->n_retry--;
+        return -1;
+    }
+    self->retry_attempts = a;
+    a[self->n_retry - 1] = attempt ? attempt : 1;
+    self->retries++;
+    return 0;
+}
+
+/* Marks task done: 1 new, 0 it had a record, -1 out of memory. */
+static int s_mark(zp_ledger_t *self, uint64_t task)
+{
+    if (self->state == ZP_JOB_DONE)
+        return 0;
+    return zp_bitset_set(&self->has, task);
+}
+
+static bool s_out_of_range(const zp_ledger_t *self, uint64_t task)
+{
+    switch (self->state) {
+    case ZP_JOB_OPEN:
+        return task >= ZP_LEDGER_MAX_OPEN_TASK_ID;
+    case ZP_JOB_CLOSED:
+        return task >= self->total;
+    default:
+        return false; /* every id is a duplicate now */
+    }
+}
+
+zp_ledger_verdict_t zp_ledger_result(zp_ledger_t *self, uint64_t task, bool ok,
+                                     bool retryable, uint32_t attempt)
+{
+    if (s_out_of_range(self, task))
+        return ZP_LEDGER_OUT_OF_RANGE;
+    if (!ok && zp_retry_again(retryable, attempt, self->max_attempts) &&
+        self->state != ZP_JOB_DONE && !zp_ledger_has(self, task) &&
+        s_list_retry(self, task, attempt) == 0)
+        return ZP_LEDGER_RETRY;
+    int mark = s_mark(self, task);
+    if (mark < 0)
+        return ZP_LEDGER_NOMEM;
+    if (mark == 0) {
+        self->duplicates++;
+        return ZP_LEDGER_DUPLICATE;
+    }
+    self->done++;
+    if (ok)
+        self->succeeded++;
+    else
+        self->failed++;
+    s_check(self);
+    return ZP_LEDGER_COMMIT;
+}
+
+int zp_ledger_committed(zp_ledger_t *self, uint64_t task)
+{
+    return s_push_u64(&self->commit_ids, &self->n_commit, &self->cap_commit,
+                      task);
+}
+
+bool zp_ledger_has(const zp_ledger_t *self, uint64_t task)
+{
+    return self->state == ZP_JOB_DONE || zp_bitset_has(&self->has, task);
+}
+
+zp_ledger_close_t zp_ledger_close(zp_ledger_t *self, uint64_t total)
+{
+    if (self->state != ZP_JOB_OPEN)
+        return self->total == total ? ZP_LEDGER_CLOSED_SAME
+                                    : ZP_LEDGER_CLOSED_OTHER_TOTAL;
+    if (self->done > total)
+        return ZP_LEDGER_TOO_MANY;
+    self->total = total;
+    int rc = s_transition(self, ZP_JOB_CLOSED);
+    assert(rc == 0);
+    (void)rc;
+    s_check(self);
+    return ZP_LEDGER_CLOSED;
+}
+
+bool zp_ledger_complete(const zp_ledger_t *self)
+{
+    return self->state == ZP_JOB_CLOSED && self->done >= self->total;
+}
+
+int zp_ledger_finish(zp_ledger_t *self)
+{
+    if (!zp_ledger_complete(self) || s_transition(self, ZP_JOB_DONE) < 0)
+        return -1;
+    zp_bitset_free(&self->has);
+    return 0;
+}
+
+int zp_ledger_restore(zp_ledger_t *self, uint64_t task, bool ok)
+{
+    if (task >= ZP_LEDGER_MAX_OPEN_TASK_ID)
+        return 0;
+    int mark = s_mark(self, task);
+    if (mark != 1)
+        return mark;
+    self->done++;
+    if (ok)
+        self->succeeded++;
+    else
+        self->failed++;
+    return 1;
+}
+
+int zp_ledger_restore_close(zp_ledger_t *self, uint64_t total)
+{
+    if (self->state == ZP_JOB_DONE)
+        return -1;
+    self->total = total;
+    self->state = ZP_JOB_CLOSED; /* OPEN -> CLOSED, or a later close line */
+    return 0;
+}
+
+zp_ledger_pending_t zp_ledger_pending(const zp_ledger_t *self)
+{
+    return (zp_ledger_pending_t){
+        .commit_ids = self->commit_ids,
+        .n_commit = self->n_commit,
+        .retry_ids = self->retry_ids,
+        .retry_attempts = self->retry_attempts,
+        .n_retry = self->n_retry,
+    };
+}
+
+bool zp_ledger_has_pending(const zp_ledger_t *self)
+{
+    return self->n_commit || self->n_retry;
+}
+
+bool zp_ledger_flush_due(const zp_ledger_t *self)
+{
+    return self->n_commit >= ZP_LEDGER_FLUSH_IDS ||
+           self->n_retry >= ZP_LEDGER_FLUSH_IDS;
+}
+
+void zp_ledger_pending_clear(zp_ledger_t *self)
+{
+    self->n_commit = 0;
+    self->n_retry = 0;
+}
+
+const char *zp_job_state_name(zp_job_state_t state)
+{
+    switch (state) {
+    case ZP_JOB_CLOSED:
+        return "closed";
+    case ZP_JOB_DONE:
+        return "done";
+    default:
+        return "open";
+    }
+}

@@ -1,0 +1,122 @@
+/* sink_metrics: /metrics and the web view's state (see sink_metrics.h). */
+#include "sink_metrics.h"
+#include "zp_log.h"
+#include "zp_util.h"
+
+/* zpipe_tasks_completed_total: per job, then the older jobs summed. */
+static void s_completed(zp_metrics_t *m, const zp_jobs_t *jobs)
+{
+    uint64_t njobs = 0, old_ok = 0, old_failed = 0;
+    for (const zp_sink_job_t *j = jobs->head; j; j = j->link, njobs++)
+        if (njobs >= ZP_METRICS_MAX_SERIES) {
+            old_ok += j->ledger.succeeded;
+            old_failed += j->ledger.failed;
+        }
+    const char *name = "zpipe_tasks_completed_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "Task records written, by job and final status.");
+    size_t k = 0;
+    for (const zp_sink_job_t *j = jobs->head; j && k < ZP_METRICS_MAX_SERIES;
+         j = j->link, k++) {
+        zp_metrics_u64(
+            m, name,
+            (const char *const[]){"job_id", j->id, "status", "ok", NULL},
+            j->ledger.succeeded);
+        zp_metrics_u64(
+            m, name,
+            (const char *const[]){"job_id", j->id, "status", "failed", NULL},
+            j->ledger.failed);
+    }
+    if (njobs > ZP_METRICS_MAX_SERIES) {
+        zp_metrics_u64(
+            m, name,
+            (const char *const[]){"job_id", "(older)", "status", "ok", NULL},
+            old_ok);
+        zp_metrics_u64(m, name,
+                       (const char *const[]){"job_id", "(older)", "status",
+                                             "failed", NULL},
+                       old_failed);
+    }
+}
+
+/* zpipe_job_tasks (closed jobs) and zpipe_job_done_tasks. */
+static void s_job_gauges(zp_metrics_t *m, const zp_jobs_t *jobs)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        const char *name = pass ? "zpipe_job_done_tasks" : "zpipe_job_tasks";
+        zp_metrics_family(m, name, ZP_METRIC_GAUGE,
+                          pass ? "A job's tasks with a record written."
+                               : "A job's task count, once it is closed.");
+        size_t k = 0;
+        for (const zp_sink_job_t *j = jobs->head;
+             j && k < ZP_METRICS_MAX_SERIES; j = j->link, k++) {
+            if (!pass && j->ledger.state != ZP_JOB_CLOSED &&
+                j->ledger.state != ZP_JOB_DONE)
+                continue;
+            zp_metrics_u64(m, name,
+                           (const char *const[]){"job_id", j->id, NULL},
+                           pass ? j->ledger.done : j->ledger.total);
+        }
+    }
+}
+
+void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
+                            const zp_sink_counters_t *c, uint64_t now)
+{
+    zp_metrics_begin(m);
+    uint64_t njobs = 0, dups = 0, retries = 0;
+    for (const zp_sink_job_t *j = jobs->head; j; j = j->link, njobs++) {
+        dups += j->ledger.duplicates;
+        retries += j->ledger.retries;
+    }
+    s_completed(m, jobs);
+    zp_metrics_family(m, "zpipe_tasks_duplicates_total", ZP_METRIC_COUNTER,
+                      "Results dropped as duplicates of a committed task.");
+    zp_metrics_u64(m, "zpipe_tasks_duplicates_total", NULL, dups);
+    zp_metrics_family(m, "zpipe_tasks_retry_requests_total", ZP_METRIC_COUNTER,
+                      "Retryable failures sent back to the ventilator.");
+    zp_metrics_u64(m, "zpipe_tasks_retry_requests_total", NULL, retries);
+    zp_metrics_family(m, "zpipe_jobs", ZP_METRIC_GAUGE,
+                      "Jobs known to the sink since it started.");
+    zp_metrics_u64(m, "zpipe_jobs", NULL, njobs);
+    s_job_gauges(m, jobs);
+    zp_metrics_family(m, "zpipe_bad_messages_total", ZP_METRIC_COUNTER,
+                      "Malformed or unexpected messages dropped, by socket.");
+    zp_metrics_u64(m, "zpipe_bad_messages_total",
+                   (const char *const[]){"socket", "results", NULL},
+                   c->bad_results);
+    zp_metrics_u64(m, "zpipe_bad_messages_total",
+                   (const char *const[]){"socket", "control", NULL},
+                   c->bad_messages - c->bad_results);
+    zp_metrics_family(m, "zpipe_connections_dropped_total", ZP_METRIC_COUNTER,
+                      "Connections dropped: oversized messages, peers gone.");
+    zp_metrics_u64(m, "zpipe_connections_dropped_total", NULL, c->dropped);
+    zp_metrics_family(m, "zpipe_events_published_total", ZP_METRIC_COUNTER,
+                      "Events published on --events.");
+    zp_metrics_u64(m, "zpipe_events_published_total", NULL, c->events_sent);
+    if (zp_metrics_publish(m, now) < 0)
+        zp_warn("metrics: out of memory rendering; serving the last snapshot");
+}
+
+void zp_sink_web_render(zp_sink_web_t *web, const zp_jobs_t *jobs,
+                        uint64_t bad_messages, uint64_t now)
+{
+    zp_sink_web_begin(web, now, zp_now_us());
+    for (const zp_sink_job_t *j = jobs->head; j; j = j->link) {
+        zp_sink_web_job_t v = {
+            .id = j->id,
+            .state = zp_job_state_name(j->ledger.state),
+            .total = j->ledger.total,
+            .done = j->ledger.done,
+            .succeeded = j->ledger.succeeded,
+            .failed = j->ledger.failed,
+            .retries = j->ledger.retries,
+            .duplicates = j->ledger.duplicates,
+            .first_us = j->first_us,
+            .last_us = j->last_us,
+        };
+        zp_sink_web_job(web, &v);
+    }
+    if (zp_sink_web_publish(web, bad_messages) < 0)
+        zp_warn("web view: out of memory rendering; serving the last state");
+}

@@ -1,0 +1,30 @@
+/* sink_metrics: the sink's /metrics text and its web view's state,
+ * rendered from the job table about every ZP_METRICS_PERIOD_US. */
+#ifndef ZP_SINK_METRICS_H
+#define ZP_SINK_METRICS_H
+
+#include "sink_job.h"
+#include "sink_web.h"
+#include "zp_metrics.h"
+
+#include <stdint.h>
+
+/* The sink's own counters, beside its jobs'. */
+typedef struct {
+    uint64_t bad_messages; /* on either socket */
+    uint64_t bad_results;  /* of those, on the results socket */
+    uint64_t dropped;      /* connections dropped */
+    uint64_t events_sent;  /* events published */
+} zp_sink_counters_t;
+
+/* Renders and publishes the snapshot served at /metrics. Jobs are newest
+ * first; past the ZP_METRICS_MAX_SERIES newest, the completion counters
+ * of older jobs are summed under job_id="(older)" (so sums never go
+ * down) and their gauges are left out. */
+void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
+                            const zp_sink_counters_t *c, uint64_t now);
+/* Renders and publishes the web view's state (jobs newest first). */
+void zp_sink_web_render(zp_sink_web_t *web, const zp_jobs_t *jobs,
+                        uint64_t bad_messages, uint64_t now);
+
+#endif

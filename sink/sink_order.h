@@ -1,0 +1,51 @@
+/* sink_order: --ordered output for one job. Records that arrive ahead of
+ * the next task id to write are parked in a ring indexed by task id
+ * relative to that next id, and come out in task id order. */
+#ifndef ZP_SINK_ORDER_H
+#define ZP_SINK_ORDER_H
+
+#include "zp_util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Zero-initialise for a job whose next record is task 0;
+ * zp_order_fini releases what is parked. */
+typedef struct {
+    uint64_t next;   /* the next task id to write */
+    zp_buf_t **ring; /* parked records, slot id % ring_cap */
+    size_t ring_cap; /* 0 until something is parked; a power of 2 */
+} zp_order_t;
+
+/* A parked record, borrowed from the order until zp_order_advance. */
+typedef struct {
+    uint64_t task;
+    bool ok;
+    const char *rec; /* the record in the output's format */
+    size_t rec_len;
+    const char *json; /* its JSON for the spool when that differs, or NULL */
+    size_t json_len;
+} zp_order_rec_t;
+
+/* The next task id to write. */
+uint64_t zp_order_next(const zp_order_t *self);
+/* Sets the next task id (after a journal replay: the records written are
+ * a prefix of the ids). Only while nothing is parked. */
+void zp_order_restart(zp_order_t *self, uint64_t next);
+/* Parks task id's record (copied; json may be NULL). id must be above the
+ * next one and not parked yet. Returns 0, or -1 when out of memory (the
+ * order is unchanged) or id is not above the next one. */
+int zp_order_park(zp_order_t *self, uint64_t id, bool ok, const void *rec,
+                  size_t rec_len, const void *json, size_t json_len);
+/* True when the record for the next task id is parked; fills out. */
+bool zp_order_peek(const zp_order_t *self, zp_order_rec_t *out);
+/* The next task id's record was written (taken from the ring, or written
+ * directly when it arrived in order): frees its slot, moves on by one. */
+void zp_order_advance(zp_order_t *self);
+/* Records parked. */
+size_t zp_order_parked(const zp_order_t *self);
+/* Frees what is parked; the order is empty (next is kept). */
+void zp_order_fini(zp_order_t *self);
+
+#endif

@@ -1,0 +1,343 @@
+/* sink_results: the sink's result path. Carries out what sink_ledger
+ * decides for each result (write, park for order, fold, list for retry,
+ * drop), the durability barrier before commits are acknowledged, and the
+ * completion of a job. */
+#include "sink_records.h"
+#include "sink_shell.h"
+#include "zp_journal.h"
+#include "zp_log.h"
+#include "zp_net.h"
+
+#include <string.h>
+
+/* ---- task timelines (--trace) and events ---- */
+
+/* Is the record of job's task in the output yet? Only an ordered sink
+ * holds records back, until every lower id has one. */
+static bool s_trace_written(void *ctx, const void *job, uint64_t task)
+{
+    const zp_sink_t *s = ctx;
+    const zp_sink_job_t *j = job;
+    return !s->cfg->ordered || j->reduce.reducer ||
+           task < zp_order_next(&j->order);
+}
+
+/* One line for what became of result r. */
+static void s_trace(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
+                    const Zpipe__V1__Result *r, zp_trace_outcome_t outcome,
+                    uint64_t received_us)
+{
+    zp_trace_entry_t e = {
+        .job = j->id,
+        .worker = worker,
+        .task = r->task_id,
+        .attempt = r->attempt ? r->attempt : 1,
+        .ok = r->status == ZPIPE__V1__STATUS__STATUS_OK,
+        .outcome = outcome,
+        .bytes = r->output.len,
+        .queued_us = r->queued_us,
+        .dispatch_us = r->dispatch_us,
+        .start_us = r->start_us,
+        .elapsed_us = r->elapsed_us,
+        .received_us = received_us,
+    };
+    if (zp_trace_log_add(s->trace, &e, j) < 0 &&
+        zp_trace_log_lost(s->trace) == 1)
+        zp_warn("trace %s: out of memory; some lines are lost", s->cfg->trace);
+}
+
+/* Publishes what happened to r, a failed attempt of a task of j. */
+static void s_event_task(zp_sink_t *s, const zp_sink_job_t *j,
+                         const char *worker, const Zpipe__V1__Result *r,
+                         Zpipe__V1__EventKind kind)
+{
+    if (!s->events)
+        return;
+    Zpipe__V1__Event ev = ZPIPE__V1__EVENT__INIT;
+    ev.kind = kind;
+    ev.job_id = j->id;
+    ev.worker_id = (char *)worker;
+    ev.task_id = r->task_id;
+    ev.attempt = r->attempt ? r->attempt : 1;
+    ev.cause = r->cause;
+    ev.detail = r->error;
+    zp_events_emit(s->events, &ev);
+}
+
+/* ---- commit: the durability barrier, then the acknowledgements ---- */
+
+/* Makes what was written durable: spools, output and journal. Only then
+ * may commits be acknowledged and records be fetched. */
+static bool s_durable(zp_sink_t *s)
+{
+    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+        if (zp_store_spool_sync(s->store, &j->spool, j->id) < 0)
+            return false;
+    if (zp_store_sync(s->store) < 0)
+        return false;
+    if (s->trace)
+        zp_trace_log_commit(s->trace, zp_now_us(), s_trace_written, s);
+    /* Consumers see a record once the journal has it too: a restarted
+     * sink keeps exactly the spool records its journal has. */
+    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+        if (zp_spool_publish(&j->spool))
+            zp_sink_serve_fetchers(s, j);
+    return true;
+}
+
+void zp_sink_commit_all(zp_sink_t *s)
+{
+    if (!s_durable(s))
+        return;
+    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+        zp_sink_flush_commits(s, j);
+}
+
+/* ---- writing records ---- */
+
+/* Writes task's record (json: its spool line when it differs) and lists
+ * it for the opener. */
+static void s_emit(zp_sink_t *s, zp_sink_job_t *j, uint64_t task, bool ok,
+                   const char *data, size_t len, const char *json,
+                   size_t json_len)
+{
+    zp_store_emit(s->store, &j->spool, j->id, task, ok, data, len, json,
+                  json_len);
+    zp_ledger_committed(&j->ledger, task);
+}
+
+/* Writes the parked records that are next in task order. */
+static void s_drain_ordered(zp_sink_t *s, zp_sink_job_t *j)
+{
+    zp_order_rec_t p;
+    while (zp_order_peek(&j->order, &p)) {
+        s_emit(s, j, p.task, p.ok, p.rec, p.rec_len, p.json, p.json_len);
+        zp_order_advance(&j->order);
+    }
+}
+
+/* Formats the task's record and writes it, or parks it (--ordered). */
+static void s_write_record(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
+                           const Zpipe__V1__Result *r, bool ok)
+{
+    if (s->lines)
+        zp_records_line(&s->rec, r->output.data, r->output.len);
+    else
+        zp_records_json(&s->rec, j->id, worker, r);
+    /* The spool is always JSON Lines: a second rendering for lines. */
+    const zp_buf_t *json = NULL;
+    if (s->cfg->spool && s->lines) {
+        zp_records_json(&s->spool_rec, j->id, worker, r);
+        json = &s->spool_rec;
+    }
+    const char *jd = json ? json->data : NULL;
+    size_t jl = json ? json->len : 0;
+    if (!s->cfg->ordered)
+        s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len, jd, jl);
+    else if (r->task_id == zp_order_next(&j->order)) {
+        s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len, jd, jl);
+        zp_order_advance(&j->order);
+        s_drain_ordered(s, j);
+    } else if (zp_order_park(&j->order, r->task_id, ok, s->rec.data, s->rec.len,
+                             jd, jl) < 0)
+        zp_error("out of memory holding job %s task %llu for ordering", j->id,
+                 (unsigned long long)r->task_id);
+}
+
+/* The job is complete: its one reduced record. */
+static void s_reduce_final(zp_sink_t *s, zp_sink_job_t *j)
+{
+    const zp_buf_t *v;
+    bool ok =
+        zp_reduce_final(s->reduce, &j->reduce, j->id, j->ledger.total, &v);
+    zp_records_reduced_t rr = {
+        .job = j->id,
+        .plugin = j->reduce.reducer->desc.name,
+        .ok = ok,
+        .tasks = j->ledger.total,
+        .succeeded = j->ledger.succeeded,
+        .failed = j->ledger.failed,
+        .error = j->reduce.error,
+        .data = v->data,
+        .len = v->len,
+    };
+    if (s->lines)
+        zp_records_line(&s->rec, v->data, v->len);
+    else
+        zp_records_reduced_json(&s->rec, &rr);
+    bool spool_json = s->cfg->spool && s->lines;
+    if (spool_json)
+        zp_records_reduced_json(&s->spool_rec, &rr);
+    zp_store_emit_final(s->store, &j->spool, j->id, s->rec.data, s->rec.len,
+                        spool_json ? s->spool_rec.data : NULL,
+                        spool_json ? s->spool_rec.len : 0);
+    zp_info("job %s reduced by %s: %zu bytes%s%s", j->id, rr.plugin, v->len,
+            ok ? "" : "; failed: ",
+            ok ? "" : (j->reduce.error ? j->reduce.error : "?"));
+}
+
+/* A closed job with every record: durable, acknowledged, DONE, told. */
+void zp_sink_check_done(zp_sink_t *s, zp_sink_job_t *j)
+{
+    if (!zp_ledger_complete(&j->ledger))
+        return;
+    if (s->cfg->ordered)
+        s_drain_ordered(s, j);
+    if (!s_durable(s))
+        return;
+    zp_sink_flush_commits(s, j);
+    if (j->reduce.reducer)
+        s_reduce_final(s, j);
+    zp_ledger_finish(&j->ledger);
+    const zp_ledger_t *l = &j->ledger;
+    zp_info("job %s done: %llu tasks, %llu succeeded, %llu failed, "
+            "%llu duplicates dropped, %llu bad messages",
+            j->id, (unsigned long long)l->total,
+            (unsigned long long)l->succeeded, (unsigned long long)l->failed,
+            (unsigned long long)l->duplicates,
+            (unsigned long long)s->n.bad_messages);
+    if (s->events) {
+        Zpipe__V1__Event ev = ZPIPE__V1__EVENT__INIT;
+        ev.kind = ZPIPE__V1__EVENT_KIND__EVENT_JOB_DONE;
+        ev.job_id = j->id;
+        ev.count = l->total;
+        ev.succeeded = l->succeeded;
+        ev.failed = l->failed;
+        ev.detail = j->reduce.error; /* a reduced job whose reduction failed */
+        zp_events_emit(s->events, &ev);
+    }
+    for (size_t i = 0; i < j->waiters.n; i++)
+        zp_sink_send_status(s, j, j->id, j->waiters.peer[i].rid,
+                            j->waiters.peer[i].rid_len);
+    j->waiters.n = 0;
+    zp_sink_serve_fetchers(s, j);
+}
+
+/* ---- results ---- */
+
+void zp_sink_bad(zp_sink_t *s, const char *socket, const char *why, size_t len)
+{
+    s->n.bad_messages++;
+    if (socket == s->cfg->results)
+        s->n.bad_results++;
+    if (zp_log_sampled(s->n.bad_messages))
+        zp_warn("dropped %s on %s (%zu bytes); %llu bad messages so far", why,
+                socket, len, (unsigned long long)s->n.bad_messages);
+}
+
+/* One result of a batch of len bytes from worker, received at now;
+ * returns true when it is the task's record. */
+static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
+                        const Zpipe__V1__Result *r, uint64_t now, size_t len)
+{
+    bool ok = r->status == ZPIPE__V1__STATUS__STATUS_OK;
+    switch (zp_ledger_result(&j->ledger, r->task_id, ok, r->retryable,
+                             r->attempt)) {
+    case ZP_LEDGER_OUT_OF_RANGE:
+        zp_sink_bad(s, s->cfg->results, "a result with a task id out of range",
+                    len);
+        return false;
+    case ZP_LEDGER_RETRY: /* not final yet: the opener sends it again */
+        s_event_task(s, j, worker, r,
+                     ZPIPE__V1__EVENT_KIND__EVENT_TASK_RETRIED);
+        if (s->trace)
+            s_trace(s, j, worker, r, ZP_TRACE_RETRY, now);
+        return false;
+    case ZP_LEDGER_NOMEM:
+        zp_error("out of memory marking job %s task %llu", j->id,
+                 (unsigned long long)r->task_id);
+        return false;
+    case ZP_LEDGER_DUPLICATE:
+        if (s->trace)
+            s_trace(s, j, worker, r, ZP_TRACE_DUPLICATE, now);
+        return false;
+    case ZP_LEDGER_COMMIT:
+        break;
+    }
+    if (s->trace)
+        s_trace(s, j, worker, r, ZP_TRACE_COMMITTED, now);
+    if (!ok) {
+        s_event_task(s, j, worker, r,
+                     r->quarantined
+                         ? ZPIPE__V1__EVENT_KIND__EVENT_TASK_QUARANTINED
+                         : ZPIPE__V1__EVENT_KIND__EVENT_TASK_FAILED);
+        if (s->web)
+            zp_sink_web_failure(
+                s->web, j->id, r->task_id, worker, r->attempt ? r->attempt : 1,
+                r->cause && *r->cause ? r->cause : "plugin_error",
+                r->error ? r->error : "", now);
+    }
+    if (ok && j->reduce.reducer) {
+        /* Folded, not written; committed like any record. */
+        zp_reduce_fold(&j->reduce, r->output.data, r->output.len, r->task_id);
+        zp_ledger_committed(&j->ledger, r->task_id);
+        return true;
+    }
+    s_write_record(s, j, worker, r, ok);
+    return true;
+}
+
+/* The batch in frame: zero-copy for what workers send, anything else is
+ * decoded. NULL (counted as bad) when it is not a result batch. */
+static Zpipe__V1__ResultBatch *s_batch(zp_sink_t *s, zmq_msg_t *frame)
+{
+    size_t len = zmq_msg_size(frame);
+    if (zp_view_result_batch(&s->view, zmq_msg_data(frame), len,
+                             s->cfg->max_frame) >= 0)
+        return &s->view.batch;
+    zp_arena_reset(s->arena);
+    zp_message_t *m =
+        zp_decode(s->arena, zmq_msg_data(frame), len, s->cfg->max_frame);
+    if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH) {
+        zp_sink_bad(s, s->cfg->results,
+                    m ? "a non-result message" : "a malformed frame", len);
+        return NULL;
+    }
+    return m->result_batch;
+}
+
+/* Republishes the batch on --publish, its job id as topic. */
+static void s_publish(zp_sink_t *s, const char *job, zmq_msg_t *frame)
+{
+    zmq_msg_t copy;
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, frame);
+    if (zmq_send(s->pub, job, strlen(job), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        zmq_msg_send(&copy, s->pub, ZMQ_DONTWAIT);
+    zmq_msg_close(&copy);
+}
+
+void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
+{
+    size_t len = zmq_msg_size(frame);
+    Zpipe__V1__ResultBatch *b = s_batch(s, frame);
+    if (!b)
+        return;
+    if (!zp_job_id_valid(b->job_id)) {
+        zp_sink_bad(s, s->cfg->results, "a result batch without a valid job id",
+                    len);
+        return;
+    }
+    zp_sink_job_t *j = zp_jobs_get(&s->jobs, b->job_id, NULL);
+    if (!j) {
+        zp_error("out of memory tracking job %s", b->job_id);
+        return;
+    }
+    uint64_t now = zp_now_us();
+    if (!j->first_us)
+        j->first_us = now;
+    j->last_us = now;
+    size_t fresh = 0;
+    const char *worker = b->worker_id ? b->worker_id : "";
+    for (size_t i = 0; i < b->n_results; i++)
+        fresh += s_on_result(s, j, worker, b->results[i], now, len);
+    zp_sink_job_worker(j, worker, fresh, b->window, b->max_held);
+    /* The ventilator's own give-up records are not a worker's work. */
+    if (s->web && strcmp(worker, "ventilator") != 0)
+        zp_sink_web_batch(s->web, worker, fresh, now);
+    if (zp_ledger_flush_due(&j->ledger))
+        zp_sink_commit_all(s);
+    if (s->pub)
+        s_publish(s, b->job_id, frame);
+    zp_sink_check_done(s, j);
+}

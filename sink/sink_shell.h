@@ -1,0 +1,73 @@
+/* sink_shell: the sink daemon's shell, private to sink/: its state and
+ * the handlers its loop calls. sink.c sets up, runs the loop of phases
+ * and tears down; sink_results.c carries out what the state modules
+ * decide for result batches (write, commit, complete a job);
+ * sink_requests.c answers the control socket. Only these touch sockets. */
+#ifndef ZP_SINK_SHELL_H
+#define ZP_SINK_SHELL_H
+
+#include "sink.h"
+#include "sink_job.h"
+#include "sink_metrics.h"
+#include "sink_reduce.h"
+#include "sink_store.h"
+#include "sink_web.h"
+#include "zp_codec.h"
+#include "zp_events.h"
+#include "zp_metrics.h"
+#include "zp_trace.h"
+#include "zp_util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+typedef struct {
+    const zp_sink_config_t *cfg;
+    void *ctx, *results, *control, *pub;
+    zp_curve_t *curve;
+    void *mon_results, *mon_control; /* dropped connections */
+    bool lines;
+    zp_jobs_t jobs;
+    zp_store_t *store;
+    zp_reduce_t *reduce; /* NULL unless --reduce */
+    zp_arena_t *arena;
+    zp_result_view_t view; /* results decoded without copies */
+    zp_buf_t rec, scratch;
+    zp_buf_t spool_rec, chunk; /* a JSON record for the spool; a reply */
+    zp_sink_counters_t n;      /* bad messages, dropped connections */
+    zp_metrics_t *metrics;     /* NULL unless --metrics */
+    zp_events_t *events;       /* NULL unless --events */
+    zp_sink_web_t *web;        /* the web view, on the metrics server */
+    char *instance;            /* changes on every start */
+    zp_trace_log_t *trace;     /* --trace, else NULL */
+} zp_sink_t;
+
+/* sink_results.c */
+
+/* A message on the results socket (or a ResultBatch on control: the
+ * ventilator's failure records for tasks it gave up on). */
+void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame);
+/* The barrier, then every job's opener is told what is committed. */
+void zp_sink_commit_all(zp_sink_t *s);
+/* When job j is closed and has every record: completes it. */
+void zp_sink_check_done(zp_sink_t *s, zp_sink_job_t *j);
+/* Counts a bad message on socket (cfg->results or cfg->control; its
+ * name), logged sampled. */
+void zp_sink_bad(zp_sink_t *s, const char *socket, const char *why, size_t len);
+
+/* sink_requests.c */
+
+/* A message from peer rid on the control socket. */
+void zp_sink_on_control(zp_sink_t *s, const char *rid, size_t rid_len,
+                        zmq_msg_t *frame);
+/* Sends job j's status (NULL: unknown job job_id) to rid. */
+void zp_sink_send_status(zp_sink_t *s, const zp_sink_job_t *j,
+                         const char *job_id, const char *rid, size_t rid_len);
+/* Answers j's parked ResultsRequests that now have records, or an end. */
+void zp_sink_serve_fetchers(zp_sink_t *s, zp_sink_job_t *j);
+/* Tells j's opener what was committed and what to retry. */
+void zp_sink_flush_commits(zp_sink_t *s, zp_sink_job_t *j);
+
+#endif

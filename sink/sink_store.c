@@ -1,0 +1,308 @@
+/* sink_store: the output file, the journal, the spools and the durability
+ * barrier (see sink_store.h). */
+#define _GNU_SOURCE
+#include "sink_store.h"
+#include "zp_journal.h"
+#include "zp_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct zp_store {
+    zp_store_config_t cfg;
+    FILE *out;
+    uint64_t out_offset; /* bytes in the output file */
+    zp_journal_t *journal;
+    bool failed;
+    /* Journal replay: */
+    const zp_store_replay_t *replay;
+    void *replay_ctx;
+    uint64_t resumed;
+};
+
+/* Logs the first failure only: the sink stops on it. */
+#define S_FAIL(self, ...)                                                      \
+    do {                                                                       \
+        if (!(self)->failed)                                                   \
+            zp_error(__VA_ARGS__);                                             \
+        (self)->failed = true;                                                 \
+    } while (0)
+
+static void s_replay_open(void *ctx, const char *job, uint32_t max_attempts)
+{
+    zp_store_t *self = ctx;
+    self->replay->on_open(self->replay_ctx, job, max_attempts);
+}
+
+static void s_replay_close(void *ctx, const char *job, uint64_t total)
+{
+    zp_store_t *self = ctx;
+    self->replay->on_close(self->replay_ctx, job, total);
+}
+
+static void s_replay_record(void *ctx, const char *job, uint64_t task, bool ok,
+                            uint64_t offset)
+{
+    zp_store_t *self = ctx;
+    if (!self->replay->on_record(self->replay_ctx, job, task, ok))
+        return;
+    if (offset > self->out_offset)
+        self->out_offset = offset;
+    self->resumed++;
+}
+
+/* With a journal: replays it and opens the output cut back to the end of
+ * the last record it has. */
+static int s_open_journaled(zp_store_t *self)
+{
+    const zp_store_config_t *cfg = &self->cfg;
+    if (strcmp(cfg->output, "-") == 0) {
+        zp_error("--journal needs --output FILE: stdout cannot be rewound "
+                 "after a crash");
+        return -1;
+    }
+    zp_journal_visitor_t v = {s_replay_open, s_replay_close, s_replay_record};
+    char err[512];
+    self->journal = zp_journal_open(cfg->journal, &v, self, err, sizeof err);
+    if (!self->journal) {
+        zp_error("journal: %s", err);
+        return -1;
+    }
+    int fd = open(cfg->output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 || ftruncate(fd, (off_t)self->out_offset) != 0) {
+        zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    self->out = fdopen(fd, "a");
+    if (!self->out) {
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
+zp_store_t *zp_store_new(const zp_store_config_t *cfg,
+                         const zp_store_replay_t *replay, void *ctx)
+{
+    if (cfg->spool && access(cfg->spool, W_OK | X_OK) != 0) {
+        zp_error("spool directory %s: %s", cfg->spool, strerror(errno));
+        return NULL;
+    }
+    zp_store_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = *cfg;
+    self->replay = replay;
+    self->replay_ctx = ctx;
+    if (cfg->journal) {
+        if (s_open_journaled(self) < 0) {
+            zp_store_destroy(&self);
+            return NULL;
+        }
+    } else {
+        self->out =
+            strcmp(cfg->output, "-") == 0 ? stdout : fopen(cfg->output, "w");
+        if (!self->out) {
+            zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
+            zp_store_destroy(&self);
+            return NULL;
+        }
+    }
+    setvbuf(self->out, NULL, _IOFBF, 1 << 20);
+    return self;
+}
+
+void zp_store_destroy(zp_store_t **self_p)
+{
+    zp_store_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->out && self->out != stdout)
+        fclose(self->out);
+    zp_journal_destroy(&self->journal);
+    free(self);
+    *self_p = NULL;
+}
+
+uint64_t zp_store_resumed(const zp_store_t *self)
+{
+    return self->resumed;
+}
+
+uint64_t zp_store_offset(const zp_store_t *self)
+{
+    return self->out_offset;
+}
+
+bool zp_store_journaled(const zp_store_t *self)
+{
+    return self->journal != NULL;
+}
+
+bool zp_store_failed(const zp_store_t *self)
+{
+    return self->failed;
+}
+
+void zp_store_job_opened(zp_store_t *self, const char *job,
+                         uint32_t max_attempts)
+{
+    if (self->journal)
+        zp_journal_open_job(self->journal, job, max_attempts);
+}
+
+void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total)
+{
+    if (self->journal)
+        zp_journal_close_job(self->journal, job, total);
+}
+
+static void s_write(zp_store_t *self, const void *data, size_t len)
+{
+    if (len && fwrite(data, 1, len, self->out) != len)
+        S_FAIL(self, "writing %s: %s", self->cfg.output, strerror(errno));
+}
+
+/* The job's spool file: DIR/JOB.jsonl, created (w+) or, after a restart,
+ * as restored by zp_store_spool_restore. */
+static FILE *s_spool_file(zp_store_t *self, zp_spool_t *spool, const char *job)
+{
+    if (spool->file)
+        return spool->file;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.jsonl", self->cfg.spool, job);
+    spool->file = fopen(path, "w+");
+    if (!spool->file)
+        S_FAIL(self, "spool %s: %s", path, strerror(errno));
+    return spool->file;
+}
+
+/* Appends one record to the job's spool, in the journal's order (records
+ * are spooled when they are emitted). */
+static void s_spool_write(zp_store_t *self, zp_spool_t *spool, const char *job,
+                          const void *json, size_t len)
+{
+    FILE *f = s_spool_file(self, spool, job);
+    if (!f)
+        return;
+    if (fwrite(json, 1, len, f) != len) {
+        S_FAIL(self, "spool for job %s: %s", job, strerror(errno));
+        return;
+    }
+    spool->len += len;
+}
+
+void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
+                   uint64_t task, bool ok, const void *data, size_t len,
+                   const void *json, size_t json_len)
+{
+    s_write(self, data, len);
+    if (self->cfg.spool)
+        s_spool_write(self, spool, job, json ? json : data,
+                      json ? json_len : len);
+    self->out_offset += len;
+    if (self->journal &&
+        zp_journal_record(self->journal, job, task, ok, self->out_offset) < 0)
+        zp_error("journal: out of memory");
+}
+
+void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
+                         const void *data, size_t len, const void *json,
+                         size_t json_len)
+{
+    s_write(self, data, len);
+    if (self->cfg.spool)
+        s_spool_write(self, spool, job, json ? json : data,
+                      json ? json_len : len);
+    self->out_offset += len;
+    fflush(self->out);
+}
+
+int zp_store_spool_sync(zp_store_t *self, zp_spool_t *spool, const char *job)
+{
+    if (!spool->file || spool->flushed == spool->len)
+        return 0;
+    if (fflush(spool->file) != 0 ||
+        (self->journal && fdatasync(fileno(spool->file)) != 0)) {
+        S_FAIL(self, "spool for job %s: %s", job, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int zp_store_sync(zp_store_t *self)
+{
+    if (fflush(self->out) != 0 ||
+        (self->journal && (fdatasync(fileno(self->out)) != 0 ||
+                           zp_journal_sync(self->journal) != 0))) {
+        S_FAIL(self, "writing %s%s: %s", self->cfg.output,
+               self->journal ? " or its journal" : "", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+bool zp_spool_publish(zp_spool_t *spool)
+{
+    if (!spool->file || spool->flushed == spool->len)
+        return false;
+    spool->flushed = spool->len;
+    return true;
+}
+
+void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
+                            const char *job, uint64_t records)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.jsonl", self->cfg.spool, job);
+    FILE *f = fopen(path, "r+");
+    if (!f) {
+        if (records)
+            zp_warn("spool %s: %s; the job's %llu earlier records cannot be "
+                    "fetched",
+                    path, strerror(errno), (unsigned long long)records);
+        return;
+    }
+    uint64_t lines = 0, off = 0;
+    int c;
+    while (lines < records && (c = getc(f)) != EOF) {
+        off++;
+        if (c == '\n')
+            lines++;
+    }
+    if (lines < records)
+        zp_warn("spool %s has %llu of the job's %llu journaled records", path,
+                (unsigned long long)lines, (unsigned long long)records);
+    if (fflush(f) != 0 || ftruncate(fileno(f), (off_t)off) != 0 ||
+        fseeko(f, (off_t)off, SEEK_SET) != 0) {
+        zp_error("spool %s: %s", path, strerror(errno));
+        fclose(f);
+        return;
+    }
+    spool->file = f;
+    spool->len = spool->flushed = off;
+}
+
+int zp_spool_fd(const zp_spool_t *spool)
+{
+    return spool->file ? fileno(spool->file) : -1;
+}
+
+void zp_spool_fini(zp_spool_t *spool)
+{
+    if (spool->file)
+        fclose(spool->file);
+    spool->file = NULL;
+}
+
+int zp_store_finish(zp_store_t *self)
+{
+    if (fflush(self->out) != 0)
+        self->failed = true;
+    return self->failed ? -1 : 0;
+}

@@ -1,0 +1,95 @@
+/* sink_store: what the sink keeps on disk. The output file, the journal
+ * (--journal: the commit log a restarted sink resumes from, cutting the
+ * output back to what it says was committed), each job's spool (--spool
+ * DIR: DIR/JOB.jsonl, the records consumers fetch by cursor), and the
+ * durability barrier: nothing is acknowledged before it is synced. */
+#ifndef ZP_SINK_STORE_H
+#define ZP_SINK_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    const char *output;  /* path, "-" = stdout */
+    const char *journal; /* commit log; NULL = none (needs output != "-") */
+    const char *spool;   /* directory of spools; NULL = none */
+} zp_store_config_t;
+
+/* A job's spool; zero-initialise, zp_spool_fini closes it. Consumers may
+ * read the first `flushed` bytes: whole records the journal has too. */
+typedef struct {
+    FILE *file;       /* NULL until the job's first record */
+    uint64_t len;     /* bytes written */
+    uint64_t flushed; /* bytes durable and visible to consumers */
+} zp_spool_t;
+
+/* Journal replay, one call per event as the journal has it. on_record
+ * returns true when it took the record (a new task of its job); the
+ * output is cut back to the end of the last record taken. */
+typedef struct {
+    void (*on_open)(void *ctx, const char *job, uint32_t max_attempts);
+    void (*on_close)(void *ctx, const char *job, uint64_t total);
+    bool (*on_record)(void *ctx, const char *job, uint64_t task, bool ok);
+} zp_store_replay_t;
+
+typedef struct zp_store zp_store_t;
+
+/* Checks the spool directory and opens the output: truncated, or with a
+ * journal, replayed through replay(ctx) and cut back to what the journal
+ * says was committed, then appended to. cfg's strings are borrowed for
+ * the store's life. Logs why and returns NULL on failure. Caller owns
+ * the result. */
+zp_store_t *zp_store_new(const zp_store_config_t *cfg,
+                         const zp_store_replay_t *replay, void *ctx);
+/* Closes the output and the journal; nulls the caller's pointer. */
+void zp_store_destroy(zp_store_t **self_p);
+
+/* Records taken from the journal, and the output's length after the cut
+ * (0 and 0 without a journal). */
+uint64_t zp_store_resumed(const zp_store_t *self);
+uint64_t zp_store_offset(const zp_store_t *self);
+bool zp_store_journaled(const zp_store_t *self);
+/* A write or sync has failed (logged once): the sink must stop. */
+bool zp_store_failed(const zp_store_t *self);
+
+/* Journal events (buffered; no-ops without a journal). */
+void zp_store_job_opened(zp_store_t *self, const char *job,
+                         uint32_t max_attempts);
+void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total);
+
+/* Writes task's record: data to the output, json (NULL: data is JSON
+ * already) to the job's spool, and the record to the journal. */
+void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
+                   uint64_t task, bool ok, const void *data, size_t len,
+                   const void *json, size_t json_len);
+/* Writes a record that is no task's (a reduced job's), not journaled,
+ * and flushes the output. */
+void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
+                         const void *data, size_t len, const void *json,
+                         size_t json_len);
+
+/* The barrier, in three steps: each spool with new records, then the
+ * output and the journal, are made durable (flushed; with a journal,
+ * synced). Return 0, or -1 after logging (the store has failed). Once all
+ * have succeeded, zp_spool_publish makes each spool's records visible. */
+int zp_store_spool_sync(zp_store_t *self, zp_spool_t *spool, const char *job);
+int zp_store_sync(zp_store_t *self);
+/* Returns true when the spool had records not yet visible (now they are). */
+bool zp_spool_publish(zp_spool_t *spool);
+
+/* After a journal replay: keeps the first `records` records of the job's
+ * spool (the journal's, in its order) and cuts what follows. */
+void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
+                            const char *job, uint64_t records);
+/* The spool's file descriptor for reads, or -1 when it has none. */
+int zp_spool_fd(const zp_spool_t *spool);
+/* Closes the spool's file. */
+void zp_spool_fini(zp_spool_t *spool);
+
+/* At a stop: flushes the output; returns 0, or -1 if that or an earlier
+ * write failed. */
+int zp_store_finish(zp_store_t *self);
+
+#endif

@@ -1,0 +1,184 @@
+/* Tests for sink_fetch: what a ResultsRequest gets, the whole records a
+ * reply carries, parked requests and status waiters. */
+#include "failalloc.h"
+#include "sink_fetch.h"
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A spool of three records: 8 + 9 + 10 bytes. */
+static const char s_recs[] = "{\"t\":0}\n{\"t\":11}\n{\"t\":222}\n";
+
+static int s_spool(void)
+{
+    char path[] = "/tmp/test_sink_fetch.XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0 || write(fd, s_recs, strlen(s_recs)) != (ssize_t)strlen(s_recs))
+        abort();
+    unlink(path);
+    return fd;
+}
+
+static Zpipe__V1__ResultsRequest s_req(uint64_t cursor, bool wait)
+{
+    Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
+    rq.job_id = "j";
+    rq.cursor = cursor;
+    rq.wait = wait;
+    return rq;
+}
+
+static void test_cursor_must_be_at_a_visible_boundary(void)
+{
+    int fd = s_spool();
+    zp_fetch_t f = {0};
+    zp_fetch_source_t src = {.fd = fd, .flushed = 17};
+    const char *why = NULL;
+    Zpipe__V1__ResultsRequest rq = s_req(0, false);
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_ANSWER);
+    rq.cursor = 8;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_ANSWER);
+    rq.cursor = 9; /* inside a record */
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why),
+                ZP_FETCH_REFUSED);
+    TEST_EQ_STR(why, "cursor is not at a record boundary");
+    rq.cursor = 27; /* a boundary, but not durable yet */
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why),
+                ZP_FETCH_REFUSED);
+    TEST_EQ_INT(f.n, 0);
+    close(fd);
+}
+
+static void test_chunks_hold_whole_records(void)
+{
+    int fd = s_spool();
+    zp_buf_t b = {0};
+    zp_fetch_source_t src = {.fd = fd, .flushed = 27};
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 0, 0, &c);
+    TEST_EQ_INT(c.cursor, 0);
+    TEST_EQ_INT(c.next_cursor, 27);
+    TEST_CHECK(c.records.len == 27 && memcmp(c.records.data, s_recs, 27) == 0);
+    TEST_CHECK(!c.done);
+    /* max 10 from 0: the first record, and no part of the second. */
+    zp_fetch_chunk(&b, &src, 0, 10, &c);
+    TEST_EQ_INT(c.next_cursor, 8);
+    TEST_EQ_INT(c.records.len, 8);
+    /* max 1: still whole records (what the next read brought). */
+    zp_fetch_chunk(&b, &src, 8, 1, &c);
+    TEST_EQ_INT(c.next_cursor, 27);
+    /* Only what is durable; done once the job is and all is read. */
+    src.flushed = 17;
+    zp_fetch_chunk(&b, &src, 8, 0, &c);
+    TEST_EQ_INT(c.next_cursor, 17);
+    src.done = true;
+    TEST_CHECK(c.done == false);
+    zp_fetch_chunk(&b, &src, 8, 0, &c);
+    TEST_CHECK(c.done);
+    zp_fetch_chunk(&b, &src, 17, 0, &c);
+    TEST_EQ_INT(c.records.len, 0);
+    TEST_CHECK(c.done);
+    /* No spool file yet: an empty answer. */
+    zp_fetch_source_t none = {.fd = -1};
+    zp_fetch_chunk(&b, &none, 0, 0, &c);
+    TEST_EQ_INT(c.records.len, 0);
+    TEST_EQ_INT(c.next_cursor, 0);
+    zp_buf_free(&b);
+    close(fd);
+}
+
+static void test_waiting_requests_park_until_records(void)
+{
+    int fd = s_spool();
+    zp_fetch_t f = {0};
+    zp_fetch_source_t src = {.fd = fd, .flushed = 8};
+    const char *why;
+    Zpipe__V1__ResultsRequest rq = s_req(8, true);
+    rq.max_bytes = 100;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "peer-a", 6, &why),
+                ZP_FETCH_PARKED);
+    rq.cursor = 0; /* records there already: answered now */
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "peer-b", 6, &why),
+                ZP_FETCH_ANSWER);
+    zp_fetch_req_t ready[ZP_FETCH_MAX_WAITERS];
+    TEST_EQ_INT(zp_fetch_take_ready(&f, &src, ready), 0);
+    TEST_EQ_INT(f.n, 1);
+    src.flushed = 17;
+    TEST_EQ_INT(zp_fetch_take_ready(&f, &src, ready), 1);
+    TEST_EQ_INT(f.n, 0);
+    TEST_EQ_INT(ready[0].cursor, 8);
+    TEST_EQ_INT(ready[0].max_bytes, 100);
+    TEST_CHECK(ready[0].peer.rid_len == 6 &&
+               memcmp(ready[0].peer.rid, "peer-a", 6) == 0);
+    /* A done job answers at once, and releases what is parked. */
+    rq.cursor = 17;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "peer-c", 6, &why),
+                ZP_FETCH_PARKED);
+    src.done = true;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "peer-d", 6, &why),
+                ZP_FETCH_ANSWER);
+    TEST_EQ_INT(zp_fetch_take_ready(&f, &src, ready), 1);
+    /* Full: answered now rather than parked. */
+    src.done = false;
+    for (int i = 0; i < ZP_FETCH_MAX_WAITERS; i++)
+        TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why),
+                    ZP_FETCH_PARKED);
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_ANSWER);
+    close(fd);
+}
+
+static void test_waiters_once_each_oldest_dropped(void)
+{
+    zp_waiters_t w = {0};
+    TEST_EQ_INT(zp_waiters_add(&w, "a", 1), 0);
+    TEST_EQ_INT(zp_waiters_add(&w, "a", 1), 0);
+    TEST_EQ_INT(w.n, 1);
+    for (int i = 1; i < ZP_FETCH_MAX_WAITERS; i++) {
+        char rid[8];
+        int n = snprintf(rid, sizeof rid, "p%d", i);
+        TEST_EQ_INT(zp_waiters_add(&w, rid, (size_t)n), 0);
+    }
+    TEST_EQ_INT(w.n, ZP_FETCH_MAX_WAITERS);
+    TEST_EQ_INT(zp_waiters_add(&w, "a", 1), 0); /* there already */
+    TEST_EQ_INT(zp_waiters_add(&w, "new", 3), 1);
+    TEST_EQ_INT(w.n, ZP_FETCH_MAX_WAITERS);
+    TEST_CHECK(memcmp(w.peer[0].rid, "p1", 2) == 0);
+    TEST_CHECK(memcmp(w.peer[w.n - 1].rid, "new", 3) == 0);
+}
+
+/* A reply's buffer cannot grow: an empty answer at the same cursor. */
+static void s_scenario(void *arg)
+{
+    int *fd = arg;
+    zp_buf_t b = {0};
+    zp_fetch_source_t src = {.fd = *fd, .flushed = 27, .done = true};
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 8, 0, &c);
+    if (c.next_cursor != 27 && (c.next_cursor != 8 || c.records.len || c.done))
+        abort();
+    zp_buf_free(&b);
+}
+
+static void test_alloc_failures(void)
+{
+    int fd = s_spool();
+    TEST_EQ_INT(failalloc_sweep(s_scenario, &fd), 1);
+    close(fd);
+}
+
+static const test_case_t tests[] = {
+    {"test_cursor_must_be_at_a_visible_boundary",
+     test_cursor_must_be_at_a_visible_boundary},
+    {"test_chunks_hold_whole_records", test_chunks_hold_whole_records},
+    {"test_waiting_requests_park_until_records",
+     test_waiting_requests_park_until_records},
+    {"test_waiters_once_each_oldest_dropped",
+     test_waiters_once_each_oldest_dropped},
+    {"test_alloc_failures", test_alloc_failures},
+    {NULL, NULL},
+};
+
+TEST_MAIN(tests)

@@ -1,0 +1,176 @@
+/* Tests for sink_records: the exact bytes of each record format. */
+#include "failalloc.h"
+#include "sink_records.h"
+#include "test.h"
+
+#include <string.h>
+
+static Zpipe__V1__Result s_result(uint64_t task, bool ok, const char *out,
+                                  size_t len)
+{
+    Zpipe__V1__Result r = ZPIPE__V1__RESULT__INIT;
+    r.task_id = task;
+    r.status =
+        ok ? ZPIPE__V1__STATUS__STATUS_OK : ZPIPE__V1__STATUS__STATUS_FAILED;
+    r.output.data = (uint8_t *)out;
+    r.output.len = len;
+    r.elapsed_us = 42;
+    return r;
+}
+
+/* b holds exactly want. */
+static bool s_is(const zp_buf_t *b, const char *want)
+{
+    if (b->len == strlen(want) && memcmp(b->data, want, b->len) == 0)
+        return true;
+    fprintf(stderr, "  got:  %.*s\n  want: %s\n", (int)b->len, b->data, want);
+    return false;
+}
+
+static void test_json_ok_record(void)
+{
+    zp_buf_t b = {0};
+    Zpipe__V1__Result r = s_result(7, true, "hello", 5);
+    zp_records_json(&b, "job-1", "w1", &r);
+    TEST_CHECK(s_is(&b, "{\"job\":\"job-1\",\"task\":7,\"status\":\"ok\","
+                        "\"output\":\"hello\",\"attempts\":1,"
+                        "\"worker\":\"w1\",\"elapsed_us\":42}\n"));
+    /* The buffer is reused: replaced, not appended to. */
+    r.attempt = 2;
+    r.output.len = 0;
+    zp_records_json(&b, "job-1", "", &r);
+    TEST_CHECK(s_is(&b, "{\"job\":\"job-1\",\"task\":7,\"status\":\"ok\","
+                        "\"output\":\"\",\"attempts\":2,"
+                        "\"worker\":\"\",\"elapsed_us\":42}\n"));
+    zp_buf_free(&b);
+}
+
+static void test_json_escapes_and_keeps_utf8(void)
+{
+    zp_buf_t b = {0};
+    const char out[] = "a\"b\\c\nd\xc3\xa9";
+    Zpipe__V1__Result r = s_result(0, true, out, sizeof out - 1);
+    zp_records_json(&b, "j", "w", &r);
+    TEST_CHECK(s_is(&b, "{\"job\":\"j\",\"task\":0,\"status\":\"ok\","
+                        "\"output\":\"a\\\"b\\\\c\\nd\xc3\xa9\",\"attempts\":1,"
+                        "\"worker\":\"w\",\"elapsed_us\":42}\n"));
+    zp_buf_free(&b);
+}
+
+static void test_json_invalid_utf8_is_base64(void)
+{
+    zp_buf_t b = {0};
+    const char out[] = {'\xff', '\x00', 'a'};
+    Zpipe__V1__Result r = s_result(3, true, out, sizeof out);
+    zp_records_json(&b, "j", "w", &r);
+    TEST_CHECK(s_is(&b, "{\"job\":\"j\",\"task\":3,\"status\":\"ok\","
+                        "\"output_b64\":\"/wBh\",\"attempts\":1,"
+                        "\"worker\":\"w\",\"elapsed_us\":42}\n"));
+    zp_buf_free(&b);
+}
+
+static void test_json_failure_record(void)
+{
+    zp_buf_t b = {0};
+    Zpipe__V1__Result r = s_result(9, false, "", 0);
+    r.cause = "SIGSEGV";
+    r.error = "executor died \"hard\"";
+    r.retryable = true;
+    r.attempt = 3;
+    zp_records_json(&b, "j", "w", &r);
+    TEST_CHECK(s_is(&b, "{\"job\":\"j\",\"task\":9,\"status\":\"failed\","
+                        "\"output\":\"\",\"cause\":\"SIGSEGV\","
+                        "\"error\":\"executor died \\\"hard\\\"\","
+                        "\"retryable\":true,\"attempts\":3,"
+                        "\"worker\":\"w\",\"elapsed_us\":42}\n"));
+    /* No cause: plugin_error; no error text: "". */
+    r.cause = "";
+    r.error = NULL;
+    r.retryable = false;
+    zp_records_json(&b, "j", "ventilator", &r);
+    TEST_CHECK(s_is(&b, "{\"job\":\"j\",\"task\":9,\"status\":\"failed\","
+                        "\"output\":\"\",\"cause\":\"plugin_error\","
+                        "\"error\":\"\",\"retryable\":false,\"attempts\":3,"
+                        "\"worker\":\"ventilator\",\"elapsed_us\":42}\n"));
+    zp_buf_free(&b);
+}
+
+static void test_lines(void)
+{
+    zp_buf_t b = {0};
+    zp_records_line(&b, "abc", 3);
+    TEST_CHECK(s_is(&b, "abc\n"));
+    zp_records_line(&b, "abc\n", 4); /* its own newline is not doubled */
+    TEST_CHECK(s_is(&b, "abc\n"));
+    zp_records_line(&b, "a\n\n", 3); /* only one is dropped */
+    TEST_CHECK(s_is(&b, "a\n\n"));
+    zp_records_line(&b, NULL, 0);
+    TEST_CHECK(s_is(&b, "\n"));
+    zp_records_line(&b, "\xff", 1); /* bytes as they are */
+    TEST_CHECK(s_is(&b, "\xff\n"));
+    zp_buf_free(&b);
+}
+
+static void test_reduced_records(void)
+{
+    zp_buf_t b = {0};
+    zp_records_reduced_t r = {
+        .job = "j",
+        .plugin = "count",
+        .ok = true,
+        .tasks = 10,
+        .succeeded = 9,
+        .failed = 1,
+        .data = "{\"n\":9}",
+        .len = 7,
+    };
+    zp_records_reduced_json(&b, &r);
+    TEST_CHECK(s_is(&b, "{\"job\":\"j\",\"reduced\":true,\"plugin\":\"count\","
+                        "\"status\":\"ok\",\"tasks\":10,\"succeeded\":9,"
+                        "\"failed\":1,\"output\":\"{\\\"n\\\":9}\"}\n"));
+    r.ok = false;
+    r.error = "reduce_final failed";
+    r.len = 0;
+    zp_records_reduced_json(&b, &r);
+    TEST_CHECK(s_is(&b, "{\"job\":\"j\",\"reduced\":true,\"plugin\":\"count\","
+                        "\"status\":\"failed\",\"tasks\":10,\"succeeded\":9,"
+                        "\"failed\":1,\"error\":\"reduce_final failed\","
+                        "\"output\":\"\"}\n"));
+    r.error = NULL;
+    zp_records_reduced_json(&b, &r);
+    TEST_CHECK(strstr(b.data, "\"error\":\"failed\",") != NULL);
+    zp_buf_free(&b);
+}
+
+static void s_scenario(void *arg)
+{
+    (void)arg;
+    zp_buf_t b = {0};
+    Zpipe__V1__Result r = s_result(1, false, "\xfe\xfe", 2);
+    r.cause = "timeout";
+    r.error = "late";
+    zp_records_json(&b, "job", "worker", &r);
+    zp_records_line(&b, "x", 1);
+    zp_records_reduced_t rr = {
+        .job = "j", .plugin = "p", .data = "v", .len = 1};
+    zp_records_reduced_json(&b, &rr);
+    zp_buf_free(&b);
+}
+
+static void test_alloc_failures(void)
+{
+    TEST_CHECK(failalloc_sweep(s_scenario, NULL) >= 1);
+}
+
+static const test_case_t tests[] = {
+    {"test_json_ok_record", test_json_ok_record},
+    {"test_json_escapes_and_keeps_utf8", test_json_escapes_and_keeps_utf8},
+    {"test_json_invalid_utf8_is_base64", test_json_invalid_utf8_is_base64},
+    {"test_json_failure_record", test_json_failure_record},
+    {"test_lines", test_lines},
+    {"test_reduced_records", test_reduced_records},
+    {"test_alloc_failures", test_alloc_failures},
+    {NULL, NULL},
+};
+
+TEST_MAIN(tests)

@@ -1,0 +1,283 @@
+/* Tests for sink_store: the output, the journal's cut-back after a crash,
+ * the spools and their restore, in a temporary directory. */
+#include "failalloc.h"
+#include "sink_store.h"
+#include "test.h"
+#include "zp_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char s_dir[64];
+static char s_out[128], s_journal[128], s_spool[128];
+
+static void s_paths(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/test_sink_store.XXXXXX");
+    if (!mkdtemp(s_dir))
+        abort();
+    snprintf(s_out, sizeof s_out, "%s/out.jsonl", s_dir);
+    snprintf(s_journal, sizeof s_journal, "%s/journal", s_dir);
+    snprintf(s_spool, sizeof s_spool, "%s/spool", s_dir);
+    if (mkdir(s_spool, 0755) != 0)
+        abort();
+}
+
+/* Reads path whole into buf (NUL-terminated); returns its length. */
+static long s_read(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return (long)n;
+}
+
+static void s_append(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "ab");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The jobs a replay saw. */
+typedef struct {
+    int opens, closes, records;
+    uint64_t total;
+    uint64_t refuse_task; /* on_record says no to this one */
+} s_seen_t;
+
+static void s_on_open(void *ctx, const char *job, uint32_t max_attempts)
+{
+    s_seen_t *seen = ctx;
+    (void)job;
+    (void)max_attempts;
+    seen->opens++;
+}
+
+static void s_on_close(void *ctx, const char *job, uint64_t total)
+{
+    s_seen_t *seen = ctx;
+    (void)job;
+    seen->closes++;
+    seen->total = total;
+}
+
+static bool s_on_record(void *ctx, const char *job, uint64_t task, bool ok)
+{
+    s_seen_t *seen = ctx;
+    (void)job;
+    (void)ok;
+    if (task == seen->refuse_task)
+        return false;
+    seen->records++;
+    return true;
+}
+
+static const zp_store_replay_t s_replay = {s_on_open, s_on_close, s_on_record};
+
+static void s_cleanup(void)
+{
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "  could not remove %s\n", s_dir);
+}
+
+static void test_output_without_a_journal(void)
+{
+    s_paths();
+    zp_store_config_t cfg = {.output = s_out};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, NULL);
+    TEST_CHECK(st);
+    TEST_CHECK(!zp_store_journaled(st));
+    zp_spool_t sp = {0};
+    zp_store_emit(st, &sp, "j", 0, true, "a\n", 2, NULL, 0);
+    zp_store_emit(st, &sp, "j", 1, false, "bb\n", 3, NULL, 0);
+    TEST_CHECK(sp.file == NULL); /* no --spool */
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    TEST_EQ_INT(zp_store_offset(st), 5);
+    char buf[256];
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 5);
+    TEST_EQ_STR(buf, "a\nbb\n");
+    TEST_EQ_INT(zp_store_finish(st), 0);
+    zp_store_destroy(&st);
+    TEST_CHECK(st == NULL);
+    /* Reopened without a journal: truncated. */
+    st = zp_store_new(&cfg, &s_replay, NULL);
+    TEST_CHECK(st);
+    zp_store_destroy(&st);
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 0);
+    s_cleanup();
+}
+
+/* Records written, made durable, then more written past what the journal
+ * has (a crash before its sync): a restart cuts the output back to the
+ * journal's last record and appends after it. */
+static void test_restart_cuts_back_to_the_journal(void)
+{
+    s_paths();
+    zp_store_config_t cfg = {.output = s_out, .journal = s_journal};
+    s_seen_t seen = {.refuse_task = UINT64_MAX};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    TEST_CHECK(zp_store_journaled(st));
+    TEST_EQ_INT(seen.opens + seen.closes + seen.records, 0);
+    zp_spool_t sp = {0};
+    zp_store_job_opened(st, "j", 3);
+    zp_store_emit(st, &sp, "j", 0, true, "r0\n", 3, NULL, 0);
+    zp_store_emit(st, &sp, "j", 2, false, "r2\n", 3, NULL, 0);
+    zp_store_job_closed(st, "j", 3);
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    zp_store_destroy(&st);
+    s_append(s_out, "torn record past the journal\n");
+
+    st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    TEST_EQ_INT(seen.opens, 1);
+    TEST_EQ_INT(seen.closes, 1);
+    TEST_EQ_INT(seen.total, 3);
+    TEST_EQ_INT(seen.records, 2);
+    TEST_EQ_INT(zp_store_resumed(st), 2);
+    TEST_EQ_INT(zp_store_offset(st), 6);
+    char buf[256];
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 6);
+    TEST_EQ_STR(buf, "r0\nr2\n");
+    zp_store_emit(st, &sp, "j", 1, true, "r1\n", 3, NULL, 0);
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    zp_store_destroy(&st);
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 9);
+    TEST_EQ_STR(buf, "r0\nr2\nr1\n");
+
+    /* A record the replay does not take does not extend the output. */
+    seen = (s_seen_t){.refuse_task = 1};
+    st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    TEST_EQ_INT(zp_store_resumed(st), 2);
+    TEST_EQ_INT(zp_store_offset(st), 6);
+    zp_store_destroy(&st);
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 6);
+    s_cleanup();
+}
+
+static void test_journal_needs_an_output_file(void)
+{
+    s_paths();
+    zp_store_config_t cfg = {.output = "-", .journal = s_journal};
+    TEST_CHECK(zp_store_new(&cfg, &s_replay, NULL) == NULL);
+    zp_store_config_t bad = {.output = s_out, .spool = "/nonexistent/dir"};
+    TEST_CHECK(zp_store_new(&bad, &s_replay, NULL) == NULL);
+    s_cleanup();
+}
+
+/* Spooled records become visible only after the barrier. */
+static void test_spool_visible_after_sync(void)
+{
+    s_paths();
+    zp_store_config_t cfg = {
+        .output = s_out, .journal = s_journal, .spool = s_spool};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
+    TEST_CHECK(st);
+    zp_spool_t sp = {0};
+    TEST_EQ_INT(zp_spool_fd(&sp), -1);
+    TEST_CHECK(!zp_spool_publish(&sp));
+    zp_store_emit(st, &sp, "j", 0, true, "line\n", 5, "{\"a\":1}\n", 8);
+    TEST_CHECK(sp.file != NULL && zp_spool_fd(&sp) >= 0);
+    TEST_EQ_INT(sp.len, 8);
+    TEST_EQ_INT(sp.flushed, 0);
+    TEST_EQ_INT(zp_store_spool_sync(st, &sp, "j"), 0);
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    TEST_CHECK(zp_spool_publish(&sp));
+    TEST_EQ_INT(sp.flushed, 8);
+    TEST_CHECK(!zp_spool_publish(&sp));
+    zp_store_emit_final(st, &sp, "j", "final\n", 6, NULL, 0);
+    TEST_EQ_INT(sp.len, 14);
+    char path[200], buf[256];
+    snprintf(path, sizeof path, "%s/j.jsonl", s_spool);
+    zp_spool_fini(&sp);
+    TEST_EQ_INT(s_read(path, buf, sizeof buf), 14);
+    TEST_EQ_STR(buf, "{\"a\":1}\nfinal\n");
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 11);
+    TEST_EQ_STR(buf, "line\nfinal\n");
+    zp_store_destroy(&st);
+    s_cleanup();
+}
+
+/* After a replay, a spool keeps the records the journal has. */
+static void test_spool_restore_cuts_to_the_journal(void)
+{
+    s_paths();
+    char path[200], buf[256];
+    snprintf(path, sizeof path, "%s/j.jsonl", s_spool);
+    s_append(path, "{\"t\":0}\n{\"t\":1}\n{\"t\":2}\n{\"torn");
+    zp_store_config_t cfg = {
+        .output = s_out, .journal = s_journal, .spool = s_spool};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
+    TEST_CHECK(st);
+    zp_spool_t sp = {0};
+    zp_store_spool_restore(st, &sp, "j", 2);
+    TEST_EQ_INT(sp.len, 16);
+    TEST_EQ_INT(sp.flushed, 16);
+    zp_store_emit(st, &sp, "j", 2, true, "x\n", 2, "{\"t\":9}\n", 8);
+    zp_spool_fini(&sp);
+    TEST_EQ_INT(s_read(path, buf, sizeof buf), 24);
+    TEST_EQ_STR(buf, "{\"t\":0}\n{\"t\":1}\n{\"t\":9}\n");
+    /* Fewer records than the journal says: all kept (and a warning). */
+    zp_spool_t sp2 = {0};
+    zp_store_spool_restore(st, &sp2, "j", 10);
+    TEST_EQ_INT(sp2.len, 24);
+    zp_spool_fini(&sp2);
+    /* No spool at all: nothing to restore. */
+    zp_spool_t sp3 = {0};
+    zp_store_spool_restore(st, &sp3, "other", 1);
+    TEST_CHECK(sp3.file == NULL);
+    zp_store_destroy(&st);
+    s_cleanup();
+}
+
+static void s_scenario(void *arg)
+{
+    (void)arg;
+    zp_store_config_t cfg = {
+        .output = s_out, .journal = s_journal, .spool = s_spool};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
+    if (!st)
+        return;
+    zp_spool_t sp = {0};
+    zp_store_job_opened(st, "j", 3);
+    for (uint64_t t = 0; t < 50; t++)
+        zp_store_emit(st, &sp, "j", t, true, "rec\n", 4, NULL, 0);
+    zp_store_job_closed(st, "j", 50);
+    if (zp_store_spool_sync(st, &sp, "j") == 0 && zp_store_sync(st) == 0)
+        zp_spool_publish(&sp);
+    zp_spool_fini(&sp);
+    zp_store_destroy(&st);
+}
+
+static void test_alloc_failures(void)
+{
+    s_paths();
+    zp_log_set_level("error");
+    TEST_CHECK(failalloc_sweep(s_scenario, NULL) >= 2);
+    zp_log_set_level("info");
+    s_cleanup();
+}
+
+static const test_case_t tests[] = {
+    {"test_output_without_a_journal", test_output_without_a_journal},
+    {"test_restart_cuts_back_to_the_journal",
+     test_restart_cuts_back_to_the_journal},
+    {"test_journal_needs_an_output_file", test_journal_needs_an_output_file},
+    {"test_spool_visible_after_sync", test_spool_visible_after_sync},
+    {"test_spool_restore_cuts_to_the_journal",
+     test_spool_restore_cuts_to_the_journal},
+    {"test_alloc_failures", test_alloc_failures},
+    {NULL, NULL},
+};
+
+TEST_MAIN(tests)
