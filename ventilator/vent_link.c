@@ -92,8 +92,11 @@ bool zp_vent_link_instance(zp_vent_link_t *l, const char *instance)
     if (l->sink_instance && strcmp(l->sink_instance, instance) == 0)
         return false;
     bool restarted = l->sink_instance != NULL;
+    char *copy = strdup(instance);
+    if (!copy) /* keep the old one: the next Ack tells of the change again */
+        return restarted;
     free(l->sink_instance);
-    l->sink_instance = strdup(instance);
+    l->sink_instance = copy;
     return restarted;
 }
 

@@ -54,8 +54,9 @@ typedef struct {
 } zp_vent_link_t;
 
 /* An ack named instance (NULL or "": none): returns true when it differs
- * from the one known before (the sink restarted). Out of memory: the new
- * one is not remembered (learnt again at the next ack). */
+ * from the one known before (the sink restarted). Out of memory: the old
+ * one is kept, so the next ack reports the restart again (sending the
+ * uncommitted tasks twice is safe; missing the restart is not). */
 bool zp_vent_link_instance(zp_vent_link_t *l, const char *instance);
 /* Forgets the instance (l is zero again). */
 void zp_vent_link_free(zp_vent_link_t *l);

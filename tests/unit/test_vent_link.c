@@ -1,6 +1,7 @@
 /* Tests for vent_link: what the ventilator sends the sink about a job and
  * when, what a bare Ack means in each state, the JobStatus that ends a
  * job, and a restarted sink. */
+#include "failalloc.h"
 #include "test.h"
 #include "vent_link.h"
 
@@ -133,7 +134,27 @@ static void test_sink_instance_change_is_a_restart(void)
     TEST_CHECK(l.sink_instance == NULL);
 }
 
+/* Out of memory learning a new instance: the restart is still reported,
+ * and again at the next Ack (sending everything twice is safe; missing a
+ * restart would leave tasks the new sink never had). */
+static void test_instance_change_out_of_memory_is_not_forgotten(void)
+{
+    zp_vent_link_t l = {0};
+    TEST_CHECK(!zp_vent_link_instance(&l, "a"));
+    failalloc_arm(1);
+    bool r = zp_vent_link_instance(&l, "b");
+    TEST_CHECK(failalloc_disarm());
+    TEST_CHECK(r);
+    TEST_EQ_STR(l.sink_instance, "a");
+    TEST_CHECK(zp_vent_link_instance(&l, "b"));
+    TEST_EQ_STR(l.sink_instance, "b");
+    TEST_CHECK(!zp_vent_link_instance(&l, "b"));
+    zp_vent_link_free(&l);
+}
+
 static const test_case_t tests[] = {
+    {"test_instance_change_out_of_memory_is_not_forgotten",
+     test_instance_change_out_of_memory_is_not_forgotten},
     {"test_open_is_resent_until_acknowledged",
      test_open_is_resent_until_acknowledged},
     {"test_close_then_status_until_done", test_close_then_status_until_done},
