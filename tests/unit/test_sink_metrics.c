@@ -1,0 +1,156 @@
+/* Tests for sink_metrics: the families the sink serves at /metrics, their
+ * values from the job table, and older jobs summed under "(older)". */
+#include "failalloc.h"
+#include "sink_metrics.h"
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Whether text holds the line exactly. */
+static bool s_has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; (p = strstr(p, line)); p += n)
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* A job with ok successes and failed failures, closed at total when
+ * total is not 0. */
+static zp_sink_job_t *s_job(zp_jobs_t *jobs, const char *id, uint64_t ok,
+                            uint64_t failed, uint64_t total)
+{
+    zp_sink_job_t *j = zp_jobs_get(jobs, id, NULL);
+    if (!j)
+        return NULL;
+    uint64_t t = 0;
+    for (uint64_t i = 0; i < ok; i++)
+        zp_ledger_result(&j->ledger, t++, true, false, 1);
+    for (uint64_t i = 0; i < failed; i++)
+        zp_ledger_result(&j->ledger, t++, false, false, 1);
+    if (total)
+        zp_ledger_close(&j->ledger, total);
+    return j;
+}
+
+static void test_renders_counters_and_jobs(void)
+{
+    char err[256];
+    zp_metrics_t *m = zp_metrics_new("127.0.0.1:0", err, sizeof err);
+    TEST_CHECK(m);
+    zp_jobs_t jobs = {0};
+    zp_sink_job_t *a = s_job(&jobs, "job-a", 7, 2, 10);
+    TEST_CHECK(a);
+    zp_ledger_result(&a->ledger, 0, true, false, 1); /* a duplicate */
+    zp_ledger_result(&a->ledger, 9, false, true, 1); /* a retry request */
+    TEST_CHECK(s_job(&jobs, "job-b", 3, 0, 0));      /* open: no total yet */
+    zp_sink_counters_t c = {
+        .bad_messages = 5, .bad_results = 3, .dropped = 2, .events_sent = 11};
+    zp_sink_metrics_render(m, &jobs, &c, 1);
+    size_t len;
+    char *text = zp_metrics_snapshot(m, &len);
+    TEST_CHECK(text);
+    TEST_CHECK(s_has_line(
+        text, "zpipe_tasks_completed_total{job_id=\"job-a\",status=\"ok\"} 7"));
+    TEST_CHECK(s_has_line(
+        text,
+        "zpipe_tasks_completed_total{job_id=\"job-a\",status=\"failed\"} 2"));
+    TEST_CHECK(s_has_line(
+        text, "zpipe_tasks_completed_total{job_id=\"job-b\",status=\"ok\"} 3"));
+    TEST_CHECK(s_has_line(text, "zpipe_job_tasks{job_id=\"job-a\"} 10"));
+    TEST_CHECK(!strstr(text, "zpipe_job_tasks{job_id=\"job-b\"}"));
+    TEST_CHECK(s_has_line(text, "zpipe_job_done_tasks{job_id=\"job-a\"} 9"));
+    TEST_CHECK(s_has_line(text, "zpipe_job_done_tasks{job_id=\"job-b\"} 3"));
+    TEST_CHECK(s_has_line(text, "zpipe_tasks_duplicates_total 1"));
+    TEST_CHECK(s_has_line(text, "zpipe_tasks_retry_requests_total 1"));
+    TEST_CHECK(s_has_line(text, "zpipe_jobs 2"));
+    TEST_CHECK(
+        s_has_line(text, "zpipe_bad_messages_total{socket=\"results\"} 3"));
+    TEST_CHECK(
+        s_has_line(text, "zpipe_bad_messages_total{socket=\"control\"} 2"));
+    TEST_CHECK(s_has_line(text, "zpipe_connections_dropped_total 2"));
+    TEST_CHECK(s_has_line(text, "zpipe_events_published_total 11"));
+    free(text);
+    zp_jobs_fini(&jobs);
+    zp_metrics_destroy(&m);
+}
+
+/* Past the newest ZP_METRICS_MAX_SERIES jobs, completions are summed
+ * under job_id="(older)", so the family's sum never goes down as jobs
+ * come and go, and the gauges leave the older jobs out. */
+static void test_older_jobs_are_summed(void)
+{
+    char err[256];
+    zp_metrics_t *m = zp_metrics_new("127.0.0.1:0", err, sizeof err);
+    TEST_CHECK(m);
+    zp_jobs_t jobs = {0};
+    int n = ZP_METRICS_MAX_SERIES + 5;
+    for (int i = 0; i < n; i++) { /* job-0 is the oldest */
+        char id[32];
+        snprintf(id, sizeof id, "job-%d", i);
+        TEST_CHECK(s_job(&jobs, id, 2, 1, 3));
+    }
+    zp_sink_counters_t c = {0};
+    zp_sink_metrics_render(m, &jobs, &c, 1);
+    size_t len;
+    char *text = zp_metrics_snapshot(m, &len);
+    TEST_CHECK(text);
+    TEST_CHECK(s_has_line(
+        text,
+        "zpipe_tasks_completed_total{job_id=\"(older)\",status=\"ok\"} 10"));
+    TEST_CHECK(s_has_line(
+        text,
+        "zpipe_tasks_completed_total{job_id=\"(older)\",status=\"failed\"} 5"));
+    TEST_CHECK(!strstr(text, "job_id=\"job-4\""));
+    TEST_CHECK(strstr(text, "zpipe_job_tasks{job_id=\"job-5\"} 3"));
+    char line[64];
+    snprintf(line, sizeof line, "zpipe_jobs %d", n);
+    TEST_CHECK(s_has_line(text, line));
+    free(text);
+    zp_jobs_fini(&jobs);
+    zp_metrics_destroy(&m);
+}
+
+/* Building the job table and rendering under allocation failure: each
+ * step fails alone, nothing leaks, a later render still works. */
+static void s_render_scenario(void *arg)
+{
+    zp_metrics_t *m = arg;
+    zp_jobs_t jobs = {0};
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "job-%d", i);
+        s_job(&jobs, id, 40, 2, 42);
+    }
+    zp_sink_counters_t c = {.bad_messages = 1};
+    zp_sink_metrics_render(m, &jobs, &c, 1);
+    zp_jobs_fini(&jobs);
+}
+
+static void test_alloc_failures_in_rendering(void)
+{
+    char err[256];
+    zp_metrics_t *m = zp_metrics_new("127.0.0.1:0", err, sizeof err);
+    TEST_CHECK(m);
+    TEST_CHECK(failalloc_sweep(s_render_scenario, m) >= 3);
+    zp_jobs_t jobs = {0};
+    TEST_CHECK(s_job(&jobs, "after", 1, 0, 1));
+    zp_sink_counters_t c = {0};
+    zp_sink_metrics_render(m, &jobs, &c, 2);
+    size_t len;
+    char *text = zp_metrics_snapshot(m, &len);
+    TEST_CHECK(text && strstr(text, "zpipe_job_tasks{job_id=\"after\"} 1"));
+    free(text);
+    zp_jobs_fini(&jobs);
+    zp_metrics_destroy(&m);
+}
+
+static const test_case_t tests[] = {
+    {"test_alloc_failures_in_rendering", test_alloc_failures_in_rendering},
+    {"test_renders_counters_and_jobs", test_renders_counters_and_jobs},
+    {"test_older_jobs_are_summed", test_older_jobs_are_summed},
+    {NULL, NULL},
+};
+TEST_MAIN(tests)
