@@ -48,8 +48,10 @@ static bool s_replay_record(void *ctx, const char *job, uint64_t task, bool ok)
     zp_sink_job_t *j = zp_jobs_get(&s->jobs, job, NULL);
     if (!j || zp_ledger_restore(&j->ledger, task, ok) != 1)
         return false;
-    /* Ordered output is always a prefix. */
-    zp_order_restart(&j->order, j->ledger.done);
+    /* --ordered resumes at the lowest id without a record: a prefix when
+     * an ordered sink wrote the journal, anything when an unordered one
+     * did (the drain then steps over the ids written out of order). */
+    zp_order_skip_written(&j->order, zp_sink_job_has, j);
     return true;
 }
 

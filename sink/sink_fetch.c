@@ -57,7 +57,11 @@ void zp_fetch_chunk(zp_buf_t *b, const zp_fetch_source_t *src, uint64_t cursor,
         if (got <= 0)
             break;
         b->len += (size_t)got;
-        const char *nl = memrchr(b->data, '\n', b->len);
+        /* The whole records within want; when even the first is longer,
+         * that one record, whole and alone (ResultsRequest.max_bytes). */
+        const char *nl = memrchr(b->data, '\n', b->len < want ? b->len : want);
+        if (!nl)
+            nl = memchr(b->data, '\n', b->len);
         keep = nl ? (size_t)(nl - b->data) + 1 : 0;
         if (keep && b->len >= want)
             break; /* enough, and at least one whole record */

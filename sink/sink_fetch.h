@@ -65,9 +65,9 @@ zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
                                    const char *rid, size_t rid_len,
                                    const char **why);
 
-/* Reads whole records from cursor (at most about max bytes, 0 = the
- * default, but at least one record) into b and fills c's cursor,
- * next_cursor, records (borrowed from b) and done. */
+/* Reads whole records from cursor (those that fit in max bytes, 0 = the
+ * default; when the first record is longer, that record alone) into b and fills
+ * c's cursor, next_cursor, records (borrowed from b) and done. */
 void zp_fetch_chunk(zp_buf_t *b, const zp_fetch_source_t *src, uint64_t cursor,
                     uint32_t max, Zpipe__V1__ResultsChunk *c);
 

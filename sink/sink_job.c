@@ -90,3 +90,9 @@ zp_fetch_source_t zp_sink_job_source(const zp_sink_job_t *job)
         .done = job->ledger.state == ZP_JOB_DONE,
     };
 }
+
+bool zp_sink_job_has(void *job, uint64_t id)
+{
+    const zp_sink_job_t *j = job;
+    return j->ledger.state != ZP_JOB_DONE && zp_ledger_has(&j->ledger, id);
+}

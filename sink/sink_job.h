@@ -55,6 +55,10 @@ void zp_jobs_fini(zp_jobs_t *self);
  * window and the most it held. Out of memory: the worker is not counted. */
 void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
                         uint32_t window, uint32_t max_held);
+/* Whether task id of job (a zp_sink_job_t) has its record, for the
+ * order (zp_order_written_fn); false for a DONE job, which is never
+ * drained. */
+bool zp_sink_job_has(void *job, uint64_t id);
 /* The job's spool as consumers see it. */
 zp_fetch_source_t zp_sink_job_source(const zp_sink_job_t *job);
 

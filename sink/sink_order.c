@@ -96,6 +96,18 @@ void zp_order_advance(zp_order_t *self)
     self->next++;
 }
 
+size_t zp_order_skip_written(zp_order_t *self, zp_order_written_fn *written,
+                             void *ctx)
+{
+    size_t n = 0;
+    while ((!self->ring_cap || !self->ring[self->next % self->ring_cap]) &&
+           written(ctx, self->next)) {
+        self->next++;
+        n++;
+    }
+    return n;
+}
+
 size_t zp_order_parked(const zp_order_t *self)
 {
     size_t n = 0;

@@ -30,9 +30,18 @@ typedef struct {
 
 /* The next task id to write. */
 uint64_t zp_order_next(const zp_order_t *self);
-/* Sets the next task id (after a journal replay: the records written are
- * a prefix of the ids). Only while nothing is parked. */
+/* Sets the next task id (after a journal replay: the lowest id without a
+ * record). Only while nothing is parked. */
 void zp_order_restart(zp_order_t *self, uint64_t next);
+/* Whether task id has its record already written (or needs none). */
+typedef bool(zp_order_written_fn)(void *ctx, uint64_t id);
+/* Moves past the next ids that have nothing parked but whose record
+ * written(ctx, id) says exists: records an unordered sink wrote before a
+ * restart (a journal resumed with --ordered), results a reducer folded.
+ * Without this the order would wait for them for ever. Returns how many
+ * ids it moved past. */
+size_t zp_order_skip_written(zp_order_t *self, zp_order_written_fn *written,
+                             void *ctx);
 /* Parks task id's record (copied; json may be NULL). id must be above the
  * next one and not parked yet. Returns 0, or -1 when out of memory (the
  * order is unchanged) or id is not above the next one. */

@@ -110,9 +110,12 @@ static void s_emit(zp_sink_t *s, zp_sink_job_t *j, uint64_t task, bool ok,
 static void s_drain_ordered(zp_sink_t *s, zp_sink_job_t *j)
 {
     zp_order_rec_t p;
-    while (zp_order_peek(&j->order, &p)) {
-        s_emit(s, j, p.task, p.ok, p.rec, p.rec_len, p.json, p.json_len);
-        zp_order_advance(&j->order);
+    for (;;) {
+        if (zp_order_peek(&j->order, &p)) {
+            s_emit(s, j, p.task, p.ok, p.rec, p.rec_len, p.json, p.json_len);
+            zp_order_advance(&j->order);
+        } else if (!zp_order_skip_written(&j->order, zp_sink_job_has, j))
+            break;
     }
 }
 
@@ -132,7 +135,9 @@ static void s_write_record(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
     }
     const char *jd = json ? json->data : NULL;
     size_t jl = json ? json->len : 0;
-    if (!s->cfg->ordered)
+    if (!s->cfg->ordered || r->task_id < zp_order_next(&j->order))
+        /* Behind the order's next (cannot happen: every id below it has
+         * its record): written out of order rather than counted and lost. */
         s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len, jd, jl);
     else if (r->task_id == zp_order_next(&j->order)) {
         s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len, jd, jl);

@@ -67,8 +67,15 @@ static void test_chunks_hold_whole_records(void)
     zp_fetch_chunk(&b, &src, 0, 10, &c);
     TEST_EQ_INT(c.next_cursor, 8);
     TEST_EQ_INT(c.records.len, 8);
-    /* max 1: still whole records (what the next read brought). */
+    /* max 1: the next record whole, and alone (the .proto's promise). */
     zp_fetch_chunk(&b, &src, 8, 1, &c);
+    TEST_EQ_INT(c.next_cursor, 17);
+    TEST_EQ_INT(c.records.len, 9);
+    /* max 12 from 8: the one record that fits, not the second. */
+    zp_fetch_chunk(&b, &src, 8, 12, &c);
+    TEST_EQ_INT(c.next_cursor, 17);
+    /* max 19 from 8: both fit. */
+    zp_fetch_chunk(&b, &src, 8, 19, &c);
     TEST_EQ_INT(c.next_cursor, 27);
     /* Only what is durable; done once the job is and all is read. */
     src.flushed = 17;
