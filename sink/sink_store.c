@@ -94,8 +94,10 @@ zp_store_t *zp_store_new(const zp_store_config_t *cfg,
         return NULL;
     }
     zp_store_t *self = calloc(1, sizeof *self);
-    if (!self)
+    if (!self) {
+        zp_error("out of memory opening the output");
         return NULL;
+    }
     self->cfg = *cfg;
     self->replay = replay;
     self->replay_ctx = ctx;
