@@ -60,6 +60,17 @@ int test_failures = 0;
         }                                                                      \
     } while (0)
 
+/* Whether text (NUL-terminated) holds line as a whole line: a metric
+ * sample in a /metrics rendering, say. */
+static inline int test_has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; (p = strstr(p, line)); p += n)
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
 #define TEST_MAIN(list)                                                        \
     int main(int argc, char **argv)                                            \
     {                                                                          \

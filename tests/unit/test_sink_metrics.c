@@ -7,16 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Whether text holds the line exactly. */
-static bool s_has_line(const char *text, const char *line)
-{
-    size_t n = strlen(line);
-    for (const char *p = text; (p = strstr(p, line)); p += n)
-        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
-            return true;
-    return false;
-}
-
 /* A job with ok successes and failed failures, closed at total when
  * total is not 0. */
 static zp_sink_job_t *s_job(zp_jobs_t *jobs, const char *id, uint64_t ok,
@@ -52,26 +42,26 @@ static void test_renders_counters_and_jobs(void)
     size_t len;
     char *text = zp_metrics_snapshot(m, &len);
     TEST_CHECK(text);
-    TEST_CHECK(s_has_line(
+    TEST_CHECK(test_has_line(
         text, "zpipe_tasks_completed_total{job_id=\"job-a\",status=\"ok\"} 7"));
-    TEST_CHECK(s_has_line(
+    TEST_CHECK(test_has_line(
         text,
         "zpipe_tasks_completed_total{job_id=\"job-a\",status=\"failed\"} 2"));
-    TEST_CHECK(s_has_line(
+    TEST_CHECK(test_has_line(
         text, "zpipe_tasks_completed_total{job_id=\"job-b\",status=\"ok\"} 3"));
-    TEST_CHECK(s_has_line(text, "zpipe_job_tasks{job_id=\"job-a\"} 10"));
+    TEST_CHECK(test_has_line(text, "zpipe_job_tasks{job_id=\"job-a\"} 10"));
     TEST_CHECK(!strstr(text, "zpipe_job_tasks{job_id=\"job-b\"}"));
-    TEST_CHECK(s_has_line(text, "zpipe_job_done_tasks{job_id=\"job-a\"} 9"));
-    TEST_CHECK(s_has_line(text, "zpipe_job_done_tasks{job_id=\"job-b\"} 3"));
-    TEST_CHECK(s_has_line(text, "zpipe_tasks_duplicates_total 1"));
-    TEST_CHECK(s_has_line(text, "zpipe_tasks_retry_requests_total 1"));
-    TEST_CHECK(s_has_line(text, "zpipe_jobs 2"));
+    TEST_CHECK(test_has_line(text, "zpipe_job_done_tasks{job_id=\"job-a\"} 9"));
+    TEST_CHECK(test_has_line(text, "zpipe_job_done_tasks{job_id=\"job-b\"} 3"));
+    TEST_CHECK(test_has_line(text, "zpipe_tasks_duplicates_total 1"));
+    TEST_CHECK(test_has_line(text, "zpipe_tasks_retry_requests_total 1"));
+    TEST_CHECK(test_has_line(text, "zpipe_jobs 2"));
     TEST_CHECK(
-        s_has_line(text, "zpipe_bad_messages_total{socket=\"results\"} 3"));
+        test_has_line(text, "zpipe_bad_messages_total{socket=\"results\"} 3"));
     TEST_CHECK(
-        s_has_line(text, "zpipe_bad_messages_total{socket=\"control\"} 2"));
-    TEST_CHECK(s_has_line(text, "zpipe_connections_dropped_total 2"));
-    TEST_CHECK(s_has_line(text, "zpipe_events_published_total 11"));
+        test_has_line(text, "zpipe_bad_messages_total{socket=\"control\"} 2"));
+    TEST_CHECK(test_has_line(text, "zpipe_connections_dropped_total 2"));
+    TEST_CHECK(test_has_line(text, "zpipe_events_published_total 11"));
     free(text);
     zp_jobs_fini(&jobs);
     zp_metrics_destroy(&m);
@@ -97,17 +87,17 @@ static void test_older_jobs_are_summed(void)
     size_t len;
     char *text = zp_metrics_snapshot(m, &len);
     TEST_CHECK(text);
-    TEST_CHECK(s_has_line(
+    TEST_CHECK(test_has_line(
         text,
         "zpipe_tasks_completed_total{job_id=\"(older)\",status=\"ok\"} 10"));
-    TEST_CHECK(s_has_line(
+    TEST_CHECK(test_has_line(
         text,
         "zpipe_tasks_completed_total{job_id=\"(older)\",status=\"failed\"} 5"));
     TEST_CHECK(!strstr(text, "job_id=\"job-4\""));
     TEST_CHECK(strstr(text, "zpipe_job_tasks{job_id=\"job-5\"} 3"));
     char line[64];
     snprintf(line, sizeof line, "zpipe_jobs %d", n);
-    TEST_CHECK(s_has_line(text, line));
+    TEST_CHECK(test_has_line(text, line));
     free(text);
     zp_jobs_fini(&jobs);
     zp_metrics_destroy(&m);

@@ -6,16 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Whether text holds the line exactly. */
-static bool s_has_line(const char *text, const char *line)
-{
-    size_t n = strlen(line);
-    for (const char *p = text; (p = strstr(p, line)); p += n)
-        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
-            return true;
-    return false;
-}
-
 static void s_hello(zp_vent_workers_t *ws, const char *id, uint64_t window,
                     uint64_t credit)
 {
@@ -51,24 +41,25 @@ static void test_renders_counters_workers_and_jobs(void)
     size_t len;
     char *text = zp_metrics_snapshot(m, &len);
     TEST_CHECK(text);
-    TEST_CHECK(s_has_line(text, "zpipe_tasks_read_total 5"));
-    TEST_CHECK(s_has_line(text, "zpipe_tasks_dispatched_total 12"));
-    TEST_CHECK(s_has_line(text, "zpipe_tasks_given_up_total 1"));
-    TEST_CHECK(s_has_line(text, "zpipe_intake_refused_total 4"));
+    TEST_CHECK(test_has_line(text, "zpipe_tasks_read_total 5"));
+    TEST_CHECK(test_has_line(text, "zpipe_tasks_dispatched_total 12"));
+    TEST_CHECK(test_has_line(text, "zpipe_tasks_given_up_total 1"));
+    TEST_CHECK(test_has_line(text, "zpipe_intake_refused_total 4"));
     TEST_CHECK(
-        s_has_line(text, "zpipe_bad_messages_total{socket=\"dispatch\"} 2"));
+        test_has_line(text, "zpipe_bad_messages_total{socket=\"dispatch\"} 2"));
     TEST_CHECK(
-        s_has_line(text, "zpipe_bad_messages_total{socket=\"control\"} 5"));
-    TEST_CHECK(s_has_line(text, "zpipe_events_published_total 0"));
-    TEST_CHECK(s_has_line(text, "zpipe_tasks_held 5"));
-    TEST_CHECK(s_has_line(text, "zpipe_tasks_held_bytes 15"));
-    TEST_CHECK(s_has_line(text, "zpipe_workers 1"));
-    TEST_CHECK(s_has_line(text, "zpipe_worker_inflight{worker=\"w1\"} 6"));
-    TEST_CHECK(s_has_line(text, "zpipe_worker_credit{worker=\"w1\"} 4"));
-    TEST_CHECK(s_has_line(text, "zpipe_jobs 1"));
-    TEST_CHECK(s_has_line(text, "zpipe_job_queued_tasks{job_id=\"job-1\"} 3"));
+        test_has_line(text, "zpipe_bad_messages_total{socket=\"control\"} 5"));
+    TEST_CHECK(test_has_line(text, "zpipe_events_published_total 0"));
+    TEST_CHECK(test_has_line(text, "zpipe_tasks_held 5"));
+    TEST_CHECK(test_has_line(text, "zpipe_tasks_held_bytes 15"));
+    TEST_CHECK(test_has_line(text, "zpipe_workers 1"));
+    TEST_CHECK(test_has_line(text, "zpipe_worker_inflight{worker=\"w1\"} 6"));
+    TEST_CHECK(test_has_line(text, "zpipe_worker_credit{worker=\"w1\"} 4"));
+    TEST_CHECK(test_has_line(text, "zpipe_jobs 1"));
     TEST_CHECK(
-        s_has_line(text, "zpipe_job_inflight_tasks{job_id=\"job-1\"} 2"));
+        test_has_line(text, "zpipe_job_queued_tasks{job_id=\"job-1\"} 3"));
+    TEST_CHECK(
+        test_has_line(text, "zpipe_job_inflight_tasks{job_id=\"job-1\"} 2"));
     free(text);
     zp_vent_tasks_destroy(&ts);
     zp_vent_jobs_destroy(&jobs);
@@ -100,7 +91,7 @@ static void test_series_are_capped_to_the_most_recent(void)
     TEST_CHECK(text);
     char line[96];
     snprintf(line, sizeof line, "zpipe_workers %d", n);
-    TEST_CHECK(s_has_line(text, line));
+    TEST_CHECK(test_has_line(text, line));
     TEST_CHECK(!strstr(text, "worker=\"w4\""));
     TEST_CHECK(strstr(text, "zpipe_worker_credit{worker=\"w5\"} 1"));
     TEST_CHECK(!strstr(text, "job_id=\"job-4\""));
