@@ -52,6 +52,7 @@ typedef struct {
     char *instance;         /* this ventilator's, new at each start */
     uint64_t last_compact_us;
     uint64_t last_tend_us, last_keepalive_us;
+    uint64_t resumed_us; /* started with tasks from the journal: when */
 
     zp_arena_t *arena; /* decoded messages, reset per message */
     zp_buf_t scratch;  /* encoded messages */

@@ -497,6 +497,7 @@ static void s_teardown(zp_vent_shell_t *v)
 int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 {
     zp_vent_shell_t v = {.cfg = cfg};
+    uint64_t t0 = zp_mono_us();
     int rc = 3;
     if (s_init_state(&v) < 0)
         goto fail_state;
@@ -507,8 +508,10 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
         zp_vent_shell_send_open(&v, v.file_job, zp_mono_us());
     /* Before any JobOpen: the answer frees what the sink committed while
      * this ventilator was down, before its jobs dispatch again. */
-    if (zp_vent_tasks_size(v.tasks) && !v.file_job)
+    if (zp_vent_tasks_size(v.tasks) && !v.file_job) {
+        v.resumed_us = t0;
         zp_vent_shell_query_commits(&v);
+    }
     s_run(&v);
     rc = s_exit_code(&v);
     s_log_stop(&v);
