@@ -34,6 +34,7 @@ static zp_ventilator_config_t s_cfg = {
     .max_inflight_bytes = 256u << 20,
     .no_worker_timeout_ms = 60000,
     .max_jobs = 10000,
+    .max_jobs_per_producer = 1000,
 };
 static uint64_t s_parent;
 
@@ -109,6 +110,9 @@ static const zp_opt_t s_opts[] = {
     {"max-jobs", 0, ZP_OPT_UINT, "ZPIPE_MAX_JOBS", "N",
      "producers' jobs open at once; more are refused (default 10000)",
      &s_cfg.max_jobs, 1, 10000000, NULL},
+    {"max-jobs-per-producer", 0, ZP_OPT_UINT, "ZPIPE_MAX_JOBS_PER_PRODUCER",
+     "N", "of those, open from one producer connection (default 1000)",
+     &s_cfg.max_jobs_per_producer, 1, 10000000, NULL},
     {"trace", 0, ZP_OPT_FLAG, "ZPIPE_TRACE", NULL,
      "stamp every task with the time it was queued, for task timelines "
      "(zpipe run --trace; the sink's --trace writes them)",

@@ -16,6 +16,10 @@ struct zp_vent_jobs {
     /* hash(id) -> job; of two ids with one hash only the older is
      * indexed, and a lookup that meets the other one scans the list. */
     zp_idmap_t *index;
+    /* hash(routing id) -> jobs of that producer connection, as a count
+     * in the pointer (two connections with one hash share a count: a
+     * quota a little tighter for both, never looser) */
+    zp_idmap_t *producers;
     zp_vent_finished_t *finished;
 };
 
@@ -138,9 +142,11 @@ zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts,
     self->deadline_ms = deadline_ms;
     self->max_attempts = max_attempts;
     self->index = zp_idmap_new();
+    self->producers = zp_idmap_new();
     self->finished = zp_vent_finished_new(max_finished, 0);
-    if (!self->index || !self->finished) {
+    if (!self->index || !self->producers || !self->finished) {
         zp_idmap_destroy(&self->index);
+        zp_idmap_destroy(&self->producers);
         zp_vent_finished_destroy(&self->finished);
         free(self);
         return NULL;
@@ -202,6 +208,7 @@ void zp_vent_jobs_destroy(zp_vent_jobs_t **self_p)
         s_job_free(j);
     }
     zp_idmap_destroy(&self->index);
+    zp_idmap_destroy(&self->producers);
     zp_vent_finished_destroy(&self->finished);
     free(self);
     *self_p = NULL;
@@ -226,6 +233,50 @@ zp_vent_job_t *zp_vent_jobs_find(const zp_vent_jobs_t *self, const char *id)
         if (strcmp(j->id, id) == 0)
             return j;
     return NULL;
+}
+
+static uint64_t s_rid_hash(const char *rid, size_t len)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)rid[i]) * 1099511628211ull;
+    return h;
+}
+
+size_t zp_vent_jobs_of(const zp_vent_jobs_t *self, const char *rid,
+                       size_t rid_len)
+{
+    return (size_t)(uintptr_t)zp_idmap_get(self->producers,
+                                           s_rid_hash(rid, rid_len));
+}
+
+/* Adds delta to the count of the connection's jobs. */
+static int s_count(zp_vent_jobs_t *self, const char *rid, size_t len,
+                   int delta)
+{
+    if (!len)
+        return 0;
+    uint64_t h = s_rid_hash(rid, len);
+    size_t n = (size_t)(uintptr_t)zp_idmap_get(self->producers, h);
+    if (delta < 0 && n == 0)
+        return 0;
+    n += delta;
+    if (n == 0) {
+        zp_idmap_remove(self->producers, h);
+        return 0;
+    }
+    return zp_idmap_put(self->producers, h, (void *)(uintptr_t)n);
+}
+
+int zp_vent_jobs_set_producer(zp_vent_jobs_t *self, zp_vent_job_t *j,
+                              const char *rid, size_t rid_len)
+{
+    if (rid_len > sizeof j->prid || s_count(self, rid, rid_len, +1) < 0)
+        return -1;
+    s_count(self, j->prid, j->prid_len, -1); /* a removal: no allocation */
+    memcpy(j->prid, rid, rid_len);
+    j->prid_len = rid_len;
+    return 0;
 }
 
 zp_vent_finished_t *zp_vent_jobs_finished(const zp_vent_jobs_t *self)
@@ -288,5 +339,6 @@ void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j,
     uint64_t h = zp_vent_id_hash(j->id);
     if (zp_idmap_get(self->index, h) == j)
         zp_idmap_remove(self->index, h);
+    s_count(self, j->prid, j->prid_len, -1);
     s_job_free(j);
 }

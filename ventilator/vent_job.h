@@ -156,6 +156,14 @@ zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
  * forgotten). The caller has removed its tasks. */
 void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j,
                          uint64_t when_us);
+/* Sets j's producer: the connection (routing id, at most 256 bytes) its
+ * answers go to, counted per connection for zp_vent_jobs_of. Returns 0,
+ * or -1 when out of memory (j keeps its producer). */
+int zp_vent_jobs_set_producer(zp_vent_jobs_t *self, zp_vent_job_t *j,
+                              const char *rid, size_t rid_len);
+/* Unfinished jobs whose producer is this connection. */
+size_t zp_vent_jobs_of(const zp_vent_jobs_t *self, const char *rid,
+                       size_t rid_len);
 /* The finished jobs (borrowed; the journal's replay adds to it). */
 zp_vent_finished_t *zp_vent_jobs_finished(const zp_vent_jobs_t *self);
 

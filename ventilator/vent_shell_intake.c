@@ -79,8 +79,11 @@ static void s_open_job(zp_vent_shell_t *v, const char *rid, size_t rid_len,
         zp_vent_shell_intake_refuse(v, rid, rid_len, given, why);
         return;
     }
-    memcpy(j->prid, rid, rid_len);
-    j->prid_len = rid_len;
+    if (zp_vent_jobs_set_producer(v->jobs, j, rid, rid_len) < 0) {
+        zp_vent_shell_remove_job(v, j);
+        zp_vent_shell_intake_refuse(v, rid, rid_len, given, "out of memory");
+        return;
+    }
     zp_info("job %s from a producer: plugin %s, priority %u, deadline %llu "
             "ms, %u attempts",
             j->id, j->plugin, j->priority, (unsigned long long)j->deadline_ms,
@@ -105,9 +108,9 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
         zp_vent_shell_intake_refuse(v, rid, rid_len, reply_id, why);
         return;
     case ZP_VENT_OPEN_AGAIN:
-        /* Its producer may be back on another connection. */
-        memcpy(j->prid, rid, rid_len);
-        j->prid_len = rid_len;
+        /* Its producer may be back on another connection (out of memory:
+         * the answer goes to the old one; the producer asks again). */
+        zp_vent_jobs_set_producer(v->jobs, j, rid, rid_len);
         if (j->producer_acked)
             zp_vent_shell_intake_ack(v, j, true, NULL);
         return;
@@ -117,11 +120,17 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     case ZP_VENT_OPEN_NEW:
         break;
     }
-    if (zp_vent_jobs_count(v->jobs) >= v->cfg->max_jobs) {
+    size_t all = zp_vent_jobs_count(v->jobs);
+    size_t mine = zp_vent_jobs_of(v->jobs, rid, rid_len);
+    if (all >= v->cfg->max_jobs || mine >= v->cfg->max_jobs_per_producer) {
         snprintf(buf, sizeof buf,
-                 "too many open jobs (%zu, --max-jobs); close or finish some "
-                 "first",
-                 zp_vent_jobs_count(v->jobs));
+                 all >= v->cfg->max_jobs
+                     ? "too many open jobs (%zu, --max-jobs); send again "
+                       "once some have finished"
+                     : "too many open jobs from this connection (%zu, "
+                       "--max-jobs-per-producer); send again once some "
+                       "have finished",
+                 all >= v->cfg->max_jobs ? all : mine);
         zp_vent_shell_intake_refuse(v, rid, rid_len, reply_id, buf);
         return;
     }

@@ -47,6 +47,7 @@ typedef struct {
     const char *resume_journal;    /* skip tasks this journal has committed */
     const char *journal; /* producers' jobs, durable before each Ack */
     uint64_t max_jobs;   /* open jobs at once; more are refused */
+    uint64_t max_jobs_per_producer; /* of those, from one connection */
     zp_curve_config_t curve;       /* CURVE on tcp:// sockets */
     const char *sink_key;          /* the sink's public key (CURVE) */
     zp_strlist_t config;           /* the file job's plugin settings */

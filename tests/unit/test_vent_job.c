@@ -188,6 +188,35 @@ static void test_many_jobs_are_found_by_id(void)
     zp_vent_jobs_destroy(&jobs);
 }
 
+static void test_jobs_are_counted_per_producer_connection(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_job_t *a = zp_vent_jobs_add(jobs, "a", "echo");
+    zp_vent_job_t *b = zp_vent_jobs_add(jobs, "b", "echo");
+    zp_vent_job_t *c = zp_vent_jobs_add(jobs, "c", "echo");
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p1", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, a, "p1", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, b, "p1", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, c, "p2", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p1", 2), 2);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p2", 2), 1);
+    /* Its producer back on another connection: the job moves. */
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, b, "p2", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p1", 2), 1);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p2", 2), 2);
+    TEST_CHECK(b->prid_len == 2 && memcmp(b->prid, "p2", 2) == 0);
+    zp_vent_jobs_remove(jobs, c, 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p2", 2), 1);
+    zp_vent_jobs_remove(jobs, b, 0);
+    zp_vent_jobs_remove(jobs, a, 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p1", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p2", 2), 0);
+    char big[300] = {0};
+    zp_vent_job_t *d = zp_vent_jobs_add(jobs, "d", "echo");
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, d, big, sizeof big), -1);
+    zp_vent_jobs_destroy(&jobs);
+}
+
 static void test_numbered_batches(void)
 {
     zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
@@ -243,6 +272,7 @@ static void s_jobs_scenario(void *arg)
         zp_iddeque_push_back(&j->ready, 5);
         zp_vent_job_batch_add(j, 0, 3);
         zp_vent_job_set_token(j, "t");
+        zp_vent_jobs_set_producer(jobs, j, i % 2 ? "p1" : "p2", 2);
         if (i % 2) {
             j->input_closed = true;
             zp_vent_job_to(j, ZP_VENT_JOB_OPEN);
@@ -275,6 +305,8 @@ static const test_case_t tests[] = {
      test_done_jobs_are_remembered_refused_ones_are_not},
     {"test_many_jobs_are_found_by_id", test_many_jobs_are_found_by_id},
     {"test_numbered_batches", test_numbered_batches},
+    {"test_jobs_are_counted_per_producer_connection",
+     test_jobs_are_counted_per_producer_connection},
     {"test_failure_records_queue_and_clear",
      test_failure_records_queue_and_clear},
     {"test_alloc_failures_in_jobs", test_alloc_failures_in_jobs},
