@@ -58,8 +58,8 @@ void zp_vent_finished_destroy(zp_vent_finished_t **self_p)
     *self_p = NULL;
 }
 
-const zp_vent_finished_job_t *zp_vent_finished_at(
-    const zp_vent_finished_t *self, size_t i)
+const zp_vent_finished_job_t *
+zp_vent_finished_at(const zp_vent_finished_t *self, size_t i)
 {
     return i < self->len ? self->ring[(self->head + i) % self->cap] : NULL;
 }
@@ -69,8 +69,8 @@ size_t zp_vent_finished_count(const zp_vent_finished_t *self)
     return self->len;
 }
 
-const zp_vent_finished_job_t *zp_vent_finished_find(
-    const zp_vent_finished_t *self, const char *id)
+const zp_vent_finished_job_t *
+zp_vent_finished_find(const zp_vent_finished_t *self, const char *id)
 {
     uint64_t h = zp_vent_id_hash(id);
     const zp_vent_finished_job_t *e = zp_idmap_get(self->index, h);

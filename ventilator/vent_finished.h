@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 /* Defaults: the last 100,000 finished jobs, for at most 7 days. */
-#define ZP_VENT_FINISHED_MAX     100000u
-#define ZP_VENT_FINISHED_AGE_US  (7ull * 24 * 3600 * 1000000)
+#define ZP_VENT_FINISHED_MAX    100000u
+#define ZP_VENT_FINISHED_AGE_US (7ull * 24 * 3600 * 1000000)
 
 /* One finished job (borrowed from the set, until it is forgotten). */
 typedef struct {
@@ -37,16 +37,16 @@ void zp_vent_finished_destroy(zp_vent_finished_t **self_p);
 int zp_vent_finished_add(zp_vent_finished_t *self, const char *id,
                          const char *token, uint64_t total, uint64_t when_us);
 /* The finished job with this id, or NULL. */
-const zp_vent_finished_job_t *zp_vent_finished_find(
-    const zp_vent_finished_t *self, const char *id);
+const zp_vent_finished_job_t *
+zp_vent_finished_find(const zp_vent_finished_t *self, const char *id);
 /* Forgets jobs finished before now_us - max age; returns how many. */
 size_t zp_vent_finished_expire(zp_vent_finished_t *self, uint64_t now_us);
 /* Jobs remembered. */
 size_t zp_vent_finished_count(const zp_vent_finished_t *self);
 /* The i-th entry, oldest first (i < count), for the journal's
  * compaction; NULL for an entry replaced by a later job with its id. */
-const zp_vent_finished_job_t *zp_vent_finished_at(
-    const zp_vent_finished_t *self, size_t i);
+const zp_vent_finished_job_t *
+zp_vent_finished_at(const zp_vent_finished_t *self, size_t i);
 
 /* 64-bit FNV-1a of a string (the job tables' index key). */
 uint64_t zp_vent_id_hash(const char *s);

@@ -92,10 +92,9 @@ zp_vent_open_t zp_vent_intake_check_open(const Zpipe__V1__JobOpen *o,
 }
 
 /* A numbered batch: AGAIN when taken, REFUSE past the next, else NEW. */
-static zp_vent_batch_verdict_t s_check_seq(const zp_vent_job_t *j,
-                                           uint64_t seq, const char **why,
-                                           char *why_buf, size_t len,
-                                           zp_vent_batch_t *again,
+static zp_vent_batch_verdict_t s_check_seq(const zp_vent_job_t *j, uint64_t seq,
+                                           const char **why, char *why_buf,
+                                           size_t len, zp_vent_batch_t *again,
                                            uint64_t *expected)
 {
     const zp_vent_batch_t *taken = zp_vent_job_batch(j, seq);
@@ -108,8 +107,7 @@ static zp_vent_batch_verdict_t s_check_seq(const zp_vent_job_t *j,
         snprintf(why_buf, len,
                  "batch %llu of job %s came before batch %llu; send again "
                  "from batch %llu",
-                 (unsigned long long)seq, j->id,
-                 (unsigned long long)*expected,
+                 (unsigned long long)seq, j->id, (unsigned long long)*expected,
                  (unsigned long long)*expected);
         *why = why_buf;
         return ZP_VENT_BATCH_REFUSE;
@@ -117,10 +115,11 @@ static zp_vent_batch_verdict_t s_check_seq(const zp_vent_job_t *j,
     return ZP_VENT_BATCH_NEW;
 }
 
-zp_vent_batch_verdict_t zp_vent_intake_check_tasks(
-    const Zpipe__V1__TaskBatch *b, const zp_vent_job_t *j,
-    uint64_t max_task_bytes, const char **why, char *why_buf, size_t len,
-    zp_vent_batch_t *again, uint64_t *expected)
+zp_vent_batch_verdict_t
+zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
+                           const zp_vent_job_t *j, uint64_t max_task_bytes,
+                           const char **why, char *why_buf, size_t len,
+                           zp_vent_batch_t *again, uint64_t *expected)
 {
     *expected = 0;
     *why = NULL;

@@ -251,8 +251,7 @@ size_t zp_vent_jobs_of(const zp_vent_jobs_t *self, const char *rid,
 }
 
 /* Adds delta to the count of the connection's jobs. */
-static int s_count(zp_vent_jobs_t *self, const char *rid, size_t len,
-                   int delta)
+static int s_count(zp_vent_jobs_t *self, const char *rid, size_t len, int delta)
 {
     if (!len)
         return 0;
@@ -295,7 +294,8 @@ zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
     j->token = strdup("");
     uint64_t h = zp_vent_id_hash(id);
     if (!j->id || !j->plugin || !j->token ||
-        (!zp_idmap_get(self->index, h) && zp_idmap_put(self->index, h, j) < 0)) {
+        (!zp_idmap_get(self->index, h) &&
+         zp_idmap_put(self->index, h, j) < 0)) {
         free(j->id);
         free(j->plugin);
         free(j->token);

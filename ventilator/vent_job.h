@@ -87,7 +87,7 @@ typedef struct zp_vent_job {
     uint64_t next_task_id;
     size_t held; /* its tasks in the table */
     uint64_t last_open_us, last_close_us, last_status_us;
-    bool reopen; /* the sink restarted: send JobOpen once more */
+    bool reopen;     /* the sink restarted: send JobOpen once more */
     uint64_t failed; /* failed tasks, from the sink's final JobStatus */
     bool warned_no_plugin;
     zp_vent_fails_t fails;
@@ -114,8 +114,7 @@ void zp_vent_job_check(const zp_vent_job_t *j);
  * first id and count. Returns 0, or -1 when out of memory. */
 int zp_vent_job_batch_add(zp_vent_job_t *j, uint64_t first, uint32_t n);
 /* The batch numbered seq (1-based), or NULL when not taken yet. */
-const zp_vent_batch_t *zp_vent_job_batch(const zp_vent_job_t *j,
-                                         uint64_t seq);
+const zp_vent_batch_t *zp_vent_job_batch(const zp_vent_job_t *j, uint64_t seq);
 /* Sets j's token (copied); returns 0 or -1 when out of memory. */
 int zp_vent_job_set_token(zp_vent_job_t *j, const char *token);
 

@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now,
-                          bool keepalive)
+unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now, bool keepalive)
 {
     unsigned what = 0;
     switch (j->state) {

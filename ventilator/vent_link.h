@@ -29,8 +29,7 @@ enum {
  * is enough to see a sink restart, and thousands of idle jobs must not
  * each talk to the sink every two seconds). After a sink restart every
  * live job sends its JobOpen once, so that the sink learns its opener. */
-unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now,
-                          bool keepalive);
+unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now, bool keepalive);
 /* The shell sent what (ZP_VENT_SEND_* bits) for j at now. A first
  * JobClose moves j from OPEN to CLOSING. */
 void zp_vent_link_sent(zp_vent_job_t *j, unsigned what, uint64_t now);

@@ -45,8 +45,8 @@ typedef struct {
     zp_vent_sched_t sched;
     zp_vent_link_t link;
     zp_vent_counters_t n;
-    zp_metrics_t *metrics; /* NULL unless --metrics */
-    zp_events_t *events;   /* NULL unless --events */
+    zp_metrics_t *metrics;  /* NULL unless --metrics */
+    zp_events_t *events;    /* NULL unless --events */
     zp_vjournal_t *journal; /* NULL unless --journal */
     zp_vent_acks_t acks;    /* intake answers waiting for the journal */
     char *instance;         /* this ventilator's, new at each start */
@@ -133,14 +133,11 @@ int zp_vent_shell_journal_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
 int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
                                 uint64_t seq, uint64_t first,
                                 const Zpipe__V1__TaskBatch *b, size_t n);
-int zp_vent_shell_journal_close_job(zp_vent_shell_t *v,
-                                    const zp_vent_job_t *j);
+int zp_vent_shell_journal_close_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
 /* Appends commits of j's tasks; a finished (DONE) job's id and token. */
-void zp_vent_shell_journal_committed(zp_vent_shell_t *v,
-                                     const zp_vent_job_t *j,
+void zp_vent_shell_journal_committed(zp_vent_shell_t *v, const zp_vent_job_t *j,
                                      const uint64_t *ids, size_t n);
-void zp_vent_shell_journal_finished(zp_vent_shell_t *v,
-                                    const zp_vent_job_t *j);
+void zp_vent_shell_journal_finished(zp_vent_shell_t *v, const zp_vent_job_t *j);
 /* An Ack to a producer: sent now without a journal, else queued until a
  * sync covers what it answers. */
 void zp_vent_shell_answer(zp_vent_shell_t *v, const char *rid, size_t rid_len,

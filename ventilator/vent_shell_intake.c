@@ -97,9 +97,9 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     const char *given = o->job_id && *o->job_id ? o->job_id : NULL;
     zp_vent_job_t *j = given ? zp_vent_jobs_find(v->jobs, given) : NULL;
     const zp_vent_finished_job_t *f =
-        given && !j ? zp_vent_finished_find(zp_vent_jobs_finished(v->jobs),
-                                            given)
-                    : NULL;
+        given && !j
+            ? zp_vent_finished_find(zp_vent_jobs_finished(v->jobs), given)
+            : NULL;
     const char *why, *reply_id;
     char buf[256];
     switch (zp_vent_intake_check_open(o, j, f, rid, rid_len, &why, buf,
@@ -198,9 +198,9 @@ static void s_on_close(zp_vent_shell_t *v, const char *rid, size_t rid_len,
 {
     zp_vent_job_t *j = c->job_id ? zp_vent_jobs_find(v->jobs, c->job_id) : NULL;
     const zp_vent_finished_job_t *f =
-        c->job_id && !j ? zp_vent_finished_find(
-                              zp_vent_jobs_finished(v->jobs), c->job_id)
-                        : NULL;
+        c->job_id && !j
+            ? zp_vent_finished_find(zp_vent_jobs_finished(v->jobs), c->job_id)
+            : NULL;
     char buf[160];
     const char *why = zp_vent_intake_check_close(c, j, f, buf, sizeof buf);
     if (why) {
@@ -222,8 +222,8 @@ static void s_on_close(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                 (unsigned long long)j->next_task_id);
     }
     j->input_closed = true;
-    zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, 0,
-                         j->next_task_id, 0);
+    zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, 0, j->next_task_id,
+                         0);
 }
 
 /* Fills the ClusterStatus's job and worker tables (arrays of n + 1). */

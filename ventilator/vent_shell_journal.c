@@ -58,8 +58,8 @@ static int s_on_tasks(void *ctx, const char *job, uint64_t seq, uint64_t first,
         }
     if (seq && (seq != j->n_batches + 1 ||
                 zp_vent_job_batch_add(j, first, (uint32_t)n) < 0)) {
-        *why = seq != j->n_batches + 1 ? "batches out of order"
-                                       : "out of memory";
+        *why =
+            seq != j->n_batches + 1 ? "batches out of order" : "out of memory";
         return -1;
     }
     return 0;
@@ -102,10 +102,10 @@ static int s_on_committed(void *ctx, const char *job, const uint64_t *ids,
     zp_vent_shell_t *v = ctx;
     zp_vent_job_t *j = zp_vent_jobs_find(v->jobs, job);
     for (size_t i = 0; j && i < n; i++) {
-        zp_vent_task_t *t = ids[i] < ZP_VENT_MAX_TASK_ID
-                                ? zp_vent_tasks_get(v->tasks,
-                                                    ZP_VENT_KEY(j, ids[i]))
-                                : NULL;
+        zp_vent_task_t *t =
+            ids[i] < ZP_VENT_MAX_TASK_ID
+                ? zp_vent_tasks_get(v->tasks, ZP_VENT_KEY(j, ids[i]))
+                : NULL;
         if (t)
             zp_vent_tasks_done(v->tasks, t);
     }
@@ -130,15 +130,15 @@ static int s_on_finished(void *ctx, const char *job, const char *token,
 int zp_vent_shell_journal_open(zp_vent_shell_t *v)
 {
     static const zp_vjournal_visitor_t visitor = {
-        s_on_open,      s_on_tasks,    s_on_seqs,
-        s_on_close,     s_on_committed, s_on_finished,
+        s_on_open,  s_on_tasks,     s_on_seqs,
+        s_on_close, s_on_committed, s_on_finished,
     };
     if (!v->cfg->journal)
         return 0;
     char err[512];
     zp_vjournal_info_t info = {0};
-    v->journal = zp_vjournal_open(v->cfg->journal, &visitor, v, &info, err,
-                                  sizeof err);
+    v->journal =
+        zp_vjournal_open(v->cfg->journal, &visitor, v, &info, err, sizeof err);
     if (!v->journal) {
         zp_error("ventilator journal: %s", err);
         return -1;
@@ -323,9 +323,9 @@ static int s_dump_tasks(zp_vjournal_t *jr, zp_vent_task_t **t, size_t n)
 static int s_dump_job(zp_vjournal_t *jr, const zp_vent_job_t *j,
                       zp_vent_task_t **t, size_t n)
 {
-    zp_vjournal_job_t o = {j->id, j->token, j->plugin,
-                           j->config ? j->config : "", j->deadline_ms,
-                           j->max_attempts, j->priority};
+    zp_vjournal_job_t o = {
+        j->id,          j->token,        j->plugin,  j->config ? j->config : "",
+        j->deadline_ms, j->max_attempts, j->priority};
     if (zp_vjournal_job(jr, &o) < 0)
         return -1;
     if (j->n_batches) {
@@ -366,8 +366,8 @@ static int s_dump(void *ctx, zp_vjournal_t *jr)
     zp_vent_finished_t *f = zp_vent_jobs_finished(v->jobs);
     for (size_t i = 0; i < zp_vent_finished_count(f); i++) {
         const zp_vent_finished_job_t *e = zp_vent_finished_at(f, i);
-        if (e && zp_vjournal_finished(jr, e->id, e->token, e->total,
-                                      e->when_us) < 0)
+        if (e &&
+            zp_vjournal_finished(jr, e->id, e->token, e->total, e->when_us) < 0)
             return -1;
     }
     size_t k = 0;
@@ -405,11 +405,11 @@ void zp_vent_shell_journal_tend(zp_vent_shell_t *v, uint64_t now)
         return;
     v->last_compact_us = now;
     zp_vent_finished_expire(zp_vent_jobs_finished(v->jobs), zp_now_us());
-    uint64_t live = zp_vent_tasks_bytes(v->tasks) +
-                    32 * (uint64_t)zp_vent_tasks_size(v->tasks) +
-                    256 * (uint64_t)zp_vent_jobs_count(v->jobs) +
-                    64 * (uint64_t)zp_vent_finished_count(
-                             zp_vent_jobs_finished(v->jobs));
+    uint64_t live =
+        zp_vent_tasks_bytes(v->tasks) +
+        32 * (uint64_t)zp_vent_tasks_size(v->tasks) +
+        256 * (uint64_t)zp_vent_jobs_count(v->jobs) +
+        64 * (uint64_t)zp_vent_finished_count(zp_vent_jobs_finished(v->jobs));
     if (!zp_vjournal_compact_due(v->journal, live, S_COMPACT_MIN_BYTES))
         return;
     uint64_t before = zp_vjournal_size(v->journal), t0 = zp_mono_us();

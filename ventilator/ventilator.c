@@ -84,7 +84,8 @@ static int s_init_state(zp_vent_shell_t *v)
     v->arena = zp_arena_new();
     v->tasks =
         zp_vent_tasks_new(cfg->max_inflight, cfg->max_inflight_bytes, v->push);
-    v->jobs = zp_vent_jobs_new(cfg->deadline_ms, (uint32_t)cfg->max_attempts, 0);
+    v->jobs =
+        zp_vent_jobs_new(cfg->deadline_ms, (uint32_t)cfg->max_attempts, 0);
     v->workers = zp_vent_workers_new(zp_mono_us());
     v->instance = zp_random_id("", 12);
     if (!v->arena || !v->tasks || !v->jobs || !v->workers || !v->instance)

@@ -405,8 +405,8 @@ static int s_init_sockets(s_worker_t *w)
     /* A restarted ventilator knows no worker: say hello on every
      * reconnect rather than wait for the next heartbeat's "unknown". */
     if (w->credit_mode &&
-        !(w->monitor = zp_curve_monitor(w->curve, w->tasks,
-                                        ZMQ_EVENT_CONNECTED, "ventilator")))
+        !(w->monitor = zp_curve_monitor(w->curve, w->tasks, ZMQ_EVENT_CONNECTED,
+                                        "ventilator")))
         return -1;
     return 0;
 }

@@ -36,9 +36,8 @@ static void test_a_routing_id_too_long_is_refused(void)
 {
     zp_vent_acks_t q = {0};
     char rid[300] = {0};
-    TEST_EQ_INT(zp_vent_acks_push(&q, rid, sizeof rid, "j", true, NULL, 0, 0,
-                                  0),
-                -1);
+    TEST_EQ_INT(
+        zp_vent_acks_push(&q, rid, sizeof rid, "j", true, NULL, 0, 0, 0), -1);
     TEST_EQ_INT(q.n, 0);
     zp_vent_acks_free(&q);
 }

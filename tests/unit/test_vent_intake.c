@@ -67,8 +67,7 @@ static void test_settings_refused(void)
 static zp_vent_open_t s_open(const Zpipe__V1__JobOpen *o,
                              const zp_vent_job_t *existing,
                              const zp_vent_finished_job_t *finished,
-                             const char *rid, const char **why,
-                             const char **id)
+                             const char *rid, const char **why, const char **id)
 {
     static char buf[200];
     return zp_vent_intake_check_open(o, existing, finished, rid, strlen(rid),
@@ -155,8 +154,7 @@ static void test_a_finished_id_is_never_taken_again(void)
 /* check_tasks with the usual out-parameters. */
 static zp_vent_batch_verdict_t s_tasks(const Zpipe__V1__TaskBatch *b,
                                        const zp_vent_job_t *j, uint64_t max,
-                                       const char **why,
-                                       zp_vent_batch_t *again,
+                                       const char **why, zp_vent_batch_t *again,
                                        uint64_t *expected)
 {
     static char buf[200];
