@@ -194,12 +194,17 @@ static zp_submit_outcome_t s_verdict(zp_submit_verdict_t v,
     return (zp_submit_outcome_t){.verdict = v, .kind = kind, .why = why};
 }
 
-/* The answer to the JobOpen or the JobClose at the head. */
+/* The answer to the JobOpen or the JobClose at the head. Both have seq 0;
+ * the close's names the job's total (Ack.accepted), which tells it from
+ * the open's answered again (an open sent twice, from a dropped
+ * connection and again): in an empty job only, the two look alike. */
 static zp_submit_outcome_t s_ack_open_close(zp_submit_window_t *self,
                                             const zp_submit_ack_t *a)
 {
     zp_submit_kind_t kind = s_at(self, 0)->kind;
     if (a->seq) /* about a batch: answered already */
+        return s_verdict(ZP_SUBMIT_STALE, kind, NULL);
+    if (a->ok && kind == ZP_SUBMIT_CLOSE && a->accepted != self->total)
         return s_verdict(ZP_SUBMIT_STALE, kind, NULL);
     if (!a->ok)
         return s_verdict(ZP_SUBMIT_REFUSED, kind, NULL);

@@ -60,9 +60,9 @@ class Producer:
             o.config.add(key=key, value=value)
         self._request(m)
 
-    def _request(self, m, seq=0):
+    def _request(self, m, seq=0, total=None):
         """Sends m until its Ack comes, and returns it. seq: the batch's
-        number; 0 for the open and the close."""
+        number, 0 for the open and the close; total: the close's."""
         data = m.SerializeToString()
         self.sock.send(data)
         poller = zmq.Poller()
@@ -85,9 +85,11 @@ class Producer:
                 self.instance = ack.ventilator_instance
                 if not ack.ok:
                     raise RuntimeError("ventilator refused: %s" % ack.error)
-                # A ventilator older than TaskBatch.seq answers a batch
-                # with seq 0 and its task count.
-                if ack.seq == seq or (seq and not ack.seq and ack.accepted):
+                # The answer names the batch's seq (0: the open, the
+                # close); the close's, the job's total. A ventilator older
+                # than TaskBatch.seq answers a batch with 0 and its size.
+                if ack.seq == seq and total in (None, ack.accepted) or \
+                        seq and not ack.seq and ack.accepted:
                     return ack
                 # Else it answers a repeat of an earlier message; a new
                 # ventilator instance may not have had m.
@@ -114,7 +116,7 @@ class Producer:
         m = zpipe_pb2.Message()
         m.job_close.job_id = self.job_id
         m.job_close.total = self.sent
-        self._request(m)
+        self._request(m, total=self.sent)
         self.sock.disable_monitor()
         self.monitor.close(linger=0)
         self.sock.close(linger=1000)

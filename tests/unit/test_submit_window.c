@@ -155,6 +155,9 @@ static void test_repeated_answers_are_ignored(void)
     TEST_EQ_INT(s_push(w, ZP_SUBMIT_CLOSE, 0, "close", 1), 0);
     a = s_ack(true, 3, 10, "v1");
     TEST_EQ_INT(zp_submit_window_ack(w, &a, 1).verdict, ZP_SUBMIT_STALE);
+    /* and the open's answer again: it does not name the total */
+    a = s_ack(true, 0, 0, "v1");
+    TEST_EQ_INT(zp_submit_window_ack(w, &a, 1).verdict, ZP_SUBMIT_STALE);
     TEST_CHECK(!zp_submit_window_done(w));
     /* and after the close, anything */
     a = s_ack(true, 0, 30, "v1");
