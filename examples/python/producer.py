@@ -43,6 +43,7 @@ class Producer:
         self.monitor = self.sock.get_monitor_socket(
             zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.sock.connect(endpoint)
+        self.connected = True
         self.timeout_ms = timeout_ms  # give up after this long unanswered
         self.instance = None          # the ventilator's, from its Acks
         # The id is made here so that an open sent again names the same
@@ -68,14 +69,14 @@ class Producer:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
-        heard, connected = time.monotonic(), True
+        heard = time.monotonic()
         while True:
             ready = dict(poller.poll(5000))
             if self.monitor in ready:
                 event = recv_monitor_message(self.monitor)["event"]
-                if event == zmq.EVENT_CONNECTED and not connected:
+                if event == zmq.EVENT_CONNECTED and not self.connected:
                     self.sock.send(data)  # back after a drop
-                connected = event == zmq.EVENT_CONNECTED
+                self.connected = event == zmq.EVENT_CONNECTED
             if self.sock in ready:
                 ack = zpipe_pb2.Message.FromString(self.sock.recv()).ack
                 if ack.job_id != self.job_id:
@@ -95,7 +96,7 @@ class Producer:
                 # ventilator instance may not have had m.
                 if restarted:
                     self.sock.send(data)
-            elif not ready and connected:
+            elif not ready and self.connected:
                 self.sock.send(data)  # nothing heard for 5 s: ask again
             if self.timeout_ms and time.monotonic() - heard > self.timeout_ms / 1000:
                 raise RuntimeError("no answer from the ventilator")
