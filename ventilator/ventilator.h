@@ -45,6 +45,8 @@ typedef struct {
     uint64_t no_worker_timeout_ms; /* exit with an error after this long with
                                       no worker, 0 = wait forever */
     const char *resume_journal;    /* skip tasks this journal has committed */
+    const char *journal; /* producers' jobs, durable before each Ack */
+    uint64_t max_jobs;   /* open jobs at once; more are refused */
     zp_curve_config_t curve;       /* CURVE on tcp:// sockets */
     const char *sink_key;          /* the sink's public key (CURVE) */
     zp_strlist_t config;           /* the file job's plugin settings */
