@@ -4,12 +4,15 @@
 
 #include <stdlib.h>
 
-/* Out-of-order refusals in a row (no progress, one ventilator instance)
- * before a refusal counts as final: each stale message left on a dropped
- * connection can draw one, so a few windows' worth is generous, and a
- * refusal that is not about order (one that names its own batch) ends
- * the job instead of being resent forever. */
-#define S_MAX_REFUSALS(cap) (4 * (cap) + 4)
+/* Refusals naming a batch after the last answered, in a row (no progress
+ * on one connection to one ventilator instance), before they count as
+ * final. A batch out of order is refused with the seq expected; any other
+ * refusal of a batch ("unknown job", a task too big) names the batch's
+ * own seq, and the two look alike. The first kind comes only from
+ * batches a dropped connection delivered late, at most a window of them,
+ * and sending again from the seq named cures it; the second comes back
+ * each time and ends the run after a few rounds. */
+#define S_MAX_REFUSALS(cap) ((cap) + 2)
 
 typedef struct {
     char *frame; /* the encoded Message, owned */
@@ -314,6 +317,7 @@ void zp_submit_window_connected(zp_submit_window_t *self, uint64_t now)
 {
     if (self->dropped) {
         s_rewind(self);
+        self->refusals = 0;
         self->rewound_since_ack = true;
         self->st.reconnects++;
         self->nudge_at = now;

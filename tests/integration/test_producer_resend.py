@@ -410,8 +410,9 @@ def test_producers_finish_across_ventilator_kills():
             check(r.returncode == 0, "%s: zpipe wait %s: exit %d %r" % (
                 o.name, o.job, r.returncode, r.stdout + r.stderr))
     check_jobs(outs, lambda job: _records(s.control, job), n)
-    print("    seed %d; ventilator SIGKILLed at %s s" % (
-        SEED, ", ".join("%.2f" % t for t in moments)))
+    sub = outs[0].stderr.strip().splitlines()
+    print("    seed %d; ventilator SIGKILLed at %s s; %s" % (
+        SEED, ", ".join("%.2f" % t for t in moments), sub[-1] if sub else ""))
 
 
 if __name__ == "__main__":
