@@ -289,9 +289,12 @@ static void s_flush(s_submit_t *s)
 static void s_refused(s_submit_t *s, const zp_submit_outcome_t *r,
                       const Zpipe__V1__Ack *a)
 {
-    const char *why = r->why                  ? r->why
-                      : a->error && *a->error ? a->error
-                                              : "refused";
+    const char *said = a->error && *a->error ? a->error : "refused";
+    char why[512];
+    if (r->why && a->error && *a->error)
+        snprintf(why, sizeof why, "%s (it says: %s)", r->why, a->error);
+    else
+        snprintf(why, sizeof why, "%s", r->why ? r->why : said);
     zp_submit_stats_t st;
     zp_submit_window_stats(s->w, &st);
     if (r->kind == ZP_SUBMIT_OPEN)
@@ -316,9 +319,9 @@ static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
     if (r.verdict == ZP_SUBMIT_REFUSED)
         s_refused(s, &r, a);
     else if (r.verdict == ZP_SUBMIT_RESEND)
-        zp_info("job %s: the ventilator expects batch %llu; sending again "
-                "from there",
-                s->job, (unsigned long long)a->seq);
+        zp_info("job %s: the ventilator refused a batch (%s); sending again "
+                "from batch %llu",
+                s->job, a->error ? a->error : "", (unsigned long long)a->seq);
     else if (r.verdict == ZP_SUBMIT_PROGRESS && r.kind == ZP_SUBMIT_OPEN) {
         printf("%s\n", s->job);
         fflush(stdout);
