@@ -95,6 +95,20 @@ void zp_sink_commit_all(zp_sink_t *s)
 
 /* ---- writing records ---- */
 
+/* Lists task as committed for j's opener (acknowledged after the next
+ * barrier); counts it when the list is full. */
+static void s_list_committed(zp_sink_t *s, zp_sink_job_t *j, uint64_t task)
+{
+    if (zp_ledger_committed(&j->ledger, task) == 0)
+        return;
+    s->n.acks_dropped++;
+    if (zp_log_sampled(s->n.acks_dropped))
+        zp_warn("job %s: %zu commits wait for an absent opener; task %llu is "
+                "not acknowledged (%llu so far; a CommitQuery repairs this)",
+                j->id, j->ledger.n_commit, (unsigned long long)task,
+                (unsigned long long)s->n.acks_dropped);
+}
+
 /* Writes task's record (json: its spool line when it differs) and lists
  * it for the opener. */
 static void s_emit(zp_sink_t *s, zp_sink_job_t *j, uint64_t task, bool ok,
@@ -103,7 +117,7 @@ static void s_emit(zp_sink_t *s, zp_sink_job_t *j, uint64_t task, bool ok,
 {
     zp_store_emit(s->store, &j->spool, j->id, task, ok, data, len, json,
                   json_len);
-    zp_ledger_committed(&j->ledger, task);
+    s_list_committed(s, j, task);
 }
 
 /* Writes the parked records that are next in task order. */
@@ -230,17 +244,22 @@ void zp_sink_bad(zp_sink_t *s, const char *socket, const char *why, size_t len)
                 socket, len, (unsigned long long)s->n.bad_messages);
 }
 
-/* One result of a batch of len bytes from worker, received at now;
- * returns true when it is the task's record. */
+/* One result of a batch from worker, received at now; returns true when
+ * it is the task's record. */
 static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
-                        const Zpipe__V1__Result *r, uint64_t now, size_t len)
+                        const Zpipe__V1__Result *r, uint64_t now)
 {
     bool ok = r->status == ZPIPE__V1__STATUS__STATUS_OK;
     switch (zp_ledger_result(&j->ledger, r->task_id, ok, r->retryable,
                              r->attempt)) {
     case ZP_LEDGER_OUT_OF_RANGE:
-        zp_sink_bad(s, s->cfg->results, "a result with a task id out of range",
-                    len);
+        s->n.refused_out_of_range++;
+        if (zp_log_sampled(s->n.refused_out_of_range))
+            zp_warn("refused a result for job %s task %llu: out of the job's "
+                    "range (%llu tasks); %llu refused so far",
+                    j->id, (unsigned long long)r->task_id,
+                    (unsigned long long)j->ledger.total,
+                    (unsigned long long)s->n.refused_out_of_range);
         return false;
     case ZP_LEDGER_RETRY: /* not final yet: the opener sends it again */
         s_event_task(s, j, worker, r,
@@ -255,6 +274,10 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
     case ZP_LEDGER_DUPLICATE:
         if (s->trace)
             s_trace(s, j, worker, r, ZP_TRACE_DUPLICATE, now);
+        /* Acknowledged again: whoever sent it again may have lost the
+         * first Committed (not while --ordered still holds the record). */
+        if (zp_sink_job_written(j, s->cfg->ordered, r->task_id))
+            s_list_committed(s, j, r->task_id);
         return false;
     case ZP_LEDGER_COMMIT:
         break;
@@ -275,7 +298,7 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
     if (ok && j->reduce.reducer) {
         /* Folded, not written; committed like any record. */
         zp_reduce_fold(&j->reduce, r->output.data, r->output.len, r->task_id);
-        zp_ledger_committed(&j->ledger, r->task_id);
+        s_list_committed(s, j, r->task_id);
         return true;
     }
     s_write_record(s, j, worker, r, ok);
@@ -323,9 +346,16 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
                     len);
         return;
     }
-    zp_sink_job_t *j = zp_jobs_get(&s->jobs, b->job_id, NULL);
+    zp_sink_job_t *j = zp_jobs_find(&s->jobs, b->job_id);
     if (!j) {
-        zp_error("out of memory tracking job %s", b->job_id);
+        /* Only an opened job has results: refused, never written, and no
+         * job is made for them. */
+        s->n.refused_unknown_job += b->n_results;
+        if (zp_log_sampled(s->n.refused_unknown_job))
+            zp_warn("refused %zu results for job %s, which was never opened "
+                    "here; %llu refused so far",
+                    b->n_results, b->job_id,
+                    (unsigned long long)s->n.refused_unknown_job);
         return;
     }
     uint64_t now = zp_now_us();
@@ -335,7 +365,7 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
     size_t fresh = 0;
     const char *worker = b->worker_id ? b->worker_id : "";
     for (size_t i = 0; i < b->n_results; i++)
-        fresh += s_on_result(s, j, worker, b->results[i], now, len);
+        fresh += s_on_result(s, j, worker, b->results[i], now);
     zp_sink_job_worker(j, worker, fresh, b->window, b->max_held);
     /* The ventilator's own give-up records are not a worker's work. */
     if (s->web && strcmp(worker, "ventilator") != 0)
