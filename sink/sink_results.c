@@ -244,22 +244,18 @@ void zp_sink_bad(zp_sink_t *s, const char *socket, const char *why, size_t len)
                 socket, len, (unsigned long long)s->n.bad_messages);
 }
 
-/* One result of a batch from worker, received at now; returns true when
- * it is the task's record. */
+/* One result of a batch of len bytes from worker, received at now;
+ * returns true when it is the task's record. */
 static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
-                        const Zpipe__V1__Result *r, uint64_t now)
+                        const Zpipe__V1__Result *r, uint64_t now, size_t len)
 {
     bool ok = r->status == ZPIPE__V1__STATUS__STATUS_OK;
     switch (zp_ledger_result(&j->ledger, r->task_id, ok, r->retryable,
                              r->attempt)) {
-    case ZP_LEDGER_OUT_OF_RANGE:
+    case ZP_LEDGER_OUT_OF_RANGE: /* refused, and a bad message as ever */
         s->n.refused_out_of_range++;
-        if (zp_log_sampled(s->n.refused_out_of_range))
-            zp_warn("refused a result for job %s task %llu: out of the job's "
-                    "range (%llu tasks); %llu refused so far",
-                    j->id, (unsigned long long)r->task_id,
-                    (unsigned long long)j->ledger.total,
-                    (unsigned long long)s->n.refused_out_of_range);
+        zp_sink_bad(s, s->cfg->results, "a result with a task id out of range",
+                    len);
         return false;
     case ZP_LEDGER_RETRY: /* not final yet: the opener sends it again */
         s_event_task(s, j, worker, r,
@@ -348,14 +344,11 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
     }
     zp_sink_job_t *j = zp_jobs_find(&s->jobs, b->job_id);
     if (!j) {
-        /* Only an opened job has results: refused, never written, and no
-         * job is made for them. */
+        /* Only an opened job has results: refused (each counted), never
+         * written, and no job is made for them. */
         s->n.refused_unknown_job += b->n_results;
-        if (zp_log_sampled(s->n.refused_unknown_job))
-            zp_warn("refused %zu results for job %s, which was never opened "
-                    "here; %llu refused so far",
-                    b->n_results, b->job_id,
-                    (unsigned long long)s->n.refused_unknown_job);
+        zp_sink_bad(s, s->cfg->results,
+                    "a result batch for a job never opened here", len);
         return;
     }
     uint64_t now = zp_now_us();
@@ -365,7 +358,7 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
     size_t fresh = 0;
     const char *worker = b->worker_id ? b->worker_id : "";
     for (size_t i = 0; i < b->n_results; i++)
-        fresh += s_on_result(s, j, worker, b->results[i], now);
+        fresh += s_on_result(s, j, worker, b->results[i], now, len);
     zp_sink_job_worker(j, worker, fresh, b->window, b->max_held);
     /* The ventilator's own give-up records are not a worker's work. */
     if (s->web && strcmp(worker, "ventilator") != 0)
