@@ -91,6 +91,9 @@ static void test_write_without_sync_replays_the_same(void)
     zp_journal_t *j = zp_journal_open(path, &s_visitor, NULL, err, sizeof err);
     TEST_CHECK(j != NULL);
     TEST_EQ_INT(zp_journal_open_job(j, "job-t", 0, "tok"), 0);
+    TEST_EQ_INT(zp_journal_record(j, "job-t", 0, false, 0), 0);
+    TEST_EQ_INT(zp_journal_record(j, "job-t", UINT64_MAX, false, UINT64_MAX),
+                0);
     TEST_EQ_INT(zp_journal_record(j, "job-t", 4, true, 9), 0);
     TEST_EQ_INT(zp_journal_write(j), 0);
     TEST_EQ_INT(zp_journal_pending(j), 0);
@@ -101,7 +104,8 @@ static void test_write_without_sync_replays_the_same(void)
     zp_journal_t *k = zp_journal_open(path, &s_visitor, &s, err, sizeof err);
     TEST_CHECK(k != NULL);
     TEST_EQ_INT(s.opens, 1);
-    TEST_EQ_INT(s.records, 1);
+    TEST_EQ_INT(s.records, 3);
+    TEST_EQ_INT(s.oks, 1);
     TEST_EQ_STR(s.last_token, "tok");
     TEST_EQ_INT(s.last_offset, 9);
     zp_journal_destroy(&k);
