@@ -272,6 +272,8 @@ static void s_phase_control(zp_sink_t *s, zmq_msg_t *frame)
         else
             zp_sink_on_control(s, rid, rid_len, frame);
     }
+    if (s->n_open_acks) /* JobOpens wait for their journal lines */
+        zp_sink_commit_all(s);
 }
 
 /* Waits up to S_POLL_MS for the sockets and monitors (items, 4 of them).
@@ -358,6 +360,7 @@ static void s_teardown(zp_sink_t *s)
     free(s->instance);
     zp_buf_free(&s->rec);
     zp_buf_free(&s->scratch);
+    free(s->open_acks);
 }
 
 /* A clean stop: the journal the sink chose by itself is removed once

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Ids per Committed message: a backlog kept for an absent opener goes
@@ -172,15 +173,54 @@ static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
     }
 }
 
+/* Parks the answer to a JobOpen from rid until the barrier has written
+ * its journal line: a restarted sink then knows every job (and token) it
+ * acknowledged. The barrier runs at the end of the control phase, so one
+ * sync answers every open that came meanwhile. Returns false when out of
+ * memory (the caller answers after a barrier of its own). */
+static bool s_park_open_ack(zp_sink_t *s, const char *rid, size_t rid_len,
+                            const char *job)
+{
+    if (s->n_open_acks == s->cap_open_acks) {
+        size_t cap = s->cap_open_acks ? 2 * s->cap_open_acks : 16;
+        zp_open_ack_t *a = realloc(s->open_acks, cap * sizeof *a);
+        if (!a)
+            return false;
+        s->open_acks = a;
+        s->cap_open_acks = cap;
+    }
+    zp_open_ack_t *a = &s->open_acks[s->n_open_acks++];
+    a->peer.rid_len =
+        rid_len < sizeof a->peer.rid ? rid_len : sizeof a->peer.rid;
+    memcpy(a->peer.rid, rid, a->peer.rid_len);
+    snprintf(a->job, sizeof a->job, "%s", job);
+    return true;
+}
+
+void zp_sink_send_open_acks(zp_sink_t *s)
+{
+    for (size_t i = 0; i < s->n_open_acks; i++)
+        s_ack(s, s->open_acks[i].peer.rid, s->open_acks[i].peer.rid_len,
+              s->open_acks[i].job, true, NULL);
+    s->n_open_acks = 0;
+}
+
 static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
                           const Zpipe__V1__JobOpen *m, size_t len)
 {
     zp_control_answer_t a = zp_control_job_open(&s->jobs, m, rid, rid_len);
     if (a.ok) {
-        if (a.is_new || a.adopted)
+        zp_reduce_open(s->reduce, &a.job->reduce, a.job->id, m->plugin);
+        bool journal = (a.is_new || a.adopted) && zp_store_journaled(s->store);
+        if (journal)
             zp_store_job_opened(s->store, a.job->id, a.job->ledger.max_attempts,
                                 a.job->token);
-        zp_reduce_open(s->reduce, &a.job->reduce, a.job->id, m->plugin);
+        /* Behind a parked one, an open of the same job waits too. */
+        if (journal || s->n_open_acks) {
+            if (s_park_open_ack(s, rid, rid_len, a.ack_id))
+                return;
+            zp_sink_commit_all(s);
+        }
     }
     char why[200];
     if (a.reused) {

@@ -89,6 +89,7 @@ void zp_sink_commit_all(zp_sink_t *s)
 {
     if (!s_durable(s))
         return;
+    zp_sink_send_open_acks(s);
     for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
         zp_sink_flush_commits(s, j);
 }

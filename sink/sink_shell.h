@@ -24,6 +24,12 @@
 #include <stdint.h>
 #include <zmq.h>
 
+/* A JobOpen answered once its journal line is written (the barrier). */
+typedef struct {
+    zp_peer_t peer;
+    char job[129];
+} zp_open_ack_t;
+
 typedef struct {
     const zp_sink_config_t *cfg;
     void *ctx, *results, *control, *pub;
@@ -44,6 +50,8 @@ typedef struct {
     zp_sink_web_t *web;        /* the web view, on the metrics server */
     char *instance;            /* changes on every start */
     zp_trace_log_t *trace;     /* --trace, else NULL */
+    zp_open_ack_t *open_acks;  /* JobOpens waiting for the barrier */
+    size_t n_open_acks, cap_open_acks;
 } zp_sink_t;
 
 /* sink_results.c */
@@ -72,5 +80,7 @@ void zp_sink_serve_fetchers(zp_sink_t *s, zp_sink_job_t *j);
 /* Tells j's opener what was committed and what to retry (call after
  * the barrier); what it cannot be told now is kept for later. */
 void zp_sink_flush_commits(zp_sink_t *s, zp_sink_job_t *j);
+/* Answers the JobOpens whose journal lines the barrier just wrote. */
+void zp_sink_send_open_acks(zp_sink_t *s);
 
 #endif

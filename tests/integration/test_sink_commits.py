@@ -304,6 +304,32 @@ def test_job_tokens():
     ctx.destroy(0)
 
 
+def test_open_acknowledged_once_journaled():
+    # An Ack for JobOpen means the journal has the job and its token: a
+    # sink killed the moment it answered still refuses the id to another
+    # job after its restart (the journal is written every 20 ms; an Ack
+    # sent before it would lose the token most of the time).
+    c = zptest.Cluster()
+    zptest.stop(c.sink)
+    cmd = c.sink.args + ["--journal", os.path.join(c.dir, "journal")]
+    ctx = _ctx()
+    for k in range(5):
+        c.sink = start(cmd, stderr=c._log("sink%d" % k))
+        p = Peer(ctx, c.control)
+        p.open("k%d" % k, "tok-a")
+        c.sink.send_signal(signal.SIGKILL)
+        c.sink.wait()
+        p.close()
+    c.sink = start(cmd, stderr=c._log("sink-last"))
+    p = Peer(ctx, c.control)
+    for k in range(5):
+        p.open("k%d" % k, "tok-b", ok=False)
+        p.open("k%d" % k, "tok-a")
+    print("    5 jobs, each sink killed right after its Ack: every token kept")
+    zptest.stop(c.sink)
+    ctx.destroy(0)
+
+
 def test_results_never_asked_for_are_refused():
     spool = zptest.tmpdir()
     c = zptest.Cluster(sink_args=("--metrics", "127.0.0.1:0", "--spool", spool))
@@ -352,5 +378,6 @@ if __name__ == "__main__":
         test_acks_kept_across_a_journal_replay,
         test_commit_query,
         test_job_tokens,
+        test_open_acknowledged_once_journaled,
         test_results_never_asked_for_are_refused,
     ])
