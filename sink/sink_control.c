@@ -110,7 +110,7 @@ zp_control_answer_t zp_control_job_open(zp_jobs_t *jobs,
         return a;
     zp_control_wait(j, rid, rid_len);
     s_peer_set(&j->opener, rid, rid_len);
-    j->acks_retry_us = 0; /* a new opener: tell it what waits at once */
+    j->acks_wait_open = false; /* tell the opener what waits */
     zp_ledger_set_max_attempts(&j->ledger, m->max_attempts);
     if (a.is_new)
         zp_info("job %s opened (plugin %s)", m->job_id,

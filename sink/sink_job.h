@@ -30,10 +30,10 @@ typedef struct zp_sink_job {
     zp_order_t order; /* --ordered */
     zp_spool_t spool; /* --spool */
     zp_fetch_t fetch;
-    zp_waiters_t waiters;   /* told when the job is done */
-    zp_peer_t opener;       /* told what is committed and what to retry */
-    uint64_t acks_retry_us; /* the opener was unreachable: commits wait
-                               until then (mono µs) or a new JobOpen */
+    zp_waiters_t waiters; /* told when the job is done */
+    zp_peer_t opener;     /* told what is committed and what to retry */
+    bool acks_wait_open;  /* the opener was unreachable: commits wait for
+                             the job's next JobOpen */
     zp_reduce_job_t reduce;
     zp_wstat_t *workers;
     size_t n_workers;

@@ -16,9 +16,6 @@
 /* Ids per Committed message: a backlog kept for an absent opener goes
  * out in pieces of at most about 640 KiB. */
 #define S_ACK_CHUNK 65536
-/* An opener that could not be reached is tried again this often (µs),
- * or at once when a JobOpen names a new one. */
-#define S_ACK_RETRY_US 1000000
 
 static void s_reply(zp_sink_t *s, const char *rid, size_t rid_len,
                     zp_message_t *m, const char *what, const char *job)
@@ -120,21 +117,19 @@ void zp_sink_flush_commits(zp_sink_t *s, zp_sink_job_t *j)
 {
     /* Kept until the opener has them: while the job has none (after a
      * restart, until its JobOpen comes again) and while it cannot be
-     * reached (its queue is full, or it is gone: then tried again after
-     * S_ACK_RETRY_US or at its next JobOpen). A lost Committed would hold
-     * its tasks at the ventilator until their lease expires. */
-    if (!zp_ledger_has_pending(&j->ledger) || !j->opener.rid_len)
-        return;
-    uint64_t now = zp_mono_us();
-    if (now < j->acks_retry_us)
+     * reached (its queue is full: tried again at the next commit; it is
+     * gone: tried again at its next JobOpen, which a ventilator sends
+     * every 2 s). A lost Committed would hold its tasks at the ventilator
+     * until their lease expires. */
+    if (!zp_ledger_has_pending(&j->ledger) || !j->opener.rid_len ||
+        j->acks_wait_open)
         return;
     while (zp_ledger_has_pending(&j->ledger)) {
         zp_ledger_pending_t p = zp_ledger_pending(&j->ledger);
         size_t nc = p.n_commit < S_ACK_CHUNK ? p.n_commit : S_ACK_CHUNK;
         size_t nr = p.n_retry < S_ACK_CHUNK ? p.n_retry : S_ACK_CHUNK;
         if (!s_send_committed(s, j, &p, nc, nr)) {
-            if (errno != EAGAIN)
-                j->acks_retry_us = now + S_ACK_RETRY_US;
+            j->acks_wait_open = errno != EAGAIN;
             zp_debug("committed for job %s: opener unreachable (%s); %zu "
                      "kept",
                      j->id, zmq_strerror(errno), p.n_commit + p.n_retry);

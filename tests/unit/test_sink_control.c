@@ -150,16 +150,16 @@ static void test_tokens_tell_jobs_apart(void)
     a = s_open_token(&jobs, "j", "tok-a", "v2"); /* idempotent */
     TEST_CHECK(a.ok && !a.is_new && !a.adopted);
     TEST_CHECK(memcmp(a.job->opener.rid, "v2", 2) == 0);
-    a.job->acks_retry_us = 99;
+    a.job->acks_wait_open = true;
     a = s_open_token(&jobs, "j", "tok-b", "v3"); /* another job */
     TEST_CHECK(!a.ok && a.reused && !a.job && !a.bad && !a.error);
     zp_sink_job_t *j = zp_jobs_find(&jobs, "j");
     TEST_CHECK(memcmp(j->opener.rid, "v2", 2) == 0); /* unchanged */
-    TEST_EQ_INT(j->acks_retry_us, 99);
+    TEST_CHECK(j->acks_wait_open); /* a refused open changes nothing */
     TEST_EQ_STR(j->token, "tok-a");
     a = s_open_token(&jobs, "j", "", "v4"); /* legacy: matches */
     TEST_CHECK(a.ok && !a.reused && a.job == j);
-    TEST_EQ_INT(j->acks_retry_us, 0); /* a new opener is told at once */
+    TEST_CHECK(!j->acks_wait_open); /* a new opener is told at once */
     a = s_open_token(&jobs, "j", NULL, "v4");
     TEST_CHECK(a.ok);
     /* A bad token is refused like a bad id. */
