@@ -2,7 +2,11 @@
  *
  * One event per text line, so a torn write can only damage the last line:
  *   zpipe-journal 1                      header
- *   O <job> <max_attempts>               job opened
+ *   O <job> <max_attempts> [<token>]     job opened (again: its token set);
+ *                                        the token, the job's identity
+ *                                        beside its id (JobOpen.token), is
+ *                                        left out when empty (journals
+ *                                        before it have none)
  *   C <job> <total>                      job closed with its task count
  *   R <job> <task> <ok|failed> <offset>  record committed; offset is the
  *                                        output file's size after it
@@ -17,7 +21,9 @@
 #include <stdint.h>
 
 typedef struct {
-    void (*on_open)(void *ctx, const char *job, uint32_t max_attempts);
+    /* token: "" when the line has none */
+    void (*on_open)(void *ctx, const char *job, uint32_t max_attempts,
+                    const char *token);
     void (*on_close)(void *ctx, const char *job, uint64_t total);
     void (*on_record)(void *ctx, const char *job, uint64_t task, bool ok,
                       uint64_t offset);
@@ -43,14 +49,18 @@ zp_journal_t *zp_journal_open(const char *path,
                               char *err, size_t errlen);
 /* Flushes and closes; nulls the caller's pointer. */
 void zp_journal_destroy(zp_journal_t **self_p);
-/* Buffer events; nothing is durable until zp_journal_sync. */
+/* Buffer events; nothing is durable until zp_journal_sync. token (NULL
+ * or "": none) must be a valid job id (zp_job_id_valid) when set. */
 int zp_journal_open_job(zp_journal_t *self, const char *job,
-                        uint32_t max_attempts);
+                        uint32_t max_attempts, const char *token);
 int zp_journal_close_job(zp_journal_t *self, const char *job, uint64_t total);
 int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
                       bool ok, uint64_t offset);
 /* Writes buffered events and fdatasyncs; returns 0 or -1 (errno). */
 int zp_journal_sync(zp_journal_t *self);
+/* Writes buffered events without syncing: they survive a crash of the
+ * process, not a power loss. Returns 0 or -1 (errno). */
+int zp_journal_write(zp_journal_t *self);
 /* Bytes buffered and not yet synced. */
 size_t zp_journal_pending(const zp_journal_t *self);
 

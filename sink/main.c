@@ -26,6 +26,7 @@ int main(int argc, char **argv)
         .max_frame = 256u << 20,
     };
     uint64_t parent = 0;
+    const char *journal_sync = "yes";
     const zp_opt_t opts[] = {
         {"results", 'r', ZP_OPT_STR, "ZPIPE_SINK_RESULTS", "ENDPOINT",
          "bind for worker results, PULL (default tcp://*:5558)", &cfg.results,
@@ -46,9 +47,15 @@ int main(int argc, char **argv)
          "write each job's records in task order", &cfg.ordered, 0, 0, NULL},
         {"journal", 0, ZP_OPT_STR, "ZPIPE_JOURNAL", "FILE",
          "append-only commit log, synced in batches: a restarted sink "
-         "resumes from it without losing or repeating a record (needs "
-         "--output FILE)",
+         "resumes from it without losing or repeating a record. Without "
+         "it the sink keeps its own, not synced, in the --spool DIR or "
+         "beside --output FILE (FILE.journal): a crash loses nothing, a "
+         "power loss the unsynced tail",
          &cfg.journal, 0, 0, NULL},
+        {"journal-sync", 0, ZP_OPT_CHOICE, "ZPIPE_SINK_JOURNAL_SYNC", "WHEN",
+         "yes: fdatasync --journal before acknowledging (default); no: only "
+         "write it (survives a crash of the sink, not a power loss)",
+         &journal_sync, 0, 0, "yes|no"},
         {"spool", 0, ZP_OPT_STR, "ZPIPE_SPOOL", "DIR",
          "also keep each job's records (JSON Lines) in DIR/JOB.jsonl, for "
          "consumers to fetch by cursor (zpipe results)",
@@ -80,6 +87,7 @@ int main(int argc, char **argv)
                           "zpipe-sink " ZPIPE_VERSION);
     if (rc >= 0)
         return rc;
+    cfg.journal_sync = strcmp(journal_sync, "no") != 0;
     if (cfg.publish && (!*cfg.publish || !strcmp(cfg.publish, "none")))
         cfg.publish = NULL;
     zp_signals_install((long)parent);

@@ -5,6 +5,7 @@
  * sink_order, sink_store, sink_fetch, sink_reduce, sink_control), which
  * touch no socket; sink_results.c and sink_requests.c carry it out. */
 #include "sink.h"
+#include "sink_control.h"
 #include "sink_shell.h"
 #include "zp_log.h"
 #include "zp_net.h"
@@ -26,12 +27,12 @@
 /* ---- set-up ---- */
 
 /* Journal replay: rebuilds the jobs the journal has. */
-static void s_replay_open(void *ctx, const char *job, uint32_t max_attempts)
+static void s_replay_open(void *ctx, const char *job, uint32_t max_attempts,
+                          const char *token)
 {
     zp_sink_t *s = ctx;
-    zp_sink_job_t *j = zp_jobs_get(&s->jobs, job, NULL);
-    if (j)
-        zp_ledger_set_max_attempts(&j->ledger, max_attempts);
+    if (!zp_control_restore_open(&s->jobs, job, max_attempts, token))
+        zp_error("journal replay: out of memory restoring job %s", job);
 }
 
 static void s_replay_close(void *ctx, const char *job, uint64_t total)
@@ -55,6 +56,32 @@ static bool s_replay_record(void *ctx, const char *job, uint64_t task, bool ok)
     return true;
 }
 
+/* Decides which journal the sink keeps (its flags' promise) and says at
+ * start-up what a crash or a power loss may cost. */
+static int s_init_promise(zp_sink_t *s)
+{
+    const zp_sink_config_t *cfg = s->cfg;
+    zp_promise_flags_t f = {
+        .output = cfg->output,
+        .output_kind = zp_promise_output_kind(cfg->output),
+        .journal = cfg->journal,
+        .journal_sync = cfg->journal_sync,
+        .spool = cfg->spool,
+        .reduce = cfg->reduce.count > 0,
+    };
+    char text[1024];
+    if (zp_promise_decide(&f, &s->promise, text, sizeof text) < 0) {
+        zp_error("sink: %s", text);
+        return -1;
+    }
+    zp_promise_describe(&s->promise, &f, text, sizeof text);
+    if (s->promise.level == ZP_PROMISE_NONE)
+        zp_warn("sink: %s", text);
+    else
+        zp_info("sink: %s", text);
+    return 0;
+}
+
 /* Opens the output: truncated, or with a journal, cut back to what the
  * journal says was committed, with each job's spool cut to match. */
 static int s_init_output(zp_sink_t *s)
@@ -62,21 +89,27 @@ static int s_init_output(zp_sink_t *s)
     static const zp_store_replay_t replay = {s_replay_open, s_replay_close,
                                              s_replay_record};
     const zp_sink_config_t *cfg = s->cfg;
-    zp_store_config_t sc = {cfg->output, cfg->journal, cfg->spool};
+    if (s_init_promise(s) < 0)
+        return -1;
+    const zp_promise_t *p = &s->promise;
+    zp_store_config_t sc = {cfg->output, *p->journal ? p->journal : NULL,
+                            cfg->spool, p->sync, p->rewind};
     s->store = zp_store_new(&sc, &replay, s);
     if (!s->store)
         return -1;
-    if (!zp_store_journaled(s->store))
+    if (!zp_store_journaled(s->store) || !s->jobs.head)
         return 0;
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+    size_t jobs = 0;
+    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link, jobs++)
         if (cfg->spool)
             zp_store_spool_restore(s->store, &j->spool, j->id, j->ledger.done);
     for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
         zp_ledger_finish(&j->ledger); /* those that are complete */
-    zp_info("journal %s: resumed %llu committed records; output %s cut to "
-            "%llu bytes",
-            cfg->journal, (unsigned long long)zp_store_resumed(s->store),
-            cfg->output, (unsigned long long)zp_store_offset(s->store));
+    zp_info("journal %s: resumed %llu committed records of %zu jobs; output "
+            "%s %s %llu bytes",
+            p->journal, (unsigned long long)zp_store_resumed(s->store), jobs,
+            cfg->output, p->rewind ? "cut to" : "not cut (a stream); at",
+            (unsigned long long)zp_store_offset(s->store));
     return 0;
 }
 
@@ -239,6 +272,8 @@ static void s_phase_control(zp_sink_t *s, zmq_msg_t *frame)
         else
             zp_sink_on_control(s, rid, rid_len, frame);
     }
+    if (s->n_open_acks) /* JobOpens wait for their journal lines */
+        zp_sink_commit_all(s);
 }
 
 /* Waits up to S_POLL_MS for the sockets and monitors (items, 4 of them).
@@ -325,6 +360,27 @@ static void s_teardown(zp_sink_t *s)
     free(s->instance);
     zp_buf_free(&s->rec);
     zp_buf_free(&s->scratch);
+    free(s->open_acks);
+}
+
+/* A clean stop: the journal the sink chose by itself is removed once
+ * every job it knows is done, so that the next start is a fresh one (as
+ * a sink without --journal always was); with work left it stays, and the
+ * next start resumes it. */
+static void s_drop_implicit_journal(zp_sink_t *s)
+{
+    if (!s->promise.implicit)
+        return;
+    for (const zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+        if (j->ledger.state != ZP_JOB_DONE) {
+            zp_info("journal %s kept: job %s is not done; a restart with "
+                    "the same flags resumes it",
+                    s->promise.journal, j->id);
+            return;
+        }
+    if (zp_store_drop_journal(s->store) < 0)
+        zp_warn("journal %s: cannot remove it: %s", s->promise.journal,
+                strerror(errno));
 }
 
 int zp_sink_run(const zp_sink_config_t *cfg)
@@ -334,6 +390,8 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     if (s_init(&s) == 0) {
         s_loop(&s);
         rc = zp_store_finish(s.store) < 0 ? 3 : 0;
+        if (rc == 0)
+            s_drop_implicit_journal(&s);
         zp_info("sink stopping: %llu bad messages, %llu connections dropped",
                 (unsigned long long)s.n.bad_messages,
                 (unsigned long long)s.n.dropped);

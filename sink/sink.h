@@ -23,7 +23,9 @@ typedef struct {
     const char *output;  /* path, "-" = stdout */
     const char *format;  /* "jsonl" or "lines" */
     bool ordered;        /* restore task id order per job */
-    const char *journal; /* commit log; NULL = none */
+    const char *journal; /* commit log; NULL = the sink's own (see
+                            sink_promise.h) */
+    bool journal_sync;   /* fdatasync the journal before acknowledging */
     const char *spool;   /* directory: each job's records, served by
                             cursor (ResultsRequest); NULL = none */
     uint64_t max_frame;

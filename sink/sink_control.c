@@ -1,8 +1,10 @@
-/* sink_control: JobOpen, JobClose and StatusRequest (see sink_control.h). */
+/* sink_control: JobOpen, JobClose, StatusRequest and CommitQuery (see
+ * sink_control.h). */
 #include "sink_control.h"
 #include "zp_journal.h"
 #include "zp_log.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* JobStatus.state carries the ledger's states as they are. */
@@ -26,24 +28,89 @@ void zp_control_wait(zp_sink_job_t *job, const char *rid, size_t rid_len)
                 ZP_FETCH_MAX_WAITERS);
 }
 
+/* Sets job's token (NULL or "" leaves it). Returns 0, -1 when out of
+ * memory (the job keeps none). */
+static int s_token_set(zp_sink_job_t *j, const char *token)
+{
+    if (!token || !*token)
+        return 0;
+    char *t = strdup(token);
+    if (!t)
+        return -1;
+    free(j->token);
+    j->token = t;
+    return 0;
+}
+
+static bool s_has_token(const zp_sink_job_t *j)
+{
+    return j->token && *j->token;
+}
+
+/* Whether an open with token means job j; *adopt: j takes the token. */
+static bool s_same_job(const zp_sink_job_t *j, const char *token, bool *adopt)
+{
+    *adopt = false;
+    if (!*token)
+        return true; /* legacy: whatever job holds the id */
+    if (s_has_token(j))
+        return strcmp(j->token, token) == 0;
+    if (j->ledger.state == ZP_JOB_DONE)
+        return false; /* a finished job cannot become another */
+    *adopt = true;
+    return true;
+}
+
+/* The job an open with token means: found, or made (*is_new). NULL with
+ * a->error or a->reused set when there is none. */
+static zp_sink_job_t *s_open_job(zp_jobs_t *jobs, const char *id,
+                                 const char *token, zp_control_answer_t *a)
+{
+    zp_sink_job_t *j = zp_jobs_find(jobs, id);
+    if (j) {
+        if (!s_same_job(j, token, &a->adopted)) {
+            a->reused = true;
+            return NULL;
+        }
+        if (a->adopted && s_token_set(j, token) < 0) {
+            a->adopted = false;
+            a->error = "out of memory";
+            return NULL;
+        }
+        return j;
+    }
+    j = zp_jobs_get(jobs, id, &a->is_new);
+    if (j && s_token_set(j, token) < 0)
+        j = NULL; /* kept without a token: a later open may give it */
+    if (!j) {
+        a->error = "out of memory";
+        a->is_new = false;
+    }
+    return j;
+}
+
 zp_control_answer_t zp_control_job_open(zp_jobs_t *jobs,
                                         const Zpipe__V1__JobOpen *m,
                                         const char *rid, size_t rid_len)
 {
     zp_control_answer_t a = {.ack_id = m->job_id ? m->job_id : ""};
+    const char *token = m->token ? m->token : "";
     if (!zp_job_id_valid(m->job_id)) {
         a.error = "job id must be 1 to 128 of [A-Za-z0-9_.:-]";
         a.bad = "a job_open without a valid job id";
         return a;
     }
-    zp_sink_job_t *j = zp_jobs_get(jobs, m->job_id, &a.is_new);
-    if (!j) {
-        a.error = "out of memory";
-        a.is_new = false;
+    if (*token && !zp_job_id_valid(token)) {
+        a.error = "token must be up to 128 of [A-Za-z0-9_.:-]";
+        a.bad = "a job_open with a bad token";
         return a;
     }
+    zp_sink_job_t *j = s_open_job(jobs, m->job_id, token, &a);
+    if (!j)
+        return a;
     zp_control_wait(j, rid, rid_len);
     s_peer_set(&j->opener, rid, rid_len);
+    j->acks_wait_open = false; /* tell the opener what waits */
     zp_ledger_set_max_attempts(&j->ledger, m->max_attempts);
     if (a.is_new)
         zp_info("job %s opened (plugin %s)", m->job_id,
@@ -51,6 +118,31 @@ zp_control_answer_t zp_control_job_open(zp_jobs_t *jobs,
     a.ok = true;
     a.job = j;
     return a;
+}
+
+zp_sink_job_t *zp_control_restore_open(zp_jobs_t *jobs, const char *id,
+                                       uint32_t max_attempts, const char *token)
+{
+    zp_sink_job_t *j = zp_jobs_get(jobs, id, NULL);
+    if (!j)
+        return NULL;
+    zp_ledger_set_max_attempts(&j->ledger, max_attempts);
+    if (!s_has_token(j) && s_token_set(j, token) < 0)
+        return NULL;
+    return j;
+}
+
+size_t zp_control_commit_query(const zp_jobs_t *jobs, Zpipe__V1__CommitQuery *q,
+                               bool ordered)
+{
+    const zp_sink_job_t *j =
+        zp_job_id_valid(q->job_id) ? zp_jobs_find(jobs, q->job_id) : NULL;
+    size_t k = 0;
+    for (size_t i = 0; j && i < q->n_task_ids; i++)
+        if (zp_sink_job_written(j, ordered, q->task_ids[i]))
+            q->task_ids[k++] = q->task_ids[i];
+    q->n_task_ids = k;
+    return k;
 }
 
 zp_control_answer_t zp_control_job_close(zp_jobs_t *jobs,

@@ -1,6 +1,6 @@
 /* sink_control: what the sink does with a message on its control socket
- * (JobOpen, JobClose, StatusRequest), as changes to the job table and an
- * answer for the shell to send. Sends nothing. */
+ * (JobOpen, JobClose, StatusRequest, CommitQuery), as changes to the job table
+ * and an answer for the shell to send. Sends nothing. */
 #ifndef ZP_SINK_CONTROL_H
 #define ZP_SINK_CONTROL_H
 
@@ -17,19 +17,41 @@
 /* The answer to JobOpen or JobClose. */
 typedef struct {
     bool ok;            /* Ack.ok */
-    const char *error;  /* Ack.error (static text), NULL when ok */
+    const char *error;  /* Ack.error (static text), NULL when ok or reused */
     const char *ack_id; /* Ack.job_id, borrowed from the message */
     const char *bad;    /* non-NULL: also count a bad message, this one */
     zp_sink_job_t *job; /* the job, when there is one */
     bool is_new;        /* JobOpen: the job was not known (journal it) */
+    bool adopted;       /* JobOpen: a known job took the open's token
+                           (journal it) */
+    bool reused;        /* JobOpen refused: the id belongs to another job
+                           (Ack.error: "job id X was already used by
+                           another job"; counted) */
     bool closed;        /* JobClose: closed now (journal it; maybe done) */
 } zp_control_answer_t;
 
-/* JobOpen from peer rid: the job is known (made when new), rid becomes
- * its opener and a waiter, and its max_attempts is taken. */
+/* JobOpen from peer rid. The open's token says which job it means: a new
+ * id makes a job with it; a known job with the same token, or an open
+ * without one (legacy), is that job again; a known job with another
+ * token, or a DONE one without any, is another job: refused (reused).
+ * A job opened without a token takes the first token an open brings
+ * while it is unfinished. When taken, rid becomes the job's opener and
+ * a waiter, and its max_attempts is taken. */
 zp_control_answer_t zp_control_job_open(zp_jobs_t *jobs,
                                         const Zpipe__V1__JobOpen *m,
                                         const char *rid, size_t rid_len);
+/* Journal replay of an open line: the job, made when new, with its
+ * max_attempts and its token (when it has none yet). NULL when out of
+ * memory. */
+zp_sink_job_t *zp_control_restore_open(zp_jobs_t *jobs, const char *id,
+                                       uint32_t max_attempts,
+                                       const char *token);
+/* CommitQuery: keeps in q->task_ids (rewritten in place, in order) the
+ * ids whose record the job holds and has written (zp_sink_job_written;
+ * ordered: --ordered) and returns how many; 0 for an unknown job. The
+ * caller makes the records durable before answering. */
+size_t zp_control_commit_query(const zp_jobs_t *jobs, Zpipe__V1__CommitQuery *q,
+                               bool ordered);
 /* JobClose from peer rid: the job is closed with its total (an unknown
  * job is made and closed) and rid waits for it. */
 zp_control_answer_t zp_control_job_close(zp_jobs_t *jobs,

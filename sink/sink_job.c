@@ -42,6 +42,7 @@ static void s_job_free(zp_sink_job_t *j)
     free(j->workers);
     zp_ledger_fini(&j->ledger);
     zp_spool_fini(&j->spool);
+    free(j->token);
     free(j->id);
     free(j);
 }
@@ -95,4 +96,12 @@ bool zp_sink_job_has(void *job, uint64_t id)
 {
     const zp_sink_job_t *j = job;
     return j->ledger.state != ZP_JOB_DONE && zp_ledger_has(&j->ledger, id);
+}
+
+bool zp_sink_job_written(const zp_sink_job_t *job, bool ordered, uint64_t task)
+{
+    if (!zp_ledger_has(&job->ledger, task))
+        return false;
+    return !ordered || job->ledger.state == ZP_JOB_DONE ||
+           job->reduce.reducer || task < zp_order_next(&job->order);
 }

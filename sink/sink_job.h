@@ -24,12 +24,16 @@ typedef struct {
 
 typedef struct zp_sink_job {
     char *id;
+    char *token; /* JobOpen.token, the job's identity beside its id; NULL
+                    or "" = none given (legacy: any open matches) */
     zp_ledger_t ledger;
     zp_order_t order; /* --ordered */
     zp_spool_t spool; /* --spool */
     zp_fetch_t fetch;
     zp_waiters_t waiters; /* told when the job is done */
     zp_peer_t opener;     /* told what is committed and what to retry */
+    bool acks_wait_open;  /* the opener was unreachable: commits wait for
+                             the job's next JobOpen */
     zp_reduce_job_t reduce;
     zp_wstat_t *workers;
     size_t n_workers;
@@ -61,5 +65,9 @@ void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
 bool zp_sink_job_has(void *job, uint64_t id);
 /* The job's spool as consumers see it. */
 zp_fetch_source_t zp_sink_job_source(const zp_sink_job_t *job);
+/* Whether task has its record in the output (may be acknowledged once
+ * durable): it has one, and with --ordered (ordered) it is not parked
+ * waiting for a lower id. A DONE job has every id below its total. */
+bool zp_sink_job_written(const zp_sink_job_t *job, bool ordered, uint64_t task);
 
 #endif

@@ -52,6 +52,8 @@ static void s_check(const zp_ledger_t *self)
 
 static int s_push_u64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
 {
+    if (*n >= ZP_LEDGER_MAX_PENDING)
+        return -1;
     if (*n == *cap) {
         size_t c = *cap ? 2 * *cap : 1024;
         uint64_t *a = realloc(*arr, c * sizeof *a);
@@ -89,16 +91,12 @@ static int s_mark(zp_ledger_t *self, uint64_t task)
     return zp_bitset_set(&self->has, task);
 }
 
+/* Once the total is known (CLOSED, DONE) only ids below it exist. */
 static bool s_out_of_range(const zp_ledger_t *self, uint64_t task)
 {
-    switch (self->state) {
-    case ZP_JOB_OPEN:
+    if (self->state == ZP_JOB_OPEN)
         return task >= ZP_LEDGER_MAX_OPEN_TASK_ID;
-    case ZP_JOB_CLOSED:
-        return task >= self->total;
-    default:
-        return false; /* every id is a duplicate now */
-    }
+    return task >= self->total;
 }
 
 zp_ledger_verdict_t zp_ledger_result(zp_ledger_t *self, uint64_t task, bool ok,
@@ -126,15 +124,46 @@ zp_ledger_verdict_t zp_ledger_result(zp_ledger_t *self, uint64_t task, bool ok,
     return ZP_LEDGER_COMMIT;
 }
 
+static int s_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts the commit list and drops repeated ids (a duplicate listed while
+ * the opener was away may repeat an id already waiting). */
+static void s_unique_commits(zp_ledger_t *self)
+{
+    if (self->n_commit < 2)
+        return;
+    qsort(self->commit_ids, self->n_commit, sizeof *self->commit_ids,
+          s_cmp_u64);
+    size_t k = 1;
+    for (size_t i = 1; i < self->n_commit; i++)
+        if (self->commit_ids[i] != self->commit_ids[k - 1])
+            self->commit_ids[k++] = self->commit_ids[i];
+    self->n_commit = k;
+}
+
 int zp_ledger_committed(zp_ledger_t *self, uint64_t task)
 {
-    return s_push_u64(&self->commit_ids, &self->n_commit, &self->cap_commit,
-                      task);
+    /* Full: made unique once (not again until an id is added). */
+    if (self->n_commit >= ZP_LEDGER_MAX_PENDING && !self->commits_unique) {
+        s_unique_commits(self);
+        self->commits_unique = true;
+    }
+    if (s_push_u64(&self->commit_ids, &self->n_commit, &self->cap_commit,
+                   task) < 0)
+        return -1;
+    self->commits_unique = false;
+    return 0;
 }
 
 bool zp_ledger_has(const zp_ledger_t *self, uint64_t task)
 {
-    return self->state == ZP_JOB_DONE || zp_bitset_has(&self->has, task);
+    if (self->state == ZP_JOB_DONE)
+        return task < self->total;
+    return zp_bitset_has(&self->has, task);
 }
 
 zp_ledger_close_t zp_ledger_close(zp_ledger_t *self, uint64_t total)
@@ -211,10 +240,37 @@ bool zp_ledger_flush_due(const zp_ledger_t *self)
            self->n_retry >= ZP_LEDGER_FLUSH_IDS;
 }
 
+void zp_ledger_pending_sent(zp_ledger_t *self, size_t n_commit, size_t n_retry)
+{
+    if (n_commit > self->n_commit)
+        n_commit = self->n_commit;
+    if (n_retry > self->n_retry)
+        n_retry = self->n_retry;
+    self->n_commit -= n_commit;
+    if (n_commit && self->n_commit)
+        memmove(self->commit_ids, self->commit_ids + n_commit,
+                self->n_commit * sizeof *self->commit_ids);
+    self->n_retry -= n_retry;
+    if (n_retry && self->n_retry) {
+        memmove(self->retry_ids, self->retry_ids + n_retry,
+                self->n_retry * sizeof *self->retry_ids);
+        memmove(self->retry_attempts, self->retry_attempts + n_retry,
+                self->n_retry * sizeof *self->retry_attempts);
+    }
+    if (self->state == ZP_JOB_DONE && !self->n_commit && !self->n_retry) {
+        /* A finished job lists nothing more but late duplicates. */
+        free(self->commit_ids);
+        free(self->retry_ids);
+        free(self->retry_attempts);
+        self->commit_ids = self->retry_ids = NULL;
+        self->retry_attempts = NULL;
+        self->cap_commit = self->cap_retry = 0;
+    }
+}
+
 void zp_ledger_pending_clear(zp_ledger_t *self)
 {
-    self->n_commit = 0;
-    self->n_retry = 0;
+    zp_ledger_pending_sent(self, self->n_commit, self->n_retry);
 }
 
 const char *zp_job_state_name(zp_job_state_t state)

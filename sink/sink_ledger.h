@@ -17,6 +17,14 @@
 #define ZP_LEDGER_MAX_OPEN_TASK_ID (1ull << 34)
 /* Pending ids past which the opener should be told now, not in 20 ms. */
 #define ZP_LEDGER_FLUSH_IDS 4096
+/* The most ids either pending list holds. They are kept while the job has
+ * no opener or a send fails, so they wait for as long as the opener is
+ * away: an honest opener holds at most its uncommitted tasks (the
+ * ventilator: the workers' windows plus 8,192 by default), so the bound
+ * only stops a peer that sends results no opener is waiting for. Past it
+ * the commit list is made unique; what still does not fit is not listed
+ * (counted by the caller), and a CommitQuery repairs it. 8 MiB a list. */
+#define ZP_LEDGER_MAX_PENDING (1u << 20)
 
 /* Values match Zpipe__V1__JobState (JobStatus.state on the wire). */
 typedef enum {
@@ -29,8 +37,9 @@ typedef enum {
 typedef enum {
     ZP_LEDGER_COMMIT,       /* the task's record: write it */
     ZP_LEDGER_RETRY,        /* listed for another attempt: write nothing */
-    ZP_LEDGER_DUPLICATE,    /* the task has its record: drop it (counted) */
-    ZP_LEDGER_OUT_OF_RANGE, /* a task id the job cannot have: bad */
+    ZP_LEDGER_DUPLICATE,    /* the task has its record: drop it (counted);
+                               the caller lists it as committed again */
+    ZP_LEDGER_OUT_OF_RANGE, /* a task id the job cannot have: refused */
     ZP_LEDGER_NOMEM,        /* could not be marked: dropped, not counted */
 } zp_ledger_verdict_t;
 
@@ -63,6 +72,7 @@ typedef struct {
     uint64_t *commit_ids, *retry_ids;
     uint32_t *retry_attempts;
     size_t n_commit, cap_commit, n_retry, cap_retry;
+    bool commits_unique; /* commit_ids were made unique since the last add */
 } zp_ledger_t;
 
 /* An OPEN job with nothing yet. */
@@ -81,10 +91,12 @@ void zp_ledger_set_max_attempts(zp_ledger_t *self, uint32_t max_attempts);
  * caller lists it with zp_ledger_committed once the record is written. */
 zp_ledger_verdict_t zp_ledger_result(zp_ledger_t *self, uint64_t task, bool ok,
                                      bool retryable, uint32_t attempt);
-/* Lists task as committed, for the opener. Returns 0 or -1 when out of
- * memory (the id is not reported; the ventilator's lease covers it). */
+/* Lists task as committed, for the opener: a record just written, or a
+ * duplicate of one (the opener may have lost the first Committed).
+ * Returns 0, or -1 when out of memory or at ZP_LEDGER_MAX_PENDING (the id
+ * is not reported; a CommitQuery or the ventilator's lease covers it). */
 int zp_ledger_committed(zp_ledger_t *self, uint64_t task);
-/* Whether task has its record (a DONE job has them all). */
+/* Whether task has its record (a DONE job has every id below its total). */
 bool zp_ledger_has(const zp_ledger_t *self, uint64_t task);
 
 /* JobClose with the job's total. */
@@ -109,7 +121,11 @@ zp_ledger_pending_t zp_ledger_pending(const zp_ledger_t *self);
 bool zp_ledger_has_pending(const zp_ledger_t *self);
 /* Whether so many ids wait that the opener should be told now. */
 bool zp_ledger_flush_due(const zp_ledger_t *self);
-/* The opener was told (or cannot be): forgets the pending ids. */
+/* The opener was sent the first n_commit committed ids and the first
+ * n_retry retries: forgets them, keeping the rest in order (unsent ids
+ * wait for the next flush). A DONE job's emptied lists are freed. */
+void zp_ledger_pending_sent(zp_ledger_t *self, size_t n_commit, size_t n_retry);
+/* The opener was told everything pending: forgets the pending ids. */
 void zp_ledger_pending_clear(zp_ledger_t *self);
 
 /* "open", "closed", "done". */

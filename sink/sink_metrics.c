@@ -60,6 +60,30 @@ static void s_job_gauges(zp_metrics_t *m, const zp_jobs_t *jobs)
     }
 }
 
+/* What the sink refused, by cause, and the acknowledgements it could not
+ * keep. */
+static void s_refusals(zp_metrics_t *m, const zp_sink_counters_t *c)
+{
+    const char *name = "zpipe_sink_results_refused_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "Results refused (not written, not counted), by cause.");
+    zp_metrics_u64(m, name, (const char *const[]){"cause", "unknown_job", NULL},
+                   c->refused_unknown_job);
+    zp_metrics_u64(m, name,
+                   (const char *const[]){"cause", "out_of_range", NULL},
+                   c->refused_out_of_range);
+    name = "zpipe_sink_jobs_refused_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "JobOpens refused, by cause.");
+    zp_metrics_u64(m, name, (const char *const[]){"cause", "id_reused", NULL},
+                   c->jobs_reused);
+    name = "zpipe_sink_commit_acks_dropped_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "Committed tasks not acknowledged: too many waiting "
+                      "for an absent opener (a CommitQuery repairs them).");
+    zp_metrics_u64(m, name, NULL, c->acks_dropped);
+}
+
 void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
                             const zp_sink_counters_t *c, uint64_t now)
 {
@@ -88,6 +112,7 @@ void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
     zp_metrics_u64(m, "zpipe_bad_messages_total",
                    (const char *const[]){"socket", "control", NULL},
                    c->bad_messages - c->bad_results);
+    s_refusals(m, c);
     zp_metrics_family(m, "zpipe_connections_dropped_total", ZP_METRIC_COUNTER,
                       "Connections dropped: oversized messages, peers gone.");
     zp_metrics_u64(m, "zpipe_connections_dropped_total", NULL, c->dropped);

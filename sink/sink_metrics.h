@@ -15,6 +15,12 @@ typedef struct {
     uint64_t bad_results;  /* of those, on the results socket */
     uint64_t dropped;      /* connections dropped */
     uint64_t events_sent;  /* events published */
+    /* Results refused, never written nor counted towards a job: */
+    uint64_t refused_unknown_job;  /* for a job the sink never opened */
+    uint64_t refused_out_of_range; /* a task id at or past the job's total
+                                      (or past ZP_LEDGER_MAX_OPEN_TASK_ID) */
+    uint64_t jobs_reused;  /* JobOpens refused: the id is another job's */
+    uint64_t acks_dropped; /* commits not listed (ZP_LEDGER_MAX_PENDING) */
 } zp_sink_counters_t;
 
 /* Renders and publishes the snapshot served at /metrics. Jobs are newest

@@ -1,7 +1,7 @@
 /* sink_requests: the sink's control socket. Carries out what
  * sink_control and sink_fetch decide for JobOpen, JobClose,
- * StatusRequest and ResultsRequest, and sends the replies: Ack,
- * JobStatus, ResultsChunk and Committed. */
+ * StatusRequest, CommitQuery and ResultsRequest, and sends the replies:
+ * Ack, JobStatus, ResultsChunk and Committed. */
 #include "sink_control.h"
 #include "sink_shell.h"
 #include "zp_journal.h"
@@ -9,7 +9,13 @@
 #include "zp_net.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Ids per Committed message: a backlog kept for an absent opener goes
+ * out in pieces of at most about 640 KiB. */
+#define S_ACK_CHUNK 65536
 
 static void s_reply(zp_sink_t *s, const char *rid, size_t rid_len,
                     zp_message_t *m, const char *what, const char *job)
@@ -86,31 +92,51 @@ void zp_sink_serve_fetchers(zp_sink_t *s, zp_sink_job_t *j)
                        ready[i].cursor, ready[i].max_bytes);
 }
 
+/* Sends the first n_commit committed ids and n_retry retries of p to j's
+ * opener; false when the send failed (errno). */
+static bool s_send_committed(zp_sink_t *s, zp_sink_job_t *j,
+                             const zp_ledger_pending_t *p, size_t n_commit,
+                             size_t n_retry)
+{
+    Zpipe__V1__Committed c = ZPIPE__V1__COMMITTED__INIT;
+    c.job_id = j->id;
+    c.task_ids = (uint64_t *)p->commit_ids;
+    c.n_task_ids = n_commit;
+    c.retry_task_ids = (uint64_t *)p->retry_ids;
+    c.n_retry_task_ids = n_retry;
+    c.retry_attempts = (uint32_t *)p->retry_attempts;
+    c.n_retry_attempts = n_retry;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_COMMITTED;
+    m.committed = &c;
+    return zp_send(s->control, j->opener.rid, j->opener.rid_len, &m,
+                   &s->scratch, ZMQ_DONTWAIT) == 0;
+}
+
 void zp_sink_flush_commits(zp_sink_t *s, zp_sink_job_t *j)
 {
-    if (!zp_ledger_has_pending(&j->ledger))
+    /* Kept until the opener has them: while the job has none (after a
+     * restart, until its JobOpen comes again) and while it cannot be
+     * reached (its queue is full: tried again at the next commit; it is
+     * gone: tried again at its next JobOpen, which a ventilator sends
+     * every 2 s). A lost Committed would hold its tasks at the ventilator
+     * until their lease expires. */
+    if (!zp_ledger_has_pending(&j->ledger) || !j->opener.rid_len ||
+        j->acks_wait_open)
         return;
-    if (j->opener.rid_len) {
+    while (zp_ledger_has_pending(&j->ledger)) {
         zp_ledger_pending_t p = zp_ledger_pending(&j->ledger);
-        Zpipe__V1__Committed c = ZPIPE__V1__COMMITTED__INIT;
-        c.job_id = j->id;
-        c.task_ids = (uint64_t *)p.commit_ids;
-        c.n_task_ids = p.n_commit;
-        c.retry_task_ids = (uint64_t *)p.retry_ids;
-        c.n_retry_task_ids = p.n_retry;
-        c.retry_attempts = (uint32_t *)p.retry_attempts;
-        c.n_retry_attempts = p.n_retry;
-        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_COMMITTED;
-        m.committed = &c;
-        if (zp_send(s->control, j->opener.rid, j->opener.rid_len, &m,
-                    &s->scratch, ZMQ_DONTWAIT) < 0)
-            zp_debug("committed for job %s: opener gone (%s)", j->id,
-                     zmq_strerror(errno));
+        size_t nc = p.n_commit < S_ACK_CHUNK ? p.n_commit : S_ACK_CHUNK;
+        size_t nr = p.n_retry < S_ACK_CHUNK ? p.n_retry : S_ACK_CHUNK;
+        if (!s_send_committed(s, j, &p, nc, nr)) {
+            j->acks_wait_open = errno != EAGAIN;
+            zp_debug("committed for job %s: opener unreachable (%s); %zu "
+                     "kept",
+                     j->id, zmq_strerror(errno), p.n_commit + p.n_retry);
+            return;
+        }
+        zp_ledger_pending_sent(&j->ledger, nc, nr);
     }
-    /* Lost acknowledgements only cost a redelivery and a dropped duplicate;
-     * lost retry requests are covered by the ventilator's lease. */
-    zp_ledger_pending_clear(&j->ledger);
 }
 
 static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
@@ -142,19 +168,69 @@ static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
     }
 }
 
+/* Parks the answer to a JobOpen from rid until the barrier has written
+ * its journal line: a restarted sink then knows every job (and token) it
+ * acknowledged. The barrier runs at the end of the control phase, so one
+ * sync answers every open that came meanwhile. Returns false when out of
+ * memory (the caller answers after a barrier of its own). */
+static bool s_park_open_ack(zp_sink_t *s, const char *rid, size_t rid_len,
+                            const char *job)
+{
+    if (s->n_open_acks == s->cap_open_acks) {
+        size_t cap = s->cap_open_acks ? 2 * s->cap_open_acks : 16;
+        zp_open_ack_t *a = realloc(s->open_acks, cap * sizeof *a);
+        if (!a)
+            return false;
+        s->open_acks = a;
+        s->cap_open_acks = cap;
+    }
+    zp_open_ack_t *a = &s->open_acks[s->n_open_acks++];
+    a->peer.rid_len =
+        rid_len < sizeof a->peer.rid ? rid_len : sizeof a->peer.rid;
+    memcpy(a->peer.rid, rid, a->peer.rid_len);
+    snprintf(a->job, sizeof a->job, "%s", job);
+    return true;
+}
+
+void zp_sink_send_open_acks(zp_sink_t *s)
+{
+    for (size_t i = 0; i < s->n_open_acks; i++)
+        s_ack(s, s->open_acks[i].peer.rid, s->open_acks[i].peer.rid_len,
+              s->open_acks[i].job, true, NULL);
+    s->n_open_acks = 0;
+}
+
 static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
                           const Zpipe__V1__JobOpen *m, size_t len)
 {
     zp_control_answer_t a = zp_control_job_open(&s->jobs, m, rid, rid_len);
     if (a.ok) {
-        if (a.is_new)
-            zp_store_job_opened(s->store, a.job->id,
-                                a.job->ledger.max_attempts);
         zp_reduce_open(s->reduce, &a.job->reduce, a.job->id, m->plugin);
+        bool journal = (a.is_new || a.adopted) && zp_store_journaled(s->store);
+        if (journal)
+            zp_store_job_opened(s->store, a.job->id, a.job->ledger.max_attempts,
+                                a.job->token);
+        /* Behind a parked one, an open of the same job waits too. */
+        if (journal || s->n_open_acks) {
+            if (s_park_open_ack(s, rid, rid_len, a.ack_id))
+                return;
+            zp_sink_commit_all(s);
+        }
+    }
+    char why[200];
+    if (a.reused) {
+        snprintf(why, sizeof why, "job id %s was already used by another job",
+                 a.ack_id);
+        a.error = why;
+        s->n.jobs_reused++;
+        if (zp_log_sampled(s->n.jobs_reused))
+            zp_warn("refused a JobOpen: %s (%llu refused so far)", why,
+                    (unsigned long long)s->n.jobs_reused);
     }
     s_ack(s, rid, rid_len, a.ack_id, a.ok, a.error);
     if (a.bad)
         zp_sink_bad(s, s->cfg->control, a.bad, len);
+    /* What waited for an opener goes out after the next barrier. */
 }
 
 static void s_on_job_close(zp_sink_t *s, const char *rid, size_t rid_len,
@@ -178,6 +254,25 @@ static void s_on_status_request(zp_sink_t *s, const char *rid, size_t rid_len,
     zp_sink_send_status(s, j, id, rid, rid_len);
     if (j && m->wait && j->ledger.state != ZP_JOB_DONE)
         zp_control_wait(j, rid, rid_len);
+}
+
+/* CommitQuery: which of these tasks have their record? Answered with a
+ * Committed to the asker (not the opener) once the records are durable. */
+static void s_on_commit_query(zp_sink_t *s, const char *rid, size_t rid_len,
+                              Zpipe__V1__CommitQuery *q)
+{
+    zp_sink_commit_all(s); /* the barrier: only durable ids are answered */
+    if (zp_store_failed(s->store))
+        return;
+    zp_control_commit_query(&s->jobs, q, s->cfg->ordered);
+    Zpipe__V1__Committed c = ZPIPE__V1__COMMITTED__INIT;
+    c.job_id = q->job_id ? q->job_id : "";
+    c.task_ids = q->task_ids;
+    c.n_task_ids = q->n_task_ids;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_COMMITTED;
+    m.committed = &c;
+    s_reply(s, rid, rid_len, &m, "committed", c.job_id);
 }
 
 void zp_sink_on_control(zp_sink_t *s, const char *rid, size_t rid_len,
@@ -207,6 +302,9 @@ void zp_sink_on_control(zp_sink_t *s, const char *rid, size_t rid_len,
     case ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH:
         /* Failure records the ventilator writes for tasks it gave up on. */
         zp_sink_on_results(s, frame);
+        return;
+    case ZPIPE__V1__MESSAGE__KIND_COMMIT_QUERY:
+        s_on_commit_query(s, rid, rid_len, m->commit_query);
         return;
     default:
         zp_sink_bad(s, s->cfg->control, "an unexpected message kind", len);

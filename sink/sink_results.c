@@ -89,11 +89,26 @@ void zp_sink_commit_all(zp_sink_t *s)
 {
     if (!s_durable(s))
         return;
+    zp_sink_send_open_acks(s);
     for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
         zp_sink_flush_commits(s, j);
 }
 
 /* ---- writing records ---- */
+
+/* Lists task as committed for j's opener (acknowledged after the next
+ * barrier); counts it when the list is full. */
+static void s_list_committed(zp_sink_t *s, zp_sink_job_t *j, uint64_t task)
+{
+    if (zp_ledger_committed(&j->ledger, task) == 0)
+        return;
+    s->n.acks_dropped++;
+    if (zp_log_sampled(s->n.acks_dropped))
+        zp_warn("job %s: %zu commits wait for an absent opener; task %llu is "
+                "not acknowledged (%llu so far; a CommitQuery repairs this)",
+                j->id, j->ledger.n_commit, (unsigned long long)task,
+                (unsigned long long)s->n.acks_dropped);
+}
 
 /* Writes task's record (json: its spool line when it differs) and lists
  * it for the opener. */
@@ -103,7 +118,7 @@ static void s_emit(zp_sink_t *s, zp_sink_job_t *j, uint64_t task, bool ok,
 {
     zp_store_emit(s->store, &j->spool, j->id, task, ok, data, len, json,
                   json_len);
-    zp_ledger_committed(&j->ledger, task);
+    s_list_committed(s, j, task);
 }
 
 /* Writes the parked records that are next in task order. */
@@ -238,7 +253,8 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
     bool ok = r->status == ZPIPE__V1__STATUS__STATUS_OK;
     switch (zp_ledger_result(&j->ledger, r->task_id, ok, r->retryable,
                              r->attempt)) {
-    case ZP_LEDGER_OUT_OF_RANGE:
+    case ZP_LEDGER_OUT_OF_RANGE: /* refused, and a bad message as ever */
+        s->n.refused_out_of_range++;
         zp_sink_bad(s, s->cfg->results, "a result with a task id out of range",
                     len);
         return false;
@@ -255,6 +271,10 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
     case ZP_LEDGER_DUPLICATE:
         if (s->trace)
             s_trace(s, j, worker, r, ZP_TRACE_DUPLICATE, now);
+        /* Acknowledged again: whoever sent it again may have lost the
+         * first Committed (not while --ordered still holds the record). */
+        if (zp_sink_job_written(j, s->cfg->ordered, r->task_id))
+            s_list_committed(s, j, r->task_id);
         return false;
     case ZP_LEDGER_COMMIT:
         break;
@@ -275,7 +295,7 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
     if (ok && j->reduce.reducer) {
         /* Folded, not written; committed like any record. */
         zp_reduce_fold(&j->reduce, r->output.data, r->output.len, r->task_id);
-        zp_ledger_committed(&j->ledger, r->task_id);
+        s_list_committed(s, j, r->task_id);
         return true;
     }
     s_write_record(s, j, worker, r, ok);
@@ -323,9 +343,13 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
                     len);
         return;
     }
-    zp_sink_job_t *j = zp_jobs_get(&s->jobs, b->job_id, NULL);
+    zp_sink_job_t *j = zp_jobs_find(&s->jobs, b->job_id);
     if (!j) {
-        zp_error("out of memory tracking job %s", b->job_id);
+        /* Only an opened job has results: refused (each counted), never
+         * written, and no job is made for them. */
+        s->n.refused_unknown_job += b->n_results;
+        zp_sink_bad(s, s->cfg->results,
+                    "a result batch for a job never opened here", len);
         return;
     }
     uint64_t now = zp_now_us();

@@ -9,6 +9,7 @@
 #include "sink.h"
 #include "sink_job.h"
 #include "sink_metrics.h"
+#include "sink_promise.h"
 #include "sink_reduce.h"
 #include "sink_store.h"
 #include "sink_web.h"
@@ -23,6 +24,12 @@
 #include <stdint.h>
 #include <zmq.h>
 
+/* A JobOpen answered once its journal line is written (the barrier). */
+typedef struct {
+    zp_peer_t peer;
+    char job[129];
+} zp_open_ack_t;
+
 typedef struct {
     const zp_sink_config_t *cfg;
     void *ctx, *results, *control, *pub;
@@ -31,7 +38,8 @@ typedef struct {
     bool lines;
     zp_jobs_t jobs;
     zp_store_t *store;
-    zp_reduce_t *reduce; /* NULL unless --reduce */
+    zp_promise_t promise; /* the journal kept, what a crash may cost */
+    zp_reduce_t *reduce;  /* NULL unless --reduce */
     zp_arena_t *arena;
     zp_result_view_t view; /* results decoded without copies */
     zp_buf_t rec, scratch;
@@ -42,6 +50,8 @@ typedef struct {
     zp_sink_web_t *web;        /* the web view, on the metrics server */
     char *instance;            /* changes on every start */
     zp_trace_log_t *trace;     /* --trace, else NULL */
+    zp_open_ack_t *open_acks;  /* JobOpens waiting for the barrier */
+    size_t n_open_acks, cap_open_acks;
 } zp_sink_t;
 
 /* sink_results.c */
@@ -67,7 +77,10 @@ void zp_sink_send_status(zp_sink_t *s, const zp_sink_job_t *j,
                          const char *job_id, const char *rid, size_t rid_len);
 /* Answers j's parked ResultsRequests that now have records, or an end. */
 void zp_sink_serve_fetchers(zp_sink_t *s, zp_sink_job_t *j);
-/* Tells j's opener what was committed and what to retry. */
+/* Tells j's opener what was committed and what to retry (call after
+ * the barrier); what it cannot be told now is kept for later. */
 void zp_sink_flush_commits(zp_sink_t *s, zp_sink_job_t *j);
+/* Answers the JobOpens whose journal lines the barrier just wrote. */
+void zp_sink_send_open_acks(zp_sink_t *s);
 
 #endif

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct zp_store {
@@ -21,6 +22,8 @@ struct zp_store {
     const zp_store_replay_t *replay;
     void *replay_ctx;
     uint64_t resumed;
+    uint64_t out_size; /* the output's size before the replay (rewind) */
+    uint64_t beyond;   /* records past it, left out */
 };
 
 /* Logs the first failure only: the sink stops on it. */
@@ -31,10 +34,11 @@ struct zp_store {
         (self)->failed = true;                                                 \
     } while (0)
 
-static void s_replay_open(void *ctx, const char *job, uint32_t max_attempts)
+static void s_replay_open(void *ctx, const char *job, uint32_t max_attempts,
+                          const char *token)
 {
     zp_store_t *self = ctx;
-    self->replay->on_open(self->replay_ctx, job, max_attempts);
+    self->replay->on_open(self->replay_ctx, job, max_attempts, token);
 }
 
 static void s_replay_close(void *ctx, const char *job, uint64_t total)
@@ -47,6 +51,14 @@ static void s_replay_record(void *ctx, const char *job, uint64_t task, bool ok,
                             uint64_t offset)
 {
     zp_store_t *self = ctx;
+    /* An output shorter than the journal says lost its tail (a power loss
+     * before an unsynced journal's records reached the disk): those
+     * records are not there to keep. Offsets only grow, so neither are
+     * the ones after. */
+    if (self->cfg.rewind && offset > self->out_size) {
+        self->beyond++;
+        return;
+    }
     if (!self->replay->on_record(self->replay_ctx, job, task, ok))
         return;
     if (offset > self->out_offset)
@@ -54,25 +66,18 @@ static void s_replay_record(void *ctx, const char *job, uint64_t task, bool ok,
     self->resumed++;
 }
 
-/* With a journal: replays it and opens the output cut back to the end of
- * the last record it has. */
-static int s_open_journaled(zp_store_t *self)
+/* Opens the output of a journaled sink: a file is cut back to the end of
+ * the last record the journal has; a stream is appended to as it is. */
+static int s_open_output_journaled(zp_store_t *self)
 {
     const zp_store_config_t *cfg = &self->cfg;
     if (strcmp(cfg->output, "-") == 0) {
-        zp_error("--journal needs --output FILE: stdout cannot be rewound "
-                 "after a crash");
-        return -1;
-    }
-    zp_journal_visitor_t v = {s_replay_open, s_replay_close, s_replay_record};
-    char err[512];
-    self->journal = zp_journal_open(cfg->journal, &v, self, err, sizeof err);
-    if (!self->journal) {
-        zp_error("journal: %s", err);
-        return -1;
+        self->out = stdout;
+        return 0;
     }
     int fd = open(cfg->output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0 || ftruncate(fd, (off_t)self->out_offset) != 0) {
+    if (fd < 0 ||
+        (cfg->rewind && ftruncate(fd, (off_t)self->out_offset) != 0)) {
         zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -84,6 +89,29 @@ static int s_open_journaled(zp_store_t *self)
         return -1;
     }
     return 0;
+}
+
+/* With a journal: replays it and opens the output. */
+static int s_open_journaled(zp_store_t *self)
+{
+    const zp_store_config_t *cfg = &self->cfg;
+    struct stat st;
+    if (cfg->rewind && stat(cfg->output, &st) == 0)
+        self->out_size = (uint64_t)st.st_size;
+    zp_journal_visitor_t v = {s_replay_open, s_replay_close, s_replay_record};
+    char err[512];
+    self->journal = zp_journal_open(cfg->journal, &v, self, err, sizeof err);
+    if (!self->journal) {
+        zp_error("journal: %s", err);
+        return -1;
+    }
+    if (self->beyond)
+        zp_warn("journal %s: %llu records are past the end of %s (lost "
+                "with the output's unsynced tail); their tasks have no record",
+                cfg->journal, (unsigned long long)self->beyond, cfg->output);
+    if (!cfg->rewind)
+        self->out_offset = 0; /* a stream: offsets count from here */
+    return s_open_output_journaled(self);
 }
 
 zp_store_t *zp_store_new(const zp_store_config_t *cfg,
@@ -136,6 +164,11 @@ uint64_t zp_store_resumed(const zp_store_t *self)
     return self->resumed;
 }
 
+uint64_t zp_store_beyond_output(const zp_store_t *self)
+{
+    return self->beyond;
+}
+
 uint64_t zp_store_offset(const zp_store_t *self)
 {
     return self->out_offset;
@@ -152,10 +185,10 @@ bool zp_store_failed(const zp_store_t *self)
 }
 
 void zp_store_job_opened(zp_store_t *self, const char *job,
-                         uint32_t max_attempts)
+                         uint32_t max_attempts, const char *token)
 {
     if (self->journal)
-        zp_journal_open_job(self->journal, job, max_attempts);
+        zp_journal_open_job(self->journal, job, max_attempts, token);
 }
 
 void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total)
@@ -229,19 +262,29 @@ int zp_store_spool_sync(zp_store_t *self, zp_spool_t *spool, const char *job)
 {
     if (!spool->file || spool->flushed == spool->len)
         return 0;
-    if (fflush(spool->file) != 0 ||
-        (self->journal && fdatasync(fileno(spool->file)) != 0)) {
+    if (fflush(spool->file) != 0 || (self->journal && self->cfg.sync &&
+                                     fdatasync(fileno(spool->file)) != 0)) {
         S_FAIL(self, "spool for job %s: %s", job, strerror(errno));
         return -1;
     }
     return 0;
 }
 
+/* The output, then the journal: a record the journal has is in the
+ * output (synced first with --journal-sync yes). */
+static int s_sync_journaled(zp_store_t *self)
+{
+    if (!self->cfg.sync)
+        return zp_journal_write(self->journal);
+    if (self->cfg.rewind && fdatasync(fileno(self->out)) != 0)
+        return -1;
+    return zp_journal_sync(self->journal);
+}
+
 int zp_store_sync(zp_store_t *self)
 {
     if (fflush(self->out) != 0 ||
-        (self->journal && (fdatasync(fileno(self->out)) != 0 ||
-                           zp_journal_sync(self->journal) != 0))) {
+        (self->journal && s_sync_journaled(self) != 0)) {
         S_FAIL(self, "writing %s%s: %s", self->cfg.output,
                self->journal ? " or its journal" : "", strerror(errno));
         return -1;
@@ -307,4 +350,12 @@ int zp_store_finish(zp_store_t *self)
     if (fflush(self->out) != 0)
         self->failed = true;
     return self->failed ? -1 : 0;
+}
+
+int zp_store_drop_journal(zp_store_t *self)
+{
+    if (!self->journal)
+        return 0;
+    zp_journal_destroy(&self->journal);
+    return unlink(self->cfg.journal);
 }

@@ -13,8 +13,13 @@
 
 typedef struct {
     const char *output;  /* path, "-" = stdout */
-    const char *journal; /* commit log; NULL = none (needs output != "-") */
+    const char *journal; /* commit log; NULL = none */
     const char *spool;   /* directory of spools; NULL = none */
+    bool sync;           /* with a journal: fdatasync before acknowledging; else
+                            written at each commit (a crash loses nothing, a power
+                            loss the unsynced tail) */
+    bool rewind;         /* with a journal: the output is a file to cut back to
+                            it (else a stream, appended to as it is) */
 } zp_store_config_t;
 
 /* A job's spool; zero-initialise, zp_spool_fini closes it. Consumers may
@@ -29,7 +34,8 @@ typedef struct {
  * returns true when it took the record (a new task of its job); the
  * output is cut back to the end of the last record taken. */
 typedef struct {
-    void (*on_open)(void *ctx, const char *job, uint32_t max_attempts);
+    void (*on_open)(void *ctx, const char *job, uint32_t max_attempts,
+                    const char *token);
     void (*on_close)(void *ctx, const char *job, uint64_t total);
     bool (*on_record)(void *ctx, const char *job, uint64_t task, bool ok);
 } zp_store_replay_t;
@@ -49,14 +55,18 @@ void zp_store_destroy(zp_store_t **self_p);
 /* Records taken from the journal, and the output's length after the cut
  * (0 and 0 without a journal). */
 uint64_t zp_store_resumed(const zp_store_t *self);
+/* Journaled records left out because the output ends before them (a
+ * power loss with an unsynced journal). */
+uint64_t zp_store_beyond_output(const zp_store_t *self);
 uint64_t zp_store_offset(const zp_store_t *self);
 bool zp_store_journaled(const zp_store_t *self);
 /* A write or sync has failed (logged once): the sink must stop. */
 bool zp_store_failed(const zp_store_t *self);
 
-/* Journal events (buffered; no-ops without a journal). */
+/* Journal events (buffered; no-ops without a journal). token: the job's
+ * JobOpen.token, NULL or "" for none. */
 void zp_store_job_opened(zp_store_t *self, const char *job,
-                         uint32_t max_attempts);
+                         uint32_t max_attempts, const char *token);
 void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total);
 
 /* Writes task's record: data to the output, json (NULL: data is JSON
@@ -91,5 +101,8 @@ void zp_spool_fini(zp_spool_t *spool);
 /* At a stop: flushes the output; returns 0, or -1 if that or an earlier
  * write failed. */
 int zp_store_finish(zp_store_t *self);
+/* At a clean stop with nothing left to resume: closes the journal and
+ * removes its file. Returns 0, or -1 (errno) when it cannot be removed. */
+int zp_store_drop_journal(zp_store_t *self);
 
 #endif

@@ -3,10 +3,11 @@
  * report it done, stop everything, and exit 0 only if every task succeeded.
  *
  * It supervises what it started (supervisor.c): a worker that dies is
- * replaced (with backoff); a sink that dies is restarted when it has a
- * journal to resume from; otherwise a dead sink or ventilator ends the run
- * with an error. Children are started with posix_spawn (never a bare fork)
- * and end themselves if this process dies (--parent-pid). */
+ * replaced (with backoff); a sink that dies is restarted and resumes from
+ * its journal (--journal, or without it one of its own in the private
+ * directory); a sink that reduces (no journal) or a ventilator that dies
+ * ends the run with an error. Children are started with posix_spawn (never a
+ * bare fork) and end themselves if this process dies (--parent-pid). */
 #define _GNU_SOURCE
 #include "client.h"
 #include "run.h"
@@ -154,7 +155,10 @@ static int s_plan(s_run_t *r)
     if (*r->web_addr)
         fprintf(stderr, "zpipe run: web view at %s while the job runs\n",
                 r->web_url);
-    r->super = zp_super_new(zp_super_os_ops(), r->job, r->o.journal != NULL);
+    /* Every sink keeps a journal (its own when --journal is not given)
+     * but one that reduces. */
+    r->super = zp_super_new(zp_super_os_ops(), r->job,
+                            r->o.journal != NULL || !r->o.reduce);
     if (!r->super ||
         zp_super_add(r->super, ZP_ROLE_SINK, r->plan.argv[ZP_ROLE_SINK]) < 0 ||
         zp_super_add(r->super, ZP_ROLE_VENTILATOR,
@@ -349,8 +353,9 @@ static void s_cleanup(s_run_t *r)
 {
     if (r->have_dir) {
         char path[256];
-        const char *names[] = {"dispatch", "results", "control", "trace.jsonl"};
-        for (size_t i = 0; i < 4; i++) {
+        const char *names[] = {"dispatch", "results", "control", "trace.jsonl",
+                               "sink.journal"};
+        for (size_t i = 0; i < 5; i++) {
             snprintf(path, sizeof path, "%s/%s", r->dir, names[i]);
             unlink(path);
         }

@@ -60,6 +60,7 @@ typedef struct {
     size_t argc[ZP_ROLE_COUNT];
     char ep_disp[128], ep_res[128], ep_ctl[128]; /* the endpoints */
     char trace_log[64];                          /* the sink's trace log */
+    char sink_journal[64]; /* the sink's own journal without --journal */
     char parent[32], batch[32], window[32], deadline[32], mem[32];
     char attempts[32], no_worker[32];
 } zp_run_plan_t;

@@ -242,9 +242,11 @@ char *zp_run_plugin_name(const char *worker, const char *spec,
 }
 
 /* The journal's visitor: keeps the last opened job. */
-static void s_last_job(void *ctx, const char *job, uint32_t max_attempts)
+static void s_last_job(void *ctx, const char *job, uint32_t max_attempts,
+                       const char *token)
 {
     (void)max_attempts;
+    (void)token;
     char **out = ctx;
     free(*out);
     *out = strdup(job);
@@ -274,6 +276,7 @@ int zp_run_plan_endpoints(zp_run_plan_t *p, const char *transport,
                           const char *dir)
 {
     snprintf(p->trace_log, sizeof p->trace_log, "%s/trace.jsonl", dir);
+    snprintf(p->sink_journal, sizeof p->sink_journal, "%s/sink.journal", dir);
     if (strcmp(transport, "tcp") == 0) {
         int ports[3];
         if (s_free_ports(ports, 3) < 0) {
@@ -321,6 +324,12 @@ static void s_sink_argv(zp_run_plan_t *p, const zp_run_opts_t *o,
     if (o->journal) {
         s_push(p, ZP_ROLE_SINK, "--journal");
         s_push(p, ZP_ROLE_SINK, o->journal);
+    } else if (!o->reduce) {
+        /* The sink's own journal in the private directory: a sink killed
+         * mid-run is restarted and resumes from it. Written, not synced:
+         * it only has to outlive the sink, not the run. */
+        s_push2(p, ZP_ROLE_SINK, "--journal", p->sink_journal);
+        s_push2(p, ZP_ROLE_SINK, "--journal-sync", "no");
     }
     if (o->trace)
         s_push2(p, ZP_ROLE_SINK, "--trace", p->trace_log);

@@ -7,11 +7,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void s_open(void *ctx, const char *job, uint32_t max_attempts)
+static void s_open(void *ctx, const char *job, uint32_t max_attempts,
+                   const char *token)
 {
     (void)ctx;
     (void)max_attempts;
-    if (!zp_job_id_valid(job))
+    if (!zp_job_id_valid(job) || (*token && !zp_job_id_valid(token)))
         abort();
 }
 static void s_close(void *ctx, const char *job, uint64_t total)

@@ -16,6 +16,16 @@ static zp_control_answer_t s_open(zp_jobs_t *jobs, const char *id,
     return zp_control_job_open(jobs, &m, rid, strlen(rid));
 }
 
+static zp_control_answer_t s_open_token(zp_jobs_t *jobs, const char *id,
+                                        const char *token, const char *rid)
+{
+    Zpipe__V1__JobOpen m = ZPIPE__V1__JOB_OPEN__INIT;
+    m.job_id = (char *)id;
+    m.plugin = "echo";
+    m.token = (char *)token;
+    return zp_control_job_open(jobs, &m, rid, strlen(rid));
+}
+
 static zp_control_answer_t s_close(zp_jobs_t *jobs, const char *id,
                                    uint64_t total, const char *rid)
 {
@@ -129,6 +139,126 @@ static void test_status_of_a_job(void)
     zp_jobs_fini(&jobs);
 }
 
+/* The same id with the same token is the same job, from any peer; with
+ * another token it is another job, refused. */
+static void test_tokens_tell_jobs_apart(void)
+{
+    zp_jobs_t jobs = {0};
+    zp_control_answer_t a = s_open_token(&jobs, "j", "tok-a", "v1");
+    TEST_CHECK(a.ok && a.is_new && !a.reused && !a.adopted);
+    TEST_EQ_STR(a.job->token, "tok-a");
+    a = s_open_token(&jobs, "j", "tok-a", "v2"); /* idempotent */
+    TEST_CHECK(a.ok && !a.is_new && !a.adopted);
+    TEST_CHECK(memcmp(a.job->opener.rid, "v2", 2) == 0);
+    a.job->acks_wait_open = true;
+    a = s_open_token(&jobs, "j", "tok-b", "v3"); /* another job */
+    TEST_CHECK(!a.ok && a.reused && !a.job && !a.bad && !a.error);
+    zp_sink_job_t *j = zp_jobs_find(&jobs, "j");
+    TEST_CHECK(memcmp(j->opener.rid, "v2", 2) == 0); /* unchanged */
+    TEST_CHECK(j->acks_wait_open); /* a refused open changes nothing */
+    TEST_EQ_STR(j->token, "tok-a");
+    a = s_open_token(&jobs, "j", "", "v4"); /* legacy: matches */
+    TEST_CHECK(a.ok && !a.reused && a.job == j);
+    TEST_CHECK(!j->acks_wait_open); /* a new opener is told at once */
+    a = s_open_token(&jobs, "j", NULL, "v4");
+    TEST_CHECK(a.ok);
+    /* A bad token is refused like a bad id. */
+    a = s_open_token(&jobs, "j", "bad token", "v");
+    TEST_CHECK(!a.ok && a.bad && !a.reused);
+    TEST_EQ_STR(a.error, "token must be up to 128 of [A-Za-z0-9_.:-]");
+    zp_jobs_fini(&jobs);
+}
+
+/* A job opened without a token takes the first one while unfinished;
+ * once DONE it cannot become another job. */
+static void test_legacy_job_and_tokens(void)
+{
+    zp_jobs_t jobs = {0};
+    zp_control_answer_t a = s_open_token(&jobs, "k", "", "v");
+    TEST_CHECK(a.ok && a.is_new && !a.job->token);
+    a = s_open_token(&jobs, "k", "t1", "v");
+    TEST_CHECK(a.ok && a.adopted && !a.is_new);
+    TEST_EQ_STR(a.job->token, "t1");
+    a = s_open_token(&jobs, "k", "t2", "v");
+    TEST_CHECK(!a.ok && a.reused);
+    /* Done without a token: any token is another job; none is legacy. */
+    a = s_open_token(&jobs, "d", NULL, "v");
+    s_close(&jobs, "d", 0, "v");
+    TEST_EQ_INT(zp_ledger_finish(&a.job->ledger), 0);
+    a = s_open_token(&jobs, "d", "t", "v");
+    TEST_CHECK(!a.ok && a.reused);
+    a = s_open_token(&jobs, "d", "", "v");
+    TEST_CHECK(a.ok && !a.adopted);
+    /* A done job with a token is still that job to its token. */
+    a = s_open_token(&jobs, "e", "te", "v");
+    s_close(&jobs, "e", 0, "v");
+    TEST_EQ_INT(zp_ledger_finish(&a.job->ledger), 0);
+    TEST_CHECK(s_open_token(&jobs, "e", "te", "v").ok);
+    TEST_CHECK(s_open_token(&jobs, "e", "tf", "v").reused);
+    zp_jobs_fini(&jobs);
+}
+
+static void test_restore_open_keeps_the_first_token(void)
+{
+    zp_jobs_t jobs = {0};
+    zp_sink_job_t *j = zp_control_restore_open(&jobs, "r", 4, "");
+    TEST_CHECK(j && !j->token);
+    TEST_EQ_INT(j->ledger.max_attempts, 4);
+    TEST_CHECK(zp_control_restore_open(&jobs, "r", 0, "t1") == j);
+    TEST_EQ_STR(j->token, "t1");
+    TEST_CHECK(zp_control_restore_open(&jobs, "r", 0, "t2") == j);
+    TEST_EQ_STR(j->token, "t1");
+    TEST_EQ_INT(j->ledger.max_attempts, 4);
+    zp_jobs_fini(&jobs);
+}
+
+static void test_commit_query_answers_what_is_held(void)
+{
+    zp_jobs_t jobs = {0};
+    zp_control_answer_t a = s_open(&jobs, "q", 0, "v");
+    for (uint64_t t = 0; t < 10; t++)
+        if (t != 5)
+            zp_ledger_result(&a.job->ledger, t, true, false, 1);
+    uint64_t ids[] = {9, 5, 0, 12, 3, ZP_LEDGER_MAX_OPEN_TASK_ID};
+    Zpipe__V1__CommitQuery q = ZPIPE__V1__COMMIT_QUERY__INIT;
+    q.job_id = "q";
+    q.task_ids = ids;
+    q.n_task_ids = 6;
+    TEST_EQ_INT(zp_control_commit_query(&jobs, &q, false), 3);
+    TEST_EQ_INT(q.n_task_ids, 3);
+    TEST_EQ_INT(ids[0], 9);
+    TEST_EQ_INT(ids[1], 0);
+    TEST_EQ_INT(ids[2], 3);
+    /* --ordered: a record parked behind a missing lower id is not
+     * written yet, so not answered. */
+    uint64_t ord[] = {0, 9};
+    q.task_ids = ord;
+    q.n_task_ids = 2;
+    a.job->order.next = 5;
+    TEST_EQ_INT(zp_control_commit_query(&jobs, &q, true), 1);
+    TEST_EQ_INT(ord[0], 0);
+    /* DONE: every id below the total, none past it. */
+    zp_ledger_result(&a.job->ledger, 5, true, false, 1);
+    s_close(&jobs, "q", 10, "v");
+    TEST_EQ_INT(zp_ledger_finish(&a.job->ledger), 0);
+    uint64_t done[] = {5, 10, 7};
+    q.task_ids = done;
+    q.n_task_ids = 3;
+    TEST_EQ_INT(zp_control_commit_query(&jobs, &q, true), 2);
+    TEST_EQ_INT(done[0], 5);
+    TEST_EQ_INT(done[1], 7);
+    /* Unknown job, bad id: nothing. */
+    uint64_t some[] = {0};
+    q.task_ids = some;
+    q.n_task_ids = 1;
+    q.job_id = "nope";
+    TEST_EQ_INT(zp_control_commit_query(&jobs, &q, false), 0);
+    q.n_task_ids = 1;
+    q.job_id = NULL;
+    TEST_EQ_INT(zp_control_commit_query(&jobs, &q, false), 0);
+    zp_jobs_fini(&jobs);
+}
+
 static void s_scenario(void *arg)
 {
     (void)arg;
@@ -136,7 +266,10 @@ static void s_scenario(void *arg)
     for (int i = 0; i < 3; i++) {
         char id[8];
         snprintf(id, sizeof id, "j%d", i);
-        zp_control_answer_t a = s_open(&jobs, id, 0, "v");
+        zp_control_answer_t a = i == 1 ? s_open_token(&jobs, id, "tok", "v")
+                                       : s_open(&jobs, id, 0, "v");
+        if (i == 2)
+            s_open_token(&jobs, id, "late", "v"); /* adopts a token */
         if (a.job) {
             zp_ledger_result(&a.job->ledger, 0, true, false, 1);
             zp_sink_job_worker(a.job, "w", 1, 1, 1);
@@ -144,6 +277,7 @@ static void s_scenario(void *arg)
         }
         s_close(&jobs, id, 1, "v");
     }
+    zp_control_restore_open(&jobs, "r", 0, "tok-r");
     zp_jobs_fini(&jobs);
 }
 
@@ -159,6 +293,12 @@ static const test_case_t tests[] = {
     {"test_close_below_the_records_is_refused",
      test_close_below_the_records_is_refused},
     {"test_status_of_a_job", test_status_of_a_job},
+    {"test_tokens_tell_jobs_apart", test_tokens_tell_jobs_apart},
+    {"test_legacy_job_and_tokens", test_legacy_job_and_tokens},
+    {"test_restore_open_keeps_the_first_token",
+     test_restore_open_keeps_the_first_token},
+    {"test_commit_query_answers_what_is_held",
+     test_commit_query_answers_what_is_held},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };

@@ -34,10 +34,14 @@ static void test_dedup_and_completion(void)
     TEST_EQ_INT(l.state, ZP_JOB_DONE);
     TEST_CHECK(l.has.words == NULL); /* freed once done */
     TEST_EQ_INT(zp_ledger_finish(&l), -1);
-    /* Done: every id has its record; late copies are duplicates. */
-    TEST_CHECK(zp_ledger_has(&l, 0) && zp_ledger_has(&l, 1000));
+    /* Done: every id below the total has its record; late copies are
+     * duplicates, ids past it out of range. */
+    TEST_CHECK(zp_ledger_has(&l, 0) && zp_ledger_has(&l, 5));
+    TEST_CHECK(!zp_ledger_has(&l, 6) && !zp_ledger_has(&l, 1000));
     TEST_EQ_INT(zp_ledger_result(&l, 0, true, false, 1), ZP_LEDGER_DUPLICATE);
     TEST_EQ_INT(zp_ledger_result(&l, 4, false, true, 1), ZP_LEDGER_DUPLICATE);
+    TEST_EQ_INT(zp_ledger_result(&l, 6, true, false, 1),
+                ZP_LEDGER_OUT_OF_RANGE);
     TEST_EQ_INT(l.duplicates, 4);
     TEST_EQ_INT(l.done, 6);
     zp_ledger_fini(&l);
@@ -120,8 +124,10 @@ static void test_out_of_range_before_and_after_close(void)
     for (uint64_t t = 0; t < 3; t++)
         TEST_EQ_INT(zp_ledger_result(&l, t, true, false, 1), ZP_LEDGER_COMMIT);
     TEST_EQ_INT(zp_ledger_finish(&l), 0);
-    /* Done: out of range ids are only late duplicates now. */
-    TEST_EQ_INT(zp_ledger_result(&l, 4, true, false, 1), ZP_LEDGER_DUPLICATE);
+    /* Done: still refused past the total; below it, duplicates. */
+    TEST_EQ_INT(zp_ledger_result(&l, 4, true, false, 1),
+                ZP_LEDGER_OUT_OF_RANGE);
+    TEST_EQ_INT(zp_ledger_result(&l, 3, true, false, 1), ZP_LEDGER_DUPLICATE);
     zp_ledger_fini(&l);
 }
 
@@ -161,6 +167,68 @@ static void test_pending_lists_and_flush(void)
     zp_ledger_fini(&l);
 }
 
+/* What the opener has not been sent stays, in order, until it has. */
+static void test_pending_kept_until_sent(void)
+{
+    zp_ledger_t l;
+    zp_ledger_init(&l);
+    for (uint64_t t = 0; t < 5; t++) {
+        TEST_EQ_INT(zp_ledger_result(&l, t, true, false, 1), ZP_LEDGER_COMMIT);
+        TEST_EQ_INT(zp_ledger_committed(&l, t), 0);
+    }
+    TEST_EQ_INT(zp_ledger_result(&l, 9, false, true, 1), ZP_LEDGER_RETRY);
+    TEST_EQ_INT(zp_ledger_result(&l, 8, false, true, 2), ZP_LEDGER_RETRY);
+    /* A duplicate is listed as committed again: the first Committed may
+     * be lost. */
+    TEST_EQ_INT(zp_ledger_result(&l, 1, true, false, 1), ZP_LEDGER_DUPLICATE);
+    TEST_EQ_INT(zp_ledger_committed(&l, 1), 0);
+    zp_ledger_pending_sent(&l, 2, 1); /* one message's worth went out */
+    zp_ledger_pending_t p = zp_ledger_pending(&l);
+    TEST_EQ_INT(p.n_commit, 4);
+    TEST_EQ_INT(p.commit_ids[0], 2);
+    TEST_EQ_INT(p.commit_ids[3], 1);
+    TEST_EQ_INT(p.n_retry, 1);
+    TEST_EQ_INT(p.retry_ids[0], 8);
+    TEST_EQ_INT(p.retry_attempts[0], 2);
+    zp_ledger_pending_sent(&l, 100, 100); /* more than there is: all */
+    TEST_CHECK(!zp_ledger_has_pending(&l));
+    TEST_CHECK(l.commit_ids != NULL); /* an open job keeps its lists */
+    /* A DONE job frees them once they are empty. */
+    TEST_EQ_INT(zp_ledger_close(&l, 5), ZP_LEDGER_CLOSED);
+    TEST_EQ_INT(zp_ledger_finish(&l), 0);
+    TEST_EQ_INT(zp_ledger_result(&l, 4, true, false, 1), ZP_LEDGER_DUPLICATE);
+    TEST_EQ_INT(zp_ledger_committed(&l, 4), 0);
+    zp_ledger_pending_clear(&l);
+    TEST_CHECK(l.commit_ids == NULL && l.retry_ids == NULL);
+    zp_ledger_fini(&l);
+}
+
+/* The lists are bounded: repeats are squeezed out, then what does not
+ * fit is refused (the caller counts it). */
+static void test_pending_is_bounded(void)
+{
+    zp_ledger_t l;
+    zp_ledger_init(&l);
+    for (uint64_t i = 0; i < ZP_LEDGER_MAX_PENDING; i++)
+        TEST_EQ_INT(zp_ledger_committed(&l, i % 1000), 0);
+    /* Full of repeats: made unique, room again. */
+    TEST_EQ_INT(zp_ledger_committed(&l, 5000), 0);
+    TEST_EQ_INT(l.n_commit, 1001);
+    TEST_EQ_INT(l.commit_ids[0], 0);
+    TEST_EQ_INT(l.commit_ids[1000], 5000);
+    for (uint64_t i = l.n_commit; i < ZP_LEDGER_MAX_PENDING; i++)
+        TEST_EQ_INT(zp_ledger_committed(&l, 1000000 + i), 0);
+    /* Full of distinct ids: refused, and not sorted again each time. */
+    TEST_EQ_INT(zp_ledger_committed(&l, 7), -1);
+    TEST_CHECK(l.commits_unique);
+    TEST_EQ_INT(zp_ledger_committed(&l, 7), -1);
+    TEST_EQ_INT(l.n_commit, ZP_LEDGER_MAX_PENDING);
+    zp_ledger_pending_sent(&l, 1, 0);
+    TEST_EQ_INT(zp_ledger_committed(&l, 7), 0);
+    TEST_CHECK(!l.commits_unique);
+    zp_ledger_fini(&l);
+}
+
 static void test_restore_from_a_journal(void)
 {
     zp_ledger_t l;
@@ -196,6 +264,9 @@ static void s_scenario(void *arg)
         else if (v == ZP_LEDGER_COMMIT)
             zp_ledger_committed(&l, t * 50);
     }
+    zp_ledger_pending_sent(&l, 500, 100);
+    for (uint64_t t = 0; t < 100; t++)
+        zp_ledger_committed(&l, t * 50); /* duplicates listed again */
     zp_ledger_close(&l, 150000);
     zp_ledger_pending_clear(&l);
     zp_ledger_fini(&l);
@@ -232,6 +303,8 @@ static const test_case_t tests[] = {
      test_out_of_range_before_and_after_close},
     {"test_close_twice_and_too_many", test_close_twice_and_too_many},
     {"test_pending_lists_and_flush", test_pending_lists_and_flush},
+    {"test_pending_kept_until_sent", test_pending_kept_until_sent},
+    {"test_pending_is_bounded", test_pending_is_bounded},
     {"test_restore_from_a_journal", test_restore_from_a_journal},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},

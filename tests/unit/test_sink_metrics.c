@@ -36,8 +36,14 @@ static void test_renders_counters_and_jobs(void)
     zp_ledger_result(&a->ledger, 0, true, false, 1); /* a duplicate */
     zp_ledger_result(&a->ledger, 9, false, true, 1); /* a retry request */
     TEST_CHECK(s_job(&jobs, "job-b", 3, 0, 0));      /* open: no total yet */
-    zp_sink_counters_t c = {
-        .bad_messages = 5, .bad_results = 3, .dropped = 2, .events_sent = 11};
+    zp_sink_counters_t c = {.bad_messages = 5,
+                            .bad_results = 3,
+                            .dropped = 2,
+                            .events_sent = 11,
+                            .refused_unknown_job = 12,
+                            .refused_out_of_range = 4,
+                            .jobs_reused = 6,
+                            .acks_dropped = 8};
     zp_sink_metrics_render(m, &jobs, &c, 1);
     size_t len;
     char *text = zp_metrics_snapshot(m, &len);
@@ -62,6 +68,13 @@ static void test_renders_counters_and_jobs(void)
         test_has_line(text, "zpipe_bad_messages_total{socket=\"control\"} 2"));
     TEST_CHECK(test_has_line(text, "zpipe_connections_dropped_total 2"));
     TEST_CHECK(test_has_line(text, "zpipe_events_published_total 11"));
+    TEST_CHECK(test_has_line(
+        text, "zpipe_sink_results_refused_total{cause=\"unknown_job\"} 12"));
+    TEST_CHECK(test_has_line(
+        text, "zpipe_sink_results_refused_total{cause=\"out_of_range\"} 4"));
+    TEST_CHECK(test_has_line(
+        text, "zpipe_sink_jobs_refused_total{cause=\"id_reused\"} 6"));
+    TEST_CHECK(test_has_line(text, "zpipe_sink_commit_acks_dropped_total 8"));
     free(text);
     zp_jobs_fini(&jobs);
     zp_metrics_destroy(&m);

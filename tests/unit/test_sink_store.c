@@ -50,14 +50,17 @@ typedef struct {
     int opens, closes, records;
     uint64_t total;
     uint64_t refuse_task; /* on_record says no to this one */
+    char token[64];       /* the last open's */
 } s_seen_t;
 
-static void s_on_open(void *ctx, const char *job, uint32_t max_attempts)
+static void s_on_open(void *ctx, const char *job, uint32_t max_attempts,
+                      const char *token)
 {
     s_seen_t *seen = ctx;
     (void)job;
     (void)max_attempts;
     seen->opens++;
+    snprintf(seen->token, sizeof seen->token, "%s", token);
 }
 
 static void s_on_close(void *ctx, const char *job, uint64_t total)
@@ -122,14 +125,15 @@ static void test_output_without_a_journal(void)
 static void test_restart_cuts_back_to_the_journal(void)
 {
     s_paths();
-    zp_store_config_t cfg = {.output = s_out, .journal = s_journal};
+    zp_store_config_t cfg = {
+        .output = s_out, .journal = s_journal, .sync = true, .rewind = true};
     s_seen_t seen = {.refuse_task = UINT64_MAX};
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &seen);
     TEST_CHECK(st);
     TEST_CHECK(zp_store_journaled(st));
     TEST_EQ_INT(seen.opens + seen.closes + seen.records, 0);
     zp_spool_t sp = {0};
-    zp_store_job_opened(st, "j", 3);
+    zp_store_job_opened(st, "j", 3, "tok-j");
     zp_store_emit(st, &sp, "j", 0, true, "r0\n", 3, NULL, 0);
     zp_store_emit(st, &sp, "j", 2, false, "r2\n", 3, NULL, 0);
     zp_store_job_closed(st, "j", 3);
@@ -140,6 +144,7 @@ static void test_restart_cuts_back_to_the_journal(void)
     st = zp_store_new(&cfg, &s_replay, &seen);
     TEST_CHECK(st);
     TEST_EQ_INT(seen.opens, 1);
+    TEST_EQ_STR(seen.token, "tok-j");
     TEST_EQ_INT(seen.closes, 1);
     TEST_EQ_INT(seen.total, 3);
     TEST_EQ_INT(seen.records, 2);
@@ -165,13 +170,62 @@ static void test_restart_cuts_back_to_the_journal(void)
     s_cleanup();
 }
 
-static void test_journal_needs_an_output_file(void)
+/* A journal with an output that cannot be cut back (a stream): replayed
+ * all the same, the output appended to as it is. */
+static void test_journal_with_a_stream_output(void)
 {
     s_paths();
-    zp_store_config_t cfg = {.output = "-", .journal = s_journal};
-    TEST_CHECK(zp_store_new(&cfg, &s_replay, NULL) == NULL);
+    zp_store_config_t cfg = {.output = "/dev/null", .journal = s_journal};
+    s_seen_t seen = {.refuse_task = UINT64_MAX};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    zp_spool_t sp = {0};
+    zp_store_job_opened(st, "j", 3, NULL);
+    zp_store_emit(st, &sp, "j", 0, true, "r0\n", 3, NULL, 0);
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    zp_store_destroy(&st);
+    st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    TEST_EQ_INT(seen.records, 1);
+    TEST_EQ_STR(seen.token, "");
+    TEST_EQ_INT(zp_store_beyond_output(st), 0);
+    zp_store_destroy(&st);
     zp_store_config_t bad = {.output = s_out, .spool = "/nonexistent/dir"};
     TEST_CHECK(zp_store_new(&bad, &s_replay, NULL) == NULL);
+    s_cleanup();
+}
+
+/* An unsynced journal whose output lost its tail (a power loss): the
+ * records past the output's end are left out, the rest kept. */
+static void test_records_past_the_output_are_left_out(void)
+{
+    s_paths();
+    zp_store_config_t cfg = {
+        .output = s_out, .journal = s_journal, .rewind = true};
+    s_seen_t seen = {.refuse_task = UINT64_MAX};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    zp_spool_t sp = {0};
+    for (uint64_t t = 0; t < 4; t++)
+        zp_store_emit(st, &sp, "j", t, true, "rec\n", 4, NULL, 0);
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    zp_store_destroy(&st);
+    TEST_CHECK(truncate(s_out, 9) == 0); /* two records and a torn one */
+    st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    TEST_EQ_INT(seen.records, 2);
+    TEST_EQ_INT(zp_store_beyond_output(st), 2);
+    TEST_EQ_INT(zp_store_offset(st), 8);
+    zp_store_destroy(&st);
+    char buf[64];
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 8);
+    /* A clean stop with nothing to resume removes the journal. */
+    st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    TEST_EQ_INT(zp_store_drop_journal(st), 0);
+    TEST_CHECK(access(s_journal, F_OK) != 0);
+    TEST_EQ_INT(zp_store_drop_journal(st), 0); /* none left: nothing to do */
+    zp_store_destroy(&st);
     s_cleanup();
 }
 
@@ -179,8 +233,11 @@ static void test_journal_needs_an_output_file(void)
 static void test_spool_visible_after_sync(void)
 {
     s_paths();
-    zp_store_config_t cfg = {
-        .output = s_out, .journal = s_journal, .spool = s_spool};
+    zp_store_config_t cfg = {.output = s_out,
+                             .journal = s_journal,
+                             .spool = s_spool,
+                             .sync = true,
+                             .rewind = true};
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     TEST_CHECK(st);
     zp_spool_t sp = {0};
@@ -215,8 +272,11 @@ static void test_spool_restore_cuts_to_the_journal(void)
     char path[200], buf[256];
     snprintf(path, sizeof path, "%s/j.jsonl", s_spool);
     s_append(path, "{\"t\":0}\n{\"t\":1}\n{\"t\":2}\n{\"torn");
-    zp_store_config_t cfg = {
-        .output = s_out, .journal = s_journal, .spool = s_spool};
+    zp_store_config_t cfg = {.output = s_out,
+                             .journal = s_journal,
+                             .spool = s_spool,
+                             .sync = true,
+                             .rewind = true};
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     TEST_CHECK(st);
     zp_spool_t sp = {0};
@@ -243,13 +303,16 @@ static void test_spool_restore_cuts_to_the_journal(void)
 static void s_scenario(void *arg)
 {
     (void)arg;
-    zp_store_config_t cfg = {
-        .output = s_out, .journal = s_journal, .spool = s_spool};
+    zp_store_config_t cfg = {.output = s_out,
+                             .journal = s_journal,
+                             .spool = s_spool,
+                             .sync = true,
+                             .rewind = true};
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     if (!st)
         return;
     zp_spool_t sp = {0};
-    zp_store_job_opened(st, "j", 3);
+    zp_store_job_opened(st, "j", 3, "t");
     for (uint64_t t = 0; t < 50; t++)
         zp_store_emit(st, &sp, "j", t, true, "rec\n", 4, NULL, 0);
     zp_store_job_closed(st, "j", 50);
@@ -272,7 +335,9 @@ static const test_case_t tests[] = {
     {"test_output_without_a_journal", test_output_without_a_journal},
     {"test_restart_cuts_back_to_the_journal",
      test_restart_cuts_back_to_the_journal},
-    {"test_journal_needs_an_output_file", test_journal_needs_an_output_file},
+    {"test_journal_with_a_stream_output", test_journal_with_a_stream_output},
+    {"test_records_past_the_output_are_left_out",
+     test_records_past_the_output_are_left_out},
     {"test_spool_visible_after_sync", test_spool_visible_after_sync},
     {"test_spool_restore_cuts_to_the_journal",
      test_spool_restore_cuts_to_the_journal},

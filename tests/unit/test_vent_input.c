@@ -116,7 +116,7 @@ static int s_journal(char *path)
     zp_journal_t *j = zp_journal_open(path, NULL, NULL, err, sizeof err);
     if (!j)
         return -1;
-    zp_journal_open_job(j, "job-1", 3);
+    zp_journal_open_job(j, "job-1", 3, NULL);
     zp_journal_record(j, "job-1", 0, true, 10);
     zp_journal_record(j, "job-1", 2, false, 20);
     zp_journal_record(j, "other", 3, true, 30);

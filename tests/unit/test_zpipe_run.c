@@ -141,12 +141,29 @@ static void test_reduce_and_tcp_command_lines(void)
     TEST_CHECK(!strstr(sink, "--journal"));
 }
 
+/* Without --journal the sink keeps its own in the private directory, so
+ * that a sink killed mid-run is restarted and resumes. */
+static void test_sink_journal_without_journal(void)
+{
+    zp_run_opts_t o;
+    zp_run_opts_init(&o);
+    o.plugin = "echo";
+    zp_run_plan_t p = {0};
+    TEST_EQ_INT(zp_run_plan_endpoints(&p, "ipc", "/tmp/d"), 0);
+    zp_run_names_t n = {"s", "v", "w", "echo", "job-1", NULL, ""};
+    zp_run_plan_argv(&p, &o, &n);
+    TEST_CONTAINS(s_line(p.argv[ZP_ROLE_SINK]),
+                  "--format jsonl --journal /tmp/d/sink.journal "
+                  "--journal-sync no --parent-pid");
+}
+
 static const test_case_t tests[] = {
     {"test_usage_errors_in_order", test_usage_errors_in_order},
     {"test_web_port_zero_becomes_a_free_port",
      test_web_port_zero_becomes_a_free_port},
     {"test_command_lines", test_command_lines},
     {"test_reduce_and_tcp_command_lines", test_reduce_and_tcp_command_lines},
+    {"test_sink_journal_without_journal", test_sink_journal_without_journal},
     {NULL, NULL},
 };
 
