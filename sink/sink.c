@@ -62,17 +62,19 @@ static int s_init_output(zp_sink_t *s)
     static const zp_store_replay_t replay = {s_replay_open, s_replay_close,
                                              s_replay_record};
     const zp_sink_config_t *cfg = s->cfg;
-    zp_store_config_t sc = {cfg->output, cfg->journal, cfg->spool};
+    zp_store_config_t sc = {
+        .output = cfg->output, .journal = cfg->journal, .spool = cfg->spool};
     s->store = zp_store_new(&sc, &replay, s);
     if (!s->store)
         return -1;
     if (!zp_store_journaled(s->store))
         return 0;
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
-        if (cfg->spool)
-            zp_store_spool_restore(s->store, &j->spool, j->id, j->ledger.done);
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+    /* Every spool the journal knows is cut now, not when first opened:
+     * its file stays closed until a record or a fetch needs it. */
+    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link) {
+        zp_store_spool_restore(s->store, &j->spool, j->id, j->ledger.done);
         zp_ledger_finish(&j->ledger); /* those that are complete */
+    }
     zp_info("journal %s: resumed %llu committed records; output %s cut to "
             "%llu bytes",
             cfg->journal, (unsigned long long)zp_store_resumed(s->store),

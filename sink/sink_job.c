@@ -1,6 +1,7 @@
 /* sink_job: the job table (see sink_job.h). */
 #include "sink_job.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +42,6 @@ static void s_job_free(zp_sink_job_t *j)
         free(j->workers[i].id);
     free(j->workers);
     zp_ledger_fini(&j->ledger);
-    zp_spool_fini(&j->spool);
     free(j->id);
     free(j);
 }
@@ -82,10 +82,18 @@ void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
         w->max_held = max_held;
 }
 
-zp_fetch_source_t zp_sink_job_source(const zp_sink_job_t *job)
+zp_sink_job_t *zp_sink_job_of_spool(zp_spool_t *spool)
+{
+    return (zp_sink_job_t *)(void *)((char *)spool -
+                                     offsetof(zp_sink_job_t, spool));
+}
+
+zp_fetch_source_t zp_sink_job_source(zp_sink_job_t *job, zp_store_t *store)
 {
     return (zp_fetch_source_t){
-        .fd = zp_spool_fd(&job->spool),
+        .fd = job->spool.flushed
+                  ? zp_store_spool_fd(store, &job->spool, job->id)
+                  : -1,
         .flushed = job->spool.flushed,
         .done = job->ledger.state == ZP_JOB_DONE,
     };

@@ -59,7 +59,10 @@ void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
  * order (zp_order_written_fn); false for a DONE job, which is never
  * drained. */
 bool zp_sink_job_has(void *job, uint64_t id);
-/* The job's spool as consumers see it. */
-zp_fetch_source_t zp_sink_job_source(const zp_sink_job_t *job);
+/* The job's spool as consumers see it; its file is opened (store) when
+ * there is something to read. */
+zp_fetch_source_t zp_sink_job_source(zp_sink_job_t *job, zp_store_t *store);
+/* The job whose spool this is. */
+zp_sink_job_t *zp_sink_job_of_spool(zp_spool_t *spool);
 
 #endif

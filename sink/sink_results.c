@@ -66,22 +66,23 @@ static void s_event_task(zp_sink_t *s, const zp_sink_job_t *j,
 
 /* ---- commit: the durability barrier, then the acknowledgements ---- */
 
+/* A spool grew visible: its parked ResultsRequests may be answered. */
+static void s_published(void *ctx, zp_spool_t *spool)
+{
+    zp_sink_serve_fetchers(ctx, zp_sink_job_of_spool(spool));
+}
+
 /* Makes what was written durable: spools, output and journal. Only then
  * may commits be acknowledged and records be fetched. */
 static bool s_durable(zp_sink_t *s)
 {
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
-        if (zp_store_spool_sync(s->store, &j->spool, j->id) < 0)
-            return false;
     if (zp_store_sync(s->store) < 0)
         return false;
     if (s->trace)
         zp_trace_log_commit(s->trace, zp_now_us(), s_trace_written, s);
     /* Consumers see a record once the journal has it too: a restarted
      * sink keeps exactly the spool records its journal has. */
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
-        if (zp_spool_publish(&j->spool))
-            zp_sink_serve_fetchers(s, j);
+    zp_store_publish(s->store, s_published, s);
     return true;
 }
 
@@ -216,6 +217,7 @@ void zp_sink_check_done(zp_sink_t *s, zp_sink_job_t *j)
                             j->waiters.peer[i].rid_len);
     j->waiters.n = 0;
     zp_sink_serve_fetchers(s, j);
+    zp_store_spool_close(s->store, &j->spool); /* reopened for fetches */
 }
 
 /* ---- results ---- */
