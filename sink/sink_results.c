@@ -86,12 +86,20 @@ static bool s_durable(zp_sink_t *s)
     return true;
 }
 
+/* The barrier, then the jobs that had results are told; one whose opener
+ * could not be told stays on the list. Jobs without news cost nothing. */
 void zp_sink_commit_all(zp_sink_t *s)
 {
     if (!s_durable(s))
         return;
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+    zp_sink_job_t *j = zp_jobs_take_dirty(&s->jobs);
+    while (j) {
+        zp_sink_job_t *next = j->next_dirty;
         zp_sink_flush_commits(s, j);
+        if (zp_ledger_has_pending(&j->ledger))
+            zp_jobs_touch(&s->jobs, j);
+        j = next;
+    }
 }
 
 /* ---- writing records ---- */
@@ -215,9 +223,9 @@ void zp_sink_check_done(zp_sink_t *s, zp_sink_job_t *j)
     for (size_t i = 0; i < j->waiters.n; i++)
         zp_sink_send_status(s, j, j->id, j->waiters.peer[i].rid,
                             j->waiters.peer[i].rid_len);
-    j->waiters.n = 0;
+    zp_waiters_clear(&j->waiters);
     zp_sink_serve_fetchers(s, j);
-    zp_store_spool_close(s->store, &j->spool); /* reopened for fetches */
+    zp_sink_release(s, j);
 }
 
 /* ---- results ---- */
@@ -339,6 +347,7 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
     for (size_t i = 0; i < b->n_results; i++)
         fresh += s_on_result(s, j, worker, b->results[i], now, len);
     zp_sink_job_worker(j, worker, fresh, b->window, b->max_held);
+    zp_jobs_touch(&s->jobs, j);
     /* The ventilator's own give-up records are not a worker's work. */
     if (s->web && strcmp(worker, "ventilator") != 0)
         zp_sink_web_batch(s->web, worker, fresh, now);
