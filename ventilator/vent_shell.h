@@ -34,6 +34,7 @@ typedef struct {
     const zp_ventilator_config_t *cfg; /* borrowed, outlives the run */
     bool push;                         /* --dispatch push */
     void *ctx, *dispatch, *control, *monitor, *intake;
+    void *control_monitor; /* the control socket's connects */
     zp_curve_t *curve;
     uint64_t probe_until_us, last_probe_us; /* probing after a disconnect */
     uint64_t last_check_us;                 /* last liveness check */

@@ -293,6 +293,11 @@ void zp_vent_shell_tend_jobs(zp_vent_shell_t *v, uint64_t now)
         now - v->last_tend_us < S_TEND_US)
         return;
     v->last_tend_us = now;
+    /* (Re)connected to the sink: live jobs name their opener again (at
+     * the first connect none is live yet). */
+    if (zp_monitor_drain(v->control_monitor) > 0)
+        for (zp_vent_job_t *j = zp_vent_jobs_first(v->jobs); j; j = j->next)
+            j->reopen = zp_vent_job_live(j);
     /* One keepalive JobOpen a round is enough to see a sink restart. */
     bool keepalive = now - v->last_keepalive_us >= ZP_VENT_KEEPALIVE_US;
     for (zp_vent_job_t *j = zp_vent_jobs_first(v->jobs), *next; j; j = next) {

@@ -194,7 +194,13 @@ static int s_init_sockets(zp_vent_shell_t *v)
         return -1;
     if (cfg->intake && s_init_intake(v) < 0)
         return -1;
-    return s_init_control(v, sink_key);
+    if (s_init_control(v, sink_key) < 0)
+        return -1;
+    /* Reconnected to the sink: every live job names its opener again, so
+     * acknowledgements held for it go out. */
+    v->control_monitor =
+        zp_curve_monitor(v->curve, v->control, ZMQ_EVENT_CONNECTED, "sink");
+    return v->control_monitor ? 0 : -1;
 }
 
 static void s_log_start(const zp_vent_shell_t *v)
@@ -460,6 +466,7 @@ static void s_log_stop(const zp_vent_shell_t *v)
 static void s_close_sockets(zp_vent_shell_t *v)
 {
     zp_monitor_close(v->dispatch, &v->monitor);
+    zp_monitor_close(v->control, &v->control_monitor);
     void *socks[3] = {v->control, v->dispatch, v->intake};
     for (int i = 0; i < 3; i++) {
         if (!socks[i])

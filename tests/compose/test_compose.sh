@@ -303,6 +303,48 @@ print("compose: kill-job: %d records, none lost, none twice; %s by the killed wo
 EOF
 phase_done "kill job"
 
+# --- ventilator killed: its journal (on the queue volume) carries the job
+# over a kill while zpipe submit streams it and one after the close; the
+# restart policy brings the container back each time.
+N_VK=20000
+producer sh -c "seq 1 $N_VK | zpipe submit --plugin sha256 --batch 256 --job vk-job" \
+    >/dev/null 2>"$WORK/vk-submit.err" &
+SUBMIT=$!
+kill_vent() { # WHEN: SIGKILL the ventilator's process, wait for its return
+    local started
+    started=$(docker inspect -f '{{.State.StartedAt}}' "$vent")
+    docker kill "$vent" >/dev/null || fail "docker kill the ventilator"
+    local deadline=$((SECONDS + 60))
+    until [ "$(docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' "$vent")" != "true $started" ] &&
+        [ "$(docker inspect -f '{{.State.Running}}' "$vent")" = true ]; do
+        [ $SECONDS -lt $deadline ] || fail "the ventilator was not restarted after docker kill ($1)"
+        sleep 0.2
+    done
+    log "ventilator killed $1 and restarted by its restart policy"
+}
+sleep 1.5
+kill_vent "while zpipe submit streamed vk-job"
+wait "$SUBMIT" || { cat "$WORK/vk-submit.err"; fail "vk-job: zpipe submit did not finish across the restart"; }
+kill_vent "after vk-job's close"
+producer sh -c "zpipe wait vk-job >&2 && zpipe results vk-job" >"$WORK/vk.jsonl" 2>"$WORK/vk.err" ||
+    { cat "$WORK/vk.err"; fail "vk-job: wait or results failed"; }
+$PY - "$WORK/vk.jsonl" "$N_VK" <<'EOF2' || fail "vk-job: records are wrong"
+import collections, hashlib, json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+n = int(sys.argv[2])
+ids = collections.Counter(r["task"] for r in recs)
+lost = sorted(set(range(n)) - set(ids))
+dups = sorted(t for t, c in ids.items() if c > 1)
+extra = sorted(t for t in ids if not 0 <= t < n)
+bad = [r for r in recs if r["status"] != "ok"
+       or r["output"] != hashlib.sha256(str(r["task"] + 1).encode()).hexdigest()]
+assert not lost and not dups and not extra and not bad, \
+    "lost %d, duplicated %d, unexpected %d, wrong %d" % (len(lost), len(dups), len(extra), len(bad))
+print("compose: vk-job: %d records, lost 0, duplicated 0, unexpected 0, wrong 0, "
+      "across 2 ventilator kills" % len(recs))
+EOF2
+phase_done "ventilator kill"
+
 # --- security: every socket is CURVE; peers without an allowed key get nothing
 # A client with a key of its own making (the right server key, from the
 # producer's environment) and a plaintext client, inside the network:
