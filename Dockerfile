@@ -45,8 +45,9 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 zpipe \
  && useradd --system --uid 10001 --gid zpipe --home-dir /var/lib/zpipe \
         --shell /usr/sbin/nologin zpipe \
- && mkdir -p /var/lib/zpipe/spool /plugins /etc/zpipe/keys \
- && chown -R zpipe:zpipe /var/lib/zpipe /etc/zpipe/keys
+ && mkdir -p /var/lib/zpipe/spool /var/lib/zpipe-ventilator /plugins \
+    /etc/zpipe/keys \
+ && chown -R zpipe:zpipe /var/lib/zpipe /var/lib/zpipe-ventilator /etc/zpipe/keys
 COPY --from=build /usr/local/ /usr/local/
 COPY compose/entrypoint.sh /usr/local/bin/zpipe-entrypoint
 # /plugins first: a .so dropped there wins over a shipped one of that name.

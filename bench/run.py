@@ -339,6 +339,93 @@ class Bench:
             print("  %-28s after/before %.3f" % (wl, b["seconds"] / a["seconds"]))
         self.replace_section(lines)
 
+    def service_run(self, inp, plugin, journal):
+        """The service path as a user runs it: a sink (spool and journal),
+        a ventilator with an intake (journal on or off) and 2 workers are
+        up; timed from `zpipe submit` to `zpipe wait` returning."""
+        d = tempfile.mkdtemp(dir=self.tmp)
+        ep = lambda name: "ipc://%s/%s" % (d, name)
+        bin_ = lambda name: os.path.join(self.build, "bin", name)
+        procs = [subprocess.Popen(
+            [bin_("zpipe-sink"), "--results", ep("results"), "--control",
+             ep("control"), "--publish", "none", "--output",
+             os.path.join(d, "all.jsonl"), "--spool", d, "--journal",
+             os.path.join(d, "sink.journal"), "--log-level", "warn"])]
+        vent = [bin_("zpipe-ventilator"), "--intake", ep("intake"), "--bind",
+                ep("dispatch"), "--sink", ep("control"), "--log-level", "warn",
+                "--no-worker-timeout-ms", "0"]
+        if journal:
+            vent += ["--journal", os.path.join(d, "vent.journal")]
+        procs.append(subprocess.Popen(vent))
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [bin_("zpipe-worker"), "--ventilator", ep("dispatch"), "--sink",
+                 ep("results"), "--plugin", plugin, "--log-level", "warn"]))
+        try:
+            time.sleep(0.3)  # up and connected
+            job = "bench-%d" % len(self.rows)
+            c0 = self.children_cpu()
+            t0 = time.perf_counter()
+            subprocess.run([self.zpipe, "submit", "--ventilator", ep("intake"),
+                            "--plugin", plugin, "--input", inp, "--job", job],
+                           check=True, capture_output=True, timeout=3600)
+            subprocess.run([self.zpipe, "wait", "--sink", ep("control"), job],
+                           check=True, capture_output=True, timeout=3600)
+            secs = time.perf_counter() - t0
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
+        return secs, {}, {"cpu": self.children_cpu() - c0}
+
+    def service_section(self):
+        """--service: the ventilator's journal on against off, alternating
+        runs of the whole service path; writes its own section."""
+        q = self.args.quick
+        rep = max(5, self.args.repeat)
+        rows = []
+
+        def pair(workload, n, inp, plugin, work_s=None):
+            print("%s x %d" % (workload, n), flush=True)
+            self.rows = []
+            self.measure(workload, n, [
+                ("off", lambda: self.service_run(inp, plugin, False)),
+                ("on", lambda: self.service_run(inp, plugin, True)),
+            ], work_s=work_s, repeat=rep)
+            rows.extend(self.rows)
+
+        n_empty = 20000 if q else 200000
+        pair("empty tasks", n_empty,
+             self.write_input("sv_empty", (str(i) for i in range(n_empty))), "echo")
+        n_spin = 2000 if q else 20000
+        pair("spin 100 us", n_spin,
+             self.write_input("sv_spin", ("100" for _ in range(n_spin))), "spin",
+             work_s=n_spin * 100 / 1e6)
+        lines = ["## Service mode: the ventilator's journal", "",
+                 "Measured %s on %s; `/usr/bin/python3 bench/run.py --service%s`; "
+                 "medians of %d alternating runs. A running cluster (sink with "
+                 "--spool and --journal, ventilator with --intake, 2 workers), "
+                 "timed from `zpipe submit` to `zpipe wait` returning; on = the "
+                 "ventilator started with --journal (every batch synced before "
+                 "its Ack). Ratio = on's tasks/s over off's."
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
+                    " --quick" if q else "", rep),
+                 "", "| workload | tasks | off s | on s | on/off |",
+                 "|---|---|---|---|---|"]
+        by = {}
+        for r in rows:
+            by.setdefault(r["workload"], {})[r["system"]] = r
+        for wl, dd in by.items():
+            b, a = dd.get("off"), dd.get("on")
+            if not b or not a or b.get("failed") or a.get("failed"):
+                lines.append("| %s | | failed | | |" % wl)
+                continue
+            lines.append("| %s | %d | %.3f | %.3f | %.3f |" % (
+                wl, a["n"], b["seconds"], a["seconds"], b["seconds"] / a["seconds"]))
+            print("  %-28s on/off %.3f" % (wl, b["seconds"] / a["seconds"]))
+        self.replace_section(lines)
+
     def replace_section(self, lines):
         """Writes (or replaces) the section headed lines[0] in
         bench/results.md, keeping the rest of the file."""
@@ -357,6 +444,9 @@ class Bench:
     def run(self):
         if self.args.before:
             self.before_after()
+            return
+        if self.args.service:
+            self.service_section()
             return
         if self.args.only and self.args.only in EXEC_WORKLOAD:
             # --only parallel (or exec): this section alone, written as its
@@ -869,6 +959,9 @@ def main():
     ap.add_argument("--before", metavar="DIR",
                     help="compare zpipe from the build DIR (before a change) with "
                     "--build's (after), alternating; writes only that section")
+    ap.add_argument("--service", action="store_true",
+                    help="the service path with the ventilator's journal on and "
+                    "off, alternating; writes only that section")
     ap.add_argument("--before-label", help="what --before is (e.g. a commit)")
     ap.add_argument("--after-label", help="what --build is (e.g. a commit)")
     args = ap.parse_args()

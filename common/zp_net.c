@@ -143,6 +143,30 @@ int zp_monitor_drain(void *monitor)
     }
 }
 
+int zp_monitor_next(void *monitor)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return 0;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= sizeof event)
+            memcpy(&event, zmq_msg_data(&ev), sizeof event);
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&ev);
+            more = zmq_msg_recv(&ev, monitor, 0) >= 0 && zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        if (event)
+            return event;
+    }
+}
+
 void zp_monitor_close(void *sock, void **monitor_p)
 {
     if (!*monitor_p)

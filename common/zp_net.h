@@ -49,6 +49,9 @@ void *zp_monitor_open(void *ctx, void *sock, int events, const char *name);
 void *zp_monitor_connect(void *ctx, const char *endpoint, const char *name);
 /* Reads every queued event; returns how many. */
 int zp_monitor_drain(void *monitor);
+/* Takes the next queued event without blocking and returns its number
+ * (ZMQ_EVENT_CONNECTED, ...); 0 when none is waiting. */
+int zp_monitor_next(void *monitor);
 /* Stops the monitor and closes its socket; nulls the caller's pointer. */
 void zp_monitor_close(void *sock, void **monitor_p);
 

@@ -20,9 +20,12 @@
 /* Messages read per socket in one turn of the loop. */
 #define S_RESULTS_PER_TURN 256
 #define S_CONTROL_PER_TURN 64
-/* The longest wait for a message, in ms: commits go out at least this
- * often. */
+/* The longest wait for a message, in ms, while something waits for the
+ * barrier or for its opener: commits go out at least this often. */
 #define S_POLL_MS 20
+/* The longest wait when nothing does (metrics are rendered about this
+ * often): an idle sink wakes 10 times a second, whatever its job count. */
+#define S_IDLE_POLL_MS 100
 
 /* ---- set-up ---- */
 
@@ -92,19 +95,24 @@ static int s_init_output(zp_sink_t *s)
     if (s_init_promise(s) < 0)
         return -1;
     const zp_promise_t *p = &s->promise;
-    zp_store_config_t sc = {cfg->output, *p->journal ? p->journal : NULL,
-                            cfg->spool, p->sync, p->rewind};
+    zp_store_config_t sc = {.output = cfg->output,
+                            .journal = *p->journal ? p->journal : NULL,
+                            .spool = cfg->spool,
+                            .sync = p->sync,
+                            .rewind = p->rewind};
     s->store = zp_store_new(&sc, &replay, s);
     if (!s->store)
         return -1;
     if (!zp_store_journaled(s->store) || !s->jobs.head)
         return 0;
+    /* Every spool the journal knows is cut now, not when first opened:
+     * its file stays closed until a record or a fetch needs it. */
     size_t jobs = 0;
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link, jobs++)
-        if (cfg->spool)
-            zp_store_spool_restore(s->store, &j->spool, j->id, j->ledger.done);
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
-        zp_ledger_finish(&j->ledger); /* those that are complete */
+    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link, jobs++) {
+        zp_store_spool_restore(s->store, &j->spool, j->id, j->ledger.done);
+        if (zp_ledger_finish(&j->ledger) == 0) /* complete */
+            zp_jobs_release(&s->jobs, j);
+    }
     zp_info("journal %s: resumed %llu committed records of %zu jobs; output "
             "%s %s %llu bytes",
             p->journal, (unsigned long long)zp_store_resumed(s->store), jobs,
@@ -207,6 +215,12 @@ static int s_init(zp_sink_t *s)
     return 0;
 }
 
+void zp_sink_release(zp_sink_t *s, zp_sink_job_t *j)
+{
+    zp_store_spool_close(s->store, &j->spool);
+    zp_jobs_release(&s->jobs, j);
+}
+
 /* ---- the loop's phases ---- */
 
 /* Records are durable before their tasks are acknowledged. */
@@ -214,6 +228,8 @@ static void s_phase_commit(zp_sink_t *s, uint64_t now, uint64_t *last)
 {
     if (now - *last < S_COMMIT_PERIOD_US)
         return;
+    if (!s->jobs.dirty && !zp_store_unsynced(s->store))
+        return; /* nothing written, nobody to tell */
     zp_sink_commit_all(s);
     *last = now;
 }
@@ -276,7 +292,8 @@ static void s_phase_control(zp_sink_t *s, zmq_msg_t *frame)
         zp_sink_commit_all(s);
 }
 
-/* Waits up to S_POLL_MS for the sockets and monitors (items, 4 of them).
+/* Waits for the sockets and monitors (items, 4 of them): up to S_POLL_MS
+ * while a commit is due, else up to S_IDLE_POLL_MS.
  * Returns 1 when something is ready, 0 when nothing is or the wait was
  * interrupted, -1 when poll failed (logged). */
 static int s_phase_poll(zp_sink_t *s, zmq_pollitem_t *items)
@@ -287,7 +304,8 @@ static int s_phase_poll(zp_sink_t *s, zmq_pollitem_t *items)
         {s->mon_results, 0, (short)(s->mon_results ? ZMQ_POLLIN : 0), 0},
         {s->mon_control, 0, (short)(s->mon_control ? ZMQ_POLLIN : 0), 0}};
     memcpy(items, want, sizeof want);
-    int n = zmq_poll(items, 4, S_POLL_MS);
+    bool busy = s->jobs.dirty || zp_store_unsynced(s->store);
+    int n = zmq_poll(items, 4, busy ? S_POLL_MS : S_IDLE_POLL_MS);
     if (n >= 0)
         return n > 0;
     if (errno == EINTR)

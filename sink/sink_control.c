@@ -23,9 +23,12 @@ static void s_peer_set(zp_peer_t *p, const char *rid, size_t rid_len)
 
 void zp_control_wait(zp_sink_job_t *job, const char *rid, size_t rid_len)
 {
-    if (zp_waiters_add(&job->waiters, rid, rid_len))
+    int r = zp_waiters_add(&job->waiters, rid, rid_len);
+    if (r > 0)
         zp_warn("job %s: more than %d waiters; dropping the oldest", job->id,
                 ZP_FETCH_MAX_WAITERS);
+    else if (r < 0)
+        zp_warn("job %s: out of memory; a waiter will not be told", job->id);
 }
 
 /* Sets job's token (NULL or "" leaves it). Returns 0, -1 when out of

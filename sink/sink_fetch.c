@@ -2,8 +2,27 @@
 #define _GNU_SOURCE
 #include "sink_fetch.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Room for one more of n items of size bytes in *arr (capacity *cap,
+ * doubled up to ZP_FETCH_MAX_WAITERS). Returns 0, or -1 when out of
+ * memory (nothing changes). */
+static int s_room(void **arr, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? 2 * *cap : 1;
+    if (c > ZP_FETCH_MAX_WAITERS)
+        c = ZP_FETCH_MAX_WAITERS;
+    void *a = realloc(*arr, c * size);
+    if (!a)
+        return -1;
+    *arr = a;
+    *cap = c;
+    return 0;
+}
 
 static void s_peer_set(zp_peer_t *p, const char *rid, size_t rid_len)
 {
@@ -20,6 +39,11 @@ zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
                                    const char **why)
 {
     char before = '\n';
+    if (src->flushed && src->fd < 0) {
+        *why = "the job's records cannot be read now (its spool file did not "
+               "open; the sink logged why)";
+        return ZP_FETCH_REFUSED;
+    }
     if (rq->cursor > src->flushed ||
         (rq->cursor > 0 &&
          (pread(src->fd, &before, 1, (off_t)rq->cursor - 1) != 1 ||
@@ -28,7 +52,9 @@ zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
         return ZP_FETCH_REFUSED;
     }
     if (rq->wait && !src->done && rq->cursor == src->flushed &&
-        self->n < ZP_FETCH_MAX_WAITERS) {
+        self->n < ZP_FETCH_MAX_WAITERS &&
+        s_room((void **)&self->req, self->n, &self->cap, sizeof *self->req) ==
+            0) {
         zp_fetch_req_t *f = &self->req[self->n++];
         s_peer_set(&f->peer, rid, rid_len);
         f->cursor = rq->cursor;
@@ -88,19 +114,48 @@ size_t zp_fetch_take_ready(zp_fetch_t *self, const zp_fetch_source_t *src,
     return n;
 }
 
+void zp_fetch_fini(zp_fetch_t *self)
+{
+    free(self->req);
+    *self = (zp_fetch_t){0};
+}
+
 int zp_waiters_add(zp_waiters_t *self, const char *rid, size_t rid_len)
 {
     for (size_t i = 0; i < self->n; i++)
         if (self->peer[i].rid_len == rid_len &&
             memcmp(self->peer[i].rid, rid, rid_len) == 0)
             return 0;
+    char *copy = malloc(rid_len ? rid_len : 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, rid, rid_len);
     int dropped = 0;
     if (self->n == ZP_FETCH_MAX_WAITERS) {
+        free(self->peer[0].rid);
         memmove(self->peer, self->peer + 1,
                 (ZP_FETCH_MAX_WAITERS - 1) * sizeof self->peer[0]);
         self->n--;
         dropped = 1;
+    } else if (s_room((void **)&self->peer, self->n, &self->cap,
+                      sizeof *self->peer) < 0) {
+        free(copy);
+        return -1;
     }
-    s_peer_set(&self->peer[self->n++], rid, rid_len);
+    self->peer[self->n++] = (zp_waiter_t){copy, rid_len};
     return dropped;
+}
+
+void zp_waiters_clear(zp_waiters_t *self)
+{
+    for (size_t i = 0; i < self->n; i++)
+        free(self->peer[i].rid);
+    self->n = 0;
+}
+
+void zp_waiters_fini(zp_waiters_t *self)
+{
+    zp_waiters_clear(self);
+    free(self->peer);
+    *self = (zp_waiters_t){0};
 }

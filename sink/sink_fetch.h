@@ -13,7 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Parked requests and status waiters kept per job. */
+/* Parked requests and status waiters kept per job, at most. Both lists
+ * grow on demand: an idle job holds one waiter (its opener), not 64. */
 #define ZP_FETCH_MAX_WAITERS 64
 /* A reply's size when the request names none. */
 #define ZP_FETCH_DEFAULT_BYTES (1u << 20)
@@ -31,16 +32,24 @@ typedef struct {
     uint32_t max_bytes;
 } zp_fetch_req_t;
 
-/* One job's parked requests; zero-initialise. */
+/* One job's parked requests; zero-initialise, zp_fetch_fini frees. */
 typedef struct {
-    zp_fetch_req_t req[ZP_FETCH_MAX_WAITERS];
-    size_t n;
+    zp_fetch_req_t *req;
+    size_t n, cap;
 } zp_fetch_t;
 
-/* One job's status waiters (told when it is done); zero-initialise. */
+/* A status waiter: a peer's routing id, as long as it is (most are a few
+ * bytes; a zp_peer_t holds 256). */
 typedef struct {
-    zp_peer_t peer[ZP_FETCH_MAX_WAITERS];
-    size_t n;
+    char *rid;
+    size_t rid_len;
+} zp_waiter_t;
+
+/* One job's status waiters (told when it is done); zero-initialise,
+ * zp_waiters_fini frees. */
+typedef struct {
+    zp_waiter_t *peer;
+    size_t n, cap;
 } zp_waiters_t;
 
 /* A job's spool as consumers see it. */
@@ -57,8 +66,9 @@ typedef enum {
 } zp_fetch_action_t;
 
 /* Decides what request rq (from peer rid) gets. A cursor must be at a
- * record boundary of the visible part; a waiting request with nothing to
- * read is parked (while there is room). *why is static text. */
+ * record boundary of the visible part, and the spool readable when it
+ * has records; a waiting request with nothing to read is parked (while
+ * there is room and memory; else answered now). *why is static text. */
 zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
                                    const zp_fetch_source_t *src,
                                    const Zpipe__V1__ResultsRequest *rq,
@@ -77,8 +87,16 @@ void zp_fetch_chunk(zp_buf_t *b, const zp_fetch_source_t *src, uint64_t cursor,
 size_t zp_fetch_take_ready(zp_fetch_t *self, const zp_fetch_source_t *src,
                            zp_fetch_req_t *out);
 
+/* Frees the parked requests (once none is parked: a finished job). */
+void zp_fetch_fini(zp_fetch_t *self);
+
 /* Adds a waiter unless it is there already; when full, the oldest is
- * dropped for it. Returns 1 when one was dropped, else 0. */
+ * dropped for it. Returns 1 when one was dropped, 0 when none was, -1
+ * when out of memory (not added). */
 int zp_waiters_add(zp_waiters_t *self, const char *rid, size_t rid_len);
+/* Forgets every waiter (they were told), keeping the list's room. */
+void zp_waiters_clear(zp_waiters_t *self);
+/* Forgets every waiter and frees the list. */
+void zp_waiters_fini(zp_waiters_t *self);
 
 #endif

@@ -1,15 +1,58 @@
 /* sink_job: the job table (see sink_job.h). */
 #include "sink_job.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Buckets of a new index; it doubles when there are more jobs. */
+#define S_FIRST_BUCKETS 64
+
+/* FNV-1a: job ids are short, and this spreads "job-1", "job-2" well. */
+static uint64_t s_hash(const char *id)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
 zp_sink_job_t *zp_jobs_find(const zp_jobs_t *self, const char *id)
 {
-    for (zp_sink_job_t *j = self->head; j; j = j->link)
+    if (!self->buckets)
+        return NULL;
+    zp_sink_job_t *j = self->buckets[s_hash(id) & (self->n_buckets - 1)];
+    for (; j; j = j->hnext)
         if (strcmp(j->id, id) == 0)
             return j;
     return NULL;
+}
+
+static void s_index(zp_jobs_t *self, zp_sink_job_t *j)
+{
+    zp_sink_job_t **b = &self->buckets[s_hash(j->id) & (self->n_buckets - 1)];
+    j->hnext = *b;
+    *b = j;
+}
+
+/* Room in the index for one more job: the first buckets, or twice as
+ * many once there are as many jobs as buckets (when that allocation
+ * fails the chains only grow longer). Returns -1 when there is no index
+ * at all. */
+static int s_index_room(zp_jobs_t *self)
+{
+    if (self->buckets && self->count < self->n_buckets)
+        return 0;
+    size_t n = self->buckets ? 2 * self->n_buckets : S_FIRST_BUCKETS;
+    zp_sink_job_t **b = calloc(n, sizeof *b);
+    if (!b)
+        return self->buckets ? 0 : -1;
+    free(self->buckets);
+    self->buckets = b;
+    self->n_buckets = n;
+    for (zp_sink_job_t *j = self->head; j; j = j->link)
+        s_index(self, j);
+    return 0;
 }
 
 zp_sink_job_t *zp_jobs_get(zp_jobs_t *self, const char *id, bool *is_new)
@@ -19,6 +62,8 @@ zp_sink_job_t *zp_jobs_get(zp_jobs_t *self, const char *id, bool *is_new)
         *is_new = j == NULL;
     if (j)
         return j;
+    if (s_index_room(self) < 0)
+        return NULL;
     j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
@@ -28,20 +73,31 @@ zp_sink_job_t *zp_jobs_get(zp_jobs_t *self, const char *id, bool *is_new)
         return NULL;
     }
     zp_ledger_init(&j->ledger);
+    j->ledger.sums = &self->sums;
     j->link = self->head;
     self->head = j;
+    s_index(self, j);
+    self->count++;
     return j;
+}
+
+static void s_free_workers(zp_sink_job_t *j)
+{
+    for (size_t i = 0; i < j->n_workers; i++)
+        free(j->workers[i].id);
+    free(j->workers);
+    j->workers = NULL;
+    j->n_workers = 0;
 }
 
 static void s_job_free(zp_sink_job_t *j)
 {
     zp_reduce_job_fini(&j->reduce);
     zp_order_fini(&j->order);
-    for (size_t i = 0; i < j->n_workers; i++)
-        free(j->workers[i].id);
-    free(j->workers);
+    s_free_workers(j);
     zp_ledger_fini(&j->ledger);
-    zp_spool_fini(&j->spool);
+    zp_fetch_fini(&j->fetch);
+    zp_waiters_fini(&j->waiters);
     free(j->token);
     free(j->id);
     free(j);
@@ -54,11 +110,74 @@ void zp_jobs_fini(zp_jobs_t *self)
         s_job_free(self->head);
         self->head = next;
     }
+    free(self->buckets);
+    *self = (zp_jobs_t){0};
+}
+
+void zp_jobs_touch(zp_jobs_t *self, zp_sink_job_t *job)
+{
+    if (job->dirty)
+        return;
+    job->dirty = true;
+    job->next_dirty = self->dirty;
+    self->dirty = job;
+}
+
+zp_sink_job_t *zp_jobs_take_dirty(zp_jobs_t *self)
+{
+    zp_sink_job_t *list = self->dirty;
+    self->dirty = NULL;
+    for (zp_sink_job_t *j = list; j; j = j->next_dirty)
+        j->dirty = false;
+    return list;
+}
+
+/* Keeps the workers of the last ZP_JOBS_KEEP_WORKERS released jobs. */
+static void s_keep_workers(zp_jobs_t *self, zp_sink_job_t *job)
+{
+    if (!job->n_workers)
+        return;
+    job->next_done = NULL;
+    if (self->done_newest)
+        self->done_newest->next_done = job;
+    else
+        self->done_oldest = job;
+    self->done_newest = job;
+    if (++self->n_done_workers <= ZP_JOBS_KEEP_WORKERS)
+        return;
+    zp_sink_job_t *old = self->done_oldest;
+    self->done_oldest = old->next_done;
+    old->next_done = NULL;
+    s_free_workers(old);
+    self->n_done_workers--;
+}
+
+void zp_jobs_release(zp_jobs_t *self, zp_sink_job_t *job)
+{
+    if (job->released || job->ledger.state != ZP_JOB_DONE)
+        return;
+    zp_ledger_release(&job->ledger);
+    zp_order_fini(&job->order);
+    zp_reduce_job_release(&job->reduce);
+    if (!job->fetch.n)
+        zp_fetch_fini(&job->fetch);
+    if (!job->waiters.n)
+        zp_waiters_fini(&job->waiters);
+    job->released = true;
+    s_keep_workers(self, job);
+}
+
+zp_sink_job_t *zp_sink_job_of_spool(zp_spool_t *spool)
+{
+    return (zp_sink_job_t *)(void *)((char *)spool -
+                                     offsetof(zp_sink_job_t, spool));
 }
 
 void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
                         uint32_t window, uint32_t max_held)
 {
+    if (job->ledger.state == ZP_JOB_DONE && !fresh)
+        return; /* duplicates after the end: not the job's work */
     const char *wid = worker ? worker : "";
     zp_wstat_t *w = NULL;
     for (size_t i = 0; i < job->n_workers; i++)
@@ -83,10 +202,12 @@ void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
         w->max_held = max_held;
 }
 
-zp_fetch_source_t zp_sink_job_source(const zp_sink_job_t *job)
+zp_fetch_source_t zp_sink_job_source(zp_sink_job_t *job, zp_store_t *store)
 {
     return (zp_fetch_source_t){
-        .fd = zp_spool_fd(&job->spool),
+        .fd = job->spool.flushed
+                  ? zp_store_spool_fd(store, &job->spool, job->id)
+                  : -1,
         .flushed = job->spool.flushed,
         .done = job->ledger.state == ZP_JOB_DONE,
     };

@@ -1,7 +1,11 @@
 /* sink_job: the sink's table of jobs. A job holds what each module keeps
  * for it (accounting, ordered output, spool, parked fetches, waiters,
  * reduction) and the per-worker counters shown in JobStatus. Jobs are
- * kept newest first and never forgotten while the sink runs. */
+ * found by id through a hash index, listed newest first, and never
+ * forgotten while the sink runs; a finished job is released to a compact
+ * summary (its counters, spool length, token and reduce error). The table
+ * also keeps the jobs with something to tell their opener (a dirty list),
+ * so the loop's work follows the live jobs, not the job count. */
 #ifndef ZP_SINK_JOB_H
 #define ZP_SINK_JOB_H
 
@@ -25,7 +29,8 @@ typedef struct {
 typedef struct zp_sink_job {
     char *id;
     char *token; /* JobOpen.token, the job's identity beside its id; NULL
-                    or "" = none given (legacy: any open matches) */
+                    or "" = none given (legacy: any open matches); kept
+                    once released */
     zp_ledger_t ledger;
     zp_order_t order; /* --ordered */
     zp_spool_t spool; /* --spool */
@@ -39,11 +44,28 @@ typedef struct zp_sink_job {
     size_t n_workers;
     uint64_t first_us, last_us; /* Unix µs of the first and last results */
     struct zp_sink_job *link;   /* the next older job */
+    struct zp_sink_job *hnext;  /* the next in its hash bucket */
+    struct zp_sink_job *next_dirty;
+    struct zp_sink_job *next_done; /* the next job released after this */
+    bool dirty;                    /* on the dirty list */
+    bool released;                 /* done and released */
 } zp_sink_job_t;
 
-/* Zero-initialise; zp_jobs_fini frees every job. */
+/* Finished jobs whose worker counters are kept for JobStatus; older ones
+ * list no workers. */
+#define ZP_JOBS_KEEP_WORKERS 64
+
+/* Zero-initialise; zp_jobs_fini frees every job. Its jobs' ledgers add
+ * to its sums: the table must not move while it has jobs. */
 typedef struct {
-    zp_sink_job_t *head; /* newest first */
+    zp_sink_job_t *head;     /* newest first */
+    zp_sink_job_t **buckets; /* the hash index; NULL until the first job */
+    size_t n_buckets;        /* a power of 2 */
+    size_t count;            /* jobs */
+    zp_sink_job_t *dirty;    /* jobs with something to tell, see below */
+    zp_sink_job_t *done_oldest, *done_newest; /* released, with workers */
+    size_t n_done_workers;
+    zp_ledger_sums_t sums; /* every job's counters, summed */
 } zp_jobs_t;
 
 /* The job with this id, or NULL. */
@@ -55,6 +77,24 @@ zp_sink_job_t *zp_jobs_get(zp_jobs_t *self, const char *id, bool *is_new);
 /* Frees every job (reducers' accumulators included). */
 void zp_jobs_fini(zp_jobs_t *self);
 
+/* The dirty list: jobs that had results since the last commit, or still
+ * have ids to tell their opener. Whoever gives a job something to flush
+ * marks it; the commit takes the list and marks again those it could not
+ * empty. */
+void zp_jobs_touch(zp_jobs_t *self, zp_sink_job_t *job);
+/* Takes the list (linked by next_dirty), leaving it empty. */
+zp_sink_job_t *zp_jobs_take_dirty(zp_jobs_t *self);
+
+/* A DONE job, told and answered, keeps a summary: its id and token,
+ * ledger counters, spool length, first and last result times, reduce
+ * error, and (for the last ZP_JOBS_KEEP_WORKERS released) its workers.
+ * Frees the rest: done set, id lists, ordered ring, accumulator, parked
+ * requests and waiters. Its spool file is the store's to close. */
+void zp_jobs_release(zp_jobs_t *self, zp_sink_job_t *job);
+
+/* The job whose spool this is. */
+zp_sink_job_t *zp_sink_job_of_spool(zp_spool_t *spool);
+
 /* A result batch from worker (NULL = "") committed fresh records; its
  * window and the most it held. Out of memory: the worker is not counted. */
 void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
@@ -63,8 +103,9 @@ void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
  * order (zp_order_written_fn); false for a DONE job, which is never
  * drained. */
 bool zp_sink_job_has(void *job, uint64_t id);
-/* The job's spool as consumers see it. */
-zp_fetch_source_t zp_sink_job_source(const zp_sink_job_t *job);
+/* The job's spool as consumers see it; its file is opened (store) when
+ * there is something to read. */
+zp_fetch_source_t zp_sink_job_source(zp_sink_job_t *job, zp_store_t *store);
 /* Whether task has its record in the output (may be acknowledged once
  * durable): it has one, and with --ordered (ordered) it is not parked
  * waiting for a lower id. A DONE job has every id below its total. */

@@ -25,6 +25,23 @@ void zp_ledger_fini(zp_ledger_t *self)
     self->n_commit = self->cap_commit = self->n_retry = self->cap_retry = 0;
 }
 
+void zp_ledger_release(zp_ledger_t *self)
+{
+    zp_bitset_free(&self->has);
+    if (self->n_commit == 0) {
+        free(self->commit_ids);
+        self->commit_ids = NULL;
+        self->cap_commit = 0;
+    }
+    if (self->n_retry == 0) {
+        free(self->retry_ids);
+        free(self->retry_attempts);
+        self->retry_ids = NULL;
+        self->retry_attempts = NULL;
+        self->cap_retry = 0;
+    }
+}
+
 void zp_ledger_set_max_attempts(zp_ledger_t *self, uint32_t max_attempts)
 {
     if (max_attempts)
@@ -55,7 +72,7 @@ static int s_push_u64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
     if (*n >= ZP_LEDGER_MAX_PENDING)
         return -1;
     if (*n == *cap) {
-        size_t c = *cap ? 2 * *cap : 1024;
+        size_t c = *cap ? 2 * *cap : 64;
         uint64_t *a = realloc(*arr, c * sizeof *a);
         if (!a)
             return -1;
@@ -64,6 +81,35 @@ static int s_push_u64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
     }
     (*arr)[(*n)++] = v;
     return 0;
+}
+
+/* What a count is of. */
+typedef enum { S_SUCCEEDED, S_FAILED, S_DUPLICATE, S_RETRY } s_count_t;
+
+/* Counts one result here and in the sums the ledger feeds. */
+static void s_count(zp_ledger_t *self, s_count_t what)
+{
+    zp_ledger_sums_t none, *sum = self->sums ? self->sums : &none;
+    switch (what) {
+    case S_SUCCEEDED:
+        self->succeeded++;
+        sum->succeeded++;
+        break;
+    case S_FAILED:
+        self->failed++;
+        sum->failed++;
+        break;
+    case S_DUPLICATE:
+        self->duplicates++;
+        sum->duplicates++;
+        return;
+    case S_RETRY:
+        self->retries++;
+        sum->retries++;
+        return;
+    }
+    self->done++;
+    sum->done++;
 }
 
 /* Lists task for another attempt; -1 when out of memory (not listed). */
@@ -79,7 +125,7 @@ static int s_list_retry(zp_ledger_t *self, uint64_t task, uint32_t attempt)
     }
     self->retry_attempts = a;
     a[self->n_retry - 1] = attempt ? attempt : 1;
-    self->retries++;
+    s_count(self, S_RETRY);
     return 0;
 }
 
@@ -112,14 +158,10 @@ zp_ledger_verdict_t zp_ledger_result(zp_ledger_t *self, uint64_t task, bool ok,
     if (mark < 0)
         return ZP_LEDGER_NOMEM;
     if (mark == 0) {
-        self->duplicates++;
+        s_count(self, S_DUPLICATE);
         return ZP_LEDGER_DUPLICATE;
     }
-    self->done++;
-    if (ok)
-        self->succeeded++;
-    else
-        self->failed++;
+    s_count(self, ok ? S_SUCCEEDED : S_FAILED);
     s_check(self);
     return ZP_LEDGER_COMMIT;
 }
@@ -201,11 +243,7 @@ int zp_ledger_restore(zp_ledger_t *self, uint64_t task, bool ok)
     int mark = s_mark(self, task);
     if (mark != 1)
         return mark;
-    self->done++;
-    if (ok)
-        self->succeeded++;
-    else
-        self->failed++;
+    s_count(self, ok ? S_SUCCEEDED : S_FAILED);
     return 1;
 }
 

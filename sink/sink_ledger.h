@@ -61,14 +61,21 @@ typedef struct {
     size_t n_retry;
 } zp_ledger_pending_t;
 
+/* Counters summed over many ledgers (a job table's), kept up to date by
+ * each ledger that points at them: a total without a walk of every job. */
+typedef struct {
+    uint64_t done, succeeded, failed, duplicates, retries;
+} zp_ledger_sums_t;
+
 /* Initialise with zp_ledger_init; zp_ledger_fini releases. Counters are
  * read directly. */
 typedef struct {
     zp_job_state_t state;
     uint64_t total; /* once closed */
     uint64_t done, succeeded, failed, duplicates, retries;
-    uint32_t max_attempts; /* 3 until the opener says otherwise */
-    zp_bitset_t has;       /* tasks with a record; freed once done */
+    uint32_t max_attempts;  /* 3 until the opener says otherwise */
+    zp_ledger_sums_t *sums; /* NULL, or where every count is added too */
+    zp_bitset_t has;        /* tasks with a record; freed once done */
     uint64_t *commit_ids, *retry_ids;
     uint32_t *retry_attempts;
     size_t n_commit, cap_commit, n_retry, cap_retry;
@@ -79,6 +86,9 @@ typedef struct {
 void zp_ledger_init(zp_ledger_t *self);
 /* Frees what the ledger holds. */
 void zp_ledger_fini(zp_ledger_t *self);
+/* A DONE job keeps its counters only: frees the lists of ids to report
+ * when none is waiting (they grow again if a duplicate is reported). */
+void zp_ledger_release(zp_ledger_t *self);
 
 /* The opener's JobOpen.max_attempts (0 = keep the current one). */
 void zp_ledger_set_max_attempts(zp_ledger_t *self, uint32_t max_attempts);

@@ -3,15 +3,11 @@
 #include "zp_log.h"
 #include "zp_util.h"
 
-/* zpipe_tasks_completed_total: per job, then the older jobs summed. */
+/* zpipe_tasks_completed_total: per job, then the older jobs summed (all
+ * jobs' sums, less the newest ones': no walk of every job). */
 static void s_completed(zp_metrics_t *m, const zp_jobs_t *jobs)
 {
-    uint64_t njobs = 0, old_ok = 0, old_failed = 0;
-    for (const zp_sink_job_t *j = jobs->head; j; j = j->link, njobs++)
-        if (njobs >= ZP_METRICS_MAX_SERIES) {
-            old_ok += j->ledger.succeeded;
-            old_failed += j->ledger.failed;
-        }
+    uint64_t old_ok = jobs->sums.succeeded, old_failed = jobs->sums.failed;
     const char *name = "zpipe_tasks_completed_total";
     zp_metrics_family(m, name, ZP_METRIC_COUNTER,
                       "Task records written, by job and final status.");
@@ -26,8 +22,10 @@ static void s_completed(zp_metrics_t *m, const zp_jobs_t *jobs)
             m, name,
             (const char *const[]){"job_id", j->id, "status", "failed", NULL},
             j->ledger.failed);
+        old_ok -= j->ledger.succeeded;
+        old_failed -= j->ledger.failed;
     }
-    if (njobs > ZP_METRICS_MAX_SERIES) {
+    if (jobs->count > ZP_METRICS_MAX_SERIES) {
         zp_metrics_u64(
             m, name,
             (const char *const[]){"job_id", "(older)", "status", "ok", NULL},
@@ -88,11 +86,8 @@ void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
                             const zp_sink_counters_t *c, uint64_t now)
 {
     zp_metrics_begin(m);
-    uint64_t njobs = 0, dups = 0, retries = 0;
-    for (const zp_sink_job_t *j = jobs->head; j; j = j->link, njobs++) {
-        dups += j->ledger.duplicates;
-        retries += j->ledger.retries;
-    }
+    uint64_t njobs = jobs->count, dups = jobs->sums.duplicates,
+             retries = jobs->sums.retries;
     s_completed(m, jobs);
     zp_metrics_family(m, "zpipe_tasks_duplicates_total", ZP_METRIC_COUNTER,
                       "Results dropped as duplicates of a committed task.");
@@ -127,7 +122,9 @@ void zp_sink_web_render(zp_sink_web_t *web, const zp_jobs_t *jobs,
                         uint64_t bad_messages, uint64_t now)
 {
     zp_sink_web_begin(web, now, zp_now_us());
-    for (const zp_sink_job_t *j = jobs->head; j; j = j->link) {
+    size_t k = 0;
+    for (const zp_sink_job_t *j = jobs->head; j && k < ZP_METRICS_MAX_SERIES;
+         j = j->link, k++) {
         zp_sink_web_job_t v = {
             .id = j->id,
             .state = zp_job_state_name(j->ledger.state),
@@ -142,6 +139,9 @@ void zp_sink_web_render(zp_sink_web_t *web, const zp_jobs_t *jobs,
         };
         zp_sink_web_job(web, &v);
     }
+    const zp_ledger_sums_t *t = &jobs->sums;
+    zp_sink_web_totals(web, jobs->count, t->done, t->succeeded, t->failed,
+                       t->retries, t->duplicates);
     if (zp_sink_web_publish(web, bad_messages) < 0)
         zp_warn("web view: out of memory rendering; serving the last state");
 }

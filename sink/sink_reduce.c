@@ -166,11 +166,16 @@ bool zp_reduce_final(zp_reduce_t *self, zp_reduce_job_t *job,
     return ok;
 }
 
-void zp_reduce_job_fini(zp_reduce_job_t *job)
+void zp_reduce_job_release(zp_reduce_job_t *job)
 {
     if (job->acc && job->reducer->desc.reduce_fini)
         job->reducer->desc.reduce_fini(job->acc);
     job->acc = NULL;
+}
+
+void zp_reduce_job_fini(zp_reduce_job_t *job)
+{
+    zp_reduce_job_release(job);
     free(job->error);
     job->error = NULL;
 }

@@ -47,6 +47,8 @@ void zp_reduce_fold(zp_reduce_job_t *job, const void *data, size_t len,
 bool zp_reduce_final(zp_reduce_t *self, zp_reduce_job_t *job,
                      const char *job_id, uint64_t total,
                      const zp_buf_t **value);
+/* A finished job: releases its accumulator, keeps its error. */
+void zp_reduce_job_release(zp_reduce_job_t *job);
 /* Releases the job's accumulator and error. */
 void zp_reduce_job_fini(zp_reduce_job_t *job);
 

@@ -76,7 +76,7 @@ static void s_answer_fetch(zp_sink_t *s, zp_sink_job_t *j, const char *rid,
                            size_t rid_len, uint64_t cursor, uint32_t max)
 {
     Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
-    zp_fetch_source_t src = zp_sink_job_source(j);
+    zp_fetch_source_t src = zp_sink_job_source(j, s->store);
     zp_fetch_chunk(&s->chunk, &src, cursor, max, &c);
     c.job_id = j->id;
     s_send_chunk(s, rid, rid_len, &c);
@@ -84,8 +84,10 @@ static void s_answer_fetch(zp_sink_t *s, zp_sink_job_t *j, const char *rid,
 
 void zp_sink_serve_fetchers(zp_sink_t *s, zp_sink_job_t *j)
 {
+    if (!j->fetch.n)
+        return;
     zp_fetch_req_t ready[ZP_FETCH_MAX_WAITERS];
-    zp_fetch_source_t src = zp_sink_job_source(j);
+    zp_fetch_source_t src = zp_sink_job_source(j, s->store);
     size_t n = zp_fetch_take_ready(&j->fetch, &src, ready);
     for (size_t i = 0; i < n; i++)
         s_answer_fetch(s, j, ready[i].peer.rid, ready[i].peer.rid_len,
@@ -154,7 +156,7 @@ static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
         s_fetch_error(s, rid, rid_len, id, rq->cursor, "unknown job");
         return;
     }
-    zp_fetch_source_t src = zp_sink_job_source(j);
+    zp_fetch_source_t src = zp_sink_job_source(j, s->store);
     const char *why = NULL;
     switch (zp_fetch_request(&j->fetch, &src, rq, rid, rid_len, &why)) {
     case ZP_FETCH_REFUSED:

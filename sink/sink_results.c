@@ -66,32 +66,41 @@ static void s_event_task(zp_sink_t *s, const zp_sink_job_t *j,
 
 /* ---- commit: the durability barrier, then the acknowledgements ---- */
 
+/* A spool grew visible: its parked ResultsRequests may be answered. */
+static void s_published(void *ctx, zp_spool_t *spool)
+{
+    zp_sink_serve_fetchers(ctx, zp_sink_job_of_spool(spool));
+}
+
 /* Makes what was written durable: spools, output and journal. Only then
  * may commits be acknowledged and records be fetched. */
 static bool s_durable(zp_sink_t *s)
 {
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
-        if (zp_store_spool_sync(s->store, &j->spool, j->id) < 0)
-            return false;
     if (zp_store_sync(s->store) < 0)
         return false;
     if (s->trace)
         zp_trace_log_commit(s->trace, zp_now_us(), s_trace_written, s);
     /* Consumers see a record once the journal has it too: a restarted
      * sink keeps exactly the spool records its journal has. */
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
-        if (zp_spool_publish(&j->spool))
-            zp_sink_serve_fetchers(s, j);
+    zp_store_publish(s->store, s_published, s);
     return true;
 }
 
+/* The barrier, then the jobs that had results are told; one whose opener
+ * could not be told stays on the list. Jobs without news cost nothing. */
 void zp_sink_commit_all(zp_sink_t *s)
 {
     if (!s_durable(s))
         return;
     zp_sink_send_open_acks(s);
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+    zp_sink_job_t *j = zp_jobs_take_dirty(&s->jobs);
+    while (j) {
+        zp_sink_job_t *next = j->next_dirty;
         zp_sink_flush_commits(s, j);
+        if (zp_ledger_has_pending(&j->ledger))
+            zp_jobs_touch(&s->jobs, j);
+        j = next;
+    }
 }
 
 /* ---- writing records ---- */
@@ -229,8 +238,9 @@ void zp_sink_check_done(zp_sink_t *s, zp_sink_job_t *j)
     for (size_t i = 0; i < j->waiters.n; i++)
         zp_sink_send_status(s, j, j->id, j->waiters.peer[i].rid,
                             j->waiters.peer[i].rid_len);
-    j->waiters.n = 0;
+    zp_waiters_clear(&j->waiters);
     zp_sink_serve_fetchers(s, j);
+    zp_sink_release(s, j);
 }
 
 /* ---- results ---- */
@@ -361,6 +371,7 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
     for (size_t i = 0; i < b->n_results; i++)
         fresh += s_on_result(s, j, worker, b->results[i], now, len);
     zp_sink_job_worker(j, worker, fresh, b->window, b->max_held);
+    zp_jobs_touch(&s->jobs, j);
     /* The ventilator's own give-up records are not a worker's work. */
     if (s->web && strcmp(worker, "ventilator") != 0)
         zp_sink_web_batch(s->web, worker, fresh, now);

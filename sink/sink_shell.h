@@ -63,6 +63,12 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame);
 void zp_sink_commit_all(zp_sink_t *s);
 /* When job j is closed and has every record: completes it. */
 void zp_sink_check_done(zp_sink_t *s, zp_sink_job_t *j);
+
+/* sink.c */
+
+/* Job j is DONE and told: its spool file closed, its state released to
+ * a summary (zp_jobs_release). */
+void zp_sink_release(zp_sink_t *s, zp_sink_job_t *j);
 /* Counts a bad message on socket (cfg->results or cfg->control; its
  * name), logged sampled. */
 void zp_sink_bad(zp_sink_t *s, const char *socket, const char *why, size_t len);

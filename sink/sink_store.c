@@ -17,6 +17,8 @@ struct zp_store {
     FILE *out;
     uint64_t out_offset; /* bytes in the output file */
     zp_journal_t *journal;
+    zp_spools_t *spools; /* --spool */
+    bool dirty;          /* written since the last sync */
     bool failed;
     /* Journal replay: */
     const zp_store_replay_t *replay;
@@ -129,6 +131,13 @@ zp_store_t *zp_store_new(const zp_store_config_t *cfg,
     self->cfg = *cfg;
     self->replay = replay;
     self->replay_ctx = ctx;
+    if (cfg->spool &&
+        !(self->spools = zp_spools_new(cfg->spool, cfg->spool_files,
+                                       cfg->journal && cfg->sync))) {
+        zp_error("out of memory opening the spools");
+        zp_store_destroy(&self);
+        return NULL;
+    }
     if (cfg->journal) {
         if (s_open_journaled(self) < 0) {
             zp_store_destroy(&self);
@@ -155,6 +164,7 @@ void zp_store_destroy(zp_store_t **self_p)
     if (self->out && self->out != stdout)
         fclose(self->out);
     zp_journal_destroy(&self->journal);
+    zp_spools_destroy(&self->spools);
     free(self);
     *self_p = NULL;
 }
@@ -187,12 +197,14 @@ bool zp_store_failed(const zp_store_t *self)
 void zp_store_job_opened(zp_store_t *self, const char *job,
                          uint32_t max_attempts, const char *token)
 {
+    self->dirty = true;
     if (self->journal)
         zp_journal_open_job(self->journal, job, max_attempts, token);
 }
 
 void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total)
 {
+    self->dirty = true;
     if (self->journal)
         zp_journal_close_job(self->journal, job, total);
 }
@@ -203,33 +215,13 @@ static void s_write(zp_store_t *self, const void *data, size_t len)
         S_FAIL(self, "writing %s: %s", self->cfg.output, strerror(errno));
 }
 
-/* The job's spool file: DIR/JOB.jsonl, created (w+) or, after a restart,
- * as restored by zp_store_spool_restore. */
-static FILE *s_spool_file(zp_store_t *self, zp_spool_t *spool, const char *job)
-{
-    if (spool->file)
-        return spool->file;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s.jsonl", self->cfg.spool, job);
-    spool->file = fopen(path, "w+");
-    if (!spool->file)
-        S_FAIL(self, "spool %s: %s", path, strerror(errno));
-    return spool->file;
-}
-
 /* Appends one record to the job's spool, in the journal's order (records
  * are spooled when they are emitted). */
 static void s_spool_write(zp_store_t *self, zp_spool_t *spool, const char *job,
                           const void *json, size_t len)
 {
-    FILE *f = s_spool_file(self, spool, job);
-    if (!f)
-        return;
-    if (fwrite(json, 1, len, f) != len) {
-        S_FAIL(self, "spool for job %s: %s", job, strerror(errno));
-        return;
-    }
-    spool->len += len;
+    if (zp_spools_append(self->spools, spool, job, json, len) < 0)
+        self->failed = true; /* logged */
 }
 
 void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
@@ -237,10 +229,11 @@ void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
                    const void *json, size_t json_len)
 {
     s_write(self, data, len);
-    if (self->cfg.spool)
+    if (self->spools)
         s_spool_write(self, spool, job, json ? json : data,
                       json ? json_len : len);
     self->out_offset += len;
+    self->dirty = true;
     if (self->journal &&
         zp_journal_record(self->journal, job, task, ok, self->out_offset) < 0)
         zp_error("journal: out of memory");
@@ -251,23 +244,12 @@ void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
                          size_t json_len)
 {
     s_write(self, data, len);
-    if (self->cfg.spool)
+    if (self->spools)
         s_spool_write(self, spool, job, json ? json : data,
                       json ? json_len : len);
     self->out_offset += len;
+    self->dirty = true;
     fflush(self->out);
-}
-
-int zp_store_spool_sync(zp_store_t *self, zp_spool_t *spool, const char *job)
-{
-    if (!spool->file || spool->flushed == spool->len)
-        return 0;
-    if (fflush(spool->file) != 0 || (self->journal && self->cfg.sync &&
-                                     fdatasync(fileno(spool->file)) != 0)) {
-        S_FAIL(self, "spool for job %s: %s", job, strerror(errno));
-        return -1;
-    }
-    return 0;
 }
 
 /* The output, then the journal: a record the journal has is in the
@@ -283,66 +265,55 @@ static int s_sync_journaled(zp_store_t *self)
 
 int zp_store_sync(zp_store_t *self)
 {
+    if (self->spools && zp_spools_sync(self->spools) < 0) {
+        self->failed = true; /* logged */
+        return -1;
+    }
+    if (!self->dirty)
+        return 0;
     if (fflush(self->out) != 0 ||
         (self->journal && s_sync_journaled(self) != 0)) {
         S_FAIL(self, "writing %s%s: %s", self->cfg.output,
                self->journal ? " or its journal" : "", strerror(errno));
         return -1;
     }
+    self->dirty = false;
     return 0;
 }
 
-bool zp_spool_publish(zp_spool_t *spool)
+bool zp_store_unsynced(const zp_store_t *self)
 {
-    if (!spool->file || spool->flushed == spool->len)
-        return false;
-    spool->flushed = spool->len;
-    return true;
+    return self->dirty || (self->spools && zp_spools_pending(self->spools));
+}
+
+void zp_store_publish(zp_store_t *self, zp_spool_published_fn *published,
+                      void *ctx)
+{
+    if (self->spools)
+        zp_spools_publish(self->spools, published, ctx);
 }
 
 void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
                             const char *job, uint64_t records)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s.jsonl", self->cfg.spool, job);
-    FILE *f = fopen(path, "r+");
-    if (!f) {
-        if (records)
-            zp_warn("spool %s: %s; the job's %llu earlier records cannot be "
-                    "fetched",
-                    path, strerror(errno), (unsigned long long)records);
-        return;
-    }
-    uint64_t lines = 0, off = 0;
-    int c;
-    while (lines < records && (c = getc(f)) != EOF) {
-        off++;
-        if (c == '\n')
-            lines++;
-    }
-    if (lines < records)
-        zp_warn("spool %s has %llu of the job's %llu journaled records", path,
-                (unsigned long long)lines, (unsigned long long)records);
-    if (fflush(f) != 0 || ftruncate(fileno(f), (off_t)off) != 0 ||
-        fseeko(f, (off_t)off, SEEK_SET) != 0) {
-        zp_error("spool %s: %s", path, strerror(errno));
-        fclose(f);
-        return;
-    }
-    spool->file = f;
-    spool->len = spool->flushed = off;
+    if (self->spools)
+        zp_spools_restore(self->spools, spool, job, records);
 }
 
-int zp_spool_fd(const zp_spool_t *spool)
+int zp_store_spool_fd(zp_store_t *self, zp_spool_t *spool, const char *job)
 {
-    return spool->file ? fileno(spool->file) : -1;
+    return self->spools ? zp_spools_fd(self->spools, spool, job) : -1;
 }
 
-void zp_spool_fini(zp_spool_t *spool)
+void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool)
 {
-    if (spool->file)
-        fclose(spool->file);
-    spool->file = NULL;
+    if (self->spools && zp_spools_close(self->spools, spool) < 0)
+        self->failed = true; /* logged */
+}
+
+size_t zp_store_spools_open(const zp_store_t *self)
+{
+    return self->spools ? zp_spools_open(self->spools) : 0;
 }
 
 int zp_store_finish(zp_store_t *self)

@@ -6,6 +6,8 @@
 #ifndef ZP_SINK_STORE_H
 #define ZP_SINK_STORE_H
 
+#include "sink_spool.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,15 +22,9 @@ typedef struct {
                             loss the unsynced tail) */
     bool rewind;         /* with a journal: the output is a file to cut back to
                             it (else a stream, appended to as it is) */
+    size_t spool_files;  /* spool files open at once, at most; 0 = from
+                            RLIMIT_NOFILE (sink_spool.h) */
 } zp_store_config_t;
-
-/* A job's spool; zero-initialise, zp_spool_fini closes it. Consumers may
- * read the first `flushed` bytes: whole records the journal has too. */
-typedef struct {
-    FILE *file;       /* NULL until the job's first record */
-    uint64_t len;     /* bytes written */
-    uint64_t flushed; /* bytes durable and visible to consumers */
-} zp_spool_t;
 
 /* Journal replay, one call per event as the journal has it. on_record
  * returns true when it took the record (a new task of its job); the
@@ -80,23 +76,33 @@ void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
                          const void *data, size_t len, const void *json,
                          size_t json_len);
 
-/* The barrier, in three steps: each spool with new records, then the
- * output and the journal, are made durable (flushed; with a journal,
- * synced). Return 0, or -1 after logging (the store has failed). Once all
- * have succeeded, zp_spool_publish makes each spool's records visible. */
-int zp_store_spool_sync(zp_store_t *self, zp_spool_t *spool, const char *job);
+/* The barrier, in two steps. zp_store_sync makes what was written
+ * durable: the spools with new records, then the output and the journal
+ * (flushed; with a journal, synced); nothing when nothing was written.
+ * Returns 0, or -1 after logging (the store has failed). Once it has
+ * succeeded, zp_store_publish makes the spools' new records visible and
+ * calls published(ctx, spool) for each spool that grew. */
 int zp_store_sync(zp_store_t *self);
-/* Returns true when the spool had records not yet visible (now they are). */
-bool zp_spool_publish(zp_spool_t *spool);
+void zp_store_publish(zp_store_t *self, zp_spool_published_fn *published,
+                      void *ctx);
+
+/* Whether anything was written since the last zp_store_sync (or a spool
+ * has records not yet visible): the barrier has work. */
+bool zp_store_unsynced(const zp_store_t *self);
 
 /* After a journal replay: keeps the first `records` records of the job's
- * spool (the journal's, in its order) and cuts what follows. */
+ * spool (the journal's, in its order), cuts what follows, and leaves the
+ * file closed until it is needed. */
 void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
                             const char *job, uint64_t records);
-/* The spool's file descriptor for reads, or -1 when it has none. */
-int zp_spool_fd(const zp_spool_t *spool);
-/* Closes the spool's file. */
-void zp_spool_fini(zp_spool_t *spool);
+/* The spool's file descriptor for reads (opened on demand; valid until
+ * the next call on the store), or -1 when it has none. */
+int zp_store_spool_fd(zp_store_t *self, zp_spool_t *spool, const char *job);
+/* A finished job's spool: its file is closed (what it holds made
+ * durable first; a failure fails the store). */
+void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool);
+/* Spool files open now (0 without --spool). */
+size_t zp_store_spools_open(const zp_store_t *self);
 
 /* At a stop: flushes the output; returns 0, or -1 if that or an earlier
  * write failed. */

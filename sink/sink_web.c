@@ -260,6 +260,18 @@ void zp_sink_web_begin(zp_sink_web_t *self, uint64_t mono_us, uint64_t now_us)
     self->oom = false;
 }
 
+void zp_sink_web_totals(zp_sink_web_t *self, uint64_t jobs, uint64_t done,
+                        uint64_t succeeded, uint64_t failed, uint64_t retries,
+                        uint64_t duplicates)
+{
+    self->n_jobs = jobs;
+    self->done = done;
+    self->succeeded = succeeded;
+    self->failed = failed;
+    self->retries = retries;
+    self->duplicates = duplicates;
+}
+
 void zp_sink_web_job(zp_sink_web_t *self, const zp_sink_web_job_t *job)
 {
     self->done += job->done;

@@ -57,10 +57,17 @@ void zp_sink_web_failure(zp_sink_web_t *self, const char *job, uint64_t task,
 
 /* Rendering, about every metrics period: begin, then zp_sink_web_job for
  * every job, newest first (past ZP_METRICS_MAX_SERIES jobs they are only
- * counted), then publish. mono_us: the monotonic clock; now_us: Unix µs.
- * publish returns -1 when out of memory (the last state stays served). */
+ * counted) or for the newest and zp_sink_web_totals, then publish. mono_us: the
+ * monotonic clock; now_us: Unix µs. publish returns -1 when out of memory (the
+ * last state stays served). */
 void zp_sink_web_begin(zp_sink_web_t *self, uint64_t mono_us, uint64_t now_us);
 void zp_sink_web_job(zp_sink_web_t *self, const zp_sink_web_job_t *job);
+/* Before publish, when the caller keeps totals of its own: every job's
+ * count and sums, in place of those of the jobs passed (the caller need
+ * then pass only the ZP_METRICS_MAX_SERIES newest). */
+void zp_sink_web_totals(zp_sink_web_t *self, uint64_t jobs, uint64_t done,
+                        uint64_t succeeded, uint64_t failed, uint64_t retries,
+                        uint64_t duplicates);
 int zp_sink_web_publish(zp_sink_web_t *self, uint64_t bad_messages);
 
 #endif

@@ -33,6 +33,8 @@ static zp_ventilator_config_t s_cfg = {
     .max_inflight = 0,
     .max_inflight_bytes = 256u << 20,
     .no_worker_timeout_ms = 60000,
+    .max_jobs = 10000,
+    .max_jobs_per_producer = 1000,
 };
 static uint64_t s_parent;
 
@@ -101,6 +103,16 @@ static const zp_opt_t s_opts[] = {
      "skip the tasks of this job (--job) that the sink's journal FILE "
      "has already committed",
      &s_cfg.resume_journal, 0, 0, NULL},
+    {"journal", 0, ZP_OPT_STR, "ZPIPE_JOURNAL", "FILE",
+     "keep producers' jobs in FILE: what a producer is told is taken is "
+     "on disk first, and a restarted ventilator carries on with it",
+     &s_cfg.journal, 0, 0, NULL},
+    {"max-jobs", 0, ZP_OPT_UINT, "ZPIPE_MAX_JOBS", "N",
+     "producers' jobs open at once; more are refused (default 10000)",
+     &s_cfg.max_jobs, 1, 10000000, NULL},
+    {"max-jobs-per-producer", 0, ZP_OPT_UINT, "ZPIPE_MAX_JOBS_PER_PRODUCER",
+     "N", "of those, open from one producer connection (default 1000)",
+     &s_cfg.max_jobs_per_producer, 1, 10000000, NULL},
     {"trace", 0, ZP_OPT_FLAG, "ZPIPE_TRACE", NULL,
      "stamp every task with the time it was queued, for task timelines "
      "(zpipe run --trace; the sink's --trace writes them)",

@@ -45,67 +45,123 @@ int zp_vent_settings_text(char *const *pairs,
     return 0;
 }
 
-const char *zp_vent_intake_check_open(const Zpipe__V1__JobOpen *o,
-                                      const zp_vent_job_t *existing,
-                                      bool finished, const char *rid,
-                                      size_t rid_len, bool *resend,
-                                      const char **reply_id)
+zp_vent_open_t zp_vent_intake_check_open(const Zpipe__V1__JobOpen *o,
+                                         const zp_vent_job_t *existing,
+                                         const zp_vent_finished_job_t *finished,
+                                         const char *rid, size_t rid_len,
+                                         const char **why, char *why_buf,
+                                         size_t why_len, const char **reply_id)
 {
     const char *given = o->job_id && *o->job_id ? o->job_id : NULL;
-    *resend = false;
-    *reply_id = given;
+    const char *token = o->token ? o->token : "";
+    *reply_id = given ? given : "";
+    *why = NULL;
     if (!zp_plugin_name_valid(o->plugin))
-        return "JobOpen needs a plugin name (1 to 64 of [A-Za-z0-9_.-])";
-    if (given && !zp_job_id_valid(given)) {
+        *why = "JobOpen needs a plugin name (1 to 64 of [A-Za-z0-9_.-])";
+    else if (given && !zp_job_id_valid(given)) {
         *reply_id = "";
-        return "job id must be 1 to 128 of [A-Za-z0-9_.:-]";
-    }
-    if (given && finished)
-        return "job id already used by a finished job";
+        *why = "job id must be 1 to 128 of [A-Za-z0-9_.:-]";
+    } else if (*token && !zp_job_id_valid(token))
+        *why = "job token must be 1 to 128 of [A-Za-z0-9_.:-]";
+    if (*why)
+        return ZP_VENT_OPEN_REFUSE;
     if (existing) {
-        /* Opening again is fine for its producer (a resent JobOpen). */
-        if (existing->prid_len != rid_len ||
-            memcmp(existing->prid, rid, rid_len) != 0 ||
-            strcmp(existing->plugin, o->plugin) != 0)
-            return "job id already in use";
-        *resend = true;
+        bool same = *token ? strcmp(existing->token, token) == 0
+                           : existing->prid_len == rid_len &&
+                                 memcmp(existing->prid, rid, rid_len) == 0;
+        if (same && strcmp(existing->plugin, o->plugin) == 0)
+            return ZP_VENT_OPEN_AGAIN;
+        snprintf(why_buf, why_len,
+                 "job id %s is in use by another job (another token or "
+                 "connection); job ids are never reused",
+                 given);
+        *why = why_buf;
+        return ZP_VENT_OPEN_REFUSE;
     }
-    return NULL;
+    if (finished) {
+        if (*token && strcmp(finished->token, token) == 0)
+            return ZP_VENT_OPEN_FINISHED;
+        snprintf(why_buf, why_len,
+                 "job id %s was already used by a job that finished; job ids "
+                 "are never reused",
+                 given);
+        *why = why_buf;
+        return ZP_VENT_OPEN_REFUSE;
+    }
+    return ZP_VENT_OPEN_NEW;
 }
 
-const char *zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
-                                       const zp_vent_job_t *j,
-                                       uint64_t max_task_bytes, char *why,
-                                       size_t len)
+/* A numbered batch: AGAIN when taken, REFUSE past the next, else NEW. */
+static zp_vent_batch_verdict_t s_check_seq(const zp_vent_job_t *j, uint64_t seq,
+                                           const char **why, char *why_buf,
+                                           size_t len, zp_vent_batch_t *again,
+                                           uint64_t *expected)
 {
-    if (!j || j->has_input)
-        return "unknown job";
+    const zp_vent_batch_t *taken = zp_vent_job_batch(j, seq);
+    if (taken) {
+        *again = *taken;
+        return ZP_VENT_BATCH_AGAIN;
+    }
+    *expected = j->n_batches + 1;
+    if (seq != *expected) {
+        snprintf(why_buf, len,
+                 "batch %llu of job %s came before batch %llu; send again "
+                 "from batch %llu",
+                 (unsigned long long)seq, j->id, (unsigned long long)*expected,
+                 (unsigned long long)*expected);
+        *why = why_buf;
+        return ZP_VENT_BATCH_REFUSE;
+    }
+    return ZP_VENT_BATCH_NEW;
+}
+
+zp_vent_batch_verdict_t
+zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
+                           const zp_vent_job_t *j, uint64_t max_task_bytes,
+                           const char **why, char *why_buf, size_t len,
+                           zp_vent_batch_t *again, uint64_t *expected)
+{
+    *expected = 0;
+    *why = NULL;
+    if (!j || j->has_input) {
+        *why = "unknown job";
+        return ZP_VENT_BATCH_REFUSE;
+    }
+    if (b->seq) {
+        zp_vent_batch_verdict_t v =
+            s_check_seq(j, b->seq, why, why_buf, len, again, expected);
+        if (v != ZP_VENT_BATCH_NEW)
+            return v;
+    }
     if (j->input_closed || zp_vent_job_finished(j))
-        return "job already closed";
-    for (size_t i = 0; i < b->n_tasks; i++)
+        *why = "job already closed";
+    for (size_t i = 0; !*why && i < b->n_tasks; i++)
         if (b->tasks[i]->payload.len > max_task_bytes) {
-            snprintf(why, len,
+            snprintf(why_buf, len,
                      "task %zu of the batch is %zu bytes, over the limit of "
                      "%llu; nothing of the batch was taken",
                      i, b->tasks[i]->payload.len,
                      (unsigned long long)max_task_bytes);
-            return why;
+            *why = why_buf;
         }
-    if (j->next_task_id + b->n_tasks >= ZP_VENT_MAX_TASK_ID)
-        return "too many tasks in one job";
-    return NULL;
+    if (!*why && j->next_task_id + b->n_tasks >= ZP_VENT_MAX_TASK_ID)
+        *why = "too many tasks in one job";
+    if (!*why && b->n_tasks > UINT32_MAX)
+        *why = "too many tasks in one batch";
+    return *why ? ZP_VENT_BATCH_REFUSE : ZP_VENT_BATCH_NEW;
 }
 
 const char *zp_vent_intake_check_close(const Zpipe__V1__JobClose *c,
-                                       const zp_vent_job_t *j, char *why,
-                                       size_t len)
+                                       const zp_vent_job_t *j,
+                                       const zp_vent_finished_job_t *finished,
+                                       char *why, size_t len)
 {
-    if (!j || j->has_input)
+    if ((!j || j->has_input) && !finished)
         return "unknown job";
-    if (c->total && c->total != j->next_task_id) {
+    uint64_t have = j && !j->has_input ? j->next_task_id : finished->total;
+    if (c->total && c->total != have) {
         snprintf(why, len, "total %llu does not match the %llu tasks received",
-                 (unsigned long long)c->total,
-                 (unsigned long long)j->next_task_id);
+                 (unsigned long long)c->total, (unsigned long long)have);
         return why;
     }
     return NULL;

@@ -21,28 +21,53 @@ int zp_vent_settings_text(char *const *pairs,
                           const Zpipe__V1__Setting *const *kv, size_t n,
                           char **out, const char **why);
 
-/* JobOpen: NULL to take it; else why not (static storage). existing: the
- * job already holding that id or NULL; finished: whether the id belongs
- * to a recently finished job. *resend is set when it is the same
- * producer's JobOpen again (answer again if the job is open already);
- * *reply_id is the job id the answer names (borrowed from o, or ""). */
-const char *zp_vent_intake_check_open(const Zpipe__V1__JobOpen *o,
-                                      const zp_vent_job_t *existing,
-                                      bool finished, const char *rid,
-                                      size_t rid_len, bool *resend,
-                                      const char **reply_id);
+/* What a JobOpen is, by the jobs the ventilator knows. */
+typedef enum {
+    ZP_VENT_OPEN_NEW,      /* a new job: open it */
+    ZP_VENT_OPEN_AGAIN,    /* the live job's open sent again: answer again */
+    ZP_VENT_OPEN_FINISHED, /* a finished job's open sent again: answer ok */
+    ZP_VENT_OPEN_REFUSE,   /* refused, see why */
+} zp_vent_open_t;
 
-/* TaskBatch for j (NULL: no such job): NULL to take it; else why not, in
- * why[0..len) or static storage. */
-const char *zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
-                                       const zp_vent_job_t *j,
-                                       uint64_t max_task_bytes, char *why,
-                                       size_t len);
+/* JobOpen from connection rid. existing: the live job holding that id or
+ * NULL; finished: the finished job that had it or NULL. The same id is
+ * the same job when its token is the same (non-empty), or, with no
+ * token, when it comes from the same connection; any other use of a known
+ * id is refused, so one id never names two jobs. *why (refusals: static
+ * storage or why_buf) and *reply_id (the job id the answer names,
+ * borrowed from o, or "") are set. */
+zp_vent_open_t zp_vent_intake_check_open(const Zpipe__V1__JobOpen *o,
+                                         const zp_vent_job_t *existing,
+                                         const zp_vent_finished_job_t *finished,
+                                         const char *rid, size_t rid_len,
+                                         const char **why, char *why_buf,
+                                         size_t why_len, const char **reply_id);
 
-/* JobClose for j (NULL: no such job): NULL to take it; else why not. */
+/* What a TaskBatch is. */
+typedef enum {
+    ZP_VENT_BATCH_NEW,    /* take its tasks */
+    ZP_VENT_BATCH_AGAIN,  /* numbered and taken before: answer the same */
+    ZP_VENT_BATCH_REFUSE, /* refused, see why (and *expected for a gap) */
+} zp_vent_batch_verdict_t;
+
+/* TaskBatch for j (NULL: no such live job). A numbered batch (seq >= 1)
+ * already taken is AGAIN with *again its ids, even once the job is
+ * closed; a number past the next expected is refused with *expected the
+ * next one; unnumbered batches are always new. *why in why_buf[0..len) or
+ * static storage. */
+zp_vent_batch_verdict_t
+zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
+                           const zp_vent_job_t *j, uint64_t max_task_bytes,
+                           const char **why, char *why_buf, size_t len,
+                           zp_vent_batch_t *again, uint64_t *expected);
+
+/* JobClose for j (NULL: no such live job; finished: the finished job with
+ * that id or NULL, whose close is answered again): NULL to take it; else
+ * why not. */
 const char *zp_vent_intake_check_close(const Zpipe__V1__JobClose *c,
-                                       const zp_vent_job_t *j, char *why,
-                                       size_t len);
+                                       const zp_vent_job_t *j,
+                                       const zp_vent_finished_job_t *finished,
+                                       char *why, size_t len);
 
 /* A producer's max_attempts (0: the ventilator's own) as the job takes
  * it: at most 100. */

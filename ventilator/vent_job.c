@@ -8,13 +8,19 @@
 #include <unistd.h>
 
 struct zp_vent_jobs {
-    zp_vent_job_t *head;
+    zp_vent_job_t *head, *tail;
     size_t count;
     uint64_t next_slot;
     uint64_t deadline_ms;
     uint32_t max_attempts;
-    char *finished[ZP_VENT_FINISHED_IDS];
-    size_t n_finished;
+    /* hash(id) -> job; of two ids with one hash only the older is
+     * indexed, and a lookup that meets the other one scans the list. */
+    zp_idmap_t *index;
+    /* hash(routing id) -> jobs of that producer connection, as a count
+     * in the pointer (two connections with one hash share a count: a
+     * quota a little tighter for both, never looser) */
+    zp_idmap_t *producers;
+    zp_vent_finished_t *finished;
 };
 
 /* The legal transitions: s_legal[from] has bit (1 << to). A refusal ends
@@ -127,14 +133,54 @@ void zp_vent_fails_free(zp_vent_fails_t *f)
     f->cap = 0;
 }
 
-zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts)
+zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts,
+                                 size_t max_finished)
 {
     zp_vent_jobs_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->deadline_ms = deadline_ms;
     self->max_attempts = max_attempts;
+    self->index = zp_idmap_new();
+    self->producers = zp_idmap_new();
+    self->finished = zp_vent_finished_new(max_finished, 0);
+    if (!self->index || !self->producers || !self->finished) {
+        zp_idmap_destroy(&self->index);
+        zp_idmap_destroy(&self->producers);
+        zp_vent_finished_destroy(&self->finished);
+        free(self);
+        return NULL;
+    }
     return self;
+}
+
+int zp_vent_job_batch_add(zp_vent_job_t *j, uint64_t first, uint32_t n)
+{
+    if (j->n_batches == j->cap_batches) {
+        size_t cap = j->cap_batches ? 2 * j->cap_batches : 16;
+        zp_vent_batch_t *b = realloc(j->batches, cap * sizeof *b);
+        if (!b)
+            return -1;
+        j->batches = b;
+        j->cap_batches = cap;
+    }
+    j->batches[j->n_batches++] = (zp_vent_batch_t){first, n};
+    return 0;
+}
+
+const zp_vent_batch_t *zp_vent_job_batch(const zp_vent_job_t *j, uint64_t seq)
+{
+    return seq >= 1 && seq <= j->n_batches ? &j->batches[seq - 1] : NULL;
+}
+
+int zp_vent_job_set_token(zp_vent_job_t *j, const char *token)
+{
+    char *t = strdup(token ? token : "");
+    if (!t)
+        return -1;
+    free(j->token);
+    j->token = t;
+    return 0;
 }
 
 static void s_job_free(zp_vent_job_t *j)
@@ -146,6 +192,8 @@ static void s_job_free(zp_vent_job_t *j)
     free(j->id);
     free(j->plugin);
     free(j->config);
+    free(j->token);
+    free(j->batches);
     free(j);
 }
 
@@ -159,8 +207,9 @@ void zp_vent_jobs_destroy(zp_vent_jobs_t **self_p)
         self->head = j->next;
         s_job_free(j);
     }
-    for (size_t k = 0; k < ZP_VENT_FINISHED_IDS; k++)
-        free(self->finished[k]);
+    zp_idmap_destroy(&self->index);
+    zp_idmap_destroy(&self->producers);
+    zp_vent_finished_destroy(&self->finished);
     free(self);
     *self_p = NULL;
 }
@@ -177,10 +226,61 @@ size_t zp_vent_jobs_count(const zp_vent_jobs_t *self)
 
 zp_vent_job_t *zp_vent_jobs_find(const zp_vent_jobs_t *self, const char *id)
 {
-    for (zp_vent_job_t *j = self->head; j; j = j->next)
+    zp_vent_job_t *j = zp_idmap_get(self->index, zp_vent_id_hash(id));
+    if (!j || strcmp(j->id, id) == 0)
+        return j;
+    for (j = self->head; j; j = j->next) /* a hash collision */
         if (strcmp(j->id, id) == 0)
             return j;
     return NULL;
+}
+
+static uint64_t s_rid_hash(const char *rid, size_t len)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)rid[i]) * 1099511628211ull;
+    return h;
+}
+
+size_t zp_vent_jobs_of(const zp_vent_jobs_t *self, const char *rid,
+                       size_t rid_len)
+{
+    return (size_t)(uintptr_t)zp_idmap_get(self->producers,
+                                           s_rid_hash(rid, rid_len));
+}
+
+/* Adds delta to the count of the connection's jobs. */
+static int s_count(zp_vent_jobs_t *self, const char *rid, size_t len, int delta)
+{
+    if (!len)
+        return 0;
+    uint64_t h = s_rid_hash(rid, len);
+    size_t n = (size_t)(uintptr_t)zp_idmap_get(self->producers, h);
+    if (delta < 0 && n == 0)
+        return 0;
+    n += delta;
+    if (n == 0) {
+        zp_idmap_remove(self->producers, h);
+        return 0;
+    }
+    return zp_idmap_put(self->producers, h, (void *)(uintptr_t)n);
+}
+
+int zp_vent_jobs_set_producer(zp_vent_jobs_t *self, zp_vent_job_t *j,
+                              const char *rid, size_t rid_len)
+{
+    if (rid_len > sizeof j->prid || s_count(self, rid, rid_len, +1) < 0)
+        return -1;
+    s_count(self, j->prid, j->prid_len, -1); /* a removal: no allocation */
+    memcpy(j->prid, rid, rid_len);
+    j->prid_len = rid_len;
+    return 0;
+}
+
+zp_vent_finished_t *zp_vent_jobs_finished(const zp_vent_jobs_t *self)
+{
+    return self->finished;
 }
 
 zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
@@ -191,9 +291,14 @@ zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
         return NULL;
     j->id = strdup(id);
     j->plugin = strdup(plugin);
-    if (!j->id || !j->plugin) {
+    j->token = strdup("");
+    uint64_t h = zp_vent_id_hash(id);
+    if (!j->id || !j->plugin || !j->token ||
+        (!zp_idmap_get(self->index, h) &&
+         zp_idmap_put(self->index, h, j) < 0)) {
         free(j->id);
         free(j->plugin);
+        free(j->token);
         free(j);
         return NULL;
     }
@@ -202,34 +307,38 @@ zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
     j->max_attempts = self->max_attempts;
     j->state = ZP_VENT_JOB_OPENING;
     zp_vent_reader_init(&j->in, -1);
-    zp_vent_job_t **p = &self->head;
-    while (*p)
-        p = &(*p)->next;
-    *p = j;
+    if (self->tail)
+        self->tail->next = j;
+    else
+        self->head = j;
+    self->tail = j;
     self->count++;
     return j;
 }
 
-void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j)
+void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j,
+                         uint64_t when_us)
 {
-    if (zp_vent_job_finished(j)) {
-        size_t k = self->n_finished++ % ZP_VENT_FINISHED_IDS;
-        free(self->finished[k]);
-        self->finished[k] = strdup(j->id);
+    if (j->state == ZP_VENT_JOB_DONE &&
+        zp_vent_finished_add(self->finished, j->id, j->token, j->next_task_id,
+                             when_us) < 0) {
+        /* forgotten: the sink still refuses the id with another token */
     }
-    for (zp_vent_job_t **link = &self->head; *link; link = &(*link)->next)
-        if (*link == j) {
-            *link = j->next;
+    zp_vent_job_t *prev = NULL;
+    for (zp_vent_job_t *k = self->head; k; prev = k, k = k->next)
+        if (k == j) {
+            if (prev)
+                prev->next = j->next;
+            else
+                self->head = j->next;
+            if (self->tail == j)
+                self->tail = prev;
             self->count--;
             break;
         }
+    uint64_t h = zp_vent_id_hash(j->id);
+    if (zp_idmap_get(self->index, h) == j)
+        zp_idmap_remove(self->index, h);
+    s_count(self, j->prid, j->prid_len, -1);
     s_job_free(j);
-}
-
-bool zp_vent_jobs_finished_has(const zp_vent_jobs_t *self, const char *id)
-{
-    for (size_t k = 0; k < ZP_VENT_FINISHED_IDS; k++)
-        if (self->finished[k] && strcmp(self->finished[k], id) == 0)
-            return true;
-    return false;
 }

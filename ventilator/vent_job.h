@@ -20,6 +20,7 @@
 #ifndef ZP_VENT_JOB_H
 #define ZP_VENT_JOB_H
 
+#include "vent_finished.h"
 #include "vent_input.h"
 #include "zp_bitset.h"
 #include "zp_idmap.h"
@@ -52,11 +53,18 @@ typedef struct {
 #define ZP_VENT_MAX_TASK_ID (1ull << ZP_VENT_ID_BITS)
 #define ZP_VENT_KEY(j, id)  ((uint64_t)(j)->slot << ZP_VENT_ID_BITS | (id))
 
+/* A producer's numbered batch (TaskBatch.seq): the ids it was given. */
+typedef struct {
+    uint64_t first;
+    uint32_t n;
+} zp_vent_batch_t;
+
 /* The fields are read directly by the scheduler, the task table and the
  * shell (hot paths); the state changes only through zp_vent_job_to. */
 typedef struct zp_vent_job {
     char *id, *plugin;
     char *config; /* the plugin's settings, "KEY=VALUE" lines, or NULL */
+    char *token;  /* its identity beside the id (JobOpen.token), never NULL */
     uint64_t slot;
     uint64_t deadline_ms;
     uint32_t max_attempts, priority;
@@ -72,10 +80,14 @@ typedef struct zp_vent_job {
      * the job is open; the producer sent JobClose. */
     bool producer_acked;
     bool input_closed;
+    /* The producer's numbered batches: batches[k] is seq k + 1. */
+    zp_vent_batch_t *batches;
+    size_t n_batches, cap_batches;
     zp_iddeque_t ready; /* keys of its queued tasks */
     uint64_t next_task_id;
     size_t held; /* its tasks in the table */
     uint64_t last_open_us, last_close_us, last_status_us;
+    bool reopen;     /* the sink restarted: send JobOpen once more */
     uint64_t failed; /* failed tasks, from the sink's final JobStatus */
     bool warned_no_plugin;
     zp_vent_fails_t fails;
@@ -98,6 +110,14 @@ bool zp_vent_job_input_done(const zp_vent_job_t *j);
 /* Debug builds: asserts the job's invariants. */
 void zp_vent_job_check(const zp_vent_job_t *j);
 
+/* Records the producer's next numbered batch (seq = n_batches + 1):
+ * first id and count. Returns 0, or -1 when out of memory. */
+int zp_vent_job_batch_add(zp_vent_job_t *j, uint64_t first, uint32_t n);
+/* The batch numbered seq (1-based), or NULL when not taken yet. */
+const zp_vent_batch_t *zp_vent_job_batch(const zp_vent_job_t *j, uint64_t seq);
+/* Sets j's token (copied); returns 0 or -1 when out of memory. */
+int zp_vent_job_set_token(zp_vent_job_t *j, const char *token);
+
 /* Appends a failure record for task (error text: takes ownership of
  * *error, nulls the caller's pointer; cause: static storage). Returns 0,
  * or -1 when out of memory (nothing queued, *error untouched). */
@@ -109,16 +129,14 @@ void zp_vent_fails_clear(zp_vent_fails_t *f);
 /* Drops every record and frees the queue (empty and usable again). */
 void zp_vent_fails_free(zp_vent_fails_t *f);
 
-/* The ids of the last jobs finished here: a producer may not reuse one
- * (the sink would take its tasks for duplicates of the old job's). */
-#define ZP_VENT_FINISHED_IDS 4096
-
 /* Every job, in order of arrival. */
 typedef struct zp_vent_jobs zp_vent_jobs_t;
 
 /* Caller owns the result; NULL when out of memory. New jobs take the
- * given deadline and max attempts. */
-zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts);
+ * given deadline and max attempts; finished jobs are remembered in a
+ * zp_vent_finished_t of max_finished (0: its default). */
+zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts,
+                                 size_t max_finished);
 /* Frees every job; nulls the caller's pointer. The caller has freed the
  * jobs' tasks (the table does not belong to the jobs). */
 void zp_vent_jobs_destroy(zp_vent_jobs_t **self_p);
@@ -132,12 +150,20 @@ zp_vent_job_t *zp_vent_jobs_find(const zp_vent_jobs_t *self, const char *id);
  * NULL when out of memory. */
 zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
                                 const char *plugin);
-/* Takes j out of the list and frees it; a finished job's id goes into the
- * finished ring (when out of memory it is forgotten). The caller has
- * removed its tasks. */
-void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j);
-/* Whether id belongs to one of the last ZP_VENT_FINISHED_IDS finished
- * jobs. */
-bool zp_vent_jobs_finished_has(const zp_vent_jobs_t *self, const char *id);
+/* Takes j out of the list and frees it; a finished job (DONE) is
+ * remembered in the finished set at when_us (when out of memory it is
+ * forgotten). The caller has removed its tasks. */
+void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j,
+                         uint64_t when_us);
+/* Sets j's producer: the connection (routing id, at most 256 bytes) its
+ * answers go to, counted per connection for zp_vent_jobs_of. Returns 0,
+ * or -1 when out of memory (j keeps its producer). */
+int zp_vent_jobs_set_producer(zp_vent_jobs_t *self, zp_vent_job_t *j,
+                              const char *rid, size_t rid_len);
+/* Unfinished jobs whose producer is this connection. */
+size_t zp_vent_jobs_of(const zp_vent_jobs_t *self, const char *rid,
+                       size_t rid_len);
+/* The finished jobs (borrowed; the journal's replay adds to it). */
+zp_vent_finished_t *zp_vent_jobs_finished(const zp_vent_jobs_t *self);
 
 #endif

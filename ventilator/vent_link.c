@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now)
+unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now, bool keepalive)
 {
     unsigned what = 0;
     switch (j->state) {
@@ -16,7 +16,8 @@ unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now)
     case ZP_VENT_JOB_OPEN:
     case ZP_VENT_JOB_CLOSING:
     case ZP_VENT_JOB_CLOSED:
-        if (now - j->last_open_us >= ZP_VENT_KEEPALIVE_US)
+        if (j->reopen ||
+            (keepalive && now - j->last_open_us >= ZP_VENT_KEEPALIVE_US))
             what |= ZP_VENT_SEND_OPEN; /* idempotent */
         break;
     default:
@@ -36,8 +37,10 @@ unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now)
 
 void zp_vent_link_sent(zp_vent_job_t *j, unsigned what, uint64_t now)
 {
-    if (what & ZP_VENT_SEND_OPEN)
+    if (what & ZP_VENT_SEND_OPEN) {
         j->last_open_us = now;
+        j->reopen = false;
+    }
     if (what & ZP_VENT_SEND_CLOSE) {
         j->last_close_us = now;
         if (j->state == ZP_VENT_JOB_OPEN)
@@ -83,6 +86,7 @@ void zp_vent_link_restarted(zp_vent_job_t *j)
     if (j->state == ZP_VENT_JOB_CLOSING || j->state == ZP_VENT_JOB_CLOSED)
         zp_vent_job_to(j, ZP_VENT_JOB_OPEN);
     j->last_close_us = 0;
+    j->reopen = zp_vent_job_live(j);
 }
 
 bool zp_vent_link_instance(zp_vent_link_t *l, const char *instance)

@@ -24,8 +24,12 @@ enum {
 };
 
 /* What j needs sent at now (a set of ZP_VENT_SEND_* bits; 0: nothing).
- * A finished job needs nothing. */
-unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now);
+ * A finished job needs nothing. keepalive: whether j may send its
+ * periodic JobOpen now (the shell lets one job a round do it: one answer
+ * is enough to see a sink restart, and thousands of idle jobs must not
+ * each talk to the sink every two seconds). After a sink restart every
+ * live job sends its JobOpen once, so that the sink learns its opener. */
+unsigned zp_vent_link_due(const zp_vent_job_t *j, uint64_t now, bool keepalive);
 /* The shell sent what (ZP_VENT_SEND_* bits) for j at now. A first
  * JobClose moves j from OPEN to CLOSING. */
 void zp_vent_link_sent(zp_vent_job_t *j, unsigned what, uint64_t now);

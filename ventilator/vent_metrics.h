@@ -16,6 +16,7 @@ typedef struct {
     uint64_t dispatched, redelivered, lost_to_workers, expired, retried;
     uint64_t gave_up, bad_messages, intake_bad;
     uint64_t bad_control; /* of bad_messages, those from the sink */
+    uint64_t journal_syncs, journal_errors; /* --journal */
 } zp_vent_counters_t;
 
 /* Renders every family into m and publishes it at now: the counters, the

@@ -8,7 +8,9 @@
 #define ZP_VENT_SHELL_H
 
 #include "ventilator.h"
+#include "vent_acks.h"
 #include "vent_job.h"
+#include "vent_journal.h"
 #include "vent_link.h"
 #include "vent_metrics.h"
 #include "vent_retry.h"
@@ -43,8 +45,14 @@ typedef struct {
     zp_vent_sched_t sched;
     zp_vent_link_t link;
     zp_vent_counters_t n;
-    zp_metrics_t *metrics; /* NULL unless --metrics */
-    zp_events_t *events;   /* NULL unless --events */
+    zp_metrics_t *metrics;  /* NULL unless --metrics */
+    zp_events_t *events;    /* NULL unless --events */
+    zp_vjournal_t *journal; /* NULL unless --journal */
+    zp_vent_acks_t acks;    /* intake answers waiting for the journal */
+    char *instance;         /* this ventilator's, new at each start */
+    uint64_t last_compact_us;
+    uint64_t last_tend_us, last_keepalive_us;
+    uint64_t resumed_us; /* started with tasks from the journal: when */
 
     zp_arena_t *arena; /* decoded messages, reset per message */
     zp_buf_t scratch;  /* encoded messages */
@@ -94,6 +102,9 @@ void zp_vent_shell_on_control(zp_vent_shell_t *v, void *frame);
 /* Keeps each job's conversation with the sink going; removes finished
  * service jobs. */
 void zp_vent_shell_tend_jobs(zp_vent_shell_t *v, uint64_t now);
+/* Asks the sink which held tasks of producers' jobs it has committed
+ * (after either side restarted); its Committed answer frees them. */
+void zp_vent_shell_query_commits(zp_vent_shell_t *v);
 /* Removes j and its tasks (a finished job or a failed set-up). */
 void zp_vent_shell_remove_job(zp_vent_shell_t *v, zp_vent_job_t *j);
 
@@ -108,5 +119,37 @@ void zp_vent_shell_intake_refuse(zp_vent_shell_t *v, const char *rid,
 /* Answers j's producer that j is open (ok) or was refused. */
 void zp_vent_shell_intake_ack(zp_vent_shell_t *v, zp_vent_job_t *j, bool ok,
                               const char *error);
+
+/* ---- vent_shell_journal.c: the journal (--journal) ---- */
+/* Opens and replays the journal into the jobs and tasks (no --journal:
+ * nothing). Returns -1 when it cannot (logged). */
+int zp_vent_shell_journal_open(zp_vent_shell_t *v);
+/* Writes what is buffered and closes it; frees the unsent answers. */
+void zp_vent_shell_journal_close(zp_vent_shell_t *v);
+/* Appends a producer's job, a batch of b's first n tasks given ids first
+ * .. (seq: the batch's number, 0 none), a close. Each returns 0, or -1
+ * when out of memory (nothing appended: refuse). No journal: 0. */
+int zp_vent_shell_journal_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
+int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
+                                uint64_t seq, uint64_t first,
+                                const Zpipe__V1__TaskBatch *b, size_t n);
+int zp_vent_shell_journal_close_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
+/* Appends commits of j's tasks; a finished (DONE) job's id and token. */
+void zp_vent_shell_journal_committed(zp_vent_shell_t *v, const zp_vent_job_t *j,
+                                     const uint64_t *ids, size_t n);
+void zp_vent_shell_journal_finished(zp_vent_shell_t *v, const zp_vent_job_t *j);
+/* An Ack to a producer: sent now without a journal, else queued until a
+ * sync covers what it answers. */
+void zp_vent_shell_answer(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                          const char *job, bool ok, const char *error,
+                          uint64_t first, uint64_t accepted, uint64_t seq);
+/* Group commit: one sync for everything appended, then every queued
+ * answer. On a write error nothing is answered (retried next turn). */
+void zp_vent_shell_answers_flush(zp_vent_shell_t *v);
+/* The held tasks of producers' jobs, by job (in list order) then id, in
+ * an array the caller frees (*count of them); NULL when out of memory. */
+zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, size_t *count);
+/* Writes commits out, forgets old finished ids, compacts when due. */
+void zp_vent_shell_journal_tend(zp_vent_shell_t *v, uint64_t now);
 
 #endif

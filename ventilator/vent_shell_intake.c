@@ -11,69 +11,79 @@
 #include <string.h>
 #include <zmq.h>
 
-static void s_intake_send(zp_vent_shell_t *v, const char *rid, size_t rid_len,
-                          const char *job, bool ok, const char *error,
-                          uint64_t first, uint64_t accepted)
-{
-    Zpipe__V1__Ack a = ZPIPE__V1__ACK__INIT;
-    a.job_id = (char *)(job ? job : "");
-    a.ok = ok;
-    a.error = (char *)(error ? error : "");
-    a.first_task_id = first;
-    a.accepted = accepted;
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_ACK;
-    m.ack = &a;
-    if (zp_send(v->intake, rid, rid_len, &m, &v->scratch, ZMQ_DONTWAIT) < 0)
-        zp_debug("ack to a producer: %s", zmq_strerror(errno));
-}
-
 void zp_vent_shell_intake_ack(zp_vent_shell_t *v, zp_vent_job_t *j, bool ok,
                               const char *error)
 {
-    s_intake_send(v, j->prid, j->prid_len, j->id, ok, error, 0, 0);
+    if (j->prid_len)
+        zp_vent_shell_answer(v, j->prid, j->prid_len, j->id, ok, error, 0, 0,
+                             0);
 }
 
-void zp_vent_shell_intake_refuse(zp_vent_shell_t *v, const char *rid,
-                                 size_t rid_len, const char *job,
-                                 const char *why)
+/* Counts and logs (sampled) a refusal; seq: the batch expected next, for
+ * a batch out of order. */
+static void s_refuse(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                     const char *job, const char *why, uint64_t seq)
 {
     v->n.intake_bad++;
     if (zp_log_sampled(v->n.intake_bad))
         zp_warn("refused a producer's message%s%s: %s (%llu so far)",
                 job && *job ? " for job " : "", job ? job : "", why,
                 (unsigned long long)v->n.intake_bad);
-    s_intake_send(v, rid, rid_len, job, false, why, 0, 0);
+    zp_vent_shell_answer(v, rid, rid_len, job, false, why, 0, 0, seq);
 }
 
-/* A new job from a producer, opened at the sink; the producer hears once
- * the sink has it. */
-static void s_open_job(zp_vent_shell_t *v, const char *rid, size_t rid_len,
-                       const Zpipe__V1__JobOpen *o, const char *given)
+void zp_vent_shell_intake_refuse(zp_vent_shell_t *v, const char *rid,
+                                 size_t rid_len, const char *job,
+                                 const char *why)
 {
-    char *settings = NULL;
+    s_refuse(v, rid, rid_len, job, why, 0);
+}
+
+/* The settings, token and numbers of a new job j from o. Returns NULL, or
+ * why not (then j is to be removed). */
+static const char *s_job_setup(zp_vent_shell_t *v, zp_vent_job_t *j,
+                               const Zpipe__V1__JobOpen *o)
+{
     const char *why = NULL;
     if (zp_vent_settings_text(NULL,
                               (const Zpipe__V1__Setting *const *)o->config,
-                              o->n_config, &settings, &why) < 0) {
-        zp_vent_shell_intake_refuse(v, rid, rid_len, given, why);
-        return;
+                              o->n_config, &j->config, &why) < 0)
+        return why;
+    /* A job with no token of its producer's still has one at the sink, so
+     * that its id can never be taken for another job's there. */
+    char *made = o->token && *o->token ? NULL : zp_random_id("v-", 12);
+    if (zp_vent_job_set_token(j, made ? made : o->token) < 0) {
+        free(made);
+        return "out of memory";
     }
-    char *id = given ? strdup(given) : zp_random_id("job-", 6);
-    zp_vent_job_t *j = id ? zp_vent_jobs_add(v->jobs, id, o->plugin) : NULL;
-    free(id);
-    if (!j) {
-        free(settings);
-        zp_vent_shell_intake_refuse(v, rid, rid_len, given, "out of memory");
-        return;
-    }
-    j->config = settings;
-    memcpy(j->prid, rid, rid_len);
-    j->prid_len = rid_len;
+    free(made);
     j->max_attempts = zp_vent_intake_attempts(o->max_attempts, j->max_attempts);
     if (o->deadline_ms)
         j->deadline_ms = o->deadline_ms;
     j->priority = o->priority;
+    return zp_vent_shell_journal_job(v, j) < 0 ? "out of memory" : NULL;
+}
+
+/* A new job from a producer, opened at the sink; the producer hears once
+ * the sink has it (and the journal, with --journal). */
+static void s_open_job(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                       const Zpipe__V1__JobOpen *o, const char *given)
+{
+    char *id = given ? strdup(given) : zp_random_id("job-", 6);
+    zp_vent_job_t *j = id ? zp_vent_jobs_add(v->jobs, id, o->plugin) : NULL;
+    free(id);
+    const char *why = j ? s_job_setup(v, j, o) : "out of memory";
+    if (why) {
+        if (j)
+            zp_vent_shell_remove_job(v, j);
+        zp_vent_shell_intake_refuse(v, rid, rid_len, given, why);
+        return;
+    }
+    if (zp_vent_jobs_set_producer(v->jobs, j, rid, rid_len) < 0) {
+        zp_vent_shell_remove_job(v, j);
+        zp_vent_shell_intake_refuse(v, rid, rid_len, given, "out of memory");
+        return;
+    }
     zp_info("job %s from a producer: plugin %s, priority %u, deadline %llu "
             "ms, %u attempts",
             j->id, j->plugin, j->priority, (unsigned long long)j->deadline_ms,
@@ -86,62 +96,134 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
 {
     const char *given = o->job_id && *o->job_id ? o->job_id : NULL;
     zp_vent_job_t *j = given ? zp_vent_jobs_find(v->jobs, given) : NULL;
-    bool finished = given && zp_vent_jobs_finished_has(v->jobs, given);
-    bool resend;
-    const char *reply_id;
-    const char *why = zp_vent_intake_check_open(o, j, finished, rid, rid_len,
-                                                &resend, &reply_id);
-    if (why) {
+    const zp_vent_finished_job_t *f =
+        given && !j
+            ? zp_vent_finished_find(zp_vent_jobs_finished(v->jobs), given)
+            : NULL;
+    const char *why, *reply_id;
+    char buf[256];
+    switch (zp_vent_intake_check_open(o, j, f, rid, rid_len, &why, buf,
+                                      sizeof buf, &reply_id)) {
+    case ZP_VENT_OPEN_REFUSE:
         zp_vent_shell_intake_refuse(v, rid, rid_len, reply_id, why);
         return;
-    }
-    if (resend) {
+    case ZP_VENT_OPEN_AGAIN:
+        /* Its producer may be back on another connection (out of memory:
+         * the answer goes to the old one; the producer asks again). */
+        zp_vent_jobs_set_producer(v->jobs, j, rid, rid_len);
         if (j->producer_acked)
             zp_vent_shell_intake_ack(v, j, true, NULL);
         return;
+    case ZP_VENT_OPEN_FINISHED:
+        zp_vent_shell_answer(v, rid, rid_len, f->id, true, NULL, 0, 0, 0);
+        return;
+    case ZP_VENT_OPEN_NEW:
+        break;
+    }
+    size_t all = zp_vent_jobs_count(v->jobs);
+    size_t mine = zp_vent_jobs_of(v->jobs, rid, rid_len);
+    if (all >= v->cfg->max_jobs || mine >= v->cfg->max_jobs_per_producer) {
+        snprintf(buf, sizeof buf,
+                 all >= v->cfg->max_jobs
+                     ? "too many open jobs (%zu, --max-jobs); send again "
+                       "once some have finished"
+                     : "too many open jobs from this connection (%zu, "
+                       "--max-jobs-per-producer); send again once some "
+                       "have finished",
+                 all >= v->cfg->max_jobs ? all : mine);
+        zp_vent_shell_intake_refuse(v, rid, rid_len, reply_id, buf);
+        return;
     }
     s_open_job(v, rid, rid_len, o, given);
+}
+
+/* Takes a new batch's tasks. */
+static void s_take_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                         zp_vent_job_t *j, const Zpipe__V1__TaskBatch *b)
+{
+    uint64_t first = j->next_task_id;
+    uint64_t stamp = v->cfg->trace ? zp_now_us() : 0;
+    size_t i = 0;
+    while (i < b->n_tasks &&
+           zp_vent_tasks_add(v->tasks, j, b->tasks[i]->payload.data,
+                             b->tasks[i]->payload.len, stamp))
+        i++;
+    /* Numbered only when whole: a partial batch sent again runs again. */
+    bool whole = i == b->n_tasks;
+    uint64_t seq = whole ? b->seq : 0;
+    if (seq && zp_vent_job_batch_add(j, first, (uint32_t)i) < 0)
+        seq = 0;
+    if (zp_vent_shell_journal_tasks(v, j, seq, first, b, i) < 0) {
+        /* Held, so they run, but not durable: refused, and not numbered,
+         * so the batch sent again is taken again (its tasks run twice
+         * rather than not at all after a crash). */
+        zp_error("job %s: out of memory journaling %zu tasks", j->id, i);
+        if (seq)
+            j->n_batches--;
+        whole = false;
+    }
+    if (!whole) {
+        zp_vent_shell_answer(v, rid, rid_len, j->id, false, "out of memory",
+                             first, i, b->seq);
+        return;
+    }
+    zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, first, i, b->seq);
 }
 
 static void s_on_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                        const Zpipe__V1__TaskBatch *b)
 {
     zp_vent_job_t *j = b->job_id ? zp_vent_jobs_find(v->jobs, b->job_id) : NULL;
-    char buf[160];
-    const char *why = zp_vent_intake_check_tasks(b, j, v->cfg->max_task_bytes,
-                                                 buf, sizeof buf);
-    if (why) {
-        zp_vent_shell_intake_refuse(v, rid, rid_len, b->job_id, why);
+    char buf[200];
+    const char *why;
+    zp_vent_batch_t again;
+    uint64_t expected;
+    switch (zp_vent_intake_check_tasks(b, j, v->cfg->max_task_bytes, &why, buf,
+                                       sizeof buf, &again, &expected)) {
+    case ZP_VENT_BATCH_REFUSE:
+        s_refuse(v, rid, rid_len, b->job_id, why, expected ? expected : b->seq);
+        return;
+    case ZP_VENT_BATCH_AGAIN:
+        zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, again.first,
+                             again.n, b->seq);
+        return;
+    case ZP_VENT_BATCH_NEW:
+        s_take_tasks(v, rid, rid_len, j, b);
         return;
     }
-    uint64_t first = j->next_task_id;
-    for (size_t i = 0; i < b->n_tasks; i++)
-        if (!zp_vent_tasks_add(v->tasks, j, b->tasks[i]->payload.data,
-                               b->tasks[i]->payload.len,
-                               v->cfg->trace ? zp_now_us() : 0)) {
-            /* out of memory: what was added stays, and is said */
-            s_intake_send(v, rid, rid_len, j->id, false, "out of memory", first,
-                          i);
-            return;
-        }
-    s_intake_send(v, rid, rid_len, j->id, true, NULL, first, b->n_tasks);
 }
 
 static void s_on_close(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                        const Zpipe__V1__JobClose *c)
 {
     zp_vent_job_t *j = c->job_id ? zp_vent_jobs_find(v->jobs, c->job_id) : NULL;
+    const zp_vent_finished_job_t *f =
+        c->job_id && !j
+            ? zp_vent_finished_find(zp_vent_jobs_finished(v->jobs), c->job_id)
+            : NULL;
     char buf[160];
-    const char *why = zp_vent_intake_check_close(c, j, buf, sizeof buf);
+    const char *why = zp_vent_intake_check_close(c, j, f, buf, sizeof buf);
     if (why) {
         zp_vent_shell_intake_refuse(v, rid, rid_len, c->job_id, why);
         return;
     }
-    if (!j->input_closed)
+    if (!j) { /* finished: answered again */
+        zp_vent_shell_answer(v, rid, rid_len, f->id, true, NULL, 0, f->total,
+                             0);
+        return;
+    }
+    if (!j->input_closed) {
+        if (zp_vent_shell_journal_close_job(v, j) < 0) {
+            zp_vent_shell_intake_refuse(v, rid, rid_len, j->id,
+                                        "out of memory");
+            return;
+        }
         zp_info("job %s: its producer closed it after %llu tasks", j->id,
                 (unsigned long long)j->next_task_id);
+    }
     j->input_closed = true;
-    s_intake_send(v, rid, rid_len, j->id, true, NULL, 0, j->next_task_id);
+    zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, 0, j->next_task_id,
+                         0);
 }
 
 /* Fills the ClusterStatus's job and worker tables (arrays of n + 1). */

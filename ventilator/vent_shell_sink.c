@@ -20,6 +20,7 @@ void zp_vent_shell_send_open(zp_vent_shell_t *v, zp_vent_job_t *j, uint64_t now)
     o.job_id = j->id;
     o.plugin = j->plugin;
     o.max_attempts = j->max_attempts;
+    o.token = j->token;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
     m.job_open = &o;
@@ -98,6 +99,7 @@ static void s_on_committed(zp_vent_shell_t *v, zp_vent_job_t *j,
             w->committed++;
         zp_vent_tasks_done(v->tasks, t);
     }
+    zp_vent_shell_journal_committed(v, j, c->task_ids, c->n_task_ids);
     for (size_t i = 0; i < c->n_retry_task_ids; i++) {
         if (c->retry_task_ids[i] >= ZP_VENT_MAX_TASK_ID)
             continue;
@@ -112,6 +114,44 @@ static void s_on_committed(zp_vent_shell_t *v, zp_vent_job_t *j,
         zp_vent_tasks_requeue_front(t);
         v->n.retried++;
     }
+}
+
+#define S_QUERY_IDS 8192 /* task ids per CommitQuery */
+
+static void s_send_query(zp_vent_shell_t *v, const zp_vent_job_t *j,
+                         uint64_t *ids, size_t n)
+{
+    Zpipe__V1__CommitQuery q = ZPIPE__V1__COMMIT_QUERY__INIT;
+    q.job_id = j->id;
+    q.task_ids = ids;
+    q.n_task_ids = n;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_COMMIT_QUERY;
+    m.commit_query = &q;
+    s_send(v, &m);
+}
+
+void zp_vent_shell_query_commits(zp_vent_shell_t *v)
+{
+    size_t n = 0, k = 0;
+    zp_vent_task_t **t = zp_vent_shell_held_sorted(v, &n);
+    uint64_t *ids = malloc(S_QUERY_IDS * sizeof *ids);
+    if (!t || !ids) { /* the tasks run again; the sink drops duplicates */
+        free(t);
+        free(ids);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ids[k++] = t[i]->id;
+        if (k == S_QUERY_IDS || i + 1 == n || t[i + 1]->job != t[i]->job) {
+            s_send_query(v, t[i]->job, ids, k);
+            k = 0;
+        }
+    }
+    if (n)
+        zp_info("asked the sink which of %zu held tasks it has committed", n);
+    free(t);
+    free(ids);
 }
 
 /* A new sink instance lost whatever it had not committed (made durable
@@ -134,6 +174,9 @@ static void s_on_sink_restart(zp_vent_shell_t *v)
     v->n.redelivered += n;
     for (zp_vent_job_t *j = zp_vent_jobs_first(v->jobs); j; j = j->next)
         zp_vent_link_restarted(j);
+    /* A sink restarted from its journal has many of them: its answer
+     * spares running those again. */
+    zp_vent_shell_query_commits(v);
     zp_warn("the sink restarted; sending %zu uncommitted tasks again", n);
 }
 
@@ -235,11 +278,23 @@ void zp_vent_shell_remove_job(zp_vent_shell_t *v, zp_vent_job_t *j)
     zp_vent_tasks_drop_job(v->tasks, j);
     if (v->file_job == j)
         v->file_job = NULL;
-    zp_vent_jobs_remove(v->jobs, j);
+    zp_vent_shell_journal_finished(v, j);
+    zp_vent_jobs_remove(v->jobs, j, zp_now_us());
 }
+
+#define S_TEND_EVERY_TURN 64
+#define S_TEND_US         5000u
 
 void zp_vent_shell_tend_jobs(zp_vent_shell_t *v, uint64_t now)
 {
+    /* Many jobs: the whole list at most every few ms (its timers count in
+     * seconds); a few: every turn, so a short job's close is not late. */
+    if (zp_vent_jobs_count(v->jobs) > S_TEND_EVERY_TURN &&
+        now - v->last_tend_us < S_TEND_US)
+        return;
+    v->last_tend_us = now;
+    /* One keepalive JobOpen a round is enough to see a sink restart. */
+    bool keepalive = now - v->last_keepalive_us >= ZP_VENT_KEEPALIVE_US;
     for (zp_vent_job_t *j = zp_vent_jobs_first(v->jobs), *next; j; j = next) {
         next = j->next;
         s_flush_failures(v, j);
@@ -251,9 +306,14 @@ void zp_vent_shell_tend_jobs(zp_vent_shell_t *v, uint64_t now)
             }
             continue;
         }
-        unsigned what = zp_vent_link_due(j, now);
-        if (what & ZP_VENT_SEND_OPEN)
+        unsigned what = zp_vent_link_due(j, now, keepalive);
+        if (what & ZP_VENT_SEND_OPEN) {
             zp_vent_shell_send_open(v, j, now);
+            if (keepalive && zp_vent_job_live(j)) {
+                keepalive = false;
+                v->last_keepalive_us = now;
+            }
+        }
         if (what & ZP_VENT_SEND_CLOSE) {
             if (what & ZP_VENT_SAY_CLOSING)
                 zp_info("job %s: input ended after %llu tasks; closing", j->id,

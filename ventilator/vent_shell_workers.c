@@ -330,6 +330,10 @@ static int s_send_batch(zp_vent_shell_t *v, zp_vent_job_t *j, size_t n,
         v->batch[i]->worker = w ? w->serial : 0;
         v->batch[i]->sent_us = now;
     }
+    if (!v->n.dispatched && v->resumed_us)
+        zp_info("journal: dispatching the resumed jobs' tasks again %llu ms "
+                "after start",
+                (unsigned long long)(now - v->resumed_us) / 1000);
     v->n.dispatched += n;
     return 0;
 }

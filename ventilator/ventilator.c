@@ -84,9 +84,13 @@ static int s_init_state(zp_vent_shell_t *v)
     v->arena = zp_arena_new();
     v->tasks =
         zp_vent_tasks_new(cfg->max_inflight, cfg->max_inflight_bytes, v->push);
-    v->jobs = zp_vent_jobs_new(cfg->deadline_ms, (uint32_t)cfg->max_attempts);
+    v->jobs =
+        zp_vent_jobs_new(cfg->deadline_ms, (uint32_t)cfg->max_attempts, 0);
     v->workers = zp_vent_workers_new(zp_mono_us());
-    if (!v->arena || !v->tasks || !v->jobs || !v->workers)
+    v->instance = zp_random_id("", 12);
+    if (!v->arena || !v->tasks || !v->jobs || !v->workers || !v->instance)
+        return -1;
+    if (zp_vent_shell_journal_open(v) < 0)
         return -1;
     if (cfg->input) {
         v->file_job = s_open_file_job(v);
@@ -315,6 +319,8 @@ static void s_phase_read_intake(zp_vent_shell_t *v, s_turn_t *t)
         }
         zp_vent_shell_on_intake(v, t->rid, t->rid_len, &t->frame);
     }
+    /* One sync for all of them, then their answers (group commit). */
+    zp_vent_shell_answers_flush(v);
 }
 
 /* Probe: the pipe of a dead peer may outlive its disconnect event by a
@@ -402,6 +408,8 @@ static void s_run(zp_vent_shell_t *v)
             break;
         uint64_t now = zp_mono_us();
         zp_vent_shell_tend_jobs(v, now);
+        zp_vent_shell_answers_flush(v); /* JobOpen answers, a failed sync */
+        zp_vent_shell_journal_tend(v, now);
         if (zp_metrics_due(v->metrics, now))
             zp_vent_metrics_render(v->metrics, &v->n, v->tasks, v->workers,
                                    v->jobs, v->events, now);
@@ -474,9 +482,11 @@ static void s_teardown(zp_vent_shell_t *v)
         zp_vent_shell_drop_worker(v, zp_vent_workers_at(v->workers, 0),
                                   "ventilator stopping", false, false);
     zp_vent_workers_destroy(&v->workers);
+    zp_vent_shell_journal_close(v);
     zp_vent_tasks_destroy(&v->tasks);
     zp_vent_jobs_destroy(&v->jobs);
     zp_vent_link_free(&v->link);
+    free(v->instance);
     free(v->fail_ptrs);
     free(v->pb_tasks);
     free(v->pb_ptrs);
@@ -488,6 +498,7 @@ static void s_teardown(zp_vent_shell_t *v)
 int zp_ventilator_run(const zp_ventilator_config_t *cfg)
 {
     zp_vent_shell_t v = {.cfg = cfg};
+    uint64_t t0 = zp_mono_us();
     int rc = 3;
     if (s_init_state(&v) < 0)
         goto fail_state;
@@ -496,6 +507,12 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
     s_log_start(&v);
     if (v.file_job)
         zp_vent_shell_send_open(&v, v.file_job, zp_mono_us());
+    /* Before any JobOpen: the answer frees what the sink committed while
+     * this ventilator was down, before its jobs dispatch again. */
+    if (zp_vent_tasks_size(v.tasks) && !v.file_job) {
+        v.resumed_us = t0;
+        zp_vent_shell_query_commits(&v);
+    }
     s_run(&v);
     rc = s_exit_code(&v);
     s_log_stop(&v);

@@ -45,11 +45,14 @@ typedef struct {
     uint64_t no_worker_timeout_ms; /* exit with an error after this long with
                                       no worker, 0 = wait forever */
     const char *resume_journal;    /* skip tasks this journal has committed */
-    zp_curve_config_t curve;       /* CURVE on tcp:// sockets */
-    const char *sink_key;          /* the sink's public key (CURVE) */
-    zp_strlist_t config;           /* the file job's plugin settings */
-    const char *metrics;           /* HOST:PORT serving /metrics; NULL = off */
-    const char *events;            /* bind, PUB, cluster events; NULL = off */
+    const char *journal; /* producers' jobs, durable before each Ack */
+    uint64_t max_jobs;   /* open jobs at once; more are refused */
+    uint64_t max_jobs_per_producer; /* of those, from one connection */
+    zp_curve_config_t curve;        /* CURVE on tcp:// sockets */
+    const char *sink_key;           /* the sink's public key (CURVE) */
+    zp_strlist_t config;            /* the file job's plugin settings */
+    const char *metrics;            /* HOST:PORT serving /metrics; NULL = off */
+    const char *events;             /* bind, PUB, cluster events; NULL = off */
     bool trace; /* stamp Task.queued_us on every task (task timelines) */
     long parent_pid;
 } zp_ventilator_config_t;

@@ -27,6 +27,8 @@ typedef struct {
     const zp_worker_config_t *cfg;
     char *id;
     void *ctx, *tasks, *results; /* tasks: DEALER (credit) or PULL (push) */
+    void *monitor; /* the tasks socket's connects (credit dispatch) */
+    bool connected_once;
     zp_curve_t *curve;
     bool credit_mode, isolated;
     zp_wk_runner_t *runner; /* loads the plugins; runs them when !isolated */
@@ -400,6 +402,12 @@ static int s_init_sockets(s_worker_t *w)
         cfg->sink);
     if (w->credit_mode && s_send_hello(w) < 0)
         return -1;
+    /* A restarted ventilator knows no worker: say hello on every
+     * reconnect rather than wait for the next heartbeat's "unknown". */
+    if (w->credit_mode &&
+        !(w->monitor = zp_curve_monitor(w->curve, w->tasks, ZMQ_EVENT_CONNECTED,
+                                        "ventilator")))
+        return -1;
     return 0;
 }
 
@@ -428,6 +436,7 @@ static void s_finish(s_worker_t *w)
 
 static void s_close_sockets(s_worker_t *w)
 {
+    zp_monitor_close(w->tasks, &w->monitor);
     if (w->tasks) {
         /* The bye is best effort: a short linger lets it reach the wire
          * (with none it was mostly dropped, and the ventilator took a
@@ -472,7 +481,7 @@ static bool s_phase_stop(s_worker_t *w)
 
 /* Waits for the sockets; items[0] the tasks, items[1] the executor.
  * Returns what zmq_poll did. */
-static int s_phase_poll(s_worker_t *w, zmq_pollitem_t items[2], int *count)
+static int s_phase_poll(s_worker_t *w, zmq_pollitem_t items[3], int *count)
 {
     int fd = w->exec ? zp_wk_exec_fd(w->exec) : -1;
     items[0] = (zmq_pollitem_t){w->tasks, 0, ZMQ_POLLIN, 0};
@@ -488,7 +497,12 @@ static int s_phase_poll(s_worker_t *w, zmq_pollitem_t items[2], int *count)
         timeout = 250;
     if (w->drain_until)
         items[0].events = 0;
+    items[2] = (zmq_pollitem_t){w->monitor, 0, ZMQ_POLLIN, 0};
     *count = fd >= 0 ? 2 : 1;
+    if (w->monitor) { /* a negative fd is left out of the poll */
+        items[1].fd = fd;
+        *count = 3;
+    }
     return zmq_poll(items, *count, timeout);
 }
 
@@ -510,6 +524,18 @@ static void s_phase_tasks(s_worker_t *w, const zmq_pollitem_t *item,
         }
         s_handle_frame(w, frame);
     }
+}
+
+/* The tasks socket connected again (not the first time): hello. */
+static void s_phase_reconnect(s_worker_t *w, const zmq_pollitem_t *item,
+                              bool polled)
+{
+    if (!polled || !(item->revents & ZMQ_POLLIN))
+        return;
+    int n = zp_monitor_drain(w->monitor);
+    if (n > 0 && (w->connected_once || n > 1))
+        s_send_hello(w);
+    w->connected_once = true;
 }
 
 /* Executor I/O, its deadline, and feeding it (not while draining). */
@@ -556,7 +582,7 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     zmq_msg_t frame;
     zmq_msg_init(&frame);
     while (!w.fatal && !s_phase_stop(&w)) {
-        zmq_pollitem_t items[2];
+        zmq_pollitem_t items[3];
         int count;
         if (s_phase_poll(&w, items, &count) < 0) {
             if (errno == EINTR)
@@ -565,7 +591,8 @@ int zp_worker_run(const zp_worker_config_t *cfg)
             break;
         }
         s_phase_tasks(&w, &items[0], &frame);
-        s_phase_executor(&w, &items[1], count == 2);
+        s_phase_reconnect(&w, &items[2], count == 3);
+        s_phase_executor(&w, &items[1], count >= 2 && items[1].fd >= 0);
         if (w.fatal)
             break;
         s_phase_credit(&w);

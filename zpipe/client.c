@@ -13,6 +13,7 @@
 
 struct zp_client_t {
     void *ctx, *sock;
+    void *monitor; /* PAIR: the socket's connection events, or NULL */
     zp_curve_t *curve;
     zp_arena_t *arena;
     zp_buf_t scratch;
@@ -56,6 +57,8 @@ void zp_client_destroy(zp_client_t **self_p)
     zp_client_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    if (self->monitor)
+        zp_monitor_close(self->sock, &self->monitor);
     if (self->sock) {
         int zero = 0;
         zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
@@ -76,6 +79,12 @@ int zp_client_send(zp_client_t *self, const zp_message_t *m, int flags)
     return zp_send(self->sock, NULL, 0, m, &self->scratch, flags);
 }
 
+int zp_client_send_frame(zp_client_t *self, const void *data, size_t len,
+                         int flags)
+{
+    return zmq_send(self->sock, data, len, flags) < 0 ? -1 : 0;
+}
+
 int zp_client_ask_status(zp_client_t *self, const char *job, bool wait)
 {
     Zpipe__V1__StatusRequest sr = ZPIPE__V1__STATUS_REQUEST__INIT;
@@ -92,6 +101,27 @@ bool zp_client_poll(zp_client_t *self, long ms)
 {
     zmq_pollitem_t it = {self->sock, 0, ZMQ_POLLIN, 0};
     return zmq_poll(&it, 1, ms) > 0;
+}
+
+int zp_client_watch(zp_client_t *self)
+{
+    if (!self->monitor)
+        self->monitor = zp_curve_monitor(
+            self->curve, self->sock,
+            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED, "server");
+    return self->monitor ? 0 : -1;
+}
+
+bool zp_client_wait(zp_client_t *self, long ms)
+{
+    zmq_pollitem_t it[2] = {{self->sock, 0, ZMQ_POLLIN, 0},
+                            {self->monitor, 0, ZMQ_POLLIN, 0}};
+    return zmq_poll(it, self->monitor ? 2 : 1, ms) > 0;
+}
+
+int zp_client_event(zp_client_t *self)
+{
+    return self->monitor ? zp_monitor_next(self->monitor) : 0;
 }
 
 int zp_client_next(zp_client_t *self, zp_message_t **m)

@@ -29,12 +29,31 @@ void zp_client_destroy(zp_client_t **self_p);
 /* Sends m (flags as zmq_send: ZMQ_DONTWAIT or 0). Returns 0, or -1. */
 int zp_client_send(zp_client_t *self, const zp_message_t *m, int flags);
 
+/* Sends a frame already encoded (a Message), flags as zmq_send. Returns
+ * 0, or -1 with errno. */
+int zp_client_send_frame(zp_client_t *self, const void *data, size_t len,
+                         int flags);
+
 /* Sends a StatusRequest about job (NULL: the whole cluster), with wait set
  * as asked, without blocking. Returns 0, or -1. */
 int zp_client_ask_status(zp_client_t *self, const char *job, bool wait);
 
 /* Whether a message is waiting, after waiting up to ms for one. */
 bool zp_client_poll(zp_client_t *self, long ms);
+
+/* Starts watching the connection with a ZeroMQ socket monitor, so a
+ * producer learns that its server went away and came back (the messages
+ * queued on the old connection are lost with it). Returns 0, or -1
+ * (logged): the client works on without. */
+int zp_client_watch(zp_client_t *self);
+
+/* Waits up to ms for a message or, once watching, a connection event;
+ * returns true if either is waiting. */
+bool zp_client_wait(zp_client_t *self, long ms);
+
+/* Takes the next connection event without blocking: ZMQ_EVENT_CONNECTED
+ * or ZMQ_EVENT_DISCONNECTED; 0 when none is waiting or not watching. */
+int zp_client_event(zp_client_t *self);
 
 /* Takes the next waiting message without blocking: returns 0 with *m the
  * decoded message (NULL when it did not decode), or -1 when none is

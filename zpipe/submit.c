@@ -1,7 +1,9 @@
 /* zpipe submit: a job's tasks to a running ventilator's intake. */
 #define _GNU_SOURCE
 #include "client.h"
+#include "submit_window.h"
 #include "zp_curve.h"
+#include "zp_log.h"
 #include "zp_journal.h"
 #include "zp_opts.h"
 #include "zp_util.h"
@@ -17,9 +19,11 @@ static const char s_submit_synopsis[] =
     "Usage: zpipe submit --ventilator ENDPOINT --plugin NAME [OPTIONS]\n"
     "Submits a job to a running ventilator's intake: each input line is a\n"
     "task. Prints the job id once the job is open, and exits when the\n"
-    "ventilator has taken every task and the close. Then 'zpipe wait JOB'\n"
-    "and 'zpipe results JOB' at the sink. Exit status: 0 submitted, 2 bad\n"
-    "usage, 3 refused or no answer within --timeout-ms, 130/143\n"
+    "ventilator has taken every task and the close. A reconnect or a\n"
+    "ventilator restart is survived: what it had not acknowledged is sent\n"
+    "again, and it answers a repeat as the first time. Then 'zpipe wait\n"
+    "JOB' and 'zpipe results JOB' at the sink. Exit status: 0 submitted, 2\n"
+    "bad usage, 3 refused or no answer for --timeout-ms, 130/143\n"
     "interrupted.";
 
 typedef struct {
@@ -28,18 +32,6 @@ typedef struct {
     uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
     zp_strlist_t config; /* the job's plugin settings, KEY=VALUE */
 } s_submit_opts_t;
-
-/* Waits for the intake's Ack about job (any job while job is NULL), up to
- * --timeout-ms from t0. */
-static zp_message_t *s_submit_ack(zp_client_t *c, const s_submit_opts_t *o,
-                                  const char *job, uint64_t t0)
-{
-    zp_message_t *m = NULL;
-    while (!m && !zp_stopping() &&
-           !(o->timeout_ms && zp_mono_us() - t0 > o->timeout_ms * 1000))
-        m = zp_client_recv(c, ZPIPE__V1__MESSAGE__KIND_ACK, job, 200);
-    return m;
-}
 
 /* Parses and checks the options. Returns -1 to go on, else the exit
  * code. */
@@ -54,7 +46,8 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
         {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
          "one task per line; - for stdin (default -)", &o->input, 0, 0, NULL},
         {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID",
-         "job id (default: the ventilator makes one)", &o->job, 0, 0, NULL},
+         "job id, never used before (default: a random job-HEX)", &o->job, 0, 0,
+         NULL},
         {"priority", 0, ZP_OPT_UINT, "ZPIPE_PRIORITY", "N",
          "higher runs first; equal priorities share workers (default 0)",
          &o->priority, 0, 1000000, NULL},
@@ -129,157 +122,322 @@ static void s_settings_free(s_settings_t *s)
     free(s->setp);
 }
 
-/* Opens the job: resent until answered (the ventilator answers once the
- * sink has the job; opening again is harmless). Returns the Ack, or NULL
- * when none came. */
-static zp_message_t *s_open_job(zp_client_t *c, const s_submit_opts_t *o,
-                                const s_settings_t *set)
-{
-    uint64_t t0 = zp_mono_us();
-    zp_message_t *a = NULL;
-    while (!a && !zp_stopping() &&
-           !(o->timeout_ms && zp_mono_us() - t0 > o->timeout_ms * 1000)) {
-        Zpipe__V1__JobOpen jo = ZPIPE__V1__JOB_OPEN__INIT;
-        jo.job_id = (char *)(o->job ? o->job : "");
-        jo.plugin = (char *)o->plugin;
-        jo.priority = (uint32_t)o->priority;
-        jo.deadline_ms = o->deadline_ms;
-        jo.max_attempts = (uint32_t)o->max_attempts;
-        jo.config = set->setp;
-        jo.n_config = set->setp ? set->count : 0;
-        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
-        m.job_open = &jo;
-        zp_client_send(c, &m, ZMQ_DONTWAIT);
-        s_submit_opts_t once = *o;
-        once.timeout_ms = 2000;
-        a = s_submit_ack(c, &once, o->job, zp_mono_us());
-    }
-    return a;
-}
+/* Batches sent ahead of their answers: the ventilator queues up to 4
+ * messages per producer connection, so a fifth would only wait in the
+ * socket. */
+#define S_WINDOW 4
 
-/* The batch being sent: each task's payload is a line read with getline. */
+/* One submission: the job's identity, the input, the window of messages
+ * not yet answered. */
 typedef struct {
+    const s_submit_opts_t *o;
+    const s_settings_t *set;
+    zp_client_t *c;
+    zp_submit_window_t *w;
+    FILE *in;
+    char *job, *token;
+    /* the batch being read: its lines back to back, and the tasks */
+    zp_buf_t text;
+    size_t *ends; /* where each line ends in text */
+    char *line;   /* getline's buffer */
+    size_t line_cap;
+    bool read_failed; /* out of memory reading a line */
     Zpipe__V1__Task *tasks;
     Zpipe__V1__Task **ptrs;
-    char **lines;
-} s_batch_t;
+    bool eof;
+    int rc; /* the exit code once known; -1 while going */
+} s_submit_t;
 
-/* Reads up to o->batch lines into b; returns how many, and sets *eof at
- * the end of the input. */
-static size_t s_read_batch(s_batch_t *b, const s_submit_opts_t *o, FILE *in,
-                           bool *eof)
+/* m encoded into a frame of its own (caller owns *frame). 0 or -1. */
+static int s_frame(const zp_message_t *m, char **frame, size_t *len)
+{
+    zp_buf_t b = {0};
+    if (zp_encode(m, &b) < 0) {
+        zp_buf_free(&b);
+        return -1;
+    }
+    *frame = b.data;
+    *len = b.len;
+    return 0;
+}
+
+static int s_push(s_submit_t *s, zp_submit_kind_t kind, uint64_t tasks,
+                  const zp_message_t *m)
+{
+    char *frame = NULL;
+    size_t len = 0;
+    if (s_frame(m, &frame, &len) < 0)
+        return -1;
+    return zp_submit_window_push(s->w, kind, tasks, &frame, len, zp_mono_us());
+}
+
+/* The JobOpen, with the job id and token this run made or was given:
+ * sent again after a reconnect, it names the same job. */
+static int s_push_open(s_submit_t *s)
+{
+    const s_submit_opts_t *o = s->o;
+    Zpipe__V1__JobOpen jo = ZPIPE__V1__JOB_OPEN__INIT;
+    jo.job_id = s->job;
+    jo.token = s->token;
+    jo.plugin = (char *)o->plugin;
+    jo.priority = (uint32_t)o->priority;
+    jo.deadline_ms = o->deadline_ms;
+    jo.max_attempts = (uint32_t)o->max_attempts;
+    jo.config = s->set->setp;
+    jo.n_config = s->set->setp ? s->set->count : 0;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
+    m.job_open = &jo;
+    return s_push(s, ZP_SUBMIT_OPEN, 0, &m);
+}
+
+/* Reads up to --batch lines into s->text; returns how many, and sets
+ * s->eof at the end of the input. */
+static size_t s_read_lines(s_submit_t *s)
 {
     size_t n = 0;
-    char *line = NULL;
-    size_t cap = 0;
-    while (n < o->batch) {
-        ssize_t len = getline(&line, &cap, in);
+    s->text.len = 0;
+    while (n < s->o->batch) {
+        ssize_t len = getline(&s->line, &s->line_cap, s->in);
         if (len < 0) {
-            *eof = true;
+            s->eof = true;
             break;
         }
-        if (len && line[len - 1] == '\n')
+        if (len && s->line[len - 1] == '\n')
             len--;
-        b->lines[n] = line;
-        line = NULL;
-        cap = 0;
-        zpipe__v1__task__init(&b->tasks[n]);
-        b->tasks[n].payload.data = (uint8_t *)b->lines[n];
-        b->tasks[n].payload.len = (size_t)len;
-        b->ptrs[n] = &b->tasks[n];
-        n++;
+        if (zp_buf_append(&s->text, s->line, (size_t)len) < 0) {
+            s->eof = true;
+            s->read_failed = true;
+            break;
+        }
+        s->ends[n++] = s->text.len;
     }
-    free(line);
     return n;
 }
 
-/* Sends the input as batches, one at a time: the Ack is the ventilator's
- * leave to send more. Returns 0 at the end of the input or when stopped,
- * -1 on failure (said on stderr). */
-static int s_send_tasks(zp_client_t *c, const s_submit_opts_t *o, s_batch_t *b,
-                        const char *job, FILE *in, uint64_t *sent)
+/* Reads the next batch and puts it in the window, numbered. */
+static int s_push_batch(s_submit_t *s)
 {
-    bool eof = false;
-    while (!eof && !zp_stopping()) {
-        size_t n = s_read_batch(b, o, in, &eof);
-        if (!n)
-            continue;
-        Zpipe__V1__TaskBatch tb = ZPIPE__V1__TASK_BATCH__INIT;
-        tb.job_id = (char *)job;
-        tb.tasks = b->ptrs;
-        tb.n_tasks = n;
-        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
-        m.task_batch = &tb;
-        int sr = zp_client_send(c, &m, 0);
-        for (size_t i = 0; i < n; i++)
-            free(b->lines[i]);
-        if (sr < 0)
-            break;
-        zp_message_t *a = s_submit_ack(c, o, job, zp_mono_us());
-        if (!a || !a->ack->ok || a->ack->accepted != n) {
-            fprintf(stderr, "zpipe submit: job %s: %s after %llu tasks\n", job,
-                    a ? (a->ack->error && *a->ack->error ? a->ack->error
-                                                         : "short answer")
-                      : "no answer from the ventilator",
-                    (unsigned long long)*sent);
-            return -1;
-        }
-        *sent += n;
+    size_t n = s_read_lines(s);
+    if (!n)
+        return 0;
+    for (size_t i = 0, at = 0; i < n; at = s->ends[i++]) {
+        zpipe__v1__task__init(&s->tasks[i]);
+        s->tasks[i].payload.data = (uint8_t *)s->text.data + at;
+        s->tasks[i].payload.len = s->ends[i] - at;
+        s->ptrs[i] = &s->tasks[i];
     }
-    return 0;
+    Zpipe__V1__TaskBatch tb = ZPIPE__V1__TASK_BATCH__INIT;
+    tb.job_id = s->job;
+    tb.tasks = s->ptrs;
+    tb.n_tasks = n;
+    tb.seq = zp_submit_window_next_seq(s->w);
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+    m.task_batch = &tb;
+    return s_push(s, ZP_SUBMIT_BATCH, n, &m);
 }
 
-/* Closes the job with its total; returns 0 once the ventilator took it. */
-static int s_close_job(zp_client_t *c, const s_submit_opts_t *o,
-                       const char *job, uint64_t sent)
+static int s_push_close(s_submit_t *s)
 {
     Zpipe__V1__JobClose jc = ZPIPE__V1__JOB_CLOSE__INIT;
-    jc.job_id = (char *)job;
-    jc.total = sent;
+    jc.job_id = s->job;
+    jc.total = zp_submit_window_total(s->w);
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE;
     m.job_close = &jc;
-    zp_client_send(c, &m, 0);
-    zp_message_t *a = s_submit_ack(c, o, job, zp_mono_us());
-    if (!a || !a->ack->ok) {
-        fprintf(stderr, "zpipe submit: closing job %s: %s\n", job,
-                a ? a->ack->error : "no answer from the ventilator");
-        return -1;
-    }
-    fprintf(stderr, "zpipe submit: job %s: %llu tasks submitted\n", job,
-            (unsigned long long)sent);
-    return 0;
+    return s_push(s, ZP_SUBMIT_CLOSE, 0, &m);
 }
 
-/* Opens the job, sends the input, closes it. Returns the exit code. */
-static int s_submit(zp_client_t *c, const s_submit_opts_t *o,
-                    const s_settings_t *set, s_batch_t *b, FILE *in)
+/* Puts in the window whatever may go now: the open, batches up to the
+ * window, the close at the end of the input. */
+static void s_fill(s_submit_t *s)
 {
-    zp_message_t *a = s_open_job(c, o, set);
-    if (!a || !a->ack->ok) {
-        fprintf(stderr, "zpipe submit: %s\n",
-                a ? a->ack->error : "no answer from the ventilator");
-        return 3;
+    int rc = 0;
+    if (zp_submit_window_wants(s->w, ZP_SUBMIT_OPEN))
+        rc = s_push_open(s);
+    while (rc == 0 && !s->eof && !zp_stopping() &&
+           zp_submit_window_wants(s->w, ZP_SUBMIT_BATCH))
+        rc = s_push_batch(s);
+    if (zp_stopping()) /* a read cut short by the signal is no error */
+        return;
+    if (rc == 0 && s->eof && (ferror(s->in) || s->read_failed)) {
+        fprintf(stderr, "zpipe submit: reading %s: %s\n", s->o->input,
+                s->read_failed ? "out of memory" : strerror(errno));
+        s->rc = 3;
+        return;
     }
-    char *job = strdup(a->ack->job_id);
-    if (!job)
-        return 3;
-    printf("%s\n", job);
-    fflush(stdout);
-    uint64_t sent = 0;
+    if (rc == 0 && s->eof && zp_submit_window_wants(s->w, ZP_SUBMIT_CLOSE))
+        rc = s_push_close(s);
+    if (rc < 0) {
+        fprintf(stderr, "zpipe submit: job %s: out of memory\n", s->job);
+        s->rc = 3;
+    }
+}
+
+/* Sends what the window gives until the socket would block. */
+static void s_flush(s_submit_t *s)
+{
+    const char *data;
+    size_t len;
+    while (zp_submit_window_next(s->w, &data, &len) &&
+           zp_client_send_frame(s->c, data, len, ZMQ_DONTWAIT) == 0)
+        zp_submit_window_sent(s->w);
+}
+
+/* Says why the ventilator's answer ends the submission. */
+static void s_refused(s_submit_t *s, const zp_submit_outcome_t *r,
+                      const Zpipe__V1__Ack *a)
+{
+    const char *said = a->error && *a->error ? a->error : "refused";
+    char why[512];
+    if (r->why && a->error && *a->error)
+        snprintf(why, sizeof why, "%s (it says: %s)", r->why, a->error);
+    else
+        snprintf(why, sizeof why, "%s", r->why ? r->why : said);
+    zp_submit_stats_t st;
+    zp_submit_window_stats(s->w, &st);
+    if (r->kind == ZP_SUBMIT_OPEN)
+        fprintf(stderr, "zpipe submit: %s\n", why);
+    else if (r->kind == ZP_SUBMIT_CLOSE)
+        fprintf(stderr, "zpipe submit: closing job %s: %s\n", s->job, why);
+    else
+        fprintf(stderr, "zpipe submit: job %s: %s after %llu tasks\n", s->job,
+                why, (unsigned long long)st.tasks_acked);
+    s->rc = 3;
+}
+
+static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
+{
+    zp_submit_ack_t ack = {a->ok, a->seq, a->first_task_id, a->accepted,
+                           a->ventilator_instance};
+    zp_submit_outcome_t r = zp_submit_window_ack(s->w, &ack, zp_mono_us());
+    if (r.restarted)
+        zp_info("job %s: the ventilator restarted (%s); sending what it had "
+                "not acknowledged again",
+                s->job, a->ventilator_instance);
+    if (r.verdict == ZP_SUBMIT_REFUSED)
+        s_refused(s, &r, a);
+    else if (r.verdict == ZP_SUBMIT_RESEND)
+        zp_info("job %s: the ventilator refused a batch (%s); sending again "
+                "from batch %llu",
+                s->job, a->error ? a->error : "", (unsigned long long)a->seq);
+    else if (r.verdict == ZP_SUBMIT_PROGRESS && r.kind == ZP_SUBMIT_OPEN) {
+        printf("%s\n", s->job);
+        fflush(stdout);
+    } else if (r.verdict == ZP_SUBMIT_PROGRESS && r.kind == ZP_SUBMIT_CLOSE)
+        s->rc = 0;
+}
+
+/* Takes the connection events and the answers waiting. */
+static void s_take(s_submit_t *s)
+{
+    for (int ev; (ev = zp_client_event(s->c));)
+        if (ev == ZMQ_EVENT_DISCONNECTED) {
+            zp_info("job %s: lost the connection to the ventilator", s->job);
+            zp_submit_window_disconnected(s->w);
+        } else if (ev == ZMQ_EVENT_CONNECTED)
+            zp_submit_window_connected(s->w, zp_mono_us());
+    zp_message_t *m;
+    while (s->rc < 0 && zp_client_next(s->c, &m) == 0)
+        if (m && m->kind_case == ZPIPE__V1__MESSAGE__KIND_ACK &&
+            m->ack->job_id && strcmp(m->ack->job_id, s->job) == 0)
+            s_on_ack(s, m->ack);
+}
+
+/* The backstop, the give-up time and the signals. */
+static void s_check(s_submit_t *s)
+{
+    uint64_t now = zp_mono_us();
+    if (zp_submit_window_nudge(s->w, now))
+        zp_debug("job %s: no answer for %llu s; sending the oldest message "
+                 "again",
+                 s->job, ZP_SUBMIT_NUDGE_US / 1000000);
+    uint64_t silent = zp_submit_window_silent_us(s->w, now);
+    if (s->o->timeout_ms && silent > s->o->timeout_ms * 1000) {
+        zp_submit_stats_t st;
+        zp_submit_window_stats(s->w, &st);
+        fprintf(stderr,
+                "zpipe submit: job %s: no answer from the ventilator for %llu "
+                "ms after %llu tasks\n",
+                s->job, (unsigned long long)(silent / 1000),
+                (unsigned long long)st.tasks_acked);
+        s->rc = 3;
+    } else if (zp_stopping())
+        s->rc = 128 + zp_stop_signal();
+}
+
+/* The job submitted: says so, with what it took. */
+static void s_report(s_submit_t *s)
+{
+    zp_submit_stats_t st;
+    zp_submit_window_stats(s->w, &st);
+    if (!st.resent)
+        fprintf(stderr, "zpipe submit: job %s: %llu tasks submitted\n", s->job,
+                (unsigned long long)st.tasks_acked);
+    else
+        fprintf(stderr,
+                "zpipe submit: job %s: %llu tasks submitted (%llu messages "
+                "sent again after %llu reconnects or restarts)\n",
+                s->job, (unsigned long long)st.tasks_acked,
+                (unsigned long long)st.resent,
+                (unsigned long long)st.reconnects);
+}
+
+/* Opens the job, sends the input, closes it, a window of batches at a
+ * time, until the close is acknowledged. Returns the exit code. */
+static int s_run(s_submit_t *s)
+{
+    if (zp_client_watch(s->c) < 0)
+        zp_warn("job %s: reconnects go unnoticed until the ventilator's "
+                "answers say it restarted",
+                s->job);
+    while (s->rc < 0) {
+        s_fill(s);
+        if (s->rc >= 0)
+            break;
+        s_flush(s);
+        zp_client_wait(s->c, 200);
+        s_take(s);
+        if (s->rc < 0)
+            s_check(s);
+    }
+    if (s->rc == 0)
+        s_report(s);
+    return s->rc;
+}
+
+/* The job's id (given, or a random one made here, so that an open sent
+ * again names the same job) and its token. */
+static int s_identity(s_submit_t *s)
+{
+    s->job = s->o->job ? strdup(s->o->job) : zp_random_id("job-", 8);
+    s->token = zp_random_id("", 16);
+    return s->job && s->token ? 0 : -1;
+}
+
+static int s_submit(const s_submit_opts_t *o, const s_settings_t *set, FILE *in)
+{
+    s_submit_t s = {.o = o, .set = set, .in = in, .rc = -1};
+    s.ends = calloc(o->batch, sizeof *s.ends);
+    s.tasks = calloc(o->batch, sizeof *s.tasks);
+    s.ptrs = calloc(o->batch, sizeof *s.ptrs);
+    s.w = zp_submit_window_new(S_WINDOW);
     int rc = 3;
-    if (s_send_tasks(c, o, b, job, in, &sent) < 0)
-        ;
-    else if (zp_stopping())
-        rc = 128 + zp_stop_signal();
-    else if (ferror(in))
-        fprintf(stderr, "zpipe submit: reading %s: %s\n", o->input,
-                strerror(errno));
-    else if (s_close_job(c, o, job, sent) == 0)
-        rc = 0;
-    free(job);
+    if (!s.ends || !s.tasks || !s.ptrs || !s.w || s_identity(&s) < 0)
+        fprintf(stderr, "zpipe submit: out of memory\n");
+    else if ((s.c = zp_client_new(o->ventilator, ZP_CLIENT_MAX_MSG, o->secret,
+                                  "ventilator-key", o->ventilator_key)))
+        rc = s_run(&s);
+    zp_client_destroy(&s.c);
+    zp_submit_window_destroy(&s.w);
+    zp_buf_free(&s.text);
+    free(s.ends);
+    free(s.tasks);
+    free(s.ptrs);
+    free(s.line);
+    free(s.job);
+    free(s.token);
     return rc;
 }
 
@@ -302,21 +460,10 @@ int zp_cmd_submit(int argc, char **argv)
     s_settings_t set;
     s_settings_init(&set, &o.config);
     zp_signals_install(0);
-    s_batch_t b = {calloc(o.batch, sizeof *b.tasks),
-                   calloc(o.batch, sizeof *b.ptrs),
-                   calloc(o.batch, sizeof *b.lines)};
-    zp_client_t *c = NULL;
-    if (b.tasks && b.ptrs && b.lines)
-        c = zp_client_new(o.ventilator, ZP_CLIENT_MAX_MSG, o.secret,
-                          "ventilator-key", o.ventilator_key);
-    rc = c ? s_submit(c, &o, &set, &b, in) : 3;
-    free(b.tasks);
-    free(b.ptrs);
-    free(b.lines);
+    rc = s_submit(&o, &set, in);
     if (in != stdin)
         fclose(in);
     s_settings_free(&set);
     zp_strlist_free(&o.config);
-    zp_client_destroy(&c);
     return rc;
 }

@@ -11,11 +11,20 @@ prints the job id; then examples/python/consumer.py (or zpipe results)
 reads the records from the sink. The ventilator answers every message with
 an Ack; waiting for it before sending more is what keeps a fast producer
 from outrunning the cluster.
+
+A message whose answer did not come is sent again: once the connection is
+back after a drop (a restarted ventilator, say), or when nothing was heard
+for 5 s. The ventilator knows a repeat by the job's token and the batch's
+seq and answers it as it did the first time, so nothing runs twice and the
+job finishes across a ventilator restart (docs/protocol.md, "Producers").
 """
 import argparse
+import secrets
 import sys
+import time
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 import zpipe_pb2
 from curve import secure
@@ -29,43 +38,78 @@ class Producer:
                  server_key=None, config=None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         secure(self.sock, curve_secret, server_key)
+        # What a dropped connection had queued is lost with it: the
+        # monitor says when it is back, to send the message again.
+        self.monitor = self.sock.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.sock.connect(endpoint)
-        self.timeout_ms = timeout_ms
+        self.connected = True
+        self.timeout_ms = timeout_ms  # give up after this long unanswered
+        self.instance = None          # the ventilator's, from its Acks
+        # The id is made here so that an open sent again names the same
+        # job; the token tells this job from any other that had the id.
+        self.job_id = job_id or "job-" + secrets.token_hex(8)
+        self.seq = 0                  # the last batch's TaskBatch.seq
+        self.sent = 0
         m = zpipe_pb2.Message()
         o = m.job_open
-        o.job_id, o.plugin, o.priority = job_id, plugin, priority
+        o.job_id, o.plugin, o.priority = self.job_id, plugin, priority
+        o.token = secrets.token_hex(16)
         o.deadline_ms, o.max_attempts = deadline_ms, max_attempts
         # The plugin's settings for this job, e.g. {"cmd": "sha256sum"}.
         for key, value in (config or {}).items():
             o.config.add(key=key, value=value)
-        # The answer comes once the sink has opened the job; opening again
-        # is harmless, so a lost answer is simply asked for again.
-        while True:
-            self.sock.send(m.SerializeToString())
-            ack = self._ack(2000)
-            if ack is not None:
-                break
-        self.job_id = ack.job_id
-        self.sent = 0
+        self._request(m)
 
-    def _ack(self, timeout_ms=None):
-        if not self.sock.poll(self.timeout_ms if timeout_ms is None else timeout_ms):
-            return None
-        ack = zpipe_pb2.Message.FromString(self.sock.recv()).ack
-        if not ack.ok:
-            raise RuntimeError("ventilator refused: %s" % ack.error)
-        return ack
+    def _request(self, m, seq=0, total=None):
+        """Sends m until its Ack comes, and returns it. seq: the batch's
+        number, 0 for the open and the close; total: the close's."""
+        data = m.SerializeToString()
+        self.sock.send(data)
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
+        heard = time.monotonic()
+        while True:
+            ready = dict(poller.poll(5000))
+            if self.monitor in ready:
+                event = recv_monitor_message(self.monitor)["event"]
+                if event == zmq.EVENT_CONNECTED and not self.connected:
+                    self.sock.send(data)  # back after a drop
+                self.connected = event == zmq.EVENT_CONNECTED
+            if self.sock in ready:
+                ack = zpipe_pb2.Message.FromString(self.sock.recv()).ack
+                if ack.job_id != self.job_id:
+                    continue
+                heard = time.monotonic()
+                restarted = self.instance not in (None, ack.ventilator_instance)
+                self.instance = ack.ventilator_instance
+                if not ack.ok:
+                    raise RuntimeError("ventilator refused: %s" % ack.error)
+                # The answer names the batch's seq (0: the open, the
+                # close); the close's, the job's total. A ventilator older
+                # than TaskBatch.seq answers a batch with 0 and its size.
+                if ack.seq == seq and total in (None, ack.accepted) or \
+                        seq and not ack.seq and ack.accepted:
+                    return ack
+                # Else it answers a repeat of an earlier message; a new
+                # ventilator instance may not have had m.
+                if restarted:
+                    self.sock.send(data)
+            elif not ready and self.connected:
+                self.sock.send(data)  # nothing heard for 5 s: ask again
+            if self.timeout_ms and time.monotonic() - heard > self.timeout_ms / 1000:
+                raise RuntimeError("no answer from the ventilator")
 
     def send(self, payloads):
         """Sends one batch; returns the task ids the ventilator gave it."""
+        self.seq += 1
         m = zpipe_pb2.Message()
         m.task_batch.job_id = self.job_id
+        m.task_batch.seq = self.seq
         for p in payloads:
             m.task_batch.tasks.add(payload=p)
-        self.sock.send(m.SerializeToString())
-        ack = self._ack()
-        if ack is None:
-            raise RuntimeError("no answer from the ventilator")
+        ack = self._request(m, self.seq)
         self.sent += ack.accepted
         return range(ack.first_task_id, ack.first_task_id + ack.accepted)
 
@@ -73,9 +117,9 @@ class Producer:
         m = zpipe_pb2.Message()
         m.job_close.job_id = self.job_id
         m.job_close.total = self.sent
-        self.sock.send(m.SerializeToString())
-        if self._ack() is None:
-            raise RuntimeError("no answer to the close")
+        self._request(m, total=self.sent)
+        self.sock.disable_monitor()
+        self.monitor.close(linger=0)
         self.sock.close(linger=1000)
 
 

@@ -54,7 +54,8 @@ static void s_check_views(const uint8_t *data, size_t size, zp_message_t *m)
         const Zpipe__V1__TaskBatch *a = &tv.batch, *b = m->task_batch;
         if (!s_streq(a->job_id, b->job_id) || !s_streq(a->plugin, b->plugin) ||
             !s_streq(a->config, b->config) ||
-            a->dispatch_us != b->dispatch_us || a->n_tasks != b->n_tasks)
+            a->dispatch_us != b->dispatch_us || a->seq != b->seq ||
+            a->n_tasks != b->n_tasks)
             abort();
         for (size_t i = 0; i < a->n_tasks; i++) {
             const Zpipe__V1__Task *x = a->tasks[i], *y = b->tasks[i];

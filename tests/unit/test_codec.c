@@ -230,6 +230,7 @@ static void test_views_see_what_decode_sees(void)
     b.plugin = "echo";
     b.tasks = tp;
     b.n_tasks = 3;
+    b.seq = 300; /* a producer's batch number (two-byte varint) */
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
     m.task_batch = &b;
@@ -241,6 +242,7 @@ static void test_views_see_what_decode_sees(void)
         TEST_EQ_STR(tv.batch.job_id, "job-9");
         TEST_EQ_STR(tv.batch.plugin, "echo");
         TEST_EQ_INT(tv.batch.n_tasks, 3);
+        TEST_EQ_INT(tv.batch.seq, 300);
         TEST_EQ_INT(tv.batch.tasks[2]->task_id, 9);
         TEST_EQ_INT(tv.batch.tasks[2]->attempt, 2);
         TEST_EQ_INT(tv.batch.tasks[2]->payload.len, 3);
@@ -341,6 +343,7 @@ static void test_batch_encoders_write_what_protobuf_c_writes(void)
         tb.n_tasks = n;
         tb.dispatch_us = s_rand(&seed);
         tb.config = (char *)strs[s_rand(&seed) % 4];
+        tb.seq = s_rand(&seed) % 3 ? s_rand(&seed) : 0;
         zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
         m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
         m.task_batch = &tb;

@@ -134,7 +134,27 @@ static void test_waiting_requests_park_until_records(void)
         TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why),
                     ZP_FETCH_PARKED);
     TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_ANSWER);
+    TEST_EQ_INT(f.cap, ZP_FETCH_MAX_WAITERS);
+    zp_fetch_fini(&f);
+    TEST_CHECK(f.req == NULL && f.n == 0);
     close(fd);
+}
+
+/* Records the spool file cannot be opened for: refused with a reason,
+ * never an empty answer a consumer would wait on. */
+static void test_unreadable_spool_is_refused(void)
+{
+    zp_fetch_t f = {0};
+    zp_fetch_source_t src = {.fd = -1, .flushed = 17};
+    const char *why = NULL;
+    Zpipe__V1__ResultsRequest rq = s_req(0, true);
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why),
+                ZP_FETCH_REFUSED);
+    TEST_CONTAINS(why, "cannot be read");
+    /* Nothing spooled yet: no file is needed. */
+    src.flushed = 0;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_PARKED);
+    zp_fetch_fini(&f);
 }
 
 static void test_waiters_once_each_oldest_dropped(void)
@@ -154,6 +174,56 @@ static void test_waiters_once_each_oldest_dropped(void)
     TEST_EQ_INT(w.n, ZP_FETCH_MAX_WAITERS);
     TEST_CHECK(memcmp(w.peer[0].rid, "p1", 2) == 0);
     TEST_CHECK(memcmp(w.peer[w.n - 1].rid, "new", 3) == 0);
+    zp_waiters_clear(&w); /* told: forgotten, room kept */
+    TEST_EQ_INT(w.n, 0);
+    TEST_EQ_INT(w.cap, ZP_FETCH_MAX_WAITERS);
+    TEST_EQ_INT(zp_waiters_add(&w, "a", 1), 0);
+    zp_waiters_fini(&w);
+    TEST_CHECK(w.peer == NULL && w.n == 0 && w.cap == 0);
+}
+
+/* An idle job's lists hold what they need: one waiter takes room for
+ * one, not for ZP_FETCH_MAX_WAITERS. */
+static void test_lists_grow_on_demand(void)
+{
+    zp_waiters_t w = {0};
+    TEST_EQ_INT(zp_waiters_add(&w, "opener", 6), 0);
+    TEST_EQ_INT(w.cap, 1);
+    TEST_EQ_INT(zp_waiters_add(&w, "other", 5), 0);
+    TEST_EQ_INT(w.cap, 2);
+    zp_waiters_fini(&w);
+}
+
+/* Out of memory: a waiter is not added (-1) and the list is unchanged;
+ * a request that cannot be parked is answered now. */
+static void s_lists_scenario(void *arg)
+{
+    (void)arg;
+    zp_waiters_t w = {0};
+    for (int i = 0; i < 5; i++) {
+        char rid[8];
+        int n = snprintf(rid, sizeof rid, "p%d", i);
+        size_t before = w.n;
+        int r = zp_waiters_add(&w, rid, (size_t)n);
+        if ((r < 0 && w.n != before) || (r == 0 && w.n != before + 1))
+            abort();
+    }
+    zp_waiters_fini(&w);
+    zp_fetch_t f = {0};
+    zp_fetch_source_t src = {.fd = -1};
+    Zpipe__V1__ResultsRequest rq = s_req(0, true);
+    const char *why;
+    for (int i = 0; i < 3; i++) {
+        zp_fetch_action_t a = zp_fetch_request(&f, &src, &rq, "p", 1, &why);
+        if (a == ZP_FETCH_REFUSED)
+            abort();
+    }
+    zp_fetch_fini(&f);
+}
+
+static void test_alloc_failures_in_lists(void)
+{
+    TEST_CHECK(failalloc_sweep(s_lists_scenario, NULL) >= 5);
 }
 
 /* A reply's buffer cannot grow: an empty answer at the same cursor. */
@@ -182,8 +252,11 @@ static const test_case_t tests[] = {
     {"test_chunks_hold_whole_records", test_chunks_hold_whole_records},
     {"test_waiting_requests_park_until_records",
      test_waiting_requests_park_until_records},
+    {"test_unreadable_spool_is_refused", test_unreadable_spool_is_refused},
     {"test_waiters_once_each_oldest_dropped",
      test_waiters_once_each_oldest_dropped},
+    {"test_lists_grow_on_demand", test_lists_grow_on_demand},
+    {"test_alloc_failures_in_lists", test_alloc_failures_in_lists},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };

@@ -229,6 +229,12 @@ static void test_records_past_the_output_are_left_out(void)
     s_cleanup();
 }
 
+static void s_count_published(void *ctx, zp_spool_t *spool)
+{
+    (void)spool;
+    (*(int *)ctx)++;
+}
+
 /* Spooled records become visible only after the barrier. */
 static void test_spool_visible_after_sync(void)
 {
@@ -241,31 +247,48 @@ static void test_spool_visible_after_sync(void)
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     TEST_CHECK(st);
     zp_spool_t sp = {0};
-    TEST_EQ_INT(zp_spool_fd(&sp), -1);
-    TEST_CHECK(!zp_spool_publish(&sp));
+    int published = 0;
+    TEST_EQ_INT(zp_store_spool_fd(st, &sp, "j"), -1);
+    zp_store_publish(st, s_count_published, &published);
+    TEST_EQ_INT(published, 0);
+    TEST_CHECK(!zp_store_unsynced(st));
     zp_store_emit(st, &sp, "j", 0, true, "line\n", 5, "{\"a\":1}\n", 8);
-    TEST_CHECK(sp.file != NULL && zp_spool_fd(&sp) >= 0);
+    TEST_CHECK(zp_store_unsynced(st));
+    TEST_CHECK(sp.file != NULL);
+    TEST_EQ_INT(zp_store_spools_open(st), 1);
     TEST_EQ_INT(sp.len, 8);
     TEST_EQ_INT(sp.flushed, 0);
-    TEST_EQ_INT(zp_store_spool_sync(st, &sp, "j"), 0);
     TEST_EQ_INT(zp_store_sync(st), 0);
-    TEST_CHECK(zp_spool_publish(&sp));
+    TEST_EQ_INT(sp.flushed, 0); /* durable, not yet visible */
+    zp_store_publish(st, s_count_published, &published);
+    TEST_EQ_INT(published, 1);
     TEST_EQ_INT(sp.flushed, 8);
-    TEST_CHECK(!zp_spool_publish(&sp));
+    TEST_CHECK(!zp_store_unsynced(st));
+    zp_store_publish(st, s_count_published, &published);
+    TEST_EQ_INT(published, 1);
+    TEST_CHECK(zp_store_spool_fd(st, &sp, "j") >= 0);
     zp_store_emit_final(st, &sp, "j", "final\n", 6, NULL, 0);
     TEST_EQ_INT(sp.len, 14);
     char path[200], buf[256];
     snprintf(path, sizeof path, "%s/j.jsonl", s_spool);
-    zp_spool_fini(&sp);
+    zp_store_spool_close(st, &sp); /* a finished job */
+    TEST_CHECK(sp.file == NULL);
+    TEST_EQ_INT(zp_store_spools_open(st), 0);
     TEST_EQ_INT(s_read(path, buf, sizeof buf), 14);
     TEST_EQ_STR(buf, "{\"a\":1}\nfinal\n");
     TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 11);
     TEST_EQ_STR(buf, "line\nfinal\n");
+    /* Closed, the final record still becomes visible at the barrier. */
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    zp_store_publish(st, s_count_published, &published);
+    TEST_EQ_INT(sp.flushed, 14);
+    TEST_EQ_INT(zp_store_finish(st), 0);
     zp_store_destroy(&st);
     s_cleanup();
 }
 
-/* After a replay, a spool keeps the records the journal has. */
+/* After a replay, a spool keeps the records the journal has, and its
+ * file stays closed until a record needs it. */
 static void test_spool_restore_cuts_to_the_journal(void)
 {
     s_paths();
@@ -283,19 +306,71 @@ static void test_spool_restore_cuts_to_the_journal(void)
     zp_store_spool_restore(st, &sp, "j", 2);
     TEST_EQ_INT(sp.len, 16);
     TEST_EQ_INT(sp.flushed, 16);
+    TEST_CHECK(sp.file == NULL);
+    TEST_EQ_INT(s_read(path, buf, sizeof buf), 16); /* cut now */
     zp_store_emit(st, &sp, "j", 2, true, "x\n", 2, "{\"t\":9}\n", 8);
-    zp_spool_fini(&sp);
+    zp_store_spool_close(st, &sp);
     TEST_EQ_INT(s_read(path, buf, sizeof buf), 24);
     TEST_EQ_STR(buf, "{\"t\":0}\n{\"t\":1}\n{\"t\":9}\n");
     /* Fewer records than the journal says: all kept (and a warning). */
     zp_spool_t sp2 = {0};
     zp_store_spool_restore(st, &sp2, "j", 10);
     TEST_EQ_INT(sp2.len, 24);
-    zp_spool_fini(&sp2);
+    TEST_CHECK(sp2.file == NULL);
     /* No spool at all: nothing to restore. */
     zp_spool_t sp3 = {0};
     zp_store_spool_restore(st, &sp3, "other", 1);
-    TEST_CHECK(sp3.file == NULL);
+    TEST_CHECK(sp3.file == NULL && !sp3.created);
+    zp_store_destroy(&st);
+    s_cleanup();
+}
+
+/* Many jobs' spools through a store that keeps two files open: each
+ * file has its job's records, in order, and at most two are open. */
+static void test_spools_under_a_small_open_limit(void)
+{
+    s_paths();
+    zp_store_config_t cfg = {.output = s_out,
+                             .journal = s_journal,
+                             .spool = s_spool,
+                             .sync = true,
+                             .rewind = true,
+                             .spool_files = 2};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
+    TEST_CHECK(st);
+    enum { JOBS = 7, RECS = 5 };
+    zp_spool_t sp[JOBS] = {{0}};
+    char ids[JOBS][8];
+    for (int r = 0; r < RECS; r++)
+        for (int j = 0; j < JOBS; j++) {
+            snprintf(ids[j], sizeof ids[j], "j%d", j);
+            char rec[32];
+            int n = snprintf(rec, sizeof rec, "{\"j\":%d,\"r\":%d}\n", j, r);
+            zp_store_emit(st, &sp[j], ids[j], (uint64_t)r, true, rec, (size_t)n,
+                          NULL, 0);
+            TEST_CHECK(zp_store_spools_open(st) <= 2);
+        }
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    int published = 0;
+    zp_store_publish(st, s_count_published, &published);
+    TEST_EQ_INT(published, JOBS);
+    for (int j = 0; j < JOBS; j++) {
+        char path[200], buf[256], want[256] = "";
+        snprintf(path, sizeof path, "%s/j%d.jsonl", s_spool, j);
+        for (int r = 0; r < RECS; r++) {
+            size_t l = strlen(want);
+            snprintf(want + l, sizeof want - l, "{\"j\":%d,\"r\":%d}\n", j, r);
+        }
+        TEST_EQ_INT(sp[j].flushed, strlen(want));
+        int fd = zp_store_spool_fd(st, &sp[j], ids[j]);
+        TEST_CHECK(fd >= 0);
+        ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+        TEST_EQ_INT(got, (long)strlen(want));
+        buf[got] = 0;
+        TEST_EQ_STR(buf, want);
+        TEST_CHECK(s_read(path, buf, sizeof buf) == (long)strlen(want));
+    }
+    TEST_CHECK(zp_store_spools_open(st) <= 2);
     zp_store_destroy(&st);
     s_cleanup();
 }
@@ -316,9 +391,9 @@ static void s_scenario(void *arg)
     for (uint64_t t = 0; t < 50; t++)
         zp_store_emit(st, &sp, "j", t, true, "rec\n", 4, NULL, 0);
     zp_store_job_closed(st, "j", 50);
-    if (zp_store_spool_sync(st, &sp, "j") == 0 && zp_store_sync(st) == 0)
-        zp_spool_publish(&sp);
-    zp_spool_fini(&sp);
+    if (zp_store_sync(st) == 0)
+        zp_store_publish(st, NULL, NULL);
+    zp_store_spool_close(st, &sp);
     zp_store_destroy(&st);
 }
 
@@ -341,6 +416,8 @@ static const test_case_t tests[] = {
     {"test_spool_visible_after_sync", test_spool_visible_after_sync},
     {"test_spool_restore_cuts_to_the_journal",
      test_spool_restore_cuts_to_the_journal},
+    {"test_spools_under_a_small_open_limit",
+     test_spools_under_a_small_open_limit},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };

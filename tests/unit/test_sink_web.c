@@ -161,12 +161,36 @@ static void test_caps_jobs_and_worker_ids(void)
     zp_metrics_destroy(&m);
 }
 
+/* A caller that keeps its own totals passes only the newest jobs, and
+ * the totals count every job (the sink does: no walk of 100,000 jobs). */
+static void test_totals_from_the_caller(void)
+{
+    char err[256];
+    zp_metrics_t *m = zp_metrics_new("127.0.0.1:0", err, sizeof err);
+    zp_sink_web_t *w = zp_sink_web_new(m, "s");
+    zp_sink_web_job_t job = {.id = "newest", .state = "open", .done = 2};
+    zp_sink_web_begin(w, S_SEC, S_T0 + S_SEC);
+    zp_sink_web_job(w, &job);
+    zp_sink_web_totals(w, 100000, 700, 650, 50, 9, 4);
+    TEST_EQ_INT(zp_sink_web_publish(w, 0), 0);
+    char *st = s_state(m);
+    TEST_CONTAINS(st, "\"totals\":{\"jobs\":100000,\"completed\":700,"
+                      "\"succeeded\":650,\"failed\":50,\"retries\":9,"
+                      "\"duplicates\":4,");
+    TEST_CONTAINS(st, "\"id\":\"newest\"");
+    TEST_CONTAINS(st, "\"jobs_omitted\":99900");
+    free(st);
+    zp_sink_web_destroy(&w);
+    zp_metrics_destroy(&m);
+}
+
 static const test_case_t tests[] = {
     {"test_renders_jobs_workers_failures_and_rates",
      test_renders_jobs_workers_failures_and_rates},
     {"test_keeps_the_latest_failures_newest_first",
      test_keeps_the_latest_failures_newest_first},
     {"test_caps_jobs_and_worker_ids", test_caps_jobs_and_worker_ids},
+    {"test_totals_from_the_caller", test_totals_from_the_caller},
     {NULL, NULL},
 };
 TEST_MAIN(tests)

@@ -63,63 +63,108 @@ static void test_settings_refused(void)
     TEST_CHECK(out == NULL);
 }
 
+/* check_open with the usual out-parameters. */
+static zp_vent_open_t s_open(const Zpipe__V1__JobOpen *o,
+                             const zp_vent_job_t *existing,
+                             const zp_vent_finished_job_t *finished,
+                             const char *rid, const char **why, const char **id)
+{
+    static char buf[200];
+    return zp_vent_intake_check_open(o, existing, finished, rid, strlen(rid),
+                                     why, buf, sizeof buf, id);
+}
+
 static void test_open_checks(void)
 {
     Zpipe__V1__JobOpen o = ZPIPE__V1__JOB_OPEN__INIT;
-    bool resend;
-    const char *id;
+    const char *id, *why;
     o.plugin = "echo";
     o.job_id = "";
-    TEST_CHECK(
-        !zp_vent_intake_check_open(&o, NULL, false, "p", 1, &resend, &id));
-    TEST_CHECK(id == NULL && !resend); /* the ventilator makes one */
+    TEST_EQ_INT(s_open(&o, NULL, NULL, "p", &why, &id), ZP_VENT_OPEN_NEW);
+    TEST_EQ_STR(id, ""); /* the ventilator makes one */
     o.plugin = "bad/name";
-    TEST_CONTAINS(
-        zp_vent_intake_check_open(&o, NULL, false, "p", 1, &resend, &id),
-        "JobOpen needs a plugin name");
+    TEST_EQ_INT(s_open(&o, NULL, NULL, "p", &why, &id), ZP_VENT_OPEN_REFUSE);
+    TEST_CONTAINS(why, "JobOpen needs a plugin name");
     o.plugin = NULL;
-    TEST_CHECK(zp_vent_intake_check_open(&o, NULL, false, "p", 1, &resend,
-                                         &id) != NULL);
+    TEST_EQ_INT(s_open(&o, NULL, NULL, "p", &why, &id), ZP_VENT_OPEN_REFUSE);
     o.plugin = "echo";
     o.job_id = "no spaces";
-    TEST_CONTAINS(
-        zp_vent_intake_check_open(&o, NULL, false, "p", 1, &resend, &id),
-        "job id must be");
+    TEST_EQ_INT(s_open(&o, NULL, NULL, "p", &why, &id), ZP_VENT_OPEN_REFUSE);
+    TEST_CONTAINS(why, "job id must be");
     TEST_EQ_STR(id, ""); /* the answer does not repeat a bad id */
     o.job_id = "job-1";
-    TEST_CONTAINS(
-        zp_vent_intake_check_open(&o, NULL, true, "p", 1, &resend, &id),
-        "already used by a finished job");
+    o.token = "bad token";
+    TEST_EQ_INT(s_open(&o, NULL, NULL, "p", &why, &id), ZP_VENT_OPEN_REFUSE);
+    TEST_CONTAINS(why, "job token must be");
+    o.token = "t1";
+    TEST_EQ_INT(s_open(&o, NULL, NULL, "p", &why, &id), ZP_VENT_OPEN_NEW);
     TEST_EQ_STR(id, "job-1");
 }
 
-static void test_open_again_by_its_producer_only(void)
+static void test_open_again_is_the_same_token_or_connection(void)
 {
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
     memcpy(j->prid, "prod", 4);
     j->prid_len = 4;
     Zpipe__V1__JobOpen o = ZPIPE__V1__JOB_OPEN__INIT;
     o.plugin = "echo";
     o.job_id = "job-1";
-    bool resend;
-    const char *id;
-    TEST_CHECK(
-        !zp_vent_intake_check_open(&o, j, false, "prod", 4, &resend, &id));
-    TEST_CHECK(resend);
-    TEST_CONTAINS(
-        zp_vent_intake_check_open(&o, j, false, "other", 5, &resend, &id),
-        "job id already in use");
+    const char *id, *why;
+    /* No token: only its own connection opens it again. */
+    TEST_EQ_INT(s_open(&o, j, NULL, "prod", &why, &id), ZP_VENT_OPEN_AGAIN);
+    TEST_EQ_INT(s_open(&o, j, NULL, "other", &why, &id), ZP_VENT_OPEN_REFUSE);
+    TEST_CONTAINS(why, "job id job-1 is in use by another job");
     o.plugin = "sha256";
-    TEST_CONTAINS(
-        zp_vent_intake_check_open(&o, j, false, "prod", 4, &resend, &id),
-        "job id already in use");
+    TEST_EQ_INT(s_open(&o, j, NULL, "prod", &why, &id), ZP_VENT_OPEN_REFUSE);
+    /* With a token: any connection holding it (a reconnect, a restart). */
+    o.plugin = "echo";
+    TEST_EQ_INT(zp_vent_job_set_token(j, "tok"), 0);
+    o.token = "tok";
+    TEST_EQ_INT(s_open(&o, j, NULL, "other", &why, &id), ZP_VENT_OPEN_AGAIN);
+    o.token = "another";
+    TEST_EQ_INT(s_open(&o, j, NULL, "prod", &why, &id), ZP_VENT_OPEN_REFUSE);
     zp_vent_jobs_destroy(&jobs);
+}
+
+static void test_a_finished_id_is_never_taken_again(void)
+{
+    zp_vent_finished_job_t f = {.id = "job-1", .token = "tok", .total = 5};
+    Zpipe__V1__JobOpen o = ZPIPE__V1__JOB_OPEN__INIT;
+    o.plugin = "echo";
+    o.job_id = "job-1";
+    const char *id, *why;
+    o.token = "tok"; /* its own open, sent again after the end */
+    TEST_EQ_INT(s_open(&o, NULL, &f, "p", &why, &id), ZP_VENT_OPEN_FINISHED);
+    o.token = "new";
+    TEST_EQ_INT(s_open(&o, NULL, &f, "p", &why, &id), ZP_VENT_OPEN_REFUSE);
+    TEST_CONTAINS(why, "job id job-1 was already used by a job that finished");
+    o.token = "";
+    TEST_EQ_INT(s_open(&o, NULL, &f, "p", &why, &id), ZP_VENT_OPEN_REFUSE);
+    /* Closing it again is answered; with another total, refused. */
+    Zpipe__V1__JobClose c = ZPIPE__V1__JOB_CLOSE__INIT;
+    char buf[160];
+    c.total = 5;
+    TEST_CHECK(!zp_vent_intake_check_close(&c, NULL, &f, buf, sizeof buf));
+    c.total = 6;
+    TEST_CONTAINS(zp_vent_intake_check_close(&c, NULL, &f, buf, sizeof buf),
+                  "total 6 does not match the 5 tasks");
+}
+
+/* check_tasks with the usual out-parameters. */
+static zp_vent_batch_verdict_t s_tasks(const Zpipe__V1__TaskBatch *b,
+                                       const zp_vent_job_t *j, uint64_t max,
+                                       const char **why, zp_vent_batch_t *again,
+                                       uint64_t *expected)
+{
+    static char buf[200];
+    return zp_vent_intake_check_tasks(b, j, max, why, buf, sizeof buf, again,
+                                      expected);
 }
 
 static void test_tasks_and_close_checks(void)
 {
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
     Zpipe__V1__Task t0 = ZPIPE__V1__TASK__INIT, t1 = t0;
     t0.payload.len = 10;
@@ -128,32 +173,72 @@ static void test_tasks_and_close_checks(void)
     Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
     b.tasks = ts;
     b.n_tasks = 2;
-    char why[160];
-    TEST_EQ_STR(zp_vent_intake_check_tasks(&b, NULL, 10, why, sizeof why),
-                "unknown job");
-    TEST_CONTAINS(zp_vent_intake_check_tasks(&b, j, 10, why, sizeof why),
-                  "task 1 of the batch is 11 bytes, over the limit of 10");
-    TEST_CHECK(!zp_vent_intake_check_tasks(&b, j, 11, why, sizeof why));
+    const char *why;
+    zp_vent_batch_t again;
+    uint64_t exp;
+    TEST_EQ_INT(s_tasks(&b, NULL, 10, &why, &again, &exp),
+                ZP_VENT_BATCH_REFUSE);
+    TEST_EQ_STR(why, "unknown job");
+    TEST_EQ_INT(s_tasks(&b, j, 10, &why, &again, &exp), ZP_VENT_BATCH_REFUSE);
+    TEST_CONTAINS(why, "task 1 of the batch is 11 bytes, over the limit of 10");
+    TEST_EQ_INT(s_tasks(&b, j, 11, &why, &again, &exp), ZP_VENT_BATCH_NEW);
     j->next_task_id = ZP_VENT_MAX_TASK_ID - 2;
-    TEST_EQ_STR(zp_vent_intake_check_tasks(&b, j, 11, why, sizeof why),
-                "too many tasks in one job");
+    TEST_EQ_INT(s_tasks(&b, j, 11, &why, &again, &exp), ZP_VENT_BATCH_REFUSE);
+    TEST_EQ_STR(why, "too many tasks in one job");
     j->next_task_id = 5;
     Zpipe__V1__JobClose c = ZPIPE__V1__JOB_CLOSE__INIT;
+    char buf[160];
     c.total = 4;
-    TEST_CONTAINS(zp_vent_intake_check_close(&c, j, why, sizeof why),
+    TEST_CONTAINS(zp_vent_intake_check_close(&c, j, NULL, buf, sizeof buf),
                   "total 4 does not match the 5 tasks received");
     c.total = 0; /* not given: fine */
-    TEST_CHECK(!zp_vent_intake_check_close(&c, j, why, sizeof why));
-    TEST_EQ_STR(zp_vent_intake_check_close(&c, NULL, why, sizeof why),
+    TEST_CHECK(!zp_vent_intake_check_close(&c, j, NULL, buf, sizeof buf));
+    TEST_EQ_STR(zp_vent_intake_check_close(&c, NULL, NULL, buf, sizeof buf),
                 "unknown job");
     j->input_closed = true;
-    TEST_EQ_STR(zp_vent_intake_check_tasks(&b, j, 11, why, sizeof why),
-                "job already closed");
+    TEST_EQ_INT(s_tasks(&b, j, 11, &why, &again, &exp), ZP_VENT_BATCH_REFUSE);
+    TEST_EQ_STR(why, "job already closed");
     j->has_input = true; /* the --input job takes no producer's tasks */
-    TEST_EQ_STR(zp_vent_intake_check_tasks(&b, j, 11, why, sizeof why),
+    TEST_EQ_INT(s_tasks(&b, j, 11, &why, &again, &exp), ZP_VENT_BATCH_REFUSE);
+    TEST_EQ_STR(why, "unknown job");
+    TEST_EQ_STR(zp_vent_intake_check_close(&c, j, NULL, buf, sizeof buf),
                 "unknown job");
-    TEST_EQ_STR(zp_vent_intake_check_close(&c, j, why, sizeof why),
-                "unknown job");
+    zp_vent_jobs_destroy(&jobs);
+}
+
+static void test_numbered_batches_are_taken_once_in_order(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
+    Zpipe__V1__Task t0 = ZPIPE__V1__TASK__INIT;
+    Zpipe__V1__Task *ts[] = {&t0};
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    b.tasks = ts;
+    b.n_tasks = 1;
+    const char *why;
+    zp_vent_batch_t again;
+    uint64_t exp;
+    b.seq = 2; /* batch 1 was lost */
+    TEST_EQ_INT(s_tasks(&b, j, 10, &why, &again, &exp), ZP_VENT_BATCH_REFUSE);
+    TEST_EQ_INT(exp, 1);
+    TEST_CONTAINS(why, "batch 2 of job job-1 came before batch 1");
+    b.seq = 1;
+    TEST_EQ_INT(s_tasks(&b, j, 10, &why, &again, &exp), ZP_VENT_BATCH_NEW);
+    TEST_EQ_INT(zp_vent_job_batch_add(j, 0, 1), 0);
+    j->next_task_id = 1;
+    TEST_EQ_INT(s_tasks(&b, j, 10, &why, &again, &exp), ZP_VENT_BATCH_AGAIN);
+    TEST_EQ_INT(again.first, 0);
+    TEST_EQ_INT(again.n, 1);
+    /* Unnumbered batches are always new. */
+    b.seq = 0;
+    TEST_EQ_INT(s_tasks(&b, j, 10, &why, &again, &exp), ZP_VENT_BATCH_NEW);
+    /* A closed job still answers a batch it took. */
+    j->input_closed = true;
+    b.seq = 1;
+    TEST_EQ_INT(s_tasks(&b, j, 10, &why, &again, &exp), ZP_VENT_BATCH_AGAIN);
+    b.seq = 2;
+    TEST_EQ_INT(s_tasks(&b, j, 10, &why, &again, &exp), ZP_VENT_BATCH_REFUSE);
+    TEST_EQ_STR(why, "job already closed");
     zp_vent_jobs_destroy(&jobs);
 }
 
@@ -184,9 +269,13 @@ static const test_case_t tests[] = {
      test_settings_from_pairs_and_from_a_job_open},
     {"test_settings_refused", test_settings_refused},
     {"test_open_checks", test_open_checks},
-    {"test_open_again_by_its_producer_only",
-     test_open_again_by_its_producer_only},
+    {"test_open_again_is_the_same_token_or_connection",
+     test_open_again_is_the_same_token_or_connection},
+    {"test_a_finished_id_is_never_taken_again",
+     test_a_finished_id_is_never_taken_again},
     {"test_tasks_and_close_checks", test_tasks_and_close_checks},
+    {"test_numbered_batches_are_taken_once_in_order",
+     test_numbered_batches_are_taken_once_in_order},
     {"test_attempts_capped", test_attempts_capped},
     {"test_alloc_failures_in_settings", test_alloc_failures_in_settings},
     {NULL, NULL},

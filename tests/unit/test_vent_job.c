@@ -8,7 +8,7 @@
 
 static void test_lifecycle_walks_open_close_done(void)
 {
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
     TEST_CHECK(j);
     TEST_EQ_INT(j->state, ZP_VENT_JOB_OPENING);
@@ -30,7 +30,7 @@ static void test_lifecycle_walks_open_close_done(void)
 
 static void test_illegal_transitions_are_refused(void)
 {
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
     /* Nothing skips the sink's acknowledgements. */
     TEST_EQ_INT(zp_vent_job_to(j, ZP_VENT_JOB_CLOSING), -1);
@@ -75,7 +75,7 @@ static void test_transition_table(void)
 
 static void test_sink_restart_reopens_a_closing_job(void)
 {
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
     j->input_closed = true;
     TEST_EQ_INT(zp_vent_job_to(j, ZP_VENT_JOB_OPEN), 0);
@@ -89,7 +89,7 @@ static void test_sink_restart_reopens_a_closing_job(void)
 
 static void test_input_done_by_source(void)
 {
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *p = zp_vent_jobs_add(jobs, "producer", "echo");
     TEST_CHECK(!zp_vent_job_input_done(p));
     p->input_closed = true;
@@ -104,7 +104,7 @@ static void test_input_done_by_source(void)
 
 static void test_list_find_and_slots(void)
 {
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(250, 4);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(250, 4, 0);
     zp_vent_job_t *a = zp_vent_jobs_add(jobs, "a", "echo");
     zp_vent_job_t *b = zp_vent_jobs_add(jobs, "b", "sha256");
     zp_vent_job_t *c = zp_vent_jobs_add(jobs, "c", "echo");
@@ -116,30 +116,119 @@ static void test_list_find_and_slots(void)
     TEST_EQ_INT(b->max_attempts, 4);
     TEST_CHECK(zp_vent_jobs_find(jobs, "b") == b);
     TEST_CHECK(zp_vent_jobs_find(jobs, "d") == NULL);
-    zp_vent_jobs_remove(jobs, b);
+    zp_vent_jobs_remove(jobs, b, 0);
     TEST_EQ_INT(zp_vent_jobs_count(jobs), 2);
     TEST_CHECK(a->next == c);
-    TEST_CHECK(!zp_vent_jobs_finished_has(jobs, "b")); /* never finished */
+    TEST_CHECK(!zp_vent_finished_find(zp_vent_jobs_finished(jobs), "b"));
     zp_vent_job_t *d = zp_vent_jobs_add(jobs, "d", "echo");
     TEST_EQ_INT(d->slot, 3); /* slots are never reused */
     zp_vent_jobs_destroy(&jobs);
 }
 
-static void test_finished_ids_are_remembered_in_a_ring(void)
+/* Walks a producer's job through its whole life to DONE. */
+static void s_to_done(zp_vent_job_t *j)
 {
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
-    char id[32];
-    for (int i = 0; i < ZP_VENT_FINISHED_IDS + 1; i++) {
-        snprintf(id, sizeof id, "job-%d", i);
-        zp_vent_job_t *j = zp_vent_jobs_add(jobs, id, "echo");
-        TEST_EQ_INT(zp_vent_job_to(j, ZP_VENT_JOB_REFUSED), 0);
-        zp_vent_jobs_remove(jobs, j);
+    j->input_closed = true;
+    TEST_EQ_INT(zp_vent_job_to(j, ZP_VENT_JOB_OPEN), 0);
+    TEST_EQ_INT(zp_vent_job_to(j, ZP_VENT_JOB_CLOSING), 0);
+    TEST_EQ_INT(zp_vent_job_to(j, ZP_VENT_JOB_CLOSED), 0);
+    TEST_EQ_INT(zp_vent_job_to(j, ZP_VENT_JOB_DONE), 0);
+}
+
+static void test_done_jobs_are_remembered_refused_ones_are_not(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_job_t *a = zp_vent_jobs_add(jobs, "a", "echo");
+    zp_vent_job_t *b = zp_vent_jobs_add(jobs, "b", "echo");
+    TEST_EQ_INT(zp_vent_job_set_token(a, "tok-a"), 0);
+    a->next_task_id = 12;
+    s_to_done(a);
+    TEST_EQ_INT(zp_vent_job_to(b, ZP_VENT_JOB_REFUSED), 0);
+    zp_vent_jobs_remove(jobs, a, 777);
+    zp_vent_jobs_remove(jobs, b, 778);
+    const zp_vent_finished_job_t *f =
+        zp_vent_finished_find(zp_vent_jobs_finished(jobs), "a");
+    TEST_CHECK(f != NULL);
+    if (f) {
+        TEST_EQ_STR(f->token, "tok-a");
+        TEST_EQ_INT(f->total, 12);
+        TEST_EQ_INT(f->when_us, 777);
     }
-    TEST_CHECK(!zp_vent_jobs_finished_has(jobs, "job-0")); /* overwritten */
-    TEST_CHECK(zp_vent_jobs_finished_has(jobs, "job-1"));
-    snprintf(id, sizeof id, "job-%d", ZP_VENT_FINISHED_IDS);
-    TEST_CHECK(zp_vent_jobs_finished_has(jobs, id));
+    /* The sink refused b: its id may be tried again. */
+    TEST_CHECK(!zp_vent_finished_find(zp_vent_jobs_finished(jobs), "b"));
     TEST_EQ_INT(zp_vent_jobs_count(jobs), 0);
+    TEST_CHECK(zp_vent_jobs_first(jobs) == NULL);
+    /* The list still takes jobs at its tail after the tail was removed. */
+    zp_vent_job_t *c = zp_vent_jobs_add(jobs, "c", "echo");
+    zp_vent_job_t *d = zp_vent_jobs_add(jobs, "d", "echo");
+    TEST_CHECK(zp_vent_jobs_first(jobs) == c && c->next == d);
+    zp_vent_jobs_remove(jobs, d, 0);
+    zp_vent_job_t *e = zp_vent_jobs_add(jobs, "e", "echo");
+    TEST_CHECK(c->next == e && zp_vent_jobs_find(jobs, "e") == e);
+    zp_vent_jobs_destroy(&jobs);
+}
+
+static void test_many_jobs_are_found_by_id(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    char id[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(id, sizeof id, "job-%d", i);
+        TEST_CHECK(zp_vent_jobs_add(jobs, id, "echo") != NULL);
+    }
+    for (int i = 0; i < 20000; i += 7) {
+        snprintf(id, sizeof id, "job-%d", i);
+        zp_vent_job_t *j = zp_vent_jobs_find(jobs, id);
+        TEST_CHECK(j && strcmp(j->id, id) == 0);
+        if (j && i % 2)
+            zp_vent_jobs_remove(jobs, j, 0);
+    }
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-7") == NULL);
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-14") != NULL);
+    zp_vent_jobs_destroy(&jobs);
+}
+
+static void test_jobs_are_counted_per_producer_connection(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_job_t *a = zp_vent_jobs_add(jobs, "a", "echo");
+    zp_vent_job_t *b = zp_vent_jobs_add(jobs, "b", "echo");
+    zp_vent_job_t *c = zp_vent_jobs_add(jobs, "c", "echo");
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p1", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, a, "p1", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, b, "p1", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, c, "p2", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p1", 2), 2);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p2", 2), 1);
+    /* Its producer back on another connection: the job moves. */
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, b, "p2", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p1", 2), 1);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p2", 2), 2);
+    TEST_CHECK(b->prid_len == 2 && memcmp(b->prid, "p2", 2) == 0);
+    zp_vent_jobs_remove(jobs, c, 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p2", 2), 1);
+    zp_vent_jobs_remove(jobs, b, 0);
+    zp_vent_jobs_remove(jobs, a, 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p1", 2), 0);
+    TEST_EQ_INT(zp_vent_jobs_of(jobs, "p2", 2), 0);
+    char big[300] = {0};
+    zp_vent_job_t *d = zp_vent_jobs_add(jobs, "d", "echo");
+    TEST_EQ_INT(zp_vent_jobs_set_producer(jobs, d, big, sizeof big), -1);
+    zp_vent_jobs_destroy(&jobs);
+}
+
+static void test_numbered_batches(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_job_t *j = zp_vent_jobs_add(jobs, "a", "echo");
+    TEST_CHECK(zp_vent_job_batch(j, 1) == NULL);
+    for (uint32_t k = 0; k < 100; k++)
+        TEST_EQ_INT(zp_vent_job_batch_add(j, k * 10, 10), 0);
+    TEST_CHECK(zp_vent_job_batch(j, 0) == NULL);
+    TEST_EQ_INT(zp_vent_job_batch(j, 1)->first, 0);
+    TEST_EQ_INT(zp_vent_job_batch(j, 100)->first, 990);
+    TEST_EQ_INT(zp_vent_job_batch(j, 100)->n, 10);
+    TEST_CHECK(zp_vent_job_batch(j, 101) == NULL);
     zp_vent_jobs_destroy(&jobs);
 }
 
@@ -167,7 +256,7 @@ static void test_failure_records_queue_and_clear(void)
 static void s_jobs_scenario(void *arg)
 {
     (void)arg;
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     if (!jobs)
         return;
     for (int i = 0; i < 4; i++) {
@@ -181,10 +270,19 @@ static void s_jobs_scenario(void *arg)
                                       &msg) < 0)
             free(msg);
         zp_iddeque_push_back(&j->ready, 5);
-        if (i % 2 && zp_vent_job_to(j, ZP_VENT_JOB_REFUSED) == 0)
-            zp_vent_jobs_remove(jobs, j);
+        zp_vent_job_batch_add(j, 0, 3);
+        zp_vent_job_set_token(j, "t");
+        zp_vent_jobs_set_producer(jobs, j, i % 2 ? "p1" : "p2", 2);
+        if (i % 2) {
+            j->input_closed = true;
+            zp_vent_job_to(j, ZP_VENT_JOB_OPEN);
+            zp_vent_job_to(j, ZP_VENT_JOB_CLOSING);
+            zp_vent_job_to(j, ZP_VENT_JOB_CLOSED);
+            zp_vent_job_to(j, ZP_VENT_JOB_DONE);
+            zp_vent_jobs_remove(jobs, j, 0);
+        }
     }
-    zp_vent_jobs_finished_has(jobs, "job-1");
+    zp_vent_finished_find(zp_vent_jobs_finished(jobs), "job-1");
     zp_vent_jobs_destroy(&jobs);
 }
 
@@ -203,8 +301,12 @@ static const test_case_t tests[] = {
      test_sink_restart_reopens_a_closing_job},
     {"test_input_done_by_source", test_input_done_by_source},
     {"test_list_find_and_slots", test_list_find_and_slots},
-    {"test_finished_ids_are_remembered_in_a_ring",
-     test_finished_ids_are_remembered_in_a_ring},
+    {"test_done_jobs_are_remembered_refused_ones_are_not",
+     test_done_jobs_are_remembered_refused_ones_are_not},
+    {"test_many_jobs_are_found_by_id", test_many_jobs_are_found_by_id},
+    {"test_numbered_batches", test_numbered_batches},
+    {"test_jobs_are_counted_per_producer_connection",
+     test_jobs_are_counted_per_producer_connection},
     {"test_failure_records_queue_and_clear",
      test_failure_records_queue_and_clear},
     {"test_alloc_failures_in_jobs", test_alloc_failures_in_jobs},

@@ -29,7 +29,7 @@ static void test_renders_counters_workers_and_jobs(void)
                             .bad_messages = 7,
                             .bad_control = 5};
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_workers_t *ws = zp_vent_workers_new(0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
     for (int i = 0; i < 5; i++)
@@ -75,7 +75,7 @@ static void test_series_are_capped_to_the_most_recent(void)
     TEST_CHECK(m);
     zp_vent_counters_t c = {0};
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_workers_t *ws = zp_vent_workers_new(0);
     int n = ZP_METRICS_MAX_SERIES + 5;
     for (int i = 0; i < n; i++) {

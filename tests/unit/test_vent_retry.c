@@ -13,7 +13,7 @@ typedef struct {
 
 static zp_vent_task_t *s_fix(s_fix_t *f, uint32_t max_attempts)
 {
-    f->jobs = zp_vent_jobs_new(0, max_attempts);
+    f->jobs = zp_vent_jobs_new(0, max_attempts, 0);
     f->tasks = zp_vent_tasks_new(0, 1 << 20, false);
     f->job = f->jobs ? zp_vent_jobs_add(f->jobs, "job-1", "echo") : NULL;
     zp_vent_task_t *t = f->tasks && f->job

@@ -19,7 +19,7 @@ typedef struct {
 static void s_world(s_world_t *w, uint64_t batch)
 {
     memset(w, 0, sizeof *w);
-    w->jobs = zp_vent_jobs_new(0, 3);
+    w->jobs = zp_vent_jobs_new(0, 3, 0);
     w->tasks = zp_vent_tasks_new(0, 1 << 30, false);
     w->workers = zp_vent_workers_new(0);
     w->batch = batch;

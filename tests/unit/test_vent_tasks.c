@@ -12,7 +12,7 @@
 static void test_add_get_done_counts_bytes(void)
 {
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
     zp_vent_task_t *a = zp_vent_tasks_add(ts, j, "hello", 5, 0);
     zp_vent_task_t *b = zp_vent_tasks_add(ts, j, NULL, 0, 77);
@@ -52,7 +52,7 @@ static void test_hold_limits(void)
 
     /* Explicit: that many; and the bytes bound allows one task always. */
     ts = zp_vent_tasks_new(3, 100, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 1000), 3);
     char big[150] = {0};
@@ -72,7 +72,7 @@ static void test_hold_limits(void)
 static void test_collect_takes_queued_tasks_within_bounds(void)
 {
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
     for (int i = 0; i < 10; i++)
         TEST_CHECK(zp_vent_tasks_add(ts, j, "abcd", 4, 0));
@@ -106,7 +106,7 @@ static void test_collect_takes_queued_tasks_within_bounds(void)
 static void test_drop_job_frees_only_its_tasks(void)
 {
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *a = zp_vent_jobs_add(jobs, "a", "echo");
     zp_vent_job_t *b = zp_vent_jobs_add(jobs, "b", "echo");
     for (int i = 0; i < 100; i++) {
@@ -173,7 +173,7 @@ static uint64_t s_progress(void *ctx, uint64_t worker)
 static void test_lease_scan_returns_the_expired(void)
 {
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(1000, 3); /* short lease 6 s */
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(1000, 3, 0); /* short lease 6 s */
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
     uint64_t now = 1000 * S_SEC;
     s_progress_of[1] = now - 10 * S_SEC; /* worker 1: stuck */
@@ -206,7 +206,7 @@ static void s_tasks_scenario(void *arg)
 {
     (void)arg;
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(100, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(100, 3, 0);
     zp_vent_job_t *j = jobs ? zp_vent_jobs_add(jobs, "j", "echo") : NULL;
     if (ts && j) {
         for (int i = 0; i < 200; i++) {
@@ -241,7 +241,7 @@ static void test_alloc_failures_in_the_table(void)
 static void test_requeue_out_of_memory_leaves_the_task_in_flight(void)
 {
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 20, false);
-    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
     zp_vent_task_t *t = zp_vent_tasks_add(ts, j, "x", 1, 0);
     TEST_CHECK(t);

@@ -168,6 +168,59 @@ static void test_next_takes_what_is_waiting(void)
     s_server_close(&s);
 }
 
+/* Waits up to 5 s for the next connection event. */
+static int s_next_event(zp_client_t *c)
+{
+    for (int i = 0; i < 50; i++) {
+        int ev = zp_client_event(c);
+        if (ev)
+            return ev;
+        zp_client_wait(c, 100);
+    }
+    return 0;
+}
+
+static void test_watch_reports_a_dropped_and_restored_connection(void)
+{
+    server_t s;
+    TEST_EQ_INT(s_server_open(&s), 0);
+    zp_client_t *c = zp_client_new(s.endpoint, 1u << 20, NULL, NULL, NULL);
+    TEST_CHECK(c);
+    TEST_EQ_INT(zp_client_event(c), 0); /* not watching: nothing */
+    /* connected for sure (a request went through), then watched: the
+     * first event can only be the drop */
+    TEST_EQ_INT(zp_client_ask_status(c, "job-0", false), 0);
+    zp_arena_t *arena = zp_arena_new();
+    TEST_CHECK(s_server_recv(&s, arena));
+    TEST_EQ_INT(zp_client_watch(c), 0);
+    TEST_EQ_INT(zp_client_watch(c), 0); /* once is enough */
+    TEST_EQ_INT(zp_client_event(c), 0);
+    /* the server goes away and comes back on the same endpoint */
+    zmq_close(s.router);
+    TEST_EQ_INT(s_next_event(c), ZMQ_EVENT_DISCONNECTED);
+    s.router = zmq_socket(s.ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(s.router, ZMQ_LINGER, &linger, sizeof linger);
+    TEST_EQ_INT(zmq_bind(s.router, s.endpoint), 0);
+    TEST_EQ_INT(s_next_event(c), ZMQ_EVENT_CONNECTED);
+    TEST_EQ_INT(zp_client_event(c), 0);
+    /* and the client talks to the new one */
+    TEST_EQ_INT(zp_client_ask_status(c, "job-1", false), 0);
+    zp_message_t *m = s_server_recv(&s, arena);
+    TEST_CHECK(m && m->kind_case == ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST);
+    /* a frame encoded elsewhere goes out as it is */
+    zp_buf_t buf = {0};
+    TEST_EQ_INT(zp_encode(m, &buf), 0);
+    TEST_EQ_INT(zp_client_send_frame(c, buf.data, buf.len, 0), 0);
+    m = s_server_recv(&s, arena);
+    TEST_CHECK(m && m->kind_case == ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST);
+    TEST_EQ_STR(m->status_request->job_id, "job-1");
+    zp_buf_free(&buf);
+    zp_arena_destroy(&arena);
+    zp_client_destroy(&c);
+    s_server_close(&s);
+}
+
 static void test_a_bad_endpoint_is_refused(void)
 {
     TEST_CHECK(!zp_client_new("nonsense://x", 1u << 20, NULL, NULL, NULL));
@@ -181,6 +234,8 @@ static void s_scenario_new_destroy(void *arg)
 {
     const char *endpoint = arg;
     zp_client_t *c = zp_client_new(endpoint, 1u << 20, NULL, NULL, NULL);
+    if (c && zp_client_watch(c) == 0)
+        zp_client_event(c);
     if (c)
         zp_client_ask_status(c, "job-1", true);
     zp_client_destroy(&c);
@@ -199,6 +254,8 @@ static const test_case_t tests[] = {
     {"test_recv_drops_other_kinds_jobs_and_garbage",
      test_recv_drops_other_kinds_jobs_and_garbage},
     {"test_next_takes_what_is_waiting", test_next_takes_what_is_waiting},
+    {"test_watch_reports_a_dropped_and_restored_connection",
+     test_watch_reports_a_dropped_and_restored_connection},
     {"test_a_bad_endpoint_is_refused", test_a_bad_endpoint_is_refused},
     {"test_allocation_failures", test_allocation_failures},
     {NULL, NULL},

@@ -1,0 +1,316 @@
+/* sink_spool: spool files opened on demand, a bounded number at once
+ * (see sink_spool.h). */
+#define _GNU_SOURCE
+#include "sink_spool.h"
+#include "zp_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct zp_spools {
+    const char *dir;
+    size_t max_open, n_open;
+    bool sync;
+    zp_spool_t *newest, *oldest; /* open files */
+    zp_spool_t *pending;         /* bytes not yet visible */
+};
+
+static size_t s_default_max_open(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur / 4 >= ZP_SPOOL_MAX_OPEN)
+        return ZP_SPOOL_MAX_OPEN;
+    return rl.rlim_cur / 4 > ZP_SPOOL_MIN_OPEN ? (size_t)(rl.rlim_cur / 4)
+                                               : ZP_SPOOL_MIN_OPEN;
+}
+
+zp_spools_t *zp_spools_new(const char *dir, size_t max_open, bool sync)
+{
+    zp_spools_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->dir = dir;
+    self->max_open = max_open ? max_open : s_default_max_open();
+    self->sync = sync;
+    return self;
+}
+
+/* DIR/JOB.jsonl into path; false (logged) when it does not fit. */
+static bool s_path(const zp_spools_t *self, const char *job, char *path,
+                   size_t cap)
+{
+    int n = snprintf(path, cap, "%s/%s.jsonl", self->dir, job);
+    if (n < 0 || (size_t)n >= cap) {
+        zp_error("spool for job %s: the path is too long", job);
+        return false;
+    }
+    return true;
+}
+
+/* The open files' list, most recent first. */
+static void s_unlink_open(zp_spools_t *self, zp_spool_t *spool)
+{
+    if (spool->newer)
+        spool->newer->older = spool->older;
+    else
+        self->newest = spool->older;
+    if (spool->older)
+        spool->older->newer = spool->newer;
+    else
+        self->oldest = spool->newer;
+    spool->newer = spool->older = NULL;
+}
+
+static void s_link_newest(zp_spools_t *self, zp_spool_t *spool)
+{
+    spool->newer = NULL;
+    spool->older = self->newest;
+    if (self->newest)
+        self->newest->newer = spool;
+    else
+        self->oldest = spool;
+    self->newest = spool;
+}
+
+/* Whatever was written reaches the file (and with sync, the disk). */
+static int s_make_durable(zp_spools_t *self, zp_spool_t *spool)
+{
+    if (!spool->file || spool->synced == spool->len)
+        return 0;
+    if (fflush(spool->file) != 0 ||
+        (self->sync && fdatasync(fileno(spool->file)) != 0)) {
+        zp_error("spool for job %s: %s", spool->job, strerror(errno));
+        return -1;
+    }
+    spool->synced = spool->len;
+    return 0;
+}
+
+/* Closes spool's file once what it holds is durable. */
+static int s_close(zp_spools_t *self, zp_spool_t *spool)
+{
+    if (!spool->file)
+        return 0;
+    if (s_make_durable(self, spool) < 0)
+        return -1;
+    s_unlink_open(self, spool);
+    self->n_open--;
+    int rc = fclose(spool->file);
+    spool->file = NULL;
+    if (rc != 0) {
+        zp_error("spool for job %s: %s", spool->job, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A closed spool's file, opened again: it must hold what was written. */
+static int s_reopened(zp_spool_t *spool, int fd, const char *path)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        zp_error("spool %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if ((uint64_t)st.st_size < spool->len) {
+        zp_error("spool %s holds %llu bytes, the sink wrote %llu: it was cut "
+                 "or replaced",
+                 path, (unsigned long long)st.st_size,
+                 (unsigned long long)spool->len);
+        return -1;
+    }
+    if ((uint64_t)st.st_size > spool->len &&
+        ftruncate(fd, (off_t)spool->len) != 0) {
+        zp_error("spool %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens spool's file unless it is open (closing the least recently used
+ * one when max_open are), and makes it the most recently used. */
+static int s_open(zp_spools_t *self, zp_spool_t *spool, const char *job)
+{
+    spool->job = job;
+    if (spool->file) {
+        s_unlink_open(self, spool);
+        s_link_newest(self, spool);
+        return 0;
+    }
+    if (self->n_open >= self->max_open && s_close(self, self->oldest) < 0)
+        return -1;
+    char path[4200];
+    if (!s_path(self, job, path, sizeof path))
+        return -1;
+    int flags = O_RDWR | O_CLOEXEC | (spool->created ? 0 : O_CREAT | O_TRUNC);
+    int fd = open(path, flags, 0644);
+    if (fd < 0) {
+        zp_error("spool %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (spool->created && s_reopened(spool, fd, path) < 0) {
+        close(fd);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "r+");
+    if (!f) {
+        zp_error("spool %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (fseeko(f, (off_t)spool->len, SEEK_SET) != 0) {
+        zp_error("spool %s: %s", path, strerror(errno));
+        fclose(f);
+        return -1;
+    }
+    spool->file = f;
+    spool->created = true;
+    s_link_newest(self, spool);
+    self->n_open++;
+    return 0;
+}
+
+int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
+                     const void *data, size_t len)
+{
+    if (s_open(self, spool, job) < 0)
+        return -1;
+    if (len && fwrite(data, 1, len, spool->file) != len) {
+        zp_error("spool for job %s: %s", job, strerror(errno));
+        return -1;
+    }
+    spool->len += len;
+    if (!spool->pending && len) {
+        spool->pending = true;
+        spool->next_pending = self->pending;
+        self->pending = spool;
+    }
+    return 0;
+}
+
+int zp_spools_sync(zp_spools_t *self)
+{
+    for (zp_spool_t *sp = self->pending; sp; sp = sp->next_pending)
+        if (s_make_durable(self, sp) < 0)
+            return -1;
+    return 0;
+}
+
+void zp_spools_publish(zp_spools_t *self, zp_spool_published_fn *published,
+                       void *ctx)
+{
+    zp_spool_t *sp = self->pending, **keep = &self->pending;
+    while (sp) {
+        zp_spool_t *next = sp->next_pending;
+        bool grew = sp->flushed < sp->synced;
+        sp->flushed = sp->synced;
+        if (sp->flushed < sp->len) { /* written after the sync: next time */
+            *keep = sp;
+            keep = &sp->next_pending;
+        } else {
+            sp->pending = false;
+            sp->next_pending = NULL;
+        }
+        if (grew && published)
+            published(ctx, sp);
+        sp = next;
+    }
+    *keep = NULL;
+}
+
+bool zp_spools_pending(const zp_spools_t *self)
+{
+    return self->pending != NULL;
+}
+
+int zp_spools_fd(zp_spools_t *self, zp_spool_t *spool, const char *job)
+{
+    /* Readers see the first `flushed` bytes, which are in the file: no
+     * flush of the stream is needed. */
+    if (!spool->created || s_open(self, spool, job) < 0)
+        return -1;
+    return fileno(spool->file);
+}
+
+int zp_spools_close(zp_spools_t *self, zp_spool_t *spool)
+{
+    return s_close(self, spool);
+}
+
+/* Bytes of fd's first `records` lines; *lines says how many it has. */
+static uint64_t s_count_lines(int fd, uint64_t records, uint64_t *lines)
+{
+    char buf[65536];
+    uint64_t off = 0;
+    *lines = 0;
+    ssize_t n;
+    while (*lines < records &&
+           (n = pread(fd, buf, sizeof buf, (off_t)off)) > 0) {
+        const char *p = buf, *end = buf + n;
+        while (*lines < records && (p = memchr(p, '\n', (size_t)(end - p)))) {
+            p++;
+            (*lines)++;
+        }
+        off += *lines < records ? (uint64_t)n : (uint64_t)(p - buf);
+    }
+    return off;
+}
+
+void zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
+                       uint64_t records)
+{
+    char path[4200];
+    spool->job = job;
+    if (!s_path(self, job, path, sizeof path))
+        return;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        if (records)
+            zp_warn("spool %s: %s; the job's %llu earlier records cannot be "
+                    "fetched",
+                    path, strerror(errno), (unsigned long long)records);
+        return;
+    }
+    uint64_t lines;
+    uint64_t off = s_count_lines(fd, records, &lines);
+    if (lines < records)
+        zp_warn("spool %s has %llu of the job's %llu journaled records", path,
+                (unsigned long long)lines, (unsigned long long)records);
+    if (ftruncate(fd, (off_t)off) != 0)
+        zp_error("spool %s: %s", path, strerror(errno));
+    close(fd);
+    spool->created = true;
+    spool->len = spool->synced = spool->flushed = off;
+}
+
+size_t zp_spools_open(const zp_spools_t *self)
+{
+    return self->n_open;
+}
+
+size_t zp_spools_max_open(const zp_spools_t *self)
+{
+    return self->max_open;
+}
+
+void zp_spools_destroy(zp_spools_t **self_p)
+{
+    zp_spools_t *self = *self_p;
+    if (!self)
+        return;
+    while (self->newest) {
+        zp_spool_t *sp = self->newest;
+        s_unlink_open(self, sp);
+        if (fclose(sp->file) != 0)
+            zp_warn("spool for job %s: %s", sp->job, strerror(errno));
+        sp->file = NULL;
+    }
+    free(self);
+    *self_p = NULL;
+}

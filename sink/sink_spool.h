@@ -1,0 +1,84 @@
+/* sink_spool: the jobs' spool files (--spool DIR: DIR/JOB.jsonl, the
+ * records consumers fetch by cursor), with a bounded number open. A file
+ * is opened when a record is appended or read, and at most max_open are
+ * open at once: opening one more closes the least recently used, after
+ * flushing (and with sync, syncing) what it holds, so a sink runs as long
+ * as it likes under any fd limit. Spools whose new bytes are not yet
+ * visible are kept on a list, so the durability barrier touches those
+ * and no other. */
+#ifndef ZP_SINK_SPOOL_H
+#define ZP_SINK_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Open spool files at most when the caller names no number: a quarter of
+ * RLIMIT_NOFILE, between ZP_SPOOL_MIN_OPEN and ZP_SPOOL_MAX_OPEN. */
+#define ZP_SPOOL_MAX_OPEN 64
+#define ZP_SPOOL_MIN_OPEN 4
+
+/* One job's spool; zero-initialise. Consumers may read the first
+ * `flushed` bytes: whole records, durable, that the journal has too.
+ * The links belong to the spool set. */
+typedef struct zp_spool {
+    uint64_t len;     /* bytes written */
+    uint64_t synced;  /* bytes made durable (flushed; synced with sync) */
+    uint64_t flushed; /* bytes visible to consumers */
+    FILE *file;       /* NULL while closed */
+    const char *job;  /* the job's id, borrowed from the job */
+    bool created;     /* the file exists: created here, or restored */
+    bool pending;     /* on the list of spools with bytes to publish */
+    struct zp_spool *newer, *older; /* open files, most recent first */
+    struct zp_spool *next_pending;
+} zp_spool_t;
+
+typedef struct zp_spools zp_spools_t;
+
+/* Spools in dir (borrowed for the set's life), at most max_open files
+ * open (0 = from RLIMIT_NOFILE, see above); with sync, made durable with
+ * fdatasync, else only flushed. NULL when out of memory. Caller owns the
+ * result. */
+zp_spools_t *zp_spools_new(const char *dir, size_t max_open, bool sync);
+/* Flushes and closes every open file; nulls the caller's pointer. The
+ * spools themselves (in the jobs) are the caller's. */
+void zp_spools_destroy(zp_spools_t **self_p);
+
+/* Appends len bytes to job's spool, opening its file when it is closed
+ * (created, truncated, the first time). Returns 0, or -1 after logging
+ * (the sink must stop: the spool no longer matches the journal). */
+int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
+                     const void *data, size_t len);
+/* Makes the written bytes of every spool on the list durable. Returns 0,
+ * or -1 after logging. */
+int zp_spools_sync(zp_spools_t *self);
+/* Called with each spool whose visible part grew. */
+typedef void(zp_spool_published_fn)(void *ctx, zp_spool_t *spool);
+/* Once the journal has them too: the synced bytes of every spool on the
+ * list become visible; published(ctx, spool) (may be NULL) for each that
+ * grew. The list is then empty. */
+void zp_spools_publish(zp_spools_t *self, zp_spool_published_fn *published,
+                       void *ctx);
+/* Whether a spool has bytes not yet visible. */
+bool zp_spools_pending(const zp_spools_t *self);
+
+/* The spool's file descriptor for reads (pread), opened when closed;
+ * valid until the next call on the set. -1 when it has no file (logged
+ * when it should have one). */
+int zp_spools_fd(zp_spools_t *self, zp_spool_t *spool, const char *job);
+/* A finished job: flushes (and syncs) its file and closes it; it is
+ * opened again for reads. Returns 0, or -1 after logging. */
+int zp_spools_close(zp_spools_t *self, zp_spool_t *spool);
+/* After a journal replay: keeps the first `records` records of job's
+ * spool file (the journal's, in its order), cuts what follows and closes
+ * the file. A missing file is an empty spool (a warning when records are
+ * owed). */
+void zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
+                       uint64_t records);
+
+/* Files open now, and the most that may be. */
+size_t zp_spools_open(const zp_spools_t *self);
+size_t zp_spools_max_open(const zp_spools_t *self);
+
+#endif

@@ -1,0 +1,335 @@
+/* Tests for sink_spool: spool files opened on demand, at most max_open at
+ * once, what is closed made durable first, reopened at their end, and
+ * cut back to the journal after a restart; in a temporary directory. */
+#include "failalloc.h"
+#include "sink_spool.h"
+#include "test.h"
+#include "zp_log.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static char s_dir[64];
+
+static void s_mkdir(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/test_sink_spool.XXXXXX");
+    if (!mkdtemp(s_dir))
+        abort();
+}
+
+static void s_cleanup(void)
+{
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "  could not remove %s\n", s_dir);
+}
+
+/* The whole file of job's spool into buf; its length, -1 when missing. */
+static long s_file(const char *job, char *buf, size_t cap)
+{
+    char path[200];
+    snprintf(path, sizeof path, "%s/%s.jsonl", s_dir, job);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return (long)n;
+}
+
+/* Open file descriptors of this process. */
+static int s_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static void s_add(zp_spools_t *set, zp_spool_t *sp, const char *job, int rec)
+{
+    char line[64];
+    int n =
+        snprintf(line, sizeof line, "{\"job\":\"%s\",\"r\":%d}\n", job, rec);
+    if (zp_spools_append(set, sp, job, line, (size_t)n) != 0)
+        abort();
+}
+
+static void s_count(void *ctx, zp_spool_t *spool)
+{
+    (void)spool;
+    (*(int *)ctx)++;
+}
+
+/* Ten spools written in turns through a set of three open files: never
+ * more than three open, every record in its file in order, and no file
+ * descriptor left once the set is gone. */
+static void test_at_most_max_open_files(void)
+{
+    s_mkdir();
+    int fds = s_fds();
+    zp_spools_t *set = zp_spools_new(s_dir, 3, true);
+    TEST_CHECK(set);
+    TEST_EQ_INT(zp_spools_max_open(set), 3);
+    enum { N = 10, RECS = 4 };
+    zp_spool_t sp[N] = {{0}};
+    char ids[N][8];
+    for (int r = 0; r < RECS; r++)
+        for (int j = 0; j < N; j++) {
+            snprintf(ids[j], sizeof ids[j], "job%d", j);
+            s_add(set, &sp[j], ids[j], r);
+            TEST_CHECK(zp_spools_open(set) <= 3);
+            TEST_CHECK(s_fds() <= fds + 3);
+        }
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    int grew = 0;
+    zp_spools_publish(set, s_count, &grew);
+    TEST_EQ_INT(grew, N);
+    TEST_CHECK(!zp_spools_pending(set));
+    for (int j = 0; j < N; j++) {
+        char buf[512], want[512] = "";
+        for (int r = 0; r < RECS; r++) {
+            size_t l = strlen(want);
+            snprintf(want + l, sizeof want - l, "{\"job\":\"%s\",\"r\":%d}\n",
+                     ids[j], r);
+        }
+        TEST_EQ_INT(s_file(ids[j], buf, sizeof buf), (long)strlen(want));
+        TEST_EQ_STR(buf, want);
+        TEST_EQ_INT(sp[j].flushed, strlen(want));
+    }
+    zp_spools_destroy(&set);
+    TEST_CHECK(set == NULL);
+    TEST_EQ_INT(s_fds(), fds);
+    s_cleanup();
+}
+
+/* The least recently used file is closed for a new one, its records
+ * made durable first; written again, it is reopened at its end. */
+static void test_closed_file_is_durable_and_reopened_at_its_end(void)
+{
+    s_mkdir();
+    zp_spools_t *set = zp_spools_new(s_dir, 2, true);
+    zp_spool_t a = {0}, b = {0}, c = {0};
+    s_add(set, &a, "a", 0);
+    s_add(set, &b, "b", 0);
+    TEST_EQ_INT(a.synced, 0);
+    s_add(set, &a, "a", 1); /* a is now the most recent: b goes next */
+    s_add(set, &c, "c", 0);
+    TEST_CHECK(b.file == NULL && a.file && c.file);
+    TEST_EQ_INT(b.synced, b.len); /* closed only once durable */
+    TEST_EQ_INT(b.flushed, 0);    /* but not visible before publish */
+    char buf[256];
+    TEST_EQ_INT(s_file("b", buf, sizeof buf), (long)b.len);
+    s_add(set, &b, "b", 1); /* reopened at its end; a goes */
+    TEST_CHECK(b.file && a.file == NULL);
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    zp_spools_publish(set, NULL, NULL);
+    TEST_EQ_INT(s_file("b", buf, sizeof buf), (long)b.len);
+    TEST_EQ_STR(buf, "{\"job\":\"b\",\"r\":0}\n{\"job\":\"b\",\"r\":1}\n");
+    TEST_EQ_INT(b.flushed, b.len);
+    zp_spools_destroy(&set);
+    s_cleanup();
+}
+
+/* Records become visible only through publish, after a sync; a spool
+ * written after the sync stays listed for the next one. */
+static void test_visible_only_once_synced_and_published(void)
+{
+    s_mkdir();
+    zp_spools_t *set = zp_spools_new(s_dir, 4, false);
+    zp_spool_t a = {0};
+    int grew = 0;
+    TEST_CHECK(!zp_spools_pending(set));
+    s_add(set, &a, "a", 0);
+    TEST_CHECK(zp_spools_pending(set));
+    zp_spools_publish(set, s_count, &grew); /* not synced: nothing shown */
+    TEST_EQ_INT(grew, 0);
+    TEST_EQ_INT(a.flushed, 0);
+    TEST_CHECK(zp_spools_pending(set));
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    uint64_t synced = a.len;
+    s_add(set, &a, "a", 1); /* after the sync */
+    zp_spools_publish(set, s_count, &grew);
+    TEST_EQ_INT(grew, 1);
+    TEST_EQ_INT(a.flushed, synced);
+    TEST_CHECK(zp_spools_pending(set));
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    zp_spools_publish(set, s_count, &grew);
+    TEST_EQ_INT(grew, 2);
+    TEST_EQ_INT(a.flushed, a.len);
+    TEST_CHECK(!zp_spools_pending(set));
+    zp_spools_destroy(&set);
+    s_cleanup();
+}
+
+/* Reads open a closed spool (a finished job's) and count against the
+ * limit like writes; a spool without a file has no descriptor. */
+static void test_reads_open_on_demand(void)
+{
+    s_mkdir();
+    zp_spools_t *set = zp_spools_new(s_dir, 1, true);
+    zp_spool_t a = {0}, b = {0}, none = {0};
+    TEST_EQ_INT(zp_spools_fd(set, &none, "none"), -1);
+    s_add(set, &a, "a", 0);
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    zp_spools_publish(set, NULL, NULL);
+    TEST_EQ_INT(zp_spools_close(set, &a), 0); /* the job finished */
+    TEST_CHECK(a.file == NULL);
+    TEST_EQ_INT(zp_spools_open(set), 0);
+    s_add(set, &b, "b", 0);
+    int fd = zp_spools_fd(set, &a, "a");
+    TEST_CHECK(fd >= 0);
+    TEST_CHECK(b.file == NULL); /* closed for a's read */
+    TEST_EQ_INT(zp_spools_open(set), 1);
+    char buf[64];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    TEST_EQ_INT(n, (long)a.flushed);
+    buf[n] = 0;
+    TEST_EQ_STR(buf, "{\"job\":\"a\",\"r\":0}\n");
+    zp_spools_destroy(&set);
+    s_cleanup();
+}
+
+/* A closed spool's file cut behind the sink's back is refused, not
+ * written past a hole; a longer one is cut to what the sink wrote. */
+static void test_reopen_checks_the_file(void)
+{
+    s_mkdir();
+    zp_log_set_level("error");
+    zp_spools_t *set = zp_spools_new(s_dir, 4, false);
+    zp_spool_t a = {0}, b = {0};
+    s_add(set, &a, "a", 0);
+    s_add(set, &b, "b", 0);
+    TEST_EQ_INT(zp_spools_close(set, &a), 0);
+    TEST_EQ_INT(zp_spools_close(set, &b), 0);
+    char path[200];
+    snprintf(path, sizeof path, "%s/a.jsonl", s_dir);
+    TEST_EQ_INT(truncate(path, 3), 0);
+    TEST_EQ_INT(zp_spools_append(set, &a, "a", "x\n", 2), -1);
+    snprintf(path, sizeof path, "%s/b.jsonl", s_dir);
+    FILE *f = fopen(path, "ab");
+    fputs("stray bytes\n", f);
+    fclose(f);
+    s_add(set, &b, "b", 1);
+    TEST_EQ_INT(zp_spools_close(set, &b), 0);
+    char buf[256];
+    TEST_EQ_INT(s_file("b", buf, sizeof buf), (long)b.len);
+    TEST_EQ_STR(buf, "{\"job\":\"b\",\"r\":0}\n{\"job\":\"b\",\"r\":1}\n");
+    zp_spools_destroy(&set);
+    zp_log_set_level("info");
+    s_cleanup();
+}
+
+/* After a replay: the journal's records kept, the rest cut, the file
+ * left closed; a missing file is an empty spool, created when written. */
+static void test_restore_cuts_and_leaves_closed(void)
+{
+    s_mkdir();
+    zp_log_set_level("error");
+    char path[200], buf[256];
+    snprintf(path, sizeof path, "%s/j.jsonl", s_dir);
+    FILE *f = fopen(path, "wb");
+    fputs("{\"t\":0}\n{\"t\":1}\n{\"t\":2}\n{\"torn", f);
+    fclose(f);
+    zp_spools_t *set = zp_spools_new(s_dir, 4, true);
+    zp_spool_t sp = {0}, none = {0};
+    zp_spools_restore(set, &sp, "j", 2);
+    TEST_CHECK(sp.file == NULL && sp.created);
+    TEST_EQ_INT(sp.len, 16);
+    TEST_EQ_INT(sp.synced, 16);
+    TEST_EQ_INT(sp.flushed, 16);
+    TEST_EQ_INT(s_file("j", buf, sizeof buf), 16);
+    TEST_EQ_INT(zp_spools_open(set), 0);
+    s_add(set, &sp, "j", 9);
+    TEST_EQ_INT(zp_spools_close(set, &sp), 0);
+    TEST_EQ_INT(s_file("j", buf, sizeof buf), (long)sp.len);
+    TEST_EQ_STR(buf, "{\"t\":0}\n{\"t\":1}\n{\"job\":\"j\",\"r\":9}\n");
+    /* No records owed: an existing file is emptied. */
+    zp_spool_t zero = {0};
+    zp_spools_restore(set, &zero, "j", 0);
+    TEST_EQ_INT(zero.len, 0);
+    TEST_EQ_INT(s_file("j", buf, sizeof buf), 0);
+    zp_spools_restore(set, &none, "none", 3);
+    TEST_CHECK(!none.created && none.len == 0);
+    s_add(set, &none, "none", 0);
+    TEST_CHECK(s_file("none", buf, sizeof buf) >= 0);
+    zp_spools_destroy(&set);
+    zp_log_set_level("info");
+    s_cleanup();
+}
+
+/* With no number given, the limit follows RLIMIT_NOFILE: a quarter of it,
+ * within [ZP_SPOOL_MIN_OPEN, ZP_SPOOL_MAX_OPEN]. */
+static void test_default_limit_follows_the_fd_limit(void)
+{
+    struct rlimit was;
+    TEST_EQ_INT(getrlimit(RLIMIT_NOFILE, &was), 0);
+    struct rlimit rl = was;
+    const struct {
+        rlim_t fds;
+        size_t want;
+    } cases[] = {{40, 10}, {8, ZP_SPOOL_MIN_OPEN}, {256, 64}, {1024, 64}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].fds > was.rlim_max)
+            continue;
+        rl.rlim_cur = cases[i].fds;
+        TEST_EQ_INT(setrlimit(RLIMIT_NOFILE, &rl), 0);
+        zp_spools_t *set = zp_spools_new("/tmp", 0, false);
+        size_t got = set ? zp_spools_max_open(set) : 0;
+        zp_spools_destroy(&set);
+        TEST_EQ_INT(setrlimit(RLIMIT_NOFILE, &was), 0);
+        TEST_EQ_INT(got, cases[i].want);
+    }
+}
+
+static void s_scenario(void *arg)
+{
+    (void)arg;
+    zp_spools_t *set = zp_spools_new(s_dir, 2, true);
+    if (!set)
+        return;
+    zp_spool_t sp[3] = {{0}};
+    const char *ids[3] = {"x", "y", "z"};
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < 3; j++)
+            s_add(set, &sp[j], ids[j], r);
+    if (zp_spools_sync(set) == 0)
+        zp_spools_publish(set, NULL, NULL);
+    zp_spools_destroy(&set);
+}
+
+static void test_alloc_failures(void)
+{
+    s_mkdir();
+    TEST_CHECK(failalloc_sweep(s_scenario, NULL) >= 1);
+    s_cleanup();
+}
+
+static const test_case_t tests[] = {
+    {"test_at_most_max_open_files", test_at_most_max_open_files},
+    {"test_closed_file_is_durable_and_reopened_at_its_end",
+     test_closed_file_is_durable_and_reopened_at_its_end},
+    {"test_visible_only_once_synced_and_published",
+     test_visible_only_once_synced_and_published},
+    {"test_reads_open_on_demand", test_reads_open_on_demand},
+    {"test_reopen_checks_the_file", test_reopen_checks_the_file},
+    {"test_restore_cuts_and_leaves_closed",
+     test_restore_cuts_and_leaves_closed},
+    {"test_default_limit_follows_the_fd_limit",
+     test_default_limit_follows_the_fd_limit},
+    {"test_alloc_failures", test_alloc_failures},
+    {NULL, NULL},
+};
+
+TEST_MAIN(tests)

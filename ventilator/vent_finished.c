@@ -1,0 +1,193 @@
+/* vent_finished: a FIFO ring of finished jobs with a hash index by id. */
+#define _GNU_SOURCE
+#include "vent_finished.h"
+#include "zp_idmap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct zp_vent_finished {
+    zp_vent_finished_job_t **ring; /* oldest at head */
+    size_t cap, head, len, max;
+    uint64_t max_age_us;
+    zp_idmap_t *index; /* hash(id) -> entry (a collision: the older one) */
+};
+
+uint64_t zp_vent_id_hash(const char *s)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+zp_vent_finished_t *zp_vent_finished_new(size_t max, uint64_t max_age_us)
+{
+    zp_vent_finished_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->max = max ? max : ZP_VENT_FINISHED_MAX;
+    self->max_age_us = max_age_us ? max_age_us : ZP_VENT_FINISHED_AGE_US;
+    self->index = zp_idmap_new();
+    if (!self->index) {
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+static void s_entry_free(zp_vent_finished_job_t *e)
+{
+    if (!e)
+        return;
+    free(e->id);
+    free(e->token);
+    free(e);
+}
+
+void zp_vent_finished_destroy(zp_vent_finished_t **self_p)
+{
+    zp_vent_finished_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->len; i++)
+        s_entry_free(self->ring[(self->head + i) % self->cap]);
+    free(self->ring);
+    zp_idmap_destroy(&self->index);
+    free(self);
+    *self_p = NULL;
+}
+
+const zp_vent_finished_job_t *
+zp_vent_finished_at(const zp_vent_finished_t *self, size_t i)
+{
+    return i < self->len ? self->ring[(self->head + i) % self->cap] : NULL;
+}
+
+size_t zp_vent_finished_count(const zp_vent_finished_t *self)
+{
+    return self->len;
+}
+
+const zp_vent_finished_job_t *
+zp_vent_finished_find(const zp_vent_finished_t *self, const char *id)
+{
+    uint64_t h = zp_vent_id_hash(id);
+    const zp_vent_finished_job_t *e = zp_idmap_get(self->index, h);
+    if (!e)
+        return NULL;
+    if (strcmp(e->id, id) == 0)
+        return e;
+    /* Two ids with one hash (about 1 in 2^64 per pair): look at all. */
+    for (size_t i = 0; i < self->len; i++) {
+        e = zp_vent_finished_at(self, i);
+        if (e && strcmp(e->id, id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Takes the oldest entry out (ring and index) and frees it. */
+static void s_pop_oldest(zp_vent_finished_t *self)
+{
+    zp_vent_finished_job_t *e = self->ring[self->head];
+    self->ring[self->head] = NULL;
+    self->head = (self->head + 1) % self->cap;
+    self->len--;
+    if (e && zp_idmap_get(self->index, e->hash) == e)
+        zp_idmap_remove(self->index, e->hash);
+    s_entry_free(e);
+}
+
+/* Unhooks the entry holding id (left in the ring as a hole, NULL). */
+static void s_forget(zp_vent_finished_t *self, const char *id)
+{
+    for (size_t i = 0; i < self->len; i++) {
+        size_t k = (self->head + i) % self->cap;
+        zp_vent_finished_job_t *e = self->ring[k];
+        if (e && strcmp(e->id, id) == 0) {
+            if (zp_idmap_get(self->index, e->hash) == e)
+                zp_idmap_remove(self->index, e->hash);
+            s_entry_free(e);
+            self->ring[k] = NULL;
+            return;
+        }
+    }
+}
+
+static int s_grow(zp_vent_finished_t *self)
+{
+    size_t cap = self->cap ? 2 * self->cap : 64;
+    if (cap > self->max)
+        cap = self->max;
+    zp_vent_finished_job_t **ring = calloc(cap, sizeof *ring);
+    if (!ring)
+        return -1;
+    for (size_t i = 0; i < self->len; i++)
+        ring[i] = self->ring[(self->head + i) % self->cap];
+    free(self->ring);
+    self->ring = ring;
+    self->cap = cap;
+    self->head = 0;
+    return 0;
+}
+
+int zp_vent_finished_add(zp_vent_finished_t *self, const char *id,
+                         const char *token, uint64_t total, uint64_t when_us)
+{
+    zp_vent_finished_job_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return -1;
+    e->id = strdup(id);
+    e->token = strdup(token ? token : "");
+    e->total = total;
+    e->when_us = when_us;
+    e->hash = zp_vent_id_hash(id);
+    if (!e->id || !e->token ||
+        (self->len == self->cap && self->cap < self->max && s_grow(self) < 0)) {
+        s_entry_free(e);
+        return -1;
+    }
+    /* Make the index entry first, the only other step that can fail. */
+    zp_vent_finished_job_t *old = zp_idmap_get(self->index, e->hash);
+    if (old && strcmp(old->id, id) == 0) {
+        if (zp_idmap_put(self->index, e->hash, e) < 0) {
+            s_entry_free(e);
+            return -1;
+        }
+        /* The old entry stays in the ring as a hole. */
+        for (size_t i = 0; i < self->len; i++) {
+            size_t k = (self->head + i) % self->cap;
+            if (self->ring[k] == old) {
+                self->ring[k] = NULL;
+                break;
+            }
+        }
+        s_entry_free(old);
+    } else if (!old) {
+        if (zp_idmap_put(self->index, e->hash, e) < 0) {
+            s_entry_free(e);
+            return -1;
+        }
+    } else {
+        s_forget(self, id); /* a collision: not indexed, found by a scan */
+    }
+    if (self->len == self->cap)
+        s_pop_oldest(self);
+    self->ring[(self->head + self->len) % self->cap] = e;
+    self->len++;
+    return 0;
+}
+
+size_t zp_vent_finished_expire(zp_vent_finished_t *self, uint64_t now_us)
+{
+    size_t n = 0;
+    while (self->len) {
+        zp_vent_finished_job_t *e = self->ring[self->head];
+        if (e && e->when_us + self->max_age_us > now_us)
+            break;
+        s_pop_oldest(self);
+        n += e != NULL;
+    }
+    return n;
+}
