@@ -206,6 +206,8 @@ static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
                           const Zpipe__V1__JobOpen *m, size_t len)
 {
     zp_control_answer_t a = zp_control_job_open(&s->jobs, m, rid, rid_len);
+    if (a.ok && zp_ledger_has_pending(&a.job->ledger))
+        zp_jobs_touch(&s->jobs, a.job); /* what waited: the next commit */
     if (a.ok) {
         zp_reduce_open(s->reduce, &a.job->reduce, a.job->id, m->plugin);
         bool journal = (a.is_new || a.adopted) && zp_store_journaled(s->store);

@@ -86,8 +86,11 @@ static bool s_durable(zp_sink_t *s)
     return true;
 }
 
-/* The barrier, then the jobs that had results are told; one whose opener
- * could not be told stays on the list. Jobs without news cost nothing. */
+/* The barrier, then the jobs that had results are told; one whose
+ * opener's queue was full stays on the list. One without an opener, or
+ * whose opener is gone, leaves it until a JobOpen names one (its commits
+ * wait in its ledger), so a sink idles even then. Jobs without news cost
+ * nothing. */
 void zp_sink_commit_all(zp_sink_t *s)
 {
     if (!s_durable(s))
@@ -97,7 +100,8 @@ void zp_sink_commit_all(zp_sink_t *s)
     while (j) {
         zp_sink_job_t *next = j->next_dirty;
         zp_sink_flush_commits(s, j);
-        if (zp_ledger_has_pending(&j->ledger))
+        if (zp_ledger_has_pending(&j->ledger) && j->opener.rid_len &&
+            !j->acks_wait_open)
             zp_jobs_touch(&s->jobs, j);
         j = next;
     }
