@@ -415,6 +415,46 @@ def test_producers_finish_across_ventilator_kills():
         SEED, ", ".join("%.2f" % t for t in moments), sub[-1] if sub else ""))
 
 
+class WholeCluster(ResendCluster):
+    """The same, where everything is SIGKILLed at once and started again:
+    sink (its own journal in the spool), ventilator (--journal), workers."""
+
+    def __init__(self, workers=2):
+        super().__init__(workers=0)
+        self.workers = [self.worker(plugins=("echo",)) for _ in range(workers)]
+
+    def restart_all(self, pause):
+        procs = [self.vent, self.sink] + self.workers
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+        for p in procs:
+            p.wait()
+        time.sleep(pause)
+        self.sink = start(self.sink.args, stderr=open(
+            os.path.join(self.dir, "sink.log"), "ab"))
+        self.start_vent()
+        self.workers = [self.worker(plugins=("echo",)) for _ in self.workers]
+
+
+def test_producers_finish_across_a_whole_cluster_kill():
+    check(_vent_has_journal(), "zpipe-ventilator has no --journal")
+    s = WholeCluster()
+    rng = random.Random(SEED + 1)
+    n = 20000  # 60,000 tasks in all
+    outs, threads = run_producers(s.intake, n, 0.1)
+    moments = kill_while(threads, s.restart_all, 1, rng, 2.0)
+    for o in outs:
+        if o.job:
+            r = zptest.run([binary("zpipe"), "wait", "--sink", s.control, o.job,
+                            "--timeout-ms", "120000"], capture_output=True,
+                           timeout=180)
+            check(r.returncode == 0, "%s: zpipe wait %s: exit %d %r" % (
+                o.name, o.job, r.returncode, r.stdout + r.stderr))
+    check_jobs(outs, lambda job: _records(s.control, job), n)
+    print("    seed %d; the whole cluster SIGKILLed at %s s" % (
+        SEED + 1, ", ".join("%.2f" % t for t in moments)))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--fake-intake":
         fake_intake(sys.argv[2], sys.argv[3])
@@ -423,4 +463,5 @@ if __name__ == "__main__":
     zptest.main([
         test_producers_outlast_a_killed_stand_in_intake,
         test_producers_finish_across_ventilator_kills,
+        test_producers_finish_across_a_whole_cluster_kill,
     ])

@@ -179,6 +179,22 @@ def test_twenty_thousand_jobs_then_idle_opens():
               "%s's RSS grew: %d -> %d KiB" % (name, first[name][1],
                                                last[name][1]))
 
+    # The first job's id, thousands of jobs later, for another job: refused
+    # (the ring of 4,096 remembered ids once let it through).
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(c.intake)
+    m = zpipe_pb2.Message()
+    m.job_open.job_id, m.job_open.plugin = "p0-0", "sha256"
+    m.job_open.token = "someone-else"
+    a = _ask(sock, m, lambda a: a.job_id == "p0-0")
+    check(not a.ok and "already used" in a.error,
+          "job p0-0 reused after %d jobs: %s" % (JOBS, a))
+    m.job_open.token = "t-p0-0"  # its own open, sent again: answered
+    a = _ask(sock, m, lambda a: a.job_id == "p0-0")
+    check(a.ok, "the first job's own open again: %s" % a)
+    sock.close()
+
     # Idle opens from one producer: bounded by --max-jobs, the rest refused
     # with a reason, the cluster idle afterwards, and a real job still runs.
     sock = zmq.Context.instance().socket(zmq.DEALER)
