@@ -458,6 +458,10 @@ zp_vjournal_t *zp_vjournal_open(const char *path,
             goto fail_self;
     } else {
         self->written = end;
+        /* What was replayed may be in the page cache only (this process
+         * was killed between a write and its fdatasync): the first sync
+         * makes it durable before anything it holds is answered again. */
+        self->unsynced = self->needs_sync = true;
         if (end < (uint64_t)st.st_size &&
             (ftruncate(self->fd, (off_t)end) < 0 || fdatasync(self->fd) < 0)) {
             snprintf(err, errlen, "%s: cutting a torn tail: %s", path,

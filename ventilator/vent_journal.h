@@ -119,7 +119,10 @@ int zp_vjournal_finished(zp_vjournal_t *self, const char *job,
                          const char *token, uint64_t total, uint64_t when_us);
 
 /* Whether something appended since the last sync needs one before its
- * Ack (a job, tasks, seqs or a close; commits and finished jobs do not). */
+ * Ack (a job, tasks, seqs or a close; commits and finished jobs do not).
+ * Also true after an open that replayed records: a killed process may
+ * have left them written but not synced, and a producer's resend is
+ * answered from them. */
 bool zp_vjournal_needs_sync(const zp_vjournal_t *self);
 /* Writes what is buffered (safe from a crash of this process, not from a
  * power loss). Returns 0, or -1 with errno. */

@@ -135,7 +135,8 @@ int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
                                 uint64_t seq, uint64_t first,
                                 const Zpipe__V1__TaskBatch *b, size_t n);
 int zp_vent_shell_journal_close_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
-/* Appends commits of j's tasks; a finished (DONE) job's id and token. */
+/* Appends commits of j's tasks; a removed job's id and token (finished:
+ * remembered; removed unfinished: written at time 0, forgotten). */
 void zp_vent_shell_journal_committed(zp_vent_shell_t *v, const zp_vent_job_t *j,
                                      const uint64_t *ids, size_t n);
 void zp_vent_shell_journal_finished(zp_vent_shell_t *v, const zp_vent_job_t *j);

@@ -111,8 +111,13 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
         /* Its producer may be back on another connection (out of memory:
          * the answer goes to the old one; the producer asks again). */
         zp_vent_jobs_set_producer(v->jobs, j, rid, rid_len);
-        if (j->producer_acked)
+        /* The sink has it: answer now. A job replayed from the journal
+         * may have been opened there before its producer came back, so
+         * no later Ack of the sink's would answer this one. */
+        if (j->producer_acked || zp_vent_job_live(j)) {
             zp_vent_shell_intake_ack(v, j, true, NULL);
+            j->producer_acked = true;
+        }
         return;
     case ZP_VENT_OPEN_FINISHED:
         zp_vent_shell_answer(v, rid, rid_len, f->id, true, NULL, 0, 0, 0);

@@ -119,6 +119,8 @@ static int s_on_finished(void *ctx, const char *job, const char *token,
     zp_vent_job_t *j = zp_vent_jobs_find(v->jobs, job);
     if (j)
         zp_vent_shell_remove_job(v, j); /* not DONE here: not remembered */
+    if (when_us == 0) /* removed unfinished (refused): forgotten */
+        return 0;
     if (zp_vent_finished_add(zp_vent_jobs_finished(v->jobs), job, token, total,
                              when_us) < 0) {
         *why = "out of memory";
@@ -220,9 +222,15 @@ void zp_vent_shell_journal_committed(zp_vent_shell_t *v, const zp_vent_job_t *j,
 
 void zp_vent_shell_journal_finished(zp_vent_shell_t *v, const zp_vent_job_t *j)
 {
-    if (v->journal && !j->has_input && j->state == ZP_VENT_JOB_DONE)
+    /* A job removed unfinished (refused by the sink, or its set-up
+     * failed) is written as finished at time 0: the replay drops it and
+     * does not remember its id, as this process did. Without it the
+     * replay would resume it, and an open of its id taken again later
+     * would stop the replay ("a job opened twice"). Lost (out of memory):
+     * the replay resumes the job and the sink refuses it again. */
+    if (v->journal && !j->has_input)
         zp_vjournal_finished(v->journal, j->id, j->token, j->next_task_id,
-                             zp_now_us());
+                             j->state == ZP_VENT_JOB_DONE ? zp_now_us() : 0);
 }
 
 /* ---- answers: group commit ------------------------------------------- */

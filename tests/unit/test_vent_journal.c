@@ -36,6 +36,32 @@ static void test_every_record_type_round_trips(void)
     s_tmp_done(&t);
 }
 
+/* A process killed between a write and its fdatasync leaves records the
+ * next open replays but the disk may not hold: they are synced before
+ * anything is answered from them. */
+static void test_replayed_records_need_a_sync(void)
+{
+    s_tmp_t t;
+    s_tmp_new(&t);
+    char err[256];
+    zp_vjournal_t *j =
+        zp_vjournal_open(t.path, NULL, NULL, NULL, err, sizeof err);
+    zp_vjournal_job_t o = {"job-1", "tok", "echo", "", 0, 0, 0};
+    TEST_EQ_INT(zp_vjournal_job(j, &o), 0);
+    TEST_EQ_INT(zp_vjournal_flush(j), 0); /* written, never synced */
+    zp_vjournal_destroy(&j);
+    zp_vjournal_info_t info;
+    static s_rec_t got;
+    memset(&got, 0, sizeof got);
+    j = zp_vjournal_open(t.path, &s_visitor, &got, &info, err, sizeof err);
+    TEST_CHECK(j && info.records == 1);
+    TEST_CHECK(zp_vjournal_needs_sync(j));
+    TEST_EQ_INT(zp_vjournal_sync(j), 0);
+    TEST_CHECK(!zp_vjournal_needs_sync(j));
+    zp_vjournal_destroy(&j);
+    s_tmp_done(&t);
+}
+
 static void test_missing_or_empty_file_is_a_new_journal(void)
 {
     s_tmp_t t;
@@ -342,6 +368,7 @@ static void test_a_refusing_callback_stops_the_open(void)
 
 static const test_case_t tests[] = {
     {"test_every_record_type_round_trips", test_every_record_type_round_trips},
+    {"test_replayed_records_need_a_sync", test_replayed_records_need_a_sync},
     {"test_missing_or_empty_file_is_a_new_journal",
      test_missing_or_empty_file_is_a_new_journal},
     {"test_a_file_that_is_not_a_journal_is_refused",
