@@ -24,6 +24,7 @@ int main(int argc, char **argv)
         .output = "-",
         .format = "jsonl",
         .max_frame = 256u << 20,
+        .retain_jobs = 100000,
     };
     uint64_t parent = 0;
     const char *journal_sync = "yes";
@@ -60,6 +61,12 @@ int main(int argc, char **argv)
          "also keep each job's records (JSON Lines) in DIR/JOB.jsonl, for "
          "consumers to fetch by cursor (zpipe results)",
          &cfg.spool, 0, 0, NULL},
+        {"retain-jobs", 0, ZP_OPT_UINT, "ZPIPE_RETAIN_JOBS", "N",
+         "finished jobs whose status and records are kept (default "
+         "100000); older ones are forgotten, their ids (10 times as many) "
+         "still refused to another job; spool files stay on disk. 0 = "
+         "keep every one",
+         &cfg.retain_jobs, 0, 1000000000, NULL},
         {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
          "largest message accepted (default 256 MiB)", &cfg.max_frame, 1024,
          1u << 30, NULL},

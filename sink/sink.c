@@ -108,10 +108,12 @@ static int s_init_output(zp_sink_t *s)
     /* Every spool the journal knows is cut now, not when first opened:
      * its file stays closed until a record or a fetch needs it. */
     size_t jobs = 0;
-    for (zp_sink_job_t *j = s->jobs.head; j; j = j->link, jobs++) {
+    zp_sink_job_t *next;
+    for (zp_sink_job_t *j = s->jobs.tail; j; j = next, jobs++) {
+        next = j->newer; /* oldest first: the oldest finished are forgotten */
         zp_store_spool_restore(s->store, &j->spool, j->id, j->ledger.done);
         if (zp_ledger_finish(&j->ledger) == 0) /* complete */
-            zp_jobs_release(&s->jobs, j);
+            zp_sink_release(s, j);
     }
     zp_info("journal %s: resumed %llu committed records of %zu jobs; output "
             "%s %s %llu bytes",
@@ -194,9 +196,15 @@ static int s_init_sockets(zp_sink_t *s)
     return 0;
 }
 
+/* Finished jobs past --retain-jobs are forgotten; 10 times as many of
+ * their ids are remembered (24 bytes each). */
+#define S_FORGOTTEN_IDS_PER_JOB 10
+
 static int s_init(zp_sink_t *s)
 {
     s->lines = strcmp(s->cfg->format, "lines") == 0;
+    zp_jobs_set_retain(&s->jobs, (size_t)s->cfg->retain_jobs,
+                       (size_t)s->cfg->retain_jobs * S_FORGOTTEN_IDS_PER_JOB);
     s->arena = zp_arena_new();
     if (!s->arena)
         return -1;
@@ -219,6 +227,15 @@ void zp_sink_release(zp_sink_t *s, zp_sink_job_t *j)
 {
     zp_store_spool_close(s->store, &j->spool);
     zp_jobs_release(&s->jobs, j);
+    /* Past --retain-jobs the oldest finished jobs are forgotten; their
+     * spool files stay on disk (the user's records). */
+    zp_sink_job_t *old;
+    while ((old = zp_jobs_forgettable(&s->jobs))) {
+        zp_store_spool_close(s->store, &old->spool); /* a fetch reopened it */
+        if (old->spool.file)
+            break; /* could not close it: the store has failed */
+        zp_jobs_forget(&s->jobs, &old);
+    }
 }
 
 /* ---- the loop's phases ---- */

@@ -82,6 +82,16 @@ static zp_sink_job_t *s_open_job(zp_jobs_t *jobs, const char *id,
         }
         return j;
     }
+    switch (zp_retain_match(&jobs->forgotten, id, token)) {
+    case ZP_RETAIN_SAME:
+        a->forgotten = true;
+        return NULL;
+    case ZP_RETAIN_OTHER:
+        a->reused = true;
+        return NULL;
+    case ZP_RETAIN_UNKNOWN:
+        break;
+    }
     j = zp_jobs_get(jobs, id, &a->is_new);
     if (j && s_token_set(j, token) < 0)
         j = NULL; /* kept without a token: a later open may give it */
@@ -109,6 +119,7 @@ zp_control_answer_t zp_control_job_open(zp_jobs_t *jobs,
         return a;
     }
     zp_sink_job_t *j = s_open_job(jobs, m->job_id, token, &a);
+    a.ok = a.forgotten;
     if (!j)
         return a;
     zp_control_wait(j, rid, rid_len);
@@ -138,8 +149,10 @@ zp_sink_job_t *zp_control_restore_open(zp_jobs_t *jobs, const char *id,
 size_t zp_control_commit_query(const zp_jobs_t *jobs, Zpipe__V1__CommitQuery *q,
                                bool ordered)
 {
-    const zp_sink_job_t *j =
-        zp_job_id_valid(q->job_id) ? zp_jobs_find(jobs, q->job_id) : NULL;
+    bool valid = zp_job_id_valid(q->job_id);
+    const zp_sink_job_t *j = valid ? zp_jobs_find(jobs, q->job_id) : NULL;
+    if (!j && valid && zp_retain_has(&jobs->forgotten, q->job_id))
+        return q->n_task_ids; /* finished: every task has its record */
     size_t k = 0;
     for (size_t i = 0; j && i < q->n_task_ids; i++)
         if (zp_sink_job_written(j, ordered, q->task_ids[i]))
@@ -153,8 +166,13 @@ zp_control_answer_t zp_control_job_close(zp_jobs_t *jobs,
                                          const char *rid, size_t rid_len)
 {
     zp_control_answer_t a = {.ack_id = m->job_id ? m->job_id : ""};
-    zp_sink_job_t *j =
-        zp_job_id_valid(m->job_id) ? zp_jobs_get(jobs, m->job_id, NULL) : NULL;
+    bool valid = zp_job_id_valid(m->job_id);
+    if (valid && !zp_jobs_find(jobs, m->job_id) &&
+        zp_retain_has(&jobs->forgotten, m->job_id)) {
+        a.ok = a.forgotten = true;
+        return a;
+    }
+    zp_sink_job_t *j = valid ? zp_jobs_get(jobs, m->job_id, NULL) : NULL;
     if (!j) {
         a.error = "job_close without job_id";
         a.bad = "a job_close without job id";

@@ -28,12 +28,17 @@ typedef struct {
                            (Ack.error: "job id X was already used by
                            another job"; counted) */
     bool closed;        /* JobClose: closed now (journal it; maybe done) */
+    bool forgotten;     /* a finished job forgotten (--retain-jobs): an
+                           open with its token, or a close, is answered
+                           ok and changes nothing (job is NULL) */
 } zp_control_answer_t;
 
 /* JobOpen from peer rid. The open's token says which job it means: a new
  * id makes a job with it; a known job with the same token, or an open
  * without one (legacy), is that job again; a known job with another
  * token, or a DONE one without any, is another job: refused (reused).
+ * A forgotten job (jobs->forgotten) is still the same job for an open
+ * with its token or none, another job for an open with another token.
  * A job opened without a token takes the first token an open brings
  * while it is unfinished. When taken, rid becomes the job's opener and
  * a waiter, and its max_attempts is taken. */
@@ -48,12 +53,14 @@ zp_sink_job_t *zp_control_restore_open(zp_jobs_t *jobs, const char *id,
                                        const char *token);
 /* CommitQuery: keeps in q->task_ids (rewritten in place, in order) the
  * ids whose record the job holds and has written (zp_sink_job_written;
- * ordered: --ordered) and returns how many; 0 for an unknown job. The
+ * ordered: --ordered) and returns how many; 0 for an unknown job, all of
+ * them for a forgotten one (it finished with every record). The
  * caller makes the records durable before answering. */
 size_t zp_control_commit_query(const zp_jobs_t *jobs, Zpipe__V1__CommitQuery *q,
                                bool ordered);
 /* JobClose from peer rid: the job is closed with its total (an unknown
- * job is made and closed) and rid waits for it. */
+ * job is made and closed) and rid waits for it. A forgotten job's close
+ * is answered ok (re-closing a finished job is fine). */
 zp_control_answer_t zp_control_job_close(zp_jobs_t *jobs,
                                          const Zpipe__V1__JobClose *m,
                                          const char *rid, size_t rid_len);

@@ -75,6 +75,10 @@ zp_sink_job_t *zp_jobs_get(zp_jobs_t *self, const char *id, bool *is_new)
     zp_ledger_init(&j->ledger);
     j->ledger.sums = &self->sums;
     j->link = self->head;
+    if (self->head)
+        self->head->newer = j;
+    else
+        self->tail = j;
     self->head = j;
     s_index(self, j);
     self->count++;
@@ -111,7 +115,16 @@ void zp_jobs_fini(zp_jobs_t *self)
         self->head = next;
     }
     free(self->buckets);
+    zp_retain_fini(&self->forgotten);
+    size_t retain = self->retain, ids = self->forgotten.cap;
     *self = (zp_jobs_t){0};
+    zp_jobs_set_retain(self, retain, ids);
+}
+
+void zp_jobs_set_retain(zp_jobs_t *self, size_t jobs, size_t ids)
+{
+    self->retain = jobs;
+    self->forgotten.cap = ids;
 }
 
 void zp_jobs_touch(zp_jobs_t *self, zp_sink_job_t *job)
@@ -132,23 +145,23 @@ zp_sink_job_t *zp_jobs_take_dirty(zp_jobs_t *self)
     return list;
 }
 
-/* Keeps the workers of the last ZP_JOBS_KEEP_WORKERS released jobs. */
+/* Puts job last on the released list; the workers of the last
+ * ZP_JOBS_KEEP_WORKERS released are kept, older ones freed. */
 static void s_keep_workers(zp_jobs_t *self, zp_sink_job_t *job)
 {
-    if (!job->n_workers)
-        return;
     job->next_done = NULL;
     if (self->done_newest)
         self->done_newest->next_done = job;
     else
         self->done_oldest = job;
     self->done_newest = job;
+    self->n_released++;
+    if (!self->workers_from)
+        self->workers_from = job;
     if (++self->n_done_workers <= ZP_JOBS_KEEP_WORKERS)
         return;
-    zp_sink_job_t *old = self->done_oldest;
-    self->done_oldest = old->next_done;
-    old->next_done = NULL;
-    s_free_workers(old);
+    s_free_workers(self->workers_from);
+    self->workers_from = self->workers_from->next_done;
     self->n_done_workers--;
 }
 
@@ -165,6 +178,57 @@ void zp_jobs_release(zp_jobs_t *self, zp_sink_job_t *job)
         zp_waiters_fini(&job->waiters);
     job->released = true;
     s_keep_workers(self, job);
+}
+
+zp_sink_job_t *zp_jobs_forgettable(const zp_jobs_t *self)
+{
+    zp_sink_job_t *j = self->done_oldest;
+    if (!self->retain || self->n_released <= self->retain || !j)
+        return NULL;
+    if (j->dirty || j->fetch.n || j->waiters.n || j->spool.pending)
+        return NULL; /* tried again at the next release */
+    return j;
+}
+
+/* Takes j out of its hash bucket and the list of jobs. */
+static void s_unlink(zp_jobs_t *self, zp_sink_job_t *j)
+{
+    zp_sink_job_t **b = &self->buckets[s_hash(j->id) & (self->n_buckets - 1)];
+    while (*b != j)
+        b = &(*b)->hnext;
+    *b = j->hnext;
+    if (j->newer)
+        j->newer->link = j->link;
+    else
+        self->head = j->link;
+    if (j->link)
+        j->link->newer = j->newer;
+    else
+        self->tail = j->newer;
+    self->count--;
+}
+
+void zp_jobs_forget(zp_jobs_t *self, zp_sink_job_t **job_p)
+{
+    zp_sink_job_t *j = *job_p;
+    *job_p = NULL;
+    /* Only the oldest released job is forgotten (zp_jobs_forgettable). */
+    if (j != self->done_oldest)
+        return;
+    zp_retain_add(&self->forgotten, j->id, j->token);
+    self->done_oldest = j->next_done;
+    if (!self->done_oldest)
+        self->done_newest = NULL;
+    if (self->workers_from == j) {
+        self->workers_from = j->next_done;
+        self->n_done_workers--;
+    }
+    self->n_released--;
+    self->n_forgotten++;
+    s_unlink(self, j);
+    /* Its counters stay in the sums: they count the sink's whole life. */
+    j->ledger.sums = NULL;
+    s_job_free(j);
 }
 
 zp_sink_job_t *zp_sink_job_of_spool(zp_spool_t *spool)

@@ -1,9 +1,12 @@
 /* sink_job: the sink's table of jobs. A job holds what each module keeps
  * for it (accounting, ordered output, spool, parked fetches, waiters,
  * reduction) and the per-worker counters shown in JobStatus. Jobs are
- * found by id through a hash index, listed newest first, and never
- * forgotten while the sink runs; a finished job is released to a compact
- * summary (its counters, spool length, token and reduce error). The table
+ * found by id through a hash index and listed newest first. A finished
+ * job is released to a compact summary (its counters, spool length, token
+ * and reduce error); past the retention (zp_jobs_set_retain, the sink's
+ * --retain-jobs) the oldest finished job is forgotten, kept only as the
+ * hashes of its id and token (sink_retain.h) for the uniqueness rule. The
+ * table
  * also keeps the jobs with something to tell their opener (a dirty list),
  * so the loop's work follows the live jobs, not the job count. */
 #ifndef ZP_SINK_JOB_H
@@ -13,6 +16,7 @@
 #include "sink_ledger.h"
 #include "sink_order.h"
 #include "sink_reduce.h"
+#include "sink_retain.h"
 #include "sink_store.h"
 
 #include <stdbool.h>
@@ -44,6 +48,7 @@ typedef struct zp_sink_job {
     size_t n_workers;
     uint64_t first_us, last_us; /* Unix µs of the first and last results */
     struct zp_sink_job *link;   /* the next older job */
+    struct zp_sink_job *newer;  /* the next newer job */
     struct zp_sink_job *hnext;  /* the next in its hash bucket */
     struct zp_sink_job *next_dirty;
     struct zp_sink_job *next_done; /* the next job released after this */
@@ -59,12 +64,18 @@ typedef struct zp_sink_job {
  * to its sums: the table must not move while it has jobs. */
 typedef struct {
     zp_sink_job_t *head;     /* newest first */
+    zp_sink_job_t *tail;     /* the oldest */
     zp_sink_job_t **buckets; /* the hash index; NULL until the first job */
     size_t n_buckets;        /* a power of 2 */
     size_t count;            /* jobs */
     zp_sink_job_t *dirty;    /* jobs with something to tell, see below */
-    zp_sink_job_t *done_oldest, *done_newest; /* released, with workers */
-    size_t n_done_workers;
+    zp_sink_job_t *done_oldest, *done_newest; /* released, in that order */
+    zp_sink_job_t *workers_from; /* the oldest released keeping workers */
+    size_t n_released;           /* released jobs held */
+    size_t n_done_workers;       /* released jobs from workers_from on */
+    size_t retain;               /* released jobs held at most; 0 = all */
+    zp_retain_t forgotten;       /* the ids of the jobs forgotten since */
+    uint64_t n_forgotten;        /* jobs forgotten since the start */
     zp_ledger_sums_t sums; /* every job's counters, summed */
 } zp_jobs_t;
 
@@ -74,8 +85,12 @@ zp_sink_job_t *zp_jobs_find(const zp_jobs_t *self, const char *id);
  * says which. NULL when out of memory. Borrowed, valid until
  * zp_jobs_fini. */
 zp_sink_job_t *zp_jobs_get(zp_jobs_t *self, const char *id, bool *is_new);
-/* Frees every job (reducers' accumulators included). */
+/* Frees every job (reducers' accumulators included) and the forgotten
+ * set; the retention stays set. */
 void zp_jobs_fini(zp_jobs_t *self);
+/* Finished jobs to hold whole (0 = every one: none is forgotten), and
+ * the forgotten ids to remember (the oldest dropped past it). */
+void zp_jobs_set_retain(zp_jobs_t *self, size_t jobs, size_t ids);
 
 /* The dirty list: jobs that had results since the last commit, or still
  * have ids to tell their opener. Whoever gives a job something to flush
@@ -91,6 +106,15 @@ zp_sink_job_t *zp_jobs_take_dirty(zp_jobs_t *self);
  * Frees the rest: done set, id lists, ordered ring, accumulator, parked
  * requests and waiters. Its spool file is the store's to close. */
 void zp_jobs_release(zp_jobs_t *self, zp_sink_job_t *job);
+
+/* The oldest released job, when more than the retention are held and
+ * it has nothing left to do (not on the dirty list, no parked request,
+ * no waiter): the next to forget. NULL when none is. */
+zp_sink_job_t *zp_jobs_forgettable(const zp_jobs_t *self);
+/* Forgets a released job: its id and token go to the forgotten set (when
+ * that cannot grow, its oldest is dropped), the rest is freed. Its spool
+ * file must be closed (the store's) first: its spool is freed with it. */
+void zp_jobs_forget(zp_jobs_t *self, zp_sink_job_t **job_p);
 
 /* The job whose spool this is. */
 zp_sink_job_t *zp_sink_job_of_spool(zp_spool_t *spool);

@@ -153,7 +153,10 @@ static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
     }
     zp_sink_job_t *j = zp_jobs_find(&s->jobs, id);
     if (!j) {
-        s_fetch_error(s, rid, rid_len, id, rq->cursor, "unknown job");
+        s_fetch_error(s, rid, rid_len, id, rq->cursor,
+                      zp_retain_has(&s->jobs.forgotten, id)
+                          ? "job finished and forgotten (--retain-jobs)"
+                          : "unknown job");
         return;
     }
     zp_fetch_source_t src = zp_sink_job_source(j, s->store);
@@ -206,9 +209,9 @@ static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
                           const Zpipe__V1__JobOpen *m, size_t len)
 {
     zp_control_answer_t a = zp_control_job_open(&s->jobs, m, rid, rid_len);
-    if (a.ok && zp_ledger_has_pending(&a.job->ledger))
+    if (a.ok && a.job && zp_ledger_has_pending(&a.job->ledger))
         zp_jobs_touch(&s->jobs, a.job); /* what waited: the next commit */
-    if (a.ok) {
+    if (a.ok && a.job) {
         zp_reduce_open(s->reduce, &a.job->reduce, a.job->id, m->plugin);
         bool journal = (a.is_new || a.adopted) && zp_store_journaled(s->store);
         if (journal)
@@ -250,6 +253,9 @@ static void s_on_job_close(zp_sink_t *s, const char *rid, size_t rid_len,
         zp_sink_check_done(s, a.job);
 }
 
+/* A forgotten job (--retain-jobs) is answered as an unknown one:
+ * JOB_UNKNOWN, no counts (JobStatus has no field for the reason; a
+ * ResultsRequest for it says it). */
 static void s_on_status_request(zp_sink_t *s, const char *rid, size_t rid_len,
                                 const Zpipe__V1__StatusRequest *m)
 {

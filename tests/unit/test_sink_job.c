@@ -153,6 +153,67 @@ static void test_release_keeps_a_summary(void)
     zp_jobs_fini(&jobs);
 }
 
+/* A job finished with one record, released. */
+static zp_sink_job_t *s_finish(zp_jobs_t *jobs, int i, const char *token)
+{
+    zp_sink_job_t *j = s_get(jobs, i);
+    if (!j)
+        return NULL;
+    if (token && !j->token && !(j->token = strdup(token)))
+        return NULL;
+    zp_ledger_result(&j->ledger, 0, true, false, 1);
+    zp_ledger_pending_clear(&j->ledger);
+    zp_ledger_close(&j->ledger, 1);
+    zp_ledger_finish(&j->ledger);
+    zp_sink_job_worker(j, "w", 1, 8, 2);
+    zp_jobs_release(jobs, j);
+    return j;
+}
+
+/* Past the retention the oldest released jobs are forgotten, oldest
+ * first, kept only as ids; live jobs and the newest released stay. A job
+ * with something left to do waits its turn. */
+static void test_forget_past_retention(void)
+{
+    zp_jobs_t jobs = {0};
+    zp_jobs_set_retain(&jobs, 3, 100);
+    zp_sink_job_t *live = s_get(&jobs, 0);
+    for (int i = 1; i <= 10; i++) {
+        TEST_CHECK(s_finish(&jobs, i, "tok") != NULL);
+        zp_sink_job_t *old;
+        while ((old = zp_jobs_forgettable(&jobs)))
+            zp_jobs_forget(&jobs, &old);
+    }
+    TEST_EQ_INT(jobs.count, 4); /* the live one and the last 3 */
+    TEST_EQ_INT(jobs.n_released, 3);
+    TEST_EQ_INT(jobs.n_forgotten, 7);
+    TEST_CHECK(zp_jobs_find(&jobs, "job-0") == live);
+    TEST_CHECK(zp_jobs_find(&jobs, "job-7") == NULL);
+    TEST_CHECK(zp_jobs_find(&jobs, "job-8") != NULL);
+    TEST_EQ_INT(zp_retain_match(&jobs.forgotten, "job-7", "tok"),
+                ZP_RETAIN_SAME);
+    TEST_EQ_INT(zp_retain_match(&jobs.forgotten, "job-1", "x"),
+                ZP_RETAIN_OTHER);
+    TEST_EQ_INT(jobs.sums.succeeded, 10); /* the sums count every job */
+    /* The list, both ways. */
+    size_t n = 0;
+    for (zp_sink_job_t *j = jobs.tail; j; j = j->newer)
+        n++;
+    TEST_EQ_INT(n, 4);
+    TEST_CHECK(jobs.tail == live && jobs.head == zp_jobs_find(&jobs, "job-10"));
+    /* A dirty one is not forgotten until it is told. */
+    zp_jobs_touch(&jobs, zp_jobs_find(&jobs, "job-8"));
+    TEST_CHECK(s_finish(&jobs, 11, "tok") != NULL);
+    TEST_CHECK(zp_jobs_forgettable(&jobs) == NULL);
+    zp_jobs_take_dirty(&jobs);
+    zp_sink_job_t *old = zp_jobs_forgettable(&jobs);
+    TEST_CHECK(old && strcmp(old->id, "job-8") == 0);
+    zp_jobs_forget(&jobs, &old);
+    TEST_CHECK(old == NULL && zp_jobs_forgettable(&jobs) == NULL);
+    zp_jobs_fini(&jobs);
+    TEST_EQ_INT(jobs.retain, 3); /* kept across fini */
+}
+
 /* Only the last ZP_JOBS_KEEP_WORKERS released jobs list their workers. */
 static void test_workers_kept_for_the_last_released(void)
 {
@@ -184,6 +245,7 @@ static void s_scenario(void *arg)
 {
     (void)arg;
     zp_jobs_t jobs = {0};
+    zp_jobs_set_retain(&jobs, 20, 30);
     int added = 0;
     for (int i = 0; i < 70; i++) {
         zp_sink_job_t *j = s_done_job(&jobs, i, i % 2 ? "w" : NULL);
@@ -199,6 +261,15 @@ static void s_scenario(void *arg)
     if (jobs.count != (size_t)added)
         abort();
     zp_jobs_take_dirty(&jobs);
+    /* Forgetting past the retention: the set may fail to grow. */
+    zp_sink_job_t *old;
+    while ((old = zp_jobs_forgettable(&jobs)))
+        zp_jobs_forget(&jobs, &old);
+    if (jobs.n_released > 20 || jobs.forgotten.n > 30)
+        abort();
+    for (zp_sink_job_t *j = jobs.tail; j; j = j->newer)
+        if (zp_jobs_find(&jobs, j->id) != j)
+            abort();
     zp_jobs_fini(&jobs);
 }
 
@@ -215,6 +286,7 @@ static const test_case_t tests[] = {
     {"test_workers_kept_for_the_last_released",
      test_workers_kept_for_the_last_released},
     {"test_job_of_its_spool", test_job_of_its_spool},
+    {"test_forget_past_retention", test_forget_past_retention},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };
