@@ -386,8 +386,13 @@ static int s_dump(void *ctx, zp_vjournal_t *jr)
     size_t i = 0;
     for (zp_vent_job_t *j = zp_vent_jobs_first(v->jobs); rc == 0 && j;
          j = j->next) {
-        if (j->has_input || zp_vent_job_finished(j))
+        if (j->has_input || j->state == ZP_VENT_JOB_REFUSED)
             continue;
+        if (j->state == ZP_VENT_JOB_DONE) { /* not removed yet: remembered */
+            rc = zp_vjournal_finished(jr, j->id, j->token, j->next_task_id,
+                                      zp_now_us());
+            continue;
+        }
         while (i < k && all[i]->job->slot < j->slot)
             i++;
         size_t e = i;

@@ -46,6 +46,11 @@ zp_wk_arrival_t zp_wk_credit_received(zp_wk_credit_t *self, uint64_t n,
 {
     zp_wk_arrival_t a = {0};
     self->received += n;
+    /* Tasks sent against an earlier hello's credit (a ventilator that
+     * heard two hellos) count as granted: what is outstanding never runs
+     * below zero, where it would wrap and stop every later grant. */
+    if (self->received > self->granted)
+        self->granted = self->received;
     a.held = self->received - self->completed;
     if (a.held > self->max_held) {
         self->max_held = a.held;

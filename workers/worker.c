@@ -363,6 +363,14 @@ static int s_connect_tasks(s_worker_t *w, const char *vent_key)
     if (zp_curve_apply(w->curve, w->tasks, cfg->ventilator, false, vent_key) <
         0)
         return -1;
+    /* A restarted ventilator knows no worker: say hello on every
+     * reconnect rather than wait for the next heartbeat's "unknown".
+     * Watched before the connect, so the first connect is never missed
+     * (and a reconnect never taken for it). */
+    if (w->credit_mode &&
+        !(w->monitor = zp_curve_monitor(w->curve, w->tasks, ZMQ_EVENT_CONNECTED,
+                                        "ventilator")))
+        return -1;
     if (zmq_connect(w->tasks, cfg->ventilator) != 0) {
         zp_error("connect %s: %s", cfg->ventilator, zmq_strerror(errno));
         return -1;
@@ -401,12 +409,6 @@ static int s_init_sockets(s_worker_t *w)
         w->isolated ? "plugins in an executor process" : "plugins in process",
         cfg->sink);
     if (w->credit_mode && s_send_hello(w) < 0)
-        return -1;
-    /* A restarted ventilator knows no worker: say hello on every
-     * reconnect rather than wait for the next heartbeat's "unknown". */
-    if (w->credit_mode &&
-        !(w->monitor = zp_curve_monitor(w->curve, w->tasks, ZMQ_EVENT_CONNECTED,
-                                        "ventilator")))
         return -1;
     return 0;
 }

@@ -105,6 +105,23 @@ static void test_hello_credit_is_the_target_less_what_is_held(void)
     TEST_EQ_INT(zp_wk_credit_hello(&c), 0);
 }
 
+static void test_a_second_hello_never_stops_the_grants(void)
+{
+    /* Two hellos heard by a restarted ventilator: it sent tasks against
+     * the first's credit and then the second's. More arrive than this
+     * worker counts as granted; once they are done it must grant again
+     * (outstanding used to wrap below zero and stop every grant). */
+    zp_wk_credit_t c;
+    zp_wk_credit_init(&c, 100, 20);
+    zp_wk_credit_hello_sent(&c, zp_wk_credit_hello(&c)); /* 8 */
+    zp_wk_credit_hello_sent(&c, zp_wk_credit_hello(&c)); /* 8 again */
+    zp_wk_credit_received(&c, 16, true);                 /* 8 for each hello */
+    zp_wk_credit_done(&c, 16);
+    TEST_EQ_INT(zp_wk_credit_held(&c), 0);
+    TEST_CHECK(zp_wk_credit_due(&c) > 0);
+    TEST_CHECK(zp_wk_credit_due(&c) <= c.target);
+}
+
 static void test_arrivals_beyond_the_window_are_violations(void)
 {
     zp_wk_credit_t c;
@@ -128,6 +145,8 @@ static void test_arrivals_beyond_the_window_are_violations(void)
 }
 
 static const test_case_t tests[] = {
+    {"test_a_second_hello_never_stops_the_grants",
+     test_a_second_hello_never_stops_the_grants},
     {"test_starts_at_eight_within_the_window",
      test_starts_at_eight_within_the_window},
     {"test_fast_tasks_get_a_bigger_window",
