@@ -76,7 +76,7 @@ typedef struct {
     size_t retain;               /* released jobs held at most; 0 = all */
     zp_retain_t forgotten;       /* the ids of the jobs forgotten since */
     uint64_t n_forgotten;        /* jobs forgotten since the start */
-    zp_ledger_sums_t sums; /* every job's counters, summed */
+    zp_ledger_sums_t sums;       /* every job's counters, summed */
 } zp_jobs_t;
 
 /* The job with this id, or NULL. */

@@ -33,8 +33,7 @@ static size_t s_home(const zp_retain_t *self, uint64_t id_hash)
 static size_t s_probe(const zp_retain_t *self, uint64_t id_hash)
 {
     size_t i = s_home(self, id_hash);
-    while (self->index[i] &&
-           self->ring[self->index[i] - 1].id_hash != id_hash)
+    while (self->index[i] && self->ring[self->index[i] - 1].id_hash != id_hash)
         i = (i + 1) & (self->index_cap - 1);
     return i;
 }

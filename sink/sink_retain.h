@@ -13,10 +13,10 @@
 
 /* What the set knows of an id. */
 typedef enum {
-    ZP_RETAIN_UNKNOWN,    /* not in the set */
-    ZP_RETAIN_SAME,       /* a forgotten job, and the token matches (or
-                             the open has none: legacy) */
-    ZP_RETAIN_OTHER,      /* a forgotten job with another token */
+    ZP_RETAIN_UNKNOWN, /* not in the set */
+    ZP_RETAIN_SAME,    /* a forgotten job, and the token matches (or
+                          the open has none: legacy) */
+    ZP_RETAIN_OTHER,   /* a forgotten job with another token */
 } zp_retain_match_t;
 
 /* One forgotten job. */

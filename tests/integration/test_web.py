@@ -123,6 +123,19 @@ def _wait_state(base, pred, what, timeout=20.0):
         time.sleep(0.1)
 
 
+def _open_job(control, job):
+    """Opens job at the sink (it refuses results for a job never opened)."""
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(control)
+    m = zpipe_pb2.Message()
+    m.job_open.job_id, m.job_open.plugin = job, "echo"
+    s.send(m.SerializeToString())
+    check(s.poll(5000), "no answer to JobOpen %s" % job)
+    check(zpipe_pb2.Message.FromString(s.recv()).ack.ok, "JobOpen %s" % job)
+    s.close()
+
+
 def _send_failure(results, job, task, worker, error, cause=b"plugin_error"):
     """Sends the sink a ResultBatch with one final failure whose job id,
     worker id and error are raw bytes: the generated Python code refuses
@@ -167,6 +180,8 @@ def _stop_sink(c):
 def test_state_is_valid_json_whatever_the_bytes():
     c = zptest.Cluster(sink_args=("--metrics", "127.0.0.1:0"))
     base = _web_url(c.logs[0])
+    _open_job(c.control, "hostile-1")
+    _open_job(c.control, "hostile-2")
     _send_failure(c.results, b"hostile-1", 7, HOSTILE_WORKER, HOSTILE_ERROR,
                   cause=b'cause"\n\xff')
     # A job id outside [A-Za-z0-9_.:-] is refused by the sink: counted,
@@ -179,7 +194,9 @@ def test_state_is_valid_json_whatever_the_bytes():
     check(f["worker"] == WANT_WORKER, "worker %r" % f["worker"])
     check(f["error"] == WANT_ERROR, "error %r" % f["error"])
     check(f["cause"] == 'cause"\n\ufffd', "cause %r" % f["cause"])
-    check([j["id"] for j in st["jobs"]] == ["hostile-1"], "jobs %r" % st["jobs"])
+    check([j["id"] for j in st["jobs"]] == ["hostile-2", "hostile-1"],
+          "jobs %r" % st["jobs"])
+    st["jobs"] = st["jobs"][1:]
     check(st["jobs"][0]["state"] == "open" and st["jobs"][0]["total"] is None
           and st["jobs"][0]["failed"] == 1, "job %r" % st["jobs"][0])
     check([w["id"] for w in st["workers"]] == [WANT_WORKER], "workers %r"
@@ -257,6 +274,7 @@ def test_browser_shows_the_finished_job_workers_and_failures():
           "worker tasks %r" % st["workers"])
     jobs_s = time.monotonic() - t0
     # A record whose text would be markup if the page ever parsed it.
+    _open_job(c.control, "hostile")
     _send_failure(c.results, b"hostile", 1, HOSTILE_WORKER, HOSTILE_ERROR)
     _wait_state(base, lambda s: s["failures"][0]["job"] == "hostile",
                 "the hostile record")

@@ -61,8 +61,7 @@ static void test_cap_drops_the_oldest(void)
     }
     TEST_EQ_INT(found, CAP);
     /* Oldest first. */
-    TEST_CHECK(zp_retain_at(&r, 0).id_hash ==
-               zp_retain_hash("job-24000"));
+    TEST_CHECK(zp_retain_at(&r, 0).id_hash == zp_retain_hash("job-24000"));
     zp_retain_fini(&r);
 }
 
