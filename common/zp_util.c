@@ -27,6 +27,20 @@ uint64_t zp_mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+uint64_t zp_hash_bytes(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+uint64_t zp_hash_str(const char *s)
+{
+    return zp_hash_bytes(s, strlen(s));
+}
+
 int zp_buf_reserve(zp_buf_t *buf, size_t extra)
 {
     if (buf->cap - buf->len >= extra)

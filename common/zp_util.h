@@ -11,6 +11,11 @@
 uint64_t zp_now_us(void);
 uint64_t zp_mono_us(void);
 
+/* 64-bit FNV-1a of len bytes, and of a string: the key of the id
+ * indexes (job ids, tokens, routing ids are short; it spreads them well). */
+uint64_t zp_hash_bytes(const void *data, size_t len);
+uint64_t zp_hash_str(const char *s);
+
 /* Growable byte buffer; zero-initialise, reuse with len = 0. */
 typedef struct {
     char *data;

@@ -1,5 +1,6 @@
 /* sink_job: the job table (see sink_job.h). */
 #include "sink_job.h"
+#include "zp_util.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -8,20 +9,11 @@
 /* Buckets of a new index; it doubles when there are more jobs. */
 #define S_FIRST_BUCKETS 64
 
-/* FNV-1a: job ids are short, and this spreads "job-1", "job-2" well. */
-static uint64_t s_hash(const char *id)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return h;
-}
-
 zp_sink_job_t *zp_jobs_find(const zp_jobs_t *self, const char *id)
 {
     if (!self->buckets)
         return NULL;
-    zp_sink_job_t *j = self->buckets[s_hash(id) & (self->n_buckets - 1)];
+    zp_sink_job_t *j = self->buckets[zp_hash_str(id) & (self->n_buckets - 1)];
     for (; j; j = j->hnext)
         if (strcmp(j->id, id) == 0)
             return j;
@@ -30,7 +22,8 @@ zp_sink_job_t *zp_jobs_find(const zp_jobs_t *self, const char *id)
 
 static void s_index(zp_jobs_t *self, zp_sink_job_t *j)
 {
-    zp_sink_job_t **b = &self->buckets[s_hash(j->id) & (self->n_buckets - 1)];
+    zp_sink_job_t **b =
+        &self->buckets[zp_hash_str(j->id) & (self->n_buckets - 1)];
     j->hnext = *b;
     *b = j;
 }
@@ -193,7 +186,8 @@ zp_sink_job_t *zp_jobs_forgettable(const zp_jobs_t *self)
 /* Takes j out of its hash bucket and the list of jobs. */
 static void s_unlink(zp_jobs_t *self, zp_sink_job_t *j)
 {
-    zp_sink_job_t **b = &self->buckets[s_hash(j->id) & (self->n_buckets - 1)];
+    zp_sink_job_t **b =
+        &self->buckets[zp_hash_str(j->id) & (self->n_buckets - 1)];
     while (*b != j)
         b = &(*b)->hnext;
     *b = j->hnext;

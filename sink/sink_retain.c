@@ -1,5 +1,6 @@
 /* sink_retain: the forgotten jobs' ids (see sink_retain.h). */
 #include "sink_retain.h"
+#include "zp_util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +14,7 @@ uint64_t zp_retain_hash(const char *s)
         return 0;
     /* FNV-1a, then a 64-bit finaliser (splitmix64) so that ids differing
      * in their last character land far apart in the index. */
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
+    uint64_t h = zp_hash_str(s);
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 27;

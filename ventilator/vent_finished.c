@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "vent_finished.h"
 #include "zp_idmap.h"
+#include "zp_util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,14 +13,6 @@ struct zp_vent_finished {
     uint64_t max_age_us;
     zp_idmap_t *index; /* hash(id) -> entry (a collision: the older one) */
 };
-
-uint64_t zp_vent_id_hash(const char *s)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
 
 zp_vent_finished_t *zp_vent_finished_new(size_t max, uint64_t max_age_us)
 {
@@ -72,7 +65,7 @@ size_t zp_vent_finished_count(const zp_vent_finished_t *self)
 const zp_vent_finished_job_t *
 zp_vent_finished_find(const zp_vent_finished_t *self, const char *id)
 {
-    uint64_t h = zp_vent_id_hash(id);
+    uint64_t h = zp_hash_str(id);
     const zp_vent_finished_job_t *e = zp_idmap_get(self->index, h);
     if (!e)
         return NULL;
@@ -99,15 +92,15 @@ static void s_pop_oldest(zp_vent_finished_t *self)
     s_entry_free(e);
 }
 
-/* Unhooks the entry holding id (left in the ring as a hole, NULL). */
-static void s_forget(zp_vent_finished_t *self, const char *id)
+/* Leaves a hole (NULL) in the ring where the entry with id was, and
+ * frees it; the index no longer points at it (the caller saw to that). */
+static void s_hole(zp_vent_finished_t *self, const char *id,
+                   const zp_vent_finished_job_t *keep)
 {
     for (size_t i = 0; i < self->len; i++) {
         size_t k = (self->head + i) % self->cap;
         zp_vent_finished_job_t *e = self->ring[k];
-        if (e && strcmp(e->id, id) == 0) {
-            if (zp_idmap_get(self->index, e->hash) == e)
-                zp_idmap_remove(self->index, e->hash);
+        if (e && e != keep && strcmp(e->id, id) == 0) {
             s_entry_free(e);
             self->ring[k] = NULL;
             return;
@@ -142,36 +135,23 @@ int zp_vent_finished_add(zp_vent_finished_t *self, const char *id,
     e->token = strdup(token ? token : "");
     e->total = total;
     e->when_us = when_us;
-    e->hash = zp_vent_id_hash(id);
+    e->hash = zp_hash_str(id);
     if (!e->id || !e->token ||
         (self->len == self->cap && self->cap < self->max && s_grow(self) < 0)) {
         s_entry_free(e);
         return -1;
     }
-    /* Make the index entry first, the only other step that can fail. */
-    zp_vent_finished_job_t *old = zp_idmap_get(self->index, e->hash);
-    if (old && strcmp(old->id, id) == 0) {
-        if (zp_idmap_put(self->index, e->hash, e) < 0) {
-            s_entry_free(e);
-            return -1;
-        }
-        /* The old entry stays in the ring as a hole. */
-        for (size_t i = 0; i < self->len; i++) {
-            size_t k = (self->head + i) % self->cap;
-            if (self->ring[k] == old) {
-                self->ring[k] = NULL;
-                break;
-            }
-        }
-        s_entry_free(old);
-    } else if (!old) {
-        if (zp_idmap_put(self->index, e->hash, e) < 0) {
-            s_entry_free(e);
-            return -1;
-        }
-    } else {
-        s_forget(self, id); /* a collision: not indexed, found by a scan */
+    /* Index it, the only other step that can fail, unless the index
+     * holds another id with its hash (the older stays indexed; this one
+     * is found by a scan). The id's old entry, if any, becomes a hole. */
+    zp_vent_finished_job_t *idx = zp_idmap_get(self->index, e->hash);
+    bool same = idx && strcmp(idx->id, id) == 0;
+    if ((!idx || same) && zp_idmap_put(self->index, e->hash, e) < 0) {
+        s_entry_free(e);
+        return -1;
     }
+    if (idx)
+        s_hole(self, id, e);
     if (self->len == self->cap)
         s_pop_oldest(self);
     self->ring[(self->head + self->len) % self->cap] = e;

@@ -48,7 +48,4 @@ size_t zp_vent_finished_count(const zp_vent_finished_t *self);
 const zp_vent_finished_job_t *
 zp_vent_finished_at(const zp_vent_finished_t *self, size_t i);
 
-/* 64-bit FNV-1a of a string (the job tables' index key). */
-uint64_t zp_vent_id_hash(const char *s);
-
 #endif

@@ -226,7 +226,7 @@ size_t zp_vent_jobs_count(const zp_vent_jobs_t *self)
 
 zp_vent_job_t *zp_vent_jobs_find(const zp_vent_jobs_t *self, const char *id)
 {
-    zp_vent_job_t *j = zp_idmap_get(self->index, zp_vent_id_hash(id));
+    zp_vent_job_t *j = zp_idmap_get(self->index, zp_hash_str(id));
     if (!j || strcmp(j->id, id) == 0)
         return j;
     for (j = self->head; j; j = j->next) /* a hash collision */
@@ -235,19 +235,11 @@ zp_vent_job_t *zp_vent_jobs_find(const zp_vent_jobs_t *self, const char *id)
     return NULL;
 }
 
-static uint64_t s_rid_hash(const char *rid, size_t len)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)rid[i]) * 1099511628211ull;
-    return h;
-}
-
 size_t zp_vent_jobs_of(const zp_vent_jobs_t *self, const char *rid,
                        size_t rid_len)
 {
     return (size_t)(uintptr_t)zp_idmap_get(self->producers,
-                                           s_rid_hash(rid, rid_len));
+                                           zp_hash_bytes(rid, rid_len));
 }
 
 /* Adds delta to the count of the connection's jobs. */
@@ -255,7 +247,7 @@ static int s_count(zp_vent_jobs_t *self, const char *rid, size_t len, int delta)
 {
     if (!len)
         return 0;
-    uint64_t h = s_rid_hash(rid, len);
+    uint64_t h = zp_hash_bytes(rid, len);
     size_t n = (size_t)(uintptr_t)zp_idmap_get(self->producers, h);
     if (delta < 0 && n == 0)
         return 0;
@@ -292,7 +284,7 @@ zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
     j->id = strdup(id);
     j->plugin = strdup(plugin);
     j->token = strdup("");
-    uint64_t h = zp_vent_id_hash(id);
+    uint64_t h = zp_hash_str(id);
     if (!j->id || !j->plugin || !j->token ||
         (!zp_idmap_get(self->index, h) &&
          zp_idmap_put(self->index, h, j) < 0)) {
@@ -319,11 +311,11 @@ zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
 void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j,
                          uint64_t when_us)
 {
-    if (j->state == ZP_VENT_JOB_DONE &&
+    /* Out of memory, it is forgotten: the sink still refuses the id with
+     * another token. */
+    if (j->state == ZP_VENT_JOB_DONE)
         zp_vent_finished_add(self->finished, j->id, j->token, j->next_task_id,
-                             when_us) < 0) {
-        /* forgotten: the sink still refuses the id with another token */
-    }
+                             when_us);
     zp_vent_job_t *prev = NULL;
     for (zp_vent_job_t *k = self->head; k; prev = k, k = k->next)
         if (k == j) {
@@ -336,7 +328,7 @@ void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j,
             self->count--;
             break;
         }
-    uint64_t h = zp_vent_id_hash(j->id);
+    uint64_t h = zp_hash_str(j->id);
     if (zp_idmap_get(self->index, h) == j)
         zp_idmap_remove(self->index, h);
     s_count(self, j->prid, j->prid_len, -1);

@@ -322,8 +322,7 @@ static void s_sink_argv(zp_run_plan_t *p, const zp_run_opts_t *o,
     if (o->ordered)
         s_push(p, ZP_ROLE_SINK, "--ordered");
     if (o->journal) {
-        s_push(p, ZP_ROLE_SINK, "--journal");
-        s_push(p, ZP_ROLE_SINK, o->journal);
+        s_push2(p, ZP_ROLE_SINK, "--journal", o->journal);
     } else if (!o->reduce) {
         /* The sink's own journal in the private directory: a sink killed
          * mid-run is restarted and resumes from it. Written, not synced:
@@ -360,8 +359,7 @@ static void s_ventilator_argv(zp_run_plan_t *p, const zp_run_opts_t *o,
     if (o->trace)
         s_push(p, r, "--trace");
     if (o->resume) {
-        s_push(p, r, "--resume-journal");
-        s_push(p, r, o->journal);
+        s_push2(p, r, "--resume-journal", o->journal);
     }
 }
 

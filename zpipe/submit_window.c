@@ -1,6 +1,7 @@
 /* submit_window: the messages zpipe submit sent and has no answer for, in
  * order, and what each Ack, reconnect and restart means for them. */
 #include "submit_window.h"
+#include "zp_util.h"
 
 #include <stdlib.h>
 
@@ -170,21 +171,12 @@ static void s_rewind(zp_submit_window_t *self)
     self->nudged = false;
 }
 
-/* FNV-1a: instances are compared, never shown. */
-static uint64_t s_hash(const char *s)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 /* Whether the Ack comes from another ventilator instance than the last. */
 static bool s_instance_changed(zp_submit_window_t *self, const char *inst)
 {
     if (!inst || !*inst)
         return false;
-    uint64_t h = s_hash(inst);
+    uint64_t h = zp_hash_str(inst); /* compared, never shown */
     bool changed = self->instance_known && h != self->instance;
     self->instance = h;
     self->instance_known = true;

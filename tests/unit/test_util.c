@@ -91,7 +91,15 @@ static void test_random_ids_differ(void)
     free(b);
 }
 
+static void test_hash_is_fnv1a(void)
+{
+    TEST_CHECK(zp_hash_str("") == 14695981039346656037ull);
+    TEST_CHECK(zp_hash_str("a") == 0xaf63dc4c8601ec8cull);
+    TEST_CHECK(zp_hash_bytes("a\0b", 3) != zp_hash_str("a"));
+}
+
 static const test_case_t tests[] = {
+    {"test_hash_is_fnv1a", test_hash_is_fnv1a},
     {"test_buf_grows_and_appends", test_buf_grows_and_appends},
     {"test_json_escapes_quotes_controls_and_backslash",
      test_json_escapes_quotes_controls_and_backslash},

@@ -77,12 +77,6 @@ static void test_expire_by_age(void)
     zp_vent_finished_destroy(&f);
 }
 
-static void test_hash_is_fnv1a(void)
-{
-    TEST_CHECK(zp_vent_id_hash("") == 14695981039346656037ull);
-    TEST_CHECK(zp_vent_id_hash("a") == 0xaf63dc4c8601ec8cull);
-}
-
 static void s_scenario(void *arg)
 {
     (void)arg;
@@ -112,7 +106,6 @@ static const test_case_t tests[] = {
     {"test_an_id_again_replaces_the_old_entry",
      test_an_id_again_replaces_the_old_entry},
     {"test_expire_by_age", test_expire_by_age},
-    {"test_hash_is_fnv1a", test_hash_is_fnv1a},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };
