@@ -19,6 +19,10 @@ typedef struct {
  * memory (the set is unchanged). */
 int zp_bitset_set(zp_bitset_t *self, uint64_t id);
 bool zp_bitset_has(const zp_bitset_t *self, uint64_t id);
+/* The first id at or after from that is in the set (in = true) or not
+ * (in = false). UINT64_MAX when no id past from is in the set; every id
+ * past the words is out of it. */
+uint64_t zp_bitset_next(const zp_bitset_t *self, uint64_t from, bool in);
 /* Frees the words; the set is empty and usable again. */
 void zp_bitset_free(zp_bitset_t *self);
 

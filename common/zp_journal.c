@@ -13,12 +13,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_HEADER "zpipe-journal 1\n"
+/* The version this build writes, and the newest it reads. */
+#define S_VERSION 2
+#define S_HEADER  "zpipe-journal 2\n"
+/* A dump's buffer is written out past this. */
+#define S_DUMP_FLUSH (1u << 20)
 
 struct zp_journal {
     int fd;
+    char *path;
     zp_buf_t buf;
-    bool unsynced; /* written since the last fdatasync */
+    uint64_t written; /* bytes in the file */
+    bool unsynced;    /* written since the last fdatasync */
+    bool failed;      /* (a dump) a write failed */
 };
 
 bool zp_job_id_valid(const char *s)
@@ -52,15 +59,127 @@ static bool s_num(const char *s, uint64_t *v)
     return zp_parse_u64(s, 0, UINT64_MAX, v) == 0;
 }
 
+static bool s_hex64(const char *s, uint64_t *v)
+{
+    if (strlen(s) != 16)
+        return false;
+    uint64_t x = 0;
+    for (int i = 0; i < 16; i++) {
+        int c = s[i], d = c >= '0' && c <= '9'   ? c - '0'
+                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                 : -1;
+        if (d < 0)
+            return false;
+        x = x << 4 | (uint64_t)d;
+    }
+    *v = x;
+    return true;
+}
+
+/* Parses n numbers from f into v; false if one is not a number. */
+static bool s_nums(char **f, int n, uint64_t *v)
+{
+    for (int i = 0; i < n; i++)
+        if (!s_num(f[i], &v[i]))
+            return false;
+    return true;
+}
+
+#define S_CALL(v, cb, ...)                                                     \
+    do {                                                                       \
+        if ((v) && (v)->cb)                                                    \
+            (v)->cb(__VA_ARGS__);                                              \
+    } while (0)
+
+/* The snapshot's lines (a compacted journal); false if f is none. */
+static bool s_snapshot_event(char **f, int n, const zp_journal_visitor_t *vis,
+                             void *ctx)
+{
+    uint64_t v[8];
+    char c = f[0][0];
+    if (f[0][1])
+        return false;
+    if (c == 'W' && n == 2 && s_num(f[1], &v[0])) {
+        S_CALL(vis, on_offset, ctx, v[0]);
+    } else if (c == 'F' && n == 3 && s_hex64(f[1], &v[0]) &&
+               s_hex64(f[2], &v[1])) {
+        S_CALL(vis, on_forgotten, ctx, v[0], v[1]);
+    } else if (c == 'D' && (n == 10 || n == 11) && zp_job_id_valid(f[1]) &&
+               s_nums(f + 2, 8, v) && v[0] <= UINT32_MAX &&
+               v[2] + v[3] == v[1] && (n == 10 || zp_job_id_valid(f[10]))) {
+        zp_journal_summary_t sm = {(uint32_t)v[0], v[1], v[2], v[3],
+                                   v[4],           v[5], v[6], v[7]};
+        S_CALL(vis, on_done, ctx, f[1], n == 11 ? f[10] : "", &sm);
+    } else if (c == 'S' && n == 6 && zp_job_id_valid(f[1]) &&
+               s_nums(f + 2, 4, v)) {
+        zp_journal_summary_t sm = {.succeeded = v[0],
+                                   .failed = v[1],
+                                   .duplicates = v[2],
+                                   .retries = v[3]};
+        S_CALL(vis, on_counts, ctx, f[1], &sm);
+    } else if (c == 'H' && n == 4 && zp_job_id_valid(f[1]) &&
+               s_nums(f + 2, 2, v) && v[1] > 0 && v[0] + v[1] > v[0]) {
+        S_CALL(vis, on_have, ctx, f[1], v[0], v[1]);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* One line's event, passed to the visitor; false if it is malformed. */
+static bool s_event(char **f, int n, const zp_journal_visitor_t *vis, void *ctx)
+{
+    uint64_t a, b;
+    if (n < 2 || !f[0][0])
+        return false;
+    if ((n == 3 || n == 4) && !strcmp(f[0], "O") && zp_job_id_valid(f[1]) &&
+        s_num(f[2], &a) && a <= UINT32_MAX &&
+        (n == 3 || zp_job_id_valid(f[3]))) {
+        S_CALL(vis, on_open, ctx, f[1], (uint32_t)a, n == 4 ? f[3] : "");
+    } else if (n == 3 && !strcmp(f[0], "C") && zp_job_id_valid(f[1]) &&
+               s_num(f[2], &a)) {
+        S_CALL(vis, on_close, ctx, f[1], a);
+    } else if (n == 5 && !strcmp(f[0], "R") && zp_job_id_valid(f[1]) &&
+               s_num(f[2], &a) &&
+               (!strcmp(f[3], "ok") || !strcmp(f[3], "failed")) &&
+               s_num(f[4], &b)) {
+        S_CALL(vis, on_record, ctx, f[1], a, f[3][0] == 'o', b);
+    } else {
+        return s_snapshot_event(f, n, vis, ctx);
+    }
+    return true;
+}
+
+/* The header's length, -1 if data has none, ZP_JOURNAL_NEWER for a
+ * version past this build's. */
+static long s_header(const char *data, size_t len)
+{
+    static const char magic[] = "zpipe-journal ";
+    size_t ml = sizeof magic - 1;
+    if (len < ml + 2 || memcmp(data, magic, ml) != 0)
+        return -1;
+    const char *nl = memchr(data + ml, '\n', len - ml < 12 ? len - ml : 12);
+    if (!nl || nl == data + ml)
+        return -1;
+    char num[12] = {0};
+    memcpy(num, data + ml, (size_t)(nl - data) - ml);
+    uint64_t version;
+    if (!s_num(num, &version) || version == 0)
+        return -1;
+    if (version > S_VERSION)
+        return ZP_JOURNAL_NEWER;
+    return nl - data + 1;
+}
+
 long zp_journal_replay(const char *data, size_t len,
                        const zp_journal_visitor_t *visitor, void *ctx,
                        size_t *valid_len)
 {
-    size_t hl = strlen(S_HEADER);
     *valid_len = 0;
-    if (len < hl || memcmp(data, S_HEADER, hl) != 0)
-        return -1;
-    size_t pos = hl;
+    long hl = s_header(data, len);
+    if (hl < 0)
+        return hl;
+    size_t pos = (size_t)hl;
     long events = 0;
     char line[512];
     while (pos < len) {
@@ -74,36 +193,66 @@ long zp_journal_replay(const char *data, size_t len,
         line[ll] = '\0';
         if (memchr(line, '\0', ll))
             break;
-        char *f[6];
-        int n = s_fields(line, f, 6);
-        uint64_t a, b;
-        bool ok = false;
-        if ((n == 3 || n == 4) && !strcmp(f[0], "O") && zp_job_id_valid(f[1]) &&
-            s_num(f[2], &a) && a <= UINT32_MAX &&
-            (n == 3 || zp_job_id_valid(f[3]))) {
-            if (visitor && visitor->on_open)
-                visitor->on_open(ctx, f[1], (uint32_t)a, n == 4 ? f[3] : "");
-            ok = true;
-        } else if (n == 3 && !strcmp(f[0], "C") && zp_job_id_valid(f[1]) &&
-                   s_num(f[2], &a)) {
-            if (visitor && visitor->on_close)
-                visitor->on_close(ctx, f[1], a);
-            ok = true;
-        } else if (n == 5 && !strcmp(f[0], "R") && zp_job_id_valid(f[1]) &&
-                   s_num(f[2], &a) &&
-                   (!strcmp(f[3], "ok") || !strcmp(f[3], "failed")) &&
-                   s_num(f[4], &b)) {
-            if (visitor && visitor->on_record)
-                visitor->on_record(ctx, f[1], a, f[3][0] == 'o', b);
-            ok = true;
-        }
-        if (!ok)
+        char *f[11];
+        int n = s_fields(line, f, 11);
+        if (!s_event(f, n, visitor, ctx))
             break;
         events++;
         pos += ll + 1;
     }
     *valid_len = pos;
     return events;
+}
+
+/* Replays what fd holds (size bytes) and cuts a torn tail. Returns the
+ * length kept, or -1 with err set. */
+static long s_replay_file(int fd, const char *path, size_t size,
+                          const zp_journal_visitor_t *visitor, void *ctx,
+                          char *err, size_t errlen)
+{
+    zp_buf_t old = {0};
+    if (zp_buf_reserve(&old, size) < 0) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    ssize_t got = pread(fd, old.data, size, 0);
+    if (got != (ssize_t)size) {
+        snprintf(err, errlen, "%s: short read", path);
+        zp_buf_free(&old);
+        return -1;
+    }
+    old.len = size;
+    size_t valid = 0;
+    long events = zp_journal_replay(old.data, old.len, visitor, ctx, &valid);
+    zp_buf_free(&old);
+    if (events == ZP_JOURNAL_NEWER) {
+        snprintf(err, errlen,
+                 "%s: written by a newer zpipe (journal version > %d); "
+                 "upgrade this sink",
+                 path, S_VERSION);
+        return -1;
+    }
+    if (events < 0) {
+        snprintf(err, errlen, "%s: not a zpipe journal (bad header)", path);
+        return -1;
+    }
+    if (valid < size) {
+        zp_warn("journal %s: discarding a torn or corrupt tail of %zu bytes",
+                path, size - valid);
+        if (ftruncate(fd, (off_t)valid) < 0) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    return (long)valid;
+}
+
+/* Writes the header to a new, empty file and syncs it. */
+static int s_write_header(int fd)
+{
+    size_t hl = strlen(S_HEADER);
+    return write(fd, S_HEADER, hl) == (ssize_t)hl && fdatasync(fd) == 0 ? 0
+                                                                        : -1;
 }
 
 zp_journal_t *zp_journal_open(const char *path,
@@ -116,56 +265,34 @@ zp_journal_t *zp_journal_open(const char *path,
         return NULL;
     }
     struct stat st;
+    long kept = 0;
     if (fstat(fd, &st) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         goto fail_fd;
     }
-    zp_buf_t old = {0};
     if (st.st_size > 0) {
-        if (zp_buf_reserve(&old, (size_t)st.st_size) < 0) {
-            snprintf(err, errlen, "%s: out of memory", path);
+        kept = s_replay_file(fd, path, (size_t)st.st_size, visitor, ctx, err,
+                             errlen);
+        if (kept < 0)
             goto fail_fd;
-        }
-        ssize_t got = pread(fd, old.data, (size_t)st.st_size, 0);
-        if (got != st.st_size) {
-            snprintf(err, errlen, "%s: short read", path);
-            zp_buf_free(&old);
-            goto fail_fd;
-        }
-        old.len = (size_t)got;
-        size_t valid = 0;
-        if (zp_journal_replay(old.data, old.len, visitor, ctx, &valid) < 0) {
-            snprintf(err, errlen, "%s: not a zpipe journal (bad header)", path);
-            zp_buf_free(&old);
-            goto fail_fd;
-        }
-        if (valid < old.len) {
-            zp_warn("journal %s: discarding a torn or corrupt tail of %zu "
-                    "bytes",
-                    path, old.len - valid);
-            if (ftruncate(fd, (off_t)valid) < 0) {
-                snprintf(err, errlen, "%s: %s", path, strerror(errno));
-                zp_buf_free(&old);
-                goto fail_fd;
-            }
-        }
-        zp_buf_free(&old);
-    } else if (write(fd, S_HEADER, strlen(S_HEADER)) !=
-                   (ssize_t)strlen(S_HEADER) ||
-               fdatasync(fd) < 0) {
+    } else if (s_write_header(fd) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         goto fail_fd;
+    } else {
+        kept = (long)strlen(S_HEADER);
     }
     if (lseek(fd, 0, SEEK_END) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         goto fail_fd;
     }
     zp_journal_t *self = calloc(1, sizeof *self);
-    if (!self) {
+    if (!self || !(self->path = strdup(path))) {
+        free(self);
         snprintf(err, errlen, "out of memory");
         goto fail_fd;
     }
     self->fd = fd;
+    self->written = (uint64_t)kept;
     return self;
 
 fail_fd:
@@ -181,6 +308,7 @@ void zp_journal_destroy(zp_journal_t **self_p)
     zp_journal_sync(self);
     close(self->fd);
     zp_buf_free(&self->buf);
+    free(self->path);
     free(self);
     *self_p = NULL;
 }
@@ -249,6 +377,7 @@ int zp_journal_write(zp_journal_t *self)
         off += (size_t)n;
     }
     self->buf.len = 0;
+    self->written += off;
     self->unsynced |= off > 0;
     return 0;
 }
@@ -266,4 +395,131 @@ int zp_journal_sync(zp_journal_t *self)
 size_t zp_journal_pending(const zp_journal_t *self)
 {
     return self->buf.len;
+}
+
+uint64_t zp_journal_size(const zp_journal_t *self)
+{
+    return self->written + self->buf.len;
+}
+
+/* ---- compaction ---- */
+
+/* A dump's line is in its buffer: written out once enough piled up. */
+static int s_dump_line(zp_journal_t *out, int rc)
+{
+    if (rc < 0 || out->failed)
+        return -1;
+    if (out->buf.len >= S_DUMP_FLUSH && zp_journal_write(out) < 0) {
+        out->failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+int zp_journal_put_offset(zp_journal_t *out, uint64_t offset)
+{
+    return s_dump_line(
+        out, zp_buf_printf(&out->buf, "W %llu\n", (unsigned long long)offset));
+}
+
+int zp_journal_put_forgotten(zp_journal_t *out, uint64_t id_hash,
+                             uint64_t token_hash)
+{
+    return s_dump_line(out, zp_buf_printf(&out->buf, "F %016llx %016llx\n",
+                                          (unsigned long long)id_hash,
+                                          (unsigned long long)token_hash));
+}
+
+int zp_journal_put_done(zp_journal_t *out, const char *job, const char *token,
+                        const zp_journal_summary_t *m)
+{
+    int rc = zp_buf_printf(
+        &out->buf, "D %s %u %llu %llu %llu %llu %llu %llu %llu%s%s\n", job,
+        m->max_attempts, (unsigned long long)m->total,
+        (unsigned long long)m->succeeded, (unsigned long long)m->failed,
+        (unsigned long long)m->duplicates, (unsigned long long)m->retries,
+        (unsigned long long)m->first_us, (unsigned long long)m->last_us,
+        token && *token ? " " : "", token && *token ? token : "");
+    return s_dump_line(out, rc);
+}
+
+int zp_journal_put_counts(zp_journal_t *out, const char *job,
+                          const zp_journal_summary_t *m)
+{
+    return s_dump_line(out,
+                       zp_buf_printf(&out->buf, "S %s %llu %llu %llu %llu\n",
+                                     job, (unsigned long long)m->succeeded,
+                                     (unsigned long long)m->failed,
+                                     (unsigned long long)m->duplicates,
+                                     (unsigned long long)m->retries));
+}
+
+int zp_journal_put_have(zp_journal_t *out, const char *job, uint64_t first,
+                        uint64_t count)
+{
+    return s_dump_line(out, zp_buf_printf(&out->buf, "H %s %llu %llu\n", job,
+                                          (unsigned long long)first,
+                                          (unsigned long long)count));
+}
+
+/* Syncs the directory that holds path (a rename in it). */
+static int s_sync_dir(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return -1;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* The new file whole: the dump, then the header's version, synced. */
+static int s_compact_write(zp_journal_t *out, zp_journal_dump_fn *dump,
+                           void *ctx)
+{
+    if (zp_buf_printf(&out->buf, "%s", S_HEADER) < 0 || dump(ctx, out) < 0 ||
+        out->failed || zp_journal_write(out) < 0 || fdatasync(out->fd) < 0)
+        return -1;
+    return 0;
+}
+
+int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx)
+{
+    if (zp_journal_write(self) < 0)
+        return -1;
+    zp_journal_t out = {.fd = -1};
+    zp_buf_t tmp = {0};
+    if (zp_buf_printf(&tmp, "%s.compact", self->path) < 0)
+        return -1;
+    out.fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = out.fd < 0 ? -1 : s_compact_write(&out, dump, ctx);
+    if (rc == 0)
+        rc = rename(tmp.data, self->path);
+    int saved = errno;
+    if (rc < 0) {
+        if (out.fd >= 0)
+            close(out.fd);
+        unlink(tmp.data);
+    } else {
+        /* The rename is done: the new file is the journal, whether or not
+         * the directory's sync says so yet. */
+        close(self->fd);
+        self->fd = out.fd;
+        self->written = out.written;
+        self->unsynced = false;
+        if (s_sync_dir(self->path) < 0)
+            zp_warn("journal %s: syncing its directory: %s", self->path,
+                    strerror(errno));
+    }
+    zp_buf_free(&out.buf);
+    zp_buf_free(&tmp);
+    errno = saved;
+    return rc;
 }

@@ -1,7 +1,9 @@
 /* zp_journal: the sink's append-only commit log.
  *
  * One event per text line, so a torn write can only damage the last line:
- *   zpipe-journal 1                      header
+ *   zpipe-journal 2                      header (version 1: written before
+ *                                        tokens and compaction; read the
+ *                                        same; a newer version is refused)
  *   O <job> <max_attempts> [<token>]     job opened (again: its token set);
  *                                        the token, the job's identity
  *                                        beside its id (JobOpen.token), is
@@ -10,6 +12,18 @@
  *   C <job> <total>                      job closed with its task count
  *   R <job> <task> <ok|failed> <offset>  record committed; offset is the
  *                                        output file's size after it
+ * A compacted journal (zp_journal_compact) starts with a snapshot:
+ *   W <offset>                           the output's committed length
+ *   F <id hash> <token hash>             a forgotten job (16 hex digits
+ *                                        each), oldest first
+ *   D <job> <max_attempts> <total> <succeeded> <failed> <duplicates>
+ *     <retries> <first_us> <last_us> [<token>]   a finished job, in the
+ *                                        order they finished
+ *   O, C as above, then for a live job:
+ *   S <job> <succeeded> <failed> <duplicates> <retries>   its counters
+ *   H <job> <first> <count>              tasks first..first+count-1 have
+ *                                        their records (not counted again)
+ * and the appended events follow.
  * Replaying stops at the first line that is incomplete or malformed; what
  * follows is discarded (and reported), so a crash mid-write loses only
  * records that were never acknowledged. */
@@ -20,6 +34,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A job's counters, as a D or S line has them (S: the counts only). */
+typedef struct {
+    uint32_t max_attempts;
+    uint64_t total, succeeded, failed, duplicates, retries;
+    uint64_t first_us, last_us;
+} zp_journal_summary_t;
+
+/* Any callback may be NULL (the event is skipped). */
 typedef struct {
     /* token: "" when the line has none */
     void (*on_open)(void *ctx, const char *job, uint32_t max_attempts,
@@ -27,14 +49,26 @@ typedef struct {
     void (*on_close)(void *ctx, const char *job, uint64_t total);
     void (*on_record)(void *ctx, const char *job, uint64_t task, bool ok,
                       uint64_t offset);
+    void (*on_offset)(void *ctx, uint64_t offset);
+    void (*on_forgotten)(void *ctx, uint64_t id_hash, uint64_t token_hash);
+    /* token: "" when the line has none */
+    void (*on_done)(void *ctx, const char *job, const char *token,
+                    const zp_journal_summary_t *summary);
+    void (*on_counts)(void *ctx, const char *job,
+                      const zp_journal_summary_t *counts);
+    void (*on_have)(void *ctx, const char *job, uint64_t first, uint64_t count);
 } zp_journal_visitor_t;
+
+/* What zp_journal_replay returns for a header of a newer version. */
+#define ZP_JOURNAL_NEWER (-2)
 
 /* True if s is a valid job id: [A-Za-z0-9_.:-]{1,128}. */
 bool zp_job_id_valid(const char *s);
 
 /* Replays data[0..len). Returns the number of events; *valid_len is the
  * length of the well-formed prefix (the rest is a torn or corrupt tail).
- * Returns -1 if the header is missing or wrong (not a journal). */
+ * Returns -1 if the header is missing or wrong (not a journal), and
+ * ZP_JOURNAL_NEWER for a version this build does not know. */
 long zp_journal_replay(const char *data, size_t len,
                        const zp_journal_visitor_t *visitor, void *ctx,
                        size_t *valid_len);
@@ -63,5 +97,32 @@ int zp_journal_sync(zp_journal_t *self);
 int zp_journal_write(zp_journal_t *self);
 /* Bytes buffered and not yet synced. */
 size_t zp_journal_pending(const zp_journal_t *self);
+/* The journal's length in bytes: written and buffered. */
+uint64_t zp_journal_size(const zp_journal_t *self);
+
+/* Writes the snapshot of a compacted journal into out (see
+ * zp_journal_compact); returns 0, or -1 to give the compaction up. */
+typedef int zp_journal_dump_fn(void *ctx, zp_journal_t *out);
+
+/* Compacts: writes what dump puts into out to PATH.compact (a version 2
+ * header first), syncs it, renames it over the journal and syncs the
+ * directory; appends then go to the new file. What is buffered is written
+ * to the old file first. A crash at any point leaves either journal whole.
+ * Returns 0, or -1 (errno; logged by the caller) with the old journal in
+ * use as it was and the new file removed. */
+int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx);
+/* The snapshot's lines, for a dump (buffered; written as they pile up).
+ * Each returns 0, or -1 when out of memory or a write failed. */
+int zp_journal_put_offset(zp_journal_t *out, uint64_t offset);
+int zp_journal_put_forgotten(zp_journal_t *out, uint64_t id_hash,
+                             uint64_t token_hash);
+/* token: NULL or "" for none. */
+int zp_journal_put_done(zp_journal_t *out, const char *job, const char *token,
+                        const zp_journal_summary_t *summary);
+/* counts: its succeeded, failed, duplicates and retries. */
+int zp_journal_put_counts(zp_journal_t *out, const char *job,
+                          const zp_journal_summary_t *counts);
+int zp_journal_put_have(zp_journal_t *out, const char *job, uint64_t first,
+                        uint64_t count);
 
 #endif

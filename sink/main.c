@@ -25,6 +25,7 @@ int main(int argc, char **argv)
         .format = "jsonl",
         .max_frame = 256u << 20,
         .retain_jobs = 100000,
+        .journal_compact = 64u << 20,
     };
     uint64_t parent = 0;
     const char *journal_sync = "yes";
@@ -57,6 +58,12 @@ int main(int argc, char **argv)
          "yes: fdatasync --journal before acknowledging (default); no: only "
          "write it (survives a crash of the sink, not a power loss)",
          &journal_sync, 0, 0, "yes|no"},
+        {"journal-compact", 0, ZP_OPT_UINT, "ZPIPE_SINK_JOURNAL_COMPACT",
+         "BYTES",
+         "rewrite the journal as a snapshot of what the sink keeps (finished "
+         "jobs as one line each) once it is past BYTES and twice what the "
+         "last rewrite left (default 67108864, 64 MiB; 0 = never)",
+         &cfg.journal_compact, 0, UINT64_MAX, NULL},
         {"spool", 0, ZP_OPT_STR, "ZPIPE_SPOOL", "DIR",
          "also keep each job's records (JSON Lines) in DIR/JOB.jsonl, for "
          "consumers to fetch by cursor (zpipe results)",

@@ -7,6 +7,7 @@
 #include "sink.h"
 #include "sink_control.h"
 #include "sink_shell.h"
+#include "sink_snapshot.h"
 #include "zp_log.h"
 #include "zp_net.h"
 
@@ -59,6 +60,41 @@ static bool s_replay_record(void *ctx, const char *job, uint64_t task, bool ok)
     return true;
 }
 
+/* A compacted journal's snapshot (sink_snapshot.h). */
+static void s_replay_forgotten(void *ctx, uint64_t id_hash, uint64_t token_hash)
+{
+    zp_sink_t *s = ctx;
+    zp_snapshot_forgotten(&s->jobs, id_hash, token_hash);
+}
+
+static void s_replay_done(void *ctx, const char *job, const char *token,
+                          const zp_journal_summary_t *summary)
+{
+    zp_sink_t *s = ctx;
+    if (!zp_snapshot_done(&s->jobs, job, token, summary))
+        zp_error("journal replay: cannot restore finished job %s (out of "
+                 "memory, or named twice)",
+                 job);
+}
+
+static void s_replay_counts(void *ctx, const char *job,
+                            const zp_journal_summary_t *counts)
+{
+    zp_sink_t *s = ctx;
+    zp_snapshot_counts(&s->jobs, job, counts);
+}
+
+static void s_replay_have(void *ctx, const char *job, uint64_t first,
+                          uint64_t count)
+{
+    zp_sink_t *s = ctx;
+    zp_sink_job_t *j = zp_snapshot_have(&s->jobs, job, first, count);
+    if (j)
+        zp_order_skip_written(&j->order, zp_sink_job_has, j);
+    else if (zp_jobs_find(&s->jobs, job))
+        zp_error("journal replay: out of memory restoring job %s", job);
+}
+
 /* Decides which journal the sink keeps (its flags' promise) and says at
  * start-up what a crash or a power loss may cost. */
 static int s_init_promise(zp_sink_t *s)
@@ -89,8 +125,15 @@ static int s_init_promise(zp_sink_t *s)
  * journal says was committed, with each job's spool cut to match. */
 static int s_init_output(zp_sink_t *s)
 {
-    static const zp_store_replay_t replay = {s_replay_open, s_replay_close,
-                                             s_replay_record};
+    static const zp_store_replay_t replay = {
+        .on_open = s_replay_open,
+        .on_close = s_replay_close,
+        .on_record = s_replay_record,
+        .on_forgotten = s_replay_forgotten,
+        .on_done = s_replay_done,
+        .on_counts = s_replay_counts,
+        .on_have = s_replay_have,
+    };
     const zp_sink_config_t *cfg = s->cfg;
     if (s_init_promise(s) < 0)
         return -1;
@@ -99,7 +142,8 @@ static int s_init_output(zp_sink_t *s)
                             .journal = *p->journal ? p->journal : NULL,
                             .spool = cfg->spool,
                             .sync = p->sync,
-                            .rewind = p->rewind};
+                            .rewind = p->rewind,
+                            .compact = cfg->journal_compact};
     s->store = zp_store_new(&sc, &replay, s);
     if (!s->store)
         return -1;
@@ -112,7 +156,8 @@ static int s_init_output(zp_sink_t *s)
     for (zp_sink_job_t *j = s->jobs.tail; j; j = next, jobs++) {
         next = j->newer; /* oldest first: the oldest finished are forgotten */
         zp_store_spool_restore(s->store, &j->spool, j->id, j->ledger.done);
-        if (zp_ledger_finish(&j->ledger) == 0) /* complete */
+        if (j->ledger.state == ZP_JOB_DONE ||  /* a snapshot's summary */
+            zp_ledger_finish(&j->ledger) == 0) /* complete */
             zp_sink_release(s, j);
     }
     zp_info("journal %s: resumed %llu committed records of %zu jobs; output "
@@ -240,6 +285,23 @@ void zp_sink_release(zp_sink_t *s, zp_sink_job_t *j)
 
 /* ---- the loop's phases ---- */
 
+/* Right after a barrier: the journal, grown past --journal-compact, is
+ * rewritten as what the sink keeps. */
+static void s_compact(zp_sink_t *s)
+{
+    uint64_t t0 = zp_mono_us(), last = 0;
+    uint64_t before = zp_store_journal_size(s->store);
+    if (zp_store_compact(s->store, zp_snapshot_dump, &s->jobs) < 0)
+        return; /* logged */
+    zp_store_compactions(s->store, &last);
+    zp_info("journal %s: compacted from %llu to %llu bytes (%zu jobs, %llu "
+            "forgotten ids) in %.1f ms",
+            s->promise.journal, (unsigned long long)before,
+            (unsigned long long)last, s->jobs.count,
+            (unsigned long long)s->jobs.forgotten.n,
+            (double)(zp_mono_us() - t0) / 1000.0);
+}
+
 /* Records are durable before their tasks are acknowledged. */
 static void s_phase_commit(zp_sink_t *s, uint64_t now, uint64_t *last)
 {
@@ -249,6 +311,8 @@ static void s_phase_commit(zp_sink_t *s, uint64_t now, uint64_t *last)
         return; /* nothing written, nobody to tell */
     zp_sink_commit_all(s);
     *last = now;
+    if (zp_store_compact_due(s->store) && !zp_store_unsynced(s->store))
+        s_compact(s);
 }
 
 static void s_phase_metrics(zp_sink_t *s, uint64_t now)

@@ -17,17 +17,19 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *results; /* bind, PULL */
-    const char *control; /* bind, ROUTER */
-    const char *publish; /* bind, PUB; NULL or "" = none */
-    const char *output;  /* path, "-" = stdout */
-    const char *format;  /* "jsonl" or "lines" */
-    bool ordered;        /* restore task id order per job */
-    const char *journal; /* commit log; NULL = the sink's own (see
-                            sink_promise.h) */
-    bool journal_sync;   /* fdatasync the journal before acknowledging */
-    const char *spool;   /* directory: each job's records, served by
-                            cursor (ResultsRequest); NULL = none */
+    const char *results;      /* bind, PULL */
+    const char *control;      /* bind, ROUTER */
+    const char *publish;      /* bind, PUB; NULL or "" = none */
+    const char *output;       /* path, "-" = stdout */
+    const char *format;       /* "jsonl" or "lines" */
+    bool ordered;             /* restore task id order per job */
+    const char *journal;      /* commit log; NULL = the sink's own (see
+                                 sink_promise.h) */
+    bool journal_sync;        /* fdatasync the journal before acknowledging */
+    uint64_t journal_compact; /* compact the journal past this many bytes
+                                 (and twice what the last left); 0 = never */
+    const char *spool;        /* directory: each job's records, served by
+                                 cursor (ResultsRequest); NULL = none */
     uint64_t max_frame;
     uint64_t retain_jobs;       /* finished jobs kept whole (their status and
                                    records); older ones are forgotten, their ids

@@ -256,6 +256,63 @@ int zp_ledger_restore_close(zp_ledger_t *self, uint64_t total)
     return 0;
 }
 
+/* Sets one counter, keeping the sums in step. */
+static void s_set(uint64_t *mine, uint64_t *sum, uint64_t v)
+{
+    *sum += v - *mine;
+    *mine = v;
+}
+
+void zp_ledger_restore_counts(zp_ledger_t *self, uint64_t succeeded,
+                              uint64_t failed, uint64_t duplicates,
+                              uint64_t retries)
+{
+    zp_ledger_sums_t none = {0}, *sum = self->sums ? self->sums : &none;
+    s_set(&self->succeeded, &sum->succeeded, succeeded);
+    s_set(&self->failed, &sum->failed, failed);
+    s_set(&self->duplicates, &sum->duplicates, duplicates);
+    s_set(&self->retries, &sum->retries, retries);
+    s_set(&self->done, &sum->done, succeeded + failed);
+    s_check(self);
+}
+
+int zp_ledger_restore_done(zp_ledger_t *self, uint64_t total,
+                           uint64_t succeeded, uint64_t failed,
+                           uint64_t duplicates, uint64_t retries)
+{
+    if (self->state != ZP_JOB_OPEN || self->done || self->has.count ||
+        succeeded + failed != total)
+        return -1;
+    zp_ledger_restore_counts(self, succeeded, failed, duplicates, retries);
+    self->total = total;
+    self->state = ZP_JOB_DONE;
+    return 0;
+}
+
+int zp_ledger_restore_have(zp_ledger_t *self, uint64_t first, uint64_t count)
+{
+    if (self->state == ZP_JOB_DONE)
+        return 0;
+    for (uint64_t t = first; t - first < count; t++) {
+        if (t >= ZP_LEDGER_MAX_OPEN_TASK_ID)
+            return 0;
+        if (zp_bitset_set(&self->has, t) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+bool zp_ledger_next_run(const zp_ledger_t *self, uint64_t from, uint64_t *first,
+                        uint64_t *count)
+{
+    uint64_t a = zp_bitset_next(&self->has, from, true);
+    if (a == UINT64_MAX)
+        return false;
+    *first = a;
+    *count = zp_bitset_next(&self->has, a, false) - a;
+    return true;
+}
+
 zp_ledger_pending_t zp_ledger_pending(const zp_ledger_t *self)
 {
     return (zp_ledger_pending_t){

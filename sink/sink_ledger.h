@@ -125,6 +125,26 @@ int zp_ledger_restore(zp_ledger_t *self, uint64_t task, bool ok);
  * replaces an earlier one). Returns 0, or -1 when the job is DONE. */
 int zp_ledger_restore_close(zp_ledger_t *self, uint64_t total);
 
+/* Journal replay of a compacted journal (see zp_journal.h): */
+/* A finished job's summary: a new ledger (nothing restored yet) becomes
+ * DONE with these counters (done = succeeded + failed = total). Returns
+ * 0, or -1 when the ledger is not new or the counts disagree. */
+int zp_ledger_restore_done(zp_ledger_t *self, uint64_t total,
+                           uint64_t succeeded, uint64_t failed,
+                           uint64_t duplicates, uint64_t retries);
+/* A live job's counters at the snapshot, replacing what it had. */
+void zp_ledger_restore_counts(zp_ledger_t *self, uint64_t succeeded,
+                              uint64_t failed, uint64_t duplicates,
+                              uint64_t retries);
+/* Tasks first..first+count-1 have their records (counted by
+ * zp_ledger_restore_counts, not here). Returns 0, or -1 when out of
+ * memory; ids past ZP_LEDGER_MAX_OPEN_TASK_ID are left out. */
+int zp_ledger_restore_have(zp_ledger_t *self, uint64_t first, uint64_t count);
+/* The next run of tasks with records at or after from: *first and
+ * *count; false when there is none. Not for a DONE job. */
+bool zp_ledger_next_run(const zp_ledger_t *self, uint64_t from, uint64_t *first,
+                        uint64_t *count);
+
 /* The ids waiting to be reported. */
 zp_ledger_pending_t zp_ledger_pending(const zp_ledger_t *self);
 /* Whether there is anything to report. */

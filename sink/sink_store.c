@@ -26,6 +26,9 @@ struct zp_store {
     uint64_t resumed;
     uint64_t out_size; /* the output's size before the replay (rewind) */
     uint64_t beyond;   /* records past it, left out */
+    /* Compaction: */
+    uint64_t compact_last; /* the journal's size after the last one */
+    uint64_t compactions;
 };
 
 /* Logs the first failure only: the sink stops on it. */
@@ -68,6 +71,54 @@ static void s_replay_record(void *ctx, const char *job, uint64_t task, bool ok,
     self->resumed++;
 }
 
+/* A compacted journal's output length: the records of the jobs it
+ * summarises end there. */
+static void s_replay_offset(void *ctx, uint64_t offset)
+{
+    zp_store_t *self = ctx;
+    if (self->cfg.rewind && offset > self->out_size) {
+        zp_warn("journal %s: the output %s is %llu bytes, shorter than the "
+                "%llu the journal's snapshot says were committed; the "
+                "records past its end are lost",
+                self->cfg.journal, self->cfg.output,
+                (unsigned long long)self->out_size, (unsigned long long)offset);
+        offset = self->out_size;
+    }
+    if (offset > self->out_offset)
+        self->out_offset = offset;
+}
+
+static void s_replay_forgotten(void *ctx, uint64_t id_hash, uint64_t token_hash)
+{
+    zp_store_t *self = ctx;
+    if (self->replay->on_forgotten)
+        self->replay->on_forgotten(self->replay_ctx, id_hash, token_hash);
+}
+
+static void s_replay_done(void *ctx, const char *job, const char *token,
+                          const zp_journal_summary_t *summary)
+{
+    zp_store_t *self = ctx;
+    if (self->replay->on_done)
+        self->replay->on_done(self->replay_ctx, job, token, summary);
+}
+
+static void s_replay_counts(void *ctx, const char *job,
+                            const zp_journal_summary_t *counts)
+{
+    zp_store_t *self = ctx;
+    if (self->replay->on_counts)
+        self->replay->on_counts(self->replay_ctx, job, counts);
+}
+
+static void s_replay_have(void *ctx, const char *job, uint64_t first,
+                          uint64_t count)
+{
+    zp_store_t *self = ctx;
+    if (self->replay->on_have)
+        self->replay->on_have(self->replay_ctx, job, first, count);
+}
+
 /* Opens the output of a journaled sink: a file is cut back to the end of
  * the last record the journal has; a stream is appended to as it is. */
 static int s_open_output_journaled(zp_store_t *self)
@@ -100,7 +151,16 @@ static int s_open_journaled(zp_store_t *self)
     struct stat st;
     if (cfg->rewind && stat(cfg->output, &st) == 0)
         self->out_size = (uint64_t)st.st_size;
-    zp_journal_visitor_t v = {s_replay_open, s_replay_close, s_replay_record};
+    zp_journal_visitor_t v = {
+        .on_open = s_replay_open,
+        .on_close = s_replay_close,
+        .on_record = s_replay_record,
+        .on_offset = s_replay_offset,
+        .on_forgotten = s_replay_forgotten,
+        .on_done = s_replay_done,
+        .on_counts = s_replay_counts,
+        .on_have = s_replay_have,
+    };
     char err[512];
     self->journal = zp_journal_open(cfg->journal, &v, self, err, sizeof err);
     if (!self->journal) {
@@ -113,6 +173,7 @@ static int s_open_journaled(zp_store_t *self)
                 cfg->journal, (unsigned long long)self->beyond, cfg->output);
     if (!cfg->rewind)
         self->out_offset = 0; /* a stream: offsets count from here */
+    self->compact_last = zp_journal_size(self->journal);
     return s_open_output_journaled(self);
 }
 
@@ -314,6 +375,69 @@ void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool)
 size_t zp_store_spools_open(const zp_store_t *self)
 {
     return self->spools ? zp_spools_open(self->spools) : 0;
+}
+
+bool zp_store_compact_policy(uint64_t size, uint64_t last, uint64_t threshold)
+{
+    return threshold && size >= threshold && size / 2 >= last;
+}
+
+bool zp_store_compact_due(const zp_store_t *self)
+{
+    return self->journal && !self->failed &&
+           zp_store_compact_policy(zp_journal_size(self->journal),
+                                   self->compact_last, self->cfg.compact);
+}
+
+/* What the store's part of a snapshot is, then the caller's. */
+typedef struct {
+    zp_store_t *store;
+    zp_journal_dump_fn *dump;
+    void *ctx;
+} s_dump_t;
+
+static int s_dump(void *ctx, zp_journal_t *out)
+{
+    s_dump_t *d = ctx;
+    if (zp_journal_put_offset(out, d->store->out_offset) < 0)
+        return -1;
+    return d->dump(d->ctx, out);
+}
+
+int zp_store_compact(zp_store_t *self, zp_journal_dump_fn *dump, void *ctx)
+{
+    if (!self->journal || self->failed || self->dirty)
+        return -1;
+    uint64_t before = zp_journal_size(self->journal);
+    /* The snapshot says the output holds out_offset bytes: make it so
+     * (already, when the barrier syncs it). */
+    if (self->cfg.rewind && !self->cfg.sync && fdatasync(fileno(self->out))) {
+        S_FAIL(self, "writing %s: %s", self->cfg.output, strerror(errno));
+        return -1;
+    }
+    s_dump_t d = {self, dump, ctx};
+    if (zp_journal_compact(self->journal, s_dump, &d) < 0) {
+        zp_warn("journal %s: cannot compact it (%s); it stays as it is, "
+                "tried again once it has grown as much",
+                self->cfg.journal, errno ? strerror(errno) : "out of memory");
+        self->compact_last = before; /* wait for as much again */
+        return -1;
+    }
+    self->compact_last = zp_journal_size(self->journal);
+    self->compactions++;
+    return 0;
+}
+
+uint64_t zp_store_journal_size(const zp_store_t *self)
+{
+    return self->journal ? zp_journal_size(self->journal) : 0;
+}
+
+uint64_t zp_store_compactions(const zp_store_t *self, uint64_t *last_size)
+{
+    if (last_size)
+        *last_size = self->compact_last;
+    return self->compactions;
 }
 
 int zp_store_finish(zp_store_t *self)

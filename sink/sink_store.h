@@ -7,6 +7,7 @@
 #define ZP_SINK_STORE_H
 
 #include "sink_spool.h"
+#include "zp_journal.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,16 +25,26 @@ typedef struct {
                             it (else a stream, appended to as it is) */
     size_t spool_files;  /* spool files open at once, at most; 0 = from
                             RLIMIT_NOFILE (sink_spool.h) */
+    uint64_t compact;    /* with a journal: compacted once past this many
+                            bytes (zp_store_compact_due); 0 = never */
 } zp_store_config_t;
 
 /* Journal replay, one call per event as the journal has it. on_record
  * returns true when it took the record (a new task of its job); the
- * output is cut back to the end of the last record taken. */
+ * output is cut back to the end of the last record taken, or to the
+ * snapshot's offset (a compacted journal) when that is further. The
+ * snapshot's events (zp_journal.h) go to the last four. */
 typedef struct {
     void (*on_open)(void *ctx, const char *job, uint32_t max_attempts,
                     const char *token);
     void (*on_close)(void *ctx, const char *job, uint64_t total);
     bool (*on_record)(void *ctx, const char *job, uint64_t task, bool ok);
+    void (*on_forgotten)(void *ctx, uint64_t id_hash, uint64_t token_hash);
+    void (*on_done)(void *ctx, const char *job, const char *token,
+                    const zp_journal_summary_t *summary);
+    void (*on_counts)(void *ctx, const char *job,
+                      const zp_journal_summary_t *counts);
+    void (*on_have)(void *ctx, const char *job, uint64_t first, uint64_t count);
 } zp_store_replay_t;
 
 typedef struct zp_store zp_store_t;
@@ -103,6 +114,24 @@ int zp_store_spool_fd(zp_store_t *self, zp_spool_t *spool, const char *job);
 void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool);
 /* Spool files open now (0 without --spool). */
 size_t zp_store_spools_open(const zp_store_t *self);
+
+/* Whether a journal of size bytes, whose last compaction left last
+ * bytes, is due one: past threshold (0 = never) and at least twice last
+ * (a snapshot of many live records is not rewritten over and over). */
+bool zp_store_compact_policy(uint64_t size, uint64_t last, uint64_t threshold);
+/* Whether the store's journal is due a compaction (the policy above). */
+bool zp_store_compact_due(const zp_store_t *self);
+/* Compacts the journal: at a barrier (nothing unsynced), makes the output
+ * durable, then has the journal rewritten as the snapshot: the output's
+ * length, then what dump(ctx, out) writes (every job the sink keeps, see
+ * zp_journal.h). Returns 0, or -1 after logging why (the old journal is
+ * kept; the next try waits until it has grown as much again). Compaction
+ * bytes and time: zp_store_compactions. */
+int zp_store_compact(zp_store_t *self, zp_journal_dump_fn *dump, void *ctx);
+/* The journal's size in bytes (0 without one). */
+uint64_t zp_store_journal_size(const zp_store_t *self);
+/* Compactions done, and the journal's size after the last one. */
+uint64_t zp_store_compactions(const zp_store_t *self, uint64_t *last_size);
 
 /* At a stop: flushes the output; returns 0, or -1 if that or an earlier
  * write failed. */

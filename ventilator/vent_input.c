@@ -104,6 +104,30 @@ static void s_skip_record(void *ctx, const char *job, uint64_t task, bool ok,
     zp_bitset_set(c->skip, task); /* out of memory: it runs again */
 }
 
+/* A compacted journal's runs of committed tasks (H), and a finished job
+ * (D: every task below its total). */
+static void s_skip_run(s_skip_ctx_t *c, const char *job, uint64_t first,
+                       uint64_t count)
+{
+    if (strcmp(job, c->job_id) != 0)
+        return;
+    for (uint64_t t = first; t - first < count && t < ZP_VENT_SKIP_MAX; t++)
+        zp_bitset_set(c->skip, t); /* out of memory: it runs again */
+}
+
+static void s_skip_have(void *ctx, const char *job, uint64_t first,
+                        uint64_t count)
+{
+    s_skip_run(ctx, job, first, count);
+}
+
+static void s_skip_done(void *ctx, const char *job, const char *token,
+                        const zp_journal_summary_t *summary)
+{
+    (void)token;
+    s_skip_run(ctx, job, 0, summary->total);
+}
+
 /* Reads the whole of fd; returns 0 or -1 when out of memory. */
 static int s_read_all(int fd, zp_buf_t *data)
 {
@@ -135,7 +159,9 @@ int zp_vent_skip_load(const char *path, const char *job_id, zp_bitset_t *skip)
         zp_buf_free(&data);
         return -1;
     }
-    zp_journal_visitor_t vis = {NULL, NULL, s_skip_record};
+    zp_journal_visitor_t vis = {.on_record = s_skip_record,
+                                .on_done = s_skip_done,
+                                .on_have = s_skip_have};
     s_skip_ctx_t ctx = {job_id, skip};
     size_t valid;
     long events = zp_journal_replay(data.data, data.len, &vis, &ctx, &valid);

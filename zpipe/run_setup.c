@@ -264,7 +264,7 @@ char *zp_run_journal_job(const char *path)
         zp_buf_append(&data, chunk, n);
     fclose(f);
     char *job = NULL;
-    zp_journal_visitor_t v = {s_last_job, NULL, NULL};
+    zp_journal_visitor_t v = {.on_open = s_last_job};
     size_t valid;
     if (data.len)
         zp_journal_replay(data.data, data.len, &v, &job, &valid);

@@ -3,6 +3,8 @@
 #include "test.h"
 #include "zp_bitset.h"
 
+#include <string.h>
+
 static void test_set_reports_new_and_present(void)
 {
     zp_bitset_t s = {0};
@@ -51,6 +53,43 @@ static void test_dense_ids_match_a_reference(void)
     zp_bitset_free(&s);
 }
 
+/* Runs found by zp_bitset_next cover exactly the ids in the set. */
+static void test_next_walks_runs_against_a_reference(void)
+{
+    enum { N = 5000 };
+    static unsigned char ref[N];
+    zp_bitset_t s = {0};
+    TEST_EQ_INT(zp_bitset_next(&s, 0, true), UINT64_MAX);
+    TEST_EQ_INT(zp_bitset_next(&s, 7, false), 7);
+    uint64_t x = 2463534242ull;
+    for (int i = 0; i < N / 100; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t id = x % N, len = x % 90;
+        for (uint64_t k = id; k < id + len && k < N; k++) {
+            ref[k] = 1;
+            zp_bitset_set(&s, k);
+        }
+    }
+    ref[N - 1] = 1;
+    zp_bitset_set(&s, N - 1);
+    unsigned char seen[N] = {0};
+    uint64_t runs = 0, id = 0;
+    while ((id = zp_bitset_next(&s, id, true)) != UINT64_MAX) {
+        uint64_t end = zp_bitset_next(&s, id, false);
+        TEST_CHECK(end > id && end <= s.n_words * 64);
+        for (uint64_t k = id; k < end; k++)
+            seen[k] = 1;
+        runs++;
+        id = end;
+    }
+    TEST_CHECK(runs > 10);
+    TEST_CHECK(memcmp(seen, ref, N) == 0);
+    TEST_EQ_INT(zp_bitset_next(&s, N, true), UINT64_MAX);
+    TEST_EQ_INT(zp_bitset_next(&s, (uint64_t)1 << 40, false),
+                (uint64_t)1 << 40);
+    zp_bitset_free(&s);
+}
+
 static void s_grow_scenario(void *arg)
 {
     int *ok = arg;
@@ -80,6 +119,8 @@ static const test_case_t tests[] = {
     {"test_grows_far_and_keeps_what_it_had",
      test_grows_far_and_keeps_what_it_had},
     {"test_dense_ids_match_a_reference", test_dense_ids_match_a_reference},
+    {"test_next_walks_runs_against_a_reference",
+     test_next_walks_runs_against_a_reference},
     {"test_alloc_failures_leave_the_set_usable",
      test_alloc_failures_leave_the_set_usable},
     {NULL, NULL},

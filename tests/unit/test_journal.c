@@ -39,7 +39,209 @@ static void s_record(void *ctx, const char *job, uint64_t task, bool ok,
     s->last_task = task;
     s->last_offset = offset;
 }
-static const zp_journal_visitor_t s_visitor = {s_open, s_close, s_record};
+static const zp_journal_visitor_t s_visitor = {
+    .on_open = s_open, .on_close = s_close, .on_record = s_record};
+
+/* What a snapshot's lines said. */
+typedef struct {
+    uint64_t offset, forgotten, fhash[2], dones, counts, have_ids;
+    zp_journal_summary_t last_done, last_counts;
+    char done_job[160], done_token[160];
+    s_seen_t seen;
+} s_snap_t;
+
+static void s_sopen(void *ctx, const char *job, uint32_t m, const char *t)
+{
+    s_open(&((s_snap_t *)ctx)->seen, job, m, t);
+}
+static void s_sclose(void *ctx, const char *job, uint64_t total)
+{
+    s_close(&((s_snap_t *)ctx)->seen, job, total);
+}
+static void s_srecord(void *ctx, const char *job, uint64_t task, bool ok,
+                      uint64_t offset)
+{
+    s_record(&((s_snap_t *)ctx)->seen, job, task, ok, offset);
+}
+static void s_offset(void *ctx, uint64_t offset)
+{
+    ((s_snap_t *)ctx)->offset = offset;
+}
+static void s_forgotten(void *ctx, uint64_t id_hash, uint64_t token_hash)
+{
+    s_snap_t *s = ctx;
+    s->forgotten++;
+    s->fhash[0] = id_hash;
+    s->fhash[1] = token_hash;
+}
+static void s_done(void *ctx, const char *job, const char *token,
+                   const zp_journal_summary_t *m)
+{
+    s_snap_t *s = ctx;
+    s->dones++;
+    s->last_done = *m;
+    snprintf(s->done_job, sizeof s->done_job, "%s", job);
+    snprintf(s->done_token, sizeof s->done_token, "%s", token);
+}
+static void s_counts(void *ctx, const char *job, const zp_journal_summary_t *m)
+{
+    s_snap_t *s = ctx;
+    (void)job;
+    s->counts++;
+    s->last_counts = *m;
+}
+static void s_have(void *ctx, const char *job, uint64_t first, uint64_t count)
+{
+    s_snap_t *s = ctx;
+    (void)job;
+    (void)first;
+    s->have_ids += count;
+}
+static const zp_journal_visitor_t s_snap_visitor = {
+    s_sopen,     s_sclose, s_srecord, s_offset,
+    s_forgotten, s_done,   s_counts,  s_have};
+
+/* A dump: one of each snapshot line. */
+static int s_dump(void *ctx, zp_journal_t *out)
+{
+    (void)ctx;
+    zp_journal_summary_t done = {5, 10, 9, 1, 2, 3, 111, 222};
+    zp_journal_summary_t live = {.succeeded = 4, .failed = 1, .retries = 7};
+    bool ok = zp_journal_put_offset(out, 12345) == 0 &&
+              zp_journal_put_forgotten(out, 0x0123456789abcdefull, 0) == 0 &&
+              zp_journal_put_forgotten(out, 1, UINT64_MAX) == 0 &&
+              zp_journal_put_done(out, "old-1", "tok-1", &done) == 0 &&
+              zp_journal_put_done(out, "old-2", NULL, &done) == 0 &&
+              zp_journal_open_job(out, "live", 3, "tok-l") == 0 &&
+              zp_journal_close_job(out, "live", 100) == 0 &&
+              zp_journal_put_counts(out, "live", &live) == 0 &&
+              zp_journal_put_have(out, "live", 0, 3) == 0 &&
+              zp_journal_put_have(out, "live", 50, 2) == 0;
+    return ok ? 0 : -1;
+}
+
+static int s_dump_fails(void *ctx, zp_journal_t *out)
+{
+    (void)ctx;
+    zp_journal_put_offset(out, 1);
+    return -1;
+}
+
+static char *s_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    static char buf[1 << 16];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* A compaction replaces the journal with the dump; appends go on after
+ * it; a reopen replays both; a failed dump leaves the old one in use. */
+static void test_compact_replaces_the_journal_with_the_snapshot(void)
+{
+    char path[] = "/tmp/zpipe-journal-test-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    char err[256];
+    zp_journal_t *j = zp_journal_open(path, NULL, NULL, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_CONTAINS(s_slurp(path), "zpipe-journal 2\n");
+    zp_journal_open_job(j, "gone", 3, NULL);
+    for (uint64_t i = 0; i < 5000; i++)
+        zp_journal_record(j, "gone", i, true, i * 10);
+    TEST_EQ_INT(zp_journal_sync(j), 0);
+    uint64_t before = zp_journal_size(j);
+    TEST_CHECK(before > 5000 * 10);
+    TEST_EQ_INT(zp_journal_compact(j, s_dump_fails, NULL), -1);
+    TEST_EQ_INT(zp_journal_size(j), before);
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%s.compact", path);
+    TEST_CHECK(access(tmp, F_OK) != 0); /* removed */
+    TEST_EQ_INT(zp_journal_compact(j, s_dump, NULL), 0);
+    TEST_CHECK(zp_journal_size(j) < 400);
+    TEST_CHECK(access(tmp, F_OK) != 0);
+    zp_journal_record(j, "live", 60, false, 13000);
+    zp_journal_destroy(&j);
+    TEST_CHECK(strstr(s_slurp(path), "gone") == NULL);
+    s_snap_t s = {0};
+    j = zp_journal_open(path, &s_snap_visitor, &s, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(s.offset, 12345);
+    TEST_EQ_INT(s.forgotten, 2);
+    TEST_EQ_INT(s.fhash[0], 1);
+    TEST_EQ_INT(s.fhash[1], UINT64_MAX);
+    TEST_EQ_INT(s.dones, 2);
+    TEST_EQ_STR(s.done_job, "old-2");
+    TEST_EQ_STR(s.done_token, "");
+    TEST_EQ_INT(s.last_done.max_attempts, 5);
+    TEST_EQ_INT(s.last_done.total, 10);
+    TEST_EQ_INT(s.last_done.succeeded, 9);
+    TEST_EQ_INT(s.last_done.failed, 1);
+    TEST_EQ_INT(s.last_done.duplicates, 2);
+    TEST_EQ_INT(s.last_done.retries, 3);
+    TEST_EQ_INT(s.last_done.first_us, 111);
+    TEST_EQ_INT(s.last_done.last_us, 222);
+    TEST_EQ_INT(s.counts, 1);
+    TEST_EQ_INT(s.last_counts.succeeded, 4);
+    TEST_EQ_INT(s.last_counts.retries, 7);
+    TEST_EQ_INT(s.have_ids, 5);
+    TEST_EQ_INT(s.seen.opens, 1);
+    TEST_EQ_STR(s.seen.last_token, "tok-l");
+    TEST_EQ_INT(s.seen.closes, 1);
+    TEST_EQ_INT(s.seen.records, 1);
+    TEST_EQ_INT(s.seen.last_offset, 13000);
+    zp_journal_destroy(&j);
+    unlink(path);
+}
+
+/* Version 1 is read as before; a newer version is refused by name, not
+ * cut as a torn tail; malformed snapshot lines stop the replay. */
+static void test_versions_and_bad_snapshot_lines(void)
+{
+    size_t valid;
+    s_snap_t s = {0};
+    const char v1[] = "zpipe-journal 1\nO a 3\nR a 0 ok 5\n";
+    TEST_EQ_INT(
+        zp_journal_replay(v1, sizeof v1 - 1, &s_snap_visitor, &s, &valid), 2);
+    const char v3[] = "zpipe-journal 3\nO a 3\n";
+    TEST_EQ_INT(
+        zp_journal_replay(v3, sizeof v3 - 1, &s_snap_visitor, &s, &valid),
+        ZP_JOURNAL_NEWER);
+    TEST_EQ_INT(
+        zp_journal_replay("zpipe-journal x\n", 16, &s_snap_visitor, &s, &valid),
+        -1);
+    const char *bad[] = {
+        "zpipe-journal 2\nW\n",
+        "zpipe-journal 2\nW -1\n",
+        "zpipe-journal 2\nF 0123 0\n",
+        "zpipe-journal 2\nF 0123456789abcdeg 0000000000000000\n",
+        "zpipe-journal 2\nF 0123456789ABCDEF 0000000000000000\n",
+        "zpipe-journal 2\nD a 3 10 9 2 0 0 0 0\n", /* 9 + 2 != 10 */
+        "zpipe-journal 2\nD a 3 10 9 1 0 0 0\n",
+        "zpipe-journal 2\nD a 3 10 9 1 0 0 0 0 bad/token\n",
+        "zpipe-journal 2\nS a 1 2 3\n",
+        "zpipe-journal 2\nH a 5 0\n",
+        "zpipe-journal 2\nH a 18446744073709551615 2\n",
+        "zpipe-journal 2\nWW 5\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_snap_t z = {0};
+        TEST_EQ_INT(zp_journal_replay(bad[i], strlen(bad[i]), &s_snap_visitor,
+                                      &z, &valid),
+                    0);
+        TEST_EQ_INT(valid, strlen("zpipe-journal 2\n"));
+    }
+    /* A visitor without the snapshot's callbacks skips its lines. */
+    const char v2[] = "zpipe-journal 2\nW 5\nD a 3 1 1 0 0 0 0 0\nO b 3\n";
+    s_seen_t old = {0};
+    TEST_EQ_INT(zp_journal_replay(v2, sizeof v2 - 1, &s_visitor, &old, &valid),
+                3);
+    TEST_EQ_INT(old.opens, 1);
+}
 
 static void test_replay_reads_every_event(void)
 {
@@ -264,6 +466,10 @@ static void test_alloc_failures_are_reported_not_fatal(void)
 }
 
 static const test_case_t tests[] = {
+    {"test_compact_replaces_the_journal_with_the_snapshot",
+     test_compact_replaces_the_journal_with_the_snapshot},
+    {"test_versions_and_bad_snapshot_lines",
+     test_versions_and_bad_snapshot_lines},
     {"test_alloc_failures_are_reported_not_fatal",
      test_alloc_failures_are_reported_not_fatal},
     {"test_replay_reads_every_event", test_replay_reads_every_event},

@@ -229,6 +229,54 @@ static void test_pending_is_bounded(void)
     zp_ledger_fini(&l);
 }
 
+/* A compacted journal's lines: a finished job comes back DONE with its
+ * counters (sums in step); a live one gets its counters and its runs of
+ * tasks with records, which zp_ledger_next_run gives back. */
+static void test_restore_from_a_snapshot(void)
+{
+    zp_ledger_sums_t sums = {0};
+    zp_ledger_t d, l;
+    zp_ledger_init(&d);
+    d.sums = &sums;
+    TEST_EQ_INT(zp_ledger_restore_done(&d, 10, 9, 2, 0, 0), -1); /* 11 */
+    TEST_EQ_INT(zp_ledger_restore_done(&d, 10, 9, 1, 4, 5), 0);
+    TEST_EQ_INT(d.state, ZP_JOB_DONE);
+    TEST_EQ_INT(d.done, 10);
+    TEST_CHECK(zp_ledger_has(&d, 9) && !zp_ledger_has(&d, 10));
+    TEST_EQ_INT(zp_ledger_restore_done(&d, 10, 9, 1, 4, 5), -1); /* not new */
+    TEST_EQ_INT(zp_ledger_restore(&d, 3, true), 0);
+    TEST_EQ_INT(sums.done, 10);
+    TEST_EQ_INT(sums.duplicates, 4);
+    TEST_EQ_INT(sums.retries, 5);
+
+    zp_ledger_init(&l);
+    l.sums = &sums;
+    TEST_EQ_INT(zp_ledger_restore(&l, 100, true), 1); /* an older line */
+    zp_ledger_restore_counts(&l, 5, 1, 0, 2);
+    TEST_EQ_INT(zp_ledger_restore_have(&l, 0, 4), 0);
+    TEST_EQ_INT(zp_ledger_restore_have(&l, 100, 2), 0);
+    TEST_EQ_INT(zp_ledger_restore_have(&l, ZP_LEDGER_MAX_OPEN_TASK_ID - 1, 5),
+                0);
+    TEST_EQ_INT(l.done, 6);
+    TEST_EQ_INT(sums.done, 16);
+    TEST_EQ_INT(sums.succeeded, 14);
+    TEST_EQ_INT(zp_ledger_restore(&l, 101, true), 0);  /* has it: not counted */
+    TEST_EQ_INT(zp_ledger_restore(&l, 102, false), 1); /* an appended line */
+    TEST_EQ_INT(l.done, 7);
+    uint64_t first, count, from = 0, runs = 0, ids = 0;
+    while (zp_ledger_next_run(&l, from, &first, &count)) {
+        TEST_CHECK(runs > 0 || (first == 0 && count == 4));
+        runs++;
+        ids += count;
+        from = first + count;
+    }
+    TEST_EQ_INT(runs, 3); /* 0-3, 100-102, the last id below the limit */
+    TEST_EQ_INT(ids, 8);
+    TEST_EQ_INT(zp_ledger_restore_close(&l, 7), 0);
+    zp_ledger_fini(&l);
+    zp_ledger_fini(&d);
+}
+
 static void test_restore_from_a_journal(void)
 {
     zp_ledger_t l;
@@ -294,6 +342,7 @@ static void test_alloc_failures(void)
 }
 
 static const test_case_t tests[] = {
+    {"test_restore_from_a_snapshot", test_restore_from_a_snapshot},
     {"test_dedup_and_completion", test_dedup_and_completion},
     {"test_empty_job_completes_at_close", test_empty_job_completes_at_close},
     {"test_retry_below_max_attempts_final_at_max",

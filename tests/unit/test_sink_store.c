@@ -82,7 +82,8 @@ static bool s_on_record(void *ctx, const char *job, uint64_t task, bool ok)
     return true;
 }
 
-static const zp_store_replay_t s_replay = {s_on_open, s_on_close, s_on_record};
+static const zp_store_replay_t s_replay = {
+    .on_open = s_on_open, .on_close = s_on_close, .on_record = s_on_record};
 
 static void s_cleanup(void)
 {

@@ -144,6 +144,47 @@ static void test_skip_set_holds_the_jobs_committed_tasks(void)
     unlink(path);
 }
 
+static int s_dump(void *ctx, zp_journal_t *out)
+{
+    (void)ctx;
+    zp_journal_summary_t done = {.total = 5, .succeeded = 5};
+    zp_journal_summary_t none = {0};
+    return zp_journal_put_done(out, "old", NULL, &done) < 0 ||
+                   zp_journal_put_done(out, "fin", NULL, &done) < 0 ||
+                   zp_journal_open_job(out, "job-1", 3, NULL) < 0 ||
+                   zp_journal_put_counts(out, "job-1", &none) < 0 ||
+                   zp_journal_put_have(out, "job-1", 10, 3) < 0 ||
+                   zp_journal_put_have(out, "other", 20, 3) < 0
+               ? -1
+               : 0;
+}
+
+/* A compacted journal: a finished job skips every task below its total,
+ * a live one the runs its snapshot lists, then the records after it. */
+static void test_skip_set_from_a_compacted_journal(void)
+{
+    char path[] = "/tmp/vent_journal_XXXXXX";
+    TEST_EQ_INT(s_journal(path), 0);
+    char err[256];
+    zp_journal_t *j = zp_journal_open(path, NULL, NULL, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(zp_journal_compact(j, s_dump, NULL), 0);
+    zp_journal_record(j, "job-1", 30, true, 40);
+    zp_journal_destroy(&j);
+    zp_bitset_t skip = {0};
+    TEST_EQ_INT(zp_vent_skip_load(path, "job-1", &skip), 0);
+    TEST_EQ_INT(skip.count, 4);
+    TEST_CHECK(zp_bitset_has(&skip, 10) && zp_bitset_has(&skip, 12));
+    TEST_CHECK(!zp_bitset_has(&skip, 0) && !zp_bitset_has(&skip, 20));
+    TEST_CHECK(zp_bitset_has(&skip, 30));
+    zp_bitset_free(&skip);
+    TEST_EQ_INT(zp_vent_skip_load(path, "fin", &skip), 0);
+    TEST_EQ_INT(skip.count, 5);
+    TEST_CHECK(zp_bitset_has(&skip, 4) && !zp_bitset_has(&skip, 5));
+    zp_bitset_free(&skip);
+    unlink(path);
+}
+
 static void test_missing_journal_skips_nothing(void)
 {
     zp_bitset_t skip = {0};
@@ -195,6 +236,8 @@ static void test_alloc_failures_in_reader_and_skip_set(void)
 }
 
 static const test_case_t tests[] = {
+    {"test_skip_set_from_a_compacted_journal",
+     test_skip_set_from_a_compacted_journal},
     {"test_lines_and_last_line_without_newline",
      test_lines_and_last_line_without_newline},
     {"test_trailing_newline_makes_no_empty_line",

@@ -1,0 +1,114 @@
+/* sink_snapshot: the job table to and from a compacted journal (see
+ * sink_snapshot.h). */
+#include "sink_snapshot.h"
+#include "sink_control.h"
+
+#include <stdbool.h>
+
+static zp_journal_summary_t s_summary(const zp_sink_job_t *j)
+{
+    const zp_ledger_t *l = &j->ledger;
+    return (zp_journal_summary_t){
+        .max_attempts = l->max_attempts,
+        .total = l->total,
+        .succeeded = l->succeeded,
+        .failed = l->failed,
+        .duplicates = l->duplicates,
+        .retries = l->retries,
+        .first_us = j->first_us,
+        .last_us = j->last_us,
+    };
+}
+
+static int s_dump_done(const zp_sink_job_t *j, zp_journal_t *out)
+{
+    zp_journal_summary_t m = s_summary(j);
+    return zp_journal_put_done(out, j->id, j->token, &m);
+}
+
+/* A live job: its open, its close, its counters, its runs of records. */
+static int s_dump_live(const zp_sink_job_t *j, zp_journal_t *out)
+{
+    const zp_ledger_t *l = &j->ledger;
+    zp_journal_summary_t m = s_summary(j);
+    if (zp_journal_open_job(out, j->id, l->max_attempts, j->token) < 0 ||
+        (l->state == ZP_JOB_CLOSED &&
+         zp_journal_close_job(out, j->id, l->total) < 0) ||
+        zp_journal_put_counts(out, j->id, &m) < 0)
+        return -1;
+    uint64_t first, count, from = 0;
+    while (zp_ledger_next_run(l, from, &first, &count)) {
+        if (zp_journal_put_have(out, j->id, first, count) < 0)
+            return -1;
+        from = first + count;
+    }
+    return 0;
+}
+
+int zp_snapshot_dump(void *ctx, zp_journal_t *out)
+{
+    const zp_jobs_t *jobs = ctx;
+    for (size_t i = 0; i < jobs->forgotten.n; i++) {
+        zp_retain_entry_t e = zp_retain_at(&jobs->forgotten, i);
+        if (zp_journal_put_forgotten(out, e.id_hash, e.token_hash) < 0)
+            return -1;
+    }
+    /* Finished jobs in the order they finished: the oldest is forgotten
+     * first after a restart too. */
+    for (const zp_sink_job_t *j = jobs->done_oldest; j; j = j->next_done)
+        if (s_dump_done(j, out) < 0)
+            return -1;
+    for (const zp_sink_job_t *j = jobs->tail; j; j = j->newer) {
+        if (j->released)
+            continue;
+        int rc = j->ledger.state == ZP_JOB_DONE ? s_dump_done(j, out)
+                                                : s_dump_live(j, out);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+void zp_snapshot_forgotten(zp_jobs_t *jobs, uint64_t id_hash,
+                           uint64_t token_hash)
+{
+    zp_retain_add_hashed(&jobs->forgotten,
+                         (zp_retain_entry_t){id_hash, token_hash});
+}
+
+zp_sink_job_t *zp_snapshot_done(zp_jobs_t *jobs, const char *id,
+                                const char *token,
+                                const zp_journal_summary_t *m)
+{
+    if (zp_jobs_find(jobs, id))
+        return NULL; /* a snapshot names a job once */
+    zp_sink_job_t *j =
+        zp_control_restore_open(jobs, id, m->max_attempts, token);
+    if (!j)
+        return NULL;
+    if (zp_ledger_restore_done(&j->ledger, m->total, m->succeeded, m->failed,
+                               m->duplicates, m->retries) < 0)
+        return NULL;
+    j->first_us = m->first_us;
+    j->last_us = m->last_us;
+    return j;
+}
+
+zp_sink_job_t *zp_snapshot_counts(zp_jobs_t *jobs, const char *id,
+                                  const zp_journal_summary_t *m)
+{
+    zp_sink_job_t *j = zp_jobs_find(jobs, id);
+    if (j)
+        zp_ledger_restore_counts(&j->ledger, m->succeeded, m->failed,
+                                 m->duplicates, m->retries);
+    return j;
+}
+
+zp_sink_job_t *zp_snapshot_have(zp_jobs_t *jobs, const char *id, uint64_t first,
+                                uint64_t count)
+{
+    zp_sink_job_t *j = zp_jobs_find(jobs, id);
+    if (!j || zp_ledger_restore_have(&j->ledger, first, count) < 0)
+        return NULL;
+    return j;
+}
