@@ -1,18 +1,11 @@
 /* worker: the zpipe worker daemon's shell: it owns the sockets, wires the
  * state modules (wk_credit, wk_results, wk_runner, wk_exec) together and
- * runs the loop; the modules decide, the shell sends. */
+ * runs the loop; the modules decide, the shell sends (wk_shell_send.c). */
 #define _GNU_SOURCE
-#include "worker.h"
-#include "wk_credit.h"
-#include "wk_exec.h"
 #include "wk_metrics.h"
-#include "wk_results.h"
-#include "wk_runner.h"
-#include "zp_codec.h"
+#include "wk_shell.h"
 #include "zp_log.h"
-#include "zp_metrics.h"
 #include "zp_net.h"
-#include "zp_util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,189 +16,18 @@
 
 #define S_DRAIN_US 3000000u /* time a stopping worker gives its batch */
 
-typedef struct {
-    const zp_worker_config_t *cfg;
-    char *id;
-    void *ctx, *tasks, *results; /* tasks: DEALER (credit) or PULL (push) */
-    void *monitor; /* the tasks socket's connects (credit dispatch) */
-    bool connected_once;
-    zp_curve_t *curve;
-    bool credit_mode, isolated;
-    zp_wk_runner_t *runner; /* loads the plugins; runs them when !isolated */
-    zp_wk_exec_t *exec;     /* runs them when isolated */
-    zp_wk_results_t *pending;
-    zp_wk_credit_t credit;
-    zp_arena_t *arena;
-    zp_task_view_t view; /* in process: batches decoded without copies */
-    zp_buf_t scratch;
-    uint64_t last_sent_us; /* to the ventilator, for heartbeats */
-    uint64_t bad_messages;
-    uint64_t drain_until;     /* stopping: when to give up the batch */
-    zp_metrics_t *metrics;    /* NULL unless --metrics */
-    zp_histogram_t call_hist; /* plugin call times, seconds */
-    bool fatal;
-} s_worker_t;
-
-/* ---- to the ventilator --------------------------------------------------- */
-
-static int s_send_credit(s_worker_t *w, uint64_t n)
-{
-    Zpipe__V1__Credit c = ZPIPE__V1__CREDIT__INIT;
-    c.credit = (uint32_t)n;
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_CREDIT;
-    m.credit = &c;
-    if (zp_send(w->tasks, NULL, 0, &m, &w->scratch, 0) < 0) {
-        zp_warn("credit to %s: %s", w->cfg->ventilator, zmq_strerror(errno));
-        return -1;
-    }
-    zp_wk_credit_granted(&w->credit, n);
-    w->last_sent_us = zp_mono_us();
-    return 0;
-}
-
-static int s_send_hello(s_worker_t *w)
-{
-    Zpipe__V1__Hello h = ZPIPE__V1__HELLO__INIT;
-    zp_plugins_t *plugins = zp_wk_runner_plugins(w->runner);
-    size_t n = zp_plugins_count(plugins);
-    char *names[64];
-    if (n > 64)
-        n = 64;
-    for (size_t i = 0; i < n; i++)
-        names[i] = (char *)zp_plugins_at(plugins, i)->desc.name;
-    char host[256] = "";
-    gethostname(host, sizeof host - 1);
-    h.worker_id = w->id;
-    h.plugins = names;
-    h.n_plugins = n;
-    h.window = (uint32_t)w->cfg->window;
-    h.credit = (uint32_t)zp_wk_credit_hello(&w->credit);
-    h.host = host;
-    h.pid = (uint32_t)getpid();
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_HELLO;
-    m.hello = &h;
-    if (zp_send(w->tasks, NULL, 0, &m, &w->scratch, 0) < 0) {
-        zp_error("hello to %s: %s", w->cfg->ventilator, zmq_strerror(errno));
-        return -1;
-    }
-    zp_wk_credit_hello_sent(&w->credit, h.credit);
-    w->last_sent_us = zp_mono_us();
-    return 0;
-}
-
-static void s_send_heartbeat(s_worker_t *w)
-{
-    Zpipe__V1__Heartbeat hb = ZPIPE__V1__HEARTBEAT__INIT;
-    hb.tasks_done = w->credit.completed;
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_HEARTBEAT;
-    m.heartbeat = &hb;
-    if (zp_send(w->tasks, NULL, 0, &m, &w->scratch, ZMQ_DONTWAIT) == 0)
-        w->last_sent_us = zp_mono_us();
-}
-
-/* Grants the credit wk_credit says is due. */
-static void s_grant(void *arg)
-{
-    s_worker_t *w = arg;
-    if (!w->credit_mode || zp_stopping())
-        return;
-    uint64_t n = zp_wk_credit_due(&w->credit);
-    if (n)
-        s_send_credit(w, n);
-}
-
-/* ---- to the sink --------------------------------------------------------- */
-
-/* Sends the pending results as one ResultBatch. */
-static int s_flush_results(s_worker_t *w)
-{
-    size_t n = zp_wk_results_count(w->pending);
-    if (n == 0)
-        return 0;
-    zp_wk_batch_info_t info = {
-        .worker_id = w->id,
-        .window = w->credit_mode ? (uint32_t)w->cfg->window : 0,
-        .max_held = (uint32_t)w->credit.max_held,
-        .tasks_done = w->credit.completed,
-    };
-    int rc = 0;
-    if (zp_wk_results_encode(w->pending, &info, &w->scratch) < 0) {
-        zp_error("out of memory sending %zu results", n);
-        rc = -1;
-    } else
-        while (zmq_send(w->results, w->scratch.data, w->scratch.len, 0) < 0) {
-            if (errno == EINTR && !zp_stopping())
-                continue;
-            zp_error("results to %s: %s (%zu results not sent)", w->cfg->sink,
-                     zmq_strerror(errno), n);
-            rc = -1;
-            break;
-        }
-    zp_wk_results_clear(w->pending);
-    return rc;
-}
-
-static void s_flush_hook(void *arg)
-{
-    s_flush_results(arg);
-}
-
-/* Sends an executor's result frame to the sink as it is. */
-static void s_forward(void *arg, const void *data, size_t len, size_t n)
-{
-    s_worker_t *w = arg;
-    while (zmq_send(w->results, data, len, 0) < 0) {
-        if (errno == EINTR && !zp_stopping())
-            continue;
-        zp_error("results to %s: %s (%zu results not sent)", w->cfg->sink,
-                 zmq_strerror(errno), n);
-        return;
-    }
-}
-
-static void s_observe(void *arg, uint64_t elapsed_us)
-{
-    s_worker_t *w = arg;
-    zp_histogram_observe(&w->call_hist, (double)elapsed_us / 1e6, 1);
-}
-
-/* In process, after each task: the books, then results and credit when
- * due, and a heartbeat when one is due in a long batch. */
-static bool s_task_done(void *arg, const zp_wk_done_t *d, size_t payload_len,
-                        uint64_t end)
-{
-    s_worker_t *w = arg;
-    zp_wk_credit_done(&w->credit, 1);
-    zp_wk_credit_observe(&w->credit, d->elapsed_us, payload_len, 1);
-    s_observe(w, d->elapsed_us);
-    bool slow = false;
-    if (zp_wk_results_due(w->pending, end)) {
-        s_flush_results(w);
-        s_grant(w);
-        slow = true;
-    }
-    if (w->credit_mode &&
-        end - w->last_sent_us >= w->cfg->heartbeat_ms * 1000) {
-        s_send_heartbeat(w);
-        slow = true;
-    }
-    return slow;
-}
-
 /* ---- from the ventilator ------------------------------------------------- */
 
-static void s_run_here(s_worker_t *w, const Zpipe__V1__TaskBatch *b)
+static void s_run_here(zp_wk_shell_t *w, const Zpipe__V1__TaskBatch *b)
 {
-    const zp_wk_hooks_t hooks = {s_flush_hook, s_task_done, w};
+    const zp_wk_hooks_t hooks = {zp_wk_shell_flush_hook, zp_wk_shell_task_done,
+                                 w};
     zp_wk_runner_run_batch(w->runner, w->pending, b, NULL, &hooks);
-    s_flush_results(w);
-    s_grant(w);
+    zp_wk_shell_flush_results(w);
+    zp_wk_shell_grant(w);
 }
 
-static void s_note_received(s_worker_t *w, size_t n)
+static void s_note_received(zp_wk_shell_t *w, size_t n)
 {
     zp_wk_arrival_t a = zp_wk_credit_received(&w->credit, n, w->credit_mode);
     if (a.new_max && w->exec)
@@ -216,14 +38,14 @@ static void s_note_received(s_worker_t *w, size_t n)
                  (unsigned long long)w->cfg->window);
 }
 
-static void s_queue_batch(s_worker_t *w, zmq_msg_t *frame, size_t n)
+static void s_queue_batch(zp_wk_shell_t *w, zmq_msg_t *frame, size_t n)
 {
     if (zp_wk_exec_enqueue(w->exec, frame, n) < 0)
         zp_error("out of memory queueing a batch of %zu tasks", n);
 }
 
 /* A message that is not a batch on the fast path. */
-static void s_handle_message(s_worker_t *w, zmq_msg_t *frame)
+static void s_handle_message(zp_wk_shell_t *w, zmq_msg_t *frame)
 {
     zp_arena_reset(w->arena);
     zp_message_t *m = zp_decode(w->arena, zmq_msg_data(frame),
@@ -249,7 +71,7 @@ static void s_handle_message(s_worker_t *w, zmq_msg_t *frame)
         zp_warn(
             "ventilator %s does not know this worker (%s); saying hello again",
             w->cfg->ventilator, m->bye->reason ? m->bye->reason : "");
-        s_send_hello(w);
+        zp_wk_shell_send_hello(w);
     } else {
         w->bad_messages++;
         zp_warn("dropped an unexpected %s message from %s", zp_kind_name(m),
@@ -257,7 +79,7 @@ static void s_handle_message(s_worker_t *w, zmq_msg_t *frame)
     }
 }
 
-static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
+static void s_handle_frame(zp_wk_shell_t *w, zmq_msg_t *frame)
 {
     size_t n;
     if (w->isolated &&
@@ -279,7 +101,7 @@ static void s_handle_frame(s_worker_t *w, zmq_msg_t *frame)
 }
 
 /* Renders the snapshot served at /metrics. */
-static void s_metrics_render(s_worker_t *w, uint64_t now)
+static void s_metrics_render(zp_wk_shell_t *w, uint64_t now)
 {
     zp_wk_stats_t st = {
         .completed = w->credit.completed,
@@ -295,7 +117,7 @@ static void s_metrics_render(s_worker_t *w, uint64_t now)
 /* ---- set-up and teardown ------------------------------------------------- */
 
 /* The id, the plugins, the metrics endpoint and the executor. 0 or -1. */
-static int s_init_state(s_worker_t *w)
+static int s_init_state(zp_wk_shell_t *w)
 {
     const zp_worker_config_t *cfg = w->cfg;
     w->credit_mode = strcmp(cfg->dispatch, "push") != 0;
@@ -331,10 +153,10 @@ static int s_init_state(s_worker_t *w)
     zp_wk_exec_env_t env = {
         .results = w->pending,
         .credit = &w->credit,
-        .forward = s_forward,
-        .flush = s_flush_hook,
-        .observe = s_observe,
-        .grant = s_grant,
+        .forward = zp_wk_shell_forward,
+        .flush = zp_wk_shell_flush_hook,
+        .observe = zp_wk_shell_observe,
+        .grant = zp_wk_shell_grant,
         .arg = w,
     };
     w->exec = zp_wk_exec_new(cfg, w->id, zp_wk_runner_plugins(w->runner),
@@ -345,7 +167,7 @@ static int s_init_state(s_worker_t *w)
 }
 
 /* Options of the tasks socket, then its connection. 0 or -1. */
-static int s_connect_tasks(s_worker_t *w, const char *vent_key)
+static int s_connect_tasks(zp_wk_shell_t *w, const char *vent_key)
 {
     const zp_worker_config_t *cfg = w->cfg;
     zp_fast_reconnect(w->tasks);
@@ -379,7 +201,7 @@ static int s_connect_tasks(s_worker_t *w, const char *vent_key)
 }
 
 /* The context, CURVE, both sockets, and the hello. 0 or -1. */
-static int s_init_sockets(s_worker_t *w)
+static int s_init_sockets(zp_wk_shell_t *w)
 {
     const zp_worker_config_t *cfg = w->cfg;
     w->ctx = zmq_ctx_new();
@@ -408,15 +230,15 @@ static int s_init_sockets(s_worker_t *w)
         w->id, cfg->ventilator, cfg->dispatch, (unsigned long long)cfg->window,
         w->isolated ? "plugins in an executor process" : "plugins in process",
         cfg->sink);
-    if (w->credit_mode && s_send_hello(w) < 0)
+    if (w->credit_mode && zp_wk_shell_send_hello(w) < 0)
         return -1;
     return 0;
 }
 
 /* Last results, a bye, the summary line. */
-static void s_finish(s_worker_t *w)
+static void s_finish(zp_wk_shell_t *w)
 {
-    s_flush_results(w);
+    zp_wk_shell_flush_results(w);
     if (w->credit_mode) {
         Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
         bye.reason = w->fatal ? "cannot run plugins" : "stopping";
@@ -436,7 +258,7 @@ static void s_finish(s_worker_t *w)
             (unsigned long long)(w->exec ? zp_wk_exec_restarts(w->exec) : 0));
 }
 
-static void s_close_sockets(s_worker_t *w)
+static void s_close_sockets(zp_wk_shell_t *w)
 {
     zp_monitor_close(w->tasks, &w->monitor);
     if (w->tasks) {
@@ -455,7 +277,7 @@ static void s_close_sockets(s_worker_t *w)
         zmq_ctx_term(w->ctx);
 }
 
-static void s_free_state(s_worker_t *w)
+static void s_free_state(zp_wk_shell_t *w)
 {
     zp_wk_exec_destroy(&w->exec);
     zp_metrics_destroy(&w->metrics);
@@ -471,7 +293,7 @@ static void s_free_state(s_worker_t *w)
 
 /* Stopping: finish the running batch (briefly), take nothing new. True
  * when the loop should end. */
-static bool s_phase_stop(s_worker_t *w)
+static bool s_phase_stop(zp_wk_shell_t *w)
 {
     if (!zp_stopping())
         return false;
@@ -483,7 +305,7 @@ static bool s_phase_stop(s_worker_t *w)
 
 /* Waits for the sockets; items[0] the tasks, items[1] the executor.
  * Returns what zmq_poll did. */
-static int s_phase_poll(s_worker_t *w, zmq_pollitem_t items[3], int *count)
+static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3], int *count)
 {
     int fd = w->exec ? zp_wk_exec_fd(w->exec) : -1;
     items[0] = (zmq_pollitem_t){w->tasks, 0, ZMQ_POLLIN, 0};
@@ -509,7 +331,7 @@ static int s_phase_poll(s_worker_t *w, zmq_pollitem_t items[3], int *count)
 }
 
 /* Takes what the ventilator queued (up to 64 frames). */
-static void s_phase_tasks(s_worker_t *w, const zmq_pollitem_t *item,
+static void s_phase_tasks(zp_wk_shell_t *w, const zmq_pollitem_t *item,
                           zmq_msg_t *frame)
 {
     if (!(item->revents & ZMQ_POLLIN))
@@ -529,19 +351,19 @@ static void s_phase_tasks(s_worker_t *w, const zmq_pollitem_t *item,
 }
 
 /* The tasks socket connected again (not the first time): hello. */
-static void s_phase_reconnect(s_worker_t *w, const zmq_pollitem_t *item,
+static void s_phase_reconnect(zp_wk_shell_t *w, const zmq_pollitem_t *item,
                               bool polled)
 {
     if (!polled || !(item->revents & ZMQ_POLLIN))
         return;
     int n = zp_monitor_drain(w->monitor);
     if (n > 0 && (w->connected_once || n > 1))
-        s_send_hello(w);
+        zp_wk_shell_send_hello(w);
     w->connected_once = true;
 }
 
 /* Executor I/O, its deadline, and feeding it (not while draining). */
-static void s_phase_executor(s_worker_t *w, const zmq_pollitem_t *item,
+static void s_phase_executor(zp_wk_shell_t *w, const zmq_pollitem_t *item,
                              bool polled)
 {
     if (!w->exec)
@@ -557,16 +379,16 @@ static void s_phase_executor(s_worker_t *w, const zmq_pollitem_t *item,
         zp_wk_exec_tick(w->exec, !w->drain_until);
 }
 
-static void s_phase_credit(s_worker_t *w)
+static void s_phase_credit(zp_wk_shell_t *w)
 {
     if (!w->credit_mode)
         return;
-    s_grant(w);
+    zp_wk_shell_grant(w);
     if (zp_mono_us() - w->last_sent_us >= w->cfg->heartbeat_ms * 1000)
-        s_send_heartbeat(w);
+        zp_wk_shell_send_heartbeat(w);
 }
 
-static void s_phase_metrics(s_worker_t *w)
+static void s_phase_metrics(zp_wk_shell_t *w)
 {
     if (!w->metrics)
         return;
@@ -577,7 +399,7 @@ static void s_phase_metrics(s_worker_t *w)
 
 int zp_worker_run(const zp_worker_config_t *cfg)
 {
-    s_worker_t w = {.cfg = cfg};
+    zp_wk_shell_t w = {.cfg = cfg};
     int rc = 3;
     if (s_init_state(&w) < 0 || s_init_sockets(&w) < 0)
         goto fail_init;

@@ -22,12 +22,14 @@ static const char s_submit_synopsis[] =
     "ventilator has taken every task and the close. A reconnect or a\n"
     "ventilator restart is survived: what it had not acknowledged is sent\n"
     "again, and it answers a repeat as the first time. Then 'zpipe wait\n"
-    "JOB' and 'zpipe results JOB' at the sink. Exit status: 0 submitted, 2\n"
-    "bad usage, 3 refused or no answer for --timeout-ms, 130/143\n"
-    "interrupted.";
+    "JOB' and 'zpipe results JOB' at the sink. A run killed before it\n"
+    "exits (a crashed shell or machine) is resumed by running it again with\n"
+    "the same --job, --token, --batch and input: the tasks the ventilator\n"
+    "took are not taken twice. Exit status: 0 submitted, 2 bad usage, 3\n"
+    "refused or no answer for --timeout-ms, 130/143 interrupted.";
 
 typedef struct {
-    const char *ventilator, *plugin, *input, *job;
+    const char *ventilator, *plugin, *input, *job, *token;
     const char *secret, *ventilator_key; /* CURVE */
     uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
     zp_strlist_t config; /* the job's plugin settings, KEY=VALUE */
@@ -46,8 +48,13 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
         {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
          "one task per line; - for stdin (default -)", &o->input, 0, 0, NULL},
         {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID",
-         "job id, never used before (default: a random job-HEX)", &o->job, 0, 0,
-         NULL},
+         "job id, never used by another job (default: a random job-HEX)",
+         &o->job, 0, 0, NULL},
+        {"token", 0, ZP_OPT_STR, "ZPIPE_JOB_TOKEN", "TOKEN",
+         "the job's identity beside its id: the same --job and --token "
+         "resume the job, another token is refused (default: a random one, "
+         "so a rerun is another job and refused)",
+         &o->token, 0, 0, NULL},
         {"priority", 0, ZP_OPT_UINT, "ZPIPE_PRIORITY", "N",
          "higher runs first; equal priorities share workers (default 0)",
          &o->priority, 0, 1000000, NULL},
@@ -80,6 +87,8 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
     const char *bad = !o->plugin ? "--plugin is required"
                       : o->job && !zp_job_id_valid(o->job)
                           ? "--job must be 1 to 128 of [A-Za-z0-9_.:-]"
+                      : o->token && !zp_job_id_valid(o->token)
+                          ? "--token must be 1 to 128 of [A-Za-z0-9_.:-]"
                           : NULL;
     for (size_t i = 0; !bad && i < o->config.count; i++)
         if (!strchr(o->config.items[i], '=') || o->config.items[i][0] == '=')
@@ -407,12 +416,13 @@ static int s_run(s_submit_t *s)
     return s->rc;
 }
 
-/* The job's id (given, or a random one made here, so that an open sent
- * again names the same job) and its token. */
+/* The job's id and token, each given or a random one made here (so that
+ * an open sent again by this run names the same job; only a given token
+ * lets another run name it). */
 static int s_identity(s_submit_t *s)
 {
     s->job = s->o->job ? strdup(s->o->job) : zp_random_id("job-", 8);
-    s->token = zp_random_id("", 16);
+    s->token = s->o->token ? strdup(s->o->token) : zp_random_id("", 16);
     return s->job && s->token ? 0 : -1;
 }
 

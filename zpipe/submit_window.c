@@ -267,7 +267,9 @@ static zp_submit_outcome_t s_ack_batch(zp_submit_window_t *self,
     const s_entry_t *e = s_at(self, (size_t)(a->seq - head->seq));
     if (a->accepted != e->tasks)
         return s_verdict(ZP_SUBMIT_REFUSED, b,
-                         "the ventilator took only part of a batch");
+                         "the ventilator holds this batch with another "
+                         "number of tasks (run again with another --batch "
+                         "or input?)");
     s_ack_through(self, a->seq);
     self->refusals = 0;
     return s_verdict(ZP_SUBMIT_PROGRESS, b, NULL);

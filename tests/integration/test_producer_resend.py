@@ -455,6 +455,99 @@ def test_producers_finish_across_a_whole_cluster_kill():
         SEED + 1, ", ".join("%.2f" % t for t in moments)))
 
 
+def _job_tasks(intake, job):
+    """The job's TASKS column in zpipe status (-1 while it is not listed)."""
+    r = zptest.run([binary("zpipe"), "status", "--ventilator", intake,
+                    "--timeout-ms", "10000"], capture_output=True, timeout=30)
+    for line in r.stdout.decode().splitlines():
+        f = line.split()
+        if f and f[0] == job:
+            return int(f[3])
+    return -1
+
+
+def _submit(s, job, token, args=()):
+    cmd = [binary("zpipe"), "submit", "--ventilator", s.intake, "--plugin",
+           "echo", "--batch", "100", "--job", job]
+    return cmd + (["--token", token] if token else []) + list(args)
+
+
+def test_submit_rerun_with_its_token_resumes_the_job():
+    """zpipe submit SIGKILLed mid-job (its shell or machine crashed) and run
+    again with the same --job and --token on the same input: the same job
+    goes on (the batches the ventilator took are answered again, not run
+    again) and ends with every task's record exactly once. The same --job
+    with another token, or with none (a random one), is refused."""
+    s = ResendCluster()
+    n, job, token = 10000, "resume-%08x" % random.getrandbits(32), "tok-1.a:b_C"
+    lines = _payloads("resume", n)
+    path = os.path.join(s.dir, "input.txt")
+    with open(path, "w") as f:
+        f.write("".join(l + "\n" for l in lines))
+    # the first run: half the input, then no end of input: it cannot close
+    p = start(_submit(s, job, token), stdin=subprocess.PIPE,
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write("".join(l + "\n" for l in lines[:n // 2]).encode())
+    p.stdin.flush()
+    check(p.stdout.readline().decode().strip() == job, "first run: no job id")
+    # (the last batches read may wait in zpipe submit for more input)
+    t0 = time.monotonic()
+    while _job_tasks(s.intake, job) < n // 4 and time.monotonic() - t0 < 30:
+        time.sleep(0.1)
+    taken = _job_tasks(s.intake, job)
+    check(n // 4 <= taken <= n // 2, "first run: the ventilator has %d tasks"
+          % taken)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    # another job reusing the id is refused, and so is a run without
+    # --token: its token is a new random one
+    for other in ("tok-2", None):
+        r = zptest.run(_submit(s, job, other, ["--input", path]),
+                       capture_output=True, timeout=60)
+        err = r.stderr.decode()
+        check(r.returncode == 3 and "job id %s is in use by another job" % job
+              in err, "token %r: exit %d %r" % (other, r.returncode, err))
+    # a rerun that cuts the input into other batches is refused, not merged
+    r = zptest.run(_submit(s, job, token, ["--input", path, "--batch", "200"]),
+                   capture_output=True, timeout=60)
+    err = r.stderr.decode()
+    check(r.returncode == 3 and "another number of tasks" in err,
+          "--batch 200: exit %d %r" % (r.returncode, err))
+    # the rerun with the same token resumes the job and finishes it
+    rerun = zptest.run(_submit(s, job, token, ["--input", path]),
+                       capture_output=True, timeout=120)
+    said = rerun.stderr.decode().strip()
+    check(rerun.returncode == 0 and rerun.stdout.decode().strip() == job,
+          "rerun: exit %d %r" % (rerun.returncode, said[-500:]))
+    w = zptest.run([binary("zpipe"), "wait", "--sink", s.control, job,
+                    "--timeout-ms", "120000"], capture_output=True, timeout=180)
+    check(w.returncode == 0, "zpipe wait: exit %d %r" % (
+        w.returncode, w.stdout + w.stderr))
+    o = Submitted("zpipe submit --token")
+    o.job, o.tasks = job, dict(enumerate(lines))
+    check_jobs([o], lambda j: _records(s.control, j), n)
+    # the finished job's id stays refused to another token
+    r = zptest.run(_submit(s, job, "tok-3", ["--input", path]),
+                   capture_output=True, timeout=60)
+    err = r.stderr.decode()
+    check(r.returncode == 3 and "job ids are never reused" in err,
+          "finished, another token: exit %d %r" % (r.returncode, err))
+    print("    first run SIGKILLed with %d of %d tasks taken; rerun: %s" % (
+        taken, n, said.splitlines()[-1] if said else ""))
+
+
+def test_submit_refuses_a_bad_token():
+    for bad in ("", "has space", "x" * 129, "tok/slash"):
+        r = zptest.run([binary("zpipe"), "submit", "--ventilator",
+                        "ipc:///nonexistent/intake", "--plugin", "echo",
+                        "--token", bad], input=b"", capture_output=True,
+                       timeout=30)
+        err = r.stderr.decode()
+        check(r.returncode == 2 and "--token" in err.splitlines()[0] and
+              "Usage" in err,
+              "--token %r: exit %d %r" % (bad, r.returncode, err))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--fake-intake":
         fake_intake(sys.argv[2], sys.argv[3])
@@ -464,4 +557,6 @@ if __name__ == "__main__":
         test_producers_outlast_a_killed_stand_in_intake,
         test_producers_finish_across_ventilator_kills,
         test_producers_finish_across_a_whole_cluster_kill,
+        test_submit_rerun_with_its_token_resumes_the_job,
+        test_submit_refuses_a_bad_token,
     ])

@@ -318,11 +318,12 @@ static void test_refusals_resending_cannot_cure_are_final(void)
     /* a refusal of the batch as such ("unknown job") */
     a = s_ack(false, 0, 0, "v1");
     TEST_EQ_INT(zp_submit_window_ack(w, &a, 1).verdict, ZP_SUBMIT_REFUSED);
-    /* an answer taking part of a batch, or one never sent */
+    /* an answer with another count for a batch (a rerun with another
+     * --batch), or one never sent */
     a = s_ack(true, 3, 4, "v1");
     r = zp_submit_window_ack(w, &a, 1);
     TEST_EQ_INT(r.verdict, ZP_SUBMIT_REFUSED);
-    TEST_CONTAINS(r.why, "part of a batch");
+    TEST_CONTAINS(r.why, "another number of tasks");
     a = s_ack(true, 7, 10, "v1");
     r = zp_submit_window_ack(w, &a, 1);
     TEST_EQ_INT(r.verdict, ZP_SUBMIT_REFUSED);
