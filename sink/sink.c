@@ -285,9 +285,7 @@ void zp_sink_release(zp_sink_t *s, zp_sink_job_t *j)
 
 /* ---- the loop's phases ---- */
 
-/* Right after a barrier: the journal, grown past --journal-compact, is
- * rewritten as what the sink keeps. */
-static void s_compact(zp_sink_t *s)
+void zp_sink_compact(zp_sink_t *s)
 {
     uint64_t t0 = zp_mono_us(), last = 0;
     uint64_t before = zp_store_journal_size(s->store);
@@ -311,8 +309,6 @@ static void s_phase_commit(zp_sink_t *s, uint64_t now, uint64_t *last)
         return; /* nothing written, nobody to tell */
     zp_sink_commit_all(s);
     *last = now;
-    if (zp_store_compact_due(s->store) && !zp_store_unsynced(s->store))
-        s_compact(s);
 }
 
 static void s_phase_metrics(zp_sink_t *s, uint64_t now)

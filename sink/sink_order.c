@@ -116,6 +116,26 @@ size_t zp_order_parked(const zp_order_t *self)
     return n;
 }
 
+bool zp_order_is_parked(const zp_order_t *self, uint64_t id)
+{
+    return self->ring_cap && id > self->next &&
+           id - self->next < self->ring_cap &&
+           self->ring[id % self->ring_cap] != NULL;
+}
+
+void zp_order_parked_counts(const zp_order_t *self, uint64_t *ok,
+                            uint64_t *failed)
+{
+    *ok = *failed = 0;
+    for (size_t i = 0; i < self->ring_cap; i++)
+        if (self->ring[i]) {
+            if (self->ring[i]->data[0] == 'o')
+                (*ok)++;
+            else
+                (*failed)++;
+        }
+}
+
 void zp_order_fini(zp_order_t *self)
 {
     for (size_t i = 0; i < self->ring_cap; i++)

@@ -54,6 +54,11 @@ bool zp_order_peek(const zp_order_t *self, zp_order_rec_t *out);
 void zp_order_advance(zp_order_t *self);
 /* Records parked. */
 size_t zp_order_parked(const zp_order_t *self);
+/* Whether task id's record is parked (received, not written yet). */
+bool zp_order_is_parked(const zp_order_t *self, uint64_t id);
+/* The parked records that are successes (*ok) and failures (*failed). */
+void zp_order_parked_counts(const zp_order_t *self, uint64_t *ok,
+                            uint64_t *failed);
 /* Frees what is parked; the order is empty (next is kept). */
 void zp_order_fini(zp_order_t *self);
 

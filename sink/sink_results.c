@@ -105,6 +105,8 @@ void zp_sink_commit_all(zp_sink_t *s)
             zp_jobs_touch(&s->jobs, j);
         j = next;
     }
+    if (zp_store_compact_due(s->store))
+        zp_sink_compact(s);
 }
 
 /* ---- writing records ---- */

@@ -86,6 +86,9 @@ void zp_sink_serve_fetchers(zp_sink_t *s, zp_sink_job_t *j);
 /* Tells j's opener what was committed and what to retry (call after
  * the barrier); what it cannot be told now is kept for later. */
 void zp_sink_flush_commits(zp_sink_t *s, zp_sink_job_t *j);
+/* Right after a barrier: the journal, grown past --journal-compact, is
+ * rewritten as what the sink keeps (sink_snapshot.h). */
+void zp_sink_compact(zp_sink_t *s);
 /* Answers the JobOpens whose journal lines the barrier just wrote. */
 void zp_sink_send_open_acks(zp_sink_t *s);
 

@@ -26,11 +26,41 @@ static int s_dump_done(const zp_sink_job_t *j, zp_journal_t *out)
     return zp_journal_put_done(out, j->id, j->token, &m);
 }
 
-/* A live job: its open, its close, its counters, its runs of records. */
+/* The tasks first..first+count-1 that have records written: a run of
+ * the ledger's, less the records parked for --ordered (received, not
+ * yet in the output nor the journal). */
+static int s_dump_run(const zp_sink_job_t *j, zp_journal_t *out, uint64_t first,
+                      uint64_t count)
+{
+    const zp_order_t *o = &j->order;
+    /* Parked ids lie in [lo, hi): the run is walked id by id there only. */
+    uint64_t lo = zp_order_next(o) + 1, hi = zp_order_next(o) + o->ring_cap;
+    uint64_t end = first + count, t = first, a = first;
+    while (t < end) {
+        if (t >= lo && t < hi && zp_order_is_parked(o, t)) {
+            if (t > a && zp_journal_put_have(out, j->id, a, t - a) < 0)
+                return -1;
+            a = ++t;
+            continue;
+        }
+        t = t < lo ? (lo < end ? lo : end) : t >= hi ? end : t + 1;
+    }
+    return t > a ? zp_journal_put_have(out, j->id, a, t - a) : 0;
+}
+
+/* A live job: its open, its close, its counters, its runs of records
+ * (what the journal has: parked records are not counted). */
 static int s_dump_live(const zp_sink_job_t *j, zp_journal_t *out)
 {
     const zp_ledger_t *l = &j->ledger;
     zp_journal_summary_t m = s_summary(j);
+    uint64_t parked_ok = 0, parked_failed = 0;
+    bool parked = zp_order_parked(&j->order) > 0;
+    if (parked) {
+        zp_order_parked_counts(&j->order, &parked_ok, &parked_failed);
+        m.succeeded -= parked_ok;
+        m.failed -= parked_failed;
+    }
     if (zp_journal_open_job(out, j->id, l->max_attempts, j->token) < 0 ||
         (l->state == ZP_JOB_CLOSED &&
          zp_journal_close_job(out, j->id, l->total) < 0) ||
@@ -38,7 +68,9 @@ static int s_dump_live(const zp_sink_job_t *j, zp_journal_t *out)
         return -1;
     uint64_t first, count, from = 0;
     while (zp_ledger_next_run(l, from, &first, &count)) {
-        if (zp_journal_put_have(out, j->id, first, count) < 0)
+        int rc = parked ? s_dump_run(j, out, first, count)
+                        : zp_journal_put_have(out, j->id, first, count);
+        if (rc < 0)
             return -1;
         from = first + count;
     }

@@ -117,15 +117,29 @@ def test_run_with_journal_sink_killed_three_times():
         _run_killing_the_sink(n, seed, 3)
 
 
-def _run_killing_the_sink(n, seed, kills):
+def test_run_with_a_compacted_journal_sink_killed_three_times():
+    # The same with the journal compacted every 64 KiB (a live job's
+    # snapshot: its counters and runs of committed tasks), in task order
+    # and not: each restart resumes from a snapshot plus what followed it.
+    for seed, ordered in ((5, False), (6, True)):
+        err = _run_killing_the_sink(
+            200000, seed, 3, env={"ZPIPE_SINK_JOURNAL_COMPACT": "65536"},
+            extra=["--log-level", "info"] + (["--ordered"] if ordered else []))
+        n = err.count(b"compacted from")
+        print("    seed %d%s: %d compactions" %
+              (seed, " --ordered" if ordered else "", n))
+        check(n >= 3, "compactions: %d" % n)
+
+
+def _run_killing_the_sink(n, seed, kills, env=None, extra=()):
     rnd = random.Random(seed)
     d = zptest.tmpdir()
     out = os.path.join(d, "out.jsonl")
     t0 = time.time()
     p = start([binary("zpipe"), "run", "--plugin", "spin", "--workers", "3",
                "--input", _spin_input(d, n, 60), "--output", out,
-               "--journal", os.path.join(d, "journal"), "--no-progress"],
-              stderr=subprocess.PIPE)
+               "--journal", os.path.join(d, "journal"), "--no-progress"] +
+              list(extra), stderr=subprocess.PIPE, env=env)
     done = 0
     for _ in range(kills):
         time.sleep(rnd.uniform(0.5, 1.5))
@@ -147,6 +161,7 @@ def _run_killing_the_sink(n, seed, kills):
     check(done == kills, "the job ended after %d kills" % done)
     _report("zpipe run --journal, sink killed %d times (seed %d)" % (kills, seed),
             out, n, "60", " in %.1f s" % took)
+    return err
 
 
 def _startup(args, d, stop_after=0.5):
@@ -212,6 +227,7 @@ if __name__ == "__main__":
         test_spool_sink_without_journal_killed_mid_job,
         test_run_without_journal_sink_killed,
         test_run_with_journal_sink_killed_three_times,
+        test_run_with_a_compacted_journal_sink_killed_three_times,
         test_startup_says_what_a_crash_may_cost,
         test_unfinished_job_keeps_the_sinks_journal,
     ])
