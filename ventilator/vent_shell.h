@@ -103,9 +103,10 @@ void zp_vent_shell_on_control(zp_vent_shell_t *v, void *frame);
 /* Keeps each job's conversation with the sink going; removes finished
  * service jobs. */
 void zp_vent_shell_tend_jobs(zp_vent_shell_t *v, uint64_t now);
-/* Asks the sink which held tasks of producers' jobs it has committed
- * (after either side restarted); its Committed answer frees them. */
-void zp_vent_shell_query_commits(zp_vent_shell_t *v);
+/* Asks the sink which held tasks of producers' jobs (with_input: and of
+ * the --input job) it has committed (after either side restarted, or the
+ * link to the sink reconnected); its Committed answer frees them. */
+void zp_vent_shell_query_commits(zp_vent_shell_t *v, bool with_input);
 /* Removes j and its tasks (a finished job or a failed set-up). */
 void zp_vent_shell_remove_job(zp_vent_shell_t *v, zp_vent_job_t *j);
 
@@ -148,9 +149,11 @@ void zp_vent_shell_answer(zp_vent_shell_t *v, const char *rid, size_t rid_len,
 /* Group commit: one sync for everything appended, then every queued
  * answer. On a write error nothing is answered (retried next turn). */
 void zp_vent_shell_answers_flush(zp_vent_shell_t *v);
-/* The held tasks of producers' jobs, by job (in list order) then id, in
- * an array the caller frees (*count of them); NULL when out of memory. */
-zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, size_t *count);
+/* The held tasks of producers' jobs (with_input: and of the --input
+ * job), by job (in list order) then id, in an array the caller frees
+ * (*count of them); NULL when out of memory. */
+zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, bool with_input,
+                                           size_t *count);
 /* Writes commits out, forgets old finished ids, compacts when due. */
 void zp_vent_shell_journal_tend(zp_vent_shell_t *v, uint64_t now);
 

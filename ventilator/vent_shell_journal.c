@@ -354,14 +354,15 @@ static int s_dump_job(zp_vjournal_t *jr, const zp_vent_job_t *j,
     return j->input_closed ? zp_vjournal_close(jr, j->id, j->next_task_id) : 0;
 }
 
-zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, size_t *count)
+zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, bool with_input,
+                                           size_t *count)
 {
     size_t n = zp_vent_tasks_size(v->tasks), k = 0, cursor = 0;
     zp_vent_task_t **all = malloc((n + 1) * sizeof *all), *t;
     if (!all)
         return NULL;
     while (zp_vent_tasks_next(v->tasks, &cursor, &t))
-        if (!t->job->has_input)
+        if (with_input || !t->job->has_input)
             all[k++] = t;
     qsort(all, k, sizeof *all, s_task_cmp);
     *count = k;
@@ -379,7 +380,7 @@ static int s_dump(void *ctx, zp_vjournal_t *jr)
             return -1;
     }
     size_t k = 0;
-    zp_vent_task_t **all = zp_vent_shell_held_sorted(v, &k);
+    zp_vent_task_t **all = zp_vent_shell_held_sorted(v, false, &k);
     if (!all)
         return -1;
     int rc = 0;
