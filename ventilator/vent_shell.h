@@ -136,6 +136,14 @@ int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
                                 uint64_t seq, uint64_t first,
                                 const Zpipe__V1__TaskBatch *b, size_t n);
 int zp_vent_shell_journal_close_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
+/* Takes a producer's new batch b for j, all or nothing: holds its tasks,
+ * numbers it (b->seq, 0 none) and journals it. Returns 0 with *first the
+ * first id given, or -1 when out of memory, with nothing held, numbered
+ * or journaled and j's next id as it was: the batch is refused and sent
+ * again, and no id is skipped (a journaled batch must follow the one
+ * before, else the replay refuses the journal). Touches no socket. */
+int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
+                             const Zpipe__V1__TaskBatch *b, uint64_t *first);
 /* Appends commits of j's tasks; a removed job's id and token (finished:
  * remembered; removed unfinished: written at time 0, forgotten). */
 void zp_vent_shell_journal_committed(zp_vent_shell_t *v, const zp_vent_job_t *j,

@@ -205,6 +205,29 @@ int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
     return rc;
 }
 
+int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
+                             const Zpipe__V1__TaskBatch *b, uint64_t *first)
+{
+    uint64_t start = j->next_task_id;
+    uint64_t stamp = v->cfg->trace ? zp_now_us() : 0;
+    for (size_t i = 0; i < b->n_tasks; i++)
+        if (!zp_vent_tasks_add(v->tasks, j, b->tasks[i]->payload.data,
+                               b->tasks[i]->payload.len, stamp))
+            goto fail_tasks;
+    if (b->seq && zp_vent_job_batch_add(j, start, (uint32_t)b->n_tasks) < 0)
+        goto fail_tasks;
+    if (zp_vent_shell_journal_tasks(v, j, b->seq, start, b, b->n_tasks) < 0)
+        goto fail_number;
+    *first = start;
+    return 0;
+fail_number:
+    if (b->seq)
+        j->n_batches--;
+fail_tasks:
+    zp_vent_tasks_give_back(v->tasks, j, start);
+    return -1;
+}
+
 int zp_vent_shell_journal_close_job(zp_vent_shell_t *v, const zp_vent_job_t *j)
 {
     return v->journal ? zp_vjournal_close(v->journal, j->id, j->next_task_id)
