@@ -207,6 +207,15 @@ bool zp_iddeque_pop_front(zp_iddeque_t *q, uint64_t *id)
     return true;
 }
 
+bool zp_iddeque_pop_back(zp_iddeque_t *q, uint64_t *id)
+{
+    if (q->len == 0)
+        return false;
+    q->len--;
+    *id = q->items[(q->head + q->len) % q->cap];
+    return true;
+}
+
 void zp_iddeque_free(zp_iddeque_t *q)
 {
     free(q->items);

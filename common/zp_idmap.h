@@ -36,6 +36,8 @@ int zp_iddeque_push_back(zp_iddeque_t *q, uint64_t id);
 int zp_iddeque_push_front(zp_iddeque_t *q, uint64_t id);
 /* Returns false when empty. */
 bool zp_iddeque_pop_front(zp_iddeque_t *q, uint64_t *id);
+/* The newest id (pushed last at the back); false when empty. */
+bool zp_iddeque_pop_back(zp_iddeque_t *q, uint64_t *id);
 void zp_iddeque_free(zp_iddeque_t *q);
 
 #endif

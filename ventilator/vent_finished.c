@@ -4,6 +4,7 @@
 #include "zp_idmap.h"
 #include "zp_util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +12,13 @@ struct zp_vent_finished {
     zp_vent_finished_job_t **ring; /* oldest at head */
     size_t cap, head, len, max;
     uint64_t max_age_us;
-    zp_idmap_t *index; /* hash(id) -> entry (a collision: the older one) */
+    /* hash(id) -> entry. Of ids with one hash only one is indexed (the
+     * first added while the slot was free); the others are counted in
+     * unindexed, and while any is, a lookup the index does not answer
+     * scans the ring, whatever was removed since. */
+    zp_idmap_t *index;
+    size_t unindexed;
+    uint64_t (*hash)(const char *id);
 };
 
 zp_vent_finished_t *zp_vent_finished_new(size_t max, uint64_t max_age_us)
@@ -21,6 +28,7 @@ zp_vent_finished_t *zp_vent_finished_new(size_t max, uint64_t max_age_us)
         return NULL;
     self->max = max ? max : ZP_VENT_FINISHED_MAX;
     self->max_age_us = max_age_us ? max_age_us : ZP_VENT_FINISHED_AGE_US;
+    self->hash = zp_hash_str;
     self->index = zp_idmap_new();
     if (!self->index) {
         free(self);
@@ -65,12 +73,11 @@ size_t zp_vent_finished_count(const zp_vent_finished_t *self)
 const zp_vent_finished_job_t *
 zp_vent_finished_find(const zp_vent_finished_t *self, const char *id)
 {
-    uint64_t h = zp_hash_str(id);
-    const zp_vent_finished_job_t *e = zp_idmap_get(self->index, h);
-    if (!e)
-        return NULL;
-    if (strcmp(e->id, id) == 0)
+    const zp_vent_finished_job_t *e = zp_idmap_get(self->index, self->hash(id));
+    if (e && strcmp(e->id, id) == 0)
         return e;
+    if (!self->unindexed)
+        return NULL;
     /* Two ids with one hash (about 1 in 2^64 per pair): look at all. */
     for (size_t i = 0; i < self->len; i++) {
         e = zp_vent_finished_at(self, i);
@@ -89,18 +96,24 @@ static void s_pop_oldest(zp_vent_finished_t *self)
     self->len--;
     if (e && zp_idmap_get(self->index, e->hash) == e)
         zp_idmap_remove(self->index, e->hash);
+    else if (e)
+        self->unindexed--;
     s_entry_free(e);
 }
 
 /* Leaves a hole (NULL) in the ring where the entry with id was, and
- * frees it; the index no longer points at it (the caller saw to that). */
+ * frees it; the index no longer points at it (the caller saw to that:
+ * indexed, the entry the index held before, else one of the unindexed). */
 static void s_hole(zp_vent_finished_t *self, const char *id,
-                   const zp_vent_finished_job_t *keep)
+                   const zp_vent_finished_job_t *keep,
+                   const zp_vent_finished_job_t *indexed)
 {
     for (size_t i = 0; i < self->len; i++) {
         size_t k = (self->head + i) % self->cap;
         zp_vent_finished_job_t *e = self->ring[k];
         if (e && e != keep && strcmp(e->id, id) == 0) {
+            if (e != indexed)
+                self->unindexed--;
             s_entry_free(e);
             self->ring[k] = NULL;
             return;
@@ -135,28 +148,39 @@ int zp_vent_finished_add(zp_vent_finished_t *self, const char *id,
     e->token = strdup(token ? token : "");
     e->total = total;
     e->when_us = when_us;
-    e->hash = zp_hash_str(id);
+    e->hash = self->hash(id);
     if (!e->id || !e->token ||
         (self->len == self->cap && self->cap < self->max && s_grow(self) < 0)) {
         s_entry_free(e);
         return -1;
     }
     /* Index it, the only other step that can fail, unless the index
-     * holds another id with its hash (the older stays indexed; this one
-     * is found by a scan). The id's old entry, if any, becomes a hole. */
+     * holds another id with its hash (that one stays indexed; this one
+     * is counted and found by a scan). The id's old entry, if any,
+     * becomes a hole: the indexed one, or one of the unindexed. */
     zp_vent_finished_job_t *idx = zp_idmap_get(self->index, e->hash);
     bool same = idx && strcmp(idx->id, id) == 0;
+    bool old = idx || self->unindexed; /* an entry of id may be there */
     if ((!idx || same) && zp_idmap_put(self->index, e->hash, e) < 0) {
         s_entry_free(e);
         return -1;
     }
-    if (idx)
-        s_hole(self, id, e);
+    if (old)
+        s_hole(self, id, e, idx);
+    if (idx && !same)
+        self->unindexed++;
     if (self->len == self->cap)
         s_pop_oldest(self);
     self->ring[(self->head + self->len) % self->cap] = e;
     self->len++;
     return 0;
+}
+
+void zp_vent_finished_set_hash(zp_vent_finished_t *self,
+                               uint64_t (*hash)(const char *id))
+{
+    assert(self->len == 0);
+    self->hash = hash ? hash : zp_hash_str;
 }
 
 size_t zp_vent_finished_expire(zp_vent_finished_t *self, uint64_t now_us)

@@ -13,9 +13,13 @@ struct zp_vent_jobs {
     uint64_t next_slot;
     uint64_t deadline_ms;
     uint32_t max_attempts;
-    /* hash(id) -> job; of two ids with one hash only the older is
-     * indexed, and a lookup that meets the other one scans the list. */
+    /* hash(id) -> job. Of ids with one hash only one is indexed (the
+     * first added while the slot was free); the others are counted in
+     * unindexed, and while any is, a lookup the index does not answer
+     * scans the list, whatever was removed since. */
     zp_idmap_t *index;
+    size_t unindexed;
+    uint64_t (*hash)(const char *id);
     /* hash(routing id) -> jobs of that producer connection, as a count
      * in the pointer (two connections with one hash share a count: a
      * quota a little tighter for both, never looser) */
@@ -141,6 +145,7 @@ zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts,
         return NULL;
     self->deadline_ms = deadline_ms;
     self->max_attempts = max_attempts;
+    self->hash = zp_hash_str;
     self->index = zp_idmap_new();
     self->producers = zp_idmap_new();
     self->finished = zp_vent_finished_new(max_finished, 0);
@@ -214,6 +219,14 @@ void zp_vent_jobs_destroy(zp_vent_jobs_t **self_p)
     *self_p = NULL;
 }
 
+void zp_vent_jobs_set_hash(zp_vent_jobs_t *self,
+                           uint64_t (*hash)(const char *id))
+{
+    assert(self->count == 0);
+    self->hash = hash ? hash : zp_hash_str;
+    zp_vent_finished_set_hash(self->finished, hash);
+}
+
 zp_vent_job_t *zp_vent_jobs_first(const zp_vent_jobs_t *self)
 {
     return self->head;
@@ -226,9 +239,11 @@ size_t zp_vent_jobs_count(const zp_vent_jobs_t *self)
 
 zp_vent_job_t *zp_vent_jobs_find(const zp_vent_jobs_t *self, const char *id)
 {
-    zp_vent_job_t *j = zp_idmap_get(self->index, zp_hash_str(id));
-    if (!j || strcmp(j->id, id) == 0)
+    zp_vent_job_t *j = zp_idmap_get(self->index, self->hash(id));
+    if (j && strcmp(j->id, id) == 0)
         return j;
+    if (!self->unindexed)
+        return NULL;
     for (j = self->head; j; j = j->next) /* a hash collision */
         if (strcmp(j->id, id) == 0)
             return j;
@@ -284,16 +299,17 @@ zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
     j->id = strdup(id);
     j->plugin = strdup(plugin);
     j->token = strdup("");
-    uint64_t h = zp_hash_str(id);
+    uint64_t h = self->hash(id);
+    bool taken = zp_idmap_get(self->index, h) != NULL;
     if (!j->id || !j->plugin || !j->token ||
-        (!zp_idmap_get(self->index, h) &&
-         zp_idmap_put(self->index, h, j) < 0)) {
+        (!taken && zp_idmap_put(self->index, h, j) < 0)) {
         free(j->id);
         free(j->plugin);
         free(j->token);
         free(j);
         return NULL;
     }
+    self->unindexed += taken;
     j->slot = self->next_slot++;
     j->deadline_ms = self->deadline_ms;
     j->max_attempts = self->max_attempts;
@@ -328,9 +344,11 @@ void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j,
             self->count--;
             break;
         }
-    uint64_t h = zp_hash_str(j->id);
+    uint64_t h = self->hash(j->id);
     if (zp_idmap_get(self->index, h) == j)
         zp_idmap_remove(self->index, h);
+    else
+        self->unindexed--;
     s_count(self, j->prid, j->prid_len, -1);
     s_job_free(j);
 }

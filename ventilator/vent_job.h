@@ -140,6 +140,11 @@ zp_vent_jobs_t *zp_vent_jobs_new(uint64_t deadline_ms, uint32_t max_attempts,
 /* Frees every job; nulls the caller's pointer. The caller has freed the
  * jobs' tasks (the table does not belong to the jobs). */
 void zp_vent_jobs_destroy(zp_vent_jobs_t **self_p);
+/* For tests: the hash of ids the index (and the finished jobs' index)
+ * uses (NULL: zp_hash_str), so that a test can make ids collide. Only
+ * while empty. */
+void zp_vent_jobs_set_hash(zp_vent_jobs_t *self,
+                           uint64_t (*hash)(const char *id));
 /* The first job (borrowed, until it is removed); iterate with ->next. */
 zp_vent_job_t *zp_vent_jobs_first(const zp_vent_jobs_t *self);
 /* Jobs in the list. */

@@ -103,9 +103,10 @@ void zp_vent_shell_on_control(zp_vent_shell_t *v, void *frame);
 /* Keeps each job's conversation with the sink going; removes finished
  * service jobs. */
 void zp_vent_shell_tend_jobs(zp_vent_shell_t *v, uint64_t now);
-/* Asks the sink which held tasks of producers' jobs it has committed
- * (after either side restarted); its Committed answer frees them. */
-void zp_vent_shell_query_commits(zp_vent_shell_t *v);
+/* Asks the sink which held tasks of producers' jobs (with_input: and of
+ * the --input job) it has committed (after either side restarted, or the
+ * link to the sink reconnected); its Committed answer frees them. */
+void zp_vent_shell_query_commits(zp_vent_shell_t *v, bool with_input);
 /* Removes j and its tasks (a finished job or a failed set-up). */
 void zp_vent_shell_remove_job(zp_vent_shell_t *v, zp_vent_job_t *j);
 
@@ -135,6 +136,14 @@ int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
                                 uint64_t seq, uint64_t first,
                                 const Zpipe__V1__TaskBatch *b, size_t n);
 int zp_vent_shell_journal_close_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
+/* Takes a producer's new batch b for j, all or nothing: holds its tasks,
+ * numbers it (b->seq, 0 none) and journals it. Returns 0 with *first the
+ * first id given, or -1 when out of memory, with nothing held, numbered
+ * or journaled and j's next id as it was: the batch is refused and sent
+ * again, and no id is skipped (a journaled batch must follow the one
+ * before, else the replay refuses the journal). Touches no socket. */
+int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
+                             const Zpipe__V1__TaskBatch *b, uint64_t *first);
 /* Appends commits of j's tasks; a removed job's id and token (finished:
  * remembered; removed unfinished: written at time 0, forgotten). */
 void zp_vent_shell_journal_committed(zp_vent_shell_t *v, const zp_vent_job_t *j,
@@ -148,9 +157,11 @@ void zp_vent_shell_answer(zp_vent_shell_t *v, const char *rid, size_t rid_len,
 /* Group commit: one sync for everything appended, then every queued
  * answer. On a write error nothing is answered (retried next turn). */
 void zp_vent_shell_answers_flush(zp_vent_shell_t *v);
-/* The held tasks of producers' jobs, by job (in list order) then id, in
- * an array the caller frees (*count of them); NULL when out of memory. */
-zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, size_t *count);
+/* The held tasks of producers' jobs (with_input: and of the --input
+ * job), by job (in list order) then id, in an array the caller frees
+ * (*count of them); NULL when out of memory. */
+zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, bool with_input,
+                                           size_t *count);
 /* Writes commits out, forgets old finished ids, compacts when due. */
 void zp_vent_shell_journal_tend(zp_vent_shell_t *v, uint64_t now);
 

@@ -142,37 +142,22 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     s_open_job(v, rid, rid_len, o, given);
 }
 
-/* Takes a new batch's tasks. */
+/* Takes a new batch's tasks, or refuses it whole (out of memory: the
+ * producer sends it again, and it gets the same ids then). */
 static void s_take_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                          zp_vent_job_t *j, const Zpipe__V1__TaskBatch *b)
 {
-    uint64_t first = j->next_task_id;
-    uint64_t stamp = v->cfg->trace ? zp_now_us() : 0;
-    size_t i = 0;
-    while (i < b->n_tasks &&
-           zp_vent_tasks_add(v->tasks, j, b->tasks[i]->payload.data,
-                             b->tasks[i]->payload.len, stamp))
-        i++;
-    /* Numbered only when whole: a partial batch sent again runs again. */
-    bool whole = i == b->n_tasks;
-    uint64_t seq = whole ? b->seq : 0;
-    if (seq && zp_vent_job_batch_add(j, first, (uint32_t)i) < 0)
-        seq = 0;
-    if (zp_vent_shell_journal_tasks(v, j, seq, first, b, i) < 0) {
-        /* Held, so they run, but not durable: refused, and not numbered,
-         * so the batch sent again is taken again (its tasks run twice
-         * rather than not at all after a crash). */
-        zp_error("job %s: out of memory journaling %zu tasks", j->id, i);
-        if (seq)
-            j->n_batches--;
-        whole = false;
-    }
-    if (!whole) {
-        zp_vent_shell_answer(v, rid, rid_len, j->id, false, "out of memory",
-                             first, i, b->seq);
+    uint64_t first = 0;
+    if (zp_vent_shell_take_batch(v, j, b, &first) < 0) {
+        zp_error("job %s: out of memory taking a batch of %zu tasks; "
+                 "refused, nothing of it kept",
+                 j->id, b->n_tasks);
+        zp_vent_shell_answer(v, rid, rid_len, j->id, false, "out of memory", 0,
+                             0, b->seq);
         return;
     }
-    zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, first, i, b->seq);
+    zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, first, b->n_tasks,
+                         b->seq);
 }
 
 static void s_on_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,

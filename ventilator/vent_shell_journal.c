@@ -205,6 +205,29 @@ int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
     return rc;
 }
 
+int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
+                             const Zpipe__V1__TaskBatch *b, uint64_t *first)
+{
+    uint64_t start = j->next_task_id;
+    uint64_t stamp = v->cfg->trace ? zp_now_us() : 0;
+    for (size_t i = 0; i < b->n_tasks; i++)
+        if (!zp_vent_tasks_add(v->tasks, j, b->tasks[i]->payload.data,
+                               b->tasks[i]->payload.len, stamp))
+            goto fail_tasks;
+    if (b->seq && zp_vent_job_batch_add(j, start, (uint32_t)b->n_tasks) < 0)
+        goto fail_tasks;
+    if (zp_vent_shell_journal_tasks(v, j, b->seq, start, b, b->n_tasks) < 0)
+        goto fail_number;
+    *first = start;
+    return 0;
+fail_number:
+    if (b->seq)
+        j->n_batches--;
+fail_tasks:
+    zp_vent_tasks_give_back(v->tasks, j, start);
+    return -1;
+}
+
 int zp_vent_shell_journal_close_job(zp_vent_shell_t *v, const zp_vent_job_t *j)
 {
     return v->journal ? zp_vjournal_close(v->journal, j->id, j->next_task_id)
@@ -354,14 +377,15 @@ static int s_dump_job(zp_vjournal_t *jr, const zp_vent_job_t *j,
     return j->input_closed ? zp_vjournal_close(jr, j->id, j->next_task_id) : 0;
 }
 
-zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, size_t *count)
+zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, bool with_input,
+                                           size_t *count)
 {
     size_t n = zp_vent_tasks_size(v->tasks), k = 0, cursor = 0;
     zp_vent_task_t **all = malloc((n + 1) * sizeof *all), *t;
     if (!all)
         return NULL;
     while (zp_vent_tasks_next(v->tasks, &cursor, &t))
-        if (!t->job->has_input)
+        if (with_input || !t->job->has_input)
             all[k++] = t;
     qsort(all, k, sizeof *all, s_task_cmp);
     *count = k;
@@ -379,7 +403,7 @@ static int s_dump(void *ctx, zp_vjournal_t *jr)
             return -1;
     }
     size_t k = 0;
-    zp_vent_task_t **all = zp_vent_shell_held_sorted(v, &k);
+    zp_vent_task_t **all = zp_vent_shell_held_sorted(v, false, &k);
     if (!all)
         return -1;
     int rc = 0;

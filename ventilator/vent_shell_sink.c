@@ -131,10 +131,10 @@ static void s_send_query(zp_vent_shell_t *v, const zp_vent_job_t *j,
     s_send(v, &m);
 }
 
-void zp_vent_shell_query_commits(zp_vent_shell_t *v)
+void zp_vent_shell_query_commits(zp_vent_shell_t *v, bool with_input)
 {
     size_t n = 0, k = 0;
-    zp_vent_task_t **t = zp_vent_shell_held_sorted(v, &n);
+    zp_vent_task_t **t = zp_vent_shell_held_sorted(v, with_input, &n);
     uint64_t *ids = malloc(S_QUERY_IDS * sizeof *ids);
     if (!t || !ids) { /* the tasks run again; the sink drops duplicates */
         free(t);
@@ -176,7 +176,7 @@ static void s_on_sink_restart(zp_vent_shell_t *v)
         zp_vent_link_restarted(j);
     /* A sink restarted from its journal has many of them: its answer
      * spares running those again. */
-    zp_vent_shell_query_commits(v);
+    zp_vent_shell_query_commits(v, true);
     zp_warn("the sink restarted; sending %zu uncommitted tasks again", n);
 }
 
@@ -295,9 +295,17 @@ void zp_vent_shell_tend_jobs(zp_vent_shell_t *v, uint64_t now)
     v->last_tend_us = now;
     /* (Re)connected to the sink: live jobs name their opener again (at
      * the first connect none is live yet). */
-    if (zp_monitor_drain(v->control_monitor) > 0)
+    if (zp_monitor_drain(v->control_monitor) > 0) {
+        bool any = false;
         for (zp_vent_job_t *j = zp_vent_jobs_first(v->jobs); j; j = j->next)
-            j->reopen = zp_vent_job_live(j);
+            any |= j->reopen = zp_vent_job_live(j);
+        /* A reconnect, not the first connect: the Committed messages on
+         * their way when the link went down were lost with it, and the
+         * sink believes they arrived. Ask which held tasks it has, or
+         * they stay held until their lease runs out. */
+        if (any)
+            zp_vent_shell_query_commits(v, true);
+    }
     /* One keepalive JobOpen a round is enough to see a sink restart. */
     bool keepalive = now - v->last_keepalive_us >= ZP_VENT_KEEPALIVE_US;
     for (zp_vent_job_t *j = zp_vent_jobs_first(v->jobs), *next; j; j = next) {

@@ -3,6 +3,7 @@
 #include "zp_log.h"
 #include "zp_util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,23 @@ zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
     if (zp_idmap_size(self->map) > self->max_held)
         self->max_held = zp_idmap_size(self->map);
     return t;
+}
+
+void zp_vent_tasks_give_back(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             uint64_t first)
+{
+    uint64_t key;
+    while (j->next_task_id > first) {
+        zp_vent_task_t *t =
+            zp_idmap_get(self->map, ZP_VENT_KEY(j, j->next_task_id - 1));
+        bool popped = zp_iddeque_pop_back(&j->ready, &key);
+        (void)popped;
+        assert(t && t->state == ZP_VENT_QUEUED && popped &&
+               key == ZP_VENT_KEY(j, t->id));
+        zp_vent_tasks_done(self, t);
+        self->read--;
+        j->next_task_id--;
+    }
 }
 
 zp_vent_task_t *zp_vent_tasks_get(const zp_vent_tasks_t *self, uint64_t key)

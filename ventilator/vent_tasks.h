@@ -57,6 +57,14 @@ bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows);
 zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
                                   const void *data, size_t len,
                                   uint64_t queued_us);
+/* Gives back the ids from first on: frees j's tasks first ..
+ * j->next_task_id - 1, which must be the last added and still queued (a
+ * batch taken just now, none sent yet), takes their keys off the back of
+ * j's ready queue, and sets j->next_task_id to first, so the next task
+ * added gets id first again. For a batch that cannot be kept whole (out
+ * of memory): refused without a trace, no gap in the job's ids. */
+void zp_vent_tasks_give_back(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             uint64_t first);
 /* The task with this key (ZP_VENT_KEY), or NULL. */
 zp_vent_task_t *zp_vent_tasks_get(const zp_vent_tasks_t *self, uint64_t key);
 /* Forgets a committed task and frees it. */

@@ -518,7 +518,7 @@ int zp_ventilator_run(const zp_ventilator_config_t *cfg)
      * this ventilator was down, before its jobs dispatch again. */
     if (zp_vent_tasks_size(v.tasks) && !v.file_job) {
         v.resumed_us = t0;
-        zp_vent_shell_query_commits(&v);
+        zp_vent_shell_query_commits(&v, false);
     }
     s_run(&v);
     rc = s_exit_code(&v);

@@ -85,8 +85,69 @@ def test_refused_job_does_not_break_the_journal():
     zptest.stop(other)
 
 
+def test_every_refusal_names_the_seq_the_docs_give():
+    """docs/protocol.md, "Refusals": a batch out of order is refused with
+    Ack.seq = the batch expected; every other refusal of a batch with its
+    own seq; a refusal of an open, a close or a frame with seq 0. Checked
+    with a raw DEALER, one message at a time."""
+    os.environ["ZPIPE_MAX_TASK_BYTES"] = "64"
+    try:
+        s = Service(workers=0)
+    finally:
+        del os.environ["ZPIPE_MAX_TASK_BYTES"]
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(s.intake)
+
+    def ask(m):
+        sock.send(m if isinstance(m, bytes) else m.SerializeToString())
+        check(sock.poll(10000), "no answer to %r" % m)
+        return zpipe_pb2.Message.FromString(sock.recv()).ack
+
+    def batch(job, seq, payloads):
+        m = zpipe_pb2.Message()
+        m.task_batch.job_id, m.task_batch.seq = job, seq
+        for p in payloads:
+            m.task_batch.tasks.add(payload=p)
+        return m
+
+    m = zpipe_pb2.Message()
+    m.job_open.job_id, m.job_open.plugin = "seqs-1", "sha256"
+    m.job_open.token = "tok-seqs-1"
+    a = ask(m)
+    check(a.ok and a.seq == 0, "open: %r" % a)
+    got = {}
+    got["unknown job"] = ask(batch("no-such-job", 7, [b"x"]))
+    got["out of order"] = ask(batch("seqs-1", 3, [b"x"]))
+    got["task too big"] = ask(batch("seqs-1", 1, [b"x" * 65]))
+    a = ask(batch("seqs-1", 1, [b"a", b"b"]))
+    check(a.ok and a.seq == 1 and a.accepted == 2, "batch 1: %r" % a)
+    m = zpipe_pb2.Message()
+    m.job_close.job_id, m.job_close.total = "seqs-1", 5
+    got["close, wrong total"] = ask(m)
+    m.job_close.total = 2
+    a = ask(m)
+    check(a.ok and a.seq == 0 and a.accepted == 2, "close: %r" % a)
+    got["closed job"] = ask(batch("seqs-1", 2, [b"c"]))
+    m = zpipe_pb2.Message()
+    m.job_open.job_id, m.job_open.plugin = "seqs-1", "sha256"
+    m.job_open.token = "tok-another"
+    got["open, id in use"] = ask(m)
+    got["malformed frame"] = ask(b"\xff\xff\xff")
+    want = {"unknown job": 7, "out of order": 1, "task too big": 1,
+            "close, wrong total": 0, "closed job": 2, "open, id in use": 0,
+            "malformed frame": 0}
+    seen = {k: (a.ok, a.seq) for k, a in got.items()}
+    print("    %s" % ", ".join("%s: seq %d" % (k, q) for k, (_, q)
+                               in seen.items()))
+    check(seen == {k: (False, q) for k, q in want.items()},
+          "refusals and their Ack.seq: %r, want %r" % (seen, want))
+    sock.close()
+
+
 if __name__ == "__main__":
     zptest.main([
         test_open_again_after_restart_is_answered,
         test_refused_job_does_not_break_the_journal,
+        test_every_refusal_names_the_seq_the_docs_give,
     ])

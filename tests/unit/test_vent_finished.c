@@ -93,6 +93,46 @@ static void s_scenario(void *arg)
     zp_vent_finished_destroy(&f);
 }
 
+/* Every id has one hash: the index holds one of them, the rest are
+ * found by a scan, whichever entry leaves first. */
+static uint64_t s_one_hash(const char *id)
+{
+    (void)id;
+    return 42;
+}
+
+static bool s_has(const zp_vent_finished_t *f, const char *id, uint64_t total)
+{
+    const zp_vent_finished_job_t *e = zp_vent_finished_find(f, id);
+    return e && strcmp(e->id, id) == 0 && e->total == total;
+}
+
+static void test_colliding_ids_are_found_whatever_leaves_first(void)
+{
+    zp_vent_finished_t *f = zp_vent_finished_new(3, 0);
+    zp_vent_finished_set_hash(f, s_one_hash);
+    TEST_EQ_INT(zp_vent_finished_add(f, "a", "t", 1, 10), 0);
+    TEST_EQ_INT(zp_vent_finished_add(f, "b", "t", 2, 20), 0);
+    TEST_EQ_INT(zp_vent_finished_add(f, "c", "t", 3, 30), 0);
+    TEST_CHECK(s_has(f, "a", 1) && s_has(f, "b", 2) && s_has(f, "c", 3));
+    /* "a", the indexed one, ages out: before the fix b and c were lost */
+    TEST_EQ_INT(zp_vent_finished_add(f, "d", "t", 4, 40), 0);
+    TEST_CHECK(!zp_vent_finished_find(f, "a"));
+    TEST_CHECK(s_has(f, "b", 2) && s_has(f, "c", 3) && s_has(f, "d", 4));
+    /* an unindexed id again: its old entry becomes a hole, and the full
+     * ring lets "b" go */
+    TEST_EQ_INT(zp_vent_finished_add(f, "c", "t", 5, 50), 0);
+    TEST_CHECK(s_has(f, "c", 5) && s_has(f, "d", 4));
+    TEST_CHECK(!zp_vent_finished_find(f, "b"));
+    TEST_EQ_INT(zp_vent_finished_expire(f, 45 + ZP_VENT_FINISHED_AGE_US), 1);
+    TEST_CHECK(!zp_vent_finished_find(f, "b") &&
+               !zp_vent_finished_find(f, "d"));
+    TEST_CHECK(s_has(f, "c", 5));
+    TEST_EQ_INT(zp_vent_finished_add(f, "e", "t", 6, 60), 0);
+    TEST_CHECK(s_has(f, "c", 5) && s_has(f, "e", 6));
+    zp_vent_finished_destroy(&f);
+}
+
 static void test_alloc_failures(void)
 {
     TEST_CHECK(failalloc_sweep(s_scenario, NULL) >= 10);
@@ -106,6 +146,8 @@ static const test_case_t tests[] = {
     {"test_an_id_again_replaces_the_old_entry",
      test_an_id_again_replaces_the_old_entry},
     {"test_expire_by_age", test_expire_by_age},
+    {"test_colliding_ids_are_found_whatever_leaves_first",
+     test_colliding_ids_are_found_whatever_leaves_first},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };

@@ -188,6 +188,42 @@ static void test_many_jobs_are_found_by_id(void)
     zp_vent_jobs_destroy(&jobs);
 }
 
+static uint64_t s_one_hash(const char *id)
+{
+    (void)id;
+    return 42;
+}
+
+/* Every id has one hash: the index holds one job, the rest are found by
+ * a scan, whichever leaves first. Before the fix, once the indexed job
+ * was removed the others were not found (a reused id accepted). */
+static void test_colliding_ids_are_found_whatever_leaves_first(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_jobs_set_hash(jobs, s_one_hash);
+    zp_vent_job_t *a = zp_vent_jobs_add(jobs, "job-a", "echo");
+    zp_vent_job_t *b = zp_vent_jobs_add(jobs, "job-b", "echo");
+    zp_vent_job_t *c = zp_vent_jobs_add(jobs, "job-c", "echo");
+    TEST_CHECK(a && b && c);
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-a") == a &&
+               zp_vent_jobs_find(jobs, "job-b") == b &&
+               zp_vent_jobs_find(jobs, "job-c") == c);
+    zp_vent_jobs_remove(jobs, a, 0); /* the indexed one */
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-a") == NULL);
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-b") == b);
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-c") == c);
+    zp_vent_job_t *d = zp_vent_jobs_add(jobs, "job-d", "echo");
+    zp_vent_jobs_remove(jobs, c, 0);
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-b") == b);
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-d") == d);
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-c") == NULL);
+    zp_vent_jobs_remove(jobs, b, 0);
+    zp_vent_jobs_remove(jobs, d, 0);
+    TEST_CHECK(zp_vent_jobs_find(jobs, "job-d") == NULL);
+    TEST_EQ_INT(zp_vent_jobs_count(jobs), 0);
+    zp_vent_jobs_destroy(&jobs);
+}
+
 static void test_jobs_are_counted_per_producer_connection(void)
 {
     zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
@@ -309,6 +345,8 @@ static const test_case_t tests[] = {
      test_jobs_are_counted_per_producer_connection},
     {"test_failure_records_queue_and_clear",
      test_failure_records_queue_and_clear},
+    {"test_colliding_ids_are_found_whatever_leaves_first",
+     test_colliding_ids_are_found_whatever_leaves_first},
     {"test_alloc_failures_in_jobs", test_alloc_failures_in_jobs},
     {NULL, NULL},
 };
