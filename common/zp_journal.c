@@ -101,9 +101,11 @@ static bool s_snapshot_event(char **f, int n, const zp_journal_visitor_t *vis,
         return false;
     if (c == 'W' && n == 2 && s_num(f[1], &v[0])) {
         S_CALL(vis, on_offset, ctx, v[0]);
-    } else if (c == 'F' && n == 3 && s_hex64(f[1], &v[0]) &&
-               s_hex64(f[2], &v[1])) {
-        S_CALL(vis, on_forgotten, ctx, v[0], v[1]);
+    } else if (c == 'F' && n == 6 && s_hex64(f[1], &v[0]) &&
+               s_hex64(f[2], &v[1]) && s_nums(f + 3, 3, v + 2) &&
+               v[3] <= v[2]) {
+        zp_journal_forgotten_t fj = {v[0], v[1], v[2], v[3], v[4]};
+        S_CALL(vis, on_forgotten, ctx, &fj);
     } else if (c == 'D' && (n == 10 || n == 11) && zp_job_id_valid(f[1]) &&
                s_nums(f + 2, 8, v) && v[0] <= UINT32_MAX &&
                v[2] + v[3] == v[1] && (n == 10 || zp_job_id_valid(f[10]))) {
@@ -422,12 +424,15 @@ int zp_journal_put_offset(zp_journal_t *out, uint64_t offset)
         out, zp_buf_printf(&out->buf, "W %llu\n", (unsigned long long)offset));
 }
 
-int zp_journal_put_forgotten(zp_journal_t *out, uint64_t id_hash,
-                             uint64_t token_hash)
+int zp_journal_put_forgotten(zp_journal_t *out, const zp_journal_forgotten_t *j)
 {
-    return s_dump_line(out, zp_buf_printf(&out->buf, "F %016llx %016llx\n",
-                                          (unsigned long long)id_hash,
-                                          (unsigned long long)token_hash));
+    return s_dump_line(out, zp_buf_printf(&out->buf,
+                                          "F %016llx %016llx %llu %llu %llu\n",
+                                          (unsigned long long)j->id_hash,
+                                          (unsigned long long)j->token_hash,
+                                          (unsigned long long)j->total,
+                                          (unsigned long long)j->succeeded,
+                                          (unsigned long long)j->spooled));
 }
 
 int zp_journal_put_done(zp_journal_t *out, const char *job, const char *token,

@@ -14,8 +14,9 @@
  *                                        output file's size after it
  * A compacted journal (zp_journal_compact) starts with a snapshot:
  *   W <offset>                           the output's committed length
- *   F <id hash> <token hash>             a forgotten job (16 hex digits
- *                                        each), oldest first
+ *   F <id hash> <token hash> <total> <succeeded> <spooled>
+ *                                        a forgotten job (the hashes in
+ *                                        16 hex digits), oldest first
  *   D <job> <max_attempts> <total> <succeeded> <failed> <duplicates>
  *     <retries> <first_us> <last_us> [<token>]   a finished job, in the
  *                                        order they finished
@@ -41,6 +42,13 @@ typedef struct {
     uint64_t first_us, last_us;
 } zp_journal_summary_t;
 
+/* A forgotten job, as an F line has it. */
+typedef struct {
+    uint64_t id_hash, token_hash; /* token_hash 0: none */
+    uint64_t total, succeeded;    /* succeeded <= total */
+    uint64_t spooled;             /* its spool file's length */
+} zp_journal_forgotten_t;
+
 /* Any callback may be NULL (the event is skipped). */
 typedef struct {
     /* token: "" when the line has none */
@@ -50,7 +58,7 @@ typedef struct {
     void (*on_record)(void *ctx, const char *job, uint64_t task, bool ok,
                       uint64_t offset);
     void (*on_offset)(void *ctx, uint64_t offset);
-    void (*on_forgotten)(void *ctx, uint64_t id_hash, uint64_t token_hash);
+    void (*on_forgotten)(void *ctx, const zp_journal_forgotten_t *job);
     /* token: "" when the line has none */
     void (*on_done)(void *ctx, const char *job, const char *token,
                     const zp_journal_summary_t *summary);
@@ -114,8 +122,8 @@ int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx);
 /* The snapshot's lines, for a dump (buffered; written as they pile up).
  * Each returns 0, or -1 when out of memory or a write failed. */
 int zp_journal_put_offset(zp_journal_t *out, uint64_t offset);
-int zp_journal_put_forgotten(zp_journal_t *out, uint64_t id_hash,
-                             uint64_t token_hash);
+int zp_journal_put_forgotten(zp_journal_t *out,
+                             const zp_journal_forgotten_t *job);
 /* token: NULL or "" for none. */
 int zp_journal_put_done(zp_journal_t *out, const char *job, const char *token,
                         const zp_journal_summary_t *summary);

@@ -24,7 +24,7 @@ int main(int argc, char **argv)
         .output = "-",
         .format = "jsonl",
         .max_frame = 256u << 20,
-        .retain_jobs = 100000,
+        .retain_jobs = 1000,
         .journal_compact = 64u << 20,
     };
     uint64_t parent = 0;
@@ -69,10 +69,10 @@ int main(int argc, char **argv)
          "consumers to fetch by cursor (zpipe results)",
          &cfg.spool, 0, 0, NULL},
         {"retain-jobs", 0, ZP_OPT_UINT, "ZPIPE_RETAIN_JOBS", "N",
-         "finished jobs whose status and records are kept (default "
-         "100000); older ones are forgotten, their ids (10 times as many) "
-         "still refused to another job; spool files stay on disk. 0 = "
-         "keep every one",
+         "finished jobs kept whole (default 1000); older ones are kept as "
+         "48 bytes each (1,000,000 of them, or 10 N when more): their id "
+         "refused to another job, their status and counts answered, their "
+         "records served from their spool file. 0 = keep every one whole",
          &cfg.retain_jobs, 0, 1000000000, NULL},
         {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
          "largest message accepted (default 256 MiB)", &cfg.max_frame, 1024,

@@ -61,10 +61,10 @@ static bool s_replay_record(void *ctx, const char *job, uint64_t task, bool ok)
 }
 
 /* A compacted journal's snapshot (sink_snapshot.h). */
-static void s_replay_forgotten(void *ctx, uint64_t id_hash, uint64_t token_hash)
+static void s_replay_forgotten(void *ctx, const zp_journal_forgotten_t *job)
 {
     zp_sink_t *s = ctx;
-    zp_snapshot_forgotten(&s->jobs, id_hash, token_hash);
+    zp_snapshot_forgotten(&s->jobs, job);
 }
 
 static void s_replay_done(void *ctx, const char *job, const char *token,
@@ -241,15 +241,18 @@ static int s_init_sockets(zp_sink_t *s)
     return 0;
 }
 
-/* Finished jobs past --retain-jobs are forgotten; 10 times as many of
- * their ids are remembered (24 bytes each). */
+/* Finished jobs past --retain-jobs are forgotten, kept as 48 bytes each
+ * (sink_retain.h): this many, or 10 times the retention when more. */
+#define S_FORGOTTEN_IDS         1000000u
 #define S_FORGOTTEN_IDS_PER_JOB 10
 
 static int s_init(zp_sink_t *s)
 {
     s->lines = strcmp(s->cfg->format, "lines") == 0;
-    zp_jobs_set_retain(&s->jobs, (size_t)s->cfg->retain_jobs,
-                       (size_t)s->cfg->retain_jobs * S_FORGOTTEN_IDS_PER_JOB);
+    size_t retain = (size_t)s->cfg->retain_jobs;
+    size_t ids = retain * S_FORGOTTEN_IDS_PER_JOB;
+    zp_jobs_set_retain(&s->jobs, retain,
+                       ids > S_FORGOTTEN_IDS ? ids : S_FORGOTTEN_IDS);
     s->arena = zp_arena_new();
     if (!s->arena)
         return -1;

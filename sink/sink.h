@@ -31,10 +31,10 @@ typedef struct {
     const char *spool;        /* directory: each job's records, served by
                                  cursor (ResultsRequest); NULL = none */
     uint64_t max_frame;
-    uint64_t retain_jobs;       /* finished jobs kept whole (their status and
-                                   records); older ones are forgotten, their ids
-                                   remembered (10x as many) so that they stay
-                                   refused to another job; 0 = keep every one */
+    uint64_t retain_jobs;       /* finished jobs kept whole (their status with
+                                   workers, and records); older ones are kept
+                                   as 48 bytes each (sink_retain.h: 1,000,000
+                                   or 10x as many); 0 = keep every one */
     zp_curve_config_t curve;    /* CURVE on tcp:// sockets */
     zp_strlist_t reduce;        /* plugins whose jobs are reduced here */
     zp_strlist_t plugin_config; /* their settings, PLUGIN.KEY=VALUE */

@@ -232,3 +232,15 @@ void zp_control_status(Zpipe__V1__JobStatus *st, const zp_sink_job_t *job,
     st->workers = w->wp;
     st->n_workers = n;
 }
+
+void zp_control_status_forgotten(Zpipe__V1__JobStatus *st,
+                                 const zp_retain_entry_t *job,
+                                 const char *job_id, uint64_t bad_messages)
+{
+    st->job_id = (char *)job_id;
+    st->state = ZPIPE__V1__JOB_STATE__JOB_DONE;
+    st->total = st->done = job->total;
+    st->succeeded = job->succeeded;
+    st->failed = job->total - job->succeeded;
+    st->bad_messages = bad_messages;
+}

@@ -78,5 +78,10 @@ typedef struct {
 void zp_control_status(Zpipe__V1__JobStatus *st, const zp_sink_job_t *job,
                        const char *job_id, uint64_t bad_messages,
                        zp_control_workers_t *w);
+/* Fills st (initialised) with a forgotten job's status (--retain-jobs):
+ * done, with its counts; no workers, times or other counters. */
+void zp_control_status_forgotten(Zpipe__V1__JobStatus *st,
+                                 const zp_retain_entry_t *job,
+                                 const char *job_id, uint64_t bad_messages);
 
 #endif

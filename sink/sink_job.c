@@ -209,7 +209,10 @@ void zp_jobs_forget(zp_jobs_t *self, zp_sink_job_t **job_p)
     /* Only the oldest released job is forgotten (zp_jobs_forgettable). */
     if (j != self->done_oldest)
         return;
-    zp_retain_add(&self->forgotten, j->id, j->token);
+    zp_retain_entry_t e = {.total = j->ledger.total,
+                           .succeeded = j->ledger.succeeded,
+                           .spooled = j->spool.flushed};
+    zp_retain_add(&self->forgotten, j->id, j->token, e);
     self->done_oldest = j->next_done;
     if (!self->done_oldest)
         self->done_newest = NULL;

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Ids per Committed message: a backlog kept for an absent opener goes
  * out in pieces of at most about 640 KiB. */
@@ -44,7 +46,12 @@ void zp_sink_send_status(zp_sink_t *s, const zp_sink_job_t *j,
 {
     Zpipe__V1__JobStatus st = ZPIPE__V1__JOB_STATUS__INIT;
     zp_control_workers_t w;
-    zp_control_status(&st, j, job_id, s->n.bad_messages, &w);
+    const zp_retain_entry_t *gone =
+        j ? NULL : zp_retain_find(&s->jobs.forgotten, job_id);
+    if (gone)
+        zp_control_status_forgotten(&st, gone, job_id, s->n.bad_messages);
+    else
+        zp_control_status(&st, j, job_id, s->n.bad_messages, &w);
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_STATUS;
     m.job_status = &st;
@@ -141,6 +148,40 @@ void zp_sink_flush_commits(zp_sink_t *s, zp_sink_job_t *j)
     }
 }
 
+/* A forgotten job's records (--retain-jobs), read from its spool file as
+ * long as the file holds what the job wrote. */
+static void s_answer_forgotten(zp_sink_t *s, const char *rid, size_t rid_len,
+                               const char *id, const zp_retain_entry_t *job,
+                               const Zpipe__V1__ResultsRequest *rq)
+{
+    int fd = job->spooled ? zp_store_spool_open_read(s->store, id) : -1;
+    struct stat st;
+    if (job->spooled &&
+        (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size < job->spooled)) {
+        s_fetch_error(s, rid, rid_len, id, rq->cursor,
+                      "job finished and forgotten (--retain-jobs); its spool "
+                      "file is gone or shorter than its records");
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    zp_fetch_source_t src = {.fd = fd, .flushed = job->spooled, .done = true};
+    zp_fetch_t none = {0};
+    const char *why = NULL;
+    if (zp_fetch_request(&none, &src, rq, rid, rid_len, &why) ==
+        ZP_FETCH_REFUSED) {
+        s_fetch_error(s, rid, rid_len, id, rq->cursor, why);
+    } else {
+        Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+        zp_fetch_chunk(&s->chunk, &src, rq->cursor, rq->max_bytes, &c);
+        c.job_id = (char *)id;
+        s_send_chunk(s, rid, rid_len, &c);
+    }
+    zp_fetch_fini(&none);
+    if (fd >= 0)
+        close(fd);
+}
+
 static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
                                  const Zpipe__V1__ResultsRequest *rq)
 {
@@ -153,10 +194,11 @@ static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
     }
     zp_sink_job_t *j = zp_jobs_find(&s->jobs, id);
     if (!j) {
-        s_fetch_error(s, rid, rid_len, id, rq->cursor,
-                      zp_retain_has(&s->jobs.forgotten, id)
-                          ? "job finished and forgotten (--retain-jobs)"
-                          : "unknown job");
+        const zp_retain_entry_t *gone = zp_retain_find(&s->jobs.forgotten, id);
+        if (gone)
+            s_answer_forgotten(s, rid, rid_len, id, gone, rq);
+        else
+            s_fetch_error(s, rid, rid_len, id, rq->cursor, "unknown job");
         return;
     }
     zp_fetch_source_t src = zp_sink_job_source(j, s->store);
@@ -253,9 +295,8 @@ static void s_on_job_close(zp_sink_t *s, const char *rid, size_t rid_len,
         zp_sink_check_done(s, a.job);
 }
 
-/* A forgotten job (--retain-jobs) is answered as an unknown one:
- * JOB_UNKNOWN, no counts (JobStatus has no field for the reason; a
- * ResultsRequest for it says it). */
+/* A forgotten job (--retain-jobs) is answered as done, with its counts
+ * (zp_sink_send_status); nobody waits for it. */
 static void s_on_status_request(zp_sink_t *s, const char *rid, size_t rid_len,
                                 const Zpipe__V1__StatusRequest *m)
 {

@@ -119,13 +119,15 @@ int zp_retain_add_hashed(zp_retain_t *self, zp_retain_entry_t e)
     return 0;
 }
 
-int zp_retain_add(zp_retain_t *self, const char *id, const char *token)
+int zp_retain_add(zp_retain_t *self, const char *id, const char *token,
+                  zp_retain_entry_t e)
 {
-    zp_retain_entry_t e = {zp_retain_hash(id), zp_retain_hash(token)};
+    e.id_hash = zp_retain_hash(id);
+    e.token_hash = zp_retain_hash(token);
     return zp_retain_add_hashed(self, e);
 }
 
-static const zp_retain_entry_t *s_find(const zp_retain_t *self, const char *id)
+const zp_retain_entry_t *zp_retain_find(const zp_retain_t *self, const char *id)
 {
     if (!self->n)
         return NULL;
@@ -136,7 +138,7 @@ static const zp_retain_entry_t *s_find(const zp_retain_t *self, const char *id)
 zp_retain_match_t zp_retain_match(const zp_retain_t *self, const char *id,
                                   const char *token)
 {
-    const zp_retain_entry_t *e = s_find(self, id);
+    const zp_retain_entry_t *e = zp_retain_find(self, id);
     if (!e)
         return ZP_RETAIN_UNKNOWN;
     /* As for a finished job still held: an open without a token is
@@ -150,7 +152,7 @@ zp_retain_match_t zp_retain_match(const zp_retain_t *self, const char *id,
 
 bool zp_retain_has(const zp_retain_t *self, const char *id)
 {
-    return s_find(self, id) != NULL;
+    return zp_retain_find(self, id) != NULL;
 }
 
 zp_retain_entry_t zp_retain_at(const zp_retain_t *self, size_t i)

@@ -82,7 +82,9 @@ int zp_snapshot_dump(void *ctx, zp_journal_t *out)
     const zp_jobs_t *jobs = ctx;
     for (size_t i = 0; i < jobs->forgotten.n; i++) {
         zp_retain_entry_t e = zp_retain_at(&jobs->forgotten, i);
-        if (zp_journal_put_forgotten(out, e.id_hash, e.token_hash) < 0)
+        zp_journal_forgotten_t f = {e.id_hash, e.token_hash, e.total,
+                                    e.succeeded, e.spooled};
+        if (zp_journal_put_forgotten(out, &f) < 0)
             return -1;
     }
     /* Finished jobs in the order they finished: the oldest is forgotten
@@ -101,11 +103,11 @@ int zp_snapshot_dump(void *ctx, zp_journal_t *out)
     return 0;
 }
 
-void zp_snapshot_forgotten(zp_jobs_t *jobs, uint64_t id_hash,
-                           uint64_t token_hash)
+void zp_snapshot_forgotten(zp_jobs_t *jobs, const zp_journal_forgotten_t *f)
 {
-    zp_retain_add_hashed(&jobs->forgotten,
-                         (zp_retain_entry_t){id_hash, token_hash});
+    zp_retain_entry_t e = {f->id_hash, f->token_hash, f->total, f->succeeded,
+                           f->spooled};
+    zp_retain_add_hashed(&jobs->forgotten, e);
 }
 
 zp_sink_job_t *zp_snapshot_done(zp_jobs_t *jobs, const char *id,

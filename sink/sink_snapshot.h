@@ -19,8 +19,7 @@ int zp_snapshot_dump(void *jobs, zp_journal_t *out);
 /* Replay of the snapshot's lines into jobs; the O, C and R lines are
  * replayed as any journal's. */
 /* An F line: a forgotten job. */
-void zp_snapshot_forgotten(zp_jobs_t *jobs, uint64_t id_hash,
-                           uint64_t token_hash);
+void zp_snapshot_forgotten(zp_jobs_t *jobs, const zp_journal_forgotten_t *job);
 /* A D line: the job, added DONE with its counters, or NULL when it
  * cannot be (out of memory, the id already known, counts that
  * disagree). Its spool is the caller's to restore, the job to release. */

@@ -53,6 +53,14 @@ static bool s_path(const zp_spools_t *self, const char *job, char *path,
     return true;
 }
 
+int zp_spools_open_read(const zp_spools_t *self, const char *job)
+{
+    char path[4096];
+    if (!s_path(self, job, path, sizeof path))
+        return -1;
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 /* The open files' list, most recent first. */
 static void s_unlink_open(zp_spools_t *self, zp_spool_t *spool)
 {

@@ -45,6 +45,10 @@ zp_spools_t *zp_spools_new(const char *dir, size_t max_open, bool sync);
  * spools themselves (in the jobs) are the caller's. */
 void zp_spools_destroy(zp_spools_t **self_p);
 
+/* A finished and forgotten job's spool file opened for reading: a file
+ * descriptor the caller closes, or -1 (errno). */
+int zp_spools_open_read(const zp_spools_t *self, const char *job);
+
 /* Appends len bytes to job's spool, opening its file when it is closed
  * (created, truncated, the first time). Returns 0, or -1 after logging
  * (the sink must stop: the spool no longer matches the journal). */

@@ -88,11 +88,11 @@ static void s_replay_offset(void *ctx, uint64_t offset)
         self->out_offset = offset;
 }
 
-static void s_replay_forgotten(void *ctx, uint64_t id_hash, uint64_t token_hash)
+static void s_replay_forgotten(void *ctx, const zp_journal_forgotten_t *job)
 {
     zp_store_t *self = ctx;
     if (self->replay->on_forgotten)
-        self->replay->on_forgotten(self->replay_ctx, id_hash, token_hash);
+        self->replay->on_forgotten(self->replay_ctx, job);
 }
 
 static void s_replay_done(void *ctx, const char *job, const char *token,
@@ -364,6 +364,15 @@ void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
 int zp_store_spool_fd(zp_store_t *self, zp_spool_t *spool, const char *job)
 {
     return self->spools ? zp_spools_fd(self->spools, spool, job) : -1;
+}
+
+int zp_store_spool_open_read(const zp_store_t *self, const char *job)
+{
+    if (!self->spools) {
+        errno = ENOENT;
+        return -1;
+    }
+    return zp_spools_open_read(self->spools, job);
 }
 
 void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool)

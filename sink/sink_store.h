@@ -39,7 +39,7 @@ typedef struct {
                     const char *token);
     void (*on_close)(void *ctx, const char *job, uint64_t total);
     bool (*on_record)(void *ctx, const char *job, uint64_t task, bool ok);
-    void (*on_forgotten)(void *ctx, uint64_t id_hash, uint64_t token_hash);
+    void (*on_forgotten)(void *ctx, const zp_journal_forgotten_t *job);
     void (*on_done)(void *ctx, const char *job, const char *token,
                     const zp_journal_summary_t *summary);
     void (*on_counts)(void *ctx, const char *job,
@@ -109,6 +109,9 @@ void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
 /* The spool's file descriptor for reads (opened on demand; valid until
  * the next call on the store), or -1 when it has none. */
 int zp_store_spool_fd(zp_store_t *self, zp_spool_t *spool, const char *job);
+/* A forgotten job's spool file, opened for reading: a file descriptor
+ * the caller closes, or -1 (errno; also without --spool). */
+int zp_store_spool_open_read(const zp_store_t *self, const char *job);
 /* A finished job's spool: its file is closed (what it holds made
  * durable first; a failure fails the store). */
 void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool);

@@ -2,11 +2,12 @@
 --retain-jobs are forgotten, kept only as ids for the uniqueness rule.
 
 The test drives the sink itself (as test_sink_soak does): it opens jobs
-with tokens, pushes their results, closes them and waits for them, with
---retain-jobs 1000. The sink's RSS must be flat once the retention is
-full; the newest jobs keep their status and records; a forgotten job's
-id is refused to another token, its own token is still the same job, and
-its status and records are answered clearly. Then the sink is SIGKILLed
+with tokens, pushes their results, closes them and waits for them, at
+the default --retain-jobs (1,000). The sink's RSS must be flat once the
+retention is full; the newest jobs keep their status and records; a
+forgotten job's id is refused to another token, its own token is still
+the same job, its status is done with its counts and its records are
+served from its spool file. Then the sink is SIGKILLed
 mid-way through a round of live jobs and restarted: every live job's
 records exact (lost 0, duplicated 0), and the same answers for the
 retained and forgotten jobs.
@@ -30,9 +31,9 @@ from test_sink_soak import (Sink, Peer, TASKS, _check_acks, _check_records,
 RETAIN = 1000
 JOBS = int(os.environ.get("ZP_RETAIN_TEST_JOBS", "20000"))
 # RSS growth allowed over the jobs after the retention is full, per job
-# forgotten (its id: 24 bytes in the set): the sink that kept every job
-# grew by several KB a job. Not checked under the sanitizers.
-FORGOTTEN_JOB_BYTES = 512
+# forgotten (48 bytes in the set): the sink that kept every job grew by
+# several KB a job. Not checked under the sanitizers.
+FORGOTTEN_JOB_BYTES = 384
 # The journal is compacted past this; it then stays under twice the
 # larger of it and what a compaction leaves (1,000 summaries and 10,000
 # forgotten ids: about 0.5 MB). Without compaction: about 9 MB.
@@ -45,7 +46,7 @@ class RetainingSink(Sink):
                 self.control, "--publish", "none", "--output",
                 os.path.join(self.dir, "out.jsonl"), "--journal",
                 os.path.join(self.dir, "journal"), "--spool", self.spool,
-                "--retain-jobs", str(RETAIN), "--journal-compact",
+                "--journal-compact",
                 str(COMPACT)]
         log = open(self.log_path, "ab")
         self.p = subprocess.Popen(args, stderr=log, preexec_fn=_limit_fds)
@@ -73,16 +74,25 @@ def _round(sink, peer, start, n, close=True, tasks=range(TASKS)):
 
 
 def _check_forgotten_and_retained(peer, pb, forgotten, retained):
-    # The forgotten job: unknown to StatusRequest, its records refused
-    # with the reason, its id refused to another job, its own token ok.
+    # The forgotten job: done with its counts, its records served from its
+    # spool file, its id refused to another job, its own token ok.
     st = peer.calls([peer.status_msg(forgotten)])[0].job_status
-    check(st.state == pb.JOB_UNKNOWN and st.total == 0,
+    check(st.state == pb.JOB_DONE and st.total == TASKS and
+          st.succeeded == TASKS and st.done == TASKS,
           "status of a forgotten job: %r" % st)
+    lost, dup, wrong = _check_records(peer, [forgotten])
+    check((lost, dup, wrong) == (0, 0, 0),
+          "forgotten job's records: lost %d duplicated %d wrong %d" %
+          (lost, dup, wrong))
     m = pb.Message()
     m.results_request.job_id = forgotten
+    m.results_request.cursor = 1  # not a record boundary
     ch = peer.calls([m])[0].results_chunk
-    check("forgotten" in ch.error and "--retain-jobs" in ch.error,
-          "records of a forgotten job: %r" % ch.error)
+    check("boundary" in ch.error, "a bad cursor: %r" % ch.error)
+    m = pb.Message()
+    m.results_request.job_id = "never-" + forgotten
+    ch = peer.calls([m])[0].results_chunk
+    check(ch.error == "unknown job", "an unknown job: %r" % ch.error)
     other = peer.open_msg(forgotten)
     other.job_open.token = "another-token"
     a = peer.calls([other])[0].ack

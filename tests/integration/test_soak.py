@@ -179,7 +179,7 @@ def test_twenty_thousand_jobs_then_idle_opens():
     for name in first:
         check(last[name][0] <= first[name][0] + 4,
               "%s's fds grew: %d -> %d" % (name, first[name][0], last[name][0]))
-        check(zptest.SANITIZED or last[name][1] <= first[name][1] + 32 * 1024,
+        check(zptest.SANITIZED or last[name][1] <= first[name][1] + 8 * 1024,
               "%s's RSS grew: %d -> %d KiB" % (name, first[name][1],
                                                last[name][1]))
 

@@ -44,7 +44,7 @@ static const zp_journal_visitor_t s_visitor = {
 
 /* What a snapshot's lines said. */
 typedef struct {
-    uint64_t offset, forgotten, fhash[2], dones, counts, have_ids;
+    uint64_t offset, forgotten, fhash[2], fspooled, dones, counts, have_ids;
     zp_journal_summary_t last_done, last_counts;
     char done_job[160], done_token[160];
     s_seen_t seen;
@@ -67,12 +67,13 @@ static void s_offset(void *ctx, uint64_t offset)
 {
     ((s_snap_t *)ctx)->offset = offset;
 }
-static void s_forgotten(void *ctx, uint64_t id_hash, uint64_t token_hash)
+static void s_forgotten(void *ctx, const zp_journal_forgotten_t *f)
 {
     s_snap_t *s = ctx;
     s->forgotten++;
-    s->fhash[0] = id_hash;
-    s->fhash[1] = token_hash;
+    s->fhash[0] = f->id_hash;
+    s->fhash[1] = f->token_hash;
+    s->fspooled = f->spooled;
 }
 static void s_done(void *ctx, const char *job, const char *token,
                    const zp_journal_summary_t *m)
@@ -107,9 +108,11 @@ static int s_dump(void *ctx, zp_journal_t *out)
     (void)ctx;
     zp_journal_summary_t done = {5, 10, 9, 1, 2, 3, 111, 222};
     zp_journal_summary_t live = {.succeeded = 4, .failed = 1, .retries = 7};
+    zp_journal_forgotten_t f1 = {0x0123456789abcdefull, 0, 3, 3, 10};
+    zp_journal_forgotten_t f2 = {1, UINT64_MAX, 5, 4, 777};
     bool ok = zp_journal_put_offset(out, 12345) == 0 &&
-              zp_journal_put_forgotten(out, 0x0123456789abcdefull, 0) == 0 &&
-              zp_journal_put_forgotten(out, 1, UINT64_MAX) == 0 &&
+              zp_journal_put_forgotten(out, &f1) == 0 &&
+              zp_journal_put_forgotten(out, &f2) == 0 &&
               zp_journal_put_done(out, "old-1", "tok-1", &done) == 0 &&
               zp_journal_put_done(out, "old-2", NULL, &done) == 0 &&
               zp_journal_open_job(out, "live", 3, "tok-l") == 0 &&
@@ -174,6 +177,7 @@ static void test_compact_replaces_the_journal_with_the_snapshot(void)
     TEST_EQ_INT(s.forgotten, 2);
     TEST_EQ_INT(s.fhash[0], 1);
     TEST_EQ_INT(s.fhash[1], UINT64_MAX);
+    TEST_EQ_INT(s.fspooled, 777);
     TEST_EQ_INT(s.dones, 2);
     TEST_EQ_STR(s.done_job, "old-2");
     TEST_EQ_STR(s.done_token, "");
@@ -217,9 +221,11 @@ static void test_versions_and_bad_snapshot_lines(void)
     const char *bad[] = {
         "zpipe-journal 2\nW\n",
         "zpipe-journal 2\nW -1\n",
-        "zpipe-journal 2\nF 0123 0\n",
-        "zpipe-journal 2\nF 0123456789abcdeg 0000000000000000\n",
-        "zpipe-journal 2\nF 0123456789ABCDEF 0000000000000000\n",
+        "zpipe-journal 2\nF 0123 0 1 1 0\n",
+        "zpipe-journal 2\nF 0123456789abcdeg 0000000000000000 1 1 0\n",
+        "zpipe-journal 2\nF 0123456789ABCDEF 0000000000000000 1 1 0\n",
+        "zpipe-journal 2\nF 0123456789abcdef 0000000000000000\n",
+        "zpipe-journal 2\nF 0123456789abcdef 0000000000000000 1 2 0\n",
         "zpipe-journal 2\nD a 3 10 9 2 0 0 0 0\n", /* 9 + 2 != 10 */
         "zpipe-journal 2\nD a 3 10 9 1 0 0 0\n",
         "zpipe-journal 2\nD a 3 10 9 1 0 0 0 0 bad/token\n",

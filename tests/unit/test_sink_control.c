@@ -136,6 +136,18 @@ static void test_status_of_a_job(void)
     TEST_EQ_STR(none.job_id, "x");
     TEST_EQ_INT(none.state, 0);
     TEST_EQ_INT(none.n_workers, 0);
+    /* A forgotten job: done, with its counts. */
+    zp_retain_entry_t e = {.total = 10, .succeeded = 7, .spooled = 99};
+    Zpipe__V1__JobStatus old = ZPIPE__V1__JOB_STATUS__INIT;
+    zp_control_status_forgotten(&old, &e, "y", 3);
+    TEST_EQ_STR(old.job_id, "y");
+    TEST_EQ_INT(old.state, ZPIPE__V1__JOB_STATE__JOB_DONE);
+    TEST_EQ_INT(old.total, 10);
+    TEST_EQ_INT(old.done, 10);
+    TEST_EQ_INT(old.succeeded, 7);
+    TEST_EQ_INT(old.failed, 3);
+    TEST_EQ_INT(old.bad_messages, 3);
+    TEST_EQ_INT(old.n_workers, 0);
     zp_jobs_fini(&jobs);
 }
 

@@ -4,6 +4,8 @@
 #include "sink_retain.h"
 #include "test.h"
 
+static const zp_retain_entry_t S_NONE = {0};
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -17,8 +19,8 @@ static void s_id(char *buf, size_t n, const char *prefix, int i)
 static void test_match_by_token(void)
 {
     zp_retain_t r = {.cap = 100};
-    TEST_EQ_INT(zp_retain_add(&r, "job-1", "tok-a"), 0);
-    TEST_EQ_INT(zp_retain_add(&r, "job-2", NULL), 0);
+    TEST_EQ_INT(zp_retain_add(&r, "job-1", "tok-a", S_NONE), 0);
+    TEST_EQ_INT(zp_retain_add(&r, "job-2", NULL, S_NONE), 0);
     TEST_EQ_INT(zp_retain_match(&r, "job-1", "tok-a"), ZP_RETAIN_SAME);
     TEST_EQ_INT(zp_retain_match(&r, "job-1", ""), ZP_RETAIN_SAME);
     TEST_EQ_INT(zp_retain_match(&r, "job-1", "tok-b"), ZP_RETAIN_OTHER);
@@ -27,9 +29,15 @@ static void test_match_by_token(void)
     TEST_EQ_INT(zp_retain_match(&r, "job-2", NULL), ZP_RETAIN_SAME);
     TEST_EQ_INT(zp_retain_match(&r, "job-3", "tok-a"), ZP_RETAIN_UNKNOWN);
     TEST_CHECK(zp_retain_has(&r, "job-1") && !zp_retain_has(&r, "job-3"));
+    /* What a late consumer is told: its counts and spool length. */
+    zp_retain_entry_t c = {.total = 10, .succeeded = 9, .spooled = 1234};
+    TEST_EQ_INT(zp_retain_add(&r, "job-4", "t", c), 0);
+    const zp_retain_entry_t *f = zp_retain_find(&r, "job-4");
+    TEST_CHECK(f && f->total == 10 && f->succeeded == 9 && f->spooled == 1234);
+    TEST_CHECK(zp_retain_find(&r, "job-5") == NULL);
     /* Added again: kept once. */
-    TEST_EQ_INT(zp_retain_add(&r, "job-1", "tok-a"), 0);
-    TEST_EQ_INT(r.n, 2);
+    TEST_EQ_INT(zp_retain_add(&r, "job-1", "tok-a", S_NONE), 0);
+    TEST_EQ_INT(r.n, 3);
     zp_retain_fini(&r);
     TEST_EQ_INT(r.cap, 100);
 }
@@ -43,7 +51,7 @@ static void test_cap_drops_the_oldest(void)
     char id[32];
     for (int i = 0; i < N; i++) {
         s_id(id, sizeof id, "job", i);
-        TEST_EQ_INT(zp_retain_add(&r, id, "t"), 0);
+        TEST_EQ_INT(zp_retain_add(&r, id, "t", S_NONE), 0);
     }
     TEST_EQ_INT(r.n, CAP);
     TEST_CHECK(r.ring_cap == CAP);
@@ -69,7 +77,7 @@ static void test_cap_drops_the_oldest(void)
 static void test_cap_zero(void)
 {
     zp_retain_t r = {0};
-    TEST_EQ_INT(zp_retain_add(&r, "job-1", "t"), 0);
+    TEST_EQ_INT(zp_retain_add(&r, "job-1", "t", S_NONE), 0);
     TEST_EQ_INT(zp_retain_match(&r, "job-1", "x"), ZP_RETAIN_UNKNOWN);
     zp_retain_fini(&r);
 }
@@ -78,7 +86,8 @@ static void test_cap_zero(void)
 static void test_add_hashed(void)
 {
     zp_retain_t r = {.cap = 10};
-    zp_retain_entry_t e = {zp_retain_hash("job-9"), zp_retain_hash("tok")};
+    zp_retain_entry_t e = {.id_hash = zp_retain_hash("job-9"),
+                           .token_hash = zp_retain_hash("tok")};
     TEST_EQ_INT(zp_retain_add_hashed(&r, e), 0);
     TEST_EQ_INT(zp_retain_match(&r, "job-9", "tok"), ZP_RETAIN_SAME);
     TEST_EQ_INT(zp_retain_match(&r, "job-9", "other"), ZP_RETAIN_OTHER);
@@ -94,7 +103,7 @@ static void s_scenario(void *arg)
     char id[32];
     for (int i = 0; i < 400; i++) {
         s_id(id, sizeof id, "j", i);
-        if (zp_retain_add(&r, id, "t") < 0 && r.n != 0)
+        if (zp_retain_add(&r, id, "t", S_NONE) < 0 && r.n != 0)
             abort();
     }
     if (r.n > 300)

@@ -62,9 +62,9 @@ static void s_close(void *ctx, const char *job, uint64_t total)
     if (j)
         zp_ledger_restore_close(&j->ledger, total);
 }
-static void s_forgotten(void *ctx, uint64_t a, uint64_t b)
+static void s_forgotten(void *ctx, const zp_journal_forgotten_t *f)
 {
-    zp_snapshot_forgotten(ctx, a, b);
+    zp_snapshot_forgotten(ctx, f);
 }
 static void s_done(void *ctx, const char *job, const char *token,
                    const zp_journal_summary_t *m)
@@ -136,6 +136,8 @@ static void test_dump_and_replay_give_the_same_table(void)
                 ZP_RETAIN_SAME);
     TEST_EQ_INT(zp_retain_match(&b.forgotten, "done-0", "other"),
                 ZP_RETAIN_OTHER);
+    const zp_retain_entry_t *f = zp_retain_find(&b.forgotten, "done-0");
+    TEST_CHECK(f && f->total == 10 && f->succeeded == 9);
     TEST_EQ_INT(b.n_released, 2);
     TEST_EQ_STR(b.done_oldest->id, "done-1"); /* the order they finished */
     TEST_EQ_STR(b.done_newest->id, "done-2");
