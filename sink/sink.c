@@ -10,6 +10,7 @@
 #include "sink_snapshot.h"
 #include "zp_log.h"
 #include "zp_net.h"
+#include "zp_trim.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -394,6 +395,14 @@ static int s_phase_poll(zp_sink_t *s, zmq_pollitem_t *items)
     return -1;
 }
 
+/* Idle a while after a burst: the pages freed since go back to the
+ * system, so RSS follows live work, not the largest backlog (zp_trim). */
+static void s_phase_trim(zp_sink_t *s, uint64_t now, bool busy)
+{
+    if (zp_trim_due(&s->trim, now, busy, ZP_TRIM_IDLE_US))
+        zp_trim_release();
+}
+
 /* Runs until a signal, a failed write or a failed poll. */
 static void s_loop(zp_sink_t *s)
 {
@@ -408,6 +417,7 @@ static void s_loop(zp_sink_t *s)
         int ready = s_phase_poll(s, items);
         if (ready < 0)
             break;
+        s_phase_trim(s, now, ready > 0);
         if (!ready)
             continue;
         if (items[0].revents & ZMQ_POLLIN)

@@ -96,8 +96,14 @@ void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
                       "Retryable failures sent back to the ventilator.");
     zp_metrics_u64(m, "zpipe_tasks_retry_requests_total", NULL, retries);
     zp_metrics_family(m, "zpipe_jobs", ZP_METRIC_GAUGE,
-                      "Jobs known to the sink since it started.");
+                      "Jobs the sink holds whole: live ones, and finished ones "
+                      "within --retain-jobs.");
     zp_metrics_u64(m, "zpipe_jobs", NULL, njobs);
+    zp_metrics_family(m, "zpipe_sink_jobs_forgotten", ZP_METRIC_GAUGE,
+                      "Finished jobs past --retain-jobs kept as their counts "
+                      "(48 bytes each).");
+    zp_metrics_u64(m, "zpipe_sink_jobs_forgotten", NULL,
+                   (uint64_t)jobs->forgotten.n);
     s_job_gauges(m, jobs);
     zp_metrics_family(m, "zpipe_bad_messages_total", ZP_METRIC_COUNTER,
                       "Malformed or unexpected messages dropped, by socket.");

@@ -17,6 +17,7 @@
 #include "zp_events.h"
 #include "zp_metrics.h"
 #include "zp_trace.h"
+#include "zp_trim.h"
 #include "zp_util.h"
 
 #include <stdbool.h>
@@ -39,6 +40,7 @@ typedef struct {
     zp_jobs_t jobs;
     zp_store_t *store;
     zp_promise_t promise; /* the journal kept, what a crash may cost */
+    zp_trim_t trim;       /* memory given back once idle after a burst */
     zp_reduce_t *reduce;  /* NULL unless --reduce */
     zp_arena_t *arena;
     zp_result_view_t view; /* results decoded without copies */

@@ -11,6 +11,7 @@ import time
 
 import zmq
 
+import zpmetrics
 import zptest
 from zptest import binary, check, start
 
@@ -48,7 +49,8 @@ class Soak(zptest.Cluster):
         self.spool = zptest.tmpdir()
         super().__init__(sink_args=(
             "--spool", self.spool, "--journal",
-            os.path.join(self.spool, "sink.journal"), "--publish", "none"))
+            os.path.join(self.spool, "sink.journal"), "--publish", "none",
+            "--metrics", "127.0.0.1:0"))
         self.intake = "ipc://%s/intake" % self.dir
         self.vent = start([binary("zpipe-ventilator"), "--intake", self.intake,
                            "--bind", self.dispatch, "--sink", self.control,
@@ -171,6 +173,16 @@ def test_twenty_thousand_jobs_then_idle_opens():
     print("%d jobs of 10 tasks from 4 producers: lost %d, duplicated %d, "
           "unexpected %d, wrong %d" % (JOBS, lost, dup, unexpected, wrong))
     check((lost, dup, unexpected, wrong) == (0, 0, 0, 0), "records")
+    # The jobs the sink holds whole: the retention's 1,000 finished ones,
+    # not its history (the rest kept as counts).
+    url = zpmetrics.metrics_url(c.logs[0])
+    time.sleep(1.5)  # a metrics render after the last job
+    _, m = zpmetrics.parse(zpmetrics.fetch(url))
+    held = zpmetrics.value(m, "zpipe_jobs")
+    gone = zpmetrics.value(m, "zpipe_sink_jobs_forgotten")
+    print("sink holds %d jobs whole, %d forgotten" % (held, gone))
+    check(held <= 1000 and held + gone == JOBS,
+          "jobs held %d, forgotten %d" % (held, gone))
     for mark in sorted(samples):
         print("  after %5d jobs: %s" % (mark, "; ".join(
             "%s %d fds %d MiB" % (n, fd, rss // 1024)
