@@ -121,8 +121,12 @@ def test_service_sink_reduce_journal_killed_and_restarted():
                  "wordcount", "--job", "colours", "--input", path],
                 stdout=subprocess.DEVNULL, stderr=c._log("submit"))
     kills = 0
-    for _ in range(2):
-        time.sleep(1.5)
+    fold = os.path.join(journal + ".fold", "colours.fold")
+    for mib in (2, 8):  # mid-job: its fold log has that much (~50 bytes a task)
+        deadline = time.time() + 60
+        while time.time() < deadline and not (
+                os.path.exists(fold) and os.path.getsize(fold) >= mib << 20):
+            time.sleep(0.02)
         c.sink.send_signal(signal.SIGKILL)
         c.sink.wait()
         kills += 1
