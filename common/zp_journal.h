@@ -11,7 +11,12 @@
  *                                        before it have none)
  *   C <job> <total>                      job closed with its task count
  *   R <job> <task> <ok|failed> <offset>  record committed; offset is the
- *                                        output file's size after it
+ *                                        output file's size after it (a
+ *                                        reduced job: its results are
+ *                                        folded, not written, so the
+ *                                        offset does not move; its one
+ *                                        final record is the R line of
+ *                                        task id <total>, after C)
  * A compacted journal (zp_journal_compact) starts with a snapshot:
  *   W <offset>                           the output's committed length
  *   F <id hash> <token hash> <total> <succeeded> <spooled>

@@ -105,13 +105,6 @@ int main(int argc, char **argv)
     if (cfg.publish && (!*cfg.publish || !strcmp(cfg.publish, "none")))
         cfg.publish = NULL;
     zp_signals_install((long)parent);
-    if (cfg.reduce.count && cfg.journal) {
-        zp_strlist_free(&cfg.reduce);
-        zp_strlist_free(&cfg.plugin_config);
-        return zp_opts_fail(opts, "zpipe-sink", s_synopsis,
-                            "--reduce cannot be used with --journal (a "
-                            "reducer's state is not journaled)");
-    }
     rc = zp_sink_run(&cfg);
     zp_strlist_free(&cfg.reduce);
     zp_strlist_free(&cfg.plugin_config);

@@ -52,6 +52,10 @@ static bool s_replay_record(void *ctx, const char *job, uint64_t task, bool ok)
 {
     zp_sink_t *s = ctx;
     zp_sink_job_t *j = zp_jobs_get(&s->jobs, job, NULL);
+    if (j && j->ledger.state == ZP_JOB_CLOSED && task == j->ledger.total) {
+        j->reduce.final_written = true; /* a reduced job's final record */
+        return true;
+    }
     if (!j || zp_ledger_restore(&j->ledger, task, ok) != 1)
         return false;
     /* --ordered resumes at the lowest id without a record: a prefix when
@@ -144,12 +148,15 @@ static int s_init_output(zp_sink_t *s)
                             .spool = cfg->spool,
                             .sync = p->sync,
                             .rewind = p->rewind,
-                            .compact = cfg->journal_compact};
+                            .compact = cfg->journal_compact,
+                            .folds = *p->folds ? p->folds : NULL};
     s->store = zp_store_new(&sc, &replay, s);
     if (!s->store)
         return -1;
     if (!zp_store_journaled(s->store) || !s->jobs.head)
         return 0;
+    if (zp_store_folds(s->store))
+        zp_sink_folds_resume(s); /* the reduced jobs fold again */
     /* Every spool the journal knows is cut now, not when first opened:
      * its file stays closed until a record or a fetch needs it. */
     size_t jobs = 0;
@@ -157,6 +164,8 @@ static int s_init_output(zp_sink_t *s)
     for (zp_sink_job_t *j = s->jobs.tail; j; j = next, jobs++) {
         next = j->newer; /* oldest first: the oldest finished are forgotten */
         zp_store_spool_restore(s->store, &j->spool, j->id, j->ledger.done);
+        if (j->reduce.fold && zp_ledger_complete(&j->ledger))
+            continue; /* its final record: zp_sink_folds_finish */
         if (j->ledger.state == ZP_JOB_DONE ||  /* a snapshot's summary */
             zp_ledger_finish(&j->ledger) == 0) /* complete */
             zp_sink_release(s, j);
@@ -269,6 +278,7 @@ static int s_init(zp_sink_t *s)
     if (s_init_output(s) < 0 || s_init_observers(s) < 0 ||
         s_init_sockets(s) < 0)
         return -1;
+    zp_sink_folds_finish(s);
     return 0;
 }
 

@@ -44,7 +44,7 @@ int zp_promise_decide(const zp_promise_flags_t *flags, zp_promise_t *out,
         }
         snprintf(out->journal, sizeof out->journal, "%s", flags->journal);
         out->sync = flags->journal_sync;
-    } else if (!flags->reduce && s_implicit(flags, out) < 0) {
+    } else if (s_implicit(flags, out) < 0) {
         snprintf(err, errlen,
                  "path too long for the sink's own journal (pass --journal "
                  "FILE) beside %s",
@@ -56,6 +56,9 @@ int zp_promise_decide(const zp_promise_flags_t *flags, zp_promise_t *out,
         out->level = ZP_PROMISE_NONE;
     } else
         out->level = out->sync ? ZP_PROMISE_SYNCED : ZP_PROMISE_CRASH;
+    if (flags->reduce && *out->journal)
+        snprintf(out->folds, sizeof out->folds, "%s%s", out->journal,
+                 ZP_FOLDLOG_DIR_SUFFIX);
     return 0;
 }
 
@@ -84,20 +87,19 @@ void zp_promise_describe(const zp_promise_t *p, const zp_promise_flags_t *flags,
                      p->implicit ? " (kept while a job is unfinished)" : "");
         break;
     case ZP_PROMISE_NONE:
-        if (flags->reduce)
-            snprintf(buf, len,
-                     "no journal (a reducer's state is not journaled): a "
-                     "restarted sink knows none of its jobs, which then "
-                     "cannot complete");
-        else
-            snprintf(buf, len,
-                     "no journal (the output is %s and there is no "
-                     "--spool): a restarted sink knows none of its jobs, "
-                     "which then cannot complete; --journal FILE, --output "
-                     "FILE or --spool DIR make a crash recoverable",
-                     out);
+        snprintf(buf, len,
+                 "no journal (the output is %s and there is no --spool): a "
+                 "restarted sink knows none of its jobs, which then cannot "
+                 "complete; --journal FILE, --output FILE or --spool DIR "
+                 "make a crash recoverable",
+                 out);
         return;
     }
+    /* The reduced jobs' results are kept beside it. */
+    if (*p->folds && n >= 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n,
+                      "; reduced jobs' results in %s, as durable as it",
+                      p->folds);
     /* A journal whose output is a stream: the stream may repeat a few. */
     if (!p->rewind && n >= 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n,

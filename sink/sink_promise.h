@@ -8,10 +8,13 @@
  * The rule it implements: no crash of the sink process loses a record it
  * acknowledged or leaves a job that cannot complete once the sink is
  * restarted with the same flags, unless the sink has nowhere to keep a
- * journal (its output is a stream and it has no spool) or it reduces
- * (a reducer's state is not journaled); then it says so. */
+ * journal (its output is a stream and it has no spool); then it says so.
+ * A sink that reduces keeps, beside its journal, the fold logs its
+ * reducers' accumulators are rebuilt from (sink_foldlog.h). */
 #ifndef ZP_SINK_PROMISE_H
 #define ZP_SINK_PROMISE_H
+
+#include "sink_foldlog.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,7 +38,8 @@ typedef struct {
     const char *journal;          /* --journal; NULL = none */
     bool journal_sync;            /* --journal-sync yes (the default) */
     const char *spool;            /* --spool; NULL = none */
-    bool reduce;                  /* --reduce: jobs folded, not written */
+    bool reduce; /* --reduce: jobs folded, not written (their results kept
+                    in fold logs beside the journal) */
 } zp_promise_flags_t;
 
 typedef enum {
@@ -48,10 +52,12 @@ typedef enum {
 typedef struct {
     zp_promise_level_t level;
     char journal[4096]; /* the journal's path; "" = none */
-    bool implicit;      /* chosen by the sink, not --journal: removed at a
-                           clean stop once every job it knows is done */
-    bool sync;          /* fdatasync before acknowledging */
-    bool rewind;        /* a restart cuts the output back to the journal */
+    char folds[4096 + sizeof ZP_FOLDLOG_DIR_SUFFIX]; /* with --reduce and a
+                           journal: its fold logs' directory; "" = none */
+    bool implicit; /* chosen by the sink, not --journal: removed at a
+                      clean stop once every job it knows is done */
+    bool sync;     /* fdatasync before acknowledging */
+    bool rewind;   /* a restart cuts the output back to the journal */
 } zp_promise_t;
 
 /* What output is: a regular file or a path that does not exist yet is a

@@ -4,6 +4,7 @@
 #ifndef ZP_SINK_REDUCE_H
 #define ZP_SINK_REDUCE_H
 
+#include "sink_foldlog.h"
 #include "zp_opts.h"
 #include "zp_plugin.h"
 #include "zp_util.h"
@@ -19,6 +20,9 @@ typedef struct {
     const zp_plugin_t *reducer; /* NULL: the job is not reduced */
     void *acc;                  /* the reducer's accumulator */
     char *error;                /* the first failure of reduce, if any */
+    zp_foldlog_t *fold;         /* what it folded, on disk (a journaled sink);
+                                   borrowed from the store's fold logs */
+    bool final_written; /* journal replay: its final record is written */
 } zp_reduce_job_t;
 
 /* Loads each of plugins (borrowed for the call), with its settings

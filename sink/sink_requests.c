@@ -255,12 +255,13 @@ static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
         zp_jobs_touch(&s->jobs, a.job); /* what waited: the next commit */
     if (a.ok && a.job) {
         zp_reduce_open(s->reduce, &a.job->reduce, a.job->id, m->plugin);
+        bool fold = zp_sink_fold_open(s, a.job);
         bool journal = (a.is_new || a.adopted) && zp_store_journaled(s->store);
         if (journal)
             zp_store_job_opened(s->store, a.job->id, a.job->ledger.max_attempts,
                                 a.job->token);
         /* Behind a parked one, an open of the same job waits too. */
-        if (journal || s->n_open_acks) {
+        if (journal || fold || s->n_open_acks) {
             if (s_park_open_ack(s, rid, rid_len, a.ack_id))
                 return;
             zp_sink_commit_all(s);

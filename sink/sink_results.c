@@ -203,9 +203,13 @@ static void s_reduce_final(zp_sink_t *s, zp_sink_job_t *j)
     bool spool_json = s->cfg->spool && s->lines;
     if (spool_json)
         zp_records_reduced_json(&s->spool_rec, &rr);
-    zp_store_emit_final(s->store, &j->spool, j->id, s->rec.data, s->rec.len,
+    zp_store_emit_final(s->store, &j->spool, j->id, j->ledger.total, ok,
+                        s->rec.data, s->rec.len,
                         spool_json ? s->spool_rec.data : NULL,
                         spool_json ? s->spool_rec.len : 0);
+    /* Its file goes once the barrier has made the final record durable. */
+    if (j->reduce.fold)
+        zp_foldlogs_retire(zp_store_folds(s->store), &j->reduce.fold);
     zp_info("job %s reduced by %s: %zu bytes%s%s", j->id, rr.plugin, v->len,
             ok ? "" : "; failed: ",
             ok ? "" : (j->reduce.error ? j->reduce.error : "?"));
@@ -214,15 +218,20 @@ static void s_reduce_final(zp_sink_t *s, zp_sink_job_t *j)
 /* A closed job with every record: durable, acknowledged, DONE, told. */
 void zp_sink_check_done(zp_sink_t *s, zp_sink_job_t *j)
 {
-    if (!zp_ledger_complete(&j->ledger))
-        return;
+    if (!zp_ledger_complete(&j->ledger) || zp_store_failed(s->store))
+        return; /* a failed store stops the sink */
     if (s->cfg->ordered)
         s_drain_ordered(s, j);
     if (!s_durable(s))
         return;
     zp_sink_flush_commits(s, j);
-    if (j->reduce.reducer)
+    /* The final record is durable before the job is told done (the
+     * barrier then removes its fold log). */
+    if (j->reduce.reducer) {
         s_reduce_final(s, j);
+        if (!s_durable(s))
+            return;
+    }
     zp_ledger_finish(&j->ledger);
     const zp_ledger_t *l = &j->ledger;
     zp_info("job %s done: %llu tasks, %llu succeeded, %llu failed, "
@@ -309,7 +318,10 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
                 r->error ? r->error : "", now);
     }
     if (ok && j->reduce.reducer) {
-        /* Folded, not written; committed like any record. */
+        /* Folded, not written; committed like any record (with a journal,
+         * once its fold log has it). */
+        zp_store_fold(s->store, j->reduce.fold, j->id, r->task_id,
+                      r->output.data, r->output.len);
         zp_reduce_fold(&j->reduce, r->output.data, r->output.len, r->task_id);
         s_list_committed(s, j, r->task_id);
         return true;

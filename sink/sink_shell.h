@@ -66,6 +66,21 @@ void zp_sink_commit_all(zp_sink_t *s);
 /* When job j is closed and has every record: completes it. */
 void zp_sink_check_done(zp_sink_t *s, zp_sink_job_t *j);
 
+/* sink_refold.c */
+
+/* After the journal replay: each live reduced job gets its reducer and a
+ * fresh accumulator back from its fold log, which folds again, once
+ * each, the results of the tasks the journal has; stale fold logs (their
+ * jobs done or unknown) are removed. */
+void zp_sink_folds_resume(zp_sink_t *s);
+/* Once the sockets are up: the reduced jobs the journal has complete but
+ * without their final record are completed (zp_sink_check_done). */
+void zp_sink_folds_finish(zp_sink_t *s);
+/* A JobOpen gave job j its reducer: its fold log is made (with a
+ * journal), so that a restarted sink knows its reducer. Returns true when
+ * one was made (the open is acknowledged after the barrier writes it). */
+bool zp_sink_fold_open(zp_sink_t *s, zp_sink_job_t *j);
+
 /* sink.c */
 
 /* Job j is DONE and told: its spool file closed, its state released to

@@ -74,6 +74,12 @@ static int s_dump_live(const zp_sink_job_t *j, zp_journal_t *out)
             return -1;
         from = first + count;
     }
+    /* A reduced job's final record, written, its job not yet told done:
+     * the line that keeps a restarted sink from writing it again (its
+     * offset is within the snapshot's). */
+    if (j->reduce.final_written && l->state == ZP_JOB_CLOSED &&
+        zp_journal_record(out, j->id, l->total, true, 0) < 0)
+        return -1;
     return 0;
 }
 

@@ -17,8 +17,9 @@ struct zp_store {
     FILE *out;
     uint64_t out_offset; /* bytes in the output file */
     zp_journal_t *journal;
-    zp_spools_t *spools; /* --spool */
-    bool dirty;          /* written since the last sync */
+    zp_spools_t *spools;  /* --spool */
+    zp_foldlogs_t *folds; /* --reduce with a journal */
+    bool dirty;           /* written since the last sync */
     bool failed;
     /* Journal replay: */
     const zp_store_replay_t *replay;
@@ -200,7 +201,9 @@ zp_store_t *zp_store_new(const zp_store_config_t *cfg,
         return NULL;
     }
     if (cfg->journal) {
-        if (s_open_journaled(self) < 0) {
+        if (s_open_journaled(self) < 0 ||
+            (cfg->folds &&
+             !(self->folds = zp_foldlogs_new(cfg->folds, cfg->sync)))) {
             zp_store_destroy(&self);
             return NULL;
         }
@@ -224,6 +227,11 @@ void zp_store_destroy(zp_store_t **self_p)
         return;
     if (self->out && self->out != stdout)
         fclose(self->out);
+    /* The journal is flushed as it closes: its folded tasks first. */
+    if (self->folds && zp_foldlogs_write(self->folds) < 0)
+        zp_warn("fold logs: some folded results were not written; a "
+                "restart reports their jobs' reductions as failed");
+    zp_foldlogs_destroy(&self->folds);
     zp_journal_destroy(&self->journal);
     zp_spools_destroy(&self->spools);
     free(self);
@@ -301,8 +309,8 @@ void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
 }
 
 void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
-                         const void *data, size_t len, const void *json,
-                         size_t json_len)
+                         uint64_t total, bool ok, const void *data, size_t len,
+                         const void *json, size_t json_len)
 {
     s_write(self, data, len);
     if (self->spools)
@@ -310,7 +318,31 @@ void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
                       json ? json_len : len);
     self->out_offset += len;
     self->dirty = true;
+    if (self->journal &&
+        zp_journal_record(self->journal, job, total, ok, self->out_offset) < 0)
+        zp_error("journal: out of memory");
     fflush(self->out);
+}
+
+zp_foldlogs_t *zp_store_folds(const zp_store_t *self)
+{
+    return self->folds;
+}
+
+void zp_store_fold(zp_store_t *self, zp_foldlog_t *log, const char *job,
+                   uint64_t task, const void *data, size_t len)
+{
+    if (!log)
+        return;
+    /* Not kept: not acknowledged either (the store stops the sink). */
+    if (zp_foldlogs_append(self->folds, log, task, data, len) < 0) {
+        S_FAIL(self, "job %s: out of memory keeping task %llu's folded result",
+               job, (unsigned long long)task);
+        return;
+    }
+    self->dirty = true;
+    if (zp_journal_record(self->journal, job, task, true, self->out_offset) < 0)
+        S_FAIL(self, "journal: out of memory");
 }
 
 /* The output, then the journal: a record the journal has is in the
@@ -326,7 +358,9 @@ static int s_sync_journaled(zp_store_t *self)
 
 int zp_store_sync(zp_store_t *self)
 {
-    if (self->spools && zp_spools_sync(self->spools) < 0) {
+    /* A task the journal has is in its job's fold log: those first. */
+    if ((self->spools && zp_spools_sync(self->spools) < 0) ||
+        (self->folds && zp_foldlogs_write(self->folds) < 0)) {
         self->failed = true; /* logged */
         return -1;
     }
@@ -339,12 +373,16 @@ int zp_store_sync(zp_store_t *self)
         return -1;
     }
     self->dirty = false;
+    /* The final records of the retired logs' jobs are durable now. */
+    if (self->folds)
+        zp_foldlogs_collect(self->folds);
     return 0;
 }
 
 bool zp_store_unsynced(const zp_store_t *self)
 {
-    return self->dirty || (self->spools && zp_spools_pending(self->spools));
+    return self->dirty || (self->spools && zp_spools_pending(self->spools)) ||
+           (self->folds && zp_foldlogs_pending(self->folds));
 }
 
 void zp_store_publish(zp_store_t *self, zp_spool_published_fn *published,
@@ -451,7 +489,8 @@ uint64_t zp_store_compactions(const zp_store_t *self, uint64_t *last_size)
 
 int zp_store_finish(zp_store_t *self)
 {
-    if (fflush(self->out) != 0)
+    if (fflush(self->out) != 0 ||
+        (self->folds && zp_foldlogs_write(self->folds) < 0))
         self->failed = true;
     return self->failed ? -1 : 0;
 }
@@ -461,5 +500,8 @@ int zp_store_drop_journal(zp_store_t *self)
     if (!self->journal)
         return 0;
     zp_journal_destroy(&self->journal);
+    if (self->folds && zp_foldlogs_drop(self->folds) < 0 && errno != ENOENT)
+        zp_warn("fold logs %s: cannot remove the directory: %s",
+                self->cfg.folds, strerror(errno));
     return unlink(self->cfg.journal);
 }

@@ -6,6 +6,7 @@
 #ifndef ZP_SINK_STORE_H
 #define ZP_SINK_STORE_H
 
+#include "sink_foldlog.h"
 #include "sink_spool.h"
 #include "zp_journal.h"
 
@@ -27,6 +28,8 @@ typedef struct {
                             RLIMIT_NOFILE (sink_spool.h) */
     uint64_t compact;    /* with a journal: compacted once past this many
                             bytes (zp_store_compact_due); 0 = never */
+    const char *folds;   /* with a journal: the directory of the reduced
+                            jobs' fold logs (sink_foldlog.h); NULL = none */
 } zp_store_config_t;
 
 /* Journal replay, one call per event as the journal has it. on_record
@@ -81,15 +84,27 @@ void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total);
 void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
                    uint64_t task, bool ok, const void *data, size_t len,
                    const void *json, size_t json_len);
-/* Writes a record that is no task's (a reduced job's), not journaled,
- * and flushes the output. */
+/* Writes a reduced job's one record (closed with total tasks; ok: the
+ * reduction succeeded), journaled as the record of task id total (see
+ * zp_journal.h), and flushes the output. */
 void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
-                         const void *data, size_t len, const void *json,
-                         size_t json_len);
+                         uint64_t total, bool ok, const void *data, size_t len,
+                         const void *json, size_t json_len);
+
+/* The reduced jobs' fold logs (borrowed, valid for the store's life), or
+ * NULL without a journal or --reduce. */
+zp_foldlogs_t *zp_store_folds(const zp_store_t *self);
+/* A successful result of task that a reduced job folded: appended to the
+ * job's fold log (NULL: none, nothing kept) and journaled as the task's
+ * record (nothing is written to the output). The barrier writes the fold
+ * log before the journal. Out of memory fails the store. */
+void zp_store_fold(zp_store_t *self, zp_foldlog_t *log, const char *job,
+                   uint64_t task, const void *data, size_t len);
 
 /* The barrier, in two steps. zp_store_sync makes what was written
- * durable: the spools with new records, then the output and the journal
- * (flushed; with a journal, synced); nothing when nothing was written.
+ * durable: the spools with new records, the fold logs, then the output
+ * and the journal (flushed; with a journal, synced), then removes the
+ * fold logs retired before it; nothing when nothing was written.
  * Returns 0, or -1 after logging (the store has failed). Once it has
  * succeeded, zp_store_publish makes the spools' new records visible and
  * calls published(ctx, spool) for each spool that grew. */
@@ -140,7 +155,8 @@ uint64_t zp_store_compactions(const zp_store_t *self, uint64_t *last_size);
  * write failed. */
 int zp_store_finish(zp_store_t *self);
 /* At a clean stop with nothing left to resume: closes the journal and
- * removes its file. Returns 0, or -1 (errno) when it cannot be removed. */
+ * removes its file and the fold logs' directory. Returns 0, or -1 (errno)
+ * when the journal cannot be removed. */
 int zp_store_drop_journal(zp_store_t *self);
 
 #endif

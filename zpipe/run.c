@@ -5,9 +5,10 @@
  * It supervises what it started (supervisor.c): a worker that dies is
  * replaced (with backoff); a sink that dies is restarted and resumes from
  * its journal (--journal, or without it one of its own in the private
- * directory); a sink that reduces (no journal) or a ventilator that dies
- * ends the run with an error. Children are started with posix_spawn (never a
- * bare fork) and end themselves if this process dies (--parent-pid). */
+ * directory; a sink that reduces keeps its folded results beside it); a
+ * ventilator that dies ends the run with an error. Children are started with
+ * posix_spawn (never a bare fork) and end themselves if this process dies
+ * (--parent-pid). */
 #define _GNU_SOURCE
 #include "client.h"
 #include "run.h"
@@ -155,10 +156,8 @@ static int s_plan(s_run_t *r)
     if (*r->web_addr)
         fprintf(stderr, "zpipe run: web view at %s while the job runs\n",
                 r->web_url);
-    /* Every sink keeps a journal (its own when --journal is not given)
-     * but one that reduces. */
-    r->super = zp_super_new(zp_super_os_ops(), r->job,
-                            r->o.journal != NULL || !r->o.reduce);
+    /* Every sink keeps a journal (its own when --journal is not given). */
+    r->super = zp_super_new(zp_super_os_ops(), r->job, true);
     if (!r->super ||
         zp_super_add(r->super, ZP_ROLE_SINK, r->plan.argv[ZP_ROLE_SINK]) < 0 ||
         zp_super_add(r->super, ZP_ROLE_VENTILATOR,

@@ -182,9 +182,6 @@ const char *zp_run_usage_error(const zp_run_opts_t *o, char *web_addr,
         return "--resume needs --journal FILE";
     if (o->job && !zp_job_id_valid(o->job))
         return "--job must be 1 to 128 of [A-Za-z0-9_.:-]";
-    if (o->reduce && o->journal)
-        return "--reduce cannot be used with --journal (a reducer's "
-               "state is not journaled)";
     if (o->config.count > ZP_RUN_MAX_CONFIG)
         return "at most 32 --config settings";
     if (o->web && s_web_addr(o->web, web_addr, addr_len, web_url, url_len, err,
@@ -323,7 +320,7 @@ static void s_sink_argv(zp_run_plan_t *p, const zp_run_opts_t *o,
         s_push(p, ZP_ROLE_SINK, "--ordered");
     if (o->journal) {
         s_push2(p, ZP_ROLE_SINK, "--journal", o->journal);
-    } else if (!o->reduce) {
+    } else {
         /* The sink's own journal in the private directory: a sink killed
          * mid-run is restarted and resumes from it. Written, not synced:
          * it only has to outlive the sink, not the run. */

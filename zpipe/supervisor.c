@@ -338,8 +338,8 @@ void zp_super_explain(const zp_super_t *self, const zp_super_event_t *ev,
         snprintf(buf, len,
                  "\nzpipe run: the %s (pid %d) %s; job %s cannot complete%s\n",
                  zp_role_name(ev->role), (int)ev->pid, why, self->job,
-                 ev->role == ZP_ROLE_SINK ? " (a sink that reduces keeps no "
-                                            "journal to restart from)"
+                 ev->role == ZP_ROLE_SINK ? " (it keeps no journal to "
+                                            "restart from)"
                                           : "");
     } else if (ev->state == ZP_SUPER_FUTILE)
         snprintf(buf, len,

@@ -98,14 +98,40 @@ static void test_nowhere_to_keep_a_journal(void)
     zp_promise_describe(&p, &f, text, sizeof text);
     TEST_CONTAINS(text, "the output is stdout");
     TEST_CONTAINS(text, "cannot complete");
-    /* A reducer's state is not journaled: no implicit journal. */
-    f = s_flags("out", ZP_OUTPUT_FILE);
+    TEST_EQ_STR(p.folds, "");
+    /* A stream with --reduce has nowhere to keep a journal either. */
     f.reduce = true;
-    f.spool = "sp";
     TEST_EQ_INT(zp_promise_decide(&f, &p, err, sizeof err), 0);
     TEST_EQ_INT(p.level, ZP_PROMISE_NONE);
+    TEST_EQ_STR(p.folds, "");
+}
+
+/* A sink that reduces keeps its implicit journal like any other, and its
+ * fold logs beside it. */
+static void test_reducing_sink_keeps_a_journal(void)
+{
+    zp_promise_flags_t f = s_flags("out", ZP_OUTPUT_FILE);
+    f.reduce = true;
+    f.spool = "sp";
+    zp_promise_t p;
+    char err[256], text[1024];
+    TEST_EQ_INT(zp_promise_decide(&f, &p, err, sizeof err), 0);
+    TEST_EQ_INT(p.level, ZP_PROMISE_CRASH);
+    TEST_EQ_STR(p.journal, "sp/" ZP_PROMISE_SPOOL_JOURNAL);
+    TEST_EQ_STR(p.folds, "sp/" ZP_PROMISE_SPOOL_JOURNAL ".fold");
+    TEST_CHECK(p.implicit && p.rewind);
     zp_promise_describe(&p, &f, text, sizeof text);
-    TEST_CONTAINS(text, "reducer");
+    TEST_CONTAINS(text, "sp/zpipe-sink.journal.fold");
+    /* --journal given: synced, the fold logs beside it. */
+    f.spool = NULL;
+    f.journal = "j.log";
+    TEST_EQ_INT(zp_promise_decide(&f, &p, err, sizeof err), 0);
+    TEST_EQ_INT(p.level, ZP_PROMISE_SYNCED);
+    TEST_EQ_STR(p.folds, "j.log.fold");
+    /* Without --reduce: none. */
+    f.reduce = false;
+    TEST_EQ_INT(zp_promise_decide(&f, &p, err, sizeof err), 0);
+    TEST_EQ_STR(p.folds, "");
 }
 
 static void test_paths_too_long_are_refused(void)
@@ -130,6 +156,7 @@ static const test_case_t tests[] = {
      test_implicit_journal_beside_a_file_output},
     {"test_implicit_journal_in_the_spool", test_implicit_journal_in_the_spool},
     {"test_nowhere_to_keep_a_journal", test_nowhere_to_keep_a_journal},
+    {"test_reducing_sink_keeps_a_journal", test_reducing_sink_keeps_a_journal},
     {"test_paths_too_long_are_refused", test_paths_too_long_are_refused},
     {NULL, NULL},
 };

@@ -268,7 +268,7 @@ static void test_spool_visible_after_sync(void)
     zp_store_publish(st, s_count_published, &published);
     TEST_EQ_INT(published, 1);
     TEST_CHECK(zp_store_spool_fd(st, &sp, "j") >= 0);
-    zp_store_emit_final(st, &sp, "j", "final\n", 6, NULL, 0);
+    zp_store_emit_final(st, &sp, "j", 1, true, "final\n", 6, NULL, 0);
     TEST_EQ_INT(sp.len, 14);
     char path[200], buf[256];
     snprintf(path, sizeof path, "%s/j.jsonl", s_spool);

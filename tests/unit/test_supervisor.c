@@ -333,8 +333,7 @@ static void test_a_dead_sink_without_journal_ends_the_job(void)
     zp_super_explain(s, &ev, why, sizeof why);
     snprintf(expect, sizeof expect,
              "\nzpipe run: the sink (pid %d) was killed by %s; job job-x "
-             "cannot complete (a sink that reduces keeps no journal to "
-             "restart from)\n",
+             "cannot complete (it keeps no journal to restart from)\n",
              (int)k->pid, strsignal(SIGKILL));
     TEST_EQ_STR(why, expect);
     zp_super_stop(s);
