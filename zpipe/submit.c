@@ -25,7 +25,9 @@ static const char s_submit_synopsis[] =
     "JOB' and 'zpipe results JOB' at the sink. A run killed before it\n"
     "exits (a crashed shell or machine) is resumed by running it again with\n"
     "the same --job, --token, --batch and input: the tasks the ventilator\n"
-    "took are not taken twice. Exit status: 0 submitted, 2 bad usage, 3\n"
+    "took are not taken twice; if that job has finished meanwhile, the\n"
+    "rerun says so and sends nothing. Exit status: 0 submitted (or\n"
+    "already complete), 2 bad usage, 3\n"
     "refused or no answer for --timeout-ms, 130/143 interrupted.";
 
 typedef struct {
@@ -154,7 +156,8 @@ typedef struct {
     Zpipe__V1__Task *tasks;
     Zpipe__V1__Task **ptrs;
     bool eof;
-    int rc; /* the exit code once known; -1 while going */
+    bool finished; /* the ventilator said the job had already finished */
+    int rc;        /* the exit code once known; -1 while going */
 } s_submit_t;
 
 /* m encoded into a frame of its own (caller owns *frame). 0 or -1. */
@@ -318,8 +321,12 @@ static void s_refused(s_submit_t *s, const zp_submit_outcome_t *r,
 
 static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
 {
-    zp_submit_ack_t ack = {a->ok, a->seq, a->first_task_id, a->accepted,
-                           a->ventilator_instance};
+    zp_submit_ack_t ack = {a->ok,
+                           a->seq,
+                           a->first_task_id,
+                           a->accepted,
+                           a->ventilator_instance,
+                           a->finished};
     zp_submit_outcome_t r = zp_submit_window_ack(s->w, &ack, zp_mono_us());
     if (r.restarted)
         zp_info("job %s: the ventilator restarted (%s); sending what it had "
@@ -334,6 +341,16 @@ static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
     else if (r.verdict == ZP_SUBMIT_PROGRESS && r.kind == ZP_SUBMIT_OPEN) {
         printf("%s\n", s->job);
         fflush(stdout);
+    } else if (r.verdict == ZP_SUBMIT_FINISHED) {
+        /* A rerun after the close: the job is complete, not refused. */
+        printf("%s\n", s->job);
+        fflush(stdout);
+        fprintf(stderr,
+                "zpipe submit: job %s was already complete (%llu tasks); "
+                "nothing sent. 'zpipe wait %s' tells its outcome\n",
+                s->job, (unsigned long long)a->accepted, s->job);
+        s->finished = true;
+        s->rc = 0;
     } else if (r.verdict == ZP_SUBMIT_PROGRESS && r.kind == ZP_SUBMIT_CLOSE)
         s->rc = 0;
 }
@@ -411,7 +428,7 @@ static int s_run(s_submit_t *s)
         if (s->rc < 0)
             s_check(s);
     }
-    if (s->rc == 0)
+    if (s->rc == 0 && !s->finished)
         s_report(s);
     return s->rc;
 }
