@@ -14,8 +14,19 @@ void zp_fast_reconnect(void *sock)
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
 }
 
-void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
-                size_t max_frame, zp_curve_t *curve, const char *server_key)
+int zp_heartbeat(void *sock)
+{
+    int ivl = ZP_HEARTBEAT_IVL_MS, timeout = ZP_HEARTBEAT_TIMEOUT_MS;
+    if (zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) != 0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) !=
+            0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TTL, &timeout, sizeof timeout) != 0)
+        return -1;
+    return 0;
+}
+
+void *zp_socket_open(void *ctx, int type, const char *endpoint, bool bind,
+                     size_t max_frame)
 {
     void *sock = zmq_socket(ctx, type);
     if (!sock) {
@@ -36,17 +47,32 @@ void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
         /* Fail loudly instead of dropping when a peer has vanished. */
         zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
     }
+    return sock;
+}
+
+int zp_socket_attach(void *sock, const char *endpoint, bool bind,
+                     zp_curve_t *curve, const char *server_key)
+{
     if (zp_curve_apply(curve, sock, endpoint, bind, server_key) < 0) {
         zmq_close(sock);
-        return NULL;
+        return -1;
     }
     int rc = bind ? zmq_bind(sock, endpoint) : zmq_connect(sock, endpoint);
     if (rc != 0) {
         zp_error("%s %s: %s", bind ? "bind" : "connect", endpoint,
                  zmq_strerror(errno));
         zmq_close(sock);
-        return NULL;
+        return -1;
     }
+    return 0;
+}
+
+void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
+                size_t max_frame, zp_curve_t *curve, const char *server_key)
+{
+    void *sock = zp_socket_open(ctx, type, endpoint, bind, max_frame);
+    if (!sock || zp_socket_attach(sock, endpoint, bind, curve, server_key) < 0)
+        return NULL;
     return sock;
 }
 

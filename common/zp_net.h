@@ -20,6 +20,37 @@
  * off to 1 s while it stays away. zp_socket does this itself. */
 void zp_fast_reconnect(void *sock);
 
+/* ZeroMQ heartbeats on a socket that carries a long-lived link between
+ * daemons (the ventilator's control DEALER, the sink's control ROUTER):
+ * a PING every ZP_HEARTBEAT_IVL_MS, and the connection is closed when
+ * nothing at all arrives for ZP_HEARTBEAT_TIMEOUT_MS; the peer is told
+ * to do the same (TTL). A link whose packets are silently dropped (a
+ * NAT or firewall state lost, a cable cut) is then noticed in seconds
+ * and reconnected, instead of after TCP's own timeouts (minutes, or
+ * never for an idle link). Any whole message received counts, not only
+ * the PONG (libzmq 4.3 cancels the timeout on each decoded message);
+ * but the PONG waits behind what the peer is sending, so a single
+ * message that takes over 3 s to arrive (1 MiB at under about
+ * 350 KB/s) gets its connection cut and sent again after the
+ * reconnect. Call before zmq_bind/zmq_connect: a connection takes the
+ * options set when its listener or connecter was made. Returns 0, -1
+ * with errno (libzmq without ZMTP 3.1 heartbeats). */
+#define ZP_HEARTBEAT_IVL_MS     1000
+#define ZP_HEARTBEAT_TIMEOUT_MS 3000
+int zp_heartbeat(void *sock);
+
+/* Creates a socket of type with zp_socket's options (linger, size cap,
+ * fast reconnect for a connecting socket, ROUTER_MANDATORY), not yet
+ * bound or connected, so more options can be set; zp_socket_attach then
+ * binds or connects it. Logs and returns NULL on failure. */
+void *zp_socket_open(void *ctx, int type, const char *endpoint, bool bind,
+                     size_t max_frame);
+
+/* Applies curve (see zp_socket) and binds or connects sock to endpoint.
+ * On failure logs, closes sock and returns -1. */
+int zp_socket_attach(void *sock, const char *endpoint, bool bind,
+                     zp_curve_t *curve, const char *server_key);
+
 /* Creates a socket of type; binds (bind = true) or connects to endpoint.
  * With curve enabled and a tcp:// endpoint the socket is a CURVE server
  * (bind; its rejected handshakes counted) or a client of server_key

@@ -211,6 +211,34 @@ static void *s_bind(zp_sink_t *s, int type, const char *endpoint)
                      type == ZMQ_PUB ? 0 : s->cfg->max_frame, s->curve, NULL);
 }
 
+/* The control ROUTER. Heartbeats notice a dead link in seconds. The
+ * ventilator connects with a fixed routing id (vent-JOB, vent-RANDOM);
+ * when its old connection is half-open here (a NAT state dropped, a
+ * cut without RST), a plain ROUTER refuses the reconnecting peer until
+ * the old connection dies: with ROUTER_HANDOVER the new connection takes
+ * the id at once, and what was queued on the old one is dropped (the
+ * ventilator asks again after a reconnect: CommitQuery). Every other
+ * peer here (zpipe wait, results, status, the Python clients) has a
+ * random id, which handover never matches. */
+static void *s_bind_control(zp_sink_t *s)
+{
+    const zp_sink_config_t *cfg = s->cfg;
+    void *sock =
+        zp_socket_open(s->ctx, ZMQ_ROUTER, cfg->control, true, cfg->max_frame);
+    if (!sock)
+        return NULL;
+    int on = 1;
+    if (zp_heartbeat(sock) < 0 ||
+        zmq_setsockopt(sock, ZMQ_ROUTER_HANDOVER, &on, sizeof on) != 0) {
+        zp_error("control %s: %s", cfg->control, zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    if (zp_socket_attach(sock, cfg->control, true, s->curve, NULL) < 0)
+        return NULL;
+    return sock;
+}
+
 /* The context, CURVE, the sockets and their monitors. */
 static int s_init_sockets(zp_sink_t *s)
 {
@@ -225,7 +253,7 @@ static int s_init_sockets(zp_sink_t *s)
         return -1;
     }
     s->results = s_bind(s, ZMQ_PULL, cfg->results);
-    s->control = s->results ? s_bind(s, ZMQ_ROUTER, cfg->control) : NULL;
+    s->control = s->results ? s_bind_control(s) : NULL;
     if (!s->results || !s->control)
         return -1;
     if (cfg->publish && *cfg->publish) {

@@ -30,6 +30,7 @@ int zp_vent_acks_push(zp_vent_acks_t *q, const char *rid, size_t rid_len,
     memcpy(a->rid, rid, rid_len);
     a->rid_len = rid_len;
     a->ok = ok;
+    a->finished = false;
     a->first = first;
     a->accepted = accepted;
     a->seq = seq;

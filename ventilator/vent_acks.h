@@ -16,6 +16,7 @@ typedef struct {
     size_t rid_len;
     char *job, *error; /* owned; error NULL when ok */
     bool ok;
+    bool finished; /* Ack.finished: the job had already finished */
     uint64_t first, accepted, seq;
 } zp_vent_ack_item_t;
 
@@ -25,8 +26,9 @@ typedef struct {
     size_t n, cap;
 } zp_vent_acks_t;
 
-/* Queues an Ack (strings copied; rid at most 256 bytes). Returns 0, or -1
- * when out of memory (nothing queued: the producer will send again). */
+/* Queues an Ack (strings copied; rid at most 256 bytes; finished false,
+ * which the caller may set on the last item). Returns 0, or -1 when out
+ * of memory (nothing queued: the producer will send again). */
 int zp_vent_acks_push(zp_vent_acks_t *q, const char *rid, size_t rid_len,
                       const char *job, bool ok, const char *error,
                       uint64_t first, uint64_t accepted, uint64_t seq);

@@ -154,6 +154,12 @@ void zp_vent_shell_journal_finished(zp_vent_shell_t *v, const zp_vent_job_t *j);
 void zp_vent_shell_answer(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                           const char *job, bool ok, const char *error,
                           uint64_t first, uint64_t accepted, uint64_t seq);
+/* The Ack to a JobOpen or JobClose of a job that already finished with
+ * total tasks: ok, Ack.finished set, Ack.accepted = total; sent or queued
+ * as zp_vent_shell_answer does. */
+void zp_vent_shell_answer_finished(zp_vent_shell_t *v, const char *rid,
+                                   size_t rid_len, const char *job,
+                                   uint64_t total);
 /* Group commit: one sync for everything appended, then every queued
  * answer. On a write error nothing is answered (retried next turn). */
 void zp_vent_shell_answers_flush(zp_vent_shell_t *v);

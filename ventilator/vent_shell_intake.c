@@ -120,7 +120,9 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
         }
         return;
     case ZP_VENT_OPEN_FINISHED:
-        zp_vent_shell_answer(v, rid, rid_len, f->id, true, NULL, 0, 0, 0);
+        /* A rerun of a producer whose first run died after its close:
+         * its batches are gone, so it must stop here (Ack.finished). */
+        zp_vent_shell_answer_finished(v, rid, rid_len, f->id, f->total);
         return;
     case ZP_VENT_OPEN_NEW:
         break;
@@ -198,8 +200,7 @@ static void s_on_close(zp_vent_shell_t *v, const char *rid, size_t rid_len,
         return;
     }
     if (!j) { /* finished: answered again */
-        zp_vent_shell_answer(v, rid, rid_len, f->id, true, NULL, 0, f->total,
-                             0);
+        zp_vent_shell_answer_finished(v, rid, rid_len, f->id, f->total);
         return;
     }
     if (!j->input_closed) {

@@ -260,11 +260,13 @@ void zp_vent_shell_journal_finished(zp_vent_shell_t *v, const zp_vent_job_t *j)
 
 static void s_send_ack(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                        const char *job, bool ok, const char *error,
-                       uint64_t first, uint64_t accepted, uint64_t seq)
+                       uint64_t first, uint64_t accepted, uint64_t seq,
+                       bool finished)
 {
     Zpipe__V1__Ack a = ZPIPE__V1__ACK__INIT;
     a.job_id = (char *)(job ? job : "");
     a.ok = ok;
+    a.finished = finished;
     a.error = (char *)(error ? error : "");
     a.first_task_id = first;
     a.accepted = accepted;
@@ -283,12 +285,28 @@ void zp_vent_shell_answer(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                           uint64_t first, uint64_t accepted, uint64_t seq)
 {
     if (!v->journal) {
-        s_send_ack(v, rid, rid_len, job, ok, error, first, accepted, seq);
+        s_send_ack(v, rid, rid_len, job, ok, error, first, accepted, seq,
+                   false);
         return;
     }
     /* Dropped when out of memory: the producer sends again. */
     zp_vent_acks_push(&v->acks, rid, rid_len, job, ok, error, first, accepted,
                       seq);
+}
+
+void zp_vent_shell_answer_finished(zp_vent_shell_t *v, const char *rid,
+                                   size_t rid_len, const char *job,
+                                   uint64_t total)
+{
+    if (!v->journal) {
+        s_send_ack(v, rid, rid_len, job, true, NULL, 0, total, 0, true);
+        return;
+    }
+    /* Queued like any answer: it goes out once the journal has synced the
+     * job's end. Dropped when out of memory: the producer sends again. */
+    if (zp_vent_acks_push(&v->acks, rid, rid_len, job, true, NULL, 0, total,
+                          0) == 0)
+        v->acks.items[v->acks.n - 1].finished = true;
 }
 
 void zp_vent_shell_answers_flush(zp_vent_shell_t *v)
@@ -312,7 +330,7 @@ void zp_vent_shell_answers_flush(zp_vent_shell_t *v)
     for (size_t i = 0; i < v->acks.n; i++) {
         zp_vent_ack_item_t *a = &v->acks.items[i];
         s_send_ack(v, a->rid, a->rid_len, a->job, a->ok, a->error, a->first,
-                   a->accepted, a->seq);
+                   a->accepted, a->seq, a->finished);
     }
     zp_vent_acks_clear(&v->acks);
 }

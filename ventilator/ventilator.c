@@ -134,7 +134,9 @@ static int s_init_intake(zp_vent_shell_t *v)
 }
 
 /* The DEALER to the sink, with a stable identity, so a restarted sink
- * knows us by the same name. */
+ * knows us by the same name; heartbeats, so a link that silently stopped
+ * carrying packets is closed and reconnected in seconds (the sink takes
+ * the new connection under the same id: ROUTER_HANDOVER). */
 static int s_init_control(zp_vent_shell_t *v, const char *sink_key)
 {
     const zp_ventilator_config_t *cfg = v->cfg;
@@ -150,6 +152,11 @@ static int s_init_control(zp_vent_shell_t *v, const char *sink_key)
     free(rnd);
     zmq_setsockopt(v->control, ZMQ_ROUTING_ID, rid, strlen(rid));
     zp_fast_reconnect(v->control);
+    if (zp_heartbeat(v->control) < 0) {
+        zp_error("heartbeats on %s: %s", cfg->sink_control,
+                 zmq_strerror(errno));
+        return -1;
+    }
     int linger = ZP_LINGER_MS;
     zmq_setsockopt(v->control, ZMQ_LINGER, &linger, sizeof linger);
     if (zp_curve_apply(v->curve, v->control, cfg->sink_control, false,

@@ -114,9 +114,22 @@ int zp_client_watch(zp_client_t *self)
 
 bool zp_client_wait(zp_client_t *self, long ms)
 {
-    zmq_pollitem_t it[2] = {{self->sock, 0, ZMQ_POLLIN, 0},
+    return zp_client_wait_fd(self, ms, -1);
+}
+
+bool zp_client_wait_fd(zp_client_t *self, long ms, int fd)
+{
+    zmq_pollitem_t it[3] = {{self->sock, 0, ZMQ_POLLIN, 0},
+                            {NULL, fd, ZMQ_POLLIN, 0},
                             {self->monitor, 0, ZMQ_POLLIN, 0}};
-    return zmq_poll(it, self->monitor ? 2 : 1, ms) > 0;
+    int n = 1;
+    if (fd >= 0)
+        n++;
+    else
+        it[1] = it[2];
+    if (self->monitor)
+        n++;
+    return zmq_poll(it, n, ms) > 0;
 }
 
 int zp_client_event(zp_client_t *self)

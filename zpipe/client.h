@@ -51,6 +51,10 @@ int zp_client_watch(zp_client_t *self);
  * returns true if either is waiting. */
 bool zp_client_wait(zp_client_t *self, long ms);
 
+/* As zp_client_wait, and also returns (true) when fd is readable; fd < 0:
+ * none. */
+bool zp_client_wait_fd(zp_client_t *self, long ms, int fd);
+
 /* Takes the next connection event without blocking: ZMQ_EVENT_CONNECTED
  * or ZMQ_EVENT_DISCONNECTED; 0 when none is waiting or not watching. */
 int zp_client_event(zp_client_t *self);

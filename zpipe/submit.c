@@ -1,6 +1,7 @@
 /* zpipe submit: a job's tasks to a running ventilator's intake. */
 #define _GNU_SOURCE
 #include "client.h"
+#include "line_reader.h"
 #include "submit_window.h"
 #include "zp_curve.h"
 #include "zp_log.h"
@@ -22,10 +23,14 @@ static const char s_submit_synopsis[] =
     "ventilator has taken every task and the close. A reconnect or a\n"
     "ventilator restart is survived: what it had not acknowledged is sent\n"
     "again, and it answers a repeat as the first time. Then 'zpipe wait\n"
-    "JOB' and 'zpipe results JOB' at the sink. A run killed before it\n"
+    "JOB' and 'zpipe results JOB' at the sink. Input that stalls (tail -f\n"
+    "log | zpipe submit) goes out in a partial batch 50 ms after the\n"
+    "batch's first line. A run killed before it\n"
     "exits (a crashed shell or machine) is resumed by running it again with\n"
     "the same --job, --token, --batch and input: the tasks the ventilator\n"
-    "took are not taken twice. Exit status: 0 submitted, 2 bad usage, 3\n"
+    "took are not taken twice; if that job has finished meanwhile, the\n"
+    "rerun says so and sends nothing. Exit status: 0 submitted (or\n"
+    "already complete), 2 bad usage, 3\n"
     "refused or no answer for --timeout-ms, 130/143 interrupted.";
 
 typedef struct {
@@ -136,6 +141,9 @@ static void s_settings_free(s_settings_t *s)
  * socket. */
 #define S_WINDOW 4
 
+/* A batch whose input stalls goes out this long after its first line. */
+#define S_LINGER_MS 50
+
 /* One submission: the job's identity, the input, the window of messages
  * not yet answered. */
 typedef struct {
@@ -143,18 +151,20 @@ typedef struct {
     const s_settings_t *set;
     zp_client_t *c;
     zp_submit_window_t *w;
-    FILE *in;
+    FILE *in;             /* read through lr only */
+    zp_line_reader_t *lr; /* the input's lines */
     char *job, *token;
     /* the batch being read: its lines back to back, and the tasks */
     zp_buf_t text;
-    size_t *ends; /* where each line ends in text */
-    char *line;   /* getline's buffer */
-    size_t line_cap;
-    bool read_failed; /* out of memory reading a line */
+    size_t *ends;   /* where each line ends in text */
+    int read_errno; /* reading failed with it (ENOMEM: a line or a batch
+                       too big for memory) */
     Zpipe__V1__Task *tasks;
     Zpipe__V1__Task **ptrs;
     bool eof;
-    int rc; /* the exit code once known; -1 while going */
+    bool stalled;  /* the last read stopped for want of input */
+    bool finished; /* the ventilator said the job had already finished */
+    int rc;        /* the exit code once known; -1 while going */
 } s_submit_t;
 
 /* m encoded into a frame of its own (caller owns *frame). 0 or -1. */
@@ -200,23 +210,42 @@ static int s_push_open(s_submit_t *s)
     return s_push(s, ZP_SUBMIT_OPEN, 0, &m);
 }
 
-/* Reads up to --batch lines into s->text; returns how many, and sets
- * s->eof at the end of the input. */
+/* Reads up to --batch lines into s->text; returns how many. A batch is
+ * cut when full, at the end of the input (s->eof), or once the input has
+ * stalled S_LINGER_MS after the batch's first line (s->stalled; also with
+ * no line at all): lines from a slow pipe (tail -f log | zpipe submit)
+ * go out at once instead of waiting for a full batch. A file never
+ * stalls, so its batches stay full and the same from run to run. */
 static size_t s_read_lines(s_submit_t *s)
 {
     size_t n = 0;
+    uint64_t due = 0;
     s->text.len = 0;
     while (n < s->o->batch) {
-        ssize_t len = getline(&s->line, &s->line_cap, s->in);
-        if (len < 0) {
-            s->eof = true;
+        const char *line;
+        size_t len;
+        int r = zp_line_reader_next(s->lr, 0, &line, &len);
+        if (r == 0 && n) {
+            uint64_t now = zp_mono_us();
+            if (now < due)
+                r = zp_line_reader_next(s->lr, (int)((due - now + 999) / 1000),
+                                        &line, &len);
+        }
+        if (r == 0) {
+            s->stalled = true;
             break;
         }
-        if (len && s->line[len - 1] == '\n')
-            len--;
-        if (zp_buf_append(&s->text, s->line, (size_t)len) < 0) {
+        if (r < 0) {
             s->eof = true;
-            s->read_failed = true;
+            if (r == -2)
+                s->read_errno = errno;
+            break;
+        }
+        if (!n)
+            due = zp_mono_us() + S_LINGER_MS * 1000;
+        if (zp_buf_append(&s->text, line, len) < 0) {
+            s->eof = true;
+            s->read_errno = ENOMEM;
             break;
         }
         s->ends[n++] = s->text.len;
@@ -265,14 +294,16 @@ static void s_fill(s_submit_t *s)
     int rc = 0;
     if (zp_submit_window_wants(s->w, ZP_SUBMIT_OPEN))
         rc = s_push_open(s);
-    while (rc == 0 && !s->eof && !zp_stopping() &&
+    s->stalled = false;
+    while (rc == 0 && !s->eof && !s->stalled && !zp_stopping() &&
            zp_submit_window_wants(s->w, ZP_SUBMIT_BATCH))
         rc = s_push_batch(s);
     if (zp_stopping()) /* a read cut short by the signal is no error */
         return;
-    if (rc == 0 && s->eof && (ferror(s->in) || s->read_failed)) {
+    if (rc == 0 && s->eof && s->read_errno) {
         fprintf(stderr, "zpipe submit: reading %s: %s\n", s->o->input,
-                s->read_failed ? "out of memory" : strerror(errno));
+                s->read_errno == ENOMEM ? "out of memory"
+                                        : strerror(s->read_errno));
         s->rc = 3;
         return;
     }
@@ -318,8 +349,12 @@ static void s_refused(s_submit_t *s, const zp_submit_outcome_t *r,
 
 static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
 {
-    zp_submit_ack_t ack = {a->ok, a->seq, a->first_task_id, a->accepted,
-                           a->ventilator_instance};
+    zp_submit_ack_t ack = {a->ok,
+                           a->seq,
+                           a->first_task_id,
+                           a->accepted,
+                           a->ventilator_instance,
+                           a->finished};
     zp_submit_outcome_t r = zp_submit_window_ack(s->w, &ack, zp_mono_us());
     if (r.restarted)
         zp_info("job %s: the ventilator restarted (%s); sending what it had "
@@ -334,6 +369,16 @@ static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
     else if (r.verdict == ZP_SUBMIT_PROGRESS && r.kind == ZP_SUBMIT_OPEN) {
         printf("%s\n", s->job);
         fflush(stdout);
+    } else if (r.verdict == ZP_SUBMIT_FINISHED) {
+        /* A rerun after the close: the job is complete, not refused. */
+        printf("%s\n", s->job);
+        fflush(stdout);
+        fprintf(stderr,
+                "zpipe submit: job %s was already complete (%llu tasks); "
+                "nothing sent. 'zpipe wait %s' tells its outcome\n",
+                s->job, (unsigned long long)a->accepted, s->job);
+        s->finished = true;
+        s->rc = 0;
     } else if (r.verdict == ZP_SUBMIT_PROGRESS && r.kind == ZP_SUBMIT_CLOSE)
         s->rc = 0;
 }
@@ -406,12 +451,15 @@ static int s_run(s_submit_t *s)
         if (s->rc >= 0)
             break;
         s_flush(s);
-        zp_client_wait(s->c, 200);
+        /* Input that stalled wakes the loop as soon as it comes. */
+        bool want_input = s->stalled && !s->eof &&
+                          zp_submit_window_wants(s->w, ZP_SUBMIT_BATCH);
+        zp_client_wait_fd(s->c, 200, want_input ? fileno(s->in) : -1);
         s_take(s);
         if (s->rc < 0)
             s_check(s);
     }
-    if (s->rc == 0)
+    if (s->rc == 0 && !s->finished)
         s_report(s);
     return s->rc;
 }
@@ -433,19 +481,20 @@ static int s_submit(const s_submit_opts_t *o, const s_settings_t *set, FILE *in)
     s.tasks = calloc(o->batch, sizeof *s.tasks);
     s.ptrs = calloc(o->batch, sizeof *s.ptrs);
     s.w = zp_submit_window_new(S_WINDOW);
+    s.lr = zp_line_reader_new(fileno(in));
     int rc = 3;
-    if (!s.ends || !s.tasks || !s.ptrs || !s.w || s_identity(&s) < 0)
+    if (!s.ends || !s.tasks || !s.ptrs || !s.w || !s.lr || s_identity(&s) < 0)
         fprintf(stderr, "zpipe submit: out of memory\n");
     else if ((s.c = zp_client_new(o->ventilator, ZP_CLIENT_MAX_MSG, o->secret,
                                   "ventilator-key", o->ventilator_key)))
         rc = s_run(&s);
     zp_client_destroy(&s.c);
     zp_submit_window_destroy(&s.w);
+    zp_line_reader_destroy(&s.lr);
     zp_buf_free(&s.text);
     free(s.ends);
     free(s.tasks);
     free(s.ptrs);
-    free(s.line);
     free(s.job);
     free(s.token);
     return rc;

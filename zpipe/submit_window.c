@@ -204,6 +204,11 @@ static zp_submit_outcome_t s_ack_open_close(zp_submit_window_t *self,
     if (!a->ok)
         return s_verdict(ZP_SUBMIT_REFUSED, kind, NULL);
     s_pop(self);
+    if (kind == ZP_SUBMIT_OPEN && a->finished) {
+        /* Its batches are gone from the ventilator: send none. */
+        self->open_acked = self->pushed_close = self->close_acked = true;
+        return s_verdict(ZP_SUBMIT_FINISHED, kind, NULL);
+    }
     if (kind == ZP_SUBMIT_OPEN)
         self->open_acked = true;
     else

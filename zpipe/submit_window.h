@@ -32,6 +32,9 @@ typedef enum {
     ZP_SUBMIT_STALE,    /* answered something already answered: ignored */
     ZP_SUBMIT_RESEND,   /* a batch out of order: resent from Ack.seq on */
     ZP_SUBMIT_REFUSED,  /* a refusal that sending again cannot cure */
+    ZP_SUBMIT_FINISHED, /* the open's answer: the job already finished (a
+                         * rerun after the close); nothing more is sent
+                         * and the window is done */
 } zp_submit_verdict_t;
 
 /* The fields of an intake Ack the window reads (borrowed). */
@@ -39,6 +42,7 @@ typedef struct {
     bool ok;
     uint64_t seq, first_task_id, accepted;
     const char *ventilator_instance; /* NULL or "" when not said */
+    bool finished;                   /* Ack.finished */
 } zp_submit_ack_t;
 
 typedef struct {
@@ -126,7 +130,8 @@ bool zp_submit_window_nudge(zp_submit_window_t *self, uint64_t now);
 uint64_t zp_submit_window_silent_us(const zp_submit_window_t *self,
                                     uint64_t now);
 
-/* Whether the JobClose has its answer: the job is submitted. */
+/* Whether the JobClose has its answer, or the JobOpen's said the job
+ * had already finished: the job is submitted. */
 bool zp_submit_window_done(const zp_submit_window_t *self);
 
 void zp_submit_window_stats(const zp_submit_window_t *self,

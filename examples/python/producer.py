@@ -17,6 +17,9 @@ back after a drop (a restarted ventilator, say), or when nothing was heard
 for 5 s. The ventilator knows a repeat by the job's token and the batch's
 seq and answers it as it did the first time, so nothing runs twice and the
 job finishes across a ventilator restart (docs/protocol.md, "Producers").
+Run again with the same --job and --token after a crash, it resumes the
+job; if that job has finished meanwhile, the open's answer says so
+(Ack.finished): nothing is sent and it exits 0 saying so.
 """
 import argparse
 import secrets
@@ -35,7 +38,7 @@ class Producer:
 
     def __init__(self, endpoint, plugin, job_id="", priority=0, deadline_ms=0,
                  max_attempts=0, timeout_ms=60000, curve_secret=None,
-                 server_key=None, config=None):
+                 server_key=None, config=None, token=""):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         secure(self.sock, curve_secret, server_key)
         # What a dropped connection had queued is lost with it: the
@@ -51,15 +54,21 @@ class Producer:
         self.job_id = job_id or "job-" + secrets.token_hex(8)
         self.seq = 0                  # the last batch's TaskBatch.seq
         self.sent = 0
+        # The open's answer said the job had already finished (a rerun
+        # after the close): send() and close() send nothing.
+        self.finished = False
         m = zpipe_pb2.Message()
         o = m.job_open
         o.job_id, o.plugin, o.priority = self.job_id, plugin, priority
-        o.token = secrets.token_hex(16)
+        # Given: a rerun with it resumes the job; random: another job.
+        o.token = token or secrets.token_hex(16)
         o.deadline_ms, o.max_attempts = deadline_ms, max_attempts
         # The plugin's settings for this job, e.g. {"cmd": "sha256sum"}.
         for key, value in (config or {}).items():
             o.config.add(key=key, value=value)
-        self._request(m)
+        ack = self._request(m)
+        if ack.finished:
+            self.finished, self.sent = True, ack.accepted
 
     def _request(self, m, seq=0, total=None):
         """Sends m until its Ack comes, and returns it. seq: the batch's
@@ -102,7 +111,10 @@ class Producer:
                 raise RuntimeError("no answer from the ventilator")
 
     def send(self, payloads):
-        """Sends one batch; returns the task ids the ventilator gave it."""
+        """Sends one batch; returns the task ids the ventilator gave it
+        (none once the job has finished)."""
+        if self.finished:
+            return range(0)
         self.seq += 1
         m = zpipe_pb2.Message()
         m.task_batch.job_id = self.job_id
@@ -117,7 +129,8 @@ class Producer:
         m = zpipe_pb2.Message()
         m.job_close.job_id = self.job_id
         m.job_close.total = self.sent
-        self._request(m, total=self.sent)
+        if not self.finished:
+            self._request(m, total=self.sent)
         self.sock.disable_monitor()
         self.monitor.close(linger=0)
         self.sock.close(linger=1000)
@@ -128,6 +141,9 @@ def main():
     ap.add_argument("--ventilator", default="tcp://127.0.0.1:5561")
     ap.add_argument("--plugin", required=True)
     ap.add_argument("--job", default="")
+    ap.add_argument("--token", default="",
+                    help="the job's token: the same --job and --token "
+                    "resume the job (default: a random one)")
     ap.add_argument("--priority", type=int, default=0)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
@@ -138,8 +154,16 @@ def main():
     p = Producer(args.ventilator, args.plugin, args.job, args.priority,
                  curve_secret=args.curve_secret,
                  server_key=args.ventilator_key,
-                 config=dict(c.split("=", 1) for c in args.config))
+                 config=dict(c.split("=", 1) for c in args.config),
+                 token=args.token)
     print(p.job_id, flush=True)
+    if p.finished:
+        p.close()
+        print("job %s was already complete (%d tasks); nothing sent. "
+              "'zpipe wait %s' tells its outcome" % (p.job_id, p.sent,
+                                                     p.job_id),
+              file=sys.stderr)
+        return
     batch = []
     for line in sys.stdin.buffer:
         batch.append(line.rstrip(b"\n"))

@@ -3,6 +3,7 @@ intake (Python, through examples/python/producer.py, and zpipe submit),
 consumers read each job's records back from the sink by cursor."""
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -103,6 +104,54 @@ def test_example_scripts_and_zpipe_submit():
              "--job", "cli-job", "--timeout-ms", "5000"], input=b"x\n",
             capture_output=True, timeout=30)
     check(r.returncode == 3 and b"already used" in r.stderr, repr(r.stderr))
+
+
+def test_submit_sends_a_slow_pipes_lines_as_they_come():
+    """tail -f log | zpipe submit: a line every 100 ms through a pipe that
+    stays open. Each task's record must be at the sink within about a
+    second of its line being written, while the pipe is still open: zpipe
+    submit sends a partial batch once its input stalls, instead of
+    holding its lines until a batch (1024 by default) is full."""
+    s = Service()
+    sys.path.insert(0, EXAMPLES)
+    import consumer
+    job, n = "slow-pipe", 20
+    p = start([binary("zpipe"), "submit", "--ventilator", s.intake,
+               "--plugin", "echo", "--job", job], stdin=subprocess.PIPE,
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    arrived = {}
+
+    def consume():
+        for rec, _ in consumer.records(s.control, job):
+            arrived.setdefault(rec["output"], time.monotonic())
+
+    threading.Thread(target=consume, daemon=True).start()
+    written = {}
+    for i in range(n):
+        line = "slow-%d" % i
+        p.stdin.write((line + "\n").encode())
+        p.stdin.flush()
+        written[line] = time.monotonic()
+        time.sleep(0.1)
+    time.sleep(1.0)  # the pipe is still open
+    late = {l: (arrived[l] - t if l in arrived else None)
+            for l, t in written.items()}
+    missing = [l for l, d in late.items() if d is None]
+    slow = {l: round(d, 3) for l, d in late.items() if d is not None and d > 1.0}
+    still_open = p.poll() is None
+    p.stdin.close()
+    rc = p.wait(timeout=30)
+    err = p.stderr.read().decode()
+    check(still_open, "zpipe submit ended before its input did: %r" % err)
+    check(not missing, "%d of %d records not at the sink 1 s after the last "
+          "line was written, the pipe still open: %s" % (
+              len(missing), n, missing[:5]))
+    check(not slow, "records later than 1 s after their line: %r" % slow)
+    check(rc == 0, "zpipe submit exit %d %r" % (rc, err))
+    worst = max(late.values())
+    print("    %d lines, one every 100 ms: each record at the sink %.0f to "
+          "%.0f ms after its line was written" % (
+              n, 1000 * min(late.values()), 1000 * worst))
 
 
 def test_shell_example_runs_a_service_cluster():
@@ -342,6 +391,7 @@ if __name__ == "__main__":
     zptest.main([
         test_two_python_producers_get_exactly_their_own_results,
         test_example_scripts_and_zpipe_submit,
+        test_submit_sends_a_slow_pipes_lines_as_they_come,
         test_shell_example_runs_a_service_cluster,
         test_malformed_submissions_are_refused_with_a_reason,
         test_per_job_priority_deadline_and_attempts,

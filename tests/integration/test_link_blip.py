@@ -28,6 +28,8 @@ class Relay:
         self.port = self.lsock.getsockname()[1]
         self.swallow = ()  # the target's connections swallowed now
         self.swallowed = 0
+        self.dead = ()  # connections blackholed both ways, never closed
+        self.dropped = 0
         self.conns = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -62,9 +64,17 @@ class Relay:
                 if from_target and src in self.swallow:
                     self.swallowed += len(data)
                     continue
+                if src in self.dead:
+                    self.dropped += len(data)
+                    continue
                 dst.sendall(data)
             except OSError:
                 break
+        if src in self.dead:
+            # a dropped NAT entry: the close goes nowhere, the other end
+            # stays open (half-open) until its own side gives up
+            src.close()
+            return
         for s in (src, dst):
             # shutdown first: a close alone, while the other pump is in
             # recv on the socket, sends nothing and leaves it open
@@ -88,6 +98,15 @@ class Relay:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+    def blackhole(self):
+        """Stops forwarding on the connections open now, both ways, and
+        never closes or resets them: like a NAT entry or a firewall state
+        dropped in the middle. A new connection is forwarded again."""
+        conns, self.conns = self.conns, []
+        self.dead = tuple(conns)
+        return len(conns)
 
 
 def _free_port():
@@ -170,5 +189,67 @@ def test_commits_lost_with_the_link_are_asked_for_again():
     check((lost, dup, unexpected, wrong) == (0, 0, 0, 0), "records")
 
 
+def test_a_blackholed_link_is_noticed_and_replaced():
+    """The relay silently drops the ventilator's connection to the sink
+    (both ways, no FIN, no RST: a dropped NAT entry) while the ventilator
+    holds its limit of uncommitted tasks. The ventilator must notice the
+    dead link (ZeroMQ heartbeats) and reconnect through the relay; the
+    sink, whose end of the old connection is still open, must take the
+    new connection under the same routing id (ROUTER_HANDOVER) instead of
+    refusing it until the old one dies. Bound: 15 s from the drop to the
+    end of the job (the work left takes about 1 s)."""
+    d = zptest.tmpdir()
+    control = _free_port()
+    c = zptest.Cluster(sink_args=("--control", "tcp://127.0.0.1:%d" % control))
+    relay = Relay(control)
+    n = 20000
+    inp = os.path.join(d, "in.txt")
+    with open(inp, "w") as f:
+        for _ in range(n):
+            f.write("100\n")  # 100 us each
+    vent = start([binary("zpipe-ventilator"), "--bind", c.dispatch, "--sink",
+                  "tcp://127.0.0.1:%d" % relay.port, "--plugin", "spin",
+                  "--input", inp, "--job", "hole", "--max-inflight", "300",
+                  "--lease-ms", "600000"],
+                 stderr=c._log("ventilator"))
+    for _ in range(2):
+        c.worker(plugins=("spin",))
+    deadline = time.monotonic() + 30
+    while _lines(c.output) < 1000 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    check(_lines(c.output) >= 1000, "the job did not start")
+    t0 = time.monotonic()
+    dropped_conns = relay.blackhole()
+    check(dropped_conns >= 2, "no connection to blackhole")
+    at_drop = _lines(c.output)
+    try:
+        rc = vent.wait(timeout=15)
+    except Exception:
+        vent.kill()
+        c.dump_logs()
+        raise AssertionError(
+            "the job did not finish within 15 s of a blackholed link: %d "
+            "records at the drop, %d now, %d bytes dropped, %d connections "
+            "through the relay since" % (at_drop, _lines(c.output),
+                                         relay.dropped, len(relay.conns) // 2))
+    took = time.monotonic() - t0
+    zptest.stop(c.sink)
+    seen, dup = set(), 0
+    for rec in zptest.read_jsonl(c.output):
+        if rec["task"] in seen:
+            dup += 1
+        seen.add(rec["task"])
+    lost = n - len(seen & set(range(n)))
+    unexpected = len(seen - set(range(n)))
+    print("    %d tasks, %d records at the drop, %d bytes dropped; the job "
+          "ended %.1f s after the drop: exit %d, lost %d, duplicated %d, "
+          "unexpected %d" % (n, at_drop, relay.dropped, took, rc, lost, dup,
+                             unexpected))
+    check(relay.dropped > 0, "nothing was dropped: nothing tested")
+    check(rc == 0, "ventilator exit %d" % rc)
+    check((lost, dup, unexpected) == (0, 0, 0), "records")
+
+
 if __name__ == "__main__":
-    zptest.main([test_commits_lost_with_the_link_are_asked_for_again])
+    zptest.main([test_commits_lost_with_the_link_are_asked_for_again,
+                 test_a_blackholed_link_is_noticed_and_replaced])

@@ -536,6 +536,68 @@ def test_submit_rerun_with_its_token_resumes_the_job():
         taken, n, said.splitlines()[-1] if said else ""))
 
 
+def test_rerun_of_a_finished_job_says_it_is_complete():
+    """A producer run again with its --job and --token after the job has
+    finished (its first run died after sending JobClose; the job then
+    completed): the ventilator knows the job as finished but no longer
+    has its batches. zpipe submit and the Python producer must exit 0
+    saying the job was already complete, not send a batch that would be
+    refused as unknown (before Ack.finished: zpipe submit exited 3 with
+    "unknown job after 0 tasks")."""
+    s = ResendCluster()
+    n, job, token = 1000, "done-%08x" % random.getrandbits(32), "tok-done"
+    lines = _payloads("done", n)
+    path = os.path.join(s.dir, "input.txt")
+    with open(path, "w") as f:
+        f.write("".join(l + "\n" for l in lines))
+    # the first run submits everything (here it lives to see the close's
+    # answer; the ventilator is in the same state either way)
+    r = zptest.run(_submit(s, job, token, ["--input", path]),
+                   capture_output=True, timeout=60)
+    check(r.returncode == 0, "first run: exit %d %r" % (
+        r.returncode, r.stderr.decode()))
+    w = zptest.run([binary("zpipe"), "wait", "--sink", s.control, job,
+                    "--timeout-ms", "60000"], capture_output=True, timeout=90)
+    check(w.returncode == 0, "zpipe wait: exit %d" % w.returncode)
+    # the ventilator hears of the end from the sink: wait until it has
+    # moved the job to its finished ones (no longer in zpipe status)
+    t0 = time.monotonic()
+    while _job_tasks(s.intake, job) != -1 and time.monotonic() - t0 < 30:
+        time.sleep(0.1)
+    check(_job_tasks(s.intake, job) == -1, "the ventilator still lists it")
+    rerun = zptest.run(_submit(s, job, token, ["--input", path]),
+                       capture_output=True, timeout=60)
+    said = rerun.stderr.decode().strip()
+    check(rerun.returncode == 0 and rerun.stdout.decode().strip() == job,
+          "zpipe submit rerun: exit %d %r" % (rerun.returncode, said))
+    check("job %s was already complete (%d tasks)" % (job, n) in said,
+          "zpipe submit rerun says %r" % said)
+    # the Python example, as a library and as a command
+    import producer
+    p = producer.Producer(s.intake, "echo", job_id=job, token=token,
+                          timeout_ms=30000)
+    check(p.finished and p.sent == n, "Producer: finished %r, sent %d" % (
+        p.finished, p.sent))
+    check(len(p.send([b"more"])) == 0, "Producer sent a batch after the end")
+    p.close()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [EXAMPLES] + env.get("PYTHONPATH", "").split(os.pathsep))
+    py = zptest.run([sys.executable, os.path.join(EXAMPLES, "producer.py"),
+                     "--ventilator", s.intake, "--plugin", "echo", "--job",
+                     job, "--token", token], input=path.encode(),
+                    capture_output=True, timeout=60, env=env)
+    pysaid = py.stderr.decode().strip()
+    check(py.returncode == 0 and py.stdout.decode().strip() == job and
+          "job %s was already complete (%d tasks)" % (job, n) in pysaid,
+          "producer.py rerun: exit %d %r" % (py.returncode, pysaid[-500:]))
+    # nothing ran twice
+    o = Submitted("zpipe submit, then reruns")
+    o.job, o.tasks = job, dict(enumerate(lines))
+    check_jobs([o], lambda j: _records(s.control, j), n)
+    print("    rerun: %s" % said.splitlines()[-1])
+
+
 def test_submit_refuses_a_bad_token():
     for bad in ("", "has space", "x" * 129, "tok/slash"):
         r = zptest.run([binary("zpipe"), "submit", "--ventilator",
@@ -558,5 +620,6 @@ if __name__ == "__main__":
         test_producers_finish_across_ventilator_kills,
         test_producers_finish_across_a_whole_cluster_kill,
         test_submit_rerun_with_its_token_resumes_the_job,
+        test_rerun_of_a_finished_job_says_it_is_complete,
         test_submit_refuses_a_bad_token,
     ])

@@ -477,6 +477,30 @@ static void s_scenario(void *arg)
     zp_submit_window_destroy(&w);
 }
 
+static void test_an_open_answered_finished_ends_the_window(void)
+{
+    zp_submit_window_t *w = zp_submit_window_new(4);
+    char out[64];
+    if (!w) {
+        TEST_CHECK(w);
+        return;
+    }
+    TEST_EQ_INT(s_push(w, ZP_SUBMIT_OPEN, 0, "open", 0), 0);
+    s_send_all(w, out, sizeof out);
+    zp_submit_ack_t a = s_ack(true, 0, 1000, "v1");
+    a.finished = true;
+    zp_submit_outcome_t r = zp_submit_window_ack(w, &a, 0);
+    TEST_EQ_INT(r.verdict, ZP_SUBMIT_FINISHED);
+    TEST_EQ_INT(r.kind, ZP_SUBMIT_OPEN);
+    /* no batch, no close: the ventilator no longer has the job's */
+    TEST_CHECK(!zp_submit_window_wants(w, ZP_SUBMIT_BATCH));
+    TEST_CHECK(!zp_submit_window_wants(w, ZP_SUBMIT_CLOSE));
+    TEST_CHECK(zp_submit_window_done(w));
+    TEST_EQ_INT(s_send_all(w, out, sizeof out), 0);
+    TEST_EQ_INT(zp_submit_window_silent_us(w, 10 * SEC), 0);
+    zp_submit_window_destroy(&w);
+}
+
 static void test_allocation_failures(void)
 {
     TEST_CHECK(failalloc_sweep(s_scenario, NULL) >= 3);
@@ -509,6 +533,8 @@ static const test_case_t tests[] = {
      test_a_silent_ventilator_is_nudged_every_5s},
     {"test_silence_is_counted_from_the_last_answer",
      test_silence_is_counted_from_the_last_answer},
+    {"test_an_open_answered_finished_ends_the_window",
+     test_an_open_answered_finished_ends_the_window},
     {"test_allocation_failures", test_allocation_failures},
     {NULL, NULL},
 };
