@@ -95,23 +95,25 @@ static bool s_nums(char **f, int n, uint64_t *v)
 static bool s_snapshot_event(char **f, int n, const zp_journal_visitor_t *vis,
                              void *ctx)
 {
-    uint64_t v[8];
+    uint64_t v[8], v9[9];
     char c = f[0][0];
     if (f[0][1])
         return false;
     if (c == 'W' && n == 2 && s_num(f[1], &v[0])) {
         S_CALL(vis, on_offset, ctx, v[0]);
-    } else if (c == 'F' && n == 6 && s_hex64(f[1], &v[0]) &&
-               s_hex64(f[2], &v[1]) && s_nums(f + 3, 3, v + 2) &&
-               v[3] <= v[2]) {
-        zp_journal_forgotten_t fj = {v[0], v[1], v[2], v[3], v[4]};
+    } else if (c == 'F' && n == 7 && s_hex64(f[1], &v[0]) &&
+               s_hex64(f[2], &v[1]) && s_nums(f + 3, 4, v + 2) &&
+               v[5] <= UINT32_MAX) {
+        zp_journal_forgotten_t fj = {v[0], v[1], v[2],
+                                     v[3], v[4], (uint32_t)v[5]};
         S_CALL(vis, on_forgotten, ctx, &fj);
-    } else if (c == 'D' && (n == 10 || n == 11) && zp_job_id_valid(f[1]) &&
-               s_nums(f + 2, 8, v) && v[0] <= UINT32_MAX &&
-               v[2] + v[3] == v[1] && (n == 10 || zp_job_id_valid(f[10]))) {
-        zp_journal_summary_t sm = {(uint32_t)v[0], v[1], v[2], v[3],
-                                   v[4],           v[5], v[6], v[7]};
-        S_CALL(vis, on_done, ctx, f[1], n == 11 ? f[10] : "", &sm);
+    } else if (c == 'D' && (n == 11 || n == 12) && zp_job_id_valid(f[1]) &&
+               s_nums(f + 2, 9, v9) && v9[0] <= UINT32_MAX &&
+               v9[8] <= UINT32_MAX && (n == 11 || zp_job_id_valid(f[11]))) {
+        zp_journal_summary_t sm = {(uint32_t)v9[0], v9[1], v9[2],
+                                   v9[3],           v9[4], v9[5],
+                                   v9[6],           v9[7], (uint32_t)v9[8]};
+        S_CALL(vis, on_done, ctx, f[1], n == 12 ? f[11] : "", &sm);
     } else if (c == 'S' && n == 6 && zp_job_id_valid(f[1]) &&
                s_nums(f + 2, 4, v)) {
         zp_journal_summary_t sm = {.succeeded = v[0],
@@ -195,8 +197,8 @@ long zp_journal_replay(const char *data, size_t len,
         line[ll] = '\0';
         if (memchr(line, '\0', ll))
             break;
-        char *f[11];
-        int n = s_fields(line, f, 11);
+        char *f[12];
+        int n = s_fields(line, f, 12);
         if (!s_event(f, n, visitor, ctx))
             break;
         events++;
@@ -426,25 +428,25 @@ int zp_journal_put_offset(zp_journal_t *out, uint64_t offset)
 
 int zp_journal_put_forgotten(zp_journal_t *out, const zp_journal_forgotten_t *j)
 {
-    return s_dump_line(out, zp_buf_printf(&out->buf,
-                                          "F %016llx %016llx %llu %llu %llu\n",
-                                          (unsigned long long)j->id_hash,
-                                          (unsigned long long)j->token_hash,
-                                          (unsigned long long)j->total,
-                                          (unsigned long long)j->succeeded,
-                                          (unsigned long long)j->spooled));
+    return s_dump_line(
+        out, zp_buf_printf(&out->buf, "F %016llx %016llx %llu %llu %llu %u\n",
+                           (unsigned long long)j->id_hash,
+                           (unsigned long long)j->token_hash,
+                           (unsigned long long)j->total,
+                           (unsigned long long)j->succeeded,
+                           (unsigned long long)j->spooled, j->flags));
 }
 
 int zp_journal_put_done(zp_journal_t *out, const char *job, const char *token,
                         const zp_journal_summary_t *m)
 {
     int rc = zp_buf_printf(
-        &out->buf, "D %s %u %llu %llu %llu %llu %llu %llu %llu%s%s\n", job,
+        &out->buf, "D %s %u %llu %llu %llu %llu %llu %llu %llu %u%s%s\n", job,
         m->max_attempts, (unsigned long long)m->total,
         (unsigned long long)m->succeeded, (unsigned long long)m->failed,
         (unsigned long long)m->duplicates, (unsigned long long)m->retries,
         (unsigned long long)m->first_us, (unsigned long long)m->last_us,
-        token && *token ? " " : "", token && *token ? token : "");
+        m->flags, token && *token ? " " : "", token && *token ? token : "");
     return s_dump_line(out, rc);
 }
 

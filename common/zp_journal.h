@@ -19,12 +19,13 @@
  *                                        task id <total>, after C)
  * A compacted journal (zp_journal_compact) starts with a snapshot:
  *   W <offset>                           the output's committed length
- *   F <id hash> <token hash> <total> <succeeded> <spooled>
+ *   F <id hash> <token hash> <total> <succeeded> <spooled> <flags>
  *                                        a forgotten job (the hashes in
  *                                        16 hex digits), oldest first
  *   D <job> <max_attempts> <total> <succeeded> <failed> <duplicates>
- *     <retries> <first_us> <last_us> [<token>]   a finished job, in the
- *                                        order they finished
+ *     <retries> <first_us> <last_us> <flags> [<token>]   a finished job,
+ *                                        in the order they finished
+ * (flags: ZP_JOURNAL_REDUCE_FAILED, the job's reduction failed)
  *   O, C as above, then for a live job:
  *   S <job> <succeeded> <failed> <duplicates> <retries>   its counters
  *   H <job> <first> <count>              tasks first..first+count-1 have
@@ -40,18 +41,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A D or F line's flags. */
+#define ZP_JOURNAL_REDUCE_FAILED 1u
+
 /* A job's counters, as a D or S line has them (S: the counts only). */
 typedef struct {
     uint32_t max_attempts;
     uint64_t total, succeeded, failed, duplicates, retries;
     uint64_t first_us, last_us;
+    uint32_t flags; /* ZP_JOURNAL_REDUCE_FAILED */
 } zp_journal_summary_t;
 
 /* A forgotten job, as an F line has it. */
 typedef struct {
     uint64_t id_hash, token_hash; /* token_hash 0: none */
-    uint64_t total, succeeded;    /* succeeded <= total */
+    uint64_t total, succeeded;    /* succeeded <= total, unless a stray
+                                     result was counted (replayed as is) */
     uint64_t spooled;             /* its spool file's length */
+    uint32_t flags;               /* ZP_JOURNAL_REDUCE_FAILED */
 } zp_journal_forgotten_t;
 
 /* Any callback may be NULL (the event is skipped). */

@@ -14,9 +14,9 @@ void zp_fast_reconnect(void *sock)
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
 }
 
-int zp_heartbeat(void *sock)
+int zp_heartbeat(void *sock, int timeout_ms)
 {
-    int ivl = ZP_HEARTBEAT_IVL_MS, timeout = ZP_HEARTBEAT_TIMEOUT_MS;
+    int ivl = ZP_HEARTBEAT_IVL_MS, timeout = timeout_ms;
     if (zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) != 0 ||
         zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) !=
             0 ||

@@ -37,7 +37,13 @@ void zp_fast_reconnect(void *sock);
  * with errno (libzmq without ZMTP 3.1 heartbeats). */
 #define ZP_HEARTBEAT_IVL_MS     1000
 #define ZP_HEARTBEAT_TIMEOUT_MS 3000
-int zp_heartbeat(void *sock);
+/* The sink's control ROUTER serves consumers too, whose ResultsChunks may
+ * be large on slow links: there a dead connection is dropped after a
+ * minute (the ventilator's own 3 s timeout notices its link going dead,
+ * and ROUTER_HANDOVER lets it back in at once). */
+#define ZP_HEARTBEAT_SHARED_TIMEOUT_MS 60000
+/* timeout_ms: ZP_HEARTBEAT_TIMEOUT_MS, or the shared socket's. */
+int zp_heartbeat(void *sock, int timeout_ms);
 
 /* Creates a socket of type with zp_socket's options (linger, size cap,
  * fast reconnect for a connecting socket, ROUTER_MANDATORY), not yet

@@ -70,7 +70,7 @@ int main(int argc, char **argv)
          &cfg.spool, 0, 0, NULL},
         {"retain-jobs", 0, ZP_OPT_UINT, "ZPIPE_RETAIN_JOBS", "N",
          "finished jobs kept whole (default 1000); older ones are kept as "
-         "48 bytes each (1,000,000 of them, or 10 N when more): their id "
+         "56 bytes each (1,000,000 of them, or 10 N when more): their id "
          "refused to another job, their status and counts answered, their "
          "records served from their spool file. 0 = keep every one whole",
          &cfg.retain_jobs, 0, 1000000000, NULL},

@@ -54,6 +54,9 @@ static bool s_replay_record(void *ctx, const char *job, uint64_t task, bool ok)
     zp_sink_job_t *j = zp_jobs_get(&s->jobs, job, NULL);
     if (j && j->ledger.state == ZP_JOB_CLOSED && task == j->ledger.total) {
         j->reduce.final_written = true; /* a reduced job's final record */
+        if (!ok && !j->reduce.error)    /* what the record said */
+            j->reduce.error = strdup("the reduction failed (before the sink "
+                                     "restarted: no more is kept)");
         return true;
     }
     if (!j || zp_ledger_restore(&j->ledger, task, ok) != 1)
@@ -228,7 +231,7 @@ static void *s_bind_control(zp_sink_t *s)
     if (!sock)
         return NULL;
     int on = 1;
-    if (zp_heartbeat(sock) < 0 ||
+    if (zp_heartbeat(sock, ZP_HEARTBEAT_SHARED_TIMEOUT_MS) < 0 ||
         zmq_setsockopt(sock, ZMQ_ROUTER_HANDOVER, &on, sizeof on) != 0) {
         zp_error("control %s: %s", cfg->control, zmq_strerror(errno));
         zmq_close(sock);
@@ -279,7 +282,7 @@ static int s_init_sockets(zp_sink_t *s)
     return 0;
 }
 
-/* Finished jobs past --retain-jobs are forgotten, kept as 48 bytes each
+/* Finished jobs past --retain-jobs are forgotten, kept as 56 bytes each
  * (sink_retain.h): this many, or 10 times the retention when more. */
 #define S_FORGOTTEN_IDS         1000000u
 #define S_FORGOTTEN_IDS_PER_JOB 10

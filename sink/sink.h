@@ -33,7 +33,7 @@ typedef struct {
     uint64_t max_frame;
     uint64_t retain_jobs;       /* finished jobs kept whole (their status with
                                    workers, and records); older ones are kept
-                                   as 48 bytes each (sink_retain.h: 1,000,000
+                                   as 56 bytes each (sink_retain.h: 1,000,000
                                    or 10x as many); 0 = keep every one */
     zp_curve_config_t curve;    /* CURVE on tcp:// sockets */
     zp_strlist_t reduce;        /* plugins whose jobs are reduced here */

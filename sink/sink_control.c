@@ -241,6 +241,9 @@ void zp_control_status_forgotten(Zpipe__V1__JobStatus *st,
     st->state = ZPIPE__V1__JOB_STATE__JOB_DONE;
     st->total = st->done = job->total;
     st->succeeded = job->succeeded;
-    st->failed = job->total - job->succeeded;
+    st->failed = job->succeeded < job->total ? job->total - job->succeeded : 0;
     st->bad_messages = bad_messages;
+    if (job->reduce_failed)
+        st->reduce_error = (char *)"the reduction failed (the job is past "
+                                   "--retain-jobs: no more is kept)";
 }

@@ -211,7 +211,8 @@ void zp_jobs_forget(zp_jobs_t *self, zp_sink_job_t **job_p)
         return;
     zp_retain_entry_t e = {.total = j->ledger.total,
                            .succeeded = j->ledger.succeeded,
-                           .spooled = j->spool.flushed};
+                           .spooled = j->spool.flushed,
+                           .reduce_failed = j->reduce.error != NULL};
     zp_retain_add(&self->forgotten, j->id, j->token, e);
     self->done_oldest = j->next_done;
     if (!self->done_oldest)

@@ -127,8 +127,9 @@ int zp_ledger_restore_close(zp_ledger_t *self, uint64_t total);
 
 /* Journal replay of a compacted journal (see zp_journal.h): */
 /* A finished job's summary: a new ledger (nothing restored yet) becomes
- * DONE with these counters (done = succeeded + failed = total). Returns
- * 0, or -1 when the ledger is not new or the counts disagree. */
+ * DONE with these counters (done = succeeded + failed, at least total:
+ * more when a stray id was counted while it was open). Returns 0, or -1
+ * when the ledger is not new or the counts are short of total. */
 int zp_ledger_restore_done(zp_ledger_t *self, uint64_t total,
                            uint64_t succeeded, uint64_t failed,
                            uint64_t duplicates, uint64_t retries);

@@ -101,7 +101,7 @@ void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
     zp_metrics_u64(m, "zpipe_jobs", NULL, njobs);
     zp_metrics_family(m, "zpipe_sink_jobs_forgotten", ZP_METRIC_GAUGE,
                       "Finished jobs past --retain-jobs kept as their counts "
-                      "(48 bytes each).");
+                      "(56 bytes each).");
     zp_metrics_u64(m, "zpipe_sink_jobs_forgotten", NULL,
                    (uint64_t)jobs->forgotten.n);
     s_job_gauges(m, jobs);

@@ -126,6 +126,14 @@ bool zp_sink_fold_open(zp_sink_t *s, zp_sink_job_t *j)
     zp_foldlogs_t *folds = zp_store_folds(s->store);
     if (!folds || !j->reduce.reducer || j->reduce.fold)
         return false;
+    /* A job with successes but no fold log (lost with an unsynced
+     * directory, or never made): a fresh log would reduce only what comes
+     * now, silently leaving out what came before. */
+    if (j->ledger.succeeded > 0) {
+        s_fail(j, "its fold log is missing: the results it folded before "
+                  "a restart are lost");
+        return false;
+    }
     j->reduce.fold =
         zp_foldlogs_create(folds, j->id, j->reduce.reducer->desc.name);
     if (!j->reduce.fold) {

@@ -254,8 +254,11 @@ static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
     if (a.ok && a.job && zp_ledger_has_pending(&a.job->ledger))
         zp_jobs_touch(&s->jobs, a.job); /* what waited: the next commit */
     if (a.ok && a.job) {
-        zp_reduce_open(s->reduce, &a.job->reduce, a.job->id, m->plugin);
-        bool fold = zp_sink_fold_open(s, a.job);
+        /* A finished job (its open sent again) folds nothing more. */
+        bool live = a.job->ledger.state != ZP_JOB_DONE;
+        if (live)
+            zp_reduce_open(s->reduce, &a.job->reduce, a.job->id, m->plugin);
+        bool fold = live && zp_sink_fold_open(s, a.job);
         bool journal = (a.is_new || a.adopted) && zp_store_journaled(s->store);
         if (journal)
             zp_store_job_opened(s->store, a.job->id, a.job->ledger.max_attempts,

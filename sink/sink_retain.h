@@ -1,10 +1,10 @@
 /* sink_retain: the finished jobs the sink has forgotten (--retain-jobs),
  * kept as far as the uniqueness rule and a late consumer need: a 64-bit
  * hash of each id and of its token, its task count, successes and the
- * length of its spool file (so its status is still told and its records
- * still served from the file), 48 bytes a job (40 in an insertion-order
- * ring, 8 in the index). The set itself is capped; past the cap the
- * oldest is dropped, and its id may then be opened again as a new job.
+ * length of its spool file and whether its reduction failed (so its status is
+ * still told and its records still served from the file), 56 bytes a job (48 in
+ * an insertion-order ring, 8 in the index). The set itself is capped; past the
+ * cap the oldest is dropped, and its id may then be opened again as a new job.
  * Two ids with the same 64-bit hash are taken for one (odds about n^2 /
  * 2^65). */
 #ifndef ZP_SINK_RETAIN_H
@@ -29,6 +29,7 @@ typedef struct {
     uint64_t total;      /* its tasks (each has its record) */
     uint64_t succeeded;  /* of them; the rest failed */
     uint64_t spooled;    /* bytes of its spool file (--spool) */
+    bool reduce_failed;  /* a reduced job whose reduction failed */
 } zp_retain_entry_t;
 
 /* Zero-initialise, then set cap (0: nothing is remembered);

@@ -4,6 +4,8 @@
 #include "sink_control.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 
 static zp_journal_summary_t s_summary(const zp_sink_job_t *j)
 {
@@ -17,6 +19,7 @@ static zp_journal_summary_t s_summary(const zp_sink_job_t *j)
         .retries = l->retries,
         .first_us = j->first_us,
         .last_us = j->last_us,
+        .flags = j->reduce.error ? ZP_JOURNAL_REDUCE_FAILED : 0,
     };
 }
 
@@ -88,8 +91,11 @@ int zp_snapshot_dump(void *ctx, zp_journal_t *out)
     const zp_jobs_t *jobs = ctx;
     for (size_t i = 0; i < jobs->forgotten.n; i++) {
         zp_retain_entry_t e = zp_retain_at(&jobs->forgotten, i);
-        zp_journal_forgotten_t f = {e.id_hash, e.token_hash, e.total,
-                                    e.succeeded, e.spooled};
+        zp_journal_forgotten_t f = {
+            e.id_hash, e.token_hash,
+            e.total,   e.succeeded,
+            e.spooled, e.reduce_failed ? ZP_JOURNAL_REDUCE_FAILED : 0,
+        };
         if (zp_journal_put_forgotten(out, &f) < 0)
             return -1;
     }
@@ -111,8 +117,10 @@ int zp_snapshot_dump(void *ctx, zp_journal_t *out)
 
 void zp_snapshot_forgotten(zp_jobs_t *jobs, const zp_journal_forgotten_t *f)
 {
-    zp_retain_entry_t e = {f->id_hash, f->token_hash, f->total, f->succeeded,
-                           f->spooled};
+    zp_retain_entry_t e = {
+        f->id_hash, f->token_hash,
+        f->total,   f->succeeded,
+        f->spooled, (f->flags & ZP_JOURNAL_REDUCE_FAILED) != 0};
     zp_retain_add_hashed(&jobs->forgotten, e);
 }
 
@@ -131,6 +139,9 @@ zp_sink_job_t *zp_snapshot_done(zp_jobs_t *jobs, const char *id,
         return NULL;
     j->first_us = m->first_us;
     j->last_us = m->last_us;
+    if ((m->flags & ZP_JOURNAL_REDUCE_FAILED) && !j->reduce.error)
+        j->reduce.error = strdup("the reduction failed (before the sink "
+                                 "restarted: no more is kept)");
     return j;
 }
 

@@ -332,16 +332,18 @@ zp_foldlogs_t *zp_store_folds(const zp_store_t *self)
 void zp_store_fold(zp_store_t *self, zp_foldlog_t *log, const char *job,
                    uint64_t task, const void *data, size_t len)
 {
-    if (!log)
-        return;
-    /* Not kept: not acknowledged either (the store stops the sink). */
-    if (zp_foldlogs_append(self->folds, log, task, data, len) < 0) {
+    /* Not kept: not acknowledged either (the store stops the sink). A job
+     * without a fold log (it could not be made) still journals its
+     * record: a restart then finds the log short and says the reduction
+     * failed, instead of never hearing of the task again. */
+    if (log && zp_foldlogs_append(self->folds, log, task, data, len) < 0) {
         S_FAIL(self, "job %s: out of memory keeping task %llu's folded result",
                job, (unsigned long long)task);
         return;
     }
     self->dirty = true;
-    if (zp_journal_record(self->journal, job, task, true, self->out_offset) < 0)
+    if (self->journal &&
+        zp_journal_record(self->journal, job, task, true, self->out_offset) < 0)
         S_FAIL(self, "journal: out of memory");
 }
 

@@ -152,7 +152,7 @@ static int s_init_control(zp_vent_shell_t *v, const char *sink_key)
     free(rnd);
     zmq_setsockopt(v->control, ZMQ_ROUTING_ID, rid, strlen(rid));
     zp_fast_reconnect(v->control);
-    if (zp_heartbeat(v->control) < 0) {
+    if (zp_heartbeat(v->control, ZP_HEARTBEAT_TIMEOUT_MS) < 0) {
         zp_error("heartbeats on %s: %s", cfg->sink_control,
                  zmq_strerror(errno));
         return -1;

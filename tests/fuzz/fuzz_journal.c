@@ -37,8 +37,8 @@ static void s_done(void *ctx, const char *job, const char *token,
                    const zp_journal_summary_t *m)
 {
     (void)ctx;
-    if (!zp_job_id_valid(job) || (*token && !zp_job_id_valid(token)) ||
-        m->succeeded + m->failed != m->total)
+    (void)m;
+    if (!zp_job_id_valid(job) || (*token && !zp_job_id_valid(token)))
         abort();
 }
 static void s_counts(void *ctx, const char *job, const zp_journal_summary_t *m)

@@ -136,6 +136,22 @@ def test_service_sink_reduce_journal_killed_and_restarted():
     r = run([binary("zpipe"), "wait", "--sink", c.control, "colours"],
             capture_output=True, timeout=120)
     check(r.returncode == 0, "wait: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    # The finished job's open sent again (a ventilator's reopen after a
+    # reconnect): answered, and it folds nothing more (no new fold log).
+    import zmq
+    import zpipe_pb2
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(c.control)
+    m = zpipe_pb2.Message()
+    m.job_open.job_id, m.job_open.plugin = "colours", "wordcount"
+    sock.send(m.SerializeToString())
+    check(sock.poll(5000), "no answer to the reopen")
+    a = zpipe_pb2.Message.FromString(sock.recv()).ack
+    check(a.ok, "reopen of the finished job: %r" % a)
+    sock.close()
+    time.sleep(0.3)
+    check(not os.path.exists(fold), "a fold log for the finished job")
     zptest.stop(c.sink)
     logs = [open(os.path.join(c.dir, "sink%d.log" % i)).read() for i in (2, 3)]
     refolds = sum("folded again" in log for log in logs)

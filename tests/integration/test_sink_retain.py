@@ -31,7 +31,7 @@ from test_sink_soak import (Sink, Peer, TASKS, _check_acks, _check_records,
 RETAIN = 1000
 JOBS = int(os.environ.get("ZP_RETAIN_TEST_JOBS", "20000"))
 # RSS growth allowed over the jobs after the retention is full, per job
-# forgotten (48 bytes in the set): the sink that kept every job grew by
+# forgotten (56 bytes in the set): the sink that kept every job grew by
 # several KB a job. Not checked under the sanitizers.
 FORGOTTEN_JOB_BYTES = 384
 # The journal is compacted past this; it then stays under twice the

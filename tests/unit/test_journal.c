@@ -106,10 +106,10 @@ static const zp_journal_visitor_t s_snap_visitor = {
 static int s_dump(void *ctx, zp_journal_t *out)
 {
     (void)ctx;
-    zp_journal_summary_t done = {5, 10, 9, 1, 2, 3, 111, 222};
+    zp_journal_summary_t done = {5, 10, 9, 1, 2, 3, 111, 222, 1};
     zp_journal_summary_t live = {.succeeded = 4, .failed = 1, .retries = 7};
-    zp_journal_forgotten_t f1 = {0x0123456789abcdefull, 0, 3, 3, 10};
-    zp_journal_forgotten_t f2 = {1, UINT64_MAX, 5, 4, 777};
+    zp_journal_forgotten_t f1 = {0x0123456789abcdefull, 0, 3, 3, 10, 0};
+    zp_journal_forgotten_t f2 = {1, UINT64_MAX, 5, 4, 777, 1};
     bool ok = zp_journal_put_offset(out, 12345) == 0 &&
               zp_journal_put_forgotten(out, &f1) == 0 &&
               zp_journal_put_forgotten(out, &f2) == 0 &&
@@ -189,6 +189,7 @@ static void test_compact_replaces_the_journal_with_the_snapshot(void)
     TEST_EQ_INT(s.last_done.retries, 3);
     TEST_EQ_INT(s.last_done.first_us, 111);
     TEST_EQ_INT(s.last_done.last_us, 222);
+    TEST_EQ_INT(s.last_done.flags, ZP_JOURNAL_REDUCE_FAILED);
     TEST_EQ_INT(s.counts, 1);
     TEST_EQ_INT(s.last_counts.succeeded, 4);
     TEST_EQ_INT(s.last_counts.retries, 7);
@@ -221,14 +222,14 @@ static void test_versions_and_bad_snapshot_lines(void)
     const char *bad[] = {
         "zpipe-journal 2\nW\n",
         "zpipe-journal 2\nW -1\n",
-        "zpipe-journal 2\nF 0123 0 1 1 0\n",
-        "zpipe-journal 2\nF 0123456789abcdeg 0000000000000000 1 1 0\n",
-        "zpipe-journal 2\nF 0123456789ABCDEF 0000000000000000 1 1 0\n",
+        "zpipe-journal 2\nF 0123 0 1 1 0 0\n",
+        "zpipe-journal 2\nF 0123456789abcdeg 0000000000000000 1 1 0 0\n",
+        "zpipe-journal 2\nF 0123456789ABCDEF 0000000000000000 1 1 0 0\n",
+        "zpipe-journal 2\nF 0123456789abcdef 0000000000000000 1 1 0\n",
         "zpipe-journal 2\nF 0123456789abcdef 0000000000000000\n",
-        "zpipe-journal 2\nF 0123456789abcdef 0000000000000000 1 2 0\n",
-        "zpipe-journal 2\nD a 3 10 9 2 0 0 0 0\n", /* 9 + 2 != 10 */
-        "zpipe-journal 2\nD a 3 10 9 1 0 0 0\n",
-        "zpipe-journal 2\nD a 3 10 9 1 0 0 0 0 bad/token\n",
+        "zpipe-journal 2\nD a 3 10 9 1 0 0 0 0\n",
+        "zpipe-journal 2\nD a 3 10 9 1 0 0 0 0 0 bad/token\n",
+        "zpipe-journal 2\nD a 3 10 9 1 0 0 0 0 4294967296\n",
         "zpipe-journal 2\nS a 1 2 3\n",
         "zpipe-journal 2\nH a 5 0\n",
         "zpipe-journal 2\nH a 18446744073709551615 2\n",
@@ -241,8 +242,17 @@ static void test_versions_and_bad_snapshot_lines(void)
                     0);
         TEST_EQ_INT(valid, strlen("zpipe-journal 2\n"));
     }
+    /* Counts past the total (a stray id counted while the job was open)
+     * are what the dump wrote: replayed, not cut as a torn tail. */
+    const char stray[] = "zpipe-journal 2\nD a 3 10 9 2 0 0 0 0 0\n"
+                         "F 0123456789abcdef 0000000000000000 1 2 0 1\nO b 3\n";
+    s_snap_t st = {0};
+    TEST_EQ_INT(zp_journal_replay(stray, sizeof stray - 1, &s_snap_visitor, &st,
+                                  &valid),
+                3);
+    TEST_EQ_INT(st.last_done.succeeded + st.last_done.failed, 11);
     /* A visitor without the snapshot's callbacks skips its lines. */
-    const char v2[] = "zpipe-journal 2\nW 5\nD a 3 1 1 0 0 0 0 0\nO b 3\n";
+    const char v2[] = "zpipe-journal 2\nW 5\nD a 3 1 1 0 0 0 0 0 0\nO b 3\n";
     s_seen_t old = {0};
     TEST_EQ_INT(zp_journal_replay(v2, sizeof v2 - 1, &s_visitor, &old, &valid),
                 3);

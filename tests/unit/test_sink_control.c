@@ -148,6 +148,14 @@ static void test_status_of_a_job(void)
     TEST_EQ_INT(old.failed, 3);
     TEST_EQ_INT(old.bad_messages, 3);
     TEST_EQ_INT(old.n_workers, 0);
+    TEST_CHECK(old.reduce_error == NULL || !*old.reduce_error);
+    /* A failed reduction is still told; a stray success past the total
+     * (counted while the job was open) does not make failed wrap. */
+    zp_retain_entry_t r = {.total = 4, .succeeded = 5, .reduce_failed = true};
+    Zpipe__V1__JobStatus red = ZPIPE__V1__JOB_STATUS__INIT;
+    zp_control_status_forgotten(&red, &r, "z", 0);
+    TEST_EQ_INT(red.failed, 0);
+    TEST_CHECK(red.reduce_error && strstr(red.reduce_error, "failed"));
     zp_jobs_fini(&jobs);
 }
 

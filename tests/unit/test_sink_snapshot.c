@@ -8,6 +8,7 @@
 #include "test.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -43,6 +44,8 @@ static void s_table(zp_jobs_t *jobs)
         zp_ledger_finish(&j->ledger);
         j->first_us = 1000 + (uint64_t)i;
         j->last_us = 2000 + (uint64_t)i;
+        if (i != 1) /* their reductions failed */
+            j->reduce.error = strdup("reduce failed");
         zp_jobs_release(jobs, j);
         zp_sink_job_t *old = zp_jobs_forgettable(jobs);
         if (old)
@@ -137,7 +140,9 @@ static void test_dump_and_replay_give_the_same_table(void)
     TEST_EQ_INT(zp_retain_match(&b.forgotten, "done-0", "other"),
                 ZP_RETAIN_OTHER);
     const zp_retain_entry_t *f = zp_retain_find(&b.forgotten, "done-0");
-    TEST_CHECK(f && f->total == 10 && f->succeeded == 9);
+    TEST_CHECK(f && f->total == 10 && f->succeeded == 9 && f->reduce_failed);
+    TEST_CHECK(zp_jobs_find(&b, "done-2")->reduce.error != NULL);
+    TEST_CHECK(zp_jobs_find(&b, "done-1")->reduce.error == NULL);
     TEST_EQ_INT(b.n_released, 2);
     TEST_EQ_STR(b.done_oldest->id, "done-1"); /* the order they finished */
     TEST_EQ_STR(b.done_newest->id, "done-2");
