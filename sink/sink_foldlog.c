@@ -389,8 +389,8 @@ static int s_read_entries(FILE *f, uint64_t size, zp_buf_t *data,
         int r = s_read_record(f, size - *valid, data, &task, &len);
         if (r <= 0)
             return r;
-        if (task != S_PLUGIN_TASK)
-            v->on_entry(ctx, task, data->data, len);
+        if (task != S_PLUGIN_TASK && !v->on_entry(ctx, task, data->data, len))
+            return 0; /* cut here */
         *valid += S_HEAD + len;
     }
 }

@@ -70,10 +70,14 @@ size_t zp_foldlogs_collect(zp_foldlogs_t *self);
 /* Restart. What zp_foldlogs_resume calls: on_plugin once with the
  * reducer's name (returns false to leave the log alone: it is not freed
  * nor its file touched), then on_entry for each record in the file's
- * order (data borrowed for the call). */
+ * order (data borrowed for the call). on_entry returns false for a
+ * record the journal does not have (never acknowledged): the log is cut
+ * there, as a torn tail is (the records after it were not acknowledged
+ * either: they are journaled in the log's order), so a stale result is
+ * never folded after the task came again. */
 typedef struct {
     bool (*on_plugin)(void *ctx, const char *plugin);
-    void (*on_entry)(void *ctx, uint64_t task, const void *data, size_t len);
+    bool (*on_entry)(void *ctx, uint64_t task, const void *data, size_t len);
 } zp_foldlog_visitor_t;
 
 /* Calls fn(ctx, job) for each fold log in the directory (any order).

@@ -33,21 +33,22 @@ static bool s_on_plugin(void *ctx, const char *plugin)
     return false;
 }
 
-static void s_on_entry(void *ctx, uint64_t task, const void *data, size_t len)
+static bool s_on_entry(void *ctx, uint64_t task, const void *data, size_t len)
 {
     s_refold_t *r = ctx;
     if (!zp_sink_job_has(r->j, task)) {
-        r->skipped++; /* never acknowledged: the task comes again */
-        return;
+        r->skipped++; /* never acknowledged: cut here, the task comes again */
+        return false;
     }
     int fresh = zp_bitset_set(&r->seen, task);
     if (fresh <= 0) {
         r->nomem |= fresh < 0;
         r->skipped += fresh == 0; /* folded, lost its ack, sent again */
-        return;
+        return true;
     }
     zp_reduce_fold(&r->j->reduce, data, len, task);
     r->folded++;
+    return true;
 }
 
 /* Keeps why job j's reduction is wrong (its first failure stays). */
