@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -134,6 +135,21 @@ static int s_lookup(zp_metrics_t *self, const char *url, char **copy,
     return found;
 }
 
+/* HTTP connections at once: an eighth of the process's file descriptors
+ * (the daemon's own files come first), at most S_MAX_CONNECTIONS. */
+#define S_MAX_CONNECTIONS 256
+/* A connection silent this long is closed. */
+#define S_IDLE_S 10
+
+static unsigned s_connection_limit(void)
+{
+    struct rlimit rl;
+    rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur / 8 : 16;
+    if (n > S_MAX_CONNECTIONS)
+        n = S_MAX_CONNECTIONS;
+    return n < 16 ? 16 : (unsigned)n;
+}
+
 static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
                                 const char *url, const char *method,
                                 const char *version, const char *upload,
@@ -248,11 +264,15 @@ zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &block, &old);
+    /* epoll, not select: slow clients cost a slot each, not the thread.
+     * One address may hold a quarter of the slots, so a slow or hostile
+     * client leaves room for the scraper (slowloris). */
+    unsigned limit = s_connection_limit();
     self->httpd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, s_answer, self,
-        MHD_OPTION_LISTEN_SOCKET, self->fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-        MHD_OPTION_END);
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, s_answer,
+        self, MHD_OPTION_LISTEN_SOCKET, self->fd, MHD_OPTION_CONNECTION_LIMIT,
+        limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit / 4,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S_IDLE_S, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!self->httpd) {
         snprintf(err, errlen, "metrics: libmicrohttpd failed to start on %s",

@@ -85,6 +85,67 @@ def test_other_paths_are_404():
         check(e.code == 404, "HTTP %d" % e.code)
 
 
+def _slow_clients(host, port, source, n):
+    """n connections from source that send a request one byte at a time
+    and never finish it (slowloris); those refused are left out."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.settimeout(2.0)
+        try:
+            s.bind((source, 0))
+            s.connect((host, port))
+            s.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            socks.append(s)
+        except OSError:
+            s.close()
+    return socks
+
+
+def test_slow_clients_do_not_keep_a_scrape_out():
+    # Issue 16: 20 slow connections on the sink's metrics port kept
+    # every scrape out for 35 s (16 connections at most, select). Now 100
+    # slow connections from another address and 10 from the scraper's
+    # own, trickling a byte a second, and every scrape is answered at once.
+    c = zptest.Cluster(sink_args=("--metrics", "127.0.0.1:0"))
+    url = zpmetrics.metrics_url(c.logs[0])
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    port = int(port)
+    slow = _slow_clients(host, port, "127.0.0.2", 100)
+    slow += _slow_clients(host, port, "127.0.0.1", 10)
+    stop = []
+
+    def trickle():
+        while not stop:
+            for s in slow:
+                try:
+                    s.send(b"a")
+                except OSError:
+                    pass
+            time.sleep(1.0)
+
+    import threading
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        time.sleep(1.5)
+        worst = 0.0
+        for _ in range(20):
+            t0 = time.monotonic()
+            fam, samples = parse(fetch(url, timeout=5.0))
+            worst = max(worst, time.monotonic() - t0)
+            check("zpipe_jobs" in samples, "a scrape without zpipe_jobs")
+            time.sleep(0.1)
+        print("    %d slow connections held open; 20 scrapes, the slowest "
+              "answered in %.3f s" % (len(slow), worst))
+        check(worst < 1.0, "a scrape took %.1f s" % worst)
+    finally:
+        stop.append(1)
+        t.join()
+        for s in slow:
+            s.close()
+
+
 def test_parser_rejects_what_it_should():
     good = ('# HELP a_total x\\\\y\n# TYPE a_total counter\n'
             'a_total{k="q\\"\\\\\\n"} 1\n')
@@ -133,4 +194,5 @@ if __name__ == "__main__":
     zptest.main([test_parser_rejects_what_it_should,
                  test_bad_address_or_busy_port_refuses_to_start,
                  test_other_paths_are_404,
+                 test_slow_clients_do_not_keep_a_scrape_out,
                  test_counts_agree_with_the_job_and_the_format_is_strict])
