@@ -30,21 +30,6 @@ static size_t s_length(const char *p)
            (size_t)h[3] << 24;
 }
 
-static int s_write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int zp_frame_write(int fd, const void *data, size_t len)
 {
     if (len > UINT32_MAX) {
@@ -60,12 +45,12 @@ int zp_frame_write(int fd, const void *data, size_t len)
     if (w < 0)
         return -1;
     if ((size_t)w < ZP_FRAME_HEADER) {
-        if (s_write_all(fd, hdr + w, ZP_FRAME_HEADER - (size_t)w) < 0)
+        if (zp_write_all(fd, hdr + w, ZP_FRAME_HEADER - (size_t)w) < 0)
             return -1;
-        return s_write_all(fd, data, len);
+        return zp_write_all(fd, data, len);
     }
     size_t done = (size_t)w - ZP_FRAME_HEADER;
-    return s_write_all(fd, (const char *)data + done, len - done);
+    return zp_write_all(fd, (const char *)data + done, len - done);
 }
 
 int zp_frame_append(zp_buf_t *out, const void *data, size_t len)

@@ -371,15 +371,9 @@ int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
 
 int zp_journal_write(zp_journal_t *self)
 {
-    size_t off = 0;
-    while (off < self->buf.len) {
-        ssize_t n = write(self->fd, self->buf.data + off, self->buf.len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        off += (size_t)n;
-    }
+    size_t off = self->buf.len;
+    if (zp_write_all(self->fd, self->buf.data, off) < 0)
+        return -1;
     self->buf.len = 0;
     self->written += off;
     self->unsynced |= off > 0;

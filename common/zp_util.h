@@ -49,6 +49,10 @@ bool zp_utf8_valid(const void *data, size_t len);
 /* Parses a whole decimal string into [min, max]; returns 0 or -1. */
 int zp_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
+/* Writes all len bytes of data to fd, through short writes and EINTR.
+ * Returns 0, or -1 (errno) when a write fails or writes nothing. */
+int zp_write_all(int fd, const void *data, size_t len);
+
 /* Directory holding the running executable; caller owns the result. */
 char *zp_exe_dir(void);
 

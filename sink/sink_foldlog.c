@@ -207,21 +207,6 @@ size_t zp_foldlogs_pending(const zp_foldlogs_t *self)
     return self->pending;
 }
 
-static int s_write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Writes what log buffered; *made: its file was made. */
 static int s_write_log(zp_foldlogs_t *self, zp_foldlog_t *log, bool *made)
 {
@@ -234,7 +219,7 @@ static int s_write_log(zp_foldlogs_t *self, zp_foldlog_t *log, bool *made)
     int fd = open(path, log->exists ? flags : flags | O_TRUNC, 0644);
     if (fd < 0)
         return -1;
-    int rc = s_write_all(fd, log->buf.data, log->buf.len);
+    int rc = zp_write_all(fd, log->buf.data, log->buf.len);
     if (rc == 0 && self->sync)
         rc = fdatasync(fd);
     int e = errno;

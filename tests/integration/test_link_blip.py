@@ -125,12 +125,11 @@ def _lines(path):
         return 0
 
 
-def test_commits_lost_with_the_link_are_asked_for_again():
-    """The relay swallows the sink's answers until the ventilator holds
-    its limit (--max-inflight 300) of tasks the sink has committed, then
-    cuts the link. Unless the ventilator asks again after the reconnect,
-    those tasks stay held until their lease (10 minutes) and nothing more
-    is dispatched: the job stalls."""
+def _relayed_job(job):
+    """A cluster whose ventilator reaches the sink's control socket through
+    a Relay, running job: 20,000 tasks of 100 us, --max-inflight 300, a
+    10-minute lease; returns (cluster, relay, ventilator, tasks) once 1,000
+    records are written."""
     d = zptest.tmpdir()
     control = _free_port()
     c = zptest.Cluster(sink_args=("--control", "tcp://127.0.0.1:%d" % control))
@@ -142,7 +141,7 @@ def test_commits_lost_with_the_link_are_asked_for_again():
             f.write("100\n")  # 100 us each
     vent = start([binary("zpipe-ventilator"), "--bind", c.dispatch, "--sink",
                   "tcp://127.0.0.1:%d" % relay.port, "--plugin", "spin",
-                  "--input", inp, "--job", "blip", "--max-inflight", "300",
+                  "--input", inp, "--job", job, "--max-inflight", "300",
                   "--lease-ms", "600000"],
                  stderr=c._log("ventilator"))
     for _ in range(2):
@@ -151,6 +150,16 @@ def test_commits_lost_with_the_link_are_asked_for_again():
     while _lines(c.output) < 1000 and time.monotonic() < deadline:
         time.sleep(0.02)
     check(_lines(c.output) >= 1000, "the job did not start")
+    return c, relay, vent, n
+
+
+def test_commits_lost_with_the_link_are_asked_for_again():
+    """The relay swallows the sink's answers until the ventilator holds
+    its limit (--max-inflight 300) of tasks the sink has committed, then
+    cuts the link. Unless the ventilator asks again after the reconnect,
+    those tasks stay held until their lease (10 minutes) and nothing more
+    is dispatched: the job stalls."""
+    c, relay, vent, n = _relayed_job("blip")
     before = _lines(c.output)
     # Swallow long enough for every held task to be committed at the sink
     # (300 tasks of 100 us on 2 workers take a few ms), then cut.
@@ -198,26 +207,7 @@ def test_a_blackholed_link_is_noticed_and_replaced():
     new connection under the same routing id (ROUTER_HANDOVER) instead of
     refusing it until the old one dies. Bound: 15 s from the drop to the
     end of the job (the work left takes about 1 s)."""
-    d = zptest.tmpdir()
-    control = _free_port()
-    c = zptest.Cluster(sink_args=("--control", "tcp://127.0.0.1:%d" % control))
-    relay = Relay(control)
-    n = 20000
-    inp = os.path.join(d, "in.txt")
-    with open(inp, "w") as f:
-        for _ in range(n):
-            f.write("100\n")  # 100 us each
-    vent = start([binary("zpipe-ventilator"), "--bind", c.dispatch, "--sink",
-                  "tcp://127.0.0.1:%d" % relay.port, "--plugin", "spin",
-                  "--input", inp, "--job", "hole", "--max-inflight", "300",
-                  "--lease-ms", "600000"],
-                 stderr=c._log("ventilator"))
-    for _ in range(2):
-        c.worker(plugins=("spin",))
-    deadline = time.monotonic() + 30
-    while _lines(c.output) < 1000 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    check(_lines(c.output) >= 1000, "the job did not start")
+    c, relay, vent, n = _relayed_job("hole")
     t0 = time.monotonic()
     dropped_conns = relay.blackhole()
     check(dropped_conns >= 2, "no connection to blackhole")
