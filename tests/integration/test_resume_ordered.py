@@ -13,25 +13,33 @@ import zptest
 from zptest import binary, check, read_jsonl, run
 
 
+SLOW = 2000  # this task spins 3 s: the kill always lands with it in flight
+
+
+def _spin(i):
+    return 3000000 if i == SLOW else 200 + i % 7
+
+
 def _counts(recs, n):
     count = collections.Counter(r["task"] for r in recs)
     lost = sum(1 for i in range(n) if count[i] == 0)
     dup = sum(c - 1 for c in count.values() if c > 1)
     wrong = sum(1 for r in recs if not (0 <= r["task"] < n)
-                or r["status"] != "ok" or r["output"] != str(200 + r["task"] % 7))
+                or r["status"] != "ok" or r["output"] != str(_spin(r["task"])))
     return lost, dup, wrong
 
 
 def test_unordered_journal_resumed_with_ordered():
     n = 12000
-    for attempt in range(5):
+    for attempt in range(3):
         d = zptest.tmpdir()
         inp = os.path.join(d, "in.txt")
-        with open(inp, "w") as f:  # spin: line i spins 200-206 µs, echoes it
-            f.write("".join("%d\n" % (200 + i % 7) for i in range(n)))
+        with open(inp, "w") as f:  # spin: line i spins that many µs, echoes it
+            f.write("".join("%d\n" % _spin(i) for i in range(n)))
         out = os.path.join(d, "out.jsonl")
         journal = os.path.join(d, "journal")
-        # Three workers, so results reach the sink out of id order.
+        # Three workers, so results reach the sink out of id order; task
+        # SLOW holds one of them for 3 s while the others go past it.
         cmd = [binary("zpipe"), "run", "--plugin", "spin", "--workers", "3",
                "--batch", "16", "--input", inp, "--output", out,
                "--journal", journal, "--job", "resume-ordered"]
@@ -40,7 +48,21 @@ def test_unordered_journal_resumed_with_ordered():
         p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL,
                              start_new_session=True)
         zptest._procs.append(p)
-        time.sleep(0.5)
+        # Kill once the journal has records well past SLOW (it is still
+        # spinning), not after a fixed time: a fast or slow machine alike
+        # leaves a gap below the highest id.
+        deadline = time.time() + 20
+        while time.time() < deadline and p.poll() is None:
+            try:
+                with open(journal) as f:
+                    top = max((int(l.split()[2]) for l in f if l.startswith("R ")
+                               and l.count(" ") == 4 and l.endswith("\n")),
+                              default=-1)
+            except FileNotFoundError:
+                top = -1
+            if top > SLOW + 500:
+                break
+            time.sleep(0.02)
         if p.poll() is not None:  # finished before the kill: try again
             continue
         os.killpg(p.pid, signal.SIGKILL)
