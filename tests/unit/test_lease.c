@@ -1,0 +1,87 @@
+/* Tests for zp_lease: SipHash-2-4 against the reference vectors (key
+ * 00..0f, message 00..n-1), tokens that depend on key, task and attempt,
+ * random keys, and the hex form. */
+#include "test.h"
+#include "zp_lease.h"
+
+#include <stdint.h>
+
+static zp_lease_key_t s_ref_key(void)
+{
+    zp_lease_key_t k;
+    for (int i = 0; i < ZP_LEASE_KEY_LEN; i++)
+        k.b[i] = (uint8_t)i;
+    return k;
+}
+
+static void test_reference_vectors(void)
+{
+    zp_lease_key_t k = s_ref_key();
+    uint8_t m[64];
+    for (int i = 0; i < 64; i++)
+        m[i] = (uint8_t)i;
+    TEST_CHECK(zp_siphash24(&k, m, 0) == 0x726fdb47dd0e0e31ULL);
+    TEST_CHECK(zp_siphash24(&k, m, 1) == 0x74f839c593dc67fdULL);
+    /* The paper's worked example, appendix A: 15 bytes. */
+    TEST_CHECK(zp_siphash24(&k, m, 15) == 0xa129ca6149be45e5ULL);
+}
+
+static void test_token_depends_on_everything(void)
+{
+    zp_lease_key_t a = s_ref_key(), b = s_ref_key();
+    b.b[15] ^= 1;
+    uint64_t t = zp_lease(&a, 5000, 1);
+    TEST_CHECK(t != 0);
+    TEST_CHECK(t == zp_lease(&a, 5000, 1));
+    TEST_CHECK(t != zp_lease(&b, 5000, 1));
+    TEST_CHECK(t != zp_lease(&a, 5001, 1));
+    TEST_CHECK(t != zp_lease(&a, 5000, 2));
+    /* No collisions over a range of ids (64-bit tokens). */
+    uint64_t prev = 0;
+    int same = 0;
+    for (uint64_t i = 0; i < 100000; i++) {
+        uint64_t x = zp_lease(&a, i, 1);
+        same += x == prev || x == 0;
+        prev = x;
+    }
+    TEST_EQ_INT(same, 0);
+}
+
+static void test_keys(void)
+{
+    zp_lease_key_t z, k1, k2;
+    TEST_EQ_INT(zp_lease_key_from(&z, NULL, 0), 0);
+    TEST_CHECK(!zp_lease_key_set(&z));
+    zp_lease_key_new(&k1);
+    zp_lease_key_new(&k2);
+    TEST_CHECK(zp_lease_key_set(&k1));
+    TEST_CHECK(memcmp(k1.b, k2.b, sizeof k1.b) != 0);
+    uint8_t raw[17] = {0};
+    TEST_EQ_INT(zp_lease_key_from(&z, raw, 17), -1);
+    TEST_EQ_INT(zp_lease_key_from(&z, k1.b, 16), 0);
+    TEST_CHECK(memcmp(z.b, k1.b, 16) == 0);
+}
+
+static void test_hex(void)
+{
+    zp_lease_key_t k = s_ref_key(), back;
+    char hex[33];
+    zp_lease_key_hex(&k, hex);
+    TEST_EQ_STR(hex, "000102030405060708090a0b0c0d0e0f");
+    TEST_EQ_INT(zp_lease_key_parse(&back, hex), 0);
+    TEST_CHECK(memcmp(back.b, k.b, 16) == 0);
+    TEST_EQ_INT(zp_lease_key_parse(&back, "000102"), -1);
+    TEST_EQ_INT(zp_lease_key_parse(&back, "000102030405060708090a0b0c0d0e0fa"),
+                -1);
+    TEST_EQ_INT(zp_lease_key_parse(&back, "g00102030405060708090a0b0c0d0e0f"),
+                -1);
+}
+
+static const test_case_t tests[] = {
+    {"reference_vectors", test_reference_vectors},
+    {"token_depends_on_everything", test_token_depends_on_everything},
+    {"keys", test_keys},
+    {"hex", test_hex},
+    {NULL, NULL},
+};
+TEST_MAIN(tests)
