@@ -315,14 +315,15 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
 
 #define A S_ANY
 static const int8_t s_task_wt[16] = {
-    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, A, A,
-    A, A,        A,     A,        A,        A,        A, A};
+    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_VARINT, A,
+    A, A,        A,     A,        A,        A,        A,        A};
 static const int8_t s_task_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, S_VARINT, A,
     A, A,     A,     A,     A,        A,     A,        A};
-static const int8_t s_result_wt[16] = {
-    A,        S_VARINT, S_VARINT, S_LEN,    S_LEN,    S_LEN, S_VARINT, S_VARINT,
-    S_VARINT, S_VARINT, S_VARINT, S_VARINT, S_VARINT, A,     A,        A};
+static const int8_t s_result_wt[16] = {A,        S_VARINT, S_VARINT, S_LEN,
+                                       S_LEN,    S_LEN,    S_VARINT, S_VARINT,
+                                       S_VARINT, S_VARINT, S_VARINT, S_VARINT,
+                                       S_VARINT, S_VARINT, A,        A};
 static const int8_t s_result_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_VARINT, S_VARINT, A,
     A, A,     A,     A,     A,        A,        A,        A};
@@ -485,6 +486,8 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
                     t->deadline_ms = y.v;
                 else if (y.num == 5 && y.wt == S_VARINT)
                     t->queued_us = y.v;
+                else if (y.num == 6 && y.wt == S_VARINT)
+                    t->lease = y.v;
             }
         }
     }
@@ -544,6 +547,8 @@ int zp_view_result_batch(zp_result_view_t *v, const void *data, size_t len,
                         t->dispatch_us = y.v;
                     else if (y.num == 12)
                         t->quarantined = y.v != 0;
+                    else if (y.num == 13)
+                        t->lease = y.v;
                 } else if (y.wt == S_LEN) {
                     if (y.num == 3) {
                         t->output.data = (uint8_t *)y.p;
@@ -634,7 +639,8 @@ static size_t s_task_size(const Zpipe__V1__Task *t)
     return S_OPT_VARINT_SIZE(t->task_id) +
            (t->payload.len ? s_len_field_size(t->payload.len) : 0) +
            S_OPT_VARINT_SIZE((uint64_t)t->attempt) +
-           S_OPT_VARINT_SIZE(t->deadline_ms) + S_OPT_VARINT_SIZE(t->queued_us);
+           S_OPT_VARINT_SIZE(t->deadline_ms) + S_OPT_VARINT_SIZE(t->queued_us) +
+           S_OPT_VARINT_SIZE(t->lease);
 }
 
 /* int32 (the Status enum): negative values take ten bytes, as in
@@ -654,7 +660,8 @@ static size_t s_result_size(const Zpipe__V1__Result *r)
            S_OPT_VARINT_SIZE((uint64_t)r->attempt) +
            S_OPT_VARINT_SIZE(r->start_us) + S_OPT_VARINT_SIZE(r->elapsed_us) +
            (r->retryable ? 2 : 0) + S_OPT_VARINT_SIZE(r->queued_us) +
-           S_OPT_VARINT_SIZE(r->dispatch_us) + (r->quarantined ? 2 : 0);
+           S_OPT_VARINT_SIZE(r->dispatch_us) + (r->quarantined ? 2 : 0) +
+           S_OPT_VARINT_SIZE(r->lease);
 }
 
 /* Message{kind: body of body_len} header; returns where the body goes. */
@@ -698,6 +705,7 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
         S_PUT_OPT_VARINT(p, 3, (uint64_t)t->attempt);
         S_PUT_OPT_VARINT(p, 4, t->deadline_ms);
         S_PUT_OPT_VARINT(p, 5, t->queued_us);
+        S_PUT_OPT_VARINT(p, 6, t->lease);
     }
     S_PUT_OPT_VARINT(p, 4, b->dispatch_us);
     if (cl)
@@ -750,6 +758,7 @@ int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
             *p++ = (uint8_t)(12 << 3 | S_VARINT);
             *p++ = 1;
         }
+        S_PUT_OPT_VARINT(p, 13, r->lease);
     }
     S_PUT_OPT_VARINT(p, 4, (uint64_t)b->window);
     S_PUT_OPT_VARINT(p, 5, (uint64_t)b->max_held);

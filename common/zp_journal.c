@@ -130,6 +130,13 @@ static bool s_snapshot_event(char **f, int n, const zp_journal_visitor_t *vis,
     return true;
 }
 
+/* Whether s is a dispatch key: 32 lowercase hex digits. */
+static bool s_key_hex(const char *s)
+{
+    size_t n = strspn(s, "0123456789abcdef");
+    return n == 32 && s[n] == '\0';
+}
+
 /* One line's event, passed to the visitor; false if it is malformed. */
 static bool s_event(char **f, int n, const zp_journal_visitor_t *vis, void *ctx)
 {
@@ -140,6 +147,9 @@ static bool s_event(char **f, int n, const zp_journal_visitor_t *vis, void *ctx)
         s_num(f[2], &a) && a <= UINT32_MAX &&
         (n == 3 || zp_job_id_valid(f[3]))) {
         S_CALL(vis, on_open, ctx, f[1], (uint32_t)a, n == 4 ? f[3] : "");
+    } else if (n == 3 && !strcmp(f[0], "K") && zp_job_id_valid(f[1]) &&
+               s_key_hex(f[2])) {
+        S_CALL(vis, on_key, ctx, f[1], f[2]);
     } else if (n == 3 && !strcmp(f[0], "C") && zp_job_id_valid(f[1]) &&
                s_num(f[2], &a)) {
         S_CALL(vis, on_close, ctx, f[1], a);
@@ -324,6 +334,15 @@ int zp_journal_open_job(zp_journal_t *self, const char *job,
         return zp_buf_printf(&self->buf, "O %s %u %s\n", job, max_attempts,
                              token);
     return zp_buf_printf(&self->buf, "O %s %u\n", job, max_attempts);
+}
+
+int zp_journal_key(zp_journal_t *self, const char *job, const char *key)
+{
+    if (!s_key_hex(key)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return zp_buf_printf(&self->buf, "K %s %s\n", job, key);
 }
 
 int zp_journal_close_job(zp_journal_t *self, const char *job, uint64_t total)

@@ -9,6 +9,9 @@
  *                                        beside its id (JobOpen.token), is
  *                                        left out when empty (journals
  *                                        before it have none)
+ *   K <job> <key>                        the job's dispatch key (32 hex
+ *                                        digits; JobOpen.dispatch_key):
+ *                                        its last K line is the one
  *   C <job> <total>                      job closed with its task count
  *   R <job> <task> <ok|failed> <offset>  record committed; offset is the
  *                                        output file's size after it (a
@@ -77,6 +80,8 @@ typedef struct {
     void (*on_counts)(void *ctx, const char *job,
                       const zp_journal_summary_t *counts);
     void (*on_have)(void *ctx, const char *job, uint64_t first, uint64_t count);
+    /* key: 32 hex digits */
+    void (*on_key)(void *ctx, const char *job, const char *key);
 } zp_journal_visitor_t;
 
 /* What zp_journal_replay returns for a header of a newer version. */
@@ -108,6 +113,8 @@ void zp_journal_destroy(zp_journal_t **self_p);
 int zp_journal_open_job(zp_journal_t *self, const char *job,
                         uint32_t max_attempts, const char *token);
 int zp_journal_close_job(zp_journal_t *self, const char *job, uint64_t total);
+/* key: 32 hex digits (zp_lease_key_hex); -1 with EINVAL otherwise. */
+int zp_journal_key(zp_journal_t *self, const char *job, const char *key);
 int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
                       bool ok, uint64_t offset);
 /* Writes buffered events and fdatasyncs; returns 0 or -1 (errno). */

@@ -40,6 +40,19 @@ static void s_replay_open(void *ctx, const char *job, uint32_t max_attempts,
         zp_error("journal replay: out of memory restoring job %s", job);
 }
 
+/* A K line: the job's key; the one it replaces stays valid, as it was. */
+static void s_replay_key(void *ctx, const char *job, const char *key)
+{
+    zp_sink_t *s = ctx;
+    zp_sink_job_t *j = zp_jobs_find(&s->jobs, job);
+    zp_lease_key_t k;
+    if (!j || zp_lease_key_parse(&k, key) < 0)
+        return; /* a finished job's: nothing more is committed */
+    if (zp_lease_key_set(&j->key) && memcmp(j->key.b, k.b, sizeof k.b) != 0)
+        j->prev_key = j->key;
+    j->key = k;
+}
+
 static void s_replay_close(void *ctx, const char *job, uint64_t total)
 {
     zp_sink_t *s = ctx;
@@ -141,6 +154,7 @@ static int s_init_output(zp_sink_t *s)
         .on_done = s_replay_done,
         .on_counts = s_replay_counts,
         .on_have = s_replay_have,
+        .on_key = s_replay_key,
     };
     const zp_sink_config_t *cfg = s->cfg;
     if (s_init_promise(s) < 0)
@@ -375,7 +389,7 @@ static void s_phase_results(zp_sink_t *s, zmq_msg_t *frame)
             zp_sink_bad(s, s->cfg->results, "a multi-frame message",
                         zmq_msg_size(frame));
         else
-            zp_sink_on_results(s, frame);
+            zp_sink_on_results(s, frame, NULL, 0);
     }
 }
 

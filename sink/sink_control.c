@@ -102,6 +102,29 @@ static zp_sink_job_t *s_open_job(zp_jobs_t *jobs, const char *id,
     return j;
 }
 
+/* An open with key (unset: none) of job j: false when it is not from
+ * the job's dispatcher (no key for a keyed job), which changes nothing;
+ * else the job takes the key (a->keyed), replacing another one
+ * (a->took_over: results of the old key are still accepted). */
+static bool s_key_open(zp_sink_job_t *j, const zp_lease_key_t *key,
+                       zp_control_answer_t *a)
+{
+    bool had = zp_lease_key_set(&j->key);
+    if (!zp_lease_key_set(key)) {
+        a->replay = had;
+        return !had;
+    }
+    if (had && memcmp(j->key.b, key->b, sizeof key->b) == 0)
+        return true;
+    if (had) {
+        j->prev_key = j->key;
+        a->took_over = true;
+    }
+    j->key = *key;
+    a->keyed = true;
+    return true;
+}
+
 zp_control_answer_t zp_control_job_open(zp_jobs_t *jobs,
                                         const Zpipe__V1__JobOpen *m,
                                         const char *rid, size_t rid_len)
@@ -118,11 +141,23 @@ zp_control_answer_t zp_control_job_open(zp_jobs_t *jobs,
         a.bad = "a job_open with a bad token";
         return a;
     }
+    zp_lease_key_t key;
+    if (zp_lease_key_from(&key, m->dispatch_key.data, m->dispatch_key.len) <
+        0) {
+        a.error = "dispatch_key must be 16 bytes";
+        a.bad = "a job_open with a bad dispatch key";
+        return a;
+    }
     zp_sink_job_t *j = s_open_job(jobs, m->job_id, token, &a);
     a.ok = a.forgotten;
     if (!j)
         return a;
     zp_control_wait(j, rid, rid_len);
+    if (!s_key_open(j, &key, &a)) {
+        a.ok = true; /* a replay by another client: harmless */
+        a.job = j;
+        return a;
+    }
     s_peer_set(&j->opener, rid, rid_len);
     j->acks_wait_open = false; /* tell the opener what waits */
     zp_ledger_set_max_attempts(&j->ledger, m->max_attempts);

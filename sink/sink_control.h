@@ -28,6 +28,13 @@ typedef struct {
                            (Ack.error: "job id X was already used by
                            another job"; counted) */
     bool closed;        /* JobClose: closed now (journal it; maybe done) */
+    bool keyed;         /* JobOpen: the job took the open's dispatch key
+                           (journal it) */
+    bool took_over;     /* JobOpen: ... replacing another key: a new
+                           dispatcher (logged) */
+    bool replay;        /* JobOpen without a key for a keyed job: from
+                           someone else than its dispatcher; acknowledged,
+                           changes nothing */
     bool forgotten;     /* a finished job forgotten (--retain-jobs): an
                            open with its token, or a close, is answered
                            ok and changes nothing (job is NULL) */

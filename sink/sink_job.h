@@ -13,6 +13,7 @@
 #define ZP_SINK_JOB_H
 
 #include "sink_fetch.h"
+#include "zp_lease.h"
 #include "sink_ledger.h"
 #include "sink_order.h"
 #include "sink_reduce.h"
@@ -41,8 +42,11 @@ typedef struct zp_sink_job {
     zp_fetch_t fetch;
     zp_waiters_t waiters; /* told when the job is done */
     zp_peer_t opener;     /* told what is committed and what to retry */
-    bool acks_wait_open;  /* the opener was unreachable: commits wait for
-                             the job's next JobOpen */
+    /* Its dispatcher's key (JobOpen.dispatch_key; unset: results are not
+     * checked) and the one before it (a dispatcher that took over). */
+    zp_lease_key_t key, prev_key;
+    bool acks_wait_open; /* the opener was unreachable: commits wait for
+                            the job's next JobOpen */
     zp_reduce_job_t reduce;
     zp_wstat_t *workers;
     size_t n_workers;

@@ -70,6 +70,13 @@ static void s_refusals(zp_metrics_t *m, const zp_sink_counters_t *c)
     zp_metrics_u64(m, name,
                    (const char *const[]){"cause", "out_of_range", NULL},
                    c->refused_out_of_range);
+    zp_metrics_u64(m, name, (const char *const[]){"cause", "lease", NULL},
+                   c->refused_lease);
+    name = "zpipe_sink_job_open_replays_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "JobOpens of a running job from someone other than its "
+                      "dispatcher: acknowledged, nothing changed.");
+    zp_metrics_u64(m, name, NULL, c->open_replays);
     name = "zpipe_sink_jobs_refused_total";
     zp_metrics_family(m, name, ZP_METRIC_COUNTER,
                       "JobOpens refused, by cause.");

@@ -247,6 +247,40 @@ void zp_sink_send_open_acks(zp_sink_t *s)
     s->n_open_acks = 0;
 }
 
+/* A routing id for a log line: as it is when printable, else in hex
+ * (ZeroMQ's own ids are 5 binary bytes). */
+static void s_who(const char *rid, size_t rid_len, char *out, size_t size)
+{
+    bool printable = rid_len > 0;
+    for (size_t i = 0; i < rid_len; i++)
+        printable &= rid[i] > ' ' && rid[i] < 127;
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < rid_len && k + 3 < size; i++)
+        k += (size_t)snprintf(out + k, size - k, printable ? "%c" : "%02x",
+                              (unsigned char)rid[i]);
+}
+
+/* Says what an open changed that an operator should know: a new
+ * dispatcher took the job over, or someone else sent its open. */
+static void s_open_said(zp_sink_t *s, const zp_control_answer_t *a,
+                        const char *rid, size_t rid_len)
+{
+    char who[80];
+    s_who(rid, rid_len, who, sizeof who);
+    if (a->took_over)
+        zp_info("job %s: a new dispatcher (%s) took it over; results of the "
+                "old dispatch are still accepted",
+                a->job->id, who);
+    if (a->replay) {
+        s->n.open_replays++;
+        if (zp_log_sampled(s->n.open_replays))
+            zp_info("job %s: a JobOpen without its dispatch key from %s: "
+                    "acknowledged, nothing changed (%llu so far)",
+                    a->job->id, who, (unsigned long long)s->n.open_replays);
+    }
+}
+
 static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
                           const Zpipe__V1__JobOpen *m, size_t len)
 {
@@ -263,6 +297,13 @@ static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
         if (journal)
             zp_store_job_opened(s->store, a.job->id, a.job->ledger.max_attempts,
                                 a.job->token);
+        if (a.keyed && zp_store_journaled(s->store)) {
+            char hex[33];
+            zp_lease_key_hex(&a.job->key, hex);
+            zp_store_job_keyed(s->store, a.job->id, hex);
+            journal = true;
+        }
+        s_open_said(s, &a, rid, rid_len);
         /* Behind a parked one, an open of the same job waits too. */
         if (journal || fold || s->n_open_acks) {
             if (s_park_open_ack(s, rid, rid_len, a.ack_id))
@@ -356,7 +397,7 @@ void zp_sink_on_control(zp_sink_t *s, const char *rid, size_t rid_len,
         return;
     case ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH:
         /* Failure records the ventilator writes for tasks it gave up on. */
-        zp_sink_on_results(s, frame);
+        zp_sink_on_results(s, frame, rid, rid_len);
         return;
     case ZPIPE__V1__MESSAGE__KIND_COMMIT_QUERY:
         s_on_commit_query(s, rid, rid_len, m->commit_query);

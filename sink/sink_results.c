@@ -360,7 +360,37 @@ static void s_publish(zp_sink_t *s, const char *job, zmq_msg_t *frame)
     zmq_msg_close(&copy);
 }
 
-void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
+/* Whether r comes from j's dispatch: j has no key (not checked), or r
+ * carries the lease of its task and attempt under the key or the one
+ * before it. */
+static bool s_leased(const zp_sink_job_t *j, const Zpipe__V1__Result *r)
+{
+    if (!zp_lease_key_set(&j->key))
+        return true;
+    uint32_t attempt = r->attempt ? r->attempt : 1;
+    return r->lease == zp_lease(&j->key, r->task_id, attempt) ||
+           (zp_lease_key_set(&j->prev_key) &&
+            r->lease == zp_lease(&j->prev_key, r->task_id, attempt));
+}
+
+/* A result of j refused for its lease: counted, and said (sampled). */
+static void s_refuse_lease(zp_sink_t *s, const zp_sink_job_t *j,
+                           const char *worker, const Zpipe__V1__Result *r)
+{
+    s->n.refused_lease++;
+    if (zp_log_sampled(s->n.refused_lease))
+        zp_warn("job %s: refused a result for task %llu from worker %s: %s "
+                "(%llu refused so far; is the worker's --sink this cluster's "
+                "sink?)",
+                j->id, (unsigned long long)r->task_id, worker,
+                r->lease ? "its lease is not one this job's dispatcher gave"
+                         : "it carries no lease (a worker older than this "
+                           "sink?)",
+                (unsigned long long)s->n.refused_lease);
+}
+
+void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame, const char *rid,
+                        size_t rid_len)
 {
     size_t len = zmq_msg_size(frame);
     Zpipe__V1__ResultBatch *b = s_batch(s, frame);
@@ -386,8 +416,15 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame)
     j->last_us = now;
     size_t fresh = 0;
     const char *worker = b->worker_id ? b->worker_id : "";
-    for (size_t i = 0; i < b->n_results; i++)
-        fresh += s_on_result(s, j, worker, b->results[i], now, len);
+    /* The dispatcher's own records (over control) need no lease. */
+    bool trusted = rid && rid_len == j->opener.rid_len &&
+                   memcmp(rid, j->opener.rid, rid_len) == 0;
+    for (size_t i = 0; i < b->n_results; i++) {
+        if (!trusted && !s_leased(j, b->results[i]))
+            s_refuse_lease(s, j, worker, b->results[i]);
+        else
+            fresh += s_on_result(s, j, worker, b->results[i], now, len);
+    }
     zp_sink_job_worker(j, worker, fresh, b->window, b->max_held);
     zp_jobs_touch(&s->jobs, j);
     /* The ventilator's own give-up records are not a worker's work. */

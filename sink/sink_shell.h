@@ -60,7 +60,8 @@ typedef struct {
 
 /* A message on the results socket (or a ResultBatch on control: the
  * ventilator's failure records for tasks it gave up on). */
-void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame);
+void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame, const char *rid,
+                        size_t rid_len);
 /* The barrier, then every job's opener is told what is committed. */
 void zp_sink_commit_all(zp_sink_t *s);
 /* When job j is closed and has every record: completes it. */

@@ -64,7 +64,13 @@ static int s_dump_live(const zp_sink_job_t *j, zp_journal_t *out)
         m.succeeded -= parked_ok;
         m.failed -= parked_failed;
     }
+    char hex[33];
+    zp_lease_key_hex(&j->prev_key, hex);
     if (zp_journal_open_job(out, j->id, l->max_attempts, j->token) < 0 ||
+        (zp_lease_key_set(&j->prev_key) && zp_journal_key(out, j->id, hex) < 0))
+        return -1;
+    zp_lease_key_hex(&j->key, hex);
+    if ((zp_lease_key_set(&j->key) && zp_journal_key(out, j->id, hex) < 0) ||
         (l->state == ZP_JOB_CLOSED &&
          zp_journal_close_job(out, j->id, l->total) < 0) ||
         zp_journal_put_counts(out, j->id, &m) < 0)

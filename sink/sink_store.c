@@ -120,6 +120,13 @@ static void s_replay_have(void *ctx, const char *job, uint64_t first,
         self->replay->on_have(self->replay_ctx, job, first, count);
 }
 
+static void s_replay_key(void *ctx, const char *job, const char *key)
+{
+    zp_store_t *self = ctx;
+    if (self->replay->on_key)
+        self->replay->on_key(self->replay_ctx, job, key);
+}
+
 /* Opens the output of a journaled sink: a file is cut back to the end of
  * the last record the journal has; a stream is appended to as it is. */
 static int s_open_output_journaled(zp_store_t *self)
@@ -161,6 +168,7 @@ static int s_open_journaled(zp_store_t *self)
         .on_done = s_replay_done,
         .on_counts = s_replay_counts,
         .on_have = s_replay_have,
+        .on_key = s_replay_key,
     };
     char err[512];
     self->journal = zp_journal_open(cfg->journal, &v, self, err, sizeof err);
@@ -269,6 +277,13 @@ void zp_store_job_opened(zp_store_t *self, const char *job,
     self->dirty = true;
     if (self->journal)
         zp_journal_open_job(self->journal, job, max_attempts, token);
+}
+
+void zp_store_job_keyed(zp_store_t *self, const char *job, const char *key)
+{
+    self->dirty = true;
+    if (self->journal)
+        zp_journal_key(self->journal, job, key);
 }
 
 void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total)

@@ -48,6 +48,7 @@ typedef struct {
     void (*on_counts)(void *ctx, const char *job,
                       const zp_journal_summary_t *counts);
     void (*on_have)(void *ctx, const char *job, uint64_t first, uint64_t count);
+    void (*on_key)(void *ctx, const char *job, const char *key);
 } zp_store_replay_t;
 
 typedef struct zp_store zp_store_t;
@@ -77,6 +78,8 @@ bool zp_store_failed(const zp_store_t *self);
  * JobOpen.token, NULL or "" for none. */
 void zp_store_job_opened(zp_store_t *self, const char *job,
                          uint32_t max_attempts, const char *token);
+/* The job's dispatch key, 32 hex digits (a K line). */
+void zp_store_job_keyed(zp_store_t *self, const char *job, const char *key);
 void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total);
 
 /* Writes task's record: data to the output, json (NULL: data is JSON

@@ -314,6 +314,7 @@ zp_vent_job_t *zp_vent_jobs_add(zp_vent_jobs_t *self, const char *id,
     j->deadline_ms = self->deadline_ms;
     j->max_attempts = self->max_attempts;
     j->state = ZP_VENT_JOB_OPENING;
+    zp_lease_key_new(&j->key);
     zp_vent_reader_init(&j->in, -1);
     if (self->tail)
         self->tail->next = j;

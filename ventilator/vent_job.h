@@ -24,6 +24,7 @@
 #include "vent_input.h"
 #include "zp_bitset.h"
 #include "zp_idmap.h"
+#include "zp_lease.h"
 #include "zpipe.pb-c.h"
 
 #include <stdbool.h>
@@ -65,6 +66,7 @@ typedef struct zp_vent_job {
     char *id, *plugin;
     char *config; /* the plugin's settings, "KEY=VALUE" lines, or NULL */
     char *token;  /* its identity beside the id (JobOpen.token), never NULL */
+    zp_lease_key_t key; /* its dispatch key (Task.lease), random */
     uint64_t slot;
     uint64_t deadline_ms;
     uint32_t max_attempts, priority;

@@ -139,7 +139,7 @@ int zp_vjournal_job(zp_vjournal_t *self, const zp_vjournal_job_t *job)
         return -1;
     size_t li = strlen(job->id), lt = s_len(job->token),
            lp = s_len(job->plugin), lc = s_len(job->config);
-    uint64_t len = 1 + 16 + (uint64_t)li + lt + lp + lc + 8 + 4 + 4;
+    uint64_t len = 1 + 16 + (uint64_t)li + lt + lp + lc + 8 + 4 + 4 + 16;
     uint8_t *p = s_begin(self, len, ZP_VJ_JOB);
     if (!p)
         return -1;
@@ -149,7 +149,8 @@ int zp_vjournal_job(zp_vjournal_t *self, const zp_vjournal_job_t *job)
     p = s_putstr(p, job->config, lc);
     p = s_put64(p, job->deadline_ms);
     p = s_put32(p, job->max_attempts);
-    s_put32(p, job->priority);
+    p = s_put32(p, job->priority);
+    memcpy(p, job->key, sizeof job->key);
     return s_end(self, len, true);
 }
 

@@ -38,6 +38,9 @@ typedef struct {
     const char *config; /* the plugin's settings, "KEY=VALUE" lines */
     uint64_t deadline_ms;
     uint32_t max_attempts, priority;
+    /* Its dispatch key (zp_lease.h); all zero: none (a journal written
+     * before keys: the replayed job gets a new one). */
+    uint8_t key[16];
 } zp_vjournal_job_t;
 
 /* One producer batch taken: seq (0 = unnumbered), first id, task count. */

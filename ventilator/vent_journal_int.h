@@ -14,6 +14,7 @@
  * the type (u32 and u64 little-endian, str = u32 length + bytes):
  *   JOB        str id, str token, str plugin, str config,
  *              u64 deadline_ms, u32 max_attempts, u32 priority
+ *              [, 16 bytes dispatch key: absent before keys]
  *   TASKS      str job, u64 seq, u64 first, u32 n, n x (u32 len, bytes)
  *   SEQS       str job, u32 n, n x (u64 seq, u64 first, u32 n)
  *   CLOSE      str job, u64 total

@@ -168,6 +168,11 @@ static int s_job_rec(s_reader_t *r, s_cur_t *c)
     job.deadline_ms = s_u64(c);
     job.max_attempts = s_u32(c);
     job.priority = s_u32(c);
+    memset(job.key, 0, sizeof job.key);
+    if (!c->bad && (size_t)(c->end - c->p) == sizeof job.key) {
+        memcpy(job.key, c->p, sizeof job.key); /* absent before keys */
+        c->p += sizeof job.key;
+    }
     if (!s_whole(c))
         return S_BAD;
     return r->v->on_open ? s_called(r->v->on_open(r->ctx, &job, &r->why))

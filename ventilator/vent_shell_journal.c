@@ -34,6 +34,10 @@ static int s_on_open(void *ctx, const zp_vjournal_job_t *o, const char **why)
     j->deadline_ms = o->deadline_ms;
     j->max_attempts = o->max_attempts;
     j->priority = o->priority;
+    zp_lease_key_t key;
+    if (zp_lease_key_from(&key, o->key, sizeof o->key) == 0 &&
+        zp_lease_key_set(&key))
+        j->key = key; /* else the new one: told to the sink in JobOpen */
     return 0;
 }
 
@@ -181,6 +185,7 @@ int zp_vent_shell_journal_job(zp_vent_shell_t *v, const zp_vent_job_t *j)
         .max_attempts = j->max_attempts,
         .priority = j->priority,
     };
+    memcpy(o.key, j->key.b, sizeof o.key);
     return zp_vjournal_job(v->journal, &o);
 }
 
@@ -373,8 +378,15 @@ static int s_dump_job(zp_vjournal_t *jr, const zp_vent_job_t *j,
                       zp_vent_task_t **t, size_t n)
 {
     zp_vjournal_job_t o = {
-        j->id,          j->token,        j->plugin,  j->config ? j->config : "",
-        j->deadline_ms, j->max_attempts, j->priority};
+        .id = j->id,
+        .token = j->token,
+        .plugin = j->plugin,
+        .config = j->config ? j->config : "",
+        .deadline_ms = j->deadline_ms,
+        .max_attempts = j->max_attempts,
+        .priority = j->priority,
+    };
+    memcpy(o.key, j->key.b, sizeof o.key);
     if (zp_vjournal_job(jr, &o) < 0)
         return -1;
     if (j->n_batches) {

@@ -304,6 +304,7 @@ static int s_send_batch(zp_vent_shell_t *v, zp_vent_job_t *j, size_t n,
         p->attempt = t->attempt;
         p->deadline_ms = j->deadline_ms;
         p->queued_us = t->queued_us;
+        p->lease = zp_lease(&j->key, t->id, t->attempt);
         v->pb_ptrs[i] = p;
     }
     Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;

@@ -73,6 +73,7 @@ static void s_on_results(zp_wk_exec_t *self, const Zpipe__V1__ResultBatch *rb)
         d->elapsed_us = r->elapsed_us;
         d->queued_us = r->queued_us;
         d->dispatch_us = r->dispatch_us;
+        d->lease = r->lease;
         zp_buf_append(out, r->output.data, r->output.len);
         if (r->error)
             zp_buf_append(err, r->error, strlen(r->error));
@@ -187,6 +188,7 @@ static void s_charge(zp_wk_exec_t *self, size_t culprit, zp_cause_t cause,
         d->retryable = c.retryable;
         d->quarantined = c.quarantined;
         d->start_us = zp_now_us();
+        d->lease = t->lease;
         if (t->queued_us) { /* a traced task: its timeline goes on */
             d->queued_us = t->queued_us;
             d->dispatch_us = self->cur_dispatch_us;

@@ -146,6 +146,7 @@ int zp_wk_results_encode(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
         r->elapsed_us = d->elapsed_us;
         r->queued_us = d->queued_us;
         r->dispatch_us = d->dispatch_us;
+        r->lease = d->lease;
         self->pb_ptrs[i] = r;
     }
     Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;

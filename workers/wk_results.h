@@ -29,6 +29,7 @@ typedef struct {
     size_t err_off, err_len;
     uint64_t start_us, elapsed_us;
     uint64_t queued_us, dispatch_us; /* echoed for traced tasks, else 0 */
+    uint64_t lease;                  /* Task.lease, echoed (0: none) */
 } zp_wk_done_t;
 
 /* The batch-level fields of an encoded ResultBatch. */

@@ -323,6 +323,7 @@ void zp_wk_runner_run_batch(zp_wk_runner_t *self, zp_wk_results_t *results,
         if (progress)
             atomic_store(&progress->busy, 0);
         s_trace_echo(d, task, b->dispatch_us);
+        d->lease = task->lease;
         zp_wk_results_finish(results, d);
         bool slow = hooks->task_done(hooks->arg, d, task->payload.len, end);
         t = slow ? zp_mono_us() : end;

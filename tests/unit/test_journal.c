@@ -99,8 +99,8 @@ static void s_have(void *ctx, const char *job, uint64_t first, uint64_t count)
     s->have_ids += count;
 }
 static const zp_journal_visitor_t s_snap_visitor = {
-    s_sopen,     s_sclose, s_srecord, s_offset,
-    s_forgotten, s_done,   s_counts,  s_have};
+    s_sopen, s_sclose, s_srecord, s_offset, s_forgotten,
+    s_done,  s_counts, s_have,    NULL};
 
 /* A dump: one of each snapshot line. */
 static int s_dump(void *ctx, zp_journal_t *out)

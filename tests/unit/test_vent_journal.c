@@ -22,7 +22,7 @@ static void test_every_record_type_round_trips(void)
     TEST_CHECK(j && info.created && info.records == 0);
     TEST_EQ_INT(s_fsize(t.path), ZP_VJ_HEADER_LEN);
     TEST_EQ_INT(s_sample(j, &exp, &m, 256), 0);
-    zp_vjournal_job_t nulls = {"job-n", NULL, NULL, NULL, 1, 2, 3};
+    zp_vjournal_job_t nulls = {"job-n", NULL, NULL, NULL, 1, 2, 3, {0}};
     TEST_EQ_INT(zp_vjournal_job(j, &nulls), 0);
     s_logf(&exp, "open job-n   [] 1 2 3\n");
     TEST_EQ_INT(zp_vjournal_sync(j), 0);
@@ -46,7 +46,7 @@ static void test_replayed_records_need_a_sync(void)
     char err[256];
     zp_vjournal_t *j =
         zp_vjournal_open(t.path, NULL, NULL, NULL, err, sizeof err);
-    zp_vjournal_job_t o = {"job-1", "tok", "echo", "", 0, 0, 0};
+    zp_vjournal_job_t o = {"job-1", "tok", "echo", "", 0, 0, 0, {0}};
     TEST_EQ_INT(zp_vjournal_job(j, &o), 0);
     TEST_EQ_INT(zp_vjournal_flush(j), 0); /* written, never synced */
     zp_vjournal_destroy(&j);

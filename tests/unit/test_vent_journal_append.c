@@ -43,7 +43,7 @@ static void test_needs_sync_follows_what_must_be_durable(void)
     TEST_EQ_INT(zp_vjournal_committed(j, "a", &id, 1), 0);
     TEST_EQ_INT(zp_vjournal_finished(j, "a", "t", 1, 2), 0);
     TEST_CHECK(!zp_vjournal_needs_sync(j)); /* losing these costs little */
-    zp_vjournal_job_t job = {"a", "t", "echo", "", 0, 0, 0};
+    zp_vjournal_job_t job = {"a", "t", "echo", "", 0, 0, 0, {0}};
     TEST_EQ_INT(zp_vjournal_job(j, &job), 0);
     TEST_CHECK(zp_vjournal_needs_sync(j));
     TEST_EQ_INT(zp_vjournal_flush(j), 0); /* written, not durable */
@@ -95,7 +95,7 @@ static void test_bad_appends_are_refused_and_append_nothing(void)
     s_tmp_t t;
     zp_vjournal_t *j = s_open_new(&t);
     TEST_CHECK(j != NULL);
-    zp_vjournal_job_t job = {"bad/id", "", "", "", 0, 0, 0};
+    zp_vjournal_job_t job = {"bad/id", "", "", "", 0, 0, 0, {0}};
     errno = 0;
     TEST_EQ_INT(zp_vjournal_job(j, &job), -1);
     TEST_EQ_INT(errno, EINVAL);
@@ -168,7 +168,7 @@ static int s_dump(void *ctx, zp_vjournal_t *j)
 {
     s_rec_t *exp = ctx;
     const char *why;
-    zp_vjournal_job_t a = {"job-a", "tok", "echo", "N=1", 0, 5, 1};
+    zp_vjournal_job_t a = {"job-a", "tok", "echo", "N=1", 0, 5, 1, {0}};
     zp_vjournal_seq_t seqs[10];
     for (int i = 0; i < 10; i++)
         seqs[i] = (zp_vjournal_seq_t){(uint64_t)i + 1, (uint64_t)i * 100, 100};
@@ -183,8 +183,8 @@ static int s_dump(void *ctx, zp_vjournal_t *j)
 
 static int s_history(zp_vjournal_t *j)
 {
-    zp_vjournal_job_t a = {"job-a", "tok", "echo", "N=1", 0, 5, 1};
-    zp_vjournal_job_t b = {"job-b", "", "echo", "", 0, 0, 0};
+    zp_vjournal_job_t a = {"job-a", "tok", "echo", "N=1", 0, 5, 1, {0}};
+    zp_vjournal_job_t b = {"job-b", "", "echo", "", 0, 0, 0, {0}};
     int rc = zp_vjournal_job(j, &a) | zp_vjournal_job(j, &b);
     uint64_t ids[50];
     for (uint64_t s = 0; s < 10; s++)
@@ -235,7 +235,7 @@ static void test_compaction_keeps_the_live_state_and_shrinks(void)
 static int s_dump_fails(void *ctx, zp_vjournal_t *j)
 {
     (void)ctx;
-    zp_vjournal_job_t a = {"job-a", "", "", "", 0, 0, 0};
+    zp_vjournal_job_t a = {"job-a", "", "", "", 0, 0, 0, {0}};
     zp_vjournal_job(j, &a);
     return -1;
 }

@@ -196,8 +196,9 @@ static inline int s_sample(zp_vjournal_t *j, s_rec_t *exp, s_marks_t *m,
     static char longid[129];
     memset(longid, 'x', 128);
     const char *why;
-    zp_vjournal_job_t a = {"job-1", "tok-A", "echo", "K=V\nX=Y", 12345, 3, 7};
-    zp_vjournal_job_t b = {longid, "", "", "", 0, 0, 0};
+    zp_vjournal_job_t a = {"job-1", "tok-A", "echo", "K=V\nX=Y",
+                           12345,   3,       7,      {0}};
+    zp_vjournal_job_t b = {longid, "", "", "", 0, 0, 0, {0}};
     uint8_t big[256];
     for (size_t i = 0; i < sizeof big; i++)
         big[i] = (uint8_t)(255 - i);
