@@ -318,7 +318,7 @@ static const int8_t s_task_wt[16] = {
     A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_VARINT, A,
     A, A,        A,     A,        A,        A,        A,        A};
 static const int8_t s_task_batch_wt[16] = {
-    A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, S_VARINT, A,
+    A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, S_VARINT, S_LEN,
     A, A,     A,     A,     A,        A,     A,        A};
 static const int8_t s_result_wt[16] = {A,        S_VARINT, S_VARINT, S_LEN,
                                        S_LEN,    S_LEN,    S_VARINT, S_VARINT,
@@ -469,6 +469,8 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
             b->config = s_str(&v->strings, &x);
         else if (x.num == 6 && x.wt == S_VARINT)
             b->seq = x.v;
+        else if (x.num == 7 && x.wt == S_LEN)
+            b->token = s_str(&v->strings, &x);
         else if (x.num == 3 && x.wt == S_LEN) {
             Zpipe__V1__Task *t = &v->tasks[i];
             v->ptrs[i++] = t;
@@ -681,11 +683,11 @@ static uint8_t *s_open_message(zp_buf_t *out, unsigned kind, size_t body_len)
 int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
 {
     size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
-    size_t cl = s_str_len(b->config);
-    size_t body = (jl ? s_len_field_size(jl) : 0) +
-                  (pl ? s_len_field_size(pl) : 0) +
-                  S_OPT_VARINT_SIZE(b->dispatch_us) +
-                  (cl ? s_len_field_size(cl) : 0) + S_OPT_VARINT_SIZE(b->seq);
+    size_t cl = s_str_len(b->config), tl = s_str_len(b->token);
+    size_t body =
+        (jl ? s_len_field_size(jl) : 0) + (pl ? s_len_field_size(pl) : 0) +
+        S_OPT_VARINT_SIZE(b->dispatch_us) + (cl ? s_len_field_size(cl) : 0) +
+        S_OPT_VARINT_SIZE(b->seq) + (tl ? s_len_field_size(tl) : 0);
     for (size_t i = 0; i < b->n_tasks; i++)
         body += s_len_field_size(s_task_size(b->tasks[i]));
     uint8_t *p = s_open_message(out, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH, body);
@@ -711,6 +713,8 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
     if (cl)
         p = s_put_len_field(p, 5, b->config, cl);
     S_PUT_OPT_VARINT(p, 6, b->seq);
+    if (tl)
+        p = s_put_len_field(p, 7, b->token, tl);
     return p == (uint8_t *)out->data + out->len ? 0 : -1;
 }
 

@@ -167,6 +167,38 @@ const char *zp_vent_intake_check_close(const Zpipe__V1__JobClose *c,
     return NULL;
 }
 
+const char *zp_vent_intake_check_owner(const zp_vent_job_t *j,
+                                       const char *token, const char *rid,
+                                       size_t rid_len, bool *adopt,
+                                       char *why_buf, size_t len)
+{
+    *adopt = false;
+    if (token && *token) {
+        if (strcmp(j->token, token) == 0) {
+            *adopt =
+                j->prid_len != rid_len || memcmp(j->prid, rid, rid_len) != 0;
+            return NULL;
+        }
+        snprintf(why_buf, len,
+                 "job %s belongs to another producer (its token is not "
+                 "this one)",
+                 j->id);
+        return why_buf;
+    }
+    if (!j->prid_len) {
+        *adopt = true;
+        return NULL;
+    }
+    if (j->prid_len == rid_len && memcmp(j->prid, rid, rid_len) == 0)
+        return NULL;
+    snprintf(why_buf, len,
+             "job %s belongs to another connection: send its JobOpen with "
+             "its token on this one first, or the token in every batch and "
+             "close",
+             j->id);
+    return why_buf;
+}
+
 uint32_t zp_vent_intake_attempts(uint32_t asked, uint32_t fallback)
 {
     if (!asked)

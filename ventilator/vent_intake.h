@@ -69,6 +69,17 @@ const char *zp_vent_intake_check_close(const Zpipe__V1__JobClose *c,
                                        const zp_vent_finished_job_t *finished,
                                        char *why, size_t len);
 
+/* Whether a TaskBatch or JobClose for live job j, carrying token ("" or
+ * NULL: none) and sent on connection rid, is its producer's: it carries
+ * the job's token, or comes on the connection that last opened it, or no
+ * connection is known (the ventilator restarted; the producer is back on
+ * a new one). NULL to take it, *adopt set when rid is to become the
+ * job's connection; else why not (in why_buf[0..len)). */
+const char *zp_vent_intake_check_owner(const zp_vent_job_t *j,
+                                       const char *token, const char *rid,
+                                       size_t rid_len, bool *adopt,
+                                       char *why_buf, size_t len);
+
 /* A producer's max_attempts (0: the ventilator's own) as the job takes
  * it: at most 100. */
 uint32_t zp_vent_intake_attempts(uint32_t asked, uint32_t fallback);

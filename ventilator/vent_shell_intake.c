@@ -162,6 +162,25 @@ static void s_take_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                          b->seq);
 }
 
+/* Whether a message for job j with token from connection rid is its
+ * producer's (vent_intake's rule); if not, it is refused and counted.
+ * The connection may become the job's: Acks from the sink go there. */
+static bool s_owner(zp_vent_shell_t *v, zp_vent_job_t *j, const char *token,
+                    const char *rid, size_t rid_len)
+{
+    char buf[256];
+    bool adopt;
+    const char *why = zp_vent_intake_check_owner(j, token, rid, rid_len, &adopt,
+                                                 buf, sizeof buf);
+    if (why) {
+        zp_vent_shell_intake_refuse(v, rid, rid_len, j->id, why);
+        return false;
+    }
+    if (adopt)
+        zp_vent_jobs_set_producer(v->jobs, j, rid, rid_len);
+    return true;
+}
+
 static void s_on_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                        const Zpipe__V1__TaskBatch *b)
 {
@@ -170,6 +189,8 @@ static void s_on_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     const char *why;
     zp_vent_batch_t again;
     uint64_t expected;
+    if (j && !j->has_input && !s_owner(v, j, b->token, rid, rid_len))
+        return;
     switch (zp_vent_intake_check_tasks(b, j, v->cfg->max_task_bytes, &why, buf,
                                        sizeof buf, &again, &expected)) {
     case ZP_VENT_BATCH_REFUSE:
@@ -193,6 +214,8 @@ static void s_on_close(zp_vent_shell_t *v, const char *rid, size_t rid_len,
         c->job_id && !j
             ? zp_vent_finished_find(zp_vent_jobs_finished(v->jobs), c->job_id)
             : NULL;
+    if (j && !j->has_input && !s_owner(v, j, c->token, rid, rid_len))
+        return;
     char buf[160];
     const char *why = zp_vent_intake_check_close(c, j, f, buf, sizeof buf);
     if (why) {

@@ -270,6 +270,7 @@ static int s_push_batch(s_submit_t *s)
     tb.tasks = s->ptrs;
     tb.n_tasks = n;
     tb.seq = zp_submit_window_next_seq(s->w);
+    tb.token = s->token; /* the job's: taken on any connection */
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
     m.task_batch = &tb;
@@ -281,6 +282,7 @@ static int s_push_close(s_submit_t *s)
     Zpipe__V1__JobClose jc = ZPIPE__V1__JOB_CLOSE__INIT;
     jc.job_id = s->job;
     jc.total = zp_submit_window_total(s->w);
+    jc.token = s->token;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_CLOSE;
     m.job_close = &jc;

@@ -61,7 +61,7 @@ class Producer:
         o = m.job_open
         o.job_id, o.plugin, o.priority = self.job_id, plugin, priority
         # Given: a rerun with it resumes the job; random: another job.
-        o.token = token or secrets.token_hex(16)
+        self.token = o.token = token or secrets.token_hex(16)
         o.deadline_ms, o.max_attempts = deadline_ms, max_attempts
         # The plugin's settings for this job, e.g. {"cmd": "sha256sum"}.
         for key, value in (config or {}).items():
@@ -119,6 +119,7 @@ class Producer:
         m = zpipe_pb2.Message()
         m.task_batch.job_id = self.job_id
         m.task_batch.seq = self.seq
+        m.task_batch.token = self.token  # the job's: taken on any connection
         for p in payloads:
             m.task_batch.tasks.add(payload=p)
         ack = self._request(m, self.seq)
@@ -129,6 +130,7 @@ class Producer:
         m = zpipe_pb2.Message()
         m.job_close.job_id = self.job_id
         m.job_close.total = self.sent
+        m.job_close.token = self.token
         if not self.finished:
             self._request(m, total=self.sent)
         self.sock.disable_monitor()

@@ -224,8 +224,56 @@ def test_second_client_open_changes_nothing():
     ctx.destroy(0)
 
 
+def test_producers_own_their_jobs():
+    """Producer A opens a job (with a token) and sends a batch. Another
+    connection B, without the token, adds a batch, closes the job, and
+    sends a made-up token: each is refused, and A's next batch and close
+    are taken. A third connection C carrying A's token (A reconnected) may
+    add and close. Every record is A's."""
+    s = Service()
+    for _ in range(2):
+        s.worker()
+    ctx = _ctx()
+    a, b, c = (Dealer(ctx, s.intake) for _ in range(3))
+    job, tok = "trust-owner", "tok-owner-a"
+    r = a.ask(_open(job, tok))
+    check(r is not None and r.ok, "open: %r" % r)
+    r = a.ask(_batch(job, 1, [b"a-%d" % i for i in range(100)]))
+    check(r is not None and r.ok and r.first_task_id == 0, "A batch 1: %r" % r)
+    refusals = []
+    for m in (_batch(job, 2, [b"b-%d" % i for i in range(50)]),
+              _batch(job, 2, [b"b-%d" % i for i in range(50)], token="forged"),
+              _close(job, 100), _close(job, 100, token="forged")):
+        r = b.ask(m)
+        check(r is not None, "no answer to B")
+        refusals.append(r)
+        print("    B: ok=%s %s" % (r.ok, r.error))
+    check(not any(r.ok for r in refusals), "a foreign message was taken")
+    check(all("belongs to another" in r.error for r in refusals),
+          "refusals without the reason")
+    r = a.ask(_batch(job, 2, [b"a-%d" % i for i in range(100, 200)]))
+    check(r is not None and r.ok and r.first_task_id == 100, "A batch 2: %r" % r)
+    # A back on a new connection: its token is enough.
+    r = c.ask(_batch(job, 3, [b"a-%d" % i for i in range(200, 300)], token=tok))
+    check(r is not None and r.ok and r.first_task_id == 200, "C batch 3: %r" % r)
+    r = c.ask(_close(job, 300, token=tok))
+    check(r is not None and r.ok and r.accepted == 300, "C close: %r" % r)
+    ctl = Dealer(ctx, s.control)
+    st = _wait_done(ctl, job)
+    check(st is not None and st.state == 3, "job not done: %r" % st)
+    zptest.stop(s.sink)
+    recs = read_jsonl(s.output)
+    want = {i: "a-%d" % i for i in range(300)}
+    lost, dup, unexp, wrong = _tally(recs, job, want)
+    print("    300 tasks: lost=%d duplicated=%d unexpected=%d wrong=%d"
+          % (lost, dup, unexp, wrong))
+    check((lost, dup, unexp, wrong) == (0, 0, 0, 0), "records wrong")
+    ctx.destroy(0)
+
+
 if __name__ == "__main__":
     zptest.main([
         test_results_not_dispatched_are_refused,
         test_second_client_open_changes_nothing,
+        test_producers_own_their_jobs,
     ])
