@@ -37,7 +37,8 @@ typedef struct {
     void *control_monitor; /* the control socket's connects */
     zp_curve_t *curve;
     uint64_t probe_until_us, last_probe_us; /* probing after a disconnect */
-    uint64_t last_check_us;                 /* last liveness check */
+    uint32_t bisect_group;  /* the last suspect group made (vent_bisect) */
+    uint64_t last_check_us; /* last liveness check */
 
     zp_vent_jobs_t *jobs;
     zp_vent_job_t *file_job; /* the --input job, NULL in service mode */
@@ -91,6 +92,15 @@ int zp_vent_shell_dispatch(zp_vent_shell_t *v);
 /* Liveness: drops silent workers and requeues expired leases. */
 void zp_vent_shell_liveness(zp_vent_shell_t *v, uint64_t now);
 /* Requeues t after cause (why), counting and publishing it. */
+/* vent_shell_bisect.c: requeues the tasks lost with w (why: how) as
+ * suspect groups (vent_bisect); returns how many it held. */
+size_t zp_vent_shell_requeue_lost(zp_vent_shell_t *v, const zp_vent_worker_t *w,
+                                  const char *why);
+/* Whether w may be sent tasks of j now; *group: the suspect group to
+ * send it (it holds nothing else), 0 for tasks that are not suspects. */
+bool zp_vent_shell_bisect_gate(zp_vent_shell_t *v, zp_vent_worker_t *w,
+                               zp_vent_job_t *j, uint32_t *group);
+
 void zp_vent_shell_requeue(zp_vent_shell_t *v, zp_vent_task_t *t,
                            zp_cause_t cause, const char *why);
 

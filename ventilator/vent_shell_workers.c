@@ -1,6 +1,7 @@
 /* vent_shell_workers: the dispatch socket. Workers' hello, credit,
  * heartbeats and byes in; task batches out, as the scheduler decides;
  * input refill before each dispatch; liveness and leases. */
+#include "vent_bisect.h"
 #include "vent_shell.h"
 #include "zp_log.h"
 #include "zp_net.h"
@@ -54,27 +55,10 @@ void zp_vent_shell_requeue(zp_vent_shell_t *v, zp_vent_task_t *t,
     s_retried(v, t, zp_vent_requeue(t, cause, why), cause, why);
 }
 
-/* Requeues w's tasks in flight (lost with it); returns how many. */
-static size_t s_requeue_lost(zp_vent_shell_t *v, const zp_vent_worker_t *w,
-                             const char *why)
-{
-    size_t held = 0, cursor = 0;
-    zp_vent_task_t *t;
-    char msg[320];
-    snprintf(msg, sizeof msg, "worker %s lost (%s) holding it", w->id, why);
-    while (zp_vent_tasks_next(v->tasks, &cursor, &t))
-        if (t->state == ZP_VENT_INFLIGHT && t->worker == w->serial) {
-            s_retried(v, t, zp_vent_requeue_lost(t, msg), ZP_CAUSE_WORKER_LOST,
-                      msg);
-            held++;
-        }
-    return held;
-}
-
 void zp_vent_shell_drop_worker(zp_vent_shell_t *v, zp_vent_worker_t *w,
                                const char *why, bool lost, bool dead)
 {
-    size_t held = lost ? s_requeue_lost(v, w, why) : 0;
+    size_t held = lost ? zp_vent_shell_requeue_lost(v, w, why) : 0;
     v->n.lost_to_workers += held;
     zp_info("worker %s left (%s): sent %llu tasks", w->id, why,
             (unsigned long long)w->sent);
@@ -375,14 +359,16 @@ static int s_dispatch_one(zp_vent_shell_t *v)
         if (w->credit == 0)
             continue;
         zp_vent_job_t *j = zp_vent_sched_pick(&v->sched, jobs, w, can_hold);
-        if (!j)
+        uint32_t group;
+        if (!j || !zp_vent_shell_bisect_gate(v, w, j, &group))
             continue;
         size_t max = zp_vent_sched_batch(w->credit, v->cfg->batch);
         if (s_batch_reserve(v, max) < 0)
             return -1;
         size_t share = zp_vent_sched_fair_share(j, v->workers);
-        size_t n = zp_vent_tasks_collect(v->tasks, j, share < max ? share : max,
-                                         v->cfg->batch_bytes, v->batch);
+        size_t n = zp_vent_bisect_collect(v->tasks, j, group,
+                                          share < max ? share : max,
+                                          v->cfg->batch_bytes, v->batch);
         if (n == 0)
             continue; /* nothing ready for it yet */
         zp_vent_sched_served(&v->sched, k, nw, j);

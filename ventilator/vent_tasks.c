@@ -87,6 +87,8 @@ zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
     t->attempt = 1;
     t->state = ZP_VENT_QUEUED;
     t->losses = 0;
+    t->alone = 0;
+    t->group = 0;
     t->worker = 0;
     t->sent_us = 0;
     t->queued_us = queued_us;

@@ -23,6 +23,8 @@ typedef struct {
     uint32_t attempt; /* charged attempts: failures and expired leases */
     uint8_t state;    /* zp_vent_tstate_t */
     uint16_t losses;  /* deliveries lost with a worker, not charged */
+    uint16_t alone;   /* of those, the worker held only this task */
+    uint32_t group;   /* suspect group (vent_bisect), 0 = none */
     uint64_t worker;  /* serial of the worker holding it */
     uint64_t sent_us;
     uint64_t queued_us; /* --trace: wall clock when queued, else 0 */

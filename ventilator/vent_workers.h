@@ -24,6 +24,7 @@ typedef struct {
     uint64_t last_progress_us; /* it last finished something (credit) */
     uint64_t tasks_done;       /* from its heartbeats */
     uint64_t committed;        /* its tasks the sink committed */
+    uint32_t group;            /* the suspect group it runs alone (bisect) */
 } zp_vent_worker_t;
 
 typedef struct zp_vent_workers zp_vent_workers_t;

@@ -33,6 +33,7 @@ int main(int argc, char **argv)
         .max_frame = 256u << 20,
         .heartbeat_ms = 1000,
         .isolation = "process",
+        .stall_floor_ms = 2000,
     };
     bool executor = false;
     uint64_t parent = 0;
@@ -93,6 +94,12 @@ int main(int argc, char **argv)
          "default per-task deadline when the job sets none; the task is "
          "killed past it (isolation process), 0 = none (default 0)",
          &cfg.deadline_ms, 0, 86400000, NULL},
+        {"stall-floor-ms", 0, ZP_OPT_UINT, "ZPIPE_STALL_FLOOR_MS", "MS",
+         "a task with no deadline running this long and 10 times the 99th "
+         "percentile of recent tasks is stalled: its executor is left to "
+         "it and a fresh one runs the tasks behind it (isolation process), "
+         "0 = never (default 2000)",
+         &cfg.stall_floor_ms, 0, 86400000, NULL},
         {"memory-limit", 0, ZP_OPT_UINT, "ZPIPE_MEMORY_LIMIT", "BYTES",
          "address-space limit of the executor process, 0 = none (default 0)",
          &cfg.memory_limit, 0, UINT64_MAX, NULL},

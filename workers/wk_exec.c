@@ -78,6 +78,7 @@ zp_wk_exec_t *zp_wk_exec_new(const zp_worker_config_t *cfg, const char *id,
     self->reader = zp_frame_reader_new(cfg->max_frame + 65536);
     self->cur_arena = zp_arena_new();
     self->arena = zp_arena_new();
+    zp_wk_stall_init(&self->stall, cfg->stall_floor_ms);
     if (!self->queue || !self->reader || !self->cur_arena || !self->arena)
         zp_wk_exec_destroy(&self);
     return self;
@@ -89,6 +90,7 @@ void zp_wk_exec_destroy(zp_wk_exec_t **self_p)
     if (!self)
         return;
     zp_wk_spawn_stop(&self->child);
+    zp_wk_exec__stop_parked(self);
     zp_wk_queue_destroy(&self->queue);
     zp_frame_reader_destroy(&self->reader);
     zp_arena_destroy(&self->cur_arena);
@@ -150,6 +152,13 @@ bool zp_wk_exec_busy(const zp_wk_exec_t *self)
 uint64_t zp_wk_exec_restarts(const zp_wk_exec_t *self)
 {
     return self->restarts;
+}
+
+uint64_t zp_wk_exec_parked(const zp_wk_exec_t *self, size_t *now)
+{
+    if (now)
+        *now = self->n_parked;
+    return self->parked_total;
 }
 
 /* ---- feeding it ------------------------------------------------------ */
@@ -301,17 +310,32 @@ static void s_feed(zp_wk_exec_t *self)
     }
 }
 
-void zp_wk_exec_tick(zp_wk_exec_t *self, bool feed)
+/* Whether the running task has no deadline and is stalled at now. */
+static bool s_stalled(const zp_wk_exec_t *self, uint64_t now)
 {
     zp_wk_progress_t *p = self->child.progress;
+    return self->state == ZP_WK_EXEC_RUNNING && !self->killed_for_timeout &&
+           atomic_load(&p->busy) && !atomic_load(&p->deadline_ms) &&
+           !self->cfg->deadline_ms && self->n_parked < ZP_WK_MAX_PARKED &&
+           zp_wk_stall_overdue(&self->stall, atomic_load(&p->start_us), now);
+}
+
+int zp_wk_exec_tick(zp_wk_exec_t *self, bool feed)
+{
+    zp_wk_progress_t *p = self->child.progress;
+    uint64_t now = zp_mono_us();
+    if (self->n_parked)
+        zp_wk_exec__poll_parked(self);
     if (zp_wk_exec__busy(self) && !self->killed_for_timeout &&
         atomic_load(&p->busy) &&
         zp_wk_death_overdue(atomic_load(&p->deadline_ms),
                             self->cfg->deadline_ms, atomic_load(&p->start_us),
-                            zp_mono_us())) {
+                            now)) {
         self->killed_for_timeout = true;
         kill(self->child.pid, SIGKILL);
-    }
-    if (feed)
+    } else if (s_stalled(self, now) && zp_wk_exec__park(self) < 0)
+        return -1;
+    if (feed && zp_wk_exec__ready(self))
         s_feed(self);
+    return 0;
 }

@@ -16,6 +16,10 @@
 #include <stdint.h>
 #include <zmq.h>
 
+/* Executors at most left running stalled tasks (see wk_stall.h): past
+ * this, a stalled task is waited for, as before. */
+#define ZP_WK_MAX_PARKED 4u
+
 /* The worker as its executor's supervisor reaches it. */
 typedef struct {
     zp_wk_results_t *results; /* borrowed: the worker's pending results */
@@ -62,6 +66,8 @@ bool zp_wk_exec_wants_write(const zp_wk_exec_t *self);
 bool zp_wk_exec_busy(const zp_wk_exec_t *self);
 /* Executors started again after one died. */
 uint64_t zp_wk_exec_restarts(const zp_wk_exec_t *self);
+/* Executors parked with a stalled task, ever / now. */
+uint64_t zp_wk_exec_parked(const zp_wk_exec_t *self, size_t *now);
 
 /* The socket is writable: writes what it takes. */
 void zp_wk_exec_on_writable(zp_wk_exec_t *self);
@@ -69,8 +75,10 @@ void zp_wk_exec_on_writable(zp_wk_exec_t *self);
  * task and starts another. Returns 0, or -1 when the worker cannot go on
  * (executors keep dying before they are ready, or cannot be started). */
 int zp_wk_exec_on_readable(zp_wk_exec_t *self);
-/* Kills an executor whose task is past its deadline; with feed, hands it
- * queued batches. */
-void zp_wk_exec_tick(zp_wk_exec_t *self, bool feed);
+/* Kills an executor whose task is past its deadline; parks one whose
+ * task (with no deadline) is stalled, starting a fresh one for the tasks
+ * behind it; takes parked executors' results; with feed, hands it queued
+ * batches. Returns 0, or -1 when no executor can be started. */
+int zp_wk_exec_tick(zp_wk_exec_t *self, bool feed);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "wk_exec.h"
 #include "wk_queue.h"
+#include "wk_stall.h"
 #include "zp_codec.h"
 #include "zp_frame.h"
 
@@ -19,6 +20,17 @@
  * and any state goes DOWN when the executor dies or is stopped; a dead
  * one is started again at once, RECOVERING when it owes the rest of the
  * batch it died in. */
+/* An executor left running a stalled task (no deadline): fed nothing
+ * more; its result for that task is taken when it comes, then it is
+ * killed. */
+typedef struct {
+    zp_wk_child_t child;
+    zp_frame_reader_t *reader;
+    char *job;
+    uint64_t task_id, since_us;
+    uint32_t attempt;
+} zp_wk_parked_t;
+
 typedef enum {
     ZP_WK_EXEC_DOWN,       /* no process */
     ZP_WK_EXEC_STARTING,   /* started; no hello yet; nothing owed */
@@ -61,8 +73,12 @@ struct zp_wk_exec {
     bool has_next;
     uint64_t sent_seq, cur_seq, next_seq; /* frames written to it */
     uint64_t restarts;
-    zp_arena_t *arena; /* its frames decoded off the common path */
-    zp_buf_t scratch;  /* a batch encoded afresh */
+    zp_arena_t *arena;   /* its frames decoded off the common path */
+    zp_buf_t scratch;    /* a batch encoded afresh */
+    zp_wk_stall_t stall; /* recent call times: when a task is stalled */
+    zp_wk_parked_t parked[ZP_WK_MAX_PARKED];
+    size_t n_parked;
+    uint64_t parked_total;
 };
 
 /* Moves to state to; refuses (-1, and asserts in debug builds) a
@@ -82,5 +98,20 @@ int zp_wk_exec__decode_current(zp_wk_exec_t *self);
 /* The current batch has all its results: the next one (if any) is now
  * current, else it is idle. */
 void zp_wk_exec__advance(zp_wk_exec_t *self);
+/* Reads what the executor wrote and takes its whole frames; false when it
+ * has closed (died). */
+bool zp_wk_exec__read(zp_wk_exec_t *self);
+/* One plugin call took elapsed_us: the stall samples and the worker's
+ * histogram. arg: the supervisor. */
+void zp_wk_exec__observe(void *arg, uint64_t elapsed_us);
+/* wk_exec_park.c: the running task is stalled: parks the executor (if
+ * there is room) and starts a fresh one for the rest. 0, or -1 when no
+ * executor can be started. */
+int zp_wk_exec__park(zp_wk_exec_t *self);
+/* Takes what parked executors wrote (the stalled task's result, or their
+ * death), ending those that are done. */
+void zp_wk_exec__poll_parked(zp_wk_exec_t *self);
+/* Stops every parked executor. */
+void zp_wk_exec__stop_parked(zp_wk_exec_t *self);
 
 #endif

@@ -27,7 +27,14 @@ static void s_finish(zp_wk_exec_t *self, zp_wk_done_t *d, size_t payload_len)
     zp_wk_results_finish(self->env.results, d);
     zp_wk_credit_done(self->env.credit, 1);
     zp_wk_credit_observe(self->env.credit, d->elapsed_us, payload_len, 1);
-    self->env.observe(self->env.arg, d->elapsed_us);
+    zp_wk_exec__observe(self, d->elapsed_us);
+}
+
+void zp_wk_exec__observe(void *arg, uint64_t elapsed_us)
+{
+    zp_wk_exec_t *self = arg;
+    zp_wk_stall_observe(&self->stall, elapsed_us);
+    self->env.observe(self->env.arg, elapsed_us);
 }
 
 /* A pending record for job, sending what is pending first if need be. */
@@ -98,7 +105,7 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
         if (n) {
             zp_wk_credit_observe(self->env.credit, elapsed / n, self->cur_bytes,
                                  n);
-            zp_each_result_elapsed(data, len, self->env.observe, self->env.arg);
+            zp_each_result_elapsed(data, len, zp_wk_exec__observe, self);
         }
         s_took(self, n);
         return;
@@ -124,9 +131,7 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
         s_on_results(self, m->result_batch);
 }
 
-/* Reads what the executor wrote and takes its whole frames; false when
- * it has closed (died). */
-static bool s_read(zp_wk_exec_t *self)
+bool zp_wk_exec__read(zp_wk_exec_t *self)
 {
     bool open = true;
     for (;;) {
@@ -287,5 +292,5 @@ static int s_died(zp_wk_exec_t *self)
 
 int zp_wk_exec_on_readable(zp_wk_exec_t *self)
 {
-    return s_read(self) ? 0 : s_died(self);
+    return zp_wk_exec__read(self) ? 0 : s_died(self);
 }

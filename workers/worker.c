@@ -375,8 +375,9 @@ static void s_phase_executor(zp_wk_shell_t *w, const zmq_pollitem_t *item,
         w->fatal = true;
         return;
     }
-    if (zp_wk_exec_fd(w->exec) >= 0)
-        zp_wk_exec_tick(w->exec, !w->drain_until);
+    if (zp_wk_exec_fd(w->exec) >= 0 &&
+        zp_wk_exec_tick(w->exec, !w->drain_until) < 0)
+        w->fatal = true;
 }
 
 static void s_phase_credit(zp_wk_shell_t *w)

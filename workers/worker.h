@@ -40,6 +40,9 @@ typedef struct {
     uint64_t heartbeat_ms;
     const char *isolation;      /* "process" (default) or "none" */
     uint64_t deadline_ms;       /* default per-task deadline, 0 = none */
+    uint64_t stall_floor_ms;    /* a task with no deadline running this long,
+                                   and 10x the usual, is stalled (its
+                                   executor parked), 0 = never */
     uint64_t memory_limit;      /* executor address-space limit, 0 = none */
     zp_curve_config_t curve;    /* CURVE on tcp:// sockets */
     const char *metrics;        /* HOST:PORT serving /metrics; NULL = off */
