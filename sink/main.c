@@ -1,5 +1,6 @@
 /* zpipe-sink: options to zp_sink_run. */
 #include "sink.h"
+#include "zp_cluster.h"
 #include "zp_log.h"
 #include "zp_events.h"
 #include "zp_metrics.h"
@@ -95,12 +96,19 @@ int main(int argc, char **argv)
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
          "exit when this process is gone (set by zpipe run)", &parent, 0,
          1u << 30, NULL},
+        {"cluster", 0, ZP_OPT_STR, "ZPIPE_CLUSTER", "NAME",
+         "this cluster's name: a ventilator or client of another named "
+         "cluster is refused (default: none, any)",
+         &cfg.cluster, 0, 0, NULL},
         {0},
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe-sink", s_synopsis,
                           "zpipe-sink " ZPIPE_VERSION);
     if (rc >= 0)
         return rc;
+    if (!zp_cluster_valid(cfg.cluster))
+        return zp_opts_fail(opts, "zpipe-sink", s_synopsis,
+                            "--cluster must be 1 to 64 of [A-Za-z0-9_.:-]");
     cfg.journal_sync = strcmp(journal_sync, "no") != 0;
     if (cfg.publish && (!*cfg.publish || !strcmp(cfg.publish, "none")))
         cfg.publish = NULL;

@@ -20,6 +20,7 @@ typedef struct {
     const char *results;      /* bind, PULL */
     const char *control;      /* bind, ROUTER */
     const char *publish;      /* bind, PUB; NULL or "" = none */
+    const char *cluster;      /* --cluster; NULL = any (zp_cluster.h) */
     const char *output;       /* path, "-" = stdout */
     const char *format;       /* "jsonl" or "lines" */
     bool ordered;             /* restore task id order per job */

@@ -82,6 +82,9 @@ static void s_refusals(zp_metrics_t *m, const zp_sink_counters_t *c)
                       "JobOpens refused, by cause.");
     zp_metrics_u64(m, name, (const char *const[]){"cause", "id_reused", NULL},
                    c->jobs_reused);
+    zp_metrics_u64(m, name,
+                   (const char *const[]){"cause", "wrong_cluster", NULL},
+                   c->jobs_wrong_cluster);
     name = "zpipe_sink_commit_acks_dropped_total";
     zp_metrics_family(m, name, ZP_METRIC_COUNTER,
                       "Committed tasks not acknowledged: too many waiting "

@@ -22,9 +22,10 @@ typedef struct {
     uint64_t refused_lease;        /* without the lease of its job's dispatch: a
                                       task never dispatched, or another
                                       cluster's job under the same id */
-    uint64_t jobs_reused;  /* JobOpens refused: the id is another job's */
-    uint64_t open_replays; /* JobOpens without a key for a keyed job:
-                              acknowledged, nothing changed */
+    uint64_t jobs_reused;        /* JobOpens refused: the id is another job's */
+    uint64_t jobs_wrong_cluster; /* ... naming another cluster */
+    uint64_t open_replays;       /* JobOpens without a key for a keyed job:
+                                    acknowledged, nothing changed */
     uint64_t acks_dropped; /* commits not listed (ZP_LEDGER_MAX_PENDING) */
 } zp_sink_counters_t;
 

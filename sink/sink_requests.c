@@ -2,6 +2,7 @@
  * sink_control and sink_fetch decide for JobOpen, JobClose,
  * StatusRequest, CommitQuery and ResultsRequest, and sends the replies:
  * Ack, JobStatus, ResultsChunk and Committed. */
+#include "zp_cluster.h"
 #include "sink_control.h"
 #include "sink_shell.h"
 #include "zp_journal.h"
@@ -284,6 +285,18 @@ static void s_open_said(zp_sink_t *s, const zp_control_answer_t *a,
 static void s_on_job_open(zp_sink_t *s, const char *rid, size_t rid_len,
                           const Zpipe__V1__JobOpen *m, size_t len)
 {
+    char buf[256];
+    const char *wrong = zp_cluster_check(s->cfg->cluster, m->cluster, "sender",
+                                         buf, sizeof buf);
+    if (wrong) {
+        s->n.jobs_wrong_cluster++;
+        if (zp_log_sampled(s->n.jobs_wrong_cluster))
+            zp_warn("refused a JobOpen for job %s: %s (%llu so far)",
+                    m->job_id ? m->job_id : "?", wrong,
+                    (unsigned long long)s->n.jobs_wrong_cluster);
+        s_ack(s, rid, rid_len, m->job_id ? m->job_id : "", false, wrong);
+        return;
+    }
     zp_control_answer_t a = zp_control_job_open(&s->jobs, m, rid, rid_len);
     if (a.ok && a.job && zp_ledger_has_pending(&a.job->ledger))
         zp_jobs_touch(&s->jobs, a.job); /* what waited: the next commit */

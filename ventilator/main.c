@@ -3,6 +3,7 @@
 #include "zp_log.h"
 #include "zp_events.h"
 #include "zp_metrics.h"
+#include "zp_cluster.h"
 #include "zp_opts.h"
 #include "zp_util.h"
 
@@ -61,6 +62,10 @@ static const zp_opt_t s_opts[] = {
      NULL},
     {"job", 'j', ZP_OPT_STR, "ZPIPE_JOB", "ID", "job id (default job-RANDOM)",
      &s_cfg.job_id, 0, 0, NULL},
+    {"cluster", 0, ZP_OPT_STR, "ZPIPE_CLUSTER", "NAME",
+     "this cluster's name: workers, producers and a sink of another "
+     "named cluster are refused (default: none, any)",
+     &s_cfg.cluster, 0, 0, NULL},
     {"dispatch", 0, ZP_OPT_CHOICE, "ZPIPE_DISPATCH", "MODE",
      "credit (default): send against worker credit; push: plain "
      "round-robin PUSH",
@@ -145,6 +150,11 @@ int main(int argc, char **argv)
         zp_strlist_free(&s_cfg.config);
         return zp_opts_fail(s_opts, "zpipe-ventilator", s_synopsis,
                             "--plugin is required with an input");
+    }
+    if (!zp_cluster_valid(s_cfg.cluster)) {
+        zp_strlist_free(&s_cfg.config);
+        return zp_opts_fail(s_opts, "zpipe-ventilator", s_synopsis,
+                            "--cluster must be 1 to 64 of [A-Za-z0-9_.:-]");
     }
     zp_signals_install((long)s_parent);
     rc = zp_ventilator_run(&s_cfg);

@@ -15,7 +15,8 @@
 typedef struct {
     uint64_t dispatched, redelivered, lost_to_workers, expired, retried;
     uint64_t gave_up, bad_messages, intake_bad;
-    uint64_t bad_control; /* of bad_messages, those from the sink */
+    uint64_t workers_refused; /* Hellos of another cluster's workers */
+    uint64_t bad_control;     /* of bad_messages, those from the sink */
     uint64_t journal_syncs, journal_errors; /* --journal */
 } zp_vent_counters_t;
 

@@ -17,6 +17,7 @@
 #include "vent_sched.h"
 #include "vent_tasks.h"
 #include "vent_workers.h"
+#include "zp_cluster.h"
 #include "zp_codec.h"
 #include "zp_curve.h"
 #include "zp_events.h"

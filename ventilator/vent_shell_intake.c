@@ -102,6 +102,12 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
             : NULL;
     const char *why, *reply_id;
     char buf[256];
+    why = zp_cluster_check(v->cfg->cluster, o->cluster, "producer", buf,
+                           sizeof buf);
+    if (why) {
+        zp_vent_shell_intake_refuse(v, rid, rid_len, given, why);
+        return;
+    }
     switch (zp_vent_intake_check_open(o, j, f, rid, rid_len, &why, buf,
                                       sizeof buf, &reply_id)) {
     case ZP_VENT_OPEN_REFUSE:

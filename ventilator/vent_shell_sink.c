@@ -23,6 +23,7 @@ void zp_vent_shell_send_open(zp_vent_shell_t *v, zp_vent_job_t *j, uint64_t now)
     o.token = j->token;
     o.dispatch_key.data = j->key.b;
     o.dispatch_key.len = sizeof j->key.b;
+    o.cluster = (char *)(v->cfg->cluster ? v->cfg->cluster : "");
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_JOB_OPEN;
     m.job_open = &o;

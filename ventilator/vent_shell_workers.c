@@ -95,9 +95,33 @@ static void s_event_joined(zp_vent_shell_t *v, const zp_vent_worker_t *w,
     zp_buf_free(&plugins);
 }
 
+/* A worker of another cluster: told why (Bye), and logged. */
+static void s_refuse_hello(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                           const Zpipe__V1__Hello *h, const char *why)
+{
+    v->n.workers_refused++;
+    if (zp_log_sampled(v->n.workers_refused))
+        zp_warn("refused worker %s from %s pid %u: %s (%llu refused so far)",
+                h->worker_id ? h->worker_id : "?", h->host ? h->host : "?",
+                h->pid, why, (unsigned long long)v->n.workers_refused);
+    Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
+    bye.reason = (char *)why;
+    zp_message_t r = ZPIPE__V1__MESSAGE__INIT;
+    r.kind_case = ZPIPE__V1__MESSAGE__KIND_BYE;
+    r.bye = &bye;
+    zp_send(v->dispatch, rid, rid_len, &r, &v->scratch, ZMQ_DONTWAIT);
+}
+
 static void s_on_hello(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                        const Zpipe__V1__Hello *h)
 {
+    char buf[256];
+    const char *why = zp_cluster_check(v->cfg->cluster, h->cluster, "worker",
+                                       buf, sizeof buf);
+    if (why) {
+        s_refuse_hello(v, rid, rid_len, h, why);
+        return;
+    }
     zp_vent_worker_t *w = zp_vent_workers_find(v->workers, rid, rid_len);
     if (w) /* a restarted worker with the same id holds nothing of ours */
         zp_vent_shell_drop_worker(v, w, "said hello again", true, true);

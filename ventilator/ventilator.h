@@ -33,6 +33,7 @@ typedef struct {
     const char *plugin;      /* plugin name every task of that job needs */
     const char *intake;      /* bind, ROUTER, for producers; NULL = none */
     const char *job_id;      /* NULL = generated */
+    const char *cluster;     /* --cluster; NULL = any (zp_cluster.h) */
     uint64_t batch;          /* most tasks per message */
     uint64_t batch_bytes;    /* most payload bytes per message */
     uint64_t deadline_ms;    /* per-task deadline, 0 = none */

@@ -1,4 +1,5 @@
 /* zpipe-worker: options to zp_worker_run. */
+#include "zp_cluster.h"
 #include "worker.h"
 #include "zp_log.h"
 #include "zp_metrics.h"
@@ -67,6 +68,10 @@ int main(int argc, char **argv)
          1, 600000, NULL},
         {"id", 0, ZP_OPT_STR, "ZPIPE_WORKER_ID", "ID",
          "worker id (default HOST-PID-RANDOM)", &cfg.id, 0, 0, NULL},
+        {"cluster", 0, ZP_OPT_STR, "ZPIPE_CLUSTER", "NAME",
+         "the cluster this worker belongs to: a ventilator of another named "
+         "cluster refuses it, and it exits (default: none, any)",
+         &cfg.cluster, 0, 0, NULL},
         {"max-output", 0, ZP_OPT_UINT, "ZPIPE_MAX_OUTPUT", "BYTES",
          "largest output a task may produce (default 64 MiB)", &cfg.max_output,
          0, 1u << 30, NULL},
@@ -119,6 +124,9 @@ int main(int argc, char **argv)
     if (cfg.plugins.count == 0 && cfg.plugin_dirs.count == 0)
         return zp_opts_fail(opts, "zpipe-worker", s_synopsis,
                             "--plugin or --plugin-dir is required");
+    if (!zp_cluster_valid(cfg.cluster))
+        return zp_opts_fail(opts, "zpipe-worker", s_synopsis,
+                            "--cluster must be 1 to 64 of [A-Za-z0-9_.:-]");
     cfg.parent_pid = (long)parent;
     if (executor) {
         int erc = zp_worker_executor_main(&cfg);

@@ -65,7 +65,14 @@ static void s_handle_message(zp_wk_shell_t *w, zmq_msg_t *frame)
             s_queue_batch(w, frame, m->task_batch->n_tasks);
     } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT)
         ; /* ventilator is alive */
-    else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_BYE && w->credit_mode) {
+    else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_BYE && w->credit_mode &&
+             m->bye->reason && !strncmp(m->bye->reason, "wrong cluster", 13)) {
+        /* Pointed at another cluster's ventilator: a mistake to fix, not
+         * to retry. */
+        zp_error("ventilator %s refused this worker: %s", w->cfg->ventilator,
+                 m->bye->reason);
+        w->fatal = true;
+    } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_BYE && w->credit_mode) {
         /* The ventilator forgot us (we were silent too long, or it
          * restarted): introduce ourselves again with fresh credit. */
         zp_warn(

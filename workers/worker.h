@@ -27,6 +27,7 @@
 typedef struct {
     const char *ventilator;     /* endpoint to connect for tasks */
     const char *sink;           /* endpoint to connect for results */
+    const char *cluster;        /* --cluster; NULL = any (zp_cluster.h) */
     const char *dispatch;       /* "credit" or "push" */
     const char *id;             /* worker id, NULL = generated */
     zp_strlist_t plugins;       /* plugin names or paths */

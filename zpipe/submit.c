@@ -1,5 +1,6 @@
 /* zpipe submit: a job's tasks to a running ventilator's intake. */
 #define _GNU_SOURCE
+#include "zp_cluster.h"
 #include "client.h"
 #include "line_reader.h"
 #include "submit_window.h"
@@ -34,7 +35,7 @@ static const char s_submit_synopsis[] =
     "refused or no answer for --timeout-ms, 130/143 interrupted.";
 
 typedef struct {
-    const char *ventilator, *plugin, *input, *job, *token;
+    const char *ventilator, *plugin, *input, *job, *token, *cluster;
     const char *secret, *ventilator_key; /* CURVE */
     uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
     zp_strlist_t config; /* the job's plugin settings, KEY=VALUE */
@@ -60,6 +61,10 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
          "resume the job, another token is refused (default: a random one, "
          "so a rerun is another job and refused)",
          &o->token, 0, 0, NULL},
+        {"cluster", 0, ZP_OPT_STR, "ZPIPE_CLUSTER", "NAME",
+         "the cluster the job is for: a ventilator of another named cluster "
+         "refuses it (default: none, any)",
+         &o->cluster, 0, 0, NULL},
         {"priority", 0, ZP_OPT_UINT, "ZPIPE_PRIORITY", "N",
          "higher runs first; equal priorities share workers (default 0)",
          &o->priority, 0, 1000000, NULL},
@@ -94,6 +99,8 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
                           ? "--job must be 1 to 128 of [A-Za-z0-9_.:-]"
                       : o->token && !zp_job_id_valid(o->token)
                           ? "--token must be 1 to 128 of [A-Za-z0-9_.:-]"
+                      : !zp_cluster_valid(o->cluster)
+                          ? "--cluster must be 1 to 64 of [A-Za-z0-9_.:-]"
                           : NULL;
     for (size_t i = 0; !bad && i < o->config.count; i++)
         if (!strchr(o->config.items[i], '=') || o->config.items[i][0] == '=')
@@ -198,6 +205,7 @@ static int s_push_open(s_submit_t *s)
     Zpipe__V1__JobOpen jo = ZPIPE__V1__JOB_OPEN__INIT;
     jo.job_id = s->job;
     jo.token = s->token;
+    jo.cluster = (char *)(o->cluster ? o->cluster : "");
     jo.plugin = (char *)o->plugin;
     jo.priority = (uint32_t)o->priority;
     jo.deadline_ms = o->deadline_ms;

@@ -106,8 +106,9 @@ class Service(zptest.Cluster):
     """A sink with metrics and a ventilator with an intake; workers are
     started by the test."""
 
-    def __init__(self, vent_args=()):
-        super().__init__(sink_args=("--metrics", "127.0.0.1:0"))
+    def __init__(self, vent_args=(), sink_args=()):
+        super().__init__(sink_args=("--metrics", "127.0.0.1:0")
+                         + tuple(sink_args))
         self.intake = "ipc://%s/intake" % self.dir
         self.vent = start([binary("zpipe-ventilator"), "--intake", self.intake,
                            "--bind", self.dispatch, "--sink", self.control]
@@ -271,9 +272,79 @@ def test_producers_own_their_jobs():
     ctx.destroy(0)
 
 
+def _log_text(path):
+    with open(path, "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def test_wrong_cluster_is_refused_on_both_sides():
+    """A cluster named alpha. A worker, a producer (zpipe submit) and a
+    ventilator of cluster beta pointed at it are each refused with a
+    reason in both logs (the worker and the file-job ventilator exit
+    non-zero); alpha's own worker and producer run their job whole."""
+    import subprocess
+    s = Service(vent_args=("--cluster", "alpha"),
+                sink_args=("--cluster", "alpha"))
+    stray = s.worker(args=("--cluster", "beta"), name="stray")
+    rc = stray.wait(15)
+    wlog = _log_text(s.logs[-1])
+    vlog = _log_text(s.logs[1])
+    print("    beta worker: exit %d; its log: %s" % (
+        rc, [l for l in wlog.splitlines() if "wrong cluster" in l][:1]))
+    check(rc != 0, "the beta worker kept running or exited 0")
+    check("wrong cluster" in wlog and "cluster alpha" in wlog,
+          "the worker does not say why")
+    check("refused worker stray" in vlog and "wrong cluster" in vlog,
+          "the ventilator does not say it refused the worker")
+    inp = os.path.join(s.dir, "in.txt")
+    with open(inp, "w") as f:
+        f.write("".join("c-%d\n" % i for i in range(1000)))
+    r = subprocess.run([binary("zpipe"), "submit", "--ventilator", s.intake,
+                        "--plugin", "echo", "--input", inp, "--cluster", "beta",
+                        "--timeout-ms", "10000"],
+                       capture_output=True, timeout=30)
+    err = r.stderr.decode(errors="replace")
+    print("    beta producer: exit %d: %s" % (r.returncode, err.strip()[-200:]))
+    check(r.returncode != 0 and "wrong cluster" in err,
+          "zpipe submit of cluster beta was not refused with the reason")
+    vent = start([binary("zpipe-ventilator"), "--bind",
+                  "ipc://%s/dispatch-beta" % s.dir, "--sink", s.control,
+                  "--plugin", "echo", "--input", inp, "--cluster", "beta",
+                  "--job", "beta-job"], stderr=s._log("ventilator-beta"))
+    rc = vent.wait(30)
+    blog = _log_text(s.logs[-1])
+    slog = _log_text(s.logs[0])
+    print("    beta ventilator: exit %d" % rc)
+    check(rc != 0 and "wrong cluster" in blog,
+          "the beta ventilator was not refused with the reason")
+    check("refused a JobOpen for job beta-job" in slog,
+          "the sink does not say it refused the beta ventilator")
+    s.worker(args=("--cluster", "alpha"))
+    r = subprocess.run([binary("zpipe"), "submit", "--ventilator", s.intake,
+                        "--plugin", "echo", "--input", inp, "--cluster", "alpha",
+                        "--job", "alpha-job", "--timeout-ms", "30000"],
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "alpha's job: %s" % r.stderr.decode()[-400:])
+    ctx = _ctx()
+    st = _wait_done(Dealer(ctx, s.control), "alpha-job")
+    check(st is not None and st.state == 3, "alpha's job not done: %r" % st)
+    zptest.stop(s.sink)
+    recs = read_jsonl(s.output)
+    want = {i: "c-%d" % i for i in range(1000)}
+    lost, dup, unexp, wrong = _tally(recs, "alpha-job", want)
+    print("    alpha's job, 1000 tasks: lost=%d duplicated=%d unexpected=%d "
+          "wrong=%d; records of beta-job: %d" % (
+              lost, dup, unexp, wrong,
+              sum(1 for r in recs if r["job"] == "beta-job")))
+    check((lost, dup, unexp, wrong) == (0, 0, 0, 0), "records wrong")
+    check(not [r for r in recs if r["job"] == "beta-job"], "beta's records")
+    ctx.destroy(0)
+
+
 if __name__ == "__main__":
     zptest.main([
         test_results_not_dispatched_are_refused,
         test_second_client_open_changes_nothing,
         test_producers_own_their_jobs,
+        test_wrong_cluster_is_refused_on_both_sides,
     ])
