@@ -28,6 +28,7 @@ typedef struct {
     zp_frame_reader_t *reader;
     char *job;
     uint64_t task_id, since_us;
+    uint64_t lease; /* Task.lease, for its record */
     uint32_t attempt;
 } zp_wk_parked_t;
 

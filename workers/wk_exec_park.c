@@ -62,6 +62,7 @@ int zp_wk_exec__park(zp_wk_exec_t *self)
         .reader = reader,
         .job = job,
         .task_id = t->task_id,
+        .lease = t->lease,
         .attempt = t->attempt ? t->attempt : 1,
         .since_us = atomic_load(&self->child.progress->start_us),
     };
@@ -106,8 +107,10 @@ static zp_wk_done_t *s_record(zp_wk_exec_t *self, const zp_wk_parked_t *pk)
         self->env.flush(self->env.arg);
         d = zp_wk_results_push(self->env.results, pk->job, zp_mono_us());
     }
-    if (d)
+    if (d) {
         d->task_id = pk->task_id;
+        d->lease = pk->lease;
+    }
     return d;
 }
 
