@@ -21,6 +21,10 @@ typedef struct {
                                       (or past ZP_LEDGER_MAX_OPEN_TASK_ID) */
     uint64_t jobs_reused;  /* JobOpens refused: the id is another job's */
     uint64_t acks_dropped; /* commits not listed (ZP_LEDGER_MAX_PENDING) */
+    /* Writes (sink_disk.h): */
+    uint64_t disk_paused;  /* 1 while a failed write pauses the sink */
+    uint64_t disk_pauses;  /* pauses so far */
+    uint64_t write_errors; /* failed writes, retries included */
 } zp_sink_counters_t;
 
 /* Renders and publishes the snapshot served at /metrics. Jobs are newest
