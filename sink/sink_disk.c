@@ -144,6 +144,15 @@ static void s_cut_back(zp_dfile_t *self)
 
 int zp_dfile_write(zp_dfile_t *self)
 {
+    struct stat st;
+    if (self->regular && self->written < self->buf.len &&
+        (fstat(self->fd, &st) != 0 ||
+         (uint64_t)st.st_size < self->synced + self->written)) {
+        /* Cut short by someone else: writing at the offset would leave a
+         * hole of NUL bytes where records were. */
+        errno = ESTALE;
+        return -1;
+    }
     while (self->written < self->buf.len) {
         const char *p = self->buf.data + self->written;
         size_t left = self->buf.len - self->written;

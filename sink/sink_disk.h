@@ -65,7 +65,8 @@ int zp_dfile_append(zp_dfile_t *self, const void *data, size_t len);
 /* Writes what is buffered. On failure a regular file is cut back to its
  * last committed length (so it never holds a torn record or a hole), the
  * buffer is kept whole for the next try, and -1 is returned with errno
- * set. */
+ * set. A regular file found shorter than what was written to it (cut by
+ * someone else) is not written at all (ESTALE: never a hole). */
 int zp_dfile_write(zp_dfile_t *self);
 /* zp_dfile_write, then with sync, fdatasync; once that succeeds the
  * buffer is released. A failed sync cuts the file back to its last

@@ -302,9 +302,19 @@ bool zp_store_paused(const zp_store_t *self)
     return zp_disk_paused(&self->disk);
 }
 
-/* A write of path failed (errno): the store pauses (sink_disk.h). */
+/* A write of path failed (errno): the store pauses (sink_disk.h), or
+ * fails for good when the file was cut short under it (ESTALE). */
 static void s_io_failed(zp_store_t *self, const char *path)
 {
+    if (errno == ESTALE) {
+        S_FAIL(self,
+               "%s is shorter than what the sink wrote to it (cut by "
+               "something else): the records committed to it are lost; the "
+               "run fails",
+               path);
+        self->lost = true;
+        return;
+    }
     zp_disk_failed(&self->disk, path, errno, zp_mono_us());
 }
 

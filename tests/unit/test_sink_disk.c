@@ -122,6 +122,23 @@ static void test_opened_at_an_offset_is_cut_never_extended(void)
     s_cleanup();
 }
 
+static void test_a_file_cut_under_it_is_not_written_past_its_end(void)
+{
+    s_mkdir();
+    zp_dfile_t *f = s_open(0);
+    zp_dfile_append(f, "0123456789", 10);
+    TEST_EQ_INT(zp_dfile_commit(f, false), 0);
+    TEST_EQ_INT(truncate(s_path, 3), 0);
+    zp_dfile_append(f, "abc", 3);
+    TEST_EQ_INT(zp_dfile_commit(f, false), -1);
+    TEST_EQ_INT(errno, ESTALE);
+    char buf[64];
+    TEST_EQ_INT(s_file(buf, sizeof buf), 3); /* no hole at 3..10 */
+    zp_dfile_destroy(&f);
+    TEST_EQ_INT(s_file(buf, sizeof buf), 3);
+    s_cleanup();
+}
+
 static void test_a_pipe_is_written_as_a_stream(void)
 {
     int p[2];
@@ -236,6 +253,8 @@ static const test_case_t tests[] = {
      test_short_write_is_cut_back_and_written_again},
     {"test_opened_at_an_offset_is_cut_never_extended",
      test_opened_at_an_offset_is_cut_never_extended},
+    {"test_a_file_cut_under_it_is_not_written_past_its_end",
+     test_a_file_cut_under_it_is_not_written_past_its_end},
     {"test_a_pipe_is_written_as_a_stream", test_a_pipe_is_written_as_a_stream},
     {"test_big_buffer_is_full", test_big_buffer_is_full},
     {"test_pause_backs_off_and_recovers", test_pause_backs_off_and_recovers},
