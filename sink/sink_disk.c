@@ -177,7 +177,9 @@ int zp_dfile_commit(zp_dfile_t *self, bool sync)
 {
     if (zp_dfile_write(self) < 0)
         return -1;
-    if (sync && self->written && self->regular && fdatasync(self->fd) != 0) {
+    /* Synced even with nothing new: earlier writes made without sync
+     * (a compaction's snapshot needs them durable). */
+    if (sync && self->regular && fdatasync(self->fd) != 0) {
         /* What the kernel failed to write may be gone from its cache:
          * write all of it again. */
         s_cut_back(self);
