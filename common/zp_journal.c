@@ -391,8 +391,17 @@ int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
 int zp_journal_write(zp_journal_t *self)
 {
     size_t off = self->buf.len;
-    if (zp_write_all(self->fd, self->buf.data, off) < 0)
+    if (zp_write_all(self->fd, self->buf.data, off) < 0) {
+        /* A short write (a full disk) leaves no torn line: the file is
+         * cut back and the buffer is written whole on the next try. */
+        int saved = errno;
+        if (ftruncate(self->fd, (off_t)self->written) != 0 ||
+            lseek(self->fd, (off_t)self->written, SEEK_SET) < 0)
+            zp_warn("journal %s: cannot cut back a failed write: %s",
+                    self->path, strerror(errno));
+        errno = saved;
         return -1;
+    }
     self->buf.len = 0;
     self->written += off;
     self->unsynced |= off > 0;
@@ -405,8 +414,15 @@ int zp_journal_sync(zp_journal_t *self)
         return -1;
     if (!self->unsynced)
         return 0;
+    if (fdatasync(self->fd) != 0)
+        return -1; /* unsynced still: tried again */
     self->unsynced = false;
-    return fdatasync(self->fd);
+    return 0;
+}
+
+void zp_journal_discard(zp_journal_t *self)
+{
+    self->buf.len = 0;
 }
 
 size_t zp_journal_pending(const zp_journal_t *self)

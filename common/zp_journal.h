@@ -120,8 +120,11 @@ int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
 /* Writes buffered events and fdatasyncs; returns 0 or -1 (errno). */
 int zp_journal_sync(zp_journal_t *self);
 /* Writes buffered events without syncing: they survive a crash of the
- * process, not a power loss. Returns 0 or -1 (errno). */
+ * process, not a power loss. Returns 0 or -1 (errno); after a failure
+ * the file is as it was and the events stay buffered for the next try. */
 int zp_journal_write(zp_journal_t *self);
+/* Drops the buffered events (their records never reached the output). */
+void zp_journal_discard(zp_journal_t *self);
 /* Bytes buffered and not yet synced. */
 size_t zp_journal_pending(const zp_journal_t *self);
 /* The journal's length in bytes: written and buffered. */

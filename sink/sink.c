@@ -359,15 +359,37 @@ void zp_sink_compact(zp_sink_t *s)
             (double)(zp_mono_us() - t0) / 1000.0);
 }
 
-/* Records are durable before their tasks are acknowledged. */
+/* A pause is over: the jobs whose last records came during it are
+ * completed now (no result will come to do it). One at a time, from
+ * the start: completing a job may forget older ones. */
+static void s_complete_after_pause(zp_sink_t *s)
+{
+    size_t left = s->jobs.count + 1;
+    for (bool again = true; again && left--;) {
+        again = false;
+        for (zp_sink_job_t *j = s->jobs.head; j; j = j->link)
+            if (j->ledger.state != ZP_JOB_DONE &&
+                zp_ledger_complete(&j->ledger)) {
+                zp_sink_check_done(s, j);
+                again = j->ledger.state == ZP_JOB_DONE;
+                break;
+            }
+    }
+}
+
+/* Records are durable before their tasks are acknowledged. A paused
+ * store (a write failed) tries again when its backoff says. */
 static void s_phase_commit(zp_sink_t *s, uint64_t now, uint64_t *last)
 {
     if (now - *last < S_COMMIT_PERIOD_US)
         return;
     if (!s->jobs.dirty && !zp_store_unsynced(s->store))
         return; /* nothing written, nobody to tell */
+    bool paused = zp_store_paused(s->store);
     zp_sink_commit_all(s);
     *last = now;
+    if (paused && !zp_store_paused(s->store))
+        s_complete_after_pause(s);
 }
 
 static void s_phase_metrics(zp_sink_t *s, uint64_t now)
@@ -376,6 +398,10 @@ static void s_phase_metrics(zp_sink_t *s, uint64_t now)
         return;
     zp_sink_web_render(s->web, &s->jobs, s->n.bad_messages, now);
     s->n.events_sent = zp_events_sent(s->events);
+    const zp_disk_t *d = zp_store_disk(s->store);
+    s->n.disk_paused = d->paused;
+    s->n.disk_pauses = d->pauses;
+    s->n.write_errors = d->errors;
     zp_sink_metrics_render(s->metrics, &s->jobs, &s->n, now);
 }
 
@@ -434,8 +460,10 @@ static void s_phase_control(zp_sink_t *s, zmq_msg_t *frame)
  * interrupted, -1 when poll failed (logged). */
 static int s_phase_poll(zp_sink_t *s, zmq_pollitem_t *items)
 {
+    /* Paused: results wait in the workers (nothing more is written). */
+    short results = zp_store_paused(s->store) ? 0 : ZMQ_POLLIN;
     zmq_pollitem_t want[] = {
-        {s->results, 0, ZMQ_POLLIN, 0},
+        {s->results, 0, results, 0},
         {s->control, 0, ZMQ_POLLIN, 0},
         {s->mon_results, 0, (short)(s->mon_results ? ZMQ_POLLIN : 0), 0},
         {s->mon_control, 0, (short)(s->mon_control ? ZMQ_POLLIN : 0), 0}};
@@ -553,6 +581,8 @@ int zp_sink_run(const zp_sink_config_t *cfg)
     if (s_init(&s) == 0) {
         s_loop(&s);
         rc = zp_store_finish(s.store) < 0 ? 3 : 0;
+        if (zp_store_lost(s.store))
+            rc = ZP_SINK_EXIT_LOST; /* not restarted: see sink.h */
         if (rc == 0)
             s_drop_implicit_journal(&s);
         zp_info("sink stopping: %llu bad messages, %llu connections dropped",

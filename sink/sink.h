@@ -46,8 +46,14 @@ typedef struct {
     long parent_pid;
 } zp_sink_config_t;
 
+/* The sink's exit status when its output or journal was deleted or
+ * replaced under it: records it committed are gone, and a restart cannot
+ * bring them back (zpipe run fails the run instead of restarting it). */
+#define ZP_SINK_EXIT_LOST 4
+
 /* Runs until SIGTERM/SIGINT. Returns 0 on a clean stop, 3 when set-up
- * failed or output could not be written. */
+ * failed or output could not be written, ZP_SINK_EXIT_LOST (above). A
+ * write that fails (a full disk) pauses the sink until it succeeds. */
 int zp_sink_run(const zp_sink_config_t *cfg);
 
 #endif

@@ -90,6 +90,21 @@ static void s_refusals(zp_metrics_t *m, const zp_sink_counters_t *c)
                       "Committed tasks not acknowledged: too many waiting "
                       "for an absent opener (a CommitQuery repairs them).");
     zp_metrics_u64(m, name, NULL, c->acks_dropped);
+    name = "zpipe_sink_write_paused";
+    zp_metrics_family(m, name, ZP_METRIC_GAUGE,
+                      "1 while a failed write (a full disk) pauses the sink: "
+                      "nothing is acknowledged until a retry succeeds.");
+    zp_metrics_u64(m, name, NULL, c->disk_paused);
+    name = "zpipe_sink_write_pauses_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "Pauses after a failed write of the output, journal or "
+                      "a spool.");
+    zp_metrics_u64(m, name, NULL, c->disk_pauses);
+    name = "zpipe_sink_write_errors_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "Failed writes of the output, journal or a spool, "
+                      "retries included.");
+    zp_metrics_u64(m, name, NULL, c->write_errors);
 }
 
 void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,

@@ -27,6 +27,10 @@ typedef struct {
     uint64_t open_replays;       /* JobOpens without a key for a keyed job:
                                     acknowledged, nothing changed */
     uint64_t acks_dropped; /* commits not listed (ZP_LEDGER_MAX_PENDING) */
+    /* Writes (sink_disk.h): */
+    uint64_t disk_paused;  /* 1 while a failed write pauses the sink */
+    uint64_t disk_pauses;  /* pauses so far */
+    uint64_t write_errors; /* failed writes, retries included */
 } zp_sink_counters_t;
 
 /* Renders and publishes the snapshot served at /metrics. Jobs are newest

@@ -371,8 +371,8 @@ static void s_on_commit_query(zp_sink_t *s, const char *rid, size_t rid_len,
                               Zpipe__V1__CommitQuery *q)
 {
     zp_sink_commit_all(s); /* the barrier: only durable ids are answered */
-    if (zp_store_failed(s->store))
-        return;
+    if (zp_store_failed(s->store) || zp_store_paused(s->store))
+        return; /* asked again later */
     zp_control_commit_query(&s->jobs, q, s->cfg->ordered);
     Zpipe__V1__Committed c = ZPIPE__V1__COMMITTED__INIT;
     c.job_id = q->job_id ? q->job_id : "";

@@ -2,10 +2,12 @@
  * (see sink_spool.h). */
 #define _GNU_SOURCE
 #include "sink_spool.h"
+#include "sink_disk.h"
 #include "zp_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -18,6 +20,7 @@ struct zp_spools {
     bool sync;
     zp_spool_t *newest, *oldest; /* open files */
     zp_spool_t *pending;         /* bytes not yet visible */
+    char failed[4200];           /* the file the last sync failed on */
 };
 
 static size_t s_default_max_open(void)
@@ -86,18 +89,26 @@ static void s_link_newest(zp_spools_t *self, zp_spool_t *spool)
     self->newest = spool;
 }
 
-/* Whatever was written reaches the file (and with sync, the disk). */
+/* Whatever was written reaches the file (and with sync, the disk); on
+ * failure it stays buffered (errno; the file named in self->failed). */
 static int s_make_durable(zp_spools_t *self, zp_spool_t *spool)
 {
     if (!spool->file || spool->synced == spool->len)
         return 0;
-    if (fflush(spool->file) != 0 ||
-        (self->sync && fdatasync(fileno(spool->file)) != 0)) {
-        zp_error("spool for job %s: %s", spool->job, strerror(errno));
+    if (zp_dfile_commit(spool->file, self->sync) != 0) {
+        int saved = errno;
+        snprintf(self->failed, sizeof self->failed, "%s",
+                 zp_dfile_path(spool->file));
+        errno = saved;
         return -1;
     }
     spool->synced = spool->len;
     return 0;
+}
+
+const char *zp_spools_failed_path(const zp_spools_t *self)
+{
+    return self->failed;
 }
 
 /* Closes spool's file once what it holds is durable. */
@@ -105,16 +116,13 @@ static int s_close(zp_spools_t *self, zp_spool_t *spool)
 {
     if (!spool->file)
         return 0;
-    if (s_make_durable(self, spool) < 0)
-        return -1;
-    s_unlink_open(self, spool);
-    self->n_open--;
-    int rc = fclose(spool->file);
-    spool->file = NULL;
-    if (rc != 0) {
-        zp_error("spool for job %s: %s", spool->job, strerror(errno));
+    if (s_make_durable(self, spool) < 0) {
+        zp_error("spool %s: %s", self->failed, strerror(errno));
         return -1;
     }
+    s_unlink_open(self, spool);
+    self->n_open--;
+    zp_dfile_destroy(&spool->file); /* written: nothing left to fail */
     return 0;
 }
 
@@ -151,8 +159,10 @@ static int s_open(zp_spools_t *self, zp_spool_t *spool, const char *job)
         s_link_newest(self, spool);
         return 0;
     }
+    /* The least recently used one goes; one that cannot be written now (a
+     * full disk) stays open, and one more file is open for a while. */
     if (self->n_open >= self->max_open && s_close(self, self->oldest) < 0)
-        return -1;
+        zp_debug("spool: keeping %zu files open", self->n_open + 1);
     char path[4200];
     if (!s_path(self, job, path, sizeof path))
         return -1;
@@ -166,15 +176,9 @@ static int s_open(zp_spools_t *self, zp_spool_t *spool, const char *job)
         close(fd);
         return -1;
     }
-    FILE *f = fdopen(fd, "r+");
+    zp_dfile_t *f = zp_dfile_new(path, fd, spool->len);
     if (!f) {
         zp_error("spool %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (fseeko(f, (off_t)spool->len, SEEK_SET) != 0) {
-        zp_error("spool %s: %s", path, strerror(errno));
-        fclose(f);
         return -1;
     }
     spool->file = f;
@@ -189,10 +193,13 @@ int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
 {
     if (s_open(self, spool, job) < 0)
         return -1;
-    if (len && fwrite(data, 1, len, spool->file) != len) {
-        zp_error("spool for job %s: %s", job, strerror(errno));
+    if (zp_dfile_append(spool->file, data, len) < 0) {
+        zp_error("spool for job %s: out of memory", job);
         return -1;
     }
+    if (zp_dfile_full(spool->file) && zp_dfile_write(spool->file) < 0)
+        zp_debug("spool for job %s: %s (tried again at the barrier)", job,
+                 strerror(errno));
     spool->len += len;
     if (!spool->pending && len) {
         spool->pending = true;
@@ -243,7 +250,7 @@ int zp_spools_fd(zp_spools_t *self, zp_spool_t *spool, const char *job)
      * flush of the stream is needed. */
     if (!spool->created || s_open(self, spool, job) < 0)
         return -1;
-    return fileno(spool->file);
+    return zp_dfile_fd(spool->file);
 }
 
 int zp_spools_close(zp_spools_t *self, zp_spool_t *spool)
@@ -315,9 +322,9 @@ void zp_spools_destroy(zp_spools_t **self_p)
     while (self->newest) {
         zp_spool_t *sp = self->newest;
         s_unlink_open(self, sp);
-        if (fclose(sp->file) != 0)
+        if (zp_dfile_commit(sp->file, false) != 0)
             zp_warn("spool for job %s: %s", sp->job, strerror(errno));
-        sp->file = NULL;
+        zp_dfile_destroy(&sp->file);
     }
     free(self);
     *self_p = NULL;

@@ -23,13 +23,13 @@
  * `flushed` bytes: whole records, durable, that the journal has too.
  * The links belong to the spool set. */
 typedef struct zp_spool {
-    uint64_t len;     /* bytes written */
-    uint64_t synced;  /* bytes made durable (flushed; synced with sync) */
-    uint64_t flushed; /* bytes visible to consumers */
-    FILE *file;       /* NULL while closed */
-    const char *job;  /* the job's id, borrowed from the job */
-    bool created;     /* the file exists: created here, or restored */
-    bool pending;     /* on the list of spools with bytes to publish */
+    uint64_t len;          /* bytes written */
+    uint64_t synced;       /* bytes made durable (flushed; synced with sync) */
+    uint64_t flushed;      /* bytes visible to consumers */
+    struct zp_dfile *file; /* NULL while closed (sink_disk.h) */
+    const char *job;       /* the job's id, borrowed from the job */
+    bool created;          /* the file exists: created here, or restored */
+    bool pending;          /* on the list of spools with bytes to publish */
     struct zp_spool *newer, *older; /* open files, most recent first */
     struct zp_spool *next_pending;
 } zp_spool_t;
@@ -49,14 +49,19 @@ void zp_spools_destroy(zp_spools_t **self_p);
  * descriptor the caller closes, or -1 (errno). */
 int zp_spools_open_read(const zp_spools_t *self, const char *job);
 
-/* Appends len bytes to job's spool, opening its file when it is closed
- * (created, truncated, the first time). Returns 0, or -1 after logging
- * (the sink must stop: the spool no longer matches the journal). */
+/* Appends len bytes to job's spool (buffered until zp_spools_sync),
+ * opening its file when it is closed (created, truncated, the first
+ * time). Returns 0, or -1 after logging (the sink must stop: the spool no
+ * longer matches the journal). */
 int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
                      const void *data, size_t len);
 /* Makes the written bytes of every spool on the list durable. Returns 0,
- * or -1 after logging. */
+ * or -1 (errno; not logged: a full disk pauses the sink, which says so
+ * once): what failed stays buffered, for the next call, and the file is
+ * cut back to its last good length. */
 int zp_spools_sync(zp_spools_t *self);
+/* The spool file the last failed zp_spools_sync could not write. */
+const char *zp_spools_failed_path(const zp_spools_t *self);
 /* Called with each spool whose visible part grew. */
 typedef void(zp_spool_published_fn)(void *ctx, zp_spool_t *spool);
 /* Once the journal has them too: the synced bytes of every spool on the

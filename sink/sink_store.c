@@ -2,11 +2,14 @@
  * barrier (see sink_store.h). */
 #define _GNU_SOURCE
 #include "sink_store.h"
+#include "sink_disk.h"
 #include "zp_journal.h"
 #include "zp_log.h"
+#include "zp_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,8 +17,11 @@
 
 struct zp_store {
     zp_store_config_t cfg;
-    FILE *out;
+    zp_dfile_t *out;
     uint64_t out_offset; /* bytes in the output file */
+    zp_disk_t disk;      /* a write failed: paused until one succeeds */
+    zp_disk_watch_t out_watch, journal_watch; /* deleted or replaced? */
+    bool lost; /* the output or the journal is gone */
     zp_journal_t *journal;
     zp_spools_t *spools;  /* --spool */
     zp_foldlogs_t *folds; /* --reduce with a journal */
@@ -127,29 +133,41 @@ static void s_replay_key(void *ctx, const char *job, const char *key)
         self->replay->on_key(self->replay_ctx, job, key);
 }
 
+/* The output's writer on fd (taken), keeping its first offset bytes;
+ * watched for deletion when it is a file. */
+static int s_open_out(zp_store_t *self, int fd, uint64_t offset)
+{
+    const char *path = self->cfg.output;
+    self->out = zp_dfile_new(path, fd, offset);
+    if (!self->out) {
+        zp_error("cannot open output %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fd > 2 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        zp_disk_watch_set(&self->out_watch, path);
+    return 0;
+}
+
 /* Opens the output of a journaled sink: a file is cut back to the end of
  * the last record the journal has; a stream is appended to as it is. */
 static int s_open_output_journaled(zp_store_t *self)
 {
     const zp_store_config_t *cfg = &self->cfg;
-    if (strcmp(cfg->output, "-") == 0) {
-        self->out = stdout;
-        return 0;
-    }
-    int fd = open(cfg->output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0 ||
-        (cfg->rewind && ftruncate(fd, (off_t)self->out_offset) != 0)) {
+    if (strcmp(cfg->output, "-") == 0)
+        return s_open_out(self, 1, 0);
+    int fd = open(cfg->output, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
         zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
     }
-    self->out = fdopen(fd, "a");
-    if (!self->out) {
-        close(fd);
-        return -1;
-    }
-    return 0;
+    /* A file is cut back to the journal's end; a stream's offsets count
+     * from here. */
+    return s_open_out(self, fd,
+                      cfg->rewind ? self->out_offset : (uint64_t)st.st_size);
 }
 
 /* With a journal: replays it and opens the output. */
@@ -183,6 +201,7 @@ static int s_open_journaled(zp_store_t *self)
     if (!cfg->rewind)
         self->out_offset = 0; /* a stream: offsets count from here */
     self->compact_last = zp_journal_size(self->journal);
+    zp_disk_watch_set(&self->journal_watch, cfg->journal);
     return s_open_output_journaled(self);
 }
 
@@ -216,15 +235,18 @@ zp_store_t *zp_store_new(const zp_store_config_t *cfg,
             return NULL;
         }
     } else {
-        self->out =
-            strcmp(cfg->output, "-") == 0 ? stdout : fopen(cfg->output, "w");
-        if (!self->out) {
-            zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
+        int fd = strcmp(cfg->output, "-") == 0
+                     ? 1
+                     : open(cfg->output,
+                            O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || s_open_out(self, fd, 0) < 0) {
+            if (fd < 0)
+                zp_error("cannot open output %s: %s", cfg->output,
+                         strerror(errno));
             zp_store_destroy(&self);
             return NULL;
         }
     }
-    setvbuf(self->out, NULL, _IOFBF, 1 << 20);
     return self;
 }
 
@@ -233,8 +255,10 @@ void zp_store_destroy(zp_store_t **self_p)
     zp_store_t *self = *self_p;
     if (!self)
         return;
-    if (self->out && self->out != stdout)
-        fclose(self->out);
+    /* Records the output could not take are not journaled either. */
+    if (self->out && zp_dfile_commit(self->out, false) < 0 && self->journal)
+        zp_journal_discard(self->journal);
+    zp_dfile_destroy(&self->out);
     /* The journal is flushed as it closes: its folded tasks first. */
     if (self->folds && zp_foldlogs_write(self->folds) < 0)
         zp_warn("fold logs: some folded results were not written; a "
@@ -271,6 +295,37 @@ bool zp_store_failed(const zp_store_t *self)
     return self->failed;
 }
 
+bool zp_store_lost(const zp_store_t *self)
+{
+    return self->lost;
+}
+
+const zp_disk_t *zp_store_disk(const zp_store_t *self)
+{
+    return &self->disk;
+}
+
+bool zp_store_paused(const zp_store_t *self)
+{
+    return zp_disk_paused(&self->disk);
+}
+
+/* A write of path failed (errno): the store pauses (sink_disk.h), or
+ * fails for good when the file was cut short under it (ESTALE). */
+static void s_io_failed(zp_store_t *self, const char *path)
+{
+    if (errno == ESTALE) {
+        S_FAIL(self,
+               "%s is shorter than what the sink wrote to it (cut by "
+               "something else): the records committed to it are lost; the "
+               "run fails",
+               path);
+        self->lost = true;
+        return;
+    }
+    zp_disk_failed(&self->disk, path, errno, zp_mono_us());
+}
+
 void zp_store_job_opened(zp_store_t *self, const char *job,
                          uint32_t max_attempts, const char *token)
 {
@@ -293,10 +348,17 @@ void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total)
         zp_journal_close_job(self->journal, job, total);
 }
 
+/* Buffered until the barrier, or written once a megabyte piled up (not
+ * while paused: the barrier's retry does that). */
 static void s_write(zp_store_t *self, const void *data, size_t len)
 {
-    if (len && fwrite(data, 1, len, self->out) != len)
-        S_FAIL(self, "writing %s: %s", self->cfg.output, strerror(errno));
+    if (zp_dfile_append(self->out, data, len) < 0) {
+        S_FAIL(self, "writing %s: out of memory", self->cfg.output);
+        return;
+    }
+    if (zp_dfile_full(self->out) && !zp_disk_paused(&self->disk) &&
+        zp_dfile_write(self->out) < 0)
+        s_io_failed(self, self->cfg.output);
 }
 
 /* Appends one record to the job's spool, in the journal's order (records
@@ -336,7 +398,8 @@ void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
     if (self->journal &&
         zp_journal_record(self->journal, job, total, ok, self->out_offset) < 0)
         zp_error("journal: out of memory");
-    fflush(self->out);
+    if (!zp_disk_paused(&self->disk) && zp_dfile_write(self->out) < 0)
+        s_io_failed(self, self->cfg.output);
 }
 
 zp_foldlogs_t *zp_store_folds(const zp_store_t *self)
@@ -363,32 +426,66 @@ void zp_store_fold(zp_store_t *self, zp_foldlog_t *log, const char *job,
 }
 
 /* The output, then the journal: a record the journal has is in the
- * output (synced first with --journal-sync yes). */
-static int s_sync_journaled(zp_store_t *self)
+ * output (synced first with --journal-sync yes). A failure pauses the
+ * store, naming the file. */
+static int s_sync_files(zp_store_t *self)
 {
-    if (!self->cfg.sync)
-        return zp_journal_write(self->journal);
-    if (self->cfg.rewind && fdatasync(fileno(self->out)) != 0)
+    bool sync = self->journal && self->cfg.sync && self->cfg.rewind;
+    if (zp_dfile_commit(self->out, sync) < 0) {
+        s_io_failed(self, self->cfg.output);
         return -1;
-    return zp_journal_sync(self->journal);
+    }
+    if (!self->journal)
+        return 0;
+    if ((self->cfg.sync ? zp_journal_sync(self->journal)
+                        : zp_journal_write(self->journal)) < 0) {
+        s_io_failed(self, self->cfg.journal);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether the output and the journal are still the files the store
+ * opened; if not, the store has failed for good (logged). */
+static bool s_files_kept(zp_store_t *self)
+{
+    char why[256];
+    const zp_disk_watch_t *w[] = {&self->out_watch, &self->journal_watch};
+    for (int i = 0; i < 2; i++)
+        if (!zp_disk_watch_ok(w[i], why, sizeof why)) {
+            S_FAIL(self,
+                   "%s %s %s while the sink was writing it: the records "
+                   "committed to it are lost; the run fails",
+                   i ? "journal" : "output", w[i]->path, why);
+            self->lost = true;
+            return false;
+        }
+    return true;
 }
 
 int zp_store_sync(zp_store_t *self)
 {
+    uint64_t now = zp_mono_us();
+    if (zp_disk_paused(&self->disk) && !zp_disk_retry_due(&self->disk, now)) {
+        errno = EAGAIN;
+        return -1; /* paused: tried again once the backoff is over */
+    }
+    if (!s_files_kept(self))
+        return -1;
     /* A task the journal has is in its job's fold log: those first. */
-    if ((self->spools && zp_spools_sync(self->spools) < 0) ||
-        (self->folds && zp_foldlogs_write(self->folds) < 0)) {
+    if (self->spools && zp_spools_sync(self->spools) < 0) {
+        s_io_failed(self, zp_spools_failed_path(self->spools));
+        return -1;
+    }
+    if (self->folds && zp_foldlogs_write(self->folds) < 0) {
         self->failed = true; /* logged */
         return -1;
     }
+    if (self->dirty && s_sync_files(self) < 0)
+        return -1;
+    zp_disk_recovered(&self->disk, now);
     if (!self->dirty)
         return 0;
-    if (fflush(self->out) != 0 ||
-        (self->journal && s_sync_journaled(self) != 0)) {
-        S_FAIL(self, "writing %s%s: %s", self->cfg.output,
-               self->journal ? " or its journal" : "", strerror(errno));
-        return -1;
-    }
     self->dirty = false;
     /* The final records of the retired logs' jobs are durable now. */
     if (self->folds)
@@ -470,13 +567,15 @@ static int s_dump(void *ctx, zp_journal_t *out)
 
 int zp_store_compact(zp_store_t *self, zp_journal_dump_fn *dump, void *ctx)
 {
-    if (!self->journal || self->failed || self->dirty)
+    if (!self->journal || self->failed || self->dirty ||
+        zp_disk_paused(&self->disk))
         return -1;
     uint64_t before = zp_journal_size(self->journal);
     /* The snapshot says the output holds out_offset bytes: make it so
      * (already, when the barrier syncs it). */
-    if (self->cfg.rewind && !self->cfg.sync && fdatasync(fileno(self->out))) {
-        S_FAIL(self, "writing %s: %s", self->cfg.output, strerror(errno));
+    if (self->cfg.rewind && !self->cfg.sync &&
+        zp_dfile_commit(self->out, true) < 0) {
+        s_io_failed(self, self->cfg.output);
         return -1;
     }
     s_dump_t d = {self, dump, ctx};
@@ -489,6 +588,7 @@ int zp_store_compact(zp_store_t *self, zp_journal_dump_fn *dump, void *ctx)
     }
     self->compact_last = zp_journal_size(self->journal);
     self->compactions++;
+    zp_disk_watch_set(&self->journal_watch, self->cfg.journal); /* renamed */
     return 0;
 }
 
@@ -506,8 +606,15 @@ uint64_t zp_store_compactions(const zp_store_t *self, uint64_t *last_size)
 
 int zp_store_finish(zp_store_t *self)
 {
-    if (fflush(self->out) != 0 ||
-        (self->folds && zp_foldlogs_write(self->folds) < 0))
+    if (!s_files_kept(self))
+        return -1;
+    if (zp_dfile_commit(self->out, false) < 0) {
+        zp_error("writing %s: %s; the records not written are not "
+                 "journaled either",
+                 self->cfg.output, strerror(errno));
+        self->failed = true;
+    }
+    if (self->folds && zp_foldlogs_write(self->folds) < 0)
         self->failed = true;
     return self->failed ? -1 : 0;
 }
@@ -517,6 +624,7 @@ int zp_store_drop_journal(zp_store_t *self)
     if (!self->journal)
         return 0;
     zp_journal_destroy(&self->journal);
+    self->journal_watch.set = false;
     if (self->folds && zp_foldlogs_drop(self->folds) < 0 && errno != ENOENT)
         zp_warn("fold logs %s: cannot remove the directory: %s",
                 self->cfg.folds, strerror(errno));

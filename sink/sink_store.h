@@ -6,6 +6,7 @@
 #ifndef ZP_SINK_STORE_H
 #define ZP_SINK_STORE_H
 
+#include "sink_disk.h"
 #include "sink_foldlog.h"
 #include "sink_spool.h"
 #include "zp_journal.h"
@@ -71,8 +72,18 @@ uint64_t zp_store_resumed(const zp_store_t *self);
 uint64_t zp_store_beyond_output(const zp_store_t *self);
 uint64_t zp_store_offset(const zp_store_t *self);
 bool zp_store_journaled(const zp_store_t *self);
-/* A write or sync has failed (logged once): the sink must stop. */
+/* The store has failed for good (out of memory, a fold log, a file
+ * gone; logged once): the sink must stop. */
 bool zp_store_failed(const zp_store_t *self);
+/* The output or the journal was deleted or replaced while the sink wrote
+ * it (checked at every barrier and at the stop; zp_store_failed too):
+ * records committed to it are lost, and the run must fail. */
+bool zp_store_lost(const zp_store_t *self);
+/* A write of the output, the journal or a spool failed (a full disk, an
+ * I/O error): the store is paused, zp_store_sync fails until a retry
+ * (sink_disk.h's backoff) writes everything. Its state, borrowed. */
+bool zp_store_paused(const zp_store_t *self);
+const zp_disk_t *zp_store_disk(const zp_store_t *self);
 
 /* Journal events (buffered; no-ops without a journal). token: the job's
  * JobOpen.token, NULL or "" for none. */
@@ -107,8 +118,12 @@ void zp_store_fold(zp_store_t *self, zp_foldlog_t *log, const char *job,
 /* The barrier, in two steps. zp_store_sync makes what was written
  * durable: the spools with new records, the fold logs, then the output
  * and the journal (flushed; with a journal, synced), then removes the
- * fold logs retired before it; nothing when nothing was written.
- * Returns 0, or -1 after logging (the store has failed). Once it has
+ * fold logs retired before it; nothing when nothing was written. It
+ * first checks that the output and journal are still there (else the
+ * store is lost). A failed write pauses the store (zp_store_paused):
+ * what it holds stays buffered, and while the pause's backoff runs
+ * zp_store_sync fails at once (EAGAIN). Returns 0, or -1 (paused, or the
+ * store has failed; logged once). Once it has
  * succeeded, zp_store_publish makes the spools' new records visible and
  * calls published(ctx, spool) for each spool that grew. */
 int zp_store_sync(zp_store_t *self);
@@ -154,8 +169,9 @@ uint64_t zp_store_journal_size(const zp_store_t *self);
 /* Compactions done, and the journal's size after the last one. */
 uint64_t zp_store_compactions(const zp_store_t *self, uint64_t *last_size);
 
-/* At a stop: flushes the output; returns 0, or -1 if that or an earlier
- * write failed. */
+/* At a stop: writes the output's buffer; returns 0, or -1 if that or an
+ * earlier write failed, or the output or journal is gone. Records the
+ * output could not take are not journaled (a restart runs them again). */
 int zp_store_finish(zp_store_t *self);
 /* At a clean stop with nothing left to resume: closes the journal and
  * removes its file and the fold logs' directory. Returns 0, or -1 (errno)

@@ -117,6 +117,11 @@ zp_super_verdict_t zp_super_verdict(zp_role_t role, int status,
         WEXITSTATUS(status) <= 1)
         return ZP_SUPER_IGNORE; /* it saw the job done; our reply is on its
                                    way */
+    /* A sink whose output or journal was deleted or replaced: its records
+     * are gone, and a restart would resume as if they were not. */
+    if (role == ZP_ROLE_SINK && WIFEXITED(status) &&
+        WEXITSTATUS(status) == ZP_SUPER_SINK_EXIT_LOST)
+        return ZP_SUPER_GIVE_UP;
     if (role == ZP_ROLE_WORKER || (role == ZP_ROLE_SINK && sink_restartable))
         return ZP_SUPER_RESTART;
     return ZP_SUPER_GIVE_UP;
@@ -335,12 +340,17 @@ void zp_super_explain(const zp_super_t *self, const zp_super_event_t *ev,
         buf[0] = '\0';
     if (ev->state == ZP_SUPER_CHILD_FAILED) {
         zp_super_describe_exit(why, sizeof why, ev->status);
+        bool lost = ev->role == ZP_ROLE_SINK && WIFEXITED(ev->status) &&
+                    WEXITSTATUS(ev->status) == ZP_SUPER_SINK_EXIT_LOST;
         snprintf(buf, len,
                  "\nzpipe run: the %s (pid %d) %s; job %s cannot complete%s\n",
                  zp_role_name(ev->role), (int)ev->pid, why, self->job,
-                 ev->role == ZP_ROLE_SINK ? " (it keeps no journal to "
-                                            "restart from)"
-                                          : "");
+                 lost ? ": its output or journal was deleted or replaced "
+                        "while it ran, and the records in it are lost (the "
+                        "sink's message above names the file)"
+                 : ev->role == ZP_ROLE_SINK ? " (it keeps no journal to "
+                                              "restart from)"
+                                            : "");
     } else if (ev->state == ZP_SUPER_FUTILE)
         snprintf(buf, len,
                  "\nzpipe run: workers died %llu times in a row without the "

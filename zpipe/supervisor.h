@@ -122,6 +122,10 @@ typedef enum {
     ZP_SUPER_GIVE_UP  /* it cannot be restarted: the job cannot complete */
 } zp_super_verdict_t;
 
+/* The sink's exit status when its output or journal was deleted or
+ * replaced (ZP_SINK_EXIT_LOST in sink/sink.h): never restarted. */
+#define ZP_SUPER_SINK_EXIT_LOST 4
+
 /* What to do about a child of role that ended with wait status status. */
 zp_super_verdict_t zp_super_verdict(zp_role_t role, int status,
                                     bool sink_restartable);

@@ -1,0 +1,249 @@
+/* sink_disk: buffered files that survive a full disk, the pause after a
+ * write error, and the watch for deleted files (see sink_disk.h). */
+#define _GNU_SOURCE
+#include "sink_disk.h"
+#include "zp_log.h"
+#include "zp_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A buffer past this is written before more is added. */
+#define S_WRITE_AT (1u << 20)
+
+/* ---- the pause ---- */
+
+void zp_disk_failed(zp_disk_t *self, const char *path, int err, uint64_t now)
+{
+    self->errors++;
+    if (!self->paused) {
+        self->paused = true;
+        self->pauses++;
+        self->since_us = now;
+        self->backoff_us = ZP_DISK_RETRY_MIN_US;
+        self->err = err;
+        snprintf(self->path, sizeof self->path, "%s", path);
+        zp_error("writing %s: %s; the sink is paused (nothing is "
+                 "acknowledged, workers hold their results) and tries again "
+                 "every %u to %u s until the write succeeds",
+                 path, strerror(err), ZP_DISK_RETRY_MIN_US / 1000000u,
+                 ZP_DISK_RETRY_MAX_US / 1000000u);
+    } else if (self->backoff_us < ZP_DISK_RETRY_MAX_US) {
+        self->backoff_us *= 2;
+        if (self->backoff_us > ZP_DISK_RETRY_MAX_US)
+            self->backoff_us = ZP_DISK_RETRY_MAX_US;
+    }
+    self->next_us = now + self->backoff_us;
+}
+
+void zp_disk_recovered(zp_disk_t *self, uint64_t now)
+{
+    if (!self->paused)
+        return;
+    zp_warn("writing %s works again (it failed: %s); the sink resumes "
+            "after a pause of %.1f s",
+            self->path, strerror(self->err),
+            (double)(now - self->since_us) / 1e6);
+    self->paused = false;
+    self->err = 0;
+}
+
+bool zp_disk_paused(const zp_disk_t *self)
+{
+    return self->paused;
+}
+
+bool zp_disk_retry_due(const zp_disk_t *self, uint64_t now)
+{
+    return self->paused && now >= self->next_us;
+}
+
+/* ---- a file written through its own buffer ---- */
+
+struct zp_dfile {
+    int fd;
+    char *path;
+    bool regular;    /* pwrite at an offset, cut back on failure */
+    uint64_t synced; /* bytes in the file before the buffer */
+    size_t written;  /* bytes of the buffer written (not yet synced) */
+    zp_buf_t buf;    /* every byte after synced */
+};
+
+zp_dfile_t *zp_dfile_new(const char *path, int fd, uint64_t offset)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        goto fail_fd;
+    bool regular = S_ISREG(st.st_mode);
+    if (regular && (uint64_t)st.st_size < offset) {
+        errno = EINVAL; /* never extended: that would be a NUL range */
+        goto fail_fd;
+    }
+    if (regular && (uint64_t)st.st_size > offset &&
+        ftruncate(fd, (off_t)offset) != 0)
+        goto fail_fd;
+    zp_dfile_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->path = strdup(path))) {
+        free(self);
+        errno = ENOMEM;
+        goto fail_fd;
+    }
+    self->fd = fd;
+    self->regular = regular;
+    self->synced = regular ? offset : 0;
+    return self;
+
+fail_fd:;
+    int saved = errno;
+    if (fd > 2)
+        close(fd);
+    errno = saved;
+    return NULL;
+}
+
+void zp_dfile_destroy(zp_dfile_t **self_p)
+{
+    zp_dfile_t *self = *self_p;
+    if (!self)
+        return;
+    zp_dfile_write(self);
+    if (self->fd > 2)
+        close(self->fd);
+    zp_buf_free(&self->buf);
+    free(self->path);
+    free(self);
+    *self_p = NULL;
+}
+
+int zp_dfile_append(zp_dfile_t *self, const void *data, size_t len)
+{
+    if (len && zp_buf_append(&self->buf, data, len) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+/* After a failure: a regular file is cut back to its last committed
+ * length, and the whole buffer is written again next time (a stream
+ * keeps what it took). Keeps errno. */
+static void s_cut_back(zp_dfile_t *self)
+{
+    if (!self->regular)
+        return;
+    int saved = errno;
+    self->written = 0;
+    if (ftruncate(self->fd, (off_t)self->synced) != 0)
+        zp_debug("%s: cannot cut it back: %s", self->path, strerror(errno));
+    errno = saved;
+}
+
+int zp_dfile_write(zp_dfile_t *self)
+{
+    struct stat st;
+    if (self->regular && self->written < self->buf.len &&
+        (fstat(self->fd, &st) != 0 ||
+         (uint64_t)st.st_size < self->synced + self->written)) {
+        /* Cut short by someone else: writing at the offset would leave a
+         * hole of NUL bytes where records were. */
+        errno = ESTALE;
+        return -1;
+    }
+    while (self->written < self->buf.len) {
+        const char *p = self->buf.data + self->written;
+        size_t left = self->buf.len - self->written;
+        ssize_t n = self->regular
+                        ? pwrite(self->fd, p, left,
+                                 (off_t)(self->synced + self->written))
+                        : write(self->fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            s_cut_back(self);
+            return -1;
+        }
+        self->written += (size_t)n;
+    }
+    return 0;
+}
+
+int zp_dfile_commit(zp_dfile_t *self, bool sync)
+{
+    if (zp_dfile_write(self) < 0)
+        return -1;
+    /* Synced even with nothing new: earlier writes made without sync
+     * (a compaction's snapshot needs them durable). */
+    if (sync && self->regular && fdatasync(self->fd) != 0) {
+        /* What the kernel failed to write may be gone from its cache:
+         * write all of it again. */
+        s_cut_back(self);
+        return -1;
+    }
+    if (self->regular)
+        self->synced += self->written;
+    self->written = 0;
+    self->buf.len = 0;
+    return 0;
+}
+
+bool zp_dfile_full(const zp_dfile_t *self)
+{
+    return self->buf.len - self->written >= S_WRITE_AT;
+}
+
+uint64_t zp_dfile_size(const zp_dfile_t *self)
+{
+    return self->synced + self->buf.len;
+}
+
+size_t zp_dfile_pending(const zp_dfile_t *self)
+{
+    return self->buf.len;
+}
+
+int zp_dfile_fd(const zp_dfile_t *self)
+{
+    return self->fd;
+}
+
+const char *zp_dfile_path(const zp_dfile_t *self)
+{
+    return self->path;
+}
+
+/* ---- files that must stay where they are ---- */
+
+int zp_disk_watch_set(zp_disk_watch_t *self, const char *path)
+{
+    struct stat st;
+    self->path = path;
+    self->set = false;
+    if (stat(path, &st) != 0)
+        return -1;
+    self->dev = st.st_dev;
+    self->ino = st.st_ino;
+    self->set = true;
+    return 0;
+}
+
+bool zp_disk_watch_ok(const zp_disk_watch_t *self, char *buf, size_t len)
+{
+    if (!self->set)
+        return true;
+    struct stat st;
+    if (stat(self->path, &st) != 0) {
+        snprintf(buf, len, "was deleted (%s)", strerror(errno));
+        return false;
+    }
+    if (st.st_dev != self->dev || st.st_ino != self->ino) {
+        snprintf(buf, len, "was replaced by another file");
+        return false;
+    }
+    return true;
+}

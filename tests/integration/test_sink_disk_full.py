@@ -1,0 +1,284 @@
+"""The sink on a full filesystem, and its output deleted under it (issue
+16, "storage that notices"). A small tmpfs is filled (with a gap, so the
+run writes a while first) and freed again: the sink pauses (nothing
+acknowledged, one error logged) and resumes by itself when space returns;
+the run then ends with every record exactly once and no NUL byte. An
+output deleted mid-run fails the run, naming the file. Counted against the
+input: lost, duplicated, unexpected and wrong records."""
+import errno
+import json
+import os
+import subprocess
+import time
+
+import zptest
+from zptest import binary, check
+
+from test_vent_durable import Producer, Service
+
+TASKS = 8000
+
+
+def _payload(i):
+    return b"disk %06d " % i + b"x" * 70
+
+
+def _mount(size="4m"):
+    """A small tmpfs; Skip (said loudly, never a pass) when not permitted."""
+    d = zptest.tmpdir()
+    if os.geteuid() != 0:
+        raise zptest.Skip("needs root to mount a small tmpfs (a full "
+                          "filesystem); run as root, as CI does")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs",
+                        d], capture_output=True)
+    if r.returncode != 0:
+        raise zptest.Skip("mount -t tmpfs is not permitted here: %s"
+                          % r.stderr.decode(errors="replace").strip())
+    return d
+
+
+def _umount(d):
+    subprocess.run(["umount", "-l", d], check=False)
+
+
+def _fill(d, gap):
+    """Fills d's filesystem but for about gap bytes; returns the filler."""
+    path = os.path.join(d, "filler")
+    chunk = b"F" * 65536
+    with open(path, "wb", buffering=0) as f:
+        n = 0
+        while True:
+            try:
+                n += f.write(chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+            check(n < 64 << 20, "the filesystem never filled")
+        f.truncate(max(0, n - gap))
+    return path
+
+
+def _wait_for(cond, timeout_s, what):
+    t_end = time.monotonic() + timeout_s
+    while time.monotonic() < t_end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("%s: not within %d s" % (what, timeout_s))
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _count(data, payloads):
+    """(lost, duplicated, unexpected, wrong, NUL bytes) of JSON Lines data
+    against payloads (task id -> payload)."""
+    nul = data.count(b"\0")
+    seen, dup, unexpected, wrong = set(), 0, 0, 0
+    for line in data.replace(b"\0", b"").split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            wrong += 1
+            continue
+        t = rec.get("task")
+        if t in seen:
+            dup += 1
+            continue
+        seen.add(t)
+        if t not in payloads:
+            unexpected += 1
+        elif rec.get("output") != payloads[t].decode():
+            wrong += 1
+    return len(set(payloads) - seen), dup, unexpected, wrong, nul
+
+
+def _paused(log):
+    try:
+        return b"the sink is paused" in _read(log)
+    except OSError:
+        return False
+
+
+def _run_on_full_disk(journal_on_small):
+    small = _mount()
+    try:
+        d = zptest.tmpdir()
+        inp = os.path.join(d, "in.txt")
+        payloads = {i: _payload(i) for i in range(TASKS)}
+        with open(inp, "wb") as f:
+            f.write(b"".join(payloads[i] + b"\n" for i in range(TASKS)))
+        out = os.path.join(small, "out.jsonl")
+        journal = os.path.join(small if journal_on_small else d, "journal")
+        filler = _fill(small, 300 << 10)  # about 1,300 records fit
+        log = os.path.join(d, "run.log")
+        with open(log, "wb") as lf:
+            p = zptest.start([binary("zpipe"), "run", "--plugin", "echo",
+                              "--input", inp, "--output", out, "--journal",
+                              journal, "-n", "2", "--no-progress"],
+                             stderr=lf)
+        try:
+            _wait_for(lambda: _paused(log) or p.poll() is not None, 20,
+                      "the sink saying it is paused")
+            check(p.poll() is None, "zpipe run ended on a full disk (%s): %s"
+                  % (p.returncode, _read(log)[-2000:]))
+            time.sleep(2)  # paused, retrying: still running, nothing lost
+            check(p.poll() is None, "zpipe run ended while the disk was full")
+            held = _read(out)
+            check(held.count(b"\0") == 0, "NUL bytes in the output while "
+                  "paused: %d" % held.count(b"\0"))
+            text = _read(log).decode(errors="replace")
+            check(text.count("the sink is paused") == 1,
+                  "the pause is not logged once:\n%s" % text[-2000:])
+            check("No space left on device" in text and out in text
+                  if not journal_on_small else "No space left" in text,
+                  "the error does not name the file and errno:\n%s" % text)
+            check("sink restart" not in text and "restarted" not in text,
+                  "the sink was restarted:\n%s" % text[-2000:])
+            os.unlink(filler)  # space returns: the run finishes by itself
+            try:
+                rc = p.wait(30)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("zpipe run did not finish within 30 s "
+                                     "of space returning")
+            text = _read(log).decode(errors="replace")
+            check(rc == 0, "zpipe run exited %d:\n%s" % (rc, text[-3000:]))
+            lost, dup, unexp, wrong, nul = _count(_read(out), payloads)
+            print("  %s: paused, resumed; lost %d, duplicated %d, unexpected "
+                  "%d, wrong %d, NUL bytes %d of %d tasks"
+                  % ("output+journal full" if journal_on_small else
+                     "output full", lost, dup, unexp, wrong, nul, TASKS))
+            check((lost, dup, unexp, wrong, nul) == (0, 0, 0, 0, 0),
+                  "lost %d, duplicated %d, unexpected %d, wrong %d, NUL %d"
+                  % (lost, dup, unexp, wrong, nul))
+        finally:
+            zptest.stop(p)
+    finally:
+        _umount(small)
+
+
+def test_output_on_a_full_disk_pauses_and_resumes():
+    _run_on_full_disk(journal_on_small=False)
+
+
+def test_output_and_journal_on_a_full_disk_pause_and_resume():
+    _run_on_full_disk(journal_on_small=True)
+
+
+class SmallSpool(Service):
+    """A service sink whose spool is on the small filesystem."""
+
+    def __init__(self, small):
+        self.small = small
+        self.jdir = zptest.tmpdir()
+        super().__init__(workers=2, plugins=("echo",))
+
+    def _sink_args(self):
+        return ("--spool", self.small, "--journal",
+                os.path.join(self.jdir, "sink.journal"))
+
+
+def test_a_full_spool_pauses_and_the_producer_wait_completes():
+    small = _mount()
+    s = None
+    try:
+        s = SmallSpool(small)
+        filler = _fill(small, 300 << 10)
+        job = "spool-full"
+        pr = Producer(s.intake, "echo", job)
+        payloads, first = {}, None
+        for k in range(TASKS // 1000):
+            batch = [_payload(k * 1000 + i) for i in range(1000)]
+            first, n = pr.send(batch)
+            payloads.update({first + i: b for i, b in enumerate(batch)})
+        pr.close(len(payloads))
+        w = zptest.start([binary("zpipe"), "wait", "--sink", s.control,
+                          "--timeout-ms", "60000", job],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        sink_log = s.logs[0]
+        _wait_for(lambda: _paused(sink_log) or s.sink.poll() is not None, 20,
+                  "the sink saying it is paused")
+        check(s.sink.poll() is None, "the sink exited on a full spool (%s)"
+              % s.sink.returncode)
+        time.sleep(1.5)
+        check(w.poll() is None, "zpipe wait ended while the spool was full")
+        os.unlink(filler)
+        try:
+            w.wait(30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("zpipe wait did not complete within 30 s of "
+                                 "space returning")
+        check(w.returncode == 0, "zpipe wait exited %d: %s"
+              % (w.returncode, w.stderr.read()[-1000:]))
+        spool = _read(os.path.join(small, job + ".jsonl"))
+        lost, dup, unexp, wrong, nul = _count(spool, payloads)
+        olost, odup, ounexp, owrong, onul = _count(_read(s.output), payloads)
+        print("  spool full: spool lost %d, duplicated %d, unexpected %d, "
+              "wrong %d, NUL %d; output lost %d, duplicated %d, NUL %d"
+              % (lost, dup, unexp, wrong, nul, olost, odup, onul))
+        check((lost, dup, unexp, wrong, nul) == (0, 0, 0, 0, 0),
+              "spool: lost %d, duplicated %d, unexpected %d, wrong %d, NUL %d"
+              % (lost, dup, unexp, wrong, nul))
+        check((olost, odup, ounexp, owrong, onul) == (0, 0, 0, 0, 0),
+              "output: lost %d, duplicated %d, unexpected %d, wrong %d, NUL %d"
+              % (olost, odup, ounexp, owrong, onul))
+    finally:
+        if s:
+            s.kill_all()
+        _umount(small)
+
+
+def _deleted_mid_run(victim):
+    d = zptest.tmpdir()
+    inp = os.path.join(d, "in.txt")
+    n = 200000
+    with open(inp, "wb") as f:
+        f.write(b"".join(b"del %d\n" % i for i in range(n)))
+    out = os.path.join(d, "out.jsonl")
+    journal = os.path.join(d, "journal")
+    log = os.path.join(d, "run.log")
+    with open(log, "wb") as lf:
+        p = zptest.start([binary("zpipe"), "run", "--plugin", "echo",
+                          "--input", inp, "--output", out, "--journal",
+                          journal, "-n", "2", "--no-progress"], stderr=lf)
+    gone = out if victim == "output" else journal
+    try:
+        _wait_for(lambda: os.path.exists(out) and
+                  os.path.getsize(out) > 1 << 20, 20, "1 MB of output")
+        os.unlink(gone)
+        try:
+            rc = p.wait(30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("zpipe run did not end within 30 s")
+        text = _read(log).decode(errors="replace")
+        print("  %s deleted at 1 MB of output: zpipe run exited %d"
+              % (victim, rc))
+        check(rc != 0, "zpipe run exited 0 with its %s deleted:\n%s"
+              % (victim, text[-2000:]))
+        check(gone in text and "deleted" in text,
+              "no message naming the deleted %s:\n%s" % (victim, text[-2000:]))
+    finally:
+        zptest.stop(p)
+
+
+def test_output_deleted_mid_run_fails_the_run():
+    _deleted_mid_run("output")
+
+
+def test_journal_deleted_mid_run_fails_the_run():
+    _deleted_mid_run("journal")
+
+
+if __name__ == "__main__":
+    zptest.main([
+        test_output_on_a_full_disk_pauses_and_resumes,
+        test_output_and_journal_on_a_full_disk_pause_and_resume,
+        test_a_full_spool_pauses_and_the_producer_wait_completes,
+        test_output_deleted_mid_run_fails_the_run,
+        test_journal_deleted_mid_run_fails_the_run,
+    ])
