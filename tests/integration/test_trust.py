@@ -272,6 +272,47 @@ def test_producers_own_their_jobs():
     ctx.destroy(0)
 
 
+def test_worker_with_another_clusters_sink():
+    """Two clusters run a job under the same id. A worker takes tasks from
+    cluster A's ventilator but sends its results to cluster B's sink (a
+    copy-paste of the wrong --sink). B's sink refuses every one (their
+    leases are A's); A's ventilator sends the tasks it never hears of to
+    A's honest worker. Both jobs end whole, each record its own
+    cluster's."""
+    n = 5000
+    a, b = zptest.Cluster(), zptest.Cluster(sink_args=("--metrics", "127.0.0.1:0"))
+    url = zpmetrics.metrics_url(b.logs[0])
+    paths, spin = {}, {"a": 300, "b": 200}  # spin: µs per task, echoed
+    for tag, c in (("a", a), ("b", b)):
+        paths[tag] = os.path.join(c.dir, "in.txt")
+        with open(paths[tag], "w") as f:
+            f.write("".join("%d\n" % (spin[tag] + i % 5) for i in range(n)))
+    stray = start([binary("zpipe-worker"), "--ventilator", a.dispatch,
+                   "--sink", b.results, "--plugin", "spin", "--id", "stray"],
+                  stderr=a._log("worker-stray"))
+    a.worker(plugins=("spin",), name="honest-a")
+    b.worker(plugins=("spin",), name="honest-b")
+    vb = b.ventilator("spin", paths["b"], args=("--job", "shared-id"))
+    va = a.ventilator("spin", paths["a"], args=("--job", "shared-id",
+                                                "--lease-ms", "2000"))
+    rb, ra = vb.wait(60), va.wait(120)
+    refused = _refused(url, "lease") + _refused(url, "unknown_job")
+    zptest.stop(stray)
+    print("    ventilators exit: a=%d b=%d; B's sink refused %d of the stray "
+          "worker's results" % (ra, rb, refused))
+    for tag, c in (("a", a), ("b", b)):
+        zptest.stop(c.sink)
+        recs = read_jsonl(c.output)
+        want = {i: "%d" % (spin[tag] + i % 5) for i in range(n)}
+        lost, dup, unexp, wrong = _tally(recs, "shared-id", want)
+        print("    cluster %s, %d tasks: lost=%d duplicated=%d unexpected=%d "
+              "wrong=%d" % (tag, n, lost, dup, unexp, wrong))
+        check((lost, dup, unexp, wrong) == (0, 0, 0, 0),
+              "cluster %s: records wrong" % tag)
+    check(ra == 0 and rb == 0, "a job did not succeed")
+    check(refused > 0, "the stray worker's results were not refused")
+
+
 def _log_text(path):
     with open(path, "rb") as f:
         return f.read().decode(errors="replace")
@@ -347,4 +388,5 @@ if __name__ == "__main__":
         test_second_client_open_changes_nothing,
         test_producers_own_their_jobs,
         test_wrong_cluster_is_refused_on_both_sides,
+        test_worker_with_another_clusters_sink,
     ])
