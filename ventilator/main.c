@@ -30,6 +30,7 @@ static zp_ventilator_config_t s_cfg = {
     .max_task_bytes = 64u << 20,
     .heartbeat_timeout_ms = 3000,
     .lease_ms = 600000,
+    .quarantine_ms = 30000,
     .max_attempts = 3,
     .max_inflight = 0,
     .max_inflight_bytes = 256u << 20,
@@ -90,6 +91,11 @@ static const zp_opt_t s_opts[] = {
      "never (default 600000; with --deadline-ms, also deadline + 5 s "
      "for a task whose worker finished nothing in that time)",
      &s_cfg.lease_ms, 0, 86400000, NULL},
+    {"quarantine-ms", 0, ZP_OPT_UINT, "ZPIPE_QUARANTINE_MS", "MS",
+     "a worker whose leases expire twice in a row with none of its "
+     "results committed between is drained and refused this long, "
+     "doubling at each offence up to an hour; 0 = never (default 30000)",
+     &s_cfg.quarantine_ms, 0, 3600000, NULL},
     {"max-attempts", 0, ZP_OPT_UINT, "ZPIPE_MAX_ATTEMPTS", "N",
      "attempts before a retryable failure is final (default 3)",
      &s_cfg.max_attempts, 1, 100, NULL},

@@ -19,6 +19,8 @@ static void s_render_counters(zp_metrics_t *m, const zp_vent_counters_t *c,
          "Tasks sent again after a lost worker, an expired lease or a sink "
          "restart.",
          c->redelivered},
+        {"zpipe_leases_expired_total",
+         "Tasks whose lease ran out at a worker (sent elsewhere).", c->expired},
         {"zpipe_tasks_retried_total",
          "Tasks sent again after a retryable failure.", c->retried},
         {"zpipe_tasks_given_up_total",
@@ -104,9 +106,29 @@ static void s_render_jobs(zp_metrics_t *m, const zp_vent_jobs_t *jobs)
     }
 }
 
+/* Workers drained for leases that kept expiring, and refused. */
+static void s_render_quarantine(zp_metrics_t *m, const zp_vent_quarantine_t *q,
+                                uint64_t now)
+{
+    zp_metrics_family(m, "zpipe_workers_quarantined", ZP_METRIC_GAUGE,
+                      "Workers refused now: their leases kept expiring.");
+    zp_metrics_u64(m, "zpipe_workers_quarantined", NULL,
+                   q ? zp_vent_quarantine_active(q, now) : 0);
+    zp_metrics_family(m, "zpipe_worker_quarantines_total", ZP_METRIC_COUNTER,
+                      "Workers drained and refused for a while because their "
+                      "leases kept expiring.");
+    zp_metrics_u64(m, "zpipe_worker_quarantines_total", NULL,
+                   q ? zp_vent_quarantine_total(q) : 0);
+    zp_metrics_family(m, "zpipe_worker_refusals_total", ZP_METRIC_COUNTER,
+                      "Hellos refused from workers in quarantine.");
+    zp_metrics_u64(m, "zpipe_worker_refusals_total", NULL,
+                   q ? zp_vent_quarantine_refusals(q) : 0);
+}
+
 void zp_vent_metrics_render(zp_metrics_t *m, const zp_vent_counters_t *c,
                             const zp_vent_tasks_t *tasks,
                             const zp_vent_workers_t *ws,
+                            const zp_vent_quarantine_t *q,
                             const zp_vent_jobs_t *jobs,
                             const zp_events_t *events, uint64_t now)
 {
@@ -124,6 +146,7 @@ void zp_vent_metrics_render(zp_metrics_t *m, const zp_vent_counters_t *c,
     zp_metrics_u64(m, "zpipe_tasks_held_bytes", NULL,
                    zp_vent_tasks_bytes(tasks));
     s_render_workers(m, ws);
+    s_render_quarantine(m, q, now);
     s_render_jobs(m, jobs);
     if (zp_metrics_publish(m, now) < 0)
         zp_warn("metrics: out of memory rendering; serving the last snapshot");

@@ -4,6 +4,7 @@
 #define ZP_VENT_METRICS_H
 
 #include "vent_job.h"
+#include "vent_quarantine.h"
 #include "vent_tasks.h"
 #include "vent_workers.h"
 #include "zp_events.h"
@@ -22,11 +23,12 @@ typedef struct {
 
 /* Renders every family into m and publishes it at now: the counters, the
  * held tasks, the workers and jobs (the last ZP_METRICS_MAX_SERIES of
- * each: series beyond are left out). All borrowed for the call; events
- * may be NULL. */
+ * each: series beyond are left out), the workers in quarantine. All
+ * borrowed for the call; q and events may be NULL. */
 void zp_vent_metrics_render(zp_metrics_t *m, const zp_vent_counters_t *c,
                             const zp_vent_tasks_t *tasks,
                             const zp_vent_workers_t *ws,
+                            const zp_vent_quarantine_t *q,
                             const zp_vent_jobs_t *jobs,
                             const zp_events_t *events, uint64_t now);
 

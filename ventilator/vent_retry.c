@@ -62,3 +62,36 @@ zp_vent_retry_result_t zp_vent_requeue_lost(zp_vent_task_t *t, const char *why)
     zp_vent_tasks_requeue_front(t);
     return r;
 }
+
+bool zp_vent_expired_on(const zp_vent_task_t *t, uint64_t worker)
+{
+    for (unsigned i = 0; i < t->n_expired && i < ZP_VENT_LEASE_WORKERS - 1; i++)
+        if (t->expired_on[i] == worker)
+            return true;
+    return false;
+}
+
+zp_vent_retry_result_t zp_vent_requeue_expired(zp_vent_task_t *t,
+                                               uint64_t worker, bool other,
+                                               const char *why)
+{
+    if (worker && !zp_vent_expired_on(t, worker)) {
+        if (t->n_expired < ZP_VENT_LEASE_WORKERS - 1)
+            t->expired_on[t->n_expired] = worker;
+        if (t->n_expired < ZP_VENT_LEASE_WORKERS)
+            t->n_expired++;
+    }
+    zp_vent_retry_result_t r = {ZP_VENT_REQUEUE, false, t->attempt};
+    if (t->n_expired >= ZP_VENT_LEASE_WORKERS) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s, on %u workers", why, t->n_expired);
+        r.decision = ZP_VENT_GIVE_UP;
+        r.recorded =
+            zp_vent_give_up(t, ZP_CAUSE_LEASE_EXPIRED, msg, false) == 0;
+        return r;
+    }
+    if (!worker || !other)
+        return zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, why);
+    zp_vent_tasks_requeue_front(t);
+    return r;
+}

@@ -44,6 +44,19 @@ zp_vent_retry_result_t zp_vent_requeue(zp_vent_task_t *t, zp_cause_t cause,
  * attempt is not charged; a task that keeps taking workers down with it is
  * given up, quarantined, after ZP_MAX_LOSSES. */
 zp_vent_retry_result_t zp_vent_requeue_lost(zp_vent_task_t *t, const char *why);
+/* Whether t's lease has expired on the worker with this serial before. */
+bool zp_vent_expired_on(const zp_vent_task_t *t, uint64_t worker);
+/* t's lease expired on the worker with serial worker (0: none known, push
+ * dispatch); other: whether a connected worker that can run it has not
+ * had it expire yet. The worker is noted; on the ZP_VENT_LEASE_WORKERS-th
+ * distinct one t is given up (lease_expired: it hangs every worker).
+ * Otherwise, with another worker to go to, t is requeued uncharged (the
+ * worker was at fault, not the task; r.attempt is its attempt, run again);
+ * with none, charged as zp_vent_requeue does (a lone slow worker still
+ * gets its attempts, then the task fails). */
+zp_vent_retry_result_t zp_vent_requeue_expired(zp_vent_task_t *t,
+                                               uint64_t worker, bool other,
+                                               const char *why);
 /* Queues t's failure record on its job ("WHY on attempt A of M; giving
  * up") and marks it FAILING; quarantined: a poison task. Returns 0, or -1
  * when out of memory (t unchanged). */

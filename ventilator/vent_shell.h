@@ -13,6 +13,7 @@
 #include "vent_journal.h"
 #include "vent_link.h"
 #include "vent_metrics.h"
+#include "vent_quarantine.h"
 #include "vent_retry.h"
 #include "vent_sched.h"
 #include "vent_tasks.h"
@@ -45,6 +46,7 @@ typedef struct {
     zp_vent_job_t *file_job; /* the --input job, NULL in service mode */
     zp_vent_tasks_t *tasks;
     zp_vent_workers_t *workers;
+    zp_vent_quarantine_t *quarantine; /* workers drained and refused */
     zp_vent_sched_t sched;
     zp_vent_link_t link;
     zp_vent_counters_t n;
@@ -90,9 +92,6 @@ int zp_vent_shell_refill(zp_vent_shell_t *v);
  * returns 0. Push: one batch to the PUSH socket, returns 1 when sent, 0
  * when it cannot send. -1 on a fatal error (logged). */
 int zp_vent_shell_dispatch(zp_vent_shell_t *v);
-/* Liveness: drops silent workers and requeues expired leases. */
-void zp_vent_shell_liveness(zp_vent_shell_t *v, uint64_t now);
-/* Requeues t after cause (why), counting and publishing it. */
 /* vent_shell_bisect.c: requeues the tasks lost with w (why: how) as
  * suspect groups (vent_bisect); returns how many it held. */
 size_t zp_vent_shell_requeue_lost(zp_vent_shell_t *v, const zp_vent_worker_t *w,
@@ -101,9 +100,32 @@ size_t zp_vent_shell_requeue_lost(zp_vent_shell_t *v, const zp_vent_worker_t *w,
  * send it (it holds nothing else), 0 for tasks that are not suspects. */
 bool zp_vent_shell_bisect_gate(zp_vent_shell_t *v, zp_vent_worker_t *w,
                                zp_vent_job_t *j, uint32_t *group);
-
+/* Requeues t after cause (why), counting and publishing it. */
 void zp_vent_shell_requeue(zp_vent_shell_t *v, zp_vent_task_t *t,
                            zp_cause_t cause, const char *why);
+/* Counts and publishes what a requeue of t did (r). */
+void zp_vent_shell_retried(zp_vent_shell_t *v, const zp_vent_task_t *t,
+                           zp_vent_retry_result_t r, zp_cause_t cause,
+                           const char *why);
+/* Sends the routing id rid a Bye saying why. */
+void zp_vent_shell_bye(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                       const char *why);
+
+/* ---- vent_shell_leases.c: liveness, leases, quarantine ---- */
+/* Liveness: drops silent workers; requeues expired leases (moved to
+ * another worker uncharged while one can run them, vent_retry's rule);
+ * drains the workers whose leases keep expiring (vent_quarantine's
+ * rule). */
+void zp_vent_shell_liveness(zp_vent_shell_t *v, uint64_t now);
+/* Drains w (why: its offence): puts it in quarantine, says bye, hands its
+ * tasks in flight to other workers uncharged, logs one line, publishes
+ * worker_left with cause "quarantined", and forgets it. */
+void zp_vent_shell_quarantine(zp_vent_shell_t *v, zp_vent_worker_t *w,
+                              const char *why);
+/* Whether a hello (h from rid) is refused: a worker in quarantine. Tells
+ * it so (a Bye, at most every few seconds) and logs it. */
+bool zp_vent_shell_refused(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                           const Zpipe__V1__Hello *h);
 
 /* ---- vent_shell_sink.c: the sink's control socket ---- */
 /* Sends j's JobOpen (now: when, for the resend timer). */

@@ -1,6 +1,7 @@
 /* vent_shell_workers: the dispatch socket. Workers' hello, credit,
  * heartbeats and byes in; task batches out, as the scheduler decides;
- * input refill before each dispatch; liveness and leases. */
+ * input refill before each dispatch. Liveness and leases:
+ * vent_shell_leases.c. */
 #include "vent_bisect.h"
 #include "vent_shell.h"
 #include "zp_log.h"
@@ -37,10 +38,9 @@ static void s_event_retried(zp_vent_shell_t *v, const zp_vent_task_t *t,
     zp_events_emit(v->events, &ev);
 }
 
-/* Counts and publishes what a requeue did. */
-static void s_retried(zp_vent_shell_t *v, const zp_vent_task_t *t,
-                      zp_vent_retry_result_t r, zp_cause_t cause,
-                      const char *why)
+void zp_vent_shell_retried(zp_vent_shell_t *v, const zp_vent_task_t *t,
+                           zp_vent_retry_result_t r, zp_cause_t cause,
+                           const char *why)
 {
     if (r.decision == ZP_VENT_REQUEUE) {
         s_event_retried(v, t, r.attempt, cause, why);
@@ -52,7 +52,7 @@ static void s_retried(zp_vent_shell_t *v, const zp_vent_task_t *t,
 void zp_vent_shell_requeue(zp_vent_shell_t *v, zp_vent_task_t *t,
                            zp_cause_t cause, const char *why)
 {
-    s_retried(v, t, zp_vent_requeue(t, cause, why), cause, why);
+    zp_vent_shell_retried(v, t, zp_vent_requeue(t, cause, why), cause, why);
 }
 
 void zp_vent_shell_drop_worker(zp_vent_shell_t *v, zp_vent_worker_t *w,
@@ -125,6 +125,8 @@ static void s_on_hello(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     zp_vent_worker_t *w = zp_vent_workers_find(v->workers, rid, rid_len);
     if (w) /* a restarted worker with the same id holds nothing of ours */
         zp_vent_shell_drop_worker(v, w, "said hello again", true, true);
+    if (zp_vent_shell_refused(v, rid, rid_len, h))
+        return;
     w = zp_vent_workers_add(v->workers, rid, rid_len, h, zp_mono_us());
     if (!w) {
         zp_error("out of memory adding a worker");
@@ -139,21 +141,30 @@ static void s_on_hello(zp_vent_shell_t *v, const char *rid, size_t rid_len,
         s_event_joined(v, w, h);
 }
 
-/* A message from a peer that never said hello: a worker we forgot
- * (declared dead, or we restarted) is told to say hello again. */
-static void s_on_stranger(zp_vent_shell_t *v, const char *rid, size_t rid_len,
-                          const zp_message_t *m, size_t len)
+void zp_vent_shell_bye(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                       const char *why)
 {
-    zp_vent_shell_bad(v, "a message from a peer that never said hello", len);
-    if (m->kind_case != ZPIPE__V1__MESSAGE__KIND_CREDIT &&
-        m->kind_case != ZPIPE__V1__MESSAGE__KIND_HEARTBEAT)
-        return;
     Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
-    bye.reason = "unknown worker; say hello";
+    bye.reason = (char *)why;
     zp_message_t r = ZPIPE__V1__MESSAGE__INIT;
     r.kind_case = ZPIPE__V1__MESSAGE__KIND_BYE;
     r.bye = &bye;
     zp_send(v->dispatch, rid, rid_len, &r, &v->scratch, ZMQ_DONTWAIT);
+}
+
+/* A message from a peer that never said hello: a worker we forgot
+ * (declared dead, or we restarted) is told to say hello again; one in
+ * quarantine is not answered (it was told, and its hello is refused). */
+static void s_on_stranger(zp_vent_shell_t *v, const char *rid, size_t rid_len,
+                          const zp_message_t *m, size_t len)
+{
+    if (zp_vent_quarantine_has_rid(v->quarantine, rid, rid_len, zp_mono_us()))
+        return;
+    zp_vent_shell_bad(v, "a message from a peer that never said hello", len);
+    if (m->kind_case != ZPIPE__V1__MESSAGE__KIND_CREDIT &&
+        m->kind_case != ZPIPE__V1__MESSAGE__KIND_HEARTBEAT)
+        return;
+    zp_vent_shell_bye(v, rid, rid_len, "unknown worker; say hello");
 }
 
 void zp_vent_shell_on_dispatch(zp_vent_shell_t *v, const char *rid,
@@ -452,32 +463,4 @@ int zp_vent_shell_dispatch(zp_vent_shell_t *v)
     if (v->push)
         return s_dispatch_push(v);
     return s_dispatch_credit(v) < 0 ? -1 : 0;
-}
-
-/* When the worker with this serial last made progress; 0 if gone. */
-static uint64_t s_progress(void *ctx, uint64_t serial)
-{
-    zp_vent_shell_t *v = ctx;
-    zp_vent_worker_t *w = zp_vent_workers_by_serial(v->workers, serial);
-    return w ? w->last_progress_us : 0;
-}
-
-void zp_vent_shell_liveness(zp_vent_shell_t *v, uint64_t now)
-{
-    uint64_t timeout = v->cfg->heartbeat_timeout_ms * 1000;
-    zp_vent_worker_t *w;
-    while ((w = zp_vent_workers_silent(v->workers, now, timeout))) {
-        char why[96];
-        snprintf(why, sizeof why, "no heartbeat for %.1f s",
-                 (double)(now - w->last_seen_us) / 1e6);
-        zp_vent_shell_drop_worker(v, w, why, true, true);
-    }
-    zp_vent_task_t **expired;
-    size_t n = zp_vent_tasks_expired(v->tasks, now, v->cfg->lease_ms * 1000,
-                                     s_progress, v, &expired);
-    for (size_t i = 0; i < n; i++) {
-        v->n.expired++;
-        zp_vent_shell_requeue(v, expired[i], ZP_CAUSE_LEASE_EXPIRED,
-                              "not completed within its lease");
-    }
 }

@@ -86,6 +86,7 @@ zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
     t->job = j;
     t->attempt = 1;
     t->state = ZP_VENT_QUEUED;
+    t->n_expired = 0;
     t->losses = 0;
     t->alone = 0;
     t->group = 0;

@@ -16,16 +16,24 @@ typedef enum {
     ZP_VENT_FAILING,  /* out of attempts; failure record sent to the sink */
 } zp_vent_tstate_t;
 
+/* A task whose lease expired on this many distinct workers fails as
+ * lease_expired (it hangs every worker, so it ends); before that an
+ * expired lease moves it to another worker without charging an attempt. */
+#define ZP_VENT_LEASE_WORKERS 3
+
 /* One task from read until committed. */
 typedef struct {
     uint64_t id;
     zp_vent_job_t *job;
-    uint32_t attempt; /* charged attempts: failures and expired leases */
-    uint8_t state;    /* zp_vent_tstate_t */
-    uint16_t losses;  /* deliveries lost with a worker, not charged */
-    uint16_t alone;   /* of those, the worker held only this task */
-    uint32_t group;   /* suspect group (vent_bisect), 0 = none */
-    uint64_t worker;  /* serial of the worker holding it */
+    uint32_t attempt;  /* charged attempts: failures, and expired leases
+                          with no other worker to move to */
+    uint8_t state;     /* zp_vent_tstate_t */
+    uint8_t n_expired; /* distinct workers its lease expired on */
+    uint16_t losses;   /* deliveries lost with a worker, not charged */
+    uint16_t alone;    /* of those, the worker held only this task */
+    uint32_t group;    /* suspect group (vent_bisect), 0 = none */
+    uint64_t worker;   /* serial of the worker holding it */
+    uint64_t expired_on[ZP_VENT_LEASE_WORKERS - 1]; /* their serials */
     uint64_t sent_us;
     uint64_t queued_us; /* --trace: wall clock when queued, else 0 */
     size_t len;

@@ -24,6 +24,7 @@ zp_vent_workers_t *zp_vent_workers_new(uint64_t now)
 static void s_worker_free(zp_vent_worker_t *w)
 {
     free(w->id);
+    free(w->host);
     for (size_t i = 0; i < w->n_plugins; i++)
         free(w->plugins[i]);
 }
@@ -85,8 +86,12 @@ zp_vent_worker_t *zp_vent_workers_add(zp_vent_workers_t *self, const char *rid,
     w->rid_len = rid_len;
     w->serial = ++self->next_serial;
     w->id = strdup(h->worker_id && *h->worker_id ? h->worker_id : "?");
-    if (!w->id)
+    w->host = strdup(h->host ? h->host : "");
+    w->pid = h->pid;
+    if (!w->id || !w->host) {
+        s_worker_free(w);
         return NULL;
+    }
     for (size_t i = 0; i < h->n_plugins && i < ZP_VENT_MAX_PLUGINS; i++) {
         w->plugins[w->n_plugins] = strdup(h->plugins[i]);
         if (w->plugins[w->n_plugins])

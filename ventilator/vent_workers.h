@@ -4,6 +4,7 @@
 #ifndef ZP_VENT_WORKERS_H
 #define ZP_VENT_WORKERS_H
 
+#include "vent_quarantine.h"
 #include "zpipe.pb-c.h"
 
 #include <stdbool.h>
@@ -17,14 +18,19 @@ typedef struct {
     size_t rid_len;
     uint64_t serial; /* unique for the ventilator's lifetime, from 1 */
     char *id;
+    char *host;   /* from its hello, "" when it said none */
+    uint32_t pid; /* from its hello, 0 when it said none */
     char *plugins[ZP_VENT_MAX_PLUGINS];
     size_t n_plugins;
     uint64_t window, credit, sent;
     uint64_t last_seen_us;
-    uint64_t last_progress_us; /* it last finished something (credit) */
-    uint64_t tasks_done;       /* from its heartbeats */
-    uint64_t committed;        /* its tasks the sink committed */
-    uint32_t group;            /* the suspect group it runs alone (bisect) */
+    uint64_t last_progress_us;  /* it last finished something (credit) */
+    uint64_t tasks_done;        /* from its heartbeats */
+    uint64_t committed;         /* its tasks the sink committed */
+    uint32_t group;             /* the suspect group it runs alone (bisect) */
+    zp_vent_strikes_t strikes;  /* its leases that expired */
+    uint64_t expired_newest_us; /* the lease scan's scratch: the newest
+                                   dispatch of its tasks expired, 0 none */
 } zp_vent_worker_t;
 
 typedef struct zp_vent_workers zp_vent_workers_t;

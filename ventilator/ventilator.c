@@ -87,8 +87,11 @@ static int s_init_state(zp_vent_shell_t *v)
     v->jobs =
         zp_vent_jobs_new(cfg->deadline_ms, (uint32_t)cfg->max_attempts, 0);
     v->workers = zp_vent_workers_new(zp_mono_us());
+    v->quarantine = zp_vent_quarantine_new(cfg->quarantine_ms * 1000,
+                                           ZP_VENT_QUARANTINE_MAX_US);
     v->instance = zp_random_id("", 12);
-    if (!v->arena || !v->tasks || !v->jobs || !v->workers || !v->instance)
+    if (!v->arena || !v->tasks || !v->jobs || !v->workers || !v->quarantine ||
+        !v->instance)
         return -1;
     if (zp_vent_shell_journal_open(v) < 0)
         return -1;
@@ -425,7 +428,7 @@ static void s_run(zp_vent_shell_t *v)
         zp_vent_shell_journal_tend(v, now);
         if (zp_metrics_due(v->metrics, now))
             zp_vent_metrics_render(v->metrics, &v->n, v->tasks, v->workers,
-                                   v->jobs, v->events, now);
+                                   v->quarantine, v->jobs, v->events, now);
         if (s_file_job_finished(v))
             break;
         s_phase_probe(v, now);
@@ -496,6 +499,7 @@ static void s_teardown(zp_vent_shell_t *v)
         zp_vent_shell_drop_worker(v, zp_vent_workers_at(v->workers, 0),
                                   "ventilator stopping", false, false);
     zp_vent_workers_destroy(&v->workers);
+    zp_vent_quarantine_destroy(&v->quarantine);
     zp_vent_shell_journal_close(v);
     zp_vent_tasks_destroy(&v->tasks);
     zp_vent_jobs_destroy(&v->jobs);

@@ -11,10 +11,13 @@
  *
  * Delivery is at least once: every task read stays in an in-flight table
  * until the sink reports it committed. A task whose worker is declared dead
- * (no heartbeat for heartbeat_timeout_ms), whose lease runs out, or that the
- * sink sends back as a retryable failure is dispatched again with its
- * attempt raised; at max_attempts the ventilator reports the failure to the
- * sink as the task's record. The sink drops duplicates. */
+ * (no heartbeat for heartbeat_timeout_ms) or whose lease runs out while
+ * another worker can run it is dispatched again as it was; one the sink
+ * sends back as a retryable failure (or whose lease ran out with no other
+ * worker) with its attempt raised; at max_attempts the ventilator reports
+ * the failure to the sink as the task's record. The sink drops duplicates.
+ * A worker whose leases keep expiring is drained and refused for
+ * quarantine_ms (vent_quarantine). */
 #ifndef ZP_VENTILATOR_H
 #define ZP_VENTILATOR_H
 
@@ -39,9 +42,11 @@ typedef struct {
     uint64_t deadline_ms;    /* per-task deadline, 0 = none */
     uint64_t max_task_bytes; /* longest input line accepted */
     uint64_t heartbeat_timeout_ms; /* a worker silent this long is dead */
-    uint64_t lease_ms;     /* redeliver a task held this long, 0 = off */
-    uint64_t max_attempts; /* attempts before a task's failure is final */
-    uint64_t max_inflight; /* tasks read and not yet committed, 0 = auto */
+    uint64_t lease_ms;      /* redeliver a task held this long, 0 = off */
+    uint64_t quarantine_ms; /* refuse a worker whose leases keep expiring
+                               this long (doubling), 0 = never drain */
+    uint64_t max_attempts;  /* attempts before a task's failure is final */
+    uint64_t max_inflight;  /* tasks read and not yet committed, 0 = auto */
     uint64_t max_inflight_bytes;   /* their payload bytes (one task always) */
     uint64_t no_worker_timeout_ms; /* exit with an error after this long with
                                       no worker, 0 = wait forever */

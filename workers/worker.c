@@ -74,10 +74,17 @@ static void s_handle_message(zp_wk_shell_t *w, zmq_msg_t *frame)
         w->fatal = true;
     } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_BYE && w->credit_mode) {
         /* The ventilator forgot us (we were silent too long, or it
-         * restarted): introduce ourselves again with fresh credit. */
-        zp_warn(
-            "ventilator %s does not know this worker (%s); saying hello again",
-            w->cfg->ventilator, m->bye->reason ? m->bye->reason : "");
+         * restarted): introduce ourselves again with fresh credit. Or it
+         * drained and refuses us (our leases kept expiring): it answers
+         * the hello when it takes us back. */
+        const char *why = m->bye->reason ? m->bye->reason : "";
+        if (strncmp(why, "quarantined", 11) == 0)
+            zp_warn("ventilator %s refuses this worker: %s", w->cfg->ventilator,
+                    why);
+        else
+            zp_warn("ventilator %s does not know this worker (%s); saying "
+                    "hello again",
+                    w->cfg->ventilator, why);
         zp_wk_shell_send_hello(w);
     } else {
         w->bad_messages++;

@@ -37,7 +37,7 @@ static void test_renders_counters_workers_and_jobs(void)
     zp_vent_task_t *out[2];
     zp_vent_tasks_collect(ts, j, 2, 1 << 20, out); /* 2 sent, 3 queued */
     s_hello(ws, "w1", 10, 4);
-    zp_vent_metrics_render(m, &c, ts, ws, jobs, NULL, 1);
+    zp_vent_metrics_render(m, &c, ts, ws, NULL, jobs, NULL, 1);
     size_t len;
     char *text = zp_metrics_snapshot(m, &len);
     TEST_CHECK(text);
@@ -85,7 +85,7 @@ static void test_series_are_capped_to_the_most_recent(void)
         snprintf(id, sizeof id, "job-%d", i);
         zp_vent_jobs_add(jobs, id, "echo");
     }
-    zp_vent_metrics_render(m, &c, ts, ws, jobs, NULL, 1);
+    zp_vent_metrics_render(m, &c, ts, ws, NULL, jobs, NULL, 1);
     size_t len;
     char *text = zp_metrics_snapshot(m, &len);
     TEST_CHECK(text);

@@ -91,6 +91,73 @@ static void test_lost_worker_is_not_charged_until_max_losses(void)
     s_fix_free(&f);
 }
 
+/* t (queued or just made) is sent to the worker with this serial. */
+static void s_sent_to(s_fix_t *f, zp_vent_task_t *t, uint64_t worker)
+{
+    zp_vent_task_t *out[1];
+    if (t->state == ZP_VENT_QUEUED)
+        TEST_EQ_INT(zp_vent_tasks_collect(f->tasks, t->job, 1, 1 << 20, out),
+                    1);
+    t->state = ZP_VENT_INFLIGHT;
+    t->worker = worker;
+}
+
+static void test_expired_lease_moves_the_task_uncharged(void)
+{
+    s_fix_t f;
+    zp_vent_task_t *t = s_fix(&f, 3);
+    s_sent_to(&f, t, 7);
+    zp_vent_retry_result_t r = zp_vent_requeue_expired(t, 7, true, "late");
+    TEST_EQ_INT(r.decision, ZP_VENT_REQUEUE);
+    TEST_EQ_INT(t->attempt, 1); /* not the task's fault */
+    TEST_EQ_INT(t->state, ZP_VENT_QUEUED);
+    TEST_EQ_INT(t->n_expired, 1);
+    TEST_CHECK(zp_vent_expired_on(t, 7));
+    TEST_CHECK(!zp_vent_expired_on(t, 8));
+    /* The same worker again is still one worker. */
+    s_sent_to(&f, t, 7);
+    zp_vent_requeue_expired(t, 7, true, "late");
+    TEST_EQ_INT(t->n_expired, 1);
+    TEST_EQ_INT(t->attempt, 1);
+    s_sent_to(&f, t, 8);
+    zp_vent_requeue_expired(t, 8, true, "late");
+    TEST_EQ_INT(t->n_expired, 2);
+    TEST_EQ_INT(t->attempt, 1);
+    TEST_EQ_INT(f.job->fails.n, 0);
+    /* A third distinct worker: the task hangs every worker; it ends. */
+    s_sent_to(&f, t, 9);
+    r = zp_vent_requeue_expired(t, 9, true, "late");
+    TEST_EQ_INT(r.decision, ZP_VENT_GIVE_UP);
+    TEST_CHECK(r.recorded);
+    TEST_EQ_INT(t->state, ZP_VENT_FAILING);
+    Zpipe__V1__Result *rec = &f.job->fails.items[0];
+    TEST_EQ_STR(rec->cause, "lease_expired");
+    TEST_EQ_STR(rec->error, "late, on 3 workers on attempt 1 of 3; giving up");
+    s_fix_free(&f);
+}
+
+static void test_expired_lease_with_no_other_worker_is_charged(void)
+{
+    s_fix_t f;
+    zp_vent_task_t *t = s_fix(&f, 2);
+    s_sent_to(&f, t, 7);
+    zp_vent_retry_result_t r = zp_vent_requeue_expired(t, 7, false, "late");
+    TEST_EQ_INT(r.decision, ZP_VENT_REQUEUE);
+    TEST_EQ_INT(t->attempt, 2); /* the lone worker keeps the old rule */
+    s_sent_to(&f, t, 7);
+    r = zp_vent_requeue_expired(t, 7, false, "late");
+    TEST_EQ_INT(r.decision, ZP_VENT_GIVE_UP);
+    TEST_EQ_STR(f.job->fails.items[0].error,
+                "late on attempt 2 of 2; giving up");
+    /* Push dispatch (no worker known): charged too. */
+    s_fix_free(&f);
+    t = s_fix(&f, 2);
+    r = zp_vent_requeue_expired(t, 0, true, "late");
+    TEST_EQ_INT(t->attempt, 2);
+    TEST_EQ_INT(t->n_expired, 0);
+    s_fix_free(&f);
+}
+
 static void test_give_up_out_of_memory_leaves_the_task(void)
 {
     s_fix_t f;
@@ -116,6 +183,8 @@ static void s_retry_scenario(void *arg)
         zp_vent_requeue_lost(t, "b");
         t->state = ZP_VENT_INFLIGHT;
         zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, "c");
+        t->state = ZP_VENT_INFLIGHT;
+        zp_vent_requeue_expired(t, 5, true, "d");
     }
     s_fix_free(&f);
 }
@@ -131,6 +200,10 @@ static const test_case_t tests[] = {
      test_requeue_raises_the_attempt_until_max},
     {"test_lost_worker_is_not_charged_until_max_losses",
      test_lost_worker_is_not_charged_until_max_losses},
+    {"test_expired_lease_moves_the_task_uncharged",
+     test_expired_lease_moves_the_task_uncharged},
+    {"test_expired_lease_with_no_other_worker_is_charged",
+     test_expired_lease_with_no_other_worker_is_charged},
     {"test_give_up_out_of_memory_leaves_the_task",
      test_give_up_out_of_memory_leaves_the_task},
     {"test_alloc_failures_in_retry", test_alloc_failures_in_retry},

@@ -55,9 +55,18 @@ static void test_hello_defaults(void)
     h.credit = 5; /* with no window: window 1, credit clamped to it */
     zp_vent_worker_t *w = zp_vent_workers_add(ws, "r", 1, &h, 0);
     TEST_EQ_STR(w->id, "?");
+    TEST_EQ_STR(w->host, "");
+    TEST_EQ_INT(w->pid, 0);
     TEST_EQ_INT(w->window, 1);
     TEST_EQ_INT(w->credit, 1);
     TEST_EQ_INT(w->n_plugins, 0);
+    TEST_EQ_INT(w->strikes.strikes, 0);
+    /* Host and pid kept: a quarantine names them and matches on them. */
+    h.host = "vm";
+    h.pid = 4211;
+    w = zp_vent_workers_add(ws, "s", 1, &h, 0);
+    TEST_EQ_STR(w->host, "vm");
+    TEST_EQ_INT(w->pid, 4211);
     zp_vent_workers_destroy(&ws);
 }
 
