@@ -83,10 +83,11 @@ static void s_strike(zp_vent_shell_t *v, uint64_t now)
         if (on && newest &&
             zp_vent_strike(&w->strikes, now, newest, w->committed) &&
             zp_vent_workers_count(v->workers) > 1) {
-            char why[160];
+            char why[240];
             snprintf(why, sizeof why,
                      "its leases expired %d times in a row with none of its "
-                     "results committed",
+                     "results committed (a hung plugin, or results sent to "
+                     "another sink: check its --sink)",
                      ZP_VENT_STRIKES);
             zp_vent_shell_quarantine(v, w, why);
             continue;
