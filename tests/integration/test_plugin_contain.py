@@ -1,0 +1,66 @@
+"""Plugins contained (issue 16): a plugin that writes past the end of its
+input, or whose thread appends output after process returned, fails or
+loses only its own task; every other task has exactly one record with
+its own output. `zpipe plugin check` reports exit(0) inside a call."""
+import collections
+import os
+import time
+
+import zpmetrics
+import zptest
+from zptest import binary, check, read_jsonl, run
+
+ROGUE = os.path.join(zptest.FIXTURES, "fx_rogue.so")
+N = 10000
+
+
+def _run(lines, *args, timeout=120):
+    d = zptest.tmpdir()
+    inp = os.path.join(d, "in.txt")
+    with open(inp, "w") as f:
+        f.write("".join("%s\n" % l for l in lines))
+    out = os.path.join(d, "out.jsonl")
+    r = run([binary("zpipe"), "run", "--plugin", ROGUE, "--input", inp,
+             "--output", out, "--workers", "2"] + list(args),
+            capture_output=True, timeout=timeout)
+    return r, read_jsonl(out)
+
+
+def _lines(word, at, n=N):
+    return [word if i in at else "t%d" % i for i in range(n)]
+
+
+def _count(lines, recs, at):
+    """lost / duplicated / unexpected / wrong among the tasks not at
+    fault; the faulty tasks' records."""
+    n = len(lines)
+    by_task = collections.Counter(rec["task"] for rec in recs)
+    lost = sum(1 for i in range(n) if by_task[i] == 0)
+    dup = sum(1 for i in range(n) if by_task[i] > 1)
+    unexpected = sum(1 for t in by_task if not 0 <= t < n)
+    wrong = sum(1 for rec in recs if rec["task"] not in at and
+                0 <= rec["task"] < n and
+                (rec["status"] != "ok" or rec["output"] != lines[rec["task"]]))
+    faulty = {rec["task"]: rec for rec in recs if rec["task"] in at}
+    print("    lost %d, duplicated %d, unexpected %d, wrong %d" %
+          (lost, dup, unexpected, wrong))
+    check((lost, dup, unexpected, wrong) == (0, 0, 0, 0),
+          "lost %d, duplicated %d, unexpected %d, wrong %d" %
+          (lost, dup, unexpected, wrong))
+    return faulty
+
+
+def test_check_reports_exit_in_a_call():
+    r = run([binary("zpipe"), "plugin", "check", ROGUE, "-i", "a", "-i",
+             "exit", "-i", "b"], capture_output=True, timeout=60)
+    out = r.stdout.decode()
+    check(r.returncode == 1, "exit %d: %s" % (r.returncode, out))
+    check("exited with status 0 on input #2" in out, out)
+    check("input #3" in out and out.count("status     ZPIPE_OK") == 2, out)
+    check("1 crashed, exited or timed out" in out, out)
+
+
+if __name__ == "__main__":
+    zptest.main([
+        test_check_reports_exit_in_a_call,
+    ])
