@@ -63,6 +63,8 @@ struct zp_wk_exec {
     uint64_t restarts;
     zp_arena_t *arena; /* its frames decoded off the common path */
     zp_buf_t scratch;  /* a batch encoded afresh */
+    /* Plugin output refused in its executors now gone. */
+    uint64_t refused_before;
 };
 
 /* Moves to state to; refuses (-1, and asserts in debug builds) a

@@ -156,6 +156,7 @@ static int s_executor_init(s_executor_t *e)
         zp_wk_runner_load(e->runner, false) < 0)
         return -1;
     s_install_crash_handlers(e->progress);
+    zp_wk_runner_mirror_refused(&e->progress->refused_appends);
     if (cfg->memory_limit) {
         struct rlimit rl = {cfg->memory_limit, cfg->memory_limit};
         if (setrlimit(RLIMIT_AS, &rl) != 0) {

@@ -50,6 +50,44 @@ def _count(lines, recs, at):
     return faulty
 
 
+def test_append_after_return_is_refused_and_counted():
+    at = {10, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000}
+    lines = _lines("late", at)
+    r, recs = _run(lines, "--log-level", "warn")
+    faulty = _count(lines, recs, at)
+    for i in at:
+        rec = faulty.get(i)
+        check(rec and rec["status"] == "ok" and rec["output"] == "late",
+              "late appender %d: %r" % (i, rec))
+    check(r.returncode == 0, "exit %d: %s" % (r.returncode, r.stderr.decode()))
+    err = r.stderr.decode()
+    check("outside its process call" in err,
+          "no log line for the refused appends: %s" % err[-2000:])
+
+
+def test_refused_appends_are_a_worker_metric():
+    c = zptest.Cluster()
+    c.worker([ROGUE], args=["--metrics", "127.0.0.1:0"], name="w1")
+    url = zpmetrics.metrics_url(c.logs[-1])
+    lines = _lines("late", {5}, 2000)
+    path = os.path.join(c.dir, "in.txt")
+    with open(path, "w") as f:
+        f.write("".join("%s\n" % l for l in lines))
+    v = c.ventilator("fx_rogue", path)
+    check(v.wait(60) == 0, "ventilator failed")
+    _count(lines, read_jsonl(c.output), {5})
+    refused = 0
+    for _ in range(40):  # rendered about every 250 ms
+        _, samples = zpmetrics.parse(zpmetrics.fetch(url))
+        refused = zpmetrics.value(samples,
+                                  "zpipe_plugin_refused_appends_total")
+        if refused:
+            break
+        time.sleep(0.1)
+    print("    zpipe_plugin_refused_appends_total %d" % refused)
+    check(refused > 0, "no refused appends counted")
+
+
 def test_check_reports_exit_in_a_call():
     r = run([binary("zpipe"), "plugin", "check", ROGUE, "-i", "a", "-i",
              "exit", "-i", "b"], capture_output=True, timeout=60)
@@ -62,5 +100,7 @@ def test_check_reports_exit_in_a_call():
 
 if __name__ == "__main__":
     zptest.main([
+        test_append_after_return_is_refused_and_counted,
+        test_refused_appends_are_a_worker_metric,
         test_check_reports_exit_in_a_call,
     ])
