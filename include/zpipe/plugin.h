@@ -27,7 +27,9 @@
  * the host counts it (a call struct kept past its return may already be
  * another task's).
  *
- * Ownership: input bytes are borrowed for the duration of one process call.
+ * Ownership: input bytes are borrowed, read-only, for the duration of one
+ * process call (in an executor they are mapped read-only: a write is a
+ * SIGSEGV of that task).
  * Output and error text are copied by the host when appended; the plugin
  * keeps ownership of what it passes in.
  */

@@ -50,6 +50,19 @@ def _count(lines, recs, at):
     return faulty
 
 
+def test_write_past_input_fails_only_its_task():
+    at = {17, 2500, 5003, 7777, 9998}
+    lines = _lines("scribble", at)
+    r, recs = _run(lines, "--log-level", "error")
+    faulty = _count(lines, recs, at)
+    for i in at:
+        rec = faulty.get(i)
+        check(rec and rec["status"] == "failed" and rec["cause"] == "SIGSEGV"
+              and "read-only input" in rec["error"],
+              "scribbler %d: %r" % (i, rec))
+    check(r.returncode == 1, "exit %d: %s" % (r.returncode, r.stderr.decode()))
+
+
 def test_append_after_return_is_refused_and_counted():
     at = {10, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000}
     lines = _lines("late", at)
@@ -100,6 +113,7 @@ def test_check_reports_exit_in_a_call():
 
 if __name__ == "__main__":
     zptest.main([
+        test_write_past_input_fails_only_its_task,
         test_append_after_return_is_refused_and_counted,
         test_refused_appends_are_a_worker_metric,
         test_check_reports_exit_in_a_call,
