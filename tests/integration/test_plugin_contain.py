@@ -111,10 +111,20 @@ def test_check_reports_exit_in_a_call():
     check("1 crashed, exited or timed out" in out, out)
 
 
+def test_check_reports_a_write_to_the_input():
+    r = run([binary("zpipe"), "plugin", "check", ROGUE, "-i", "a", "-i",
+             "scribble", "-i", "b"], capture_output=True, timeout=60)
+    out = r.stdout.decode()
+    check(r.returncode == 1, "exit %d: %s" % (r.returncode, out))
+    check("crashed with SIGSEGV on input #2" in out, out)
+    check(out.count("status     ZPIPE_OK") == 2, out)
+
+
 if __name__ == "__main__":
     zptest.main([
         test_write_past_input_fails_only_its_task,
         test_append_after_return_is_refused_and_counted,
         test_refused_appends_are_a_worker_metric,
         test_check_reports_exit_in_a_call,
+        test_check_reports_a_write_to_the_input,
     ])
