@@ -18,8 +18,10 @@ zp_cause_t zp_wk_death_cause(const zp_wk_exit_t *exit, char *how, size_t howlen)
         /* Near the limit when it died: the limit, not the plugin, is why. */
         if (exit->memory_limit && exit->vm_bytes >= exit->memory_limit / 10 * 9)
             cause = ZP_CAUSE_RESOURCE_LIMIT;
-        snprintf(how, howlen, "executor killed by %s",
-                 strsignal(WTERMSIG(status)));
+        snprintf(how, howlen, "executor killed by %s%s",
+                 strsignal(WTERMSIG(status)),
+                 exit->input_write ? ": the plugin wrote to its read-only input"
+                                   : "");
         return cause;
     }
     snprintf(how, howlen, "executor exited with status %d",

@@ -25,6 +25,7 @@ typedef struct {
     int wait_status;         /* from waitpid */
     uint64_t vm_bytes;       /* address space in use when it crashed */
     uint64_t memory_limit;   /* the executor's limit, 0 = none */
+    bool input_write;        /* it faulted writing to its sealed inputs */
 } zp_wk_exit_t;
 
 /* What it was doing, from the progress page and the supervisor's books.
@@ -50,7 +51,8 @@ typedef struct {
 /* The cause: "timeout" when killed for it, the signal's (or
  * "resource_limit" when the address space was within 10% of the limit),
  * else "executor_exit"; how (NUL-terminated, at most howlen) says it in
- * words for the log and the error text. */
+ * words for the log and the error text (and that the plugin wrote to its
+ * read-only input, when it did). */
 zp_cause_t zp_wk_death_cause(const zp_wk_exit_t *exit, char *how,
                              size_t howlen);
 /* The batch position of the task charged with the death, or

@@ -107,6 +107,9 @@ void zp_wk_exec_destroy(zp_wk_exec_t **self_p)
 
 int zp_wk_exec_start(zp_wk_exec_t *self)
 {
+    if (self->child.progress) /* the next executor has a fresh page */
+        self->refused_before +=
+            atomic_load(&self->child.progress->refused_appends);
     if (zp_wk_spawn(&self->child, self->cfg, self->id, self->plugins) < 0 ||
         zp_wk_exec__set_state(self, ZP_WK_EXEC_STARTING) < 0)
         return -1;
@@ -147,6 +150,14 @@ bool zp_wk_exec_wants_write(const zp_wk_exec_t *self)
 bool zp_wk_exec_busy(const zp_wk_exec_t *self)
 {
     return zp_wk_exec__busy(self);
+}
+
+uint64_t zp_wk_exec_refused_appends(const zp_wk_exec_t *self)
+{
+    return self->refused_before +
+           (self->child.progress
+                ? atomic_load(&self->child.progress->refused_appends)
+                : 0);
 }
 
 uint64_t zp_wk_exec_restarts(const zp_wk_exec_t *self)

@@ -68,6 +68,9 @@ bool zp_wk_exec_busy(const zp_wk_exec_t *self);
 uint64_t zp_wk_exec_restarts(const zp_wk_exec_t *self);
 /* Executors parked with a stalled task, ever / now. */
 uint64_t zp_wk_exec_parked(const zp_wk_exec_t *self, size_t *now);
+/* Output or error text its plugins gave outside a process call, refused
+ * (zp_wk_runner_refused), in all its executors so far. */
+uint64_t zp_wk_exec_refused_appends(const zp_wk_exec_t *self);
 
 /* The socket is writable: writes what it takes. */
 void zp_wk_exec_on_writable(zp_wk_exec_t *self);

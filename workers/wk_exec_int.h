@@ -80,6 +80,8 @@ struct zp_wk_exec {
     zp_wk_parked_t parked[ZP_WK_MAX_PARKED];
     size_t n_parked;
     uint64_t parked_total;
+    /* Plugin output refused in its executors now gone. */
+    uint64_t refused_before;
 };
 
 /* Moves to state to; refuses (-1, and asserts in debug builds) a

@@ -224,6 +224,7 @@ static zp_cause_t s_reap(zp_wk_exec_t *self, char *how, size_t howlen)
         .wait_status = status,
         .vm_bytes = atomic_load(&self->child.progress->vm_bytes),
         .memory_limit = self->cfg->memory_limit,
+        .input_write = atomic_load(&self->child.progress->input_write) != 0,
     };
     return zp_wk_death_cause(&exit, how, howlen);
 }

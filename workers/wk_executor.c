@@ -2,6 +2,7 @@
  * runs them through the runner, publishes the running task in the
  * progress page on fd 4 and writes result batches back on fd 3. */
 #define _GNU_SOURCE
+#include "wk_inputs.h"
 #include "wk_progress.h"
 #include "wk_results.h"
 #include "wk_runner.h"
@@ -31,17 +32,24 @@ typedef struct {
     zp_wk_results_t *results;
     zp_arena_t *arena;
     zp_frame_reader_t *reader;
+    zp_wk_inputs_t *inputs; /* the batch's frame, read-only while it runs */
     zp_task_view_t view;
     zp_buf_t scratch;
 } s_executor_t;
 
 static zp_wk_progress_t *s_crash_progress;
+static const zp_wk_inputs_t *s_crash_inputs;
 
 /* On a fatal signal, note how much address space was in use (so the worker
- * can tell a memory-limit crash from a bug), then die of the same signal.
- * Only async-signal-safe calls. */
-static void s_on_fatal_signal(int sig)
+ * can tell a memory-limit crash from a bug) and whether it was a write to
+ * the sealed inputs, then die of the same signal. Only async-signal-safe
+ * calls. */
+static void s_on_fatal_signal(int sig, siginfo_t *info, void *uctx)
 {
+    (void)uctx;
+    if ((sig == SIGSEGV || sig == SIGBUS) && s_crash_progress &&
+        zp_wk_inputs_sealed_at(s_crash_inputs, info->si_addr))
+        atomic_store(&s_crash_progress->input_write, 1);
     int fd = open("/proc/self/statm", O_RDONLY);
     if (fd >= 0) {
         char buf[64];
@@ -58,16 +66,18 @@ static void s_on_fatal_signal(int sig)
     raise(sig); /* pending until we return, then fatal */
 }
 
-static void s_install_crash_handlers(zp_wk_progress_t *progress)
+static void s_install_crash_handlers(zp_wk_progress_t *progress,
+                                     const zp_wk_inputs_t *inputs)
 {
     static char altstack[64 * 1024];
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
     sigaltstack(&ss, NULL);
     s_crash_progress = progress;
+    s_crash_inputs = inputs;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_fatal_signal;
-    sa.sa_flags = SA_ONSTACK;
+    sa.sa_sigaction = s_on_fatal_signal;
+    sa.sa_flags = SA_ONSTACK | SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
@@ -129,6 +139,23 @@ static int s_read_frame(s_executor_t *e, const char **frame, size_t *len)
     }
 }
 
+/* Moves the frame (*frame, len bytes) into the input region, where it
+ * can be sealed; on failure it stays where it is, run unprotected, and
+ * says so (rate-limited). */
+static void s_place_frame(s_executor_t *e, const char **frame, size_t len)
+{
+    static uint64_t failures;
+    const uint8_t *copy;
+    if (zp_wk_inputs_load(e->inputs, *frame, len, &copy) == 0) {
+        *frame = (const char *)copy;
+        return;
+    }
+    if (zp_log_sampled(++failures))
+        zp_warn("executor: cannot map %zu bytes for a batch's inputs (%s); "
+                "running it unprotected (%llu times)",
+                len, strerror(errno), (unsigned long long)failures);
+}
+
 /* Checks the parent, maps the page, loads the plugins, sets the limit and
  * says hello. Returns 0 or -1 (exit 3). */
 static int s_executor_init(s_executor_t *e)
@@ -152,10 +179,12 @@ static int s_executor_init(s_executor_t *e)
     e->results = zp_wk_results_new();
     e->arena = zp_arena_new();
     e->reader = zp_frame_reader_new(cfg->max_frame);
-    if (!e->runner || !e->results || !e->arena || !e->reader ||
+    e->inputs = zp_wk_inputs_new();
+    if (!e->runner || !e->results || !e->arena || !e->reader || !e->inputs ||
         zp_wk_runner_load(e->runner, false) < 0)
         return -1;
-    s_install_crash_handlers(e->progress);
+    s_install_crash_handlers(e->progress, e->inputs);
+    zp_wk_runner_mirror_refused(&e->progress->refused_appends);
     if (cfg->memory_limit) {
         struct rlimit rl = {cfg->memory_limit, cfg->memory_limit};
         if (setrlimit(RLIMIT_AS, &rl) != 0) {
@@ -193,6 +222,7 @@ static int s_executor_loop(s_executor_t *e)
             return -1;
         }
         atomic_store(&e->progress->seq, atomic_load(&e->progress->seq) + 1);
+        s_place_frame(e, &frame, len);
         /* Zero-copy: payloads are handed to the plugin from the frame. */
         const Zpipe__V1__TaskBatch *b = &e->view.batch;
         if (zp_view_task_batch(&e->view, frame, len, e->cfg->max_frame) < 0) {
@@ -206,7 +236,15 @@ static int s_executor_loop(s_executor_t *e)
             }
             b = m->task_batch;
         }
+        /* Sealed while plugins run: a write to an input (or past its
+         * end, into the next one's) is a SIGSEGV of that task alone. */
+        bool sealed = zp_wk_inputs_seal(e->inputs) == 0;
         zp_wk_runner_run_batch(e->runner, e->results, b, e->progress, &hooks);
+        if (sealed && zp_wk_inputs_unseal(e->inputs) < 0) {
+            zp_error("executor: cannot unseal the input region: %s",
+                     strerror(errno));
+            return -1;
+        }
         s_flush(e);
         if (zp_wk_runner_hit_limit(e->runner)) {
             /* A plugin ran out of memory under the limit: its heap may be
@@ -227,6 +265,7 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     if (s_executor_init(&e) < 0 || s_executor_loop(&e) < 0)
         return 3;
     zp_frame_reader_destroy(&e.reader);
+    zp_wk_inputs_destroy(&e.inputs);
     zp_task_view_free(&e.view);
     zp_wk_runner_destroy(&e.runner);
     zp_wk_results_destroy(&e.results);

@@ -22,6 +22,13 @@ void zp_wk_metrics_render(zp_metrics_t *m, const zp_wk_stats_t *st,
     zp_metrics_u64(m, "zpipe_bad_messages_total",
                    (const char *const[]){"socket", "tasks", NULL},
                    st->bad_messages);
+    zp_metrics_family(m, "zpipe_plugin_refused_appends_total",
+                      ZP_METRIC_COUNTER,
+                      "Output or error text a plugin gave outside its "
+                      "process call (after it returned, or from another "
+                      "thread), refused.");
+    zp_metrics_u64(m, "zpipe_plugin_refused_appends_total", NULL,
+                   st->refused_appends);
     zp_metrics_family(m, "zpipe_worker_held_tasks", ZP_METRIC_GAUGE,
                       "Tasks received and not finished.");
     zp_metrics_u64(m, "zpipe_worker_held_tasks", NULL, st->held);

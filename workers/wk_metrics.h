@@ -13,6 +13,7 @@ typedef struct {
     uint64_t violations;             /* arrivals beyond the window */
     uint64_t bad_messages;           /* dropped from the tasks socket */
     uint64_t held;                   /* tasks received, not finished */
+    uint64_t refused_appends;        /* plugin output outside a call */
     const zp_histogram_t *call_hist; /* plugin call times; borrowed */
 } zp_wk_stats_t;
 

@@ -2,6 +2,7 @@
  * --describe) and one plugin called on given inputs (zpipe plugin check),
  * through the runner a worker uses: the same loader, host table, settings,
  * output limit and rules for status, cause and error text. */
+#include "wk_inputs.h"
 #include "wk_results.h"
 #include "wk_runner.h"
 #include "worker.h"
@@ -32,6 +33,7 @@ int zp_worker_describe(const zp_worker_config_t *cfg)
 
 struct zp_worker_probe {
     zp_wk_runner_t *runner;
+    zp_wk_inputs_t *inputs;    /* the input, read-only during the call */
     const zp_plugin_t *plugin; /* borrowed from the runner's set */
     zp_buf_t out, err;         /* the last call's */
 };
@@ -45,9 +47,11 @@ zp_worker_probe_t *zp_worker_probe_new(const zp_worker_config_t *cfg, char *err,
         return NULL;
     }
     self->runner = zp_wk_runner_new(cfg, "probe");
-    if (!self->runner || cfg->plugins.count != 1) {
+    self->inputs = zp_wk_inputs_new();
+    if (!self->runner || !self->inputs || cfg->plugins.count != 1) {
         snprintf(err, errlen, "%s",
-                 self->runner ? "give exactly one plugin" : "out of memory");
+                 self->runner && self->inputs ? "give exactly one plugin"
+                                              : "out of memory");
         goto fail_probe;
     }
     zp_plugins_t *plugins = zp_wk_runner_plugins(self->runner);
@@ -60,6 +64,7 @@ zp_worker_probe_t *zp_worker_probe_new(const zp_worker_config_t *cfg, char *err,
     return self;
 
 fail_probe:
+    zp_wk_inputs_destroy(&self->inputs);
     zp_wk_runner_destroy(&self->runner);
     free(self);
     return NULL;
@@ -74,6 +79,14 @@ void zp_worker_probe_call(zp_worker_probe_t *self, const uint8_t *input,
                           size_t len, uint64_t task_id,
                           zp_worker_outcome_t *outcome)
 {
+    /* As in an executor: the input read-only, so a plugin that writes to
+     * it (or past its end) crashes here too, on this input. */
+    const uint8_t *copy = NULL;
+    bool sealed = false;
+    if (zp_wk_inputs_load(self->inputs, input, len, &copy) == 0) {
+        input = copy;
+        sealed = zp_wk_inputs_seal(self->inputs) == 0;
+    }
     Zpipe__V1__Task t = ZPIPE__V1__TASK__INIT;
     t.task_id = task_id;
     t.payload.data = (uint8_t *)input;
@@ -86,6 +99,8 @@ void zp_worker_probe_call(zp_worker_probe_t *self, const uint8_t *input,
     zp_wk_runner_run_task(self->runner, self->plugin, self->plugin->desc.name,
                           "check", &t, &d, &self->out, &self->err, t0,
                           zp_now_us(), NULL);
+    if (sealed)
+        zp_wk_inputs_unseal(self->inputs);
     /* NUL-terminate the error text without counting it. */
     if (zp_buf_append(&self->err, "", 1) == 0)
         self->err.len--;
@@ -106,6 +121,7 @@ void zp_worker_probe_destroy(zp_worker_probe_t **self_p)
     if (!self)
         return;
     zp_wk_runner_destroy(&self->runner);
+    zp_wk_inputs_destroy(&self->inputs);
     zp_buf_free(&self->out);
     zp_buf_free(&self->err);
     free(self);

@@ -4,8 +4,20 @@
 #include "zp_log.h"
 #include "zp_util.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The call this thread is running process for, NULL outside one. The
+ * host table's callbacks accept only that call, from that thread: a
+ * call struct kept past its return (by a plugin's thread) may lie where
+ * the running call's struct is now, so the pointer alone proves nothing,
+ * and nothing read through it is trusted before this check. */
+static _Thread_local const zpipe_call_t *s_active_call;
+/* Output and error text refused for that, in this process, and where
+ * the count is also kept (the executor's progress page), if anywhere. */
+static _Atomic uint64_t s_refused;
+static _Atomic(_Atomic uint64_t *) s_refused_mirror;
 
 struct zp_wk_runner {
     const zp_worker_config_t *cfg; /* borrowed */
@@ -42,9 +54,40 @@ zp_wk_verdict_t zp_wk_classify(int st, bool overflow, bool memory_limited)
     return v;
 }
 
+/* Whether call is the one this thread is running; else counts and logs
+ * (rate-limited) the refusal of what. */
+static bool s_call_open(const zpipe_call_t *call, const char *what)
+{
+    if (call && call == s_active_call)
+        return true;
+    uint64_t n = atomic_fetch_add(&s_refused, 1) + 1;
+    _Atomic uint64_t *mirror = atomic_load(&s_refused_mirror);
+    if (mirror)
+        atomic_store(mirror, n);
+    if (zp_log_sampled(n))
+        zp_warn("a plugin's %s came outside its process call (after it "
+                "returned, or from another thread): refused (%llu so far)",
+                what, (unsigned long long)n);
+    return false;
+}
+
+uint64_t zp_wk_runner_refused(void)
+{
+    return atomic_load(&s_refused);
+}
+
+void zp_wk_runner_mirror_refused(_Atomic uint64_t *to)
+{
+    if (to)
+        atomic_store(to, atomic_load(&s_refused));
+    atomic_store(&s_refused_mirror, to);
+}
+
 /* The host table's callbacks reach the runner through host_private. */
 static int s_host_append(zpipe_call_t *call, const void *data, size_t len)
 {
+    if (!s_call_open(call, "output"))
+        return -1;
     zp_wk_runner_t *self = call->host_private;
     if (self->out_overflow ||
         self->out->len - self->call_out_off + len > self->cfg->max_output) {
@@ -56,6 +99,8 @@ static int s_host_append(zpipe_call_t *call, const void *data, size_t len)
 
 static void s_host_set_error(zpipe_call_t *call, const char *message)
 {
+    if (!s_call_open(call, "error text"))
+        return;
     zp_wk_runner_t *self = call->host_private;
     size_t n = strnlen(message ? message : "", ZP_WK_MAX_ERROR);
     self->call_err.len = 0;
@@ -176,7 +221,10 @@ static void s_call(zp_wk_runner_t *self, const zp_plugin_t *plugin,
         .job_id = job_id,
         .host_private = self,
     };
+    const zpipe_call_t *outer = s_active_call; /* NULL but when nested */
+    s_active_call = &call;
     int st = plugin->desc.process(plugin->state, &call);
+    s_active_call = outer;
     zp_wk_verdict_t v =
         zp_wk_classify(st, self->out_overflow, self->cfg->memory_limit != 0);
     d->status = v.status;

@@ -11,6 +11,7 @@
 #include "zp_codec.h"
 #include "zp_plugin.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,6 +83,13 @@ void zp_wk_runner_run_batch(zp_wk_runner_t *self, zp_wk_results_t *results,
                             const Zpipe__V1__TaskBatch *b,
                             zp_wk_progress_t *progress,
                             const zp_wk_hooks_t *hooks);
+
+/* Output or error text a plugin gave outside its process call (after it
+ * returned, or from another thread), refused, in this process so far. */
+uint64_t zp_wk_runner_refused(void);
+/* Keeps that count in *to as well from now on (NULL: nowhere), as it
+ * grows: also between batches. to is borrowed until replaced. */
+void zp_wk_runner_mirror_refused(_Atomic uint64_t *to);
 
 /* Whether a task ended in resource_limit since the runner was made. */
 bool zp_wk_runner_hit_limit(const zp_wk_runner_t *self);

@@ -120,6 +120,8 @@ static void s_metrics_render(zp_wk_shell_t *w, uint64_t now)
     zp_wk_stats_t st = {
         .completed = w->credit.completed,
         .restarts = w->exec ? zp_wk_exec_restarts(w->exec) : 0,
+        .refused_appends = zp_wk_runner_refused() +
+                           (w->exec ? zp_wk_exec_refused_appends(w->exec) : 0),
         .violations = w->credit.violations,
         .bad_messages = w->bad_messages,
         .held = zp_wk_credit_held(&w->credit),

@@ -412,7 +412,10 @@ static int s_check_all(const s_check_t *c, const char *spec)
             return 3;
         }
         int st = end.status;
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        /* Done only when it said fini: exit(0) inside a call (or between
+         * calls, from a plugin's thread) is a failure like a crash. */
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && end.in_fini &&
+            !end.in_call)
             break;
         char how[128];
         s_check_how(how, sizeof how, &end, c->timeout_ms);
@@ -438,10 +441,11 @@ static int s_check_all(const s_check_t *c, const char *spec)
         start = end.index + 1;
     }
     size_t n_in = c->n_in;
-    printf("\n%zu input%s: %zu call%s returned, %zu crashed or timed out; "
-           "fini %s\n",
-           n_in, n_in == 1 ? "" : "s", n_in - lost, n_in - lost == 1 ? "" : "s",
-           lost, fini_ok ? "ran" : "failed");
+    printf(
+        "\n%zu input%s: %zu call%s returned, %zu crashed, exited or timed out; "
+        "fini %s\n",
+        n_in, n_in == 1 ? "" : "s", n_in - lost, n_in - lost == 1 ? "" : "s",
+        lost, fini_ok ? "ran" : "failed");
     return lost || !fini_ok ? 1 : 0;
 }
 

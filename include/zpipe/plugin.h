@@ -22,7 +22,14 @@
  * executors) may each hold their own state at the same time, so a plugin must
  * not rely on being the only instance on a machine.
  *
- * Ownership: input bytes are borrowed for the duration of one process call.
+ * append and set_error are accepted only from the thread running process,
+ * before it returns: from another thread, or after, append returns -1 and
+ * the host counts it (a call struct kept past its return may already be
+ * another task's).
+ *
+ * Ownership: input bytes are borrowed, read-only, for the duration of one
+ * process call (in an executor they are mapped read-only: a write is a
+ * SIGSEGV of that task).
  * Output and error text are copied by the host when appended; the plugin
  * keeps ownership of what it passes in.
  */
@@ -78,7 +85,8 @@ typedef struct zpipe_host {
     uint16_t abi_major;
     uint16_t abi_minor;
     /* Append len bytes to the task's output; the host copies them.
-     * Returns 0, or -1 if the output would exceed the host's limit. */
+     * Returns 0, or -1 if the output would exceed the host's limit or the
+     * call is not running on this thread (see Threading above). */
     int (*append)(zpipe_call_t *call, const void *data, size_t len);
     /* Set the task's error text (copied, truncated to a host limit). The
      * status returned from process decides success; this only explains. */

@@ -40,6 +40,18 @@ static void test_crash_mid_batch_charges_the_running_task(void)
     TEST_CHECK(!c.quarantined);
 }
 
+static void test_a_write_to_the_inputs_is_said(void)
+{
+    char how[96];
+    zp_wk_exit_t e = {.wait_status = S_SIGNALED(SIGSEGV), .input_write = true};
+    zp_cause_t cause = zp_wk_death_cause(&e, how, sizeof how);
+    TEST_EQ_STR(zp_cause_name(cause), "SIGSEGV"); /* the same cause */
+    TEST_CONTAINS(how, "the plugin wrote to its read-only input");
+    e.input_write = false;
+    zp_wk_death_cause(&e, how, sizeof how);
+    TEST_CHECK(strstr(how, "read-only") == NULL);
+}
+
 static void test_tasks_before_the_culprit_run_again(void)
 {
     /* Results for 0 and 1 arrived; it died in 4, so 2 and 3 ran but their
@@ -168,6 +180,7 @@ static void test_three_start_failures_in_a_row_are_fatal(void)
 }
 
 static const test_case_t tests[] = {
+    {"test_a_write_to_the_inputs_is_said", test_a_write_to_the_inputs_is_said},
     {"test_crash_mid_batch_charges_the_running_task",
      test_crash_mid_batch_charges_the_running_task},
     {"test_tasks_before_the_culprit_run_again",

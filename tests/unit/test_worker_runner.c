@@ -1,5 +1,6 @@
 /* Tests for wk_runner (plugin calls and how their outcome is recorded)
  * and wk_queue (the batches waiting for the executor). */
+#define _GNU_SOURCE
 #include "failalloc.h"
 #include "test.h"
 #include "wk_queue.h"
@@ -7,6 +8,7 @@
 
 #include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_classify_success(void)
 {
@@ -220,6 +222,49 @@ static void s_runner_scenario(void *arg)
     zp_wk_runner_destroy(&run);
 }
 
+/* Kept loaded to the end: its plugin's threads outlive the test. */
+static zp_wk_runner_t *s_late_runner;
+
+static void test_output_after_the_call_returned_is_refused(void)
+{
+    /* fx_rogue's "late": a thread keeps appending "LATE" to the call
+     * after process returned, while later calls run. */
+    const char *plugin = ZP_FIXTURE_DIR "/fx_rogue.so";
+    zp_worker_config_t cfg = {
+        .plugins = {.items = &plugin, .count = 1},
+        .max_output = 1 << 20,
+        .max_frame = 1 << 20,
+    };
+    zp_wk_runner_t *run = zp_wk_runner_new(&cfg, "w1");
+    zp_wk_results_t *res = zp_wk_results_new();
+    TEST_CHECK(zp_wk_runner_load(run, false) == 0);
+    _Atomic uint64_t mirror = 0;
+    zp_wk_runner_mirror_refused(&mirror);
+    uint64_t before = zp_wk_runner_refused();
+    s_batch_t s;
+    s_seen_t seen = {.res = res};
+    zp_wk_hooks_t hooks = {s_flush, s_done, &seen};
+    s_batch(&s, "job", "fx_rogue");
+    s.t[0].payload.data = (uint8_t *)"late";
+    s.t[0].payload.len = 4;
+    for (int round = 0; round < 50; round++) /* calls while it appends */
+        zp_wk_runner_run_batch(run, res, &s.b, NULL, &hooks);
+    for (int i = 0; i < 100 && zp_wk_runner_refused() == before; i++)
+        usleep(1000);
+    TEST_CHECK(zp_wk_runner_refused() > before);
+    TEST_CHECK(atomic_load(&mirror) >= zp_wk_runner_refused() - 1);
+    zp_wk_runner_mirror_refused(NULL);
+    /* Every batch's outputs are its own inputs, nothing spliced. */
+    zp_buf_t *out = zp_wk_results_out(res);
+    TEST_EQ_INT(out->len, 50 * 10);
+    for (size_t off = 0; off + 10 <= out->len; off += 10)
+        TEST_CHECK(memcmp(out->data + off, "latet1t2t3", 10) == 0);
+    zp_wk_results_destroy(&res);
+    /* Its threads may still append: the plugin stays loaded (no fini,
+     * no dlclose) until the test exits. */
+    s_late_runner = run;
+}
+
 static void test_alloc_failures_in_the_runner(void)
 {
     long runs = failalloc_sweep(s_runner_scenario, NULL);
@@ -298,6 +343,8 @@ static const test_case_t tests[] = {
      test_a_missing_plugin_fails_every_task},
     {"test_output_over_the_limit_fails_the_task",
      test_output_over_the_limit_fails_the_task},
+    {"test_output_after_the_call_returned_is_refused",
+     test_output_after_the_call_returned_is_refused},
     {"test_alloc_failures_in_the_runner", test_alloc_failures_in_the_runner},
     {"test_queue_keeps_order_and_puts_back_at_the_head",
      test_queue_keeps_order_and_puts_back_at_the_head},
