@@ -383,8 +383,9 @@ static void s_phase_commit(zp_sink_t *s, uint64_t now, uint64_t *last)
 {
     if (now - *last < S_COMMIT_PERIOD_US)
         return;
-    if (!s->jobs.dirty && !zp_store_unsynced(s->store))
-        return; /* nothing written, nobody to tell */
+    if (!s->jobs.dirty && !zp_store_unsynced(s->store) &&
+        !zp_store_paused(s->store))
+        return; /* nothing written, nobody to tell, nothing to retry */
     bool paused = zp_store_paused(s->store);
     zp_sink_commit_all(s);
     *last = now;

@@ -8,6 +8,7 @@
 #include "zp_log.h"
 #include "zp_net.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- task timelines (--trace) and events ---- */
@@ -360,6 +361,29 @@ static void s_publish(zp_sink_t *s, const char *job, zmq_msg_t *frame)
     zmq_msg_close(&copy);
 }
 
+/* Republishes only the results of b that were taken (a batch with some
+ * refused: a buggy or foreign worker's, rare), re-encoded. */
+static void s_publish_taken(zp_sink_t *s, const Zpipe__V1__ResultBatch *b,
+                            const bool *refused)
+{
+    Zpipe__V1__Result **taken = malloc(b->n_results * sizeof *taken);
+    if (!taken)
+        return;
+    Zpipe__V1__ResultBatch copy = *b;
+    copy.results = taken;
+    copy.n_results = 0;
+    for (size_t i = 0; i < b->n_results; i++)
+        if (!refused[i])
+            taken[copy.n_results++] = b->results[i];
+    zp_buf_t out = {0};
+    if (copy.n_results && zp_encode_result_batch(&copy, &out) == 0 &&
+        zmq_send(s->pub, b->job_id, strlen(b->job_id),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        zmq_send(s->pub, out.data, out.len, ZMQ_DONTWAIT);
+    zp_buf_free(&out);
+    free(taken);
+}
+
 /* Whether r comes from j's dispatch: j has no key (not checked), or r
  * carries the lease of its task and attempt under the key or the one
  * before it. */
@@ -410,21 +434,34 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame, const char *rid,
                     "a result batch for a job never opened here", len);
         return;
     }
+    const char *worker = b->worker_id ? b->worker_id : "";
+    /* The dispatcher's own records (over control) need no lease. */
+    bool trusted = rid && rid_len == j->opener.rid_len &&
+                   memcmp(rid, j->opener.rid, rid_len) == 0;
+    size_t n_refused = 0;
+    bool *refused = NULL;
+    for (size_t i = 0; !trusted && i < b->n_results; i++) {
+        if (s_leased(j, b->results[i]))
+            continue;
+        if (!refused && !(refused = calloc(b->n_results, sizeof *refused)))
+            zp_error("out of memory checking leases of job %s", j->id);
+        if (refused)
+            refused[i] = true;
+        n_refused++;
+        s_refuse_lease(s, j, worker, b->results[i]);
+    }
+    if (n_refused == b->n_results || (n_refused && !refused)) {
+        free(refused); /* nothing of it taken, nor counted, nor published */
+        return;
+    }
     uint64_t now = zp_now_us();
     if (!j->first_us)
         j->first_us = now;
     j->last_us = now;
     size_t fresh = 0;
-    const char *worker = b->worker_id ? b->worker_id : "";
-    /* The dispatcher's own records (over control) need no lease. */
-    bool trusted = rid && rid_len == j->opener.rid_len &&
-                   memcmp(rid, j->opener.rid, rid_len) == 0;
-    for (size_t i = 0; i < b->n_results; i++) {
-        if (!trusted && !s_leased(j, b->results[i]))
-            s_refuse_lease(s, j, worker, b->results[i]);
-        else
+    for (size_t i = 0; i < b->n_results; i++)
+        if (!refused || !refused[i])
             fresh += s_on_result(s, j, worker, b->results[i], now, len);
-    }
     zp_sink_job_worker(j, worker, fresh, b->window, b->max_held);
     zp_jobs_touch(&s->jobs, j);
     /* The ventilator's own give-up records are not a worker's work. */
@@ -432,7 +469,10 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame, const char *rid,
         zp_sink_web_batch(s->web, worker, fresh, now);
     if (zp_ledger_flush_due(&j->ledger))
         zp_sink_commit_all(s);
-    if (s->pub)
+    if (s->pub && refused)
+        s_publish_taken(s, b, refused);
+    else if (s->pub)
         s_publish(s, b->job_id, frame);
+    free(refused);
     zp_sink_check_done(s, j);
 }

@@ -79,7 +79,7 @@ static bool s_matches(const s_entry_t *e, const char *id, const char *host,
 {
     if (s_named(id) && e->id && strcmp(e->id, id) == 0)
         return true;
-    return host && *host && pid && e->host && e->pid == pid &&
+    return host && *host && pid > 1 && e->host && e->pid == pid &&
            strcmp(e->host, host) == 0;
 }
 

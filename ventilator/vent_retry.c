@@ -29,6 +29,10 @@ int zp_vent_give_up(zp_vent_task_t *t, zp_cause_t cause, const char *why,
         free(msg);
         return -1;
     }
+    /* Its lease, so the sink takes the record from any connection (a
+     * sink that restarted knows no opener until the next JobOpen). */
+    j->fails.items[j->fails.n - 1].lease =
+        zp_lease(&j->key, t->id, t->attempt ? t->attempt : 1);
     t->state = ZP_VENT_FAILING;
     return 0;
 }
@@ -75,13 +79,20 @@ zp_vent_retry_result_t zp_vent_requeue_expired(zp_vent_task_t *t,
                                                uint64_t worker, bool other,
                                                const char *why)
 {
-    if (worker && !zp_vent_expired_on(t, worker)) {
+    /* Expired again on a worker it expired on before: charged, so a task
+     * that keeps going back to the one worker it hangs on still ends. */
+    bool repeat = worker && zp_vent_expired_on(t, worker);
+    if (worker && !repeat) {
         if (t->n_expired < ZP_VENT_LEASE_WORKERS - 1)
             t->expired_on[t->n_expired] = worker;
         if (t->n_expired < ZP_VENT_LEASE_WORKERS)
             t->n_expired++;
     }
     zp_vent_retry_result_t r = {ZP_VENT_REQUEUE, false, t->attempt};
+    if (t->n_expired >= ZP_VENT_LEASE_WORKERS &&
+        t->job->max_attempts > ZP_VENT_LEASE_WORKERS)
+        /* Charged from here on: the job's max attempts still bound it. */
+        return zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, why);
     if (t->n_expired >= ZP_VENT_LEASE_WORKERS) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s, on %u workers", why, t->n_expired);
@@ -90,7 +101,7 @@ zp_vent_retry_result_t zp_vent_requeue_expired(zp_vent_task_t *t,
             zp_vent_give_up(t, ZP_CAUSE_LEASE_EXPIRED, msg, false) == 0;
         return r;
     }
-    if (!worker || !other)
+    if (!worker || !other || repeat)
         return zp_vent_requeue(t, ZP_CAUSE_LEASE_EXPIRED, why);
     zp_vent_tasks_requeue_front(t);
     return r;

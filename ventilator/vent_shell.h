@@ -57,7 +57,8 @@ typedef struct {
     char *instance;         /* this ventilator's, new at each start */
     uint64_t last_compact_us;
     uint64_t last_tend_us, last_keepalive_us;
-    uint64_t resumed_us; /* started with tasks from the journal: when */
+    uint64_t resumed_us;   /* started with tasks from the journal: when */
+    uint64_t committed_us; /* the sink last told of commits (mono µs) */
 
     zp_arena_t *arena; /* decoded messages, reset per message */
     zp_buf_t scratch;  /* encoded messages */

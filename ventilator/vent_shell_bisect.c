@@ -53,6 +53,14 @@ size_t zp_vent_shell_requeue_lost(zp_vent_shell_t *v, const zp_vent_worker_t *w,
             lost[k++] = t;
     char msg[320];
     snprintf(msg, sizeof msg, "worker %s lost (%s) holding it", w->id, why);
+    if (!w->in_process) {
+        /* Its plugins ran in executors it outlived: its death (killed,
+         * cut off, out of memory) is no task's fault, nothing to bisect. */
+        for (size_t i = n; i-- > 0;)
+            s_counted(v, lost[i], zp_vent_requeue_lost(lost[i], msg), msg);
+        free(lost);
+        return n;
+    }
     bool alone = n == 1 && lost[0]->group != 0;
     uint32_t first = v->bisect_group + 1;
     size_t ways = n < ZP_VENT_BISECT_WAYS ? n : ZP_VENT_BISECT_WAYS;

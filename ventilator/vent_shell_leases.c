@@ -112,7 +112,10 @@ void zp_vent_shell_liveness(zp_vent_shell_t *v, uint64_t now)
     if (!n)
         return;
     s_requeue_expired(v, expired, n);
-    s_strike(v, now);
+    /* No commit from anyone for a whole lease: the sink is away or
+     * paused (a full disk), not these workers' fault. */
+    if (v->committed_us + v->cfg->lease_ms * 1000 >= now)
+        s_strike(v, now);
 }
 
 /* Sends w's tasks in flight to other workers, uncharged; returns how
@@ -167,6 +170,10 @@ bool zp_vent_shell_refused(zp_vent_shell_t *v, const char *rid, size_t rid_len,
 {
     uint64_t left = 0;
     bool answer = false;
+    /* Never refuse the only worker there would be: its jobs would wait
+     * out the quarantine with nobody to run them. */
+    if (zp_vent_workers_count(v->workers) == 0)
+        return false;
     if (!zp_vent_quarantine_refused(v->quarantine, h->worker_id, h->host,
                                     h->pid, rid, rid_len, zp_mono_us(), &left,
                                     &answer))

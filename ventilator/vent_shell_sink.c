@@ -262,6 +262,8 @@ void zp_vent_shell_on_control(zp_vent_shell_t *v, void *frame)
             m->committed->job_id
                 ? zp_vent_jobs_find(v->jobs, m->committed->job_id)
                 : NULL;
+        if (m->committed->n_task_ids)
+            v->committed_us = zp_mono_us();
         if (j)
             s_on_committed(v, j, m->committed);
         return;

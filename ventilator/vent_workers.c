@@ -88,6 +88,7 @@ zp_vent_worker_t *zp_vent_workers_add(zp_vent_workers_t *self, const char *rid,
     w->id = strdup(h->worker_id && *h->worker_id ? h->worker_id : "?");
     w->host = strdup(h->host ? h->host : "");
     w->pid = h->pid;
+    w->in_process = h->in_process;
     if (!w->id || !w->host) {
         s_worker_free(w);
         return NULL;

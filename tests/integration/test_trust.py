@@ -139,6 +139,10 @@ def test_results_not_dispatched_are_refused():
     a = prod.ask(_batch(job, 1, payloads))
     check(a is not None and a.ok and a.accepted == n, "batch: %r" % a)
     import zmq
+    sub = ctx.socket(zmq.SUB)  # what --publish sends must be real too
+    sub.setsockopt(zmq.SUBSCRIBE, job.encode())
+    sub.connect(s.publish)
+    time.sleep(0.3)  # the subscription reaches the sink
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 2000)
     push.connect(s.results)
@@ -179,6 +183,15 @@ def test_results_not_dispatched_are_refused():
     check(st.total == n and st.succeeded == n, "status %r" % st)
     check(refused == bogus, "bogus results not all refused: %d of %d"
           % (refused, bogus))
+    published = collections.Counter()
+    while sub.poll(200):
+        _, frame = sub.recv_multipart()
+        for r in pb.Message.FromString(frame).result_batch.results:
+            published[r.output == b"bogus"] += 1
+    print("    published: %d real results, %d bogus" % (published[False],
+                                                      published[True]))
+    check(published[True] == 0, "bogus results were published")
+    check(published[False] >= n, "real results missing from --publish")
     ctx.destroy(0)
 
 

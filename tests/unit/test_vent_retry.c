@@ -114,15 +114,16 @@ static void test_expired_lease_moves_the_task_uncharged(void)
     TEST_EQ_INT(t->n_expired, 1);
     TEST_CHECK(zp_vent_expired_on(t, 7));
     TEST_CHECK(!zp_vent_expired_on(t, 8));
-    /* The same worker again is still one worker. */
+    /* The same worker again is still one worker, but charged: a task
+     * that keeps going back to the worker it hangs on still ends. */
     s_sent_to(&f, t, 7);
     zp_vent_requeue_expired(t, 7, true, "late");
     TEST_EQ_INT(t->n_expired, 1);
-    TEST_EQ_INT(t->attempt, 1);
+    TEST_EQ_INT(t->attempt, 2);
     s_sent_to(&f, t, 8);
     zp_vent_requeue_expired(t, 8, true, "late");
     TEST_EQ_INT(t->n_expired, 2);
-    TEST_EQ_INT(t->attempt, 1);
+    TEST_EQ_INT(t->attempt, 2);
     TEST_EQ_INT(f.job->fails.n, 0);
     /* A third distinct worker: the task hangs every worker; it ends. */
     s_sent_to(&f, t, 9);
@@ -132,7 +133,30 @@ static void test_expired_lease_moves_the_task_uncharged(void)
     TEST_EQ_INT(t->state, ZP_VENT_FAILING);
     Zpipe__V1__Result *rec = &f.job->fails.items[0];
     TEST_EQ_STR(rec->cause, "lease_expired");
-    TEST_EQ_STR(rec->error, "late, on 3 workers on attempt 1 of 3; giving up");
+    TEST_EQ_STR(rec->error, "late, on 3 workers on attempt 2 of 3; giving up");
+    s_fix_free(&f);
+}
+
+/* With more attempts than ZP_VENT_LEASE_WORKERS, expiries past the third
+ * worker are charged until the job's max attempts, not given up. */
+static void test_expired_lease_keeps_max_attempts(void)
+{
+    s_fix_t f;
+    zp_vent_task_t *t = s_fix(&f, 5);
+    for (uint64_t w = 1; w <= 3; w++) {
+        s_sent_to(&f, t, w);
+        zp_vent_requeue_expired(t, w, true, "late");
+    }
+    TEST_EQ_INT(t->attempt, 2); /* the third worker's is charged */
+    TEST_EQ_INT(f.job->fails.n, 0);
+    zp_vent_retry_result_t r = {0};
+    for (uint64_t w = 4; w <= 8 && r.decision != ZP_VENT_GIVE_UP; w++) {
+        s_sent_to(&f, t, w);
+        r = zp_vent_requeue_expired(t, w, true, "late");
+    }
+    TEST_EQ_INT(r.decision, ZP_VENT_GIVE_UP);
+    TEST_EQ_INT(t->attempt, 5);
+    TEST_EQ_INT(f.job->fails.n, 1);
     s_fix_free(&f);
 }
 
@@ -202,6 +226,8 @@ static const test_case_t tests[] = {
      test_lost_worker_is_not_charged_until_max_losses},
     {"test_expired_lease_moves_the_task_uncharged",
      test_expired_lease_moves_the_task_uncharged},
+    {"test_expired_lease_keeps_max_attempts",
+     test_expired_lease_keeps_max_attempts},
     {"test_expired_lease_with_no_other_worker_is_charged",
      test_expired_lease_with_no_other_worker_is_charged},
     {"test_give_up_out_of_memory_leaves_the_task",
