@@ -47,7 +47,9 @@ int zp_wk_exec__park(zp_wk_exec_t *self)
     size_t at = s_running(self);
     if (at == ZP_WK_NO_CULPRIT || zp_wk_exec__decode_current(self) < 0)
         return 0;
-    zp_frame_reader_t *reader = zp_frame_reader_new(1u << 20);
+    /* As big as the executor's own reader: its result may be large. */
+    zp_frame_reader_t *reader =
+        zp_frame_reader_new(self->cfg->max_frame + 65536);
     char *job = strdup(self->cur_job);
     if (!reader || !job) {
         zp_frame_reader_destroy(&reader);
@@ -189,9 +191,12 @@ static void s_end(zp_wk_exec_t *self, size_t i, bool charge)
 {
     zp_wk_parked_t *pk = &self->parked[i];
     int status = 0;
-    if (charge) { /* it died by itself: how */
+    if (charge) { /* it died by itself (or sent garbage): how */
         close(pk->child.fd);
         pk->child.fd = -1;
+        /* A dead child's status stays as it was; a live one (a frame it
+         * could not have sent) must not block this loop in waitpid. */
+        kill(pk->child.pid, SIGKILL);
         while (waitpid(pk->child.pid, &status, 0) < 0 && errno == EINTR)
             ;
         pk->child.pid = 0;

@@ -74,6 +74,37 @@ def test_hung_call_without_deadline_holds_only_its_task():
           "no executor parked: %s" % r.stderr.decode()[-2000:])
 
 
+def test_a_parked_call_with_a_big_result_delivers_it():
+    # A call parked as stalled (1 s against a 300 ms floor) that then
+    # returns 2 MiB: its result is taken whole, not mistaken for a death.
+    n = 2000
+    special = {300: "napbig", 1500: "napbig"}
+    lines = [special.get(i, "t%d" % i) for i in range(n)]
+    d = zptest.tmpdir()
+    inp = os.path.join(d, "in.txt")
+    with open(inp, "w") as f:
+        f.write("".join(l + "\n" for l in lines))
+    out = os.path.join(d, "out.jsonl")
+    env = dict(os.environ, ZPIPE_STALL_FLOOR_MS="300")
+    r = run([binary("zpipe"), "run", "--plugin", CRASH, "--input", inp,
+             "--output", out, "--workers", "2", "--no-progress",
+             "--log-level", "info"], capture_output=True, timeout=60, env=env)
+    recs = read_jsonl(out) if os.path.exists(out) else []
+    by_task = collections.defaultdict(list)
+    for rec in recs:
+        by_task[rec["task"]].append(rec)
+    bad = [i for i in range(n) if len(by_task[i]) != 1 or
+           by_task[i][0]["status"] != "ok" or by_task[i][0]["attempts"] != 1 or
+           by_task[i][0]["output"] != ("x" * (2 << 20) if i in special
+                                       else lines[i])]
+    print("    exit %d; tasks not ok once with their output: %d; parked: %s"
+          % (r.returncode, len(bad), b"keeps it" in r.stderr))
+    check(b"keeps it" in r.stderr, "no executor parked: %s"
+          % r.stderr.decode()[-2000:])
+    check(r.returncode == 0 and not bad, "tasks %r: %s"
+          % (bad[:5], r.stderr.decode()[-2000:]))
+
+
 def _wait_done(vent, workers, start_worker, timeout):
     """Restarts a worker that exited at once (as a supervisor would, with
     no backoff) until the ventilator exits. Returns (exit code, restarts)."""
@@ -129,4 +160,5 @@ def test_in_process_exit_is_bisected_and_quarantined():
 
 if __name__ == "__main__":
     zptest.main([test_hung_call_without_deadline_holds_only_its_task,
+                 test_a_parked_call_with_a_big_result_delivers_it,
                  test_in_process_exit_is_bisected_and_quarantined])
