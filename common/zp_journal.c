@@ -1,6 +1,8 @@
-/* zp_journal: a line-based commit log with torn-tail recovery. */
+/* zp_journal: a line-based commit log with checksummed lines, torn-tail
+ * recovery and damage detection. */
 #define _GNU_SOURCE
 #include "zp_journal.h"
+#include "zp_crc32c.h"
 #include "zp_name.h"
 #include "zp_log.h"
 #include "zp_util.h"
@@ -14,8 +16,16 @@
 #include <unistd.h>
 
 /* The version this build writes, and the newest it reads. */
-#define S_VERSION 2
-#define S_HEADER  "zpipe-journal 2\n"
+#define S_VERSION 3
+#define S_HEADER  "zpipe-journal 3\n"
+/* The first line's chain value: the header's checksum (without its
+ * newline), so a header changed to another version fails too. */
+#define S_CHAIN0 zp_crc32c(0, S_HEADER, sizeof S_HEADER - 2)
+/* A version 3 line's trailer: a space and 8 hex digits. */
+#define S_TRAILER 9
+/* The longest line read back (a D line with two 128-byte ids is about
+ * 460 bytes). */
+#define S_LINE_MAX 1024
 /* A dump's buffer is written out past this. */
 #define S_DUMP_FLUSH (1u << 20)
 
@@ -24,6 +34,9 @@ struct zp_journal {
     char *path;
     zp_buf_t buf;
     uint64_t written; /* bytes in the file */
+    uint32_t chain;   /* the checksum of the last line buffered */
+    bool unchecked;   /* a version 1 or 2 journal: lines without checksums
+                         (until a compaction rewrites it as version 3) */
     bool unsynced;    /* written since the last fdatasync */
     bool failed;      /* (a dump) a write failed */
 };
@@ -59,12 +72,11 @@ static bool s_num(const char *s, uint64_t *v)
     return zp_parse_u64(s, 0, UINT64_MAX, v) == 0;
 }
 
-static bool s_hex64(const char *s, uint64_t *v)
+/* Exactly n lowercase hex digits at s. */
+static bool s_hexn(const char *s, size_t n, uint64_t *v)
 {
-    if (strlen(s) != 16)
-        return false;
     uint64_t x = 0;
-    for (int i = 0; i < 16; i++) {
+    for (size_t i = 0; i < n; i++) {
         int c = s[i], d = c >= '0' && c <= '9'   ? c - '0'
                           : c >= 'a' && c <= 'f' ? c - 'a' + 10
                                                  : -1;
@@ -74,6 +86,11 @@ static bool s_hex64(const char *s, uint64_t *v)
     }
     *v = x;
     return true;
+}
+
+static bool s_hex64(const char *s, uint64_t *v)
+{
+    return strlen(s) == 16 && s_hexn(s, 16, v);
 }
 
 /* Parses n numbers from f into v; false if one is not a number. */
@@ -175,6 +192,91 @@ static long s_header(const char *data, size_t len)
     return nl - data + 1;
 }
 
+/* A version 3 line's body length, or -1 when its trailer is not the
+ * checksum of its body chained from *chain (which it then becomes). */
+static long s_checked(const char *line, size_t ll, uint32_t *chain)
+{
+    uint64_t want;
+    if (ll <= S_TRAILER || line[ll - S_TRAILER] != ' ' ||
+        !s_hexn(line + ll - 8, 8, &want))
+        return -1;
+    uint32_t crc = zp_crc32c(*chain, line, ll - S_TRAILER);
+    if (crc != (uint32_t)want)
+        return -1;
+    *chain = crc;
+    return (long)(ll - S_TRAILER);
+}
+
+/* What a replay found besides its events. */
+typedef struct {
+    size_t valid;    /* the whole, valid lines' length (header included) */
+    uint32_t chain;  /* the last valid line's checksum (version 3) */
+    bool unchecked;  /* version 1 or 2 */
+    const char *why; /* a damaged line at `valid`: what is wrong with it */
+} s_replayed_t;
+
+/* One complete line (ll bytes, no newline) at pos: its event handed on,
+ * or the reason it is damaged. */
+static const char *s_line(const char *data, size_t ll, uint64_t version,
+                          const zp_journal_visitor_t *visitor, void *ctx,
+                          uint32_t *chain)
+{
+    char line[S_LINE_MAX];
+    if (ll == 0)
+        return "an empty line";
+    if (ll >= sizeof line)
+        return "a line too long";
+    memcpy(line, data, ll);
+    line[ll] = '\0';
+    if (memchr(line, '\0', ll))
+        return "NUL bytes in a line";
+    if (version >= 3) {
+        long bl = s_checked(line, ll, chain);
+        if (bl < 0)
+            return "its checksum does not match";
+        line[bl] = '\0';
+    }
+    char *f[12];
+    int n = s_fields(line, f, 12);
+    if (!s_event(f, n, visitor, ctx))
+        return "a malformed line";
+    return NULL;
+}
+
+/* Replays the lines after the header (hl bytes) until the end, a torn
+ * last line (no newline: cut) or a damaged one (complete, and malformed
+ * or failing its checksum: a crash never leaves one, as lines are
+ * appended in order, so it was changed in place). */
+static long s_replay(const char *data, size_t len, long hl,
+                     const zp_journal_visitor_t *visitor, void *ctx,
+                     s_replayed_t *res)
+{
+    uint64_t version = 0;
+    for (const char *p = data + 14; *p != '\n'; p++)
+        version = version * 10 + (uint64_t)(*p - '0');
+    *res = (s_replayed_t){
+        .valid = (size_t)hl, .chain = S_CHAIN0, .unchecked = version < 3};
+    if (version >= 3 && memcmp(data, S_HEADER, sizeof S_HEADER - 1) != 0)
+        return -1; /* "zpipe-journal 03" */
+    size_t pos = (size_t)hl;
+    long events = 0;
+    while (pos < len) {
+        const char *nl = memchr(data + pos, '\n', len - pos);
+        if (!nl)
+            break; /* torn last line */
+        size_t ll = (size_t)(nl - (data + pos));
+        if (visitor && visitor->line_at)
+            *visitor->line_at = pos;
+        res->why = s_line(data + pos, ll, version, visitor, ctx, &res->chain);
+        if (res->why)
+            break;
+        events++;
+        pos += ll + 1;
+        res->valid = pos;
+    }
+    return events;
+}
+
 long zp_journal_replay(const char *data, size_t len,
                        const zp_journal_visitor_t *visitor, void *ctx,
                        size_t *valid_len)
@@ -183,36 +285,19 @@ long zp_journal_replay(const char *data, size_t len,
     long hl = s_header(data, len);
     if (hl < 0)
         return hl;
-    size_t pos = (size_t)hl;
-    long events = 0;
-    char line[512];
-    while (pos < len) {
-        const char *nl = memchr(data + pos, '\n', len - pos);
-        if (!nl)
-            break; /* torn last line */
-        size_t ll = (size_t)(nl - (data + pos));
-        if (ll == 0 || ll >= sizeof line)
-            break;
-        memcpy(line, data + pos, ll);
-        line[ll] = '\0';
-        if (memchr(line, '\0', ll))
-            break;
-        char *f[12];
-        int n = s_fields(line, f, 12);
-        if (!s_event(f, n, visitor, ctx))
-            break;
-        events++;
-        pos += ll + 1;
-    }
-    *valid_len = pos;
-    return events;
+    s_replayed_t res;
+    long events = s_replay(data, len, hl, visitor, ctx, &res);
+    *valid_len = res.valid;
+    return res.why ? ZP_JOURNAL_DAMAGED : events;
 }
 
 /* Replays what fd holds (size bytes) and cuts a torn tail. Returns the
- * length kept, or -1 with err set. */
+ * length kept (*chain: its last line's checksum; *unchecked: an older
+ * version, appended to as it is), or -1 with err set. */
 static long s_replay_file(int fd, const char *path, size_t size,
                           const zp_journal_visitor_t *visitor, void *ctx,
-                          char *err, size_t errlen)
+                          uint32_t *chain, bool *unchecked, char *err,
+                          size_t errlen)
 {
     zp_buf_t old = {0};
     if (zp_buf_reserve(&old, size) < 0) {
@@ -226,8 +311,10 @@ static long s_replay_file(int fd, const char *path, size_t size,
         return -1;
     }
     old.len = size;
-    size_t valid = 0;
-    long events = zp_journal_replay(old.data, old.len, visitor, ctx, &valid);
+    long events = s_header(old.data, old.len);
+    s_replayed_t res = {0};
+    if (events >= 0)
+        events = s_replay(old.data, old.len, events, visitor, ctx, &res);
     zp_buf_free(&old);
     if (events == ZP_JOURNAL_NEWER) {
         snprintf(err, errlen,
@@ -238,17 +325,31 @@ static long s_replay_file(int fd, const char *path, size_t size,
     }
     if (events < 0) {
         snprintf(err, errlen, "%s: not a zpipe journal (bad header)", path);
+        errno = EBADMSG;
         return -1;
     }
-    if (valid < size) {
-        zp_warn("journal %s: discarding a torn or corrupt tail of %zu bytes",
-                path, size - valid);
-        if (ftruncate(fd, (off_t)valid) < 0) {
+    if (res.why) {
+        errno = EBADMSG;
+        snprintf(err, errlen,
+                 "%s: damaged record at byte offset %zu (%s); nothing "
+                 "was resumed. The records before it are "
+                 "intact: to resume from them alone (the tasks after it run "
+                 "again), cut the journal there: truncate -s %zu %s",
+                 path, res.valid, res.why, res.valid, path);
+        return -1;
+    }
+    if (res.valid < size) {
+        zp_warn("journal %s: discarding a torn last record of %zu bytes at "
+                "byte offset %zu",
+                path, size - res.valid, res.valid);
+        if (ftruncate(fd, (off_t)res.valid) < 0) {
             snprintf(err, errlen, "%s: %s", path, strerror(errno));
             return -1;
         }
     }
-    return (long)valid;
+    *chain = res.chain;
+    *unchecked = res.unchecked;
+    return (long)res.valid;
 }
 
 /* Writes the header to a new, empty file and syncs it. */
@@ -270,13 +371,16 @@ zp_journal_t *zp_journal_open(const char *path,
     }
     struct stat st;
     long kept = 0;
+    int saved;
+    uint32_t chain = S_CHAIN0;
+    bool unchecked = false;
     if (fstat(fd, &st) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         goto fail_fd;
     }
     if (st.st_size > 0) {
-        kept = s_replay_file(fd, path, (size_t)st.st_size, visitor, ctx, err,
-                             errlen);
+        kept = s_replay_file(fd, path, (size_t)st.st_size, visitor, ctx, &chain,
+                             &unchecked, err, errlen);
         if (kept < 0)
             goto fail_fd;
     } else if (s_write_header(fd) < 0) {
@@ -297,10 +401,14 @@ zp_journal_t *zp_journal_open(const char *path,
     }
     self->fd = fd;
     self->written = (uint64_t)kept;
+    self->chain = chain;
+    self->unchecked = unchecked;
     return self;
 
 fail_fd:
+    saved = errno;
     close(fd);
+    errno = saved;
     return NULL;
 }
 
@@ -317,19 +425,50 @@ void zp_journal_destroy(zp_journal_t **self_p)
     *self_p = NULL;
 }
 
+/* Ends the line that starts at buf[start]: its trailer (the checksum of
+ * its body, chained from the line before) and newline. */
+static int s_seal(zp_journal_t *self, size_t start, int rc)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (rc < 0 || zp_buf_reserve(&self->buf, S_TRAILER + 1) < 0) {
+        self->buf.len = start;
+        return -1;
+    }
+    char *p = self->buf.data + self->buf.len;
+    if (self->unchecked) {
+        *p = '\n';
+        self->buf.len++;
+        return 0;
+    }
+    uint32_t crc =
+        zp_crc32c(self->chain, self->buf.data + start, self->buf.len - start);
+    *p++ = ' ';
+    for (int i = 28; i >= 0; i -= 4)
+        *p++ = hex[(crc >> i) & 15];
+    *p++ = '\n';
+    self->buf.len = (size_t)(p - self->buf.data);
+    self->chain = crc;
+    return 0;
+}
+
 int zp_journal_open_job(zp_journal_t *self, const char *job,
                         uint32_t max_attempts, const char *token)
 {
+    size_t start = self->buf.len;
     if (token && *token)
-        return zp_buf_printf(&self->buf, "O %s %u %s\n", job, max_attempts,
-                             token);
-    return zp_buf_printf(&self->buf, "O %s %u\n", job, max_attempts);
+        return s_seal(
+            self, start,
+            zp_buf_printf(&self->buf, "O %s %u %s", job, max_attempts, token));
+    return s_seal(self, start,
+                  zp_buf_printf(&self->buf, "O %s %u", job, max_attempts));
 }
 
 int zp_journal_close_job(zp_journal_t *self, const char *job, uint64_t total)
 {
-    return zp_buf_printf(&self->buf, "C %s %llu\n", job,
-                         (unsigned long long)total);
+    size_t start = self->buf.len;
+    return s_seal(
+        self, start,
+        zp_buf_printf(&self->buf, "C %s %llu", job, (unsigned long long)total));
 }
 
 /* Writes v in decimal at p; returns the end. */
@@ -351,10 +490,10 @@ static char *s_u64(char *p, uint64_t v)
 int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
                       bool ok, uint64_t offset)
 {
-    size_t jl = strlen(job);
+    size_t jl = strlen(job), start = self->buf.len;
     if (zp_buf_reserve(&self->buf, jl + 60) < 0)
         return -1;
-    char *p = self->buf.data + self->buf.len;
+    char *p = self->buf.data + start;
     *p++ = 'R';
     *p++ = ' ';
     memcpy(p, job, jl);
@@ -364,9 +503,8 @@ int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
     memcpy(p, ok ? " ok " : " failed ", ok ? 4 : 8);
     p += ok ? 4 : 8;
     p = s_u64(p, offset);
-    *p++ = '\n';
     self->buf.len = (size_t)(p - self->buf.data);
-    return 0;
+    return s_seal(self, start, 0);
 }
 
 int zp_journal_write(zp_journal_t *self)
@@ -416,51 +554,61 @@ static int s_dump_line(zp_journal_t *out, int rc)
 
 int zp_journal_put_offset(zp_journal_t *out, uint64_t offset)
 {
-    return s_dump_line(
-        out, zp_buf_printf(&out->buf, "W %llu\n", (unsigned long long)offset));
+    size_t start = out->buf.len;
+    return s_dump_line(out, s_seal(out, start,
+                                   zp_buf_printf(&out->buf, "W %llu",
+                                                 (unsigned long long)offset)));
 }
 
 int zp_journal_put_forgotten(zp_journal_t *out, const zp_journal_forgotten_t *j)
 {
+    size_t start = out->buf.len;
     return s_dump_line(
-        out, zp_buf_printf(&out->buf, "F %016llx %016llx %llu %llu %llu %u\n",
-                           (unsigned long long)j->id_hash,
-                           (unsigned long long)j->token_hash,
-                           (unsigned long long)j->total,
-                           (unsigned long long)j->succeeded,
-                           (unsigned long long)j->spooled, j->flags));
+        out,
+        s_seal(out, start,
+               zp_buf_printf(&out->buf, "F %016llx %016llx %llu %llu %llu %u",
+                             (unsigned long long)j->id_hash,
+                             (unsigned long long)j->token_hash,
+                             (unsigned long long)j->total,
+                             (unsigned long long)j->succeeded,
+                             (unsigned long long)j->spooled, j->flags)));
 }
 
 int zp_journal_put_done(zp_journal_t *out, const char *job, const char *token,
                         const zp_journal_summary_t *m)
 {
+    size_t start = out->buf.len;
     int rc = zp_buf_printf(
-        &out->buf, "D %s %u %llu %llu %llu %llu %llu %llu %llu %u%s%s\n", job,
+        &out->buf, "D %s %u %llu %llu %llu %llu %llu %llu %llu %u%s%s", job,
         m->max_attempts, (unsigned long long)m->total,
         (unsigned long long)m->succeeded, (unsigned long long)m->failed,
         (unsigned long long)m->duplicates, (unsigned long long)m->retries,
         (unsigned long long)m->first_us, (unsigned long long)m->last_us,
         m->flags, token && *token ? " " : "", token && *token ? token : "");
-    return s_dump_line(out, rc);
+    return s_dump_line(out, s_seal(out, start, rc));
 }
 
 int zp_journal_put_counts(zp_journal_t *out, const char *job,
                           const zp_journal_summary_t *m)
 {
-    return s_dump_line(out,
-                       zp_buf_printf(&out->buf, "S %s %llu %llu %llu %llu\n",
-                                     job, (unsigned long long)m->succeeded,
-                                     (unsigned long long)m->failed,
-                                     (unsigned long long)m->duplicates,
-                                     (unsigned long long)m->retries));
+    size_t start = out->buf.len;
+    return s_dump_line(
+        out, s_seal(out, start,
+                    zp_buf_printf(&out->buf, "S %s %llu %llu %llu %llu", job,
+                                  (unsigned long long)m->succeeded,
+                                  (unsigned long long)m->failed,
+                                  (unsigned long long)m->duplicates,
+                                  (unsigned long long)m->retries)));
 }
 
 int zp_journal_put_have(zp_journal_t *out, const char *job, uint64_t first,
                         uint64_t count)
 {
-    return s_dump_line(out, zp_buf_printf(&out->buf, "H %s %llu %llu\n", job,
-                                          (unsigned long long)first,
-                                          (unsigned long long)count));
+    size_t start = out->buf.len;
+    return s_dump_line(out, s_seal(out, start,
+                                   zp_buf_printf(&out->buf, "H %s %llu %llu",
+                                                 job, (unsigned long long)first,
+                                                 (unsigned long long)count)));
 }
 
 /* Syncs the directory that holds path (a rename in it). */
@@ -495,7 +643,7 @@ int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx)
 {
     if (zp_journal_write(self) < 0)
         return -1;
-    zp_journal_t out = {.fd = -1};
+    zp_journal_t out = {.fd = -1, .chain = S_CHAIN0};
     zp_buf_t tmp = {0};
     if (zp_buf_printf(&tmp, "%s.compact", self->path) < 0)
         return -1;
@@ -514,6 +662,8 @@ int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx)
         close(self->fd);
         self->fd = out.fd;
         self->written = out.written;
+        self->chain = out.chain;
+        self->unchecked = false;
         self->unsynced = false;
         if (s_sync_dir(self->path) < 0)
             zp_warn("journal %s: syncing its directory: %s", self->path,

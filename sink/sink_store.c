@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,8 +26,11 @@ struct zp_store {
     const zp_store_replay_t *replay;
     void *replay_ctx;
     uint64_t resumed;
-    uint64_t out_size; /* the output's size before the replay (rewind) */
-    uint64_t beyond;   /* records past it, left out */
+    uint64_t out_size;    /* the output's size before the replay (rewind) */
+    uint64_t beyond;      /* records past it (the replay fails) */
+    size_t line_at;       /* the replayed line's byte offset in the journal */
+    bool damaged;         /* the replay found damage (errno EBADMSG) */
+    char beyond_why[512]; /* the first line past the output, described */
     /* Compaction: */
     uint64_t compact_last; /* the journal's size after the last one */
     uint64_t compactions;
@@ -53,16 +57,34 @@ static void s_replay_close(void *ctx, const char *job, uint64_t total)
     self->replay->on_close(self->replay_ctx, job, total);
 }
 
+/* A line of the journal says the output holds more than it does: the
+ * output lost its tail (a power loss with --journal-sync no; cut or
+ * replaced) or the journal is damaged. Cutting the output back to it
+ * would extend it with zeros, and leaving the records out would leave
+ * their tasks without a record (the ventilator's --resume-journal skips
+ * them): the replay fails (zp_store_new says why). */
+static void s_past_output(zp_store_t *self, const char *what, uint64_t offset)
+{
+    if (self->beyond++)
+        return;
+    snprintf(self->beyond_why, sizeof self->beyond_why,
+             "journal %s: %s at byte offset %zu says the output %s holds "
+             "%llu bytes, but it has %llu: the output lost its tail (a power "
+             "loss with --journal-sync no, or it was cut or replaced) or the "
+             "journal is damaged; nothing was resumed",
+             self->cfg.journal, what, self->line_at, self->cfg.output,
+             (unsigned long long)offset, (unsigned long long)self->out_size);
+}
+
 static void s_replay_record(void *ctx, const char *job, uint64_t task, bool ok,
                             uint64_t offset)
 {
     zp_store_t *self = ctx;
-    /* An output shorter than the journal says lost its tail (a power loss
-     * before an unsynced journal's records reached the disk): those
-     * records are not there to keep. Offsets only grow, so neither are
-     * the ones after. */
     if (self->cfg.rewind && offset > self->out_size) {
-        self->beyond++;
+        char what[200];
+        snprintf(what, sizeof what, "the record of job %s task %llu", job,
+                 (unsigned long long)task);
+        s_past_output(self, what, offset);
         return;
     }
     if (!self->replay->on_record(self->replay_ctx, job, task, ok))
@@ -78,12 +100,8 @@ static void s_replay_offset(void *ctx, uint64_t offset)
 {
     zp_store_t *self = ctx;
     if (self->cfg.rewind && offset > self->out_size) {
-        zp_warn("journal %s: the output %s is %llu bytes, shorter than the "
-                "%llu the journal's snapshot says were committed; the "
-                "records past its end are lost",
-                self->cfg.journal, self->cfg.output,
-                (unsigned long long)self->out_size, (unsigned long long)offset);
-        offset = self->out_size;
+        s_past_output(self, "the snapshot", offset);
+        return;
     }
     if (offset > self->out_offset)
         self->out_offset = offset;
@@ -130,6 +148,17 @@ static int s_open_output_journaled(zp_store_t *self)
         return 0;
     }
     int fd = open(cfg->output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st;
+    if (fd >= 0 && cfg->rewind && fstat(fd, &st) == 0 &&
+        (uint64_t)st.st_size < self->out_offset) {
+        /* Never cut "back" forwards: that would fill it with zeros. */
+        zp_error("output %s is %llu bytes, shorter than the %llu its journal "
+                 "committed: it changed during the replay",
+                 cfg->output, (unsigned long long)st.st_size,
+                 (unsigned long long)self->out_offset);
+        close(fd);
+        return -1;
+    }
     if (fd < 0 ||
         (cfg->rewind && ftruncate(fd, (off_t)self->out_offset) != 0)) {
         zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
@@ -161,17 +190,21 @@ static int s_open_journaled(zp_store_t *self)
         .on_done = s_replay_done,
         .on_counts = s_replay_counts,
         .on_have = s_replay_have,
+        .line_at = &self->line_at,
     };
     char err[512];
     self->journal = zp_journal_open(cfg->journal, &v, self, err, sizeof err);
     if (!self->journal) {
         zp_error("journal: %s", err);
+        self->damaged = errno == EBADMSG;
         return -1;
     }
-    if (self->beyond)
-        zp_warn("journal %s: %llu records are past the end of %s (lost "
-                "with the output's unsynced tail); their tasks have no record",
-                cfg->journal, (unsigned long long)self->beyond, cfg->output);
+    if (self->beyond) {
+        self->damaged = true;
+        zp_error("%s (%llu lines past its end)", self->beyond_why,
+                 (unsigned long long)self->beyond);
+        return -1;
+    }
     if (!cfg->rewind)
         self->out_offset = 0; /* a stream: offsets count from here */
     self->compact_last = zp_journal_size(self->journal);
@@ -204,7 +237,9 @@ zp_store_t *zp_store_new(const zp_store_config_t *cfg,
         if (s_open_journaled(self) < 0 ||
             (cfg->folds &&
              !(self->folds = zp_foldlogs_new(cfg->folds, cfg->sync)))) {
+            int saved = self->damaged ? EBADMSG : 0;
             zp_store_destroy(&self);
+            errno = saved;
             return NULL;
         }
     } else {
@@ -241,11 +276,6 @@ void zp_store_destroy(zp_store_t **self_p)
 uint64_t zp_store_resumed(const zp_store_t *self)
 {
     return self->resumed;
-}
-
-uint64_t zp_store_beyond_output(const zp_store_t *self)
-{
-    return self->beyond;
 }
 
 uint64_t zp_store_offset(const zp_store_t *self)

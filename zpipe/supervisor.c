@@ -117,6 +117,9 @@ zp_super_verdict_t zp_super_verdict(zp_role_t role, int status,
         WEXITSTATUS(status) <= 1)
         return ZP_SUPER_IGNORE; /* it saw the job done; our reply is on its
                                    way */
+    if (role == ZP_ROLE_SINK && WIFEXITED(status) &&
+        WEXITSTATUS(status) == ZP_SINK_EXIT_DAMAGED)
+        return ZP_SUPER_GIVE_UP; /* it would refuse again */
     if (role == ZP_ROLE_WORKER || (role == ZP_ROLE_SINK && sink_restartable))
         return ZP_SUPER_RESTART;
     return ZP_SUPER_GIVE_UP;
@@ -338,9 +341,11 @@ void zp_super_explain(const zp_super_t *self, const zp_super_event_t *ev,
         snprintf(buf, len,
                  "\nzpipe run: the %s (pid %d) %s; job %s cannot complete%s\n",
                  zp_role_name(ev->role), (int)ev->pid, why, self->job,
-                 ev->role == ZP_ROLE_SINK ? " (it keeps no journal to "
-                                            "restart from)"
-                                          : "");
+                 ev->role != ZP_ROLE_SINK ? ""
+                 : WIFEXITED(ev->status) &&
+                         WEXITSTATUS(ev->status) == ZP_SINK_EXIT_DAMAGED
+                     ? " (its journal or output is damaged: see its error)"
+                     : " (it keeps no journal to restart from)");
     } else if (ev->state == ZP_SUPER_FUTILE)
         snprintf(buf, len,
                  "\nzpipe run: workers died %llu times in a row without the "

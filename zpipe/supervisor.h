@@ -122,6 +122,10 @@ typedef enum {
     ZP_SUPER_GIVE_UP  /* it cannot be restarted: the job cannot complete */
 } zp_super_verdict_t;
 
+/* The sink's exit status when its journal or output is damaged (it
+ * refused to resume; a restart would refuse again). */
+#define ZP_SINK_EXIT_DAMAGED 4
+
 /* What to do about a child of role that ended with wait status status. */
 zp_super_verdict_t zp_super_verdict(zp_role_t role, int status,
                                     bool sink_restartable);
