@@ -207,6 +207,37 @@ static long s_checked(const char *line, size_t ll, uint32_t *chain)
     return (long)(ll - S_TRAILER);
 }
 
+/* Whether an unterminated last line (n bytes at p) holds a whole line
+ * checksummed from chain with bytes after it: a line that lost its
+ * newline in place (merged with what followed), not one torn by a crash
+ * (which leaves a prefix of a line, or a whole line short of its
+ * newline only). */
+static bool s_lost_newline(const char *p, size_t n, uint32_t chain)
+{
+    uint32_t crc = chain;
+    size_t done = 0;
+    for (size_t k = 1; k + S_TRAILER < n; k++) {
+        uint64_t want;
+        if (p[k] != ' ' || !s_hexn(p + k + 1, 8, &want))
+            continue;
+        crc = zp_crc32c(crc, p + done, k - done);
+        done = k;
+        if (crc == (uint32_t)want)
+            return true;
+    }
+    return false;
+}
+
+/* Whether the first line after an older version's header (n bytes at p)
+ * carries a version 3 checksum: the header's version was changed. */
+static bool s_checked_header(const char *p, size_t n)
+{
+    const char *nl = memchr(p, '\n', n);
+    uint32_t chain = S_CHAIN0;
+    return nl && (size_t)(nl - p) < S_LINE_MAX &&
+           s_checked(p, (size_t)(nl - p), &chain) >= 0;
+}
+
 /* What a replay found besides its events. */
 typedef struct {
     size_t valid;    /* the whole, valid lines' length (header included) */
@@ -252,18 +283,32 @@ static long s_replay(const char *data, size_t len, long hl,
                      s_replayed_t *res)
 {
     uint64_t version = 0;
-    for (const char *p = data + 14; *p != '\n'; p++)
+    for (const char *p = data + 14; *p != '\n'; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
         version = version * 10 + (uint64_t)(*p - '0');
+    }
     *res = (s_replayed_t){
         .valid = (size_t)hl, .chain = S_CHAIN0, .unchecked = version < 3};
     if (version >= 3 && memcmp(data, S_HEADER, sizeof S_HEADER - 1) != 0)
         return -1; /* "zpipe-journal 03" */
     size_t pos = (size_t)hl;
+    if (version < 3 && s_checked_header(data + pos, len - pos)) {
+        res->valid = 0;
+        res->why = "its header says an older version, its lines carry "
+                   "checksums";
+        return 0;
+    }
     long events = 0;
     while (pos < len) {
         const char *nl = memchr(data + pos, '\n', len - pos);
-        if (!nl)
-            break; /* torn last line */
+        if (!nl) {
+            if (version >= 3 &&
+                s_lost_newline(data + pos, len - pos, res->chain))
+                res->why = "a whole line without its newline, with more "
+                           "after it";
+            break; /* else a torn last line */
+        }
         size_t ll = (size_t)(nl - (data + pos));
         if (visitor && visitor->line_at)
             *visitor->line_at = pos;

@@ -642,7 +642,17 @@ static void test_damage_in_the_middle_is_refused_with_its_offset(void)
     memcpy(bad, data, len);
     bad[14] = '2';
     s_put(path, bad, len);
-    s_refused_at(path, 16, bad, len);
+    s_refused_at(path, 0, bad, len);
+    /* The last newline changed (not removed): a whole line with a byte
+     * after it is no torn write. Two last lines merged likewise. */
+    memcpy(bad, data, len);
+    bad[len - 1] = 'x';
+    s_put(path, bad, len);
+    s_refused_at(path, last, bad, len);
+    memcpy(bad, data, len);
+    bad[last - 1] = ' ';
+    s_put(path, bad, len - 1);
+    s_refused_at(path, s_line_at(data, "R j 19 "), bad, len - 1);
     unlink(path);
 }
 
@@ -654,6 +664,16 @@ static void test_torn_last_line_is_cut_and_appends_follow(void)
     size_t len;
     char data[8192];
     snprintf(data, sizeof data, "%s", s_written(path, &len));
+    /* The close line short of its newline only: cut. */
+    size_t last = s_line_at(data, "C j 20 ");
+    s_put(path, data, len - 1);
+    char err[512];
+    s_seen_t sc = {0};
+    zp_journal_t *jc = zp_journal_open(path, &s_visitor, &sc, err, sizeof err);
+    TEST_CHECK(jc != NULL);
+    TEST_EQ_INT(sc.closes, 0);
+    TEST_EQ_INT(zp_journal_size(jc), last);
+    zp_journal_destroy(&jc);
     const char *tails[] = {"R j 20 ok 2", "R j 20 ok 210 0123abc", "\0\0\0\0",
                            "R"};
     size_t tail_len[] = {11, 21, 4, 1};
@@ -662,7 +682,6 @@ static void test_torn_last_line_is_cut_and_appends_follow(void)
         memcpy(torn, data, len);
         memcpy(torn + len, tails[i], tail_len[i]);
         s_put(path, torn, len + tail_len[i]);
-        char err[512];
         s_seen_t s = {0};
         zp_journal_t *j =
             zp_journal_open(path, &s_visitor, &s, err, sizeof err);
