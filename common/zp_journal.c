@@ -138,6 +138,10 @@ static bool s_snapshot_event(char **f, int n, const zp_journal_visitor_t *vis,
                                    .duplicates = v[2],
                                    .retries = v[3]};
         S_CALL(vis, on_counts, ctx, f[1], &sm);
+    } else if (c == 'P' && n == 4 && zp_job_id_valid(f[1]) &&
+               s_num(f[2], &v[0]) && strlen(f[3]) == 8 &&
+               s_hexn(f[3], 8, &v[1])) {
+        S_CALL(vis, on_spool, ctx, f[1], v[0], (uint32_t)v[1]);
     } else if (c == 'H' && n == 4 && zp_job_id_valid(f[1]) &&
                s_nums(f + 2, 2, v) && v[1] > 0 && v[0] + v[1] > v[0]) {
         S_CALL(vis, on_have, ctx, f[1], v[0], v[1]);
@@ -282,14 +286,15 @@ static long s_replay(const char *data, size_t len, long hl,
                      const zp_journal_visitor_t *visitor, void *ctx,
                      s_replayed_t *res)
 {
+    *res = (s_replayed_t){.chain = S_CHAIN0};
     uint64_t version = 0;
     for (const char *p = data + 14; *p != '\n'; p++) {
         if (*p < '0' || *p > '9')
-            return -1;
+            return -1; /* a NUL or sign s_header's parse let through */
         version = version * 10 + (uint64_t)(*p - '0');
     }
-    *res = (s_replayed_t){
-        .valid = (size_t)hl, .chain = S_CHAIN0, .unchecked = version < 3};
+    res->valid = (size_t)hl;
+    res->unchecked = version < 3;
     if (version >= 3 && memcmp(data, S_HEADER, sizeof S_HEADER - 1) != 0)
         return -1; /* "zpipe-journal 03" */
     size_t pos = (size_t)hl;
@@ -654,6 +659,16 @@ int zp_journal_put_have(zp_journal_t *out, const char *job, uint64_t first,
                                    zp_buf_printf(&out->buf, "H %s %llu %llu",
                                                  job, (unsigned long long)first,
                                                  (unsigned long long)count)));
+}
+
+int zp_journal_spool(zp_journal_t *self, const char *job, uint64_t length,
+                     uint32_t crc)
+{
+    size_t start = self->buf.len;
+    int rc = s_seal(self, start,
+                    zp_buf_printf(&self->buf, "P %s %llu %08x", job,
+                                  (unsigned long long)length, crc));
+    return self->path ? rc : s_dump_line(self, rc); /* a dump has none */
 }
 
 /* Syncs the directory that holds path (a rename in it). */

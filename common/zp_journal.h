@@ -32,6 +32,11 @@
  *     <retries> <first_us> <last_us> <flags> [<token>]   a finished job,
  *                                        in the order they finished
  * (flags: ZP_JOURNAL_REDUCE_FAILED, the job's reduction failed)
+ *   P <job> <length> <crc>               the job's spool file (--spool) has
+ *                                        length bytes whose CRC-32C is crc
+ *                                        (8 hex digits): written at each
+ *                                        barrier for the spools that grew,
+ *                                        and in a snapshot (version 3)
  *   O, C as above, then for a live job:
  *   S <job> <succeeded> <failed> <duplicates> <retries>   its counters
  *   H <job> <first> <count>              tasks first..first+count-1 have
@@ -86,6 +91,7 @@ typedef struct {
     void (*on_counts)(void *ctx, const char *job,
                       const zp_journal_summary_t *counts);
     void (*on_have)(void *ctx, const char *job, uint64_t first, uint64_t count);
+    void (*on_spool)(void *ctx, const char *job, uint64_t length, uint32_t crc);
     /* When set: the byte offset of each event's line, stored before its
      * callback (for messages that name it). */
     size_t *line_at;
@@ -162,5 +168,9 @@ int zp_journal_put_counts(zp_journal_t *out, const char *job,
                           const zp_journal_summary_t *counts);
 int zp_journal_put_have(zp_journal_t *out, const char *job, uint64_t first,
                         uint64_t count);
+/* A P line (buffered, like a record; also for a dump): job's spool holds
+ * length bytes with CRC-32C crc. Returns 0, or -1 when out of memory. */
+int zp_journal_spool(zp_journal_t *self, const char *job, uint64_t length,
+                     uint32_t crc);
 
 #endif

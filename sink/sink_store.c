@@ -2,8 +2,10 @@
  * barrier (see sink_store.h). */
 #define _GNU_SOURCE
 #include "sink_store.h"
+#include "zp_idmap.h"
 #include "zp_journal.h"
 #include "zp_log.h"
+#include "zp_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,11 +32,18 @@ struct zp_store {
     uint64_t beyond;      /* records past it (the replay fails) */
     size_t line_at;       /* the replayed line's byte offset in the journal */
     bool damaged;         /* the replay found damage (errno EBADMSG) */
+    zp_idmap_t *checks;   /* job id hash -> s_check_t: the last P lines */
     char beyond_why[512]; /* the first line past the output, described */
     /* Compaction: */
     uint64_t compact_last; /* the journal's size after the last one */
     uint64_t compactions;
 };
+
+/* A job's last P line (zp_journal.h), until its spool is restored. */
+typedef struct {
+    zp_spool_check_t check;
+    char job[]; /* its id (the map's key is a hash) */
+} s_check_t;
 
 /* Logs the first failure only: the sink stops on it. */
 #define S_FAIL(self, ...)                                                      \
@@ -105,6 +114,33 @@ static void s_replay_offset(void *ctx, uint64_t offset)
     }
     if (offset > self->out_offset)
         self->out_offset = offset;
+}
+
+static void s_replay_spool(void *ctx, const char *job, uint64_t length,
+                           uint32_t crc)
+{
+    zp_store_t *self = ctx;
+    uint64_t id = zp_hash_str(job);
+    s_check_t *c = self->checks ? zp_idmap_get(self->checks, id) : NULL;
+    if (c && strcmp(c->job, job) == 0) {
+        c->check = (zp_spool_check_t){length, crc};
+        return;
+    }
+    size_t jl = strlen(job) + 1;
+    if (!self->checks && !(self->checks = zp_idmap_new()))
+        goto fail;
+    free(c); /* another id with the same hash: that one goes unchecked */
+    c = malloc(sizeof *c + jl);
+    if (!c || zp_idmap_put(self->checks, id, c) < 0) {
+        free(c);
+        zp_idmap_remove(self->checks, id);
+        goto fail;
+    }
+    c->check = (zp_spool_check_t){length, crc};
+    memcpy(c->job, job, jl);
+    return;
+fail:
+    S_FAIL(self, "journal %s: out of memory", self->cfg.journal);
 }
 
 static void s_replay_forgotten(void *ctx, const zp_journal_forgotten_t *job)
@@ -190,6 +226,7 @@ static int s_open_journaled(zp_store_t *self)
         .on_done = s_replay_done,
         .on_counts = s_replay_counts,
         .on_have = s_replay_have,
+        .on_spool = s_replay_spool,
         .line_at = &self->line_at,
     };
     char err[512];
@@ -269,6 +306,12 @@ void zp_store_destroy(zp_store_t **self_p)
     zp_foldlogs_destroy(&self->folds);
     zp_journal_destroy(&self->journal);
     zp_spools_destroy(&self->spools);
+    size_t cursor = 0;
+    uint64_t id;
+    void *c;
+    while (self->checks && zp_idmap_next(self->checks, &cursor, &id, &c))
+        free(c);
+    zp_idmap_destroy(&self->checks);
     free(self);
     *self_p = NULL;
 }
@@ -377,6 +420,16 @@ void zp_store_fold(zp_store_t *self, zp_foldlog_t *log, const char *job,
         S_FAIL(self, "journal: out of memory");
 }
 
+/* A spool made durable that grew: its length and checksum journaled. */
+static int s_journal_spool(void *ctx, zp_spool_t *spool)
+{
+    zp_store_t *self = ctx;
+    if (spool->journaled == spool->len)
+        return 0;
+    spool->journaled = spool->len;
+    return zp_journal_spool(self->journal, spool->job, spool->len, spool->crc);
+}
+
 /* The output, then the journal: a record the journal has is in the
  * output (synced first with --journal-sync yes). */
 static int s_sync_journaled(zp_store_t *self)
@@ -394,6 +447,11 @@ int zp_store_sync(zp_store_t *self)
     if ((self->spools && zp_spools_sync(self->spools) < 0) ||
         (self->folds && zp_foldlogs_write(self->folds) < 0)) {
         self->failed = true; /* logged */
+        return -1;
+    }
+    if (self->spools && self->journal &&
+        zp_spools_each_pending(self->spools, s_journal_spool, self) != 0) {
+        S_FAIL(self, "journal: out of memory");
         return -1;
     }
     if (!self->dirty)
@@ -427,8 +485,15 @@ void zp_store_publish(zp_store_t *self, zp_spool_published_fn *published,
 void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
                             const char *job, uint64_t records)
 {
-    if (self->spools)
-        zp_spools_restore(self->spools, spool, job, records);
+    if (!self->spools)
+        return;
+    s_check_t *c =
+        self->checks ? zp_idmap_remove(self->checks, zp_hash_str(job)) : NULL;
+    const zp_spool_check_t *check =
+        c && strcmp(c->job, job) == 0 ? &c->check : NULL;
+    if (zp_spools_restore(self->spools, spool, job, records, check) < 0)
+        self->failed = true; /* logged: the sink stops */
+    free(c);
 }
 
 int zp_store_spool_fd(zp_store_t *self, zp_spool_t *spool, const char *job)

@@ -119,7 +119,10 @@ bool zp_store_unsynced(const zp_store_t *self);
 
 /* After a journal replay: keeps the first `records` records of the job's
  * spool (the journal's, in its order), cuts what follows, and leaves the
- * file closed until it is needed. */
+ * file closed until it is needed. The spool's length and checksum as the
+ * journal last had them (a P line, written at each barrier) are checked
+ * first: a spool that fails is damaged, and fails the store (logged,
+ * naming the file; the sink stops and serves nothing wrong). */
 void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
                             const char *job, uint64_t records);
 /* The spool's file descriptor for reads (opened on demand; valid until

@@ -1,4 +1,6 @@
-/* libFuzzer target: recovery of a damaged sink journal. A valid journal
+/* libFuzzer target: recovery of a damaged sink journal or spool. An input
+ * whose first byte is odd damages a spool (below); else the journal. A
+ * valid journal
  * is built once with the real writer (three jobs, records, a compaction's
  * snapshot, appends after it); each input is an edit script (byte flips,
  * inserts, deletes, copies of a range elsewhere, a truncation) applied to
@@ -16,8 +18,17 @@
  * older journal, whose lines carry no checksums to tell. A checksum can
  * also be forged by chance (2^-32 per line) or by the fuzzer learning
  * one: such a crash would be a limit of any checksum, not a bug in the
- * replay. */
+ * replay.
+ * A spool: 40 JSON Lines records written by the real spool set, and the
+ * length and CRC-32C the journal's P line has for them; the edited file
+ * is restored (zp_spools_restore, as a restarted sink does). Aborts
+ * unless it is refused, or it keeps exactly the records written (never
+ * a changed, lost, repeated or added byte served). */
+#include "sink_spool.h"
 #include "zp_journal.h"
+#include "zp_log.h"
+
+#include <fcntl.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,8 +267,84 @@ static size_t s_edit(char *buf, size_t len, size_t cap, const uint8_t *d,
     return len;
 }
 
+/* ---- the spool ---- */
+
+static char s_dir[] = "/tmp/zpipe-fuzz-spool-XXXXXX";
+static char s_spool_path[64];
+static char s_spool[8192];
+static size_t s_spool_len;
+static zp_spool_check_t s_check;
+static int s_devnull = -1, s_stderr = -1;
+
+static void s_build_spool(void)
+{
+    if (!mkdtemp(s_dir))
+        abort();
+    snprintf(s_spool_path, sizeof s_spool_path, "%s/j.jsonl", s_dir);
+    zp_spools_t *set = zp_spools_new(s_dir, 4, false);
+    zp_spool_t sp = {0};
+    for (int r = 0; r < 40; r++) {
+        char rec[128];
+        int n = snprintf(rec, sizeof rec,
+                         "{\"job\":\"j\",\"task\":%d,\"status\":\"ok\","
+                         "\"output\":\"v%d\"}\n",
+                         r, r * 7);
+        if (zp_spools_append(set, &sp, "j", rec, (size_t)n) < 0)
+            abort();
+    }
+    if (zp_spools_close(set, &sp) < 0)
+        abort();
+    s_check = (zp_spool_check_t){sp.len, sp.crc};
+    zp_spools_destroy(&set);
+    FILE *f = fopen(s_spool_path, "rb");
+    s_spool_len = fread(s_spool, 1, sizeof s_spool, f);
+    fclose(f);
+    if (s_spool_len != s_check.len)
+        abort();
+    s_devnull = open("/dev/null", O_WRONLY);
+    s_stderr = dup(2);
+}
+
+static size_t s_edit(char *buf, size_t len, size_t cap, const uint8_t *d,
+                     size_t n);
+
+static void s_fuzz_spool(const uint8_t *data, size_t size)
+{
+    if (s_devnull < 0)
+        s_build_spool();
+    char buf[sizeof s_spool + 1024];
+    memcpy(buf, s_spool, s_spool_len);
+    size_t len = s_edit(buf, s_spool_len, sizeof buf, data, size);
+    int fd = open(s_spool_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, buf, len) != (ssize_t)len)
+        abort();
+    close(fd);
+    zp_spools_t *set = zp_spools_new(s_dir, 4, false);
+    zp_spool_t sp = {0};
+    dup2(s_devnull, 2); /* its error lines, once per input */
+    int rc = zp_spools_restore(set, &sp, "j", 40, &s_check);
+    dup2(s_stderr, 2);
+    zp_spools_destroy(&set);
+    if (rc < 0)
+        return; /* refused: nothing served */
+    char now[sizeof buf];
+    FILE *f = fopen(s_spool_path, "rb");
+    size_t got = fread(now, 1, sizeof now, f);
+    fclose(f);
+    if (got != s_spool_len || sp.len != s_spool_len ||
+        memcmp(now, s_spool, s_spool_len) != 0) {
+        fprintf(stderr, "spool restored to %zu bytes, not the %zu written\n",
+                got, s_spool_len);
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size && (data[0] & 1)) {
+        s_fuzz_spool(data + 1, size - 1);
+        return 0;
+    }
     if (!s_orig)
         s_build();
     size_t cap = s_orig_len + 1024;

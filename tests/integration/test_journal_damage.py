@@ -149,5 +149,60 @@ def test_output_cut():
     _damaged_resume(_output_cut)
 
 
+def test_spool_record_altered():
+    """A journaled service sink with --spool: a finished job's spool file
+    (what `zpipe results` serves) gets one digit of a middle record
+    changed while the sink is down. The restarted sink must refuse to
+    start, naming the spool file; before the journal had the spools'
+    checksums it started and served the altered record as the job's."""
+    n = 2000
+    spool = zptest.tmpdir()
+    c = zptest.Cluster(sink_args=("--spool", spool))
+    c.sink.kill()
+    c.sink.wait()
+    sink_cmd = [binary("zpipe-sink"), "--results", c.results, "--control",
+                c.control, "--publish", "none", "--output", c.output,
+                "--spool", spool, "--journal", os.path.join(c.dir, "journal")]
+    sink = zptest.start(sink_cmd, stderr=c._log("sink1"))
+    job = "job-spool-damage"
+    inp = os.path.join(c.dir, "in.txt")
+    with open(inp, "w") as f:
+        f.write("".join("v%d\n" % i for i in range(n)))
+    c.worker()
+    v = c.ventilator("echo", inp, ["--job", job])
+    check(v.wait(timeout=60) == 0, "ventilator failed")
+    sink.send_signal(signal.SIGKILL)
+    sink.wait()
+    path = os.path.join(spool, job + ".jsonl")
+    with open(path, "rb") as f:
+        data = f.read()
+    at = data.index(b'"output":"v', len(data) // 2) + len(b'"output":"v')
+    bad = data[:at] + (b"9" if data[at:at + 1] != b"9" else b"8") + data[at + 1:]
+    with open(path, "wb") as f:
+        f.write(bad)
+    log = c._log("sink2")
+    sink = zptest.start(sink_cmd, stderr=log)
+    try:
+        rc = sink.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        rc = None
+    served = b""
+    if rc is None:  # it started: what does a consumer get?
+        r = run([binary("zpipe"), "results", "--sink", c.control, job],
+                capture_output=True, timeout=30)
+        served = r.stdout
+        zptest.stop(sink)
+    err = open(log.name, "rb").read().decode(errors="replace")
+    print("    spool byte %d altered: sink exit %s; served %d bytes, %s" %
+          (at, rc, len(served), "the altered record among them"
+           if served == bad else "none" if not served else "other"),
+          flush=True)
+    check(served != bad, "the sink served the altered record")
+    check(rc not in (None, 0), "the sink started over a damaged spool")
+    check(path in err and "damaged" in err, "no message names the spool: %s"
+          % err[-600:])
+
+
 if __name__ == "__main__":
-    zptest.main([test_task_id_altered, test_offset_altered, test_output_cut])
+    zptest.main([test_task_id_altered, test_offset_altered, test_output_cut,
+                 test_spool_record_altered])
