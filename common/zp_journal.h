@@ -45,9 +45,13 @@
  * Lines are appended in order, so a crash leaves at most one incomplete
  * line, the last, without its newline: replaying cuts it (a warning), as
  * it was never acknowledged. A complete line that fails its checksum or
- * is malformed was damaged in place: replaying stops there with an error
- * naming the file and byte offset, and nothing is cut (never a silent
- * gap, duplicate or invented record). */
+ * is malformed, an unterminated tail that holds a whole checksummed line
+ * with bytes after it (a newline lost), or an older version's header
+ * over checksummed lines, was damaged in place: replaying stops there
+ * with an error naming the file and byte offset, and nothing is cut
+ * (never a silent gap, duplicate or invented record). A version 1 or 2
+ * journal is appended to in its own format until a compaction rewrites
+ * it as version 3. */
 #ifndef ZP_JOURNAL_H
 #define ZP_JOURNAL_H
 
