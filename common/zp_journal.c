@@ -1,7 +1,7 @@
-/* zp_journal: a line-based commit log with torn-tail recovery. */
+/* zp_journal: a line-based commit log with checksummed lines, torn-tail
+ * recovery and damage detection. */
 #define _GNU_SOURCE
-#include "zp_journal.h"
-#include "zp_name.h"
+#include "zp_journal_int.h"
 #include "zp_log.h"
 #include "zp_util.h"
 
@@ -13,9 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The version this build writes, and the newest it reads. */
-#define S_VERSION 2
-#define S_HEADER  "zpipe-journal 2\n"
 /* A dump's buffer is written out past this. */
 #define S_DUMP_FLUSH (1u << 20)
 
@@ -24,111 +21,12 @@ struct zp_journal {
     char *path;
     zp_buf_t buf;
     uint64_t written; /* bytes in the file */
+    uint32_t chain;   /* the checksum of the last line buffered */
+    bool unchecked;   /* a version 1 or 2 journal: lines without checksums
+                         (until a compaction rewrites it as version 3) */
     bool unsynced;    /* written since the last fdatasync */
     bool failed;      /* (a dump) a write failed */
 };
-
-bool zp_job_id_valid(const char *s)
-{
-    return s && zp_name_valid(s, strnlen(s, 129), 128, "_.:-");
-}
-
-/* Splits line (without newline) into up to max space-separated fields;
- * returns the count, or -1 when there are more. Modifies line. */
-static int s_fields(char *line, char **out, int max)
-{
-    int n = 0;
-    char *p = line;
-    while (*p) {
-        if (n == max)
-            return -1;
-        out[n++] = p;
-        char *sp = strchr(p, ' ');
-        if (!sp)
-            break;
-        *sp = '\0';
-        p = sp + 1;
-        if (!*p)
-            return -1; /* trailing space */
-    }
-    return n;
-}
-
-static bool s_num(const char *s, uint64_t *v)
-{
-    return zp_parse_u64(s, 0, UINT64_MAX, v) == 0;
-}
-
-static bool s_hex64(const char *s, uint64_t *v)
-{
-    if (strlen(s) != 16)
-        return false;
-    uint64_t x = 0;
-    for (int i = 0; i < 16; i++) {
-        int c = s[i], d = c >= '0' && c <= '9'   ? c - '0'
-                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                 : -1;
-        if (d < 0)
-            return false;
-        x = x << 4 | (uint64_t)d;
-    }
-    *v = x;
-    return true;
-}
-
-/* Parses n numbers from f into v; false if one is not a number. */
-static bool s_nums(char **f, int n, uint64_t *v)
-{
-    for (int i = 0; i < n; i++)
-        if (!s_num(f[i], &v[i]))
-            return false;
-    return true;
-}
-
-#define S_CALL(v, cb, ...)                                                     \
-    do {                                                                       \
-        if ((v) && (v)->cb)                                                    \
-            (v)->cb(__VA_ARGS__);                                              \
-    } while (0)
-
-/* The snapshot's lines (a compacted journal); false if f is none. */
-static bool s_snapshot_event(char **f, int n, const zp_journal_visitor_t *vis,
-                             void *ctx)
-{
-    uint64_t v[8], v9[9];
-    char c = f[0][0];
-    if (f[0][1])
-        return false;
-    if (c == 'W' && n == 2 && s_num(f[1], &v[0])) {
-        S_CALL(vis, on_offset, ctx, v[0]);
-    } else if (c == 'F' && n == 7 && s_hex64(f[1], &v[0]) &&
-               s_hex64(f[2], &v[1]) && s_nums(f + 3, 4, v + 2) &&
-               v[5] <= UINT32_MAX) {
-        zp_journal_forgotten_t fj = {v[0], v[1], v[2],
-                                     v[3], v[4], (uint32_t)v[5]};
-        S_CALL(vis, on_forgotten, ctx, &fj);
-    } else if (c == 'D' && (n == 11 || n == 12) && zp_job_id_valid(f[1]) &&
-               s_nums(f + 2, 9, v9) && v9[0] <= UINT32_MAX &&
-               v9[8] <= UINT32_MAX && (n == 11 || zp_job_id_valid(f[11]))) {
-        zp_journal_summary_t sm = {(uint32_t)v9[0], v9[1], v9[2],
-                                   v9[3],           v9[4], v9[5],
-                                   v9[6],           v9[7], (uint32_t)v9[8]};
-        S_CALL(vis, on_done, ctx, f[1], n == 12 ? f[11] : "", &sm);
-    } else if (c == 'S' && n == 6 && zp_job_id_valid(f[1]) &&
-               s_nums(f + 2, 4, v)) {
-        zp_journal_summary_t sm = {.succeeded = v[0],
-                                   .failed = v[1],
-                                   .duplicates = v[2],
-                                   .retries = v[3]};
-        S_CALL(vis, on_counts, ctx, f[1], &sm);
-    } else if (c == 'H' && n == 4 && zp_job_id_valid(f[1]) &&
-               s_nums(f + 2, 2, v) && v[1] > 0 && v[0] + v[1] > v[0]) {
-        S_CALL(vis, on_have, ctx, f[1], v[0], v[1]);
-    } else {
-        return false;
-    }
-    return true;
-}
 
 /* Whether s is a dispatch key: 32 lowercase hex digits. */
 static bool s_key_hex(const char *s)
@@ -137,136 +35,13 @@ static bool s_key_hex(const char *s)
     return n == 32 && s[n] == '\0';
 }
 
-/* One line's event, passed to the visitor; false if it is malformed. */
-static bool s_event(char **f, int n, const zp_journal_visitor_t *vis, void *ctx)
-{
-    uint64_t a, b;
-    if (n < 2 || !f[0][0])
-        return false;
-    if ((n == 3 || n == 4) && !strcmp(f[0], "O") && zp_job_id_valid(f[1]) &&
-        s_num(f[2], &a) && a <= UINT32_MAX &&
-        (n == 3 || zp_job_id_valid(f[3]))) {
-        S_CALL(vis, on_open, ctx, f[1], (uint32_t)a, n == 4 ? f[3] : "");
-    } else if (n == 3 && !strcmp(f[0], "K") && zp_job_id_valid(f[1]) &&
-               s_key_hex(f[2])) {
-        S_CALL(vis, on_key, ctx, f[1], f[2]);
-    } else if (n == 3 && !strcmp(f[0], "C") && zp_job_id_valid(f[1]) &&
-               s_num(f[2], &a)) {
-        S_CALL(vis, on_close, ctx, f[1], a);
-    } else if (n == 5 && !strcmp(f[0], "R") && zp_job_id_valid(f[1]) &&
-               s_num(f[2], &a) &&
-               (!strcmp(f[3], "ok") || !strcmp(f[3], "failed")) &&
-               s_num(f[4], &b)) {
-        S_CALL(vis, on_record, ctx, f[1], a, f[3][0] == 'o', b);
-    } else {
-        return s_snapshot_event(f, n, vis, ctx);
-    }
-    return true;
-}
-
-/* The header's length, -1 if data has none, ZP_JOURNAL_NEWER for a
- * version past this build's. */
-static long s_header(const char *data, size_t len)
-{
-    static const char magic[] = "zpipe-journal ";
-    size_t ml = sizeof magic - 1;
-    if (len < ml + 2 || memcmp(data, magic, ml) != 0)
-        return -1;
-    const char *nl = memchr(data + ml, '\n', len - ml < 12 ? len - ml : 12);
-    if (!nl || nl == data + ml)
-        return -1;
-    char num[12] = {0};
-    memcpy(num, data + ml, (size_t)(nl - data) - ml);
-    uint64_t version;
-    if (!s_num(num, &version) || version == 0)
-        return -1;
-    if (version > S_VERSION)
-        return ZP_JOURNAL_NEWER;
-    return nl - data + 1;
-}
-
-long zp_journal_replay(const char *data, size_t len,
-                       const zp_journal_visitor_t *visitor, void *ctx,
-                       size_t *valid_len)
-{
-    *valid_len = 0;
-    long hl = s_header(data, len);
-    if (hl < 0)
-        return hl;
-    size_t pos = (size_t)hl;
-    long events = 0;
-    char line[512];
-    while (pos < len) {
-        const char *nl = memchr(data + pos, '\n', len - pos);
-        if (!nl)
-            break; /* torn last line */
-        size_t ll = (size_t)(nl - (data + pos));
-        if (ll == 0 || ll >= sizeof line)
-            break;
-        memcpy(line, data + pos, ll);
-        line[ll] = '\0';
-        if (memchr(line, '\0', ll))
-            break;
-        char *f[12];
-        int n = s_fields(line, f, 12);
-        if (!s_event(f, n, visitor, ctx))
-            break;
-        events++;
-        pos += ll + 1;
-    }
-    *valid_len = pos;
-    return events;
-}
-
-/* Replays what fd holds (size bytes) and cuts a torn tail. Returns the
- * length kept, or -1 with err set. */
-static long s_replay_file(int fd, const char *path, size_t size,
-                          const zp_journal_visitor_t *visitor, void *ctx,
-                          char *err, size_t errlen)
-{
-    zp_buf_t old = {0};
-    if (zp_buf_reserve(&old, size) < 0) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    ssize_t got = pread(fd, old.data, size, 0);
-    if (got != (ssize_t)size) {
-        snprintf(err, errlen, "%s: short read", path);
-        zp_buf_free(&old);
-        return -1;
-    }
-    old.len = size;
-    size_t valid = 0;
-    long events = zp_journal_replay(old.data, old.len, visitor, ctx, &valid);
-    zp_buf_free(&old);
-    if (events == ZP_JOURNAL_NEWER) {
-        snprintf(err, errlen,
-                 "%s: written by a newer zpipe (journal version > %d); "
-                 "upgrade this sink",
-                 path, S_VERSION);
-        return -1;
-    }
-    if (events < 0) {
-        snprintf(err, errlen, "%s: not a zpipe journal (bad header)", path);
-        return -1;
-    }
-    if (valid < size) {
-        zp_warn("journal %s: discarding a torn or corrupt tail of %zu bytes",
-                path, size - valid);
-        if (ftruncate(fd, (off_t)valid) < 0) {
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            return -1;
-        }
-    }
-    return (long)valid;
-}
-
 /* Writes the header to a new, empty file and syncs it. */
 static int s_write_header(int fd)
 {
-    size_t hl = strlen(S_HEADER);
-    return write(fd, S_HEADER, hl) == (ssize_t)hl && fdatasync(fd) == 0 ? 0
-                                                                        : -1;
+    size_t hl = strlen(ZP_JOURNAL_HEADER);
+    return write(fd, ZP_JOURNAL_HEADER, hl) == (ssize_t)hl && fdatasync(fd) == 0
+               ? 0
+               : -1;
 }
 
 zp_journal_t *zp_journal_open(const char *path,
@@ -280,20 +55,23 @@ zp_journal_t *zp_journal_open(const char *path,
     }
     struct stat st;
     long kept = 0;
+    int saved;
+    uint32_t chain = ZP_JOURNAL_CHAIN0;
+    bool unchecked = false;
     if (fstat(fd, &st) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         goto fail_fd;
     }
     if (st.st_size > 0) {
-        kept = s_replay_file(fd, path, (size_t)st.st_size, visitor, ctx, err,
-                             errlen);
+        kept = zp_journal_read_file(fd, path, (size_t)st.st_size, visitor, ctx,
+                                    &chain, &unchecked, err, errlen);
         if (kept < 0)
             goto fail_fd;
     } else if (s_write_header(fd) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         goto fail_fd;
     } else {
-        kept = (long)strlen(S_HEADER);
+        kept = (long)strlen(ZP_JOURNAL_HEADER);
     }
     if (lseek(fd, 0, SEEK_END) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -307,10 +85,14 @@ zp_journal_t *zp_journal_open(const char *path,
     }
     self->fd = fd;
     self->written = (uint64_t)kept;
+    self->chain = chain;
+    self->unchecked = unchecked;
     return self;
 
 fail_fd:
+    saved = errno;
     close(fd);
+    errno = saved;
     return NULL;
 }
 
@@ -327,13 +109,42 @@ void zp_journal_destroy(zp_journal_t **self_p)
     *self_p = NULL;
 }
 
+/* Ends the line that starts at buf[start]: its trailer (the checksum of
+ * its body, chained from the line before) and newline. */
+static int s_seal(zp_journal_t *self, size_t start, int rc)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (rc < 0 || zp_buf_reserve(&self->buf, ZP_JOURNAL_TRAILER + 1) < 0) {
+        self->buf.len = start;
+        return -1;
+    }
+    char *p = self->buf.data + self->buf.len;
+    if (self->unchecked) {
+        *p = '\n';
+        self->buf.len++;
+        return 0;
+    }
+    uint32_t crc =
+        zp_crc32c(self->chain, self->buf.data + start, self->buf.len - start);
+    *p++ = ' ';
+    for (int i = 28; i >= 0; i -= 4)
+        *p++ = hex[(crc >> i) & 15];
+    *p++ = '\n';
+    self->buf.len = (size_t)(p - self->buf.data);
+    self->chain = crc;
+    return 0;
+}
+
 int zp_journal_open_job(zp_journal_t *self, const char *job,
                         uint32_t max_attempts, const char *token)
 {
+    size_t start = self->buf.len;
     if (token && *token)
-        return zp_buf_printf(&self->buf, "O %s %u %s\n", job, max_attempts,
-                             token);
-    return zp_buf_printf(&self->buf, "O %s %u\n", job, max_attempts);
+        return s_seal(
+            self, start,
+            zp_buf_printf(&self->buf, "O %s %u %s", job, max_attempts, token));
+    return s_seal(self, start,
+                  zp_buf_printf(&self->buf, "O %s %u", job, max_attempts));
 }
 
 int zp_journal_key(zp_journal_t *self, const char *job, const char *key)
@@ -342,13 +153,16 @@ int zp_journal_key(zp_journal_t *self, const char *job, const char *key)
         errno = EINVAL;
         return -1;
     }
-    return zp_buf_printf(&self->buf, "K %s %s\n", job, key);
+    size_t start = self->buf.len;
+    return s_seal(self, start, zp_buf_printf(&self->buf, "K %s %s", job, key));
 }
 
 int zp_journal_close_job(zp_journal_t *self, const char *job, uint64_t total)
 {
-    return zp_buf_printf(&self->buf, "C %s %llu\n", job,
-                         (unsigned long long)total);
+    size_t start = self->buf.len;
+    return s_seal(
+        self, start,
+        zp_buf_printf(&self->buf, "C %s %llu", job, (unsigned long long)total));
 }
 
 /* Writes v in decimal at p; returns the end. */
@@ -370,10 +184,10 @@ static char *s_u64(char *p, uint64_t v)
 int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
                       bool ok, uint64_t offset)
 {
-    size_t jl = strlen(job);
+    size_t jl = strlen(job), start = self->buf.len;
     if (zp_buf_reserve(&self->buf, jl + 60) < 0)
         return -1;
-    char *p = self->buf.data + self->buf.len;
+    char *p = self->buf.data + start;
     *p++ = 'R';
     *p++ = ' ';
     memcpy(p, job, jl);
@@ -383,9 +197,19 @@ int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
     memcpy(p, ok ? " ok " : " failed ", ok ? 4 : 8);
     p += ok ? 4 : 8;
     p = s_u64(p, offset);
-    *p++ = '\n';
     self->buf.len = (size_t)(p - self->buf.data);
-    return 0;
+    return s_seal(self, start, 0);
+}
+
+/* Cuts the file back to length at (a failed write or sync), errno kept. */
+static void s_cut_back(zp_journal_t *self, uint64_t at)
+{
+    int saved = errno;
+    if (ftruncate(self->fd, (off_t)at) != 0 ||
+        lseek(self->fd, (off_t)at, SEEK_SET) < 0)
+        zp_warn("journal %s: cannot cut back a failed write: %s", self->path,
+                strerror(errno));
+    errno = saved;
 }
 
 int zp_journal_write(zp_journal_t *self)
@@ -394,12 +218,7 @@ int zp_journal_write(zp_journal_t *self)
     if (zp_write_all(self->fd, self->buf.data, off) < 0) {
         /* A short write (a full disk) leaves no torn line: the file is
          * cut back and the buffer is written whole on the next try. */
-        int saved = errno;
-        if (ftruncate(self->fd, (off_t)self->written) != 0 ||
-            lseek(self->fd, (off_t)self->written, SEEK_SET) < 0)
-            zp_warn("journal %s: cannot cut back a failed write: %s",
-                    self->path, strerror(errno));
-        errno = saved;
+        s_cut_back(self, self->written);
         return -1;
     }
     self->buf.len = 0;
@@ -410,12 +229,24 @@ int zp_journal_write(zp_journal_t *self)
 
 int zp_journal_sync(zp_journal_t *self)
 {
-    if (zp_journal_write(self) < 0)
-        return -1;
-    if (!self->unsynced)
+    uint64_t before = self->written;
+    size_t n = self->buf.len;
+    if (!n && !self->unsynced)
         return 0;
-    if (fdatasync(self->fd) != 0)
-        return -1; /* unsynced still: tried again */
+    if (n && zp_write_all(self->fd, self->buf.data, n) < 0) {
+        s_cut_back(self, before);
+        return -1; /* the buffer is kept: written whole next time */
+    }
+    if (fdatasync(self->fd) != 0) {
+        /* A failed writeback may leave its pages clean but not on disk:
+         * a second fdatasync would then succeed without them. So the
+         * lines go back in the buffer's keeping (never cleared) and the
+         * file is cut to where it was, to be written again. */
+        s_cut_back(self, before);
+        return -1;
+    }
+    self->buf.len = 0;
+    self->written = before + n;
     self->unsynced = false;
     return 0;
 }
@@ -451,51 +282,71 @@ static int s_dump_line(zp_journal_t *out, int rc)
 
 int zp_journal_put_offset(zp_journal_t *out, uint64_t offset)
 {
-    return s_dump_line(
-        out, zp_buf_printf(&out->buf, "W %llu\n", (unsigned long long)offset));
+    size_t start = out->buf.len;
+    return s_dump_line(out, s_seal(out, start,
+                                   zp_buf_printf(&out->buf, "W %llu",
+                                                 (unsigned long long)offset)));
 }
 
 int zp_journal_put_forgotten(zp_journal_t *out, const zp_journal_forgotten_t *j)
 {
+    size_t start = out->buf.len;
     return s_dump_line(
-        out, zp_buf_printf(&out->buf, "F %016llx %016llx %llu %llu %llu %u\n",
-                           (unsigned long long)j->id_hash,
-                           (unsigned long long)j->token_hash,
-                           (unsigned long long)j->total,
-                           (unsigned long long)j->succeeded,
-                           (unsigned long long)j->spooled, j->flags));
+        out,
+        s_seal(out, start,
+               zp_buf_printf(&out->buf, "F %016llx %016llx %llu %llu %llu %u",
+                             (unsigned long long)j->id_hash,
+                             (unsigned long long)j->token_hash,
+                             (unsigned long long)j->total,
+                             (unsigned long long)j->succeeded,
+                             (unsigned long long)j->spooled, j->flags)));
 }
 
 int zp_journal_put_done(zp_journal_t *out, const char *job, const char *token,
                         const zp_journal_summary_t *m)
 {
+    size_t start = out->buf.len;
     int rc = zp_buf_printf(
-        &out->buf, "D %s %u %llu %llu %llu %llu %llu %llu %llu %u%s%s\n", job,
+        &out->buf, "D %s %u %llu %llu %llu %llu %llu %llu %llu %u%s%s", job,
         m->max_attempts, (unsigned long long)m->total,
         (unsigned long long)m->succeeded, (unsigned long long)m->failed,
         (unsigned long long)m->duplicates, (unsigned long long)m->retries,
         (unsigned long long)m->first_us, (unsigned long long)m->last_us,
         m->flags, token && *token ? " " : "", token && *token ? token : "");
-    return s_dump_line(out, rc);
+    return s_dump_line(out, s_seal(out, start, rc));
 }
 
 int zp_journal_put_counts(zp_journal_t *out, const char *job,
                           const zp_journal_summary_t *m)
 {
-    return s_dump_line(out,
-                       zp_buf_printf(&out->buf, "S %s %llu %llu %llu %llu\n",
-                                     job, (unsigned long long)m->succeeded,
-                                     (unsigned long long)m->failed,
-                                     (unsigned long long)m->duplicates,
-                                     (unsigned long long)m->retries));
+    size_t start = out->buf.len;
+    return s_dump_line(
+        out, s_seal(out, start,
+                    zp_buf_printf(&out->buf, "S %s %llu %llu %llu %llu", job,
+                                  (unsigned long long)m->succeeded,
+                                  (unsigned long long)m->failed,
+                                  (unsigned long long)m->duplicates,
+                                  (unsigned long long)m->retries)));
 }
 
 int zp_journal_put_have(zp_journal_t *out, const char *job, uint64_t first,
                         uint64_t count)
 {
-    return s_dump_line(out, zp_buf_printf(&out->buf, "H %s %llu %llu\n", job,
-                                          (unsigned long long)first,
-                                          (unsigned long long)count));
+    size_t start = out->buf.len;
+    return s_dump_line(out, s_seal(out, start,
+                                   zp_buf_printf(&out->buf, "H %s %llu %llu",
+                                                 job, (unsigned long long)first,
+                                                 (unsigned long long)count)));
+}
+
+int zp_journal_spool(zp_journal_t *self, const char *job, uint64_t length,
+                     uint32_t crc)
+{
+    size_t start = self->buf.len;
+    int rc = s_seal(self, start,
+                    zp_buf_printf(&self->buf, "P %s %llu %08x", job,
+                                  (unsigned long long)length, crc));
+    return self->path ? rc : s_dump_line(self, rc); /* a dump has none */
 }
 
 /* Syncs the directory that holds path (a rename in it). */
@@ -520,8 +371,9 @@ static int s_sync_dir(const char *path)
 static int s_compact_write(zp_journal_t *out, zp_journal_dump_fn *dump,
                            void *ctx)
 {
-    if (zp_buf_printf(&out->buf, "%s", S_HEADER) < 0 || dump(ctx, out) < 0 ||
-        out->failed || zp_journal_write(out) < 0 || fdatasync(out->fd) < 0)
+    if (zp_buf_printf(&out->buf, "%s", ZP_JOURNAL_HEADER) < 0 ||
+        dump(ctx, out) < 0 || out->failed || zp_journal_write(out) < 0 ||
+        fdatasync(out->fd) < 0)
         return -1;
     return 0;
 }
@@ -530,7 +382,7 @@ int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx)
 {
     if (zp_journal_write(self) < 0)
         return -1;
-    zp_journal_t out = {.fd = -1};
+    zp_journal_t out = {.fd = -1, .chain = ZP_JOURNAL_CHAIN0};
     zp_buf_t tmp = {0};
     if (zp_buf_printf(&tmp, "%s.compact", self->path) < 0)
         return -1;
@@ -549,6 +401,8 @@ int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx)
         close(self->fd);
         self->fd = out.fd;
         self->written = out.written;
+        self->chain = out.chain;
+        self->unchecked = false;
         self->unsynced = false;
         if (s_sync_dir(self->path) < 0)
             zp_warn("journal %s: syncing its directory: %s", self->path,

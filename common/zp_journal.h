@@ -1,9 +1,15 @@
 /* zp_journal: the sink's append-only commit log.
  *
  * One event per text line, so a torn write can only damage the last line:
- *   zpipe-journal 2                      header (version 1: written before
- *                                        tokens and compaction; read the
- *                                        same; a newer version is refused)
+ *   zpipe-journal 3                      header (versions 1, before tokens
+ *                                        and compaction, and 2, before
+ *                                        checksums, are read without
+ *                                        checks; a newer one is refused)
+ * Every line after the header ends with a space and its checksum, 8 hex
+ * digits: the CRC-32C of the line before that space, continued from the
+ * previous line's checksum (the first line's from the header's), so a
+ * byte changed, added or removed in a line, and a line removed, repeated
+ * or moved, all fail it. The lines (shown without it):
  *   O <job> <max_attempts> [<token>]     job opened (again: its token set);
  *                                        the token, the job's identity
  *                                        beside its id (JobOpen.token), is
@@ -29,14 +35,26 @@
  *     <retries> <first_us> <last_us> <flags> [<token>]   a finished job,
  *                                        in the order they finished
  * (flags: ZP_JOURNAL_REDUCE_FAILED, the job's reduction failed)
+ *   P <job> <length> <crc>               the job's spool file (--spool) has
+ *                                        length bytes whose CRC-32C is crc
+ *                                        (8 hex digits): written at each
+ *                                        barrier for the spools that grew,
+ *                                        and in a snapshot (version 3)
  *   O, C as above, then for a live job:
  *   S <job> <succeeded> <failed> <duplicates> <retries>   its counters
  *   H <job> <first> <count>              tasks first..first+count-1 have
  *                                        their records (not counted again)
  * and the appended events follow.
- * Replaying stops at the first line that is incomplete or malformed; what
- * follows is discarded (and reported), so a crash mid-write loses only
- * records that were never acknowledged. */
+ * Lines are appended in order, so a crash leaves at most one incomplete
+ * line, the last, without its newline: replaying cuts it (a warning), as
+ * it was never acknowledged. A complete line that fails its checksum or
+ * is malformed, an unterminated tail that holds a whole checksummed line
+ * with bytes after it (a newline lost), or an older version's header
+ * over checksummed lines, was damaged in place: replaying stops there
+ * with an error naming the file and byte offset, and nothing is cut
+ * (never a silent gap, duplicate or invented record). A version 1 or 2
+ * journal is appended to in its own format until a compaction rewrites
+ * it as version 3. */
 #ifndef ZP_JOURNAL_H
 #define ZP_JOURNAL_H
 
@@ -82,18 +100,26 @@ typedef struct {
     void (*on_have)(void *ctx, const char *job, uint64_t first, uint64_t count);
     /* key: 32 hex digits */
     void (*on_key)(void *ctx, const char *job, const char *key);
+    void (*on_spool)(void *ctx, const char *job, uint64_t length, uint32_t crc);
+    /* When set: the byte offset of each event's line, stored before its
+     * callback (for messages that name it). */
+    size_t *line_at;
 } zp_journal_visitor_t;
 
-/* What zp_journal_replay returns for a header of a newer version. */
-#define ZP_JOURNAL_NEWER (-2)
+/* What zp_journal_replay returns for a header of a newer version, and
+ * for a damaged line (complete, failing its checksum or malformed). */
+#define ZP_JOURNAL_NEWER   (-2)
+#define ZP_JOURNAL_DAMAGED (-3)
 
 /* True if s is a valid job id: [A-Za-z0-9_.:-]{1,128}. */
 bool zp_job_id_valid(const char *s);
 
 /* Replays data[0..len). Returns the number of events; *valid_len is the
- * length of the well-formed prefix (the rest is a torn or corrupt tail).
- * Returns -1 if the header is missing or wrong (not a journal), and
- * ZP_JOURNAL_NEWER for a version this build does not know. */
+ * length of the whole, valid lines (the rest is a torn last line).
+ * Returns -1 if the header is missing or wrong (not a journal),
+ * ZP_JOURNAL_NEWER for a version this build does not know, and
+ * ZP_JOURNAL_DAMAGED with *valid_len the damaged line's offset (the
+ * events before it were passed on). */
 long zp_journal_replay(const char *data, size_t len,
                        const zp_journal_visitor_t *visitor, void *ctx,
                        size_t *valid_len);
@@ -101,8 +127,10 @@ long zp_journal_replay(const char *data, size_t len,
 typedef struct zp_journal zp_journal_t;
 
 /* Opens path, replaying what it holds through visitor, truncating a torn
- * tail, and positions for appending; creates it when missing. Caller owns
- * the result; NULL with err set on failure. */
+ * last line, and positions for appending; creates it when missing. A
+ * damaged line or header fails the open with errno EBADMSG (err names
+ * the file and offset; the file is left as it was). Caller owns the result;
+ * NULL with err set on failure. */
 zp_journal_t *zp_journal_open(const char *path,
                               const zp_journal_visitor_t *visitor, void *ctx,
                               char *err, size_t errlen);
@@ -134,7 +162,7 @@ uint64_t zp_journal_size(const zp_journal_t *self);
  * zp_journal_compact); returns 0, or -1 to give the compaction up. */
 typedef int zp_journal_dump_fn(void *ctx, zp_journal_t *out);
 
-/* Compacts: writes what dump puts into out to PATH.compact (a version 2
+/* Compacts: writes what dump puts into out to PATH.compact (a version 3
  * header first), syncs it, renames it over the journal and syncs the
  * directory; appends then go to the new file. What is buffered is written
  * to the old file first. A crash at any point leaves either journal whole.
@@ -154,5 +182,9 @@ int zp_journal_put_counts(zp_journal_t *out, const char *job,
                           const zp_journal_summary_t *counts);
 int zp_journal_put_have(zp_journal_t *out, const char *job, uint64_t first,
                         uint64_t count);
+/* A P line (buffered, like a record; also for a dump): job's spool holds
+ * length bytes with CRC-32C crc. Returns 0, or -1 when out of memory. */
+int zp_journal_spool(zp_journal_t *self, const char *job, uint64_t length,
+                     uint32_t crc);
 
 #endif

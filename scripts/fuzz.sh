@@ -38,7 +38,7 @@ cmake --build "$out/build" -j"$(nproc)" >/dev/null
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export ASAN_OPTIONS=detect_leaks=1
 status=0
-for t in decode journal opts; do
+for t in decode journal opts recovery; do
     corpus=$ZPIPE_ROOT/tests/fuzz/corpus/$t
     work=$out/corpus-$t
     mkdir -p "$work"
@@ -53,5 +53,5 @@ for t in decode journal opts; do
         echo "fuzz: $t: FAILED"; tail -n 40 "$out/fuzz-$t.log"; status=1
     fi
 done
-[ $status -eq 0 ] && echo "3 passed, 0 failed" || echo "fuzz: FAILED"
+[ $status -eq 0 ] && echo "4 passed, 0 failed" || echo "fuzz: FAILED"
 exit $status

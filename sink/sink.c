@@ -579,7 +579,11 @@ int zp_sink_run(const zp_sink_config_t *cfg)
 {
     zp_sink_t s = {.cfg = cfg};
     int rc = 3;
-    if (s_init(&s) == 0) {
+    int init = s_init(&s);
+    if (init < 0 && errno == EBADMSG)
+        rc = ZP_SINK_EXIT_LOST; /* a damaged journal (zp_store_new): restarting
+                                   cannot help */
+    if (init == 0) {
         s_loop(&s);
         rc = zp_store_finish(s.store) < 0 ? 3 : 0;
         if (zp_store_lost(s.store))

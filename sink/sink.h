@@ -47,8 +47,10 @@ typedef struct {
 } zp_sink_config_t;
 
 /* The sink's exit status when its output or journal was deleted or
- * replaced under it: records it committed are gone, and a restart cannot
- * bring them back (zpipe run fails the run instead of restarting it). */
+ * replaced under it, or is damaged (a journal line failing its checksum,
+ * a record past the output's end): records it committed are gone or
+ * cannot be trusted, and a restart cannot bring them back (zpipe run
+ * fails the run instead of restarting it). */
 #define ZP_SINK_EXIT_LOST 4
 
 /* Runs until SIGTERM/SIGINT. Returns 0 on a clean stop, 3 when set-up

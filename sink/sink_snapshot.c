@@ -23,10 +23,21 @@ static zp_journal_summary_t s_summary(const zp_sink_job_t *j)
     };
 }
 
+/* The job's spool (--spool): its length and checksum, so a restart can
+ * tell it is whole (at a compaction every spool is durable). */
+static int s_dump_spool(const zp_sink_job_t *j, zp_journal_t *out)
+{
+    if (!j->spool.len)
+        return 0;
+    return zp_journal_spool(out, j->id, j->spool.len, j->spool.crc);
+}
+
 static int s_dump_done(const zp_sink_job_t *j, zp_journal_t *out)
 {
     zp_journal_summary_t m = s_summary(j);
-    return zp_journal_put_done(out, j->id, j->token, &m);
+    if (zp_journal_put_done(out, j->id, j->token, &m) < 0)
+        return -1;
+    return s_dump_spool(j, out);
 }
 
 /* The tasks first..first+count-1 that have records written: a run of
@@ -73,7 +84,7 @@ static int s_dump_live(const zp_sink_job_t *j, zp_journal_t *out)
     if ((zp_lease_key_set(&j->key) && zp_journal_key(out, j->id, hex) < 0) ||
         (l->state == ZP_JOB_CLOSED &&
          zp_journal_close_job(out, j->id, l->total) < 0) ||
-        zp_journal_put_counts(out, j->id, &m) < 0)
+        zp_journal_put_counts(out, j->id, &m) < 0 || s_dump_spool(j, out) < 0)
         return -1;
     uint64_t first, count, from = 0;
     while (zp_ledger_next_run(l, from, &first, &count)) {

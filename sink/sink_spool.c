@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "sink_spool.h"
 #include "sink_disk.h"
+#include "zp_crc32c.h"
 #include "zp_log.h"
 
 #include <errno.h>
@@ -201,6 +202,7 @@ int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
         zp_debug("spool for job %s: %s (tried again at the barrier)", job,
                  strerror(errno));
     spool->len += len;
+    spool->crc = zp_crc32c(spool->crc, data, len);
     if (!spool->pending && len) {
         spool->pending = true;
         spool->next_pending = self->pending;
@@ -214,6 +216,16 @@ int zp_spools_sync(zp_spools_t *self)
     for (zp_spool_t *sp = self->pending; sp; sp = sp->next_pending)
         if (s_make_durable(self, sp) < 0)
             return -1;
+    return 0;
+}
+
+int zp_spools_each_pending(zp_spools_t *self, zp_spool_fn *fn, void *ctx)
+{
+    for (zp_spool_t *sp = self->pending; sp; sp = sp->next_pending) {
+        int rc = fn(ctx, sp);
+        if (rc)
+            return rc;
+    }
     return 0;
 }
 
@@ -258,12 +270,17 @@ int zp_spools_close(zp_spools_t *self, zp_spool_t *spool)
     return s_close(self, spool);
 }
 
-/* Bytes of fd's first `records` lines; *lines says how many it has. */
-static uint64_t s_count_lines(int fd, uint64_t records, uint64_t *lines)
+/* Bytes of fd's first `records` lines, and the CRC-32C of those bytes
+ * (*crc; of the first check_len bytes in *check_crc); *lines says how
+ * many it has. */
+static uint64_t s_count_lines(int fd, uint64_t records, uint64_t *lines,
+                              uint32_t *crc, uint64_t check_len,
+                              uint32_t *check_crc)
 {
     char buf[65536];
     uint64_t off = 0;
     *lines = 0;
+    *crc = 0;
     ssize_t n;
     while (*lines < records &&
            (n = pread(fd, buf, sizeof buf, (off_t)off)) > 0) {
@@ -272,28 +289,45 @@ static uint64_t s_count_lines(int fd, uint64_t records, uint64_t *lines)
             p++;
             (*lines)++;
         }
-        off += *lines < records ? (uint64_t)n : (uint64_t)(p - buf);
+        size_t used = *lines < records ? (size_t)n : (size_t)(p - buf);
+        if (off < check_len && off + used >= check_len)
+            *check_crc = zp_crc32c(*crc, buf, (size_t)(check_len - off));
+        *crc = zp_crc32c(*crc, buf, used);
+        off += used;
     }
     return off;
 }
 
-void zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
-                       uint64_t records)
+int zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
+                      uint64_t records, const zp_spool_check_t *check)
 {
     char path[4200];
     spool->job = job;
     if (!s_path(self, job, path, sizeof path))
-        return;
+        return 0;
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         if (records)
             zp_warn("spool %s: %s; the job's %llu earlier records cannot be "
                     "fetched",
                     path, strerror(errno), (unsigned long long)records);
-        return;
+        return 0;
     }
-    uint64_t lines;
-    uint64_t off = s_count_lines(fd, records, &lines);
+    uint64_t lines, clen = check ? check->len : 0;
+    uint32_t crc, ccrc = 0;
+    uint64_t off = s_count_lines(fd, records, &lines, &crc, clen, &ccrc);
+    if (check && (off < clen || ccrc != check->crc)) {
+        /* Its journaled records are not what was written: serving them
+         * would hand consumers wrong or missing records. */
+        zp_error("spool %s: damaged: its bytes 0 to %llu (%llu records) do "
+                 "not match the checksum its journal has for the first %llu "
+                 "bytes (changed, cut or replaced); it is not served and "
+                 "the sink does not start",
+                 path, (unsigned long long)off, (unsigned long long)lines,
+                 (unsigned long long)clen);
+        close(fd);
+        return -1;
+    }
     if (lines < records)
         zp_warn("spool %s has %llu of the job's %llu journaled records", path,
                 (unsigned long long)lines, (unsigned long long)records);
@@ -302,6 +336,9 @@ void zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
     close(fd);
     spool->created = true;
     spool->len = spool->synced = spool->flushed = off;
+    spool->journaled = off;
+    spool->crc = crc;
+    return 0;
 }
 
 size_t zp_spools_open(const zp_spools_t *self)

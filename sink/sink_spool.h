@@ -26,6 +26,9 @@ typedef struct zp_spool {
     uint64_t len;          /* bytes written */
     uint64_t synced;       /* bytes made durable (flushed; synced with sync) */
     uint64_t flushed;      /* bytes visible to consumers */
+    uint32_t crc;          /* CRC-32C of the first len bytes (journaled at
+                              each barrier: a P line, zp_journal.h) */
+    uint64_t journaled;    /* len when its last P line was written */
     struct zp_dfile *file; /* NULL while closed (sink_disk.h) */
     const char *job;       /* the job's id, borrowed from the job */
     bool created;          /* the file exists: created here, or restored */
@@ -62,6 +65,10 @@ int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
 int zp_spools_sync(zp_spools_t *self);
 /* The spool file the last failed zp_spools_sync could not write. */
 const char *zp_spools_failed_path(const zp_spools_t *self);
+/* Calls fn(ctx, spool) for each spool on the list (bytes not yet
+ * visible), until fn returns non-zero (returned). */
+typedef int(zp_spool_fn)(void *ctx, zp_spool_t *spool);
+int zp_spools_each_pending(zp_spools_t *self, zp_spool_fn *fn, void *ctx);
 /* Called with each spool whose visible part grew. */
 typedef void(zp_spool_published_fn)(void *ctx, zp_spool_t *spool);
 /* Once the journal has them too: the synced bytes of every spool on the
@@ -79,12 +86,22 @@ int zp_spools_fd(zp_spools_t *self, zp_spool_t *spool, const char *job);
 /* A finished job: flushes (and syncs) its file and closes it; it is
  * opened again for reads. Returns 0, or -1 after logging. */
 int zp_spools_close(zp_spools_t *self, zp_spool_t *spool);
+/* What the journal's last P line says of a spool (zp_journal.h). */
+typedef struct {
+    uint64_t len;
+    uint32_t crc;
+} zp_spool_check_t;
+
 /* After a journal replay: keeps the first `records` records of job's
  * spool file (the journal's, in its order), cuts what follows and closes
  * the file. A missing file is an empty spool (a warning when records are
- * owed). */
-void zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
-                       uint64_t records);
+ * owed). With check (NULL: none, a journal before spool checksums), the
+ * file's first check->len bytes must have its CRC and hold whole records
+ * of the `records`: else the spool was damaged (or cut, or replaced) and
+ * is not served: -1 after logging the file and the byte range (the file
+ * is left as it is). Returns 0 otherwise. */
+int zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
+                      uint64_t records, const zp_spool_check_t *check);
 
 /* Files open now, and the most that may be. */
 size_t zp_spools_open(const zp_spools_t *self);

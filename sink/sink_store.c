@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "sink_store.h"
 #include "sink_disk.h"
+#include "zp_idmap.h"
 #include "zp_journal.h"
 #include "zp_log.h"
 #include "zp_util.h"
@@ -31,12 +32,22 @@ struct zp_store {
     const zp_store_replay_t *replay;
     void *replay_ctx;
     uint64_t resumed;
-    uint64_t out_size; /* the output's size before the replay (rewind) */
-    uint64_t beyond;   /* records past it, left out */
+    uint64_t out_size;    /* the output's size before the replay (rewind) */
+    uint64_t beyond;      /* records past it (the replay fails) */
+    size_t line_at;       /* the replayed line's byte offset in the journal */
+    bool damaged;         /* the replay found damage (errno EBADMSG) */
+    zp_idmap_t *checks;   /* job id hash -> s_check_t: the last P lines */
+    char beyond_why[512]; /* the first line past the output, described */
     /* Compaction: */
     uint64_t compact_last; /* the journal's size after the last one */
     uint64_t compactions;
 };
+
+/* A job's last P line (zp_journal.h), until its spool is restored. */
+typedef struct {
+    zp_spool_check_t check;
+    char job[]; /* its id (the map's key is a hash) */
+} s_check_t;
 
 /* Logs the first failure only: the sink stops on it. */
 #define S_FAIL(self, ...)                                                      \
@@ -59,16 +70,34 @@ static void s_replay_close(void *ctx, const char *job, uint64_t total)
     self->replay->on_close(self->replay_ctx, job, total);
 }
 
+/* A line of the journal says the output holds more than it does: the
+ * output lost its tail (a power loss with --journal-sync no; cut or
+ * replaced) or the journal is damaged. Cutting the output back to it
+ * would extend it with zeros, and leaving the records out would leave
+ * their tasks without a record (the ventilator's --resume-journal skips
+ * them): the replay fails (zp_store_new says why). */
+static void s_past_output(zp_store_t *self, const char *what, uint64_t offset)
+{
+    if (self->beyond++)
+        return;
+    snprintf(self->beyond_why, sizeof self->beyond_why,
+             "journal %s: %s at byte offset %zu says the output %s holds "
+             "%llu bytes, but it has %llu: the output lost its tail (a power "
+             "loss with --journal-sync no, or it was cut or replaced) or the "
+             "journal is damaged; nothing was resumed",
+             self->cfg.journal, what, self->line_at, self->cfg.output,
+             (unsigned long long)offset, (unsigned long long)self->out_size);
+}
+
 static void s_replay_record(void *ctx, const char *job, uint64_t task, bool ok,
                             uint64_t offset)
 {
     zp_store_t *self = ctx;
-    /* An output shorter than the journal says lost its tail (a power loss
-     * before an unsynced journal's records reached the disk): those
-     * records are not there to keep. Offsets only grow, so neither are
-     * the ones after. */
     if (self->cfg.rewind && offset > self->out_size) {
-        self->beyond++;
+        char what[200];
+        snprintf(what, sizeof what, "the record of job %s task %llu", job,
+                 (unsigned long long)task);
+        s_past_output(self, what, offset);
         return;
     }
     if (!self->replay->on_record(self->replay_ctx, job, task, ok))
@@ -84,15 +113,38 @@ static void s_replay_offset(void *ctx, uint64_t offset)
 {
     zp_store_t *self = ctx;
     if (self->cfg.rewind && offset > self->out_size) {
-        zp_warn("journal %s: the output %s is %llu bytes, shorter than the "
-                "%llu the journal's snapshot says were committed; the "
-                "records past its end are lost",
-                self->cfg.journal, self->cfg.output,
-                (unsigned long long)self->out_size, (unsigned long long)offset);
-        offset = self->out_size;
+        s_past_output(self, "the snapshot", offset);
+        return;
     }
     if (offset > self->out_offset)
         self->out_offset = offset;
+}
+
+static void s_replay_spool(void *ctx, const char *job, uint64_t length,
+                           uint32_t crc)
+{
+    zp_store_t *self = ctx;
+    uint64_t id = zp_hash_str(job);
+    s_check_t *c = self->checks ? zp_idmap_get(self->checks, id) : NULL;
+    if (c && strcmp(c->job, job) == 0) {
+        c->check = (zp_spool_check_t){length, crc};
+        return;
+    }
+    size_t jl = strlen(job) + 1;
+    if (!self->checks && !(self->checks = zp_idmap_new()))
+        goto fail;
+    free(c); /* another id with the same hash: that one goes unchecked */
+    c = malloc(sizeof *c + jl);
+    if (!c || zp_idmap_put(self->checks, id, c) < 0) {
+        free(c);
+        zp_idmap_remove(self->checks, id);
+        goto fail;
+    }
+    c->check = (zp_spool_check_t){length, crc};
+    memcpy(c->job, job, jl);
+    return;
+fail:
+    S_FAIL(self, "journal %s: out of memory", self->cfg.journal);
 }
 
 static void s_replay_forgotten(void *ctx, const zp_journal_forgotten_t *job)
@@ -158,6 +210,16 @@ static int s_open_output_journaled(zp_store_t *self)
         return s_open_out(self, 1, 0);
     int fd = open(cfg->output, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     struct stat st;
+    if (fd >= 0 && cfg->rewind && fstat(fd, &st) == 0 &&
+        (uint64_t)st.st_size < self->out_offset) {
+        /* Never cut "back" forwards: that would fill it with zeros. */
+        zp_error("output %s is %llu bytes, shorter than the %llu its journal "
+                 "committed: it changed during the replay",
+                 cfg->output, (unsigned long long)st.st_size,
+                 (unsigned long long)self->out_offset);
+        close(fd);
+        return -1;
+    }
     if (fd < 0 || fstat(fd, &st) != 0) {
         zp_error("cannot open output %s: %s", cfg->output, strerror(errno));
         if (fd >= 0)
@@ -187,17 +249,22 @@ static int s_open_journaled(zp_store_t *self)
         .on_counts = s_replay_counts,
         .on_have = s_replay_have,
         .on_key = s_replay_key,
+        .on_spool = s_replay_spool,
+        .line_at = &self->line_at,
     };
     char err[512];
     self->journal = zp_journal_open(cfg->journal, &v, self, err, sizeof err);
     if (!self->journal) {
         zp_error("journal: %s", err);
+        self->damaged = errno == EBADMSG;
         return -1;
     }
-    if (self->beyond)
-        zp_warn("journal %s: %llu records are past the end of %s (lost "
-                "with the output's unsynced tail); their tasks have no record",
-                cfg->journal, (unsigned long long)self->beyond, cfg->output);
+    if (self->beyond) {
+        self->damaged = true;
+        zp_error("%s (%llu lines past its end)", self->beyond_why,
+                 (unsigned long long)self->beyond);
+        return -1;
+    }
     if (!cfg->rewind)
         self->out_offset = 0; /* a stream: offsets count from here */
     self->compact_last = zp_journal_size(self->journal);
@@ -231,7 +298,9 @@ zp_store_t *zp_store_new(const zp_store_config_t *cfg,
         if (s_open_journaled(self) < 0 ||
             (cfg->folds &&
              !(self->folds = zp_foldlogs_new(cfg->folds, cfg->sync)))) {
+            int saved = self->damaged ? EBADMSG : 0;
             zp_store_destroy(&self);
+            errno = saved;
             return NULL;
         }
     } else {
@@ -266,6 +335,12 @@ void zp_store_destroy(zp_store_t **self_p)
     zp_foldlogs_destroy(&self->folds);
     zp_journal_destroy(&self->journal);
     zp_spools_destroy(&self->spools);
+    size_t cursor = 0;
+    uint64_t id;
+    void *c;
+    while (self->checks && zp_idmap_next(self->checks, &cursor, &id, &c))
+        free(c);
+    zp_idmap_destroy(&self->checks);
     free(self);
     *self_p = NULL;
 }
@@ -273,11 +348,6 @@ void zp_store_destroy(zp_store_t **self_p)
 uint64_t zp_store_resumed(const zp_store_t *self)
 {
     return self->resumed;
-}
-
-uint64_t zp_store_beyond_output(const zp_store_t *self)
-{
-    return self->beyond;
 }
 
 uint64_t zp_store_offset(const zp_store_t *self)
@@ -425,6 +495,16 @@ void zp_store_fold(zp_store_t *self, zp_foldlog_t *log, const char *job,
         S_FAIL(self, "journal: out of memory");
 }
 
+/* A spool made durable that grew: its length and checksum journaled. */
+static int s_journal_spool(void *ctx, zp_spool_t *spool)
+{
+    zp_store_t *self = ctx;
+    if (spool->journaled == spool->len)
+        return 0;
+    spool->journaled = spool->len;
+    return zp_journal_spool(self->journal, spool->job, spool->len, spool->crc);
+}
+
 /* The output, then the journal: a record the journal has is in the
  * output (synced first with --journal-sync yes). A failure pauses the
  * store, naming the file. */
@@ -481,6 +561,11 @@ int zp_store_sync(zp_store_t *self)
         self->failed = true; /* logged */
         return -1;
     }
+    if (self->spools && self->journal &&
+        zp_spools_each_pending(self->spools, s_journal_spool, self) != 0) {
+        S_FAIL(self, "journal: out of memory");
+        return -1;
+    }
     if (self->dirty && s_sync_files(self) < 0)
         return -1;
     zp_disk_recovered(&self->disk, now);
@@ -509,8 +594,15 @@ void zp_store_publish(zp_store_t *self, zp_spool_published_fn *published,
 void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
                             const char *job, uint64_t records)
 {
-    if (self->spools)
-        zp_spools_restore(self->spools, spool, job, records);
+    if (!self->spools)
+        return;
+    s_check_t *c =
+        self->checks ? zp_idmap_remove(self->checks, zp_hash_str(job)) : NULL;
+    const zp_spool_check_t *check =
+        c && strcmp(c->job, job) == 0 ? &c->check : NULL;
+    if (zp_spools_restore(self->spools, spool, job, records, check) < 0)
+        self->failed = true; /* logged: the sink stops */
+    free(c);
 }
 
 int zp_store_spool_fd(zp_store_t *self, zp_spool_t *spool, const char *job)

@@ -56,7 +56,11 @@ typedef struct zp_store zp_store_t;
 
 /* Checks the spool directory and opens the output: truncated, or with a
  * journal, replayed through replay(ctx) and cut back to what the journal
- * says was committed, then appended to. cfg's strings are borrowed for
+ * says was committed, then appended to. A damaged journal (zp_journal.h),
+ * or one whose records end past the output's end (never filled with
+ * zeros: the output lost its tail, or the journal is damaged), fails the
+ * open, naming the journal and the line's byte offset, with errno
+ * EBADMSG (a restart would refuse again). cfg's strings are borrowed for
  * the store's life. Logs why and returns NULL on failure. Caller owns
  * the result. */
 zp_store_t *zp_store_new(const zp_store_config_t *cfg,
@@ -67,9 +71,6 @@ void zp_store_destroy(zp_store_t **self_p);
 /* Records taken from the journal, and the output's length after the cut
  * (0 and 0 without a journal). */
 uint64_t zp_store_resumed(const zp_store_t *self);
-/* Journaled records left out because the output ends before them (a
- * power loss with an unsynced journal). */
-uint64_t zp_store_beyond_output(const zp_store_t *self);
 uint64_t zp_store_offset(const zp_store_t *self);
 bool zp_store_journaled(const zp_store_t *self);
 /* The store has failed for good (out of memory, a fold log, a file
@@ -136,7 +137,10 @@ bool zp_store_unsynced(const zp_store_t *self);
 
 /* After a journal replay: keeps the first `records` records of the job's
  * spool (the journal's, in its order), cuts what follows, and leaves the
- * file closed until it is needed. */
+ * file closed until it is needed. The spool's length and checksum as the
+ * journal last had them (a P line, written at each barrier) are checked
+ * first: a spool that fails is damaged, and fails the store (logged,
+ * naming the file; the sink stops and serves nothing wrong). */
 void zp_store_spool_restore(zp_store_t *self, zp_spool_t *spool,
                             const char *job, uint64_t records);
 /* The spool's file descriptor for reads (opened on demand; valid until

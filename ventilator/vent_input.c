@@ -166,6 +166,12 @@ int zp_vent_skip_load(const char *path, const char *job_id, zp_bitset_t *skip)
     size_t valid;
     long events = zp_journal_replay(data.data, data.len, &vis, &ctx, &valid);
     zp_buf_free(&data);
+    if (events == ZP_JOURNAL_DAMAGED) {
+        zp_error("journal %s: damaged record at byte offset %zu; nothing was "
+                 "resumed",
+                 path, valid);
+        return -1;
+    }
     if (events < 0) {
         zp_error("%s is not a zpipe journal", path);
         return -1;

@@ -345,9 +345,9 @@ void zp_super_explain(const zp_super_t *self, const zp_super_event_t *ev,
         snprintf(buf, len,
                  "\nzpipe run: the %s (pid %d) %s; job %s cannot complete%s\n",
                  zp_role_name(ev->role), (int)ev->pid, why, self->job,
-                 lost ? ": its output or journal was deleted or replaced "
-                        "while it ran, and the records in it are lost (the "
-                        "sink's message above names the file)"
+                 lost ? ": its output or journal was deleted, replaced or "
+                        "damaged (the sink's message above names the file "
+                        "and what to do)"
                  : ev->role == ZP_ROLE_SINK ? " (it keeps no journal to "
                                               "restart from)"
                                             : "");

@@ -122,8 +122,10 @@ typedef enum {
     ZP_SUPER_GIVE_UP  /* it cannot be restarted: the job cannot complete */
 } zp_super_verdict_t;
 
-/* The sink's exit status when its output or journal was deleted or
- * replaced (ZP_SINK_EXIT_LOST in sink/sink.h): never restarted. */
+/* The sink's exit status when its output or journal was deleted,
+ * replaced or damaged (ZP_SINK_EXIT_LOST in sink/sink.h): records it
+ * committed are gone or cannot be trusted, and a restart would resume as
+ * if they were not, or refuse again. Never restarted. */
 #define ZP_SUPER_SINK_EXIT_LOST 4
 
 /* What to do about a child of role that ended with wait status status. */

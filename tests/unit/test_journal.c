@@ -3,6 +3,7 @@
 #include "test.h"
 #include "zp_journal.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -98,9 +99,14 @@ static void s_have(void *ctx, const char *job, uint64_t first, uint64_t count)
     (void)first;
     s->have_ids += count;
 }
-static const zp_journal_visitor_t s_snap_visitor = {
-    s_sopen, s_sclose, s_srecord, s_offset, s_forgotten,
-    s_done,  s_counts, s_have,    NULL};
+static const zp_journal_visitor_t s_snap_visitor = {.on_open = s_sopen,
+                                                    .on_close = s_sclose,
+                                                    .on_record = s_srecord,
+                                                    .on_offset = s_offset,
+                                                    .on_forgotten = s_forgotten,
+                                                    .on_done = s_done,
+                                                    .on_counts = s_counts,
+                                                    .on_have = s_have};
 
 /* A dump: one of each snapshot line. */
 static int s_dump(void *ctx, zp_journal_t *out)
@@ -130,6 +136,8 @@ static int s_dump_fails(void *ctx, zp_journal_t *out)
     return -1;
 }
 
+static size_t s_slurped; /* the bytes s_slurp read last */
+
 static char *s_slurp(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -138,6 +146,7 @@ static char *s_slurp(const char *path)
     if (f)
         fclose(f);
     buf[n] = '\0';
+    s_slurped = n;
     return buf;
 }
 
@@ -152,7 +161,7 @@ static void test_compact_replaces_the_journal_with_the_snapshot(void)
     char err[256];
     zp_journal_t *j = zp_journal_open(path, NULL, NULL, err, sizeof err);
     TEST_CHECK(j != NULL);
-    TEST_CONTAINS(s_slurp(path), "zpipe-journal 2\n");
+    TEST_CONTAINS(s_slurp(path), "zpipe-journal 3\n");
     zp_journal_open_job(j, "gone", 3, NULL);
     for (uint64_t i = 0; i < 5000; i++)
         zp_journal_record(j, "gone", i, true, i * 10);
@@ -204,7 +213,7 @@ static void test_compact_replaces_the_journal_with_the_snapshot(void)
 }
 
 /* Version 1 is read as before; a newer version is refused by name, not
- * cut as a torn tail; malformed snapshot lines stop the replay. */
+ * cut as a torn tail; malformed snapshot lines are damage. */
 static void test_versions_and_bad_snapshot_lines(void)
 {
     size_t valid;
@@ -212,9 +221,9 @@ static void test_versions_and_bad_snapshot_lines(void)
     const char v1[] = "zpipe-journal 1\nO a 3\nR a 0 ok 5\n";
     TEST_EQ_INT(
         zp_journal_replay(v1, sizeof v1 - 1, &s_snap_visitor, &s, &valid), 2);
-    const char v3[] = "zpipe-journal 3\nO a 3\n";
+    const char v4[] = "zpipe-journal 4\nO a 3\n";
     TEST_EQ_INT(
-        zp_journal_replay(v3, sizeof v3 - 1, &s_snap_visitor, &s, &valid),
+        zp_journal_replay(v4, sizeof v4 - 1, &s_snap_visitor, &s, &valid),
         ZP_JOURNAL_NEWER);
     TEST_EQ_INT(
         zp_journal_replay("zpipe-journal x\n", 16, &s_snap_visitor, &s, &valid),
@@ -239,7 +248,7 @@ static void test_versions_and_bad_snapshot_lines(void)
         s_snap_t z = {0};
         TEST_EQ_INT(zp_journal_replay(bad[i], strlen(bad[i]), &s_snap_visitor,
                                       &z, &valid),
-                    0);
+                    ZP_JOURNAL_DAMAGED);
         TEST_EQ_INT(valid, strlen("zpipe-journal 2\n"));
     }
     /* Counts past the total (a stray id counted while the job was open)
@@ -283,7 +292,8 @@ static void test_open_lines_with_and_without_a_token(void)
                      "O bad 3 to/ken\nR bad 0 ok 1\n";
     s_seen_t s = {0};
     size_t valid;
-    TEST_EQ_INT(zp_journal_replay(j, sizeof j - 1, &s_visitor, &s, &valid), 2);
+    TEST_EQ_INT(zp_journal_replay(j, sizeof j - 1, &s_visitor, &s, &valid),
+                ZP_JOURNAL_DAMAGED);
     TEST_EQ_INT(s.opens, 2);
     TEST_EQ_STR(s.last_job, "new");
     TEST_EQ_STR(s.last_token, "tok-1.a:b_c");
@@ -295,7 +305,8 @@ static void test_open_lines_with_and_without_a_token(void)
     TEST_EQ_STR(s2.last_token, "");
     const char five[] = "zpipe-journal 1\nO a 3 t u\n";
     TEST_EQ_INT(
-        zp_journal_replay(five, sizeof five - 1, &s_visitor, &s2, &valid), 0);
+        zp_journal_replay(five, sizeof five - 1, &s_visitor, &s2, &valid),
+        ZP_JOURNAL_DAMAGED);
 }
 
 static void test_write_without_sync_replays_the_same(void)
@@ -341,6 +352,8 @@ static void test_torn_tail_is_cut_at_the_last_whole_line(void)
     TEST_EQ_INT(valid, strlen("zpipe-journal 1\nO a 3\nR a 0 ok 5\n"));
 }
 
+/* A complete line that is malformed was changed in place: the replay
+ * stops there, with an error rather than a cut. */
 static void test_corrupt_lines_stop_the_replay(void)
 {
     const char *bad[] = {
@@ -359,7 +372,7 @@ static void test_corrupt_lines_stop_the_replay(void)
         size_t valid;
         TEST_EQ_INT(
             zp_journal_replay(bad[i], strlen(bad[i]), &s_visitor, &s, &valid),
-            0);
+            ZP_JOURNAL_DAMAGED);
         TEST_EQ_INT(valid, strlen("zpipe-journal 1\n"));
     }
 }
@@ -481,7 +494,250 @@ static void test_alloc_failures_are_reported_not_fatal(void)
     TEST_CHECK(runs >= 2);
 }
 
+/* ---- version 3: checksummed lines ---- */
+
+/* A journal of job "j": opened, 20 records (task i ends at 10 * (i + 1)),
+ * closed; returns its bytes (static) and length, path set. */
+static const char *s_written(char *path, size_t *len)
+{
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    char err[256];
+    zp_journal_t *j = zp_journal_open(path, NULL, NULL, err, sizeof err);
+    zp_journal_open_job(j, "j", 3, "tok");
+    for (uint64_t i = 0; i < 20; i++)
+        zp_journal_record(j, "j", i, true, 10 * (i + 1));
+    zp_journal_close_job(j, "j", 20);
+    zp_journal_destroy(&j);
+    const char *data = s_slurp(path);
+    *len = strlen(data);
+    return data;
+}
+
+static void s_put(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    TEST_CHECK(write(fd, data, len) == (ssize_t)len);
+    close(fd);
+}
+
+/* The byte offset of the line that starts with prefix (0: none). */
+static size_t s_line_at(const char *data, const char *prefix)
+{
+    const char *p = strstr(data, prefix);
+    return p ? (size_t)(p - data) : 0;
+}
+
+/* Opening path fails naming it and the offset; the file is unchanged. */
+static void s_refused_at(const char *path, size_t at, const char *data,
+                         size_t len)
+{
+    char err[512], want[64];
+    s_seen_t s = {0};
+    TEST_CHECK(zp_journal_open(path, &s_visitor, &s, err, sizeof err) == NULL);
+    TEST_CONTAINS(err, path);
+    snprintf(want, sizeof want, "damaged record at byte offset %zu", at);
+    TEST_CONTAINS(err, want);
+    TEST_CHECK(memcmp(s_slurp(path), data, len) == 0);
+    TEST_EQ_INT(s_slurped, len);
+}
+
+/* Every line ends with its checksum; the file replays whole. */
+static void test_v3_round_trip(void)
+{
+    char path[] = "/tmp/zpipe-journal-v3-XXXXXX";
+    size_t len;
+    const char *data = s_written(path, &len);
+    TEST_CHECK(strncmp(data, "zpipe-journal 3\n", 16) == 0);
+    TEST_CONTAINS(data, "\nR j 7 ok 80 ");
+    size_t lines = 0;
+    for (const char *p = data + 16; *p; p = strchr(p, '\n') + 1, lines++) {
+        const char *nl = strchr(p, '\n');
+        TEST_CHECK(nl - p > 9 && nl[-9] == ' ');
+        TEST_EQ_INT(strspn(nl - 8, "0123456789abcdef"), 8);
+    }
+    TEST_EQ_INT(lines, 22);
+    s_seen_t s = {0};
+    size_t valid;
+    TEST_EQ_INT(zp_journal_replay(data, len, &s_visitor, &s, &valid), 22);
+    TEST_EQ_INT(valid, len);
+    TEST_EQ_INT(s.records, 20);
+    TEST_EQ_INT(s.last_offset, 200);
+    TEST_EQ_STR(s.last_token, "tok");
+    unlink(path);
+}
+
+/* A digit of a task id or an offset changed in a middle record, a
+ * record removed, repeated or swapped, a newline removed or added: the
+ * open stops at the first line that fails, naming file and offset, and
+ * leaves the file alone. */
+static void test_damage_in_the_middle_is_refused_with_its_offset(void)
+{
+    char path[] = "/tmp/zpipe-journal-v3-XXXXXX";
+    size_t len;
+    char data[8192];
+    snprintf(data, sizeof data, "%s", s_written(path, &len));
+    size_t r5 = s_line_at(data, "R j 5 "), r6 = s_line_at(data, "R j 6 ");
+    size_t r7 = s_line_at(data, "R j 7 ");
+    TEST_CHECK(r5 && r6 && r7);
+    char bad[8192];
+
+    memcpy(bad, data, len); /* task 5 -> 8 */
+    bad[r5 + 4] = '8';
+    s_put(path, bad, len);
+    s_refused_at(path, r5, bad, len);
+
+    memcpy(bad, data, len); /* offset 60 -> 90 */
+    bad[r5 + 9] = '9';
+    s_put(path, bad, len);
+    s_refused_at(path, r5, bad, len);
+
+    memcpy(bad, data, len); /* one bit of the checksum */
+    bad[r6 - 2] ^= 1;
+    s_put(path, bad, len);
+    s_refused_at(path, r5, bad, len);
+
+    /* Line 5 removed: line 6 no longer follows its chain. */
+    memcpy(bad, data, r5);
+    memcpy(bad + r5, data + r6, len - r6);
+    s_put(path, bad, len - (r6 - r5));
+    s_refused_at(path, r5, bad, len - (r6 - r5));
+
+    /* Line 5 twice. */
+    memcpy(bad, data, r6);
+    memcpy(bad + r6, data + r5, len - r5);
+    s_put(path, bad, len + (r6 - r5));
+    s_refused_at(path, r6, bad, len + (r6 - r5));
+
+    /* Lines 5 and 6 swapped (same length). */
+    memcpy(bad, data, len);
+    memcpy(bad + r5, data + r6, r7 - r6);
+    memcpy(bad + r5 + (r7 - r6), data + r5, r6 - r5);
+    s_put(path, bad, len);
+    s_refused_at(path, r5, bad, len);
+
+    memcpy(bad, data, len); /* two lines made one */
+    bad[r6 - 1] = ' ';
+    s_put(path, bad, len);
+    s_refused_at(path, r5, bad, len);
+
+    memcpy(bad, data, len); /* one line made two */
+    bad[r5 + 3] = '\n';
+    s_put(path, bad, len);
+    s_refused_at(path, r5, bad, len);
+
+    memcpy(bad, data, len); /* zeros in the middle */
+    memset(bad + r5, 0, r6 - r5 - 1);
+    s_put(path, bad, len);
+    s_refused_at(path, r5, bad, len);
+
+    /* The last whole line damaged is damage too (a crash leaves only an
+     * incomplete one), and the header's version changed. */
+    size_t last = s_line_at(data, "C j 20 ");
+    memcpy(bad, data, len);
+    bad[last + 4] = '1';
+    s_put(path, bad, len);
+    s_refused_at(path, last, bad, len);
+    memcpy(bad, data, len);
+    bad[14] = '2';
+    s_put(path, bad, len);
+    s_refused_at(path, 0, bad, len);
+    /* The last newline changed (not removed): a whole line with a byte
+     * after it is no torn write. Two last lines merged likewise. */
+    memcpy(bad, data, len);
+    bad[len - 1] = 'x';
+    s_put(path, bad, len);
+    s_refused_at(path, last, bad, len);
+    memcpy(bad, data, len);
+    bad[last - 1] = ' ';
+    s_put(path, bad, len - 1);
+    s_refused_at(path, s_line_at(data, "R j 19 "), bad, len - 1);
+    unlink(path);
+}
+
+/* An incomplete last line (a crash mid-write, or zeros a power loss left)
+ * is cut; appends after the cut follow on its chain. */
+static void test_torn_last_line_is_cut_and_appends_follow(void)
+{
+    char path[] = "/tmp/zpipe-journal-v3-XXXXXX";
+    size_t len;
+    char data[8192];
+    snprintf(data, sizeof data, "%s", s_written(path, &len));
+    /* The close line short of its newline only: cut. */
+    size_t last = s_line_at(data, "C j 20 ");
+    s_put(path, data, len - 1);
+    char err[512];
+    s_seen_t sc = {0};
+    zp_journal_t *jc = zp_journal_open(path, &s_visitor, &sc, err, sizeof err);
+    TEST_CHECK(jc != NULL);
+    TEST_EQ_INT(sc.closes, 0);
+    TEST_EQ_INT(zp_journal_size(jc), last);
+    zp_journal_destroy(&jc);
+    const char *tails[] = {"R j 20 ok 2", "R j 20 ok 210 0123abc", "\0\0\0\0",
+                           "R"};
+    size_t tail_len[] = {11, 21, 4, 1};
+    for (size_t i = 0; i < 4; i++) {
+        char torn[8192];
+        memcpy(torn, data, len);
+        memcpy(torn + len, tails[i], tail_len[i]);
+        s_put(path, torn, len + tail_len[i]);
+        s_seen_t s = {0};
+        zp_journal_t *j =
+            zp_journal_open(path, &s_visitor, &s, err, sizeof err);
+        TEST_CHECK(j != NULL);
+        TEST_EQ_INT(s.records, 20);
+        TEST_EQ_INT(zp_journal_size(j), len);
+        zp_journal_record(j, "j", 20, false, 210);
+        zp_journal_destroy(&j);
+        s_seen_t again = {0};
+        j = zp_journal_open(path, &s_visitor, &again, err, sizeof err);
+        TEST_CHECK(j != NULL);
+        TEST_EQ_INT(again.records, 21);
+        TEST_EQ_INT(again.oks, 20);
+        zp_journal_destroy(&j);
+    }
+    unlink(path);
+}
+
+/* A version 2 journal (no checksums) is read as it is, appended to in
+ * its own format, and rewritten as version 3 by a compaction. */
+static void test_v2_journal_is_read_appended_and_upgraded(void)
+{
+    char path[] = "/tmp/zpipe-journal-v2-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    const char v2[] = "zpipe-journal 2\nO a 3 tok\nR a 0 ok 5\nR a 1 ok 9\n";
+    s_put(path, v2, sizeof v2 - 1);
+    char err[512];
+    s_seen_t s = {0};
+    zp_journal_t *j = zp_journal_open(path, &s_visitor, &s, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(s.records, 2);
+    zp_journal_record(j, "a", 2, true, 12);
+    TEST_EQ_INT(zp_journal_sync(j), 0);
+    TEST_CONTAINS(s_slurp(path), "R a 1 ok 9\nR a 2 ok 12\n");
+    TEST_EQ_INT(zp_journal_compact(j, s_dump, NULL), 0);
+    zp_journal_record(j, "live", 60, false, 13000);
+    zp_journal_destroy(&j);
+    TEST_CHECK(strncmp(s_slurp(path), "zpipe-journal 3\n", 16) == 0);
+    s_snap_t sn = {0};
+    j = zp_journal_open(path, &s_snap_visitor, &sn, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(sn.seen.records, 1);
+    TEST_EQ_INT(sn.offset, 12345);
+    zp_journal_destroy(&j);
+    unlink(path);
+}
+
 static const test_case_t tests[] = {
+    {"test_v3_round_trip", test_v3_round_trip},
+    {"test_damage_in_the_middle_is_refused_with_its_offset",
+     test_damage_in_the_middle_is_refused_with_its_offset},
+    {"test_torn_last_line_is_cut_and_appends_follow",
+     test_torn_last_line_is_cut_and_appends_follow},
+    {"test_v2_journal_is_read_appended_and_upgraded",
+     test_v2_journal_is_read_appended_and_upgraded},
     {"test_compact_replaces_the_journal_with_the_snapshot",
      test_compact_replaces_the_journal_with_the_snapshot},
     {"test_versions_and_bad_snapshot_lines",

@@ -244,7 +244,7 @@ static void test_restore_cuts_and_leaves_closed(void)
     fclose(f);
     zp_spools_t *set = zp_spools_new(s_dir, 4, true);
     zp_spool_t sp = {0}, none = {0};
-    zp_spools_restore(set, &sp, "j", 2);
+    zp_spools_restore(set, &sp, "j", 2, NULL);
     TEST_CHECK(sp.file == NULL && sp.created);
     TEST_EQ_INT(sp.len, 16);
     TEST_EQ_INT(sp.synced, 16);
@@ -257,13 +257,60 @@ static void test_restore_cuts_and_leaves_closed(void)
     TEST_EQ_STR(buf, "{\"t\":0}\n{\"t\":1}\n{\"job\":\"j\",\"r\":9}\n");
     /* No records owed: an existing file is emptied. */
     zp_spool_t zero = {0};
-    zp_spools_restore(set, &zero, "j", 0);
+    zp_spools_restore(set, &zero, "j", 0, NULL);
     TEST_EQ_INT(zero.len, 0);
     TEST_EQ_INT(s_file("j", buf, sizeof buf), 0);
-    zp_spools_restore(set, &none, "none", 3);
+    zp_spools_restore(set, &none, "none", 3, NULL);
     TEST_CHECK(!none.created && none.len == 0);
     s_add(set, &none, "none", 0);
     TEST_CHECK(s_file("none", buf, sizeof buf) >= 0);
+    zp_spools_destroy(&set);
+    zp_log_set_level("info");
+    s_cleanup();
+}
+
+/* A spool's checksum as the journal had it: a spool as written restores
+ * (its CRC carried on for the next P line); a byte changed, a newline
+ * lost, or the file cut is damage (-1, the file left as it is). */
+static void test_restore_checks_the_journaled_checksum(void)
+{
+    s_mkdir();
+    zp_log_set_level("error");
+    zp_spools_t *set = zp_spools_new(s_dir, 4, true);
+    zp_spool_t w = {0};
+    for (uint64_t r = 0; r < 3; r++)
+        s_add(set, &w, "j", (int)r);
+    TEST_EQ_INT(zp_spools_close(set, &w), 0);
+    zp_spool_check_t at2 = {w.len, w.crc}; /* a P line after 3 records */
+    s_add(set, &w, "j", 3);                /* not journaled yet */
+    TEST_EQ_INT(zp_spools_close(set, &w), 0);
+    char path[200], buf[256], orig[256];
+    snprintf(path, sizeof path, "%s/j.jsonl", s_dir);
+    long n = s_file("j", orig, sizeof orig);
+    zp_spool_t sp = {0};
+    TEST_EQ_INT(zp_spools_restore(set, &sp, "j", 4, &at2), 0);
+    TEST_EQ_INT(sp.len, (uint64_t)n);
+    TEST_EQ_INT(sp.crc, w.crc);
+    /* Damage, each in the first at2.len bytes. */
+    for (int k = 0; k < 3; k++) {
+        memcpy(buf, orig, (size_t)n);
+        long len = n;
+        if (k == 0)
+            buf[5] ^= 1;
+        else if (k == 1)
+            buf[at2.len / 3 - 1] = ' '; /* two records made one */
+        else
+            len = (long)at2.len - 4;
+        FILE *f = fopen(path, "wb");
+        fwrite(buf, 1, (size_t)len, f);
+        fclose(f);
+        zp_spool_t d = {0};
+        TEST_EQ_INT(zp_spools_restore(set, &d, "j", 4, &at2), -1);
+        TEST_CHECK(!d.created);
+        char now[256];
+        TEST_EQ_INT(s_file("j", now, sizeof now), len);
+        TEST_CHECK(memcmp(now, buf, (size_t)len) == 0);
+    }
     zp_spools_destroy(&set);
     zp_log_set_level("info");
     s_cleanup();
@@ -330,6 +377,8 @@ static const test_case_t tests[] = {
     {"test_reopen_checks_the_file", test_reopen_checks_the_file},
     {"test_restore_cuts_and_leaves_closed",
      test_restore_cuts_and_leaves_closed},
+    {"test_restore_checks_the_journaled_checksum",
+     test_restore_checks_the_journaled_checksum},
     {"test_default_limit_follows_the_fd_limit",
      test_default_limit_follows_the_fd_limit},
     {"test_alloc_failures", test_alloc_failures},

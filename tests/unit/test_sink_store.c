@@ -189,16 +189,17 @@ static void test_journal_with_a_stream_output(void)
     TEST_CHECK(st);
     TEST_EQ_INT(seen.records, 1);
     TEST_EQ_STR(seen.token, "");
-    TEST_EQ_INT(zp_store_beyond_output(st), 0);
     zp_store_destroy(&st);
     zp_store_config_t bad = {.output = s_out, .spool = "/nonexistent/dir"};
     TEST_CHECK(zp_store_new(&bad, &s_replay, NULL) == NULL);
     s_cleanup();
 }
 
-/* An unsynced journal whose output lost its tail (a power loss): the
- * records past the output's end are left out, the rest kept. */
-static void test_records_past_the_output_are_left_out(void)
+/* A journal whose records end past the output's end (the output lost
+ * its tail, or the journal is damaged): the open fails and leaves the
+ * output as it is (never extended with zeros, no record left out
+ * silently); cutting the journal before the first such line resumes. */
+static void test_records_past_the_output_are_refused(void)
 {
     s_paths();
     zp_store_config_t cfg = {
@@ -212,13 +213,23 @@ static void test_records_past_the_output_are_left_out(void)
     TEST_EQ_INT(zp_store_sync(st), 0);
     zp_store_destroy(&st);
     TEST_CHECK(truncate(s_out, 9) == 0); /* two records and a torn one */
+    TEST_CHECK(zp_store_new(&cfg, &s_replay, &seen) == NULL);
+    char buf[64];
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 9);
+    /* Cut before the third record: the header and two R lines. */
+    FILE *f = fopen(s_journal, "r");
+    char line[256];
+    long cut = 0;
+    for (int i = 0; i < 3 && fgets(line, sizeof line, f); i++)
+        cut += (long)strlen(line);
+    fclose(f);
+    TEST_CHECK(truncate(s_journal, cut) == 0);
+    seen = (s_seen_t){.refuse_task = UINT64_MAX};
     st = zp_store_new(&cfg, &s_replay, &seen);
     TEST_CHECK(st);
     TEST_EQ_INT(seen.records, 2);
-    TEST_EQ_INT(zp_store_beyond_output(st), 2);
     TEST_EQ_INT(zp_store_offset(st), 8);
     zp_store_destroy(&st);
-    char buf[64];
     TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 8);
     /* A clean stop with nothing to resume removes the journal. */
     st = zp_store_new(&cfg, &s_replay, &seen);
@@ -412,8 +423,8 @@ static const test_case_t tests[] = {
     {"test_restart_cuts_back_to_the_journal",
      test_restart_cuts_back_to_the_journal},
     {"test_journal_with_a_stream_output", test_journal_with_a_stream_output},
-    {"test_records_past_the_output_are_left_out",
-     test_records_past_the_output_are_left_out},
+    {"test_records_past_the_output_are_refused",
+     test_records_past_the_output_are_refused},
     {"test_spool_visible_after_sync", test_spool_visible_after_sync},
     {"test_spool_restore_cuts_to_the_journal",
      test_spool_restore_cuts_to_the_journal},

@@ -461,6 +461,10 @@ static void test_verdicts(void)
                 ZP_SUPER_GIVE_UP);
     TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK, s_exited(0), true),
                 ZP_SUPER_RESTART);
+    /* A sink that refused a damaged journal would refuse again. */
+    TEST_EQ_INT(
+        zp_super_verdict(ZP_ROLE_SINK, s_exited(ZP_SUPER_SINK_EXIT_LOST), true),
+        ZP_SUPER_GIVE_UP);
     TEST_CHECK(!zp_super_futile(6, 2));
     TEST_CHECK(zp_super_futile(7, 2));
 }

@@ -1,0 +1,208 @@
+"""A sink journal altered in place (issue 16): one record in the middle of
+the journal of a killed `zpipe run` gets a different task id digit, or a
+different offset digit, or the output is cut short. `--resume` must refuse (exit non-zero, naming the
+journal and the damaged record's byte offset) and leave the output as it
+was: no NUL bytes, no record twice. Before the journal had checksums, the
+resume went ahead: a task id changed into another journaled one left its
+own task to be run again (its record twice in the output), and an offset
+changed past the output's end, or records past a cut output, were taken
+as a power loss and left out, while the ventilator skipped their tasks:
+the resume never ended."""
+import collections
+import os
+import re
+import signal
+import subprocess
+import time
+
+import zptest
+from zptest import binary, check, run
+
+N = 20000
+
+
+def _killed_run(d):
+    """A zpipe run of N spin tasks, killed with a few thousand records
+    journaled; returns (cmd, journal, output)."""
+    inp = os.path.join(d, "in.txt")
+    with open(inp, "w") as f:
+        f.write("".join("%d\n" % (150 + i % 7) for i in range(N)))
+    out = os.path.join(d, "out.jsonl")
+    journal = os.path.join(d, "journal")
+    cmd = [binary("zpipe"), "run", "--plugin", "spin", "--workers", "2",
+           "--batch", "16", "--input", inp, "--output", out, "--journal",
+           journal, "--job", "damage", "--no-progress"]
+    for _ in range(3):
+        p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        zptest._procs.append(p)
+        deadline = time.time() + 20
+        while time.time() < deadline and p.poll() is None:
+            try:
+                with open(journal, "rb") as f:
+                    if f.read().count(b"\nR ") > 3000:
+                        break
+            except FileNotFoundError:
+                pass
+            time.sleep(0.02)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(30)
+            time.sleep(0.2)
+            return cmd, journal, out
+        for path in (journal, out):  # finished first: again
+            if os.path.exists(path):
+                os.unlink(path)
+    check(False, "the run finished every time before the kill")
+
+
+def _records(journal):
+    """(line start, line) of each whole R line."""
+    with open(journal, "rb") as f:
+        data = f.read()
+    res, pos = [], 0
+    for line in data.split(b"\n")[:-1]:
+        if line.startswith(b"R "):
+            res.append((pos, line))
+        pos += len(line) + 1
+    return res
+
+
+def _alter(journal, at, new):
+    with open(journal, "r+b") as f:
+        f.seek(at)
+        f.write(new)
+
+
+def _task_digit(journal):
+    """A middle record's task id made into another journaled id."""
+    recs = _records(journal)
+    ids = set(int(l.split()[2]) for _, l in recs)
+    for start, line in recs[len(recs) // 2:]:
+        f = line.split()
+        task = int(f[2])
+        if task % 10 < 9 and task + 1 in ids:
+            at = start + len(b"R ") + len(f[1]) + 1 + len(f[2]) - 1
+            _alter(journal, at, b"%d" % ((task + 1) % 10))
+            return start
+    check(False, "no record to alter")
+
+
+def _offset_digit(journal):
+    """A middle record's offset given a leading 9 (past the output)."""
+    recs = _records(journal)
+    start, line = recs[len(recs) // 2]
+    f = line.split()
+    at = start + len(b" ".join(f[:4])) + 1
+    check(f[4][:1] != b"9", "offset starts with 9 already")
+    _alter(journal, at, b"9")
+    return start
+
+
+def _output_cut(journal):
+    """The output cut to half (the journal intact): its records past the
+    cut are refused, not left out (the ventilator would skip them) nor
+    filled with zeros. Returns the first such record's line."""
+    out = os.path.join(os.path.dirname(journal), "out.jsonl")
+    size = os.path.getsize(out) // 2
+    os.truncate(out, size)
+    for start, line in _records(journal):
+        if int(line.split()[4]) > size:
+            return start
+    check(False, "no record past the cut")
+
+
+def _output_counts(out):
+    with open(out, "rb") as f:
+        data = f.read()
+    tasks = [int(m) for m in re.findall(rb'"task":(\d+)', data)]
+    dup = sum(c - 1 for c in collections.Counter(tasks).values() if c > 1)
+    return data.count(b"\0"), dup, len(tasks)
+
+
+def _damaged_resume(alter):
+    d = zptest.tmpdir()
+    cmd, journal, out = _killed_run(d)
+    where = alter(journal)
+    r = run(cmd + ["--resume"], capture_output=True, timeout=int(os.environ.get("ZP_RESUME_TIMEOUT", "60")))
+    err = r.stderr.decode(errors="replace")
+    nul, dup, n = _output_counts(out)
+    print("    record at offset %d altered; resume exit %d; output: %d "
+          "records, %d NUL bytes, %d duplicated" % (where, r.returncode, n,
+                                                    nul, dup), flush=True)
+    print("    " + "\n    ".join(l for l in err.splitlines() if "offset" in l)[:600], flush=True)
+    check(nul == 0 and dup == 0, "NUL bytes or duplicates in the output")
+    check(r.returncode != 0, "the resume went ahead over a damaged journal")
+    check(journal in err and ("offset %d" % where) in err,
+          "the error names neither the journal nor the offset: %s" % err[-600:])
+
+
+def test_task_id_altered():
+    _damaged_resume(_task_digit)
+
+
+def test_offset_altered():
+    _damaged_resume(_offset_digit)
+
+
+def test_output_cut():
+    _damaged_resume(_output_cut)
+
+
+def test_spool_record_altered():
+    """A journaled service sink with --spool: a finished job's spool file
+    (what `zpipe results` serves) gets one digit of a middle record
+    changed while the sink is down. The restarted sink must refuse to
+    start, naming the spool file; before the journal had the spools'
+    checksums it started and served the altered record as the job's."""
+    n = 2000
+    spool = zptest.tmpdir()
+    c = zptest.Cluster(sink_args=("--spool", spool))
+    c.sink.kill()
+    c.sink.wait()
+    sink_cmd = [binary("zpipe-sink"), "--results", c.results, "--control",
+                c.control, "--publish", "none", "--output", c.output,
+                "--spool", spool, "--journal", os.path.join(c.dir, "journal")]
+    sink = zptest.start(sink_cmd, stderr=c._log("sink1"))
+    job = "job-spool-damage"
+    inp = os.path.join(c.dir, "in.txt")
+    with open(inp, "w") as f:
+        f.write("".join("v%d\n" % i for i in range(n)))
+    c.worker()
+    v = c.ventilator("echo", inp, ["--job", job])
+    check(v.wait(timeout=60) == 0, "ventilator failed")
+    sink.send_signal(signal.SIGKILL)
+    sink.wait()
+    path = os.path.join(spool, job + ".jsonl")
+    with open(path, "rb") as f:
+        data = f.read()
+    at = data.index(b'"output":"v', len(data) // 2) + len(b'"output":"v')
+    bad = data[:at] + (b"9" if data[at:at + 1] != b"9" else b"8") + data[at + 1:]
+    with open(path, "wb") as f:
+        f.write(bad)
+    log = c._log("sink2")
+    sink = zptest.start(sink_cmd, stderr=log)
+    try:
+        rc = sink.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        rc = None
+    served = b""
+    if rc is None:  # it started: what does a consumer get?
+        r = run([binary("zpipe"), "results", "--sink", c.control, job],
+                capture_output=True, timeout=30)
+        served = r.stdout
+        zptest.stop(sink)
+    err = open(log.name, "rb").read().decode(errors="replace")
+    print("    spool byte %d altered: sink exit %s; served %d bytes, %s" %
+          (at, rc, len(served), "the altered record among them"
+           if served == bad else "none" if not served else "other"),
+          flush=True)
+    check(served != bad, "the sink served the altered record")
+    check(rc not in (None, 0), "the sink started over a damaged spool")
+    check(path in err and "damaged" in err, "no message names the spool: %s"
+          % err[-600:])
+
+
+if __name__ == "__main__":
+    zptest.main([test_task_id_altered, test_offset_altered, test_output_cut,
+                 test_spool_record_altered])
