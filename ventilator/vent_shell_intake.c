@@ -172,14 +172,14 @@ static void s_take_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
  * producer's (vent_intake's rule); if not, it is refused and counted.
  * The connection may become the job's: Acks from the sink go there. */
 static bool s_owner(zp_vent_shell_t *v, zp_vent_job_t *j, const char *token,
-                    const char *rid, size_t rid_len)
+                    const char *rid, size_t rid_len, uint64_t seq)
 {
     char buf[256];
     bool adopt;
     const char *why = zp_vent_intake_check_owner(j, token, rid, rid_len, &adopt,
                                                  buf, sizeof buf);
     if (why) {
-        zp_vent_shell_intake_refuse(v, rid, rid_len, j->id, why);
+        s_refuse(v, rid, rid_len, j->id, why, seq);
         return false;
     }
     if (adopt)
@@ -195,10 +195,15 @@ static void s_on_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     const char *why;
     zp_vent_batch_t again;
     uint64_t expected;
-    if (j && !j->has_input && !s_owner(v, j, b->token, rid, rid_len))
+    zp_vent_batch_verdict_t verdict = zp_vent_intake_check_tasks(
+        b, j, v->cfg->max_task_bytes, &why, buf, sizeof buf, &again, &expected);
+    /* A batch taken before is answered again on any connection (a
+     * producer back after a reconnect resends what had no answer); only
+     * new tasks need the job's producer. */
+    if (verdict != ZP_VENT_BATCH_AGAIN && j && !j->has_input &&
+        !s_owner(v, j, b->token, rid, rid_len, b->seq))
         return;
-    switch (zp_vent_intake_check_tasks(b, j, v->cfg->max_task_bytes, &why, buf,
-                                       sizeof buf, &again, &expected)) {
+    switch (verdict) {
     case ZP_VENT_BATCH_REFUSE:
         s_refuse(v, rid, rid_len, b->job_id, why, expected ? expected : b->seq);
         return;
@@ -220,7 +225,9 @@ static void s_on_close(zp_vent_shell_t *v, const char *rid, size_t rid_len,
         c->job_id && !j
             ? zp_vent_finished_find(zp_vent_jobs_finished(v->jobs), c->job_id)
             : NULL;
-    if (j && !j->has_input && !s_owner(v, j, c->token, rid, rid_len))
+    /* A close taken before is answered again on any connection. */
+    if (j && !j->has_input && !j->input_closed &&
+        !s_owner(v, j, c->token, rid, rid_len, 0))
         return;
     char buf[160];
     const char *why = zp_vent_intake_check_close(c, j, f, buf, sizeof buf);

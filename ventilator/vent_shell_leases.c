@@ -80,7 +80,9 @@ static void s_strike(zp_vent_shell_t *v, uint64_t now)
         zp_vent_worker_t *w = zp_vent_workers_at(v->workers, i);
         uint64_t newest = w->expired_newest_us;
         w->expired_newest_us = 0;
-        if (on && newest &&
+        /* Only while the sink commits others' work sent after these: a
+         * sink away or paused (a full disk) is not the workers' fault. */
+        if (on && newest && v->committed_us > newest &&
             zp_vent_strike(&w->strikes, now, newest, w->committed) &&
             zp_vent_workers_count(v->workers) > 1) {
             char why[240];
@@ -112,10 +114,7 @@ void zp_vent_shell_liveness(zp_vent_shell_t *v, uint64_t now)
     if (!n)
         return;
     s_requeue_expired(v, expired, n);
-    /* No commit from anyone for a whole lease: the sink is away or
-     * paused (a full disk), not these workers' fault. */
-    if (v->committed_us + v->cfg->lease_ms * 1000 >= now)
-        s_strike(v, now);
+    s_strike(v, now);
 }
 
 /* Sends w's tasks in flight to other workers, uncharged; returns how

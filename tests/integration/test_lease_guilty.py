@@ -223,6 +223,7 @@ def test_a_worker_with_another_clusters_sink_is_drained():
         check(time.monotonic() < end, "the wrong-sink worker never joined")
         time.sleep(0.05)
     time.sleep(0.3)  # it takes (and loses) the first batches
+    t_start = time.monotonic() - 0.3
     c.worker(["echo"], name="honest")
     rc = v.wait(60)
     time.sleep(1)  # the refused worker's hellos and heartbeats go on
@@ -239,7 +240,10 @@ def test_a_worker_with_another_clusters_sink_is_drained():
     check(lost == 0 and dup == 0 and not failed,
           "lost %d, duplicated %d, failed %d" % (lost, dup, len(failed)))
     check(rc == 0, "ventilator exit %s" % rc)
-    check(1 <= refusals <= 3, "%d refusals in the worker's log" % refusals)
+    # Answered at most every 5 s: a hello/bye loop would log hundreds.
+    elapsed = time.monotonic() - t_start
+    check(1 <= refusals <= 2 + int(elapsed / 4),
+          "%d refusals in the worker's log in %.1f s" % (refusals, elapsed))
     zptest.stop(wrong)
 
 

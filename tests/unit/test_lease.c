@@ -5,6 +5,7 @@
 #include "zp_lease.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 
 static zp_lease_key_t s_ref_key(void)
 {
@@ -26,6 +27,12 @@ static void test_reference_vectors(void)
     TEST_CHECK(zp_siphash24(&k, m, 15) == 0xa129ca6149be45e5ULL);
 }
 
+static int s_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static void test_token_depends_on_everything(void)
 {
     zp_lease_key_t a = s_ref_key(), b = s_ref_key();
@@ -36,14 +43,22 @@ static void test_token_depends_on_everything(void)
     TEST_CHECK(t != zp_lease(&b, 5000, 1));
     TEST_CHECK(t != zp_lease(&a, 5001, 1));
     TEST_CHECK(t != zp_lease(&a, 5000, 2));
-    /* No collisions over a range of ids (64-bit tokens). */
-    uint64_t prev = 0;
+    /* No zero and no repeat over a range of ids and attempts (64-bit
+     * tokens: a repeat would be a bug, not bad luck). */
+    enum { N = 100000 };
+    static uint64_t all[2 * N];
+    int zero = 0;
+    for (uint64_t i = 0; i < N; i++)
+        for (uint32_t at = 1; at <= 2; at++) {
+            uint64_t x = zp_lease(&a, i, at);
+            zero += x == 0;
+            all[2 * i + at - 1] = x;
+        }
+    TEST_EQ_INT(zero, 0);
+    qsort(all, 2 * N, sizeof all[0], s_cmp);
     int same = 0;
-    for (uint64_t i = 0; i < 100000; i++) {
-        uint64_t x = zp_lease(&a, i, 1);
-        same += x == prev || x == 0;
-        prev = x;
-    }
+    for (size_t i = 1; i < 2 * N; i++)
+        same += all[i] == all[i - 1];
     TEST_EQ_INT(same, 0);
 }
 
