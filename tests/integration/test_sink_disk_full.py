@@ -105,7 +105,7 @@ def _paused(log):
         return False
 
 
-def _run_on_full_disk(journal_on_small):
+def _run_on_full_disk(journal_on_small, lease_ms=None, hold_s=2):
     small = _mount()
     try:
         d = zptest.tmpdir()
@@ -117,17 +117,20 @@ def _run_on_full_disk(journal_on_small):
         journal = os.path.join(small if journal_on_small else d, "journal")
         filler = _fill(small, 300 << 10)  # about 1,300 records fit
         log = os.path.join(d, "run.log")
+        env = dict(os.environ)
+        if lease_ms:
+            env["ZPIPE_LEASE_MS"] = str(lease_ms)
         with open(log, "wb") as lf:
             p = zptest.start([binary("zpipe"), "run", "--plugin", "echo",
                               "--input", inp, "--output", out, "--journal",
-                              journal, "-n", "2", "--no-progress"],
-                             stderr=lf)
+                              journal, "-n", "3", "--no-progress"],
+                             stderr=lf, env=env)
         try:
             _wait_for(lambda: _paused(log) or p.poll() is not None, 20,
                       "the sink saying it is paused")
             check(p.poll() is None, "zpipe run ended on a full disk (%s): %s"
                   % (p.returncode, _read(log)[-2000:]))
-            time.sleep(2)  # paused, retrying: still running, nothing lost
+            time.sleep(hold_s)  # paused, retrying: running, nothing lost
             check(p.poll() is None, "zpipe run ended while the disk was full")
             held = _read(out)
             check(held.count(b"\0") == 0, "NUL bytes in the output while "
@@ -148,6 +151,8 @@ def _run_on_full_disk(journal_on_small):
                                      "of space returning")
             text = _read(log).decode(errors="replace")
             check(rc == 0, "zpipe run exited %d:\n%s" % (rc, text[-3000:]))
+            check("quarantined" not in text, "workers were blamed for the "
+                  "paused sink:\n%s" % text[-3000:])
             lost, dup, unexp, wrong, nul = _count(_read(out), payloads)
             print("  %s: paused, resumed; lost %d, duplicated %d, unexpected "
                   "%d, wrong %d, NUL bytes %d of %d tasks"
@@ -168,6 +173,12 @@ def test_output_on_a_full_disk_pauses_and_resumes():
 
 def test_output_and_journal_on_a_full_disk_pause_and_resume():
     _run_on_full_disk(journal_on_small=True)
+
+
+def test_a_pause_longer_than_the_lease_blames_no_worker():
+    # Leases of 1 s expire four times over while the sink is paused: no
+    # worker is quarantined for it (the sink commits nothing of anyone's).
+    _run_on_full_disk(journal_on_small=False, lease_ms=1000, hold_s=4)
 
 
 class SmallSpool(Service):
@@ -278,6 +289,7 @@ if __name__ == "__main__":
     zptest.main([
         test_output_on_a_full_disk_pauses_and_resumes,
         test_output_and_journal_on_a_full_disk_pause_and_resume,
+        test_a_pause_longer_than_the_lease_blames_no_worker,
         test_a_full_spool_pauses_and_the_producer_wait_completes,
         test_output_deleted_mid_run_fails_the_run,
         test_journal_deleted_mid_run_fails_the_run,
