@@ -175,8 +175,7 @@ const char *zp_vent_intake_check_owner(const zp_vent_job_t *j,
     *adopt = false;
     if (token && *token) {
         if (strcmp(j->token, token) == 0) {
-            *adopt =
-                j->prid_len != rid_len || memcmp(j->prid, rid, rid_len) != 0;
+            *adopt = !zp_vent_job_owned_by(j, rid, rid_len);
             return NULL;
         }
         snprintf(why_buf, len,
@@ -185,11 +184,9 @@ const char *zp_vent_intake_check_owner(const zp_vent_job_t *j,
                  j->id);
         return why_buf;
     }
-    if (!j->prid_len) {
-        *adopt = true;
-        return NULL;
-    }
-    if (j->prid_len == rid_len && memcmp(j->prid, rid, rid_len) == 0)
+    /* No connection has come back for it since a restart: any may (its
+     * producer may resend on a connection it never reopened on). */
+    if (!j->n_owners || zp_vent_job_owned_by(j, rid, rid_len))
         return NULL;
     snprintf(why_buf, len,
              "job %s belongs to another connection: send its JobOpen with "

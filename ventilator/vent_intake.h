@@ -71,10 +71,10 @@ const char *zp_vent_intake_check_close(const Zpipe__V1__JobClose *c,
 
 /* Whether a TaskBatch or JobClose for live job j, carrying token ("" or
  * NULL: none) and sent on connection rid, is its producer's: it carries
- * the job's token, or comes on the connection that last opened it, or no
- * connection is known (the ventilator restarted; the producer is back on
- * a new one). NULL to take it, *adopt set when rid is to become the
- * job's connection; else why not (in why_buf[0..len)). */
+ * the job's token, or comes on a connection that opened the job (its
+ * owners), or no owner is known (the ventilator restarted and none has
+ * come back: any connection may). NULL to take it, *adopt set when rid
+ * is to become an owner; else why not (in why_buf[0..len)). */
 const char *zp_vent_intake_check_owner(const zp_vent_job_t *j,
                                        const char *token, const char *rid,
                                        size_t rid_len, bool *adopt,

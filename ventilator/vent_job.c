@@ -274,6 +274,38 @@ static int s_count(zp_vent_jobs_t *self, const char *rid, size_t len, int delta)
     return zp_idmap_put(self->producers, h, (void *)(uintptr_t)n);
 }
 
+/* FNV-1a of a routing id: an owner's name (a collision costs nothing
+ * but a foreign message taken, as before owners). */
+static uint64_t s_rid_hash(const char *rid, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)rid[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+bool zp_vent_job_owned_by(const zp_vent_job_t *j, const char *rid,
+                          size_t rid_len)
+{
+    uint64_t h = s_rid_hash(rid, rid_len);
+    for (size_t i = 0; i < j->n_owners; i++)
+        if (j->owners[i] == h)
+            return true;
+    return false;
+}
+
+void zp_vent_job_add_owner(zp_vent_job_t *j, const char *rid, size_t rid_len)
+{
+    if (zp_vent_job_owned_by(j, rid, rid_len))
+        return;
+    if (j->n_owners == ZP_VENT_JOB_OWNERS) {
+        memmove(j->owners, j->owners + 1,
+                (ZP_VENT_JOB_OWNERS - 1) * sizeof j->owners[0]);
+        j->n_owners--;
+    }
+    j->owners[j->n_owners++] = s_rid_hash(rid, rid_len);
+}
+
 int zp_vent_jobs_set_producer(zp_vent_jobs_t *self, zp_vent_job_t *j,
                               const char *rid, size_t rid_len)
 {
@@ -282,6 +314,7 @@ int zp_vent_jobs_set_producer(zp_vent_jobs_t *self, zp_vent_job_t *j,
     s_count(self, j->prid, j->prid_len, -1); /* a removal: no allocation */
     memcpy(j->prid, rid, rid_len);
     j->prid_len = rid_len;
+    zp_vent_job_add_owner(j, rid, rid_len);
     return 0;
 }
 

@@ -60,6 +60,8 @@ typedef struct {
     uint32_t n;
 } zp_vent_batch_t;
 
+#define ZP_VENT_JOB_OWNERS 8
+
 /* The fields are read directly by the scheduler, the task table and the
  * shell (hot paths); the state changes only through zp_vent_job_to. */
 typedef struct zp_vent_job {
@@ -78,6 +80,11 @@ typedef struct zp_vent_job {
     uint64_t skipped;
     char prid[256]; /* the producer's routing id (prid_len 0: none) */
     size_t prid_len;
+    /* The connections that opened it (or sent its token) since this
+     * ventilator started, as hashes of their routing ids, newest last:
+     * they may add to it and close it (vent_intake). */
+    uint64_t owners[ZP_VENT_JOB_OWNERS];
+    size_t n_owners;
     /* The intake conversation, not the lifecycle: the producer was told
      * the job is open; the producer sent JobClose. */
     bool producer_acked;
@@ -167,6 +174,11 @@ void zp_vent_jobs_remove(zp_vent_jobs_t *self, zp_vent_job_t *j,
  * or -1 when out of memory (j keeps its producer). */
 int zp_vent_jobs_set_producer(zp_vent_jobs_t *self, zp_vent_job_t *j,
                               const char *rid, size_t rid_len);
+/* Whether the connection rid is one of j's owners; and makes it one (the
+ * oldest forgotten past ZP_VENT_JOB_OWNERS). */
+bool zp_vent_job_owned_by(const zp_vent_job_t *j, const char *rid,
+                          size_t rid_len);
+void zp_vent_job_add_owner(zp_vent_job_t *j, const char *rid, size_t rid_len);
 /* Unfinished jobs whose producer is this connection. */
 size_t zp_vent_jobs_of(const zp_vent_jobs_t *self, const char *rid,
                        size_t rid_len);
