@@ -399,9 +399,12 @@ static bool s_leased(const zp_sink_job_t *j, const Zpipe__V1__Result *r)
 
 /* A result of j refused for its lease: counted, and said (sampled). */
 static void s_refuse_lease(zp_sink_t *s, const zp_sink_job_t *j,
-                           const char *worker, const Zpipe__V1__Result *r)
+                           const char *worker, const Zpipe__V1__Result *r,
+                           bool on_results)
 {
     s->n.refused_lease++;
+    s->n.bad_messages++; /* refused, and a bad message, as out of range */
+    s->n.bad_results += on_results;
     if (zp_log_sampled(s->n.refused_lease))
         zp_warn("job %s: refused a result for task %llu from worker %s: %s "
                 "(%llu refused so far; is the worker's --sink this cluster's "
@@ -448,7 +451,7 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame, const char *rid,
         if (refused)
             refused[i] = true;
         n_refused++;
-        s_refuse_lease(s, j, worker, b->results[i]);
+        s_refuse_lease(s, j, worker, b->results[i], rid == NULL);
     }
     if (n_refused == b->n_results || (n_refused && !refused)) {
         free(refused); /* nothing of it taken, nor counted, nor published */
