@@ -315,15 +315,14 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
 
 #define A S_ANY
 static const int8_t s_task_wt[16] = {
-    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_VARINT, A,
-    A, A,        A,     A,        A,        A,        A,        A};
+    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_I64, A,
+    A, A,        A,     A,        A,        A,        A,     A};
 static const int8_t s_task_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, S_VARINT, S_LEN,
     A, A,     A,     A,     A,        A,     A,        A};
-static const int8_t s_result_wt[16] = {A,        S_VARINT, S_VARINT, S_LEN,
-                                       S_LEN,    S_LEN,    S_VARINT, S_VARINT,
-                                       S_VARINT, S_VARINT, S_VARINT, S_VARINT,
-                                       S_VARINT, S_VARINT, A,        A};
+static const int8_t s_result_wt[16] = {
+    A,        S_VARINT, S_VARINT, S_LEN,    S_LEN,    S_LEN, S_VARINT, S_VARINT,
+    S_VARINT, S_VARINT, S_VARINT, S_VARINT, S_VARINT, S_I64, A,        A};
 static const int8_t s_result_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_VARINT, S_VARINT, A,
     A, A,     A,     A,     A,        A,        A,        A};
@@ -393,7 +392,11 @@ static bool s_next_val(s_rd_t *r, s_val_t *x)
     x->len = 0;
     if (x->wt == S_VARINT)
         s_varint(r, &x->v);
-    else if (x->wt == S_LEN) {
+    else if (x->wt == S_I64 && r->end - r->p >= 8) {
+        for (int i = 7; i >= 0; i--) /* fixed64, little-endian */
+            x->v = x->v << 8 | r->p[i];
+        r->p += 8;
+    } else if (x->wt == S_LEN) {
         s_len(r, &sub);
         x->p = sub.p;
         x->len = (size_t)(sub.end - sub.p);
@@ -488,7 +491,7 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
                     t->deadline_ms = y.v;
                 else if (y.num == 5 && y.wt == S_VARINT)
                     t->queued_us = y.v;
-                else if (y.num == 6 && y.wt == S_VARINT)
+                else if (y.num == 6 && y.wt == S_I64)
                     t->lease = y.v;
             }
         }
@@ -549,8 +552,8 @@ int zp_view_result_batch(zp_result_view_t *v, const void *data, size_t len,
                         t->dispatch_us = y.v;
                     else if (y.num == 12)
                         t->quarantined = y.v != 0;
-                    else if (y.num == 13)
-                        t->lease = y.v;
+                } else if (y.wt == S_I64 && y.num == 13) {
+                    t->lease = y.v;
                 } else if (y.wt == S_LEN) {
                     if (y.num == 3) {
                         t->output.data = (uint8_t *)y.p;
@@ -642,7 +645,16 @@ static size_t s_task_size(const Zpipe__V1__Task *t)
            (t->payload.len ? s_len_field_size(t->payload.len) : 0) +
            S_OPT_VARINT_SIZE((uint64_t)t->attempt) +
            S_OPT_VARINT_SIZE(t->deadline_ms) + S_OPT_VARINT_SIZE(t->queued_us) +
-           S_OPT_VARINT_SIZE(t->lease);
+           (t->lease ? 9 : 0);
+}
+
+/* A fixed64 field: its tag, then v in 8 bytes, little-endian. */
+static uint8_t *s_put_fixed64(uint8_t *p, unsigned num, uint64_t v)
+{
+    *p++ = (uint8_t)(num << 3 | S_I64);
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
 }
 
 /* int32 (the Status enum): negative values take ten bytes, as in
@@ -663,7 +675,7 @@ static size_t s_result_size(const Zpipe__V1__Result *r)
            S_OPT_VARINT_SIZE(r->start_us) + S_OPT_VARINT_SIZE(r->elapsed_us) +
            (r->retryable ? 2 : 0) + S_OPT_VARINT_SIZE(r->queued_us) +
            S_OPT_VARINT_SIZE(r->dispatch_us) + (r->quarantined ? 2 : 0) +
-           S_OPT_VARINT_SIZE(r->lease);
+           (r->lease ? 9 : 0);
 }
 
 /* Message{kind: body of body_len} header; returns where the body goes. */
@@ -707,7 +719,8 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
         S_PUT_OPT_VARINT(p, 3, (uint64_t)t->attempt);
         S_PUT_OPT_VARINT(p, 4, t->deadline_ms);
         S_PUT_OPT_VARINT(p, 5, t->queued_us);
-        S_PUT_OPT_VARINT(p, 6, t->lease);
+        if (t->lease)
+            p = s_put_fixed64(p, 6, t->lease);
     }
     S_PUT_OPT_VARINT(p, 4, b->dispatch_us);
     if (cl)
@@ -762,7 +775,8 @@ int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
             *p++ = (uint8_t)(12 << 3 | S_VARINT);
             *p++ = 1;
         }
-        S_PUT_OPT_VARINT(p, 13, r->lease);
+        if (r->lease)
+            p = s_put_fixed64(p, 13, r->lease);
     }
     S_PUT_OPT_VARINT(p, 4, (uint64_t)b->window);
     S_PUT_OPT_VARINT(p, 5, (uint64_t)b->max_held);
