@@ -16,63 +16,22 @@ static uint64_t s_get64(const uint8_t *p)
     return v;
 }
 
-#define S_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-#define S_ROUND(v0, v1, v2, v3)                                                \
-    do {                                                                       \
-        v0 += v1;                                                              \
-        v1 = S_ROTL(v1, 13);                                                   \
-        v1 ^= v0;                                                              \
-        v0 = S_ROTL(v0, 32);                                                   \
-        v2 += v3;                                                              \
-        v3 = S_ROTL(v3, 16);                                                   \
-        v3 ^= v2;                                                              \
-        v0 += v3;                                                              \
-        v3 = S_ROTL(v3, 21);                                                   \
-        v3 ^= v0;                                                              \
-        v2 += v1;                                                              \
-        v1 = S_ROTL(v1, 17);                                                   \
-        v1 ^= v2;                                                              \
-        v2 = S_ROTL(v2, 32);                                                   \
-    } while (0)
-
-uint64_t zp_siphash24(const zp_lease_key_t *key, const void *data, size_t len)
+/* The murmur3 64-bit finalizer: a bijection that mixes every bit. */
+static uint64_t s_fmix(uint64_t x)
 {
-    const uint8_t *in = data;
-    uint64_t k0 = s_get64(key->b), k1 = s_get64(key->b + 8);
-    uint64_t v0 = 0x736f6d6570736575ULL ^ k0;
-    uint64_t v1 = 0x646f72616e646f6dULL ^ k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ k0;
-    uint64_t v3 = 0x7465646279746573ULL ^ k1;
-    size_t whole = len - len % 8;
-    for (size_t i = 0; i < whole; i += 8) {
-        uint64_t m = s_get64(in + i);
-        v3 ^= m;
-        S_ROUND(v0, v1, v2, v3);
-        S_ROUND(v0, v1, v2, v3);
-        v0 ^= m;
-    }
-    uint64_t b = (uint64_t)len << 56;
-    for (size_t i = 0; i < len % 8; i++)
-        b |= (uint64_t)in[whole + i] << (8 * i);
-    v3 ^= b;
-    S_ROUND(v0, v1, v2, v3);
-    S_ROUND(v0, v1, v2, v3);
-    v0 ^= b;
-    v2 ^= 0xff;
-    for (int i = 0; i < 4; i++)
-        S_ROUND(v0, v1, v2, v3);
-    return v0 ^ v1 ^ v2 ^ v3;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
 }
 
 uint64_t zp_lease(const zp_lease_key_t *key, uint64_t task, uint32_t attempt)
 {
-    uint8_t m[12];
-    for (int i = 0; i < 8; i++)
-        m[i] = (uint8_t)(task >> (8 * i));
-    for (int i = 0; i < 4; i++)
-        m[8 + i] = (uint8_t)(attempt >> (8 * i));
-    uint64_t h = zp_siphash24(key, m, sizeof m);
+    uint64_t k0 = s_get64(key->b), k1 = s_get64(key->b + 8);
+    uint64_t h = s_fmix(s_fmix(task ^ k0) ^ k1 ^
+                        (uint64_t)attempt * 0x9E3779B97F4A7C15ULL);
     return h ? h : 1;
 }
 
