@@ -172,10 +172,9 @@ void zp_vent_shell_journal_close(zp_vent_shell_t *v)
 
 /* ---- appends ----------------------------------------------------------- */
 
-int zp_vent_shell_journal_job(zp_vent_shell_t *v, const zp_vent_job_t *j)
+/* j as its JOB record has it. */
+static zp_vjournal_job_t s_job_record(const zp_vent_job_t *j)
 {
-    if (!v->journal)
-        return 0;
     zp_vjournal_job_t o = {
         .id = j->id,
         .token = j->token,
@@ -186,6 +185,14 @@ int zp_vent_shell_journal_job(zp_vent_shell_t *v, const zp_vent_job_t *j)
         .priority = j->priority,
     };
     memcpy(o.key, j->key.b, sizeof o.key);
+    return o;
+}
+
+int zp_vent_shell_journal_job(zp_vent_shell_t *v, const zp_vent_job_t *j)
+{
+    if (!v->journal)
+        return 0;
+    zp_vjournal_job_t o = s_job_record(j);
     return zp_vjournal_job(v->journal, &o);
 }
 
@@ -377,16 +384,7 @@ static int s_dump_tasks(zp_vjournal_t *jr, zp_vent_task_t **t, size_t n)
 static int s_dump_job(zp_vjournal_t *jr, const zp_vent_job_t *j,
                       zp_vent_task_t **t, size_t n)
 {
-    zp_vjournal_job_t o = {
-        .id = j->id,
-        .token = j->token,
-        .plugin = j->plugin,
-        .config = j->config ? j->config : "",
-        .deadline_ms = j->deadline_ms,
-        .max_attempts = j->max_attempts,
-        .priority = j->priority,
-    };
-    memcpy(o.key, j->key.b, sizeof o.key);
+    zp_vjournal_job_t o = s_job_record(j);
     if (zp_vjournal_job(jr, &o) < 0)
         return -1;
     if (j->n_batches) {

@@ -107,6 +107,13 @@ bool zp_wk_exec__read(zp_wk_exec_t *self);
 /* One plugin call took elapsed_us: the stall samples and the worker's
  * histogram. arg: the supervisor. */
 void zp_wk_exec__observe(void *arg, uint64_t elapsed_us);
+/* d from an executor's result r: its fields, and its output and error
+ * text appended to the results' buffers. */
+void zp_wk_exec__copy_result(zp_wk_exec_t *self, zp_wk_done_t *d,
+                             const Zpipe__V1__Result *r);
+/* Reads what fd has (without blocking) into reader; *open set false when
+ * the peer closed. False when out of memory (the rest stays unread). */
+bool zp_wk_exec__fill(zp_frame_reader_t *reader, int fd, bool *open);
 /* wk_exec_park.c: the running task is stalled: parks the executor (if
  * there is room) and starts a fresh one for the rest. 0, or -1 when no
  * executor can be started. */

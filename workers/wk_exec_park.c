@@ -143,20 +143,7 @@ static bool s_take(zp_wk_exec_t *self, zp_wk_parked_t *pk, const char *data,
         zp_wk_done_t *d = s_record(self, pk);
         if (!d)
             return true; /* left to the ventilator's lease */
-        d->attempt = r->attempt;
-        d->status =
-            r->status == ZPIPE__V1__STATUS__STATUS_OK ? ZPIPE_OK : ZPIPE_ERROR;
-        d->retryable = r->retryable;
-        d->cause = zp_cause_parse(r->cause);
-        d->start_us = r->start_us;
-        d->elapsed_us = r->elapsed_us;
-        d->queued_us = r->queued_us;
-        d->dispatch_us = r->dispatch_us;
-        zp_buf_append(zp_wk_results_out(self->env.results), r->output.data,
-                      r->output.len);
-        if (r->error)
-            zp_buf_append(zp_wk_results_err(self->env.results), r->error,
-                          strlen(r->error));
+        zp_wk_exec__copy_result(self, d, r);
         s_close(self, d);
         return true;
     }
@@ -214,22 +201,8 @@ static void s_end(zp_wk_exec_t *self, size_t i, bool charge)
 static int s_poll_one(zp_wk_exec_t *self, zp_wk_parked_t *pk)
 {
     bool open = true;
-    for (;;) {
-        char *dst;
-        size_t room;
-        if (zp_frame_reader_space(pk->reader, 1 << 16, &dst, &room) < 0)
-            break;
-        ssize_t n = recv(pk->child.fd, dst, room, MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        if (n <= 0) {
-            open = false;
-            break;
-        }
-        zp_frame_reader_commit(pk->reader, (size_t)n);
-    }
+    /* Out of memory: what it holds is taken, the rest waits. */
+    (void)zp_wk_exec__fill(pk->reader, pk->child.fd, &open);
     const char *frame;
     size_t len;
     int rc;

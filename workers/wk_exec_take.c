@@ -58,32 +58,58 @@ static void s_took(zp_wk_exec_t *self, size_t n)
     self->env.grant(self->env.arg);
 }
 
+void zp_wk_exec__copy_result(zp_wk_exec_t *self, zp_wk_done_t *d,
+                             const Zpipe__V1__Result *r)
+{
+    d->task_id = r->task_id;
+    d->attempt = r->attempt;
+    d->status =
+        r->status == ZPIPE__V1__STATUS__STATUS_OK ? ZPIPE_OK : ZPIPE_ERROR;
+    d->retryable = r->retryable;
+    d->cause = zp_cause_parse(r->cause);
+    d->start_us = r->start_us;
+    d->elapsed_us = r->elapsed_us;
+    d->queued_us = r->queued_us;
+    d->dispatch_us = r->dispatch_us;
+    d->lease = r->lease;
+    zp_buf_append(zp_wk_results_out(self->env.results), r->output.data,
+                  r->output.len);
+    if (r->error)
+        zp_buf_append(zp_wk_results_err(self->env.results), r->error,
+                      strlen(r->error));
+}
+
+bool zp_wk_exec__fill(zp_frame_reader_t *reader, int fd, bool *open)
+{
+    for (;;) {
+        char *dst;
+        size_t room;
+        if (zp_frame_reader_space(reader, 1 << 16, &dst, &room) < 0)
+            return false;
+        ssize_t n = recv(fd, dst, room, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n <= 0) {
+            *open = false;
+            return true;
+        }
+        zp_frame_reader_commit(reader, (size_t)n);
+    }
+}
+
 /* A result batch the scan refused: decoded, taken result by result. */
 static void s_on_results(zp_wk_exec_t *self, const Zpipe__V1__ResultBatch *rb)
 {
     const char *job = rb->job_id ? rb->job_id : "";
-    zp_buf_t *out = zp_wk_results_out(self->env.results);
-    zp_buf_t *err = zp_wk_results_err(self->env.results);
     size_t taken = 0;
     for (size_t i = 0; i < rb->n_results; i++) {
         const Zpipe__V1__Result *r = rb->results[i];
         zp_wk_done_t *d = s_push(self, job);
         if (!d)
             continue;
-        d->task_id = r->task_id;
-        d->attempt = r->attempt;
-        d->status =
-            r->status == ZPIPE__V1__STATUS__STATUS_OK ? ZPIPE_OK : ZPIPE_ERROR;
-        d->retryable = r->retryable;
-        d->cause = zp_cause_parse(r->cause);
-        d->start_us = r->start_us;
-        d->elapsed_us = r->elapsed_us;
-        d->queued_us = r->queued_us;
-        d->dispatch_us = r->dispatch_us;
-        d->lease = r->lease;
-        zp_buf_append(out, r->output.data, r->output.len);
-        if (r->error)
-            zp_buf_append(err, r->error, strlen(r->error));
+        zp_wk_exec__copy_result(self, d, r);
         s_finish(self, d, self->cur_bytes);
         taken++;
     }
@@ -133,25 +159,11 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
 
 bool zp_wk_exec__read(zp_wk_exec_t *self)
 {
+    /* Closed: still take the results it wrote before dying, so its last
+     * batch's culprit is known. */
     bool open = true;
-    for (;;) {
-        char *dst;
-        size_t room;
-        if (zp_frame_reader_space(self->reader, 1 << 16, &dst, &room) < 0)
-            return false;
-        ssize_t n = recv(self->child.fd, dst, room, MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        if (n <= 0) {
-            /* Closed: still take the results it wrote before dying, so
-             * its last batch's culprit is known. */
-            open = false;
-            break;
-        }
-        zp_frame_reader_commit(self->reader, (size_t)n);
-    }
+    if (!zp_wk_exec__fill(self->reader, self->child.fd, &open))
+        return false;
     const char *frame;
     size_t len;
     int rc;
