@@ -64,9 +64,14 @@ static void s_requeue_expired(zp_vent_shell_t *v, zp_vent_task_t **expired,
         snprintf(why, sizeof why, "not completed within its lease on worker %s",
                  w ? w->id : "?");
         v->n.expired++;
-        zp_vent_shell_retried(v, t,
-                              zp_vent_requeue_expired(t, holder, other, why),
-                              ZP_CAUSE_LEASE_EXPIRED, why);
+        zp_vent_retry_result_t r = {ZP_VENT_REQUEUE, false, t->attempt};
+        if (v->committed_us <= t->sent_us &&
+            t->quiet < ZP_VENT_QUIET_EXPIRIES) {
+            t->quiet++; /* the sink's doing, not the task's or worker's */
+            zp_vent_tasks_requeue_front(t);
+        } else
+            r = zp_vent_requeue_expired(t, holder, other, why);
+        zp_vent_shell_retried(v, t, r, ZP_CAUSE_LEASE_EXPIRED, why);
     }
 }
 

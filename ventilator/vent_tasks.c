@@ -89,6 +89,7 @@ zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
     t->n_expired = 0;
     t->losses = 0;
     t->alone = 0;
+    t->quiet = 0;
     t->group = 0;
     t->worker = 0;
     t->sent_us = 0;

@@ -22,6 +22,11 @@ typedef enum {
 #define ZP_VENT_LEASE_WORKERS 3
 
 /* One task from read until committed. */
+/* Lease expiries forgiven while the sink commits nothing at all (away,
+ * restarting, paused on a full disk): bounded, so a task that hangs every
+ * worker when nothing else is left still ends. */
+#define ZP_VENT_QUIET_EXPIRIES 3
+
 typedef struct {
     uint64_t id;
     zp_vent_job_t *job;
@@ -31,6 +36,9 @@ typedef struct {
     uint8_t n_expired; /* distinct workers its lease expired on */
     uint16_t losses;   /* deliveries lost with a worker, not charged */
     uint16_t alone;    /* of those, the worker held only this task */
+    uint8_t quiet;     /* leases that expired with the sink committing
+                          nothing since it was sent: not counted against
+                          it or its workers, up to ZP_VENT_QUIET_EXPIRIES */
     uint32_t group;    /* suspect group (vent_bisect), 0 = none */
     uint64_t worker;   /* serial of the worker holding it */
     uint64_t expired_on[ZP_VENT_LEASE_WORKERS - 1]; /* their serials */

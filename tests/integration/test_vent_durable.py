@@ -329,10 +329,51 @@ def test_recovery_time_after_ventilator_kills():
     check(times[-1] < 5.0, "recovery took %.1f s" % times[-1])
 
 
+def test_sink_away_longer_than_the_lease_blames_no_worker():
+    """The sink SIGKILLed mid-job and back 3 s later, with 1 s leases: the
+    leases expire three times over with no commits from anyone. No worker
+    is quarantined for it (the sink's absence is not theirs), no task
+    fails, and every task has exactly one record."""
+    os.environ["ZPIPE_LEASE_MS"] = "1000"
+    try:
+        s = Service(workers=3, plugins=("spin",))
+    finally:
+        del os.environ["ZPIPE_LEASE_MS"]
+    n, batch = 6000, 500
+    p = Producer(s.intake, "spin", "away-1")
+    payloads = {}
+    for k in range(n // batch):
+        chunk = [b"%d" % (200 + (k * batch + i) % 7) for i in range(batch)]
+        first, _ = p.send(chunk)
+        payloads.update({first + i: c for i, c in enumerate(chunk)})
+        if k == 3:  # tasks in flight: the sink goes away
+            s.sink.send_signal(signal.SIGKILL)
+            s.sink.wait()
+            time.sleep(3)
+            s.sink = start([binary("zpipe-sink"), "--results", s.results,
+                            "--control", s.control, "--publish", s.publish,
+                            "--output", s.output] + list(s._sink_args()),
+                           stderr=s._log("sink"))
+    p.close(n)
+    st = _status(s.control, "away-1")
+    counts = _count(s.control, "away-1", payloads,
+                    expect=lambda b: b.decode())
+    with open(os.path.join(s.dir, "ventilator.log")) as f:
+        vlog = f.read()
+    print("    %d tasks, sink away 3 s with 1 s leases: %r; failed %d; "
+          "workers quarantined: %d" % (n, counts, st.failed,
+                                       vlog.count("quarantined for")))
+    check(counts == {"lost": 0, "duplicated": 0, "unexpected": 0, "wrong": 0},
+          counts)
+    check(st.failed == 0, "tasks failed: %d" % st.failed)
+    check("quarantined for" not in vlog, "a worker was blamed for the sink")
+
+
 if __name__ == "__main__":
     zptest.main([
         test_acknowledged_tasks_survive_ventilator_kills,
         test_resends_are_taken_once_and_ids_never_reused,
         test_whole_cluster_killed_resumes_by_itself,
         test_recovery_time_after_ventilator_kills,
+        test_sink_away_longer_than_the_lease_blames_no_worker,
     ])
