@@ -179,11 +179,11 @@ dc build >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "docker-c
 phase_done build
 
 # --- up: host ports the test does not use, but must not collide on
-free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# (three distinct ones below the ephemeral range: asking the kernel for port
+# 0 three times can hand out one port twice).
 export ZPIPE_COMPOSE_ADDR=127.0.0.1
-ZPIPE_COMPOSE_INTAKE_PORT=$(free_port)
-ZPIPE_COMPOSE_CONTROL_PORT=$(free_port)
-ZPIPE_COMPOSE_PUBLISH_PORT=$(free_port)
+read -r ZPIPE_COMPOSE_INTAKE_PORT ZPIPE_COMPOSE_CONTROL_PORT \
+    ZPIPE_COMPOSE_PUBLISH_PORT < <($PY -c 'import sys; sys.path.insert(0, sys.argv[1]); import zptest; print(*zptest.free_ports(3))' "$SRC/tests/integration")
 export ZPIPE_COMPOSE_INTAKE_PORT ZPIPE_COMPOSE_CONTROL_PORT ZPIPE_COMPOSE_PUBLISH_PORT
 export ZPIPE_DEMO_TASKS=500
 # The workers' plugin folder, empty for now (a plugin is dropped in later).

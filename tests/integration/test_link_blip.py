@@ -110,11 +110,7 @@ class Relay:
 
 
 def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return zptest.free_port()
 
 
 def _lines(path):

@@ -5,7 +5,6 @@ the test exits 77 (ctest: skipped), loudly."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,9 +33,7 @@ def _ensure_prometheus():
 
 
 def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return zptest.free_port()
 
 
 def _query(base, q):

@@ -15,11 +15,7 @@ from zptest import binary, check, run, start, stop
 
 
 def _port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return zptest.free_port()
 
 
 def _keygen(d, *names):
@@ -55,7 +51,7 @@ class Secure(zptest.Cluster):
         os.mkdir(self.allow)
         for name in allowed:
             shutil.copy(os.path.join(self.keys, name + ".key"), self.allow)
-        p = [_port() for _ in range(7)]
+        p = zptest.free_ports(7)
         (self.dispatch, self.results, self.control, self.publish, self.intake,
          self.sink_events, self.vent_events) = ("tcp://127.0.0.1:%d" % x
                                                 for x in p)

@@ -6,8 +6,10 @@ with nothing else installed; tests that speak ZeroMQ import zmq themselves.
 import atexit
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,48 @@ _clusters = []
 
 def binary(name):
     return os.path.join(BIN, name)
+
+
+_ports_given = set()
+
+
+def free_ports(n=1):
+    """N distinct free loopback tcp ports, never handed out before in this
+    process. They come from below the kernel's ephemeral range, so neither
+    another pick nor an outgoing connection's local port can take one
+    between this call and the daemon's bind (asking the kernel for port 0
+    twice can return the same port: CI once started two daemons on one)."""
+    lo, hi = 20000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            first = int(f.read().split()[0])
+        if first > 1024 + 2000:
+            lo, hi = max(1025, first - 12000), first
+    except (OSError, ValueError, IndexError):
+        pass
+    held, out = [], []
+    try:
+        while len(out) < n:
+            port = random.randrange(lo, hi)
+            if port in _ports_given:
+                continue
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+            out.append(port)
+            _ports_given.add(port)
+    finally:
+        for s in held:
+            s.close()
+    return out
+
+
+def free_port():
+    return free_ports(1)[0]
 
 
 def tmpdir():
