@@ -1,0 +1,610 @@
+"""zpipe.Pool: multiprocessing.Pool's interface on a zpipe cluster.
+
+    from zpipe import Pool          # instead of: from multiprocessing import Pool
+    with Pool(2) as p:
+        print(p.map(f, range(10)))
+
+Pool(processes) starts a private local cluster (zpipe.cluster); with
+cluster=... (or ZPIPE_CLUSTER) it uses a running one. The Pool is one job
+on the cluster's intake, open while the Pool is: every chunk of every call
+is one task run by the python plugin as zpipe._worker.run_chunk
+(codec=pickle), and one thread (the engine) sends the tasks and reads the
+records back by cursor, handing each chunk's results to its call.
+"""
+import collections
+import itertools
+import os
+import pickle
+import sys
+import threading
+import time
+from multiprocessing import TimeoutError
+
+import zmq
+
+from . import client as zc
+from .cluster import LocalCluster
+from .errors import RemoteError, with_remote_traceback
+
+RUN = "run"
+CLOSE = "close"
+TERMINATE = "terminate"
+_BATCH_TASKS = 1024
+_BATCH_BYTES = 1 << 20
+
+
+def _package_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main_file():
+    main = sys.modules.get("__main__")
+    f = getattr(main, "__file__", None)
+    return os.path.abspath(f) if f else None
+
+
+def _parse_cluster(spec):
+    """A Client from Pool(cluster=...): a Client, a dict of its arguments,
+    or the text "ventilator=EP,sink=EP[,curve_secret=F,...]"; bare
+    endpoints "INTAKE,SINK" are taken in that order."""
+    if isinstance(spec, zc.Client):
+        return spec
+    if isinstance(spec, dict):
+        return zc.Client(**spec)
+    kw, bare = {}, []
+    for part in str(spec).split(","):
+        part = part.strip()
+        if "=" in part and "://" not in part.split("=", 1)[0]:
+            k, v = part.split("=", 1)
+            kw[k.strip().replace("-", "_")] = v.strip()
+        elif part:
+            bare.append(part)
+    kw = {("ventilator" if k == "intake" else k): v for k, v in kw.items()}
+    if bare:
+        kw.setdefault("ventilator", bare[0])
+    if len(bare) > 1:
+        kw.setdefault("sink", bare[1])
+    return zc.Client(**kw)
+
+
+def _failure(rec):
+    """The exception for a failed record of zpipe's own (not a task's
+    exception, which run_chunk returns as an "err" value)."""
+    text = rec.error or rec.cause
+    head, _, tb = text.partition("\n")
+    name, _, msg = head.partition(": ")
+    e = RemoteError(name if msg else "", msg or head, rec.cause)
+    return with_remote_traceback(e, tb)
+
+
+def _rebuild(value):
+    """The caller-side exception for a ("err", ...) value."""
+    _, exc, name, msg, tb = value
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(name, msg, "python_exception")
+    return with_remote_traceback(exc, tb)
+
+
+class ApplyResult:
+    """multiprocessing's AsyncResult: get(timeout), wait(timeout),
+    ready(), successful()."""
+
+    def __init__(self, callback=None, error_callback=None):
+        self._event = threading.Event()
+        self._callback, self._error_callback = callback, error_callback
+        self._success = None
+        self._value = None
+
+    def ready(self):
+        return self._event.is_set()
+
+    def successful(self):
+        if not self.ready():
+            raise ValueError("%r not ready" % self)
+        return self._success
+
+    def wait(self, timeout=None):
+        self._event.wait(timeout)
+
+    def get(self, timeout=None):
+        self.wait(timeout)
+        if not self.ready():
+            raise TimeoutError
+        if self._success:
+            return self._value
+        raise self._value
+
+    def _set(self, success, value):
+        """Called once, by the engine."""
+        self._success, self._value = success, value
+        cb = self._callback if success else self._error_callback
+        if cb:
+            try:
+                cb(value)
+            except Exception:
+                import traceback
+                traceback.print_exc()
+        self._event.set()
+
+    # The engine's interface: one chunk's outcome.
+    def _chunk(self, index, ok, value):
+        if self.ready():
+            return
+        self._set(ok, value[0] if ok else value)
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult):
+    """The result of map_async / starmap_async: a list in input order;
+    the first failing chunk ends it with that chunk's exception."""
+
+    def __init__(self, n_chunks, chunksize, length, callback, error_callback,
+                 progress=None):
+        super().__init__(callback, error_callback)
+        self._parts = [None] * n_chunks
+        self._left = n_chunks
+        self._progress = progress
+        if n_chunks == 0:
+            self._set(True, [])
+
+    def _chunk(self, index, ok, value):
+        if self.ready():
+            return
+        if not ok:
+            self._set(False, value)
+            return
+        self._parts[index] = value
+        self._left -= 1
+        if self._progress:
+            self._progress.add(len(value))
+        if self._left == 0:
+            self._set(True, list(itertools.chain.from_iterable(self._parts)))
+            self._parts = None
+
+
+class IMapIterator:
+    """The iterator of imap (input order) and imap_unordered (as chunks
+    complete); next(timeout) as multiprocessing's."""
+
+    def __init__(self, ordered, progress=None):
+        self._cond = threading.Condition()
+        self._ordered = ordered
+        self._done = {}               # ordered: chunk index -> (ok, value)
+        self._items = collections.deque()
+        self._next_chunk = 0
+        self._length = None           # chunks, once all are known
+        self._seen = 0
+        self._progress = progress
+
+    def __iter__(self):
+        return self
+
+    def _set_length(self, n):
+        with self._cond:
+            self._length = n
+            self._cond.notify_all()
+
+    def _chunk(self, index, ok, value):
+        with self._cond:
+            if self._progress and ok:
+                self._progress.add(len(value))
+            if self._ordered:
+                self._done[index] = (ok, value)
+                while self._next_chunk in self._done:
+                    ok2, v = self._done.pop(self._next_chunk)
+                    self._push(ok2, v)
+                    self._next_chunk += 1
+            else:
+                self._push(ok, value)
+            self._cond.notify_all()
+
+    def _push(self, ok, value):
+        self._seen += 1
+        if ok:
+            self._items.extend((True, x) for x in value)
+        else:
+            self._items.append((False, value))
+
+    def next(self, timeout=None):
+        with self._cond:
+            end = None if timeout is None else time.monotonic() + timeout
+            while not self._items:
+                if self._length is not None and self._seen >= self._length:
+                    raise StopIteration
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                self._cond.wait(left)
+            ok, v = self._items.popleft()
+        if ok:
+            return v
+        raise v
+
+    __next__ = next
+
+
+class _Progress:
+    """A one-line progress meter on stderr (items done, rate, elapsed)."""
+
+    def __init__(self, total):
+        self.total, self.done, self.t0, self.shown = total, 0, time.monotonic(), 0.0
+        self.lock = threading.Lock()
+
+    def add(self, n):
+        with self.lock:
+            self.done += n
+            now = time.monotonic()
+            if now - self.shown < 0.1 and self.done != self.total:
+                return
+            self.shown = now
+            el = now - self.t0
+            rate = self.done / el if el > 0 else 0.0
+            tot = "/%d" % self.total if self.total else ""
+            pct = " %3d%%" % (100 * self.done // self.total) if self.total else ""
+            sys.stderr.write("\rzpipe:%s %d%s items [%.1fs, %.0f it/s]" %
+                             (pct, self.done, tot, el, rate))
+            if self.total and self.done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class _Engine(threading.Thread):
+    """Owns the sockets: sends queued tasks as batches of the Pool's job
+    and hands each record to the call its task belongs to."""
+
+    def __init__(self, client, config):
+        super().__init__(name="zpipe-pool", daemon=True)
+        self.lock = threading.Lock()
+        self.outbox = collections.deque()   # (payload, call, chunk index)
+        self.calls = {}                     # task id -> (call, chunk index)
+        self.error = None                   # a fatal error: every call gets it
+        self.stopping = False
+        self.finishing = False              # close the job once all is sent
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        self.producer = client.producer("python", config=config)
+        self.fetcher = zc.Fetcher(client.ctx, client.sink,
+                                  self.producer.job_id,
+                                  curve_secret=client.curve_secret,
+                                  server_key=client.sink_key)
+        self.check = None                   # a callable -> error text or None
+        self.pending = 0                    # tasks sent without a record
+        self.local = False                  # a private cluster: no close
+
+    def submit(self, tasks):
+        """tasks: (payload, call, chunk index) triples."""
+        with self.lock:
+            if self.error:
+                raise self.error
+            self.outbox.extend(tasks)
+        os.write(self.wake_w, b"x")
+
+    def wake(self):
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass
+
+    def _pack(self):
+        """Moves queued tasks into batches while the producer has room."""
+        p = self.producer
+        while len(p.queue) + len(p.sent) < zc.MAX_UNANSWERED + 1:
+            with self.lock:
+                if not self.outbox:
+                    return
+                batch, size = [], 0
+                while self.outbox and len(batch) < _BATCH_TASKS and \
+                        (not batch or size + len(self.outbox[0][0]) <=
+                         _BATCH_BYTES):
+                    t = self.outbox.popleft()
+                    batch.append(t)
+                    size += len(t[0])
+            first = p.total
+            for i, (_, call, idx) in enumerate(batch):
+                self.calls[first + i] = (call, idx)
+            self.pending += len(batch)
+            p.send([t[0] for t in batch])
+
+    def _deliver(self, rec):
+        entry = self.calls.pop(rec.task, None)
+        if entry is None:
+            return
+        self.pending -= 1
+        call, idx = entry
+        if rec.ok:
+            try:
+                value = pickle.loads(rec.output)
+            except Exception as e:
+                call._chunk(idx, False, RemoteError(
+                    type(e).__name__, "result did not unpickle: %s" % e))
+                return
+            if value[0] == "ok":
+                call._chunk(idx, True, value[1])
+            else:
+                call._chunk(idx, False, _rebuild(value))
+        else:
+            call._chunk(idx, False, _failure(rec))
+
+    def _fail_all(self, err):
+        with self.lock:
+            self.error = err
+            self.outbox.clear()
+        for call, idx in list(self.calls.values()):
+            call._chunk(idx, False, err)
+        self.calls.clear()
+
+    def run(self):
+        poller = zmq.Poller()
+        for s in self.producer.sockets() + self.fetcher.sockets():
+            poller.register(s, zmq.POLLIN)
+        poller.register(self.wake_r, zmq.POLLIN)
+        last_check = time.monotonic()
+        try:
+            while not self.stopping:
+                try:
+                    os.read(self.wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                self._pack()
+                if self.finishing and not self.outbox and \
+                        not self.producer.closed and not self.producer.queue \
+                        and not self.producer.sent:
+                    self.producer.close()
+                self.producer.pump()
+                if self.producer.opened:
+                    for rec in self.fetcher.pump():
+                        self._deliver(rec)
+                if self.finishing and self.producer.closed and \
+                        not self.calls and not self.outbox:
+                    break
+                now = time.monotonic()
+                if self.check and now - last_check > 0.5:
+                    last_check = now
+                    why = self.check()
+                    if why:
+                        raise RuntimeError(why)
+                poller.poll(500)
+        except Exception as e:  # a refusal, a dead daemon: every call fails
+            err = e if isinstance(e, RemoteError) else RemoteError(
+                type(e).__name__, str(e), "zpipe")
+            self._fail_all(err)
+        if self.stopping and not self.local and self.producer.opened and \
+                not self.producer.closed:
+            self._close_quickly()
+        self.producer.shutdown()
+        self.fetcher.shutdown()
+        os.close(self.wake_r)
+
+    def _close_quickly(self):
+        """terminate(): closes the job with the tasks the ventilator has
+        (so a running cluster does not keep it open), for at most 2 s."""
+        p = self.producer
+        p.queue = collections.deque(x for x in p.queue if x[0])
+        end = time.monotonic() + 2.0
+        try:
+            while (p.queue or p.sent) and time.monotonic() < end:
+                p.pump()
+                p.link.sock.poll(50)
+            p.close()
+            while not p.closed and time.monotonic() < end:
+                p.pump()
+                p.link.sock.poll(50)
+        except Exception:
+            pass
+
+    def stop(self):
+        self.stopping = True
+        self.wake()
+
+
+class Pool:
+    """A drop-in for multiprocessing.Pool on zpipe (see the module's
+    comment and docs/python.md). processes: workers of the private
+    cluster (default os.cpu_count()); initializer(*initargs) runs once per
+    worker process before its first task; maxtasksperchild and context are
+    accepted and ignored. zpipe's own: cluster (a running cluster: a
+    Client, a dict of Client's arguments or "ventilator=EP,sink=EP,...";
+    default ZPIPE_CLUSTER when it names endpoints), path (directories the
+    workers put on sys.path; a local Pool passes the caller's sys.path),
+    main (the script defining __main__'s functions; a local Pool passes
+    the caller's), window (tasks a worker holds at once, local only),
+    progress (a progress line on stderr when it is a terminal)."""
+
+    def __init__(self, processes=None, initializer=None, initargs=(),
+                 maxtasksperchild=None, context=None, *, cluster=None,
+                 path=None, main=None, window=2, progress=False):
+        if processes is not None and processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._processes = processes or os.cpu_count() or 1
+        self._state = RUN
+        self._local = None
+        self._progress = progress and sys.stderr.isatty()
+        self._init = pickle.dumps((initializer, tuple(initargs))) \
+            if initializer else None
+        env_cluster = os.environ.get("ZPIPE_CLUSTER", "")
+        if cluster is None and "://" in env_cluster:
+            cluster = env_cluster
+        config = {"func": "zpipe._worker:run_chunk", "codec": "pickle"}
+        if cluster is None:
+            dirs = [_package_root()]
+            dirs += [os.path.abspath(d or ".") for d in sys.path
+                     if os.path.isdir(d or ".")]
+            if path:
+                dirs = list(path) + dirs
+            config["path"] = ":".join(dict.fromkeys(dirs))
+            main = main or _main_file()
+            if main:
+                config["main"] = main
+            self._local = LocalCluster(self._processes, window=window,
+                                       plugin_config=config)
+            client = zc.Client(self._local.intake, self._local.sink,
+                               cluster="")
+            client.curve_secret = client.ventilator_key = \
+                client.sink_key = None
+        else:
+            client = _parse_cluster(cluster)
+            if path:
+                config["path"] = ":".join(path)
+            if main:
+                config["main"] = main
+        self._client = client
+        try:
+            self._engine = _Engine(client, config)
+        except BaseException:
+            self._stop_cluster()
+            raise
+        if self._local:
+            local = self._local
+            self._engine.local = True
+            self._engine.check = lambda: local.dead() and \
+                "the private cluster failed: %s\n%s" % (local.dead(),
+                                                        local.log_tail())
+        self._engine.start()
+
+    # -- calls -------------------------------------------------------------
+
+    def _check_running(self):
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def _submit(self, func, chunks, star, call):
+        fn = pickle.dumps(func)
+        tasks = [(pickle.dumps((self._init, fn, pickle.dumps(c), star)), call,
+                  i) for i, c in enumerate(chunks)]
+        self._engine.submit(tasks)
+
+    @staticmethod
+    def _chunks(iterable, chunksize):
+        it = iter(iterable)
+        while True:
+            c = list(itertools.islice(it, chunksize))
+            if not c:
+                return
+            yield c
+
+    def _default_chunksize(self, n):
+        chunksize, extra = divmod(n, self._processes * 4)
+        return chunksize + 1 if extra else chunksize
+
+    def _map_async(self, func, iterable, star, chunksize, callback,
+                   error_callback):
+        self._check_running()
+        if not hasattr(iterable, "__len__"):
+            iterable = list(iterable)
+        if chunksize is None:
+            chunksize = self._default_chunksize(len(iterable))
+        if len(iterable) == 0:
+            chunksize = 0
+        chunks = list(self._chunks(iterable, chunksize)) if chunksize else []
+        prog = _Progress(len(iterable)) if self._progress else None
+        r = MapResult(len(chunks), chunksize, len(iterable), callback,
+                      error_callback, prog)
+        if chunks:
+            self._submit(func, chunks, star, r)
+        return r
+
+    def apply_async(self, func, args=(), kwds={}, callback=None,
+                    error_callback=None):
+        self._check_running()
+        r = ApplyResult(callback, error_callback)
+        self._submit(func, [[(tuple(args), dict(kwds))]], 2, r)
+        return r
+
+    def apply(self, func, args=(), kwds={}):
+        return self.apply_async(func, args, kwds).get()
+
+    def map_async(self, func, iterable, chunksize=None, callback=None,
+                  error_callback=None):
+        return self._map_async(func, iterable, 0, chunksize, callback,
+                               error_callback)
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None,
+                      error_callback=None):
+        return self._map_async(func, iterable, 1, chunksize, callback,
+                               error_callback)
+
+    def map(self, func, iterable, chunksize=None):
+        return self.map_async(func, iterable, chunksize).get()
+
+    def starmap(self, func, iterable, chunksize=None):
+        return self.starmap_async(func, iterable, chunksize).get()
+
+    def _imap(self, func, iterable, chunksize, ordered):
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError("Chunksize must be 1+, not {0:n}".format(
+                chunksize))
+        n = len(iterable) if hasattr(iterable, "__len__") else 0
+        it = IMapIterator(ordered, _Progress(n) if self._progress else None)
+        # The input is read by a thread, as multiprocessing's task handler
+        # does: imap returns at once, also on a long generator.
+        fn = pickle.dumps(func)
+
+        def feed():
+            i = 0
+            try:
+                for c in self._chunks(iterable, chunksize):
+                    self._engine.submit([(pickle.dumps(
+                        (self._init, fn, pickle.dumps(c), 0)), it, i)])
+                    i += 1
+            except Exception as e:
+                it._chunk(i, False, e)
+                i += 1
+            it._set_length(i)
+        threading.Thread(target=feed, daemon=True).start()
+        return it
+
+    def imap(self, func, iterable, chunksize=1):
+        return self._imap(func, iterable, chunksize, True)
+
+    def imap_unordered(self, func, iterable, chunksize=1):
+        return self._imap(func, iterable, chunksize, False)
+
+    # -- lifetime ----------------------------------------------------------
+
+    def close(self):
+        """No more calls; join() then waits for the queued ones."""
+        if self._state == RUN:
+            self._state = CLOSE
+            self._engine.finishing = True
+            self._engine.wake()
+
+    def join(self):
+        """Waits for every call to finish, then stops the cluster (after
+        close() or terminate())."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        if self._state == CLOSE:
+            self._engine.join()
+        self._stop_cluster()
+
+    def terminate(self):
+        """Stops at once: unfinished calls never complete."""
+        self._state = TERMINATE
+        self._engine.stop()
+        self._engine.join(5)
+        self._stop_cluster()
+
+    def _stop_cluster(self):
+        if self._local:
+            self._local.stop()
+
+    def __enter__(self):
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
+
+    def __del__(self):
+        if getattr(self, "_state", None) == RUN and \
+                getattr(self, "_local", None):
+            self._local.stop()
+
+    def __reduce__(self):
+        raise NotImplementedError("pool objects cannot be passed between "
+                                  "processes or pickled")
