@@ -11,6 +11,7 @@
  * clarity costs nothing. */
 static const char s_helper_src[] =
     "import os, sys\n"
+    "HERE = '<zpipe python plugin>'\n"
     "def add_path(dirs):\n"
     "    for d in reversed([d for d in dirs.split(':') if d]):\n"
     "        d = os.path.abspath(d)\n"
@@ -60,9 +61,10 @@ static const char s_helper_src[] =
     "        msg = '<unprintable %s>' % name\n"
     "    head = ('%s: %s' % (name, msg) if msg else name)\n"
     "    head = head.encode('utf-8', 'replace')[:cap // 2]\n"
-    "    if not full:\n"
-    "        tb = traceback.extract_tb(e.__traceback__)[-1:]\n"
-    "        if tb:\n"
+    "    if not full or e.__traceback__ is None:\n"
+    "        tb = [f for f in traceback.extract_tb(e.__traceback__)\n"
+    "              if f.filename != HERE][-1:]\n"
+    "        if tb and not full:\n"
     "            head += (' (%s, line %s)' % (tb[0].filename, tb[0].lineno)\n"
     "                     ).encode('utf-8', 'replace')\n"
     "        return head[:cap].decode('utf-8', 'ignore')\n"
@@ -126,8 +128,10 @@ static int s_start(void)
     PyObject *dict = mod ? PyModule_GetDict(mod) : NULL;
     if (dict)
         PyDict_SetItemString(dict, "__builtins__", PyEval_GetBuiltins());
-    PyObject *r =
-        dict ? PyRun_String(s_helper_src, Py_file_input, dict, dict) : NULL;
+    PyObject *code =
+        Py_CompileString(s_helper_src, "<zpipe python plugin>", Py_file_input);
+    PyObject *r = dict && code ? PyEval_EvalCode(code, dict, dict) : NULL;
+    Py_XDECREF(code);
     s_key_main = PyUnicode_InternFromString("__main__");
     s_key_mp_main = PyUnicode_InternFromString("__mp_main__");
     if (!r || !s_key_main || !s_key_mp_main) {
@@ -275,9 +279,12 @@ PyObject *pyp_decode(const pyp_codec_fns_t *codec, const uint8_t *data,
 {
     if (codec->kind == PYP_RAW)
         return PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)len);
-    /* The decoders read the borrowed input in place: no copy. */
+    /* pickle reads the borrowed input in place, no copy; json.loads
+     * takes only str and bytes. */
     PyObject *view =
-        PyMemoryView_FromMemory((char *)data, (Py_ssize_t)len, PyBUF_READ);
+        codec->kind == PYP_PICKLE
+            ? PyMemoryView_FromMemory((char *)data, (Py_ssize_t)len, PyBUF_READ)
+            : PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)len);
     if (!view)
         return NULL;
     PyObject *arg = PyObject_CallOneArg(codec->loads, view);
