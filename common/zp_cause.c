@@ -28,7 +28,14 @@ static const char *const s_names[ZP_CAUSE_COUNT] = {
     [ZP_CAUSE_SIGXFSZ] = "SIGXFSZ",
     [ZP_CAUSE_WORKER_LOST] = "worker_lost",
     [ZP_CAUSE_LEASE_EXPIRED] = "lease_expired",
+    [ZP_CAUSE_PYTHON_EXCEPTION] = "python_exception",
 };
+
+/* The causes a plugin may give its failures (host->set_cause): a name
+ * the plugin's own runtime defines, never one the host finds itself
+ * (a signal, a deadline, a memory limit), so a record never claims what
+ * the host did not see. */
+static const zp_cause_t s_claimable[] = {ZP_CAUSE_PYTHON_EXCEPTION};
 
 const char *zp_cause_name(zp_cause_t c)
 {
@@ -43,6 +50,15 @@ zp_cause_t zp_cause_parse(const char *name)
         if (strcmp(name, s_names[c]) == 0)
             return (zp_cause_t)c;
     return ZP_CAUSE_PLUGIN_ERROR;
+}
+
+zp_cause_t zp_cause_claimable(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof s_claimable / sizeof *s_claimable;
+         i++)
+        if (strcmp(name, s_names[s_claimable[i]]) == 0)
+            return s_claimable[i];
+    return ZP_CAUSE_NONE;
 }
 
 zp_cause_t zp_cause_of_signal(int sig)

@@ -30,8 +30,9 @@ typedef enum {
     ZP_CAUSE_SIGTRAP,
     ZP_CAUSE_SIGXCPU,
     ZP_CAUSE_SIGXFSZ,
-    ZP_CAUSE_WORKER_LOST,   /* workers died holding it (ventilator) */
-    ZP_CAUSE_LEASE_EXPIRED, /* not committed within its lease (ventilator) */
+    ZP_CAUSE_WORKER_LOST,      /* workers died holding it (ventilator) */
+    ZP_CAUSE_LEASE_EXPIRED,    /* not committed within its lease (ventilator) */
+    ZP_CAUSE_PYTHON_EXCEPTION, /* the python plugin's function raised */
     ZP_CAUSE_COUNT
 } zp_cause_t;
 
@@ -42,6 +43,9 @@ const char *zp_cause_name(zp_cause_t c);
  * not on the list is ZP_CAUSE_PLUGIN_ERROR (a peer's text is never
  * trusted as a cause). */
 zp_cause_t zp_cause_parse(const char *name);
+/* The cause a plugin named through host->set_cause, if it is one a
+ * plugin may claim (python_exception); else ZP_CAUSE_NONE. */
+zp_cause_t zp_cause_claimable(const char *name);
 /* The cause for an executor killed by sig (ZP_CAUSE_EXECUTOR_EXIT for a
  * signal not on the list). */
 zp_cause_t zp_cause_of_signal(int sig);

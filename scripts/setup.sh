@@ -10,7 +10,8 @@ ZPIPE_BUILD=${ZPIPE_BUILD:-$ZPIPE_ROOT/build}
 ZPIPE_PACKAGES=(build-essential cmake pkg-config libzmq3-dev libczmq-dev
     libprotobuf-c-dev protobuf-c-compiler libsodium-dev protobuf-compiler
     python3 python3-zmq python3-protobuf python3-jsonschema clang-format
-    valgrind clang libclang-rt-14-dev dpkg-dev zlib1g-dev libmicrohttpd-dev)
+    valgrind clang libclang-rt-14-dev dpkg-dev zlib1g-dev libmicrohttpd-dev
+    python3-dev libpython3.11-dev)
 
 zpipe_install_packages() {
     local missing=()

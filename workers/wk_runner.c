@@ -30,8 +30,19 @@ struct zp_wk_runner {
     size_t call_out_off;
     bool out_overflow;
     zp_buf_t call_err;
-    bool hit_limit; /* a task ended in resource_limit */
+    zp_cause_t call_cause; /* named by the plugin (set_cause), or NONE */
+    bool hit_limit;        /* a task ended in resource_limit */
 };
+
+zp_wk_verdict_t zp_wk_classify_claimed(int st, bool overflow,
+                                       bool memory_limited, zp_cause_t claimed)
+{
+    zp_wk_verdict_t v = zp_wk_classify(st, overflow, memory_limited);
+    if (claimed != ZP_CAUSE_NONE &&
+        (v.cause == ZP_CAUSE_PLUGIN_ERROR || v.cause == ZP_CAUSE_PLUGIN_RETRY))
+        v.cause = claimed;
+    return v;
+}
 
 zp_wk_verdict_t zp_wk_classify(int st, bool overflow, bool memory_limited)
 {
@@ -107,6 +118,18 @@ static void s_host_set_error(zpipe_call_t *call, const char *message)
     zp_buf_append(&self->call_err, message ? message : "", n);
 }
 
+static int s_host_set_cause(zpipe_call_t *call, const char *cause)
+{
+    if (!s_call_open(call, "cause"))
+        return -1;
+    zp_wk_runner_t *self = call->host_private;
+    zp_cause_t c = zp_cause_claimable(cause);
+    if (c == ZP_CAUSE_NONE)
+        return -1;
+    self->call_cause = c;
+    return 0;
+}
+
 static void s_host_log(int level, const char *plugin, const char *message)
 {
     zp_log_level_t l = level <= ZPIPE_LOG_ERROR  ? ZP_LOG_ERROR
@@ -130,6 +153,7 @@ zp_wk_runner_t *zp_wk_runner_new(const zp_worker_config_t *cfg, const char *id)
     host->append = s_host_append;
     host->set_error = s_host_set_error;
     host->log = s_host_log;
+    host->set_cause = s_host_set_cause;
     self->plugins = zp_plugins_new(&self->host);
     if (!self->plugins) {
         free(self);
@@ -207,6 +231,7 @@ static void s_call(zp_wk_runner_t *self, const zp_plugin_t *plugin,
     /* Error text for this call goes to a side buffer, then is moved
      * behind the previous errors. */
     self->call_err.len = 0;
+    self->call_cause = ZP_CAUSE_NONE;
     self->out = out;
     self->out_overflow = false;
     self->call_out_off = out->len;
@@ -225,8 +250,8 @@ static void s_call(zp_wk_runner_t *self, const zp_plugin_t *plugin,
     s_active_call = &call;
     int st = plugin->desc.process(plugin->state, &call);
     s_active_call = outer;
-    zp_wk_verdict_t v =
-        zp_wk_classify(st, self->out_overflow, self->cfg->memory_limit != 0);
+    zp_wk_verdict_t v = zp_wk_classify_claimed(
+        st, self->out_overflow, self->cfg->memory_limit != 0, self->call_cause);
     d->status = v.status;
     if (v.status == ZPIPE_OK)
         return;

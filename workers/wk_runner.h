@@ -32,6 +32,12 @@ typedef struct {
 /* Pure: the record for a call that returned st, had overflowed the output
  * limit (overflow) or not, under a memory limit (memory_limited) or not. */
 zp_wk_verdict_t zp_wk_classify(int st, bool overflow, bool memory_limited);
+/* Pure: zp_wk_classify, then the cause the plugin claimed through
+ * host->set_cause (ZP_CAUSE_NONE: none) in place of plugin_error or
+ * plugin_retry; a cause the host found (output_too_large,
+ * resource_limit) stands. The status alone decides retryable. */
+zp_wk_verdict_t zp_wk_classify_claimed(int st, bool overflow,
+                                       bool memory_limited, zp_cause_t claimed);
 
 /* What a batch's caller does between tasks. */
 typedef struct {

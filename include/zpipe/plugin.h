@@ -44,7 +44,7 @@ extern "C" {
 #endif
 
 #define ZPIPE_ABI_MAJOR 1
-#define ZPIPE_ABI_MINOR 1
+#define ZPIPE_ABI_MINOR 2
 
 /* The symbol the loader looks up with dlsym. */
 #define ZPIPE_PLUGIN_ENTRY_SYMBOL "zpipe_plugin_entry"
@@ -106,6 +106,18 @@ typedef struct zpipe_host {
      * host puts it in the message that refuses the plugin or fails the
      * job's tasks. Copied; call before returning a failure from init. */
     void (*init_error)(const struct zpipe_host *host, const char *message);
+
+    /* ---- ABI 1.2 (check host->abi_minor >= 2 and struct_size) ---- */
+
+    /* Names the cause of the failure process is about to return (a status
+     * other than ZPIPE_OK) in place of plugin_error/plugin_retry. Only
+     * causes on the host's list of plugin-claimable ones are accepted
+     * (today "python_exception"); returns 0, or -1 for any other name, from
+     * another thread, or outside process. The status still decides whether
+     * the task is retried, and a cause the host finds itself (an output
+     * over the limit, a memory limit) wins. May be NULL (the sink's
+     * reducer table). */
+    int (*set_cause)(zpipe_call_t *call, const char *cause);
 } zpipe_host_t;
 
 /* One task as a plugin sees it. Borrowed for the duration of process. */
@@ -214,6 +226,19 @@ static inline int zpipe_init_fail(const zpipe_host_t *host, const char *message)
     else
         host->log(ZPIPE_LOG_ERROR, "", message);
     return ZPIPE_INVALID;
+}
+
+/* Names the failure's cause (ABI 1.2, see set_cause above); -1 on an
+ * older host or a host without it, and for a name it does not accept. */
+static inline int zpipe_set_cause(zpipe_call_t *call, const char *cause)
+{
+    const zpipe_host_t *host = call->host;
+    if (host->abi_minor < 2 ||
+        host->struct_size <
+            offsetof(zpipe_host_t, set_cause) + sizeof host->set_cause ||
+        !host->set_cause)
+        return -1;
+    return host->set_cause(call, cause);
 }
 
 #ifdef __cplusplus

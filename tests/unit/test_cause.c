@@ -29,6 +29,21 @@ static void test_wire_names_are_the_documented_ones(void)
     TEST_EQ_STR(zp_cause_name(ZP_CAUSE_WORKER_LOST), "worker_lost");
     TEST_EQ_STR(zp_cause_name(ZP_CAUSE_LEASE_EXPIRED), "lease_expired");
     TEST_EQ_STR(zp_cause_name(ZP_CAUSE_SIGXFSZ), "SIGXFSZ");
+    TEST_EQ_STR(zp_cause_name(ZP_CAUSE_PYTHON_EXCEPTION), "python_exception");
+}
+
+static void test_plugins_claim_only_listed_causes(void)
+{
+    TEST_EQ_INT(zp_cause_claimable("python_exception"),
+                ZP_CAUSE_PYTHON_EXCEPTION);
+    /* what the host finds itself is never a plugin's to claim */
+    TEST_EQ_INT(zp_cause_claimable("SIGSEGV"), ZP_CAUSE_NONE);
+    TEST_EQ_INT(zp_cause_claimable("timeout"), ZP_CAUSE_NONE);
+    TEST_EQ_INT(zp_cause_claimable("resource_limit"), ZP_CAUSE_NONE);
+    TEST_EQ_INT(zp_cause_claimable("plugin_error"), ZP_CAUSE_NONE);
+    TEST_EQ_INT(zp_cause_claimable("Python_Exception"), ZP_CAUSE_NONE);
+    TEST_EQ_INT(zp_cause_claimable(""), ZP_CAUSE_NONE);
+    TEST_EQ_INT(zp_cause_claimable(NULL), ZP_CAUSE_NONE);
 }
 
 static void test_unknown_names_are_plugin_errors(void)
@@ -80,6 +95,8 @@ static const test_case_t tests[] = {
      test_wire_names_are_the_documented_ones},
     {"test_unknown_names_are_plugin_errors",
      test_unknown_names_are_plugin_errors},
+    {"test_plugins_claim_only_listed_causes",
+     test_plugins_claim_only_listed_causes},
     {"test_signals_map_to_their_causes", test_signals_map_to_their_causes},
     {"test_retry_stops_at_max_attempts", test_retry_stops_at_max_attempts},
     {"test_which_causes_are_worth_another_attempt",

@@ -55,6 +55,31 @@ static void test_classify_output_too_large(void)
     TEST_EQ_STR(zp_cause_name(v.cause), "plugin_retry");
 }
 
+static void test_classify_claimed_cause(void)
+{
+    /* A plugin's claimed cause names its failures; the status still
+     * decides retrying. */
+    zp_wk_verdict_t v = zp_wk_classify_claimed(ZPIPE_ERROR, false, false,
+                                               ZP_CAUSE_PYTHON_EXCEPTION);
+    TEST_EQ_STR(zp_cause_name(v.cause), "python_exception");
+    TEST_CHECK(!v.retryable);
+    v = zp_wk_classify_claimed(ZPIPE_RETRY, false, false,
+                               ZP_CAUSE_PYTHON_EXCEPTION);
+    TEST_EQ_STR(zp_cause_name(v.cause), "python_exception");
+    TEST_CHECK(v.retryable);
+    /* What the host found itself stands. */
+    v = zp_wk_classify_claimed(ZPIPE_NOMEM, false, true,
+                               ZP_CAUSE_PYTHON_EXCEPTION);
+    TEST_EQ_STR(zp_cause_name(v.cause), "resource_limit");
+    v = zp_wk_classify_claimed(ZPIPE_OK, true, false,
+                               ZP_CAUSE_PYTHON_EXCEPTION);
+    TEST_EQ_STR(zp_cause_name(v.cause), "output_too_large");
+    /* A success has no cause, claimed or not. */
+    v = zp_wk_classify_claimed(ZPIPE_OK, false, false,
+                               ZP_CAUSE_PYTHON_EXCEPTION);
+    TEST_EQ_INT(v.cause, ZP_CAUSE_NONE);
+}
+
 /* What the hooks saw. */
 typedef struct {
     zp_wk_results_t *res; /* cleared on flush, as a sent batch */
@@ -338,6 +363,7 @@ static const test_case_t tests[] = {
     {"test_classify_errors_and_retries", test_classify_errors_and_retries},
     {"test_classify_memory_limit", test_classify_memory_limit},
     {"test_classify_output_too_large", test_classify_output_too_large},
+    {"test_classify_claimed_cause", test_classify_claimed_cause},
     {"test_a_batch_runs_in_process", test_a_batch_runs_in_process},
     {"test_a_missing_plugin_fails_every_task",
      test_a_missing_plugin_fails_every_task},
