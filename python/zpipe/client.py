@@ -19,9 +19,9 @@ import os
 import secrets
 import time
 
+import struct
+
 import zmq
-import zmq.auth
-from zmq.utils.monitor import recv_monitor_message
 
 from . import zpipe_pb2 as pb
 
@@ -36,6 +36,7 @@ def _z85_key(key):
         return key
     if len(key) == 40 and not os.path.exists(key):
         return key.encode()
+    import zmq.auth
     public, _ = zmq.auth.load_certificate(key)
     return public
 
@@ -46,6 +47,7 @@ def secure(sock, secret_file, server_key):
     text or a certificate file. A no-op without a secret file."""
     if not secret_file:
         return
+    import zmq.auth
     public, secret = zmq.auth.load_certificate(secret_file)
     if secret is None:
         raise ValueError("%s has no secret key" % secret_file)
@@ -75,7 +77,8 @@ class _Link:
         drop (not the first one)."""
         back = False
         while self.monitor.poll(0):
-            ev = recv_monitor_message(self.monitor)["event"]
+            frames = self.monitor.recv_multipart()
+            ev = struct.unpack("=hi", frames[0][:6])[0]
             if ev == zmq.EVENT_CONNECTED:
                 back = back or self.connected is None
                 self.connected = True

@@ -60,7 +60,7 @@ class LocalCluster:
     and ZeroMQ delivers once the daemons have bound). intake and sink are
     the endpoints for a Client."""
 
-    def __init__(self, workers, window=2, plugin_config=None, log_level="warn",
+    def __init__(self, workers, window=2, plugin_config=None, log_level=os.environ.get("ZPIPE_POOL_LOG_LEVEL", "warn"),
                  bin_dir=None):
         self.bin_dir = bin_dir or find_bin_dir()
         self.dir = tempfile.mkdtemp(prefix="zpipe-pool-")
@@ -84,6 +84,7 @@ class LocalCluster:
         worker += common
         self.procs = []
         self.pgid = None
+        os.mkdir(os.path.join(d, "spool"))
         self._log = open(os.path.join(d, "daemons.log"), "ab")
         env = _child_env()
         try:

@@ -20,11 +20,21 @@ import threading
 import time
 from multiprocessing import TimeoutError
 
-import zmq
-
-from . import client as zc
-from .cluster import LocalCluster
 from .errors import RemoteError, with_remote_traceback
+
+# zmq, protobuf and the client are imported when a Pool starts, not with
+# this module: a worker running the caller's main script (which imports
+# zpipe) should not pay for them.
+zc = zmq = None
+
+
+def _load():
+    global zc, zmq
+    if zc is None:
+        import importlib
+        import zmq as _zmq
+        _zc = importlib.import_module(__package__ + ".client")
+        zc, zmq = _zc, _zmq
 
 RUN = "run"
 CLOSE = "close"
@@ -439,13 +449,16 @@ class Pool:
             main = main or _main_file()
             if main:
                 config["main"] = main
-            self._local = LocalCluster(self._processes, window=window,
-                                       plugin_config=config)
+            from .cluster import LocalCluster
+            # The daemons start while this process imports zmq.
+            self._local = LocalCluster(self._processes, window=window)
+            _load()
             client = zc.Client(self._local.intake, self._local.sink,
                                cluster="")
             client.curve_secret = client.ventilator_key = \
                 client.sink_key = None
         else:
+            _load()
             client = _parse_cluster(cluster)
             if path:
                 config["path"] = ":".join(path)
