@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Reads every record of a zpipe job from a running sink, missing nothing.
 
-Needs only Debian's python3-zmq and python3-protobuf, and zpipe_pb2.py,
-which the build generates from proto/zpipe.proto (build/python/):
+Needs only Debian's python3-zmq and python3-protobuf, and the zpipe
+package the build puts in build/python (zpipe.Job.results does the same):
 
     PYTHONPATH=build/python examples/python/consumer.py \
         --sink tcp://127.0.0.1:5559 JOB > records.jsonl
@@ -13,50 +13,26 @@ a byte offset, so an interrupted consumer resumes with --cursor N.
 import argparse
 import json
 import sys
-import time
 
 import zmq
 
-import zpipe_pb2
-from curve import secure
+from zpipe.client import Fetcher, _drive
 
 
 def records(sink, job, cursor=0, max_bytes=1 << 20, curve_secret=None,
             server_key=None):
-    """Yields (record dict, cursor after it) until the job is done."""
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    secure(sock, curve_secret, server_key)
-    sock.connect(sink)
+    """Yields (record dict, cursor after it) until the job is done; asks
+    again from its cursor after a dropped connection."""
+    f = Fetcher(zmq.Context.instance(), sink, job, cursor, curve_secret,
+                server_key, max_bytes=max_bytes, resend_s=5.0)
     try:
-        while True:
-            req = zpipe_pb2.Message()
-            req.results_request.job_id = job
-            req.results_request.cursor = cursor
-            req.results_request.max_bytes = max_bytes
-            req.results_request.wait = True
-            sock.send(req.SerializeToString())
-            # With wait, the sink answers when it has records past the
-            # cursor or the job is done; ask again if it went quiet.
-            if not sock.poll(5000):
-                continue
-            chunk = zpipe_pb2.Message.FromString(sock.recv()).results_chunk
-            if chunk.cursor != cursor:
-                continue  # the answer to an earlier, repeated request
-            if chunk.error == "unknown job":
-                time.sleep(0.1)  # not opened yet
-                continue
-            if chunk.error:
-                raise RuntimeError("sink: %s" % chunk.error)
-            at = cursor
-            for line in chunk.records.splitlines(keepends=True):
-                at += len(line)
-                yield json.loads(line), at
-            cursor = chunk.next_cursor
-            if chunk.done:
-                return
+        while not f.done:
+            for rec in f.pump():
+                yield rec.raw, rec.cursor
+            if not f.done:
+                _drive([f], 0.2)
     finally:
-        sock.close(linger=0)
+        f.shutdown()
 
 
 def main():

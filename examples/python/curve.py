@@ -7,19 +7,7 @@ zpipe keygen writes czmq certificates, which pyzmq's zmq.auth reads:
     sock.connect("tcp://vent-host:5561")
 
 The client's public key (keys/client.key) must be in the server's
---curve-allow directory.
+--curve-allow directory. This is zpipe.client.secure from the zpipe
+package (build/python), which also takes the server key as Z85 text.
 """
-import zmq.auth
-
-
-def secure(sock, secret_file, server_key_file):
-    """Makes sock a CURVE client; call before connect. A no-op without a
-    secret file (a plaintext cluster)."""
-    if not secret_file:
-        return
-    public, secret = zmq.auth.load_certificate(secret_file)
-    if secret is None:
-        raise ValueError("%s has no secret key" % secret_file)
-    server, _ = zmq.auth.load_certificate(server_key_file)
-    sock.curve_publickey, sock.curve_secretkey = public, secret
-    sock.curve_serverkey = server
+from zpipe.client import secure  # noqa: F401

@@ -119,6 +119,7 @@ class Producer:
         self.seq = 0
         self.total = 0
         self.opened = self.closed = self.finished = False
+        self.finished_total = 0  # the job's total when it had finished
         self.instance = None
         self.refused = {}  # seq -> out-of-order refusals seen
         self.heard = time.monotonic()
@@ -217,6 +218,7 @@ class Producer:
             self.sent.popleft()
             if ack.finished:
                 self.finished = self.closed = True
+                self.finished_total = ack.accepted
                 self.sent.clear()
                 self.queue.clear()
             self.heard = time.monotonic()
