@@ -38,8 +38,9 @@ def _error(e):
     except Exception:
         exc = None  # the caller gets a RemoteError with the text
     t = type(e)
-    name = t.__qualname__ if t.__module__ == "builtins" else \
-        "%s.%s" % (t.__module__, t.__qualname__)
+    mod = "__main__" if t.__module__ == "__mp_main__" else t.__module__
+    name = t.__qualname__ if mod == "builtins" else \
+        "%s.%s" % (mod, t.__qualname__)
     return ("err", exc, name, str(e), tb)
 
 

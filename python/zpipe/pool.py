@@ -54,27 +54,32 @@ def _main_file():
 
 
 def _parse_cluster(spec):
-    """A Client from Pool(cluster=...): a Client, a dict of its arguments,
-    or the text "ventilator=EP,sink=EP[,curve_secret=F,...]"; bare
-    endpoints "INTAKE,SINK" are taken in that order."""
+    """(Client, extras) from Pool(cluster=...): a Client, a dict of its
+    arguments, or the text "ventilator=EP,sink=EP[,curve_secret=F,...]"
+    (bare endpoints "INTAKE,SINK" are taken in that order). extras holds
+    the Pool's own keys: main (1: the caller's script, or a file) and path
+    (directories joined by ':')."""
     if isinstance(spec, zc.Client):
-        return spec
+        return spec, {}
     if isinstance(spec, dict):
-        return zc.Client(**spec)
-    kw, bare = {}, []
-    for part in str(spec).split(","):
-        part = part.strip()
-        if "=" in part and "://" not in part.split("=", 1)[0]:
-            k, v = part.split("=", 1)
-            kw[k.strip().replace("-", "_")] = v.strip()
-        elif part:
-            bare.append(part)
-    kw = {("ventilator" if k == "intake" else k): v for k, v in kw.items()}
-    if bare:
-        kw.setdefault("ventilator", bare[0])
-    if len(bare) > 1:
-        kw.setdefault("sink", bare[1])
-    return zc.Client(**kw)
+        kw = dict(spec)
+    else:
+        kw, bare = {}, []
+        for part in str(spec).split(","):
+            part = part.strip()
+            if "=" in part and "://" not in part.split("=", 1)[0]:
+                k, v = part.split("=", 1)
+                kw[k.strip().replace("-", "_")] = v.strip()
+            elif part:
+                bare.append(part)
+        if bare:
+            kw.setdefault("ventilator", bare[0])
+        if len(bare) > 1:
+            kw.setdefault("sink", bare[1])
+    if "intake" in kw:
+        kw["ventilator"] = kw.pop("intake")
+    extras = {k: kw.pop(k) for k in ("main", "path") if k in kw}
+    return zc.Client(**kw), extras
 
 
 def _failure(rec):
@@ -459,9 +464,15 @@ class Pool:
                 client.sink_key = None
         else:
             _load()
-            client = _parse_cluster(cluster)
-            if path:
-                config["path"] = ":".join(path)
+            client, extras = _parse_cluster(cluster)
+            dirs = list(path or [])
+            if extras.get("path"):
+                dirs += str(extras["path"]).split(":")
+            if dirs:
+                config["path"] = ":".join(dirs)
+            main = main or extras.get("main")
+            if main in (True, 1, "1", "yes", "true"):
+                main = _main_file()
             if main:
                 config["main"] = main
         self._client = client

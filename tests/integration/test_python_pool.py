@@ -1,0 +1,197 @@
+"""The zpipe Python package with the real binaries: zpipe.Pool as a
+drop-in for multiprocessing.Pool (tests/python/dropin.py run with either
+import prints the same), on a private cluster and on a running one of
+separate daemons; no process left behind however the Pool ends (also when
+its caller is SIGKILLed); zpipe.Client's submit, results (resumed after
+the sink restarts), wait and status on the echo plugin."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import zptest
+from zptest import binary, check, start
+
+SCRIPTS = os.path.join(zptest.SOURCE, "tests", "python")
+PY = "/usr/bin/python3"
+
+
+def _script(name, *args, env=None, timeout=60):
+    e = dict(os.environ)
+    e.update(env or {})
+    r = subprocess.run([PY, os.path.join(SCRIPTS, name)] + list(args),
+                       capture_output=True, env=e, timeout=timeout)
+    check(r.returncode == 0, "%s %s: exit %d: %s" % (
+        name, " ".join(args), r.returncode, r.stderr.decode()[-3000:]))
+    return r.stdout.decode()
+
+
+def _compare(mp, zp, what):
+    a, b = json.loads(mp), json.loads(zp)
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    check(not diff, "%s: %s differ: %s" % (what, diff, [
+        (k, str(a.get(k))[:200], str(b.get(k))[:200]) for k in diff]))
+    return a
+
+
+def test_dropin_local_pool_gives_what_multiprocessing_gives():
+    mp = _script("dropin.py", "mp")
+    zp = _script("dropin.py", "zpipe")
+    a = _compare(mp, zp, "local")
+    check(a["map_raises"][0] == "Boom" and a["map_raises"][2] ==
+          "RemoteTraceback", a["map_raises"])
+    print("    %d cases identical (map, chunksize, imap, imap_unordered, "
+          "starmap, apply_async callbacks, exceptions, get timeout)" % len(a))
+
+
+def test_zpipe_only_cases():
+    out = json.loads(_script("remote_cases.py", zptest.tmpdir()))
+    check(out.get("unpicklable") == ["__main__.Unpicklable", "1-1", True],
+          out.get("unpicklable"))
+    check(out.get("retry") == [100, 101, 102, 103], out.get("retry"))
+    check(out.get("initializer") == [["set", i] for i in range(3)],
+          out.get("initializer"))
+    check(out.get("closed") == "Pool not running", out.get("closed"))
+
+
+class Running(zptest.Cluster):
+    """Separate daemons: sink with a spool, ventilator with an intake, two
+    workers with the python and echo plugins."""
+
+    def __init__(self):
+        self.spool = zptest.tmpdir()
+        super().__init__(sink_args=("--spool", self.spool))
+        self.intake = "ipc://%s/intake" % self.dir
+        self.vent = start([binary("zpipe-ventilator"), "--intake", self.intake,
+                           "--bind", self.dispatch, "--sink", self.control],
+                          stderr=self._log("ventilator"))
+        for _ in range(2):
+            self.worker(plugins=("python", "echo"))
+
+    def restart_sink(self):
+        self.sink.kill()
+        self.sink.wait()
+        self.sink = start([binary("zpipe-sink"), "--results", self.results,
+                           "--control", self.control, "--publish",
+                           self.publish, "--output", self.output, "--spool",
+                           self.spool], stderr=self._log("sink2"))
+
+
+def test_dropin_on_a_running_cluster():
+    c = Running()
+    pkg = os.path.join(zptest.BUILD, "python")
+    spec = "ventilator=%s,sink=%s,main=1,path=%s" % (c.intake, c.control, pkg)
+    zp = _script("dropin.py", "zpipe", env={"ZPIPE_CLUSTER": spec})
+    mp = _script("dropin.py", "mp")
+    _compare(mp, zp, "running cluster")
+
+
+def _procs():
+    """pid -> (ppid, pgid) of every live process (zombies left out)."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if st[0] != "Z":
+            out[int(pid)] = (int(st[1]), int(st[2]))
+    return out
+
+
+def _cluster(pgid):
+    """The private cluster's processes: its process group (the daemons)
+    and their children (the workers' executors, in groups of their own)."""
+    ps = _procs()
+    group = {p for p, (_, g) in ps.items() if g == pgid}
+    return group | {p for p, (pp, _) in ps.items() if pp in group}
+
+
+def _gone(pids, within):
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        left = set(pids) & set(_procs())
+        if not left:
+            return []
+        time.sleep(0.05)
+    return sorted(left)
+
+
+def test_no_process_left_behind():
+    for how in ("with", "closejoin", "terminate", "exit"):
+        t0 = time.monotonic()
+        info = json.loads(_script("lifetime.py", how).splitlines()[-1])
+        check(len(info["pids"]) == 4 and len(info["executors"]) >= 2, info)
+        left = _gone(info["pids"] + info["executors"], 1.0)
+        check(not left and not os.path.exists(info["dir"]),
+              "after %s: left %s" % (how, left))
+        print("    %s: %d daemons and %d executors gone, script %.2f s" % (
+            how, len(info["pids"]), len(info["executors"]),
+            time.monotonic() - t0))
+    p = subprocess.Popen([PY, os.path.join(SCRIPTS, "lifetime.py"),
+                          "sigkill"], stdout=subprocess.PIPE)
+    try:
+        info = json.loads(p.stdout.readline())
+        before = _cluster(info["pgid"])
+        check(len(before) >= 6, "daemons and executors: %s" % before)
+    finally:
+        p.kill()
+        p.wait()
+    t0 = time.monotonic()
+    left = _gone(before, 10.0)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    check(not left, "caller SIGKILLed: left %s" % left)
+    print("    caller SIGKILLed: its %d processes gone in %.2f s" % (
+        len(before), time.monotonic() - t0))
+    import shutil
+    shutil.rmtree(info["dir"], ignore_errors=True)
+
+
+def test_client_submit_results_wait_status_on_echo():
+    sys.path.insert(0, os.path.join(zptest.BUILD, "python"))
+    import zpipe
+    c = Running()
+    client = zpipe.Client(c.intake, c.control)
+    n = 20000
+    items = ["item-%d" % i for i in range(n)]
+    job = client.submit("echo", items, batch=500)
+    check(job.total == n, job.total)
+    st = job.wait(timeout=60)
+    check(st["state"] == "done" and st["total"] == n and
+          st["succeeded"] == n and st["failed"] == 0, st)
+    check(job.status()["done"] == n, job.status())
+    got, it, cursor = {}, job.results(timeout=60), 0
+    dup = wrong = 0
+    for rec in it:
+        dup += rec.task in got
+        got[rec.task] = rec.output
+        cursor = rec.cursor
+        if len(got) == 5000:
+            c.restart_sink()  # the iterator's connection drops
+        if len(got) == 12000:
+            break
+    it.close()
+    for rec in job.results(cursor=cursor, timeout=60):  # resume by cursor
+        dup += rec.task in got
+        got[rec.task] = rec.output
+    for t, out in got.items():
+        wrong += out != items[t].encode()
+    lost = n - len(got)
+    check((lost, dup, wrong) == (0, 0, 0),
+          "lost %d, duplicated %d, wrong %d" % (lost, dup, wrong))
+    print("    %d echo records: lost 0, duplicated 0, wrong 0, across a sink "
+          "restart and a resume by cursor" % n)
+
+
+if __name__ == "__main__":
+    zptest.main([test_dropin_local_pool_gives_what_multiprocessing_gives,
+                 test_zpipe_only_cases,
+                 test_dropin_on_a_running_cluster,
+                 test_no_process_left_behind,
+                 test_client_submit_results_wait_status_on_echo])
