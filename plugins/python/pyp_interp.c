@@ -12,6 +12,9 @@
 static const char s_helper_src[] =
     "import os, sys\n"
     "HERE = '<zpipe python plugin>'\n"
+    "# The host's stdout carries data (zpipe run's records, a sink's\n"
+    "# output): print() in a task goes to its log (stderr) instead.\n"
+    "sys.stdout = sys.stderr\n"
     "def add_path(dirs):\n"
     "    for d in reversed([d for d in dirs.split(':') if d]):\n"
     "        d = os.path.abspath(d)\n"

@@ -25,6 +25,10 @@ class Retry(Exception):
 def upper(b):
     return b.upper()
 
+def chatty(b):
+    print("chatty says", b.decode())
+    return b
+
 def as_str(b):
     return b.decode() + "!"
 
@@ -152,6 +156,12 @@ def test_raw_json_init_and_dotted_names():
                                 timeout=60)
     check(r.returncode == 0 and all(recs[i]["output"] == '"a%db"' % i for i in range(100)),
           "json star: %r" % list(recs.values())[:1])
+    # print() goes to the log, never into the records on stdout.
+    r = run([binary("zpipe"), "run", "--plugin", "python", "--config", "func=pyt:chatty",
+             "--config", p, "--format", "lines", "--no-progress"],
+            input=b"x1\nx2\n", capture_output=True, timeout=60)
+    check(r.returncode == 0 and sorted(r.stdout.split()) == [b"x1", b"x2"]
+          and b"chatty says x1" in r.stderr, "print: %r %r" % (r.stdout, r.stderr[-300:]))
     # The same through --isolation none (the worker runs the calls).
     r, recs = zptest.run_plugin("python", lines, ["func=pyt:upper", p],
                                 args=["--isolation", "none"], timeout=60)
