@@ -25,7 +25,7 @@ COPY sink sink
 COPY zpipe zpipe
 COPY plugins plugins
 COPY bench bench
-COPY docs/protocol.md docs/plugins.md docs/
+COPY docs/protocol.md docs/plugins.md docs/python.md docs/
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
         -DZPIPE_WERROR=ON \
  && cmake --build /build -j"$(nproc)" \
