@@ -118,12 +118,22 @@ static int s_start(void)
         return state > 0 ? 0 : -1;
     state = -1;
     s_globalize_libpython();
+    /* A guest in the host's process: its locale and environment stay as
+     * they are (no setlocale, no C-locale coercion through LC_CTYPE), and
+     * UTF-8 mode makes file names and text I/O UTF-8 whatever they are. */
+    PyPreConfig pre;
+    PyPreConfig_InitPythonConfig(&pre);
+    pre.configure_locale = 0;
+    pre.coerce_c_locale = 0;
+    pre.utf8_mode = 1;
+    PyStatus st = Py_PreInitialize(&pre);
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.install_signal_handlers = 0; /* the host owns signals */
     config.parse_argv = 0;
     char *argv[] = {"", NULL};
-    PyStatus st = PyConfig_SetBytesArgv(&config, 1, argv);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesArgv(&config, 1, argv);
     if (!PyStatus_Exception(st))
         st = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
