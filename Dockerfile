@@ -10,7 +10,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config libzmq3-dev libczmq-dev \
         libprotobuf-c-dev protobuf-c-compiler libsodium-dev zlib1g-dev \
-        libmicrohttpd-dev \
+        libmicrohttpd-dev python3-dev libpython3.11-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads, so edits to tests or docs elsewhere keep the
@@ -25,7 +25,7 @@ COPY sink sink
 COPY zpipe zpipe
 COPY plugins plugins
 COPY bench bench
-COPY docs/protocol.md docs/plugins.md docs/
+COPY docs/protocol.md docs/plugins.md docs/python.md docs/
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
         -DZPIPE_WERROR=ON \
  && cmake --build /build -j"$(nproc)" \
@@ -35,10 +35,13 @@ FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
 # libczmq4: certificates (zpipe keygen, --curve-secret, --curve-allow).
 # zlib1g (the gzip plugin) and libstdc++6 (topwords, in C++) are in every
-# Debian image already.
+# Debian image already. python3 and libpython3.11: the python plugin embeds
+# the interpreter and its standard library; jobs' modules come through its
+# path setting (the /plugins folder, say) or an image built FROM this one.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         libzmq5 libczmq4 libprotobuf-c1 libsodium23 libmicrohttpd12 \
+        python3 libpython3.11 \
  && rm -rf /var/lib/apt/lists/*
 # A fixed uid, so volumes and bind-mounted plugin folders can be prepared
 # for it on the host (chown 10001).

@@ -44,6 +44,22 @@ def py_task(line):
 
 SPIN = False
 
+
+def py_echo(line):
+    """The python plugin's task (raw codec): payload in, payload out."""
+    return line
+
+
+def py_spin(line):
+    """The python plugin's spin task: burns the payload's microseconds."""
+    cpu_spin(int(line))
+    return line
+
+
+def py_plugin(func):
+    """zpipe run settings calling this file's func with the python plugin."""
+    return ("--config", "func=run:" + func, "--config", "path=" + HERE)
+
 # --only WORD with WORD in this name runs the GNU parallel section alone.
 EXEC_WORKLOAD = "GNU parallel vs exec"
 EXEC_HEADING = "## GNU parallel vs zpipe exec (one command per task)"
@@ -463,6 +479,8 @@ class Bench:
             ("zpipe echo ipc batched", lambda: self.zpipe_run(inp, "echo")),
             ("zpipe echo ipc in-process", lambda: self.zpipe_run(inp, "echo", isolation="none")),
             ("zpipe echo ipc batch 1", lambda: self.zpipe_run(inp, "echo", batch=1)),
+            ("zpipe python ipc (func returns its argument)",
+             lambda: self.zpipe_run(inp, "python", extra=py_plugin("py_echo"))),
             ("raw libzmq (tcp)", lambda: self.raw_run(inp, False, "tcp")),
             ("zpipe echo tcp batched", lambda: self.zpipe_run(inp, "echo", transport="tcp")),
             ("Pool.map chunksize 1", lambda: self.pool_run(inp, False, 1)),
@@ -486,6 +504,8 @@ class Bench:
                 ("raw libzmq (ipc)", lambda: self.raw_run(inp, True)),
                 ("zpipe spin ipc", lambda: self.zpipe_run(inp, "spin")),
                 ("zpipe spin ipc in-process", lambda: self.zpipe_run(inp, "spin", isolation="none")),
+                ("zpipe python spin ipc",
+                 lambda: self.zpipe_run(inp, "python", extra=py_plugin("py_spin"))),
                 ("Pool.map chunksize 1", lambda: self.pool_run(inp, True, 1)),
                 ("Pool.map default chunksize", lambda: self.pool_run(inp, True, 0)),
             ], work_s=work)

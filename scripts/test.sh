@@ -23,6 +23,7 @@ echo "== ctest under AddressSanitizer + UndefinedBehaviorSanitizer"
 zpipe_build "$ZPIPE_ROOT/build-asan" -DZPIPE_SANITIZE=ON
 (cd "$ZPIPE_ROOT/build-asan" &&
     ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
+    LSAN_OPTIONS=suppressions="$ZPIPE_ROOT/tests/lsan.supp" \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure --timeout 900 -LE 'style|compose|hosts' "$@") || status=1
 

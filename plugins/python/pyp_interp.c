@@ -12,6 +12,9 @@
 static const char s_helper_src[] =
     "import os, sys\n"
     "HERE = '<zpipe python plugin>'\n"
+    "# The host's stdout carries data (zpipe run's records, a sink's\n"
+    "# output): print() in a task goes to its log (stderr) instead.\n"
+    "sys.stdout = sys.stderr\n"
     "def add_path(dirs):\n"
     "    for d in reversed([d for d in dirs.split(':') if d]):\n"
     "        d = os.path.abspath(d)\n"
@@ -30,8 +33,8 @@ static const char s_helper_src[] =
     "        return _mains[path]\n"
     "    add_path(os.path.dirname(path))\n"
     "    mod = types.ModuleType('__mp_main__')\n"
-    "    sys.modules['__main__'] = sys.modules['__mp_main__'] = mod\n"
     "    mod.__dict__.update(runpy.run_path(path, run_name='__mp_main__'))\n"
+    "    sys.modules['__main__'] = sys.modules['__mp_main__'] = mod\n"
     "    _mains[path] = mod\n"
     "    return mod\n"
     "def resolve(spec, key):\n"
@@ -68,7 +71,12 @@ static const char s_helper_src[] =
     "            head += (' (%s, line %s)' % (tb[0].filename, tb[0].lineno)\n"
     "                     ).encode('utf-8', 'replace')\n"
     "        return head[:cap].decode('utf-8', 'ignore')\n"
-    "    tb = ''.join(traceback.format_exception(t, e, e.__traceback__))\n"
+    "    # The traceback without its last 'Type: message' (the head has it).\n"
+    "    lines = traceback.format_exception(t, e, e.__traceback__)\n"
+    "    only = traceback.format_exception_only(t, e)\n"
+    "    if lines[-len(only):] == only:\n"
+    "        lines = lines[:-len(only)]\n"
+    "    tb = ''.join(lines)\n"
     "    tb = tb.encode('utf-8', 'replace')\n"
     "    room = cap - len(head) - 1\n"
     "    if len(tb) > room:\n"
@@ -110,12 +118,22 @@ static int s_start(void)
         return state > 0 ? 0 : -1;
     state = -1;
     s_globalize_libpython();
+    /* A guest in the host's process: its locale and environment stay as
+     * they are (no setlocale, no C-locale coercion through LC_CTYPE), and
+     * UTF-8 mode makes file names and text I/O UTF-8 whatever they are. */
+    PyPreConfig pre;
+    PyPreConfig_InitPythonConfig(&pre);
+    pre.configure_locale = 0;
+    pre.coerce_c_locale = 0;
+    pre.utf8_mode = 1;
+    PyStatus st = Py_PreInitialize(&pre);
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.install_signal_handlers = 0; /* the host owns signals */
     config.parse_argv = 0;
     char *argv[] = {"", NULL};
-    PyStatus st = PyConfig_SetBytesArgv(&config, 1, argv);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesArgv(&config, 1, argv);
     if (!PyStatus_Exception(st))
         st = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);

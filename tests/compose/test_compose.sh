@@ -3,8 +3,10 @@
 # Docker from Debian if missing, starts dockerd if none runs, builds
 # debian:bookworm-slim offline with debootstrap if it is not there, builds
 # the image, starts ventilator + sink + 3 workers, runs a 10,000-task SHA-256
-# job checked against Python's hashlib, then a CPU-bound job during which
-# one worker container is killed: every task id must come back exactly once.
+# job checked against Python's hashlib, a Python job (the python plugin
+# calling a module dropped into the plugin folder), then a CPU-bound job
+# during which one worker container is killed: every task id must come back
+# exactly once.
 # Exit 0 passed, 1 failed, 77 skipped (not root, or Docker cannot be made to
 # work here). Everything it starts is removed (docker-compose down -v), even
 # on failure; the images stay, as Docker's build cache.
@@ -16,6 +18,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PY=/usr/bin/python3
 BASE=debian:bookworm-slim
 N_SHA=10000
+N_PY=2000
 N_SPIN=2000 SPIN_US=5000 # 10 s of CPU time over 3 workers on 2 cores
 export ZPIPE_IMAGE=${ZPIPE_IMAGE:-zpipe:compose-test}
 PROJECT=zpipetest$$$RANDOM
@@ -244,6 +247,33 @@ dc exec -T --index 1 worker zpipe-worker --describe 2>/dev/null | grep -q "^spin
     { dc exec -T --index 1 worker zpipe-worker --describe; fail "spin.so is not loaded from /plugins"; }
 log "plugin folder: spin.so dropped in, workers restarted, loaded from /plugins"
 phase_done "plugin folder"
+
+# --- python job: a module dropped into the plugin folder, named by the job
+cat >"$ZPIPE_COMPOSE_PLUGINS/squares.py" <<'EOF'
+def square(n):
+    return {"n": n, "square": n * n}
+EOF
+chmod 644 "$ZPIPE_COMPOSE_PLUGINS/squares.py"
+producer sh -c "seq 1 $N_PY | zpipe submit --plugin python --job py-job \
+    --config func=squares:square --config codec=json --config path=/plugins >&2 &&
+    zpipe wait py-job >&2 && zpipe results py-job" >"$WORK/py.jsonl" 2>"$WORK/py.err" ||
+    { cat "$WORK/py.err"; fail "py-job: submit, wait or results failed"; }
+grep -q "$N_PY tasks, $N_PY succeeded, 0 failed" "$WORK/py.err" ||
+    { cat "$WORK/py.err"; fail "py-job: zpipe wait counts"; }
+$PY - "$WORK/py.jsonl" "$N_PY" <<'EOF' || fail "py-job: records are wrong"
+import collections, json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+n = int(sys.argv[2])
+ids = collections.Counter(r["task"] for r in recs)
+assert sorted(ids) == list(range(n)) and max(ids.values()) == 1, "ids: %r" % ids.most_common(3)
+bad = [r for r in recs if r["status"] != "ok"
+       or json.loads(r["output"]) != {"n": r["task"] + 1, "square": (r["task"] + 1) ** 2}]
+assert not bad, "%d wrong records, e.g. %r" % (len(bad), bad[:2])
+print("compose: py-job: %d records from squares.py in /plugins (python plugin, "
+      "json codec), each id once, every value right; per worker %s"
+      % (len(recs), sorted(collections.Counter(r["worker"] for r in recs).values())))
+EOF
+phase_done "python job"
 
 # --- kill job: CPU-bound tasks; a worker container holding tasks is killed
 vent=$(dc ps -q ventilator)

@@ -226,6 +226,52 @@ static void test_output_over_the_limit_fails_the_task(void)
     zp_wk_runner_destroy(&run);
 }
 
+/* Runs payload on fx_fail through a fresh runner into d and err. */
+static void s_run_fx_fail(const char *payload, zp_wk_done_t *d, zp_buf_t *err)
+{
+    const char *plugin = ZP_FIXTURE_DIR "/fx_fail.so";
+    zp_worker_config_t cfg = {
+        .plugins = {.items = &plugin, .count = 1},
+        .max_output = 1 << 20,
+        .max_frame = 1 << 20,
+    };
+    zp_wk_runner_t *run = zp_wk_runner_new(&cfg, "w1");
+    TEST_CHECK(zp_wk_runner_load(run, false) == 0);
+    Zpipe__V1__Task t = ZPIPE__V1__TASK__INIT;
+    t.payload.data = (uint8_t *)payload;
+    t.payload.len = strlen(payload);
+    zp_buf_t out = {0};
+    zp_wk_runner_run_task(
+        run, zp_plugins_find(zp_wk_runner_plugins(run), "fx_fail"), "fx_fail",
+        "j", &t, d, &out, err, zp_mono_us(), 0, NULL);
+    zp_buf_free(&out);
+    zp_wk_runner_destroy(&run);
+}
+
+static void test_a_plugin_names_only_claimable_causes(void)
+{
+    zp_wk_done_t d = {0};
+    zp_buf_t err = {0};
+    s_run_fx_fail("claim", &d, &err);
+    TEST_EQ_STR(zp_cause_name(d.cause), "python_exception");
+    TEST_CHECK(d.retryable); /* the status decides */
+    TEST_CHECK(err.len == 7 && memcmp(err.data, "claimed", 7) == 0);
+    /* A cause the host finds itself is refused: -1, and the plain one. */
+    memset(&d, 0, sizeof d);
+    err.len = 0;
+    s_run_fx_fail("claimbad", &d, &err);
+    TEST_EQ_STR(zp_cause_name(d.cause), "plugin_error");
+    TEST_CHECK(!d.retryable);
+    TEST_CHECK(err.len == 21 &&
+               memcmp(err.data, "set_cause returned -1", 21) == 0);
+    /* The claim ends with its call: the next task's failure is plain. */
+    memset(&d, 0, sizeof d);
+    err.len = 0;
+    s_run_fx_fail("fail", &d, &err);
+    TEST_EQ_STR(zp_cause_name(d.cause), "plugin_error");
+    zp_buf_free(&err);
+}
+
 /* Runs two batches through a fresh runner under allocation failure. */
 static void s_runner_scenario(void *arg)
 {
@@ -365,6 +411,8 @@ static const test_case_t tests[] = {
     {"test_classify_output_too_large", test_classify_output_too_large},
     {"test_classify_claimed_cause", test_classify_claimed_cause},
     {"test_a_batch_runs_in_process", test_a_batch_runs_in_process},
+    {"test_a_plugin_names_only_claimable_causes",
+     test_a_plugin_names_only_claimable_causes},
     {"test_a_missing_plugin_fails_every_task",
      test_a_missing_plugin_fails_every_task},
     {"test_output_over_the_limit_fails_the_task",
