@@ -429,7 +429,7 @@ class Pool:
 
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None, *, cluster=None,
-                 path=None, main=None, window=2, progress=False):
+                 path=None, main=None, window=int(os.environ.get("ZPIPE_POOL_WINDOW", "2")), progress=False):
         if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if initializer is not None and not callable(initializer):
