@@ -451,7 +451,8 @@ class Pool:
             if path:
                 dirs = list(path) + dirs
             config["path"] = ":".join(dict.fromkeys(dirs))
-            main = main or _main_file()
+            if main in (None, True, 1):
+                main = _main_file()
             if main:
                 config["main"] = main
             from .cluster import LocalCluster

@@ -72,8 +72,33 @@ def test_readme_plugin_builds_with_pkg_config_and_runs():
     check(b'"error":"empty input"' in r.stdout, r.stdout)
 
 
+def test_python_package_installed_and_its_pool_runs():
+    """The zpipe package lands in PREFIX/lib/python3.X/dist-packages (on
+    Debian's sys.path for /usr/local) and its Pool finds PREFIX/bin."""
+    prefix = _install()
+    import glob
+    pkgs = glob.glob(os.path.join(prefix, "lib", "python3*", "dist-packages",
+                                  "zpipe", "__init__.py"))
+    check(len(pkgs) == 1, "zpipe package not installed: %s" % pkgs)
+    check(os.path.exists(os.path.join(os.path.dirname(pkgs[0]),
+                                      "zpipe_pb2.py")), "no zpipe_pb2")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ZPIPE_") and k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(pkgs[0]))
+    code = ("import zpipe, zpipe.zpipe_pb2, operator\n"
+            "with zpipe.Pool(1) as p:\n"
+            "    print(p.starmap(operator.mul, [(6, 7)])[0],"
+            " zpipe.cluster.find_bin_dir())\n")
+    r = run(["/usr/bin/python3", "-c", code], capture_output=True, env=env,
+            cwd="/", timeout=60)
+    check(r.returncode == 0, r.stderr.decode()[-2000:])
+    check(r.stdout.decode().split() == ["42", os.path.join(prefix, "bin")],
+          r.stdout)
+
+
 if __name__ == "__main__":
     zptest.main([
         test_install_layout_and_shipped_plugins_by_name,
         test_readme_plugin_builds_with_pkg_config_and_runs,
+        test_python_package_installed_and_its_pool_runs,
     ])
