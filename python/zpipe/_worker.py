@@ -1,12 +1,18 @@
 """What runs on the workers for zpipe.Pool: the python plugin calls
 run_chunk (func=zpipe._worker:run_chunk, codec=pickle) once per task.
 
-A task's payload is the pickled tuple (init, func, args, star): init is
-None or the pickled (initializer, initargs) of the Pool, func the pickled
-function, args the pickled list of the chunk's arguments, star 0 (f(a)),
-1 (f(*a)) or 2 (f(*a, **k) for a = (args, kwds)). The function and the
-arguments are pickled apart so that one that does not unpickle here (a
-module missing on this host) is reported like an exception of the task.
+A task's payload is the pickled tuple (setup, func, args, star):
+- setup: None or the Pool's pickled dict {"main": the caller's script or
+  None, "argv": its sys.argv, "init": pickled (initializer, initargs) or
+  None}, the same bytes for every task of a Pool. The first task of a
+  Pool in a process sets sys.argv, runs main as __mp_main__ (as
+  multiprocessing's spawn does, so a function pickled as __main__.f is
+  found) and calls the initializer; later tasks only make that module
+  sys.modules["__main__"] again (other Pools may share the executor);
+- func: the pickled function; args: the pickled list of the chunk's
+  arguments; star: 0 f(a), 1 f(*a), 2 f(*a, **k) for a = (args, kwds).
+Everything is unpickled here, so a module missing on this host is an
+exception of the task, not a refusal of the job.
 
 run_chunk returns ("ok", [results]) or ("err", exception or None,
 type name, message, traceback text); the plugin pickles it. An exception
@@ -14,10 +20,38 @@ with a true `retryable` attribute (zpipe.Retry) is raised instead, so that
 the plugin fails the task as retryable and zpipe runs it again.
 """
 import pickle
+import sys
 import traceback
+import types
 
-_inits_done = set()   # the initializers this process has run
-_funcs = {}           # pickled function -> function, the last few
+_setups = {}   # setup bytes -> the main module (or None), once set up
+_funcs = {}    # pickled function -> function, the last few
+
+
+def _run_main(path):
+    """Runs the caller's script as __mp_main__, as multiprocessing.spawn's
+    _fixup_main_from_path does, and returns the module."""
+    import runpy
+    mod = types.ModuleType("__mp_main__")
+    sys.modules["__mp_main__"] = sys.modules["__main__"] = mod
+    mod.__dict__.update(runpy.run_path(path, run_name="__mp_main__"))
+    return mod
+
+
+def _setup(data):
+    if data in _setups:
+        mod = _setups[data]
+    else:
+        s = pickle.loads(data)
+        if s.get("argv") is not None:
+            sys.argv = list(s["argv"])
+        mod = _run_main(s["main"]) if s.get("main") else None
+        if s.get("init"):
+            initializer, initargs = pickle.loads(s["init"])
+            initializer(*initargs)
+        _setups[data] = mod
+    if mod is not None:
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = mod
 
 
 def _load_func(data):
@@ -46,12 +80,10 @@ def _error(e):
 
 def run_chunk(task):
     """Runs one chunk of a Pool call (see the module's comment)."""
-    init, func, args, star = task
+    setup, func, args, star = task
     try:
-        if init is not None and init not in _inits_done:
-            initializer, initargs = pickle.loads(init)
-            _inits_done.add(init)
-            initializer(*initargs)
+        if setup is not None:
+            _setup(setup)
         f = _load_func(func)
         items = pickle.loads(args)
         if star == 0:

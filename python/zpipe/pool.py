@@ -438,7 +438,7 @@ class Pool:
         self._state = RUN
         self._local = None
         self._progress = progress and sys.stderr.isatty()
-        self._init = pickle.dumps((initializer, tuple(initargs))) \
+        init = pickle.dumps((initializer, tuple(initargs))) \
             if initializer else None
         env_cluster = os.environ.get("ZPIPE_CLUSTER", "")
         if cluster is None and "://" in env_cluster:
@@ -453,8 +453,6 @@ class Pool:
             config["path"] = ":".join(dict.fromkeys(dirs))
             if main in (None, True, 1):
                 main = _main_file()
-            if main:
-                config["main"] = main
             from .cluster import LocalCluster
             # The daemons start while this process imports zmq.
             self._local = LocalCluster(self._processes, window=window)
@@ -474,9 +472,12 @@ class Pool:
             main = main or extras.get("main")
             if main in (True, 1, "1", "yes", "true"):
                 main = _main_file()
-            if main:
-                config["main"] = main
         self._client = client
+        # Run by zpipe._worker before the first task of this Pool in each
+        # executor: the main script as __mp_main__ with the caller's argv
+        # (as multiprocessing's spawn does), then the initializer.
+        self._init = pickle.dumps({"main": main or None,
+                                   "argv": list(sys.argv), "init": init})
         try:
             self._engine = _Engine(client, config)
         except BaseException:

@@ -51,6 +51,9 @@ def test_zpipe_only_cases():
     check(out.get("unpicklable") == ["__main__.Unpicklable", "1-1", True],
           out.get("unpicklable"))
     check(out.get("retry") == [100, 101, 102, 103], out.get("retry"))
+    check(out.get("retry_marks") == ["tried-%d" % i for i in range(4)],
+          "first attempts not seen (argv not passed?): %s" %
+          out.get("retry_marks"))
     check(out.get("initializer") == [["set", i] for i in range(3)],
           out.get("initializer"))
     check(out.get("closed") == "Pool not running", out.get("closed"))

@@ -50,6 +50,9 @@ def main():
             out["unpicklable"] = [e.type_name, e.message,
                                   "Traceback" in str(e.__cause__)]
         out["retry"] = p.map(flaky, range(4), chunksize=1)
+        # The workers saw the caller's argv: the marks are in SCRATCH.
+        out["retry_marks"] = sorted(f for f in os.listdir(SCRATCH)
+                                    if f.startswith("tried-"))
         out["initializer"] = p.map(initialized, range(3))
         p.close()
         try:
