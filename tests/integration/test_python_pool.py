@@ -91,6 +91,50 @@ def test_dropin_on_a_running_cluster():
     _compare(mp, zp, "running cluster")
 
 
+def test_dropin_on_a_curve_cluster_over_tcp():
+    """As the hosts test does across namespaces: tcp, CURVE keys given to
+    the Pool in ZPIPE_CLUSTER as for the CLI (certificate files)."""
+    d = zptest.tmpdir()
+    keys, allow = os.path.join(d, "keys"), os.path.join(d, "allow")
+    r = subprocess.run([binary("zpipe"), "keygen", "--dir", keys, "sink",
+                        "ventilator", "worker", "client"],
+                       capture_output=True, timeout=30)
+    check(r.returncode == 0, r.stderr)
+    os.mkdir(allow)
+    import shutil
+    for n in ("worker", "client", "ventilator"):
+        shutil.copy(os.path.join(keys, n + ".key"), allow)
+    k = lambda n: os.path.join(keys, n + ".key")  # noqa: E731
+    disp, res, ctl, intake = ("tcp://127.0.0.1:%d" % p
+                              for p in zptest.free_ports(4))
+    os.mkdir(os.path.join(d, "spool"))
+    logs = [os.path.join(d, n + ".log") for n in ("sink", "vent", "w1", "w2")]
+    serve = lambda n: ["--curve-secret", k(n) + "_secret",  # noqa: E731
+                       "--curve-allow", allow]
+    start([binary("zpipe-sink"), "--results", res, "--control", ctl,
+           "--publish", "none", "--output", "/dev/null", "--spool",
+           os.path.join(d, "spool")] + serve("sink"),
+          stderr=open(logs[0], "wb"))
+    start([binary("zpipe-ventilator"), "--intake", intake, "--bind", disp,
+           "--sink", ctl, "--sink-key", k("sink")] + serve("ventilator"),
+          stderr=open(logs[1], "wb"))
+    for log in logs[2:]:
+        start([binary("zpipe-worker"), "--ventilator", disp, "--sink", res,
+               "--plugin", "python", "--curve-secret", k("worker") + "_secret",
+               "--ventilator-key", k("ventilator"), "--sink-key", k("sink")],
+              stderr=open(log, "wb"))
+    spec = ("ventilator=%s,sink=%s,curve_secret=%s,ventilator_key=%s,"
+            "sink_key=%s,main=1,path=%s" % (
+                intake, ctl, k("client") + "_secret", k("ventilator"),
+                k("sink"), os.path.join(zptest.BUILD, "python")))
+    try:
+        zp = _script("dropin.py", "zpipe", env={"ZPIPE_CLUSTER": spec})
+    except Exception:
+        zptest.dump_logs(logs)
+        raise
+    _compare(_script("dropin.py", "mp"), zp, "CURVE cluster")
+
+
 def _procs():
     """pid -> (ppid, pgid) of every live process (zombies left out)."""
     out = {}
@@ -196,5 +240,6 @@ if __name__ == "__main__":
     zptest.main([test_dropin_local_pool_gives_what_multiprocessing_gives,
                  test_zpipe_only_cases,
                  test_dropin_on_a_running_cluster,
+                 test_dropin_on_a_curve_cluster_over_tcp,
                  test_no_process_left_behind,
                  test_client_submit_results_wait_status_on_echo])
