@@ -16,10 +16,8 @@ import base64
 import collections
 import json
 import os
-import secrets
-import time
-
 import struct
+import time
 
 import zmq
 
@@ -111,8 +109,8 @@ class Producer:
                  curve_secret=None, server_key=None, cluster="",
                  on_batch=None):
         self.link = _Link(ctx, endpoint, curve_secret, server_key)
-        self.job_id = job_id or "job-" + secrets.token_hex(8)
-        self.token = token or secrets.token_hex(16)
+        self.job_id = job_id or "job-" + os.urandom(8).hex()
+        self.token = token or os.urandom(16).hex()
         self.on_batch = on_batch
         self.queue = collections.deque()  # (seq, data, total) not yet sent
         self.sent = collections.deque()   # sent, unanswered, in order
