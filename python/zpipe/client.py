@@ -433,7 +433,7 @@ class Client:
     files), the cluster's name, and the events endpoints (with their
     keys). Defaults come from the CLI's variables: ZPIPE_VENTILATOR,
     ZPIPE_SINK, ZPIPE_CURVE_SECRET, ZPIPE_VENTILATOR_KEY, ZPIPE_SINK_KEY,
-    ZPIPE_CLUSTER (a name, not endpoints)."""
+    ZPIPE_CLUSTER (a name; a Pool's spec with endpoints is ignored here)."""
 
     def __init__(self, ventilator=None, sink=None, curve_secret=None,
                  ventilator_key=None, sink_key=None, cluster=None,
@@ -445,8 +445,10 @@ class Client:
         self.curve_secret = curve_secret or env("ZPIPE_CURVE_SECRET")
         self.ventilator_key = ventilator_key or env("ZPIPE_VENTILATOR_KEY")
         self.sink_key = sink_key or env("ZPIPE_SINK_KEY")
-        self.cluster = cluster if cluster is not None else \
-            env("ZPIPE_CLUSTER", "")
+        name = env("ZPIPE_CLUSTER", "")
+        if "://" in name:
+            name = ""  # a Pool's cluster spec, not a name
+        self.cluster = cluster if cluster is not None else name
         self.events_endpoints = events or []
         self.ctx = zmq.Context.instance()
 

@@ -58,7 +58,7 @@ def _parse_cluster(spec):
     arguments, or the text "ventilator=EP,sink=EP[,curve_secret=F,...]"
     (bare endpoints "INTAKE,SINK" are taken in that order). extras holds
     the Pool's own keys: main (1: the caller's script, or a file) and path
-    (directories joined by ':')."""
+    (directories joined by ':'). name= is the cluster's name (--cluster)."""
     if isinstance(spec, zc.Client):
         return spec, {}
     if isinstance(spec, dict):
@@ -78,6 +78,8 @@ def _parse_cluster(spec):
             kw.setdefault("sink", bare[1])
     if "intake" in kw:
         kw["ventilator"] = kw.pop("intake")
+    if "name" in kw:
+        kw["cluster"] = kw.pop("name")  # the cluster's name (--cluster)
     extras = {k: kw.pop(k) for k in ("main", "path") if k in kw}
     return zc.Client(**kw), extras
 

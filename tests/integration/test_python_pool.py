@@ -68,7 +68,8 @@ class Running(zptest.Cluster):
         super().__init__(sink_args=("--spool", self.spool))
         self.intake = "ipc://%s/intake" % self.dir
         self.vent = start([binary("zpipe-ventilator"), "--intake", self.intake,
-                           "--bind", self.dispatch, "--sink", self.control],
+                           "--bind", self.dispatch, "--sink", self.control,
+                           "--cluster", "pytest"],
                           stderr=self._log("ventilator"))
         for _ in range(2):
             self.worker(plugins=("python", "echo"))
@@ -85,7 +86,8 @@ class Running(zptest.Cluster):
 def test_dropin_on_a_running_cluster():
     c = Running()
     pkg = os.path.join(zptest.BUILD, "python")
-    spec = "ventilator=%s,sink=%s,main=1,path=%s" % (c.intake, c.control, pkg)
+    spec = "ventilator=%s,sink=%s,name=pytest,main=1,path=%s" % (
+        c.intake, c.control, pkg)
     zp = _script("dropin.py", "zpipe", env={"ZPIPE_CLUSTER": spec})
     mp = _script("dropin.py", "mp")
     _compare(mp, zp, "running cluster")
@@ -204,7 +206,7 @@ def test_client_submit_results_wait_status_on_echo():
     sys.path.insert(0, os.path.join(zptest.BUILD, "python"))
     import zpipe
     c = Running()
-    client = zpipe.Client(c.intake, c.control)
+    client = zpipe.Client(c.intake, c.control, cluster="pytest")
     n = 20000
     items = ["item-%d" % i for i in range(n)]
     job = client.submit("echo", items, batch=500)
