@@ -431,7 +431,7 @@ class Pool:
 
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None, *, cluster=None,
-                 path=None, main=None, window=int(os.environ.get("ZPIPE_POOL_WINDOW", "2")), progress=False):
+                 path=None, main=None, window=2, progress=False):
         if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if initializer is not None and not callable(initializer):
@@ -456,7 +456,10 @@ class Pool:
             if main in (None, True, 1):
                 main = _main_file()
             from .cluster import LocalCluster
-            # The daemons start while this process imports zmq.
+            # The daemons start while this process imports zmq. The
+            # workers load the plugin without settings (no interpreter
+            # in the worker itself): on 2 cores, starting Python in each
+            # worker as well as in its executor cost more than it saved.
             self._local = LocalCluster(self._processes, window=window)
             _load()
             client = zc.Client(self._local.intake, self._local.sink,
