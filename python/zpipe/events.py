@@ -65,12 +65,6 @@ class Events:
 
 
 def as_dict(ev):
-    d = json_format.MessageToDict(ev, preserving_proto_field_name=True)
-    d["kind"] = zpipe_pb2.EventKind.Name(ev.kind)[len("EVENT_"):].lower()
-    return d
-
-
-def as_dict(ev):
     """An Event as a plain dict, its kind as worker_joined, task_failed..."""
     d = json_format.MessageToDict(ev, preserving_proto_field_name=True)
     d["kind"] = zpipe_pb2.EventKind.Name(ev.kind)[len("EVENT_"):].lower()

@@ -18,14 +18,19 @@ import pickle
 import sys
 import threading
 import time
-from multiprocessing import TimeoutError
-
 from .errors import RemoteError, with_remote_traceback
 
 # zmq, protobuf and the client are imported when a Pool starts, not with
 # this module: a worker running the caller's main script (which imports
 # zpipe) should not pay for them.
 zc = zmq = None
+
+
+def _timeout_error():
+    """multiprocessing.TimeoutError, which callers catch; imported only
+    when raised (multiprocessing costs a worker 5 to 10 ms to import)."""
+    from multiprocessing import TimeoutError
+    return TimeoutError()
 
 
 def _load():
@@ -126,7 +131,7 @@ class ApplyResult:
     def get(self, timeout=None):
         self.wait(timeout)
         if not self.ready():
-            raise TimeoutError
+            raise _timeout_error()
         if self._success:
             return self._value
         raise self._value
@@ -232,7 +237,7 @@ class IMapIterator:
                     raise StopIteration
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
-                    raise TimeoutError
+                    raise _timeout_error()
                 self._cond.wait(left)
             ok, v = self._items.popleft()
         if ok:

@@ -67,9 +67,10 @@ class Running(zptest.Cluster):
         self.spool = zptest.tmpdir()
         super().__init__(sink_args=("--spool", self.spool))
         self.intake = "ipc://%s/intake" % self.dir
+        self.events = "ipc://%s/events" % self.dir
         self.vent = start([binary("zpipe-ventilator"), "--intake", self.intake,
                            "--bind", self.dispatch, "--sink", self.control,
-                           "--cluster", "pytest"],
+                           "--cluster", "pytest", "--events", self.events],
                           stderr=self._log("ventilator"))
         for _ in range(2):
             self.worker(plugins=("python", "echo"))
@@ -206,7 +207,21 @@ def test_client_submit_results_wait_status_on_echo():
     sys.path.insert(0, os.path.join(zptest.BUILD, "python"))
     import zpipe
     c = Running()
-    client = zpipe.Client(c.intake, c.control, cluster="pytest")
+    client = zpipe.Client(c.intake, c.control, cluster="pytest",
+                          events=[(c.events, None)])
+    import threading
+    from zpipe.events import as_dict
+    seen = []
+
+    def follow():
+        stream = client.events(timeout=10)
+        for topic, ev in stream:
+            seen.append((topic, as_dict(ev).get("job_id")))
+            if topic == "job_closed":
+                return
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    time.sleep(1.0)  # Client.events subscribes (0.5 s) before it yields
     n = 20000
     items = ["item-%d" % i for i in range(n)]
     job = client.submit("echo", items, batch=500)
@@ -215,6 +230,9 @@ def test_client_submit_results_wait_status_on_echo():
     check(st["state"] == "done" and st["total"] == n and
           st["succeeded"] == n and st["failed"] == 0, st)
     check(job.status()["done"] == n, job.status())
+    follower.join(15)
+    check(("job_opened", job.id) in seen and ("job_closed", job.id) in seen,
+          "Client.events: %s" % seen[:10])
     got, it, cursor = {}, job.results(timeout=60), 0
     dup = wrong = 0
     for rec in it:
