@@ -508,10 +508,20 @@ class Pool:
             raise ValueError("Pool not running")
 
     def _submit(self, func, chunks, star, call):
+        """Pickles the chunks and hands them to the engine as they are
+        made (every 256 KiB or so), so the first ones are on their way
+        while the rest are pickled."""
         fn = pickle.dumps(func)
-        tasks = [(pickle.dumps((self._init, fn, pickle.dumps(c), star)), call,
-                  i) for i, c in enumerate(chunks)]
-        self._engine.submit(tasks)
+        tasks, size = [], 0
+        for i, c in enumerate(chunks):
+            t = pickle.dumps((self._init, fn, pickle.dumps(c), star))
+            tasks.append((t, call, i))
+            size += len(t)
+            if size >= 1 << 18:
+                self._engine.submit(tasks)
+                tasks, size = [], 0
+        if tasks:
+            self._engine.submit(tasks)
 
     @staticmethod
     def _chunks(iterable, chunksize):
@@ -535,12 +545,12 @@ class Pool:
             chunksize = self._default_chunksize(len(iterable))
         if len(iterable) == 0:
             chunksize = 0
-        chunks = list(self._chunks(iterable, chunksize)) if chunksize else []
-        prog = _Progress(len(iterable)) if self._progress else None
-        r = MapResult(len(chunks), chunksize, len(iterable), callback,
-                      error_callback, prog)
-        if chunks:
-            self._submit(func, chunks, star, r)
+        n = len(iterable)
+        n_chunks = -(-n // chunksize) if chunksize else 0
+        prog = _Progress(n) if self._progress else None
+        r = MapResult(n_chunks, chunksize, n, callback, error_callback, prog)
+        if n_chunks:
+            self._submit(func, self._chunks(iterable, chunksize), star, r)
         return r
 
     def apply_async(self, func, args=(), kwds={}, callback=None,
