@@ -442,6 +442,101 @@ class Bench:
             print("  %-28s on/off %.3f" % (wl, b["seconds"] / a["seconds"]))
         self.replace_section(lines)
 
+    def pool_script(self, script, *args):
+        """Times a Pool script in a fresh interpreter, start to exit, as a
+        user times it (tests/python/*.py take mp|zpipe as their first
+        argument; bench/python/lines.py a file). A script that prints a
+        number of seconds (first.py) is timed by that figure instead."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [os.path.join(self.build, "python")]
+            + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        t0 = time.perf_counter()
+        r = subprocess.run(["/usr/bin/python3", script] + list(args),
+                           capture_output=True, text=True, timeout=3600, env=env,
+                           stdin=subprocess.DEVNULL)
+        secs = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise RuntimeError("%s %s failed: %s" % (os.path.basename(script),
+                                                     " ".join(args), r.stderr[-800:]))
+        m = re.fullmatch(r"\s*([\d.]+)\s*", r.stdout)
+        return (float(m.group(1)) if m else secs), {}, {}
+
+    def python_plugin_run(self, inp):
+        """`seq ... | zpipe run --plugin python --config func=trivial:f`, the
+        input piped in, the JSON Lines output to a file."""
+        cmd = "cat %s | %s run --plugin python --workers 2 --config func=trivial:f " \
+              "--config path=%s --no-progress -o %s" % (
+                  inp, self.zpipe, os.path.join(HERE, "python"), self.path("out"))
+        t0 = time.perf_counter()
+        r = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True,
+                           timeout=3600)
+        secs = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise RuntimeError("zpipe run --plugin python failed: %s" % r.stderr[-800:])
+        with open(inp, "rb") as f, open(self.path("out"), "rb") as g:
+            want, got = sum(1 for _ in f), sum(1 for _ in g)
+        if want != got:
+            raise RuntimeError("zpipe run --plugin python: %d records for %d lines"
+                               % (got, want))
+        return secs, {}, {}
+
+    def python_section(self):
+        """--python: zpipe.Pool against multiprocessing.Pool, and the python
+        plugin against Pool.map(chunksize=1), alternating whole-script runs;
+        writes its own section."""
+        q = self.args.quick
+        rep = max(5, self.args.repeat)
+        rows = []
+
+        def pair(workload, n, systems):
+            print("%s x %d" % (workload, n), flush=True)
+            self.rows = []
+            self.measure(workload, n, systems, repeat=rep)
+            rows.extend(self.rows)
+
+        tp = os.path.join(ROOT, "tests", "python")
+        for name, script, n in (("1 ms CPU function, map", "burn.py", 4000),
+                                ("x * x, map, default chunksize", "squares.py", 1000000),
+                                ("start to first result, 1-item map", "first.py", 1)):
+            path = os.path.join(tp, script)
+            pair(name, n, [
+                ("multiprocessing.Pool", lambda: self.pool_script(path, "mp")),
+                ("zpipe.Pool", lambda: self.pool_script(path, "zpipe"))])
+        n = 100000 if q else 1000000
+        inp = self.write_input("py_lines", (str(i) for i in range(1, n + 1)))
+        pair("trivial f(bytes), one task per line", n, [
+            ("Pool.map chunksize 1",
+             lambda: self.pool_script(os.path.join(HERE, "python", "lines.py"), inp)),
+            ("zpipe run --plugin python", lambda: self.python_plugin_run(inp))])
+        lines = ["## Python: zpipe.Pool and the python plugin", "",
+                 "Measured %s on %s; `/usr/bin/python3 bench/run.py --python%s`; "
+                 "medians of %d alternating runs, 2 workers each, each a whole "
+                 "script or command timed from start to exit (tests/python/"
+                 "burn.py, squares.py, first.py: the same script with only its "
+                 "Pool import changed), except the first-result row, timed inside the "
+                 "script from before `Pool()` to the first result. Ratio = the "
+                 "first system's time over the second's (above 1: zpipe is "
+                 "faster)." % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                               self.host(), " --quick" if q else "", rep),
+                 "", "| workload | items | system | s | system | s | ratio |",
+                 "|---|---|---|---|---|---|---|"]
+        by = {}
+        for r in rows:
+            by.setdefault(r["workload"], []).append(r)
+        for wl, rr in by.items():
+            if len(rr) != 2 or any(x.get("failed") for x in rr):
+                lines.append("| %s | | %s | failed | | | |" % (
+                    wl, ", ".join(x["system"] for x in rr if x.get("failed"))))
+                continue
+            a, b = rr
+            lines.append("| %s | %d | %s | %.3f | %s | %.3f | %.2f |" % (
+                wl, a["n"], a["system"], a["seconds"], b["system"], b["seconds"],
+                a["seconds"] / b["seconds"]))
+            print("  %-36s %s/%s %.2f" % (wl, a["system"], b["system"],
+                                          a["seconds"] / b["seconds"]))
+        self.replace_section(lines)
+
     def replace_section(self, lines):
         """Writes (or replaces) the section headed lines[0] in
         bench/results.md, keeping the rest of the file."""
@@ -463,6 +558,9 @@ class Bench:
             return
         if self.args.service:
             self.service_section()
+            return
+        if self.args.python:
+            self.python_section()
             return
         if self.args.only and self.args.only in EXEC_WORKLOAD:
             # --only parallel (or exec): this section alone, written as its
@@ -982,6 +1080,10 @@ def main():
     ap.add_argument("--service", action="store_true",
                     help="the service path with the ventilator's journal on and "
                     "off, alternating; writes only that section")
+    ap.add_argument("--python", action="store_true",
+                    help="zpipe.Pool against multiprocessing.Pool and the python "
+                    "plugin against Pool.map(chunksize=1), alternating whole-script "
+                    "runs; writes only that section")
     ap.add_argument("--before-label", help="what --before is (e.g. a commit)")
     ap.add_argument("--after-label", help="what --build is (e.g. a commit)")
     args = ap.parse_args()
