@@ -25,6 +25,7 @@ import traceback
 import types
 
 _setups = {}   # setup bytes -> the main module (or None), once set up
+bootstrapping = False  # running the caller's script: a Pool() now is a bug
 _funcs = {}    # pickled function -> function, the last few
 
 
@@ -32,9 +33,14 @@ def _run_main(path):
     """Runs the caller's script as __mp_main__, as multiprocessing.spawn's
     _fixup_main_from_path does, and returns the module."""
     import runpy
+    global bootstrapping
     mod = types.ModuleType("__mp_main__")
     sys.modules["__mp_main__"] = sys.modules["__main__"] = mod
-    mod.__dict__.update(runpy.run_path(path, run_name="__mp_main__"))
+    bootstrapping = True
+    try:
+        mod.__dict__.update(runpy.run_path(path, run_name="__mp_main__"))
+    finally:
+        bootstrapping = False
     return mod
 
 

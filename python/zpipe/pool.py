@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from .errors import RemoteError, with_remote_traceback
+from . import _worker
 
 # zmq, protobuf and the client are imported when a Pool starts, not with
 # this module: a worker running the caller's main script (which imports
@@ -437,6 +438,16 @@ class Pool:
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None, *, cluster=None,
                  path=None, main=None, window=2, progress=False):
+        if _worker.bootstrapping:
+            # As multiprocessing's spawn: the caller's script is being run
+            # on a worker to find its functions, and it starts a Pool at
+            # import time (no `if __name__ == "__main__":` guard). Going on
+            # would start a cluster per executor, each running the script.
+            raise RuntimeError(
+                "zpipe.Pool() was called while a worker was importing the "
+                "main script: put the code that makes the Pool under "
+                "`if __name__ == \"__main__\":`, as multiprocessing's spawn "
+                "start method requires (docs/python.md)")
         if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if initializer is not None and not callable(initializer):

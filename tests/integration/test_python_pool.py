@@ -59,6 +59,33 @@ def test_zpipe_only_cases():
     check(out.get("closed") == "Pool not running", out.get("closed"))
 
 
+def test_a_pool_made_at_import_time_is_refused_on_the_workers():
+    """A script without the __main__ guard (fork lets it pass): the
+    workers, which run the script to find its functions, must not start
+    a cluster of their own each; the caller gets the RuntimeError."""
+    d = zptest.tmpdir()
+    path = os.path.join(d, "unguarded.py")
+    with open(path, "w") as f:
+        f.write("import zpipe, os\n"
+                "open(os.path.join(%r, 'ran-%%d' %% os.getpid()), 'w').close()\n"
+                "p = zpipe.Pool(2)\n"
+                "try:\n"
+                "    p.map(abs, [-1, -2])\n"
+                "except RuntimeError as e:\n"
+                "    print('refused:', e)\n"
+                "p.terminate()\n" % d)
+    r = subprocess.run([PY, path], capture_output=True, timeout=60)
+    out = r.stdout.decode()
+    check(r.returncode == 0 and "refused: zpipe.Pool() was called while a "
+          "worker was importing the main script" in out,
+          "exit %d: %r %r" % (r.returncode, out, r.stderr.decode()[-2000:]))
+    ran = [x for x in os.listdir(d) if x.startswith("ran-")]
+    # The caller and at most one run per executor, never a nested cluster's.
+    check(1 < len(ran) <= 3, "the script ran %d times: %s" % (len(ran), ran))
+    print("    unguarded script: RuntimeError in the caller; the script ran "
+          "%d times (caller + executors)" % len(ran))
+
+
 class Running(zptest.Cluster):
     """Separate daemons: sink with a spool, ventilator with an intake, two
     workers with the python and echo plugins."""
@@ -259,6 +286,7 @@ def test_client_submit_results_wait_status_on_echo():
 if __name__ == "__main__":
     zptest.main([test_dropin_local_pool_gives_what_multiprocessing_gives,
                  test_zpipe_only_cases,
+                 test_a_pool_made_at_import_time_is_refused_on_the_workers,
                  test_dropin_on_a_running_cluster,
                  test_dropin_on_a_curve_cluster_over_tcp,
                  test_no_process_left_behind,
