@@ -1,6 +1,6 @@
-"""zpipe across hosts without Docker: a ventilator host, a sink host and two
-worker hosts, each a network namespace with its own address on 10.77.0.0/24,
-joined by veth pairs to a bridge that lives in a namespace of its own (so
+"""zpipe across hosts without Docker: a ventilator host, a sink host, two
+worker hosts and a client host, each a network namespace with its own
+address on 10.77.0.0/24, joined by veth pairs to a bridge that lives in a namespace of its own (so
 nothing in the machine's root namespace changes). The real binaries talk
 tcp:// between those addresses.
 
@@ -13,6 +13,12 @@ tcp:// between those addresses.
 3. A second cluster on the same hosts with CURVE (zpipe keygen's keys):
    only the worker with an allowed key gets tasks; a worker host with an
    unknown key and one without CURVE get none and are counted.
+4. The Python package on a CURVE cluster across the hosts (sink host,
+   ventilator host, both worker hosts with the python plugin; the cut
+   link of case 2 brought back up): tests/python/dropin.py run on a
+   client host as `from zpipe import Pool` prints what it prints under
+   multiprocessing run locally, and a 20,000-item imap_unordered returns
+   every result exactly once, each right, done by both worker hosts.
 
 Needs root and working `ip netns`; otherwise prints SKIP and exits 77.
 Namespaces and processes are removed at the end (finally and atexit), and
@@ -41,9 +47,9 @@ SKIP = 77
 PREFIX = "zph"  # namespaces are zph<pid>-<host>
 TAG = "%s%d" % (PREFIX, os.getpid())
 SUBNET = "10.77.0"
-# host name -> last octet; ports: ventilator dispatch and intake, sink
-# results and control (issue 6).
-HOSTS = {"vent": 1, "sink": 2, "w1": 11, "w2": 12}
+# host name -> last octet ("cl": a client host, case 4); ports: ventilator
+# dispatch and intake, sink results and control (issue 6).
+HOSTS = {"vent": 1, "sink": 2, "w1": 11, "w2": 12, "cl": 20}
 DISPATCH, INTAKE, RESULTS, CONTROL = 5555, 5556, 5557, 5558
 
 
@@ -138,6 +144,11 @@ class Net:
         no connection is reset, as when a cable is pulled."""
         ip("-n", self.ns[host], "link", "set", "eth0", "down")
         ip("-n", self.bridge_ns, "link", "set", self.port(host), "down")
+
+    def mend(self, host):
+        """Brings both ends of a cut link back up."""
+        ip("-n", self.bridge_ns, "link", "set", self.port(host), "up")
+        ip("-n", self.ns[host], "link", "set", "eth0", "up")
 
     def log(self, name):
         path = os.path.join(self.dir, name + ".log")
@@ -434,6 +445,109 @@ def test_curve_across_hosts_serves_only_allowed_keys():
           "sink %r" % (n, good, counts["ventilator"], counts["sink"]), flush=True)
 
 
+PY = "/usr/bin/python3"
+SCRIPTS = os.path.join(zptest.SOURCE, "tests", "python")
+
+
+def python_script(host, name, args, env, timeout):
+    """Runs tests/python/NAME with Debian's python3 on host (None: here, in
+    the root namespace); returns its stdout."""
+    e = dict(os.environ, PYTHONPATH=os.path.join(zptest.BUILD, "python"), **env)
+    cmd = [PY, os.path.join(SCRIPTS, name)] + list(args)
+    if host:
+        r = NET.run(host, cmd, timeout=timeout, env=e)
+    else:
+        r = zptest.run(cmd, timeout=timeout, capture_output=True, env=e)
+    check(r.returncode == 0, "%s %s on %s: exit %d: %s" % (
+        name, " ".join(args), host or "root namespace", r.returncode,
+        r.stderr.decode(errors="replace")[-3000:]))
+    return r.stdout.decode()
+
+
+def test_python_pool_on_a_curve_cluster_across_hosts():
+    """zpipe.Pool(cluster=...) from a client host over tcp with CURVE: the
+    drop-in script prints what multiprocessing prints, and a larger map
+    loses, duplicates and garbles nothing."""
+    for h in CUT:
+        NET.mend(h)  # case 2 cut it; this case wants both worker hosts
+    keys, allow = os.path.join(NET.dir, "pykeys"), os.path.join(NET.dir, "pyallow")
+    r = zptest.run([binary("zpipe"), "keygen", "--dir", keys, "sink", "ventilator",
+                    "worker", "client"], capture_output=True, timeout=30)
+    check(r.returncode == 0, "keygen: %r" % r.stderr)
+    os.mkdir(allow)
+    for name in ("worker", "client", "ventilator"):
+        shutil.copy(os.path.join(keys, name + ".key"), allow)
+    k = lambda n: os.path.join(keys, n + ".key")  # noqa: E731
+    serve = lambda n: ["--curve-secret", k(n) + "_secret",  # noqa: E731
+                       "--curve-allow", allow]
+    p = {n: 7555 + i for i, n in enumerate(("dispatch", "intake", "results", "control"))}
+    spool = os.path.join(NET.dir, "pyspool")
+    os.mkdir(spool)
+    # The Pool reads its records from the sink's spool by cursor.
+    sink = NET.start("sink", [
+        binary("zpipe-sink"), "--results", tcp("sink", p["results"]),
+        "--control", tcp("sink", p["control"]), "--publish", "none",
+        "--output", "/dev/null", "--spool", spool] + serve("sink"), "py-sink")
+    vent = NET.start("vent", [
+        binary("zpipe-ventilator"), "--bind", tcp("vent", p["dispatch"]),
+        "--intake", tcp("vent", p["intake"]), "--sink", tcp("sink", p["control"]),
+        "--sink-key", k("sink"), "--cluster", "pyhosts"] + serve("ventilator"),
+        "py-ventilator")
+    workers = {h: NET.start(h, [
+        binary("zpipe-worker"), "--ventilator", tcp("vent", p["dispatch"]),
+        "--sink", tcp("sink", p["results"]), "--plugin", "python",
+        "--id", "py-" + h, "--curve-secret", k("worker") + "_secret",
+        "--ventilator-key", k("ventilator"), "--sink-key", k("sink")],
+        "py-worker-" + h) for h in ("w1", "w2")}
+    wait_for(lambda: all("worker py-%s joined" % h in read_log("py-ventilator")
+                         for h in workers), 30, "both python workers to join")
+    # The workers import the zpipe package and the test's modules from the
+    # same paths as here (one filesystem, as a shared folder would give).
+    path = "%s:%s" % (os.path.join(zptest.BUILD, "python"), SCRIPTS)
+    spec = ("ventilator=%s,sink=%s,name=pyhosts,curve_secret=%s,ventilator_key=%s,"
+            "sink_key=%s,path=%s" % (tcp("vent", p["intake"]), tcp("sink", p["control"]),
+                                     k("client") + "_secret", k("ventilator"),
+                                     k("sink"), path))
+    t0 = time.monotonic()
+    zp = python_script("cl", "dropin.py", ["zpipe"],
+                       {"ZPIPE_CLUSTER": spec + ",main=1"}, timeout=120)
+    t_zp = time.monotonic() - t0
+    mp = python_script(None, "dropin.py", ["mp"], {}, timeout=120)
+    a, b = json.loads(mp), json.loads(zp)
+    diff = [key for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    check(not diff, "dropin.py, multiprocessing vs zpipe across hosts: %s differ: %s"
+          % (diff, [(key, str(a.get(key))[:200], str(b.get(key))[:200]) for key in diff]))
+    check(a["map_raises"][0] == "Boom", a["map_raises"])
+    print("    dropin.py from the client host: %d cases identical to "
+          "multiprocessing's (%.1f s)" % (len(a), t_zp), flush=True)
+
+    # No main=: hostwork.digest is found on the workers through path= only.
+    n = 20000
+    t0 = time.monotonic()
+    out = json.loads(python_script("cl", "hostmap.py", [str(n), "20"],
+                                   {"ZPIPE_CLUSTER": spec}, timeout=120))
+    t_map = time.monotonic() - t0
+    got = out["results"]
+    count = collections.Counter(x for x, _, _ in got)
+    lost = [i for i in range(n) if count[i] == 0]
+    dup = {i: c for i, c in count.items() if c > 1}
+    stray = [x for x in count if not (isinstance(x, int) and 0 <= x < n)]
+    wrong = [x for x, d, _ in got
+             if d != hashlib.sha256(str(x).encode()).hexdigest()[:16]]
+    host_of = {w.pid: h for h, w in workers.items()}
+    by = collections.Counter(host_of.get(pid, "pid %s" % pid) for _, _, pid in got)
+    print("    %d-item map from the client host: %d results, lost=%d duplicated=%d "
+          "stray=%d wrong=%d; by worker host %s; map %.2f s, script %.2f s"
+          % (n, len(got), len(lost), sum(c - 1 for c in dup.values()), len(stray),
+             len(wrong), dict(by), out["seconds"], t_map), flush=True)
+    check(not lost and not dup and not stray and not wrong,
+          "lost %r duplicated %r stray %r wrong %r"
+          % (lost[:10], list(dup.items())[:10], stray[:10], wrong[:10]))
+    check(set(by) == set(workers), "results by %r: not both worker hosts" % dict(by))
+    for w in list(workers.values()) + [vent, sink]:
+        zptest.stop(w)
+
+
 def main():
     global NET
     if os.geteuid() != 0:
@@ -460,7 +574,8 @@ def main():
     atexit.register(NET.down)
     tests = [test_a_job_completes_across_four_hosts,
              test_cutting_a_worker_hosts_link_mid_job_loses_nothing,
-             test_curve_across_hosts_serves_only_allowed_keys]
+             test_curve_across_hosts_serves_only_allowed_keys,
+             test_python_pool_on_a_curve_cluster_across_hosts]
     passed = failed = 0
     try:
         t0 = time.monotonic()
