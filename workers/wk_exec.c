@@ -101,6 +101,7 @@ void zp_wk_exec_destroy(zp_wk_exec_t **self_p)
     zp_buf_free(&self->scratch);
     free(self->cur_job);
     free(self->cur_plugin);
+    free(self->cur_config);
     free(self);
     *self_p = NULL;
 }
@@ -217,6 +218,9 @@ int zp_wk_exec__send_current(zp_wk_exec_t *self, const void *raw,
         Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
         b.job_id = self->cur_job;
         b.plugin = self->cur_plugin;
+        /* The job's settings go with what is left: without them the new
+         * executor would run the rest on the worker's own instance. */
+        b.config = self->cur_config;
         b.dispatch_us = self->cur_dispatch_us;
         b.tasks = self->cur + self->cur_done;
         b.n_tasks = self->cur_n - self->cur_done;
@@ -249,9 +253,11 @@ int zp_wk_exec__decode_current(zp_wk_exec_t *self)
     Zpipe__V1__TaskBatch *b = m->task_batch;
     free(self->cur_job);
     free(self->cur_plugin);
+    free(self->cur_config);
     self->cur_job = strdup(b->job_id ? b->job_id : "");
     self->cur_plugin = strdup(b->plugin ? b->plugin : "");
-    if (!self->cur_job || !self->cur_plugin)
+    self->cur_config = strdup(b->config ? b->config : "");
+    if (!self->cur_job || !self->cur_plugin || !self->cur_config)
         return -1;
     self->cur_dispatch_us = b->dispatch_us;
     self->cur = b->tasks;

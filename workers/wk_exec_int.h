@@ -63,7 +63,8 @@ struct zp_wk_exec {
      * cur_arena only when an executor dies in it (cur is NULL until). */
     zmq_msg_t cur_frame;
     zp_arena_t *cur_arena;
-    char *cur_job, *cur_plugin;
+    char *cur_job, *cur_plugin, *cur_config; /* cur_config: the job's
+                                              * settings, resent with it */
     uint64_t cur_dispatch_us; /* the batch's, for traced tasks' results */
     Zpipe__V1__Task **cur;
     size_t cur_n, cur_done, cur_bytes; /* cur_bytes: payload per task */

@@ -32,6 +32,7 @@ typedef struct {
     PyObject *init;     /* the init function until it has run */
     PyObject *main_mod; /* to be __main__ while these settings run */
     char *init_failed;  /* init raised: every task fails with this */
+    bool init_oom;      /* init raised and its text did not fit in memory */
 } s_state_t;
 
 int pyp_codec_read(const zpipe_host_t *host, pyp_codec_fns_t *codec)
@@ -106,6 +107,10 @@ fail:
  * and fails every task of these settings. Returns 0 or a status. */
 static int s_run_init(s_state_t *st, zpipe_call_t *call)
 {
+    if (st->init_oom)
+        return zpipe_fail(call, ZPIPE_ERROR,
+                          "init failed (its message was "
+                          "lost: out of memory)");
     if (st->init_failed)
         goto failed;
     PyObject *r = PyObject_CallNoArgs(st->init);
@@ -117,8 +122,12 @@ static int s_run_init(s_state_t *st, zpipe_call_t *call)
     char text[PYP_MAX_ERROR];
     pyp_describe(text, sizeof text, true);
     st->init_failed = malloc(strlen(text) + 32);
-    if (!st->init_failed)
-        return zpipe_fail(call, ZPIPE_NOMEM, "init failed; out of memory");
+    if (!st->init_failed) { /* init is gone: stay failed, never run bare */
+        st->init_oom = true;
+        return zpipe_fail(call, ZPIPE_ERROR,
+                          "init failed (its message was "
+                          "lost: out of memory)");
+    }
     snprintf(st->init_failed, strlen(text) + 32, "init failed: %s", text);
 failed:
     call->host->set_error(call, st->init_failed);

@@ -4,7 +4,8 @@ run_chunk (func=zpipe._worker:run_chunk, codec=pickle) once per task.
 A task's payload is the pickled tuple (setup, func, args, star):
 - setup: None or the Pool's pickled dict {"main": the caller's script or
   None, "argv": its sys.argv, "init": pickled (initializer, initargs) or
-  None}, the same bytes for every task of a Pool. The first task of a
+  None, "pool": unique to the Pool}, the same bytes for every task of a
+  Pool. The first task of a
   Pool in a process sets sys.argv, runs main as __mp_main__ (as
   multiprocessing's spawn does, so a function pickled as __main__.f is
   found) and calls the initializer; later tasks only make that module
@@ -26,7 +27,7 @@ import types
 
 _setups = {}   # setup bytes -> the main module (or None), once set up
 bootstrapping = False  # running the caller's script: a Pool() now is a bug
-_funcs = {}    # pickled function -> function, the last few
+_funcs = {}    # (setup, pickled function) -> function, the last few
 
 
 def _run_main(path):
@@ -48,6 +49,8 @@ def _setup(data):
     if data in _setups:
         mod = _setups[data]
     else:
+        if len(_setups) >= 16:  # a long-lived executor of many Pools
+            _setups.clear()
         s = pickle.loads(data)
         if s.get("argv") is not None:
             sys.argv = list(s["argv"])
@@ -60,13 +63,16 @@ def _setup(data):
         sys.modules["__main__"] = sys.modules["__mp_main__"] = mod
 
 
-def _load_func(data):
-    f = _funcs.get(data)
+def _load_func(setup, data):
+    """The function pickled as data, for the Pool whose setup this is:
+    `__main__.f` of one script is not another's (same bytes)."""
+    key = (setup, data)
+    f = _funcs.get(key)
     if f is None:
         f = pickle.loads(data)
         if len(_funcs) > 64:
             _funcs.clear()
-        _funcs[data] = f
+        _funcs[key] = f
     return f
 
 
@@ -90,7 +96,7 @@ def run_chunk(task):
     try:
         if setup is not None:
             _setup(setup)
-        f = _load_func(func)
+        f = _load_func(setup, func)
         items = pickle.loads(args)
         if star == 0:
             return ("ok", [f(a) for a in items])

@@ -4,9 +4,12 @@ intake, and N workers with the python plugin, all on ipc:// endpoints in a
 private temporary directory.
 
 Every child gets --parent-pid, so it exits when the caller is gone (also
-when the caller is SIGKILLed), and all of them run in one process group of
-their own, so stop() ends them and their executors with one killpg. No
-durability is needed: stop() does not wait for a clean exit.
+when the caller is SIGKILLed), and the daemons run in one process group
+of their own, so stop() ends them with one killpg; their executors (each
+in a group of its own) follow their worker through --parent-pid. No
+durability is needed: stop() does not wait for a clean exit. The private
+directory is named for the caller's pid: one left by a caller that was
+SIGKILLed is removed by the next LocalCluster.
 """
 import atexit
 import os
@@ -49,6 +52,30 @@ def _child_env():
 _live = weakref.WeakSet()
 
 
+def _sweep():
+    """Removes the private directories of callers that died without
+    stop() (SIGKILL): zpipe-pool-PID-* of ours whose PID is gone."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 4 or parts[:2] != ["zpipe", "pool"] or \
+                not parts[2].isdigit():
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
 @atexit.register
 def _stop_all():
     for c in list(_live):
@@ -63,7 +90,8 @@ class LocalCluster:
     def __init__(self, workers, window=2, plugin_config=None, log_level=os.environ.get("ZPIPE_POOL_LOG_LEVEL", "warn"),
                  bin_dir=None):
         self.bin_dir = bin_dir or find_bin_dir()
-        self.dir = tempfile.mkdtemp(prefix="zpipe-pool-")
+        _sweep()
+        self.dir = tempfile.mkdtemp(prefix="zpipe-pool-%d-" % os.getpid())
         d = self.dir
         self.intake = "ipc://%s/intake" % d
         self.sink = "ipc://%s/control" % d

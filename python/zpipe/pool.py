@@ -169,8 +169,9 @@ class MapResult(ApplyResult):
         self._parts = [None] * n_chunks
         self._left = n_chunks
         self._progress = progress
-        if n_chunks == 0:
-            self._set(True, [])
+        if n_chunks == 0:  # as the stdlib: done, and no callback for it
+            self._success, self._value = True, []
+            self._event.set()
 
     def _chunk(self, index, ok, value):
         if self.ready():
@@ -285,6 +286,7 @@ class _Engine(threading.Thread):
         self.error = None                   # a fatal error: every call gets it
         self.stopping = False
         self.finishing = False              # close the job once all is sent
+        self.feeds = 0                      # imap input threads running
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         self.producer = client.producer("python", config=config)
@@ -301,14 +303,35 @@ class _Engine(threading.Thread):
         with self.lock:
             if self.error:
                 raise self.error
+            if self.wake_w is None:
+                raise ValueError("Pool not running")
             self.outbox.extend(tasks)
-        os.write(self.wake_w, b"x")
+            self._poke()
+
+    def _poke(self):
+        """Wakes the engine's poll; under the lock (the pipe is closed
+        under it when the engine ends, so a write never meets a reused
+        descriptor)."""
+        if self.wake_w is not None:
+            try:
+                os.write(self.wake_w, b"x")
+            except (BlockingIOError, BrokenPipeError):
+                pass  # a wake-up is already pending, or the engine is gone
 
     def wake(self):
-        try:
-            os.write(self.wake_w, b"x")
-        except OSError:
-            pass
+        with self.lock:
+            self._poke()
+
+    def feed_started(self):
+        with self.lock:
+            self.feeds += 1
+
+    def feed_ended(self):
+        """An imap input thread is done: close() waits for these before
+        it closes the job (else items read after close() were lost)."""
+        with self.lock:
+            self.feeds -= 1
+            self._poke()
 
     def _pack(self):
         """Moves queued tasks into batches while the producer has room."""
@@ -371,9 +394,9 @@ class _Engine(threading.Thread):
                 except BlockingIOError:
                     pass
                 self._pack()
-                if self.finishing and not self.outbox and \
-                        not self.producer.closed and not self.producer.queue \
-                        and not self.producer.sent:
+                if self.finishing and not self.feeds and not self.outbox \
+                        and not self.producer.closed and \
+                        not self.producer.queue and not self.producer.sent:
                     self.producer.close()
                 self.producer.pump()
                 if self.producer.opened:
@@ -398,6 +421,9 @@ class _Engine(threading.Thread):
             self._close_quickly()
         self.producer.shutdown()
         self.fetcher.shutdown()
+        with self.lock:
+            os.close(self.wake_w)
+            self.wake_w = None
         os.close(self.wake_r)
 
     def _close_quickly(self):
@@ -497,8 +523,18 @@ class Pool:
         # Run by zpipe._worker before the first task of this Pool in each
         # executor: the main script as __mp_main__ with the caller's argv
         # (as multiprocessing's spawn does), then the initializer.
+        # "pool" makes each Pool's setup its own: an executor of a running
+        # cluster runs the script again for the next Pool (an edited script
+        # is seen) and never lends one script's __main__.f to another's.
         self._init = pickle.dumps({"main": main or None,
-                                   "argv": list(sys.argv), "init": init})
+                                   "argv": list(sys.argv), "init": init,
+                                   "pool": "%d-%d-%d" % (os.getpid(), id(self),
+                                                         time.monotonic_ns())})
+        # Classes of the caller's script come back pickled as
+        # __mp_main__.X (the workers run it under that name): the caller's
+        # __main__ answers to it, as multiprocessing arranges.
+        if "__main__" in sys.modules:
+            sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         try:
             self._engine = _Engine(client, config)
         except BaseException:
@@ -601,17 +637,22 @@ class Pool:
         # does: imap returns at once, also on a long generator.
         fn = pickle.dumps(func)
 
+        engine = self._engine
+
         def feed():
             i = 0
             try:
                 for c in self._chunks(iterable, chunksize):
-                    self._engine.submit([(pickle.dumps(
+                    engine.submit([(pickle.dumps(
                         (self._init, fn, pickle.dumps(c), 0)), it, i)])
                     i += 1
             except Exception as e:
                 it._chunk(i, False, e)
                 i += 1
-            it._set_length(i)
+            finally:
+                it._set_length(i)
+                engine.feed_ended()
+        engine.feed_started()
         threading.Thread(target=feed, daemon=True).start()
         return it
 
@@ -658,9 +699,11 @@ class Pool:
         self.terminate()
 
     def __del__(self):
-        if getattr(self, "_state", None) == RUN and \
-                getattr(self, "_local", None):
-            self._local.stop()
+        if getattr(self, "_state", None) == RUN:
+            if getattr(self, "_engine", None):
+                self._engine.stop()
+            if getattr(self, "_local", None):
+                self._local.stop()
 
     def __reduce__(self):
         raise NotImplementedError("pool objects cannot be passed between "

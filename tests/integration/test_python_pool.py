@@ -121,6 +121,67 @@ def test_dropin_on_a_running_cluster():
     _compare(mp, zp, "running cluster")
 
 
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def test_scripts_sharing_a_cluster_each_run_their_own_code():
+    """Two scripts on one running cluster, each with its own __main__.f
+    (the same pickled bytes), then the first one edited and run again:
+    every run gets its own function's results."""
+    c = Running()
+    pkg = os.path.join(zptest.BUILD, "python")
+    spec = "ventilator=%s,sink=%s,name=pytest,main=1,path=%s" % (
+        c.intake, c.control, pkg)
+    d = zptest.tmpdir()
+    body = ("from zpipe import Pool\n"
+            "def f(x):\n    return %r + str(x)\n"
+            "if __name__ == '__main__':\n"
+            "    with Pool(2) as p:\n"
+            "        print(','.join(p.map(f, range(6), chunksize=1)))\n")
+    runs = []
+    for tag, name in (("A", "a.py"), ("B", "b.py"), ("C", "a.py")):
+        path = _write(os.path.join(d, name), body % tag)
+        out = subprocess.run([PY, path], capture_output=True, timeout=60,
+                             env=dict(os.environ, ZPIPE_CLUSTER=spec))
+        check(out.returncode == 0, out.stderr.decode()[-2000:])
+        runs.append(out.stdout.decode().strip())
+    want = [",".join("%s%d" % (t, i) for i in range(6)) for t in "ABC"]
+    check(runs == want, "runs gave %r, want %r" % (runs, want))
+    print("    3 scripts on one cluster (a.py, b.py, a.py edited): each got "
+          "its own f's results")
+
+
+def test_a_crashed_executor_leaves_the_rest_of_its_batch_with_the_job():
+    """An executor dies in the middle of a batch of a job with settings
+    of its own (every Pool job): the tasks behind it go to the new
+    executor with the job's settings. Before: they ran on the worker's
+    own instance (no func) and failed with plugin_error."""
+    d = zptest.tmpdir()
+    mark = os.path.join(d, "died")
+    path = _write(os.path.join(d, "die.py"), (
+        "import os\n"
+        "from zpipe import Pool\n"
+        "MARK = %r\n"
+        "def f(x):\n"
+        "    if x == 3 and not os.path.exists(MARK):\n"
+        "        open(MARK, 'w').close()\n"
+        "        os._exit(1)\n"
+        "    return x * 10\n"
+        "if __name__ == '__main__':\n"
+        "    with Pool(1, window=8) as p:\n"
+        "        print(p.map(f, range(40), chunksize=1))\n") % mark)
+    out = subprocess.run([PY, path], capture_output=True, timeout=60)
+    check(out.returncode == 0, out.stderr.decode()[-2000:])
+    check(os.path.exists(mark), "the executor never died")
+    check(out.stdout.decode().strip() == str([x * 10 for x in range(40)]),
+          out.stdout.decode()[-500:])
+    print("    executor killed at item 3 of a 40-item map with 8 in flight: "
+          "all 40 right")
+
+
 def test_dropin_on_a_curve_cluster_over_tcp():
     """As the hosts test does across namespaces: tcp, CURVE keys given to
     the Pool in ZPIPE_CLUSTER as for the CLI (certificate files)."""
@@ -288,6 +349,8 @@ if __name__ == "__main__":
                  test_zpipe_only_cases,
                  test_a_pool_made_at_import_time_is_refused_on_the_workers,
                  test_dropin_on_a_running_cluster,
+                 test_scripts_sharing_a_cluster_each_run_their_own_code,
+                 test_a_crashed_executor_leaves_the_rest_of_its_batch_with_the_job,
                  test_dropin_on_a_curve_cluster_over_tcp,
                  test_no_process_left_behind,
                  test_client_submit_results_wait_status_on_echo])

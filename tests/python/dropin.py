@@ -5,6 +5,7 @@ zpipe` (default: $POOL, else mp). Prints one JSON object of everything it
 saw (results, callbacks, exception types); the two runs must print the
 same. Used by tests/integration/test_python_pool.py and the hosts test.
 """
+import collections
 import json
 import os
 import sys
@@ -26,8 +27,29 @@ class Unpicklable(Exception):
         super().__init__("%s %s" % (a, b))
 
 
+Point = collections.namedtuple("Point", "x y")
+
+
+class Mine(Exception):
+    """Defined in the script: comes back pickled as __mp_main__.Mine."""
+
+
 def square(x):
     return x * x
+
+
+def point(x):
+    return Point(x, x * x)
+
+
+def raise_mine(x):
+    raise Mine("mine %d" % x)
+
+
+def slow_feed(n):
+    for i in range(n):
+        time.sleep(0.05)
+        yield i
 
 
 def add(a, b):
@@ -111,6 +133,25 @@ def main():
         r = p.apply_async(slow, (0.01,))
         r.wait(60)
         out["ready"] = [r.ready(), r.successful(), r.get()]
+        pts = p.map(point, range(5))
+        out["script_class_results"] = [type(x).__name__ for x in pts] + \
+            [list(x) for x in pts]
+        try:
+            p.apply(raise_mine, (3,))
+            out["script_class_raised"] = "no exception"
+        except Mine as e:
+            out["script_class_raised"] = ["Mine", str(e)]
+        except Exception as e:
+            out["script_class_raised"] = [type(e).__name__, str(e)]
+        called = []
+        r = p.map_async(square, [], callback=called.append)
+        out["map_async_empty"] = [r.get(60), called]
+    # close() while imap's input is still being read: every item comes.
+    p = Pool(processes=2)
+    it = p.imap(square, slow_feed(8))
+    p.close()
+    out["imap_then_close"] = list(it)
+    p.join()
     print(json.dumps(out, sort_keys=True))
 
 
