@@ -148,13 +148,7 @@ def test_each_job_brings_its_own_command_to_shared_workers():
     import hashlib
     sys.path.insert(0, os.path.join(zptest.SOURCE, "examples", "python"))
     import producer
-    spool = zptest.tmpdir()
-    c = zptest.Cluster(sink_args=("--spool", spool))
-    intake = "ipc://%s/intake" % c.dir
-    zptest.start([binary("zpipe-ventilator"), "--intake", intake, "--bind", c.dispatch,
-                  "--sink", c.control], stderr=c._log("ventilator"))
-    for _ in range(2):
-        c.worker(["exec", "echo"])
+    c, intake, spool = zptest.service_cluster(["exec", "echo"])
     n = 500
     lines = b"".join(b"item %d\n" % i for i in range(n))
     jobs = {"sha": ["cmd=sha256sum"], "upper": ["cmd=tr a-z A-Z"],

@@ -190,15 +190,6 @@ def test_bad_settings_refuse_with_the_python_error():
     print("    7 bad settings: zpipe run exits 3 with the Python error, no task run")
 
 
-def _service(d):
-    spool = zptest.tmpdir()
-    c = zptest.Cluster(sink_args=("--spool", spool))
-    intake = "ipc://%s/intake" % c.dir
-    zptest.start([binary("zpipe-ventilator"), "--intake", intake, "--bind", c.dispatch,
-                  "--sink", c.control], stderr=c._log("ventilator"))
-    for _ in range(2):
-        c.worker(["python", "echo"])
-    return c, intake, spool
 
 
 def test_jobs_bring_their_own_function_to_shared_workers():
@@ -210,7 +201,7 @@ def test_jobs_bring_their_own_function_to_shared_workers():
     sys.path.insert(0, os.path.join(zptest.SOURCE, "examples", "python"))
     import producer
     d = _modules()
-    c, intake, spool = _service(d)
+    c, intake, spool = zptest.service_cluster(["python", "echo"])
     n = 300
     subs = {"up": (["func=pyt:upper"], b"".join(b"w%d\n" % i for i in range(n))),
             "sq": (["func=pyt:square", "codec=json"], b"".join(b"%d\n" % i for i in range(n))),

@@ -228,3 +228,17 @@ def main(tests):
     print("%d passed, %d failed%s" % (len(tests) - failed - skipped, failed,
                                       ", %d skipped" % skipped if skipped else ""))
     sys.exit(1 if failed else 0)
+
+
+def service_cluster(plugins, workers=2):
+    """A cluster as a service: a sink with a spool, a ventilator taking
+    jobs on an ipc intake, and workers loading plugins. Returns (cluster,
+    intake endpoint, spool directory)."""
+    spool = tmpdir()
+    c = Cluster(sink_args=("--spool", spool))
+    intake = "ipc://%s/intake" % c.dir
+    start([binary("zpipe-ventilator"), "--intake", intake, "--bind",
+           c.dispatch, "--sink", c.control], stderr=c._log("ventilator"))
+    for _ in range(workers):
+        c.worker(list(plugins))
+    return c, intake, spool
