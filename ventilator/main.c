@@ -12,7 +12,8 @@
 static const char s_synopsis[] =
     "Usage: zpipe-ventilator [OPTIONS] --plugin NAME [--input FILE]\n"
     "       zpipe-ventilator [OPTIONS] --intake ENDPOINT\n"
-    "Reads tasks (one per input line) as one job, opens it at the sink and\n"
+    "Reads tasks (one per input line, or frame) as one job, opens it at the "
+    "sink and\n"
     "dispatches the tasks to connected workers; exits when the sink reports\n"
     "the job done: 0 if every task succeeded, 1 if some failed, 3 on error, 4\n"
     "if stopped. With --intake and no --input it is a service: producers open\n"
@@ -25,6 +26,7 @@ static zp_ventilator_config_t s_cfg = {
     .sink_control = "tcp://localhost:5559",
     .dispatch = "credit",
     .input = NULL,
+    .input_format = "lines",
     .batch = 1024,
     .batch_bytes = 1u << 20,
     .max_task_bytes = 64u << 20,
@@ -51,6 +53,10 @@ static const zp_opt_t s_opts[] = {
     {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
      "one task per line; - for stdin (default -, unless --intake)",
      &s_cfg.input, 0, 0, NULL},
+    {"input-format", 0, ZP_OPT_CHOICE, "ZPIPE_INPUT_FORMAT", "FORMAT",
+     "lines (default): a task per line; frames: each task a 4-byte "
+     "big-endian length N, then N bytes",
+     &s_cfg.input_format, 0, 0, "lines|frames"},
     {"intake", 0, ZP_OPT_STR, "ZPIPE_INTAKE", "ENDPOINT",
      "bind for producers' jobs, ROUTER (e.g. tcp://*:5561)", &s_cfg.intake, 0,
      0, NULL},
@@ -80,8 +86,8 @@ static const zp_opt_t s_opts[] = {
      "per-task deadline handed to workers, 0 = none (default 0)",
      &s_cfg.deadline_ms, 0, 86400000, NULL},
     {"max-task-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_TASK_BYTES", "BYTES",
-     "longest input line accepted (default 64 MiB)", &s_cfg.max_task_bytes, 1,
-     1u << 30, NULL},
+     "longest input line or frame accepted (default 64 MiB)",
+     &s_cfg.max_task_bytes, 1, 1u << 30, NULL},
     {"heartbeat-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_HEARTBEAT_TIMEOUT_MS", "MS",
      "a worker silent this long is dead and its tasks are sent again "
      "(default 3000)",

@@ -1,4 +1,5 @@
-/* vent_input: the input file as lines, and the resume skip set. */
+/* vent_input: the input file as lines or frames, and the resume skip
+ * set. */
 #define _GNU_SOURCE
 #include "vent_input.h"
 #include "zp_journal.h"
@@ -7,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,6 +20,12 @@ void zp_vent_reader_init(zp_vent_reader_t *r, int fd)
     r->fd = fd;
 }
 
+void zp_vent_reader_frames(zp_vent_reader_t *r, uint64_t max)
+{
+    r->frames = true;
+    r->max = max;
+}
+
 void zp_vent_reader_close(zp_vent_reader_t *r)
 {
     if (r->fd > STDIN_FILENO)
@@ -25,6 +33,48 @@ void zp_vent_reader_close(zp_vent_reader_t *r)
     r->fd = -1;
     zp_buf_free(&r->buf);
     r->start = 0;
+}
+
+/* The frame at byte off of the buffer: true with *n its body's length
+ * when its length has come. */
+static bool s_frame_len(const zp_vent_reader_t *r, size_t off, uint64_t *n)
+{
+    if (r->buf.len - off < ZP_VENT_FRAME_HEADER)
+        return false;
+    const unsigned char *p = (const unsigned char *)r->buf.data + off;
+    *n = (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 |
+         (uint64_t)p[3];
+    return true;
+}
+
+/* At end of input: 0 when the buffered frames are whole (or one is over
+ * the limit, which next reports), else -1 with EPROTO and r->why. */
+static int s_check_tail(zp_vent_reader_t *r)
+{
+    size_t off = r->start;
+    uint64_t k = r->taken, n = 0;
+    while (s_frame_len(r, off, &n)) {
+        if (r->max && n > r->max)
+            return 0;
+        size_t body = r->buf.len - off - ZP_VENT_FRAME_HEADER;
+        if (body < n) {
+            snprintf(r->why, sizeof r->why,
+                     "input ends inside frame %llu: got %zu of %llu bytes",
+                     (unsigned long long)k, body, (unsigned long long)n);
+            errno = EPROTO;
+            return -1;
+        }
+        off += ZP_VENT_FRAME_HEADER + (size_t)n;
+        k++;
+    }
+    if (off == r->buf.len)
+        return 0;
+    snprintf(r->why, sizeof r->why,
+             "input ends inside frame %llu: got %zu of %d bytes of its "
+             "length",
+             (unsigned long long)k, r->buf.len - off, ZP_VENT_FRAME_HEADER);
+    errno = EPROTO;
+    return -1;
 }
 
 int zp_vent_reader_fill(zp_vent_reader_t *r, bool block)
@@ -49,14 +99,39 @@ int zp_vent_reader_fill(zp_vent_reader_t *r, bool block)
     while (n < 0 && errno == EINTR && !zp_stopping());
     if (n < 0)
         return -1;
-    if (n == 0)
-        r->eof = true;
     r->buf.len += (size_t)n;
+    if (n == 0) {
+        r->eof = true;
+        if (r->frames)
+            return s_check_tail(r);
+    }
     return 0;
+}
+
+/* The next frame (see zp_vent_reader_next). */
+static bool s_next_frame(zp_vent_reader_t *r, const char **body, size_t *len)
+{
+    uint64_t n;
+    if (!s_frame_len(r, r->start, &n))
+        return false;
+    if (r->max && n > r->max) { /* refused before its body is read */
+        *body = NULL;
+        *len = (size_t)n;
+        return true;
+    }
+    if (r->buf.len - r->start - ZP_VENT_FRAME_HEADER < n)
+        return false;
+    *body = r->buf.data + r->start + ZP_VENT_FRAME_HEADER;
+    *len = (size_t)n;
+    r->start += ZP_VENT_FRAME_HEADER + (size_t)n;
+    r->taken++;
+    return true;
 }
 
 bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len)
 {
+    if (r->frames)
+        return s_next_frame(r, line, len);
     size_t avail = r->buf.len - r->start;
     if (avail == 0)
         return false;
@@ -66,12 +141,14 @@ bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len)
         *line = p;
         *len = (size_t)(nl - p);
         r->start += *len + 1;
+        r->taken++;
         return true;
     }
     if (r->eof) { /* last line without newline */
         *line = p;
         *len = avail;
         r->start += avail;
+        r->taken++;
         return true;
     }
     return false;
@@ -80,6 +157,11 @@ bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len)
 bool zp_vent_reader_line_buffered(const zp_vent_reader_t *r)
 {
     size_t avail = r->buf.len - r->start;
+    if (r->frames) {
+        uint64_t n;
+        return s_frame_len(r, r->start, &n) &&
+               ((r->max && n > r->max) || avail - ZP_VENT_FRAME_HEADER >= n);
+    }
     return avail && (r->eof || memchr(r->buf.data + r->start, '\n', avail));
 }
 

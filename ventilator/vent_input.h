@@ -1,5 +1,6 @@
-/* vent_input: the ventilator's input file as lines (one task each), and
- * the --resume-journal skip set (tasks an earlier run committed). */
+/* vent_input: the ventilator's input file as lines or length-prefixed
+ * frames (one task each), and the --resume-journal skip set (tasks an
+ * earlier run committed). */
 #ifndef ZP_VENT_INPUT_H
 #define ZP_VENT_INPUT_H
 
@@ -9,27 +10,47 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A line reader over a file descriptor. Zero-initialise with fd = -1, or
- * use zp_vent_reader_init. */
+/* Bytes before each frame's body: its length, unsigned, big-endian. */
+#define ZP_VENT_FRAME_HEADER 4
+
+/* A task reader over a file descriptor: lines (the default), or frames
+ * (--input-format frames: a 4-byte big-endian length N, then N bytes).
+ * Zero-initialise with fd = -1, or use zp_vent_reader_init. */
 typedef struct {
     int fd;
     zp_buf_t buf;
     size_t start; /* first unread byte */
     bool eof;
+    bool frames;    /* frames, not lines */
+    uint64_t max;   /* frames: longest body accepted, 0 = any */
+    uint64_t taken; /* tasks taken so far (the next one's index) */
+    char why[128];  /* the input's fault when fill said EPROTO */
 } zp_vent_reader_t;
 
-/* Starts reading fd (borrowed until zp_vent_reader_close). */
+/* Starts reading fd (borrowed until zp_vent_reader_close) as lines. */
 void zp_vent_reader_init(zp_vent_reader_t *r, int fd);
+/* Reads frames instead of lines (before the first fill). A frame whose
+ * length is over max (0 = no limit) is handed out by zp_vent_reader_next
+ * as soon as its length is read, before its body, so that the caller
+ * refuses it without buffering it. */
+void zp_vent_reader_frames(zp_vent_reader_t *r, uint64_t max);
 /* Frees the buffer and closes the fd unless it is stdin or -1. */
 void zp_vent_reader_close(zp_vent_reader_t *r);
 /* Reads more input: with block = false only if the fd has some ready.
- * Returns 0, or -1 on a read error (errno) or out of memory. */
+ * Returns 0, or -1 on a read error (errno) or out of memory. In frames
+ * mode, input that ends inside a frame (a partial length or a short body)
+ * is -1 with errno EPROTO and r->why saying which frame and how many of
+ * its bytes came. */
 int zp_vent_reader_fill(zp_vent_reader_t *r, bool block);
 /* Next complete line (or the last one, without its newline, at end of
- * input): true with *line borrowed, valid until the next fill; false if
- * none is buffered yet. */
+ * input), or next complete frame's body: true with *line borrowed, valid
+ * until the next fill; false if none is buffered yet. A frame never
+ * comes out before its last byte. A frame over the reader's max comes
+ * out with *line NULL and *len its length, and is not taken: the reader
+ * stays at it. */
 bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len);
-/* Whether a line can be taken without reading. */
+/* Whether a task (a line, a frame, or a frame over the limit) can be
+ * taken without reading. */
 bool zp_vent_reader_line_buffered(const zp_vent_reader_t *r);
 /* Whether every line has been taken and the input has ended. */
 bool zp_vent_reader_done(const zp_vent_reader_t *r);

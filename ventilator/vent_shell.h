@@ -85,6 +85,10 @@ void zp_vent_shell_drop_worker(zp_vent_shell_t *v, zp_vent_worker_t *w,
                                const char *why, bool lost, bool dead);
 /* Probes every worker after a disconnect; drops those gone. */
 void zp_vent_shell_probe_workers(zp_vent_shell_t *v);
+/* Logs a failed read of the --input file (errno, or the reader's why for
+ * input that ends inside a frame). */
+void zp_vent_shell_input_error(const zp_vent_shell_t *v,
+                               const zp_vent_reader_t *in);
 /* Input refill: reads each file job's input up to what the next dispatch
  * can send (credit: a whole round; push: one batch). Returns -1 on a
  * fatal input error (logged). */

@@ -232,6 +232,13 @@ void zp_vent_shell_probe_workers(zp_vent_shell_t *v)
     v->last_probe_us = zp_mono_us();
 }
 
+void zp_vent_shell_input_error(const zp_vent_shell_t *v,
+                               const zp_vent_reader_t *in)
+{
+    zp_error("reading %s: %s", v->cfg->input,
+             errno == EPROTO && in->why[0] ? in->why : strerror(errno));
+}
+
 /* Turns up to want input lines of j into queued tasks (lines an earlier
  * run committed are skipped). Returns -1 for a fatal input error
  * (logged). */
@@ -245,16 +252,18 @@ static int s_refill_job(zp_vent_shell_t *v, zp_vent_job_t *j, size_t want)
             if (j->in.eof)
                 return 0;
             if (zp_vent_reader_fill(&j->in, false) < 0) {
-                zp_error("reading %s: %s", v->cfg->input, strerror(errno));
+                zp_vent_shell_input_error(v, &j->in);
                 return -1;
             }
             if (!zp_vent_reader_next(&j->in, &line, &len))
                 return 0;
         }
         if (len > v->cfg->max_task_bytes) {
-            zp_error("input line %llu is %zu bytes, over the limit of %llu "
+            /* Lines are numbered from 1, frames from 0 like task ids. */
+            zp_error("input %s %llu is %zu bytes, over the limit of %llu "
                      "(--max-task-bytes)",
-                     (unsigned long long)j->next_task_id + 1, len,
+                     j->in.frames ? "frame" : "line",
+                     (unsigned long long)j->next_task_id + !j->in.frames, len,
                      (unsigned long long)v->cfg->max_task_bytes);
             return -1;
         }

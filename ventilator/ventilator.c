@@ -67,6 +67,8 @@ static zp_vent_job_t *s_open_file_job(zp_vent_shell_t *v)
         goto fail_job;
     }
     zp_vent_reader_init(&j->in, fd);
+    if (strcmp(cfg->input_format, "frames") == 0)
+        zp_vent_reader_frames(&j->in, cfg->max_task_bytes);
     if (cfg->resume_journal &&
         zp_vent_skip_load(cfg->resume_journal, j->id, &j->skip) < 0)
         goto fail_job;
@@ -271,7 +273,7 @@ static int s_phase_read_input(zp_vent_shell_t *v, s_turn_t *t)
     if (!t->want_input || !(t->items[4].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
         return 0;
     if (zp_vent_reader_fill(&v->file_job->in, true) < 0) {
-        zp_error("reading %s: %s", v->cfg->input, strerror(errno));
+        zp_vent_shell_input_error(v, &v->file_job->in);
         return -1;
     }
     return 0;

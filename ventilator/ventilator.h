@@ -31,16 +31,17 @@ typedef struct {
     const char *dispatch_endpoint; /* bind: ROUTER (credit) or PUSH (push) */
     const char *sink_control;      /* connect: the sink's control ROUTER */
     const char *dispatch;          /* "credit" or "push" */
-    const char *input;       /* the one job's tasks: path, "-" = stdin; NULL =
-                                none (jobs come from producers on intake) */
-    const char *plugin;      /* plugin name every task of that job needs */
-    const char *intake;      /* bind, ROUTER, for producers; NULL = none */
-    const char *job_id;      /* NULL = generated */
-    const char *cluster;     /* --cluster; NULL = any (zp_cluster.h) */
-    uint64_t batch;          /* most tasks per message */
-    uint64_t batch_bytes;    /* most payload bytes per message */
-    uint64_t deadline_ms;    /* per-task deadline, 0 = none */
-    uint64_t max_task_bytes; /* longest input line accepted */
+    const char *input;        /* the one job's tasks: path, "-" = stdin; NULL =
+                                 none (jobs come from producers on intake) */
+    const char *input_format; /* "lines" or "frames" (vent_input.h) */
+    const char *plugin;       /* plugin name every task of that job needs */
+    const char *intake;       /* bind, ROUTER, for producers; NULL = none */
+    const char *job_id;       /* NULL = generated */
+    const char *cluster;      /* --cluster; NULL = any (zp_cluster.h) */
+    uint64_t batch;           /* most tasks per message */
+    uint64_t batch_bytes;     /* most payload bytes per message */
+    uint64_t deadline_ms;     /* per-task deadline, 0 = none */
+    uint64_t max_task_bytes;  /* longest input line or frame accepted */
     uint64_t heartbeat_timeout_ms; /* a worker silent this long is dead */
     uint64_t lease_ms;      /* redeliver a task held this long, 0 = off */
     uint64_t quarantine_ms; /* refuse a worker whose leases keep expiring

@@ -1,10 +1,11 @@
-/* Tests for vent_input: the input file as lines, and the --resume-journal
- * skip set read from a journal zp_journal wrote. */
+/* Tests for vent_input: the input file as lines or frames, and the
+ * --resume-journal skip set read from a journal zp_journal wrote. */
 #include "failalloc.h"
 #include "test.h"
 #include "vent_input.h"
 #include "zp_journal.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -102,6 +103,253 @@ static void test_partial_line_waits_for_its_newline(void)
     TEST_EQ_INT(len, 1);
     TEST_CHECK(zp_vent_reader_done(&r));
     zp_vent_reader_close(&r);
+}
+
+/* Appends a frame (4-byte big-endian length, body) to b. */
+static void s_frame(zp_buf_t *b, const void *body, uint32_t n)
+{
+    unsigned char h[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                          (unsigned char)(n >> 8), (unsigned char)n};
+    zp_buf_append(b, h, sizeof h);
+    zp_buf_append(b, body, n);
+}
+
+/* A temporary file holding b's bytes; the caller unlinks path. */
+static int s_file_bytes(char *path, const zp_buf_t *b)
+{
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    if (write(fd, b->data, b->len) != (ssize_t)b->len) {
+        close(fd);
+        return -1;
+    }
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+}
+
+/* Reads every frame of r: their bodies end to end in out, their lengths
+ * in lens. Returns the count, or -1 when a fill fails (errno). */
+static int s_read_frames(zp_vent_reader_t *r, zp_buf_t *out, size_t *lens,
+                         int max)
+{
+    int n = 0;
+    while (!zp_vent_reader_done(r)) {
+        const char *body;
+        size_t len;
+        if (zp_vent_reader_next(r, &body, &len)) {
+            if (!body || n == max)
+                return -1;
+            if (zp_buf_append(out, body, len) < 0)
+                return -1;
+            lens[n++] = len;
+            continue;
+        }
+        if (zp_vent_reader_fill(r, true) < 0)
+            return -1;
+    }
+    return n;
+}
+
+static void test_frames_several_in_one_read(void)
+{
+    zp_buf_t in = {0}, out = {0};
+    s_frame(&in, "a", 1);
+    s_frame(&in, "", 0);
+    s_frame(&in, "b\nc\0\rd", 6);
+    s_frame(&in, "\n", 1);
+    char path[] = "/tmp/vent_input_XXXXXX";
+    int fd = s_file_bytes(path, &in);
+    TEST_CHECK(fd >= 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, fd);
+    zp_vent_reader_frames(&r, 0);
+    size_t lens[8];
+    TEST_EQ_INT(s_read_frames(&r, &out, lens, 8), 4);
+    TEST_EQ_INT(lens[0], 1);
+    TEST_EQ_INT(lens[1], 0);
+    TEST_EQ_INT(lens[2], 6);
+    TEST_EQ_INT(lens[3], 1);
+    TEST_EQ_INT(out.len, 8);
+    TEST_CHECK(memcmp(out.data, "ab\nc\0\rd\n", 8) == 0);
+    TEST_EQ_INT(r.taken, 4);
+    TEST_CHECK(zp_vent_reader_done(&r));
+    zp_vent_reader_close(&r);
+    zp_buf_free(&in);
+    zp_buf_free(&out);
+    unlink(path);
+}
+
+/* Byte by byte through a pipe that stays open: a frame comes out with
+ * its last byte, never before, and never needs the end of input. */
+static void test_frame_split_across_one_byte_reads(void)
+{
+    char body[300];
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (char)(i % 7 == 0 ? '\0' : i % 7 == 1 ? '\n' : i);
+    zp_buf_t in = {0};
+    s_frame(&in, body, sizeof body);
+    s_frame(&in, "", 0);
+    int p[2];
+    TEST_CHECK(pipe(p) == 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, p[0]);
+    zp_vent_reader_frames(&r, 1000);
+    const char *got;
+    size_t len;
+    int frames = 0;
+    for (size_t i = 0; i < in.len; i++) {
+        TEST_CHECK(write(p[1], in.data + i, 1) == 1);
+        TEST_EQ_INT(zp_vent_reader_fill(&r, false), 0);
+        bool last_of_a_frame = i == 303 || i == 307;
+        TEST_EQ_INT(zp_vent_reader_line_buffered(&r), last_of_a_frame);
+        if (!last_of_a_frame) {
+            TEST_CHECK(!zp_vent_reader_next(&r, &got, &len));
+            continue;
+        }
+        TEST_CHECK(zp_vent_reader_next(&r, &got, &len));
+        TEST_EQ_INT(len, frames == 0 ? sizeof body : 0);
+        TEST_CHECK(frames > 0 || memcmp(got, body, sizeof body) == 0);
+        frames++;
+    }
+    TEST_EQ_INT(frames, 2);
+    TEST_CHECK(!zp_vent_reader_done(&r)); /* the pipe is still open */
+    close(p[1]);
+    TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+    TEST_CHECK(zp_vent_reader_done(&r));
+    zp_vent_reader_close(&r);
+    close(p[0]);
+    zp_buf_free(&in);
+}
+
+static void test_frame_of_zero_bytes_is_an_empty_task(void)
+{
+    zp_buf_t in = {0}, out = {0};
+    s_frame(&in, "", 0);
+    char path[] = "/tmp/vent_input_XXXXXX";
+    int fd = s_file_bytes(path, &in);
+    TEST_CHECK(fd >= 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, fd);
+    zp_vent_reader_frames(&r, 10);
+    size_t lens[2];
+    TEST_EQ_INT(s_read_frames(&r, &out, lens, 2), 1);
+    TEST_EQ_INT(lens[0], 0);
+    zp_vent_reader_close(&r);
+    zp_buf_free(&in);
+    unlink(path);
+}
+
+/* A frame of max bytes is a task; one over it comes out at once as its
+ * length alone (its body not read), and the reader stays at it. */
+static void test_frame_at_the_limit_and_one_over(void)
+{
+    int p[2];
+    TEST_CHECK(pipe(p) == 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, p[0]);
+    zp_vent_reader_frames(&r, 8);
+    zp_buf_t in = {0};
+    s_frame(&in, "12345678", 8);
+    zp_buf_append(&in, "\xff\xff\xff\xff", 4); /* 4 GiB, no body */
+    TEST_CHECK(write(p[1], in.data, in.len) == (ssize_t)in.len);
+    TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+    const char *got;
+    size_t len;
+    TEST_CHECK(zp_vent_reader_next(&r, &got, &len));
+    TEST_EQ_INT(len, 8);
+    TEST_CHECK(got && memcmp(got, "12345678", 8) == 0);
+    TEST_CHECK(zp_vent_reader_line_buffered(&r));
+    TEST_CHECK(zp_vent_reader_next(&r, &got, &len));
+    TEST_CHECK(got == NULL);
+    TEST_EQ_INT(len, 0xffffffffu);
+    TEST_CHECK(zp_vent_reader_next(&r, &got, &len) && got == NULL);
+    TEST_EQ_INT(r.taken, 1);
+    /* At the end of input the limit is what is reported, not the short
+     * body. */
+    close(p[1]);
+    TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+    TEST_CHECK(zp_vent_reader_next(&r, &got, &len) && got == NULL);
+    zp_vent_reader_close(&r);
+    close(p[0]);
+    zp_buf_free(&in);
+}
+
+static void test_input_ending_inside_a_length_is_an_error(void)
+{
+    zp_buf_t in = {0}, out = {0};
+    s_frame(&in, "ok", 2);
+    zp_buf_append(&in, "\0\0", 2);
+    char path[] = "/tmp/vent_input_XXXXXX";
+    int fd = s_file_bytes(path, &in);
+    TEST_CHECK(fd >= 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, fd);
+    zp_vent_reader_frames(&r, 0);
+    size_t lens[4];
+    errno = 0;
+    TEST_EQ_INT(s_read_frames(&r, &out, lens, 4), -1);
+    TEST_EQ_INT(errno, EPROTO);
+    TEST_EQ_STR(r.why,
+                "input ends inside frame 1: got 2 of 4 bytes of its length");
+    zp_vent_reader_close(&r);
+    zp_buf_free(&in);
+    zp_buf_free(&out);
+    unlink(path);
+}
+
+static void test_input_ending_inside_a_body_is_an_error(void)
+{
+    zp_buf_t in = {0}, out = {0};
+    s_frame(&in, "", 0);
+    s_frame(&in, "abc", 3);
+    zp_buf_append(&in,
+                  "\0\0\0\x0a"
+                  "abc",
+                  7); /* 3 of 10 bytes */
+    char path[] = "/tmp/vent_input_XXXXXX";
+    int fd = s_file_bytes(path, &in);
+    TEST_CHECK(fd >= 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, fd);
+    zp_vent_reader_frames(&r, 100);
+    size_t lens[4];
+    errno = 0;
+    TEST_EQ_INT(s_read_frames(&r, &out, lens, 4), -1);
+    TEST_EQ_INT(errno, EPROTO);
+    TEST_EQ_STR(r.why, "input ends inside frame 2: got 3 of 10 bytes");
+    zp_vent_reader_close(&r);
+    zp_buf_free(&in);
+    zp_buf_free(&out);
+    unlink(path);
+}
+
+/* A frame bigger than a read (1 MiB) comes out whole and exact. */
+static void test_frame_larger_than_a_read(void)
+{
+    size_t n = 3u << 20;
+    char *body = malloc(n);
+    TEST_CHECK(body != NULL);
+    for (size_t i = 0; i < n; i++)
+        body[i] = (char)(i * 31 + (i >> 12));
+    zp_buf_t in = {0}, out = {0};
+    s_frame(&in, body, (uint32_t)n);
+    s_frame(&in, "z", 1);
+    char path[] = "/tmp/vent_input_XXXXXX";
+    int fd = s_file_bytes(path, &in);
+    TEST_CHECK(fd >= 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, fd);
+    zp_vent_reader_frames(&r, 64u << 20);
+    size_t lens[4];
+    TEST_EQ_INT(s_read_frames(&r, &out, lens, 4), 2);
+    TEST_EQ_INT(lens[0], n);
+    TEST_CHECK(memcmp(out.data, body, n) == 0 && out.data[n] == 'z');
+    zp_vent_reader_close(&r);
+    zp_buf_free(&in);
+    zp_buf_free(&out);
+    free(body);
+    unlink(path);
 }
 
 /* A journal with records of two jobs, as the sink writes it. */
@@ -220,6 +468,22 @@ static void s_input_scenario(void *arg)
         zp_vent_reader_close(&r);
         unlink(path);
     }
+    zp_buf_t in = {0}, out = {0};
+    s_frame(&in, "one", 3);
+    s_frame(&in, "", 0);
+    char fpath[] = "/tmp/vent_input_XXXXXX";
+    fd = in.data ? s_file_bytes(fpath, &in) : -1;
+    if (fd >= 0) {
+        zp_vent_reader_t r;
+        zp_vent_reader_init(&r, fd);
+        zp_vent_reader_frames(&r, 16);
+        size_t lens[4];
+        s_read_frames(&r, &out, lens, 4);
+        zp_vent_reader_close(&r);
+        unlink(fpath);
+    }
+    zp_buf_free(&in);
+    zp_buf_free(&out);
     zp_bitset_t skip = {0};
     zp_vent_skip_load(s_sweep_journal, "job-1", &skip);
     zp_bitset_free(&skip);
@@ -244,6 +508,18 @@ static const test_case_t tests[] = {
      test_trailing_newline_makes_no_empty_line},
     {"test_partial_line_waits_for_its_newline",
      test_partial_line_waits_for_its_newline},
+    {"test_frames_several_in_one_read", test_frames_several_in_one_read},
+    {"test_frame_split_across_one_byte_reads",
+     test_frame_split_across_one_byte_reads},
+    {"test_frame_of_zero_bytes_is_an_empty_task",
+     test_frame_of_zero_bytes_is_an_empty_task},
+    {"test_frame_at_the_limit_and_one_over",
+     test_frame_at_the_limit_and_one_over},
+    {"test_input_ending_inside_a_length_is_an_error",
+     test_input_ending_inside_a_length_is_an_error},
+    {"test_input_ending_inside_a_body_is_an_error",
+     test_input_ending_inside_a_body_is_an_error},
+    {"test_frame_larger_than_a_read", test_frame_larger_than_a_read},
     {"test_skip_set_holds_the_jobs_committed_tasks",
      test_skip_set_holds_the_jobs_committed_tasks},
     {"test_missing_journal_skips_nothing", test_missing_journal_skips_nothing},
