@@ -45,7 +45,10 @@ int main(int argc, char **argv)
          "write records here, - for stdout (default -)", &cfg.output, 0, 0,
          NULL},
         {"format", 'f', ZP_OPT_CHOICE, "ZPIPE_FORMAT", "FORMAT",
-         "record format (default jsonl)", &cfg.format, 0, 0, "jsonl|lines"},
+         "record format: jsonl (default), lines (the outputs, one a line) "
+         "or frames (binary: a 24-byte header, then output, cause, error; "
+         "docs/formats.md)",
+         &cfg.format, 0, 0, "jsonl|lines|frames"},
         {"ordered", 0, ZP_OPT_FLAG, "ZPIPE_ORDERED", NULL,
          "write each job's records in task order", &cfg.ordered, 0, 0, NULL},
         {"journal", 0, ZP_OPT_STR, "ZPIPE_JOURNAL", "FILE",

@@ -308,7 +308,7 @@ static int s_init_sockets(zp_sink_t *s)
 
 static int s_init(zp_sink_t *s)
 {
-    s->lines = strcmp(s->cfg->format, "lines") == 0;
+    s->format = zp_records_format(s->cfg->format);
     size_t retain = (size_t)s->cfg->retain_jobs;
     size_t ids = retain * S_FORGOTTEN_IDS_PER_JOB;
     zp_jobs_set_retain(&s->jobs, retain,

@@ -22,7 +22,7 @@ typedef struct {
     const char *publish;      /* bind, PUB; NULL or "" = none */
     const char *cluster;      /* --cluster; NULL = any (zp_cluster.h) */
     const char *output;       /* path, "-" = stdout */
-    const char *format;       /* "jsonl" or "lines" */
+    const char *format;       /* "jsonl", "lines" or "frames" */
     bool ordered;             /* restore task id order per job */
     const char *journal;      /* commit log; NULL = the sink's own (see
                                  sink_promise.h) */

@@ -1,6 +1,6 @@
-/* sink_records: the sink's record formats, JSON Lines and lines; pure
- * functions that render into a caller's buffer (the bytes are the output
- * file's, exactly). */
+/* sink_records: the sink's record formats, JSON Lines, lines and frames;
+ * pure functions that render into a caller's buffer (the bytes are the
+ * output file's, exactly). */
 #ifndef ZP_SINK_RECORDS_H
 #define ZP_SINK_RECORDS_H
 
@@ -10,6 +10,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* --format: which rendering the output gets. */
+typedef enum {
+    ZP_RECORDS_JSONL,
+    ZP_RECORDS_LINES,
+    ZP_RECORDS_FRAMES,
+} zp_records_format_t;
+
+/* The format called name: "lines", "frames", else JSON Lines. */
+zp_records_format_t zp_records_format(const char *name);
 
 /* Appends "output":"TEXT" when data is valid UTF-8, else
  * "output_b64":"BASE64". */
@@ -24,6 +34,22 @@ void zp_records_json(zp_buf_t *b, const char *job, const char *worker,
  * own is dropped, one is added. */
 void zp_records_line(zp_buf_t *b, const void *data, size_t len);
 
+/* A frame record: ZP_RECORDS_FRAME_HEADER bytes, all big-endian,
+ *   u64 task id | u8 flags | u8 cause length C | u16 zero |
+ *   u32 output length O | u32 error length E | u32 attempts
+ * then O bytes of output, C of cause, E of error text (docs/formats.md). */
+#define ZP_RECORDS_FRAME_HEADER  24
+#define ZP_RECORDS_FRAME_FAILED  0x01u /* the task (or reduction) failed */
+#define ZP_RECORDS_FRAME_RETRY   0x02u /* a failed task's retryable flag */
+#define ZP_RECORDS_FRAME_REDUCED 0x04u /* the job's one reduced record */
+/* A reduced record's task id. */
+#define ZP_RECORDS_FRAME_REDUCED_ID UINT64_MAX
+
+/* Replaces b's contents with result r as a frame record: the output as
+ * it is; a failure's cause (plugin_error when it has none, cut at 255
+ * bytes) and error text; attempts at least 1. r borrowed for the call. */
+void zp_records_frame(zp_buf_t *b, const Zpipe__V1__Result *r);
+
 /* A reduced job's one record (--reduce). Strings borrowed for the call. */
 typedef struct {
     const char *job, *plugin;
@@ -36,5 +62,11 @@ typedef struct {
 
 /* Replaces b's contents with the reduced record as a JSON line. */
 void zp_records_reduced_json(zp_buf_t *b, const zp_records_reduced_t *r);
+
+/* Replaces b's contents with the reduced record as a frame record: task
+ * id ZP_RECORDS_FRAME_REDUCED_ID, flag REDUCED (and FAILED with the error,
+ * "failed" when NULL), the value as output, no cause, attempts 1. The
+ * task counts are the JSON record's only. */
+void zp_records_reduced_frame(zp_buf_t *b, const zp_records_reduced_t *r);
 
 #endif

@@ -154,13 +154,16 @@ static void s_drain_ordered(zp_sink_t *s, zp_sink_job_t *j)
 static void s_write_record(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
                            const Zpipe__V1__Result *r, bool ok)
 {
-    if (s->lines)
+    if (s->format == ZP_RECORDS_LINES)
         zp_records_line(&s->rec, r->output.data, r->output.len);
+    else if (s->format == ZP_RECORDS_FRAMES)
+        zp_records_frame(&s->rec, r);
     else
         zp_records_json(&s->rec, j->id, worker, r);
-    /* The spool is always JSON Lines: a second rendering for lines. */
+    /* The spool is always JSON Lines: a second rendering for the other
+     * formats. */
     const zp_buf_t *json = NULL;
-    if (s->cfg->spool && s->lines) {
+    if (s->cfg->spool && s->format != ZP_RECORDS_JSONL) {
         zp_records_json(&s->spool_rec, j->id, worker, r);
         json = &s->spool_rec;
     }
@@ -197,11 +200,13 @@ static void s_reduce_final(zp_sink_t *s, zp_sink_job_t *j)
         .data = v->data,
         .len = v->len,
     };
-    if (s->lines)
+    if (s->format == ZP_RECORDS_LINES)
         zp_records_line(&s->rec, v->data, v->len);
+    else if (s->format == ZP_RECORDS_FRAMES)
+        zp_records_reduced_frame(&s->rec, &rr);
     else
         zp_records_reduced_json(&s->rec, &rr);
-    bool spool_json = s->cfg->spool && s->lines;
+    bool spool_json = s->cfg->spool && s->format != ZP_RECORDS_JSONL;
     if (spool_json)
         zp_records_reduced_json(&s->spool_rec, &rr);
     zp_store_emit_final(s->store, &j->spool, j->id, j->ledger.total, ok,

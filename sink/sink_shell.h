@@ -10,6 +10,7 @@
 #include "sink_job.h"
 #include "sink_metrics.h"
 #include "sink_promise.h"
+#include "sink_records.h"
 #include "sink_reduce.h"
 #include "sink_store.h"
 #include "sink_web.h"
@@ -36,7 +37,7 @@ typedef struct {
     void *ctx, *results, *control, *pub;
     zp_curve_t *curve;
     void *mon_results, *mon_control; /* dropped connections */
-    bool lines;
+    zp_records_format_t format;      /* --format; jsonl is also the spool's */
     zp_jobs_t jobs;
     zp_store_t *store;
     zp_promise_t promise; /* the journal kept, what a crash may cost */

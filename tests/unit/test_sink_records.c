@@ -144,6 +144,177 @@ static void test_reduced_records(void)
     zp_buf_free(&b);
 }
 
+/* The fields of a frame record's header. */
+typedef struct {
+    uint64_t task;
+    unsigned flags, cause_len, zero;
+    uint32_t out_len, err_len, attempts;
+} s_hdr_t;
+
+static uint64_t s_be(const zp_buf_t *b, size_t at, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | (unsigned char)b->data[at + (size_t)i];
+    return v;
+}
+
+/* Parses b as one frame record: true when its lengths add up to b's. */
+static bool s_parse(const zp_buf_t *b, s_hdr_t *h)
+{
+    if (b->len < ZP_RECORDS_FRAME_HEADER)
+        return false;
+    h->task = s_be(b, 0, 8);
+    h->flags = (unsigned)s_be(b, 8, 1);
+    h->cause_len = (unsigned)s_be(b, 9, 1);
+    h->zero = (unsigned)s_be(b, 10, 2);
+    h->out_len = (uint32_t)s_be(b, 12, 4);
+    h->err_len = (uint32_t)s_be(b, 16, 4);
+    h->attempts = (uint32_t)s_be(b, 20, 4);
+    return b->len == ZP_RECORDS_FRAME_HEADER + (size_t)h->out_len +
+                         h->cause_len + h->err_len;
+}
+
+/* The body's part at off of len bytes is want. */
+static bool s_part(const zp_buf_t *b, size_t off, const void *want, size_t len)
+{
+    return memcmp(b->data + ZP_RECORDS_FRAME_HEADER + off, want, len) == 0;
+}
+
+static void test_frame_ok_record(void)
+{
+    zp_buf_t b = {0};
+    const char out[] = "a\0b\nc\r\xff";
+    Zpipe__V1__Result r =
+        s_result(0x0102030405060708ull, true, out, sizeof out - 1);
+    r.cause = "ignored"; /* not a failure: no cause */
+    r.retryable = true;  /* nor retryable */
+    zp_records_frame(&b, &r);
+    s_hdr_t h;
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_CHECK(memcmp(b.data, "\x01\x02\x03\x04\x05\x06\x07\x08", 8) == 0);
+    TEST_EQ_INT(h.task, 0x0102030405060708ull);
+    TEST_EQ_INT(h.flags, 0);
+    TEST_EQ_INT(h.cause_len, 0);
+    TEST_EQ_INT(h.zero, 0);
+    TEST_EQ_INT(h.out_len, 7); /* no newline added or removed */
+    TEST_EQ_INT(h.err_len, 0);
+    TEST_EQ_INT(h.attempts, 1);
+    TEST_CHECK(s_part(&b, 0, out, 7));
+    r.attempt = 0x01020304;
+    zp_records_frame(&b, &r); /* replaced, not appended to */
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_EQ_INT(h.attempts, 0x01020304);
+    TEST_CHECK(memcmp(b.data + 20, "\x01\x02\x03\x04", 4) == 0);
+    zp_buf_free(&b);
+}
+
+static void test_frame_empty_output(void)
+{
+    zp_buf_t b = {0};
+    Zpipe__V1__Result r = s_result(5, true, NULL, 0);
+    zp_records_frame(&b, &r);
+    s_hdr_t h;
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_EQ_INT(b.len, ZP_RECORDS_FRAME_HEADER);
+    TEST_EQ_INT(h.task, 5);
+    TEST_EQ_INT(h.flags, 0);
+    TEST_EQ_INT(h.out_len, 0);
+    TEST_EQ_INT(h.attempts, 1);
+    zp_buf_free(&b);
+}
+
+static void test_frame_failed_records(void)
+{
+    zp_buf_t b = {0};
+    Zpipe__V1__Result r = s_result(9, false, "part", 4);
+    r.cause = "SIGSEGV";
+    r.error = "executor died";
+    r.attempt = 3;
+    zp_records_frame(&b, &r);
+    s_hdr_t h;
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_EQ_INT(h.task, 9);
+    TEST_EQ_INT(h.flags, ZP_RECORDS_FRAME_FAILED);
+    TEST_EQ_INT(h.cause_len, 7);
+    TEST_EQ_INT(h.zero, 0);
+    TEST_EQ_INT(h.out_len, 4);
+    TEST_EQ_INT(h.err_len, 13);
+    TEST_EQ_INT(h.attempts, 3);
+    TEST_CHECK(s_part(&b, 0, "part", 4));
+    TEST_CHECK(s_part(&b, 4, "SIGSEGV", 7));
+    TEST_CHECK(s_part(&b, 11, "executor died", 13));
+    /* Retryable; no cause: plugin_error; no error text: none. */
+    r.retryable = true;
+    r.cause = "";
+    r.error = NULL;
+    r.output.len = 0;
+    zp_records_frame(&b, &r);
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_EQ_INT(h.flags, ZP_RECORDS_FRAME_FAILED | ZP_RECORDS_FRAME_RETRY);
+    TEST_EQ_INT(h.cause_len, 12);
+    TEST_EQ_INT(h.out_len, 0);
+    TEST_EQ_INT(h.err_len, 0);
+    TEST_CHECK(s_part(&b, 0, "plugin_error", 12));
+    /* A cause longer than its byte of length is cut at 255. */
+    char cause[300];
+    memset(cause, 'c', sizeof cause - 1);
+    cause[sizeof cause - 1] = '\0';
+    r.cause = cause;
+    zp_records_frame(&b, &r);
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_EQ_INT(h.cause_len, 255);
+    zp_buf_free(&b);
+}
+
+static void test_frame_reduced_records(void)
+{
+    zp_buf_t b = {0};
+    zp_records_reduced_t r = {
+        .job = "j",
+        .plugin = "count",
+        .ok = true,
+        .tasks = 10,
+        .succeeded = 9,
+        .failed = 1,
+        .data = "{\"n\":9}",
+        .len = 7,
+    };
+    zp_records_reduced_frame(&b, &r);
+    s_hdr_t h;
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_CHECK(memcmp(b.data, "\xff\xff\xff\xff\xff\xff\xff\xff", 8) == 0);
+    TEST_EQ_INT(h.flags, ZP_RECORDS_FRAME_REDUCED);
+    TEST_EQ_INT(h.cause_len, 0);
+    TEST_EQ_INT(h.zero, 0);
+    TEST_EQ_INT(h.out_len, 7);
+    TEST_EQ_INT(h.err_len, 0);
+    TEST_EQ_INT(h.attempts, 1);
+    TEST_CHECK(s_part(&b, 0, "{\"n\":9}", 7));
+    r.ok = false;
+    r.error = "reduce_final failed";
+    r.len = 0;
+    zp_records_reduced_frame(&b, &r);
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_EQ_INT(h.flags, ZP_RECORDS_FRAME_REDUCED | ZP_RECORDS_FRAME_FAILED);
+    TEST_EQ_INT(h.out_len, 0);
+    TEST_EQ_INT(h.err_len, 19);
+    TEST_CHECK(s_part(&b, 0, "reduce_final failed", 19));
+    r.error = NULL;
+    zp_records_reduced_frame(&b, &r);
+    TEST_CHECK(s_parse(&b, &h));
+    TEST_EQ_INT(h.err_len, 6);
+    TEST_CHECK(s_part(&b, 0, "failed", 6));
+    zp_buf_free(&b);
+}
+
+static void test_format_names(void)
+{
+    TEST_EQ_INT(zp_records_format("jsonl"), ZP_RECORDS_JSONL);
+    TEST_EQ_INT(zp_records_format("lines"), ZP_RECORDS_LINES);
+    TEST_EQ_INT(zp_records_format("frames"), ZP_RECORDS_FRAMES);
+}
+
 static void s_scenario(void *arg)
 {
     (void)arg;
@@ -156,6 +327,8 @@ static void s_scenario(void *arg)
     zp_records_reduced_t rr = {
         .job = "j", .plugin = "p", .data = "v", .len = 1};
     zp_records_reduced_json(&b, &rr);
+    zp_records_frame(&b, &r);
+    zp_records_reduced_frame(&b, &rr);
     zp_buf_free(&b);
 }
 
@@ -171,6 +344,11 @@ static const test_case_t tests[] = {
     {"test_json_failure_record", test_json_failure_record},
     {"test_lines", test_lines},
     {"test_reduced_records", test_reduced_records},
+    {"test_frame_ok_record", test_frame_ok_record},
+    {"test_frame_empty_output", test_frame_empty_output},
+    {"test_frame_failed_records", test_frame_failed_records},
+    {"test_frame_reduced_records", test_frame_reduced_records},
+    {"test_format_names", test_format_names},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };
