@@ -32,11 +32,11 @@
 
 static const char s_synopsis[] =
     "Usage: zpipe run --plugin NAME|PATH [OPTIONS]\n"
-    "Runs one job on this machine: each input line is a task for the plugin;\n"
-    "records go to the output. Exit status: 0 every task succeeded, 1 some\n"
-    "tasks failed (or, with --reduce, the reduction failed), 2 bad usage, 3\n"
-    "a component failed or the job could not progress, 130/143\n"
-    "interrupted.";
+    "Runs one job on this machine: each input line (or frame, with\n"
+    "--input-format frames) is a task for the plugin; records go to the\n"
+    "output. Exit status: 0 every task succeeded, 1 some tasks failed (or,\n"
+    "with --reduce, the reduction failed), 2 bad usage, 3 a component\n"
+    "failed or the job could not progress, 130/143 interrupted.";
 
 /* One run: what it was asked, what it made, what it learnt. */
 typedef struct {

@@ -19,8 +19,9 @@
 typedef struct {
     const char *plugin, *input, *output, *format, *dispatch, *job, *isolation;
     const char *journal, *transport;
-    const char *trace; /* Chrome trace-event JSON of every task's life */
-    const char *web;   /* HOST:PORT for the sink's web view and metrics */
+    const char *input_format; /* lines or frames (the ventilator's) */
+    const char *trace;        /* Chrome trace-event JSON of every task's life */
+    const char *web; /* HOST:PORT for the sink's web view and metrics */
     uint64_t workers, batch, window, deadline_ms, memory_limit, max_attempts;
     uint64_t no_worker_timeout_ms;
     bool ordered, progress, no_progress, resume, reduce;
@@ -32,7 +33,7 @@ void zp_run_opts_init(zp_run_opts_t *o);
 
 /* Writes zpipe run's option table for o into out (room for
  * ZP_RUN_N_OPTS entries, the last the {0} end). */
-#define ZP_RUN_N_OPTS 25
+#define ZP_RUN_N_OPTS 26
 void zp_run_opts_table(zp_run_opts_t *o, zp_opt_t *out);
 
 /* The first usage error in o (NULL when none). --web is checked too: its

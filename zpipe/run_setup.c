@@ -24,6 +24,7 @@ void zp_run_opts_init(zp_run_opts_t *o)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (zp_run_opts_t){
         .input = "-",
+        .input_format = "lines",
         .output = "-",
         .format = "jsonl",
         .dispatch = "credit",
@@ -57,11 +58,18 @@ void zp_run_opts_table(zp_run_opts_t *o, zp_opt_t *out)
          "worker processes (default: the number of CPUs)", &o->workers, 1,
          ZP_RUN_MAX_WORKERS, NULL},
         {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
-         "one task per line; - for stdin (default -)", &o->input, 0, 0, NULL},
+         "the tasks; - for stdin (default -)", &o->input, 0, 0, NULL},
+        {"input-format", 0, ZP_OPT_CHOICE, "ZPIPE_INPUT_FORMAT", "FORMAT",
+         "lines (default): a task per line; frames: each task a 4-byte "
+         "big-endian length N, then N bytes",
+         &o->input_format, 0, 0, "lines|frames"},
         {"output", 'o', ZP_OPT_STR, "ZPIPE_OUTPUT", "FILE",
          "records; - for stdout (default -)", &o->output, 0, 0, NULL},
         {"format", 'f', ZP_OPT_CHOICE, "ZPIPE_FORMAT", "FORMAT",
-         "record format (default jsonl)", &o->format, 0, 0, "jsonl|lines"},
+         "record format: jsonl (default), lines (the outputs, one a line) "
+         "or frames (binary: a 24-byte header, then output, cause, error; "
+         "docs/formats.md)",
+         &o->format, 0, 0, "jsonl|lines|frames"},
         {"ordered", 0, ZP_OPT_FLAG, "ZPIPE_ORDERED", NULL,
          "write records in input order", &o->ordered, 0, 0, NULL},
         {"dispatch", 0, ZP_OPT_CHOICE, "ZPIPE_DISPATCH", "MODE",
@@ -346,6 +354,7 @@ static void s_ventilator_argv(zp_run_plan_t *p, const zp_run_opts_t *o,
     s_push2(p, r, "--bind", p->ep_disp);
     s_push2(p, r, "--sink", p->ep_ctl);
     s_push2(p, r, "--input", o->input);
+    s_push2(p, r, "--input-format", o->input_format);
     s_push2(p, r, "--plugin", n->name);
     s_push2(p, r, "--job", n->job);
     s_push2(p, r, "--dispatch", o->dispatch);
