@@ -51,7 +51,8 @@ static const zp_opt_t s_opts[] = {
      "tcp://localhost:5559)",
      &s_cfg.sink_control, 0, 0, NULL},
     {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
-     "one task per line; - for stdin (default -, unless --intake)",
+     "the tasks, as --input-format says; - for stdin (default -, unless "
+     "--intake)",
      &s_cfg.input, 0, 0, NULL},
     {"input-format", 0, ZP_OPT_CHOICE, "ZPIPE_INPUT_FORMAT", "FORMAT",
      "lines (default): a task per line; frames: each task a 4-byte "

@@ -58,7 +58,8 @@ void zp_run_opts_table(zp_run_opts_t *o, zp_opt_t *out)
          "worker processes (default: the number of CPUs)", &o->workers, 1,
          ZP_RUN_MAX_WORKERS, NULL},
         {"input", 'i', ZP_OPT_STR, "ZPIPE_INPUT", "FILE",
-         "the tasks; - for stdin (default -)", &o->input, 0, 0, NULL},
+         "the tasks, as --input-format says; - for stdin (default -)",
+         &o->input, 0, 0, NULL},
         {"input-format", 0, ZP_OPT_CHOICE, "ZPIPE_INPUT_FORMAT", "FORMAT",
          "lines (default): a task per line; frames: each task a 4-byte "
          "big-endian length N, then N bytes",
