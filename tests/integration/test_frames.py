@@ -2,7 +2,9 @@
 (NUL, newline and carriage-return bytes) in and records out byte for byte,
 counted against the input; --ordered; failures' flags, cause and error;
 a task answered while its input pipe stays open; input that ends inside a
-frame; a frame over --max-task-bytes."""
+frame; a frame over --max-task-bytes; the reduced record; the daemons
+themselves, with the spool kept in JSON Lines."""
+import base64
 import os
 import random
 import select
@@ -242,6 +244,59 @@ def test_frame_over_max_task_bytes_is_refused_like_a_long_line():
           in err, err)
 
 
+def test_reduced_record_is_flagged_and_holds_the_value():
+    words = [b"red green red", b"blue red", b"", b"green"]
+    r = zpipe_run(["--plugin", "wordcount", "--reduce", "--workers", "2"],
+                  frames(words))
+    check(r.returncode == 0, "exit %d: %s" % (r.returncode, r.stderr.decode()))
+    recs = parse(r.stdout)
+    check(len(recs) == 1, "%d records, want the one reduced" % len(recs))
+    rec = recs[0]
+    check(rec["task"] == 2 ** 64 - 1 and rec["flags"] == REDUCED
+          and rec["cause"] == b"" and rec["error"] == b""
+          and rec["attempts"] == 1, repr(rec))
+    lines = run([binary("zpipe"), "run", "--plugin", "wordcount", "--reduce",
+                 "--workers", "2", "--no-progress", "--format", "lines"],
+                input=b"\n".join(words) + b"\n", capture_output=True,
+                timeout=60)
+    check(lines.returncode == 0, lines.stderr.decode())
+    check(rec["output"] == b"red 3\ngreen 2\nblue 1\n"
+          and rec["output"] == lines.stdout, "%r vs lines %r"
+          % (rec["output"], lines.stdout))
+    # A reduction that fails: flagged failed too, its reason as the error.
+    r = zpipe_run(["--plugin", "wordcount", "--reduce", "--workers", "1",
+                   "--config", "top=many"], frames(words))
+    check(r.returncode == 1, "exit %d: %s" % (r.returncode, r.stderr.decode()))
+    recs = parse(r.stdout)
+    check(len(recs) == 1 and recs[0]["flags"] == REDUCED | FAILED
+          and b"reduce_init failed" in recs[0]["error"], repr(recs))
+
+
+def test_daemons_take_frames_and_the_spool_stays_json_lines():
+    payloads = binary_payloads(500, 19)
+    c = zptest.Cluster(output_name="out.frames",
+                       sink_args=("--format", "frames", "--spool",
+                                  zptest.tmpdir()))
+    spool = c.sink.args[c.sink.args.index("--spool") + 1]
+    inp = os.path.join(c.dir, "in.frames")
+    with open(inp, "wb") as f:
+        f.write(frames(payloads))
+    c.worker(["echo"])
+    v = c.ventilator("echo", inp, ["--input-format", "frames", "--job", "bin"])
+    check(v.wait(60) == 0, "ventilator exit %r" % v.returncode)
+    with open(c.output, "rb") as f:
+        recs = parse(f.read())
+    check(tally(recs, payloads) == (0, 0, 0, 0),
+          "lost, duplicated, unexpected, wrong: %r" % (tally(recs, payloads),))
+    spooled = {rec["task"]: rec for rec in
+               zptest.read_jsonl(os.path.join(spool, "bin.jsonl"))}
+    check(sorted(spooled) == list(range(len(payloads))), "spool ids")
+    bad = [t for t, rec in spooled.items()
+           if (base64.b64decode(rec["output_b64"]) if "output_b64" in rec
+               else rec["output"].encode()) != payloads[t]]
+    check(not bad, "spool records differ from the input: %r" % bad[:5])
+
+
 if __name__ == "__main__":
     zptest.main([
         test_20000_binary_tasks_round_trip_byte_for_byte,
@@ -250,4 +305,6 @@ if __name__ == "__main__":
         test_each_frame_is_answered_while_the_input_stays_open,
         test_input_ending_inside_a_frame_is_an_error,
         test_frame_over_max_task_bytes_is_refused_like_a_long_line,
+        test_reduced_record_is_flagged_and_holds_the_value,
+        test_daemons_take_frames_and_the_spool_stays_json_lines,
     ])
