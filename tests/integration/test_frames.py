@@ -8,6 +8,7 @@ import base64
 import os
 import random
 import select
+import signal
 import struct
 import subprocess
 import time
@@ -297,6 +298,55 @@ def test_daemons_take_frames_and_the_spool_stays_json_lines():
     check(not bad, "spool records differ from the input: %r" % bad[:5])
 
 
+def _journaled_ids(journal):
+    try:
+        with open(journal) as f:
+            return [int(l.split()[2]) for l in f if l.startswith("R ")
+                    and l.count(" ") in (4, 5) and l.endswith("\n")]
+    except FileNotFoundError:
+        return []
+
+
+def test_killed_run_resumes_with_frames_in_and_out():
+    # As test_resume_ordered, with frames: task SLOW spins 3 s, the run is
+    # killed with records journaled past it, --resume --ordered finishes.
+    n, slow = 6000, 1000
+    payloads = [b"%d" % (3000000 if i == slow else 100 + i % 7)
+                for i in range(n)]
+    d = zptest.tmpdir()
+    inp, out = os.path.join(d, "in.frames"), os.path.join(d, "out.frames")
+    journal = os.path.join(d, "journal")
+    with open(inp, "wb") as f:
+        f.write(frames(payloads))
+    cmd = [binary("zpipe"), "run", "--plugin", "spin", "--workers", "3",
+           "--batch", "16", "--input", inp, "--output", out, "--journal",
+           journal, "--job", "frames-resume", "--input-format", "frames",
+           "--format", "frames", "--no-progress"]
+    p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    zptest._procs.append(p)
+    deadline = time.time() + 20
+    while time.time() < deadline and p.poll() is None and \
+            max(_journaled_ids(journal), default=-1) <= slow + 500:
+        time.sleep(0.02)
+    check(p.poll() is None, "the run ended before task %d did" % slow)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait(30)
+    time.sleep(0.2)  # the children notice their parent is gone
+    before = len(_journaled_ids(journal))
+    check(0 < before < n, "%d records journaled before the kill" % before)
+    r = run(cmd + ["--resume", "--ordered"], capture_output=True, timeout=60)
+    check(r.returncode == 0, "resume exit %d: %s"
+          % (r.returncode, r.stderr.decode()[-800:]))
+    with open(out, "rb") as f:
+        recs = parse(f.read())  # spin echoes its payload
+    check(tally(recs, payloads) == (0, 0, 0, 0),
+          "lost, duplicated, unexpected, wrong: %r" % (tally(recs, payloads),))
+    tail = [rec["task"] for rec in recs[before:]]
+    check(tail == sorted(tail), "the resumed run's records are not in order")
+    print("     %d records before the kill, %d after" % (before, len(tail)))
+
+
 if __name__ == "__main__":
     zptest.main([
         test_20000_binary_tasks_round_trip_byte_for_byte,
@@ -307,4 +357,5 @@ if __name__ == "__main__":
         test_frame_over_max_task_bytes_is_refused_like_a_long_line,
         test_reduced_record_is_flagged_and_holds_the_value,
         test_daemons_take_frames_and_the_spool_stays_json_lines,
+        test_killed_run_resumes_with_frames_in_and_out,
     ])
