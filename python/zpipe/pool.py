@@ -18,8 +18,7 @@ import pickle
 import sys
 import threading
 import time
-from .errors import RemoteError, with_remote_traceback
-from . import _worker
+from . import _engine, _worker
 
 # zmq, protobuf and the client are imported when a Pool starts, not with
 # this module: a worker running the caller's main script (which imports
@@ -45,8 +44,6 @@ def _load():
 RUN = "run"
 CLOSE = "close"
 TERMINATE = "terminate"
-_BATCH_TASKS = 1024
-_BATCH_BYTES = 1 << 20
 
 
 def _package_root():
@@ -88,24 +85,6 @@ def _parse_cluster(spec):
         kw["cluster"] = kw.pop("name")  # the cluster's name (--cluster)
     extras = {k: kw.pop(k) for k in ("main", "path") if k in kw}
     return zc.Client(**kw), extras
-
-
-def _failure(rec):
-    """The exception for a failed record of zpipe's own (not a task's
-    exception, which run_chunk returns as an "err" value)."""
-    text = rec.error or rec.cause
-    head, _, tb = text.partition("\n")
-    name, _, msg = head.partition(": ")
-    e = RemoteError(name if msg else "", msg or head, rec.cause)
-    return with_remote_traceback(e, tb)
-
-
-def _rebuild(value):
-    """The caller-side exception for a ("err", ...) value."""
-    _, exc, name, msg, tb = value
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(name, msg, "python_exception")
-    return with_remote_traceback(exc, tb)
 
 
 class ApplyResult:
@@ -274,180 +253,6 @@ class _Progress:
             sys.stderr.flush()
 
 
-class _Engine(threading.Thread):
-    """Owns the sockets: sends queued tasks as batches of the Pool's job
-    and hands each record to the call its task belongs to."""
-
-    def __init__(self, client, config):
-        super().__init__(name="zpipe-pool", daemon=True)
-        self.lock = threading.Lock()
-        self.outbox = collections.deque()   # (payload, call, chunk index)
-        self.calls = {}                     # task id -> (call, chunk index)
-        self.error = None                   # a fatal error: every call gets it
-        self.stopping = False
-        self.finishing = False              # close the job once all is sent
-        self.feeds = 0                      # imap input threads running
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        self.producer = client.producer("python", config=config)
-        self.fetcher = zc.Fetcher(client.ctx, client.sink,
-                                  self.producer.job_id,
-                                  curve_secret=client.curve_secret,
-                                  server_key=client.sink_key)
-        self.check = None                   # a callable -> error text or None
-        self.pending = 0                    # tasks sent without a record
-        self.local = False                  # a private cluster: no close
-
-    def submit(self, tasks):
-        """tasks: (payload, call, chunk index) triples."""
-        with self.lock:
-            if self.error:
-                raise self.error
-            if self.wake_w is None:
-                raise ValueError("Pool not running")
-            self.outbox.extend(tasks)
-            self._poke()
-
-    def _poke(self):
-        """Wakes the engine's poll; under the lock (the pipe is closed
-        under it when the engine ends, so a write never meets a reused
-        descriptor)."""
-        if self.wake_w is not None:
-            try:
-                os.write(self.wake_w, b"x")
-            except (BlockingIOError, BrokenPipeError):
-                pass  # a wake-up is already pending, or the engine is gone
-
-    def wake(self):
-        with self.lock:
-            self._poke()
-
-    def feed_started(self):
-        with self.lock:
-            self.feeds += 1
-
-    def feed_ended(self):
-        """An imap input thread is done: close() waits for these before
-        it closes the job (else items read after close() were lost)."""
-        with self.lock:
-            self.feeds -= 1
-            self._poke()
-
-    def _pack(self):
-        """Moves queued tasks into batches while the producer has room."""
-        p = self.producer
-        while len(p.queue) + len(p.sent) < zc.MAX_UNANSWERED + 1:
-            with self.lock:
-                if not self.outbox:
-                    return
-                batch, size = [], 0
-                while self.outbox and len(batch) < _BATCH_TASKS and \
-                        (not batch or size + len(self.outbox[0][0]) <=
-                         _BATCH_BYTES):
-                    t = self.outbox.popleft()
-                    batch.append(t)
-                    size += len(t[0])
-            first = p.total
-            for i, (_, call, idx) in enumerate(batch):
-                self.calls[first + i] = (call, idx)
-            self.pending += len(batch)
-            p.send([t[0] for t in batch])
-
-    def _deliver(self, rec):
-        entry = self.calls.pop(rec.task, None)
-        if entry is None:
-            return
-        self.pending -= 1
-        call, idx = entry
-        if rec.ok:
-            try:
-                value = pickle.loads(rec.output)
-            except Exception as e:
-                call._chunk(idx, False, RemoteError(
-                    type(e).__name__, "result did not unpickle: %s" % e))
-                return
-            if value[0] == "ok":
-                call._chunk(idx, True, value[1])
-            else:
-                call._chunk(idx, False, _rebuild(value))
-        else:
-            call._chunk(idx, False, _failure(rec))
-
-    def _fail_all(self, err):
-        with self.lock:
-            self.error = err
-            self.outbox.clear()
-        for call, idx in list(self.calls.values()):
-            call._chunk(idx, False, err)
-        self.calls.clear()
-
-    def run(self):
-        poller = zmq.Poller()
-        for s in self.producer.sockets() + self.fetcher.sockets():
-            poller.register(s, zmq.POLLIN)
-        poller.register(self.wake_r, zmq.POLLIN)
-        last_check = time.monotonic()
-        try:
-            while not self.stopping:
-                try:
-                    os.read(self.wake_r, 4096)
-                except BlockingIOError:
-                    pass
-                self._pack()
-                if self.finishing and not self.feeds and not self.outbox \
-                        and not self.producer.closed and \
-                        not self.producer.queue and not self.producer.sent:
-                    self.producer.close()
-                self.producer.pump()
-                if self.producer.opened:
-                    for rec in self.fetcher.pump():
-                        self._deliver(rec)
-                if self.finishing and self.producer.closed and \
-                        not self.calls and not self.outbox:
-                    break
-                now = time.monotonic()
-                if self.check and now - last_check > 0.5:
-                    last_check = now
-                    why = self.check()
-                    if why:
-                        raise RuntimeError(why)
-                poller.poll(500)
-        except Exception as e:  # a refusal, a dead daemon: every call fails
-            err = e if isinstance(e, RemoteError) else RemoteError(
-                type(e).__name__, str(e), "zpipe")
-            self._fail_all(err)
-        if self.stopping and not self.local and self.producer.opened and \
-                not self.producer.closed:
-            self._close_quickly()
-        self.producer.shutdown()
-        self.fetcher.shutdown()
-        with self.lock:
-            os.close(self.wake_w)
-            self.wake_w = None
-        os.close(self.wake_r)
-
-    def _close_quickly(self):
-        """terminate(): closes the job with the tasks the ventilator has
-        (so a running cluster does not keep it open), for at most 2 s."""
-        p = self.producer
-        p.queue = collections.deque(x for x in p.queue if x[0])
-        end = time.monotonic() + 2.0
-        try:
-            while (p.queue or p.sent) and time.monotonic() < end:
-                p.pump()
-                p.link.sock.poll(50)
-            p.close()
-            while not p.closed and time.monotonic() < end:
-                p.pump()
-                p.link.sock.poll(50)
-        except Exception:
-            pass
-
-    def stop(self):
-        self.stopping = True
-        self.wake()
-
-
 class Pool:
     """A drop-in for multiprocessing.Pool on zpipe (see the module's
     comment and docs/python.md). processes: workers of the private
@@ -498,16 +303,9 @@ class Pool:
             if main in (None, True, 1):
                 main = _main_file()
             from .cluster import LocalCluster
-            # The daemons start while this process imports zmq. The
-            # workers load the plugin without settings (no interpreter
-            # in the worker itself): on 2 cores, starting Python in each
-            # worker as well as in its executor cost more than it saved.
-            self._local = LocalCluster(self._processes, window=window)
-            _load()
-            client = zc.Client(self._local.intake, self._local.sink,
-                               cluster="")
-            client.curve_secret = client.ventilator_key = \
-                client.sink_key = None
+            self._local = LocalCluster(self._processes, config,
+                                       window=window)
+            client = None
         else:
             _load()
             client, extras = _parse_cluster(cluster)
@@ -536,16 +334,19 @@ class Pool:
         if "__main__" in sys.modules:
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         try:
-            self._engine = _Engine(client, config)
+            if self._local:
+                local = self._local
+                self._engine = _engine.PipeEngine(local.task_fd,
+                                                  local.record_fd)
+                local.task_fd = local.record_fd = None  # the engine's now
+                self._engine.check = lambda: local.dead() and \
+                    "the private cluster failed: %s\n%s" % (local.dead(),
+                                                            local.log_tail())
+            else:
+                self._engine = _engine.ServiceEngine(client, config)
         except BaseException:
             self._stop_cluster()
             raise
-        if self._local:
-            local = self._local
-            self._engine.local = True
-            self._engine.check = lambda: local.dead() and \
-                "the private cluster failed: %s\n%s" % (local.dead(),
-                                                        local.log_tail())
         self._engine.start()
 
     # -- calls -------------------------------------------------------------

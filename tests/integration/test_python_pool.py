@@ -57,6 +57,10 @@ def test_zpipe_only_cases():
     check(out.get("initializer") == [["set", i] for i in range(3)],
           out.get("initializer"))
     check(out.get("closed") == "Pool not running", out.get("closed"))
+    check(out.get("oversized") == ["ValueError", True] and
+          out.get("after_oversized") == [2, 1],
+          "a 65 MiB task: %s, then %s" % (out.get("oversized"),
+                                          out.get("after_oversized")))
 
 
 def test_a_pool_made_at_import_time_is_refused_on_the_workers():

@@ -30,7 +30,12 @@ def children(pids):
 
 
 def report(p):
+    """Once every worker has its executor (a Pool returns before its
+    processes are up, and a map may finish on the first executor)."""
     c = p._local
+    end = time.monotonic() + 10
+    while len(children(c.pids())) < 2 and time.monotonic() < end:
+        time.sleep(0.01)
     print(json.dumps({"pgid": c.pgid, "pids": c.pids(),
                       "executors": children(c.pids()), "dir": c.dir}),
           flush=True)

@@ -2,7 +2,8 @@
 """zpipe.Pool cases beyond multiprocessing's (run with `from zpipe import
 Pool` only): an exception type that does not unpickle in the caller is a
 zpipe.RemoteError with the remote traceback; zpipe.Retry runs the chunk
-again; initializer runs before the tasks; closed-pool errors. Prints one
+again; initializer runs before the tasks; a task over the size limit fails
+its call only; closed-pool errors. Prints one
 JSON object. argv[1]: a scratch directory."""
 import json
 import os
@@ -54,6 +55,13 @@ def main():
         out["retry_marks"] = sorted(f for f in os.listdir(SCRATCH)
                                     if f.startswith("tried-"))
         out["initializer"] = p.map(initialized, range(3))
+        # A task over zpipe's 64 MiB limit fails its own call, not the
+        # Pool: the next call runs.
+        try:
+            p.apply(len, (b"x" * (65 << 20),))
+        except zpipe.RemoteError as e:
+            out["oversized"] = [e.type_name, "chunksize" in e.message]
+        out["after_oversized"] = p.map(len, ["ab", "c"])
         p.close()
         try:
             p.map(initialized, range(3))
