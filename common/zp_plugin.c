@@ -55,6 +55,7 @@ struct zp_plugins {
     size_t count;
     char **dirs; /* resolved; when set, the only places plugins load from */
     size_t ndirs;
+    bool skip_init; /* zp_plugins_skip_init */
 };
 
 /* Finis and forgets instance k (the last one moves into its place). */
@@ -70,6 +71,11 @@ static void s_inst_drop(zp_plugins_t *self, size_t k)
     free(x->config);
     free(x->error);
     self->inst[k] = self->inst[--self->n_inst];
+}
+
+void zp_plugins_skip_init(zp_plugins_t *self)
+{
+    self->skip_init = true;
 }
 
 zp_plugins_t *zp_plugins_new(const zpipe_host_t *host)
@@ -89,7 +95,7 @@ void zp_plugins_destroy(zp_plugins_t **self_p)
         s_inst_drop(self, self->n_inst - 1);
     for (size_t i = self->count; i-- > 0;) {
         zp_plugin_t *p = &self->items[i];
-        if (p->desc.fini)
+        if (p->desc.fini && p->initialised)
             p->desc.fini(p->state);
         dlclose(p->handle);
         free(p->path);
@@ -431,7 +437,7 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
     h->set = self;
     snprintf(h->name, sizeof h->name, "%s", desc.name);
     void *state = NULL;
-    if (desc.init) {
+    if (desc.init && !self->skip_init) {
         int rc = desc.init(&h->host, &state);
         if (rc != ZPIPE_OK) {
             if (h->init_err[0])
@@ -458,13 +464,14 @@ const zp_plugin_t *zp_plugins_load(zp_plugins_t *self, const char *spec,
     p->handle = handle;
     p->desc = desc;
     p->state = state;
-    zp_info("plugin %s %s loaded from %s (ABI %u.%u)", desc.name,
+    p->initialised = !desc.init || !self->skip_init;
+    zp_info("plugin %s %s loaded from %s (ABI %u.%u)%s", desc.name,
             desc.version ? desc.version : "?", path, desc.abi_major,
-            desc.abi_minor);
+            desc.abi_minor, p->initialised ? "" : ", not initialised here");
     return p;
 
 fail_init:
-    if (desc.fini)
+    if (desc.fini && !self->skip_init)
         desc.fini(state);
     free(h);
 fail_handle:
@@ -575,6 +582,13 @@ const zp_plugin_t *zp_plugins_instance(zp_plugins_t *self,
                                        const char *config, char *err,
                                        size_t errlen)
 {
+    if (!base->initialised) {
+        snprintf(err, errlen,
+                 "plugin '%s' is not initialised in this process (its "
+                 "executors run it)",
+                 base->desc.name);
+        return NULL;
+    }
     if (!config || !*config)
         return base;
     size_t b = (size_t)(base - self->items);

@@ -11,6 +11,7 @@
 
 #include <zpipe/plugin.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* One loaded plugin. desc is a zero-padded copy of the plugin's descriptor,
@@ -20,7 +21,8 @@ typedef struct {
     zpipe_host_t *host; /* the table this instance's init was given */
     void *handle;
     zpipe_plugin_t desc;
-    void *state; /* from init */
+    void *state;      /* from init */
+    bool initialised; /* init ran (or there is none): fini is owed */
 } zp_plugin_t;
 
 typedef struct zp_plugins zp_plugins_t;
@@ -54,6 +56,13 @@ char **zp_plugin_settings_for(const char *spec, const char *const *pairs,
  * that cannot be used. */
 int zp_plugins_restrict(zp_plugins_t *self, const char *const *dirs, size_t n,
                         char *err, size_t errlen);
+
+/* Loads after this open and validate plugins but do not run their init
+ * (nor, at destroy, their fini): for a process that only checks and names
+ * its plugins while others run them (a worker whose executors run the
+ * tasks), so an interpreter or a model is not started where no task runs.
+ * zp_plugins_instance then refuses the plugins' own settings. */
+void zp_plugins_skip_init(zp_plugins_t *self);
 
 /* Loads every NAME.so in dir, in name order, skipping files already
  * loaded and names already loaded (shadowed, as on a search path). A refused

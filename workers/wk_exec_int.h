@@ -54,6 +54,8 @@ struct zp_wk_exec {
     bool discard;     /* its output is garbage: read it until it dies */
     size_t sent_base; /* cur index of the first task it was sent */
     unsigned start_fails;
+    bool ever_ready;           /* some executor of this worker said hello */
+    int wait_status;           /* the last dead executor's, from waitpid */
     zp_frame_reader_t *reader; /* bytes read, not yet a whole frame */
     /* Frames for it, written as its socket takes them: a blocking write
      * could wait on an executor itself blocked writing results to us. */

@@ -146,6 +146,7 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
     }
     if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HELLO) {
         self->start_fails = 0;
+        self->ever_ready = true;
         zp_debug("executor pid %d ready", (int)self->child.pid);
         if (self->state == ZP_WK_EXEC_STARTING)
             zp_wk_exec__set_state(self, ZP_WK_EXEC_IDLE);
@@ -231,6 +232,7 @@ static zp_cause_t s_reap(zp_wk_exec_t *self, char *how, size_t howlen)
     self->child.fd = -1;
     while (waitpid(self->child.pid, &status, 0) < 0 && errno == EINTR)
         ;
+    self->wait_status = status;
     zp_wk_exit_t exit = {
         .killed_for_timeout = self->killed_for_timeout,
         .wait_status = status,
@@ -288,6 +290,15 @@ static int s_died(zp_wk_exec_t *self)
                 how, was_ready ? "after it was ready" : "before it was ready");
         if (!was_ready)
             self->start_fails++;
+    }
+    /* The first executor could not start (exit 3: it logged why, e.g. a
+     * plugin whose init failed; only executors initialise the plugins):
+     * the next would fail the same way. */
+    if (!self->ever_ready && !was_ready && WIFEXITED(self->wait_status) &&
+        WEXITSTATUS(self->wait_status) == 3) {
+        zp_error("the executor could not start (its message is above); this "
+                 "worker cannot serve");
+        return -1;
     }
     if (zp_wk_death_fatal(self->start_fails)) {
         zp_error("executors keep dying before they are ready (%u in a row); "

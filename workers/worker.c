@@ -153,7 +153,12 @@ static int s_init_state(zp_wk_shell_t *w)
     if (!w->id || !w->arena || !w->pending || !w->runner)
         return -1;
     /* Loaded here too, to check them and to announce their names; with
-     * isolation they run only in executors. */
+     * isolation they run only in executors, so only those initialise them
+     * (a plugin's interpreter or model is not started in a process that
+     * never runs a task; an executor that cannot initialise them stops
+     * the worker, see wk_exec_take.c). */
+    if (w->isolated)
+        zp_plugins_skip_init(zp_wk_runner_plugins(w->runner));
     if (zp_wk_runner_load(w->runner, true) < 0)
         return -1;
     if (cfg->metrics && *cfg->metrics) {

@@ -232,29 +232,35 @@ class PipeEngine(EngineBase):
         del self.out[:n]
 
     def _read(self):
-        """Reads what the sink wrote; False at its end."""
+        """Reads what the sink wrote; False at its end. Whole records in
+        a read are parsed in place (a result's bytes are a view of the
+        read, not a copy); a record split across reads waits in inp."""
         try:
             data = os.read(self.record_fd, 1 << 20)
         except BlockingIOError:
             return True
         if not data:
             return False
-        self.inp += data
-        buf, pos, hs = self.inp, 0, _HEADER.size
-        while len(buf) - pos >= hs:
-            task, flags, clen, _, olen, elen, _ = _HEADER.unpack_from(buf, pos)
+        if self.inp:
+            self.inp += data
+            data = bytes(self.inp)
+            self.inp.clear()
+        view, pos, hs = memoryview(data), 0, _HEADER.size
+        while len(data) - pos >= hs:
+            task, flags, clen, _, olen, elen, _ = _HEADER.unpack_from(data,
+                                                                      pos)
             end = pos + hs + olen + clen + elen
-            if end > len(buf):
+            if end > len(data):
                 break
             o = pos + hs
-            rec = Rec(task, not flags & _FAILED, bytes(buf[o:o + olen]))
+            rec = Rec(task, not flags & _FAILED, view[o:o + olen])
             if flags & _FAILED:
-                rec.cause = buf[o + olen:o + olen + clen].decode(
+                rec.cause = data[o + olen:o + olen + clen].decode(
                     errors="replace")
-                rec.error = buf[o + olen + clen:end].decode(errors="replace")
+                rec.error = data[o + olen + clen:end].decode(errors="replace")
             self._deliver(rec)
             pos = end
-        del buf[:pos]
+        self.inp += view[pos:]
         return True
 
     def _loop(self):

@@ -179,6 +179,37 @@ static void test_settings_reach_init_and_a_missing_one_is_the_reason(void)
     zp_plugins_destroy(&set);
 }
 
+/* A set that only checks and names plugins (a worker whose executors run
+ * them): no init runs, so a plugin whose init fails or lacks a setting
+ * still loads, and it cannot be run from there. */
+static void test_skip_init_loads_without_running_init(void)
+{
+    char err[1024] = "";
+    zp_plugins_t *set = zp_plugins_new(&s_host);
+    zp_plugins_skip_init(set);
+    TEST_CHECK(s_load(set, "fx_init_fails", err) != NULL);
+    TEST_CHECK(s_load(set, "fx_config", err) != NULL);
+    TEST_CHECK(zp_plugins_count(set) == 2);
+    /* (a load may move the set's earlier plugins) */
+    const zp_plugin_t *a = zp_plugins_find(set, "fx_init_fails");
+    const zp_plugin_t *b = zp_plugins_find(set, "fx_config");
+    TEST_CHECK(a && !a->initialised && a->state == NULL);
+    TEST_CHECK(b && !b->initialised && b->state == NULL);
+    TEST_CHECK(b && zp_plugins_instance(set, b, "", err, sizeof err) == NULL);
+    TEST_CONTAINS(err, "not initialised in this process");
+    TEST_CHECK(b && zp_plugins_instance(set, b, "greeting=x", err,
+                                        sizeof err) == NULL);
+    zp_plugins_destroy(&set);
+    /* Without it, the same load runs init. */
+    set = zp_plugins_new(&s_host);
+    TEST_CHECK(s_load(set, "fx_init_fails", err) == NULL);
+    const char *pairs[] = {"fx_config.greeting=hi"};
+    TEST_EQ_INT(zp_plugins_configure(set, pairs, 1, err, sizeof err), 0);
+    b = s_load(set, "fx_config", err);
+    TEST_CHECK(b && b->initialised && strcmp(b->state, "hi") == 0);
+    zp_plugins_destroy(&set);
+}
+
 static void test_refuses_duplicate_name(void)
 {
     zp_plugins_t *set = zp_plugins_new(&s_host);
@@ -242,6 +273,8 @@ static const test_case_t tests[] = {
     {"test_refuses_failing_init", test_refuses_failing_init},
     {"test_settings_reach_init_and_a_missing_one_is_the_reason",
      test_settings_reach_init_and_a_missing_one_is_the_reason},
+    {"test_skip_init_loads_without_running_init",
+     test_skip_init_loads_without_running_init},
     {"test_refuses_duplicate_name", test_refuses_duplicate_name},
     {"test_frozen_v1_0_plugin_still_loads",
      test_frozen_v1_0_plugin_still_loads},
