@@ -217,6 +217,11 @@ static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
     return r;
 }
 
+int zp_metrics_load(const char *what, char *err, size_t errlen)
+{
+    return zp_mhd(what, err, errlen) ? 0 : -1;
+}
+
 zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
 {
     uint32_t addr;
