@@ -2,7 +2,8 @@
 # zpipe command; docker-compose.yml picks the binary per service.
 #   docker build -t zpipe .
 # The build stage compiles and installs to /usr/local; the runtime stage
-# carries only the shared libraries the binaries and plugins link against.
+# carries only the shared libraries the binaries and plugins link against,
+# and the two the binaries load on demand (see below).
 
 FROM debian:bookworm-slim AS build
 ARG DEBIAN_FRONTEND=noninteractive
@@ -33,7 +34,10 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
 
 FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
-# libczmq4: certificates (zpipe keygen, --curve-secret, --curve-allow).
+# libczmq4 (certificates: zpipe keygen, --curve-secret, --curve-allow) and
+# libmicrohttpd12 (--metrics, the sink's web view) are not linked but loaded
+# when those features are used (common/zp_dyn.h): nothing checks for them
+# at start, so keep them here.
 # zlib1g (the gzip plugin) and libstdc++6 (topwords, in C++) are in every
 # Debian image already. python3 and libpython3.11: the python plugin embeds
 # the interpreter and its standard library; jobs' modules come through its

@@ -4,13 +4,14 @@
  * One thread per process does the ZAP replies and reads the handshake
  * events of every bound CURVE socket. Our own handler rather than czmq's
  * zauth: zauth binds in czmq's global context (ours is our own) and keeps
- * no counts; czmq's zcert still reads and writes the certificates. */
+ * no counts; czmq's zcert still reads and writes the certificates, from
+ * libczmq loaded when a certificate file is first read (zp_czmq.h). */
 #define _GNU_SOURCE
 #include "zp_curve.h"
+#include "zp_czmq.h"
 #include "zp_log.h"
 #include "zp_net.h"
 
-#include <czmq.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -48,9 +49,10 @@ struct zp_curve {
     _Atomic uint64_t unknown_key, plaintext, bad_handshake;
 };
 
-/* A certificate's keys; secret stays "" when the file has none. */
-static int s_load_cert(const char *path, char *public_txt, char *secret_txt,
-                       char *err, size_t errlen)
+/* A certificate's keys; secret stays "" when the file has none. what names
+ * the option or command for the error when libczmq cannot be loaded. */
+static int s_load_cert(const char *what, const char *path, char *public_txt,
+                       char *secret_txt, char *err, size_t errlen)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -69,10 +71,17 @@ static int s_load_cert(const char *path, char *public_txt, char *secret_txt,
     if (f)
         fclose(f);
     text[len] = '\0';
-    zconfig_t *root = len ? zconfig_str_load(text) : NULL;
+    const zp_czmq_t *cz = zp_czmq(what, err, errlen);
+    if (!cz) {
+        explicit_bzero(text, sizeof text);
+        return -1;
+    }
+    zconfig_t *root = len ? cz->zconfig_str_load(text) : NULL;
     explicit_bzero(text, sizeof text);
-    const char *pub = root ? zconfig_get(root, "curve/public-key", NULL) : NULL;
-    const char *sec = root ? zconfig_get(root, "curve/secret-key", NULL) : NULL;
+    const char *pub =
+        root ? cz->zconfig_get(root, "curve/public-key", NULL) : NULL;
+    const char *sec =
+        root ? cz->zconfig_get(root, "curve/secret-key", NULL) : NULL;
     uint8_t bin[32];
     int rc = -1;
     if (!pub || strlen(pub) != ZP_CURVE_KEY_LEN || !zmq_z85_decode(bin, pub)) {
@@ -100,7 +109,7 @@ static int s_load_cert(const char *path, char *public_txt, char *secret_txt,
     }
     rc = 0;
 done:
-    zconfig_destroy(&root);
+    cz->zconfig_destroy(&root);
     return rc;
 }
 
@@ -128,7 +137,7 @@ static int s_load_allowed(zp_curve_t *self, const char *dir, char *err,
         struct stat st;
         char pub[ZP_CURVE_KEY_LEN + 1];
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-            if (s_load_cert(path, pub, NULL, err, errlen) < 0)
+            if (s_load_cert("--curve-allow", path, pub, NULL, err, errlen) < 0)
                 rc = -1; /* a corrupt file is a misconfiguration */
             else {
                 if (self->n_allowed == cap) {
@@ -393,10 +402,8 @@ zp_curve_t *zp_curve_new(void *ctx, const zp_curve_config_t *cfg, char *err,
         return self;
     }
     self->enabled = true;
-    /* czmq must not take over SIGINT/SIGTERM if zconfig starts it. */
-    zsys_handler_set(NULL);
-    if (s_load_cert(cfg->secret, self->public_txt, self->secret_txt, err,
-                    errlen) < 0)
+    if (s_load_cert("--curve-secret", cfg->secret, self->public_txt,
+                    self->secret_txt, err, errlen) < 0)
         goto fail;
     if (cfg->allow && *cfg->allow) {
         self->allow_dir = cfg->allow;
@@ -581,7 +588,10 @@ void zp_curve_log_counts(const zp_curve_t *self, const char *who)
             (unsigned long long)c.bad_handshake);
 }
 
-int zp_curve_key(const char *spec, char *out, char *err, size_t errlen)
+/* zp_curve_key, with what naming the option for the error when libczmq
+ * cannot be loaded. */
+static int s_key(const char *what, const char *spec, char *out, char *err,
+                 size_t errlen)
 {
     /* Z85 has '/' and '.' in its alphabet: a file of that name wins. */
     uint8_t bin[32];
@@ -591,8 +601,12 @@ int zp_curve_key(const char *spec, char *out, char *err, size_t errlen)
         memcpy(out, spec, ZP_CURVE_KEY_LEN + 1);
         return 0;
     }
-    zsys_handler_set(NULL);
-    return s_load_cert(spec, out, NULL, err, errlen);
+    return s_load_cert(what, spec, out, NULL, err, errlen);
+}
+
+int zp_curve_key(const char *spec, char *out, char *err, size_t errlen)
+{
+    return s_key("reading a CURVE certificate file", spec, out, err, errlen);
 }
 
 int zp_curve_peer_key(const zp_curve_t *self, const char *option,
@@ -606,7 +620,9 @@ int zp_curve_peer_key(const zp_curve_t *self, const char *option,
                  option);
         return -1;
     }
-    return zp_curve_key(spec, out, err, errlen);
+    char what[64];
+    snprintf(what, sizeof what, "--%s", option);
+    return s_key(what, spec, out, err, errlen);
 }
 
 int zp_curve_keygen(const char *path, const char *name, bool force, char *err,
@@ -620,16 +636,18 @@ int zp_curve_keygen(const char *path, const char *name, bool force, char *err,
                  stat(path, &st) == 0 ? path : secret);
         return -1;
     }
-    zsys_handler_set(NULL);
-    zcert_t *cert = zcert_new();
+    const zp_czmq_t *cz = zp_czmq("zpipe keygen", err, errlen);
+    if (!cz)
+        return -1;
+    zcert_t *cert = cz->zcert_new();
     if (!cert) {
         snprintf(err, errlen, "cannot make a keypair: %s", strerror(errno));
         return -1;
     }
-    zcert_set_meta(cert, "name", "%s", name);
-    zcert_set_meta(cert, "made-by", "zpipe keygen");
-    int rc = zcert_save(cert, path);
-    zcert_destroy(&cert);
+    cz->zcert_set_meta(cert, "name", "%s", name);
+    cz->zcert_set_meta(cert, "made-by", "zpipe keygen");
+    int rc = cz->zcert_save(cert, path);
+    cz->zcert_destroy(&cert);
     if (rc != 0) {
         snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         return -1;

@@ -1,13 +1,14 @@
 /* zp_metrics: snapshots of a daemon's counters rendered in the Prometheus
- * text exposition format (version 0.0.4), served by libmicrohttpd. */
+ * text exposition format (version 0.0.4), served by libmicrohttpd, loaded
+ * by zp_metrics_new (zp_mhd.h). */
 #include "zp_metrics.h"
 #include "zp_log.h"
+#include "zp_mhd.h"
 #include "zp_util.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -41,6 +42,7 @@ typedef struct {
 } s_doc_t;
 
 struct zp_metrics {
+    const zp_mhd_t *mhd; /* libmicrohttpd's functions */
     struct MHD_Daemon *httpd;
     int fd; /* the listening socket, owned */
     unsigned port;
@@ -160,14 +162,15 @@ static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
     (void)upload_len;
     (void)state;
     zp_metrics_t *self = cls;
+    const zp_mhd_t *m = self->mhd;
     unsigned status = MHD_HTTP_OK;
     struct MHD_Response *resp;
     const char *ctype = "text/plain";
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
         static const char msg[] = "method not allowed\n";
-        resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
-                                               MHD_RESPMEM_PERSISTENT);
+        resp = m->MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
+                                                  MHD_RESPMEM_PERSISTENT);
     } else {
         char *copy;
         const void *fixed;
@@ -177,24 +180,24 @@ static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
         if (found < 0) {
             status = MHD_HTTP_NOT_FOUND;
             static const char msg[] = "not found: metrics are at /metrics\n";
-            resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
-                                                   MHD_RESPMEM_PERSISTENT);
+            resp = m->MHD_create_response_from_buffer(
+                sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
         } else if (found == 0) {
             /* between the bind and the daemon's first render */
             static const char msg[] = "not rendered yet\n";
             status = MHD_HTTP_SERVICE_UNAVAILABLE;
-            resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg,
-                                                   MHD_RESPMEM_PERSISTENT);
+            resp = m->MHD_create_response_from_buffer(
+                sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
         } else if (fixed) {
             ctype = doc_type;
-            resp = MHD_create_response_from_buffer(len, (void *)fixed,
-                                                   MHD_RESPMEM_PERSISTENT);
+            resp = m->MHD_create_response_from_buffer(len, (void *)fixed,
+                                                      MHD_RESPMEM_PERSISTENT);
         } else if (!copy) {
             return MHD_NO;
         } else {
             ctype = doc_type;
-            resp = MHD_create_response_from_buffer(len, copy,
-                                                   MHD_RESPMEM_MUST_FREE);
+            resp = m->MHD_create_response_from_buffer(len, copy,
+                                                      MHD_RESPMEM_MUST_FREE);
             if (!resp) {
                 free(copy);
                 return MHD_NO;
@@ -203,15 +206,20 @@ static enum MHD_Result s_answer(void *cls, struct MHD_Connection *conn,
     }
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    m->MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     /* Snapshots change every period; a page served here may talk to this
      * origin only (no other requests, no framing). */
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Content-Security-Policy", S_CSP);
-    enum MHD_Result r = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
+    m->MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    m->MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    m->MHD_add_response_header(resp, "Content-Security-Policy", S_CSP);
+    enum MHD_Result r = m->MHD_queue_response(conn, status, resp);
+    m->MHD_destroy_response(resp);
     return r;
+}
+
+int zp_metrics_load(const char *what, char *err, size_t errlen)
+{
+    return zp_mhd(what, err, errlen) ? 0 : -1;
 }
 
 zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
@@ -220,11 +228,15 @@ zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
     uint16_t port;
     if (zp_metrics_parse_addr(spec, &addr, &port, err, errlen) < 0)
         return NULL;
+    const zp_mhd_t *mhd = zp_mhd("--metrics", err, errlen);
+    if (!mhd)
+        return NULL;
     zp_metrics_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, errlen, "metrics: out of memory");
         return NULL;
     }
+    self->mhd = mhd;
     /* Bound here rather than by libmicrohttpd, to report why it failed. */
     self->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (self->fd < 0) {
@@ -268,7 +280,7 @@ zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen)
      * One address may hold a quarter of the slots, so a slow or hostile
      * client leaves room for the scraper (slowloris). */
     unsigned limit = s_connection_limit();
-    self->httpd = MHD_start_daemon(
+    self->httpd = self->mhd->MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, s_answer,
         self, MHD_OPTION_LISTEN_SOCKET, self->fd, MHD_OPTION_CONNECTION_LIMIT,
         limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit / 4,
@@ -298,7 +310,7 @@ void zp_metrics_destroy(zp_metrics_t **self_p)
     zp_metrics_t *self = *self_p;
     if (!self)
         return;
-    MHD_stop_daemon(self->httpd);
+    self->mhd->MHD_stop_daemon(self->httpd);
     close(self->fd);
     pthread_mutex_destroy(&self->lock);
     for (size_t i = 0; i < self->n_docs; i++) {

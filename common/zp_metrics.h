@@ -56,11 +56,17 @@ void zp_histogram_observe(zp_histogram_t *h, double value, uint64_t n);
 int zp_metrics_parse_addr(const char *spec, uint32_t *addr_be, uint16_t *port,
                           char *err, size_t errlen);
 
+/* Loads libmicrohttpd (zp_mhd.h) if this process has not yet: a process
+ * that starts another with --metrics can check it first. Returns 0, or -1
+ * with err "WHAT needs libmicrohttpd.so.12: REASON". */
+int zp_metrics_load(const char *what, char *err, size_t errlen);
+
 /* Binds spec and starts serving /metrics (and the documents added by
  * zp_metrics_serve; other paths: 404; 503 until the first
  * zp_metrics_publish); logs the URL
  * with the port actually bound. Returns NULL with a one-line reason in err
- * for a bad address, a port in use or a start failure. Caller owns the
+ * for a bad address, a port in use, a start failure or libmicrohttpd not
+ * loadable ("--metrics needs libmicrohttpd.so.12: ..."). Caller owns the
  * result. */
 zp_metrics_t *zp_metrics_new(const char *spec, char *err, size_t errlen);
 /* Stops the HTTP thread and frees; nulls the caller's pointer. */

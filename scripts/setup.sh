@@ -6,7 +6,10 @@ set -euo pipefail
 ZPIPE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ZPIPE_BUILD=${ZPIPE_BUILD:-$ZPIPE_ROOT/build}
 
-# Build and test dependencies, all from Debian's archive.
+# Build and test dependencies, all from Debian's archive. libczmq-dev and
+# libmicrohttpd-dev: headers to build; the binaries load libczmq4 and
+# libmicrohttpd12 (which the -dev packages install) only when a feature
+# needs them (common/zp_dyn.h).
 ZPIPE_PACKAGES=(build-essential cmake pkg-config libzmq3-dev libczmq-dev
     libprotobuf-c-dev protobuf-c-compiler libsodium-dev protobuf-compiler
     python3 python3-zmq python3-protobuf python3-jsonschema clang-format

@@ -15,6 +15,7 @@
 #include "supervisor.h"
 #include "timeline.h"
 #include "zp_log.h"
+#include "zp_metrics.h"
 #include "zp_plugin.h"
 #include "zp_spawn.h"
 #include "zp_util.h"
@@ -70,13 +71,19 @@ static int s_parse(s_run_t *r, int argc, char **argv)
                            "zpipe " ZPIPE_VERSION);
     if (prc >= 0)
         return prc;
-    char web_err[160];
+    char web_err[256];
     const char *usage_error =
         zp_run_usage_error(&r->o, r->web_addr, sizeof r->web_addr, r->web_url,
                            sizeof r->web_url, web_err, sizeof web_err);
     if (usage_error)
         return zp_opts_fail(opts, "zpipe run", s_synopsis, usage_error);
     const zp_run_opts_t *o = &r->o;
+    /* The sink loads libmicrohttpd for --web: say so here if it cannot, not
+     * in a sink that the supervisor would start again and again. */
+    if (o->web && zp_metrics_load("--web", web_err, sizeof web_err) < 0) {
+        fprintf(stderr, "zpipe run: %s\n", web_err);
+        return 3;
+    }
     if (strcmp(o->input, "-") != 0 && access(o->input, R_OK) != 0) {
         fprintf(stderr, "zpipe run: cannot read input %s: %s\n", o->input,
                 strerror(errno));
