@@ -173,13 +173,15 @@ class LocalCluster:
                 "--input", "-", "--input-format", "frames",
                 "--plugin", "python", "--job", "pool-%d" % os.getpid(),
                 "--no-worker-timeout-ms", "0"]
-        for k, v in config.items():
-            vent += ["--config", "%s=%s" % (k, v)]
         vent += common
-        # The workers load the plugin without settings (no interpreter in
-        # the worker itself): the job's settings reach their executors.
+        # The settings are the workers' (the job carries none): only their
+        # executors initialise the plugin, so each starts its interpreter
+        # and imports zpipe._worker as it starts, while the rest of the
+        # cluster comes up, not when the first task arrives.
         worker = [b("zpipe-worker"), "--ventilator", dispatch, "--sink",
                   results, "--plugin", "python", "--window", str(window)]
+        for k, v in config.items():
+            worker += ["--plugin-config", "python.%s=%s" % (k, v)]
         worker += common
         self.procs = []
         self.pgid = None
