@@ -549,6 +549,11 @@ int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
     if (n)
         qsort(names, n, sizeof *names, s_by_name);
     int loaded = 0;
+    /* A directory's plugins are initialised even where zp_plugins_skip_init
+     * is set: one whose init fails must be skipped here, as any refused
+     * file is, not stop the executors that would load it by name. */
+    bool skip = self->skip_init;
+    self->skip_init = false;
     for (size_t i = 0; i < n; i++) {
         char why[1024];
         /* NAME.so whose NAME is loaded already (from an earlier directory)
@@ -568,6 +573,7 @@ int zp_plugins_load_dir(zp_plugins_t *self, const char *dir, char *err,
             zp_error("plugin refused: %s", why);
         free(names[i]);
     }
+    self->skip_init = skip;
     free(names);
     return loaded;
 }

@@ -61,7 +61,8 @@ int zp_plugins_restrict(zp_plugins_t *self, const char *const *dirs, size_t n,
  * (nor, at destroy, their fini): for a process that only checks and names
  * its plugins while others run them (a worker whose executors run the
  * tasks), so an interpreter or a model is not started where no task runs.
- * zp_plugins_instance then refuses the plugins' own settings. */
+ * zp_plugins_instance then refuses such a plugin. zp_plugins_load_dir
+ * still initialises what it finds (a bad file must be skipped there). */
 void zp_plugins_skip_init(zp_plugins_t *self);
 
 /* Loads every NAME.so in dir, in name order, skipping files already

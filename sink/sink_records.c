@@ -1,6 +1,8 @@
 /* sink_records: renders the sink's records (see sink_records.h). */
 #include "sink_records.h"
 
+#include "zp_log.h"
+
 #include <string.h>
 
 zp_records_format_t zp_records_format(const char *name)
@@ -111,6 +113,14 @@ static void s_frame(zp_buf_t *b, uint64_t task, unsigned flags,
     s_put_be(h + 16, e, 4);
     s_put_be(h + 20, attempts, 4);
     b->len = 0;
+    /* All or nothing: a header whose lengths the body does not fill would
+     * misalign every later record for the reader. */
+    if (zp_buf_reserve(b, sizeof h + out_len + c + e) < 0) {
+        zp_error("out of memory rendering task %llu's record (%zu bytes): "
+                 "it is not written",
+                 (unsigned long long)task, sizeof h + out_len + c + e);
+        return;
+    }
     zp_buf_append(b, h, sizeof h);
     zp_buf_append(b, out, out_len);
     zp_buf_append(b, cause, c);

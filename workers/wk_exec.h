@@ -20,6 +20,11 @@
  * this, a stalled task is waited for, as before. */
 #define ZP_WK_MAX_PARKED 4u
 
+/* An executor's exit status when it could not load or initialise the
+ * worker's plugins (3 is any other failure). Before any executor of the
+ * worker was ready, it stops the worker: the next would fail alike. */
+#define ZP_WK_EXEC_EXIT_REFUSED 5
+
 /* The worker as its executor's supervisor reaches it. */
 typedef struct {
     zp_wk_results_t *results; /* borrowed: the worker's pending results */

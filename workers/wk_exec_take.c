@@ -291,13 +291,13 @@ static int s_died(zp_wk_exec_t *self)
         if (!was_ready)
             self->start_fails++;
     }
-    /* The first executor could not start (exit 3: it logged why, e.g. a
-     * plugin whose init failed; only executors initialise the plugins):
-     * the next would fail the same way. */
+    /* No executor of this worker was ever ready and this one could not
+     * initialise the plugins (only executors do; it logged why): the
+     * next would fail the same way. */
     if (!self->ever_ready && !was_ready && WIFEXITED(self->wait_status) &&
-        WEXITSTATUS(self->wait_status) == 3) {
-        zp_error("the executor could not start (its message is above); this "
-                 "worker cannot serve");
+        WEXITSTATUS(self->wait_status) == ZP_WK_EXEC_EXIT_REFUSED) {
+        zp_error("the executor could not initialise the plugins (its message "
+                 "is above); this worker cannot serve");
         return -1;
     }
     if (zp_wk_death_fatal(self->start_fails)) {

@@ -2,6 +2,7 @@
  * runs them through the runner, publishes the running task in the
  * progress page on fd 4 and writes result batches back on fd 3. */
 #define _GNU_SOURCE
+#include "wk_exec.h"
 #include "wk_inputs.h"
 #include "wk_progress.h"
 #include "wk_results.h"
@@ -157,7 +158,8 @@ static void s_place_frame(s_executor_t *e, const char **frame, size_t len)
 }
 
 /* Checks the parent, maps the page, loads the plugins, sets the limit and
- * says hello. Returns 0 or -1 (exit 3). */
+ * says hello. Returns 0, -2 when the plugins cannot be loaded or
+ * initialised (exit ZP_WK_EXEC_EXIT_REFUSED), or -1 (exit 3). */
 static int s_executor_init(s_executor_t *e)
 {
     const zp_worker_config_t *cfg = e->cfg;
@@ -180,9 +182,10 @@ static int s_executor_init(s_executor_t *e)
     e->arena = zp_arena_new();
     e->reader = zp_frame_reader_new(cfg->max_frame);
     e->inputs = zp_wk_inputs_new();
-    if (!e->runner || !e->results || !e->arena || !e->reader || !e->inputs ||
-        zp_wk_runner_load(e->runner, false) < 0)
+    if (!e->runner || !e->results || !e->arena || !e->reader || !e->inputs)
         return -1;
+    if (zp_wk_runner_load(e->runner, false) < 0)
+        return -2;
     s_install_crash_handlers(e->progress, e->inputs);
     zp_wk_runner_mirror_refused(&e->progress->refused_appends);
     if (cfg->memory_limit) {
@@ -262,7 +265,10 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     s_executor_t e = {.cfg = cfg, .id = name};
     /* On failure the process exits at once, as it always has: no plugin
      * fini runs after a refused set-up or a bad frame. */
-    if (s_executor_init(&e) < 0 || s_executor_loop(&e) < 0)
+    int rc = s_executor_init(&e);
+    if (rc == -2)
+        return ZP_WK_EXEC_EXIT_REFUSED;
+    if (rc < 0 || s_executor_loop(&e) < 0)
         return 3;
     zp_frame_reader_destroy(&e.reader);
     zp_wk_inputs_destroy(&e.inputs);

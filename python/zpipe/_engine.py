@@ -72,6 +72,9 @@ class EngineBase(threading.Thread):
         self.feeds = 0                      # imap input threads running
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
+        # Never blocks: a full pipe is a wake-up already pending (a write
+        # blocked under the lock would stop the engine, which takes it).
+        os.set_blocking(self.wake_w, False)
         self.check = None                   # a callable -> error text or None
 
     def submit(self, tasks):
@@ -150,10 +153,12 @@ class EngineBase(threading.Thread):
             call._chunk(idx, False, failure(rec))
 
     def _fail_all(self, err):
+        """Every call with a task sent or still queued gets err."""
         with self.lock:
             self.error = err
+            queued = [(call, idx) for _, call, idx in self.outbox]
             self.outbox.clear()
-        for call, idx in list(self.calls.values()):
+        for call, idx in list(self.calls.values()) + queued:
             call._chunk(idx, False, err)
         self.calls.clear()
 
@@ -161,14 +166,20 @@ class EngineBase(threading.Thread):
         return self.finishing and not self.feeds and not self.outbox
 
     def _checked(self, last):
-        """Runs check() every 0.5 s; raises RuntimeError with its text."""
+        """Runs check() every 0.5 s; raises RuntimeError with its text,
+        once what has arrived is delivered (_drain)."""
         now = time.monotonic()
         if self.check and now - last > 0.5:
             why = self.check()
             if why:
-                raise RuntimeError(why)
+                self._drain()
+                if self.calls:
+                    raise RuntimeError(why)
             return now
         return last
+
+    def _drain(self):
+        """Delivers the records already waiting (a subclass's)."""
 
     def run(self):
         try:
@@ -207,8 +218,10 @@ class PipeEngine(EngineBase):
         os.set_blocking(task_fd, False)
         os.set_blocking(record_fd, False)
         self.out = bytearray()              # frames not yet written
-        self.inp = bytearray()              # record bytes not yet parsed
+        self.parts, self.have = [], 0       # a record's start, its length
+        self.need = 0                       # bytes that record needs
         self.next_task = 0                  # the next frame's task id
+        self.ended = False                  # the job's input is closed
 
     def _pack(self):
         """Frames queued tasks while less than a batch is waiting."""
@@ -234,17 +247,22 @@ class PipeEngine(EngineBase):
     def _read(self):
         """Reads what the sink wrote; False at its end. Whole records in
         a read are parsed in place (a result's bytes are a view of the
-        read, not a copy); a record split across reads waits in inp."""
+        read, not a copy); the start of a record split across reads
+        waits in `parts` until `need` bytes are there, then is joined
+        once (no copying the growing record at every read)."""
         try:
             data = os.read(self.record_fd, 1 << 20)
         except BlockingIOError:
             return True
         if not data:
             return False
-        if self.inp:
-            self.inp += data
-            data = bytes(self.inp)
-            self.inp.clear()
+        if self.parts:
+            self.parts.append(data)
+            self.have += len(data)
+            if self.have < self.need:
+                return True
+            data = b"".join(self.parts)
+            self.parts, self.have = [], 0
         view, pos, hs = memoryview(data), 0, _HEADER.size
         while len(data) - pos >= hs:
             task, flags, clen, _, olen, elen, _ = _HEADER.unpack_from(data,
@@ -260,8 +278,22 @@ class PipeEngine(EngineBase):
                 rec.error = data[o + olen + clen:end].decode(errors="replace")
             self._deliver(rec)
             pos = end
-        self.inp += view[pos:]
+        if pos < len(data):
+            rest = data[pos:]
+            self.parts, self.have = [rest], len(rest)
+            if len(rest) >= hs:
+                _, _, clen, _, olen, elen, _ = _HEADER.unpack_from(rest, 0)
+                self.need = hs + olen + clen + elen
+            else:
+                self.need = hs
         return True
+
+    def _drain(self):
+        p = select.poll()
+        p.register(self.record_fd, select.POLLIN)
+        while p.poll(0):
+            if not self._read():
+                return
 
     def _loop(self):
         poller = select.poll()
@@ -284,6 +316,7 @@ class PipeEngine(EngineBase):
                     self._all_sent():
                 os.close(self.task_fd)      # the job ends: no more tasks
                 self.task_fd = None
+                self.ended = True
             if self.task_fd is None and not self.calls:
                 return
             last = self._checked(last)

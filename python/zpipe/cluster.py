@@ -54,6 +54,22 @@ def _child_env():
 _live = weakref.WeakSet()
 
 
+def _inheritable():
+    """The caller's descriptors above 2 that a child would inherit."""
+    out = []
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                out.append(fd)
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return out
+
+
 def _pipe():
     """A pipe with room for a whole batch (1 MiB, where the system
     allows it; 64 KiB is the default): a chunk of results goes through in
@@ -195,18 +211,17 @@ class LocalCluster:
             # (worker, executor, interpreter, the caller's script).
             for _ in range(workers):
                 self._spawn(worker, env, null, self._log)
-            rec_r, rec_w = _pipe()
+            # Ours before the spawn: stop() closes them if it fails.
+            self.record_fd, rec_w = _pipe()
             try:
                 self._spawn(sink, env, null, rec_w)
             finally:
                 os.close(rec_w)
-            self.record_fd = rec_r
-            task_r, task_w = _pipe()
+            task_r, self.task_fd = _pipe()
             try:
                 self._spawn(vent, env, task_r, self._log)
             finally:
                 os.close(task_r)
-            self.task_fd = task_w
         except BaseException:
             self.stop()
             raise
@@ -215,15 +230,17 @@ class LocalCluster:
         _live.add(self)
 
     def _spawn(self, argv, env, stdin, stdout):
-        """Starts argv with stdin, stdout and the log as its 0, 1 and 2
-        (the caller's other descriptors are close-on-exec, as Python
-        makes them). The first child leads a new process group; the
-        others join it."""
-        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
-            (os.POSIX_SPAWN_DUP2, stdin, 0),
-            (os.POSIX_SPAWN_DUP2, stdout, 1),
-            (os.POSIX_SPAWN_DUP2, self._log, 2)],
-            setpgroup=0 if self.pgid is None else self.pgid)
+        """Starts argv with stdin, stdout and the log as its 0, 1 and 2,
+        and no other descriptor of the caller (Python makes its own
+        close-on-exec; the inheritable ones the caller was given are
+        closed in the child). The first child leads a new process group;
+        the others join it."""
+        actions = [(os.POSIX_SPAWN_DUP2, stdin, 0),
+                   (os.POSIX_SPAWN_DUP2, stdout, 1),
+                   (os.POSIX_SPAWN_DUP2, self._log, 2)]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable()]
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=actions,
+                             setpgroup=0 if self.pgid is None else self.pgid)
         if self.pgid is None:
             self.pgid = pid
         self.procs.append(_Proc(pid, os.path.basename(argv[0])))
@@ -231,10 +248,13 @@ class LocalCluster:
     def pids(self):
         return [p.pid for p in self.procs]
 
-    def dead(self):
-        """A description of the first daemon that has exited, or None."""
+    def dead(self, ended=False):
+        """A description of the first daemon that has exited, or None.
+        ended: the job's input is closed, so the ventilator and the
+        workers end it and exit 0 (only the sink stays)."""
         for p in self.procs:
-            if p.poll() is not None:
+            if p.poll() is not None and not (
+                    ended and p.returncode == 0 and p.name != "zpipe-sink"):
                 return "%s exited %s" % (p.name, p.returncode)
         return None
 

@@ -339,9 +339,13 @@ class Pool:
                 self._engine = _engine.PipeEngine(local.task_fd,
                                                   local.record_fd)
                 local.task_fd = local.record_fd = None  # the engine's now
-                self._engine.check = lambda: local.dead() and \
-                    "the private cluster failed: %s\n%s" % (local.dead(),
-                                                            local.log_tail())
+                engine = self._engine
+
+                def check():
+                    why = local.dead(engine.ended)
+                    return why and "the private cluster failed: %s\n%s" % (
+                        why, local.log_tail())
+                engine.check = check
             else:
                 self._engine = _engine.ServiceEngine(client, config)
         except BaseException:

@@ -188,6 +188,12 @@ def test_runs_in_a_job_and_from_a_workers_plugin_dir():
     check(r.returncode == 0, r.stdout.decode() + r.stderr.decode())
     saved = zptest.BIN
     zptest.BIN = os.path.join(_prefix(), "bin")
+    # A plugin beside it whose init fails is refused and skipped there
+    # (workers initialise only in their executors, but a folder's plugins
+    # are still checked one by one, so one bad file stops nothing).
+    bad = os.path.join(plugdir, "fx_init_fails.so")
+    shutil.copy(os.path.join(zptest.FIXTURES, "fx_init_fails.so"), bad)
+    os.chmod(bad, 0o644)
     try:
         c = Cluster()
         c.worker(plugins=(), args=["--plugin-dir", plugdir], name="kit")
@@ -205,8 +211,20 @@ def test_runs_in_a_job_and_from_a_workers_plugin_dir():
         check(len(recs) == 100, "%d records" % len(recs))
         check(all(r["status"] == "ok" and r["output"] == "Hello, n%d" % r["task"]
                   and r["worker"] == "kit" for r in recs), recs[:3])
+        with open(os.path.join(c.dir, "worker-kit.log"), "rb") as f:
+            log = f.read()
+        check(b"plugin refused: " + bad.encode() in log, log[-2000:])
     finally:
         zptest.BIN = saved
+    # Named on the command line, the same plugin stops the worker (exit 3)
+    # once its first executor cannot initialise it, with both messages.
+    r = run([os.path.join(zptest.BIN, "zpipe-worker"), "--ventilator",
+             "ipc://" + os.path.join(zptest.tmpdir(), "v"), "--sink",
+             "ipc://" + os.path.join(zptest.tmpdir(), "s"), "--plugin",
+             os.path.join(zptest.FIXTURES, "fx_init_fails.so")],
+            capture_output=True, timeout=30)
+    check(r.returncode == 3 and b"init failed" in r.stderr and
+          b"could not initialise the plugins" in r.stderr, repr(r))
 
 
 def _worker_refusal(path):

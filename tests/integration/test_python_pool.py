@@ -63,6 +63,21 @@ def test_zpipe_only_cases():
                                           out.get("after_oversized")))
 
 
+def test_engine_edges():
+    t0 = time.monotonic()
+    out = json.loads(_script("engine_cases.py").splitlines()[-1])
+    check(out.get("late") == ["first", "late"],
+          "close()+join() with a slow callback: %s" % out.get("late"))
+    check(out.get("queued") == ["failed", "failed"],
+          "ventilator killed with calls queued: %s" % out.get("queued"))
+    check(out.get("pokes") == "returned",
+          "70,000 wake-ups during a callback: terminate() %s" %
+          out.get("pokes"))
+    print("    late result after close()+join(), queued calls failed, "
+          "terminate() after 70,000 wake-ups: %.1f s" %
+          (time.monotonic() - t0))
+
+
 def test_a_pool_made_at_import_time_is_refused_on_the_workers():
     """A script without the __main__ guard (fork lets it pass): the
     workers, which run the script to find its functions, must not start
@@ -387,6 +402,7 @@ def test_client_submit_results_wait_status_on_echo():
 
 if __name__ == "__main__":
     zptest.main([test_dropin_local_pool_gives_what_multiprocessing_gives,
+                 test_engine_edges,
                  test_zpipe_only_cases,
                  test_a_pool_made_at_import_time_is_refused_on_the_workers,
                  test_dropin_on_a_running_cluster,
