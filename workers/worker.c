@@ -319,9 +319,12 @@ static bool s_phase_stop(zp_wk_shell_t *w)
            zp_mono_us() > w->drain_until;
 }
 
-/* Waits for the sockets; items[0] the tasks, items[1] the executor.
- * Returns what zmq_poll did. */
-static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3], int *count)
+/* Waits for the sockets; items[0] the tasks, items[1] the executor,
+ * items[2] the monitor. Only what is there and asked for is polled (an
+ * item with no events still reports POLLHUP, and a NULL socket is the
+ * descriptor in .fd); the others get no revents. Returns what zmq_poll
+ * did. */
+static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3])
 {
     int fd = w->exec ? zp_wk_exec_fd(w->exec) : -1;
     items[0] = (zmq_pollitem_t){w->tasks, 0, ZMQ_POLLIN, 0};
@@ -330,6 +333,7 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3], int *count)
         (short)(ZMQ_POLLIN |
                 (fd >= 0 && zp_wk_exec_wants_write(w->exec) ? ZMQ_POLLOUT : 0)),
         0};
+    items[2] = (zmq_pollitem_t){w->monitor, 0, ZMQ_POLLIN, 0};
     long timeout = w->exec && zp_wk_exec_busy(w->exec)
                        ? 20
                        : (long)(w->cfg->heartbeat_ms / 2 + 1);
@@ -337,13 +341,19 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3], int *count)
         timeout = 250;
     if (w->drain_until)
         items[0].events = 0;
-    items[2] = (zmq_pollitem_t){w->monitor, 0, ZMQ_POLLIN, 0};
-    *count = fd >= 0 ? 2 : 1;
-    if (w->monitor) { /* a negative fd is left out of the poll */
-        items[1].fd = fd;
-        *count = 3;
+    zmq_pollitem_t polled[3];
+    int slot[3], n_items = 0;
+    for (int i = 0; i < 3; i++) {
+        bool there = i == 1 ? fd >= 0 : items[i].socket != NULL;
+        if (!there || !items[i].events)
+            continue;
+        slot[n_items] = i;
+        polled[n_items++] = items[i];
     }
-    return zmq_poll(items, *count, timeout);
+    int n = zmq_poll(polled, n_items, timeout);
+    for (int k = 0; n > 0 && k < n_items; k++)
+        items[slot[k]].revents = polled[k].revents;
+    return n;
 }
 
 /* Takes what the ventilator queued (up to 64 frames). */
@@ -367,10 +377,9 @@ static void s_phase_tasks(zp_wk_shell_t *w, const zmq_pollitem_t *item,
 }
 
 /* The tasks socket connected again (not the first time): hello. */
-static void s_phase_reconnect(zp_wk_shell_t *w, const zmq_pollitem_t *item,
-                              bool polled)
+static void s_phase_reconnect(zp_wk_shell_t *w, const zmq_pollitem_t *item)
 {
-    if (!polled || !(item->revents & ZMQ_POLLIN))
+    if (!(item->revents & ZMQ_POLLIN))
         return;
     int n = zp_monitor_drain(w->monitor);
     if (n > 0 && (w->connected_once || n > 1))
@@ -379,14 +388,13 @@ static void s_phase_reconnect(zp_wk_shell_t *w, const zmq_pollitem_t *item,
 }
 
 /* Executor I/O, its deadline, and feeding it (not while draining). */
-static void s_phase_executor(zp_wk_shell_t *w, const zmq_pollitem_t *item,
-                             bool polled)
+static void s_phase_executor(zp_wk_shell_t *w, const zmq_pollitem_t *item)
 {
     if (!w->exec)
         return;
-    if (polled && (item->revents & ZMQ_POLLOUT))
+    if (item->revents & ZMQ_POLLOUT)
         zp_wk_exec_on_writable(w->exec);
-    if (polled && (item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)) &&
+    if ((item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)) &&
         zp_wk_exec_on_readable(w->exec) < 0) {
         w->fatal = true;
         return;
@@ -424,16 +432,15 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     zmq_msg_init(&frame);
     while (!w.fatal && !s_phase_stop(&w)) {
         zmq_pollitem_t items[3];
-        int count;
-        if (s_phase_poll(&w, items, &count) < 0) {
+        if (s_phase_poll(&w, items) < 0) {
             if (errno == EINTR)
                 continue;
             zp_error("poll: %s", zmq_strerror(errno));
             break;
         }
         s_phase_tasks(&w, &items[0], &frame);
-        s_phase_reconnect(&w, &items[2], count == 3);
-        s_phase_executor(&w, &items[1], count >= 2 && items[1].fd >= 0);
+        s_phase_reconnect(&w, &items[2]);
+        s_phase_executor(&w, &items[1]);
         if (w.fatal)
             break;
         s_phase_credit(&w);
