@@ -14,7 +14,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_DRAIN_US 3000000u /* time a stopping worker gives its batch */
+#define S_DRAIN_US      3000000u /* time a stopping worker gives its batch */
+#define S_BYE_LINGER_MS 200      /* time the bye gets to reach the wire */
 
 /* ---- from the ventilator ------------------------------------------------- */
 
@@ -206,8 +207,9 @@ static int s_connect_tasks(zp_wk_shell_t *w, const char *vent_key)
      * Watched before the connect, so the first connect is never missed
      * (and a reconnect never taken for it). */
     if (w->credit_mode &&
-        !(w->monitor = zp_curve_monitor(w->curve, w->tasks, ZMQ_EVENT_CONNECTED,
-                                        "ventilator")))
+        !(w->monitor = zp_curve_monitor(
+              w->curve, w->tasks, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED,
+              "ventilator")))
         return -1;
     if (zmq_connect(w->tasks, cfg->ventilator) != 0) {
         zp_error("connect %s: %s", cfg->ventilator, zmq_strerror(errno));
@@ -251,11 +253,28 @@ static int s_init_sockets(zp_wk_shell_t *w)
     return 0;
 }
 
-/* Last results, a bye, the summary line. */
+/* Takes the monitor's events: whether the ventilator is connected, and
+ * how many times it connected. */
+static int s_take_link_events(zp_wk_shell_t *w)
+{
+    int connects = 0;
+    for (int ev; w->monitor && (ev = zp_monitor_next(w->monitor)) != 0;) {
+        if (ev == ZMQ_EVENT_CONNECTED)
+            connects++;
+        w->vent_up = ev == ZMQ_EVENT_CONNECTED;
+    }
+    return connects;
+}
+
+/* Last results, a bye, the summary line. The bye goes only to a
+ * ventilator still connected: one that is gone (zpipe run's, once the
+ * job is done) would never take it, and it would hold the context's
+ * close for its whole linger. */
 static void s_finish(zp_wk_shell_t *w)
 {
     zp_wk_shell_flush_results(w);
-    if (w->credit_mode) {
+    s_take_link_events(w);
+    if (w->credit_mode && w->vent_up) {
         Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
         bye.reason = w->fatal ? "cannot run plugins" : "stopping";
         zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
@@ -281,8 +300,10 @@ static void s_close_sockets(zp_wk_shell_t *w)
         /* The bye is best effort: a short linger lets it reach the wire
          * (with none it was mostly dropped, and the ventilator took a
          * worker that said bye for dead) but never waits long on a
-         * ventilator that is gone. */
-        int linger = 200;
+         * ventilator that goes meanwhile. None when it is gone already:
+         * nothing queued here would reach it. The results socket keeps
+         * its linger: those go to the sink. */
+        int linger = w->vent_up ? S_BYE_LINGER_MS : 0;
         zmq_setsockopt(w->tasks, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(w->tasks);
     }
@@ -381,10 +402,11 @@ static void s_phase_reconnect(zp_wk_shell_t *w, const zmq_pollitem_t *item)
 {
     if (!(item->revents & ZMQ_POLLIN))
         return;
-    int n = zp_monitor_drain(w->monitor);
+    int n = s_take_link_events(w);
     if (n > 0 && (w->connected_once || n > 1))
         zp_wk_shell_send_hello(w);
-    w->connected_once = true;
+    if (n > 0)
+        w->connected_once = true;
 }
 
 /* Executor I/O, its deadline, and feeding it (not while draining). */
