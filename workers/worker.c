@@ -14,8 +14,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_DRAIN_US      3000000u /* time a stopping worker gives its batch */
-#define S_BYE_LINGER_MS 200      /* time the bye gets to reach the wire */
+#define S_DRAIN_US 3000000u /* time a stopping worker gives its batch */
+/* Time the bye gets to reach the wire when the ventilator is connected:
+ * ample for a live link (it takes well under a millisecond), and short,
+ * because "connected" can be a few milliseconds out of date (a
+ * ventilator that exits as this worker connects). */
+#define S_BYE_LINGER_MS 50
 
 /* ---- from the ventilator ------------------------------------------------- */
 
