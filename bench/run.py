@@ -158,14 +158,22 @@ class Bench:
         return r.ru_utime + r.ru_stime
 
     def zpipe_run(self, inp, plugin, batch=1024, transport="ipc", isolation="process",
-                  extra=(), zpipe=None):
+                  extra=(), zpipe=None, cat=False):
+        """A whole `zpipe run --input inp </dev/null`, or with cat
+        `cat inp | zpipe run` (stdin read to its end, then a finished
+        pipe). The time includes cat's."""
         cmd = [zpipe or self.zpipe, "run", "--plugin", plugin, "--workers", "2",
-               "--input", inp, "--output", self.path("out"), "--format", "lines",
-               "--batch", str(batch), "--isolation", isolation,
-               "--transport", transport, "--no-progress"] + list(extra)
+               "--input", "-" if cat else inp, "--output", self.path("out"),
+               "--format", "lines", "--batch", str(batch), "--isolation",
+               isolation, "--transport", transport, "--no-progress"] + list(extra)
         c0 = self.children_cpu()
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        src = subprocess.Popen(["cat", inp], stdout=subprocess.PIPE) if cat else None
+        r = subprocess.run(cmd, stdin=src.stdout if cat else subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=3600)
+        if src:
+            src.stdout.close()
+            src.wait()
         secs = time.perf_counter() - t0
         cpu = self.children_cpu() - c0
         if r.returncode != 0:
@@ -288,9 +296,10 @@ class Bench:
                 row["cpu"] = statistics.median(cpus[name])
                 row["runs"] = len(times)
             self.rows.append(row)
-            print("  %-28s %-34s %10.0f tasks/s  %s" % (
+            print("  %-28s %-34s %10.0f tasks/s  %s%s" % (
                 workload, name, row["rate"],
-                "ratio %.2f" % row["ratio"] if row["ratio"] else ""), flush=True)
+                "ratio %.2f" % row["ratio"] if row["ratio"] else "",
+                "  CPU %.2f s" % row["cpu"] if "cpu" in row else ""), flush=True)
 
     def before_after(self):
         """--before DIR: the same zpipe runs from two builds, alternating,
@@ -585,6 +594,19 @@ class Bench:
             ("Pool.map default chunksize", lambda: self.pool_run(inp, False, 0)),
         ]
         self.measure("empty", n_empty, systems)
+        # stdin as users give it: </dev/null against `cat FILE | zpipe run`
+        # (a finished pipe once read); CPU is the whole pipeline's.
+        n_pipe = 2000 if q else 10000
+        for us in (0, 1000):
+            n = n_pipe if us else n_pipe * 20
+            inp = self.write_input("stdin%d" % us, (str(us or i) for i in range(n)))
+            plugin = "spin" if us else "echo"
+            self.measure("stdin, %s" % ("spin 1000 us" if us else "empty tasks"), n, [
+                ("zpipe %s --input FILE </dev/null" % plugin,
+                 lambda: self.zpipe_run(inp, plugin)),
+                ("cat FILE | zpipe %s" % plugin,
+                 lambda: self.zpipe_run(inp, plugin, cat=True)),
+            ], work_s=n * us / 1e6 if us else None)
         n_dask = 2000 if q else 10000
         dinp = self.write_input("dask", (str(i) for i in range(n_dask)))
         self.measure("empty (%d for Dask)" % n_dask, n_dask, [

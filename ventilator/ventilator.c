@@ -19,9 +19,12 @@
 
 #define S_INTAKE_HWM 4
 
+/* What a turn can poll, by slot in s_turn_t.revents. */
+enum { S_DISPATCH, S_CONTROL, S_MONITOR, S_INTAKE, S_INPUT, S_SLOTS };
+
 /* One turn of the loop: what is polled, what is received. */
 typedef struct {
-    zmq_pollitem_t items[5]; /* dispatch, control, monitor, intake, input */
+    short revents[S_SLOTS]; /* what the poll found, by slot */
     bool want_input, want_intake;
     zmq_msg_t frame;
     char rid[256];
@@ -248,17 +251,35 @@ static int s_phase_poll(zp_vent_shell_t *v, s_turn_t *t)
         v->push && zp_vent_sched_pick(&v->sched, zp_vent_jobs_first(v->jobs),
                                       NULL, can_hold) != NULL;
     t->want_intake = v->intake && can_hold;
-    zmq_pollitem_t items[5] = {
-        {v->dispatch, 0,
-         (short)(v->push ? (want_out ? ZMQ_POLLOUT : 0) : ZMQ_POLLIN), 0},
-        {v->control, 0, ZMQ_POLLIN, 0},
-        {v->monitor, 0, (short)(v->monitor ? ZMQ_POLLIN : 0), 0},
-        {v->intake, 0, (short)(t->want_intake ? ZMQ_POLLIN : 0), 0},
-        {NULL, fj ? fj->in.fd : -1, ZMQ_POLLIN, 0},
+    zmq_pollitem_t want[S_SLOTS] = {
+        [S_DISPATCH] = {v->dispatch, 0,
+                        (short)(v->push ? (want_out ? ZMQ_POLLOUT : 0)
+                                        : ZMQ_POLLIN),
+                        0},
+        [S_CONTROL] = {v->control, 0, ZMQ_POLLIN, 0},
+        [S_MONITOR] = {v->monitor, 0, ZMQ_POLLIN, 0},
+        [S_INTAKE] = {v->intake, 0, (short)(t->want_intake ? ZMQ_POLLIN : 0),
+                      0},
+        [S_INPUT] = {NULL, fj ? fj->in.fd : -1,
+                     (short)(t->want_input ? ZMQ_POLLIN : 0), 0},
     };
-    memcpy(t->items, items, sizeof items);
-    int n =
-        zmq_poll(t->items, t->want_input ? 5 : 4, v->probe_until_us ? 20 : 100);
+    /* Only what is asked for is polled: an item with no events still
+     * reports POLLHUP, and a NULL socket is the descriptor in .fd (0,
+     * stdin, when left zero), so a closed pipe there would wake every
+     * poll at once, a busy loop. */
+    zmq_pollitem_t items[S_SLOTS];
+    int slot[S_SLOTS], n_items = 0;
+    for (int i = 0; i < S_SLOTS; i++) {
+        t->revents[i] = 0;
+        bool there = i == S_INPUT ? want[i].fd >= 0 : want[i].socket != NULL;
+        if (!there || !want[i].events)
+            continue;
+        slot[n_items] = i;
+        items[n_items++] = want[i];
+    }
+    int n = zmq_poll(items, n_items, v->probe_until_us ? 20 : 100);
+    for (int k = 0; n > 0 && k < n_items; k++)
+        t->revents[slot[k]] = items[k].revents;
     if (n >= 0)
         return 0;
     if (errno == EINTR)
@@ -270,7 +291,7 @@ static int s_phase_poll(zp_vent_shell_t *v, s_turn_t *t)
 /* Read input: what the poll found on the input file. */
 static int s_phase_read_input(zp_vent_shell_t *v, s_turn_t *t)
 {
-    if (!t->want_input || !(t->items[4].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+    if (!t->want_input || !(t->revents[S_INPUT] & (ZMQ_POLLIN | ZMQ_POLLERR)))
         return 0;
     if (zp_vent_reader_fill(&v->file_job->in, true) < 0) {
         zp_vent_shell_input_error(v, &v->file_job->in);
@@ -287,8 +308,8 @@ static int s_phase_read_input(zp_vent_shell_t *v, s_turn_t *t)
  * instead of a heartbeat timeout. */
 static void s_phase_read_dispatch(zp_vent_shell_t *v, s_turn_t *t)
 {
-    bool disconnect = t->items[2].revents & ZMQ_POLLIN;
-    if (!v->push && ((t->items[0].revents & ZMQ_POLLIN) || disconnect))
+    bool disconnect = t->revents[S_MONITOR] & ZMQ_POLLIN;
+    if (!v->push && ((t->revents[S_DISPATCH] & ZMQ_POLLIN) || disconnect))
         for (int k = 0; k < 256; k++) {
             int r = zp_recv(v->dispatch, true, t->rid, &t->rid_len, &t->frame,
                             ZMQ_DONTWAIT);
@@ -309,7 +330,7 @@ static void s_phase_read_dispatch(zp_vent_shell_t *v, s_turn_t *t)
 /* Read control: the sink's answers. */
 static void s_phase_read_control(zp_vent_shell_t *v, s_turn_t *t)
 {
-    if (!(t->items[1].revents & ZMQ_POLLIN))
+    if (!(t->revents[S_CONTROL] & ZMQ_POLLIN))
         return;
     for (int k = 0; k < 256; k++) {
         int r = zp_recv(v->control, false, NULL, NULL, &t->frame, ZMQ_DONTWAIT);
@@ -323,7 +344,7 @@ static void s_phase_read_control(zp_vent_shell_t *v, s_turn_t *t)
 /* Read intake: producers, while there is room for their tasks. */
 static void s_phase_read_intake(zp_vent_shell_t *v, s_turn_t *t)
 {
-    if (!t->want_intake || !(t->items[3].revents & ZMQ_POLLIN))
+    if (!t->want_intake || !(t->revents[S_INTAKE] & ZMQ_POLLIN))
         return;
     for (int k = 0; k < 64 && zp_vent_shell_can_hold(v); k++) {
         int r = zp_recv(v->intake, true, t->rid, &t->rid_len, &t->frame,

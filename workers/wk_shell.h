@@ -27,8 +27,9 @@ typedef struct {
     const zp_worker_config_t *cfg; /* borrowed, outlives the run */
     char *id;
     void *ctx, *tasks, *results; /* tasks: DEALER (credit) or PULL (push) */
-    void *monitor; /* the tasks socket's connects (credit dispatch) */
+    void *monitor; /* the tasks socket's connects and disconnects (credit) */
     bool connected_once;
+    bool vent_up; /* connected to the ventilator, as the monitor last said */
     zp_curve_t *curve;
     bool credit_mode, isolated;
     zp_wk_runner_t *runner; /* loads the plugins; runs them when !isolated */

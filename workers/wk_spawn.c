@@ -6,16 +6,20 @@
 #include "zp_util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define S_EXEC_ARGS 520 /* executor argv: 256 plugins and dirs */
+#define S_EXEC_ARGS 520     /* executor argv: 256 plugins and dirs */
+#define S_STOP_US   200000u /* time a stopping executor gets to end */
 
 /* Maps a fresh progress page in shm; 0 or -1. */
 static int s_map_page(zp_wk_child_t *child, int shm)
@@ -129,6 +133,41 @@ fail_pair:
     return -1;
 }
 
+/* Whether pid (a child not reaped) ends within us: a poll on its pidfd
+ * wakes at its exit; where pidfd_open fails, waitid every 2 ms. Leaves
+ * it to be reaped. */
+static bool s_ends_within(pid_t pid, uint64_t us)
+{
+    uint64_t until = zp_mono_us() + us;
+#ifdef SYS_pidfd_open
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r;
+        for (;;) {
+            uint64_t now = zp_mono_us();
+            r = now >= until ? 0
+                             : poll(&p, 1, (int)((until - now + 999) / 1000));
+            if (r >= 0 || errno != EINTR)
+                break;
+        }
+        close(fd);
+        return r > 0;
+    }
+#endif
+    for (;;) { /* left to be reaped by the caller */
+        siginfo_t info = {.si_pid = 0};
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0 &&
+            errno != EINTR)
+            return true; /* not ours to wait for: nothing to kill */
+        if (info.si_pid == pid)
+            return true;
+        if (zp_mono_us() > until)
+            return false;
+        usleep(2000);
+    }
+}
+
 void zp_wk_spawn_stop(zp_wk_child_t *child)
 {
     if (child->fd >= 0) {
@@ -137,16 +176,11 @@ void zp_wk_spawn_stop(zp_wk_child_t *child)
     }
     if (child->pid > 0) {
         /* Closing its socket ends an idle executor; a busy one is killed. */
-        uint64_t until = zp_mono_us() + 200000;
         int status;
-        while (waitpid(child->pid, &status, WNOHANG) == 0) {
-            if (zp_mono_us() > until) {
-                kill(child->pid, SIGKILL);
-                waitpid(child->pid, &status, 0);
-                break;
-            }
-            usleep(2000);
-        }
+        if (!s_ends_within(child->pid, S_STOP_US))
+            kill(child->pid, SIGKILL);
+        while (waitpid(child->pid, &status, 0) < 0 && errno == EINTR)
+            ;
         child->pid = 0;
     }
     if (child->progress)

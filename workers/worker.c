@@ -15,6 +15,11 @@
 #include <zmq.h>
 
 #define S_DRAIN_US 3000000u /* time a stopping worker gives its batch */
+/* Time the bye gets to reach the wire when the ventilator is connected:
+ * ample for a live link (it takes well under a millisecond), and short,
+ * because "connected" can be a few milliseconds out of date (a
+ * ventilator that exits as this worker connects). */
+#define S_BYE_LINGER_MS 50
 
 /* ---- from the ventilator ------------------------------------------------- */
 
@@ -211,8 +216,9 @@ static int s_connect_tasks(zp_wk_shell_t *w, const char *vent_key)
      * Watched before the connect, so the first connect is never missed
      * (and a reconnect never taken for it). */
     if (w->credit_mode &&
-        !(w->monitor = zp_curve_monitor(w->curve, w->tasks, ZMQ_EVENT_CONNECTED,
-                                        "ventilator")))
+        !(w->monitor = zp_curve_monitor(
+              w->curve, w->tasks, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED,
+              "ventilator")))
         return -1;
     if (zmq_connect(w->tasks, cfg->ventilator) != 0) {
         zp_error("connect %s: %s", cfg->ventilator, zmq_strerror(errno));
@@ -256,11 +262,28 @@ static int s_init_sockets(zp_wk_shell_t *w)
     return 0;
 }
 
-/* Last results, a bye, the summary line. */
+/* Takes the monitor's events: whether the ventilator is connected, and
+ * how many times it connected. */
+static int s_take_link_events(zp_wk_shell_t *w)
+{
+    int connects = 0;
+    for (int ev; w->monitor && (ev = zp_monitor_next(w->monitor)) != 0;) {
+        if (ev == ZMQ_EVENT_CONNECTED)
+            connects++;
+        w->vent_up = ev == ZMQ_EVENT_CONNECTED;
+    }
+    return connects;
+}
+
+/* Last results, a bye, the summary line. The bye goes only to a
+ * ventilator still connected: one that is gone (zpipe run's, once the
+ * job is done) would never take it, and it would hold the context's
+ * close for its whole linger. */
 static void s_finish(zp_wk_shell_t *w)
 {
     zp_wk_shell_flush_results(w);
-    if (w->credit_mode) {
+    s_take_link_events(w);
+    if (w->credit_mode && w->vent_up) {
         Zpipe__V1__Bye bye = ZPIPE__V1__BYE__INIT;
         bye.reason = w->fatal ? "cannot run plugins" : "stopping";
         zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
@@ -286,8 +309,10 @@ static void s_close_sockets(zp_wk_shell_t *w)
         /* The bye is best effort: a short linger lets it reach the wire
          * (with none it was mostly dropped, and the ventilator took a
          * worker that said bye for dead) but never waits long on a
-         * ventilator that is gone. */
-        int linger = 200;
+         * ventilator that goes meanwhile. None when it is gone already:
+         * nothing queued here would reach it. The results socket keeps
+         * its linger: those go to the sink. */
+        int linger = w->vent_up ? S_BYE_LINGER_MS : 0;
         zmq_setsockopt(w->tasks, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(w->tasks);
     }
@@ -324,9 +349,12 @@ static bool s_phase_stop(zp_wk_shell_t *w)
            zp_mono_us() > w->drain_until;
 }
 
-/* Waits for the sockets; items[0] the tasks, items[1] the executor.
- * Returns what zmq_poll did. */
-static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3], int *count)
+/* Waits for the sockets; items[0] the tasks, items[1] the executor,
+ * items[2] the monitor. Only what is there and asked for is polled (an
+ * item with no events still reports POLLHUP, and a NULL socket is the
+ * descriptor in .fd); the others get no revents. Returns what zmq_poll
+ * did. */
+static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3])
 {
     int fd = w->exec ? zp_wk_exec_fd(w->exec) : -1;
     items[0] = (zmq_pollitem_t){w->tasks, 0, ZMQ_POLLIN, 0};
@@ -335,6 +363,7 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3], int *count)
         (short)(ZMQ_POLLIN |
                 (fd >= 0 && zp_wk_exec_wants_write(w->exec) ? ZMQ_POLLOUT : 0)),
         0};
+    items[2] = (zmq_pollitem_t){w->monitor, 0, ZMQ_POLLIN, 0};
     long timeout = w->exec && zp_wk_exec_busy(w->exec)
                        ? 20
                        : (long)(w->cfg->heartbeat_ms / 2 + 1);
@@ -342,13 +371,19 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3], int *count)
         timeout = 250;
     if (w->drain_until)
         items[0].events = 0;
-    items[2] = (zmq_pollitem_t){w->monitor, 0, ZMQ_POLLIN, 0};
-    *count = fd >= 0 ? 2 : 1;
-    if (w->monitor) { /* a negative fd is left out of the poll */
-        items[1].fd = fd;
-        *count = 3;
+    zmq_pollitem_t polled[3];
+    int slot[3], n_items = 0;
+    for (int i = 0; i < 3; i++) {
+        bool there = i == 1 ? fd >= 0 : items[i].socket != NULL;
+        if (!there || !items[i].events)
+            continue;
+        slot[n_items] = i;
+        polled[n_items++] = items[i];
     }
-    return zmq_poll(items, *count, timeout);
+    int n = zmq_poll(polled, n_items, timeout);
+    for (int k = 0; n > 0 && k < n_items; k++)
+        items[slot[k]].revents = polled[k].revents;
+    return n;
 }
 
 /* Takes what the ventilator queued (up to 64 frames). */
@@ -372,26 +407,25 @@ static void s_phase_tasks(zp_wk_shell_t *w, const zmq_pollitem_t *item,
 }
 
 /* The tasks socket connected again (not the first time): hello. */
-static void s_phase_reconnect(zp_wk_shell_t *w, const zmq_pollitem_t *item,
-                              bool polled)
+static void s_phase_reconnect(zp_wk_shell_t *w, const zmq_pollitem_t *item)
 {
-    if (!polled || !(item->revents & ZMQ_POLLIN))
+    if (!(item->revents & ZMQ_POLLIN))
         return;
-    int n = zp_monitor_drain(w->monitor);
+    int n = s_take_link_events(w);
     if (n > 0 && (w->connected_once || n > 1))
         zp_wk_shell_send_hello(w);
-    w->connected_once = true;
+    if (n > 0)
+        w->connected_once = true;
 }
 
 /* Executor I/O, its deadline, and feeding it (not while draining). */
-static void s_phase_executor(zp_wk_shell_t *w, const zmq_pollitem_t *item,
-                             bool polled)
+static void s_phase_executor(zp_wk_shell_t *w, const zmq_pollitem_t *item)
 {
     if (!w->exec)
         return;
-    if (polled && (item->revents & ZMQ_POLLOUT))
+    if (item->revents & ZMQ_POLLOUT)
         zp_wk_exec_on_writable(w->exec);
-    if (polled && (item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)) &&
+    if ((item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)) &&
         zp_wk_exec_on_readable(w->exec) < 0) {
         w->fatal = true;
         return;
@@ -429,16 +463,15 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     zmq_msg_init(&frame);
     while (!w.fatal && !s_phase_stop(&w)) {
         zmq_pollitem_t items[3];
-        int count;
-        if (s_phase_poll(&w, items, &count) < 0) {
+        if (s_phase_poll(&w, items) < 0) {
             if (errno == EINTR)
                 continue;
             zp_error("poll: %s", zmq_strerror(errno));
             break;
         }
         s_phase_tasks(&w, &items[0], &frame);
-        s_phase_reconnect(&w, &items[2], count == 3);
-        s_phase_executor(&w, &items[1], count >= 2 && items[1].fd >= 0);
+        s_phase_reconnect(&w, &items[2]);
+        s_phase_executor(&w, &items[1]);
         if (w.fatal)
             break;
         s_phase_credit(&w);

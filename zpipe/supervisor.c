@@ -8,13 +8,17 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A child's life (s_legal has the moves; anything else is a bug):
  *
@@ -93,15 +97,40 @@ static uint64_t s_os_now_us(void *arg)
     return zp_mono_us();
 }
 
-static void s_os_sleep_us(void *arg, uint64_t us)
+static void s_os_sleep_us(uint64_t us)
 {
-    (void)arg;
     struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
     nanosleep(&ts, NULL);
 }
 
+/* Polls a pidfd per child, so an exit wakes us at once (no polling
+ * sleeps on the stop path); sleeps ZP_SUPER_POLL_US at most where
+ * pidfd_open fails (a kernel before 5.3). */
+static void s_os_await_us(void *arg, const pid_t *pids, size_t n, uint64_t us)
+{
+    (void)arg;
+    struct pollfd *fds = n ? calloc(n, sizeof *fds) : NULL;
+    size_t k = 0;
+#ifdef SYS_pidfd_open
+    for (; fds && k < n; k++) {
+        fds[k] = (struct pollfd){.fd = (int)syscall(SYS_pidfd_open, pids[k], 0),
+                                 .events = POLLIN};
+        if (fds[k].fd < 0)
+            break;
+    }
+#endif
+    if (fds && k == n) {
+        uint64_t ms = (us + 999) / 1000;
+        poll(fds, (nfds_t)n, ms > INT_MAX ? INT_MAX : (int)ms);
+    } else
+        s_os_sleep_us(us < ZP_SUPER_POLL_US ? us : ZP_SUPER_POLL_US);
+    for (size_t i = 0; i < k; i++)
+        close(fds[i].fd);
+    free(fds);
+}
+
 static const zp_super_ops_t s_os_ops = {NULL,      s_os_spawn,  s_os_kill,
-                                        s_os_wait, s_os_now_us, s_os_sleep_us};
+                                        s_os_wait, s_os_now_us, s_os_await_us};
 
 const zp_super_ops_t *zp_super_os_ops(void)
 {
@@ -359,33 +388,47 @@ void zp_super_explain(const zp_super_t *self, const zp_super_event_t *ev,
                  (unsigned long long)ev->restarts, self->job);
 }
 
-void zp_super_stop(zp_super_t *self)
+/* Reaps the running children of role that ended; fills pids with those
+ * still running (when pids is not NULL) and returns how many there are. */
+static size_t s_reap_role(zp_super_t *self, zp_role_t role, pid_t *pids)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->n_kids; i++) {
+        s_child_t *c = &self->kids[i];
+        if (c->role != role || c->state != S_RUNNING)
+            continue;
+        if (s_reaped(self, c, true))
+            s_move(c, S_ENDED);
+        else if (pids)
+            pids[n++] = c->pid;
+        else
+            n++;
+    }
+    return n;
+}
+
+/* Stops the running children of role: SIGTERM, a wait of up to
+ * ZP_SUPER_GRACE_US for them to end, then SIGKILL (logged). pids has
+ * room for every child, or is NULL (then the wait names none). */
+static void s_stop_role(zp_super_t *self, zp_role_t role, pid_t *pids)
 {
     const zp_super_ops_t *o = &self->ops;
     for (size_t i = 0; i < self->n_kids; i++)
-        if (self->kids[i].state == S_RUNNING)
+        if (self->kids[i].role == role && self->kids[i].state == S_RUNNING)
             o->kill(o->arg, self->kids[i].pid, SIGTERM);
     uint64_t until = o->now_us(o->arg) + ZP_SUPER_GRACE_US;
     for (;;) {
-        bool any = false;
-        for (size_t i = 0; i < self->n_kids; i++) {
-            s_child_t *c = &self->kids[i];
-            if (c->state != S_RUNNING)
-                continue;
-            if (s_reaped(self, c, true))
-                s_move(c, S_ENDED);
-            else
-                any = true;
-        }
-        if (!any)
+        size_t n = s_reap_role(self, role, pids);
+        if (!n)
             return;
-        if (o->now_us(o->arg) > until)
+        uint64_t now = o->now_us(o->arg);
+        if (now > until)
             break;
-        o->sleep_us(o->arg, ZP_SUPER_POLL_US);
+        o->await_us(o->arg, pids, pids ? n : 0, until - now + 1);
     }
     for (size_t i = 0; i < self->n_kids; i++) {
         s_child_t *c = &self->kids[i];
-        if (c->state != S_RUNNING)
+        if (c->role != role || c->state != S_RUNNING)
             continue;
         zp_warn("%s pid %d did not stop within 5 s; killing it",
                 zp_role_name(c->role), (int)c->pid);
@@ -393,6 +436,15 @@ void zp_super_stop(zp_super_t *self)
         s_reaped(self, c, false);
         s_move(c, S_ENDED);
     }
+}
+
+void zp_super_stop(zp_super_t *self)
+{
+    pid_t *pids = calloc(self->n_kids ? self->n_kids : 1, sizeof *pids);
+    s_stop_role(self, ZP_ROLE_VENTILATOR, pids);
+    s_stop_role(self, ZP_ROLE_WORKER, pids);
+    s_stop_role(self, ZP_ROLE_SINK, pids);
+    free(pids);
 }
 
 uint64_t zp_super_restarts(const zp_super_t *self, zp_role_t role)

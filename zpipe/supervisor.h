@@ -42,11 +42,14 @@ typedef struct {
     pid_t (*wait)(void *arg, pid_t pid, int *status, bool nohang,
                   long *maxrss_kb);
     uint64_t (*now_us)(void *arg); /* a monotonic clock */
-    void (*sleep_us)(void *arg, uint64_t us);
+    /* Waits up to us for one of the n pids (children not reaped yet) to
+     * end; may return sooner (a signal). */
+    void (*await_us)(void *arg, const pid_t *pids, size_t n, uint64_t us);
 } zp_super_ops_t;
 
-/* The real ones: posix_spawn (zp_spawn), kill, wait4, zp_mono_us,
- * nanosleep. Borrowed, valid for the life of the process. */
+/* The real ones: posix_spawn (zp_spawn), kill, wait4, zp_mono_us, poll
+ * on pidfds (a ZP_SUPER_POLL_US sleep where pidfd_open fails). Borrowed,
+ * valid for the life of the process. */
 const zp_super_ops_t *zp_super_os_ops(void);
 
 typedef struct zp_super_t zp_super_t;
@@ -99,8 +102,11 @@ int zp_super_tick(zp_super_t *self, uint64_t done, zp_super_event_t *ev);
 void zp_super_explain(const zp_super_t *self, const zp_super_event_t *ev,
                       char *buf, size_t len);
 
-/* Stops every running child: SIGTERM, then after ZP_SUPER_GRACE_US SIGKILL
- * (logged) for those still running; reaps them all. */
+/* Stops every running child, the ventilator first, then the workers,
+ * the sink last: each in turn SIGTERM, then after ZP_SUPER_GRACE_US
+ * SIGKILL (logged) for those still running; reaps them all. The workers
+ * find the ventilator gone (no bye to wait on) and the sink still there
+ * (their last results reach it). */
 void zp_super_stop(zp_super_t *self);
 
 /* Restarts of role so far (the accounting line's worker and sink

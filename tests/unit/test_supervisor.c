@@ -116,14 +116,17 @@ static uint64_t s_fake_now(void *arg)
     return F.now;
 }
 
-static void s_fake_sleep(void *arg, uint64_t us)
+/* Nothing ends while we wait: the time passes. */
+static void s_fake_await(void *arg, const pid_t *pids, size_t n, uint64_t us)
 {
     (void)arg;
+    for (size_t i = 0; i < n; i++) /* only children still to reap */
+        TEST_CHECK(s_proc(pids[i]) && !s_proc(pids[i])->reaped);
     F.now += us;
 }
 
 static const zp_super_ops_t s_fake_ops = {
-    NULL, s_fake_spawn, s_fake_kill, s_fake_wait, s_fake_now, s_fake_sleep};
+    NULL, s_fake_spawn, s_fake_kill, s_fake_wait, s_fake_now, s_fake_await};
 
 static char *s_sink_argv[] = {"zpipe-sink", NULL};
 static char *s_vent_argv[] = {"zpipe-ventilator", NULL};
@@ -384,11 +387,13 @@ static void test_stop_sends_sigterm_then_sigkill_after_the_grace(void)
     stubborn->ignores_term = true;
     uint64_t t0 = F.now;
     zp_super_stop(s);
-    TEST_EQ_INT(F.n_signals, 5); /* 4 TERM, then 1 KILL */
-    for (size_t i = 0; i < 4; i++)
-        TEST_EQ_INT(F.signals[i], SIGTERM);
-    TEST_EQ_INT(F.signals[4], SIGKILL);
-    TEST_EQ_INT(F.signalled[4], stubborn->pid);
+    /* the ventilator; the workers, the stubborn one killed; the sink */
+    TEST_EQ_INT(F.n_signals, 5);
+    int want[] = {SIGTERM, SIGTERM, SIGTERM, SIGKILL, SIGTERM};
+    for (size_t i = 0; i < 5; i++)
+        TEST_EQ_INT(F.signals[i], want[i]);
+    TEST_EQ_INT(F.signalled[3], stubborn->pid);
+    TEST_EQ_INT(F.signalled[4], F.procs[0].pid); /* the sink, last */
     TEST_CHECK(F.now - t0 > ZP_SUPER_GRACE_US);
     TEST_CHECK(F.now - t0 <= ZP_SUPER_GRACE_US + 2 * ZP_SUPER_POLL_US);
     for (size_t i = 0; i < F.n; i++)
@@ -409,6 +414,23 @@ static void test_stop_needs_no_sigkill_when_children_obey(void)
     /* a second stop sends nothing: all are reaped */
     zp_super_stop(s);
     TEST_EQ_INT(F.n_signals, 4);
+    zp_super_destroy(&s);
+}
+
+/* The ventilator first (the workers then find it gone and do not wait
+ * to say bye), the sink last (the workers' last results reach it). */
+static void test_stop_order_is_ventilator_workers_sink(void)
+{
+    zp_super_t *s = s_started(2, false);
+    TEST_CHECK(s);
+    zp_super_stop(s);
+    TEST_EQ_INT(F.n_signals, 4);
+    pid_t want[] = {F.procs[1].pid, F.procs[2].pid, F.procs[3].pid,
+                    F.procs[0].pid};
+    for (size_t i = 0; i < 4; i++)
+        TEST_EQ_INT(F.signalled[i], want[i]);
+    TEST_CHECK(F.procs[0].argv == s_sink_argv &&
+               F.procs[1].argv == s_vent_argv);
     zp_super_destroy(&s);
 }
 
@@ -547,6 +569,8 @@ static const test_case_t tests[] = {
      test_a_dead_sink_with_journal_is_restarted},
     {"test_a_restart_that_cannot_start_ends_the_job",
      test_a_restart_that_cannot_start_ends_the_job},
+    {"test_stop_order_is_ventilator_workers_sink",
+     test_stop_order_is_ventilator_workers_sink},
     {"test_stop_sends_sigterm_then_sigkill_after_the_grace",
      test_stop_sends_sigterm_then_sigkill_after_the_grace},
     {"test_stop_needs_no_sigkill_when_children_obey",
