@@ -107,7 +107,8 @@ static void test_command_lines(void)
     TEST_EQ_STR(s_line(p.argv[ZP_ROLE_SINK]), expect);
     snprintf(expect, sizeof expect,
              "/b/zpipe-ventilator --bind ipc:///tmp/d/dispatch --sink "
-             "ipc:///tmp/d/control --input - --input-format lines --plugin echo --job job-1 "
+             "ipc:///tmp/d/control --input - --input-format lines --plugin "
+             "echo --job job-1 "
              "--dispatch credit --batch 1024 --deadline-ms 0 --max-attempts 3 "
              "--no-worker-timeout-ms 30000 --trace --resume-journal j.log%s",
              common);
