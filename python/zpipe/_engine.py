@@ -30,6 +30,16 @@ _HEADER = struct.Struct(">QBBHIII")
 _FAILED, _RETRYABLE = 1, 2
 
 
+def close_fds(*fds):
+    """Closes each descriptor that is not None, ignoring errors."""
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Rec:
     """One record (either transport): task, ok, output, cause, error."""
 
@@ -327,12 +337,7 @@ class PipeEngine(EngineBase):
                     raise RuntimeError("the sink's output ended")
 
     def _finish(self):
-        for fd in (self.task_fd, self.record_fd):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_fds(self.task_fd, self.record_fd)
         self.task_fd = self.record_fd = None
 
 

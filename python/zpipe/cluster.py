@@ -19,6 +19,8 @@ import signal
 import time
 import weakref
 
+from ._engine import close_fds
+
 # No subprocess, tempfile or shutil here: they cost a Pool() 15 ms of
 # imports; os.posix_spawn and os.mkdir do what is needed.
 
@@ -277,12 +279,7 @@ class LocalCluster:
         for p in self.procs:
             p.wait(5)
         self.procs = []
-        for fd in (self.task_fd, self.record_fd):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_fds(self.task_fd, self.record_fd)
         self.task_fd = self.record_fd = None
         if self._log is not None:
             os.close(self._log)
