@@ -14,6 +14,24 @@ void zp_fast_reconnect(void *sock)
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
 }
 
+int zp_poll_asked(zmq_pollitem_t *items, int n, long timeout)
+{
+    zmq_pollitem_t polled[16];
+    int slot[16], k = 0;
+    for (int i = 0; i < n; i++) {
+        items[i].revents = 0;
+        if (!items[i].events || (!items[i].socket && items[i].fd < 0) ||
+            k == 16)
+            continue;
+        slot[k] = i;
+        polled[k++] = items[i];
+    }
+    int rc = zmq_poll(polled, k, timeout);
+    for (int j = 0; rc > 0 && j < k; j++)
+        items[slot[j]].revents = polled[j].revents;
+    return rc;
+}
+
 int zp_heartbeat(void *sock, int timeout_ms)
 {
     int ivl = ZP_HEARTBEAT_IVL_MS, timeout = timeout_ms;

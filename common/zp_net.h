@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <zmq.h>
 
 /* Linger applied to every socket (ms). */
 #define ZP_LINGER_MS 1000
@@ -19,6 +20,15 @@
  * starts at once) is tried again after 10 ms, not libzmq's 100, backing
  * off to 1 s while it stays away. zp_socket does this itself. */
 void zp_fast_reconnect(void *sock);
+
+/* zmq_poll over the items that ask for events and are there (a socket, or
+ * with a NULL socket a descriptor >= 0): an item with no events still
+ * reports POLLHUP, and a NULL socket is the descriptor in .fd (0, stdin,
+ * when left zero), so polling those would make a closed pipe wake every
+ * poll. An absent socket's item must therefore ask for no events. Every
+ * item's revents is set (0 for those not polled). Returns zmq_poll's
+ * result. */
+int zp_poll_asked(zmq_pollitem_t *items, int n, long timeout);
 
 /* ZeroMQ heartbeats on a socket that carries a long-lived link between
  * daemons (the ventilator's control DEALER, the sink's control ROUTER):

@@ -476,23 +476,13 @@ static int s_phase_poll(zp_sink_t *s, zmq_pollitem_t *items, bool nowait)
         {s->mon_results, 0, (short)(s->mon_results ? ZMQ_POLLIN : 0), 0},
         {s->mon_control, 0, (short)(s->mon_control ? ZMQ_POLLIN : 0), 0}};
     memcpy(items, want, sizeof want);
-    /* Only what is there and asked for is polled: a NULL socket is the
-     * descriptor in .fd (stdin when left 0), and an item with no events
-     * still reports POLLHUP, so a closed stdin would wake every poll. */
-    zmq_pollitem_t polled[4];
-    int slot[4], n_items = 0;
-    for (int i = 0; i < 4; i++)
-        if (want[i].socket && want[i].events) {
-            slot[n_items] = i;
-            polled[n_items++] = want[i];
-        }
+    /* Only what is there and asked for is polled (zp_poll_asked): the
+     * sink inherits zpipe run's stdin, which may be a closed pipe. */
     bool busy = s->jobs.dirty || zp_store_unsynced(s->store);
-    int n = zmq_poll(polled, n_items,
-                     nowait ? S_QUIET_MS
-                     : busy ? S_POLL_MS
-                            : S_IDLE_POLL_MS);
-    for (int k = 0; n > 0 && k < n_items; k++)
-        items[slot[k]].revents = polled[k].revents;
+    int n = zp_poll_asked(items, 4,
+                          nowait ? S_QUIET_MS
+                          : busy ? S_POLL_MS
+                                 : S_IDLE_POLL_MS);
     if (n >= 0)
         return n > 0;
     if (errno == EINTR)

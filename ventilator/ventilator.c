@@ -257,29 +257,17 @@ static int s_phase_poll(zp_vent_shell_t *v, s_turn_t *t)
                                         : ZMQ_POLLIN),
                         0},
         [S_CONTROL] = {v->control, 0, ZMQ_POLLIN, 0},
-        [S_MONITOR] = {v->monitor, 0, ZMQ_POLLIN, 0},
-        [S_INTAKE] = {v->intake, 0, (short)(t->want_intake ? ZMQ_POLLIN : 0),
-                      0},
+        [S_MONITOR] = {v->monitor, 0, (short)(v->monitor ? ZMQ_POLLIN : 0), 0},
+        [S_INTAKE] = {v->intake, 0,
+                      (short)(v->intake && t->want_intake ? ZMQ_POLLIN : 0), 0},
         [S_INPUT] = {NULL, fj ? fj->in.fd : -1,
                      (short)(t->want_input ? ZMQ_POLLIN : 0), 0},
     };
-    /* Only what is asked for is polled: an item with no events still
-     * reports POLLHUP, and a NULL socket is the descriptor in .fd (0,
-     * stdin, when left zero), so a closed pipe there would wake every
-     * poll at once, a busy loop. */
-    zmq_pollitem_t items[S_SLOTS];
-    int slot[S_SLOTS], n_items = 0;
-    for (int i = 0; i < S_SLOTS; i++) {
-        t->revents[i] = 0;
-        bool there = i == S_INPUT ? want[i].fd >= 0 : want[i].socket != NULL;
-        if (!there || !want[i].events)
-            continue;
-        slot[n_items] = i;
-        items[n_items++] = want[i];
-    }
-    int n = zmq_poll(items, n_items, v->probe_until_us ? 20 : 100);
-    for (int k = 0; n > 0 && k < n_items; k++)
-        t->revents[slot[k]] = items[k].revents;
+    /* Only what is there and asked for is polled (zp_poll_asked): a
+     * closed stdin would otherwise wake every poll at once. */
+    int n = zp_poll_asked(want, S_SLOTS, v->probe_until_us ? 20 : 100);
+    for (int i = 0; i < S_SLOTS; i++)
+        t->revents[i] = want[i].revents;
     if (n >= 0)
         return 0;
     if (errno == EINTR)

@@ -363,7 +363,8 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3])
         (short)(ZMQ_POLLIN |
                 (fd >= 0 && zp_wk_exec_wants_write(w->exec) ? ZMQ_POLLOUT : 0)),
         0};
-    items[2] = (zmq_pollitem_t){w->monitor, 0, ZMQ_POLLIN, 0};
+    items[2] = (zmq_pollitem_t){w->monitor, 0,
+                                (short)(w->monitor ? ZMQ_POLLIN : 0), 0};
     long timeout = w->exec && zp_wk_exec_busy(w->exec)
                        ? 20
                        : (long)(w->cfg->heartbeat_ms / 2 + 1);
@@ -371,19 +372,7 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3])
         timeout = 250;
     if (w->drain_until)
         items[0].events = 0;
-    zmq_pollitem_t polled[3];
-    int slot[3], n_items = 0;
-    for (int i = 0; i < 3; i++) {
-        bool there = i == 1 ? fd >= 0 : items[i].socket != NULL;
-        if (!there || !items[i].events)
-            continue;
-        slot[n_items] = i;
-        polled[n_items++] = items[i];
-    }
-    int n = zmq_poll(polled, n_items, timeout);
-    for (int k = 0; n > 0 && k < n_items; k++)
-        items[slot[k]].revents = polled[k].revents;
-    return n;
+    return zp_poll_asked(items, 3, timeout);
 }
 
 /* Takes what the ventilator queued (up to 64 frames). */
