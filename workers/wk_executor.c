@@ -266,10 +266,10 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     /* On failure the process exits at once, as it always has: no plugin
      * fini runs after a refused set-up or a bad frame. */
     int rc = s_executor_init(&e);
-    if (rc == -2)
-        return ZP_WK_EXEC_EXIT_REFUSED;
-    if (rc < 0 || s_executor_loop(&e) < 0)
+    if (rc == -1 || (rc == 0 && s_executor_loop(&e) < 0))
         return 3;
+    /* Done, or the plugins refused (nothing ran: its exit status says so,
+     * and what was made is freed, so a leak checker keeps that status). */
     zp_frame_reader_destroy(&e.reader);
     zp_wk_inputs_destroy(&e.inputs);
     zp_task_view_free(&e.view);
@@ -277,5 +277,5 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     zp_wk_results_destroy(&e.results);
     zp_arena_destroy(&e.arena);
     zp_buf_free(&e.scratch);
-    return 0;
+    return rc == -2 ? ZP_WK_EXEC_EXIT_REFUSED : 0;
 }
