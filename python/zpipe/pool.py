@@ -11,14 +11,14 @@ is one task run by the python plugin as zpipe._worker.run_chunk
 (codec=pickle), and one thread (the engine) sends the tasks and reads the
 records back by cursor, handing each chunk's results to its call.
 """
+import _pickle as pickle  # pickle's own module costs an executor 3 ms more
 import collections
 import itertools
 import os
-import pickle
 import sys
 import threading
 import time
-from . import _engine, _worker
+from . import _worker
 
 # zmq, protobuf and the client are imported when a Pool starts, not with
 # this module: a worker running the caller's main script (which imports
@@ -333,6 +333,7 @@ class Pool:
         # __main__ answers to it, as multiprocessing arranges.
         if "__main__" in sys.modules:
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
+        from . import _engine  # not with this module: see _load
         try:
             if self._local:
                 local = self._local
