@@ -343,6 +343,38 @@ int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
         s_result_batch_wt, 3, s_result_wt, 8, n_results, elapsed_us, NULL);
 }
 
+void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
+                             bool *some_without)
+{
+    s_rd_t r = {data, (const uint8_t *)data + len}, b, item;
+    unsigned num;
+    int wt;
+    *min_ms = 0;
+    *some_without = false;
+    if (s_field(&r, &num, &wt) != 1 || !s_len(&r, &b))
+        return;
+    while (s_field(&b, &num, &wt) == 1) {
+        if (num != 3 || wt != S_LEN) {
+            s_skip(&b, wt);
+            continue;
+        }
+        s_len(&b, &item);
+        uint64_t deadline = 0, v = 0;
+        while (s_field(&item, &num, &wt) == 1) {
+            if (wt == S_VARINT) {
+                s_varint(&item, &v);
+                if (num == 4)
+                    deadline = v; /* the last one wins, as in protobuf-c */
+            } else
+                s_skip(&item, wt);
+        }
+        if (!deadline)
+            *some_without = true;
+        else if (!*min_ms || deadline < *min_ms)
+            *min_ms = deadline;
+    }
+}
+
 void zp_each_result_elapsed(const void *data, size_t len,
                             void (*fn)(void *arg, uint64_t elapsed_us),
                             void *arg)
@@ -358,7 +390,7 @@ void zp_each_result_elapsed(const void *data, size_t len,
             continue;
         }
         s_len(&b, &item);
-        uint64_t elapsed = 0, v;
+        uint64_t elapsed = 0, v = 0;
         while (s_field(&item, &num, &wt) == 1) {
             if (wt == S_VARINT) {
                 s_varint(&item, &v);

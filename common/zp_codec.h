@@ -9,6 +9,7 @@
 #include "zp_util.h"
 #include "zpipe.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,11 @@ int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
                        size_t *n_tasks);
 int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
                          size_t *n_results, uint64_t *elapsed_us);
+/* For a frame zp_scan_task_batch accepted: the smallest nonzero
+ * Task.deadline_ms of its tasks into *min_ms (0: no task has one), and
+ * whether some task has none into *some_without. */
+void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
+                             bool *some_without);
 /* Calls fn with each result's elapsed_us, in order, for a frame that
  * zp_scan_result_batch accepted (anything else: undefined). */
 void zp_each_result_elapsed(const void *data, size_t len,

@@ -64,6 +64,43 @@ bool zp_wk_death_overdue(uint64_t deadline_ms, uint64_t default_ms,
     return deadline && now - started_us > deadline * 1000;
 }
 
+static uint64_t s_min(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* t plus us, saturating (past the end of time is never). */
+static uint64_t s_after(uint64_t t, uint64_t us)
+{
+    return t > UINT64_MAX - us - 1 ? UINT64_MAX : t + us + 1;
+}
+
+uint64_t zp_wk_death_next_due(bool running, uint64_t started_us,
+                              uint64_t deadline_ms, uint64_t default_ms,
+                              uint64_t stall_us, uint64_t stall_floor_us,
+                              zp_wk_horizon_t horizon, uint64_t now)
+{
+    const uint64_t ms_max = UINT64_MAX / 1000;
+    uint64_t due = UINT64_MAX;
+    if (running) {
+        uint64_t d = deadline_ms ? deadline_ms : default_ms;
+        if (d) /* overdue is strictly past it: one µs after */
+            due = s_after(started_us, s_min(d, ms_max) * 1000);
+        else if (stall_us)
+            due = s_after(started_us, stall_us);
+    }
+    /* A task not started yet starts at now or later: it cannot be due
+     * before now plus the least deadline it may have. */
+    uint64_t least = horizon.min_ms;
+    if (horizon.unbounded && default_ms && (!least || default_ms < least))
+        least = default_ms;
+    if (least)
+        due = s_min(due, s_after(now, s_min(least, ms_max) * 1000));
+    if (horizon.unbounded && !default_ms && stall_us && stall_floor_us)
+        due = s_min(due, s_after(now, stall_floor_us));
+    return due;
+}
+
 bool zp_wk_death_fatal(unsigned start_fails)
 {
     return start_fails >= ZP_WK_MAX_START_FAILS;

@@ -71,6 +71,25 @@ size_t zp_wk_death_rotate(Zpipe__V1__Task **tasks, size_t done, size_t culprit);
  * its own deadline_ms, else default_ms; neither set means never. */
 bool zp_wk_death_overdue(uint64_t deadline_ms, uint64_t default_ms,
                          uint64_t started_us, uint64_t now);
+/* What a busy executor may run before the worker looks again: the
+ * tasks written to it and not yet started could include one with a
+ * deadline of min_ms (0: none has one) or with none (unbounded). */
+typedef struct {
+    uint64_t min_ms;
+    bool unbounded;
+} zp_wk_horizon_t;
+
+/* When (monotonic µs) the worker must next look at a busy executor, so
+ * that no deadline and no stall is seen late: the running task's (when
+ * running: started_us, its own deadline_ms or 0), and the earliest a task
+ * starting from now on can be due (horizon). default_ms: the worker's
+ * --deadline-ms; stall_us: the stall limit now (0: stalls not checked),
+ * stall_floor_us the least it can be. UINT64_MAX: no need to look. Until
+ * then the worker sleeps, rather than waking every few milliseconds. */
+uint64_t zp_wk_death_next_due(bool running, uint64_t started_us,
+                              uint64_t deadline_ms, uint64_t default_ms,
+                              uint64_t stall_us, uint64_t stall_floor_us,
+                              zp_wk_horizon_t horizon, uint64_t now);
 /* Whether the worker gives up after start_fails executors in a row died
  * before they were ready. */
 bool zp_wk_death_fatal(unsigned start_fails);

@@ -23,6 +23,8 @@ static const char *const s_state_names[] = {"down", "starting", "recovering",
 
 /* Legal transitions, a bit per target state. */
 #define S_TO(st) (1u << (st))
+/* Parked executors' results are looked for this often. */
+#define S_PARKED_POLL_US 20000u
 static const unsigned s_legal[] = {
     [ZP_WK_EXEC_DOWN] = S_TO(ZP_WK_EXEC_STARTING),
     [ZP_WK_EXEC_STARTING] = S_TO(ZP_WK_EXEC_IDLE) |
@@ -265,9 +267,19 @@ int zp_wk_exec__decode_current(zp_wk_exec_t *self)
 }
 
 /* Makes frame (n tasks) the current batch; it has not run yet. */
+/* The deadlines of the tasks in frame, for zp_wk_exec_next_due_us. */
+static zp_wk_horizon_t s_horizon(zmq_msg_t *frame)
+{
+    zp_wk_horizon_t h;
+    zp_task_batch_deadlines(zmq_msg_data(frame), zmq_msg_size(frame), &h.min_ms,
+                            &h.unbounded);
+    return h;
+}
+
 static void s_take(zp_wk_exec_t *self, zmq_msg_t *frame, size_t n)
 {
     zmq_msg_move(&self->cur_frame, frame);
+    self->cur_horizon = s_horizon(&self->cur_frame);
     self->cur = NULL;
     self->cur_n = n;
     self->cur_done = 0;
@@ -286,6 +298,7 @@ void zp_wk_exec__advance(zp_wk_exec_t *self)
         return;
     }
     s_take(self, &self->next_frame, self->next_n);
+    self->cur_horizon = self->next_horizon;
     self->cur_seq = self->next_seq;
     self->has_next = false;
 }
@@ -312,6 +325,7 @@ static void s_feed(zp_wk_exec_t *self)
                                           zmq_msg_size(&self->cur_frame)) == 0;
         } else {
             zmq_msg_move(&self->next_frame, &frame);
+            self->next_horizon = s_horizon(&self->next_frame);
             self->next_n = n;
             self->has_next = true;
             self->next_seq = ++self->sent_seq;
@@ -335,6 +349,32 @@ static bool s_stalled(const zp_wk_exec_t *self, uint64_t now)
            atomic_load(&p->busy) && !atomic_load(&p->deadline_ms) &&
            !self->cfg->deadline_ms && self->n_parked < ZP_WK_MAX_PARKED &&
            zp_wk_stall_overdue(&self->stall, atomic_load(&p->start_us), now);
+}
+
+uint64_t zp_wk_exec_next_due_us(const zp_wk_exec_t *self, uint64_t now)
+{
+    if (self->n_parked) /* their results are read by polling */
+        return now + S_PARKED_POLL_US;
+    if (!zp_wk_exec__busy(self) || self->killed_for_timeout)
+        return UINT64_MAX; /* its death wakes the worker (end of output) */
+    zp_wk_progress_t *p = self->child.progress;
+    uint64_t stall_us = 0, floor_us = self->stall.floor_us;
+    if (self->state == ZP_WK_EXEC_RUNNING && floor_us) {
+        uint64_t limit = zp_wk_stall_limit_us(&self->stall);
+        stall_us = limit > floor_us ? limit : floor_us;
+    }
+    zp_wk_horizon_t h = self->cur_horizon;
+    if (self->has_next) {
+        if (self->next_horizon.min_ms &&
+            (!h.min_ms || self->next_horizon.min_ms < h.min_ms))
+            h.min_ms = self->next_horizon.min_ms;
+        h.unbounded = h.unbounded || self->next_horizon.unbounded;
+    }
+    bool running = p && atomic_load(&p->busy);
+    return zp_wk_death_next_due(
+        running, running ? atomic_load(&p->start_us) : 0,
+        running ? atomic_load(&p->deadline_ms) : 0, self->cfg->deadline_ms,
+        stall_us, floor_us, h, now);
 }
 
 int zp_wk_exec_tick(zp_wk_exec_t *self, bool feed)

@@ -83,6 +83,10 @@ void zp_wk_exec_on_writable(zp_wk_exec_t *self);
  * task and starts another. Returns 0, or -1 when the worker cannot go on
  * (executors keep dying before they are ready, or cannot be started). */
 int zp_wk_exec_on_readable(zp_wk_exec_t *self);
+/* When (monotonic µs) zp_wk_exec_tick must next run so that no
+ * deadline or stall is seen late; UINT64_MAX when nothing is due (the
+ * executor's output wakes the worker). */
+uint64_t zp_wk_exec_next_due_us(const zp_wk_exec_t *self, uint64_t now);
 /* Kills an executor whose task is past its deadline; parks one whose
  * task (with no deadline) is stalled, starting a fresh one for the tasks
  * behind it; takes parked executors' results; with feed, hands it queued

@@ -4,6 +4,7 @@
 #ifndef ZP_WK_EXEC_INT_H
 #define ZP_WK_EXEC_INT_H
 
+#include "wk_death.h"
 #include "wk_exec.h"
 #include "wk_queue.h"
 #include "wk_stall.h"
@@ -69,7 +70,8 @@ struct zp_wk_exec {
                                               * settings, resent with it */
     uint64_t cur_dispatch_us; /* the batch's, for traced tasks' results */
     Zpipe__V1__Task **cur;
-    size_t cur_n, cur_done, cur_bytes; /* cur_bytes: payload per task */
+    size_t cur_n, cur_done, cur_bytes;         /* cur_bytes: payload per task */
+    zp_wk_horizon_t cur_horizon, next_horizon; /* their tasks' deadlines */
     /* One more batch written behind it, so the executor goes from batch
      * to batch without waiting for this process to be scheduled. */
     zmq_msg_t next_frame;

@@ -365,13 +365,25 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3])
         0};
     items[2] = (zmq_pollitem_t){w->monitor, 0,
                                 (short)(w->monitor ? ZMQ_POLLIN : 0), 0};
-    long timeout = w->exec && zp_wk_exec_busy(w->exec)
-                       ? 20
-                       : (long)(w->cfg->heartbeat_ms / 2 + 1);
-    if (w->metrics && timeout > 250)
-        timeout = 250;
-    if (w->drain_until)
+    /* Asleep until something is due: a heartbeat, a metrics snapshot,
+     * the end of a drain, or the executor's deadline or stall check (not
+     * every few milliseconds while it works: 32 workers on 2 cores would
+     * spend the cores waking). */
+    uint64_t now = zp_mono_us();
+    uint64_t due = now + (w->cfg->heartbeat_ms / 2 + 1) * 1000;
+    if (w->metrics && due > now + 250000)
+        due = now + 250000;
+    if (w->exec) {
+        uint64_t exec_due = zp_wk_exec_next_due_us(w->exec, now);
+        if (exec_due < due)
+            due = exec_due;
+    }
+    if (w->drain_until) {
         items[0].events = 0;
+        if (w->drain_until + 1 < due)
+            due = w->drain_until + 1;
+    }
+    long timeout = due <= now ? 0 : (long)((due - now + 999) / 1000);
     return zp_poll_asked(items, 3, timeout);
 }
 

@@ -168,6 +168,27 @@ static void test_scans_count_what_decode_sees(void)
     uint64_t sum = 0;
     TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), 0);
     TEST_EQ_INT(n, 5);
+    /* The deadlines the worker sleeps by: all 300, then one without and
+     * one shorter. */
+    uint64_t min_ms = 1;
+    bool without = true;
+    zp_task_batch_deadlines(buf.data, buf.len, &min_ms, &without);
+    TEST_EQ_INT(min_ms, 300);
+    TEST_CHECK(!without);
+    t[1].deadline_ms = 0;
+    t[3].deadline_ms = 40;
+    zp_buf_t mixed = {0};
+    TEST_CHECK(zp_encode(&m, &mixed) == 0);
+    zp_task_batch_deadlines(mixed.data, mixed.len, &min_ms, &without);
+    TEST_EQ_INT(min_ms, 40);
+    TEST_CHECK(without);
+    for (size_t i = 0; i < 5; i++)
+        t[i].deadline_ms = 0;
+    TEST_CHECK(zp_encode(&m, &mixed) == 0);
+    zp_task_batch_deadlines(mixed.data, mixed.len, &min_ms, &without);
+    TEST_EQ_INT(min_ms, 0);
+    TEST_CHECK(without);
+    zp_buf_free(&mixed);
     /* Not a result batch; over the size cap; truncated anywhere. */
     TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum), -1);
     TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, buf.len - 1, &n), -1);

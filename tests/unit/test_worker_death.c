@@ -125,6 +125,43 @@ static void test_timeout_is_the_cause_when_killed_for_it(void)
     TEST_CHECK(c.retryable);
 }
 
+static void test_the_worker_sleeps_until_a_deadline_can_pass(void)
+{
+    const uint64_t never = UINT64_MAX, now = 10000000;
+    zp_wk_horizon_t none = {0, false}, free_ = {0, true};
+    /* Nothing with a deadline and no stall check: nothing is due. */
+    TEST_CHECK(zp_wk_death_next_due(true, now - 5, 0, 0, 0, 0, free_, now) ==
+               never);
+    TEST_CHECK(zp_wk_death_next_due(false, 0, 0, 0, 0, 0, none, now) == never);
+    /* The running task's own deadline, else the default: one µs past. */
+    TEST_EQ_INT(zp_wk_death_next_due(true, now - 1000, 50, 0, 0, 0, none, now),
+                now - 1000 + 50000 + 1);
+    TEST_EQ_INT(zp_wk_death_next_due(true, now - 1000, 0, 70, 0, 0, none, now),
+                now - 1000 + 70000 + 1);
+    /* A task yet to start with a shorter deadline wakes it sooner: it
+     * starts at now at the earliest. */
+    zp_wk_horizon_t short_ = {5, false};
+    TEST_EQ_INT(
+        zp_wk_death_next_due(true, now - 1000, 50, 0, 0, 0, short_, now),
+        now + 5000 + 1);
+    /* One without a deadline takes the default. */
+    TEST_EQ_INT(zp_wk_death_next_due(false, 0, 0, 30, 0, 0, free_, now),
+                now + 30000 + 1);
+    /* No deadline anywhere: the stall limit of the running task, and the
+     * floor for one yet to start. */
+    TEST_EQ_INT(zp_wk_death_next_due(true, now - 100, 0, 0, 5000000, 2000000,
+                                     none, now),
+                now - 100 + 5000000 + 1);
+    TEST_EQ_INT(zp_wk_death_next_due(true, now - 100, 0, 0, 5000000, 2000000,
+                                     free_, now),
+                now + 2000000 + 1);
+    /* Huge deadlines saturate rather than wrap. */
+    TEST_CHECK(zp_wk_death_next_due(true, now, UINT64_MAX, 0, 0, 0, none, now) >
+               now);
+    zp_wk_horizon_t huge = {UINT64_MAX, false};
+    TEST_CHECK(zp_wk_death_next_due(false, 0, 0, 0, 0, 0, huge, now) > now);
+}
+
 static void test_memory_limit_is_the_cause_near_the_limit(void)
 {
     char how[96];
@@ -191,6 +228,8 @@ static const test_case_t tests[] = {
      test_crash_before_the_first_task_charges_nobody},
     {"test_timeout_is_the_cause_when_killed_for_it",
      test_timeout_is_the_cause_when_killed_for_it},
+    {"test_the_worker_sleeps_until_a_deadline_can_pass",
+     test_the_worker_sleeps_until_a_deadline_can_pass},
     {"test_memory_limit_is_the_cause_near_the_limit",
      test_memory_limit_is_the_cause_near_the_limit},
     {"test_third_death_quarantines_the_task",
