@@ -158,11 +158,11 @@ class Bench:
         return r.ru_utime + r.ru_stime
 
     def zpipe_run(self, inp, plugin, batch=1024, transport="ipc", isolation="process",
-                  extra=(), zpipe=None, cat=False):
+                  extra=(), zpipe=None, cat=False, workers=2):
         """A whole `zpipe run --input inp </dev/null`, or with cat
         `cat inp | zpipe run` (stdin read to its end, then a finished
         pipe). The time includes cat's."""
-        cmd = [zpipe or self.zpipe, "run", "--plugin", plugin, "--workers", "2",
+        cmd = [zpipe or self.zpipe, "run", "--plugin", plugin, "--workers", str(workers),
                "--input", "-" if cat else inp, "--output", self.path("out"),
                "--format", "lines", "--batch", str(batch), "--isolation",
                isolation, "--transport", transport, "--no-progress"] + list(extra)
@@ -607,6 +607,14 @@ class Bench:
                 ("cat FILE | zpipe %s" % plugin,
                  lambda: self.zpipe_run(inp, plugin, cat=True)),
             ], work_s=n * us / 1e6 if us else None)
+        # Oversubscribed: 32 workers on the same cores as 2, the same 1 ms
+        # tasks (idle workers must sleep while their executors work).
+        n_over = 1000 if q else 5000
+        inp = self.write_input("over", ("1000" for _ in range(n_over)))
+        self.measure("spin 1000 us, 2 vs 32 workers", n_over, [
+            ("zpipe spin, 2 workers", lambda: self.zpipe_run(inp, "spin")),
+            ("zpipe spin, 32 workers", lambda: self.zpipe_run(inp, "spin", workers=32)),
+        ], work_s=n_over / 1000.0)
         n_dask = 2000 if q else 10000
         dinp = self.write_input("dask", (str(i) for i in range(n_dask)))
         self.measure("empty (%d for Dask)" % n_dask, n_dask, [
