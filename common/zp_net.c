@@ -9,7 +9,7 @@
 
 void zp_fast_reconnect(void *sock)
 {
-    int ivl = 10, ivl_max = 1000;
+    int ivl = 2, ivl_max = 1000;
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
 }

@@ -16,7 +16,6 @@ import collections
 import itertools
 import os
 import sys
-import threading
 import time
 from . import _worker
 
@@ -92,6 +91,8 @@ class ApplyResult:
     ready(), successful()."""
 
     def __init__(self, callback=None, error_callback=None):
+        import threading  # here, not with the module: 1 ms of every
+        # executor's start (it runs the caller's script, which imports zpipe)
         self._event = threading.Event()
         self._callback, self._error_callback = callback, error_callback
         self._success = None
@@ -172,6 +173,7 @@ class IMapIterator:
     complete); next(timeout) as multiprocessing's."""
 
     def __init__(self, ordered, progress=None):
+        import threading
         self._cond = threading.Condition()
         self._ordered = ordered
         self._done = {}               # ordered: chunk index -> (ok, value)
@@ -233,6 +235,7 @@ class _Progress:
 
     def __init__(self, total):
         self.total, self.done, self.t0, self.shown = total, 0, time.monotonic(), 0.0
+        import threading
         self.lock = threading.Lock()
 
     def add(self, n):
@@ -459,6 +462,7 @@ class Pool:
                 it._set_length(i)
                 engine.feed_ended()
         engine.feed_started()
+        import threading
         threading.Thread(target=feed, daemon=True).start()
         return it
 
