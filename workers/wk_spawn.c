@@ -105,7 +105,13 @@ int zp_wk_spawn(zp_wk_child_t *child, const zp_worker_config_t *cfg,
     }
     if (s_map_page(child, shm) < 0)
         goto fail_pair;
-    char *self = zp_sibling("zpipe-worker");
+    /* zpipe-executor beside this binary, else this binary --executor
+     * (the same program, with libzmq loaded for nothing). */
+    char *self = zp_sibling("zpipe-executor");
+    if (self && access(self, X_OK) != 0) {
+        free(self);
+        self = zp_sibling("zpipe-worker");
+    }
     const char *argv[S_EXEC_ARGS];
     s_argbuf_t args;
     s_argv(argv, &args, self, cfg, id, plugins);

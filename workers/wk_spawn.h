@@ -1,6 +1,7 @@
-/* wk_spawn: starting and stopping an executor process: this binary again
- * with --executor, its socket pair end on fd 3 and a fresh progress page
- * on fd 4, in its own process group. */
+/* wk_spawn: starting and stopping an executor process: zpipe-executor
+ * beside this binary (else this binary again with --executor), its socket
+ * pair end on fd 3 and a fresh progress page on fd 4, in its own process
+ * group. */
 #ifndef ZP_WK_SPAWN_H
 #define ZP_WK_SPAWN_H
 

@@ -7,8 +7,8 @@
  * sized to keep about target_ms of work queued.
  *
  * With isolation "process" (the default) plugin calls run in an executor
- * process (this binary re-executed with --executor, so it never inherits a
- * ZeroMQ context), fed a batch at a time over a socket pair. A plugin that
+ * process (zpipe-executor, a fresh program that does not even load libzmq,
+ * so it never inherits a ZeroMQ context), fed a batch at a time over a socket pair. A plugin that
  * crashes, overruns its deadline or its memory limit kills only the
  * executor: that task gets a failure record naming the signal, "timeout" or
  * "resource_limit", the rest of the batch runs in a fresh executor, and the

@@ -22,7 +22,8 @@ def test_install_layout_and_shipped_plugins_by_name():
     libdir = [d for d in ("lib", "lib64", "lib/x86_64-linux-gnu")
               if os.path.exists(os.path.join(prefix, d, "pkgconfig", "zpipe.pc"))]
     check(libdir, "no zpipe.pc installed")
-    for b in ("zpipe", "zpipe-ventilator", "zpipe-worker", "zpipe-sink"):
+    for b in ("zpipe", "zpipe-ventilator", "zpipe-worker", "zpipe-executor",
+              "zpipe-sink"):
         check(os.access(os.path.join(prefix, "bin", b), os.X_OK), "missing %s" % b)
     check(os.path.exists(os.path.join(prefix, "include", "zpipe", "plugin.h")), "no header")
     # The wire contract and its guide, for clients in other languages.

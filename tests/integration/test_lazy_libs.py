@@ -78,6 +78,46 @@ def test_loaded_only_by_the_feature_that_needs_it():
         time.sleep(0.02)
 
 
+def _children(ppid):
+    out = []
+    for name in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                    out.append(int(name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def test_the_executor_loads_no_zeromq():
+    """zpipe-executor (a worker's executor) links neither libzmq nor what it
+    brings, and a running worker's executor maps none of it: its start is
+    on the way to a job's first result."""
+    needed = _needed(binary("zpipe-executor"))
+    check(needed and not any(n.startswith(("libzmq", "libsodium", "libstdc++"))
+                             for n in needed),
+          "zpipe-executor NEEDED %r" % needed)
+    c = zptest.Cluster()
+    w = c.worker()
+    end = time.monotonic() + 10
+    execs = []
+    while not execs:
+        check(time.monotonic() < end, "no executor under the worker")
+        execs = [p for p in _children(w.pid)
+                 if os.path.basename(os.readlink("/proc/%d/exe" % p)) ==
+                 "zpipe-executor"]
+        time.sleep(0.02)
+    libs = _mapped(execs[0])
+    check(not _has(libs, "libzmq") and not _has(libs, "libsodium"),
+          "the executor maps %r" % sorted(libs))
+    check(_has(_mapped(w.pid), "libzmq"), "the worker has no libzmq")
+    # Bad usage is usage, as for the other binaries.
+    r = run([binary("zpipe-executor"), "--no-such-option"], capture_output=True,
+            timeout=10)
+    check(r.returncode == 2 and b"Usage: zpipe-executor" in r.stderr, r.stderr)
+
+
 def _refused(argv, env, want):
     """argv fails at once with want in its stderr, by an exit, not a signal."""
     r = run(argv, env=dict(os.environ, **env), capture_output=True,
@@ -126,5 +166,6 @@ def test_missing_czmq_is_a_clear_error():
 if __name__ == "__main__":
     zptest.main([test_no_binary_links_czmq_or_microhttpd,
                  test_loaded_only_by_the_feature_that_needs_it,
+                 test_the_executor_loads_no_zeromq,
                  test_missing_microhttpd_is_a_clear_error,
                  test_missing_czmq_is_a_clear_error])
