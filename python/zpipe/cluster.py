@@ -125,8 +125,22 @@ def _tmpdir():
 
 
 def _rmtree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+    """Removes a private directory: flat (sockets and a log), so without
+    shutil, whose import costs 5 to 8 ms of every Pool's stop."""
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    import shutil
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(e.path)
+                    except FileNotFoundError:
+                        pass
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _sweep():
@@ -184,9 +198,8 @@ class LocalCluster:
         common = ["--parent-pid", str(os.getpid()), "--log-level", log_level]
         b = lambda name: os.path.join(self.bin_dir, name)  # noqa: E731
         sink = [b("zpipe-sink"), "--results", results, "--control", control,
-                "--publish", "none", "--output", "-", "--format", "frames",
-                "--journal", os.path.join(d, "sink.journal"),
-                "--journal-sync", "no"] + common
+                "--publish", "none", "--output", "-", "--format", "frames"] \
+            + common
         vent = [b("zpipe-ventilator"), "--bind", dispatch, "--sink", control,
                 "--input", "-", "--input-format", "frames",
                 "--plugin", "python", "--job", "pool-%d" % os.getpid(),
