@@ -4,7 +4,8 @@
  * talks to its worker over a socket pair, and its start (at every job's
  * first task, and after every crash) is on the way to the first result.
  * Started by the worker (wk_spawn.c) with the options below, which mean
- * what the worker's do; it is not meant to be run by hand. */
+ * what the worker's do; it is not meant to be run by hand. zpipe run's
+ * plugin probe (--describe) runs here too, for the same reason. */
 #include "wk_exec.h"
 #include "worker.h"
 #include "zp_log.h"
@@ -25,7 +26,7 @@ int main(int argc, char **argv)
         .max_frame = 256u << 20,
     };
     uint64_t parent = 0;
-    bool executor = true;
+    bool executor = true, describe = false;
     const zp_opt_t opts[] = {
         {"plugin", 'p', ZP_OPT_LIST, "ZPIPE_PLUGINS", "PATH",
          "plugin file the worker loaded; repeatable", &cfg.plugins, 0, 0,
@@ -53,6 +54,10 @@ int main(int argc, char **argv)
         {"executor", 0, ZP_OPT_FLAG, NULL, NULL,
          "accepted for zpipe-worker --executor's command line", &executor, 0,
          0, NULL},
+        {"describe", 0, ZP_OPT_FLAG, NULL, NULL,
+         "load the plugins, print their descriptors and exit, as "
+         "zpipe-worker --describe (zpipe run's probe)",
+         &describe, 0, 0, NULL},
         {0},
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe-executor", s_synopsis,
@@ -64,7 +69,8 @@ int main(int argc, char **argv)
         rc = zp_opts_fail(opts, "zpipe-executor", s_synopsis,
                           "--plugin is required");
     else
-        rc = zp_worker_executor_main(&cfg);
+        rc = describe ? zp_worker_describe(&cfg)
+                      : zp_worker_executor_main(&cfg);
     zp_strlist_free(&cfg.plugins);
     zp_strlist_free(&cfg.plugin_dirs);
     zp_strlist_free(&cfg.plugin_config);

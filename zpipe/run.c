@@ -123,8 +123,13 @@ static int s_prepare(s_run_t *r)
     if (!r->pconf)
         return -1;
     bool has_reducer = false;
-    r->name = zp_run_plugin_name(r->bin_worker, o->plugin, r->pconf,
-                                 o->config.count, &has_reducer);
+    /* The probe in zpipe-executor, which loads no libzmq (1.5 ms less on
+     * the way to the first result), else in zpipe-worker. */
+    char *probe = zp_sibling("zpipe-executor");
+    r->name = zp_run_plugin_name(
+        probe && access(probe, X_OK) == 0 ? probe : r->bin_worker, o->plugin,
+        r->pconf, o->config.count, &has_reducer);
+    free(probe);
     if (r->name && o->reduce && !has_reducer) {
         fprintf(stderr, "zpipe run: --reduce: plugin %s (%s) has no reducer\n",
                 r->name, o->plugin);
