@@ -9,12 +9,15 @@ socket); nothing system-wide is read or changed.
    against hashlib (lost, duplicated, unexpected, wrong all 0), both
    workers connected, the sink's journal gone (a clean stop), and no
    process of the job left once sbatch returns.
-2. A 4,000-task spin job (plaintext) is cancelled with `scancel` once
+2. A 1,000-task spin job (plaintext) is cancelled with `scancel` once
    records arrive: the script's trap stops the workers, the ventilator and
    the sink, Slurm ends the job as CANCELLED, and every process the job
    had (by pid, by a marker in their environment, and by pgrep on this
    test's paths) is gone; the records written before are right and none
-   is there twice.
+   is there twice; the sink's journal is kept.
+3. The same sbatch command again resumes that job: it ends COMPLETED with
+   every task's record exactly once, the cancelled run's records as they
+   were, and the journal gone.
 
 Needs root (munged, slurmd) and the slurm-wlm and munge packages
 (scripts/test.sh installs them); otherwise prints SKIP and exits 77. Every
@@ -47,7 +50,7 @@ SCRIPT = os.path.join(zptest.SOURCE, "deploy", "slurm", "zpipe.sbatch")
 TOOLS = ("munged", "slurmctld", "slurmd", "slurmstepd", "sbatch", "srun",
          "scancel", "squeue", "scontrol", "sinfo")
 N_SHA = 20000
-N_SPIN, SPIN_US = 4000, 10000  # 40 s of CPU on 2 workers: cancelled long before
+N_SPIN, SPIN_US = 1000, 5000  # 5 s of CPU on 2 workers: cancelled at ~100 done
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
          "BOOT_FAIL", "DEADLINE", "PREEMPTED")
 MARK = "ZPIPE_SLURM_TEST_MARK"  # in the environment of every process we start
@@ -360,7 +363,7 @@ def test_sbatch_runs_a_job_on_every_task():
     check(len(recs) == N_SHA and not lost and not dup and not stray and not wrong,
           "lost %r duplicated %r unexpected %r wrong %r"
           % (lost[:10], list(dup.items())[:10], stray[:3], wrong[:10]))
-    logs = os.path.join(run, "results.jsonl.d")
+    logs = os.path.join(run, "results.jsonl.d", job)
     ids = []
     for t in range(2):
         m = re.search(r"worker (\S+) connected to tcp://",
@@ -444,7 +447,7 @@ def test_scancel_mid_job_leaves_nothing_behind():
           "the script's trap did not run to its end:\n%s" % out)
     state = CL.state(job)
     check(state.startswith("CANCELLED"), "job state: %s" % state)
-    check("sink stopping" in read_file(os.path.join(results + ".d", "sink.log")),
+    check("sink stopping" in read_file(os.path.join(results + ".d", job, "sink.log")),
           "the sink did not stop cleanly")
     recs = zptest.read_jsonl(results)
     lost, dup, stray, wrong = count_records(recs, N_SPIN, lambda i: str(SPIN_US))
@@ -453,6 +456,39 @@ def test_scancel_mid_job_leaves_nothing_behind():
     check(0 < len(recs) < N_SPIN, "%d records: the job was not cancelled mid-way" % len(recs))
     check(not dup and not stray and not wrong, "duplicated %r unexpected %r wrong %r"
           % (list(dup.items())[:10], stray[:3], wrong[:10]))
+    check(os.path.exists(results + ".journal"), "no journal kept for the unfinished job")
+    CANCELLED.update({(r["task"], r["worker"]) for r in recs})
+
+
+CANCELLED = set()  # (task, worker) of the records the cancelled job wrote
+
+
+def test_the_same_command_resumes_the_cancelled_job():
+    check(CANCELLED, "no cancelled job to resume")
+    run = CL.path("run2")
+    results = os.path.join(run, "results.jsonl")
+    t0 = time.monotonic()
+    job = CL.submit(run, "tasks.txt", "results.jsonl",
+                    env={"ZPIPE_SLURM_PLUGIN": "spin", "ZPIPE_SLURM_CURVE": "0"})
+    t_end, state = CL.wait_state(job, ENDED, 300)
+    out = read_file(os.path.join(run, "job.out"))
+    check(state == "COMPLETED 0:0", "job %s ended %s; its output:\n%s" % (job, state, out))
+    log("job %s %s after %.2f s; the job said:\n%s"
+        % (job, state, t_end - t0, "".join("      | " + l + "\n" for l in out.splitlines())))
+    check("resuming job slurm-" in out, "the job was not resumed")
+    recs = zptest.read_jsonl(results)
+    lost, dup, stray, wrong = count_records(recs, N_SPIN, lambda i: str(SPIN_US))
+    kept = CANCELLED & {(r["task"], r["worker"]) for r in recs}
+    log("%d records: lost %d, duplicated %d, unexpected %d, wrong %d; %d of the "
+        "cancelled job's %d kept as they were"
+        % (len(recs), len(lost), sum(c - 1 for c in dup.values()), len(stray),
+           len(wrong), len(kept), len(CANCELLED)))
+    check(len(recs) == N_SPIN and not lost and not dup and not stray and not wrong,
+          "lost %r duplicated %r unexpected %r wrong %r"
+          % (lost[:10], list(dup.items())[:10], stray[:3], wrong[:10]))
+    check(kept == CANCELLED, "records of the cancelled run were redone")
+    check(not os.path.exists(results + ".journal"), "the journal outlived the job")
+    check(not marked_pids(CL.mark), "processes of the finished job still running")
 
 
 def main():
@@ -475,7 +511,8 @@ def main():
     CL = Cluster()
     atexit.register(CL.down)  # if down() below is never reached
     tests = [test_sbatch_runs_a_job_on_every_task,
-             test_scancel_mid_job_leaves_nothing_behind]
+             test_scancel_mid_job_leaves_nothing_behind,
+             test_the_same_command_resumes_the_cancelled_job]
     passed = failed = 0
     try:
         t0 = time.monotonic()
