@@ -443,6 +443,7 @@ def test_scancel_mid_job_leaves_nothing_behind():
                        capture_output=True)
     check(r.returncode == 1, "pgrep finds processes of this test's binaries: %s"
           % r.stdout.decode())
+    check("; plaintext" in out, "ZPIPE_SLURM_CURVE=0 ignored")
     check("got SIGTERM" in out and "stopped;" in out,
           "the script's trap did not run to its end:\n%s" % out)
     state = CL.state(job)
