@@ -410,7 +410,8 @@ def test_scancel_mid_job_leaves_nothing_behind():
     for cmd in procs.values():
         argv = cmd.split(" ")
         name = os.path.basename(argv[0])
-        if name == "zpipe-worker" and "--executor" in argv:
+        if name == "zpipe-executor" or (name == "zpipe-worker" and
+                                        "--executor" in argv):
             name = "executor"
         elif "slurm_script" in cmd:
             name = "batch script"
