@@ -29,19 +29,18 @@ int main(int argc, char **argv)
     bool executor = true, describe = false;
     const zp_opt_t opts[] = {
         {"plugin", 'p', ZP_OPT_LIST, "ZPIPE_PLUGINS", "PATH",
-         "plugin file the worker loaded; repeatable", &cfg.plugins, 0, 0,
-         NULL},
+         "plugin file the worker loaded; repeatable", &cfg.plugins, 0, 0, NULL},
         {"plugin-config", 0, ZP_OPT_LIST, NULL, "PLUGIN.KEY=VALUE",
          "a plugin setting (also ZPIPE_PLUGIN_<PLUGIN>_<KEY>); repeatable",
          &cfg.plugin_config, 0, 0, NULL},
         {"plugin-dir", 0, ZP_OPT_LIST, "ZPIPE_PLUGIN_DIRS", "DIR",
-         "plugins only from such directories; repeatable", &cfg.plugin_dirs,
-         0, 0, NULL},
+         "plugins only from such directories; repeatable", &cfg.plugin_dirs, 0,
+         0, NULL},
         {"id", 0, ZP_OPT_STR, "ZPIPE_WORKER_ID", "ID", "the worker's id",
          &cfg.id, 0, 0, NULL},
         {"max-output", 0, ZP_OPT_UINT, "ZPIPE_MAX_OUTPUT", "BYTES",
-         "largest output a task may produce (default 64 MiB)",
-         &cfg.max_output, 0, 1u << 30, NULL},
+         "largest output a task may produce (default 64 MiB)", &cfg.max_output,
+         0, 1u << 30, NULL},
         {"max-frame", 0, ZP_OPT_UINT, "ZPIPE_MAX_FRAME", "BYTES",
          "largest batch accepted (default 256 MiB)", &cfg.max_frame, 1024,
          1u << 30, NULL},
@@ -49,11 +48,11 @@ int main(int argc, char **argv)
          "address-space limit of this process, 0 = none (default 0)",
          &cfg.memory_limit, 0, UINT64_MAX, NULL},
         {"parent-pid", 0, ZP_OPT_UINT, "ZPIPE_PARENT_PID", "PID",
-         "exit when this process (the worker) is gone", &parent, 0,
-         1u << 30, NULL},
+         "exit when this process (the worker) is gone", &parent, 0, 1u << 30,
+         NULL},
         {"executor", 0, ZP_OPT_FLAG, NULL, NULL,
-         "accepted for zpipe-worker --executor's command line", &executor, 0,
-         0, NULL},
+         "accepted for zpipe-worker --executor's command line", &executor, 0, 0,
+         NULL},
         {"describe", 0, ZP_OPT_FLAG, NULL, NULL,
          "load the plugins, print their descriptors and exit, as "
          "zpipe-worker --describe (zpipe run's probe)",
@@ -69,8 +68,8 @@ int main(int argc, char **argv)
         rc = zp_opts_fail(opts, "zpipe-executor", s_synopsis,
                           "--plugin is required");
     else
-        rc = describe ? zp_worker_describe(&cfg)
-                      : zp_worker_executor_main(&cfg);
+        rc =
+            describe ? zp_worker_describe(&cfg) : zp_worker_executor_main(&cfg);
     zp_strlist_free(&cfg.plugins);
     zp_strlist_free(&cfg.plugin_dirs);
     zp_strlist_free(&cfg.plugin_config);

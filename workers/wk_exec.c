@@ -351,6 +351,11 @@ static bool s_stalled(const zp_wk_exec_t *self, uint64_t now)
            zp_wk_stall_overdue(&self->stall, atomic_load(&p->start_us), now);
 }
 
+void zp_wk_exec_stop_soon(zp_wk_exec_t *self)
+{
+    self->stopping = true;
+}
+
 uint64_t zp_wk_exec_next_due_us(const zp_wk_exec_t *self, uint64_t now)
 {
     if (self->n_parked) /* their results are read by polling */

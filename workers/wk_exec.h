@@ -83,6 +83,12 @@ void zp_wk_exec_on_writable(zp_wk_exec_t *self);
  * task and starts another. Returns 0, or -1 when the worker cannot go on
  * (executors keep dying before they are ready, or cannot be started). */
 int zp_wk_exec_on_readable(zp_wk_exec_t *self);
+/* The worker is stopping (SIGTERM, SIGINT): an executor that dies of the
+ * same signal now (a batch system or a shell signals every process of
+ * the job) was stopped with it, not crashed: its running task is not
+ * charged (no attempt, no failure record), it is not restarted, and its
+ * unfinished tasks are left to the ventilator, as the worker's are. */
+void zp_wk_exec_stop_soon(zp_wk_exec_t *self);
 /* When (monotonic µs) zp_wk_exec_tick must next run so that no
  * deadline or stall is seen late; UINT64_MAX when nothing is due (the
  * executor's output wakes the worker). */

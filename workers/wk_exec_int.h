@@ -52,6 +52,7 @@ struct zp_wk_exec {
     zp_wk_child_t child;
     zp_wk_exec_state_t state;
     bool killed_for_timeout;
+    bool stopping;    /* the worker is stopping: a signal to all is no crash */
     bool discard;     /* its output is garbage: read it until it dies */
     size_t sent_base; /* cur index of the first task it was sent */
     unsigned start_fails;

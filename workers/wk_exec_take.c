@@ -265,6 +265,16 @@ static int s_died(zp_wk_exec_t *self)
         }
         self->has_next = false;
     }
+    if (self->stopping && WIFSIGNALED(self->wait_status) &&
+        (WTERMSIG(self->wait_status) == SIGTERM ||
+         WTERMSIG(self->wait_status) == SIGINT)) {
+        zp_info("executor pid %d stopped by %s with its worker; %zu "
+                "unfinished tasks are left to the ventilator",
+                (int)self->child.pid, strsignal(WTERMSIG(self->wait_status)),
+                busy ? self->cur_n - self->cur_done : (size_t)0);
+        self->cur_done = self->cur_n;
+        return 0;
+    }
     if (busy && zp_wk_exec__decode_current(self) < 0) {
         zp_error("cannot decode the batch executor pid %d was running; its "
                  "%zu tasks are left to the ventilator's lease",

@@ -424,6 +424,10 @@ static void s_phase_executor(zp_wk_shell_t *w, const zmq_pollitem_t *item)
 {
     if (!w->exec)
         return;
+    /* Before its death is read: a signal to the whole job reaches the
+     * executor too, and is then no crash of its task. */
+    if (zp_stopping())
+        zp_wk_exec_stop_soon(w->exec);
     if (item->revents & ZMQ_POLLOUT)
         zp_wk_exec_on_writable(w->exec);
     if ((item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)) &&

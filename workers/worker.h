@@ -8,12 +8,13 @@
  *
  * With isolation "process" (the default) plugin calls run in an executor
  * process (zpipe-executor, a fresh program that does not even load libzmq,
- * so it never inherits a ZeroMQ context), fed a batch at a time over a socket pair. A plugin that
- * crashes, overruns its deadline or its memory limit kills only the
- * executor: that task gets a failure record naming the signal, "timeout" or
- * "resource_limit", the rest of the batch runs in a fresh executor, and the
- * worker keeps serving and heartbeating throughout. A task that has killed
- * executors three times is not retried again (a poison task). */
+ * so it never inherits a ZeroMQ context), fed a batch at a time over a socket
+ * pair. A plugin that crashes, overruns its deadline or its memory limit kills
+ * only the executor: that task gets a failure record naming the signal,
+ * "timeout" or "resource_limit", the rest of the batch runs in a fresh
+ * executor, and the worker keeps serving and heartbeating throughout. A task
+ * that has killed executors three times is not retried again (a poison task).
+ */
 #ifndef ZP_WORKER_H
 #define ZP_WORKER_H
 

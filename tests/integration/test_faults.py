@@ -229,6 +229,65 @@ def test_sigterm_to_each_component_mid_job():
                 " exited %.2f s after SIGTERM" % exit_s)
 
 
+def _executors_of(pid):
+    """Pids of the executor processes whose parent is pid."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            exe = os.path.basename(os.readlink("/proc/%s/exe" % name))
+        except OSError:
+            continue
+        if int(st[1]) == pid and exe in ("zpipe-executor", "zpipe-worker"):
+            out.append(int(name))
+    return out
+
+
+def test_sigterm_to_a_worker_and_its_executor_is_no_crash():
+    """A batch system (Slurm's scancel) or a shell signals every process of
+    a job: a worker and its executor get SIGTERM together, mid-task. The
+    task it was running is no crash of the plugin: no SIGTERM failure
+    record, no attempt charged; every task ends once, ok, on the other
+    worker or a later one."""
+    c = Cluster()
+    n = 16
+    a = c.worker(["spin"], name="a")
+    b = c.worker(["spin"], name="b")
+    v = c.ventilator("spin", _input(c.dir, _spin_tasks(n, 150000)),
+                     args=["--job", "sigterm-both", "--batch", "1"])
+    end = time.monotonic() + 10
+    execs = []
+    while not execs:
+        check(time.monotonic() < end, "worker a never started an executor")
+        execs = _executors_of(a.pid)
+        time.sleep(0.02)
+    time.sleep(0.4)  # a's executor is mid-task (150 ms tasks)
+    for pid in [a.pid] + execs:
+        os.kill(pid, signal.SIGTERM)
+    check(a.wait(10) == 0, "worker a did not stop cleanly: %r" % a.returncode)
+    check(v.wait(60) == 0, "the job did not finish on worker b")
+    recs = read_jsonl(c.output)
+    lost, dup, unexp = checker(recs, n, lambda i: "150000")
+    bad = [r for r in recs if r["status"] != "ok"]
+    print("    %d records: lost %d, duplicated %d, unexpected %d, failed %d; "
+          "attempts %r" % (len(recs), lost, dup, unexp, len(bad),
+                           sorted(collections.Counter(
+                               r.get("attempts") for r in recs).items())),
+          flush=True)
+    check((lost, dup, unexp) == (0, 0, 0), "lost/dup/unexpected")
+    check(not bad, "a task was charged with the signal: %r" % bad[:3])
+    charged = [r for r in recs if r.get("attempts") != 1]
+    check(not charged, "an attempt was charged for the signal: %r" % charged)
+    log = open(c.logs[1], errors="replace").read()
+    check("stopped by Terminated with its worker" in log,
+          "worker a's log does not say its executor stopped with it:\n%s"
+          % log[-2000:])
+    zptest.stop(b)
+
+
 def test_run_whose_workers_keep_dying_ends_with_an_error():
     # zpipe run replaces dead workers with backoff, but workers that die
     # again and again while the job makes no progress end the run.
@@ -258,6 +317,7 @@ if __name__ == "__main__":
         test_all_workers_killed_at_30_percent_and_restarted_after_5s,
         test_sink_killed_three_times_and_restarted_with_journal,
         test_sigterm_to_each_component_mid_job,
+        test_sigterm_to_a_worker_and_its_executor_is_no_crash,
         test_frozen_worker_three_times_late_results_do_not_duplicate,
         test_run_whose_workers_keep_dying_ends_with_an_error,
     ]
