@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One command on a fresh Debian 12 machine: install dependencies, build, and
 # run every test: the ctest suite (unit, integration, fault, style, compose,
-# hosts, slurm and valgrind tests), the same suite built with AddressSanitizer
-# and UndefinedBehaviorSanitizer (without the style, compose, hosts and slurm
-# tests), and the fuzzers (60 s per target).
+# swarm, hosts, slurm and valgrind tests), the same suite built with
+# AddressSanitizer and UndefinedBehaviorSanitizer (without the style,
+# compose, swarm, hosts and slurm tests), and the fuzzers (60 s per target).
 # ZPIPE_TEST_QUICK=1 runs only the first part.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -27,7 +27,7 @@ zpipe_build "$ZPIPE_ROOT/build-asan" -DZPIPE_SANITIZE=ON
     ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
     LSAN_OPTIONS=suppressions="$ZPIPE_ROOT/tests/lsan.supp" \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure --timeout 900 -LE 'style|compose|hosts|slurm' "$@") || status=1
+    ctest --output-on-failure --timeout 900 -LE 'style|compose|hosts|swarm|slurm' "$@") || status=1
 
 echo "== fuzzing"
 bash "$ZPIPE_ROOT/scripts/fuzz.sh" || status=1

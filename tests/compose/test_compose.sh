@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ctest `compose`: the Dockerfile and docker-compose.yml end to end. Installs
 # Docker from Debian if missing, starts dockerd if none runs, builds
-# debian:bookworm-slim offline with debootstrap if it is not there, builds
+# debian:bookworm-slim offline with debootstrap if it is not there (those
+# three in tests/lib/docker.sh, shared with tests/swarm), builds
 # the image, starts ventilator + sink + 3 workers, runs a 10,000-task SHA-256
 # job checked against Python's hashlib, a Python job (the python plugin
 # calling a module dropped into the plugin folder), then a CPU-bound job
@@ -14,45 +15,18 @@
 #   bash tests/compose/test_compose.sh        (as root; ZPIPE_KEEP=1 keeps logs)
 set -uo pipefail
 
-SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ZD_TEST=compose
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/zpipe-compose.XXXXXX")
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/docker.sh"
 PY=/usr/bin/python3
-BASE=debian:bookworm-slim
 N_SHA=10000
 N_PY=2000
 N_SPIN=2000 SPIN_US=5000 # 10 s of CPU time over 3 workers on 2 cores
 export ZPIPE_IMAGE=${ZPIPE_IMAGE:-zpipe:compose-test}
 PROJECT=zpipetest$$$RANDOM
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/zpipe-compose.XXXXXX")
-DOCKERD_LOG=$WORK/dockerd.log
-T_START=$EPOCHREALTIME
-T_PHASE=$T_START
-STARTED_DOCKERD=""
 UP="" READER=""
 
-log() { echo "compose: $*"; }
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-phase_done() { # NAME: prints how long the phase that just ended took
-    log "phase $1: $(elapsed "$T_PHASE") s"
-    T_PHASE=$EPOCHREALTIME
-}
-skip() {
-    echo "***************************************************************"
-    echo "SKIP compose: NOT RUN: $*"
-    echo "***************************************************************"
-    exit 77
-}
-fail() {
-    echo "FAIL compose: $*"
-    exit 1
-}
-
 dc() { docker-compose -f "$SRC/docker-compose.yml" --project-directory "$SRC" -p "$PROJECT" "$@"; }
-
-cleanup_dockerd() {
-    [ -n "$STARTED_DOCKERD" ] || return 0
-    kill "$STARTED_DOCKERD" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$STARTED_DOCKERD" 2>/dev/null || break; sleep 0.2; done
-}
 
 cleanup() {
     local rc=$?
@@ -68,7 +42,7 @@ cleanup() {
             { cat "$WORK/down.log"; rc=1; }
         phase_done down
     fi
-    cleanup_dockerd
+    zd_stop_dockerd
     if [ -n "${ZPIPE_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
     log "total wall time $(elapsed "$T_START") s"
     case $rc in
@@ -85,100 +59,15 @@ trap 'exit 143' TERM
 [ "$(id -u)" -eq 0 ] || skip "needs root (apt-get install docker.io, dockerd)"
 
 # --- install: Debian's Docker and docker-compose, as scripts/setup.sh installs
-apt_install() {
-    local missing=()
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]}"
-    apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >"$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log"; return 1; }
-}
 apt_install docker.io docker-compose || skip "cannot install docker.io docker-compose"
 phase_done install
-
-# --- dockerd: the one running, or one of our own in the background
-if ! docker info >/dev/null 2>&1; then
-    command -v dockerd >/dev/null || skip "no dockerd"
-    log "starting dockerd (log: $DOCKERD_LOG)"
-    # Its own session and no inherited descriptors, so ctest does not wait
-    # on its output; it is stopped again at the end.
-    setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
-    STARTED_DOCKERD=$!
-    for _ in $(seq 120); do
-        docker info >/dev/null 2>&1 && break
-        kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
-        sleep 0.5
-    done
-    if ! docker info >/dev/null 2>&1; then
-        tail -20 "$DOCKERD_LOG"
-        skip "dockerd does not start here (log above)"
-    fi
-fi
+zd_start_dockerd
 phase_done dockerd
-
-# --- base image: present, pulled, or built offline from the host's archive
-apt_mirror() { # the first `deb` source of bookworm in the host's apt configuration
-    local f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        awk 'BEGIN { RS = ""; FS = "\n" }
-        {
-            types = uris = suites = ""; enabled = 1
-            for (i = 1; i <= NF; i++) {
-                if ($i ~ /^Types:/) types = $i
-                else if ($i ~ /^URIs:/) uris = $i
-                else if ($i ~ /^Suites:/) suites = $i
-                else if ($i ~ /^Enabled:[ \t]*no/) enabled = 0
-            }
-            if (enabled && types ~ /[ \t]deb([ \t]|$)/ && suites ~ /[ \t]bookworm([ \t]|$)/) {
-                sub(/^URIs:[ \t]*/, "", uris); split(uris, u, /[ \t]+/); print u[1]; exit
-            }
-        }' "$f"
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        awk '$1 == "deb" {
-            i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-            if ($(i + 1) == "bookworm") { print $i; exit }
-        }' "$f"
-    done
-}
-
-if docker image inspect "$BASE" >/dev/null 2>&1; then
-    log "$BASE is present"
-elif timeout 60 docker pull -q "$BASE" >/dev/null 2>&1; then
-    log "$BASE pulled"
-else
-    mirror=$(apt_mirror | head -n 1)
-    [ -n "$mirror" ] || skip "no $BASE, no registry, and no bookworm source in /etc/apt to debootstrap from"
-    apt_install debootstrap || skip "cannot install debootstrap"
-    log "building $BASE with debootstrap --variant=minbase bookworm from the host's apt source"
-    root=$WORK/rootfs
-    t=$EPOCHREALTIME
-    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$WORK/debootstrap.log" 2>&1 ||
-        { tail -20 "$WORK/debootstrap.log"; fail "debootstrap failed"; }
-    log "debootstrap: $(elapsed "$t") s"
-    # Slim like the official image: no package lists, caches, documentation.
-    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
-        "$root"/var/cache/apt/archives/*.deb "$root"/usr/share/doc/* \
-        "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
-    printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
-        'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' \
-        'path-exclude /usr/share/locale/*' >"$root/etc/dpkg/dpkg.cfg.d/docker-slim"
-    tar -C "$root" -c . | docker import -c 'CMD ["bash"]' \
-        -m "debootstrap --variant=minbase bookworm (zpipe tests/compose)" - "$BASE" >/dev/null ||
-        fail "docker import failed"
-    rm -rf "$root"
-fi
+zd_base_image
 phase_done "base image"
-
-# --- build
-log "docker-compose build (image $ZPIPE_IMAGE)"
-dc build >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "docker-compose build failed"; }
+# The image docker-compose.yml names (it would build the same, but the
+# classic builder's cache is shared with tests/swarm this way).
+zd_build_image "$ZPIPE_IMAGE"
 phase_done build
 
 # --- up: host ports the test does not use, but must not collide on
