@@ -32,7 +32,7 @@ void zp_vent_reader_close(zp_vent_reader_t *r)
         close(r->fd);
     r->fd = -1;
     zp_buf_free(&r->buf);
-    r->start = 0;
+    r->start = r->scanned = 0;
 }
 
 /* The frame at byte off of the buffer: true with *n its body's length
@@ -128,6 +128,18 @@ static bool s_next_frame(zp_vent_reader_t *r, const char **body, size_t *len)
     return true;
 }
 
+/* The first newline after start, or NULL; the bytes looked at without
+ * finding one are not looked at again. */
+static char *s_newline(zp_vent_reader_t *r)
+{
+    size_t avail = r->buf.len - r->start;
+    char *p = r->buf.data + r->start;
+    char *nl = memchr(p + r->scanned, '\n', avail - r->scanned);
+    if (!nl)
+        r->scanned = avail;
+    return nl;
+}
+
 bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len)
 {
     if (r->frames)
@@ -136,11 +148,12 @@ bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len)
     if (avail == 0)
         return false;
     char *p = r->buf.data + r->start;
-    char *nl = memchr(p, '\n', avail);
+    char *nl = s_newline(r);
     if (nl) {
         *line = p;
         *len = (size_t)(nl - p);
         r->start += *len + 1;
+        r->scanned = 0;
         r->taken++;
         return true;
     }
@@ -148,13 +161,14 @@ bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len)
         *line = p;
         *len = avail;
         r->start += avail;
+        r->scanned = 0;
         r->taken++;
         return true;
     }
     return false;
 }
 
-bool zp_vent_reader_line_buffered(const zp_vent_reader_t *r)
+bool zp_vent_reader_line_buffered(zp_vent_reader_t *r)
 {
     size_t avail = r->buf.len - r->start;
     if (r->frames) {
@@ -162,7 +176,7 @@ bool zp_vent_reader_line_buffered(const zp_vent_reader_t *r)
         return s_frame_len(r, r->start, &n) &&
                ((r->max && n > r->max) || avail - ZP_VENT_FRAME_HEADER >= n);
     }
-    return avail && (r->eof || memchr(r->buf.data + r->start, '\n', avail));
+    return avail && (r->eof || s_newline(r));
 }
 
 bool zp_vent_reader_done(const zp_vent_reader_t *r)

@@ -19,7 +19,9 @@
 typedef struct {
     int fd;
     zp_buf_t buf;
-    size_t start; /* first unread byte */
+    size_t start;   /* first unread byte */
+    size_t scanned; /* bytes from start known to hold no newline, so a
+                     * long line arriving in pieces is scanned once */
     bool eof;
     bool frames;    /* frames, not lines */
     uint64_t max;   /* frames: longest body accepted, 0 = any */
@@ -51,7 +53,7 @@ int zp_vent_reader_fill(zp_vent_reader_t *r, bool block);
 bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len);
 /* Whether a task (a line, a frame, or a frame over the limit) can be
  * taken without reading. */
-bool zp_vent_reader_line_buffered(const zp_vent_reader_t *r);
+bool zp_vent_reader_line_buffered(zp_vent_reader_t *r);
 /* Whether every line has been taken and the input has ended. */
 bool zp_vent_reader_done(const zp_vent_reader_t *r);
 

@@ -499,7 +499,46 @@ static void test_alloc_failures_in_reader_and_skip_set(void)
     unlink(path);
 }
 
+static void test_a_long_line_in_pieces_is_scanned_once(void)
+{
+    /* 1 MiB without a newline, written 4 KiB at a time: each look for
+     * the newline starts where the last one stopped (a rescan from the
+     * line's start made this quadratic: hours for a 64 MiB line). */
+    int p[2];
+    TEST_CHECK(pipe(p) == 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, p[0]);
+    char piece[4096];
+    memset(piece, 'x', sizeof piece);
+    const char *line;
+    size_t len;
+    for (int i = 0; i < 256; i++) {
+        TEST_CHECK(write(p[1], piece, sizeof piece) == (ssize_t)sizeof piece);
+        TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+        TEST_CHECK(!zp_vent_reader_line_buffered(&r));
+        TEST_CHECK(!zp_vent_reader_next(&r, &line, &len));
+        TEST_EQ_INT(r.scanned, (size_t)(i + 1) * sizeof piece);
+    }
+    TEST_CHECK(write(p[1], "y\nz", 3) == 3);
+    TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+    TEST_CHECK(zp_vent_reader_line_buffered(&r));
+    TEST_CHECK(zp_vent_reader_next(&r, &line, &len));
+    TEST_EQ_INT(len, 256 * sizeof piece + 1);
+    TEST_CHECK(line[len - 1] == 'y' && line[0] == 'x');
+    TEST_EQ_INT(r.scanned, 0); /* the next line is looked at afresh */
+    TEST_CHECK(!zp_vent_reader_next(&r, &line, &len));
+    close(p[1]);
+    TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+    TEST_CHECK(zp_vent_reader_next(&r, &line, &len));
+    TEST_EQ_INT(len, 1);
+    TEST_CHECK(line[0] == 'z');
+    TEST_CHECK(zp_vent_reader_done(&r));
+    zp_vent_reader_close(&r);
+}
+
 static const test_case_t tests[] = {
+    {"test_a_long_line_in_pieces_is_scanned_once",
+     test_a_long_line_in_pieces_is_scanned_once},
     {"test_skip_set_from_a_compacted_journal",
      test_skip_set_from_a_compacted_journal},
     {"test_lines_and_last_line_without_newline",
