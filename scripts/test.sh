@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One command on a fresh Debian 12 machine: install dependencies, build, and
 # run every test: the ctest suite (unit, integration, fault, style, compose,
-# swarm, hosts, slurm and valgrind tests), the same suite built with
-# AddressSanitizer and UndefinedBehaviorSanitizer (without the style,
-# compose, swarm, hosts and slurm tests), and the fuzzers (60 s per target).
+# swarm, hosts, slurm, deploy and valgrind tests), the same suite built
+# with AddressSanitizer and UndefinedBehaviorSanitizer (without the style,
+# compose, swarm, hosts, slurm and deploy tests), and the fuzzers (60 s per
+# target).
 # ZPIPE_TEST_QUICK=1 runs only the first part.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -13,7 +14,10 @@ web_packages=(chromium nodejs)
 command -v npm >/dev/null 2>&1 || web_packages+=(npm)
 # tests/slurm starts its own single-node Slurm cluster (slurm-wlm's daemons
 # and munged, on a private config): 3.8 MB to fetch, 13 MB installed, ~12 s.
-zpipe_install_packages "${web_packages[@]}" slurm-wlm munge
+# The deploy tests (tests/deploy): systemd-analyze and systemd-sysusers,
+# strace, promtool and prometheus, and PyYAML for the rules.
+deploy_packages=(systemd strace prometheus python3-yaml)
+zpipe_install_packages "${web_packages[@]}" slurm-wlm munge "${deploy_packages[@]}"
 status=0
 
 echo "== ctest (gcc, RelWithDebInfo)"
@@ -27,7 +31,7 @@ zpipe_build "$ZPIPE_ROOT/build-asan" -DZPIPE_SANITIZE=ON
     ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
     LSAN_OPTIONS=suppressions="$ZPIPE_ROOT/tests/lsan.supp" \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure --timeout 900 -LE 'style|compose|hosts|swarm|slurm' "$@") || status=1
+    ctest --output-on-failure --timeout 900 -LE 'style|compose|hosts|swarm|slurm|deploy' "$@") || status=1
 
 echo "== fuzzing"
 bash "$ZPIPE_ROOT/scripts/fuzz.sh" || status=1

@@ -107,6 +107,33 @@ static void s_refusals(zp_metrics_t *m, const zp_sink_counters_t *c)
     zp_metrics_u64(m, name, NULL, c->write_errors);
 }
 
+void zp_sink_count_failure(zp_sink_counters_t *c, const char *cause)
+{
+    zp_cause_t k = zp_cause_parse(cause);
+    c->failed[k == ZP_CAUSE_NONE ? ZP_CAUSE_PLUGIN_ERROR : k]++;
+}
+
+/* zpipe_tasks_succeeded_total, and zpipe_tasks_failed_total with every
+ * cause on the closed list, 0 or not, so a rate over it starts at the
+ * first failure, not the second. */
+static void s_committed(zp_metrics_t *m, const zp_sink_counters_t *c)
+{
+    const char *name = "zpipe_tasks_succeeded_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "Tasks committed with status ok since the sink "
+                      "started, every job.");
+    zp_metrics_u64(m, name, NULL, c->succeeded);
+    name = "zpipe_tasks_failed_total";
+    zp_metrics_family(m, name, ZP_METRIC_COUNTER,
+                      "Final failures committed (a task's one record) since "
+                      "the sink started, every job, by cause.");
+    for (int k = ZP_CAUSE_NONE + 1; k < ZP_CAUSE_COUNT; k++)
+        zp_metrics_u64(
+            m, name,
+            (const char *const[]){"cause", zp_cause_name((zp_cause_t)k), NULL},
+            c->failed[k]);
+}
+
 void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
                             const zp_sink_counters_t *c, uint64_t now)
 {
@@ -114,6 +141,7 @@ void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
     uint64_t njobs = jobs->count, dups = jobs->sums.duplicates,
              retries = jobs->sums.retries;
     s_completed(m, jobs);
+    s_committed(m, c);
     zp_metrics_family(m, "zpipe_tasks_duplicates_total", ZP_METRIC_COUNTER,
                       "Results dropped as duplicates of a committed task.");
     zp_metrics_u64(m, "zpipe_tasks_duplicates_total", NULL, dups);

@@ -5,6 +5,7 @@
 
 #include "sink_job.h"
 #include "sink_web.h"
+#include "zp_cause.h"
 #include "zp_metrics.h"
 
 #include <stdint.h>
@@ -31,7 +32,19 @@ typedef struct {
     uint64_t disk_paused;  /* 1 while a failed write pauses the sink */
     uint64_t disk_pauses;  /* pauses so far */
     uint64_t write_errors; /* failed writes, retries included */
+    /* Tasks committed since this sink started (not replayed from its
+     * journal): successes, and final failures by cause (index
+     * ZP_CAUSE_NONE stays 0; zp_sink_count_failure). Unlike the per-job
+     * counts, these exist from the first scrape, so a rate over them
+     * counts a job that started and ended between two scrapes. */
+    uint64_t succeeded;
+    uint64_t failed[ZP_CAUSE_COUNT];
 } zp_sink_counters_t;
+
+/* Counts a final failure whose Result named cause (its wire name; NULL,
+ * empty or a name not on zp_cause's list counts as plugin_error, the
+ * cause its record shows). */
+void zp_sink_count_failure(zp_sink_counters_t *c, const char *cause);
 
 /* Renders and publishes the snapshot served at /metrics. Jobs are newest
  * first; past the ZP_METRICS_MAX_SERIES newest, the completion counters

@@ -312,7 +312,10 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
     }
     if (s->trace)
         s_trace(s, j, worker, r, ZP_TRACE_COMMITTED, now);
+    if (ok)
+        s->n.succeeded++;
     if (!ok) {
+        zp_sink_count_failure(&s->n, r->cause);
         s_event_task(s, j, worker, r,
                      r->quarantined
                          ? ZPIPE__V1__EVENT_KIND__EVENT_TASK_QUARANTINED

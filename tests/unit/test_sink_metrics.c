@@ -150,7 +150,53 @@ static void test_alloc_failures_in_rendering(void)
     zp_metrics_destroy(&m);
 }
 
+/* Commits since the start: successes, and final failures by cause, every
+ * cause on the list a series from the start; a failure naming no cause,
+ * or one not on the list, is counted as plugin_error, as its record
+ * says. */
+static void test_failures_by_cause(void)
+{
+    char err[256];
+    zp_metrics_t *m = zp_metrics_new("127.0.0.1:0", err, sizeof err);
+    TEST_CHECK(m);
+    zp_jobs_t jobs = {0};
+    zp_sink_counters_t c = {0};
+    zp_sink_count_failure(&c, "SIGSEGV");
+    zp_sink_count_failure(&c, "SIGSEGV");
+    zp_sink_count_failure(&c, "timeout");
+    zp_sink_count_failure(&c, NULL);
+    zp_sink_count_failure(&c, "");
+    zp_sink_count_failure(&c, "no such cause");
+    zp_sink_count_failure(&c, "plugin_error");
+    TEST_CHECK(c.failed[ZP_CAUSE_NONE] == 0);
+    c.succeeded = 93;
+    zp_sink_metrics_render(m, &jobs, &c, 1);
+    size_t len;
+    char *text = zp_metrics_snapshot(m, &len);
+    TEST_CHECK(text);
+    TEST_CHECK(test_has_line(text, "zpipe_tasks_succeeded_total 93"));
+    TEST_CHECK(
+        test_has_line(text, "zpipe_tasks_failed_total{cause=\"SIGSEGV\"} 2"));
+    TEST_CHECK(
+        test_has_line(text, "zpipe_tasks_failed_total{cause=\"timeout\"} 1"));
+    TEST_CHECK(test_has_line(
+        text, "zpipe_tasks_failed_total{cause=\"plugin_error\"} 4"));
+    TEST_CHECK(test_has_line(
+        text, "zpipe_tasks_failed_total{cause=\"worker_lost\"} 0"));
+    TEST_CHECK(test_has_line(
+        text, "zpipe_tasks_failed_total{cause=\"python_exception\"} 0"));
+    /* One series per cause on the list, none for "no cause". */
+    int series = 0;
+    for (const char *p = text; (p = strstr(p, "\nzpipe_tasks_failed_total{"));
+         p++)
+        series++;
+    TEST_CHECK(series == ZP_CAUSE_COUNT - 1);
+    free(text);
+    zp_metrics_destroy(&m);
+}
+
 static const test_case_t tests[] = {
+    {"test_failures_by_cause", test_failures_by_cause},
     {"test_alloc_failures_in_rendering", test_alloc_failures_in_rendering},
     {"test_renders_counters_and_jobs", test_renders_counters_and_jobs},
     {"test_older_jobs_are_summed", test_older_jobs_are_summed},
