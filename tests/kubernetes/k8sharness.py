@@ -130,11 +130,12 @@ class FakeApi:
     """An HTTPS server that answers the Secret requests of one namespace as
     the Kubernetes API does (GET one, POST one: 201, 404, 409), checks the
     bearer token, and records every request. sa_dir holds what a pod's
-    service account mount holds: token, namespace, ca.crt.
+    service account mount holds: token, namespace, ca.crt. host is the
+    address clients use (the certificate's), bind where it listens.
 
     fail: {"GET"|"POST": status} answers that status instead."""
 
-    def __init__(self, d, host="127.0.0.1", namespace="zpipe"):
+    def __init__(self, d, host="127.0.0.1", namespace="zpipe", bind=None):
         self.namespace = namespace
         self.secrets = {}
         self.requests = []
@@ -196,7 +197,7 @@ class FakeApi:
             def do_POST(self):
                 self._handle("POST")
 
-        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((bind or host, 0), Handler)
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(cert, key)
         self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
