@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command on a fresh Debian 12 machine: install dependencies, build, and
-# run every test: the ctest suite (unit, integration, fault, style, compose and
-# valgrind tests), the same suite built with AddressSanitizer and
-# UndefinedBehaviorSanitizer (without the style, compose and hosts tests),
+# run every test: the ctest suite (unit, integration, fault, style, compose,
+# kubernetes and valgrind tests), the same suite built with AddressSanitizer
+# and UndefinedBehaviorSanitizer (without the style, compose, hosts and
+# kubernetes tests),
 # and the fuzzers (60 s per target).
 # ZPIPE_TEST_QUICK=1 runs only the first part.
 set -euo pipefail
@@ -11,7 +12,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 # Debian's npm when a NodeSource nodejs, which conflicts with it, brings one).
 web_packages=(chromium nodejs)
 command -v npm >/dev/null 2>&1 || web_packages+=(npm)
-zpipe_install_packages "${web_packages[@]}"
+# The Kubernetes tests: node and npm (above) for the manifests' validator,
+# openssl for its fake API server, podman to run the pods (runc: crun
+# refuses hybrid cgroups; netavark and aardvark-dns: its networks;
+# catatonit: the pods' pause process).
+zpipe_install_packages "${web_packages[@]}" openssl podman runc netavark aardvark-dns catatonit
 status=0
 
 echo "== ctest (gcc, RelWithDebInfo)"
@@ -25,7 +30,7 @@ zpipe_build "$ZPIPE_ROOT/build-asan" -DZPIPE_SANITIZE=ON
     ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
     LSAN_OPTIONS=suppressions="$ZPIPE_ROOT/tests/lsan.supp" \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure --timeout 900 -LE 'style|compose|hosts' "$@") || status=1
+    ctest --output-on-failure --timeout 900 -LE 'style|compose|hosts|kubernetes' "$@") || status=1
 
 echo "== fuzzing"
 bash "$ZPIPE_ROOT/scripts/fuzz.sh" || status=1

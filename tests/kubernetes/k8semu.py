@@ -19,6 +19,14 @@ they would in a cluster. Each piece says what it stands in for:
 - the service account mount and KUBERNETES_SERVICE_HOST/PORT of the keys
   Job, pointing at the fake API server (k8sharness.FakeApi).
 
+And where podman 4.3 differs from kubelet, the pod is adapted: container
+ports are dropped (podman publishes each on the host; the probes resolve
+them first), each emptyDir gets a volume of its pod's own (podman names
+the volume as the pod does, so pods share it), and a pod with init
+containers keeps them (podman removes a finished one and can find it still
+running) under restart policy OnFailure (podman restarts a finished init
+container under Always).
+
 Not emulated: NetworkPolicies (podman has none; the validator checks them),
 resource requests (scheduling), the autoscalers, the restricted Pod
 Security admission (the validator checks it). podman applies the limits,

@@ -313,6 +313,7 @@ class Cluster:
             st = podman("inspect", "%s%s-%s" % (PREFIX, name, c["name"]), "--format", "{{.State.ExitCode}}").stdout
             codes[c["name"]] = int(st.strip())
         podman("pod", "rm", "-f", PREFIX + name)
+        PODS.remove(PREFIX + name)
         for v in list(VOLUMES):
             if v.startswith(PREFIX + name + "-"):
                 podman("volume", "rm", "-f", v, check_rc=False)
@@ -355,12 +356,20 @@ def cleanup(failed):
                 out = podman("logs", "--tail", "30", c, check_rc=False)
                 print("---- %s\n%s%s" % (c, out.stdout[-3000:], out.stderr[-3000:]))
     for _ in range(3):
+        t = [time.monotonic()]
         if PODS:
-            podman("pod", "rm", "-f", "-t", "0", *PODS, check_rc=False, timeout=300)
+            # stop first: rm -f of running pods takes seconds per pod here
+            podman("pod", "stop", "--ignore", "-t", "0", *PODS, check_rc=False, timeout=300)
+            podman("pod", "rm", "-f", "--ignore", *PODS, check_rc=False, timeout=300)
+        t.append(time.monotonic())
         if VOLUMES:
             podman("volume", "rm", "-f", *VOLUMES, check_rc=False, timeout=120)
+        t.append(time.monotonic())
         if STATE["network"]:
             podman("network", "rm", "-f", NETWORK, check_rc=False)
+        t.append(time.monotonic())
+        log("removed %d pods (%.1f s), %d volumes (%.1f s), the network (%.1f s)"
+            % (len(PODS), t[1] - t[0], len(VOLUMES), t[2] - t[1], t[3] - t[2]))
         left = leftovers()
         if not left:
             break
