@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 import traceback
+import urllib.request
 
 import k8sharness as h
 import k8semu as emu
@@ -346,8 +347,27 @@ def leftovers():
     return pods + vols + nets
 
 
+def diagnose():
+    """On a failure: what the ventilator and the sink say about the jobs."""
+    c = STATE.get("cluster")
+    for name in (list(c.ips) if c else []):
+        if not name.startswith(("zpipe-ventilator", "zpipe-sink")):
+            continue
+        try:
+            with urllib.request.urlopen("http://%s:9100/metrics" % c.ips[name], timeout=5) as r:
+                lines = [l for l in r.read().decode().splitlines()
+                         if l.startswith(("zpipe_job", "zpipe_worker", "zpipe_workers"))]
+            print("---- %s /metrics (jobs, workers)\n%s" % (name, "\n".join(lines[:60])))
+        except OSError as e:
+            print("---- %s /metrics: %s" % (name, e))
+    if c and "zpipe-client" in c.ips:
+        r = c.exec("zpipe-client", "client", "zpipe status --timeout-ms 3000", timeout=30)
+        print("---- zpipe status\n%s%s" % (r.stdout, r.stderr))
+
+
 def cleanup(failed):
     if failed:
+        diagnose()
         for p in PODS:
             r = podman("ps", "-a", "--filter", "pod=" + p, "--format", "{{.Names}}", check_rc=False)
             for c in r.stdout.split():
@@ -442,7 +462,7 @@ def main():
     api = STATE["api"] = h.FakeApi(WORK, host=gateway, bind="0.0.0.0", namespace=job["metadata"]["namespace"])
     # the fake API listens on every address: the bridge's gateway address
     # exists only once a pod is on the network
-    c = Cluster(rendered)
+    c = STATE["cluster"] = Cluster(rendered)
     [(jname, jpod)] = emu.pods_of(job)
     c.play(jname, jpod, sa=(api.sa_dir, api.env()))
     cname = "%s%s-%s" % (PREFIX, jname, jpod["spec"]["containers"][0]["name"])
@@ -490,7 +510,7 @@ def main():
                % (SPIN_US, N_SPIN))
     check(r.returncode == 0, "spin submit: %s" % r.stderr[-2000:])
     reader = subprocess.Popen(["podman", "exec", "%szpipe-client-client" % PREFIX, "sh", "-c",
-                               "zpipe wait --timeout-ms 300000 k8s-spin >&2 && zpipe results k8s-spin"],
+                               "zpipe wait --timeout-ms 120000 k8s-spin >&2 && zpipe results k8s-spin"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     queued, deadline = 0, time.monotonic() + 30
     while queued <= 0:
@@ -519,7 +539,7 @@ def main():
     log("rolling update: %s up, then %s stopped by SIGTERM in %.1f s, exit 0"
         % (wpods[3][0], wpods[0][0], time.monotonic() - t))
     check(reader.poll() is None, "k8s-spin ended before the old worker stopped: nothing was tested")
-    out, err = reader.communicate(timeout=300)
+    out, err = reader.communicate(timeout=180)
     check(reader.returncode == 0, "spin wait/results: %s" % err[-2000:])
     spin = records(out)
     bad = count(spin, N_SPIN, str(SPIN_US), "k8s-spin")

@@ -155,6 +155,20 @@ check("an image the kustomization does not set", /image zpipe:lastest is not one
 check("a StatefulSet governed by no Service", /serviceName zpipe-snk: no such Service/, (e) => {
   find(e, "StatefulSet", "zpipe-sink").spec.serviceName = "zpipe-snk";
 });
+check("a port name longer than 15 characters", /port name "metrics-endpoint" is not an IANA service name/, (e) => {
+  const c = container(find(e, "Deployment"));
+  c.ports[0].name = "metrics-endpoint";
+  c.livenessProbe.httpGet.port = c.readinessProbe.httpGet.port = "metrics-endpoint";
+});
+check("a container name with capitals", /container name "Worker" is not a DNS-1123 label/, (e) => {
+  container(find(e, "Deployment")).name = "Worker";
+});
+check("a Service name with a dot", /metadata\.name "zpipe\.sink" is not a DNS-1123 label/, (e) => {
+  find(e, "Service", "zpipe-sink").metadata.name = "zpipe.sink";
+});
+check("a label value with a space", /label app\.kubernetes\.io\/component: value "the sink" is not a valid label value/, (e) => {
+  find(e, "StatefulSet", "zpipe-sink").metadata.labels["app.kubernetes.io/component"] = "the sink";
+});
 check("an object defined twice", /defined twice/, (e) => {
   e.push(structuredClone(e.find((x) => x.obj.kind === "Service")));
 });

@@ -9,6 +9,27 @@ import { podSpecsOf, CLUSTER_SCOPED } from "./kustomize.mjs";
 const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"]);
 const RESTRICTED_VOLUMES = new Set(["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"]);
 
+// Names the API server validates and the schemas do not.
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const LABEL_NAMES = new Set(["Service", "Namespace", "StatefulSet"]); // DNS labels, not subdomains
+function nameProblems(kind, name, what) {
+  if (typeof name !== "string") return [`${what} is not a string`];
+  const label = what !== "metadata.name" || LABEL_NAMES.has(kind);
+  if (label ? !(DNS_LABEL.test(name) && name.length <= 63) : !(DNS_SUBDOMAIN.test(name) && name.length <= 253))
+    return [`${what} ${JSON.stringify(name)} is not a DNS-1123 ${label ? "label" : "subdomain"}`];
+  return [];
+}
+function portNameProblems(name) {
+  // IANA_SVC_NAME: at most 15 characters, lower-case letters, digits and
+  // single inner hyphens, at least one letter
+  if (name === undefined) return [];
+  if (!(typeof name === "string" && name.length <= 15 && /^[a-z0-9]([a-z0-9]|-(?!-))*[a-z0-9]$|^[a-z]$/.test(name) && /[a-z]/.test(name)))
+    return [`port name ${JSON.stringify(name)} is not an IANA service name (15 characters at most, a-z, 0-9, single hyphens)`];
+  return [];
+}
+
 const nsOf = (o) => (CLUSTER_SCOPED.has(o.kind) ? "" : o.metadata?.namespace || "default");
 const idOf = (o) => `${o.kind}/${o.metadata?.name}`;
 
@@ -125,7 +146,12 @@ function checkPodSpec(t, ctx, err) {
   for (const c of containers) {
     if (names.has(c.name)) where(`container name ${c.name} used twice`);
     names.add(c.name);
+    for (const p of nameProblems("", c.name, "container name")) where(p);
+    for (const p of c.ports || []) for (const q of portNameProblems(p.name)) where(`container ${c.name}: ${q}`);
   }
+  for (const v of spec.volumes || []) for (const p of nameProblems("", v.name, "volume name")) where(p);
+  for (const [k, v] of Object.entries(t.labels))
+    if (typeof v !== "string" || v.length > 63 || !LABEL_VALUE.test(v)) where(`pod label ${k}: value ${JSON.stringify(v)} is not a valid label value`);
   // volumes: each one used, each mount names one, Secrets and ConfigMaps exist
   const volumes = new Map((spec.volumes || []).map((v) => [v.name, v]));
   for (const vct of owner.kind === "StatefulSet" ? owner.spec.volumeClaimTemplates || [] : [])
@@ -252,6 +278,10 @@ export function crossCheck(objects, { images = [] } = {}) {
     }
     const key = `${o.kind}/${nsOf(o)}/${o.metadata.name}`;
     if (byKey.has(key)) err(o, "defined twice");
+    for (const p of nameProblems(o.kind, o.metadata.name, "metadata.name")) err(o, p);
+    for (const [k, v] of Object.entries(o.metadata.labels || {}))
+      if (typeof v !== "string" || v.length > 63 || !LABEL_VALUE.test(v)) err(o, `label ${k}: value ${JSON.stringify(v)} is not a valid label value`);
+    if (o.kind === "Service") for (const p of o.spec?.ports || []) for (const q of portNameProblems(p.name)) err(o, q);
     byKey.set(key, o);
   }
   const good = [...byKey.values()];
@@ -326,7 +356,8 @@ export function crossCheck(objects, { images = [] } = {}) {
           err(t.owner, `${at}: Service ${svcName} has no port ${ep.port}`);
           continue;
         }
-        const source = { ns: t.ns, labels: t.labels, nsLabels: namespaces.get(t.ns)?.metadata?.labels || { "kubernetes.io/metadata.name": t.ns } };
+        // the API server labels every namespace with its name
+        const source = { ns: t.ns, labels: t.labels, nsLabels: { ...namespaces.get(t.ns)?.metadata?.labels, "kubernetes.io/metadata.name": t.ns } };
         for (const target of pods.filter((p) => p.ns === nsOf(svc) && selectorMatches({ matchLabels: svc.spec.selector }, p.labels))) {
           const cp = findPort(target.spec.containers || [], sp.targetPort ?? sp.port);
           if (cp && !policyAllows(policies, target, cp, source))
