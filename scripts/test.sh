@@ -15,8 +15,8 @@ command -v npm >/dev/null 2>&1 || web_packages+=(npm)
 # The Kubernetes tests: node and npm (above) for the manifests' validator,
 # openssl for its fake API server, podman to run the pods (runc: crun
 # refuses hybrid cgroups; netavark and aardvark-dns: its networks;
-# catatonit: the pods' pause process).
-zpipe_install_packages "${web_packages[@]}" openssl podman runc netavark aardvark-dns catatonit
+# catatonit: the pods' pause process; iptables: netavark's NAT).
+zpipe_install_packages "${web_packages[@]}" openssl podman runc netavark aardvark-dns catatonit iptables
 status=0
 
 echo "== ctest (gcc, RelWithDebInfo)"

@@ -36,12 +36,10 @@ import base64
 import copy
 import json
 import os
-import re
 import time
 import urllib.error
 import urllib.request
 
-import zptest
 from zptest import check
 
 
@@ -220,5 +218,3 @@ def dump(pod, path):
         json.dump(pod, f, indent=1)
     return path
 
-
-PORT_RE = re.compile(r"tcp://([a-z0-9.-]+):\d+")

@@ -18,7 +18,6 @@ Needs node and npm (scripts/test.sh installs them) and openssl."""
 import json
 import os
 import shutil
-import subprocess
 
 import k8sharness as h
 import zpmetrics

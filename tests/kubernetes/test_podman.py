@@ -30,7 +30,6 @@ them), the autoscalers themselves (KEDA, HPA), scheduling on requests.
   ZPIPE_KEEP=1 keeps the logs and the rendered pods; ZPIPE_K8S_IMAGE=NAME
   takes that image from podman's store instead (reruns while editing the
   manifests or this test)."""
-import base64
 import collections
 import hashlib
 import json
@@ -434,7 +433,7 @@ def main():
     if not shutil.which("podman") and not apt_install("podman", "runc", "crun", "netavark", "aardvark-dns",
                                                       "catatonit", "conmon", "slirp4netns", "uidmap"):
         skip("cannot install podman from apt")
-    apt_install("runc", "netavark", "aardvark-dns", "catatonit", "openssl")
+    apt_install("runc", "netavark", "aardvark-dns", "catatonit", "iptables", "openssl")
     write_conf("crun")
     log(podman("--version").stdout.strip())
     phase("install")
