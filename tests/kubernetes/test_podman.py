@@ -182,6 +182,8 @@ def docker_to_podman(src, dst):
     loaded = re.findall(r"Loaded image(?:\(s\))?: (\S+)", r.stdout)
     check(loaded, "podman load named no image: %s" % r.stdout)
     podman("tag", loaded[0], dst)
+    if loaded[0] != dst:
+        podman("untag", loaded[0], check_rc=False)  # leave only our name behind
 
 
 def apt_mirror():
