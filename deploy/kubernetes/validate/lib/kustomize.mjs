@@ -4,7 +4,9 @@
 // is compared with this in tests/kubernetes/test_manifests.py.
 import fs from "node:fs";
 import path from "node:path";
-import YAML from "yaml";
+import { require } from "./modules.mjs";
+
+const YAML = require("yaml");
 
 // Kinds that have no namespace (the ones these manifests could contain).
 export const CLUSTER_SCOPED = new Set([

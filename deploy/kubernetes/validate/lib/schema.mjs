@@ -6,14 +6,8 @@
 // nothing goes unchecked.
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
 import { TypeIndex } from "./dts.mjs";
-
-// node_modules is wherever `npm ci` put it: beside package.json here by
-// default, or ZPIPE_K8S_NODE_MODULES (the tests install under the build tree).
-const here = path.dirname(new URL(import.meta.url).pathname);
-const modulesDir = process.env.ZPIPE_K8S_NODE_MODULES || path.join(here, "..", "node_modules");
-const require = createRequire(path.join(modulesDir, "..", "noop.js"));
+import { modulesDir, require } from "./modules.mjs";
 
 function packageDir(name) {
   const p = path.join(modulesDir, name);
