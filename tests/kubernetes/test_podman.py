@@ -251,6 +251,12 @@ def get_image():
     else:
         how = "podman build of the Dockerfile (base %s: %s)" % (BASE, base_image())
         r = sh(["podman", "build", "-t", IMAGE, SRC], timeout=1800, check_rc=False)
+        if r.returncode != 0 and shutil.which("runc") and \
+                "cgroups in hybrid mode" in r.stdout + r.stderr:
+            # crun refuses this machine's cgroups: the build's RUN steps
+            # need the runtime pick_runtime would choose, before it can.
+            write_conf("runc")
+            r = sh(["podman", "build", "-t", IMAGE, SRC], timeout=1800, check_rc=False)
         with open(os.path.join(WORK, "build.log"), "w") as f:
             f.write(r.stdout + r.stderr)
         check(r.returncode == 0, "podman build: %s" % (r.stdout + r.stderr)[-3000:])
