@@ -84,6 +84,9 @@ def provenance(body):
     m = re.search(r"medians of (\d+)", body)
     p["runs"] = int(m.group(1)) if m else None
     p["quick"] = "--quick" in (p["cmd"] or "") or "quick mode" in body
+    m = re.search(r"1-minute load average ([\d.]+) at the start, ([\d.]+) at the end",
+                  body)
+    p["load"] = m.groups() if m else None
     return p
 
 
@@ -100,7 +103,9 @@ def fmt_n(n):
 
 
 def fmt_ratio(x):
-    return "%.2f" % x
+    """As bench/run.py writes ratios: 2 decimals, 2 significant digits
+    below 0.1."""
+    return "%.2f" % x if x >= 0.1 else "%.2g" % x
 
 
 def stamp(p, what):
@@ -115,6 +120,8 @@ def stamp(p, what):
         s += "; `%s`" % p["cmd"]
     if p["runs"]:
         s += "; medians of %d alternating runs" % p["runs"]
+    if p["load"]:
+        s += "; 1-minute load average %s at the start, %s at the end" % p["load"]
     if p["quick"]:
         s += "; **quick mode: small inputs, not the full benchmark**"
     return s + ".*"
@@ -150,9 +157,11 @@ def verdict(pairs):
 def whole_part(body):
     p = provenance(body)
     tabs = tables(body)
-    if len(tabs) < 2:
+    secs = [t for t in tabs if t[0][:2] == ["system", "command"]]
+    rats = [t for t in tabs if t[0][:2] == ["lines", "zpipe"]]
+    if not secs or not rats:
         return ["Not measured yet: `/usr/bin/python3 bench/run.py --whole`."]
-    (thead, trows), (rhead, rrows) = tabs[0], tabs[1]
+    (thead, trows), (rhead, rrows) = secs[0], rats[0]
     sizes = thead[2:]
     out = [stamp(p, "Whole commands, timed from start to exit, 2 workers each"), "",
            "Seconds (medians; blank: not run at that size):", "",

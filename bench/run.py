@@ -33,6 +33,12 @@ ROOT = os.path.dirname(HERE)
 OUTPUTS = ("bench/results.md", "bench/results.png", "README.md")
 
 
+def ratio_str(x):
+    """A ratio with 2 decimals, or 2 significant digits below 0.1 (0.0012,
+    not 0.00)."""
+    return "%.2f" % x if x >= 0.1 else "%.2g" % x
+
+
 def source_state():
     """'commit abc1234 (clean)', or 'commit abc1234 (dirty: FILE, ...)' when
     tracked or new files differ from HEAD (the benchmark's own outputs,
@@ -790,6 +796,13 @@ class Bench:
         for key, shown, *_ in systems:
             lines.append("| %s | `%s` | %s |" % (key, shown.replace("|", "\\|"),
                                                  " | ".join(cell(key, n) for n in sizes)))
+        lines += ["", "Spread: the fastest and the slowest counted run, seconds.", "",
+                  "| system | %s |" % " | ".join("{:,}".format(n) for n in sizes),
+                  "|---|%s" % ("---|" * len(sizes))]
+        for key, *_ in systems:
+            lines.append("| %s | %s |" % (key, " | ".join(
+                "%.3f – %.3f" % (min(times[key][n]), max(times[key][n]))
+                if times[key].get(n) else "" for n in sizes)))
         lines += ["", "Ratios: zpipe's time over the other system's at the same "
                   "size (below 1: zpipe takes less time).", "",
                   "| lines | zpipe | zpipe s | %s |" % " | ".join(comp),
@@ -799,7 +812,7 @@ class Bench:
                 if not key.startswith("zpipe") or n not in med[key]:
                     continue
                 z = med[key][n]
-                ratios = ["%.2f" % (z / med[c][n]) if n in med[c] else "" for c in comp]
+                ratios = [ratio_str(z / med[c][n]) if n in med[c] else "" for c in comp]
                 lines.append("| %s | %s | %.3f | %s |" % ("{:,}".format(n), key, z,
                                                           " | ".join(ratios)))
         notes = list(skipped)
