@@ -228,6 +228,9 @@ def whole_part(body):
 
 
 def cell_of(rows, workload, system):
+    """The row of workload and system (named as run.py names it; a | in
+    it is escaped in the table), unless it failed."""
+    system = system.replace("|", "\\|")
     for r in rows:
         if r["workload"] == workload and r["system"] == system and r["tasks/s"] != "failed":
             return r
@@ -258,7 +261,7 @@ def main_part(body):
                 return r
         return None
 
-    out = [stamp(p, "The main run, 2 workers everywhere (zpipe with `--format lines`; "
+    out = [stamp(p, "The main run, 2 workers unless said (zpipe with `--format lines`; "
                  "zpipe, Pool.map and Dask timed as whole commands, raw libzmq from "
                  "its own spawn of its processes to its sink's exit)"),
            "", "| workload | %s |" % " | ".join(c for c, _ in cols),
@@ -339,19 +342,23 @@ def main_part(body):
             fmt_n(n0), fmt_n(n1), rss("zpipe echo ipc")))
     for wl, a, b, what in (
             ("stdin, empty tasks", "zpipe echo --input FILE </dev/null", "cat FILE | zpipe echo",
-             "empty tasks"),
+             "Empty tasks, stdin: `zpipe run --input FILE </dev/null` against `cat FILE | "
+             "zpipe run`"),
             ("stdin, spin 1000 us", "zpipe spin --input FILE </dev/null", "cat FILE | zpipe spin",
-             "1 ms tasks"),
+             "1 ms tasks, stdin: `zpipe run --input FILE </dev/null` against `cat FILE | "
+             "zpipe run`"),
             ("spin 1000 us, 2 vs 32 workers", "zpipe spin, 2 workers", "zpipe spin, 32 workers",
-             "1 ms tasks")):
+             "1 ms tasks on 2 CPUs: 2 workers against 32")):
         ra, rb = cell_of(rows, wl, a), cell_of(rows, wl, b)
         if ra and rb:
-            claims.append("%s, %s: `%s` %s tasks/s, `%s` %s (%s×)." % (
-                wl, what, a, rate(ra), b, rate(rb),
-                fmt_ratio(num(rb["tasks/s"]) / num(ra["tasks/s"]))))
+            claims.append("%s: %s and %s tasks/s (the second's throughput over the "
+                          "first's %s)." % (what, rate(ra), rate(rb), fmt_ratio(
+                              num(rb["tasks/s"]) / num(ra["tasks/s"]))))
     m = re.search(r"Metrics cost \(([^)]*)\): ([^\n]*)", body)
     if m:
         claims.append("Metrics cost (%s): %s" % (m.group(1), m.group(2)))
+    if len(out) == 4:  # no row of the table: no table
+        out = out[:1]
     return out + [""] + ["- " + c for c in claims]
 
 

@@ -1318,12 +1318,15 @@ class Bench:
         f.write("| workload | system | tasks | tasks/s | ratio to raw | efficiency "
                 "| p50 / p99 µs | peak RSS KiB |\n|---|---|---|---|---|---|---|---|\n")
         for r in self.rows:
+            # A system named for a shell pipeline ("cat FILE | zpipe echo")
+            # keeps its | escaped, in one cell.
+            system = r["system"].replace("|", "\\|")
             if r.get("failed"):
-                f.write("| %s | %s | | failed | | | | |\n" % (r["workload"], r["system"]))
+                f.write("| %s | %s | | failed | | | | |\n" % (r["workload"], system))
                 continue
             rss = ", ".join("%s %d" % kv for kv in sorted(r["rss"].items()))
             f.write("| %s | %s | %d | %.0f | %s | %s | %s | %s |\n" % (
-                r["workload"], r["system"], r["n"], r["rate"],
+                r["workload"], system, r["n"], r["rate"],
                 "%.2f" % r["ratio"] if r["ratio"] else "",
                 "%.0f %%" % (100 * r["efficiency"]) if r["efficiency"] else "",
                 "%d / %d" % (r["p50"], r["p99"]) if "p50" in r else "", rss))
