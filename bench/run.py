@@ -588,31 +588,33 @@ class Bench:
         """Seconds from starting argv to its exit, as a user's stopwatch
         sees it. stdin: None for /dev/null, else a file to read; cat: a file
         piped in by `cat FILE | argv` (timed from cat's start to both
-        exits); out: argv's stdout goes there when argv does not write it
-        itself (None: captured and dropped). Raises when argv fails."""
-        err = tempfile.TemporaryFile()
+        exits); out: where argv's stdout goes, for a command that does not
+        write its output itself (None: /dev/null). Raises when argv fails,
+        with the end of its stderr."""
         fo = open(out, "w") if out else subprocess.DEVNULL
         fi = open(stdin) if stdin else subprocess.DEVNULL
-        try:
-            t0 = time.perf_counter()
-            src = subprocess.Popen(["cat", cat], stdout=subprocess.PIPE) if cat else None
-            p = subprocess.Popen(argv, stdin=src.stdout if src else fi, stdout=fo,
-                                 stderr=err, env=env)
-            if src:
-                src.stdout.close()
-            rc = p.wait(3600)
-            if src:
-                src.wait(60)
-            secs = time.perf_counter() - t0
-        finally:
-            if out:
-                fo.close()
-            if stdin:
-                fi.close()
-        if rc != 0:
-            err.seek(0)
-            raise RuntimeError("%s exited %d: %s" % (os.path.basename(argv[0]), rc,
-                                                     err.read()[-600:].decode(errors="replace")))
+        with tempfile.TemporaryFile() as err:
+            try:
+                t0 = time.perf_counter()
+                src = subprocess.Popen(["cat", cat], stdout=subprocess.PIPE) if cat else None
+                p = subprocess.Popen(argv, stdin=src.stdout if src else fi, stdout=fo,
+                                     stderr=err, env=env)
+                if src:
+                    src.stdout.close()
+                rc = p.wait(3600)
+                if src:
+                    src.wait(60)
+                secs = time.perf_counter() - t0
+            finally:
+                if out:
+                    fo.close()
+                if stdin:
+                    fi.close()
+            if rc != 0:
+                err.seek(0)
+                raise RuntimeError("%s exited %d: %s" % (
+                    os.path.basename(argv[0]), rc,
+                    err.read()[-600:].decode(errors="replace")))
         return secs
 
     @staticmethod
