@@ -11,6 +11,7 @@ run with systems alternating, are what to read. See bench/README.md.
 import argparse
 import datetime
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -26,6 +27,38 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+# What the benchmark writes; a change to these does not make the measured
+# source dirty.
+OUTPUTS = ("bench/results.md", "bench/results.png", "README.md")
+
+
+def ratio_str(x):
+    """A ratio with 2 decimals, or 2 significant digits below 0.1 (0.0012,
+    not 0.00)."""
+    return "%.2f" % x if x >= 0.1 else "%.2g" % x
+
+
+def source_state():
+    """'commit abc1234 (clean)', or 'commit abc1234 (dirty: FILE, ...)' when
+    tracked or new files differ from HEAD (the benchmark's own outputs,
+    OUTPUTS, aside): the source the measured build came from, written in
+    every section header (bench/readme.py reads it back)."""
+    def git(*a):
+        r = subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True,
+                           text=True)
+        return r.stdout if r.returncode == 0 else None
+    head = (git("rev-parse", "--short", "HEAD") or "").strip()
+    status = git("status", "--porcelain")
+    if not head or status is None:
+        return "commit unknown (not a git checkout)"
+    changed = [l[3:].split(" -> ")[-1] for l in status.splitlines() if l.strip()]
+    changed = [c for c in changed if c not in OUTPUTS]
+    if not changed:
+        return "commit %s (clean)" % head
+    return "commit %s (dirty: %s%s)" % (head, ", ".join(changed[:5]),
+                                        ", and %d more" % (len(changed) - 5)
+                                        if len(changed) > 5 else "")
 
 
 def cpu_spin(us):
@@ -63,6 +96,7 @@ def py_plugin(func):
 # --only WORD with WORD in this name runs the GNU parallel section alone.
 EXEC_WORKLOAD = "GNU parallel vs exec"
 EXEC_HEADING = "## GNU parallel vs zpipe exec (one command per task)"
+WHOLE_HEADING = "## Whole process: the user's stopwatch"
 
 
 def _pool_worker_init(spin):
@@ -116,6 +150,8 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="zpipe-bench-")
         self.rows = []
         self.ncpu = os.cpu_count() or 2
+        # Taken before anything runs: the tree that was built and measured.
+        self.source = source_state()
 
     def path(self, name):
         return os.path.join(self.tmp, name)
@@ -344,7 +380,7 @@ class Bench:
                  "processes with 2 workers, `--format lines` unless said. "
                  "before = %s, after = %s. Ratio = after's tasks/s over before's "
                  "(1.00: the same; above: faster)."
-                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
                     self.args.before, " --quick" if q else "", rep, label_b, label_a),
                  "", "| workload | tasks | before s | after s | after/before | "
                  "efficiency before | efficiency after | CPU s before | CPU s after |",
@@ -434,7 +470,7 @@ class Bench:
                  "timed from `zpipe submit` to `zpipe wait` returning; on = the "
                  "ventilator started with --journal (every batch synced before "
                  "its Ack). Ratio = on's tasks/s over off's."
-                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
                     " --quick" if q else "", rep),
                  "", "| workload | tasks | off s | on s | on/off |",
                  "|---|---|---|---|---|"]
@@ -527,7 +563,7 @@ class Bench:
                  "script from before `Pool()` to the first result. Ratio = the "
                  "first system's time over the second's (above 1: zpipe is "
                  "faster)." % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                               self.host(), " --quick" if q else "", rep),
+                               self.where(), " --quick" if q else "", rep),
                  "", "| workload | items | system | s | system | s | ratio |",
                  "|---|---|---|---|---|---|---|"]
         by = {}
@@ -546,6 +582,266 @@ class Bench:
                                           a["seconds"] / b["seconds"]))
         self.replace_section(lines)
 
+    # ---- Whole process: the user's stopwatch (--whole) ----
+
+    def stopwatch(self, argv, out, stdin=None, cat=None, env=None):
+        """Seconds from starting argv to its exit, as a user's stopwatch
+        sees it. stdin: None for /dev/null, else a file to read; cat: a file
+        piped in by `cat FILE | argv` (timed from cat's start to both
+        exits); out: where argv's stdout goes, for a command that does not
+        write its output itself (None: /dev/null). Raises when argv fails,
+        with the end of its stderr."""
+        fo = open(out, "w") if out else subprocess.DEVNULL
+        fi = open(stdin) if stdin else subprocess.DEVNULL
+        with tempfile.TemporaryFile() as err:
+            try:
+                t0 = time.perf_counter()
+                src = subprocess.Popen(["cat", cat], stdout=subprocess.PIPE) if cat else None
+                p = subprocess.Popen(argv, stdin=src.stdout if src else fi, stdout=fo,
+                                     stderr=err, env=env)
+                if src:
+                    src.stdout.close()
+                rc = p.wait(3600)
+                if src:
+                    src.wait(60)
+                secs = time.perf_counter() - t0
+            finally:
+                if out:
+                    fo.close()
+                if stdin:
+                    fi.close()
+            if rc != 0:
+                err.seek(0)
+                raise RuntimeError("%s exited %d: %s" % (
+                    os.path.basename(argv[0]), rc,
+                    err.read()[-600:].decode(errors="replace")))
+        return secs
+
+    @staticmethod
+    def check_numbers(out, n, jsonl):
+        """None when OUT holds exactly one record for each of the input lines
+        0 .. n-1 (any order; JSON Lines: status ok, output the line), else
+        what is wrong: lost, duplicated or unexpected records."""
+        with open(out) as f:
+            recs = f.read().splitlines()
+        try:
+            if jsonl:
+                vals = []
+                for line in recs:
+                    r = json.loads(line)
+                    if r.get("status") != "ok":
+                        return "a record with status %r" % r.get("status")
+                    vals.append(int(r["output"]))
+            else:
+                vals = [int(x) for x in recs]
+        except (ValueError, KeyError) as exc:
+            return "an unexpected record (%s)" % exc
+        vals.sort()
+        if vals != list(range(n)):
+            return "%d records for %d lines (%d distinct)" % (len(vals), n, len(set(vals)))
+        return None
+
+    def dask_version(self):
+        """distributed's version for /usr/bin/python3, or None and why not."""
+        r = subprocess.run(["/usr/bin/python3", "-c", "import distributed; "
+                            "print(distributed.__version__)"], capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            return None, ("python3-distributed is not installed for /usr/bin/python3 "
+                          "(apt-get install python3-distributed)")
+        return r.stdout.strip(), None
+
+    def whole_section(self):
+        """--whole: whole commands timed as a user times them, from start to
+        exit: `zpipe run --plugin echo --workers 2` on empty tasks (JSON
+        Lines and --format lines, --input FILE </dev/null and `cat FILE |`)
+        against a Pool(2).map script, bench/raw_pipeline, xargs -P2, GNU
+        parallel and Dask on the same lines, alternating; every run's output
+        checked before it counts. Writes its own section of results.md."""
+        q = self.args.quick
+        rep = 3 if q else max(5, self.args.repeat)
+        sizes = (1, 1000, 20000) if q else (1, 10000, 200000, 1000000)
+        # One process per task (xargs, parallel) or about 1 ms per task (Dask):
+        # only the smaller inputs.
+        small = 1000 if q else 10000
+        load0 = os.getloadavg()[0]
+        skipped = []
+        out = self.path("whole_out")
+        pyver = subprocess.run(["/usr/bin/python3", "-c", "import platform; "
+                                "print(platform.python_version())"],
+                               capture_output=True, text=True).stdout.strip()
+        try:
+            pver, pdeb = self.ensure_parallel()
+        except Exception as exc:
+            pver = None
+            skipped.append("GNU parallel: not run: %s" % exc)
+        dver, why = self.dask_version()
+        if not dver:
+            skipped.append("Dask: not run: %s" % why)
+        for s in skipped:
+            print("  " + s, flush=True)
+        penv = dict(os.environ, PARALLEL_SHELL="/bin/sh",
+                    PARALLEL_HOME=self.path("parallel-home"))
+        os.makedirs(penv["PARALLEL_HOME"], exist_ok=True)
+        open(os.path.join(penv["PARALLEL_HOME"], "will-cite"), "w").close()
+        zp = [self.zpipe, "run", "--plugin", "echo", "--workers", "2", "-o", out]
+        pool = os.path.join(HERE, "python", "pool_map.py")
+        dask = os.path.join(HERE, "python", "dask_map.py")
+        py = "/usr/bin/python3"
+
+        def zpipe(fmt, cat):
+            def run(inp):
+                argv = zp + (["--format", "lines"] if fmt == "lines" else [])
+                if cat:
+                    return self.stopwatch(argv, None, cat=inp)
+                return self.stopwatch(argv + ["--input", inp], None)
+            return run
+
+        # key, command shown, runner(input), JSON Lines output?, largest input
+        systems = [
+            ("zpipe, JSON Lines", "zpipe run --plugin echo --workers 2 --input FILE "
+             "-o OUT </dev/null", zpipe("jsonl", False), True, None),
+            ("zpipe, JSON Lines, closed pipe", "cat FILE | zpipe run --plugin echo "
+             "--workers 2 -o OUT", zpipe("jsonl", True), True, None),
+            ("zpipe, lines", "zpipe run --plugin echo --workers 2 --format lines "
+             "--input FILE -o OUT </dev/null", zpipe("lines", False), False, None),
+            ("zpipe, lines, closed pipe", "cat FILE | zpipe run --plugin echo "
+             "--workers 2 --format lines -o OUT", zpipe("lines", True), False, None),
+            ("Pool.map default", "python3 bench/python/pool_map.py FILE OUT",
+             lambda inp: self.stopwatch([py, pool, inp, out], None), False, None),
+            ("Pool.map chunksize 1", "python3 bench/python/pool_map.py FILE OUT 1",
+             lambda inp: self.stopwatch([py, pool, inp, out, "1"], None), False, None),
+            ("raw_pipeline", "build/bench/raw_pipeline run --workers 2 --input FILE "
+             "--output OUT", lambda inp: self.stopwatch(
+                 [self.raw, "run", "--workers", "2", "--input", inp, "--output", out],
+                 None), False, None),
+            ("xargs -P2", "xargs -P2 -d '\\n' -n1 echo <FILE >OUT",
+             lambda inp: self.stopwatch(["xargs", "-P2", "-d", "\n", "-n1", "echo"],
+                                        out, stdin=inp), False, small),
+        ]
+        if pver:
+            systems.append(("GNU parallel", "parallel -j2 echo <FILE >OUT",
+                            lambda inp: self.stopwatch(["parallel", "-j2", "echo"], out,
+                                                       stdin=inp, env=penv), False, small))
+        if dver:
+            systems.append(("Dask", "python3 bench/python/dask_map.py FILE OUT",
+                            lambda inp: self.stopwatch([py, dask, inp, out], None),
+                            False, small))
+        # times[key][n]: the counted runs' seconds; bad[key][n]: why runs
+        # were not counted.
+        times = {k: {} for k, *_ in systems}
+        bad = {k: {} for k, *_ in systems}
+        for n in sizes:
+            inp = self.write_input("whole%d" % n, (str(i) for i in range(n)))
+            print("whole process, %d lines, %d rounds" % (n, rep), flush=True)
+            todo = [s for s in systems if s[4] is None or n <= s[4]]
+            for key, *_ in todo:
+                times[key][n] = []
+            for r in range(rep):
+                for key, _, run, jsonl, _ in todo:
+                    if os.path.exists(out):
+                        os.unlink(out)
+                    try:
+                        secs = run(inp)
+                        wrong = self.check_numbers(out, n, jsonl)
+                    except Exception as exc:
+                        secs, wrong = None, "failed: %s" % exc
+                    if wrong:
+                        bad[key].setdefault(n, []).append(wrong)
+                        print("  round %d %-32s NOT COUNTED: %s" % (r + 1, key, wrong),
+                              flush=True)
+                        continue
+                    times[key][n].append(secs)
+                    print("  round %d %-32s %8.3f s" % (r + 1, key, secs), flush=True)
+        load1 = os.getloadavg()[0]
+        med = {k: {n: statistics.median(t) for n, t in d.items() if t}
+               for k, d in times.items()}
+
+        def cell(key, n):
+            if n not in times[key]:
+                return ""
+            t = times[key][n]
+            if not t:
+                return "failed"
+            return "%.3f%s" % (med[key][n], "" if len(t) == rep
+                               else " (%d of %d runs)" % (len(t), rep))
+
+        cmd = "/usr/bin/python3 bench/run.py --whole%s" % (" --quick" if q else "")
+        if self.args.repeat > 5 and not q:
+            cmd += " --repeat %d" % self.args.repeat
+        if not self.args.whole:
+            cmd = "/usr/bin/python3 bench/run.py%s (full run)" % (" --quick" if q else "")
+        comp = [k for k, *_ in systems if not k.startswith("zpipe")]
+        lines = [WHOLE_HEADING, "",
+                 "Measured %s on %s; `%s`; medians of %d alternating runs (every "
+                 "system in turn, round after round), 2 workers each, every time "
+                 "from starting the command to its exit (spawn to wait, as a "
+                 "user's stopwatch sees it). Input: a file of the numbers 0 to N-1, "
+                 "one a line; each run's output is checked (one record for each "
+                 "input line, nothing else) before it counts. zpipe runs the echo "
+                 "plugin (empty tasks) in executor processes, the default; "
+                 "Pool.map: bench/python/pool_map.py (a function returning its "
+                 "argument; /usr/bin/python3, Python %s); raw_pipeline: the libzmq "
+                 "pipeline of bench/raw_pipeline.c, timed from its own process "
+                 "start; xargs -P2 and GNU parallel%s start a process per line "
+                 "(`echo`) and Dask%s costs about a millisecond per task, so these "
+                 "run only up to %s lines. 1-minute load average %.1f at the "
+                 "start, %.1f at the end."
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
+                    cmd, rep, pyver, " %s" % pver.split()[-1] if pver else "",
+                    " %s (LocalCluster of 2 single-threaded processes, "
+                    "bench/python/dask_map.py)" % dver if dver else "",
+                    "{:,}".format(small), load0, load1), "",
+                 "Seconds (medians):", "",
+                 "| system | command | %s |" % " | ".join("{:,}".format(n) for n in sizes),
+                 "|---|---|%s" % ("---|" * len(sizes))]
+        for key, shown, *_ in systems:
+            lines.append("| %s | `%s` | %s |" % (key, shown.replace("|", "\\|"),
+                                                 " | ".join(cell(key, n) for n in sizes)))
+        lines += ["", "Spread: the fastest and the slowest counted run, seconds.", "",
+                  "| system | %s |" % " | ".join("{:,}".format(n) for n in sizes),
+                  "|---|%s" % ("---|" * len(sizes))]
+        for key, *_ in systems:
+            lines.append("| %s | %s |" % (key, " | ".join(
+                "%.3f – %.3f" % (min(times[key][n]), max(times[key][n]))
+                if times[key].get(n) else "" for n in sizes)))
+        lines += ["", "Ratios: zpipe's time over the other system's at the same "
+                  "size (below 1: zpipe takes less time).", "",
+                  "| lines | zpipe | zpipe s | %s |" % " | ".join(comp),
+                  "|---|---|---|%s" % ("---|" * len(comp))]
+        for n in sizes:
+            for key, *_ in systems:
+                if not key.startswith("zpipe") or n not in med[key]:
+                    continue
+                z = med[key][n]
+                ratios = [ratio_str(z / med[c][n]) if n in med[c] else "" for c in comp]
+                lines.append("| %s | %s | %.3f | %s |" % ("{:,}".format(n), key, z,
+                                                          " | ".join(ratios)))
+        notes = list(skipped)
+        for key, d in bad.items():
+            for n, why in d.items():
+                notes.append("%s at %s lines: %d run(s) not counted: %s" % (
+                    key, "{:,}".format(n), len(why), "; ".join(sorted(set(why)))[:300]))
+        if notes:
+            lines += [""] + ["- %s" % x for x in notes]
+        self.replace_section(lines)
+        for n in sizes:
+            for c in ("Pool.map default", "raw_pipeline"):
+                if n in med["zpipe, JSON Lines"] and n in med[c]:
+                    print("  %9d lines: zpipe JSON Lines / %s %.2f" % (
+                        n, c, med["zpipe, JSON Lines"][n] / med[c][n]), flush=True)
+
+    @staticmethod
+    def readme():
+        """README.md's Speed section rebuilt from the results.md just
+        written (bench/readme.py)."""
+        try:
+            import readme
+            if readme.update():
+                print("rewrote README.md's Speed section (bench/readme.py)")
+        except Exception as exc:  # the results are written either way
+            print("README.md's Speed section not rebuilt: %s" % exc)
+
     def replace_section(self, lines):
         """Writes (or replaces) the section headed lines[0] in
         bench/results.md, keeping the rest of the file."""
@@ -560,6 +856,7 @@ class Bench:
         with open(path, "w") as f:
             f.write(text)
         print("wrote the section %r of %s" % (head, path))
+        self.readme()
 
     def run(self):
         if self.args.before:
@@ -570,6 +867,9 @@ class Bench:
             return
         if self.args.python:
             self.python_section()
+            return
+        if self.args.whole:
+            self.whole_section()
             return
         if self.args.only and self.args.only in EXEC_WORKLOAD:
             # --only parallel (or exec): this section alone, written as its
@@ -696,6 +996,7 @@ class Bench:
             return
         self.report()
         self.write_exec_section()
+        self.whole_section()
 
     def zpipe_latency(self, inp, n):
         """One task in flight: the ventilator is fed line by line and the
@@ -920,6 +1221,10 @@ class Bench:
         print("  fork/exec: 1 loop of %d (printf | sha256sum) %.2f s, 2 concurrent loops %.2f s"
               % (n_loop, self.exec_result["one"], self.exec_result["two"]), flush=True)
 
+    def where(self):
+        """HOST; commit C (state): the machine and source in a header."""
+        return "%s; %s" % (self.host(), self.source)
+
     def host(self):
         host = "%s, %d CPUs, %s" % (platform.node(), self.ncpu, platform.platform())
         try:
@@ -955,7 +1260,7 @@ class Bench:
                  "`zpipe --ordered`). Ratio = tasks/s / GNU parallel's. GNU parallel "
                  "and the shell pipelines run under /bin/sh (dash, `PARALLEL_SHELL`). "
                  "1-minute load average %.1f at the start, %.1f at the end."
-                 % (res["when"], self.host(), cmd, res["parallel"], res["parallel_deb"],
+                 % (res["when"], self.where(), cmd, res["parallel"], res["parallel_deb"],
                     self.args.repeat, res["n"], res["load"][0], res["load"][1]), "",
                  "| system | command | tasks | seconds | tasks/s | ratio to GNU parallel |",
                  "|---|---|---|---|---|---|"]
@@ -993,41 +1298,57 @@ class Bench:
         with open(out, "w") as f:
             f.write(text)
         print("wrote the '%s' section of %s" % (EXEC_HEADING[3:], out))
+        self.readme()
 
     def report(self):
+        """Writes the main table as the top of bench/results.md (everything
+        before its first "## " section), keeping the other sections."""
         out = os.path.join(HERE, "results.md")
-        host = self.host()
-        with open(out, "w") as f:
-            f.write("# zpipe benchmark results\n\n")
-            f.write("Measured %s on %s%s; medians of %d alternating runs. "
-                    "Ratio = throughput / the raw libzmq pipeline's in the same "
-                    "workload; efficiency = (CPU work / 2 cores) / wall time.\n\n"
-                    % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), host,
-                       " (quick mode: small inputs)" if self.args.quick else "",
-                       self.args.repeat))
-            f.write("| workload | system | tasks | tasks/s | ratio to raw | efficiency "
-                    "| p50 / p99 µs | peak RSS KiB |\n|---|---|---|---|---|---|---|---|\n")
-            for r in self.rows:
-                if r.get("failed"):
-                    f.write("| %s | %s | | failed | | | | |\n" % (r["workload"], r["system"]))
-                    continue
-                rss = ", ".join("%s %d" % kv for kv in sorted(r["rss"].items()))
-                f.write("| %s | %s | %d | %.0f | %s | %s | %s | %s |\n" % (
-                    r["workload"], r["system"], r["n"], r["rate"],
-                    "%.2f" % r["ratio"] if r["ratio"] else "",
-                    "%.0f %%" % (100 * r["efficiency"]) if r["efficiency"] else "",
-                    "%d / %d" % (r["p50"], r["p99"]) if "p50" in r else "", rss))
-            costs = self.metrics_costs()
-            if costs:
-                f.write("\nMetrics cost (every daemon serving /metrics, "
-                        "scraped every 0.5 s, over metrics off; medians of "
-                        "alternating runs; target: throughput >= 0.97): %s.\n"
-                        % "; ".join("%s: throughput %.3f, CPU %.3f" % c
-                                    for c in costs))
+        f = io.StringIO()
+        f.write("# zpipe benchmark results\n\n")
+        f.write("Measured %s on %s; `/usr/bin/python3 bench/run.py%s`%s; medians "
+                "of %d alternating runs, 2 workers everywhere, zpipe with `--format "
+                "lines` unless said. Ratio = throughput / the raw libzmq "
+                "pipeline's in the same workload; efficiency = (CPU work / 2 "
+                "cores) / wall time. zpipe, Pool.map and Dask are timed as whole "
+                "commands (start to exit); raw libzmq from its spawn of its "
+                "processes to its sink's exit (its own figure).\n\n"
+                % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
+                   " --quick" if self.args.quick else "",
+                   " (quick mode: small inputs)" if self.args.quick else "",
+                   self.args.repeat))
+        f.write("| workload | system | tasks | tasks/s | ratio to raw | efficiency "
+                "| p50 / p99 µs | peak RSS KiB |\n|---|---|---|---|---|---|---|---|\n")
+        for r in self.rows:
+            # A system named for a shell pipeline ("cat FILE | zpipe echo")
+            # keeps its | escaped, in one cell.
+            system = r["system"].replace("|", "\\|")
+            if r.get("failed"):
+                f.write("| %s | %s | | failed | | | | |\n" % (r["workload"], system))
+                continue
+            rss = ", ".join("%s %d" % kv for kv in sorted(r["rss"].items()))
+            f.write("| %s | %s | %d | %.0f | %s | %s | %s | %s |\n" % (
+                r["workload"], system, r["n"], r["rate"],
+                "%.2f" % r["ratio"] if r["ratio"] else "",
+                "%.0f %%" % (100 * r["efficiency"]) if r["efficiency"] else "",
+                "%d / %d" % (r["p50"], r["p99"]) if "p50" in r else "", rss))
+        costs = self.metrics_costs()
+        if costs:
+            f.write("\nMetrics cost (every daemon serving /metrics, "
+                    "scraped every 0.5 s, over metrics off; medians of "
+                    "alternating runs; target: throughput >= 0.97): %s.\n"
+                    % "; ".join("%s: throughput %.3f, CPU %.3f" % c
+                                for c in costs))
+        text = open(out).read() if os.path.exists(out) else ""
+        rest = text.find("\n## ")
+        text = f.getvalue() + ("\n" + text[rest + 1:] if rest >= 0 else "")
+        with open(out, "w") as fo:
+            fo.write(text)
         with open(os.path.join(self.tmp, "rows.json"), "w") as f:
             json.dump(self.rows, f)
         print("wrote %s" % out)
         self.chart()
+        self.readme()
 
     def metrics_costs(self):
         """[(workload, on/off throughput, on/off CPU seconds)] of the
@@ -1114,6 +1435,11 @@ def main():
                     help="zpipe.Pool against multiprocessing.Pool and the python "
                     "plugin against Pool.map(chunksize=1), alternating whole-script "
                     "runs; writes only that section")
+    ap.add_argument("--whole", action="store_true",
+                    help="whole commands timed from start to exit (zpipe run, "
+                    "a Pool.map script, raw_pipeline, xargs, GNU parallel, Dask) "
+                    "at 1 to 1,000,000 lines, alternating; writes only that "
+                    "section (a full run writes it too)")
     ap.add_argument("--before-label", help="what --before is (e.g. a commit)")
     ap.add_argument("--after-label", help="what --build is (e.g. a commit)")
     args = ap.parse_args()

@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import source_state  # noqa: E402  (the commit in the section header)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADING = "## Process start: exec cost and the libraries loaded"
 BINARIES = ["zpipe", "zpipe-ventilator", "zpipe-sink", "zpipe-worker"]
@@ -113,14 +116,14 @@ def write_section(args, label, execs, runs, floor, load0, load1):
     ms = lambda t: "%.2f" % (1e3 * statistics.median(t))
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [HEADING, "",
-             "Measured %s on %s, %d CPUs, %s; `/usr/bin/python3 "
+             "Measured %s on %s, %d CPUs, %s; %s; `/usr/bin/python3 "
              "bench/start_cost.py`; builds alternating in every round. exec = "
              "`BINARY --version` from subprocess.run to exit, median of %d; "
              "libs = lines of `ldd` (the objects mapped at exec); one line = "
              "`zpipe run --plugin echo --workers 2` on a one-line file, median "
              "of %d. 1-minute load average %.1f at the start, %.1f at the end."
              % (when, platform.node(), os.cpu_count(), platform.platform(),
-                args.runs, args.run_runs, load0, load1), "",
+                source_state(), args.runs, args.run_runs, load0, load1), "",
              "| build | binary | exec ms | libs |", "|---|---|---|---|"]
     for (b, name), t in execs.items():
         exe = floor if b == "floor" else os.path.join(b, "bin", name)
