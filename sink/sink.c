@@ -569,6 +569,7 @@ static void s_teardown(zp_sink_t *s)
     zp_arena_destroy(&s->arena);
     zp_result_view_free(&s->view);
     zp_buf_free(&s->spool_rec);
+    zp_records_jsonl_free(&s->jsonl);
     zp_buf_free(&s->chunk);
     free(s->instance);
     zp_buf_free(&s->rec);

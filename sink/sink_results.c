@@ -150,8 +150,20 @@ static void s_drain_ordered(zp_sink_t *s, zp_sink_job_t *j)
     }
 }
 
+/* Replaces b's contents with r's JSON record, its job and worker those
+ * of the batch at hand (s->jsonl); empty, and logged, when out of
+ * memory. */
+static void s_json(zp_sink_t *s, zp_buf_t *b, const Zpipe__V1__Result *r)
+{
+    b->len = 0;
+    if (!s->jsonl_ready || zp_records_jsonl_append(&s->jsonl, b, r) < 0)
+        zp_error("out of memory rendering task %llu's record: it is not "
+                 "written",
+                 (unsigned long long)r->task_id);
+}
+
 /* Formats the task's record and writes it, or parks it (--ordered). */
-static void s_write_record(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
+static void s_write_record(zp_sink_t *s, zp_sink_job_t *j,
                            const Zpipe__V1__Result *r, bool ok)
 {
     if (s->format == ZP_RECORDS_LINES)
@@ -159,12 +171,12 @@ static void s_write_record(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
     else if (s->format == ZP_RECORDS_FRAMES)
         zp_records_frame(&s->rec, r);
     else
-        zp_records_json(&s->rec, j->id, worker, r);
+        s_json(s, &s->rec, r);
     /* The spool is always JSON Lines: a second rendering for the other
      * formats. */
     const zp_buf_t *json = NULL;
     if (s->cfg->spool && s->format != ZP_RECORDS_JSONL) {
-        zp_records_json(&s->spool_rec, j->id, worker, r);
+        s_json(s, &s->spool_rec, r);
         json = &s->spool_rec;
     }
     const char *jd = json ? json->data : NULL;
@@ -332,7 +344,7 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
         s_list_committed(s, j, r->task_id);
         return true;
     }
-    s_write_record(s, j, worker, r, ok);
+    s_write_record(s, j, r, ok);
     return true;
 }
 
@@ -462,6 +474,10 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame, const char *rid,
         free(refused); /* nothing of it taken, nor counted, nor published */
         return;
     }
+    /* The batch's job and worker, escaped once for its JSON records. */
+    if (s->format == ZP_RECORDS_JSONL || s->cfg->spool)
+        s->jsonl_ready =
+            zp_records_jsonl_prepare(&s->jsonl, j->id, worker) == 0;
     uint64_t now = zp_now_us();
     if (!j->first_us)
         j->first_us = now;
