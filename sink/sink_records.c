@@ -157,13 +157,21 @@ void zp_records_json(zp_buf_t *b, const char *job, const char *worker,
     zp_records_jsonl_free(&c);
 }
 
+int zp_records_line_append(zp_buf_t *b, const void *data, size_t len)
+{
+    if (len && ((const char *)data)[len - 1] == '\n')
+        len--;
+    if (len == SIZE_MAX || zp_buf_reserve(b, len + 1) < 0)
+        return -1;
+    zp_buf_append(b, data, len);
+    zp_buf_append(b, "\n", 1);
+    return 0;
+}
+
 void zp_records_line(zp_buf_t *b, const void *data, size_t len)
 {
     b->len = 0;
-    if (len && ((const char *)data)[len - 1] == '\n')
-        len--;
-    zp_buf_append(b, data, len);
-    zp_buf_append(b, "\n", 1);
+    zp_records_line_append(b, data, len);
 }
 
 /* Appends ,"NAME":V for each of the reduced record's counts. */
@@ -214,11 +222,11 @@ static void s_put_be(unsigned char *p, uint64_t v, int n)
         p[i] = (unsigned char)v;
 }
 
-/* Replaces b's contents with a frame record. Lengths beyond a u32 (no
- * message carries them) are cut. */
-static void s_frame(zp_buf_t *b, uint64_t task, unsigned flags,
-                    uint32_t attempts, const void *out, size_t out_len,
-                    const char *cause, const char *error)
+/* Appends a frame record. Lengths beyond a u32 (no message carries them)
+ * are cut. */
+static int s_frame(zp_buf_t *b, uint64_t task, unsigned flags,
+                   uint32_t attempts, const void *out, size_t out_len,
+                   const char *cause, const char *error)
 {
     size_t c = cause ? strlen(cause) : 0;
     size_t e = error ? strlen(error) : 0;
@@ -235,22 +243,22 @@ static void s_frame(zp_buf_t *b, uint64_t task, unsigned flags,
     s_put_be(h + 12, out_len, 4);
     s_put_be(h + 16, e, 4);
     s_put_be(h + 20, attempts, 4);
-    b->len = 0;
     /* All or nothing: a header whose lengths the body does not fill would
      * misalign every later record for the reader. */
     if (zp_buf_reserve(b, sizeof h + out_len + c + e) < 0) {
         zp_error("out of memory rendering task %llu's record (%zu bytes): "
                  "it is not written",
                  (unsigned long long)task, sizeof h + out_len + c + e);
-        return;
+        return -1;
     }
     zp_buf_append(b, h, sizeof h);
     zp_buf_append(b, out, out_len);
     zp_buf_append(b, cause, c);
     zp_buf_append(b, error, e);
+    return 0;
 }
 
-void zp_records_frame(zp_buf_t *b, const Zpipe__V1__Result *r)
+int zp_records_frame_append(zp_buf_t *b, const Zpipe__V1__Result *r)
 {
     bool ok = r->status == ZPIPE__V1__STATUS__STATUS_OK;
     unsigned flags = 0;
@@ -262,8 +270,14 @@ void zp_records_frame(zp_buf_t *b, const Zpipe__V1__Result *r)
         cause = r->cause && *r->cause ? r->cause : "plugin_error";
         err = r->error;
     }
-    s_frame(b, r->task_id, flags, r->attempt ? r->attempt : 1, r->output.data,
-            r->output.len, cause, err);
+    return s_frame(b, r->task_id, flags, r->attempt ? r->attempt : 1,
+                   r->output.data, r->output.len, cause, err);
+}
+
+void zp_records_frame(zp_buf_t *b, const Zpipe__V1__Result *r)
+{
+    b->len = 0;
+    zp_records_frame_append(b, r);
 }
 
 void zp_records_reduced_frame(zp_buf_t *b, const zp_records_reduced_t *r)
@@ -271,6 +285,7 @@ void zp_records_reduced_frame(zp_buf_t *b, const zp_records_reduced_t *r)
     unsigned flags = ZP_RECORDS_FRAME_REDUCED;
     if (!r->ok)
         flags |= ZP_RECORDS_FRAME_FAILED;
+    b->len = 0;
     s_frame(b, ZP_RECORDS_FRAME_REDUCED_ID, flags, 1, r->data, r->len, NULL,
             r->ok      ? NULL
             : r->error ? r->error

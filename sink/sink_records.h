@@ -57,8 +57,10 @@ void zp_records_json(zp_buf_t *b, const char *job, const char *worker,
                      const Zpipe__V1__Result *r);
 
 /* Replaces b's contents with data as one line: a trailing newline of its
- * own is dropped, one is added. */
+ * own is dropped, one is added. zp_records_line_append appends it
+ * (returns 0, or -1 when out of memory, b as it was). */
 void zp_records_line(zp_buf_t *b, const void *data, size_t len);
+int zp_records_line_append(zp_buf_t *b, const void *data, size_t len);
 
 /* A frame record: ZP_RECORDS_FRAME_HEADER bytes, all big-endian,
  *   u64 task id | u8 flags | u8 cause length C | u16 zero |
@@ -75,6 +77,9 @@ void zp_records_line(zp_buf_t *b, const void *data, size_t len);
  * it is; a failure's cause (plugin_error when it has none, cut at 255
  * bytes) and error text; attempts at least 1. r borrowed for the call. */
 void zp_records_frame(zp_buf_t *b, const Zpipe__V1__Result *r);
+/* The same appended to b: 0, or -1 when out of memory (logged; b as it
+ * was). */
+int zp_records_frame_append(zp_buf_t *b, const Zpipe__V1__Result *r);
 
 /* A reduced job's one record (--reduce). Strings borrowed for the call. */
 typedef struct {

@@ -338,9 +338,10 @@ def expected(batches, ordered, render):
     return b"".join(rec for _, rec in recs)
 
 
-def run_sink(batches, n, args):
+def run_sink(batches, n, args, output=True):
     """A sink with args takes batches for JOB; returns (output, spool
-    bytes or None) once the job is done and the sink stopped."""
+    bytes or None) once the job is done and the sink stopped. Without
+    output, no --output: the output is what the sink wrote to stdout."""
     import zmq
     import zpipe_pb2 as pb
     d = zptest.tmpdir()
@@ -350,9 +351,11 @@ def run_sink(batches, n, args):
     if spool:
         os.mkdir(spool)
     log = open(os.path.join(d, "sink.log"), "wb")
+    stdout = None if output else open(out, "wb")
     sink = start([binary("zpipe-sink"), "--results", "ipc://%s/r" % d,
-                  "--control", "ipc://%s/c" % d, "--publish", "none",
-                  "--output", out] + args, stderr=log)
+                  "--control", "ipc://%s/c" % d, "--publish", "none"]
+                 + (["--output", out] if output else []) + args,
+                 stdout=stdout, stderr=log)
     ctx = zmq.Context()
     try:
         ctl = ctx.socket(zmq.DEALER)
@@ -427,13 +430,14 @@ RENDER = {
 }
 
 
-def _case(fmt, ordered=False, spool=False):
+def _case(fmt, ordered=False, spool=False, output=True):
     check_wire_status_ok()
     args = ["--format", fmt] + (["--ordered"] if ordered else []) + (
         ["--spool"] if spool else [])
     t0 = time.monotonic()
-    got, spooled = run_sink(BATCHES, N, args)
-    want = expected(BATCHES, ordered, RENDER[fmt])
+    got, spooled = run_sink(BATCHES, N, args, output)
+    # Without --output a sink with a spool writes nothing else.
+    want = expected(BATCHES, ordered, RENDER[fmt]) if output else b""
     print("  %s: %d bytes in %.2f s" % (" ".join(args), len(got),
                                         time.monotonic() - t0))
     check(got == want, "output: " + first_difference(got, want))
@@ -457,6 +461,14 @@ def test_lines_byte_for_byte():
 
 def test_frames_with_a_json_spool_byte_for_byte():
     _case("frames", spool=True)
+    # Parked for order: the frame and its JSON wait side by side.
+    _case("frames", ordered=True, spool=True)
+
+
+def test_spool_alone_is_the_output():
+    # Each record written once, to the spool: the same bytes.
+    _case("jsonl", spool=True, output=False)
+    _case("frames", ordered=True, spool=True, output=False)
 
 
 if __name__ == "__main__":
@@ -465,4 +477,5 @@ if __name__ == "__main__":
         test_json_lines_in_task_order_with_a_spool,
         test_lines_byte_for_byte,
         test_frames_with_a_json_spool_byte_for_byte,
+        test_spool_alone_is_the_output,
     ])
