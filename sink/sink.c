@@ -192,11 +192,18 @@ static int s_init_output(zp_sink_t *s)
             zp_ledger_finish(&j->ledger) == 0) /* complete */
             zp_sink_release(s, j);
     }
-    zp_info("journal %s: resumed %llu committed records of %zu jobs; output "
-            "%s %s %llu bytes",
-            p->journal, (unsigned long long)zp_store_resumed(s->store), jobs,
-            cfg->output, p->rewind ? "cut to" : "not cut (a stream); at",
-            (unsigned long long)zp_store_offset(s->store));
+    if (!zp_store_has_output(s->store))
+        zp_info("journal %s: resumed %llu committed records of %zu jobs; no "
+                "output (the spools are)",
+                p->journal, (unsigned long long)zp_store_resumed(s->store),
+                jobs);
+    else
+        zp_info("journal %s: resumed %llu committed records of %zu jobs; "
+                "output %s %s %llu bytes",
+                p->journal, (unsigned long long)zp_store_resumed(s->store),
+                jobs, cfg->output,
+                p->rewind ? "cut to" : "not cut (a stream); at",
+                (unsigned long long)zp_store_offset(s->store));
     return 0;
 }
 
