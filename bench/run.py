@@ -193,11 +193,57 @@ class Bench:
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
         return r.ru_utime + r.ru_stime
 
+    @staticmethod
+    def sink_cpu_watch(root):
+        """Follows the zpipe-sink below process root: returns (stop, cpu),
+        stop() ending the watch and cpu() the sink's CPU seconds as last
+        read from /proc/PID/schedstat (every 2 ms; the sink's last
+        milliseconds before it exits are not seen)."""
+        import threading
+        seen, done = [0.0], threading.Event()
+
+        def find():
+            todo, visited = [root], set()
+            while todo:
+                pid = todo.pop()
+                if pid in visited:
+                    continue
+                visited.add(pid)
+                try:
+                    with open("/proc/%d/comm" % pid) as f:
+                        if pid != root and f.read().strip() == "zpipe-sink":
+                            return pid
+                    for t in os.listdir("/proc/%d/task" % pid):
+                        with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+                            todo += [int(x) for x in f.read().split()]
+                except OSError:
+                    pass
+            return None
+
+        def watch():
+            sink = None
+            while not done.wait(0.002):
+                sink = sink or find()
+                try:
+                    with open("/proc/%d/schedstat" % sink) as f:
+                        seen[0] = int(f.read().split()[0]) / 1e9
+                except (OSError, TypeError):
+                    pass
+
+        th = threading.Thread(target=watch, daemon=True)
+        th.start()
+
+        def stop():
+            done.set()
+            th.join()
+        return stop, lambda: seen[0]
+
     def zpipe_run(self, inp, plugin, batch=1024, transport="ipc", isolation="process",
-                  extra=(), zpipe=None, cat=False, workers=2):
+                  extra=(), zpipe=None, cat=False, sink_cpu=False, workers=2):
         """A whole `zpipe run --input inp </dev/null`, or with cat
         `cat inp | zpipe run` (stdin read to its end, then a finished
-        pipe). The time includes cat's."""
+        pipe). The time includes cat's. With sink_cpu the sink's own CPU
+        seconds are reported too ("sink_cpu")."""
         cmd = [zpipe or self.zpipe, "run", "--plugin", plugin, "--workers", str(workers),
                "--input", "-" if cat else inp, "--output", self.path("out"),
                "--format", "lines", "--batch", str(batch), "--isolation",
@@ -205,13 +251,18 @@ class Bench:
         c0 = self.children_cpu()
         t0 = time.perf_counter()
         src = subprocess.Popen(["cat", inp], stdout=subprocess.PIPE) if cat else None
-        r = subprocess.run(cmd, stdin=src.stdout if cat else subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=3600)
+        p = subprocess.Popen(cmd, stdin=src.stdout if cat else subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stop, sink = self.sink_cpu_watch(p.pid) if sink_cpu else (None, None)
+        _, err = p.communicate(timeout=3600)
+        r = subprocess.CompletedProcess(cmd, p.returncode, "", err)
         if src:
             src.stdout.close()
             src.wait()
         secs = time.perf_counter() - t0
         cpu = self.children_cpu() - c0
+        if stop:
+            stop()
         if r.returncode != 0:
             raise RuntimeError("zpipe run failed: %s" % r.stderr[-800:])
         rss = {}
@@ -220,7 +271,10 @@ class Bench:
         if m:
             rss = {"sink": int(m.group(1)), "ventilator": int(m.group(2)),
                    "worker": int(m.group(3))}
-        return secs, rss, {"cpu": cpu}
+        extra = {"cpu": cpu}
+        if sink:
+            extra["sink_cpu"] = sink()
+        return secs, rss, extra
 
     def zpipe_metrics_run(self, inp, plugin, scrape_s=0.5):
         """zpipe run with --metrics on in every process (ZPIPE_METRICS,
@@ -296,6 +350,7 @@ class Bench:
         rss = {name: {} for name, _ in systems}
         extra = {name: {} for name, _ in systems}
         cpus = {name: [] for name, _ in systems}
+        sink_cpus = {name: [] for name, _ in systems}
         for rep in range(repeat or self.args.repeat):
             for name, fn in systems:
                 try:
@@ -312,6 +367,8 @@ class Bench:
                 extra[name] = e
                 if "cpu" in e:
                     cpus[name].append(e["cpu"])
+                if "sink_cpu" in e:
+                    sink_cpus[name].append(e["sink_cpu"])
         limit = None
         for name, _ in systems:
             if name.startswith("raw") and results[name]:
@@ -331,6 +388,8 @@ class Bench:
             if cpus[name]:
                 row["cpu"] = statistics.median(cpus[name])
                 row["runs"] = len(times)
+            if sink_cpus[name]:
+                row["sink_cpu"] = statistics.median(sink_cpus[name])
             self.rows.append(row)
             print("  %-28s %-34s %10.0f tasks/s  %s%s" % (
                 workload, name, row["rate"],
@@ -374,6 +433,9 @@ class Bench:
         pair("empty tasks, JSON Lines", n_empty // 5,
              self.write_input("ba_json", (str(i) for i in range(n_empty // 5))), "echo",
              extra=("--format", "jsonl"))
+        pair("empty tasks, JSON Lines", n_empty,
+             self.write_input("ba_json1m", (str(i) for i in range(n_empty))), "echo",
+             extra=("--format", "jsonl"))
         lines = ["## Before/after: a change to the daemons", "",
                  "Measured %s on %s; `/usr/bin/python3 bench/run.py --before %s%s`; "
                  "medians of %d alternating runs (15 for one line), whole `zpipe run` "
@@ -386,9 +448,9 @@ class Bench:
                  "efficiency before | efficiency after | CPU s before | CPU s after |",
                  "|---|---|---|---|---|---|---|---|---|"]
         by = {}
-        for r in rows:
-            by.setdefault(r["workload"], {})[r["system"]] = r
-        for wl, d in by.items():
+        for r in rows:  # one workload at two sizes: two rows
+            by.setdefault((r["workload"], r.get("n")), {})[r["system"]] = r
+        for (wl, _), d in by.items():
             b, a = d.get("before"), d.get("after")
             if not b or not a or b.get("failed") or a.get("failed"):
                 lines.append("| %s | | failed | | | | | | |" % wl)
@@ -400,18 +462,22 @@ class Bench:
             print("  %-28s after/before %.3f" % (wl, b["seconds"] / a["seconds"]))
         self.replace_section(lines)
 
-    def service_run(self, inp, plugin, journal):
-        """The service path as a user runs it: a sink (spool and journal),
-        a ventilator with an intake (journal on or off) and 2 workers are
-        up; timed from `zpipe submit` to `zpipe wait` returning."""
+    def service_run(self, inp, plugin, journal, results=False, sink_journal=True):
+        """The service path as a user runs it: a sink (its spool is its
+        output; with sink_journal, --journal, synced), a ventilator with an
+        intake (journal on or off) and 2 workers are up; timed from
+        `zpipe submit` to `zpipe wait` returning, or with results to
+        `zpipe results` having written every record to a file (checked).
+        The sink's own CPU in that time is reported ("sink_cpu")."""
         d = tempfile.mkdtemp(dir=self.tmp)
         ep = lambda name: "ipc://%s/%s" % (d, name)
         bin_ = lambda name: os.path.join(self.build, "bin", name)
-        procs = [subprocess.Popen(
-            [bin_("zpipe-sink"), "--results", ep("results"), "--control",
-             ep("control"), "--publish", "none", "--output",
-             os.path.join(d, "all.jsonl"), "--spool", d, "--journal",
-             os.path.join(d, "sink.journal"), "--log-level", "warn"])]
+        sink_cmd = [bin_("zpipe-sink"), "--results", ep("results"), "--control",
+                    ep("control"), "--publish", "none", "--spool", d,
+                    "--log-level", "warn"]
+        if sink_journal:
+            sink_cmd += ["--journal", os.path.join(d, "sink.journal")]
+        procs = [subprocess.Popen(sink_cmd)]
         vent = [bin_("zpipe-ventilator"), "--intake", ep("intake"), "--bind",
                 ep("dispatch"), "--sink", ep("control"), "--log-level", "warn",
                 "--no-worker-timeout-ms", "0"]
@@ -422,23 +488,41 @@ class Bench:
             procs.append(subprocess.Popen(
                 [bin_("zpipe-worker"), "--ventilator", ep("dispatch"), "--sink",
                  ep("results"), "--plugin", plugin, "--log-level", "warn"]))
+        def sink_cpu():
+            with open("/proc/%d/schedstat" % procs[0].pid) as f:
+                return int(f.read().split()[0]) / 1e9
+
         try:
             time.sleep(0.3)  # up and connected
-            job = "bench-%d" % len(self.rows)
+            job = "bench-%d-%d" % (len(self.rows), int(time.time() * 1000))
             c0 = self.children_cpu()
+            s0 = sink_cpu()
             t0 = time.perf_counter()
             subprocess.run([self.zpipe, "submit", "--ventilator", ep("intake"),
                             "--plugin", plugin, "--input", inp, "--job", job],
                            check=True, capture_output=True, timeout=3600)
             subprocess.run([self.zpipe, "wait", "--sink", ep("control"), job],
                            check=True, capture_output=True, timeout=3600)
+            if results:
+                with open(self.path("out"), "wb") as f:
+                    subprocess.run([self.zpipe, "results", "--sink", ep("control"),
+                                    job], check=True, stdout=f, timeout=3600)
             secs = time.perf_counter() - t0
+            s1 = sink_cpu()
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait()
-        return secs, {}, {"cpu": self.children_cpu() - c0}
+        if results:
+            with open(self.path("out"), "rb") as f:
+                got = sum(1 for _ in f)
+            with open(inp, "rb") as f:
+                want = sum(1 for _ in f)
+            if got != want:
+                raise RuntimeError("zpipe results wrote %d records for %d tasks"
+                                   % (got, want))
+        return secs, {}, {"cpu": self.children_cpu() - c0, "sink_cpu": s1 - s0}
 
     def service_section(self):
         """--service: the ventilator's journal on against off, alternating
@@ -485,6 +569,101 @@ class Bench:
             lines.append("| %s | %d | %.3f | %.3f | %.3f |" % (
                 wl, a["n"], b["seconds"], a["seconds"], b["seconds"] / a["seconds"]))
             print("  %-28s on/off %.3f" % (wl, b["seconds"] / a["seconds"]))
+        self.replace_section(lines)
+        self.service_path_section()
+
+    def service_path_section(self):
+        """The service path against zpipe run on the same empty tasks, JSON
+        Lines: `zpipe submit` + `zpipe wait` + `zpipe results` to a file on
+        a running cluster (its sink's spool is its output), against a whole
+        `zpipe run` writing its file; writes its own section."""
+        q = self.args.quick
+        rep = max(5, self.args.repeat)
+        n = 20000 if q else 1000000
+        inp = self.write_input("sp_empty", (str(i) for i in range(n)))
+        print("service path vs zpipe run x %d" % n, flush=True)
+        self.rows = []
+        systems = [
+            ("zpipe run", lambda: self.zpipe_run(inp, "echo", extra=("--format", "jsonl"),
+                                                 sink_cpu=True)),
+            ("submit + wait + results", lambda: self.service_run(
+                inp, "echo", False, results=True, sink_journal=False)),
+            ("the same, sink --journal (synced)", lambda: self.service_run(
+                inp, "echo", False, results=True)),
+        ]
+        self.measure("service path", n, systems, repeat=rep)
+        by = {r["system"]: r for r in self.rows}
+        lines = ["## Service path against zpipe run", "",
+                 "Measured %s on %s; `/usr/bin/python3 bench/run.py --service%s`; "
+                 "medians of %d alternating runs, %d empty tasks, JSON Lines. "
+                 "zpipe run: the whole command writing its file. Service: a "
+                 "running cluster (sink with --spool and no --output: each record "
+                 "written once, to the spool; its own journal, not synced, or "
+                 "--journal, synced; ventilator with --intake; 2 workers), timed "
+                 "from `zpipe submit` until `zpipe wait` and then `zpipe results` "
+                 "(every record, to a file) return. Sink CPU: the sink's own, in "
+                 "that time. Target: service / run <= 1.1."
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
+                    " --quick" if q else "", rep, n),
+                 "", "| system | s | / zpipe run | sink CPU s | pipeline CPU s |",
+                 "|---|---|---|---|---|"]
+        base = by.get("zpipe run")
+        for name, _ in systems:
+            r = by.get(name)
+            if not r or r.get("failed") or not base or base.get("failed"):
+                lines.append("| %s | failed | | | |" % name)
+                continue
+            lines.append("| %s | %.3f | %.2f | %.3f | %.2f |" % (
+                name, r["seconds"], r["seconds"] / base["seconds"],
+                r.get("sink_cpu", 0), r.get("cpu", 0)))
+            print("  %-34s %.3f s, x%.2f, sink CPU %.3f s" % (
+                name, r["seconds"], r["seconds"] / base["seconds"],
+                r.get("sink_cpu", 0)))
+        self.replace_section(lines)
+
+    def formats_section(self):
+        """--formats: JSON Lines (the default) against --format lines (and
+        JSON Lines --ordered), whole zpipe run processes on empty tasks,
+        alternating; the sink's own CPU beside the wall time. Writes its
+        own section."""
+        q = self.args.quick
+        rep = max(5, self.args.repeat)
+        n = 20000 if q else 1000000
+        inp = self.write_input("fmt_empty", (str(i) for i in range(n)))
+        print("JSON Lines vs lines x %d" % n, flush=True)
+        self.rows = []
+        systems = [
+            ("--format lines", lambda: self.zpipe_run(inp, "echo", sink_cpu=True)),
+            ("JSON Lines (the default)", lambda: self.zpipe_run(
+                inp, "echo", extra=("--format", "jsonl"), sink_cpu=True)),
+            ("JSON Lines --ordered", lambda: self.zpipe_run(
+                inp, "echo", extra=("--format", "jsonl", "--ordered"), sink_cpu=True)),
+        ]
+        self.measure("JSON Lines vs lines", n, systems, repeat=rep)
+        by = {r["system"]: r for r in self.rows}
+        lines = ["## Output formats: JSON Lines against lines", "",
+                 "Measured %s on %s; `/usr/bin/python3 bench/run.py --formats%s`; "
+                 "medians of %d alternating runs of `zpipe run --plugin echo "
+                 "--workers 2 --input FILE --output FILE` on %d lines (each its "
+                 "number), whole process. Sink CPU: the sink's own (read from "
+                 "/proc while it runs); pipeline CPU: every process's. Target: "
+                 "JSON Lines / lines <= 1.2."
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
+                    " --quick" if q else "", rep, n),
+                 "", "| format | s | / lines | sink CPU s | pipeline CPU s |",
+                 "|---|---|---|---|---|"]
+        base = by.get("--format lines")
+        for name, _ in systems:
+            r = by.get(name)
+            if not r or r.get("failed") or not base or base.get("failed"):
+                lines.append("| %s | failed | | | |" % name)
+                continue
+            lines.append("| %s | %.3f | %.2f | %.3f | %.2f |" % (
+                name, r["seconds"], r["seconds"] / base["seconds"],
+                r.get("sink_cpu", 0), r.get("cpu", 0)))
+            print("  %-28s %.3f s, x%.2f, sink CPU %.3f s" % (
+                name, r["seconds"], r["seconds"] / base["seconds"],
+                r.get("sink_cpu", 0)))
         self.replace_section(lines)
 
     def pool_script(self, script, *args):
@@ -865,6 +1044,9 @@ class Bench:
         if self.args.service:
             self.service_section()
             return
+        if self.args.formats:
+            self.formats_section()
+            return
         if self.args.python:
             self.python_section()
             return
@@ -997,6 +1179,7 @@ class Bench:
         self.report()
         self.write_exec_section()
         self.whole_section()
+        self.formats_section()
 
     def zpipe_latency(self, inp, n):
         """One task in flight: the ventilator is fed line by line and the
@@ -1430,7 +1613,11 @@ def main():
                     "--build's (after), alternating; writes only that section")
     ap.add_argument("--service", action="store_true",
                     help="the service path with the ventilator's journal on and "
-                    "off, alternating; writes only that section")
+                    "off, and submit + wait + results against zpipe run, "
+                    "alternating; writes only those sections")
+    ap.add_argument("--formats", action="store_true",
+                    help="JSON Lines against --format lines (whole zpipe run, "
+                    "with the sink's CPU), alternating; writes only that section")
     ap.add_argument("--python", action="store_true",
                     help="zpipe.Pool against multiprocessing.Pool and the python "
                     "plugin against Pool.map(chunksize=1), alternating whole-script "

@@ -2,6 +2,7 @@
  * recovery and damage detection. */
 #define _GNU_SOURCE
 #include "zp_journal_int.h"
+#include "zp_json.h"
 #include "zp_log.h"
 #include "zp_util.h"
 
@@ -166,19 +167,6 @@ int zp_journal_close_job(zp_journal_t *self, const char *job, uint64_t total)
 }
 
 /* Writes v in decimal at p; returns the end. */
-static char *s_u64(char *p, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /* One line per record, so formatted by hand: printf cost the sink more
  * than a tenth of its time on empty tasks. */
 int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
@@ -193,10 +181,10 @@ int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
     memcpy(p, job, jl);
     p += jl;
     *p++ = ' ';
-    p = s_u64(p, task);
+    p = zp_json_u64(p, task);
     memcpy(p, ok ? " ok " : " failed ", ok ? 4 : 8);
     p += ok ? 4 : 8;
-    p = s_u64(p, offset);
+    p = zp_json_u64(p, offset);
     self->buf.len = (size_t)(p - self->buf.data);
     return s_seal(self, start, 0);
 }

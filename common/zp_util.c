@@ -1,6 +1,7 @@
 /* zp_util: helpers with no ZeroMQ or protobuf in them. */
 #define _GNU_SOURCE
 #include "zp_util.h"
+#include "zp_json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +42,7 @@ uint64_t zp_hash_str(const char *s)
     return zp_hash_bytes(s, strlen(s));
 }
 
-int zp_buf_reserve(zp_buf_t *buf, size_t extra)
+int zp_buf_grow(zp_buf_t *buf, size_t extra)
 {
     if (buf->cap - buf->len >= extra)
         return 0;
@@ -91,45 +92,7 @@ int zp_buf_printf(zp_buf_t *buf, const char *fmt, ...)
 
 int zp_buf_append_json_utf8(zp_buf_t *buf, const void *data, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *s = data;
-    /* Worst case every byte becomes \u00XX. */
-    if (zp_buf_reserve(buf, len * 6) < 0)
-        return -1;
-    char *o = buf->data + buf->len;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *o++ = (char)c;
-            continue;
-        }
-        *o++ = '\\';
-        switch (c) {
-        case '"':
-            *o++ = '"';
-            break;
-        case '\\':
-            *o++ = '\\';
-            break;
-        case '\n':
-            *o++ = 'n';
-            break;
-        case '\r':
-            *o++ = 'r';
-            break;
-        case '\t':
-            *o++ = 't';
-            break;
-        default:
-            *o++ = 'u';
-            *o++ = '0';
-            *o++ = '0';
-            *o++ = hex[c >> 4];
-            *o++ = hex[c & 15];
-        }
-    }
-    buf->len = (size_t)(o - buf->data);
-    return 0;
+    return zp_json_raw(buf, data, len);
 }
 
 int zp_buf_append_base64(zp_buf_t *buf, const void *data, size_t len)
@@ -187,48 +150,19 @@ void zp_json_escape(char *dst, size_t cap, const char *src, size_t len)
     zp_buf_free(&b);
 }
 
-/* The length (1-4) of the well-formed UTF-8 sequence at s, of at most avail
- * bytes (avail > 0), or 0 when there is none (no overlongs, surrogates or
- * code points past U+10FFFF). */
-static size_t s_utf8_seq(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-        n = 1;
-        cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 2;
-        cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 3;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (avail <= n)
-        return 0;
-    for (size_t k = 1; k <= n; k++) {
-        if ((s[k] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[k] & 0x3f);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
-        (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n + 1;
-}
-
 bool zp_utf8_valid(const void *data, size_t len)
 {
     const unsigned char *s = data;
     size_t i = 0;
     while (i < len) {
-        size_t n = s_utf8_seq(s + i, len - i);
+        /* ASCII eight bytes at a time. */
+        uint64_t x;
+        while (len - i >= 8 &&
+               (memcpy(&x, s + i, 8), !(x & 0x8080808080808080ull)))
+            i += 8;
+        if (i == len)
+            break;
+        size_t n = zp_utf8_seq(s + i, len - i);
         if (!n)
             return false;
         i += n;
@@ -238,20 +172,7 @@ bool zp_utf8_valid(const void *data, size_t len)
 
 int zp_buf_append_json(zp_buf_t *buf, const void *data, size_t len)
 {
-    const unsigned char *s = data;
-    size_t i = 0, run = 0; /* run: start of the bytes not yet appended */
-    while (i < len) {
-        size_t n = s_utf8_seq(s + i, len - i);
-        if (n) {
-            i += n;
-            continue;
-        }
-        if (zp_buf_append_json_utf8(buf, s + run, i - run) < 0 ||
-            zp_buf_append(buf, "\\ufffd", 6) < 0)
-            return -1;
-        run = ++i;
-    }
-    return zp_buf_append_json_utf8(buf, s + run, len - run);
+    return zp_json_text(buf, data, len);
 }
 
 int zp_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)

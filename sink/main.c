@@ -1,5 +1,6 @@
 /* zpipe-sink: options to zp_sink_run. */
 #include "sink.h"
+#include "sink_store.h"
 #include "zp_cluster.h"
 #include "zp_log.h"
 #include "zp_events.h"
@@ -22,7 +23,6 @@ int main(int argc, char **argv)
         .results = "tcp://*:5558",
         .control = "tcp://*:5559",
         .publish = "tcp://*:5560",
-        .output = "-",
         .format = "jsonl",
         .max_frame = 256u << 20,
         .retain_jobs = 1000,
@@ -42,8 +42,10 @@ int main(int argc, char **argv)
          "(default tcp://*:5560)",
          &cfg.publish, 0, 0, NULL},
         {"output", 'o', ZP_OPT_STR, "ZPIPE_OUTPUT", "FILE",
-         "write records here, - for stdout (default -)", &cfg.output, 0, 0,
-         NULL},
+         "write records here, - for stdout, none for nowhere (default -; "
+         "none with --spool: each record is then written once, to its "
+         "job's spool)",
+         &cfg.output, 0, 0, NULL},
         {"format", 'f', ZP_OPT_CHOICE, "ZPIPE_FORMAT", "FORMAT",
          "record format: jsonl (default), lines (the outputs, one a line) "
          "or frames (binary: a 24-byte header, then output, cause, error; "
@@ -69,8 +71,9 @@ int main(int argc, char **argv)
          "last rewrite left (default 67108864, 64 MiB; 0 = never)",
          &cfg.journal_compact, 0, UINT64_MAX, NULL},
         {"spool", 0, ZP_OPT_STR, "ZPIPE_SPOOL", "DIR",
-         "also keep each job's records (JSON Lines) in DIR/JOB.jsonl, for "
-         "consumers to fetch by cursor (zpipe results)",
+         "keep each job's records (JSON Lines) in DIR/JOB.jsonl, for "
+         "consumers to fetch by cursor (zpipe results); with --output "
+         "too, they are written to both",
          &cfg.spool, 0, 0, NULL},
         {"retain-jobs", 0, ZP_OPT_UINT, "ZPIPE_RETAIN_JOBS", "N",
          "finished jobs kept whole (default 1000); older ones are kept as "
@@ -113,6 +116,9 @@ int main(int argc, char **argv)
         return zp_opts_fail(opts, "zpipe-sink", s_synopsis,
                             "--cluster must be 1 to 64 of [A-Za-z0-9_.:-]");
     cfg.journal_sync = strcmp(journal_sync, "no") != 0;
+    /* A service sink's records are its spools: not written twice. */
+    if (!cfg.output)
+        cfg.output = cfg.spool ? ZP_STORE_NO_OUTPUT : "-";
     if (cfg.publish && (!*cfg.publish || !strcmp(cfg.publish, "none")))
         cfg.publish = NULL;
     zp_signals_install((long)parent);

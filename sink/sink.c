@@ -192,11 +192,18 @@ static int s_init_output(zp_sink_t *s)
             zp_ledger_finish(&j->ledger) == 0) /* complete */
             zp_sink_release(s, j);
     }
-    zp_info("journal %s: resumed %llu committed records of %zu jobs; output "
-            "%s %s %llu bytes",
-            p->journal, (unsigned long long)zp_store_resumed(s->store), jobs,
-            cfg->output, p->rewind ? "cut to" : "not cut (a stream); at",
-            (unsigned long long)zp_store_offset(s->store));
+    if (!zp_store_has_output(s->store))
+        zp_info("journal %s: resumed %llu committed records of %zu jobs; no "
+                "output (the spools are)",
+                p->journal, (unsigned long long)zp_store_resumed(s->store),
+                jobs);
+    else
+        zp_info("journal %s: resumed %llu committed records of %zu jobs; "
+                "output %s %s %llu bytes",
+                p->journal, (unsigned long long)zp_store_resumed(s->store),
+                jobs, cfg->output,
+                p->rewind ? "cut to" : "not cut (a stream); at",
+                (unsigned long long)zp_store_offset(s->store));
     return 0;
 }
 
@@ -569,6 +576,7 @@ static void s_teardown(zp_sink_t *s)
     zp_arena_destroy(&s->arena);
     zp_result_view_free(&s->view);
     zp_buf_free(&s->spool_rec);
+    zp_records_jsonl_free(&s->jsonl);
     zp_buf_free(&s->chunk);
     free(s->instance);
     zp_buf_free(&s->rec);

@@ -128,6 +128,11 @@ int zp_dfile_append(zp_dfile_t *self, const void *data, size_t len)
     return 0;
 }
 
+zp_buf_t *zp_dfile_buf(zp_dfile_t *self)
+{
+    return &self->buf;
+}
+
 /* After a failure: a regular file is cut back to its last committed
  * length, and the whole buffer is written again next time (a stream
  * keeps what it took). Keeps errno. */

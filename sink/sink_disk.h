@@ -9,6 +9,8 @@
 #ifndef ZP_SINK_DISK_H
 #define ZP_SINK_DISK_H
 
+#include "zp_util.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +64,11 @@ void zp_dfile_destroy(zp_dfile_t **self_p);
 /* Buffers len bytes; written by zp_dfile_commit (or when the buffer is
  * past 1 MiB, by zp_dfile_write). Returns 0, or -1 (ENOMEM). */
 int zp_dfile_append(zp_dfile_t *self, const void *data, size_t len);
+/* The buffer zp_dfile_append appends to, for a caller that renders
+ * records into it in place: it may only append (the bytes there are the
+ * file's), and write when zp_dfile_full says so. Borrowed, valid until
+ * the next call on self. */
+zp_buf_t *zp_dfile_buf(zp_dfile_t *self);
 /* Writes what is buffered. On failure a regular file is cut back to its
  * last committed length (so it never holds a torn record or a hole), the
  * buffer is kept whole for the next try, and -1 is returned with errno

@@ -10,12 +10,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Where a parked record is: in chunk `chunk` - 1 (0: the slot is empty),
+ * its record's rec_len bytes from byte at, then json_len of its JSON. */
+typedef struct {
+    uint32_t chunk;
+    bool ok;
+    size_t at, rec_len, json_len;
+} zp_order_slot_t;
+
+/* Parked records are rendered into, or copied to, the end of a chunk; a
+ * chunk is reused (emptied) once every record in it is written, so a
+ * steady run of out-of-order batches allocates nothing per record. */
+typedef struct {
+    zp_buf_t buf;
+    size_t live; /* records in it not written yet */
+} zp_order_chunk_t;
+
 /* Zero-initialise for a job whose next record is task 0;
  * zp_order_fini releases what is parked. */
 typedef struct {
-    uint64_t next;   /* the next task id to write */
-    zp_buf_t **ring; /* parked records, slot id % ring_cap */
-    size_t ring_cap; /* 0 until something is parked; a power of 2 */
+    uint64_t next;         /* the next task id to write */
+    zp_order_slot_t *ring; /* parked records, slot id % ring_cap */
+    size_t ring_cap;       /* 0 until something is parked; a power of 2 */
+    size_t parked;         /* records in the ring */
+    zp_order_chunk_t *chunks;
+    size_t n_chunks, cur; /* chunks made; the one parked into */
 } zp_order_t;
 
 /* A parked record, borrowed from the order until zp_order_advance. */
@@ -47,6 +66,15 @@ size_t zp_order_skip_written(zp_order_t *self, zp_order_written_fn *written,
  * order is unchanged) or id is not above the next one. */
 int zp_order_park(zp_order_t *self, uint64_t id, bool ok, const void *rec,
                   size_t rec_len, const void *json, size_t json_len);
+/* The same without the copy, for a record rendered in place: the buffer
+ * to append the record (then its JSON, if any) to, borrowed until the
+ * next call on the order (NULL when out of memory); then
+ * zp_order_park_rendered parks what was appended from byte `from` on,
+ * its first rec_len bytes the record and the rest its JSON. On failure
+ * (-1, as above) what was appended is dropped. */
+zp_buf_t *zp_order_park_buf(zp_order_t *self);
+int zp_order_park_rendered(zp_order_t *self, uint64_t id, bool ok, size_t from,
+                           size_t rec_len);
 /* True when the record for the next task id is parked; fills out. */
 bool zp_order_peek(const zp_order_t *self, zp_order_rec_t *out);
 /* The next task id's record was written (taken from the ring, or written

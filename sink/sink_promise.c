@@ -1,6 +1,7 @@
 /* sink_promise: the journal the sink keeps and what it promises (see
  * sink_promise.h). */
 #include "sink_promise.h"
+#include "sink_store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,8 @@
 
 zp_output_kind_t zp_promise_output_kind(const char *output)
 {
+    if (zp_store_output_none(output))
+        return ZP_OUTPUT_NONE;
     if (strcmp(output, "-") == 0)
         return ZP_OUTPUT_STREAM;
     struct stat st;
@@ -65,8 +68,9 @@ int zp_promise_decide(const zp_promise_flags_t *flags, zp_promise_t *out,
 void zp_promise_describe(const zp_promise_t *p, const zp_promise_flags_t *flags,
                          char *buf, size_t len)
 {
-    const char *out =
-        strcmp(flags->output, "-") == 0 ? "stdout" : flags->output;
+    const char *out = flags->output_kind == ZP_OUTPUT_NONE ? "none"
+                      : strcmp(flags->output, "-") == 0    ? "stdout"
+                                                           : flags->output;
     int n = 0;
     switch (p->level) {
     case ZP_PROMISE_SYNCED:
@@ -100,8 +104,13 @@ void zp_promise_describe(const zp_promise_t *p, const zp_promise_flags_t *flags,
         n += snprintf(buf + n, len - (size_t)n,
                       "; reduced jobs' results in %s, as durable as it",
                       p->folds);
+    /* No output: the spools are the records, written once. */
+    if (flags->output_kind == ZP_OUTPUT_NONE && n >= 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n,
+                 "; no --output: each record is written once, to its "
+                 "job's spool");
     /* A journal whose output is a stream: the stream may repeat a few. */
-    if (!p->rewind && n >= 0 && (size_t)n < len)
+    else if (!p->rewind && n >= 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n,
                  "; %s cannot be cut back after a crash, so records written "
                  "just before one may appear in it twice (%s exact)",

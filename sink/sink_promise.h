@@ -29,11 +29,13 @@
 typedef enum {
     ZP_OUTPUT_FILE,   /* a regular file, or none yet: it can be cut back */
     ZP_OUTPUT_STREAM, /* stdout, a pipe, a device: it cannot */
+    ZP_OUTPUT_NONE,   /* --output none: no output (with --spool, the
+                         spools are the output: written once) */
 } zp_output_kind_t;
 
 /* The flags that matter (strings borrowed for the call). */
 typedef struct {
-    const char *output;           /* "-" = stdout */
+    const char *output;           /* "-" = stdout, "none" = none */
     zp_output_kind_t output_kind; /* zp_promise_output_kind(output) */
     const char *journal;          /* --journal; NULL = none */
     bool journal_sync;            /* --journal-sync yes (the default) */
@@ -60,8 +62,9 @@ typedef struct {
     bool rewind;   /* a restart cuts the output back to the journal */
 } zp_promise_t;
 
-/* What output is: a regular file or a path that does not exist yet is a
- * FILE; "-" and anything else (a pipe, /dev/null) a STREAM. */
+/* What output is: "none" is NONE; a regular file or a path that does
+ * not exist yet is a FILE; "-" and anything else (a pipe, /dev/null) a
+ * STREAM. */
 zp_output_kind_t zp_promise_output_kind(const char *output);
 
 /* Decides from flags. Returns 0, or -1 when the implicit journal's path

@@ -22,17 +22,45 @@ typedef enum {
 zp_records_format_t zp_records_format(const char *name);
 
 /* Appends "output":"TEXT" when data is valid UTF-8, else
- * "output_b64":"BASE64". */
-void zp_records_json_output(zp_buf_t *b, const void *data, size_t len);
+ * "output_b64":"BASE64" (one pass over valid text). Returns 0, or -1
+ * when out of memory (b as it was). */
+int zp_records_json_output(zp_buf_t *b, const void *data, size_t len);
+
+/* The parts of JSON records that are the same for every record of a
+ * batch: the job's id and the worker's, escaped once. Zero-initialise;
+ * free with zp_records_jsonl_free. */
+typedef struct {
+    zp_buf_t head;        /* {"job":"JOB","task": */
+    zp_buf_t tail;        /* ,"worker":"WORKER","elapsed_us": */
+    zp_buf_t job, worker; /* the ids they are made for, as they are */
+} zp_records_jsonl_t;
+
+/* Makes c's parts for job and worker (borrowed for the call), unless
+ * they are made for them already (a string compare per call). Returns
+ * 0, or -1 when out of memory (made again by the next call). */
+int zp_records_jsonl_prepare(zp_records_jsonl_t *c, const char *job,
+                             const char *worker);
+void zp_records_jsonl_free(zp_records_jsonl_t *c);
+
+/* Appends result r as a JSON line with c's job and worker. No printf and
+ * no allocation but b's growth (zp_json.h): the sink renders a million a
+ * second into one large buffer. Returns 0, or -1 when out of memory (b as
+ * it was). */
+int zp_records_jsonl_append(const zp_records_jsonl_t *c, zp_buf_t *b,
+                            const Zpipe__V1__Result *r);
 
 /* Replaces b's contents with result r of job as a JSON line; worker is the
- * batch's worker id. All borrowed for the call. */
+ * batch's worker id. All borrowed for the call. The same bytes as
+ * zp_records_jsonl_append, for a record now and then (it allocates);
+ * empty, and logged, when out of memory. */
 void zp_records_json(zp_buf_t *b, const char *job, const char *worker,
                      const Zpipe__V1__Result *r);
 
 /* Replaces b's contents with data as one line: a trailing newline of its
- * own is dropped, one is added. */
+ * own is dropped, one is added. zp_records_line_append appends it
+ * (returns 0, or -1 when out of memory, b as it was). */
 void zp_records_line(zp_buf_t *b, const void *data, size_t len);
+int zp_records_line_append(zp_buf_t *b, const void *data, size_t len);
 
 /* A frame record: ZP_RECORDS_FRAME_HEADER bytes, all big-endian,
  *   u64 task id | u8 flags | u8 cause length C | u16 zero |
@@ -49,6 +77,9 @@ void zp_records_line(zp_buf_t *b, const void *data, size_t len);
  * it is; a failure's cause (plugin_error when it has none, cut at 255
  * bytes) and error text; attempts at least 1. r borrowed for the call. */
 void zp_records_frame(zp_buf_t *b, const Zpipe__V1__Result *r);
+/* The same appended to b: 0, or -1 when out of memory (logged; b as it
+ * was). */
+int zp_records_frame_append(zp_buf_t *b, const Zpipe__V1__Result *r);
 
 /* A reduced job's one record (--reduce). Strings borrowed for the call. */
 typedef struct {

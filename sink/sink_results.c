@@ -150,37 +150,71 @@ static void s_drain_ordered(zp_sink_t *s, zp_sink_job_t *j)
     }
 }
 
-/* Formats the task's record and writes it, or parks it (--ordered). */
-static void s_write_record(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
+/* Appends r's record to b: in the output's format, or its JSON (json),
+ * the JSON's job and worker those of the batch at hand (s->jsonl).
+ * Returns 0, or -1 when out of memory (logged; nothing appended). */
+static int s_render(zp_sink_t *s, zp_buf_t *b, const Zpipe__V1__Result *r,
+                    bool json)
+{
+    int rc;
+    if (json || s->format == ZP_RECORDS_JSONL)
+        rc = s->jsonl_ready ? zp_records_jsonl_append(&s->jsonl, b, r) : -1;
+    else if (s->format == ZP_RECORDS_LINES)
+        rc = zp_records_line_append(b, r->output.data, r->output.len);
+    else
+        return zp_records_frame_append(b, r); /* logs its own */
+    if (rc < 0)
+        zp_error("out of memory rendering task %llu's record: it is not "
+                 "written",
+                 (unsigned long long)r->task_id);
+    return rc;
+}
+
+/* Formats the task's record where it goes, without a copy: into the
+ * output's buffer (with no output, the job's spool's) and writes it, or
+ * into the order's chunk when it must wait for lower ids (--ordered). */
+static void s_write_record(zp_sink_t *s, zp_sink_job_t *j,
                            const Zpipe__V1__Result *r, bool ok)
 {
-    if (s->format == ZP_RECORDS_LINES)
-        zp_records_line(&s->rec, r->output.data, r->output.len);
-    else if (s->format == ZP_RECORDS_FRAMES)
-        zp_records_frame(&s->rec, r);
-    else
-        zp_records_json(&s->rec, j->id, worker, r);
-    /* The spool is always JSON Lines: a second rendering for the other
-     * formats. */
-    const zp_buf_t *json = NULL;
-    if (s->cfg->spool && s->format != ZP_RECORDS_JSONL) {
-        zp_records_json(&s->spool_rec, j->id, worker, r);
-        json = &s->spool_rec;
+    bool out = zp_store_has_output(s->store);
+    /* The spool is always JSON Lines: a second rendering when the output
+     * has another format. */
+    bool spool_json = out && s->cfg->spool && s->format != ZP_RECORDS_JSONL;
+    uint64_t next = zp_order_next(&j->order);
+    bool park = s->cfg->ordered && r->task_id > next;
+    zp_buf_t *b = park ? zp_order_park_buf(&j->order)
+                       : zp_store_record_buf(s->store, &j->spool, j->id);
+    if (!b) {
+        if (park)
+            zp_error("out of memory holding job %s task %llu for ordering",
+                     j->id, (unsigned long long)r->task_id);
+        return; /* else the store has failed (logged): the sink stops */
     }
-    const char *jd = json ? json->data : NULL;
-    size_t jl = json ? json->len : 0;
-    if (!s->cfg->ordered || r->task_id < zp_order_next(&j->order))
-        /* Behind the order's next (cannot happen: every id below it has
-         * its record): written out of order rather than counted and lost. */
-        s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len, jd, jl);
-    else if (r->task_id == zp_order_next(&j->order)) {
-        s_emit(s, j, r->task_id, ok, s->rec.data, s->rec.len, jd, jl);
+    size_t from = b->len;
+    s_render(s, b, r, !out);
+    if (park) {
+        size_t rec_len = b->len - from;
+        if (spool_json)
+            s_render(s, b, r, true); /* behind the record */
+        if (zp_order_park_rendered(&j->order, r->task_id, ok, from, rec_len) <
+            0)
+            zp_error("out of memory holding job %s task %llu for ordering",
+                     j->id, (unsigned long long)r->task_id);
+        return;
+    }
+    s->spool_rec.len = 0;
+    if (spool_json)
+        s_render(s, &s->spool_rec, r, true);
+    /* Behind the order's next (cannot happen: every id below it has its
+     * record): written out of order rather than counted and lost. */
+    zp_store_emit_rendered(s->store, &j->spool, j->id, r->task_id, ok, from,
+                           spool_json ? s->spool_rec.data : NULL,
+                           s->spool_rec.len);
+    s_list_committed(s, j, r->task_id);
+    if (s->cfg->ordered && r->task_id == next) {
         zp_order_advance(&j->order);
         s_drain_ordered(s, j);
-    } else if (zp_order_park(&j->order, r->task_id, ok, s->rec.data, s->rec.len,
-                             jd, jl) < 0)
-        zp_error("out of memory holding job %s task %llu for ordering", j->id,
-                 (unsigned long long)r->task_id);
+    }
 }
 
 /* The job is complete: its one reduced record. */
@@ -335,7 +369,7 @@ static bool s_on_result(zp_sink_t *s, zp_sink_job_t *j, const char *worker,
         s_list_committed(s, j, r->task_id);
         return true;
     }
-    s_write_record(s, j, worker, r, ok);
+    s_write_record(s, j, r, ok);
     return true;
 }
 
@@ -465,6 +499,10 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame, const char *rid,
         free(refused); /* nothing of it taken, nor counted, nor published */
         return;
     }
+    /* The batch's job and worker, escaped once for its JSON records. */
+    if (s->format == ZP_RECORDS_JSONL || s->cfg->spool)
+        s->jsonl_ready =
+            zp_records_jsonl_prepare(&s->jsonl, j->id, worker) == 0;
     uint64_t now = zp_now_us();
     if (!j->first_us)
         j->first_us = now;

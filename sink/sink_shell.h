@@ -47,6 +47,8 @@ typedef struct {
     zp_result_view_t view; /* results decoded without copies */
     zp_buf_t rec, scratch;
     zp_buf_t spool_rec, chunk; /* a JSON record for the spool; a reply */
+    zp_records_jsonl_t jsonl;  /* the batch's job and worker, escaped */
+    bool jsonl_ready;          /* jsonl is made for the batch at hand */
     zp_sink_counters_t n;      /* bad messages, dropped connections */
     zp_metrics_t *metrics;     /* NULL unless --metrics */
     zp_events_t *events;       /* NULL unless --events */

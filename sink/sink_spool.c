@@ -189,25 +189,39 @@ static int s_open(zp_spools_t *self, zp_spool_t *spool, const char *job)
     return 0;
 }
 
-int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
-                     const void *data, size_t len)
+zp_buf_t *zp_spools_buf(zp_spools_t *self, zp_spool_t *spool, const char *job)
 {
-    if (s_open(self, spool, job) < 0)
-        return -1;
-    if (zp_dfile_append(spool->file, data, len) < 0) {
-        zp_error("spool for job %s: out of memory", job);
-        return -1;
-    }
-    if (zp_dfile_full(spool->file) && zp_dfile_write(spool->file) < 0)
-        zp_debug("spool for job %s: %s (tried again at the barrier)", job,
-                 strerror(errno));
+    return s_open(self, spool, job) < 0 ? NULL : zp_dfile_buf(spool->file);
+}
+
+void zp_spools_appended(zp_spools_t *self, zp_spool_t *spool, size_t from)
+{
+    const zp_buf_t *b = zp_dfile_buf(spool->file);
+    size_t len = b->len - from;
     spool->len += len;
-    spool->crc = zp_crc32c(spool->crc, data, len);
+    spool->crc = zp_crc32c(spool->crc, b->data + from, len);
+    if (zp_dfile_full(spool->file) && zp_dfile_write(spool->file) < 0)
+        zp_debug("spool for job %s: %s (tried again at the barrier)",
+                 spool->job, strerror(errno));
     if (!spool->pending && len) {
         spool->pending = true;
         spool->next_pending = self->pending;
         self->pending = spool;
     }
+}
+
+int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
+                     const void *data, size_t len)
+{
+    zp_buf_t *b = zp_spools_buf(self, spool, job);
+    if (!b)
+        return -1;
+    size_t from = b->len;
+    if (zp_buf_append(b, data, len) < 0) {
+        zp_error("spool for job %s: out of memory", job);
+        return -1;
+    }
+    zp_spools_appended(self, spool, from);
     return 0;
 }
 

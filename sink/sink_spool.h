@@ -9,6 +9,8 @@
 #ifndef ZP_SINK_SPOOL_H
 #define ZP_SINK_SPOOL_H
 
+#include "zp_util.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,6 +60,13 @@ int zp_spools_open_read(const zp_spools_t *self, const char *job);
  * longer matches the journal). */
 int zp_spools_append(zp_spools_t *self, zp_spool_t *spool, const char *job,
                      const void *data, size_t len);
+/* The same in two steps, for a record rendered in place: the buffer of
+ * job's spool file (opened as zp_spools_append does; NULL after logging,
+ * the sink must stop), borrowed until the next call on the set; then,
+ * once the caller has appended to it, the bytes from `from` on are
+ * counted as appended. */
+zp_buf_t *zp_spools_buf(zp_spools_t *self, zp_spool_t *spool, const char *job);
+void zp_spools_appended(zp_spools_t *self, zp_spool_t *spool, size_t from);
 /* Makes the written bytes of every spool on the list durable. Returns 0,
  * or -1 (errno; not logged: a full disk pauses the sink, which says so
  * once): what failed stays buffered, for the next call, and the file is

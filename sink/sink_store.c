@@ -18,7 +18,8 @@
 
 struct zp_store {
     zp_store_config_t cfg;
-    zp_dfile_t *out;
+    zp_dfile_t *out;     /* NULL with --output none */
+    zp_buf_t discard;    /* records for no output and no spool */
     uint64_t out_offset; /* bytes in the output file */
     zp_disk_t disk;      /* a write failed: paused until one succeeds */
     zp_disk_watch_t out_watch, journal_watch; /* deleted or replaced? */
@@ -269,7 +270,8 @@ static int s_open_journaled(zp_store_t *self)
         self->out_offset = 0; /* a stream: offsets count from here */
     self->compact_last = zp_journal_size(self->journal);
     zp_disk_watch_set(&self->journal_watch, cfg->journal);
-    return s_open_output_journaled(self);
+    return zp_store_output_none(cfg->output) ? 0
+                                             : s_open_output_journaled(self);
 }
 
 zp_store_t *zp_store_new(const zp_store_config_t *cfg,
@@ -303,7 +305,7 @@ zp_store_t *zp_store_new(const zp_store_config_t *cfg,
             errno = saved;
             return NULL;
         }
-    } else {
+    } else if (!zp_store_output_none(cfg->output)) {
         int fd = strcmp(cfg->output, "-") == 0
                      ? 1
                      : open(cfg->output,
@@ -335,6 +337,7 @@ void zp_store_destroy(zp_store_t **self_p)
     zp_foldlogs_destroy(&self->folds);
     zp_journal_destroy(&self->journal);
     zp_spools_destroy(&self->spools);
+    zp_buf_free(&self->discard);
     size_t cursor = 0;
     uint64_t id;
     void *c;
@@ -418,57 +421,86 @@ void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total)
         zp_journal_close_job(self->journal, job, total);
 }
 
-/* Buffered until the barrier, or written once a megabyte piled up (not
- * while paused: the barrier's retry does that). */
-static void s_write(zp_store_t *self, const void *data, size_t len)
+bool zp_store_output_none(const char *output)
 {
-    if (zp_dfile_append(self->out, data, len) < 0) {
-        S_FAIL(self, "writing %s: out of memory", self->cfg.output);
-        return;
+    return strcmp(output, ZP_STORE_NO_OUTPUT) == 0;
+}
+
+bool zp_store_has_output(const zp_store_t *self)
+{
+    return self->out != NULL;
+}
+
+zp_buf_t *zp_store_record_buf(zp_store_t *self, zp_spool_t *spool,
+                              const char *job)
+{
+    if (self->out)
+        return zp_dfile_buf(self->out);
+    if (!self->spools) {
+        self->discard.len = 0; /* records go nowhere */
+        return &self->discard;
     }
-    if (zp_dfile_full(self->out) && !zp_disk_paused(&self->disk) &&
-        zp_dfile_write(self->out) < 0)
-        s_io_failed(self, self->cfg.output);
-}
-
-/* Appends one record to the job's spool, in the journal's order (records
- * are spooled when they are emitted). */
-static void s_spool_write(zp_store_t *self, zp_spool_t *spool, const char *job,
-                          const void *json, size_t len)
-{
-    if (zp_spools_append(self->spools, spool, job, json, len) < 0)
+    zp_buf_t *b = zp_spools_buf(self->spools, spool, job);
+    if (!b)
         self->failed = true; /* logged */
+    return b;
 }
 
-void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
-                   uint64_t task, bool ok, const void *data, size_t len,
-                   const void *json, size_t json_len)
+void zp_store_emit_rendered(zp_store_t *self, zp_spool_t *spool,
+                            const char *job, uint64_t task, bool ok,
+                            size_t from, const void *json, size_t json_len)
 {
-    s_write(self, data, len);
-    if (self->spools)
-        s_spool_write(self, spool, job, json ? json : data,
-                      json ? json_len : len);
-    self->out_offset += len;
+    if (self->out) {
+        /* Buffered until the barrier, or written once a megabyte piled
+         * up (not while paused: the barrier's retry does that). */
+        const zp_buf_t *b = zp_dfile_buf(self->out);
+        size_t len = b->len - from;
+        if (self->spools && zp_spools_append(self->spools, spool, job,
+                                             json ? json : b->data + from,
+                                             json ? json_len : len) < 0)
+            self->failed = true; /* logged */
+        self->out_offset += len;
+        if (zp_dfile_full(self->out) && !zp_disk_paused(&self->disk) &&
+            zp_dfile_write(self->out) < 0)
+            s_io_failed(self, self->cfg.output);
+    } else if (self->spools) {
+        /* The spool is the output: the record was rendered into it. */
+        zp_spools_appended(self->spools, spool, from);
+    }
     self->dirty = true;
     if (self->journal &&
         zp_journal_record(self->journal, job, task, ok, self->out_offset) < 0)
         zp_error("journal: out of memory");
 }
 
+void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
+                   uint64_t task, bool ok, const void *data, size_t len,
+                   const void *json, size_t json_len)
+{
+    if (!self->out && json) { /* only the spool's rendering is kept */
+        data = json;
+        len = json_len;
+        json = NULL;
+    }
+    zp_buf_t *b = zp_store_record_buf(self, spool, job);
+    if (!b)
+        return;
+    size_t from = b->len;
+    if (zp_buf_append(b, data, len) < 0) {
+        S_FAIL(self, "writing the record of job %s task %llu: out of memory",
+               job, (unsigned long long)task);
+        return;
+    }
+    zp_store_emit_rendered(self, spool, job, task, ok, from, json, json_len);
+}
+
 void zp_store_emit_final(zp_store_t *self, zp_spool_t *spool, const char *job,
                          uint64_t total, bool ok, const void *data, size_t len,
                          const void *json, size_t json_len)
 {
-    s_write(self, data, len);
-    if (self->spools)
-        s_spool_write(self, spool, job, json ? json : data,
-                      json ? json_len : len);
-    self->out_offset += len;
-    self->dirty = true;
-    if (self->journal &&
-        zp_journal_record(self->journal, job, total, ok, self->out_offset) < 0)
-        zp_error("journal: out of memory");
-    if (!zp_disk_paused(&self->disk) && zp_dfile_write(self->out) < 0)
+    zp_store_emit(self, spool, job, total, ok, data, len, json, json_len);
+    if (self->out && !zp_disk_paused(&self->disk) &&
+        zp_dfile_write(self->out) < 0)
         s_io_failed(self, self->cfg.output);
 }
 
@@ -511,7 +543,7 @@ static int s_journal_spool(void *ctx, zp_spool_t *spool)
 static int s_sync_files(zp_store_t *self)
 {
     bool sync = self->journal && self->cfg.sync && self->cfg.rewind;
-    if (zp_dfile_commit(self->out, sync) < 0) {
+    if (self->out && zp_dfile_commit(self->out, sync) < 0) {
         s_io_failed(self, self->cfg.output);
         return -1;
     }
@@ -665,7 +697,7 @@ int zp_store_compact(zp_store_t *self, zp_journal_dump_fn *dump, void *ctx)
     uint64_t before = zp_journal_size(self->journal);
     /* The snapshot says the output holds out_offset bytes: make it so
      * (already, when the barrier syncs it). */
-    if (self->cfg.rewind && !self->cfg.sync &&
+    if (self->out && self->cfg.rewind && !self->cfg.sync &&
         zp_dfile_commit(self->out, true) < 0) {
         s_io_failed(self, self->cfg.output);
         return -1;
@@ -700,7 +732,7 @@ int zp_store_finish(zp_store_t *self)
 {
     if (!s_files_kept(self))
         return -1;
-    if (zp_dfile_commit(self->out, false) < 0) {
+    if (self->out && zp_dfile_commit(self->out, false) < 0) {
         zp_error("writing %s: %s; the records not written are not "
                  "journaled either",
                  self->cfg.output, strerror(errno));

@@ -16,8 +16,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* --output none: no output; with --spool, the spools are the output
+ * (each record is written once, to its job's spool). */
+#define ZP_STORE_NO_OUTPUT "none"
+
 typedef struct {
-    const char *output;  /* path, "-" = stdout */
+    const char *output;  /* path, "-" = stdout, ZP_STORE_NO_OUTPUT */
     const char *journal; /* commit log; NULL = none */
     const char *spool;   /* directory of spools; NULL = none */
     bool sync;           /* with a journal: fdatasync before acknowledging; else
@@ -94,11 +98,31 @@ void zp_store_job_opened(zp_store_t *self, const char *job,
 void zp_store_job_keyed(zp_store_t *self, const char *job, const char *key);
 void zp_store_job_closed(zp_store_t *self, const char *job, uint64_t total);
 
+/* Whether output names no output (ZP_STORE_NO_OUTPUT). */
+bool zp_store_output_none(const char *output);
+/* Whether the store writes an output (else only the spools, if any). */
+bool zp_store_has_output(const zp_store_t *self);
+
 /* Writes task's record: data to the output, json (NULL: data is JSON
- * already) to the job's spool, and the record to the journal. */
+ * already) to the job's spool, and the record to the journal. With no
+ * output the spool gets the JSON (json, else data) and nothing else is
+ * written. */
 void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
                    uint64_t task, bool ok, const void *data, size_t len,
                    const void *json, size_t json_len);
+/* The same for a record rendered in place, without a copy: the buffer
+ * job's next record goes to (the output's; with no output the job's
+ * spool's, where the record must be its JSON; a scratch buffer when
+ * there is neither), borrowed until the next call on the store, or NULL
+ * when the spool's file cannot be opened (logged; the store has failed).
+ * The caller appends the record to it, then zp_store_emit_rendered
+ * writes what was appended from byte `from` on (json as above; NULL
+ * with no output). */
+zp_buf_t *zp_store_record_buf(zp_store_t *self, zp_spool_t *spool,
+                              const char *job);
+void zp_store_emit_rendered(zp_store_t *self, zp_spool_t *spool,
+                            const char *job, uint64_t task, bool ok,
+                            size_t from, const void *json, size_t json_len);
 /* Writes a reduced job's one record (closed with total tasks; ok: the
  * reduction succeeded), journaled as the record of task id total (see
  * zp_journal.h), and flushes the output. */

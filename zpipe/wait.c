@@ -151,6 +151,22 @@ static const char s_results_synopsis[] =
     "refused or did not answer in --timeout-ms, 130/143 interrupted (the\n"
     "cursor to resume from is printed on stderr).";
 
+/* Asks the sink for job's records from cursor on (its default chunk,
+ * 1 MiB: larger ones measured slower), waiting for them; returns when it
+ * asked. */
+static uint64_t s_ask_results(zp_client_t *c, const char *job, uint64_t cursor)
+{
+    Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
+    rq.job_id = (char *)job;
+    rq.cursor = cursor;
+    rq.wait = true;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST;
+    m.results_request = &rq;
+    zp_client_send(c, &m, ZMQ_DONTWAIT);
+    return zp_mono_us();
+}
+
 int zp_cmd_results(int argc, char **argv)
 {
     s_client_opts_t o = {.sink = "tcp://127.0.0.1:5559"};
@@ -173,21 +189,15 @@ int zp_cmd_results(int argc, char **argv)
     rc = 3;
     zp_client_t *c = zp_client_new(o.sink, ZP_CLIENT_MAX_MSG, o.secret,
                                    "sink-key", o.sink_key);
-    uint64_t t0 = zp_mono_us(), cursor = o.cursor;
-    bool known = false;
+    uint64_t t0 = zp_mono_us(), cursor = o.cursor, asked = 0;
+    bool known = false, sent = false;
     if (!c)
         goto done;
     while (!zp_stopping() && !s_timed_out(&o, t0)) {
-        Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
-        rq.job_id = (char *)o.job;
-        rq.cursor = cursor;
-        rq.wait = true;
-        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST;
-        m.results_request = &rq;
-        zp_client_send(c, &m, ZMQ_DONTWAIT);
+        if (!sent)
+            asked = s_ask_results(c, o.job, cursor);
+        sent = false;
         zp_message_t *r = NULL;
-        uint64_t asked = zp_mono_us();
         /* Answers to an earlier request for the same cursor are as good;
          * any other cursor is stale. */
         while (!zp_stopping() && zp_mono_us() - asked < S_RESEND_US) {
@@ -210,6 +220,12 @@ int zp_cmd_results(int argc, char **argv)
             goto done;
         }
         known = true;
+        /* The next chunk is asked for before this one is written: the
+         * sink reads and sends it while stdout takes this one. */
+        if (!ch->done) {
+            asked = s_ask_results(c, o.job, ch->next_cursor);
+            sent = true;
+        }
         if (ch->records.len && fwrite(ch->records.data, 1, ch->records.len,
                                       stdout) != ch->records.len) {
             fprintf(stderr, "zpipe results: writing stdout: %s\n",

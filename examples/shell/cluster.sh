@@ -14,7 +14,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 mkdir "$dir/spool"
 
 "$bin/zpipe-sink" --results "ipc://$dir/results" --control "ipc://$dir/control" \
-    --publish none --spool "$dir/spool" --output /dev/null 2>"$dir/sink.log" &
+    --publish none --spool "$dir/spool" 2>"$dir/sink.log" &
 "$bin/zpipe-ventilator" --intake "ipc://$dir/intake" --bind "ipc://$dir/dispatch" \
     --sink "ipc://$dir/control" 2>"$dir/ventilator.log" &
 for _ in 1 2; do

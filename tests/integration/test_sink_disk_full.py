@@ -176,9 +176,16 @@ def test_output_and_journal_on_a_full_disk_pause_and_resume():
 
 
 def test_a_pause_longer_than_the_lease_blames_no_worker():
-    # Leases of 1 s expire four times over while the sink is paused: no
-    # worker is quarantined for it (the sink commits nothing of anyone's).
-    _run_on_full_disk(journal_on_small=False, lease_ms=1000, hold_s=4)
+    # Leases of 2 s expire three times over while the sink is paused (7 s:
+    # its retries come 1, 3 and 7 s in): no worker is quarantined for it
+    # (the sink commits nothing of anyone's). Not 1-s leases: the
+    # ventilator forgives 3 quiet expiries a task (ZP_VENT_QUIET_EXPIRIES),
+    # then moves it at most twice, so a task whose result the paused sink
+    # had not read yet (it stops reading while paused) failed at the 6th
+    # or 7th expiry, right at the pause's end: whether any had not been
+    # read depended on how far the sink got before its first failed write
+    # (a faster sink commits sooner).
+    _run_on_full_disk(journal_on_small=False, lease_ms=2000, hold_s=4)
 
 
 class SmallSpool(Service):
@@ -226,18 +233,17 @@ def test_a_full_spool_pauses_and_the_producer_wait_completes():
                                  "space returning")
         check(w.returncode == 0, "zpipe wait exited %d: %s"
               % (w.returncode, w.stderr.read()[-1000:]))
+        # The service sink has no --output: the spool is its output,
+        # each record written once (rendered into the spool's buffer,
+        # which holds them while the disk is full).
+        check(s.output is None, "the service sink has an --output")
         spool = _read(os.path.join(small, job + ".jsonl"))
         lost, dup, unexp, wrong, nul = _count(spool, payloads)
-        olost, odup, ounexp, owrong, onul = _count(_read(s.output), payloads)
         print("  spool full: spool lost %d, duplicated %d, unexpected %d, "
-              "wrong %d, NUL %d; output lost %d, duplicated %d, NUL %d"
-              % (lost, dup, unexp, wrong, nul, olost, odup, onul))
+              "wrong %d, NUL %d" % (lost, dup, unexp, wrong, nul))
         check((lost, dup, unexp, wrong, nul) == (0, 0, 0, 0, 0),
               "spool: lost %d, duplicated %d, unexpected %d, wrong %d, NUL %d"
               % (lost, dup, unexp, wrong, nul))
-        check((olost, odup, ounexp, owrong, onul) == (0, 0, 0, 0, 0),
-              "output: lost %d, duplicated %d, unexpected %d, wrong %d, NUL %d"
-              % (olost, odup, ounexp, owrong, onul))
     finally:
         if s:
             s.kill_all()

@@ -56,12 +56,13 @@ def _sink_children(p):
                           capture_output=True, text=True).stdout.split()
 
 
-def test_spool_sink_without_journal_killed_mid_job():
+def _spool_sink_killed_mid_job(output):
     # The case: --spool, no --journal. Before: 8,778 of 20,000
     # records lost and the job never completed.
     n = 20000
     spool = zptest.tmpdir()
-    c = Cluster(sink_args=("--spool", spool))
+    c = Cluster(output_name="out.jsonl" if output else None,
+                sink_args=("--spool", spool))
     cmd = c.sink.args
     workers = [c.worker(["spin"], name="w%d" % i) for i in range(2)]
     v = c.ventilator("spin", _spin_input(c.dir, n, 100), args=["--job", "spooled"])
@@ -77,11 +78,24 @@ def test_spool_sink_without_journal_killed_mid_job():
     resumed = log.split("resumed ")[1].split(" ")[0]
     _report("spool", os.path.join(spool, "spooled.jsonl"), n, "100",
             " (the restarted sink resumed %s)" % resumed)
-    _report("output", c.output, n, "100")
+    if output:
+        _report("output", c.output, n, "100")
+    else:
+        check("written once, to its job's spool" in log,
+              "a sink without --output did not say its spools are the output")
     check(not os.path.exists(os.path.join(spool, "zpipe-sink.journal")),
           "the sink's own journal was kept after a clean stop with every job done")
     for w in workers:
         zptest.stop(w)
+
+
+def test_spool_sink_without_journal_killed_mid_job():
+    # No --output: the spool is the output, each record written once.
+    _spool_sink_killed_mid_job(output=False)
+
+
+def test_spool_and_output_sink_without_journal_killed_mid_job():
+    _spool_sink_killed_mid_job(output=True)
 
 
 def test_run_without_journal_sink_killed():
@@ -191,9 +205,13 @@ def test_startup_says_what_a_crash_may_cost():
     spool = zptest.tmpdir()
     said = _startup(["--output", "-", "--spool", spool], d)
     check("zpipe-sink.journal" in said and "stdout cannot be cut back" in said, said)
+    said = _startup(["--spool", spool], d)
+    check("zpipe-sink.journal" in said and "output none" in said
+          and "written once, to its job's spool" in said, said)
     print("    file: not synced, a power loss may cost the tail; --journal: "
           "synced; stdout, /dev/null: no journal; stdout with --spool: the "
-          "spool's journal, stdout may repeat")
+          "spool's journal, stdout may repeat; --spool alone: the spool's "
+          "journal, each record written once")
 
 
 def test_unfinished_job_keeps_the_sinks_journal():
@@ -225,6 +243,7 @@ def test_unfinished_job_keeps_the_sinks_journal():
 if __name__ == "__main__":
     zptest.main([
         test_spool_sink_without_journal_killed_mid_job,
+        test_spool_and_output_sink_without_journal_killed_mid_job,
         test_run_without_journal_sink_killed,
         test_run_with_journal_sink_killed_three_times,
         test_run_with_a_compacted_journal_sink_killed_three_times,

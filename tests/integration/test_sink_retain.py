@@ -43,8 +43,7 @@ COMPACT = 1 << 20
 class RetainingSink(Sink):
     def start(self):
         args = [binary("zpipe-sink"), "--results", self.results, "--control",
-                self.control, "--publish", "none", "--output",
-                os.path.join(self.dir, "out.jsonl"), "--journal",
+                self.control, "--publish", "none", "--journal",
                 os.path.join(self.dir, "journal"), "--spool", self.spool,
                 "--journal-compact",
                 str(COMPACT)]

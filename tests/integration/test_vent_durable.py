@@ -23,12 +23,13 @@ import zpipe_pb2  # noqa: E402
 
 
 class Service(zptest.Cluster):
-    """Journaled sink with a spool, a journaled ventilator with an intake,
-    workers; the ventilator (or everything) can be killed and restarted."""
+    """Journaled sink with a spool (its output: no --output, each record
+    written once), a journaled ventilator with an intake, workers; the
+    ventilator (or everything) can be killed and restarted."""
 
     def __init__(self, workers=2, plugins=("sha256",)):
         self.spool = zptest.tmpdir()
-        super().__init__(sink_args=self._sink_args())
+        super().__init__(output_name=None, sink_args=self._sink_args())
         self.intake = "ipc://%s/intake" % self.dir
         self.vjournal = os.path.join(self.dir, "ventilator.journal")
         self.plugins = plugins
@@ -59,10 +60,7 @@ class Service(zptest.Cluster):
             p.wait()
 
     def restart_all(self):
-        self.sink = start([binary("zpipe-sink"), "--results", self.results,
-                           "--control", self.control, "--publish", self.publish,
-                           "--output", self.output] + list(self._sink_args()),
-                          stderr=self._log("sink"))
+        self.sink = start(list(self.sink.args), stderr=self._log("sink"))
         self.start_ventilator()
         self.workers = [self.worker(plugins=self.plugins) for _ in self.workers]
 
@@ -350,10 +348,7 @@ def test_sink_away_longer_than_the_lease_blames_no_worker():
             s.sink.send_signal(signal.SIGKILL)
             s.sink.wait()
             time.sleep(3)
-            s.sink = start([binary("zpipe-sink"), "--results", s.results,
-                            "--control", s.control, "--publish", s.publish,
-                            "--output", s.output] + list(s._sink_args()),
-                           stderr=s._log("sink"))
+            s.sink = start(list(s.sink.args), stderr=s._log("sink"))
     p.close(n)
     st = _status(s.control, "away-1")
     counts = _count(s.control, "away-1", payloads,

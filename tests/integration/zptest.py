@@ -147,18 +147,20 @@ class Cluster:
     workers and the ventilator are started by the test."""
 
     def __init__(self, output_name="out.jsonl", sink_args=()):
+        """output_name None: no --output (a sink with --spool then writes
+        each record once, to its spool)."""
         self.dir = tmpdir()
         self.dispatch = "ipc://%s/dispatch" % self.dir
         self.results = "ipc://%s/results" % self.dir
         self.control = "ipc://%s/control" % self.dir
         self.publish = "ipc://%s/publish" % self.dir
-        self.output = os.path.join(self.dir, output_name)
+        self.output = os.path.join(self.dir, output_name) if output_name else None
         self.logs = []
         _clusters.append(self)
         self.sink = start([binary("zpipe-sink"), "--results", self.results,
-                           "--control", self.control, "--publish", self.publish,
-                           "--output", self.output] + list(sink_args),
-                          stderr=self._log("sink"))
+                           "--control", self.control, "--publish", self.publish]
+                          + (["--output", self.output] if self.output else [])
+                          + list(sink_args), stderr=self._log("sink"))
 
     def _log(self, name):
         path = os.path.join(self.dir, name + ".log")

@@ -128,6 +128,78 @@ static void test_park_refuses_ids_not_ahead(void)
     zp_order_fini(&o);
 }
 
+/* Batches of 1,000 records arriving before the batch ahead of them, as
+ * two workers' batches do: once the chunks are warm, parking and writing
+ * them allocates nothing. */
+static void test_steady_parking_allocates_nothing(void)
+{
+    zp_order_t o = {0};
+    char rec[64];
+    long warm = 0;
+    for (int round = 0; round < 6; round++) {
+        if (round == 3)
+            failalloc_arm(0); /* counting from here */
+        uint64_t base = zp_order_next(&o);
+        for (uint64_t id = base + 1000; id < base + 2000; id++) {
+            zp_buf_t *b = zp_order_park_buf(&o);
+            TEST_CHECK(b != NULL);
+            size_t from = b->len;
+            int n = snprintf(rec, sizeof rec, "{\"task\":%llu}\n",
+                             (unsigned long long)id);
+            TEST_CHECK(zp_buf_append(b, rec, (size_t)n) == 0);
+            TEST_CHECK(zp_buf_append(b, "J", 1) == 0); /* its JSON */
+            TEST_EQ_INT(zp_order_park_rendered(&o, id, true, from, (size_t)n),
+                        0);
+        }
+        TEST_EQ_INT(zp_order_parked(&o), 1000);
+        for (uint64_t id = base; id < base + 1000; id++)
+            zp_order_advance(&o); /* written as they came, in order */
+        zp_order_rec_t p;
+        for (uint64_t id = base + 1000; id < base + 2000; id++) {
+            TEST_CHECK(zp_order_peek(&o, &p));
+            int n = snprintf(rec, sizeof rec, "{\"task\":%llu}\n",
+                             (unsigned long long)id);
+            TEST_CHECK(p.task == id && p.rec_len == (size_t)n &&
+                       memcmp(p.rec, rec, (size_t)n) == 0);
+            TEST_CHECK(p.json_len == 1 && p.json[0] == 'J');
+            zp_order_advance(&o);
+        }
+        TEST_EQ_INT(zp_order_parked(&o), 0);
+        if (round == 5)
+            warm = failalloc_count();
+    }
+    TEST_EQ_INT(warm, 0);
+    zp_order_fini(&o);
+}
+
+/* Records parked past one chunk's size stay whole and in order while the
+ * chunks before them are written and reused. */
+static void test_records_span_many_chunks(void)
+{
+    zp_order_t o = {0};
+    static char big[100000];
+    memset(big, 'b', sizeof big);
+    uint64_t n = 40; /* 4 MB: many chunks */
+    for (uint64_t id = n; id >= 1; id--) {
+        big[0] = (char)('0' + id % 10);
+        TEST_EQ_INT(
+            zp_order_park(&o, id, id % 3 != 0, big, sizeof big - id, NULL, 0),
+            0);
+    }
+    TEST_CHECK(o.n_chunks > 1);
+    zp_order_advance(&o);
+    zp_order_rec_t p;
+    for (uint64_t id = 1; id <= n; id++) {
+        TEST_CHECK(zp_order_peek(&o, &p));
+        TEST_CHECK(p.task == id && p.ok == (id % 3 != 0));
+        TEST_CHECK(p.rec_len == sizeof big - id && p.json == NULL);
+        TEST_CHECK(p.rec[0] == (char)('0' + id % 10) && p.rec[1] == 'b');
+        zp_order_advance(&o);
+    }
+    TEST_EQ_INT(zp_order_parked(&o), 0);
+    zp_order_fini(&o);
+}
+
 static void s_scenario(void *arg)
 {
     int *failed = arg;
@@ -196,6 +268,9 @@ static const test_case_t tests[] = {
     {"test_json_is_kept_beside_the_record",
      test_json_is_kept_beside_the_record},
     {"test_park_refuses_ids_not_ahead", test_park_refuses_ids_not_ahead},
+    {"test_steady_parking_allocates_nothing",
+     test_steady_parking_allocates_nothing},
+    {"test_records_span_many_chunks", test_records_span_many_chunks},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };

@@ -17,6 +17,8 @@ static zp_promise_flags_t s_flags(const char *output, zp_output_kind_t kind)
 static void test_output_kinds(void)
 {
     TEST_EQ_INT(zp_promise_output_kind("-"), ZP_OUTPUT_STREAM);
+    TEST_EQ_INT(zp_promise_output_kind("none"), ZP_OUTPUT_NONE);
+    TEST_EQ_INT(zp_promise_output_kind("./none"), ZP_OUTPUT_FILE);
     TEST_EQ_INT(zp_promise_output_kind("/dev/null"), ZP_OUTPUT_STREAM);
     TEST_EQ_INT(zp_promise_output_kind("/tmp"), ZP_OUTPUT_STREAM);
     TEST_EQ_INT(zp_promise_output_kind("/nonexistent/out.jsonl"),
@@ -84,6 +86,29 @@ static void test_implicit_journal_in_the_spool(void)
     TEST_EQ_INT(zp_promise_decide(&f, &p, err, sizeof err), 0);
     TEST_EQ_STR(p.journal, "sp/" ZP_PROMISE_SPOOL_JOURNAL);
     TEST_CHECK(p.rewind);
+}
+
+/* A service sink without --output: its spools are its output, and its
+ * journal is in the spool directory. */
+static void test_spools_are_the_output(void)
+{
+    zp_promise_flags_t f = s_flags("none", ZP_OUTPUT_NONE);
+    f.spool = "/var/spool";
+    zp_promise_t p;
+    char err[256], text[1024];
+    TEST_EQ_INT(zp_promise_decide(&f, &p, err, sizeof err), 0);
+    TEST_EQ_INT(p.level, ZP_PROMISE_CRASH);
+    TEST_EQ_STR(p.journal, "/var/spool/" ZP_PROMISE_SPOOL_JOURNAL);
+    TEST_CHECK(p.implicit && !p.rewind);
+    zp_promise_describe(&p, &f, text, sizeof text);
+    TEST_CONTAINS(text, "written once, to its job's spool");
+    TEST_CHECK(!strstr(text, "twice"));
+    /* No output and no spool: nowhere for records or a journal. */
+    f.spool = NULL;
+    TEST_EQ_INT(zp_promise_decide(&f, &p, err, sizeof err), 0);
+    TEST_EQ_INT(p.level, ZP_PROMISE_NONE);
+    zp_promise_describe(&p, &f, text, sizeof text);
+    TEST_CONTAINS(text, "the output is none");
 }
 
 static void test_nowhere_to_keep_a_journal(void)
@@ -155,6 +180,7 @@ static const test_case_t tests[] = {
     {"test_implicit_journal_beside_a_file_output",
      test_implicit_journal_beside_a_file_output},
     {"test_implicit_journal_in_the_spool", test_implicit_journal_in_the_spool},
+    {"test_spools_are_the_output", test_spools_are_the_output},
     {"test_nowhere_to_keep_a_journal", test_nowhere_to_keep_a_journal},
     {"test_reducing_sink_keeps_a_journal", test_reducing_sink_keeps_a_journal},
     {"test_paths_too_long_are_refused", test_paths_too_long_are_refused},

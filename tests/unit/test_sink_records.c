@@ -96,6 +96,65 @@ static void test_json_failure_record(void)
     zp_buf_free(&b);
 }
 
+static void test_jsonl_context_is_made_once_per_job_and_worker(void)
+{
+    zp_records_jsonl_t c = {0};
+    zp_buf_t b = {0}, one = {0};
+    Zpipe__V1__Result r = s_result(5, true, "x", 1);
+    /* Records appended one after another into one buffer, as the sink's
+     * batches do; each the same bytes as a record made on its own. The
+     * second worker's id is the first's escaped: it must not be taken
+     * for it. */
+    const char *workers[] = {"w\"1", "w\\\"1", "w\"1", "", "\xff\x01"};
+    for (size_t i = 0; i < 5; i++) {
+        TEST_CHECK(zp_records_jsonl_prepare(&c, i < 3 ? "job-a" : "job-b",
+                                            workers[i]) == 0);
+        size_t at = b.len;
+        r.task_id = i;
+        TEST_CHECK(zp_records_jsonl_append(&c, &b, &r) == 0);
+        zp_records_json(&one, i < 3 ? "job-a" : "job-b", workers[i], &r);
+        TEST_EQ_INT(b.len - at, one.len);
+        TEST_CHECK(memcmp(b.data + at, one.data, one.len) == 0);
+    }
+    static const char want[] = "{\"job\":\"job-b\",\"task\":4,\"status\":"
+                               "\"ok\",\"output\":\"x\",\"attempts\":1,"
+                               "\"worker\":\"\\ufffd\\u0001\",\"elapsed_us\":"
+                               "42}\n";
+    TEST_CHECK(s_is(&one, want));
+    zp_records_jsonl_free(&c);
+    zp_buf_free(&b);
+    zp_buf_free(&one);
+}
+
+static void s_jsonl_scenario(void *arg)
+{
+    bool *ok = arg;
+    zp_records_jsonl_t c = {0};
+    zp_buf_t b = {0};
+    Zpipe__V1__Result r = s_result(1, true, "out", 3);
+    /* A failed prepare leaves nothing half made: the next one makes all. */
+    for (int i = 0; i < 2; i++) {
+        if (zp_records_jsonl_prepare(&c, "job", "worker") < 0)
+            continue;
+        b.len = 0;
+        if (zp_records_jsonl_append(&c, &b, &r) == 0)
+            *ok = *ok && s_is(&b, "{\"job\":\"job\",\"task\":1,\"status\":"
+                                  "\"ok\",\"output\":\"out\",\"attempts\":1,"
+                                  "\"worker\":\"worker\",\"elapsed_us\":42}\n");
+        else
+            *ok = *ok && b.len == 0;
+    }
+    zp_records_jsonl_free(&c);
+    zp_buf_free(&b);
+}
+
+static void test_jsonl_alloc_failures(void)
+{
+    bool ok = true;
+    TEST_CHECK(failalloc_sweep(s_jsonl_scenario, &ok) >= 4);
+    TEST_CHECK(ok);
+}
+
 static void test_lines(void)
 {
     zp_buf_t b = {0};
@@ -342,6 +401,9 @@ static const test_case_t tests[] = {
     {"test_json_escapes_and_keeps_utf8", test_json_escapes_and_keeps_utf8},
     {"test_json_invalid_utf8_is_base64", test_json_invalid_utf8_is_base64},
     {"test_json_failure_record", test_json_failure_record},
+    {"test_jsonl_context_is_made_once_per_job_and_worker",
+     test_jsonl_context_is_made_once_per_job_and_worker},
+    {"test_jsonl_alloc_failures", test_jsonl_alloc_failures},
     {"test_lines", test_lines},
     {"test_reduced_records", test_reduced_records},
     {"test_frame_ok_record", test_frame_ok_record},

@@ -337,6 +337,69 @@ static void test_spool_restore_cuts_to_the_journal(void)
     s_cleanup();
 }
 
+/* --output none with a spool: each record is rendered straight into its
+ * job's spool, written once; a restart resumes from the journal and cuts
+ * the spool to it. */
+static void test_spool_is_the_output(void)
+{
+    s_paths();
+    zp_store_config_t cfg = {
+        .output = ZP_STORE_NO_OUTPUT, .journal = s_journal, .spool = s_spool};
+    s_seen_t seen = {.refuse_task = UINT64_MAX};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    TEST_CHECK(!zp_store_has_output(st));
+    zp_store_job_opened(st, "j", 3, NULL);
+    zp_spool_t sp = {0};
+    for (int t = 0; t < 3; t++) {
+        zp_buf_t *b = zp_store_record_buf(st, &sp, "j");
+        TEST_CHECK(b != NULL && sp.file != NULL);
+        size_t from = b->len;
+        char rec[32];
+        int n = snprintf(rec, sizeof rec, "{\"t\":%d}\n", t);
+        TEST_CHECK(zp_buf_append(b, rec, (size_t)n) == 0);
+        zp_store_emit_rendered(st, &sp, "j", (uint64_t)t, true, from, NULL, 0);
+    }
+    /* A record given in another format: the spool keeps its JSON. */
+    zp_store_emit(st, &sp, "j", 3, false, "line\n", 5, "{\"t\":3}\n", 8);
+    TEST_EQ_INT(sp.len, 32);
+    TEST_EQ_INT(zp_store_offset(st), 0); /* no output */
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    zp_store_publish(st, NULL, NULL);
+    TEST_EQ_INT(sp.flushed, 32);
+    char path[200], buf[256];
+    snprintf(path, sizeof path, "%s/j.jsonl", s_spool);
+    TEST_EQ_INT(s_read(path, buf, sizeof buf), 32);
+    TEST_EQ_STR(buf, "{\"t\":0}\n{\"t\":1}\n{\"t\":2}\n{\"t\":3}\n");
+    /* A record written, not journaled (a crash before the barrier). */
+    zp_store_spool_close(st, &sp);
+    s_append(path, "{\"t\":4}\n");
+    TEST_EQ_INT(zp_store_finish(st), 0);
+    zp_store_destroy(&st);
+    seen = (s_seen_t){.refuse_task = UINT64_MAX};
+    st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_CHECK(st);
+    TEST_EQ_INT(seen.records, 4);
+    zp_spool_t again = {0};
+    zp_store_spool_restore(st, &again, "j", 4);
+    TEST_EQ_INT(again.len, 32);
+    TEST_EQ_INT(s_read(path, buf, sizeof buf), 32); /* the 5th is cut */
+    zp_store_destroy(&st);
+    /* No output and no spool: records go nowhere, and the journal has
+     * them. */
+    zp_store_config_t none = {.output = ZP_STORE_NO_OUTPUT,
+                              .journal = s_journal};
+    seen = (s_seen_t){.refuse_task = UINT64_MAX};
+    st = zp_store_new(&none, &s_replay, &seen);
+    TEST_CHECK(st);
+    zp_spool_t sp2 = {0};
+    zp_store_emit(st, &sp2, "k", 0, true, "x\n", 2, NULL, 0);
+    TEST_CHECK(sp2.file == NULL);
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    zp_store_destroy(&st);
+    s_cleanup();
+}
+
 /* Many jobs' spools through a store that keeps two files open: each
  * file has its job's records, in order, and at most two are open. */
 static void test_spools_under_a_small_open_limit(void)
@@ -430,6 +493,7 @@ static const test_case_t tests[] = {
      test_spool_restore_cuts_to_the_journal},
     {"test_spools_under_a_small_open_limit",
      test_spools_under_a_small_open_limit},
+    {"test_spool_is_the_output", test_spool_is_the_output},
     {"test_alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };
