@@ -183,7 +183,9 @@ def docker_to_podman(src, dst):
     check(loaded, "podman load named no image: %s" % r.stdout)
     podman("tag", loaded[0], dst)
     if loaded[0] != dst:
-        podman("untag", loaded[0], check_rc=False)  # leave only our name behind
+        # leave only our name behind: `podman untag IMAGE` alone removes
+        # every name of the image, ours too; IMAGE NAME removes NAME.
+        podman("untag", loaded[0], loaded[0], check_rc=False)
 
 
 def apt_mirror():
