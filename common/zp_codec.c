@@ -343,14 +343,15 @@ int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
         s_result_batch_wt, 3, s_result_wt, 8, n_results, elapsed_us, NULL);
 }
 
-void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
-                             bool *some_without)
+/* Calls fn with varint field pick of each item (field 3) of the batch in
+ * a frame a scan accepted, 0 when the item has none; the last one wins,
+ * as in protobuf-c. */
+static void s_each_item_varint(const void *data, size_t len, unsigned pick,
+                               void (*fn)(void *arg, uint64_t v), void *arg)
 {
     s_rd_t r = {data, (const uint8_t *)data + len}, b, item;
     unsigned num;
     int wt;
-    *min_ms = 0;
-    *some_without = false;
     if (s_field(&r, &num, &wt) != 1 || !s_len(&r, &b))
         return;
     while (s_field(&b, &num, &wt) == 1) {
@@ -359,48 +360,47 @@ void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
             continue;
         }
         s_len(&b, &item);
-        uint64_t deadline = 0, v = 0;
+        uint64_t picked = 0, v = 0;
         while (s_field(&item, &num, &wt) == 1) {
             if (wt == S_VARINT) {
                 s_varint(&item, &v);
-                if (num == 4)
-                    deadline = v; /* the last one wins, as in protobuf-c */
+                if (num == pick)
+                    picked = v;
             } else
                 s_skip(&item, wt);
         }
-        if (!deadline)
-            *some_without = true;
-        else if (!*min_ms || deadline < *min_ms)
-            *min_ms = deadline;
+        fn(arg, picked);
     }
+}
+
+typedef struct {
+    uint64_t min_ms;
+    bool some_without;
+} s_deadlines_t;
+
+static void s_note_deadline(void *arg, uint64_t deadline)
+{
+    s_deadlines_t *d = arg;
+    if (!deadline)
+        d->some_without = true;
+    else if (!d->min_ms || deadline < d->min_ms)
+        d->min_ms = deadline;
+}
+
+void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
+                             bool *some_without)
+{
+    s_deadlines_t d = {0, false};
+    s_each_item_varint(data, len, 4, s_note_deadline, &d); /* deadline_ms */
+    *min_ms = d.min_ms;
+    *some_without = d.some_without;
 }
 
 void zp_each_result_elapsed(const void *data, size_t len,
                             void (*fn)(void *arg, uint64_t elapsed_us),
                             void *arg)
 {
-    s_rd_t r = {data, (const uint8_t *)data + len}, b, item;
-    unsigned num;
-    int wt;
-    if (s_field(&r, &num, &wt) != 1 || !s_len(&r, &b))
-        return;
-    while (s_field(&b, &num, &wt) == 1) {
-        if (num != 3 || wt != S_LEN) {
-            s_skip(&b, wt);
-            continue;
-        }
-        s_len(&b, &item);
-        uint64_t elapsed = 0, v = 0;
-        while (s_field(&item, &num, &wt) == 1) {
-            if (wt == S_VARINT) {
-                s_varint(&item, &v);
-                if (num == 8)
-                    elapsed = v;
-            } else
-                s_skip(&item, wt);
-        }
-        fn(arg, elapsed);
-    }
+    s_each_item_varint(data, len, 8, fn, arg); /* elapsed_us */
 }
 
 /* ---- zero-copy views ------------------------------------------------------
