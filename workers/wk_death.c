@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "wk_death.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -99,6 +100,13 @@ uint64_t zp_wk_death_next_due(bool running, uint64_t started_us,
     if (horizon.unbounded && !default_ms && stall_us && stall_floor_us)
         due = s_min(due, s_after(now, stall_floor_us));
     return due;
+}
+
+bool zp_wk_death_with_worker(int wait_status, bool worker_stopping)
+{
+    return worker_stopping && WIFSIGNALED(wait_status) &&
+           (WTERMSIG(wait_status) == SIGTERM ||
+            WTERMSIG(wait_status) == SIGINT);
 }
 
 bool zp_wk_death_fatal(unsigned start_fails)

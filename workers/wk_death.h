@@ -90,6 +90,12 @@ uint64_t zp_wk_death_next_due(bool running, uint64_t started_us,
                               uint64_t deadline_ms, uint64_t default_ms,
                               uint64_t stall_us, uint64_t stall_floor_us,
                               zp_wk_horizon_t horizon, uint64_t now);
+/* Whether an executor that ended with wait_status was stopped with its
+ * worker rather than crashed: the worker is stopping and the executor
+ * died of the signal that stops it (SIGTERM or SIGINT, sent to every
+ * process of a job by a batch system or a shell). Such a death charges
+ * no task. */
+bool zp_wk_death_with_worker(int wait_status, bool worker_stopping);
 /* Whether the worker gives up after start_fails executors in a row died
  * before they were ready. */
 bool zp_wk_death_fatal(unsigned start_fails);

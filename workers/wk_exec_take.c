@@ -265,9 +265,7 @@ static int s_died(zp_wk_exec_t *self)
         }
         self->has_next = false;
     }
-    if (self->stopping && WIFSIGNALED(self->wait_status) &&
-        (WTERMSIG(self->wait_status) == SIGTERM ||
-         WTERMSIG(self->wait_status) == SIGINT)) {
+    if (zp_wk_death_with_worker(self->wait_status, self->stopping)) {
         zp_info("executor pid %d stopped by %s with its worker; %zu "
                 "unfinished tasks are left to the ventilator",
                 (int)self->child.pid, strsignal(WTERMSIG(self->wait_status)),

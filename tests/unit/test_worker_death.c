@@ -162,6 +162,18 @@ static void test_the_worker_sleeps_until_a_deadline_can_pass(void)
     TEST_CHECK(zp_wk_death_next_due(false, 0, 0, 0, 0, 0, huge, now) > now);
 }
 
+static void test_a_stop_signal_while_the_worker_stops_is_no_crash(void)
+{
+    TEST_CHECK(zp_wk_death_with_worker(S_SIGNALED(SIGTERM), true));
+    TEST_CHECK(zp_wk_death_with_worker(S_SIGNALED(SIGINT), true));
+    /* Not stopping: a SIGTERM from someone else is a death like any. */
+    TEST_CHECK(!zp_wk_death_with_worker(S_SIGNALED(SIGTERM), false));
+    /* Stopping, but a crash is still a crash. */
+    TEST_CHECK(!zp_wk_death_with_worker(S_SIGNALED(SIGSEGV), true));
+    TEST_CHECK(!zp_wk_death_with_worker(S_SIGNALED(SIGKILL), true));
+    TEST_CHECK(!zp_wk_death_with_worker(0, true)); /* exit 0 */
+}
+
 static void test_memory_limit_is_the_cause_near_the_limit(void)
 {
     char how[96];
@@ -230,6 +242,8 @@ static const test_case_t tests[] = {
      test_timeout_is_the_cause_when_killed_for_it},
     {"test_the_worker_sleeps_until_a_deadline_can_pass",
      test_the_worker_sleeps_until_a_deadline_can_pass},
+    {"test_a_stop_signal_while_the_worker_stops_is_no_crash",
+     test_a_stop_signal_while_the_worker_stops_is_no_crash},
     {"test_memory_limit_is_the_cause_near_the_limit",
      test_memory_limit_is_the_cause_near_the_limit},
     {"test_third_death_quarantines_the_task",
