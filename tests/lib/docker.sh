@@ -86,6 +86,21 @@ zd_stop_dockerd() { # the dockerd zd_start_dockerd started, if any
     for _ in $(seq 50); do kill -0 "$ZD_STARTED_DOCKERD" 2>/dev/null || break; sleep 0.2; done
 }
 
+zd_finish() { # RC: the end of a test's cleanup: stops our dockerd, removes
+    # $WORK (kept with ZPIPE_KEEP=1), says the wall time since $T_START and
+    # the verdict, and exits RC (77: skipped, said already)
+    local rc=$1
+    zd_stop_dockerd
+    if [ -n "${ZPIPE_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    log "total wall time $(elapsed "$T_START") s"
+    case $rc in
+    0) echo "1 passed, 0 failed" ;;
+    77) ;;
+    *) echo "0 passed, 1 failed" ;;
+    esac
+    exit "$rc"
+}
+
 zd_apt_mirror() { # the first `deb` source of bookworm in the host's apt configuration
     local f
     for f in /etc/apt/sources.list.d/*.sources; do

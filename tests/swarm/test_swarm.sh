@@ -113,15 +113,7 @@ cleanup() {
         fi
         phase_done "swarm leave"
     fi
-    zd_stop_dockerd
-    if [ -n "${ZPIPE_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    log "total wall time $(elapsed "$T_START") s"
-    case $rc in
-    0) echo "1 passed, 0 failed" ;;
-    77) ;;
-    *) echo "0 passed, 1 failed" ;;
-    esac
-    exit "$rc"
+    zd_finish "$rc"
 }
 
 trap cleanup EXIT
