@@ -73,6 +73,14 @@ def test_engine_edges():
     check(out.get("pokes") == "returned",
           "70,000 wake-ups during a callback: terminate() %s" %
           out.get("pokes"))
+    sk = out.get("sinkkill") or {}
+    print("    private sink SIGKILLed mid-imap: %d results before it, "
+          "duplicated %d, wrong %d; then %s (%s)" % (
+              sk.get("got", -1), sk.get("dup", -1), sk.get("wrong", -1),
+              sk.get("ended"), sk.get("why", "")), flush=True)
+    check(sk.get("ended") == "failed" and sk.get("dup") == 0 and
+          sk.get("wrong") == 0 and 0 < sk.get("got", 0) < 3000,
+          "private sink killed mid-imap: %r" % sk)
     print("    late result after close()+join(), queued calls failed, "
           "terminate() after 70,000 wake-ups: %.1f s" %
           (time.monotonic() - t0))
