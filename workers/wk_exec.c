@@ -62,15 +62,18 @@ bool zp_wk_exec__ready(const zp_wk_exec_t *self)
 }
 
 zp_wk_exec_t *zp_wk_exec_new(const zp_worker_config_t *cfg, const char *id,
-                             const zp_plugins_t *plugins, bool credit_mode,
-                             const zp_wk_exec_env_t *env)
+                             const char *const *files, size_t n_files,
+                             bool credit_mode, const zp_wk_exec_env_t *env)
 {
     zp_wk_exec_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->cfg = cfg;
     self->id = id;
-    self->plugins = plugins;
+    self->files = calloc(n_files ? n_files : 1, sizeof *self->files);
+    for (size_t i = 0; self->files && i < n_files; i++)
+        if ((self->files[self->n_files] = strdup(files[i])))
+            self->n_files++;
     self->credit_mode = credit_mode;
     self->env = *env;
     self->child.fd = -1;
@@ -81,7 +84,8 @@ zp_wk_exec_t *zp_wk_exec_new(const zp_worker_config_t *cfg, const char *id,
     self->cur_arena = zp_arena_new();
     self->arena = zp_arena_new();
     zp_wk_stall_init(&self->stall, cfg->stall_floor_ms);
-    if (!self->queue || !self->reader || !self->cur_arena || !self->arena)
+    if (!self->files || self->n_files < n_files || !self->queue ||
+        !self->reader || !self->cur_arena || !self->arena)
         zp_wk_exec_destroy(&self);
     return self;
 }
@@ -101,6 +105,9 @@ void zp_wk_exec_destroy(zp_wk_exec_t **self_p)
     zmq_msg_close(&self->next_frame);
     zp_buf_free(&self->wbuf);
     zp_buf_free(&self->scratch);
+    for (size_t i = 0; i < self->n_files; i++)
+        free(self->files[i]);
+    free(self->files);
     free(self->cur_job);
     free(self->cur_plugin);
     free(self->cur_config);
@@ -113,7 +120,8 @@ int zp_wk_exec_start(zp_wk_exec_t *self)
     if (self->child.progress) /* the next executor has a fresh page */
         self->refused_before +=
             atomic_load(&self->child.progress->refused_appends);
-    if (zp_wk_spawn(&self->child, self->cfg, self->id, self->plugins) < 0 ||
+    if (zp_wk_spawn(&self->child, self->cfg, self->id,
+                    (const char *const *)self->files, self->n_files) < 0 ||
         zp_wk_exec__set_state(self, ZP_WK_EXEC_STARTING) < 0)
         return -1;
     self->killed_for_timeout = false;
@@ -153,6 +161,17 @@ bool zp_wk_exec_wants_write(const zp_wk_exec_t *self)
 bool zp_wk_exec_busy(const zp_wk_exec_t *self)
 {
     return zp_wk_exec__busy(self);
+}
+
+void zp_wk_exec_abandon(zp_wk_exec_t *self)
+{
+    if (self && self->child.pid > 0)
+        kill(self->child.pid, SIGKILL);
+}
+
+bool zp_wk_exec_ready(const zp_wk_exec_t *self)
+{
+    return zp_wk_exec__ready(self);
 }
 
 uint64_t zp_wk_exec_refused_appends(const zp_wk_exec_t *self)

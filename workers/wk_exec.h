@@ -42,13 +42,16 @@ typedef struct {
 
 typedef struct zp_wk_exec zp_wk_exec_t;
 
-/* A supervisor for executors of worker id running plugins' files (cfg, id
- * and plugins borrowed until it is destroyed; env copied). No executor
- * runs until zp_wk_exec_start. Caller owns the result; NULL on allocation
- * failure. */
+/* A supervisor for executors of worker id loading the n_files plugin
+ * files (copied; cfg and id borrowed until it is destroyed; env copied).
+ * No executor runs until zp_wk_exec_start. Caller owns the result; NULL
+ * on allocation failure. */
 zp_wk_exec_t *zp_wk_exec_new(const zp_worker_config_t *cfg, const char *id,
-                             const zp_plugins_t *plugins, bool credit_mode,
-                             const zp_wk_exec_env_t *env);
+                             const char *const *files, size_t n_files,
+                             bool credit_mode, const zp_wk_exec_env_t *env);
+/* Kills the executor at once, before it says anything (its worker gives
+ * up before it runs a task). */
+void zp_wk_exec_abandon(zp_wk_exec_t *self);
 /* Stops the executor (zp_wk_spawn_stop), drops queued batches, frees;
  * nulls the caller's pointer. */
 void zp_wk_exec_destroy(zp_wk_exec_t **self_p);
@@ -69,6 +72,9 @@ int zp_wk_exec_fd(const zp_wk_exec_t *self);
 bool zp_wk_exec_wants_write(const zp_wk_exec_t *self);
 /* Whether it has a batch to finish. */
 bool zp_wk_exec_busy(const zp_wk_exec_t *self);
+/* Whether an executor is up and has said hello: tasks sent now start at
+ * once (the worker asks for none before, see wk_shell_send.c). */
+bool zp_wk_exec_ready(const zp_wk_exec_t *self);
 /* Executors started again after one died. */
 uint64_t zp_wk_exec_restarts(const zp_wk_exec_t *self);
 /* Executors parked with a stalled task, ever / now. */

@@ -45,7 +45,8 @@ typedef enum {
 struct zp_wk_exec {
     const zp_worker_config_t *cfg;
     const char *id;
-    const zp_plugins_t *plugins;
+    char **files; /* the plugin files executors load, owned */
+    size_t n_files;
     bool credit_mode;
     zp_wk_exec_env_t env;
     zp_wk_queue_t *queue; /* batches not yet given to it */

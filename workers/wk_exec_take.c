@@ -154,6 +154,7 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
             zp_wk_exec__set_state(self, ZP_WK_EXEC_RUNNING);
             zp_wk_exec__send_current(self, NULL, 0);
         }
+        self->env.grant(self->env.arg); /* withheld until now */
     } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
         s_on_results(self, m->result_batch);
 }

@@ -183,6 +183,28 @@ bool zp_wk_runner_hit_limit(const zp_wk_runner_t *self)
     return self->hit_limit;
 }
 
+char **zp_wk_runner_locate(const zp_wk_runner_t *self, size_t *n)
+{
+    const zp_worker_config_t *cfg = self->cfg;
+    *n = 0;
+    if (cfg->plugin_dirs.count || !cfg->plugins.count)
+        return NULL;
+    char **files = calloc(cfg->plugins.count, sizeof *files);
+    char err[512];
+    for (size_t i = 0; files && i < cfg->plugins.count; i++) {
+        files[i] = zp_plugin_resolve(cfg->plugins.items[i], err, sizeof err);
+        if (!files[i]) {
+            for (size_t j = 0; j < i; j++)
+                free(files[j]);
+            free(files);
+            return NULL;
+        }
+    }
+    if (files)
+        *n = cfg->plugins.count;
+    return files;
+}
+
 int zp_wk_runner_load(zp_wk_runner_t *self, bool scan_dirs)
 {
     const zp_worker_config_t *cfg = self->cfg;

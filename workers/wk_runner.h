@@ -68,6 +68,12 @@ void zp_wk_runner_destroy(zp_wk_runner_t **self_p);
  * executor loads exactly the files its worker names). Returns 0, or -1
  * having logged why. */
 int zp_wk_runner_load(zp_wk_runner_t *self, bool scan_dirs);
+/* The files cfg's plugins are, found without loading them (so a worker
+ * starts its executor while it loads its own copy): an array of n owned
+ * paths (free each and the array), or NULL when that cannot be known
+ * before loading (plugin directories, whose files are scanned and named
+ * by their descriptors) or a name does not resolve (loading says why). */
+char **zp_wk_runner_locate(const zp_wk_runner_t *self, size_t *n);
 /* The plugin set; borrowed until the runner is destroyed. */
 zp_plugins_t *zp_wk_runner_plugins(zp_wk_runner_t *self);
 

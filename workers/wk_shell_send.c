@@ -28,6 +28,13 @@ static int s_send_credit(zp_wk_shell_t *w, uint64_t n)
     return 0;
 }
 
+/* Tasks sent now would start at once: in process, or an executor is
+ * ready. */
+static bool s_can_run(const zp_wk_shell_t *w)
+{
+    return !w->exec || zp_wk_exec_ready(w->exec);
+}
+
 int zp_wk_shell_send_hello(zp_wk_shell_t *w)
 {
     Zpipe__V1__Hello h = ZPIPE__V1__HELLO__INIT;
@@ -44,7 +51,10 @@ int zp_wk_shell_send_hello(zp_wk_shell_t *w)
     h.plugins = names;
     h.n_plugins = n;
     h.window = (uint32_t)w->cfg->window;
-    h.credit = (uint32_t)zp_wk_credit_hello(&w->credit);
+    /* No credit before the executor is ready: a task sent to a worker
+     * still starting its interpreter would wait there while another
+     * worker, ready, idles (a 1-item map took the slower one). */
+    h.credit = s_can_run(w) ? (uint32_t)zp_wk_credit_hello(&w->credit) : 0;
     h.host = host;
     h.pid = (uint32_t)getpid();
     h.in_process = !w->isolated;
@@ -76,7 +86,7 @@ void zp_wk_shell_send_heartbeat(zp_wk_shell_t *w)
 void zp_wk_shell_grant(void *arg)
 {
     zp_wk_shell_t *w = arg;
-    if (!w->credit_mode || zp_stopping())
+    if (!w->credit_mode || zp_stopping() || !s_can_run(w))
         return;
     uint64_t n = zp_wk_credit_due(&w->credit);
     if (n)

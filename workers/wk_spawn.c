@@ -43,7 +43,7 @@ typedef struct {
 /* Fills argv (NULL-terminated) for an executor of self. */
 static void s_argv(const char **argv, s_argbuf_t *b, char *self,
                    const zp_worker_config_t *cfg, const char *id,
-                   const zp_plugins_t *plugins)
+                   const char *const *files, size_t n_files)
 {
     snprintf(b->max_out, sizeof b->max_out, "%llu",
              (unsigned long long)cfg->max_output);
@@ -82,16 +82,15 @@ static void s_argv(const char **argv, s_argbuf_t *b, char *self,
         argv[n++] = "--plugin-dir";
         argv[n++] = cfg->plugin_dirs.items[i];
     }
-    for (size_t i = 0; i < zp_plugins_count(plugins) && n < S_EXEC_ARGS - 3;
-         i++) {
+    for (size_t i = 0; i < n_files && n < S_EXEC_ARGS - 3; i++) {
         argv[n++] = "--plugin";
-        argv[n++] = zp_plugins_at(plugins, i)->path;
+        argv[n++] = files[i];
     }
     argv[n] = NULL;
 }
 
 int zp_wk_spawn(zp_wk_child_t *child, const zp_worker_config_t *cfg,
-                const char *id, const zp_plugins_t *plugins)
+                const char *id, const char *const *files, size_t n)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -114,7 +113,7 @@ int zp_wk_spawn(zp_wk_child_t *child, const zp_worker_config_t *cfg,
     }
     const char *argv[S_EXEC_ARGS];
     s_argbuf_t args;
-    s_argv(argv, &args, self, cfg, id, plugins);
+    s_argv(argv, &args, self, cfg, id, files, n);
     /* Its own process group: a terminal's Ctrl-C reaches the worker, which
      * decides when the executor stops. */
     int from[2] = {sv[1], shm}, to[2] = {ZP_WK_EXEC_FD, ZP_WK_SHM_FD};

@@ -7,7 +7,6 @@
 
 #include "wk_progress.h"
 #include "worker.h"
-#include "zp_plugin.h"
 
 #include <sys/types.h>
 
@@ -22,11 +21,11 @@ typedef struct {
     zp_wk_progress_t *progress; /* mapped, zeroed; NULL: none */
 } zp_wk_child_t;
 
-/* Starts an executor for worker id running exactly the files in plugins
+/* Starts an executor for worker id running exactly the n plugin files
  * under cfg's settings, into child (a previous page is unmapped). Returns
  * 0, or -1 having logged why. */
 int zp_wk_spawn(zp_wk_child_t *child, const zp_worker_config_t *cfg,
-                const char *id, const zp_plugins_t *plugins);
+                const char *id, const char *const *files, size_t n);
 /* Closes its socket (which ends an idle executor), kills it after 200 ms
  * if still running, reaps it and unmaps the page. */
 void zp_wk_spawn_stop(zp_wk_child_t *child);

@@ -137,6 +137,8 @@ static void s_metrics_render(zp_wk_shell_t *w, uint64_t now)
 
 /* ---- set-up and teardown ------------------------------------------------- */
 
+static int s_start_executor(zp_wk_shell_t *w, char *const *files, size_t n);
+
 /* The id, the plugins, the metrics endpoint and the executor. 0 or -1. */
 static int s_init_state(zp_wk_shell_t *w)
 {
@@ -157,6 +159,19 @@ static int s_init_state(zp_wk_shell_t *w)
     w->runner = w->id ? zp_wk_runner_new(cfg, w->id) : NULL;
     if (!w->id || !w->arena || !w->pending || !w->runner)
         return -1;
+    /* With isolation, the executor starts first when its files are known
+     * without loading them: its interpreter or model starts while this
+     * process loads its own copy. */
+    if (w->isolated) {
+        size_t n;
+        char **files = zp_wk_runner_locate(w->runner, &n);
+        int rc = files ? s_start_executor(w, files, n) : 0;
+        for (size_t i = 0; i < n; i++)
+            free(files[i]);
+        free(files);
+        if (rc < 0)
+            return -1;
+    }
     /* Loaded here too, to check them and to announce their names; with
      * isolation they run only in executors, so only those initialise them
      * (a plugin's interpreter or model is not started in a process that
@@ -164,8 +179,10 @@ static int s_init_state(zp_wk_shell_t *w)
      * the worker, see wk_exec_take.c). */
     if (w->isolated)
         zp_plugins_skip_init(zp_wk_runner_plugins(w->runner));
-    if (zp_wk_runner_load(w->runner, true) < 0)
+    if (zp_wk_runner_load(w->runner, true) < 0) {
+        zp_wk_exec_abandon(w->exec); /* its refusal would say it again */
         return -1;
+    }
     if (cfg->metrics && *cfg->metrics) {
         char err[512];
         w->metrics = zp_metrics_new(cfg->metrics, err, sizeof err);
@@ -174,8 +191,20 @@ static int s_init_state(zp_wk_shell_t *w)
             return -1;
         }
     }
-    if (!w->isolated)
+    if (!w->isolated || w->exec)
         return 0;
+    zp_plugins_t *set = zp_wk_runner_plugins(w->runner);
+    const char *files[256];
+    size_t n = 0;
+    for (; n < zp_plugins_count(set) && n < 256; n++)
+        files[n] = zp_plugins_at(set, n)->path;
+    return s_start_executor(w, (char *const *)files, n);
+}
+
+/* The executor's supervisor, and its first executor, loading the n
+ * plugin files. 0 or -1. */
+static int s_start_executor(zp_wk_shell_t *w, char *const *files, size_t n)
+{
     zp_wk_exec_env_t env = {
         .results = w->pending,
         .credit = &w->credit,
@@ -185,7 +214,7 @@ static int s_init_state(zp_wk_shell_t *w)
         .grant = zp_wk_shell_grant,
         .arg = w,
     };
-    w->exec = zp_wk_exec_new(cfg, w->id, zp_wk_runner_plugins(w->runner),
+    w->exec = zp_wk_exec_new(w->cfg, w->id, (const char *const *)files, n,
                              w->credit_mode, &env);
     if (!w->exec || zp_wk_exec_start(w->exec) < 0)
         return -1;

@@ -15,14 +15,22 @@ SIGKILLed is removed by the next LocalCluster.
 """
 import atexit
 import os
-import signal
 import time
-import weakref
 
-from ._engine import close_fds
+# No subprocess, tempfile, shutil or signal here, nor the engine (pickle,
+# threading): they cost a Pool() 15 ms of imports before its first spawn;
+# os.posix_spawn and os.mkdir do what is needed.
+_SIGKILL = 9
 
-# No subprocess, tempfile or shutil here: they cost a Pool() 15 ms of
-# imports; os.posix_spawn and os.mkdir do what is needed.
+
+def close_fds(*fds):
+    """Closes each descriptor that is not None, ignoring errors."""
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -53,7 +61,7 @@ def _child_env():
             if not k.startswith("ZPIPE_") or k in keep}
 
 
-_live = weakref.WeakSet()
+_live = set()  # stop() takes each out; atexit stops the rest
 
 
 def _inheritable():
@@ -109,7 +117,7 @@ class _Proc:
         while self.poll() is None:
             if time.monotonic() > end:
                 try:
-                    os.kill(self.pid, signal.SIGKILL)
+                    os.kill(self.pid, _SIGKILL)
                 except ProcessLookupError:
                     pass
                 end = float("inf")
@@ -183,7 +191,6 @@ class LocalCluster:
                  log_level=os.environ.get("ZPIPE_POOL_LOG_LEVEL", "warn"),
                  bin_dir=None):
         self.bin_dir = bin_dir or find_bin_dir()
-        _sweep()
         while True:
             self.dir = os.path.join(_tmpdir(), "zpipe-pool-%d-%s" % (
                 os.getpid(), os.urandom(6).hex()))
@@ -243,6 +250,7 @@ class LocalCluster:
         finally:
             os.close(null)
         _live.add(self)
+        _sweep()  # after the spawns: not on the way to the first result
 
     def _spawn(self, argv, env, stdin, stdout):
         """Starts argv with stdin, stdout and the log as its 0, 1 and 2,
@@ -285,7 +293,7 @@ class LocalCluster:
         removes the directory. Safe to call twice."""
         if self.pgid is not None:
             try:
-                os.killpg(self.pgid, signal.SIGKILL)
+                os.killpg(self.pgid, _SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             self.pgid = None

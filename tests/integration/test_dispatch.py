@@ -219,6 +219,37 @@ def test_worker_as_pid_1_configured_by_the_environment():
           log[-800:])
 
 
+def test_a_worker_asks_for_tasks_only_once_its_executor_is_ready():
+    """A worker whose executor is still starting (here a Python module
+    that takes 3 s to import) asks for no task: all 20 go to the worker
+    that is ready, at once. It used to grant credit in its hello, so 2
+    tasks waited for the slow executor while the other worker idled."""
+    c = Cluster()
+    with open(os.path.join(c.dir, "slowstart.py"), "w") as f:
+        f.write("import time\ntime.sleep(3)\ndef f(b):\n    return b\n")
+    with open(os.path.join(c.dir, "ready.py"), "w") as f:
+        f.write("def f(b):\n    return b\n")
+    for name, mod in (("starting", "slowstart"), ("ready", "ready")):
+        c.worker(["python"], name=name, args=[
+            "--plugin-config", "python.func=%s:f" % mod,
+            "--plugin-config", "python.path=%s" % c.dir])
+    time.sleep(0.5)  # both said hello; the slow one is importing
+    t0 = time.monotonic()
+    v = c.ventilator("python", _input(c.dir, range(20)))
+    rc = _wait(v, 60, c)
+    took = time.monotonic() - t0
+    check(rc == 0, "ventilator exit %d" % rc)
+    recs = read_jsonl(c.output)
+    check(sorted(int(r["output"]) for r in recs) == list(range(20)),
+          "records: %r" % recs)
+    by = collections.Counter(r["worker"] for r in recs)
+    print("    %r in %.2f s" % (dict(by), took))
+    check(by == {"ready": 20}, "tasks went to a worker not ready: %r"
+          % dict(by))
+    check(took < 2.0, "the job took %.2f s: it waited for the slow "
+          "executor" % took)
+
+
 if __name__ == "__main__":
     zptest.main([
         test_slow_worker_gets_a_fair_small_share,
@@ -231,4 +262,5 @@ if __name__ == "__main__":
         test_ventilator_without_workers_gives_up_with_a_clear_error,
         test_short_slow_job_after_a_fast_one_is_split_across_workers,
         test_worker_as_pid_1_configured_by_the_environment,
+        test_a_worker_asks_for_tasks_only_once_its_executor_is_ready,
     ])

@@ -173,6 +173,48 @@ static void test_a_batch_runs_in_process(void)
     TEST_CHECK(run == NULL);
 }
 
+/* The files an executor is started with before the worker has loaded
+ * them are the files the worker then loads. */
+static void test_locate_names_the_files_load_opens(void)
+{
+    const char *plugin;
+    zp_worker_config_t cfg = s_config(&plugin);
+    const char *two[] = {ZP_PLUGIN_DIR "/echo.so", "sha256"};
+    cfg.plugins.items = two;
+    cfg.plugins.count = 2;
+    setenv("ZPIPE_PLUGIN_PATH", ZP_PLUGIN_DIR, 1);
+    zp_wk_runner_t *run = zp_wk_runner_new(&cfg, "w1");
+    size_t n = 9;
+    char **files = zp_wk_runner_locate(run, &n);
+    TEST_CHECK(files != NULL);
+    TEST_EQ_INT(n, 2);
+    TEST_CHECK(zp_wk_runner_load(run, false) == 0);
+    zp_plugins_t *set = zp_wk_runner_plugins(run);
+    TEST_EQ_INT(zp_plugins_count(set), 2);
+    for (size_t i = 0; files && i < n; i++) {
+        TEST_EQ_STR(files[i], zp_plugins_at(set, i)->path);
+        free(files[i]);
+    }
+    free(files);
+    zp_wk_runner_destroy(&run);
+    /* A name that does not resolve: nothing early, loading says why. */
+    const char *bad[] = {"echo", "no-such-plugin"};
+    cfg.plugins.items = bad;
+    run = zp_wk_runner_new(&cfg, "w1");
+    n = 9;
+    TEST_CHECK(zp_wk_runner_locate(run, &n) == NULL);
+    TEST_EQ_INT(n, 0);
+    zp_wk_runner_destroy(&run);
+    /* Plugin directories: their files are known only by scanning. */
+    const char *dir = ZP_PLUGIN_DIR;
+    cfg.plugins.items = two;
+    cfg.plugin_dirs = (zp_strlist_t){.items = &dir, .count = 1};
+    run = zp_wk_runner_new(&cfg, "w1");
+    TEST_CHECK(zp_wk_runner_locate(run, &n) == NULL);
+    zp_wk_runner_destroy(&run);
+    unsetenv("ZPIPE_PLUGIN_PATH");
+}
+
 static void test_a_missing_plugin_fails_every_task(void)
 {
     const char *plugin;
@@ -415,6 +457,8 @@ static const test_case_t tests[] = {
      test_a_plugin_names_only_claimable_causes},
     {"test_a_missing_plugin_fails_every_task",
      test_a_missing_plugin_fails_every_task},
+    {"test_locate_names_the_files_load_opens",
+     test_locate_names_the_files_load_opens},
     {"test_output_over_the_limit_fails_the_task",
      test_output_over_the_limit_fails_the_task},
     {"test_output_after_the_call_returned_is_refused",
