@@ -68,7 +68,9 @@ void zp_fetch_chunk(zp_buf_t *b, const zp_fetch_source_t *src, uint64_t cursor,
                     uint32_t max, Zpipe__V1__ResultsChunk *c)
 {
     uint64_t end = src->flushed;
-    size_t want = max ? max : ZP_FETCH_DEFAULT_BYTES;
+    size_t want = !max                       ? ZP_FETCH_DEFAULT_BYTES
+                  : max > ZP_FETCH_MAX_BYTES ? ZP_FETCH_MAX_BYTES
+                                             : max;
     b->len = 0;
     size_t keep = 0; /* bytes of b up to the last whole record */
     while (src->fd >= 0 && cursor + b->len < end) {

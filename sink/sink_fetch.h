@@ -16,8 +16,12 @@
 /* Parked requests and status waiters kept per job, at most. Both lists
  * grow on demand: an idle job holds one waiter (its opener), not 64. */
 #define ZP_FETCH_MAX_WAITERS 64
-/* A reply's size when the request names none. */
+/* A reply's size when the request names none, and the most a request
+ * may ask for (a bigger max_bytes gets this: the client reads on from
+ * next_cursor; a record longer still comes whole, alone). Without the cap
+ * a request for 4 GiB made the sink allocate that much. */
 #define ZP_FETCH_DEFAULT_BYTES (1u << 20)
+#define ZP_FETCH_MAX_BYTES     (16u << 20)
 
 /* A peer on the control socket: its routing id. */
 typedef struct {

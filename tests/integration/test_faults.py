@@ -132,21 +132,25 @@ def test_frozen_worker_three_times_late_results_do_not_duplicate():
     seed = SEEDS[0]
     c = Cluster()
     n = 8000
-    frozen = c.worker(["spin"], name="frozen")
-    others = [c.worker(["spin"], name="o%d" % i) for i in range(2)]
-    # Long enough that three 10 s freezes fall inside the job (64 s of CPU
-    # on two cores, about as long as the three freezes and the gaps).
-    v = c.ventilator("spin", _input(c.dir, _spin_tasks(n, 8000)),
-                     args=["--job", "freeze-%d" % seed])
+    # Heartbeats every 250 ms, a worker silent 1 s is dead: each freeze
+    # (3 s) is three times that, as 10 s was with the defaults (1 s, 3 s).
+    hb = ["--heartbeat-ms", "250"]
+    frozen = c.worker(["spin"], name="frozen", args=hb)
+    others = [c.worker(["spin"], name="o%d" % i, args=hb) for i in range(2)]
+    # Long enough that three 3 s freezes fall inside the job (28 s of CPU
+    # on two cores, a little longer than the three freezes and the gaps).
+    v = c.ventilator("spin", _input(c.dir, _spin_tasks(n, 3500)),
+                     args=["--job", "freeze-%d" % seed,
+                           "--heartbeat-timeout-ms", "1000"])
     for k in range(3):
         time.sleep(0.7)
         check(v.poll() is None, "the job ended before freeze %d" % (k + 1))
         frozen.send_signal(signal.SIGSTOP)
-        time.sleep(10)
+        time.sleep(3)
         frozen.send_signal(signal.SIGCONT)
     check(v.wait(240) == 0, "ventilator failed")
     recs = read_jsonl(c.output)
-    lost, dup, unexp = checker(recs, n, lambda i: "8000")
+    lost, dup, unexp = checker(recs, n, lambda i: "3500")
     sink_dups = None
     zptest.stop(c.sink)
     slog = open(os.path.join(c.dir, "sink.log")).read()

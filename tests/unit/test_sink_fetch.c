@@ -97,6 +97,35 @@ static void test_chunks_hold_whole_records(void)
     close(fd);
 }
 
+/* A request for 4 GiB gets at most ZP_FETCH_MAX_BYTES of records (the
+ * sink allocated what was asked, up to the spool's size), and the rest
+ * from next_cursor. */
+static void test_a_huge_max_bytes_is_capped(void)
+{
+    char path[] = "/tmp/zp-fetch-XXXXXX";
+    int fd = mkstemp(path);
+    TEST_CHECK(fd >= 0);
+    unlink(path);
+    static char rec[4096];
+    memset(rec, 'r', sizeof rec - 1);
+    rec[sizeof rec - 1] = '\n';
+    size_t total = ZP_FETCH_MAX_BYTES + 3 * sizeof rec;
+    for (size_t off = 0; off < total; off += sizeof rec)
+        TEST_CHECK(write(fd, rec, sizeof rec) == (ssize_t)sizeof rec);
+    zp_buf_t b = {0};
+    zp_fetch_source_t src = {.fd = fd, .flushed = total, .done = true};
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 0, UINT32_MAX, &c);
+    TEST_EQ_INT(c.next_cursor, ZP_FETCH_MAX_BYTES);
+    TEST_CHECK(b.cap <= ZP_FETCH_MAX_BYTES + 65536);
+    TEST_CHECK(!c.done);
+    zp_fetch_chunk(&b, &src, c.next_cursor, UINT32_MAX, &c);
+    TEST_EQ_INT(c.next_cursor, total);
+    TEST_CHECK(c.done);
+    zp_buf_free(&b);
+    close(fd);
+}
+
 static void test_waiting_requests_park_until_records(void)
 {
     int fd = s_spool();
@@ -250,6 +279,7 @@ static const test_case_t tests[] = {
     {"test_cursor_must_be_at_a_visible_boundary",
      test_cursor_must_be_at_a_visible_boundary},
     {"test_chunks_hold_whole_records", test_chunks_hold_whole_records},
+    {"test_a_huge_max_bytes_is_capped", test_a_huge_max_bytes_is_capped},
     {"test_waiting_requests_park_until_records",
      test_waiting_requests_park_until_records},
     {"test_unreadable_spool_is_refused", test_unreadable_spool_is_refused},
