@@ -45,7 +45,8 @@ typedef struct {
     pid_t pid;
     int status;
     uint64_t started_us, restart_at_us, backoff_us;
-    long maxrss_kb; /* peak resident set of any of its incarnations */
+    uint64_t starts; /* incarnations started */
+    long maxrss_kb;  /* peak resident set of any of its incarnations */
 } s_child_t;
 
 struct zp_super_t {
@@ -140,7 +141,7 @@ const zp_super_ops_t *zp_super_os_ops(void)
 /* ---- policy -------------------------------------------------------------- */
 
 zp_super_verdict_t zp_super_verdict(zp_role_t role, int status,
-                                    bool sink_restartable)
+                                    bool sink_restartable, bool first_setup)
 {
     if (role == ZP_ROLE_VENTILATOR && WIFEXITED(status) &&
         WEXITSTATUS(status) <= 1)
@@ -150,6 +151,9 @@ zp_super_verdict_t zp_super_verdict(zp_role_t role, int status,
      * are gone, and a restart would resume as if they were not. */
     if (role == ZP_ROLE_SINK && WIFEXITED(status) &&
         WEXITSTATUS(status) == ZP_SUPER_SINK_EXIT_LOST)
+        return ZP_SUPER_GIVE_UP;
+    if (role == ZP_ROLE_SINK && first_setup && WIFEXITED(status) &&
+        WEXITSTATUS(status) == 3)
         return ZP_SUPER_GIVE_UP;
     if (role == ZP_ROLE_WORKER || (role == ZP_ROLE_SINK && sink_restartable))
         return ZP_SUPER_RESTART;
@@ -260,6 +264,7 @@ static int s_start(zp_super_t *self, s_child_t *c)
     s_move(c, S_RUNNING);
     c->started_us = self->ops.now_us(self->ops.arg);
     c->restart_at_us = 0;
+    c->starts++;
     return 0;
 }
 
@@ -276,6 +281,7 @@ int zp_super_start(zp_super_t *self, int worker_stdin)
          * says a process could not be started. */
         c->pid = self->ops.spawn(self->ops.arg, c->argv, worker_stdin);
         c->started_us = self->ops.now_us(self->ops.arg);
+        c->starts++;
         if (c->pid <= 0) {
             s_move(c, S_ENDED);
             return -1;
@@ -302,8 +308,10 @@ static bool s_reaped(zp_super_t *self, s_child_t *c, bool nohang)
 static int s_ended(zp_super_t *self, s_child_t *c, uint64_t now,
                    zp_super_event_t *ev)
 {
-    zp_super_verdict_t v =
-        zp_super_verdict(c->role, c->status, self->sink_restartable);
+    bool first_setup =
+        c->starts == 1 && now - c->started_us < ZP_SUPER_SETUP_US;
+    zp_super_verdict_t v = zp_super_verdict(
+        c->role, c->status, self->sink_restartable, first_setup);
     if (v != ZP_SUPER_RESTART)
         s_move(c, S_ENDED);
     if (v == ZP_SUPER_IGNORE)
@@ -369,17 +377,20 @@ void zp_super_explain(const zp_super_t *self, const zp_super_event_t *ev,
         buf[0] = '\0';
     if (ev->state == ZP_SUPER_CHILD_FAILED) {
         zp_super_describe_exit(why, sizeof why, ev->status);
-        bool lost = ev->role == ZP_ROLE_SINK && WIFEXITED(ev->status) &&
-                    WEXITSTATUS(ev->status) == ZP_SUPER_SINK_EXIT_LOST;
+        bool sink = ev->role == ZP_ROLE_SINK;
+        int code = WIFEXITED(ev->status) ? WEXITSTATUS(ev->status) : -1;
+        bool lost = sink && code == ZP_SUPER_SINK_EXIT_LOST;
+        bool setup = sink && code == 3 && self->sink_restartable;
         snprintf(buf, len,
                  "\nzpipe run: the %s (pid %d) %s; job %s cannot complete%s\n",
                  zp_role_name(ev->role), (int)ev->pid, why, self->job,
-                 lost ? ": its output or journal was deleted, replaced or "
-                        "damaged (the sink's message above names the file "
-                        "and what to do)"
-                 : ev->role == ZP_ROLE_SINK ? " (it keeps no journal to "
-                                              "restart from)"
-                                            : "");
+                 lost    ? ": its output or journal was deleted, replaced or "
+                           "damaged (the sink's message above names the file "
+                           "and what to do)"
+                 : setup ? ": it could not start (its message above says "
+                           "why), and would fail the same way again"
+                 : sink  ? " (it keeps no journal to restart from)"
+                         : "");
     } else if (ev->state == ZP_SUPER_FUTILE)
         snprintf(buf, len,
                  "\nzpipe run: workers died %llu times in a row without the "

@@ -134,9 +134,18 @@ typedef enum {
  * if they were not, or refuse again. Never restarted. */
 #define ZP_SUPER_SINK_EXIT_LOST 4
 
-/* What to do about a child of role that ended with wait status status. */
+/* A sink that exits 3 (set-up failed: an output it cannot open, an
+ * endpoint it cannot bind) this soon after its first start is not
+ * restarted: nothing was committed yet, and the same settings would fail
+ * the same way, forever (a mistyped -o path used to make `zpipe run`
+ * retry until interrupted). */
+#define ZP_SUPER_SETUP_US 2000000u
+
+/* What to do about a child of role that ended with wait status status;
+ * first_setup: it was its first start, and it lived less than
+ * ZP_SUPER_SETUP_US. */
 zp_super_verdict_t zp_super_verdict(zp_role_t role, int status,
-                                    bool sink_restartable);
+                                    bool sink_restartable, bool first_setup);
 
 /* The backoff before restarting a child that lived lived_us, whose last
  * backoff was prev_us (0 the first time): starts at the minimum, doubles

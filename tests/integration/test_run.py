@@ -4,6 +4,7 @@ import base64
 import hashlib
 import os
 import subprocess
+import time
 
 import zptest
 from zptest import binary, check, read_jsonl, run
@@ -189,6 +190,23 @@ def test_failing_component_ends_run_with_clear_error():
     check(b"ventilator" in r.stderr and b"cannot complete" in r.stderr, r.stderr.decode())
 
 
+def test_an_output_that_cannot_be_opened_ends_the_run_at_once():
+    # -o in a folder that does not exist: the sink cannot start, and would
+    # not start the next time either. zpipe run used to restart it with a
+    # growing backoff until interrupted.
+    d = zptest.tmpdir()
+    t0 = time.monotonic()
+    r = run([binary("zpipe"), "run", "--plugin", "echo", "--workers", "1",
+             "-o", os.path.join(d, "no", "such", "out.jsonl")],
+            input=b"a\nb\n", capture_output=True, timeout=30)
+    took = time.monotonic() - t0
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 3, "exit %d: %s" % (r.returncode, err))
+    check("cannot open output" in err and "could not start" in err, err)
+    check("restarting" not in err, err)
+    check(took < 5, "took %.1f s" % took)
+
+
 if __name__ == "__main__":
     zptest.main([
         test_sha256_200000_lines_match_hashlib,
@@ -205,4 +223,5 @@ if __name__ == "__main__":
         test_payload_sizes_round_trip_through_executors,
         test_progress_is_shown_when_asked,
         test_failing_component_ends_run_with_clear_error,
+        test_an_output_that_cannot_be_opened_ends_the_run_at_once,
     ])

@@ -467,28 +467,69 @@ static void test_peak_rss_is_the_largest_of_a_role(void)
 
 static void test_verdicts(void)
 {
-    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_VENTILATOR, s_exited(0), false),
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_VENTILATOR, s_exited(0), false, false),
                 ZP_SUPER_IGNORE);
-    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_VENTILATOR, s_exited(1), true),
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_VENTILATOR, s_exited(1), true, false),
                 ZP_SUPER_IGNORE);
-    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_VENTILATOR, s_exited(2), true),
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_VENTILATOR, s_exited(2), true, false),
                 ZP_SUPER_GIVE_UP);
-    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_VENTILATOR, s_killed(SIGTERM), true),
-                ZP_SUPER_GIVE_UP);
-    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_WORKER, s_exited(0), false),
+    TEST_EQ_INT(
+        zp_super_verdict(ZP_ROLE_VENTILATOR, s_killed(SIGTERM), true, false),
+        ZP_SUPER_GIVE_UP);
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_WORKER, s_exited(0), false, false),
                 ZP_SUPER_RESTART);
-    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_WORKER, s_killed(SIGSEGV), false),
-                ZP_SUPER_RESTART);
-    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK, s_exited(0), false),
+    TEST_EQ_INT(
+        zp_super_verdict(ZP_ROLE_WORKER, s_killed(SIGSEGV), false, false),
+        ZP_SUPER_RESTART);
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK, s_exited(0), false, false),
                 ZP_SUPER_GIVE_UP);
-    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK, s_exited(0), true),
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK, s_exited(0), true, false),
                 ZP_SUPER_RESTART);
     /* A sink that refused a damaged journal would refuse again. */
-    TEST_EQ_INT(
-        zp_super_verdict(ZP_ROLE_SINK, s_exited(ZP_SUPER_SINK_EXIT_LOST), true),
-        ZP_SUPER_GIVE_UP);
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK,
+                                 s_exited(ZP_SUPER_SINK_EXIT_LOST), true,
+                                 false),
+                ZP_SUPER_GIVE_UP);
+    /* A sink that could not set up at its first start would fail again;
+     * later, or after it ran a while, set-up failures are restarted. */
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK, s_exited(3), true, true),
+                ZP_SUPER_GIVE_UP);
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK, s_exited(3), true, false),
+                ZP_SUPER_RESTART);
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_SINK, s_killed(SIGKILL), true, true),
+                ZP_SUPER_RESTART);
+    TEST_EQ_INT(zp_super_verdict(ZP_ROLE_WORKER, s_exited(3), false, true),
+                ZP_SUPER_RESTART);
     TEST_CHECK(!zp_super_futile(6, 2));
     TEST_CHECK(zp_super_futile(7, 2));
+}
+
+/* The sink of a run with a journal exits 3 at once (say, -o names a
+ * folder that does not exist): the run ends instead of restarting it
+ * forever; the same exit after it ran ZP_SUPER_SETUP_US is restarted. */
+static void test_a_sink_that_cannot_set_up_ends_the_job(void)
+{
+    zp_super_t *s = s_started(1, true);
+    TEST_CHECK(s);
+    F.now += ZP_SUPER_SETUP_US / 2;
+    s_end(s_latest(s_sink_argv), s_exited(3));
+    zp_super_event_t ev;
+    TEST_EQ_INT(zp_super_tick(s, 0, &ev), -1);
+    TEST_EQ_INT(ev.state, ZP_SUPER_CHILD_FAILED);
+    TEST_EQ_INT(ev.role, ZP_ROLE_SINK);
+    TEST_EQ_INT(zp_super_restarts(s, ZP_ROLE_SINK), 0);
+    char why[512];
+    zp_super_explain(s, &ev, why, sizeof why);
+    TEST_CHECK(strstr(why, "could not start") != NULL);
+    zp_super_stop(s);
+    zp_super_destroy(&s);
+    s = s_started(1, true);
+    F.now += ZP_SUPER_SETUP_US;
+    s_end(s_latest(s_sink_argv), s_exited(3));
+    TEST_EQ_INT(zp_super_tick(s, 0, &ev), 0);
+    TEST_EQ_INT(zp_super_restarts(s, ZP_ROLE_SINK), 1);
+    zp_super_stop(s);
+    zp_super_destroy(&s);
 }
 
 static void test_exit_descriptions(void)
@@ -580,6 +621,8 @@ static const test_case_t tests[] = {
     {"test_peak_rss_is_the_largest_of_a_role",
      test_peak_rss_is_the_largest_of_a_role},
     {"test_verdicts", test_verdicts},
+    {"test_a_sink_that_cannot_set_up_ends_the_job",
+     test_a_sink_that_cannot_set_up_ends_the_job},
     {"test_exit_descriptions", test_exit_descriptions},
     {"test_run_exit_codes", test_run_exit_codes},
     {"test_allocation_failures", test_allocation_failures},
