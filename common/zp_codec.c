@@ -710,21 +710,8 @@ static size_t s_result_size(const Zpipe__V1__Result *r)
            (r->lease ? 9 : 0);
 }
 
-/* Message{kind: body of body_len} header; returns where the body goes. */
-static uint8_t *s_open_message(zp_buf_t *out, unsigned kind, size_t body_len)
-{
-    size_t total = s_len_field_size(body_len);
-    out->len = 0;
-    if (zp_buf_reserve(out, total) < 0)
-        return NULL;
-    uint8_t *p = (uint8_t *)out->data;
-    *p++ = (uint8_t)(kind << 3 | S_LEN);
-    p = s_put_varint(p, body_len);
-    out->len = total;
-    return p;
-}
-
-int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
+/* The body of a TaskBatch (its fields, without the Message around it). */
+static size_t s_task_batch_body(const Zpipe__V1__TaskBatch *b)
 {
     size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
     size_t cl = s_str_len(b->config), tl = s_str_len(b->token);
@@ -734,9 +721,21 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
         S_OPT_VARINT_SIZE(b->seq) + (tl ? s_len_field_size(tl) : 0);
     for (size_t i = 0; i < b->n_tasks; i++)
         body += s_len_field_size(s_task_size(b->tasks[i]));
-    uint8_t *p = s_open_message(out, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH, body);
-    if (!p)
-        return -1;
+    return body;
+}
+
+size_t zp_task_batch_size(const Zpipe__V1__TaskBatch *b)
+{
+    return s_len_field_size(s_task_batch_body(b));
+}
+
+size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst)
+{
+    size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
+    size_t cl = s_str_len(b->config), tl = s_str_len(b->token);
+    uint8_t *p = dst;
+    *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_TASK_BATCH << 3 | S_LEN);
+    p = s_put_varint(p, s_task_batch_body(b));
     if (jl)
         p = s_put_len_field(p, 1, b->job_id, jl);
     if (pl)
@@ -760,10 +759,22 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
     S_PUT_OPT_VARINT(p, 6, b->seq);
     if (tl)
         p = s_put_len_field(p, 7, b->token, tl);
-    return p == (uint8_t *)out->data + out->len ? 0 : -1;
+    return (size_t)(p - (uint8_t *)dst);
 }
 
-int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
+int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
+{
+    size_t n = zp_task_batch_size(b);
+    out->len = 0;
+    if (zp_buf_reserve(out, n) < 0)
+        return -1;
+    out->len = zp_task_batch_write(b, out->data);
+    return out->len == n ? 0 : -1;
+}
+
+/* The body of a ResultBatch (its fields, without the Message around
+ * it). */
+static size_t s_result_batch_body(const Zpipe__V1__ResultBatch *b)
 {
     size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
     size_t body = (jl ? s_len_field_size(jl) : 0) +
@@ -773,10 +784,20 @@ int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
                   S_OPT_VARINT_SIZE(b->tasks_done);
     for (size_t i = 0; i < b->n_results; i++)
         body += s_len_field_size(s_result_size(b->results[i]));
-    uint8_t *p =
-        s_open_message(out, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH, body);
-    if (!p)
-        return -1;
+    return body;
+}
+
+size_t zp_result_batch_size(const Zpipe__V1__ResultBatch *b)
+{
+    return s_len_field_size(s_result_batch_body(b));
+}
+
+size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst)
+{
+    size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
+    uint8_t *p = dst;
+    *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH << 3 | S_LEN);
+    p = s_put_varint(p, s_result_batch_body(b));
     if (jl)
         p = s_put_len_field(p, 1, b->job_id, jl);
     if (wl)
@@ -813,5 +834,33 @@ int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
     S_PUT_OPT_VARINT(p, 4, (uint64_t)b->window);
     S_PUT_OPT_VARINT(p, 5, (uint64_t)b->max_held);
     S_PUT_OPT_VARINT(p, 6, b->tasks_done);
-    return p == (uint8_t *)out->data + out->len ? 0 : -1;
+    return (size_t)(p - (uint8_t *)dst);
+}
+
+int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
+{
+    size_t n = zp_result_batch_size(b);
+    out->len = 0;
+    if (zp_buf_reserve(out, n) < 0)
+        return -1;
+    out->len = zp_result_batch_write(b, out->data);
+    return out->len == n ? 0 : -1;
+}
+
+size_t zp_encoded_size(const zp_message_t *msg)
+{
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_TASK_BATCH)
+        return zp_task_batch_size(msg->task_batch);
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
+        return zp_result_batch_size(msg->result_batch);
+    return zpipe__v1__message__get_packed_size(msg);
+}
+
+size_t zp_encode_to(const zp_message_t *msg, void *dst)
+{
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_TASK_BATCH)
+        return zp_task_batch_write(msg->task_batch, dst);
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
+        return zp_result_batch_write(msg->result_batch, dst);
+    return zpipe__v1__message__pack(msg, dst);
 }

@@ -93,6 +93,18 @@ void zp_result_view_free(zp_result_view_t *v);
  * same bytes as zp_encode, at a fraction of the cost. 0 or -1. */
 int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out);
 int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out);
+/* The same in two steps, for a caller that has the room already (a
+ * ZeroMQ message of that size, a shared region): the bytes a Message
+ * holding the batch takes, then writing exactly that many at dst (the
+ * count is returned). */
+size_t zp_task_batch_size(const Zpipe__V1__TaskBatch *b);
+size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst);
+size_t zp_result_batch_size(const Zpipe__V1__ResultBatch *b);
+size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst);
+/* Any message: its encoded size, and its bytes written at dst (that
+ * many; the count is returned). The same bytes as zp_encode. */
+size_t zp_encoded_size(const zp_message_t *msg);
+size_t zp_encode_to(const zp_message_t *msg, void *dst);
 
 /* Name of the message's kind, for logs ("task_batch", ...). */
 const char *zp_kind_name(const zp_message_t *msg);

@@ -97,15 +97,31 @@ void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
 int zp_send(void *sock, const char *routing_id, size_t routing_len,
             const zp_message_t *msg, zp_buf_t *scratch, int flags)
 {
-    if (zp_encode(msg, scratch) < 0) {
+    (void)scratch;
+    /* Encoded straight into the message libzmq sends, which would
+     * otherwise copy every byte of it again (a batch's payloads). */
+    zmq_msg_t m;
+    size_t n = zp_encoded_size(msg);
+    if (zmq_msg_init_size(&m, n) != 0) {
         errno = ENOMEM;
         return -1;
     }
+    if (zp_encode_to(msg, zmq_msg_data(&m)) != n) {
+        zmq_msg_close(&m);
+        errno = EINVAL;
+        return -1;
+    }
     if (routing_id &&
-        zmq_send(sock, routing_id, routing_len, flags | ZMQ_SNDMORE) < 0)
+        zmq_send(sock, routing_id, routing_len, flags | ZMQ_SNDMORE) < 0) {
+        zmq_msg_close(&m);
         return -1;
-    if (zmq_send(sock, scratch->data, scratch->len, flags) < 0)
+    }
+    if (zmq_msg_send(&m, sock, flags) < 0) {
+        int e = errno;
+        zmq_msg_close(&m);
+        errno = e;
         return -1;
+    }
     return 0;
 }
 

@@ -76,7 +76,9 @@ void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
                 size_t max_frame, zp_curve_t *curve, const char *server_key);
 
 /* Encodes msg and sends it as one frame, preceded by routing_id when not
- * NULL (ROUTER sockets). Returns 0, or -1 with errno (EAGAIN when flags has
+ * NULL (ROUTER sockets). The message is encoded into the ZeroMQ message
+ * that is sent, not copied into it (scratch is not used; it stays for the
+ * callers' sake). Returns 0, or -1 with errno (EAGAIN when flags has
  * ZMQ_DONTWAIT and the pipe is full, EHOSTUNREACH for a vanished peer). */
 int zp_send(void *sock, const char *routing_id, size_t routing_len,
             const zp_message_t *msg, zp_buf_t *scratch, int flags);

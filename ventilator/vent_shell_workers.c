@@ -272,8 +272,13 @@ static int s_refill_job(zp_vent_shell_t *v, zp_vent_job_t *j, size_t want)
             j->skipped++;
             continue;
         }
-        if (!zp_vent_tasks_add(v->tasks, j, line, len,
-                               v->cfg->trace ? zp_now_us() : 0))
+        /* A long line is not copied: its task points into the block it
+         * was read into. */
+        uint64_t stamp = v->cfg->trace ? zp_now_us() : 0;
+        zp_vent_chunk_t *chunk = zp_vent_reader_chunk(&j->in);
+        if (!(len >= ZP_VENT_REF_MIN && chunk
+                  ? zp_vent_tasks_add_ref(v->tasks, j, chunk, line, len, stamp)
+                  : zp_vent_tasks_add(v->tasks, j, line, len, stamp)))
             return -1;
     }
     return 0;
@@ -327,7 +332,7 @@ static int s_send_batch(zp_vent_shell_t *v, zp_vent_job_t *j, size_t n,
         Zpipe__V1__Task *p = &v->pb_tasks[i];
         zpipe__v1__task__init(p);
         p->task_id = t->id;
-        p->payload.data = t->data;
+        p->payload.data = (uint8_t *)t->data;
         p->payload.len = t->len;
         p->attempt = t->attempt;
         p->deadline_ms = j->deadline_ms;

@@ -45,7 +45,9 @@ typedef struct {
     uint64_t sent_us;
     uint64_t queued_us; /* --trace: wall clock when queued, else 0 */
     size_t len;
-    uint8_t data[];
+    const uint8_t *data;    /* its payload: in own, or in chunk */
+    zp_vent_chunk_t *chunk; /* the input block it points into, or NULL */
+    uint8_t own[];
 } zp_vent_task_t;
 
 typedef struct zp_vent_tasks zp_vent_tasks_t;
@@ -75,6 +77,15 @@ bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows);
 zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
                                   const void *data, size_t len,
                                   uint64_t queued_us);
+/* The same for a payload that lies in chunk (the reader's block), which
+ * the task then points into instead of copying it: it keeps a reference
+ * to the block until done. A block counts in the held bytes with its
+ * whole size while a task points into it (rather than each task's
+ * payload), so that tasks finishing out of order cannot keep more memory
+ * than the bound. */
+zp_vent_task_t *zp_vent_tasks_add_ref(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                                      zp_vent_chunk_t *chunk, const void *data,
+                                      size_t len, uint64_t queued_us);
 /* Gives back the ids from first on: frees j's tasks first ..
  * j->next_task_id - 1, which must be the last added and still queued (a
  * batch taken just now, none sent yet), takes their keys off the back of
@@ -108,7 +119,8 @@ size_t zp_vent_tasks_collect(zp_vent_tasks_t *self, zp_vent_job_t *j,
  * when its lease expires). */
 int zp_vent_tasks_requeue_front(zp_vent_task_t *t);
 
-/* Tasks held now, and their payload bytes. */
+/* Tasks held now, and their payload bytes (input blocks tasks point
+ * into counted whole). */
 size_t zp_vent_tasks_size(const zp_vent_tasks_t *self);
 uint64_t zp_vent_tasks_bytes(const zp_vent_tasks_t *self);
 /* Most tasks held at once. */
