@@ -121,6 +121,7 @@ int zp_wk_exec_start(zp_wk_exec_t *self)
     zp_frame_reader_reset(self->reader);
     self->wbuf.len = self->woff = 0;
     self->sent_seq = 0;
+    self->cur_shm = self->next_shm = 0; /* its regions are new */
     zp_wk_progress_t *p = self->child.progress;
     const zp_wk_credit_t *c = self->env.credit;
     atomic_store(&p->window, self->credit_mode ? self->cfg->window : 0);
@@ -210,12 +211,50 @@ static bool s_write(zp_wk_exec_t *self, const void *data, size_t len)
     return s_flush(self);
 }
 
+/* Room for a batch of len bytes in the executor's inputs region: where,
+ * with its seq in *seq; NULL (and *seq 0) when it must take the socket. */
+static uint8_t *s_place(zp_wk_exec_t *self, size_t len, uint64_t *seq)
+{
+    size_t off;
+    *seq = 0;
+    if (!self->child.in ||
+        zp_wk_slots_alloc(&self->child.in_slots, len, &off, seq) < 0)
+        return NULL;
+    return zp_wk_region_base(self->child.in) + off;
+}
+
+/* Writes the reference to batch seq (len bytes at p) placed in the
+ * inputs region. */
+static bool s_write_ref(zp_wk_exec_t *self, uint64_t seq, const uint8_t *p,
+                        size_t len)
+{
+    zp_wk_ref_t ref = {ZP_WK_REF_TASKS, seq,
+                       (uint64_t)(p - zp_wk_region_base(self->child.in)), len};
+    uint8_t frame[ZP_WK_REF_LEN];
+    zp_wk_ref_write(&ref, frame);
+    return s_write(self, frame, sizeof frame);
+}
+
+/* Hands a batch frame to the executor: copied into its inputs region
+ * when there is room (*seq says where), else written on the socket. */
+static bool s_write_batch(zp_wk_exec_t *self, const void *data, size_t len,
+                          uint64_t *seq)
+{
+    uint8_t *p = s_place(self, len, seq);
+    if (!p)
+        return s_write(self, data, len);
+    memcpy(p, data, len);
+    return s_write_ref(self, *seq, p, len);
+}
+
 /* Sends the current batch (cur[cur_done..]) to the executor: the frame as
  * the ventilator sent it when given (no re-encoding on the common path),
  * else encoded afresh (what a dead executor left undone). */
 int zp_wk_exec__send_current(zp_wk_exec_t *self, const void *raw,
                              size_t raw_len)
 {
+    self->sent_base = self->cur_done;
+    self->cur_seq = ++self->sent_seq;
     if (!raw) {
         Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
         b.job_id = self->cur_job;
@@ -226,17 +265,20 @@ int zp_wk_exec__send_current(zp_wk_exec_t *self, const void *raw,
         b.dispatch_us = self->cur_dispatch_us;
         b.tasks = self->cur + self->cur_done;
         b.n_tasks = self->cur_n - self->cur_done;
-        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
-        m.task_batch = &b;
-        if (zp_encode(&m, &self->scratch) < 0)
+        /* Encoded straight into the inputs region when it has room. */
+        size_t len = zp_task_batch_size(&b);
+        uint8_t *p = s_place(self, len, &self->cur_shm);
+        if (p) {
+            zp_task_batch_write(&b, p);
+            return s_write_ref(self, self->cur_shm, p, len) ? 0 : -1;
+        }
+        if (zp_encode_task_batch(&b, &self->scratch) < 0)
             return -1;
         raw = self->scratch.data;
         raw_len = self->scratch.len;
+        return s_write(self, raw, raw_len) ? 0 : -1;
     }
-    self->sent_base = self->cur_done;
-    self->cur_seq = ++self->sent_seq;
-    return s_write(self, raw, raw_len) ? 0 : -1;
+    return s_write_batch(self, raw, raw_len, &self->cur_shm) ? 0 : -1;
 }
 
 /* Decodes the current batch's frame, which only a dead executor needs:
@@ -293,6 +335,10 @@ void zp_wk_exec__advance(zp_wk_exec_t *self)
 {
     if (self->state != ZP_WK_EXEC_RUNNING || self->cur_done < self->cur_n)
         return;
+    /* Its room in the inputs region is free: the executor has moved on. */
+    if (self->cur_shm)
+        zp_wk_slots_release(&self->child.in_slots, self->cur_shm);
+    self->cur_shm = 0;
     if (!self->has_next) {
         zp_wk_exec__set_state(self, ZP_WK_EXEC_IDLE);
         return;
@@ -300,6 +346,8 @@ void zp_wk_exec__advance(zp_wk_exec_t *self)
     s_take(self, &self->next_frame, self->next_n);
     self->cur_horizon = self->next_horizon;
     self->cur_seq = self->next_seq;
+    self->cur_shm = self->next_shm;
+    self->next_shm = 0;
     self->has_next = false;
 }
 
@@ -329,8 +377,9 @@ static void s_feed(zp_wk_exec_t *self)
             self->next_n = n;
             self->has_next = true;
             self->next_seq = ++self->sent_seq;
-            ok = s_write(self, zmq_msg_data(&self->next_frame),
-                         zmq_msg_size(&self->next_frame));
+            ok =
+                s_write_batch(self, zmq_msg_data(&self->next_frame),
+                              zmq_msg_size(&self->next_frame), &self->next_shm);
         }
         zmq_msg_close(&frame);
         if (!ok) { /* shows up as the executor's death */
@@ -386,6 +435,7 @@ int zp_wk_exec_tick(zp_wk_exec_t *self, bool feed)
 {
     zp_wk_progress_t *p = self->child.progress;
     uint64_t now = zp_mono_us();
+    zp_wk_exec__publish(&self->child); /* results libzmq has sent since */
     if (self->n_parked)
         zp_wk_exec__poll_parked(self);
     if (zp_wk_exec__busy(self) && !self->killed_for_timeout &&

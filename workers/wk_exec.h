@@ -29,8 +29,9 @@
 typedef struct {
     zp_wk_results_t *results; /* borrowed: the worker's pending results */
     zp_wk_credit_t *credit;   /* borrowed: the worker's books */
-    /* Sends an executor's result frame (n results) to the sink as it is. */
-    void (*forward)(void *arg, const void *data, size_t len, size_t n);
+    /* Sends an executor's result frame (n results) to the sink as it is;
+     * takes msg (closed whatever happens). */
+    void (*forward)(void *arg, zmq_msg_t *msg, size_t n);
     /* Sends the pending results. */
     void (*flush)(void *arg);
     /* One plugin call took elapsed_us (for the histogram). */

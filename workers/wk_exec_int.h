@@ -78,6 +78,9 @@ struct zp_wk_exec {
     zmq_msg_t next_frame;
     size_t next_n;
     bool has_next;
+    /* Where the current and next batches lie in the executor's inputs
+     * region (their seq there; 0: they went through the socket). */
+    uint64_t cur_shm, next_shm;
     uint64_t sent_seq, cur_seq, next_seq; /* frames written to it */
     uint64_t restarts;
     zp_arena_t *arena;   /* its frames decoded off the common path */
@@ -117,6 +120,17 @@ void zp_wk_exec__observe(void *arg, uint64_t elapsed_us);
  * text appended to the results' buffers. */
 void zp_wk_exec__copy_result(zp_wk_exec_t *self, zp_wk_done_t *d,
                              const Zpipe__V1__Result *r);
+/* A frame from child: a reference to a result frame in its results
+ * region becomes that frame (*data, *len; *seq its seq there), anything
+ * else stays as it is (*seq 0). False for a reference that is wrong (not
+ * the next, or out of the region): the executor sent garbage. */
+bool zp_wk_exec__deref(zp_wk_child_t *child, const char **data, size_t *len,
+                       uint64_t *seq);
+/* Result frame seq of child's results region is done with (decoded, not
+ * sent on); zp_wk_exec__publish tells the executor. */
+void zp_wk_exec__release(zp_wk_child_t *child, uint64_t seq);
+/* Tells child's executor which of its result frames are free. */
+void zp_wk_exec__publish(zp_wk_child_t *child);
 /* Reads what fd has (without blocking) into reader; *open set false when
  * the peer closed. False when out of memory (the rest stays unread). */
 bool zp_wk_exec__fill(zp_frame_reader_t *reader, int fd, bool *open);

@@ -206,9 +206,16 @@ static int s_poll_one(zp_wk_exec_t *self, zp_wk_parked_t *pk)
     const char *frame;
     size_t len;
     int rc;
-    while ((rc = zp_frame_reader_next(pk->reader, &frame, &len)) > 0)
-        if (s_take(self, pk, frame, len))
+    while ((rc = zp_frame_reader_next(pk->reader, &frame, &len)) > 0) {
+        uint64_t seq;
+        if (!zp_wk_exec__deref(&pk->child, &frame, &len, &seq))
+            return -1; /* garbage: charged as a death */
+        bool took = s_take(self, pk, frame, len);
+        zp_wk_exec__release(&pk->child, seq);
+        zp_wk_exec__publish(&pk->child);
+        if (took)
             return 1;
+    }
     return open && rc == 0 ? 0 : -1;
 }
 
