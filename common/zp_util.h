@@ -75,4 +75,13 @@ void zp_signals_install(long parent_pid);
 bool zp_stopping(void);
 /* The signal that asked us to stop, or 0. */
 int zp_stop_signal(void);
+
+/* For a daemon whose big buffers (batches, result frames, input blocks,
+ * libzmq's messages) come and go by the megabyte: glibc's allocator set
+ * from the start where its own dynamic thresholds go after the first
+ * 32 MiB block is freed (blocks under 32 MiB from the heap, up to 64 MiB
+ * of free heap kept), so a freed buffer's pages serve the next one
+ * instead of each fresh one costing a page fault per 4 KiB. */
+void zp_malloc_tune(void);
+
 #endif

@@ -245,7 +245,9 @@ void zp_vent_shell_input_error(const zp_vent_shell_t *v,
 static int s_refill_job(zp_vent_shell_t *v, zp_vent_job_t *j, size_t want)
 {
     uint64_t windows = zp_vent_workers_windows(v->workers);
-    while (j->ready.len < want && zp_vent_tasks_can_hold(v->tasks, windows)) {
+    size_t workers = zp_vent_workers_count(v->workers);
+    while (j->ready.len < want &&
+           zp_vent_tasks_can_hold(v->tasks, windows, workers)) {
         const char *line;
         size_t len;
         if (!zp_vent_reader_next(&j->in, &line, &len)) {

@@ -72,11 +72,22 @@ size_t zp_vent_tasks_limit(const zp_vent_tasks_t *self, uint64_t windows)
     return 8192 + windows;
 }
 
-bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows)
+uint64_t zp_vent_tasks_bytes_limit(const zp_vent_tasks_t *self, size_t workers)
+{
+    if (self->max_bytes)
+        return self->max_bytes;
+    uint64_t per = (uint64_t)16 << 20, lo = (uint64_t)32 << 20,
+             hi = (uint64_t)256 << 20;
+    uint64_t b = workers < hi / per ? (uint64_t)workers * per : hi;
+    return b < lo ? lo : b;
+}
+
+bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows,
+                            size_t workers)
 {
     size_t n = zp_idmap_size(self->map);
     return n < zp_vent_tasks_limit(self, windows) &&
-           (n == 0 || self->bytes < self->max_bytes);
+           (n == 0 || self->bytes < zp_vent_tasks_bytes_limit(self, workers));
 }
 
 /* A new task of len bytes, its payload copied in unless chunk is

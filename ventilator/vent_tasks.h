@@ -54,8 +54,9 @@ typedef struct zp_vent_tasks zp_vent_tasks_t;
 
 /* max_inflight: tasks held at most, 0 = automatic (the workers' windows
  * plus 8,192, or 65,536 under push dispatch); max_bytes: their payload
- * bytes (one task is always allowed). Caller owns the result; NULL when
- * out of memory. */
+ * bytes (one task is always allowed), 0 = automatic (16 MiB per
+ * connected worker, at least 32 MiB, at most 256 MiB). Caller owns the
+ * result; NULL when out of memory. */
 zp_vent_tasks_t *zp_vent_tasks_new(uint64_t max_inflight, uint64_t max_bytes,
                                    bool push);
 /* Frees the table and every task in it; nulls the caller's pointer. */
@@ -67,8 +68,14 @@ void zp_vent_tasks_destroy(zp_vent_tasks_t **self_p);
  * when it is the slowest stage; this bound is what makes dispatch wait for
  * it, so memory does not grow with the job. */
 size_t zp_vent_tasks_limit(const zp_vent_tasks_t *self, uint64_t windows);
+/* How many payload bytes may be held with workers connected. Automatic:
+ * what keeps every worker busy with big tasks; more only fills queues
+ * (the sink's, when it is the slowest stage) with memory each process
+ * touches for the first time, which costs more than the copies. */
+uint64_t zp_vent_tasks_bytes_limit(const zp_vent_tasks_t *self, size_t workers);
 /* Whether another task may be read: under both bounds (one task always). */
-bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows);
+bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows,
+                            size_t workers);
 
 /* Holds a new task for j with the next id and queues it at the back of
  * j's ready queue; queued_us: its --trace stamp or 0. Returns the task

@@ -84,6 +84,17 @@ static void test_hold_limits(void)
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 0), 8192);
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 300), 8492);
     zp_vent_tasks_destroy(&ts);
+    /* Bytes, automatic: 16 MiB a worker, within 32 and 256 MiB. */
+    ts = zp_vent_tasks_new(0, 100, false);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 1), 100); /* explicit */
+    zp_vent_tasks_destroy(&ts);
+    ts = zp_vent_tasks_new(0, 0, false);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 0), 32 << 20);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 2), 32 << 20);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 5), 80 << 20);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 16), 256 << 20);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 1000), 256 << 20);
+    zp_vent_tasks_destroy(&ts);
     ts = zp_vent_tasks_new(0, 100, true); /* push: a fixed bound */
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 300), 65536);
     zp_vent_tasks_destroy(&ts);
@@ -94,15 +105,15 @@ static void test_hold_limits(void)
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 1000), 3);
     char big[150] = {0};
-    TEST_CHECK(zp_vent_tasks_can_hold(ts, 0));
+    TEST_CHECK(zp_vent_tasks_can_hold(ts, 0, 0));
     TEST_CHECK(zp_vent_tasks_add(ts, j, big, sizeof big, 0));
-    TEST_CHECK(!zp_vent_tasks_can_hold(ts, 0)); /* 150 bytes >= 100 */
+    TEST_CHECK(!zp_vent_tasks_can_hold(ts, 0, 0)); /* 150 bytes >= 100 */
     zp_vent_tasks_done(ts, zp_vent_tasks_get(ts, ZP_VENT_KEY(j, 0)));
     for (int i = 0; i < 3; i++) {
-        TEST_CHECK(zp_vent_tasks_can_hold(ts, 0));
+        TEST_CHECK(zp_vent_tasks_can_hold(ts, 0, 0));
         TEST_CHECK(zp_vent_tasks_add(ts, j, "x", 1, 0));
     }
-    TEST_CHECK(!zp_vent_tasks_can_hold(ts, 0)); /* 3 of 3 */
+    TEST_CHECK(!zp_vent_tasks_can_hold(ts, 0, 0)); /* 3 of 3 */
     zp_vent_tasks_destroy(&ts);
     zp_vent_jobs_destroy(&jobs);
 }
