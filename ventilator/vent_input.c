@@ -15,8 +15,9 @@
 
 /* A fresh block holds at least this much, and four times what must lie
  * in one piece (a line begun, a frame; past 16 MiB, 48 MiB more than
- * that): a line longer than a block then costs the copy of its start
- * about once per four such lines. Reads ask for all the room there is,
+ * that, and as big as the block before unless that is far bigger): a
+ * line longer than a block then costs the copy of its start about once
+ * per four such lines. Reads ask for all the room there is,
  * at least S_READ_MIN. A frame's length makes room for all of it when it
  * is at most S_FRAME_AHEAD (a longer one's room grows as it comes). */
 #define S_READ_CHUNK  ((size_t)1 << 20)
@@ -125,6 +126,8 @@ static int s_room(zp_vent_reader_t *r)
         size_t cap = need < ((size_t)16 << 20) ? 4 * need : need + (48u << 20);
         if (cap < S_READ_CHUNK)
             cap = S_READ_CHUNK;
+        if (c && cap < c->cap && c->cap <= 4 * need + (48u << 20))
+            cap = c->cap; /* no smaller than the last: lines stay long */
         zp_vent_chunk_t *fresh =
             cap < need ? NULL : malloc(sizeof *fresh + cap);
         if (!fresh)
