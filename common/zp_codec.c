@@ -792,49 +792,107 @@ size_t zp_result_batch_size(const Zpipe__V1__ResultBatch *b)
     return s_len_field_size(s_result_batch_body(b));
 }
 
-size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst)
+/* A result up to its output's bytes: its field header, task_id, status,
+ * and the output's tag and length. */
+static uint8_t *s_put_result_head(uint8_t *p, const Zpipe__V1__Result *r)
+{
+    *p++ = (uint8_t)(3 << 3 | S_LEN);
+    p = s_put_varint(p, s_result_size(r));
+    S_PUT_OPT_VARINT(p, 1, r->task_id);
+    S_PUT_OPT_VARINT(p, 2, s_int32_wire((int32_t)r->status));
+    if (r->output.len) {
+        *p++ = (uint8_t)(3 << 3 | S_LEN);
+        p = s_put_varint(p, r->output.len);
+    }
+    return p;
+}
+
+/* A result's fields after its output. */
+static uint8_t *s_put_result_tail(uint8_t *p, const Zpipe__V1__Result *r)
+{
+    size_t el = s_str_len(r->error), cl = s_str_len(r->cause);
+    if (el)
+        p = s_put_len_field(p, 4, r->error, el);
+    if (cl)
+        p = s_put_len_field(p, 5, r->cause, cl);
+    S_PUT_OPT_VARINT(p, 6, (uint64_t)r->attempt);
+    S_PUT_OPT_VARINT(p, 7, r->start_us);
+    S_PUT_OPT_VARINT(p, 8, r->elapsed_us);
+    if (r->retryable) {
+        *p++ = (uint8_t)(9 << 3 | S_VARINT);
+        *p++ = 1;
+    }
+    S_PUT_OPT_VARINT(p, 10, r->queued_us);
+    S_PUT_OPT_VARINT(p, 11, r->dispatch_us);
+    if (r->quarantined) {
+        *p++ = (uint8_t)(12 << 3 | S_VARINT);
+        *p++ = 1;
+    }
+    if (r->lease)
+        p = s_put_fixed64(p, 13, r->lease);
+    return p;
+}
+
+/* The batch's fields before its results. */
+static uint8_t *s_put_result_batch_head(uint8_t *p,
+                                        const Zpipe__V1__ResultBatch *b)
 {
     size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
-    uint8_t *p = dst;
     *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH << 3 | S_LEN);
     p = s_put_varint(p, s_result_batch_body(b));
     if (jl)
         p = s_put_len_field(p, 1, b->job_id, jl);
     if (wl)
         p = s_put_len_field(p, 2, b->worker_id, wl);
-    for (size_t i = 0; i < b->n_results; i++) {
-        const Zpipe__V1__Result *r = b->results[i];
-        size_t el = s_str_len(r->error), cl = s_str_len(r->cause);
-        *p++ = (uint8_t)(3 << 3 | S_LEN);
-        p = s_put_varint(p, s_result_size(r));
-        S_PUT_OPT_VARINT(p, 1, r->task_id);
-        S_PUT_OPT_VARINT(p, 2, s_int32_wire((int32_t)r->status));
-        if (r->output.len)
-            p = s_put_len_field(p, 3, r->output.data, r->output.len);
-        if (el)
-            p = s_put_len_field(p, 4, r->error, el);
-        if (cl)
-            p = s_put_len_field(p, 5, r->cause, cl);
-        S_PUT_OPT_VARINT(p, 6, (uint64_t)r->attempt);
-        S_PUT_OPT_VARINT(p, 7, r->start_us);
-        S_PUT_OPT_VARINT(p, 8, r->elapsed_us);
-        if (r->retryable) {
-            *p++ = (uint8_t)(9 << 3 | S_VARINT);
-            *p++ = 1;
-        }
-        S_PUT_OPT_VARINT(p, 10, r->queued_us);
-        S_PUT_OPT_VARINT(p, 11, r->dispatch_us);
-        if (r->quarantined) {
-            *p++ = (uint8_t)(12 << 3 | S_VARINT);
-            *p++ = 1;
-        }
-        if (r->lease)
-            p = s_put_fixed64(p, 13, r->lease);
-    }
+    return p;
+}
+
+/* The batch's fields after its results. */
+static uint8_t *s_put_result_batch_tail(uint8_t *p,
+                                        const Zpipe__V1__ResultBatch *b)
+{
     S_PUT_OPT_VARINT(p, 4, (uint64_t)b->window);
     S_PUT_OPT_VARINT(p, 5, (uint64_t)b->max_held);
     S_PUT_OPT_VARINT(p, 6, b->tasks_done);
+    return p;
+}
+
+size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst)
+{
+    uint8_t *p = s_put_result_batch_head(dst, b);
+    for (size_t i = 0; i < b->n_results; i++) {
+        const Zpipe__V1__Result *r = b->results[i];
+        p = s_put_result_head(p, r);
+        if (r->output.len)
+            memcpy(p, r->output.data, r->output.len);
+        p = s_put_result_tail(p + r->output.len, r);
+    }
+    p = s_put_result_batch_tail(p, b);
     return (size_t)(p - (uint8_t *)dst);
+}
+
+/* Bytes of the batch of one result before its output's bytes. */
+size_t zp_result_batch_head_size(const Zpipe__V1__ResultBatch *b)
+{
+    uint8_t scratch[64];
+    const Zpipe__V1__Result *r = b->results[0];
+    size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
+    return 1 + s_vsize(s_result_batch_body(b)) +
+           (jl ? s_len_field_size(jl) : 0) + (wl ? s_len_field_size(wl) : 0) +
+           (size_t)(s_put_result_head(scratch, r) - scratch);
+}
+
+size_t zp_result_batch_write_around(const Zpipe__V1__ResultBatch *b,
+                                    uint8_t **start)
+{
+    const Zpipe__V1__Result *r = b->results[0];
+    uint8_t *out = r->output.data;
+    uint8_t *p = out - zp_result_batch_head_size(b);
+    *start = p;
+    p = s_put_result_head(s_put_result_batch_head(p, b), r);
+    p = s_put_result_tail(p + r->output.len, r);
+    p = s_put_result_batch_tail(p, b);
+    return (size_t)(p - *start);
 }
 
 int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)

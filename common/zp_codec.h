@@ -101,6 +101,16 @@ size_t zp_task_batch_size(const Zpipe__V1__TaskBatch *b);
 size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst);
 size_t zp_result_batch_size(const Zpipe__V1__ResultBatch *b);
 size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst);
+/* A batch of exactly one result whose output (at least a byte) lies
+ * where its output.data points, in memory with room around it: the bytes
+ * before the output (zp_result_batch_head_size), and the whole Message
+ * written around it, the same bytes as zp_result_batch_write (the output
+ * itself not copied): *start is where it begins, its length is
+ * returned. The room after the output must hold the result's error,
+ * cause and the fixed fields (under 128 bytes beside the two strings). */
+size_t zp_result_batch_head_size(const Zpipe__V1__ResultBatch *b);
+size_t zp_result_batch_write_around(const Zpipe__V1__ResultBatch *b,
+                                    uint8_t **start);
 /* Any message: its encoded size, and its bytes written at dst (that
  * many; the count is returned). The same bytes as zp_encode. */
 size_t zp_encoded_size(const zp_message_t *msg);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "wk_exec.h"
 #include "wk_inputs.h"
+#include "wk_outbox.h"
 #include "wk_progress.h"
 #include "wk_results.h"
 #include "wk_runner.h"
@@ -43,9 +44,7 @@ typedef struct {
      * inputs, read-only; the results, placed here. */
     const uint8_t *in;
     size_t in_size;
-    uint8_t *out;
-    size_t out_size;
-    zp_wk_slots_t out_slots;
+    zp_wk_outbox_t *outbox;
 } s_executor_t;
 
 static zp_wk_progress_t *s_crash_progress;
@@ -99,28 +98,10 @@ static void s_install_crash_handlers(const s_executor_t *e)
         sigaction(sigs[i], &sa, NULL);
 }
 
-/* Places the batch in the results region and sends a reference to it:
- * false when the region has no room (or there is none). */
-static bool s_flush_shared(s_executor_t *e, const Zpipe__V1__ResultBatch *rb)
-{
-    if (!e->out)
-        return false;
-    zp_wk_slots_release_to(&e->out_slots,
-                           atomic_load(&e->progress->results_released));
-    size_t len = zp_result_batch_size(rb), off;
-    uint64_t seq;
-    if (zp_wk_slots_alloc(&e->out_slots, len, &off, &seq) < 0)
-        return false;
-    zp_result_batch_write(rb, e->out + off);
-    zp_wk_ref_t ref = {ZP_WK_REF_RESULTS, seq, off, len};
-    uint8_t frame[ZP_WK_REF_LEN];
-    zp_wk_ref_write(&ref, frame);
-    zp_frame_write(ZP_WK_EXEC_FD, frame, sizeof frame);
-    return true;
-}
-
 /* Writes the pending results to the worker as one ResultBatch; it goes on
- * to the sink as it is, so it carries the worker's counters. */
+ * to the sink as it is, so it carries the worker's counters. In the
+ * results region when it has room (a reference on the socket), else on
+ * the socket. */
 static void s_flush(void *arg)
 {
     s_executor_t *e = arg;
@@ -133,15 +114,25 @@ static void s_flush(void *arg)
         .max_held = (uint32_t)atomic_load(&e->progress->max_held),
         .tasks_done = atomic_load(&e->progress->completed) + n,
     };
+    uint64_t released = atomic_load(&e->progress->results_released);
     Zpipe__V1__ResultBatch rb;
-    if (zp_wk_results_batch(e->results, &info, &rb) < 0 ||
-        (!s_flush_shared(e, &rb) &&
-         zp_encode_result_batch(&rb, &e->scratch) < 0))
+    zp_wk_ref_t ref;
+    uint8_t frame[ZP_WK_REF_LEN];
+    if (zp_wk_results_batch(e->results, &info, &rb) < 0)
         zp_error("out of memory sending %zu results", n);
-    else if (e->scratch.len)
+    else if (e->outbox && zp_wk_outbox_place(e->outbox, e->results, &rb,
+                                             released, &ref) == 0) {
+        zp_wk_ref_write(&ref, frame);
+        zp_frame_write(ZP_WK_EXEC_FD, frame, sizeof frame);
+    } else if (zp_encode_result_batch(&rb, &e->scratch) < 0)
+        zp_error("out of memory sending %zu results", n);
+    else
         zp_frame_write(ZP_WK_EXEC_FD, e->scratch.data, e->scratch.len);
     e->scratch.len = 0;
     zp_wk_results_clear(e->results);
+    /* The next results' output goes straight into the region. */
+    if (e->outbox)
+        zp_wk_outbox_arm(e->outbox, e->results, released);
 }
 
 static bool s_task_done(void *arg, const zp_wk_done_t *d, size_t payload_len,
@@ -198,13 +189,14 @@ static bool s_shared_frame(const s_executor_t *e, const char **frame,
  * need not inherit them. */
 static void s_map_regions(s_executor_t *e)
 {
+    size_t out_size;
     e->in = zp_wk_region_map(ZP_WK_IN_FD, false, &e->in_size);
-    e->out = zp_wk_region_map(ZP_WK_OUT_FD, true, &e->out_size);
+    uint8_t *out = zp_wk_region_map(ZP_WK_OUT_FD, true, &out_size);
     if (e->in)
         close(ZP_WK_IN_FD);
-    if (e->out) {
+    if (out) {
         close(ZP_WK_OUT_FD);
-        zp_wk_slots_init(&e->out_slots, e->out_size);
+        e->outbox = zp_wk_outbox_new(out, out_size);
     }
 }
 
@@ -253,6 +245,8 @@ static int s_executor_init(s_executor_t *e)
     e->inputs = zp_wk_inputs_new();
     if (!e->runner || !e->results || !e->arena || !e->reader || !e->inputs)
         return -1;
+    if (e->outbox)
+        zp_wk_outbox_arm(e->outbox, e->results, 0);
     if (zp_wk_runner_load(e->runner, false) < 0)
         return -2;
     s_install_crash_handlers(e);
@@ -348,6 +342,7 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     zp_task_view_free(&e.view);
     zp_wk_runner_destroy(&e.runner);
     zp_wk_results_destroy(&e.results);
+    zp_wk_outbox_destroy(&e.outbox);
     zp_arena_destroy(&e.arena);
     zp_buf_free(&e.scratch);
     return rc == -2 ? ZP_WK_EXEC_EXIT_REFUSED : 0;

@@ -49,6 +49,18 @@ int zp_wk_slots_alloc(zp_wk_slots_t *self, size_t len, size_t *off,
     return 0;
 }
 
+void zp_wk_slots_trim(zp_wk_slots_t *self, uint64_t seq, size_t off, size_t len)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        zp_wk_slot_t *s = &self->live[i];
+        if (s->seq == seq && off >= s->off && len <= s->len - (off - s->off)) {
+            s->off = off; /* inside: the order by offset holds */
+            s->len = len;
+            return;
+        }
+    }
+}
+
 void zp_wk_slots_release(zp_wk_slots_t *self, uint64_t seq)
 {
     for (size_t i = 0; i < self->n; i++)

@@ -29,7 +29,7 @@
  * one written behind it; results wait in theirs until libzmq has sent
  * them. */
 #define ZP_WK_IN_BYTES  ((size_t)8 << 20)
-#define ZP_WK_OUT_BYTES ((size_t)8 << 20)
+#define ZP_WK_OUT_BYTES ((size_t)16 << 20)
 
 /* ---- where frames go --------------------------------------------------- */
 
@@ -56,6 +56,10 @@ void zp_wk_slots_init(zp_wk_slots_t *self, size_t cap);
  * gap is long enough or ZP_WK_SLOTS_MAX frames are there. */
 int zp_wk_slots_alloc(zp_wk_slots_t *self, size_t len, size_t *off,
                       uint64_t *seq);
+/* Shrinks frame seq to [off, off + len), which lies in it (an open
+ * frame, written, takes only what it needs). */
+void zp_wk_slots_trim(zp_wk_slots_t *self, uint64_t seq, size_t off,
+                      size_t len);
 /* Frees the frame seq (nothing if it is not there). */
 void zp_wk_slots_release(zp_wk_slots_t *self, uint64_t seq);
 /* Frees every frame up to seq. */
