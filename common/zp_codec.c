@@ -315,7 +315,7 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
 
 #define A S_ANY
 static const int8_t s_task_wt[16] = {
-    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_I64, A,
+    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_I64, S_VARINT,
     A, A,        A,     A,        A,        A,        A,     A};
 static const int8_t s_task_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, S_VARINT, S_LEN,
@@ -525,6 +525,8 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
                     t->queued_us = y.v;
                 else if (y.num == 6 && y.wt == S_I64)
                     t->lease = y.v;
+                else if (y.num == 7 && y.wt == S_VARINT)
+                    t->payload_frame = (uint32_t)y.v;
             }
         }
     }
@@ -677,7 +679,7 @@ static size_t s_task_size(const Zpipe__V1__Task *t)
            (t->payload.len ? s_len_field_size(t->payload.len) : 0) +
            S_OPT_VARINT_SIZE((uint64_t)t->attempt) +
            S_OPT_VARINT_SIZE(t->deadline_ms) + S_OPT_VARINT_SIZE(t->queued_us) +
-           (t->lease ? 9 : 0);
+           (t->lease ? 9 : 0) + S_OPT_VARINT_SIZE((uint64_t)t->payload_frame);
 }
 
 /* A fixed64 field: its tag, then v in 8 bytes, little-endian. */
@@ -752,6 +754,7 @@ size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst)
         S_PUT_OPT_VARINT(p, 5, t->queued_us);
         if (t->lease)
             p = s_put_fixed64(p, 6, t->lease);
+        S_PUT_OPT_VARINT(p, 7, (uint64_t)t->payload_frame);
     }
     S_PUT_OPT_VARINT(p, 4, b->dispatch_us);
     if (cl)

@@ -90,6 +90,15 @@ int zp_send(void *sock, const char *routing_id, size_t routing_len,
 int zp_recv(void *sock, bool routed, char *routing_id, size_t *routing_len,
             void *frame, int flags);
 
+/* Receives one message into frame (zmq_msg_init'ed by the caller) and
+ * the frames after it into *parts (an array the caller frees with each
+ * frame closed; NULL when none), *n_parts of them, at most max_parts:
+ * the frames of a message over that are consumed and it returns 1
+ * (malformed; nothing kept). 0 is ok; -1 with errno on error (EAGAIN with
+ * ZMQ_DONTWAIT, EINTR on a signal, ENOMEM: the message is consumed). */
+int zp_recv_parts(void *sock, void *frame, zmq_msg_t **parts, size_t *n_parts,
+                  size_t max_parts, int flags);
+
 /* Starts a monitor of events on sock; returns the PAIR socket to poll, or
  * NULL (logged). */
 void *zp_monitor_open(void *ctx, void *sock, int events, const char *name);

@@ -26,16 +26,23 @@
 
 zp_vent_chunk_t *zp_vent_chunk_ref(zp_vent_chunk_t *c)
 {
-    c->refs++;
+    atomic_fetch_add(&c->refs, 1);
     return c;
 }
 
 void zp_vent_chunk_unref(zp_vent_chunk_t **c_p)
 {
     zp_vent_chunk_t *c = *c_p;
-    if (c && --c->refs == 0)
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
         free(c);
     *c_p = NULL;
+}
+
+void zp_vent_chunk_free(void *data, void *hint)
+{
+    (void)data;
+    zp_vent_chunk_t *c = hint;
+    zp_vent_chunk_unref(&c);
 }
 
 void zp_vent_reader_init(zp_vent_reader_t *r, int fd)
@@ -120,7 +127,7 @@ static int s_room(zp_vent_reader_t *r)
         need = ZP_VENT_FRAME_HEADER + (size_t)n;
     if (c && c->cap - r->start >= need && c->cap - c->len >= S_READ_MIN)
         return 0;
-    if (c && c->refs == 1 && c->cap >= need) {
+    if (c && atomic_load(&c->refs) == 1 && c->cap >= need) {
         memmove(c->data, c->data + r->start, part);
     } else {
         size_t cap = need < ((size_t)16 << 20) ? 4 * need : need + (48u << 20);
@@ -132,7 +139,9 @@ static int s_room(zp_vent_reader_t *r)
             cap < need ? NULL : malloc(sizeof *fresh + cap);
         if (!fresh)
             return -1;
-        *fresh = (zp_vent_chunk_t){.refs = 1, .cap = cap};
+        atomic_init(&fresh->refs, 1);
+        fresh->tasks = 0;
+        fresh->cap = cap;
         if (part)
             memcpy(fresh->data, c->data + r->start, part);
         zp_vent_chunk_unref(&r->chunk);

@@ -7,6 +7,7 @@
 #include "zp_bitset.h"
 #include "zp_util.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -18,9 +19,11 @@
  * it while they are held; the reader reads on into a fresh block then,
  * and copies only the line it had begun. Single-threaded. */
 typedef struct {
-    size_t refs;  /* the reader's, and one per task pointing into it */
-    size_t tasks; /* of those, the tasks' (the block is charged to the
-                     held bytes while there is one, vent_tasks) */
+    /* The reader's, one per task pointing into it, and one per payload
+     * frame libzmq sends from it (freed in its I/O thread: atomic). */
+    _Atomic size_t refs;
+    size_t tasks; /* the tasks' (the block is charged to the held bytes
+                     while there is one, vent_tasks) */
     size_t cap, len;
     char data[];
 } zp_vent_chunk_t;
@@ -31,6 +34,9 @@ typedef struct {
 zp_vent_chunk_t *zp_vent_chunk_ref(zp_vent_chunk_t *c);
 /* Drops a reference (freeing the block at the last); nulls the pointer. */
 void zp_vent_chunk_unref(zp_vent_chunk_t **c_p);
+/* zmq_msg_init_data's free function for a message sent from a block:
+ * drops the reference hint (the block) holds for it. */
+void zp_vent_chunk_free(void *data, void *hint);
 
 /* A task reader over a file descriptor: lines (the default), or frames
  * (--input-format frames: a 4-byte big-endian length N, then N bytes).

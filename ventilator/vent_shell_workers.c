@@ -324,18 +324,75 @@ static int s_batch_reserve(zp_vent_shell_t *v, size_t n)
     return 0;
 }
 
+/* A payload this big that lies in an input block goes to a worker that
+ * takes payload frames as a frame of its own, sent from the block. */
+#define S_FRAME_MIN ((size_t)64 << 10)
+
+/* Sends m (a batch whose tasks name payload frames) to w, then the
+ * payloads of the n tasks in v->batch that have one, in order, each from
+ * the block it was read into (no copy). 0, or -1 with errno when the
+ * batch itself could not be sent (nothing was). */
+static int s_send_parts(zp_vent_shell_t *v, zp_vent_worker_t *w,
+                        const zp_message_t *m, size_t n, int flags)
+{
+    zmq_msg_t head;
+    size_t len = zp_encoded_size(m);
+    if (zmq_msg_init_size(&head, len) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    zp_encode_to(m, zmq_msg_data(&head));
+    if (zmq_send(v->dispatch, w->rid, w->rid_len, flags | ZMQ_SNDMORE) < 0 ||
+        zmq_msg_send(&head, v->dispatch, flags | ZMQ_SNDMORE) < 0) {
+        int e = errno;
+        zmq_msg_close(&head);
+        errno = e;
+        return -1;
+    }
+    /* The rest of a message is taken once its first frame was. */
+    size_t last = n;
+    while (last > 0 && !v->pb_tasks[last - 1].payload_frame)
+        last--;
+    for (size_t i = 0; i < last; i++) {
+        if (!v->pb_tasks[i].payload_frame)
+            continue;
+        zp_vent_task_t *t = v->batch[i];
+        zmq_msg_t part;
+        zp_vent_chunk_t *hold = zp_vent_chunk_ref(t->chunk);
+        if (zmq_msg_init_data(&part, (void *)t->data, t->len,
+                              zp_vent_chunk_free, hold) != 0) {
+            zp_vent_chunk_unref(&hold);
+            zmq_msg_init_size(&part, 0); /* the worker drops the batch */
+        }
+        if (zmq_msg_send(&part, v->dispatch, i + 1 < last ? ZMQ_SNDMORE : 0) <
+            0) {
+            zmq_msg_close(&part);
+            zp_error("send to worker %s: %s (a batch cut short: its tasks "
+                     "run again when their leases expire)",
+                     w->id, zmq_strerror(errno));
+            break;
+        }
+    }
+    return 0;
+}
+
 /* Sends the n collected tasks of j as one batch; on failure puts them back
  * at the front of the queue and returns -1 with errno. */
 static int s_send_batch(zp_vent_shell_t *v, zp_vent_job_t *j, size_t n,
                         zp_vent_worker_t *w, int flags)
 {
+    uint32_t parts = 0;
     for (size_t i = 0; i < n; i++) {
         zp_vent_task_t *t = v->batch[i];
         Zpipe__V1__Task *p = &v->pb_tasks[i];
         zpipe__v1__task__init(p);
         p->task_id = t->id;
-        p->payload.data = (uint8_t *)t->data;
-        p->payload.len = t->len;
+        if (w && w->payload_frames && t->chunk && t->len >= S_FRAME_MIN)
+            p->payload_frame = ++parts; /* sent after the batch */
+        else {
+            p->payload.data = (uint8_t *)t->data;
+            p->payload.len = t->len;
+        }
         p->attempt = t->attempt;
         p->deadline_ms = j->deadline_ms;
         p->queued_us = t->queued_us;
@@ -352,8 +409,9 @@ static int s_send_batch(zp_vent_shell_t *v, zp_vent_job_t *j, size_t n,
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
     m.task_batch = &b;
-    if (zp_send(v->dispatch, w ? w->rid : NULL, w ? w->rid_len : 0, &m,
-                &v->scratch, flags) < 0) {
+    if ((parts ? s_send_parts(v, w, &m, n, flags)
+               : zp_send(v->dispatch, w ? w->rid : NULL, w ? w->rid_len : 0, &m,
+                         &v->scratch, flags)) < 0) {
         int e = errno;
         for (size_t i = n; i-- > 0;)
             zp_iddeque_push_front(&j->ready, ZP_VENT_KEY(j, v->batch[i]->id));

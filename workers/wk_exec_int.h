@@ -63,9 +63,9 @@ struct zp_wk_exec {
      * could wait on an executor itself blocked writing results to us. */
     zp_buf_t wbuf;
     size_t woff;
-    /* The batch it is running: the ventilator's frame, decoded into
+    /* The batch it is running: the ventilator's frames, decoded into
      * cur_arena only when an executor dies in it (cur is NULL until). */
-    zmq_msg_t cur_frame;
+    zp_wk_batch_t cur_batch;
     zp_arena_t *cur_arena;
     char *cur_job, *cur_plugin, *cur_config; /* cur_config: the job's
                                               * settings, resent with it */
@@ -75,8 +75,7 @@ struct zp_wk_exec {
     zp_wk_horizon_t cur_horizon, next_horizon; /* their tasks' deadlines */
     /* One more batch written behind it, so the executor goes from batch
      * to batch without waiting for this process to be scheduled. */
-    zmq_msg_t next_frame;
-    size_t next_n;
+    zp_wk_batch_t next_batch;
     bool has_next;
     /* Where the current and next batches lie in the executor's inputs
      * region (their seq there; 0: they went through the socket). */
@@ -85,6 +84,7 @@ struct zp_wk_exec {
     uint64_t restarts;
     zp_arena_t *arena;   /* its frames decoded off the common path */
     zp_buf_t scratch;    /* a batch encoded afresh */
+    zp_task_view_t view; /* a batch with payload frames, put together */
     zp_wk_stall_t stall; /* recent call times: when a task is stalled */
     zp_wk_parked_t parked[ZP_WK_MAX_PARKED];
     size_t n_parked;
@@ -100,10 +100,9 @@ int zp_wk_exec__set_state(zp_wk_exec_t *self, zp_wk_exec_state_t to);
 bool zp_wk_exec__busy(const zp_wk_exec_t *self);
 /* It said hello: batches can be written to it. */
 bool zp_wk_exec__ready(const zp_wk_exec_t *self);
-/* Sends the current batch (cur[cur_done..]): raw, the ventilator's frame,
- * when given, else encoded afresh. 0, or -1 (shows as its death). */
-int zp_wk_exec__send_current(zp_wk_exec_t *self, const void *raw,
-                             size_t raw_len);
+/* Sends the current batch (cur[cur_done..]): whole, as the ventilator
+ * sent it, else encoded afresh. 0, or -1 (shows as its death). */
+int zp_wk_exec__send_current(zp_wk_exec_t *self, bool whole);
 /* Decodes the current batch's frame into cur (a dead executor's batch).
  * 0 or -1. */
 int zp_wk_exec__decode_current(zp_wk_exec_t *self);

@@ -82,12 +82,10 @@ int zp_wk_exec__park(zp_wk_exec_t *self)
      * parked executor); what it was sent after it goes to the new one. */
     self->cur_done = zp_wk_death_rotate(self->cur, self->cur_done, at);
     if (self->has_next) {
-        if (zp_wk_queue_push_front(self->queue, &self->next_frame,
-                                   self->next_n) < 0) {
-            zp_error("out of memory requeueing a batch of %zu tasks",
-                     self->next_n);
-            zmq_msg_close(&self->next_frame);
-            zmq_msg_init(&self->next_frame);
+        size_t next_n = self->next_batch.n;
+        if (zp_wk_queue_push_front(self->queue, &self->next_batch) < 0) {
+            zp_error("out of memory requeueing a batch of %zu tasks", next_n);
+            zp_wk_batch_close(&self->next_batch);
         }
         self->has_next = false;
     }

@@ -220,7 +220,7 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
             zp_wk_exec__set_state(self, ZP_WK_EXEC_IDLE);
         else if (self->state == ZP_WK_EXEC_RECOVERING) {
             zp_wk_exec__set_state(self, ZP_WK_EXEC_RUNNING);
-            zp_wk_exec__send_current(self, NULL, 0);
+            zp_wk_exec__send_current(self, false);
         }
     } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
         s_on_results(self, m->result_batch);
@@ -325,13 +325,11 @@ static int s_died(zp_wk_exec_t *self)
     zp_wk_exec__set_state(self, ZP_WK_EXEC_DOWN);
     self->restarts++;
     if (self->has_next) { /* never started: it goes back to the queue */
-        if (zp_wk_queue_push_front(self->queue, &self->next_frame,
-                                   self->next_n) < 0) {
+        size_t next_n = self->next_batch.n;
+        if (zp_wk_queue_push_front(self->queue, &self->next_batch) < 0) {
             /* Its tasks are left to the ventilator's lease. */
-            zp_error("out of memory requeueing a batch of %zu tasks",
-                     self->next_n);
-            zmq_msg_close(&self->next_frame);
-            zmq_msg_init(&self->next_frame);
+            zp_error("out of memory requeueing a batch of %zu tasks", next_n);
+            zp_wk_batch_close(&self->next_batch);
         }
         self->has_next = false;
     }

@@ -48,6 +48,7 @@ int zp_wk_shell_send_hello(zp_wk_shell_t *w)
     h.host = host;
     h.pid = (uint32_t)getpid();
     h.in_process = !w->isolated;
+    h.payload_frames = true; /* big payloads may come as frames of their own */
     h.cluster = (char *)(w->cfg->cluster ? w->cfg->cluster : "");
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_HELLO;

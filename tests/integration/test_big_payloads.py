@@ -153,9 +153,12 @@ def test_executor_maps_its_batches_read_only():
     for _ in range(100):
         kids = _children(w.pid)
         if kids:
+            # Until it has exec'd, the child maps what the worker maps.
+            with open("/proc/%d/comm" % kids[0]) as f:
+                comm = f.read().strip()
             with open("/proc/%d/maps" % kids[0]) as f:
                 maps = f.read()
-            if "zpipe-results" in maps:
+            if comm == "zpipe-executor" and "zpipe-results" in maps:
                 fds = os.listdir("/proc/%d/fd" % kids[0])
                 break
         time.sleep(0.05)
