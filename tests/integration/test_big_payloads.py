@@ -172,6 +172,64 @@ def test_executor_maps_its_batches_read_only():
     check("5" not in fds and "6" not in fds, "region fds left open: %r" % fds)
 
 
+def test_worker_takes_payload_frames_and_drops_wrong_ones():
+    # A ventilator of our own: the worker says it takes payload frames,
+    # runs a batch whose payloads follow it, drops one that names its
+    # frames wrongly (counted, no result), and runs the next.
+    import zmq
+    import zpipe_pb2
+    d = zptest.tmpdir()
+    ctx = zmq.Context()
+    vent = ctx.socket(zmq.ROUTER)
+    vent.bind("ipc://%s/dispatch" % d)
+    sink = ctx.socket(zmq.PULL)
+    sink.bind("ipc://%s/results" % d)
+    for s in (vent, sink):
+        s.setsockopt(zmq.RCVTIMEO, 20000)
+        s.setsockopt(zmq.LINGER, 0)
+    w = zptest.start([binary("zpipe-worker"), "--ventilator",
+                      "ipc://%s/dispatch" % d, "--sink",
+                      "ipc://%s/results" % d, "--plugin", "echo",
+                      "--log-level", "warn"])
+    try:
+        rid, raw = vent.recv_multipart()
+        hello = zpipe_pb2.Message.FromString(raw).hello
+        check(hello.payload_frames, "the worker does not say payload_frames")
+
+        def batch(first, frames, names):
+            m = zpipe_pb2.Message()
+            b = m.task_batch
+            b.job_id, b.plugin = "j", "echo"
+            for i, name in enumerate(names):
+                t = b.tasks.add()
+                t.task_id, t.attempt = first + i, 1
+                if name:
+                    t.payload_frame = name
+                else:
+                    t.payload = b"inline-%d" % (first + i)
+            vent.send_multipart([rid, m.SerializeToString()] + frames)
+
+        big = [bytes([65 + i]) * (100000 + i) for i in range(3)]
+        batch(0, big[:2], [1, 0, 2])           # good
+        batch(10, big[:2], [2, 1])             # out of order: dropped
+        batch(20, big[2:], [1, 0])             # good
+        want = {0: big[0], 1: b"inline-1", 2: big[1], 20: big[2],
+                21: b"inline-21"}
+        got = {}
+        while len(got) < len(want):
+            rb = zpipe_pb2.Message.FromString(sink.recv()).result_batch
+            for r in rb.results:
+                got[r.task_id] = r.output
+        print("    results for tasks %s" % sorted(got))
+        check(got == want, "results %r" % {k: len(v) for k, v in got.items()})
+        check(w.poll() is None, "the worker died")
+    finally:
+        zptest.stop(w)
+        vent.close()
+        sink.close()
+        ctx.term()
+
+
 if __name__ == "__main__":
     zptest.main([
         test_big_binary_tasks_byte_for_byte,
@@ -179,4 +237,5 @@ if __name__ == "__main__":
         test_crash_in_a_big_batch_fails_only_its_task,
         test_long_lines_point_into_the_blocks_read,
         test_executor_maps_its_batches_read_only,
+        test_worker_takes_payload_frames_and_drops_wrong_ones,
     ])
