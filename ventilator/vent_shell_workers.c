@@ -320,6 +320,8 @@ static int s_batch_reserve(zp_vent_shell_t *v, size_t n)
         v->cap_batch = 0;
         return -1;
     }
+    for (size_t i = 0; i < n; i++) /* s_send_batch sets every field */
+        zpipe__v1__task__init(&v->pb_tasks[i]);
     v->cap_batch = n;
     return 0;
 }
@@ -385,13 +387,15 @@ static int s_send_batch(zp_vent_shell_t *v, zp_vent_job_t *j, size_t n,
     for (size_t i = 0; i < n; i++) {
         zp_vent_task_t *t = v->batch[i];
         Zpipe__V1__Task *p = &v->pb_tasks[i];
-        zpipe__v1__task__init(p);
         p->task_id = t->id;
-        if (w && w->payload_frames && t->chunk && t->len >= S_FRAME_MIN)
+        if (t->len >= S_FRAME_MIN && t->chunk && w && w->payload_frames) {
+            p->payload.data = NULL;
+            p->payload.len = 0;
             p->payload_frame = ++parts; /* sent after the batch */
-        else {
+        } else {
             p->payload.data = (uint8_t *)t->data;
             p->payload.len = t->len;
+            p->payload_frame = 0;
         }
         p->attempt = t->attempt;
         p->deadline_ms = j->deadline_ms;
