@@ -731,13 +731,25 @@ size_t zp_task_batch_size(const Zpipe__V1__TaskBatch *b)
     return s_len_field_size(s_task_batch_body(b));
 }
 
-size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst)
+/* The body's length of a message of size bytes (the kind's tag, the
+ * body's length as a varint, the body): without walking the batch
+ * again. */
+static size_t s_body_of(size_t size)
+{
+    for (size_t k = 1; k <= 10 && k < size; k++)
+        if (s_vsize(size - 1 - k) == k)
+            return size - 1 - k;
+    return 0;
+}
+
+size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst,
+                           size_t size)
 {
     size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
     size_t cl = s_str_len(b->config), tl = s_str_len(b->token);
     uint8_t *p = dst;
     *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_TASK_BATCH << 3 | S_LEN);
-    p = s_put_varint(p, s_task_batch_body(b));
+    p = s_put_varint(p, s_body_of(size));
     if (jl)
         p = s_put_len_field(p, 1, b->job_id, jl);
     if (pl)
@@ -771,7 +783,7 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
     out->len = 0;
     if (zp_buf_reserve(out, n) < 0)
         return -1;
-    out->len = zp_task_batch_write(b, out->data);
+    out->len = zp_task_batch_write(b, out->data, n);
     return out->len == n ? 0 : -1;
 }
 
@@ -836,13 +848,14 @@ static uint8_t *s_put_result_tail(uint8_t *p, const Zpipe__V1__Result *r)
     return p;
 }
 
-/* The batch's fields before its results. */
+/* The batch's fields before its results (its body body bytes). */
 static uint8_t *s_put_result_batch_head(uint8_t *p,
-                                        const Zpipe__V1__ResultBatch *b)
+                                        const Zpipe__V1__ResultBatch *b,
+                                        size_t body)
 {
     size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
     *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH << 3 | S_LEN);
-    p = s_put_varint(p, s_result_batch_body(b));
+    p = s_put_varint(p, body);
     if (jl)
         p = s_put_len_field(p, 1, b->job_id, jl);
     if (wl)
@@ -860,9 +873,10 @@ static uint8_t *s_put_result_batch_tail(uint8_t *p,
     return p;
 }
 
-size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst)
+size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst,
+                             size_t size)
 {
-    uint8_t *p = s_put_result_batch_head(dst, b);
+    uint8_t *p = s_put_result_batch_head(dst, b, s_body_of(size));
     for (size_t i = 0; i < b->n_results; i++) {
         const Zpipe__V1__Result *r = b->results[i];
         p = s_put_result_head(p, r);
@@ -892,7 +906,8 @@ size_t zp_result_batch_write_around(const Zpipe__V1__ResultBatch *b,
     uint8_t *out = r->output.data;
     uint8_t *p = out - zp_result_batch_head_size(b);
     *start = p;
-    p = s_put_result_head(s_put_result_batch_head(p, b), r);
+    p = s_put_result_head(s_put_result_batch_head(p, b, s_result_batch_body(b)),
+                          r);
     p = s_put_result_tail(p + r->output.len, r);
     p = s_put_result_batch_tail(p, b);
     return (size_t)(p - *start);
@@ -904,7 +919,7 @@ int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
     out->len = 0;
     if (zp_buf_reserve(out, n) < 0)
         return -1;
-    out->len = zp_result_batch_write(b, out->data);
+    out->len = zp_result_batch_write(b, out->data, n);
     return out->len == n ? 0 : -1;
 }
 
@@ -917,11 +932,11 @@ size_t zp_encoded_size(const zp_message_t *msg)
     return zpipe__v1__message__get_packed_size(msg);
 }
 
-size_t zp_encode_to(const zp_message_t *msg, void *dst)
+size_t zp_encode_to(const zp_message_t *msg, void *dst, size_t size)
 {
     if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_TASK_BATCH)
-        return zp_task_batch_write(msg->task_batch, dst);
+        return zp_task_batch_write(msg->task_batch, dst, size);
     if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
-        return zp_result_batch_write(msg->result_batch, dst);
+        return zp_result_batch_write(msg->result_batch, dst, size);
     return zpipe__v1__message__pack(msg, dst);
 }

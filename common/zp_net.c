@@ -107,7 +107,7 @@ int zp_send(void *sock, const char *routing_id, size_t routing_len,
         errno = ENOMEM;
         return -1;
     }
-    if (zp_encode_to(msg, zmq_msg_data(&m)) != n) {
+    if (zp_encode_to(msg, zmq_msg_data(&m), n) != n) {
         zmq_msg_close(&m);
         errno = EINVAL;
         return -1;

@@ -343,7 +343,7 @@ static int s_send_parts(zp_vent_shell_t *v, zp_vent_worker_t *w,
         errno = ENOMEM;
         return -1;
     }
-    zp_encode_to(m, zmq_msg_data(&head));
+    zp_encode_to(m, zmq_msg_data(&head), len);
     if (zmq_send(v->dispatch, w->rid, w->rid_len, flags | ZMQ_SNDMORE) < 0 ||
         zmq_msg_send(&head, v->dispatch, flags | ZMQ_SNDMORE) < 0) {
         int e = errno;

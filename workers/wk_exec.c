@@ -256,7 +256,7 @@ static bool s_write_encoded(zp_wk_exec_t *self, const Zpipe__V1__TaskBatch *tb,
     size_t len = zp_task_batch_size(tb);
     uint8_t *p = s_place(self, len, seq);
     if (p) {
-        zp_task_batch_write(tb, p);
+        zp_task_batch_write(tb, p, len);
         return s_write_ref(self, *seq, p, len);
     }
     if (zp_encode_task_batch(tb, &self->scratch) < 0)

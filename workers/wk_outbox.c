@@ -134,7 +134,7 @@ int zp_wk_outbox_place(zp_wk_outbox_t *self, zp_wk_results_t *results,
         self->stats.no_room++;
         return -1;
     }
-    zp_result_batch_write(rb, self->base + off);
+    zp_result_batch_write(rb, self->base + off, len);
     s_sent(self, slot, off, len, ref);
     self->stats.encoded++;
     return 0;

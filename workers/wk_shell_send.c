@@ -121,7 +121,7 @@ int zp_wk_shell_flush_results(zp_wk_shell_t *w)
     size_t len = 0;
     if (zp_wk_results_batch(w->pending, &info, &rb) == 0 &&
         zmq_msg_init_size(&msg, len = zp_result_batch_size(&rb)) == 0) {
-        zp_result_batch_write(&rb, zmq_msg_data(&msg));
+        zp_result_batch_write(&rb, zmq_msg_data(&msg), len);
         rc = s_send_results(w, &msg, n);
     } else
         zp_error("out of memory sending %zu results (%zu bytes)", n, len);
