@@ -493,6 +493,52 @@ class Bench:
             print("  %-28s after/before %.3f" % (wl, b["seconds"] / a["seconds"]))
         self.replace_section(lines)
 
+    def payloads_section(self):
+        """--payloads: big payloads (64 KiB and 1 MiB, 256 MiB a run) through
+        raw_pipeline, plain_pipeline and zpipe run, alternating whole
+        processes; writes its own section (issue 19's targets)."""
+        rep = max(5, self.args.repeat)
+        q = self.args.quick
+        rows = []
+        for size in (65536, 1 << 20):
+            n = (256 << 20) // size // (8 if q else 1)
+            inp = self.write_input("big%d" % size, ("x" * size for _ in range(n)))
+            print("payload %d B x %d" % (size, n), flush=True)
+            self.rows = []
+            self.measure("payload %d B" % size, n, [
+                ("raw", lambda: self.raw_run(inp, False)),
+                ("plain", lambda: self.plain_run(inp)),
+                ("zpipe", lambda: self.zpipe_run(inp, "echo")),
+            ], repeat=rep)
+            rows.extend(self.rows)
+        lines = ["## Big payloads: zpipe against raw and plain libzmq", "",
+                 "Measured %s on %s; `/usr/bin/python3 bench/run.py --payloads%s`; "
+                 "medians of %d alternating runs, each a whole process from its "
+                 "start (raw and plain report their own clock from before their "
+                 "first spawn), the previous output removed first. raw = "
+                 "`bench/raw_pipeline`, plain = `bench/plain_pipeline` (no copy in "
+                 "user space), zpipe = `zpipe run --plugin echo --workers 2 "
+                 "--format lines` (CPU: every process of the run). Ratio = "
+                 "zpipe's tasks/s over the other's. 1-minute load average %.1f."
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
+                    " --quick" if q else "", rep, os.getloadavg()[0]),
+                 "", "| payload | tasks | raw s | plain s | zpipe s | zpipe / raw | "
+                 "zpipe / plain | zpipe CPU s |",
+                 "|---|---|---|---|---|---|---|---|"]
+        by = {}
+        for r in rows:
+            by.setdefault(r["workload"], {})[r["system"]] = r
+        for wl, d in by.items():
+            raw, plain, zp = d.get("raw"), d.get("plain"), d.get("zpipe")
+            if any(not x or x.get("failed") for x in (raw, plain, zp)):
+                lines.append("| %s | | failed | | | | | |" % wl)
+                continue
+            lines.append("| %s | %d | %.3f | %.3f | %.3f | %.2f | %.2f | %.2f |" % (
+                wl.split(" ", 1)[1], zp["n"], raw["seconds"], plain["seconds"],
+                zp["seconds"], raw["seconds"] / zp["seconds"],
+                plain["seconds"] / zp["seconds"], zp.get("cpu", 0)))
+        self.replace_section(lines)
+
     def service_run(self, inp, plugin, journal, results=False, sink_journal=True):
         """The service path as a user runs it: a sink (its spool is its
         output; with sink_journal, --journal, synced), a ventilator with an
@@ -1084,6 +1130,9 @@ class Bench:
         if self.args.whole:
             self.whole_section()
             return
+        if self.args.payloads:
+            self.payloads_section()
+            return
         if self.args.only and self.args.only in EXEC_WORKLOAD:
             # --only parallel (or exec): this section alone, written as its
             # own section of bench/results.md; the other sections are kept.
@@ -1660,6 +1709,10 @@ def main():
                     "a Pool.map script, raw_pipeline, xargs, GNU parallel, Dask) "
                     "at 1 to 1,000,000 lines, alternating; writes only that "
                     "section (a full run writes it too)")
+    ap.add_argument("--payloads", action="store_true",
+                    help="64 KiB and 1 MiB payloads through raw_pipeline, "
+                    "plain_pipeline and zpipe run, alternating; writes only "
+                    "that section")
     ap.add_argument("--before-label", help="what --before is (e.g. a commit)")
     ap.add_argument("--after-label", help="what --build is (e.g. a commit)")
     args = ap.parse_args()
