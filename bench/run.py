@@ -539,13 +539,16 @@ class Bench:
                 plain["seconds"] / zp["seconds"], zp.get("cpu", 0)))
         self.replace_section(lines)
 
-    def service_run(self, inp, plugin, journal, results=False, sink_journal=True):
+    def service_run(self, inp, plugin, journal, results=False, sink_journal=True,
+                    follow=False):
         """The service path as a user runs it: a sink (its spool is its
         output; with sink_journal, --journal, synced), a ventilator with an
         intake (journal on or off) and 2 workers are up; timed from
         `zpipe submit` to `zpipe wait` returning, or with results to
-        `zpipe results` having written every record to a file (checked).
-        The sink's own CPU in that time is reported ("sink_cpu")."""
+        `zpipe results` having written every record to a file (checked);
+        with follow, one `zpipe submit --results FILE` (the records
+        fetched while it submits) instead of the three commands. The
+        sink's own CPU in that time is reported ("sink_cpu")."""
         d = tempfile.mkdtemp(dir=self.tmp)
         ep = lambda name: "ipc://%s/%s" % (d, name)
         bin_ = lambda name: os.path.join(self.build, "bin", name)
@@ -575,12 +578,15 @@ class Bench:
             c0 = self.children_cpu()
             s0 = sink_cpu()
             t0 = time.perf_counter()
-            subprocess.run([self.zpipe, "submit", "--ventilator", ep("intake"),
-                            "--plugin", plugin, "--input", inp, "--job", job],
-                           check=True, capture_output=True, timeout=3600)
-            subprocess.run([self.zpipe, "wait", "--sink", ep("control"), job],
-                           check=True, capture_output=True, timeout=3600)
-            if results:
+            submit = [self.zpipe, "submit", "--ventilator", ep("intake"),
+                      "--plugin", plugin, "--input", inp, "--job", job]
+            if follow:
+                submit += ["--sink", ep("control"), "--results", self.path("out")]
+            subprocess.run(submit, check=True, capture_output=True, timeout=3600)
+            if not follow:
+                subprocess.run([self.zpipe, "wait", "--sink", ep("control"), job],
+                               check=True, capture_output=True, timeout=3600)
+            if results and not follow:
                 with open(self.path("out"), "wb") as f:
                     subprocess.run([self.zpipe, "results", "--sink", ep("control"),
                                     job], check=True, stdout=f, timeout=3600)
@@ -591,7 +597,7 @@ class Bench:
                 p.terminate()
             for p in procs:
                 p.wait()
-        if results:
+        if results or follow:
             with open(self.path("out"), "rb") as f:
                 got = sum(1 for _ in f)
             with open(inp, "rb") as f:
@@ -667,6 +673,8 @@ class Bench:
                 inp, "echo", False, results=True, sink_journal=False)),
             ("the same, sink --journal (synced)", lambda: self.service_run(
                 inp, "echo", False, results=True)),
+            ("submit --results (one command)", lambda: self.service_run(
+                inp, "echo", False, sink_journal=False, follow=True)),
         ]
         self.measure("service path", n, systems, repeat=rep)
         by = {r["system"]: r for r in self.rows}
@@ -678,8 +686,10 @@ class Bench:
                  "written once, to the spool; its own journal, not synced, or "
                  "--journal, synced; ventilator with --intake; 2 workers), timed "
                  "from `zpipe submit` until `zpipe wait` and then `zpipe results` "
-                 "(every record, to a file) return. Sink CPU: the sink's own, in "
-                 "that time. Target: service / run <= 1.1."
+                 "(every record, to a file) return, or until one `zpipe submit "
+                 "--results FILE` (which fetches the records while it submits) "
+                 "returns. Sink CPU: the sink's own, in that time. Target: "
+                 "service / run <= 1.1."
                  % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
                     " --quick" if q else "", rep, n),
                  "", "| system | s | / zpipe run | sink CPU s | pipeline CPU s |",

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "zp_cluster.h"
 #include "client.h"
+#include "fetch.h"
 #include "line_reader.h"
 #include "submit_window.h"
 #include "zp_curve.h"
@@ -12,6 +13,7 @@
 #include "zpipe.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +32,18 @@ static const char s_submit_synopsis[] =
     "exits (a crashed shell or machine) is resumed by running it again with\n"
     "the same --job, --token, --batch and input: the tasks the ventilator\n"
     "took are not taken twice; if that job has finished meanwhile, the\n"
-    "rerun says so and sends nothing. Exit status: 0 submitted (or\n"
-    "already complete), 2 bad usage, 3\n"
-    "refused or no answer for --timeout-ms, 130/143 interrupted.";
+    "rerun says so and sends nothing. With --results FILE it also writes\n"
+    "the job's records to FILE as the sink commits them, and exits once\n"
+    "every record is there (one command instead of submit, wait and\n"
+    "results). Exit status: 0 submitted (or\n"
+    "already complete; with --results, every record written), 2 bad usage,\n"
+    "3 refused or no answer for --timeout-ms (or, with --results, the\n"
+    "records could not be fetched or written), 130/143 interrupted.";
 
 typedef struct {
     const char *ventilator, *plugin, *input, *job, *token, *cluster;
-    const char *secret, *ventilator_key; /* CURVE */
+    const char *secret, *ventilator_key;   /* CURVE */
+    const char *results, *sink, *sink_key; /* --results: from the sink */
     uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
     zp_strlist_t config; /* the job's plugin settings, KEY=VALUE */
 } s_submit_opts_t;
@@ -85,9 +92,20 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
          "a setting for the job's plugin (e.g. cmd=sha256sum for exec); "
          "repeatable",
          &o->config, 0, 0, NULL},
+        {"results", 'o', ZP_OPT_STR, NULL, "FILE",
+         "also write the job's records (JSON Lines) to FILE, - for stdout "
+         "(the job id then goes to stderr), as the sink commits them, and "
+         "exit once every record is written",
+         &o->results, 0, 0, NULL},
+        {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",
+         "with --results: the sink's control endpoint (default "
+         "tcp://127.0.0.1:5559)",
+         &o->sink, 0, 0, NULL},
         ZP_CURVE_SECRET_OPTION(o->secret),
         ZP_CURVE_KEY_OPTION("ventilator-key", "ZPIPE_VENTILATOR_KEY",
                             "the ventilator", o->ventilator_key),
+        ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY",
+                            "the sink (with --results)", o->sink_key),
         {0},
     };
     int rc = zp_opts_main(opts, argc, argv, "zpipe submit", s_submit_synopsis,
@@ -172,7 +190,52 @@ typedef struct {
     bool stalled;  /* the last read stopped for want of input */
     bool finished; /* the ventilator said the job had already finished */
     int rc;        /* the exit code once known; -1 while going */
+    /* --results: the records fetched by a thread of their own from the
+     * moment the job is open (or found complete) */
+    FILE *out;
+    zp_fetch_opts_t fetch;
+    pthread_t fetcher;
+    bool fetching;
+    atomic_bool cancel;
+    int fetch_rc;
 } s_submit_t;
+
+static void *s_fetch_main(void *arg)
+{
+    s_submit_t *s = arg;
+    s->fetch_rc = zp_fetch_records(&s->fetch);
+    return NULL;
+}
+
+/* The job is open: with --results, its records start coming. */
+static void s_start_fetching(s_submit_t *s)
+{
+    if (!s->out || s->fetching)
+        return;
+    s->fetch = (zp_fetch_opts_t){.sink = s->o->sink,
+                                 .secret = s->o->secret,
+                                 .sink_key = s->o->sink_key,
+                                 .job = s->job,
+                                 .prog = "zpipe submit",
+                                 .out = s->out,
+                                 .cancel = &s->cancel};
+    int err = pthread_create(&s->fetcher, NULL, s_fetch_main, s);
+    if (err) {
+        fprintf(stderr, "zpipe submit: cannot fetch the records: %s\n",
+                strerror(err));
+        s->rc = 3;
+        return;
+    }
+    s->fetching = true;
+}
+
+/* Prints the job id: on stdout, unless the records go there. */
+static void s_say_job(s_submit_t *s)
+{
+    FILE *f = s->out == stdout ? stderr : stdout;
+    fprintf(f, "%s\n", s->job);
+    fflush(f);
+}
 
 /* m encoded into a frame of its own (caller owns *frame). 0 or -1. */
 static int s_frame(const zp_message_t *m, char **frame, size_t *len)
@@ -377,12 +440,12 @@ static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
                 "from batch %llu",
                 s->job, a->error ? a->error : "", (unsigned long long)a->seq);
     else if (r.verdict == ZP_SUBMIT_PROGRESS && r.kind == ZP_SUBMIT_OPEN) {
-        printf("%s\n", s->job);
-        fflush(stdout);
+        s_say_job(s);
+        s_start_fetching(s);
     } else if (r.verdict == ZP_SUBMIT_FINISHED) {
         /* A rerun after the close: the job is complete, not refused. */
-        printf("%s\n", s->job);
-        fflush(stdout);
+        s_say_job(s);
+        s_start_fetching(s);
         fprintf(stderr,
                 "zpipe submit: job %s was already complete (%llu tasks); "
                 "nothing sent. 'zpipe wait %s' tells its outcome\n",
@@ -495,10 +558,28 @@ static int s_submit(const s_submit_opts_t *o, const s_settings_t *set, FILE *in)
     int rc = 3;
     if (!s.ends || !s.tasks || !s.ptrs || !s.w || !s.lr || s_identity(&s) < 0)
         fprintf(stderr, "zpipe submit: out of memory\n");
+    else if (o->results &&
+             !(s.out = strcmp(o->results, "-") == 0 ? stdout
+                                                    : fopen(o->results, "w")))
+        fprintf(stderr, "zpipe submit: cannot write %s: %s\n", o->results,
+                strerror(errno));
     else if ((s.c = zp_client_new(o->ventilator, ZP_CLIENT_MAX_MSG, o->secret,
                                   "ventilator-key", o->ventilator_key)))
         rc = s_run(&s);
     zp_client_destroy(&s.c);
+    if (s.fetching) {
+        /* Submitted: the rest of the records; else they are not wanted. */
+        if (rc != 0)
+            atomic_store(&s.cancel, true);
+        pthread_join(s.fetcher, NULL);
+        if (rc == 0)
+            rc = s.fetch_rc;
+    }
+    if (s.out && s.out != stdout && fclose(s.out) != 0 && rc == 0) {
+        fprintf(stderr, "zpipe submit: writing %s: %s\n", o->results,
+                strerror(errno));
+        rc = 3;
+    }
     zp_submit_window_destroy(&s.w);
     zp_line_reader_destroy(&s.lr);
     zp_buf_free(&s.text);
@@ -512,8 +593,10 @@ static int s_submit(const s_submit_opts_t *o, const s_settings_t *set, FILE *in)
 
 int zp_cmd_submit(int argc, char **argv)
 {
-    s_submit_opts_t o = {
-        .ventilator = "tcp://127.0.0.1:5561", .input = "-", .batch = 1024};
+    s_submit_opts_t o = {.ventilator = "tcp://127.0.0.1:5561",
+                         .sink = "tcp://127.0.0.1:5559",
+                         .input = "-",
+                         .batch = 1024};
     int rc = s_submit_args(&o, argc, argv);
     if (rc >= 0) {
         zp_strlist_free(&o.config);

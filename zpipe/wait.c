@@ -1,6 +1,7 @@
 /* zpipe wait / zpipe results: clients of a running sink's control socket. */
 #define _GNU_SOURCE
 #include "client.h"
+#include "fetch.h"
 #include "zp_curve.h"
 #include "zp_journal.h"
 #include "zp_opts.h"
@@ -154,19 +155,6 @@ static const char s_results_synopsis[] =
 /* Asks the sink for job's records from cursor on (its default chunk,
  * 1 MiB: larger ones measured slower), waiting for them; returns when it
  * asked. */
-static uint64_t s_ask_results(zp_client_t *c, const char *job, uint64_t cursor)
-{
-    Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
-    rq.job_id = (char *)job;
-    rq.cursor = cursor;
-    rq.wait = true;
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST;
-    m.results_request = &rq;
-    zp_client_send(c, &m, ZMQ_DONTWAIT);
-    return zp_mono_us();
-}
-
 int zp_cmd_results(int argc, char **argv)
 {
     s_client_opts_t o = {.sink = "tcp://127.0.0.1:5559"};
@@ -186,67 +174,13 @@ int zp_cmd_results(int argc, char **argv)
     if (rc >= 0)
         return rc;
     zp_signals_install(0);
-    rc = 3;
-    zp_client_t *c = zp_client_new(o.sink, ZP_CLIENT_MAX_MSG, o.secret,
-                                   "sink-key", o.sink_key);
-    uint64_t t0 = zp_mono_us(), cursor = o.cursor, asked = 0;
-    bool known = false, sent = false;
-    if (!c)
-        goto done;
-    while (!zp_stopping() && !s_timed_out(&o, t0)) {
-        if (!sent)
-            asked = s_ask_results(c, o.job, cursor);
-        sent = false;
-        zp_message_t *r = NULL;
-        /* Answers to an earlier request for the same cursor are as good;
-         * any other cursor is stale. */
-        while (!zp_stopping() && zp_mono_us() - asked < S_RESEND_US) {
-            r = zp_client_recv(c, ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK, o.job,
-                               200);
-            if (r && r->results_chunk->cursor == cursor)
-                break;
-            r = NULL;
-        }
-        if (!r)
-            continue;
-        const Zpipe__V1__ResultsChunk *ch = r->results_chunk;
-        if (ch->error && *ch->error) {
-            if (!known && strcmp(ch->error, "unknown job") == 0 &&
-                zp_mono_us() - t0 < S_UNKNOWN_GRACE_US) {
-                usleep(100000);
-                continue;
-            }
-            fprintf(stderr, "zpipe results: job %s: %s\n", o.job, ch->error);
-            goto done;
-        }
-        known = true;
-        /* The next chunk is asked for before this one is written: the
-         * sink reads and sends it while stdout takes this one. */
-        if (!ch->done) {
-            asked = s_ask_results(c, o.job, ch->next_cursor);
-            sent = true;
-        }
-        if (ch->records.len && fwrite(ch->records.data, 1, ch->records.len,
-                                      stdout) != ch->records.len) {
-            fprintf(stderr, "zpipe results: writing stdout: %s\n",
-                    strerror(errno));
-            goto done;
-        }
-        cursor = ch->next_cursor;
-        if (ch->done) {
-            rc = 0;
-            goto done;
-        }
-    }
-    if (zp_stopping())
-        rc = 128 + zp_stop_signal();
-    else
-        fprintf(stderr, "zpipe results: job %s not done within %llu ms\n",
-                o.job, (unsigned long long)o.timeout_ms);
-    fprintf(stderr, "zpipe results: resume with --cursor %llu\n",
-            (unsigned long long)cursor);
-done:
-    fflush(stdout);
-    zp_client_destroy(&c);
-    return rc;
+    zp_fetch_opts_t f = {.sink = o.sink,
+                         .secret = o.secret,
+                         .sink_key = o.sink_key,
+                         .job = o.job,
+                         .prog = "zpipe results",
+                         .cursor = o.cursor,
+                         .timeout_ms = o.timeout_ms,
+                         .out = stdout};
+    return zp_fetch_records(&f);
 }

@@ -224,6 +224,59 @@ def test_results_from_a_sink_without_spool_is_refused():
     check(r.returncode == 3 and b"--spool" in r.stderr, "%d %r" % (r.returncode, r.stderr))
 
 
+def _check_records(path_or_bytes, n, job):
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else \
+        open(path_or_bytes, "rb").read()
+    recs = [json.loads(l) for l in data.splitlines()]
+    lost = n - len({r["task"] for r in recs})
+    dup = len(recs) - len({r["task"] for r in recs})
+    wrong = sum(1 for r in recs if r["job"] != job or
+                r["output"] != "v%d" % r["task"] or r["status"] != "ok")
+    check((lost, dup, wrong) == (0, 0, 0) and len(recs) == n,
+          "%s: %d records, lost %d, duplicated %d, wrong %d"
+          % (job, len(recs), lost, dup, wrong))
+
+
+def test_submit_with_results_writes_every_record():
+    """zpipe submit --results: one command submits the job and writes
+    every record as the sink commits them (fetched while it submits),
+    to a file or to stdout (the job id then on stderr); a rerun of the
+    finished job with its token writes them all again."""
+    n = 50000
+    c, intake, spool = zptest.service_cluster(["echo"])
+    inp = _job_input(c.dir, n)
+    out = os.path.join(c.dir, "out.jsonl")
+    base = [binary("zpipe"), "submit", "--ventilator", intake, "--sink",
+            c.control, "--plugin", "echo", "--input", inp]
+    r = run(base + ["--job", "sr-file", "--token", "t1", "--results", out],
+            capture_output=True, timeout=120)
+    check(r.returncode == 0, "exit %d: %s" % (r.returncode, r.stderr))
+    check(r.stdout == b"sr-file\n", "stdout %r" % r.stdout[:200])
+    _check_records(out, n, "sr-file")
+    with open(os.path.join(spool, "sr-file.jsonl"), "rb") as f:
+        check(f.read() == open(out, "rb").read(), "spool and --results differ")
+    r = run(base + ["--job", "sr-out", "--results", "-"], capture_output=True,
+            timeout=120)
+    check(r.returncode == 0, "exit %d: %s" % (r.returncode, r.stderr))
+    check(b"sr-out\n" in r.stderr, "job id not on stderr: %r" % r.stderr)
+    _check_records(r.stdout, n, "sr-out")
+    # The same job again, finished: nothing sent, every record written.
+    os.unlink(out)
+    r = run(base + ["--job", "sr-file", "--token", "t1", "--results", out],
+            capture_output=True, timeout=120)
+    check(r.returncode == 0 and b"already complete" in r.stderr,
+          "exit %d: %s" % (r.returncode, r.stderr))
+    _check_records(out, n, "sr-file")
+    # An output it cannot write: refused before anything is submitted.
+    r = run(base + ["--job", "sr-bad", "--results",
+                    os.path.join(c.dir, "no", "such", "out")],
+            capture_output=True, timeout=30)
+    check(r.returncode == 3 and b"cannot write" in r.stderr,
+          "exit %d: %s" % (r.returncode, r.stderr))
+    print("    %d records each: to a file, to stdout, and again for the "
+          "finished job" % n)
+
+
 if __name__ == "__main__":
     zptest.main([
         test_results_streams_every_record_and_wait_reports_counts,
@@ -233,4 +286,5 @@ if __name__ == "__main__":
         test_results_resume_from_a_cursor,
         test_wait_exit_codes,
         test_results_from_a_sink_without_spool_is_refused,
+        test_submit_with_results_writes_every_record,
     ])

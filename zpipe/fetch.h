@@ -1,0 +1,36 @@
+/* fetch: a job's records from a running sink, from a cursor on, as the
+ * sink makes them durable, until the job is done: what `zpipe results`
+ * does, and `zpipe submit --results` while it submits. */
+#ifndef ZP_FETCH_CLIENT_H
+#define ZP_FETCH_CLIENT_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Asked for per request: fewer round trips than the sink's 1 MiB
+ * default, within its 16 MiB cap. */
+#define ZP_FETCH_ASK_BYTES (8u << 20)
+
+typedef struct {
+    const char *sink;              /* the sink's control endpoint */
+    const char *secret, *sink_key; /* CURVE, both NULL for none */
+    const char *job;
+    const char *prog;    /* names the messages ("zpipe results") */
+    uint64_t cursor;     /* where to start (0: the first record) */
+    uint64_t timeout_ms; /* give up after this long, 0 = never */
+    FILE *out;           /* where the records go */
+    /* Set by another thread: stop at the next answer, quietly (the
+     * caller has said why). NULL: never. */
+    const atomic_bool *cancel;
+} zp_fetch_opts_t;
+
+/* Writes o->job's records from o->cursor to o->out until the job is done
+ * and every record is written. A job the sink does not know yet is asked
+ * about again for 10 s; a request unanswered for 2 s is sent again (a
+ * restarted sink forgot it). Returns 0 (done), 3 (failed or timed out:
+ * said on stderr with the cursor to resume from), 128 + the signal
+ * (interrupted), or -1 (cancelled). */
+int zp_fetch_records(const zp_fetch_opts_t *o);
+
+#endif
