@@ -95,3 +95,10 @@ uint64_t zp_wk_credit_held(const zp_wk_credit_t *self)
 {
     return self->received - self->completed;
 }
+
+uint64_t zp_wk_heartbeat_due_us(uint64_t last_sent_us, uint64_t heartbeat_ms,
+                                uint64_t now)
+{
+    uint64_t due = last_sent_us + heartbeat_ms * 1000;
+    return due > now ? due : now + (heartbeat_ms / 2 + 1) * 1000;
+}

@@ -65,4 +65,12 @@ void zp_wk_credit_hello_sent(zp_wk_credit_t *self, uint64_t credit);
 /* Tasks received and not finished. */
 uint64_t zp_wk_credit_held(const zp_wk_credit_t *self);
 
+/* When the next heartbeat is due: heartbeat_ms after the last message
+ * sent to the ventilator (last_sent_us), however often the worker wakes
+ * in between. Once that moment has passed (the last heartbeat could not
+ * be sent: no ventilator connected, or its queue full), half an interval
+ * from now, to try again without spinning. Times in microseconds. */
+uint64_t zp_wk_heartbeat_due_us(uint64_t last_sent_us, uint64_t heartbeat_ms,
+                                uint64_t now);
+
 #endif

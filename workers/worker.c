@@ -400,6 +400,17 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3])
      * spend the cores waking). */
     uint64_t now = zp_mono_us();
     uint64_t due = now + (w->cfg->heartbeat_ms / 2 + 1) * 1000;
+    /* The heartbeat counts from the last message sent, not from this
+     * poll: a wake-up in between (this half interval, a deadline check)
+     * would send it up to half an interval late, 1.5 s after the last
+     * one at the default 1 s (seen: test_crash's 1.5 s timeout, under
+     * load). */
+    if (w->credit_mode) {
+        uint64_t beat =
+            zp_wk_heartbeat_due_us(w->last_sent_us, w->cfg->heartbeat_ms, now);
+        if (beat < due)
+            due = beat;
+    }
     if (w->metrics && due > now + 250000)
         due = now + 250000;
     if (w->exec) {

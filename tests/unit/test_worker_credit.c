@@ -144,7 +144,28 @@ static void test_arrivals_beyond_the_window_are_violations(void)
     TEST_EQ_INT(c.violations, 1);
 }
 
+/* Heartbeats one interval after the last message, whenever the worker
+ * happens to wake between; a heartbeat that could not be sent is tried
+ * again half an interval later, not in a loop. */
+static void test_heartbeat_due_one_interval_after_the_last_message(void)
+{
+    uint64_t sent = 5000000;
+    /* Woken 999 ms after the last: due 1 ms later, not 500 ms later. */
+    TEST_EQ_INT(zp_wk_heartbeat_due_us(sent, 1000, sent + 999000),
+                sent + 1000000);
+    TEST_EQ_INT(zp_wk_heartbeat_due_us(sent, 1000, sent + 1000),
+                sent + 1000000);
+    /* Overdue (the send failed): half an interval from now. */
+    TEST_EQ_INT(zp_wk_heartbeat_due_us(sent, 1000, sent + 1000000),
+                sent + 1000000 + 501000);
+    TEST_EQ_INT(zp_wk_heartbeat_due_us(sent, 1000, sent + 7000000),
+                sent + 7000000 + 501000);
+    TEST_EQ_INT(zp_wk_heartbeat_due_us(0, 10, 0), 10000);
+}
+
 static const test_case_t tests[] = {
+    {"test_heartbeat_due_one_interval_after_the_last_message",
+     test_heartbeat_due_one_interval_after_the_last_message},
     {"test_a_second_hello_never_stops_the_grants",
      test_a_second_hello_never_stops_the_grants},
     {"test_starts_at_eight_within_the_window",
