@@ -212,7 +212,7 @@ static void s_pass1(s_tl_t *t, const zp_trace_entry_t *e)
     }
     if (e->outcome != ZP_TRACE_COMMITTED)
         return;
-    uint64_t len[S_STAGES];
+    uint64_t len[S_STAGES] = {0};
     uint64_t finish = e->start_us ? e->start_us + e->elapsed_us : 0;
     bool have[S_STAGES] = {
         s_stage(t, e->queued_us, e->dispatch_us, &len[S_QUEUE]),
