@@ -137,7 +137,8 @@ static void s_metrics_render(zp_wk_shell_t *w, uint64_t now)
 
 /* ---- set-up and teardown ------------------------------------------------- */
 
-static int s_start_executor(zp_wk_shell_t *w, char *const *files, size_t n);
+static int s_start_executor(zp_wk_shell_t *w, const char *const *files,
+                            size_t n);
 
 /* The id, the plugins, the metrics endpoint and the executor. 0 or -1. */
 static int s_init_state(zp_wk_shell_t *w)
@@ -165,7 +166,7 @@ static int s_init_state(zp_wk_shell_t *w)
     if (w->isolated) {
         size_t n;
         char **files = zp_wk_runner_locate(w->runner, &n);
-        int rc = files ? s_start_executor(w, files, n) : 0;
+        int rc = files ? s_start_executor(w, (const char *const *)files, n) : 0;
         for (size_t i = 0; i < n; i++)
             free(files[i]);
         free(files);
@@ -198,12 +199,13 @@ static int s_init_state(zp_wk_shell_t *w)
     size_t n = 0;
     for (; n < zp_plugins_count(set) && n < 256; n++)
         files[n] = zp_plugins_at(set, n)->path;
-    return s_start_executor(w, (char *const *)files, n);
+    return s_start_executor(w, files, n);
 }
 
 /* The executor's supervisor, and its first executor, loading the n
  * plugin files. 0 or -1. */
-static int s_start_executor(zp_wk_shell_t *w, char *const *files, size_t n)
+static int s_start_executor(zp_wk_shell_t *w, const char *const *files,
+                            size_t n)
 {
     zp_wk_exec_env_t env = {
         .results = w->pending,
@@ -214,8 +216,7 @@ static int s_start_executor(zp_wk_shell_t *w, char *const *files, size_t n)
         .grant = zp_wk_shell_grant,
         .arg = w,
     };
-    w->exec = zp_wk_exec_new(w->cfg, w->id, (const char *const *)files, n,
-                             w->credit_mode, &env);
+    w->exec = zp_wk_exec_new(w->cfg, w->id, files, n, w->credit_mode, &env);
     if (!w->exec || zp_wk_exec_start(w->exec) < 0)
         return -1;
     return 0;

@@ -17,7 +17,9 @@ static uint64_t s_ask(zp_client_t *c, const char *job, uint64_t cursor)
     Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
     rq.job_id = (char *)job;
     rq.cursor = cursor;
-    rq.max_bytes = ZP_FETCH_ASK_BYTES;
+    /* max_bytes 0: the sink's 1 MiB. With 1,000,000 records (116 MB):
+     * 1 MiB 0.10-0.17 s, 256 KiB 0.17-0.22 s, 8 MiB 0.22-0.33 s (fresh
+     * big buffers cost more than the round trips they save). */
     rq.wait = true;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST;

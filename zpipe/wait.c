@@ -152,9 +152,6 @@ static const char s_results_synopsis[] =
     "refused or did not answer in --timeout-ms, 130/143 interrupted (the\n"
     "cursor to resume from is printed on stderr).";
 
-/* Asks the sink for job's records from cursor on (its default chunk,
- * 1 MiB: larger ones measured slower), waiting for them; returns when it
- * asked. */
 int zp_cmd_results(int argc, char **argv)
 {
     s_client_opts_t o = {.sink = "tcp://127.0.0.1:5559"};
