@@ -277,6 +277,64 @@ def test_submit_with_results_writes_every_record():
           "finished job" % n)
 
 
+def test_submit_with_results_across_a_sink_kill():
+    """zpipe submit --results while the sink is SIGKILLed a third into the
+    job and started again from its journal: the command still ends 0 and
+    its file has every record exactly once, right, and the same bytes as
+    the spool (its fetch asks again from its cursor)."""
+    import re
+    import signal
+    n = 20000
+    spool = zptest.tmpdir()
+    c = zptest.Cluster(sink_args=("--spool", spool))
+    c.sink.kill()
+    c.sink.wait()
+    sink_cmd = [binary("zpipe-sink"), "--results", c.results, "--control",
+                c.control, "--publish", "none", "--spool", spool,
+                "--journal", os.path.join(c.dir, "journal")]
+    sink = start(sink_cmd, stderr=c._log("sink1"))
+    intake = "ipc://%s/intake" % c.dir
+    start([binary("zpipe-ventilator"), "--intake", intake, "--bind",
+           c.dispatch, "--sink", c.control], stderr=c._log("ventilator"))
+    c.worker(plugins=("spin",))
+    c.worker(plugins=("spin",))
+    inp = os.path.join(c.dir, "spin.txt")
+    with open(inp, "w") as f:
+        f.write("100\n" * n)  # 100 us each: about 1 s on 2 workers
+    out = os.path.join(c.dir, "out.jsonl")
+    job = "sr-kill"
+    sub = start([binary("zpipe"), "submit", "--ventilator", intake, "--sink",
+                 c.control, "--plugin", "spin", "--input", inp, "--job", job,
+                 "--results", out], stderr=c._log("submit"))
+    time.sleep(0.6)
+    sink.send_signal(signal.SIGKILL)
+    sink.wait()
+    time.sleep(0.3)
+    sink = start(sink_cmd, stderr=c._log("sink2"))
+    rc = sub.wait(timeout=120)
+    if rc != 0:
+        c.dump_logs()
+    check(rc == 0, "zpipe submit --results exit %s" % rc)
+    recs = [json.loads(l) for l in open(out)]
+    ids = [r["task"] for r in recs]
+    lost = n - len(set(ids))
+    dup = len(ids) - len(set(ids))
+    wrong = sum(1 for r in recs if r["job"] != job or r["status"] != "ok" or
+                r["output"] != "100" or not 0 <= r["task"] < n)
+    check((lost, dup, wrong) == (0, 0, 0), "lost %d, duplicated %d, wrong %d"
+          % (lost, dup, wrong))
+    with open(os.path.join(spool, job + ".jsonl"), "rb") as f:
+        check(f.read() == open(out, "rb").read(), "spool and --results differ")
+    sink.terminate()
+    sink.wait()
+    log = open(os.path.join(c.dir, "sink2.log")).read()
+    m = re.search(r"resumed (\d+) committed records", log)
+    check(m and 0 < int(m.group(1)) < n,
+          "the kill did not fall mid-job: %r" % log[-400:])
+    print("    %d records through submit --results across a sink kill (after "
+          "%s) and restart: lost 0, duplicated 0, wrong 0" % (n, m.group(1)))
+
+
 if __name__ == "__main__":
     zptest.main([
         test_results_streams_every_record_and_wait_reports_counts,
@@ -287,4 +345,5 @@ if __name__ == "__main__":
         test_wait_exit_codes,
         test_results_from_a_sink_without_spool_is_refused,
         test_submit_with_results_writes_every_record,
+        test_submit_with_results_across_a_sink_kill,
     ])
