@@ -10,11 +10,16 @@
 /* Helpers in Python: run once per setting, never per task, so their
  * clarity costs nothing. */
 static const char s_helper_src[] =
-    "import os, sys\n"
+    "import io, os, sys\n"
     "HERE = '<zpipe python plugin>'\n"
     "# The host's stdout carries data (zpipe run's records, a sink's\n"
     "# output): print() in a task goes to its log (stderr) instead.\n"
-    "sys.stdout = sys.stderr\n"
+    "# Python writes each piece of a print() to stderr on its own, so\n"
+    "# two executors sharing a log interleave mid-line; a line-buffered\n"
+    "# stream writes each whole line at once.\n"
+    "sys.stdout = sys.stderr = io.TextIOWrapper(\n"
+    "    open(2, 'wb', closefd=False), encoding=sys.stderr.encoding,\n"
+    "    errors='backslashreplace', line_buffering=True)\n"
     "def add_path(dirs):\n"
     "    for d in reversed([d for d in dirs.split(':') if d]):\n"
     "        d = os.path.abspath(d)\n"
