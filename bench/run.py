@@ -156,6 +156,19 @@ class Bench:
     def path(self, name):
         return os.path.join(self.tmp, name)
 
+    def fresh_out(self):
+        """The output file's path, the previous run's output removed first
+        (untimed): the time a filesystem takes to drop hundreds of MiB of
+        an old file is no system's work, and a system that truncates it
+        before its first result (zpipe's sink, before it takes the job)
+        would pay it while one that does it beside other work would not."""
+        p = self.path("out")
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+        return p
+
     def write_input(self, name, lines):
         p = self.path(name)
         with open(p, "w") as f:
@@ -167,7 +180,7 @@ class Bench:
     # Each runner returns (seconds, {process: peak RSS KiB}, extra dict)
     def raw_run(self, inp, spin, transport="ipc", latency=False):
         cmd = [self.raw, "run", "--workers", "2", "--input", inp,
-               "--output", self.path("out"), "--transport", transport]
+               "--output", self.fresh_out(), "--transport", transport]
         if spin:
             cmd.append("--spin")
         if latency:
@@ -184,6 +197,21 @@ class Bench:
         if m:
             extra = {"p50": int(m.group(1)), "p99": int(m.group(2))}
         return secs, rss, extra
+
+    def plain_run(self, inp):
+        """bench/plain_pipeline: plain libzmq with no copy in user space
+        (the input read in blocks each line is sent from, forwarded as
+        received, written with writev); lines must end with a newline."""
+        cmd = [os.path.join(self.build, "bench", "plain_pipeline"), "run",
+               "--workers", "2", "--input", inp, "--output", self.fresh_out()]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        if r.returncode != 0:
+            raise RuntimeError("plain_pipeline failed: %s" % r.stderr[-500:])
+        secs = float(re.search(r"seconds=([\d.]+)", r.stdout).group(1))
+        rss = {}
+        for m in re.finditer(r"rss (\w+) (\d+)", r.stderr):
+            rss[m.group(1)] = max(rss.get(m.group(1), 0), int(m.group(2)))
+        return secs, rss, {}
 
     @staticmethod
     def children_cpu():
@@ -245,7 +273,7 @@ class Bench:
         pipe). The time includes cat's. With sink_cpu the sink's own CPU
         seconds are reported too ("sink_cpu")."""
         cmd = [zpipe or self.zpipe, "run", "--plugin", plugin, "--workers", str(workers),
-               "--input", "-" if cat else inp, "--output", self.path("out"),
+               "--input", "-" if cat else inp, "--output", self.fresh_out(),
                "--format", "lines", "--batch", str(batch), "--isolation",
                isolation, "--transport", transport, "--no-progress"] + list(extra)
         c0 = self.children_cpu()
@@ -286,7 +314,7 @@ class Bench:
         # Info logs name each daemon's metrics address; the runs with
         # metrics off log at info too, so the two differ only in metrics.
         cmd = [self.zpipe, "run", "--plugin", plugin, "--workers", "2",
-               "--input", inp, "--output", self.path("out"), "--format",
+               "--input", inp, "--output", self.fresh_out(), "--format",
                "lines", "--no-progress", "--log-level", "info"]
         env = dict(os.environ, ZPIPE_METRICS="127.0.0.1:0")
         urls, scrapes, stop = [], [0], threading.Event()
@@ -335,11 +363,11 @@ class Bench:
 
     def pool_run(self, inp, spin, chunksize):
         return self.python_run("run_pool(%r, %r, 2, %r, %r)"
-                               % (inp, self.path("out"), chunksize, spin), "Pool.map")
+                               % (inp, self.fresh_out(), chunksize, spin), "Pool.map")
 
     def dask_run(self, inp, spin):
         return self.python_run("run_dask(%r, %r, 2, %r)"
-                               % (inp, self.path("out"), spin), "Dask")
+                               % (inp, self.fresh_out(), spin), "Dask")
 
     def measure(self, workload, n, systems, work_s=None, repeat=None):
         """Runs every system repeat times (default --repeat), alternating;
@@ -428,6 +456,9 @@ class Bench:
         n_big = 200 if q else 2000
         pair("payload 64 KiB", n_big,
              self.write_input("ba_64k", ("x" * 65536 for _ in range(n_big))), "echo")
+        n_mib = 32 if q else 256
+        pair("payload 1 MiB", n_mib,
+             self.write_input("ba_1m", ("x" * (1 << 20) for _ in range(n_mib))), "echo")
         pair("one line (fixed cost)", 1, self.write_input("ba_one", ["1"]), "echo",
              repeat=max(15, rep))
         pair("empty tasks, JSON Lines", n_empty // 5,
@@ -460,6 +491,52 @@ class Bench:
                 wl, a["n"], b["seconds"], a["seconds"], b["seconds"] / a["seconds"],
                 eff(b), eff(a), b.get("cpu", 0), a.get("cpu", 0)))
             print("  %-28s after/before %.3f" % (wl, b["seconds"] / a["seconds"]))
+        self.replace_section(lines)
+
+    def payloads_section(self):
+        """--payloads: big payloads (64 KiB and 1 MiB, 256 MiB a run) through
+        raw_pipeline, plain_pipeline and zpipe run, alternating whole
+        processes; writes its own section (issue 19's targets)."""
+        rep = max(5, self.args.repeat)
+        q = self.args.quick
+        rows = []
+        for size in (65536, 1 << 20):
+            n = (256 << 20) // size // (8 if q else 1)
+            inp = self.write_input("big%d" % size, ("x" * size for _ in range(n)))
+            print("payload %d B x %d" % (size, n), flush=True)
+            self.rows = []
+            self.measure("payload %d B" % size, n, [
+                ("raw", lambda: self.raw_run(inp, False)),
+                ("plain", lambda: self.plain_run(inp)),
+                ("zpipe", lambda: self.zpipe_run(inp, "echo")),
+            ], repeat=rep)
+            rows.extend(self.rows)
+        lines = ["## Big payloads: zpipe against raw and plain libzmq", "",
+                 "Measured %s on %s; `/usr/bin/python3 bench/run.py --payloads%s`; "
+                 "medians of %d alternating runs, each a whole process from its "
+                 "start (raw and plain report their own clock from before their "
+                 "first spawn), the previous output removed first. raw = "
+                 "`bench/raw_pipeline`, plain = `bench/plain_pipeline` (no copy in "
+                 "user space), zpipe = `zpipe run --plugin echo --workers 2 "
+                 "--format lines` (CPU: every process of the run). Ratio = "
+                 "zpipe's tasks/s over the other's. 1-minute load average %.1f."
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
+                    " --quick" if q else "", rep, os.getloadavg()[0]),
+                 "", "| payload | tasks | raw s | plain s | zpipe s | zpipe / raw | "
+                 "zpipe / plain | zpipe CPU s |",
+                 "|---|---|---|---|---|---|---|---|"]
+        by = {}
+        for r in rows:
+            by.setdefault(r["workload"], {})[r["system"]] = r
+        for wl, d in by.items():
+            raw, plain, zp = d.get("raw"), d.get("plain"), d.get("zpipe")
+            if any(not x or x.get("failed") for x in (raw, plain, zp)):
+                lines.append("| %s | | failed | | | | | |" % wl)
+                continue
+            lines.append("| %s | %d | %.3f | %.3f | %.3f | %.2f | %.2f | %.2f |" % (
+                wl.split(" ", 1)[1], zp["n"], raw["seconds"], plain["seconds"],
+                zp["seconds"], raw["seconds"] / zp["seconds"],
+                plain["seconds"] / zp["seconds"], zp.get("cpu", 0)))
         self.replace_section(lines)
 
     def service_run(self, inp, plugin, journal, results=False, sink_journal=True,
@@ -701,7 +778,7 @@ class Bench:
         input piped in, the JSON Lines output to a file."""
         cmd = "cat %s | %s run --plugin python --workers 2 --config func=trivial:f " \
               "--config path=%s --no-progress -o %s" % (
-                  inp, self.zpipe, os.path.join(HERE, "python"), self.path("out"))
+                  inp, self.zpipe, os.path.join(HERE, "python"), self.fresh_out())
         t0 = time.perf_counter()
         r = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True,
                            timeout=3600)
@@ -1063,6 +1140,9 @@ class Bench:
         if self.args.whole:
             self.whole_section()
             return
+        if self.args.payloads:
+            self.payloads_section()
+            return
         if self.args.only and self.args.only in EXEC_WORKLOAD:
             # --only parallel (or exec): this section alone, written as its
             # own section of bench/results.md; the other sections are kept.
@@ -1139,6 +1219,8 @@ class Bench:
             print("payload %d B x %d" % (size, n), flush=True)
             self.measure("payload %d B" % size, n, [
                 ("raw libzmq (ipc)", lambda: self.raw_run(inp, False)),
+                ("plain libzmq, no user-space copy (ipc)",
+                 lambda: self.plain_run(inp)),
                 ("zpipe echo ipc", lambda: self.zpipe_run(inp, "echo")),
             ])
 
@@ -1637,6 +1719,10 @@ def main():
                     "a Pool.map script, raw_pipeline, xargs, GNU parallel, Dask) "
                     "at 1 to 1,000,000 lines, alternating; writes only that "
                     "section (a full run writes it too)")
+    ap.add_argument("--payloads", action="store_true",
+                    help="64 KiB and 1 MiB payloads through raw_pipeline, "
+                    "plain_pipeline and zpipe run, alternating; writes only "
+                    "that section")
     ap.add_argument("--before-label", help="what --before is (e.g. a commit)")
     ap.add_argument("--after-label", help="what --build is (e.g. a commit)")
     args = ap.parse_args()

@@ -315,7 +315,7 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
 
 #define A S_ANY
 static const int8_t s_task_wt[16] = {
-    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_I64, A,
+    A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_I64, S_VARINT,
     A, A,        A,     A,        A,        A,        A,     A};
 static const int8_t s_task_batch_wt[16] = {
     A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, S_VARINT, S_LEN,
@@ -525,6 +525,8 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
                     t->queued_us = y.v;
                 else if (y.num == 6 && y.wt == S_I64)
                     t->lease = y.v;
+                else if (y.num == 7 && y.wt == S_VARINT)
+                    t->payload_frame = (uint32_t)y.v;
             }
         }
     }
@@ -677,7 +679,7 @@ static size_t s_task_size(const Zpipe__V1__Task *t)
            (t->payload.len ? s_len_field_size(t->payload.len) : 0) +
            S_OPT_VARINT_SIZE((uint64_t)t->attempt) +
            S_OPT_VARINT_SIZE(t->deadline_ms) + S_OPT_VARINT_SIZE(t->queued_us) +
-           (t->lease ? 9 : 0);
+           (t->lease ? 9 : 0) + S_OPT_VARINT_SIZE((uint64_t)t->payload_frame);
 }
 
 /* A fixed64 field: its tag, then v in 8 bytes, little-endian. */
@@ -710,21 +712,8 @@ static size_t s_result_size(const Zpipe__V1__Result *r)
            (r->lease ? 9 : 0);
 }
 
-/* Message{kind: body of body_len} header; returns where the body goes. */
-static uint8_t *s_open_message(zp_buf_t *out, unsigned kind, size_t body_len)
-{
-    size_t total = s_len_field_size(body_len);
-    out->len = 0;
-    if (zp_buf_reserve(out, total) < 0)
-        return NULL;
-    uint8_t *p = (uint8_t *)out->data;
-    *p++ = (uint8_t)(kind << 3 | S_LEN);
-    p = s_put_varint(p, body_len);
-    out->len = total;
-    return p;
-}
-
-int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
+/* The body of a TaskBatch (its fields, without the Message around it). */
+static size_t s_task_batch_body(const Zpipe__V1__TaskBatch *b)
 {
     size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
     size_t cl = s_str_len(b->config), tl = s_str_len(b->token);
@@ -734,9 +723,33 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
         S_OPT_VARINT_SIZE(b->seq) + (tl ? s_len_field_size(tl) : 0);
     for (size_t i = 0; i < b->n_tasks; i++)
         body += s_len_field_size(s_task_size(b->tasks[i]));
-    uint8_t *p = s_open_message(out, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH, body);
-    if (!p)
-        return -1;
+    return body;
+}
+
+size_t zp_task_batch_size(const Zpipe__V1__TaskBatch *b)
+{
+    return s_len_field_size(s_task_batch_body(b));
+}
+
+/* The body's length of a message of size bytes (the kind's tag, the
+ * body's length as a varint, the body): without walking the batch
+ * again. */
+static size_t s_body_of(size_t size)
+{
+    for (size_t k = 1; k <= 10 && k < size; k++)
+        if (s_vsize(size - 1 - k) == k)
+            return size - 1 - k;
+    return 0;
+}
+
+size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst,
+                           size_t size)
+{
+    size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
+    size_t cl = s_str_len(b->config), tl = s_str_len(b->token);
+    uint8_t *p = dst;
+    *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_TASK_BATCH << 3 | S_LEN);
+    p = s_put_varint(p, s_body_of(size));
     if (jl)
         p = s_put_len_field(p, 1, b->job_id, jl);
     if (pl)
@@ -753,6 +766,7 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
         S_PUT_OPT_VARINT(p, 5, t->queued_us);
         if (t->lease)
             p = s_put_fixed64(p, 6, t->lease);
+        S_PUT_OPT_VARINT(p, 7, (uint64_t)t->payload_frame);
     }
     S_PUT_OPT_VARINT(p, 4, b->dispatch_us);
     if (cl)
@@ -760,10 +774,22 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
     S_PUT_OPT_VARINT(p, 6, b->seq);
     if (tl)
         p = s_put_len_field(p, 7, b->token, tl);
-    return p == (uint8_t *)out->data + out->len ? 0 : -1;
+    return (size_t)(p - (uint8_t *)dst);
 }
 
-int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
+int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
+{
+    size_t n = zp_task_batch_size(b);
+    out->len = 0;
+    if (zp_buf_reserve(out, n) < 0)
+        return -1;
+    out->len = zp_task_batch_write(b, out->data, n);
+    return out->len == n ? 0 : -1;
+}
+
+/* The body of a ResultBatch (its fields, without the Message around
+ * it). */
+static size_t s_result_batch_body(const Zpipe__V1__ResultBatch *b)
 {
     size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
     size_t body = (jl ? s_len_field_size(jl) : 0) +
@@ -773,45 +799,144 @@ int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
                   S_OPT_VARINT_SIZE(b->tasks_done);
     for (size_t i = 0; i < b->n_results; i++)
         body += s_len_field_size(s_result_size(b->results[i]));
-    uint8_t *p =
-        s_open_message(out, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH, body);
-    if (!p)
-        return -1;
+    return body;
+}
+
+size_t zp_result_batch_size(const Zpipe__V1__ResultBatch *b)
+{
+    return s_len_field_size(s_result_batch_body(b));
+}
+
+/* A result up to its output's bytes: its field header, task_id, status,
+ * and the output's tag and length. */
+static uint8_t *s_put_result_head(uint8_t *p, const Zpipe__V1__Result *r)
+{
+    *p++ = (uint8_t)(3 << 3 | S_LEN);
+    p = s_put_varint(p, s_result_size(r));
+    S_PUT_OPT_VARINT(p, 1, r->task_id);
+    S_PUT_OPT_VARINT(p, 2, s_int32_wire((int32_t)r->status));
+    if (r->output.len) {
+        *p++ = (uint8_t)(3 << 3 | S_LEN);
+        p = s_put_varint(p, r->output.len);
+    }
+    return p;
+}
+
+/* A result's fields after its output. */
+static uint8_t *s_put_result_tail(uint8_t *p, const Zpipe__V1__Result *r)
+{
+    size_t el = s_str_len(r->error), cl = s_str_len(r->cause);
+    if (el)
+        p = s_put_len_field(p, 4, r->error, el);
+    if (cl)
+        p = s_put_len_field(p, 5, r->cause, cl);
+    S_PUT_OPT_VARINT(p, 6, (uint64_t)r->attempt);
+    S_PUT_OPT_VARINT(p, 7, r->start_us);
+    S_PUT_OPT_VARINT(p, 8, r->elapsed_us);
+    if (r->retryable) {
+        *p++ = (uint8_t)(9 << 3 | S_VARINT);
+        *p++ = 1;
+    }
+    S_PUT_OPT_VARINT(p, 10, r->queued_us);
+    S_PUT_OPT_VARINT(p, 11, r->dispatch_us);
+    if (r->quarantined) {
+        *p++ = (uint8_t)(12 << 3 | S_VARINT);
+        *p++ = 1;
+    }
+    if (r->lease)
+        p = s_put_fixed64(p, 13, r->lease);
+    return p;
+}
+
+/* The batch's fields before its results (its body body bytes). */
+static uint8_t *s_put_result_batch_head(uint8_t *p,
+                                        const Zpipe__V1__ResultBatch *b,
+                                        size_t body)
+{
+    size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
+    *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH << 3 | S_LEN);
+    p = s_put_varint(p, body);
     if (jl)
         p = s_put_len_field(p, 1, b->job_id, jl);
     if (wl)
         p = s_put_len_field(p, 2, b->worker_id, wl);
-    for (size_t i = 0; i < b->n_results; i++) {
-        const Zpipe__V1__Result *r = b->results[i];
-        size_t el = s_str_len(r->error), cl = s_str_len(r->cause);
-        *p++ = (uint8_t)(3 << 3 | S_LEN);
-        p = s_put_varint(p, s_result_size(r));
-        S_PUT_OPT_VARINT(p, 1, r->task_id);
-        S_PUT_OPT_VARINT(p, 2, s_int32_wire((int32_t)r->status));
-        if (r->output.len)
-            p = s_put_len_field(p, 3, r->output.data, r->output.len);
-        if (el)
-            p = s_put_len_field(p, 4, r->error, el);
-        if (cl)
-            p = s_put_len_field(p, 5, r->cause, cl);
-        S_PUT_OPT_VARINT(p, 6, (uint64_t)r->attempt);
-        S_PUT_OPT_VARINT(p, 7, r->start_us);
-        S_PUT_OPT_VARINT(p, 8, r->elapsed_us);
-        if (r->retryable) {
-            *p++ = (uint8_t)(9 << 3 | S_VARINT);
-            *p++ = 1;
-        }
-        S_PUT_OPT_VARINT(p, 10, r->queued_us);
-        S_PUT_OPT_VARINT(p, 11, r->dispatch_us);
-        if (r->quarantined) {
-            *p++ = (uint8_t)(12 << 3 | S_VARINT);
-            *p++ = 1;
-        }
-        if (r->lease)
-            p = s_put_fixed64(p, 13, r->lease);
-    }
+    return p;
+}
+
+/* The batch's fields after its results. */
+static uint8_t *s_put_result_batch_tail(uint8_t *p,
+                                        const Zpipe__V1__ResultBatch *b)
+{
     S_PUT_OPT_VARINT(p, 4, (uint64_t)b->window);
     S_PUT_OPT_VARINT(p, 5, (uint64_t)b->max_held);
     S_PUT_OPT_VARINT(p, 6, b->tasks_done);
-    return p == (uint8_t *)out->data + out->len ? 0 : -1;
+    return p;
+}
+
+size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst,
+                             size_t size)
+{
+    uint8_t *p = s_put_result_batch_head(dst, b, s_body_of(size));
+    for (size_t i = 0; i < b->n_results; i++) {
+        const Zpipe__V1__Result *r = b->results[i];
+        p = s_put_result_head(p, r);
+        if (r->output.len)
+            memcpy(p, r->output.data, r->output.len);
+        p = s_put_result_tail(p + r->output.len, r);
+    }
+    p = s_put_result_batch_tail(p, b);
+    return (size_t)(p - (uint8_t *)dst);
+}
+
+/* Bytes of the batch of one result before its output's bytes. */
+size_t zp_result_batch_head_size(const Zpipe__V1__ResultBatch *b)
+{
+    uint8_t scratch[64];
+    const Zpipe__V1__Result *r = b->results[0];
+    size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
+    return 1 + s_vsize(s_result_batch_body(b)) +
+           (jl ? s_len_field_size(jl) : 0) + (wl ? s_len_field_size(wl) : 0) +
+           (size_t)(s_put_result_head(scratch, r) - scratch);
+}
+
+size_t zp_result_batch_write_around(const Zpipe__V1__ResultBatch *b,
+                                    uint8_t **start)
+{
+    const Zpipe__V1__Result *r = b->results[0];
+    uint8_t *out = r->output.data;
+    uint8_t *p = out - zp_result_batch_head_size(b);
+    *start = p;
+    p = s_put_result_head(s_put_result_batch_head(p, b, s_result_batch_body(b)),
+                          r);
+    p = s_put_result_tail(p + r->output.len, r);
+    p = s_put_result_batch_tail(p, b);
+    return (size_t)(p - *start);
+}
+
+int zp_encode_result_batch(const Zpipe__V1__ResultBatch *b, zp_buf_t *out)
+{
+    size_t n = zp_result_batch_size(b);
+    out->len = 0;
+    if (zp_buf_reserve(out, n) < 0)
+        return -1;
+    out->len = zp_result_batch_write(b, out->data, n);
+    return out->len == n ? 0 : -1;
+}
+
+size_t zp_encoded_size(const zp_message_t *msg)
+{
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_TASK_BATCH)
+        return zp_task_batch_size(msg->task_batch);
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
+        return zp_result_batch_size(msg->result_batch);
+    return zpipe__v1__message__get_packed_size(msg);
+}
+
+size_t zp_encode_to(const zp_message_t *msg, void *dst, size_t size)
+{
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_TASK_BATCH)
+        return zp_task_batch_write(msg->task_batch, dst, size);
+    if (msg->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
+        return zp_result_batch_write(msg->result_batch, dst, size);
+    return zpipe__v1__message__pack(msg, dst);
 }

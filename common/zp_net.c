@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -97,15 +98,31 @@ void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
 int zp_send(void *sock, const char *routing_id, size_t routing_len,
             const zp_message_t *msg, zp_buf_t *scratch, int flags)
 {
-    if (zp_encode(msg, scratch) < 0) {
+    (void)scratch;
+    /* Encoded straight into the message libzmq sends, which would
+     * otherwise copy every byte of it again (a batch's payloads). */
+    zmq_msg_t m;
+    size_t n = zp_encoded_size(msg);
+    if (zmq_msg_init_size(&m, n) != 0) {
         errno = ENOMEM;
         return -1;
     }
+    if (zp_encode_to(msg, zmq_msg_data(&m), n) != n) {
+        zmq_msg_close(&m);
+        errno = EINVAL;
+        return -1;
+    }
     if (routing_id &&
-        zmq_send(sock, routing_id, routing_len, flags | ZMQ_SNDMORE) < 0)
+        zmq_send(sock, routing_id, routing_len, flags | ZMQ_SNDMORE) < 0) {
+        zmq_msg_close(&m);
         return -1;
-    if (zmq_send(sock, scratch->data, scratch->len, flags) < 0)
+    }
+    if (zmq_msg_send(&m, sock, flags) < 0) {
+        int e = errno;
+        zmq_msg_close(&m);
+        errno = e;
         return -1;
+    }
     return 0;
 }
 
@@ -141,6 +158,64 @@ int zp_recv(void *sock, bool routed, char *routing_id, size_t *routing_len,
             break;
     }
     return malformed;
+}
+
+/* Closes and frees the first n of parts. */
+static void s_close_parts(zmq_msg_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    free(parts);
+}
+
+int zp_recv_parts(void *sock, void *frame, zmq_msg_t **parts, size_t *n_parts,
+                  size_t max_parts, int flags)
+{
+    zmq_msg_t *msg = frame, *p = NULL;
+    size_t n = 0, cap = 0;
+    bool over = false, oom = false;
+    *parts = NULL;
+    *n_parts = 0;
+    if (zmq_msg_recv(msg, sock, flags) < 0)
+        return -1;
+    bool more = zmq_msg_more(msg);
+    while (more) { /* the rest of a message arrives at once */
+        if (n == cap && !over && !oom) {
+            size_t c = cap ? 2 * cap : 8;
+            if (c > max_parts)
+                c = max_parts;
+            zmq_msg_t *q = c > cap ? realloc(p, c * sizeof *q) : NULL;
+            if (q) {
+                p = q;
+                cap = c;
+            } else if (c > cap)
+                oom = true;
+            else
+                over = true;
+        }
+        zmq_msg_t extra, *into = n < cap ? &p[n] : &extra;
+        zmq_msg_init(into);
+        if (zmq_msg_recv(into, sock, 0) < 0) {
+            zmq_msg_close(into);
+            break;
+        }
+        more = zmq_msg_more(into);
+        if (into == &extra)
+            zmq_msg_close(&extra);
+        else
+            n++;
+    }
+    if (over || oom) {
+        s_close_parts(p, n);
+        if (oom && !over) {
+            errno = ENOMEM;
+            return -1;
+        }
+        return 1;
+    }
+    *parts = p;
+    *n_parts = n;
+    return 0;
 }
 
 void *zp_monitor_open(void *ctx, void *sock, int events, const char *name)

@@ -76,7 +76,9 @@ void *zp_socket(void *ctx, int type, const char *endpoint, bool bind,
                 size_t max_frame, zp_curve_t *curve, const char *server_key);
 
 /* Encodes msg and sends it as one frame, preceded by routing_id when not
- * NULL (ROUTER sockets). Returns 0, or -1 with errno (EAGAIN when flags has
+ * NULL (ROUTER sockets). The message is encoded into the ZeroMQ message
+ * that is sent, not copied into it (scratch is not used; it stays for the
+ * callers' sake). Returns 0, or -1 with errno (EAGAIN when flags has
  * ZMQ_DONTWAIT and the pipe is full, EHOSTUNREACH for a vanished peer). */
 int zp_send(void *sock, const char *routing_id, size_t routing_len,
             const zp_message_t *msg, zp_buf_t *scratch, int flags);
@@ -87,6 +89,15 @@ int zp_send(void *sock, const char *routing_id, size_t routing_len,
  * -1 with errno on error (EAGAIN with ZMQ_DONTWAIT, EINTR on a signal). */
 int zp_recv(void *sock, bool routed, char *routing_id, size_t *routing_len,
             void *frame, int flags);
+
+/* Receives one message into frame (zmq_msg_init'ed by the caller) and
+ * the frames after it into *parts (an array the caller frees with each
+ * frame closed; NULL when none), *n_parts of them, at most max_parts:
+ * the frames of a message over that are consumed and it returns 1
+ * (malformed; nothing kept). 0 is ok; -1 with errno on error (EAGAIN with
+ * ZMQ_DONTWAIT, EINTR on a signal, ENOMEM: the message is consumed). */
+int zp_recv_parts(void *sock, void *frame, zmq_msg_t **parts, size_t *n_parts,
+                  size_t max_parts, int flags);
 
 /* Starts a monitor of events on sock; returns the PAIR socket to poll, or
  * NULL (logged). */

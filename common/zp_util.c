@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -52,12 +53,23 @@ int zp_buf_grow(zp_buf_t *buf, size_t extra)
     size_t cap = buf->cap ? buf->cap : 256;
     while (cap < need)
         cap *= 2;
-    char *p = realloc(buf->data, cap);
+    char *p = realloc(buf->borrowed ? NULL : buf->data, cap);
     if (!p)
         return -1;
+    if (buf->borrowed && buf->len)
+        memcpy(p, buf->data, buf->len);
+    buf->borrowed = false;
     buf->data = p;
     buf->cap = cap;
     return 0;
+}
+
+void zp_buf_borrow(zp_buf_t *buf, void *mem, size_t cap)
+{
+    zp_buf_free(buf);
+    buf->data = mem;
+    buf->cap = cap;
+    buf->borrowed = true;
 }
 
 int zp_buf_append(zp_buf_t *buf, const void *data, size_t len)
@@ -130,9 +142,11 @@ int zp_buf_append_base64(zp_buf_t *buf, const void *data, size_t len)
 
 void zp_buf_free(zp_buf_t *buf)
 {
-    free(buf->data);
+    if (!buf->borrowed)
+        free(buf->data);
     buf->data = NULL;
     buf->len = buf->cap = 0;
+    buf->borrowed = false;
 }
 
 void zp_json_escape(char *dst, size_t cap, const char *src, size_t len)
@@ -296,4 +310,10 @@ int zp_write_all(int fd, const void *data, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+void zp_malloc_tune(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }

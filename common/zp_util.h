@@ -21,11 +21,18 @@ typedef struct {
     char *data;
     size_t len;
     size_t cap;
+    bool borrowed; /* data is not the buffer's own (zp_buf_borrow) */
 } zp_buf_t;
 
-/* Makes room for extra more bytes; returns 0 or -1 on allocation failure.
- * Inline: called several times per record on the sink's hot path, where
- * the room is nearly always there. */
+/* Makes buf an empty buffer in mem (cap bytes, borrowed: never freed nor
+ * grown in place), freeing what it held of its own. Once it needs more
+ * room it moves what it holds to storage of its own, and is an ordinary
+ * buffer again. */
+void zp_buf_borrow(zp_buf_t *buf, void *mem, size_t cap);
+
+/* Makes room for extra more bytes; returns 0 or -1 on allocation failure
+ * (a borrowed buffer is then as it was). Inline: called several times per
+ * record on the sink's hot path, where the room is nearly always there. */
 int zp_buf_grow(zp_buf_t *buf, size_t extra);
 static inline int zp_buf_reserve(zp_buf_t *buf, size_t extra)
 {
@@ -75,4 +82,13 @@ void zp_signals_install(long parent_pid);
 bool zp_stopping(void);
 /* The signal that asked us to stop, or 0. */
 int zp_stop_signal(void);
+
+/* For a daemon whose big buffers (batches, result frames, input blocks,
+ * libzmq's messages) come and go by the megabyte: glibc's allocator set
+ * from the start where its own dynamic thresholds go after the first
+ * 32 MiB block is freed (blocks under 32 MiB from the heap, up to 64 MiB
+ * of free heap kept), so a freed buffer's pages serve the next one
+ * instead of each fresh one costing a page fault per 4 KiB. */
+void zp_malloc_tune(void);
+
 #endif

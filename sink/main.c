@@ -122,6 +122,7 @@ int main(int argc, char **argv)
     if (cfg.publish && (!*cfg.publish || !strcmp(cfg.publish, "none")))
         cfg.publish = NULL;
     zp_signals_install((long)parent);
+    zp_malloc_tune();
     rc = zp_sink_run(&cfg);
     zp_strlist_free(&cfg.reduce);
     zp_strlist_free(&cfg.plugin_config);

@@ -35,7 +35,7 @@ static zp_ventilator_config_t s_cfg = {
     .quarantine_ms = 30000,
     .max_attempts = 3,
     .max_inflight = 0,
-    .max_inflight_bytes = 256u << 20,
+    .max_inflight_bytes = 0,
     .no_worker_timeout_ms = 60000,
     .max_jobs = 10000,
     .max_jobs_per_producer = 1000,
@@ -111,8 +111,9 @@ static const zp_opt_t s_opts[] = {
      "the workers' windows plus 8192)",
      &s_cfg.max_inflight, 0, 100000000, NULL},
     {"max-inflight-bytes", 0, ZP_OPT_UINT, "ZPIPE_MAX_INFLIGHT_BYTES", "BYTES",
-     "payload bytes of those tasks, at least one task (default 256 MiB)",
-     &s_cfg.max_inflight_bytes, 1, 1ull << 40, NULL},
+     "payload bytes of those tasks, at least one task (default 0 = 16 "
+     "MiB per connected worker, at least 32 MiB, at most 256 MiB)",
+     &s_cfg.max_inflight_bytes, 0, 1ull << 40, NULL},
     {"no-worker-timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_NO_WORKER_TIMEOUT_MS", "MS",
      "exit with an error after this long without any worker, 0 = wait "
      "forever (default 60000)",
@@ -170,6 +171,7 @@ int main(int argc, char **argv)
                             "--cluster must be 1 to 64 of [A-Za-z0-9_.:-]");
     }
     zp_signals_install((long)s_parent);
+    zp_malloc_tune();
     rc = zp_ventilator_run(&s_cfg);
     zp_strlist_free(&s_cfg.config);
     return rc;

@@ -7,21 +7,45 @@
 #include "zp_bitset.h"
 #include "zp_util.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 /* Bytes before each frame's body: its length, unsigned, big-endian. */
 #define ZP_VENT_FRAME_HEADER 4
 
+/* A block the input is read into. Tasks of ZP_VENT_REF_MIN bytes or more
+ * point into it instead of copying their payload (vent_tasks), and keep
+ * it while they are held; the reader reads on into a fresh block then,
+ * and copies only the line it had begun. Single-threaded. */
+typedef struct {
+    /* The reader's, one per task pointing into it, and one per payload
+     * frame libzmq sends from it (freed in its I/O thread: atomic). */
+    _Atomic size_t refs;
+    size_t tasks; /* the tasks' (the block is charged to the held bytes
+                     while there is one, vent_tasks) */
+    size_t cap, len;
+    char data[];
+} zp_vent_chunk_t;
+
+#define ZP_VENT_REF_MIN 4096u
+
+/* One more reference; returns c. */
+zp_vent_chunk_t *zp_vent_chunk_ref(zp_vent_chunk_t *c);
+/* Drops a reference (freeing the block at the last); nulls the pointer. */
+void zp_vent_chunk_unref(zp_vent_chunk_t **c_p);
+/* zmq_msg_init_data's free function for a message sent from a block:
+ * drops the reference hint (the block) holds for it. */
+void zp_vent_chunk_free(void *data, void *hint);
+
 /* A task reader over a file descriptor: lines (the default), or frames
  * (--input-format frames: a 4-byte big-endian length N, then N bytes).
  * Zero-initialise with fd = -1, or use zp_vent_reader_init. */
 typedef struct {
     int fd;
-    zp_buf_t buf;
-    size_t start;   /* first unread byte */
-    size_t scanned; /* bytes from start known to hold no newline, so a
-                     * long line arriving in pieces is scanned once */
+    zp_vent_chunk_t *chunk; /* the block being read into, or NULL */
+    size_t start;           /* first unread byte */
+    size_t scan; /* lines: no newline in [start, scan) of the block */
     bool eof;
     bool frames;    /* frames, not lines */
     uint64_t max;   /* frames: longest body accepted, 0 = any */
@@ -46,11 +70,15 @@ void zp_vent_reader_close(zp_vent_reader_t *r);
 int zp_vent_reader_fill(zp_vent_reader_t *r, bool block);
 /* Next complete line (or the last one, without its newline, at end of
  * input), or next complete frame's body: true with *line borrowed, valid
- * until the next fill; false if none is buffered yet. A frame never
- * comes out before its last byte. A frame over the reader's max comes
- * out with *line NULL and *len its length, and is not taken: the reader
- * stays at it. */
+ * until the next fill (or as long as a reference to the reader's block,
+ * which holds it); false if none is buffered yet. A frame never comes
+ * out before its last byte. A frame over the reader's max comes out with
+ * *line NULL and *len its length, and is not taken: the reader stays at
+ * it. */
 bool zp_vent_reader_next(zp_vent_reader_t *r, const char **line, size_t *len);
+/* The block the lines zp_vent_reader_next gives lie in (borrowed; take a
+ * reference to keep one); NULL before the first fill. */
+zp_vent_chunk_t *zp_vent_reader_chunk(const zp_vent_reader_t *r);
 /* Whether a task (a line, a frame, or a frame over the limit) can be
  * taken without reading. */
 bool zp_vent_reader_line_buffered(zp_vent_reader_t *r);

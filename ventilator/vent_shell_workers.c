@@ -245,7 +245,9 @@ void zp_vent_shell_input_error(const zp_vent_shell_t *v,
 static int s_refill_job(zp_vent_shell_t *v, zp_vent_job_t *j, size_t want)
 {
     uint64_t windows = zp_vent_workers_windows(v->workers);
-    while (j->ready.len < want && zp_vent_tasks_can_hold(v->tasks, windows)) {
+    size_t workers = zp_vent_workers_count(v->workers);
+    while (j->ready.len < want &&
+           zp_vent_tasks_can_hold(v->tasks, windows, workers)) {
         const char *line;
         size_t len;
         if (!zp_vent_reader_next(&j->in, &line, &len)) {
@@ -272,8 +274,13 @@ static int s_refill_job(zp_vent_shell_t *v, zp_vent_job_t *j, size_t want)
             j->skipped++;
             continue;
         }
-        if (!zp_vent_tasks_add(v->tasks, j, line, len,
-                               v->cfg->trace ? zp_now_us() : 0))
+        /* A long line is not copied: its task points into the block it
+         * was read into. */
+        uint64_t stamp = v->cfg->trace ? zp_now_us() : 0;
+        zp_vent_chunk_t *chunk = zp_vent_reader_chunk(&j->in);
+        if (!(len >= ZP_VENT_REF_MIN && chunk
+                  ? zp_vent_tasks_add_ref(v->tasks, j, chunk, line, len, stamp)
+                  : zp_vent_tasks_add(v->tasks, j, line, len, stamp)))
             return -1;
     }
     return 0;
@@ -313,7 +320,61 @@ static int s_batch_reserve(zp_vent_shell_t *v, size_t n)
         v->cap_batch = 0;
         return -1;
     }
+    for (size_t i = 0; i < n; i++) /* s_send_batch sets every field */
+        zpipe__v1__task__init(&v->pb_tasks[i]);
     v->cap_batch = n;
+    return 0;
+}
+
+/* A payload this big that lies in an input block goes to a worker that
+ * takes payload frames as a frame of its own, sent from the block. */
+#define S_FRAME_MIN ((size_t)64 << 10)
+
+/* Sends m (a batch whose tasks name payload frames) to w, then the
+ * payloads of the n tasks in v->batch that have one, in order, each from
+ * the block it was read into (no copy). 0, or -1 with errno when the
+ * batch itself could not be sent (nothing was). */
+static int s_send_parts(zp_vent_shell_t *v, zp_vent_worker_t *w,
+                        const zp_message_t *m, size_t n, int flags)
+{
+    zmq_msg_t head;
+    size_t len = zp_encoded_size(m);
+    if (zmq_msg_init_size(&head, len) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    zp_encode_to(m, zmq_msg_data(&head), len);
+    if (zmq_send(v->dispatch, w->rid, w->rid_len, flags | ZMQ_SNDMORE) < 0 ||
+        zmq_msg_send(&head, v->dispatch, flags | ZMQ_SNDMORE) < 0) {
+        int e = errno;
+        zmq_msg_close(&head);
+        errno = e;
+        return -1;
+    }
+    /* The rest of a message is taken once its first frame was. */
+    size_t last = n;
+    while (last > 0 && !v->pb_tasks[last - 1].payload_frame)
+        last--;
+    for (size_t i = 0; i < last; i++) {
+        if (!v->pb_tasks[i].payload_frame)
+            continue;
+        zp_vent_task_t *t = v->batch[i];
+        zmq_msg_t part;
+        zp_vent_chunk_t *hold = zp_vent_chunk_ref(t->chunk);
+        if (zmq_msg_init_data(&part, (void *)t->data, t->len,
+                              zp_vent_chunk_free, hold) != 0) {
+            zp_vent_chunk_unref(&hold);
+            zmq_msg_init_size(&part, 0); /* the worker drops the batch */
+        }
+        if (zmq_msg_send(&part, v->dispatch, i + 1 < last ? ZMQ_SNDMORE : 0) <
+            0) {
+            zmq_msg_close(&part);
+            zp_error("send to worker %s: %s (a batch cut short: its tasks "
+                     "run again when their leases expire)",
+                     w->id, zmq_strerror(errno));
+            break;
+        }
+    }
     return 0;
 }
 
@@ -322,13 +383,20 @@ static int s_batch_reserve(zp_vent_shell_t *v, size_t n)
 static int s_send_batch(zp_vent_shell_t *v, zp_vent_job_t *j, size_t n,
                         zp_vent_worker_t *w, int flags)
 {
+    uint32_t parts = 0;
     for (size_t i = 0; i < n; i++) {
         zp_vent_task_t *t = v->batch[i];
         Zpipe__V1__Task *p = &v->pb_tasks[i];
-        zpipe__v1__task__init(p);
         p->task_id = t->id;
-        p->payload.data = t->data;
-        p->payload.len = t->len;
+        if (t->len >= S_FRAME_MIN && t->chunk && w && w->payload_frames) {
+            p->payload.data = NULL;
+            p->payload.len = 0;
+            p->payload_frame = ++parts; /* sent after the batch */
+        } else {
+            p->payload.data = (uint8_t *)t->data;
+            p->payload.len = t->len;
+            p->payload_frame = 0;
+        }
         p->attempt = t->attempt;
         p->deadline_ms = j->deadline_ms;
         p->queued_us = t->queued_us;
@@ -345,8 +413,9 @@ static int s_send_batch(zp_vent_shell_t *v, zp_vent_job_t *j, size_t n,
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
     m.task_batch = &b;
-    if (zp_send(v->dispatch, w ? w->rid : NULL, w ? w->rid_len : 0, &m,
-                &v->scratch, flags) < 0) {
+    if ((parts ? s_send_parts(v, w, &m, n, flags)
+               : zp_send(v->dispatch, w ? w->rid : NULL, w ? w->rid_len : 0, &m,
+                         &v->scratch, flags)) < 0) {
         int e = errno;
         for (size_t i = n; i-- > 0;)
             zp_iddeque_push_front(&j->ready, ZP_VENT_KEY(j, v->batch[i]->id));

@@ -35,6 +35,18 @@ zp_vent_tasks_t *zp_vent_tasks_new(uint64_t max_inflight, uint64_t max_bytes,
     return self;
 }
 
+/* Frees t, and its reference to its block. */
+static void s_free(zp_vent_tasks_t *self, zp_vent_task_t *t)
+{
+    if (t->chunk) {
+        if (--t->chunk->tasks == 0)
+            self->bytes -= t->chunk->cap;
+        zp_vent_chunk_unref(&t->chunk);
+    } else
+        self->bytes -= t->len;
+    free(t);
+}
+
 void zp_vent_tasks_destroy(zp_vent_tasks_t **self_p)
 {
     zp_vent_tasks_t *self = *self_p;
@@ -44,7 +56,7 @@ void zp_vent_tasks_destroy(zp_vent_tasks_t **self_p)
     uint64_t key;
     void *p;
     while (zp_idmap_next(self->map, &cursor, &key, &p))
-        free(p);
+        s_free(self, p);
     zp_idmap_destroy(&self->map);
     free(self->expired);
     free(self);
@@ -60,18 +72,31 @@ size_t zp_vent_tasks_limit(const zp_vent_tasks_t *self, uint64_t windows)
     return 8192 + windows;
 }
 
-bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows)
+uint64_t zp_vent_tasks_bytes_limit(const zp_vent_tasks_t *self, size_t workers)
+{
+    if (self->max_bytes)
+        return self->max_bytes;
+    uint64_t per = (uint64_t)16 << 20, lo = (uint64_t)32 << 20,
+             hi = (uint64_t)256 << 20;
+    uint64_t b = workers < hi / per ? (uint64_t)workers * per : hi;
+    return b < lo ? lo : b;
+}
+
+bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows,
+                            size_t workers)
 {
     size_t n = zp_idmap_size(self->map);
     return n < zp_vent_tasks_limit(self, windows) &&
-           (n == 0 || self->bytes < self->max_bytes);
+           (n == 0 || self->bytes < zp_vent_tasks_bytes_limit(self, workers));
 }
 
-zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
-                                  const void *data, size_t len,
-                                  uint64_t queued_us)
+/* A new task of len bytes, its payload copied in unless chunk is
+ * given; NULL when out of memory (nothing changed). */
+static zp_vent_task_t *s_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             zp_vent_chunk_t *chunk, const void *data,
+                             size_t len, uint64_t queued_us)
 {
-    zp_vent_task_t *t = malloc(sizeof *t + len);
+    zp_vent_task_t *t = malloc(sizeof *t + (chunk ? 0 : len));
     uint64_t key = ZP_VENT_KEY(j, j->next_task_id);
     if (!t || zp_idmap_put(self->map, key, t) < 0 ||
         zp_iddeque_push_back(&j->ready, key) < 0) {
@@ -95,14 +120,36 @@ zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
     t->sent_us = 0;
     t->queued_us = queued_us;
     t->len = len;
-    if (len) /* an empty payload may come as NULL */
-        memcpy(t->data, data, len);
+    t->chunk = chunk ? zp_vent_chunk_ref(chunk) : NULL;
+    if (chunk) {
+        t->data = data;
+        if (chunk->tasks++ == 0)
+            self->bytes += chunk->cap;
+    } else {
+        t->data = t->own;
+        if (len) /* an empty payload may come as NULL */
+            memcpy(t->own, data, len);
+        self->bytes += len;
+    }
     j->held++;
-    self->bytes += len;
     self->read++;
     if (zp_idmap_size(self->map) > self->max_held)
         self->max_held = zp_idmap_size(self->map);
     return t;
+}
+
+zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                                  const void *data, size_t len,
+                                  uint64_t queued_us)
+{
+    return s_add(self, j, NULL, data, len, queued_us);
+}
+
+zp_vent_task_t *zp_vent_tasks_add_ref(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                                      zp_vent_chunk_t *chunk, const void *data,
+                                      size_t len, uint64_t queued_us)
+{
+    return s_add(self, j, chunk, data, len, queued_us);
 }
 
 void zp_vent_tasks_give_back(zp_vent_tasks_t *self, zp_vent_job_t *j,
@@ -131,8 +178,7 @@ void zp_vent_tasks_done(zp_vent_tasks_t *self, zp_vent_task_t *t)
 {
     zp_idmap_remove(self->map, ZP_VENT_KEY(t->job, t->id));
     t->job->held--;
-    self->bytes -= t->len;
-    free(t);
+    s_free(self, t);
 }
 
 void zp_vent_tasks_drop_job(zp_vent_tasks_t *self, zp_vent_job_t *j)

@@ -45,15 +45,18 @@ typedef struct {
     uint64_t sent_us;
     uint64_t queued_us; /* --trace: wall clock when queued, else 0 */
     size_t len;
-    uint8_t data[];
+    const uint8_t *data;    /* its payload: in own, or in chunk */
+    zp_vent_chunk_t *chunk; /* the input block it points into, or NULL */
+    uint8_t own[];
 } zp_vent_task_t;
 
 typedef struct zp_vent_tasks zp_vent_tasks_t;
 
 /* max_inflight: tasks held at most, 0 = automatic (the workers' windows
  * plus 8,192, or 65,536 under push dispatch); max_bytes: their payload
- * bytes (one task is always allowed). Caller owns the result; NULL when
- * out of memory. */
+ * bytes (one task is always allowed), 0 = automatic (16 MiB per
+ * connected worker, at least 32 MiB, at most 256 MiB). Caller owns the
+ * result; NULL when out of memory. */
 zp_vent_tasks_t *zp_vent_tasks_new(uint64_t max_inflight, uint64_t max_bytes,
                                    bool push);
 /* Frees the table and every task in it; nulls the caller's pointer. */
@@ -65,8 +68,14 @@ void zp_vent_tasks_destroy(zp_vent_tasks_t **self_p);
  * when it is the slowest stage; this bound is what makes dispatch wait for
  * it, so memory does not grow with the job. */
 size_t zp_vent_tasks_limit(const zp_vent_tasks_t *self, uint64_t windows);
+/* How many payload bytes may be held with workers connected. Automatic:
+ * what keeps every worker busy with big tasks; more only fills queues
+ * (the sink's, when it is the slowest stage) with memory each process
+ * touches for the first time, which costs more than the copies. */
+uint64_t zp_vent_tasks_bytes_limit(const zp_vent_tasks_t *self, size_t workers);
 /* Whether another task may be read: under both bounds (one task always). */
-bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows);
+bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows,
+                            size_t workers);
 
 /* Holds a new task for j with the next id and queues it at the back of
  * j's ready queue; queued_us: its --trace stamp or 0. Returns the task
@@ -75,6 +84,15 @@ bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows);
 zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
                                   const void *data, size_t len,
                                   uint64_t queued_us);
+/* The same for a payload that lies in chunk (the reader's block), which
+ * the task then points into instead of copying it: it keeps a reference
+ * to the block until done. A block counts in the held bytes with its
+ * whole size while a task points into it (rather than each task's
+ * payload), so that tasks finishing out of order cannot keep more memory
+ * than the bound. */
+zp_vent_task_t *zp_vent_tasks_add_ref(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                                      zp_vent_chunk_t *chunk, const void *data,
+                                      size_t len, uint64_t queued_us);
 /* Gives back the ids from first on: frees j's tasks first ..
  * j->next_task_id - 1, which must be the last added and still queued (a
  * batch taken just now, none sent yet), takes their keys off the back of
@@ -108,7 +126,8 @@ size_t zp_vent_tasks_collect(zp_vent_tasks_t *self, zp_vent_job_t *j,
  * when its lease expires). */
 int zp_vent_tasks_requeue_front(zp_vent_task_t *t);
 
-/* Tasks held now, and their payload bytes. */
+/* Tasks held now, and their payload bytes (input blocks tasks point
+ * into counted whole). */
 size_t zp_vent_tasks_size(const zp_vent_tasks_t *self);
 uint64_t zp_vent_tasks_bytes(const zp_vent_tasks_t *self);
 /* Most tasks held at once. */

@@ -89,6 +89,7 @@ zp_vent_worker_t *zp_vent_workers_add(zp_vent_workers_t *self, const char *rid,
     w->host = strdup(h->host ? h->host : "");
     w->pid = h->pid;
     w->in_process = h->in_process;
+    w->payload_frames = h->payload_frames;
     if (!w->id || !w->host) {
         s_worker_free(w);
         return NULL;

@@ -18,9 +18,11 @@ typedef struct {
     size_t rid_len;
     uint64_t serial; /* unique for the ventilator's lifetime, from 1 */
     char *id;
-    char *host;      /* from its hello, "" when it said none */
-    uint32_t pid;    /* from its hello, 0 when it said none */
-    bool in_process; /* runs plugins in its process (Hello.in_process) */
+    char *host;          /* from its hello, "" when it said none */
+    uint32_t pid;        /* from its hello, 0 when it said none */
+    bool in_process;     /* runs plugins in its process (Hello.in_process) */
+    bool payload_frames; /* takes big payloads as frames of their own
+                            (Hello.payload_frames) */
     char *plugins[ZP_VENT_MAX_PLUGINS];
     size_t n_plugins;
     uint64_t window, credit, sent;

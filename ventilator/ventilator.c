@@ -33,8 +33,8 @@ typedef struct {
 
 bool zp_vent_shell_can_hold(const zp_vent_shell_t *v)
 {
-    return zp_vent_tasks_can_hold(v->tasks,
-                                  zp_vent_workers_windows(v->workers));
+    return zp_vent_tasks_can_hold(v->tasks, zp_vent_workers_windows(v->workers),
+                                  zp_vent_workers_count(v->workers));
 }
 
 /* ---- set-up ------------------------------------------------------------ */

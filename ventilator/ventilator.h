@@ -48,7 +48,8 @@ typedef struct {
                                this long (doubling), 0 = never drain */
     uint64_t max_attempts;  /* attempts before a task's failure is final */
     uint64_t max_inflight;  /* tasks read and not yet committed, 0 = auto */
-    uint64_t max_inflight_bytes;   /* their payload bytes (one task always) */
+    uint64_t max_inflight_bytes;   /* their payload bytes (one task always),
+                                      0 = auto */
     uint64_t no_worker_timeout_ms; /* exit with an error after this long with
                                       no worker, 0 = wait forever */
     const char *resume_journal;    /* skip tasks this journal has committed */

@@ -135,6 +135,7 @@ int main(int argc, char **argv)
         zp_strlist_free(&cfg.plugin_config);
         return erc;
     }
+    zp_malloc_tune();
     rc = describe ? zp_worker_describe(&cfg)
                   : (zp_signals_install((long)parent), zp_worker_run(&cfg));
     zp_strlist_free(&cfg.plugins);

@@ -77,8 +77,8 @@ zp_wk_exec_t *zp_wk_exec_new(const zp_worker_config_t *cfg, const char *id,
     self->credit_mode = credit_mode;
     self->env = *env;
     self->child.fd = -1;
-    zmq_msg_init(&self->cur_frame);
-    zmq_msg_init(&self->next_frame);
+    zp_wk_batch_init(&self->cur_batch);
+    zp_wk_batch_init(&self->next_batch);
     self->queue = zp_wk_queue_new();
     self->reader = zp_frame_reader_new(cfg->max_frame + 65536);
     self->cur_arena = zp_arena_new();
@@ -101,8 +101,9 @@ void zp_wk_exec_destroy(zp_wk_exec_t **self_p)
     zp_frame_reader_destroy(&self->reader);
     zp_arena_destroy(&self->cur_arena);
     zp_arena_destroy(&self->arena);
-    zmq_msg_close(&self->cur_frame);
-    zmq_msg_close(&self->next_frame);
+    zp_wk_batch_close(&self->cur_batch);
+    zp_wk_batch_close(&self->next_batch);
+    zp_task_view_free(&self->view);
     zp_buf_free(&self->wbuf);
     zp_buf_free(&self->scratch);
     for (size_t i = 0; i < self->n_files; i++)
@@ -129,6 +130,7 @@ int zp_wk_exec_start(zp_wk_exec_t *self)
     zp_frame_reader_reset(self->reader);
     self->wbuf.len = self->woff = 0;
     self->sent_seq = 0;
+    self->cur_shm = self->next_shm = 0; /* its regions are new */
     zp_wk_progress_t *p = self->child.progress;
     const zp_wk_credit_t *c = self->env.credit;
     atomic_store(&p->window, self->credit_mode ? self->cfg->window : 0);
@@ -137,9 +139,9 @@ int zp_wk_exec_start(zp_wk_exec_t *self)
     return 0;
 }
 
-int zp_wk_exec_enqueue(zp_wk_exec_t *self, zmq_msg_t *frame, size_t n)
+int zp_wk_exec_enqueue(zp_wk_exec_t *self, zp_wk_batch_t *b)
 {
-    return zp_wk_queue_push(self->queue, frame, n);
+    return zp_wk_queue_push(self->queue, b);
 }
 
 void zp_wk_exec_note_max_held(zp_wk_exec_t *self, uint64_t held)
@@ -229,33 +231,93 @@ static bool s_write(zp_wk_exec_t *self, const void *data, size_t len)
     return s_flush(self);
 }
 
-/* Sends the current batch (cur[cur_done..]) to the executor: the frame as
- * the ventilator sent it when given (no re-encoding on the common path),
- * else encoded afresh (what a dead executor left undone). */
-int zp_wk_exec__send_current(zp_wk_exec_t *self, const void *raw,
-                             size_t raw_len)
+/* Room for a batch of len bytes in the executor's inputs region: where,
+ * with its seq in *seq; NULL (and *seq 0) when it must take the socket. */
+static uint8_t *s_place(zp_wk_exec_t *self, size_t len, uint64_t *seq)
 {
-    if (!raw) {
-        Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
-        b.job_id = self->cur_job;
-        b.plugin = self->cur_plugin;
-        /* The job's settings go with what is left: without them the new
-         * executor would run the rest on the worker's own instance. */
-        b.config = self->cur_config;
-        b.dispatch_us = self->cur_dispatch_us;
-        b.tasks = self->cur + self->cur_done;
-        b.n_tasks = self->cur_n - self->cur_done;
-        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
-        m.task_batch = &b;
-        if (zp_encode(&m, &self->scratch) < 0)
-            return -1;
-        raw = self->scratch.data;
-        raw_len = self->scratch.len;
+    size_t off;
+    *seq = 0;
+    if (!self->child.in ||
+        zp_wk_slots_alloc(&self->child.in_slots, len, &off, seq) < 0)
+        return NULL;
+    return zp_wk_region_base(self->child.in) + off;
+}
+
+/* Writes the reference to batch seq (len bytes at p) placed in the
+ * inputs region. */
+static bool s_write_ref(zp_wk_exec_t *self, uint64_t seq, const uint8_t *p,
+                        size_t len)
+{
+    zp_wk_ref_t ref = {ZP_WK_REF_TASKS, seq,
+                       (uint64_t)(p - zp_wk_region_base(self->child.in)), len};
+    uint8_t frame[ZP_WK_REF_LEN];
+    zp_wk_ref_write(&ref, frame);
+    return s_write(self, frame, sizeof frame);
+}
+
+/* Hands a batch frame to the executor: copied into its inputs region
+ * when there is room (*seq says where), else written on the socket. */
+static bool s_write_batch(zp_wk_exec_t *self, const void *data, size_t len,
+                          uint64_t *seq)
+{
+    uint8_t *p = s_place(self, len, seq);
+    if (!p)
+        return s_write(self, data, len);
+    memcpy(p, data, len);
+    return s_write_ref(self, *seq, p, len);
+}
+
+/* Hands b to the executor whole: encoded straight into its inputs region
+ * (or the scratch buffer, then the socket) from the batch in tb. */
+static bool s_write_encoded(zp_wk_exec_t *self, const Zpipe__V1__TaskBatch *tb,
+                            uint64_t *seq)
+{
+    size_t len = zp_task_batch_size(tb);
+    uint8_t *p = s_place(self, len, seq);
+    if (p) {
+        zp_task_batch_write(tb, p, len);
+        return s_write_ref(self, *seq, p, len);
     }
+    if (zp_encode_task_batch(tb, &self->scratch) < 0)
+        return false;
+    return s_write(self, self->scratch.data, self->scratch.len);
+}
+
+/* Hands batch b to the executor as the ventilator sent it: its frame as
+ * it is, or, when its big payloads came as frames of their own, the batch
+ * with them put back in (one copy of each, as of the frame). */
+static bool s_write_whole(zp_wk_exec_t *self, zp_wk_batch_t *b, uint64_t *seq)
+{
+    if (!b->n_parts)
+        return s_write_batch(self, zmq_msg_data(&b->head),
+                             zmq_msg_size(&b->head), seq);
+    *seq = 0;
+    if (zp_view_task_batch(&self->view, zmq_msg_data(&b->head),
+                           zmq_msg_size(&b->head), self->cfg->max_frame) < 0 ||
+        !zp_wk_batch_attach(b, &self->view.batch))
+        return false; /* checked on arrival: cannot happen */
+    return s_write_encoded(self, &self->view.batch, seq);
+}
+
+/* Sends the current batch (cur[cur_done..]) to the executor: whole, as
+ * the ventilator sent it (no re-encoding on the common path), else
+ * encoded afresh (what a dead executor left undone). */
+int zp_wk_exec__send_current(zp_wk_exec_t *self, bool whole)
+{
     self->sent_base = self->cur_done;
     self->cur_seq = ++self->sent_seq;
-    return s_write(self, raw, raw_len) ? 0 : -1;
+    if (whole)
+        return s_write_whole(self, &self->cur_batch, &self->cur_shm) ? 0 : -1;
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    b.job_id = self->cur_job;
+    b.plugin = self->cur_plugin;
+    /* The job's settings go with what is left: without them the new
+     * executor would run the rest on the worker's own instance. */
+    b.config = self->cur_config;
+    b.dispatch_us = self->cur_dispatch_us;
+    b.tasks = self->cur + self->cur_done;
+    b.n_tasks = self->cur_n - self->cur_done;
+    return s_write_encoded(self, &b, &self->cur_shm) ? 0 : -1;
 }
 
 /* Decodes the current batch's frame, which only a dead executor needs:
@@ -266,10 +328,11 @@ int zp_wk_exec__decode_current(zp_wk_exec_t *self)
         return 0;
     zp_arena_reset(self->cur_arena);
     zp_message_t *m =
-        zp_decode(self->cur_arena, zmq_msg_data(&self->cur_frame),
-                  zmq_msg_size(&self->cur_frame), self->cfg->max_frame);
+        zp_decode(self->cur_arena, zmq_msg_data(&self->cur_batch.head),
+                  zmq_msg_size(&self->cur_batch.head), self->cfg->max_frame);
     if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH ||
-        m->task_batch->n_tasks != self->cur_n)
+        m->task_batch->n_tasks != self->cur_n ||
+        !zp_wk_batch_attach(&self->cur_batch, m->task_batch))
         return -1; /* scanned on arrival: cannot happen */
     Zpipe__V1__TaskBatch *b = m->task_batch;
     free(self->cur_job);
@@ -285,25 +348,27 @@ int zp_wk_exec__decode_current(zp_wk_exec_t *self)
     return 0;
 }
 
-/* Makes frame (n tasks) the current batch; it has not run yet. */
-/* The deadlines of the tasks in frame, for zp_wk_exec_next_due_us. */
-static zp_wk_horizon_t s_horizon(zmq_msg_t *frame)
+/* The deadlines of the tasks in b, for zp_wk_exec_next_due_us. */
+static zp_wk_horizon_t s_horizon(zp_wk_batch_t *b)
 {
     zp_wk_horizon_t h;
-    zp_task_batch_deadlines(zmq_msg_data(frame), zmq_msg_size(frame), &h.min_ms,
-                            &h.unbounded);
+    zp_task_batch_deadlines(zmq_msg_data(&b->head), zmq_msg_size(&b->head),
+                            &h.min_ms, &h.unbounded);
     return h;
 }
 
-static void s_take(zp_wk_exec_t *self, zmq_msg_t *frame, size_t n)
+/* Makes b the current batch (its content taken); it has not run yet. */
+static void s_take(zp_wk_exec_t *self, zp_wk_batch_t *b)
 {
-    zmq_msg_move(&self->cur_frame, frame);
-    self->cur_horizon = s_horizon(&self->cur_frame);
+    zp_wk_batch_close(&self->cur_batch);
+    zp_wk_batch_move(&self->cur_batch, b);
+    self->cur_horizon = s_horizon(&self->cur_batch);
     self->cur = NULL;
-    self->cur_n = n;
+    self->cur_n = self->cur_batch.n;
     self->cur_done = 0;
     self->sent_base = 0;
-    self->cur_bytes = n ? zmq_msg_size(&self->cur_frame) / n : 0;
+    self->cur_bytes =
+        self->cur_n ? zp_wk_batch_bytes(&self->cur_batch) / self->cur_n : 0;
 }
 
 /* The current batch has all its results: the one written behind it (if
@@ -312,13 +377,19 @@ void zp_wk_exec__advance(zp_wk_exec_t *self)
 {
     if (self->state != ZP_WK_EXEC_RUNNING || self->cur_done < self->cur_n)
         return;
+    /* Its room in the inputs region is free: the executor has moved on. */
+    if (self->cur_shm)
+        zp_wk_slots_release(&self->child.in_slots, self->cur_shm);
+    self->cur_shm = 0;
     if (!self->has_next) {
         zp_wk_exec__set_state(self, ZP_WK_EXEC_IDLE);
         return;
     }
-    s_take(self, &self->next_frame, self->next_n);
+    s_take(self, &self->next_batch);
     self->cur_horizon = self->next_horizon;
     self->cur_seq = self->next_seq;
+    self->cur_shm = self->next_shm;
+    self->next_shm = 0;
     self->has_next = false;
 }
 
@@ -328,30 +399,26 @@ static void s_feed(zp_wk_exec_t *self)
 {
     while (zp_wk_exec__ready(self) && !self->has_next &&
            zp_wk_queue_len(self->queue)) {
-        zmq_msg_t frame;
-        zmq_msg_init(&frame);
-        size_t n = 0;
-        zp_wk_queue_pop(self->queue, &frame, &n);
-        if (n == 0) {
-            zmq_msg_close(&frame);
+        zp_wk_batch_t b;
+        zp_wk_batch_init(&b);
+        zp_wk_queue_pop(self->queue, &b);
+        if (b.n == 0) {
+            zp_wk_batch_close(&b);
             continue;
         }
         bool ok;
         if (self->state == ZP_WK_EXEC_IDLE) {
-            s_take(self, &frame, n);
+            s_take(self, &b);
             zp_wk_exec__set_state(self, ZP_WK_EXEC_RUNNING);
-            ok = zp_wk_exec__send_current(self, zmq_msg_data(&self->cur_frame),
-                                          zmq_msg_size(&self->cur_frame)) == 0;
+            ok = zp_wk_exec__send_current(self, true) == 0;
         } else {
-            zmq_msg_move(&self->next_frame, &frame);
-            self->next_horizon = s_horizon(&self->next_frame);
-            self->next_n = n;
+            zp_wk_batch_move(&self->next_batch, &b);
+            self->next_horizon = s_horizon(&self->next_batch);
             self->has_next = true;
             self->next_seq = ++self->sent_seq;
-            ok = s_write(self, zmq_msg_data(&self->next_frame),
-                         zmq_msg_size(&self->next_frame));
+            ok = s_write_whole(self, &self->next_batch, &self->next_shm);
         }
-        zmq_msg_close(&frame);
+        zp_wk_batch_close(&b);
         if (!ok) { /* shows up as the executor's death */
             zp_warn("executor pid %d did not take a batch; restarting it",
                     (int)self->child.pid);
@@ -405,6 +472,7 @@ int zp_wk_exec_tick(zp_wk_exec_t *self, bool feed)
 {
     zp_wk_progress_t *p = self->child.progress;
     uint64_t now = zp_mono_us();
+    zp_wk_exec__publish(&self->child); /* results libzmq has sent since */
     if (self->n_parked)
         zp_wk_exec__poll_parked(self);
     if (zp_wk_exec__busy(self) && !self->killed_for_timeout &&

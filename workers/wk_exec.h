@@ -7,6 +7,7 @@
 #define ZP_WK_EXEC_H
 
 #include "wk_credit.h"
+#include "wk_queue.h"
 #include "wk_results.h"
 #include "wk_spawn.h"
 #include "worker.h"
@@ -29,8 +30,9 @@
 typedef struct {
     zp_wk_results_t *results; /* borrowed: the worker's pending results */
     zp_wk_credit_t *credit;   /* borrowed: the worker's books */
-    /* Sends an executor's result frame (n results) to the sink as it is. */
-    void (*forward)(void *arg, const void *data, size_t len, size_t n);
+    /* Sends an executor's result frame (n results) to the sink as it is;
+     * takes msg (closed whatever happens). */
+    void (*forward)(void *arg, zmq_msg_t *msg, size_t n);
     /* Sends the pending results. */
     void (*flush)(void *arg);
     /* One plugin call took elapsed_us (for the histogram). */
@@ -59,9 +61,10 @@ void zp_wk_exec_destroy(zp_wk_exec_t **self_p);
 /* Starts an executor. Returns 0, or -1 having logged why. */
 int zp_wk_exec_start(zp_wk_exec_t *self);
 
-/* Queues a batch frame of n tasks (scanned: a TaskBatch); takes its
- * content, leaving frame empty. Returns 0 or -1 on allocation failure. */
-int zp_wk_exec_enqueue(zp_wk_exec_t *self, zmq_msg_t *frame, size_t n);
+/* Queues a batch (its head scanned: a TaskBatch of b->n tasks, its
+ * payload frames checked); takes its content, leaving b empty. Returns 0
+ * or -1 on allocation failure. */
+int zp_wk_exec_enqueue(zp_wk_exec_t *self, zp_wk_batch_t *b);
 /* The most tasks held rose to held: the executor's result batches say
  * so. */
 void zp_wk_exec_note_max_held(zp_wk_exec_t *self, uint64_t held);

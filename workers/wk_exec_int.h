@@ -64,9 +64,9 @@ struct zp_wk_exec {
      * could wait on an executor itself blocked writing results to us. */
     zp_buf_t wbuf;
     size_t woff;
-    /* The batch it is running: the ventilator's frame, decoded into
+    /* The batch it is running: the ventilator's frames, decoded into
      * cur_arena only when an executor dies in it (cur is NULL until). */
-    zmq_msg_t cur_frame;
+    zp_wk_batch_t cur_batch;
     zp_arena_t *cur_arena;
     char *cur_job, *cur_plugin, *cur_config; /* cur_config: the job's
                                               * settings, resent with it */
@@ -76,13 +76,16 @@ struct zp_wk_exec {
     zp_wk_horizon_t cur_horizon, next_horizon; /* their tasks' deadlines */
     /* One more batch written behind it, so the executor goes from batch
      * to batch without waiting for this process to be scheduled. */
-    zmq_msg_t next_frame;
-    size_t next_n;
+    zp_wk_batch_t next_batch;
     bool has_next;
+    /* Where the current and next batches lie in the executor's inputs
+     * region (their seq there; 0: they went through the socket). */
+    uint64_t cur_shm, next_shm;
     uint64_t sent_seq, cur_seq, next_seq; /* frames written to it */
     uint64_t restarts;
     zp_arena_t *arena;   /* its frames decoded off the common path */
     zp_buf_t scratch;    /* a batch encoded afresh */
+    zp_task_view_t view; /* a batch with payload frames, put together */
     zp_wk_stall_t stall; /* recent call times: when a task is stalled */
     zp_wk_parked_t parked[ZP_WK_MAX_PARKED];
     size_t n_parked;
@@ -98,10 +101,9 @@ int zp_wk_exec__set_state(zp_wk_exec_t *self, zp_wk_exec_state_t to);
 bool zp_wk_exec__busy(const zp_wk_exec_t *self);
 /* It said hello: batches can be written to it. */
 bool zp_wk_exec__ready(const zp_wk_exec_t *self);
-/* Sends the current batch (cur[cur_done..]): raw, the ventilator's frame,
- * when given, else encoded afresh. 0, or -1 (shows as its death). */
-int zp_wk_exec__send_current(zp_wk_exec_t *self, const void *raw,
-                             size_t raw_len);
+/* Sends the current batch (cur[cur_done..]): whole, as the ventilator
+ * sent it, else encoded afresh. 0, or -1 (shows as its death). */
+int zp_wk_exec__send_current(zp_wk_exec_t *self, bool whole);
 /* Decodes the current batch's frame into cur (a dead executor's batch).
  * 0 or -1. */
 int zp_wk_exec__decode_current(zp_wk_exec_t *self);
@@ -118,6 +120,17 @@ void zp_wk_exec__observe(void *arg, uint64_t elapsed_us);
  * text appended to the results' buffers. */
 void zp_wk_exec__copy_result(zp_wk_exec_t *self, zp_wk_done_t *d,
                              const Zpipe__V1__Result *r);
+/* A frame from child: a reference to a result frame in its results
+ * region becomes that frame (*data, *len; *seq its seq there), anything
+ * else stays as it is (*seq 0). False for a reference that is wrong (not
+ * the next, or out of the region): the executor sent garbage. */
+bool zp_wk_exec__deref(zp_wk_child_t *child, const char **data, size_t *len,
+                       uint64_t *seq);
+/* Result frame seq of child's results region is done with (decoded, not
+ * sent on); zp_wk_exec__publish tells the executor. */
+void zp_wk_exec__release(zp_wk_child_t *child, uint64_t seq);
+/* Tells child's executor which of its result frames are free. */
+void zp_wk_exec__publish(zp_wk_child_t *child);
 /* Reads what fd has (without blocking) into reader; *open set false when
  * the peer closed. False when out of memory (the rest stays unread). */
 bool zp_wk_exec__fill(zp_frame_reader_t *reader, int fd, bool *open);

@@ -82,12 +82,10 @@ int zp_wk_exec__park(zp_wk_exec_t *self)
      * parked executor); what it was sent after it goes to the new one. */
     self->cur_done = zp_wk_death_rotate(self->cur, self->cur_done, at);
     if (self->has_next) {
-        if (zp_wk_queue_push_front(self->queue, &self->next_frame,
-                                   self->next_n) < 0) {
-            zp_error("out of memory requeueing a batch of %zu tasks",
-                     self->next_n);
-            zmq_msg_close(&self->next_frame);
-            zmq_msg_init(&self->next_frame);
+        size_t next_n = self->next_batch.n;
+        if (zp_wk_queue_push_front(self->queue, &self->next_batch) < 0) {
+            zp_error("out of memory requeueing a batch of %zu tasks", next_n);
+            zp_wk_batch_close(&self->next_batch);
         }
         self->has_next = false;
     }
@@ -206,9 +204,16 @@ static int s_poll_one(zp_wk_exec_t *self, zp_wk_parked_t *pk)
     const char *frame;
     size_t len;
     int rc;
-    while ((rc = zp_frame_reader_next(pk->reader, &frame, &len)) > 0)
-        if (s_take(self, pk, frame, len))
+    while ((rc = zp_frame_reader_next(pk->reader, &frame, &len)) > 0) {
+        uint64_t seq;
+        if (!zp_wk_exec__deref(&pk->child, &frame, &len, &seq))
+            return -1; /* garbage: charged as a death */
+        bool took = s_take(self, pk, frame, len);
+        zp_wk_exec__release(&pk->child, seq);
+        zp_wk_exec__publish(&pk->child);
+        if (took)
             return 1;
+    }
     return open && rc == 0 ? 0 : -1;
 }
 

@@ -11,6 +11,7 @@
 #include "zp_util.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,16 +118,83 @@ static void s_on_results(zp_wk_exec_t *self, const Zpipe__V1__ResultBatch *rb)
     s_took(self, taken);
 }
 
+bool zp_wk_exec__deref(zp_wk_child_t *child, const char **data, size_t *len,
+                       uint64_t *seq)
+{
+    *seq = 0;
+    if (!zp_wk_ref_is(*data, *len))
+        return true;
+    zp_wk_ref_t ref;
+    if (!child->out ||
+        !zp_wk_ref_parse(*data, *len, ZP_WK_REF_RESULTS,
+                         zp_wk_region_size(child->out), &ref) ||
+        ref.seq != child->out_seq + 1)
+        return false;
+    child->out_seq = *seq = ref.seq;
+    zp_wk_region_received(child->out, ref.seq);
+    *data = (const char *)zp_wk_region_base(child->out) + ref.off;
+    *len = (size_t)ref.len;
+    return true;
+}
+
+void zp_wk_exec__publish(zp_wk_child_t *child)
+{
+    if (child->out && child->progress)
+        atomic_store(&child->progress->results_released,
+                     zp_wk_region_released(child->out));
+}
+
+void zp_wk_exec__release(zp_wk_child_t *child, uint64_t seq)
+{
+    if (seq)
+        zp_wk_region_release(child->out, seq);
+}
+
+/* A message of the result frame (len bytes at data, seq in the results
+ * region or 0): sent from the region without a copy, else a copy. 0, or
+ * -1 when out of memory. */
+static int s_result_msg(zp_wk_exec_t *self, zmq_msg_t *msg, const char *data,
+                        size_t len, uint64_t seq)
+{
+    void *hint = NULL;
+    if (seq) {
+        hint = zp_wk_region_hold(self->child.out, seq);
+        if (hint && zmq_msg_init_data(msg, (void *)data, len, zp_wk_region_free,
+                                      hint) == 0)
+            return 0;
+    }
+    int rc = zmq_msg_init_size(msg, len);
+    if (rc == 0)
+        memcpy(zmq_msg_data(msg), data, len);
+    if (hint) /* its frame copied: as if sent */
+        zp_wk_region_free(NULL, hint);
+    else
+        zp_wk_exec__release(&self->child, seq);
+    return rc;
+}
+
 /* Takes one frame from the executor. */
 static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
 {
     size_t n;
-    uint64_t elapsed;
+    uint64_t elapsed, seq;
     size_t max = self->cfg->max_frame + 65536;
+    if (!zp_wk_exec__deref(&self->child, &data, &len, &seq)) {
+        zp_error("executor pid %d referred to a frame it did not place; "
+                 "restarting it",
+                 (int)self->child.pid);
+        kill(self->child.pid, SIGKILL);
+        self->discard = true;
+        return;
+    }
     if (zp_scan_result_batch(data, len, max, &n, &elapsed) == 0) {
         /* The common case: forward it untouched, keep the books. */
         self->env.flush(self->env.arg);
-        self->env.forward(self->env.arg, data, len, n);
+        zmq_msg_t msg;
+        if (s_result_msg(self, &msg, data, len, seq) == 0)
+            self->env.forward(self->env.arg, &msg, n);
+        else
+            zp_error("out of memory forwarding %zu results", n);
         zp_wk_credit_done(self->env.credit, n);
         if (n) {
             zp_wk_credit_observe(self->env.credit, elapsed / n, self->cur_bytes,
@@ -152,11 +220,12 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
             zp_wk_exec__set_state(self, ZP_WK_EXEC_IDLE);
         else if (self->state == ZP_WK_EXEC_RECOVERING) {
             zp_wk_exec__set_state(self, ZP_WK_EXEC_RUNNING);
-            zp_wk_exec__send_current(self, NULL, 0);
+            zp_wk_exec__send_current(self, false);
         }
         self->env.grant(self->env.arg); /* withheld until now */
     } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH)
         s_on_results(self, m->result_batch);
+    zp_wk_exec__release(&self->child, seq); /* decoded: copied out */
 }
 
 bool zp_wk_exec__read(zp_wk_exec_t *self)
@@ -182,6 +251,7 @@ bool zp_wk_exec__read(zp_wk_exec_t *self)
     }
     if (self->discard)
         zp_frame_reader_reset(self->reader);
+    zp_wk_exec__publish(&self->child);
     return open;
 }
 
@@ -256,13 +326,11 @@ static int s_died(zp_wk_exec_t *self)
     zp_wk_exec__set_state(self, ZP_WK_EXEC_DOWN);
     self->restarts++;
     if (self->has_next) { /* never started: it goes back to the queue */
-        if (zp_wk_queue_push_front(self->queue, &self->next_frame,
-                                   self->next_n) < 0) {
+        size_t next_n = self->next_batch.n;
+        if (zp_wk_queue_push_front(self->queue, &self->next_batch) < 0) {
             /* Its tasks are left to the ventilator's lease. */
-            zp_error("out of memory requeueing a batch of %zu tasks",
-                     self->next_n);
-            zmq_msg_close(&self->next_frame);
-            zmq_msg_init(&self->next_frame);
+            zp_error("out of memory requeueing a batch of %zu tasks", next_n);
+            zp_wk_batch_close(&self->next_batch);
         }
         self->has_next = false;
     }

@@ -1,12 +1,16 @@
-/* wk_executor: the executor child's main: reads task batches on fd 3,
- * runs them through the runner, publishes the running task in the
- * progress page on fd 4 and writes result batches back on fd 3. */
+/* wk_executor: the executor child's main: reads task batches on fd 3 (or
+ * references to them in the inputs region, fd 5), runs them through the
+ * runner, publishes the running task in the progress page on fd 4 and
+ * writes result batches back on fd 3 (or into the results region, fd 6,
+ * and a reference on fd 3). */
 #define _GNU_SOURCE
 #include "wk_exec.h"
 #include "wk_inputs.h"
+#include "wk_outbox.h"
 #include "wk_progress.h"
 #include "wk_results.h"
 #include "wk_runner.h"
+#include "wk_shm.h"
 #include "wk_spawn.h"
 #include "worker.h"
 #include "zp_codec.h"
@@ -36,10 +40,17 @@ typedef struct {
     zp_wk_inputs_t *inputs; /* the batch's frame, read-only while it runs */
     zp_task_view_t view;
     zp_buf_t scratch;
+    /* The shared regions (wk_shm.h), NULL when the worker gave none: the
+     * inputs, read-only; the results, placed here. */
+    const uint8_t *in;
+    size_t in_size;
+    zp_wk_outbox_t *outbox;
 } s_executor_t;
 
 static zp_wk_progress_t *s_crash_progress;
 static const zp_wk_inputs_t *s_crash_inputs;
+static const uint8_t *s_crash_in;
+static size_t s_crash_in_size;
 
 /* On a fatal signal, note how much address space was in use (so the worker
  * can tell a memory-limit crash from a bug) and whether it was a write to
@@ -49,7 +60,8 @@ static void s_on_fatal_signal(int sig, siginfo_t *info, void *uctx)
 {
     (void)uctx;
     if ((sig == SIGSEGV || sig == SIGBUS) && s_crash_progress &&
-        zp_wk_inputs_sealed_at(s_crash_inputs, info->si_addr))
+        (zp_wk_inputs_sealed_at(s_crash_inputs, info->si_addr) ||
+         zp_wk_region_holds(s_crash_in, s_crash_in_size, info->si_addr)))
         atomic_store(&s_crash_progress->input_write, 1);
     int fd = open("/proc/self/statm", O_RDONLY);
     if (fd >= 0) {
@@ -67,14 +79,15 @@ static void s_on_fatal_signal(int sig, siginfo_t *info, void *uctx)
     raise(sig); /* pending until we return, then fatal */
 }
 
-static void s_install_crash_handlers(zp_wk_progress_t *progress,
-                                     const zp_wk_inputs_t *inputs)
+static void s_install_crash_handlers(const s_executor_t *e)
 {
     static char altstack[64 * 1024];
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
     sigaltstack(&ss, NULL);
-    s_crash_progress = progress;
-    s_crash_inputs = inputs;
+    s_crash_progress = e->progress;
+    s_crash_inputs = e->inputs;
+    s_crash_in = e->in;
+    s_crash_in_size = e->in_size;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = s_on_fatal_signal;
@@ -86,7 +99,9 @@ static void s_install_crash_handlers(zp_wk_progress_t *progress,
 }
 
 /* Writes the pending results to the worker as one ResultBatch; it goes on
- * to the sink as it is, so it carries the worker's counters. */
+ * to the sink as it is, so it carries the worker's counters. In the
+ * results region when it has room (a reference on the socket), else on
+ * the socket. */
 static void s_flush(void *arg)
 {
     s_executor_t *e = arg;
@@ -99,11 +114,25 @@ static void s_flush(void *arg)
         .max_held = (uint32_t)atomic_load(&e->progress->max_held),
         .tasks_done = atomic_load(&e->progress->completed) + n,
     };
-    if (zp_wk_results_encode(e->results, &info, &e->scratch) < 0)
+    uint64_t released = atomic_load(&e->progress->results_released);
+    Zpipe__V1__ResultBatch rb;
+    zp_wk_ref_t ref;
+    uint8_t frame[ZP_WK_REF_LEN];
+    if (zp_wk_results_batch(e->results, &info, &rb) < 0)
+        zp_error("out of memory sending %zu results", n);
+    else if (e->outbox && zp_wk_outbox_place(e->outbox, e->results, &rb,
+                                             released, &ref) == 0) {
+        zp_wk_ref_write(&ref, frame);
+        zp_frame_write(ZP_WK_EXEC_FD, frame, sizeof frame);
+    } else if (zp_encode_result_batch(&rb, &e->scratch) < 0)
         zp_error("out of memory sending %zu results", n);
     else
         zp_frame_write(ZP_WK_EXEC_FD, e->scratch.data, e->scratch.len);
+    e->scratch.len = 0;
     zp_wk_results_clear(e->results);
+    /* The next results' output goes straight into the region. */
+    if (e->outbox)
+        zp_wk_outbox_arm(e->outbox, e->results, released);
 }
 
 static bool s_task_done(void *arg, const zp_wk_done_t *d, size_t payload_len,
@@ -137,6 +166,37 @@ static int s_read_frame(s_executor_t *e, const char **frame, size_t *len)
         if (n <= 0)
             return zp_frame_reader_pending(e->reader) == 0 ? 0 : -1;
         zp_frame_reader_commit(e->reader, (size_t)n);
+    }
+}
+
+/* A reference to a batch in the inputs region: *frame and *len become
+ * the batch there, read-only already. False when frame is no such
+ * reference. */
+static bool s_shared_frame(const s_executor_t *e, const char **frame,
+                           size_t *len)
+{
+    zp_wk_ref_t ref;
+    if (!e->in ||
+        !zp_wk_ref_parse(*frame, *len, ZP_WK_REF_TASKS, e->in_size, &ref))
+        return false;
+    *frame = (const char *)e->in + ref.off;
+    *len = (size_t)ref.len;
+    return true;
+}
+
+/* Maps the worker's regions, if it gave them (before the memory limit,
+ * which they count against), and closes their fds: a plugin's children
+ * need not inherit them. */
+static void s_map_regions(s_executor_t *e)
+{
+    size_t out_size;
+    e->in = zp_wk_region_map(ZP_WK_IN_FD, false, &e->in_size);
+    uint8_t *out = zp_wk_region_map(ZP_WK_OUT_FD, true, &out_size);
+    if (e->in)
+        close(ZP_WK_IN_FD);
+    if (out) {
+        close(ZP_WK_OUT_FD);
+        e->outbox = zp_wk_outbox_new(out, out_size);
     }
 }
 
@@ -177,6 +237,7 @@ static int s_executor_init(s_executor_t *e)
         zp_error("executor: cannot map the progress page: %s", strerror(errno));
         return -1;
     }
+    s_map_regions(e);
     e->runner = zp_wk_runner_new(cfg, e->id);
     e->results = zp_wk_results_new();
     e->arena = zp_arena_new();
@@ -184,9 +245,11 @@ static int s_executor_init(s_executor_t *e)
     e->inputs = zp_wk_inputs_new();
     if (!e->runner || !e->results || !e->arena || !e->reader || !e->inputs)
         return -1;
+    if (e->outbox)
+        zp_wk_outbox_arm(e->outbox, e->results, 0);
     if (zp_wk_runner_load(e->runner, false) < 0)
         return -2;
-    s_install_crash_handlers(e->progress, e->inputs);
+    s_install_crash_handlers(e);
     zp_wk_runner_mirror_refused(&e->progress->refused_appends);
     if (cfg->memory_limit) {
         struct rlimit rl = {cfg->memory_limit, cfg->memory_limit};
@@ -225,7 +288,11 @@ static int s_executor_loop(s_executor_t *e)
             return -1;
         }
         atomic_store(&e->progress->seq, atomic_load(&e->progress->seq) + 1);
-        s_place_frame(e, &frame, len);
+        /* In the inputs region, the batch is read-only as it is; else it
+         * is copied into pages sealed while it runs. */
+        bool shared = s_shared_frame(e, &frame, &len);
+        if (!shared)
+            s_place_frame(e, &frame, len);
         /* Zero-copy: payloads are handed to the plugin from the frame. */
         const Zpipe__V1__TaskBatch *b = &e->view.batch;
         if (zp_view_task_batch(&e->view, frame, len, e->cfg->max_frame) < 0) {
@@ -241,7 +308,7 @@ static int s_executor_loop(s_executor_t *e)
         }
         /* Sealed while plugins run: a write to an input (or past its
          * end, into the next one's) is a SIGSEGV of that task alone. */
-        bool sealed = zp_wk_inputs_seal(e->inputs) == 0;
+        bool sealed = !shared && zp_wk_inputs_seal(e->inputs) == 0;
         zp_wk_runner_run_batch(e->runner, e->results, b, e->progress, &hooks);
         if (sealed && zp_wk_inputs_unseal(e->inputs) < 0) {
             zp_error("executor: cannot unseal the input region: %s",
@@ -275,6 +342,7 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     zp_task_view_free(&e.view);
     zp_wk_runner_destroy(&e.runner);
     zp_wk_results_destroy(&e.results);
+    zp_wk_outbox_destroy(&e.outbox);
     zp_arena_destroy(&e.arena);
     zp_buf_free(&e.scratch);
     return rc == -2 ? ZP_WK_EXEC_EXIT_REFUSED : 0;

@@ -17,6 +17,9 @@ typedef struct {
     _Atomic uint64_t seq;         /* frames taken; the last is running */
     /* Written by the worker for the executor's result batches: */
     _Atomic uint64_t window, max_held, completed;
+    /* Result frames in the results region the worker is done with, in
+     * order (wk_shm.h): their room can take new ones. */
+    _Atomic uint64_t results_released;
     /* Written by the executor: */
     _Atomic uint64_t input_write;     /* it faulted writing to its inputs */
     _Atomic uint64_t refused_appends; /* output refused outside a call */

@@ -121,8 +121,8 @@ static int s_reserve_pb(zp_wk_results_t *self)
     return 0;
 }
 
-int zp_wk_results_encode(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
-                         zp_buf_t *out)
+int zp_wk_results_batch(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
+                        Zpipe__V1__ResultBatch *rb)
 {
     if (s_reserve_pb(self) < 0)
         return -1;
@@ -149,18 +149,24 @@ int zp_wk_results_encode(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
         r->lease = d->lease;
         self->pb_ptrs[i] = r;
     }
-    Zpipe__V1__ResultBatch rb = ZPIPE__V1__RESULT_BATCH__INIT;
-    rb.job_id = self->job;
-    rb.worker_id = (char *)info->worker_id;
-    rb.results = self->pb_ptrs;
-    rb.n_results = self->n;
-    rb.window = info->window;
-    rb.max_held = info->max_held;
-    rb.tasks_done = info->tasks_done;
-    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
-    m.result_batch = &rb;
-    return zp_encode(&m, out) < 0 ? -1 : 0;
+    zpipe__v1__result_batch__init(rb);
+    rb->job_id = self->job;
+    rb->worker_id = (char *)info->worker_id;
+    rb->results = self->pb_ptrs;
+    rb->n_results = self->n;
+    rb->window = info->window;
+    rb->max_held = info->max_held;
+    rb->tasks_done = info->tasks_done;
+    return 0;
+}
+
+int zp_wk_results_encode(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
+                         zp_buf_t *out)
+{
+    Zpipe__V1__ResultBatch rb;
+    if (zp_wk_results_batch(self, info, &rb) < 0)
+        return -1;
+    return zp_encode_result_batch(&rb, out) < 0 ? -1 : 0;
 }
 
 void zp_wk_results_clear(zp_wk_results_t *self)

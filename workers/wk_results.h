@@ -5,6 +5,7 @@
 #define ZP_WK_RESULTS_H
 
 #include "zp_cause.h"
+#include "zp_codec.h"
 #include "zp_util.h"
 
 #include <stdbool.h>
@@ -69,6 +70,12 @@ const char *zp_wk_results_job(const zp_wk_results_t *self);
  * pending one is old enough. */
 bool zp_wk_results_due(const zp_wk_results_t *self, uint64_t now);
 
+/* The pending records as a ResultBatch in *rb, for zp_result_batch_size
+ * and _write (whose caller has room of its own: a ZeroMQ message, a shared
+ * region); borrowed, valid until the next push, clear or batch. Returns
+ * 0, or -1 on allocation failure (records kept). */
+int zp_wk_results_batch(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
+                        Zpipe__V1__ResultBatch *rb);
 /* Encodes the pending records as a Message holding one ResultBatch into
  * out (out->len reset first). Returns 0, or -1 on allocation failure
  * (records kept). */

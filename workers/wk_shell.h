@@ -69,9 +69,9 @@ int zp_wk_shell_flush_results(zp_wk_shell_t *w);
 /* zp_wk_shell_flush_results as a hook; arg: the shell. */
 void zp_wk_shell_flush_hook(void *arg);
 
-/* Sends an executor's result frame (data, len bytes, borrowed; n results)
- * to the sink as it is; arg: the shell. */
-void zp_wk_shell_forward(void *arg, const void *data, size_t len, size_t n);
+/* Sends an executor's result frame (msg, taken: closed whatever happens;
+ * n results) to the sink as it is; arg: the shell. */
+void zp_wk_shell_forward(void *arg, zmq_msg_t *msg, size_t n);
 
 /* Records one plugin call's time in the metrics; arg: the shell. */
 void zp_wk_shell_observe(void *arg, uint64_t elapsed_us);

@@ -58,6 +58,7 @@ int zp_wk_shell_send_hello(zp_wk_shell_t *w)
     h.host = host;
     h.pid = (uint32_t)getpid();
     h.in_process = !w->isolated;
+    h.payload_frames = true; /* big payloads may come as frames of their own */
     h.cluster = (char *)(w->cfg->cluster ? w->cfg->cluster : "");
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_HELLO;
@@ -95,7 +96,24 @@ void zp_wk_shell_grant(void *arg)
 
 /* ---- to the sink --------------------------------------------------------- */
 
-/* Sends the pending results as one ResultBatch. */
+/* Sends msg (taken: closed whatever happens) to the sink, n results. */
+static int s_send_results(zp_wk_shell_t *w, zmq_msg_t *msg, size_t n)
+{
+    int rc = 0;
+    while (zmq_msg_send(msg, w->results, 0) < 0) {
+        if (errno == EINTR && !zp_stopping())
+            continue;
+        zp_error("results to %s: %s (%zu results not sent)", w->cfg->sink,
+                 zmq_strerror(errno), n);
+        rc = -1;
+        break;
+    }
+    zmq_msg_close(msg);
+    return rc;
+}
+
+/* Sends the pending results as one ResultBatch, encoded straight into the
+ * message sent. */
 int zp_wk_shell_flush_results(zp_wk_shell_t *w)
 {
     size_t n = zp_wk_results_count(w->pending);
@@ -107,19 +125,16 @@ int zp_wk_shell_flush_results(zp_wk_shell_t *w)
         .max_held = (uint32_t)w->credit.max_held,
         .tasks_done = w->credit.completed,
     };
-    int rc = 0;
-    if (zp_wk_results_encode(w->pending, &info, &w->scratch) < 0) {
-        zp_error("out of memory sending %zu results", n);
-        rc = -1;
+    int rc = -1;
+    Zpipe__V1__ResultBatch rb;
+    zmq_msg_t msg;
+    size_t len = 0;
+    if (zp_wk_results_batch(w->pending, &info, &rb) == 0 &&
+        zmq_msg_init_size(&msg, len = zp_result_batch_size(&rb)) == 0) {
+        zp_result_batch_write(&rb, zmq_msg_data(&msg), len);
+        rc = s_send_results(w, &msg, n);
     } else
-        while (zmq_send(w->results, w->scratch.data, w->scratch.len, 0) < 0) {
-            if (errno == EINTR && !zp_stopping())
-                continue;
-            zp_error("results to %s: %s (%zu results not sent)", w->cfg->sink,
-                     zmq_strerror(errno), n);
-            rc = -1;
-            break;
-        }
+        zp_error("out of memory sending %zu results (%zu bytes)", n, len);
     zp_wk_results_clear(w->pending);
     return rc;
 }
@@ -130,16 +145,9 @@ void zp_wk_shell_flush_hook(void *arg)
 }
 
 /* Sends an executor's result frame to the sink as it is. */
-void zp_wk_shell_forward(void *arg, const void *data, size_t len, size_t n)
+void zp_wk_shell_forward(void *arg, zmq_msg_t *msg, size_t n)
 {
-    zp_wk_shell_t *w = arg;
-    while (zmq_send(w->results, data, len, 0) < 0) {
-        if (errno == EINTR && !zp_stopping())
-            continue;
-        zp_error("results to %s: %s (%zu results not sent)", w->cfg->sink,
-                 zmq_strerror(errno), n);
-        return;
-    }
+    s_send_results(arg, msg, n);
 }
 
 void zp_wk_shell_observe(void *arg, uint64_t elapsed_us)

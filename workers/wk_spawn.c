@@ -35,6 +35,25 @@ static int s_map_page(zp_wk_child_t *child, int shm)
     return 0;
 }
 
+/* Fresh regions for the executor's batches and results (the previous
+ * executor's dropped). One that cannot be made is left out: its frames
+ * take the socket pair. */
+static void s_regions(zp_wk_child_t *child)
+{
+    static uint64_t failures;
+    zp_wk_region_unref(&child->in);
+    zp_wk_region_unref(&child->out);
+    child->in = zp_wk_region_new("zpipe-batches", ZP_WK_IN_BYTES, true);
+    child->out = zp_wk_region_new("zpipe-results", ZP_WK_OUT_BYTES, false);
+    zp_wk_slots_init(&child->in_slots, ZP_WK_IN_BYTES);
+    child->out_seq = 0;
+    if ((!child->in || !child->out) && zp_log_sampled(++failures))
+        zp_warn("executor: no shared memory for its %s (%s); they go "
+                "through its socket (%llu times)",
+                !child->in ? "batches" : "results", strerror(errno),
+                (unsigned long long)failures);
+}
+
 /* Numbers for argv, formatted once per spawn. */
 typedef struct {
     char max_out[32], max_frame[32], mem[32], parent[32];
@@ -104,6 +123,7 @@ int zp_wk_spawn(zp_wk_child_t *child, const zp_worker_config_t *cfg,
     }
     if (s_map_page(child, shm) < 0)
         goto fail_pair;
+    s_regions(child);
     /* zpipe-executor beside this binary, else this binary --executor
      * (the same program, with libzmq loaded for nothing). */
     char *self = zp_sibling("zpipe-executor");
@@ -116,8 +136,17 @@ int zp_wk_spawn(zp_wk_child_t *child, const zp_worker_config_t *cfg,
     s_argv(argv, &args, self, cfg, id, files, n);
     /* Its own process group: a terminal's Ctrl-C reaches the worker, which
      * decides when the executor stops. */
-    int from[2] = {sv[1], shm}, to[2] = {ZP_WK_EXEC_FD, ZP_WK_SHM_FD};
-    child->pid = self ? zp_spawn_fds((char **)argv, from, to, 2, true) : -1;
+    int from[4] = {sv[1], shm}, to[4] = {ZP_WK_EXEC_FD, ZP_WK_SHM_FD};
+    size_t nfd = 2;
+    if (child->in) {
+        from[nfd] = zp_wk_region_fd(child->in);
+        to[nfd++] = ZP_WK_IN_FD;
+    }
+    if (child->out) {
+        from[nfd] = zp_wk_region_fd(child->out);
+        to[nfd++] = ZP_WK_OUT_FD;
+    }
+    child->pid = self ? zp_spawn_fds((char **)argv, from, to, nfd, true) : -1;
     int rc = child->pid < 0 ? (self ? errno : ENOMEM) : 0;
     free(self);
     close(sv[1]);
@@ -191,4 +220,6 @@ void zp_wk_spawn_stop(zp_wk_child_t *child)
     if (child->progress)
         munmap(child->progress, sizeof(zp_wk_progress_t));
     child->progress = NULL;
+    zp_wk_region_unref(&child->in);
+    zp_wk_region_unref(&child->out);
 }

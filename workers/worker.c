@@ -43,15 +43,17 @@ static void s_note_received(zp_wk_shell_t *w, size_t n)
                  (unsigned long long)w->cfg->window);
 }
 
-static void s_queue_batch(zp_wk_shell_t *w, zmq_msg_t *frame, size_t n)
+static void s_queue_batch(zp_wk_shell_t *w, zp_wk_batch_t *b, size_t n)
 {
-    if (zp_wk_exec_enqueue(w->exec, frame, n) < 0)
+    b->n = n;
+    if (zp_wk_exec_enqueue(w->exec, b) < 0)
         zp_error("out of memory queueing a batch of %zu tasks", n);
 }
 
 /* A message that is not a batch on the fast path. */
-static void s_handle_message(zp_wk_shell_t *w, zmq_msg_t *frame)
+static void s_handle_message(zp_wk_shell_t *w, zp_wk_batch_t *batch)
 {
+    zmq_msg_t *frame = &batch->head;
     zp_arena_reset(w->arena);
     zp_message_t *m = zp_decode(w->arena, zmq_msg_data(frame),
                                 zmq_msg_size(frame), w->cfg->max_frame);
@@ -67,7 +69,7 @@ static void s_handle_message(zp_wk_shell_t *w, zmq_msg_t *frame)
         if (!w->isolated)
             s_run_here(w, m->task_batch);
         else
-            s_queue_batch(w, frame, m->task_batch->n_tasks);
+            s_queue_batch(w, batch, m->task_batch->n_tasks);
     } else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_HEARTBEAT)
         ; /* ventilator is alive */
     else if (m->kind_case == ZPIPE__V1__MESSAGE__KIND_BYE && w->credit_mode &&
@@ -98,15 +100,43 @@ static void s_handle_message(zp_wk_shell_t *w, zmq_msg_t *frame)
     }
 }
 
-static void s_handle_frame(zp_wk_shell_t *w, zmq_msg_t *frame)
+/* A batch whose big payloads came as frames of their own: each task
+ * naming one gets it (a batch that names them wrongly is dropped and
+ * counted), then it is queued for the executor as it came, or run here. */
+static void s_handle_parts(zp_wk_shell_t *w, zp_wk_batch_t *b)
 {
+    zmq_msg_t *frame = &b->head;
+    if (zp_view_task_batch(&w->view, zmq_msg_data(frame), zmq_msg_size(frame),
+                           w->cfg->max_frame) < 0 ||
+        !zp_wk_batch_attach(b, &w->view.batch)) {
+        w->bad_messages++;
+        zp_warn("dropped a %zu-frame message from %s: not a task batch and "
+                "its payloads (%llu bad messages so far)",
+                b->n_parts + 1, w->cfg->ventilator,
+                (unsigned long long)w->bad_messages);
+        return;
+    }
+    s_note_received(w, w->view.batch.n_tasks);
+    if (w->isolated)
+        s_queue_batch(w, b, w->view.batch.n_tasks);
+    else
+        s_run_here(w, &w->view.batch);
+}
+
+static void s_handle_frame(zp_wk_shell_t *w, zp_wk_batch_t *b)
+{
+    zmq_msg_t *frame = &b->head;
     size_t n;
+    if (b->n_parts) {
+        s_handle_parts(w, b);
+        return;
+    }
     if (w->isolated &&
         zp_scan_task_batch(zmq_msg_data(frame), zmq_msg_size(frame),
                            w->cfg->max_frame, &n) == 0) {
         /* The executor decodes it; this process only counts it. */
         s_note_received(w, n);
-        s_queue_batch(w, frame, n);
+        s_queue_batch(w, b, n);
         return;
     }
     if (!w->isolated &&
@@ -116,7 +146,7 @@ static void s_handle_frame(zp_wk_shell_t *w, zmq_msg_t *frame)
         s_run_here(w, &w->view.batch);
         return;
     }
-    s_handle_message(w, frame);
+    s_handle_message(w, b);
 }
 
 /* Renders the snapshot served at /metrics. */
@@ -428,23 +458,28 @@ static int s_phase_poll(zp_wk_shell_t *w, zmq_pollitem_t items[3])
     return zp_poll_asked(items, 3, timeout);
 }
 
-/* Takes what the ventilator queued (up to 64 frames). */
-static void s_phase_tasks(zp_wk_shell_t *w, const zmq_pollitem_t *item,
-                          zmq_msg_t *frame)
+/* Payload frames a batch may come with at most (Task.payload_frame). */
+#define S_MAX_PARTS 65536
+
+/* Takes what the ventilator queued (up to 64 messages). */
+static void s_phase_tasks(zp_wk_shell_t *w, const zmq_pollitem_t *item)
 {
     if (!(item->revents & ZMQ_POLLIN))
         return;
     for (int k = 0; k < 64; k++) {
-        int r = zp_recv(w->tasks, false, NULL, NULL, frame, ZMQ_DONTWAIT);
-        if (r < 0)
-            break;
+        zp_wk_batch_t b;
+        zp_wk_batch_init(&b);
+        int r = zp_recv_parts(w->tasks, &b.head, &b.parts, &b.n_parts,
+                              S_MAX_PARTS, ZMQ_DONTWAIT);
         if (r > 0) {
             w->bad_messages++;
-            zp_warn("dropped a multi-frame message from %s",
-                    w->cfg->ventilator);
-            continue;
-        }
-        s_handle_frame(w, frame);
+            zp_warn("dropped a message of more than %d frames from %s",
+                    S_MAX_PARTS + 1, w->cfg->ventilator);
+        } else if (r == 0)
+            s_handle_frame(w, &b);
+        zp_wk_batch_close(&b);
+        if (r < 0 && errno != ENOMEM)
+            break;
     }
 }
 
@@ -505,8 +540,6 @@ int zp_worker_run(const zp_worker_config_t *cfg)
     int rc = 3;
     if (s_init_state(&w) < 0 || s_init_sockets(&w) < 0)
         goto fail_init;
-    zmq_msg_t frame;
-    zmq_msg_init(&frame);
     while (!w.fatal && !s_phase_stop(&w)) {
         zmq_pollitem_t items[3];
         if (s_phase_poll(&w, items) < 0) {
@@ -515,7 +548,7 @@ int zp_worker_run(const zp_worker_config_t *cfg)
             zp_error("poll: %s", zmq_strerror(errno));
             break;
         }
-        s_phase_tasks(&w, &items[0], &frame);
+        s_phase_tasks(&w, &items[0]);
         s_phase_reconnect(&w, &items[2]);
         s_phase_executor(&w, &items[1]);
         if (w.fatal)
@@ -523,7 +556,6 @@ int zp_worker_run(const zp_worker_config_t *cfg)
         s_phase_credit(&w);
         s_phase_metrics(&w);
     }
-    zmq_msg_close(&frame);
     s_finish(&w);
     rc = w.fatal ? 3 : 0;
 

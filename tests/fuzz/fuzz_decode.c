@@ -61,7 +61,8 @@ static void s_check_views(const uint8_t *data, size_t size, zp_message_t *m)
             const Zpipe__V1__Task *x = a->tasks[i], *y = b->tasks[i];
             if (x->task_id != y->task_id || x->attempt != y->attempt ||
                 x->deadline_ms != y->deadline_ms ||
-                x->queued_us != y->queued_us ||
+                x->queued_us != y->queued_us || x->lease != y->lease ||
+                x->payload_frame != y->payload_frame ||
                 !s_bineq(x->payload, y->payload))
                 abort();
         }

@@ -1,6 +1,8 @@
-"""The benchmark's reference pipeline still works: raw_pipeline moves every
-line through over ipc and tcp and, with --spin, burns the CPU it is told.
-(The benchmark itself is run with scripts/bench.sh, not in CI.)"""
+"""The benchmark's reference pipelines still work: raw_pipeline moves every
+line through over ipc and tcp and, with --spin, burns the CPU it is told;
+plain_pipeline (the big-payload yardstick) moves every line, small or
+1 MiB, byte for byte. (The benchmark itself is run with scripts/bench.sh,
+not in CI.)"""
 import os
 import re
 
@@ -8,6 +10,7 @@ import zptest
 from zptest import check, run
 
 RAW = os.path.join(zptest.BUILD, "bench", "raw_pipeline")
+PLAIN = os.path.join(zptest.BUILD, "bench", "plain_pipeline")
 
 
 def _run(lines, *args):
@@ -35,6 +38,25 @@ def test_raw_pipeline_latency_mode_reports_percentiles():
     check(re.search(r"p50_us=\d+ p99_us=\d+", r.stdout), r.stdout)
 
 
+def test_plain_pipeline_moves_every_line_whole():
+    big = [("%d" % i) * (1048576 // len("%d" % i)) for i in range(1, 9)]
+    for transport in ("ipc", "tcp"):
+        for lines in ([str(i) for i in range(5000)], big):
+            d = zptest.tmpdir()
+            inp, out = os.path.join(d, "in"), os.path.join(d, "out")
+            with open(inp, "w") as f:
+                f.write("".join("%s\n" % l for l in lines))
+            r = run([PLAIN, "run", "--workers", "2", "--input", inp,
+                     "--output", out, "--transport", transport],
+                    capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0, r.stderr)
+            got = sorted(open(out).read().splitlines())
+            check(got == sorted(lines), "%s: %d lines back for %d, or changed"
+                  % (transport, len(got), len(lines)))
+            check(re.search(r"seconds=[\d.]+", r.stdout), r.stdout)
+
+
 if __name__ == "__main__":
     zptest.main([test_raw_pipeline_moves_every_line,
-                 test_raw_pipeline_latency_mode_reports_percentiles])
+                 test_raw_pipeline_latency_mode_reports_percentiles,
+                 test_plain_pipeline_moves_every_line_whole])

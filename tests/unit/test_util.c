@@ -15,6 +15,24 @@ static void test_buf_grows_and_appends(void)
     TEST_CHECK(b.data == NULL && b.cap == 0);
 }
 
+static void test_buf_in_borrowed_memory_moves_out_when_outgrown(void)
+{
+    char mem[8];
+    zp_buf_t b = {0};
+    TEST_CHECK(zp_buf_append(&b, "own", 3) == 0);
+    zp_buf_borrow(&b, mem, sizeof mem); /* frees its own */
+    TEST_CHECK(b.borrowed && b.data == mem && b.len == 0);
+    TEST_CHECK(zp_buf_append(&b, "abcdefgh", 8) == 0);
+    TEST_CHECK(b.data == mem && memcmp(mem, "abcdefgh", 8) == 0);
+    TEST_CHECK(zp_buf_append(&b, "ij", 2) == 0); /* outgrown */
+    TEST_CHECK(!b.borrowed && b.data != mem);
+    TEST_CHECK(b.len == 10 && memcmp(b.data, "abcdefghij", 10) == 0);
+    zp_buf_free(&b);
+    zp_buf_borrow(&b, mem, sizeof mem);
+    zp_buf_free(&b); /* nothing freed: not its own */
+    TEST_CHECK(b.data == NULL && !b.borrowed);
+}
+
 static void test_json_escapes_quotes_controls_and_backslash(void)
 {
     zp_buf_t b = {0};
@@ -101,6 +119,8 @@ static void test_hash_is_fnv1a(void)
 static const test_case_t tests[] = {
     {"test_hash_is_fnv1a", test_hash_is_fnv1a},
     {"test_buf_grows_and_appends", test_buf_grows_and_appends},
+    {"test_buf_in_borrowed_memory_moves_out_when_outgrown",
+     test_buf_in_borrowed_memory_moves_out_when_outgrown},
     {"test_json_escapes_quotes_controls_and_backslash",
      test_json_escapes_quotes_controls_and_backslash},
     {"test_base64_matches_rfc4648_vectors",

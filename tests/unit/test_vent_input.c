@@ -352,6 +352,87 @@ static void test_frame_larger_than_a_read(void)
     unlink(path);
 }
 
+/* Long lines of a file bigger than a block: every line exact, and the
+ * lines a holder of the block keeps stay as they were while the reader
+ * reads on (into a fresh block: it never writes over a kept one). */
+static void test_kept_blocks_stay_whole_as_reading_goes_on(void)
+{
+    size_t line = 700000, n = 9;
+    char path[] = "/tmp/vent_input_XXXXXX";
+    int fd = mkstemp(path);
+    TEST_CHECK(fd >= 0);
+    char *buf = malloc(line + 1);
+    for (size_t i = 0; i < n; i++) {
+        memset(buf, 'a' + (int)i, line);
+        buf[line] = '\n';
+        TEST_CHECK(write(fd, buf, line + 1) == (ssize_t)(line + 1));
+    }
+    lseek(fd, 0, SEEK_SET);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, fd);
+    zp_vent_chunk_t *kept[9] = {0};
+    const char *lines[9];
+    size_t got = 0;
+    while (!zp_vent_reader_done(&r) && got < n) {
+        const char *l;
+        size_t len;
+        if (zp_vent_reader_next(&r, &l, &len)) {
+            TEST_EQ_INT(len, line);
+            kept[got] = zp_vent_chunk_ref(zp_vent_reader_chunk(&r));
+            TEST_CHECK(l >= kept[got]->data &&
+                       l + len <= kept[got]->data + kept[got]->len);
+            lines[got++] = l;
+            continue;
+        }
+        TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+    }
+    TEST_EQ_INT(got, n);
+    for (size_t i = 0; i < n; i++) {
+        TEST_CHECK(lines[i][0] == 'a' + (int)i);
+        TEST_CHECK(lines[i][line - 1] == 'a' + (int)i);
+    }
+    zp_vent_reader_close(&r);
+    for (size_t i = 0; i < n; i++) /* the blocks outlive the reader */
+        TEST_CHECK(lines[i][line / 2] == 'a' + (int)i);
+    for (size_t i = 0; i < n; i++)
+        zp_vent_chunk_unref(&kept[i]);
+    TEST_CHECK(kept[0] == NULL);
+    free(buf);
+    unlink(path);
+}
+
+/* A line split across many short reads (a pipe) is searched once per
+ * byte, and the block is reused in place when no one else holds it. */
+static void test_line_across_short_reads_from_a_pipe(void)
+{
+    int p[2];
+    TEST_CHECK(pipe(p) == 0);
+    zp_vent_reader_t r;
+    zp_vent_reader_init(&r, p[0]);
+    const char *l;
+    size_t len;
+    for (int i = 0; i < 5; i++) {
+        TEST_CHECK(write(p[1], "abc", 3) == 3);
+        TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+        TEST_CHECK(!zp_vent_reader_line_buffered(&r));
+        TEST_CHECK(!zp_vent_reader_next(&r, &l, &len));
+    }
+    zp_vent_chunk_t *first = zp_vent_reader_chunk(&r);
+    TEST_CHECK(write(p[1], "\nxy", 3) == 3);
+    TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+    TEST_CHECK(zp_vent_reader_line_buffered(&r));
+    TEST_CHECK(zp_vent_reader_next(&r, &l, &len));
+    TEST_EQ_INT(len, 15);
+    TEST_CHECK(memcmp(l, "abcabcabcabcabc", 15) == 0);
+    TEST_CHECK(zp_vent_reader_chunk(&r) == first); /* not moved */
+    close(p[1]);
+    TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
+    TEST_CHECK(zp_vent_reader_next(&r, &l, &len));
+    TEST_EQ_INT(len, 2);
+    TEST_CHECK(zp_vent_reader_done(&r));
+    zp_vent_reader_close(&r);
+}
+
 /* A journal with records of two jobs, as the sink writes it. */
 static int s_journal(char *path)
 {
@@ -517,7 +598,7 @@ static void test_a_long_line_in_pieces_is_scanned_once(void)
         TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
         TEST_CHECK(!zp_vent_reader_line_buffered(&r));
         TEST_CHECK(!zp_vent_reader_next(&r, &line, &len));
-        TEST_EQ_INT(r.scanned, (size_t)(i + 1) * sizeof piece);
+        TEST_EQ_INT(r.scan - r.start, (size_t)(i + 1) * sizeof piece);
     }
     TEST_CHECK(write(p[1], "y\nz", 3) == 3);
     TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
@@ -525,7 +606,7 @@ static void test_a_long_line_in_pieces_is_scanned_once(void)
     TEST_CHECK(zp_vent_reader_next(&r, &line, &len));
     TEST_EQ_INT(len, 256 * sizeof piece + 1);
     TEST_CHECK(line[len - 1] == 'y' && line[0] == 'x');
-    TEST_EQ_INT(r.scanned, 0); /* the next line is looked at afresh */
+    TEST_EQ_INT(r.scan - r.start, 0); /* the next line: afresh */
     TEST_CHECK(!zp_vent_reader_next(&r, &line, &len));
     close(p[1]);
     TEST_EQ_INT(zp_vent_reader_fill(&r, true), 0);
@@ -559,6 +640,10 @@ static const test_case_t tests[] = {
     {"test_input_ending_inside_a_body_is_an_error",
      test_input_ending_inside_a_body_is_an_error},
     {"test_frame_larger_than_a_read", test_frame_larger_than_a_read},
+    {"test_kept_blocks_stay_whole_as_reading_goes_on",
+     test_kept_blocks_stay_whole_as_reading_goes_on},
+    {"test_line_across_short_reads_from_a_pipe",
+     test_line_across_short_reads_from_a_pipe},
     {"test_skip_set_holds_the_jobs_committed_tasks",
      test_skip_set_holds_the_jobs_committed_tasks},
     {"test_missing_journal_skips_nothing", test_missing_journal_skips_nothing},

@@ -39,12 +39,67 @@ static void test_add_get_done_counts_bytes(void)
     zp_vent_jobs_destroy(&jobs);
 }
 
+/* A task may point into the reader's block instead of copying: the
+ * block is held (and counted whole in the held bytes) while any task
+ * points into it. */
+static void test_tasks_pointing_into_a_block(void)
+{
+    zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 1 << 30, false);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
+    zp_vent_chunk_t *c = malloc(sizeof *c + 100);
+    atomic_init(&c->refs, 1);
+    c->tasks = 0;
+    c->cap = 100;
+    c->len = 10;
+    memcpy(c->data, "hello world", 11);
+    zp_vent_task_t *a = zp_vent_tasks_add_ref(ts, j, c, c->data, 5, 0);
+    zp_vent_task_t *b = zp_vent_tasks_add_ref(ts, j, c, c->data + 6, 5, 0);
+    zp_vent_task_t *x = zp_vent_tasks_add(ts, j, "copy", 4, 0);
+    TEST_CHECK(a && b && x);
+    TEST_CHECK(a->data == (const uint8_t *)c->data); /* not copied */
+    TEST_CHECK(memcmp(b->data, "world", 5) == 0);
+    TEST_CHECK(memcmp(x->data, "copy", 4) == 0);
+    TEST_EQ_INT(atomic_load(&c->refs), 3);
+    TEST_EQ_INT(zp_vent_tasks_bytes(ts), 100 + 4); /* the block, once */
+    zp_vent_chunk_unref(&c);                       /* the reader moves on */
+    zp_vent_tasks_done(ts, a);
+    TEST_EQ_INT(zp_vent_tasks_bytes(ts), 104);
+    TEST_CHECK(memcmp(b->data, "world", 5) == 0);
+    zp_vent_tasks_done(ts, b); /* the block is freed with it */
+    TEST_EQ_INT(zp_vent_tasks_bytes(ts), 4);
+    zp_vent_tasks_done(ts, x);
+    TEST_EQ_INT(zp_vent_tasks_bytes(ts), 0);
+    /* Tasks still pointing into a block when the table goes. */
+    c = malloc(sizeof *c + 8);
+    atomic_init(&c->refs, 1);
+    c->tasks = 0;
+    c->cap = 8;
+    c->len = 8;
+    TEST_CHECK(zp_vent_tasks_add_ref(ts, j, c, c->data, 8, 0));
+    zp_vent_tasks_destroy(&ts);
+    TEST_EQ_INT(atomic_load(&c->refs), 1);
+    zp_vent_chunk_unref(&c);
+    zp_vent_jobs_destroy(&jobs);
+}
+
 static void test_hold_limits(void)
 {
     /* Automatic: the workers' windows plus 8,192. */
     zp_vent_tasks_t *ts = zp_vent_tasks_new(0, 100, false);
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 0), 8192);
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 300), 8492);
+    zp_vent_tasks_destroy(&ts);
+    /* Bytes, automatic: 16 MiB a worker, within 32 and 256 MiB. */
+    ts = zp_vent_tasks_new(0, 100, false);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 1), 100); /* explicit */
+    zp_vent_tasks_destroy(&ts);
+    ts = zp_vent_tasks_new(0, 0, false);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 0), 32 << 20);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 2), 32 << 20);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 5), 80 << 20);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 16), 256 << 20);
+    TEST_EQ_INT(zp_vent_tasks_bytes_limit(ts, 1000), 256 << 20);
     zp_vent_tasks_destroy(&ts);
     ts = zp_vent_tasks_new(0, 100, true); /* push: a fixed bound */
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 300), 65536);
@@ -56,15 +111,15 @@ static void test_hold_limits(void)
     zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
     TEST_EQ_INT(zp_vent_tasks_limit(ts, 1000), 3);
     char big[150] = {0};
-    TEST_CHECK(zp_vent_tasks_can_hold(ts, 0));
+    TEST_CHECK(zp_vent_tasks_can_hold(ts, 0, 0));
     TEST_CHECK(zp_vent_tasks_add(ts, j, big, sizeof big, 0));
-    TEST_CHECK(!zp_vent_tasks_can_hold(ts, 0)); /* 150 bytes >= 100 */
+    TEST_CHECK(!zp_vent_tasks_can_hold(ts, 0, 0)); /* 150 bytes >= 100 */
     zp_vent_tasks_done(ts, zp_vent_tasks_get(ts, ZP_VENT_KEY(j, 0)));
     for (int i = 0; i < 3; i++) {
-        TEST_CHECK(zp_vent_tasks_can_hold(ts, 0));
+        TEST_CHECK(zp_vent_tasks_can_hold(ts, 0, 0));
         TEST_CHECK(zp_vent_tasks_add(ts, j, "x", 1, 0));
     }
-    TEST_CHECK(!zp_vent_tasks_can_hold(ts, 0)); /* 3 of 3 */
+    TEST_CHECK(!zp_vent_tasks_can_hold(ts, 0, 0)); /* 3 of 3 */
     zp_vent_tasks_destroy(&ts);
     zp_vent_jobs_destroy(&jobs);
 }
@@ -267,6 +322,7 @@ static const test_case_t tests[] = {
      test_requeue_out_of_memory_leaves_the_task_in_flight},
     {"test_add_get_done_counts_bytes", test_add_get_done_counts_bytes},
     {"test_hold_limits", test_hold_limits},
+    {"test_tasks_pointing_into_a_block", test_tasks_pointing_into_a_block},
     {"test_collect_takes_queued_tasks_within_bounds",
      test_collect_takes_queued_tasks_within_bounds},
     {"test_drop_job_frees_only_its_tasks", test_drop_job_frees_only_its_tasks},

@@ -384,37 +384,93 @@ static void test_alloc_failures_in_the_runner(void)
     TEST_CHECK(runs >= 3);
 }
 
+/* A batch of n tasks whose head holds i (and parts payload frames). */
+static void s_queued(zp_wk_batch_t *b, size_t i, size_t n, size_t parts)
+{
+    zp_wk_batch_init(b);
+    zmq_msg_init_size(&b->head, 8);
+    memcpy(zmq_msg_data(&b->head), &i, sizeof i);
+    b->n = n;
+    if (parts) {
+        b->parts = calloc(parts, sizeof *b->parts);
+        for (size_t k = 0; k < parts; k++)
+            zmq_msg_init_size(&b->parts[k], 100 + k);
+        b->n_parts = parts;
+    }
+}
+
 static void test_queue_keeps_order_and_puts_back_at_the_head(void)
 {
     zp_wk_queue_t *q = zp_wk_queue_new();
     for (size_t i = 0; i < 40; i++) { /* past the first growth */
-        zmq_msg_t m;
-        zmq_msg_init_size(&m, 8);
-        memcpy(zmq_msg_data(&m), &i, sizeof i);
-        TEST_CHECK(zp_wk_queue_push(q, &m, i + 1) == 0);
-        zmq_msg_close(&m);
+        zp_wk_batch_t b;
+        s_queued(&b, i, i + 1, i % 2);
+        TEST_CHECK(zp_wk_queue_push(q, &b) == 0);
+        TEST_CHECK(b.n == 0 && b.parts == NULL); /* taken */
+        zp_wk_batch_close(&b);
     }
     TEST_EQ_INT(zp_wk_queue_len(q), 40);
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    size_t n;
-    TEST_CHECK(zp_wk_queue_pop(q, &m, &n));
-    TEST_EQ_INT(n, 1);
+    zp_wk_batch_t m;
+    zp_wk_batch_init(&m);
+    TEST_CHECK(zp_wk_queue_pop(q, &m));
+    TEST_EQ_INT(m.n, 1);
     /* Back at the head: popped again first. */
-    TEST_CHECK(zp_wk_queue_push_front(q, &m, 99) == 0);
-    TEST_CHECK(zp_wk_queue_pop(q, &m, &n));
-    TEST_EQ_INT(n, 99);
+    m.n = 99;
+    TEST_CHECK(zp_wk_queue_push_front(q, &m) == 0);
+    TEST_CHECK(zp_wk_queue_pop(q, &m));
+    TEST_EQ_INT(m.n, 99);
     size_t v;
-    memcpy(&v, zmq_msg_data(&m), sizeof v);
+    memcpy(&v, zmq_msg_data(&m.head), sizeof v);
     TEST_EQ_INT(v, 0);
+    zp_wk_batch_close(&m);
     for (size_t i = 1; i < 40; i++) {
-        TEST_CHECK(zp_wk_queue_pop(q, &m, &n));
-        TEST_EQ_INT(n, i + 1);
+        TEST_CHECK(zp_wk_queue_pop(q, &m));
+        TEST_EQ_INT(m.n, i + 1);
+        TEST_EQ_INT(m.n_parts, i % 2);
+        TEST_EQ_INT(zp_wk_batch_bytes(&m), 8 + (i % 2 ? 100 : 0));
+        zp_wk_batch_close(&m);
     }
-    TEST_CHECK(!zp_wk_queue_pop(q, &m, &n));
-    zmq_msg_close(&m);
+    TEST_CHECK(!zp_wk_queue_pop(q, &m));
+    zp_wk_batch_close(&m);
     zp_wk_queue_destroy(&q);
     TEST_CHECK(q == NULL);
+}
+
+/* Payload frames named by tasks go back into them, in order, each
+ * once; anything else is refused. */
+static void test_batch_puts_payload_frames_back(void)
+{
+    zp_wk_batch_t b;
+    s_queued(&b, 0, 3, 2);
+    Zpipe__V1__Task t[3], *tp[3] = {&t[0], &t[1], &t[2]};
+    Zpipe__V1__TaskBatch tb = ZPIPE__V1__TASK_BATCH__INIT;
+    tb.tasks = tp;
+    tb.n_tasks = 3;
+    for (int i = 0; i < 3; i++)
+        zpipe__v1__task__init(&t[i]);
+    t[0].payload_frame = 1;
+    t[1].payload.data = (uint8_t *)"inline";
+    t[1].payload.len = 6;
+    t[2].payload_frame = 2;
+    TEST_CHECK(zp_wk_batch_attach(&b, &tb));
+    TEST_CHECK(t[0].payload.data == zmq_msg_data(&b.parts[0]));
+    TEST_EQ_INT(t[0].payload.len, 100);
+    TEST_EQ_INT(t[2].payload.len, 101);
+    TEST_EQ_INT(t[2].payload_frame, 0);
+    /* Out of order, repeated, beyond the frames, unused, or both. */
+    uint32_t bad[][3] = {{2, 0, 1}, {1, 0, 1}, {1, 0, 3}, {1, 0, 0}};
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < 3; i++) {
+            t[i].payload_frame = bad[k][i];
+            t[i].payload.len = 0;
+        }
+        TEST_CHECK(!zp_wk_batch_attach(&b, &tb));
+    }
+    t[0].payload_frame = 1;
+    t[2].payload_frame = 2;
+    t[0].payload.len = 3; /* a payload of its own too */
+    TEST_CHECK(!zp_wk_batch_attach(&b, &tb));
+    zp_wk_batch_close(&b);
 }
 
 /* Queues, requeues and drops batches under allocation failure. */
@@ -426,12 +482,14 @@ static void s_queue_scenario(void *arg)
         return;
     size_t held = 0;
     for (size_t i = 0; i < 40; i++) {
-        zmq_msg_t m;
-        zmq_msg_init_size(&m, 64);
-        int rc = i % 3 ? zp_wk_queue_push(q, &m, 1)
-                       : zp_wk_queue_push_front(q, &m, 1);
+        zp_wk_batch_t m;
+        zp_wk_batch_init(&m);
+        zmq_msg_init_size(&m.head, 64);
+        m.n = 1;
+        int rc =
+            i % 3 ? zp_wk_queue_push(q, &m) : zp_wk_queue_push_front(q, &m);
         held += rc == 0;
-        zmq_msg_close(&m);
+        zp_wk_batch_close(&m);
     }
     if (zp_wk_queue_len(q) != held)
         (*bad)++;
@@ -464,6 +522,8 @@ static const test_case_t tests[] = {
     {"test_output_after_the_call_returned_is_refused",
      test_output_after_the_call_returned_is_refused},
     {"test_alloc_failures_in_the_runner", test_alloc_failures_in_the_runner},
+    {"test_batch_puts_payload_frames_back",
+     test_batch_puts_payload_frames_back},
     {"test_queue_keeps_order_and_puts_back_at_the_head",
      test_queue_keeps_order_and_puts_back_at_the_head},
     {"test_alloc_failures_in_the_queue", test_alloc_failures_in_the_queue},
