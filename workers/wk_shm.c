@@ -31,12 +31,16 @@ int zp_wk_slots_alloc(zp_wk_slots_t *self, size_t len, size_t *off,
 {
     if (self->n == ZP_WK_SLOTS_MAX || len == 0 || len > self->cap)
         return -1;
-    /* First fit from offset 0: the gap before each frame, then the end. */
+    /* First fit from offset 0: the gap before each frame, then the end.
+     * A frame trimmed (written in place) may start before the previous
+     * one's end rounded up: then there is no gap before it. */
     size_t at = 0, i = 0;
     for (; i < self->n; i++) {
-        if (self->live[i].off - at >= len)
+        if (self->live[i].off >= at && self->live[i].off - at >= len)
             break;
-        at = s_end(&self->live[i]);
+        size_t end = s_end(&self->live[i]);
+        if (end > at)
+            at = end;
     }
     if (i == self->n && (at > self->cap || self->cap - at < len))
         return -1;

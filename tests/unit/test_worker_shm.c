@@ -71,6 +71,73 @@ static void test_slots_release_to_frees_every_earlier_frame(void)
     TEST_EQ_INT(zp_wk_slots_live(&s), 0);
 }
 
+/* A frame trimmed to start just past the previous frame's end, before
+ * that end rounded up to 64: nothing fits between them. (The gap was
+ * computed as 62 - 64 in size_t: the next frame went over the trimmed
+ * one, which the executor had sent and libzmq had not; the sink got a
+ * batch half overwritten by the outputs of later tasks.) */
+static void test_slots_never_overlap_a_trimmed_frame(void)
+{
+    zp_wk_slots_t s;
+    zp_wk_slots_init(&s, 1 << 20);
+    size_t x, b, c;
+    uint64_t sx, sb, sc;
+    TEST_EQ_INT(zp_wk_slots_alloc(&s, 1000, &x, &sx), 0);
+    zp_wk_slots_trim(&s, sx, 62, 71); /* written in place: [62, 133) */
+    TEST_EQ_INT(zp_wk_slots_alloc(&s, 60, &b, &sb), 0);
+    TEST_EQ_INT(b, 0); /* [0, 60) fits before it */
+    TEST_EQ_INT(zp_wk_slots_alloc(&s, 10, &c, &sc), 0);
+    TEST_CHECK(c >= 133);
+    TEST_EQ_INT(c % 64, 0);
+}
+
+/* Allocs, trims and releases at random: the live frames never overlap,
+ * and a frame is refused only when no gap would take it. */
+static void test_slots_random_never_overlap(void)
+{
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+#define S_RAND() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, rng)
+    for (int round = 0; round < 200; round++) {
+        zp_wk_slots_t s;
+        size_t cap = 4096 + S_RAND() % 65536;
+        zp_wk_slots_init(&s, cap);
+        struct {
+            uint64_t seq;
+            size_t off, len;
+        } live[ZP_WK_SLOTS_MAX];
+        size_t n = 0;
+        for (int step = 0; step < 2000; step++) {
+            unsigned op = (unsigned)(S_RAND() % 4);
+            if (op < 2 && n < ZP_WK_SLOTS_MAX) {
+                size_t len = 1 + S_RAND() % (op ? 200 : 3000), off;
+                uint64_t seq;
+                if (zp_wk_slots_alloc(&s, len, &off, &seq) == 0) {
+                    TEST_CHECK(off % 64 == 0 && off + len <= cap);
+                    for (size_t i = 0; i < n; i++)
+                        TEST_CHECK(off + len <= live[i].off ||
+                                   live[i].off + live[i].len <= off);
+                    live[n].seq = seq;
+                    live[n].off = off;
+                    live[n++].len = len;
+                }
+            } else if (op == 2 && n) { /* written in place: trimmed */
+                size_t i = S_RAND() % n;
+                size_t skip = S_RAND() % live[i].len;
+                size_t len = 1 + S_RAND() % (live[i].len - skip);
+                zp_wk_slots_trim(&s, live[i].seq, live[i].off + skip, len);
+                live[i].off += skip;
+                live[i].len = len;
+            } else if (n) {
+                size_t i = S_RAND() % n;
+                zp_wk_slots_release(&s, live[i].seq);
+                live[i] = live[--n];
+            }
+            TEST_EQ_INT(zp_wk_slots_live(&s), n);
+        }
+    }
+#undef S_RAND
+}
+
 static void test_ref_round_trip_and_refusals(void)
 {
     zp_wk_ref_t r = {ZP_WK_REF_RESULTS, 7, 4096, 100}, back;
@@ -225,6 +292,9 @@ static const test_case_t tests[] = {
      test_slots_refuse_what_does_not_fit},
     {"test_slots_release_to_frees_every_earlier_frame",
      test_slots_release_to_frees_every_earlier_frame},
+    {"test_slots_never_overlap_a_trimmed_frame",
+     test_slots_never_overlap_a_trimmed_frame},
+    {"test_slots_random_never_overlap", test_slots_random_never_overlap},
     {"test_ref_round_trip_and_refusals", test_ref_round_trip_and_refusals},
     {"test_inputs_are_read_only_to_the_executor",
      test_inputs_are_read_only_to_the_executor},
