@@ -36,6 +36,12 @@ void zp_wk_credit_observe(zp_wk_credit_t *self, uint64_t elapsed_us,
     self->target = target;
 }
 
+uint64_t zp_wk_credit_busy_us(uint64_t elapsed_us, uint64_t waited_us)
+{
+    uint64_t most = elapsed_us - elapsed_us / 16;
+    return elapsed_us - (waited_us < most ? waited_us : most);
+}
+
 void zp_wk_credit_done(zp_wk_credit_t *self, uint64_t n)
 {
     self->completed += n;

@@ -42,6 +42,12 @@ void zp_wk_credit_init(zp_wk_credit_t *self, uint64_t window,
 void zp_wk_credit_observe(zp_wk_credit_t *self, uint64_t elapsed_us,
                           size_t bytes, size_t n);
 
+/* The part of elapsed_us (tasks' wall time) that was theirs, not other
+ * processes' turn on the CPU: less waited_us (the executor's wait for a
+ * CPU meanwhile), but never below a sixteenth of it (a wait counted from
+ * before the tasks began must not make them look free). */
+uint64_t zp_wk_credit_busy_us(uint64_t elapsed_us, uint64_t waited_us);
+
 /* Counts n tasks finished. */
 void zp_wk_credit_done(zp_wk_credit_t *self, uint64_t n);
 

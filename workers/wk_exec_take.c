@@ -197,6 +197,16 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
             zp_error("out of memory forwarding %zu results", n);
         zp_wk_credit_done(self->env.credit, n);
         if (n) {
+            /* Sized by the tasks' own time: on a machine with more busy
+             * executors than cores, their wall time is mostly waiting. */
+            uint64_t wait =
+                self->child.progress
+                    ? atomic_load(&self->child.progress->runq_wait_us)
+                    : 0;
+            uint64_t waited =
+                wait > self->child.runq_seen ? wait - self->child.runq_seen : 0;
+            self->child.runq_seen = wait;
+            elapsed = zp_wk_credit_busy_us(elapsed, waited);
             zp_wk_credit_observe(self->env.credit, elapsed / n, self->cur_bytes,
                                  n);
             zp_each_result_elapsed(data, len, zp_wk_exec__observe, self);

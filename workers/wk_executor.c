@@ -10,6 +10,7 @@
 #include "wk_progress.h"
 #include "wk_results.h"
 #include "wk_runner.h"
+#include "wk_runq.h"
 #include "wk_shm.h"
 #include "wk_spawn.h"
 #include "worker.h"
@@ -45,6 +46,10 @@ typedef struct {
     const uint8_t *in;
     size_t in_size;
     zp_wk_outbox_t *outbox;
+    /* Its wait for a CPU, and that wait when the pending results began
+     * (at the last flush). */
+    zp_wk_runq_t runq;
+    uint64_t wait_base;
 } s_executor_t;
 
 static zp_wk_progress_t *s_crash_progress;
@@ -115,6 +120,10 @@ static void s_flush(void *arg)
         .tasks_done = atomic_load(&e->progress->completed) + n,
     };
     uint64_t released = atomic_load(&e->progress->results_released);
+    /* Its wait for a CPU so far, for the worker to size its credit by
+     * the tasks' own time (before the frame: the worker reads it then). */
+    e->wait_base = zp_wk_runq_wait_us(&e->runq);
+    atomic_store(&e->progress->runq_wait_us, e->wait_base);
     Zpipe__V1__ResultBatch rb;
     zp_wk_ref_t ref;
     uint8_t frame[ZP_WK_REF_LEN];
@@ -141,7 +150,11 @@ static bool s_task_done(void *arg, const zp_wk_done_t *d, size_t payload_len,
     s_executor_t *e = arg;
     (void)d;
     (void)payload_len;
-    if (!zp_wk_results_due(e->results, end))
+    if (!zp_wk_results_due(e->results, end, 0))
+        return false; /* not by the clock either: no read */
+    uint64_t wait = zp_wk_runq_wait_us(&e->runq);
+    uint64_t waited = wait > e->wait_base ? wait - e->wait_base : 0;
+    if (!zp_wk_results_due(e->results, end, waited))
         return false;
     s_flush(e);
     return true;
@@ -330,6 +343,8 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     char name[64];
     snprintf(name, sizeof name, "%s", cfg->id ? cfg->id : "executor");
     s_executor_t e = {.cfg = cfg, .id = name};
+    zp_wk_runq_open(&e.runq);
+    e.wait_base = zp_wk_runq_wait_us(&e.runq);
     /* On failure the process exits at once, as it always has: no plugin
      * fini runs after a refused set-up or a bad frame. */
     int rc = s_executor_init(&e);
@@ -338,6 +353,7 @@ int zp_worker_executor_main(const zp_worker_config_t *cfg)
     /* Done, or the plugins refused (nothing ran: its exit status says so,
      * and what was made is freed, so a leak checker keeps that status). */
     zp_frame_reader_destroy(&e.reader);
+    zp_wk_runq_close(&e.runq);
     zp_wk_inputs_destroy(&e.inputs);
     zp_task_view_free(&e.view);
     zp_wk_runner_destroy(&e.runner);

@@ -21,6 +21,7 @@ typedef struct {
      * order (wk_shm.h): their room can take new ones. */
     _Atomic uint64_t results_released;
     /* Written by the executor: */
+    _Atomic uint64_t runq_wait_us;    /* waited for a CPU, at its last flush */
     _Atomic uint64_t input_write;     /* it faulted writing to its inputs */
     _Atomic uint64_t refused_appends; /* output refused outside a call */
 } zp_wk_progress_t;

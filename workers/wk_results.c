@@ -95,10 +95,13 @@ const char *zp_wk_results_job(const zp_wk_results_t *self)
     return self->n ? self->job : NULL;
 }
 
-bool zp_wk_results_due(const zp_wk_results_t *self, uint64_t now)
+bool zp_wk_results_due(const zp_wk_results_t *self, uint64_t now,
+                       uint64_t waited_us)
 {
-    return self->out.len >= ZP_WK_FLUSH_BYTES ||
-           now - self->first_us >= ZP_WK_FLUSH_US;
+    uint64_t age = now - self->first_us;
+    uint64_t ran = age > waited_us ? age - waited_us : 0;
+    return self->out.len >= ZP_WK_FLUSH_BYTES || ran >= ZP_WK_FLUSH_US ||
+           age >= ZP_WK_FLUSH_MAX_US;
 }
 
 static int s_reserve_pb(zp_wk_results_t *self)

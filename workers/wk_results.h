@@ -14,8 +14,12 @@
 
 /* Results are sent once this much output is pending, */
 #define ZP_WK_FLUSH_BYTES (1u << 20)
-/* or this long after the first pending one finished. */
+/* or this long after the first pending one finished, not counting the
+ * time the executor waited for a CPU meanwhile (wk_runq: 32 executors on 2
+ * cores would otherwise send a batch for every 1 ms task), */
 #define ZP_WK_FLUSH_US 20000u
+/* and at the latest this long after it, however busy the machine. */
+#define ZP_WK_FLUSH_MAX_US 320000u
 
 /* One finished task; its output and error text live in the results'
  * buffers at these offsets. */
@@ -67,8 +71,10 @@ size_t zp_wk_results_count(const zp_wk_results_t *self);
 /* Their job; borrowed until the next push; NULL when none is pending. */
 const char *zp_wk_results_job(const zp_wk_results_t *self);
 /* Whether to send now (now in monotonic µs): enough output, or the first
- * pending one is old enough. */
-bool zp_wk_results_due(const zp_wk_results_t *self, uint64_t now);
+ * pending one is old enough, less waited_us the process waited for a CPU
+ * since (0 where unknown). */
+bool zp_wk_results_due(const zp_wk_results_t *self, uint64_t now,
+                       uint64_t waited_us);
 
 /* The pending records as a ResultBatch in *rb, for zp_result_batch_size
  * and _write (whose caller has room of its own: a ZeroMQ message, a shared

@@ -166,7 +166,7 @@ bool zp_wk_shell_task_done(void *arg, const zp_wk_done_t *d, size_t payload_len,
     zp_wk_credit_observe(&w->credit, d->elapsed_us, payload_len, 1);
     zp_wk_shell_observe(w, d->elapsed_us);
     bool slow = false;
-    if (zp_wk_results_due(w->pending, end)) {
+    if (zp_wk_results_due(w->pending, end, 0)) {
         zp_wk_shell_flush_results(w);
         zp_wk_shell_grant(w);
         slow = true;

@@ -47,6 +47,7 @@ static void s_regions(zp_wk_child_t *child)
     child->out = zp_wk_region_new("zpipe-results", ZP_WK_OUT_BYTES, false);
     zp_wk_slots_init(&child->in_slots, ZP_WK_IN_BYTES);
     child->out_seq = 0;
+    child->runq_seen = 0; /* a fresh page says 0 */
     if ((!child->in || !child->out) && zp_log_sampled(++failures))
         zp_warn("executor: no shared memory for its %s (%s); they go "
                 "through its socket (%llu times)",

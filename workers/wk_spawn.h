@@ -25,7 +25,8 @@ typedef struct {
      * carries those frames); where the worker places frames in them. */
     zp_wk_region_t *in, *out;
     zp_wk_slots_t in_slots;
-    uint64_t out_seq; /* the last result frame it referred to */
+    uint64_t out_seq;   /* the last result frame it referred to */
+    uint64_t runq_seen; /* its wait for a CPU, as of its last frame */
 } zp_wk_child_t;
 
 /* Starts an executor for worker id running exactly the n plugin files

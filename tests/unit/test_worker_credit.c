@@ -163,7 +163,24 @@ static void test_heartbeat_due_one_interval_after_the_last_message(void)
     TEST_EQ_INT(zp_wk_heartbeat_due_us(0, 10, 0), 10000);
 }
 
+/* 32 executors on 2 cores: a 1 ms task takes 16 ms, 15 of them waiting.
+ * Sized by the 16 ms it would hold 2 tasks and ask for more after each. */
+static void test_busy_time_leaves_out_the_wait_for_a_cpu(void)
+{
+    TEST_EQ_INT(zp_wk_credit_busy_us(16000, 15000), 1000);
+    TEST_EQ_INT(zp_wk_credit_busy_us(16000, 0), 16000);
+    /* A wait longer than the tasks: never below a sixteenth. */
+    TEST_EQ_INT(zp_wk_credit_busy_us(16000, 99000), 1000);
+    TEST_EQ_INT(zp_wk_credit_busy_us(0, 5), 0);
+    zp_wk_credit_t c;
+    zp_wk_credit_init(&c, 4096, 20);
+    zp_wk_credit_observe(&c, zp_wk_credit_busy_us(16000, 15000), 8, 1);
+    TEST_EQ_INT(c.target, 19); /* 20 ms of 1 ms tasks, not 2 */
+}
+
 static const test_case_t tests[] = {
+    {"test_busy_time_leaves_out_the_wait_for_a_cpu",
+     test_busy_time_leaves_out_the_wait_for_a_cpu},
     {"test_heartbeat_due_one_interval_after_the_last_message",
      test_heartbeat_due_one_interval_after_the_last_message},
     {"test_a_second_hello_never_stops_the_grants",

@@ -106,15 +106,25 @@ static void test_due_by_output_size_or_age(void)
     zp_wk_results_t *r = zp_wk_results_new();
     zp_wk_done_t *d = zp_wk_results_push(r, "j", 5000);
     zp_wk_results_finish(r, d);
-    TEST_CHECK(!zp_wk_results_due(r, 5000));
-    TEST_CHECK(!zp_wk_results_due(r, 5000 + ZP_WK_FLUSH_US - 1));
-    TEST_CHECK(zp_wk_results_due(r, 5000 + ZP_WK_FLUSH_US));
+    TEST_CHECK(!zp_wk_results_due(r, 5000, 0));
+    TEST_CHECK(!zp_wk_results_due(r, 5000 + ZP_WK_FLUSH_US - 1, 0));
+    TEST_CHECK(zp_wk_results_due(r, 5000 + ZP_WK_FLUSH_US, 0));
+    /* Time spent waiting for a CPU does not count, up to a limit. */
+    TEST_CHECK(!zp_wk_results_due(r, 5000 + ZP_WK_FLUSH_US, 1));
+    TEST_CHECK(!zp_wk_results_due(r, 5000 + 10 * ZP_WK_FLUSH_US,
+                                  9 * ZP_WK_FLUSH_US + 1));
+    TEST_CHECK(
+        zp_wk_results_due(r, 5000 + 10 * ZP_WK_FLUSH_US, 9 * ZP_WK_FLUSH_US));
+    TEST_CHECK(
+        zp_wk_results_due(r, 5000 + ZP_WK_FLUSH_MAX_US, ZP_WK_FLUSH_MAX_US));
+    TEST_CHECK(
+        !zp_wk_results_due(r, 4999 + ZP_WK_FLUSH_MAX_US, ZP_WK_FLUSH_MAX_US));
     /* Later pushes do not restart the clock. */
     d = zp_wk_results_push(r, "j", 9000);
     TEST_CHECK(zp_buf_reserve(zp_wk_results_out(r), ZP_WK_FLUSH_BYTES) == 0);
     zp_wk_results_out(r)->len += ZP_WK_FLUSH_BYTES;
     zp_wk_results_finish(r, d);
-    TEST_CHECK(zp_wk_results_due(r, 5001));
+    TEST_CHECK(zp_wk_results_due(r, 5001, 0));
     zp_wk_results_destroy(&r);
 }
 
