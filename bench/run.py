@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,6 +32,47 @@ ROOT = os.path.dirname(HERE)
 # What the benchmark writes; a change to these does not make the measured
 # source dirty.
 OUTPUTS = ("bench/results.md", "bench/results.png", "README.md")
+
+
+# Waiting for a command: Popen.wait(timeout) and subprocess.run(timeout=)
+# poll waitpid with sleeps that grow to 50 ms, so a time taken around them
+# comes in steps (1, 3, 7, 15, 31, 63, 113, 163 ms...): every whole-process
+# row read 0.033, 0.064, 0.116, 0.165 s and so on. These wait blocking, and
+# a timer kills the command at the timeout instead.
+def _killer(p, timeout):
+    t = threading.Timer(timeout, p.kill)
+    t.daemon = True
+    t.start()
+    return t
+
+
+def wait_blocking(p, timeout=3600):
+    """p.wait() without polling; the command is killed after timeout s."""
+    t = _killer(p, timeout)
+    try:
+        return p.wait()
+    finally:
+        t.cancel()
+
+
+def communicate_blocking(p, timeout=3600):
+    t = _killer(p, timeout)
+    try:
+        return p.communicate()
+    finally:
+        t.cancel()
+
+
+def run_blocking(cmd, timeout=3600, check=False, capture_output=False, **kw):
+    """subprocess.run without its timeout's polling."""
+    if capture_output:
+        kw["stdout"] = kw["stderr"] = subprocess.PIPE
+    with subprocess.Popen(cmd, **kw) as p:
+        out, err = communicate_blocking(p, timeout)
+    r = subprocess.CompletedProcess(cmd, p.returncode, out, err)
+    if check:
+        r.check_returncode()
+    return r
 
 
 def ratio_str(x):
@@ -45,7 +87,7 @@ def source_state():
     OUTPUTS, aside): the source the measured build came from, written in
     every section header (bench/readme.py reads it back)."""
     def git(*a):
-        r = subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True,
+        r = run_blocking(["git", "-C", ROOT] + list(a), capture_output=True,
                            text=True)
         return r.stdout if r.returncode == 0 else None
     head = (git("rev-parse", "--short", "HEAD") or "").strip()
@@ -185,7 +227,7 @@ class Bench:
             cmd.append("--spin")
         if latency:
             cmd.append("--latency")
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        r = run_blocking(cmd, capture_output=True, text=True, timeout=3600)
         if r.returncode != 0:
             raise RuntimeError("raw_pipeline failed: %s" % r.stderr[-500:])
         secs = float(re.search(r"seconds=([\d.]+)", r.stdout).group(1))
@@ -204,7 +246,7 @@ class Bench:
         received, written with writev); lines must end with a newline."""
         cmd = [os.path.join(self.build, "bench", "plain_pipeline"), "run",
                "--workers", "2", "--input", inp, "--output", self.fresh_out()]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        r = run_blocking(cmd, capture_output=True, text=True, timeout=3600)
         if r.returncode != 0:
             raise RuntimeError("plain_pipeline failed: %s" % r.stderr[-500:])
         secs = float(re.search(r"seconds=([\d.]+)", r.stdout).group(1))
@@ -282,7 +324,7 @@ class Bench:
         p = subprocess.Popen(cmd, stdin=src.stdout if cat else subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         stop, sink = self.sink_cpu_watch(p.pid) if sink_cpu else (None, None)
-        _, err = p.communicate(timeout=3600)
+        _, err = communicate_blocking(p)
         r = subprocess.CompletedProcess(cmd, p.returncode, "", err)
         if src:
             src.stdout.close()
@@ -339,7 +381,7 @@ class Bench:
             m = re.search(r"serving (http://\S+/metrics)", line)
             if m:
                 urls.append(m.group(1))
-        p.wait(3600)
+        wait_blocking(p)
         secs = time.perf_counter() - t0
         cpu = self.children_cpu() - c0
         stop.set()
@@ -354,7 +396,7 @@ class Bench:
         """Times run.CALL in a fresh interpreter, as a user would run it."""
         code = "import sys; sys.path.insert(0, %r); import run; print(run.%s)" % (HERE, call)
         t0 = time.perf_counter()
-        r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True,
+        r = run_blocking(["/usr/bin/python3", "-c", code], capture_output=True,
                            text=True, timeout=3600)
         secs = time.perf_counter() - t0
         if r.returncode != 0:
@@ -582,13 +624,13 @@ class Bench:
                       "--plugin", plugin, "--input", inp, "--job", job]
             if follow:
                 submit += ["--sink", ep("control"), "--results", self.path("out")]
-            subprocess.run(submit, check=True, capture_output=True, timeout=3600)
+            run_blocking(submit, check=True, capture_output=True, timeout=3600)
             if not follow:
-                subprocess.run([self.zpipe, "wait", "--sink", ep("control"), job],
+                run_blocking([self.zpipe, "wait", "--sink", ep("control"), job],
                                check=True, capture_output=True, timeout=3600)
             if results and not follow:
                 with open(self.path("out"), "wb") as f:
-                    subprocess.run([self.zpipe, "results", "--sink", ep("control"),
+                    run_blocking([self.zpipe, "results", "--sink", ep("control"),
                                     job], check=True, stdout=f, timeout=3600)
             secs = time.perf_counter() - t0
             s1 = sink_cpu()
@@ -763,7 +805,7 @@ class Bench:
             [os.path.join(self.build, "python")]
             + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         t0 = time.perf_counter()
-        r = subprocess.run(["/usr/bin/python3", script] + list(args),
+        r = run_blocking(["/usr/bin/python3", script] + list(args),
                            capture_output=True, text=True, timeout=3600, env=env,
                            stdin=subprocess.DEVNULL)
         secs = time.perf_counter() - t0
@@ -780,7 +822,7 @@ class Bench:
               "--config path=%s --no-progress -o %s" % (
                   inp, self.zpipe, os.path.join(HERE, "python"), self.fresh_out())
         t0 = time.perf_counter()
-        r = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True,
+        r = run_blocking(["/bin/sh", "-c", cmd], capture_output=True, text=True,
                            timeout=3600)
         secs = time.perf_counter() - t0
         if r.returncode != 0:
@@ -867,9 +909,9 @@ class Bench:
                                      stderr=err, env=env)
                 if src:
                     src.stdout.close()
-                rc = p.wait(3600)
+                rc = wait_blocking(p)
                 if src:
-                    src.wait(60)
+                    wait_blocking(src, 60)
                 secs = time.perf_counter() - t0
             finally:
                 if out:
@@ -1359,7 +1401,7 @@ class Bench:
             fi = open(stdin) if stdin else subprocess.DEVNULL
             try:
                 t0 = time.perf_counter()
-                r = subprocess.run(cmd, stdin=fi, stdout=fo, stderr=subprocess.PIPE,
+                r = run_blocking(cmd, stdin=fi, stdout=fo, stderr=subprocess.PIPE,
                                    text=True, env=env, timeout=3600)
                 secs = time.perf_counter() - t0
             finally:
