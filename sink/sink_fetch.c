@@ -51,8 +51,22 @@ zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
         *why = "cursor is not at a record boundary";
         return ZP_FETCH_REFUSED;
     }
-    if (rq->wait && !src->done && rq->cursor == src->flushed &&
-        self->n < ZP_FETCH_MAX_WAITERS &&
+    bool park = rq->wait && !src->done && rq->cursor == src->flushed;
+    /* A peer asks again while its request waits (zpipe results does every
+     * 2 s, in case a restarted sink forgot it): the request it has parked
+     * is the one it waits on, renewed, not one more (they piled up, each
+     * answered in turn, 64 waiters full after 2 minutes). */
+    for (size_t i = 0; park && i < self->n; i++) {
+        zp_fetch_req_t *f = &self->req[i];
+        if (f->peer.rid_len ==
+                (rid_len < sizeof f->peer.rid ? rid_len : sizeof f->peer.rid) &&
+            memcmp(f->peer.rid, rid, f->peer.rid_len) == 0) {
+            f->cursor = rq->cursor;
+            f->max_bytes = rq->max_bytes;
+            return ZP_FETCH_PARKED;
+        }
+    }
+    if (park && self->n < ZP_FETCH_MAX_WAITERS &&
         s_room((void **)&self->req, self->n, &self->cap, sizeof *self->req) ==
             0) {
         zp_fetch_req_t *f = &self->req[self->n++];

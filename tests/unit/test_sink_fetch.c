@@ -157,12 +157,33 @@ static void test_waiting_requests_park_until_records(void)
     TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "peer-d", 6, &why),
                 ZP_FETCH_ANSWER);
     TEST_EQ_INT(zp_fetch_take_ready(&f, &src, ready), 1);
-    /* Full: answered now rather than parked. */
+    /* A peer asking again renews its parked request, once. */
     src.done = false;
-    for (int i = 0; i < ZP_FETCH_MAX_WAITERS; i++)
-        TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why),
+    rq.max_bytes = 7;
+    for (int i = 0; i < 100; i++)
+        TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "again", 5, &why),
                     ZP_FETCH_PARKED);
-    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_ANSWER);
+    TEST_EQ_INT(f.n, 1);
+    rq.max_bytes = 9;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "again", 5, &why),
+                ZP_FETCH_PARKED);
+    TEST_EQ_INT(f.n, 1);
+    TEST_EQ_INT(f.req[0].max_bytes, 9);
+    /* Another peer whose id begins the same is another peer. */
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "again2", 6, &why),
+                ZP_FETCH_PARKED);
+    TEST_EQ_INT(f.n, 2);
+    src.flushed = 27;
+    TEST_EQ_INT(zp_fetch_take_ready(&f, &src, ready), 2);
+    src.flushed = 17;
+    /* Full: answered now rather than parked. */
+    char id[8];
+    for (int i = 0; i < ZP_FETCH_MAX_WAITERS; i++) {
+        snprintf(id, sizeof id, "p%d", i);
+        TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, id, strlen(id), &why),
+                    ZP_FETCH_PARKED);
+    }
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "q", 1, &why), ZP_FETCH_ANSWER);
     TEST_EQ_INT(f.cap, ZP_FETCH_MAX_WAITERS);
     zp_fetch_fini(&f);
     TEST_CHECK(f.req == NULL && f.n == 0);
