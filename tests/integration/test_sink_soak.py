@@ -318,7 +318,12 @@ def _idle_jobs(sink, peer):
     check(sink.alive(), "the sink died with idle jobs")
     check(zptest.SANITIZED or per_job < IDLE_JOB_BYTES,
           "%.0f bytes of RSS per idle job" % per_job)
-    check(cpu < 1.0, "an idle sink used %.2f %% of a core" % cpu)
+    # Under AddressSanitizer the same idle work costs about twice the CPU
+    # (0.5-0.6 % here, once 1.1 % in CI): a sink that busy-loops still
+    # fails either bound by far.
+    bound = 2.0 if zptest.SANITIZED else 1.0
+    check(cpu < bound, "an idle sink used %.2f %% of a core (bound %.1f %%)"
+          % (cpu, bound))
     check(sink.fds() < FD_BOUND, "idle jobs hold %d fds" % sink.fds())
 
 
