@@ -39,37 +39,25 @@ OUTPUTS = ("bench/results.md", "bench/results.png", "README.md")
 # comes in steps (1, 3, 7, 15, 31, 63, 113, 163 ms...): every whole-process
 # row read 0.033, 0.064, 0.116, 0.165 s and so on. These wait blocking, and
 # a timer kills the command at the timeout instead.
-def _killer(p, timeout):
+def _blocking(p, timeout, call):
+    """call() (p.wait or p.communicate, with no timeout: they block);
+    p is killed if it runs past timeout s."""
     t = threading.Timer(timeout, p.kill)
     t.daemon = True
     t.start()
-    return t
-
-
-def settle():
-    """Before a timed run: the files earlier runs wrote go to disk now, not
-    during it. Runs write 100 MB and more each; the kernel writes them back
-    30 s later, and on 2 cores its flusher took CPU from whichever run was
-    going: the service path's third run in a row took 1.00 s against 0.63
-    s, its sink's CPU 0.56 s against 0.25 s."""
-    os.sync()
+    try:
+        return call()
+    finally:
+        t.cancel()
 
 
 def wait_blocking(p, timeout=3600):
     """p.wait() without polling; the command is killed after timeout s."""
-    t = _killer(p, timeout)
-    try:
-        return p.wait()
-    finally:
-        t.cancel()
+    return _blocking(p, timeout, p.wait)
 
 
 def communicate_blocking(p, timeout=3600):
-    t = _killer(p, timeout)
-    try:
-        return p.communicate()
-    finally:
-        t.cancel()
+    return _blocking(p, timeout, p.communicate)
 
 
 def run_blocking(cmd, timeout=3600, check=False, capture_output=False, **kw):
