@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Room for one more of n items of size bytes in *arr (capacity *cap,
@@ -63,6 +64,7 @@ zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
             memcmp(f->peer.rid, rid, f->peer.rid_len) == 0) {
             f->cursor = rq->cursor;
             f->max_bytes = rq->max_bytes;
+            f->by_reference = rq->by_reference;
             return ZP_FETCH_PARKED;
         }
     }
@@ -73,14 +75,40 @@ zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
         s_peer_set(&f->peer, rid, rid_len);
         f->cursor = rq->cursor;
         f->max_bytes = rq->max_bytes;
+        f->by_reference = rq->by_reference;
         return ZP_FETCH_PARKED;
     }
     return ZP_FETCH_ANSWER;
 }
 
-void zp_fetch_chunk(zp_buf_t *b, const zp_fetch_source_t *src, uint64_t cursor,
-                    uint32_t max, Zpipe__V1__ResultsChunk *c)
+/* By reference: every visible record past cursor, told by where it is.
+ * Only when the visible part ends a record (it always does: records are
+ * made visible whole; checked, as the bytes path finds its own end). */
+static bool s_by_reference(const zp_fetch_source_t *src, uint64_t cursor,
+                           Zpipe__V1__ResultsChunk *c)
 {
+    struct stat st;
+    char last = 0;
+    if (!src->path || src->fd < 0 || cursor >= src->flushed ||
+        pread(src->fd, &last, 1, (off_t)src->flushed - 1) != 1 ||
+        last != '\n' || fstat(src->fd, &st) != 0 ||
+        (uint64_t)st.st_size < src->flushed)
+        return false;
+    c->cursor = cursor;
+    c->next_cursor = src->flushed;
+    c->records.len = 0;
+    c->done = src->done;
+    c->spool_path = (char *)src->path;
+    c->spool_dev = (uint64_t)st.st_dev;
+    c->spool_ino = (uint64_t)st.st_ino;
+    return true;
+}
+
+void zp_fetch_chunk(zp_buf_t *b, const zp_fetch_source_t *src, uint64_t cursor,
+                    uint32_t max, bool by_reference, Zpipe__V1__ResultsChunk *c)
+{
+    if (by_reference && s_by_reference(src, cursor, c))
+        return;
     uint64_t end = src->flushed;
     size_t want = !max                       ? ZP_FETCH_DEFAULT_BYTES
                   : max > ZP_FETCH_MAX_BYTES ? ZP_FETCH_MAX_BYTES

@@ -34,6 +34,7 @@ typedef struct {
     zp_peer_t peer;
     uint64_t cursor;
     uint32_t max_bytes;
+    bool by_reference; /* where the records are, not the bytes */
 } zp_fetch_req_t;
 
 /* One job's parked requests; zero-initialise, zp_fetch_fini frees. */
@@ -61,6 +62,7 @@ typedef struct {
     int fd;           /* -1: no records yet */
     uint64_t flushed; /* bytes they may read */
     bool done;        /* the job is complete */
+    const char *path; /* the file's absolute path, NULL: not known */
 } zp_fetch_source_t;
 
 typedef enum {
@@ -81,9 +83,13 @@ zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
 
 /* Reads whole records from cursor (those that fit in max bytes, 0 = the
  * default; when the first record is longer, that record alone) into b and fills
- * c's cursor, next_cursor, records (borrowed from b) and done. */
+ * c's cursor, next_cursor, records (borrowed from b) and done. With
+ * by_reference, and a source with a path whose visible part ends a record,
+ * reads nothing: c says where every visible record past cursor is
+ * (spool_path, borrowed from src, spool_dev, spool_ino), max aside. */
 void zp_fetch_chunk(zp_buf_t *b, const zp_fetch_source_t *src, uint64_t cursor,
-                    uint32_t max, Zpipe__V1__ResultsChunk *c);
+                    uint32_t max, bool by_reference,
+                    Zpipe__V1__ResultsChunk *c);
 
 /* Moves the parked requests that can be answered now (records past their
  * cursor, or the job is done) to out, which has room for

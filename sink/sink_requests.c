@@ -81,11 +81,15 @@ static void s_fetch_error(zp_sink_t *s, const char *rid, size_t rid_len,
 
 /* Reads the records past cursor and sends them to rid. */
 static void s_answer_fetch(zp_sink_t *s, zp_sink_job_t *j, const char *rid,
-                           size_t rid_len, uint64_t cursor, uint32_t max)
+                           size_t rid_len, uint64_t cursor, uint32_t max,
+                           bool by_reference)
 {
     Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
     zp_fetch_source_t src = zp_sink_job_source(j, s->store);
-    zp_fetch_chunk(&s->chunk, &src, cursor, max, &c);
+    if (by_reference && zp_store_spool_path(s->store, j->id, s->spool_path,
+                                            sizeof s->spool_path))
+        src.path = s->spool_path;
+    zp_fetch_chunk(&s->chunk, &src, cursor, max, by_reference, &c);
     c.job_id = j->id;
     s_send_chunk(s, rid, rid_len, &c);
 }
@@ -99,7 +103,8 @@ void zp_sink_serve_fetchers(zp_sink_t *s, zp_sink_job_t *j)
     size_t n = zp_fetch_take_ready(&j->fetch, &src, ready);
     for (size_t i = 0; i < n; i++)
         s_answer_fetch(s, j, ready[i].peer.rid, ready[i].peer.rid_len,
-                       ready[i].cursor, ready[i].max_bytes);
+                       ready[i].cursor, ready[i].max_bytes,
+                       ready[i].by_reference);
 }
 
 /* Sends the first n_commit committed ids and n_retry retries of p to j's
@@ -174,7 +179,11 @@ static void s_answer_forgotten(zp_sink_t *s, const char *rid, size_t rid_len,
         s_fetch_error(s, rid, rid_len, id, rq->cursor, why);
     } else {
         Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
-        zp_fetch_chunk(&s->chunk, &src, rq->cursor, rq->max_bytes, &c);
+        if (rq->by_reference && zp_store_spool_path(s->store, id, s->spool_path,
+                                                    sizeof s->spool_path))
+            src.path = s->spool_path;
+        zp_fetch_chunk(&s->chunk, &src, rq->cursor, rq->max_bytes,
+                       rq->by_reference, &c);
         c.job_id = (char *)id;
         s_send_chunk(s, rid, rid_len, &c);
     }
@@ -211,7 +220,8 @@ static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
     case ZP_FETCH_PARKED:
         return;
     case ZP_FETCH_ANSWER:
-        s_answer_fetch(s, j, rid, rid_len, rq->cursor, rq->max_bytes);
+        s_answer_fetch(s, j, rid, rid_len, rq->cursor, rq->max_bytes,
+                       rq->by_reference);
         return;
     }
 }

@@ -47,6 +47,7 @@ typedef struct {
     zp_result_view_t view; /* results decoded without copies */
     zp_buf_t rec, scratch;
     zp_buf_t spool_rec, chunk; /* a JSON record for the spool; a reply */
+    char spool_path[4200];     /* a reply's, by reference */
     zp_records_jsonl_t jsonl;  /* the batch's job and worker, escaped */
     bool jsonl_ready;          /* jsonl is made for the batch at hand */
     zp_sink_counters_t n;      /* bad messages, dropped connections */

@@ -17,6 +17,7 @@
 
 struct zp_spools {
     const char *dir;
+    char *abs_dir; /* dir made absolute, for consumers; NULL until asked */
     size_t max_open, n_open;
     bool sync;
     zp_spool_t *newest, *oldest; /* open files */
@@ -55,6 +56,16 @@ static bool s_path(const zp_spools_t *self, const char *job, char *path,
         return false;
     }
     return true;
+}
+
+bool zp_spools_path(zp_spools_t *self, const char *job, char *path, size_t cap)
+{
+    if (!self->abs_dir)
+        self->abs_dir = realpath(self->dir, NULL);
+    if (!self->abs_dir)
+        return false;
+    int n = snprintf(path, cap, "%s/%s.jsonl", self->abs_dir, job);
+    return n >= 0 && (size_t)n < cap;
 }
 
 int zp_spools_open_read(const zp_spools_t *self, const char *job)
@@ -167,6 +178,12 @@ static int s_open(zp_spools_t *self, zp_spool_t *spool, const char *job)
     char path[4200];
     if (!s_path(self, job, path, sizeof path))
         return -1;
+    /* A new spool is a new file, not an old one cut: a consumer reading
+     * the old one by reference (ResultsRequest.by_reference), a job that
+     * had this id before, keeps reading what it was told is there. */
+    if (!spool->created && unlink(path) != 0 && errno != ENOENT)
+        zp_debug("spool %s: %s (it is truncated instead)", path,
+                 strerror(errno));
     int flags = O_RDWR | O_CLOEXEC | (spool->created ? 0 : O_CREAT | O_TRUNC);
     int fd = open(path, flags, 0644);
     if (fd < 0) {
@@ -377,6 +394,7 @@ void zp_spools_destroy(zp_spools_t **self_p)
             zp_warn("spool for job %s: %s", sp->job, strerror(errno));
         zp_dfile_destroy(&sp->file);
     }
+    free(self->abs_dir);
     free(self);
     *self_p = NULL;
 }

@@ -50,6 +50,10 @@ zp_spools_t *zp_spools_new(const char *dir, size_t max_open, bool sync);
  * spools themselves (in the jobs) are the caller's. */
 void zp_spools_destroy(zp_spools_t **self_p);
 
+/* The absolute path of job's spool file in path (cap bytes), for a
+ * consumer on this host to read itself; false when the directory has no
+ * absolute path now or the path does not fit. */
+bool zp_spools_path(zp_spools_t *self, const char *job, char *path, size_t cap);
 /* A finished and forgotten job's spool file opened for reading: a file
  * descriptor the caller closes, or -1 (errno). */
 int zp_spools_open_read(const zp_spools_t *self, const char *job);

@@ -651,6 +651,12 @@ int zp_store_spool_open_read(const zp_store_t *self, const char *job)
     return zp_spools_open_read(self->spools, job);
 }
 
+bool zp_store_spool_path(zp_store_t *self, const char *job, char *path,
+                         size_t cap)
+{
+    return self->spools && zp_spools_path(self->spools, job, path, cap);
+}
+
 void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool)
 {
     if (self->spools && zp_spools_close(self->spools, spool) < 0)

@@ -173,6 +173,10 @@ int zp_store_spool_fd(zp_store_t *self, zp_spool_t *spool, const char *job);
 /* A forgotten job's spool file, opened for reading: a file descriptor
  * the caller closes, or -1 (errno; also without --spool). */
 int zp_store_spool_open_read(const zp_store_t *self, const char *job);
+/* The absolute path of job's spool file (see zp_spools_path); false
+ * without --spool. */
+bool zp_store_spool_path(zp_store_t *self, const char *job, char *path,
+                         size_t cap);
 /* A finished job's spool: its file is closed (what it holds made
  * durable first; a failure fails the store). */
 void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool);

@@ -16,6 +16,12 @@ typedef struct {
     uint64_t cursor;     /* where to start (0: the first record) */
     uint64_t timeout_ms; /* give up after this long, 0 = never */
     FILE *out;           /* where the records go */
+    /* Reading the sink's spool file itself (ResultsRequest.by_reference):
+     * "auto" (NULL too) when the sink is on this host (an ipc://
+     * endpoint), falling back to the records over the socket when the
+     * file cannot be read; "yes" always, failing when it cannot; "no"
+     * never. */
+    const char *direct;
     /* Set by another thread: stop at the next answer, quietly (the
      * caller has said why). NULL: never. */
     const atomic_bool *cancel;
@@ -26,7 +32,10 @@ typedef struct {
  * about again for 10 s; a request unanswered for 2 s is sent again (a
  * restarted sink forgot it). Returns 0 (done), 3 (failed or timed out:
  * said on stderr with the cursor to resume from), 128 + the signal
- * (interrupted), or -1 (cancelled). */
+ * (interrupted), or -1 (cancelled). By reference, the records are copied
+ * from the spool file in the kernel (copy_file_range, else sendfile, else
+ * read and write): one copy instead of the sink's read, the socket's two
+ * and this write. */
 int zp_fetch_records(const zp_fetch_opts_t *o);
 
 #endif

@@ -24,6 +24,7 @@ typedef struct {
     uint64_t timeout_ms;
     uint64_t cursor;
     const char *job;
+    const char *direct; /* zpipe results: auto, yes or no */
 } s_client_opts_t;
 
 /* Parses the options and the one operand, JOB. Returns -1 to go on. */
@@ -160,6 +161,12 @@ int zp_cmd_results(int argc, char **argv)
         {"cursor", 0, ZP_OPT_UINT, NULL, "N",
          "start here (a cursor printed by an interrupted run; default 0)",
          &o.cursor, 0, UINT64_MAX, NULL},
+        {"direct", 0, ZP_OPT_CHOICE, "ZPIPE_DIRECT", "WHEN",
+         "read the records from the sink's spool file itself, copied in the "
+         "kernel, instead of over the socket: auto (default: when the sink "
+         "is on this host, an ipc:// endpoint, and the file can be read), "
+         "yes (fail when it cannot) or no",
+         &o.direct, 0, 0, "auto|yes|no"},
         S_OPT_TIMEOUT(o),
         ZP_CURVE_SECRET_OPTION(o.secret),
         ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
@@ -178,6 +185,7 @@ int zp_cmd_results(int argc, char **argv)
                          .prog = "zpipe results",
                          .cursor = o.cursor,
                          .timeout_ms = o.timeout_ms,
-                         .out = stdout};
+                         .out = stdout,
+                         .direct = o.direct};
     return zp_fetch_records(&f);
 }

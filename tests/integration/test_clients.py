@@ -3,6 +3,7 @@ Python that fetches a job's records by cursor (Debian's python3-zmq and the
 zpipe_pb2 module protoc generates at build time)."""
 import json
 import os
+import subprocess
 import time
 
 import zptest
@@ -224,6 +225,98 @@ def test_results_from_a_sink_without_spool_is_refused():
     check(r.returncode == 3 and b"--spool" in r.stderr, "%d %r" % (r.returncode, r.stderr))
 
 
+def test_results_by_reference_and_over_the_socket_agree():
+    """zpipe results on this host (ipc://) copies the records from the
+    sink's spool file in the kernel (ResultsRequest.by_reference) instead
+    of taking them over the socket. Every way must give the same bytes,
+    the spool's: --direct yes (the file, or fail) and no (the socket);
+    to a file (copy_file_range), a pipe (sendfile) and a file opened for
+    appending (neither takes it: read and write); and while the job still
+    runs, chunk after chunk."""
+    n = 20000
+    c, spool = _spool_cluster()
+    job = "job-clients-direct"
+    out = os.path.join(c.dir, "follow.jsonl")
+    follower = start([binary("zpipe"), "results", "--direct", "yes", "--sink",
+                      c.control, job], stdout=open(out, "wb"),
+                     stderr=c._log("follow"))
+    time.sleep(0.3)
+    c.worker()
+    c.worker()
+    v = c.ventilator("echo", _job_input(c.dir, n), ["--job", job])
+    check(v.wait(timeout=120) == 0, "ventilator failed")
+    check(follower.wait(timeout=60) == 0, "following with --direct yes: exit %s"
+          % follower.returncode)
+    with open(os.path.join(spool, job + ".jsonl"), "rb") as f:
+        want = f.read()
+    _check_records(want, n, job)
+    check(open(out, "rb").read() == want, "followed by reference: differs from the spool")
+    got = {}
+    for direct in ("yes", "no", "auto"):
+        p = os.path.join(c.dir, "to-file-%s.jsonl" % direct)
+        with open(p, "wb") as f:
+            r = run([binary("zpipe"), "results", "--direct", direct, "--sink",
+                     c.control, job], stdout=f, stderr=subprocess.PIPE, timeout=60)
+        check(r.returncode == 0, "--direct %s to a file: %r" % (direct, r.stderr))
+        got["file " + direct] = open(p, "rb").read()
+        r = run([binary("zpipe"), "results", "--direct", direct, "--sink", c.control,
+                 job], capture_output=True, timeout=60)
+        check(r.returncode == 0, "--direct %s to a pipe: %r" % (direct, r.stderr))
+        got["pipe " + direct] = r.stdout
+    p = os.path.join(c.dir, "appended.jsonl")
+    with open(p, "wb") as f:
+        f.write(b"kept\n")
+    with open(p, "ab") as f:
+        r = run([binary("zpipe"), "results", "--direct", "yes", "--sink", c.control,
+                 job], stdout=f, stderr=subprocess.PIPE, timeout=60)
+    check(r.returncode == 0, "--direct yes appending: %r" % r.stderr)
+    got["append yes"] = open(p, "rb").read()[len(b"kept\n"):]
+    check(open(p, "rb").read().startswith(b"kept\n"), "the appended file lost its head")
+    for k, v_ in got.items():
+        check(v_ == want, "%s: %d bytes, the spool has %d" % (k, len(v_), len(want)))
+    print("    %d records, %d bytes, the same by reference and over the socket, "
+          "to a file, a pipe and an appended file" % (n, len(want)))
+
+
+def test_results_by_reference_from_another_mount():
+    """A consumer that sees another file at the spool's path (its own mount
+    namespace, a directory bound over the spool holding a decoy of the same
+    name): auto checks the file's identity, finds it is not the sink's and
+    takes the records over the socket (the true ones, not the decoy's);
+    --direct yes fails with a message naming the file."""
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        check(False, "unshare -m does not work here (needs root and mount "
+              "namespaces): this test cannot run")
+    n = 3000
+    c, spool = _spool_cluster()
+    job = "job-clients-decoy"
+    c.worker()
+    v = c.ventilator("echo", _job_input(c.dir, n), ["--job", job])
+    check(v.wait(timeout=60) == 0, "ventilator failed")
+    with open(os.path.join(spool, job + ".jsonl"), "rb") as f:
+        want = f.read()
+    decoy = zptest.tmpdir()
+    with open(os.path.join(decoy, job + ".jsonl"), "wb") as f:
+        f.write(b'{"job":"%s","task":0,"status":"ok","output":"decoy"}\n' % job.encode()
+                * (len(want) // 50))
+    def in_ns(direct):
+        script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+        return run(["unshare", "-m", "sh", "-c", script, "sh", decoy, spool,
+                    binary("zpipe"), "results", "--direct", direct, "--sink",
+                    c.control, job], capture_output=True, timeout=60)
+    r = in_ns("auto")
+    check(r.returncode == 0, "auto behind a decoy: exit %d %r" % (r.returncode, r.stderr))
+    check(r.stdout == want, "auto behind a decoy: %d bytes, %s" % (
+        len(r.stdout), "the decoy's" if b"decoy" in r.stdout else "not the spool's"))
+    r = in_ns("yes")
+    check(r.returncode == 3 and b"not the sink's file" in r.stderr and
+          job.encode() + b".jsonl" in r.stderr,
+          "--direct yes behind a decoy: exit %d %r" % (r.returncode, r.stderr))
+    check(b"decoy" not in r.stdout, "--direct yes wrote the decoy's records")
+    print("    behind a decoy: auto took the %d records over the socket; yes: %s"
+          % (n, r.stderr.decode().strip()))
+
+
 def _check_records(path_or_bytes, n, job):
     data = path_or_bytes if isinstance(path_or_bytes, bytes) else \
         open(path_or_bytes, "rb").read()
@@ -342,6 +435,8 @@ if __name__ == "__main__":
         test_python_example_consumer,
         test_fetching_survives_a_sink_restart,
         test_results_resume_from_a_cursor,
+        test_results_by_reference_and_over_the_socket_agree,
+        test_results_by_reference_from_another_mount,
         test_wait_exit_codes,
         test_results_from_a_sink_without_spool_is_refused,
         test_submit_with_results_writes_every_record,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* A spool of three records: 8 + 9 + 10 bytes. */
@@ -58,39 +59,39 @@ static void test_chunks_hold_whole_records(void)
     zp_buf_t b = {0};
     zp_fetch_source_t src = {.fd = fd, .flushed = 27};
     Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
-    zp_fetch_chunk(&b, &src, 0, 0, &c);
+    zp_fetch_chunk(&b, &src, 0, 0, false, &c);
     TEST_EQ_INT(c.cursor, 0);
     TEST_EQ_INT(c.next_cursor, 27);
     TEST_CHECK(c.records.len == 27 && memcmp(c.records.data, s_recs, 27) == 0);
     TEST_CHECK(!c.done);
     /* max 10 from 0: the first record, and no part of the second. */
-    zp_fetch_chunk(&b, &src, 0, 10, &c);
+    zp_fetch_chunk(&b, &src, 0, 10, false, &c);
     TEST_EQ_INT(c.next_cursor, 8);
     TEST_EQ_INT(c.records.len, 8);
     /* max 1: the next record whole, and alone (the .proto's promise). */
-    zp_fetch_chunk(&b, &src, 8, 1, &c);
+    zp_fetch_chunk(&b, &src, 8, 1, false, &c);
     TEST_EQ_INT(c.next_cursor, 17);
     TEST_EQ_INT(c.records.len, 9);
     /* max 12 from 8: the one record that fits, not the second. */
-    zp_fetch_chunk(&b, &src, 8, 12, &c);
+    zp_fetch_chunk(&b, &src, 8, 12, false, &c);
     TEST_EQ_INT(c.next_cursor, 17);
     /* max 19 from 8: both fit. */
-    zp_fetch_chunk(&b, &src, 8, 19, &c);
+    zp_fetch_chunk(&b, &src, 8, 19, false, &c);
     TEST_EQ_INT(c.next_cursor, 27);
     /* Only what is durable; done once the job is and all is read. */
     src.flushed = 17;
-    zp_fetch_chunk(&b, &src, 8, 0, &c);
+    zp_fetch_chunk(&b, &src, 8, 0, false, &c);
     TEST_EQ_INT(c.next_cursor, 17);
     src.done = true;
     TEST_CHECK(c.done == false);
-    zp_fetch_chunk(&b, &src, 8, 0, &c);
+    zp_fetch_chunk(&b, &src, 8, 0, false, &c);
     TEST_CHECK(c.done);
-    zp_fetch_chunk(&b, &src, 17, 0, &c);
+    zp_fetch_chunk(&b, &src, 17, 0, false, &c);
     TEST_EQ_INT(c.records.len, 0);
     TEST_CHECK(c.done);
     /* No spool file yet: an empty answer. */
     zp_fetch_source_t none = {.fd = -1};
-    zp_fetch_chunk(&b, &none, 0, 0, &c);
+    zp_fetch_chunk(&b, &none, 0, 0, false, &c);
     TEST_EQ_INT(c.records.len, 0);
     TEST_EQ_INT(c.next_cursor, 0);
     zp_buf_free(&b);
@@ -115,11 +116,11 @@ static void test_a_huge_max_bytes_is_capped(void)
     zp_buf_t b = {0};
     zp_fetch_source_t src = {.fd = fd, .flushed = total, .done = true};
     Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
-    zp_fetch_chunk(&b, &src, 0, UINT32_MAX, &c);
+    zp_fetch_chunk(&b, &src, 0, UINT32_MAX, false, &c);
     TEST_EQ_INT(c.next_cursor, ZP_FETCH_MAX_BYTES);
     TEST_CHECK(b.cap <= ZP_FETCH_MAX_BYTES + 65536);
     TEST_CHECK(!c.done);
-    zp_fetch_chunk(&b, &src, c.next_cursor, UINT32_MAX, &c);
+    zp_fetch_chunk(&b, &src, c.next_cursor, UINT32_MAX, false, &c);
     TEST_EQ_INT(c.next_cursor, total);
     TEST_CHECK(c.done);
     zp_buf_free(&b);
@@ -283,7 +284,7 @@ static void s_scenario(void *arg)
     zp_buf_t b = {0};
     zp_fetch_source_t src = {.fd = *fd, .flushed = 27, .done = true};
     Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
-    zp_fetch_chunk(&b, &src, 8, 0, &c);
+    zp_fetch_chunk(&b, &src, 8, 0, false, &c);
     if (c.next_cursor != 27 && (c.next_cursor != 8 || c.records.len || c.done))
         abort();
     zp_buf_free(&b);
@@ -293,6 +294,91 @@ static void test_alloc_failures(void)
 {
     int fd = s_spool();
     TEST_EQ_INT(failalloc_sweep(s_scenario, &fd), 1);
+    close(fd);
+}
+
+/* By reference: every visible record past the cursor, told by the file's
+ * path and identity, none read; max_bytes does not apply. */
+static void test_by_reference_tells_where_the_records_are(void)
+{
+    int fd = s_spool();
+    struct stat st;
+    TEST_CHECK(fstat(fd, &st) == 0);
+    zp_buf_t b = {0};
+    zp_fetch_source_t src = {.fd = fd, .flushed = 17, .path = "/spool/j.jsonl"};
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 8, 1, true, &c);
+    TEST_EQ_STR(c.spool_path, "/spool/j.jsonl");
+    TEST_CHECK(c.spool_dev == (uint64_t)st.st_dev);
+    TEST_CHECK(c.spool_ino == (uint64_t)st.st_ino);
+    TEST_CHECK(c.cursor == 8 && c.next_cursor == 17);
+    TEST_CHECK(c.records.len == 0 && !c.done);
+    src.flushed = 27;
+    src.done = true;
+    c = (Zpipe__V1__ResultsChunk)ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 0, 0, true, &c);
+    TEST_CHECK(c.cursor == 0 && c.next_cursor == 27 && c.done);
+    TEST_CHECK(c.records.len == 0 && c.spool_path);
+    /* Nothing past the cursor: an empty answer of bytes, done. */
+    c = (Zpipe__V1__ResultsChunk)ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 27, 0, true, &c);
+    TEST_CHECK(c.next_cursor == 27 && c.done && !c.records.len);
+    TEST_CHECK(c.spool_path == NULL || !*c.spool_path);
+    zp_buf_free(&b);
+    close(fd);
+}
+
+/* The bytes instead when the sink cannot point: no path, or a visible
+ * part that does not end a record, or a file shorter than it. */
+static void test_by_reference_falls_back_to_bytes(void)
+{
+    int fd = s_spool();
+    zp_buf_t b = {0};
+    zp_fetch_source_t src = {.fd = fd, .flushed = 27};
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 0, 0, true, &c); /* no path */
+    TEST_CHECK(c.records.len == 27 && c.next_cursor == 27);
+    TEST_CHECK(c.spool_path == NULL || !*c.spool_path);
+    src.path = "/spool/j.jsonl";
+    src.flushed = 20; /* inside the third record */
+    c = (Zpipe__V1__ResultsChunk)ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 0, 0, true, &c);
+    TEST_CHECK(c.records.len == 17 && c.next_cursor == 17);
+    TEST_CHECK(c.spool_path == NULL || !*c.spool_path);
+    TEST_CHECK(ftruncate(fd, 17) == 0); /* cut below what is visible */
+    src.flushed = 27;
+    c = (Zpipe__V1__ResultsChunk)ZPIPE__V1__RESULTS_CHUNK__INIT;
+    zp_fetch_chunk(&b, &src, 0, 0, true, &c);
+    TEST_CHECK(c.spool_path == NULL || !*c.spool_path);
+    zp_buf_free(&b);
+    close(fd);
+}
+
+/* A parked request keeps asking by reference; asked again, as last said. */
+static void test_parked_requests_keep_by_reference(void)
+{
+    int fd = s_spool();
+    zp_fetch_t f = {0};
+    zp_fetch_source_t src = {.fd = fd, .flushed = 17};
+    const char *why = NULL;
+    Zpipe__V1__ResultsRequest rq = s_req(17, true);
+    rq.by_reference = true;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_PARKED);
+    Zpipe__V1__ResultsRequest other = s_req(17, true);
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &other, "q", 1, &why),
+                ZP_FETCH_PARKED);
+    src.flushed = 27;
+    zp_fetch_req_t out[ZP_FETCH_MAX_WAITERS];
+    TEST_EQ_INT(zp_fetch_take_ready(&f, &src, out), 2);
+    TEST_CHECK(out[0].by_reference && !out[1].by_reference);
+    rq.by_reference = false; /* renewed without */
+    src.flushed = 17;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_PARKED);
+    rq.by_reference = true;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why), ZP_FETCH_PARKED);
+    TEST_EQ_INT(f.n, 1);
+    TEST_CHECK(f.req[0].by_reference);
+    zp_fetch_fini(&f);
     close(fd);
 }
 
@@ -309,6 +395,12 @@ static const test_case_t tests[] = {
     {"test_lists_grow_on_demand", test_lists_grow_on_demand},
     {"test_alloc_failures_in_lists", test_alloc_failures_in_lists},
     {"test_alloc_failures", test_alloc_failures},
+    {"test_by_reference_tells_where_the_records_are",
+     test_by_reference_tells_where_the_records_are},
+    {"test_by_reference_falls_back_to_bytes",
+     test_by_reference_falls_back_to_bytes},
+    {"test_parked_requests_keep_by_reference",
+     test_parked_requests_keep_by_reference},
     {NULL, NULL},
 };
 

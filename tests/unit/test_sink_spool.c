@@ -7,10 +7,12 @@
 #include "zp_log.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char s_dir[64];
@@ -367,7 +369,42 @@ static void test_alloc_failures(void)
     s_cleanup();
 }
 
+/* A job id used again gets a new file, not the old one cut: a consumer
+ * still copying the old job's records by reference (it holds the old
+ * file open) reads what it was told is there. The path is absolute. */
+static void test_a_reused_id_gets_a_new_file(void)
+{
+    s_mkdir();
+    zp_spools_t *set = zp_spools_new(s_dir, 4, true);
+    zp_spool_t old = {0};
+    s_add(set, &old, "j", 0);
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    zp_spools_publish(set, NULL, NULL);
+    char path[4200];
+    TEST_CHECK(zp_spools_path(set, "j", path, sizeof path));
+    TEST_CHECK(path[0] == '/' && strstr(path, "/j.jsonl") != NULL);
+    int reader = open(path, O_RDONLY);
+    TEST_CHECK(reader >= 0);
+    struct stat a, b;
+    TEST_CHECK(fstat(reader, &a) == 0);
+    TEST_EQ_INT(zp_spools_close(set, &old), 0); /* finished, forgotten */
+    zp_spool_t again = {0};
+    s_add(set, &again, "j", 1);
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    TEST_CHECK(stat(path, &b) == 0);
+    TEST_CHECK(a.st_ino != b.st_ino);
+    char buf[64];
+    ssize_t n = pread(reader, buf, sizeof buf - 1, 0);
+    TEST_CHECK(n > 0);
+    buf[n > 0 ? n : 0] = 0;
+    TEST_EQ_STR(buf, "{\"job\":\"j\",\"r\":0}\n");
+    close(reader);
+    zp_spools_destroy(&set);
+    s_cleanup();
+}
+
 static const test_case_t tests[] = {
+    {"test_a_reused_id_gets_a_new_file", test_a_reused_id_gets_a_new_file},
     {"test_at_most_max_open_files", test_at_most_max_open_files},
     {"test_closed_file_is_durable_and_reopened_at_its_end",
      test_closed_file_is_durable_and_reopened_at_its_end},
