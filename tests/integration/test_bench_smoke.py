@@ -1,10 +1,13 @@
 """The benchmark's reference pipelines still work: raw_pipeline moves every
 line through over ipc and tcp and, with --spin, burns the CPU it is told;
 plain_pipeline (the big-payload yardstick) moves every line, small or
-1 MiB, byte for byte. (The benchmark itself is run with scripts/bench.sh,
-not in CI.)"""
+1 MiB, byte for byte; and bench/run.py's quick sections (formats, payloads,
+service) run to the end and write their tables, to a file of the test's
+(--results-file: bench/results.md and README.md are left alone). (The
+benchmark itself, full size, is run with scripts/bench.sh, not in CI.)"""
 import os
 import re
+import subprocess
 
 import zptest
 from zptest import check, run
@@ -56,7 +59,38 @@ def test_plain_pipeline_moves_every_line_whole():
             check(re.search(r"seconds=[\d.]+", r.stdout), r.stdout)
 
 
+def test_bench_quick_sections_run_and_write_their_tables():
+    """A bench/run.py change that breaks a section is found here, not at
+    the next full run: a mend once deleted the settle() that every timed
+    run calls, and --service died at its first run."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = os.path.join(zptest.tmpdir(), "results.md")
+    readme = open(os.path.join(root, "README.md"), "rb").read()
+    results = open(os.path.join(root, "bench", "results.md"), "rb").read()
+    for section, heading in (("--formats", "## Output formats"),
+                             ("--payloads", "## Big payloads"),
+                             ("--service", "## Service path against zpipe run")):
+        r = run(["/usr/bin/python3", os.path.join(root, "bench", "run.py"), "--quick",
+                 section, "--build", zptest.BUILD, "--results-file", out],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        text = r.stdout.decode(errors="replace")
+        check(r.returncode == 0, "bench/run.py --quick %s: exit %d\n%s"
+              % (section, r.returncode, text[-1500:]))
+        body = open(out).read()
+        check(heading in body, "%s: no %r section in %s" % (section, heading, out))
+        part = body[body.index(heading):].split("\n## ")[0]
+        rows = [l for l in part.splitlines() if l.startswith("| ") and "---" not in l]
+        check(len(rows) >= 3 and not any("failed" in l for l in rows),
+              "%s: %r" % (section, rows))
+    check(open(os.path.join(root, "README.md"), "rb").read() == readme,
+          "a --results-file run rewrote README.md")
+    check(open(os.path.join(root, "bench", "results.md"), "rb").read() == results,
+          "a --results-file run rewrote bench/results.md")
+    print("    --quick --formats, --payloads and --service wrote their tables")
+
+
 if __name__ == "__main__":
     zptest.main([test_raw_pipeline_moves_every_line,
                  test_raw_pipeline_latency_mode_reports_percentiles,
-                 test_plain_pipeline_moves_every_line_whole])
+                 test_plain_pipeline_moves_every_line_whole,
+                 test_bench_quick_sections_run_and_write_their_tables])
