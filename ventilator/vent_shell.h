@@ -60,8 +60,9 @@ typedef struct {
     uint64_t resumed_us;   /* started with tasks from the journal: when */
     uint64_t committed_us; /* the sink last told of commits (mono µs) */
 
-    zp_arena_t *arena; /* decoded messages, reset per message */
-    zp_buf_t scratch;  /* encoded messages */
+    zp_arena_t *arena;          /* decoded messages, reset per message */
+    zp_task_view_t intake_view; /* a producer's TaskBatch, viewed in place */
+    zp_buf_t scratch;           /* encoded messages */
     Zpipe__V1__Result **fail_ptrs;
     /* Batch under construction. */
     Zpipe__V1__Task *pb_tasks;

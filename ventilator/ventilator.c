@@ -522,6 +522,7 @@ static void s_teardown(zp_vent_shell_t *v)
     free(v->batch);
     zp_buf_free(&v->scratch);
     zp_arena_destroy(&v->arena);
+    zp_task_view_free(&v->intake_view);
 }
 
 int zp_ventilator_run(const zp_ventilator_config_t *cfg)
