@@ -97,17 +97,30 @@ fail_fd:
     return NULL;
 }
 
-void zp_journal_destroy(zp_journal_t **self_p)
+static void s_destroy(zp_journal_t **self_p, bool sync)
 {
     zp_journal_t *self = *self_p;
     if (!self)
         return;
-    zp_journal_sync(self);
+    if (sync)
+        zp_journal_sync(self);
+    else
+        zp_journal_write(self);
     close(self->fd);
     zp_buf_free(&self->buf);
     free(self->path);
     free(self);
     *self_p = NULL;
+}
+
+void zp_journal_destroy(zp_journal_t **self_p)
+{
+    s_destroy(self_p, true);
+}
+
+void zp_journal_destroy_unsynced(zp_journal_t **self_p)
+{
+    s_destroy(self_p, false);
 }
 
 /* Ends the line that starts at buf[start]: its trailer (the checksum of

@@ -136,6 +136,11 @@ zp_journal_t *zp_journal_open(const char *path,
                               char *err, size_t errlen);
 /* Flushes and closes; nulls the caller's pointer. */
 void zp_journal_destroy(zp_journal_t **self_p);
+/* The same without the fdatasync, for an owner that never promised its
+ * journal would survive a power loss (the sink's --journal-sync no, what
+ * zpipe run gives its private journal): syncing 45 MB as it exited was
+ * 30 ms of a 0.30 s run of 1,000,000 tasks. The lines are written. */
+void zp_journal_destroy_unsynced(zp_journal_t **self_p);
 /* Buffer events; nothing is durable until zp_journal_sync. token (NULL
  * or "": none) must be a valid job id (zp_job_id_valid) when set. */
 int zp_journal_open_job(zp_journal_t *self, const char *job,

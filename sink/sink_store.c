@@ -335,7 +335,10 @@ void zp_store_destroy(zp_store_t **self_p)
         zp_warn("fold logs: some folded results were not written; a "
                 "restart reports their jobs' reductions as failed");
     zp_foldlogs_destroy(&self->folds);
-    zp_journal_destroy(&self->journal);
+    if (self->cfg.sync)
+        zp_journal_destroy(&self->journal);
+    else
+        zp_journal_destroy_unsynced(&self->journal);
     zp_spools_destroy(&self->spools);
     zp_buf_free(&self->discard);
     size_t cursor = 0;

@@ -344,7 +344,18 @@ static int s_run_job(s_run_t *r)
         done = end == ZP_RUN_DONE;
     }
     zp_client_destroy(&r->control);
-    zp_super_stop(r->super);
+    if (zp_super_stop(r->super) < 0 && done) {
+        /* The job was done, but the sink failed as it stopped (its last
+         * flush, its journal or output deleted): not a success. */
+        char why[96];
+        zp_super_describe_exit(why, sizeof why,
+                               zp_super_sink_stop_status(r->super));
+        fprintf(stderr,
+                "zpipe run: the sink %s as it stopped (its message above "
+                "says why): the output of job %s may not hold every record\n",
+                why, r->job);
+        rc = 3;
+    }
     if (done)
         fprintf(stderr,
                 "zpipe run: peak RSS KiB: sink %ld, ventilator %ld, workers "

@@ -47,6 +47,8 @@ typedef struct {
     uint64_t started_us, restart_at_us, backoff_us;
     uint64_t starts; /* incarnations started */
     long maxrss_kb;  /* peak resident set of any of its incarnations */
+    bool stopped;    /* ended by zp_super_stop */
+    bool killed;     /* ... with SIGKILL, after the grace */
 } s_child_t;
 
 struct zp_super_t {
@@ -58,6 +60,7 @@ struct zp_super_t {
     uint64_t worker_restarts, sink_restarts;
     uint64_t futile_restarts; /* worker deaths since the job last progressed */
     uint64_t last_done;       /* the job's committed count at the last tick */
+    int sink_stop_status;     /* a sink's that failed as it stopped */
 };
 
 static const char *s_role_names[] = {"sink", "ventilator", "worker"};
@@ -425,8 +428,10 @@ static void s_stop_role(zp_super_t *self, zp_role_t role, pid_t *pids)
 {
     const zp_super_ops_t *o = &self->ops;
     for (size_t i = 0; i < self->n_kids; i++)
-        if (self->kids[i].role == role && self->kids[i].state == S_RUNNING)
+        if (self->kids[i].role == role && self->kids[i].state == S_RUNNING) {
+            self->kids[i].stopped = true;
             o->kill(o->arg, self->kids[i].pid, SIGTERM);
+        }
     uint64_t until = o->now_us(o->arg) + ZP_SUPER_GRACE_US;
     for (;;) {
         size_t n = s_reap_role(self, role, pids);
@@ -444,18 +449,43 @@ static void s_stop_role(zp_super_t *self, zp_role_t role, pid_t *pids)
         zp_warn("%s pid %d did not stop within 5 s; killing it",
                 zp_role_name(c->role), (int)c->pid);
         o->kill(o->arg, c->pid, SIGKILL);
+        c->killed = true;
         s_reaped(self, c, false);
         s_move(c, S_ENDED);
     }
 }
 
-void zp_super_stop(zp_super_t *self)
+int zp_super_stop(zp_super_t *self)
 {
     pid_t *pids = calloc(self->n_kids ? self->n_kids : 1, sizeof *pids);
     s_stop_role(self, ZP_ROLE_VENTILATOR, pids);
     s_stop_role(self, ZP_ROLE_WORKER, pids);
     s_stop_role(self, ZP_ROLE_SINK, pids);
     free(pids);
+    /* A sink asked to stop exits 0 (or dies of that SIGTERM, before it
+     * handles signals); anything else is a failure it met as it stopped:
+     * its last write or sync, its journal or output gone. */
+    int rc = 0;
+    for (size_t i = 0; i < self->n_kids; i++) {
+        s_child_t *c = &self->kids[i];
+        if (c->role != ZP_ROLE_SINK || !c->stopped)
+            continue;
+        bool clean =
+            !c->killed &&
+            ((WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0) ||
+             (WIFSIGNALED(c->status) && WTERMSIG(c->status) == SIGTERM));
+        if (!clean) {
+            self->sink_stop_status = c->status;
+            rc = -1;
+        }
+        c->stopped = false; /* told once */
+    }
+    return rc;
+}
+
+int zp_super_sink_stop_status(const zp_super_t *self)
+{
+    return self->sink_stop_status;
 }
 
 uint64_t zp_super_restarts(const zp_super_t *self, zp_role_t role)

@@ -106,8 +106,12 @@ void zp_super_explain(const zp_super_t *self, const zp_super_event_t *ev,
  * the sink last: each in turn SIGTERM, then after ZP_SUPER_GRACE_US
  * SIGKILL (logged) for those still running; reaps them all. The workers
  * find the ventilator gone (no bye to wait on) and the sink still there
- * (their last results reach it). */
-void zp_super_stop(zp_super_t *self);
+ * (their last results reach it). Returns 0, or -1 when a sink stopped
+ * badly (exited non-zero, died of another signal, or needed SIGKILL):
+ * what it last wrote is in doubt (zp_super_sink_stop_status says how it
+ * ended). */
+int zp_super_stop(zp_super_t *self);
+int zp_super_sink_stop_status(const zp_super_t *self);
 
 /* Restarts of role so far (the accounting line's worker and sink
  * restarts). */

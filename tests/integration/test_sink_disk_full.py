@@ -64,7 +64,7 @@ def _wait_for(cond, timeout_s, what):
     while time.monotonic() < t_end:
         if cond():
             return
-        time.sleep(0.1)
+        time.sleep(0.01)
     raise AssertionError("%s: not within %d s" % (what, timeout_s))
 
 
@@ -253,7 +253,10 @@ def test_a_full_spool_pauses_and_the_producer_wait_completes():
 def _deleted_mid_run(victim):
     d = zptest.tmpdir()
     inp = os.path.join(d, "in.txt")
-    n = 200000
+    # 2,000,000 tasks: about a second at -O3, so the file goes mid-run.
+    # 200,000 took 0.09 s, done before the 0.1 s poll saw 1 MB of output:
+    # the deletion then came after the sink had stopped (1 run in 5).
+    n = 2000000
     with open(inp, "wb") as f:
         f.write(b"".join(b"del %d\n" % i for i in range(n)))
     out = os.path.join(d, "out.jsonl")

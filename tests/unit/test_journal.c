@@ -730,7 +730,38 @@ static void test_v2_journal_is_read_appended_and_upgraded(void)
     unlink(path);
 }
 
+/* Closed without a sync (--journal-sync no), the buffered lines are still
+ * written: a restart replays every one. */
+static void test_destroy_unsynced_writes_every_line(void)
+{
+    char path[] = "/tmp/zpipe-journal-test-XXXXXX";
+    int fd = mkstemp(path);
+    TEST_CHECK(fd >= 0);
+    close(fd);
+    unlink(path);
+    char err[256];
+    zp_journal_t *j = zp_journal_open(path, &s_visitor, NULL, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(zp_journal_open_job(j, "job-u", 0, NULL), 0);
+    for (uint64_t t = 0; t < 1000; t++)
+        TEST_EQ_INT(zp_journal_record(j, "job-u", t, true, t * 10), 0);
+    TEST_CHECK(zp_journal_pending(j) > 0);
+    zp_journal_destroy_unsynced(&j);
+    TEST_CHECK(j == NULL);
+    s_seen_t s = {0};
+    zp_journal_t *k = zp_journal_open(path, &s_visitor, &s, err, sizeof err);
+    TEST_CHECK(k != NULL);
+    TEST_EQ_INT(s.opens, 1);
+    TEST_EQ_INT(s.records, 1000);
+    TEST_EQ_INT(s.last_offset, 9990);
+    zp_journal_destroy_unsynced(&k);
+    zp_journal_destroy_unsynced(&k); /* NULL: nothing */
+    unlink(path);
+}
+
 static const test_case_t tests[] = {
+    {"test_destroy_unsynced_writes_every_line",
+     test_destroy_unsynced_writes_every_line},
     {"test_v3_round_trip", test_v3_round_trip},
     {"test_damage_in_the_middle_is_refused_with_its_offset",
      test_damage_in_the_middle_is_refused_with_its_offset},

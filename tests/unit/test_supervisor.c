@@ -21,6 +21,7 @@ typedef struct {
     int stdin_fd;
     bool running, reaped;
     bool ignores_term; /* keeps running after SIGTERM */
+    int term_status;   /* its status after SIGTERM (0: killed by it) */
     int status;        /* its wait status once it ended */
     long rss_kb;
 } fake_proc_t;
@@ -90,7 +91,9 @@ static int s_fake_kill(void *arg, pid_t pid, int sig)
     fake_proc_t *p = s_proc(pid);
     if (!p || !p->running)
         return 0;
-    if (sig == SIGKILL || !p->ignores_term)
+    if (sig == SIGTERM && p->term_status && !p->ignores_term)
+        s_end(p, p->term_status);
+    else if (sig == SIGKILL || !p->ignores_term)
         s_end(p, s_killed(sig));
     return 0;
 }
@@ -401,6 +404,40 @@ static void test_stop_sends_sigterm_then_sigkill_after_the_grace(void)
     zp_super_destroy(&s);
 }
 
+/* A sink that fails as it stops (its last flush, its journal deleted)
+ * makes the stop fail; one that exits 0, or dies of the SIGTERM it was
+ * sent, does not; so does a worker's failure not. */
+static void test_stop_reports_a_sink_that_failed_as_it_stopped(void)
+{
+    zp_super_t *s = s_started(2, true);
+    TEST_CHECK(s);
+    F.procs[0].term_status = s_exited(0);
+    F.procs[2].term_status = s_exited(3); /* a worker: not the sink's */
+    TEST_EQ_INT(zp_super_stop(s), 0);
+    TEST_EQ_INT(zp_super_stop(s), 0); /* again: nothing more */
+    zp_super_destroy(&s);
+
+    s = s_started(2, true);
+    TEST_CHECK(s);
+    TEST_EQ_INT(zp_super_stop(s), 0); /* died of the SIGTERM */
+    zp_super_destroy(&s);
+
+    s = s_started(2, true);
+    TEST_CHECK(s);
+    F.procs[0].term_status = s_exited(3);
+    TEST_EQ_INT(zp_super_stop(s), -1);
+    TEST_EQ_INT(zp_super_sink_stop_status(s), s_exited(3));
+    TEST_EQ_INT(zp_super_stop(s), 0); /* told once */
+    zp_super_destroy(&s);
+
+    s = s_started(1, true);
+    TEST_CHECK(s);
+    F.procs[0].ignores_term = true; /* needs SIGKILL */
+    TEST_EQ_INT(zp_super_stop(s), -1);
+    TEST_EQ_INT(zp_super_sink_stop_status(s), s_killed(SIGKILL));
+    zp_super_destroy(&s);
+}
+
 static void test_stop_needs_no_sigkill_when_children_obey(void)
 {
     zp_super_t *s = s_started(2, false);
@@ -614,6 +651,8 @@ static const test_case_t tests[] = {
      test_stop_order_is_ventilator_workers_sink},
     {"test_stop_sends_sigterm_then_sigkill_after_the_grace",
      test_stop_sends_sigterm_then_sigkill_after_the_grace},
+    {"test_stop_reports_a_sink_that_failed_as_it_stopped",
+     test_stop_reports_a_sink_that_failed_as_it_stopped},
     {"test_stop_needs_no_sigkill_when_children_obey",
      test_stop_needs_no_sigkill_when_children_obey},
     {"test_stop_skips_the_dead_and_reaped",
