@@ -79,19 +79,28 @@ static void s_fetch_error(zp_sink_t *s, const char *rid, size_t rid_len,
     s_send_chunk(s, rid, rid_len, &c);
 }
 
+/* Reads the records of job id past cursor into a chunk and sends it to
+ * rid; by reference, names the spool file instead when it can. */
+static void s_send_fetched(zp_sink_t *s, const char *rid, size_t rid_len,
+                           const char *id, zp_fetch_source_t src,
+                           uint64_t cursor, uint32_t max, bool by_reference)
+{
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    if (by_reference &&
+        zp_store_spool_path(s->store, id, s->spool_path, sizeof s->spool_path))
+        src.path = s->spool_path;
+    zp_fetch_chunk(&s->chunk, &src, cursor, max, by_reference, &c);
+    c.job_id = (char *)id;
+    s_send_chunk(s, rid, rid_len, &c);
+}
+
 /* Reads the records past cursor and sends them to rid. */
 static void s_answer_fetch(zp_sink_t *s, zp_sink_job_t *j, const char *rid,
                            size_t rid_len, uint64_t cursor, uint32_t max,
                            bool by_reference)
 {
-    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
-    zp_fetch_source_t src = zp_sink_job_source(j, s->store);
-    if (by_reference && zp_store_spool_path(s->store, j->id, s->spool_path,
-                                            sizeof s->spool_path))
-        src.path = s->spool_path;
-    zp_fetch_chunk(&s->chunk, &src, cursor, max, by_reference, &c);
-    c.job_id = j->id;
-    s_send_chunk(s, rid, rid_len, &c);
+    s_send_fetched(s, rid, rid_len, j->id, zp_sink_job_source(j, s->store),
+                   cursor, max, by_reference);
 }
 
 void zp_sink_serve_fetchers(zp_sink_t *s, zp_sink_job_t *j)
@@ -178,14 +187,8 @@ static void s_answer_forgotten(zp_sink_t *s, const char *rid, size_t rid_len,
         ZP_FETCH_REFUSED) {
         s_fetch_error(s, rid, rid_len, id, rq->cursor, why);
     } else {
-        Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
-        if (rq->by_reference && zp_store_spool_path(s->store, id, s->spool_path,
-                                                    sizeof s->spool_path))
-            src.path = s->spool_path;
-        zp_fetch_chunk(&s->chunk, &src, rq->cursor, rq->max_bytes,
-                       rq->by_reference, &c);
-        c.job_id = (char *)id;
-        s_send_chunk(s, rid, rid_len, &c);
+        s_send_fetched(s, rid, rid_len, id, src, rq->cursor, rq->max_bytes,
+                       rq->by_reference);
     }
     zp_fetch_fini(&none);
     if (fd >= 0)

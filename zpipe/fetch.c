@@ -88,14 +88,8 @@ static int s_copy(int in, uint64_t off, uint64_t len, int out)
                 o = (loff_t)so;
         } else {
             k = pread(in, buf, n < sizeof buf ? n : sizeof buf, (off_t)o);
-            for (ssize_t w = 0, d; k > 0 && w < k; w += d)
-                if ((d = write(out, buf + w, (size_t)(k - w))) < 0) {
-                    if (errno == EINTR) {
-                        d = 0;
-                        continue;
-                    }
-                    return -1;
-                }
+            if (k > 0 && zp_write_all(out, buf, (size_t)k) < 0)
+                return -1;
             if (k > 0)
                 o += k;
         }

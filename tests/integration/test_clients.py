@@ -23,6 +23,16 @@ def _spool_cluster():
     return zptest.Cluster(sink_args=("--spool", spool)), spool
 
 
+def _finished_job(c, spool, job, n):
+    """Runs job (n echo tasks, one worker) on cluster c to its end; the
+    bytes of its spool file."""
+    c.worker()
+    v = c.ventilator("echo", _job_input(c.dir, n), ["--job", job])
+    check(v.wait(timeout=60) == 0, "ventilator failed")
+    with open(os.path.join(spool, job + ".jsonl"), "rb") as f:
+        return f.read()
+
+
 def test_results_streams_every_record_and_wait_reports_counts():
     n = 20000
     c, spool = _spool_cluster()
@@ -183,11 +193,7 @@ def test_results_resume_from_a_cursor():
     n = 3000
     c, spool = _spool_cluster()
     job = "job-clients-resume"
-    c.worker()
-    v = c.ventilator("echo", _job_input(c.dir, n), ["--job", job])
-    check(v.wait(timeout=60) == 0, "ventilator failed")
-    with open(os.path.join(spool, job + ".jsonl"), "rb") as f:
-        data = f.read()
+    data = _finished_job(c, spool, job, n)
     cut = data.index(b"\n", len(data) // 2) + 1
     r = run([binary("zpipe"), "results", "--sink", c.control, "--cursor", str(cut), job],
             capture_output=True, timeout=30)
@@ -290,11 +296,7 @@ def test_results_by_reference_from_another_mount():
     n = 3000
     c, spool = _spool_cluster()
     job = "job-clients-decoy"
-    c.worker()
-    v = c.ventilator("echo", _job_input(c.dir, n), ["--job", job])
-    check(v.wait(timeout=60) == 0, "ventilator failed")
-    with open(os.path.join(spool, job + ".jsonl"), "rb") as f:
-        want = f.read()
+    want = _finished_job(c, spool, job, n)
     decoy = zptest.tmpdir()
     with open(os.path.join(decoy, job + ".jsonl"), "wb") as f:
         f.write(b'{"job":"%s","task":0,"status":"ok","output":"decoy"}\n' % job.encode()

@@ -150,16 +150,25 @@ static char *s_slurp(const char *path)
     return buf;
 }
 
+/* A new journal at a fresh path (path: a mkstemp template, filled in);
+ * NULL when either fails (err says why for the journal). */
+static zp_journal_t *s_new_journal(char *path, char *err, size_t errlen)
+{
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    close(fd);
+    unlink(path);
+    return zp_journal_open(path, &s_visitor, NULL, err, errlen);
+}
+
 /* A compaction replaces the journal with the dump; appends go on after
  * it; a reopen replays both; a failed dump leaves the old one in use. */
 static void test_compact_replaces_the_journal_with_the_snapshot(void)
 {
     char path[] = "/tmp/zpipe-journal-test-XXXXXX";
-    int fd = mkstemp(path);
-    close(fd);
-    unlink(path);
     char err[256];
-    zp_journal_t *j = zp_journal_open(path, NULL, NULL, err, sizeof err);
+    zp_journal_t *j = s_new_journal(path, err, sizeof err);
     TEST_CHECK(j != NULL);
     TEST_CONTAINS(s_slurp(path), "zpipe-journal 3\n");
     zp_journal_open_job(j, "gone", 3, NULL);
@@ -312,12 +321,8 @@ static void test_open_lines_with_and_without_a_token(void)
 static void test_write_without_sync_replays_the_same(void)
 {
     char path[] = "/tmp/zpipe-journal-test-XXXXXX";
-    int fd = mkstemp(path);
-    TEST_CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
     char err[256];
-    zp_journal_t *j = zp_journal_open(path, &s_visitor, NULL, err, sizeof err);
+    zp_journal_t *j = s_new_journal(path, err, sizeof err);
     TEST_CHECK(j != NULL);
     TEST_EQ_INT(zp_journal_open_job(j, "job-t", 0, "tok"), 0);
     TEST_EQ_INT(zp_journal_record(j, "job-t", 0, false, 0), 0);
@@ -399,12 +404,8 @@ static void test_job_ids(void)
 static void test_append_sync_reopen_round_trip(void)
 {
     char path[] = "/tmp/zpipe-journal-test-XXXXXX";
-    int fd = mkstemp(path);
-    TEST_CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
     char err[256];
-    zp_journal_t *j = zp_journal_open(path, &s_visitor, NULL, err, sizeof err);
+    zp_journal_t *j = s_new_journal(path, err, sizeof err);
     TEST_CHECK(j != NULL);
     zp_journal_open_job(j, "job-x", 3, NULL);
     for (uint64_t i = 0; i < 1000; i++)
@@ -735,12 +736,8 @@ static void test_v2_journal_is_read_appended_and_upgraded(void)
 static void test_destroy_unsynced_writes_every_line(void)
 {
     char path[] = "/tmp/zpipe-journal-test-XXXXXX";
-    int fd = mkstemp(path);
-    TEST_CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
     char err[256];
-    zp_journal_t *j = zp_journal_open(path, &s_visitor, NULL, err, sizeof err);
+    zp_journal_t *j = s_new_journal(path, err, sizeof err);
     TEST_CHECK(j != NULL);
     TEST_EQ_INT(zp_journal_open_job(j, "job-u", 0, NULL), 0);
     for (uint64_t t = 0; t < 1000; t++)
