@@ -53,7 +53,7 @@ static void s_check_views(const uint8_t *data, size_t size, zp_message_t *m)
             abort();
         const Zpipe__V1__TaskBatch *a = &tv.batch, *b = m->task_batch;
         if (!s_streq(a->job_id, b->job_id) || !s_streq(a->plugin, b->plugin) ||
-            !s_streq(a->config, b->config) ||
+            !s_streq(a->config, b->config) || !s_streq(a->token, b->token) ||
             a->dispatch_us != b->dispatch_us || a->seq != b->seq ||
             a->n_tasks != b->n_tasks)
             abort();

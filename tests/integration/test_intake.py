@@ -232,6 +232,85 @@ def test_malformed_submissions_are_refused_with_a_reason():
     check("6 refused from producers" in log, "refusals not counted: %s" % log[-500:])
 
 
+def test_lies_on_the_intake_lose_nothing():
+    """The intake reads producers' task batches in place (no protobuf-c
+    unpack): lie to it and count. Another connection with a wrong token or
+    none, a batch cut short, one with a torn field at its end, one out of
+    order: each refused with a reason and nothing taken. The same batch
+    resent: answered again, taken once. The owner's token on a second
+    connection: taken. Then every task has exactly one record with its
+    own payload: lost, duplicated, unexpected and wrong all 0."""
+    import zmq
+    import zpipe_pb2 as pb
+    s = Service(workers=2)
+    ctx = zmq.Context()
+    own, other = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    own.connect(s.intake)
+    other.connect(s.intake)
+    job, token = "job-intake-lies", "%032x" % 0xfeed
+    sent = {}  # task id -> payload, as the acks say they were taken
+
+    def ask(sock, data):
+        sock.send(data)
+        check(sock.poll(10000), "no answer to %r" % data[:24])
+        return pb.Message.FromString(sock.recv()).ack
+
+    def batch(seq, first, n, tok=token):
+        m = pb.Message()
+        m.task_batch.job_id, m.task_batch.seq = job, seq
+        if tok is not None:
+            m.task_batch.token = tok
+        for i in range(first, first + n):
+            m.task_batch.tasks.add(payload=b"p%d" % i)
+        return m.SerializeToString()
+
+    def taken(a, first, n):
+        check(a.ok and a.first_task_id == first and a.accepted == n, repr(a))
+        for i in range(first, first + n):
+            sent[i] = "p%d" % i
+
+    try:
+        m = pb.Message()
+        m.job_open.job_id, m.job_open.token, m.job_open.plugin = job, token, "echo"
+        check(ask(own, m.SerializeToString()).ok, "job_open refused")
+        a = ask(other, batch(1, 0, 100, tok="%032x" % 0xbad))
+        check(not a.ok and "another producer" in a.error, "wrong token: %r" % a)
+        a = ask(other, batch(1, 0, 100, tok=None))
+        check(not a.ok, "no token on another connection: %r" % a)
+        good = batch(1, 0, 100)
+        a = ask(own, good[:-5])
+        check(not a.ok and "malformed" in a.error, "cut short: %r" % a)
+        a = ask(own, good + b"\x1a")  # a field tag with no length after it
+        check(not a.ok and "malformed" in a.error, "torn field: %r" % a)
+        taken(ask(own, good), 0, 100)
+        a = ask(own, good)  # resent: its answer again, not 100 more
+        check(a.ok and a.first_task_id == 0 and a.accepted == 100,
+              "resent: %r" % a)
+        taken(ask(other, batch(2, 100, 100)), 100, 100)  # the token adopts
+        a = ask(own, batch(4, 300, 100))
+        check(not a.ok and a.seq == 3, "out of order: %r" % a)
+        taken(ask(own, batch(3, 200, 100)), 200, 100)
+        m = pb.Message()
+        m.job_close.job_id, m.job_close.token, m.job_close.total = job, token, 300
+        check(ask(own, m.SerializeToString()).ok, "job_close refused")
+        recs = _read_job(s.control, job)
+    finally:
+        own.close(linger=0)
+        other.close(linger=0)
+        ctx.term()
+    ids = [r["task"] for r in recs]
+    lost = len(set(sent) - set(ids))
+    dup = len(ids) - len(set(ids))
+    unexpected = len(set(ids) - set(sent))
+    wrong = sum(1 for r in recs if r["task"] in sent and
+                (r["output"] != sent[r["task"]] or r["status"] != "ok"))
+    check((len(sent), lost, dup, unexpected, wrong) == (300, 0, 0, 0, 0),
+          "%d taken, %d records: lost %d, duplicated %d, unexpected %d, wrong %d"
+          % (len(sent), len(recs), lost, dup, unexpected, wrong))
+    print("    6 lies refused or answered again; 300 tasks, 300 records: lost 0, "
+          "duplicated 0, unexpected 0, wrong 0")
+
+
 def test_per_job_priority_deadline_and_attempts():
     sys.path.insert(0, EXAMPLES)
     import producer
@@ -394,6 +473,7 @@ if __name__ == "__main__":
         test_submit_sends_a_slow_pipes_lines_as_they_come,
         test_shell_example_runs_a_service_cluster,
         test_malformed_submissions_are_refused_with_a_reason,
+        test_lies_on_the_intake_lose_nothing,
         test_per_job_priority_deadline_and_attempts,
         test_zpipe_status_shows_jobs_and_workers,
         test_a_flooding_producer_cannot_grow_the_ventilator,
