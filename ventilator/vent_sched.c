@@ -74,6 +74,16 @@ size_t zp_vent_sched_refill_want(const zp_vent_job_t *j,
     return (size_t)zp_vent_sched_free_credit(ws, j);
 }
 
+uint64_t zp_vent_sched_refill_bytes(const zp_vent_workers_t *ws,
+                                    uint64_t batch_bytes)
+{
+    uint64_t with_credit = 0;
+    size_t n = zp_vent_workers_count(ws);
+    for (size_t i = 0; i < n; i++)
+        with_credit += zp_vent_workers_at(ws, i)->credit > 0;
+    return batch_bytes * (with_credit ? with_credit : 1);
+}
+
 void zp_vent_sched_served(zp_vent_sched_t *s, size_t k, size_t n_workers,
                           const zp_vent_job_t *j)
 {

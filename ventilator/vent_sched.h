@@ -42,6 +42,13 @@ uint64_t zp_vent_sched_free_credit(const zp_vent_workers_t *ws,
  * or one that wants nothing. */
 size_t zp_vent_sched_refill_want(const zp_vent_job_t *j,
                                  const zp_vent_workers_t *ws, bool can_hold);
+/* Payload bytes to read before the next dispatch: a batch's worth
+ * (batch_bytes) for every worker with credit, one at least. Big tasks then
+ * go out as they are read, a batch for each worker while the next are
+ * read, instead of after a whole round's input (up to the held limit,
+ * 32 MiB and more) was read with every worker idle. */
+uint64_t zp_vent_sched_refill_bytes(const zp_vent_workers_t *ws,
+                                    uint64_t batch_bytes);
 /* A batch went to the worker at position k of the round that started at
  * s->rr, for job j: the next round starts after it (n_workers 0: push
  * dispatch, no worker). */

@@ -91,7 +91,10 @@ void zp_vent_shell_probe_workers(zp_vent_shell_t *v);
 void zp_vent_shell_input_error(const zp_vent_shell_t *v,
                                const zp_vent_reader_t *in);
 /* Input refill: reads each file job's input up to what the next dispatch
- * can send (credit: a whole round; push: one batch). Returns -1 on a
+ * can send (credit: a whole round; push: one batch), or up to a batch's
+ * payload bytes (--batch-bytes) per worker, so that big tasks go out as
+ * they are read rather than after the whole round is. Returns 1 when that
+ * byte budget stopped it (refill again after a dispatch), 0, or -1 on a
  * fatal input error (logged). */
 int zp_vent_shell_refill(zp_vent_shell_t *v);
 /* Dispatch. Credit: a round of batches to the workers with credit,

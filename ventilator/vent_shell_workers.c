@@ -240,9 +240,11 @@ void zp_vent_shell_input_error(const zp_vent_shell_t *v,
 }
 
 /* Turns up to want input lines of j into queued tasks (lines an earlier
- * run committed are skipped). Returns -1 for a fatal input error
- * (logged). */
-static int s_refill_job(zp_vent_shell_t *v, zp_vent_job_t *j, size_t want)
+ * run committed are skipped), stopping once *budget payload bytes were
+ * taken (spent from it). Returns 1 when the budget stopped it, 0, or -1
+ * for a fatal input error (logged). */
+static int s_refill_job(zp_vent_shell_t *v, zp_vent_job_t *j, size_t want,
+                        uint64_t *budget)
 {
     uint64_t windows = zp_vent_workers_windows(v->workers);
     size_t workers = zp_vent_workers_count(v->workers);
@@ -282,6 +284,11 @@ static int s_refill_job(zp_vent_shell_t *v, zp_vent_job_t *j, size_t want)
                   ? zp_vent_tasks_add_ref(v->tasks, j, chunk, line, len, stamp)
                   : zp_vent_tasks_add(v->tasks, j, line, len, stamp)))
             return -1;
+        if (len >= *budget) {
+            *budget = 0;
+            return 1;
+        }
+        *budget -= len;
     }
     return 0;
 }
@@ -290,6 +297,8 @@ int zp_vent_shell_refill(zp_vent_shell_t *v)
 {
     bool can_hold = zp_vent_shell_can_hold(v);
     zp_vent_job_t *jobs = zp_vent_jobs_first(v->jobs);
+    uint64_t budget =
+        zp_vent_sched_refill_bytes(v->workers, v->cfg->batch_bytes);
     for (zp_vent_job_t *j = jobs; j; j = j->next) {
         if (!j->has_input)
             continue;
@@ -300,8 +309,9 @@ int zp_vent_shell_refill(zp_vent_shell_t *v)
                        : 0;
         else
             want = zp_vent_sched_refill_want(j, v->workers, can_hold);
-        if (want && s_refill_job(v, j, want) < 0)
-            return -1;
+        int r = want ? s_refill_job(v, j, want, &budget) : 0;
+        if (r != 0)
+            return r; /* an error, or the budget is spent */
     }
     return 0;
 }

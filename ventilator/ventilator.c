@@ -392,13 +392,21 @@ static int s_phase_no_worker(zp_vent_shell_t *v, uint64_t now)
 #define S_PUSH_ROUNDS 64
 
 /* Refill, then dispatch: credit dispatch sends a round (input for all of
- * it read first); push dispatch alternates the two a batch at a time, as
- * long as the PUSH socket takes them. Returns -1 on a fatal error. */
+ * it read first, unless its payloads are big: then a few batches at a
+ * time, each sent as soon as it is read, while the next is read); push
+ * dispatch alternates the two a batch at a time, as long as the PUSH
+ * socket takes them. Returns -1 on a fatal error. */
 static int s_phase_feed(zp_vent_shell_t *v)
 {
-    if (!v->push)
-        return zp_vent_shell_refill(v) < 0 || zp_vent_shell_dispatch(v) < 0 ? -1
-                                                                            : 0;
+    if (!v->push) {
+        int r;
+        do {
+            if ((r = zp_vent_shell_refill(v)) < 0 ||
+                zp_vent_shell_dispatch(v) < 0)
+                return -1;
+        } while (r == 1);
+        return 0;
+    }
     for (int k = 0; k < S_PUSH_ROUNDS; k++) {
         if (zp_vent_shell_refill(v) < 0)
             return -1;

@@ -267,6 +267,20 @@ static void test_refill_want(void)
     s_world_free(&w);
 }
 
+/* Input to read before the next dispatch, in bytes: a batch for each
+ * worker with credit, one batch with none. */
+static void test_refill_bytes(void)
+{
+    s_world_t w;
+    s_world(&w, 1024);
+    TEST_EQ_INT(zp_vent_sched_refill_bytes(w.workers, 1000), 1000);
+    s_worker(&w, "a", 10, 10, "echo");
+    s_worker(&w, "b", 5, 0, "echo"); /* no credit: no batch for it now */
+    s_worker(&w, "c", 7, 7, "other");
+    TEST_EQ_INT(zp_vent_sched_refill_bytes(w.workers, 1000), 2000);
+    s_world_free(&w);
+}
+
 static void test_rr_moves_past_the_served_worker(void)
 {
     zp_vent_sched_t s = {0};
@@ -281,6 +295,7 @@ static void test_rr_moves_past_the_served_worker(void)
 }
 
 static const test_case_t tests[] = {
+    {"test_refill_bytes", test_refill_bytes},
     {"test_batch_is_credit_capped_by_batch",
      test_batch_is_credit_capped_by_batch},
     {"test_credit_clamped_to_window", test_credit_clamped_to_window},
