@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* A buffer past this is written before more is added. */
@@ -64,14 +65,45 @@ bool zp_disk_retry_due(const zp_disk_t *self, uint64_t now)
 
 /* ---- a file written through its own buffer ---- */
 
+/* Bytes appended by reference: after buf[0, at). */
+typedef struct {
+    size_t at;
+    const char *data;
+    size_t len;
+    zp_dfile_release_fn *release;
+    void *hint;
+} s_ref_t;
+
+/* Iovecs per write call. */
+#define S_IOV 64
+
 struct zp_dfile {
     int fd;
     char *path;
     bool regular;    /* pwrite at an offset, cut back on failure */
     uint64_t synced; /* bytes in the file before the buffer */
-    size_t written;  /* bytes of the buffer written (not yet synced) */
-    zp_buf_t buf;    /* every byte after synced */
+    size_t written;  /* bytes of what follows written (not yet synced) */
+    zp_buf_t buf;    /* every byte after synced, but the references' */
+    s_ref_t *refs;   /* in the order they came */
+    size_t n_refs, cap_refs;
+    size_t ref_bytes; /* their bytes */
 };
+
+/* Bytes after synced: the buffer's and the references'. */
+static size_t s_pending(const zp_dfile_t *self)
+{
+    return self->buf.len + self->ref_bytes;
+}
+
+/* Gives every reference back. */
+static void s_release_refs(zp_dfile_t *self)
+{
+    for (size_t i = 0; i < self->n_refs; i++)
+        if (self->refs[i].release)
+            self->refs[i].release(self->refs[i].hint);
+    self->n_refs = 0;
+    self->ref_bytes = 0;
+}
 
 zp_dfile_t *zp_dfile_new(const char *path, int fd, uint64_t offset)
 {
@@ -113,6 +145,8 @@ void zp_dfile_destroy(zp_dfile_t **self_p)
     zp_dfile_write(self);
     if (self->fd > 2)
         close(self->fd);
+    s_release_refs(self);
+    free(self->refs);
     zp_buf_free(&self->buf);
     free(self->path);
     free(self);
@@ -125,6 +159,25 @@ int zp_dfile_append(zp_dfile_t *self, const void *data, size_t len)
         errno = ENOMEM;
         return -1;
     }
+    return 0;
+}
+
+int zp_dfile_append_ref(zp_dfile_t *self, const void *data, size_t len,
+                        zp_dfile_release_fn *release, void *hint)
+{
+    if (self->n_refs == self->cap_refs) {
+        size_t cap = self->cap_refs ? 2 * self->cap_refs : 16;
+        s_ref_t *refs = realloc(self->refs, cap * sizeof *refs);
+        if (!refs) {
+            errno = ENOMEM;
+            return -1;
+        }
+        self->refs = refs;
+        self->cap_refs = cap;
+    }
+    self->refs[self->n_refs++] =
+        (s_ref_t){self->buf.len, data, len, release, hint};
+    self->ref_bytes += len;
     return 0;
 }
 
@@ -147,10 +200,36 @@ static void s_cut_back(zp_dfile_t *self)
     errno = saved;
 }
 
+/* Up to S_IOV pieces of what is pending, from byte skip of it on: the
+ * buffer's ranges between the references, and the references. Returns
+ * how many. */
+static int s_pieces(const zp_dfile_t *self, size_t skip, struct iovec *iov)
+{
+    int n = 0;
+    size_t at = 0; /* of the buffer, up to which pieces were passed */
+    for (size_t i = 0; i <= self->n_refs && n < S_IOV; i++) {
+        size_t end = i < self->n_refs ? self->refs[i].at : self->buf.len;
+        const char *p[2] = {self->buf.data + at,
+                            i < self->n_refs ? self->refs[i].data : NULL};
+        size_t l[2] = {end - at, i < self->n_refs ? self->refs[i].len : 0};
+        at = end;
+        for (int k = 0; k < 2 && n < S_IOV; k++) {
+            if (skip >= l[k]) {
+                skip -= l[k];
+                continue;
+            }
+            iov[n++] = (struct iovec){(void *)(p[k] + skip), l[k] - skip};
+            skip = 0;
+        }
+    }
+    return n;
+}
+
 int zp_dfile_write(zp_dfile_t *self)
 {
     struct stat st;
-    if (self->regular && self->written < self->buf.len &&
+    size_t pending = s_pending(self);
+    if (self->regular && self->written < pending &&
         (fstat(self->fd, &st) != 0 ||
          (uint64_t)st.st_size < self->synced + self->written)) {
         /* Cut short by someone else: writing at the offset would leave a
@@ -158,13 +237,13 @@ int zp_dfile_write(zp_dfile_t *self)
         errno = ESTALE;
         return -1;
     }
-    while (self->written < self->buf.len) {
-        const char *p = self->buf.data + self->written;
-        size_t left = self->buf.len - self->written;
+    while (self->written < pending) {
+        struct iovec iov[S_IOV];
+        int n_iov = s_pieces(self, self->written, iov);
         ssize_t n = self->regular
-                        ? pwrite(self->fd, p, left,
-                                 (off_t)(self->synced + self->written))
-                        : write(self->fd, p, left);
+                        ? pwritev(self->fd, iov, n_iov,
+                                  (off_t)(self->synced + self->written))
+                        : writev(self->fd, iov, n_iov);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -194,22 +273,23 @@ int zp_dfile_commit(zp_dfile_t *self, bool sync)
         self->synced += self->written;
     self->written = 0;
     self->buf.len = 0;
+    s_release_refs(self);
     return 0;
 }
 
 bool zp_dfile_full(const zp_dfile_t *self)
 {
-    return self->buf.len - self->written >= S_WRITE_AT;
+    return s_pending(self) - self->written >= S_WRITE_AT;
 }
 
 uint64_t zp_dfile_size(const zp_dfile_t *self)
 {
-    return self->synced + self->buf.len;
+    return self->synced + s_pending(self);
 }
 
 size_t zp_dfile_pending(const zp_dfile_t *self)
 {
-    return self->buf.len;
+    return s_pending(self);
 }
 
 int zp_dfile_fd(const zp_dfile_t *self)

@@ -69,6 +69,17 @@ int zp_dfile_append(zp_dfile_t *self, const void *data, size_t len);
  * file's), and write when zp_dfile_full says so. Borrowed, valid until
  * the next call on self. */
 zp_buf_t *zp_dfile_buf(zp_dfile_t *self);
+/* What zp_dfile_append_ref calls once the file no longer needs the
+ * bytes it was given (after they are committed, or as it is destroyed). */
+typedef void zp_dfile_release_fn(void *hint);
+/* Appends len bytes at data by reference, not copied: they come after
+ * what the buffer holds now, and bytes appended to the buffer afterwards
+ * come after them. The caller keeps them unchanged until release(hint) is
+ * called, which is once they are committed (or as self is destroyed): a
+ * failed write writes them again, as it does the buffer. Returns 0, or -1
+ * (ENOMEM: nothing taken, release not called). */
+int zp_dfile_append_ref(zp_dfile_t *self, const void *data, size_t len,
+                        zp_dfile_release_fn *release, void *hint);
 /* Writes what is buffered. On failure a regular file is cut back to its
  * last committed length (so it never holds a torn record or a hole), the
  * buffer is kept whole for the next try, and -1 is returned with errno
@@ -80,11 +91,12 @@ int zp_dfile_write(zp_dfile_t *self);
  * synced length too (the kernel may have dropped the pages). Returns 0,
  * or -1 (errno). */
 int zp_dfile_commit(zp_dfile_t *self, bool sync);
-/* Whether the buffer is past 1 MiB (time to write it). */
+/* Whether what waits to be written (buffer and references) is past
+ * 1 MiB (time to write it). */
 bool zp_dfile_full(const zp_dfile_t *self);
 /* Bytes in the file once everything buffered is written. */
 uint64_t zp_dfile_size(const zp_dfile_t *self);
-/* Bytes buffered, not yet committed. */
+/* Bytes buffered or referenced, not yet committed. */
 size_t zp_dfile_pending(const zp_dfile_t *self);
 int zp_dfile_fd(const zp_dfile_t *self);
 const char *zp_dfile_path(const zp_dfile_t *self);

@@ -170,6 +170,61 @@ static int s_render(zp_sink_t *s, zp_buf_t *b, const Zpipe__V1__Result *r,
     return rc;
 }
 
+/* A record's output this long is written from the frame it came in
+ * (zp_store_emit_ref), not copied into the output's buffer first. */
+#define S_REF_MIN (16u << 10)
+
+/* zp_dfile_release_fn for a frame kept for its records: drops it. */
+static void s_frame_release(void *hint)
+{
+    zmq_msg_close(hint);
+    free(hint);
+}
+
+/* A line record of a big output goes to the output from the frame, with
+ * only its newline copied: true when written so. Else (small, another
+ * format, the spool is the output, a decoded batch, out of memory) the
+ * caller renders it. */
+static bool s_write_line_by_ref(zp_sink_t *s, zp_sink_job_t *j,
+                                const Zpipe__V1__Result *r, bool ok,
+                                bool spool_json)
+{
+    size_t len = r->output.len;
+    if (!s->view_frame || s->format != ZP_RECORDS_LINES || len < S_REF_MIN ||
+        !zp_store_has_output(s->store))
+        return false;
+    if (r->output.data[len - 1] == '\n')
+        len--; /* as zp_records_line_append does */
+    s->spool_rec.len = 0;
+    if (spool_json && s_render(s, &s->spool_rec, r, true) < 0)
+        return false;
+    zmq_msg_t *keep = malloc(sizeof *keep);
+    if (!keep)
+        return false;
+    zmq_msg_init(keep);
+    if (zmq_msg_copy(keep, s->view_frame) != 0 ||
+        zp_store_emit_ref(s->store, &j->spool, j->id, r->task_id, ok,
+                          r->output.data, len, "\n", 1,
+                          spool_json ? s->spool_rec.data : NULL,
+                          s->spool_rec.len, s_frame_release, keep) < 0) {
+        s_frame_release(keep);
+        return false;
+    }
+    return true;
+}
+
+/* Task's record was written: listed, and with --ordered, those it held
+ * back follow when it was the order's next. */
+static void s_emitted(zp_sink_t *s, zp_sink_job_t *j, uint64_t task,
+                      uint64_t next)
+{
+    s_list_committed(s, j, task);
+    if (s->cfg->ordered && task == next) {
+        zp_order_advance(&j->order);
+        s_drain_ordered(s, j);
+    }
+}
+
 /* Formats the task's record where it goes, without a copy: into the
  * output's buffer (with no output, the job's spool's) and writes it, or
  * into the order's chunk when it must wait for lower ids (--ordered). */
@@ -182,6 +237,10 @@ static void s_write_record(zp_sink_t *s, zp_sink_job_t *j,
     bool spool_json = out && s->cfg->spool && s->format != ZP_RECORDS_JSONL;
     uint64_t next = zp_order_next(&j->order);
     bool park = s->cfg->ordered && r->task_id > next;
+    if (!park && s_write_line_by_ref(s, j, r, ok, spool_json)) {
+        s_emitted(s, j, r->task_id, next);
+        return;
+    }
     zp_buf_t *b = park ? zp_order_park_buf(&j->order)
                        : zp_store_record_buf(s->store, &j->spool, j->id);
     if (!b) {
@@ -210,11 +269,7 @@ static void s_write_record(zp_sink_t *s, zp_sink_job_t *j,
     zp_store_emit_rendered(s->store, &j->spool, j->id, r->task_id, ok, from,
                            spool_json ? s->spool_rec.data : NULL,
                            s->spool_rec.len);
-    s_list_committed(s, j, r->task_id);
-    if (s->cfg->ordered && r->task_id == next) {
-        zp_order_advance(&j->order);
-        s_drain_ordered(s, j);
-    }
+    s_emitted(s, j, r->task_id, next);
 }
 
 /* The job is complete: its one reduced record. */
@@ -508,9 +563,12 @@ void zp_sink_on_results(zp_sink_t *s, zmq_msg_t *frame, const char *rid,
         j->first_us = now;
     j->last_us = now;
     size_t fresh = 0;
+    /* Big outputs are written from the frame (s_write_line_by_ref). */
+    s->view_frame = b == &s->view.batch ? frame : NULL;
     for (size_t i = 0; i < b->n_results; i++)
         if (!refused || !refused[i])
             fresh += s_on_result(s, j, worker, b->results[i], now, len);
+    s->view_frame = NULL;
     zp_sink_job_worker(j, worker, fresh, b->window, b->max_held);
     zp_jobs_touch(&s->jobs, j);
     /* The ventilator's own give-up records are not a worker's work. */

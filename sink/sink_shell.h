@@ -45,6 +45,7 @@ typedef struct {
     zp_reduce_t *reduce;  /* NULL unless --reduce */
     zp_arena_t *arena;
     zp_result_view_t view; /* results decoded without copies */
+    zmq_msg_t *view_frame; /* the frame view's outputs lie in, or NULL */
     zp_buf_t rec, scratch;
     zp_buf_t spool_rec, chunk; /* a JSON record for the spool; a reply */
     char spool_path[4200];     /* a reply's, by reference */

@@ -476,6 +476,34 @@ void zp_store_emit_rendered(zp_store_t *self, zp_spool_t *spool,
         zp_error("journal: out of memory");
 }
 
+int zp_store_emit_ref(zp_store_t *self, zp_spool_t *spool, const char *job,
+                      uint64_t task, bool ok, const void *data, size_t len,
+                      const void *tail, size_t tail_len, const void *json,
+                      size_t json_len, zp_dfile_release_fn *release, void *hint)
+{
+    if (!self->out || zp_disk_paused(&self->disk) || (self->spools && !json))
+        return -1;
+    zp_buf_t *b = zp_dfile_buf(self->out);
+    /* Room for the tail first: once the reference is taken, the tail
+     * cannot fail. */
+    if (zp_buf_reserve(b, tail_len) < 0 ||
+        zp_dfile_append_ref(self->out, data, len, release, hint) < 0)
+        return -1;
+    size_t from = b->len;
+    zp_buf_append(b, tail, tail_len);
+    if (self->spools &&
+        zp_spools_append(self->spools, spool, job, json, json_len) < 0)
+        self->failed = true; /* logged */
+    self->out_offset += len + (b->len - from);
+    if (zp_dfile_full(self->out) && zp_dfile_write(self->out) < 0)
+        s_io_failed(self, self->cfg.output);
+    self->dirty = true;
+    if (self->journal &&
+        zp_journal_record(self->journal, job, task, ok, self->out_offset) < 0)
+        zp_error("journal: out of memory");
+    return 0;
+}
+
 void zp_store_emit(zp_store_t *self, zp_spool_t *spool, const char *job,
                    uint64_t task, bool ok, const void *data, size_t len,
                    const void *json, size_t json_len)

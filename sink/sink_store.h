@@ -123,6 +123,18 @@ zp_buf_t *zp_store_record_buf(zp_store_t *self, zp_spool_t *spool,
 void zp_store_emit_rendered(zp_store_t *self, zp_spool_t *spool,
                             const char *job, uint64_t task, bool ok,
                             size_t from, const void *json, size_t json_len);
+/* The same for a record that is data, taken by reference (not copied:
+ * see zp_dfile_append_ref, whose release(hint) gives it back once it is
+ * committed), then tail (copied: a newline, say). Only to an output that
+ * is not paused, and with spools only when json is given (the spool's
+ * own rendering): returns -1 with nothing written (and release not
+ * called) when it cannot take the record so, and the caller writes it
+ * the usual way; 0 when written (or the store failed, logged). */
+int zp_store_emit_ref(zp_store_t *self, zp_spool_t *spool, const char *job,
+                      uint64_t task, bool ok, const void *data, size_t len,
+                      const void *tail, size_t tail_len, const void *json,
+                      size_t json_len, zp_dfile_release_fn *release,
+                      void *hint);
 /* Writes a reduced job's one record (closed with total tasks; ok: the
  * reduction succeeded), journaled as the record of task id total (see
  * zp_journal.h), and flushes the output. */

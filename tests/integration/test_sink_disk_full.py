@@ -105,14 +105,46 @@ def _paused(log):
         return False
 
 
-def _run_on_full_disk(journal_on_small, lease_ms=None, hold_s=2):
-    small = _mount()
+def _count_lines(data, payloads):
+    """The same for --format lines data, each line a payload whose id is
+    its first word."""
+    nul = data.count(b"\0")
+    seen, dup, unexpected, wrong = set(), 0, 0, 0
+    for line in data.replace(b"\0", b"").split(b"\n"):
+        if not line:
+            continue
+        try:
+            t = int(line.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            wrong += 1
+            continue
+        if t in seen:
+            dup += 1
+            continue
+        seen.add(t)
+        if t not in payloads:
+            unexpected += 1
+        elif line != payloads[t]:
+            wrong += 1
+    return len(set(payloads) - seen), dup, unexpected, wrong, nul
+
+
+def _big_payload(i):
+    """16 KiB and more: written to the output from the frame it came in,
+    by reference (sink_results' S_REF_MIN)."""
+    return b"big %06d " % i + bytes([97 + i % 26]) * (16384 + (i * 7919) % 45000)
+
+
+def _run_on_full_disk(journal_on_small, lease_ms=None, hold_s=2, big=False):
+    small = _mount("24m" if big else "4m")
     try:
         d = zptest.tmpdir()
         inp = os.path.join(d, "in.txt")
-        payloads = {i: _payload(i) for i in range(TASKS)}
+        tasks = 300 if big else TASKS
+        payloads = {i: (_big_payload if big else _payload)(i)
+                    for i in range(tasks)}
         with open(inp, "wb") as f:
-            f.write(b"".join(payloads[i] + b"\n" for i in range(TASKS)))
+            f.write(b"".join(payloads[i] + b"\n" for i in range(tasks)))
         out = os.path.join(small, "out.jsonl")
         journal = os.path.join(small if journal_on_small else d, "journal")
         filler = _fill(small, 300 << 10)  # about 1,300 records fit
@@ -123,7 +155,8 @@ def _run_on_full_disk(journal_on_small, lease_ms=None, hold_s=2):
         with open(log, "wb") as lf:
             p = zptest.start([binary("zpipe"), "run", "--plugin", "echo",
                               "--input", inp, "--output", out, "--journal",
-                              journal, "-n", "3", "--no-progress"],
+                              journal, "-n", "3", "--no-progress"] +
+                             (["--format", "lines"] if big else []),
                              stderr=lf, env=env)
         try:
             _wait_for(lambda: _paused(log) or p.poll() is not None, 20,
@@ -153,11 +186,13 @@ def _run_on_full_disk(journal_on_small, lease_ms=None, hold_s=2):
             check(rc == 0, "zpipe run exited %d:\n%s" % (rc, text[-3000:]))
             check("quarantined" not in text, "workers were blamed for the "
                   "paused sink:\n%s" % text[-3000:])
-            lost, dup, unexp, wrong, nul = _count(_read(out), payloads)
+            lost, dup, unexp, wrong, nul = (_count_lines if big else _count)(
+                _read(out), payloads)
             print("  %s: paused, resumed; lost %d, duplicated %d, unexpected "
                   "%d, wrong %d, NUL bytes %d of %d tasks"
                   % ("output+journal full" if journal_on_small else
-                     "output full", lost, dup, unexp, wrong, nul, TASKS))
+                     "big records, output full" if big else "output full",
+                     lost, dup, unexp, wrong, nul, tasks))
             check((lost, dup, unexp, wrong, nul) == (0, 0, 0, 0, 0),
                   "lost %d, duplicated %d, unexpected %d, wrong %d, NUL %d"
                   % (lost, dup, unexp, wrong, nul))
@@ -173,6 +208,13 @@ def test_output_on_a_full_disk_pauses_and_resumes():
 
 def test_output_and_journal_on_a_full_disk_pause_and_resume():
     _run_on_full_disk(journal_on_small=True)
+
+
+def test_big_records_on_a_full_disk_pause_and_resume():
+    # Records of 16 KiB and more go to the output from the frames they came
+    # in (not copied into the sink's buffer): a short write is cut back and
+    # written again from the frames, which the sink keeps until committed.
+    _run_on_full_disk(journal_on_small=False, big=True)
 
 
 def test_a_pause_longer_than_the_lease_blames_no_worker():
@@ -298,6 +340,7 @@ if __name__ == "__main__":
     zptest.main([
         test_output_on_a_full_disk_pauses_and_resumes,
         test_output_and_journal_on_a_full_disk_pause_and_resume,
+        test_big_records_on_a_full_disk_pause_and_resume,
         test_a_pause_longer_than_the_lease_blames_no_worker,
         test_a_full_spool_pauses_and_the_producer_wait_completes,
         test_output_deleted_mid_run_fails_the_run,

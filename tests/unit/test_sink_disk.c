@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,99 @@ static void test_big_buffer_is_full(void)
     s_cleanup();
 }
 
+static int s_released[8];
+
+static void s_release(void *hint)
+{
+    s_released[(int)(intptr_t)hint]++;
+}
+
+/* Bytes by reference come where they were appended, among buffered ones;
+ * a short write writes them again once there is room (they are kept
+ * until committed, then given back, each once); a pipe gets them too. */
+static void test_references_are_written_in_place_and_kept_until_committed(void)
+{
+    s_mkdir();
+    signal(SIGXFSZ, SIG_IGN);
+    memset(s_released, 0, sizeof s_released);
+    zp_dfile_t *f = s_open(0);
+    TEST_CHECK(f != NULL);
+    static char big[100000];
+    memset(big, 'b', sizeof big);
+    zp_dfile_append(f, "<", 1);
+    TEST_EQ_INT(zp_dfile_append_ref(f, "REF1", 4, s_release, (void *)1), 0);
+    zp_dfile_append(f, "|", 1);
+    TEST_EQ_INT(zp_dfile_append_ref(f, big, sizeof big, s_release, (void *)2),
+                0);
+    TEST_EQ_INT(zp_dfile_append_ref(f, "R3", 2, s_release, (void *)3), 0);
+    zp_dfile_append(f, ">\n", 2);
+    TEST_EQ_INT((long)zp_dfile_pending(f), 100010);
+    TEST_EQ_INT((long)zp_dfile_size(f), 100010);
+    /* Room for part of it: cut back, nothing given back yet. */
+    s_fsize_limit(50000);
+    TEST_EQ_INT(zp_dfile_commit(f, true), -1);
+    TEST_EQ_INT(errno, EFBIG);
+    static char buf[200000];
+    TEST_EQ_INT(s_file(buf, sizeof buf), 0);
+    TEST_EQ_INT(s_released[1] + s_released[2] + s_released[3], 0);
+    /* Room again: all of it, in order, once; then each given back once. */
+    s_fsize_limit(RLIM_INFINITY);
+    TEST_EQ_INT(zp_dfile_commit(f, true), 0);
+    TEST_EQ_INT(s_file(buf, sizeof buf), 100010);
+    TEST_CHECK(memcmp(buf, "<REF1|b", 7) == 0);
+    TEST_CHECK(memcmp(buf + 6 + sizeof big, "R3>\n", 4) == 0);
+    TEST_CHECK(memchr(buf, '\0', 100010) == NULL);
+    TEST_EQ_INT(s_released[1], 1);
+    TEST_EQ_INT(s_released[2], 1);
+    TEST_EQ_INT(s_released[3], 1);
+    TEST_EQ_INT((long)zp_dfile_pending(f), 0);
+    /* More than a write call's iovecs: written whole, in order. */
+    char text[200][8];
+    for (int i = 0; i < 200; i++) {
+        snprintf(text[i], sizeof text[i], "%03d", i);
+        zp_dfile_append_ref(f, text[i], 3, NULL, NULL);
+        zp_dfile_append(f, ",", 1);
+    }
+    TEST_CHECK(zp_dfile_write(f) == 0);
+    TEST_EQ_INT(s_file(buf, sizeof buf), 100010 + 800);
+    TEST_CHECK(memcmp(buf + 100010, "000,001,002,", 12) == 0);
+    TEST_CHECK(memcmp(buf + 100010 + 796, "199,", 4) == 0);
+    /* Given back as it is destroyed, when not committed. */
+    zp_dfile_append_ref(f, "last\n", 5, s_release, (void *)4);
+    zp_dfile_destroy(&f);
+    TEST_EQ_INT(s_released[4], 1);
+    TEST_EQ_INT(s_file(buf, sizeof buf), 100010 + 805);
+    /* A pipe. */
+    int p[2];
+    TEST_EQ_INT(pipe(p), 0);
+    f = zp_dfile_new("a pipe", p[1], 0);
+    zp_dfile_append(f, "a", 1);
+    zp_dfile_append_ref(f, "bc", 2, s_release, (void *)5);
+    zp_dfile_append(f, "d\n", 2);
+    TEST_EQ_INT(zp_dfile_commit(f, false), 0);
+    TEST_EQ_INT(s_released[5], 1);
+    TEST_EQ_INT(read(p[0], buf, sizeof buf), 5);
+    TEST_CHECK(memcmp(buf, "abcd\n", 5) == 0);
+    zp_dfile_destroy(&f);
+    close(p[0]);
+    s_cleanup();
+}
+
+static void test_big_reference_is_full(void)
+{
+    s_mkdir();
+    zp_dfile_t *f = s_open(0);
+    static char block[1 << 20];
+    zp_dfile_append_ref(f, block, sizeof block - 1, NULL, NULL);
+    TEST_CHECK(!zp_dfile_full(f));
+    zp_dfile_append(f, "\n", 1);
+    TEST_CHECK(zp_dfile_full(f));
+    TEST_EQ_INT(zp_dfile_write(f), 0);
+    TEST_CHECK(!zp_dfile_full(f));
+    zp_dfile_destroy(&f);
+    s_cleanup();
+}
+
 static void test_pause_backs_off_and_recovers(void)
 {
     zp_disk_t d = {0};
@@ -236,7 +330,8 @@ static void s_scenario(void *arg)
     zp_dfile_t *f = s_open(0);
     if (!f)
         return;
-    if (zp_dfile_append(f, "abc\n", 4) == 0)
+    if (zp_dfile_append(f, "abc\n", 4) == 0 &&
+        zp_dfile_append_ref(f, "ref\n", 4, NULL, NULL) == 0)
         zp_dfile_commit(f, false);
     zp_dfile_destroy(&f);
 }
@@ -257,6 +352,9 @@ static const test_case_t tests[] = {
      test_a_file_cut_under_it_is_not_written_past_its_end},
     {"test_a_pipe_is_written_as_a_stream", test_a_pipe_is_written_as_a_stream},
     {"test_big_buffer_is_full", test_big_buffer_is_full},
+    {"test_references_are_written_in_place_and_kept_until_committed",
+     test_references_are_written_in_place_and_kept_until_committed},
+    {"test_big_reference_is_full", test_big_reference_is_full},
     {"test_pause_backs_off_and_recovers", test_pause_backs_off_and_recovers},
     {"test_watch_sees_deleted_and_replaced",
      test_watch_sees_deleted_and_replaced},

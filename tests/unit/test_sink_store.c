@@ -299,6 +299,79 @@ static void test_spool_visible_after_sync(void)
     s_cleanup();
 }
 
+static int s_refs_given_back;
+
+static void s_give_back(void *hint)
+{
+    (void)hint;
+    s_refs_given_back++;
+}
+
+/* Records by reference (zp_store_emit_ref) among copied ones: the output
+ * has them in order, the journal their offsets (a restart resumes after
+ * them), the spool its JSON; given back once committed. Refused, with
+ * nothing written, where only a copy will do: no output, spools without
+ * the JSON. */
+static void test_records_by_reference(void)
+{
+    s_paths();
+    zp_store_config_t cfg = {.output = s_out,
+                             .journal = s_journal,
+                             .spool = s_spool,
+                             .sync = true,
+                             .rewind = true};
+    zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
+    TEST_CHECK(st);
+    zp_spool_t sp = {0};
+    s_refs_given_back = 0;
+    zp_store_job_opened(st, "j", 3, "tok-j");
+    zp_store_emit(st, &sp, "j", 0, true, "a\n", 2, "{\"t\":0}\n", 8);
+    TEST_EQ_INT(zp_store_emit_ref(st, &sp, "j", 1, true, "by-ref", 6, "\n", 1,
+                                  "{\"t\":1}\n", 8, s_give_back, NULL),
+                0);
+    /* Spools but no JSON for them: not taken, nothing written. */
+    TEST_EQ_INT(zp_store_emit_ref(st, &sp, "j", 2, true, "x", 1, "\n", 1, NULL,
+                                  0, s_give_back, NULL),
+                -1);
+    TEST_EQ_INT(zp_store_offset(st), 9);
+    zp_store_emit(st, &sp, "j", 2, false, "c\n", 2, "{\"t\":2}\n", 8);
+    TEST_EQ_INT(s_refs_given_back, 0);
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    TEST_EQ_INT(s_refs_given_back, 1);
+    char buf[256], path[200];
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 11);
+    TEST_EQ_STR(buf, "a\nby-ref\nc\n");
+    zp_store_job_closed(st, "j", 3);
+    TEST_EQ_INT(zp_store_sync(st), 0);
+    zp_store_destroy(&st);
+    snprintf(path, sizeof path, "%s/j.jsonl", s_spool);
+    TEST_EQ_INT(s_read(path, buf, sizeof buf), 24);
+    TEST_EQ_STR(buf, "{\"t\":0}\n{\"t\":1}\n{\"t\":2}\n");
+    s_append(s_out, "torn");
+    s_seen_t seen = {.refuse_task = UINT64_MAX};
+    st = zp_store_new(&cfg, &s_replay, &seen);
+    TEST_EQ_INT(seen.records, 3);
+    TEST_EQ_INT(zp_store_offset(st), 11);
+    zp_store_destroy(&st);
+    TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 11);
+    s_cleanup();
+
+    /* No output (the spool is it): not taken. */
+    s_paths();
+    zp_store_config_t spool_only = {.output = ZP_STORE_NO_OUTPUT,
+                                    .spool = s_spool};
+    st = zp_store_new(&spool_only, &s_replay, NULL);
+    TEST_CHECK(st);
+    zp_spool_t sp2 = {0};
+    TEST_EQ_INT(zp_store_emit_ref(st, &sp2, "k", 0, true, "x", 1, "\n", 1,
+                                  "{}\n", 3, s_give_back, NULL),
+                -1);
+    TEST_EQ_INT(zp_store_offset(st), 0);
+    zp_store_destroy(&st);
+    TEST_EQ_INT(s_refs_given_back, 1);
+    s_cleanup();
+}
+
 /* After a replay, a spool keeps the records the journal has, and its
  * file stays closed until a record needs it. */
 static void test_spool_restore_cuts_to_the_journal(void)
@@ -488,6 +561,7 @@ static const test_case_t tests[] = {
     {"test_journal_with_a_stream_output", test_journal_with_a_stream_output},
     {"test_records_past_the_output_are_refused",
      test_records_past_the_output_are_refused},
+    {"test_records_by_reference", test_records_by_reference},
     {"test_spool_visible_after_sync", test_spool_visible_after_sync},
     {"test_spool_restore_cuts_to_the_journal",
      test_spool_restore_cuts_to_the_journal},
