@@ -31,7 +31,7 @@ perf script -i "$tmp/perf.data" -F comm,trace 2>/dev/null | awk -v B="$bytes" '
           s[$1] += a[2]; t += a[2] } }
     END { for (c in s) printf "  user   %-16s %.2f\n", c, s[c] / B;
           printf "  user   total            %.2f\n", t / B }'
-strace -f -qq -o "$tmp/strace" -e trace=read,write,readv,writev,pread64,pwrite64,recvfrom,sendto,recvmsg,sendmsg \
+strace -f -qq -o "$tmp/strace" -e trace=read,write,readv,writev,pread64,pwrite64,preadv,pwritev,recvfrom,sendto,recvmsg,sendmsg \
     "$@" >/dev/null 2>&1 </dev/null
 awk -v B="$bytes" '{ if (match($0, /= [0-9]+$/)) { n = substr($0, RSTART + 2) + 0;
         if (n >= 512) t += n } }
