@@ -647,7 +647,7 @@ static uint8_t *s_put_varint(uint8_t *p, uint64_t v)
 /* A proto3 string field: left out when NULL or empty. */
 static size_t s_str_len(const char *str)
 {
-    return str ? strlen(str) : 0;
+    return str && *str ? strlen(str) : 0;
 }
 
 static size_t s_len_field_size(size_t len)
