@@ -16,7 +16,42 @@ struct zp_vent_tasks {
     uint64_t read;            /* tasks ever added */
     zp_vent_task_t **expired; /* the last lease scan's answer */
     size_t cap_expired;
+    void *pool; /* freed small blocks, each one's first word the next */
+    size_t n_pool;
 };
+
+_Static_assert(sizeof(zp_vent_task_t) + 64 <= ZP_VENT_TASK_SMALL,
+               "a small task's block holds a 64-byte payload");
+
+/* A task's block for a payload of own bytes kept in it. */
+static zp_vent_task_t *s_alloc(zp_vent_tasks_t *self, size_t own)
+{
+    zp_vent_task_t *t;
+    if (own > ZP_VENT_TASK_SMALL - sizeof *t) {
+        if ((t = malloc(sizeof *t + own)))
+            t->pooled = false;
+        return t;
+    }
+    if (self->pool) {
+        t = self->pool;
+        self->pool = *(void **)self->pool;
+        self->n_pool--;
+    } else if (!(t = malloc(ZP_VENT_TASK_SMALL)))
+        return NULL;
+    t->pooled = true;
+    return t;
+}
+
+static void s_dealloc(zp_vent_tasks_t *self, zp_vent_task_t *t)
+{
+    if (!t->pooled || self->n_pool >= ZP_VENT_POOL_MAX) {
+        free(t);
+        return;
+    }
+    *(void **)t = self->pool;
+    self->pool = t;
+    self->n_pool++;
+}
 
 zp_vent_tasks_t *zp_vent_tasks_new(uint64_t max_inflight, uint64_t max_bytes,
                                    bool push)
@@ -44,7 +79,7 @@ static void s_free(zp_vent_tasks_t *self, zp_vent_task_t *t)
         zp_vent_chunk_unref(&t->chunk);
     } else
         self->bytes -= t->len;
-    free(t);
+    s_dealloc(self, t);
 }
 
 void zp_vent_tasks_destroy(zp_vent_tasks_t **self_p)
@@ -58,6 +93,11 @@ void zp_vent_tasks_destroy(zp_vent_tasks_t **self_p)
     while (zp_idmap_next(self->map, &cursor, &key, &p))
         s_free(self, p);
     zp_idmap_destroy(&self->map);
+    while (self->pool) {
+        void *next = *(void **)self->pool;
+        free(self->pool);
+        self->pool = next;
+    }
     free(self->expired);
     free(self);
     *self_p = NULL;
@@ -96,13 +136,14 @@ static zp_vent_task_t *s_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
                              zp_vent_chunk_t *chunk, const void *data,
                              size_t len, uint64_t queued_us)
 {
-    zp_vent_task_t *t = malloc(sizeof *t + (chunk ? 0 : len));
+    zp_vent_task_t *t = s_alloc(self, chunk ? 0 : len);
     uint64_t key = ZP_VENT_KEY(j, j->next_task_id);
     if (!t || zp_idmap_put(self->map, key, t) < 0 ||
         zp_iddeque_push_back(&j->ready, key) < 0) {
-        if (t)
+        if (t) {
             zp_idmap_remove(self->map, key);
-        free(t);
+            s_dealloc(self, t);
+        }
         zp_error("out of memory holding task %s/%llu", j->id,
                  (unsigned long long)j->next_task_id);
         return NULL;
@@ -250,6 +291,11 @@ size_t zp_vent_tasks_size(const zp_vent_tasks_t *self)
 uint64_t zp_vent_tasks_bytes(const zp_vent_tasks_t *self)
 {
     return self->bytes;
+}
+
+size_t zp_vent_tasks_pooled(const zp_vent_tasks_t *self)
+{
+    return self->n_pool;
 }
 
 size_t zp_vent_tasks_max_held(const zp_vent_tasks_t *self)

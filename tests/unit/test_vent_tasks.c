@@ -6,6 +6,7 @@
 #include "vent_tasks.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define S_SEC 1000000ull
 
@@ -36,6 +37,46 @@ static void test_add_get_done_counts_bytes(void)
     TEST_EQ_INT(zp_vent_tasks_max_held(ts), 2);
     TEST_EQ_INT(zp_vent_tasks_read(ts), 2);
     zp_vent_tasks_destroy(&ts);
+    zp_vent_jobs_destroy(&jobs);
+}
+
+/* Small tasks' blocks are kept when done and given to the next small
+ * tasks (payload and fields set afresh); a big payload's is malloc'd and
+ * freed; the pool keeps at most ZP_VENT_POOL_MAX. */
+static void test_small_task_blocks_are_reused(void)
+{
+    zp_vent_tasks_t *ts = zp_vent_tasks_new(1 << 20, 1 << 30, false);
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_job_t *j = zp_vent_jobs_add(jobs, "j", "echo");
+    zp_vent_task_t *a = zp_vent_tasks_add(ts, j, "first", 5, 0);
+    a->attempt = 3;
+    void *block = a;
+    zp_vent_tasks_done(ts, a);
+    TEST_EQ_INT(zp_vent_tasks_pooled(ts), 1);
+    zp_vent_task_t *b = zp_vent_tasks_add(ts, j, "second", 6, 0);
+    TEST_CHECK((void *)b == block);
+    TEST_EQ_INT(zp_vent_tasks_pooled(ts), 0);
+    TEST_EQ_INT(b->id, 1);
+    TEST_EQ_INT(b->attempt, 1);
+    TEST_EQ_INT(b->len, 6);
+    TEST_CHECK(memcmp(b->data, "second", 6) == 0);
+    static char big[ZP_VENT_TASK_SMALL];
+    zp_vent_task_t *c = zp_vent_tasks_add(ts, j, big, sizeof big, 0);
+    TEST_CHECK(c && !c->pooled);
+    zp_vent_tasks_done(ts, c);
+    TEST_EQ_INT(zp_vent_tasks_pooled(ts), 0);
+    zp_vent_tasks_done(ts, b);
+    /* A burst: the pool keeps its bound. */
+    enum { N = ZP_VENT_POOL_MAX + 100 };
+    zp_vent_task_t **all = malloc(N * sizeof *all);
+    for (int i = 0; i < N; i++)
+        all[i] = zp_vent_tasks_add(ts, j, "x", 1, 0);
+    for (int i = 0; i < N; i++)
+        zp_vent_tasks_done(ts, all[i]);
+    TEST_EQ_INT(zp_vent_tasks_pooled(ts), ZP_VENT_POOL_MAX);
+    TEST_EQ_INT(zp_vent_tasks_size(ts), 0);
+    free(all);
+    zp_vent_tasks_destroy(&ts); /* and the pool (valgrind: no leak) */
     zp_vent_jobs_destroy(&jobs);
 }
 
@@ -322,6 +363,7 @@ static const test_case_t tests[] = {
      test_requeue_out_of_memory_leaves_the_task_in_flight},
     {"test_add_get_done_counts_bytes", test_add_get_done_counts_bytes},
     {"test_hold_limits", test_hold_limits},
+    {"test_small_task_blocks_are_reused", test_small_task_blocks_are_reused},
     {"test_tasks_pointing_into_a_block", test_tasks_pointing_into_a_block},
     {"test_collect_takes_queued_tasks_within_bounds",
      test_collect_takes_queued_tasks_within_bounds},
