@@ -1585,14 +1585,13 @@ class Bench:
 
     def host(self):
         host = "%s, %d CPUs, %s" % (platform.node(), self.ncpu, platform.platform())
-        host += ", zpipe built %s" % build_flags(self.build)
         try:
             model = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                      if l.startswith("model name")][0]
             host += ", " + model
         except (OSError, IndexError):
             pass
-        return host
+        return host + "; zpipe built %s" % build_flags(self.build)
 
     def write_exec_section(self):
         """Writes (or replaces) the section in bench/results.md, keeping the
