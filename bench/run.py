@@ -767,7 +767,7 @@ class Bench:
                  "--results FILE` (which fetches the records while it submits) "
                  "returns. Sink CPU: the sink's own, in that time. Target: "
                  "service / run <= 1.1."
-                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
                     " --quick" if q else "", rep, n),
                  "", "| system | s | / zpipe run | sink CPU s | pipeline CPU s |",
                  "|---|---|---|---|---|"]
@@ -812,7 +812,7 @@ class Bench:
                  "number), whole process. Sink CPU: the sink's own (read from "
                  "/proc while it runs); pipeline CPU: every process's. Target: "
                  "JSON Lines / lines <= 1.2."
-                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.host(),
+                 % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
                     " --quick" if q else "", rep, n),
                  "", "| format | s | / lines | sink CPU s | pipeline CPU s |",
                  "|---|---|---|---|---|"]
