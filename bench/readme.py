@@ -165,7 +165,7 @@ def whole_part(body):
     secs = [t for t in tabs if t[0][:2] == ["system", "command"]]
     rats = [t for t in tabs if t[0][:2] == ["lines", "zpipe"]]
     if not secs or not rats:
-        return ["Not measured yet: `/usr/bin/python3 bench/run.py --whole`."]
+        return None
     (thead, trows), (rhead, rrows) = secs[0], rats[0]
     sizes = thead[2:]
     out = [stamp(p, "Whole commands, timed from start to exit, 2 workers each"), "",
@@ -247,7 +247,7 @@ def main_part(body):
     p = provenance(body)
     tabs = tables(body)
     if not tabs:
-        return ["Not measured yet: `/usr/bin/python3 bench/run.py`."]
+        return None
     rows = tabs[0][1]
     wls = []
     for r in rows:
@@ -372,7 +372,7 @@ def exec_part(body):
     p = provenance(body)
     tabs = tables(body)
     if not tabs:
-        return ["Not measured yet: `/usr/bin/python3 bench/run.py --only parallel`."]
+        return None
     rows = {r["system"]: r for r in tabs[0][1]}
     out = [stamp(p, "One command per task: `sha256sum` once per input line, 2 at a time"),
            "", "| system | command | tasks | tasks/s | ratio to GNU parallel |",
@@ -403,7 +403,7 @@ def python_part(body):
     p = provenance(body)
     tabs = tables(body)
     if not tabs:
-        return ["Not measured yet: `/usr/bin/python3 bench/run.py --python`."]
+        return None
     out = [stamp(p, "Python scripts, timed whole"), ""]
     for r in tabs[0][1]:
         vals = r["_cells"]
@@ -421,7 +421,7 @@ def payloads_part(body):
     p = provenance(body)
     tabs = tables(body)
     if not tabs:
-        return ["Not measured yet: `/usr/bin/python3 bench/run.py --payloads`."]
+        return None
     out = [stamp(p, "Big payloads, whole `zpipe run --format lines` processes "
                     "against bench/raw_pipeline and bench/plain_pipeline (a "
                     "PUSH/PULL pipeline with no copy in user space)"), "",
@@ -446,7 +446,7 @@ def service_part(body):
     p = provenance(body)
     tabs = tables(body)
     if not tabs:
-        return ["Not measured yet: `/usr/bin/python3 bench/run.py --service`."]
+        return None
     out = [stamp(p, "The service path: a running cluster fed by `zpipe "
                     "submit`, against `zpipe run` on the same 1,000,000 empty "
                     "tasks (JSON Lines)"), "",
@@ -458,6 +458,13 @@ def service_part(body):
     out += ["", "- The last column is time over `zpipe run`'s (1.00: as fast; "
             "issue 19 asks for 1.1 or less)."]
     return out
+
+
+def part(sec, key, fn, option):
+    """fn's lines for results.md's section key (fn gives None when the
+    section has no table it reads), else what to run to measure it."""
+    out = fn(sec[key]) if key in sec else None
+    return out or ["Not measured yet: `/usr/bin/python3 bench/run.py%s`." % option]
 
 
 def generate(results_text):
@@ -475,24 +482,18 @@ def generate(results_text):
            "machine and commit it was measured on. On a shared machine absolute "
            "times drift: read the ratios, measured within one run.", "",
            "### Whole commands, as a user times them", ""]
-    out += whole_part(sec[WHOLE]) if WHOLE in sec else [
-        "Not measured yet: `/usr/bin/python3 bench/run.py --whole`."]
+    out += part(sec, WHOLE, whole_part, " --whole")
     out += ["", "### The main run: throughput, efficiency, payloads, memory", ""]
-    out += main_part(sec[MAIN]) if MAIN in sec else [
-        "Not measured yet: `/usr/bin/python3 bench/run.py`."]
+    out += part(sec, MAIN, main_part, "")
     out += ["", "![throughput and efficiency](bench/results.png)", "",
             "### One command per task: GNU parallel and xargs", ""]
-    out += exec_part(sec[EXEC]) if EXEC in sec else [
-        "Not measured yet: `/usr/bin/python3 bench/run.py --only parallel`."]
+    out += part(sec, EXEC, exec_part, " --only parallel")
     out += ["", "### Big payloads", ""]
-    out += payloads_part(sec[PAYLOADS]) if PAYLOADS in sec else [
-        "Not measured yet: `/usr/bin/python3 bench/run.py --payloads`."]
+    out += part(sec, PAYLOADS, payloads_part, " --payloads")
     out += ["", "### The service path", ""]
-    out += service_part(sec[SERVICE]) if SERVICE in sec else [
-        "Not measured yet: `/usr/bin/python3 bench/run.py --service`."]
+    out += part(sec, SERVICE, service_part, " --service")
     out += ["", "### Python", ""]
-    out += python_part(sec[PYTHON]) if PYTHON in sec else [
-        "Not measured yet: `/usr/bin/python3 bench/run.py --python`."]
+    out += part(sec, PYTHON, python_part, " --python")
     out += ["", "How the benchmark works is in [bench/README.md](bench/README.md); "
             "what made zpipe fast, with the profiles, in "
             "[DEVELOPERS.md](DEVELOPERS.md#hot-paths).", END]

@@ -449,31 +449,45 @@ zp_buf_t *zp_store_record_buf(zp_store_t *self, zp_spool_t *spool,
     return b;
 }
 
+/* The output got a record of len bytes, the job's spool (with spools)
+ * spooled: written once a megabyte piled up (not while paused: the
+ * barrier's retry does that), else buffered until the barrier. */
+static void s_out_emitted(zp_store_t *self, zp_spool_t *spool, const char *job,
+                          size_t len, const void *spooled, size_t spooled_len)
+{
+    if (self->spools &&
+        zp_spools_append(self->spools, spool, job, spooled, spooled_len) < 0)
+        self->failed = true; /* logged */
+    self->out_offset += len;
+    if (zp_dfile_full(self->out) && !zp_disk_paused(&self->disk) &&
+        zp_dfile_write(self->out) < 0)
+        s_io_failed(self, self->cfg.output);
+}
+
+/* A record was written: to the journal, with the output's length. */
+static void s_journal_emitted(zp_store_t *self, const char *job, uint64_t task,
+                              bool ok)
+{
+    self->dirty = true;
+    if (self->journal &&
+        zp_journal_record(self->journal, job, task, ok, self->out_offset) < 0)
+        zp_error("journal: out of memory");
+}
+
 void zp_store_emit_rendered(zp_store_t *self, zp_spool_t *spool,
                             const char *job, uint64_t task, bool ok,
                             size_t from, const void *json, size_t json_len)
 {
     if (self->out) {
-        /* Buffered until the barrier, or written once a megabyte piled
-         * up (not while paused: the barrier's retry does that). */
         const zp_buf_t *b = zp_dfile_buf(self->out);
         size_t len = b->len - from;
-        if (self->spools && zp_spools_append(self->spools, spool, job,
-                                             json ? json : b->data + from,
-                                             json ? json_len : len) < 0)
-            self->failed = true; /* logged */
-        self->out_offset += len;
-        if (zp_dfile_full(self->out) && !zp_disk_paused(&self->disk) &&
-            zp_dfile_write(self->out) < 0)
-            s_io_failed(self, self->cfg.output);
+        s_out_emitted(self, spool, job, len, json ? json : b->data + from,
+                      json ? json_len : len);
     } else if (self->spools) {
         /* The spool is the output: the record was rendered into it. */
         zp_spools_appended(self->spools, spool, from);
     }
-    self->dirty = true;
-    if (self->journal &&
-        zp_journal_record(self->journal, job, task, ok, self->out_offset) < 0)
-        zp_error("journal: out of memory");
+    s_journal_emitted(self, job, task, ok);
 }
 
 int zp_store_emit_ref(zp_store_t *self, zp_spool_t *spool, const char *job,
@@ -489,18 +503,9 @@ int zp_store_emit_ref(zp_store_t *self, zp_spool_t *spool, const char *job,
     if (zp_buf_reserve(b, tail_len) < 0 ||
         zp_dfile_append_ref(self->out, data, len, release, hint) < 0)
         return -1;
-    size_t from = b->len;
     zp_buf_append(b, tail, tail_len);
-    if (self->spools &&
-        zp_spools_append(self->spools, spool, job, json, json_len) < 0)
-        self->failed = true; /* logged */
-    self->out_offset += len + (b->len - from);
-    if (zp_dfile_full(self->out) && zp_dfile_write(self->out) < 0)
-        s_io_failed(self, self->cfg.output);
-    self->dirty = true;
-    if (self->journal &&
-        zp_journal_record(self->journal, job, task, ok, self->out_offset) < 0)
-        zp_error("journal: out of memory");
+    s_out_emitted(self, spool, job, len + tail_len, json, json_len);
+    s_journal_emitted(self, job, task, ok);
     return 0;
 }
 

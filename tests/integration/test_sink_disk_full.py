@@ -73,27 +73,41 @@ def _read(path):
         return f.read()
 
 
-def _count(data, payloads):
-    """(lost, duplicated, unexpected, wrong, NUL bytes) of JSON Lines data
-    against payloads (task id -> payload)."""
+def _json_record(line):
+    """(task, payload) of a JSON Lines record; ValueError if it is none."""
+    rec = json.loads(line)
+    return rec.get("task"), rec.get("output", "").encode()
+
+
+def _line_record(line):
+    """(task, payload) of a --format lines record: the payload, whose
+    second word is its id."""
+    try:
+        return int(line.split(b" ", 2)[1]), line
+    except IndexError:
+        raise ValueError("no id in %r" % line[:40])
+
+
+def _count(data, payloads, record=_json_record):
+    """(lost, duplicated, unexpected, wrong, NUL bytes) of the output data
+    against payloads (task id -> payload), each line read by record."""
     nul = data.count(b"\0")
     seen, dup, unexpected, wrong = set(), 0, 0, 0
     for line in data.replace(b"\0", b"").split(b"\n"):
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            t, payload = record(line)
         except ValueError:
             wrong += 1
             continue
-        t = rec.get("task")
         if t in seen:
             dup += 1
             continue
         seen.add(t)
         if t not in payloads:
             unexpected += 1
-        elif rec.get("output") != payloads[t].decode():
+        elif payload != payloads[t]:
             wrong += 1
     return len(set(payloads) - seen), dup, unexpected, wrong, nul
 
@@ -103,30 +117,6 @@ def _paused(log):
         return b"the sink is paused" in _read(log)
     except OSError:
         return False
-
-
-def _count_lines(data, payloads):
-    """The same for --format lines data, each line a payload whose id is
-    its first word."""
-    nul = data.count(b"\0")
-    seen, dup, unexpected, wrong = set(), 0, 0, 0
-    for line in data.replace(b"\0", b"").split(b"\n"):
-        if not line:
-            continue
-        try:
-            t = int(line.split(b" ", 2)[1])
-        except (IndexError, ValueError):
-            wrong += 1
-            continue
-        if t in seen:
-            dup += 1
-            continue
-        seen.add(t)
-        if t not in payloads:
-            unexpected += 1
-        elif line != payloads[t]:
-            wrong += 1
-    return len(set(payloads) - seen), dup, unexpected, wrong, nul
 
 
 def _big_payload(i):
@@ -186,8 +176,8 @@ def _run_on_full_disk(journal_on_small, lease_ms=None, hold_s=2, big=False):
             check(rc == 0, "zpipe run exited %d:\n%s" % (rc, text[-3000:]))
             check("quarantined" not in text, "workers were blamed for the "
                   "paused sink:\n%s" % text[-3000:])
-            lost, dup, unexp, wrong, nul = (_count_lines if big else _count)(
-                _read(out), payloads)
+            lost, dup, unexp, wrong, nul = _count(
+                _read(out), payloads, _line_record if big else _json_record)
             print("  %s: paused, resumed; lost %d, duplicated %d, unexpected "
                   "%d, wrong %d, NUL bytes %d of %d tasks"
                   % ("output+journal full" if journal_on_small else

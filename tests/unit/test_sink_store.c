@@ -38,6 +38,16 @@ static long s_read(const char *path, char *buf, size_t cap)
     return (long)n;
 }
 
+/* Output, journal (synced, rewound on restart) and spools, in s_dir. */
+static zp_store_config_t s_full_config(void)
+{
+    return (zp_store_config_t){.output = s_out,
+                               .journal = s_journal,
+                               .spool = s_spool,
+                               .sync = true,
+                               .rewind = true};
+}
+
 static void s_append(const char *path, const char *text)
 {
     FILE *f = fopen(path, "ab");
@@ -251,11 +261,7 @@ static void s_count_published(void *ctx, zp_spool_t *spool)
 static void test_spool_visible_after_sync(void)
 {
     s_paths();
-    zp_store_config_t cfg = {.output = s_out,
-                             .journal = s_journal,
-                             .spool = s_spool,
-                             .sync = true,
-                             .rewind = true};
+    zp_store_config_t cfg = s_full_config();
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     TEST_CHECK(st);
     zp_spool_t sp = {0};
@@ -315,11 +321,7 @@ static void s_give_back(void *hint)
 static void test_records_by_reference(void)
 {
     s_paths();
-    zp_store_config_t cfg = {.output = s_out,
-                             .journal = s_journal,
-                             .spool = s_spool,
-                             .sync = true,
-                             .rewind = true};
+    zp_store_config_t cfg = s_full_config();
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     TEST_CHECK(st);
     zp_spool_t sp = {0};
@@ -380,11 +382,7 @@ static void test_spool_restore_cuts_to_the_journal(void)
     char path[200], buf[256];
     snprintf(path, sizeof path, "%s/j.jsonl", s_spool);
     s_append(path, "{\"t\":0}\n{\"t\":1}\n{\"t\":2}\n{\"torn");
-    zp_store_config_t cfg = {.output = s_out,
-                             .journal = s_journal,
-                             .spool = s_spool,
-                             .sync = true,
-                             .rewind = true};
+    zp_store_config_t cfg = s_full_config();
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     TEST_CHECK(st);
     zp_spool_t sp = {0};
@@ -478,12 +476,8 @@ static void test_spool_is_the_output(void)
 static void test_spools_under_a_small_open_limit(void)
 {
     s_paths();
-    zp_store_config_t cfg = {.output = s_out,
-                             .journal = s_journal,
-                             .spool = s_spool,
-                             .sync = true,
-                             .rewind = true,
-                             .spool_files = 2};
+    zp_store_config_t cfg = s_full_config();
+    cfg.spool_files = 2;
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     TEST_CHECK(st);
     enum { JOBS = 7, RECS = 5 };
@@ -526,11 +520,7 @@ static void test_spools_under_a_small_open_limit(void)
 static void s_scenario(void *arg)
 {
     (void)arg;
-    zp_store_config_t cfg = {.output = s_out,
-                             .journal = s_journal,
-                             .spool = s_spool,
-                             .sync = true,
-                             .rewind = true};
+    zp_store_config_t cfg = s_full_config();
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &(s_seen_t){0});
     if (!st)
         return;
