@@ -117,6 +117,64 @@ def test_run_without_journal_sink_killed():
     _report("zpipe run, sink killed once", out, n, "100")
 
 
+def _big_line(i):
+    """A line of 16 KiB or more, its id its second word: the sink writes
+    it from the frame it came in, by reference, and journals its offset."""
+    return b"big %06d " % i + bytes([97 + i % 26]) * (16384 + (i * 7919) % 45000)
+
+
+def test_run_big_lines_sink_killed_mid_write():
+    # Records written by reference (--format lines, 16 KiB and more) are
+    # written as the output's buffer fills and committed at the barrier:
+    # the sink is SIGKILLed twice while they are being written, so some
+    # were written and not journaled. Each restart cuts the output back to
+    # its journal's last record and the ventilator sends the rest again:
+    # every line exactly once, whole, nothing else in the file.
+    n = 4000
+    d = zptest.tmpdir()
+    inp, out = os.path.join(d, "in.txt"), os.path.join(d, "out.txt")
+    lines = {i: _big_line(i) for i in range(n)}
+    with open(inp, "wb") as f:
+        f.write(b"".join(lines[i] + b"\n" for i in range(n)))
+    p = start([binary("zpipe"), "run", "--plugin", "echo", "--workers", "2",
+               "--format", "lines", "--input", inp, "--output", out,
+               "--no-progress"], stderr=subprocess.PIPE)
+    killed = 0
+    for at in (20 << 20, 70 << 20):
+        while p.poll() is None and (not os.path.exists(out) or
+                                    os.path.getsize(out) < at):
+            time.sleep(0.002)
+        pids = _sink_children(p)
+        if p.poll() is not None or not pids:
+            break
+        os.kill(int(pids[0]), signal.SIGKILL)
+        killed += 1
+    _, err = p.communicate(timeout=120)
+    check(p.returncode == 0, "run exit %d: %s" % (p.returncode, err.decode()[-800:]))
+    check(killed == 2, "the run ended after %d kills" % killed)
+    check(b"sink restarts 2" in err, "the sink was not restarted twice: %r"
+          % err[-400:])
+    with open(out, "rb") as f:
+        data = f.read()
+    count, wrong = collections.Counter(), 0
+    for line in data.split(b"\n")[:-1]:
+        try:
+            t = int(line.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            wrong += 1
+            continue
+        count[t] += 1
+        wrong += t not in lines or line != lines[t]
+    lost = sum(1 for i in range(n) if not count[i])
+    dup = sum(k - 1 for k in count.values() if k > 1)
+    print("    big lines by reference, sink killed twice mid-write: %d records "
+          "(%d MB), lost=%d duplicated=%d wrong=%d NUL=%d, ends with a "
+          "newline: %s" % (sum(count.values()), len(data) >> 20, lost, dup,
+                           wrong, data.count(b"\0"), data.endswith(b"\n")))
+    check((lost, dup, wrong, data.count(b"\0")) == (0, 0, 0, 0) and
+          data.endswith(b"\n"), "records wrong")
+
+
 def test_run_with_journal_sink_killed_three_times():
     # The issue's stall: 3 kills over 100,000 tasks at the default window
     # left the job running after 120 s with 39,431 records missing, as
@@ -245,6 +303,7 @@ if __name__ == "__main__":
         test_spool_sink_without_journal_killed_mid_job,
         test_spool_and_output_sink_without_journal_killed_mid_job,
         test_run_without_journal_sink_killed,
+        test_run_big_lines_sink_killed_mid_write,
         test_run_with_journal_sink_killed_three_times,
         test_run_with_a_compacted_journal_sink_killed_three_times,
         test_startup_says_what_a_crash_may_cost,
