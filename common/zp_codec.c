@@ -177,6 +177,10 @@ enum { S_VARINT = 0, S_I64 = 1, S_LEN = 2, S_I32 = 5, S_ANY = -1 };
 
 static bool s_varint(s_rd_t *r, uint64_t *v)
 {
+    if (r->p < r->end && !(*r->p & 0x80)) { /* one byte: most of them */
+        *v = *r->p++;
+        return true;
+    }
     uint64_t x = 0;
     for (unsigned i = 0; i < 10 && r->p < r->end; i++) {
         uint8_t b = *r->p++;
@@ -266,16 +270,20 @@ static bool s_take(s_rd_t *r, const int8_t wt_of[16], unsigned num, int wt,
 }
 
 /* Message{kind: batch}, where field sub of batch repeats a message of flat
- * fields: counts those, and sums varint field pick of each (0 = none). */
+ * fields: counts those, and sums varint field pick of each (0 = none),
+ * calling each (when given) with it, 0 for an item without it, in order
+ * as the items are checked: on -1 it may have seen some. */
 static int s_scan_batch(const void *data, size_t len, size_t max_len,
                         unsigned kind, const int8_t batch_wt[16], unsigned sub,
                         const int8_t sub_wt[16], unsigned pick, size_t *count,
-                        uint64_t *sum, size_t *bytes)
+                        uint64_t *sum, size_t *bytes,
+                        void (*each)(void *arg, uint64_t v), void *arg)
 {
     size_t nbytes = 0;
     if (len > max_len)
         return -1;
-    s_rd_t r = {data, (const uint8_t *)data + len}, b, item;
+    s_rd_t r = {data, (const uint8_t *)data + len}, b = {NULL, NULL},
+           item = {NULL, NULL};
     unsigned num;
     int wt, f;
     if (s_field(&r, &num, &wt) != 1 || num != kind || wt != S_LEN ||
@@ -302,6 +310,8 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
             return -1;
         n++;
         total += picked;
+        if (each)
+            each(arg, picked);
     }
     if (f < 0)
         return -1;
@@ -328,19 +338,45 @@ static const int8_t s_result_batch_wt[16] = {
     A, A,     A,     A,     A,        A,        A,        A};
 #undef A
 
-int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
-                       size_t *n_tasks)
+typedef struct {
+    uint64_t min_ms;
+    bool some_without;
+} s_deadlines_t;
+
+static void s_note_deadline(void *arg, uint64_t deadline)
 {
-    return s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH,
-                        s_task_batch_wt, 3, s_task_wt, 0, n_tasks, NULL, NULL);
+    s_deadlines_t *d = arg;
+    if (!deadline)
+        d->some_without = true;
+    else if (!d->min_ms || deadline < d->min_ms)
+        d->min_ms = deadline;
+}
+
+int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
+                       size_t *n_tasks, uint64_t *min_ms, bool *some_without)
+{
+    s_deadlines_t d = {0, false};
+    bool want = min_ms && some_without;
+    if (s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH,
+                     s_task_batch_wt, 3, s_task_wt, want ? 4 : 0, n_tasks, NULL,
+                     NULL, want ? s_note_deadline : NULL, &d) < 0)
+        return -1; /* deadline_ms: field 4 */
+    if (want) {
+        *min_ms = d.min_ms;
+        *some_without = d.some_without;
+    }
+    return 0;
 }
 
 int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
-                         size_t *n_results, uint64_t *elapsed_us)
+                         size_t *n_results, uint64_t *elapsed_us,
+                         void (*each)(void *arg, uint64_t elapsed_us),
+                         void *arg)
 {
-    return s_scan_batch(
-        data, len, max_len, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
-        s_result_batch_wt, 3, s_result_wt, 8, n_results, elapsed_us, NULL);
+    return s_scan_batch(data, len, max_len,
+                        ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
+                        s_result_batch_wt, 3, s_result_wt, 8, n_results,
+                        elapsed_us, NULL, each, arg); /* elapsed_us: 8 */
 }
 
 /* Calls fn with varint field pick of each item (field 3) of the batch in
@@ -349,7 +385,8 @@ int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
 static void s_each_item_varint(const void *data, size_t len, unsigned pick,
                                void (*fn)(void *arg, uint64_t v), void *arg)
 {
-    s_rd_t r = {data, (const uint8_t *)data + len}, b, item;
+    s_rd_t r = {data, (const uint8_t *)data + len}, b = {NULL, NULL},
+           item = {NULL, NULL};
     unsigned num;
     int wt;
     if (s_field(&r, &num, &wt) != 1 || !s_len(&r, &b))
@@ -373,20 +410,6 @@ static void s_each_item_varint(const void *data, size_t len, unsigned pick,
     }
 }
 
-typedef struct {
-    uint64_t min_ms;
-    bool some_without;
-} s_deadlines_t;
-
-static void s_note_deadline(void *arg, uint64_t deadline)
-{
-    s_deadlines_t *d = arg;
-    if (!deadline)
-        d->some_without = true;
-    else if (!d->min_ms || deadline < d->min_ms)
-        d->min_ms = deadline;
-}
-
 void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
                              bool *some_without)
 {
@@ -394,13 +417,6 @@ void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
     s_each_item_varint(data, len, 4, s_note_deadline, &d); /* deadline_ms */
     *min_ms = d.min_ms;
     *some_without = d.some_without;
-}
-
-void zp_each_result_elapsed(const void *data, size_t len,
-                            void (*fn)(void *arg, uint64_t elapsed_us),
-                            void *arg)
-{
-    s_each_item_varint(data, len, 8, fn, arg); /* elapsed_us */
 }
 
 /* ---- zero-copy views ------------------------------------------------------
@@ -482,7 +498,8 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
 {
     size_t n, bytes;
     if (s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH,
-                     s_task_batch_wt, 3, s_task_wt, 0, &n, NULL, &bytes) < 0 ||
+                     s_task_batch_wt, 3, s_task_wt, 0, &n, NULL, &bytes, NULL,
+                     NULL) < 0 ||
         s_view_prepare((void **)&v->tasks, (void **)&v->ptrs, &v->cap,
                        sizeof *v->tasks, &v->strings, n, bytes) < 0)
         return -1;
@@ -538,8 +555,8 @@ int zp_view_result_batch(zp_result_view_t *v, const void *data, size_t len,
 {
     size_t n, bytes;
     if (s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
-                     s_result_batch_wt, 3, s_result_wt, 0, &n, NULL,
-                     &bytes) < 0 ||
+                     s_result_batch_wt, 3, s_result_wt, 0, &n, NULL, &bytes,
+                     NULL, NULL) < 0 ||
         s_view_prepare((void **)&v->results, (void **)&v->ptrs, &v->cap,
                        sizeof *v->results, &v->strings, n, bytes) < 0)
         return -1;
@@ -624,14 +641,12 @@ void zp_result_view_free(zp_result_view_t *v)
  * left out), without its descriptor walk and its second pass for sizes.
  * The unit tests compare the two byte for byte. */
 
+/* Bytes of v as a varint: 7 bits a byte, from its significant bits b as
+ * (9b + 64) / 64 without a loop (b = 1..64 gives 1..10). */
 static size_t s_vsize(uint64_t v)
 {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
+    unsigned bits = 64u - (unsigned)__builtin_clzll(v | 1);
+    return (bits * 9u + 64u) / 64u;
 }
 
 static uint8_t *s_put_varint(uint8_t *p, uint64_t v)

@@ -44,22 +44,24 @@ int zp_encode(const zp_message_t *msg, zp_buf_t *out);
  * decoding them. Each reads the wire format without allocating and returns
  * 0, filling its counts, only for a frame zp_decode would accept as a
  * Message holding just that kind; -1 means "not that, or not sure": decode
- * the frame properly. zp_scan_result_batch also sums the results'
- * elapsed_us. */
+ * the frame properly, in one pass over it.
+ *
+ * zp_scan_task_batch also gives, when min_ms and some_without are not
+ * NULL, what zp_task_batch_deadlines gives. zp_scan_result_batch also
+ * sums the results' elapsed_us and calls each (when not NULL) with each
+ * result's, in order, as it goes: on -1 each may have seen some, which
+ * the caller then drops. */
 int zp_scan_task_batch(const void *data, size_t len, size_t max_len,
-                       size_t *n_tasks);
+                       size_t *n_tasks, uint64_t *min_ms, bool *some_without);
 int zp_scan_result_batch(const void *data, size_t len, size_t max_len,
-                         size_t *n_results, uint64_t *elapsed_us);
+                         size_t *n_results, uint64_t *elapsed_us,
+                         void (*each)(void *arg, uint64_t elapsed_us),
+                         void *arg);
 /* For a frame zp_scan_task_batch accepted: the smallest nonzero
  * Task.deadline_ms of its tasks into *min_ms (0: no task has one), and
  * whether some task has none into *some_without. */
 void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
                              bool *some_without);
-/* Calls fn with each result's elapsed_us, in order, for a frame that
- * zp_scan_result_batch accepted (anything else: undefined). */
-void zp_each_result_elapsed(const void *data, size_t len,
-                            void (*fn)(void *arg, uint64_t elapsed_us),
-                            void *arg);
 
 /* Zero-copy decoding of the two batch kinds, for hot paths. On 0, batch
  * holds what zp_decode would give for a Message holding just that kind,

@@ -101,6 +101,7 @@ void zp_wk_exec_destroy(zp_wk_exec_t **self_p)
     zp_frame_reader_destroy(&self->reader);
     zp_arena_destroy(&self->cur_arena);
     zp_arena_destroy(&self->arena);
+    free(self->elapsed);
     zp_wk_batch_close(&self->cur_batch);
     zp_wk_batch_close(&self->next_batch);
     zp_task_view_free(&self->view);
@@ -348,12 +349,14 @@ int zp_wk_exec__decode_current(zp_wk_exec_t *self)
     return 0;
 }
 
-/* The deadlines of the tasks in b, for zp_wk_exec_next_due_us. */
+/* The deadlines of the tasks in b, for zp_wk_exec_next_due_us: as its
+ * arrival scan found them, else read from its frame. */
 static zp_wk_horizon_t s_horizon(zp_wk_batch_t *b)
 {
-    zp_wk_horizon_t h;
-    zp_task_batch_deadlines(zmq_msg_data(&b->head), zmq_msg_size(&b->head),
-                            &h.min_ms, &h.unbounded);
+    zp_wk_horizon_t h = {b->min_deadline_ms, b->some_without};
+    if (!b->deadlines_known)
+        zp_task_batch_deadlines(zmq_msg_data(&b->head), zmq_msg_size(&b->head),
+                                &h.min_ms, &h.unbounded);
     return h;
 }
 

@@ -83,7 +83,12 @@ struct zp_wk_exec {
     uint64_t cur_shm, next_shm;
     uint64_t sent_seq, cur_seq, next_seq; /* frames written to it */
     uint64_t restarts;
-    zp_arena_t *arena;   /* its frames decoded off the common path */
+    zp_arena_t *arena; /* its frames decoded off the common path */
+    /* The elapsed_us of each result of the frame being scanned, for the
+     * histograms once the scan accepted it (n of cap; short of some when
+     * it could not grow). */
+    uint64_t *elapsed;
+    size_t elapsed_n, elapsed_cap;
     zp_buf_t scratch;    /* a batch encoded afresh */
     zp_task_view_t view; /* a batch with payload frames, put together */
     zp_wk_stall_t stall; /* recent call times: when a task is stalled */

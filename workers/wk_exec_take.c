@@ -173,6 +173,22 @@ static int s_result_msg(zp_wk_exec_t *self, zmq_msg_t *msg, const char *data,
     return rc;
 }
 
+/* Keeps a result's elapsed_us while its frame is scanned (the scan's
+ * each): observed only once the whole frame is accepted. */
+static void s_keep_elapsed(void *arg, uint64_t elapsed_us)
+{
+    zp_wk_exec_t *self = arg;
+    if (self->elapsed_n == self->elapsed_cap) {
+        size_t cap = self->elapsed_cap ? 2 * self->elapsed_cap : 1024;
+        uint64_t *a = realloc(self->elapsed, cap * sizeof *a);
+        if (!a)
+            return; /* the histograms miss it; nothing else does */
+        self->elapsed = a;
+        self->elapsed_cap = cap;
+    }
+    self->elapsed[self->elapsed_n++] = elapsed_us;
+}
+
 /* Takes one frame from the executor. */
 static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
 {
@@ -187,7 +203,9 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
         self->discard = true;
         return;
     }
-    if (zp_scan_result_batch(data, len, max, &n, &elapsed) == 0) {
+    self->elapsed_n = 0;
+    if (zp_scan_result_batch(data, len, max, &n, &elapsed, s_keep_elapsed,
+                             self) == 0) {
         /* The common case: forward it untouched, keep the books. */
         self->env.flush(self->env.arg);
         zmq_msg_t msg;
@@ -209,7 +227,8 @@ static void s_on_frame(zp_wk_exec_t *self, const char *data, size_t len)
             elapsed = zp_wk_credit_busy_us(elapsed, waited);
             zp_wk_credit_observe(self->env.credit, elapsed / n, self->cur_bytes,
                                  n);
-            zp_each_result_elapsed(data, len, zp_wk_exec__observe, self);
+            for (size_t i = 0; i < self->elapsed_n; i++)
+                zp_wk_exec__observe(self, self->elapsed[i]);
         }
         s_took(self, n);
         return;

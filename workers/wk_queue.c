@@ -10,6 +10,9 @@ void zp_wk_batch_init(zp_wk_batch_t *b)
     b->parts = NULL;
     b->n_parts = 0;
     b->n = 0;
+    b->deadlines_known = false;
+    b->some_without = false;
+    b->min_deadline_ms = 0;
 }
 
 void zp_wk_batch_close(zp_wk_batch_t *b)
@@ -27,9 +30,13 @@ void zp_wk_batch_move(zp_wk_batch_t *dst, zp_wk_batch_t *src)
     dst->parts = src->parts;
     dst->n_parts = src->n_parts;
     dst->n = src->n;
+    dst->deadlines_known = src->deadlines_known;
+    dst->some_without = src->some_without;
+    dst->min_deadline_ms = src->min_deadline_ms;
     src->parts = NULL;
     src->n_parts = 0;
     src->n = 0;
+    src->deadlines_known = false;
 }
 
 size_t zp_wk_batch_bytes(const zp_wk_batch_t *b)

@@ -18,6 +18,11 @@ typedef struct {
     zmq_msg_t *parts; /* n_parts frames, or NULL */
     size_t n_parts;
     size_t n; /* its tasks */
+    /* Its tasks' deadlines when known (scanned on arrival, in the same
+     * pass): the smallest nonzero deadline_ms, whether some have none. */
+    bool deadlines_known;
+    bool some_without;
+    uint64_t min_deadline_ms;
 } zp_wk_batch_t;
 
 /* An empty batch. */

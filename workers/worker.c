@@ -133,8 +133,11 @@ static void s_handle_frame(zp_wk_shell_t *w, zp_wk_batch_t *b)
     }
     if (w->isolated &&
         zp_scan_task_batch(zmq_msg_data(frame), zmq_msg_size(frame),
-                           w->cfg->max_frame, &n) == 0) {
-        /* The executor decodes it; this process only counts it. */
+                           w->cfg->max_frame, &n, &b->min_deadline_ms,
+                           &b->some_without) == 0) {
+        /* The executor decodes it; this process only counts it (and
+         * notes its deadlines, in the same pass). */
+        b->deadlines_known = true;
         s_note_received(w, n);
         s_queue_batch(w, b, n);
         return;

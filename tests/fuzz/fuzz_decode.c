@@ -44,6 +44,22 @@ static int s_has_unknown(const zp_message_t *m)
 }
 
 /* The zero-copy views must see exactly what the decoder sees. */
+/* The first S_SEEN_MAX elapsed_us values a result scan passed on, and how
+ * many it passed. */
+#define S_SEEN_MAX 64
+typedef struct {
+    size_t n;
+    uint64_t v[S_SEEN_MAX];
+} s_elapsed_seen_t;
+
+static void s_elapsed_seen(void *arg, uint64_t elapsed_us)
+{
+    s_elapsed_seen_t *s = arg;
+    if (s->n < S_SEEN_MAX)
+        s->v[s->n] = elapsed_us;
+    s->n++;
+}
+
 static void s_check_views(const uint8_t *data, size_t size, zp_message_t *m)
 {
     static zp_task_view_t tv;
@@ -100,17 +116,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     zp_message_t *m = zp_decode(arena, data, size, 1u << 20);
     size_t n = 0;
     uint64_t sum = 0;
-    if (zp_scan_task_batch(data, size, 1u << 20, &n) == 0 &&
-        (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH ||
-         m->task_batch->n_tasks != n))
-        abort();
-    if (zp_scan_result_batch(data, size, 1u << 20, &n, &sum) == 0) {
+    uint64_t min_ms = 0;
+    bool without = false;
+    if (zp_scan_task_batch(data, size, 1u << 20, &n, &min_ms, &without) == 0) {
+        if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_TASK_BATCH ||
+            m->task_batch->n_tasks != n)
+            abort();
+        /* The one-pass deadlines are what decode's tasks say. */
+        uint64_t want_min = 0;
+        bool want_without = false;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t d = m->task_batch->tasks[i]->deadline_ms;
+            if (!d)
+                want_without = true;
+            else if (!want_min || d < want_min)
+                want_min = d;
+        }
+        if (want_min != min_ms || want_without != without)
+            abort();
+    }
+    s_elapsed_seen_t seen = {0};
+    if (zp_scan_result_batch(data, size, 1u << 20, &n, &sum, s_elapsed_seen,
+                             &seen) == 0) {
         if (!m || m->kind_case != ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH ||
-            m->result_batch->n_results != n)
+            m->result_batch->n_results != n || seen.n != n)
             abort();
         uint64_t want = 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             want += m->result_batch->results[i]->elapsed_us;
+            if (i < S_SEEN_MAX &&
+                m->result_batch->results[i]->elapsed_us != seen.v[i])
+                abort();
+        }
         if (want != sum)
             abort();
     }

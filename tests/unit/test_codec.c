@@ -166,7 +166,8 @@ static void test_scans_count_what_decode_sees(void)
     TEST_CHECK(zp_encode(&m, &buf) == 0);
     size_t n = 0;
     uint64_t sum = 0;
-    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), 0);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n, NULL, NULL),
+                0);
     TEST_EQ_INT(n, 5);
     /* The deadlines the worker sleeps by: all 300, then one without and
      * one shorter. */
@@ -182,6 +183,15 @@ static void test_scans_count_what_decode_sees(void)
     zp_task_batch_deadlines(mixed.data, mixed.len, &min_ms, &without);
     TEST_EQ_INT(min_ms, 40);
     TEST_CHECK(without);
+    /* The same from the arrival scan, in its one pass. */
+    min_ms = 1;
+    without = false;
+    TEST_EQ_INT(zp_scan_task_batch(mixed.data, mixed.len, 1 << 20, &n, &min_ms,
+                                   &without),
+                0);
+    TEST_EQ_INT(n, 5);
+    TEST_EQ_INT(min_ms, 40);
+    TEST_CHECK(without);
     for (size_t i = 0; i < 5; i++)
         t[i].deadline_ms = 0;
     TEST_CHECK(zp_encode(&m, &mixed) == 0);
@@ -190,31 +200,39 @@ static void test_scans_count_what_decode_sees(void)
     TEST_CHECK(without);
     zp_buf_free(&mixed);
     /* Not a result batch; over the size cap; truncated anywhere. */
-    TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum), -1);
-    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, buf.len - 1, &n), -1);
+    TEST_EQ_INT(
+        zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum, NULL, NULL),
+        -1);
+    TEST_EQ_INT(
+        zp_scan_task_batch(buf.data, buf.len, buf.len - 1, &n, NULL, NULL), -1);
     for (size_t cut = 1; cut < buf.len; cut++)
-        TEST_EQ_INT(zp_scan_task_batch(buf.data, cut, 1 << 20, &n), -1);
+        TEST_EQ_INT(zp_scan_task_batch(buf.data, cut, 1 << 20, &n, NULL, NULL),
+                    -1);
     /* Two batches in one frame: protobuf-c keeps the last, so no count. */
     size_t one = buf.len;
     TEST_CHECK(zp_buf_append(&buf, buf.data, one) == 0);
-    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), -1);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n, NULL, NULL),
+                -1);
     /* An empty batch counts zero. */
     b.n_tasks = 0;
     TEST_CHECK(zp_encode(&m, &buf) == 0);
-    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), 0);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n, NULL, NULL),
+                0);
     TEST_EQ_INT(n, 0);
 
     s_result_frame(&buf, 8);
-    TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum), 0);
-    TEST_EQ_INT(n, 8);
-    TEST_EQ_INT(sum, 36);
     /* Each result's own time, in order (the worker's histogram). */
     s_elapsed_t seen = {0};
-    zp_each_result_elapsed(buf.data, buf.len, s_collect_elapsed, &seen);
+    TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum,
+                                     s_collect_elapsed, &seen),
+                0);
+    TEST_EQ_INT(n, 8);
+    TEST_EQ_INT(sum, 36);
     TEST_EQ_INT(seen.n, 8);
     for (size_t i = 0; i < 8; i++)
         TEST_EQ_INT(seen.v[i], i + 1);
-    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), -1);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n, NULL, NULL),
+                -1);
     /* A known field with the wrong wire type: the first result's task_id
      * (tag 0x08) made a fixed64 (0x09). decode refuses; so must the scan. */
     unsigned char *p = memchr(buf.data, 0x08, buf.len);
@@ -222,14 +240,17 @@ static void test_scans_count_what_decode_sees(void)
     *p = 0x09;
     zp_arena_t *a = zp_arena_new();
     TEST_CHECK(zp_decode(a, buf.data, buf.len, 1 << 20) == NULL);
-    TEST_EQ_INT(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum), -1);
+    TEST_EQ_INT(
+        zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &sum, NULL, NULL),
+        -1);
     /* Other kinds are not batches. */
     Zpipe__V1__Heartbeat hb = ZPIPE__V1__HEARTBEAT__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_HEARTBEAT;
     m.heartbeat = &hb;
     TEST_CHECK(zp_encode(&m, &buf) == 0);
-    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n), -1);
-    TEST_EQ_INT(zp_scan_task_batch("", 0, 1 << 20, &n), -1);
+    TEST_EQ_INT(zp_scan_task_batch(buf.data, buf.len, 1 << 20, &n, NULL, NULL),
+                -1);
+    TEST_EQ_INT(zp_scan_task_batch("", 0, 1 << 20, &n, NULL, NULL), -1);
     zp_arena_destroy(&a);
     zp_buf_free(&buf);
 }

@@ -72,8 +72,8 @@ static void test_one_result_is_framed_where_it_lies(void)
     TEST_CHECK(!zp_wk_results_out(r)->borrowed); /* let go of it */
     size_t n;
     uint64_t el;
-    TEST_CHECK(zp_scan_result_batch(base + ref.off, ref.len, size, &n, &el) ==
-               0);
+    TEST_CHECK(zp_scan_result_batch(base + ref.off, ref.len, size, &n, &el,
+                                    NULL, NULL) == 0);
     TEST_EQ_INT(n, 1);
     zp_wk_outbox_stats_t st = zp_wk_outbox_stats(ob);
     TEST_EQ_INT(st.in_place, 1);

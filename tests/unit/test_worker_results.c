@@ -51,8 +51,8 @@ static void test_a_batch_encodes_to_what_the_sink_reads(void)
     TEST_CHECK(zp_wk_results_encode(r, &info, &buf) == 0);
     size_t n = 0;
     uint64_t elapsed = 0;
-    TEST_CHECK(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &elapsed) ==
-               0);
+    TEST_CHECK(zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &elapsed,
+                                    NULL, NULL) == 0);
     TEST_EQ_INT(n, 4);
     TEST_EQ_INT(elapsed, 100);
     zp_result_view_t v = {0};
@@ -164,9 +164,9 @@ static void s_results_scenario(void *arg)
         failed = true;
     size_t n = 0;
     uint64_t el;
-    if (!failed &&
-        (zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &el) < 0 ||
-         n != 300))
+    if (!failed && (zp_scan_result_batch(buf.data, buf.len, 1 << 20, &n, &el,
+                                         NULL, NULL) < 0 ||
+                    n != 300))
         (*bad)++;
     zp_buf_free(&buf);
     zp_wk_results_destroy(&r);
