@@ -420,7 +420,8 @@ void zp_task_batch_deadlines(const void *data, size_t len, uint64_t *min_ms,
 }
 
 /* ---- zero-copy views ------------------------------------------------------
- * A second walk over a frame the scan accepted: no checks left to make. */
+ * One walk over the frame that checks what the scans check (so a view is
+ * refused exactly where decode refuses) and fills the view as it goes. */
 
 typedef struct {
     unsigned num;
@@ -430,30 +431,44 @@ typedef struct {
     size_t len;
 } s_val_t;
 
-static bool s_next_val(s_rd_t *r, s_val_t *x)
+/* The next field of r, checked against wt_of: 1 with it in *x, 0 at the
+ * end, -1 for what the scans refuse. */
+static int s_next_checked(s_rd_t *r, const int8_t wt_of[16], s_val_t *x)
 {
-    if (s_field(r, &x->num, &x->wt) != 1)
-        return false;
-    s_rd_t sub = {NULL, NULL};
+    int f = s_field(r, &x->num, &x->wt);
+    if (f != 1)
+        return f;
+    int want = wt_of[x->num];
+    if (want != S_ANY && want != x->wt)
+        return -1;
+    s_rd_t sub;
     x->v = 0;
     x->p = NULL;
     x->len = 0;
-    if (x->wt == S_VARINT)
-        s_varint(r, &x->v);
-    else if (x->wt == S_I64 && r->end - r->p >= 8) {
+    switch (x->wt) {
+    case S_VARINT:
+        return s_varint(r, &x->v) ? 1 : -1;
+    case S_LEN:
+        if (!s_len(r, &sub))
+            return -1;
+        x->p = sub.p;
+        x->len = (size_t)(sub.end - sub.p);
+        return 1;
+    case S_I64:
+        if (r->end - r->p < 8)
+            return -1;
         for (int i = 7; i >= 0; i--) /* fixed64, little-endian */
             x->v = x->v << 8 | r->p[i];
         r->p += 8;
-    } else if (x->wt == S_LEN) {
-        s_len(r, &sub);
-        x->p = sub.p;
-        x->len = (size_t)(sub.end - sub.p);
-    } else
-        s_skip(r, x->wt);
-    return true;
+        return 1;
+    default:
+        return s_skip(r, x->wt) ? 1 : -1;
+    }
 }
 
-/* A NUL-terminated copy in the view's string space (reserved whole). */
+/* A NUL-terminated copy in the view's string space, reserved for the
+ * whole frame: a string's bytes and NUL never take more room than its
+ * tag, length and bytes did on the wire. */
 static char *s_str(zp_buf_t *strings, const s_val_t *x)
 {
     char *p = strings->data + strings->len;
@@ -463,160 +478,234 @@ static char *s_str(zp_buf_t *strings, const s_val_t *x)
     return p;
 }
 
-/* Sizes the view's arrays and string space; positions r on the batch. */
-static int s_view_prepare(void **items, void **ptrs, size_t *cap,
-                          size_t item_size, zp_buf_t *strings, size_t n,
-                          size_t bytes)
+/* Room for item n (0-based) in the view's array of items: grows it (and
+ * its array of pointers) by doubling, kept from call to call. */
+static int s_view_room(void **items, void **ptrs, size_t *cap, size_t item_size,
+                       size_t n)
 {
-    if (n > *cap) {
-        void *a = realloc(*items, n * item_size);
-        if (!a)
-            return -1;
-        *items = a;
-        void *b = realloc(*ptrs, n * sizeof(void *));
-        if (!b)
-            return -1;
-        *ptrs = b;
-        *cap = n;
-    }
-    strings->len = 0;
-    return zp_buf_reserve(strings, bytes + 1);
+    if (n < *cap)
+        return 0;
+    size_t want = *cap ? 2 * *cap : 64;
+    void *a = realloc(*items, want * item_size);
+    if (!a)
+        return -1;
+    *items = a;
+    void *b = realloc(*ptrs, want * sizeof(void *));
+    if (!b)
+        return -1;
+    *ptrs = b;
+    *cap = want;
+    return 0;
 }
 
-static s_rd_t s_view_batch(const void *data, size_t len)
+/* The batch inside a Message{kind} frame of at most max_len bytes, with
+ * the view's string space reserved: false when it is not that. */
+static bool s_view_open(const void *data, size_t len, size_t max_len,
+                        unsigned kind, zp_buf_t *strings, s_rd_t *b)
 {
-    s_rd_t r = {data, (const uint8_t *)data + len}, b = {NULL, NULL};
+    s_rd_t r = {data, (const uint8_t *)data + len};
     unsigned num;
     int wt;
-    s_field(&r, &num, &wt);
-    s_len(&r, &b);
-    return b;
+    if (len > max_len || s_field(&r, &num, &wt) != 1 || num != kind ||
+        wt != S_LEN || !s_len(&r, b) || r.p != r.end)
+        return false; /* exactly one field: the batch */
+    strings->len = 0;
+    return zp_buf_reserve(strings, len + 1) == 0;
+}
+
+/* One Task from its bytes into t. */
+static int s_view_task(Zpipe__V1__Task *t, const s_val_t *x)
+{
+    zpipe__v1__task__init(t);
+    s_rd_t item = {x->p, x->p + x->len};
+    s_val_t y;
+    int f;
+    while ((f = s_next_checked(&item, s_task_wt, &y)) == 1) {
+        switch (y.num) {
+        case 1:
+            t->task_id = y.v;
+            break;
+        case 2:
+            t->payload.data = (uint8_t *)y.p;
+            t->payload.len = y.len;
+            break;
+        case 3:
+            t->attempt = (uint32_t)y.v;
+            break;
+        case 4:
+            t->deadline_ms = y.v;
+            break;
+        case 5:
+            t->queued_us = y.v;
+            break;
+        case 6:
+            t->lease = y.v;
+            break;
+        case 7:
+            t->payload_frame = (uint32_t)y.v;
+            break;
+        default:
+            break; /* unknown: skipped, as protobuf-c keeps it aside */
+        }
+    }
+    return f;
 }
 
 int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
                        size_t max_len)
 {
-    size_t n, bytes;
-    if (s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH,
-                     s_task_batch_wt, 3, s_task_wt, 0, &n, NULL, &bytes, NULL,
-                     NULL) < 0 ||
-        s_view_prepare((void **)&v->tasks, (void **)&v->ptrs, &v->cap,
-                       sizeof *v->tasks, &v->strings, n, bytes) < 0)
+    s_rd_t r;
+    if (!s_view_open(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_TASK_BATCH,
+                     &v->strings, &r))
         return -1;
     Zpipe__V1__TaskBatch *b = &v->batch;
     zpipe__v1__task_batch__init(b);
-    b->tasks = v->ptrs;
-    b->n_tasks = n;
-    s_rd_t r = s_view_batch(data, len), item;
-    s_val_t x, y;
-    size_t i = 0;
-    while (s_next_val(&r, &x)) {
-        if (x.num == 1 && x.wt == S_LEN)
+    s_val_t x;
+    size_t n = 0;
+    int f;
+    while ((f = s_next_checked(&r, s_task_batch_wt, &x)) == 1) {
+        switch (x.num) {
+        case 1:
             b->job_id = s_str(&v->strings, &x);
-        else if (x.num == 2 && x.wt == S_LEN)
+            break;
+        case 2:
             b->plugin = s_str(&v->strings, &x);
-        else if (x.num == 4 && x.wt == S_VARINT)
+            break;
+        case 3:
+            if (s_view_room((void **)&v->tasks, (void **)&v->ptrs, &v->cap,
+                            sizeof *v->tasks, n) < 0 ||
+                s_view_task(&v->tasks[n], &x) < 0)
+                return -1;
+            n++;
+            break;
+        case 4:
             b->dispatch_us = x.v;
-        else if (x.num == 5 && x.wt == S_LEN)
+            break;
+        case 5:
             b->config = s_str(&v->strings, &x);
-        else if (x.num == 6 && x.wt == S_VARINT)
+            break;
+        case 6:
             b->seq = x.v;
-        else if (x.num == 7 && x.wt == S_LEN)
+            break;
+        case 7:
             b->token = s_str(&v->strings, &x);
-        else if (x.num == 3 && x.wt == S_LEN) {
-            Zpipe__V1__Task *t = &v->tasks[i];
-            v->ptrs[i++] = t;
-            zpipe__v1__task__init(t);
-            item = (s_rd_t){x.p, x.p + x.len};
-            while (s_next_val(&item, &y)) {
-                if (y.num == 1 && y.wt == S_VARINT)
-                    t->task_id = y.v;
-                else if (y.num == 2 && y.wt == S_LEN) {
-                    t->payload.data = (uint8_t *)y.p;
-                    t->payload.len = y.len;
-                } else if (y.num == 3 && y.wt == S_VARINT)
-                    t->attempt = (uint32_t)y.v;
-                else if (y.num == 4 && y.wt == S_VARINT)
-                    t->deadline_ms = y.v;
-                else if (y.num == 5 && y.wt == S_VARINT)
-                    t->queued_us = y.v;
-                else if (y.num == 6 && y.wt == S_I64)
-                    t->lease = y.v;
-                else if (y.num == 7 && y.wt == S_VARINT)
-                    t->payload_frame = (uint32_t)y.v;
-            }
+            break;
+        default:
+            break;
         }
     }
+    if (f < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        v->ptrs[i] = &v->tasks[i];
+    b->tasks = v->ptrs;
+    b->n_tasks = n;
     return 0;
+}
+
+/* One Result from its bytes into t, its strings in the view's space. */
+static int s_view_result(Zpipe__V1__Result *t, const s_val_t *x,
+                         zp_buf_t *strings)
+{
+    zpipe__v1__result__init(t);
+    s_rd_t item = {x->p, x->p + x->len};
+    s_val_t y;
+    int f;
+    while ((f = s_next_checked(&item, s_result_wt, &y)) == 1) {
+        switch (y.num) {
+        case 1:
+            t->task_id = y.v;
+            break;
+        case 2:
+            t->status = (Zpipe__V1__Status)(int32_t)(uint32_t)y.v;
+            break;
+        case 3:
+            t->output.data = (uint8_t *)y.p;
+            t->output.len = y.len;
+            break;
+        case 4:
+            t->error = s_str(strings, &y);
+            break;
+        case 5:
+            t->cause = s_str(strings, &y);
+            break;
+        case 6:
+            t->attempt = (uint32_t)y.v;
+            break;
+        case 7:
+            t->start_us = y.v;
+            break;
+        case 8:
+            t->elapsed_us = y.v;
+            break;
+        case 9:
+            t->retryable = y.v != 0;
+            break;
+        case 10:
+            t->queued_us = y.v;
+            break;
+        case 11:
+            t->dispatch_us = y.v;
+            break;
+        case 12:
+            t->quarantined = y.v != 0;
+            break;
+        case 13:
+            t->lease = y.v;
+            break;
+        default:
+            break;
+        }
+    }
+    return f;
 }
 
 int zp_view_result_batch(zp_result_view_t *v, const void *data, size_t len,
                          size_t max_len)
 {
-    size_t n, bytes;
-    if (s_scan_batch(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
-                     s_result_batch_wt, 3, s_result_wt, 0, &n, NULL, &bytes,
-                     NULL, NULL) < 0 ||
-        s_view_prepare((void **)&v->results, (void **)&v->ptrs, &v->cap,
-                       sizeof *v->results, &v->strings, n, bytes) < 0)
+    s_rd_t r;
+    if (!s_view_open(data, len, max_len, ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH,
+                     &v->strings, &r))
         return -1;
     Zpipe__V1__ResultBatch *b = &v->batch;
     zpipe__v1__result_batch__init(b);
-    b->results = v->ptrs;
-    b->n_results = n;
-    s_rd_t r = s_view_batch(data, len), item;
-    s_val_t x, y;
-    size_t i = 0;
-    while (s_next_val(&r, &x)) {
-        if (x.num == 1 && x.wt == S_LEN)
+    s_val_t x;
+    size_t n = 0;
+    int f;
+    while ((f = s_next_checked(&r, s_result_batch_wt, &x)) == 1) {
+        switch (x.num) {
+        case 1:
             b->job_id = s_str(&v->strings, &x);
-        else if (x.num == 2 && x.wt == S_LEN)
+            break;
+        case 2:
             b->worker_id = s_str(&v->strings, &x);
-        else if (x.num == 4 && x.wt == S_VARINT)
+            break;
+        case 3:
+            if (s_view_room((void **)&v->results, (void **)&v->ptrs, &v->cap,
+                            sizeof *v->results, n) < 0 ||
+                s_view_result(&v->results[n], &x, &v->strings) < 0)
+                return -1;
+            n++;
+            break;
+        case 4:
             b->window = (uint32_t)x.v;
-        else if (x.num == 5 && x.wt == S_VARINT)
+            break;
+        case 5:
             b->max_held = (uint32_t)x.v;
-        else if (x.num == 6 && x.wt == S_VARINT)
+            break;
+        case 6:
             b->tasks_done = x.v;
-        else if (x.num == 3 && x.wt == S_LEN) {
-            Zpipe__V1__Result *t = &v->results[i];
-            v->ptrs[i++] = t;
-            zpipe__v1__result__init(t);
-            item = (s_rd_t){x.p, x.p + x.len};
-            while (s_next_val(&item, &y)) {
-                if (y.wt == S_VARINT) {
-                    if (y.num == 1)
-                        t->task_id = y.v;
-                    else if (y.num == 2)
-                        t->status = (Zpipe__V1__Status)(int32_t)(uint32_t)y.v;
-                    else if (y.num == 6)
-                        t->attempt = (uint32_t)y.v;
-                    else if (y.num == 7)
-                        t->start_us = y.v;
-                    else if (y.num == 8)
-                        t->elapsed_us = y.v;
-                    else if (y.num == 9)
-                        t->retryable = y.v != 0;
-                    else if (y.num == 10)
-                        t->queued_us = y.v;
-                    else if (y.num == 11)
-                        t->dispatch_us = y.v;
-                    else if (y.num == 12)
-                        t->quarantined = y.v != 0;
-                } else if (y.wt == S_I64 && y.num == 13) {
-                    t->lease = y.v;
-                } else if (y.wt == S_LEN) {
-                    if (y.num == 3) {
-                        t->output.data = (uint8_t *)y.p;
-                        t->output.len = y.len;
-                    } else if (y.num == 4)
-                        t->error = s_str(&v->strings, &y);
-                    else if (y.num == 5)
-                        t->cause = s_str(&v->strings, &y);
-                }
-            }
+            break;
+        default:
+            break;
         }
     }
+    if (f < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        v->ptrs[i] = &v->results[i];
+    b->results = v->ptrs;
+    b->n_results = n;
     return 0;
 }
 

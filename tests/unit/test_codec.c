@@ -318,6 +318,85 @@ static void test_views_see_what_decode_sees(void)
     zp_buf_free(&buf);
 }
 
+/* The views check as they fill, in one walk: a batch of many tasks grows
+ * the arrays (kept for the next call), and a frame cut anywhere or with a
+ * known field of the wrong wire type is refused, as decode refuses it. */
+static void test_views_check_as_they_fill(void)
+{
+    enum { N = 1000 };
+    static Zpipe__V1__Task t[N], *tp[N];
+    for (size_t i = 0; i < N; i++) {
+        zpipe__v1__task__init(&t[i]);
+        t[i].task_id = 1 + i * 1000003u; /* varints of 1 to 4 bytes */
+        t[i].payload.data = (uint8_t *)"xyz";
+        t[i].payload.len = i % 4;
+        t[i].deadline_ms = i % 3 ? 0 : 50 + i;
+        t[i].lease = i % 5 ? 0 : 0x0102030405060708ull + i;
+        tp[i] = &t[i];
+    }
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    b.job_id = "job-many";
+    b.plugin = "echo";
+    b.config = "k=v";
+    b.tasks = tp;
+    b.n_tasks = N;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
+    m.task_batch = &b;
+    zp_buf_t buf = {0};
+    TEST_CHECK(zp_encode(&m, &buf) == 0);
+    zp_task_view_t tv = {0};
+    zp_arena_t *a = zp_arena_new();
+    TEST_EQ_INT(zp_view_task_batch(&tv, buf.data, buf.len, 1 << 20), 0);
+    TEST_EQ_INT(tv.batch.n_tasks, N);
+    TEST_CHECK(tv.cap >= N);
+    zp_message_t *d = zp_decode(a, buf.data, buf.len, 1 << 20);
+    TEST_CHECK(d != NULL);
+    size_t same = 0;
+    for (size_t i = 0; d && i < N; i++) {
+        const Zpipe__V1__Task *x = tv.batch.tasks[i];
+        const Zpipe__V1__Task *y = d->task_batch->tasks[i];
+        same += x->task_id == y->task_id && x->deadline_ms == y->deadline_ms &&
+                x->lease == y->lease && x->payload.len == y->payload.len &&
+                memcmp(x->payload.data, y->payload.data, x->payload.len) == 0;
+    }
+    TEST_EQ_INT(same, N);
+    TEST_EQ_STR(tv.batch.config, "k=v");
+    /* Cut anywhere: refused, and so is it by decode. */
+    size_t refused = 0, decoded = 0;
+    for (size_t cut = 0; cut < buf.len; cut += 7) {
+        refused += zp_view_task_batch(&tv, buf.data, cut, 1 << 20) < 0;
+        zp_arena_reset(a);
+        decoded += zp_decode(a, buf.data, cut, 1 << 20) != NULL;
+    }
+    TEST_EQ_INT(refused, (buf.len + 6) / 7);
+    TEST_EQ_INT(decoded, 0);
+    /* Over the size cap. */
+    TEST_EQ_INT(zp_view_task_batch(&tv, buf.data, buf.len, buf.len - 1), -1);
+    /* The last task's payload (tag 0x12: field 2, bytes) put in field 1,
+     * task_id, a varint (0x0a): still well-formed bytes, so only the
+     * field's wire type refuses it. */
+    unsigned char *p = NULL;
+    for (size_t i = buf.len - 5; i-- > 0 && !p;)
+        if (memcmp(buf.data + i, "\x12\x03xyz", 5) == 0)
+            p = (unsigned char *)buf.data + i;
+    TEST_CHECK(p != NULL);
+    if (p)
+        *p = 0x0a;
+    zp_arena_reset(a);
+    TEST_CHECK(zp_decode(a, buf.data, buf.len, 1 << 20) == NULL);
+    TEST_EQ_INT(zp_view_task_batch(&tv, buf.data, buf.len, 1 << 20), -1);
+    /* A smaller batch in the same view afterwards. */
+    b.n_tasks = 2;
+    TEST_CHECK(zp_encode(&m, &buf) == 0);
+    TEST_EQ_INT(zp_view_task_batch(&tv, buf.data, buf.len, 1 << 20), 0);
+    TEST_EQ_INT(tv.batch.n_tasks, 2);
+    TEST_EQ_INT(tv.batch.tasks[1]->task_id, t[1].task_id);
+    zp_arena_destroy(&a);
+    zp_task_view_free(&tv);
+    zp_buf_free(&buf);
+}
+
 static uint64_t s_rand(uint64_t *seed)
 {
     *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -495,6 +574,7 @@ static const test_case_t tests[] = {
     {"test_batch_encoders_write_what_protobuf_c_writes",
      test_batch_encoders_write_what_protobuf_c_writes},
     {"test_views_see_what_decode_sees", test_views_see_what_decode_sees},
+    {"test_views_check_as_they_fill", test_views_check_as_they_fill},
     {"test_scans_count_what_decode_sees", test_scans_count_what_decode_sees},
     {"test_task_batch_round_trips", test_task_batch_round_trips},
     {"test_decode_rejects_garbage", test_decode_rejects_garbage},
