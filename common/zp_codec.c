@@ -516,7 +516,7 @@ static bool s_view_open(const void *data, size_t len, size_t max_len,
 /* One Task from its bytes into t. */
 static int s_view_task(Zpipe__V1__Task *t, const s_val_t *x)
 {
-    zpipe__v1__task__init(t);
+    *t = (Zpipe__V1__Task)ZPIPE__V1__TASK__INIT; /* inlined: per task */
     s_rd_t item = {x->p, x->p + x->len};
     s_val_t y;
     int f;
@@ -607,7 +607,7 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
 static int s_view_result(Zpipe__V1__Result *t, const s_val_t *x,
                          zp_buf_t *strings)
 {
-    zpipe__v1__result__init(t);
+    *t = (Zpipe__V1__Result)ZPIPE__V1__RESULT__INIT;
     s_rd_t item = {x->p, x->p + x->len};
     s_val_t y;
     int f;

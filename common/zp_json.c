@@ -32,8 +32,10 @@ static const char s_digits[201] = "00010203040506070809"
 
 char *zp_json_u64(char *p, uint64_t v)
 {
-    static const uint64_t pow10[ZP_JSON_U64_MAX] = {
-        1ull,
+    /* below[n]: the least number of n + 1 digits but for n = 0, where 0
+     * makes 0 a number of one digit. */
+    static const uint64_t below[ZP_JSON_U64_MAX] = {
+        0ull,
         10ull,
         100ull,
         1000ull,
@@ -54,9 +56,12 @@ char *zp_json_u64(char *p, uint64_t v)
         1000000000000000000ull,
         10000000000000000000ull,
     };
-    size_t n = 1;
-    while (n < ZP_JSON_U64_MAX && v >= pow10[n])
-        n++;
+    /* Its digits without a loop: bits * 1233 / 4096 is log10(2^bits)
+     * rounded down (exact up to 64 bits), one short of the digits or the
+     * count itself, which one comparison tells. */
+    unsigned bits = 64u - (unsigned)__builtin_clzll(v | 1);
+    size_t n = (bits * 1233u) >> 12;
+    n += v >= below[n];
     /* Two digits at a time from the end. */
     char *end = p + n, *t = end;
     while (v >= 100) {

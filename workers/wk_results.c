@@ -43,9 +43,9 @@ void zp_wk_results_destroy(zp_wk_results_t **self_p)
 zp_wk_done_t *zp_wk_results_push(zp_wk_results_t *self, const char *job,
                                  uint64_t now)
 {
-    if (self->n && strcmp(self->job, job) != 0)
-        return NULL; /* caller flushes first */
     if (!self->job || strcmp(self->job, job) != 0) {
+        if (self->n)
+            return NULL; /* caller flushes first */
         free(self->job);
         self->job = strdup(job);
         if (!self->job)
@@ -132,7 +132,7 @@ int zp_wk_results_batch(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
     for (size_t i = 0; i < self->n; i++) {
         const zp_wk_done_t *d = &self->done[i];
         Zpipe__V1__Result *r = &self->pb[i];
-        zpipe__v1__result__init(r);
+        *r = (Zpipe__V1__Result)ZPIPE__V1__RESULT__INIT; /* inlined */
         r->task_id = d->task_id;
         r->attempt = d->attempt;
         r->status = d->status == ZPIPE_OK ? ZPIPE__V1__STATUS__STATUS_OK

@@ -152,6 +152,16 @@ static void test_u64_matches_printf(void)
             snprintf(want, sizeof want, "%" PRIu64, p + (uint64_t)d);
             TEST_EQ_STR(got, want);
         }
+    /* Its digit count comes from the bit count: each bit width's ends. */
+    for (int b = 0; b < 64; b++)
+        for (int d = -1; d <= 1; d++) {
+            uint64_t x = (1ull << b) + (uint64_t)d;
+            *zp_json_u64(got, x) = '\0';
+            snprintf(want, sizeof want, "%" PRIu64, x);
+            TEST_EQ_STR(got, want);
+        }
+    *zp_json_u64(got, UINT64_MAX) = '\0';
+    TEST_EQ_STR(got, "18446744073709551615");
     for (int i = 0; i < 100000; i++) {
         uint64_t x = s_rand() >> (s_rand() % 64);
         char *end = zp_json_u64(got, x);
