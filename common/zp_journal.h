@@ -1,10 +1,14 @@
 /* zp_journal: the sink's append-only commit log.
  *
- * One event per text line, so a torn write can only damage the last line:
- *   zpipe-journal 3                      header (versions 1, before tokens
+ * Events on text lines, so a torn write can only damage the last line:
+ *   zpipe-journal 4                      header (versions 1, before tokens
  *                                        and compaction, and 2, before
  *                                        checksums, are read without
- *                                        checks; a newer one is refused)
+ *                                        checks; 3, before M lines, is
+ *                                        read checked; a version before 4
+ *                                        is appended to in its own format
+ *                                        until a compaction rewrites it;
+ *                                        a newer one is refused)
  * Every line after the header ends with a space and its checksum, 8 hex
  * digits: the CRC-32C of the line before that space, continued from the
  * previous line's checksum (the first line's from the header's), so a
@@ -26,6 +30,20 @@
  *                                        offset does not move; its one
  *                                        final record is the R line of
  *                                        task id <total>, after C)
+ *   M <job> <task> <ok|failed> <offset> [<dt>:<do>[f]]...
+ *                                        version 4's records (no R lines):
+ *                                        a job's records in the order
+ *                                        committed, the first as an R line
+ *                                        has it, each after it as its task
+ *                                        id less the one before (a signed
+ *                                        decimal), ':', its offset less
+ *                                        the one before (never negative:
+ *                                        a record whose offset went back
+ *                                        starts a new line), and 'f' when
+ *                                        it failed. A line holds the
+ *                                        records between two barriers, up
+ *                                        to ZP_JOURNAL_LINE_MAX bytes; it
+ *                                        replays whole or not at all.
  * A compacted journal (zp_journal_compact) starts with a snapshot:
  *   W <offset>                           the output's committed length
  *   F <id hash> <token hash> <total> <succeeded> <spooled> <flags>

@@ -159,6 +159,70 @@ static bool s_event(char **f, int n, const zp_journal_visitor_t *vis, void *ctx)
     return true;
 }
 
+/* The decimal number at *s, up to a byte not a digit (at least one
+ * digit, no overflow); *s is moved past it. */
+static bool s_digits(const char **s, uint64_t *v)
+{
+    const char *p = *s;
+    uint64_t x = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return false;
+        x = x * 10 + d;
+    }
+    if (p == *s)
+        return false;
+    *s = p;
+    *v = x;
+    return true;
+}
+
+/* One record of an M line. */
+typedef struct {
+    uint64_t task, offset;
+    bool ok;
+} s_rec_t;
+
+/* An M line (version 4): a job's records, the first as an R line has it,
+ * each after it <task delta>:<offset delta>[f] from the one before it
+ * (the task's delta signed, 'f' for failed). Every record is read and
+ * checked before any is passed on. Returns how many, or -1 when the line
+ * is malformed. */
+static long s_run(char *line, const zp_journal_visitor_t *vis, void *ctx)
+{
+    char *f[ZP_JOURNAL_LINE_MAX / 2];
+    static _Thread_local s_rec_t recs[ZP_JOURNAL_LINE_MAX / 2];
+    int n = s_fields(line, f, (int)(sizeof f / sizeof *f));
+    if (n < 5 || strcmp(f[0], "M") != 0 || !zp_job_id_valid(f[1]) ||
+        !s_num(f[2], &recs[0].task) ||
+        (strcmp(f[3], "ok") != 0 && strcmp(f[3], "failed") != 0) ||
+        !s_num(f[4], &recs[0].offset))
+        return -1;
+    recs[0].ok = f[3][0] == 'o';
+    size_t k = 1;
+    for (int i = 5; i < n; i++, k++) {
+        const char *p = f[i];
+        bool back = *p == '-';
+        uint64_t dt, doff;
+        p += back;
+        if (!s_digits(&p, &dt) || *p++ != ':' || !s_digits(&p, &doff))
+            return -1;
+        recs[k].ok = *p != 'f';
+        p += !recs[k].ok;
+        const s_rec_t *prev = &recs[k - 1];
+        if (*p || (back ? dt > prev->task : dt > UINT64_MAX - prev->task) ||
+            doff > UINT64_MAX - prev->offset)
+            return -1;
+        recs[k].task = back ? prev->task - dt : prev->task + dt;
+        recs[k].offset = prev->offset + doff;
+    }
+    for (size_t i = 0; i < k; i++)
+        S_CALL(vis, on_record, ctx, f[1], recs[i].task, recs[i].ok,
+               recs[i].offset);
+    return (long)k;
+}
+
 /* The header's length, -1 if data has none, ZP_JOURNAL_NEWER for a
  * version past this build's. */
 static long s_header(const char *data, size_t len)
@@ -217,28 +281,29 @@ static bool s_lost_newline(const char *p, size_t n, uint32_t chain)
 }
 
 /* Whether the first line after an older version's header (n bytes at p)
- * carries a version 3 checksum: the header's version was changed. */
+ * carries a version 3 or 4 checksum: the header's version was changed. */
 static bool s_checked_header(const char *p, size_t n)
 {
     const char *nl = memchr(p, '\n', n);
-    uint32_t chain = ZP_JOURNAL_CHAIN0;
+    uint32_t v3 = ZP_JOURNAL_CHAIN0_V3, v4 = ZP_JOURNAL_CHAIN0;
     return nl && (size_t)(nl - p) < ZP_JOURNAL_LINE_MAX &&
-           s_checked(p, (size_t)(nl - p), &chain) >= 0;
+           (s_checked(p, (size_t)(nl - p), &v3) >= 0 ||
+            s_checked(p, (size_t)(nl - p), &v4) >= 0);
 }
 
 /* What a replay found besides its events. */
 typedef struct {
-    size_t valid;    /* the whole, valid lines' length (header included) */
-    uint32_t chain;  /* the last valid line's checksum (version 3) */
-    bool unchecked;  /* version 1 or 2 */
-    const char *why; /* a damaged line at `valid`: what is wrong with it */
+    size_t valid;     /* the whole, valid lines' length (header included) */
+    uint32_t chain;   /* the last valid line's checksum (version 3 on) */
+    unsigned version; /* its header's */
+    const char *why;  /* a damaged line at `valid`: what is wrong with it */
 } s_replayed_t;
 
-/* One complete line (ll bytes, no newline) at pos: its event handed on,
- * or the reason it is damaged. */
+/* One complete line (ll bytes, no newline) at pos: its events handed on
+ * (*events: how many), or the reason it is damaged. */
 static const char *s_line(const char *data, size_t ll, uint64_t version,
                           const zp_journal_visitor_t *visitor, void *ctx,
-                          uint32_t *chain)
+                          uint32_t *chain, long *events)
 {
     char line[ZP_JOURNAL_LINE_MAX];
     if (ll == 0)
@@ -254,6 +319,11 @@ static const char *s_line(const char *data, size_t ll, uint64_t version,
         if (bl < 0)
             return "its checksum does not match";
         line[bl] = '\0';
+    }
+    *events = 1;
+    if (version >= 4 && line[0] == 'M') {
+        *events = s_run(line, visitor, ctx);
+        return *events < 0 ? "a malformed line" : NULL;
     }
     char *f[12];
     int n = s_fields(line, f, 12);
@@ -278,10 +348,12 @@ static long s_replay(const char *data, size_t len, long hl,
         version = version * 10 + (uint64_t)(*p - '0');
     }
     res->valid = (size_t)hl;
-    res->unchecked = version < 3;
-    if (version >= 3 &&
-        memcmp(data, ZP_JOURNAL_HEADER, sizeof ZP_JOURNAL_HEADER - 1) != 0)
+    res->version = (unsigned)version;
+    const char *canon = version == 3 ? ZP_JOURNAL_HEADER_V3 : ZP_JOURNAL_HEADER;
+    if (version >= 3 && memcmp(data, canon, strlen(canon)) != 0)
         return -1; /* "zpipe-journal 03" */
+    if (version == 3)
+        res->chain = ZP_JOURNAL_CHAIN0_V3;
     size_t pos = (size_t)hl;
     if (version < 3 && s_checked_header(data + pos, len - pos)) {
         res->valid = 0;
@@ -302,10 +374,12 @@ static long s_replay(const char *data, size_t len, long hl,
         size_t ll = (size_t)(nl - (data + pos));
         if (visitor && visitor->line_at)
             *visitor->line_at = pos;
-        res->why = s_line(data + pos, ll, version, visitor, ctx, &res->chain);
+        long got = 0;
+        res->why =
+            s_line(data + pos, ll, version, visitor, ctx, &res->chain, &got);
         if (res->why)
             break;
-        events++;
+        events += got;
         pos += ll + 1;
         res->valid = pos;
     }
@@ -328,7 +402,7 @@ long zp_journal_replay(const char *data, size_t len,
 
 long zp_journal_read_file(int fd, const char *path, size_t size,
                           const zp_journal_visitor_t *visitor, void *ctx,
-                          uint32_t *chain, bool *unchecked, char *err,
+                          uint32_t *chain, unsigned *version, char *err,
                           size_t errlen)
 {
     zp_buf_t old = {0};
@@ -380,6 +454,6 @@ long zp_journal_read_file(int fd, const char *path, size_t size,
         }
     }
     *chain = res.chain;
-    *unchecked = res.unchecked;
+    *version = res.version;
     return (long)res.valid;
 }

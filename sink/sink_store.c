@@ -262,7 +262,7 @@ static int s_open_journaled(zp_store_t *self)
     }
     if (self->beyond) {
         self->damaged = true;
-        zp_error("%s (%llu lines past its end)", self->beyond_why,
+        zp_error("%s (%llu records past its end)", self->beyond_why,
                  (unsigned long long)self->beyond);
         return -1;
     }

@@ -53,13 +53,8 @@ def test_unordered_journal_resumed_with_ordered():
         # leaves a gap below the highest id.
         deadline = time.time() + 20
         while time.time() < deadline and p.poll() is None:
-            try:
-                with open(journal) as f:
-                    top = max((int(l.split()[2]) for l in f if l.startswith("R ")
-                               and l.count(" ") in (4, 5) and l.endswith("\n")),
-                              default=-1)
-            except FileNotFoundError:
-                top = -1
+            top = max((r[2] for r in zptest.journal_records(journal)),
+                      default=-1)
             if top > SLOW + 500:
                 break
             time.sleep(0.02)
@@ -69,9 +64,7 @@ def test_unordered_journal_resumed_with_ordered():
         p.wait(30)
         time.sleep(0.2)  # the children notice their parent is gone
         # What the journal says was committed (the output may end torn).
-        with open(journal) as f:
-            ids = [int(l.split()[2]) for l in f if l.startswith("R ")
-                   and l.count(" ") in (4, 5) and l.endswith("\n")]
+        ids = [r[2] for r in zptest.journal_records(journal)]
         before = len(ids)
         present = set(ids)
         gaps = sum(1 for i in range(max(ids) + 1) if i not in present) if ids else 0

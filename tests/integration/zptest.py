@@ -186,6 +186,34 @@ class Cluster:
         dump_logs(self.logs)
 
 
+def journal_records(path):
+    """The records of the sink's journal at path, in order, from its whole
+    lines (a torn last line left out): (line start, job, task, ok, offset)
+    each. Reads R lines (one record) and version 4's M lines (a job's
+    records, the first as an R line has it, each after it
+    <task delta>:<offset delta>[f]). [] when there is no journal yet."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    res, pos = [], 0
+    for line in data.split(b"\n")[:-1]:
+        f = line.split(b" ")
+        if f[0] in (b"R", b"M") and len(f) >= 6:
+            job, task, ok, off = f[1].decode(), int(f[2]), f[3] == b"ok", int(f[4])
+            res.append((pos, job, task, ok, off))
+            if f[0] == b"M":
+                for item in f[5:-1]:  # the last field is the checksum
+                    failed = item.endswith(b"f")
+                    dt, do = item.rstrip(b"f").split(b":")
+                    task += int(dt)
+                    off += int(do)
+                    res.append((pos, job, task, not failed, off))
+        pos += len(line) + 1
+    return res
+
+
 def dump_logs(paths):
     """The tail of each log on stderr, for a failed test."""
     for path in paths:

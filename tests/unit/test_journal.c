@@ -2,6 +2,7 @@
 #include "failalloc.h"
 #include "test.h"
 #include "zp_journal.h"
+#include "zp_journal_int.h" /* the headers' chain values */
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -170,13 +171,13 @@ static void test_compact_replaces_the_journal_with_the_snapshot(void)
     char err[256];
     zp_journal_t *j = s_new_journal(path, err, sizeof err);
     TEST_CHECK(j != NULL);
-    TEST_CONTAINS(s_slurp(path), "zpipe-journal 3\n");
+    TEST_CONTAINS(s_slurp(path), "zpipe-journal 4\n");
     zp_journal_open_job(j, "gone", 3, NULL);
     for (uint64_t i = 0; i < 5000; i++)
         zp_journal_record(j, "gone", i, true, i * 10);
     TEST_EQ_INT(zp_journal_sync(j), 0);
     uint64_t before = zp_journal_size(j);
-    TEST_CHECK(before > 5000 * 10);
+    TEST_CHECK(before > 5000 * 4); /* M lines: about 5 bytes a record */
     TEST_EQ_INT(zp_journal_compact(j, s_dump_fails, NULL), -1);
     TEST_EQ_INT(zp_journal_size(j), before);
     char tmp[64];
@@ -230,9 +231,9 @@ static void test_versions_and_bad_snapshot_lines(void)
     const char v1[] = "zpipe-journal 1\nO a 3\nR a 0 ok 5\n";
     TEST_EQ_INT(
         zp_journal_replay(v1, sizeof v1 - 1, &s_snap_visitor, &s, &valid), 2);
-    const char v4[] = "zpipe-journal 4\nO a 3\n";
+    const char v5[] = "zpipe-journal 5\nO a 3\n";
     TEST_EQ_INT(
-        zp_journal_replay(v4, sizeof v4 - 1, &s_snap_visitor, &s, &valid),
+        zp_journal_replay(v5, sizeof v5 - 1, &s_snap_visitor, &s, &valid),
         ZP_JOURNAL_NEWER);
     TEST_EQ_INT(
         zp_journal_replay("zpipe-journal x\n", 16, &s_snap_visitor, &s, &valid),
@@ -495,10 +496,12 @@ static void test_alloc_failures_are_reported_not_fatal(void)
     TEST_CHECK(runs >= 2);
 }
 
-/* ---- version 3: checksummed lines ---- */
+/* ---- versions 3 and 4: checksummed lines ---- */
 
 /* A journal of job "j": opened, 20 records (task i ends at 10 * (i + 1)),
- * closed; returns its bytes (static) and length, path set. */
+ * each written on its own (so each is an M line of one record, as an R
+ * line has it but for its letter), closed; returns its bytes (static)
+ * and length, path set. */
 static const char *s_written(char *path, size_t *len)
 {
     int fd = mkstemp(path);
@@ -507,8 +510,10 @@ static const char *s_written(char *path, size_t *len)
     char err[256];
     zp_journal_t *j = zp_journal_open(path, NULL, NULL, err, sizeof err);
     zp_journal_open_job(j, "j", 3, "tok");
-    for (uint64_t i = 0; i < 20; i++)
+    for (uint64_t i = 0; i < 20; i++) {
         zp_journal_record(j, "j", i, true, 10 * (i + 1));
+        zp_journal_write(j);
+    }
     zp_journal_close_job(j, "j", 20);
     zp_journal_destroy(&j);
     const char *data = s_slurp(path);
@@ -550,8 +555,8 @@ static void test_v3_round_trip(void)
     char path[] = "/tmp/zpipe-journal-v3-XXXXXX";
     size_t len;
     const char *data = s_written(path, &len);
-    TEST_CHECK(strncmp(data, "zpipe-journal 3\n", 16) == 0);
-    TEST_CONTAINS(data, "\nR j 7 ok 80 ");
+    TEST_CHECK(strncmp(data, "zpipe-journal 4\n", 16) == 0);
+    TEST_CONTAINS(data, "\nM j 7 ok 80 ");
     size_t lines = 0;
     for (const char *p = data + 16; *p; p = strchr(p, '\n') + 1, lines++) {
         const char *nl = strchr(p, '\n');
@@ -579,8 +584,8 @@ static void test_damage_in_the_middle_is_refused_with_its_offset(void)
     size_t len;
     char data[8192];
     snprintf(data, sizeof data, "%s", s_written(path, &len));
-    size_t r5 = s_line_at(data, "R j 5 "), r6 = s_line_at(data, "R j 6 ");
-    size_t r7 = s_line_at(data, "R j 7 ");
+    size_t r5 = s_line_at(data, "M j 5 "), r6 = s_line_at(data, "M j 6 ");
+    size_t r7 = s_line_at(data, "M j 7 ");
     TEST_CHECK(r5 && r6 && r7);
     char bad[8192];
 
@@ -653,7 +658,7 @@ static void test_damage_in_the_middle_is_refused_with_its_offset(void)
     memcpy(bad, data, len);
     bad[last - 1] = ' ';
     s_put(path, bad, len - 1);
-    s_refused_at(path, s_line_at(data, "R j 19 "), bad, len - 1);
+    s_refused_at(path, s_line_at(data, "M j 19 "), bad, len - 1);
     unlink(path);
 }
 
@@ -675,8 +680,8 @@ static void test_torn_last_line_is_cut_and_appends_follow(void)
     TEST_EQ_INT(sc.closes, 0);
     TEST_EQ_INT(zp_journal_size(jc), last);
     zp_journal_destroy(&jc);
-    const char *tails[] = {"R j 20 ok 2", "R j 20 ok 210 0123abc", "\0\0\0\0",
-                           "R"};
+    const char *tails[] = {"M j 20 ok 2", "M j 20 ok 210 0123abc", "\0\0\0\0",
+                           "M"};
     size_t tail_len[] = {11, 21, 4, 1};
     for (size_t i = 0; i < 4; i++) {
         char torn[8192];
@@ -702,7 +707,7 @@ static void test_torn_last_line_is_cut_and_appends_follow(void)
 }
 
 /* A version 2 journal (no checksums) is read as it is, appended to in
- * its own format, and rewritten as version 3 by a compaction. */
+ * its own format, and rewritten as version 4 by a compaction. */
 static void test_v2_journal_is_read_appended_and_upgraded(void)
 {
     char path[] = "/tmp/zpipe-journal-v2-XXXXXX";
@@ -721,7 +726,7 @@ static void test_v2_journal_is_read_appended_and_upgraded(void)
     TEST_EQ_INT(zp_journal_compact(j, s_dump, NULL), 0);
     zp_journal_record(j, "live", 60, false, 13000);
     zp_journal_destroy(&j);
-    TEST_CHECK(strncmp(s_slurp(path), "zpipe-journal 3\n", 16) == 0);
+    TEST_CHECK(strncmp(s_slurp(path), "zpipe-journal 4\n", 16) == 0);
     s_snap_t sn = {0};
     j = zp_journal_open(path, &s_snap_visitor, &sn, err, sizeof err);
     TEST_CHECK(j != NULL);
@@ -756,7 +761,224 @@ static void test_destroy_unsynced_writes_every_line(void)
     unlink(path);
 }
 
+/* ---- version 4: M lines ---- */
+
+/* Every record replayed, in order. */
+typedef struct {
+    size_t n;
+    char job_end[8192]; /* the last letter of its job's id */
+    uint64_t task[8192], offset[8192];
+    bool ok[8192];
+} s_recs_t;
+
+static void s_rec_all(void *ctx, const char *job, uint64_t task, bool ok,
+                      uint64_t offset)
+{
+    s_recs_t *r = ctx;
+    if (r->n < 8192) {
+        r->job_end[r->n] = job[strlen(job) - 1];
+        r->task[r->n] = task;
+        r->ok[r->n] = ok;
+        r->offset[r->n] = offset;
+    }
+    r->n++;
+}
+
+/* A job's records between barriers share M lines, each record after the
+ * first as deltas: any order of tasks, failed ones, offsets that stay
+ * (a reduced job) or go back (a new line), two jobs in turn, and lines
+ * kept under the length a replay reads. All replay as written. */
+static void test_records_share_m_lines_and_replay_as_written(void)
+{
+    char path[] = "/tmp/zpipe-journal-m-XXXXXX";
+    char err[256];
+    zp_journal_t *j = s_new_journal(path, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    static s_recs_t want;
+    memset(&want, 0, sizeof want);
+    uint64_t off = 1000, seed = 7;
+    for (size_t i = 0; i < 6000; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t x = seed >> 20;
+        /* mostly the next task, some far back or ahead or huge */
+        uint64_t task = x % 7 == 0    ? x % 50
+                        : x % 11 == 0 ? UINT64_MAX - x % 3
+                                      : 100 + i;
+        bool ok = x % 5 != 0;
+        if (x % 13 == 0)
+            off -= x % 500; /* behind the last: a new line */
+        else if (x % 3)
+            off += x % 200; /* else it stays */
+        const char *job = i / 1000 % 2 ? "job-b" : "job-a";
+        TEST_EQ_INT(zp_journal_record(j, job, task, ok, off), 0);
+        want.task[i] = task;
+        want.ok[i] = ok;
+        want.offset[i] = off;
+        if (i % 2500 == 2499)
+            TEST_EQ_INT(zp_journal_write(j), 0); /* a barrier */
+    }
+    TEST_EQ_INT(zp_journal_close_job(j, "job-a", 6000), 0);
+    uint64_t size = zp_journal_size(j);
+    zp_journal_destroy(&j);
+    size_t len;
+    const char *data = s_slurp(path);
+    len = strlen(data);
+    TEST_EQ_INT(len, size);
+    TEST_CHECK(len < 6000 * 12); /* R lines took about 30 bytes each */
+    size_t lines = 0, longest = 0;
+    for (const char *p = data; *p; lines++) {
+        const char *nl = strchr(p, '\n');
+        if ((size_t)(nl - p) > longest)
+            longest = (size_t)(nl - p);
+        p = nl + 1;
+    }
+    TEST_CHECK(longest < 1024);
+    TEST_CHECK(lines > 20 && lines < 600);
+    static s_recs_t got;
+    memset(&got, 0, sizeof got);
+    zp_journal_visitor_t vis = {.on_record = s_rec_all};
+    size_t valid;
+    long events = zp_journal_replay(data, len, &vis, &got, &valid);
+    TEST_EQ_INT(events, 6000 + 1);
+    TEST_EQ_INT(valid, len);
+    TEST_EQ_INT(got.n, 6000);
+    size_t same = 0;
+    for (size_t i = 0; i < 6000; i++)
+        same += got.task[i] == want.task[i] && got.ok[i] == want.ok[i] &&
+                got.offset[i] == want.offset[i] &&
+                got.job_end[i] == (i / 1000 % 2 ? 'b' : 'a');
+    TEST_EQ_INT(same, 6000);
+    unlink(path);
+}
+
+/* A version 4 journal of the given lines, each with its chained
+ * checksum (chain0: the header's), into out. */
+static size_t s_checked_journal(char *out, size_t cap, const char *header,
+                                uint32_t chain, const char *const *lines,
+                                size_t n)
+{
+    size_t len = (size_t)snprintf(out, cap, "%s", header);
+    for (size_t i = 0; i < n; i++) {
+        chain = zp_crc32c(chain, lines[i], strlen(lines[i]));
+        len += (size_t)snprintf(out + len, cap - len, "%s %08x\n", lines[i],
+                                chain);
+    }
+    return len;
+}
+
+/* An M line with any malformed item is damage, refused at its offset with
+ * none of its records passed on; an M line in a version 3 journal is
+ * malformed there. */
+static void test_malformed_m_lines_are_damage(void)
+{
+    const char *items[] = {"x:1",
+                           "1:",
+                           ":1",
+                           "1:1g",
+                           "1:1ff",
+                           "--1:1",
+                           "-5:0",
+                           "1",
+                           "1:-1",
+                           "1 :1",
+                           "1:1 ",
+                           "99999999999999999999:0",
+                           "1:18446744073709550000"};
+    char line[256], data[1024];
+    for (size_t i = 0; i < sizeof items / sizeof *items; i++) {
+        snprintf(line, sizeof line, "M j 3 ok 2000 1:5 %s 2:7", items[i]);
+        const char *lines[] = {"O j 3", line};
+        size_t len = s_checked_journal(data, sizeof data, ZP_JOURNAL_HEADER,
+                                       ZP_JOURNAL_CHAIN0, lines, 2);
+        static s_recs_t got;
+        memset(&got, 0, sizeof got);
+        zp_journal_visitor_t vis = {.on_record = s_rec_all};
+        size_t valid;
+        TEST_EQ_INT(zp_journal_replay(data, len, &vis, &got, &valid),
+                    ZP_JOURNAL_DAMAGED);
+        TEST_EQ_INT(got.n, 0);
+        TEST_EQ_INT(valid, strstr(data, "\nM j") + 1 - data);
+    }
+    /* The same line well-formed: four records (task 3, 4, 1, 3). */
+    const char *good[] = {"O j 3", "M j 3 ok 2000 1:5 -3:0f 2:7"};
+    size_t len = s_checked_journal(data, sizeof data, ZP_JOURNAL_HEADER,
+                                   ZP_JOURNAL_CHAIN0, good, 2);
+    static s_recs_t got;
+    memset(&got, 0, sizeof got);
+    zp_journal_visitor_t vis = {.on_record = s_rec_all};
+    size_t valid;
+    TEST_EQ_INT(zp_journal_replay(data, len, &vis, &got, &valid), 5);
+    TEST_EQ_INT(got.n, 4);
+    TEST_EQ_INT(got.task[2], 1);
+    TEST_CHECK(!got.ok[2] && got.ok[3]);
+    TEST_EQ_INT(got.offset[2], 2005);
+    TEST_EQ_INT(got.offset[3], 2012);
+    TEST_EQ_INT(got.task[3], 3);
+    /* In a version 3 journal, an M line is no line at all. */
+    len = s_checked_journal(data, sizeof data, ZP_JOURNAL_HEADER_V3,
+                            ZP_JOURNAL_CHAIN0_V3, good, 2);
+    TEST_EQ_INT(zp_journal_replay(data, len, &vis, &got, &valid),
+                ZP_JOURNAL_DAMAGED);
+    /* A version 3 journal's lines checked from its own header. */
+    const char *v3[] = {"O j 3", "R j 3 ok 2000", "C j 1"};
+    len = s_checked_journal(data, sizeof data, ZP_JOURNAL_HEADER_V3,
+                            ZP_JOURNAL_CHAIN0_V3, v3, 3);
+    TEST_EQ_INT(zp_journal_replay(data, len, &vis, &got, &valid), 3);
+    TEST_EQ_INT(valid, len);
+}
+
+/* A version 3 journal is appended to with R lines (an older sink can
+ * still read it) until a compaction rewrites it as version 4. */
+static void test_v3_journal_is_appended_as_v3_until_compacted(void)
+{
+    char path[] = "/tmp/zpipe-journal-v3a-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    char data[1024];
+    const char *v3[] = {"O a 3", "R a 0 ok 5"};
+    size_t len = s_checked_journal(data, sizeof data, ZP_JOURNAL_HEADER_V3,
+                                   ZP_JOURNAL_CHAIN0_V3, v3, 2);
+    s_put(path, data, len);
+    char err[512];
+    s_seen_t s = {0};
+    zp_journal_t *j = zp_journal_open(path, &s_visitor, &s, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(s.records, 1);
+    zp_journal_record(j, "a", 1, true, 9);
+    zp_journal_record(j, "a", 2, false, 9);
+    TEST_EQ_INT(zp_journal_sync(j), 0);
+    const char *now = s_slurp(path);
+    TEST_CHECK(strncmp(now, "zpipe-journal 3\n", 16) == 0);
+    TEST_CONTAINS(now, "\nR a 1 ok 9 ");
+    TEST_CONTAINS(now, "\nR a 2 failed 9 ");
+    TEST_CHECK(strstr(now, "\nM ") == NULL);
+    zp_journal_destroy(&j);
+    s_seen_t again = {0};
+    j = zp_journal_open(path, &s_visitor, &again, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(again.records, 3);
+    TEST_EQ_INT(zp_journal_compact(j, s_dump, NULL), 0);
+    zp_journal_record(j, "live", 61, true, 13001);
+    zp_journal_record(j, "live", 62, true, 13002);
+    zp_journal_destroy(&j);
+    now = s_slurp(path);
+    TEST_CHECK(strncmp(now, "zpipe-journal 4\n", 16) == 0);
+    TEST_CONTAINS(now, "\nM live 61 ok 13001 1:1 ");
+    s_snap_t sn = {0};
+    j = zp_journal_open(path, &s_snap_visitor, &sn, err, sizeof err);
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(sn.seen.records, 2);
+    TEST_EQ_INT(sn.seen.last_offset, 13002);
+    zp_journal_destroy(&j);
+    unlink(path);
+}
+
 static const test_case_t tests[] = {
+    {"test_records_share_m_lines_and_replay_as_written",
+     test_records_share_m_lines_and_replay_as_written},
+    {"test_malformed_m_lines_are_damage", test_malformed_m_lines_are_damage},
+    {"test_v3_journal_is_appended_as_v3_until_compacted",
+     test_v3_journal_is_appended_as_v3_until_compacted},
     {"test_destroy_unsynced_writes_every_line",
      test_destroy_unsynced_writes_every_line},
     {"test_v3_round_trip", test_v3_round_trip},

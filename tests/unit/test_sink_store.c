@@ -218,15 +218,16 @@ static void test_records_past_the_output_are_refused(void)
     zp_store_t *st = zp_store_new(&cfg, &s_replay, &seen);
     TEST_CHECK(st);
     zp_spool_t sp = {0};
-    for (uint64_t t = 0; t < 4; t++)
+    for (uint64_t t = 0; t < 4; t++) { /* a line each: synced apart */
         zp_store_emit(st, &sp, "j", t, true, "rec\n", 4, NULL, 0);
-    TEST_EQ_INT(zp_store_sync(st), 0);
+        TEST_EQ_INT(zp_store_sync(st), 0);
+    }
     zp_store_destroy(&st);
     TEST_CHECK(truncate(s_out, 9) == 0); /* two records and a torn one */
     TEST_CHECK(zp_store_new(&cfg, &s_replay, &seen) == NULL);
     char buf[64];
     TEST_EQ_INT(s_read(s_out, buf, sizeof buf), 9);
-    /* Cut before the third record: the header and two R lines. */
+    /* Cut before the third record: the header and two M lines. */
     FILE *f = fopen(s_journal, "r");
     char line[256];
     long cut = 0;
