@@ -433,7 +433,8 @@ typedef struct {
 
 /* The next field of r, checked against wt_of: 1 with it in *x, 0 at the
  * end, -1 for what the scans refuse. */
-static int s_next_checked(s_rd_t *r, const int8_t wt_of[16], s_val_t *x)
+static inline __attribute__((always_inline)) int
+s_next_checked(s_rd_t *r, const int8_t wt_of[16], s_val_t *x)
 {
     int f = s_field(r, &x->num, &x->wt);
     if (f != 1)

@@ -331,7 +331,7 @@ static int s_push_batch(s_submit_t *s)
     if (!n)
         return 0;
     for (size_t i = 0, at = 0; i < n; at = s->ends[i++]) {
-        zpipe__v1__task__init(&s->tasks[i]);
+        s->tasks[i] = (Zpipe__V1__Task)ZPIPE__V1__TASK__INIT; /* inlined */
         s->tasks[i].payload.data = (uint8_t *)s->text.data + at;
         s->tasks[i].payload.len = s->ends[i] - at;
         s->ptrs[i] = &s->tasks[i];
