@@ -252,8 +252,29 @@ static bool s_skip(s_rd_t *r, int wt)
     }
 }
 
+/* Moves past a varint without its value: with 8 bytes left, one load
+ * finds the byte that ends it (the first without its top bit); a longer
+ * one, or one near the end, goes through s_varint and its checks. */
+static inline bool s_skip_varint(s_rd_t *r)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (r->end - r->p >= 8) {
+        uint64_t w;
+        memcpy(&w, r->p, 8);
+        uint64_t stop = ~w & 0x8080808080808080ull; /* little-endian */
+        if (stop) {
+            r->p += ((unsigned)__builtin_ctzll(stop) >> 3) + 1;
+            return true;
+        }
+    }
+#endif
+    uint64_t v;
+    return s_varint(r, &v);
+}
+
 /* Checks one field against the wire types of known fields (S_ANY for a
- * field number the message does not have); sets *value for varints. */
+ * field number the message does not have); sets *value for varints when
+ * value is not NULL. */
 static bool s_take(s_rd_t *r, const int8_t wt_of[16], unsigned num, int wt,
                    uint64_t *value, size_t *bytes)
 {
@@ -261,7 +282,7 @@ static bool s_take(s_rd_t *r, const int8_t wt_of[16], unsigned num, int wt,
     if (want != S_ANY && want != wt)
         return false;
     if (wt == S_VARINT)
-        return s_varint(r, value);
+        return value ? s_varint(r, value) : s_skip_varint(r);
     const uint8_t *p = r->p;
     if (!s_skip(r, wt))
         return false;
@@ -301,7 +322,8 @@ static int s_scan_batch(const void *data, size_t len, size_t max_len,
             return -1;
         uint64_t picked = 0;
         while ((f = s_field(&item, &num, &wt)) == 1) {
-            if (!s_take(&item, sub_wt, num, wt, &v, &nbytes))
+            if (!s_take(&item, sub_wt, num, wt, pick == num ? &v : NULL,
+                        &nbytes))
                 return -1;
             if (pick && num == pick)
                 picked = v; /* the last one wins, as in protobuf-c */
