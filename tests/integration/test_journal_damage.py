@@ -135,6 +135,88 @@ def _damaged_resume(alter):
           "the error names neither the journal nor the offset: %s" % err[-600:])
 
 
+def _crc32c(crc, data):
+    """CRC-32C (Castagnoli, reflected), continued from crc as zp_crc32c."""
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
+def _as_version_3(journal):
+    """Rewrites the journal as the previous release wrote it: header 3, an
+    R line for each record of an M line, every line's checksum chained
+    again from the version 3 header. Returns the records it holds."""
+    with open(journal, "rb") as f:
+        data = f.read()
+    head = b"zpipe-journal 3"
+    out, chain, n = [head + b"\n"], _crc32c(0, head), 0
+    lines = data.split(b"\n")[1:-1]  # whole lines after the header
+    bodies = []
+    for line in lines:
+        body = line[:-9]  # its trailer: a space and 8 hex digits
+        if body.startswith(b"M "):
+            f = body.split(b" ")
+            job, task, ok, off = f[1], int(f[2]), f[3], int(f[4])
+            bodies.append(b"R %s %d %s %d" % (job, task, ok, off))
+            for item in f[5:]:
+                dt, do = item.rstrip(b"f").split(b":")
+                task += int(dt)
+                off += int(do)
+                ok = b"failed" if item.endswith(b"f") else b"ok"
+                bodies.append(b"R %s %d %s %d" % (job, task, ok, off))
+        else:
+            bodies.append(body)
+    for body in bodies:
+        chain = _crc32c(chain, body)
+        out.append(b"%s %08x\n" % (body, chain))
+        n += body.startswith(b"R ")
+    with open(journal, "wb") as f:
+        f.write(b"".join(out))
+    return n
+
+
+def test_previous_releases_journal_resumes():
+    """A run killed mid-job by the previous release (journal version 3,
+    an R line a record) resumed by this one: the records journaled are
+    kept, the rest run, the journal is appended to in its own format, and
+    every task has exactly one record."""
+    d = zptest.tmpdir()
+    cmd, journal, out = _killed_run(d)
+    had = _as_version_3(journal)
+    check(had > 3000, "only %d records journaled" % had)
+    r = run(cmd + ["--resume"], capture_output=True, timeout=120)
+    err = r.stderr.decode(errors="replace")
+    with open(out, "rb") as f:
+        data = f.read()
+    tasks = collections.Counter(int(m) for m in re.findall(rb'"task":(\d+)', data))
+    lost = sum(1 for t in range(N) if t not in tasks)
+    dup = sum(c - 1 for c in tasks.values() if c > 1)
+    unexpected = sum(1 for t in tasks if t >= N)
+    outputs = [(int(m.group(1)), int(m.group(2))) for m in re.finditer(
+        rb'"task":(\d+),"status":"ok","output":"(\d+)"', data)]
+    wrong = sum(1 for t, o in outputs if o != 150 + t % 7)
+    wrong += sum(tasks.values()) - len(outputs)  # not ok, or no output
+    print("    %d records journaled by version 3; resume exit %d; %d records: "
+          "lost %d, duplicated %d, unexpected %d, wrong %d, NUL %d"
+          % (had, r.returncode, sum(tasks.values()), lost, dup, unexpected, wrong,
+             data.count(b"\0")), flush=True)
+    check(r.returncode == 0, "the resume failed: %s" % err[-600:])
+    check(lost == 0 and dup == 0 and unexpected == 0 and wrong == 0
+          and b"\0" not in data, "records lost, repeated or wrong")
+    # zpipe run keeps a --journal it was given: still version 3, R lines
+    # only, every task's record in it (the resume appended the rest).
+    with open(journal, "rb") as f:
+        kept = f.read()
+    check(kept.startswith(b"zpipe-journal 3\n") and b"\nM " not in kept,
+          "a version 3 journal was appended to in version 4's format")
+    journaled = set(r[2] for r in zptest.journal_records(journal))
+    check(journaled >= set(range(N)), "%d tasks missing from the journal"
+          % len(set(range(N)) - journaled))
+
+
 def test_task_id_altered():
     _damaged_resume(_task_digit)
 
@@ -203,4 +285,4 @@ def test_spool_record_altered():
 
 if __name__ == "__main__":
     zptest.main([test_task_id_altered, test_offset_altered, test_output_cut,
-                 test_spool_record_altered])
+                 test_spool_record_altered, test_previous_releases_journal_resumes])
