@@ -204,16 +204,18 @@ int zp_journal_close_job(zp_journal_t *self, const char *job, uint64_t total)
         zp_buf_printf(&self->buf, "C %s %llu", job, (unsigned long long)total));
 }
 
-/* One record as its own R line (versions 1 to 3), formatted by hand:
- * printf cost the sink more than a tenth of its time on empty tasks. */
-static int s_record_line(zp_journal_t *self, const char *job, uint64_t task,
-                         bool ok, uint64_t offset)
+/* Appends "<letter> <job> <task> <ok|failed> <offset>" (an R line, or
+ * an M line's start) with room for the trailer after it, formatted by
+ * hand: printf cost the sink more than a tenth of its time on empty
+ * tasks. 0, or -1 when out of memory (nothing appended). */
+static int s_put_record(zp_journal_t *self, char letter, const char *job,
+                        uint64_t task, bool ok, uint64_t offset)
 {
-    size_t jl = strlen(job), start = self->buf.len;
-    if (zp_buf_reserve(&self->buf, jl + 60) < 0)
+    size_t jl = strlen(job);
+    if (zp_buf_reserve(&self->buf, jl + 60 + ZP_JOURNAL_TRAILER + 1) < 0)
         return -1;
-    char *p = self->buf.data + start;
-    *p++ = 'R';
+    char *p = self->buf.data + self->buf.len;
+    *p++ = letter;
     *p++ = ' ';
     memcpy(p, job, jl);
     p += jl;
@@ -223,7 +225,7 @@ static int s_record_line(zp_journal_t *self, const char *job, uint64_t task,
     p += ok ? 4 : 8;
     p = zp_json_u64(p, offset);
     self->buf.len = (size_t)(p - self->buf.data);
-    return s_seal(self, start, 0);
+    return 0;
 }
 
 /* The most bytes one item of an M line takes: a sign, two numbers, ':'
@@ -250,26 +252,18 @@ static bool s_run_takes(const zp_journal_t *self, const char *job,
 int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
                       bool ok, uint64_t offset)
 {
-    if (!self->runs)
-        return s_record_line(self, job, task, ok, offset);
+    size_t start = self->buf.len;
+    if (!self->runs) /* an R line each (versions 1 to 3) */
+        return s_put_record(self, 'R', job, task, ok, offset) < 0
+                   ? -1
+                   : s_seal(self, start, 0);
     if (!s_run_takes(self, job, offset)) {
         s_run_end(self);
-        size_t jl = strlen(job), start = self->buf.len;
+        start = self->buf.len;
         self->run_job.len = 0;
-        if (zp_buf_append(&self->run_job, job, jl + 1) < 0 ||
-            zp_buf_reserve(&self->buf, jl + 60 + ZP_JOURNAL_TRAILER + 1) < 0)
+        if (zp_buf_append(&self->run_job, job, strlen(job) + 1) < 0 ||
+            s_put_record(self, 'M', job, task, ok, offset) < 0)
             return -1;
-        char *p = self->buf.data + start;
-        *p++ = 'M';
-        *p++ = ' ';
-        memcpy(p, job, jl);
-        p += jl;
-        *p++ = ' ';
-        p = zp_json_u64(p, task);
-        memcpy(p, ok ? " ok " : " failed ", ok ? 4 : 8);
-        p += ok ? 4 : 8;
-        p = zp_json_u64(p, offset);
-        self->buf.len = (size_t)(p - self->buf.data);
         self->run_open = true;
         self->run_start = start;
     } else {

@@ -358,7 +358,8 @@ static void test_views_check_as_they_fill(void)
         const Zpipe__V1__Task *y = d->task_batch->tasks[i];
         same += x->task_id == y->task_id && x->deadline_ms == y->deadline_ms &&
                 x->lease == y->lease && x->payload.len == y->payload.len &&
-                memcmp(x->payload.data, y->payload.data, x->payload.len) == 0;
+                (x->payload.len == 0 || /* then data is NULL */
+                 memcmp(x->payload.data, y->payload.data, x->payload.len) == 0);
     }
     TEST_EQ_INT(same, N);
     TEST_EQ_STR(tv.batch.config, "k=v");
