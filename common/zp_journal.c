@@ -23,10 +23,11 @@ struct zp_journal {
     zp_buf_t buf;
     uint64_t written; /* bytes in the file */
     uint32_t chain;   /* the checksum of the last line buffered */
-    bool unchecked;   /* a version 1 or 2 journal: lines without checksums
-                         (until a compaction rewrites it) */
-    bool runs;        /* version 4: records go in M lines */
-    /* The M line being filled (runs): it starts at buf[run_start], has
+    /* Its header's version: it is appended to in that format until a
+     * compaction rewrites it (1 and 2: lines without checksums; 3: an R
+     * line a record; 4: M lines). */
+    unsigned version;
+    /* The M line being filled (version 4): it starts at buf[run_start], has
      * run_job's records, the last of task run_task at offset run_off. It
      * is sealed before anything else is appended and before the buffer
      * is written, so a line is whole in the file or not there. */
@@ -96,8 +97,7 @@ zp_journal_t *zp_journal_open(const char *path,
     self->fd = fd;
     self->written = (uint64_t)kept;
     self->chain = chain;
-    self->unchecked = version < 3;
-    self->runs = version >= 4;
+    self->version = version;
     return self;
 
 fail_fd:
@@ -144,7 +144,7 @@ static int s_seal(zp_journal_t *self, size_t start, int rc)
         return -1;
     }
     char *p = self->buf.data + self->buf.len;
-    if (self->unchecked) {
+    if (self->version < 3) { /* no checksums */
         *p = '\n';
         self->buf.len++;
         return 0;
@@ -253,7 +253,7 @@ int zp_journal_record(zp_journal_t *self, const char *job, uint64_t task,
                       bool ok, uint64_t offset)
 {
     size_t start = self->buf.len;
-    if (!self->runs) /* an R line each (versions 1 to 3) */
+    if (self->version < 4) /* an R line each */
         return s_put_record(self, 'R', job, task, ok, offset) < 0
                    ? -1
                    : s_seal(self, start, 0);
@@ -485,7 +485,8 @@ int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx)
 {
     if (zp_journal_write(self) < 0)
         return -1;
-    zp_journal_t out = {.fd = -1, .chain = ZP_JOURNAL_CHAIN0, .runs = true};
+    zp_journal_t out = {
+        .fd = -1, .chain = ZP_JOURNAL_CHAIN0, .version = ZP_JOURNAL_VERSION};
     zp_buf_t tmp = {0};
     if (zp_buf_printf(&tmp, "%s.compact", self->path) < 0)
         return -1;
@@ -505,8 +506,7 @@ int zp_journal_compact(zp_journal_t *self, zp_journal_dump_fn *dump, void *ctx)
         self->fd = out.fd;
         self->written = out.written;
         self->chain = out.chain;
-        self->unchecked = false;
-        self->runs = true;
+        self->version = ZP_JOURNAL_VERSION;
         self->unsynced = false;
         if (s_sync_dir(self->path) < 0)
             zp_warn("journal %s: syncing its directory: %s", self->path,
