@@ -9,6 +9,7 @@ changed past the output's end, or records past a cut output, were taken
 as a power loss and left out, while the ventilator skipped their tasks:
 the resume never ended."""
 import collections
+import json
 import os
 import re
 import signal
@@ -21,12 +22,16 @@ from zptest import binary, check, run
 N = 20000
 
 
-def _killed_run(d):
-    """A zpipe run of N spin tasks, killed with a few thousand records
-    journaled; returns (cmd, journal, output)."""
+def _payload(i):
+    return "%d" % (150 + i % 7)
+
+
+def _killed_run(d, payload=_payload, at=3000):
+    """A zpipe run of N spin tasks (task i's payload: payload(i)), killed
+    with more than `at` records journaled; returns (cmd, journal, output)."""
     inp = os.path.join(d, "in.txt")
     with open(inp, "w") as f:
-        f.write("".join("%d\n" % (150 + i % 7) for i in range(N)))
+        f.write("".join(payload(i) + "\n" for i in range(N)))
     out = os.path.join(d, "out.jsonl")
     journal = os.path.join(d, "journal")
     cmd = [binary("zpipe"), "run", "--plugin", "spin", "--workers", "2",
@@ -38,7 +43,7 @@ def _killed_run(d):
         zptest._procs.append(p)
         deadline = time.time() + 20
         while time.time() < deadline and p.poll() is None:
-            if len(zptest.journal_records(journal)) > 3000:
+            if len(zptest.journal_records(journal)) > at:
                 break
             time.sleep(0.02)
         if p.poll() is None:
@@ -217,6 +222,65 @@ def test_previous_releases_journal_resumes():
           % len(set(range(N)) - journaled))
 
 
+def _bad(i):
+    """Every 5th task fails (spin refuses a payload that is not a number,
+    a failure not retried)."""
+    return "x%d" % i if i % 5 == 0 else _payload(i)
+
+
+def test_failed_records_survive_two_kills():
+    """Failed tasks are journaled too (an M line's items marked f): a run
+    with a fifth of its tasks failing, SIGKILLed with 2,000 records
+    journaled, resumed and SIGKILLed again past 9,000, then resumed to
+    the end. Each task has exactly one record, with its own status: a
+    failed record lost or turned ok would run again (a duplicate or a
+    wrong status), one repeated would be a duplicate."""
+    d = zptest.tmpdir()
+    cmd, journal, out = _killed_run(d, _bad, at=2000)
+    first = len(zptest.journal_records(journal))
+    marked = sum(1 for r in zptest.journal_records(journal) if not r[3])
+    with open(journal, "rb") as f:
+        fitems = len(re.findall(rb" -?\d+:\d+f", f.read()))
+    p = subprocess.Popen(cmd + ["--resume"], stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    zptest._procs.append(p)
+    deadline = time.time() + 30
+    while time.time() < deadline and p.poll() is None:
+        if len(zptest.journal_records(journal)) > 9000:
+            break
+        time.sleep(0.02)
+    second = len(zptest.journal_records(journal))
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(30)
+        time.sleep(0.2)
+    r = run(cmd + ["--resume"], capture_output=True, timeout=120)
+    err = r.stderr.decode(errors="replace")
+    with open(out, "rb") as f:
+        recs = [json.loads(l) for l in f.read().splitlines()]
+    seen = collections.Counter(rec["task"] for rec in recs)
+    lost = sum(1 for t in range(N) if t not in seen)
+    dup = sum(c - 1 for c in seen.values() if c > 1)
+    unexpected = sum(1 for t in seen if not 0 <= t < N)
+    wrong = sum(1 for rec in recs if 0 <= rec["task"] < N and (
+        (rec["status"] == "ok") != (rec["task"] % 5 != 0) or
+        (rec["status"] == "ok" and rec["output"] != _bad(rec["task"]))))
+    failed = sum(1 for rec in recs if rec["status"] == "failed")
+    print("    journaled before the kills: %d (%d failed, %d as f items), "
+          "then %d; final exit %d; %d records, %d failed: lost %d, "
+          "duplicated %d, unexpected %d, wrong %d"
+          % (first, marked, fitems, second, r.returncode, len(recs), failed,
+             lost, dup, unexpected, wrong), flush=True)
+    check(fitems > 0, "no failed record was journaled as an M line's item")
+    check(second > first, "the first resume journaled nothing")
+    check(r.returncode != 0 or "failed" in err,
+          "the run with failed tasks did not report them")
+    check(lost == 0 and dup == 0 and unexpected == 0 and wrong == 0,
+          "records lost, repeated or wrong")
+    check(failed == N // 5, "%d failed records for %d failing tasks"
+          % (failed, N // 5))
+
+
 def test_task_id_altered():
     _damaged_resume(_task_digit)
 
@@ -285,4 +349,5 @@ def test_spool_record_altered():
 
 if __name__ == "__main__":
     zptest.main([test_task_id_altered, test_offset_altered, test_output_cut,
-                 test_spool_record_altered, test_previous_releases_journal_resumes])
+                 test_spool_record_altered, test_previous_releases_journal_resumes,
+                 test_failed_records_survive_two_kills])
