@@ -115,6 +115,12 @@ static zp_vent_batch_verdict_t s_check_seq(const zp_vent_job_t *j, uint64_t seq,
     return ZP_VENT_BATCH_NEW;
 }
 
+uint64_t zp_vent_intake_frame_cap(uint64_t max_task_bytes)
+{
+    uint64_t framed = max_task_bytes + ZP_VENT_INTAKE_FRAMING;
+    return framed > ZP_VENT_INTAKE_FRAME ? framed : ZP_VENT_INTAKE_FRAME;
+}
+
 zp_vent_batch_verdict_t
 zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
                            const zp_vent_job_t *j, uint64_t max_task_bytes,

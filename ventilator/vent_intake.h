@@ -21,6 +21,18 @@ int zp_vent_settings_text(char *const *pairs,
                           const Zpipe__V1__Setting *const *kv, size_t n,
                           char **out, const char **why);
 
+/* Bytes of an intake message the ventilator always takes, and what a
+ * batch's framing around one task may add at most (job id, token, tags). */
+#define ZP_VENT_INTAKE_FRAME   (64u << 20)
+#define ZP_VENT_INTAKE_FRAMING (1u << 20)
+
+/* The biggest intake message taken: ZP_VENT_INTAKE_FRAME, or room for a
+ * task of max_task_bytes and its batch's framing when that is more. A
+ * producer sends a task that long alone (zpipe submit --batch-bytes): a
+ * bigger message would drop the connection (MAXMSGSIZE), and the
+ * producer, sending it again, would never hear why. */
+uint64_t zp_vent_intake_frame_cap(uint64_t max_task_bytes);
+
 /* What a JobOpen is, by the jobs the ventilator knows. */
 typedef enum {
     ZP_VENT_OPEN_NEW,      /* a new job: open it */

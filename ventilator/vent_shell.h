@@ -29,9 +29,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bytes of one intake message at most (the socket's MAXMSGSIZE too). */
-#define ZP_VENT_INTAKE_FRAME (64u << 20)
-
 typedef struct {
     const zp_ventilator_config_t *cfg; /* borrowed, outlives the run */
     bool push;                         /* --dispatch push */

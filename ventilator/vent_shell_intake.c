@@ -327,13 +327,14 @@ void zp_vent_shell_on_intake(zp_vent_shell_t *v, const char *rid,
      * a 1,000,000-task service job's CPU). s_on_tasks copies what it
      * keeps, as it must from the arena too. Anything else, or a batch the
      * view cannot take, is decoded. */
+    size_t cap = (size_t)zp_vent_intake_frame_cap(v->cfg->max_task_bytes);
     if (zp_view_task_batch(&v->intake_view, zmq_msg_data(frame),
-                           zmq_msg_size(frame), ZP_VENT_INTAKE_FRAME) == 0) {
+                           zmq_msg_size(frame), cap) == 0) {
         s_on_tasks(v, rid, rid_len, &v->intake_view.batch);
         return;
     }
-    zp_message_t *m = zp_decode(v->arena, zmq_msg_data(frame),
-                                zmq_msg_size(frame), ZP_VENT_INTAKE_FRAME);
+    zp_message_t *m =
+        zp_decode(v->arena, zmq_msg_data(frame), zmq_msg_size(frame), cap);
     if (!m) {
         zp_vent_shell_intake_refuse(v, rid, rid_len, "", "malformed message");
         return;

@@ -285,6 +285,7 @@ static void s_send_ack(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     a.seq = seq;
     a.sink_instance = v->link.sink_instance ? v->link.sink_instance : "";
     a.ventilator_instance = v->instance ? v->instance : "";
+    a.max_task_bytes = v->cfg->max_task_bytes;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_ACK;
     m.ack = &a;

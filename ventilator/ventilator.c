@@ -127,7 +127,7 @@ static int s_init_intake(zp_vent_shell_t *v)
         return -1;
     int hwm = S_INTAKE_HWM;
     zmq_setsockopt(v->intake, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    int64_t cap = ZP_VENT_INTAKE_FRAME;
+    int64_t cap = (int64_t)zp_vent_intake_frame_cap(cfg->max_task_bytes);
     zmq_setsockopt(v->intake, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
     int linger = ZP_LINGER_MS;
     zmq_setsockopt(v->intake, ZMQ_LINGER, &linger, sizeof linger);

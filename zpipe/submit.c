@@ -30,7 +30,8 @@ static const char s_submit_synopsis[] =
     "log | zpipe submit) goes out in a partial batch 50 ms after the\n"
     "batch's first line. A run killed before it\n"
     "exits (a crashed shell or machine) is resumed by running it again with\n"
-    "the same --job, --token, --batch and input: the tasks the ventilator\n"
+    "the same --job, --token, --batch, --batch-bytes and input: the tasks\n"
+    "the ventilator\n"
     "took are not taken twice; if that job has finished meanwhile, the\n"
     "rerun says so and sends nothing. With --results FILE it also writes\n"
     "the job's records to FILE as the sink commits them, and exits once\n"
@@ -44,7 +45,8 @@ typedef struct {
     const char *ventilator, *plugin, *input, *job, *token, *cluster;
     const char *secret, *ventilator_key;   /* CURVE */
     const char *results, *sink, *sink_key; /* --results: from the sink */
-    uint64_t priority, deadline_ms, max_attempts, batch, timeout_ms;
+    uint64_t priority, deadline_ms, max_attempts, batch, batch_bytes,
+        timeout_ms;
     zp_strlist_t config; /* the job's plugin settings, KEY=VALUE */
 } s_submit_opts_t;
 
@@ -83,7 +85,11 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
          "ventilator's)",
          &o->max_attempts, 0, 100, NULL},
         {"batch", 0, ZP_OPT_UINT, "ZPIPE_BATCH", "N",
-         "tasks per message (default 1024)", &o->batch, 1, 65536, NULL},
+         "most tasks per message (default 8192)", &o->batch, 1, 65536, NULL},
+        {"batch-bytes", 0, ZP_OPT_UINT, "ZPIPE_BATCH_BYTES", "BYTES",
+         "most payload bytes per message; a longer line goes alone "
+         "(default 1 MiB)",
+         &o->batch_bytes, 1, 1u << 30, NULL},
         {"timeout-ms", 0, ZP_OPT_UINT, "ZPIPE_TIMEOUT_MS", "MS",
          "give up when the ventilator does not answer this long, 0 = never "
          "(default 0; a busy ventilator holds producers back)",
@@ -181,7 +187,14 @@ typedef struct {
     char *job, *token;
     /* the batch being read: its lines back to back, and the tasks */
     zp_buf_t text;
-    size_t *ends;   /* where each line ends in text */
+    /* a line read that did not fit the batch before: the next one's
+     * first (has_held) */
+    zp_buf_t held;
+    bool has_held;
+    uint64_t lines;          /* lines read so far */
+    uint64_t max_task_bytes; /* the ventilator's, once said; 0: unknown */
+    size_t long_len;         /* E2BIG: the length of the line refused */
+    size_t *ends;            /* where each line ends in text */
     int read_errno; /* reading failed with it (ENOMEM: a line or a batch
                        too big for memory) */
     Zpipe__V1__Task *tasks;
@@ -281,17 +294,27 @@ static int s_push_open(s_submit_t *s)
     return s_push(s, ZP_SUBMIT_OPEN, 0, &m);
 }
 
-/* Reads up to --batch lines into s->text; returns how many. A batch is
- * cut when full, at the end of the input (s->eof), or once the input has
- * stalled S_LINGER_MS after the batch's first line (s->stalled; also with
- * no line at all): lines from a slow pipe (tail -f log | zpipe submit)
- * go out at once instead of waiting for a full batch. A file never
- * stalls, so its batches stay full and the same from run to run. */
+/* Reads up to --batch lines and --batch-bytes into s->text; returns how
+ * many. A batch is cut when full (a line that would take it over either
+ * limit is held for the next one), at the end of the input (s->eof), or
+ * once the input has stalled S_LINGER_MS after the batch's first line
+ * (s->stalled; also with no line at all): lines from a slow pipe (tail -f
+ * log | zpipe submit) go out at once instead of waiting for a full batch.
+ * A file never stalls, so its batches stay full and the same from run to
+ * run. */
 static size_t s_read_lines(s_submit_t *s)
 {
     size_t n = 0;
     uint64_t due = 0;
     s->text.len = 0;
+    if (s->has_held) {
+        s->has_held = false;
+        due = zp_mono_us() + S_LINGER_MS * 1000;
+        zp_buf_t t = s->text; /* the held line becomes the text */
+        s->text = s->held;
+        s->held = t;
+        s->ends[n++] = s->text.len;
+    }
     while (n < s->o->batch) {
         const char *line;
         size_t len;
@@ -312,11 +335,27 @@ static size_t s_read_lines(s_submit_t *s)
                 s->read_errno = errno;
             break;
         }
+        s->lines++;
+        if (s->max_task_bytes && len > s->max_task_bytes) {
+            s->eof = true;
+            s->read_errno = E2BIG;
+            s->long_len = len;
+            break;
+        }
         if (!n)
             due = zp_mono_us() + S_LINGER_MS * 1000;
-        if (zp_buf_append(&s->text, line, len) < 0) {
+        bool fits = zp_submit_batch_takes(n, s->text.len, len, s->o->batch,
+                                          s->o->batch_bytes);
+        zp_buf_t *into = fits ? &s->text : &s->held;
+        if (!fits)
+            s->held.len = 0;
+        if (zp_buf_append(into, line, len) < 0) {
             s->eof = true;
             s->read_errno = ENOMEM;
+            break;
+        }
+        if (!fits) {
+            s->has_held = true;
             break;
         }
         s->ends[n++] = s->text.len;
@@ -373,6 +412,18 @@ static void s_fill(s_submit_t *s)
         rc = s_push_batch(s);
     if (zp_stopping()) /* a read cut short by the signal is no error */
         return;
+    if (rc == 0 && s->eof && s->read_errno == E2BIG) {
+        fprintf(stderr,
+                "zpipe submit: job %s: line %llu of %s is %zu bytes; the "
+                "ventilator takes tasks of at most %llu bytes (its "
+                "--max-task-bytes). Stopped there: the job stays open, "
+                "without a close\n",
+                s->job, (unsigned long long)s->lines,
+                strcmp(s->o->input, "-") == 0 ? "stdin" : s->o->input,
+                s->long_len, (unsigned long long)s->max_task_bytes);
+        s->rc = 3;
+        return;
+    }
     if (rc == 0 && s->eof && s->read_errno) {
         fprintf(stderr, "zpipe submit: reading %s: %s\n", s->o->input,
                 s->read_errno == ENOMEM ? "out of memory"
@@ -429,6 +480,8 @@ static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
                            a->ventilator_instance,
                            a->finished};
     zp_submit_outcome_t r = zp_submit_window_ack(s->w, &ack, zp_mono_us());
+    if (a->ok && a->max_task_bytes)
+        s->max_task_bytes = a->max_task_bytes;
     if (r.restarted)
         zp_info("job %s: the ventilator restarted (%s); sending what it had "
                 "not acknowledged again",
@@ -583,6 +636,7 @@ static int s_submit(const s_submit_opts_t *o, const s_settings_t *set, FILE *in)
     zp_submit_window_destroy(&s.w);
     zp_line_reader_destroy(&s.lr);
     zp_buf_free(&s.text);
+    zp_buf_free(&s.held);
     free(s.ends);
     free(s.tasks);
     free(s.ptrs);
@@ -596,7 +650,8 @@ int zp_cmd_submit(int argc, char **argv)
     s_submit_opts_t o = {.ventilator = "tcp://127.0.0.1:5561",
                          .sink = "tcp://127.0.0.1:5559",
                          .input = "-",
-                         .batch = 1024};
+                         .batch = 8192,
+                         .batch_bytes = 1u << 20};
     int rc = s_submit_args(&o, argc, argv);
     if (rc >= 0) {
         zp_strlist_free(&o.config);

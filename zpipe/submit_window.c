@@ -353,3 +353,10 @@ void zp_submit_window_stats(const zp_submit_window_t *self,
 {
     *out = self->st;
 }
+
+bool zp_submit_batch_takes(size_t n, size_t bytes, size_t len, size_t max_tasks,
+                           size_t max_bytes)
+{
+    return n == 0 ||
+           (n < max_tasks && bytes <= max_bytes && len <= max_bytes - bytes);
+}

@@ -79,6 +79,15 @@ void zp_submit_window_destroy(zp_submit_window_t **self_p);
 bool zp_submit_window_wants(const zp_submit_window_t *self,
                             zp_submit_kind_t kind);
 
+/* Whether a line of len bytes joins a batch that holds n lines of bytes
+ * bytes, at most max_tasks lines and max_bytes bytes of lines: the first
+ * line always does (a line longer than max_bytes goes alone); any other
+ * when both limits still hold with it. The cuts depend on the lines and
+ * the limits only, so a rerun with the same input and limits makes the
+ * same batches (a resumed job's batches must be the ones it had). */
+bool zp_submit_batch_takes(size_t n, size_t bytes, size_t len, size_t max_tasks,
+                           size_t max_bytes);
+
 /* The seq the next batch pushed gets (1, 2, ...); its frame must carry
  * it in TaskBatch.seq. */
 uint64_t zp_submit_window_next_seq(const zp_submit_window_t *self);

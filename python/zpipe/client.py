@@ -461,24 +461,30 @@ class Client:
 
     def submit(self, plugin, items, config=None, priority=0, deadline_ms=0,
                max_attempts=0, job_id=None, token=None, batch=1024,
-               timeout=None):
+               timeout=None, batch_bytes=1 << 20):
         """Submits items (bytes, or str sent as UTF-8) as one job of
         plugin with its settings `config` (a dict); returns the Job once
-        the ventilator has taken every task and the close. The same
-        job_id and token with the same items and batch resume a job whose
-        producer died (docs/protocol.md)."""
+        the ventilator has taken every task and the close. A batch holds
+        at most `batch` items and `batch_bytes` bytes of them (an item
+        longer than that goes alone), so that none is bigger than the
+        intake takes. The same job_id and token with the same items,
+        batch and batch_bytes resume a job whose producer died
+        (docs/protocol.md)."""
         p = self.producer(plugin, config=config, priority=priority,
                           deadline_ms=deadline_ms, max_attempts=max_attempts,
                           job_id=job_id, token=token)
         end = None if timeout is None else time.monotonic() + timeout
         try:
-            chunk = []
+            chunk, size = [], 0
             for it in items:
-                chunk.append(it.encode() if isinstance(it, str) else it)
-                if len(chunk) == batch:
+                it = it.encode() if isinstance(it, str) else it
+                if chunk and (len(chunk) == batch or
+                              size + len(it) > batch_bytes):
                     p.send(chunk)
-                    chunk = []
+                    chunk, size = [], 0
                     self._settle(p, end, MAX_UNANSWERED)
+                chunk.append(it)
+                size += len(it)
             if chunk:
                 p.send(chunk)
             p.close()

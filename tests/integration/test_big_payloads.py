@@ -285,6 +285,64 @@ def test_jobs_in_a_row_through_the_results_region():
           "no frame dropped" % (len(jobs), sum(sizes), secs))
 
 
+def test_submit_cuts_batches_by_bytes():
+    """zpipe submit of 1,100 lines of 100 KiB (110 MB) to a cluster as a
+    service: batches are cut at --batch-bytes (1 MiB), so none is bigger
+    than the intake takes. With batches cut by count only, 1,024 such
+    lines made a 100 MiB message, the intake (64 MiB at most) dropped the
+    connection, and submit sent it again forever. Every record comes once,
+    with its own line as output. Then a line longer than the ventilator's
+    --max-task-bytes is refused by zpipe submit itself, naming the line,
+    its length and the limit (the ventilator says its limit in its Acks)."""
+    import json
+    import subprocess
+    c, intake, spool = zptest.service_cluster(
+        ["echo"], vent_args=("--max-task-bytes", str(4 << 20)))
+    inp = os.path.join(c.dir, "big.txt")
+    n, width = 1100, 100 << 10
+    with open(inp, "w") as f:
+        for i in range(n):
+            f.write("%07d" % i + "x" * (width - 7) + "\n")
+    out = os.path.join(c.dir, "records.jsonl")
+    r = run([binary("zpipe"), "submit", "--ventilator", intake, "--plugin",
+             "echo", "--input", inp, "--job", "wide", "--sink", c.control,
+             "--results", out], capture_output=True, timeout=120)
+    check(r.returncode == 0, "submit --results: %r" % r.stderr[-2000:])
+    check(b"lost the connection" not in r.stderr,
+          "the connection dropped: %r" % r.stderr[-2000:])
+    with open(out, "rb") as f:
+        recs = [json.loads(l) for l in f]
+    seen, dup, wrong, unexpected = set(), 0, 0, 0
+    for rec in recs:
+        t = rec["task"]
+        if not 0 <= t < n:
+            unexpected += 1
+            continue
+        dup += t in seen
+        seen.add(t)
+        if rec["status"] != "ok" or rec["output"] != (
+                "%07d" % t + "x" * (width - 7)):
+            wrong += 1
+    lost = n - len(seen)
+    check((lost, dup, unexpected, wrong) == (0, 0, 0, 0),
+          "lost %d, duplicated %d, unexpected %d, wrong %d"
+          % (lost, dup, unexpected, wrong))
+    # A line over the ventilator's limit: refused by submit, by name.
+    long_inp = os.path.join(c.dir, "long.txt")
+    with open(long_inp, "w") as f:
+        f.write("a\nb\n" + "y" * (5 << 20) + "\nc\n")
+    r = run([binary("zpipe"), "submit", "--ventilator", intake, "--plugin",
+             "echo", "--input", long_inp, "--job", "too-long"],
+            capture_output=True, timeout=60)
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 3, "exit %d, want 3: %r" % (r.returncode, err))
+    check("line 3 of %s is %d bytes" % (long_inp, 5 << 20) in err and
+          "at most %d bytes" % (4 << 20) in err,
+          "no clear refusal: %r" % err)
+    print("    %d lines of %d KiB: lost 0, duplicated 0, unexpected 0, "
+          "wrong 0; a %d MiB line refused by name" % (n, width >> 10, 5))
+
+
 if __name__ == "__main__":
     zptest.main([
         test_big_binary_tasks_byte_for_byte,
@@ -294,4 +352,5 @@ if __name__ == "__main__":
         test_executor_maps_its_batches_read_only,
         test_worker_takes_payload_frames_and_drops_wrong_ones,
         test_jobs_in_a_row_through_the_results_region,
+        test_submit_cuts_batches_by_bytes,
     ])

@@ -260,15 +260,16 @@ def main(tests):
     sys.exit(1 if failed else 0)
 
 
-def service_cluster(plugins, workers=2):
+def service_cluster(plugins, workers=2, vent_args=()):
     """A cluster as a service: a sink with a spool, a ventilator taking
-    jobs on an ipc intake, and workers loading plugins. Returns (cluster,
-    intake endpoint, spool directory)."""
+    jobs on an ipc intake (with vent_args), and workers loading plugins.
+    Returns (cluster, intake endpoint, spool directory)."""
     spool = tmpdir()
     c = Cluster(sink_args=("--spool", spool))
     intake = "ipc://%s/intake" % c.dir
     start([binary("zpipe-ventilator"), "--intake", intake, "--bind",
-           c.dispatch, "--sink", c.control], stderr=c._log("ventilator"))
+           c.dispatch, "--sink", c.control] + list(vent_args),
+          stderr=c._log("ventilator"))
     for _ in range(workers):
         c.worker(list(plugins))
     return c, intake, spool

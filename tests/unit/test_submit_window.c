@@ -501,6 +501,54 @@ static void test_an_open_answered_finished_ends_the_window(void)
     zp_submit_window_destroy(&w);
 }
 
+/* Cuts lens[0..n) into batches as zpipe submit does; the batch sizes go
+ * to sizes ("3 1 2 "). */
+static void s_cut(const size_t *lens, size_t n, size_t max_tasks,
+                  size_t max_bytes, char *sizes, size_t cap)
+{
+    size_t in = 0, bytes = 0;
+    sizes[0] = '\0';
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n &&
+            zp_submit_batch_takes(in, bytes, lens[i], max_tasks, max_bytes)) {
+            in++;
+            bytes += lens[i];
+            continue;
+        }
+        size_t at = strlen(sizes);
+        snprintf(sizes + at, cap - at, "%zu ", in);
+        in = 0;
+        bytes = 0;
+        if (i < n)
+            i--; /* the line that did not fit starts the next batch */
+    }
+}
+
+static void test_batches_are_cut_by_count_and_bytes(void)
+{
+    char sizes[256];
+    size_t small[10] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    s_cut(small, 10, 4, 1u << 20, sizes, sizeof sizes);
+    TEST_EQ_STR(sizes, "4 4 2 ");
+    /* 100 KiB lines, 1 MiB: ten a batch, whatever the count allows. */
+    size_t big[25];
+    for (size_t i = 0; i < 25; i++)
+        big[i] = 100u << 10;
+    s_cut(big, 25, 8192, 1u << 20, sizes, sizeof sizes);
+    TEST_EQ_STR(sizes, "10 10 5 ");
+    /* A line over the limit goes alone, and the next line starts anew. */
+    size_t mixed[5] = {10, 3u << 20, 10, 10, (1u << 20) - 20};
+    s_cut(mixed, 5, 8192, 1u << 20, sizes, sizeof sizes);
+    TEST_EQ_STR(sizes, "1 1 3 ");
+    /* Exactly at the limit still fits; one byte more does not. */
+    TEST_CHECK(zp_submit_batch_takes(1, 10, (1u << 20) - 10, 8192, 1u << 20));
+    TEST_CHECK(!zp_submit_batch_takes(1, 10, (1u << 20) - 9, 8192, 1u << 20));
+    /* A first line always goes, even empty or past both limits. */
+    TEST_CHECK(zp_submit_batch_takes(0, 0, 0, 1, 1));
+    TEST_CHECK(zp_submit_batch_takes(0, 0, SIZE_MAX, 1, 1));
+    TEST_CHECK(!zp_submit_batch_takes(1, SIZE_MAX, 0, 8192, 1u << 20));
+}
+
 static void test_allocation_failures(void)
 {
     TEST_CHECK(failalloc_sweep(s_scenario, NULL) >= 3);
@@ -535,6 +583,8 @@ static const test_case_t tests[] = {
      test_silence_is_counted_from_the_last_answer},
     {"test_an_open_answered_finished_ends_the_window",
      test_an_open_answered_finished_ends_the_window},
+    {"test_batches_are_cut_by_count_and_bytes",
+     test_batches_are_cut_by_count_and_bytes},
     {"test_allocation_failures", test_allocation_failures},
     {NULL, NULL},
 };

@@ -259,6 +259,20 @@ static void s_settings_scenario(void *arg)
         free(out);
 }
 
+static void test_the_intake_takes_a_frame_for_the_longest_task(void)
+{
+    /* The default task limit (64 MiB) and smaller: the fixed cap. */
+    TEST_CHECK(zp_vent_intake_frame_cap(1) == ZP_VENT_INTAKE_FRAME);
+    TEST_CHECK(zp_vent_intake_frame_cap(ZP_VENT_INTAKE_FRAME -
+                                        ZP_VENT_INTAKE_FRAMING) ==
+               ZP_VENT_INTAKE_FRAME);
+    /* 64 MiB tasks: a batch of one with its framing still fits. */
+    TEST_CHECK(zp_vent_intake_frame_cap(64u << 20) ==
+               (64u << 20) + ZP_VENT_INTAKE_FRAMING);
+    TEST_CHECK(zp_vent_intake_frame_cap(1u << 30) ==
+               (1u << 30) + ZP_VENT_INTAKE_FRAMING);
+}
+
 static void test_alloc_failures_in_settings(void)
 {
     TEST_CHECK(failalloc_sweep(s_settings_scenario, NULL) >= 1);
@@ -277,6 +291,8 @@ static const test_case_t tests[] = {
     {"test_numbered_batches_are_taken_once_in_order",
      test_numbered_batches_are_taken_once_in_order},
     {"test_attempts_capped", test_attempts_capped},
+    {"test_the_intake_takes_a_frame_for_the_longest_task",
+     test_the_intake_takes_a_frame_for_the_longest_task},
     {"test_alloc_failures_in_settings", test_alloc_failures_in_settings},
     {NULL, NULL},
 };
