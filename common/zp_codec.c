@@ -350,8 +350,8 @@ static const int8_t s_task_wt[16] = {
     A, S_VARINT, S_LEN, S_VARINT, S_VARINT, S_VARINT, S_I64, S_VARINT,
     A, A,        A,     A,        A,        A,        A,     A};
 static const int8_t s_task_batch_wt[16] = {
-    A, S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, S_VARINT, S_LEN,
-    A, A,     A,     A,     A,        A,     A,        A};
+    A,     S_LEN, S_LEN, S_LEN, S_VARINT, S_LEN, S_VARINT, S_LEN,
+    S_LEN, A,     A,     A,     A,        A,     A,        A};
 static const int8_t s_result_wt[16] = {
     A,        S_VARINT, S_VARINT, S_LEN,    S_LEN,    S_LEN, S_VARINT, S_VARINT,
     S_VARINT, S_VARINT, S_VARINT, S_VARINT, S_VARINT, S_I64, A,        A};
@@ -613,6 +613,10 @@ int zp_view_task_batch(zp_task_view_t *v, const void *data, size_t len,
         case 7:
             b->token = s_str(&v->strings, &x);
             break;
+        case 8:
+            b->lines.data = (uint8_t *)x.p;
+            b->lines.len = x.len;
+            break;
         default:
             break;
         }
@@ -847,7 +851,8 @@ static size_t s_task_batch_body(const Zpipe__V1__TaskBatch *b)
     size_t body =
         (jl ? s_len_field_size(jl) : 0) + (pl ? s_len_field_size(pl) : 0) +
         S_OPT_VARINT_SIZE(b->dispatch_us) + (cl ? s_len_field_size(cl) : 0) +
-        S_OPT_VARINT_SIZE(b->seq) + (tl ? s_len_field_size(tl) : 0);
+        S_OPT_VARINT_SIZE(b->seq) + (tl ? s_len_field_size(tl) : 0) +
+        (b->lines.len ? s_len_field_size(b->lines.len) : 0);
     for (size_t i = 0; i < b->n_tasks; i++)
         body += s_len_field_size(s_task_size(b->tasks[i]));
     return body;
@@ -901,6 +906,8 @@ size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst,
     S_PUT_OPT_VARINT(p, 6, b->seq);
     if (tl)
         p = s_put_len_field(p, 7, b->token, tl);
+    if (b->lines.len)
+        p = s_put_len_field(p, 8, b->lines.data, b->lines.len);
     return (size_t)(p - (uint8_t *)dst);
 }
 

@@ -121,14 +121,53 @@ uint64_t zp_vent_intake_frame_cap(uint64_t max_task_bytes)
     return framed > ZP_VENT_INTAKE_FRAME ? framed : ZP_VENT_INTAKE_FRAME;
 }
 
-zp_vent_batch_verdict_t
-zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
-                           const zp_vent_job_t *j, uint64_t max_task_bytes,
-                           const char **why, char *why_buf, size_t len,
-                           zp_vent_batch_t *again, uint64_t *expected)
+/* How many '\n' the n bytes at p hold (a loop the compiler vectorises). */
+static uint64_t s_newlines(const uint8_t *p, size_t n)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += p[i] == '\n';
+    return c;
+}
+
+/* Why b's lines cannot be taken (NULL: they can), with *n their count;
+ * first: the index in the batch of the first line's task. */
+static const char *s_check_lines(const ProtobufCBinaryData *lines,
+                                 uint64_t max_task_bytes, size_t first,
+                                 uint64_t *n, char *why_buf, size_t len)
+{
+    *n = 0;
+    if (!lines->len)
+        return NULL;
+    if (lines->data[lines->len - 1] != '\n')
+        return "the batch's lines do not end with a newline; nothing of the "
+               "batch was taken";
+    *n = s_newlines(lines->data, lines->len);
+    if (lines->len <= max_task_bytes)
+        return NULL; /* no line can be longer */
+    const uint8_t *p = lines->data, *end = p + lines->len;
+    for (size_t i = first; p < end; i++) {
+        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+        if ((uint64_t)(nl - p) > max_task_bytes) {
+            snprintf(why_buf, len,
+                     "task %zu of the batch (a line) is %zu bytes, over the "
+                     "limit of %llu; nothing of the batch was taken",
+                     i, (size_t)(nl - p), (unsigned long long)max_task_bytes);
+            return why_buf;
+        }
+        p = nl + 1;
+    }
+    return NULL;
+}
+
+zp_vent_batch_verdict_t zp_vent_intake_check_tasks(
+    const Zpipe__V1__TaskBatch *b, const zp_vent_job_t *j,
+    uint64_t max_task_bytes, const char **why, char *why_buf, size_t len,
+    zp_vent_batch_t *again, uint64_t *expected, uint64_t *count)
 {
     *expected = 0;
     *why = NULL;
+    *count = 0;
     if (!j || j->has_input) {
         *why = "unknown job";
         return ZP_VENT_BATCH_REFUSE;
@@ -150,11 +189,19 @@ zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
                      (unsigned long long)max_task_bytes);
             *why = why_buf;
         }
-    if (!*why && j->next_task_id + b->n_tasks >= ZP_VENT_MAX_TASK_ID)
+    uint64_t n_lines = 0;
+    if (!*why)
+        *why = s_check_lines(&b->lines, max_task_bytes, b->n_tasks, &n_lines,
+                             why_buf, len);
+    uint64_t n = b->n_tasks + n_lines;
+    if (!*why && j->next_task_id + n >= ZP_VENT_MAX_TASK_ID)
         *why = "too many tasks in one job";
-    if (!*why && b->n_tasks > UINT32_MAX)
+    if (!*why && n > UINT32_MAX)
         *why = "too many tasks in one batch";
-    return *why ? ZP_VENT_BATCH_REFUSE : ZP_VENT_BATCH_NEW;
+    if (*why)
+        return ZP_VENT_BATCH_REFUSE;
+    *count = n;
+    return ZP_VENT_BATCH_NEW;
 }
 
 const char *zp_vent_intake_check_close(const Zpipe__V1__JobClose *c,

@@ -65,13 +65,14 @@ typedef enum {
 /* TaskBatch for j (NULL: no such live job). A numbered batch (seq >= 1)
  * already taken is AGAIN with *again its ids, even once the job is
  * closed; a number past the next expected is refused with *expected the
- * next one; unnumbered batches are always new. *why in why_buf[0..len) or
- * static storage. */
-zp_vent_batch_verdict_t
-zp_vent_intake_check_tasks(const Zpipe__V1__TaskBatch *b,
-                           const zp_vent_job_t *j, uint64_t max_task_bytes,
-                           const char **why, char *why_buf, size_t len,
-                           zp_vent_batch_t *again, uint64_t *expected);
+ * next one; unnumbered batches are always new. A NEW batch holds *count
+ * tasks: its tasks, then one per line of its lines (which must end with
+ * '\n'); none may be longer than max_task_bytes. *why in
+ * why_buf[0..len) or static storage. */
+zp_vent_batch_verdict_t zp_vent_intake_check_tasks(
+    const Zpipe__V1__TaskBatch *b, const zp_vent_job_t *j,
+    uint64_t max_task_bytes, const char **why, char *why_buf, size_t len,
+    zp_vent_batch_t *again, uint64_t *expected, uint64_t *count);
 
 /* JobClose for j (NULL: no such live job; finished: the finished job with
  * that id or NULL, whose close is answered again): NULL to take it; else

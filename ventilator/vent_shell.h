@@ -167,22 +167,25 @@ void zp_vent_shell_intake_ack(zp_vent_shell_t *v, zp_vent_job_t *j, bool ok,
 int zp_vent_shell_journal_open(zp_vent_shell_t *v);
 /* Writes what is buffered and closes it; frees the unsent answers. */
 void zp_vent_shell_journal_close(zp_vent_shell_t *v);
-/* Appends a producer's job, a batch of b's first n tasks given ids first
- * .. (seq: the batch's number, 0 none), a close. Each returns 0, or -1
- * when out of memory (nothing appended: refuse). No journal: 0. */
+/* Appends a producer's job, a batch of b's n tasks (those in b->tasks,
+ * then one per line of b->lines) given ids first .. (seq: the batch's
+ * number, 0 none), a close. Each returns 0, or -1 when out of memory
+ * (nothing appended: refuse). No journal: 0. */
 int zp_vent_shell_journal_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
 int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
                                 uint64_t seq, uint64_t first,
                                 const Zpipe__V1__TaskBatch *b, size_t n);
 int zp_vent_shell_journal_close_job(zp_vent_shell_t *v, const zp_vent_job_t *j);
-/* Takes a producer's new batch b for j, all or nothing: holds its tasks,
+/* Takes a producer's new batch b of n tasks (zp_vent_intake_check_tasks'
+ * count: b->tasks, then b->lines) for j, all or nothing: holds its tasks,
  * numbers it (b->seq, 0 none) and journals it. Returns 0 with *first the
  * first id given, or -1 when out of memory, with nothing held, numbered
  * or journaled and j's next id as it was: the batch is refused and sent
  * again, and no id is skipped (a journaled batch must follow the one
  * before, else the replay refuses the journal). Touches no socket. */
 int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
-                             const Zpipe__V1__TaskBatch *b, uint64_t *first);
+                             const Zpipe__V1__TaskBatch *b, uint64_t n,
+                             uint64_t *first);
 /* Appends commits of j's tasks; a removed job's id and token (finished:
  * remembered; removed unfinished: written at time 0, forgotten). */
 void zp_vent_shell_journal_committed(zp_vent_shell_t *v, const zp_vent_job_t *j,

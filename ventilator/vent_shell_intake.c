@@ -153,19 +153,19 @@ static void s_on_open(zp_vent_shell_t *v, const char *rid, size_t rid_len,
 /* Takes a new batch's tasks, or refuses it whole (out of memory: the
  * producer sends it again, and it gets the same ids then). */
 static void s_take_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
-                         zp_vent_job_t *j, const Zpipe__V1__TaskBatch *b)
+                         zp_vent_job_t *j, const Zpipe__V1__TaskBatch *b,
+                         uint64_t n)
 {
     uint64_t first = 0;
-    if (zp_vent_shell_take_batch(v, j, b, &first) < 0) {
-        zp_error("job %s: out of memory taking a batch of %zu tasks; "
+    if (zp_vent_shell_take_batch(v, j, b, n, &first) < 0) {
+        zp_error("job %s: out of memory taking a batch of %llu tasks; "
                  "refused, nothing of it kept",
-                 j->id, b->n_tasks);
+                 j->id, (unsigned long long)n);
         zp_vent_shell_answer(v, rid, rid_len, j->id, false, "out of memory", 0,
                              0, b->seq);
         return;
     }
-    zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, first, b->n_tasks,
-                         b->seq);
+    zp_vent_shell_answer(v, rid, rid_len, j->id, true, NULL, first, n, b->seq);
 }
 
 /* Whether a message for job j with token from connection rid is its
@@ -194,9 +194,10 @@ static void s_on_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     char buf[200];
     const char *why;
     zp_vent_batch_t again;
-    uint64_t expected;
-    zp_vent_batch_verdict_t verdict = zp_vent_intake_check_tasks(
-        b, j, v->cfg->max_task_bytes, &why, buf, sizeof buf, &again, &expected);
+    uint64_t expected, n;
+    zp_vent_batch_verdict_t verdict =
+        zp_vent_intake_check_tasks(b, j, v->cfg->max_task_bytes, &why, buf,
+                                   sizeof buf, &again, &expected, &n);
     /* A batch taken before is answered again on any connection (a
      * producer back after a reconnect resends what had no answer); only
      * new tasks need the job's producer. */
@@ -212,7 +213,7 @@ static void s_on_tasks(zp_vent_shell_t *v, const char *rid, size_t rid_len,
                              again.n, b->seq);
         return;
     case ZP_VENT_BATCH_NEW:
-        s_take_tasks(v, rid, rid_len, j, b);
+        s_take_tasks(v, rid, rid_len, j, b, n);
         return;
     }
 }

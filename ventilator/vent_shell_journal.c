@@ -206,9 +206,17 @@ int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
     uint32_t *lens = malloc((n + 1) * sizeof *lens);
     int rc = -1;
     if (data && lens) {
-        for (size_t i = 0; i < n; i++) {
+        size_t i = 0;
+        for (; i < b->n_tasks && i < n; i++) {
             data[i] = b->tasks[i]->payload.data;
             lens[i] = (uint32_t)b->tasks[i]->payload.len;
+        }
+        const uint8_t *p = b->lines.data, *end = p + b->lines.len;
+        for (; i < n && p < end; i++) {
+            const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+            data[i] = p;
+            lens[i] = (uint32_t)(nl - p);
+            p = nl + 1;
         }
         rc = zp_vjournal_tasks(v->journal, j->id, seq, first, n, data, lens);
     }
@@ -218,7 +226,8 @@ int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
 }
 
 int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
-                             const Zpipe__V1__TaskBatch *b, uint64_t *first)
+                             const Zpipe__V1__TaskBatch *b, uint64_t n,
+                             uint64_t *first)
 {
     uint64_t start = j->next_task_id;
     uint64_t stamp = v->cfg->trace ? zp_now_us() : 0;
@@ -226,9 +235,17 @@ int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
         if (!zp_vent_tasks_add(v->tasks, j, b->tasks[i]->payload.data,
                                b->tasks[i]->payload.len, stamp))
             goto fail_tasks;
-    if (b->seq && zp_vent_job_batch_add(j, start, (uint32_t)b->n_tasks) < 0)
+    /* Lines, checked whole: each ends with '\n' (vent_intake). */
+    const uint8_t *p = b->lines.data, *end = p + b->lines.len;
+    while (p < end) {
+        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!zp_vent_tasks_add(v->tasks, j, p, (size_t)(nl - p), stamp))
+            goto fail_tasks;
+        p = nl + 1;
+    }
+    if (b->seq && zp_vent_job_batch_add(j, start, (uint32_t)n) < 0)
         goto fail_tasks;
-    if (zp_vent_shell_journal_tasks(v, j, b->seq, start, b, b->n_tasks) < 0)
+    if (zp_vent_shell_journal_tasks(v, j, b->seq, start, b, n) < 0)
         goto fail_number;
     *first = start;
     return 0;
@@ -286,6 +303,7 @@ static void s_send_ack(zp_vent_shell_t *v, const char *rid, size_t rid_len,
     a.sink_instance = v->link.sink_instance ? v->link.sink_instance : "";
     a.ventilator_instance = v->instance ? v->instance : "";
     a.max_task_bytes = v->cfg->max_task_bytes;
+    a.takes_lines = true;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_ACK;
     m.ack = &a;

@@ -192,10 +192,15 @@ typedef struct {
     bool has_held;
     uint64_t lines;          /* lines read so far */
     uint64_t max_task_bytes; /* the ventilator's, once said; 0: unknown */
-    size_t long_len;         /* E2BIG: the length of the line refused */
-    size_t *ends;            /* where each line ends in text */
-    int read_errno; /* reading failed with it (ENOMEM: a line or a batch
-                       too big for memory) */
+    size_t payload;          /* payload bytes in the batch being read */
+    /* The ventilator's last answer said it takes TaskBatch.lines; the
+     * batch being read is in text as lines, each with its '\n'
+     * (batch_lines) rather than back to back. */
+    bool lines_ok, batch_lines;
+    size_t long_len; /* E2BIG: the length of the line refused */
+    size_t *ends;    /* where each line ends in text */
+    int read_errno;  /* reading failed with it (ENOMEM: a line or a batch
+                        too big for memory) */
     Zpipe__V1__Task *tasks;
     Zpipe__V1__Task **ptrs;
     bool eof;
@@ -306,12 +311,20 @@ static size_t s_read_lines(s_submit_t *s)
     size_t n = 0;
     uint64_t due = 0;
     s->text.len = 0;
+    s->payload = 0;
+    s->batch_lines = s->lines_ok;
     if (s->has_held) {
         s->has_held = false;
         due = zp_mono_us() + S_LINGER_MS * 1000;
         zp_buf_t t = s->text; /* the held line becomes the text */
         s->text = s->held;
         s->held = t;
+        s->payload = s->text.len;
+        if (s->batch_lines && zp_buf_append(&s->text, "\n", 1) < 0) {
+            s->eof = true;
+            s->read_errno = ENOMEM;
+            return 0;
+        }
         s->ends[n++] = s->text.len;
     }
     while (n < s->o->batch) {
@@ -343,12 +356,13 @@ static size_t s_read_lines(s_submit_t *s)
         }
         if (!n)
             due = zp_mono_us() + S_LINGER_MS * 1000;
-        bool fits = zp_submit_batch_takes(n, s->text.len, len, s->o->batch,
+        bool fits = zp_submit_batch_takes(n, s->payload, len, s->o->batch,
                                           s->o->batch_bytes);
         zp_buf_t *into = fits ? &s->text : &s->held;
         if (!fits)
             s->held.len = 0;
-        if (zp_buf_append(into, line, len) < 0) {
+        if (zp_buf_append(into, line, len) < 0 ||
+            (fits && s->batch_lines && zp_buf_append(into, "\n", 1) < 0)) {
             s->eof = true;
             s->read_errno = ENOMEM;
             break;
@@ -357,6 +371,7 @@ static size_t s_read_lines(s_submit_t *s)
             s->has_held = true;
             break;
         }
+        s->payload += len;
         s->ends[n++] = s->text.len;
     }
     return n;
@@ -368,16 +383,20 @@ static int s_push_batch(s_submit_t *s)
     size_t n = s_read_lines(s);
     if (!n)
         return 0;
-    for (size_t i = 0, at = 0; i < n; at = s->ends[i++]) {
+    Zpipe__V1__TaskBatch tb = ZPIPE__V1__TASK_BATCH__INIT;
+    if (s->batch_lines) { /* the lines as read, no Task around each */
+        tb.lines.data = (uint8_t *)s->text.data;
+        tb.lines.len = s->text.len;
+    }
+    for (size_t i = 0, at = 0; !s->batch_lines && i < n; at = s->ends[i++]) {
         s->tasks[i] = (Zpipe__V1__Task)ZPIPE__V1__TASK__INIT; /* inlined */
         s->tasks[i].payload.data = (uint8_t *)s->text.data + at;
         s->tasks[i].payload.len = s->ends[i] - at;
         s->ptrs[i] = &s->tasks[i];
     }
-    Zpipe__V1__TaskBatch tb = ZPIPE__V1__TASK_BATCH__INIT;
     tb.job_id = s->job;
     tb.tasks = s->ptrs;
-    tb.n_tasks = n;
+    tb.n_tasks = s->batch_lines ? 0 : n;
     tb.seq = zp_submit_window_next_seq(s->w);
     tb.token = s->token; /* the job's: taken on any connection */
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
@@ -481,6 +500,8 @@ static void s_on_ack(s_submit_t *s, const Zpipe__V1__Ack *a)
     zp_submit_outcome_t r = zp_submit_window_ack(s->w, &ack, zp_mono_us());
     if (a->ok && a->max_task_bytes)
         s->max_task_bytes = a->max_task_bytes;
+    if (a->ok)
+        s->lines_ok = a->takes_lines;
     if (r.restarted)
         zp_info("job %s: the ventilator restarted (%s); sending what it had "
                 "not acknowledged again",

@@ -71,7 +71,9 @@ static void s_check_views(const uint8_t *data, size_t size, zp_message_t *m)
         if (!s_streq(a->job_id, b->job_id) || !s_streq(a->plugin, b->plugin) ||
             !s_streq(a->config, b->config) || !s_streq(a->token, b->token) ||
             a->dispatch_us != b->dispatch_us || a->seq != b->seq ||
-            a->n_tasks != b->n_tasks)
+            a->n_tasks != b->n_tasks || a->lines.len != b->lines.len ||
+            (a->lines.len &&
+             memcmp(a->lines.data, b->lines.data, a->lines.len) != 0))
             abort();
         for (size_t i = 0; i < a->n_tasks; i++) {
             const Zpipe__V1__Task *x = a->tasks[i], *y = b->tasks[i];

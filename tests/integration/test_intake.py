@@ -311,6 +311,173 @@ def test_lies_on_the_intake_lose_nothing():
           "duplicated 0, unexpected 0, wrong 0")
 
 
+def test_lines_are_tasks_in_order_and_lies_lose_nothing():
+    """TaskBatch.lines (a producer's lines, no Task around each): the
+    intake says in its Acks that it takes them (takes_lines) and its task
+    limit (max_task_bytes). A batch of tasks then lines, one of lines only
+    (an empty line, a CR, UTF-8), one whose lines miss their last newline
+    (refused, nothing taken, then sent right), the same batch again
+    (answered again, taken once), one with a line over --max-task-bytes
+    (refused by its place in the batch): every task has one record with
+    its own payload, ids in the order sent."""
+    import zmq
+    import zpipe_pb2 as pb
+    s = Service(workers=2, vent_args=("--max-task-bytes", "100"))
+    ctx = zmq.Context()
+    d = ctx.socket(zmq.DEALER)
+    d.connect(s.intake)
+    job, token = "job-lines", "%032x" % 0x11e5
+    sent = {}
+
+    def ask(m):
+        d.send(m.SerializeToString())
+        check(d.poll(10000), "no answer")
+        return pb.Message.FromString(d.recv()).ack
+
+    def batch(seq, tasks=(), lines=b""):
+        m = pb.Message()
+        m.task_batch.job_id, m.task_batch.seq = job, seq
+        m.task_batch.token = token
+        for t in tasks:
+            m.task_batch.tasks.add(payload=t)
+        m.task_batch.lines = lines
+        return m
+
+    def taken(a, first, payloads):
+        check(a.ok and a.first_task_id == first and a.accepted == len(payloads),
+              "batch at %d: %r" % (first, a))
+        for i, p in enumerate(payloads):
+            sent[first + i] = p.decode()
+
+    try:
+        m = pb.Message()
+        m.job_open.job_id, m.job_open.token, m.job_open.plugin = job, token, "echo"
+        a = ask(m)
+        check(a.ok and a.takes_lines and a.max_task_bytes == 100,
+              "the open's answer: %r" % a)
+        taken(ask(batch(1, [b"t0", b"t1"], b"l2\nl3\n")), 0,
+              [b"t0", b"t1", b"l2", b"l3"])
+        two = batch(2, lines="\nsp ace\ncr\r\n\u00fc\n".encode())
+        taken(ask(two), 4, [b"", b"sp ace", b"cr\r", "\u00fc".encode()])
+        a = ask(batch(3, lines=b"x\ny"))
+        check(not a.ok and "do not end with a newline" in a.error and
+              a.seq == 3, "no last newline: %r" % a)
+        taken(ask(batch(3, lines=b"x\ny\n")), 8, [b"x", b"y"])
+        a = ask(two)  # resent: the same answer, nothing taken again
+        check(a.ok and a.first_task_id == 4 and a.accepted == 4,
+              "resent: %r" % a)
+        a = ask(batch(4, lines=b"ok\n" + b"z" * 101 + b"\n"))
+        check(not a.ok and "task 1 of the batch (a line) is 101 bytes" in
+              a.error, "long line: %r" % a)
+        taken(ask(batch(4, lines=b"z" * 100 + b"\n")), 10, [b"z" * 100])
+        m = pb.Message()
+        m.job_close.job_id, m.job_close.token, m.job_close.total = job, token, 11
+        check(ask(m).ok, "job_close refused")
+        recs = _read_job(s.control, job)
+    finally:
+        d.close(linger=0)
+        ctx.term()
+    ids = [r["task"] for r in recs]
+    lost = len(set(sent) - set(ids))
+    dup = len(ids) - len(set(ids))
+    unexpected = len(set(ids) - set(sent))
+    wrong = sum(1 for r in recs if r["task"] in sent and
+                (r["output"] != sent[r["task"]] or r["status"] != "ok"))
+    check((len(sent), lost, dup, unexpected, wrong) == (11, 0, 0, 0, 0),
+          "%d taken, %d records: lost %d, duplicated %d, unexpected %d, wrong %d"
+          % (len(sent), len(recs), lost, dup, unexpected, wrong))
+    print("    11 tasks as lines and tasks, 3 lies refused or answered again: "
+          "lost 0, duplicated 0, unexpected 0, wrong 0")
+
+
+class _FakeIntake:
+    """A ventilator's intake played by the test: it answers zpipe submit
+    as a ventilator does, saying takes_lines or not, and keeps every task
+    batch it got."""
+
+    def __init__(self, takes_lines):
+        import zmq
+        self.dir = zptest.tmpdir()
+        self.endpoint = "ipc://%s/intake" % self.dir
+        self.takes_lines = takes_lines
+        self.batches = []
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.bind(self.endpoint)
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self):
+        import zpipe_pb2 as pb
+        total = 0
+        while not self.stop:
+            if not self.sock.poll(100):
+                continue
+            rid, frame = self.sock.recv_multipart()
+            m = pb.Message.FromString(frame)
+            r = pb.Message()
+            a = r.ack
+            a.ok, a.ventilator_instance = True, "fake"
+            a.takes_lines = self.takes_lines
+            kind = m.WhichOneof("kind")
+            if kind == "job_open":
+                a.job_id = m.job_open.job_id
+            elif kind == "task_batch":
+                b = m.task_batch
+                self.batches.append(b)
+                n = len(b.tasks) + b.lines.count(b"\n")
+                a.job_id, a.seq = b.job_id, b.seq
+                a.first_task_id, a.accepted = total, n
+                total += n
+            elif kind == "job_close":
+                a.job_id, a.accepted = m.job_close.job_id, total
+            self.sock.send_multipart([rid, r.SerializeToString()])
+
+    def close(self):
+        self.stop = True
+        self.thread.join(10)
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
+def test_submit_sends_lines_only_to_a_ventilator_that_says_so():
+    """zpipe submit sends its lines as TaskBatch.lines only after an Ack
+    saying takes_lines: to a ventilator that does not say so (an older
+    one, which would take such a batch as empty) it sends a Task per line.
+    Either way the ventilator gets every line, in order, as sent."""
+    inp = os.path.join(zptest.tmpdir(), "in.txt")
+    want = ["line %d" % i for i in range(20000)] + ["", "last"]
+    with open(inp, "w") as f:
+        f.write("\n".join(want) + "\n")
+    for takes in (False, True):
+        fake = _FakeIntake(takes)
+        try:
+            r = run([binary("zpipe"), "submit", "--ventilator", fake.endpoint,
+                     "--plugin", "echo", "--input", inp, "--job", "j-%d" % takes,
+                     "--timeout-ms", "20000"], capture_output=True, timeout=60)
+        finally:
+            fake.close()
+        check(r.returncode == 0, "submit (takes_lines %s): %r" % (takes, r.stderr))
+        got = []
+        for b in fake.batches:
+            if takes:
+                check(not b.tasks and b.lines.endswith(b"\n"),
+                      "a batch not as lines: %d tasks" % len(b.tasks))
+                got += b.lines.decode().split("\n")[:-1]
+            else:
+                check(not b.lines, "lines sent to a ventilator that did not "
+                      "say it takes them")
+                got += [t.payload.decode() for t in b.tasks]
+        check(got == want, "takes_lines %s: %d lines arrived of %d, first "
+              "difference at %s" % (takes, len(got), len(want),
+                                    next((i for i, (x, y) in
+                                          enumerate(zip(got, want)) if x != y),
+                                         min(len(got), len(want)))))
+        print("    takes_lines %s: %d lines in %d batches, every one as sent"
+              % (takes, len(got), len(fake.batches)))
+
+
 def test_per_job_priority_deadline_and_attempts():
     sys.path.insert(0, EXAMPLES)
     import producer
@@ -473,6 +640,8 @@ if __name__ == "__main__":
         test_submit_sends_a_slow_pipes_lines_as_they_come,
         test_shell_example_runs_a_service_cluster,
         test_malformed_submissions_are_refused_with_a_reason,
+        test_lines_are_tasks_in_order_and_lies_lose_nothing,
+        test_submit_sends_lines_only_to_a_ventilator_that_says_so,
         test_lies_on_the_intake_lose_nothing,
         test_per_job_priority_deadline_and_attempts,
         test_zpipe_status_shows_jobs_and_workers,

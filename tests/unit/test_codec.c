@@ -273,6 +273,8 @@ static void test_views_see_what_decode_sees(void)
     b.tasks = tp;
     b.n_tasks = 3;
     b.seq = 300; /* a producer's batch number (two-byte varint) */
+    b.lines.data = (uint8_t *)"x\n\nyz\n";
+    b.lines.len = 6;
     zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
     m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
     m.task_batch = &b;
@@ -291,6 +293,8 @@ static void test_views_see_what_decode_sees(void)
         TEST_EQ_INT(tv.batch.tasks[1]->queued_us, 1700000000000001ull);
         TEST_EQ_INT(tv.batch.tasks[2]->queued_us, 0);
         TEST_CHECK(memcmp(tv.batch.tasks[2]->payload.data, "a\0b", 3) == 0);
+        TEST_EQ_INT(tv.batch.lines.len, 6);
+        TEST_CHECK(memcmp(tv.batch.lines.data, "x\n\nyz\n", 6) == 0);
         /* zero copy: the payload is in the frame */
         TEST_CHECK((char *)tv.batch.tasks[2]->payload.data >= buf.data &&
                    (char *)tv.batch.tasks[2]->payload.data <
@@ -466,6 +470,8 @@ static void test_batch_encoders_write_what_protobuf_c_writes(void)
         tb.dispatch_us = s_rand(&seed);
         tb.config = (char *)strs[s_rand(&seed) % 4];
         tb.seq = s_rand(&seed) % 3 ? s_rand(&seed) : 0;
+        tb.lines.len = s_rand(&seed) % 3 ? 0 : (size_t)(s_rand(&seed) % 300);
+        tb.lines.data = tb.lines.len ? bytes : NULL;
         zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
         m.kind_case = ZPIPE__V1__MESSAGE__KIND_TASK_BATCH;
         m.task_batch = &tb;

@@ -158,8 +158,9 @@ static zp_vent_batch_verdict_t s_tasks(const Zpipe__V1__TaskBatch *b,
                                        uint64_t *expected)
 {
     static char buf[200];
+    uint64_t count;
     return zp_vent_intake_check_tasks(b, j, max, why, buf, sizeof buf, again,
-                                      expected);
+                                      expected, &count);
 }
 
 static void test_tasks_and_close_checks(void)
@@ -259,6 +260,64 @@ static void s_settings_scenario(void *arg)
         free(out);
 }
 
+/* A batch's lines: one task per line after its tasks, counted; a batch
+ * whose lines do not end with a newline, or with a line over the limit,
+ * is refused whole. */
+static void test_lines_are_tasks_after_the_tasks(void)
+{
+    zp_vent_jobs_t *jobs = zp_vent_jobs_new(0, 3, 0);
+    zp_vent_job_t *j = zp_vent_jobs_add(jobs, "job-1", "echo");
+    Zpipe__V1__Task t0 = ZPIPE__V1__TASK__INIT;
+    t0.payload.len = 3;
+    Zpipe__V1__Task *ts[] = {&t0};
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    char buf[200];
+    const char *why;
+    zp_vent_batch_t again;
+    uint64_t exp, n = 99;
+    /* Lines only: empty lines are tasks too. */
+    b.lines.data = (uint8_t *)"a\n\nccc\n";
+    b.lines.len = 7;
+    TEST_EQ_INT(zp_vent_intake_check_tasks(&b, j, 10, &why, buf, sizeof buf,
+                                           &again, &exp, &n),
+                ZP_VENT_BATCH_NEW);
+    TEST_EQ_INT(n, 3);
+    /* Tasks, then lines. */
+    b.tasks = ts;
+    b.n_tasks = 1;
+    TEST_EQ_INT(zp_vent_intake_check_tasks(&b, j, 10, &why, buf, sizeof buf,
+                                           &again, &exp, &n),
+                ZP_VENT_BATCH_NEW);
+    TEST_EQ_INT(n, 4);
+    /* No newline at the end: refused, nothing counted. */
+    b.lines.len = 6;
+    TEST_EQ_INT(zp_vent_intake_check_tasks(&b, j, 10, &why, buf, sizeof buf,
+                                           &again, &exp, &n),
+                ZP_VENT_BATCH_REFUSE);
+    TEST_CONTAINS(why, "do not end with a newline");
+    TEST_EQ_INT(n, 0);
+    /* A line over the limit, named by its place in the batch (the task
+     * before it counts). The limit 2 is under the lines' 7 bytes, so each
+     * line is measured; 3 bytes fit the limit 3 exactly. */
+    b.lines.len = 7;
+    TEST_EQ_INT(zp_vent_intake_check_tasks(&b, j, 3, &why, buf, sizeof buf,
+                                           &again, &exp, &n),
+                ZP_VENT_BATCH_NEW);
+    b.n_tasks = 0;
+    TEST_EQ_INT(zp_vent_intake_check_tasks(&b, j, 2, &why, buf, sizeof buf,
+                                           &again, &exp, &n),
+                ZP_VENT_BATCH_REFUSE);
+    TEST_CONTAINS(why, "task 2 of the batch (a line) is 3 bytes, over the "
+                       "limit of 2");
+    /* The job's id space counts the lines. */
+    j->next_task_id = ZP_VENT_MAX_TASK_ID - 3;
+    TEST_EQ_INT(zp_vent_intake_check_tasks(&b, j, 10, &why, buf, sizeof buf,
+                                           &again, &exp, &n),
+                ZP_VENT_BATCH_REFUSE);
+    TEST_EQ_STR(why, "too many tasks in one job");
+    zp_vent_jobs_destroy(&jobs);
+}
+
 static void test_the_intake_takes_a_frame_for_the_longest_task(void)
 {
     /* The default task limit (64 MiB) and smaller: the fixed cap. */
@@ -291,6 +350,8 @@ static const test_case_t tests[] = {
     {"test_numbered_batches_are_taken_once_in_order",
      test_numbered_batches_are_taken_once_in_order},
     {"test_attempts_capped", test_attempts_capped},
+    {"test_lines_are_tasks_after_the_tasks",
+     test_lines_are_tasks_after_the_tasks},
     {"test_the_intake_takes_a_frame_for_the_longest_task",
      test_the_intake_takes_a_frame_for_the_longest_task},
     {"test_alloc_failures_in_settings", test_alloc_failures_in_settings},

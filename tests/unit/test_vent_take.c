@@ -58,11 +58,13 @@ static void s_shell_close(zp_vent_shell_t *v)
     zp_vent_jobs_destroy(&v->jobs);
 }
 
-/* Batch seq of the job, its payloads "b<seq>-<k>". */
+/* Batch seq of the job, its payloads "b<seq>-<k>"; batch 2 has its
+ * first as a task and the others as lines (TaskBatch.lines). */
 typedef struct {
     Zpipe__V1__TaskBatch b;
     Zpipe__V1__Task t[S_PER], *p[S_PER];
     char data[S_PER][16];
+    char lines[S_PER * 16];
 } s_batch_t;
 
 static void s_batch(s_batch_t *x, uint64_t seq)
@@ -80,6 +82,19 @@ static void s_batch(s_batch_t *x, uint64_t seq)
     }
     x->b.tasks = x->p;
     x->b.n_tasks = S_PER;
+    if (seq == 2) {
+        size_t at = 0;
+        for (size_t k = 1; k < S_PER; k++) {
+            size_t len = strlen(x->data[k]);
+            memcpy(x->lines + at, x->data[k], len);
+            at += len;
+            x->lines[at++] = '\n';
+        }
+        x->lines[at] = '\0';
+        x->b.n_tasks = 1;
+        x->b.lines.data = (uint8_t *)x->lines;
+        x->b.lines.len = strlen(x->lines);
+    }
 }
 
 /* A producer's job: the open, then S_BATCHES batches, each sent again
@@ -102,7 +117,7 @@ static int s_produce(const s_env_t *e, int *bad)
         uint64_t first = 0;
         uint64_t before = j->next_task_id;
         size_t held = zp_vent_tasks_size(v.tasks);
-        while (zp_vent_shell_take_batch(&v, j, &x.b, &first) < 0) {
+        while (zp_vent_shell_take_batch(&v, j, &x.b, S_PER, &first) < 0) {
             /* refused: nothing kept, the next id unchanged */
             *bad += j->next_task_id != before || j->n_batches != seq - 1 ||
                     zp_vent_tasks_size(v.tasks) != held;
