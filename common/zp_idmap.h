@@ -20,6 +20,12 @@ void *zp_idmap_get(const zp_idmap_t *self, uint64_t id);
 /* Removes id; returns its value or NULL. */
 void *zp_idmap_remove(zp_idmap_t *self, uint64_t id);
 size_t zp_idmap_size(const zp_idmap_t *self);
+/* The farthest any member sits from its home slot: what the longest get
+ * may walk (O(capacity); for tests). */
+size_t zp_idmap_longest_probe(const zp_idmap_t *self);
+/* The farthest any member sits from its home slot: what the longest get
+ * may walk (O(capacity); for tests). */
+size_t zp_idmap_longest_probe(const zp_idmap_t *self);
 /* Iteration: start with *cursor = 0; returns false when done. Neither
  * insert nor remove while iterating: a removal shifts the next entry back
  * into a slot the cursor has passed, so it would be skipped. Collect the

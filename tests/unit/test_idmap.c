@@ -22,6 +22,39 @@ static void test_put_get_remove_many(void)
     TEST_CHECK(m == NULL);
 }
 
+/* The ventilator's table: a slow worker holds 4,096 tasks while a window
+ * of 20,000 newer ones slides by, 150,000 in all, so the newer ids span
+ * more than the table held them in. No member may sit far from its home:
+ * the table grew instead; it did not, and the window piled up behind the
+ * old block, 4,096 slots deep. */
+static void test_old_ids_do_not_pile_up_newer_ones(void)
+{
+    enum { OLD = 4096, WINDOW = 20000, TOTAL = 150000 };
+    const uint64_t job = 3ull << 40; /* the job's slot above the task id */
+    zp_idmap_t *m = zp_idmap_new();
+    static char vals[1];
+    for (uint64_t id = 0; id < OLD; id++)
+        TEST_CHECK(zp_idmap_put(m, job | id, vals) == 0);
+    size_t worst = 0;
+    for (uint64_t id = OLD; id < TOTAL; id++) {
+        TEST_CHECK(zp_idmap_put(m, job | id, vals) == 0);
+        if (id >= OLD + WINDOW)
+            TEST_CHECK(zp_idmap_remove(m, job | (id - WINDOW)) == vals);
+        if (id % 50000 == 0) {
+            size_t p = zp_idmap_longest_probe(m);
+            worst = p > worst ? p : worst;
+        }
+    }
+    TEST_EQ_INT(zp_idmap_size(m), OLD + WINDOW);
+    for (uint64_t id = 0; id < OLD; id++)
+        TEST_CHECK(zp_idmap_get(m, job | id) == vals);
+    TEST_CHECK(zp_idmap_get(m, job | (TOTAL - WINDOW - 1)) == NULL);
+    TEST_CHECK(zp_idmap_get(m, job | (TOTAL - 1)) == vals);
+    printf("    longest probe %zu slots\n", worst);
+    TEST_CHECK(worst < 64);
+    zp_idmap_destroy(&m);
+}
+
 /* Random puts, gets and removes against a plain array, on ids that are
  * dense, or collide in the low bits, or differ only in the high bits. */
 static void test_random_churn_matches_a_reference(void)
@@ -154,6 +187,8 @@ static void test_alloc_failures_lose_nothing_already_held(void)
 static const test_case_t tests[] = {
     {"test_alloc_failures_lose_nothing_already_held",
      test_alloc_failures_lose_nothing_already_held},
+    {"test_old_ids_do_not_pile_up_newer_ones",
+     test_old_ids_do_not_pile_up_newer_ones},
     {"test_put_get_remove_many", test_put_get_remove_many},
     {"test_put_replaces", test_put_replaces},
     {"test_random_churn_matches_a_reference",
