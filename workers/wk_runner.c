@@ -347,7 +347,8 @@ static void s_trace_echo(zp_wk_done_t *d, const Zpipe__V1__Task *t,
     if (t->queued_us) {
         d->queued_us = t->queued_us;
         d->dispatch_us = dispatch_us;
-    }
+    } else
+        d->start_us = 0; /* only a trace reads it */
 }
 
 /* The plugin a batch runs on: a job with settings of its own runs on an
