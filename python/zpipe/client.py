@@ -117,6 +117,9 @@ class Producer:
         self.seq = 0
         self.total = 0
         self.opened = self.closed = self.finished = False
+        # The ventilator's Acks say it takes TaskBatch.lines: batches not
+        # yet sent go as lines (when no payload holds a newline).
+        self.takes_lines = False
         self.finished_total = 0  # the job's total when it had finished
         self.instance = None
         self.refused = {}  # seq -> out-of-order refusals seen
@@ -136,17 +139,31 @@ class Producer:
 
     def send(self, payloads):
         """Queues one batch of payloads (bytes); returns the id its first
-        task will have (ids follow the order batches are queued in)."""
+        task will have (ids follow the order batches are queued in). The
+        batch is encoded when it is first sent, once the open's answer
+        has said whether the ventilator takes lines."""
         self.seq += 1
-        m = pb.Message()
-        b = m.task_batch
-        b.job_id, b.seq, b.token = self.job_id, self.seq, self.token
-        for p in payloads:
-            b.tasks.add(payload=p)
         first = self.total
         self.total += len(payloads)
-        self.queue.append((self.seq, m.SerializeToString(), None))
+        self.queue.append((self.seq, list(payloads), None))
         return first
+
+    def _encode(self, seq, payloads):
+        """Batch seq's frame: its payloads as lines (one bytes field, no
+        Task around each: 40 times less Python work a task) when the
+        ventilator takes them and none holds a newline, else a Task
+        each."""
+        m = pb.Message()
+        b = m.task_batch
+        b.job_id, b.seq, b.token = self.job_id, seq, self.token
+        if self.takes_lines and payloads:
+            lines = b"\n".join(payloads) + b"\n"
+            if lines.count(b"\n") == len(payloads):
+                b.lines = lines
+                return m.SerializeToString()
+        for p in payloads:
+            b.tasks.add(payload=p)
+        return m.SerializeToString()
 
     def close(self):
         """Queues the job's close (its total: every task queued so far)."""
@@ -177,6 +194,8 @@ class Producer:
             item = self.queue.popleft()
             if self.finished:
                 continue
+            if isinstance(item[1], list):  # a batch, sent the first time
+                item = (item[0], self._encode(item[0], item[1]), item[2])
             self.link.sock.send(item[1])
             if not self.sent:
                 self.heard = time.monotonic()
@@ -195,6 +214,8 @@ class Producer:
             return
         restarted = self.instance not in (None, ack.ventilator_instance)
         self.instance = ack.ventilator_instance
+        if ack.ok:
+            self.takes_lines = ack.takes_lines
         seq, _, total = self.sent[0]
         if not ack.ok:
             # Out of order (a batch lost on a dropped connection): the

@@ -410,7 +410,7 @@ class _FakeIntake:
 
     def _serve(self):
         import zpipe_pb2 as pb
-        total = 0
+        total = {}  # job -> tasks taken
         while not self.stop:
             if not self.sock.poll(100):
                 continue
@@ -428,10 +428,11 @@ class _FakeIntake:
                 self.batches.append(b)
                 n = len(b.tasks) + b.lines.count(b"\n")
                 a.job_id, a.seq = b.job_id, b.seq
-                a.first_task_id, a.accepted = total, n
-                total += n
+                a.first_task_id, a.accepted = total.get(b.job_id, 0), n
+                total[b.job_id] = total.get(b.job_id, 0) + n
             elif kind == "job_close":
-                a.job_id, a.accepted = m.job_close.job_id, total
+                a.job_id = m.job_close.job_id
+                a.accepted = total.get(a.job_id, 0)
             self.sock.send_multipart([rid, r.SerializeToString()])
 
     def close(self):
@@ -476,6 +477,48 @@ def test_submit_sends_lines_only_to_a_ventilator_that_says_so():
                                          min(len(got), len(want)))))
         print("    takes_lines %s: %d lines in %d batches, every one as sent"
               % (takes, len(got), len(fake.batches)))
+
+
+def test_python_client_sends_lines_only_when_it_may():
+    """zpipe.Client.submit sends a batch as lines only to a ventilator
+    whose Acks say takes_lines, and only when none of its payloads holds
+    a newline; otherwise a Task each. Every payload arrives as given, in
+    order, either way. Then the same against a real cluster: every
+    record's output is its payload."""
+    import zpipe
+    items = [b"item %d" % i for i in range(5000)] + [b"", b"last"]
+    with_nl = [b"a", b"b\nc", b"d"]
+    for takes in (False, True):
+        fake = _FakeIntake(takes)
+        try:
+            c = zpipe.Client(fake.endpoint, "ipc:///nonexistent-sink")
+            c.submit("echo", items, batch=1000, timeout=30)
+            c.submit("echo", with_nl, timeout=30)
+        finally:
+            fake.close()
+        got, as_lines = [], 0
+        for b in fake.batches:
+            if b.lines:
+                as_lines += 1
+                check(not b.tasks, "tasks and lines in one batch")
+                got += b.lines.split(b"\n")[:-1]
+            else:
+                got += [t.payload for t in b.tasks]
+        check(got == items + with_nl, "takes_lines %s: %d payloads arrived "
+              "of %d" % (takes, len(got), len(items) + len(with_nl)))
+        want = 6 if takes else 0  # 6 batches of items; with_nl as tasks
+        check(as_lines == want, "takes_lines %s: %d batches as lines, want %d"
+              % (takes, as_lines, want))
+        print("    takes_lines %s: %d batches, %d as lines, every payload as "
+              "given" % (takes, len(fake.batches), as_lines))
+    s = Service(workers=2)
+    c = zpipe.Client(s.intake, s.control)
+    job = c.submit("echo", items + with_nl, batch=1000, timeout=60)
+    outs = {r.task: r.output for r in job.results(timeout=60)}
+    want = dict(enumerate(items + with_nl))
+    check(outs == want, "records: %d of %d, %d wrong" % (
+        len(outs), len(want), sum(1 for k in want if outs.get(k) != want[k])))
+    print("    a real cluster: %d records, each its payload" % len(outs))
 
 
 def test_per_job_priority_deadline_and_attempts():
@@ -642,6 +685,7 @@ if __name__ == "__main__":
         test_malformed_submissions_are_refused_with_a_reason,
         test_lines_are_tasks_in_order_and_lies_lose_nothing,
         test_submit_sends_lines_only_to_a_ventilator_that_says_so,
+        test_python_client_sends_lines_only_when_it_may,
         test_lies_on_the_intake_lose_nothing,
         test_per_job_priority_deadline_and_attempts,
         test_zpipe_status_shows_jobs_and_workers,
