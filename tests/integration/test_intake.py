@@ -232,6 +232,21 @@ def test_malformed_submissions_are_refused_with_a_reason():
     check("6 refused from producers" in log, "refusals not counted: %s" % log[-500:])
 
 
+def _check_records(sent, recs, n):
+    """n tasks taken (sent: task id -> payload), and every one has exactly
+    one record with its own payload: lost, duplicated, unexpected, wrong
+    all 0."""
+    ids = [r["task"] for r in recs]
+    lost = len(set(sent) - set(ids))
+    dup = len(ids) - len(set(ids))
+    unexpected = len(set(ids) - set(sent))
+    wrong = sum(1 for r in recs if r["task"] in sent and
+                (r["output"] != sent[r["task"]] or r["status"] != "ok"))
+    check((len(sent), lost, dup, unexpected, wrong) == (n, 0, 0, 0, 0),
+          "%d taken, %d records: lost %d, duplicated %d, unexpected %d, wrong %d"
+          % (len(sent), len(recs), lost, dup, unexpected, wrong))
+
+
 def test_lies_on_the_intake_lose_nothing():
     """The intake reads producers' task batches in place (no protobuf-c
     unpack): lie to it and count. Another connection with a wrong token or
@@ -298,15 +313,7 @@ def test_lies_on_the_intake_lose_nothing():
         own.close(linger=0)
         other.close(linger=0)
         ctx.term()
-    ids = [r["task"] for r in recs]
-    lost = len(set(sent) - set(ids))
-    dup = len(ids) - len(set(ids))
-    unexpected = len(set(ids) - set(sent))
-    wrong = sum(1 for r in recs if r["task"] in sent and
-                (r["output"] != sent[r["task"]] or r["status"] != "ok"))
-    check((len(sent), lost, dup, unexpected, wrong) == (300, 0, 0, 0, 0),
-          "%d taken, %d records: lost %d, duplicated %d, unexpected %d, wrong %d"
-          % (len(sent), len(recs), lost, dup, unexpected, wrong))
+    _check_records(sent, recs, 300)
     print("    6 lies refused or answered again; 300 tasks, 300 records: lost 0, "
           "duplicated 0, unexpected 0, wrong 0")
 
@@ -377,15 +384,7 @@ def test_lines_are_tasks_in_order_and_lies_lose_nothing():
     finally:
         d.close(linger=0)
         ctx.term()
-    ids = [r["task"] for r in recs]
-    lost = len(set(sent) - set(ids))
-    dup = len(ids) - len(set(ids))
-    unexpected = len(set(ids) - set(sent))
-    wrong = sum(1 for r in recs if r["task"] in sent and
-                (r["output"] != sent[r["task"]] or r["status"] != "ok"))
-    check((len(sent), lost, dup, unexpected, wrong) == (11, 0, 0, 0, 0),
-          "%d taken, %d records: lost %d, duplicated %d, unexpected %d, wrong %d"
-          % (len(sent), len(recs), lost, dup, unexpected, wrong))
+    _check_records(sent, recs, 11)
     print("    11 tasks as lines and tasks, 3 lies refused or answered again: "
           "lost 0, duplicated 0, unexpected 0, wrong 0")
 
