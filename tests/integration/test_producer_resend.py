@@ -16,6 +16,7 @@ else), which checks the producers alone. The second runs them against a
 real service cluster, the ventilator with --journal, and reads every
 job's records back from the sink.
 """
+import collections
 import json
 import os
 import random
@@ -455,6 +456,63 @@ def test_producers_finish_across_a_whole_cluster_kill():
         SEED + 1, ", ".join("%.2f" % t for t in moments)))
 
 
+def test_python_client_lines_survive_ventilator_kills():
+    """zpipe.Client.submit sends its batches as TaskBatch.lines to a
+    ventilator with --journal that is SIGKILLed twice while it submits:
+    the lines batches it had no answer for are sent again, those taken
+    are not taken twice, and every item has exactly one record with its
+    own payload."""
+    import zpipe
+    check(_vent_has_journal(), "zpipe-ventilator has no --journal")
+    s = ResendCluster()
+    n = 30000
+    items = [("py-lines-%d" % i).encode() for i in range(n)]
+    done, errors, spans = [], [], []
+
+    def paced():  # a producer reading its items over a second
+        for i, it in enumerate(items):
+            if i % 500 == 0:
+                time.sleep(0.015)
+            yield it
+
+    def submit():
+        try:
+            c = zpipe.Client(s.intake, s.control)
+            t0 = time.monotonic()
+            done.append(c.submit("echo", paced(), batch=500, timeout=120))
+            spans.append(time.monotonic() - t0)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    t = threading.Thread(target=submit)
+    t.start()
+    t0 = time.monotonic()
+    for pause in (0.05, 0.3):
+        time.sleep(0.2)
+        s.restart_vent(pause)
+    killed = time.monotonic() - t0
+    t.join(180)
+    check(not errors and done, "submit: %r" % errors)
+    check(spans[0] > killed, "submit ended (%.2f s) before the kills (%.2f s)"
+          % (spans[0], killed))
+    job = done[0].id
+    r = zptest.run([binary("zpipe"), "wait", "--sink", s.control, job,
+                    "--timeout-ms", "120000"], capture_output=True, timeout=180)
+    check(r.returncode == 0, "zpipe wait: %r" % (r.stdout + r.stderr))
+    recs = _records(s.control, job)
+    seen = collections.Counter(rec["task"] for rec in recs)
+    lost = sum(1 for i in range(n) if i not in seen)
+    dup = sum(c - 1 for c in seen.values() if c > 1)
+    unexpected = sum(1 for i in seen if not 0 <= i < n)
+    wrong = sum(1 for rec in recs if 0 <= rec["task"] < n and
+                rec["output"] != items[rec["task"]].decode())
+    print("    %d items, the ventilator SIGKILLed twice: %d records, lost %d, "
+          "duplicated %d, unexpected %d, wrong %d"
+          % (n, len(recs), lost, dup, unexpected, wrong))
+    check((lost, dup, unexpected, wrong) == (0, 0, 0, 0),
+          "records lost, repeated, unexpected or wrong")
+
+
 def _job_tasks(intake, job):
     """The job's TASKS column in zpipe status (-1 while it is not listed)."""
     r = zptest.run([binary("zpipe"), "status", "--ventilator", intake,
@@ -616,6 +674,7 @@ if __name__ == "__main__":
         sys.exit(0)
     print("seed %d (rerun with ZPIPE_FAULT_SEEDS=%d)" % (SEED, SEED), flush=True)
     zptest.main([
+        test_python_client_lines_survive_ventilator_kills,
         test_producers_outlast_a_killed_stand_in_intake,
         test_producers_finish_across_ventilator_kills,
         test_producers_finish_across_a_whole_cluster_kill,
