@@ -146,17 +146,15 @@ static const char *s_check_lines(const ProtobufCBinaryData *lines,
     if (lines->len <= max_task_bytes)
         return NULL; /* no line can be longer */
     const uint8_t *p = lines->data, *end = p + lines->len;
-    for (size_t i = first; p < end; i++) {
-        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
-        if ((uint64_t)(nl - p) > max_task_bytes) {
+    size_t n_line;
+    for (size_t i = first; zp_vent_line_next(&p, end, &n_line); i++)
+        if (n_line > max_task_bytes) {
             snprintf(why_buf, len,
                      "task %zu of the batch (a line) is %zu bytes, over the "
                      "limit of %llu; nothing of the batch was taken",
-                     i, (size_t)(nl - p), (unsigned long long)max_task_bytes);
+                     i, n_line, (unsigned long long)max_task_bytes);
             return why_buf;
         }
-        p = nl + 1;
-    }
     return NULL;
 }
 

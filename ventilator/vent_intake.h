@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Settings as the "KEY=VALUE" lines a TaskBatch carries, from n entries:
  * either pairs ("KEY=VALUE" strings, the command line's --config) or kv
@@ -61,6 +62,21 @@ typedef enum {
     ZP_VENT_BATCH_AGAIN,  /* numbered and taken before: answer the same */
     ZP_VENT_BATCH_REFUSE, /* refused, see why (and *expected for a gap) */
 } zp_vent_batch_verdict_t;
+
+/* The next line of a batch's lines checked by zp_vent_intake_check_tasks
+ * (each ends with '\n'): its start, with *len its length without the
+ * '\n', and *p moved past it; NULL once *p reaches end. */
+static inline const uint8_t *zp_vent_line_next(const uint8_t **p,
+                                               const uint8_t *end, size_t *len)
+{
+    if (*p >= end)
+        return NULL;
+    const uint8_t *line = *p;
+    const uint8_t *nl = memchr(line, '\n', (size_t)(end - line));
+    *len = (size_t)(nl - line);
+    *p = nl + 1;
+    return line;
+}
 
 /* TaskBatch for j (NULL: no such live job). A numbered batch (seq >= 1)
  * already taken is AGAIN with *again its ids, even once the job is

@@ -3,6 +3,7 @@
  * what producers are told is taken; sends the intake's answers once a
  * sync covers them (group commit); compacts the file as jobs finish. */
 #define _GNU_SOURCE
+#include "vent_intake.h"
 #include "vent_shell.h"
 #include "zp_log.h"
 #include "zp_net.h"
@@ -211,12 +212,11 @@ int zp_vent_shell_journal_tasks(zp_vent_shell_t *v, const zp_vent_job_t *j,
             data[i] = b->tasks[i]->payload.data;
             lens[i] = (uint32_t)b->tasks[i]->payload.len;
         }
-        const uint8_t *p = b->lines.data, *end = p + b->lines.len;
-        for (; i < n && p < end; i++) {
-            const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
-            data[i] = p;
-            lens[i] = (uint32_t)(nl - p);
-            p = nl + 1;
+        const uint8_t *p = b->lines.data, *end = p + b->lines.len, *line;
+        size_t len;
+        for (; i < n && (line = zp_vent_line_next(&p, end, &len)); i++) {
+            data[i] = line;
+            lens[i] = (uint32_t)len;
         }
         rc = zp_vjournal_tasks(v->journal, j->id, seq, first, n, data, lens);
     }
@@ -236,13 +236,11 @@ int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
                                b->tasks[i]->payload.len, stamp))
             goto fail_tasks;
     /* Lines, checked whole: each ends with '\n' (vent_intake). */
-    const uint8_t *p = b->lines.data, *end = p + b->lines.len;
-    while (p < end) {
-        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!zp_vent_tasks_add(v->tasks, j, p, (size_t)(nl - p), stamp))
+    const uint8_t *p = b->lines.data, *end = p + b->lines.len, *line;
+    size_t len;
+    while ((line = zp_vent_line_next(&p, end, &len)))
+        if (!zp_vent_tasks_add(v->tasks, j, line, len, stamp))
             goto fail_tasks;
-        p = nl + 1;
-    }
     if (b->seq && zp_vent_job_batch_add(j, start, (uint32_t)n) < 0)
         goto fail_tasks;
     if (zp_vent_shell_journal_tasks(v, j, b->seq, start, b, n) < 0)
