@@ -24,6 +24,9 @@ import zmq
 from . import zpipe_pb2 as pb
 
 MAX_UNANSWERED = 4     # batches waiting for their Ack (the intake queues 4)
+# Out-of-order refusals in a row before one counts as final: each
+# batch in flight may come late once, and two more rounds.
+MAX_REFUSALS = MAX_UNANSWERED + 2
 RESEND_S = 5.0         # silence after which the oldest message goes again
 
 
@@ -122,7 +125,7 @@ class Producer:
         self.takes_lines = False
         self.finished_total = 0  # the job's total when it had finished
         self.instance = None
-        self.refused = {}  # seq -> out-of-order refusals seen
+        self.refusals = 0  # out-of-order refusals since progress
         self.heard = time.monotonic()
         m = pb.Message()
         o = m.job_open
@@ -186,6 +189,7 @@ class Producer:
     def pump(self):
         """Sends what may go, reads the answers; raises RefusedError."""
         if self.link.reconnected():
+            self.refusals = 0
             self._resend_all()
         while self.link.sock.poll(0):
             self._answer(pb.Message.FromString(self.link.sock.recv()).ack)
@@ -214,19 +218,25 @@ class Producer:
             return
         restarted = self.instance not in (None, ack.ventilator_instance)
         self.instance = ack.ventilator_instance
+        if restarted:
+            self.refusals = 0
         if ack.ok:
             self.takes_lines = ack.takes_lines
         seq, _, total = self.sent[0]
         if not ack.ok:
-            # Out of order (a batch lost on a dropped connection): the
-            # refusal names the seq expected; send again from it, once.
-            # Any other refusal names the batch's own seq and is final.
+            # Out of order (a batch lost on a dropped connection or a
+            # restart): the refusal names the seq expected; send again
+            # from it, as often as that happens, until MAX_REFUSALS in a
+            # row with no progress and no restart between them (as zpipe
+            # submit's window does). Any other refusal names the batch's
+            # own seq: it comes back each time and is final after those.
             at = [i for i, s in enumerate(self.sent) if s[0] == ack.seq]
             if ack.seq and at and at[0] + 1 < len(self.sent) and \
-                    self.refused.get(ack.seq, 0) < 1:
-                self.refused[ack.seq] = self.refused.get(ack.seq, 0) + 1
+                    self.refusals < MAX_REFUSALS:
+                self.refusals += 1
                 for item in list(self.sent)[at[0]:]:
                     self.link.sock.send(item[1])
+                self.heard = time.monotonic()
                 return
             raise RefusedError("ventilator refused job %s: %s" %
                                (self.job_id, ack.error))
@@ -256,6 +266,7 @@ class Producer:
         s, _, t = self.sent[matched]
         del self.sent[matched]
         self.heard = time.monotonic()
+        self.refusals = 0
         if s:
             if self.on_batch:
                 self.on_batch(ack.first_task_id, ack.accepted)
