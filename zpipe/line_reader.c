@@ -1,4 +1,5 @@
 /* line_reader: buffered lines from a file descriptor, with a deadline. */
+#define _GNU_SOURCE
 #include "line_reader.h"
 
 #include <errno.h>
@@ -137,4 +138,19 @@ bool zp_line_reader_ready(const zp_line_reader_t *self)
 {
     return self->eof ||
            memchr(self->buf + self->start, '\n', self->end - self->start);
+}
+
+void zp_line_reader_buffered(const zp_line_reader_t *self, const char **data,
+                             size_t *len)
+{
+    const char *from = self->buf + self->start;
+    const char *nl = memrchr(from, '\n', self->end - self->start);
+    *data = from;
+    *len = nl ? (size_t)(nl - from) + 1 : 0;
+}
+
+void zp_line_reader_skip(zp_line_reader_t *self, size_t n)
+{
+    self->start += n;
+    self->scanned = 0;
 }

@@ -27,6 +27,16 @@ void zp_line_reader_destroy(zp_line_reader_t **self_p);
 int zp_line_reader_next(zp_line_reader_t *self, int timeout_ms,
                         const char **line, size_t *len);
 
+/* The whole lines already buffered, each with its '\n', in *data and
+ * *len (borrowed, valid until the next call on self; *len 0: none),
+ * without reading and without giving them: zp_line_reader_skip gives
+ * them. For taking many lines at once. */
+void zp_line_reader_buffered(const zp_line_reader_t *self, const char **data,
+                             size_t *len);
+
+/* Gives the first n bytes zp_line_reader_buffered showed (whole lines). */
+void zp_line_reader_skip(zp_line_reader_t *self, size_t n);
+
 /* Whether a whole line, or the end of input, is buffered: the next call
  * returns without reading. */
 bool zp_line_reader_ready(const zp_line_reader_t *self);

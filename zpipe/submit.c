@@ -298,6 +298,36 @@ static int s_push_open(s_submit_t *s)
     return s_push(s, ZP_SUBMIT_OPEN, 0, &m);
 }
 
+/* Adds to the batch in s->text (*n lines) the whole lines the reader
+ * holds that join it, at once (zp_submit_batch_cut: the cuts the line by
+ * line path makes); *due as that path sets it. Returns whether the batch
+ * is full. Takes none (the line by line path does) when one of them
+ * could be longer than the ventilator's --max-task-bytes: that path
+ * names such a line. */
+static bool s_take_buffered(s_submit_t *s, size_t *n, uint64_t *due)
+{
+    const char *data;
+    size_t len, k = *n, bytes = s->payload;
+    zp_line_reader_buffered(s->lr, &data, &len);
+    if (!len)
+        return false;
+    size_t took = zp_submit_batch_cut(data, len, &k, &bytes, s->o->batch,
+                                      s->o->batch_bytes);
+    /* A batch's lines after its first are at most --batch-bytes. */
+    size_t longest = !*n && k == 1 ? took - 1 : s->o->batch_bytes;
+    if (s->max_task_bytes && longest > s->max_task_bytes)
+        return false;
+    if (zp_buf_append(&s->text, data, took) < 0)
+        return false; /* the line by line path says so */
+    zp_line_reader_skip(s->lr, took);
+    if (!*n)
+        *due = zp_mono_us() + S_LINGER_MS * 1000;
+    s->lines += k - *n;
+    s->payload = bytes;
+    *n = k;
+    return took < len;
+}
+
 /* Reads up to --batch lines and --batch-bytes into s->text; returns how
  * many. A batch is cut when full (a line that would take it over either
  * limit is held for the next one), at the end of the input (s->eof), or
@@ -328,6 +358,8 @@ static size_t s_read_lines(s_submit_t *s)
         s->ends[n++] = s->text.len;
     }
     while (n < s->o->batch) {
+        if (s->batch_lines && s_take_buffered(s, &n, &due))
+            break; /* full */
         const char *line;
         size_t len;
         int r = zp_line_reader_next(s->lr, 0, &line, &len);

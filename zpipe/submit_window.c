@@ -1,9 +1,11 @@
 /* submit_window: the messages zpipe submit sent and has no answer for, in
  * order, and what each Ack, reconnect and restart means for them. */
+#define _GNU_SOURCE
 #include "submit_window.h"
 #include "zp_util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* Refusals naming a batch after the last answered, in a row (no progress
  * on one connection to one ventilator instance), before they count as
@@ -359,4 +361,58 @@ bool zp_submit_batch_takes(size_t n, size_t bytes, size_t len, size_t max_tasks,
 {
     return n == 0 ||
            (n < max_tasks && bytes <= max_bytes && len <= max_bytes - bytes);
+}
+
+/* How many '\n' the S_SPAN bytes at p hold (a loop the compiler
+ * vectorises). */
+#define S_SPAN 256
+static size_t s_newlines(const char *p)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < S_SPAN; i++)
+        c += p[i] == '\n';
+    return c;
+}
+
+size_t zp_submit_batch_cut(const char *text, size_t len, size_t *n,
+                           size_t *bytes, size_t max_tasks, size_t max_bytes)
+{
+    size_t took = 0; /* bytes of the lines taken */
+    const char *nl;
+    if (!*n) { /* the first line always joins */
+        if (!(nl = memchr(text, '\n', len)))
+            return 0;
+        took = (size_t)(nl - text) + 1;
+        *n = 1;
+        *bytes += took - 1;
+    }
+    /* Whole spans: every line that ends in the spans joins when their
+     * bytes less their newlines (no fewer than the lines' bytes) still
+     * leave both limits held. */
+    size_t at = 0, seen = 0; /* bytes spanned after took, their newlines */
+    while (len - took - at >= S_SPAN) {
+        size_t c = s_newlines(text + took + at);
+        if (*n + seen + c > max_tasks || *bytes > max_bytes ||
+            at + S_SPAN - seen - c > max_bytes - *bytes)
+            break;
+        at += S_SPAN;
+        seen += c;
+    }
+    if (seen) {
+        nl = memrchr(text + took, '\n', at);
+        size_t span = (size_t)(nl - (text + took)) + 1;
+        *n += seen;
+        *bytes += span - seen;
+        took += span;
+    }
+    /* Then line by line, by the rule itself. */
+    while ((nl = memchr(text + took, '\n', len - took))) {
+        size_t line = (size_t)(nl - text) - took;
+        if (!zp_submit_batch_takes(*n, *bytes, line, max_tasks, max_bytes))
+            break;
+        ++*n;
+        *bytes += line;
+        took += line + 1;
+    }
+    return took;
 }

@@ -88,6 +88,15 @@ bool zp_submit_window_wants(const zp_submit_window_t *self,
 bool zp_submit_batch_takes(size_t n, size_t bytes, size_t len, size_t max_tasks,
                            size_t max_bytes);
 
+/* The lines of text (len bytes, each ended by '\n'; a partial last line
+ * is not looked at) that join a batch holding n lines of bytes bytes, by
+ * zp_submit_batch_takes line by line, without a call per line: returns
+ * how many bytes of text they take, and adds their count to *n and
+ * their bytes (without the newlines) to *bytes. Stops at the first line
+ * that does not join (the batch is full) or at the text's end. */
+size_t zp_submit_batch_cut(const char *text, size_t len, size_t *n,
+                           size_t *bytes, size_t max_tasks, size_t max_bytes);
+
 /* The seq the next batch pushed gets (1, 2, ...); its frame must carry
  * it in TaskBatch.seq. */
 uint64_t zp_submit_window_next_seq(const zp_submit_window_t *self);

@@ -148,7 +148,43 @@ static void test_a_read_error_is_reported(void)
     close(p[1]);
 }
 
+/* The whole lines buffered, shown and given many at a time, between
+ * lines given one at a time: every byte once, in order. */
+static void test_buffered_lines_are_given_at_once(void)
+{
+    int p[2];
+    TEST_EQ_INT(pipe(p), 0);
+    zp_line_reader_t *r = zp_line_reader_new(p[0]);
+    char out[64];
+    const char *data;
+    size_t len;
+    TEST_CHECK(r != NULL);
+    zp_line_reader_buffered(r, &data, &len);
+    TEST_EQ_INT(len, 0); /* nothing read yet: buffered reads nothing */
+    s_write(p[1], "a\nbb\n\nccc\ndd");
+    TEST_EQ_INT(s_next(r, 0, out, sizeof out), 1);
+    TEST_EQ_STR(out, "a");
+    zp_line_reader_buffered(r, &data, &len);
+    TEST_EQ_INT(len, 8); /* "bb\n\nccc\n", not the half line "dd" */
+    TEST_CHECK(len == 8 && memcmp(data, "bb\n\nccc\n", 8) == 0);
+    zp_line_reader_skip(r, 4); /* "bb\n\n" */
+    zp_line_reader_buffered(r, &data, &len);
+    TEST_CHECK(len == 4 && memcmp(data, "ccc\n", 4) == 0);
+    TEST_EQ_INT(s_next(r, 0, out, sizeof out), 1);
+    TEST_EQ_STR(out, "ccc");
+    zp_line_reader_buffered(r, &data, &len);
+    TEST_EQ_INT(len, 0);
+    close(p[1]);
+    TEST_EQ_INT(s_next(r, 1000, out, sizeof out), 1);
+    TEST_EQ_STR(out, "dd");
+    TEST_EQ_INT(s_next(r, 1000, out, sizeof out), -1);
+    zp_line_reader_destroy(&r);
+    close(p[0]);
+}
+
 static const test_case_t tests[] = {
+    {"test_buffered_lines_are_given_at_once",
+     test_buffered_lines_are_given_at_once},
     {"test_lines_come_as_they_are_written",
      test_lines_come_as_they_are_written},
     {"test_a_line_longer_than_the_buffer_is_whole",

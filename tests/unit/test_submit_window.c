@@ -549,6 +549,79 @@ static void test_batches_are_cut_by_count_and_bytes(void)
     TEST_CHECK(!zp_submit_batch_takes(1, SIZE_MAX, 0, 8192, 1u << 20));
 }
 
+/* The batch sizes zp_submit_batch_cut gives for text, when it sees the
+ * text a piece at a time (pieces of random length, ending anywhere, as
+ * reads do) and only the whole lines of what it has seen. */
+static void s_cut_text(const char *text, size_t len, size_t max_tasks,
+                       size_t max_bytes, unsigned seed, char *sizes, size_t cap)
+{
+    size_t pos = 0, seen = 0, n = 0, bytes = 0;
+    sizes[0] = '\0';
+    srand(seed);
+    while (pos < len) {
+        if (seen < len) /* read a little more */
+            seen += 1 + (size_t)rand() % 700;
+        if (seen > len)
+            seen = len;
+        const char *last = memrchr(text + pos, '\n', seen - pos);
+        size_t whole = last ? (size_t)(last - text) + 1 - pos : 0;
+        size_t took = zp_submit_batch_cut(text + pos, whole, &n, &bytes,
+                                          max_tasks, max_bytes);
+        pos += took;
+        if (took < whole || (pos == len && n)) { /* full, or the end */
+            size_t at = strlen(sizes);
+            snprintf(sizes + at, cap - at, "%zu ", n);
+            n = bytes = 0;
+        }
+    }
+}
+
+static void test_batches_are_cut_the_same_from_blocks_of_text(void)
+{
+    enum { LINES = 6000 };
+    static size_t lens[LINES];
+    static char text[LINES * 40 + 8 * 3000];
+    static char want[LINES * 6], got[LINES * 6];
+    const size_t limits[][2] = {{4, 1u << 20}, {8192, 1u << 20}, {100, 300},
+                                {3, 10},       {1000, 5000},     {1, 1},
+                                {700, 2900}};
+    srand(7);
+    size_t len = 0;
+    for (size_t i = 0; i < LINES; i++) {
+        int r = rand() % 100;
+        lens[i] = r < 20   ? 0
+                  : r < 98 ? (size_t)(rand() % 30)
+                           : 300 + (size_t)rand() % 2700;
+        if (len + lens[i] + (LINES - i) > sizeof text)
+            lens[i] = 0; /* room for a newline each left */
+        memset(text + len, 'x', lens[i]);
+        len += lens[i];
+        text[len++] = '\n';
+    }
+    for (size_t k = 0; k < sizeof limits / sizeof limits[0]; k++)
+        for (unsigned seed = 1; seed <= 3; seed++) {
+            s_cut(lens, LINES, limits[k][0], limits[k][1], want, sizeof want);
+            s_cut_text(text, len, limits[k][0], limits[k][1], seed, got,
+                       sizeof got);
+            TEST_EQ_STR(got, want);
+        }
+    /* Empty lines only: the count alone cuts, within the whole spans. */
+    memset(text, '\n', 5000);
+    size_t n = 0, bytes = 0;
+    TEST_EQ_INT(zp_submit_batch_cut(text, 5000, &n, &bytes, 4096, 1u << 20),
+                4096);
+    TEST_EQ_INT(n, 4096);
+    TEST_EQ_INT(bytes, 0);
+    /* A partial last line is not taken; no whole line, nothing. */
+    memcpy(text, "ab\ncd", 5);
+    n = bytes = 0;
+    TEST_EQ_INT(zp_submit_batch_cut(text, 5, &n, &bytes, 10, 10), 3);
+    TEST_EQ_INT(n, 1);
+    TEST_EQ_INT(zp_submit_batch_cut(text + 3, 2, &n, &bytes, 10, 10), 0);
+    TEST_EQ_INT(n, 1);
+    TEST_EQ_INT(bytes, 2);
+}
+
 static void test_allocation_failures(void)
 {
     TEST_CHECK(failalloc_sweep(s_scenario, NULL) >= 3);
@@ -556,6 +629,8 @@ static void test_allocation_failures(void)
 
 static const test_case_t tests[] = {
     {"test_a_job_goes_open_batches_close", test_a_job_goes_open_batches_close},
+    {"test_batches_are_cut_the_same_from_blocks_of_text",
+     test_batches_are_cut_the_same_from_blocks_of_text},
     {"test_at_most_the_window_of_batches_waits",
      test_at_most_the_window_of_batches_waits},
     {"test_repeated_answers_are_ignored", test_repeated_answers_are_ignored},
