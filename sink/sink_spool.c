@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Bytes appended between two checksum steps (zp_spools_appended). */
+#define S_CHECKSUM_AT (64 * 1024)
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -101,10 +104,32 @@ static void s_link_newest(zp_spools_t *self, zp_spool_t *spool)
     self->newest = spool;
 }
 
+/* The checksum past crc_len: those bytes are still in the file's buffer
+ * (it keeps every byte until a commit, and every commit comes here
+ * first). Summed a stretch at a time rather than a record at a time: a
+ * CRC of a record's hundred bytes ran at a third of the instruction's
+ * speed, 20 ms of the sink's CPU on 1,000,000 records. */
+static void s_checksum(zp_spool_t *spool)
+{
+    if (!spool->file || spool->crc_len == spool->len)
+        return;
+    const zp_buf_t *b = zp_dfile_buf(spool->file);
+    size_t n = (size_t)(spool->len - spool->crc_len);
+    if (n > b->len) { /* a commit came without this first: a bug */
+        zp_error("spool for job %s: %zu bytes left out of its checksum; a "
+                 "restart will find it damaged",
+                 spool->job, n - b->len);
+        n = b->len;
+    }
+    spool->crc = zp_crc32c(spool->crc, b->data + b->len - n, n);
+    spool->crc_len = spool->len;
+}
+
 /* Whatever was written reaches the file (and with sync, the disk); on
  * failure it stays buffered (errno; the file named in self->failed). */
 static int s_make_durable(zp_spools_t *self, zp_spool_t *spool)
 {
+    s_checksum(spool);
     if (!spool->file || spool->synced == spool->len)
         return 0;
     if (zp_dfile_commit(spool->file, self->sync) != 0) {
@@ -216,7 +241,8 @@ void zp_spools_appended(zp_spools_t *self, zp_spool_t *spool, size_t from)
     const zp_buf_t *b = zp_dfile_buf(spool->file);
     size_t len = b->len - from;
     spool->len += len;
-    spool->crc = zp_crc32c(spool->crc, b->data + from, len);
+    if (spool->len - spool->crc_len >= S_CHECKSUM_AT)
+        s_checksum(spool); /* while the bytes are in the cache */
     if (zp_dfile_full(spool->file) && zp_dfile_write(spool->file) < 0)
         zp_debug("spool for job %s: %s (tried again at the barrier)",
                  spool->job, strerror(errno));
@@ -369,6 +395,7 @@ int zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
     spool->len = spool->synced = spool->flushed = off;
     spool->journaled = off;
     spool->crc = crc;
+    spool->crc_len = off;
     return 0;
 }
 
@@ -390,6 +417,7 @@ void zp_spools_destroy(zp_spools_t **self_p)
     while (self->newest) {
         zp_spool_t *sp = self->newest;
         s_unlink_open(self, sp);
+        s_checksum(sp);
         if (zp_dfile_commit(sp->file, false) != 0)
             zp_warn("spool for job %s: %s", sp->job, strerror(errno));
         zp_dfile_destroy(&sp->file);

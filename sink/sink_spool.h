@@ -28,8 +28,10 @@ typedef struct zp_spool {
     uint64_t len;          /* bytes written */
     uint64_t synced;       /* bytes made durable (flushed; synced with sync) */
     uint64_t flushed;      /* bytes visible to consumers */
-    uint32_t crc;          /* CRC-32C of the first len bytes (journaled at
-                              each barrier: a P line, zp_journal.h) */
+    uint32_t crc;          /* CRC-32C of the first crc_len bytes */
+    uint64_t crc_len;      /* len at each barrier, when the two are
+                              journaled (a P line, zp_journal.h); until
+                              then the bytes after it wait in the buffer */
     uint64_t journaled;    /* len when its last P line was written */
     struct zp_dfile *file; /* NULL while closed (sink_disk.h) */
     const char *job;       /* the job's id, borrowed from the job */

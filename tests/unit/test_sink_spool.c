@@ -4,6 +4,7 @@
 #include "failalloc.h"
 #include "sink_spool.h"
 #include "test.h"
+#include "zp_crc32c.h"
 #include "zp_log.h"
 
 #include <dirent.h>
@@ -318,6 +319,65 @@ static void test_restore_checks_the_journaled_checksum(void)
     s_cleanup();
 }
 
+/* The CRC-32C of job's spool file as it is on disk. */
+static uint32_t s_file_crc(const char *job, uint64_t *len)
+{
+    static char buf[1 << 21];
+    long n = s_file(job, buf, sizeof buf);
+    *len = n < 0 ? 0 : (uint64_t)n;
+    return n < 0 ? 0 : zp_crc32c(0, buf, (size_t)n);
+}
+
+/* The checksum is summed a stretch at a time, not a record at a time:
+ * whenever the spool is made durable (a barrier, or closed for another
+ * one's file) it covers every byte, and it is the file's. Records are
+ * appended both ways (copied in, and rendered into the buffer). */
+static void test_the_checksum_covers_every_byte_when_durable(void)
+{
+    s_mkdir();
+    zp_spools_t *set = zp_spools_new(s_dir, 1, false);
+    zp_spool_t a = {0}, b = {0};
+    char line[300];
+    uint64_t len;
+    for (int r = 0; r < 6000; r++) {
+        zp_spool_t *sp = r % 97 == 0 ? &b : &a; /* b's turn closes a */
+        const char *job = sp == &a ? "a" : "b";
+        int n = snprintf(line, sizeof line, "{\"r\":%d,\"pad\":\"%.*s\"}\n", r,
+                         r % 200,
+                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        if (r % 2) {
+            TEST_EQ_INT(zp_spools_append(set, sp, job, line, (size_t)n), 0);
+        } else {
+            zp_buf_t *buf = zp_spools_buf(set, sp, job);
+            TEST_CHECK(buf != NULL);
+            size_t from = buf->len;
+            TEST_EQ_INT(zp_buf_append(buf, line, (size_t)n), 0);
+            zp_spools_appended(set, sp, from);
+        }
+        if (r % 1000 == 999) { /* a barrier */
+            TEST_EQ_INT(zp_spools_sync(set), 0);
+            TEST_EQ_INT(a.crc_len, a.len);
+            TEST_EQ_INT(a.crc, s_file_crc("a", &len));
+            TEST_EQ_INT(len, a.len);
+        }
+    }
+    TEST_EQ_INT(zp_spools_close(set, &a), 0);
+    TEST_EQ_INT(zp_spools_close(set, &b), 0);
+    TEST_CHECK(a.len > 4 * 65536);
+    TEST_EQ_INT(a.crc_len, a.len);
+    TEST_EQ_INT(b.crc_len, b.len);
+    TEST_EQ_INT(a.crc, s_file_crc("a", &len));
+    TEST_EQ_INT(len, a.len);
+    TEST_EQ_INT(b.crc, s_file_crc("b", &len));
+    TEST_EQ_INT(len, b.len);
+    zp_spools_destroy(&set);
+    s_cleanup();
+}
+
 /* With no number given, the limit follows RLIMIT_NOFILE: a quarter of it,
  * within [ZP_SPOOL_MIN_OPEN, ZP_SPOOL_MAX_OPEN]. */
 static void test_default_limit_follows_the_fd_limit(void)
@@ -419,6 +479,8 @@ static const test_case_t tests[] = {
     {"test_default_limit_follows_the_fd_limit",
      test_default_limit_follows_the_fd_limit},
     {"test_alloc_failures", test_alloc_failures},
+    {"test_the_checksum_covers_every_byte_when_durable",
+     test_the_checksum_covers_every_byte_when_durable},
     {NULL, NULL},
 };
 
