@@ -636,6 +636,60 @@ static int s_view_result(Zpipe__V1__Result *t, const s_val_t *x,
 {
     *t = (Zpipe__V1__Result)ZPIPE__V1__RESULT__INIT;
     s_rd_t item = {x->p, x->p + x->len};
+    /* The fields a worker's results carry, by their tags (one byte each,
+     * with the wire type the field must have), without the general walk;
+     * from the first other byte on, the general walk takes the rest. */
+    for (;;) {
+        s_rd_t sub;
+        uint64_t v;
+        if (item.p == item.end)
+            return 0;
+        switch (*item.p) {
+        case 1 << 3 | S_VARINT: /* task_id */
+            item.p++;
+            if (!s_varint(&item, &v))
+                return -1;
+            t->task_id = v;
+            continue;
+        case 2 << 3 | S_VARINT: /* status */
+            item.p++;
+            if (!s_varint(&item, &v))
+                return -1;
+            t->status = (Zpipe__V1__Status)(int32_t)(uint32_t)v;
+            continue;
+        case 3 << 3 | S_LEN: /* output */
+            item.p++;
+            if (!s_len(&item, &sub))
+                return -1;
+            t->output.data = (uint8_t *)sub.p;
+            t->output.len = (size_t)(sub.end - sub.p);
+            continue;
+        case 6 << 3 | S_VARINT: /* attempt */
+            item.p++;
+            if (!s_varint(&item, &v))
+                return -1;
+            t->attempt = (uint32_t)v;
+            continue;
+        case 8 << 3 | S_VARINT: /* elapsed_us */
+            item.p++;
+            if (!s_varint(&item, &v))
+                return -1;
+            t->elapsed_us = v;
+            continue;
+        case 13 << 3 | S_I64: /* lease, fixed64 little-endian */
+            if (item.end - item.p < 9)
+                return -1;
+            v = 0;
+            for (int i = 8; i >= 1; i--)
+                v = v << 8 | item.p[i];
+            item.p += 9;
+            t->lease = v;
+            continue;
+        default:
+            break;
+        }
+        break;
+    }
     s_val_t y;
     int f;
     while ((f = s_next_checked(&item, s_result_wt, &y)) == 1) {

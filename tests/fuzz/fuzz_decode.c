@@ -102,8 +102,9 @@ static void s_check_views(const uint8_t *data, size_t size, zp_message_t *m)
                 x->attempt != y->attempt || x->start_us != y->start_us ||
                 x->elapsed_us != y->elapsed_us ||
                 x->queued_us != y->queued_us ||
-                x->dispatch_us != y->dispatch_us ||
-                !x->retryable != !y->retryable)
+                x->dispatch_us != y->dispatch_us || x->lease != y->lease ||
+                !x->retryable != !y->retryable ||
+                !x->quarantined != !y->quarantined)
                 abort();
         }
     }

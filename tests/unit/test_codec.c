@@ -402,6 +402,134 @@ static void test_views_check_as_they_fill(void)
     zp_buf_free(&buf);
 }
 
+/* Results as workers send them take a shorter walk (their usual fields
+ * by tag); what it fills and what it refuses is still what decode does:
+ * every field of many results of every shape, the frame cut anywhere, a
+ * usual field with another wire type, and fields in another order. */
+static void test_result_views_see_what_decode_sees(void)
+{
+    enum { N = 600 };
+    static Zpipe__V1__Result r[N], *rp[N];
+    static const char *causes[] = {"", "plugin_error", "timeout"};
+    for (size_t i = 0; i < N; i++) {
+        zpipe__v1__result__init(&r[i]);
+        r[i].task_id = 1 + i * 1000003u;
+        r[i].status = i % 7 == 3 ? ZPIPE__V1__STATUS__STATUS_FAILED
+                                 : ZPIPE__V1__STATUS__STATUS_OK;
+        r[i].output.data = (uint8_t *)"out\0put";
+        r[i].output.len = i % 8;
+        r[i].error = i % 7 == 3 ? "it broke" : "";
+        r[i].cause = (char *)causes[i % 3];
+        r[i].attempt = (uint32_t)(i % 4);
+        r[i].start_us = i % 11 ? 0 : 1700000000000000ull + i;
+        r[i].elapsed_us = i % 5 ? i * 37 : 0;
+        r[i].retryable = i % 6 == 1;
+        r[i].queued_us = i % 13 ? 0 : 1700000000000000ull + 2 * i;
+        r[i].dispatch_us = i % 13 ? 0 : 1700000000000000ull + 3 * i;
+        r[i].quarantined = i % 17 == 2;
+        r[i].lease = i % 2 ? 0x0102030405060708ull * i : 0;
+        rp[i] = &r[i];
+    }
+    Zpipe__V1__ResultBatch b = ZPIPE__V1__RESULT_BATCH__INIT;
+    b.job_id = "job-r";
+    b.worker_id = "w-1";
+    b.results = rp;
+    b.n_results = N;
+    b.window = 4096;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
+    m.result_batch = &b;
+    zp_buf_t buf = {0};
+    TEST_CHECK(zp_encode(&m, &buf) == 0);
+    zp_result_view_t rv = {0};
+    zp_arena_t *a = zp_arena_new();
+    TEST_EQ_INT(zp_view_result_batch(&rv, buf.data, buf.len, 1 << 24), 0);
+    zp_message_t *d = zp_decode(a, buf.data, buf.len, 1 << 24);
+    TEST_CHECK(d != NULL);
+    TEST_EQ_INT(rv.batch.n_results, N);
+    size_t same = 0;
+    for (size_t i = 0; d && i < N && i < rv.batch.n_results; i++) {
+        const Zpipe__V1__Result *x = rv.batch.results[i];
+        const Zpipe__V1__Result *y = d->result_batch->results[i];
+        same +=
+            x->task_id == y->task_id && x->status == y->status &&
+            x->attempt == y->attempt && x->start_us == y->start_us &&
+            x->elapsed_us == y->elapsed_us && x->retryable == y->retryable &&
+            x->queued_us == y->queued_us && x->dispatch_us == y->dispatch_us &&
+            x->quarantined == y->quarantined && x->lease == y->lease &&
+            strcmp(x->error, y->error) == 0 &&
+            strcmp(x->cause, y->cause) == 0 && x->output.len == y->output.len &&
+            (!x->output.len ||
+             memcmp(x->output.data, y->output.data, x->output.len) == 0);
+    }
+    TEST_EQ_INT(same, N);
+    /* Cut anywhere: refused by both (cuts inside the usual fields too). */
+    size_t refused = 0, decoded = 0;
+    for (size_t cut = 0; cut < buf.len; cut += 3) {
+        refused += zp_view_result_batch(&rv, buf.data, cut, 1 << 24) < 0;
+        zp_arena_reset(a);
+        decoded += zp_decode(a, buf.data, cut, 1 << 24) != NULL;
+    }
+    TEST_EQ_INT(refused, (buf.len + 2) / 3);
+    TEST_EQ_INT(decoded, 0);
+    /* One result by hand: its lease (fixed64) first, an unknown field
+     * (14, a varint), then task_id, output and elapsed_us; then the same
+     * with the output's tag turned into a varint's (field 3, wire type
+     * 0), and the lease's (field 13, wire type 0). */
+    static const unsigned char one[] = {0x69, 1,    2,    3,   4,
+                                        5,    6,    7,    8, /* lease */
+                                        0x70, 0x05, /* field 14 = 5, unknown */
+                                        0x08, 0x96, 0x01,      /* task_id 150 */
+                                        0x1a, 0x02, 'o',  'k', /* output "ok" */
+                                        0x40, 0x07}; /* elapsed_us 7 */
+    unsigned char frame[64];
+    for (int k = 0; k < 3; k++) {
+        unsigned char item[sizeof one];
+        memcpy(item, one, sizeof one);
+        if (k == 1)
+            item[14] = 0x18;
+        if (k == 2)
+            item[0] = 0x68;
+        size_t n = 0;
+        frame[n++] = 0x12; /* Message.result_batch: field 2, bytes */
+        frame[n++] = (unsigned char)(2 + sizeof item);
+        frame[n++] = 0x1a; /* ResultBatch.results: field 3, bytes */
+        frame[n++] = (unsigned char)sizeof item;
+        memcpy(frame + n, item, sizeof item);
+        n += sizeof item;
+        zp_arena_reset(a);
+        d = zp_decode(a, frame, n, 1 << 20);
+        int v = zp_view_result_batch(&rv, frame, n, 1 << 20);
+        TEST_EQ_INT(v, d ? 0 : -1);
+        TEST_EQ_INT(v, k == 0 ? 0 : -1);
+        if (k == 0 && d && v == 0) {
+            const Zpipe__V1__Result *x = rv.batch.results[0];
+            TEST_EQ_INT(x->lease, 0x0807060504030201ull);
+            TEST_EQ_INT(x->lease, d->result_batch->results[0]->lease);
+            TEST_EQ_INT(x->task_id, 150);
+            TEST_EQ_INT(x->elapsed_us, 7);
+            TEST_CHECK(x->output.len == 2 &&
+                       memcmp(x->output.data, "ok", 2) == 0);
+        }
+    }
+    /* A lease cut short inside its result: seven of its eight bytes. */
+    static const unsigned char short_lease[] = {0x08, 0x01, 0x69, 1, 2,
+                                                3,    4,    5,    6, 7};
+    size_t n = 0;
+    frame[n++] = 0x12;
+    frame[n++] = (unsigned char)(2 + sizeof short_lease);
+    frame[n++] = 0x1a;
+    frame[n++] = (unsigned char)sizeof short_lease;
+    memcpy(frame + n, short_lease, sizeof short_lease);
+    n += sizeof short_lease;
+    zp_arena_reset(a);
+    TEST_CHECK(zp_decode(a, frame, n, 1 << 20) == NULL);
+    TEST_EQ_INT(zp_view_result_batch(&rv, frame, n, 1 << 20), -1);
+    zp_arena_destroy(&a);
+    zp_result_view_free(&rv);
+    zp_buf_free(&buf);
+}
+
 static uint64_t s_rand(uint64_t *seed)
 {
     *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -582,6 +710,8 @@ static const test_case_t tests[] = {
      test_batch_encoders_write_what_protobuf_c_writes},
     {"test_views_see_what_decode_sees", test_views_see_what_decode_sees},
     {"test_views_check_as_they_fill", test_views_check_as_they_fill},
+    {"test_result_views_see_what_decode_sees",
+     test_result_views_see_what_decode_sees},
     {"test_scans_count_what_decode_sees", test_scans_count_what_decode_sees},
     {"test_task_batch_round_trips", test_task_batch_round_trips},
     {"test_decode_rejects_garbage", test_decode_rejects_garbage},
