@@ -175,6 +175,15 @@ typedef struct {
 
 enum { S_VARINT = 0, S_I64 = 1, S_LEN = 2, S_I32 = 5, S_ANY = -1 };
 
+/* A fixed64 field's 8 bytes at p, little-endian. */
+static uint64_t s_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
 static bool s_varint(s_rd_t *r, uint64_t *v)
 {
     if (r->p < r->end && !(*r->p & 0x80)) { /* one byte: most of them */
@@ -480,8 +489,7 @@ s_next_checked(s_rd_t *r, const int8_t wt_of[16], s_val_t *x)
     case S_I64:
         if (r->end - r->p < 8)
             return -1;
-        for (int i = 7; i >= 0; i--) /* fixed64, little-endian */
-            x->v = x->v << 8 | r->p[i];
+        x->v = s_le64(r->p);
         r->p += 8;
         return 1;
     default:
@@ -644,51 +652,42 @@ static int s_view_result(Zpipe__V1__Result *t, const s_val_t *x,
         uint64_t v;
         if (item.p == item.end)
             return 0;
-        switch (*item.p) {
-        case 1 << 3 | S_VARINT: /* task_id */
-            item.p++;
-            if (!s_varint(&item, &v))
-                return -1;
-            t->task_id = v;
-            continue;
-        case 2 << 3 | S_VARINT: /* status */
-            item.p++;
-            if (!s_varint(&item, &v))
-                return -1;
-            t->status = (Zpipe__V1__Status)(int32_t)(uint32_t)v;
-            continue;
-        case 3 << 3 | S_LEN: /* output */
+        unsigned tag = *item.p;
+        if (tag == (3 << 3 | S_LEN)) { /* output */
             item.p++;
             if (!s_len(&item, &sub))
                 return -1;
             t->output.data = (uint8_t *)sub.p;
             t->output.len = (size_t)(sub.end - sub.p);
             continue;
-        case 6 << 3 | S_VARINT: /* attempt */
-            item.p++;
-            if (!s_varint(&item, &v))
-                return -1;
-            t->attempt = (uint32_t)v;
-            continue;
-        case 8 << 3 | S_VARINT: /* elapsed_us */
-            item.p++;
-            if (!s_varint(&item, &v))
-                return -1;
-            t->elapsed_us = v;
-            continue;
-        case 13 << 3 | S_I64: /* lease, fixed64 little-endian */
+        }
+        if (tag == (13 << 3 | S_I64)) { /* lease */
             if (item.end - item.p < 9)
                 return -1;
-            v = 0;
-            for (int i = 8; i >= 1; i--)
-                v = v << 8 | item.p[i];
+            t->lease = s_le64(item.p + 1);
             item.p += 9;
-            t->lease = v;
             continue;
-        default:
+        }
+        if (tag != (1 << 3 | S_VARINT) && tag != (2 << 3 | S_VARINT) &&
+            tag != (6 << 3 | S_VARINT) && tag != (8 << 3 | S_VARINT))
+            break;
+        item.p++;
+        if (!s_varint(&item, &v))
+            return -1;
+        switch (tag >> 3) {
+        case 1:
+            t->task_id = v;
+            break;
+        case 2:
+            t->status = (Zpipe__V1__Status)(int32_t)(uint32_t)v;
+            break;
+        case 6:
+            t->attempt = (uint32_t)v;
+            break;
+        default: /* 8 */
+            t->elapsed_us = v;
             break;
         }
-        break;
     }
     s_val_t y;
     int f;
