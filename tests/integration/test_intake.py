@@ -389,56 +389,37 @@ def test_lines_are_tasks_in_order_and_lies_lose_nothing():
           "lost 0, duplicated 0, unexpected 0, wrong 0")
 
 
-class _FakeIntake:
+class _FakeIntake(zptest.StandInIntake):
     """A ventilator's intake played by the test: it answers zpipe submit
     as a ventilator does, saying takes_lines or not, and keeps every task
     batch it got."""
 
     def __init__(self, takes_lines):
-        import zmq
-        self.dir = zptest.tmpdir()
-        self.endpoint = "ipc://%s/intake" % self.dir
         self.takes_lines = takes_lines
         self.batches = []
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.bind(self.endpoint)
-        self.stop = False
-        self.thread = threading.Thread(target=self._serve)
-        self.thread.start()
+        self.total = {}  # job -> tasks taken
+        super().__init__()
 
-    def _serve(self):
+    def answer(self, m):
         import zpipe_pb2 as pb
-        total = {}  # job -> tasks taken
-        while not self.stop:
-            if not self.sock.poll(100):
-                continue
-            rid, frame = self.sock.recv_multipart()
-            m = pb.Message.FromString(frame)
-            r = pb.Message()
-            a = r.ack
-            a.ok, a.ventilator_instance = True, "fake"
-            a.takes_lines = self.takes_lines
-            kind = m.WhichOneof("kind")
-            if kind == "job_open":
-                a.job_id = m.job_open.job_id
-            elif kind == "task_batch":
-                b = m.task_batch
-                self.batches.append(b)
-                n = len(b.tasks) + b.lines.count(b"\n")
-                a.job_id, a.seq = b.job_id, b.seq
-                a.first_task_id, a.accepted = total.get(b.job_id, 0), n
-                total[b.job_id] = total.get(b.job_id, 0) + n
-            elif kind == "job_close":
-                a.job_id = m.job_close.job_id
-                a.accepted = total.get(a.job_id, 0)
-            self.sock.send_multipart([rid, r.SerializeToString()])
-
-    def close(self):
-        self.stop = True
-        self.thread.join(10)
-        self.sock.close(linger=0)
-        self.ctx.term()
+        r = pb.Message()
+        a = r.ack
+        a.ok, a.ventilator_instance = True, "fake"
+        a.takes_lines = self.takes_lines
+        kind = m.WhichOneof("kind")
+        if kind == "job_open":
+            a.job_id = m.job_open.job_id
+        elif kind == "task_batch":
+            b = m.task_batch
+            self.batches.append(b)
+            n = len(b.tasks) + b.lines.count(b"\n")
+            a.job_id, a.seq = b.job_id, b.seq
+            a.first_task_id, a.accepted = self.total.get(b.job_id, 0), n
+            self.total[b.job_id] = self.total.get(b.job_id, 0) + n
+        elif kind == "job_close":
+            a.job_id = m.job_close.job_id
+            a.accepted = self.total.get(a.job_id, 0)
+        return r
 
 
 def test_submit_sends_lines_only_to_a_ventilator_that_says_so():

@@ -513,7 +513,7 @@ def test_python_client_lines_survive_ventilator_kills():
           "records lost, repeated, unexpected or wrong")
 
 
-class _LossyIntake:
+class _LossyIntake(zptest.StandInIntake):
     """A stand-in intake, in a thread, that loses batches the way a
     dropped connection or a restart does: it takes batch n only after
     n - 1, refuses a later one naming the seq it expects (as the
@@ -523,60 +523,43 @@ class _LossyIntake:
     job's tasks in the order taken."""
 
     def __init__(self, lose, restart_at):
-        import zmq
-        self.endpoint = "ipc://%s/intake" % zptest.tmpdir()
         self.lose, self.restart_at = list(lose), restart_at
-        self.tasks, self.refusals, self.stop = [], 0, False
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.bind(self.endpoint)
-        self.thread = threading.Thread(target=self._serve)
-        self.thread.start()
+        self.tasks, self.refusals = [], 0
+        self.taken = {}  # seq -> (first, n)
+        self.instance = "lossy-1"
+        super().__init__()
 
-    def _serve(self):
+    def answer(self, m):
         import zpipe_pb2 as pb
-        taken = {}  # seq -> (first, n)
-        instance = "lossy-1"
-        while not self.stop:
-            if not self.sock.poll(100):
-                continue
-            rid, frame = self.sock.recv_multipart()
-            m = pb.Message.FromString(frame)
-            r = pb.Message()
-            a = r.ack
-            a.ok, a.ventilator_instance, a.takes_lines = True, instance, True
-            kind = m.WhichOneof("kind")
-            if kind == "task_batch":
-                b = m.task_batch
-                a.job_id, a.seq = b.job_id, b.seq
-                expected = len(taken) + 1
-                if b.seq in self.lose:
-                    self.lose.remove(b.seq)
-                    continue  # lost on the way: no answer
-                if b.seq > expected:
-                    a.ok, a.seq = False, expected
-                    a.error = "batch %d came before batch %d" % (b.seq, expected)
-                    self.refusals += 1
-                else:
-                    if b.seq == expected:
-                        got = [t.payload for t in b.tasks] + \
-                            b.lines.split(b"\n")[:-1]
-                        taken[b.seq] = (len(self.tasks), len(got))
-                        self.tasks += got
-                    a.first_task_id, a.accepted = taken[b.seq]
-                if len(taken) == self.restart_at:
-                    instance = "lossy-2"
-            elif kind == "job_open":
-                a.job_id = m.job_open.job_id
-            elif kind == "job_close":
-                a.job_id, a.accepted = m.job_close.job_id, len(self.tasks)
-            self.sock.send_multipart([rid, r.SerializeToString()])
-
-    def close(self):
-        self.stop = True
-        self.thread.join(10)
-        self.sock.close(linger=0)
-        self.ctx.term()
+        r = pb.Message()
+        a = r.ack
+        a.ok, a.ventilator_instance, a.takes_lines = True, self.instance, True
+        kind = m.WhichOneof("kind")
+        if kind == "task_batch":
+            b = m.task_batch
+            a.job_id, a.seq = b.job_id, b.seq
+            expected = len(self.taken) + 1
+            if b.seq in self.lose:
+                self.lose.remove(b.seq)
+                return None  # lost on the way: no answer
+            if b.seq > expected:
+                a.ok, a.seq = False, expected
+                a.error = "batch %d came before batch %d" % (b.seq, expected)
+                self.refusals += 1
+            else:
+                if b.seq == expected:
+                    got = [t.payload for t in b.tasks] + \
+                        b.lines.split(b"\n")[:-1]
+                    self.taken[b.seq] = (len(self.tasks), len(got))
+                    self.tasks += got
+                a.first_task_id, a.accepted = self.taken[b.seq]
+            if len(self.taken) == self.restart_at:
+                self.instance = "lossy-2"
+        elif kind == "job_open":
+            a.job_id = m.job_open.job_id
+        elif kind == "job_close":
+            a.job_id, a.accepted = m.job_close.job_id, len(self.tasks)
+        return r
 
 
 def test_python_client_resends_through_repeated_refusals():

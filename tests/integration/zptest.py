@@ -79,6 +79,41 @@ def tmpdir():
     return d
 
 
+class StandInIntake:
+    """A ventilator's intake played by a test, in a thread: a ROUTER bound
+    at self.endpoint. Each message goes to answer(message), which returns
+    the Message to send back, or None to send nothing (a lost message).
+    Subclasses set their own state before calling __init__ (the thread
+    starts here)."""
+
+    def __init__(self):
+        import threading
+        import zmq
+        self.endpoint = "ipc://%s/intake" % tmpdir()
+        self.stop = False
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.bind(self.endpoint)
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self):
+        import zpipe_pb2 as pb
+        while not self.stop:
+            if not self.sock.poll(100):
+                continue
+            rid, frame = self.sock.recv_multipart()
+            r = self.answer(pb.Message.FromString(frame))
+            if r is not None:
+                self.sock.send_multipart([rid, r.SerializeToString()])
+
+    def close(self):
+        self.stop = True
+        self.thread.join(10)
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
 def start(args, env=None, stdin=None, stdout=None, stderr=None):
     """Start a process; it is killed at exit if still running."""
     full_env = dict(os.environ)
