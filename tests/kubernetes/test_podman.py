@@ -444,7 +444,11 @@ def main():
                                                       "catatonit", "conmon", "slirp4netns", "uidmap"):
         skip("cannot install podman from apt")
     apt_install("runc", "netavark", "aardvark-dns", "catatonit", "iptables", "openssl")
-    write_conf("crun")
+    # Until pick_runtime tries them, one that is here: podman's own
+    # default, crun, is not on a machine where apt took runc for it
+    # (podman depends on crun | runc; podman load failed "default OCI
+    # runtime crun not found").
+    write_conf("crun" if shutil.which("crun") else "runc")
     log(podman("--version").stdout.strip())
     phase("install")
     how = get_image()
