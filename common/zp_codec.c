@@ -1,5 +1,6 @@
 /* zp_codec: protobuf-c behind an arena allocator. */
 #include "zp_codec.h"
+#include "zp_wire.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -173,7 +174,13 @@ typedef struct {
     const uint8_t *p, *end;
 } s_rd_t;
 
-enum { S_VARINT = 0, S_I64 = 1, S_LEN = 2, S_I32 = 5, S_ANY = -1 };
+enum {
+    S_VARINT = ZP_WIRE_VARINT,
+    S_I64 = ZP_WIRE_I64,
+    S_LEN = ZP_WIRE_LEN,
+    S_I32 = ZP_WIRE_I32,
+    S_ANY = -1
+};
 
 /* A fixed64 field's 8 bytes at p, little-endian. */
 static uint64_t s_le64(const uint8_t *p)
@@ -810,69 +817,14 @@ void zp_result_view_free(zp_result_view_t *v)
  * left out), without its descriptor walk and its second pass for sizes.
  * The unit tests compare the two byte for byte. */
 
-/* Bytes of v as a varint: 7 bits a byte, from its significant bits b as
- * (9b + 64) / 64 without a loop (b = 1..64 gives 1..10). */
-static size_t s_vsize(uint64_t v)
-{
-    unsigned bits = 64u - (unsigned)__builtin_clzll(v | 1);
-    return (bits * 9u + 64u) / 64u;
-}
-
-static uint8_t *s_put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-/* A proto3 string field: left out when NULL or empty. */
-static size_t s_str_len(const char *str)
-{
-    return str && *str ? strlen(str) : 0;
-}
-
-static size_t s_len_field_size(size_t len)
-{
-    return 1 + s_vsize(len) + len;
-}
-
-static uint8_t *s_put_len_field(uint8_t *p, unsigned num, const void *data,
-                                size_t len)
-{
-    *p++ = (uint8_t)(num << 3 | S_LEN);
-    p = s_put_varint(p, len);
-    memcpy(p, data, len);
-    return p + len;
-}
-
-#define S_OPT_VARINT_SIZE(v) ((v) ? 1 + s_vsize(v) : 0)
-#define S_PUT_OPT_VARINT(p, num, v)                                            \
-    do {                                                                       \
-        if (v) {                                                               \
-            *(p)++ = (uint8_t)((num) << 3 | S_VARINT);                         \
-            (p) = s_put_varint((p), (v));                                      \
-        }                                                                      \
-    } while (0)
-
 static size_t s_task_size(const Zpipe__V1__Task *t)
 {
-    return S_OPT_VARINT_SIZE(t->task_id) +
-           (t->payload.len ? s_len_field_size(t->payload.len) : 0) +
-           S_OPT_VARINT_SIZE((uint64_t)t->attempt) +
-           S_OPT_VARINT_SIZE(t->deadline_ms) + S_OPT_VARINT_SIZE(t->queued_us) +
-           (t->lease ? 9 : 0) + S_OPT_VARINT_SIZE((uint64_t)t->payload_frame);
-}
-
-/* A fixed64 field: its tag, then v in 8 bytes, little-endian. */
-static uint8_t *s_put_fixed64(uint8_t *p, unsigned num, uint64_t v)
-{
-    *p++ = (uint8_t)(num << 3 | S_I64);
-    for (int i = 0; i < 8; i++)
-        *p++ = (uint8_t)(v >> (8 * i));
-    return p;
+    return zp_wire_opt_varint_size(t->task_id) +
+           (t->payload.len ? zp_wire_len_field_size(t->payload.len) : 0) +
+           zp_wire_opt_varint_size((uint64_t)t->attempt) +
+           zp_wire_opt_varint_size(t->deadline_ms) +
+           zp_wire_opt_varint_size(t->queued_us) + (t->lease ? 9 : 0) +
+           zp_wire_opt_varint_size((uint64_t)t->payload_frame);
 }
 
 /* int32 (the Status enum): negative values take ten bytes, as in
@@ -884,83 +836,76 @@ static uint64_t s_int32_wire(int32_t v)
 
 static size_t s_result_size(const Zpipe__V1__Result *r)
 {
-    size_t el = s_str_len(r->error), cl = s_str_len(r->cause);
-    return S_OPT_VARINT_SIZE(r->task_id) +
-           S_OPT_VARINT_SIZE(s_int32_wire((int32_t)r->status)) +
-           (r->output.len ? s_len_field_size(r->output.len) : 0) +
-           (el ? s_len_field_size(el) : 0) + (cl ? s_len_field_size(cl) : 0) +
-           S_OPT_VARINT_SIZE((uint64_t)r->attempt) +
-           S_OPT_VARINT_SIZE(r->start_us) + S_OPT_VARINT_SIZE(r->elapsed_us) +
-           (r->retryable ? 2 : 0) + S_OPT_VARINT_SIZE(r->queued_us) +
-           S_OPT_VARINT_SIZE(r->dispatch_us) + (r->quarantined ? 2 : 0) +
+    size_t el = zp_wire_str_len(r->error), cl = zp_wire_str_len(r->cause);
+    return zp_wire_opt_varint_size(r->task_id) +
+           zp_wire_opt_varint_size(s_int32_wire((int32_t)r->status)) +
+           (r->output.len ? zp_wire_len_field_size(r->output.len) : 0) +
+           (el ? zp_wire_len_field_size(el) : 0) +
+           (cl ? zp_wire_len_field_size(cl) : 0) +
+           zp_wire_opt_varint_size((uint64_t)r->attempt) +
+           zp_wire_opt_varint_size(r->start_us) +
+           zp_wire_opt_varint_size(r->elapsed_us) + (r->retryable ? 2 : 0) +
+           zp_wire_opt_varint_size(r->queued_us) +
+           zp_wire_opt_varint_size(r->dispatch_us) + (r->quarantined ? 2 : 0) +
            (r->lease ? 9 : 0);
 }
 
 /* The body of a TaskBatch (its fields, without the Message around it). */
 static size_t s_task_batch_body(const Zpipe__V1__TaskBatch *b)
 {
-    size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
-    size_t cl = s_str_len(b->config), tl = s_str_len(b->token);
-    size_t body =
-        (jl ? s_len_field_size(jl) : 0) + (pl ? s_len_field_size(pl) : 0) +
-        S_OPT_VARINT_SIZE(b->dispatch_us) + (cl ? s_len_field_size(cl) : 0) +
-        S_OPT_VARINT_SIZE(b->seq) + (tl ? s_len_field_size(tl) : 0) +
-        (b->lines.len ? s_len_field_size(b->lines.len) : 0);
+    size_t jl = zp_wire_str_len(b->job_id), pl = zp_wire_str_len(b->plugin);
+    size_t cl = zp_wire_str_len(b->config), tl = zp_wire_str_len(b->token);
+    size_t body = (jl ? zp_wire_len_field_size(jl) : 0) +
+                  (pl ? zp_wire_len_field_size(pl) : 0) +
+                  zp_wire_opt_varint_size(b->dispatch_us) +
+                  (cl ? zp_wire_len_field_size(cl) : 0) +
+                  zp_wire_opt_varint_size(b->seq) +
+                  (tl ? zp_wire_len_field_size(tl) : 0) +
+                  (b->lines.len ? zp_wire_len_field_size(b->lines.len) : 0);
     for (size_t i = 0; i < b->n_tasks; i++)
-        body += s_len_field_size(s_task_size(b->tasks[i]));
+        body += zp_wire_len_field_size(s_task_size(b->tasks[i]));
     return body;
 }
 
 size_t zp_task_batch_size(const Zpipe__V1__TaskBatch *b)
 {
-    return s_len_field_size(s_task_batch_body(b));
-}
-
-/* The body's length of a message of size bytes (the kind's tag, the
- * body's length as a varint, the body): without walking the batch
- * again. */
-static size_t s_body_of(size_t size)
-{
-    for (size_t k = 1; k <= 10 && k < size; k++)
-        if (s_vsize(size - 1 - k) == k)
-            return size - 1 - k;
-    return 0;
+    return zp_wire_len_field_size(s_task_batch_body(b));
 }
 
 size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst,
                            size_t size)
 {
-    size_t jl = s_str_len(b->job_id), pl = s_str_len(b->plugin);
-    size_t cl = s_str_len(b->config), tl = s_str_len(b->token);
+    size_t jl = zp_wire_str_len(b->job_id), pl = zp_wire_str_len(b->plugin);
+    size_t cl = zp_wire_str_len(b->config), tl = zp_wire_str_len(b->token);
     uint8_t *p = dst;
     *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_TASK_BATCH << 3 | S_LEN);
-    p = s_put_varint(p, s_body_of(size));
+    p = zp_wire_put_varint(p, zp_wire_body_of(size));
     if (jl)
-        p = s_put_len_field(p, 1, b->job_id, jl);
+        p = zp_wire_put_len_field(p, 1, b->job_id, jl);
     if (pl)
-        p = s_put_len_field(p, 2, b->plugin, pl);
+        p = zp_wire_put_len_field(p, 2, b->plugin, pl);
     for (size_t i = 0; i < b->n_tasks; i++) {
         const Zpipe__V1__Task *t = b->tasks[i];
         *p++ = (uint8_t)(3 << 3 | S_LEN);
-        p = s_put_varint(p, s_task_size(t));
-        S_PUT_OPT_VARINT(p, 1, t->task_id);
+        p = zp_wire_put_varint(p, s_task_size(t));
+        p = zp_wire_put_opt_varint(p, 1, t->task_id);
         if (t->payload.len)
-            p = s_put_len_field(p, 2, t->payload.data, t->payload.len);
-        S_PUT_OPT_VARINT(p, 3, (uint64_t)t->attempt);
-        S_PUT_OPT_VARINT(p, 4, t->deadline_ms);
-        S_PUT_OPT_VARINT(p, 5, t->queued_us);
+            p = zp_wire_put_len_field(p, 2, t->payload.data, t->payload.len);
+        p = zp_wire_put_opt_varint(p, 3, (uint64_t)t->attempt);
+        p = zp_wire_put_opt_varint(p, 4, t->deadline_ms);
+        p = zp_wire_put_opt_varint(p, 5, t->queued_us);
         if (t->lease)
-            p = s_put_fixed64(p, 6, t->lease);
-        S_PUT_OPT_VARINT(p, 7, (uint64_t)t->payload_frame);
+            p = zp_wire_put_fixed64(p, 6, t->lease);
+        p = zp_wire_put_opt_varint(p, 7, (uint64_t)t->payload_frame);
     }
-    S_PUT_OPT_VARINT(p, 4, b->dispatch_us);
+    p = zp_wire_put_opt_varint(p, 4, b->dispatch_us);
     if (cl)
-        p = s_put_len_field(p, 5, b->config, cl);
-    S_PUT_OPT_VARINT(p, 6, b->seq);
+        p = zp_wire_put_len_field(p, 5, b->config, cl);
+    p = zp_wire_put_opt_varint(p, 6, b->seq);
     if (tl)
-        p = s_put_len_field(p, 7, b->token, tl);
+        p = zp_wire_put_len_field(p, 7, b->token, tl);
     if (b->lines.len)
-        p = s_put_len_field(p, 8, b->lines.data, b->lines.len);
+        p = zp_wire_put_len_field(p, 8, b->lines.data, b->lines.len);
     return (size_t)(p - (uint8_t *)dst);
 }
 
@@ -978,20 +923,20 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
  * it). */
 static size_t s_result_batch_body(const Zpipe__V1__ResultBatch *b)
 {
-    size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
-    size_t body = (jl ? s_len_field_size(jl) : 0) +
-                  (wl ? s_len_field_size(wl) : 0) +
-                  S_OPT_VARINT_SIZE((uint64_t)b->window) +
-                  S_OPT_VARINT_SIZE((uint64_t)b->max_held) +
-                  S_OPT_VARINT_SIZE(b->tasks_done);
+    size_t jl = zp_wire_str_len(b->job_id), wl = zp_wire_str_len(b->worker_id);
+    size_t body = (jl ? zp_wire_len_field_size(jl) : 0) +
+                  (wl ? zp_wire_len_field_size(wl) : 0) +
+                  zp_wire_opt_varint_size((uint64_t)b->window) +
+                  zp_wire_opt_varint_size((uint64_t)b->max_held) +
+                  zp_wire_opt_varint_size(b->tasks_done);
     for (size_t i = 0; i < b->n_results; i++)
-        body += s_len_field_size(s_result_size(b->results[i]));
+        body += zp_wire_len_field_size(s_result_size(b->results[i]));
     return body;
 }
 
 size_t zp_result_batch_size(const Zpipe__V1__ResultBatch *b)
 {
-    return s_len_field_size(s_result_batch_body(b));
+    return zp_wire_len_field_size(s_result_batch_body(b));
 }
 
 /* A result up to its output's bytes: its field header, task_id, status,
@@ -999,12 +944,12 @@ size_t zp_result_batch_size(const Zpipe__V1__ResultBatch *b)
 static uint8_t *s_put_result_head(uint8_t *p, const Zpipe__V1__Result *r)
 {
     *p++ = (uint8_t)(3 << 3 | S_LEN);
-    p = s_put_varint(p, s_result_size(r));
-    S_PUT_OPT_VARINT(p, 1, r->task_id);
-    S_PUT_OPT_VARINT(p, 2, s_int32_wire((int32_t)r->status));
+    p = zp_wire_put_varint(p, s_result_size(r));
+    p = zp_wire_put_opt_varint(p, 1, r->task_id);
+    p = zp_wire_put_opt_varint(p, 2, s_int32_wire((int32_t)r->status));
     if (r->output.len) {
         *p++ = (uint8_t)(3 << 3 | S_LEN);
-        p = s_put_varint(p, r->output.len);
+        p = zp_wire_put_varint(p, r->output.len);
     }
     return p;
 }
@@ -1012,26 +957,26 @@ static uint8_t *s_put_result_head(uint8_t *p, const Zpipe__V1__Result *r)
 /* A result's fields after its output. */
 static uint8_t *s_put_result_tail(uint8_t *p, const Zpipe__V1__Result *r)
 {
-    size_t el = s_str_len(r->error), cl = s_str_len(r->cause);
+    size_t el = zp_wire_str_len(r->error), cl = zp_wire_str_len(r->cause);
     if (el)
-        p = s_put_len_field(p, 4, r->error, el);
+        p = zp_wire_put_len_field(p, 4, r->error, el);
     if (cl)
-        p = s_put_len_field(p, 5, r->cause, cl);
-    S_PUT_OPT_VARINT(p, 6, (uint64_t)r->attempt);
-    S_PUT_OPT_VARINT(p, 7, r->start_us);
-    S_PUT_OPT_VARINT(p, 8, r->elapsed_us);
+        p = zp_wire_put_len_field(p, 5, r->cause, cl);
+    p = zp_wire_put_opt_varint(p, 6, (uint64_t)r->attempt);
+    p = zp_wire_put_opt_varint(p, 7, r->start_us);
+    p = zp_wire_put_opt_varint(p, 8, r->elapsed_us);
     if (r->retryable) {
         *p++ = (uint8_t)(9 << 3 | S_VARINT);
         *p++ = 1;
     }
-    S_PUT_OPT_VARINT(p, 10, r->queued_us);
-    S_PUT_OPT_VARINT(p, 11, r->dispatch_us);
+    p = zp_wire_put_opt_varint(p, 10, r->queued_us);
+    p = zp_wire_put_opt_varint(p, 11, r->dispatch_us);
     if (r->quarantined) {
         *p++ = (uint8_t)(12 << 3 | S_VARINT);
         *p++ = 1;
     }
     if (r->lease)
-        p = s_put_fixed64(p, 13, r->lease);
+        p = zp_wire_put_fixed64(p, 13, r->lease);
     return p;
 }
 
@@ -1040,13 +985,13 @@ static uint8_t *s_put_result_batch_head(uint8_t *p,
                                         const Zpipe__V1__ResultBatch *b,
                                         size_t body)
 {
-    size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
+    size_t jl = zp_wire_str_len(b->job_id), wl = zp_wire_str_len(b->worker_id);
     *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH << 3 | S_LEN);
-    p = s_put_varint(p, body);
+    p = zp_wire_put_varint(p, body);
     if (jl)
-        p = s_put_len_field(p, 1, b->job_id, jl);
+        p = zp_wire_put_len_field(p, 1, b->job_id, jl);
     if (wl)
-        p = s_put_len_field(p, 2, b->worker_id, wl);
+        p = zp_wire_put_len_field(p, 2, b->worker_id, wl);
     return p;
 }
 
@@ -1054,16 +999,16 @@ static uint8_t *s_put_result_batch_head(uint8_t *p,
 static uint8_t *s_put_result_batch_tail(uint8_t *p,
                                         const Zpipe__V1__ResultBatch *b)
 {
-    S_PUT_OPT_VARINT(p, 4, (uint64_t)b->window);
-    S_PUT_OPT_VARINT(p, 5, (uint64_t)b->max_held);
-    S_PUT_OPT_VARINT(p, 6, b->tasks_done);
+    p = zp_wire_put_opt_varint(p, 4, (uint64_t)b->window);
+    p = zp_wire_put_opt_varint(p, 5, (uint64_t)b->max_held);
+    p = zp_wire_put_opt_varint(p, 6, b->tasks_done);
     return p;
 }
 
 size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst,
                              size_t size)
 {
-    uint8_t *p = s_put_result_batch_head(dst, b, s_body_of(size));
+    uint8_t *p = s_put_result_batch_head(dst, b, zp_wire_body_of(size));
     for (size_t i = 0; i < b->n_results; i++) {
         const Zpipe__V1__Result *r = b->results[i];
         p = s_put_result_head(p, r);
@@ -1080,9 +1025,10 @@ size_t zp_result_batch_head_size(const Zpipe__V1__ResultBatch *b)
 {
     uint8_t scratch[64];
     const Zpipe__V1__Result *r = b->results[0];
-    size_t jl = s_str_len(b->job_id), wl = s_str_len(b->worker_id);
-    return 1 + s_vsize(s_result_batch_body(b)) +
-           (jl ? s_len_field_size(jl) : 0) + (wl ? s_len_field_size(wl) : 0) +
+    size_t jl = zp_wire_str_len(b->job_id), wl = zp_wire_str_len(b->worker_id);
+    return 1 + zp_wire_vsize(s_result_batch_body(b)) +
+           (jl ? zp_wire_len_field_size(jl) : 0) +
+           (wl ? zp_wire_len_field_size(wl) : 0) +
            (size_t)(s_put_result_head(scratch, r) - scratch);
 }
 

@@ -124,16 +124,13 @@ static void s_flush(void *arg)
      * the tasks' own time (before the frame: the worker reads it then). */
     e->wait_base = zp_wk_runq_wait_us(&e->runq);
     atomic_store(&e->progress->runq_wait_us, e->wait_base);
-    Zpipe__V1__ResultBatch rb;
     zp_wk_ref_t ref;
     uint8_t frame[ZP_WK_REF_LEN];
-    if (zp_wk_results_batch(e->results, &info, &rb) < 0)
-        zp_error("out of memory sending %zu results", n);
-    else if (e->outbox && zp_wk_outbox_place(e->outbox, e->results, &rb,
-                                             released, &ref) == 0) {
+    if (e->outbox &&
+        zp_wk_outbox_place(e->outbox, e->results, &info, released, &ref) == 0) {
         zp_wk_ref_write(&ref, frame);
         zp_frame_write(ZP_WK_EXEC_FD, frame, sizeof frame);
-    } else if (zp_encode_result_batch(&rb, &e->scratch) < 0)
+    } else if (zp_wk_results_encode(e->results, &info, &e->scratch) < 0)
         zp_error("out of memory sending %zu results", n);
     else
         zp_frame_write(ZP_WK_EXEC_FD, e->scratch.data, e->scratch.len);

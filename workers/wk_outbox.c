@@ -91,12 +91,17 @@ void zp_wk_outbox_arm(zp_wk_outbox_t *self, zp_wk_results_t *results,
     }
 }
 
-/* Whether rb is one result whose output lies at the start of the open
- * frame's output room, with head and tail that fit around it. */
-static bool s_fits_in_place(const zp_wk_outbox_t *self, const zp_buf_t *out,
-                            const Zpipe__V1__ResultBatch *rb)
+/* Whether the pending results are one result whose output lies at the
+ * start of the open frame's output room, with head and tail that fit
+ * around it: then *rb is their batch. */
+static bool s_fits_in_place(const zp_wk_outbox_t *self,
+                            zp_wk_results_t *results,
+                            const zp_wk_batch_info_t *info,
+                            Zpipe__V1__ResultBatch *rb)
 {
-    if (!self->open || !out->borrowed || rb->n_results != 1)
+    const zp_buf_t *out = zp_wk_results_out(results);
+    if (!self->open || !out->borrowed || zp_wk_results_count(results) != 1 ||
+        zp_wk_results_batch(results, info, rb) < 0)
         return false;
     const Zpipe__V1__Result *r = rb->results[0];
     if (!r->output.len || r->output.data != (uint8_t *)out->data)
@@ -107,14 +112,15 @@ static bool s_fits_in_place(const zp_wk_outbox_t *self, const zp_buf_t *out,
 }
 
 int zp_wk_outbox_place(zp_wk_outbox_t *self, zp_wk_results_t *results,
-                       const Zpipe__V1__ResultBatch *rb, uint64_t released,
+                       const zp_wk_batch_info_t *info, uint64_t released,
                        zp_wk_ref_t *ref)
 {
     zp_buf_t *out = zp_wk_results_out(results);
+    Zpipe__V1__ResultBatch rb;
     s_reclaim(self, released);
-    if (s_fits_in_place(self, out, rb)) {
+    if (s_fits_in_place(self, results, info, &rb)) {
         uint8_t *start;
-        size_t len = zp_result_batch_write_around(rb, &start);
+        size_t len = zp_result_batch_write_around(&rb, &start);
         size_t off = (size_t)(start - self->base);
         zp_wk_slots_trim(&self->slots, self->open, off, len);
         s_sent(self, self->open, off, len, ref);
@@ -128,13 +134,13 @@ int zp_wk_outbox_place(zp_wk_outbox_t *self, zp_wk_results_t *results,
         zp_wk_slots_release(&self->slots, self->open);
         self->open = 0;
     }
-    size_t len = zp_result_batch_size(rb), off;
+    size_t len = zp_wk_results_size(results, info), off;
     uint64_t slot;
     if (zp_wk_slots_alloc(&self->slots, len, &off, &slot) < 0) {
         self->stats.no_room++;
         return -1;
     }
-    zp_result_batch_write(rb, self->base + off, len);
+    zp_wk_results_write(results, info, self->base + off);
     s_sent(self, slot, off, len, ref);
     self->stats.encoded++;
     return 0;

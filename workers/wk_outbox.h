@@ -36,12 +36,13 @@ void zp_wk_outbox_destroy(zp_wk_outbox_t **self_p);
  * again. Without room the buffer stays the results' own. */
 void zp_wk_outbox_arm(zp_wk_outbox_t *self, zp_wk_results_t *results,
                       uint64_t released);
-/* Places the pending results, as the batch rb (zp_wk_results_batch), in
- * the region: 0 with *ref the frame to refer the worker to; -1 when there
- * is no room (the caller encodes rb and writes it on the socket). Either
- * way the caller then clears the results and arms again. */
+/* Places the pending results, as a batch with info's fields, in the
+ * region: 0 with *ref the frame to refer the worker to; -1 when there is
+ * no room or memory (the caller encodes them and writes them on the
+ * socket). Either way the caller then clears the results and arms
+ * again. */
 int zp_wk_outbox_place(zp_wk_outbox_t *self, zp_wk_results_t *results,
-                       const Zpipe__V1__ResultBatch *rb, uint64_t released,
+                       const zp_wk_batch_info_t *info, uint64_t released,
                        zp_wk_ref_t *ref);
 
 /* Flushes so far: written around their output in place, encoded into the

@@ -82,6 +82,16 @@ bool zp_wk_results_due(const zp_wk_results_t *self, uint64_t now,
  * 0, or -1 on allocation failure (records kept). */
 int zp_wk_results_batch(zp_wk_results_t *self, const zp_wk_batch_info_t *info,
                         Zpipe__V1__ResultBatch *rb);
+/* The pending records as a Message holding one ResultBatch, with info's
+ * fields: its bytes (the same as zp_result_batch_size gives for
+ * zp_wk_results_batch's), which zp_wk_results_write then writes into dst
+ * (room for them, of the caller's: a ZeroMQ message, a shared region).
+ * Without zp_wk_results_size since the last push or clear, or with
+ * another info, the write returns 0 or a length other than the size. */
+size_t zp_wk_results_size(zp_wk_results_t *self,
+                          const zp_wk_batch_info_t *info);
+size_t zp_wk_results_write(const zp_wk_results_t *self,
+                           const zp_wk_batch_info_t *info, void *dst);
 /* Encodes the pending records as a Message holding one ResultBatch into
  * out (out->len reset first). Returns 0, or -1 on allocation failure
  * (records kept). */

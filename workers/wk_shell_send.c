@@ -126,12 +126,10 @@ int zp_wk_shell_flush_results(zp_wk_shell_t *w)
         .tasks_done = w->credit.completed,
     };
     int rc = -1;
-    Zpipe__V1__ResultBatch rb;
     zmq_msg_t msg;
-    size_t len = 0;
-    if (zp_wk_results_batch(w->pending, &info, &rb) == 0 &&
-        zmq_msg_init_size(&msg, len = zp_result_batch_size(&rb)) == 0) {
-        zp_result_batch_write(&rb, zmq_msg_data(&msg), len);
+    size_t len = zp_wk_results_size(w->pending, &info);
+    if (zmq_msg_init_size(&msg, len) == 0) {
+        zp_wk_results_write(w->pending, &info, zmq_msg_data(&msg));
         rc = s_send_results(w, &msg, n);
     } else
         zp_error("out of memory sending %zu results (%zu bytes)", n, len);

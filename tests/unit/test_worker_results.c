@@ -8,6 +8,7 @@
 #include <zpipe/plugin.h>
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Adds a record of job with output and error text. */
@@ -147,6 +148,125 @@ static void test_error_texts_are_separate_strings(void)
     zp_wk_results_destroy(&r);
 }
 
+/* A small PRNG (xorshift64), so a failure repeats. */
+static uint64_t s_rand(uint64_t *st)
+{
+    *st ^= *st << 13;
+    *st ^= *st >> 7;
+    *st ^= *st << 17;
+    return *st;
+}
+
+/* A value of every size a varint takes: 0, small, 1-10 bytes. */
+static uint64_t s_any(uint64_t *st)
+{
+    uint64_t v = s_rand(st);
+    switch (v % 5) {
+    case 0:
+        return 0;
+    case 1:
+        return v >> 59;
+    default:
+        return v >> (v >> 58); /* 0..63 bits */
+    }
+}
+
+/* The direct encoder (zp_wk_results_size/_write, from the records) writes
+ * the bytes protobuf-c packs for the batch zp_wk_results_batch fills:
+ * 400 batches of 1-40 records of every shape (ok, failed with and without
+ * error text, retryable and quarantined flags set on ok records too, which
+ * an ok Result leaves out; outputs around the varint length steps; traced
+ * and leased), job and worker ids empty or long. */
+static void test_the_direct_encoder_writes_what_protobuf_c_packs(void)
+{
+    static const size_t out_lens[] = {0, 1, 9, 127, 128, 300, 16384, 20000};
+    static char text[20000];
+    memset(text, 'x', sizeof text);
+    static const char *const jobs[] = {"", "j",
+                                       "job-0123456789abcdef-long-"
+                                       "enough-to-see-its-length"};
+    static const char *const workers[] = {NULL, "", "vm-2440-ceef3f"};
+    uint64_t st = 0x9e3779b97f4a7c15u;
+    int differ = 0, batches = 0;
+    for (int b = 0; b < 400; b++) {
+        zp_wk_results_t *r = zp_wk_results_new();
+        if (!r)
+            break;
+        const char *job = jobs[s_rand(&st) % 3];
+        size_t n = 1 + s_rand(&st) % 40;
+        for (size_t i = 0; i < n; i++) {
+            zp_wk_done_t *d = zp_wk_results_push(r, job, 1);
+            if (!d)
+                break;
+            uint64_t k = s_rand(&st);
+            d->task_id = s_any(&st);
+            d->attempt = (uint32_t)s_any(&st);
+            d->status = k % 3 == 0   ? ZPIPE_OK
+                        : k % 3 == 1 ? ZPIPE_ERROR
+                                     : ZPIPE_RETRY;
+            d->cause = (zp_cause_t)(s_rand(&st) % 4);
+            d->retryable = s_rand(&st) & 1;
+            d->quarantined = s_rand(&st) & 1;
+            d->start_us = s_any(&st);
+            d->elapsed_us = s_any(&st);
+            d->queued_us = s_any(&st);
+            d->dispatch_us = s_any(&st);
+            d->lease = s_rand(&st) & 1 ? s_rand(&st) : 0;
+            size_t ol = out_lens[s_rand(&st) % 8];
+            zp_buf_append(zp_wk_results_out(r), text, ol);
+            if (d->status != ZPIPE_OK)
+                zp_buf_append(zp_wk_results_err(r), text,
+                              out_lens[s_rand(&st) % 5]);
+            zp_wk_results_finish(r, d);
+        }
+        zp_wk_batch_info_t info = {
+            .worker_id = workers[s_rand(&st) % 3],
+            .window = (uint32_t)s_any(&st),
+            .max_held = (uint32_t)s_any(&st),
+            .tasks_done = s_any(&st),
+        };
+        zp_buf_t got = {0};
+        Zpipe__V1__ResultBatch rb;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        if (zp_wk_results_encode(r, &info, &got) == 0 &&
+            zp_wk_results_batch(r, &info, &rb) == 0) {
+            m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH;
+            m.result_batch = &rb;
+            size_t len = zpipe__v1__message__get_packed_size(&m);
+            uint8_t *want = malloc(len);
+            if (want && zpipe__v1__message__pack(&m, want) == len) {
+                batches++;
+                if (len != got.len || memcmp(want, got.data, len) != 0)
+                    differ++;
+            }
+            free(want);
+        }
+        zp_buf_free(&got);
+        zp_wk_results_destroy(&r);
+    }
+    TEST_EQ_INT(batches, 400);
+    TEST_EQ_INT(differ, 0);
+}
+
+/* The write needs the size counted for these records and this info. */
+static void test_a_write_needs_its_size(void)
+{
+    zp_wk_results_t *r = zp_wk_results_new();
+    s_add(r, "j", 1, ZPIPE_OK, ZP_CAUSE_NONE, "out", "", 1);
+    zp_wk_batch_info_t info = {.worker_id = "w"};
+    uint8_t dst[256];
+    TEST_EQ_INT(zp_wk_results_write(r, &info, dst), 0); /* not sized */
+    size_t n = zp_wk_results_size(r, &info);
+    TEST_CHECK(n > 0 && n <= sizeof dst);
+    TEST_EQ_INT(zp_wk_results_write(r, &info, dst), n);
+    s_add(r, "j", 2, ZPIPE_OK, ZP_CAUSE_NONE, "out", "", 1);
+    TEST_EQ_INT(zp_wk_results_write(r, &info, dst), 0); /* pushed since */
+    zp_wk_results_clear(r);
+    s_add(r, "j", 3, ZPIPE_OK, ZP_CAUSE_NONE, "out", "", 1);
+    TEST_EQ_INT(zp_wk_results_write(r, &info, dst), 0); /* cleared since */
+    zp_wk_results_destroy(&r);
+}
+
 /* Holds 300 results (past the first growth) and encodes them, under
  * allocation failure: no leak, and a full run encodes them all. */
 static void s_results_scenario(void *arg)
@@ -188,6 +308,9 @@ static const test_case_t tests[] = {
     {"test_error_texts_are_separate_strings",
      test_error_texts_are_separate_strings},
     {"test_alloc_failures_in_the_results", test_alloc_failures_in_the_results},
+    {"test_the_direct_encoder_writes_what_protobuf_c_packs",
+     test_the_direct_encoder_writes_what_protobuf_c_packs},
+    {"test_a_write_needs_its_size", test_a_write_needs_its_size},
     {NULL, NULL},
 };
 
