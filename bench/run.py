@@ -337,7 +337,7 @@ class Bench:
             th.join()
         return stop, lambda: seen[0]
 
-    def zpipe_run(self, inp, plugin, batch=1024, transport="ipc", isolation="process",
+    def zpipe_run(self, inp, plugin, batch=None, transport="ipc", isolation="process",
                   extra=(), zpipe=None, cat=False, sink_cpu=False, workers=2):
         """A whole `zpipe run --input inp </dev/null`, or with cat
         `cat inp | zpipe run` (stdin read to its end, then a finished
@@ -345,8 +345,10 @@ class Bench:
         seconds are reported too ("sink_cpu")."""
         cmd = [zpipe or self.zpipe, "run", "--plugin", plugin, "--workers", str(workers),
                "--input", "-" if cat else inp, "--output", self.fresh_out(),
-               "--format", "lines", "--batch", str(batch), "--isolation",
-               isolation, "--transport", transport, "--no-progress"] + list(extra)
+               "--format", "lines", "--isolation", isolation, "--transport",
+               transport, "--no-progress"] + list(extra)
+        if batch is not None:  # else zpipe's default
+            cmd += ["--batch", str(batch)]
         c0 = self.children_cpu()
         t0 = time.perf_counter()
         src = subprocess.Popen(["cat", inp], stdout=subprocess.PIPE) if cat else None

@@ -33,6 +33,13 @@ size_t zp_vent_sched_batch(uint64_t credit, uint64_t batch)
     return (size_t)(credit < batch ? credit : batch);
 }
 
+uint64_t zp_vent_sched_batch_max(uint64_t batch, bool push)
+{
+    if (batch)
+        return batch;
+    return push ? ZP_VENT_BATCH_PUSH : ZP_VENT_BATCH_CREDIT;
+}
+
 size_t zp_vent_sched_fair_share(const zp_vent_job_t *j,
                                 const zp_vent_workers_t *ws)
 {

@@ -32,6 +32,7 @@
 typedef struct {
     const zp_ventilator_config_t *cfg; /* borrowed, outlives the run */
     bool push;                         /* --dispatch push */
+    uint64_t batch_max; /* most tasks per message (--batch, resolved) */
     void *ctx, *dispatch, *control, *monitor, *intake;
     void *control_monitor; /* the control socket's connects */
     zp_curve_t *curve;

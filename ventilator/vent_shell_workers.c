@@ -305,7 +305,7 @@ int zp_vent_shell_refill(zp_vent_shell_t *v)
         size_t want;
         if (v->push)
             want = zp_vent_sched_pick(&v->sched, jobs, NULL, can_hold) == j
-                       ? v->cfg->batch
+                       ? v->batch_max
                        : 0;
         else
             want = zp_vent_sched_refill_want(j, v->workers, can_hold);
@@ -485,7 +485,7 @@ static int s_dispatch_one(zp_vent_shell_t *v)
         uint32_t group;
         if (!j || !zp_vent_shell_bisect_gate(v, w, j, &group))
             continue;
-        size_t max = zp_vent_sched_batch(w->credit, v->cfg->batch);
+        size_t max = zp_vent_sched_batch(w->credit, v->batch_max);
         if (s_batch_reserve(v, max) < 0)
             return -1;
         size_t share = zp_vent_sched_fair_share(j, v->workers);
@@ -529,14 +529,14 @@ static int s_dispatch_credit(zp_vent_shell_t *v)
  * when there is nothing to send or the socket is full, -1 on an error. */
 static int s_dispatch_push(zp_vent_shell_t *v)
 {
-    if (s_batch_reserve(v, v->cfg->batch) < 0)
+    if (s_batch_reserve(v, v->batch_max) < 0)
         return -1;
     zp_vent_job_t *j =
         zp_vent_sched_pick(&v->sched, zp_vent_jobs_first(v->jobs), NULL,
                            zp_vent_shell_can_hold(v));
     if (!j)
         return 0;
-    size_t n = zp_vent_tasks_collect(v->tasks, j, v->cfg->batch,
+    size_t n = zp_vent_tasks_collect(v->tasks, j, v->batch_max,
                                      v->cfg->batch_bytes, v->batch);
     if (n == 0)
         return 0;

@@ -86,6 +86,7 @@ static int s_init_state(zp_vent_shell_t *v)
 {
     const zp_ventilator_config_t *cfg = v->cfg;
     v->push = strcmp(cfg->dispatch, "push") == 0;
+    v->batch_max = zp_vent_sched_batch_max(cfg->batch, v->push);
     v->arena = zp_arena_new();
     v->tasks =
         zp_vent_tasks_new(cfg->max_inflight, cfg->max_inflight_bytes, v->push);

@@ -98,6 +98,11 @@ static void test_batch_is_credit_capped_by_batch(void)
     TEST_EQ_INT(zp_vent_sched_batch(5, 1024), 5);
     TEST_EQ_INT(zp_vent_sched_batch(5000, 1024), 1024);
     TEST_EQ_INT(zp_vent_sched_batch(0, 1024), 0);
+    /* --batch 0: half a worker's window under credit, 1,024 under push */
+    TEST_EQ_INT(zp_vent_sched_batch_max(0, false), 2048);
+    TEST_EQ_INT(zp_vent_sched_batch_max(0, true), 1024);
+    TEST_EQ_INT(zp_vent_sched_batch_max(7, false), 7);
+    TEST_EQ_INT(zp_vent_sched_batch_max(7, true), 7);
 }
 
 static void test_credit_clamped_to_window(void)

@@ -109,7 +109,7 @@ static void test_command_lines(void)
              "/b/zpipe-ventilator --bind ipc:///tmp/d/dispatch --sink "
              "ipc:///tmp/d/control --input - --input-format lines --plugin "
              "echo --job job-1 "
-             "--dispatch credit --batch 1024 --deadline-ms 0 --max-attempts 3 "
+             "--dispatch credit --batch 0 --deadline-ms 0 --max-attempts 3 "
              "--no-worker-timeout-ms 30000 --trace --resume-journal j.log%s",
              common);
     TEST_EQ_STR(s_line(p.argv[ZP_ROLE_VENTILATOR]), expect);
