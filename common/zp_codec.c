@@ -965,16 +965,10 @@ static uint8_t *s_put_result_tail(uint8_t *p, const Zpipe__V1__Result *r)
     p = zp_wire_put_opt_varint(p, 6, (uint64_t)r->attempt);
     p = zp_wire_put_opt_varint(p, 7, r->start_us);
     p = zp_wire_put_opt_varint(p, 8, r->elapsed_us);
-    if (r->retryable) {
-        *p++ = (uint8_t)(9 << 3 | S_VARINT);
-        *p++ = 1;
-    }
+    p = zp_wire_put_opt_bool(p, 9, r->retryable);
     p = zp_wire_put_opt_varint(p, 10, r->queued_us);
     p = zp_wire_put_opt_varint(p, 11, r->dispatch_us);
-    if (r->quarantined) {
-        *p++ = (uint8_t)(12 << 3 | S_VARINT);
-        *p++ = 1;
-    }
+    p = zp_wire_put_opt_bool(p, 12, r->quarantined);
     if (r->lease)
         p = zp_wire_put_fixed64(p, 13, r->lease);
     return p;

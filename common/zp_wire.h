@@ -68,6 +68,16 @@ static inline uint8_t *zp_wire_put_opt_varint(uint8_t *p, unsigned num,
     return p;
 }
 
+/* A bool field, left out when false. */
+static inline uint8_t *zp_wire_put_opt_bool(uint8_t *p, unsigned num, int v)
+{
+    if (v) {
+        *p++ = (uint8_t)(num << 3 | ZP_WIRE_VARINT);
+        *p++ = 1;
+    }
+    return p;
+}
+
 /* A fixed64 field: its tag, then v in 8 bytes, little-endian. */
 static inline uint8_t *zp_wire_put_fixed64(uint8_t *p, unsigned num, uint64_t v)
 {

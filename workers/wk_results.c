@@ -202,15 +202,6 @@ static size_t s_result_size(const zp_wk_results_t *self, const zp_wk_done_t *d)
     return n;
 }
 
-static uint8_t *s_put_bool(uint8_t *p, unsigned num, bool v)
-{
-    if (v) {
-        *p++ = (uint8_t)(num << 3 | ZP_WIRE_VARINT);
-        *p++ = 1;
-    }
-    return p;
-}
-
 static uint8_t *s_put_result(uint8_t *p, const zp_wk_results_t *self,
                              const zp_wk_done_t *d, size_t size)
 {
@@ -234,10 +225,10 @@ static uint8_t *s_put_result(uint8_t *p, const zp_wk_results_t *self,
     p = zp_wire_put_opt_varint(p, 6, d->attempt);
     p = zp_wire_put_opt_varint(p, 7, d->start_us);
     p = zp_wire_put_opt_varint(p, 8, d->elapsed_us);
-    p = s_put_bool(p, 9, failed && d->retryable);
+    p = zp_wire_put_opt_bool(p, 9, failed && d->retryable);
     p = zp_wire_put_opt_varint(p, 10, d->queued_us);
     p = zp_wire_put_opt_varint(p, 11, d->dispatch_us);
-    p = s_put_bool(p, 12, failed && d->quarantined);
+    p = zp_wire_put_opt_bool(p, 12, failed && d->quarantined);
     if (d->lease)
         p = zp_wire_put_fixed64(p, 13, d->lease);
     return p;
