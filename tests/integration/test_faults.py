@@ -127,6 +127,55 @@ def test_oversubscribed_workers_killed_mid_job():
     check(all(r["status"] == "ok" for r in recs), "a task failed")
 
 
+def test_executors_sigkilled_while_results_stream():
+    """The executor writes result frames into the shared results region
+    (wk_outbox, encoded from its records by wk_results): SIGKILL
+    executors at random, 25 times, while 60,000 tasks of 20 us stream
+    through 2 workers at the default batch (a frame every few hundred
+    results), so kills land mid-task, mid-encode and between a frame
+    placed and the worker reading it. Every task gives exactly one record:
+    lost, duplicated and unexpected 0; a failed record only by SIGKILL."""
+    for seed in SEEDS:
+        rnd = random.Random(seed)
+        c = Cluster()
+        n = 60000
+        workers = [c.worker(["spin"], name="x%d" % i) for i in range(2)]
+        v = c.ventilator("spin", _input(c.dir, _spin_tasks(n, 20)),
+                         args=["--job", "exec-kill-%d" % seed])
+        kills = 0
+        end = time.time() + 10
+        while sum(len(_executors_of(w.pid)) for w in workers) < 2 and \
+                time.time() < end:
+            time.sleep(0.01)
+        for _ in range(25):
+            time.sleep(rnd.uniform(0.01, 0.06))
+            if v.poll() is not None:
+                break
+            victims = [e for w in workers for e in _executors_of(w.pid)]
+            if not victims:
+                continue
+            try:
+                os.kill(rnd.choice(victims), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+        rc = v.wait(120)
+        check(rc == 0, "ventilator exit %d" % rc)
+        recs = read_jsonl(c.output)
+        lost, dup, unexp = checker(recs, n, lambda i: "20")
+        for p in workers:
+            zptest.stop(p)
+        zptest.stop(c.sink)
+        failed = [r for r in recs if r["status"] != "ok"]
+        _report("executor kill", seed, lost, dup, unexp,
+                " kills=%d failed=%d %s" % (kills, len(failed), sorted(
+                    set(r.get("cause") for r in failed))))
+        check(kills >= 5, "only %d executors killed: the job ended first" % kills)
+        # A task may fail only by being killed on each of its attempts.
+        check(all(r.get("cause") == "SIGKILL" for r in failed),
+              "a failure that is not a kill: %r" % failed[:3])
+
+
 def test_all_workers_killed_at_30_percent_and_restarted_after_5s():
     seed = SEEDS[0]
     c = Cluster()
@@ -346,6 +395,7 @@ if __name__ == "__main__":
     tests = [
         test_oversubscribed_workers_killed_mid_job,
         test_kill_20_workers_at_random_and_restart,
+        test_executors_sigkilled_while_results_stream,
         test_all_workers_killed_at_30_percent_and_restarted_after_5s,
         test_sink_killed_three_times_and_restarted_with_journal,
         test_sigterm_to_each_component_mid_job,
