@@ -192,6 +192,7 @@ static void s_job_free(zp_vent_job_t *j)
 {
     zp_vent_reader_close(&j->in);
     zp_iddeque_free(&j->ready);
+    zp_vent_lines_free(&j->lines);
     zp_vent_fails_free(&j->fails);
     zp_bitset_free(&j->skip);
     free(j->id);

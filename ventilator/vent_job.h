@@ -22,6 +22,7 @@
 
 #include "vent_finished.h"
 #include "vent_input.h"
+#include "vent_lines.h"
 #include "zp_bitset.h"
 #include "zp_idmap.h"
 #include "zp_lease.h"
@@ -92,7 +93,9 @@ typedef struct zp_vent_job {
     /* The producer's numbered batches: batches[k] is seq k + 1. */
     zp_vent_batch_t *batches;
     size_t n_batches, cap_batches;
-    zp_iddeque_t ready; /* keys of its queued tasks */
+    zp_iddeque_t ready;    /* keys of its queued tasks */
+    zp_vent_lines_t lines; /* a producer's lines not yet tasks (queued
+                              after ready: their ids come later) */
     uint64_t next_task_id;
     size_t held; /* its tasks in the table */
     uint64_t last_open_us, last_close_us, last_status_us;

@@ -101,7 +101,7 @@ static void s_render_jobs(zp_metrics_t *m, const zp_vent_jobs_t *jobs)
             size_t queued = j->ready.len < j->held ? j->ready.len : j->held;
             zp_metrics_u64(m, name,
                            (const char *const[]){"job_id", j->id, NULL},
-                           pass ? j->held - queued : queued);
+                           pass ? j->held - queued : queued + j->lines.n);
         }
     }
 }

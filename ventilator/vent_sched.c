@@ -5,7 +5,7 @@ bool zp_vent_sched_wants(const zp_vent_job_t *j, bool can_hold)
 {
     if (!zp_vent_job_live(j))
         return false;
-    return j->ready.len > 0 ||
+    return j->ready.len > 0 || j->lines.n > 0 ||
            (j->has_input && !zp_vent_reader_done(&j->in) && can_hold);
 }
 
@@ -72,7 +72,7 @@ uint64_t zp_vent_sched_free_credit(const zp_vent_workers_t *ws,
 size_t zp_vent_sched_refill_want(const zp_vent_job_t *j,
                                  const zp_vent_workers_t *ws, bool can_hold)
 {
-    if (!j->has_input || !zp_vent_sched_wants(j, can_hold))
+    if ((!j->has_input && !j->lines.n) || !zp_vent_sched_wants(j, can_hold))
         return 0;
     /* Every worker that may give j a turn in the round: a higher priority
      * job may run dry in it, so those count too (reading ahead is bounded

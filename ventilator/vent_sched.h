@@ -50,8 +50,8 @@ uint64_t zp_vent_sched_free_credit(const zp_vent_workers_t *ws,
                                    const zp_vent_job_t *j);
 /* How many tasks j should have ready before a dispatch round: the credit
  * of every worker that may serve j in that round (it has the plugin), so
- * never less than the round can take from j; 0 for a job without input
- * or one that wants nothing. */
+ * never less than the round can take from j; 0 for a job with neither
+ * input nor a producer's lines waiting, or one that wants nothing. */
 size_t zp_vent_sched_refill_want(const zp_vent_job_t *j,
                                  const zp_vent_workers_t *ws, bool can_hold);
 /* Payload bytes to read before the next dispatch: a batch's worth

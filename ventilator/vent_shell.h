@@ -211,6 +211,10 @@ void zp_vent_shell_answers_flush(zp_vent_shell_t *v);
  * (*count of them); NULL when out of memory. */
 zp_vent_task_t **zp_vent_shell_held_sorted(zp_vent_shell_t *v, bool with_input,
                                            size_t *count);
+/* Compacts the journal now (what is live: jobs, their tasks and lines,
+ * finished ids). Returns 0, or -1 with why in err[0..len) (the journal
+ * goes on as it was). */
+int zp_vent_shell_journal_compact(zp_vent_shell_t *v, char *err, size_t len);
 /* Writes commits out, forgets old finished ids, compacts when due. */
 void zp_vent_shell_journal_tend(zp_vent_shell_t *v, uint64_t now);
 

@@ -270,6 +270,7 @@ static void s_status_fill(zp_vent_shell_t *v, Zpipe__V1__ClusterStatus *st,
         ji[i].tasks = j->next_task_id;
         ji[i].queued = j->ready.len < j->held ? j->ready.len : j->held;
         ji[i].in_flight = j->held - ji[i].queued;
+        ji[i].queued += j->lines.n;
         ji[i].closed = zp_vent_job_input_done(j);
         jp[i] = &ji[i];
     }

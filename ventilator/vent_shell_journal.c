@@ -229,20 +229,26 @@ int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
                              const Zpipe__V1__TaskBatch *b, uint64_t n,
                              uint64_t *first)
 {
+    /* Tasks given whole come after every line taken before: those
+     * become tasks first, so that a job's lines always have the last ids
+     * (its compaction writes tasks, then lines, in id order). */
+    if (b->n_tasks && j->lines.n &&
+        zp_vent_tasks_from_lines(v->tasks, j, j->ready.len + j->lines.n) < 0)
+        return -1;
     uint64_t start = j->next_task_id;
     uint64_t stamp = v->cfg->trace ? zp_now_us() : 0;
     for (size_t i = 0; i < b->n_tasks; i++)
         if (!zp_vent_tasks_add(v->tasks, j, b->tasks[i]->payload.data,
                                b->tasks[i]->payload.len, stamp))
             goto fail_tasks;
-    /* Lines, checked whole: each ends with '\n' (vent_intake). */
-    const uint8_t *p = b->lines.data, *end = p + b->lines.len, *line;
-    size_t len;
-    while ((line = zp_vent_line_next(&p, end, &len)))
-        if (!zp_vent_tasks_add(v->tasks, j, line, len, stamp))
-            goto fail_tasks;
-    if (b->seq && zp_vent_job_batch_add(j, start, (uint32_t)n) < 0)
+    /* Lines, checked whole: each ends with '\n' (vent_intake). They
+     * become tasks when dispatch needs them (vent_lines). */
+    uint64_t lines = n - b->n_tasks;
+    if (zp_vent_tasks_take_lines(v->tasks, j, b->lines.data, b->lines.len,
+                                 lines, stamp) < 0)
         goto fail_tasks;
+    if (b->seq && zp_vent_job_batch_add(j, start, (uint32_t)n) < 0)
+        goto fail_lines;
     if (zp_vent_shell_journal_tasks(v, j, b->seq, start, b, n) < 0)
         goto fail_number;
     *first = start;
@@ -250,6 +256,8 @@ int zp_vent_shell_take_batch(zp_vent_shell_t *v, zp_vent_job_t *j,
 fail_number:
     if (b->seq)
         j->n_batches--;
+fail_lines:
+    zp_vent_tasks_untake_lines(v->tasks, j, lines);
 fail_tasks:
     zp_vent_tasks_give_back(v->tasks, j, start);
     return -1;
@@ -397,7 +405,40 @@ static int s_dump_tasks(zp_vjournal_t *jr, zp_vent_task_t **t, size_t n)
     return rc;
 }
 
-/* One live job: open, batch numbers, held tasks, its next id, close. */
+#define S_DUMP_RUN 8192 /* lines per task record of a compaction */
+
+/* Writes j's lines not yet tasks, after its tasks (their ids come after
+ * every task's: zp_vent_shell_take_batch keeps it so), in runs. */
+static int s_dump_lines(zp_vjournal_t *jr, const zp_vent_job_t *j)
+{
+    if (!j->lines.n)
+        return 0;
+    const uint8_t **data = malloc(S_DUMP_RUN * sizeof *data);
+    uint32_t *lens = malloc(S_DUMP_RUN * sizeof *lens);
+    int rc = data && lens ? 0 : -1;
+    zp_vent_lines_cursor_t c = {0};
+    uint64_t id, first = 0;
+    const uint8_t *line;
+    size_t len, k = 0;
+    while (rc == 0 && zp_vent_lines_next(&j->lines, &c, &id, &line, &len)) {
+        if (k && (k == S_DUMP_RUN || id != first + k)) {
+            rc = zp_vjournal_tasks(jr, j->id, 0, first, k, data, lens);
+            k = 0;
+        }
+        if (k == 0)
+            first = id;
+        data[k] = line;
+        lens[k++] = (uint32_t)len;
+    }
+    if (rc == 0 && k)
+        rc = zp_vjournal_tasks(jr, j->id, 0, first, k, data, lens);
+    free(data);
+    free(lens);
+    return rc;
+}
+
+/* One live job: open, batch numbers, held tasks and lines, its next id,
+ * close. */
 static int s_dump_job(zp_vjournal_t *jr, const zp_vent_job_t *j,
                       zp_vent_task_t **t, size_t n)
 {
@@ -416,7 +457,7 @@ static int s_dump_job(zp_vjournal_t *jr, const zp_vent_job_t *j,
         if (rc < 0)
             return -1;
     }
-    if (s_dump_tasks(jr, t, n) < 0 ||
+    if (s_dump_tasks(jr, t, n) < 0 || s_dump_lines(jr, j) < 0 ||
         zp_vjournal_tasks(jr, j->id, 0, j->next_task_id, 0, NULL, NULL) < 0)
         return -1;
     return j->input_closed ? zp_vjournal_close(jr, j->id, j->next_task_id) : 0;
@@ -474,6 +515,11 @@ static int s_dump(void *ctx, zp_vjournal_t *jr)
     return rc;
 }
 
+int zp_vent_shell_journal_compact(zp_vent_shell_t *v, char *err, size_t len)
+{
+    return zp_vjournal_compact(v->journal, s_dump, v, err, len);
+}
+
 void zp_vent_shell_journal_tend(zp_vent_shell_t *v, uint64_t now)
 {
     if (!v->journal)
@@ -496,7 +542,7 @@ void zp_vent_shell_journal_tend(zp_vent_shell_t *v, uint64_t now)
         return;
     uint64_t before = zp_vjournal_size(v->journal), t0 = zp_mono_us();
     char err[512];
-    if (zp_vjournal_compact(v->journal, s_dump, v, err, sizeof err) < 0) {
+    if (zp_vent_shell_journal_compact(v, err, sizeof err) < 0) {
         zp_warn("journal compaction: %s (the journal goes on as it was)", err);
         return;
     }

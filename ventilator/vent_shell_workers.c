@@ -300,7 +300,7 @@ int zp_vent_shell_refill(zp_vent_shell_t *v)
     uint64_t budget =
         zp_vent_sched_refill_bytes(v->workers, v->cfg->batch_bytes);
     for (zp_vent_job_t *j = jobs; j; j = j->next) {
-        if (!j->has_input)
+        if (!j->has_input && !j->lines.n)
             continue;
         size_t want;
         if (v->push)
@@ -309,6 +309,11 @@ int zp_vent_shell_refill(zp_vent_shell_t *v)
                        : 0;
         else
             want = zp_vent_sched_refill_want(j, v->workers, can_hold);
+        if (!j->has_input) { /* a producer's lines, already held */
+            if (want && zp_vent_tasks_from_lines(v->tasks, j, want) < 0)
+                return 0; /* out of memory (logged): a later round */
+            continue;
+        }
         int r = want ? s_refill_job(v, j, want, &budget) : 0;
         if (r != 0)
             return r; /* an error, or the budget is spent */

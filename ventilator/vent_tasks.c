@@ -11,10 +11,11 @@ struct zp_vent_tasks {
     zp_idmap_t *map; /* key -> zp_vent_task_t *, everything not committed */
     uint64_t max_inflight, max_bytes;
     bool push;
-    uint64_t bytes;           /* payload bytes held */
-    size_t max_held;          /* most tasks held at once */
-    uint64_t read;            /* tasks ever added */
-    zp_vent_task_t **expired; /* the last lease scan's answer */
+    uint64_t bytes;             /* payload bytes held */
+    uint64_t lines, line_bytes; /* producers' lines taken, not tasks yet */
+    size_t max_held;            /* most tasks held at once */
+    uint64_t read;              /* tasks ever added */
+    zp_vent_task_t **expired;   /* the last lease scan's answer */
     size_t cap_expired;
     void *pool; /* freed small blocks, each one's first word the next */
     size_t n_pool;
@@ -125,19 +126,20 @@ uint64_t zp_vent_tasks_bytes_limit(const zp_vent_tasks_t *self, size_t workers)
 bool zp_vent_tasks_can_hold(const zp_vent_tasks_t *self, uint64_t windows,
                             size_t workers)
 {
-    size_t n = zp_idmap_size(self->map);
+    size_t n = zp_idmap_size(self->map) + self->lines;
     return n < zp_vent_tasks_limit(self, windows) &&
-           (n == 0 || self->bytes < zp_vent_tasks_bytes_limit(self, workers));
+           (n == 0 || self->bytes + self->line_bytes <
+                          zp_vent_tasks_bytes_limit(self, workers));
 }
 
 /* A new task of len bytes, its payload copied in unless chunk is
  * given; NULL when out of memory (nothing changed). */
 static zp_vent_task_t *s_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
-                             zp_vent_chunk_t *chunk, const void *data,
-                             size_t len, uint64_t queued_us)
+                             uint64_t id, zp_vent_chunk_t *chunk,
+                             const void *data, size_t len, uint64_t queued_us)
 {
     zp_vent_task_t *t = s_alloc(self, chunk ? 0 : len);
-    uint64_t key = ZP_VENT_KEY(j, j->next_task_id);
+    uint64_t key = ZP_VENT_KEY(j, id);
     if (!t || zp_idmap_put(self->map, key, t) < 0 ||
         zp_iddeque_push_back(&j->ready, key) < 0) {
         if (t) {
@@ -145,10 +147,10 @@ static zp_vent_task_t *s_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
             s_dealloc(self, t);
         }
         zp_error("out of memory holding task %s/%llu", j->id,
-                 (unsigned long long)j->next_task_id);
+                 (unsigned long long)id);
         return NULL;
     }
-    t->id = j->next_task_id++;
+    t->id = id;
     t->job = j;
     t->attempt = 1;
     t->state = ZP_VENT_QUEUED;
@@ -183,14 +185,73 @@ zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
                                   const void *data, size_t len,
                                   uint64_t queued_us)
 {
-    return s_add(self, j, NULL, data, len, queued_us);
+    zp_vent_task_t *t =
+        s_add(self, j, j->next_task_id, NULL, data, len, queued_us);
+    if (t)
+        j->next_task_id++;
+    return t;
 }
 
 zp_vent_task_t *zp_vent_tasks_add_ref(zp_vent_tasks_t *self, zp_vent_job_t *j,
                                       zp_vent_chunk_t *chunk, const void *data,
                                       size_t len, uint64_t queued_us)
 {
-    return s_add(self, j, chunk, data, len, queued_us);
+    zp_vent_task_t *t =
+        s_add(self, j, j->next_task_id, chunk, data, len, queued_us);
+    if (t)
+        j->next_task_id++;
+    return t;
+}
+
+int zp_vent_tasks_take_lines(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             const uint8_t *text, size_t len, uint64_t n,
+                             uint64_t queued_us)
+{
+    if (zp_vent_lines_push(&j->lines, j->next_task_id, text, len, n,
+                           queued_us) < 0)
+        return -1;
+    j->next_task_id += n;
+    self->lines += n;
+    self->line_bytes += n ? len : 0;
+    return 0;
+}
+
+/* Forgets what is left of j's lines, and their room in the limits. */
+static void s_drop_lines(zp_vent_tasks_t *self, zp_vent_job_t *j)
+{
+    self->lines -= j->lines.n;
+    self->line_bytes -= j->lines.bytes;
+    zp_vent_lines_free(&j->lines);
+}
+
+void zp_vent_tasks_untake_lines(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                                uint64_t n)
+{
+    if (n == 0)
+        return;
+    uint64_t lines = j->lines.n, bytes = j->lines.bytes;
+    zp_vent_lines_drop_back(&j->lines);
+    assert(lines - j->lines.n == n);
+    self->lines -= lines - j->lines.n;
+    self->line_bytes -= bytes - j->lines.bytes;
+    j->next_task_id -= n;
+}
+
+int zp_vent_tasks_from_lines(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             size_t want)
+{
+    uint64_t id, stamp;
+    const uint8_t *line;
+    size_t len;
+    while (j->ready.len < want &&
+           zp_vent_lines_peek(&j->lines, &id, &line, &len, &stamp)) {
+        if (!s_add(self, j, id, NULL, line, len, stamp))
+            return -1;
+        zp_vent_lines_pop(&j->lines, len);
+        self->lines--;
+        self->line_bytes -= len + 1;
+    }
+    return 0;
 }
 
 void zp_vent_tasks_give_back(zp_vent_tasks_t *self, zp_vent_job_t *j,
@@ -224,6 +285,7 @@ void zp_vent_tasks_done(zp_vent_tasks_t *self, zp_vent_task_t *t)
 
 void zp_vent_tasks_drop_job(zp_vent_tasks_t *self, zp_vent_job_t *j)
 {
+    s_drop_lines(self, j);
     /* Keys first: removing while iterating would skip entries. */
     uint64_t *keys = j->held ? malloc(j->held * sizeof *keys) : NULL;
     size_t n = 0, cursor = 0;
@@ -285,7 +347,7 @@ int zp_vent_tasks_requeue_front(zp_vent_task_t *t)
 
 size_t zp_vent_tasks_size(const zp_vent_tasks_t *self)
 {
-    return zp_idmap_size(self->map);
+    return zp_idmap_size(self->map) + (size_t)self->lines;
 }
 
 uint64_t zp_vent_tasks_bytes(const zp_vent_tasks_t *self)
@@ -359,4 +421,9 @@ size_t zp_vent_tasks_expired(zp_vent_tasks_t *self, uint64_t now,
     }
     *out = self->expired;
     return n;
+}
+
+uint64_t zp_vent_tasks_lines(const zp_vent_tasks_t *self)
+{
+    return self->lines;
 }

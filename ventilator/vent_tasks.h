@@ -102,6 +102,26 @@ zp_vent_task_t *zp_vent_tasks_add(zp_vent_tasks_t *self, zp_vent_job_t *j,
 zp_vent_task_t *zp_vent_tasks_add_ref(zp_vent_tasks_t *self, zp_vent_job_t *j,
                                       zp_vent_chunk_t *chunk, const void *data,
                                       size_t len, uint64_t queued_us);
+/* Takes a producer's n lines (text: whole lines, each ending with '\n')
+ * for j: they get the ids j->next_task_id on (which moves past them) and
+ * count in the hold limits from now on, but become tasks only when
+ * zp_vent_tasks_from_lines makes them (vent_lines). Returns 0, or -1
+ * when out of memory (nothing changed). */
+int zp_vent_tasks_take_lines(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             const uint8_t *text, size_t len, uint64_t n,
+                             uint64_t queued_us);
+/* Gives back the n lines taken last for j (a batch that could not be
+ * kept whole), and their ids. */
+void zp_vent_tasks_untake_lines(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                                uint64_t n);
+/* Makes tasks of j's oldest lines, queued in order, until j's ready queue
+ * holds want keys or no line is left. Returns 0, or -1 when out of
+ * memory (the lines not made stay, for a later call). */
+int zp_vent_tasks_from_lines(zp_vent_tasks_t *self, zp_vent_job_t *j,
+                             size_t want);
+/* Lines taken and not yet tasks, of every job. */
+uint64_t zp_vent_tasks_lines(const zp_vent_tasks_t *self);
+
 /* Gives back the ids from first on: frees j's tasks first ..
  * j->next_task_id - 1, which must be the last added and still queued (a
  * batch taken just now, none sent yet), takes their keys off the back of
@@ -114,9 +134,9 @@ void zp_vent_tasks_give_back(zp_vent_tasks_t *self, zp_vent_job_t *j,
 zp_vent_task_t *zp_vent_tasks_get(const zp_vent_tasks_t *self, uint64_t key);
 /* Forgets a committed task and frees it. */
 void zp_vent_tasks_done(zp_vent_tasks_t *self, zp_vent_task_t *t);
-/* Frees every task of j still held (normally none: the sink commits every
- * task before it says the job is done, but a lost Committed must not
- * leave tasks that point at a freed job). */
+/* Frees every task of j still held and its lines (normally none: the sink
+ * commits every task before it says the job is done, but a lost Committed must
+ * not leave tasks that point at a freed job). */
 void zp_vent_tasks_drop_job(zp_vent_tasks_t *self, zp_vent_job_t *j);
 /* Iteration over every held task: start with *cursor = 0; false when
  * done. Neither add nor remove tasks while iterating. */
@@ -135,8 +155,9 @@ size_t zp_vent_tasks_collect(zp_vent_tasks_t *self, zp_vent_job_t *j,
  * when its lease expires). */
 int zp_vent_tasks_requeue_front(zp_vent_task_t *t);
 
-/* Tasks held now, and their payload bytes (input blocks tasks point
- * into counted whole). */
+/* Tasks held now (producers' lines not yet tasks included), and the
+ * payload bytes of the tasks (input blocks tasks point into counted
+ * whole). */
 size_t zp_vent_tasks_size(const zp_vent_tasks_t *self);
 uint64_t zp_vent_tasks_bytes(const zp_vent_tasks_t *self);
 /* Freed small blocks kept for the next tasks. */

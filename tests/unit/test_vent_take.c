@@ -209,7 +209,113 @@ static void test_allocation_failures_leave_no_gap_in_the_ids(void)
     TEST_CHECK(refusals >= 3);
 }
 
+/* Lines taken are tasks only once dispatch asks (vent_lines), yet held
+ * from their Ack on: a compaction while some are still lines writes them
+ * after the tasks made, and the journal replays every one, in order,
+ * with its payload. Before the compaction wrote lines, the replay would
+ * have lost every acknowledged task not yet made. */
+static void test_lines_not_yet_tasks_survive_a_compaction(void)
+{
+    s_env_t e;
+    s_env_new(&e);
+    zp_vent_shell_t v;
+    TEST_EQ_INT(s_shell_open(&v, &e), 0);
+    zp_vent_job_t *j = zp_vent_jobs_add(v.jobs, "job-a", "echo");
+    TEST_CHECK(j != NULL);
+    TEST_EQ_INT(zp_vent_job_set_token(j, "tok"), 0);
+    TEST_EQ_INT(zp_vent_shell_journal_job(&v, j), 0);
+    char text[3][64];
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+        b.job_id = "job-a";
+        b.seq = seq;
+        char *t = text[seq - 1];
+        snprintf(t, 64, "c%llu-0\nc%llu-1\nc%llu-2\n", (unsigned long long)seq,
+                 (unsigned long long)seq, (unsigned long long)seq);
+        b.lines.data = (uint8_t *)t;
+        b.lines.len = strlen(t);
+        uint64_t first = 99;
+        TEST_EQ_INT(zp_vent_shell_take_batch(&v, j, &b, 3, &first), 0);
+        TEST_EQ_INT(first, (seq - 1) * 3);
+    }
+    TEST_EQ_INT(j->held, 0); /* none made yet */
+    TEST_EQ_INT(zp_vent_tasks_size(v.tasks), 9);
+    TEST_EQ_INT(zp_vent_tasks_from_lines(v.tasks, j, 4), 0);
+    TEST_EQ_INT(j->held, 4);
+    TEST_EQ_INT(j->lines.n, 5);
+    TEST_EQ_INT(zp_vent_tasks_size(v.tasks), 9);
+    char err[256];
+    TEST_EQ_INT(zp_vent_shell_journal_compact(&v, err, sizeof err), 0);
+    s_shell_close(&v);
+    TEST_EQ_INT(s_shell_open(&v, &e), 0);
+    j = zp_vent_jobs_find(v.jobs, "job-a");
+    TEST_CHECK(j != NULL);
+    if (j) {
+        TEST_EQ_INT(j->next_task_id, 9);
+        TEST_EQ_INT(j->n_batches, 3);
+        int bad = 0;
+        for (uint64_t id = 0; id < 9; id++) {
+            char want[16];
+            snprintf(want, sizeof want, "c%llu-%llu",
+                     (unsigned long long)(id / 3 + 1),
+                     (unsigned long long)(id % 3));
+            zp_vent_task_t *t = zp_vent_tasks_get(v.tasks, ZP_VENT_KEY(j, id));
+            bad +=
+                !t || t->len != strlen(want) || memcmp(t->data, want, t->len);
+        }
+        TEST_EQ_INT(bad, 0);
+    }
+    s_shell_close(&v);
+    s_env_done(&e);
+}
+
+/* A batch of tasks given whole after lines still waiting: the lines are
+ * made first, so ids stay in order in the ready queue and in a
+ * compaction; a job dropped with lines left frees them and their room
+ * in the hold limits. */
+static void test_tasks_after_lines_keep_the_order(void)
+{
+    s_env_t e;
+    s_env_new(&e);
+    e.cfg.journal = NULL;
+    zp_vent_shell_t v;
+    TEST_EQ_INT(s_shell_open(&v, &e), 0);
+    zp_vent_job_t *j = zp_vent_jobs_add(v.jobs, "job-a", "echo");
+    Zpipe__V1__TaskBatch b = ZPIPE__V1__TASK_BATCH__INIT;
+    b.job_id = "job-a";
+    b.lines.data = (uint8_t *)"l0\nl1\n";
+    b.lines.len = 6;
+    uint64_t first;
+    TEST_EQ_INT(zp_vent_shell_take_batch(&v, j, &b, 2, &first), 0);
+    Zpipe__V1__TaskBatch w = ZPIPE__V1__TASK_BATCH__INIT;
+    Zpipe__V1__Task t = ZPIPE__V1__TASK__INIT, *tp = &t;
+    t.payload.data = (uint8_t *)"w2";
+    t.payload.len = 2;
+    w.job_id = "job-a";
+    w.tasks = &tp;
+    w.n_tasks = 1;
+    TEST_EQ_INT(zp_vent_shell_take_batch(&v, j, &w, 1, &first), 0);
+    TEST_EQ_INT(first, 2);
+    TEST_EQ_INT(j->lines.n, 0);
+    zp_vent_task_t *out[4];
+    TEST_EQ_INT(zp_vent_tasks_collect(v.tasks, j, 4, 1u << 20, out), 3);
+    TEST_CHECK(out[0]->id == 0 && out[1]->id == 1 && out[2]->id == 2);
+    TEST_CHECK(memcmp(out[2]->data, "w2", 2) == 0);
+    b.lines.data = (uint8_t *)"l3\nl4\n";
+    TEST_EQ_INT(zp_vent_shell_take_batch(&v, j, &b, 2, &first), 0);
+    TEST_EQ_INT(zp_vent_tasks_size(v.tasks), 5);
+    zp_vent_tasks_drop_job(v.tasks, j);
+    TEST_EQ_INT(zp_vent_tasks_size(v.tasks), 0);
+    TEST_EQ_INT(j->lines.n, 0);
+    s_shell_close(&v);
+    s_env_done(&e);
+}
+
 static const test_case_t tests[] = {
+    {"test_lines_not_yet_tasks_survive_a_compaction",
+     test_lines_not_yet_tasks_survive_a_compaction},
+    {"test_tasks_after_lines_keep_the_order",
+     test_tasks_after_lines_keep_the_order},
     {"test_batches_taken_whole_replay_in_order",
      test_batches_taken_whole_replay_in_order},
     {"test_allocation_failures_leave_no_gap_in_the_ids",
