@@ -453,6 +453,7 @@ class Bench:
         extra = {name: {} for name, _ in systems}
         cpus = {name: [] for name, _ in systems}
         sink_cpus = {name: [] for name, _ in systems}
+        results_ss = {name: [] for name, _ in systems}
         for rep in range(repeat or self.args.repeat):
             for name, fn in systems:
                 settle()
@@ -472,6 +473,8 @@ class Bench:
                     cpus[name].append(e["cpu"])
                 if "sink_cpu" in e:
                     sink_cpus[name].append(e["sink_cpu"])
+                if "results_s" in e:
+                    results_ss[name].append(e["results_s"])
         limit = None
         for name, _ in systems:
             if name.startswith("raw") and results[name]:
@@ -493,6 +496,8 @@ class Bench:
                 row["runs"] = len(times)
             if sink_cpus[name]:
                 row["sink_cpu"] = statistics.median(sink_cpus[name])
+            if results_ss[name]:
+                row["results_s"] = statistics.median(results_ss[name])
             self.rows.append(row)
             print("  %-28s %-34s %10.0f tasks/s  %s%s" % (
                 workload, name, row["rate"],
@@ -668,10 +673,13 @@ class Bench:
             if not follow:
                 run_blocking([self.zpipe, "wait", "--sink", ep("control"), job],
                                check=True, capture_output=True, timeout=3600)
+            results_s = None
             if results and not follow:
+                r0 = time.perf_counter()
                 with open(out, "wb") as f:
                     run_blocking([self.zpipe, "results", "--sink", ep("control"),
                                     job], check=True, stdout=f, timeout=3600)
+                results_s = time.perf_counter() - r0
             secs = time.perf_counter() - t0
             s1 = sink_cpu()
         finally:
@@ -690,7 +698,10 @@ class Bench:
             if got != want:
                 raise RuntimeError("zpipe results wrote %d records for %d tasks"
                                    % (got, want))
-        return secs, {}, {"cpu": self.children_cpu() - c0, "sink_cpu": s1 - s0}
+        extra = {"cpu": self.children_cpu() - c0, "sink_cpu": s1 - s0}
+        if results_s is not None:
+            extra["results_s"] = results_s
+        return secs, {}, extra
 
     def service_section(self):
         """--service: the ventilator's journal on against off, alternating
@@ -773,21 +784,26 @@ class Bench:
                  "from `zpipe submit` until `zpipe wait` and then `zpipe results` "
                  "(every record, to a file) return, or until one `zpipe submit "
                  "--results FILE` (which fetches the records while it submits) "
-                 "returns. Sink CPU: the sink's own, in that time. Target: "
-                 "service / run <= 1.1."
+                 "returns. Sink CPU: the sink's own, in that time. `zpipe "
+                 "results` s: that command alone, which copies the job's spool "
+                 "into the file (copy_file_range, as fast as this machine copies "
+                 "a file in the page cache): a copy zpipe run, writing its file "
+                 "once, does not make. Target: service / run <= 1.1."
                  % (datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), self.where(),
                     " --quick" if q else "", rep, n),
-                 "", "| system | s | / zpipe run | sink CPU s | pipeline CPU s |",
-                 "|---|---|---|---|---|"]
+                 "", "| system | s | / zpipe run | sink CPU s | pipeline CPU s "
+                 "| `zpipe results` s |",
+                 "|---|---|---|---|---|---|"]
         base = by.get("zpipe run")
         for name, _ in systems:
             r = by.get(name)
             if not r or r.get("failed") or not base or base.get("failed"):
-                lines.append("| %s | failed | | | |" % name)
+                lines.append("| %s | failed | | | | |" % name)
                 continue
-            lines.append("| %s | %.3f | %.2f | %.3f | %.2f |" % (
+            lines.append("| %s | %.3f | %.2f | %.3f | %.2f | %s |" % (
                 name, r["seconds"], r["seconds"] / base["seconds"],
-                r.get("sink_cpu", 0), r.get("cpu", 0)))
+                r.get("sink_cpu", 0), r.get("cpu", 0),
+                "%.3f" % r["results_s"] if "results_s" in r else ""))
             print("  %-34s %.3f s, x%.2f, sink CPU %.3f s" % (
                 name, r["seconds"], r["seconds"] / base["seconds"],
                 r.get("sink_cpu", 0)))
