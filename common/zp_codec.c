@@ -921,14 +921,22 @@ int zp_encode_task_batch(const Zpipe__V1__TaskBatch *b, zp_buf_t *out)
 
 /* The body of a ResultBatch (its fields, without the Message around
  * it). */
+size_t zp_result_batch_fields_size(const char *job, const char *worker,
+                                   uint64_t window, uint64_t max_held,
+                                   uint64_t tasks_done)
+{
+    size_t jl = zp_wire_str_len(job), wl = zp_wire_str_len(worker);
+    return (jl ? zp_wire_len_field_size(jl) : 0) +
+           (wl ? zp_wire_len_field_size(wl) : 0) +
+           zp_wire_opt_varint_size(window) + zp_wire_opt_varint_size(max_held) +
+           zp_wire_opt_varint_size(tasks_done);
+}
+
 static size_t s_result_batch_body(const Zpipe__V1__ResultBatch *b)
 {
-    size_t jl = zp_wire_str_len(b->job_id), wl = zp_wire_str_len(b->worker_id);
-    size_t body = (jl ? zp_wire_len_field_size(jl) : 0) +
-                  (wl ? zp_wire_len_field_size(wl) : 0) +
-                  zp_wire_opt_varint_size((uint64_t)b->window) +
-                  zp_wire_opt_varint_size((uint64_t)b->max_held) +
-                  zp_wire_opt_varint_size(b->tasks_done);
+    size_t body = zp_result_batch_fields_size(
+        b->job_id, b->worker_id, (uint64_t)b->window, (uint64_t)b->max_held,
+        b->tasks_done);
     for (size_t i = 0; i < b->n_results; i++)
         body += zp_wire_len_field_size(s_result_size(b->results[i]));
     return body;
@@ -975,28 +983,40 @@ static uint8_t *s_put_result_tail(uint8_t *p, const Zpipe__V1__Result *r)
 }
 
 /* The batch's fields before its results (its body body bytes). */
+uint8_t *zp_result_batch_put_head(uint8_t *p, const char *job,
+                                  const char *worker, size_t body)
+{
+    size_t jl = zp_wire_str_len(job), wl = zp_wire_str_len(worker);
+    *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH << 3 | S_LEN);
+    p = zp_wire_put_varint(p, body);
+    if (jl)
+        p = zp_wire_put_len_field(p, 1, job, jl);
+    if (wl)
+        p = zp_wire_put_len_field(p, 2, worker, wl);
+    return p;
+}
+
+uint8_t *zp_result_batch_put_tail(uint8_t *p, uint64_t window,
+                                  uint64_t max_held, uint64_t tasks_done)
+{
+    p = zp_wire_put_opt_varint(p, 4, window);
+    p = zp_wire_put_opt_varint(p, 5, max_held);
+    return zp_wire_put_opt_varint(p, 6, tasks_done);
+}
+
 static uint8_t *s_put_result_batch_head(uint8_t *p,
                                         const Zpipe__V1__ResultBatch *b,
                                         size_t body)
 {
-    size_t jl = zp_wire_str_len(b->job_id), wl = zp_wire_str_len(b->worker_id);
-    *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH << 3 | S_LEN);
-    p = zp_wire_put_varint(p, body);
-    if (jl)
-        p = zp_wire_put_len_field(p, 1, b->job_id, jl);
-    if (wl)
-        p = zp_wire_put_len_field(p, 2, b->worker_id, wl);
-    return p;
+    return zp_result_batch_put_head(p, b->job_id, b->worker_id, body);
 }
 
 /* The batch's fields after its results. */
 static uint8_t *s_put_result_batch_tail(uint8_t *p,
                                         const Zpipe__V1__ResultBatch *b)
 {
-    p = zp_wire_put_opt_varint(p, 4, (uint64_t)b->window);
-    p = zp_wire_put_opt_varint(p, 5, (uint64_t)b->max_held);
-    p = zp_wire_put_opt_varint(p, 6, b->tasks_done);
-    return p;
+    return zp_result_batch_put_tail(p, (uint64_t)b->window,
+                                    (uint64_t)b->max_held, b->tasks_done);
 }
 
 size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst,

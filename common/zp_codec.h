@@ -106,6 +106,19 @@ size_t zp_task_batch_write(const Zpipe__V1__TaskBatch *b, void *dst,
 size_t zp_result_batch_size(const Zpipe__V1__ResultBatch *b);
 size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst,
                              size_t size);
+/* A ResultBatch's own fields, around its results, for an encoder that
+ * writes the results from records of its own (the worker's executor):
+ * the bytes of job, worker, window, max_held and tasks_done (a body is
+ * those plus each result's field); the Message's head (its kind and the
+ * body's length, then job and worker) before the results; the rest
+ * after them. zp_result_batch_write writes its batch with these. */
+size_t zp_result_batch_fields_size(const char *job, const char *worker,
+                                   uint64_t window, uint64_t max_held,
+                                   uint64_t tasks_done);
+uint8_t *zp_result_batch_put_head(uint8_t *p, const char *job,
+                                  const char *worker, size_t body);
+uint8_t *zp_result_batch_put_tail(uint8_t *p, uint64_t window,
+                                  uint64_t max_held, uint64_t tasks_done);
 /* A batch of exactly one result whose output (at least a byte) lies
  * where its output.data points, in memory with room around it: the bytes
  * before the output (zp_result_batch_head_size), and the whole Message

@@ -236,13 +236,9 @@ static uint8_t *s_put_result(uint8_t *p, const zp_wk_results_t *self,
 
 size_t zp_wk_results_size(zp_wk_results_t *self, const zp_wk_batch_info_t *info)
 {
-    size_t jl = zp_wire_str_len(self->job);
-    size_t wl = zp_wire_str_len(info->worker_id);
-    size_t body = (jl ? zp_wire_len_field_size(jl) : 0) +
-                  (wl ? zp_wire_len_field_size(wl) : 0) +
-                  zp_wire_opt_varint_size(info->window) +
-                  zp_wire_opt_varint_size(info->max_held) +
-                  zp_wire_opt_varint_size(info->tasks_done);
+    size_t body =
+        zp_result_batch_fields_size(self->job, info->worker_id, info->window,
+                                    info->max_held, info->tasks_done);
     for (size_t i = 0; i < self->n; i++) {
         self->sizes[i] = s_result_size(self, &self->done[i]);
         body += zp_wire_len_field_size(self->sizes[i]);
@@ -257,20 +253,12 @@ size_t zp_wk_results_write(const zp_wk_results_t *self,
 {
     if (self->sized_n != self->n)
         return 0;
-    size_t jl = zp_wire_str_len(self->job);
-    size_t wl = zp_wire_str_len(info->worker_id);
-    uint8_t *p = dst;
-    *p++ = (uint8_t)(ZPIPE__V1__MESSAGE__KIND_RESULT_BATCH << 3 | ZP_WIRE_LEN);
-    p = zp_wire_put_varint(p, self->body);
-    if (jl)
-        p = zp_wire_put_len_field(p, 1, self->job, jl);
-    if (wl)
-        p = zp_wire_put_len_field(p, 2, info->worker_id, wl);
+    uint8_t *p =
+        zp_result_batch_put_head(dst, self->job, info->worker_id, self->body);
     for (size_t i = 0; i < self->n; i++)
         p = s_put_result(p, self, &self->done[i], self->sizes[i]);
-    p = zp_wire_put_opt_varint(p, 4, info->window);
-    p = zp_wire_put_opt_varint(p, 5, info->max_held);
-    p = zp_wire_put_opt_varint(p, 6, info->tasks_done);
+    p = zp_result_batch_put_tail(p, info->window, info->max_held,
+                                 info->tasks_done);
     return (size_t)(p - (uint8_t *)dst);
 }
 
