@@ -451,9 +451,9 @@ class Bench:
         results = {name: [] for name, _ in systems}
         rss = {name: {} for name, _ in systems}
         extra = {name: {} for name, _ in systems}
-        cpus = {name: [] for name, _ in systems}
-        sink_cpus = {name: [] for name, _ in systems}
-        results_ss = {name: [] for name, _ in systems}
+        # Figures a runner reports beside its time, reported as medians.
+        medians = {name: {k: [] for k in ("cpu", "sink_cpu", "results_s")}
+                   for name, _ in systems}
         for rep in range(repeat or self.args.repeat):
             for name, fn in systems:
                 settle()
@@ -469,12 +469,9 @@ class Bench:
                 for k, v in r.items():
                     rss[name][k] = max(rss[name].get(k, 0), v)
                 extra[name] = e
-                if "cpu" in e:
-                    cpus[name].append(e["cpu"])
-                if "sink_cpu" in e:
-                    sink_cpus[name].append(e["sink_cpu"])
-                if "results_s" in e:
-                    results_ss[name].append(e["results_s"])
+                for k, vals in medians[name].items():
+                    if k in e:
+                        vals.append(e[k])
         limit = None
         for name, _ in systems:
             if name.startswith("raw") and results[name]:
@@ -491,13 +488,11 @@ class Bench:
                    "efficiency": (work_s / 2) / med if work_s else None,
                    "rss": rss[name]}
             row.update(extra[name])
-            if cpus[name]:
-                row["cpu"] = statistics.median(cpus[name])
+            for k, vals in medians[name].items():
+                if vals:
+                    row[k] = statistics.median(vals)
+            if medians[name]["cpu"]:
                 row["runs"] = len(times)
-            if sink_cpus[name]:
-                row["sink_cpu"] = statistics.median(sink_cpus[name])
-            if results_ss[name]:
-                row["results_s"] = statistics.median(results_ss[name])
             self.rows.append(row)
             print("  %-28s %-34s %10.0f tasks/s  %s%s" % (
                 workload, name, row["rate"],

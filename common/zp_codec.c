@@ -1004,25 +1004,11 @@ uint8_t *zp_result_batch_put_tail(uint8_t *p, uint64_t window,
     return zp_wire_put_opt_varint(p, 6, tasks_done);
 }
 
-static uint8_t *s_put_result_batch_head(uint8_t *p,
-                                        const Zpipe__V1__ResultBatch *b,
-                                        size_t body)
-{
-    return zp_result_batch_put_head(p, b->job_id, b->worker_id, body);
-}
-
-/* The batch's fields after its results. */
-static uint8_t *s_put_result_batch_tail(uint8_t *p,
-                                        const Zpipe__V1__ResultBatch *b)
-{
-    return zp_result_batch_put_tail(p, (uint64_t)b->window,
-                                    (uint64_t)b->max_held, b->tasks_done);
-}
-
 size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst,
                              size_t size)
 {
-    uint8_t *p = s_put_result_batch_head(dst, b, zp_wire_body_of(size));
+    uint8_t *p = zp_result_batch_put_head(dst, b->job_id, b->worker_id,
+                                          zp_wire_body_of(size));
     for (size_t i = 0; i < b->n_results; i++) {
         const Zpipe__V1__Result *r = b->results[i];
         p = s_put_result_head(p, r);
@@ -1030,7 +1016,7 @@ size_t zp_result_batch_write(const Zpipe__V1__ResultBatch *b, void *dst,
             memcpy(p, r->output.data, r->output.len);
         p = s_put_result_tail(p + r->output.len, r);
     }
-    p = s_put_result_batch_tail(p, b);
+    p = zp_result_batch_put_tail(p, b->window, b->max_held, b->tasks_done);
     return (size_t)(p - (uint8_t *)dst);
 }
 
@@ -1053,10 +1039,11 @@ size_t zp_result_batch_write_around(const Zpipe__V1__ResultBatch *b,
     uint8_t *out = r->output.data;
     uint8_t *p = out - zp_result_batch_head_size(b);
     *start = p;
-    p = s_put_result_head(s_put_result_batch_head(p, b, s_result_batch_body(b)),
+    p = s_put_result_head(zp_result_batch_put_head(p, b->job_id, b->worker_id,
+                                                   s_result_batch_body(b)),
                           r);
     p = s_put_result_tail(p + r->output.len, r);
-    p = s_put_result_batch_tail(p, b);
+    p = zp_result_batch_put_tail(p, b->window, b->max_held, b->tasks_done);
     return (size_t)(p - *start);
 }
 

@@ -8,6 +8,7 @@
 struct zp_vent_lines_block {
     zp_vent_lines_block_t *next, *prev;
     uint64_t id;        /* task id of the line at pos */
+    uint64_t left;      /* lines from pos on */
     uint64_t queued_us; /* --trace stamp, or 0 */
     size_t pos, len;    /* the next line's start; the text's length */
     uint8_t text[];
@@ -25,6 +26,7 @@ int zp_vent_lines_push(zp_vent_lines_t *q, uint64_t first, const uint8_t *text,
     b->next = NULL;
     b->prev = q->tail;
     b->id = first;
+    b->left = n;
     b->queued_us = queued_us;
     b->pos = 0;
     b->len = len;
@@ -36,17 +38,6 @@ int zp_vent_lines_push(zp_vent_lines_t *q, uint64_t first, const uint8_t *text,
     q->n += n;
     q->bytes += len;
     return 0;
-}
-
-static uint64_t s_count(const uint8_t *p, size_t n)
-{
-    uint64_t c = 0;
-    const uint8_t *end = p + n;
-    while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
-        c++;
-        p++;
-    }
-    return c;
 }
 
 static void s_unlink(zp_vent_lines_t *q, zp_vent_lines_block_t *b)
@@ -67,7 +58,7 @@ void zp_vent_lines_drop_back(zp_vent_lines_t *q)
     zp_vent_lines_block_t *b = q->tail;
     if (!b)
         return;
-    q->n -= s_count(b->text + b->pos, b->len - b->pos);
+    q->n -= b->left;
     q->bytes -= b->len - b->pos;
     s_unlink(q, b);
 }
@@ -98,7 +89,7 @@ void zp_vent_lines_pop(zp_vent_lines_t *q, size_t len)
     b->id++;
     q->n--;
     q->bytes -= len + 1;
-    if (b->pos >= b->len)
+    if (--b->left == 0)
         s_unlink(q, b);
 }
 

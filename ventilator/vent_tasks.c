@@ -207,12 +207,14 @@ int zp_vent_tasks_take_lines(zp_vent_tasks_t *self, zp_vent_job_t *j,
                              const uint8_t *text, size_t len, uint64_t n,
                              uint64_t queued_us)
 {
+    if (n == 0)
+        return 0;
     if (zp_vent_lines_push(&j->lines, j->next_task_id, text, len, n,
                            queued_us) < 0)
         return -1;
     j->next_task_id += n;
     self->lines += n;
-    self->line_bytes += n ? len : 0;
+    self->line_bytes += len;
     return 0;
 }
 
@@ -229,10 +231,9 @@ void zp_vent_tasks_untake_lines(zp_vent_tasks_t *self, zp_vent_job_t *j,
 {
     if (n == 0)
         return;
-    uint64_t lines = j->lines.n, bytes = j->lines.bytes;
+    uint64_t bytes = j->lines.bytes;
     zp_vent_lines_drop_back(&j->lines);
-    assert(lines - j->lines.n == n);
-    self->lines -= lines - j->lines.n;
+    self->lines -= n;
     self->line_bytes -= bytes - j->lines.bytes;
     j->next_task_id -= n;
 }
