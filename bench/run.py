@@ -616,13 +616,14 @@ class Bench:
         self.replace_section(lines)
 
     def service_run(self, inp, plugin, journal, results=False, sink_journal=True,
-                    follow=False):
+                    follow=False, take=False):
         """The service path as a user runs it: a sink (its spool is its
         output; with sink_journal, --journal, synced), a ventilator with an
         intake (journal on or off) and 2 workers are up; timed from
         `zpipe submit` to `zpipe wait` returning, or with results to
-        `zpipe results` having written every record to a file (checked);
-        with follow, one `zpipe submit --results FILE` (the records
+        `zpipe results` having written every record to a file (checked;
+        with take, `zpipe results --take -o FILE`, which moves the done
+        job's spool file to FILE, both in this bench's folder); with follow, one `zpipe submit --results FILE` (the records
         fetched while it submits) instead of the three commands. The
         sink's own CPU in that time is reported ("sink_cpu")."""
         d = tempfile.mkdtemp(dir=self.tmp)
@@ -671,9 +672,15 @@ class Bench:
             results_s = None
             if results and not follow:
                 r0 = time.perf_counter()
-                with open(out, "wb") as f:
+                if take:
                     run_blocking([self.zpipe, "results", "--sink", ep("control"),
-                                    job], check=True, stdout=f, timeout=3600)
+                                  "--take", "-o", out, job], check=True,
+                                 timeout=3600)
+                else:
+                    with open(out, "wb") as f:
+                        run_blocking([self.zpipe, "results", "--sink",
+                                      ep("control"), job], check=True, stdout=f,
+                                     timeout=3600)
                 results_s = time.perf_counter() - r0
             secs = time.perf_counter() - t0
             s1 = sink_cpu()
@@ -762,6 +769,8 @@ class Bench:
                                                  sink_cpu=True)),
             ("submit + wait + results", lambda: self.service_run(
                 inp, "echo", False, results=True, sink_journal=False)),
+            ("submit + wait + results --take -o FILE", lambda: self.service_run(
+                inp, "echo", False, results=True, sink_journal=False, take=True)),
             ("the same, sink --journal (synced)", lambda: self.service_run(
                 inp, "echo", False, results=True)),
             ("submit --results (one command)", lambda: self.service_run(
@@ -779,7 +788,8 @@ class Bench:
                  "from `zpipe submit` until `zpipe wait` and then `zpipe results` "
                  "(every record, to a file) return, or until one `zpipe submit "
                  "--results FILE` (which fetches the records while it submits) "
-                 "returns. Sink CPU: the sink's own, in that time. `zpipe "
+                 "returns. `--take -o FILE`: the records taken, the done job's "
+                 "spool file moved to FILE (same file system) instead of copied. Sink CPU: the sink's own, in that time. `zpipe "
                  "results` s: that command alone, which copies the job's spool "
                  "into the file (copy_file_range, as fast as this machine copies "
                  "a file in the page cache): a copy zpipe run, writing its file "

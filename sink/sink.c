@@ -192,6 +192,11 @@ static int s_init_output(zp_sink_t *s)
             zp_ledger_finish(&j->ledger) == 0) /* complete */
             zp_sink_release(s, j);
     }
+    if (zp_store_spools_gone(s->store))
+        zp_info("spools: %zu finished or running jobs' spool files are gone "
+                "(their records taken, zpipe results --take, or the files "
+                "deleted): their records are refused, not served as none",
+                zp_store_spools_gone(s->store));
     if (!zp_store_has_output(s->store))
         zp_info("journal %s: resumed %llu committed records of %zu jobs; no "
                 "output (the spools are)",

@@ -40,6 +40,10 @@ zp_fetch_action_t zp_fetch_request(zp_fetch_t *self,
                                    const char **why)
 {
     char before = '\n';
+    if (src->gone) {
+        *why = ZP_FETCH_GONE;
+        return ZP_FETCH_REFUSED;
+    }
     if (src->flushed && src->fd < 0) {
         *why = "the job's records cannot be read now (its spool file did not "
                "open; the sink logged why)";

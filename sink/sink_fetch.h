@@ -23,6 +23,11 @@
 #define ZP_FETCH_DEFAULT_BYTES (1u << 20)
 #define ZP_FETCH_MAX_BYTES     (16u << 20)
 
+/* Why a gone source's records are refused. */
+#define ZP_FETCH_GONE                                                          \
+    "the job's records are no longer held: they were taken (zpipe results "    \
+    "--take) or their spool file deleted"
+
 /* A peer on the control socket: its routing id. */
 typedef struct {
     char rid[256];
@@ -62,6 +67,8 @@ typedef struct {
     int fd;           /* -1: no records yet */
     uint64_t flushed; /* bytes they may read */
     bool done;        /* the job is complete */
+    bool gone;        /* its records are not served: taken by a consumer
+                         (ResultsRequest.take) or their file deleted */
     const char *path; /* the file's absolute path, NULL: not known */
 } zp_fetch_source_t;
 

@@ -211,7 +211,8 @@ void zp_jobs_forget(zp_jobs_t *self, zp_sink_job_t **job_p)
         return;
     zp_retain_entry_t e = {.total = j->ledger.total,
                            .succeeded = j->ledger.succeeded,
-                           .spooled = j->spool.flushed,
+                           .spooled = j->spool.gone ? ZP_RETAIN_SPOOL_GONE
+                                                    : j->spool.flushed,
                            .reduce_failed = j->reduce.error != NULL};
     zp_retain_add(&self->forgotten, j->id, j->token, e);
     self->done_oldest = j->next_done;
@@ -267,11 +268,12 @@ void zp_sink_job_worker(zp_sink_job_t *job, const char *worker, size_t fresh,
 zp_fetch_source_t zp_sink_job_source(zp_sink_job_t *job, zp_store_t *store)
 {
     return (zp_fetch_source_t){
-        .fd = job->spool.flushed
+        .fd = job->spool.flushed && !job->spool.gone
                   ? zp_store_spool_fd(store, &job->spool, job->id)
                   : -1,
         .flushed = job->spool.flushed,
         .done = job->ledger.state == ZP_JOB_DONE,
+        .gone = job->spool.gone,
     };
 }
 

@@ -157,6 +157,10 @@ void zp_sink_metrics_render(zp_metrics_t *m, const zp_jobs_t *jobs,
                       "(56 bytes each).");
     zp_metrics_u64(m, "zpipe_sink_jobs_forgotten", NULL,
                    (uint64_t)jobs->forgotten.n);
+    zp_metrics_family(m, "zpipe_sink_jobs_taken_total", ZP_METRIC_COUNTER,
+                      "Finished jobs whose records a consumer took (zpipe "
+                      "results --take): their spool files deleted.");
+    zp_metrics_u64(m, "zpipe_sink_jobs_taken_total", NULL, c->taken);
     s_job_gauges(m, jobs);
     zp_metrics_family(m, "zpipe_bad_messages_total", ZP_METRIC_COUNTER,
                       "Malformed or unexpected messages dropped, by socket.");

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t open_replays;       /* JobOpens without a key for a keyed job:
                                     acknowledged, nothing changed */
     uint64_t acks_dropped; /* commits not listed (ZP_LEDGER_MAX_PENDING) */
+    uint64_t taken;        /* jobs whose records a consumer took */
     /* Writes (sink_disk.h): */
     uint64_t disk_paused;  /* 1 while a failed write pauses the sink */
     uint64_t disk_pauses;  /* pauses so far */

@@ -169,6 +169,10 @@ static void s_answer_forgotten(zp_sink_t *s, const char *rid, size_t rid_len,
                                const char *id, const zp_retain_entry_t *job,
                                const Zpipe__V1__ResultsRequest *rq)
 {
+    if (job->spooled == ZP_RETAIN_SPOOL_GONE) {
+        s_fetch_error(s, rid, rid_len, id, rq->cursor, ZP_FETCH_GONE);
+        return;
+    }
     int fd = job->spooled ? zp_store_spool_open_read(s->store, id) : -1;
     struct stat st;
     if (job->spooled &&
@@ -195,6 +199,51 @@ static void s_answer_forgotten(zp_sink_t *s, const char *rid, size_t rid_len,
         close(fd);
 }
 
+/* A consumer holds every record of a done job and takes them: the job's
+ * spool file is deleted (unless the consumer renamed it away already)
+ * and its records are refused from then on. Not journaled: a restart
+ * finds the file gone, which says the same (zp_spools_restore). */
+static void s_on_take(zp_sink_t *s, const char *rid, size_t rid_len,
+                      const char *id, const Zpipe__V1__ResultsRequest *rq)
+{
+    zp_sink_job_t *j = zp_jobs_find(&s->jobs, id);
+    const zp_retain_entry_t *gone =
+        j ? NULL : zp_retain_find(&s->jobs.forgotten, id);
+    if (!j && !gone) {
+        s_fetch_error(s, rid, rid_len, id, rq->cursor, "unknown job");
+        return;
+    }
+    if (j && j->ledger.state != ZP_JOB_DONE) {
+        s_fetch_error(s, rid, rid_len, id, rq->cursor,
+                      "job not done: its records can be taken once it is "
+                      "(zpipe wait)");
+        return;
+    }
+    bool was = j ? j->spool.gone : gone->spooled == ZP_RETAIN_SPOOL_GONE;
+    if (!was &&
+        zp_store_spool_remove(s->store, j ? &j->spool : NULL, id) != 0) {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "the sink could not delete the job's spool "
+                 "file: %s",
+                 strerror(errno));
+        zp_warn("job %s: records taken by a consumer, but %s", id, why);
+        s_fetch_error(s, rid, rid_len, id, rq->cursor, why);
+        return;
+    }
+    if (!was) {
+        if (!j)
+            zp_retain_spool_gone(&s->jobs.forgotten, id);
+        s->n.taken++;
+        zp_debug("job %s: its records were taken by a consumer", id);
+    }
+    Zpipe__V1__ResultsChunk c = ZPIPE__V1__RESULTS_CHUNK__INIT;
+    c.job_id = (char *)id;
+    c.cursor = c.next_cursor = rq->cursor;
+    c.done = c.taken = true;
+    s_send_chunk(s, rid, rid_len, &c);
+}
+
 static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
                                  const Zpipe__V1__ResultsRequest *rq)
 {
@@ -203,6 +252,10 @@ static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
         s_fetch_error(s, rid, rid_len, id, rq->cursor,
                       "this sink keeps no records to fetch (start it with "
                       "--spool DIR)");
+        return;
+    }
+    if (rq->take) {
+        s_on_take(s, rid, rid_len, id, rq);
         return;
     }
     zp_sink_job_t *j = zp_jobs_find(&s->jobs, id);

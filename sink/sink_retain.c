@@ -155,6 +155,17 @@ bool zp_retain_has(const zp_retain_t *self, const char *id)
     return zp_retain_find(self, id) != NULL;
 }
 
+bool zp_retain_spool_gone(zp_retain_t *self, const char *id)
+{
+    if (!self->n)
+        return false;
+    size_t i = s_probe(self, zp_retain_hash(id));
+    if (!self->index[i])
+        return false;
+    self->ring[self->index[i] - 1].spooled = ZP_RETAIN_SPOOL_GONE;
+    return true;
+}
+
 zp_retain_entry_t zp_retain_at(const zp_retain_t *self, size_t i)
 {
     return self->ring[(self->head + i) % self->ring_cap];

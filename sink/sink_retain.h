@@ -22,13 +22,18 @@ typedef enum {
     ZP_RETAIN_OTHER,   /* a forgotten job with another token */
 } zp_retain_match_t;
 
+/* zp_retain_entry_t.spooled of a job whose records are not served: taken
+ * by a consumer (ResultsRequest.take), or its spool file found missing. */
+#define ZP_RETAIN_SPOOL_GONE UINT64_MAX
+
 /* One forgotten job. */
 typedef struct {
     uint64_t id_hash;
     uint64_t token_hash; /* 0: the job had no token */
     uint64_t total;      /* its tasks (each has its record) */
     uint64_t succeeded;  /* of them; the rest failed */
-    uint64_t spooled;    /* bytes of its spool file (--spool) */
+    uint64_t spooled;    /* bytes of its spool file (--spool), or
+                            ZP_RETAIN_SPOOL_GONE */
     bool reduce_failed;  /* a reduced job whose reduction failed */
 } zp_retain_entry_t;
 
@@ -61,6 +66,9 @@ bool zp_retain_has(const zp_retain_t *self, const char *id);
 /* The forgotten job id, or NULL; borrowed until the set changes. */
 const zp_retain_entry_t *zp_retain_find(const zp_retain_t *self,
                                         const char *id);
+/* The forgotten job id's records were taken (spooled becomes
+ * ZP_RETAIN_SPOOL_GONE); false when id is not in the set. */
+bool zp_retain_spool_gone(zp_retain_t *self, const char *id);
 /* The i-th entry, oldest first (i < n). */
 zp_retain_entry_t zp_retain_at(const zp_retain_t *self, size_t i);
 void zp_retain_fini(zp_retain_t *self);

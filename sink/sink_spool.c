@@ -22,6 +22,7 @@ struct zp_spools {
     const char *dir;
     char *abs_dir; /* dir made absolute, for consumers; NULL until asked */
     size_t max_open, n_open;
+    size_t n_gone; /* found gone at restores */
     bool sync;
     zp_spool_t *newest, *oldest; /* open files */
     zp_spool_t *pending;         /* bytes not yet visible */
@@ -364,7 +365,12 @@ int zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
         return 0;
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
-        if (records)
+        /* Records owed and none to serve: refused, not served as none. A
+         * missing file was taken (ResultsRequest.take) or deleted, which
+         * is the consumer's or the operator's right. */
+        spool->gone = records > 0;
+        self->n_gone += spool->gone;
+        if (records && errno != ENOENT)
             zp_warn("spool %s: %s; the job's %llu earlier records cannot be "
                     "fetched",
                     path, strerror(errno), (unsigned long long)records);
@@ -397,6 +403,27 @@ int zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
     spool->crc = crc;
     spool->crc_len = off;
     return 0;
+}
+
+int zp_spools_remove(zp_spools_t *self, zp_spool_t *spool, const char *job)
+{
+    char path[4200];
+    if (!s_path(self, job, path, sizeof path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (spool && s_close(self, spool) < 0)
+        return -1;
+    if (unlink(path) != 0 && errno != ENOENT)
+        return -1;
+    if (spool)
+        spool->gone = true;
+    return 0;
+}
+
+size_t zp_spools_gone(const zp_spools_t *self)
+{
+    return self->n_gone;
 }
 
 size_t zp_spools_open(const zp_spools_t *self)

@@ -36,6 +36,9 @@ typedef struct zp_spool {
     struct zp_dfile *file; /* NULL while closed (sink_disk.h) */
     const char *job;       /* the job's id, borrowed from the job */
     bool created;          /* the file exists: created here, or restored */
+    bool gone;             /* its records are not served: taken by a
+                              consumer (zp_spools_remove), or the file
+                              was missing at a restore */
     bool pending;          /* on the list of spools with bytes to publish */
     struct zp_spool *newer, *older; /* open files, most recent first */
     struct zp_spool *next_pending;
@@ -101,6 +104,13 @@ int zp_spools_fd(zp_spools_t *self, zp_spool_t *spool, const char *job);
 /* A finished job: flushes (and syncs) its file and closes it; it is
  * opened again for reads. Returns 0, or -1 after logging. */
 int zp_spools_close(zp_spools_t *self, zp_spool_t *spool);
+/* A done job's records taken by a consumer (ResultsRequest.take): closes
+ * spool's file and deletes it (one already gone, renamed away by the
+ * consumer, is no error), and marks the spool gone. spool NULL: a
+ * forgotten job's file, by job's name. Returns 0, or -1 (errno; the
+ * file stays, and so does the spool). */
+int zp_spools_remove(zp_spools_t *self, zp_spool_t *spool, const char *job);
+
 /* What the journal's last P line says of a spool (zp_journal.h). */
 typedef struct {
     uint64_t len;
@@ -109,14 +119,19 @@ typedef struct {
 
 /* After a journal replay: keeps the first `records` records of job's
  * spool file (the journal's, in its order), cuts what follows and closes
- * the file. A missing file is an empty spool (a warning when records are
- * owed). With check (NULL: none, a journal before spool checksums), the
- * file's first check->len bytes must have its CRC and hold whole records
- * of the `records`: else the spool was damaged (or cut, or replaced) and
- * is not served: -1 after logging the file and the byte range (the file
- * is left as it is). Returns 0 otherwise. */
+ * the file. A missing file is an empty spool; when records are owed it is
+ * gone (taken or deleted: counted, zp_spools_gone) and a file that cannot
+ * be opened for another reason is gone with a warning. With check (NULL: none,
+ * a journal before spool checksums), the file's first check->len bytes must
+ * have its CRC and hold whole records of the `records`: else the spool was
+ * damaged (or cut, or replaced) and is not served: -1 after logging the file
+ * and the byte range (the file is left as it is). Returns 0 otherwise. */
 int zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
                       uint64_t records, const zp_spool_check_t *check);
+
+/* Spools found gone by zp_spools_restore (their records owed, their
+ * file missing). */
+size_t zp_spools_gone(const zp_spools_t *self);
 
 /* Files open now, and the most that may be. */
 size_t zp_spools_open(const zp_spools_t *self);

@@ -687,6 +687,20 @@ int zp_store_spool_open_read(const zp_store_t *self, const char *job)
     return zp_spools_open_read(self->spools, job);
 }
 
+int zp_store_spool_remove(zp_store_t *self, zp_spool_t *spool, const char *job)
+{
+    if (!self->spools) {
+        errno = ENOENT;
+        return -1;
+    }
+    return zp_spools_remove(self->spools, spool, job);
+}
+
+size_t zp_store_spools_gone(const zp_store_t *self)
+{
+    return self->spools ? zp_spools_gone(self->spools) : 0;
+}
+
 bool zp_store_spool_path(zp_store_t *self, const char *job, char *path,
                          size_t cap)
 {

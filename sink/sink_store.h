@@ -192,6 +192,12 @@ bool zp_store_spool_path(zp_store_t *self, const char *job, char *path,
 /* A finished job's spool: its file is closed (what it holds made
  * durable first; a failure fails the store). */
 void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool);
+/* A done job's records taken by a consumer: its spool file deleted
+ * (spool NULL: a forgotten job's), see zp_spools_remove. 0, or -1
+ * (errno; ENOENT without --spool). */
+int zp_store_spool_remove(zp_store_t *self, zp_spool_t *spool, const char *job);
+/* Spools a restore found gone (zp_spools_gone; 0 without --spool). */
+size_t zp_store_spools_gone(const zp_store_t *self);
 /* Spool files open now (0 without --spool). */
 size_t zp_store_spools_open(const zp_store_t *self);
 

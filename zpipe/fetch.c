@@ -127,6 +127,101 @@ static bool s_go_on(const zp_fetch_opts_t *o, uint64_t t0)
            !(o->timeout_ms && zp_mono_us() - t0 > o->timeout_ms * 1000);
 }
 
+/* The output: o->out, or o->path opened the first time: truncated, or
+ * appended to when resuming from a cursor. */
+static FILE *s_out(const zp_fetch_opts_t *o, FILE **out)
+{
+    if (!*out) {
+        *out = fopen(o->path, o->cursor ? "a" : "w");
+        if (!*out)
+            fprintf(stderr, "%s: %s: %s\n", o->prog, o->path, strerror(errno));
+    }
+    return *out;
+}
+
+/* Makes a directory entry made or changed in path's folder durable. */
+static void s_sync_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+/* --take with a path: the done job's spool file, which holds all its
+ * records (ch, from cursor 0, by reference), becomes o->path itself.
+ * 0: renamed; 1: not possible here (another file system, no right to
+ * either folder, not that file any more): copy instead; -1: renamed, but
+ * what is at the path is not that file (said on stderr). */
+static int s_take_file(const zp_fetch_opts_t *o,
+                       const Zpipe__V1__ResultsChunk *ch)
+{
+    struct stat st;
+    if (stat(ch->spool_path, &st) != 0 ||
+        (uint64_t)st.st_dev != ch->spool_dev ||
+        (uint64_t)st.st_ino != ch->spool_ino ||
+        (uint64_t)st.st_size != ch->next_cursor || !S_ISREG(st.st_mode))
+        return 1;
+    if (rename(ch->spool_path, o->path) != 0)
+        return 1;
+    if (stat(o->path, &st) != 0 || (uint64_t)st.st_dev != ch->spool_dev ||
+        (uint64_t)st.st_ino != ch->spool_ino) {
+        fprintf(stderr,
+                "%s: moved the sink's spool file %s to %s, but %s is not "
+                "that file now (replaced meanwhile)\n",
+                o->prog, ch->spool_path, o->path, o->path);
+        return -1;
+    }
+    /* Its bytes are as durable as the sink made them; the new name is
+     * made so before the sink is told. */
+    s_sync_dir_of(o->path);
+    return 0;
+}
+
+/* Tells the sink the records were taken (ResultsRequest.take) once the
+ * job's records are durable where they went; asked again every 2 s until
+ * answered. 0, 3 (refused: said on stderr), or -1 (stopped). */
+static int s_take(zp_client_t *c, const zp_fetch_opts_t *o, uint64_t cursor,
+                  uint64_t t0)
+{
+    while (s_go_on(o, t0)) {
+        Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
+        rq.job_id = (char *)o->job;
+        rq.cursor = cursor;
+        rq.take = true;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST;
+        m.results_request = &rq;
+        zp_client_send(c, &m, ZMQ_DONTWAIT);
+        uint64_t asked = zp_mono_us();
+        while (!zp_stopping() && !s_cancelled(o) &&
+               zp_mono_us() - asked < S_RESEND_US) {
+            zp_message_t *r = zp_client_recv(
+                c, ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK, o->job, 200);
+            if (!r || r->results_chunk->cursor != cursor)
+                continue;
+            const Zpipe__V1__ResultsChunk *ch = r->results_chunk;
+            if (ch->error && *ch->error) {
+                fprintf(stderr,
+                        "%s: job %s: every record is written, but the sink "
+                        "did not drop its copy: %s\n",
+                        o->prog, o->job, ch->error);
+                return 3;
+            }
+            if (ch->taken)
+                return 0;
+        }
+    }
+    return -1;
+}
+
 int zp_fetch_records(const zp_fetch_opts_t *o)
 {
     int rc = 3;
@@ -137,8 +232,12 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
     bool must = o->direct && strcmp(o->direct, "yes") == 0;
     bool by_ref = must || ((!o->direct || strcmp(o->direct, "auto") == 0) &&
                            strncmp(o->sink, "ipc://", 6) == 0);
+    /* Taken whole by a rename: the path is not opened until a record
+     * must be copied after all. */
+    bool rename_first = o->take && o->path && by_ref && cursor == 0;
+    FILE *out = o->path ? NULL : o->out;
     s_spool_t sp = {.fd = -1};
-    if (!c)
+    if (!c || (o->path && !rename_first && !s_out(o, &out)))
         goto done;
     while (s_go_on(o, t0)) {
         if (!sent)
@@ -151,7 +250,8 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
                zp_mono_us() - asked < S_RESEND_US) {
             r = zp_client_recv(c, ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK,
                                o->job, 200);
-            if (r && r->results_chunk->cursor == cursor)
+            if (r && r->results_chunk->cursor == cursor &&
+                !r->results_chunk->taken)
                 break;
             r = NULL;
         }
@@ -169,6 +269,17 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
         }
         known = true;
         bool ref = ch->spool_path && *ch->spool_path;
+        if (rename_first && ref && ch->done && ch->cursor == 0) {
+            int k = s_take_file(o, ch);
+            if (k < 0)
+                goto done;
+            if (k == 0) {
+                cursor = ch->next_cursor;
+                goto take;
+            }
+        }
+        if (o->path && !s_out(o, &out))
+            goto done;
         const char *why = NULL;
         if (ref && !s_spool_open(&sp, ch, &why)) {
             if (must) {
@@ -195,9 +306,9 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
             asked = s_ask(c, o->job, ch->next_cursor, by_ref);
             sent = true;
         }
-        if (ref && (fflush(o->out) != 0 ||
+        if (ref && (fflush(out) != 0 ||
                     s_copy(sp.fd, ch->cursor, ch->next_cursor - ch->cursor,
-                           fileno(o->out)) != 0)) {
+                           fileno(out)) != 0)) {
             fprintf(stderr, "%s: copying the records from %s: %s\n", o->prog,
                     ch->spool_path,
                     errno == EIO ? "it ended before the records the sink "
@@ -206,7 +317,7 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
             goto done;
         }
         if (!ref && ch->records.len &&
-            fwrite(ch->records.data, 1, ch->records.len, o->out) !=
+            fwrite(ch->records.data, 1, ch->records.len, out) !=
                 ch->records.len) {
             fprintf(stderr, "%s: writing the records: %s\n", o->prog,
                     strerror(errno));
@@ -214,11 +325,19 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
         }
         cursor = ch->next_cursor;
         if (ch->done) {
-            rc = fflush(o->out) == 0 ? 0 : 3;
-            if (rc)
+            /* Taken: the copy must be on disk before the sink drops its
+             * own (a pipe or a terminal cannot be synced: EINVAL). */
+            if (fflush(out) != 0 || (o->take && fsync(fileno(out)) != 0 &&
+                                     errno != EINVAL && errno != EROFS)) {
                 fprintf(stderr, "%s: writing the records: %s\n", o->prog,
                         strerror(errno));
-            goto done;
+                goto done;
+            }
+            if (!o->take) {
+                rc = 0;
+                goto done;
+            }
+            goto take;
         }
     }
     if (s_cancelled(o)) {
@@ -232,8 +351,23 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
                 (unsigned long long)o->timeout_ms);
     fprintf(stderr, "%s: resume with zpipe results --cursor %llu %s\n", o->prog,
             (unsigned long long)cursor, o->job);
+    goto done;
+take:
+    rc = s_take(c, o, cursor, t0);
+    if (rc == -1 && !s_cancelled(o)) {
+        rc = zp_stopping() ? 128 + zp_stop_signal() : 3;
+        fprintf(stderr,
+                "%s: job %s: every record is written, but the sink was not "
+                "told that they were taken (%s)\n",
+                o->prog, o->job, zp_stopping() ? "interrupted" : "no answer");
+    }
 done:
-    fflush(o->out);
+    if (out)
+        fflush(out);
+    if (out && out != o->out && fclose(out) != 0 && rc == 0) {
+        fprintf(stderr, "%s: %s: %s\n", o->prog, o->path, strerror(errno));
+        rc = 3;
+    }
     if (sp.fd >= 0)
         close(sp.fd);
     zp_client_destroy(&c);

@@ -15,7 +15,16 @@ typedef struct {
     const char *prog;    /* names the messages ("zpipe results") */
     uint64_t cursor;     /* where to start (0: the first record) */
     uint64_t timeout_ms; /* give up after this long, 0 = never */
-    FILE *out;           /* where the records go */
+    FILE *out;           /* where the records go, unless path is set */
+    /* The file the records go to (created or truncated when the first
+     * record comes), instead of out; NULL: out. */
+    const char *path;
+    /* Take the records: once every one of a done job is written and
+     * made durable, the sink drops its copy (ResultsRequest.take). With
+     * path, from cursor 0, and the sink's spool file readable here (by
+     * reference) on path's file system, the job's spool file itself is
+     * renamed to path once the job is done: nothing is copied. */
+    bool take;
     /* Reading the sink's spool file itself (ResultsRequest.by_reference):
      * "auto" (NULL too) when the sink is on this host (an ipc://
      * endpoint), falling back to the records over the socket when the

@@ -25,6 +25,8 @@ typedef struct {
     uint64_t cursor;
     const char *job;
     const char *direct; /* zpipe results: auto, yes or no */
+    const char *output; /* zpipe results: the file, NULL: stdout */
+    bool take;          /* zpipe results: the sink drops its copy */
 } s_client_opts_t;
 
 /* Parses the options and the one operand, JOB. Returns -1 to go on. */
@@ -149,9 +151,13 @@ static const char s_results_synopsis[] =
     "Writes every record of JOB (JSON Lines) to stdout as the sink commits\n"
     "them, from the start or --cursor, and ends when the job is done. Needs a\n"
     "sink started with --spool DIR. Nothing is skipped however slowly this\n"
-    "reads. Exit status: 0 all records written, 2 bad usage, 3 the sink\n"
-    "refused or did not answer in --timeout-ms, 130/143 interrupted (the\n"
-    "cursor to resume from is printed on stderr).";
+    "reads. With --take the sink then deletes its copy (its spool file),\n"
+    "and with --output on the sink's host and file system a done job's\n"
+    "spool file itself becomes the output: nothing is copied.\n"
+    "Exit status: 0 all records written (and with --take, the sink's copy\n"
+    "dropped), 2 bad usage, 3 the sink refused or did not answer in\n"
+    "--timeout-ms, 130/143 interrupted (the cursor to resume from is\n"
+    "printed on stderr).";
 
 int zp_cmd_results(int argc, char **argv)
 {
@@ -167,6 +173,17 @@ int zp_cmd_results(int argc, char **argv)
          "is on this host, an ipc:// endpoint, and the file can be read), "
          "yes (fail when it cannot) or no",
          &o.direct, 0, 0, "auto|yes|no"},
+        {"output", 'o', ZP_OPT_STR, NULL, "FILE",
+         "write the records to FILE (with --cursor: appended) instead of "
+         "stdout",
+         &o.output, 0, 0, NULL},
+        {"take", 0, ZP_OPT_FLAG, NULL, NULL,
+         "take the records: once every one is written (and synced to disk), "
+         "the sink deletes its copy and refuses them from then on; with "
+         "--output, from the start, when the job is done and its spool file "
+         "is on FILE's file system and may be moved, that file becomes "
+         "FILE (a rename, no copy)",
+         &o.take, 0, 0, NULL},
         S_OPT_TIMEOUT(o),
         ZP_CURVE_SECRET_OPTION(o.secret),
         ZP_CURVE_KEY_OPTION("sink-key", "ZPIPE_SINK_KEY", "the sink",
@@ -186,6 +203,8 @@ int zp_cmd_results(int argc, char **argv)
                          .cursor = o.cursor,
                          .timeout_ms = o.timeout_ms,
                          .out = stdout,
+                         .path = o.output,
+                         .take = o.take,
                          .direct = o.direct};
     return zp_fetch_records(&f);
 }

@@ -208,6 +208,25 @@ static void test_unreadable_spool_is_refused(void)
     zp_fetch_fini(&f);
 }
 
+/* Records taken (or their file deleted): refused with the reason, done or
+ * not, whatever the cursor; never answered as "done, no records". */
+static void test_gone_records_are_refused(void)
+{
+    zp_fetch_t f = {0};
+    zp_fetch_source_t src = {
+        .fd = -1, .flushed = 0, .done = true, .gone = true};
+    const char *why = NULL;
+    Zpipe__V1__ResultsRequest rq = s_req(0, true);
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why),
+                ZP_FETCH_REFUSED);
+    TEST_CONTAINS(why, "taken");
+    src.done = false;
+    TEST_EQ_INT(zp_fetch_request(&f, &src, &rq, "p", 1, &why),
+                ZP_FETCH_REFUSED);
+    TEST_EQ_INT(f.n, 0);
+    zp_fetch_fini(&f);
+}
+
 static void test_waiters_once_each_oldest_dropped(void)
 {
     zp_waiters_t w = {0};
@@ -383,6 +402,7 @@ static void test_parked_requests_keep_by_reference(void)
 }
 
 static const test_case_t tests[] = {
+    {"test_gone_records_are_refused", test_gone_records_are_refused},
     {"test_cursor_must_be_at_a_visible_boundary",
      test_cursor_must_be_at_a_visible_boundary},
     {"test_chunks_hold_whole_records", test_chunks_hold_whole_records},

@@ -35,6 +35,13 @@ static void test_match_by_token(void)
     const zp_retain_entry_t *f = zp_retain_find(&r, "job-4");
     TEST_CHECK(f && f->total == 10 && f->succeeded == 9 && f->spooled == 1234);
     TEST_CHECK(zp_retain_find(&r, "job-5") == NULL);
+    /* Its records taken: gone, the rest as it was; an unknown id: no. */
+    TEST_CHECK(zp_retain_spool_gone(&r, "job-4"));
+    f = zp_retain_find(&r, "job-4");
+    TEST_CHECK(f && f->spooled == ZP_RETAIN_SPOOL_GONE && f->total == 10 &&
+               f->succeeded == 9);
+    TEST_CHECK(!zp_retain_spool_gone(&r, "job-5"));
+    TEST_CHECK(zp_retain_find(&r, "job-1")->spooled == 0);
     /* Added again: kept once. */
     TEST_EQ_INT(zp_retain_add(&r, "job-1", "tok-a", S_NONE), 0);
     TEST_EQ_INT(r.n, 3);

@@ -8,6 +8,7 @@
 #include "zp_log.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,8 +264,16 @@ static void test_restore_cuts_and_leaves_closed(void)
     zp_spools_restore(set, &zero, "j", 0, NULL);
     TEST_EQ_INT(zero.len, 0);
     TEST_EQ_INT(s_file("j", buf, sizeof buf), 0);
+    /* Records owed and no file: gone (taken or deleted), counted, not an
+     * empty spool that would answer "done, no records". */
+    TEST_EQ_INT(zp_spools_gone(set), 0);
     zp_spools_restore(set, &none, "none", 3, NULL);
-    TEST_CHECK(!none.created && none.len == 0);
+    TEST_CHECK(!none.created && none.len == 0 && none.gone);
+    TEST_EQ_INT(zp_spools_gone(set), 1);
+    zp_spool_t owed_none = {0};
+    zp_spools_restore(set, &owed_none, "nothing", 0, NULL);
+    TEST_CHECK(!owed_none.gone);
+    TEST_EQ_INT(zp_spools_gone(set), 1);
     s_add(set, &none, "none", 0);
     TEST_CHECK(s_file("none", buf, sizeof buf) >= 0);
     zp_spools_destroy(&set);
@@ -463,7 +472,54 @@ static void test_a_reused_id_gets_a_new_file(void)
     s_cleanup();
 }
 
+/* A done job's records taken (ResultsRequest.take): its file closed and
+ * deleted, the spool gone; again, or with the file renamed away by the
+ * consumer, no error; a forgotten job's file by name; a file that cannot
+ * be deleted leaves the spool as it was (-1, errno). */
+static void test_a_taken_spool_is_removed(void)
+{
+    s_mkdir();
+    zp_spools_t *set = zp_spools_new(s_dir, 4, true);
+    zp_spool_t sp = {0}, old = {0}, renamed = {0}, stuck = {0};
+    char buf[256], path[200], to[200];
+    s_add(set, &sp, "j", 0);
+    s_add(set, &old, "old", 0);
+    s_add(set, &renamed, "r", 0);
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    zp_spools_publish(set, NULL, NULL);
+    TEST_EQ_INT(zp_spools_open(set), 3);
+    TEST_EQ_INT(zp_spools_remove(set, &sp, "j"), 0);
+    TEST_CHECK(sp.gone && sp.file == NULL);
+    TEST_EQ_INT(s_file("j", buf, sizeof buf), -1);
+    TEST_EQ_INT(zp_spools_open(set), 2);
+    TEST_EQ_INT(zp_spools_remove(set, &sp, "j"), 0);
+    /* Renamed away by the consumer (its own name now): nothing to delete,
+     * and what it renamed is left alone. */
+    snprintf(path, sizeof path, "%s/r.jsonl", s_dir);
+    snprintf(to, sizeof to, "%s/mine.jsonl", s_dir);
+    TEST_EQ_INT(rename(path, to), 0);
+    TEST_EQ_INT(zp_spools_remove(set, &renamed, "r"), 0);
+    TEST_CHECK(renamed.gone);
+    TEST_EQ_INT(s_file("mine", buf, sizeof buf), (long)renamed.len);
+    /* A forgotten job's: by name, its spool long closed. */
+    TEST_EQ_INT(zp_spools_close(set, &old), 0);
+    TEST_EQ_INT(zp_spools_remove(set, NULL, "old"), 0);
+    TEST_EQ_INT(s_file("old", buf, sizeof buf), -1);
+    TEST_EQ_INT(zp_spools_open(set), 0);
+    /* Not deletable (a directory in its place): refused, not gone. */
+    snprintf(path, sizeof path, "%s/stuck.jsonl", s_dir);
+    TEST_EQ_INT(mkdir(path, 0700), 0);
+    errno = 0;
+    TEST_EQ_INT(zp_spools_remove(set, &stuck, "stuck"), -1);
+    TEST_CHECK(errno == EISDIR || errno == EPERM);
+    TEST_CHECK(!stuck.gone);
+    rmdir(path);
+    zp_spools_destroy(&set);
+    s_cleanup();
+}
+
 static const test_case_t tests[] = {
+    {"test_a_taken_spool_is_removed", test_a_taken_spool_is_removed},
     {"test_a_reused_id_gets_a_new_file", test_a_reused_id_gets_a_new_file},
     {"test_at_most_max_open_files", test_at_most_max_open_files},
     {"test_closed_file_is_durable_and_reopened_at_its_end",

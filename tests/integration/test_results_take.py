@@ -1,0 +1,274 @@
+"""zpipe results --take: a consumer takes a done job's records and the sink
+drops its copy (ResultsRequest.take).
+
+Against a real cluster as a service (sink with --spool, ventilator with an
+intake, two echo workers), 20,000 lines a job:
+
+- on the sink's host and file system, a done job's spool file itself
+  becomes the consumer's file (the same inode: nothing copied) and is gone
+  from the spool directory; every record there exactly once (lost,
+  duplicated, unexpected and wrong counted against the input);
+- the sink then refuses the job's records, saying they were taken, and
+  still tells its status; so does a sink SIGKILLed and restarted, which
+  finds the file gone: never "done, no records" (what a restarted sink
+  answered before for a spool file deleted under it);
+- where it cannot move the file (records over the socket, --direct no;
+  to a pipe; to another file system; a job still running when the
+  consumer starts) it copies, syncs, and only then tells the sink, which
+  deletes its file; a take of a job not done is refused and deletes
+  nothing;
+- a forgotten job (--retain-jobs 1) is taken the same way, before and
+  after a restart."""
+import collections
+import json
+import os
+import signal
+import subprocess
+import time
+
+import zptest
+from zptest import binary, check
+
+N = 20000
+
+
+class Service:
+    """A sink with a spool, a ventilator with an intake, two echo workers;
+    the sink can be killed and started again with the same flags."""
+
+    def __init__(self, sink_args=()):
+        self.spool = zptest.tmpdir()
+        self.c = zptest.Cluster(output_name=None,
+                                sink_args=("--spool", self.spool) +
+                                tuple(sink_args))
+        self.sink_args = [binary("zpipe-sink"), "--results", self.c.results,
+                          "--control", self.c.control, "--publish",
+                          self.c.publish, "--spool", self.spool] + \
+            list(sink_args)
+        self.intake = "ipc://%s/intake" % self.c.dir
+        zptest.start([binary("zpipe-ventilator"), "--intake", self.intake,
+                      "--bind", self.c.dispatch, "--sink", self.c.control],
+                     stderr=self.c._log("ventilator"))
+        self.workers = [self.c.worker(), self.c.worker()]
+        self.input = os.path.join(self.c.dir, "in.txt")
+        with open(self.input, "w") as f:
+            f.write("".join("line-%d\n" % i for i in range(N)))
+
+    def restart_sink(self):
+        self.c.sink.kill()
+        self.c.sink.wait()
+        self.c.sink = zptest.start(self.sink_args,
+                                   stderr=self.c._log("sink-again"))
+
+    def sink_logs(self):
+        text = ""
+        for p in self.c.logs:
+            if "sink" in os.path.basename(p):
+                with open(p, errors="replace") as f:
+                    text += f.read()
+        return text
+
+    def zpipe(self, *args, stdout=subprocess.PIPE):
+        return subprocess.run([binary("zpipe")] + list(args), stdout=stdout,
+                              stderr=subprocess.PIPE, timeout=120)
+
+    def submit_args(self):
+        return [binary("zpipe"), "submit", "--ventilator", self.intake,
+                "--plugin", "echo", "--input", self.input]
+
+    def submit(self):
+        r = self.zpipe(*self.submit_args()[1:])
+        check(r.returncode == 0, "submit failed: %r" % r.stderr)
+        return r.stdout.decode().strip()
+
+    def wait(self, job):
+        r = self.zpipe("wait", "--sink", self.c.control, job)
+        check(r.returncode == 0 and b"%d succeeded" % N in r.stdout,
+              "wait: %r %r" % (r.stdout, r.stderr))
+
+    def results(self, job, *args, stdout=subprocess.PIPE):
+        return self.zpipe("results", "--sink", self.c.control, *args, job,
+                          stdout=stdout)
+
+    def spool_file(self, job):
+        return os.path.join(self.spool, job + ".jsonl")
+
+
+def _count(data, job):
+    """lost, duplicated, unexpected and wrong records against the input."""
+    recs = [json.loads(l) for l in data.decode().splitlines()]
+    seen = collections.Counter(r["task"] for r in recs if r["job"] == job)
+    lost = sum(1 for i in range(N) if seen[i] == 0)
+    dup = sum(k - 1 for k in seen.values() if k > 1)
+    unexpected = sum(1 for r in recs
+                     if r["job"] != job or not 0 <= r["task"] < N)
+    wrong = sum(1 for r in recs if r["job"] == job and 0 <= r["task"] < N
+                and (r["status"] != "ok" or r["output"] != "line-%d" % r["task"]))
+    return lost, dup, unexpected, wrong
+
+
+def _check_file(path, job, what):
+    with open(path, "rb") as f:
+        got = _count(f.read(), job)
+    print("    %s: lost %d, duplicated %d, unexpected %d, wrong %d" %
+          ((what,) + got))
+    check(got == (0, 0, 0, 0), "%s: records lost, twice, unexpected or "
+          "wrong: %r" % (what, got))
+
+
+def _check_refused(svc, job, what):
+    r = svc.results(job)
+    check(r.returncode == 3 and not r.stdout and b"taken" in r.stderr,
+          "%s: zpipe results of a taken job: rc %d, %d bytes, %r" %
+          (what, r.returncode, len(r.stdout), r.stderr))
+
+
+def test_take_moves_a_done_jobs_spool_file():
+    svc = Service()
+    job = svc.submit()
+    svc.wait(job)
+    spool = os.stat(svc.spool_file(job))
+    out = os.path.join(svc.c.dir, "out.jsonl")
+    r = svc.results(job, "--take", "-o", out)
+    check(r.returncode == 0 and not r.stderr,
+          "results --take: rc %d %r" % (r.returncode, r.stderr))
+    st = os.stat(out)
+    check((st.st_dev, st.st_ino) == (spool.st_dev, spool.st_ino),
+          "the output is not the spool file itself (copied?)")
+    check(not os.path.exists(svc.spool_file(job)),
+          "the spool file is still in the spool directory")
+    _check_file(out, job, "moved")
+    _check_refused(svc, job, "after the take")
+    again = os.path.join(svc.c.dir, "again.jsonl")
+    r = svc.results(job, "--take", "-o", again)
+    check(r.returncode == 3 and b"taken" in r.stderr and
+          not os.path.exists(again),
+          "a second take: rc %d %r" % (r.returncode, r.stderr))
+    svc.wait(job)  # its status is kept
+    svc.restart_sink()
+    _check_refused(svc, job, "after a restart")
+    svc.wait(job)
+    check("spool files are gone" in svc.sink_logs(),
+          "the restarted sink did not say the spool file is gone")
+    _check_file(out, job, "moved, after the restart")
+
+
+def test_take_copies_where_it_cannot_move():
+    import zmq
+    import zpipe_pb2 as pb
+    svc = Service()
+    # Over the socket: a copy, then the sink deletes its file.
+    job = svc.submit()
+    svc.wait(job)
+    spool = os.stat(svc.spool_file(job))
+    out = os.path.join(svc.c.dir, "bytes.jsonl")
+    r = svc.results(job, "--take", "--direct", "no", "-o", out)
+    check(r.returncode == 0, "--direct no --take: %r" % r.stderr)
+    check(os.stat(out).st_ino != spool.st_ino, "--direct no moved the file")
+    check(not os.path.exists(svc.spool_file(job)),
+          "--direct no: the sink kept its spool file")
+    _check_file(out, job, "over the socket")
+    _check_refused(svc, job, "over the socket")
+    # To a pipe.
+    job = svc.submit()
+    svc.wait(job)
+    r = svc.results(job, "--take")
+    check(r.returncode == 0, "--take to a pipe: %r" % r.stderr)
+    got = _count(r.stdout, job)
+    print("    to a pipe: lost %d, duplicated %d, unexpected %d, wrong %d" %
+          got)
+    check(got == (0, 0, 0, 0), "to a pipe: %r" % (got,))
+    check(not os.path.exists(svc.spool_file(job)),
+          "to a pipe: the sink kept its spool file")
+    # To another file system (tmpfs), when there is one.
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.stat(shm).st_dev != os.stat(svc.spool).st_dev:
+        job = svc.submit()
+        svc.wait(job)
+        out = os.path.join(shm, "zpipe-take-%d.jsonl" % os.getpid())
+        try:
+            r = svc.results(job, "--take", "-o", out)
+            check(r.returncode == 0, "--take to tmpfs: %r" % r.stderr)
+            check(not os.path.exists(svc.spool_file(job)),
+                  "to tmpfs: the sink kept its spool file")
+            _check_file(out, job, "to another file system")
+        finally:
+            if os.path.exists(out):
+                os.unlink(out)
+    else:
+        print("    NOT RUN: no other file system at %s (the copy across file "
+              "systems is not tested here)" % shm)
+    # A job still running when the consumer starts: copied as it goes;
+    # a take asked before it is done is refused and deletes nothing.
+    for w in svc.workers:
+        w.send_signal(signal.SIGSTOP)
+    try:
+        # The workers stopped for well under their 3 s heartbeat timeout.
+        job = "job-running-take"
+        sub = subprocess.Popen(svc.submit_args() + ["--job", job],
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+        out = os.path.join(svc.c.dir, "running.jsonl")
+        p = subprocess.Popen([binary("zpipe"), "results", "--sink",
+                              svc.c.control, "--take", "-o", out, job],
+                             stderr=subprocess.PIPE)
+        ctx = zmq.Context()
+        s = ctx.socket(zmq.DEALER)
+        s.connect(svc.c.control)
+        m = pb.Message()
+        m.results_request.job_id = job
+        m.results_request.take = True
+        deadline = time.monotonic() + 2
+        while True:  # once the job is open at the sink
+            s.send(m.SerializeToString())
+            check(s.poll(10000), "no answer to a take")
+            ch = pb.Message.FromString(s.recv()).results_chunk
+            if ch.error != "unknown job" or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        check("not done" in ch.error and not ch.taken,
+              "a take of a running job: %r" % ch)
+        s.close(0)
+        ctx.term()
+        time.sleep(0.3)
+        check(p.poll() is None, "results --take ended before the job did")
+    finally:
+        for w in svc.workers:
+            w.send_signal(signal.SIGCONT)
+    _, err = sub.communicate(timeout=120)
+    check(sub.returncode == 0, "submit: %r" % err)
+    _, err = p.communicate(timeout=120)
+    check(p.returncode == 0, "results --take of a running job: %r" % err)
+    check(not os.path.exists(svc.spool_file(job)),
+          "a running job taken: the sink kept its spool file")
+    _check_file(out, job, "taken while running")
+
+
+def test_take_of_a_forgotten_job():
+    svc = Service(sink_args=("--retain-jobs", "1"))
+    first = svc.submit()
+    svc.wait(first)
+    second = svc.submit()
+    svc.wait(second)  # the first is forgotten now
+    spool = os.stat(svc.spool_file(first))
+    out = os.path.join(svc.c.dir, "first.jsonl")
+    r = svc.results(first, "--take", "-o", out)
+    check(r.returncode == 0, "take of a forgotten job: %r" % r.stderr)
+    check(os.stat(out).st_ino == spool.st_ino, "not moved")
+    check(not os.path.exists(svc.spool_file(first)), "spool file kept")
+    _check_file(out, first, "forgotten job")
+    _check_refused(svc, first, "forgotten job")
+    svc.restart_sink()
+    _check_refused(svc, first, "forgotten job after a restart")
+    svc.wait(first)
+    # The retained one is still served whole.
+    r = svc.results(second)
+    check(r.returncode == 0, "the retained job: %r" % r.stderr)
+    got = _count(r.stdout, second)
+    check(got == (0, 0, 0, 0), "the retained job's records: %r" % (got,))
+
+
+if __name__ == "__main__":
+    zptest.main([test_take_moves_a_done_jobs_spool_file,
+                 test_take_copies_where_it_cannot_move,
+                 test_take_of_a_forgotten_job])
