@@ -451,7 +451,7 @@ def service_part(body):
                     "submit`, against `zpipe run` on the same 1,000,000 empty "
                     "tasks (JSON Lines)"), "",
            "| system | s | / zpipe run |", "|---|---|---|"]
-    copy = take = None
+    copy = take = take1 = None
     for r in tabs[0][1]:
         v = r["_cells"]
         if len(v) >= 3:
@@ -461,6 +461,8 @@ def service_part(body):
         if len(v) >= 6 and v[0].startswith("submit + wait + results --take") \
                 and v[5]:
             take = (v[5], v[1], v[2])
+        if len(v) >= 3 and v[0].startswith("submit --results FILE --take"):
+            take1 = (v[1], v[2])
     out += ["", "- The last column is time over `zpipe run`'s (1.00: as fast; "
             "issue 19 asks for 1.1 or less)."]
     if copy:
@@ -472,6 +474,10 @@ def service_part(body):
                    "file to FILE instead (the sink's file system; the sink then "
                    "no longer holds the records): %s s of %s s, %s of `zpipe "
                    "run`'s time." % take)
+    if take1:
+        out.append("- `zpipe submit --results FILE --take` waits for the job "
+                   "and moves its file the same way: %s s, %s of `zpipe "
+                   "run`'s time." % take1)
     return out
 
 

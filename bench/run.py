@@ -665,6 +665,8 @@ class Bench:
                       "--plugin", plugin, "--input", inp, "--job", job]
             if follow:
                 submit += ["--sink", ep("control"), "--results", out]
+                if take:
+                    submit += ["--take"]
             run_blocking(submit, check=True, capture_output=True, timeout=3600)
             if not follow:
                 run_blocking([self.zpipe, "wait", "--sink", ep("control"), job],
@@ -769,12 +771,14 @@ class Bench:
                                                  sink_cpu=True)),
             ("submit + wait + results", lambda: self.service_run(
                 inp, "echo", False, results=True, sink_journal=False)),
-            ("submit + wait + results --take -o FILE", lambda: self.service_run(
-                inp, "echo", False, results=True, sink_journal=False, take=True)),
             ("the same, sink --journal (synced)", lambda: self.service_run(
                 inp, "echo", False, results=True)),
             ("submit --results (one command)", lambda: self.service_run(
                 inp, "echo", False, sink_journal=False, follow=True)),
+            ("submit + wait + results --take -o FILE", lambda: self.service_run(
+                inp, "echo", False, results=True, sink_journal=False, take=True)),
+            ("submit --results FILE --take (one command)", lambda: self.service_run(
+                inp, "echo", False, sink_journal=False, follow=True, take=True)),
         ]
         self.measure("service path", n, systems, repeat=rep)
         by = {r["system"]: r for r in self.rows}
@@ -788,8 +792,8 @@ class Bench:
                  "from `zpipe submit` until `zpipe wait` and then `zpipe results` "
                  "(every record, to a file) return, or until one `zpipe submit "
                  "--results FILE` (which fetches the records while it submits) "
-                 "returns. `--take -o FILE`: the records taken, the done job's "
-                 "spool file moved to FILE (same file system) instead of copied. Sink CPU: the sink's own, in that time. `zpipe "
+                 "returns. `--take`: the records taken, the done job's spool "
+                 "file moved to FILE (same file system) instead of copied. Sink CPU: the sink's own, in that time. `zpipe "
                  "results` s: that command alone, which copies the job's spool "
                  "into the file (copy_file_range, as fast as this machine copies "
                  "a file in the page cache): a copy zpipe run, writing its file "

@@ -185,6 +185,43 @@ static int s_take_file(const zp_fetch_opts_t *o,
     return 0;
 }
 
+/* Whether path's folder is on the file system of the spool file ch
+ * names: a done job's file may then be moved there. */
+static bool s_same_fs(const char *path, const Zpipe__V1__ResultsChunk *ch)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
+    struct stat st;
+    return stat(dir, &st) == 0 && (uint64_t)st.st_dev == ch->spool_dev;
+}
+
+/* Waits until the sink says the job is done (StatusRequest.wait, asked
+ * again every 2 s). 0, or -1 (stopped, cancelled, timed out). */
+static int s_wait_done(zp_client_t *c, const zp_fetch_opts_t *o, uint64_t t0)
+{
+    while (s_go_on(o, t0)) {
+        Zpipe__V1__StatusRequest rq = ZPIPE__V1__STATUS_REQUEST__INIT;
+        rq.job_id = (char *)o->job;
+        rq.wait = true;
+        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+        m.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
+        m.status_request = &rq;
+        zp_client_send(c, &m, ZMQ_DONTWAIT);
+        uint64_t asked = zp_mono_us();
+        while (s_go_on(o, t0) && zp_mono_us() - asked < S_RESEND_US) {
+            zp_message_t *r = zp_client_recv(
+                c, ZPIPE__V1__MESSAGE__KIND_JOB_STATUS, o->job, 200);
+            if (r && r->job_status->state == ZPIPE__V1__JOB_STATE__JOB_DONE)
+                return 0;
+        }
+    }
+    return -1;
+}
+
 /* Tells the sink the records were taken (ResultsRequest.take) once the
  * job's records are durable where they went; asked again every 2 s until
  * answered. 0, 3 (refused: said on stderr), or -1 (stopped). */
@@ -235,6 +272,7 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
     /* Taken whole by a rename: the path is not opened until a record
      * must be copied after all. */
     bool rename_first = o->take && o->path && by_ref && cursor == 0;
+    bool waited = false; /* for the job to be done, to move its file */
     FILE *out = o->path ? NULL : o->out;
     s_spool_t sp = {.fd = -1};
     if (!c || (o->path && !rename_first && !s_out(o, &out)))
@@ -269,6 +307,16 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
         }
         known = true;
         bool ref = ch->spool_path && *ch->spool_path;
+        /* A job still running whose file can be moved here once done:
+         * waited for, rather than copied as it goes (a copy of every
+         * byte, made while the job needs the cores). */
+        if (rename_first && ref && !ch->done && ch->cursor == 0 && !waited &&
+            s_same_fs(o->path, ch)) {
+            waited = true;
+            if (s_wait_done(c, o, t0) < 0)
+                break;
+            continue; /* asked again from 0: done now */
+        }
         if (rename_first && ref && ch->done && ch->cursor == 0) {
             int k = s_take_file(o, ch);
             if (k < 0)

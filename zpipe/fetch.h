@@ -23,7 +23,8 @@ typedef struct {
      * made durable, the sink drops its copy (ResultsRequest.take). With
      * path, from cursor 0, and the sink's spool file readable here (by
      * reference) on path's file system, the job's spool file itself is
-     * renamed to path once the job is done: nothing is copied. */
+     * renamed to path once the job is done (a job still running is waited
+     * for): nothing is copied. */
     bool take;
     /* Reading the sink's spool file itself (ResultsRequest.by_reference):
      * "auto" (NULL too) when the sink is on this host (an ipc://

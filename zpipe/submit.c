@@ -35,7 +35,8 @@ static const char s_submit_synopsis[] =
     "so and sends nothing. With --results FILE it also writes\n"
     "the job's records to FILE as the sink commits them, and exits once\n"
     "every record is there (one command instead of submit, wait and\n"
-    "results). Exit status: 0 submitted (or\n"
+    "results); with --take the sink then drops its copy (zpipe results\n"
+    "--take). Exit status: 0 submitted (or\n"
     "already complete; with --results, every record written), 2 bad usage,\n"
     "3 refused or no answer for --timeout-ms (or, with --results, the\n"
     "records could not be fetched or written), 130/143 interrupted.";
@@ -44,6 +45,7 @@ typedef struct {
     const char *ventilator, *plugin, *input, *job, *token, *cluster;
     const char *secret, *ventilator_key;   /* CURVE */
     const char *results, *sink, *sink_key; /* --results: from the sink */
+    bool take; /* --take: the sink drops its copy (zpipe results --take) */
     uint64_t priority, deadline_ms, max_attempts, batch, batch_bytes,
         timeout_ms;
     zp_strlist_t config; /* the job's plugin settings, KEY=VALUE */
@@ -102,6 +104,12 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
          "(the job id then goes to stderr), as the sink commits them, and "
          "exit once every record is written",
          &o->results, 0, 0, NULL},
+        {"take", 0, ZP_OPT_FLAG, NULL, NULL,
+         "with --results: take the records (as zpipe results --take): once "
+         "every one is written and synced, the sink deletes its copy; with "
+         "FILE on the sink's file system the done job's spool file itself "
+         "becomes FILE (moved when the job is done, not copied as it goes)",
+         &o->take, 0, 0, NULL},
         {"sink", 's', ZP_OPT_STR, "ZPIPE_SINK", "ENDPOINT",
          "with --results: the sink's control endpoint (default "
          "tcp://127.0.0.1:5559)",
@@ -124,7 +132,8 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
                           ? "--token must be 1 to 128 of [A-Za-z0-9_.:-]"
                       : !zp_cluster_valid(o->cluster)
                           ? "--cluster must be 1 to 64 of [A-Za-z0-9_.:-]"
-                          : NULL;
+                      : o->take && !o->results ? "--take needs --results FILE"
+                                               : NULL;
     for (size_t i = 0; !bad && i < o->config.count; i++)
         if (!strchr(o->config.items[i], '=') || o->config.items[i][0] == '=')
             bad = "--config takes KEY=VALUE";
@@ -227,7 +236,7 @@ static void *s_fetch_main(void *arg)
 /* The job is open: with --results, its records start coming. */
 static void s_start_fetching(s_submit_t *s)
 {
-    if (!s->out || s->fetching)
+    if (!s->o->results || s->fetching)
         return;
     s->fetch = (zp_fetch_opts_t){.sink = s->o->sink,
                                  .secret = s->o->secret,
@@ -235,6 +244,8 @@ static void s_start_fetching(s_submit_t *s)
                                  .job = s->job,
                                  .prog = "zpipe submit",
                                  .out = s->out,
+                                 .path = s->out ? NULL : s->o->results,
+                                 .take = s->o->take,
                                  .cancel = &s->cancel};
     int err = pthread_create(&s->fetcher, NULL, s_fetch_main, s);
     if (err) {
@@ -663,7 +674,7 @@ static int s_submit(const s_submit_opts_t *o, const s_settings_t *set, FILE *in)
     int rc = 3;
     if (!s.ends || !s.tasks || !s.ptrs || !s.w || !s.lr || s_identity(&s) < 0)
         fprintf(stderr, "zpipe submit: out of memory\n");
-    else if (o->results &&
+    else if (o->results && (!o->take || strcmp(o->results, "-") == 0) &&
              !(s.out = strcmp(o->results, "-") == 0 ? stdout
                                                     : fopen(o->results, "w")))
         fprintf(stderr, "zpipe submit: cannot write %s: %s\n", o->results,

@@ -12,11 +12,12 @@ intake, two echo workers), 20,000 lines a job:
   still tells its status; so does a sink SIGKILLed and restarted, which
   finds the file gone: never "done, no records" (what a restarted sink
   answered before for a spool file deleted under it);
-- where it cannot move the file (records over the socket, --direct no;
-  to a pipe; to another file system; a job still running when the
-  consumer starts) it copies, syncs, and only then tells the sink, which
-  deletes its file; a take of a job not done is refused and deletes
-  nothing;
+- so does `zpipe submit --results FILE --take`;
+- a job still running when the consumer starts is waited for, then its
+  file moved (nothing written before); where it cannot move the file
+  (records over the socket, --direct no; to a pipe; to another file
+  system) it copies, syncs, and only then tells the sink, which deletes
+  its file; a take of a job not done is refused and deletes nothing;
 - a forgotten job (--retain-jobs 1) is taken the same way, before and
   after a restart."""
 import collections
@@ -151,6 +152,20 @@ def test_take_moves_a_done_jobs_spool_file():
     check("spool files are gone" in svc.sink_logs(),
           "the restarted sink did not say the spool file is gone")
     _check_file(out, job, "moved, after the restart")
+    # One command: submit, then the records taken.
+    job = "job-submit-take"
+    out = os.path.join(svc.c.dir, "submitted.jsonl")
+    r = svc.zpipe(*(svc.submit_args()[1:] + [
+        "--job", job, "--sink", svc.c.control, "--results", out, "--take"]))
+    check(r.returncode == 0, "submit --results --take: %r" % r.stderr)
+    check(not os.path.exists(svc.spool_file(job)),
+          "submit --take: the spool file is still there")
+    _check_file(out, job, "submit --results --take")
+    _check_refused(svc, job, "after submit --take")
+    r = svc.zpipe("submit", "--ventilator", svc.intake, "--plugin", "echo",
+                  "--take")
+    check(r.returncode == 2 and b"--take needs --results" in r.stderr,
+          "--take without --results: %r" % r.stderr)
 
 
 def test_take_copies_where_it_cannot_move():
@@ -232,6 +247,9 @@ def test_take_copies_where_it_cannot_move():
         ctx.term()
         time.sleep(0.3)
         check(p.poll() is None, "results --take ended before the job did")
+        # Its file will be moved once the job is done: nothing copied now.
+        check(not os.path.exists(out),
+              "results --take -o of a running job wrote before it was done")
     finally:
         for w in svc.workers:
             w.send_signal(signal.SIGCONT)
@@ -241,7 +259,7 @@ def test_take_copies_where_it_cannot_move():
     check(p.returncode == 0, "results --take of a running job: %r" % err)
     check(not os.path.exists(svc.spool_file(job)),
           "a running job taken: the sink kept its spool file")
-    _check_file(out, job, "taken while running")
+    _check_file(out, job, "taken while running (moved once done)")
 
 
 def test_take_of_a_forgotten_job():
