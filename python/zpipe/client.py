@@ -418,6 +418,40 @@ class Job:
         finally:
             f.shutdown()
 
+    def take(self, timeout=10.0):
+        """Tells the sink that the caller holds every record of the done
+        job (read with results() to the end and kept where it keeps them):
+        the sink deletes its copy, the job's spool file, and refuses the
+        records from then on (RefusedError, "taken"); the job's status
+        stays. Raises RefusedError when the job is not done or unknown."""
+        c = self.client
+        link = _Link(c.ctx, c.sink, c.curve_secret, c.sink_key)
+        end = time.monotonic() + timeout
+        m = pb.Message()
+        m.results_request.job_id, m.results_request.take = self.id, True
+        data = m.SerializeToString()
+        try:
+            while True:
+                link.sock.send(data)
+                asked = time.monotonic()
+                while time.monotonic() - asked < 2.0:
+                    if time.monotonic() > end:
+                        raise TimeoutError("job %s: no answer within %s s"
+                                           % (self.id, timeout))
+                    if not link.sock.poll(100):
+                        continue
+                    msg = pb.Message.FromString(link.sock.recv())
+                    if msg.WhichOneof("kind") != "results_chunk" or \
+                            msg.results_chunk.job_id != self.id:
+                        continue
+                    if msg.results_chunk.error:
+                        raise RefusedError("sink: %s" %
+                                           msg.results_chunk.error)
+                    if msg.results_chunk.taken:
+                        return
+        finally:
+            link.close()
+
     def _status(self, wait, timeout):
         c = self.client
         link = _Link(c.ctx, c.sink, c.curve_secret, c.sink_key)

@@ -286,7 +286,38 @@ def test_take_of_a_forgotten_job():
     check(got == (0, 0, 0, 0), "the retained job's records: %r" % (got,))
 
 
+def test_python_client_takes():
+    import zpipe
+    svc = Service()
+    c = zpipe.Client(svc.intake, svc.c.control)
+    job = c.submit("echo", ["line-%d" % i for i in range(N)])
+    job.wait(timeout=60)
+    recs = list(job.results(timeout=60))
+    got = collections.Counter(r.task for r in recs)
+    wrong = sum(1 for r in recs if r.output != b"line-%d" % r.task)
+    check(len(got) == N and max(got.values()) == 1 and wrong == 0,
+          "python results before the take: %d distinct, %d wrong" %
+          (len(got), wrong))
+    job.take()
+    check(not os.path.exists(svc.spool_file(job.id)),
+          "Job.take: the spool file is still there")
+    try:
+        list(job.results(timeout=10))
+        check(False, "results() after take() gave records")
+    except zpipe.RefusedError as e:
+        check("taken" in str(e), "results() after take(): %r" % e)
+    job.take()  # again: answered as the first
+    check(job.status()["done"] == N, "status after take: %r" % job.status())
+    try:
+        c.job("job-never-submitted").take(timeout=5)
+        check(False, "take() of an unknown job")
+    except zpipe.RefusedError as e:
+        check("unknown job" in str(e), "take() of an unknown job: %r" % e)
+    print("    python: %d records read, then taken; refused after" % len(recs))
+
+
 if __name__ == "__main__":
     zptest.main([test_take_moves_a_done_jobs_spool_file,
                  test_take_copies_where_it_cannot_move,
-                 test_take_of_a_forgotten_job])
+                 test_take_of_a_forgotten_job,
+                 test_python_client_takes])
