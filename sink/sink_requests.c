@@ -267,6 +267,8 @@ static void s_on_results_request(zp_sink_t *s, const char *rid, size_t rid_len,
             s_fetch_error(s, rid, rid_len, id, rq->cursor, "unknown job");
         return;
     }
+    if (j->ledger.state == ZP_JOB_DONE)
+        zp_store_spool_recheck(s->store, &j->spool, j->id);
     zp_fetch_source_t src = zp_sink_job_source(j, s->store);
     const char *why = NULL;
     switch (zp_fetch_request(&j->fetch, &src, rq, rid, rid_len, &why)) {

@@ -391,9 +391,13 @@ int zp_spools_restore(zp_spools_t *self, zp_spool_t *spool, const char *job,
         close(fd);
         return -1;
     }
-    if (lines < records)
-        zp_warn("spool %s has %llu of the job's %llu journaled records", path,
-                (unsigned long long)lines, (unsigned long long)records);
+    if (lines < records) {
+        /* Served, the job would look complete with records missing. */
+        spool->gone = true;
+        zp_warn("spool %s has %llu of the job's %llu journaled records: "
+                "they are refused, not served short",
+                path, (unsigned long long)lines, (unsigned long long)records);
+    }
     if (ftruncate(fd, (off_t)off) != 0)
         zp_error("spool %s: %s", path, strerror(errno));
     close(fd);
@@ -419,6 +423,26 @@ int zp_spools_remove(zp_spools_t *self, zp_spool_t *spool, const char *job)
     if (spool)
         spool->gone = true;
     return 0;
+}
+
+bool zp_spools_recheck(zp_spools_t *self, zp_spool_t *spool, const char *job)
+{
+    char path[4200];
+    if (spool->gone || !spool->created || !s_path(self, job, path, sizeof path))
+        return spool->gone;
+    struct stat at, open_one;
+    if (stat(path, &at) != 0) {
+        if (errno != ENOENT)
+            return false; /* cannot tell: left as it is */
+    } else if (!spool->file ||
+               (fstat(zp_dfile_fd(spool->file), &open_one) == 0 &&
+                at.st_dev == open_one.st_dev && at.st_ino == open_one.st_ino)) {
+        return false; /* still there */
+    }
+    if (s_close(self, spool) < 0)
+        return false;
+    spool->gone = true;
+    return true;
 }
 
 size_t zp_spools_gone(const zp_spools_t *self)

@@ -111,6 +111,13 @@ int zp_spools_close(zp_spools_t *self, zp_spool_t *spool);
  * file stays, and so does the spool). */
 int zp_spools_remove(zp_spools_t *self, zp_spool_t *spool, const char *job);
 
+/* A done job's spool, before its records are read: a file no longer at
+ * its path (moved away by a consumer that did not say it took the
+ * records, deleted, or replaced) is closed and the spool gone, rather
+ * than served from a descriptor that now reads someone else's file.
+ * Returns whether the spool is gone. */
+bool zp_spools_recheck(zp_spools_t *self, zp_spool_t *spool, const char *job);
+
 /* What the journal's last P line says of a spool (zp_journal.h). */
 typedef struct {
     uint64_t len;
@@ -121,7 +128,8 @@ typedef struct {
  * spool file (the journal's, in its order), cuts what follows and closes
  * the file. A missing file is an empty spool; when records are owed it is
  * gone (taken or deleted: counted, zp_spools_gone) and a file that cannot
- * be opened for another reason is gone with a warning. With check (NULL: none,
+ * be opened for another reason, or holds fewer records than are owed, is
+ * gone with a warning (refused, not served short). With check (NULL: none,
  * a journal before spool checksums), the file's first check->len bytes must
  * have its CRC and hold whole records of the `records`: else the spool was
  * damaged (or cut, or replaced) and is not served: -1 after logging the file

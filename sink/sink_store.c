@@ -696,6 +696,12 @@ int zp_store_spool_remove(zp_store_t *self, zp_spool_t *spool, const char *job)
     return zp_spools_remove(self->spools, spool, job);
 }
 
+bool zp_store_spool_recheck(zp_store_t *self, zp_spool_t *spool,
+                            const char *job)
+{
+    return self->spools && zp_spools_recheck(self->spools, spool, job);
+}
+
 size_t zp_store_spools_gone(const zp_store_t *self)
 {
     return self->spools ? zp_spools_gone(self->spools) : 0;

@@ -196,6 +196,10 @@ void zp_store_spool_close(zp_store_t *self, zp_spool_t *spool);
  * (spool NULL: a forgotten job's), see zp_spools_remove. 0, or -1
  * (errno; ENOENT without --spool). */
 int zp_store_spool_remove(zp_store_t *self, zp_spool_t *spool, const char *job);
+/* A done job's spool still at its path? See zp_spools_recheck (false
+ * without --spool). */
+bool zp_store_spool_recheck(zp_store_t *self, zp_spool_t *spool,
+                            const char *job);
 /* Spools a restore found gone (zp_spools_gone; 0 without --spool). */
 size_t zp_store_spools_gone(const zp_store_t *self);
 /* Spool files open now (0 without --spool). */

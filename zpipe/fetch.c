@@ -139,15 +139,21 @@ static FILE *s_out(const zp_fetch_opts_t *o, FILE **out)
     return *out;
 }
 
+/* The folder path is in ("." for a bare name), in dir. */
+static void s_dir_of(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, cap, ".");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - path + 1), path);
+}
+
 /* Makes a directory entry made or changed in path's folder durable. */
 static void s_sync_dir_of(const char *path)
 {
-    const char *slash = strrchr(path, '/');
     char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
+    s_dir_of(path, dir, sizeof dir);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         (void)fsync(fd);
@@ -189,12 +195,8 @@ static int s_take_file(const zp_fetch_opts_t *o,
  * names: a done job's file may then be moved there. */
 static bool s_same_fs(const char *path, const Zpipe__V1__ResultsChunk *ch)
 {
-    const char *slash = strrchr(path, '/');
     char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
+    s_dir_of(path, dir, sizeof dir);
     struct stat st;
     return stat(dir, &st) == 0 && (uint64_t)st.st_dev == ch->spool_dev;
 }
@@ -275,7 +277,7 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
     bool waited = false; /* for the job to be done, to move its file */
     FILE *out = o->path ? NULL : o->out;
     s_spool_t sp = {.fd = -1};
-    if (!c || (o->path && !rename_first && !s_out(o, &out)))
+    if (!c)
         goto done;
     while (s_go_on(o, t0)) {
         if (!sent)
@@ -303,6 +305,11 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
                 continue;
             }
             fprintf(stderr, "%s: job %s: %s\n", o->prog, o->job, ch->error);
+            if (o->take && strstr(ch->error, "no longer held"))
+                fprintf(stderr,
+                        "%s: (an interrupted zpipe results --take -o FILE "
+                        "leaves them in FILE)\n",
+                        o->prog);
             goto done;
         }
         known = true;
@@ -324,6 +331,24 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
             if (k == 0) {
                 cursor = ch->next_cursor;
                 goto take;
+            }
+        }
+        if (o->path && !out && ref) {
+            /* Never the sink's own file, cut by opening it: one moved here
+             * by a take that was not told (interrupted) is taken now. */
+            struct stat st;
+            bool same = stat(o->path, &st) == 0 &&
+                        (uint64_t)st.st_dev == ch->spool_dev &&
+                        (uint64_t)st.st_ino == ch->spool_ino;
+            if (same && o->take && ch->done && ch->cursor == 0 &&
+                (uint64_t)st.st_size == ch->next_cursor) {
+                cursor = ch->next_cursor;
+                goto take;
+            }
+            if (same) {
+                fprintf(stderr, "%s: %s is the sink's spool file of job %s\n",
+                        o->prog, o->path, o->job);
+                goto done;
             }
         }
         if (o->path && !s_out(o, &out))
@@ -374,13 +399,15 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
         cursor = ch->next_cursor;
         if (ch->done) {
             /* Taken: the copy must be on disk before the sink drops its
-             * own (a pipe or a terminal cannot be synced: EINVAL). */
-            if (fflush(out) != 0 || (o->take && fsync(fileno(out)) != 0 &&
-                                     errno != EINVAL && errno != EROFS)) {
+             * own (callers take only into a regular file:
+             * zp_fetch_take_refused). */
+            if (fflush(out) != 0 || (o->take && fsync(fileno(out)) != 0)) {
                 fprintf(stderr, "%s: writing the records: %s\n", o->prog,
                         strerror(errno));
                 goto done;
             }
+            if (o->take && o->path)
+                s_sync_dir_of(o->path);
             if (!o->take) {
                 rc = 0;
                 goto done;
@@ -401,7 +428,8 @@ int zp_fetch_records(const zp_fetch_opts_t *o)
             (unsigned long long)cursor, o->job);
     goto done;
 take:
-    rc = s_take(c, o, cursor, t0);
+    /* A time of its own: the records are written, whatever the wait. */
+    rc = s_take(c, o, cursor, zp_mono_us());
     if (rc == -1 && !s_cancelled(o)) {
         rc = zp_stopping() ? 128 + zp_stop_signal() : 3;
         fprintf(stderr,
@@ -420,4 +448,24 @@ done:
         close(sp.fd);
     zp_client_destroy(&c);
     return rc;
+}
+
+const char *zp_fetch_take_refused(const char *path, FILE *out)
+{
+    struct stat st;
+    if (path) {
+        char dir[4096];
+        s_dir_of(path, dir, sizeof dir);
+        if (access(dir, W_OK) != 0)
+            return "cannot write in FILE's folder";
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return "--take writes a regular file (the sink deletes its copy "
+                   "once the records are on disk)";
+        return NULL;
+    }
+    if (fstat(fileno(out), &st) != 0 || !S_ISREG(st.st_mode))
+        return "--take writes a regular file (-o FILE, or stdout redirected "
+               "to one): the sink deletes its copy once the records are on "
+               "disk, which a pipe or a terminal cannot say";
+    return NULL;
 }

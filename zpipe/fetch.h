@@ -48,4 +48,8 @@ typedef struct {
  * and this write. */
 int zp_fetch_records(const zp_fetch_opts_t *o);
 
+/* Why records cannot be taken into path (NULL: into out), or NULL: a take
+ * writes a regular file it can sync, in a folder it can write. */
+const char *zp_fetch_take_refused(const char *path, FILE *out);
+
 #endif

@@ -139,6 +139,14 @@ static int s_submit_args(s_submit_opts_t *o, int argc, char **argv)
             bad = "--config takes KEY=VALUE";
     if (bad)
         return zp_opts_fail(opts, "zpipe submit", s_submit_synopsis, bad);
+    bool to_stdout = o->results && strcmp(o->results, "-") == 0;
+    bad = o->take ? zp_fetch_take_refused(to_stdout ? NULL : o->results, stdout)
+                  : NULL;
+    if (bad) {
+        fprintf(stderr, "zpipe submit: %s%s%s\n", bad, to_stdout ? "" : ": ",
+                to_stdout ? "" : o->results);
+        return 2;
+    }
     return -1;
 }
 

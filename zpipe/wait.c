@@ -194,6 +194,12 @@ int zp_cmd_results(int argc, char **argv)
                            s_results_synopsis, &o);
     if (rc >= 0)
         return rc;
+    const char *no = o.take ? zp_fetch_take_refused(o.output, stdout) : NULL;
+    if (no) {
+        fprintf(stderr, "zpipe results: %s%s%s\n", no, o.output ? ": " : "",
+                o.output ? o.output : "");
+        return 2;
+    }
     zp_signals_install(0);
     zp_fetch_opts_t f = {.sink = o.sink,
                          .secret = o.secret,

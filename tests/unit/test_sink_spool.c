@@ -518,8 +518,60 @@ static void test_a_taken_spool_is_removed(void)
     s_cleanup();
 }
 
+/* A done job's file checked before a read: still at its path, open or
+ * not, it stays; moved away while open (an interrupted take), deleted
+ * while closed, or replaced, the spool is closed and gone. Restored short
+ * of the records owed: gone too (refused, not served short). */
+static void test_a_file_no_longer_at_its_path_is_gone(void)
+{
+    s_mkdir();
+    zp_log_set_level("error");
+    zp_spools_t *set = zp_spools_new(s_dir, 4, true);
+    zp_spool_t kept = {0}, moved = {0}, deleted = {0}, replaced = {0};
+    char path[200], to[200], buf[256];
+    s_add(set, &kept, "k", 0);
+    s_add(set, &moved, "m", 0);
+    s_add(set, &deleted, "d", 0);
+    s_add(set, &replaced, "r", 0);
+    TEST_EQ_INT(zp_spools_sync(set), 0);
+    zp_spools_publish(set, NULL, NULL);
+    TEST_CHECK(!zp_spools_recheck(set, &kept, "k"));
+    TEST_EQ_INT(zp_spools_close(set, &kept), 0);
+    TEST_CHECK(!zp_spools_recheck(set, &kept, "k") && !kept.gone);
+    snprintf(path, sizeof path, "%s/m.jsonl", s_dir);
+    snprintf(to, sizeof to, "%s/mine.jsonl", s_dir);
+    TEST_EQ_INT(rename(path, to), 0);
+    TEST_CHECK(zp_spools_recheck(set, &moved, "m"));
+    TEST_CHECK(moved.gone && moved.file == NULL);
+    TEST_EQ_INT(s_file("mine", buf, sizeof buf), (long)moved.len);
+    TEST_EQ_INT(zp_spools_close(set, &deleted), 0);
+    snprintf(path, sizeof path, "%s/d.jsonl", s_dir);
+    TEST_EQ_INT(unlink(path), 0);
+    TEST_CHECK(zp_spools_recheck(set, &deleted, "d") && deleted.gone);
+    snprintf(path, sizeof path, "%s/r.jsonl", s_dir);
+    TEST_EQ_INT(unlink(path), 0);
+    FILE *f = fopen(path, "wb");
+    fputs("{\"other\":1}\n", f);
+    fclose(f);
+    TEST_CHECK(zp_spools_recheck(set, &replaced, "r") && replaced.gone);
+    TEST_EQ_INT(zp_spools_open(set), 0);
+    /* Restored with fewer records than owed. */
+    zp_spool_t short_one = {0};
+    snprintf(path, sizeof path, "%s/s.jsonl", s_dir);
+    f = fopen(path, "wb");
+    fputs("{\"t\":0}\n", f);
+    fclose(f);
+    zp_spools_restore(set, &short_one, "s", 2, NULL);
+    TEST_CHECK(short_one.gone);
+    zp_spools_destroy(&set);
+    zp_log_set_level("info");
+    s_cleanup();
+}
+
 static const test_case_t tests[] = {
     {"test_a_taken_spool_is_removed", test_a_taken_spool_is_removed},
+    {"test_a_file_no_longer_at_its_path_is_gone",
+     test_a_file_no_longer_at_its_path_is_gone},
     {"test_a_reused_id_gets_a_new_file", test_a_reused_id_gets_a_new_file},
     {"test_at_most_max_open_files", test_at_most_max_open_files},
     {"test_closed_file_is_durable_and_reopened_at_its_end",
