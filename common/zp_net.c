@@ -1,6 +1,7 @@
 /* zp_net: the few socket patterns every zpipe daemon repeats. */
 #include "zp_net.h"
 #include "zp_log.h"
+#include "zp_util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@ void zp_fast_reconnect(void *sock)
 
 int zp_poll_asked(zmq_pollitem_t *items, int n, long timeout)
 {
-    zmq_pollitem_t polled[16];
+    zmq_pollitem_t polled[17];
     int slot[16], k = 0;
     for (int i = 0; i < n; i++) {
         items[i].revents = 0;
@@ -27,9 +28,15 @@ int zp_poll_asked(zmq_pollitem_t *items, int n, long timeout)
         slot[k] = i;
         polled[k++] = items[i];
     }
-    int rc = zmq_poll(polled, k, timeout);
+    /* A stop signal wakes the poll even when it came just before it. */
+    int stop = zp_stop_fd();
+    if (stop >= 0)
+        polled[k] = (zmq_pollitem_t){NULL, stop, ZMQ_POLLIN, 0};
+    int rc = zmq_poll(polled, k + (stop >= 0), timeout);
     for (int j = 0; rc > 0 && j < k; j++)
         items[slot[j]].revents = polled[j].revents;
+    if (rc > 0 && stop >= 0 && polled[k].revents)
+        zp_stop_fd_drain();
     return rc;
 }
 

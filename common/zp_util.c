@@ -248,14 +248,23 @@ char *zp_random_id(const char *prefix, size_t n)
 
 static volatile sig_atomic_t s_stop_sig = 0;
 static long s_parent_pid = 0;
+static int s_stop_pipe[2] = {-1, -1}; /* the self-pipe: read, write */
 
 static void s_on_signal(int sig)
 {
     s_stop_sig = sig;
+    if (s_stop_pipe[1] >= 0) {
+        int saved = errno;
+        ssize_t w = write(s_stop_pipe[1], "", 1); /* full: already awake */
+        (void)w;
+        errno = saved;
+    }
 }
 
 void zp_signals_install(long parent_pid)
 {
+    if (s_stop_pipe[0] < 0 && pipe2(s_stop_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+        s_stop_pipe[0] = s_stop_pipe[1] = -1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = s_on_signal;
@@ -295,6 +304,18 @@ bool zp_stopping(void)
 int zp_stop_signal(void)
 {
     return s_stop_sig;
+}
+
+int zp_stop_fd(void)
+{
+    return s_stop_pipe[0];
+}
+
+void zp_stop_fd_drain(void)
+{
+    char buf[64];
+    while (s_stop_pipe[0] >= 0 && read(s_stop_pipe[0], buf, sizeof buf) > 0)
+        ;
 }
 
 int zp_write_all(int fd, const void *data, size_t len)

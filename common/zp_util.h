@@ -82,6 +82,15 @@ void zp_signals_install(long parent_pid);
 bool zp_stopping(void);
 /* The signal that asked us to stop, or 0. */
 int zp_stop_signal(void);
+/* A descriptor that becomes readable when SIGTERM or SIGINT arrives (-1
+ * before zp_signals_install, or when it could not be made): a poll that
+ * includes it does not sleep through a signal that came after the loop
+ * last asked zp_stopping and before it polled (a daemon told to stop
+ * then slept up to its poll timeout, 50 or 100 ms, in 1 run of 20).
+ * zp_stop_fd_drain empties it, so a loop that goes on after the signal
+ * (finishing a task) sleeps again. */
+int zp_stop_fd(void);
+void zp_stop_fd_drain(void);
 
 /* For a daemon whose big buffers (batches, result frames, input blocks,
  * libzmq's messages) come and go by the megabyte: glibc's allocator set
