@@ -201,64 +201,82 @@ static bool s_same_fs(const char *path, const Zpipe__V1__ResultsChunk *ch)
     return stat(dir, &st) == 0 && (uint64_t)st.st_dev == ch->spool_dev;
 }
 
-/* Waits until the sink says the job is done (StatusRequest.wait, asked
- * again every 2 s). 0, or -1 (stopped, cancelled, timed out). */
-static int s_wait_done(zp_client_t *c, const zp_fetch_opts_t *o, uint64_t t0)
+/* Sends m and waits for the answer of kind that answers(r, arg) says is
+ * the one, sending m again every 2 s (a restarted sink forgot it): that
+ * answer (borrowed until the next call on c), or NULL once stopped,
+ * cancelled or timed out (from t0). */
+static const zp_message_t *
+s_call(zp_client_t *c, const zp_fetch_opts_t *o, uint64_t t0,
+       const zp_message_t *m, int kind,
+       bool (*answers)(const zp_message_t *r, const void *arg), const void *arg)
 {
     while (s_go_on(o, t0)) {
-        Zpipe__V1__StatusRequest rq = ZPIPE__V1__STATUS_REQUEST__INIT;
-        rq.job_id = (char *)o->job;
-        rq.wait = true;
-        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
-        m.status_request = &rq;
-        zp_client_send(c, &m, ZMQ_DONTWAIT);
+        zp_client_send(c, m, ZMQ_DONTWAIT);
         uint64_t asked = zp_mono_us();
         while (s_go_on(o, t0) && zp_mono_us() - asked < S_RESEND_US) {
-            zp_message_t *r = zp_client_recv(
-                c, ZPIPE__V1__MESSAGE__KIND_JOB_STATUS, o->job, 200);
-            if (r && r->job_status->state == ZPIPE__V1__JOB_STATE__JOB_DONE)
-                return 0;
+            zp_message_t *r = zp_client_recv(c, kind, o->job, 200);
+            if (r && answers(r, arg))
+                return r;
         }
     }
-    return -1;
+    return NULL;
+}
+
+static bool s_is_done(const zp_message_t *r, const void *arg)
+{
+    (void)arg;
+    return r->job_status->state == ZPIPE__V1__JOB_STATE__JOB_DONE;
+}
+
+/* Waits until the sink says the job is done (StatusRequest.wait). 0, or
+ * -1 (stopped, cancelled, timed out). */
+static int s_wait_done(zp_client_t *c, const zp_fetch_opts_t *o, uint64_t t0)
+{
+    Zpipe__V1__StatusRequest rq = ZPIPE__V1__STATUS_REQUEST__INIT;
+    rq.job_id = (char *)o->job;
+    rq.wait = true;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_STATUS_REQUEST;
+    m.status_request = &rq;
+    return s_call(c, o, t0, &m, ZPIPE__V1__MESSAGE__KIND_JOB_STATUS, s_is_done,
+                  NULL)
+               ? 0
+               : -1;
+}
+
+/* The answer to a take at *arg (the cursor): taken, or refused. */
+static bool s_answers_take(const zp_message_t *r, const void *arg)
+{
+    const Zpipe__V1__ResultsChunk *ch = r->results_chunk;
+    return ch->cursor == *(const uint64_t *)arg &&
+           (ch->taken || (ch->error && *ch->error));
 }
 
 /* Tells the sink the records were taken (ResultsRequest.take) once the
- * job's records are durable where they went; asked again every 2 s until
- * answered. 0, 3 (refused: said on stderr), or -1 (stopped). */
+ * job's records are durable where they went. 0, 3 (refused: said on
+ * stderr), or -1 (stopped, cancelled, timed out from t0). */
 static int s_take(zp_client_t *c, const zp_fetch_opts_t *o, uint64_t cursor,
                   uint64_t t0)
 {
-    while (s_go_on(o, t0)) {
-        Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
-        rq.job_id = (char *)o->job;
-        rq.cursor = cursor;
-        rq.take = true;
-        zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
-        m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST;
-        m.results_request = &rq;
-        zp_client_send(c, &m, ZMQ_DONTWAIT);
-        uint64_t asked = zp_mono_us();
-        while (!zp_stopping() && !s_cancelled(o) &&
-               zp_mono_us() - asked < S_RESEND_US) {
-            zp_message_t *r = zp_client_recv(
-                c, ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK, o->job, 200);
-            if (!r || r->results_chunk->cursor != cursor)
-                continue;
-            const Zpipe__V1__ResultsChunk *ch = r->results_chunk;
-            if (ch->error && *ch->error) {
-                fprintf(stderr,
-                        "%s: job %s: every record is written, but the sink "
-                        "did not drop its copy: %s\n",
-                        o->prog, o->job, ch->error);
-                return 3;
-            }
-            if (ch->taken)
-                return 0;
-        }
-    }
-    return -1;
+    Zpipe__V1__ResultsRequest rq = ZPIPE__V1__RESULTS_REQUEST__INIT;
+    rq.job_id = (char *)o->job;
+    rq.cursor = cursor;
+    rq.take = true;
+    zp_message_t m = ZPIPE__V1__MESSAGE__INIT;
+    m.kind_case = ZPIPE__V1__MESSAGE__KIND_RESULTS_REQUEST;
+    m.results_request = &rq;
+    const zp_message_t *r =
+        s_call(c, o, t0, &m, ZPIPE__V1__MESSAGE__KIND_RESULTS_CHUNK,
+               s_answers_take, &cursor);
+    if (!r)
+        return -1;
+    if (r->results_chunk->taken)
+        return 0;
+    fprintf(stderr,
+            "%s: job %s: every record is written, but the sink did not drop "
+            "its copy: %s\n",
+            o->prog, o->job, r->results_chunk->error);
+    return 3;
 }
 
 int zp_fetch_records(const zp_fetch_opts_t *o)

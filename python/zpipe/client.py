@@ -389,6 +389,9 @@ def _drive(parts, timeout_s):
     poller.poll(int(timeout_s * 1000))
 
 
+_AGAIN = object()  # Job._call: ask again now
+
+
 class Job:
     """A job submitted by Client.submit (or named by Client.job)."""
 
@@ -424,40 +427,35 @@ class Job:
         the sink deletes its copy, the job's spool file, and refuses the
         records from then on (RefusedError, "taken"); the job's status
         stays. Raises RefusedError when the job is not done or unknown."""
-        c = self.client
-        link = _Link(c.ctx, c.sink, c.curve_secret, c.sink_key)
-        end = time.monotonic() + timeout
         m = pb.Message()
         m.results_request.job_id, m.results_request.take = self.id, True
-        data = m.SerializeToString()
-        try:
-            while True:
-                link.sock.send(data)
-                asked = time.monotonic()
-                while time.monotonic() - asked < 2.0:
-                    if time.monotonic() > end:
-                        raise TimeoutError("job %s: no answer within %s s"
-                                           % (self.id, timeout))
-                    if not link.sock.poll(100):
-                        continue
-                    msg = pb.Message.FromString(link.sock.recv())
-                    if msg.WhichOneof("kind") != "results_chunk" or \
-                            msg.results_chunk.job_id != self.id:
-                        continue
-                    if msg.results_chunk.error:
-                        raise RefusedError("sink: %s" %
-                                           msg.results_chunk.error)
-                    if msg.results_chunk.taken:
-                        return
-        finally:
-            link.close()
+
+        def answer(ch):
+            if ch.error:
+                raise RefusedError("sink: %s" % ch.error)
+            return True if ch.taken else None
+        self._call(m, "results_chunk", answer, timeout)
 
     def _status(self, wait, timeout):
+        m = pb.Message()
+        m.status_request.job_id, m.status_request.wait = self.id, wait
+
+        def answer(sub):
+            st = _status_dict(sub)
+            if not wait or st["state"] == "done":
+                return st
+            return _AGAIN if st["state"] == "unknown" else None  # not open
+        return self._call(m, "job_status", answer, timeout)
+
+    def _call(self, m, kind, answer, timeout):
+        """Sends m to the sink and waits for its answer of `kind` about
+        this job, sending m again every 2 s (a restarted sink forgot it):
+        answer(sub) gives what to return, None to wait on, or _AGAIN to
+        ask again now (it may raise). TimeoutError after timeout s (None:
+        never)."""
         c = self.client
         link = _Link(c.ctx, c.sink, c.curve_secret, c.sink_key)
         end = None if timeout is None else time.monotonic() + timeout
-        m = pb.Message()
-        m.status_request.job_id, m.status_request.wait = self.id, wait
         data = m.SerializeToString()
         try:
             while True:
@@ -470,14 +468,14 @@ class Job:
                     if not link.sock.poll(100):
                         continue
                     msg = pb.Message.FromString(link.sock.recv())
-                    if msg.WhichOneof("kind") != "job_status" or \
-                            msg.job_status.job_id != self.id:
+                    if msg.WhichOneof("kind") != kind or \
+                            getattr(msg, kind).job_id != self.id:
                         continue
-                    st = _status_dict(msg.job_status)
-                    if not wait or st["state"] == "done":
-                        return st
-                    if st["state"] == "unknown":
-                        break  # not opened yet: ask again
+                    got = answer(getattr(msg, kind))
+                    if got is _AGAIN:
+                        break
+                    if got is not None:
+                        return got
         finally:
             link.close()
 
