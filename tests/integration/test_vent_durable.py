@@ -172,6 +172,15 @@ def _count(control, job, payloads, expect=_sha):
             "wrong": wrong}
 
 
+def _keep(payloads, k, first, accepted, chunk):
+    """Batch k, acknowledged with ids from first: every item taken, under
+    ids never given before; kept in payloads by id."""
+    check(accepted == len(chunk), "batch %d accepted %d" % (k, accepted))
+    for i, data in enumerate(chunk):
+        check(first + i not in payloads, "id %d given twice" % (first + i))
+        payloads[first + i] = data
+
+
 def test_acknowledged_tasks_survive_ventilator_kills():
     s = Service()
     n, batch = 20000, 500
@@ -192,10 +201,7 @@ def test_acknowledged_tasks_survive_ventilator_kills():
             s.kill_ventilator()
             s.start_ventilator()
         first, accepted = p.send(chunk)
-        check(accepted == batch, "batch %d accepted %d" % (k, accepted))
-        for i, data in enumerate(chunk):
-            check(first + i not in payloads, "id %d given twice" % (first + i))
-            payloads[first + i] = data
+        _keep(payloads, k, first, accepted, chunk)
         if k in kills:
             s.kill_ventilator()
             s.start_ventilator()
@@ -244,11 +250,7 @@ def test_acknowledged_lines_survive_ventilator_kills():
                 s.kill_ventilator()
                 s.start_ventilator()
             first, accepted = p.send(chunk, lines)
-            check(accepted == batch, "batch %d accepted %d" % (k, accepted))
-            for i, data in enumerate(chunk):
-                check(first + i not in payloads,
-                      "id %d given twice" % (first + i))
-                payloads[first + i] = data
+            _keep(payloads, k, first, accepted, chunk)
             if k in kills:
                 s.kill_ventilator()
                 s.start_ventilator()
