@@ -26,7 +26,10 @@ intake, two workers), 20,000 lines a job:
   is refused and deletes nothing;
 - a forgotten job (--retain-jobs 1) is taken the same way, and stays
   taken through a journal compaction and a restart;
-- zpipe.Client's Job.take() does the same."""
+- zpipe.Client's Job.take() does the same;
+- a take into a full disk (a 1 MiB tmpfs, by reference and over the
+  socket) fails with ENOSPC and exit 3 and the sink keeps every record,
+  served and then taken whole elsewhere."""
 import collections
 import json
 import os
@@ -375,9 +378,43 @@ def test_python_client_takes():
     print("    python: %d records read, then taken; refused after" % len(recs))
 
 
+def test_a_take_into_a_full_disk_drops_nothing():
+    """The records of a job (about 2.5 MB) taken into a 1 MiB file
+    system: the copy fails (ENOSPC), zpipe results says so and exits 3,
+    and the sink is never told: its spool file stays and every record is
+    still served, then taken whole into a file system with room."""
+    from test_sink_disk_full import _mount, _umount
+    svc = Service()
+    job = svc.submit()
+    svc.wait(job)
+    small = _mount("1m")
+    try:
+        out = os.path.join(small, "out.jsonl")
+        for args in (("-o", out), ("--direct", "no", "-o", out)):
+            r = svc.results(job, "--take", *args)
+            check(r.returncode == 3 and b"No space left" in r.stderr,
+                  "--take %s into a full disk: rc %d %r" %
+                  (" ".join(args[:-1]), r.returncode, r.stderr))
+            check(os.path.exists(svc.spool_file(job)),
+                  "a take that failed to write deleted the spool file")
+    finally:
+        _umount(small)
+    r = svc.results(job)
+    check(r.returncode == 0, "results after the failed takes: %r" % r.stderr)
+    got = _count(r.stdout, job)
+    print("    after two takes into a full disk, served: lost %d, duplicated "
+          "%d, unexpected %d, wrong %d" % got)
+    check(got == (0, 0, 0, 0), "served after the failed takes: %r" % (got,))
+    out = os.path.join(svc.c.dir, "roomy.jsonl")
+    r = svc.results(job, "--take", "-o", out)
+    check(r.returncode == 0, "the take with room: %r" % r.stderr)
+    _check_file(out, job, "taken with room after the full disk")
+
+
 if __name__ == "__main__":
     zptest.main([test_take_moves_a_done_jobs_spool_file,
                  test_an_interrupted_take_run_again_cuts_nothing,
                  test_take_copies_where_it_cannot_move,
                  test_take_of_a_forgotten_job,
-                 test_python_client_takes])
+                 test_python_client_takes,
+                 test_a_take_into_a_full_disk_drops_nothing])
